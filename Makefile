@@ -1,0 +1,38 @@
+# Thin wrapper over CMake. `make` builds, `make test` sets up, builds and runs every test,
+# `make demo` runs the demo. BUILD=dir picks the build directory.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all build test demo asan fuzz clean setup
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+setup:
+	bash scripts/setup.sh
+
+# Everything CI needs: the release build with -Werror, all tests, then the ASan+UBSan
+# build of the unit tests and a short run of every fuzz harness.
+test:
+	bash scripts/setup.sh
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DLD_WERROR=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	bash scripts/sanitize.sh
+
+asan:
+	bash scripts/sanitize.sh
+
+demo:
+	bash scripts/setup.sh
+	$(MAKE) build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -1,0 +1,60 @@
+/* bench/bench.h — `liandan bench`: machine limits measured in the same run as the engine's
+ * throughput, and the helpers every benchmark shares. */
+#ifndef LD_BENCH_H
+#define LD_BENCH_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "liandan/liandan.h"
+
+typedef struct ld_machine_limits {
+    int threads;
+    double fma_f32_gflops;   /* fp32 FMA peak, GFLOP/s (2 flops per FMA lane) */
+    double dot_bf16_gflops;  /* vdpbf16ps peak, GFLOP/s (0 if the CPU lacks it) */
+    double dot_i8_gops;      /* vpdpbusd peak, GOP/s (0 if the CPU lacks it) */
+    double bw_triad_gbs;     /* a[i] = b[i] + s*c[i], GB/s counting 3 streams */
+    double bw_read_gbs;      /* read-only sum, GB/s */
+} ld_machine_limits;
+
+/* Measures the limits on `threads` OpenMP threads (about 1.5 s). */
+void ld_bench_measure_limits(int threads, ld_machine_limits *out);
+/* Raw peak loops, compiled for AVX-512 (bench/limits_avx512.c). Each returns seconds for
+ * `iters` iterations on the calling thread. */
+double ld_bench_fma_loop_avx512(long iters);
+double ld_bench_bf16_loop_avx512(long iters);
+double ld_bench_i8_loop_avx512(long iters);
+void ld_bench_triad_avx512(float *a, const float *b, const float *c, float s, size_t n);
+float ld_bench_read_avx512(const float *a, size_t n);
+#define LD_BENCH_FMA_FLOPS_PER_ITER (12 * 16 * 2)   /* 12 FMAs on 16 lanes */
+#define LD_BENCH_BF16_FLOPS_PER_ITER (12 * 32 * 2)  /* 12 dpbf16ps, 32 products each */
+#define LD_BENCH_I8_OPS_PER_ITER (12 * 64 * 2)      /* 12 dpbusd, 64 products each */
+
+/* Runs fn(arg) `reps` times and returns the median seconds of one run (after one warm-up). */
+double ld_bench_median(void (*fn)(void *), void *arg, int reps);
+
+/* A result line: printed as a table row, or collected as JSON when json is set. */
+typedef struct ld_bench_report {
+    bool json;
+    int rows;
+    FILE *out;
+} ld_bench_report;
+void ld_bench_report_begin(ld_bench_report *r, const ld_machine_limits *lim);
+/* value in `unit`; ratio to the relevant limit (0..1, or negative when not applicable) */
+void ld_bench_report_row(ld_bench_report *r, const char *group, const char *name, double value,
+                         const char *unit, double ratio, const char *limit_name);
+void ld_bench_report_end(ld_bench_report *r);
+
+/* Options shared by the benchmark suites. */
+typedef struct ld_bench_opts {
+    int threads;
+    int reps;
+    bool json;
+    const char *filter; /* run only rows whose group contains it, NULL = all */
+} ld_bench_opts;
+
+
+/* A group of rows for `liandan bench kernels` (one file each: bench_matmul.c, ...). */
+typedef void (*ld_bench_suite_fn)(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+
+#endif

@@ -1,0 +1,32 @@
+/* cli/cli.h — what every `liandan` subcommand shares: the command table entry, option
+ * parsing helpers, and printing of library errors. The CLI is the only code that prints to
+ * the terminal or exits. */
+#ifndef LD_CLI_H
+#define LD_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "liandan/liandan.h"
+
+typedef struct ld_cli_command {
+    const char *name;    /* "bench", "tokenizer", ... */
+    const char *summary; /* one line for `liandan --help` */
+    /* argv[0] is the command name. Returns the process exit code. */
+    int (*run)(int argc, char **argv);
+} ld_cli_command;
+
+/* Every subcommand, defined in its cli/cmd_<name>.c file. */
+extern const ld_cli_command ld_cmd_bench;
+
+/* A context with the CLI's log sink (stderr, "liandan: warning: ...") and `threads`
+ * (0 = all cores). Exits with a message on failure (the CLI may exit; the library may not). */
+ld_ctx *ld_cli_ctx(int threads);
+/* Prints "liandan: <what>: <ctx error>" to stderr and returns 1. */
+int ld_cli_fail(ld_ctx *ctx, const char *what);
+/* Parses a positive integer option value; prints an error naming the option on failure. */
+bool ld_cli_parse_int(const char *opt, const char *val, long min, long max, long *out);
+/* true when stderr is a terminal (progress bars are drawn only then). */
+bool ld_cli_isatty(void);
+
+#endif

@@ -1,0 +1,90 @@
+/* cli/cmd_bench.c — `liandan bench SUITE`: measures the machine's limits and the engine's
+ * throughput in the same run and prints both with their ratio. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    ld_bench_suite_fn fn;
+} kernel_suite;
+
+/* The groups of `liandan bench kernels`, in the order they run. */
+static const kernel_suite kernel_suites[] = {
+    {"limits", NULL},
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: liandan bench SUITE [options]\n\n"
+            "suites:\n"
+            "  limits     only the machine limits (FMA peak, bf16/int8 dot peak, memory bandwidth)\n"
+            "  kernels    matmul at training-step shapes, attention, norms, AdamW — each as a ratio\n"
+            "             to the machine limit measured in the same run\n\n"
+            "options:\n"
+            "  --threads N   threads (default: all cores)\n"
+            "  --reps N      timed repetitions per row; the median is reported (default 7)\n"
+            "  --filter S    only groups whose name contains S\n"
+            "  --json        machine-readable output\n");
+}
+
+static int cmd_bench(int argc, char **argv) {
+    ld_bench_opts o = {.threads = 0, .reps = 7, .json = false, .filter = NULL};
+    const char *suite = NULL;
+    for (int i = 1; i < argc; i++) {
+        long v;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--threads")) {
+            if (!ld_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 4096, &v)) return 2;
+            o.threads = (int)v;
+        } else if (!strcmp(argv[i], "--reps")) {
+            if (!ld_cli_parse_int("--reps", i + 1 < argc ? argv[++i] : NULL, 1, 64, &v)) return 2;
+            o.reps = (int)v;
+        } else if (!strcmp(argv[i], "--filter")) {
+            if (i + 1 >= argc) return fprintf(stderr, "liandan: --filter needs a value\n"), 2;
+            o.filter = argv[++i];
+        } else if (!strcmp(argv[i], "--json")) {
+            o.json = true;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "liandan bench: unknown option '%s'\n", argv[i]);
+            return 2;
+        } else if (!suite) {
+            suite = argv[i];
+        } else {
+            fprintf(stderr, "liandan bench: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!suite) {
+        usage(stderr);
+        return 2;
+    }
+    ld_ctx *ctx = ld_cli_ctx(o.threads);
+    o.threads = ld_ctx_threads(ctx);
+    int rc = 0;
+    if (!strcmp(suite, "limits") || !strcmp(suite, "kernels")) {
+        ld_machine_limits lim;
+        ld_bench_measure_limits(o.threads, &lim);
+        ld_bench_report r = {.json = o.json, .out = stdout};
+        ld_bench_report_begin(&r, &lim);
+        if (!strcmp(suite, "kernels"))
+            for (size_t i = 0; i < sizeof kernel_suites / sizeof kernel_suites[0]; i++) {
+                if (!kernel_suites[i].fn) continue;
+                if (o.filter && !strstr(kernel_suites[i].name, o.filter)) continue;
+                kernel_suites[i].fn(&o, &lim, &r);
+            }
+        ld_bench_report_end(&r);
+    } else {
+        fprintf(stderr, "liandan bench: unknown suite '%s' (try --help)\n", suite);
+        rc = 2;
+    }
+    ld_ctx_free(ctx);
+    return rc;
+}
+
+const ld_cli_command ld_cmd_bench = {"bench", "measure machine limits and engine throughput", cmd_bench};

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# sanitize.sh — builds the unit tests with ASan+UBSan (clang) and runs them, then builds the
+# libFuzzer harnesses and runs each for a few seconds on its seed corpus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+FUZZ_SECONDS=${LD_FUZZ_SECONDS:-10}
+
+CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLD_SANITIZE=ON -DLD_FUZZ=ON -DLD_WERROR=ON >/dev/null
+cmake --build build-asan -j "$JOBS"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest --output-on-failure -j "$JOBS" -L unit -E "$(cat ../tests/asan_skip.txt 2>/dev/null | paste -sd'|' - || true)" ) || exit 1
+
+for h in build-asan/fuzz_*; do
+  [ -x "$h" ] || continue
+  name=$(basename "$h")
+  corpus=fuzz/corpus/${name#fuzz_}
+  mkdir -p "build-asan/corpus-$name"
+  echo "fuzz: $name for ${FUZZ_SECONDS}s"
+  "$h" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 \
+       "build-asan/corpus-$name" $( [ -d "$corpus" ] && echo "$corpus" ) 2>&1 | tail -n 2
+done
+echo "sanitize: all sanitizer tests and fuzz harnesses passed"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# setup.sh — installs every Debian package and npm package liandan needs. Idempotent: it
+# installs only what is missing and says what it installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake pkg-config clang libclang-rt-14-dev libomp-dev
+  libopenblas-dev libdnnl-dev
+  libpcre2-dev libcjson-dev libmicrohttpd-dev libsqlite3-dev libpng-dev
+  libopenmpi-dev openmpi-bin
+  nodejs npm
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+
+# npm packages used as independent oracles by the tests (pinned by tests/oracle/package-lock.json).
+if [ -f tests/oracle/package.json ]; then
+  if [ ! -d tests/oracle/node_modules ] || [ tests/oracle/package-lock.json -nt tests/oracle/node_modules ]; then
+    echo "setup: installing npm test oracles (tests/oracle)"
+    (cd tests/oracle && npm ci --no-audit --no-fund --loglevel=error)
+  else
+    echo "setup: npm test oracles present"
+  fi
+fi

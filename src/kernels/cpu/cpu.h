@@ -1,0 +1,12 @@
+/* kernels/cpu/cpu.h — the optimized CPU backend: SIMD kernels (files named *_avx512.c /
+ * *_avx2.c are compiled for that ISA) chosen at run time by CPUID, OpenMP across cores. */
+#ifndef LD_KERNELS_CPU_H
+#define LD_KERNELS_CPU_H
+
+#include "kernels/kernels.h"
+
+/* The table for this machine's best ISA (built once, on first use). Entries an ISA lacks
+ * fall back to the next ISA down, finally to the reference kernel. */
+const ld_kernels *ld_kernels_cpu(void);
+
+#endif

@@ -1,0 +1,67 @@
+/* kernels/cpu_features.c — run-time CPU feature detection (CPUID + XGETBV). */
+#include <cpuid.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+/* Some hypervisors hide AVX512_BF16 from CPUID although the instruction runs. When CPUID
+ * says AVX-512 but not BF16, execute one vdpbf16ps with SIGILL caught, once, at first use. */
+static sigjmp_buf probe_jmp;
+static void probe_sigill(int sig) {
+    (void)sig;
+    siglongjmp(probe_jmp, 1);
+}
+__attribute__((target("avx512f,avx512bf16"), noinline)) static void probe_bf16_insn(void) {
+    __asm__ volatile("vdpbf16ps %%zmm0, %%zmm0, %%zmm0" ::: "xmm0");
+}
+static bool probe_bf16(void) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = probe_sigill;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGILL, &sa, &old) != 0) return false;
+    volatile bool ok = false;
+    if (!sigsetjmp(probe_jmp, 1)) {
+        probe_bf16_insn();
+        ok = true;
+    }
+    sigaction(SIGILL, &old, NULL);
+    return ok;
+}
+
+static ld_cpu_features detect(void) {
+    ld_cpu_features f = {0};
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    bool osxsave = (c >> 27) & 1, fma = (c >> 12) & 1;
+    if (!osxsave) return f;
+    uint32_t xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    bool ymm_ok = (xlo & 0x6) == 0x6, zmm_ok = (xlo & 0xe6) == 0xe6;
+    __cpuid_count(7, 0, a, b, c, d);
+    f.avx2 = ymm_ok && ((b >> 5) & 1);
+    f.fma = ymm_ok && fma;
+    f.avx512f = zmm_ok && ((b >> 16) & 1);
+    f.avx512bw = zmm_ok && ((b >> 30) & 1);
+    f.avx512vl = zmm_ok && ((b >> 31) & 1);
+    f.avx512_vnni = zmm_ok && ((c >> 11) & 1);
+    __cpuid_count(7, 1, a, b, c, d);
+    f.avx512_bf16 = zmm_ok && ((a >> 5) & 1);
+    f.avx_vnni = ymm_ok && ((a >> 4) & 1);
+    if (f.avx512f && !f.avx512_bf16 && !getenv("LD_NO_BF16_PROBE")) f.avx512_bf16 = probe_bf16();
+    return f;
+}
+
+const ld_cpu_features *ld_cpu_features_get(void) {
+    static ld_cpu_features f;
+    static int done;
+    if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
+        f = detect();
+        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    }
+    return &f;
+}

@@ -1,0 +1,180 @@
+/* kernels/kernels.h — the compute kernels every layer above calls, as one table per backend.
+ *
+ * A backend (ref = plain scalar C, the oracle; cpu = SIMD + OpenMP with runtime ISA
+ * dispatch; cuda later) fills an ld_kernels table. Callers never name a backend's functions
+ * directly: they take the table from ld_kernels_get(), so tests can run the same code on
+ * ref and cpu and compare.
+ *
+ * Conventions for every kernel:
+ *   - pointers are to contiguous row-major data; shapes are given as explicit sizes;
+ *   - f32 unless the name says otherwise; bf16 is stored as uint16_t;
+ *   - forward kernels overwrite their outputs;
+ *   - backward kernels ACCUMULATE (+=) into every gradient they produce, so gradient
+ *     accumulation and tensors with several consumers need no extra work; a gradient
+ *     pointer may be NULL when that gradient is not wanted (frozen parameter) and then no
+ *     work is done for it;
+ *   - kernels do not allocate unless they take a scratch pointer with a stated size, and
+ *     are deterministic: same inputs + same thread count = same bits;
+ *   - kernels cannot fail: callers (nn layer) validate shapes first.
+ *   - In/out arguments may alias only where stated. */
+#ifndef LD_KERNELS_H
+#define LD_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Attention shapes. q is [B, Tq, Hq, D]; k, v are [B, Tk, Hkv, D]; out is [B, Tq, Hq, D];
+ * Hq must be a multiple of Hkv (grouped-query attention: query head h uses kv head
+ * h / (Hq/Hkv)). Query i (0-based within this call) sits at absolute position
+ * q_offset + i; keys sit at 0..Tk-1. causal: query at position p sees keys 0..p.
+ * key_len: NULL, or per-batch number of valid keys (keys at >= key_len[b] are padding
+ * and are never attended). scale is usually 1/sqrt(D).
+ * lse ([B, Hq, Tq]) receives the log-sum-exp of each query row's scaled scores (what
+ * the backward pass needs; rows with no visible key get lse = -INFINITY and out = 0). */
+typedef struct ld_attn_shape {
+    int64_t B, Tq, Tk, Hq, Hkv, D;
+    int64_t q_offset;
+    bool causal;
+    float scale;
+    const int32_t *key_len;
+} ld_attn_shape;
+
+typedef struct ld_adamw_params {
+    float lr, beta1, beta2, eps, weight_decay;
+    int64_t step;        /* 1-based step number for bias correction */
+    float grad_scale;    /* multiply gradients by this first (global-norm clipping, 1/accum) */
+} ld_adamw_params;
+
+typedef struct ld_kernels {
+    const char *name; /* "ref", "cpu-avx512", "cpu-avx2", "cpu-scalar" */
+
+    /* ---- matrix products ----
+     * C[M,N] = alpha * op(A) op(B) + beta * C, where op(A) is [M,K] (A stored [M,K] with
+     * leading dimension lda, or, if transA, stored [K,M]), op(B) is [K,N] (B stored [K,N],
+     * or, if transB, stored [N,K] — the nn.Linear weight layout). beta is 0 or 1 in
+     * practice; beta == 0 ignores C's previous contents (NaNs included). */
+    void (*gemm_f32)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                     float *C, int64_t ldc);
+    /* Same with bf16 A and B, fp32 accumulation and fp32 C. */
+    void (*gemm_bf16)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                      const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb,
+                      float beta, float *C, int64_t ldc);
+
+    /* ---- embeddings ----  out[n, :] = table[ids[n], :]  (ids already validated < V) */
+    void (*embedding_fwd)(float *out, const int32_t *ids, const float *table, int64_t N,
+                          int64_t C);
+    void (*embedding_bwd)(float *dtable, const int32_t *ids, const float *dout, int64_t N,
+                          int64_t C);
+
+    /* ---- normalisation over the last dimension C of x[N, C] ----
+     * LayerNorm: y = (x - mean) * rstd * w + b, saves mean[N], rstd[N]. b may be NULL. */
+    void (*layernorm_fwd)(float *y, float *mean, float *rstd, const float *x, const float *w,
+                          const float *b, int64_t N, int64_t C, float eps);
+    void (*layernorm_bwd)(float *dx, float *dw, float *db, const float *dy, const float *x,
+                          const float *w, const float *mean, const float *rstd, int64_t N,
+                          int64_t C);
+    /* RMSNorm: y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps). */
+    void (*rmsnorm_fwd)(float *y, float *rstd, const float *x, const float *w, int64_t N,
+                        int64_t C, float eps);
+    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                        const float *rstd, int64_t N, int64_t C);
+
+    /* ---- rotary position embedding on x[B, T, H, D] (D even), "rotate half" (Llama/HF
+     * layout: pairs (i, i + D/2)); token t of batch b is at position pos0 + t.
+     * fwd may run in place (y == x); bwd applies the inverse rotation, accumulating into dx
+     * (dx != dy). */
+    void (*rope_fwd)(float *y, const float *x, int64_t B, int64_t T, int64_t H, int64_t D,
+                     int64_t pos0, float theta);
+    void (*rope_bwd)(float *dx, const float *dy, int64_t B, int64_t T, int64_t H, int64_t D,
+                     int64_t pos0, float theta);
+
+    /* ---- attention (memory-efficient: never materialises [B, H, Tq, Tk]) ---- */
+    void (*attention_fwd)(float *out, float *lse, const float *q, const float *k,
+                          const float *v, const ld_attn_shape *s);
+    /* scratch: at least attention_bwd_scratch(s) bytes, 64-byte aligned. */
+    size_t (*attention_bwd_scratch)(const ld_attn_shape *s);
+    void (*attention_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                          const float *lse, const float *q, const float *k, const float *v,
+                          const ld_attn_shape *s, void *scratch);
+
+    /* ---- softmax over rows of x[N, C]; bwd: dx += y * (dy - sum(dy*y)) ---- */
+    void (*softmax_fwd)(float *y, const float *x, int64_t N, int64_t C);
+    void (*softmax_bwd)(float *dx, const float *dy, const float *y, int64_t N, int64_t C);
+
+    /* ---- fused softmax + cross-entropy on logits[N, V] ----
+     * loss[n] = logsumexp(logits[n]) - logits[n, target[n]], or 0 where target[n] ==
+     * ignore_index; lse[n] is saved for backward.
+     * bwd: dlogits[n, :] += dloss[n] * (softmax(logits[n]) - onehot(target[n])), zero rows
+     * where ignored. dlogits may alias logits (then it is overwritten, not accumulated:
+     * the memory-saving path used for the LM head). */
+    void (*xent_fwd)(float *loss, float *lse, const float *logits, const int32_t *target,
+                     int64_t N, int64_t V, int32_t ignore_index);
+    void (*xent_bwd)(float *dlogits, const float *dloss, const float *logits, const float *lse,
+                     const int32_t *target, int64_t N, int64_t V, int32_t ignore_index);
+
+    /* ---- pointwise ---- */
+    /* GELU, tanh approximation (GPT-2 "gelu_new"). */
+    void (*gelu_fwd)(float *y, const float *x, int64_t n);
+    void (*gelu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
+    void (*silu_fwd)(float *y, const float *x, int64_t n);
+    void (*silu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
+    /* SwiGLU: y = silu(gate) * up (Llama MLP). */
+    void (*swiglu_fwd)(float *y, const float *gate, const float *up, int64_t n);
+    void (*swiglu_bwd)(float *dgate, float *dup, const float *dy, const float *gate,
+                       const float *up, int64_t n);
+    /* y = a + b (residual); y may alias a or b. Backward is an accumulate: add_inplace. */
+    void (*add_fwd)(float *y, const float *a, const float *b, int64_t n);
+    /* y += x */
+    void (*add_inplace)(float *y, const float *x, int64_t n);
+    /* y = alpha * x (y may alias x); backward is scale of dy by alpha accumulated: axpy. */
+    void (*scale_fwd)(float *y, const float *x, float alpha, int64_t n);
+    /* y += alpha * x */
+    void (*axpy)(float *y, float alpha, const float *x, int64_t n);
+    /* Inverted dropout with keep-probability 1-p: element i is kept iff
+     * ld_rng_at(seed, offset + i) (as a uniform 24-bit float) >= p, and kept elements are
+     * scaled by 1/(1-p). The mask is recomputed from (seed, offset) in backward: nothing
+     * is stored. */
+    void (*dropout_fwd)(float *y, const float *x, float p, uint64_t seed, uint64_t offset,
+                        int64_t n);
+    void (*dropout_bwd)(float *dx, const float *dy, float p, uint64_t seed, uint64_t offset,
+                        int64_t n);
+
+    /* ---- optimiser ---- */
+    /* sum of squares of x[0..n) in double (for the global gradient norm). */
+    double (*sumsq)(const float *x, int64_t n);
+    /* Fused AdamW: g = grad * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * param -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * param).
+     * If param_bf16 is not NULL, it receives the bf16 copy of the updated param. */
+    void (*adamw)(float *param, const float *grad, float *m, float *v, uint16_t *param_bf16,
+                  int64_t n, const ld_adamw_params *p);
+
+    /* ---- conversion ---- */
+    void (*f32_to_bf16)(uint16_t *dst, const float *src, int64_t n);
+    void (*bf16_to_f32)(float *dst, const uint16_t *src, int64_t n);
+} ld_kernels;
+
+typedef enum ld_backend { LD_BACKEND_AUTO = 0, LD_BACKEND_REF, LD_BACKEND_CPU } ld_backend;
+
+/* The table for a backend (AUTO = the fastest available). Never NULL. */
+const ld_kernels *ld_kernels_get(ld_backend b);
+
+/* The reference backend, also instantiated in double precision for finite-difference
+ * checks: the same source compiled with real = double (see kernels/ref/ref_impl.h). */
+extern const ld_kernels ld_kernels_ref;
+
+/* CPU features found at run time. */
+typedef struct ld_cpu_features {
+    bool avx2, fma, avx512f, avx512bw, avx512vl, avx512_bf16, avx512_vnni, avx_vnni;
+} ld_cpu_features;
+const ld_cpu_features *ld_cpu_features_get(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,113 @@
+/* tests/ld_test.h — a tiny test harness: TEST(name) functions, CHECK macros, a main().
+ *
+ *   #include "ld_test.h"
+ *   TEST(arena_reuses_chunks) { CHECK(x == 1); CHECK_NEAR(a, b, 1e-6); }
+ *   LD_TEST_MAIN()
+ *
+ * Each failed CHECK prints file:line and the expression and marks the test failed; the
+ * test goes on so one run shows every failure. main() prints "N passed, N failed" and
+ * exits nonzero if anything failed. Run one test with: ./test_x NAME. */
+#ifndef LD_TEST_H
+#define LD_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "liandan/liandan.h"
+
+typedef void (*ld_test_fn)(void);
+typedef struct { const char *name; ld_test_fn fn; } ld_test_case;
+
+#define LD_TEST_MAX 512
+static ld_test_case ld_tests_[LD_TEST_MAX];
+static int ld_ntests_;
+static int ld_test_failed_;
+
+#define TEST(name)                                                            \
+    static void test_##name(void);                                            \
+    __attribute__((constructor)) static void register_##name(void) {          \
+        if (ld_ntests_ < LD_TEST_MAX) ld_tests_[ld_ntests_++] = (ld_test_case){#name, test_##name}; \
+    }                                                                         \
+    static void test_##name(void)
+
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+            ld_test_failed_ = 1;                                              \
+        }                                                                     \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                  \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fputc('\n', stderr);                                              \
+            ld_test_failed_ = 1;                                              \
+        }                                                                     \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                 \
+    do {                                                                      \
+        double a_ = (double)(a), b_ = (double)(b);                            \
+        if (!(fabs(a_ - b_) <= (tol))) {                                      \
+            fprintf(stderr, "  %s:%d: %s = %.9g, %s = %.9g, differ by more than %g\n", \
+                    __FILE__, __LINE__, #a, a_, #b, b_, (double)(tol));       \
+            ld_test_failed_ = 1;                                              \
+        }                                                                     \
+    } while (0)
+
+/* CHECK that a call returns `expect` and, when it is an error, that the context's message
+ * contains `substr`. */
+#define CHECK_STATUS(ctx, call, expect, substr)                               \
+    do {                                                                      \
+        ld_status st_ = (call);                                               \
+        if (st_ != (expect)) {                                                \
+            fprintf(stderr, "  %s:%d: %s returned %s, expected %s (%s)\n", __FILE__, __LINE__, \
+                    #call, ld_status_name(st_), ld_status_name(expect), ld_ctx_error(ctx)); \
+            ld_test_failed_ = 1;                                              \
+        } else if ((substr) && !strstr(ld_ctx_error(ctx), (substr))) {        \
+            fprintf(stderr, "  %s:%d: error message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, \
+                    ld_ctx_error(ctx), (const char *)(substr));               \
+            ld_test_failed_ = 1;                                              \
+        }                                                                     \
+    } while (0)
+
+/* Max |a-b| / (|b| + floor) over n floats. */
+static inline double ld_test_max_rel_err(const float *a, const float *b, long n, double floor_) {
+    double m = 0;
+    for (long i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]) / (fabs((double)b[i]) + floor_);
+        if (d > m || d != d) m = d != d ? INFINITY : d;
+    }
+    return m;
+}
+
+/* Path to a shared data file, or NULL (and a skip note) when the data is absent. */
+static inline const char *ld_test_data(const char *rel, char *buf, size_t cap) {
+    const char *dir = getenv("LD_DATA_DIR");
+    snprintf(buf, cap, "%s/%s", dir ? dir : "../shared/data", rel);
+    FILE *f = fopen(buf, "rb");
+    if (!f) return NULL;
+    fclose(f);
+    return buf;
+}
+
+#define LD_TEST_MAIN()                                                        \
+    int main(int argc, char **argv) {                                         \
+        int passed = 0, failed = 0;                                           \
+        for (int i = 0; i < ld_ntests_; i++) {                                \
+            if (argc > 1 && strcmp(argv[1], ld_tests_[i].name) != 0) continue; \
+            ld_test_failed_ = 0;                                              \
+            ld_tests_[i].fn();                                                \
+            printf("%s %s\n", ld_test_failed_ ? "FAIL" : "ok  ", ld_tests_[i].name); \
+            if (ld_test_failed_) failed++; else passed++;                     \
+        }                                                                     \
+        printf("%d passed, %d failed\n", passed, failed);                     \
+        return failed ? 1 : 0;                                                \
+    }
+
+#endif
