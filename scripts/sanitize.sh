@@ -10,7 +10,10 @@ CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLD_SANITIZE=ON -DLD
 cmake --build build-asan -j "$JOBS"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-(cd build-asan && ctest --output-on-failure -j "$JOBS" -L unit -E "$(cat ../tests/asan_skip.txt 2>/dev/null | paste -sd'|' - || true)" ) || exit 1
+# Tests too slow under ASan may be listed, one name a line, in tests/asan_skip.txt.
+skip=()
+if [ -s tests/asan_skip.txt ]; then skip=(-E "$(grep -v '^#' tests/asan_skip.txt | paste -sd'|' -)"); fi
+(cd build-asan && ctest --output-on-failure -j "$JOBS" -L unit "${skip[@]}")
 
 for h in build-asan/fuzz_*; do
   [ -x "$h" ] || continue
