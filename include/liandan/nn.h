@@ -1,0 +1,116 @@
+/* liandan/nn.h — parameters, the autograd tape, differentiable ops, optimizers.
+ *
+ * A forward pass records each op on an ld_tape; ld_tape_backward() then runs the ops'
+ * backward passes in reverse order. Activations and their gradients live in the tape's
+ * arenas, which ld_tape_reset() rewinds (keeping the memory), so a training step allocates
+ * nothing from the system after the first one.
+ *
+ * Parameters live in an ld_params set (one arena each for values, gradients and optimizer
+ * state). A parameter with LD_TENSOR_TRAINABLE has a gradient buffer; a frozen one has none
+ * and no gradient work is done for it (LoRA and prompt tuning rely on this). Names follow the
+ * Hugging Face tensor names of the model ("model.layers.0.self_attn.q_proj.weight").
+ *
+ * Shapes: ops take row-major F32 tensors; "rows" means all leading dimensions flattened. */
+#ifndef LIANDAN_NN_H
+#define LIANDAN_NN_H
+
+#include "liandan/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- parameters ------------------------------------------------------------------- */
+typedef struct ld_params ld_params;
+
+ld_status ld_params_new(ld_ctx *ctx, ld_params **out);
+void ld_params_free(ld_params *p);
+/* Adds a zero-initialised F32 parameter; trainable ones get a zeroed gradient. The tensor is
+ * owned by the set. Errors: duplicate name, bad shape, out of memory. */
+ld_status ld_params_add(ld_params *p, const char *name, int ndim, const int64_t *shape, bool trainable,
+                        ld_tensor **out);
+int ld_params_count(const ld_params *p);
+ld_tensor *ld_params_at(const ld_params *p, int i); /* in the order added */
+ld_tensor *ld_params_find(const ld_params *p, const char *name);
+int64_t ld_params_numel(const ld_params *p, bool trainable_only);
+/* Freezes or unfreezes every parameter whose name contains `substr` (NULL = all). A
+ * parameter made trainable gets a gradient buffer. Returns how many matched, or < 0 on error. */
+int ld_params_set_trainable(ld_params *p, const char *substr, bool trainable);
+void ld_params_zero_grad(ld_params *p);
+
+/* ---- the tape --------------------------------------------------------------------- */
+typedef struct ld_tape ld_tape;
+
+ld_status ld_tape_new(ld_ctx *ctx, ld_tape **out);
+void ld_tape_free(ld_tape *t);
+/* Forgets all recorded ops and activations (memory is kept for the next step). */
+void ld_tape_reset(ld_tape *t);
+/* Whether ops record themselves (off for inference: no saved state, no gradients). */
+void ld_tape_set_grad_enabled(ld_tape *t, bool enabled);
+/* Seed for dropout; each dropout op draws from (seed, running offset). */
+void ld_tape_set_seed(ld_tape *t, uint64_t seed);
+ld_ctx *ld_tape_ctx(const ld_tape *t);
+/* A new zeroed F32 activation tensor in the tape's arena (e.g. for inputs). */
+ld_status ld_tape_tensor(ld_tape *t, int ndim, const int64_t *shape, ld_tensor **out);
+/* Runs backward from `loss` (a one-element tensor; its gradient is seeded with 1), adding
+ * into the gradients of every trainable parameter that contributed. */
+ld_status ld_tape_backward(ld_tape *t, ld_tensor *loss);
+/* Bytes the tape's arenas hold (activation memory report). */
+size_t ld_tape_memory(const ld_tape *t);
+
+/* ---- ops (each validates shapes and returns LD_ERR_SHAPE with both shapes named) ---- */
+/* y[.., N] = x[.., K] · W^T + b, with W [N, K] (nn.Linear). If w_kn, W is [K, N] instead
+ * (GPT-2's Conv1D layout). b may be NULL. */
+ld_status ld_op_linear(ld_tape *t, const ld_tensor *x, ld_tensor *w, ld_tensor *b, bool w_kn, ld_tensor **y);
+/* out[n, :] = table[ids[n], :]; ids has n_ids entries each < table rows (checked). out is
+ * [n_ids, C]. ids must stay valid until backward. */
+ld_status ld_op_embedding(ld_tape *t, const int32_t *ids, int64_t n_ids, ld_tensor *table, ld_tensor **out);
+ld_status ld_op_layernorm(ld_tape *t, const ld_tensor *x, ld_tensor *w, ld_tensor *b, float eps, ld_tensor **y);
+ld_status ld_op_rmsnorm(ld_tape *t, const ld_tensor *x, ld_tensor *w, float eps, ld_tensor **y);
+/* x is [B, T, H*D] viewed as [B, T, H, D]; positions pos0 + t. */
+ld_status ld_op_rope(ld_tape *t, const ld_tensor *x, int64_t n_heads, int64_t pos0, float theta, ld_tensor **y);
+/* q [B, T, Hq*D], k and v [B, T, Hkv*D] -> out [B, T, Hq*D]. key_len may be NULL. */
+ld_status ld_op_attention(ld_tape *t, const ld_tensor *q, const ld_tensor *k, const ld_tensor *v, int64_t n_heads,
+                          int64_t n_kv_heads, bool causal, const int32_t *key_len, ld_tensor **out);
+ld_status ld_op_gelu(ld_tape *t, const ld_tensor *x, ld_tensor **y);
+ld_status ld_op_silu(ld_tape *t, const ld_tensor *x, ld_tensor **y);
+ld_status ld_op_swiglu(ld_tape *t, const ld_tensor *gate, const ld_tensor *up, ld_tensor **y);
+ld_status ld_op_add(ld_tape *t, const ld_tensor *a, const ld_tensor *b, ld_tensor **y);
+ld_status ld_op_scale(ld_tape *t, const ld_tensor *x, float alpha, ld_tensor **y);
+ld_status ld_op_dropout(ld_tape *t, const ld_tensor *x, float p, ld_tensor **y);
+ld_status ld_op_softmax(ld_tape *t, const ld_tensor *x, ld_tensor **y);
+/* Columns [start, start+len) of x's last dimension, as a new contiguous tensor. */
+ld_status ld_op_slice_cols(ld_tape *t, const ld_tensor *x, int64_t start, int64_t len, ld_tensor **y);
+/* Mean cross-entropy over rows whose target != ignore_index; logits [N, V] (any leading
+ * dims), targets has N entries. loss is a [1] tensor; *n_counted (may be NULL) receives the
+ * number of rows that counted. targets must stay valid until backward. */
+ld_status ld_op_cross_entropy(ld_tape *t, const ld_tensor *logits, const int32_t *targets, int32_t ignore_index,
+                              ld_tensor **loss, int64_t *n_counted);
+
+/* ---- optimizer -------------------------------------------------------------------- */
+typedef struct ld_adamw_config {
+    float lr, beta1, beta2, eps, weight_decay;
+    float max_grad_norm; /* <= 0: no clipping */
+} ld_adamw_config;
+ld_adamw_config ld_adamw_default_config(void);
+
+typedef struct ld_adamw ld_adamw;
+/* Optimizer state (m, v) for every trainable parameter of p, allocated now. */
+ld_status ld_adamw_new(ld_params *p, const ld_adamw_config *cfg, ld_adamw **out);
+void ld_adamw_free(ld_adamw *opt);
+/* Global gradient norm of the trainable parameters (after multiplying by grad_scale). */
+double ld_params_grad_norm(ld_params *p, float grad_scale);
+/* One step at learning rate lr: gradients are multiplied by grad_scale (e.g. 1/accum
+ * steps) and clipped to max_grad_norm; weight decay applies to parameters with ndim >= 2
+ * (never to norms and biases). *grad_norm (may be NULL) receives the pre-clip norm.
+ * Returns LD_ERR_NUMERIC without touching any parameter if the norm is not finite. */
+ld_status ld_adamw_step(ld_adamw *opt, float lr, float grad_scale, double *grad_norm);
+int64_t ld_adamw_steps(const ld_adamw *opt);
+/* m and v of a parameter (for checkpoints); NULL if it has no state. */
+ld_tensor *ld_adamw_state(ld_adamw *opt, const ld_tensor *param, int which /* 0 = m, 1 = v */);
+void ld_adamw_set_steps(ld_adamw *opt, int64_t steps);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

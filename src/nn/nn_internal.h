@@ -1,0 +1,52 @@
+/* nn/nn_internal.h — layouts of the parameter set, the tape and its recorded nodes. */
+#ifndef LD_NN_INTERNAL_H
+#define LD_NN_INTERNAL_H
+
+#include "kernels/kernels.h"
+#include "liandan/nn.h"
+
+/* Activation flag: this tensor's gradient is wanted (some trainable parameter is upstream). */
+#define LD_TENSOR_NEEDS_GRAD (1u << 3)
+
+struct ld_params {
+    ld_ctx *ctx;
+    ld_arena *values, *grads;
+    ld_tensor **list;
+    int count, cap;
+};
+
+struct ld_node;
+typedef void (*ld_backward_fn)(ld_tape *t, struct ld_node *n);
+
+/* One recorded op: what backward needs, nothing more. */
+typedef struct ld_node {
+    ld_backward_fn backward;
+    const char *op;          /* for error messages and debugging */
+    ld_tensor *in[3];
+    ld_tensor *out;
+    float *saved[2];         /* e.g. mean/rstd, lse */
+    const int32_t *ids;      /* embedding ids, cross-entropy targets, attention key lengths */
+    int64_t i[4];
+    float f[2];
+    bool flag;
+} ld_node;
+
+struct ld_tape {
+    ld_ctx *ctx;
+    const ld_kernels *k;
+    ld_arena *act, *grads;
+    ld_node *nodes;
+    int n_nodes, cap_nodes;
+    bool grad_enabled;
+    uint64_t seed, dropout_offset;
+};
+
+/* Test hook: run a tape on a specific backend (ref or cpu). */
+void ld_tape_set_kernels(ld_tape *t, const ld_kernels *k);
+
+/* The gradient buffer of x if x's gradient is wanted (allocating it, zeroed, for
+ * activations), else NULL. Parameters: only when trainable. */
+float *ld_tape_grad(ld_tape *t, ld_tensor *x);
+bool ld_tape_needs_grad(const ld_tensor *x);
+
+#endif

@@ -1,0 +1,454 @@
+/* nn/ops.c — differentiable ops: each checks shapes, runs the forward kernel, and records
+ * a node whose backward calls the matching backward kernel (which accumulates). */
+#include <math.h>
+#include <string.h>
+
+#include "nn/nn_internal.h"
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+static int64_t rows_of(const ld_tensor *x) {
+    return ld_tensor_numel(x) / x->shape[x->ndim - 1];
+}
+static int64_t cols_of(const ld_tensor *x) {
+    return x->shape[x->ndim - 1];
+}
+
+static ld_status check_f32(ld_tape *t, const char *op, const char *what, const ld_tensor *x) {
+    if (!x) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
+    if (x->dtype != LD_F32)
+        return ld_error(t->ctx, LD_ERR_DTYPE, "%s: %s '%s' is %s, expected F32", op, what, x->name,
+                        ld_dtype_traits(x->dtype) ? ld_dtype_traits(x->dtype)->name : "?");
+    if (!ld_tensor_is_contiguous(x))
+        return ld_error(t->ctx, LD_ERR_STATE, "%s: %s '%s' is not contiguous", op, what, x->name);
+    return LD_OK;
+}
+
+static ld_status shape_error(ld_tape *t, const char *op, const ld_tensor *a, const ld_tensor *b, const char *why) {
+    char sa[80], sb[80];
+    return ld_error(t->ctx, LD_ERR_SHAPE, "%s: %s ('%s' %s vs '%s' %s)", op, why, a->name,
+                    ld_tensor_shape_str(a, sa, sizeof sa), b->name, ld_tensor_shape_str(b, sb, sizeof sb));
+}
+
+/* A new activation of the given shape; it needs a gradient if any input does. */
+static ld_status new_out(ld_tape *t, int ndim, const int64_t *shape, const ld_tensor *i0, const ld_tensor *i1,
+                         const ld_tensor *i2, ld_tensor **out) {
+    ld_status st = ld_tensor_new(t->ctx, t->act, LD_F32, ndim, shape, out);
+    if (st) return st;
+    if (t->grad_enabled && (ld_tape_needs_grad(i0) || ld_tape_needs_grad(i1) || ld_tape_needs_grad(i2)))
+        (*out)->flags |= LD_TENSOR_NEEDS_GRAD;
+    return LD_OK;
+}
+
+static float *scratch(ld_tape *t, int64_t n) {
+    return ld_arena_alloc(t->act, (size_t)n * sizeof(float));
+}
+
+/* Records a node if the output needs a gradient; returns NULL when nothing is recorded. */
+static ld_node *record(ld_tape *t, const char *op, ld_backward_fn bw, ld_tensor *out, ld_tensor *i0, ld_tensor *i1,
+                       ld_tensor *i2) {
+    if (!(out->flags & LD_TENSOR_NEEDS_GRAD)) return NULL;
+    if (t->n_nodes == t->cap_nodes) {
+        int cap = t->cap_nodes ? 2 * t->cap_nodes : 256;
+        ld_node *nodes = ld_alloc(t->ctx, sizeof *nodes * (size_t)cap);
+        if (!nodes) return NULL;
+        if (t->n_nodes) memcpy(nodes, t->nodes, sizeof *nodes * (size_t)t->n_nodes);
+        ld_free(t->ctx, t->nodes);
+        t->nodes = nodes;
+        t->cap_nodes = cap;
+    }
+    ld_node *n = &t->nodes[t->n_nodes++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->backward = bw;
+    n->out = out;
+    n->in[0] = i0, n->in[1] = i1, n->in[2] = i2;
+    return n;
+}
+/* record() fails only on memory; the op must then fail too. */
+#define RECORD_OR_FAIL(n, ...)                                        \
+    ld_node *n = record(__VA_ARGS__);                                 \
+    if (!n && ((*out_)->flags & LD_TENSOR_NEEDS_GRAD)) return ld_ctx_status(t->ctx)
+
+/* ---- linear ----------------------------------------------------------------------- */
+
+static void linear_bwd(ld_tape *t, ld_node *n) {
+    ld_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    const float *dy = n->out->grad->data;
+    int64_t M = n->i[0], K = n->i[1], N = n->i[2];
+    bool w_kn = n->flag;
+    float *dx = ld_tape_grad(t, x), *dw = ld_tape_grad(t, w), *db = b ? ld_tape_grad(t, b) : NULL;
+    if (dx) {
+        if (w_kn) t->k->gemm_f32(false, true, M, K, N, 1.0f, dy, N, w->data, N, 1.0f, dx, K);
+        else t->k->gemm_f32(false, false, M, K, N, 1.0f, dy, N, w->data, K, 1.0f, dx, K);
+    }
+    if (dw) {
+        if (w_kn) t->k->gemm_f32(true, false, K, N, M, 1.0f, x->data, K, dy, N, 1.0f, dw, N);
+        else t->k->gemm_f32(true, false, N, K, M, 1.0f, dy, N, x->data, K, 1.0f, dw, K);
+    }
+    if (db) {
+#pragma omp parallel for schedule(static)
+        for (int64_t j = 0; j < N; j++) {
+            float s = 0;
+            for (int64_t r = 0; r < M; r++) s += dy[r * N + j];
+            db[j] += s;
+        }
+    }
+}
+
+ld_status ld_op_linear(ld_tape *t, const ld_tensor *x, ld_tensor *w, ld_tensor *b, bool w_kn, ld_tensor **out_) {
+    static const char *op = "linear";
+    ld_status st;
+    if ((st = check_f32(t, op, "input", x)) || (st = check_f32(t, op, "weight", w))) return st;
+    if (w->ndim != 2) return shape_error(t, op, w, x, "weight must be 2-D");
+    int64_t M = rows_of(x), K = cols_of(x), N = w_kn ? w->shape[1] : w->shape[0];
+    if ((w_kn ? w->shape[0] : w->shape[1]) != K) return shape_error(t, op, x, w, "input features do not match weight");
+    if (b && ((st = check_f32(t, op, "bias", b)) || ld_tensor_numel(b) != N))
+        return st ? st : shape_error(t, op, b, w, "bias length does not match weight");
+    int64_t shape[LD_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = N;
+    if ((st = new_out(t, x->ndim, shape, x, w, b, out_))) return st;
+    float *y = (*out_)->data;
+    if (w_kn) t->k->gemm_f32(false, false, M, N, K, 1.0f, x->data, K, w->data, N, 0.0f, y, N);
+    else t->k->gemm_f32(false, true, M, N, K, 1.0f, x->data, K, w->data, K, 0.0f, y, N);
+    if (b)
+        for (int64_t r = 0; r < M; r++) t->k->add_inplace(y + r * N, b->data, N);
+    RECORD_OR_FAIL(n, t, op, linear_bwd, *out_, (ld_tensor *)x, w, b);
+    if (n) {
+        n->i[0] = M, n->i[1] = K, n->i[2] = N;
+        n->flag = w_kn;
+    }
+    return LD_OK;
+}
+
+/* ---- embedding -------------------------------------------------------------------- */
+
+static void embedding_bwd(ld_tape *t, ld_node *n) {
+    float *dtable = ld_tape_grad(t, n->in[0]);
+    if (dtable) t->k->embedding_bwd(dtable, n->ids, n->out->grad->data, n->i[0], n->i[1]);
+}
+
+ld_status ld_op_embedding(ld_tape *t, const int32_t *ids, int64_t n_ids, ld_tensor *table, ld_tensor **out_) {
+    static const char *op = "embedding";
+    ld_status st;
+    if ((st = check_f32(t, op, "table", table))) return st;
+    if (!ids || n_ids <= 0) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "embedding: no ids");
+    if (table->ndim != 2) return ld_error(t->ctx, LD_ERR_SHAPE, "embedding: table '%s' must be 2-D", table->name);
+    int64_t V = table->shape[0], C = table->shape[1];
+    for (int64_t i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return ld_error(t->ctx, LD_ERR_INVALID_ARG, "embedding '%s': id %d at position %lld outside 0..%lld",
+                            table->name, ids[i], (long long)i, (long long)V - 1);
+    if ((st = new_out(t, 2, (int64_t[]){n_ids, C}, table, NULL, NULL, out_))) return st;
+    t->k->embedding_fwd((*out_)->data, ids, table->data, n_ids, C);
+    RECORD_OR_FAIL(n, t, op, embedding_bwd, *out_, table, NULL, NULL);
+    if (n) n->ids = ids, n->i[0] = n_ids, n->i[1] = C;
+    return LD_OK;
+}
+
+/* ---- normalisation ---------------------------------------------------------------- */
+
+static void layernorm_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]), *dw = ld_tape_grad(t, n->in[1]);
+    float *db = n->in[2] ? ld_tape_grad(t, n->in[2]) : NULL;
+    t->k->layernorm_bwd(dx, dw, db, n->out->grad->data, n->in[0]->data, n->in[1]->data, n->saved[0], n->saved[1],
+                        n->i[0], n->i[1]);
+}
+
+ld_status ld_op_layernorm(ld_tape *t, const ld_tensor *x, ld_tensor *w, ld_tensor *b, float eps, ld_tensor **out_) {
+    static const char *op = "layernorm";
+    ld_status st;
+    if ((st = check_f32(t, op, "input", x)) || (st = check_f32(t, op, "weight", w))) return st;
+    int64_t N = rows_of(x), C = cols_of(x);
+    if (ld_tensor_numel(w) != C) return shape_error(t, op, w, x, "weight length must equal the last dimension");
+    if (b && ((st = check_f32(t, op, "bias", b)) || ld_tensor_numel(b) != C))
+        return st ? st : shape_error(t, op, b, x, "bias length must equal the last dimension");
+    if ((st = new_out(t, x->ndim, x->shape, x, w, b, out_))) return st;
+    float *mean = scratch(t, N), *rstd = scratch(t, N);
+    if (!mean || !rstd) return ld_ctx_status(t->ctx);
+    t->k->layernorm_fwd((*out_)->data, mean, rstd, x->data, w->data, b ? b->data : NULL, N, C, eps);
+    RECORD_OR_FAIL(n, t, op, layernorm_bwd, *out_, (ld_tensor *)x, w, b);
+    if (n) n->saved[0] = mean, n->saved[1] = rstd, n->i[0] = N, n->i[1] = C;
+    return LD_OK;
+}
+
+static void rmsnorm_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]), *dw = ld_tape_grad(t, n->in[1]);
+    t->k->rmsnorm_bwd(dx, dw, n->out->grad->data, n->in[0]->data, n->in[1]->data, n->saved[0], n->i[0], n->i[1]);
+}
+
+ld_status ld_op_rmsnorm(ld_tape *t, const ld_tensor *x, ld_tensor *w, float eps, ld_tensor **out_) {
+    static const char *op = "rmsnorm";
+    ld_status st;
+    if ((st = check_f32(t, op, "input", x)) || (st = check_f32(t, op, "weight", w))) return st;
+    int64_t N = rows_of(x), C = cols_of(x);
+    if (ld_tensor_numel(w) != C) return shape_error(t, op, w, x, "weight length must equal the last dimension");
+    if ((st = new_out(t, x->ndim, x->shape, x, w, NULL, out_))) return st;
+    float *rstd = scratch(t, N);
+    if (!rstd) return ld_ctx_status(t->ctx);
+    t->k->rmsnorm_fwd((*out_)->data, rstd, x->data, w->data, N, C, eps);
+    RECORD_OR_FAIL(n, t, op, rmsnorm_bwd, *out_, (ld_tensor *)x, w, NULL);
+    if (n) n->saved[0] = rstd, n->i[0] = N, n->i[1] = C;
+    return LD_OK;
+}
+
+/* ---- rotary embedding -------------------------------------------------------------- */
+
+static void rope_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx) t->k->rope_bwd(dx, n->out->grad->data, n->i[0], n->i[1], n->i[2], n->i[3], (int64_t)n->f[1], n->f[0]);
+}
+
+ld_status ld_op_rope(ld_tape *t, const ld_tensor *x, int64_t n_heads, int64_t pos0, float theta, ld_tensor **out_) {
+    static const char *op = "rope";
+    ld_status st;
+    if ((st = check_f32(t, op, "input", x))) return st;
+    if (x->ndim != 3 || n_heads <= 0 || x->shape[2] % n_heads || (x->shape[2] / n_heads) % 2)
+        return ld_error(t->ctx, LD_ERR_SHAPE, "rope: '%s' must be [B, T, H*D] with %lld heads of even size D",
+                        x->name, (long long)n_heads);
+    if (pos0 < 0 || pos0 > (1 << 24)) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "rope: position %lld out of range", (long long)pos0);
+    int64_t B = x->shape[0], T = x->shape[1], D = x->shape[2] / n_heads;
+    if ((st = new_out(t, 3, x->shape, x, NULL, NULL, out_))) return st;
+    t->k->rope_fwd((*out_)->data, x->data, B, T, n_heads, D, pos0, theta);
+    RECORD_OR_FAIL(n, t, op, rope_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    if (n) n->i[0] = B, n->i[1] = T, n->i[2] = n_heads, n->i[3] = D, n->f[0] = theta, n->f[1] = (float)pos0;
+    return LD_OK;
+}
+
+/* ---- attention -------------------------------------------------------------------- */
+
+static ld_attn_shape attn_shape(const ld_node *n) {
+    ld_attn_shape s = {.B = n->i[0], .Tq = n->i[1], .Tk = n->i[1], .Hq = n->i[2], .Hkv = n->i[3],
+                       .D = n->in[0]->shape[2] / n->i[2], .q_offset = 0, .causal = n->flag, .scale = n->f[0],
+                       .key_len = n->ids};
+    return s;
+}
+
+static void attention_bwd(ld_tape *t, ld_node *n) {
+    ld_attn_shape s = attn_shape(n);
+    float *dq = ld_tape_grad(t, n->in[0]), *dk = ld_tape_grad(t, n->in[1]), *dv = ld_tape_grad(t, n->in[2]);
+    void *scr = ld_arena_alloc(t->grads, t->k->attention_bwd_scratch(&s));
+    if (!scr) return;
+    t->k->attention_bwd(dq, dk, dv, n->out->grad->data, n->out->data, n->saved[0], n->in[0]->data, n->in[1]->data,
+                        n->in[2]->data, &s, scr);
+}
+
+ld_status ld_op_attention(ld_tape *t, const ld_tensor *q, const ld_tensor *k, const ld_tensor *v, int64_t n_heads,
+                          int64_t n_kv_heads, bool causal, const int32_t *key_len, ld_tensor **out_) {
+    static const char *op = "attention";
+    ld_status st;
+    if ((st = check_f32(t, op, "q", q)) || (st = check_f32(t, op, "k", k)) || (st = check_f32(t, op, "v", v)))
+        return st;
+    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3)
+        return ld_error(t->ctx, LD_ERR_SHAPE, "attention: q, k, v must be [B, T, heads*D]");
+    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || q->shape[2] % n_heads)
+        return ld_error(t->ctx, LD_ERR_SHAPE, "attention: %lld query heads are not a multiple of %lld kv heads or do "
+                        "not divide width %lld", (long long)n_heads, (long long)n_kv_heads, (long long)q->shape[2]);
+    int64_t D = q->shape[2] / n_heads;
+    if (!ld_tensor_same_shape(k, v)) return shape_error(t, op, k, v, "k and v differ");
+    if (k->shape[0] != q->shape[0] || k->shape[1] != q->shape[1] || k->shape[2] != n_kv_heads * D)
+        return shape_error(t, op, q, k, "k does not match q's batch, length or head size");
+    if ((st = new_out(t, 3, q->shape, q, k, v, out_))) return st;
+    ld_node tmp = {.in = {(ld_tensor *)q}, .i = {q->shape[0], q->shape[1], n_heads, n_kv_heads},
+                   .f = {1.0f / sqrtf((float)D)}, .flag = causal, .ids = key_len};
+    ld_attn_shape s = attn_shape(&tmp);
+    float *lse = scratch(t, s.B * s.Hq * s.Tq);
+    if (!lse) return ld_ctx_status(t->ctx);
+    t->k->attention_fwd((*out_)->data, lse, q->data, k->data, v->data, &s);
+    RECORD_OR_FAIL(n, t, op, attention_bwd, *out_, (ld_tensor *)q, (ld_tensor *)k, (ld_tensor *)v);
+    if (n) {
+        memcpy(n->i, tmp.i, sizeof n->i);
+        n->f[0] = tmp.f[0], n->flag = causal, n->ids = key_len, n->saved[0] = lse;
+    }
+    return LD_OK;
+}
+
+/* ---- pointwise -------------------------------------------------------------------- */
+
+static void gelu_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx) t->k->gelu_bwd(dx, n->out->grad->data, n->in[0]->data, ld_tensor_numel(n->out));
+}
+static void silu_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx) t->k->silu_bwd(dx, n->out->grad->data, n->in[0]->data, ld_tensor_numel(n->out));
+}
+
+typedef void (*unary_fwd)(float *y, const float *x, int64_t n);
+static ld_status unary(ld_tape *t, const char *op, const ld_tensor *x, unary_fwd fwd, ld_backward_fn bw,
+                       ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, op, "input", x))) return st;
+    if ((st = new_out(t, x->ndim, x->shape, x, NULL, NULL, out_))) return st;
+    fwd((*out_)->data, x->data, ld_tensor_numel(x));
+    RECORD_OR_FAIL(n, t, op, bw, *out_, (ld_tensor *)x, NULL, NULL);
+    (void)n;
+    return LD_OK;
+}
+
+ld_status ld_op_gelu(ld_tape *t, const ld_tensor *x, ld_tensor **y) {
+    return unary(t, "gelu", x, t->k->gelu_fwd, gelu_bwd, y);
+}
+ld_status ld_op_silu(ld_tape *t, const ld_tensor *x, ld_tensor **y) {
+    return unary(t, "silu", x, t->k->silu_fwd, silu_bwd, y);
+}
+
+static void softmax_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx) t->k->softmax_bwd(dx, n->out->grad->data, n->out->data, rows_of(n->out), cols_of(n->out));
+}
+
+ld_status ld_op_softmax(ld_tape *t, const ld_tensor *x, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "softmax", "input", x))) return st;
+    if ((st = new_out(t, x->ndim, x->shape, x, NULL, NULL, out_))) return st;
+    t->k->softmax_fwd((*out_)->data, x->data, rows_of(x), cols_of(x));
+    RECORD_OR_FAIL(n, t, "softmax", softmax_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    (void)n;
+    return LD_OK;
+}
+
+static ld_status check_same(ld_tape *t, const char *op, const ld_tensor *a, const ld_tensor *b) {
+    ld_status st;
+    if ((st = check_f32(t, op, "first input", a)) || (st = check_f32(t, op, "second input", b))) return st;
+    if (!ld_tensor_same_shape(a, b)) return shape_error(t, op, a, b, "shapes differ");
+    return LD_OK;
+}
+
+static void swiglu_bwd(ld_tape *t, ld_node *n) {
+    float *dg = ld_tape_grad(t, n->in[0]), *du = ld_tape_grad(t, n->in[1]);
+    t->k->swiglu_bwd(dg, du, n->out->grad->data, n->in[0]->data, n->in[1]->data, ld_tensor_numel(n->out));
+}
+
+ld_status ld_op_swiglu(ld_tape *t, const ld_tensor *gate, const ld_tensor *up, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_same(t, "swiglu", gate, up))) return st;
+    if ((st = new_out(t, gate->ndim, gate->shape, gate, up, NULL, out_))) return st;
+    t->k->swiglu_fwd((*out_)->data, gate->data, up->data, ld_tensor_numel(gate));
+    RECORD_OR_FAIL(n, t, "swiglu", swiglu_bwd, *out_, (ld_tensor *)gate, (ld_tensor *)up, NULL);
+    (void)n;
+    return LD_OK;
+}
+
+static void add_bwd(ld_tape *t, ld_node *n) {
+    int64_t len = ld_tensor_numel(n->out);
+    for (int j = 0; j < 2; j++) {
+        float *d = ld_tape_grad(t, n->in[j]);
+        if (d) t->k->add_inplace(d, n->out->grad->data, len);
+    }
+}
+
+ld_status ld_op_add(ld_tape *t, const ld_tensor *a, const ld_tensor *b, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_same(t, "add", a, b))) return st;
+    if ((st = new_out(t, a->ndim, a->shape, a, b, NULL, out_))) return st;
+    t->k->add_fwd((*out_)->data, a->data, b->data, ld_tensor_numel(a));
+    RECORD_OR_FAIL(n, t, "add", add_bwd, *out_, (ld_tensor *)a, (ld_tensor *)b, NULL);
+    (void)n;
+    return LD_OK;
+}
+
+static void scale_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx) t->k->axpy(dx, n->f[0], n->out->grad->data, ld_tensor_numel(n->out));
+}
+
+ld_status ld_op_scale(ld_tape *t, const ld_tensor *x, float alpha, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "scale", "input", x))) return st;
+    if ((st = new_out(t, x->ndim, x->shape, x, NULL, NULL, out_))) return st;
+    t->k->scale_fwd((*out_)->data, x->data, alpha, ld_tensor_numel(x));
+    RECORD_OR_FAIL(n, t, "scale", scale_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    if (n) n->f[0] = alpha;
+    return LD_OK;
+}
+
+static void dropout_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx)
+        t->k->dropout_bwd(dx, n->out->grad->data, n->f[0], t->seed, (uint64_t)n->i[0], ld_tensor_numel(n->out));
+}
+
+ld_status ld_op_dropout(ld_tape *t, const ld_tensor *x, float p, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "dropout", "input", x))) return st;
+    if (!(p >= 0.0f && p < 1.0f)) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "dropout: p = %g outside [0, 1)", p);
+    if ((st = new_out(t, x->ndim, x->shape, x, NULL, NULL, out_))) return st;
+    int64_t len = ld_tensor_numel(x);
+    uint64_t offset = t->dropout_offset;
+    t->dropout_offset += (uint64_t)len;
+    t->k->dropout_fwd((*out_)->data, x->data, p, t->seed, offset, len);
+    RECORD_OR_FAIL(n, t, "dropout", dropout_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    if (n) n->f[0] = p, n->i[0] = (int64_t)offset;
+    return LD_OK;
+}
+
+/* ---- column slice ------------------------------------------------------------------ */
+
+static void slice_cols_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (!dx) return;
+    int64_t R = rows_of(n->out), L = cols_of(n->out), C = cols_of(n->in[0]), s = n->i[0];
+    const float *dy = n->out->grad->data;
+    for (int64_t r = 0; r < R; r++) t->k->add_inplace(dx + r * C + s, dy + r * L, L);
+}
+
+ld_status ld_op_slice_cols(ld_tape *t, const ld_tensor *x, int64_t start, int64_t len, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "slice_cols", "input", x))) return st;
+    int64_t C = cols_of(x), R = rows_of(x);
+    if (start < 0 || len <= 0 || start > C || len > C - start)
+        return ld_error(t->ctx, LD_ERR_SHAPE, "slice_cols: columns [%lld, %lld) outside '%s' width %lld",
+                        (long long)start, (long long)(start + len), x->name, (long long)C);
+    int64_t shape[LD_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = len;
+    if ((st = new_out(t, x->ndim, shape, x, NULL, NULL, out_))) return st;
+    float *y = (*out_)->data;
+    const float *xs = x->data;
+    for (int64_t r = 0; r < R; r++) memcpy(y + r * len, xs + r * C + start, (size_t)len * sizeof(float));
+    RECORD_OR_FAIL(n, t, "slice_cols", slice_cols_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    if (n) n->i[0] = start;
+    return LD_OK;
+}
+
+/* ---- cross-entropy ----------------------------------------------------------------- */
+
+static void xent_bwd(ld_tape *t, ld_node *n) {
+    float *dlogits = ld_tape_grad(t, n->in[0]);
+    if (!dlogits) return;
+    int64_t N = n->i[0], V = n->i[1];
+    float g = n->out->grad->data ? ((float *)n->out->grad->data)[0] : 0.0f;
+    float *dloss = n->saved[1];
+    float per_row = n->i[3] > 0 ? g / (float)n->i[3] : 0.0f;
+    for (int64_t r = 0; r < N; r++) dloss[r] = per_row;
+    t->k->xent_bwd(dlogits, dloss, n->in[0]->data, n->saved[0], n->ids, N, V, (int32_t)n->i[2]);
+}
+
+ld_status ld_op_cross_entropy(ld_tape *t, const ld_tensor *logits, const int32_t *targets, int32_t ignore_index,
+                              ld_tensor **out_, int64_t *n_counted) {
+    ld_status st;
+    if ((st = check_f32(t, "cross_entropy", "logits", logits))) return st;
+    if (!targets) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "cross_entropy: targets are NULL");
+    int64_t N = rows_of(logits), V = cols_of(logits), counted = 0;
+    for (int64_t r = 0; r < N; r++) {
+        if (targets[r] == ignore_index) continue;
+        if (targets[r] < 0 || targets[r] >= V)
+            return ld_error(t->ctx, LD_ERR_INVALID_ARG, "cross_entropy: target %d at row %lld outside 0..%lld",
+                            targets[r], (long long)r, (long long)V - 1);
+        counted++;
+    }
+    if ((st = new_out(t, 1, (int64_t[]){1}, logits, NULL, NULL, out_))) return st;
+    float *loss = scratch(t, N), *lse = scratch(t, N), *dloss = scratch(t, N);
+    if (!loss || !lse || !dloss) return ld_ctx_status(t->ctx);
+    t->k->xent_fwd(loss, lse, logits->data, targets, N, V, ignore_index);
+    double sum = 0;
+    for (int64_t r = 0; r < N; r++) sum += loss[r];
+    ((float *)(*out_)->data)[0] = counted ? (float)(sum / (double)counted) : 0.0f;
+    if (n_counted) *n_counted = counted;
+    RECORD_OR_FAIL(n, t, "cross_entropy", xent_bwd, *out_, (ld_tensor *)logits, NULL, NULL);
+    if (n) n->ids = targets, n->i[0] = N, n->i[1] = V, n->i[2] = ignore_index, n->i[3] = counted, n->saved[0] = lse,
+        n->saved[1] = dloss;
+    return LD_OK;
+}

@@ -1,0 +1,113 @@
+/* nn/params.c — a named set of parameters with gradient buffers, one arena per lifetime. */
+#include <stdio.h>
+#include <string.h>
+
+#include "nn/nn_internal.h"
+
+ld_status ld_params_new(ld_ctx *ctx, ld_params **out) {
+    if (!out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_params_new: NULL out");
+    *out = NULL;
+    ld_params *p = ld_calloc(ctx, 1, sizeof *p);
+    if (!p) return ld_ctx_status(ctx);
+    p->ctx = ctx;
+    ld_status st = ld_arena_new(ctx, (size_t)16 << 20, &p->values);
+    if (!st) st = ld_arena_new(ctx, (size_t)16 << 20, &p->grads);
+    if (st) {
+        ld_params_free(p);
+        return st;
+    }
+    *out = p;
+    return LD_OK;
+}
+
+void ld_params_free(ld_params *p) {
+    if (!p) return;
+    ld_arena_free(p->values);
+    ld_arena_free(p->grads);
+    ld_free(p->ctx, p->list);
+    ld_free(p->ctx, p);
+}
+
+static ld_status add_grad(ld_params *p, ld_tensor *t) {
+    if (t->grad) return LD_OK;
+    ld_tensor *g = NULL;
+    ld_status st = ld_tensor_new(p->ctx, p->grads, LD_F32, t->ndim, t->shape, &g);
+    if (st) return st;
+    snprintf(g->name, sizeof g->name, "%s.grad", t->name);
+    t->grad = g;
+    return LD_OK;
+}
+
+ld_status ld_params_add(ld_params *p, const char *name, int ndim, const int64_t *shape, bool trainable,
+                        ld_tensor **out) {
+    if (!p || !name || !out) return ld_error(p ? p->ctx : NULL, LD_ERR_INVALID_ARG, "ld_params_add: NULL argument");
+    *out = NULL;
+    if (strlen(name) >= LD_TENSOR_NAME_MAX)
+        return ld_error(p->ctx, LD_ERR_INVALID_ARG, "parameter name '%.40s...' longer than %d bytes", name,
+                        LD_TENSOR_NAME_MAX - 1);
+    if (ld_params_find(p, name)) return ld_error(p->ctx, LD_ERR_INVALID_ARG, "parameter '%s' added twice", name);
+    if (p->count == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 64;
+        ld_tensor **list = ld_alloc(p->ctx, sizeof *list * (size_t)cap);
+        if (!list) return ld_ctx_status(p->ctx);
+        if (p->count) memcpy(list, p->list, sizeof *list * (size_t)p->count);
+        ld_free(p->ctx, p->list);
+        p->list = list;
+        p->cap = cap;
+    }
+    ld_tensor *t = NULL;
+    ld_status st = ld_tensor_new(p->ctx, p->values, LD_F32, ndim, shape, &t);
+    if (st) return ld_error_wrap(p->ctx, st, "parameter '%s': ", name);
+    ld_tensor_set_name(t, name);
+    t->flags = LD_TENSOR_PARAM | (trainable ? LD_TENSOR_TRAINABLE : 0);
+    if (trainable && (st = add_grad(p, t))) return st;
+    p->list[p->count++] = t;
+    *out = t;
+    return LD_OK;
+}
+
+int ld_params_count(const ld_params *p) {
+    return p ? p->count : 0;
+}
+
+ld_tensor *ld_params_at(const ld_params *p, int i) {
+    return p && i >= 0 && i < p->count ? p->list[i] : NULL;
+}
+
+ld_tensor *ld_params_find(const ld_params *p, const char *name) {
+    if (!p || !name) return NULL;
+    for (int i = 0; i < p->count; i++)
+        if (!strcmp(p->list[i]->name, name)) return p->list[i];
+    return NULL;
+}
+
+int64_t ld_params_numel(const ld_params *p, bool trainable_only) {
+    int64_t n = 0;
+    for (int i = 0; p && i < p->count; i++)
+        if (!trainable_only || (p->list[i]->flags & LD_TENSOR_TRAINABLE)) n += ld_tensor_numel(p->list[i]);
+    return n;
+}
+
+int ld_params_set_trainable(ld_params *p, const char *substr, bool trainable) {
+    if (!p) return -1;
+    int n = 0;
+    for (int i = 0; i < p->count; i++) {
+        ld_tensor *t = p->list[i];
+        if (substr && !strstr(t->name, substr)) continue;
+        n++;
+        if (trainable) {
+            if (add_grad(p, t)) return -1;
+            t->flags |= LD_TENSOR_TRAINABLE;
+        } else {
+            t->flags &= ~(uint32_t)LD_TENSOR_TRAINABLE;
+        }
+    }
+    return n;
+}
+
+void ld_params_zero_grad(ld_params *p) {
+    for (int i = 0; p && i < p->count; i++) {
+        ld_tensor *t = p->list[i];
+        if (t->grad && (t->flags & LD_TENSOR_TRAINABLE)) memset(t->grad->data, 0, ld_tensor_nbytes(t->grad));
+    }
+}
