@@ -79,6 +79,8 @@ ld_status ld_op_add(ld_tape *t, const ld_tensor *a, const ld_tensor *b, ld_tenso
 ld_status ld_op_scale(ld_tape *t, const ld_tensor *x, float alpha, ld_tensor **y);
 ld_status ld_op_dropout(ld_tape *t, const ld_tensor *x, float p, ld_tensor **y);
 ld_status ld_op_softmax(ld_tape *t, const ld_tensor *x, ld_tensor **y);
+/* The same elements with a new shape (a copy; its gradient flows back to x). */
+ld_status ld_op_reshape(ld_tape *t, const ld_tensor *x, int ndim, const int64_t *shape, ld_tensor **y);
 /* Columns [start, start+len) of x's last dimension, as a new contiguous tensor. */
 ld_status ld_op_slice_cols(ld_tape *t, const ld_tensor *x, int64_t start, int64_t len, ld_tensor **y);
 /* Mean cross-entropy over rows whose target != ignore_index; logits [N, V] (any leading

@@ -384,6 +384,26 @@ ld_status ld_op_dropout(ld_tape *t, const ld_tensor *x, float p, ld_tensor **out
     return LD_OK;
 }
 
+/* ---- reshape ---------------------------------------------------------------------- */
+
+static void reshape_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx) t->k->add_inplace(dx, n->out->grad->data, ld_tensor_numel(n->out));
+}
+
+ld_status ld_op_reshape(ld_tape *t, const ld_tensor *x, int ndim, const int64_t *shape, ld_tensor **out_) {
+    ld_status st;
+    ld_tensor probe;
+    if ((st = check_f32(t, "reshape", "input", x))) return st;
+    if ((st = ld_tensor_init(t->ctx, &probe, LD_F32, ndim, shape))) return st;
+    if (ld_tensor_numel(&probe) != ld_tensor_numel(x)) return shape_error(t, "reshape", x, &probe, "element counts differ");
+    if ((st = new_out(t, ndim, shape, x, NULL, NULL, out_))) return st;
+    memcpy((*out_)->data, x->data, ld_tensor_nbytes(x));
+    RECORD_OR_FAIL(n, t, "reshape", reshape_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    (void)n;
+    return LD_OK;
+}
+
 /* ---- column slice ------------------------------------------------------------------ */
 
 static void slice_cols_bwd(ld_tape *t, ld_node *n) {

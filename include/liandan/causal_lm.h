@@ -1,0 +1,67 @@
+/* liandan/causal_lm.h — the decoder-only language model (文源 / CPM, GPT-3 style).
+ *
+ * One implementation, two variants chosen by the config:
+ *   llama: RMSNorm, RoPE, SwiGLU MLP, grouped-query attention, no biases, optional tied
+ *          embeddings (HF LlamaForCausalLM tensor names);
+ *   gpt2:  LayerNorm, GELU MLP, learned positions, biases, tied embeddings
+ *          (HF GPT2LMHeadModel tensor names; Conv1D weights stored [in, out]).
+ * Parameters are named exactly as in the Hugging Face model, so a model directory written
+ * here loads in transformers and vice versa. */
+#ifndef LIANDAN_CAUSAL_LM_H
+#define LIANDAN_CAUSAL_LM_H
+
+#include "liandan/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ld_lm_arch { LD_ARCH_LLAMA = 0, LD_ARCH_GPT2 = 1 } ld_lm_arch;
+
+typedef struct ld_lm_config {
+    ld_lm_arch arch;
+    int64_t vocab_size;
+    int64_t hidden_size;       /* C */
+    int64_t n_layers;
+    int64_t n_heads;
+    int64_t n_kv_heads;        /* = n_heads for gpt2 */
+    int64_t intermediate_size; /* MLP width (gpt2: n_inner, usually 4 C) */
+    int64_t max_position;      /* context length */
+    float norm_eps;
+    float rope_theta;
+    float init_std;            /* 0.02 */
+    bool tie_embeddings;
+    int32_t bos_token_id, eos_token_id;
+} ld_lm_config;
+
+/* A small Llama-style default (the demo's starting point). */
+ld_lm_config ld_lm_default_config(ld_lm_arch arch);
+/* Checks dimensions for consistency; the error names the offending fields. */
+ld_status ld_lm_config_validate(ld_ctx *ctx, const ld_lm_config *cfg);
+/* Parameter count for a config (embeddings included, tied weights counted once). */
+int64_t ld_lm_config_num_params(const ld_lm_config *cfg);
+
+typedef struct ld_lm ld_lm;
+
+/* Builds the model with freshly initialised parameters (GPT-2/Llama conventions: N(0, std),
+ * residual output projections scaled by 1/sqrt(2 n_layers), norms 1, biases 0). */
+ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm **out);
+void ld_lm_free(ld_lm *m);
+const ld_lm_config *ld_lm_config_of(const ld_lm *m);
+ld_params *ld_lm_params(ld_lm *m);
+
+/* Training/scoring forward on the tape: ids and targets are [B*T] (row-major [B, T]);
+ * targets may be NULL (no loss). *logits (may be NULL) receives [B, T, V]; *loss (may be
+ * NULL when targets is NULL) the mean cross-entropy over targets != -100.
+ * ids/targets must stay valid until ld_tape_backward() returns. */
+ld_status ld_lm_forward(ld_lm *m, ld_tape *tape, const int32_t *ids, const int32_t *targets, int64_t B, int64_t T,
+                        ld_tensor **logits, ld_tensor **loss);
+
+/* Model FLOPs per token of a training step (6 N + 6 L C T, the issue's MFU convention;
+ * N = non-embedding... here all matmul parameters incl. the LM head). */
+double ld_lm_train_flops_per_token(const ld_lm_config *cfg, int64_t T);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
