@@ -4,24 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "liandan/causal_lm.h"
-#include "nn/nn_internal.h"
-
-/* Per-layer parameters (NULL where the variant lacks them). */
-typedef struct lm_layer {
-    ld_tensor *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-    ld_tensor *q, *k, *v, *qkv, *qkv_b, *o, *o_b; /* llama: q/k/v/o; gpt2: qkv (c_attn), o (c_proj) */
-    ld_tensor *gate, *up, *down, *up_b, *down_b;  /* gpt2: up = c_fc, down = c_proj */
-} lm_layer;
-
-struct ld_lm {
-    ld_ctx *ctx;
-    ld_lm_config cfg;
-    ld_params *params;
-    ld_tensor *wte, *wpe, *lnf_w, *lnf_b, *lm_head;
-    lm_layer *layers;
-    int32_t *pos_ids; /* 0..max_position-1, for learned positions */
-};
+#include "models/causal_lm_internal.h"
 
 ld_lm_config ld_lm_default_config(ld_lm_arch arch) {
     ld_lm_config c = {.arch = arch, .vocab_size = 8192, .hidden_size = 256, .n_layers = 4, .n_heads = 4,
@@ -115,12 +98,10 @@ ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm *
     m->ctx = ctx;
     m->cfg = *cfg;
     if ((st = ld_params_new(ctx, &m->params)) ||
-        !(m->layers = ld_calloc(ctx, (size_t)cfg->n_layers, sizeof *m->layers)) ||
-        !(m->pos_ids = ld_alloc(ctx, (size_t)cfg->max_position * sizeof(int32_t)))) {
+        !(m->layers = ld_calloc(ctx, (size_t)cfg->n_layers, sizeof *m->layers))) {
         ld_lm_free(m);
         return st ? st : ld_ctx_status(ctx);
     }
-    for (int64_t i = 0; i < cfg->max_position; i++) m->pos_ids[i] = (int32_t)i;
     init_state s = {m, ld_rng_init(seed), LD_OK};
     int64_t C = cfg->hidden_size, D = C / cfg->n_heads, I = cfg->intermediate_size, V = cfg->vocab_size;
     int64_t kv = cfg->n_kv_heads * D;
@@ -174,7 +155,6 @@ void ld_lm_free(ld_lm *m) {
     if (!m) return;
     ld_params_free(m->params);
     ld_free(m->ctx, m->layers);
-    ld_free(m->ctx, m->pos_ids);
     ld_free(m->ctx, m);
 }
 

@@ -1,0 +1,69 @@
+/* liandan/infer.h — inference for the causal LM: a session holds the KV cache of up to
+ * n_slots sequences; eval appends tokens to any set of sequences in one batched forward
+ * pass (prefill, batched decoding and likelihood scoring are all calls to it); sampling
+ * turns logits into tokens.
+ *
+ * A session allocates everything when created: eval allocates nothing afterwards. */
+#ifndef LIANDAN_INFER_H
+#define LIANDAN_INFER_H
+
+#include "liandan/causal_lm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ld_lm_session ld_lm_session;
+
+/* max_tokens: the most tokens one eval call may process across all segments (prefill chunk). */
+ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_tokens, ld_lm_session **out);
+void ld_lm_session_free(ld_lm_session *s);
+/* Empties one sequence slot (its cached tokens are forgotten). */
+void ld_lm_session_clear(ld_lm_session *s, int slot);
+int64_t ld_lm_session_len(const ld_lm_session *s, int slot);
+/* Bytes held by the KV cache. */
+size_t ld_lm_session_kv_bytes(const ld_lm_session *s);
+
+typedef struct ld_lm_segment {
+    int slot;           /* which sequence */
+    const int32_t *ids; /* tokens to append */
+    int64_t n;
+} ld_lm_segment;
+
+/* Appends each segment's tokens to its slot's sequence and runs the model on them (one
+ * forward pass for all segments). *logits receives a pointer (owned by the session, valid
+ * until the next eval) to: if all_logits, [sum of n, V] rows in segment order; otherwise
+ * [n_segs, V], the logits after each segment's last token. A slot may appear once per call.
+ * Errors: a slot out of range or repeated, a sequence growing past max_len, more than
+ * max_tokens tokens, token ids outside the vocabulary. On error no slot changes. */
+ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, bool all_logits,
+                             const float **logits);
+
+/* ---- sampling ---------------------------------------------------------------------- */
+typedef struct ld_sample_params {
+    float temperature;        /* 0 = greedy */
+    int top_k;                /* 0 = off */
+    float top_p;              /* 1 = off */
+    float min_p;              /* 0 = off: drop tokens with p < min_p * p_max */
+    float repetition_penalty; /* 1 = off (CTRL-style: divide positive logits, multiply negative) */
+    int64_t repetition_window;/* how many recent tokens the penalty looks at (0 = all given) */
+} ld_sample_params;
+ld_sample_params ld_sample_default_params(void);
+
+/* Picks a token from logits[V] (not modified). history: the tokens so far (for the
+ * repetition penalty), may be NULL. scratch: at least 2 * V floats + V ints worth of bytes:
+ * ld_sample_scratch_bytes(V). Uses one draw from rng unless greedy. */
+size_t ld_sample_scratch_bytes(int64_t V);
+int32_t ld_sample_token(const float *logits, int64_t V, const ld_sample_params *p, const int32_t *history,
+                        int64_t n_history, ld_rng *rng, void *scratch);
+
+/* Log-probability of each continuation given its context, all in one batched forward:
+ * for i in 0..n-1, logp[i] = sum_j log P(cont[i][j] | ctx[i], cont[i][<j]). Uses slots
+ * 0..n-1 of the session (cleared first). n_tokens[i] (may be NULL) gets len(cont[i]). */
+ld_status ld_lm_score(ld_lm_session *s, int n, const int32_t *const *ctx_ids, const int64_t *ctx_len,
+                      const int32_t *const *cont_ids, const int64_t *cont_len, double *logp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

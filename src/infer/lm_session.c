@@ -1,0 +1,267 @@
+/* infer/lm_session.c — KV-cached inference for the causal LM. One eval call runs the model
+ * on any set of (sequence, new tokens) segments in one batched pass: the linear layers see
+ * all rows at once, attention runs per segment against that sequence's cache. */
+#include <math.h>
+#include <string.h>
+
+#include "liandan/infer.h"
+#include "models/causal_lm_internal.h"
+
+struct ld_lm_session {
+    ld_lm *m;
+    ld_ctx *ctx;
+    const ld_kernels *k;
+    int n_slots;
+    int64_t max_len, max_tokens;
+    int64_t *len;        /* tokens cached per slot */
+    float *kcache, *vcache; /* [L][slot][max_len][Hkv*D] */
+    ld_arena *mem;       /* everything below, allocated once */
+    float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
+};
+
+static int64_t kv_width(const ld_lm_config *c) {
+    return c->n_kv_heads * (c->hidden_size / c->n_heads);
+}
+
+static float *cache_at(const ld_lm_session *s, float *base, int64_t layer, int slot, int64_t pos) {
+    int64_t w = kv_width(&s->m->cfg);
+    return base + (((layer * s->n_slots + slot) * s->max_len) + pos) * w;
+}
+
+void ld_lm_session_free(ld_lm_session *s) {
+    if (!s) return;
+    ld_arena_free(s->mem);
+    ld_free(s->ctx, s);
+}
+
+ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_tokens, ld_lm_session **out) {
+    if (!m || !out) return LD_ERR_INVALID_ARG;
+    ld_ctx *ctx = m->ctx;
+    *out = NULL;
+    const ld_lm_config *c = &m->cfg;
+    if (n_slots <= 0 || n_slots > 4096 || max_len <= 0 || max_len > c->max_position || max_tokens <= 0)
+        return ld_error(ctx, LD_ERR_INVALID_ARG,
+                        "session: need 1..4096 slots (got %d), length 1..%lld (got %lld), max_tokens > 0 (got %lld)",
+                        n_slots, (long long)c->max_position, (long long)max_len, (long long)max_tokens);
+    ld_lm_session *s = ld_calloc(ctx, 1, sizeof *s);
+    if (!s) return ld_ctx_status(ctx);
+    s->m = m, s->ctx = ctx, s->k = ld_kernels_get(LD_BACKEND_AUTO);
+    s->n_slots = n_slots, s->max_len = max_len, s->max_tokens = max_tokens;
+    int64_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, T = max_tokens;
+    int64_t kvw = kv_width(c);
+    size_t cache_elems, bytes = 0;
+    if (ld_mul_size((size_t)(c->n_layers * n_slots), (size_t)(max_len * kvw), &cache_elems))
+        return ld_lm_session_free(s), ld_error(ctx, LD_ERR_OVERFLOW, "session: KV cache size overflows");
+    ld_status st = ld_arena_new(ctx, 1 << 20, &s->mem);
+    if (st) return ld_lm_session_free(s), st;
+    struct { float **p; size_t n; } bufs[] = {
+        {&s->kcache, cache_elems}, {&s->vcache, cache_elems},
+        {&s->x, (size_t)(T * C)}, {&s->h, (size_t)(T * C)}, {&s->q, (size_t)(T * C)}, {&s->kk, (size_t)(T * kvw)},
+        {&s->vv, (size_t)(T * kvw)}, {&s->att, (size_t)(T * C)}, {&s->o, (size_t)(T * 3 * C)},
+        {&s->f1, (size_t)(T * I)}, {&s->f2, (size_t)(T * I)}, {&s->lse, (size_t)(T * c->n_heads)},
+        {&s->stat0, (size_t)T}, {&s->stat1, (size_t)T}, {&s->rows, (size_t)(T * C)}, {&s->logits, (size_t)(T * V)},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        size_t b;
+        if (ld_mul_size(bufs[i].n, sizeof(float), &b) || !(*bufs[i].p = ld_arena_alloc(s->mem, b))) {
+            ld_lm_session_free(s);
+            return ld_error(ctx, LD_ERR_NOMEM, "session: cannot allocate %zu floats for buffer %zu", bufs[i].n, i);
+        }
+        bytes += b;
+    }
+    if (!(s->len = ld_arena_alloc(s->mem, (size_t)n_slots * sizeof(int64_t)))) {
+        ld_lm_session_free(s);
+        return ld_ctx_status(ctx);
+    }
+    memset(s->len, 0, (size_t)n_slots * sizeof(int64_t));
+    ld_log(ctx, LD_LOG_DEBUG, "session: %zu MiB (KV cache %zu MiB)", bytes >> 20, (cache_elems * 8) >> 20);
+    *out = s;
+    return LD_OK;
+}
+
+void ld_lm_session_clear(ld_lm_session *s, int slot) {
+    if (s && slot >= 0 && slot < s->n_slots) s->len[slot] = 0;
+}
+int64_t ld_lm_session_len(const ld_lm_session *s, int slot) {
+    return s && slot >= 0 && slot < s->n_slots ? s->len[slot] : -1;
+}
+size_t ld_lm_session_kv_bytes(const ld_lm_session *s) {
+    const ld_lm_config *c = &s->m->cfg;
+    return (size_t)(2 * c->n_layers * s->n_slots * s->max_len * kv_width(c)) * sizeof(float);
+}
+
+/* y[M, N] = x[M, K] · W (+ b): W is [N, K] (nn.Linear) or, if w_kn, [K, N] (Conv1D). */
+static void linear(const ld_lm_session *s, float *y, const float *x, const ld_tensor *w, const ld_tensor *b,
+                   bool w_kn, int64_t M) {
+    int64_t K = w_kn ? w->shape[0] : w->shape[1], N = w_kn ? w->shape[1] : w->shape[0];
+    if (w_kn) s->k->gemm_f32(false, false, M, N, K, 1.0f, x, K, w->data, N, 0.0f, y, N);
+    else s->k->gemm_f32(false, true, M, N, K, 1.0f, x, K, w->data, K, 0.0f, y, N);
+    if (b)
+        for (int64_t r = 0; r < M; r++) s->k->add_inplace(y + r * N, b->data, N);
+}
+
+static void norm(const ld_lm_session *s, float *y, const float *x, const ld_tensor *w, const ld_tensor *b, int64_t M) {
+    const ld_lm_config *c = &s->m->cfg;
+    if (c->arch == LD_ARCH_LLAMA) s->k->rmsnorm_fwd(y, s->stat0, x, w->data, M, c->hidden_size, c->norm_eps);
+    else s->k->layernorm_fwd(y, s->stat0, s->stat1, x, w->data, b->data, M, c->hidden_size, c->norm_eps);
+}
+
+static ld_status validate(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, int64_t *total) {
+    const ld_lm_config *c = &s->m->cfg;
+    *total = 0;
+    if (!segs || n_segs <= 0) return ld_error(s->ctx, LD_ERR_INVALID_ARG, "eval: no segments");
+    for (int i = 0; i < n_segs; i++) {
+        const ld_lm_segment *g = &segs[i];
+        if (g->slot < 0 || g->slot >= s->n_slots)
+            return ld_error(s->ctx, LD_ERR_INVALID_ARG, "eval: segment %d names slot %d of %d", i, g->slot, s->n_slots);
+        for (int j = 0; j < i; j++)
+            if (segs[j].slot == g->slot)
+                return ld_error(s->ctx, LD_ERR_INVALID_ARG, "eval: slot %d appears twice", g->slot);
+        if (g->n <= 0 || !g->ids) return ld_error(s->ctx, LD_ERR_INVALID_ARG, "eval: segment %d has no tokens", i);
+        if (s->len[g->slot] + g->n > s->max_len)
+            return ld_error(s->ctx, LD_ERR_LIMIT, "eval: sequence %d would grow to %lld tokens, past the context of %lld",
+                            g->slot, (long long)(s->len[g->slot] + g->n), (long long)s->max_len);
+        for (int64_t j = 0; j < g->n; j++)
+            if (g->ids[j] < 0 || g->ids[j] >= c->vocab_size)
+                return ld_error(s->ctx, LD_ERR_INVALID_ARG, "eval: token id %d at position %lld outside the vocabulary of %lld",
+                                g->ids[j], (long long)j, (long long)c->vocab_size);
+        *total += g->n;
+    }
+    if (*total > s->max_tokens)
+        return ld_error(s->ctx, LD_ERR_LIMIT, "eval: %lld tokens in one call, more than the session's %lld",
+                        (long long)*total, (long long)s->max_tokens);
+    return LD_OK;
+}
+
+ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, bool all_logits,
+                             const float **logits) {
+    if (!s || !logits) return LD_ERR_INVALID_ARG;
+    int64_t M;
+    ld_status st = validate(s, segs, n_segs, &M);
+    if (st) return st;
+    ld_lm *m = s->m;
+    const ld_lm_config *c = &m->cfg;
+    const ld_kernels *k = s->k;
+    int64_t C = c->hidden_size, Hq = c->n_heads, Hkv = c->n_kv_heads, D = C / Hq, kvw = kv_width(c);
+    int64_t I = c->intermediate_size, V = c->vocab_size;
+    bool gpt2 = c->arch == LD_ARCH_GPT2;
+
+    /* embeddings */
+    for (int i = 0, r = 0; i < n_segs; i++)
+        for (int64_t j = 0; j < segs[i].n; j++, r++) {
+            memcpy(s->x + r * C, (const float *)m->wte->data + (int64_t)segs[i].ids[j] * C, (size_t)C * sizeof(float));
+            if (gpt2) k->add_inplace(s->x + r * C, (const float *)m->wpe->data + (s->len[segs[i].slot] + j) * C, C);
+        }
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const lm_layer *L = &m->layers[l];
+        norm(s, s->h, s->x, L->ln1_w, L->ln1_b, M);
+        if (gpt2) {
+            linear(s, s->o, s->h, L->qkv, L->qkv_b, true, M);
+            for (int64_t r = 0; r < M; r++) {
+                memcpy(s->q + r * C, s->o + r * 3 * C, (size_t)C * sizeof(float));
+                memcpy(s->kk + r * C, s->o + r * 3 * C + C, (size_t)C * sizeof(float));
+                memcpy(s->vv + r * C, s->o + r * 3 * C + 2 * C, (size_t)C * sizeof(float));
+            }
+        } else {
+            linear(s, s->q, s->h, L->q, NULL, false, M);
+            linear(s, s->kk, s->h, L->k, NULL, false, M);
+            linear(s, s->vv, s->h, L->v, NULL, false, M);
+        }
+        for (int i = 0, r = 0; i < n_segs; r += (int)segs[i].n, i++) {
+            int slot = segs[i].slot;
+            int64_t n = segs[i].n, pos = s->len[slot];
+            float *q = s->q + r * C, *kr = s->kk + r * kvw, *vr = s->vv + r * kvw;
+            if (!gpt2) {
+                k->rope_fwd(q, q, 1, n, Hq, D, pos, c->rope_theta);
+                k->rope_fwd(kr, kr, 1, n, Hkv, D, pos, c->rope_theta);
+            }
+            memcpy(cache_at(s, s->kcache, l, slot, pos), kr, (size_t)(n * kvw) * sizeof(float));
+            memcpy(cache_at(s, s->vcache, l, slot, pos), vr, (size_t)(n * kvw) * sizeof(float));
+            ld_attn_shape as = {.B = 1, .Tq = n, .Tk = pos + n, .Hq = Hq, .Hkv = Hkv, .D = D, .q_offset = pos,
+                                .causal = true, .scale = 1.0f / sqrtf((float)D), .key_len = NULL};
+            k->attention_fwd(s->att + r * C, s->lse, q, cache_at(s, s->kcache, l, slot, 0),
+                             cache_at(s, s->vcache, l, slot, 0), &as);
+        }
+        linear(s, s->h, s->att, L->o, L->o_b, gpt2, M);
+        k->add_inplace(s->x, s->h, M * C);
+        norm(s, s->h, s->x, L->ln2_w, L->ln2_b, M);
+        if (gpt2) {
+            linear(s, s->f1, s->h, L->up, L->up_b, true, M);
+            k->gelu_fwd(s->f2, s->f1, M * I);
+            linear(s, s->h, s->f2, L->down, L->down_b, true, M);
+        } else {
+            linear(s, s->f1, s->h, L->gate, NULL, false, M);
+            linear(s, s->f2, s->h, L->up, NULL, false, M);
+            k->swiglu_fwd(s->f1, s->f1, s->f2, M * I);
+            linear(s, s->h, s->f1, L->down, NULL, false, M);
+        }
+        k->add_inplace(s->x, s->h, M * C);
+    }
+    /* final norm and LM head, only for the rows whose logits are wanted */
+    int64_t R = 0;
+    if (all_logits) {
+        memcpy(s->rows, s->x, (size_t)(M * C) * sizeof(float));
+        R = M;
+    } else {
+        for (int i = 0, r = 0; i < n_segs; r += (int)segs[i].n, i++)
+            memcpy(s->rows + (R++) * C, s->x + (r + segs[i].n - 1) * C, (size_t)C * sizeof(float));
+    }
+    norm(s, s->h, s->rows, m->lnf_w, m->lnf_b, R);
+    linear(s, s->logits, s->h, m->lm_head, NULL, false, R);
+    (void)V;
+    for (int i = 0; i < n_segs; i++) s->len[segs[i].slot] += segs[i].n;
+    *logits = s->logits;
+    return LD_OK;
+}
+
+ld_status ld_lm_score(ld_lm_session *s, int n, const int32_t *const *ctx_ids, const int64_t *ctx_len,
+                      const int32_t *const *cont_ids, const int64_t *cont_len, double *logp) {
+    if (!s || n <= 0 || !ctx_ids || !ctx_len || !cont_ids || !cont_len || !logp)
+        return ld_error(s ? s->ctx : NULL, LD_ERR_INVALID_ARG, "score: NULL argument or no items");
+    if (n > s->n_slots) return ld_error(s->ctx, LD_ERR_LIMIT, "score: %d items but the session has %d slots", n, s->n_slots);
+    /* each item is one segment: context followed by continuation, scored in one pass */
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (ctx_len[i] < 1 || cont_len[i] < 1)
+            return ld_error(s->ctx, LD_ERR_INVALID_ARG, "score: item %d needs a non-empty context and continuation", i);
+        total += ctx_len[i] + cont_len[i];
+    }
+    if (total > s->max_tokens)
+        return ld_error(s->ctx, LD_ERR_LIMIT, "score: %lld tokens in total, more than the session's %lld",
+                        (long long)total, (long long)s->max_tokens);
+    /* one segment per item: context followed by continuation */
+    int32_t *ids = ld_alloc(s->ctx, (size_t)total * sizeof(int32_t));
+    ld_lm_segment *segs = ld_alloc(s->ctx, (size_t)n * sizeof *segs);
+    if (!ids || !segs) {
+        ld_free(s->ctx, ids);
+        ld_free(s->ctx, segs);
+        return ld_ctx_status(s->ctx);
+    }
+    for (int i = 0, off = 0; i < n; off += (int)segs[i].n, i++) {
+        ld_lm_session_clear(s, i);
+        memcpy(ids + off, ctx_ids[i], (size_t)ctx_len[i] * sizeof(int32_t));
+        memcpy(ids + off + ctx_len[i], cont_ids[i], (size_t)cont_len[i] * sizeof(int32_t));
+        segs[i] = (ld_lm_segment){i, ids + off, ctx_len[i] + cont_len[i]};
+    }
+    const float *lg;
+    ld_status st = ld_lm_session_eval(s, segs, n, true, &lg);
+    if (!st) {
+        int64_t V = s->m->cfg.vocab_size;
+        for (int i = 0, r = 0; i < n; r += (int)segs[i].n, i++) {
+            double sum = 0;
+            for (int64_t j = 0; j < cont_len[i]; j++) {
+                int64_t row = r + ctx_len[i] - 1 + j; /* logits predicting continuation token j */
+                const float *z = lg + row * V;
+                float mx = z[0];
+                for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+                double se = 0;
+                for (int64_t v = 0; v < V; v++) se += exp((double)(z[v] - mx));
+                sum += (double)(z[cont_ids[i][j]] - mx) - log(se);
+            }
+            logp[i] = sum;
+        }
+    }
+    ld_free(s->ctx, ids);
+    ld_free(s->ctx, segs);
+    return st;
+}
