@@ -1,5 +1,6 @@
 /* infer/sample.c — turning logits into a token: repetition penalty, temperature, top-k,
  * top-p (nucleus) and min-p filtering, then one draw from the counter-based RNG. */
+#define _GNU_SOURCE
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +17,11 @@ size_t ld_sample_scratch_bytes(int64_t V) {
     return (size_t)V * (2 * sizeof(float) + sizeof(int32_t)) + 64;
 }
 
-/* Candidates are (index, prob) sorted by prob descending, ties by index. */
-static const float *g_sort_p; /* qsort has no context argument; sampling is single-threaded per call */
-static int by_prob_desc(const void *a, const void *b) {
+/* Candidates are indices sorted by prob descending, ties by index (qsort_r: reentrant). */
+static int by_prob_desc(const void *a, const void *b, void *probs) {
+    const float *prob = probs;
     int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    float pi = g_sort_p[i], pj = g_sort_p[j];
+    float pi = prob[i], pj = prob[j];
     if (pi != pj) return pi > pj ? -1 : 1;
     return (i > j) - (i < j);
 }
@@ -91,8 +92,7 @@ int32_t ld_sample_token(const float *logits, int64_t V, const ld_sample_params *
         n = w;
     }
     if (p.top_p > 0 && p.top_p < 1) {
-        g_sort_p = prob;
-        qsort(idx, (size_t)n, sizeof *idx, by_prob_desc);
+        qsort_r(idx, (size_t)n, sizeof *idx, by_prob_desc, prob);
         double cum = 0;
         int64_t keep = 0;
         while (keep < n) {
