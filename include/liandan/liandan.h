@@ -6,5 +6,8 @@
 #include "liandan/core.h"
 #include "liandan/tensor.h"
 #include "liandan/nn.h"
+#include "liandan/causal_lm.h"
+#include "liandan/infer.h"
+#include "liandan/train.h"
 
 #endif
