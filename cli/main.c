@@ -8,6 +8,7 @@
 
 static const ld_cli_command *const commands[] = {
     &ld_cmd_bench,
+    &ld_cmd_plot,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
