@@ -41,6 +41,12 @@ ld_status ld_lm_config_validate(ld_ctx *ctx, const ld_lm_config *cfg);
 /* Parameter count for a config (embeddings included, tied weights counted once). */
 int64_t ld_lm_config_num_params(const ld_lm_config *cfg);
 
+/* Parses a Hugging Face config.json (model_type "llama" or "gpt2"). `path` is used in error
+ * messages. Unknown keys are logged as warnings; unsupported features are errors. */
+ld_status ld_lm_config_from_json(ld_ctx *ctx, const char *text, size_t len, const char *path, ld_lm_config *out);
+/* The config.json text for cfg (malloc'd, caller frees with free()); NULL on OOM. */
+char *ld_lm_config_to_json(const ld_lm_config *cfg);
+
 typedef struct ld_lm ld_lm;
 
 /* Builds the model with freshly initialised parameters (GPT-2/Llama conventions: N(0, std),
