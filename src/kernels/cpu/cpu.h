@@ -9,4 +9,7 @@
  * fall back to the next ISA down, finally to the reference kernel. */
 const ld_kernels *ld_kernels_cpu(void);
 
+/* Partial tables (NULL entries = not provided), overlaid by cpu_table.c after a CPUID check. */
+extern const ld_kernels ld_kernels_cpu_avx512_ops; /* norms, pointwise, xent, AdamW, ... (ops_avx512.c) */
+
 #endif

@@ -1,9 +1,19 @@
 /* kernels/ref/ref.h — the scalar reference kernels (the oracle every optimized kernel is
- * checked against). Each op group lives in its own file (ref_gemm.c, ref_norm.c, ...).
+ * checked against). Each op group lives in its own file (ref_gemm.c, ref_ops.c, ...).
  * Semantics are those documented on the ld_kernels fields in kernels/kernels.h. */
 #ifndef LD_KERNELS_REF_H
 #define LD_KERNELS_REF_H
 
 #include "kernels/kernels.h"
+
+/* Everything but matrix products and attention: ld_ref_<op>, float (ref_ops.c, written once
+ * in ref_ops_impl.h; the double instantiation is declared in ref_f64.h). */
+#define REAL float
+#define REF_FN(op) ld_ref_##op
+#include "kernels/ref/ref_ops_decl.h"
+#undef REF_FN
+#undef REAL
+void ld_ref_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
+void ld_ref_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
 
 #endif

@@ -1,0 +1,279 @@
+/* kernels/cpu/ops_avx512.c — AVX-512 + OpenMP pointwise kernels (GELU, SiLU, SwiGLU, add,
+ * scale, axpy, dropout), the optimiser kernels (sum of squares, fused AdamW), f32 <-> bf16
+ * conversion, and the partial table ld_kernels_cpu_avx512_ops that cpu_table.c overlays
+ * (together with the row-wise kernels of rows_avx512.c).
+ *
+ * Everything here streams memory once; large arrays are split statically over threads in
+ * cache-line blocks, so results are deterministic for a thread count (and, except sumsq,
+ * independent of it). Semantics: kernels/kernels.h; oracle: kernels/ref/ref_ops_impl.h. */
+#include <math.h>
+
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/ops_avx512.h"
+#include "kernels/cpu/simd_avx512.h"
+
+/* Runs the statements in __VA_ARGS__ for every 16-float step i of [0, n), with k the mask
+ * of valid lanes, on this thread's static share (all of it when n is small). */
+#define LD_POINTWISE(n, ...)                                                        \
+    _Pragma("omp parallel if ((n) >= LD_PAR_MIN)") {                                \
+        int64_t lo_, hi_;                                                           \
+        ld_thread_range((n), &lo_, &hi_);                                           \
+        for (int64_t i = lo_; i < hi_; i += 16) {                                   \
+            __mmask16 k = ld_tail16(hi_ - i);                                       \
+            __VA_ARGS__                                                             \
+        }                                                                           \
+    }
+
+#define LD_LOAD(p) _mm512_maskz_loadu_ps(k, (p) + i)
+#define LD_STORE(p, v) _mm512_mask_storeu_ps((p) + i, k, (v))
+#define LD_ACCUM(p, v) LD_STORE(p, _mm512_add_ps(LD_LOAD(p), (v)))
+
+/* ---- activations ---- */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+#define GELU_A 0.044715f
+
+/* 0.5 x (1 + tanh(u)) = x * sigmoid(2u): e = e^(-2u), s = 1 / (1 + e); no cancellation. */
+static inline __m512 gelu_e(__m512 x) {
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 u = _mm512_mul_ps(_mm512_set1_ps(GELU_K), _mm512_fmadd_ps(_mm512_set1_ps(GELU_A), _mm512_mul_ps(x2, x), x));
+    return ld_exp_neg_clamped512(_mm512_add_ps(u, u));
+}
+
+static void ld_avx512_gelu_fwd(float *y, const float *x, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    LD_POINTWISE(n, {
+        __m512 v = LD_LOAD(x);
+        LD_STORE(y, _mm512_div_ps(v, _mm512_add_ps(one, gelu_e(v))));
+    })
+}
+
+/* d/dx x sigmoid(2u) = s + x * s * (1 - s) * 2 u',  1 - s = e s,  u' = K (1 + 3 A x^2). */
+static void ld_avx512_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    LD_POINTWISE(n, {
+        __m512 v = LD_LOAD(x), e = gelu_e(v);
+        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        __m512 du2 = _mm512_mul_ps(_mm512_set1_ps(2.0f * GELU_K),
+                                   _mm512_fmadd_ps(_mm512_set1_ps(3.0f * GELU_A), _mm512_mul_ps(v, v), one));
+        __m512 d = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(v, s), _mm512_mul_ps(e, s)), du2, s);
+        LD_ACCUM(dx, _mm512_mul_ps(LD_LOAD(dy), d));
+    })
+}
+
+static void ld_avx512_silu_fwd(float *y, const float *x, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    LD_POINTWISE(n, {
+        __m512 v = LD_LOAD(x);
+        LD_STORE(y, _mm512_div_ps(v, _mm512_add_ps(one, ld_exp_neg_clamped512(v))));
+    })
+}
+
+/* silu'(x) = s (1 + x (1 - s)), 1 - s = e s with e = e^-x. */
+static inline __m512 silu_grad(__m512 v, __m512 *silu) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 e = ld_exp_neg_clamped512(v), s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    *silu = _mm512_mul_ps(v, s);
+    return _mm512_mul_ps(s, _mm512_fmadd_ps(*silu, e, one));
+}
+
+static void ld_avx512_silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    LD_POINTWISE(n, {
+        __m512 sv, d = silu_grad(LD_LOAD(x), &sv);
+        LD_ACCUM(dx, _mm512_mul_ps(LD_LOAD(dy), d));
+    })
+}
+
+static void ld_avx512_swiglu_fwd(float *y, const float *gate, const float *up, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    LD_POINTWISE(n, {
+        __m512 g = LD_LOAD(gate);
+        __m512 sv = _mm512_div_ps(g, _mm512_add_ps(one, ld_exp_neg_clamped512(g)));
+        LD_STORE(y, _mm512_mul_ps(sv, LD_LOAD(up)));
+    })
+}
+
+static void ld_avx512_swiglu_bwd(float *dgate, float *dup, const float *dy, const float *gate, const float *up,
+                          int64_t n) {
+    if (!dgate && !dup) return;
+    LD_POINTWISE(n, {
+        __m512 sv, d = silu_grad(LD_LOAD(gate), &sv), g = LD_LOAD(dy);
+        if (dgate) LD_ACCUM(dgate, _mm512_mul_ps(_mm512_mul_ps(g, LD_LOAD(up)), d));
+        if (dup) LD_ACCUM(dup, _mm512_mul_ps(g, sv));
+    })
+}
+
+/* ---- linear pointwise ---- */
+
+static void ld_avx512_add_fwd(float *y, const float *a, const float *b, int64_t n) {
+    LD_POINTWISE(n, { LD_STORE(y, _mm512_add_ps(LD_LOAD(a), LD_LOAD(b))); })
+}
+
+static void ld_avx512_add_inplace(float *y, const float *x, int64_t n) {
+    LD_POINTWISE(n, { LD_ACCUM(y, LD_LOAD(x)); })
+}
+
+static void ld_avx512_scale_fwd(float *y, const float *x, float alpha, int64_t n) {
+    const __m512 a = _mm512_set1_ps(alpha);
+    LD_POINTWISE(n, { LD_STORE(y, _mm512_mul_ps(a, LD_LOAD(x))); })
+}
+
+static void ld_avx512_axpy(float *y, float alpha, const float *x, int64_t n) {
+    const __m512 a = _mm512_set1_ps(alpha);
+    LD_POINTWISE(n, { LD_ACCUM(y, _mm512_mul_ps(a, LD_LOAD(x))); })
+}
+
+/* ---- dropout: the mask is ld_rng_at(seed, offset + i) >> 40 >= p * 2^24, vectorized ---- */
+
+/* splitmix64 finaliser on 8 lanes (the same steps as ld_rng_at in core/rng.c). */
+static inline __m512i mix64(__m512i z) {
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), _mm512_set1_epi64((long long)0x94D049BB133111EBULL));
+    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+
+/* Keep-mask of the 16 elements offset + i .. offset + i + 15. */
+static inline __mmask16 dropout_keep16(uint64_t seed, uint64_t offset, int64_t i, __m512 thresh) {
+    const uint64_t K = 0x9E3779B97F4A7C15ULL;
+    uint64_t base = (seed ^ 0x2545F4914F6CDD1DULL) * 0xD1B54A32D192ED03ULL;
+    /* z_j = base + (offset + i + j + 1) * K, wrapping like the scalar code */
+    __m512i idx = _mm512_add_epi64(_mm512_set1_epi64((long long)(offset + (uint64_t)i + 1)),
+                                   _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+    __m512i kk = _mm512_set1_epi64((long long)K), bb = _mm512_set1_epi64((long long)base);
+    __m512i z0 = mix64(_mm512_add_epi64(bb, _mm512_mullo_epi64(idx, kk)));
+    __m512i z1 = mix64(_mm512_add_epi64(bb, _mm512_mullo_epi64(_mm512_add_epi64(idx, _mm512_set1_epi64(8)), kk)));
+    __m256i u0 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(z0, 40)), u1 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(z1, 40));
+    __m512 u = _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1));
+    return _mm512_cmp_ps_mask(u, thresh, _CMP_GE_OQ); /* u < 2^24 converts exactly */
+}
+
+static void ld_avx512_dropout_fwd(float *y, const float *x, float p, uint64_t seed, uint64_t offset, int64_t n) {
+    const __m512 scale = _mm512_set1_ps((float)(1.0 / (1.0 - (double)p)));
+    const __m512 thresh = _mm512_set1_ps(p * 16777216.0f);
+    LD_POINTWISE(n, {
+        __mmask16 keep = dropout_keep16(seed, offset, i, thresh) & k;
+        LD_STORE(y, _mm512_maskz_mul_ps(keep, LD_LOAD(x), scale));
+    })
+}
+
+static void ld_avx512_dropout_bwd(float *dx, const float *dy, float p, uint64_t seed, uint64_t offset, int64_t n) {
+    if (!dx) return;
+    const __m512 scale = _mm512_set1_ps((float)(1.0 / (1.0 - (double)p)));
+    const __m512 thresh = _mm512_set1_ps(p * 16777216.0f);
+    LD_POINTWISE(n, {
+        __mmask16 keep = dropout_keep16(seed, offset, i, thresh) & k;
+        _mm512_mask_storeu_ps(dx + i, keep, _mm512_add_ps(LD_LOAD(dx), _mm512_mul_ps(LD_LOAD(dy), scale)));
+    })
+}
+
+/* ---- bf16 rounding (round to nearest even, NaN stays a quiet NaN, as ld_fp32_to_bf16;
+ * integer arithmetic rather than vcvtneps2bf16, which flushes subnormals) ---- */
+static inline __m256i bf16_round(__m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+/* ---- optimiser ---- */
+
+/* Squares summed in double lanes over each thread's contiguous share, then the per-thread
+ * sums added in thread order: deterministic for a given thread count. */
+static double ld_avx512_sumsq(const float *x, int64_t n) {
+    int nt_max = n >= LD_PAR_MIN ? omp_get_max_threads() : 1;
+    double part[nt_max];
+    int nt_used = 1;
+#pragma omp parallel num_threads(nt_max)
+    {
+        int64_t lo, hi;
+        ld_thread_range(n, &lo, &hi);
+        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+        for (int64_t i = lo; i < hi; i += 16) {
+            __m512 v = _mm512_maskz_loadu_ps(ld_tail16(hi - i), x + i);
+            __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+            __m512d d1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+            a0 = _mm512_fmadd_pd(d0, d0, a0);
+            a1 = _mm512_fmadd_pd(d1, d1, a1);
+        }
+        part[omp_get_thread_num()] = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+        if (omp_get_thread_num() == 0) nt_used = omp_get_num_threads();
+    }
+    double s = 0;
+    for (int t = 0; t < nt_used; t++) s += part[t];
+    return s;
+}
+
+/* One pass: reads param, grad, m, v; writes param, m, v and the bf16 copy. */
+static void ld_avx512_adamw(float *param, const float *grad, float *m, float *v, uint16_t *param_bf16, int64_t n,
+                     const ld_adamw_params *p) {
+    double bc1 = 1.0 - pow((double)p->beta1, (double)p->step), bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
+    const __m512 gs = _mm512_set1_ps(p->grad_scale), b1 = _mm512_set1_ps(p->beta1), b2 = _mm512_set1_ps(p->beta2);
+    const __m512 c1 = _mm512_set1_ps((float)(1.0 - (double)p->beta1)), c2 = _mm512_set1_ps((float)(1.0 - (double)p->beta2));
+    const __m512 ib1 = _mm512_set1_ps((float)(1.0 / bc1)), ib2 = _mm512_set1_ps((float)(1.0 / bc2));
+    const __m512 eps = _mm512_set1_ps(p->eps), lr = _mm512_set1_ps(p->lr), wd = _mm512_set1_ps(p->weight_decay);
+    LD_POINTWISE(n, {
+        __m512 g = _mm512_mul_ps(LD_LOAD(grad), gs);
+        __m512 mi = _mm512_fmadd_ps(b1, LD_LOAD(m), _mm512_mul_ps(c1, g));
+        __m512 vi = _mm512_fmadd_ps(b2, LD_LOAD(v), _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
+        LD_STORE(m, mi);
+        LD_STORE(v, vi);
+        __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(vi, ib2)), eps);
+        __m512 w = LD_LOAD(param);
+        __m512 upd = _mm512_fmadd_ps(wd, w, _mm512_div_ps(_mm512_mul_ps(mi, ib1), den));
+        w = _mm512_fnmadd_ps(lr, upd, w);
+        LD_STORE(param, w);
+        if (param_bf16) _mm256_mask_storeu_epi16(param_bf16 + i, k, bf16_round(w));
+    })
+}
+
+/* ---- conversions ---- */
+
+static void ld_avx512_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
+    LD_POINTWISE(n, { _mm256_mask_storeu_epi16(dst + i, k, bf16_round(LD_LOAD(src))); })
+}
+
+static void ld_avx512_bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    LD_POINTWISE(n, {
+        __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, src + i));
+        LD_STORE(dst, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+    })
+}
+
+/* The entries this file and rows_avx512.c provide; cpu_table.c overlays them after
+ * checking AVX-512 F + BW (DQ, used by dropout's 64-bit multiplies, comes with both on
+ * every CPU that has them). */
+const ld_kernels ld_kernels_cpu_avx512_ops = {
+    .name = "cpu-avx512-ops",
+    .embedding_fwd = ld_avx512_embedding_fwd,
+    .embedding_bwd = ld_avx512_embedding_bwd,
+    .layernorm_fwd = ld_avx512_layernorm_fwd,
+    .layernorm_bwd = ld_avx512_layernorm_bwd,
+    .rmsnorm_fwd = ld_avx512_rmsnorm_fwd,
+    .rmsnorm_bwd = ld_avx512_rmsnorm_bwd,
+    .rope_fwd = ld_avx512_rope_fwd,
+    .rope_bwd = ld_avx512_rope_bwd,
+    .softmax_fwd = ld_avx512_softmax_fwd,
+    .softmax_bwd = ld_avx512_softmax_bwd,
+    .xent_fwd = ld_avx512_xent_fwd,
+    .xent_bwd = ld_avx512_xent_bwd,
+    .gelu_fwd = ld_avx512_gelu_fwd,
+    .gelu_bwd = ld_avx512_gelu_bwd,
+    .silu_fwd = ld_avx512_silu_fwd,
+    .silu_bwd = ld_avx512_silu_bwd,
+    .swiglu_fwd = ld_avx512_swiglu_fwd,
+    .swiglu_bwd = ld_avx512_swiglu_bwd,
+    .add_fwd = ld_avx512_add_fwd,
+    .add_inplace = ld_avx512_add_inplace,
+    .scale_fwd = ld_avx512_scale_fwd,
+    .axpy = ld_avx512_axpy,
+    .dropout_fwd = ld_avx512_dropout_fwd,
+    .dropout_bwd = ld_avx512_dropout_bwd,
+    .sumsq = ld_avx512_sumsq,
+    .adamw = ld_avx512_adamw,
+    .f32_to_bf16 = ld_avx512_f32_to_bf16,
+    .bf16_to_f32 = ld_avx512_bf16_to_f32,
+};

@@ -1,0 +1,67 @@
+/* kernels/cpu/simd_avx512.h — small AVX-512 building blocks shared by the *_avx512.c kernel
+ * files: vector exp / sigmoid accurate to a few ulp (no -ffast-math), tail masks, horizontal
+ * sums, and the static split of work over OpenMP threads. Include only from files compiled
+ * with the AVX-512 flags (named *_avx512.c). */
+#ifndef LD_KERNELS_CPU_SIMD_AVX512_H
+#define LD_KERNELS_CPU_SIMD_AVX512_H
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+
+/* Work below this many elements runs on the calling thread (a parallel region costs a
+ * few microseconds). Deterministic: the choice depends only on the sizes. */
+#define LD_PAR_MIN ((int64_t)1 << 15)
+
+/* Mask of the first min(r, 16) lanes. */
+static inline __mmask16 ld_tail16(int64_t r) {
+    return r >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << r) - 1u);
+}
+
+/* Part t of nt of [0, n) split into nearly equal contiguous ranges of whole `block`s (the
+ * last range ends at n). Static: the same n, block and nt always give the same ranges. */
+static inline void ld_split(int64_t n, int64_t block, int64_t t, int64_t nt, int64_t *lo, int64_t *hi) {
+    int64_t blocks = (n + block - 1) / block, per = blocks / nt, extra = blocks % nt;
+    int64_t b0 = t * per + (t < extra ? t : extra), b1 = b0 + per + (t < extra ? 1 : 0);
+    *lo = b0 * block < n ? b0 * block : n;
+    *hi = b1 * block < n ? b1 * block : n;
+}
+
+/* This OpenMP thread's share of [0, n) in 16-element (one cache line of floats) blocks. */
+static inline void ld_thread_range(int64_t n, int64_t *lo, int64_t *hi) {
+    ld_split(n, 16, omp_get_thread_num(), omp_get_num_threads(), lo, hi);
+}
+
+/* e^x, max error about 1 ulp over the float range; exp(-inf) = 0, exp(+inf) = inf,
+ * NaN stays NaN, results below the smallest subnormal flush to 0.
+ * x = n ln2 + r, |r| <= ln2/2 (ln2 split in two for an exact first reduction step),
+ * e^r by its degree-7 Taylor polynomial (truncation < 0.1 ulp), scaled by 2^n. */
+static inline __m512 ld_exp512(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* max/min return x when x is NaN */
+    x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* e^-x for the logistic function, with x clamped to [-88, 88] so that e^-x stays finite
+ * and 1 - sigmoid = e * sigmoid never becomes inf * 0. */
+static inline __m512 ld_exp_neg_clamped512(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-88.0f), x));
+    return ld_exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+}
+
+/* Sum of the 16 lanes in a fixed order. */
+static inline float ld_hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+#endif
