@@ -3,4 +3,6 @@
 
 const ld_kernels ld_kernels_ref = {
     .name = "ref",
+    .gemm_f32 = ld_ref_gemm_f32,
+    .gemm_bf16 = ld_ref_gemm_bf16,
 };
