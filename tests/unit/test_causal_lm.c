@@ -1,0 +1,278 @@
+/* tests/unit/test_causal_lm.c — the causal LM against an independent double-precision
+ * forward pass written here from the kernels' double reference instantiations:
+ *   - the tape's loss equals the double forward's loss;
+ *   - the tape's gradients equal central finite differences of the double forward;
+ *   - KV-cached inference logits equal the full forward's logits;
+ * for both variants (llama with GQA and untied head, gpt2) on a 2-layer model. */
+#include "kernels/ref/ref_f64.h"
+#include "ld_test.h"
+#include "liandan/infer.h"
+#include "models/causal_lm_internal.h"
+
+enum { B = 2, T = 5 };
+
+static ld_lm_config tiny(ld_lm_arch arch) {
+    ld_lm_config c = ld_lm_default_config(arch);
+    c.vocab_size = 23, c.hidden_size = 8, c.n_layers = 2, c.n_heads = 2, c.max_position = 16;
+    c.n_kv_heads = arch == LD_ARCH_LLAMA ? 1 : 2;
+    c.intermediate_size = arch == LD_ARCH_LLAMA ? 12 : 32;
+    c.tie_embeddings = arch == LD_ARCH_GPT2;
+    c.init_std = 0.3f; /* large weights: every path matters */
+    return c;
+}
+
+/* ---- the double-precision reference model ---------------------------------------- */
+
+typedef struct dmodel {
+    const ld_lm *m;
+    double *p[512]; /* double copies of the parameters, same order as ld_params_at */
+    int n;
+} dmodel;
+
+static double *dparam(dmodel *d, const ld_tensor *t) {
+    for (int i = 0; i < d->n; i++)
+        if (ld_params_at(d->m->params, i) == t) return d->p[i];
+    return NULL;
+}
+
+/* y[M,N] = x[M,K] W^T (W [N,K]) or x W (W [K,N] if kn) + b */
+static void dlinear(double *y, const double *x, const double *w, const double *b, int64_t M, int64_t K, int64_t N,
+                    bool kn) {
+    for (int64_t r = 0; r < M; r++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = b ? b[j] : 0;
+            for (int64_t i = 0; i < K; i++) s += x[r * K + i] * (kn ? w[i * N + j] : w[j * K + i]);
+            y[r * N + j] = s;
+        }
+}
+
+/* naive causal attention, q [B,T,Hq,D], k/v [B,T,Hkv,D] */
+static void dattention(double *out, const double *q, const double *k, const double *v, int64_t Hq, int64_t Hkv,
+                       int64_t D) {
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < Hq; h++)
+            for (int64_t i = 0; i < T; i++) {
+                int64_t hk = h / (Hq / Hkv);
+                double s[T], mx = -1e300, sum = 0;
+                for (int64_t j = 0; j <= i; j++) {
+                    double dot = 0;
+                    for (int64_t d = 0; d < D; d++)
+                        dot += q[((b * T + i) * Hq + h) * D + d] * k[((b * T + j) * Hkv + hk) * D + d];
+                    s[j] = dot / sqrt((double)D);
+                    if (s[j] > mx) mx = s[j];
+                }
+                for (int64_t j = 0; j <= i; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int64_t d = 0; d < D; d++) {
+                    double o = 0;
+                    for (int64_t j = 0; j <= i; j++) o += s[j] / sum * v[((b * T + j) * Hkv + hk) * D + d];
+                    out[((b * T + i) * Hq + h) * D + d] = o;
+                }
+            }
+}
+
+static double dforward(dmodel *d, const int32_t *ids, const int32_t *targets, double *logits_out) {
+    const ld_lm *m = d->m;
+    const ld_lm_config *c = &m->cfg;
+    int64_t C = c->hidden_size, Hq = c->n_heads, Hkv = c->n_kv_heads, D = C / Hq, I = c->intermediate_size;
+    int64_t V = c->vocab_size, N = B * T, kvw = Hkv * D;
+    double x[B * T * 8], h[B * T * 8], q[B * T * 8], k[B * T * 8], v[B * T * 8], a[B * T * 8], o[B * T * 8];
+    double qkv[B * T * 24], f1[B * T * 32], f2[B * T * 32], mean[B * T], rstd[B * T];
+    double *logits = logits_out;
+    bool gpt2 = c->arch == LD_ARCH_GPT2;
+    ld_ref64_embedding_fwd(x, ids, dparam(d, m->wte), N, C);
+    if (gpt2)
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t i = 0; i < C; i++) x[r * C + i] += dparam(d, m->wpe)[(r % T) * C + i];
+    for (int l = 0; l < c->n_layers; l++) {
+        const lm_layer *L = &m->layers[l];
+        if (gpt2) ld_ref64_layernorm_fwd(h, mean, rstd, x, dparam(d, L->ln1_w), dparam(d, L->ln1_b), N, C, c->norm_eps);
+        else ld_ref64_rmsnorm_fwd(h, rstd, x, dparam(d, L->ln1_w), N, C, c->norm_eps);
+        if (gpt2) {
+            dlinear(qkv, h, dparam(d, L->qkv), dparam(d, L->qkv_b), N, C, 3 * C, true);
+            for (int64_t r = 0; r < N; r++)
+                for (int64_t i = 0; i < C; i++)
+                    q[r * C + i] = qkv[r * 3 * C + i], k[r * C + i] = qkv[r * 3 * C + C + i],
+                    v[r * C + i] = qkv[r * 3 * C + 2 * C + i];
+        } else {
+            dlinear(a, h, dparam(d, L->q), NULL, N, C, C, false);
+            ld_ref64_rope_fwd(q, a, B, T, Hq, D, 0, c->rope_theta);
+            dlinear(a, h, dparam(d, L->k), NULL, N, C, kvw, false);
+            ld_ref64_rope_fwd(k, a, B, T, Hkv, D, 0, c->rope_theta);
+            dlinear(v, h, dparam(d, L->v), NULL, N, C, kvw, false);
+        }
+        dattention(a, q, k, v, Hq, Hkv, D);
+        dlinear(o, a, dparam(d, L->o), L->o_b ? dparam(d, L->o_b) : NULL, N, C, C, gpt2);
+        for (int64_t i = 0; i < N * C; i++) x[i] += o[i];
+        if (gpt2) ld_ref64_layernorm_fwd(h, mean, rstd, x, dparam(d, L->ln2_w), dparam(d, L->ln2_b), N, C, c->norm_eps);
+        else ld_ref64_rmsnorm_fwd(h, rstd, x, dparam(d, L->ln2_w), N, C, c->norm_eps);
+        if (gpt2) {
+            dlinear(f1, h, dparam(d, L->up), dparam(d, L->up_b), N, C, I, true);
+            ld_ref64_gelu_fwd(f2, f1, N * I);
+            dlinear(o, f2, dparam(d, L->down), dparam(d, L->down_b), N, I, C, true);
+        } else {
+            dlinear(f1, h, dparam(d, L->gate), NULL, N, C, I, false);
+            dlinear(f2, h, dparam(d, L->up), NULL, N, C, I, false);
+            ld_ref64_swiglu_fwd(f1, f1, f2, N * I);
+            dlinear(o, f1, dparam(d, L->down), NULL, N, I, C, false);
+        }
+        for (int64_t i = 0; i < N * C; i++) x[i] += o[i];
+    }
+    if (gpt2) ld_ref64_layernorm_fwd(h, mean, rstd, x, dparam(d, m->lnf_w), dparam(d, m->lnf_b), N, C, c->norm_eps);
+    else ld_ref64_rmsnorm_fwd(h, rstd, x, dparam(d, m->lnf_w), N, C, c->norm_eps);
+    dlinear(logits, h, dparam(d, m->lm_head), NULL, N, C, V, false);
+    double loss[B * T], lse[B * T], sum = 0;
+    int counted = 0;
+    ld_ref64_xent_fwd(loss, lse, logits, targets, N, V, -100);
+    for (int64_t r = 0; r < N; r++)
+        if (targets[r] != -100) sum += loss[r], counted++;
+    return sum / counted;
+}
+
+static void check_model(ld_lm_arch arch) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm_config cfg = tiny(arch);
+    ld_lm *m = NULL;
+    CHECK(ld_lm_new(ctx, &cfg, 1234, &m) == LD_OK);
+    if (!m) return;
+    CHECK(ld_params_numel(m->params, false) == ld_lm_config_num_params(&cfg));
+    int32_t ids[B * T], targets[B * T];
+    ld_rng r = ld_rng_init(5);
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)ld_rng_below(&r, 23), targets[i] = (int32_t)ld_rng_below(&r, 23);
+    targets[3] = -100; /* an ignored position */
+
+    ld_tape *tape = NULL;
+    CHECK(ld_tape_new(ctx, &tape) == LD_OK);
+    ld_tensor *logits = NULL, *loss = NULL;
+    CHECK(ld_lm_forward(m, tape, ids, targets, B, T, &logits, &loss) == LD_OK);
+    CHECK(ld_tape_backward(tape, loss) == LD_OK);
+
+    dmodel d = {.m = m, .n = ld_params_count(m->params)};
+    for (int i = 0; i < d.n; i++) {
+        ld_tensor *t = ld_params_at(m->params, i);
+        int64_t n = ld_tensor_numel(t);
+        d.p[i] = malloc((size_t)n * sizeof(double));
+        for (int64_t j = 0; j < n; j++) d.p[i][j] = ((float *)t->data)[j];
+    }
+    double dlogits[B * T * 23];
+    double ref_loss = dforward(&d, ids, targets, dlogits);
+    CHECK_NEAR(((float *)loss->data)[0], ref_loss, 1e-5 * fabs(ref_loss));
+    double max_logit_err = 0;
+    for (int i = 0; i < B * T * 23; i++) {
+        double e = fabs(((float *)logits->data)[i] - dlogits[i]);
+        if (e > max_logit_err) max_logit_err = e;
+    }
+    CHECK_MSG(max_logit_err < 1e-4, "max logit error %g", max_logit_err);
+
+    /* finite differences in double on every parameter tensor, a few elements each */
+    double worst = 0;
+    for (int i = 0; i < d.n; i++) {
+        ld_tensor *t = ld_params_at(m->params, i);
+        int64_t n = ld_tensor_numel(t);
+        for (int s = 0; s < 4; s++) {
+            int64_t j = (int64_t)ld_rng_below(&r, (uint64_t)n);
+            double keep = d.p[i][j], eps = 1e-5;
+            d.p[i][j] = keep + eps;
+            double lp = dforward(&d, ids, targets, dlogits);
+            d.p[i][j] = keep - eps;
+            double lm = dforward(&d, ids, targets, dlogits);
+            d.p[i][j] = keep;
+            double fd = (lp - lm) / (2 * eps), g = ((float *)t->grad->data)[j];
+            double err = fabs(fd - g) / (fabs(fd) + 1e-3);
+            if (err > worst) worst = err;
+            CHECK_MSG(err < 2e-3, "%s[%lld]: tape %.8g vs finite difference %.8g", t->name, (long long)j, g, fd);
+        }
+    }
+    printf("  %s: loss %.6f, max logit err %.2g, worst grad rel err %.2g\n", arch == LD_ARCH_LLAMA ? "llama" : "gpt2",
+           ref_loss, max_logit_err, worst);
+
+    /* KV cache: prefill 3 tokens, then 2 single-token steps, per batch row; compare with the
+     * full forward's logits */
+    ld_lm_session *s = NULL;
+    CHECK(ld_lm_session_new(m, B, 16, 16, &s) == LD_OK);
+    for (int b = 0; s && b < B; b++) {
+        const float *lg;
+        ld_lm_segment seg = {b, ids + b * T, 3};
+        CHECK(ld_lm_session_eval(s, &seg, 1, true, &lg) == LD_OK);
+        double rel = ld_test_max_rel_err(lg, (const float *)logits->data + b * T * 23, 3 * 23, 1.0);
+        CHECK_MSG(rel < 1e-5, "prefill logits differ by %g", rel);
+        for (int t = 3; t < T; t++) {
+            ld_lm_segment one = {b, ids + b * T + t, 1};
+            CHECK(ld_lm_session_eval(s, &one, 1, false, &lg) == LD_OK);
+            rel = ld_test_max_rel_err(lg, (const float *)logits->data + (b * T + t) * 23, 23, 1.0);
+            CHECK_MSG(rel < 1e-5, "decode step %d logits differ by %g", t, rel);
+        }
+    }
+    /* batched: both rows' last tokens in one call after clearing and re-prefilling 4 */
+    for (int b = 0; s && b < B; b++) ld_lm_session_clear(s, b);
+    if (s) {
+        ld_lm_segment segs[2] = {{0, ids, 4}, {1, ids + T, 4}};
+        const float *lg;
+        CHECK(ld_lm_session_eval(s, segs, 2, false, &lg) == LD_OK);
+        ld_lm_segment steps[2] = {{0, ids + 4, 1}, {1, ids + T + 4, 1}};
+        CHECK(ld_lm_session_eval(s, steps, 2, false, &lg) == LD_OK);
+        for (int b = 0; b < B; b++)
+            CHECK(ld_test_max_rel_err(lg + b * 23, (const float *)logits->data + (b * T + 4) * 23, 23, 1.0) < 1e-5);
+        ld_lm_segment too_long = {0, ids, 16};
+        CHECK_STATUS(ctx, ld_lm_session_eval(s, &too_long, 1, false, &lg), LD_ERR_LIMIT, "past the context");
+        int32_t bad_id = 99;
+        ld_lm_segment bad = {1, &bad_id, 1};
+        CHECK_STATUS(ctx, ld_lm_session_eval(s, &bad, 1, false, &lg), LD_ERR_INVALID_ARG, "outside the vocabulary");
+    }
+    ld_lm_session_free(s);
+    for (int i = 0; i < d.n; i++) free(d.p[i]);
+    ld_tape_free(tape);
+    ld_lm_free(m);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+TEST(llama_matches_double_reference_and_finite_differences) {
+    check_model(LD_ARCH_LLAMA);
+}
+
+TEST(gpt2_matches_double_reference_and_finite_differences) {
+    check_model(LD_ARCH_GPT2);
+}
+
+TEST(config_validation_names_the_problem) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm_config c = tiny(LD_ARCH_LLAMA);
+    c.hidden_size = 10, c.n_heads = 3;
+    CHECK_STATUS(ctx, ld_lm_config_validate(ctx, &c), LD_ERR_INVALID_ARG, "not divisible by num_attention_heads");
+    c = tiny(LD_ARCH_LLAMA);
+    c.n_kv_heads = 3;
+    CHECK_STATUS(ctx, ld_lm_config_validate(ctx, &c), LD_ERR_INVALID_ARG, "num_key_value_heads");
+    static const struct { const char *json, *msg; ld_status st; } bad[] = {
+        {"{", "invalid JSON", LD_ERR_FORMAT},
+        {"[]", "expected a JSON object", LD_ERR_FORMAT},
+        {"{\"model_type\":\"bert\"}", "not supported", LD_ERR_UNSUPPORTED},
+        {"{\"model_type\":\"llama\",\"vocab_size\":10}", "required key 'hidden_size'", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\",\"vocab_size\":10,\"hidden_size\":\"abc\"}", "expected an integer", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":3,\"max_position_embeddings\":8}", "not divisible", LD_ERR_INVALID_ARG},
+        {"{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":8,\"n_layer\":1,\"n_head\":2,\"n_positions\":8,"
+         "\"activation_function\":\"relu\"}", "not supported", LD_ERR_UNSUPPORTED},
+        {"{\"model_type\":\"llama\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":2,\"max_position_embeddings\":8,\"rope_scaling\":{\"type\":\"linear\"}}",
+         "rope_scaling", LD_ERR_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ld_lm_config out;
+        CHECK_STATUS(ctx, ld_lm_config_from_json(ctx, bad[i].json, strlen(bad[i].json), "config.json", &out), bad[i].st,
+                     bad[i].msg);
+    }
+    /* round trip through config.json */
+    for (int a = 0; a < 2; a++) {
+        ld_lm_config c0 = tiny((ld_lm_arch)a), c1;
+        char *js = ld_lm_config_to_json(&c0);
+        CHECK(js && ld_lm_config_from_json(ctx, js, strlen(js), "x", &c1) == LD_OK);
+        CHECK(c1.hidden_size == c0.hidden_size && c1.n_kv_heads == c0.n_kv_heads && c1.tie_embeddings == c0.tie_embeddings &&
+              c1.intermediate_size == c0.intermediate_size && c1.arch == c0.arch);
+        free(js);
+    }
+    ld_ctx_free(ctx);
+}
+
+LD_TEST_MAIN()
