@@ -27,6 +27,68 @@ float ld_lr_at(const ld_lr_schedule *s, int64_t step);
 bool ld_lr_kind_from_name(const char *name, ld_lr_kind *out);
 const char *ld_lr_kind_name(ld_lr_kind k);
 
+/* ---- where training batches come from --------------------------------------------- */
+/* A batch source fills tokens[B * (T + 1)] (rows of T+1 consecutive tokens: inputs are the
+ * first T, targets the last T). Its position is a cursor the trainer saves in checkpoints
+ * (as a JSON object text) and restores on resume, so training continues on exactly the next
+ * batch. */
+typedef struct ld_batch_source {
+    ld_status (*next)(void *user, int32_t *tokens, int64_t B, int64_t T);
+    /* Writes the cursor as a JSON object into a malloc'd string (*out; caller frees). */
+    ld_status (*save)(void *user, char **out);
+    ld_status (*restore)(void *user, const char *json);
+    void *user;
+} ld_batch_source;
+
+/* ---- the pretraining loop ---------------------------------------------------------- */
+typedef struct ld_train_params {
+    int64_t batch_size;      /* B: sequences per micro-batch */
+    int64_t seq_len;         /* T */
+    int64_t grad_accum;      /* micro-batches per optimizer step */
+    int64_t max_steps;
+    ld_lr_schedule schedule;
+    ld_adamw_config optim;
+    int64_t eval_every, eval_batches; /* 0 = no validation */
+    int64_t checkpoint_every, keep_last;
+    int64_t log_every;
+    float spike_factor;      /* skip an update whose loss exceeds this x the running mean (0 = off) */
+    uint64_t seed;
+    const char *out_dir;     /* run directory: metrics.jsonl, checkpoints/ */
+} ld_train_params;
+ld_train_params ld_train_default_params(void);
+
+/* What the trainer reports after every optimizer step (the CLI draws its progress line). */
+typedef struct ld_train_progress {
+    int64_t step, max_steps;
+    double loss, val_loss;   /* val_loss is NAN when not evaluated this step */
+    double lr, grad_norm;
+    double tokens_per_s, mfu, elapsed_s, eta_s;
+    bool skipped;            /* the update was skipped (NaN or loss spike) */
+    const char *note;        /* why it was skipped, or "checkpoint", or NULL */
+} ld_train_progress;
+typedef void (*ld_train_progress_fn)(void *user, const ld_train_progress *p);
+
+typedef struct ld_lm ld_lm;
+typedef struct ld_trainer ld_trainer;
+
+/* A trainer for model m (not owned) reading batches from train (and val, may be NULL).
+ * peak_flops: the machine's measured FMA peak in FLOP/s, for MFU (0 = don't report MFU). */
+ld_status ld_trainer_new(ld_lm *m, const ld_train_params *p, const ld_batch_source *train,
+                         const ld_batch_source *val, double peak_flops, ld_trainer **out);
+void ld_trainer_free(ld_trainer *t);
+/* Runs until max_steps (or until *stop becomes nonzero: then it checkpoints and returns
+ * LD_ERR_INTERRUPTED). Calls cb after every step. */
+ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, volatile int *stop);
+int64_t ld_trainer_step(const ld_trainer *t);
+/* Writes a checkpoint of the current state to out_dir/checkpoints/step-NNNNNNN atomically
+ * and points out_dir/checkpoints/latest at it; removes checkpoints beyond keep_last. */
+ld_status ld_trainer_checkpoint(ld_trainer *t);
+/* Restores model, optimizer, step and data cursor from the newest complete checkpoint under
+ * out_dir/checkpoints. *found is false (and nothing changes) when there is none. */
+ld_status ld_trainer_resume(ld_trainer *t, bool *found);
+/* Mean validation loss over eval_batches batches of val. */
+ld_status ld_trainer_validate(ld_trainer *t, double *loss);
+
 #ifdef __cplusplus
 }
 #endif

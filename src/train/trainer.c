@@ -1,0 +1,214 @@
+/* train/trainer.c — the pretraining loop: gradient accumulation, the one place gradients
+ * would be all-reduced across data-parallel ranks, global-norm clipping, the NaN / loss-spike
+ * guard, AdamW, learning-rate schedule, validation, metrics.jsonl and checkpoints. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "train/trainer_internal.h"
+
+ld_train_params ld_train_default_params(void) {
+    ld_train_params p = {.batch_size = 8, .seq_len = 128, .grad_accum = 1, .max_steps = 1000,
+                         .schedule = {.kind = LD_LR_COSINE, .lr = 1e-3f, .min_lr = 1e-4f, .warmup_steps = 100,
+                                      .max_steps = 1000, .decay_steps = 0},
+                         .optim = ld_adamw_default_config(), .eval_every = 100, .eval_batches = 8,
+                         .checkpoint_every = 200, .keep_last = 2, .log_every = 1, .spike_factor = 0.0f, .seed = 1,
+                         .out_dir = "run"};
+    return p;
+}
+
+static ld_status make_dir(ld_ctx *ctx, const char *path) {
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return ld_error(ctx, LD_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
+    return LD_OK;
+}
+
+ld_status ld_trainer_new(ld_lm *m, const ld_train_params *p, const ld_batch_source *train,
+                         const ld_batch_source *val, double peak_flops, ld_trainer **out) {
+    if (!m || !p || !train || !out) return LD_ERR_INVALID_ARG;
+    ld_ctx *ctx = m->ctx;
+    *out = NULL;
+    const ld_lm_config *c = &m->cfg;
+    if (p->batch_size <= 0 || p->seq_len <= 0 || p->seq_len > c->max_position || p->grad_accum <= 0 ||
+        p->max_steps <= 0)
+        return ld_error(ctx, LD_ERR_INVALID_ARG,
+                        "training: need batch_size > 0, 0 < seq_len <= max_position (%lld), grad_accum > 0, "
+                        "max_steps > 0 (got %lld, %lld, %lld, %lld)",
+                        (long long)c->max_position, (long long)p->batch_size, (long long)p->seq_len,
+                        (long long)p->grad_accum, (long long)p->max_steps);
+    if (!(p->schedule.lr > 0) || p->schedule.min_lr < 0 || p->schedule.warmup_steps < 0)
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "training: learning rate must be positive, min_lr and warmup >= 0");
+    if (!p->out_dir || !*p->out_dir) return ld_error(ctx, LD_ERR_INVALID_ARG, "training: no output directory");
+    ld_trainer *t = ld_calloc(ctx, 1, sizeof *t);
+    if (!t) return ld_ctx_status(ctx);
+    t->ctx = ctx, t->m = m, t->p = *p, t->train = *train, t->peak_flops = peak_flops;
+    if (val) t->val = *val, t->has_val = true;
+    snprintf(t->out_dir, sizeof t->out_dir, "%s", p->out_dir);
+    t->p.out_dir = t->out_dir;
+    t->running_loss = NAN;
+    ld_status st;
+    size_t n_tok = (size_t)(p->batch_size * (p->seq_len + 1));
+    if ((st = ld_tape_new(ctx, &t->tape)) || (st = ld_adamw_new(m->params, &p->optim, &t->opt)) ||
+        !(t->tokens = ld_alloc(ctx, n_tok * sizeof(int32_t))) || !(t->inputs = ld_alloc(ctx, n_tok * sizeof(int32_t))) ||
+        !(t->targets = ld_alloc(ctx, n_tok * sizeof(int32_t)))) {
+        if (!st) st = ld_ctx_status(ctx);
+        ld_trainer_free(t);
+        return st;
+    }
+    char path[LD_TRAIN_PATH_MAX];
+    snprintf(path, sizeof path, "%s/checkpoints", t->out_dir);
+    if ((st = make_dir(ctx, t->out_dir)) || (st = make_dir(ctx, path))) {
+        ld_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return LD_OK;
+}
+
+void ld_trainer_free(ld_trainer *t) {
+    if (!t) return;
+    ld_tape_free(t->tape);
+    ld_adamw_free(t->opt);
+    ld_free(t->ctx, t->tokens);
+    ld_free(t->ctx, t->inputs);
+    ld_free(t->ctx, t->targets);
+    if (t->metrics) fclose(t->metrics);
+    ld_free(t->ctx, t);
+}
+
+int64_t ld_trainer_step(const ld_trainer *t) {
+    return t ? t->step : 0;
+}
+
+/* Splits rows of T+1 tokens into inputs (first T) and targets (last T). */
+static ld_status load_batch(ld_trainer *t, const ld_batch_source *src) {
+    int64_t B = t->p.batch_size, T = t->p.seq_len;
+    ld_status st = src->next(src->user, t->tokens, B, T);
+    if (st) return ld_error_wrap(t->ctx, st, "reading a training batch: ");
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(t->inputs + b * T, t->tokens + b * (T + 1), (size_t)T * sizeof(int32_t));
+        memcpy(t->targets + b * T, t->tokens + b * (T + 1) + 1, (size_t)T * sizeof(int32_t));
+    }
+    return LD_OK;
+}
+
+/* Data-parallel training sums gradients across ranks here, and only here (one bucketed
+ * all-reduce per step). A single process has nothing to do. */
+static ld_status allreduce_gradients(ld_trainer *t) {
+    (void)t;
+    return LD_OK;
+}
+
+ld_status ld_trainer_validate(ld_trainer *t, double *loss) {
+    if (!t->has_val || t->p.eval_batches <= 0) return ld_error(t->ctx, LD_ERR_STATE, "no validation data");
+    ld_tape_set_grad_enabled(t->tape, false);
+    double sum = 0;
+    ld_status st = LD_OK;
+    for (int64_t i = 0; i < t->p.eval_batches && !st; i++) {
+        ld_tape_reset(t->tape);
+        ld_tensor *l = NULL;
+        if (!(st = load_batch(t, &t->val)))
+            st = ld_lm_forward(t->m, t->tape, t->inputs, t->targets, t->p.batch_size, t->p.seq_len, NULL, &l);
+        if (!st) sum += ((float *)l->data)[0];
+    }
+    ld_tape_set_grad_enabled(t->tape, true);
+    ld_tape_reset(t->tape);
+    if (!st) *loss = sum / (double)t->p.eval_batches;
+    return st;
+}
+
+static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
+    if (!t->metrics) {
+        char path[LD_TRAIN_PATH_MAX];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
+        t->metrics = fopen(path, "a");
+        if (!t->metrics) return;
+    }
+    fprintf(t->metrics, "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.4f,\"tokens_per_s\":%.1f,\"mfu\":%.4f",
+            (long long)pr->step, pr->loss, pr->lr, pr->grad_norm, pr->tokens_per_s, pr->mfu);
+    if (!isnan(pr->val_loss)) fprintf(t->metrics, ",\"val_loss\":%.6f", pr->val_loss);
+    if (pr->skipped) fprintf(t->metrics, ",\"skipped\":true,\"note\":\"%s\"", pr->note ? pr->note : "");
+    fprintf(t->metrics, "}\n");
+    fflush(t->metrics);
+}
+
+/* One optimizer step over grad_accum micro-batches. */
+static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
+    int64_t B = t->p.batch_size, T = t->p.seq_len, A = t->p.grad_accum;
+    ld_params_zero_grad(t->m->params);
+    double loss_sum = 0;
+    for (int64_t a = 0; a < A; a++) {
+        ld_tape_reset(t->tape);
+        ld_tape_set_seed(t->tape, ld_rng_at(t->p.seed, (uint64_t)(t->step * A + a)));
+        ld_tensor *loss = NULL;
+        ld_status st = load_batch(t, &t->train);
+        if (!st) st = ld_lm_forward(t->m, t->tape, t->inputs, t->targets, B, T, NULL, &loss);
+        if (!st) st = ld_tape_backward(t->tape, loss);
+        if (st) return st;
+        loss_sum += ((float *)loss->data)[0];
+    }
+    ld_status st = allreduce_gradients(t);
+    if (st) return st;
+    double loss = loss_sum / (double)A;
+    float lr = ld_lr_at(&t->p.schedule, t->step);
+    pr->loss = loss, pr->lr = lr, pr->skipped = false, pr->note = NULL;
+    if (!isfinite(loss)) {
+        pr->skipped = true, pr->note = "loss is not finite: update skipped";
+        pr->grad_norm = NAN;
+    } else if (t->p.spike_factor > 0 && !isnan(t->running_loss) && t->step > t->p.schedule.warmup_steps &&
+               loss > t->p.spike_factor * t->running_loss) {
+        pr->skipped = true, pr->note = "loss spike: update skipped";
+        pr->grad_norm = ld_params_grad_norm(t->m->params, 1.0f / (float)A);
+    } else {
+        st = ld_adamw_step(t->opt, lr, 1.0f / (float)A, &pr->grad_norm);
+        if (st == LD_ERR_NUMERIC) {
+            ld_ctx_clear_error(t->ctx);
+            pr->skipped = true, pr->note = "gradient norm is not finite: update skipped";
+        } else if (st) {
+            return st;
+        } else {
+            t->running_loss = isnan(t->running_loss) ? loss : 0.95 * t->running_loss + 0.05 * loss;
+        }
+    }
+    t->step++;
+    return LD_OK;
+}
+
+ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, volatile int *stop) {
+    if (!t) return LD_ERR_INVALID_ARG;
+    const ld_lm_config *c = &t->m->cfg;
+    double flops_per_token = ld_lm_train_flops_per_token(c, t->p.seq_len);
+    double tokens_per_step = (double)(t->p.batch_size * t->p.seq_len * t->p.grad_accum);
+    double t_start = ld_time_now(), t_prev = t_start;
+    int64_t first_step = t->step;
+    while (t->step < t->p.max_steps) {
+        ld_train_progress pr = {.max_steps = t->p.max_steps, .val_loss = NAN};
+        ld_status st = train_step(t, &pr);
+        if (st) return st;
+        double now = ld_time_now(), dt = now - t_prev;
+        t_prev = now;
+        pr.step = t->step;
+        pr.tokens_per_s = tokens_per_step / dt;
+        pr.mfu = t->peak_flops > 0 ? pr.tokens_per_s * flops_per_token / t->peak_flops : 0;
+        pr.elapsed_s = now - t_start;
+        pr.eta_s = (double)(t->p.max_steps - t->step) * (now - t_start) / (double)(t->step - first_step);
+        if (t->has_val && t->p.eval_every > 0 && (t->step % t->p.eval_every == 0 || t->step == t->p.max_steps)) {
+            if ((st = ld_trainer_validate(t, &pr.val_loss))) return st;
+            t_prev = ld_time_now(); /* validation time is not training throughput */
+        }
+        bool ckpt = (t->p.checkpoint_every > 0 && t->step % t->p.checkpoint_every == 0) || t->step == t->p.max_steps;
+        bool stopping = stop && *stop;
+        if (ckpt || stopping) {
+            if ((st = ld_trainer_checkpoint(t))) return st;
+            if (!pr.note) pr.note = "checkpoint";
+            t_prev = ld_time_now();
+        }
+        write_metrics(t, &pr);
+        if (cb) cb(user, &pr);
+        if (stopping) return ld_error(t->ctx, LD_ERR_INTERRUPTED, "training stopped at step %lld (checkpoint written)",
+                                      (long long)t->step);
+    }
+    return LD_OK;
+}

@@ -1,0 +1,28 @@
+/* train/trainer_internal.h — the trainer's state, shared by the loop and checkpoints. */
+#ifndef LD_TRAINER_INTERNAL_H
+#define LD_TRAINER_INTERNAL_H
+
+#include <stdio.h>
+
+#include "liandan/train.h"
+#include "models/causal_lm_internal.h"
+
+#define LD_TRAIN_PATH_MAX 4096
+
+struct ld_trainer {
+    ld_ctx *ctx;
+    ld_lm *m;
+    ld_train_params p;
+    char out_dir[LD_TRAIN_PATH_MAX];
+    ld_batch_source train, val;
+    bool has_val;
+    double peak_flops;
+    ld_tape *tape;
+    ld_adamw *opt;
+    int32_t *tokens, *inputs, *targets; /* one micro-batch */
+    int64_t step;                       /* optimizer steps done */
+    double running_loss;                /* for the spike guard */
+    FILE *metrics;
+};
+
+#endif
