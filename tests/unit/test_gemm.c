@@ -1,13 +1,21 @@
 /* tests/unit/test_gemm.c — matrix products: the reference against hand-computed values, the
  * optimized CPU GEMMs (f32, both bf16 paths) against the reference on random and odd shapes,
  * all four transpose combinations, alpha/beta, padded leading dimensions, determinism. */
+#include <omp.h>
 #include <stdint.h>
 
+#include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
 #include "ld_test.h"
 
 /* ---- helpers ---------------------------------------------------------------------- */
+
+static float *rand_f32(ld_rng *r, int64_t n) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
+    for (int64_t i = 0; i < n; i++) p[i] = 2.0f * ld_rng_uniform(r) - 1.0f;
+    return p;
+}
 
 /* Stores the row-major [rows, cols] matrix src (dense) into dst with leading dimension ld,
  * transposed when trans (then dst is [cols, rows]); the padding gets garbage. */
@@ -60,6 +68,165 @@ TEST(ref_gemm_k0_scales_c) {
     CHECK_NEAR(C[0], 3, 0);
     ld_kernels_ref.gemm_f32(false, false, 1, 1, 0, 1.0f, NULL, 1, NULL, 1, 0.0f, C + 1, 1);
     CHECK_NEAR(C[1], 0, 0);
+}
+
+/* ---- optimized against reference ----------------------------------------------------- */
+
+typedef void (*gemm_f32_fn)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                            const float *, int64_t, float, float *, int64_t);
+typedef void (*gemm_bf16_fn)(bool, bool, int64_t, int64_t, int64_t, float, const uint16_t *,
+                             int64_t, const uint16_t *, int64_t, float, float *, int64_t);
+
+/* Tolerance: |C - C_ref| <= TOL * (|alpha| sum_k |a_ik||b_kj| + |beta| |C0_ij|). fp32
+ * accumulation of K terms in blocks errs by at most ~K * 2^-24 relative to that sum in the
+ * worst case and ~sqrt(K) * 2^-24 typically; 1e-5 passes every correct summation order at
+ * these K (<= 769) while any wrong element (a missed, doubled or misplaced product) is off
+ * by O(1) of it. bf16 products are exact in fp32, so the same bound holds there. */
+#define TOL 1e-5
+
+typedef struct gemm_case {
+    int64_t M, N, K;
+    bool ta, tb;
+    float alpha, beta;
+} gemm_case;
+
+/* Runs one case through the f32 kernel `f` or the bf16 kernel `h` (inputs rounded to bf16)
+ * and compares with the reference on the same inputs. Leading dimensions are padded (lda >
+ * row length) and C's padding columns must come back untouched. */
+static void check_case(const char *what, gemm_f32_fn f, gemm_bf16_fn h, gemm_case c, uint64_t seed) {
+    ld_rng r = ld_rng_init(seed);
+    const int64_t M = c.M, N = c.N, K = c.K, pad = 3;
+    float *a = rand_f32(&r, M * K), *b = rand_f32(&r, K * N), *c0 = rand_f32(&r, M * N);
+    if (h) { /* make the values exactly representable in bf16, so ref sees the same inputs */
+        for (int64_t i = 0; i < M * K; i++) a[i] = ld_bf16_to_fp32(ld_fp32_to_bf16(a[i]));
+        for (int64_t i = 0; i < K * N; i++) b[i] = ld_bf16_to_fp32(ld_fp32_to_bf16(b[i]));
+    }
+    int64_t lda = (c.ta ? M : K) + pad, ldb = (c.tb ? K : N) + pad, ldc = N + pad;
+    float *A = layout(a, M, K, c.ta, lda), *B = layout(b, K, N, c.tb, ldb);
+    float *C = layout(c0, M, N, false, ldc), *Cref = layout(c0, M, N, false, ldc);
+    if (c.beta == 0.0f)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = NAN;
+    /* bound: |alpha| |A||B| + |beta| |C0| (by the reference on absolute values) */
+    float *absA = malloc((size_t)(M * K) * sizeof(float)), *absB = malloc((size_t)(K * N) * sizeof(float));
+    float *bound = layout(c0, M, N, false, N);
+    for (int64_t i = 0; i < M * K; i++) absA[i] = fabsf(a[i]);
+    for (int64_t i = 0; i < K * N; i++) absB[i] = fabsf(b[i]);
+    for (int64_t i = 0; i < M * N; i++) bound[i] = fabsf(c.beta * bound[i]);
+    ld_ref_gemm_f32(false, false, M, N, K, fabsf(c.alpha), absA, K, absB, N, 1.0f, bound, N);
+    if (h) {
+        int64_t na = (c.ta ? K : M) * lda, nb = (c.tb ? N : K) * ldb;
+        uint16_t *Ah = malloc((size_t)na * 2), *Bh = malloc((size_t)nb * 2);
+        for (int64_t i = 0; i < na; i++) Ah[i] = ld_fp32_to_bf16(A[i]);
+        for (int64_t i = 0; i < nb; i++) Bh[i] = ld_fp32_to_bf16(B[i]);
+        h(c.ta, c.tb, M, N, K, c.alpha, Ah, lda, Bh, ldb, c.beta, C, ldc);
+        ld_ref_gemm_bf16(c.ta, c.tb, M, N, K, c.alpha, Ah, lda, Bh, ldb, c.beta, Cref, ldc);
+        free(Ah);
+        free(Bh);
+    } else {
+        f(c.ta, c.tb, M, N, K, c.alpha, A, lda, B, ldb, c.beta, C, ldc);
+        ld_ref_gemm_f32(c.ta, c.tb, M, N, K, c.alpha, A, lda, B, ldb, c.beta, Cref, ldc);
+    }
+    double worst = 0;
+    int64_t wi = 0, wj = 0, bad_pad = 0;
+    for (int64_t i = 0; i < M; i++) {
+        for (int64_t j = 0; j < N; j++) {
+            double e = fabs((double)C[i * ldc + j] - Cref[i * ldc + j]) / (bound[i * N + j] + 1e-30);
+            if (!(e <= worst)) worst = e, wi = i, wj = j;
+        }
+        for (int64_t j = N; j < ldc; j++) bad_pad += C[i * ldc + j] != 1e30f;
+    }
+    CHECK_MSG(worst <= TOL && bad_pad == 0,
+              "%s M=%lld N=%lld K=%lld tA=%d tB=%d alpha=%g beta=%g: worst relative error %.3g at "
+              "(%lld,%lld) got %.9g want %.9g; %lld padding elements written",
+              what, (long long)M, (long long)N, (long long)K, c.ta, c.tb, c.alpha, c.beta, worst,
+              (long long)wi, (long long)wj, C[wi * ldc + wj], Cref[wi * ldc + wj], (long long)bad_pad);
+    free(a), free(b), free(c0), free(A), free(B), free(C), free(Cref), free(absA), free(absB), free(bound);
+}
+
+/* Odd and edge shapes: single elements, one row/column, sizes just off the 8 x 48 tile and
+ * the cache blocks (K > 256 and 512 for several KC slices, N > 1536 for several NC blocks,
+ * M > 768 for several MC blocks). */
+static const int64_t shapes[][3] = {
+    {1, 1, 1}, {1, 100, 77}, {1, 3, 600}, {37, 1, 19}, {17, 33, 65}, {8, 48, 256}, {9, 49, 257},
+    {64, 96, 600}, {7, 1601, 5}, {801, 50, 30}, {255, 769, 129},
+};
+
+/* Every shape in all 4 layouts; small ones with all of beta in {0, 1} x alpha in {1, -0.75},
+ * large ones with one (alpha, beta) per layout so that all appear. */
+static void check_all(const char *what, gemm_f32_fn f, gemm_bf16_fn h) {
+    uint64_t seed = 1;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        bool big = M * N * K > 200000;
+        for (int combo = 0; combo < 16; combo++) {
+            bool ta = combo & 1, tb = (combo >> 1) & 1;
+            float beta = (combo >> 2) & 1 ? 1.0f : 0.0f, alpha = (combo >> 3) & 1 ? -0.75f : 1.0f;
+            if (big && ((combo >> 2) & 3) != (combo & 3)) continue;
+            check_case(what, f, h, (gemm_case){M, N, K, ta, tb, alpha, beta}, seed++);
+        }
+    }
+}
+
+TEST(gemm_f32_avx512_matches_ref) {
+    if (!ld_cpu_features_get()->avx512f) return;
+    check_all("f32", ld_gemm_f32_avx512, NULL);
+}
+
+TEST(gemm_bf16_cvt_avx512_matches_ref) {
+    if (!ld_cpu_features_get()->avx512f) return;
+    check_all("bf16-cvt", NULL, ld_gemm_bf16_cvt_avx512);
+}
+
+TEST(gemm_bf16_dot_avx512_matches_ref) {
+    if (!ld_cpu_features_get()->avx512_bf16) return;
+    check_all("bf16-dot", NULL, ld_gemm_bf16_dot_avx512);
+}
+
+TEST(gemm_cpu_table_matches_ref) {
+    const ld_kernels *k = ld_kernels_get(LD_BACKEND_CPU);
+    check_case("table f32", k->gemm_f32, NULL, (gemm_case){33, 97, 71, false, true, 1.0f, 0.0f}, 99);
+    check_case("table bf16", NULL, k->gemm_bf16, (gemm_case){33, 97, 71, true, false, 0.5f, 1.0f}, 98);
+}
+
+TEST(gemm_cpu_table_is_avx512_here) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
+    if (f->avx512f && f->avx512bw && f->avx512vl) CHECK(!strcmp(k->name, "cpu-avx512"));
+    CHECK(k->gemm_f32 != ld_kernels_ref.gemm_f32 || strcmp(k->name, "cpu-avx512"));
+    double cvt = 0, dot = 0;
+    const char *path = f->avx512f ? ld_gemm_bf16_avx512_choice(&cvt, &dot) : "none";
+    printf("  table %s, bf16 path %s (micro-kernel cvt %.0f GFLOP/s, dot %.0f GFLOP/s)\n", k->name, path, cvt, dot);
+}
+
+/* Same inputs, same bits: twice on 2 threads, and on 1 thread (the partition never changes
+ * an element's sequence of operations). Shapes split along N and along M. */
+TEST(gemm_deterministic_across_runs_and_threads) {
+    const ld_kernels *k = ld_kernels_get(LD_BACKEND_CPU);
+    const int64_t dims[2][3] = {{64, 1000, 300}, {1000, 40, 300}};
+    int saved = omp_get_max_threads();
+    for (int d = 0; d < 2; d++) {
+        int64_t M = dims[d][0], N = dims[d][1], K = dims[d][2];
+        ld_rng r = ld_rng_init(7 + d);
+        float *A = rand_f32(&r, M * K), *B = rand_f32(&r, K * N);
+        uint16_t *Ah = malloc((size_t)(M * K) * 2), *Bh = malloc((size_t)(K * N) * 2);
+        for (int64_t i = 0; i < M * K; i++) Ah[i] = ld_fp32_to_bf16(A[i]);
+        for (int64_t i = 0; i < K * N; i++) Bh[i] = ld_fp32_to_bf16(B[i]);
+        float *C[3], *H[3];
+        for (int run = 0; run < 3; run++) {
+            omp_set_num_threads(run < 2 ? 2 : 1);
+            C[run] = malloc((size_t)(M * N) * sizeof(float));
+            H[run] = malloc((size_t)(M * N) * sizeof(float));
+            k->gemm_f32(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, C[run], N);
+            k->gemm_bf16(false, true, M, N, K, 1.0f, Ah, K, Bh, K, 0.0f, H[run], N);
+        }
+        size_t bytes = (size_t)(M * N) * sizeof(float);
+        CHECK(!memcmp(C[0], C[1], bytes) && !memcmp(C[0], C[2], bytes));
+        CHECK(!memcmp(H[0], H[1], bytes) && !memcmp(H[0], H[2], bytes));
+        for (int run = 0; run < 3; run++) free(C[run]), free(H[run]);
+        free(A), free(B), free(Ah), free(Bh);
+    }
+    omp_set_num_threads(saved);
 }
 
 LD_TEST_MAIN()

@@ -2,6 +2,7 @@
 #include <stddef.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/gemm.h"
 
 /* Copies every non-NULL entry of src over dst (function pointers only). */
 static void overlay(ld_kernels *dst, const ld_kernels *src) {
@@ -19,7 +20,12 @@ static ld_kernels build(void) {
     /* Per-ISA partial tables are overlaid here as they are written, lowest ISA first:
      *   if (f->avx2 && f->fma) { overlay(&k, &ld_kernels_cpu_avx2); k.name = "cpu-avx2"; }
      *   if (f->avx512f && f->avx512bw) { overlay(&k, &ld_kernels_cpu_avx512); k.name = "cpu-avx512"; } */
-    if (f->avx512f && f->avx512bw) { overlay(&k, &ld_kernels_cpu_avx512_ops); k.name = "cpu-avx512"; }
+    /* AVX-512 partial tables, one per op group (each file owns its entries). */
+    if (f->avx512f && f->avx512bw && f->avx512vl) {
+        overlay(&k, &ld_kernels_cpu_avx512_ops);
+        overlay(&k, &ld_kernels_cpu_avx512_gemm);
+        k.name = "cpu-avx512";
+    }
     return k;
 }
 

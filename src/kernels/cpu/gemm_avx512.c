@@ -1,0 +1,287 @@
+/* kernels/cpu/gemm_avx512.c — AVX-512 matrix products: the packers and the 8 x 48 register-
+ * blocked micro-kernels plugged into the blocked driver (kernels/cpu/gemm.h), for
+ *   gemm_f32        f32 packed panels, FMA micro-kernel;
+ *   gemm_bf16 "cvt" bf16 widened to f32 while packing (exact), then the same FMA kernel;
+ *   gemm_bf16 "dot" bf16 packed as k pairs, vdpbf16ps micro-kernel (fp32 accumulation).
+ *
+ * Micro-kernel: C[8, 48] lives in 24 zmm accumulators (8 rows x 3 vectors of 16 columns);
+ * each k step loads 3 vectors of the B panel and broadcasts 8 values of the A panel from
+ * memory (embedded broadcast), 24 FMAs. 8 x 48 tiles divide the training shapes exactly
+ * (M = 256 tokens; N = 768, 2304, 3072, 50304). Both bf16 paths produce fp32 sums of exact
+ * products, but in different orders (vdpbf16ps adds a pair at a time, odd element first,
+ * and flushes denormals), so the bits differ between paths — which is why the path is
+ * chosen once per process and never per call.
+ *
+ * bf16 path choice: the dot path does twice the work per instruction, but on some CPUs
+ * (this project's Emerald Rapids VM: ~180 GFLOP/s vdpbf16ps vs ~365 fp32 FMA on 2 cores)
+ * vdpbf16ps issues at a quarter of the FMA rate, and then widening to f32 during packing
+ * (half the memory traffic of f32 inputs, full FMA rate) is faster. No CPUID bit tells
+ * which, so on first use both micro-kernels run on a small L1-resident problem (~1 ms) and
+ * "dot" is chosen only when it is at least 1.3x faster — a margin so that near-ties always
+ * resolve to "cvt" and the choice (hence the bits) is stable run to run. LD_GEMM_BF16=dot
+ * or =cvt in the environment forces a path. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/gemm.h"
+#include "kernels/ref/ref.h"
+#include "liandan/core.h"
+
+#define MR 8
+#define NR 48
+
+/* Source element kinds the packers read. */
+enum { K_F32 = 0, K_CVT = 1, K_PAIR = 2 };
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE __mmask16 mask16(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+INLINE __mmask32 mask32(int64_t n) { return n >= 32 ? (__mmask32)0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
+
+/* 16 bf16 at p (first n valid) widened exactly to f32 bit patterns. */
+INLINE __m512i load_bf16_as_f32(const uint16_t *p, int64_t n) {
+    return _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask16(n), p)), 16);
+}
+
+/* 16 packed units along k from row pointer `row` starting at element k (n elements valid
+ * from there): f32 lanes, widened bf16, or bf16 pairs (32 elements). */
+INLINE __m512i load_along_k(int kind, const void *row, int64_t k, int64_t n) {
+    if (kind == K_F32) return _mm512_castps_si512(_mm512_maskz_loadu_ps(mask16(n), (const float *)row + k));
+    if (kind == K_CVT) return load_bf16_as_f32((const uint16_t *)row + k, n);
+    return _mm512_maskz_loadu_epi16(mask32(n), (const uint16_t *)row + k);
+}
+
+/* 16 packed units across rows r..r+15 (n valid) at k-step element k, where the source
+ * holds element (r, k) at X[k * ld + r]; `kn` elements of k remain from k. Pairs combine
+ * rows k and k+1 (zero when k+1 is past the end). */
+INLINE __m512i load_across(int kind, const void *X, int64_t ld, int64_t k, int64_t kn, int64_t r, int64_t n) {
+    if (kind == K_F32) return _mm512_castps_si512(_mm512_maskz_loadu_ps(mask16(n), (const float *)X + k * ld + r));
+    const uint16_t *x = (const uint16_t *)X + k * ld + r;
+    if (kind == K_CVT) return load_bf16_as_f32(x, n);
+    __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask16(n), x));
+    if (kn < 2) return lo;
+    __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask16(n), x + ld));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+/* In-register transpose of a 16 x 16 block of 32-bit elements: r[i] lane j -> r[j] lane i. */
+INLINE void transpose16(__m512i r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(_mm512_castsi512_ps(r[2 * i]), _mm512_castsi512_ps(r[2 * i + 1]));
+        t[2 * i + 1] = _mm512_unpackhi_ps(_mm512_castsi512_ps(r[2 * i]), _mm512_castsi512_ps(r[2 * i + 1]));
+    }
+    for (int q = 0; q < 4; q++) {
+        u[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
+        u[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0xee);
+        u[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
+        u[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xee);
+    }
+    /* u[4q + c] lane L holds column 4L + c of rows 4q..4q+3. */
+    for (int c = 0; c < 4; c++) {
+        __m512 x = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), y = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        __m512 x2 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xee), y2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_castps_si512(_mm512_shuffle_f32x4(x, y, 0x88));
+        r[4 + c] = _mm512_castps_si512(_mm512_shuffle_f32x4(x, y, 0xdd));
+        r[8 + c] = _mm512_castps_si512(_mm512_shuffle_f32x4(x2, y2, 0x88));
+        r[12 + c] = _mm512_castps_si512(_mm512_shuffle_f32x4(x2, y2, 0xdd));
+    }
+}
+
+/* Stores the 16 row values v of packed step u, rows rb..rb+15 (rb a multiple of 16), into
+ * the panels of width w (a multiple of 8), skipping rows at or past rpad. */
+INLINE void store_rows16(uint32_t *dst, int64_t steps, int w, int64_t rpad, int64_t rb, int64_t u, __m512i v) {
+    for (int h = 0; h < 2; h++) {
+        int64_t r = rb + 8 * h;
+        if (r >= rpad) break;
+        uint32_t *d = dst + (r / w) * steps * w + u * w + r % w;
+        __m256i half = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
+        _mm256_storeu_si256((__m256i *)d, half);
+    }
+}
+
+/* The packer (ld_gemm_pack_fn) for one source kind. */
+INLINE void pack_kind(int kind, void *dstv, const void *X, int64_t ld, bool kcontig, int64_t r0, int64_t nr,
+                      int64_t k0, int64_t nk, int w) {
+    uint32_t *dst = dstv;
+    const int kg = kind == K_PAIR ? 2 : 1;
+    const size_t esize = kind == K_F32 ? 4 : 2;
+    const int64_t steps = (nk + kg - 1) / kg, rpad = (nr + w - 1) / w * w;
+    if (kcontig) {
+        /* element (r, k) at X[r * ld + k]: 16 x 16 blocks, transposed in registers */
+        for (int64_t rb = 0; rb < rpad; rb += 16)
+            for (int64_t ub = 0; ub < steps; ub += 16) {
+                __m512i v[16];
+                for (int i = 0; i < 16; i++)
+                    v[i] = rb + i < nr ? load_along_k(kind, (const char *)X + (size_t)((r0 + rb + i) * ld) * esize,
+                                                      k0 + ub * kg, nk - ub * kg)
+                                       : _mm512_setzero_si512();
+                transpose16(v);
+                int64_t un = steps - ub < 16 ? steps - ub : 16;
+                for (int64_t u = 0; u < un; u++) store_rows16(dst, steps, w, rpad, rb, ub + u, v[u]);
+            }
+    } else {
+        /* element (r, k) at X[k * ld + r]: rows are contiguous, copy 16 at a time */
+        for (int64_t u = 0; u < steps; u++)
+            for (int64_t rb = 0; rb < rpad; rb += 16)
+                store_rows16(dst, steps, w, rpad, rb, u,
+                             load_across(kind, X, ld, k0 + u * kg, nk - u * kg, r0 + rb, nr - rb));
+    }
+}
+
+static void pack_f32(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0, int64_t nk, int w) {
+    pack_kind(K_F32, d, X, ld, kc, r0, nr, k0, nk, w);
+}
+static void pack_cvt(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0, int64_t nk, int w) {
+    pack_kind(K_CVT, d, X, ld, kc, r0, nr, k0, nk, w);
+}
+static void pack_pair(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0, int64_t nk, int w) {
+    pack_kind(K_PAIR, d, X, ld, kc, r0, nr, k0, nk, w);
+}
+
+/* The MR x NR micro-kernel (ld_gemm_micro_fn); dot selects vdpbf16ps on bf16 pairs. */
+INLINE void micro_kind(bool dot, int64_t steps, const void *pa, const void *pb, float *C, int64_t ldc, int mr,
+                       int nr, float alpha, float beta) {
+    const float *a = pa, *b = pb;
+    __m512 acc[MR][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < steps; s++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            if (dot) {
+                __m512bh av = (__m512bh)_mm512_set1_ps(a[r]);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], (__m512bh)b0, av);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], (__m512bh)b1, av);
+                acc[r][2] = _mm512_dpbf16_ps(acc[r][2], (__m512bh)b2, av);
+            } else {
+                __m512 av = _mm512_set1_ps(a[r]);
+                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+                acc[r][2] = _mm512_fmadd_ps(av, b2, acc[r][2]);
+            }
+        }
+        a += MR;
+        b += NR;
+    }
+    const __mmask16 m[3] = {mask16(nr), mask16(nr - 16), mask16(nr - 32)};
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) break;
+        float *c = C + r * ldc;
+        for (int j = 0; j < 3; j++) {
+            __m512 x;
+            if (beta == 0.0f) x = _mm512_mul_ps(va, acc[r][j]);
+            else if (beta == 1.0f) x = _mm512_fmadd_ps(va, acc[r][j], _mm512_maskz_loadu_ps(m[j], c + 16 * j));
+            else x = _mm512_fmadd_ps(va, acc[r][j], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m[j], c + 16 * j)));
+            _mm512_mask_storeu_ps(c + 16 * j, m[j], x);
+        }
+    }
+}
+
+static void micro_f32(int64_t steps, const void *a, const void *b, float *C, int64_t ldc, int mr, int nr,
+                      float alpha, float beta) {
+    micro_kind(false, steps, a, b, C, ldc, mr, nr, alpha, beta);
+}
+static void micro_dot(int64_t steps, const void *a, const void *b, float *C, int64_t ldc, int mr, int nr,
+                      float alpha, float beta) {
+    micro_kind(true, steps, a, b, C, ldc, mr, nr, alpha, beta);
+}
+
+static void fallback_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
+                         const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_ref_gemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static void fallback_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
+                          int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_ref_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* Cache blocks: a KC x NC block of packed B (KC*NC*4 bytes) stays in the 2 MB L2, an
+ * MR x KC panel of packed A in the 48 KB L1. */
+static const ld_gemm_impl impl_f32 = {MR, NR, 768, 256, 1536, 1, pack_f32, micro_f32, fallback_f32};
+static const ld_gemm_impl impl_cvt = {MR, NR, 768, 256, 1536, 1, pack_cvt, micro_f32, fallback_bf16};
+static const ld_gemm_impl impl_dot = {MR, NR, 768, 512, 1536, 2, pack_pair, micro_dot, fallback_bf16};
+
+void ld_gemm_f32_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_gemm_run(&impl_f32, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void ld_gemm_bf16_cvt_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                             const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
+                             int64_t ldc) {
+    ld_gemm_run(&impl_cvt, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void ld_gemm_bf16_dot_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                             const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
+                             int64_t ldc) {
+    ld_gemm_run(&impl_dot, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* ---- bf16 path choice ---------------------------------------------------------------- */
+
+/* GFLOP/s of one micro-kernel on zero panels that fit in L1 (best of 3 short runs). */
+static double micro_rate(ld_gemm_micro_fn fn, int kgran) {
+    enum { STEPS = 96, CALLS = 400 };
+    static float a[STEPS * MR] __attribute__((aligned(64))), b[STEPS * NR] __attribute__((aligned(64)));
+    float c[MR * NR] __attribute__((aligned(64)));
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = ld_time_now();
+        for (int i = 0; i < CALLS; i++) fn(STEPS, a, b, c, NR, MR, NR, 1.0f, 1.0f);
+        double t = ld_time_now() - t0, r = t > 0 ? 2.0 * MR * NR * STEPS * kgran * CALLS / t * 1e-9 : 0;
+        if (r > best) best = r;
+    }
+    return best;
+}
+
+static int bf16_choice;            /* 0 undecided, 1 cvt, 2 dot */
+static double bf16_rate_cvt, bf16_rate_dot;
+
+static int bf16_decide(void) {
+    int c = __atomic_load_n(&bf16_choice, __ATOMIC_ACQUIRE);
+    if (c) return c;
+    const char *env = getenv("LD_GEMM_BF16");
+    if (!ld_cpu_features_get()->avx512_bf16) c = 1;
+    else if (env && !strcmp(env, "dot")) c = 2;
+    else if (env && !strcmp(env, "cvt")) c = 1;
+    else {
+        double cvt = 0, dot = 0;
+        for (int i = 0; i < 2; i++) { /* interleaved, so a burst of load hits both alike */
+            double x = micro_rate(micro_f32, 1), y = micro_rate(micro_dot, 2);
+            if (x > cvt) cvt = x;
+            if (y > dot) dot = y;
+        }
+        bf16_rate_cvt = cvt;
+        bf16_rate_dot = dot;
+        c = dot >= 1.3 * cvt ? 2 : 1;
+    }
+    __atomic_store_n(&bf16_choice, c, __ATOMIC_RELEASE);
+    return c;
+}
+
+const char *ld_gemm_bf16_avx512_choice(double *cvt_gflops, double *dot_gflops) {
+    int c = bf16_decide();
+    if (cvt_gflops) *cvt_gflops = bf16_rate_cvt;
+    if (dot_gflops) *dot_gflops = bf16_rate_dot;
+    return c == 2 ? "dot" : "cvt";
+}
+
+static void gemm_bf16_auto(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                           const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
+                           int64_t ldc) {
+    ld_gemm_run(bf16_decide() == 2 ? &impl_dot : &impl_cvt, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                C, ldc);
+}
+
+const ld_kernels ld_kernels_cpu_avx512_gemm = {
+    .name = "cpu-avx512",
+    .gemm_f32 = ld_gemm_f32_avx512,
+    .gemm_bf16 = gemm_bf16_auto,
+};
