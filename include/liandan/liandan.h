@@ -9,5 +9,6 @@
 #include "liandan/causal_lm.h"
 #include "liandan/infer.h"
 #include "liandan/train.h"
+#include "liandan/eval.h"
 
 #endif
