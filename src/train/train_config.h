@@ -1,0 +1,28 @@
+/* train/train_config.h — the pretraining config file: everything `liandan pretrain` needs. */
+#ifndef LD_TRAIN_CONFIG_H
+#define LD_TRAIN_CONFIG_H
+
+#include "liandan/causal_lm.h"
+#include "liandan/train.h"
+
+#define LD_TRAIN_MAX_PROMPTS 8
+
+typedef struct ld_train_config {
+    ld_train_params train;
+    ld_lm_config model;
+    bool has_model;             /* "model" was given */
+    char tokenizer[1024], train_data[1024], val_data[1024], init_from[1024], out_dir[1024];
+    char precision[8];          /* "fp32" or "bf16" */
+    int64_t sample_every, sample_tokens;
+    char sample_prompts[LD_TRAIN_MAX_PROMPTS][256];
+    int n_sample_prompts;
+    int threads;
+} ld_train_config;
+
+ld_train_config ld_train_config_default(void);
+/* Parses the config text (NULL = empty config) with `overrides` ("key=value", dotted keys
+ * reach into objects: "model.hidden_size=512") applied first. */
+ld_status ld_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const char *path,
+                                const char *const *overrides, int n_overrides, ld_train_config *out);
+
+#endif
