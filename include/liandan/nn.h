@@ -37,6 +37,10 @@ int64_t ld_params_numel(const ld_params *p, bool trainable_only);
  * parameter made trainable gets a gradient buffer. Returns how many matched, or < 0 on error. */
 int ld_params_set_trainable(ld_params *p, const char *substr, bool trainable);
 void ld_params_zero_grad(ld_params *p);
+/* Mixed precision: keeps a bf16 copy of every 2-D parameter (matrix), refreshed by the
+ * optimizer after each update. A tape given these params (ld_tape_set_bf16) runs its matrix
+ * products in bf16 with fp32 accumulation; the fp32 values stay the master weights. */
+ld_status ld_params_enable_bf16(ld_params *p);
 
 /* ---- the tape --------------------------------------------------------------------- */
 typedef struct ld_tape ld_tape;
@@ -47,6 +51,8 @@ void ld_tape_free(ld_tape *t);
 void ld_tape_reset(ld_tape *t);
 /* Whether ops record themselves (off for inference: no saved state, no gradients). */
 void ld_tape_set_grad_enabled(ld_tape *t, bool enabled);
+/* Use the bf16 copies of p's matrices in linear ops (NULL = fp32 everywhere). */
+void ld_tape_set_bf16(ld_tape *t, const ld_params *p);
 /* Seed for dropout; each dropout op draws from (seed, running offset). */
 void ld_tape_set_seed(ld_tape *t, uint64_t seed);
 ld_ctx *ld_tape_ctx(const ld_tape *t);

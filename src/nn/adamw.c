@@ -91,7 +91,7 @@ ld_status ld_adamw_step(ld_adamw *o, float lr, float grad_scale, double *grad_no
         ld_adamw_params ap = {.lr = lr, .beta1 = o->cfg.beta1, .beta2 = o->cfg.beta2, .eps = o->cfg.eps,
                               .weight_decay = t->ndim >= 2 ? o->cfg.weight_decay : 0.0f, .step = o->steps,
                               .grad_scale = scale};
-        k->adamw(t->data, t->grad->data, o->m[i]->data, o->v[i]->data, NULL, ld_tensor_numel(t), &ap);
+        k->adamw(t->data, t->grad->data, o->m[i]->data, o->v[i]->data, o->params->bf16[i], ld_tensor_numel(t), &ap);
     }
     return LD_OK;
 }

@@ -12,8 +12,12 @@ struct ld_params {
     ld_ctx *ctx;
     ld_arena *values, *grads;
     ld_tensor **list;
+    uint16_t **bf16; /* per parameter: its bf16 copy (2-D parameters, once enabled) or NULL */
     int count, cap;
 };
+
+/* The bf16 copy of a parameter of p, or NULL. */
+const uint16_t *ld_params_bf16_of(const ld_params *p, const ld_tensor *t);
 
 struct ld_node;
 typedef void (*ld_backward_fn)(ld_tape *t, struct ld_node *n);
@@ -24,7 +28,7 @@ typedef struct ld_node {
     const char *op;          /* for error messages and debugging */
     ld_tensor *in[3];
     ld_tensor *out;
-    float *saved[2];         /* e.g. mean/rstd, lse */
+    void *saved[2];          /* e.g. mean/rstd, lse; bf16 copies for mixed-precision linear */
     const int32_t *ids;      /* embedding ids, cross-entropy targets, attention key lengths */
     int64_t i[4];
     float f[2];
@@ -38,6 +42,7 @@ struct ld_tape {
     ld_node *nodes;
     int n_nodes, cap_nodes;
     bool grad_enabled;
+    const ld_params *bf16_params; /* mixed precision: matrices come from here in bf16 */
     uint64_t seed, dropout_offset;
 };
 

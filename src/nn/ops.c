@@ -72,13 +72,33 @@ static ld_node *record(ld_tape *t, const char *op, ld_backward_fn bw, ld_tensor 
 
 /* ---- linear ----------------------------------------------------------------------- */
 
+/* Mixed-precision backward: dy converted to bf16 once, both products in bf16. */
+static void linear_bwd_bf16(ld_tape *t, ld_node *n, float *dx, float *dw) {
+    const uint16_t *xb = (const uint16_t *)n->saved[0], *wb = (const uint16_t *)n->saved[1];
+    int64_t M = n->i[0], K = n->i[1], N = n->i[2];
+    bool w_kn = n->flag;
+    uint16_t *dyb = ld_arena_alloc(t->grads, (size_t)(M * N) * sizeof(uint16_t));
+    if (!dyb) return;
+    t->k->f32_to_bf16(dyb, n->out->grad->data, M * N);
+    if (dx) {
+        if (w_kn) t->k->gemm_bf16(false, true, M, K, N, 1.0f, dyb, N, wb, N, 1.0f, dx, K);
+        else t->k->gemm_bf16(false, false, M, K, N, 1.0f, dyb, N, wb, K, 1.0f, dx, K);
+    }
+    if (dw) {
+        if (w_kn) t->k->gemm_bf16(true, false, K, N, M, 1.0f, xb, K, dyb, N, 1.0f, dw, N);
+        else t->k->gemm_bf16(true, false, N, K, M, 1.0f, dyb, N, xb, K, 1.0f, dw, K);
+    }
+}
+
 static void linear_bwd(ld_tape *t, ld_node *n) {
     ld_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     const float *dy = n->out->grad->data;
     int64_t M = n->i[0], K = n->i[1], N = n->i[2];
     bool w_kn = n->flag;
     float *dx = ld_tape_grad(t, x), *dw = ld_tape_grad(t, w), *db = b ? ld_tape_grad(t, b) : NULL;
-    if (dx) {
+    if (n->saved[1]) {
+        linear_bwd_bf16(t, n, dx, dw);
+    } else if (dx) {
         if (w_kn) t->k->gemm_f32(false, true, M, K, N, 1.0f, dy, N, w->data, N, 1.0f, dx, K);
         else t->k->gemm_f32(false, false, M, K, N, 1.0f, dy, N, w->data, K, 1.0f, dx, K);
     }
@@ -110,14 +130,26 @@ ld_status ld_op_linear(ld_tape *t, const ld_tensor *x, ld_tensor *w, ld_tensor *
     shape[x->ndim - 1] = N;
     if ((st = new_out(t, x->ndim, shape, x, w, b, out_))) return st;
     float *y = (*out_)->data;
-    if (w_kn) t->k->gemm_f32(false, false, M, N, K, 1.0f, x->data, K, w->data, N, 0.0f, y, N);
-    else t->k->gemm_f32(false, true, M, N, K, 1.0f, x->data, K, w->data, K, 0.0f, y, N);
+    const uint16_t *wb = ld_params_bf16_of(t->bf16_params, w);
+    uint16_t *xb = NULL;
+    if (wb) { /* mixed precision: x to bf16 once (kept for backward), product in bf16 */
+        if (!(xb = ld_arena_alloc(t->act, (size_t)(M * K) * sizeof(uint16_t)))) return ld_ctx_status(t->ctx);
+        t->k->f32_to_bf16(xb, x->data, M * K);
+        if (w_kn) t->k->gemm_bf16(false, false, M, N, K, 1.0f, xb, K, wb, N, 0.0f, y, N);
+        else t->k->gemm_bf16(false, true, M, N, K, 1.0f, xb, K, wb, K, 0.0f, y, N);
+    } else if (w_kn) {
+        t->k->gemm_f32(false, false, M, N, K, 1.0f, x->data, K, w->data, N, 0.0f, y, N);
+    } else {
+        t->k->gemm_f32(false, true, M, N, K, 1.0f, x->data, K, w->data, K, 0.0f, y, N);
+    }
     if (b)
         for (int64_t r = 0; r < M; r++) t->k->add_inplace(y + r * N, b->data, N);
     RECORD_OR_FAIL(n, t, op, linear_bwd, *out_, (ld_tensor *)x, w, b);
     if (n) {
         n->i[0] = M, n->i[1] = K, n->i[2] = N;
         n->flag = w_kn;
+        n->saved[0] = xb;
+        n->saved[1] = (void *)wb;
     }
     return LD_OK;
 }

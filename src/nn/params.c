@@ -25,6 +25,7 @@ void ld_params_free(ld_params *p) {
     ld_arena_free(p->values);
     ld_arena_free(p->grads);
     ld_free(p->ctx, p->list);
+    ld_free(p->ctx, p->bf16);
     ld_free(p->ctx, p);
 }
 
@@ -49,10 +50,20 @@ ld_status ld_params_add(ld_params *p, const char *name, int ndim, const int64_t 
     if (p->count == p->cap) {
         int cap = p->cap ? 2 * p->cap : 64;
         ld_tensor **list = ld_alloc(p->ctx, sizeof *list * (size_t)cap);
-        if (!list) return ld_ctx_status(p->ctx);
-        if (p->count) memcpy(list, p->list, sizeof *list * (size_t)p->count);
+        uint16_t **bf16 = ld_calloc(p->ctx, (size_t)cap, sizeof *bf16);
+        if (!list || !bf16) {
+            ld_free(p->ctx, list);
+            ld_free(p->ctx, bf16);
+            return ld_ctx_status(p->ctx);
+        }
+        if (p->count) {
+            memcpy(list, p->list, sizeof *list * (size_t)p->count);
+            memcpy(bf16, p->bf16, sizeof *bf16 * (size_t)p->count);
+        }
         ld_free(p->ctx, p->list);
+        ld_free(p->ctx, p->bf16);
         p->list = list;
+        p->bf16 = bf16;
         p->cap = cap;
     }
     ld_tensor *t = NULL;
@@ -110,4 +121,25 @@ void ld_params_zero_grad(ld_params *p) {
         ld_tensor *t = p->list[i];
         if (t->grad && (t->flags & LD_TENSOR_TRAINABLE)) memset(t->grad->data, 0, ld_tensor_nbytes(t->grad));
     }
+}
+
+ld_status ld_params_enable_bf16(ld_params *p) {
+    if (!p) return LD_ERR_INVALID_ARG;
+    const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
+    for (int i = 0; i < p->count; i++) {
+        ld_tensor *t = p->list[i];
+        if (t->ndim != 2 || p->bf16[i]) continue;
+        int64_t n = ld_tensor_numel(t);
+        p->bf16[i] = ld_arena_alloc(p->values, (size_t)n * sizeof(uint16_t));
+        if (!p->bf16[i]) return ld_ctx_status(p->ctx);
+        k->f32_to_bf16(p->bf16[i], t->data, n);
+    }
+    return LD_OK;
+}
+
+const uint16_t *ld_params_bf16_of(const ld_params *p, const ld_tensor *t) {
+    if (!p || !p->bf16) return NULL;
+    for (int i = 0; i < p->count; i++)
+        if (p->list[i] == t) return p->bf16[i];
+    return NULL;
 }

@@ -41,6 +41,9 @@ void ld_tape_reset(ld_tape *t) {
 void ld_tape_set_grad_enabled(ld_tape *t, bool enabled) {
     if (t) t->grad_enabled = enabled;
 }
+void ld_tape_set_bf16(ld_tape *t, const ld_params *p) {
+    if (t) t->bf16_params = p;
+}
 void ld_tape_set_seed(ld_tape *t, uint64_t seed) {
     if (t) t->seed = seed;
 }
