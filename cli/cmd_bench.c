@@ -17,13 +17,35 @@ static const kernel_suite kernel_suites[] = {
     {"limits", NULL},
 };
 
+static void bench_kernels(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r) {
+    for (size_t i = 0; i < sizeof kernel_suites / sizeof kernel_suites[0]; i++) {
+        if (!kernel_suites[i].fn) continue;
+        if (o->filter && !strstr(kernel_suites[i].name, o->filter)) continue;
+        kernel_suites[i].fn(o, lim, r);
+    }
+}
+
+typedef struct {
+    const char *name;
+    ld_bench_suite_fn fn; /* NULL: only the machine limits */
+} top_suite;
+
+/* `liandan bench SUITE`: every suite prints the machine limits first. */
+static const top_suite top_suites[] = {
+    {"limits", NULL},
+    {"kernels", bench_kernels},
+    {"train", ld_bench_train},
+};
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: liandan bench SUITE [options]\n\n"
             "suites:\n"
             "  limits     only the machine limits (FMA peak, bf16/int8 dot peak, memory bandwidth)\n"
             "  kernels    matmul at training-step shapes, attention, norms, AdamW — each as a ratio\n"
-            "             to the machine limit measured in the same run\n\n"
+            "             to the machine limit measured in the same run\n"
+            "  train      causal-LM training step (GPT-2-124M shape, B=4, T=64) in fp32 and bf16: tokens/s\n"
+            "             and MFU; batch-1 generation tokens/s against the bandwidth limit\n\n"
             "options:\n"
             "  --threads N   threads (default: all cores)\n"
             "  --reps N      timed repetitions per row; the median is reported (default 7)\n"
@@ -67,17 +89,15 @@ static int cmd_bench(int argc, char **argv) {
     ld_ctx *ctx = ld_cli_ctx(o.threads);
     o.threads = ld_ctx_threads(ctx);
     int rc = 0;
-    if (!strcmp(suite, "limits") || !strcmp(suite, "kernels")) {
+    const top_suite *ts = NULL;
+    for (size_t i = 0; i < sizeof top_suites / sizeof top_suites[0]; i++)
+        if (!strcmp(suite, top_suites[i].name)) ts = &top_suites[i];
+    if (ts) {
         ld_machine_limits lim;
         ld_bench_measure_limits(o.threads, &lim);
         ld_bench_report r = {.json = o.json, .out = stdout};
         ld_bench_report_begin(&r, &lim);
-        if (!strcmp(suite, "kernels"))
-            for (size_t i = 0; i < sizeof kernel_suites / sizeof kernel_suites[0]; i++) {
-                if (!kernel_suites[i].fn) continue;
-                if (o.filter && !strstr(kernel_suites[i].name, o.filter)) continue;
-                kernel_suites[i].fn(&o, &lim, &r);
-            }
+        if (ts->fn) ts->fn(&o, &lim, &r);
         ld_bench_report_end(&r);
     } else {
         fprintf(stderr, "liandan bench: unknown suite '%s' (try --help)\n", suite);

@@ -1,0 +1,132 @@
+/* bench/bench_train.c — `liandan bench train`: training-step throughput and MFU of the causal
+ * LM at the GPT-2-124M shape (12 layers, 768 wide, vocab 50304, B=4, T=64) in fp32 and bf16
+ * mixed precision, and batch-1 generation tokens/s next to the bandwidth limit. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "liandan/liandan.h"
+
+ld_lm_config ld_bench_gpt2_124m(void);
+
+typedef struct train_run {
+    ld_lm *m;
+    ld_tape *tape;
+    ld_adamw *opt;
+    int32_t *ids, *targets;
+    int64_t B, T;
+    ld_status st;
+} train_run;
+
+static void one_step(void *arg) {
+    train_run *r = arg;
+    if (r->st) return;
+    ld_params_zero_grad(ld_lm_params(r->m));
+    ld_tape_reset(r->tape);
+    ld_tensor *loss = NULL;
+    r->st = ld_lm_forward(r->m, r->tape, r->ids, r->targets, r->B, r->T, NULL, &loss);
+    if (!r->st) r->st = ld_tape_backward(r->tape, loss);
+    if (!r->st) r->st = ld_adamw_step(r->opt, 1e-4f, 1.0f, NULL);
+}
+
+ld_lm_config ld_bench_gpt2_124m(void) {
+    ld_lm_config c = ld_lm_default_config(LD_ARCH_GPT2);
+    c.vocab_size = 50304, c.hidden_size = 768, c.n_layers = 12, c.n_heads = 12, c.n_kv_heads = 12;
+    c.intermediate_size = 3072, c.max_position = 1024;
+    return c;
+}
+
+static void bench_train_precision(ld_ctx *ctx, const ld_lm_config *cfg, bool bf16, int64_t B, int64_t T,
+                                  const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep,
+                                  double *tok_s_out) {
+    train_run r = {.B = B, .T = T};
+    *tok_s_out = 0;
+    if ((r.st = ld_lm_new(ctx, cfg, 1, &r.m)) || (r.st = ld_tape_new(ctx, &r.tape)) ||
+        (r.st = ld_adamw_new(ld_lm_params(r.m), NULL, &r.opt)))
+        goto out;
+    if (bf16) {
+        if ((r.st = ld_params_enable_bf16(ld_lm_params(r.m)))) goto out;
+        ld_tape_set_bf16(r.tape, ld_lm_params(r.m));
+    }
+    r.ids = malloc((size_t)(B * T) * sizeof(int32_t));
+    r.targets = malloc((size_t)(B * T) * sizeof(int32_t));
+    if (!r.ids || !r.targets) goto out;
+    ld_rng rng = ld_rng_init(7);
+    for (int64_t i = 0; i < B * T; i++) {
+        r.ids[i] = (int32_t)ld_rng_below(&rng, (uint64_t)cfg->vocab_size);
+        r.targets[i] = (int32_t)ld_rng_below(&rng, (uint64_t)cfg->vocab_size);
+    }
+    one_step(&r); /* warm-up beyond the one ld_bench_median does: arenas settle */
+    double s = ld_bench_median(one_step, &r, o->reps < 5 ? 5 : o->reps);
+    if (r.st) goto out;
+    double tok_s = (double)(B * T) / s, flops = ld_lm_train_flops_per_token(cfg, T) * tok_s;
+    char name[96];
+    snprintf(name, sizeof name, "gpt2-124M B=%lld T=%lld %s tokens/s", (long long)B, (long long)T, bf16 ? "bf16" : "fp32");
+    ld_bench_report_row(rep, "train", name, tok_s, "tok/s", -1, NULL);
+    snprintf(name, sizeof name, "gpt2-124M B=%lld T=%lld %s MFU", (long long)B, (long long)T, bf16 ? "bf16" : "fp32");
+    ld_bench_report_row(rep, "train", name, flops * 1e-9, "GFLOP/s", flops * 1e-9 / lim->fma_f32_gflops,
+                        "fp32 FMA peak");
+    *tok_s_out = tok_s;
+out:
+    if (r.st) fprintf(stderr, "liandan bench train: %s\n", ld_ctx_error(ctx));
+    free(r.ids);
+    free(r.targets);
+    ld_adamw_free(r.opt);
+    ld_tape_free(r.tape);
+    ld_lm_free(r.m);
+}
+
+typedef struct gen_run {
+    ld_lm_session *s;
+    int32_t tok;
+    int64_t n;
+    ld_status st;
+} gen_run;
+
+/* 32 decode steps at batch 1 from an empty cache. */
+static void decode_steps(void *arg) {
+    gen_run *g = arg;
+    ld_lm_session_clear(g->s, 0);
+    for (int i = 0; i < 32 && !g->st; i++) {
+        const float *lg;
+        ld_lm_segment seg = {0, &g->tok, 1};
+        g->st = ld_lm_session_eval(g->s, &seg, 1, false, &lg);
+    }
+    g->n = 32;
+}
+
+static void bench_generate(ld_ctx *ctx, const ld_lm_config *cfg, const char *label, const ld_bench_opts *o,
+                           const ld_machine_limits *lim, ld_bench_report *rep) {
+    ld_lm *m = NULL;
+    gen_run g = {.tok = 1};
+    if ((g.st = ld_lm_new(ctx, cfg, 1, &m)) || (g.st = ld_lm_session_new(m, 1, 64, 64, &g.s))) goto out;
+    double s = ld_bench_median(decode_steps, &g, o->reps);
+    if (g.st) goto out;
+    double tok_s = (double)g.n / s;
+    double bytes = (double)ld_lm_config_num_params(cfg) * 4.0; /* every weight read once per token */
+    double limit = lim->bw_read_gbs * 1e9 / bytes;
+    char name[96];
+    snprintf(name, sizeof name, "%s decode batch 1 (f32 weights)", label);
+    ld_bench_report_row(rep, "generate", name, tok_s, "tok/s", tok_s / limit, "read-bandwidth limit");
+out:
+    if (g.st) fprintf(stderr, "liandan bench train: %s\n", ld_ctx_error(ctx));
+    ld_lm_session_free(g.s);
+    ld_lm_free(m);
+}
+
+void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep) {
+    ld_ctx_params cp = ld_ctx_default_params();
+    cp.n_threads = o->threads;
+    ld_ctx *ctx = NULL;
+    if (ld_ctx_new(&cp, &ctx)) return;
+    ld_lm_config c = ld_bench_gpt2_124m();
+    double fp32 = 0, bf16 = 0;
+    if (!o->filter || strstr("train", o->filter)) {
+        bench_train_precision(ctx, &c, false, 4, 64, o, lim, rep, &fp32);
+        bench_train_precision(ctx, &c, true, 4, 64, o, lim, rep, &bf16);
+        if (fp32 > 0 && bf16 > 0) ld_bench_report_row(rep, "train", "bf16 / fp32 tokens/s", bf16 / fp32, "x", -1, NULL);
+    }
+    if (!o->filter || strstr("generate", o->filter)) bench_generate(ctx, &c, "gpt2-124M", o, lim, rep);
+    ld_ctx_free(ctx);
+}
