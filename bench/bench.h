@@ -56,6 +56,7 @@ typedef struct ld_bench_opts {
 
 /* A group of rows for `liandan bench kernels` (one file each: bench_matmul.c, ...). */
 typedef void (*ld_bench_suite_fn)(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+void ld_bench_suite_matmul(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 
 /* Top-level suites with their own rows (bench_train.c, ...). */
 void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);

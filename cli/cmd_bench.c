@@ -15,6 +15,7 @@ typedef struct {
 /* The groups of `liandan bench kernels`, in the order they run. */
 static const kernel_suite kernel_suites[] = {
     {"limits", NULL},
+    {"matmul", ld_bench_suite_matmul},
 };
 
 static void bench_kernels(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r) {

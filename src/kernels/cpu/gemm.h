@@ -47,7 +47,7 @@ typedef struct ld_gemm_impl {
     int mr, nr;         /* micro-tile */
     int mc, kc, nc;     /* cache blocks: mc multiple of mr, nc of nr, kc of kgran */
     int kgran;          /* k elements per packed step (1: f32 lanes, 2: bf16 pairs) */
-    ld_gemm_pack_fn pack; /* element type conversion happens here */
+    ld_gemm_pack_fn pack_a, pack_b; /* w = mr and w = nr; element type conversion here */
     ld_gemm_micro_fn micro;
     /* Called when scratch cannot be allocated (A, B are the caller's pointers). */
     void (*fallback)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,

@@ -28,8 +28,8 @@
 #include "kernels/ref/ref.h"
 #include "liandan/core.h"
 
-#define MR 8
-#define NR 48
+#define MR 14
+#define NR 32
 
 /* Source element kinds the packers read. */
 enum { K_F32 = 0, K_CVT = 1, K_PAIR = 2 };
@@ -89,97 +89,118 @@ INLINE void transpose16(__m512i r[16]) {
     }
 }
 
-/* Stores the 16 row values v of packed step u, rows rb..rb+15 (rb a multiple of 16), into
- * the panels of width w (a multiple of 8), skipping rows at or past rpad. */
-INLINE void store_rows16(uint32_t *dst, int64_t steps, int w, int64_t rpad, int64_t rb, int64_t u, __m512i v) {
-    for (int h = 0; h < 2; h++) {
-        int64_t r = rb + 8 * h;
-        if (r >= rpad) break;
-        uint32_t *d = dst + (r / w) * steps * w + u * w + r % w;
-        __m256i half = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
-        _mm256_storeu_si256((__m256i *)d, half);
-    }
+/* Rows are packed in chunks of CH = min(w, 16) rows: a chunk is one whole panel (w <= 16,
+ * the A panels) or one half of a panel (w = 32, the B panels). Stores lanes 0..CH-1 of v,
+ * the values of rows rb..rb+CH-1 at packed step u. */
+INLINE void store_chunk(uint32_t *dst, int64_t steps, int w, int64_t rb, int64_t u, __m512i v) {
+    const int ch = w < 16 ? w : 16;
+    uint32_t *d = dst + (rb / w) * steps * w + u * w + rb % w;
+    if (ch == 16) _mm512_storeu_si512(d, v);
+    else _mm512_mask_storeu_epi32(d, mask16(ch), v);
 }
 
-/* The packer (ld_gemm_pack_fn) for one source kind. */
-INLINE void pack_kind(int kind, void *dstv, const void *X, int64_t ld, bool kcontig, int64_t r0, int64_t nr,
-                      int64_t k0, int64_t nk, int w) {
+/* The packer (ld_gemm_pack_fn) for one source kind and panel width w (a constant after
+ * inlining: w <= 16 or a multiple of 16). */
+INLINE void pack_kind(int kind, int w, void *dstv, const void *X, int64_t ld, bool kcontig, int64_t r0, int64_t nr,
+                      int64_t k0, int64_t nk) {
     uint32_t *dst = dstv;
-    const int kg = kind == K_PAIR ? 2 : 1;
+    const int kg = kind == K_PAIR ? 2 : 1, ch = w < 16 ? w : 16;
     const size_t esize = kind == K_F32 ? 4 : 2;
     const int64_t steps = (nk + kg - 1) / kg, rpad = (nr + w - 1) / w * w;
     if (kcontig) {
         /* element (r, k) at X[r * ld + k]: 16 x 16 blocks, transposed in registers */
-        for (int64_t rb = 0; rb < rpad; rb += 16)
+        for (int64_t rb = 0; rb < rpad; rb += ch)
             for (int64_t ub = 0; ub < steps; ub += 16) {
                 __m512i v[16];
                 for (int i = 0; i < 16; i++)
-                    v[i] = rb + i < nr ? load_along_k(kind, (const char *)X + (size_t)((r0 + rb + i) * ld) * esize,
-                                                      k0 + ub * kg, nk - ub * kg)
-                                       : _mm512_setzero_si512();
+                    v[i] = i < ch && rb + i < nr
+                               ? load_along_k(kind, (const char *)X + (size_t)((r0 + rb + i) * ld) * esize,
+                                              k0 + ub * kg, nk - ub * kg)
+                               : _mm512_setzero_si512();
                 transpose16(v);
                 int64_t un = steps - ub < 16 ? steps - ub : 16;
-                for (int64_t u = 0; u < un; u++) store_rows16(dst, steps, w, rpad, rb, ub + u, v[u]);
+                for (int64_t u = 0; u < un; u++) store_chunk(dst, steps, w, rb, ub + u, v[u]);
             }
     } else {
-        /* element (r, k) at X[k * ld + r]: rows are contiguous, copy 16 at a time */
+        /* element (r, k) at X[k * ld + r]: rows are contiguous, copy a chunk at a time */
         for (int64_t u = 0; u < steps; u++)
-            for (int64_t rb = 0; rb < rpad; rb += 16)
-                store_rows16(dst, steps, w, rpad, rb, u,
-                             load_across(kind, X, ld, k0 + u * kg, nk - u * kg, r0 + rb, nr - rb));
+            for (int64_t rb = 0; rb < rpad; rb += ch)
+                store_chunk(dst, steps, w, rb, u,
+                            load_across(kind, X, ld, k0 + u * kg, nk - u * kg, r0 + rb, (nr - rb < ch ? nr - rb : ch)));
     }
 }
 
-static void pack_f32(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0, int64_t nk, int w) {
-    pack_kind(K_F32, d, X, ld, kc, r0, nr, k0, nk, w);
-}
-static void pack_cvt(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0, int64_t nk, int w) {
-    pack_kind(K_CVT, d, X, ld, kc, r0, nr, k0, nk, w);
-}
-static void pack_pair(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0, int64_t nk, int w) {
-    pack_kind(K_PAIR, d, X, ld, kc, r0, nr, k0, nk, w);
-}
+#define PACKERS(name, kind)                                                                                     \
+    static void name##_a(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0,      \
+                         int64_t nk, int w) {                                                                   \
+        (void)w;                                                                                                \
+        pack_kind(kind, MR, d, X, ld, kc, r0, nr, k0, nk);                                                     \
+    }                                                                                                           \
+    static void name##_b(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0,      \
+                         int64_t nk, int w) {                                                                   \
+        (void)w;                                                                                                \
+        pack_kind(kind, NR, d, X, ld, kc, r0, nr, k0, nk);                                                     \
+    }
+PACKERS(pack_f32, K_F32)
+PACKERS(pack_cvt, K_CVT)
+PACKERS(pack_pair, K_PAIR)
 
-/* The MR x NR micro-kernel (ld_gemm_micro_fn); dot selects vdpbf16ps on bf16 pairs. */
-INLINE void micro_kind(bool dot, int64_t steps, const void *pa, const void *pb, float *C, int64_t ldc, int mr,
+/* The micro-kernel for R <= MR rows (a constant after inlining) and NR = 32 columns (two
+ * vectors, the second masked at the N edge); dot selects vdpbf16ps on bf16 pairs. The
+ * packed A panel always has MR values per step, of which the first R are used. */
+INLINE void micro_rows(bool dot, const int R, int64_t steps, const float *a, const float *b, float *C, int64_t ldc,
                        int nr, float alpha, float beta) {
-    const float *a = pa, *b = pb;
-    __m512 acc[MR][3];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++)
-        acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+    __m512 acc[MR][2];
+#pragma GCC unroll 14
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int64_t s = 0; s < steps; s++) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 14
+        for (int r = 0; r < R; r++) {
             if (dot) {
                 __m512bh av = (__m512bh)_mm512_set1_ps(a[r]);
                 acc[r][0] = _mm512_dpbf16_ps(acc[r][0], (__m512bh)b0, av);
                 acc[r][1] = _mm512_dpbf16_ps(acc[r][1], (__m512bh)b1, av);
-                acc[r][2] = _mm512_dpbf16_ps(acc[r][2], (__m512bh)b2, av);
             } else {
                 __m512 av = _mm512_set1_ps(a[r]);
                 acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
                 acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(av, b2, acc[r][2]);
             }
         }
         a += MR;
         b += NR;
     }
-    const __mmask16 m[3] = {mask16(nr), mask16(nr - 16), mask16(nr - 32)};
+    const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-        if (r >= mr) break;
+#pragma GCC unroll 14
+    for (int r = 0; r < R; r++) {
         float *c = C + r * ldc;
-        for (int j = 0; j < 3; j++) {
-            __m512 x;
-            if (beta == 0.0f) x = _mm512_mul_ps(va, acc[r][j]);
-            else if (beta == 1.0f) x = _mm512_fmadd_ps(va, acc[r][j], _mm512_maskz_loadu_ps(m[j], c + 16 * j));
-            else x = _mm512_fmadd_ps(va, acc[r][j], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m[j], c + 16 * j)));
-            _mm512_mask_storeu_ps(c + 16 * j, m[j], x);
+        __m512 x0, x1;
+        if (beta == 0.0f) {
+            x0 = _mm512_mul_ps(va, acc[r][0]);
+            x1 = _mm512_mul_ps(va, acc[r][1]);
+        } else if (beta == 1.0f) {
+            x0 = _mm512_fmadd_ps(va, acc[r][0], _mm512_maskz_loadu_ps(m0, c));
+            x1 = _mm512_fmadd_ps(va, acc[r][1], _mm512_maskz_loadu_ps(m1, c + 16));
+        } else {
+            x0 = _mm512_fmadd_ps(va, acc[r][0], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, c)));
+            x1 = _mm512_fmadd_ps(va, acc[r][1], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16)));
         }
+        _mm512_mask_storeu_ps(c, m0, x0);
+        _mm512_mask_storeu_ps(c + 16, m1, x1);
+    }
+}
+
+/* ld_gemm_micro_fn: one instantiation per row count, chosen by mr. */
+INLINE void micro_kind(bool dot, int64_t steps, const void *pa, const void *pb, float *C, int64_t ldc, int mr,
+                       int nr, float alpha, float beta) {
+    const float *a = pa, *b = pb;
+    switch (mr) {
+#define ROWS(R) case R: micro_rows(dot, R, steps, a, b, C, ldc, nr, alpha, beta); break;
+        ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6) ROWS(7) ROWS(8) ROWS(9) ROWS(10) ROWS(11) ROWS(12)
+        ROWS(13) ROWS(14)
+#undef ROWS
+    default: break;
     }
 }
 
@@ -203,9 +224,9 @@ static void fallback_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
 
 /* Cache blocks: a KC x NC block of packed B (KC*NC*4 bytes) stays in the 2 MB L2, an
  * MR x KC panel of packed A in the 48 KB L1. */
-static const ld_gemm_impl impl_f32 = {MR, NR, 768, 256, 1536, 1, pack_f32, micro_f32, fallback_f32};
-static const ld_gemm_impl impl_cvt = {MR, NR, 768, 256, 1536, 1, pack_cvt, micro_f32, fallback_bf16};
-static const ld_gemm_impl impl_dot = {MR, NR, 768, 512, 1536, 2, pack_pair, micro_dot, fallback_bf16};
+static const ld_gemm_impl impl_f32 = {MR, NR, 840, 256, 1536, 1, pack_f32_a, pack_f32_b, micro_f32, fallback_f32};
+static const ld_gemm_impl impl_cvt = {MR, NR, 840, 256, 1536, 1, pack_cvt_a, pack_cvt_b, micro_f32, fallback_bf16};
+static const ld_gemm_impl impl_dot = {MR, NR, 840, 512, 1536, 2, pack_pair_a, pack_pair_b, micro_dot, fallback_bf16};
 
 void ld_gemm_f32_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {

@@ -65,10 +65,10 @@ static void gemm_block(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0, i
         for (int64_t pc = 0; pc < g->K; pc += KC) {
             int64_t kc = min64(KC, g->K - pc), steps = ceil_div(kc, im->kgran);
             float beta = pc == 0 ? g->beta : 1.0f;
-            im->pack(bp, g->B, g->ldb, g->transB, jc, nc, pc, kc, im->nr);
+            im->pack_b(bp, g->B, g->ldb, g->transB, jc, nc, pc, kc, im->nr);
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 int64_t mc = min64(MC, m1 - ic);
-                im->pack(ap, g->A, g->lda, !g->transA, ic, mc, pc, kc, im->mr);
+                im->pack_a(ap, g->A, g->lda, !g->transA, ic, mc, pc, kc, im->mr);
                 for (int64_t ir = 0; ir < mc; ir += im->mr) {
                     const char *a = ap + (size_t)(ir / im->mr) * (size_t)(steps * im->mr) * 4;
                     int mr = (int)min64(im->mr, mc - ir);
@@ -103,6 +103,13 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
         scale_c(M, N, alpha, beta, C, ldc);
         return;
     }
+#ifdef LD_GEMM_TUNE_ENV /* blocking experiments only: build with -DLD_GEMM_TUNE_ENV */
+    ld_gemm_impl tune = *impl;
+    if (getenv("LD_GEMM_KC")) tune.kc = atoi(getenv("LD_GEMM_KC"));
+    if (getenv("LD_GEMM_MC")) tune.mc = atoi(getenv("LD_GEMM_MC"));
+    if (getenv("LD_GEMM_NC")) tune.nc = atoi(getenv("LD_GEMM_NC"));
+    impl = &tune;
+#endif
     gemm_args g = {impl, transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     double macs = (double)M * (double)N * (double)K;

@@ -1,0 +1,220 @@
+/* tests/unit/test_ops_rows.c — the CPU backend's row-wise kernels (embedding, LayerNorm,
+ * RMSNorm, RoPE, softmax, cross-entropy) against the float reference, on random and odd
+ * shapes (C = 1, 3, 4, 17, 4097, N = 1, T = 1, sizes that are not multiples of 16, shapes
+ * big enough to run on several threads, rows wider than the norms' stack partials),
+ * forward and backward: accumulation into non-zero gradients, NULL gradient pointers,
+ * bit-identical reruns. Tolerances are errors scaled by the reference's largest value. */
+#include "ops_check.h"
+
+#define TOL_FWD 2e-6 /* a few float ulps of the output scale */
+#define TOL_BWD 1e-5 /* reductions over a row or over rows in float vs double */
+
+static const int64_t row_shapes[][2] = {{1, 1}, {1, 3}, {2, 4}, {7, 17}, {5, 768}, {2, 4097},
+                                        {33, 100}, {300, 129}, {1, 40000}, {3, 33000}};
+#define NSHAPES ((int)(sizeof row_shapes / sizeof row_shapes[0]))
+
+static const ld_kernels *cpu(void) { return ld_kernels_get(LD_BACKEND_CPU); }
+static const ld_kernels *ref(void) { return ld_kernels_get(LD_BACKEND_REF); }
+
+TEST(cpu_backend_is_optimized) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    if (f->avx512f && f->avx512bw) CHECK(cpu()->layernorm_fwd != ref()->layernorm_fwd);
+    printf("  cpu backend: %s\n", cpu()->name);
+}
+
+TEST(embedding_matches_ref) {
+    for (int s = 0; s < NSHAPES; s++) {
+        int64_t N = row_shapes[s][0] * 3, C = row_shapes[s][1], V = 11;
+        float *table = ops_randn(V * C, 1, 1.0f), *dout = ops_randn(N * C, 2, 1.0f);
+        int32_t *ids = malloc((size_t)N * sizeof(int32_t));
+        for (int64_t n = 0; n < N; n++) ids[n] = (int32_t)((n * 7 + 3) % V);
+        float *o1 = ops_randn(N * C, 3, 1.0f), *o2 = ops_copy(o1, N * C);
+        cpu()->embedding_fwd(o1, ids, table, N, C);
+        ref()->embedding_fwd(o2, ids, table, N, C);
+        OPS_CHECK_SAME("embedding_fwd", o1, o2, (size_t)(N * C) * 4, "N=%lld C=%lld", (long long)N, (long long)C);
+        float *d1 = ops_randn(V * C, 4, 1.0f), *d2 = ops_copy(d1, V * C);
+        cpu()->embedding_bwd(d1, ids, dout, N, C);
+        ref()->embedding_bwd(d2, ids, dout, N, C);
+        /* same order of additions per element (rows in order): bit-identical */
+        OPS_CHECK_SAME("embedding_bwd", d1, d2, (size_t)(V * C) * 4, "N=%lld C=%lld", (long long)N, (long long)C);
+        cpu()->embedding_bwd(NULL, ids, dout, N, C);
+        free(table), free(dout), free(ids), free(o1), free(o2), free(d1), free(d2);
+    }
+}
+
+/* LayerNorm (center) or RMSNorm on one shape: forward, backward with every combination of
+ * NULL gradients, and a rerun that must be bit-identical. */
+static void check_norm(int center, int64_t N, int64_t C, int with_bias) {
+    const char *name = center ? "layernorm" : "rmsnorm";
+    float *x = ops_randn(N * C, 10 + (uint64_t)C, 1.0f), *w = ops_randn(C, 11, 1.0f), *b = ops_randn(C, 12, 1.0f);
+    for (int64_t i = 0; i < N * C; i++) x[i] += 0.5f; /* non-zero mean */
+    float *dy = ops_randn(N * C, 13, 1.0f);
+    float *y1 = malloc((size_t)(N * C) * 4), *y2 = malloc((size_t)(N * C) * 4);
+    float *m1 = malloc((size_t)N * 4), *m2 = malloc((size_t)N * 4), *r1 = malloc((size_t)N * 4), *r2 = malloc((size_t)N * 4);
+    const float *bb = with_bias ? b : NULL;
+    if (center) {
+        cpu()->layernorm_fwd(y1, m1, r1, x, w, bb, N, C, 1e-5f);
+        ref()->layernorm_fwd(y2, m2, r2, x, w, bb, N, C, 1e-5f);
+        OPS_CHECK_CLOSE("layernorm_fwd mean", m1, m2, N, TOL_FWD, "N=%lld C=%lld", (long long)N, (long long)C);
+    } else {
+        cpu()->rmsnorm_fwd(y1, r1, x, w, N, C, 1e-5f);
+        ref()->rmsnorm_fwd(y2, r2, x, w, N, C, 1e-5f);
+    }
+    OPS_CHECK_CLOSE(name, y1, y2, N * C, TOL_FWD, "fwd N=%lld C=%lld", (long long)N, (long long)C);
+    OPS_CHECK_REL(name, r1, r2, N, 0.0, TOL_FWD, "fwd rstd N=%lld C=%lld", (long long)N, (long long)C);
+
+    /* backward from the reference's saved statistics, into non-zero gradients */
+    float *dx1 = ops_randn(N * C, 14, 1.0f), *dx2 = ops_copy(dx1, N * C);
+    float *dw1 = ops_randn(C, 15, 1.0f), *dw2 = ops_copy(dw1, C);
+    float *db1 = ops_randn(C, 16, 1.0f), *db2 = ops_copy(db1, C);
+    float *dx0 = ops_copy(dx1, N * C), *dw0 = ops_copy(dw1, C);
+    const float *mean = center ? m2 : NULL;
+    if (center) {
+        cpu()->layernorm_bwd(dx1, dw1, db1, dy, x, w, mean, r2, N, C);
+        ref()->layernorm_bwd(dx2, dw2, db2, dy, x, w, mean, r2, N, C);
+        OPS_CHECK_CLOSE(name, db1, db2, C, TOL_BWD, "bwd db N=%lld C=%lld", (long long)N, (long long)C);
+    } else {
+        cpu()->rmsnorm_bwd(dx1, dw1, dy, x, w, r2, N, C);
+        ref()->rmsnorm_bwd(dx2, dw2, dy, x, w, r2, N, C);
+    }
+    OPS_CHECK_CLOSE(name, dx1, dx2, N * C, TOL_BWD, "bwd dx N=%lld C=%lld", (long long)N, (long long)C);
+    OPS_CHECK_CLOSE(name, dw1, dw2, C, TOL_BWD, "bwd dw N=%lld C=%lld", (long long)N, (long long)C);
+
+    /* NULL gradients: the others come out exactly as in the full call */
+    float *dx3 = ops_copy(dx0, N * C), *dw3 = ops_copy(dw0, C);
+    if (center) {
+        cpu()->layernorm_bwd(dx3, NULL, NULL, dy, x, w, mean, r2, N, C);
+        cpu()->layernorm_bwd(NULL, dw3, NULL, dy, x, w, mean, r2, N, C);
+        cpu()->layernorm_bwd(NULL, NULL, NULL, dy, x, w, mean, r2, N, C);
+    } else {
+        cpu()->rmsnorm_bwd(dx3, NULL, dy, x, w, r2, N, C);
+        cpu()->rmsnorm_bwd(NULL, dw3, dy, x, w, r2, N, C);
+    }
+    OPS_CHECK_SAME(name, dx3, dx1, (size_t)(N * C) * 4, "bwd dx alone N=%lld C=%lld", (long long)N, (long long)C);
+    OPS_CHECK_SAME(name, dw3, dw1, (size_t)C * 4, "bwd dw alone N=%lld C=%lld", (long long)N, (long long)C);
+
+    /* determinism: a second run gives the same bits */
+    float *y3 = malloc((size_t)(N * C) * 4), *dx4 = ops_copy(dx0, N * C), *dw4 = ops_copy(dw0, C);
+    if (center) {
+        cpu()->layernorm_fwd(y3, m1, r1, x, w, bb, N, C, 1e-5f);
+        cpu()->layernorm_bwd(dx4, dw4, NULL, dy, x, w, mean, r2, N, C);
+    } else {
+        cpu()->rmsnorm_fwd(y3, r1, x, w, N, C, 1e-5f);
+        cpu()->rmsnorm_bwd(dx4, dw4, dy, x, w, r2, N, C);
+    }
+    OPS_CHECK_SAME(name, y3, y1, (size_t)(N * C) * 4, "rerun fwd N=%lld C=%lld", (long long)N, (long long)C);
+    OPS_CHECK_SAME(name, dx4, dx1, (size_t)(N * C) * 4, "rerun dx N=%lld C=%lld", (long long)N, (long long)C);
+    OPS_CHECK_SAME(name, dw4, dw1, (size_t)C * 4, "rerun dw N=%lld C=%lld", (long long)N, (long long)C);
+
+    free(x), free(w), free(b), free(dy), free(y1), free(y2), free(m1), free(m2), free(r1), free(r2);
+    free(dx1), free(dx2), free(dw1), free(dw2), free(db1), free(db2), free(dx0), free(dw0), free(dx3), free(dw3);
+    free(y3), free(dx4), free(dw4);
+}
+
+TEST(layernorm_matches_ref) {
+    for (int s = 0; s < NSHAPES; s++) check_norm(1, row_shapes[s][0], row_shapes[s][1], s % 2);
+}
+
+TEST(rmsnorm_matches_ref) {
+    for (int s = 0; s < NSHAPES; s++) check_norm(0, row_shapes[s][0], row_shapes[s][1], 0);
+}
+
+TEST(rope_matches_ref) {
+    /* B, T, H, D, pos0 */
+    static const int64_t shapes[][5] = {{1, 1, 1, 2, 0}, {2, 3, 2, 6, 5}, {1, 7, 3, 34, 100},
+                                        {2, 64, 4, 64, 4000}, {1, 5, 2, 128, 0}};
+    for (int s = 0; s < 5; s++) {
+        int64_t B = shapes[s][0], T = shapes[s][1], H = shapes[s][2], D = shapes[s][3], p0 = shapes[s][4];
+        int64_t n = B * T * H * D;
+        float *x = ops_randn(n, 20, 1.0f), *y1 = malloc((size_t)n * 4), *y2 = malloc((size_t)n * 4);
+        cpu()->rope_fwd(y1, x, B, T, H, D, p0, 10000.0f);
+        ref()->rope_fwd(y2, x, B, T, H, D, p0, 10000.0f);
+        OPS_CHECK_CLOSE("rope_fwd", y1, y2, n, TOL_FWD, "shape %d", s);
+        float *xi = ops_copy(x, n); /* in place */
+        cpu()->rope_fwd(xi, xi, B, T, H, D, p0, 10000.0f);
+        OPS_CHECK_SAME("rope_fwd in place", xi, y1, (size_t)n * 4, "shape %d", s);
+        float *dx1 = ops_randn(n, 21, 1.0f), *dx2 = ops_copy(dx1, n);
+        cpu()->rope_bwd(dx1, x, B, T, H, D, p0, 10000.0f);
+        ref()->rope_bwd(dx2, x, B, T, H, D, p0, 10000.0f);
+        OPS_CHECK_CLOSE("rope_bwd", dx1, dx2, n, TOL_FWD, "shape %d", s);
+        cpu()->rope_bwd(NULL, x, B, T, H, D, p0, 10000.0f);
+        free(x), free(y1), free(y2), free(xi), free(dx1), free(dx2);
+    }
+}
+
+TEST(softmax_matches_ref) {
+    for (int s = 0; s < NSHAPES; s++) {
+        int64_t N = row_shapes[s][0], C = row_shapes[s][1];
+        float *x = ops_randn(N * C, 30, 3.0f), *dy = ops_randn(N * C, 31, 1.0f);
+        float *y1 = malloc((size_t)(N * C) * 4), *y2 = malloc((size_t)(N * C) * 4);
+        cpu()->softmax_fwd(y1, x, N, C);
+        ref()->softmax_fwd(y2, x, N, C);
+        OPS_CHECK_REL("softmax_fwd", y1, y2, N * C, 1e-30, 4e-6, "N=%lld C=%lld", (long long)N, (long long)C);
+        float *dx1 = ops_randn(N * C, 32, 1.0f), *dx2 = ops_copy(dx1, N * C);
+        cpu()->softmax_bwd(dx1, dy, y2, N, C);
+        ref()->softmax_bwd(dx2, dy, y2, N, C);
+        OPS_CHECK_CLOSE("softmax_bwd", dx1, dx2, N * C, TOL_BWD, "N=%lld C=%lld", (long long)N, (long long)C);
+        cpu()->softmax_bwd(NULL, dy, y2, N, C);
+        free(x), free(dy), free(y1), free(y2), free(dx1), free(dx2);
+    }
+}
+
+#define IGN (-100)
+
+TEST(xent_matches_ref_and_ignores) {
+    static const int64_t shapes[][2] = {{1, 1}, {1, 3}, {4, 17}, {5, 4097}, {37, 1000}, {3, 50304}};
+    for (int s = 0; s < 6; s++) {
+        int64_t N = shapes[s][0], V = shapes[s][1];
+        float *x = ops_randn(N * V, 40, 4.0f), *dloss = ops_randn(N, 41, 1.0f);
+        int32_t *tg = malloc((size_t)N * sizeof(int32_t));
+        for (int64_t n = 0; n < N; n++) tg[n] = (n % 3 == 1) ? IGN : (int32_t)((n * 131 + 7) % V);
+        float l1[64], l2[64], e1[64], e2[64];
+        cpu()->xent_fwd(l1, e1, x, tg, N, V, IGN);
+        ref()->xent_fwd(l2, e2, x, tg, N, V, IGN);
+        OPS_CHECK_CLOSE("xent_fwd lse", e1, e2, N, TOL_FWD, "N=%lld V=%lld", (long long)N, (long long)V);
+        for (int64_t n = 0; n < N; n++) {
+            CHECK_NEAR(l1[n], l2[n], 2e-6 * (fabs(e2[n]) + 1));
+            if (tg[n] == IGN) CHECK(l1[n] == 0.0f && l2[n] == 0.0f);
+        }
+        /* accumulate into a non-zero gradient */
+        float *d1 = ops_randn(N * V, 42, 1.0f), *d2 = ops_copy(d1, N * V), *d0 = ops_copy(d1, N * V);
+        cpu()->xent_bwd(d1, dloss, x, e2, tg, N, V, IGN);
+        ref()->xent_bwd(d2, dloss, x, e2, tg, N, V, IGN);
+        OPS_CHECK_CLOSE("xent_bwd", d1, d2, N * V, TOL_FWD, "N=%lld V=%lld", (long long)N, (long long)V);
+        for (int64_t n = 0; n < N; n++)
+            if (tg[n] == IGN) OPS_CHECK_SAME("xent_bwd ignored row", d1 + n * V, d0 + n * V, (size_t)V * 4, "n=%lld", (long long)n);
+        /* in place: dlogits == logits overwrites; ignored rows become 0 */
+        float *xi = ops_copy(x, N * V), *z = calloc((size_t)(N * V), 4);
+        ref()->xent_bwd(z, dloss, x, e2, tg, N, V, IGN); /* = the gradient alone */
+        cpu()->xent_bwd(xi, dloss, xi, e2, tg, N, V, IGN);
+        OPS_CHECK_CLOSE("xent_bwd in place", xi, z, N * V, TOL_FWD, "N=%lld V=%lld", (long long)N, (long long)V);
+        float *xr = ops_copy(x, N * V);
+        ref()->xent_bwd(xr, dloss, xr, e2, tg, N, V, IGN);
+        OPS_CHECK_CLOSE("ref xent_bwd in place", xr, z, N * V, 1e-7, "N=%lld V=%lld", (long long)N, (long long)V);
+        for (int64_t n = 0; n < N; n++)
+            if (tg[n] == IGN)
+                for (int64_t c = 0; c < V; c++) CHECK(xi[n * V + c] == 0.0f && xr[n * V + c] == 0.0f);
+        /* determinism */
+        float l3[64], e3[64];
+        cpu()->xent_fwd(l3, e3, x, tg, N, V, IGN);
+        OPS_CHECK_SAME("xent_fwd rerun", l3, l1, (size_t)N * 4, "N=%lld V=%lld", (long long)N, (long long)V);
+        cpu()->xent_bwd(NULL, dloss, x, e2, tg, N, V, IGN);
+        free(x), free(dloss), free(tg), free(d1), free(d2), free(d0), free(xi), free(z), free(xr);
+    }
+}
+
+TEST(xent_extreme_logits) {
+    /* large logits must not overflow: the online max keeps exponents <= 0 */
+    int64_t V = 100;
+    float x[100];
+    for (int c = 0; c < V; c++) x[c] = 80.0f + 0.5f * (float)c;
+    int32_t tg = 99;
+    float l1, l2, e1, e2;
+    cpu()->xent_fwd(&l1, &e1, x, &tg, 1, V, IGN);
+    ref()->xent_fwd(&l2, &e2, x, &tg, 1, V, IGN);
+    CHECK(isfinite(l1) && isfinite(e1));
+    CHECK_NEAR(l1, l2, 1e-5);
+    CHECK_NEAR(e1, e2, 1e-5);
+}
+
+LD_TEST_MAIN()
