@@ -23,4 +23,11 @@ void ld_ref_gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                       const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
                       float *C, int64_t ldc);
 
+/* ref_attention.c (written once in ref_attention_impl.h, double version in ref_f64.h) */
+void ld_ref_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                          const ld_attn_shape *s);
+size_t ld_ref_attention_bwd_scratch(const ld_attn_shape *s);
+void ld_ref_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                          const float *q, const float *k, const float *v, const ld_attn_shape *s, void *scratch);
+
 #endif

@@ -13,4 +13,11 @@
 #undef REF_FN
 #undef REAL
 
+void ld_ref64_attention_fwd(double *out, double *lse, const double *q, const double *k, const double *v,
+                            const ld_attn_shape *s);
+size_t ld_ref64_attention_bwd_scratch(const ld_attn_shape *s);
+void ld_ref64_attention_bwd(double *dq, double *dk, double *dv, const double *dout, const double *out,
+                            const double *lse, const double *q, const double *k, const double *v,
+                            const ld_attn_shape *s, void *scratch);
+
 #endif

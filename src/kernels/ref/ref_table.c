@@ -31,6 +31,9 @@ const ld_kernels ld_kernels_ref = {
     .adamw = ld_ref_adamw,
     .f32_to_bf16 = ld_ref_f32_to_bf16,
     .bf16_to_f32 = ld_ref_bf16_to_f32,
+    .attention_fwd = ld_ref_attention_fwd,
+    .attention_bwd_scratch = ld_ref_attention_bwd_scratch,
+    .attention_bwd = ld_ref_attention_bwd,
     .gemm_f32 = ld_ref_gemm_f32,
     .gemm_bf16 = ld_ref_gemm_bf16,
 };
