@@ -11,5 +11,6 @@ const ld_kernels *ld_kernels_cpu(void);
 
 /* Partial tables (NULL entries = not provided), overlaid by cpu_table.c after a CPUID check. */
 extern const ld_kernels ld_kernels_cpu_avx512_ops; /* norms, pointwise, xent, AdamW, ... (ops_avx512.c) */
+extern const ld_kernels ld_kernels_cpu_avx512_attn; /* attention (attention_avx512.c) */
 
 #endif

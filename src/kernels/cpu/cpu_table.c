@@ -24,6 +24,7 @@ static ld_kernels build(void) {
     if (f->avx512f && f->avx512bw && f->avx512vl) {
         overlay(&k, &ld_kernels_cpu_avx512_ops);
         overlay(&k, &ld_kernels_cpu_avx512_gemm);
+        overlay(&k, &ld_kernels_cpu_avx512_attn);
         k.name = "cpu-avx512";
     }
     return k;

@@ -1,0 +1,221 @@
+/* kernels/cpu/attention_avx512.c — memory-efficient attention (FlashAttention-2 style):
+ * queries in blocks of QB rows, keys in blocks of KB; scores of one block pair live in a
+ * QB x KB tile on the stack, softmax is online (running max and sum per row), and nothing of
+ * size Tq x Tk is ever stored. Key and value blocks are transposed once per block pair so
+ * every product is a broadcast FMA over 16 keys or 16 head dimensions (no horizontal sums).
+ *
+ * Forward: parallel over (batch, query head, query block). Backward: parallel over
+ * (batch, kv head): that unit owns its dk/dv rows and the dq rows of its query heads, so no
+ * two threads write the same memory and the result is deterministic for a thread count.
+ * Semantics: kernels/kernels.h. Head sizes above LD_ATTN_MAX_D fall back to the reference. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu/simd_avx512.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/ref/ref.h"
+
+#define QB 32
+#define KB 64
+#define LD_ATTN_MAX_D 256
+
+static inline int64_t visible_end(const ld_attn_shape *s, int64_t b, int64_t i) {
+    int64_t end = s->Tk;
+    if (s->key_len && s->key_len[b] < end) end = s->key_len[b] < 0 ? 0 : s->key_len[b];
+    if (s->causal && s->q_offset + i + 1 < end) end = s->q_offset + i + 1;
+    return end < 0 ? 0 : end;
+}
+
+/* t[d * KB + j] = src row (j0 + j), dims d, for j < nk (zero beyond). */
+static void transpose_block(float *t, const float *src, int64_t row_stride, int64_t j0, int64_t nk, int64_t D) {
+    for (int64_t d = 0; d < D; d++) {
+        float *td = t + d * KB;
+        for (int64_t j = 0; j < nk; j++) td[j] = src[(j0 + j) * row_stride + d];
+        for (int64_t j = nk; j < KB; j++) td[j] = 0.0f;
+    }
+}
+
+/* sc[j] = scale * q . key_j for the KB keys of a transposed block (4 vectors of 16). */
+static inline void scores_row(float *sc, const float *qi, const float *kt, int64_t D, float scale) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t d = 0; d < D; d++) {
+        __m512 qd = _mm512_set1_ps(qi[d]);
+        const float *k = kt + d * KB;
+        a0 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k), a0);
+        a1 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 16), a1);
+        a2 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 32), a2);
+        a3 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 48), a3);
+    }
+    __m512 vs = _mm512_set1_ps(scale);
+    _mm512_storeu_ps(sc, _mm512_mul_ps(a0, vs));
+    _mm512_storeu_ps(sc + 16, _mm512_mul_ps(a1, vs));
+    _mm512_storeu_ps(sc + 32, _mm512_mul_ps(a2, vs));
+    _mm512_storeu_ps(sc + 48, _mm512_mul_ps(a3, vs));
+}
+
+/* y[0..D) += a * x[0..D) */
+static inline void axpy_d(float *y, float a, const float *x, int64_t D) {
+    __m512 va = _mm512_set1_ps(a);
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16)
+        _mm512_storeu_ps(y + d, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + d), _mm512_loadu_ps(y + d)));
+    if (d < D) {
+        __mmask16 m = ld_tail16(D - d);
+        _mm512_mask_storeu_ps(y + d, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + d), _mm512_maskz_loadu_ps(m, y + d)));
+    }
+}
+
+static inline void scale_d(float *y, float a, int64_t D) {
+    __m512 va = _mm512_set1_ps(a);
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) _mm512_storeu_ps(y + d, _mm512_mul_ps(va, _mm512_loadu_ps(y + d)));
+    if (d < D) {
+        __mmask16 m = ld_tail16(D - d);
+        _mm512_mask_storeu_ps(y + d, m, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, y + d)));
+    }
+}
+
+static inline float dot_d(const float *x, const float *y, int64_t D) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + d), _mm512_loadu_ps(y + d), acc);
+    if (d < D) {
+        __mmask16 m = ld_tail16(D - d);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + d), _mm512_maskz_loadu_ps(m, y + d), acc);
+    }
+    return ld_hsum512(acc);
+}
+
+/* exp(x - shift) for the 64 entries, in place. */
+static inline void exp_shift64(float *p, float shift) {
+    __m512 vs = _mm512_set1_ps(shift);
+    for (int j = 0; j < KB; j += 16) _mm512_storeu_ps(p + j, ld_exp512(_mm512_sub_ps(_mm512_loadu_ps(p + j), vs)));
+}
+
+static void fwd_unit(float *out, float *lse, const float *q, const float *k, const float *v, const ld_attn_shape *s,
+                     int64_t b, int64_t h, int64_t i0, int64_t ni) {
+    const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, hk = h / (Hq / Hkv);
+    const int64_t kstride = Hkv * D;
+    float kt[LD_ATTN_MAX_D * KB], sc[KB], mrow[QB], lrow[QB];
+    int64_t end_max = 0, ends[QB];
+    for (int64_t r = 0; r < ni; r++) {
+        ends[r] = visible_end(s, b, i0 + r);
+        if (ends[r] > end_max) end_max = ends[r];
+        mrow[r] = -INFINITY, lrow[r] = 0.0f;
+        memset(out + ((b * s->Tq + i0 + r) * Hq + h) * D, 0, (size_t)D * sizeof(float));
+    }
+    const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
+    for (int64_t j0 = 0; j0 < end_max; j0 += KB) {
+        int64_t nk = end_max - j0 < KB ? end_max - j0 : KB;
+        transpose_block(kt, kb, kstride, j0, nk, D);
+        for (int64_t r = 0; r < ni; r++) {
+            int64_t vis = ends[r] - j0; /* keys of this block visible to the row */
+            if (vis <= 0) continue;
+            if (vis > nk) vis = nk;
+            const float *qi = q + ((b * s->Tq + i0 + r) * Hq + h) * D;
+            float *oi = out + ((b * s->Tq + i0 + r) * Hq + h) * D;
+            scores_row(sc, qi, kt, D, s->scale);
+            float mx = mrow[r];
+            for (int64_t j = 0; j < vis; j++) mx = sc[j] > mx ? sc[j] : mx;
+            for (int64_t j = vis; j < KB; j++) sc[j] = -INFINITY;
+            float corr = expf(mrow[r] - mx); /* 0 on the first block (-inf) */
+            exp_shift64(sc, mx);
+            float sum = 0.0f;
+            for (int64_t j = 0; j < vis; j++) sum += sc[j];
+            if (corr != 1.0f) scale_d(oi, corr, D);
+            for (int64_t j = 0; j < vis; j++) axpy_d(oi, sc[j], vb + (j0 + j) * kstride, D);
+            lrow[r] = lrow[r] * corr + sum;
+            mrow[r] = mx;
+        }
+    }
+    for (int64_t r = 0; r < ni; r++) {
+        float *l = lse + (b * Hq + h) * s->Tq + i0 + r;
+        if (ends[r] == 0) {
+            *l = -INFINITY;
+            continue;
+        }
+        scale_d(out + ((b * s->Tq + i0 + r) * Hq + h) * D, 1.0f / lrow[r], D);
+        *l = mrow[r] + logf(lrow[r]);
+    }
+}
+
+static void attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const ld_attn_shape *s) {
+    if (s->D > LD_ATTN_MAX_D) {
+        ld_ref_attention_fwd(out, lse, q, k, v, s);
+        return;
+    }
+    int64_t nqb = (s->Tq + QB - 1) / QB, units = s->B * s->Hq * nqb;
+#pragma omp parallel for schedule(static) if (units > 1)
+    for (int64_t u = 0; u < units; u++) {
+        int64_t qb = u % nqb, h = (u / nqb) % s->Hq, b = u / (nqb * s->Hq);
+        int64_t i0 = qb * QB, ni = s->Tq - i0 < QB ? s->Tq - i0 : QB;
+        fwd_unit(out, lse, q, k, v, s, b, h, i0, ni);
+    }
+}
+
+static size_t attention_bwd_scratch(const ld_attn_shape *s) {
+    (void)s;
+    return 0; /* all tiles live on the stack */
+}
+
+/* One (batch, kv head): every query head of its group, every query block, every key block. */
+static void bwd_unit(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                     const float *q, const float *k, const float *v, const ld_attn_shape *s, int64_t b, int64_t hk) {
+    const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, group = Hq / Hkv;
+    const int64_t kstride = Hkv * D;
+    float kt[LD_ATTN_MAX_D * KB], vt[LD_ATTN_MAX_D * KB], p[KB], dp[KB], di[QB];
+    int64_t ends[QB];
+    const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
+    float *dkb = dk ? dk + (b * s->Tk) * kstride + hk * D : NULL, *dvb = dv ? dv + (b * s->Tk) * kstride + hk * D : NULL;
+    for (int64_t h = hk * group; h < (hk + 1) * group; h++)
+        for (int64_t i0 = 0; i0 < s->Tq; i0 += QB) {
+            int64_t ni = s->Tq - i0 < QB ? s->Tq - i0 : QB, end_max = 0;
+            for (int64_t r = 0; r < ni; r++) {
+                int64_t row = (b * s->Tq + i0 + r) * Hq + h;
+                ends[r] = visible_end(s, b, i0 + r);
+                if (ends[r] > end_max) end_max = ends[r];
+                di[r] = dot_d(dout + row * D, out + row * D, D);
+            }
+            for (int64_t j0 = 0; j0 < end_max; j0 += KB) {
+                int64_t nk = end_max - j0 < KB ? end_max - j0 : KB;
+                transpose_block(kt, kb, kstride, j0, nk, D);
+                transpose_block(vt, vb, kstride, j0, nk, D);
+                for (int64_t r = 0; r < ni; r++) {
+                    int64_t vis = ends[r] - j0;
+                    if (vis <= 0) continue;
+                    if (vis > nk) vis = nk;
+                    int64_t row = (b * s->Tq + i0 + r) * Hq + h;
+                    const float *qi = q + row * D, *doi = dout + row * D;
+                    float l = lse[(b * Hq + h) * s->Tq + i0 + r];
+                    scores_row(p, qi, kt, D, s->scale);
+                    for (int64_t j = vis; j < KB; j++) p[j] = -INFINITY;
+                    exp_shift64(p, l);
+                    scores_row(dp, doi, vt, D, 1.0f); /* dp[j] = dout_i . v_j */
+                    for (int64_t j = 0; j < vis; j++) {
+                        float ds = p[j] * (dp[j] - di[r]) * s->scale;
+                        if (dvb) axpy_d(dvb + (j0 + j) * kstride, p[j], doi, D);
+                        if (dkb) axpy_d(dkb + (j0 + j) * kstride, ds, qi, D);
+                        if (dq) axpy_d(dq + row * D, ds, kb + (j0 + j) * kstride, D);
+                    }
+                }
+            }
+        }
+}
+
+static void attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                          const float *q, const float *k, const float *v, const ld_attn_shape *s, void *scratch) {
+    if (s->D > LD_ATTN_MAX_D) {
+        ld_ref_attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, s, scratch);
+        return;
+    }
+    int64_t units = s->B * s->Hkv;
+#pragma omp parallel for schedule(static) if (units > 1)
+    for (int64_t u = 0; u < units; u++) bwd_unit(dq, dk, dv, dout, out, lse, q, k, v, s, u / s->Hkv, u % s->Hkv);
+}
+
+const ld_kernels ld_kernels_cpu_avx512_attn = {
+    .name = "cpu-avx512",
+    .attention_fwd = attention_fwd,
+    .attention_bwd_scratch = attention_bwd_scratch,
+    .attention_bwd = attention_bwd,
+};
