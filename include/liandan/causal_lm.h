@@ -18,6 +18,10 @@ extern "C" {
 
 typedef enum ld_lm_arch { LD_ARCH_LLAMA = 0, LD_ARCH_GPT2 = 1 } ld_lm_arch;
 
+/* Which Hugging Face model_type a llama-architecture config came from (written back as is).
+ * Mistral is llama with an optional sliding window; Qwen2 adds q/k/v projection biases. */
+typedef enum ld_lm_family { LD_FAMILY_LLAMA = 0, LD_FAMILY_MISTRAL, LD_FAMILY_QWEN2, LD_FAMILY_GPT2 } ld_lm_family;
+
 typedef struct ld_lm_config {
     ld_lm_arch arch;
     int64_t vocab_size;
@@ -31,6 +35,8 @@ typedef struct ld_lm_config {
     float rope_theta;
     float init_std;            /* 0.02 */
     bool tie_embeddings;
+    bool qkv_bias;             /* biases on the q, k, v projections (Qwen2) */
+    ld_lm_family family;
     int32_t bos_token_id, eos_token_id;
 } ld_lm_config;
 
@@ -55,6 +61,14 @@ ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm *
 void ld_lm_free(ld_lm *m);
 const ld_lm_config *ld_lm_config_of(const ld_lm *m);
 ld_params *ld_lm_params(ld_lm *m);
+
+/* Writes dir/config.json, dir/model.safetensors (F32, HF names) and
+ * dir/generation_config.json (the directory is created if needed; files written atomically).
+ * The tokenizer.json is the caller's to copy. */
+ld_status ld_lm_save(ld_lm *m, const char *dir);
+/* Loads a model directory (config.json + model.safetensors or a sharded index; F32, F16 or
+ * BF16 weights). Errors name the file and the tensor: missing, wrong shape, wrong dtype. */
+ld_status ld_lm_load(ld_ctx *ctx, const char *dir, ld_lm **out);
 
 /* Training/scoring forward on the tape: ids and targets are [B*T] (row-major [B, T]);
  * targets may be NULL (no loss). *logits (may be NULL) receives [B, T, V]; *loss (may be

@@ -163,9 +163,9 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
                 memcpy(s->vv + r * C, s->o + r * 3 * C + 2 * C, (size_t)C * sizeof(float));
             }
         } else {
-            linear(s, s->q, s->h, L->q, NULL, false, M);
-            linear(s, s->kk, s->h, L->k, NULL, false, M);
-            linear(s, s->vv, s->h, L->v, NULL, false, M);
+            linear(s, s->q, s->h, L->q, L->q_b, false, M);
+            linear(s, s->kk, s->h, L->k, L->k_b, false, M);
+            linear(s, s->vv, s->h, L->v, L->v_b, false, M);
         }
         for (int i = 0, r = 0; i < n_segs; r += (int)segs[i].n, i++) {
             int slot = segs[i].slot;

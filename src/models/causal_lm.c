@@ -11,7 +11,7 @@ ld_lm_config ld_lm_default_config(ld_lm_arch arch) {
                       .n_kv_heads = 4, .intermediate_size = 688, .max_position = 256, .norm_eps = 1e-5f,
                       .rope_theta = 10000.0f, .init_std = 0.02f, .tie_embeddings = true, .bos_token_id = 1,
                       .eos_token_id = 2};
-    if (arch == LD_ARCH_GPT2) c.intermediate_size = 4 * c.hidden_size;
+    if (arch == LD_ARCH_GPT2) c.intermediate_size = 4 * c.hidden_size, c.family = LD_FAMILY_GPT2;
     return c;
 }
 
@@ -41,6 +41,8 @@ ld_status ld_lm_config_validate(ld_ctx *ctx, const ld_lm_config *c) {
     NEED(c->arch != LD_ARCH_LLAMA || c->rope_theta > 0, "rope_theta %g must be positive", c->rope_theta);
     NEED(c->init_std > 0, "initializer_range %g must be positive", c->init_std);
     NEED(c->arch != LD_ARCH_GPT2 || c->tie_embeddings, "gpt2 always ties its embeddings");
+    NEED(c->arch != LD_ARCH_GPT2 || !c->qkv_bias, "gpt2 has no separate q/k/v biases");
+    NEED((c->arch == LD_ARCH_GPT2) == (c->family == LD_FAMILY_GPT2), "model family does not match the architecture");
 #undef NEED
     return LD_OK;
 }
@@ -49,7 +51,7 @@ int64_t ld_lm_config_num_params(const ld_lm_config *c) {
     int64_t C = c->hidden_size, D = C / c->n_heads, I = c->intermediate_size, V = c->vocab_size;
     int64_t kv = c->n_kv_heads * D, per_layer, n;
     if (c->arch == LD_ARCH_LLAMA) {
-        per_layer = 2 * C + C * C + 2 * C * kv + C * C + 3 * C * I;
+        per_layer = 2 * C + C * C + 2 * C * kv + C * C + 3 * C * I + (c->qkv_bias ? C + 2 * kv : 0);
         n = V * C + c->n_layers * per_layer + C + (c->tie_embeddings ? 0 : V * C);
     } else {
         per_layer = 4 * C + C * 3 * C + 3 * C + C * C + C + C * I + I + I * C + C;
@@ -113,6 +115,11 @@ ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm *
             L->q = param(&s, INIT_NORMAL, 2, C, C, "model.layers.%d.self_attn.q_proj.weight", l);
             L->k = param(&s, INIT_NORMAL, 2, kv, C, "model.layers.%d.self_attn.k_proj.weight", l);
             L->v = param(&s, INIT_NORMAL, 2, kv, C, "model.layers.%d.self_attn.v_proj.weight", l);
+            if (cfg->qkv_bias) {
+                L->q_b = param(&s, INIT_ZERO, 1, C, 0, "model.layers.%d.self_attn.q_proj.bias", l);
+                L->k_b = param(&s, INIT_ZERO, 1, kv, 0, "model.layers.%d.self_attn.k_proj.bias", l);
+                L->v_b = param(&s, INIT_ZERO, 1, kv, 0, "model.layers.%d.self_attn.v_proj.bias", l);
+            }
             L->o = param(&s, INIT_RESID, 2, C, C, "model.layers.%d.self_attn.o_proj.weight", l);
             L->ln2_w = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
             L->gate = param(&s, INIT_NORMAL, 2, I, C, "model.layers.%d.mlp.gate_proj.weight", l);
@@ -179,9 +186,9 @@ static ld_status attention_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_ten
     ld_tensor *q, *k, *v, *a;
     if (c->arch == LD_ARCH_LLAMA) {
         ld_tensor *q2, *k2, *v2;
-        TRY(ld_op_linear(t, h, L->q, NULL, false, &q2));
-        TRY(ld_op_linear(t, h, L->k, NULL, false, &k2));
-        TRY(ld_op_linear(t, h, L->v, NULL, false, &v2));
+        TRY(ld_op_linear(t, h, L->q, L->q_b, false, &q2));
+        TRY(ld_op_linear(t, h, L->k, L->k_b, false, &k2));
+        TRY(ld_op_linear(t, h, L->v, L->v_b, false, &v2));
         TRY(ld_op_rope(t, q2, c->n_heads, 0, c->rope_theta, &q));
         TRY(ld_op_rope(t, k2, c->n_kv_heads, 0, c->rope_theta, &k));
         v = v2;

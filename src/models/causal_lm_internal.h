@@ -10,6 +10,7 @@
 typedef struct lm_layer {
     ld_tensor *ln1_w, *ln1_b, *ln2_w, *ln2_b;
     ld_tensor *q, *k, *v, *qkv, *qkv_b, *o, *o_b; /* llama: q/k/v/o; gpt2: qkv (c_attn), o (c_proj) */
+    ld_tensor *q_b, *k_b, *v_b;                   /* qwen2 only */
     ld_tensor *gate, *up, *down, *up_b, *down_b;  /* gpt2: up = c_fc, down = c_proj */
 } lm_layer;
 

@@ -13,7 +13,8 @@ static const char *const llama_keys[] = {
     "num_attention_heads", "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta",
     "initializer_range", "tie_word_embeddings", "bos_token_id", "eos_token_id", "hidden_act", "torch_dtype",
     "attention_bias", "mlp_bias", "attention_dropout", "pretraining_tp", "rope_scaling", "use_cache",
-    "transformers_version", "head_dim", "pad_token_id", "liandan", NULL};
+    "transformers_version", "head_dim", "pad_token_id", "liandan", "sliding_window", "use_sliding_window",
+    "max_window_layers", "attn_implementation", NULL};
 static const char *const gpt2_keys[] = {
     "architectures", "model_type", "vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "n_ctx", "n_inner",
     "layer_norm_epsilon", "initializer_range", "activation_function", "bos_token_id", "eos_token_id",
@@ -108,8 +109,11 @@ ld_status ld_lm_config_from_json(ld_ctx *ctx, const char *text, size_t len, cons
     }
     const char *const *known;
     ld_lm_config c;
-    if (!strcmp(mt->valuestring, "llama")) {
+    bool mistral = !strcmp(mt->valuestring, "mistral"), qwen2 = !strcmp(mt->valuestring, "qwen2");
+    if (!strcmp(mt->valuestring, "llama") || mistral || qwen2) {
         c = ld_lm_default_config(LD_ARCH_LLAMA);
+        c.family = mistral ? LD_FAMILY_MISTRAL : qwen2 ? LD_FAMILY_QWEN2 : LD_FAMILY_LLAMA;
+        c.qkv_bias = qwen2;
         known = llama_keys;
         c.n_kv_heads = 0;
         get_int(&r, "vocab_size", &c.vocab_size, true);
@@ -125,9 +129,16 @@ ld_status ld_lm_config_from_json(ld_ctx *ctx, const char *text, size_t len, cons
         c.tie_embeddings = false;
         get_bool(&r, "tie_word_embeddings", &c.tie_embeddings);
         expect_string(&r, "hidden_act", (const char *const[]){"silu", NULL});
-        bool bias = false;
+        bool bias = false, sliding = mistral;
         get_bool(&r, "attention_bias", &bias);
         if (!r.st && bias) r.st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported for llama", path);
+        /* a sliding window narrower than the context changes attention: not implemented */
+        get_bool(&r, "use_sliding_window", &sliding);
+        int64_t window = 0;
+        get_int(&r, "sliding_window", &window, false);
+        if (!r.st && sliding && window > 0 && window < c.max_position)
+            r.st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: sliding_window %lld < max_position_embeddings %lld is not supported",
+                            path, (long long)window, (long long)c.max_position);
         const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
         if (!r.st && rs && !cJSON_IsNull(rs))
             r.st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: rope_scaling is not supported yet", path);
@@ -150,7 +161,7 @@ ld_status ld_lm_config_from_json(ld_ctx *ctx, const char *text, size_t len, cons
         get_float(&r, "layer_norm_epsilon", &c.norm_eps);
         expect_string(&r, "activation_function", (const char *const[]){"gelu_new", "gelu_pytorch_tanh", NULL});
     } else {
-        ld_status st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: model_type '%.40s' is not supported (llama, gpt2)", path,
+        ld_status st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: model_type '%.40s' is not supported (llama, mistral, qwen2, gpt2)", path,
                                 mt->valuestring);
         cJSON_Delete(root);
         return st;
@@ -177,8 +188,11 @@ char *ld_lm_config_to_json(const ld_lm_config *c) {
     if (!o) return NULL;
     bool llama = c->arch == LD_ARCH_LLAMA;
     cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString(llama ? "LlamaForCausalLM" : "GPT2LMHeadModel"));
-    cJSON_AddStringToObject(o, "model_type", llama ? "llama" : "gpt2");
+    static const char *const arch_names[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "GPT2LMHeadModel"};
+    static const char *const type_names[] = {"llama", "mistral", "qwen2", "gpt2"};
+    int fam = (int)c->family >= 0 && c->family <= LD_FAMILY_GPT2 ? (int)c->family : 0;
+    cJSON_AddItemToArray(arch, cJSON_CreateString(arch_names[fam]));
+    cJSON_AddStringToObject(o, "model_type", type_names[fam]);
     cJSON_AddNumberToObject(o, "vocab_size", (double)c->vocab_size);
     if (llama) {
         cJSON_AddNumberToObject(o, "hidden_size", (double)c->hidden_size);
@@ -190,8 +204,13 @@ char *ld_lm_config_to_json(const ld_lm_config *c) {
         cJSON_AddNumberToObject(o, "rms_norm_eps", c->norm_eps);
         cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
         cJSON_AddStringToObject(o, "hidden_act", "silu");
-        cJSON_AddBoolToObject(o, "attention_bias", false);
-        cJSON_AddBoolToObject(o, "mlp_bias", false);
+        if (c->family == LD_FAMILY_LLAMA) {
+            cJSON_AddBoolToObject(o, "attention_bias", false);
+            cJSON_AddBoolToObject(o, "mlp_bias", false);
+        } else {
+            cJSON_AddNullToObject(o, "sliding_window");
+            if (c->family == LD_FAMILY_QWEN2) cJSON_AddBoolToObject(o, "use_sliding_window", false);
+        }
     } else {
         cJSON_AddNumberToObject(o, "n_embd", (double)c->hidden_size);
         cJSON_AddNumberToObject(o, "n_layer", (double)c->n_layers);

@@ -13,6 +13,11 @@ enum { B = 2, T = 5 };
 
 static ld_lm_config tiny(ld_lm_arch arch) {
     ld_lm_config c = ld_lm_default_config(arch);
+    if (arch == LD_ARCH_LLAMA + 2) { /* qwen2: llama with q/k/v biases */
+        c = ld_lm_default_config(LD_ARCH_LLAMA);
+        c.family = LD_FAMILY_QWEN2, c.qkv_bias = true;
+        arch = LD_ARCH_LLAMA;
+    }
     c.vocab_size = 23, c.hidden_size = 8, c.n_layers = 2, c.n_heads = 2, c.max_position = 16;
     c.n_kv_heads = arch == LD_ARCH_LLAMA ? 1 : 2;
     c.intermediate_size = arch == LD_ARCH_LLAMA ? 12 : 32;
@@ -94,11 +99,11 @@ static double dforward(dmodel *d, const int32_t *ids, const int32_t *targets, do
                     q[r * C + i] = qkv[r * 3 * C + i], k[r * C + i] = qkv[r * 3 * C + C + i],
                     v[r * C + i] = qkv[r * 3 * C + 2 * C + i];
         } else {
-            dlinear(a, h, dparam(d, L->q), NULL, N, C, C, false);
+            dlinear(a, h, dparam(d, L->q), L->q_b ? dparam(d, L->q_b) : NULL, N, C, C, false);
             ld_ref64_rope_fwd(q, a, B, T, Hq, D, 0, c->rope_theta);
-            dlinear(a, h, dparam(d, L->k), NULL, N, C, kvw, false);
+            dlinear(a, h, dparam(d, L->k), L->k_b ? dparam(d, L->k_b) : NULL, N, C, kvw, false);
             ld_ref64_rope_fwd(k, a, B, T, Hkv, D, 0, c->rope_theta);
-            dlinear(v, h, dparam(d, L->v), NULL, N, C, kvw, false);
+            dlinear(v, h, dparam(d, L->v), L->v_b ? dparam(d, L->v_b) : NULL, N, C, kvw, false);
         }
         dattention(a, q, k, v, Hq, Hkv, D);
         dlinear(o, a, dparam(d, L->o), L->o_b ? dparam(d, L->o_b) : NULL, N, C, C, gpt2);
@@ -135,6 +140,13 @@ static void check_model(ld_lm_arch arch) {
     ld_lm *m = NULL;
     CHECK(ld_lm_new(ctx, &cfg, 1234, &m) == LD_OK);
     if (!m) return;
+    /* norms and biases away from their 1 / 0 init so every parameter shapes the output */
+    ld_rng pr = ld_rng_init(77);
+    for (int i = 0; i < ld_params_count(m->params); i++) {
+        ld_tensor *t = ld_params_at(m->params, i);
+        if (t->ndim != 1) continue;
+        for (int64_t j = 0; j < ld_tensor_numel(t); j++) ((float *)t->data)[j] += 0.2f * ld_rng_normal(&pr);
+    }
     CHECK(ld_params_numel(m->params, false) == ld_lm_config_num_params(&cfg));
     int32_t ids[B * T], targets[B * T];
     ld_rng r = ld_rng_init(5);
@@ -183,7 +195,8 @@ static void check_model(ld_lm_arch arch) {
             CHECK_MSG(err < 2e-3, "%s[%lld]: tape %.8g vs finite difference %.8g", t->name, (long long)j, g, fd);
         }
     }
-    printf("  %s: loss %.6f, max logit err %.2g, worst grad rel err %.2g\n", arch == LD_ARCH_LLAMA ? "llama" : "gpt2",
+    static const char *const fam[] = {"llama", "mistral", "qwen2", "gpt2"};
+    printf("  %s: loss %.6f, max logit err %.2g, worst grad rel err %.2g\n", fam[cfg.family],
            ref_loss, max_logit_err, worst);
 
     /* KV cache: prefill 3 tokens, then 2 single-token steps, per batch row; compare with the
@@ -235,6 +248,10 @@ TEST(gpt2_matches_double_reference_and_finite_differences) {
     check_model(LD_ARCH_GPT2);
 }
 
+TEST(qwen2_qkv_biases_match_double_reference_and_finite_differences) {
+    check_model((ld_lm_arch)(LD_ARCH_LLAMA + 2));
+}
+
 TEST(config_validation_names_the_problem) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
@@ -257,6 +274,8 @@ TEST(config_validation_names_the_problem) {
         {"{\"model_type\":\"llama\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":2,\"max_position_embeddings\":8,\"rope_scaling\":{\"type\":\"linear\"}}",
          "rope_scaling", LD_ERR_UNSUPPORTED},
+        {"{\"model_type\":\"mistral\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":2,\"max_position_embeddings\":64,\"sliding_window\":16}", "sliding_window", LD_ERR_UNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ld_lm_config out;
@@ -264,12 +283,13 @@ TEST(config_validation_names_the_problem) {
                      bad[i].msg);
     }
     /* round trip through config.json */
-    for (int a = 0; a < 2; a++) {
+    for (int a = 0; a < 3; a++) {
         ld_lm_config c0 = tiny((ld_lm_arch)a), c1;
         char *js = ld_lm_config_to_json(&c0);
         CHECK(js && ld_lm_config_from_json(ctx, js, strlen(js), "x", &c1) == LD_OK);
         CHECK(c1.hidden_size == c0.hidden_size && c1.n_kv_heads == c0.n_kv_heads && c1.tie_embeddings == c0.tie_embeddings &&
-              c1.intermediate_size == c0.intermediate_size && c1.arch == c0.arch);
+              c1.intermediate_size == c0.intermediate_size && c1.arch == c0.arch && c1.family == c0.family &&
+              c1.qkv_bias == c0.qkv_bias);
         free(js);
     }
     ld_ctx_free(ctx);
