@@ -1,4 +1,7 @@
-# cmake/deps.cmake — libraries used by individual layers, found with pkg-config.
-pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson) # cJSON (json: configs, tokenizer.json, requests)
+# cmake/deps.cmake — libraries used by individual layers, found with pkg-config and reported.
+# Each layer that needs a library adds it here.
+
+# cJSON (json: configs, tokenizer.json, safetensors headers, requests)
+pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson)
 target_link_libraries(liandan PUBLIC PkgConfig::CJSON)
-ld_report("cJSON ${CJSON_VERSION}" CJSON_FOUND)
+ld_report("cJSON ${CJSON_VERSION} (json)" CJSON_FOUND)

@@ -5,6 +5,7 @@
 #include "liandan/status.h"
 #include "liandan/core.h"
 #include "liandan/tensor.h"
+#include "liandan/io.h"
 #include "liandan/nn.h"
 #include "liandan/causal_lm.h"
 #include "liandan/infer.h"

@@ -1,0 +1,338 @@
+/* liandan/io.h — files and file formats: mmap, atomic writes, JSON accessors, safetensors
+ * (single files and Hugging Face sharded sets), GGUF.
+ *
+ * Every parser here is bounds-checked: lengths, counts, dimensions and offsets are checked
+ * against the input size (overflow-checked) before anything is allocated from them, and bad
+ * input gets LD_ERR_FORMAT (or LD_ERR_LIMIT / LD_ERR_UNSUPPORTED) with a message naming the
+ * file and the byte, key or tensor. Every parser has a from-memory entry point (used by the
+ * fuzz harnesses) next to the from-file one.
+ *
+ * Tensor data returned by the readers points into the read-only mapping: it is valid until
+ * the reader is closed, and is NOT necessarily aligned to its element size (safetensors
+ * offsets are arbitrary) — copy or use unaligned loads. Shapes are outermost first, as in
+ * ld_tensor (GGUF stores them innermost first; the GGUF reader reverses them). */
+#ifndef LIANDAN_IO_H
+#define LIANDAN_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "liandan/core.h"
+#include "liandan/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== files ============================================================================ */
+
+/* A read-only memory mapping of a whole file. An empty file maps to size 0 and a non-NULL
+ * data pointer. */
+typedef struct ld_mapping {
+    const uint8_t *data;
+    size_t size;
+    size_t map_size_; /* private: what to munmap (0 = nothing) */
+} ld_mapping;
+
+/* Maps `path` read-only. On failure *out is zeroed. Release with ld_file_unmap(). */
+ld_status ld_file_map(ld_ctx *ctx, const char *path, ld_mapping *out);
+/* Unmaps and zeroes *m; safe on a zeroed or already-unmapped struct. */
+void ld_file_unmap(ld_mapping *m);
+
+/* Reads a whole (small) file into a NUL-terminated buffer allocated with ld_alloc (the caller
+ * ld_free()s it). Files larger than max_size bytes fail with LD_ERR_LIMIT. *size may be NULL. */
+ld_status ld_file_read(ld_ctx *ctx, const char *path, size_t max_size, char **out, size_t *size);
+
+/* Writes a file atomically: data goes to "<path>.tmp-XXXXXX" in the same directory, which is
+ * fsynced, renamed over `path`, and the directory is fsynced. A crash leaves either the old
+ * file or the new one, never a mix. Usage:
+ *   ld_atomic_file *f; ld_atomic_file_open(ctx, path, &f);
+ *   ld_atomic_file_write(f, p, n) ...;  ld_atomic_file_commit(f);   // or ld_atomic_file_abort(f)
+ * commit and abort free the handle (also on failure); after a failed write, call abort. */
+typedef struct ld_atomic_file ld_atomic_file;
+ld_status ld_atomic_file_open(ld_ctx *ctx, const char *path, ld_atomic_file **out);
+ld_status ld_atomic_file_write(ld_atomic_file *f, const void *data, size_t size);
+ld_status ld_atomic_file_commit(ld_atomic_file *f);
+void ld_atomic_file_abort(ld_atomic_file *f);
+/* One-shot form of the above. */
+ld_status ld_file_write_atomic(ld_ctx *ctx, const char *path, const void *data, size_t size);
+/* fsyncs a directory (after renames inside it). */
+ld_status ld_dir_fsync(ld_ctx *ctx, const char *dir);
+
+/* ==== JSON (cJSON documents, typed accessors with the path in every message) ============ */
+
+struct cJSON;
+
+/* Parses `len` bytes of JSON text (need not be NUL-terminated). `doc` names the document in
+ * messages ("config.json"). Syntax errors give LD_ERR_FORMAT with line and column. Free the
+ * result with ld_json_free(). */
+ld_status ld_json_parse(ld_ctx *ctx, const char *doc, const char *text, size_t len, struct cJSON **out);
+/* Reads and parses a file of at most max_size bytes (0 = 64 MiB). */
+ld_status ld_json_load(ld_ctx *ctx, const char *path, size_t max_size, struct cJSON **out);
+void ld_json_free(struct cJSON *root);
+
+/* A node plus where it is, for messages: doc "config.json", path "vision_config.layers[2]". */
+#define LD_JSON_PATH_MAX 256
+typedef struct ld_json_ref {
+    const struct cJSON *node;
+    const char *doc;
+    char path[LD_JSON_PATH_MAX];
+} ld_json_ref;
+
+/* The root of a document (doc is borrowed, keep it alive while the refs are used). */
+ld_json_ref ld_json_root(const char *doc, const struct cJSON *root);
+
+/* Getters read field `key` of the object `obj`. With required=false a missing key (or a JSON
+ * null) returns LD_OK and leaves *out unchanged (so set the default first); with
+ * required=true it is LD_ERR_FORMAT "config.json: key 'x': missing". A value of the wrong
+ * type or out of range is LD_ERR_FORMAT, e.g.
+ *   config.json: key 'hidden_size': expected a positive integer, got "abc"               */
+ld_status ld_json_get_int(ld_ctx *ctx, const ld_json_ref *obj, const char *key, bool required,
+                          int64_t min, int64_t max, int64_t *out);
+ld_status ld_json_get_float(ld_ctx *ctx, const ld_json_ref *obj, const char *key, bool required,
+                            double min, double max, double *out);
+ld_status ld_json_get_bool(ld_ctx *ctx, const ld_json_ref *obj, const char *key, bool required, bool *out);
+/* *out is borrowed from the document. */
+ld_status ld_json_get_string(ld_ctx *ctx, const ld_json_ref *obj, const char *key, bool required,
+                             const char **out);
+/* Child object / array as a ref (out->node stays NULL when optional and missing). */
+ld_status ld_json_get_object(ld_ctx *ctx, const ld_json_ref *obj, const char *key, bool required,
+                             ld_json_ref *out);
+ld_status ld_json_get_array(ld_ctx *ctx, const ld_json_ref *obj, const char *key, bool required,
+                            ld_json_ref *out, size_t *count);
+/* Element i of an array ref ("layers[3]"). */
+ld_status ld_json_array_item(ld_ctx *ctx, const ld_json_ref *arr, size_t i, ld_json_ref *out);
+/* "a positive integer, got \"abc\"" style description of a node, into buf. */
+const char *ld_json_describe(const struct cJSON *node, char *buf, size_t cap);
+
+/* Reports every key of `obj` that is not in known[0..n_known): calls fn(user, doc, path, key)
+ * for each, or, when fn is NULL, logs a warning "config.json: unknown key 'x' (ignored)".
+ * Returns how many unknown keys there were. */
+typedef void (*ld_json_unknown_key_fn)(void *user, const char *doc, const char *path, const char *key);
+size_t ld_json_check_keys(ld_ctx *ctx, const ld_json_ref *obj, const char *const *known, size_t n_known,
+                          ld_json_unknown_key_fn fn, void *user);
+
+/* ==== tensors in files ================================================================= */
+
+#define LD_IO_MAX_DIMS 8
+
+/* One tensor of a safetensors or GGUF file, as described by the file. Borrowed from the
+ * reader; valid until it is closed. */
+typedef struct ld_tensor_info {
+    const char *name;
+    ld_dtype dtype;         /* LD_DTYPE_COUNT when liandan cannot compute with the file's type */
+    const char *dtype_name; /* the file's spelling: "F32", "I64", "Q4_K", "Q5_0" */
+    int32_t file_type;      /* GGUF: the GGML type id; safetensors: -1 */
+    int ndim;               /* 0 for a scalar */
+    int64_t shape[LD_IO_MAX_DIMS]; /* outermost first */
+    uint64_t offset;        /* of the data, relative to the start of the data section */
+    size_t nbytes;
+    const void *data;       /* into the mapping; possibly unaligned */
+} ld_tensor_info;
+
+/* A view of the file's tensor as an ld_tensor (data borrowed, flags LD_TENSOR_VIEW). Errors:
+ * LD_ERR_DTYPE for types liandan does not support, LD_ERR_SHAPE for ndim > LD_MAX_DIMS or a
+ * zero-sized dimension. A scalar becomes shape {1}. */
+ld_status ld_tensor_info_view(ld_ctx *ctx, const ld_tensor_info *info, ld_tensor *out);
+
+/* ==== safetensors ====================================================================== */
+
+#define LD_SAFETENSORS_MAX_HEADER ((uint64_t)100 << 20)
+
+typedef struct ld_safetensors ld_safetensors;
+
+/* Opens (mmaps) and validates a .safetensors file: header length and JSON, dtypes, shapes
+ * (element count * dtype size == end - begin, overflow-checked), offsets in bounds, tensors
+ * covering the data section exactly without overlaps or gaps, unique names, string metadata. */
+ld_status ld_safetensors_open(ld_ctx *ctx, const char *path, ld_safetensors **out);
+/* Same over a caller-owned buffer that must outlive the reader. `name` is used in messages. */
+ld_status ld_safetensors_open_memory(ld_ctx *ctx, const char *name, const void *data, size_t size,
+                                     ld_safetensors **out);
+void ld_safetensors_close(ld_safetensors *st);
+
+size_t ld_safetensors_count(const ld_safetensors *st);
+/* Tensors in name order (strcmp). */
+const ld_tensor_info *ld_safetensors_at(const ld_safetensors *st, size_t i);
+/* NULL when absent. */
+const ld_tensor_info *ld_safetensors_find(const ld_safetensors *st, const char *name);
+/* Like find, but a missing tensor is LD_ERR_NOT_FOUND naming it and the file. */
+ld_status ld_safetensors_get(ld_ctx *ctx, const ld_safetensors *st, const char *name,
+                             const ld_tensor_info **out);
+/* "__metadata__" entries, in key order; get returns NULL when absent. */
+size_t ld_safetensors_metadata_count(const ld_safetensors *st);
+void ld_safetensors_metadata_at(const ld_safetensors *st, size_t i, const char **key, const char **value);
+const char *ld_safetensors_metadata_get(const ld_safetensors *st, const char *key);
+
+/* A tensor to write. dtype is used unless st_dtype names a safetensors dtype ("I64", "U8",
+ * ...) liandan has no ld_dtype for. shape is outermost first (ndim 0..LD_IO_MAX_DIMS); data
+ * holds the tensor's bytes, contiguous, little-endian. */
+typedef struct ld_st_write_tensor {
+    const char *name;
+    ld_dtype dtype;
+    const char *st_dtype;
+    int ndim;
+    const int64_t *shape;
+    const void *data;
+} ld_st_write_tensor;
+
+typedef struct ld_str_pair {
+    const char *key;
+    const char *value;
+} ld_str_pair;
+
+/* Writes a safetensors file atomically. Tensors are stored (header and data) in name order,
+ * so the output depends only on the set of tensors; the header is padded with spaces to a
+ * multiple of 8 bytes, as the Hugging Face implementation does. Duplicate names are
+ * LD_ERR_INVALID_ARG. */
+ld_status ld_safetensors_write(ld_ctx *ctx, const char *path, const ld_st_write_tensor *tensors, size_t n,
+                               const ld_str_pair *metadata, size_t n_metadata);
+/* The same bytes into a buffer allocated with ld_alloc (caller frees). */
+ld_status ld_safetensors_write_memory(ld_ctx *ctx, const ld_st_write_tensor *tensors, size_t n,
+                                      const ld_str_pair *metadata, size_t n_metadata, void **out,
+                                      size_t *size);
+
+/* ---- Hugging Face sharded sets (model.safetensors.index.json) ---- */
+
+/* The parsed index: weight_map entries sorted by tensor name, and the distinct shard files
+ * in first-seen order. Validates: an object with an object "weight_map" of string values,
+ * file names relative without ".." components, no tensor listed twice. */
+typedef struct ld_hf_index ld_hf_index;
+ld_status ld_hf_index_parse(ld_ctx *ctx, const char *doc, const char *text, size_t len, ld_hf_index **out);
+void ld_hf_index_free(ld_hf_index *idx);
+size_t ld_hf_index_count(const ld_hf_index *idx);
+void ld_hf_index_at(const ld_hf_index *idx, size_t i, const char **tensor, const char **file);
+size_t ld_hf_index_file_count(const ld_hf_index *idx);
+const char *ld_hf_index_file(const ld_hf_index *idx, size_t i);
+
+/* Several safetensors files opened as one logical set of tensors. */
+typedef struct ld_st_set ld_st_set;
+/* `path` is a model directory (uses model.safetensors.index.json if present, else
+ * model.safetensors), an index .json file, or a single .safetensors file. With an index,
+ * every shard must exist and be valid, every listed tensor must be in its shard, and every
+ * tensor of a shard must be listed for that shard (so no tensor is in two shards). */
+ld_status ld_st_set_open(ld_ctx *ctx, const char *path, ld_st_set **out);
+void ld_st_set_close(ld_st_set *set);
+size_t ld_st_set_count(const ld_st_set *set);
+const ld_tensor_info *ld_st_set_at(const ld_st_set *set, size_t i); /* name order */
+const ld_tensor_info *ld_st_set_find(const ld_st_set *set, const char *name);
+ld_status ld_st_set_get(ld_ctx *ctx, const ld_st_set *set, const char *name, const ld_tensor_info **out);
+size_t ld_st_set_file_count(const ld_st_set *set);
+const ld_safetensors *ld_st_set_file(const ld_st_set *set, size_t i);
+
+/* ==== GGUF ============================================================================= */
+
+/* Value types, with the ids GGUF stores. */
+typedef enum ld_gguf_type {
+    LD_GGUF_UINT8 = 0,
+    LD_GGUF_INT8 = 1,
+    LD_GGUF_UINT16 = 2,
+    LD_GGUF_INT16 = 3,
+    LD_GGUF_UINT32 = 4,
+    LD_GGUF_INT32 = 5,
+    LD_GGUF_FLOAT32 = 6,
+    LD_GGUF_BOOL = 7,
+    LD_GGUF_STRING = 8,
+    LD_GGUF_ARRAY = 9,
+    LD_GGUF_UINT64 = 10,
+    LD_GGUF_INT64 = 11,
+    LD_GGUF_FLOAT64 = 12,
+    LD_GGUF_TYPE_COUNT
+} ld_gguf_type;
+const char *ld_gguf_type_name(ld_gguf_type t); /* "UINT32"; "?" outside the enum */
+
+#define LD_GGUF_DEFAULT_ALIGNMENT 32
+#define LD_GGUF_MAX_ARRAY_DEPTH 8
+
+/* A GGUF string: not necessarily NUL-free, but always NUL-terminated (a copy). */
+typedef struct ld_gguf_str {
+    const char *s;
+    size_t len;
+} ld_gguf_str;
+
+/* A metadata value. Scalars: the value is at raw (little-endian, possibly unaligned) or in
+ * str. Arrays: elem_type and count; numeric items are packed at raw; STRING items are in
+ * strs[count]; ARRAY items are in items[count]. */
+typedef struct ld_gguf_value {
+    ld_gguf_type type;
+    ld_gguf_type elem_type;
+    uint64_t count;
+    const uint8_t *raw;
+    ld_gguf_str str;
+    const ld_gguf_str *strs;
+    const struct ld_gguf_value *items;
+    const uint8_t *encoded; /* the value's bytes in the file (after the type id) */
+    size_t encoded_size;
+} ld_gguf_value;
+
+typedef struct ld_gguf ld_gguf;
+
+/* Opens (mmaps) and validates a GGUF file (version 2 or 3, little-endian): see
+ * docs/formats/gguf.md for the rules. Tensors of GGML types liandan does not compute with
+ * (Q5_0, IQ2_XS, I64, ...) are accepted with dtype LD_DTYPE_COUNT; unknown type ids fail. */
+ld_status ld_gguf_open(ld_ctx *ctx, const char *path, ld_gguf **out);
+ld_status ld_gguf_open_memory(ld_ctx *ctx, const char *name, const void *data, size_t size, ld_gguf **out);
+void ld_gguf_close(ld_gguf *g);
+
+uint32_t ld_gguf_version(const ld_gguf *g);
+uint32_t ld_gguf_alignment(const ld_gguf *g);
+uint64_t ld_gguf_data_offset(const ld_gguf *g); /* file offset of the data section */
+size_t ld_gguf_kv_count(const ld_gguf *g);
+const char *ld_gguf_kv_key(const ld_gguf *g, size_t i);       /* file order */
+const ld_gguf_value *ld_gguf_kv_value(const ld_gguf *g, size_t i);
+const ld_gguf_value *ld_gguf_find(const ld_gguf *g, const char *key); /* NULL when absent */
+
+/* Typed getters. A missing key is LD_ERR_NOT_FOUND; a value of another type, or one that
+ * does not fit, is LD_ERR_FORMAT naming the key and both types. Integer getters accept any
+ * integer type whose value is in range; float getters accept FLOAT32/FLOAT64. */
+ld_status ld_gguf_get_int(ld_ctx *ctx, const ld_gguf *g, const char *key, int64_t min, int64_t max, int64_t *out);
+ld_status ld_gguf_get_u32(ld_ctx *ctx, const ld_gguf *g, const char *key, uint32_t *out);
+ld_status ld_gguf_get_f32(ld_ctx *ctx, const ld_gguf *g, const char *key, float *out);
+ld_status ld_gguf_get_bool(ld_ctx *ctx, const ld_gguf *g, const char *key, bool *out);
+ld_status ld_gguf_get_str(ld_ctx *ctx, const ld_gguf *g, const char *key, const char **out);
+/* Arrays of strings (tokenizer.ggml.tokens, .merges): borrowed. */
+ld_status ld_gguf_get_strs(ld_ctx *ctx, const ld_gguf *g, const char *key, const ld_gguf_str **out, size_t *n);
+/* Numeric arrays converted into a new ld_alloc'd buffer (caller frees): any integer element
+ * type for i32 (values must fit), FLOAT32/FLOAT64 for f32. */
+ld_status ld_gguf_get_i32s(ld_ctx *ctx, const ld_gguf *g, const char *key, int32_t **out, size_t *n);
+ld_status ld_gguf_get_f32s(ld_ctx *ctx, const ld_gguf *g, const char *key, float **out, size_t *n);
+
+size_t ld_gguf_tensor_count(const ld_gguf *g);
+const ld_tensor_info *ld_gguf_tensor_at(const ld_gguf *g, size_t i); /* file order */
+const ld_tensor_info *ld_gguf_find_tensor(const ld_gguf *g, const char *name);
+ld_status ld_gguf_get_tensor(ld_ctx *ctx, const ld_gguf *g, const char *name, const ld_tensor_info **out);
+
+/* GGML type ids: name and block geometry of every type GGML defines (including those liandan
+ * does not compute with); false for unknown ids. */
+bool ld_ggml_type_info(int32_t ggml_type, const char **name, int *block_size, int *block_bytes);
+
+/* ---- writer ---- */
+typedef struct ld_gguf_writer ld_gguf_writer;
+ld_status ld_gguf_writer_new(ld_ctx *ctx, ld_gguf_writer **out);
+void ld_gguf_writer_free(ld_gguf_writer *w);
+/* Setting an existing key replaces its value in place (key order is insertion order). */
+ld_status ld_gguf_writer_set_u32(ld_gguf_writer *w, const char *key, uint32_t v);
+ld_status ld_gguf_writer_set_i32(ld_gguf_writer *w, const char *key, int32_t v);
+ld_status ld_gguf_writer_set_u64(ld_gguf_writer *w, const char *key, uint64_t v);
+ld_status ld_gguf_writer_set_f32(ld_gguf_writer *w, const char *key, float v);
+ld_status ld_gguf_writer_set_bool(ld_gguf_writer *w, const char *key, bool v);
+ld_status ld_gguf_writer_set_str(ld_gguf_writer *w, const char *key, const char *v);
+/* A numeric array: n items of elem_type, packed little-endian at items. */
+ld_status ld_gguf_writer_set_array(ld_gguf_writer *w, const char *key, ld_gguf_type elem_type,
+                                   const void *items, size_t n);
+ld_status ld_gguf_writer_set_strs(ld_gguf_writer *w, const char *key, const char *const *items, size_t n);
+/* Copies a value read by ld_gguf (any type, nested arrays included) byte for byte. */
+ld_status ld_gguf_writer_set_value(ld_gguf_writer *w, const char *key, const ld_gguf_value *v);
+/* Adds a tensor; shape outermost first; data (nbytes, which must match the type and shape)
+ * is borrowed until the write. general.alignment, when set, must be a power of two. */
+ld_status ld_gguf_writer_add_tensor(ld_gguf_writer *w, const char *name, int32_t ggml_type, int ndim,
+                                    const int64_t *shape, const void *data, size_t nbytes);
+/* Writes version 3: KVs in insertion order, tensor infos in insertion order, each tensor's
+ * data at the next aligned offset, zero padding (also after the last tensor). */
+ld_status ld_gguf_writer_write(ld_gguf_writer *w, const char *path);
+ld_status ld_gguf_writer_write_memory(ld_gguf_writer *w, void **out, size_t *size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
