@@ -1,0 +1,124 @@
+/* liandan/data.h — corpora to token shards, and the batch sampler that feeds training.
+ *
+ * Corpus readers yield documents from txt (one document per line, or per blank-line-separated
+ * paragraph), TSV (one column), JSONL (one string field) and FASTA files. `liandan data
+ * prepare` normalises, deduplicates, splits train/val, tokenizes in parallel and writes token
+ * shards (byte layout: docs/formats/token-shards.md). The sampler draws (B, T+1) windows from
+ * shards, deterministic for a seed, disjoint across data-parallel ranks, resumable from a
+ * cursor saved in training checkpoints. */
+#ifndef LIANDAN_DATA_H
+#define LIANDAN_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "liandan/core.h"
+#include "liandan/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- corpus readers ------------------------------------------------------------------ */
+typedef enum ld_corpus_format {
+    LD_CORPUS_AUTO = 0, /* from the extension: .txt .tsv .jsonl .fa/.fasta */
+    LD_CORPUS_TXT,
+    LD_CORPUS_TSV,
+    LD_CORPUS_JSONL,
+    LD_CORPUS_FASTA,
+} ld_corpus_format;
+
+typedef struct ld_corpus_params {
+    ld_corpus_format format;
+    int tsv_column;          /* 0-based; -1 = the last column */
+    const char *jsonl_field; /* default "text" */
+    bool nfkc;               /* Unicode NFKC normalisation */
+    bool to_simplified;      /* Traditional -> Simplified Chinese via OpenCC (error if not built in) */
+    bool collapse_whitespace;/* runs of whitespace -> one space, trimmed */
+} ld_corpus_params;
+ld_corpus_params ld_corpus_default_params(void);
+
+typedef struct ld_corpus ld_corpus;
+/* Opens one file (mmapped). Bad lines (a TSV row without the column, JSONL that is not an
+ * object with a string field, invalid UTF-8) are errors naming file:line. */
+ld_status ld_corpus_open(ld_ctx *ctx, const char *path, const ld_corpus_params *p, ld_corpus **out);
+void ld_corpus_close(ld_corpus *c);
+/* The next document (normalised per params; valid until the next call). LD_ERR_NOT_FOUND at
+ * the end of the file. */
+ld_status ld_corpus_next(ld_corpus *c, const char **doc, size_t *len);
+/* A text source over the corpus, for ld_bpe_train. */
+ld_text_source ld_corpus_text_source(ld_corpus *c);
+
+/* ---- token shards -------------------------------------------------------------------- */
+typedef struct ld_shard ld_shard;
+/* Opens and validates a shard: magic, version, header checksum and token checksum, token
+ * width; if tok is not NULL its hash must match the shard's (else LD_ERR_MISMATCH naming
+ * both hashes). */
+ld_status ld_shard_open(ld_ctx *ctx, const char *path, const ld_tokenizer *tok, ld_shard **out);
+void ld_shard_close(ld_shard *s);
+int64_t ld_shard_tokens(const ld_shard *s);
+int64_t ld_shard_docs(const ld_shard *s);
+/* Token i (0 <= i < tokens). */
+int32_t ld_shard_token(const ld_shard *s, int64_t i);
+/* Start offset of document d (0 <= d <= docs; entry docs is the token count). */
+int64_t ld_shard_doc_start(const ld_shard *s, int64_t d);
+
+typedef struct ld_shard_writer ld_shard_writer;
+/* Token width 16 when vocab_size <= 65536, else 32. Written to path.tmp, renamed on close. */
+ld_status ld_shard_writer_open(ld_ctx *ctx, const char *path, const ld_tokenizer *tok, ld_shard_writer **out);
+ld_status ld_shard_writer_add_doc(ld_shard_writer *w, const int32_t *ids, size_t n);
+ld_status ld_shard_writer_close(ld_shard_writer *w); /* finalises and frees, even on error */
+
+/* ---- preparing a corpus ----------------------------------------------------------------- */
+typedef struct ld_prepare_params {
+    ld_corpus_params corpus;
+    double val_fraction;     /* documents whose content hash falls in this fraction go to val */
+    bool dedup;              /* drop exact duplicate documents */
+    bool add_eos;            /* append the tokenizer's EOS (or BOS) id after each document */
+    int64_t shard_tokens;    /* approximate tokens per shard file */
+    int n_threads;
+    void (*progress)(void *user, double bytes_done, double bytes_total, int64_t docs, int64_t tokens);
+    void *progress_user;
+} ld_prepare_params;
+ld_prepare_params ld_prepare_default_params(void);
+
+typedef struct ld_prepare_stats {
+    int64_t docs, duplicates, train_docs, val_docs, train_tokens, val_tokens, bytes;
+    int n_train_shards, n_val_shards;
+} ld_prepare_stats;
+
+/* Reads every input file and writes OUT_DIR/train-NNNNN.bin and OUT_DIR/val-NNNNN.bin. */
+ld_status ld_data_prepare(ld_ctx *ctx, const ld_tokenizer *tok, const char *const *inputs, int n_inputs,
+                          const char *out_dir, const ld_prepare_params *p, ld_prepare_stats *stats);
+
+/* ---- the batch sampler ------------------------------------------------------------------- */
+typedef enum ld_sample_mode {
+    LD_SAMPLE_RANDOM_WINDOWS = 0, /* windows of T+1 tokens at random offsets (an epoch-free stream) */
+    LD_SAMPLE_PACKED_DOCS,        /* documents packed back to back in a shuffled order, split into rows */
+} ld_sample_mode;
+
+typedef struct ld_sampler_params {
+    ld_sample_mode mode;
+    uint64_t seed;
+    int rank, world;              /* data-parallel rank in 0..world-1; ranks see disjoint data */
+} ld_sampler_params;
+ld_sampler_params ld_sampler_default_params(void);
+
+typedef struct ld_batch_sampler ld_batch_sampler;
+/* Over every shard matching `pattern` (a directory + prefix such as "data/train", or one
+ * shard file). All shards must share one tokenizer hash. */
+ld_status ld_batch_sampler_open(ld_ctx *ctx, const char *pattern, const ld_tokenizer *tok,
+                                const ld_sampler_params *p, ld_batch_sampler **out);
+void ld_batch_sampler_free(ld_batch_sampler *s);
+/* Fills tokens[B * (T + 1)]. */
+ld_status ld_batch_sampler_next(ld_batch_sampler *s, int32_t *tokens, int64_t B, int64_t T);
+/* The cursor as a JSON object text (malloc'd; free()); restore takes the same text. */
+ld_status ld_batch_sampler_save(const ld_batch_sampler *s, char **json);
+ld_status ld_batch_sampler_restore(ld_batch_sampler *s, const char *json);
+int64_t ld_batch_sampler_tokens(const ld_batch_sampler *s); /* tokens available to this rank */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,107 @@
+/* liandan/tokenizer.h — tokenizers: byte-level BPE (GPT-2 / Llama-3 / Qwen2 family) read from
+ * and written to Hugging Face tokenizer.json, BPE training, and character vocabularies
+ * (amino acids for protein models, WordPiece vocab.txt characters for Chinese BERT).
+ *
+ * An ld_tokenizer is immutable after creation and may be used from several threads at once
+ * (encode keeps its caches per call or behind a lock). Ids are int32. */
+#ifndef LIANDAN_TOKENIZER_H
+#define LIANDAN_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "liandan/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ld_tokenizer ld_tokenizer;
+
+/* Pre-tokenization regexes reproduced exactly from their reference implementations. */
+typedef enum ld_pretokenizer {
+    LD_PRETOK_GPT2 = 0, /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+    LD_PRETOK_LLAMA3,   /* Llama-3 / cl100k-style: case-insensitive contractions, \p{N}{1,3} digit groups */
+    LD_PRETOK_QWEN2,    /* Qwen2: as Llama-3 but single digits (\p{N}) */
+    LD_PRETOK_COUNT
+} ld_pretokenizer;
+
+/* ---- loading and saving ------------------------------------------------------------ */
+/* Reads a Hugging Face tokenizer.json (model.type "BPE" with a ByteLevel pre-tokenizer /
+ * decoder, optionally a Split regex pre-tokenizer, added_tokens). Errors name the file and
+ * the JSON path or byte position: truncated or invalid JSON, merges naming unknown tokens,
+ * duplicate ids, unsupported components. */
+ld_status ld_tokenizer_load(ld_ctx *ctx, const char *path, ld_tokenizer **out);
+/* The same from memory (`name` is used in messages). */
+ld_status ld_tokenizer_load_memory(ld_ctx *ctx, const char *name, const char *json, size_t len, ld_tokenizer **out);
+/* Writes tokenizer.json (loadable by @huggingface/tokenizers and transformers). */
+ld_status ld_tokenizer_save(const ld_tokenizer *tok, const char *path);
+void ld_tokenizer_free(ld_tokenizer *tok);
+
+/* A character vocabulary: each token is one Unicode character or a special token like
+ * "[PAD]"; unknown characters map to the "[UNK]" id. amino: the IUPAC amino-acid letters plus
+ * [PAD] [MASK] [CLS] [SEP] [UNK]. vocab_txt: a WordPiece vocab.txt (one token per line);
+ * its single-character entries form the vocabulary. */
+ld_status ld_tokenizer_new_amino(ld_ctx *ctx, ld_tokenizer **out);
+ld_status ld_tokenizer_load_vocab_txt(ld_ctx *ctx, const char *path, ld_tokenizer **out);
+
+/* ---- using it ----------------------------------------------------------------------- */
+enum {
+    LD_ENCODE_SPECIAL_AS_TEXT = 1u << 0, /* untrusted input: "<|endoftext|>" is plain text */
+    LD_ENCODE_ADD_BOS = 1u << 1,         /* prepend the BOS token, if the tokenizer has one */
+};
+/* Encodes len bytes of text (any bytes: invalid UTF-8 round-trips through byte tokens) into
+ * ids[0..cap); *n_ids receives the number of ids the text needs. If that exceeds cap,
+ * nothing beyond cap is written and LD_ERR_LIMIT is returned (call again with more room). */
+ld_status ld_tokenizer_encode(const ld_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                              int32_t *ids, size_t cap, size_t *n_ids);
+/* Decodes ids to bytes in out[0..cap) (not NUL-terminated); *n_bytes receives the length
+ * needed; LD_ERR_LIMIT if cap is too small. Ids out of range are LD_ERR_INVALID_ARG. Special
+ * tokens are decoded to their text unless skip_special. */
+ld_status ld_tokenizer_decode(const ld_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special,
+                              char *out, size_t cap, size_t *n_bytes);
+/* The bytes of one token as decoded text (for streaming output a token at a time the
+ * caller buffers incomplete UTF-8 sequences). */
+ld_status ld_tokenizer_token_bytes(const ld_tokenizer *tok, int32_t id, const char **bytes, size_t *len);
+
+int64_t ld_tokenizer_vocab_size(const ld_tokenizer *tok);
+/* Id of a token given by its text (a special token like "<|endoftext|>" or a vocab entry in
+ * its tokenizer.json spelling), or -1. */
+int32_t ld_tokenizer_token_id(const ld_tokenizer *tok, const char *token);
+/* Special ids, or -1 when absent. */
+int32_t ld_tokenizer_bos_id(const ld_tokenizer *tok);
+int32_t ld_tokenizer_eos_id(const ld_tokenizer *tok);
+int32_t ld_tokenizer_pad_id(const ld_tokenizer *tok);
+/* A 64-bit hash of everything that determines encoding (vocab, merges, specials, regex):
+ * token shards record it so data tokenized with another tokenizer is refused. */
+uint64_t ld_tokenizer_hash(const ld_tokenizer *tok);
+
+/* ---- training ----------------------------------------------------------------------- */
+typedef struct ld_bpe_train_params {
+    int64_t vocab_size;          /* target size including the 256 byte tokens and the specials */
+    int64_t min_frequency;       /* merges of pairs seen fewer times are not learned */
+    ld_pretokenizer pretokenizer;
+    const char *const *special_tokens; /* e.g. {"<|endoftext|>", "<pad>"}; ids 0.. in this order */
+    int n_special_tokens;
+    int n_threads;               /* 0 = the ctx's */
+    /* progress: called now and then with the work done and total (bytes read, then merges) */
+    void (*progress)(void *user, const char *phase, double done, double total);
+    void *progress_user;
+} ld_bpe_train_params;
+ld_bpe_train_params ld_bpe_train_default_params(void);
+
+/* A source of training text: documents pulled one at a time. */
+typedef struct ld_text_source {
+    /* Sets *doc/*len to the next document (valid until the next call); returns LD_OK, or
+     * LD_ERR_NOT_FOUND at the end, or an error (which names the file and line). */
+    ld_status (*next)(void *user, const char **doc, size_t *len);
+    void *user;
+} ld_text_source;
+
+ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source *src, ld_tokenizer **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
