@@ -56,5 +56,7 @@ typedef struct ld_bench_opts {
 
 /* A group of rows for `liandan bench kernels` (one file each: bench_matmul.c, ...). */
 typedef void (*ld_bench_suite_fn)(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+/* Norms, AdamW, cross-entropy, GELU in GB/s against triad bandwidth (bench_ops.c). */
+void ld_bench_suite_ops(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 
 #endif

@@ -15,6 +15,7 @@ typedef struct {
 /* The groups of `liandan bench kernels`, in the order they run. */
 static const kernel_suite kernel_suites[] = {
     {"limits", NULL},
+    {"ops", ld_bench_suite_ops},
 };
 
 static void usage(FILE *f) {
