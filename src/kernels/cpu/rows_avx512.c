@@ -46,7 +46,11 @@ void ld_avx512_embedding_bwd(float *dtable, const int32_t *ids, const float *dou
 
 static void norm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
                      int64_t N, int64_t C, float eps, int center) {
-#pragma omp parallel for schedule(static) if (N * C >= LD_PAR_MIN)
+    /* rows stay 64-byte aligned when C is a multiple of 16 */
+    const int strm = C % 16 == 0 && ld_use_stream(y, N * C * (int64_t)sizeof(float));
+#pragma omp parallel if (N * C >= LD_PAR_MIN)
+    {
+#pragma omp for schedule(static) nowait
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C;
         float *yr = y + n * C;
@@ -85,10 +89,12 @@ static void norm_fwd(float *y, float *mean, float *rstd, const float *x, const f
             __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + c), mu), vrs);
             __m512 v = b ? _mm512_fmadd_ps(xh, _mm512_maskz_loadu_ps(k, w + c), _mm512_maskz_loadu_ps(k, b + c))
                          : _mm512_mul_ps(xh, _mm512_maskz_loadu_ps(k, w + c));
-            _mm512_mask_storeu_ps(yr + c, k, v);
+            ld_store_out(yr + c, k, v, strm);
         }
         if (mean) mean[n] = (float)mud;
         if (rstd) rstd[n] = rs;
+    }
+    _mm_sfence();
     }
 }
 
