@@ -51,7 +51,7 @@ static void ld_avx512_gelu_fwd(float *y, const float *x, int64_t n) {
     LD_STREAM_FOR(y, n);
     LD_POINTWISE(n, {
         __m512 v = LD_LOAD(x);
-        LD_OUT(y, _mm512_div_ps(v, _mm512_add_ps(one, gelu_e(v))));
+        LD_OUT(y, _mm512_mul_ps(v, ld_recip512(_mm512_add_ps(one, gelu_e(v)))));
     })
 }
 
@@ -61,7 +61,7 @@ static void ld_avx512_gelu_bwd(float *dx, const float *dy, const float *x, int64
     const __m512 one = _mm512_set1_ps(1.0f);
     LD_POINTWISE(n, {
         __m512 v = LD_LOAD(x), e = gelu_e(v);
-        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        __m512 s = ld_recip512(_mm512_add_ps(one, e));
         __m512 du2 = _mm512_mul_ps(_mm512_set1_ps(2.0f * GELU_K),
                                    _mm512_fmadd_ps(_mm512_set1_ps(3.0f * GELU_A), _mm512_mul_ps(v, v), one));
         __m512 d = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(v, s), _mm512_mul_ps(e, s)), du2, s);
@@ -74,14 +74,14 @@ static void ld_avx512_silu_fwd(float *y, const float *x, int64_t n) {
     LD_STREAM_FOR(y, n);
     LD_POINTWISE(n, {
         __m512 v = LD_LOAD(x);
-        LD_OUT(y, _mm512_div_ps(v, _mm512_add_ps(one, ld_exp_neg_clamped512(v))));
+        LD_OUT(y, _mm512_mul_ps(v, ld_recip512(_mm512_add_ps(one, ld_exp_neg_clamped512(v)))));
     })
 }
 
 /* silu'(x) = s (1 + x (1 - s)), 1 - s = e s with e = e^-x. */
 static inline __m512 silu_grad(__m512 v, __m512 *silu) {
     const __m512 one = _mm512_set1_ps(1.0f);
-    __m512 e = ld_exp_neg_clamped512(v), s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    __m512 e = ld_exp_neg_clamped512(v), s = ld_recip512(_mm512_add_ps(one, e));
     *silu = _mm512_mul_ps(v, s);
     return _mm512_mul_ps(s, _mm512_fmadd_ps(*silu, e, one));
 }
@@ -99,7 +99,7 @@ static void ld_avx512_swiglu_fwd(float *y, const float *gate, const float *up, i
     LD_STREAM_FOR(y, n);
     LD_POINTWISE(n, {
         __m512 g = LD_LOAD(gate);
-        __m512 sv = _mm512_div_ps(g, _mm512_add_ps(one, ld_exp_neg_clamped512(g)));
+        __m512 sv = _mm512_mul_ps(g, ld_recip512(_mm512_add_ps(one, ld_exp_neg_clamped512(g))));
         LD_OUT(y, _mm512_mul_ps(sv, LD_LOAD(up)));
     })
 }

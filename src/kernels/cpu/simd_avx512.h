@@ -82,6 +82,13 @@ static inline __m512 ld_exp_neg_clamped512(__m512 x) {
     return ld_exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
 }
 
+/* 1 / d to about 1 ulp: the 14-bit estimate refined by one Newton step (a vdivps costs
+ * as much as the whole exp). */
+static inline __m512 ld_recip512(__m512 d) {
+    __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
+}
+
 /* Sum of the 16 lanes in a fixed order. */
 static inline float ld_hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
 
