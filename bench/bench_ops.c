@@ -99,7 +99,7 @@ static void bench_adamw(const ld_bench_opts *o, const ld_machine_limits *lim, ld
         for (size_t i = 0; i < n; i++) s.v[i] *= s.v[i];
         /* reads param, grad, m, v; writes param, m, v */
         row(r, lim, "adamw 124M params", 28.0 * (double)n, ld_bench_median(run_adamw, &s, o->reps));
-        s.p16 = aligned_alloc(64, n * 2);
+        s.p16 = aligned_alloc(64, (n * 2 + 63) / 64 * 64);
         if (s.p16) {
             memset(s.p16, 0, n * 2);
             row(r, lim, "adamw 124M params + bf16 copy", 30.0 * (double)n, ld_bench_median(run_adamw, &s, o->reps));

@@ -104,8 +104,9 @@ TEST(linear_pointwise_matches_ref) {
  * same results, on 64-byte aligned buffers, with a tail that is not a whole vector. */
 TEST(streamed_outputs_match_ref) {
     const int64_t n = ((int64_t)32 << 20) + 21;
-    float *a = aligned_alloc(64, (size_t)(n + 64) * 4), *b = aligned_alloc(64, (size_t)(n + 64) * 4);
-    float *y1 = aligned_alloc(64, (size_t)(n + 64) * 4), *y2 = aligned_alloc(64, (size_t)(n + 64) * 4);
+    const size_t bytes = (size_t)(n + 16) / 16 * 64; /* aligned_alloc wants a multiple of 64 */
+    float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes), *y1 = aligned_alloc(64, bytes);
+    float *y2 = aligned_alloc(64, bytes);
     for (int64_t i = 0; i < n; i++) a[i] = (float)(i % 1000) * 0.001f, b[i] = (float)(i % 777) * -0.002f;
     cpu()->add_fwd(y1, a, b, n);
     ref()->add_fwd(y2, a, b, n);
