@@ -165,7 +165,8 @@ typedef enum ld_backend { LD_BACKEND_AUTO = 0, LD_BACKEND_REF, LD_BACKEND_CPU } 
 const ld_kernels *ld_kernels_get(ld_backend b);
 
 /* The reference backend, also instantiated in double precision for finite-difference
- * checks: the same source compiled with real = double (see kernels/ref/ref_impl.h). */
+ * checks: the same source compiled with REAL = double (see kernels/ref/ref_ops_impl.h and
+ * kernels/ref/ref_f64.h). */
 extern const ld_kernels ld_kernels_ref;
 
 /* CPU features found at run time. */

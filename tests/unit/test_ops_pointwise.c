@@ -100,6 +100,27 @@ TEST(linear_pointwise_matches_ref) {
     }
 }
 
+/* Outputs of 128 MB and more are written with non-temporal stores (simd_avx512.h): the
+ * same results, on 64-byte aligned buffers, with a tail that is not a whole vector. */
+TEST(streamed_outputs_match_ref) {
+    const int64_t n = ((int64_t)32 << 20) + 21;
+    const size_t bytes = (size_t)(n + 16) / 16 * 64; /* aligned_alloc wants a multiple of 64 */
+    float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes), *y1 = aligned_alloc(64, bytes);
+    float *y2 = aligned_alloc(64, bytes);
+    for (int64_t i = 0; i < n; i++) a[i] = (float)(i % 1000) * 0.001f, b[i] = (float)(i % 777) * -0.002f;
+    cpu()->add_fwd(y1, a, b, n);
+    ref()->add_fwd(y2, a, b, n);
+    OPS_CHECK_SAME("add_fwd streamed", y1, y2, (size_t)n * 4, "n=%lld", (long long)n);
+    /* LayerNorm forward over 32768 x 1024 (rows aligned) */
+    int64_t N = 32768, C = 1024;
+    float *w = ops_randn(C, 1, 1.0f);
+    float *mean1 = malloc((size_t)N * 4), *rstd1 = malloc((size_t)N * 4), *mean2 = malloc((size_t)N * 4), *rstd2 = malloc((size_t)N * 4);
+    cpu()->layernorm_fwd(y1, mean1, rstd1, a, w, NULL, N, C, 1e-5f);
+    ref()->layernorm_fwd(y2, mean2, rstd2, a, w, NULL, N, C, 1e-5f);
+    OPS_CHECK_CLOSE("layernorm_fwd streamed", y1, y2, N * C, 2e-6, "N=%lld C=%lld", (long long)N, (long long)C);
+    free(a), free(b), free(y1), free(y2), free(w), free(mean1), free(rstd1), free(mean2), free(rstd2);
+}
+
 /* ---- dropout ---- */
 
 TEST(dropout_matches_ref_and_mask) {

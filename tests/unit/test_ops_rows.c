@@ -4,6 +4,8 @@
  * big enough to run on several threads, rows wider than the norms' stack partials),
  * forward and backward: accumulation into non-zero gradients, NULL gradient pointers,
  * bit-identical reruns. Tolerances are errors scaled by the reference's largest value. */
+#include <omp.h>
+
 #include "ops_check.h"
 
 #define TOL_FWD 2e-6 /* a few float ulps of the output scale */
@@ -117,6 +119,18 @@ TEST(layernorm_matches_ref) {
 
 TEST(rmsnorm_matches_ref) {
     for (int s = 0; s < NSHAPES; s++) check_norm(0, row_shapes[s][0], row_shapes[s][1], 0);
+}
+
+/* Uneven splits: 3 threads (more than the cores here) over rows and columns, and the
+ * per-thread dw/db partials combined in thread order. (Growing the team further makes
+ * clang's libomp leak a few KB under LeakSanitizer, so 3 it is.) */
+TEST(norms_on_odd_thread_count) {
+    int keep = omp_get_max_threads();
+    omp_set_num_threads(3);
+    check_norm(1, 300, 129, 1);
+    check_norm(0, 61, 1000, 0);
+    check_norm(1, 2, 40000, 0);
+    omp_set_num_threads(keep);
 }
 
 TEST(rope_matches_ref) {

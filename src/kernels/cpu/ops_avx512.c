@@ -13,7 +13,9 @@
 #include "kernels/cpu/simd_avx512.h"
 
 /* Runs the statements in __VA_ARGS__ for every 16-float step i of [0, n), with k the mask
- * of valid lanes, on this thread's static share (all of it when n is small). */
+ * of valid lanes, on this thread's static share (all of it when n is small). Ranges start
+ * on 16-float boundaries, so an aligned output stays aligned; the sfence publishes any
+ * non-temporal stores before the region ends. */
 #define LD_POINTWISE(n, ...)                                                        \
     _Pragma("omp parallel if ((n) >= LD_PAR_MIN)") {                                \
         int64_t lo_, hi_;                                                           \
@@ -22,11 +24,15 @@
             __mmask16 k = ld_tail16(hi_ - i);                                       \
             __VA_ARGS__                                                             \
         }                                                                           \
+        _mm_sfence();                                                               \
     }
 
 #define LD_LOAD(p) _mm512_maskz_loadu_ps(k, (p) + i)
 #define LD_STORE(p, v) _mm512_mask_storeu_ps((p) + i, k, (v))
 #define LD_ACCUM(p, v) LD_STORE(p, _mm512_add_ps(LD_LOAD(p), (v)))
+/* A write-only output: streamed when `strm` (set by LD_STREAM_FOR) */
+#define LD_STREAM_FOR(y, n) const int strm = ld_use_stream((y), (n) * (int64_t)sizeof(float))
+#define LD_OUT(p, v) ld_store_out((p) + i, k, (v), strm)
 
 /* ---- activations ---- */
 
@@ -42,9 +48,10 @@ static inline __m512 gelu_e(__m512 x) {
 
 static void ld_avx512_gelu_fwd(float *y, const float *x, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
+    LD_STREAM_FOR(y, n);
     LD_POINTWISE(n, {
         __m512 v = LD_LOAD(x);
-        LD_STORE(y, _mm512_div_ps(v, _mm512_add_ps(one, gelu_e(v))));
+        LD_OUT(y, _mm512_mul_ps(v, ld_recip512(_mm512_add_ps(one, gelu_e(v)))));
     })
 }
 
@@ -54,7 +61,7 @@ static void ld_avx512_gelu_bwd(float *dx, const float *dy, const float *x, int64
     const __m512 one = _mm512_set1_ps(1.0f);
     LD_POINTWISE(n, {
         __m512 v = LD_LOAD(x), e = gelu_e(v);
-        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        __m512 s = ld_recip512(_mm512_add_ps(one, e));
         __m512 du2 = _mm512_mul_ps(_mm512_set1_ps(2.0f * GELU_K),
                                    _mm512_fmadd_ps(_mm512_set1_ps(3.0f * GELU_A), _mm512_mul_ps(v, v), one));
         __m512 d = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(v, s), _mm512_mul_ps(e, s)), du2, s);
@@ -64,16 +71,17 @@ static void ld_avx512_gelu_bwd(float *dx, const float *dy, const float *x, int64
 
 static void ld_avx512_silu_fwd(float *y, const float *x, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
+    LD_STREAM_FOR(y, n);
     LD_POINTWISE(n, {
         __m512 v = LD_LOAD(x);
-        LD_STORE(y, _mm512_div_ps(v, _mm512_add_ps(one, ld_exp_neg_clamped512(v))));
+        LD_OUT(y, _mm512_mul_ps(v, ld_recip512(_mm512_add_ps(one, ld_exp_neg_clamped512(v)))));
     })
 }
 
 /* silu'(x) = s (1 + x (1 - s)), 1 - s = e s with e = e^-x. */
 static inline __m512 silu_grad(__m512 v, __m512 *silu) {
     const __m512 one = _mm512_set1_ps(1.0f);
-    __m512 e = ld_exp_neg_clamped512(v), s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    __m512 e = ld_exp_neg_clamped512(v), s = ld_recip512(_mm512_add_ps(one, e));
     *silu = _mm512_mul_ps(v, s);
     return _mm512_mul_ps(s, _mm512_fmadd_ps(*silu, e, one));
 }
@@ -88,10 +96,11 @@ static void ld_avx512_silu_bwd(float *dx, const float *dy, const float *x, int64
 
 static void ld_avx512_swiglu_fwd(float *y, const float *gate, const float *up, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
+    LD_STREAM_FOR(y, n);
     LD_POINTWISE(n, {
         __m512 g = LD_LOAD(gate);
-        __m512 sv = _mm512_div_ps(g, _mm512_add_ps(one, ld_exp_neg_clamped512(g)));
-        LD_STORE(y, _mm512_mul_ps(sv, LD_LOAD(up)));
+        __m512 sv = _mm512_mul_ps(g, ld_recip512(_mm512_add_ps(one, ld_exp_neg_clamped512(g))));
+        LD_OUT(y, _mm512_mul_ps(sv, LD_LOAD(up)));
     })
 }
 
@@ -108,7 +117,8 @@ static void ld_avx512_swiglu_bwd(float *dgate, float *dup, const float *dy, cons
 /* ---- linear pointwise ---- */
 
 static void ld_avx512_add_fwd(float *y, const float *a, const float *b, int64_t n) {
-    LD_POINTWISE(n, { LD_STORE(y, _mm512_add_ps(LD_LOAD(a), LD_LOAD(b))); })
+    LD_STREAM_FOR(y, n);
+    LD_POINTWISE(n, { LD_OUT(y, _mm512_add_ps(LD_LOAD(a), LD_LOAD(b))); })
 }
 
 static void ld_avx512_add_inplace(float *y, const float *x, int64_t n) {
@@ -117,7 +127,8 @@ static void ld_avx512_add_inplace(float *y, const float *x, int64_t n) {
 
 static void ld_avx512_scale_fwd(float *y, const float *x, float alpha, int64_t n) {
     const __m512 a = _mm512_set1_ps(alpha);
-    LD_POINTWISE(n, { LD_STORE(y, _mm512_mul_ps(a, LD_LOAD(x))); })
+    LD_STREAM_FOR(y, n);
+    LD_POINTWISE(n, { LD_OUT(y, _mm512_mul_ps(a, LD_LOAD(x))); })
 }
 
 static void ld_avx512_axpy(float *y, float alpha, const float *x, int64_t n) {
@@ -152,9 +163,10 @@ static inline __mmask16 dropout_keep16(uint64_t seed, uint64_t offset, int64_t i
 static void ld_avx512_dropout_fwd(float *y, const float *x, float p, uint64_t seed, uint64_t offset, int64_t n) {
     const __m512 scale = _mm512_set1_ps((float)(1.0 / (1.0 - (double)p)));
     const __m512 thresh = _mm512_set1_ps(p * 16777216.0f);
+    LD_STREAM_FOR(y, n);
     LD_POINTWISE(n, {
         __mmask16 keep = dropout_keep16(seed, offset, i, thresh) & k;
-        LD_STORE(y, _mm512_maskz_mul_ps(keep, LD_LOAD(x), scale));
+        LD_OUT(y, _mm512_maskz_mul_ps(keep, LD_LOAD(x), scale));
     })
 }
 
@@ -237,9 +249,10 @@ static void ld_avx512_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
 }
 
 static void ld_avx512_bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    LD_STREAM_FOR(dst, n);
     LD_POINTWISE(n, {
         __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, src + i));
-        LD_STORE(dst, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+        LD_OUT(dst, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
     })
 }
 

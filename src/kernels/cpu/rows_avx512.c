@@ -44,51 +44,64 @@ void ld_avx512_embedding_bwd(float *dtable, const int32_t *ids, const float *dou
 
 /* ---- LayerNorm and RMSNorm: one implementation, `center` = LayerNorm ---- */
 
-static void norm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
-                     int64_t N, int64_t C, float eps, int center) {
-#pragma omp parallel for schedule(static) if (N * C >= LD_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * C;
-        float *yr = y + n * C;
-        __m512 mu = _mm512_setzero_ps();
-        double mud = 0;
-        if (center) {
-            __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-            int64_t c = 0;
-            for (; c + 32 <= C; c += 32) {
-                s0 = _mm512_add_ps(s0, _mm512_loadu_ps(xr + c));
-                s1 = _mm512_add_ps(s1, _mm512_loadu_ps(xr + c + 16));
-            }
-            for (; c < C; c += 16) s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(ld_tail16(C - c), xr + c));
-            mud = (double)ld_hsum512(_mm512_add_ps(s0, s1)) / (double)C;
-            mu = _mm512_set1_ps((float)mud);
-        }
-        /* second pass over the row (now in L1): sum of squared deviations */
-        __m512 q0 = _mm512_setzero_ps(), q1 = _mm512_setzero_ps();
+/* One row: mean (LayerNorm only) and variance from the row held in L1, then y. Returns
+ * rstd and stores the mean in *mu_out. */
+static float norm_fwd_row(float *yr, float *mu_out, const float *xr, const float *w, const float *b, int64_t C,
+                          float eps, int center, int strm) {
+    __m512 mu = _mm512_setzero_ps();
+    double mud = 0;
+    if (center) {
+        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
         int64_t c = 0;
         for (; c + 32 <= C; c += 32) {
-            __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(xr + c), mu);
-            __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(xr + c + 16), mu);
-            q0 = _mm512_fmadd_ps(d0, d0, q0);
-            q1 = _mm512_fmadd_ps(d1, d1, q1);
+            s0 = _mm512_add_ps(s0, _mm512_loadu_ps(xr + c));
+            s1 = _mm512_add_ps(s1, _mm512_loadu_ps(xr + c + 16));
         }
-        for (; c < C; c += 16) {
-            __mmask16 k = ld_tail16(C - c);
-            __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, xr + c), mu);
-            q0 = _mm512_fmadd_ps(d, d, q0);
+        for (; c < C; c += 16) s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(ld_tail16(C - c), xr + c));
+        mud = (double)ld_hsum512(_mm512_add_ps(s0, s1)) / (double)C;
+        mu = _mm512_set1_ps((float)mud);
+    }
+    /* second pass over the row (now in L1): sum of squared deviations */
+    __m512 q0 = _mm512_setzero_ps(), q1 = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 32 <= C; c += 32) {
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(xr + c), mu);
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(xr + c + 16), mu);
+        q0 = _mm512_fmadd_ps(d0, d0, q0);
+        q1 = _mm512_fmadd_ps(d1, d1, q1);
+    }
+    for (; c < C; c += 16) {
+        __mmask16 k = ld_tail16(C - c);
+        __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, xr + c), mu);
+        q0 = _mm512_fmadd_ps(d, d, q0);
+    }
+    double var = (double)ld_hsum512(_mm512_add_ps(q0, q1)) / (double)C;
+    float rs = (float)(1.0 / sqrt(var + (double)eps));
+    __m512 vrs = _mm512_set1_ps(rs);
+    for (c = 0; c < C; c += 16) {
+        __mmask16 k = ld_tail16(C - c);
+        __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + c), mu), vrs);
+        __m512 v = b ? _mm512_fmadd_ps(xh, _mm512_maskz_loadu_ps(k, w + c), _mm512_maskz_loadu_ps(k, b + c))
+                     : _mm512_mul_ps(xh, _mm512_maskz_loadu_ps(k, w + c));
+        ld_store_out(yr + c, k, v, strm);
+    }
+    *mu_out = (float)mud;
+    return rs;
+}
+
+static void norm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                     int64_t N, int64_t C, float eps, int center) {
+    /* large outputs are streamed; rows stay 64-byte aligned when C is a multiple of 16 */
+    const int strm = C % 16 == 0 && ld_use_stream(y, N * C * (int64_t)sizeof(float));
+#pragma omp parallel if (N * C >= LD_PAR_MIN)
+    {
+#pragma omp for schedule(static) nowait
+        for (int64_t n = 0; n < N; n++) {
+            float mu, rs = norm_fwd_row(y + n * C, &mu, x + n * C, w, b, C, eps, center, strm);
+            if (mean) mean[n] = mu;
+            if (rstd) rstd[n] = rs;
         }
-        double var = (double)ld_hsum512(_mm512_add_ps(q0, q1)) / (double)C;
-        float rs = (float)(1.0 / sqrt(var + (double)eps));
-        __m512 vrs = _mm512_set1_ps(rs);
-        for (c = 0; c < C; c += 16) {
-            __mmask16 k = ld_tail16(C - c);
-            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + c), mu), vrs);
-            __m512 v = b ? _mm512_fmadd_ps(xh, _mm512_maskz_loadu_ps(k, w + c), _mm512_maskz_loadu_ps(k, b + c))
-                         : _mm512_mul_ps(xh, _mm512_maskz_loadu_ps(k, w + c));
-            _mm512_mask_storeu_ps(yr + c, k, v);
-        }
-        if (mean) mean[n] = (float)mud;
-        if (rstd) rstd[n] = rs;
+        _mm_sfence(); /* publish streamed rows before the region's closing barrier */
     }
 }
 

@@ -13,6 +13,27 @@
  * few microseconds). Deterministic: the choice depends only on the sizes. */
 #define LD_PAR_MIN ((int64_t)1 << 15)
 
+/* Outputs at least this large that are only written (not read) by a kernel are written
+ * with non-temporal stores: they cannot stay in the caches anyway (the last-level cache
+ * is 260 MB on the reference machine), and streaming them saves the read-for-ownership,
+ * a third of the traffic of a read-one-write-one kernel. */
+#define LD_STREAM_MIN_BYTES ((int64_t)128 << 20)
+
+/* Whether a write-only output of `bytes` bytes at p should be streamed (p 64-byte aligned). */
+static inline int ld_use_stream(const void *p, int64_t bytes) {
+    return bytes >= LD_STREAM_MIN_BYTES && ((uintptr_t)p & 63) == 0;
+}
+
+/* Stores the lanes of k; full vectors go out as non-temporal stores when `stream` (the
+ * address is then 64-byte aligned). Threads that streamed must _mm_sfence() before
+ * another thread reads the data. */
+static inline void ld_store_out(float *p, __mmask16 k, __m512 v, int stream) {
+    if (stream && k == (__mmask16)0xffff)
+        _mm512_stream_ps(p, v);
+    else
+        _mm512_mask_storeu_ps(p, k, v);
+}
+
 /* Mask of the first min(r, 16) lanes. */
 static inline __mmask16 ld_tail16(int64_t r) {
     return r >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << r) - 1u);
@@ -59,6 +80,13 @@ static inline __m512 ld_exp512(__m512 x) {
 static inline __m512 ld_exp_neg_clamped512(__m512 x) {
     x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-88.0f), x));
     return ld_exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+}
+
+/* 1 / d to about 1 ulp: the 14-bit estimate refined by one Newton step (a vdivps costs
+ * as much as the whole exp). */
+static inline __m512 ld_recip512(__m512 d) {
+    __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
 }
 
 /* Sum of the 16 lanes in a fixed order. */
