@@ -58,6 +58,9 @@ typedef struct ld_bench_opts {
 typedef void (*ld_bench_suite_fn)(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_suite_matmul(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 
+/* Causal attention forward/backward and a decode step (bench_attention.c). */
+void ld_bench_suite_attention(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+
 /* Top-level suites with their own rows (bench_train.c, ...). */
 void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 /* Norms, AdamW, cross-entropy, GELU in GB/s against triad bandwidth (bench_ops.c). */

@@ -17,6 +17,7 @@ static const kernel_suite kernel_suites[] = {
     {"limits", NULL},
     {"matmul", ld_bench_suite_matmul},
     {"ops", ld_bench_suite_ops},
+    {"attention", ld_bench_suite_attention},
 };
 
 static void bench_kernels(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r) {

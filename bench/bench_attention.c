@@ -1,0 +1,67 @@
+/* bench/bench_attention.c — attention throughput at training and decoding shapes.
+ * FLOPs: forward 4·B·H·D·(visible query-key pairs) (QK^T and PV, 2 flops per multiply-add);
+ * backward 2.5x the forward (recomputed QK^T, dP, dS·K, dS^T·Q, P^T·dO). */
+#include <stdlib.h>
+
+#include "bench.h"
+#include "kernels/kernels.h"
+
+typedef struct attn_run {
+    const ld_kernels *k;
+    ld_attn_shape s;
+    float *q, *kk, *v, *out, *lse, *dout, *dq, *dk, *dv;
+    void *scratch;
+    bool backward;
+} attn_run;
+
+static void run_once(void *arg) {
+    attn_run *a = arg;
+    if (a->backward)
+        a->k->attention_bwd(a->dq, a->dk, a->dv, a->dout, a->out, a->lse, a->q, a->kk, a->v, &a->s, a->scratch);
+    else
+        a->k->attention_fwd(a->out, a->lse, a->q, a->kk, a->v, &a->s);
+}
+
+static float *randn(int64_t n, ld_rng *r) {
+    float *x = malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; x && i < n; i++) x[i] = ld_rng_normal(r);
+    return x;
+}
+
+static void bench_shape(const char *label, ld_attn_shape s, const ld_bench_opts *o, const ld_machine_limits *lim,
+                        ld_bench_report *rep) {
+    attn_run a = {.k = ld_kernels_get(LD_BACKEND_CPU), .s = s};
+    ld_rng r = ld_rng_init(1);
+    int64_t nq = s.B * s.Tq * s.Hq * s.D, nk = s.B * s.Tk * s.Hkv * s.D;
+    a.q = randn(nq, &r), a.kk = randn(nk, &r), a.v = randn(nk, &r), a.dout = randn(nq, &r);
+    a.out = calloc((size_t)nq, 4), a.lse = calloc((size_t)(s.B * s.Hq * s.Tq), 4);
+    a.dq = calloc((size_t)nq, 4), a.dk = calloc((size_t)nk, 4), a.dv = calloc((size_t)nk, 4);
+    a.scratch = aligned_alloc(64, (a.k->attention_bwd_scratch(&s) + 127) / 64 * 64);
+    double pairs = 0; /* visible (query, key) pairs */
+    for (int64_t i = 0; i < s.Tq; i++) pairs += s.causal ? (double)(s.q_offset + i + 1) : (double)s.Tk;
+    double fwd_flops = 4.0 * (double)(s.B * s.Hq * s.D) * pairs;
+    for (int bw = 0; bw < 2; bw++) {
+        if (bw && s.Tq == 1) break; /* decoding has no backward */
+        a.backward = bw;
+        run_once(&a); /* forward output and lse feed the backward */
+        double t = ld_bench_median(run_once, &a, o->reps);
+        double gf = (bw ? 2.5 : 1.0) * fwd_flops / t * 1e-9;
+        char name[96];
+        snprintf(name, sizeof name, "%s %s", label, bw ? "bwd" : "fwd");
+        ld_bench_report_row(rep, "attention", name, gf, "GFLOP/s", gf / lim->fma_f32_gflops, "fp32 FMA");
+    }
+    free(a.q), free(a.kk), free(a.v), free(a.dout), free(a.out), free(a.lse), free(a.dq), free(a.dk), free(a.dv);
+    free(a.scratch);
+}
+
+void ld_bench_suite_attention(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep) {
+    ld_attn_shape train_long = {.B = 4, .Tq = 1024, .Tk = 1024, .Hq = 12, .Hkv = 12, .D = 64, .causal = true,
+                                .scale = 0.125f};
+    ld_attn_shape train_short = train_long;
+    train_short.Tq = train_short.Tk = 64;
+    ld_attn_shape decode = {.B = 1, .Tq = 1, .Tk = 1024, .Hq = 12, .Hkv = 12, .D = 64, .q_offset = 1023,
+                            .causal = true, .scale = 0.125f};
+    bench_shape("causal B4 T1024 H12 D64", train_long, o, lim, rep);
+    bench_shape("causal B4 T64 H12 D64", train_short, o, lim, rep);
+    bench_shape("decode Tk1024 H12 D64", decode, o, lim, rep);
+}
