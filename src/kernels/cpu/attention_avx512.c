@@ -86,6 +86,39 @@ static inline float dot_d(const float *x, const float *y, int64_t D) {
     return ld_hsum512(acc);
 }
 
+/* o[0..D) = corr * o + sum_j p[j] * rows[j * stride + 0..D), with o kept in registers when
+ * D is a multiple of 16 up to 128 (the common head sizes), else row by row. */
+static inline void pv_accumulate_strided(float *o, float corr, const float *p, int64_t pstride, const float *rows,
+                                         int64_t stride, int64_t n, int64_t D) {
+    if (D % 16 == 0 && D <= 128) {
+        __m512 acc[8];
+        const int nd = (int)(D / 16);
+        __m512 vc = _mm512_set1_ps(corr);
+        for (int v = 0; v < nd; v++) acc[v] = _mm512_mul_ps(vc, _mm512_loadu_ps(o + 16 * v));
+        for (int64_t j = 0; j < n; j++) {
+            __m512 pj = _mm512_set1_ps(p[j * pstride]);
+            const float *r = rows + j * stride;
+            for (int v = 0; v < nd; v++) acc[v] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(r + 16 * v), acc[v]);
+        }
+        for (int v = 0; v < nd; v++) _mm512_storeu_ps(o + 16 * v, acc[v]);
+        return;
+    }
+    if (corr != 1.0f) scale_d(o, corr, D);
+    for (int64_t j = 0; j < n; j++) axpy_d(o, p[j * pstride], rows + j * stride, D);
+}
+
+static inline void pv_accumulate(float *o, float corr, const float *p, const float *rows, int64_t stride, int64_t n,
+                                 int64_t D) {
+    pv_accumulate_strided(o, corr, p, 1, rows, stride, n, D);
+}
+
+/* sc[j] = scale * q . k_j for n keys given as rows (no transpose: for one or few queries). */
+static inline void scores_direct(float *sc, const float *qi, const float *k, int64_t stride, int64_t n, int64_t D,
+                                 float scale) {
+    for (int64_t j = 0; j < n; j++) sc[j] = scale * dot_d(qi, k + j * stride, D);
+    for (int64_t j = n; j < KB; j++) sc[j] = 0.0f;
+}
+
 /* exp(x - shift) for the 64 entries, in place. */
 static inline void exp_shift64(float *p, float shift) {
     __m512 vs = _mm512_set1_ps(shift);
@@ -105,16 +138,18 @@ static void fwd_unit(float *out, float *lse, const float *q, const float *k, con
         memset(out + ((b * s->Tq + i0 + r) * Hq + h) * D, 0, (size_t)D * sizeof(float));
     }
     const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
+    const bool direct = ni < 4; /* decoding: a transpose costs more than it saves */
     for (int64_t j0 = 0; j0 < end_max; j0 += KB) {
         int64_t nk = end_max - j0 < KB ? end_max - j0 : KB;
-        transpose_block(kt, kb, kstride, j0, nk, D);
+        if (!direct) transpose_block(kt, kb, kstride, j0, nk, D);
         for (int64_t r = 0; r < ni; r++) {
             int64_t vis = ends[r] - j0; /* keys of this block visible to the row */
             if (vis <= 0) continue;
             if (vis > nk) vis = nk;
             const float *qi = q + ((b * s->Tq + i0 + r) * Hq + h) * D;
             float *oi = out + ((b * s->Tq + i0 + r) * Hq + h) * D;
-            scores_row(sc, qi, kt, D, s->scale);
+            if (direct) scores_direct(sc, qi, kb + j0 * kstride, kstride, vis, D, s->scale);
+            else scores_row(sc, qi, kt, D, s->scale);
             float mx = mrow[r];
             for (int64_t j = 0; j < vis; j++) mx = sc[j] > mx ? sc[j] : mx;
             for (int64_t j = vis; j < KB; j++) sc[j] = -INFINITY;
@@ -122,8 +157,7 @@ static void fwd_unit(float *out, float *lse, const float *q, const float *k, con
             exp_shift64(sc, mx);
             float sum = 0.0f;
             for (int64_t j = 0; j < vis; j++) sum += sc[j];
-            if (corr != 1.0f) scale_d(oi, corr, D);
-            for (int64_t j = 0; j < vis; j++) axpy_d(oi, sc[j], vb + (j0 + j) * kstride, D);
+            pv_accumulate(oi, corr, sc, vb + j0 * kstride, kstride, vis, D);
             lrow[r] = lrow[r] * corr + sum;
             mrow[r] = mx;
         }
@@ -158,18 +192,22 @@ static size_t attention_bwd_scratch(const ld_attn_shape *s) {
     return 0; /* all tiles live on the stack */
 }
 
-/* One (batch, kv head): every query head of its group, every query block, every key block. */
+/* One (batch, kv head): every query head of its group, every query block, every key block.
+ * Per block pair: the probability tile P and the score-gradient tile dS (QB x KB, on the
+ * stack), then dq rows += dS · K, and dk/dv rows += dS^T · Q and P^T · dO, each output row
+ * accumulated in registers over the block's queries. */
 static void bwd_unit(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                      const float *q, const float *k, const float *v, const ld_attn_shape *s, int64_t b, int64_t hk) {
     const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, group = Hq / Hkv;
-    const int64_t kstride = Hkv * D;
-    float kt[LD_ATTN_MAX_D * KB], vt[LD_ATTN_MAX_D * KB], p[KB], dp[KB], di[QB];
+    const int64_t qstride = Hq * D, kstride = Hkv * D;
+    float kt[LD_ATTN_MAX_D * KB], vt[LD_ATTN_MAX_D * KB], P[QB * KB], dS[QB * KB], di[QB];
     int64_t ends[QB];
     const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
     float *dkb = dk ? dk + (b * s->Tk) * kstride + hk * D : NULL, *dvb = dv ? dv + (b * s->Tk) * kstride + hk * D : NULL;
     for (int64_t h = hk * group; h < (hk + 1) * group; h++)
         for (int64_t i0 = 0; i0 < s->Tq; i0 += QB) {
             int64_t ni = s->Tq - i0 < QB ? s->Tq - i0 : QB, end_max = 0;
+            const float *qblk = q + ((b * s->Tq + i0) * Hq + h) * D, *doblk = dout + ((b * s->Tq + i0) * Hq + h) * D;
             for (int64_t r = 0; r < ni; r++) {
                 int64_t row = (b * s->Tq + i0 + r) * Hq + h;
                 ends[r] = visible_end(s, b, i0 + r);
@@ -181,22 +219,25 @@ static void bwd_unit(float *dq, float *dk, float *dv, const float *dout, const f
                 transpose_block(kt, kb, kstride, j0, nk, D);
                 transpose_block(vt, vb, kstride, j0, nk, D);
                 for (int64_t r = 0; r < ni; r++) {
+                    float *pr = P + r * KB, *dsr = dS + r * KB;
                     int64_t vis = ends[r] - j0;
-                    if (vis <= 0) continue;
                     if (vis > nk) vis = nk;
-                    int64_t row = (b * s->Tq + i0 + r) * Hq + h;
-                    const float *qi = q + row * D, *doi = dout + row * D;
-                    float l = lse[(b * Hq + h) * s->Tq + i0 + r];
-                    scores_row(p, qi, kt, D, s->scale);
-                    for (int64_t j = vis; j < KB; j++) p[j] = -INFINITY;
-                    exp_shift64(p, l);
-                    scores_row(dp, doi, vt, D, 1.0f); /* dp[j] = dout_i . v_j */
-                    for (int64_t j = 0; j < vis; j++) {
-                        float ds = p[j] * (dp[j] - di[r]) * s->scale;
-                        if (dvb) axpy_d(dvb + (j0 + j) * kstride, p[j], doi, D);
-                        if (dkb) axpy_d(dkb + (j0 + j) * kstride, ds, qi, D);
-                        if (dq) axpy_d(dq + row * D, ds, kb + (j0 + j) * kstride, D);
+                    if (vis <= 0) {
+                        memset(pr, 0, KB * sizeof(float));
+                        memset(dsr, 0, KB * sizeof(float));
+                        continue;
                     }
+                    int64_t row = (b * s->Tq + i0 + r) * Hq + h;
+                    scores_row(pr, q + row * D, kt, D, s->scale);
+                    for (int64_t j = vis; j < KB; j++) pr[j] = -INFINITY;
+                    exp_shift64(pr, lse[(b * Hq + h) * s->Tq + i0 + r]);
+                    scores_row(dsr, dout + row * D, vt, D, 1.0f); /* dP[j] = dout_i . v_j */
+                    for (int64_t j = 0; j < KB; j++) dsr[j] = pr[j] * (dsr[j] - di[r]) * s->scale;
+                    if (dq) pv_accumulate(dq + row * D, 1.0f, dsr, kb + j0 * kstride, kstride, vis, D);
+                }
+                for (int64_t j = 0; j < nk; j++) {
+                    if (dvb) pv_accumulate_strided(dvb + (j0 + j) * kstride, 1.0f, P + j, KB, doblk, qstride, ni, D);
+                    if (dkb) pv_accumulate_strided(dkb + (j0 + j) * kstride, 1.0f, dS + j, KB, qblk, qstride, ni, D);
                 }
             }
         }
