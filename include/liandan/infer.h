@@ -21,6 +21,11 @@ void ld_lm_session_free(ld_lm_session *s);
 /* Empties one sequence slot (its cached tokens are forgotten). */
 void ld_lm_session_clear(ld_lm_session *s, int slot);
 int64_t ld_lm_session_len(const ld_lm_session *s, int slot);
+int ld_lm_session_slots(const ld_lm_session *s);
+int64_t ld_lm_session_max_len(const ld_lm_session *s);
+int64_t ld_lm_session_max_tokens(const ld_lm_session *s);
+ld_lm *ld_lm_session_model(const ld_lm_session *s);
+ld_ctx *ld_lm_session_ctx(const ld_lm_session *s);
 /* Bytes held by the KV cache. */
 size_t ld_lm_session_kv_bytes(const ld_lm_session *s);
 
@@ -56,6 +61,25 @@ ld_sample_params ld_sample_default_params(void);
 size_t ld_sample_scratch_bytes(int64_t V);
 int32_t ld_sample_token(const float *logits, int64_t V, const ld_sample_params *p, const int32_t *history,
                         int64_t n_history, ld_rng *rng, void *scratch);
+
+/* ---- generation -------------------------------------------------------------------- */
+/* Called for every generated token of sequence `seq`; return false to stop that sequence
+ * (e.g. a stop string was produced). */
+typedef bool (*ld_token_fn)(void *user, int seq, int32_t token);
+
+typedef struct ld_generate_params {
+    ld_sample_params sample;
+    int64_t max_tokens;   /* new tokens per sequence */
+    int32_t eos_id;       /* stops a sequence (not passed to on_token); -1 = none */
+    uint64_t seed;        /* sequence i samples from stream (seed, i): results do not depend on batching */
+} ld_generate_params;
+ld_generate_params ld_generate_default_params(void);
+
+/* Generates continuations of n prompts at once (batched decoding: one eval per step for all
+ * live sequences) using slots 0..n-1 of the session (cleared first). Prompts longer than the
+ * session's context are refused. *n_generated (may be NULL) receives each sequence's count. */
+ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts, const int64_t *prompt_len,
+                         const ld_generate_params *p, ld_token_fn on_token, void *user, int64_t *n_generated);
 
 /* Log-probability of each continuation given its context, all in one batched forward:
  * for i in 0..n-1, logp[i] = sum_j log P(cont[i][j] | ctx[i], cont[i][<j]). Uses slots

@@ -85,6 +85,21 @@ void ld_lm_session_clear(ld_lm_session *s, int slot) {
 int64_t ld_lm_session_len(const ld_lm_session *s, int slot) {
     return s && slot >= 0 && slot < s->n_slots ? s->len[slot] : -1;
 }
+int ld_lm_session_slots(const ld_lm_session *s) {
+    return s ? s->n_slots : 0;
+}
+int64_t ld_lm_session_max_len(const ld_lm_session *s) {
+    return s ? s->max_len : 0;
+}
+int64_t ld_lm_session_max_tokens(const ld_lm_session *s) {
+    return s ? s->max_tokens : 0;
+}
+ld_lm *ld_lm_session_model(const ld_lm_session *s) {
+    return s ? s->m : NULL;
+}
+ld_ctx *ld_lm_session_ctx(const ld_lm_session *s) {
+    return s ? s->ctx : NULL;
+}
 size_t ld_lm_session_kv_bytes(const ld_lm_session *s) {
     const ld_lm_config *c = &s->m->cfg;
     return (size_t)(2 * c->n_layers * s->n_slots * s->max_len * kv_width(c)) * sizeof(float);

@@ -252,6 +252,83 @@ TEST(qwen2_qkv_biases_match_double_reference_and_finite_differences) {
     check_model((ld_lm_arch)(LD_ARCH_LLAMA + 2));
 }
 
+typedef struct collected {
+    int32_t tok[4][32];
+    int n[4];
+} collected;
+static bool collect(void *user, int seq, int32_t t) {
+    collected *c = user;
+    if (c->n[seq] < 32) c->tok[seq][c->n[seq]++] = t;
+    return true;
+}
+
+TEST(batched_generation_equals_one_at_a_time) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm_config cfg = tiny(LD_ARCH_LLAMA);
+    cfg.max_position = 64;
+    ld_lm *m = NULL;
+    ld_lm_new(ctx, &cfg, 3, &m);
+    ld_lm_session *s = NULL;
+    CHECK(ld_lm_session_new(m, 3, 64, 32, &s) == LD_OK);
+    int32_t p0[] = {1, 2, 3}, p1[] = {4}, p2[] = {5, 6, 7, 8, 9};
+    const int32_t *prompts[3] = {p0, p1, p2};
+    int64_t lens[3] = {3, 1, 5}, ngen[3];
+    for (int greedy = 0; greedy < 2; greedy++) {
+        ld_generate_params gp = ld_generate_default_params();
+        gp.max_tokens = 12, gp.seed = 99;
+        if (greedy) gp.sample.temperature = 0;
+        else gp.sample.top_k = 5, gp.sample.repetition_penalty = 1.3f;
+        collected all = {0};
+        CHECK(ld_lm_generate(s, 3, prompts, lens, &gp, collect, &all, ngen) == LD_OK);
+        for (int i = 0; i < 3; i++) {
+            CHECK(ngen[i] == 12 && all.n[i] == 12);
+            /* sequence i alone, with the stream it gets in the batch */
+            collected one = {0};
+            ld_generate_params g1 = gp;
+            g1.seed = gp.seed; /* sequence index 0 uses ld_rng_at(seed, 0): shift the seed stream */
+            const int32_t *pi[1] = {prompts[i]};
+            if (i == 0) {
+                CHECK(ld_lm_generate(s, 1, pi, &lens[i], &g1, collect, &one, NULL) == LD_OK);
+                CHECK(one.n[0] == 12 && memcmp(one.tok[0], all.tok[0], sizeof one.tok[0]) == 0);
+            } else if (greedy) {
+                CHECK(ld_lm_generate(s, 1, pi, &lens[i], &g1, collect, &one, NULL) == LD_OK);
+                CHECK(one.n[0] == 12 && memcmp(one.tok[0], all.tok[i], sizeof one.tok[0]) == 0);
+            }
+        }
+    }
+    int32_t longp[70] = {0};
+    const int32_t *lp[1] = {longp};
+    int64_t ll = 70;
+    ld_generate_params gp = ld_generate_default_params();
+    CHECK_STATUS(ctx, ld_lm_generate(s, 1, lp, &ll, &gp, NULL, NULL, NULL), LD_ERR_LIMIT, "prompt 0");
+    ld_lm_session_free(s);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+}
+
+TEST(sampling_filters) {
+    float logits[6] = {3.0f, 2.9f, 1.0f, 0.5f, -1.0f, -5.0f};
+    void *scr = malloc(ld_sample_scratch_bytes(6));
+    ld_rng r = ld_rng_init(1);
+    ld_sample_params p = ld_sample_default_params();
+    p.temperature = 0;
+    CHECK(ld_sample_token(logits, 6, &p, NULL, 0, &r, scr) == 0);
+    int32_t hist[1] = {0};
+    p.repetition_penalty = 2.0f; /* token 0's logit 3.0 -> 1.5: token 1 wins */
+    CHECK(ld_sample_token(logits, 6, &p, hist, 1, &r, scr) == 1);
+    p = ld_sample_default_params();
+    p.temperature = 1.0f, p.top_k = 2, p.top_p = 1.0f;
+    int counts[6] = {0};
+    for (int i = 0; i < 2000; i++) counts[ld_sample_token(logits, 6, &p, NULL, 0, &r, scr)]++;
+    CHECK(counts[0] > 800 && counts[1] > 700 && counts[0] + counts[1] == 2000);
+    p.top_k = 0, p.top_p = 0.4f; /* p(0) = 0.467 already reaches 0.4 */
+    for (int i = 0; i < 200; i++) CHECK(ld_sample_token(logits, 6, &p, NULL, 0, &r, scr) == 0);
+    p.top_p = 1.0f, p.min_p = 0.5f; /* p(2)/p(0) = e^-2 < 0.5: only tokens 0 and 1 */
+    for (int i = 0; i < 200; i++) CHECK(ld_sample_token(logits, 6, &p, NULL, 0, &r, scr) <= 1);
+    free(scr);
+}
+
 TEST(config_validation_names_the_problem) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
