@@ -41,6 +41,8 @@ void ld_params_zero_grad(ld_params *p);
  * optimizer after each update. A tape given these params (ld_tape_set_bf16) runs its matrix
  * products in bf16 with fp32 accumulation; the fp32 values stay the master weights. */
 ld_status ld_params_enable_bf16(ld_params *p);
+/* Recomputes the bf16 copies from the fp32 values (after loading parameters). */
+void ld_params_refresh_bf16(ld_params *p);
 
 /* ---- the tape --------------------------------------------------------------------- */
 typedef struct ld_tape ld_tape;

@@ -52,6 +52,7 @@ typedef struct ld_train_params {
     int64_t checkpoint_every, keep_last;
     int64_t log_every;
     float spike_factor;      /* skip an update whose loss exceeds this x the running mean (0 = off) */
+    bool bf16;               /* mixed precision: matrix products in bf16, fp32 master weights */
     uint64_t seed;
     const char *out_dir;     /* run directory: metrics.jsonl, checkpoints/ */
 } ld_train_params;

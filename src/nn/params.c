@@ -143,3 +143,9 @@ const uint16_t *ld_params_bf16_of(const ld_params *p, const ld_tensor *t) {
         if (p->list[i] == t) return p->bf16[i];
     return NULL;
 }
+
+void ld_params_refresh_bf16(ld_params *p) {
+    const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
+    for (int i = 0; p && i < p->count; i++)
+        if (p->bf16[i]) k->f32_to_bf16(p->bf16[i], p->list[i]->data, ld_tensor_numel(p->list[i]));
+}

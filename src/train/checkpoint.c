@@ -241,6 +241,7 @@ ld_status ld_trainer_resume(ld_trainer *t, bool *found) {
             goto done;
         }
     }
+    ld_params_refresh_bf16(t->m->params);
     t->step = (int64_t)step->valuedouble;
     ld_adamw_set_steps(t->opt, (int64_t)opt_steps->valuedouble);
     t->running_loss = strtod(rl->valuestring, NULL);

@@ -57,6 +57,13 @@ ld_status ld_trainer_new(ld_lm *m, const ld_train_params *p, const ld_batch_sour
         ld_trainer_free(t);
         return st;
     }
+    if (p->bf16) {
+        if ((st = ld_params_enable_bf16(m->params))) {
+            ld_trainer_free(t);
+            return st;
+        }
+        ld_tape_set_bf16(t->tape, m->params);
+    }
     char path[LD_TRAIN_PATH_MAX];
     snprintf(path, sizeof path, "%s/checkpoints", t->out_dir);
     if ((st = make_dir(ctx, t->out_dir)) || (st = make_dir(ctx, path))) {
