@@ -19,6 +19,8 @@ typedef struct ld_machine_limits {
 
 /* Measures the limits on `threads` OpenMP threads (about 1.5 s). */
 void ld_bench_measure_limits(int threads, ld_machine_limits *out);
+/* The fp32 FMA peak alone, in GFLOP/s (about 0.1 s; for MFU lines during training). */
+double ld_bench_quick_fma_peak(int threads);
 /* Raw peak loops, compiled for AVX-512 (bench/limits_avx512.c). Each returns seconds for
  * `iters` iterations on the calling thread. */
 double ld_bench_fma_loop_avx512(long iters);

@@ -22,6 +22,23 @@ static double peak_on_threads(int threads, double (*loop)(long), double per_iter
     return best * 1e-9;
 }
 
+double ld_bench_quick_fma_peak(int threads) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    if (!f->avx512f) return 0;
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+        {
+            const long iters = 1000000;
+            double s = ld_bench_fma_loop_avx512(iters);
+            total += (double)iters * LD_BENCH_FMA_FLOPS_PER_ITER / s;
+        }
+        if (total > best) best = total;
+    }
+    return best * 1e-9;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
