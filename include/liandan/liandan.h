@@ -11,5 +11,7 @@
 #include "liandan/infer.h"
 #include "liandan/train.h"
 #include "liandan/eval.h"
+#include "liandan/tokenizer.h"
+#include "liandan/data.h"
 
 #endif
