@@ -93,7 +93,7 @@ ld_bpe_train_params ld_bpe_train_default_params(void);
 
 /* A source of training text: documents pulled one at a time. */
 typedef struct ld_text_source {
-    /* Sets *doc/*len to the next document (valid until the next call); returns LD_OK, or
+    /* Sets *doc and *len to the next document (valid until the next call); returns LD_OK, or
      * LD_ERR_NOT_FOUND at the end, or an error (which names the file and line). */
     ld_status (*next)(void *user, const char **doc, size_t *len);
     void *user;
