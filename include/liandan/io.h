@@ -242,6 +242,8 @@ typedef enum ld_gguf_type {
 const char *ld_gguf_type_name(ld_gguf_type t); /* "UINT32"; "?" outside the enum */
 
 #define LD_GGUF_DEFAULT_ALIGNMENT 32
+/* general.alignment above this is rejected (real files use 32; padding is allocated per tensor). */
+#define LD_GGUF_MAX_ALIGNMENT 65536
 #define LD_GGUF_MAX_ARRAY_DEPTH 8
 
 /* A GGUF string: not necessarily NUL-free, but always NUL-terminated (a copy). */

@@ -266,6 +266,8 @@ static ld_status parse(ld_gguf *g, const uint8_t *p, size_t size) {
         uint32_t a = al->type == LD_GGUF_UINT32 ? ld_le32(al->raw) : 0;
         if (al->type != LD_GGUF_UINT32 || a == 0 || (a & (a - 1)))
             return ld_error(ctx, LD_ERR_FORMAT, "%s: key 'general.alignment': must be a UINT32 power of two", f);
+        if (a > LD_GGUF_MAX_ALIGNMENT)
+            return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: key 'general.alignment': %u is above the supported maximum of %u", f, a, LD_GGUF_MAX_ALIGNMENT);
         g->alignment = a;
     }
     size_t data_start = c.off, pad = (g->alignment - c.off % g->alignment) % g->alignment;

@@ -236,7 +236,8 @@ static ld_status write_to(ld_gguf_writer *w, ld_io_sink *sink) {
         if (strcmp(w->kvs[i].key, "general.alignment")) continue;
         const ld_buf *b = &w->kvs[i].val;
         uint32_t a = b->len == 8 && ld_le32(b->data) == LD_GGUF_UINT32 ? ld_le32(b->data + 4) : 0;
-        if (!a || (a & (a - 1))) return ld_error(ctx, LD_ERR_INVALID_ARG, "gguf writer: general.alignment must be a UINT32 power of two");
+        if (!a || (a & (a - 1)) || a > LD_GGUF_MAX_ALIGNMENT)
+            return ld_error(ctx, LD_ERR_INVALID_ARG, "gguf writer: general.alignment must be a UINT32 power of two up to %u", LD_GGUF_MAX_ALIGNMENT);
         alignment = a;
     }
     ld_buf h;

@@ -89,6 +89,7 @@ TEST(gguf_bad_inputs) {
         {"arrays too deep", LD_ERR_LIMIT, "nested more than 8 deep"},
         {"duplicate key", LD_ERR_FORMAT, "key 'x.n' appears more than once"},
         {"bad alignment", LD_ERR_FORMAT, "general.alignment': must be a UINT32 power of two"},
+        {"huge alignment", LD_ERR_UNSUPPORTED, "general.alignment': 1073741824 is above the supported maximum of 65536"},
         {"n_dims 5", LD_ERR_FORMAT, "tensor 'a': n_dims 5 is more than 4"},
         {"dim product overflow", LD_ERR_FORMAT, "tensor 'a': dimensions overflow"},
         {"dim above int64", LD_ERR_FORMAT, "tensor 'a': dimensions overflow (ne[0] = 9223372036854775808)"},
@@ -125,6 +126,7 @@ TEST(gguf_bad_inputs) {
         }
         else if (!strcmp(w, "duplicate key")) { b_head(&b, 3, 0, 2); b_kv_u32(&b, "x.n", 1); b_kv_u32(&b, "x.n", 2); }
         else if (!strcmp(w, "bad alignment")) { b_head(&b, 3, 0, 1); b_kv_u32(&b, "general.alignment", 3); }
+        else if (!strcmp(w, "huge alignment")) { b_head(&b, 3, 0, 1); b_kv_u32(&b, "general.alignment", 1u << 30); }
         else if (!strcmp(w, "n_dims 5")) { uint64_t ne[5] = {1, 1, 1, 1, 1}; b_head(&b, 3, 1, 0); b_tensor(&b, "a", 5, ne, 0, 0); b_zeros(&b, 64); }
         else if (!strcmp(w, "dim product overflow")) { uint64_t ne[3] = {1ull << 32, 1ull << 32, 2}; b_head(&b, 3, 1, 0); b_tensor(&b, "a", 3, ne, 0, 0); b_zeros(&b, 64); }
         else if (!strcmp(w, "dim above int64")) { uint64_t ne[1] = {1ull << 63}; b_head(&b, 3, 1, 0); b_tensor(&b, "a", 1, ne, 0, 0); b_zeros(&b, 64); }
