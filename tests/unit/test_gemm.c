@@ -173,6 +173,13 @@ TEST(gemm_f32_avx512_matches_ref) {
     check_all("f32", ld_gemm_f32_avx512, NULL);
 }
 
+/* Shared packed operands over 4 MB are processed in several blocks: A (M <= N) and B. */
+TEST(gemm_f32_avx512_blocks_of_shared_operand) {
+    if (!ld_cpu_features_get()->avx512f) return;
+    check_case("f32", ld_gemm_f32_avx512, NULL, (gemm_case){64, 64, 17000, false, true, 1.0f, 1.0f}, 41);
+    check_case("f32", ld_gemm_f32_avx512, NULL, (gemm_case){48, 40, 28000, true, false, 1.0f, 0.0f}, 42);
+}
+
 TEST(gemm_bf16_cvt_avx512_matches_ref) {
     if (!ld_cpu_features_get()->avx512f) return;
     check_all("bf16-cvt", NULL, ld_gemm_bf16_cvt_avx512);
