@@ -144,20 +144,21 @@ static void check_case(const char *what, gemm_f32_fn f, gemm_bf16_fn h, gemm_cas
     free(a), free(b), free(c0), free(A), free(B), free(C), free(Cref), free(absA), free(absB), free(bound);
 }
 
-/* Odd and edge shapes: single elements, one row/column, sizes just off the 8 x 48 tile and
- * the cache blocks (K > 256 and 512 for several KC slices, N > 1536 for several NC blocks,
- * M > 768 for several MC blocks). */
+/* Odd and edge shapes: single elements, one row/column, sizes just off the 14 x 32 tile
+ * and the blocks (K > 256 and 512 for several KC slices, N > 512 and M > 420 for several
+ * chunks of at most that size). */
 static const int64_t shapes[][3] = {
     {1, 1, 1}, {1, 100, 77}, {1, 3, 600}, {37, 1, 19}, {17, 33, 65}, {8, 48, 256}, {9, 49, 257},
     {64, 96, 600}, {7, 1601, 5}, {801, 50, 30}, {255, 769, 129},
 };
+#define NSHAPES (sizeof shapes / sizeof shapes[0])
 
 /* Every shape in all 4 layouts; small ones with all of beta in {0, 1} x alpha in {1, -0.75},
  * large ones with one (alpha, beta) per layout so that all appear. */
-static void check_all(const char *what, gemm_f32_fn f, gemm_bf16_fn h) {
+static void check_all(const char *what, gemm_f32_fn f, gemm_bf16_fn h, const int64_t (*list)[3], size_t n) {
     uint64_t seed = 1;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+    for (size_t s = 0; s < n; s++) {
+        int64_t M = list[s][0], N = list[s][1], K = list[s][2];
         bool big = M * N * K > 200000;
         for (int combo = 0; combo < 16; combo++) {
             bool ta = combo & 1, tb = (combo >> 1) & 1;
@@ -170,24 +171,46 @@ static void check_all(const char *what, gemm_f32_fn f, gemm_bf16_fn h) {
 
 TEST(gemm_f32_avx512_matches_ref) {
     if (!ld_cpu_features_get()->avx512f) return;
-    check_all("f32", ld_gemm_f32_avx512, NULL);
+    check_all("f32", ld_gemm_f32_avx512, NULL, shapes, NSHAPES);
 }
 
-/* Shared packed operands over 4 MB are processed in several blocks: A (M <= N) and B. */
-TEST(gemm_f32_avx512_blocks_of_shared_operand) {
+/* The same implementations with tiny blocks (KC = 16 or 18, chunks of 2 tiles, a shared
+ * block of one panel), so that small shapes cross every block, chunk and slice boundary. */
+static ld_gemm_impl tiny;
+static void tiny_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_gemm_run(&tiny, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static void tiny_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                      int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_gemm_run(&tiny, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static const int64_t tiny_shapes[][3] = {{1, 1, 1}, {130, 150, 40}, {17, 33, 65}, {37, 1, 19}, {9, 49, 257}, {45, 40, 70}, {100, 30, 33}};
+
+TEST(gemm_avx512_tiny_blocks_match_ref) {
     if (!ld_cpu_features_get()->avx512f) return;
-    check_case("f32", ld_gemm_f32_avx512, NULL, (gemm_case){64, 64, 17000, false, true, 1.0f, 1.0f}, 41);
-    check_case("f32", ld_gemm_f32_avx512, NULL, (gemm_case){48, 40, 28000, true, false, 1.0f, 0.0f}, 42);
+    const ld_gemm_impl *impls[3] = {&ld_gemm_impl_f32_avx512, &ld_gemm_impl_cvt_avx512, &ld_gemm_impl_dot_avx512};
+    const char *names[3] = {"tiny f32", "tiny bf16-cvt", "tiny bf16-dot"};
+    for (int i = 0; i < 3; i++) {
+        if (i == 2 && !ld_cpu_features_get()->avx512_bf16) break;
+        tiny = *impls[i];
+        tiny.kc = i == 2 ? 18 : 16;
+        tiny.mc = 2 * tiny.mr;
+        tiny.nc = 2 * tiny.nr;
+        tiny.shared_max = 64;
+        check_all(names[i], i ? NULL : tiny_f32, i ? tiny_bf16 : NULL, tiny_shapes,
+                  sizeof tiny_shapes / sizeof tiny_shapes[0]);
+    }
 }
 
 TEST(gemm_bf16_cvt_avx512_matches_ref) {
     if (!ld_cpu_features_get()->avx512f) return;
-    check_all("bf16-cvt", NULL, ld_gemm_bf16_cvt_avx512);
+    check_all("bf16-cvt", NULL, ld_gemm_bf16_cvt_avx512, shapes, NSHAPES);
 }
 
 TEST(gemm_bf16_dot_avx512_matches_ref) {
     if (!ld_cpu_features_get()->avx512_bf16) return;
-    check_all("bf16-dot", NULL, ld_gemm_bf16_dot_avx512);
+    check_all("bf16-dot", NULL, ld_gemm_bf16_dot_avx512, shapes, NSHAPES);
 }
 
 TEST(gemm_cpu_table_matches_ref) {

@@ -49,6 +49,7 @@ typedef struct ld_gemm_impl {
     int kgran;          /* k elements per packed step (1: f32 lanes, 2: bf16 pairs) */
     ld_gemm_pack_fn pack_a, pack_b; /* w = mr and w = nr; element type conversion here */
     ld_gemm_micro_fn micro;
+    size_t shared_max;  /* bytes of the team-packed operand per block; 0 = 4 MB */
     /* Called when scratch cannot be allocated (A, B are the caller's pointers). */
     void (*fallback)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const void *A, int64_t lda, const void *B, int64_t ldb, float beta,
@@ -62,6 +63,8 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
                  float beta, float *C, int64_t ldc);
 
 /* ---- AVX-512 (gemm_avx512.c) --------------------------------------------------------- */
+/* The three implementations (tests run them with tiny blocks to exercise every edge). */
+extern const ld_gemm_impl ld_gemm_impl_f32_avx512, ld_gemm_impl_cvt_avx512, ld_gemm_impl_dot_avx512;
 /* The partial table with only gemm_f32 and gemm_bf16 set, overlaid by cpu_table.c. */
 extern const ld_kernels ld_kernels_cpu_avx512_gemm;
 void ld_gemm_f32_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,

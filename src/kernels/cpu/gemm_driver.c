@@ -7,7 +7,7 @@
 
 /* Below this many multiply-adds a second thread costs more than it saves. */
 #define GEMM_MIN_MACS_PER_THREAD (1 << 17)
-/* Most bytes of the shared packed operand; larger ones are processed in blocks. */
+/* Default most bytes of the shared packed operand; larger ones are processed in blocks. */
 #define GEMM_SHARED_MAX ((size_t)4 << 20)
 /* Chunks of the other dimension per thread, for balance when a core is slowed down. */
 #define GEMM_CHUNKS_PER_THREAD 4
@@ -176,7 +176,8 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
     const int64_t cmax = p.split_n ? impl->nc : impl->mc;
     p.chunk = min64(cmax, max64(ow, round_up(ceil_div(inner, (int64_t)GEMM_CHUNKS_PER_THREAD * p.nt), ow)));
     size_t per_row = packed_bytes(impl, 1, 1, K);
-    p.blk = min64(outer, max64(sw, (int64_t)(GEMM_SHARED_MAX / per_row) / sw * sw));
+    size_t shared_max = impl->shared_max ? impl->shared_max : GEMM_SHARED_MAX;
+    p.blk = min64(outer, max64(sw, (int64_t)(shared_max / per_row) / sw * sw));
     p.own_bytes = packed_bytes(impl, p.chunk, ow, min64(impl->kc, K));
     if (ceil_div(inner, p.chunk) < p.nt) p.nt = (int)ceil_div(inner, p.chunk);
     team t = {0};
