@@ -41,7 +41,9 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 /* One call, and how it is divided. "Shared" is the operand packed once by the whole team
- * (A when splitting N, B when splitting M); "own" is the one each thread packs per chunk. */
+ * (A when splitting N, B when splitting M); "own" is the one each thread packs per chunk.
+ * The shared operand is packed a block at a time: blk rows (all of them, unless one KC
+ * slice of them exceeds shared_max) by kb of K (a multiple of KC). */
 typedef struct plan {
     const ld_gemm_impl *im;
     bool transA, transB;
@@ -51,17 +53,16 @@ typedef struct plan {
     int64_t lda, ldb, ldc;
     float *C;
     bool split_n;     /* chunks along N (shared A) or along M (shared B) */
-    int64_t blk;      /* rows (split_n) or columns of the shared operand per block */
+    int64_t blk, kb;  /* shared block: rows (split_n) or columns, and K elements */
     int64_t chunk;    /* columns (split_n) or rows of C per chunk */
     size_t own_bytes; /* one thread's packing of one chunk's KC slice */
     int nt;
 } plan;
 
-/* Team-wide state of one call. */
+/* Team-wide state of one call: work counters taken with atomic fetch-add. */
 typedef struct team {
     char *shared;
-    int64_t next_item, next_chunk; /* work counters, taken with atomic fetch-add */
-    int failed;
+    int64_t next_item, packed, next_chunk;
 } team;
 
 /* Packed steps for a K slice of kc elements, and before the slice starting at pc. */
@@ -76,6 +77,12 @@ static void barrier(int nt) {
     if (nt > 1) {
 #pragma omp barrier
     }
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
 }
 
 /* C[r0:r0+rows, c0:c0+cols] over the KC slice at pc: A panels at ap (rows), B panels at bp. */
@@ -94,47 +101,58 @@ static void compute(const plan *p, const char *ap, const char *bp, int64_t r0, i
     }
 }
 
-/* What every thread of the team runs (also the single-thread path, with tid 0, nt 1). */
-static void worker(const plan *p, team *t, int tid) {
+/* One shared block: rows [b0, b0+bn) of the shared operand, K range [k0, k0+kn). The team
+ * packs it (items: KC slice x panel group), then threads with scratch take chunks of the
+ * other dimension. With several blocks, barriers separate them; with one, the only wait
+ * is for the last packing item, so a thread the OS has descheduled holds up nobody unless
+ * it holds an item. */
+static void run_block(const plan *p, team *t, char *own, int64_t b0, int64_t bn, int64_t k0, int64_t kn) {
     const ld_gemm_impl *im = p->im;
-    const int nt = p->nt;
-    char *own = scratch_get(0, p->own_bytes);
-    if (!own) __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
-    barrier(nt); /* every thread has its scratch before any touches C, or none computes */
-    if (__atomic_load_n(&t->failed, __ATOMIC_RELAXED)) return;
-    const int64_t outer = p->split_n ? p->M : p->N, inner = p->split_n ? p->N : p->M;
     const int sw = p->split_n ? im->mr : im->nr, ow = p->split_n ? im->nr : im->mr;
     const void *SX = p->split_n ? p->A : p->B, *OX = p->split_n ? p->B : p->A;
     const int64_t sld = p->split_n ? p->lda : p->ldb, old = p->split_n ? p->ldb : p->lda;
     const bool skc = p->split_n ? !p->transA : p->transB, okc = p->split_n ? p->transB : !p->transA;
     ld_gemm_pack_fn spack = p->split_n ? im->pack_a : im->pack_b, opack = p->split_n ? im->pack_b : im->pack_a;
-    const int64_t nkc = ceil_div(p->K, im->kc), nchunks = ceil_div(inner, p->chunk);
-    for (int64_t b0 = 0; b0 < outer; b0 += p->blk) {
-        const int64_t bn = min64(p->blk, outer - b0), bpad = round_up(bn, sw);
-        const int64_t groups = ceil_div(bn, (int64_t)sw * GEMM_PACK_GROUP);
-        barrier(nt); /* the previous block's chunks are done with the shared buffer */
-        if (tid == 0) t->next_item = t->next_chunk = 0;
-        barrier(nt);
-        /* the team packs the shared operand of this block: items are (KC slice, panel group) */
-        for (int64_t it; (it = __atomic_fetch_add(&t->next_item, 1, __ATOMIC_RELAXED)) < nkc * groups;) {
-            int64_t pc = (it / groups) * im->kc, kc = min64(im->kc, p->K - pc), g = it % groups;
-            int64_t r = g * sw * GEMM_PACK_GROUP;
-            char *dst = t->shared + (size_t)(bpad * steps_before(im, pc) + r * steps_of(im, kc)) * 4;
-            spack(dst, SX, sld, skc, b0 + r, min64((int64_t)sw * GEMM_PACK_GROUP, bn - r), pc, kc, sw);
-        }
-        barrier(nt);
-        /* then takes chunks of the other dimension as threads become free */
-        for (int64_t c; (c = __atomic_fetch_add(&t->next_chunk, 1, __ATOMIC_RELAXED)) < nchunks;) {
-            const int64_t c0 = c * p->chunk, cn = min64(p->chunk, inner - c0);
-            for (int64_t pc = 0; pc < p->K; pc += im->kc) {
-                const int64_t kc = min64(im->kc, p->K - pc), steps = steps_of(im, kc);
-                opack(own, OX, old, okc, c0, cn, pc, kc, ow);
-                const char *sh = t->shared + (size_t)(bpad * steps_before(im, pc)) * 4;
-                if (p->split_n) compute(p, sh, own, b0, bn, c0, cn, pc, steps);
-                else compute(p, own, sh, c0, cn, b0, bn, pc, steps);
-            }
+    const int64_t inner = p->split_n ? p->N : p->M, bpad = round_up(bn, sw);
+    const int64_t groups = ceil_div(bn, (int64_t)sw * GEMM_PACK_GROUP), items = ceil_div(kn, im->kc) * groups;
+    for (int64_t it; (it = __atomic_fetch_add(&t->next_item, 1, __ATOMIC_RELAXED)) < items;) {
+        int64_t pc = k0 + (it / groups) * im->kc, kc = min64(im->kc, k0 + kn - pc);
+        int64_t r = (it % groups) * sw * GEMM_PACK_GROUP;
+        char *dst = t->shared + (size_t)(bpad * steps_before(im, pc - k0) + r * steps_of(im, kc)) * 4;
+        spack(dst, SX, sld, skc, b0 + r, min64((int64_t)sw * GEMM_PACK_GROUP, bn - r), pc, kc, sw);
+        __atomic_fetch_add(&t->packed, 1, __ATOMIC_RELEASE);
+    }
+    while (__atomic_load_n(&t->packed, __ATOMIC_ACQUIRE) < items) cpu_relax();
+    if (!own) return;
+    const int64_t nchunks = ceil_div(inner, p->chunk);
+    for (int64_t c; (c = __atomic_fetch_add(&t->next_chunk, 1, __ATOMIC_RELAXED)) < nchunks;) {
+        const int64_t c0 = c * p->chunk, cn = min64(p->chunk, inner - c0);
+        for (int64_t pc = k0; pc < k0 + kn; pc += im->kc) {
+            const int64_t kc = min64(im->kc, k0 + kn - pc), steps = steps_of(im, kc);
+            opack(own, OX, old, okc, c0, cn, pc, kc, ow);
+            const char *sh = t->shared + (size_t)(bpad * steps_before(im, pc - k0)) * 4;
+            if (p->split_n) compute(p, sh, own, b0, bn, c0, cn, pc, steps);
+            else compute(p, own, sh, c0, cn, b0, bn, pc, steps);
         }
     }
+}
+
+/* What every thread of the team runs (also the single-thread path: tid 0, nt 1). A thread
+ * whose scratch cannot be grown only helps packing; thread 0's was obtained beforehand. */
+static void worker(const plan *p, team *t, int tid) {
+    char *own = scratch_get(0, p->own_bytes);
+    const int64_t outer = p->split_n ? p->M : p->N;
+    if (p->blk >= outer && p->kb >= p->K) {
+        run_block(p, t, own, 0, outer, 0, p->K);
+        return;
+    }
+    for (int64_t b0 = 0; b0 < outer; b0 += p->blk)
+        for (int64_t k0 = 0; k0 < p->K; k0 += p->kb) {
+            barrier(p->nt); /* the previous block's chunks are done with the shared buffer */
+            if (tid == 0) t->next_item = t->packed = t->next_chunk = 0;
+            barrier(p->nt);
+            run_block(p, t, own, b0, min64(p->blk, outer - b0), k0, min64(p->kb, p->K - k0));
+        }
 }
 
 /* K == 0: C = alpha * 0 + beta * C exactly as the reference computes it (beta == 0 does
@@ -163,38 +181,43 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
     if (getenv("LD_GEMM_NC")) tune.nc = atoi(getenv("LD_GEMM_NC"));
     impl = &tune;
 #endif
-    plan p = {impl, transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, false, 0, 0, 0, 1};
+    plan p = {impl, transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, false, 0, 0, 0, 0, 1};
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     double macs = (double)M * (double)N * (double)K;
     if (macs < (double)GEMM_MIN_MACS_PER_THREAD * nt) nt = (int)(macs / GEMM_MIN_MACS_PER_THREAD);
     p.nt = nt < 1 ? 1 : nt;
     /* Share the smaller operand; chunk the other dimension into >= 4 pieces per thread (at
-     * most mc rows / nc columns each), so a thread that a busy core slows down takes fewer. */
+     * most mc rows / nc columns each), so a thread that a busy core slows down takes fewer.
+     * The shared block depends on the sizes only, never on the thread count. */
     p.split_n = M <= N;
     const int sw = p.split_n ? impl->mr : impl->nr, ow = p.split_n ? impl->nr : impl->mr;
     const int64_t outer = p.split_n ? M : N, inner = p.split_n ? N : M;
-    const int64_t cmax = p.split_n ? impl->nc : impl->mc;
+    const int64_t cmax = p.split_n ? impl->nc : impl->mc, kc1 = min64(impl->kc, K);
     p.chunk = min64(cmax, max64(ow, round_up(ceil_div(inner, (int64_t)GEMM_CHUNKS_PER_THREAD * p.nt), ow)));
-    size_t per_row = packed_bytes(impl, 1, 1, K);
-    size_t shared_max = impl->shared_max ? impl->shared_max : GEMM_SHARED_MAX;
-    p.blk = min64(outer, max64(sw, (int64_t)(shared_max / per_row) / sw * sw));
-    p.own_bytes = packed_bytes(impl, p.chunk, ow, min64(impl->kc, K));
+    const size_t shared_max = impl->shared_max ? impl->shared_max : GEMM_SHARED_MAX;
+    const size_t slice_row = packed_bytes(impl, 1, 1, kc1); /* one row of one KC slice */
+    p.blk = min64(outer, max64(sw, (int64_t)(shared_max / slice_row) / sw * sw));
+    p.kb = min64(K, max64(1, (int64_t)(shared_max / ((size_t)round_up(p.blk, sw) * slice_row))) * impl->kc);
+    p.own_bytes = packed_bytes(impl, p.chunk, ow, kc1);
     if (ceil_div(inner, p.chunk) < p.nt) p.nt = (int)ceil_div(inner, p.chunk);
     team t = {0};
-    t.shared = scratch_get(1, packed_bytes(impl, p.blk, sw, K));
-    if (!t.shared) t.failed = 1;
-    else if (p.nt == 1) worker(&p, &t, 0);
-    else {
+    t.shared = scratch_get(1, packed_bytes(impl, p.blk, sw, p.kb));
+    if (!t.shared || !scratch_get(0, p.own_bytes)) {
+        impl->fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (p.nt == 1) {
+        worker(&p, &t, 0);
+        return;
+    }
 #pragma omp parallel num_threads(p.nt)
-        {
-            /* the team may be smaller than asked for */
-            if (omp_get_num_threads() == p.nt) worker(&p, &t, omp_get_thread_num());
-            else if (omp_get_thread_num() == 0) {
-                plan q = p;
-                q.nt = 1;
-                worker(&q, &t, 0);
-            }
+    {
+        /* the team may be smaller than asked for */
+        if (omp_get_num_threads() == p.nt) worker(&p, &t, omp_get_thread_num());
+        else if (omp_get_thread_num() == 0) {
+            plan q = p;
+            q.nt = 1;
+            worker(&q, &t, 0);
         }
     }
-    if (t.failed) impl->fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
