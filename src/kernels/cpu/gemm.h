@@ -53,6 +53,7 @@ typedef struct ld_gemm_impl {
     ld_gemm_pack_fn pack_a, pack_b; /* w = mr and w = nr; element type conversion here */
     ld_gemm_micro_fn micro;
     size_t shared_max;  /* bytes of the team-packed operand per block; 0 = 4 MB */
+    int esize;          /* bytes per source element (for prefetching the next slice) */
     /* Called when scratch cannot be allocated (A, B are the caller's pointers). */
     void (*fallback)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const void *A, int64_t lda, const void *B, int64_t ldb, float beta,

@@ -230,9 +230,9 @@ static void fallback_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
  * (split along M) or 512 columns (split along N), so its KC slice of packed operand
  * (<= 512 KB) and the team's shared slice (<= 512 KB at M = 256) stay in the 2 MB L2 while
  * an MR x KC A panel (14 KB) is reused from the 48 KB L1 across the B panels. */
-const ld_gemm_impl ld_gemm_impl_f32_avx512 = {MR, NR, 420, 256, 512, 1, pack_f32_a, pack_f32_b, micro_f32, 0, fallback_f32};
-const ld_gemm_impl ld_gemm_impl_cvt_avx512 = {MR, NR, 420, 256, 512, 1, pack_cvt_a, pack_cvt_b, micro_f32, 0, fallback_bf16};
-const ld_gemm_impl ld_gemm_impl_dot_avx512 = {MR, NR, 420, 512, 512, 2, pack_pair_a, pack_pair_b, micro_dot, 0, fallback_bf16};
+const ld_gemm_impl ld_gemm_impl_f32_avx512 = {MR, NR, 420, 256, 512, 1, pack_f32_a, pack_f32_b, micro_f32, 0, 4, fallback_f32};
+const ld_gemm_impl ld_gemm_impl_cvt_avx512 = {MR, NR, 420, 256, 512, 1, pack_cvt_a, pack_cvt_b, micro_f32, 0, 2, fallback_bf16};
+const ld_gemm_impl ld_gemm_impl_dot_avx512 = {MR, NR, 420, 512, 512, 2, pack_pair_a, pack_pair_b, micro_dot, 0, 2, fallback_bf16};
 void ld_gemm_f32_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     ld_gemm_run(&ld_gemm_impl_f32_avx512, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -85,11 +85,31 @@ static void cpu_relax(void) {
 #endif
 }
 
-/* C[r0:r0+rows, c0:c0+cols] over the KC slice at pc: A panels at ap (rows), B panels at bp. */
+/* A region of a source matrix to pull into L2 while computing: n lines of `bytes` bytes,
+ * `stride` apart; `per_call` cache lines are requested after each micro-kernel call. */
+typedef struct prefetch {
+    const char *base;
+    int64_t n, bytes, stride, line, per_call;
+} prefetch;
+
+static void prefetch_some(prefetch *f) {
+    for (int64_t i = 0; i < f->per_call && f->n > 0; i++) {
+        __builtin_prefetch(f->base + f->line, 0, 2);
+        f->line += 64;
+        if (f->line >= f->bytes) f->line = 0, f->base += f->stride, f->n--;
+    }
+}
+
+/* C[r0:r0+rows, c0:c0+cols] over the KC slice at pc: A panels at ap (rows), B panels at bp;
+ * meanwhile prefetches the source of the next slice (f, may be NULL). */
 static void compute(const plan *p, const char *ap, const char *bp, int64_t r0, int64_t rows, int64_t c0,
-                    int64_t cols, int64_t pc, int64_t steps) {
+                    int64_t cols, int64_t pc, int64_t steps, prefetch *f) {
     const ld_gemm_impl *im = p->im;
     float beta = pc == 0 ? p->beta : 1.0f;
+    if (f) {
+        int64_t lines = f->n * ceil_div(f->bytes, 64), calls = ceil_div(rows, im->mr) * ceil_div(cols, im->nr);
+        f->per_call = ceil_div(lines, calls);
+    }
     for (int64_t ir = 0; ir < rows; ir += im->mr) {
         const char *a = ap + (size_t)(ir / im->mr) * (size_t)(steps * im->mr) * 4;
         int mr = (int)min64(im->mr, rows - ir);
@@ -97,6 +117,7 @@ static void compute(const plan *p, const char *ap, const char *bp, int64_t r0, i
         for (int64_t jr = 0; jr < cols; jr += im->nr) {
             const char *b = bp + (size_t)(jr / im->nr) * (size_t)(steps * im->nr) * 4;
             im->micro(steps, a, b, crow + jr, p->ldc, mr, (int)min64(im->nr, cols - jr), p->alpha, beta);
+            if (f) prefetch_some(f);
         }
     }
 }
@@ -131,8 +152,17 @@ static void run_block(const plan *p, team *t, char *own, int64_t b0, int64_t bn,
             const int64_t kc = min64(im->kc, k0 + kn - pc), steps = steps_of(im, kc);
             opack(own, OX, old, okc, c0, cn, pc, kc, ow);
             const char *sh = t->shared + (size_t)(bpad * steps_before(im, pc - k0)) * 4;
-            if (p->split_n) compute(p, sh, own, b0, bn, c0, cn, pc, steps);
-            else compute(p, own, sh, c0, cn, b0, bn, pc, steps);
+            /* the own operand's source for the next slice: rows c0.. along k, or k rows */
+            prefetch f = {0}, *fp = NULL;
+            const int64_t pn = pc + im->kc, kn2 = min64(im->kc, k0 + kn - pn);
+            if (kn2 > 0) {
+                const char *x = OX;
+                f = okc ? (prefetch){x + (c0 * old + pn) * im->esize, cn, kn2 * im->esize, old * im->esize, 0, 0}
+                        : (prefetch){x + (pn * old + c0) * im->esize, kn2, cn * im->esize, old * im->esize, 0, 0};
+                fp = &f;
+            }
+            if (p->split_n) compute(p, sh, own, b0, bn, c0, cn, pc, steps, fp);
+            else compute(p, own, sh, c0, cn, b0, bn, pc, steps, fp);
         }
     }
 }
