@@ -101,15 +101,13 @@ static void prefetch_some(prefetch *f) {
 }
 
 /* C[r0:r0+rows, c0:c0+cols] over the KC slice at pc: A panels at ap (rows), B panels at bp;
- * meanwhile prefetches the source of the next slice (f, may be NULL). */
+ * meanwhile prefetches the source of the next slice (f). */
 static void compute(const plan *p, const char *ap, const char *bp, int64_t r0, int64_t rows, int64_t c0,
                     int64_t cols, int64_t pc, int64_t steps, prefetch *f) {
     const ld_gemm_impl *im = p->im;
     float beta = pc == 0 ? p->beta : 1.0f;
-    if (f) {
-        int64_t lines = f->n * ceil_div(f->bytes, 64), calls = ceil_div(rows, im->mr) * ceil_div(cols, im->nr);
-        f->per_call = ceil_div(lines, calls);
-    }
+    int64_t lines = f->n * ceil_div(f->bytes, 64), calls = ceil_div(rows, im->mr) * ceil_div(cols, im->nr);
+    f->per_call = ceil_div(lines, calls);
     for (int64_t ir = 0; ir < rows; ir += im->mr) {
         const char *a = ap + (size_t)(ir / im->mr) * (size_t)(steps * im->mr) * 4;
         int mr = (int)min64(im->mr, rows - ir);
@@ -117,7 +115,7 @@ static void compute(const plan *p, const char *ap, const char *bp, int64_t r0, i
         for (int64_t jr = 0; jr < cols; jr += im->nr) {
             const char *b = bp + (size_t)(jr / im->nr) * (size_t)(steps * im->nr) * 4;
             im->micro(steps, a, b, crow + jr, p->ldc, mr, (int)min64(im->nr, cols - jr), p->alpha, beta);
-            if (f) prefetch_some(f);
+            prefetch_some(f);
         }
     }
 }
@@ -145,24 +143,29 @@ static void run_block(const plan *p, team *t, char *own, int64_t b0, int64_t bn,
     }
     while (__atomic_load_n(&t->packed, __ATOMIC_ACQUIRE) < items) cpu_relax();
     if (!own) return;
+    /* A thread claims its next chunk when it starts the last slice of the current one, so
+     * that slice's prefetch can bring in the next chunk's first slice. */
     const int64_t nchunks = ceil_div(inner, p->chunk);
-    for (int64_t c; (c = __atomic_fetch_add(&t->next_chunk, 1, __ATOMIC_RELAXED)) < nchunks;) {
+    for (int64_t c = __atomic_fetch_add(&t->next_chunk, 1, __ATOMIC_RELAXED), next; c < nchunks; c = next) {
         const int64_t c0 = c * p->chunk, cn = min64(p->chunk, inner - c0);
+        next = nchunks;
         for (int64_t pc = k0; pc < k0 + kn; pc += im->kc) {
             const int64_t kc = min64(im->kc, k0 + kn - pc), steps = steps_of(im, kc);
             opack(own, OX, old, okc, c0, cn, pc, kc, ow);
             const char *sh = t->shared + (size_t)(bpad * steps_before(im, pc - k0)) * 4;
-            /* the own operand's source for the next slice: rows c0.. along k, or k rows */
-            prefetch f = {0}, *fp = NULL;
-            const int64_t pn = pc + im->kc, kn2 = min64(im->kc, k0 + kn - pn);
-            if (kn2 > 0) {
-                const char *x = OX;
-                f = okc ? (prefetch){x + (c0 * old + pn) * im->esize, cn, kn2 * im->esize, old * im->esize, 0, 0}
-                        : (prefetch){x + (pn * old + c0) * im->esize, kn2, cn * im->esize, old * im->esize, 0, 0};
-                fp = &f;
+            /* the own operand's source for the next slice (rows c0.. along k, or k rows) */
+            int64_t f0 = c0, fn = cn, fk = pc + im->kc;
+            if (fk >= k0 + kn) {
+                next = __atomic_fetch_add(&t->next_chunk, 1, __ATOMIC_RELAXED);
+                f0 = next * p->chunk, fn = next < nchunks ? min64(p->chunk, inner - f0) : 0, fk = k0;
             }
-            if (p->split_n) compute(p, sh, own, b0, bn, c0, cn, pc, steps, fp);
-            else compute(p, own, sh, c0, cn, b0, bn, pc, steps, fp);
+            const int64_t fkn = min64(im->kc, k0 + kn - fk);
+            const char *x = OX;
+            prefetch f = okc ? (prefetch){x + (f0 * old + fk) * im->esize, fn, fkn * im->esize, old * im->esize, 0, 0}
+                             : (prefetch){x + (fk * old + f0) * im->esize, fn ? fkn : 0, fn * im->esize,
+                                          old * im->esize, 0, 0};
+            if (p->split_n) compute(p, sh, own, b0, bn, c0, cn, pc, steps, &f);
+            else compute(p, own, sh, c0, cn, b0, bn, pc, steps, &f);
         }
     }
 }
