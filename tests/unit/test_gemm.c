@@ -148,7 +148,7 @@ static void check_case(const char *what, gemm_f32_fn f, gemm_bf16_fn h, gemm_cas
  * and the blocks (K > 256 and 512 for several KC slices, N > 512 and M > 420 for several
  * chunks of at most that size). */
 static const int64_t shapes[][3] = {
-    {1, 1, 1}, {1, 100, 77}, {1, 3, 600}, {37, 1, 19}, {17, 33, 65}, {8, 48, 256}, {9, 49, 257},
+    {1, 1, 1}, {1, 100, 77}, {1, 3, 600}, {37, 1, 19}, {17, 33, 65}, {19, 29, 41}, {8, 48, 256}, {9, 49, 257},
     {64, 96, 600}, {7, 1601, 5}, {801, 50, 30}, {255, 769, 129},
 };
 #define NSHAPES (sizeof shapes / sizeof shapes[0])
@@ -174,7 +174,7 @@ TEST(gemm_f32_avx512_matches_ref) {
     check_all("f32", ld_gemm_f32_avx512, NULL, shapes, NSHAPES);
 }
 
-/* The same implementations with tiny blocks (KC = 16 or 18, chunks of 2 tiles, a shared
+/* The implementations (AVX-512 and AVX2) with tiny blocks (KC = 16 or 18, chunks of 2 tiles, a shared
  * block of one panel), so that small shapes cross every block, chunk and slice boundary. */
 static ld_gemm_impl tiny;
 static void tiny_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -187,20 +187,30 @@ static void tiny_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
 }
 static const int64_t tiny_shapes[][3] = {{1, 1, 1}, {130, 150, 40}, {17, 33, 65}, {37, 1, 19}, {9, 49, 257}, {45, 40, 70}, {100, 30, 33}};
 
-TEST(gemm_avx512_tiny_blocks_match_ref) {
-    if (!ld_cpu_features_get()->avx512f) return;
-    const ld_gemm_impl *impls[3] = {&ld_gemm_impl_f32_avx512, &ld_gemm_impl_cvt_avx512, &ld_gemm_impl_dot_avx512};
-    const char *names[3] = {"tiny f32", "tiny bf16-cvt", "tiny bf16-dot"};
-    for (int i = 0; i < 3; i++) {
-        if (i == 2 && !ld_cpu_features_get()->avx512_bf16) break;
+TEST(gemm_tiny_blocks_match_ref) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    const ld_gemm_impl *impls[5] = {&ld_gemm_impl_f32_avx512, &ld_gemm_impl_cvt_avx512, &ld_gemm_impl_f32_avx2,
+                                    &ld_gemm_impl_cvt_avx2, &ld_gemm_impl_dot_avx512};
+    const char *names[5] = {"tiny f32", "tiny bf16-cvt", "tiny avx2 f32", "tiny avx2 bf16", "tiny bf16-dot"};
+    for (int i = 0; i < 5; i++) {
+        bool have = i == 4 ? f->avx512_bf16 : i >= 2 ? f->avx2 && f->fma : f->avx512f && f->avx512bw && f->avx512vl;
+        if (!have) continue;
+        bool f32 = i == 0 || i == 2;
         tiny = *impls[i];
-        tiny.kc = i == 2 ? 18 : 16;
+        tiny.kc = i == 4 ? 18 : 16;
         tiny.mc = 2 * tiny.mr;
         tiny.nc = 2 * tiny.nr;
         tiny.shared_max = 64;
-        check_all(names[i], i ? NULL : tiny_f32, i ? tiny_bf16 : NULL, tiny_shapes,
+        check_all(names[i], f32 ? tiny_f32 : NULL, f32 ? NULL : tiny_bf16, tiny_shapes,
                   sizeof tiny_shapes / sizeof tiny_shapes[0]);
     }
+}
+
+TEST(gemm_avx2_matches_ref) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    if (!f->avx2 || !f->fma) return;
+    check_all("avx2 f32", ld_gemm_f32_avx2, NULL, shapes, NSHAPES);
+    check_all("avx2 bf16", NULL, ld_gemm_bf16_avx2, shapes, NSHAPES);
 }
 
 TEST(gemm_bf16_cvt_avx512_matches_ref) {
