@@ -5,5 +5,6 @@
 #include "liandan/status.h"
 #include "liandan/core.h"
 #include "liandan/tensor.h"
+#include "liandan/quant.h"
 
 #endif

@@ -1,0 +1,283 @@
+/* quant/qdot_avx512.c — AVX-512 (F/BW/VL + VNNI) dot products of one quantized weight row
+ * with one quantized activation row, the activation quantizers, and F32/F16 dots.
+ * Called only through the traits table (quant.c) after a CPUID check.
+ *
+ * Integer parts: vpdpbusd multiplies unsigned bytes by signed bytes. Weight levels are
+ * stored unsigned (Q4_0 0..15, Q4_K 0..15, Q5_K 0..31, Q6_K 0..63), so they are the
+ * unsigned operand and the signed int8 activations the signed one; the zero-point offsets
+ * (Q4_0's 8, Q6_K's 32) are removed with the activation block sums. Q8_0 weights are
+ * signed: vpdpbusd(|w|, sign(w)*a). The per-lane int32 sums (|lane| < 2^15 for the K
+ * types) are scaled by the sub-block scales with vpmaddwd (scale in the low int16, zero in
+ * the high one), converted to float per super-block and accumulated with FMA; the lanes
+ * are reduced once per row. So the integer parts equal the reference exactly and only the
+ * order of the float sums differs. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant/quant_blocks.h"
+
+static inline float fp16(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+/* ---- activation quantizers (bit-identical to the _ref ones) ------------------------------ */
+void ld_quantize_act_q8_0_avx512(const float *x, void *y, int64_t n) {
+    ld_block_q8_0 *b = y;
+    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (int64_t i = 0; i < n / LD_QK8_0; i++) {
+        __m512 v0 = _mm512_loadu_ps(x + 32 * i), v1 = _mm512_loadu_ps(x + 32 * i + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(v0, absmask), _mm512_and_ps(v1, absmask)));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = (uint16_t)_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+        q0 = _mm512_min_epi32(_mm512_max_epi32(q0, lo), hi);
+        q1 = _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi);
+        _mm_storeu_si128((__m128i *)b[i].qs, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(b[i].qs + 16), _mm512_cvtepi32_epi8(q1));
+    }
+}
+
+void ld_quantize_act_q8_K_avx512(const float *x, void *y, int64_t n) {
+    ld_block_q8_K *b = y;
+    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (int64_t i = 0; i < n / LD_QK_K; i++) {
+        const float *xb = x + i * LD_QK_K;
+        __m512 m = _mm512_setzero_ps();
+        for (int l = 0; l < LD_QK_K; l += 16) m = _mm512_max_ps(m, _mm512_and_ps(_mm512_loadu_ps(xb + l), absmask));
+        float amax = _mm512_reduce_max_ps(m);
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = d;
+        __m512 vid = _mm512_set1_ps(id);
+        for (int g = 0; g < 16; g++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * g), vid));
+            q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+            _mm_storeu_si128((__m128i *)(b[i].qs + 16 * g), _mm512_cvtepi32_epi8(q));
+            b[i].bsums[g] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+    }
+}
+
+/* ---- Q8_0 x Q8_0 and Q4_0 x Q8_0: two 32-blocks per 512-bit step -------------------------- */
+static inline __m512 two_scales(float s0, float s1) {
+    return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+}
+
+float ld_vec_dot_q8_0_q8_0_avx512(int64_t n, const void *w, const void *act) {
+    const ld_block_q8_0 *x = w, *a = act;
+    const int64_t nb = n / LD_QK8_0;
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[i].qs)),
+                                        _mm256_loadu_si256((const __m256i *)x[i + 1].qs), 1);
+        __m512i av = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[i].qs)),
+                                        _mm256_loadu_si256((const __m256i *)a[i + 1].qs), 1);
+        __m512i sa = _mm512_mask_sub_epi8(av, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), av);
+        __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), sa);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
+                              two_scales(fp16(x[i].d) * fp16(a[i].d), fp16(x[i + 1].d) * fp16(a[i + 1].d)), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    for (; i < nb; i++) {
+        __m256i wv = _mm256_loadu_si256((const __m256i *)x[i].qs), av = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        __m256i sa = _mm256_mask_sub_epi8(av, _mm256_movepi8_mask(wv), _mm256_setzero_si256(), av);
+        __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), sa);
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(dp), _mm256_extracti128_si256(dp, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        sum += (float)_mm_cvtsi128_si32(s4) * (fp16(x[i].d) * fp16(a[i].d));
+    }
+    return sum;
+}
+
+/* 16 packed nibble bytes -> 32 levels [low nibbles, high nibbles]. */
+static inline __m256i q4_0_levels(const uint8_t *qs) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+float ld_vec_dot_q4_0_q8_0_avx512(int64_t n, const void *w, const void *act) {
+    const ld_block_q4_0 *x = w;
+    const ld_block_q8_0 *a = act;
+    const int64_t nb = n / LD_QK4_0;
+    const __m512i eights = _mm512_set1_epi8(8);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(q4_0_levels(x[i].qs)), q4_0_levels(x[i + 1].qs), 1);
+        __m512i av = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[i].qs)),
+                                        _mm256_loadu_si256((const __m256i *)a[i + 1].qs), 1);
+        __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, av),
+                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, av));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
+                              two_scales(fp16(x[i].d) * fp16(a[i].d), fp16(x[i + 1].d) * fp16(a[i + 1].d)), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    for (; i < nb; i++) {
+        __m256i wv = q4_0_levels(x[i].qs), av = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        __m256i dp = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, av),
+                                      _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), av));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(dp), _mm256_extracti128_si256(dp, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        sum += (float)_mm_cvtsi128_si32(s4) * (fp16(x[i].d) * fp16(a[i].d));
+    }
+    return sum;
+}
+
+/* ---- Q4_K / Q5_K x Q8_K -------------------------------------------------------------------- */
+/* The 8 6-bit scales and 8 6-bit mins of a Q4_K/Q5_K super-block, as two 8-byte words. */
+static inline void k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    const uint32_t sc_lo = u[0] & 0x3f3f3f3fu, m_lo = u[1] & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);
+    const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u);
+    *sc = (uint64_t)sc_lo | (uint64_t)sc_hi << 32;
+    *mn = (uint64_t)m_lo | (uint64_t)m_hi << 32;
+}
+
+/* m_j * (bsums[2j] + bsums[2j+1]) for j = 0..7, exact int32. */
+static inline __m256i k4_min_terms(uint64_t mn, const int16_t *bsums) {
+    __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
+    __m256i mdup = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(m16, m16)),
+                                           _mm_unpackhi_epi16(m16, m16), 1);
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
+}
+
+/* Shared body: levels of 64-element chunk c come from lv(c); hbits adds Q5_K's fifth bit. */
+static inline float dot_k4k5(int64_t n, const void *w, const void *act, int five) {
+    const ld_block_q8_K *a = act;
+    const int64_t nb = n / LD_QK_K;
+    const size_t stride = five ? sizeof(ld_block_q5_K) : sizeof(ld_block_q4_K);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m256i one = _mm256_set1_epi8(1);
+    const __m512i zero = _mm512_setzero_si512();
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *blk = (const uint8_t *)w + (size_t)i * stride;
+        uint16_t d16, dmin16;
+        memcpy(&d16, blk, 2);
+        memcpy(&dmin16, blk + 2, 2);
+        const uint8_t *scales = blk + 4, *qh = blk + 16, *qs = blk + (five ? 48 : 16);
+        uint64_t sc, mn;
+        k4_scales(scales, &sc, &mn);
+        const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc));
+        __m256i h = five ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+        __m512i isum = zero;
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m512i lv = _mm512_and_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
+            if (five) {
+                __m256i hl = _mm256_slli_epi16(_mm256_and_si256(h, one), 4);
+                __m256i hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 1), one), 4);
+                lv = _mm512_or_si512(lv, _mm512_inserti64x4(_mm512_castsi256_si512(hl), hh, 1));
+                h = _mm256_srli_epi16(h, 2);
+            }
+            __m512i dp = _mm512_dpbusd_epi32(zero, lv, _mm512_loadu_si512(a[i].qs + 64 * c));
+            const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(2 * c)),
+                                                   _mm256_set1_epi32(2 * c + 1), 1);
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(dp, _mm512_permutexvar_epi32(idx, sc32)));
+        }
+        const float d = fp16(d16) * a[i].d, dmin = fp16(dmin16) * a[i].d;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k4_min_terms(mn, a[i].bsums)), _mm256_set1_ps(dmin), accm);
+    }
+    __m128 m4s = _mm_add_ps(_mm256_castps256_ps128(accm), _mm256_extractf128_ps(accm, 1));
+    m4s = _mm_add_ps(m4s, _mm_movehl_ps(m4s, m4s));
+    m4s = _mm_add_ss(m4s, _mm_movehdup_ps(m4s));
+    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m4s);
+}
+
+float ld_vec_dot_q4_K_q8_K_avx512(int64_t n, const void *w, const void *act) {
+    return dot_k4k5(n, w, act, 0);
+}
+
+float ld_vec_dot_q5_K_q8_K_avx512(int64_t n, const void *w, const void *act) {
+    return dot_k4k5(n, w, act, 1);
+}
+
+/* ---- Q6_K x Q8_K ---------------------------------------------------------------------------- */
+float ld_vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *act) {
+    const ld_block_q6_K *x = w;
+    const ld_block_q8_K *a = act;
+    const int64_t nb = n / LD_QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03), zero = _mm512_setzero_si512();
+    /* byte shuffles spreading scales 4k..4k+3 over 16 bytes (4 each): lane group k of a dot */
+    const __m128i pat[4] = {
+        _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+        _mm_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+        _mm_setr_epi8(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+        _mm_setr_epi8(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15),
+    };
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        /* -32 zero point: isum -= 32 * sum_g sc_g * bsum_g */
+        __m512i isum = _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_madd_epi16(
+            _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(sc8)),
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)a[i].bsums))), 5));
+        for (int h = 0; h < 2; h++) {
+            const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            const __m512i hA = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+            const __m512i hB = _mm512_srli_epi16(hA, 4);
+            const __m512i qA = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(hA, m2), 4));
+            const __m512i qB = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                               _mm512_slli_epi16(_mm512_and_si512(hB, m2), 4));
+            const __m512i dA = _mm512_dpbusd_epi32(zero, qA, _mm512_loadu_si512(a[i].qs + 128 * h));
+            const __m512i dB = _mm512_dpbusd_epi32(zero, qB, _mm512_loadu_si512(a[i].qs + 128 * h + 64));
+            const __m512i sA = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pat[2 * h])));
+            const __m512i sB = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pat[2 * h + 1])));
+            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_madd_epi16(dA, sA), _mm512_madd_epi16(dB, sB)));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(fp16(x[i].d) * a[i].d), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* ---- F32 / F16 weights with f32 activations ------------------------------------------------ */
+float ld_vec_dot_f32_avx512(int64_t n, const void *w, const void *act) {
+    const float *x = w, *a = act;
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(a + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(a + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(a + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(a + i + 48), s3);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, a + i), s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+float ld_vec_dot_f16_f32_avx512(int64_t n, const void *w, const void *act) {
+    const uint16_t *x = w;
+    const float *a = act;
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+#define H(off) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i + (off))))
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(H(0), _mm512_loadu_ps(a + i), s0);
+        s1 = _mm512_fmadd_ps(H(16), _mm512_loadu_ps(a + i + 16), s1);
+        s2 = _mm512_fmadd_ps(H(32), _mm512_loadu_ps(a + i + 32), s2);
+        s3 = _mm512_fmadd_ps(H(48), _mm512_loadu_ps(a + i + 48), s3);
+    }
+#undef H
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 hv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x + i));
+        s0 = _mm512_fmadd_ps(hv, _mm512_maskz_loadu_ps(k, a + i), s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
