@@ -56,5 +56,6 @@ typedef struct ld_bench_opts {
 
 /* A group of rows for `liandan bench kernels` (one file each: bench_matmul.c, ...). */
 typedef void (*ld_bench_suite_fn)(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 
 #endif

@@ -15,6 +15,7 @@ typedef struct {
 /* The groups of `liandan bench kernels`, in the order they run. */
 static const kernel_suite kernel_suites[] = {
     {"limits", NULL},
+    {"quant", ld_bench_suite_quant},
 };
 
 static void usage(FILE *f) {
