@@ -158,6 +158,13 @@ static inline float dot_k4k5(int64_t n, const void *w, const void *act, int five
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m256i one = _mm256_set1_epi8(1);
     const __m512i zero = _mm512_setzero_si512();
+    /* lane k of chunk c's dot belongs to sub-block 2c + k/8 */
+    const __m512i idx[4] = {
+        _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+        _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+        _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5),
+        _mm512_setr_epi32(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7),
+    };
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
@@ -171,6 +178,7 @@ static inline float dot_k4k5(int64_t n, const void *w, const void *act, int five
         const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc));
         __m256i h = five ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
         __m512i isum = zero;
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
             __m512i lv = _mm512_and_si512(
@@ -182,9 +190,7 @@ static inline float dot_k4k5(int64_t n, const void *w, const void *act, int five
                 h = _mm256_srli_epi16(h, 2);
             }
             __m512i dp = _mm512_dpbusd_epi32(zero, lv, _mm512_loadu_si512(a[i].qs + 64 * c));
-            const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(2 * c)),
-                                                   _mm256_set1_epi32(2 * c + 1), 1);
-            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(dp, _mm512_permutexvar_epi32(idx, sc32)));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(dp, _mm512_permutexvar_epi32(idx[c], sc32)));
         }
         const float d = fp16(d16) * a[i].d, dmin = fp16(dmin16) * a[i].d;
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
@@ -224,6 +230,7 @@ float ld_vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *act) {
         __m512i isum = _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_madd_epi16(
             _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(sc8)),
             _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)a[i].bsums))), 5));
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
