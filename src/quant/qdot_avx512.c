@@ -17,7 +17,7 @@
 
 #include "quant/quant_blocks.h"
 
-static inline float fp16(uint16_t h) {
+static inline __attribute__((always_inline)) float fp16(uint16_t h) {
     return _cvtsh_ss(h);
 }
 
@@ -60,79 +60,130 @@ void ld_quantize_act_q8_K_avx512(const float *x, void *y, int64_t n) {
         }
     }
 }
+/* ---- multi-row kernels ------------------------------------------------------------------
+ * Each kernel computes out[r] = dot(w, activation row r) for r < na (na <= 4; rows are
+ * `as` bytes apart), unpacking the weight row once for all of them. Every row's float
+ * operations are the same whatever na is, so results never depend on how rows are grouped.
+ * ROWS_ENTRY makes the na-specialised entry point and the single-row vec_dot. */
+#define ROWS_ENTRY(name, kern)                                                                     \
+    void ld_dot_rows_##name##_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out) { \
+        switch (na) {                                                                              \
+        case 1: kern(n, w, a, as, 1, out); break;                                                  \
+        case 2: kern(n, w, a, as, 2, out); break;                                                  \
+        case 3: kern(n, w, a, as, 3, out); break;                                                  \
+        default: kern(n, w, a, as, 4, out); break;                                                 \
+        }                                                                                          \
+    }                                                                                              \
+    float ld_vec_dot_##name##_avx512(int64_t n, const void *w, const void *a) {                    \
+        float o;                                                                                   \
+        kern(n, w, a, 0, 1, &o);                                                                   \
+        return o;                                                                                  \
+    }
 
-/* ---- Q8_0 x Q8_0 and Q4_0 x Q8_0: two 32-blocks per 512-bit step -------------------------- */
-static inline __m512 two_scales(float s0, float s1) {
+#define ROW(T, base, r) ((const T *)((const uint8_t *)(base) + (size_t)(r) * as))
+
+static inline __attribute__((always_inline)) __m512 two_scales(float s0, float s1) {
     return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
 }
 
-float ld_vec_dot_q8_0_q8_0_avx512(int64_t n, const void *w, const void *act) {
-    const ld_block_q8_0 *x = w, *a = act;
-    const int64_t nb = n / LD_QK8_0;
-    __m512 acc = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[i].qs)),
-                                        _mm256_loadu_si256((const __m256i *)x[i + 1].qs), 1);
-        __m512i av = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[i].qs)),
-                                        _mm256_loadu_si256((const __m256i *)a[i + 1].qs), 1);
-        __m512i sa = _mm512_mask_sub_epi8(av, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), av);
-        __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), sa);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
-                              two_scales(fp16(x[i].d) * fp16(a[i].d), fp16(x[i + 1].d) * fp16(a[i + 1].d)), acc);
-    }
-    float sum = _mm512_reduce_add_ps(acc);
-    for (; i < nb; i++) {
-        __m256i wv = _mm256_loadu_si256((const __m256i *)x[i].qs), av = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        __m256i sa = _mm256_mask_sub_epi8(av, _mm256_movepi8_mask(wv), _mm256_setzero_si256(), av);
-        __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), sa);
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(dp), _mm256_extracti128_si256(dp, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-        sum += (float)_mm_cvtsi128_si32(s4) * (fp16(x[i].d) * fp16(a[i].d));
-    }
-    return sum;
+static inline __attribute__((always_inline)) int32_t hsum_epi32_256(__m256i v) {
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    return _mm_cvtsi128_si32(s4);
 }
 
+static inline __attribute__((always_inline)) __m512i pair256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+static inline __attribute__((always_inline)) __m256i load256(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* ---- Q8_0 x Q8_0: vpdpbusd(|w|, sign(w)*a), two 32-blocks per 512-bit step ---------------- */
+static inline __attribute__((always_inline)) void q8_0_rows(int64_t n, const void *w, const void *act, size_t as, const int na, float *out) {
+    const ld_block_q8_0 *x = w;
+    const int64_t nb = n / LD_QK8_0;
+    const __m512i zero = _mm512_setzero_si512();
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++) acc[r] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        const __m512i wv = pair256(load256(x[i].qs), load256(x[i + 1].qs)), aw = _mm512_abs_epi8(wv);
+        const __mmask64 neg = _mm512_movepi8_mask(wv);
+        const float d0 = fp16(x[i].d), d1 = fp16(x[i + 1].d);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const ld_block_q8_0 *a = ROW(ld_block_q8_0, act, r);
+            __m512i av = pair256(load256(a[i].qs), load256(a[i + 1].qs));
+            __m512i dp = _mm512_dpbusd_epi32(zero, aw, _mm512_mask_sub_epi8(av, neg, zero, av));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), two_scales(d0 * fp16(a[i].d), d1 * fp16(a[i + 1].d)), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
+    for (; i < nb; i++) {
+        const __m256i wv = load256(x[i].qs), aw = _mm256_abs_epi8(wv);
+        const __mmask32 neg = _mm256_movepi8_mask(wv);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const ld_block_q8_0 *a = ROW(ld_block_q8_0, act, r);
+            __m256i av = load256(a[i].qs);
+            __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw,
+                                             _mm256_mask_sub_epi8(av, neg, _mm256_setzero_si256(), av));
+            out[r] += (float)hsum_epi32_256(dp) * (fp16(x[i].d) * fp16(a[i].d));
+        }
+    }
+}
+ROWS_ENTRY(q8_0_q8_0, q8_0_rows)
+
+/* ---- Q4_0 x Q8_0: levels 0..15 unsigned, minus 8 * sum(a) ---------------------------------- */
 /* 16 packed nibble bytes -> 32 levels [low nibbles, high nibbles]. */
-static inline __m256i q4_0_levels(const uint8_t *qs) {
+static inline __attribute__((always_inline)) __m256i q4_0_levels(const uint8_t *qs) {
     __m128i q = _mm_loadu_si128((const __m128i *)qs);
     __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
 }
 
-float ld_vec_dot_q4_0_q8_0_avx512(int64_t n, const void *w, const void *act) {
+static inline __attribute__((always_inline)) void q4_0_rows(int64_t n, const void *w, const void *act, size_t as, const int na, float *out) {
     const ld_block_q4_0 *x = w;
-    const ld_block_q8_0 *a = act;
     const int64_t nb = n / LD_QK4_0;
-    const __m512i eights = _mm512_set1_epi8(8);
-    __m512 acc = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512(), eights = _mm512_set1_epi8(8);
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++) acc[r] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 1 < nb; i += 2) {
-        __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(q4_0_levels(x[i].qs)), q4_0_levels(x[i + 1].qs), 1);
-        __m512i av = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[i].qs)),
-                                        _mm256_loadu_si256((const __m256i *)a[i + 1].qs), 1);
-        __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, av),
-                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, av));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
-                              two_scales(fp16(x[i].d) * fp16(a[i].d), fp16(x[i + 1].d) * fp16(a[i + 1].d)), acc);
+        const __m512i wv = pair256(q4_0_levels(x[i].qs), q4_0_levels(x[i + 1].qs));
+        const float d0 = fp16(x[i].d), d1 = fp16(x[i + 1].d);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const ld_block_q8_0 *a = ROW(ld_block_q8_0, act, r);
+            __m512i av = pair256(load256(a[i].qs), load256(a[i + 1].qs));
+            __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, wv, av), _mm512_dpbusd_epi32(zero, eights, av));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), two_scales(d0 * fp16(a[i].d), d1 * fp16(a[i + 1].d)), acc[r]);
+        }
     }
-    float sum = _mm512_reduce_add_ps(acc);
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
     for (; i < nb; i++) {
-        __m256i wv = q4_0_levels(x[i].qs), av = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        __m256i dp = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, av),
-                                      _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), av));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(dp), _mm256_extracti128_si256(dp, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-        sum += (float)_mm_cvtsi128_si32(s4) * (fp16(x[i].d) * fp16(a[i].d));
+        const __m256i wv = q4_0_levels(x[i].qs);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const ld_block_q8_0 *a = ROW(ld_block_q8_0, act, r);
+            __m256i av = load256(a[i].qs);
+            __m256i dp = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, av),
+                                          _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), av));
+            out[r] += (float)hsum_epi32_256(dp) * (fp16(x[i].d) * fp16(a[i].d));
+        }
     }
-    return sum;
 }
+ROWS_ENTRY(q4_0_q8_0, q4_0_rows)
 
 /* ---- Q4_K / Q5_K x Q8_K -------------------------------------------------------------------- */
-/* The 8 6-bit scales and 8 6-bit mins of a Q4_K/Q5_K super-block, as two 8-byte words. */
-static inline void k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
+static inline __attribute__((always_inline)) void k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
     uint32_t u[3];
     memcpy(u, s, 12);
     const uint32_t sc_lo = u[0] & 0x3f3f3f3fu, m_lo = u[1] & 0x3f3f3f3fu;
@@ -142,22 +193,15 @@ static inline void k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
     *mn = (uint64_t)m_lo | (uint64_t)m_hi << 32;
 }
 
-/* m_j * (bsums[2j] + bsums[2j+1]) for j = 0..7, exact int32. */
-static inline __m256i k4_min_terms(uint64_t mn, const int16_t *bsums) {
-    __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
-    __m256i mdup = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(m16, m16)),
-                                           _mm_unpackhi_epi16(m16, m16), 1);
-    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
-}
 
 /* Shared body: levels of 64-element chunk c come from lv(c); hbits adds Q5_K's fifth bit. */
-static inline float dot_k4k5(int64_t n, const void *w, const void *act, int five) {
-    const ld_block_q8_K *a = act;
+
+static inline __attribute__((always_inline)) void k4k5_rows(int64_t n, const void *w, const void *act, size_t as, const int na, float *out,
+                             const int five) {
     const int64_t nb = n / LD_QK_K;
     const size_t stride = five ? sizeof(ld_block_q5_K) : sizeof(ld_block_q4_K);
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), zero = _mm512_setzero_si512();
     const __m256i one = _mm256_set1_epi8(1);
-    const __m512i zero = _mm512_setzero_si512();
     /* lane k of chunk c's dot belongs to sub-block 2c + k/8 */
     const __m512i idx[4] = {
         _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
@@ -165,55 +209,74 @@ static inline float dot_k4k5(int64_t n, const void *w, const void *act, int five
         _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5),
         _mm512_setr_epi32(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7),
     };
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
+    __m512 acc[4];
+    __m256 accm[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *blk = (const uint8_t *)w + (size_t)i * stride;
         uint16_t d16, dmin16;
         memcpy(&d16, blk, 2);
         memcpy(&dmin16, blk + 2, 2);
-        const uint8_t *scales = blk + 4, *qh = blk + 16, *qs = blk + (five ? 48 : 16);
+        const uint8_t *qh = blk + 16, *qs = blk + (five ? 48 : 16);
         uint64_t sc, mn;
-        k4_scales(scales, &sc, &mn);
+        k4_scales(blk + 4, &sc, &mn);
         const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc));
-        __m256i h = five ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-        __m512i isum = zero;
+        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
+        const __m256i mdup = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(m16, m16)),
+                                                     _mm_unpackhi_epi16(m16, m16), 1);
+        __m256i h = five ? load256(qh) : _mm256_setzero_si256();
+        __m512i isum[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) isum[r] = zero;
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-            __m512i lv = _mm512_and_si512(
-                _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
+            const __m256i q = load256(qs + 32 * c);
+            __m512i lv = _mm512_and_si512(pair256(q, _mm256_srli_epi16(q, 4)), m4);
             if (five) {
                 __m256i hl = _mm256_slli_epi16(_mm256_and_si256(h, one), 4);
                 __m256i hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 1), one), 4);
-                lv = _mm512_or_si512(lv, _mm512_inserti64x4(_mm512_castsi256_si512(hl), hh, 1));
+                lv = _mm512_or_si512(lv, pair256(hl, hh));
                 h = _mm256_srli_epi16(h, 2);
             }
-            __m512i dp = _mm512_dpbusd_epi32(zero, lv, _mm512_loadu_si512(a[i].qs + 64 * c));
-            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(dp, _mm512_permutexvar_epi32(idx[c], sc32)));
+            const __m512i sv = _mm512_permutexvar_epi32(idx[c], sc32);
+#pragma GCC unroll 4
+            for (int r = 0; r < na; r++) {
+                const ld_block_q8_K *a = ROW(ld_block_q8_K, act, r) + i;
+                __m512i dp = _mm512_dpbusd_epi32(zero, lv, _mm512_loadu_si512(a->qs + 64 * c));
+                isum[r] = _mm512_add_epi32(isum[r], _mm512_madd_epi16(dp, sv));
+            }
         }
-        const float d = fp16(d16) * a[i].d, dmin = fp16(dmin16) * a[i].d;
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k4_min_terms(mn, a[i].bsums)), _mm256_set1_ps(dmin), accm);
+        const float dw = fp16(d16), dmw = fp16(dmin16);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const ld_block_q8_K *a = ROW(ld_block_q8_K, act, r) + i;
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_set1_ps(dw * a->d), acc[r]);
+            __m256i mins = _mm256_madd_epi16(load256(a->bsums), mdup); /* m_j * (bsum_2j + bsum_2j+1) */
+            accm[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(dmw * a->d), accm[r]);
+        }
     }
-    __m128 m4s = _mm_add_ps(_mm256_castps256_ps128(accm), _mm256_extractf128_ps(accm, 1));
-    m4s = _mm_add_ps(m4s, _mm_movehl_ps(m4s, m4s));
-    m4s = _mm_add_ss(m4s, _mm_movehdup_ps(m4s));
-    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m4s);
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++) {
+        __m128 m4s = _mm_add_ps(_mm256_castps256_ps128(accm[r]), _mm256_extractf128_ps(accm[r], 1));
+        m4s = _mm_add_ps(m4s, _mm_movehl_ps(m4s, m4s));
+        m4s = _mm_add_ss(m4s, _mm_movehdup_ps(m4s));
+        out[r] = _mm512_reduce_add_ps(acc[r]) - _mm_cvtss_f32(m4s);
+    }
 }
 
-float ld_vec_dot_q4_K_q8_K_avx512(int64_t n, const void *w, const void *act) {
-    return dot_k4k5(n, w, act, 0);
+static inline __attribute__((always_inline)) void q4_K_rows(int64_t n, const void *w, const void *a, size_t as, const int na, float *out) {
+    k4k5_rows(n, w, a, as, na, out, 0);
 }
-
-float ld_vec_dot_q5_K_q8_K_avx512(int64_t n, const void *w, const void *act) {
-    return dot_k4k5(n, w, act, 1);
+static inline __attribute__((always_inline)) void q5_K_rows(int64_t n, const void *w, const void *a, size_t as, const int na, float *out) {
+    k4k5_rows(n, w, a, as, na, out, 1);
 }
+ROWS_ENTRY(q4_K_q8_K, q4_K_rows)
+ROWS_ENTRY(q5_K_q8_K, q5_K_rows)
 
 /* ---- Q6_K x Q8_K ---------------------------------------------------------------------------- */
-float ld_vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *act) {
+static inline __attribute__((always_inline)) void q6_K_rows(int64_t n, const void *w, const void *act, size_t as, const int na, float *out) {
     const ld_block_q6_K *x = w;
-    const ld_block_q8_K *a = act;
     const int64_t nb = n / LD_QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03), zero = _mm512_setzero_si512();
     /* byte shuffles spreading scales 4k..4k+3 over 16 bytes (4 each): lane group k of a dot */
@@ -223,68 +286,91 @@ float ld_vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *act) {
         _mm_setr_epi8(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
         _mm_setr_epi8(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15),
     };
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
-        /* -32 zero point: isum -= 32 * sum_g sc_g * bsum_g */
-        __m512i isum = _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_madd_epi16(
-            _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(sc8)),
-            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)a[i].bsums))), 5));
+        const __m512i sc32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(sc8)); /* int16 scale, zero high half */
+        __m512i isum[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) { /* -32 zero point: isum = -32 * sum_g sc_g * bsum_g + ... */
+            const ld_block_q8_K *a = ROW(ld_block_q8_K, act, r) + i;
+            isum[r] = _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_madd_epi16(sc32,
+                _mm512_cvtepu16_epi32(load256(a->bsums))), 5));
+        }
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            const __m512i hA = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-            const __m512i hB = _mm512_srli_epi16(hA, 4);
+            const __m256i qh = load256(x[i].qh + 32 * h);
+            const __m512i hA = pair256(qh, _mm256_srli_epi16(qh, 2)), hB = _mm512_srli_epi16(hA, 4);
             const __m512i qA = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(hA, m2), 4));
             const __m512i qB = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
                                                _mm512_slli_epi16(_mm512_and_si512(hB, m2), 4));
-            const __m512i dA = _mm512_dpbusd_epi32(zero, qA, _mm512_loadu_si512(a[i].qs + 128 * h));
-            const __m512i dB = _mm512_dpbusd_epi32(zero, qB, _mm512_loadu_si512(a[i].qs + 128 * h + 64));
             const __m512i sA = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pat[2 * h])));
             const __m512i sB = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pat[2 * h + 1])));
-            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_madd_epi16(dA, sA), _mm512_madd_epi16(dB, sB)));
+#pragma GCC unroll 4
+            for (int r = 0; r < na; r++) {
+                const ld_block_q8_K *a = ROW(ld_block_q8_K, act, r) + i;
+                const __m512i dA = _mm512_dpbusd_epi32(zero, qA, _mm512_loadu_si512(a->qs + 128 * h));
+                const __m512i dB = _mm512_dpbusd_epi32(zero, qB, _mm512_loadu_si512(a->qs + 128 * h + 64));
+                isum[r] = _mm512_add_epi32(isum[r], _mm512_add_epi32(_mm512_madd_epi16(dA, sA), _mm512_madd_epi16(dB, sB)));
+            }
         }
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(fp16(x[i].d) * a[i].d), acc);
+        const float dw = fp16(x[i].d);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_set1_ps(dw * (ROW(ld_block_q8_K, act, r) + i)->d), acc[r]);
     }
-    return _mm512_reduce_add_ps(acc);
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+ROWS_ENTRY(q6_K_q8_K, q6_K_rows)
+
+/* ---- F32 / F16 weights with f32 activations: four accumulators per row --------------------- */
+static inline __attribute__((always_inline)) __m512 wload_f32(const void *w, int64_t i, __mmask16 k) {
+    return _mm512_maskz_loadu_ps(k, (const float *)w + i);
+}
+static inline __attribute__((always_inline)) __m512 wload_f16(const void *w, int64_t i, __mmask16 k) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, (const uint16_t *)w + i));
 }
 
-/* ---- F32 / F16 weights with f32 activations ------------------------------------------------ */
-float ld_vec_dot_f32_avx512(int64_t n, const void *w, const void *act) {
-    const float *x = w, *a = act;
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+static inline __attribute__((always_inline)) void float_rows(int64_t n, const void *w, const void *act, size_t as, const int na, float *out,
+                              const int half) {
+    __m512 s[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) s[r][k] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 64 <= n; i += 64) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(a + i), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(a + i + 16), s1);
-        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(a + i + 32), s2);
-        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(a + i + 48), s3);
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            wv[k] = half ? _mm512_cvtph_ps(load256((const uint16_t *)w + i + 16 * k)) : _mm512_loadu_ps((const float *)w + i + 16 * k);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const float *a = ROW(float, act, r);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) s[r][k] = _mm512_fmadd_ps(wv[k], _mm512_loadu_ps(a + i + 16 * k), s[r][k]);
+        }
     }
     for (; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, a + i), s0);
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 wv = half ? wload_f16(w, i, k) : wload_f32(w, i, k);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) s[r][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k, ROW(float, act, r) + i), s[r][0]);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++)
+        out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[r][0], s[r][1]), _mm512_add_ps(s[r][2], s[r][3])));
 }
 
-float ld_vec_dot_f16_f32_avx512(int64_t n, const void *w, const void *act) {
-    const uint16_t *x = w;
-    const float *a = act;
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int64_t i = 0;
-#define H(off) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i + (off))))
-    for (; i + 64 <= n; i += 64) {
-        s0 = _mm512_fmadd_ps(H(0), _mm512_loadu_ps(a + i), s0);
-        s1 = _mm512_fmadd_ps(H(16), _mm512_loadu_ps(a + i + 16), s1);
-        s2 = _mm512_fmadd_ps(H(32), _mm512_loadu_ps(a + i + 32), s2);
-        s3 = _mm512_fmadd_ps(H(48), _mm512_loadu_ps(a + i + 48), s3);
-    }
-#undef H
-    for (; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 hv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x + i));
-        s0 = _mm512_fmadd_ps(hv, _mm512_maskz_loadu_ps(k, a + i), s0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+static inline __attribute__((always_inline)) void f32_rows(int64_t n, const void *w, const void *a, size_t as, const int na, float *out) {
+    float_rows(n, w, a, as, na, out, 0);
 }
+static inline __attribute__((always_inline)) void f16_rows(int64_t n, const void *w, const void *a, size_t as, const int na, float *out) {
+    float_rows(n, w, a, as, na, out, 1);
+}
+ROWS_ENTRY(f32, f32_rows)
+ROWS_ENTRY(f16_f32, f16_rows)

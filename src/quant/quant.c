@@ -37,25 +37,27 @@ static void dequantize_f16(const void *x, float *y, int64_t n) {
 /* One row per type; ISA is the suffix of the optimized dot/activation functions. */
 #define QT_TABLE(ISA)                                                                                    \
     [LD_F32] = {LD_F32, 1, NULL, dequantize_f32, 1, 4, NULL, NULL, ld_vec_dot_f32_ref,                    \
-                ld_vec_dot_f32_##ISA},                                                                   \
+                ld_vec_dot_f32_##ISA, ROWS_##ISA(f32)},                                                                   \
     [LD_F16] = {LD_F16, 1, NULL, dequantize_f16, 1, 4, NULL, NULL, ld_vec_dot_f16_f32_ref,                \
-                ld_vec_dot_f16_f32_##ISA},                                                               \
+                ld_vec_dot_f16_f32_##ISA, ROWS_##ISA(f16_f32)},                                                               \
     [LD_Q8_0] = {LD_Q8_0, LD_QK8_0, ld_quantize_row_q8_0_ref, ld_dequantize_row_q8_0, LD_QK8_0,             \
                  sizeof(ld_block_q8_0), ld_quantize_act_q8_0_ref, ld_quantize_act_q8_0_##ISA,             \
-                 ld_vec_dot_q8_0_q8_0_ref, ld_vec_dot_q8_0_q8_0_##ISA},                                   \
+                 ld_vec_dot_q8_0_q8_0_ref, ld_vec_dot_q8_0_q8_0_##ISA, ROWS_##ISA(q8_0_q8_0)},                                   \
     [LD_Q4_0] = {LD_Q4_0, LD_QK4_0, ld_quantize_row_q4_0_ref, ld_dequantize_row_q4_0, LD_QK8_0,             \
                  sizeof(ld_block_q8_0), ld_quantize_act_q8_0_ref, ld_quantize_act_q8_0_##ISA,             \
-                 ld_vec_dot_q4_0_q8_0_ref, ld_vec_dot_q4_0_q8_0_##ISA},                                   \
+                 ld_vec_dot_q4_0_q8_0_ref, ld_vec_dot_q4_0_q8_0_##ISA, ROWS_##ISA(q4_0_q8_0)},                                   \
     [LD_Q4_K] = {LD_Q4_K, LD_QK_K, ld_quantize_row_q4_K_ref, ld_dequantize_row_q4_K, LD_QK_K,               \
                  sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
-                 ld_vec_dot_q4_K_q8_K_ref, ld_vec_dot_q4_K_q8_K_##ISA},                                   \
+                 ld_vec_dot_q4_K_q8_K_ref, ld_vec_dot_q4_K_q8_K_##ISA, ROWS_##ISA(q4_K_q8_K)},                                   \
     [LD_Q5_K] = {LD_Q5_K, LD_QK_K, ld_quantize_row_q5_K_ref, ld_dequantize_row_q5_K, LD_QK_K,               \
                  sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
-                 ld_vec_dot_q5_K_q8_K_ref, ld_vec_dot_q5_K_q8_K_##ISA},                                   \
+                 ld_vec_dot_q5_K_q8_K_ref, ld_vec_dot_q5_K_q8_K_##ISA, ROWS_##ISA(q5_K_q8_K)},                                   \
     [LD_Q6_K] = {LD_Q6_K, LD_QK_K, ld_quantize_row_q6_K_ref, ld_dequantize_row_q6_K, LD_QK_K,               \
                  sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
-                 ld_vec_dot_q6_K_q8_K_ref, ld_vec_dot_q6_K_q8_K_##ISA},
+                 ld_vec_dot_q6_K_q8_K_ref, ld_vec_dot_q6_K_q8_K_##ISA, ROWS_##ISA(q6_K_q8_K)},
 
+#define ROWS_avx512(name) ld_dot_rows_##name##_avx512
+#define ROWS_ref(name) NULL
 /* The reference table names the ref functions as its "optimized" ones too. */
 static const ld_quant_traits table_avx512[LD_DTYPE_COUNT] = {QT_TABLE(avx512)};
 static const ld_quant_traits table_ref[LD_DTYPE_COUNT] = {QT_TABLE(ref)};
@@ -155,6 +157,7 @@ int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const f
     size_t wrow;
     if (!q || ld_dtype_row_bytes(wtype, K, &wrow)) return -1;
     const ld_vec_dot_fn dot = use_ref ? q->vec_dot_ref : q->vec_dot;
+    const ld_dot_rows_fn rows = use_ref ? NULL : q->dot_rows;
     const ld_quantize_act_fn qa = use_ref ? q->quantize_act_ref : q->quantize_act;
     const uint8_t *act = (const uint8_t *)x;
     size_t arow = (size_t)K * sizeof(float);
@@ -170,8 +173,19 @@ int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const f
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t t = 0; t < ntiles; t++) {
         const int64_t n0 = t * QMM_TILE_N, n1 = n0 + QMM_TILE_N < N ? n0 + QMM_TILE_N : N;
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t n = n0; n < n1; n++) y[m * N + n] = dot(K, w + (size_t)n * wrow, act + (size_t)m * arow);
+        if (!rows) {
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = n0; n < n1; n++) y[m * N + n] = dot(K, w + (size_t)n * wrow, act + (size_t)m * arow);
+            continue;
+        }
+        for (int64_t m = 0; m < M; m += LD_QDOT_MAX_ROWS) {
+            const int na = M - m < LD_QDOT_MAX_ROWS ? (int)(M - m) : LD_QDOT_MAX_ROWS;
+            float out[LD_QDOT_MAX_ROWS];
+            for (int64_t n = n0; n < n1; n++) {
+                rows(K, w + (size_t)n * wrow, act + (size_t)m * arow, arow, na, out);
+                for (int r = 0; r < na; r++) y[(m + r) * N + n] = out[r];
+            }
+        }
     }
     return 0;
 }

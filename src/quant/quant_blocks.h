@@ -110,6 +110,18 @@ float ld_vec_dot_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a);
 float ld_vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a);
 float ld_vec_dot_f32_avx512(int64_t n, const void *w, const void *a);
 float ld_vec_dot_f16_f32_avx512(int64_t n, const void *w, const void *a);
+/* out[r] = dot(w, activation row r) for r < na (1..LD_QDOT_MAX_ROWS), rows `as` bytes apart;
+ * the weight row is unpacked once for all of them. Each row's result equals the single-row
+ * vec_dot bit for bit. */
+#define LD_QDOT_MAX_ROWS 4
+typedef void (*ld_dot_rows_fn)(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q8_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q4_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q4_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_f32_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_f16_f32_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
 /* Bit-identical to the _ref activation quantizers. */
 void ld_quantize_act_q8_0_avx512(const float *x, void *y, int64_t n);
 void ld_quantize_act_q8_K_avx512(const float *x, void *y, int64_t n);
@@ -139,6 +151,7 @@ typedef struct ld_quant_traits {
     int act_block_bytes;
     ld_quantize_act_fn quantize_act_ref, quantize_act; /* NULL for f32 activations */
     ld_vec_dot_fn vec_dot_ref, vec_dot;                /* vec_dot: the fastest for this CPU */
+    ld_dot_rows_fn dot_rows;                           /* NULL: loop over vec_dot */
 } ld_quant_traits;
 
 /* NULL for types without quantized kernels. */

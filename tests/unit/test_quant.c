@@ -247,6 +247,32 @@ TEST(optimized_dot_equals_reference) {
             free(xw), free(xa), free(dw), free(da), free(w), free(a), free(a2);
         }
     }
+    /* Multi-row kernels: each row equals the single-row dot bit for bit, for any row count. */
+    static const ld_dtype all[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_0, LD_Q4_K, LD_Q5_K, LD_Q6_K};
+    for (size_t t = 0; t < sizeof all / sizeof all[0]; t++) {
+        const ld_quant_traits *q = ld_quant_traits_get(all[t]);
+        const int64_t n = 768;
+        float *xw = gaussian(20, n), *xa = gaussian(21, 4 * n);
+        uint8_t *w = malloc(row_bytes(all[t], n) + 64);
+        size_t as = q->quantize_act ? (size_t)(n / q->act_block_size) * q->act_block_bytes : n * sizeof(float);
+        uint8_t *a = malloc(4 * as);
+        if (all[t] == LD_F32) memcpy(w, xw, n * 4);
+        else if (all[t] == LD_F16) for (int64_t i = 0; i < n; i++) ((uint16_t *)w)[i] = ld_fp32_to_fp16(xw[i]);
+        else ld_quantize(ctx, all[t], w, xw, 1, n, NULL);
+        for (int r = 0; r < 4; r++) {
+            if (q->quantize_act) q->quantize_act(xa + r * n, a + r * as, n);
+            else memcpy(a + r * as, xa + r * n, as);
+        }
+        CHECK(q->dot_rows != NULL);
+        for (int na = 1; na <= 4 && q->dot_rows; na++) {
+            float out[4];
+            q->dot_rows(n, w, a + (4 - na) * as, as, na, out);
+            for (int r = 0; r < na; r++)
+                CHECK_MSG(out[r] == q->vec_dot(n, w, a + (4 - na + r) * as), "%s: dot_rows na=%d row %d",
+                          ld_dtype_traits(all[t])->name, na, r);
+        }
+        free(xw), free(xa), free(w), free(a);
+    }
     /* F32 and F16 with tails that are not a multiple of 16. */
     for (int64_t n = 1; n <= 300; n += 37) {
         float *xw = gaussian(9, n), *xa = gaussian(10, n);
