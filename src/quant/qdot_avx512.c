@@ -206,12 +206,18 @@ static inline __attribute__((always_inline)) void k4_scales(const uint8_t *s, ui
 
 /* Shared body: levels of 64-element chunk c come from lv(c); hbits adds Q5_K's fifth bit. */
 
-static inline __attribute__((always_inline)) void k4k5_rows(int64_t n, const void *w, const void *act, size_t as, const int na, float *out,
-                             const int five) {
+static inline __attribute__((always_inline)) void k4k5_rows(int64_t n, const void *w, const void *act, size_t as,
+                                                           const int na, float *out, const int five) {
     const int64_t nb = n / LD_QK_K;
     const size_t stride = five ? sizeof(ld_block_q5_K) : sizeof(ld_block_q4_K);
-    const __m512i m4 = _mm512_set1_epi8(0x0F), zero = _mm512_setzero_si512();
-    const __m256i one = _mm256_set1_epi8(1);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m10 = _mm512_set1_epi8(0x10), zero = _mm512_setzero_si512();
+    /* 32 packed bytes broadcast to both halves; shifting the upper half's qwords by 4 puts
+     * the high nibbles there: [low nibbles = sub-block 2c, high nibbles = sub-block 2c+1]. */
+    const __m512i nib_shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+    /* Q5_K: move bit 2c (lower half) / 2c+1 (upper half) of each qh byte to bit 4. */
+    const __m512i hl_shift[4] = {
+        _mm512_setr_epi64(4, 4, 4, 4, 3, 3, 3, 3), _mm512_setr_epi64(2, 2, 2, 2, 1, 1, 1, 1),
+        _mm512_setr_epi64(0, 0, 0, 0, 1, 1, 1, 1), _mm512_setr_epi64(2, 2, 2, 2, 3, 3, 3, 3)};
     /* lane k of chunk c's dot belongs to sub-block 2c + k/8 */
     const __m512i idx[4] = {
         _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
@@ -233,29 +239,25 @@ static inline __attribute__((always_inline)) void k4k5_rows(int64_t n, const voi
         uint64_t sc, mn;
         k4_scales(blk + 4, &sc, &mn);
         const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc));
-        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
-        const __m256i mdup = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(m16, m16)),
-                                                     _mm_unpackhi_epi16(m16, m16), 1);
-        __m256i h = five ? load256(qh) : _mm256_setzero_si256();
+        const __m128i mb = _mm_cvtsi64_si128((long long)mn);
+        const __m256i mdup = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mb, mb)); /* m0 m0 m1 m1 ... */
+        const __m512i hz = five ? _mm512_broadcast_i64x4(load256(qh)) : zero;
         __m512i isum[4];
 #pragma GCC unroll 4
         for (int r = 0; r < na; r++) isum[r] = zero;
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            const __m256i q = load256(qs + 32 * c);
-            __m512i lv = _mm512_and_si512(pair256(q, _mm256_srli_epi16(q, 4)), m4);
+            __m512i lv = _mm512_and_si512(_mm512_srlv_epi64(_mm512_broadcast_i64x4(load256(qs + 32 * c)), nib_shift), m4);
             if (five) {
-                __m256i hl = _mm256_slli_epi16(_mm256_and_si256(h, one), 4);
-                __m256i hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 1), one), 4);
-                lv = _mm512_or_si512(lv, pair256(hl, hh));
-                h = _mm256_srli_epi16(h, 2);
+                const __m512i hb = c < 2 ? _mm512_sllv_epi64(hz, hl_shift[c]) : _mm512_srlv_epi64(hz, hl_shift[c]);
+                lv = _mm512_ternarylogic_epi32(lv, hb, m10, 0xF8); /* lv | (hb & 0x10) */
             }
             const __m512i sv = _mm512_permutexvar_epi32(idx[c], sc32);
 #pragma GCC unroll 4
             for (int r = 0; r < na; r++) {
                 const ld_block_q8_K *a = ROW(ld_block_q8_K, act, r) + i;
                 __m512i dp = _mm512_dpbusd_epi32(zero, lv, _mm512_loadu_si512(a->qs + 64 * c));
-                isum[r] = _mm512_add_epi32(isum[r], _mm512_madd_epi16(dp, sv));
+                isum[r] = _mm512_dpwssd_epi32(isum[r], dp, sv); /* += dp * scale (|dp| < 2^15) */
             }
         }
         const float dw = fp16(d16), dmw = fp16(dmin16);
@@ -286,27 +288,30 @@ ROWS_ENTRY(q4_K_q8_K, q4_K_rows)
 ROWS_ENTRY(q5_K_q8_K, q5_K_rows)
 
 /* ---- Q6_K x Q8_K ---------------------------------------------------------------------------- */
-static inline __attribute__((always_inline)) void q6_K_rows(int64_t n, const void *w, const void *act, size_t as, const int na, float *out) {
+static inline __attribute__((always_inline)) void q6_K_rows(int64_t n, const void *w, const void *act, size_t as,
+                                                           const int na, float *out) {
     const ld_block_q6_K *x = w;
     const int64_t nb = n / LD_QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03), zero = _mm512_setzero_si512();
-    /* byte shuffles spreading scales 4k..4k+3 over 16 bytes (4 each): lane group k of a dot */
-    const __m128i pat[4] = {
-        _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-        _mm_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
-        _mm_setr_epi8(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
-        _mm_setr_epi8(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15),
+    /* qh broadcast to both halves; qword shifts 0 / 2 give the bits of elements l / l+32 */
+    const __m512i h_shift = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    /* lane k of the dot over elements 64p .. 64p+63 of the block belongs to group 4p + k/4 */
+    const __m512i gidx[4] = {
+        _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+        _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+        _mm512_setr_epi32(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+        _mm512_setr_epi32(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15),
     };
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < na; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         prefetch_bytes(&x[i], (int)sizeof x[i]);
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
-        const __m512i sc32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(sc8)); /* int16 scale, zero high half */
+        /* int16 scales with a zero high half, one per int32 lane, for vpdpwssd / vpmaddwd */
+        const __m512i sc32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales)));
         __m512i isum[4];
 #pragma GCC unroll 4
-        for (int r = 0; r < na; r++) { /* -32 zero point: isum = -32 * sum_g sc_g * bsum_g + ... */
+        for (int r = 0; r < na; r++) { /* -32 zero point: isum starts at -32 * sum_g sc_g * bsum_g */
             const ld_block_q8_K *a = ROW(ld_block_q8_K, act, r) + i;
             isum[r] = _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_madd_epi16(sc32,
                 _mm512_cvtepu16_epi32(load256(a->bsums))), 5));
@@ -314,19 +319,19 @@ static inline __attribute__((always_inline)) void q6_K_rows(int64_t n, const voi
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
-            const __m256i qh = load256(x[i].qh + 32 * h);
-            const __m512i hA = pair256(qh, _mm256_srli_epi16(qh, 2)), hB = _mm512_srli_epi16(hA, 4);
+            const __m512i hA = _mm512_srlv_epi64(_mm512_broadcast_i64x4(load256(x[i].qh + 32 * h)), h_shift);
+            const __m512i hB = _mm512_srli_epi16(hA, 4);
             const __m512i qA = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(hA, m2), 4));
             const __m512i qB = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
                                                _mm512_slli_epi16(_mm512_and_si512(hB, m2), 4));
-            const __m512i sA = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pat[2 * h])));
-            const __m512i sB = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pat[2 * h + 1])));
+            const __m512i sA = _mm512_permutexvar_epi32(gidx[2 * h], sc32);
+            const __m512i sB = _mm512_permutexvar_epi32(gidx[2 * h + 1], sc32);
 #pragma GCC unroll 4
             for (int r = 0; r < na; r++) {
                 const ld_block_q8_K *a = ROW(ld_block_q8_K, act, r) + i;
                 const __m512i dA = _mm512_dpbusd_epi32(zero, qA, _mm512_loadu_si512(a->qs + 128 * h));
                 const __m512i dB = _mm512_dpbusd_epi32(zero, qB, _mm512_loadu_si512(a->qs + 128 * h + 64));
-                isum[r] = _mm512_add_epi32(isum[r], _mm512_add_epi32(_mm512_madd_epi16(dA, sA), _mm512_madd_epi16(dB, sB)));
+                isum[r] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum[r], dA, sA), dB, sB);
             }
         }
         const float dw = fp16(x[i].d);
