@@ -5,3 +5,16 @@
 pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson)
 target_link_libraries(liandan PUBLIC PkgConfig::CJSON)
 ld_report("cJSON ${CJSON_VERSION} (json)" CJSON_FOUND)
+
+# utf8proc (data: NFKC normalisation of corpora)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+target_link_libraries(liandan PUBLIC PkgConfig::UTF8PROC)
+ld_report("utf8proc ${UTF8PROC_VERSION} (data: NFKC)" UTF8PROC_FOUND)
+
+# OpenCC (data: Traditional -> Simplified Chinese; optional)
+pkg_check_modules(OPENCC IMPORTED_TARGET opencc)
+if(OPENCC_FOUND)
+  target_link_libraries(liandan PUBLIC PkgConfig::OPENCC)
+  target_compile_definitions(liandan PRIVATE LD_HAVE_OPENCC=1)
+endif()
+ld_report("OpenCC ${OPENCC_VERSION} (data: Traditional->Simplified, optional)" OPENCC_FOUND)
