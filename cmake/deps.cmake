@@ -10,3 +10,17 @@ ld_report("cJSON ${CJSON_VERSION} (json)" CJSON_FOUND)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 target_link_libraries(liandan PUBLIC PkgConfig::PCRE2)
 ld_report("PCRE2 ${PCRE2_VERSION} (tokenizer)" PCRE2_FOUND)
+
+# utf8proc (data: NFKC normalisation of corpora)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+target_link_libraries(liandan PUBLIC PkgConfig::UTF8PROC)
+ld_report("utf8proc ${UTF8PROC_VERSION} (data: NFKC)" UTF8PROC_FOUND)
+
+# OpenCC (data: Traditional -> Simplified Chinese; optional)
+pkg_check_modules(OPENCC IMPORTED_TARGET opencc)
+if(OPENCC_FOUND)
+  target_link_libraries(liandan PUBLIC PkgConfig::OPENCC)
+  target_compile_definitions(liandan PRIVATE LD_HAVE_OPENCC=1)
+endif()
+ld_report("OpenCC ${OPENCC_VERSION} (data: Traditional->Simplified, optional)" OPENCC_FOUND)
+

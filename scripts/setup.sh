@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev libomp-dev
   libopenblas-dev libdnnl-dev
-  libpcre2-dev libcjson-dev libmicrohttpd-dev libsqlite3-dev libpng-dev
+  libpcre2-dev libcjson-dev libutf8proc-dev libopencc-dev libmicrohttpd-dev libsqlite3-dev libpng-dev
   libopenmpi-dev openmpi-bin
 )
 # Node.js runs the npm test oracles and the demo's corpus fetch. A machine that already has

@@ -36,6 +36,7 @@ typedef struct ld_corpus_params {
     bool nfkc;               /* Unicode NFKC normalisation */
     bool to_simplified;      /* Traditional -> Simplified Chinese via OpenCC (error if not built in) */
     bool collapse_whitespace;/* runs of whitespace -> one space, trimmed */
+    bool txt_paragraphs;     /* txt: one document per blank-line-separated paragraph (default: per line) */
 } ld_corpus_params;
 ld_corpus_params ld_corpus_default_params(void);
 
@@ -63,10 +64,26 @@ int64_t ld_shard_docs(const ld_shard *s);
 int32_t ld_shard_token(const ld_shard *s, int64_t i);
 /* Start offset of document d (0 <= d <= docs; entry docs is the token count). */
 int64_t ld_shard_doc_start(const ld_shard *s, int64_t d);
+/* The same checks over size bytes at data (borrowed: kept alive by the caller until close);
+ * `name` is used in messages. */
+ld_status ld_shard_open_memory(ld_ctx *ctx, const char *name, const void *data, size_t size, const ld_tokenizer *tok,
+                               ld_shard **out);
+int64_t ld_shard_vocab_size(const ld_shard *s);
+uint64_t ld_shard_tokenizer_hash(const ld_shard *s);
+int ld_shard_token_bytes(const ld_shard *s); /* 2 or 4 */
+/* Copies tokens [start, start+n) into out[n] (the range must be inside the shard). */
+void ld_shard_read(const ld_shard *s, int64_t start, int64_t n, int32_t *out);
 
 typedef struct ld_shard_writer ld_shard_writer;
 /* Token width 16 when vocab_size <= 65536, else 32. Written to path.tmp, renamed on close. */
 ld_status ld_shard_writer_open(ld_ctx *ctx, const char *path, const ld_tokenizer *tok, ld_shard_writer **out);
+/* The same without a tokenizer: ids must be < vocab_size; tokenizer_hash is recorded as given
+ * (0 for synthetic data). */
+ld_status ld_shard_writer_open_raw(ld_ctx *ctx, const char *path, int64_t vocab_size, uint64_t tokenizer_hash,
+                                   ld_shard_writer **out);
+int64_t ld_shard_writer_tokens(const ld_shard_writer *w);
+int64_t ld_shard_writer_docs(const ld_shard_writer *w);
+/* Ids outside [0, vocab) are LD_ERR_INVALID_ARG (and the writer then fails on close). */
 ld_status ld_shard_writer_add_doc(ld_shard_writer *w, const int32_t *ids, size_t n);
 ld_status ld_shard_writer_close(ld_shard_writer *w); /* finalises and frees, even on error */
 
