@@ -11,6 +11,8 @@ static const ld_cli_command *const commands[] = {
     &ld_cmd_plot,
     &ld_cmd_inspect,
     &ld_cmd_gguf,
+    &ld_cmd_tokenizer,
+    &ld_cmd_tokenize,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
