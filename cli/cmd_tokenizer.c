@@ -129,19 +129,23 @@ static int cmd_tokenizer(int argc, char **argv) {
 
 /* ---- tokenize ---- */
 static int cmd_tokenize(int argc, char **argv) {
-    const char *path = NULL, *text = NULL;
+    const char *path = NULL, *text = NULL, *lines = NULL;
     bool decode = false, plain = false, show = false;
     int first_id = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: liandan tokenize --tokenizer tokenizer.json [--tokens] [--special-as-text] [TEXT | -]\n"
+                   "       liandan tokenize --tokenizer tokenizer.json --lines FILE\n"
                    "       liandan tokenize --tokenizer tokenizer.json --decode ID...\n\n"
                    "Prints the ids of TEXT (or of standard input), space-separated; --tokens also shows\n"
-                   "each token's text. --decode turns ids back into text.\n");
+                   "each token's text. --lines encodes each line of FILE on its own and prints one line of\n"
+                   "ids per input line (what the tests compare with other implementations). --decode turns\n"
+                   "ids back into text.\n");
             return 0;
         }
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "--decode")) decode = true, first_id = i + 1;
+        else if (!strcmp(argv[i], "--lines") && i + 1 < argc) lines = argv[++i];
         else if (!strcmp(argv[i], "--special-as-text")) plain = true;
         else if (!strcmp(argv[i], "--tokens")) show = true;
         else if (decode) continue;
@@ -156,6 +160,33 @@ static int cmd_tokenize(int argc, char **argv) {
     int32_t *ids = NULL;
     if (ld_tokenizer_load(ctx, path, &tok)) {
         rc = ld_cli_fail(ctx, "loading the tokenizer");
+        goto out;
+    }
+    if (lines) {
+        FILE *f = fopen(lines, "r");
+        if (!f) {
+            rc = fprintf(stderr, "liandan tokenize: cannot open %s\n", lines) > 0;
+            goto out;
+        }
+        size_t lcap = 0, icap = 0, n;
+        ssize_t got;
+        long lineno = 0;
+        while ((got = getline(&buf, &lcap, f)) > 0) {
+            lineno++;
+            size_t len = (size_t)got - (buf[got - 1] == '\n');
+            if (icap < len + 16) {
+                icap = 2 * (len + 16);
+                free(ids);
+                ids = malloc(icap * sizeof *ids);
+            }
+            if (ld_tokenizer_encode(tok, buf, len, plain ? LD_ENCODE_SPECIAL_AS_TEXT : 0, ids, icap, &n)) {
+                rc = ld_cli_fail(ctx, "encoding");
+                break;
+            }
+            for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+            putchar('\n');
+        }
+        fclose(f);
         goto out;
     }
     if (decode) {
