@@ -109,6 +109,16 @@ static inline __attribute__((always_inline)) __m256i load256(const void *p) {
     return _mm256_loadu_si256((const __m256i *)p);
 }
 
+/* The fp16 scales (first field) of 4 consecutive blocks `stride` bytes apart, as floats. */
+static inline __attribute__((always_inline)) __m128 scales4(const void *p, size_t stride) {
+    const uint8_t *b = p;
+    uint16_t h[4];
+    for (int k = 0; k < 4; k++) memcpy(&h[k], b + k * stride, 2);
+    uint64_t u;
+    memcpy(&u, h, 8);
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)u));
+}
+
 /* ---- Q8_0 x Q8_0: vpdpbusd(|w|, sign(w)*a), two 32-blocks per 512-bit step ---------------- */
 static inline __attribute__((always_inline)) void q8_0_rows(int64_t n, const void *w, const void *act, size_t as, const int na, float *out) {
     const ld_block_q8_0 *x = w;
@@ -117,7 +127,27 @@ static inline __attribute__((always_inline)) void q8_0_rows(int64_t n, const voi
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < na; r++) acc[r] = _mm512_setzero_ps();
+    const __m512i idx01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i idx23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     int64_t i = 0;
+    for (; i + 3 < nb; i += 4) { /* four blocks: scales converted and multiplied 4 at a time */
+        prefetch_bytes(&x[i], 4 * (int)sizeof x[i]);
+        const __m512i w0 = pair256(load256(x[i].qs), load256(x[i + 1].qs)), aw0 = _mm512_abs_epi8(w0);
+        const __m512i w1 = pair256(load256(x[i + 2].qs), load256(x[i + 3].qs)), aw1 = _mm512_abs_epi8(w1);
+        const __mmask64 n0 = _mm512_movepi8_mask(w0), n1 = _mm512_movepi8_mask(w1);
+        const __m128 dw = scales4(&x[i], sizeof x[i]);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const ld_block_q8_0 *a = ROW(ld_block_q8_0, act, r);
+            const __m512 s4 = _mm512_castps128_ps512(_mm_mul_ps(dw, scales4(&a[i], sizeof a[i])));
+            __m512i a0 = pair256(load256(a[i].qs), load256(a[i + 1].qs));
+            __m512i a1 = pair256(load256(a[i + 2].qs), load256(a[i + 3].qs));
+            __m512i p0 = _mm512_dpbusd_epi32(zero, aw0, _mm512_mask_sub_epi8(a0, n0, zero, a0));
+            __m512i p1 = _mm512_dpbusd_epi32(zero, aw1, _mm512_mask_sub_epi8(a1, n1, zero, a1));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(idx01, s4), acc[r]);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_permutexvar_ps(idx23, s4), acc[r]);
+        }
+    }
     for (; i + 1 < nb; i += 2) {
         prefetch_bytes(&x[i], 2 * (int)sizeof x[i]);
         const __m512i wv = pair256(load256(x[i].qs), load256(x[i + 1].qs)), aw = _mm512_abs_epi8(wv);
@@ -163,7 +193,26 @@ static inline __attribute__((always_inline)) void q4_0_rows(int64_t n, const voi
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < na; r++) acc[r] = _mm512_setzero_ps();
+    const __m512i idx01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i idx23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     int64_t i = 0;
+    for (; i + 3 < nb; i += 4) {
+        prefetch_bytes(&x[i], 4 * (int)sizeof x[i]);
+        const __m512i w0 = pair256(q4_0_levels(x[i].qs), q4_0_levels(x[i + 1].qs));
+        const __m512i w1 = pair256(q4_0_levels(x[i + 2].qs), q4_0_levels(x[i + 3].qs));
+        const __m128 dw = scales4(&x[i], sizeof x[i]);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const ld_block_q8_0 *a = ROW(ld_block_q8_0, act, r);
+            const __m512 s4 = _mm512_castps128_ps512(_mm_mul_ps(dw, scales4(&a[i], sizeof a[i])));
+            __m512i a0 = pair256(load256(a[i].qs), load256(a[i + 1].qs));
+            __m512i a1 = pair256(load256(a[i + 2].qs), load256(a[i + 3].qs));
+            __m512i p0 = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, w0, a0), _mm512_dpbusd_epi32(zero, eights, a0));
+            __m512i p1 = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, w1, a1), _mm512_dpbusd_epi32(zero, eights, a1));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(idx01, s4), acc[r]);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_permutexvar_ps(idx23, s4), acc[r]);
+        }
+    }
     for (; i + 1 < nb; i += 2) {
         prefetch_bytes(&x[i], 2 * (int)sizeof x[i]);
         const __m512i wv = pair256(q4_0_levels(x[i].qs), q4_0_levels(x[i + 1].qs));
