@@ -6,7 +6,10 @@
  *   bwdW TN  dW[N,K] += dY[M,N]^T . X[M,K]
  * for our f32 and bf16 kernels (both bf16 paths: the one the dispatch picked and the other),
  * next to OpenBLAS (cblas_sgemm) and oneDNN (matmul primitive, f32 and bf16) when the build
- * found them, all on the same thread count. Each row: median GFLOP/s of --reps runs and its
+ * found them, all on the same thread count. OpenBLAS picks its kernels from the CPU it
+ * detects (under KVM it may fall back to old SSE kernels; the project runs it with
+ * OPENBLAS_CORETYPE=Haswell): the row names the core it used, and oneDNN's rows name the
+ * implementation it chose. Each row: median GFLOP/s of --reps runs and its
  * ratio to the fp32 FMA peak measured in the same run (bf16 rows also name their ratio to
  * the vdpbf16ps peak), then the bf16/f32 speed-up of our kernels per shape. */
 #include <math.h>
@@ -168,15 +171,16 @@ static void fill(float *x, uint16_t *h, int64_t n, uint64_t seed) {
 }
 
 static void row(ld_bench_report *rep, const ld_machine_limits *lim, const char *what, int layout, const mm_shape *s,
-                bool bf16, double sec) {
-    char name[96], limit[64];
+                bool bf16, double sec, const char *note) {
+    char name[96], limit[96];
     double gf = 2.0 * (double)s->M * (double)s->K * (double)s->N / sec * 1e-9;
     snprintf(name, sizeof name, "%s %lldx%lldx%lld %s %s", layout_name[layout], (long long)s->M, (long long)s->K,
              (long long)s->N, bf16 ? "bf16" : "f32", what);
     if (bf16 && lim->dot_bf16_gflops > 0)
-        snprintf(limit, sizeof limit, "fp32 FMA (%.0f%% of bf16 dot)", 100.0 * gf / lim->dot_bf16_gflops);
+        snprintf(limit, sizeof limit, "fp32 FMA (%.0f%% of bf16 dot)%s%s", 100.0 * gf / lim->dot_bf16_gflops,
+                 note ? " " : "", note ? note : "");
     else
-        snprintf(limit, sizeof limit, "fp32 FMA");
+        snprintf(limit, sizeof limit, "fp32 FMA%s%s", note ? " " : "", note ? note : "");
     ld_bench_report_row(rep, "matmul", name, gf, "GFLOP/s", lim->fma_f32_gflops > 0 ? gf / lim->fma_f32_gflops : -1,
                         limit);
 }
@@ -216,29 +220,30 @@ void ld_bench_suite_matmul(const ld_bench_opts *o, const ld_machine_limits *lim,
             mm_call c32 = make_call(L, s, &b, false), c16 = make_call(L, s, &b, true);
             runner r = {.c = &c32, .f32 = k->gemm_f32};
             double t32 = ld_bench_median(run_ours, &r, o->reps);
-            row(rep, lim, "ours", L, s, false, t32);
+            row(rep, lim, "ours", L, s, false, t32, NULL);
             r = (runner){.c = &c16, .bf16 = k->gemm_bf16};
             double t16 = ld_bench_median(run_ours, &r, o->reps);
             char what[32];
             snprintf(what, sizeof what, "ours (%s)", path);
-            row(rep, lim, what, L, s, true, t16);
+            row(rep, lim, what, L, s, true, t16, NULL);
             if (have_dot) { /* the path the dispatch did not pick, for the record */
                 bool dot = !strcmp(path, "dot");
                 r = (runner){.c = &c16, .bf16 = dot ? ld_gemm_bf16_cvt_avx512 : ld_gemm_bf16_dot_avx512};
                 snprintf(what, sizeof what, "alt (%s)", dot ? "cvt" : "dot");
-                row(rep, lim, what, L, s, true, ld_bench_median(run_ours, &r, o->reps));
+                row(rep, lim, what, L, s, true, ld_bench_median(run_ours, &r, o->reps), NULL);
             }
 #ifdef LD_HAVE_BLAS
             r = (runner){.c = &c32};
-            row(rep, lim, "openblas", L, s, false, ld_bench_median(run_openblas, &r, o->reps));
+            snprintf(what, sizeof what, "[%.20s]", openblas_get_corename());
+            row(rep, lim, "openblas", L, s, false, ld_bench_median(run_openblas, &r, o->reps), what);
 #endif
 #ifdef LD_HAVE_DNNL
             for (int h = 0; eng && h < 2; h++) {
                 runner d = {.c = h ? &c16 : &c32, .stream = stream};
                 char impl[64] = "?";
                 if (dnnl_setup(&d, eng, d.c, h, impl, sizeof impl) && !strstr(impl, "ref")) {
-                    snprintf(what, sizeof what, "onednn %.20s", impl);
-                    row(rep, lim, what, L, s, h, ld_bench_median(run_dnnl, &d, o->reps));
+                    snprintf(what, sizeof what, "[%.24s]", impl);
+                    row(rep, lim, "onednn", L, s, h, ld_bench_median(run_dnnl, &d, o->reps), what);
                 } else {
                     char name[96];
                     snprintf(name, sizeof name, "%s %lldx%lldx%lld %s onednn: %.16s (skipped)", layout_name[L],

@@ -19,6 +19,8 @@ typedef struct ld_cli_command {
 /* Every subcommand, defined in its cli/cmd_<name>.c file. */
 extern const ld_cli_command ld_cmd_bench;
 extern const ld_cli_command ld_cmd_plot;
+extern const ld_cli_command ld_cmd_inspect;
+extern const ld_cli_command ld_cmd_gguf;
 
 /* A context with the CLI's log sink (stderr, "liandan: warning: ...") and `threads`
  * (0 = all cores). Exits with a message on failure (the CLI may exit; the library may not). */

@@ -18,6 +18,7 @@ static const kernel_suite kernel_suites[] = {
     {"matmul", ld_bench_suite_matmul},
     {"ops", ld_bench_suite_ops},
     {"attention", ld_bench_suite_attention},
+    {"quant", ld_bench_suite_quant},
 };
 
 static void bench_kernels(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r) {

@@ -9,6 +9,8 @@
 static const ld_cli_command *const commands[] = {
     &ld_cmd_bench,
     &ld_cmd_plot,
+    &ld_cmd_inspect,
+    &ld_cmd_gguf,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

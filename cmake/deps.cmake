@@ -6,6 +6,11 @@ pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson)
 target_link_libraries(liandan PUBLIC PkgConfig::CJSON)
 ld_report("cJSON ${CJSON_VERSION} (json)" CJSON_FOUND)
 
+# PCRE2 (tokenizer: Unicode-aware pre-tokenization regexes, JIT)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+target_link_libraries(liandan PUBLIC PkgConfig::PCRE2)
+ld_report("PCRE2 ${PCRE2_VERSION} (tokenizer)" PCRE2_FOUND)
+
 # utf8proc (data: NFKC normalisation of corpora)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 target_link_libraries(liandan PUBLIC PkgConfig::UTF8PROC)
@@ -18,3 +23,4 @@ if(OPENCC_FOUND)
   target_compile_definitions(liandan PRIVATE LD_HAVE_OPENCC=1)
 endif()
 ld_report("OpenCC ${OPENCC_VERSION} (data: Traditional->Simplified, optional)" OPENCC_FOUND)
+

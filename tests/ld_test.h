@@ -60,6 +60,11 @@ static int ld_test_failed_;
         }                                                                     \
     } while (0)
 
+/* True when needle is NULL or occurs in hay. */
+static inline int ld_test_contains(const char *hay, const char *needle) {
+    return !needle || strstr(hay, needle) != NULL;
+}
+
 /* CHECK that a call returns `expect` and, when it is an error, that the context's message
  * contains `substr`. */
 #define CHECK_STATUS(ctx, call, expect, substr)                               \
@@ -69,9 +74,9 @@ static int ld_test_failed_;
             fprintf(stderr, "  %s:%d: %s returned %s, expected %s (%s)\n", __FILE__, __LINE__, \
                     #call, ld_status_name(st_), ld_status_name(expect), ld_ctx_error(ctx)); \
             ld_test_failed_ = 1;                                              \
-        } else if ((substr) && !strstr(ld_ctx_error(ctx), (substr))) {        \
+        } else if (!ld_test_contains(ld_ctx_error(ctx), (substr))) {        \
             fprintf(stderr, "  %s:%d: error message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, \
-                    ld_ctx_error(ctx), (const char *)(substr));               \
+                    ld_ctx_error(ctx), (const char *)(substr) ? (const char *)(substr) : ""); \
             ld_test_failed_ = 1;                                              \
         }                                                                     \
     } while (0)

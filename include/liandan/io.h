@@ -242,6 +242,8 @@ typedef enum ld_gguf_type {
 const char *ld_gguf_type_name(ld_gguf_type t); /* "UINT32"; "?" outside the enum */
 
 #define LD_GGUF_DEFAULT_ALIGNMENT 32
+/* general.alignment above this is rejected (real files use 32; padding is allocated per tensor). */
+#define LD_GGUF_MAX_ALIGNMENT 65536
 #define LD_GGUF_MAX_ARRAY_DEPTH 8
 
 /* A GGUF string: not necessarily NUL-free, but always NUL-terminated (a copy). */
@@ -311,6 +313,8 @@ typedef struct ld_gguf_writer ld_gguf_writer;
 ld_status ld_gguf_writer_new(ld_ctx *ctx, ld_gguf_writer **out);
 void ld_gguf_writer_free(ld_gguf_writer *w);
 /* Setting an existing key replaces its value in place (key order is insertion order). */
+/* Any scalar type (UINT8..FLOAT64, BOOL): ld_gguf_scalar_size bytes, little-endian. */
+ld_status ld_gguf_writer_set_scalar(ld_gguf_writer *w, const char *key, ld_gguf_type type, const void *le_bytes);
 ld_status ld_gguf_writer_set_u32(ld_gguf_writer *w, const char *key, uint32_t v);
 ld_status ld_gguf_writer_set_i32(ld_gguf_writer *w, const char *key, int32_t v);
 ld_status ld_gguf_writer_set_u64(ld_gguf_writer *w, const char *key, uint64_t v);

@@ -13,5 +13,6 @@
 #include "liandan/eval.h"
 #include "liandan/tokenizer.h"
 #include "liandan/data.h"
+#include "liandan/quant.h"
 
 #endif

@@ -19,7 +19,7 @@ void *ld_alloc(ld_ctx *ctx, size_t size) {
         return NULL;
     }
     memcpy(p, &size, sizeof size);
-    ctx->bytes_in_use += size;
+    __atomic_fetch_add(&ctx->bytes_in_use, size, __ATOMIC_RELAXED); /* threads may allocate */
     return p + LD_ALIGN;
 }
 
@@ -39,7 +39,7 @@ void ld_free(ld_ctx *ctx, void *ptr) {
     unsigned char *base = (unsigned char *)ptr - LD_ALIGN;
     size_t size;
     memcpy(&size, base, sizeof size);
-    ctx->bytes_in_use -= size;
+    __atomic_fetch_sub(&ctx->bytes_in_use, size, __ATOMIC_RELAXED);
     ctx->allocator.free(ctx->allocator.user, base);
 }
 

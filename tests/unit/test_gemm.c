@@ -144,20 +144,21 @@ static void check_case(const char *what, gemm_f32_fn f, gemm_bf16_fn h, gemm_cas
     free(a), free(b), free(c0), free(A), free(B), free(C), free(Cref), free(absA), free(absB), free(bound);
 }
 
-/* Odd and edge shapes: single elements, one row/column, sizes just off the 8 x 48 tile and
- * the cache blocks (K > 256 and 512 for several KC slices, N > 1536 for several NC blocks,
- * M > 768 for several MC blocks). */
+/* Odd and edge shapes: single elements, one row/column, sizes just off the 14 x 32 tile
+ * and the blocks (K > 256 and 512 for several KC slices, N > 512 and M > 420 for several
+ * chunks of at most that size). */
 static const int64_t shapes[][3] = {
-    {1, 1, 1}, {1, 100, 77}, {1, 3, 600}, {37, 1, 19}, {17, 33, 65}, {8, 48, 256}, {9, 49, 257},
+    {1, 1, 1}, {1, 100, 77}, {1, 3, 600}, {37, 1, 19}, {17, 33, 65}, {19, 29, 41}, {8, 48, 256}, {9, 49, 257},
     {64, 96, 600}, {7, 1601, 5}, {801, 50, 30}, {255, 769, 129},
 };
+#define NSHAPES (sizeof shapes / sizeof shapes[0])
 
 /* Every shape in all 4 layouts; small ones with all of beta in {0, 1} x alpha in {1, -0.75},
  * large ones with one (alpha, beta) per layout so that all appear. */
-static void check_all(const char *what, gemm_f32_fn f, gemm_bf16_fn h) {
+static void check_all(const char *what, gemm_f32_fn f, gemm_bf16_fn h, const int64_t (*list)[3], size_t n) {
     uint64_t seed = 1;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+    for (size_t s = 0; s < n; s++) {
+        int64_t M = list[s][0], N = list[s][1], K = list[s][2];
         bool big = M * N * K > 200000;
         for (int combo = 0; combo < 16; combo++) {
             bool ta = combo & 1, tb = (combo >> 1) & 1;
@@ -170,17 +171,56 @@ static void check_all(const char *what, gemm_f32_fn f, gemm_bf16_fn h) {
 
 TEST(gemm_f32_avx512_matches_ref) {
     if (!ld_cpu_features_get()->avx512f) return;
-    check_all("f32", ld_gemm_f32_avx512, NULL);
+    check_all("f32", ld_gemm_f32_avx512, NULL, shapes, NSHAPES);
+}
+
+/* The implementations (AVX-512 and AVX2) with tiny blocks (KC = 16 or 18, chunks of 2 tiles, a shared
+ * block of one panel), so that small shapes cross every block, chunk and slice boundary. */
+static ld_gemm_impl tiny;
+static void tiny_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_gemm_run(&tiny, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static void tiny_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                      int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_gemm_run(&tiny, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static const int64_t tiny_shapes[][3] = {{1, 1, 1}, {130, 150, 40}, {17, 33, 65}, {37, 1, 19}, {9, 49, 257}, {45, 40, 70}, {100, 30, 33}};
+
+TEST(gemm_tiny_blocks_match_ref) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    const ld_gemm_impl *impls[5] = {&ld_gemm_impl_f32_avx512, &ld_gemm_impl_cvt_avx512, &ld_gemm_impl_f32_avx2,
+                                    &ld_gemm_impl_cvt_avx2, &ld_gemm_impl_dot_avx512};
+    const char *names[5] = {"tiny f32", "tiny bf16-cvt", "tiny avx2 f32", "tiny avx2 bf16", "tiny bf16-dot"};
+    for (int i = 0; i < 5; i++) {
+        bool have = i == 4 ? f->avx512_bf16 : i >= 2 ? f->avx2 && f->fma : f->avx512f && f->avx512bw && f->avx512vl;
+        if (!have) continue;
+        bool f32 = i == 0 || i == 2;
+        tiny = *impls[i];
+        tiny.kc = i == 4 ? 18 : 16;
+        tiny.mc = 2 * tiny.mr;
+        tiny.nc = 2 * tiny.nr;
+        tiny.shared_max = 64;
+        check_all(names[i], f32 ? tiny_f32 : NULL, f32 ? NULL : tiny_bf16, tiny_shapes,
+                  sizeof tiny_shapes / sizeof tiny_shapes[0]);
+    }
+}
+
+TEST(gemm_avx2_matches_ref) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    if (!f->avx2 || !f->fma) return;
+    check_all("avx2 f32", ld_gemm_f32_avx2, NULL, shapes, NSHAPES);
+    check_all("avx2 bf16", NULL, ld_gemm_bf16_avx2, shapes, NSHAPES);
 }
 
 TEST(gemm_bf16_cvt_avx512_matches_ref) {
     if (!ld_cpu_features_get()->avx512f) return;
-    check_all("bf16-cvt", NULL, ld_gemm_bf16_cvt_avx512);
+    check_all("bf16-cvt", NULL, ld_gemm_bf16_cvt_avx512, shapes, NSHAPES);
 }
 
 TEST(gemm_bf16_dot_avx512_matches_ref) {
     if (!ld_cpu_features_get()->avx512_bf16) return;
-    check_all("bf16-dot", NULL, ld_gemm_bf16_dot_avx512);
+    check_all("bf16-dot", NULL, ld_gemm_bf16_dot_avx512, shapes, NSHAPES);
 }
 
 TEST(gemm_cpu_table_matches_ref) {

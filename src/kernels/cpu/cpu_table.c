@@ -20,6 +20,10 @@ static ld_kernels build(void) {
     /* Per-ISA partial tables are overlaid here as they are written, lowest ISA first:
      *   if (f->avx2 && f->fma) { overlay(&k, &ld_kernels_cpu_avx2); k.name = "cpu-avx2"; }
      *   if (f->avx512f && f->avx512bw) { overlay(&k, &ld_kernels_cpu_avx512); k.name = "cpu-avx512"; } */
+    if (f->avx2 && f->fma) {
+        overlay(&k, &ld_kernels_cpu_avx2_gemm);
+        k.name = "cpu-avx2";
+    }
     /* AVX-512 partial tables, one per op group (each file owns its entries). */
     if (f->avx512f && f->avx512bw && f->avx512vl) {
         overlay(&k, &ld_kernels_cpu_avx512_ops);

@@ -1,26 +1,29 @@
 /* kernels/cpu/gemm.h — the blocked GEMM driver shared by every ISA's matrix-multiply
  * kernels, and the ISA entry points (internal to the kernels layer; tests may include it).
  *
- * The driver is BLIS-style: for each NC-wide column block of C and each KC-deep slice of
- * K it packs op(B)[KC, NC] into panels of NR columns (kept in L2), then for each MC-tall
- * row block packs op(A)[MC, KC] into panels of MR rows, and runs the MR x NR micro-kernel
- * over every (A panel, B panel) pair: one A panel (KC x MR, in L1) against all B panels.
- * An ISA supplies the packers and the micro-kernel through ld_gemm_impl; transposes and the
- * element type (f32, bf16 widened to f32, bf16 pairs for dot-product instructions) are
- * handled entirely by the packers, edges by zero padding in the packed panels and masked
- * stores in the micro-kernel.
+ * The driver is BLIS-style: operands are packed into panels (A: MR rows x k steps, B: k
+ * steps x NR columns, zero-padded) and an MR x NR register-blocked micro-kernel runs over
+ * every (A panel, B panel) pair of a KC-deep slice of K, one A panel (in L1) against a run
+ * of B panels (in L2). An ISA supplies the packers and the micro-kernel through
+ * ld_gemm_impl; transposes and the element type (f32, bf16 widened to f32, bf16 pairs for
+ * dot-product instructions) are handled entirely by the packers, edges by zero padding in
+ * the packed panels and masked stores in the micro-kernel.
  *
- * Threads: the OpenMP team (omp_get_max_threads(), 1 inside a parallel region or for small
- * products) splits C into contiguous ranges of whole panels along N or M — whichever
- * duplicates less packing — and each thread runs the sequential algorithm on its part with
- * its own scratch. Every C element is one fixed sequence of operations (k in order, KC
- * slices in order) whatever the thread count or position, so results are bit-identical for
- * any thread count, not only for the same one.
+ * Threads: the smaller operand (A when M <= N, else B) is packed once by the whole team
+ * (all of it, or in blocks of at most 4 MB); the other dimension of C is cut into chunks
+ * (>= 4 per thread) that threads take one at a time, packing their own slice of the other
+ * operand. The team is omp_get_max_threads(), 1 inside a parallel region or for small
+ * products. Taking chunks dynamically keeps both cores busy when the OS or a noisy
+ * neighbour slows one down, and it does not cost determinism: every C element is one fixed
+ * sequence of operations (k in order within a KC slice, slices in order, alpha/beta at the
+ * first), whichever thread computes it, so results are bit-identical run to run and for
+ * any thread count.
  *
- * Scratch: each thread keeps one thread-local 64-byte-aligned buffer, grown (never shrunk)
- * to the largest size it has needed; after the first call of a given size no call
- * allocates. If growing fails the call falls back to impl->fallback (the reference
- * kernel), so a kernel still cannot fail. */
+ * Scratch: each thread keeps thread-local 64-byte-aligned buffers (its own packing, and on
+ * the calling thread the team's shared packing), grown (never shrunk) to the largest size
+ * needed; after the first call of a given size no call allocates. If the calling thread's
+ * buffers cannot be grown the call falls back to impl->fallback (the reference kernel), so
+ * a kernel still cannot fail; another thread that cannot grow its buffer only helps pack. */
 #ifndef LD_KERNELS_CPU_GEMM_H
 #define LD_KERNELS_CPU_GEMM_H
 
@@ -49,6 +52,8 @@ typedef struct ld_gemm_impl {
     int kgran;          /* k elements per packed step (1: f32 lanes, 2: bf16 pairs) */
     ld_gemm_pack_fn pack_a, pack_b; /* w = mr and w = nr; element type conversion here */
     ld_gemm_micro_fn micro;
+    size_t shared_max;  /* bytes of the team-packed operand per block; 0 = 4 MB */
+    int esize;          /* bytes per source element (for prefetching the next slice) */
     /* Called when scratch cannot be allocated (A, B are the caller's pointers). */
     void (*fallback)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const void *A, int64_t lda, const void *B, int64_t ldb, float beta,
@@ -61,7 +66,19 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
                  int64_t K, float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                  float beta, float *C, int64_t ldc);
 
+/* ---- AVX2 + FMA (gemm_avx2.c): f32, and bf16 widened while packing --------------------- */
+extern const ld_gemm_impl ld_gemm_impl_f32_avx2, ld_gemm_impl_cvt_avx2;
+extern const ld_kernels ld_kernels_cpu_avx2_gemm;
+void ld_gemm_f32_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc);
+void ld_gemm_bf16_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                       const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc);
+
 /* ---- AVX-512 (gemm_avx512.c) --------------------------------------------------------- */
+/* The three implementations (tests run them with tiny blocks to exercise every edge). */
+extern const ld_gemm_impl ld_gemm_impl_f32_avx512, ld_gemm_impl_cvt_avx512, ld_gemm_impl_dot_avx512;
 /* The partial table with only gemm_f32 and gemm_bf16 set, overlaid by cpu_table.c. */
 extern const ld_kernels ld_kernels_cpu_avx512_gemm;
 void ld_gemm_f32_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,

@@ -152,7 +152,11 @@ INLINE void micro_rows(bool dot, const int R, int64_t steps, const float *a, con
                        int nr, float alpha, float beta) {
     __m512 acc[MR][2];
 #pragma GCC unroll 14
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int r = 0; r < R; r++) {
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0); /* C is needed at the end */
+        _mm_prefetch((const char *)(C + r * ldc + 16), _MM_HINT_T0);
+    }
     for (int64_t s = 0; s < steps; s++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
@@ -222,27 +226,28 @@ static void fallback_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
     ld_ref_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* Cache blocks: a KC x NC block of packed B (KC*NC*4 bytes) stays in the 2 MB L2, an
- * MR x KC panel of packed A in the 48 KB L1. */
-static const ld_gemm_impl impl_f32 = {MR, NR, 840, 256, 1536, 1, pack_f32_a, pack_f32_b, micro_f32, fallback_f32};
-static const ld_gemm_impl impl_cvt = {MR, NR, 840, 256, 1536, 1, pack_cvt_a, pack_cvt_b, micro_f32, fallback_bf16};
-static const ld_gemm_impl impl_dot = {MR, NR, 840, 512, 1536, 2, pack_pair_a, pack_pair_b, micro_dot, fallback_bf16};
-
+/* Blocks: KC = 256 k steps (512 bf16 in pairs); a thread's chunk of C is at most 420 rows
+ * (split along M) or 512 columns (split along N), so its KC slice of packed operand
+ * (<= 512 KB) and the team's shared slice (<= 512 KB at M = 256) stay in the 2 MB L2 while
+ * an MR x KC A panel (14 KB) is reused from the 48 KB L1 across the B panels. */
+const ld_gemm_impl ld_gemm_impl_f32_avx512 = {MR, NR, 420, 256, 512, 1, pack_f32_a, pack_f32_b, micro_f32, 0, 4, fallback_f32};
+const ld_gemm_impl ld_gemm_impl_cvt_avx512 = {MR, NR, 420, 256, 512, 1, pack_cvt_a, pack_cvt_b, micro_f32, 0, 2, fallback_bf16};
+const ld_gemm_impl ld_gemm_impl_dot_avx512 = {MR, NR, 420, 512, 512, 2, pack_pair_a, pack_pair_b, micro_dot, 0, 2, fallback_bf16};
 void ld_gemm_f32_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    ld_gemm_run(&impl_f32, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    ld_gemm_run(&ld_gemm_impl_f32_avx512, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void ld_gemm_bf16_cvt_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                              const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
                              int64_t ldc) {
-    ld_gemm_run(&impl_cvt, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    ld_gemm_run(&ld_gemm_impl_cvt_avx512, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void ld_gemm_bf16_dot_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                              const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
                              int64_t ldc) {
-    ld_gemm_run(&impl_dot, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    ld_gemm_run(&ld_gemm_impl_dot_avx512, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ---- bf16 path choice ---------------------------------------------------------------- */
@@ -297,7 +302,7 @@ const char *ld_gemm_bf16_avx512_choice(double *cvt_gflops, double *dot_gflops) {
 static void gemm_bf16_auto(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                            const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
                            int64_t ldc) {
-    ld_gemm_run(bf16_decide() == 2 ? &impl_dot : &impl_cvt, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+    ld_gemm_run(bf16_decide() == 2 ? &ld_gemm_impl_dot_avx512 : &ld_gemm_impl_cvt_avx512, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
                 C, ldc);
 }
 

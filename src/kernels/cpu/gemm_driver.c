@@ -1,5 +1,5 @@
 /* kernels/cpu/gemm_driver.c — the ISA-independent part of the CPU GEMM: cache blocking,
- * packing scratch, the static thread partition (see kernels/cpu/gemm.h for the design). */
+ * packing scratch, the thread team's work split (see kernels/cpu/gemm.h for the design). */
 #include <omp.h>
 #include <stdlib.h>
 
@@ -7,16 +7,24 @@
 
 /* Below this many multiply-adds a second thread costs more than it saves. */
 #define GEMM_MIN_MACS_PER_THREAD (1 << 17)
+/* Default most bytes of the shared packed operand; larger ones are processed in blocks. */
+#define GEMM_SHARED_MAX ((size_t)4 << 20)
+/* Chunks of the other dimension per thread, for balance when a core is slowed down. */
+#define GEMM_CHUNKS_PER_THREAD 4
+/* Panels of the shared operand packed per work item. */
+#define GEMM_PACK_GROUP 4
 
+/* Two per-thread buffers: the thread's own packing, and (on the calling thread) the
+ * operand it packs together with the team. */
 typedef struct scratch {
     void *p;
     size_t cap;
 } scratch;
-static _Thread_local scratch tls_scratch;
+static _Thread_local scratch tls_scratch[2];
 
-/* This thread's scratch of at least `bytes`, or NULL when it cannot be grown. */
-static void *scratch_get(size_t bytes) {
-    scratch *s = &tls_scratch;
+/* This thread's scratch `slot` of at least `bytes`, or NULL when it cannot be grown. */
+static void *scratch_get(int slot, size_t bytes) {
+    scratch *s = &tls_scratch[slot];
     if (s->cap >= bytes) return s->p;
     size_t cap = (bytes + 4095) & ~(size_t)4095;
     void *p = aligned_alloc(64, cap);
@@ -28,60 +36,156 @@ static void *scratch_get(size_t bytes) {
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-typedef struct gemm_args {
-    const ld_gemm_impl *impl;
+/* One call, and how it is divided. "Shared" is the operand packed once by the whole team
+ * (A when splitting N, B when splitting M); "own" is the one each thread packs per chunk.
+ * The shared operand is packed a block at a time: blk rows (all of them, unless one KC
+ * slice of them exceeds shared_max) by kb of K (a multiple of KC). */
+typedef struct plan {
+    const ld_gemm_impl *im;
     bool transA, transB;
     int64_t M, N, K;
     float alpha, beta;
     const void *A, *B;
     int64_t lda, ldb, ldc;
     float *C;
-} gemm_args;
+    bool split_n;     /* chunks along N (shared A) or along M (shared B) */
+    int64_t blk, kb;  /* shared block: rows (split_n) or columns, and K elements */
+    int64_t chunk;    /* columns (split_n) or rows of C per chunk */
+    size_t own_bytes; /* one thread's packing of one chunk's KC slice */
+    int nt;
+} plan;
 
-/* Packed panel bytes for `rows` rows (rounded up to whole panels of w) by kc deep, rounded
- * up to a cache line. */
-static size_t panel_bytes(const ld_gemm_impl *im, int64_t rows, int w, int64_t kc) {
-    size_t b = (size_t)ceil_div(rows, w) * (size_t)w * (size_t)ceil_div(kc, im->kgran) * 4;
-    return (b + 63) & ~(size_t)63; /* keeps the B panels that follow the A panels aligned */
+/* Team-wide state of one call: work counters taken with atomic fetch-add. */
+typedef struct team {
+    char *shared;
+    int64_t next_item, packed, next_chunk;
+} team;
+
+/* Packed steps for a K slice of kc elements, and before the slice starting at pc. */
+static int64_t steps_of(const ld_gemm_impl *im, int64_t kc) { return ceil_div(kc, im->kgran); }
+static int64_t steps_before(const ld_gemm_impl *im, int64_t pc) { return pc / im->kgran; }
+
+static size_t packed_bytes(const ld_gemm_impl *im, int64_t rows, int w, int64_t k) {
+    return (size_t)round_up(rows, w) * (size_t)steps_of(im, k) * 4;
 }
 
-/* Scratch bytes gemm_block needs for C[m0:m1, n0:n1]. */
-static size_t block_bytes(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    const ld_gemm_impl *im = g->impl;
-    int64_t kcap = min64(im->kc, g->K);
-    return panel_bytes(im, min64(im->mc, m1 - m0), im->mr, kcap) +
-           panel_bytes(im, min64(im->nc, n1 - n0), im->nr, kcap);
+static void barrier(int nt) {
+    if (nt > 1) {
+#pragma omp barrier
+    }
 }
 
-/* The sequential blocked algorithm on C[m0:m1, n0:n1], with block_bytes() of scratch. */
-static void gemm_block(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, char *buf) {
-    const ld_gemm_impl *im = g->impl;
-    const int64_t MC = im->mc, KC = im->kc, NC = im->nc;
-    char *ap = buf, *bp = buf + panel_bytes(im, min64(MC, m1 - m0), im->mr, min64(KC, g->K));
-    for (int64_t jc = n0; jc < n1; jc += NC) {
-        int64_t nc = min64(NC, n1 - jc);
-        for (int64_t pc = 0; pc < g->K; pc += KC) {
-            int64_t kc = min64(KC, g->K - pc), steps = ceil_div(kc, im->kgran);
-            float beta = pc == 0 ? g->beta : 1.0f;
-            im->pack_b(bp, g->B, g->ldb, g->transB, jc, nc, pc, kc, im->nr);
-            for (int64_t ic = m0; ic < m1; ic += MC) {
-                int64_t mc = min64(MC, m1 - ic);
-                im->pack_a(ap, g->A, g->lda, !g->transA, ic, mc, pc, kc, im->mr);
-                for (int64_t ir = 0; ir < mc; ir += im->mr) {
-                    const char *a = ap + (size_t)(ir / im->mr) * (size_t)(steps * im->mr) * 4;
-                    int mr = (int)min64(im->mr, mc - ir);
-                    float *crow = g->C + (ic + ir) * g->ldc + jc;
-                    for (int64_t jr = 0; jr < nc; jr += im->nr) {
-                        const char *b = bp + (size_t)(jr / im->nr) * (size_t)(steps * im->nr) * 4;
-                        im->micro(steps, a, b, crow + jr, g->ldc, mr, (int)min64(im->nr, nc - jr),
-                                  g->alpha, beta);
-                    }
-                }
-            }
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* A region of a source matrix to pull into L2 while computing: n lines of `bytes` bytes,
+ * `stride` apart; `per_call` cache lines are requested after each micro-kernel call. */
+typedef struct prefetch {
+    const char *base;
+    int64_t n, bytes, stride, line, per_call;
+} prefetch;
+
+static void prefetch_some(prefetch *f) {
+    for (int64_t i = 0; i < f->per_call && f->n > 0; i++) {
+        __builtin_prefetch(f->base + f->line, 0, 2);
+        f->line += 64;
+        if (f->line >= f->bytes) f->line = 0, f->base += f->stride, f->n--;
+    }
+}
+
+/* C[r0:r0+rows, c0:c0+cols] over the KC slice at pc: A panels at ap (rows), B panels at bp;
+ * meanwhile prefetches the source of the next slice (f). */
+static void compute(const plan *p, const char *ap, const char *bp, int64_t r0, int64_t rows, int64_t c0,
+                    int64_t cols, int64_t pc, int64_t steps, prefetch *f) {
+    const ld_gemm_impl *im = p->im;
+    float beta = pc == 0 ? p->beta : 1.0f;
+    int64_t lines = f->n * ceil_div(f->bytes, 64), calls = ceil_div(rows, im->mr) * ceil_div(cols, im->nr);
+    f->per_call = ceil_div(lines, calls);
+    for (int64_t ir = 0; ir < rows; ir += im->mr) {
+        const char *a = ap + (size_t)(ir / im->mr) * (size_t)(steps * im->mr) * 4;
+        int mr = (int)min64(im->mr, rows - ir);
+        float *crow = p->C + (r0 + ir) * p->ldc + c0;
+        for (int64_t jr = 0; jr < cols; jr += im->nr) {
+            const char *b = bp + (size_t)(jr / im->nr) * (size_t)(steps * im->nr) * 4;
+            im->micro(steps, a, b, crow + jr, p->ldc, mr, (int)min64(im->nr, cols - jr), p->alpha, beta);
+            prefetch_some(f);
         }
     }
+}
+
+/* One shared block: rows [b0, b0+bn) of the shared operand, K range [k0, k0+kn). The team
+ * packs it (items: KC slice x panel group), then threads with scratch take chunks of the
+ * other dimension. With several blocks, barriers separate them; with one, the only wait
+ * is for the last packing item, so a thread the OS has descheduled holds up nobody unless
+ * it holds an item. */
+static void run_block(const plan *p, team *t, char *own, int64_t b0, int64_t bn, int64_t k0, int64_t kn) {
+    const ld_gemm_impl *im = p->im;
+    const int sw = p->split_n ? im->mr : im->nr, ow = p->split_n ? im->nr : im->mr;
+    const void *SX = p->split_n ? p->A : p->B, *OX = p->split_n ? p->B : p->A;
+    const int64_t sld = p->split_n ? p->lda : p->ldb, old = p->split_n ? p->ldb : p->lda;
+    const bool skc = p->split_n ? !p->transA : p->transB, okc = p->split_n ? p->transB : !p->transA;
+    ld_gemm_pack_fn spack = p->split_n ? im->pack_a : im->pack_b, opack = p->split_n ? im->pack_b : im->pack_a;
+    const int64_t inner = p->split_n ? p->N : p->M, bpad = round_up(bn, sw);
+    const int64_t groups = ceil_div(bn, (int64_t)sw * GEMM_PACK_GROUP), items = ceil_div(kn, im->kc) * groups;
+    for (int64_t it; (it = __atomic_fetch_add(&t->next_item, 1, __ATOMIC_RELAXED)) < items;) {
+        int64_t pc = k0 + (it / groups) * im->kc, kc = min64(im->kc, k0 + kn - pc);
+        int64_t r = (it % groups) * sw * GEMM_PACK_GROUP;
+        char *dst = t->shared + (size_t)(bpad * steps_before(im, pc - k0) + r * steps_of(im, kc)) * 4;
+        spack(dst, SX, sld, skc, b0 + r, min64((int64_t)sw * GEMM_PACK_GROUP, bn - r), pc, kc, sw);
+        __atomic_fetch_add(&t->packed, 1, __ATOMIC_RELEASE);
+    }
+    while (__atomic_load_n(&t->packed, __ATOMIC_ACQUIRE) < items) cpu_relax();
+    if (!own) return;
+    /* A thread claims its next chunk when it starts the last slice of the current one, so
+     * that slice's prefetch can bring in the next chunk's first slice. */
+    const int64_t nchunks = ceil_div(inner, p->chunk);
+    for (int64_t c = __atomic_fetch_add(&t->next_chunk, 1, __ATOMIC_RELAXED), next; c < nchunks; c = next) {
+        const int64_t c0 = c * p->chunk, cn = min64(p->chunk, inner - c0);
+        next = nchunks;
+        for (int64_t pc = k0; pc < k0 + kn; pc += im->kc) {
+            const int64_t kc = min64(im->kc, k0 + kn - pc), steps = steps_of(im, kc);
+            opack(own, OX, old, okc, c0, cn, pc, kc, ow);
+            const char *sh = t->shared + (size_t)(bpad * steps_before(im, pc - k0)) * 4;
+            /* the own operand's source for the next slice (rows c0.. along k, or k rows) */
+            int64_t f0 = c0, fn = cn, fk = pc + im->kc;
+            if (fk >= k0 + kn) {
+                next = __atomic_fetch_add(&t->next_chunk, 1, __ATOMIC_RELAXED);
+                f0 = next * p->chunk, fn = next < nchunks ? min64(p->chunk, inner - f0) : 0, fk = k0;
+            }
+            const int64_t fkn = min64(im->kc, k0 + kn - fk);
+            const char *x = OX;
+            prefetch f = okc ? (prefetch){x + (f0 * old + fk) * im->esize, fn, fkn * im->esize, old * im->esize, 0, 0}
+                             : (prefetch){x + (fk * old + f0) * im->esize, fn ? fkn : 0, fn * im->esize,
+                                          old * im->esize, 0, 0};
+            if (p->split_n) compute(p, sh, own, b0, bn, c0, cn, pc, steps, &f);
+            else compute(p, own, sh, c0, cn, b0, bn, pc, steps, &f);
+        }
+    }
+}
+
+/* What every thread of the team runs (also the single-thread path: tid 0, nt 1). A thread
+ * whose scratch cannot be grown only helps packing; thread 0's was obtained beforehand. */
+static void worker(const plan *p, team *t, int tid) {
+    char *own = scratch_get(0, p->own_bytes);
+    const int64_t outer = p->split_n ? p->M : p->N;
+    if (p->blk >= outer && p->kb >= p->K) {
+        run_block(p, t, own, 0, outer, 0, p->K);
+        return;
+    }
+    for (int64_t b0 = 0; b0 < outer; b0 += p->blk)
+        for (int64_t k0 = 0; k0 < p->K; k0 += p->kb) {
+            barrier(p->nt); /* the previous block's chunks are done with the shared buffer */
+            if (tid == 0) t->next_item = t->packed = t->next_chunk = 0;
+            barrier(p->nt);
+            run_block(p, t, own, b0, min64(p->blk, outer - b0), k0, min64(p->kb, p->K - k0));
+        }
 }
 
 /* K == 0: C = alpha * 0 + beta * C exactly as the reference computes it (beta == 0 does
@@ -110,37 +214,43 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
     if (getenv("LD_GEMM_NC")) tune.nc = atoi(getenv("LD_GEMM_NC"));
     impl = &tune;
 #endif
-    gemm_args g = {impl, transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    plan p = {impl, transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, false, 0, 0, 0, 0, 1};
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     double macs = (double)M * (double)N * (double)K;
     if (macs < (double)GEMM_MIN_MACS_PER_THREAD * nt) nt = (int)(macs / GEMM_MIN_MACS_PER_THREAD);
-    if (nt < 1) nt = 1;
-    /* Split along N (every thread packs all of A) or along M (every thread packs all of B),
-     * whichever duplicates less, provided that dimension has a panel for every thread. */
-    int64_t nunits = ceil_div(N, impl->nr), munits = ceil_div(M, impl->mr);
-    bool split_n = (M <= N && nunits >= nt) || munits < nt;
-    int64_t units = split_n ? nunits : munits, unit = split_n ? impl->nr : impl->mr;
-    if (units < nt) nt = (int)units;
-    int failed = 0;
-    if (nt == 1) {
-        char *buf = scratch_get(block_bytes(&g, 0, M, 0, N));
-        if (buf) gemm_block(&g, 0, M, 0, N, buf);
-        else failed = 1;
-    } else {
-#pragma omp parallel num_threads(nt)
-        {
-            int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-            int64_t per = units / n, extra = units % n;
-            int64_t u0 = t * per + min64(t, extra), u1 = u0 + per + (t < extra);
-            int64_t lo = u0 * unit, hi = min64(u1 * unit, split_n ? N : M);
-            int64_t m0 = split_n ? 0 : lo, m1 = split_n ? M : hi;
-            int64_t n0 = split_n ? lo : 0, n1 = split_n ? hi : N;
-            char *buf = lo < hi ? scratch_get(block_bytes(&g, m0, m1, n0, n1)) : NULL;
-            if (lo < hi && !buf) __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
-            /* All threads have scratch before any touches C, or none computes. */
-#pragma omp barrier
-            if (lo < hi && !__atomic_load_n(&failed, __ATOMIC_RELAXED)) gemm_block(&g, m0, m1, n0, n1, buf);
+    p.nt = nt < 1 ? 1 : nt;
+    /* Share the smaller operand; chunk the other dimension into >= 4 pieces per thread (at
+     * most mc rows / nc columns each), so a thread that a busy core slows down takes fewer.
+     * The shared block depends on the sizes only, never on the thread count. */
+    p.split_n = M <= N;
+    const int sw = p.split_n ? impl->mr : impl->nr, ow = p.split_n ? impl->nr : impl->mr;
+    const int64_t outer = p.split_n ? M : N, inner = p.split_n ? N : M;
+    const int64_t cmax = p.split_n ? impl->nc : impl->mc, kc1 = min64(impl->kc, K);
+    p.chunk = min64(cmax, max64(ow, round_up(ceil_div(inner, (int64_t)GEMM_CHUNKS_PER_THREAD * p.nt), ow)));
+    const size_t shared_max = impl->shared_max ? impl->shared_max : GEMM_SHARED_MAX;
+    const size_t slice_row = packed_bytes(impl, 1, 1, kc1); /* one row of one KC slice */
+    p.blk = min64(outer, max64(sw, (int64_t)(shared_max / slice_row) / sw * sw));
+    p.kb = min64(K, max64(1, (int64_t)(shared_max / ((size_t)round_up(p.blk, sw) * slice_row))) * impl->kc);
+    p.own_bytes = packed_bytes(impl, p.chunk, ow, kc1);
+    if (ceil_div(inner, p.chunk) < p.nt) p.nt = (int)ceil_div(inner, p.chunk);
+    team t = {0};
+    t.shared = scratch_get(1, packed_bytes(impl, p.blk, sw, p.kb));
+    if (!t.shared || !scratch_get(0, p.own_bytes)) {
+        impl->fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (p.nt == 1) {
+        worker(&p, &t, 0);
+        return;
+    }
+#pragma omp parallel num_threads(p.nt)
+    {
+        /* the team may be smaller than asked for */
+        if (omp_get_num_threads() == p.nt) worker(&p, &t, omp_get_thread_num());
+        else if (omp_get_thread_num() == 0) {
+            plan q = p;
+            q.nt = 1;
+            worker(&q, &t, 0);
         }
     }
-    if (failed) impl->fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

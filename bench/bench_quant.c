@@ -1,0 +1,101 @@
+/* bench/bench_quant.c — `liandan bench kernels --filter quant`: ld_qmatmul on F32, F16,
+ * Q8_0, Q4_K and Q6_K weights at GPT-2-small shapes.
+ *  - decode (M = 1): GB/s of weight bytes read, against the read bandwidth measured in the
+ *    same run. The weight set is copied until it spans >= 512 MiB (more than the 260 MiB
+ *    last-level cache), and every repetition walks all copies, like a decode step walking
+ *    all layers, so the number is DRAM-bound, not cache-bound.
+ *  - prefill (M = 512): GFLOP/s (2*M*N*K) against the int8 dot peak (quantized weights) or
+ *    the fp32 FMA peak (F32/F16 weights). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+typedef struct {
+    ld_ctx *ctx;
+    ld_dtype t;
+    const uint8_t *w; /* copies * wbytes */
+    size_t wbytes;
+    int copies;
+    int64_t N, K, M;
+    const float *x;
+    float *y;
+    void *scratch;
+} qmm_arg;
+
+static void run_qmm(void *p) {
+    qmm_arg *a = p;
+    for (int c = 0; c < a->copies; c++)
+        ld_qmatmul(a->ctx, a->t, a->w + (size_t)c * a->wbytes, a->N, a->K, a->x, a->M, a->y, a->scratch);
+}
+
+static void *make_weights(ld_ctx *ctx, ld_dtype t, int64_t N, int64_t K, size_t *bytes) {
+    size_t rb = 0;
+    if (ld_dtype_row_bytes(t, K, &rb)) return NULL;
+    *bytes = rb * (size_t)N;
+    uint8_t *w = malloc(*bytes);
+    float *f = malloc((size_t)(N * K) * sizeof(float));
+    if (!w || !f) {
+        free(w);
+        free(f);
+        return NULL;
+    }
+    ld_rng r = ld_rng_init(42);
+    for (int64_t i = 0; i < N * K; i++) f[i] = 0.02f * ld_rng_normal(&r);
+    if (t == LD_F32) memcpy(w, f, *bytes);
+    else if (t == LD_F16) for (int64_t i = 0; i < N * K; i++) ((uint16_t *)w)[i] = ld_fp32_to_fp16(f[i]);
+    else ld_quantize(ctx, t, w, f, N, K, NULL);
+    free(f);
+    return w;
+}
+
+void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r) {
+    static const ld_dtype types[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_K, LD_Q6_K};
+    static const int64_t shapes[][2] = {{3072, 768}, {768, 3072}, {50304, 768}}; /* {N, K} */
+    ld_ctx *ctx = NULL;
+    ld_ctx_params p = ld_ctx_default_params();
+    p.n_threads = o->threads;
+    if (ld_ctx_new(&p, &ctx)) return;
+    const int64_t MP = 512;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const ld_dtype t = types[ti];
+            const int64_t N = shapes[si][0], K = shapes[si][1];
+            const char *tn = ld_dtype_traits(t)->name;
+            size_t wbytes = 0;
+            uint8_t *w1 = make_weights(ctx, t, N, K, &wbytes);
+            if (!w1) continue;
+            int copies = (int)(((size_t)512 << 20) / wbytes) + 1;
+            uint8_t *w = malloc(wbytes * (size_t)copies);
+            size_t ss = 0;
+            ld_qmatmul_scratch_size(ctx, t, MP, K, &ss);
+            float *x = malloc((size_t)(MP * K) * sizeof(float)), *y = malloc((size_t)(MP * N) * sizeof(float));
+            void *scratch = malloc(ss ? ss : 64);
+            if (!w || !x || !y || !scratch) goto next;
+            for (int c = 0; c < copies; c++) memcpy(w + (size_t)c * wbytes, w1, wbytes);
+            ld_rng rng = ld_rng_init(7);
+            for (int64_t i = 0; i < MP * K; i++) x[i] = ld_rng_normal(&rng);
+            char name[96];
+            /* decode: all copies once per repetition */
+            qmm_arg a = {ctx, t, w, wbytes, copies, N, K, 1, x, y, scratch};
+            double s = ld_bench_median(run_qmm, &a, o->reps);
+            double gbs = (double)wbytes * copies / s * 1e-9;
+            snprintf(name, sizeof name, "decode %s %lldx%lld (x%d)", tn, (long long)N, (long long)K, copies);
+            ld_bench_report_row(r, "quant", name, gbs, "GB/s", lim->bw_read_gbs > 0 ? gbs / lim->bw_read_gbs : -1,
+                                "read bandwidth");
+            /* prefill: one copy, M = 512 (the lm head is skipped: minutes on F32) */
+            if (N <= 4096) {
+                qmm_arg b = {ctx, t, w, wbytes, 1, N, K, MP, x, y, scratch};
+                s = ld_bench_median(run_qmm, &b, o->reps);
+                double gf = 2.0 * MP * N * K / s * 1e-9;
+                bool isq = t != LD_F32 && t != LD_F16;
+                double peak = isq ? lim->dot_i8_gops : lim->fma_f32_gflops;
+                snprintf(name, sizeof name, "prefill M=%lld %s %lldx%lld", (long long)MP, tn, (long long)N, (long long)K);
+                ld_bench_report_row(r, "quant", name, gf, "GFLOP/s", peak > 0 ? gf / peak : -1,
+                                    isq ? "int8 dot peak" : "fp32 FMA peak");
+            }
+        next:
+            free(w1), free(w), free(x), free(y), free(scratch);
+        }
+    ld_ctx_free(ctx);
+}

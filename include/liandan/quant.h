@@ -1,0 +1,61 @@
+/* liandan/quant.h — quantized weight formats (bit-compatible with GGML) and the matrix
+ * products that read them.
+ *
+ * Supported block types: LD_Q8_0, LD_Q4_0 (32 elements per block) and LD_Q4_K, LD_Q5_K,
+ * LD_Q6_K (256 elements per super-block). A quantized row of n elements is
+ * n / block_size blocks of ld_dtype_traits(t)->block_bytes bytes, laid out exactly as in
+ * GGML/GGUF (docs/formats/quant-blocks.md). */
+#ifndef LIANDAN_QUANT_H
+#define LIANDAN_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "liandan/core.h"
+#include "liandan/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* true when ld_quantize can produce type t (and ld_dequantize read it). */
+bool ld_quant_type_supported(ld_dtype t);
+
+/* Quantizes a row-major [nrows, ncols] f32 matrix into nrows rows of blocks at dst (the
+ * caller owns dst: nrows * row_bytes(dst_type, ncols) bytes, see ld_dtype_row_bytes).
+ * imatrix: NULL, or ncols non-negative importance weights per column (e.g. the mean
+ * squared activation of that input feature); the quantizer then minimises the
+ * importance-weighted squared error (Q4_0, Q4_K, Q5_K, Q6_K; Q8_0 ignores it).
+ * Rows are quantized in parallel on the context's threads; the result does not depend on
+ * the thread count.
+ * Errors: LD_ERR_DTYPE for an unsupported type, LD_ERR_SHAPE when ncols is not a multiple
+ * of the block size, LD_ERR_NUMERIC for a NaN/infinite input (row and column named),
+ * LD_ERR_INVALID_ARG for NULL pointers or negative sizes. */
+ld_status ld_quantize(ld_ctx *ctx, ld_dtype dst_type, void *dst, const float *src, int64_t nrows,
+                      int64_t ncols, const float *imatrix);
+
+/* Decodes n elements (a multiple of the block size) of type src_type (a quantized type,
+ * F16, BF16 or F32) into dst_f32 (caller-owned, n floats). */
+ld_status ld_dequantize(ld_ctx *ctx, ld_dtype src_type, const void *src, float *dst_f32, int64_t n);
+
+/* Bytes of scratch ld_qmatmul needs for M rows of x with K columns and weights of type
+ * wtype (0 for F32/F16 weights, which read x directly). */
+ld_status ld_qmatmul_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_t K, size_t *out);
+
+/* y[M, N] = x[M, K] . W^T, where W is [N, K] in type wtype (F32, F16 or a supported
+ * quantized type; rows of whole blocks, the nn.Linear layout). x is f32 row-major; each
+ * row is quantized once to the dot product's activation format (Q8_0 for Q4_0/Q8_0
+ * weights, Q8_K for K types) into `scratch` (ld_qmatmul_scratch_size bytes, 64-byte
+ * alignment recommended; may be NULL when that size is 0). Parallel over N with a static
+ * schedule on the context's threads: every y element is computed by one fixed sequence of
+ * operations, so results are identical for any thread count.
+ * Errors: LD_ERR_DTYPE (unsupported wtype), LD_ERR_SHAPE (K not a multiple of the block
+ * size), LD_ERR_INVALID_ARG (NULL pointers, non-positive sizes). */
+ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x,
+                     int64_t M, float *y, void *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

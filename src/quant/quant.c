@@ -1,0 +1,207 @@
+/* quant/quant.c — the quantized-type traits table (codec, activation format, dot kernels
+ * per ld_dtype, chosen by CPU features) and the public entry points: ld_quantize,
+ * ld_dequantize and ld_qmatmul (y = x . W^T on F32, F16 or block-quantized weights). */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "quant/quant_blocks.h"
+
+/* ---- plain-float dots (reference) --------------------------------------------------------- */
+float ld_vec_dot_f32_ref(int64_t n, const void *w, const void *a) {
+    const float *x = w, *y = a;
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+float ld_vec_dot_f16_f32_ref(int64_t n, const void *w, const void *a) {
+    const uint16_t *x = w;
+    const float *y = a;
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += ld_fp16_to_fp32(x[i]) * y[i];
+    return s;
+}
+
+static void dequantize_f32(const void *x, float *y, int64_t n) {
+    memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+static void dequantize_f16(const void *x, float *y, int64_t n) {
+    const uint16_t *h = x;
+    for (int64_t i = 0; i < n; i++) y[i] = ld_fp16_to_fp32(h[i]);
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+/* One row per type; ISA is the suffix of the optimized dot/activation functions. */
+#define QT_TABLE(ISA)                                                                                    \
+    [LD_F32] = {LD_F32, 1, NULL, dequantize_f32, 1, 4, NULL, NULL, ld_vec_dot_f32_ref,                    \
+                ld_vec_dot_f32_##ISA, ROWS_##ISA(f32)},                                                                   \
+    [LD_F16] = {LD_F16, 1, NULL, dequantize_f16, 1, 4, NULL, NULL, ld_vec_dot_f16_f32_ref,                \
+                ld_vec_dot_f16_f32_##ISA, ROWS_##ISA(f16_f32)},                                                               \
+    [LD_Q8_0] = {LD_Q8_0, LD_QK8_0, ld_quantize_row_q8_0_ref, ld_dequantize_row_q8_0, LD_QK8_0,             \
+                 sizeof(ld_block_q8_0), ld_quantize_act_q8_0_ref, ld_quantize_act_q8_0_##ISA,             \
+                 ld_vec_dot_q8_0_q8_0_ref, ld_vec_dot_q8_0_q8_0_##ISA, ROWS_##ISA(q8_0_q8_0)},                                   \
+    [LD_Q4_0] = {LD_Q4_0, LD_QK4_0, ld_quantize_row_q4_0_ref, ld_dequantize_row_q4_0, LD_QK8_0,             \
+                 sizeof(ld_block_q8_0), ld_quantize_act_q8_0_ref, ld_quantize_act_q8_0_##ISA,             \
+                 ld_vec_dot_q4_0_q8_0_ref, ld_vec_dot_q4_0_q8_0_##ISA, ROWS_##ISA(q4_0_q8_0)},                                   \
+    [LD_Q4_K] = {LD_Q4_K, LD_QK_K, ld_quantize_row_q4_K_ref, ld_dequantize_row_q4_K, LD_QK_K,               \
+                 sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
+                 ld_vec_dot_q4_K_q8_K_ref, ld_vec_dot_q4_K_q8_K_##ISA, ROWS_##ISA(q4_K_q8_K)},                                   \
+    [LD_Q5_K] = {LD_Q5_K, LD_QK_K, ld_quantize_row_q5_K_ref, ld_dequantize_row_q5_K, LD_QK_K,               \
+                 sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
+                 ld_vec_dot_q5_K_q8_K_ref, ld_vec_dot_q5_K_q8_K_##ISA, ROWS_##ISA(q5_K_q8_K)},                                   \
+    [LD_Q6_K] = {LD_Q6_K, LD_QK_K, ld_quantize_row_q6_K_ref, ld_dequantize_row_q6_K, LD_QK_K,               \
+                 sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
+                 ld_vec_dot_q6_K_q8_K_ref, ld_vec_dot_q6_K_q8_K_##ISA, ROWS_##ISA(q6_K_q8_K)},
+
+#define ROWS_avx512(name) ld_dot_rows_##name##_avx512
+#define ROWS_ref(name) NULL
+/* The reference table names the ref functions as its "optimized" ones too. */
+static const ld_quant_traits table_avx512[LD_DTYPE_COUNT] = {QT_TABLE(avx512)};
+static const ld_quant_traits table_ref[LD_DTYPE_COUNT] = {QT_TABLE(ref)};
+
+const ld_quant_traits *ld_quant_traits_get(ld_dtype t) {
+    if ((int)t < 0 || t >= LD_DTYPE_COUNT) return NULL;
+    const ld_cpu_features *f = ld_cpu_features_get();
+    const ld_quant_traits *tab = (f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni) ? table_avx512 : table_ref;
+    return tab[t].dequantize_row ? &tab[t] : NULL;
+}
+
+bool ld_quant_type_supported(ld_dtype t) {
+    const ld_quant_traits *q = ld_quant_traits_get(t);
+    return q && q->quantize_row;
+}
+
+/* ---- public entry points ------------------------------------------------------------------- */
+ld_status ld_quantize(ld_ctx *ctx, ld_dtype dst_type, void *dst, const float *src, int64_t nrows,
+                      int64_t ncols, const float *imatrix) {
+    const ld_quant_traits *q = ld_quant_traits_get(dst_type);
+    if (!q || !q->quantize_row) {
+        const ld_dtype_info *di = ld_dtype_traits(dst_type);
+        return ld_error(ctx, LD_ERR_DTYPE, "ld_quantize: cannot quantize to type %s", di ? di->name : "(unknown)");
+    }
+    if (!dst || !src || nrows < 0 || ncols <= 0)
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_quantize: NULL buffer or bad size (%lld rows, %lld cols)",
+                        (long long)nrows, (long long)ncols);
+    const ld_dtype_info *di = ld_dtype_traits(dst_type);
+    if (ncols % q->block_size)
+        return ld_error(ctx, LD_ERR_SHAPE, "ld_quantize: %s: ncols %lld is not a multiple of the block size %d",
+                        di->name, (long long)ncols, q->block_size);
+    size_t row_bytes, total;
+    if (ld_dtype_row_bytes(dst_type, ncols, &row_bytes) || ld_mul_size(row_bytes, (size_t)nrows, &total) ||
+        ld_mul_size((size_t)nrows, (size_t)ncols, &total))
+        return ld_error(ctx, LD_ERR_OVERFLOW, "ld_quantize: %lld x %lld %s overflows", (long long)nrows,
+                        (long long)ncols, di->name);
+    for (int64_t r = 0; r < nrows; r++)
+        for (int64_t c = 0; c < ncols; c++)
+            if (!isfinite(src[r * ncols + c]))
+                return ld_error(ctx, LD_ERR_NUMERIC, "ld_quantize: %s: non-finite value at row %lld, column %lld",
+                                di->name, (long long)r, (long long)c);
+    if (imatrix)
+        for (int64_t c = 0; c < ncols; c++)
+            if (!(imatrix[c] >= 0) || !isfinite(imatrix[c]))
+                return ld_error(ctx, LD_ERR_NUMERIC, "ld_quantize: importance weight %lld is %g (must be finite, >= 0)",
+                                (long long)c, (double)imatrix[c]);
+    uint8_t *out = dst;
+#pragma omp parallel for schedule(static) num_threads(ld_ctx_threads(ctx))
+    for (int64_t r = 0; r < nrows; r++) q->quantize_row(src + r * ncols, out + (size_t)r * row_bytes, ncols, imatrix);
+    return LD_OK;
+}
+
+ld_status ld_dequantize(ld_ctx *ctx, ld_dtype src_type, const void *src, float *dst, int64_t n) {
+    if (src_type == LD_BF16 || src_type == LD_F16 || src_type == LD_F32) return ld_convert(ctx, LD_F32, dst, src_type, src, n);
+    const ld_quant_traits *q = ld_quant_traits_get(src_type);
+    const ld_dtype_info *di = ld_dtype_traits(src_type);
+    if (!q) return ld_error(ctx, LD_ERR_DTYPE, "ld_dequantize: cannot decode type %s", di ? di->name : "(unknown)");
+    if (!src || !dst || n < 0) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_dequantize: NULL buffer or negative size");
+    if (n % q->block_size)
+        return ld_error(ctx, LD_ERR_SHAPE, "ld_dequantize: %s: %lld elements is not a multiple of the block size %d",
+                        di->name, (long long)n, q->block_size);
+    q->dequantize_row(src, dst, n);
+    return LD_OK;
+}
+
+static ld_status check_mm(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_t K, const ld_quant_traits **out,
+                          size_t *act_row) {
+    const ld_quant_traits *q = ld_quant_traits_get(wtype);
+    const ld_dtype_info *di = ld_dtype_traits(wtype);
+    if (!q || !q->vec_dot)
+        return ld_error(ctx, LD_ERR_DTYPE, "ld_qmatmul: no kernel for weight type %s", di ? di->name : "(unknown)");
+    if (M <= 0 || K <= 0)
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul: M %lld and K %lld must be positive", (long long)M, (long long)K);
+    if (K % q->block_size || K % q->act_block_size)
+        return ld_error(ctx, LD_ERR_SHAPE, "ld_qmatmul: %s: K %lld is not a multiple of the block size %d", di->name,
+                        (long long)K, q->block_size);
+    *out = q;
+    *act_row = q->quantize_act ? (size_t)(K / q->act_block_size) * (size_t)q->act_block_bytes : 0;
+    return LD_OK;
+}
+
+ld_status ld_qmatmul_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_t K, size_t *out) {
+    const ld_quant_traits *q;
+    size_t row;
+    ld_status st = check_mm(ctx, wtype, M, K, &q, &row);
+    if (st) return st;
+    if (ld_mul_size(row, (size_t)M, out)) return ld_error(ctx, LD_ERR_OVERFLOW, "ld_qmatmul: scratch size overflows");
+    return LD_OK;
+}
+
+/* Columns per tile: a tile's weight rows stay in cache while every row of x passes. */
+#define QMM_TILE_N 8
+
+int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x, int64_t M, float *y,
+                    void *scratch, int threads, bool use_ref) {
+    const ld_quant_traits *q = ld_quant_traits_get(wtype);
+    size_t wrow;
+    if (!q || ld_dtype_row_bytes(wtype, K, &wrow)) return -1;
+    const ld_vec_dot_fn dot = use_ref ? q->vec_dot_ref : q->vec_dot;
+    const ld_dot_rows_fn rows = use_ref ? NULL : q->dot_rows;
+    const ld_quantize_act_fn qa = use_ref ? q->quantize_act_ref : q->quantize_act;
+    const uint8_t *act = (const uint8_t *)x;
+    size_t arow = (size_t)K * sizeof(float);
+    if (qa) {
+        arow = (size_t)(K / q->act_block_size) * (size_t)q->act_block_bytes;
+        uint8_t *s = scratch;
+#pragma omp parallel for schedule(static) num_threads(threads) if (M > 1)
+        for (int64_t m = 0; m < M; m++) qa(x + m * K, s + (size_t)m * arow, K);
+        act = s;
+    }
+    const uint8_t *w = W;
+    const int64_t ntiles = (N + QMM_TILE_N - 1) / QMM_TILE_N;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t t = 0; t < ntiles; t++) {
+        const int64_t n0 = t * QMM_TILE_N, n1 = n0 + QMM_TILE_N < N ? n0 + QMM_TILE_N : N;
+        if (!rows) {
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = n0; n < n1; n++) y[m * N + n] = dot(K, w + (size_t)n * wrow, act + (size_t)m * arow);
+            continue;
+        }
+        for (int64_t m = 0; m < M; m += LD_QDOT_MAX_ROWS) {
+            const int na = M - m < LD_QDOT_MAX_ROWS ? (int)(M - m) : LD_QDOT_MAX_ROWS;
+            float out[LD_QDOT_MAX_ROWS];
+            for (int64_t n = n0; n < n1; n++) {
+                rows(K, w + (size_t)n * wrow, act + (size_t)m * arow, arow, na, out);
+                for (int r = 0; r < na; r++) y[(m + r) * N + n] = out[r];
+            }
+        }
+    }
+    return 0;
+}
+
+ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x, int64_t M,
+                     float *y, void *scratch) {
+    const ld_quant_traits *q;
+    size_t arow, wrow, tmp;
+    ld_status st = check_mm(ctx, wtype, M, K, &q, &arow);
+    if (st) return st;
+    if (N <= 0) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul: N %lld must be positive", (long long)N);
+    if (!W || !x || !y || (arow && !scratch))
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul: NULL %s", !W ? "W" : !x ? "x" : !y ? "y" : "scratch");
+    if (ld_dtype_row_bytes(wtype, K, &wrow) || ld_mul_size(wrow, (size_t)N, &tmp) ||
+        ld_mul_size((size_t)M, (size_t)N, &tmp))
+        return ld_error(ctx, LD_ERR_OVERFLOW, "ld_qmatmul: sizes overflow");
+    ld_qmatmul_impl(wtype, W, N, K, x, M, y, scratch, ld_ctx_threads(ctx), false);
+    return LD_OK;
+}

@@ -1,0 +1,164 @@
+/* quant/quant_blocks.h — GGML-compatible quantized block layouts, the activation blocks used
+ * by the quantized dot products, and the per-type traits table (library-internal).
+ *
+ * Every struct here is byte-for-byte the GGML struct of the same name (see
+ * docs/formats/quant-blocks.md), so a row of blocks read from a GGUF file is used in place.
+ * Block sizes are checked against LD_DTYPE_TABLE (include/liandan/tensor.h). */
+#ifndef LD_QUANT_BLOCKS_H
+#define LD_QUANT_BLOCKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "liandan/tensor.h"
+
+#define LD_QK4_0 32
+#define LD_QK8_0 32
+#define LD_QK_K 256
+#define LD_K_SCALE_SIZE 12
+
+/* Q4_0: 32 weights; value i = (q_i - 8) * d. qs[j] low nibble = element j, high nibble =
+ * element j + 16. */
+typedef struct {
+    uint16_t d; /* fp16 */
+    uint8_t qs[LD_QK4_0 / 2];
+} ld_block_q4_0;
+
+/* Q8_0: 32 weights; value i = qs[i] * d. Also the activation block of Q4_0 and Q8_0 dots. */
+typedef struct {
+    uint16_t d; /* fp16 */
+    int8_t qs[LD_QK8_0];
+} ld_block_q8_0;
+
+/* Q4_K: 256 weights in 8 sub-blocks of 32; sub-block j has a 6-bit scale sc_j and 6-bit min
+ * m_j packed in scales[12]; value = d*sc_j*q - dmin*m_j with 4-bit q. */
+typedef struct {
+    uint16_t d;    /* fp16, super-block scale of the sub-block scales */
+    uint16_t dmin; /* fp16, super-block scale of the sub-block mins */
+    uint8_t scales[LD_K_SCALE_SIZE];
+    uint8_t qs[LD_QK_K / 2];
+} ld_block_q4_K;
+
+/* Q5_K: as Q4_K with a fifth bit per weight in qh. */
+typedef struct {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[LD_K_SCALE_SIZE];
+    uint8_t qh[LD_QK_K / 8];
+    uint8_t qs[LD_QK_K / 2];
+} ld_block_q5_K;
+
+/* Q6_K: 256 weights in 16 groups of 16 with int8 scales; value = d*sc_g*(q - 32), 6-bit q
+ * split into 4 low bits (ql) and 2 high bits (qh). */
+typedef struct {
+    uint8_t ql[LD_QK_K / 2];
+    uint8_t qh[LD_QK_K / 4];
+    int8_t scales[LD_QK_K / 16];
+    uint16_t d;
+} ld_block_q6_K;
+
+/* Q8_K: the activation block of the K-type dots (never stored in files): value = qs*d,
+ * bsums[g] = sum of qs[16g .. 16g+15]. */
+typedef struct {
+    float d;
+    int8_t qs[LD_QK_K];
+    int16_t bsums[LD_QK_K / 16];
+} ld_block_q8_K;
+
+_Static_assert(sizeof(ld_block_q4_0) == 18, "Q4_0 block must be 18 bytes (LD_DTYPE_TABLE)");
+_Static_assert(sizeof(ld_block_q8_0) == 34, "Q8_0 block must be 34 bytes (LD_DTYPE_TABLE)");
+_Static_assert(sizeof(ld_block_q4_K) == 144, "Q4_K block must be 144 bytes (LD_DTYPE_TABLE)");
+_Static_assert(sizeof(ld_block_q5_K) == 176, "Q5_K block must be 176 bytes (LD_DTYPE_TABLE)");
+_Static_assert(sizeof(ld_block_q6_K) == 210, "Q6_K block must be 210 bytes (LD_DTYPE_TABLE)");
+_Static_assert(sizeof(ld_block_q8_K) == 292, "Q8_K block is 4 + 256 + 32 bytes");
+
+/* ---- scalar reference codecs (one file per family) ----------------------------------
+ * quantize: n elements (a multiple of the block size) of x into blocks at y; w is NULL or
+ * n importance weights (weighted squared error is minimised; ignored by Q8_0).
+ * dequantize: n elements of blocks x into floats y. */
+void ld_quantize_row_q8_0_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_dequantize_row_q8_0(const void *x, float *y, int64_t n);
+void ld_quantize_row_q4_0_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_dequantize_row_q4_0(const void *x, float *y, int64_t n);
+void ld_quantize_row_q4_K_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_dequantize_row_q4_K(const void *x, float *y, int64_t n);
+void ld_quantize_row_q5_K_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_dequantize_row_q5_K(const void *x, float *y, int64_t n);
+void ld_quantize_row_q6_K_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_dequantize_row_q6_K(const void *x, float *y, int64_t n);
+/* Activation quantizers (round to nearest even, symmetric, |q| <= 127). */
+void ld_quantize_act_q8_0_ref(const float *x, void *y, int64_t n);
+void ld_quantize_act_q8_K_ref(const float *x, void *y, int64_t n);
+void ld_dequantize_row_q8_K(const void *x, float *y, int64_t n);
+
+/* Reference dots of one weight row with one activation row of n elements. */
+float ld_vec_dot_q8_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float ld_vec_dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float ld_vec_dot_q4_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float ld_vec_dot_q5_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float ld_vec_dot_q6_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float ld_vec_dot_f32_ref(int64_t n, const void *w, const void *a);
+float ld_vec_dot_f16_f32_ref(int64_t n, const void *w, const void *a);
+
+/* AVX-512 (F, BW, VL, VNNI) versions, qdot_avx512.c: same results as the reference in
+ * their integer parts; float sums of whole blocks may be ordered differently. */
+float ld_vec_dot_q8_0_q8_0_avx512(int64_t n, const void *w, const void *a);
+float ld_vec_dot_q4_0_q8_0_avx512(int64_t n, const void *w, const void *a);
+float ld_vec_dot_q4_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float ld_vec_dot_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float ld_vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float ld_vec_dot_f32_avx512(int64_t n, const void *w, const void *a);
+float ld_vec_dot_f16_f32_avx512(int64_t n, const void *w, const void *a);
+/* out[r] = dot(w, activation row r) for r < na (1..LD_QDOT_MAX_ROWS), rows `as` bytes apart;
+ * the weight row is unpacked once for all of them. Each row's result equals the single-row
+ * vec_dot bit for bit. */
+#define LD_QDOT_MAX_ROWS 4
+typedef void (*ld_dot_rows_fn)(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q8_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q4_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q4_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_f32_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+void ld_dot_rows_f16_f32_avx512(int64_t n, const void *w, const void *a, size_t as, int na, float *out);
+/* Bit-identical to the _ref activation quantizers. */
+void ld_quantize_act_q8_0_avx512(const float *x, void *y, int64_t n);
+void ld_quantize_act_q8_K_avx512(const float *x, void *y, int64_t n);
+
+/* ---- shared scale searches (quant_search.c) ------------------------------------------ */
+/* Symmetric: finds s and L[i] in [0, 2*nmax) minimising sum w_i (x_i - s*(L_i - nmax))^2
+ * (w NULL = all ones). Returns s (0 and L = nmax for an all-zero x). */
+float ld_quant_search_sym(int n, int nmax, const float *x, const float *w, uint8_t *L);
+/* Asymmetric: finds s >= 0, m >= 0 and L[i] in [0, nmax] minimising
+ * sum w_i (x_i - (s*L_i - m))^2. Returns s, stores m. */
+float ld_quant_search_asym(int n, int nmax, const float *x, const float *w, uint8_t *L, float *m);
+static inline int ld_quant_nearest(float f) {
+    return (int)__builtin_lrintf(f); /* round to nearest even; callers clamp */
+}
+
+/* ---- the traits table (quant.c) ------------------------------------------------------ */
+typedef float (*ld_vec_dot_fn)(int64_t n, const void *w, const void *a);
+typedef void (*ld_quantize_act_fn)(const float *x, void *y, int64_t n);
+
+typedef struct ld_quant_traits {
+    ld_dtype type;
+    int block_size;
+    void (*quantize_row)(const float *x, void *y, int64_t n, const float *w); /* NULL: F32/F16 */
+    void (*dequantize_row)(const void *x, float *y, int64_t n);
+    /* Activation format of the dot: LD_F32 (used directly), or a Q8 block type. */
+    int act_block_size;    /* elements per activation block (1 = plain f32) */
+    int act_block_bytes;
+    ld_quantize_act_fn quantize_act_ref, quantize_act; /* NULL for f32 activations */
+    ld_vec_dot_fn vec_dot_ref, vec_dot;                /* vec_dot: the fastest for this CPU */
+    ld_dot_rows_fn dot_rows;                           /* NULL: loop over vec_dot */
+} ld_quant_traits;
+
+/* NULL for types without quantized kernels. */
+const ld_quant_traits *ld_quant_traits_get(ld_dtype t);
+
+/* ld_qmatmul with the kernels chosen explicitly (use_ref = scalar reference). */
+int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x, int64_t M,
+                    float *y, void *scratch, int threads, bool use_ref);
+
+#endif
