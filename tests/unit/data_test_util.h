@@ -19,7 +19,7 @@ static void dt_cleanup_(void) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dt_dir_);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dt_dir_);
 }
-static const char *dt_dir(void) {
+static inline const char *dt_dir(void) {
     if (!dt_dir_[0]) {
         snprintf(dt_dir_, sizeof dt_dir_, "/tmp/ld_data_test_XXXXXX");
         if (!mkdtemp(dt_dir_)) {
@@ -32,7 +32,7 @@ static const char *dt_dir(void) {
 }
 
 /* dt_path("x.tsv") -> "<dir>/x.tsv" in a rotating static buffer. */
-static const char *dt_path(const char *name) {
+static inline const char *dt_path(const char *name) {
     static char bufs[8][512];
     static int k;
     char *b = bufs[k++ & 7];
@@ -40,7 +40,7 @@ static const char *dt_path(const char *name) {
     return b;
 }
 
-static const char *dt_write(const char *name, const void *data, size_t len) {
+static inline const char *dt_write(const char *name, const void *data, size_t len) {
     const char *p = dt_path(name);
     FILE *f = fopen(p, "wb");
     if (!f || fwrite(data, 1, len, f) != len) {
@@ -52,7 +52,7 @@ static const char *dt_write(const char *name, const void *data, size_t len) {
 }
 #define DT_WRITE_STR(name, s) dt_write(name, s, strlen(s))
 
-static ld_ctx *dt_ctx(void) {
+static inline ld_ctx *dt_ctx(void) {
     ld_ctx_params p = ld_ctx_default_params();
     p.n_threads = 2;
     ld_ctx *ctx = NULL;
@@ -61,8 +61,9 @@ static ld_ctx *dt_ctx(void) {
 }
 
 /* Reads all documents of a corpus file into one string, documents joined with '|'. */
-static ld_status dt_read_all(ld_ctx *ctx, const char *path, const ld_corpus_params *p, char *out, size_t cap, int *ndocs) {
+static inline ld_status dt_read_all(ld_ctx *ctx, const char *path, const ld_corpus_params *p, char *out, size_t cap, int *ndocs) {
     ld_corpus *c;
+    *ndocs = 0;
     ld_status st = ld_corpus_open(ctx, path, p, &c);
     if (st != LD_OK) return st;
     size_t o = 0;
@@ -85,7 +86,7 @@ static ld_status dt_read_all(ld_ctx *ctx, const char *path, const ld_corpus_para
 
 /* A shard of synthetic documents: doc d (global index first_doc + d) has length
  * 1 + (gd * 7) % max_len and tokens (gd * 1000 + i) % vocab. */
-static void dt_make_shard(ld_ctx *ctx, const char *path, int64_t first_doc, int64_t n_docs, int max_len, int64_t vocab,
+static inline void dt_make_shard(ld_ctx *ctx, const char *path, int64_t first_doc, int64_t n_docs, int max_len, int64_t vocab,
                           uint64_t hash) {
     ld_shard_writer *w;
     if (ld_shard_writer_open_raw(ctx, path, vocab, hash, &w) != LD_OK) {
