@@ -193,7 +193,9 @@ static ld_status raw_txt(ld_corpus *c, const char **doc, size_t *len, size_t *li
     size_t n, ln;
     if (!c->p.txt_paragraphs) {
         while (next_line(c, &line, &n, &ln)) {
-            if (n == 0) continue;
+            size_t k = 0;
+            while (k < n && (line[k] == ' ' || line[k] == '\t')) k++;
+            if (k == n) continue; /* blank lines are not documents */
             ld_status st = check_utf8(c, ln, line, n, line);
             if (st != LD_OK) return st;
             *doc = line, *len = n, *lineno_out = ln;
