@@ -285,8 +285,12 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
     }
     for (int k = 0; k < 2; k++) {
         if (!P.split[k].w) continue;
-        ld_status s2 = ld_shard_writer_close(P.split[k].w); /* on error: discards its .tmp */
-        if (st == LD_OK && s2 != LD_OK) st = s2;
+        if (st != LD_OK) {
+            ld_shard_writer_abort(P.split[k].w); /* no half-written shard after an error */
+        } else {
+            ld_status s2 = ld_shard_writer_close(P.split[k].w);
+            if (s2 != LD_OK) st = s2;
+        }
         P.split[k].w = NULL;
     }
     if (st == LD_OK && p.progress)

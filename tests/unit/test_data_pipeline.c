@@ -2,6 +2,8 @@
  * byte-level BPE on a corpus (through ld_corpus_text_source), prepare shards with it, check
  * that the shards decode back to the documents, that a foreign tokenizer is refused, and
  * that the sampler serves batches from them. Uses $LD_DATA_DIR/zh_pretrain. */
+#include <sys/wait.h>
+
 #include "data_test_util.h"
 
 static ld_tokenizer *train_tok(ld_ctx *ctx, const char *path, int64_t vocab) {
@@ -103,6 +105,53 @@ TEST(pipeline_bpe_prepare_sample) {
         CHECK(in_vocab);
         ld_batch_sampler_free(bs);
     }
+    ld_tokenizer_free(tok);
+    ld_ctx_free(ctx);
+}
+
+/* The CLI ($LD_BIN): prepare + inspect, and a bad TSV column reported with file:line. */
+static int run_cmd(const char *cmd, char *out, size_t cap) {
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = 0;
+    int rc = pclose(f);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TEST(pipeline_cli) {
+    const char *bin = getenv("LD_BIN"), *dir = getenv("LD_DATA_DIR");
+    CHECK_MSG(bin && dir, "LD_BIN / LD_DATA_DIR not set (ctest sets them)");
+    if (!bin || !dir) return;
+    ld_ctx *ctx = dt_ctx();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/zh_pretrain/fortunes_zh.tsv", dir);
+    ld_tokenizer *tok = train_tok(ctx, path, 400);
+    if (!tok) return;
+    char tj[512], out[512];
+    snprintf(tj, sizeof tj, "%s", dt_path("tok.json"));
+    snprintf(out, sizeof out, "%s", dt_path("cli_out"));
+    CHECK_STATUS(ctx, ld_tokenizer_save(tok, tj), LD_OK, "");
+    char cmd[4096], res[8192];
+    snprintf(cmd, sizeof cmd, "'%s' data prepare '%s' --tokenizer '%s' -o '%s' --val-fraction 0.1 --threads 2 --nfkc 2>&1",
+             bin, path, tj, out);
+    int rc = run_cmd(cmd, res, sizeof res);
+    CHECK_MSG(rc == 0 && strstr(res, "duplicates dropped") && strstr(res, "bytes/token") && strstr(res, "shards"),
+              "rc %d: %s", rc, res);
+    snprintf(cmd, sizeof cmd, "'%s' data inspect '%s/val-00000.bin' 2>&1", bin, out);
+    rc = run_cmd(cmd, res, sizeof res);
+    char hash[32];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)ld_tokenizer_hash(tok));
+    CHECK_MSG(rc == 0 && strstr(res, "checksums ok") && strstr(res, hash), "rc %d: %s", rc, res);
+    /* a TSV without the column: an error naming file:line, exit status 1 */
+    const char *bad = DT_WRITE_STR("cli_bad.tsv", "a\tb\tc\nd\te\n");
+    snprintf(cmd, sizeof cmd, "'%s' data prepare '%s' --tokenizer '%s' -o '%s' --column 2 2>&1", bin, bad, tj,
+             dt_path("cli_bad_out"));
+    rc = run_cmd(cmd, res, sizeof res);
+    CHECK_MSG(rc == 1 && strstr(res, "cli_bad.tsv:2: the row has 2 column(s)"), "rc %d: %s", rc, res);
+    char partial[600];
+    snprintf(partial, sizeof partial, "%s/train-00000.bin", dt_path("cli_bad_out"));
+    CHECK(access(partial, F_OK) != 0);
     ld_tokenizer_free(tok);
     ld_ctx_free(ctx);
 }
