@@ -19,6 +19,7 @@ typedef struct ld_cli_command {
 /* Every subcommand, defined in its cli/cmd_<name>.c file. */
 extern const ld_cli_command ld_cmd_bench;
 extern const ld_cli_command ld_cmd_plot;
+extern const ld_cli_command ld_cmd_data;
 extern const ld_cli_command ld_cmd_inspect;
 extern const ld_cli_command ld_cmd_gguf;
 extern const ld_cli_command ld_cmd_tokenizer;

@@ -9,6 +9,7 @@
 static const ld_cli_command *const commands[] = {
     &ld_cmd_bench,
     &ld_cmd_plot,
+    &ld_cmd_data,
     &ld_cmd_inspect,
     &ld_cmd_gguf,
     &ld_cmd_tokenizer,

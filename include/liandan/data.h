@@ -86,6 +86,7 @@ int64_t ld_shard_writer_docs(const ld_shard_writer *w);
 /* Ids outside [0, vocab) are LD_ERR_INVALID_ARG (and the writer then fails on close). */
 ld_status ld_shard_writer_add_doc(ld_shard_writer *w, const int32_t *ids, size_t n);
 ld_status ld_shard_writer_close(ld_shard_writer *w); /* finalises and frees, even on error */
+void ld_shard_writer_abort(ld_shard_writer *w);      /* discards path.tmp and frees */
 
 /* ---- preparing a corpus ----------------------------------------------------------------- */
 typedef struct ld_prepare_params {

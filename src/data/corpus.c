@@ -171,13 +171,15 @@ static ld_status check_utf8(ld_corpus *c, size_t lineno, const char *s, size_t l
                     col, (unsigned)(uint8_t)s[bad]);
 }
 
-static bool scratch_reserve(ld_corpus *c, size_t need) {
+/* Grows the scratch buffer to `need` bytes, keeping its first `keep` bytes. */
+static bool scratch_reserve(ld_corpus *c, size_t need, size_t keep) {
     if (need <= c->scratch_cap) return true;
     size_t cap = c->scratch_cap ? c->scratch_cap : 4096;
     while (cap < need)
         if (ld_mul_size(cap, 2, &cap)) return false;
     char *p = ld_alloc(c->ctx, cap);
     if (!p) return false;
+    if (keep) memcpy(p, c->scratch, keep);
     ld_free(c->ctx, c->scratch);
     c->scratch = p;
     c->scratch_cap = cap;
@@ -191,7 +193,9 @@ static ld_status raw_txt(ld_corpus *c, const char **doc, size_t *len, size_t *li
     size_t n, ln;
     if (!c->p.txt_paragraphs) {
         while (next_line(c, &line, &n, &ln)) {
-            if (n == 0) continue;
+            size_t k = 0;
+            while (k < n && (line[k] == ' ' || line[k] == '\t')) k++;
+            if (k == n) continue; /* blank lines are not documents */
             ld_status st = check_utf8(c, ln, line, n, line);
             if (st != LD_OK) return st;
             *doc = line, *len = n, *lineno_out = ln;
@@ -213,7 +217,7 @@ static ld_status raw_txt(ld_corpus *c, const char **doc, size_t *len, size_t *li
         if (st != LD_OK) return st;
         if (!used) first = ln;
         size_t need;
-        if (ld_add_size(used, n + 1, &need) || !scratch_reserve(c, need))
+        if (ld_add_size(used, n + 1, &need) || !scratch_reserve(c, need, used))
             return ld_error(c->ctx, LD_ERR_NOMEM, "%s:%zu: out of memory", c->name, ln);
         if (used) c->scratch[used++] = '\n';
         memcpy(c->scratch + used, line, n);
@@ -285,7 +289,7 @@ static ld_status raw_jsonl(ld_corpus *c, const char **doc, size_t *len, size_t *
             return ld_error(c->ctx, LD_ERR_FORMAT, "%s:%zu: no string field \"%s\"", c->name, ln, c->field);
         }
         size_t sl = strlen(f->valuestring); /* an embedded \u0000 ends the text */
-        if (!scratch_reserve(c, sl + 1)) {
+        if (!scratch_reserve(c, sl + 1, 0)) {
             cJSON_Delete(root);
             return ld_error(c->ctx, LD_ERR_NOMEM, "%s:%zu: out of memory", c->name, ln);
         }
@@ -328,7 +332,7 @@ static ld_status raw_fasta(ld_corpus *c, const char **doc, size_t *len, size_t *
         ld_status st = check_utf8(c, ln, line, n, line);
         if (st != LD_OK) return st;
         size_t need;
-        if (ld_add_size(used, n, &need) || !scratch_reserve(c, need))
+        if (ld_add_size(used, n, &need) || !scratch_reserve(c, need, used))
             return ld_error(c->ctx, LD_ERR_NOMEM, "%s:%zu: out of memory", c->name, ln);
         for (size_t i = 0; i < n; i++)
             if (line[i] != ' ' && line[i] != '\t') c->scratch[used++] = line[i];

@@ -329,6 +329,10 @@ ld_status ld_shard_writer_add_doc(ld_shard_writer *w, const int32_t *ids, size_t
     return LD_OK;
 }
 
+void ld_shard_writer_abort(ld_shard_writer *w) {
+    if (w) writer_free(w); /* closes and removes path.tmp */
+}
+
 int64_t ld_shard_writer_tokens(const ld_shard_writer *w) {
     return w->n_tokens;
 }

@@ -1,0 +1,228 @@
+/* cli/cmd_data.c — `liandan data prepare` (corpora -> token shards, with a progress bar and a
+ * summary) and `liandan data inspect` (a shard's header and first tokens). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void prepare_usage(FILE *f) {
+    fprintf(f,
+            "usage: liandan data prepare INPUTS... --tokenizer TOKENIZER -o OUT_DIR [options]\n\n"
+            "  INPUTS              .txt (a document per line), .tsv, .jsonl, .fa/.fasta files\n"
+            "  --tokenizer T       tokenizer.json\n"
+            "  -o, --out DIR       writes DIR/train-NNNNN.bin and DIR/val-NNNNN.bin\n"
+            "  --format F          txt | tsv | jsonl | fasta (default: from each file's extension)\n"
+            "  --column N          TSV column, 0-based (default: the last)\n"
+            "  --field NAME        JSONL string field (default: text)\n"
+            "  --paragraphs        txt: a document per blank-line-separated paragraph\n"
+            "  --nfkc              Unicode NFKC normalisation\n"
+            "  --simplified        Traditional -> Simplified Chinese (OpenCC)\n"
+            "  --collapse-whitespace  runs of whitespace -> one space, trimmed\n"
+            "  --val-fraction X    share of documents for validation, by content hash (default 0.01)\n"
+            "  --no-dedup          keep exact duplicate documents\n"
+            "  --no-eos            do not append EOS after each document\n"
+            "  --shard-tokens N    tokens per shard file (default 100000000)\n"
+            "  --threads N         tokenizer threads (default: all cores)\n");
+}
+
+typedef struct progress_state {
+    bool tty;
+    double t0, last;
+} progress_state;
+
+static void fmt_time(char *b, size_t n, double s) {
+    if (!(s >= 0) || s > 1e7) {
+        snprintf(b, n, "--:--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(b, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(b, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void on_progress(void *user, double done, double total, int64_t docs, int64_t tokens) {
+    progress_state *ps = user;
+    double now = ld_time_now(), el = now - ps->t0;
+    if (!ps->tty && now - ps->last < 5.0 && done < total) return;
+    ps->last = now;
+    double frac = total > 0 ? done / total : 1, mbps = el > 0 ? done / el / 1e6 : 0;
+    double eta = frac > 0 && done > 0 ? el * (1 - frac) / frac : -1;
+    char etas[32];
+    fmt_time(etas, sizeof etas, eta);
+    if (ps->tty) {
+        char bar[31];
+        int fill = (int)(frac * 30 + 0.5);
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r[%s] %5.1f%%  %.1f/%.1f MB  %.1f MB/s  ETA %s  %" PRId64 " docs  %" PRId64 " tokens ", bar,
+                100 * frac, done / 1e6, total / 1e6, mbps, etas, docs, tokens);
+    } else {
+        fprintf(stderr, "prepare: %.1f%% %.1f/%.1f MB %.1f MB/s ETA %s docs %" PRId64 " tokens %" PRId64 "\n", 100 * frac,
+                done / 1e6, total / 1e6, mbps, etas, docs, tokens);
+    }
+}
+
+/* A tokenizer.json (character vocabularies — 'amino', vocab.txt — once the tokenizer layer
+ * provides them). */
+static ld_status load_tokenizer(ld_ctx *ctx, const char *spec, ld_tokenizer **tok) {
+    return ld_tokenizer_load(ctx, spec, tok);
+}
+
+static int cmd_prepare(int argc, char **argv) {
+    const char **inputs = calloc((size_t)argc, sizeof *inputs);
+    int n_inputs = 0;
+    const char *tok_path = NULL, *out = NULL;
+    long threads = 0, column = -1;
+    bool have_column = false;
+    ld_prepare_params p = ld_prepare_default_params();
+    p.val_fraction = 0.01;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            prepare_usage(stdout);
+            free(inputs);
+            return 0;
+        } else if (!strcmp(a, "--tokenizer") && v) tok_path = v, i++;
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) out = v, i++;
+        else if (!strcmp(a, "--format") && v) {
+            i++;
+            if (!strcmp(v, "txt")) p.corpus.format = LD_CORPUS_TXT;
+            else if (!strcmp(v, "tsv")) p.corpus.format = LD_CORPUS_TSV;
+            else if (!strcmp(v, "jsonl")) p.corpus.format = LD_CORPUS_JSONL;
+            else if (!strcmp(v, "fasta")) p.corpus.format = LD_CORPUS_FASTA;
+            else {
+                fprintf(stderr, "liandan: --format: '%s' is not txt, tsv, jsonl or fasta\n", v);
+                free(inputs);
+                return 2;
+            }
+        } else if (!strcmp(a, "--column")) {
+            if (!ld_cli_parse_int(a, v, 0, 1 << 20, &column)) return free(inputs), 2;
+            have_column = true;
+            i++;
+        } else if (!strcmp(a, "--field") && v) p.corpus.jsonl_field = v, i++;
+        else if (!strcmp(a, "--paragraphs")) p.corpus.txt_paragraphs = true;
+        else if (!strcmp(a, "--nfkc")) p.corpus.nfkc = true;
+        else if (!strcmp(a, "--simplified")) p.corpus.to_simplified = true;
+        else if (!strcmp(a, "--collapse-whitespace")) p.corpus.collapse_whitespace = true;
+        else if (!strcmp(a, "--no-dedup")) p.dedup = false;
+        else if (!strcmp(a, "--no-eos")) p.add_eos = false;
+        else if (!strcmp(a, "--val-fraction") && v) {
+            char *end;
+            p.val_fraction = strtod(v, &end);
+            if (*end || !(p.val_fraction >= 0 && p.val_fraction <= 1)) {
+                fprintf(stderr, "liandan: --val-fraction: '%s' is not a number in [0, 1]\n", v);
+                free(inputs);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--shard-tokens")) {
+            long st;
+            if (!ld_cli_parse_int(a, v, 1, 1L << 40, &st)) return free(inputs), 2;
+            p.shard_tokens = st;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if (!ld_cli_parse_int(a, v, 1, 4096, &threads)) return free(inputs), 2;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "liandan: data prepare: unknown option or missing value: %s\n\n", a);
+            prepare_usage(stderr);
+            free(inputs);
+            return 2;
+        } else inputs[n_inputs++] = a;
+    }
+    if (have_column) p.corpus.tsv_column = (int)column;
+    if (!n_inputs || !tok_path || !out) {
+        fprintf(stderr, "liandan: data prepare needs INPUTS, --tokenizer and -o\n\n");
+        prepare_usage(stderr);
+        free(inputs);
+        return 2;
+    }
+    ld_ctx *ctx = ld_cli_ctx((int)threads);
+    ld_tokenizer *tok = NULL;
+    if (load_tokenizer(ctx, tok_path, &tok) != LD_OK) {
+        int rc = ld_cli_fail(ctx, "loading the tokenizer");
+        free(inputs);
+        ld_ctx_free(ctx);
+        return rc;
+    }
+    progress_state ps = {.tty = ld_cli_isatty(), .t0 = ld_time_now()};
+    ps.last = ps.t0;
+    p.n_threads = (int)threads;
+    p.progress = on_progress;
+    p.progress_user = &ps;
+    ld_prepare_stats st;
+    ld_status s = ld_data_prepare(ctx, tok, inputs, n_inputs, out, &p, &st);
+    if (ps.tty) fputc('\n', stderr);
+    int rc = 0;
+    if (s != LD_OK) {
+        rc = ld_cli_fail(ctx, "data prepare");
+    } else {
+        double el = ld_time_now() - ps.t0;
+        int64_t tokens = st.train_tokens + st.val_tokens;
+        printf("documents   %" PRId64 " read, %" PRId64 " duplicates dropped, %" PRId64 " train, %" PRId64 " val\n",
+               st.docs, st.duplicates, st.train_docs, st.val_docs);
+        printf("tokens      %" PRId64 " train, %" PRId64 " val; %.2f bytes/token\n", st.train_tokens, st.val_tokens,
+               tokens ? (double)st.bytes / (double)tokens : 0.0);
+        printf("shards      %d train, %d val in %s\n", st.n_train_shards, st.n_val_shards, out);
+        printf("time        %.2f s, %.1f MB/s\n", el, el > 0 ? (double)st.bytes / el / 1e6 : 0.0);
+    }
+    ld_tokenizer_free(tok);
+    ld_ctx_free(ctx);
+    free(inputs);
+    return rc;
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    const char *path = NULL;
+    long n_show = 32;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: liandan data inspect SHARD [--tokens N]\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--tokens")) {
+            if (!ld_cli_parse_int(argv[i], i + 1 < argc ? argv[i + 1] : NULL, 0, 1 << 20, &n_show)) return 2;
+            i++;
+        } else if (!path) path = argv[i];
+        else {
+            fprintf(stderr, "liandan: data inspect: unexpected argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "usage: liandan data inspect SHARD [--tokens N]\n");
+        return 2;
+    }
+    ld_ctx *ctx = ld_cli_ctx(1);
+    ld_shard *s;
+    if (ld_shard_open(ctx, path, NULL, &s) != LD_OK) {
+        int rc = ld_cli_fail(ctx, "data inspect");
+        ld_ctx_free(ctx);
+        return rc;
+    }
+    int64_t n = ld_shard_tokens(s), d = ld_shard_docs(s);
+    printf("shard           %s (checksums ok)\n", path);
+    printf("tokens          %" PRId64 " (%d bytes each)\n", n, ld_shard_token_bytes(s));
+    printf("documents       %" PRId64 " (mean %.1f tokens)\n", d, d ? (double)n / (double)d : 0.0);
+    printf("vocab_size      %" PRId64 "\n", ld_shard_vocab_size(s));
+    printf("tokenizer_hash  %016" PRIx64 "\n", ld_shard_tokenizer_hash(s));
+    printf("first tokens   ");
+    for (int64_t i = 0; i < n && i < n_show; i++) printf(" %d", ld_shard_token(s, i));
+    printf("\n");
+    if (d) printf("first document  tokens [0, %" PRId64 ")\n", ld_shard_doc_start(s, 1));
+    ld_shard_close(s);
+    ld_ctx_free(ctx);
+    return 0;
+}
+
+static int cmd_data(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "prepare")) return cmd_prepare(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    FILE *f = argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? stdout : stderr;
+    fprintf(f, "usage: liandan data prepare INPUTS... --tokenizer T -o OUT_DIR [options]\n"
+               "       liandan data inspect SHARD [--tokens N]\n");
+    return f == stdout ? 0 : 2;
+}
+
+const ld_cli_command ld_cmd_data = {"data", "corpora -> token shards (prepare), shard headers (inspect)", cmd_data};
