@@ -24,6 +24,11 @@ extern const ld_cli_command ld_cmd_inspect;
 extern const ld_cli_command ld_cmd_gguf;
 extern const ld_cli_command ld_cmd_tokenizer;
 extern const ld_cli_command ld_cmd_tokenize;
+extern const ld_cli_command ld_cmd_pretrain;
+extern const ld_cli_command ld_cmd_generate;
+extern const ld_cli_command ld_cmd_chat;
+extern const ld_cli_command ld_cmd_score;
+extern const ld_cli_command ld_cmd_eval;
 
 /* A context with the CLI's log sink (stderr, "liandan: warning: ...") and `threads`
  * (0 = all cores). Exits with a message on failure (the CLI may exit; the library may not). */

@@ -7,6 +7,11 @@
 #include "cli.h"
 
 static const ld_cli_command *const commands[] = {
+    &ld_cmd_pretrain,
+    &ld_cmd_generate,
+    &ld_cmd_chat,
+    &ld_cmd_score,
+    &ld_cmd_eval,
     &ld_cmd_bench,
     &ld_cmd_plot,
     &ld_cmd_data,
