@@ -65,6 +65,7 @@ void ld_bench_suite_attention(const ld_bench_opts *o, const ld_machine_limits *l
 
 /* Top-level suites with their own rows (bench_train.c, ...). */
 void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+void ld_bench_tokenizer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 /* Norms, AdamW, cross-entropy, GELU in GB/s against triad bandwidth (bench_ops.c). */
 void ld_bench_suite_ops(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);

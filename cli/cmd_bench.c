@@ -39,6 +39,7 @@ static const top_suite top_suites[] = {
     {"limits", NULL},
     {"kernels", bench_kernels},
     {"train", ld_bench_train},
+    {"tokenizer", ld_bench_tokenizer},
 };
 
 static void usage(FILE *f) {
@@ -49,7 +50,9 @@ static void usage(FILE *f) {
             "  kernels    matmul at training-step shapes, attention, norms, AdamW — each as a ratio\n"
             "             to the machine limit measured in the same run\n"
             "  train      causal-LM training step (GPT-2-124M shape, B=4, T=64) in fp32 and bf16: tokens/s\n"
-            "             and MFU; batch-1 generation tokens/s against the bandwidth limit\n\n"
+            "             and MFU; batch-1 generation tokens/s against the bandwidth limit\n"
+            "  tokenizer  BPE training time (32k, zh_pretrain + en_text) and encoding MB/s next to\n"
+            "             @huggingface/tokenizers on the same text (data: $LD_DATA_DIR)\n\n"
             "options:\n"
             "  --threads N   threads (default: all cores)\n"
             "  --reps N      timed repetitions per row; the median is reported (default 7)\n"
