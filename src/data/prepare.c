@@ -125,7 +125,7 @@ static ld_status flush_chunk(prep *P, const char *const *doc_where) {
     const ld_data_encoder *enc = P->enc;
     bool eos = P->p->add_eos && enc->eos_id >= 0;
     int threads = P->p->n_threads > 0 ? P->p->n_threads : ld_ctx_threads(P->ctx);
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static, 1) num_threads(threads) /* interleaved: documents vary in length */
     for (int d = 0; d < n; d++) {
         const char *t = P->text + P->doc_off[d];
         size_t len = P->doc_off[d + 1] - P->doc_off[d];
