@@ -114,6 +114,22 @@ TEST(bad_shards) {
     free(b);
     free(good);
 
+    /* 4-byte ids with the top bit set are not negative ids (a fuzzer find) */
+    {
+        dt_make_shard(ctx, dt_path("wide.bin"), 0, 3, 5, 70000, 1);
+        FILE *f = fopen(dt_path("wide.bin"), "rb");
+        uint8_t w[4096];
+        size_t wn = fread(w, 1, sizeof w, f);
+        fclose(f);
+        w[64] = 0xf0, w[65] = 0xff, w[66] = 0xff, w[67] = 0xff;
+        put64(w + 48, ld_hash64(w + 64, wn - 64));
+        fix_header_checksum(w);
+        CHECK_STATUS(ctx, ld_shard_open_memory(ctx, "wide.bin", w, wn, NULL, &s), LD_ERR_FORMAT,
+                     "token 0 = 4294967280 >= vocabulary size 70000");
+        ld_shard_close(s);
+        s = NULL;
+    }
+
     /* a foreign tokenizer hash across a sampler's shards */
     dt_make_shard(ctx, dt_path("mix-00000.bin"), 0, 10, 20, 1000, 1);
     dt_make_shard(ctx, dt_path("mix-00001.bin"), 0, 10, 20, 1000, 2);
