@@ -6,6 +6,7 @@
  *    all layers, so the number is DRAM-bound, not cache-bound.
  *  - prefill (M = 512): GFLOP/s (2*M*N*K) against the int8 dot peak (quantized weights) or
  *    the fp32 FMA peak (F32/F16 weights). */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,23 @@ static void run_qmm(void *p) {
     qmm_arg *a = p;
     for (int c = 0; c < a->copies; c++)
         ld_qmatmul(a->ctx, a->t, a->w + (size_t)c * a->wbytes, a->N, a->K, a->x, a->M, a->y, a->scratch);
+}
+
+/* A plain AVX-512 read of the same weight bytes on the same threads: the bandwidth the
+ * decode row is compared with, measured next to it (the machine is shared, and limits
+ * measured seconds earlier drift). */
+static void run_read(void *p) {
+    qmm_arg *a = p;
+    const float *f = (const float *)a->w;
+    const size_t n = a->wbytes * (size_t)a->copies / sizeof(float);
+    float sum = 0;
+#pragma omp parallel num_threads(ld_ctx_threads(a->ctx)) reduction(+ : sum)
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        size_t lo = n / nt * t / 64 * 64, hi = t == nt - 1 ? n : n / nt * (t + 1) / 64 * 64;
+        sum += ld_bench_read_avx512(f + lo, hi - lo);
+    }
+    a->y[0] = sum;
 }
 
 static void *make_weights(ld_ctx *ctx, ld_dtype t, int64_t N, int64_t K, size_t *bytes) {
@@ -78,11 +96,13 @@ void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, 
             char name[96];
             /* decode: all copies once per repetition */
             qmm_arg a = {ctx, t, w, wbytes, copies, N, K, 1, x, y, scratch};
-            double s = ld_bench_median(run_qmm, &a, o->reps);
-            double gbs = (double)wbytes * copies / s * 1e-9;
+            double s = ld_bench_median(run_qmm, &a, o->reps), sr = ld_bench_median(run_read, &a, o->reps);
+            double gbs = (double)wbytes * copies / s * 1e-9, rgbs = (double)wbytes * copies / sr * 1e-9;
             snprintf(name, sizeof name, "decode %s %lldx%lld (x%d)", tn, (long long)N, (long long)K, copies);
             ld_bench_report_row(r, "quant", name, gbs, "GB/s", lim->bw_read_gbs > 0 ? gbs / lim->bw_read_gbs : -1,
                                 "read bandwidth");
+            snprintf(name, sizeof name, "  same-buffer read %.1f GB/s", rgbs);
+            ld_bench_report_row(r, "quant", name, gbs / rgbs, "x", gbs / rgbs, "read of the same weights");
             /* prefill: one copy, M = 512 (the lm head is skipped: minutes on F32) */
             if (N <= 4096) {
                 qmm_arg b = {ctx, t, w, wbytes, 1, N, K, MP, x, y, scratch};

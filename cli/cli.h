@@ -22,6 +22,13 @@ extern const ld_cli_command ld_cmd_plot;
 extern const ld_cli_command ld_cmd_data;
 extern const ld_cli_command ld_cmd_inspect;
 extern const ld_cli_command ld_cmd_gguf;
+extern const ld_cli_command ld_cmd_tokenizer;
+extern const ld_cli_command ld_cmd_tokenize;
+extern const ld_cli_command ld_cmd_pretrain;
+extern const ld_cli_command ld_cmd_generate;
+extern const ld_cli_command ld_cmd_chat;
+extern const ld_cli_command ld_cmd_score;
+extern const ld_cli_command ld_cmd_eval;
 
 /* A context with the CLI's log sink (stderr, "liandan: warning: ...") and `threads`
  * (0 = all cores). Exits with a message on failure (the CLI may exit; the library may not). */
@@ -32,5 +39,14 @@ int ld_cli_fail(ld_ctx *ctx, const char *what);
 bool ld_cli_parse_int(const char *opt, const char *val, long min, long max, long *out);
 /* true when stderr is a terminal (progress bars are drawn only then). */
 bool ld_cli_isatty(void);
+
+/* A progress bar on stderr (in place on a terminal, periodic lines otherwise). Zero-init. */
+typedef struct ld_cli_bar {
+    const char *phase;
+    double start, phase_start, last;
+} ld_cli_bar;
+/* done/total in raw units (total <= 0: unknown); the rate is shown as done/scale per second in
+ * `unit` (e.g. scale 1e6 and "MB"). */
+void ld_cli_progress(ld_cli_bar *b, const char *phase, double done, double total, const char *unit, double scale);
 
 #endif

@@ -7,11 +7,18 @@
 #include "cli.h"
 
 static const ld_cli_command *const commands[] = {
+    &ld_cmd_pretrain,
+    &ld_cmd_generate,
+    &ld_cmd_chat,
+    &ld_cmd_score,
+    &ld_cmd_eval,
     &ld_cmd_bench,
     &ld_cmd_plot,
     &ld_cmd_data,
     &ld_cmd_inspect,
     &ld_cmd_gguf,
+    &ld_cmd_tokenizer,
+    &ld_cmd_tokenize,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

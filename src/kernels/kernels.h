@@ -57,7 +57,9 @@ typedef struct ld_kernels {
      * C[M,N] = alpha * op(A) op(B) + beta * C, where op(A) is [M,K] (A stored [M,K] with
      * leading dimension lda, or, if transA, stored [K,M]), op(B) is [K,N] (B stored [K,N],
      * or, if transB, stored [N,K] — the nn.Linear weight layout). beta is 0 or 1 in
-     * practice; beta == 0 ignores C's previous contents (NaNs included). */
+     * practice; beta == 0 ignores C's previous contents (NaNs included). The CPU GEMMs pack
+     * into per-thread buffers grown on first use of a size and reused after (no allocation
+     * in steady state; see kernels/cpu/gemm.h). */
     void (*gemm_f32)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                      float *C, int64_t ldc);

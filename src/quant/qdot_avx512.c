@@ -109,6 +109,16 @@ static inline __attribute__((always_inline)) __m256i load256(const void *p) {
     return _mm256_loadu_si256((const __m256i *)p);
 }
 
+/* The fp16 scales (first field) of 4 consecutive blocks `stride` bytes apart, as floats. */
+static inline __attribute__((always_inline)) __m128 scales4(const void *p, size_t stride) {
+    const uint8_t *b = p;
+    uint16_t h[4];
+    for (int k = 0; k < 4; k++) memcpy(&h[k], b + k * stride, 2);
+    uint64_t u;
+    memcpy(&u, h, 8);
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)u));
+}
+
 /* ---- Q8_0 x Q8_0: vpdpbusd(|w|, sign(w)*a), two 32-blocks per 512-bit step ---------------- */
 static inline __attribute__((always_inline)) void q8_0_rows(int64_t n, const void *w, const void *act, size_t as, const int na, float *out) {
     const ld_block_q8_0 *x = w;
@@ -117,7 +127,27 @@ static inline __attribute__((always_inline)) void q8_0_rows(int64_t n, const voi
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < na; r++) acc[r] = _mm512_setzero_ps();
+    const __m512i idx01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i idx23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     int64_t i = 0;
+    for (; i + 3 < nb; i += 4) { /* four blocks: scales converted and multiplied 4 at a time */
+        prefetch_bytes(&x[i], 4 * (int)sizeof x[i]);
+        const __m512i w0 = pair256(load256(x[i].qs), load256(x[i + 1].qs)), aw0 = _mm512_abs_epi8(w0);
+        const __m512i w1 = pair256(load256(x[i + 2].qs), load256(x[i + 3].qs)), aw1 = _mm512_abs_epi8(w1);
+        const __mmask64 n0 = _mm512_movepi8_mask(w0), n1 = _mm512_movepi8_mask(w1);
+        const __m128 dw = scales4(&x[i], sizeof x[i]);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const ld_block_q8_0 *a = ROW(ld_block_q8_0, act, r);
+            const __m512 s4 = _mm512_castps128_ps512(_mm_mul_ps(dw, scales4(&a[i], sizeof a[i])));
+            __m512i a0 = pair256(load256(a[i].qs), load256(a[i + 1].qs));
+            __m512i a1 = pair256(load256(a[i + 2].qs), load256(a[i + 3].qs));
+            __m512i p0 = _mm512_dpbusd_epi32(zero, aw0, _mm512_mask_sub_epi8(a0, n0, zero, a0));
+            __m512i p1 = _mm512_dpbusd_epi32(zero, aw1, _mm512_mask_sub_epi8(a1, n1, zero, a1));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(idx01, s4), acc[r]);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_permutexvar_ps(idx23, s4), acc[r]);
+        }
+    }
     for (; i + 1 < nb; i += 2) {
         prefetch_bytes(&x[i], 2 * (int)sizeof x[i]);
         const __m512i wv = pair256(load256(x[i].qs), load256(x[i + 1].qs)), aw = _mm512_abs_epi8(wv);
@@ -163,7 +193,26 @@ static inline __attribute__((always_inline)) void q4_0_rows(int64_t n, const voi
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < na; r++) acc[r] = _mm512_setzero_ps();
+    const __m512i idx01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i idx23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     int64_t i = 0;
+    for (; i + 3 < nb; i += 4) {
+        prefetch_bytes(&x[i], 4 * (int)sizeof x[i]);
+        const __m512i w0 = pair256(q4_0_levels(x[i].qs), q4_0_levels(x[i + 1].qs));
+        const __m512i w1 = pair256(q4_0_levels(x[i + 2].qs), q4_0_levels(x[i + 3].qs));
+        const __m128 dw = scales4(&x[i], sizeof x[i]);
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) {
+            const ld_block_q8_0 *a = ROW(ld_block_q8_0, act, r);
+            const __m512 s4 = _mm512_castps128_ps512(_mm_mul_ps(dw, scales4(&a[i], sizeof a[i])));
+            __m512i a0 = pair256(load256(a[i].qs), load256(a[i + 1].qs));
+            __m512i a1 = pair256(load256(a[i + 2].qs), load256(a[i + 3].qs));
+            __m512i p0 = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, w0, a0), _mm512_dpbusd_epi32(zero, eights, a0));
+            __m512i p1 = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, w1, a1), _mm512_dpbusd_epi32(zero, eights, a1));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(idx01, s4), acc[r]);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_permutexvar_ps(idx23, s4), acc[r]);
+        }
+    }
     for (; i + 1 < nb; i += 2) {
         prefetch_bytes(&x[i], 2 * (int)sizeof x[i]);
         const __m512i wv = pair256(q4_0_levels(x[i].qs), q4_0_levels(x[i + 1].qs));
@@ -218,13 +267,15 @@ static inline __attribute__((always_inline)) void k4k5_rows(int64_t n, const voi
     const __m512i hl_shift[4] = {
         _mm512_setr_epi64(4, 4, 4, 4, 3, 3, 3, 3), _mm512_setr_epi64(2, 2, 2, 2, 1, 1, 1, 1),
         _mm512_setr_epi64(0, 0, 0, 0, 1, 1, 1, 1), _mm512_setr_epi64(2, 2, 2, 2, 3, 3, 3, 3)};
-    /* lane k of chunk c's dot belongs to sub-block 2c + k/8 */
-    const __m512i idx[4] = {
-        _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-        _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
-        _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5),
-        _mm512_setr_epi32(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7),
-    };
+    /* After vpackssdw of the dots of chunks c and c+1 (c even), int16 position 8j+u of
+     * 128-bit lane j holds chunk c's lane 4j+u (u < 4) or chunk c+1's lane 4j+u-4: its
+     * sub-block is 2c + (u < 4 ? 0 : 2) + (j >= 2). These pick those scales (vpermw). */
+#define PI(j, u) (short)(((u) < 4 ? 0 : 2) + ((j) >= 2))
+#define PL(j) PI(j, 7), PI(j, 6), PI(j, 5), PI(j, 4), PI(j, 3), PI(j, 2), PI(j, 1), PI(j, 0)
+    const __m512i pidx0 = _mm512_set_epi16(PL(3), PL(2), PL(1), PL(0));
+#undef PL
+#undef PI
+    const __m512i pidx[2] = {pidx0, _mm512_add_epi16(pidx0, _mm512_set1_epi16(4))};
     __m512 acc[4];
     __m256 accm[4];
 #pragma GCC unroll 4
@@ -238,26 +289,32 @@ static inline __attribute__((always_inline)) void k4k5_rows(int64_t n, const voi
         const uint8_t *qh = blk + 16, *qs = blk + (five ? 48 : 16);
         uint64_t sc, mn;
         k4_scales(blk + 4, &sc, &mn);
-        const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc));
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
         const __m128i mb = _mm_cvtsi64_si128((long long)mn);
         const __m256i mdup = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mb, mb)); /* m0 m0 m1 m1 ... */
         const __m512i hz = five ? _mm512_broadcast_i64x4(load256(qh)) : zero;
         __m512i isum[4];
 #pragma GCC unroll 4
         for (int r = 0; r < na; r++) isum[r] = zero;
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m512i lv = _mm512_and_si512(_mm512_srlv_epi64(_mm512_broadcast_i64x4(load256(qs + 32 * c)), nib_shift), m4);
-            if (five) {
-                const __m512i hb = c < 2 ? _mm512_sllv_epi64(hz, hl_shift[c]) : _mm512_srlv_epi64(hz, hl_shift[c]);
-                lv = _mm512_ternarylogic_epi32(lv, hb, m10, 0xF8); /* lv | (hb & 0x10) */
+#pragma GCC unroll 2
+        for (int c = 0; c < 4; c += 2) {
+            __m512i lv[2];
+#pragma GCC unroll 2
+            for (int k = 0; k < 2; k++) {
+                lv[k] = _mm512_and_si512(_mm512_srlv_epi64(_mm512_broadcast_i64x4(load256(qs + 32 * (c + k))), nib_shift), m4);
+                if (five) {
+                    const __m512i hb = c + k < 2 ? _mm512_sllv_epi64(hz, hl_shift[c + k]) : _mm512_srlv_epi64(hz, hl_shift[c + k]);
+                    lv[k] = _mm512_ternarylogic_epi32(lv[k], hb, m10, 0xF8); /* lv | (hb & 0x10) */
+                }
             }
-            const __m512i sv = _mm512_permutexvar_epi32(idx[c], sc32);
+            const __m512i sv = _mm512_permutexvar_epi16(pidx[c / 2], sc16);
 #pragma GCC unroll 4
             for (int r = 0; r < na; r++) {
                 const ld_block_q8_K *a = ROW(ld_block_q8_K, act, r) + i;
-                __m512i dp = _mm512_dpbusd_epi32(zero, lv, _mm512_loadu_si512(a->qs + 64 * c));
-                isum[r] = _mm512_dpwssd_epi32(isum[r], dp, sv); /* += dp * scale (|dp| < 2^15) */
+                __m512i d0 = _mm512_dpbusd_epi32(zero, lv[0], _mm512_loadu_si512(a->qs + 64 * c));
+                __m512i d1 = _mm512_dpbusd_epi32(zero, lv[1], _mm512_loadu_si512(a->qs + 64 * c + 64));
+                /* |lane| < 2^15, so the pack is exact; one vpdpwssd scales both chunks */
+                isum[r] = _mm512_dpwssd_epi32(isum[r], _mm512_packs_epi32(d0, d1), sv);
             }
         }
         const float dw = fp16(d16), dmw = fp16(dmin16);

@@ -66,11 +66,18 @@ typedef struct {
     int16_t bsums[LD_QK_K / 16];
 } ld_block_q8_K;
 
-_Static_assert(sizeof(ld_block_q4_0) == 18, "Q4_0 block must be 18 bytes (LD_DTYPE_TABLE)");
-_Static_assert(sizeof(ld_block_q8_0) == 34, "Q8_0 block must be 34 bytes (LD_DTYPE_TABLE)");
-_Static_assert(sizeof(ld_block_q4_K) == 144, "Q4_K block must be 144 bytes (LD_DTYPE_TABLE)");
-_Static_assert(sizeof(ld_block_q5_K) == 176, "Q5_K block must be 176 bytes (LD_DTYPE_TABLE)");
-_Static_assert(sizeof(ld_block_q6_K) == 210, "Q6_K block must be 210 bytes (LD_DTYPE_TABLE)");
+/* Block sizes straight from LD_DTYPE_TABLE, so the structs and the table cannot drift. */
+#define LD_QB_TABLE_(e, name, blk, bytes, ggml, isf) ld_qb_bytes_##e = bytes, ld_qb_block_##e = blk,
+enum { LD_DTYPE_TABLE(LD_QB_TABLE_) ld_qb_dummy_ };
+#undef LD_QB_TABLE_
+_Static_assert(sizeof(ld_block_q4_0) == ld_qb_bytes_LD_Q4_0 && ld_qb_bytes_LD_Q4_0 == 18, "Q4_0 block: 18 bytes");
+_Static_assert(sizeof(ld_block_q8_0) == ld_qb_bytes_LD_Q8_0 && ld_qb_bytes_LD_Q8_0 == 34, "Q8_0 block: 34 bytes");
+_Static_assert(sizeof(ld_block_q4_K) == ld_qb_bytes_LD_Q4_K && ld_qb_bytes_LD_Q4_K == 144, "Q4_K block: 144 bytes");
+_Static_assert(sizeof(ld_block_q5_K) == ld_qb_bytes_LD_Q5_K && ld_qb_bytes_LD_Q5_K == 176, "Q5_K block: 176 bytes");
+_Static_assert(sizeof(ld_block_q6_K) == ld_qb_bytes_LD_Q6_K && ld_qb_bytes_LD_Q6_K == 210, "Q6_K block: 210 bytes");
+_Static_assert(ld_qb_block_LD_Q4_0 == LD_QK4_0 && ld_qb_block_LD_Q8_0 == LD_QK8_0 && ld_qb_block_LD_Q4_K == LD_QK_K &&
+                   ld_qb_block_LD_Q5_K == LD_QK_K && ld_qb_block_LD_Q6_K == LD_QK_K,
+               "block element counts match LD_DTYPE_TABLE");
 _Static_assert(sizeof(ld_block_q8_K) == 292, "Q8_K block is 4 + 256 + 32 bytes");
 
 /* ---- scalar reference codecs (one file per family) ----------------------------------

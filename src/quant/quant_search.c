@@ -86,10 +86,10 @@ float ld_quant_search_sym(int n, int nmax, const float *x, const float *w, uint8
 
 /* Weighted least squares x ~ a*L + b with b <= 0; returns the weighted squared error, or
  * a negative value when the levels do not determine a positive slope. */
-static double asym_fit(int n, const float *x, const float *w, const uint8_t *L, double *a, double *b) {
+static double asym_fit(int n, const float *x, const float *w, double sx2, const uint8_t *L, double *a, double *b) {
     double sw = 0, sl = 0, sl2 = 0, sx = 0, slx = 0;
     for (int i = 0; i < n; i++) {
-        double wi = w ? w[i] : 1.0, l = L[i];
+        const double wi = w ? w[i] : 1.0, l = L[i];
         sw += wi;
         sl += wi * l;
         sl2 += wi * l * l;
@@ -111,11 +111,9 @@ static double asym_fit(int n, const float *x, const float *w, const uint8_t *L, 
         return -1;
     }
     if (!(A > 0)) return -1;
-    double err = 0;
-    for (int i = 0; i < n; i++) {
-        double wi = w ? w[i] : 1.0, d = A * L[i] + B - x[i];
-        err += wi * d * d;
-    }
+    /* sum w (A l + B - x)^2 expanded; sx2 = sum w x^2 completes it */
+    double err = A * A * sl2 + 2 * A * B * sl + B * B * sw - 2 * A * slx - 2 * B * sx + sx2;
+    if (err < 0) err = 0;
     *a = A;
     *b = B;
     return err;
@@ -134,12 +132,14 @@ float ld_quant_search_asym(int n, int nmax, const float *x, const float *w, uint
         *m = -mn;
         return 0.0f;
     }
+    double sx2 = 0;
+    for (int i = 0; i < n; i++) sx2 += (w ? w[i] : 1.0) * (double)x[i] * x[i];
     uint8_t Lt[256];
     double best_err = -1, best_a = (mx - mn) / nmax, best_b = mn;
     for (int is = 0; is <= 20; is++) {
         float iscale = ((float)nmax - 1.0f + 0.1f * (float)is) / (mx - mn);
         for (int i = 0; i < n; i++) Lt[i] = (uint8_t)clampi(ld_quant_nearest(iscale * (x[i] - mn)), 0, nmax);
-        double a, b, err = asym_fit(n, x, w, Lt, &a, &b);
+        double a, b, err = asym_fit(n, x, w, sx2, Lt, &a, &b);
         if (err < 0) continue;
         if (best_err < 0 || err < best_err) {
             best_err = err;
@@ -156,7 +156,7 @@ float ld_quant_search_asym(int n, int nmax, const float *x, const float *w, uint
     for (int iter = 0; iter < 4; iter++) {
         float ia = (float)(1.0 / best_a), b = (float)best_b;
         for (int i = 0; i < n; i++) Lt[i] = (uint8_t)clampi(ld_quant_nearest(ia * (x[i] - b)), 0, nmax);
-        double a, bb, err = asym_fit(n, x, w, Lt, &a, &bb);
+        double a, bb, err = asym_fit(n, x, w, sx2, Lt, &a, &bb);
         if (err < 0 || err >= best_err) break;
         best_err = err;
         best_a = a;

@@ -1,16 +1,18 @@
-/* kernels/cpu/gemm_avx512.c — AVX-512 matrix products: the packers and the 8 x 48 register-
- * blocked micro-kernels plugged into the blocked driver (kernels/cpu/gemm.h), for
+/* kernels/cpu/gemm_avx512.c — AVX-512 matrix products: the packers and the 14 x 32
+ * register-blocked micro-kernels plugged into the blocked driver (kernels/cpu/gemm.h), for
  *   gemm_f32        f32 packed panels, FMA micro-kernel;
  *   gemm_bf16 "cvt" bf16 widened to f32 while packing (exact), then the same FMA kernel;
  *   gemm_bf16 "dot" bf16 packed as k pairs, vdpbf16ps micro-kernel (fp32 accumulation).
  *
- * Micro-kernel: C[8, 48] lives in 24 zmm accumulators (8 rows x 3 vectors of 16 columns);
- * each k step loads 3 vectors of the B panel and broadcasts 8 values of the A panel from
- * memory (embedded broadcast), 24 FMAs. 8 x 48 tiles divide the training shapes exactly
- * (M = 256 tokens; N = 768, 2304, 3072, 50304). Both bf16 paths produce fp32 sums of exact
- * products, but in different orders (vdpbf16ps adds a pair at a time, odd element first,
- * and flushes denormals), so the bits differ between paths — which is why the path is
- * chosen once per process and never per call.
+ * Micro-kernel: C[14, 32] lives in 28 zmm accumulators (14 rows x 2 vectors of 16
+ * columns); each k step loads 2 vectors of the B panel (streamed from L2) and broadcasts 14
+ * values of the A panel (from L1) for 28 FMAs: 4.6 bytes of B per FMA (an 8 x 48 tile
+ * needs 8). The M edge (256 = 18 x 14 + 4) runs an instantiation for the exact row count,
+ * the N edge uses masked loads and stores; the training N (768, 2304, 3072, 50304) are
+ * multiples of 32. Both bf16 paths produce fp32 sums of exact products, but in different
+ * orders (vdpbf16ps adds a pair at a time, odd element first, and flushes denormals), so
+ * the bits differ between paths — which is why the path is chosen once per process and
+ * never per call.
  *
  * bf16 path choice: the dot path does twice the work per instruction, but on some CPUs
  * (this project's Emerald Rapids VM: ~180 GFLOP/s vdpbf16ps vs ~365 fp32 FMA on 2 cores)
@@ -18,8 +20,9 @@
  * (half the memory traffic of f32 inputs, full FMA rate) is faster. No CPUID bit tells
  * which, so on first use both micro-kernels run on a small L1-resident problem (~1 ms) and
  * "dot" is chosen only when it is at least 1.3x faster — a margin so that near-ties always
- * resolve to "cvt" and the choice (hence the bits) is stable run to run. LD_GEMM_BF16=dot
- * or =cvt in the environment forces a path. */
+ * resolve to "cvt" and the choice (hence the bits) is stable run to run for a given binary
+ * on a given machine (an unoptimized -O0 build, where the loop overhead dominates, can
+ * choose differently). LD_GEMM_BF16=dot or =cvt in the environment forces a path. */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>

@@ -212,6 +212,7 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
     if (getenv("LD_GEMM_KC")) tune.kc = atoi(getenv("LD_GEMM_KC"));
     if (getenv("LD_GEMM_MC")) tune.mc = atoi(getenv("LD_GEMM_MC"));
     if (getenv("LD_GEMM_NC")) tune.nc = atoi(getenv("LD_GEMM_NC"));
+    if (getenv("LD_GEMM_SHARED")) tune.shared_max = (size_t)atol(getenv("LD_GEMM_SHARED"));
     impl = &tune;
 #endif
     plan p = {impl, transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, false, 0, 0, 0, 0, 1};

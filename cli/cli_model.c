@@ -1,0 +1,156 @@
+/* cli/cli_model.c — what the model commands share: loading a model directory with its
+ * tokenizer, decoding tokens to the terminal as they stream, and the sampling options. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_model.h"
+
+int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **tok) {
+    *m = NULL, *tok = NULL;
+    if (ld_lm_load(ctx, dir, m)) return ld_cli_fail(ctx, "loading the model");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (ld_tokenizer_load(ctx, path, tok)) {
+        ld_lm_free(*m);
+        *m = NULL;
+        return ld_cli_fail(ctx, "loading the tokenizer");
+    }
+    int64_t tv = ld_tokenizer_vocab_size(*tok), mv = ld_lm_config_of(*m)->vocab_size;
+    if (tv > mv) {
+        fprintf(stderr, "liandan: %s: the tokenizer has %lld tokens but the model's vocab_size is %lld\n", dir,
+                (long long)tv, (long long)mv);
+        ld_tokenizer_free(*tok), ld_lm_free(*m);
+        *m = NULL, *tok = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+int ld_cli_encode(ld_ctx *ctx, const ld_tokenizer *tok, const char *text, int32_t **ids, int64_t *n) {
+    size_t len = strlen(text), need = 0, cap = len + 16;
+    *ids = malloc(cap * sizeof(int32_t));
+    if (!*ids) return fprintf(stderr, "liandan: out of memory\n"), 1;
+    ld_status st = ld_tokenizer_encode(tok, text, len, LD_ENCODE_SPECIAL_AS_TEXT, *ids, cap, &need);
+    if (st == LD_ERR_LIMIT) {
+        free(*ids);
+        *ids = malloc(need * sizeof(int32_t));
+        if (!*ids) return fprintf(stderr, "liandan: out of memory\n"), 1;
+        st = ld_tokenizer_encode(tok, text, len, LD_ENCODE_SPECIAL_AS_TEXT, *ids, need, &need);
+    }
+    if (st) {
+        free(*ids);
+        *ids = NULL;
+        return ld_cli_fail(ctx, "encoding the prompt");
+    }
+    *n = (int64_t)need;
+    return 0;
+}
+
+void ld_cli_text_init(ld_cli_text *t, const ld_tokenizer *tok, FILE *out) {
+    memset(t, 0, sizeof *t);
+    t->tok = tok;
+    t->out = out;
+}
+
+/* Length of the longest prefix of s[0..n) that ends on a UTF-8 character boundary. */
+static size_t complete_utf8(const char *s, size_t n) {
+    size_t i = n;
+    int back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) i--, back++;
+    if (i == 0) return n;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+    return (size_t)back + 1 >= want ? n : i - 1;
+}
+
+bool ld_cli_text_add(ld_cli_text *t, int32_t id, const char *const *stops, int n_stops) {
+    const char *b;
+    size_t len;
+    if (ld_tokenizer_token_bytes(t->tok, id, &b, &len) || t->len + len >= sizeof t->buf) return false;
+    memcpy(t->buf + t->len, b, len);
+    t->len += len;
+    t->buf[t->len] = 0;
+    for (int i = 0; i < n_stops; i++) {
+        char *hit = strstr(t->buf + (t->printed > 64 ? t->printed - 64 : 0), stops[i]);
+        if (hit) {
+            size_t end = (size_t)(hit - t->buf);
+            if (t->out && end > t->printed) fwrite(t->buf + t->printed, 1, end - t->printed, t->out);
+            t->printed = t->len = end;
+            t->buf[end] = 0;
+            if (t->out) fflush(t->out);
+            return false;
+        }
+    }
+    /* hold back a possible stop-string prefix and incomplete UTF-8 */
+    size_t safe = complete_utf8(t->buf, t->len), hold = 0;
+    for (int i = 0; i < n_stops; i++) {
+        size_t sl = strlen(stops[i]);
+        for (size_t k = sl - 1; k > hold && k > 0; k--)
+            if (k <= safe && !memcmp(t->buf + safe - k, stops[i], k)) hold = k;
+    }
+    if (t->out && safe - hold > t->printed) {
+        fwrite(t->buf + t->printed, 1, safe - hold - t->printed, t->out);
+        fflush(t->out);
+        t->printed = safe - hold;
+    }
+    return true;
+}
+
+void ld_cli_text_flush(ld_cli_text *t) {
+    if (t->out && t->len > t->printed) fwrite(t->buf + t->printed, 1, t->len - t->printed, t->out);
+    t->printed = t->len;
+    if (t->out) fflush(t->out);
+}
+
+int ld_cli_sample_option(int argc, char **argv, int *i, ld_generate_params *g) {
+    const char *o = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    char *end = NULL;
+#define NEED_VALUE()                                                        \
+    if (!v) return fprintf(stderr, "liandan: %s needs a value\n", o), -1;   \
+    (*i)++
+    if (!strcmp(o, "--temperature")) {
+        NEED_VALUE();
+        g->sample.temperature = strtof(v, &end);
+    } else if (!strcmp(o, "--top-k")) {
+        NEED_VALUE();
+        g->sample.top_k = (int)strtol(v, &end, 10);
+    } else if (!strcmp(o, "--top-p")) {
+        NEED_VALUE();
+        g->sample.top_p = strtof(v, &end);
+    } else if (!strcmp(o, "--min-p")) {
+        NEED_VALUE();
+        g->sample.min_p = strtof(v, &end);
+    } else if (!strcmp(o, "--repetition-penalty")) {
+        NEED_VALUE();
+        g->sample.repetition_penalty = strtof(v, &end);
+    } else if (!strcmp(o, "--max-tokens")) {
+        NEED_VALUE();
+        g->max_tokens = strtol(v, &end, 10);
+    } else if (!strcmp(o, "--seed")) {
+        NEED_VALUE();
+        g->seed = strtoull(v, &end, 10);
+    } else {
+        return 0;
+    }
+#undef NEED_VALUE
+    if (!end || *end || g->sample.temperature < 0 || g->sample.top_k < 0 || g->sample.top_p <= 0 ||
+        g->sample.top_p > 1 || g->sample.min_p < 0 || g->sample.min_p >= 1 || g->sample.repetition_penalty <= 0 ||
+        g->max_tokens < 1) {
+        fprintf(stderr, "liandan: %s: invalid value '%s'\n", o, v);
+        return -1;
+    }
+    return 1;
+}
+
+const char *ld_cli_sample_help(void) {
+    return "sampling:\n"
+           "  --max-tokens N            new tokens per prompt (default 128)\n"
+           "  --temperature T           0 = greedy (default 0.8)\n"
+           "  --top-k K                 keep the K most likely tokens (0 = off)\n"
+           "  --top-p P                 nucleus sampling (default 0.95; 1 = off)\n"
+           "  --min-p P                 drop tokens below P x the most likely one's probability\n"
+           "  --repetition-penalty R    penalise tokens of the last 64 (default 1 = off)\n"
+           "  --seed S                  random seed (default 1)\n";
+}

@@ -1,0 +1,32 @@
+/* cli/cli_model.h — helpers shared by the commands that run a causal LM. */
+#ifndef LD_CLI_MODEL_H
+#define LD_CLI_MODEL_H
+
+#include <stdio.h>
+
+#include "liandan/liandan.h"
+
+/* Loads MODEL_DIR and MODEL_DIR/tokenizer.json; prints an error and returns 1 on failure. */
+int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **tok);
+/* Encodes text (specials treated as text) into a malloc'd array; 1 on failure (printed). */
+int ld_cli_encode(ld_ctx *ctx, const ld_tokenizer *tok, const char *text, int32_t **ids, int64_t *n);
+
+/* Streams generated tokens as text: holds back incomplete UTF-8 and possible stop-string
+ * prefixes, cuts at the first stop string. */
+typedef struct ld_cli_text {
+    const ld_tokenizer *tok;
+    FILE *out; /* NULL: collect only */
+    char buf[65536];
+    size_t len, printed;
+} ld_cli_text;
+void ld_cli_text_init(ld_cli_text *t, const ld_tokenizer *tok, FILE *out);
+/* Appends a token; false when a stop string appeared (the text ends before it). */
+bool ld_cli_text_add(ld_cli_text *t, int32_t id, const char *const *stops, int n_stops);
+void ld_cli_text_flush(ld_cli_text *t);
+
+/* Parses one sampling option at argv[*i] into g: 1 = consumed (and *i advanced past its
+ * value), 0 = not a sampling option, -1 = bad value (printed). */
+int ld_cli_sample_option(int argc, char **argv, int *i, ld_generate_params *g);
+const char *ld_cli_sample_help(void);
+
+#endif

@@ -1,0 +1,166 @@
+/* tests/unit/test_tokenizer.c — byte-level BPE: decode(encode(x)) == x for random byte
+ * strings (invalid UTF-8 included); special tokens never split (and plain text on request);
+ * training is deterministic across thread counts; save/load round trip; a table of broken
+ * tokenizer.json files, each with the error it must give. */
+#include <unistd.h>
+
+#include "ld_test.h"
+
+typedef struct mem_src {
+    const char *const *docs;
+    int n, at;
+} mem_src;
+static ld_status mem_next(void *u, const char **doc, size_t *len) {
+    mem_src *m = u;
+    if (m->at == m->n) return LD_ERR_NOT_FOUND;
+    *doc = m->docs[m->at++];
+    *len = strlen(*doc);
+    return LD_OK;
+}
+
+static const char *const corpus[] = {
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。", "The quick brown fox jumps over the lazy dog's back 12345 times.",
+    "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "It's what they've said: we'll see, I'd think.",
+    "深度学习 deep learning 模型 model 2026 年", "  indented\tand\ttabbed\r\nlines\n\n\n", "emoji 😀👍 café naïve",
+};
+
+static ld_tokenizer *train(ld_ctx *ctx, int threads, int64_t vocab) {
+    mem_src m = {corpus, (int)(sizeof corpus / sizeof corpus[0]), 0};
+    ld_text_source src = {mem_next, &m};
+    ld_bpe_train_params p = ld_bpe_train_default_params();
+    const char *sp[] = {"<|endoftext|>", "<pad>"};
+    p.vocab_size = vocab, p.min_frequency = 1, p.special_tokens = sp, p.n_special_tokens = 2, p.n_threads = threads;
+    ld_tokenizer *t = NULL;
+    CHECK(ld_bpe_train(ctx, &p, &src, &t) == LD_OK);
+    return t;
+}
+
+TEST(round_trip_random_bytes) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_tokenizer *t = train(ctx, 2, 400);
+    ld_rng r = ld_rng_init(4);
+    unsigned char text[600];
+    int32_t ids[700];
+    char back[700];
+    for (int trial = 0; t && trial < 3000; trial++) {
+        size_t len = (size_t)ld_rng_below(&r, 600);
+        for (size_t i = 0; i < len; i++) {
+            uint64_t k = ld_rng_below(&r, 4);
+            /* mix random bytes, ASCII and pieces of the corpus */
+            text[i] = k == 0 ? (unsigned char)ld_rng_below(&r, 256) : k == 1 ? (unsigned char)(32 + ld_rng_below(&r, 95))
+                                                                             : (unsigned char)corpus[0][ld_rng_below(&r, 60)];
+        }
+        size_t n = 0, nb = 0;
+        CHECK(ld_tokenizer_encode(t, (const char *)text, len, LD_ENCODE_SPECIAL_AS_TEXT, ids, 700, &n) == LD_OK);
+        CHECK(ld_tokenizer_decode(t, ids, n, false, back, sizeof back, &nb) == LD_OK);
+        CHECK_MSG(nb == len && !memcmp(back, text, len), "trial %d: %zu bytes came back as %zu", trial, len, nb);
+    }
+    ld_tokenizer_free(t);
+    ld_ctx_free(ctx);
+}
+
+TEST(special_tokens_are_never_split) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_tokenizer *t = train(ctx, 1, 350);
+    if (!t) return;
+    const char *s = "月光<|endoftext|><pad>x<|endoftext";
+    int32_t ids[64];
+    size_t n;
+    CHECK(ld_tokenizer_encode(t, s, strlen(s), 0, ids, 64, &n) == LD_OK);
+    int specials = 0;
+    for (size_t i = 0; i < n; i++) specials += ids[i] == 0 || ids[i] == 1;
+    CHECK(specials == 2);
+    CHECK(ld_tokenizer_eos_id(t) == 0 && ld_tokenizer_pad_id(t) == 1);
+    CHECK(ld_tokenizer_token_id(t, "<pad>") == 1);
+    CHECK(ld_tokenizer_encode(t, s, strlen(s), LD_ENCODE_SPECIAL_AS_TEXT, ids, 64, &n) == LD_OK);
+    for (size_t i = 0; i < n; i++) CHECK(ids[i] > 1);
+    size_t need;
+    CHECK(ld_tokenizer_encode(t, s, strlen(s), 0, ids, 2, &need) == LD_ERR_LIMIT && need > 2);
+    ld_tokenizer_free(t);
+    ld_ctx_free(ctx);
+}
+
+TEST(training_is_deterministic_and_round_trips_through_json) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_tokenizer *a = train(ctx, 1, 380), *b = train(ctx, 2, 380), *c = NULL;
+    CHECK(a && b && ld_tokenizer_hash(a) == ld_tokenizer_hash(b));
+    char path[] = "/tmp/liandan-tok-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    CHECK(a && ld_tokenizer_save(a, path) == LD_OK);
+    CHECK(ld_tokenizer_load(ctx, path, &c) == LD_OK);
+    CHECK(c && ld_tokenizer_hash(c) == ld_tokenizer_hash(a) && ld_tokenizer_vocab_size(c) == 380);
+    unlink(path);
+    ld_tokenizer_free(a), ld_tokenizer_free(b), ld_tokenizer_free(c);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* A minimal valid tokenizer.json: the 256 byte tokens, one merge, one special. */
+static char *minimal_json(const char *merges, const char *extra_vocab, const char *added, const char *pre) {
+    static char buf[65536];
+    char vocab[32768] = "";
+    size_t o = 0;
+    /* byte-level spellings of bytes 0..255 */
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        bool keep = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae);
+        int cp = keep ? b : 256 + n++;
+        char sp[8];
+        if (cp == '"' || cp == '\\') snprintf(sp, sizeof sp, "\\%c", cp);
+        else if (cp < 0x80) snprintf(sp, sizeof sp, "%c", cp);
+        else snprintf(sp, sizeof sp, "%c%c", 0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
+        o += (size_t)snprintf(vocab + o, sizeof vocab - o, "%s\"%s\":%d", b ? "," : "", sp, b + 1);
+    }
+    snprintf(buf, sizeof buf,
+             "{\"added_tokens\":[%s],\"normalizer\":null,\"pre_tokenizer\":%s,"
+             "\"model\":{\"type\":\"BPE\",\"vocab\":{\"<s>\":0,%s%s},\"merges\":[%s]}}",
+             added, pre, vocab, extra_vocab, merges);
+    return buf;
+}
+
+TEST(bad_tokenizer_json_table) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    const char *bl = "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}";
+    const char *sp = "{\"id\":0,\"content\":\"<s>\",\"special\":true}";
+    ld_tokenizer *t = NULL;
+    char *ok = minimal_json("[\"a\",\"b\"]", ",\"ab\":257", sp, bl);
+    CHECK_STATUS(ctx, ld_tokenizer_load_memory(ctx, "ok.json", ok, strlen(ok), &t), LD_OK, NULL);
+    ld_tokenizer_free(t);
+    t = NULL;
+    struct { const char *merges, *extra, *added, *pre; ld_status st; const char *msg; } bad[] = {
+        {"[\"a\",\"zz\"]", ",\"ab\":257", sp, bl, LD_ERR_FORMAT, "merges[0]: token 'zz' is not in the vocabulary"},
+        {"\"a b\",7", ",\"ab\":257", sp, bl, LD_ERR_FORMAT, "merges[1]"},
+        {"[\"a\",\"b\"]", ",\"ab\":256", sp, bl, LD_ERR_FORMAT, "id 256 is used twice"},
+        {"[\"a\",\"b\"]", ",\"ab\":300", sp, bl, LD_ERR_FORMAT, "no token has id 257"},
+        {"[\"a\",\"b\"]", ",\"ab\":-1", sp, bl, LD_ERR_FORMAT, "model.vocab['ab']"},
+        {"[\"a\",\"c\"]", ",\"ab\":257", sp, bl, LD_ERR_FORMAT, "not in the vocabulary"},
+        {"", ",\"ab\":257", "{\"id\":0}", bl, LD_ERR_FORMAT, "added_tokens"},
+        {"", "", sp, "{\"type\":\"Whitespace\"}", LD_ERR_UNSUPPORTED, "pre_tokenizer"},
+        {"", "", sp, "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"x+\"}},{\"type\":\"ByteLevel\"}]}",
+         LD_ERR_UNSUPPORTED, "not one of GPT-2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *js = minimal_json(bad[i].merges, bad[i].extra, bad[i].added, bad[i].pre);
+        CHECK_STATUS(ctx, ld_tokenizer_load_memory(ctx, "t.json", js, strlen(js), &t), bad[i].st, bad[i].msg);
+        CHECK(t == NULL);
+    }
+    /* truncated at many points: always an error, never a crash */
+    size_t len = strlen(ok);
+    char *copy = malloc(len);
+    for (size_t cut = 0; cut < len; cut += 97) {
+        memcpy(copy, ok, cut);
+        CHECK(ld_tokenizer_load_memory(ctx, "cut.json", copy, cut, &t) != LD_OK && t == NULL);
+        CHECK(strstr(ld_ctx_error(ctx), "cut.json") != NULL);
+    }
+    free(copy);
+    CHECK_STATUS(ctx, ld_tokenizer_load(ctx, "/nonexistent/tokenizer.json", &t), LD_ERR_NOT_FOUND, "/nonexistent/tokenizer.json");
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+LD_TEST_MAIN()
