@@ -366,9 +366,7 @@ ld_status ld_corpus_next(ld_corpus *c, const char **doc, size_t *len) {
             c->done = true; /* errors are final: the reader does not resynchronise */
             return st;
         }
-        char where[512]; /* name:line for messages */
-        snprintf(where, sizeof where, "%s:%zu", c->name, ln);
-        st = ld_normalizer_apply(c->norm, where, raw, raw_len, doc, len);
+        st = ld_normalizer_apply(c->norm, c->name, ln, raw, raw_len, doc, len);
         if (st != LD_OK) {
             c->done = true;
             return st;
