@@ -27,41 +27,10 @@ static void prepare_usage(FILE *f) {
             "  --threads N         tokenizer threads (default: all cores)\n");
 }
 
-typedef struct progress_state {
-    bool tty;
-    double t0, last;
-} progress_state;
-
-static void fmt_time(char *b, size_t n, double s) {
-    if (!(s >= 0) || s > 1e7) {
-        snprintf(b, n, "--:--");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(b, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(b, n, "%ld:%02ld", t / 60, t % 60);
-}
-
+/* The shared progress bar (cli/progress.c) over input megabytes. */
 static void on_progress(void *user, double done, double total, int64_t docs, int64_t tokens) {
-    progress_state *ps = user;
-    double now = ld_time_now(), el = now - ps->t0;
-    if (!ps->tty && now - ps->last < 5.0 && done < total) return;
-    ps->last = now;
-    double frac = total > 0 ? done / total : 1, mbps = el > 0 ? done / el / 1e6 : 0;
-    double eta = frac > 0 && done > 0 ? el * (1 - frac) / frac : -1;
-    char etas[32];
-    fmt_time(etas, sizeof etas, eta);
-    if (ps->tty) {
-        char bar[31];
-        int fill = (int)(frac * 30 + 0.5);
-        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
-        bar[30] = 0;
-        fprintf(stderr, "\r[%s] %5.1f%%  %.1f/%.1f MB  %.1f MB/s  ETA %s  %" PRId64 " docs  %" PRId64 " tokens ", bar,
-                100 * frac, done / 1e6, total / 1e6, mbps, etas, docs, tokens);
-    } else {
-        fprintf(stderr, "prepare: %.1f%% %.1f/%.1f MB %.1f MB/s ETA %s docs %" PRId64 " tokens %" PRId64 "\n", 100 * frac,
-                done / 1e6, total / 1e6, mbps, etas, docs, tokens);
-    }
+    (void)docs, (void)tokens; /* reported in the summary */
+    ld_cli_progress(user, "prepare", done, total, "MB", 1e6);
 }
 
 /* A tokenizer.json (character vocabularies — 'amino', vocab.txt — once the tokenizer layer
@@ -147,19 +116,18 @@ static int cmd_prepare(int argc, char **argv) {
         ld_ctx_free(ctx);
         return rc;
     }
-    progress_state ps = {.tty = ld_cli_isatty(), .t0 = ld_time_now()};
-    ps.last = ps.t0;
+    ld_cli_bar bar = {0};
+    double t0 = ld_time_now();
     p.n_threads = (int)threads;
     p.progress = on_progress;
-    p.progress_user = &ps;
+    p.progress_user = &bar;
     ld_prepare_stats st;
     ld_status s = ld_data_prepare(ctx, tok, inputs, n_inputs, out, &p, &st);
-    if (ps.tty) fputc('\n', stderr);
     int rc = 0;
     if (s != LD_OK) {
         rc = ld_cli_fail(ctx, "data prepare");
     } else {
-        double el = ld_time_now() - ps.t0;
+        double el = ld_time_now() - t0;
         int64_t tokens = st.train_tokens + st.val_tokens;
         printf("documents   %" PRId64 " read, %" PRId64 " duplicates dropped, %" PRId64 " train, %" PRId64 " val\n",
                st.docs, st.duplicates, st.train_docs, st.val_docs);

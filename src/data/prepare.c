@@ -208,6 +208,7 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
     if (!P.doc_off || !P.doc_split || !P.ids || !P.ids_cap || !P.n_ids || !P.doc_status || !P.doc_file || !P.doc_num)
         st = LD_ERR_NOMEM;
 
+    if (st == LD_OK && p.progress) p.progress(p.progress_user, 0, bytes_total, 0, 0);
     int64_t docs = 0, dups = 0, bytes = 0;
     double bytes_before = 0;
     double last_report = ld_time_now();
