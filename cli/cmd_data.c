@@ -143,12 +143,16 @@ static int cmd_prepare(int argc, char **argv) {
 }
 
 static int cmd_inspect(int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *tok_path = NULL;
     long n_show = 32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: liandan data inspect SHARD [--tokens N]\n");
+            printf("usage: liandan data inspect SHARD [--tokens N] [--tokenizer T]\n"
+                   "  --tokens N       how many tokens to print (default 32)\n"
+                   "  --tokenizer T    check the shard's tokenizer hash and decode the first tokens\n");
             return 0;
+        } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
+            tok_path = argv[++i];
         } else if (!strcmp(argv[i], "--tokens")) {
             if (!ld_cli_parse_int(argv[i], i + 1 < argc ? argv[i + 1] : NULL, 0, 1 << 20, &n_show)) return 2;
             i++;
@@ -163,9 +167,16 @@ static int cmd_inspect(int argc, char **argv) {
         return 2;
     }
     ld_ctx *ctx = ld_cli_ctx(1);
+    ld_tokenizer *tok = NULL;
+    if (tok_path && load_tokenizer(ctx, tok_path, &tok) != LD_OK) {
+        int rc = ld_cli_fail(ctx, "loading the tokenizer");
+        ld_ctx_free(ctx);
+        return rc;
+    }
     ld_shard *s;
-    if (ld_shard_open(ctx, path, NULL, &s) != LD_OK) {
+    if (ld_shard_open(ctx, path, tok, &s) != LD_OK) {
         int rc = ld_cli_fail(ctx, "data inspect");
+        ld_tokenizer_free(tok);
         ld_ctx_free(ctx);
         return rc;
     }
@@ -179,7 +190,23 @@ static int cmd_inspect(int argc, char **argv) {
     for (int64_t i = 0; i < n && i < n_show; i++) printf(" %d", ld_shard_token(s, i));
     printf("\n");
     if (d) printf("first document  tokens [0, %" PRId64 ")\n", ld_shard_doc_start(s, 1));
+    if (tok) {
+        int64_t m = n < n_show ? n : n_show;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(m ? m : 1));
+        size_t need = 0;
+        char *text = NULL;
+        if (ids) {
+            ld_shard_read(s, 0, m, ids);
+            ld_tokenizer_decode(tok, ids, (size_t)m, false, NULL, 0, &need);
+            text = malloc(need + 1);
+        }
+        if (text && ld_tokenizer_decode(tok, ids, (size_t)m, false, text, need, &need) == LD_OK)
+            printf("decoded         %.*s\n", (int)need, text);
+        free(text);
+        free(ids);
+    }
     ld_shard_close(s);
+    ld_tokenizer_free(tok);
     ld_ctx_free(ctx);
     return 0;
 }
