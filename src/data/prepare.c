@@ -295,6 +295,16 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
         }
         P.split[k].w = NULL;
     }
+    /* shards left by an earlier, larger run in the same directory would be read by the
+     * sampler as part of this data set: remove them */
+    for (int k = 0; st == LD_OK && k < 2; k++) {
+        for (int i = P.split[k].n_shards;; i++) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s-%05d.bin", out_dir, P.split[k].name, i);
+            if (remove(path) != 0) break;
+            ld_log(ctx, LD_LOG_INFO, "removed %s (left by an earlier run)", path);
+        }
+    }
     if (st == LD_OK && p.progress)
         p.progress(p.progress_user, bytes_total, bytes_total, docs, P.split[0].tokens + P.split[1].tokens);
     if (stats) {
