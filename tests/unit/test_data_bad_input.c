@@ -22,6 +22,7 @@ static const corpus_case corpus_cases[] = {
     {"short_row.tsv", "a\tb\tc\nd\te\n", 0, 2, NULL, LD_ERR_FORMAT, "short_row.tsv:2: the row has 2 column(s); column 2"},
     {"no_column.tsv", "a\tb\n", 0, 5, NULL, LD_ERR_FORMAT, "no_column.tsv:1:"},
     {"not_json.jsonl", "{\"text\":\"a\"}\n{oops}\n", 0, -1, NULL, LD_ERR_FORMAT, "not_json.jsonl:2: byte"},
+    {"trailing.jsonl", "{\"text\":\"a\"} x\n", 0, -1, NULL, LD_ERR_FORMAT, "trailing.jsonl:1: byte 14 of the line: text after"},
     {"array.jsonl", "[1,2]\n", 0, -1, NULL, LD_ERR_FORMAT, "array.jsonl:1: not a JSON object"},
     {"no_field.jsonl", "{\"body\":\"a\"}\n", 0, -1, NULL, LD_ERR_FORMAT, "no_field.jsonl:1: no string field \"text\""},
     {"number_field.jsonl", "{\"text\":5}\n", 0, -1, NULL, LD_ERR_FORMAT, "number_field.jsonl:1: no string field"},
