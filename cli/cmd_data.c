@@ -27,41 +27,10 @@ static void prepare_usage(FILE *f) {
             "  --threads N         tokenizer threads (default: all cores)\n");
 }
 
-typedef struct progress_state {
-    bool tty;
-    double t0, last;
-} progress_state;
-
-static void fmt_time(char *b, size_t n, double s) {
-    if (!(s >= 0) || s > 1e7) {
-        snprintf(b, n, "--:--");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(b, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(b, n, "%ld:%02ld", t / 60, t % 60);
-}
-
+/* The shared progress bar (cli/progress.c) over input megabytes. */
 static void on_progress(void *user, double done, double total, int64_t docs, int64_t tokens) {
-    progress_state *ps = user;
-    double now = ld_time_now(), el = now - ps->t0;
-    if (!ps->tty && now - ps->last < 5.0 && done < total) return;
-    ps->last = now;
-    double frac = total > 0 ? done / total : 1, mbps = el > 0 ? done / el / 1e6 : 0;
-    double eta = frac > 0 && done > 0 ? el * (1 - frac) / frac : -1;
-    char etas[32];
-    fmt_time(etas, sizeof etas, eta);
-    if (ps->tty) {
-        char bar[31];
-        int fill = (int)(frac * 30 + 0.5);
-        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
-        bar[30] = 0;
-        fprintf(stderr, "\r[%s] %5.1f%%  %.1f/%.1f MB  %.1f MB/s  ETA %s  %" PRId64 " docs  %" PRId64 " tokens ", bar,
-                100 * frac, done / 1e6, total / 1e6, mbps, etas, docs, tokens);
-    } else {
-        fprintf(stderr, "prepare: %.1f%% %.1f/%.1f MB %.1f MB/s ETA %s docs %" PRId64 " tokens %" PRId64 "\n", 100 * frac,
-                done / 1e6, total / 1e6, mbps, etas, docs, tokens);
-    }
+    (void)docs, (void)tokens; /* reported in the summary */
+    ld_cli_progress(user, "prepare", done, total, "MB", 1e6);
 }
 
 /* A tokenizer.json (character vocabularies — 'amino', vocab.txt — once the tokenizer layer
@@ -147,19 +116,18 @@ static int cmd_prepare(int argc, char **argv) {
         ld_ctx_free(ctx);
         return rc;
     }
-    progress_state ps = {.tty = ld_cli_isatty(), .t0 = ld_time_now()};
-    ps.last = ps.t0;
+    ld_cli_bar bar = {0};
+    double t0 = ld_time_now();
     p.n_threads = (int)threads;
     p.progress = on_progress;
-    p.progress_user = &ps;
+    p.progress_user = &bar;
     ld_prepare_stats st;
     ld_status s = ld_data_prepare(ctx, tok, inputs, n_inputs, out, &p, &st);
-    if (ps.tty) fputc('\n', stderr);
     int rc = 0;
     if (s != LD_OK) {
         rc = ld_cli_fail(ctx, "data prepare");
     } else {
-        double el = ld_time_now() - ps.t0;
+        double el = ld_time_now() - t0;
         int64_t tokens = st.train_tokens + st.val_tokens;
         printf("documents   %" PRId64 " read, %" PRId64 " duplicates dropped, %" PRId64 " train, %" PRId64 " val\n",
                st.docs, st.duplicates, st.train_docs, st.val_docs);
@@ -175,12 +143,16 @@ static int cmd_prepare(int argc, char **argv) {
 }
 
 static int cmd_inspect(int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *tok_path = NULL;
     long n_show = 32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: liandan data inspect SHARD [--tokens N]\n");
+            printf("usage: liandan data inspect SHARD [--tokens N] [--tokenizer T]\n"
+                   "  --tokens N       how many tokens to print (default 32)\n"
+                   "  --tokenizer T    check the shard's tokenizer hash and decode the first tokens\n");
             return 0;
+        } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
+            tok_path = argv[++i];
         } else if (!strcmp(argv[i], "--tokens")) {
             if (!ld_cli_parse_int(argv[i], i + 1 < argc ? argv[i + 1] : NULL, 0, 1 << 20, &n_show)) return 2;
             i++;
@@ -195,9 +167,16 @@ static int cmd_inspect(int argc, char **argv) {
         return 2;
     }
     ld_ctx *ctx = ld_cli_ctx(1);
+    ld_tokenizer *tok = NULL;
+    if (tok_path && load_tokenizer(ctx, tok_path, &tok) != LD_OK) {
+        int rc = ld_cli_fail(ctx, "loading the tokenizer");
+        ld_ctx_free(ctx);
+        return rc;
+    }
     ld_shard *s;
-    if (ld_shard_open(ctx, path, NULL, &s) != LD_OK) {
+    if (ld_shard_open(ctx, path, tok, &s) != LD_OK) {
         int rc = ld_cli_fail(ctx, "data inspect");
+        ld_tokenizer_free(tok);
         ld_ctx_free(ctx);
         return rc;
     }
@@ -211,7 +190,23 @@ static int cmd_inspect(int argc, char **argv) {
     for (int64_t i = 0; i < n && i < n_show; i++) printf(" %d", ld_shard_token(s, i));
     printf("\n");
     if (d) printf("first document  tokens [0, %" PRId64 ")\n", ld_shard_doc_start(s, 1));
+    if (tok) {
+        int64_t m = n < n_show ? n : n_show;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(m ? m : 1));
+        size_t need = 0;
+        char *text = NULL;
+        if (ids) {
+            ld_shard_read(s, 0, m, ids);
+            ld_tokenizer_decode(tok, ids, (size_t)m, false, NULL, 0, &need);
+            text = malloc(need + 1);
+        }
+        if (text && ld_tokenizer_decode(tok, ids, (size_t)m, false, text, need, &need) == LD_OK)
+            printf("decoded         %.*s\n", (int)need, text);
+        free(text);
+        free(ids);
+    }
     ld_shard_close(s);
+    ld_tokenizer_free(tok);
     ld_ctx_free(ctx);
     return 0;
 }

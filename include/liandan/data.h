@@ -114,6 +114,8 @@ ld_status ld_data_prepare(ld_ctx *ctx, const ld_tokenizer *tok, const char *cons
 typedef enum ld_sample_mode {
     LD_SAMPLE_RANDOM_WINDOWS = 0, /* windows of T+1 tokens at random offsets (an epoch-free stream) */
     LD_SAMPLE_PACKED_DOCS,        /* documents packed back to back in a shuffled order, split into rows */
+    LD_SAMPLE_SEQUENTIAL,         /* consecutive non-overlapping windows of T+1 tokens from the start of
+                                     the rank's range, wrapping at its end (validation; seed unused) */
 } ld_sample_mode;
 
 typedef struct ld_sampler_params {

@@ -279,6 +279,13 @@ static ld_status raw_jsonl(ld_corpus *c, const char **doc, size_t *len, size_t *
             size_t at = parse_end && parse_end >= line && parse_end <= line + n ? (size_t)(parse_end - line) + 1 : 1;
             return ld_error(c->ctx, LD_ERR_FORMAT, "%s:%zu: byte %zu of the line: invalid JSON", c->name, ln, at);
         }
+        size_t used = parse_end && parse_end >= line && parse_end <= line + n ? (size_t)(parse_end - line) : n;
+        while (used < n && (line[used] == ' ' || line[used] == '\t')) used++;
+        if (used < n) {
+            cJSON_Delete(root);
+            return ld_error(c->ctx, LD_ERR_FORMAT, "%s:%zu: byte %zu of the line: text after the JSON value", c->name, ln,
+                            used + 1);
+        }
         if (!cJSON_IsObject(root)) {
             cJSON_Delete(root);
             return ld_error(c->ctx, LD_ERR_FORMAT, "%s:%zu: not a JSON object", c->name, ln);
@@ -366,9 +373,7 @@ ld_status ld_corpus_next(ld_corpus *c, const char **doc, size_t *len) {
             c->done = true; /* errors are final: the reader does not resynchronise */
             return st;
         }
-        char where[512]; /* name:line for messages */
-        snprintf(where, sizeof where, "%s:%zu", c->name, ln);
-        st = ld_normalizer_apply(c->norm, where, raw, raw_len, doc, len);
+        st = ld_normalizer_apply(c->norm, c->name, ln, raw, raw_len, doc, len);
         if (st != LD_OK) {
             c->done = true;
             return st;

@@ -40,8 +40,8 @@ typedef struct ld_normalizer ld_normalizer;
 ld_status ld_normalizer_new(ld_ctx *ctx, const ld_corpus_params *p, ld_normalizer **out);
 void ld_normalizer_free(ld_normalizer *n);
 /* Normalises text[0..len) (valid UTF-8) into a buffer owned by n (valid until the next call).
- * `where` names the document in error messages ("corpus.txt:12"). */
-ld_status ld_normalizer_apply(ld_normalizer *n, const char *where, const char *text, size_t len,
+ * name:line names the document in error messages ("corpus.txt:12"). */
+ld_status ld_normalizer_apply(ld_normalizer *n, const char *name, size_t line, const char *text, size_t len,
                               const char **out, size_t *out_len);
 /* Offset of the first byte that is not part of valid UTF-8 (overlongs, surrogates and code
  * points above U+10FFFF are invalid), or len if all of it is valid. */

@@ -157,7 +157,7 @@ static size_t collapse_ws(char *dst, const char *src, size_t len) {
     return o;
 }
 
-ld_status ld_normalizer_apply(ld_normalizer *n, const char *where, const char *text, size_t len,
+ld_status ld_normalizer_apply(ld_normalizer *n, const char *name, size_t line, const char *text, size_t len,
                               const char **out, size_t *out_len) {
     const char *cur = text;
     size_t cur_len = len;
@@ -165,17 +165,17 @@ ld_status ld_normalizer_apply(ld_normalizer *n, const char *where, const char *t
     if (n->nfkc) {
         utf8proc_uint8_t *res = NULL;
         if (len > (size_t)INT32_MAX)
-            return ld_error(n->ctx, LD_ERR_LIMIT, "%s: document of %zu bytes is too long to normalise", where, len);
+            return ld_error(n->ctx, LD_ERR_LIMIT, "%s:%zu: document of %zu bytes is too long to normalise", name, line, len);
         utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)cur, (utf8proc_ssize_t)cur_len, &res,
                                           UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT);
         if (r < 0) {
             free(res);
-            return ld_error(n->ctx, r == UTF8PROC_ERROR_NOMEM ? LD_ERR_NOMEM : LD_ERR_FORMAT, "%s: NFKC: %s", where,
+            return ld_error(n->ctx, r == UTF8PROC_ERROR_NOMEM ? LD_ERR_NOMEM : LD_ERR_FORMAT, "%s:%zu: NFKC: %s", name, line,
                             utf8proc_errmsg(r));
         }
         if (!reserve(n, next, (size_t)r + 1)) {
             free(res);
-            return ld_error(n->ctx, LD_ERR_NOMEM, "%s: out of memory normalising", where);
+            return ld_error(n->ctx, LD_ERR_NOMEM, "%s:%zu: out of memory normalising", name, line);
         }
         memcpy(n->buf[next], res, (size_t)r);
         free(res);
@@ -186,19 +186,19 @@ ld_status ld_normalizer_apply(ld_normalizer *n, const char *where, const char *t
 #if defined(LD_HAVE_OPENCC)
     if (n->simplified && cur_len) {
         /* OpenCC wants NUL-terminated input */
-        if (!reserve(n, next, cur_len + 1)) return ld_error(n->ctx, LD_ERR_NOMEM, "%s: out of memory", where);
+        if (!reserve(n, next, cur_len + 1)) return ld_error(n->ctx, LD_ERR_NOMEM, "%s:%zu: out of memory", name, line);
         memcpy(n->buf[next], cur, cur_len);
         n->buf[next][cur_len] = 0;
         char *conv = opencc_convert_utf8(n->cc, n->buf[next], cur_len);
         if (!conv) {
             const char *e = opencc_error();
-            return ld_error(n->ctx, LD_ERR_FORMAT, "%s: OpenCC: %s", where, e ? e : "conversion failed");
+            return ld_error(n->ctx, LD_ERR_FORMAT, "%s:%zu: OpenCC: %s", name, line, e ? e : "conversion failed");
         }
         size_t cl = strlen(conv);
         int k = next ^ 1;
         if (!reserve(n, k, cl + 1)) {
             opencc_convert_utf8_free(conv);
-            return ld_error(n->ctx, LD_ERR_NOMEM, "%s: out of memory", where);
+            return ld_error(n->ctx, LD_ERR_NOMEM, "%s:%zu: out of memory", name, line);
         }
         memcpy(n->buf[k], conv, cl);
         opencc_convert_utf8_free(conv);
@@ -208,7 +208,7 @@ ld_status ld_normalizer_apply(ld_normalizer *n, const char *where, const char *t
     }
 #endif
     if (n->collapse) {
-        if (!reserve(n, next, cur_len + 1)) return ld_error(n->ctx, LD_ERR_NOMEM, "%s: out of memory", where);
+        if (!reserve(n, next, cur_len + 1)) return ld_error(n->ctx, LD_ERR_NOMEM, "%s:%zu: out of memory", name, line);
         cur_len = collapse_ws(n->buf[next], cur, cur_len);
         cur = n->buf[next];
     }

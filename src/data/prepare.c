@@ -94,6 +94,8 @@ typedef struct prep {
     int32_t **ids;       /* per document, grown per thread slot */
     size_t *ids_cap, *n_ids;
     ld_status *doc_status;
+    const char **doc_file; /* for messages: input file and 1-based document number in it */
+    int64_t *doc_num;
 } prep;
 
 static ld_status split_write(prep *P, int which, const int32_t *ids, size_t n) {
@@ -119,13 +121,13 @@ static ld_status split_write(prep *P, int which, const int32_t *ids, size_t n) {
 }
 
 /* Tokenizes the chunk's documents in parallel and writes them in order. */
-static ld_status flush_chunk(prep *P, const char *const *doc_where) {
+static ld_status flush_chunk(prep *P) {
     int n = P->n_docs;
     if (!n) return LD_OK;
     const ld_data_encoder *enc = P->enc;
     bool eos = P->p->add_eos && enc->eos_id >= 0;
     int threads = P->p->n_threads > 0 ? P->p->n_threads : ld_ctx_threads(P->ctx);
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static, 1) num_threads(threads) /* interleaved: documents vary in length */
     for (int d = 0; d < n; d++) {
         const char *t = P->text + P->doc_off[d];
         size_t len = P->doc_off[d + 1] - P->doc_off[d];
@@ -152,7 +154,8 @@ static ld_status flush_chunk(prep *P, const char *const *doc_where) {
     for (int d = 0; d < n; d++) {
         if (P->doc_status[d] != LD_OK) {
             ld_status st = P->doc_status[d];
-            return ld_error(P->ctx, st, "%s: tokenizing the document failed: %s", doc_where[d], ld_status_message(st));
+            return ld_error(P->ctx, st, "%s: document %" PRId64 ": tokenizing failed: %s", P->doc_file[d],
+                            P->doc_num[d], ld_status_message(st));
         }
         ld_status st = split_write(P, P->doc_split[d], P->ids[d], P->n_ids[d]);
         if (st != LD_OK) return st;
@@ -194,20 +197,18 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
     P.split[0].name = "train";
     P.split[1].name = "val";
     hash_set seen = {.ctx = ctx};
-    char (*where)[256] = NULL;
-    const char **where_ptr = NULL;
     P.doc_off = ld_calloc(ctx, CHUNK_DOCS + 1, sizeof *P.doc_off);
     P.doc_split = ld_calloc(ctx, CHUNK_DOCS, 1);
     P.ids = ld_calloc(ctx, CHUNK_DOCS, sizeof *P.ids);
     P.ids_cap = ld_calloc(ctx, CHUNK_DOCS, sizeof *P.ids_cap);
     P.n_ids = ld_calloc(ctx, CHUNK_DOCS, sizeof *P.n_ids);
     P.doc_status = ld_calloc(ctx, CHUNK_DOCS, sizeof *P.doc_status);
-    where = ld_calloc(ctx, CHUNK_DOCS, sizeof *where);
-    where_ptr = ld_calloc(ctx, CHUNK_DOCS, sizeof *where_ptr);
-    if (!P.doc_off || !P.doc_split || !P.ids || !P.ids_cap || !P.n_ids || !P.doc_status || !where || !where_ptr)
+    P.doc_file = ld_calloc(ctx, CHUNK_DOCS, sizeof *P.doc_file);
+    P.doc_num = ld_calloc(ctx, CHUNK_DOCS, sizeof *P.doc_num);
+    if (!P.doc_off || !P.doc_split || !P.ids || !P.ids_cap || !P.n_ids || !P.doc_status || !P.doc_file || !P.doc_num)
         st = LD_ERR_NOMEM;
-    for (int d = 0; st == LD_OK && d < CHUNK_DOCS; d++) where_ptr[d] = where[d];
 
+    if (st == LD_OK && p.progress) p.progress(p.progress_user, 0, bytes_total, 0, 0);
     int64_t docs = 0, dups = 0, bytes = 0;
     double bytes_before = 0;
     double last_report = ld_time_now();
@@ -266,10 +267,11 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
             P.text_len += len;
             P.doc_off[P.n_docs + 1] = P.text_len;
             P.doc_split[P.n_docs] = (uint8_t)which;
-            snprintf(where[P.n_docs], sizeof where[0], "%s: document %" PRId64, inputs[i], doc_in_file);
+            P.doc_file[P.n_docs] = inputs[i];
+            P.doc_num[P.n_docs] = doc_in_file;
             P.n_docs++;
             if (P.n_docs == CHUNK_DOCS || P.text_len >= CHUNK_BYTES) {
-                st = flush_chunk(&P, where_ptr);
+                st = flush_chunk(&P);
                 if (st != LD_OK) break;
                 double now = ld_time_now();
                 if (p.progress && now - last_report > 0.2) {
@@ -279,7 +281,7 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
                 }
             }
         }
-        if (st == LD_OK) st = flush_chunk(&P, where_ptr);
+        if (st == LD_OK) st = flush_chunk(&P);
         bytes_before += (double)ld_corpus_size(c);
         ld_corpus_close(c);
     }
@@ -292,6 +294,16 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
             if (s2 != LD_OK) st = s2;
         }
         P.split[k].w = NULL;
+    }
+    /* shards left by an earlier, larger run in the same directory would be read by the
+     * sampler as part of this data set: remove them */
+    for (int k = 0; st == LD_OK && k < 2; k++) {
+        for (int i = P.split[k].n_shards;; i++) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s-%05d.bin", out_dir, P.split[k].name, i);
+            if (remove(path) != 0) break;
+            ld_log(ctx, LD_LOG_INFO, "removed %s (left by an earlier run)", path);
+        }
     }
     if (st == LD_OK && p.progress)
         p.progress(p.progress_user, bytes_total, bytes_total, docs, P.split[0].tokens + P.split[1].tokens);
@@ -314,8 +326,8 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
     ld_free(ctx, P.doc_off);
     ld_free(ctx, P.doc_split);
     ld_free(ctx, P.text);
-    ld_free(ctx, where);
-    ld_free(ctx, where_ptr);
+    ld_free(ctx, P.doc_file);
+    ld_free(ctx, P.doc_num);
     ld_free(ctx, seen.slots);
     return st;
 }

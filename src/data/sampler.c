@@ -9,7 +9,10 @@
  * - packed documents: documents are dealt to ranks once at open (a seeded permutation, the
  *   i-th document of it to rank i % world); every epoch the rank shuffles its documents
  *   (seed, rank, epoch), concatenates them and cuts rows of T+1 consecutive tokens (rows do
- *   not overlap). The cursor is (epoch, document index in the shuffled order, offset). */
+ *   not overlap). The cursor is (epoch, document index in the shuffled order, offset).
+ * - sequential: rows of T+1 consecutive tokens one after another from the start of the rank's
+ *   range (as in random windows), wrapping when the next row would cross its end. The cursor
+ *   is the position. */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +36,7 @@ struct ld_batch_sampler {
     /* random windows */
     int64_t lo, hi;      /* this rank's token range */
     uint64_t rng_seed, rng_counter;
+    int64_t seq_pos;     /* sequential: next row's offset from lo */
     /* packed documents */
     int64_t *base;       /* this rank's documents (global indices), dealing order */
     int64_t *order;      /* the current epoch's shuffle of base */
@@ -232,7 +236,7 @@ ld_status ld_batch_sampler_open(ld_ctx *ctx, const char *pattern, const ld_token
     ld_sampler_params prm = p ? *p : ld_sampler_default_params();
     if (prm.world < 1 || prm.rank < 0 || prm.rank >= prm.world)
         return ld_error(ctx, LD_ERR_INVALID_ARG, "sampler: rank %d is not in 0..world-1 (world %d)", prm.rank, prm.world);
-    if (prm.mode != LD_SAMPLE_RANDOM_WINDOWS && prm.mode != LD_SAMPLE_PACKED_DOCS)
+    if (prm.mode != LD_SAMPLE_RANDOM_WINDOWS && prm.mode != LD_SAMPLE_PACKED_DOCS && prm.mode != LD_SAMPLE_SEQUENTIAL)
         return ld_error(ctx, LD_ERR_INVALID_ARG, "sampler: unknown mode %d", (int)prm.mode);
     char **paths;
     int n;
@@ -266,7 +270,7 @@ ld_status ld_batch_sampler_open(ld_ctx *ctx, const char *pattern, const ld_token
         s->total_docs = s->doc_start[n];
         if (s->total_tokens == 0) st = ld_error(ctx, LD_ERR_LIMIT, "%s: the shards hold no tokens", pattern);
     }
-    if (st == LD_OK && prm.mode == LD_SAMPLE_RANDOM_WINDOWS) {
+    if (st == LD_OK && prm.mode != LD_SAMPLE_PACKED_DOCS) {
         s->lo = (int64_t)((unsigned __int128)s->total_tokens * (unsigned)prm.rank / (unsigned)prm.world);
         s->hi = (int64_t)((unsigned __int128)s->total_tokens * (unsigned)(prm.rank + 1) / (unsigned)prm.world);
         s->rng_seed = mix64(prm.seed, 0x77696e64ull + (uint64_t)prm.rank);
@@ -316,6 +320,18 @@ ld_status ld_batch_sampler_next(ld_batch_sampler *s, int32_t *tokens, int64_t B,
         s->rng_counter = r.counter;
         return LD_OK;
     }
+    if (s->p.mode == LD_SAMPLE_SEQUENTIAL) {
+        int64_t span = s->hi - s->lo;
+        if (span < row)
+            return ld_error(s->ctx, LD_ERR_LIMIT, "sampler: rank %d holds %" PRId64 " tokens, fewer than a row of %" PRId64,
+                            s->p.rank, span, row);
+        for (int64_t b = 0; b < B; b++) {
+            if (s->seq_pos + row > span) s->seq_pos = 0;
+            copy_stream(s, s->lo + s->seq_pos, row, tokens + b * row);
+            s->seq_pos += row;
+        }
+        return LD_OK;
+    }
     for (int64_t b = 0; b < B; b++) {
         int32_t *dst = tokens + b * row;
         int64_t need = row;
@@ -343,7 +359,7 @@ ld_status ld_batch_sampler_next(ld_batch_sampler *s, int32_t *tokens, int64_t B,
 }
 
 static const char *mode_name(ld_sample_mode m) {
-    return m == LD_SAMPLE_PACKED_DOCS ? "packed_docs" : "random_windows";
+    return m == LD_SAMPLE_PACKED_DOCS ? "packed_docs" : m == LD_SAMPLE_SEQUENTIAL ? "sequential" : "random_windows";
 }
 
 ld_status ld_batch_sampler_save(const ld_batch_sampler *s, char **json) {
@@ -356,6 +372,11 @@ ld_status ld_batch_sampler_save(const ld_batch_sampler *s, char **json) {
                      "{\"mode\":\"%s\",\"seed\":\"%" PRIu64 "\",\"rank\":%d,\"world\":%d,\"tokens\":\"%" PRId64
                      "\",\"counter\":\"%" PRIu64 "\"}",
                      mode_name(s->p.mode), s->p.seed, s->p.rank, s->p.world, s->total_tokens, s->rng_counter);
+    else if (s->p.mode == LD_SAMPLE_SEQUENTIAL)
+        n = snprintf(buf, sizeof buf,
+                     "{\"mode\":\"%s\",\"seed\":\"%" PRIu64 "\",\"rank\":%d,\"world\":%d,\"tokens\":\"%" PRId64
+                     "\",\"position\":\"%" PRId64 "\"}",
+                     mode_name(s->p.mode), s->p.seed, s->p.rank, s->p.world, s->total_tokens, s->seq_pos);
     else
         n = snprintf(buf, sizeof buf,
                      "{\"mode\":\"%s\",\"seed\":\"%" PRIu64 "\",\"rank\":%d,\"world\":%d,\"tokens\":\"%" PRId64
@@ -417,6 +438,10 @@ ld_status ld_batch_sampler_restore(ld_batch_sampler *s, const char *json) {
     } else if (s->p.mode == LD_SAMPLE_RANDOM_WINDOWS) {
         if (!get_u64(o, "counter", &a)) st = ld_error(ctx, LD_ERR_FORMAT, "sampler cursor: missing \"counter\"");
         else s->rng_counter = a;
+    } else if (s->p.mode == LD_SAMPLE_SEQUENTIAL) {
+        if (!get_u64(o, "position", &a) || a > (uint64_t)(s->hi - s->lo))
+            st = ld_error(ctx, LD_ERR_FORMAT, "sampler cursor: missing or out-of-range \"position\"");
+        else s->seq_pos = (int64_t)a;
     } else {
         if (!get_u64(o, "epoch", &a) || !get_u64(o, "doc", &b) || !get_u64(o, "offset", &c))
             st = ld_error(ctx, LD_ERR_FORMAT, "sampler cursor: missing epoch/doc/offset");

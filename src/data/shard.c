@@ -94,7 +94,8 @@ static ld_status shard_parse(ld_ctx *ctx, const char *name, const uint8_t *d, si
     }
     /* every id inside the vocabulary (the trainer indexes embeddings with them) */
     for (int64_t i = 0; i < s->n_tokens; i++) {
-        int64_t t = ld_shard_token(s, i);
+        const uint8_t *tp = s->tokens + (size_t)i * width;
+        int64_t t = width == 2 ? (int64_t)(tp[0] | tp[1] << 8) : (int64_t)rd32(tp); /* unsigned: no negative ids */
         if (t >= s->vocab_size) {
             return ld_error(ctx, LD_ERR_FORMAT, "%s: byte %zu: token %" PRId64 " = %" PRId64 " >= vocabulary size %" PRId64,
                             name, (size_t)HEADER_SIZE + (size_t)i * width, i, t, s->vocab_size);

@@ -206,7 +206,7 @@ static ld_batch_sampler *open_sampler(ld_ctx *ctx, ld_sample_mode mode, uint64_t
 TEST(sampler_deterministic_and_resumable) {
     ld_ctx *ctx = dt_ctx();
     const int64_t B = 3, T = 17, K = 5, M = 40;
-    for (int mode = 0; mode < 2; mode++) {
+    for (int mode = 0; mode < 3; mode++) {
         for (uint64_t seed = 1; seed <= 2; seed++) {
             ld_batch_sampler *a = open_sampler(ctx, (ld_sample_mode)mode, seed, 0, 1);
             ld_batch_sampler *b = open_sampler(ctx, (ld_sample_mode)mode, seed, 0, 1);
@@ -349,6 +349,31 @@ TEST(sampler_packed_epochs_reshuffle) {
     CHECK(s0 == s1); /* same multiset (checksum) */
     free(e0);
     free(e1);
+    ld_batch_sampler_free(s);
+    ld_ctx_free(ctx);
+}
+
+TEST(sampler_sequential_windows) {
+    ld_ctx *ctx = dt_ctx();
+    ld_shard_writer *w;
+    CHECK_STATUS(ctx, ld_shard_writer_open_raw(ctx, dt_path("seq-00000.bin"), 100000, 9, &w), LD_OK, "");
+    int32_t ids[100];
+    for (int i = 0; i < 100; i++) ids[i] = i;
+    ld_shard_writer_add_doc(w, ids, 100);
+    CHECK_STATUS(ctx, ld_shard_writer_close(w), LD_OK, "");
+    ld_sampler_params p = ld_sampler_default_params();
+    p.mode = LD_SAMPLE_SEQUENTIAL;
+    p.rank = 1, p.world = 2; /* tokens 50..99 */
+    ld_batch_sampler *s;
+    CHECK_STATUS(ctx, ld_batch_sampler_open(ctx, dt_path("seq"), NULL, &p, &s), LD_OK, "");
+    if (!s) return;
+    int32_t b[2 * 11];
+    ld_batch_sampler_next(s, b, 2, 10);
+    CHECK(b[0] == 50 && b[10] == 60 && b[11] == 61 && b[21] == 71);
+    ld_batch_sampler_next(s, b, 2, 10); /* 72..82 and 83..93 */
+    CHECK(b[0] == 72 && b[11] == 83);
+    ld_batch_sampler_next(s, b, 1, 10); /* 94 + 11 > 100: wraps to 50 */
+    CHECK(b[0] == 50);
     ld_batch_sampler_free(s);
     ld_ctx_free(ctx);
 }

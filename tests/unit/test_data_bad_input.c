@@ -22,6 +22,7 @@ static const corpus_case corpus_cases[] = {
     {"short_row.tsv", "a\tb\tc\nd\te\n", 0, 2, NULL, LD_ERR_FORMAT, "short_row.tsv:2: the row has 2 column(s); column 2"},
     {"no_column.tsv", "a\tb\n", 0, 5, NULL, LD_ERR_FORMAT, "no_column.tsv:1:"},
     {"not_json.jsonl", "{\"text\":\"a\"}\n{oops}\n", 0, -1, NULL, LD_ERR_FORMAT, "not_json.jsonl:2: byte"},
+    {"trailing.jsonl", "{\"text\":\"a\"} x\n", 0, -1, NULL, LD_ERR_FORMAT, "trailing.jsonl:1: byte 14 of the line: text after"},
     {"array.jsonl", "[1,2]\n", 0, -1, NULL, LD_ERR_FORMAT, "array.jsonl:1: not a JSON object"},
     {"no_field.jsonl", "{\"body\":\"a\"}\n", 0, -1, NULL, LD_ERR_FORMAT, "no_field.jsonl:1: no string field \"text\""},
     {"number_field.jsonl", "{\"text\":5}\n", 0, -1, NULL, LD_ERR_FORMAT, "number_field.jsonl:1: no string field"},
@@ -113,6 +114,22 @@ TEST(bad_shards) {
     }
     free(b);
     free(good);
+
+    /* 4-byte ids with the top bit set are not negative ids (a fuzzer find) */
+    {
+        dt_make_shard(ctx, dt_path("wide.bin"), 0, 3, 5, 70000, 1);
+        FILE *f = fopen(dt_path("wide.bin"), "rb");
+        uint8_t w[4096];
+        size_t wn = fread(w, 1, sizeof w, f);
+        fclose(f);
+        w[64] = 0xf0, w[65] = 0xff, w[66] = 0xff, w[67] = 0xff;
+        put64(w + 48, ld_hash64(w + 64, wn - 64));
+        fix_header_checksum(w);
+        CHECK_STATUS(ctx, ld_shard_open_memory(ctx, "wide.bin", w, wn, NULL, &s), LD_ERR_FORMAT,
+                     "token 0 = 4294967280 >= vocabulary size 70000");
+        ld_shard_close(s);
+        s = NULL;
+    }
 
     /* a foreign tokenizer hash across a sampler's shards */
     dt_make_shard(ctx, dt_path("mix-00000.bin"), 0, 10, 20, 1000, 1);

@@ -110,6 +110,11 @@ TEST(prepare_dedup_split_round_trip) {
     }
     p.dedup = false;
     CHECK_STATUS(ctx, ld_data_prepare_encoder(ctx, &byte_enc, in, 2, dt_path("out3"), &p, &st), LD_OK, "");
+    /* rerun into out1 with one big shard: the earlier run's extra shards are removed */
+    p.shard_tokens = 1000000;
+    CHECK_STATUS(ctx, ld_data_prepare_encoder(ctx, &byte_enc, in, 2, dt_path("out1"), &p, &st), LD_OK, "");
+    CHECK(st.n_train_shards == 1);
+    CHECK(access(dt_path("out1/train-00000.bin"), F_OK) == 0 && access(dt_path("out1/train-00001.bin"), F_OK) != 0);
     CHECK(st.duplicates == 0 && st.train_docs + st.val_docs == 350);
     ld_ctx_free(ctx);
 }
