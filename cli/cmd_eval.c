@@ -18,6 +18,7 @@ static bool collect(void *user, int seq, int32_t tok) {
 static int val_loss(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const char *shards, int max_windows, double *out) {
     ld_batch_sampler *bs = NULL;
     ld_sampler_params sp = ld_sampler_default_params();
+    sp.mode = LD_SAMPLE_SEQUENTIAL;
     if (ld_batch_sampler_open(ctx, shards, tok, &sp, &bs)) return ld_cli_fail(ctx, "opening the validation data");
     int64_t T = ld_lm_config_of(m)->max_position, V = ld_lm_config_of(m)->vocab_size;
     int32_t *w = malloc((size_t)(T + 1) * sizeof(int32_t));
