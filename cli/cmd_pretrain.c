@@ -164,8 +164,10 @@ static int cmd_pretrain(int argc, char **argv) {
     }
     ld_sampler_params sp = ld_sampler_default_params();
     sp.seed = r.cfg.train.seed;
+    ld_sampler_params vp = sp;
+    vp.mode = LD_SAMPLE_SEQUENTIAL; /* validation reads the same windows every time */
     if (ld_batch_sampler_open(r.ctx, r.cfg.train_data, r.tok, &sp, &train) ||
-        (r.cfg.val_data[0] && ld_batch_sampler_open(r.ctx, r.cfg.val_data, r.tok, &sp, &val))) {
+        (r.cfg.val_data[0] && ld_batch_sampler_open(r.ctx, r.cfg.val_data, r.tok, &vp, &val))) {
         rc = ld_cli_fail(r.ctx, "opening the training data");
         goto out;
     }

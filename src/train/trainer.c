@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -44,7 +45,10 @@ ld_status ld_trainer_new(ld_lm *m, const ld_train_params *p, const ld_batch_sour
     ld_trainer *t = ld_calloc(ctx, 1, sizeof *t);
     if (!t) return ld_ctx_status(ctx);
     t->ctx = ctx, t->m = m, t->p = *p, t->train = *train, t->peak_flops = peak_flops;
-    if (val) t->val = *val, t->has_val = true;
+    if (val) {
+        t->val = *val, t->has_val = true;
+        if (val->save && val->save(val->user, &t->val_start)) t->val_start = NULL;
+    }
     snprintf(t->out_dir, sizeof t->out_dir, "%s", p->out_dir);
     t->p.out_dir = t->out_dir;
     t->running_loss = NAN;
@@ -82,6 +86,7 @@ void ld_trainer_free(ld_trainer *t) {
     ld_free(t->ctx, t->inputs);
     ld_free(t->ctx, t->targets);
     if (t->metrics) fclose(t->metrics);
+    free(t->val_start);
     ld_free(t->ctx, t);
 }
 
@@ -110,9 +115,11 @@ static ld_status allreduce_gradients(ld_trainer *t) {
 
 ld_status ld_trainer_validate(ld_trainer *t, double *loss) {
     if (!t->has_val || t->p.eval_batches <= 0) return ld_error(t->ctx, LD_ERR_STATE, "no validation data");
+    ld_status st = LD_OK;
+    if (t->val_start && t->val.restore && (st = t->val.restore(t->val.user, t->val_start)))
+        return ld_error_wrap(t->ctx, st, "validation data: ");
     ld_tape_set_grad_enabled(t->tape, false);
     double sum = 0;
-    ld_status st = LD_OK;
     for (int64_t i = 0; i < t->p.eval_batches && !st; i++) {
         ld_tape_reset(t->tape);
         ld_tensor *l = NULL;

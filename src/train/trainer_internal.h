@@ -16,6 +16,7 @@ struct ld_trainer {
     char out_dir[LD_TRAIN_PATH_MAX];
     ld_batch_source train, val;
     bool has_val;
+    char *val_start;                    /* the val source's initial cursor: every validation reads the same batches */
     double peak_flops;
     ld_tape *tape;
     ld_adamw *opt;
