@@ -11,7 +11,7 @@ static void prepare_usage(FILE *f) {
     fprintf(f,
             "usage: liandan data prepare INPUTS... --tokenizer TOKENIZER -o OUT_DIR [options]\n\n"
             "  INPUTS              .txt (a document per line), .tsv, .jsonl, .fa/.fasta files\n"
-            "  --tokenizer T       tokenizer.json\n"
+            "  --tokenizer T       tokenizer.json, a WordPiece vocab.txt (characters), or amino (proteins)\n"
             "  -o, --out DIR       writes DIR/train-NNNNN.bin and DIR/val-NNNNN.bin\n"
             "  --format F          txt | tsv | jsonl | fasta (default: from each file's extension)\n"
             "  --column N          TSV column, 0-based (default: the last)\n"
@@ -35,7 +35,11 @@ static void on_progress(void *user, double done, double total, int64_t docs, int
 
 /* A tokenizer.json (character vocabularies — 'amino', vocab.txt — once the tokenizer layer
  * provides them). */
+/* "amino" (the protein vocabulary), a WordPiece vocab.txt (character-level), or tokenizer.json. */
 static ld_status load_tokenizer(ld_ctx *ctx, const char *spec, ld_tokenizer **tok) {
+    size_t n = strlen(spec);
+    if (!strcmp(spec, "amino")) return ld_tokenizer_new_amino(ctx, tok);
+    if (n >= 4 && !strcmp(spec + n - 4, ".txt")) return ld_tokenizer_load_vocab_txt(ctx, spec, tok);
     return ld_tokenizer_load(ctx, spec, tok);
 }
 

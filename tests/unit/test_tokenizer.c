@@ -2,6 +2,7 @@
  * strings (invalid UTF-8 included); special tokens never split (and plain text on request);
  * training is deterministic across thread counts; save/load round trip; a table of broken
  * tokenizer.json files, each with the error it must give. */
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "ld_test.h"
@@ -159,6 +160,53 @@ TEST(bad_tokenizer_json_table) {
     }
     free(copy);
     CHECK_STATUS(ctx, ld_tokenizer_load(ctx, "/nonexistent/tokenizer.json", &t), LD_ERR_NOT_FOUND, "/nonexistent/tokenizer.json");
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+TEST(character_vocabularies) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_tokenizer *a = NULL;
+    CHECK(ld_tokenizer_new_amino(ctx, &a) == LD_OK);
+    if (a) {
+        const char *seq = "[CLS]MKTAYIAJ[SEP]";
+        int32_t ids[32];
+        size_t n;
+        CHECK(ld_tokenizer_encode(a, seq, strlen(seq), 0, ids, 32, &n) == LD_OK);
+        CHECK(n == 10 && ids[0] == 2 && ids[9] == 3);
+        CHECK(ids[8] == 4);                          /* 'J' is not an amino acid: [UNK] */
+        CHECK(ids[1] == ld_tokenizer_token_id(a, "M"));
+        CHECK(ld_tokenizer_vocab_size(a) == 30 && ld_tokenizer_pad_id(a) == 0);
+    }
+    char path[] = "/tmp/liandan-vocab-XXXXXX";
+    int fd = mkstemp(path);
+    const char *vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n的\n月\n光\n##光\nab\n";
+    if (fd >= 0) {
+        if (write(fd, vocab, strlen(vocab)) < 0) {}
+        close(fd);
+    }
+    ld_tokenizer *v = NULL;
+    CHECK(ld_tokenizer_load_vocab_txt(ctx, path, &v) == LD_OK);
+    if (v) {
+        const char *text = "月光[SEP]星";
+        int32_t ids[16];
+        size_t n, nb;
+        CHECK(ld_tokenizer_encode(v, text, strlen(text), 0, ids, 16, &n) == LD_OK);
+        CHECK(n == 4 && ids[0] == 6 && ids[1] == 7 && ids[2] == 3 && ids[3] == 1);
+        char back[64];
+        CHECK(ld_tokenizer_decode(v, ids, 3, false, back, sizeof back, &nb) == LD_OK && nb == strlen("月光[SEP]"));
+    }
+    const char *dup = "a\nb\na\n";
+    fd = open(path, O_WRONLY | O_TRUNC);
+    if (fd >= 0) {
+        if (write(fd, dup, strlen(dup)) < 0) {}
+        close(fd);
+    }
+    ld_tokenizer *d = NULL;
+    CHECK_STATUS(ctx, ld_tokenizer_load_vocab_txt(ctx, path, &d), LD_ERR_FORMAT, ":3: token 'a' already on line 1");
+    unlink(path);
+    ld_tokenizer_free(a), ld_tokenizer_free(v);
     CHECK(ld_ctx_bytes_in_use(ctx) == 0);
     ld_ctx_free(ctx);
 }
