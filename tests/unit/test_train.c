@@ -19,10 +19,20 @@ static ld_lm_config tiny(void) {
     return c;
 }
 
+/* Every directory a test made, removed when the test program ends. */
+static char made[32][256];
+static int n_made;
+__attribute__((destructor)) static void remove_made(void) {
+    for (int i = 0; i < n_made; i++) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", made[i]);
+        if (system(cmd)) {}
+    }
+}
+
 static char *tmpdir(const char *tag) {
-    static char buf[8][256];
-    static int k;
-    char *b = buf[k++ % 8];
+    if (n_made == 32) abort();
+    char *b = made[n_made++];
     snprintf(b, 256, "/tmp/liandan-test-%s-%d", tag, (int)getpid());
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", b);
