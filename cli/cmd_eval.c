@@ -179,10 +179,114 @@ static int eval_poetry(int argc, char **argv) {
     return rc;
 }
 
+/* Perplexity and bits per byte of a corpus file: documents joined with EOS, cut into windows
+ * of the model's context; every token but each window's first is predicted. */
+static int eval_ppl(int argc, char **argv) {
+    const char *dir = NULL, *data = NULL;
+    long threads = 0, max_windows = 0;
+    ld_corpus_params cp = ld_corpus_default_params();
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: liandan eval ppl MODEL_DIR --data FILE [--column N] [--max-windows N]\n\n"
+                   "Perplexity (per token) and bits per byte of the documents of FILE (txt, tsv, jsonl,\n"
+                   "fasta; TSV: the last column unless --column), joined with EOS and cut into windows\n"
+                   "of the model's context.\n");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
+        else if (!strcmp(argv[i], "--column")) {
+            long c;
+            if (!ld_cli_parse_int("--column", i + 1 < argc ? argv[++i] : NULL, 0, 100000, &c)) return 2;
+            cp.tsv_column = (int)c;
+        } else if (!strcmp(argv[i], "--max-windows")) {
+            if (!ld_cli_parse_int("--max-windows", i + 1 < argc ? argv[++i] : NULL, 1, 1L << 30, &max_windows)) return 2;
+        } else if (!strcmp(argv[i], "--threads")) {
+            if (!ld_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 4096, &threads)) return 2;
+        } else if (argv[i][0] != '-' && !dir) dir = argv[i];
+        else return fprintf(stderr, "liandan eval ppl: unexpected argument '%s'\n", argv[i]), 2;
+    }
+    if (!dir || !data) return fprintf(stderr, "usage: liandan eval ppl MODEL_DIR --data FILE (see --help)\n"), 2;
+    ld_ctx *ctx = ld_cli_ctx((int)threads);
+    ld_lm *m;
+    ld_tokenizer *tok;
+    int rc = ld_cli_load_model(ctx, dir, &m, &tok);
+    if (rc) return rc;
+    ld_corpus *c = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    double bytes = 0;
+    if (ld_corpus_open(ctx, data, &cp, &c)) rc = ld_cli_fail(ctx, "reading the data");
+    const char *doc;
+    size_t len;
+    ld_status st;
+    int32_t eos = ld_tokenizer_eos_id(tok);
+    while (!rc && (st = ld_corpus_next(c, &doc, &len)) == LD_OK) {
+        size_t need = 0;
+        if (n + len + 2 > cap) {
+            cap = 2 * (n + len + 2);
+            int32_t *ni = realloc(ids, cap * sizeof *ids);
+            if (!ni) {
+                rc = fprintf(stderr, "liandan: out of memory\n") > 0;
+                break;
+            }
+            ids = ni;
+        }
+        if (ld_tokenizer_encode(tok, doc, len, LD_ENCODE_SPECIAL_AS_TEXT, ids + n, cap - n - 1, &need)) {
+            rc = ld_cli_fail(ctx, "encoding");
+            break;
+        }
+        n += need;
+        if (eos >= 0) ids[n++] = eos;
+        bytes += (double)len;
+    }
+    if (!rc && st != LD_ERR_NOT_FOUND) rc = ld_cli_fail(ctx, "reading the data");
+    int64_t T = ld_lm_config_of(m)->max_position, V = ld_lm_config_of(m)->vocab_size;
+    ld_lm_session *s = NULL;
+    double nll = 0;
+    int64_t counted = 0, windows = 0;
+    if (!rc && ld_lm_session_new(m, 1, T, T, &s)) rc = ld_cli_fail(ctx, "creating the session");
+    ld_cli_bar bar = {0};
+    for (size_t off = 0; !rc && off + 1 < n && (!max_windows || windows < max_windows); off += (size_t)T, windows++) {
+        int64_t w = (int64_t)(n - off) < T ? (int64_t)(n - off) : T;
+        ld_lm_session_clear(s, 0);
+        ld_lm_segment seg = {0, ids + off, w};
+        const float *lg;
+        if (ld_lm_session_eval(s, &seg, 1, true, &lg)) {
+            rc = ld_cli_fail(ctx, "evaluating");
+            break;
+        }
+        for (int64_t t = 0; t + 1 < w; t++) {
+            const float *z = lg + t * V;
+            float mx = z[0];
+            for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+            double se = 0;
+            for (int64_t v = 0; v < V; v++) se += exp((double)(z[v] - mx));
+            nll += log(se) + mx - z[ids[off + (size_t)t + 1]];
+            counted++;
+        }
+        ld_cli_progress(&bar, "evaluating", (double)(off + (size_t)w), (double)n, "tokens", 1);
+    }
+    if (!rc && counted) {
+        /* bits per byte: the predicted tokens' share of the text's bytes */
+        double frac = (double)counted / (double)n;
+        printf("tokens %lld in %lld windows of %lld | loss %.4f nats/token | perplexity %.3f | %.4f bits/byte\n",
+               (long long)counted, (long long)windows, (long long)T, nll / (double)counted, exp(nll / (double)counted),
+               nll / log(2.0) / (bytes * frac));
+    }
+    free(ids);
+    ld_corpus_close(c);
+    ld_lm_session_free(s);
+    ld_tokenizer_free(tok);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+    return rc;
+}
+
 static int cmd_eval(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "poetry")) return eval_poetry(argc - 1, argv + 1);
-    fprintf(stderr, "usage: liandan eval poetry MODEL_DIR [options]   (see liandan eval poetry --help)\n");
+    if (argc >= 2 && !strcmp(argv[1], "ppl")) return eval_ppl(argc - 1, argv + 1);
+    fprintf(stderr, "usage: liandan eval poetry|ppl MODEL_DIR [options]   (see liandan eval poetry --help)\n");
     return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
 }
 
-const ld_cli_command ld_cmd_eval = {"eval", "evaluate a model (poetry format, ...)", cmd_eval};
+const ld_cli_command ld_cmd_eval = {"eval", "evaluate a model (poetry format, perplexity)", cmd_eval};
