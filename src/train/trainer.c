@@ -214,12 +214,14 @@ ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, vol
         }
         bool ckpt = (t->p.checkpoint_every > 0 && t->step % t->p.checkpoint_every == 0) || t->step == t->p.max_steps;
         bool stopping = stop && *stop;
+        /* the step's metrics line goes out before its checkpoint: a checkpoint never exists
+         * without the metrics of the steps it contains (resume trims lines after it) */
+        if ((ckpt || stopping) && !pr.note) pr.note = "checkpoint";
+        write_metrics(t, &pr);
         if (ckpt || stopping) {
             if ((st = ld_trainer_checkpoint(t))) return st;
-            if (!pr.note) pr.note = "checkpoint";
             t_prev = ld_time_now();
         }
-        write_metrics(t, &pr);
         if (cb) cb(user, &pr);
         if (stopping) return ld_error(t->ctx, LD_ERR_INTERRUPTED, "training stopped at step %lld (checkpoint written)",
                                       (long long)t->step);
