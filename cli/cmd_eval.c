@@ -40,12 +40,7 @@ static int val_loss(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const char *
             break;
         }
         for (int64_t t = 0; t < T; t++) {
-            const float *z = lg + t * V;
-            float mx = z[0];
-            for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-            double se = 0;
-            for (int64_t v = 0; v < V; v++) se += exp((double)(z[v] - mx));
-            sum += log(se) + mx - z[w[t + 1]];
+            sum -= ld_logprob(lg + t * V, V, w[t + 1]);
             count++;
         }
     }
@@ -256,12 +251,7 @@ static int eval_ppl(int argc, char **argv) {
             break;
         }
         for (int64_t t = 0; t + 1 < w; t++) {
-            const float *z = lg + t * V;
-            float mx = z[0];
-            for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-            double se = 0;
-            for (int64_t v = 0; v < V; v++) se += exp((double)(z[v] - mx));
-            nll += log(se) + mx - z[ids[off + (size_t)t + 1]];
+            nll -= ld_logprob(lg + t * V, V, ids[off + (size_t)t + 1]);
             counted++;
         }
         ld_cli_progress(&bar, "evaluating", (double)(off + (size_t)w), (double)n, "tokens", 1);

@@ -62,6 +62,9 @@ size_t ld_sample_scratch_bytes(int64_t V);
 int32_t ld_sample_token(const float *logits, int64_t V, const ld_sample_params *p, const int32_t *history,
                         int64_t n_history, ld_rng *rng, void *scratch);
 
+/* log softmax(logits[0..V))[target], computed in double. */
+double ld_logprob(const float *logits, int64_t V, int32_t target);
+
 /* ---- generation -------------------------------------------------------------------- */
 /* Called for every generated token of sequence `seq`; return false to stop that sequence
  * (e.g. a stop string was produced). */

@@ -229,6 +229,14 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
     return LD_OK;
 }
 
+double ld_logprob(const float *z, int64_t V, int32_t target) {
+    float mx = z[0];
+    for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    double se = 0;
+    for (int64_t v = 0; v < V; v++) se += exp((double)(z[v] - mx));
+    return (double)(z[target] - mx) - log(se);
+}
+
 ld_status ld_lm_score(ld_lm_session *s, int n, const int32_t *const *ctx_ids, const int64_t *ctx_len,
                       const int32_t *const *cont_ids, const int64_t *cont_len, double *logp) {
     if (!s || n <= 0 || !ctx_ids || !ctx_len || !cont_ids || !cont_len || !logp)
@@ -266,12 +274,7 @@ ld_status ld_lm_score(ld_lm_session *s, int n, const int32_t *const *ctx_ids, co
             double sum = 0;
             for (int64_t j = 0; j < cont_len[i]; j++) {
                 int64_t row = r + ctx_len[i] - 1 + j; /* logits predicting continuation token j */
-                const float *z = lg + row * V;
-                float mx = z[0];
-                for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-                double se = 0;
-                for (int64_t v = 0; v < V; v++) se += exp((double)(z[v] - mx));
-                sum += (double)(z[cont_ids[i][j]] - mx) - log(se);
+                sum += ld_logprob(lg + row * V, V, cont_ids[i][j]);
             }
             logp[i] = sum;
         }
