@@ -10,6 +10,9 @@
 static double peak_on_threads(int threads, double (*loop)(long), double per_iter) {
     const long iters = 4000000;
     double best = 0;
+    /* warm-up: the first wide-vector loop after idle runs at a lower clock for a while */
+#pragma omp parallel num_threads(threads)
+    loop(4 * iters);
     for (int rep = 0; rep < 5; rep++) {
         double total = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
