@@ -95,23 +95,35 @@ static void decode_steps(void *arg) {
     g->n = 32;
 }
 
-static void bench_generate(ld_ctx *ctx, const ld_lm_config *cfg, const char *label, const ld_bench_opts *o,
+/* Decode at batch 1 with the matrices in `type` (F32 = as trained). Bytes per token: every
+ * matrix once in its type, plus one embedding row. */
+static void bench_generate(ld_ctx *ctx, ld_lm *m, ld_dtype type, const char *label, const ld_bench_opts *o,
                            const ld_machine_limits *lim, ld_bench_report *rep) {
-    ld_lm *m = NULL;
     gen_run g = {.tok = 1};
-    if ((g.st = ld_lm_new(ctx, cfg, 1, &m)) || (g.st = ld_lm_session_new(m, 1, 64, 64, &g.s))) goto out;
+    if ((g.st = ld_lm_session_new(m, 1, 64, 64, &g.s))) goto out;
+    if (type != LD_F32 && (g.st = ld_lm_session_quantize(g.s, type))) goto out;
     double s = ld_bench_median(decode_steps, &g, o->reps);
     if (g.st) goto out;
-    double tok_s = (double)g.n / s;
-    double bytes = (double)ld_lm_config_num_params(cfg) * 4.0; /* every weight read once per token */
+    double tok_s = (double)g.n / s, bytes = 0;
+    const ld_lm_config *c = ld_lm_config_of(m);
+    ld_params *ps = ld_lm_params(m);
+    for (int i = 0; i < ld_params_count(ps); i++) {
+        const ld_tensor *t = ld_params_at(ps, i);
+        size_t b = 0;
+        bool embedding = strstr(t->name, "wte") || strstr(t->name, "wpe") || strstr(t->name, "embed_tokens");
+        if (embedding) b = (size_t)t->shape[1] * 4; /* one row looked up */
+        else if (t->ndim == 2 && !ld_dtype_row_bytes(type, ld_tensor_numel(t), &b)) {
+        } else b = ld_tensor_nbytes(t);
+        bytes += (double)b;
+    }
+    if (c->tie_embeddings) bytes += (double)(c->vocab_size * c->hidden_size) * 4; /* the tied head reads it all */
     double limit = lim->bw_read_gbs * 1e9 / bytes;
     char name[96];
-    snprintf(name, sizeof name, "%s decode batch 1 (f32 weights)", label);
+    snprintf(name, sizeof name, "%s decode batch 1, %s matrices", label, ld_dtype_traits(type)->name);
     ld_bench_report_row(rep, "generate", name, tok_s, "tok/s", tok_s / limit, "read-bandwidth limit");
 out:
     if (g.st) fprintf(stderr, "liandan bench train: %s\n", ld_ctx_error(ctx));
     ld_lm_session_free(g.s);
-    ld_lm_free(m);
 }
 
 void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep) {
@@ -126,6 +138,11 @@ void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
         bench_train_precision(ctx, &c, true, 4, 64, o, lim, rep, &bf16);
         if (fp32 > 0 && bf16 > 0) ld_bench_report_row(rep, "train", "bf16 / fp32 tokens/s", bf16 / fp32, "x", -1, NULL);
     }
-    if (!o->filter || strstr("generate", o->filter)) bench_generate(ctx, &c, "gpt2-124M", o, lim, rep);
+    ld_lm *m = NULL;
+    if ((!o->filter || strstr("generate", o->filter)) && !ld_lm_new(ctx, &c, 1, &m)) {
+        const ld_dtype types[] = {LD_F32, LD_Q8_0, LD_Q4_K};
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) bench_generate(ctx, m, types[i], "gpt2-124M", o, lim, rep);
+    }
+    ld_lm_free(m);
     ld_ctx_free(ctx);
 }

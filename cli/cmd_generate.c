@@ -29,12 +29,13 @@ static void generate_usage(FILE *f) {
             "  --file F                  one prompt per line\n"
             "  --stop S                  stop a sequence when it produces S (repeatable)\n"
             "  --no-stream               print only when done\n"
+            "  --quantize T              run the matrices as Q8_0, Q4_0, Q4_K, Q5_K or Q6_K\n"
             "  --threads N               threads (default: all cores)\n%s",
             ld_cli_sample_help());
 }
 
 static int cmd_generate(int argc, char **argv) {
-    const char *dir = NULL, *file = NULL, *prompts[MAX_PROMPTS];
+    const char *dir = NULL, *file = NULL, *prompts[MAX_PROMPTS], *quant = NULL;
     int n_prompts = 0;
     long threads = 0;
     bool stream = true;
@@ -49,6 +50,7 @@ static int cmd_generate(int argc, char **argv) {
         if (!strcmp(argv[i], "--file") && i + 1 < argc) file = argv[++i];
         else if (!strcmp(argv[i], "--stop") && i + 1 < argc && g->n_stops < MAX_STOPS) g->stops[g->n_stops++] = argv[++i];
         else if (!strcmp(argv[i], "--no-stream")) stream = false;
+        else if (!strcmp(argv[i], "--quantize") && i + 1 < argc) quant = argv[++i];
         else if (!strcmp(argv[i], "--threads")) {
             if (!ld_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 4096, &threads)) return 2;
         } else if (argv[i][0] == '-' && argv[i][1]) {
@@ -92,6 +94,13 @@ static int cmd_generate(int argc, char **argv) {
     ld_lm_session *s = NULL;
     if (!rc && ld_lm_session_new(m, n_prompts, ctx_len, ctx_len > 512 ? 512 : ctx_len, &s))
         rc = ld_cli_fail(ctx, "creating the session");
+    if (!rc && quant) {
+        ld_dtype qt = ld_dtype_from_name(quant);
+        if (qt == LD_DTYPE_COUNT) {
+            fprintf(stderr, "liandan generate: --quantize: unknown type '%s'\n", quant);
+            rc = 2;
+        } else if (ld_lm_session_quantize(s, qt)) rc = ld_cli_fail(ctx, "quantizing");
+    }
     bool streaming = stream && n_prompts == 1;
     for (int i = 0; i < n_prompts; i++) ld_cli_text_init(&g->text[i], tok, streaming ? stdout : NULL);
     if (!rc && streaming) printf("%s", prompts[0]), fflush(stdout);

@@ -18,6 +18,10 @@ typedef struct ld_lm_session ld_lm_session;
 /* max_tokens: the most tokens one eval call may process across all segments (prefill chunk). */
 ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_tokens, ld_lm_session **out);
 void ld_lm_session_free(ld_lm_session *s);
+/* Replaces the model's matrices (not the embeddings) by quantized copies of type `type`
+ * (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) for this session's evals; matrices whose rows are not
+ * whole blocks stay F32. The model itself is unchanged. */
+ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type);
 /* Empties one sequence slot (its cached tokens are forgotten). */
 void ld_lm_session_clear(ld_lm_session *s, int slot);
 int64_t ld_lm_session_len(const ld_lm_session *s, int slot);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "liandan/infer.h"
+#include "liandan/quant.h"
 #include "models/causal_lm_internal.h"
 
 struct ld_lm_session {
@@ -17,6 +18,13 @@ struct ld_lm_session {
     float *kcache, *vcache; /* [L][slot][max_len][Hkv*D] */
     ld_arena *mem;       /* everything below, allocated once */
     float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
+    /* quantized weights (ld_lm_session_quantize): parallel to the model's parameters */
+    ld_dtype qtype;
+    const ld_tensor **qsrc; /* which weight each entry replaces */
+    void **qdata;
+    int nq;
+    void *qscratch;
+    size_t qscratch_bytes;
 };
 
 static int64_t kv_width(const ld_lm_config *c) {
@@ -79,6 +87,57 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
     return LD_OK;
 }
 
+ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type) {
+    if (!s) return LD_ERR_INVALID_ARG;
+    ld_ctx *ctx = s->ctx;
+    if (s->nq) return ld_error(ctx, LD_ERR_STATE, "session weights are already quantized");
+    if (!ld_quant_type_supported(type))
+        return ld_error(ctx, LD_ERR_DTYPE, "quantize: type %s is not supported", ld_dtype_traits(type) ? ld_dtype_traits(type)->name : "?");
+    const ld_lm_config *c = &s->m->cfg;
+    int n = ld_params_count(s->m->params);
+    if (!(s->qsrc = ld_arena_alloc(s->mem, (size_t)n * sizeof *s->qsrc)) ||
+        !(s->qdata = ld_arena_alloc(s->mem, (size_t)n * sizeof *s->qdata)))
+        return ld_ctx_status(ctx);
+    int block = ld_dtype_traits(type)->block_size;
+    float *tmp = NULL;
+    ld_status st = LD_OK;
+    for (int i = 0; i < n && !st; i++) {
+        const ld_tensor *w = ld_params_at(s->m->params, i);
+        /* matrices only; embeddings (and a tied head) stay F32, as the usual mixes keep them */
+        if (w->ndim != 2 || w == s->m->wte || w == s->m->wpe) continue;
+        bool kn = c->arch == LD_ARCH_GPT2 && w != s->m->lm_head;
+        int64_t N = kn ? w->shape[1] : w->shape[0], K = kn ? w->shape[0] : w->shape[1];
+        if (K % block) continue; /* rows must be whole blocks: keep F32 */
+        size_t bytes;
+        if (ld_dtype_row_bytes(type, N * K, &bytes)) continue;
+        void *q = ld_arena_alloc(s->mem, bytes);
+        if (!q) return ld_ctx_status(ctx);
+        const float *src = w->data;
+        if (kn) { /* Conv1D [K, N] -> [N, K] */
+            if (!(tmp = ld_alloc(ctx, (size_t)(N * K) * sizeof(float)))) return ld_ctx_status(ctx);
+            for (int64_t r = 0; r < K; r++)
+                for (int64_t col = 0; col < N; col++) tmp[col * K + r] = src[r * N + col];
+            src = tmp;
+        }
+        st = ld_quantize(ctx, type, q, src, N, K, NULL);
+        ld_free(ctx, tmp);
+        tmp = NULL;
+        s->qsrc[s->nq] = w, s->qdata[s->nq] = q, s->nq++;
+    }
+    if (st) return st;
+    size_t need = 0, sz;
+    int64_t widths[2] = {c->hidden_size, c->intermediate_size};
+    for (int k = 0; k < 2; k++) {
+        if (ld_qmatmul_scratch_size(ctx, type, s->max_tokens, widths[k], &sz) == LD_OK && sz > need) need = sz;
+    }
+    if (need > s->qscratch_bytes) {
+        if (!(s->qscratch = ld_arena_alloc(s->mem, need))) return ld_ctx_status(ctx);
+        s->qscratch_bytes = need;
+    }
+    s->qtype = type;
+    return LD_OK;
+}
+
 void ld_lm_session_clear(ld_lm_session *s, int slot) {
     if (s && slot >= 0 && slot < s->n_slots) s->len[slot] = 0;
 }
@@ -105,11 +164,20 @@ size_t ld_lm_session_kv_bytes(const ld_lm_session *s) {
     return (size_t)(2 * c->n_layers * s->n_slots * s->max_len * kv_width(c)) * sizeof(float);
 }
 
-/* y[M, N] = x[M, K] · W (+ b): W is [N, K] (nn.Linear) or, if w_kn, [K, N] (Conv1D). */
+static const void *quantized_of(const ld_lm_session *s, const ld_tensor *w) {
+    for (int i = 0; i < s->nq; i++)
+        if (s->qsrc[i] == w) return s->qdata[i];
+    return NULL;
+}
+
+/* y[M, N] = x[M, K] · W (+ b): W is [N, K] (nn.Linear) or, if w_kn, [K, N] (Conv1D). A
+ * quantized copy (always [N, K]) is used when the session has one. */
 static void linear(const ld_lm_session *s, float *y, const float *x, const ld_tensor *w, const ld_tensor *b,
                    bool w_kn, int64_t M) {
     int64_t K = w_kn ? w->shape[0] : w->shape[1], N = w_kn ? w->shape[1] : w->shape[0];
-    if (w_kn) s->k->gemm_f32(false, false, M, N, K, 1.0f, x, K, w->data, N, 0.0f, y, N);
+    const void *qw = s->nq ? quantized_of(s, w) : NULL;
+    if (qw) ld_qmatmul(s->ctx, s->qtype, qw, N, K, x, M, y, s->qscratch);
+    else if (w_kn) s->k->gemm_f32(false, false, M, N, K, 1.0f, x, K, w->data, N, 0.0f, y, N);
     else s->k->gemm_f32(false, true, M, N, K, 1.0f, x, K, w->data, K, 0.0f, y, N);
     if (b)
         for (int64_t r = 0; r < M; r++) s->k->add_inplace(y + r * N, b->data, N);

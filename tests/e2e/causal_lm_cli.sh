@@ -41,6 +41,7 @@ cmp -s "$T/g1" "$T/g2" || fail "generation with a seed is not reproducible"
 grep -q "^床前" "$T/g1" || fail "generation does not start with the prompt"
 "$BIN" generate "$T/run/model" "春" "秋" "山水" --no-stream --temperature 0 --max-tokens 6 >"$T/batch" 2>/dev/null
 [ "$(wc -l <"$T/batch")" -eq 3 ] || fail "batched generation should print 3 lines"
+"$BIN" generate "$T/run/model" "春" --quantize Q8_0 --max-tokens 4 >/dev/null 2>&1 || fail "generate --quantize"
 "$BIN" score "$T/run/model" --context "床前明月" --continuation "光" --continuation "海" >"$T/score"
 [ "$(grep -c '^\*' "$T/score")" -eq 1 ] || fail "score should mark one best continuation"
 printf '月\n' | "$BIN" chat "$T/run/model" --max-tokens 5 >/dev/null 2>&1 || fail "chat"

@@ -307,6 +307,43 @@ TEST(batched_generation_equals_one_at_a_time) {
     ld_ctx_free(ctx);
 }
 
+TEST(quantized_session_stays_close_to_f32) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    for (int a = 0; a < 2; a++) {
+        ld_lm_config cfg = ld_lm_default_config(a ? LD_ARCH_GPT2 : LD_ARCH_LLAMA);
+        cfg.vocab_size = 300, cfg.hidden_size = 64, cfg.n_layers = 2, cfg.n_heads = 4, cfg.n_kv_heads = a ? 4 : 2;
+        cfg.intermediate_size = a ? 256 : 96, cfg.max_position = 32;
+        ld_lm *m = NULL;
+        ld_lm_new(ctx, &cfg, 11, &m);
+        int32_t ids[12] = {1, 5, 9, 200, 7, 3, 3, 8, 250, 0, 17, 4};
+        ld_dtype types[2] = {LD_Q8_0, LD_Q4_0};
+        double bound[2] = {0.02, 0.15};
+        ld_lm_session *f = NULL;
+        CHECK(ld_lm_session_new(m, 1, 32, 32, &f) == LD_OK);
+        const float *lf;
+        ld_lm_segment seg = {0, ids, 12};
+        CHECK(ld_lm_session_eval(f, &seg, 1, true, &lf) == LD_OK);
+        for (int t = 0; t < 2; t++) {
+            ld_lm_session *q = NULL;
+            CHECK(ld_lm_session_new(m, 1, 32, 32, &q) == LD_OK);
+            CHECK(ld_lm_session_quantize(q, types[t]) == LD_OK);
+            const float *lq;
+            CHECK(ld_lm_session_eval(q, &seg, 1, true, &lq) == LD_OK);
+            double num = 0, den = 0;
+            for (int i = 0; i < 12 * 300; i++) num += (lq[i] - lf[i]) * (double)(lq[i] - lf[i]), den += (double)lf[i] * lf[i];
+            double rel = sqrt(num / den);
+            CHECK_MSG(rel < bound[t] && rel > 0, "%s %s: relative logit error %g", a ? "gpt2" : "llama",
+                      ld_dtype_traits(types[t])->name, rel);
+            CHECK_STATUS(ctx, ld_lm_session_quantize(q, LD_Q8_0), LD_ERR_STATE, "already quantized");
+            ld_lm_session_free(q);
+        }
+        ld_lm_session_free(f);
+        ld_lm_free(m);
+    }
+    ld_ctx_free(ctx);
+}
+
 TEST(sampling_filters) {
     float logits[6] = {3.0f, 2.9f, 1.0f, 0.5f, -1.0f, -5.0f};
     void *scr = malloc(ld_sample_scratch_bytes(6));
