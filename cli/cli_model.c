@@ -27,6 +27,12 @@ int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **to
     return 0;
 }
 
+int32_t ld_cli_start_token(const ld_tokenizer *tok, const ld_lm *m) {
+    if (ld_tokenizer_bos_id(tok) >= 0) return ld_tokenizer_bos_id(tok);
+    if (ld_tokenizer_eos_id(tok) >= 0) return ld_tokenizer_eos_id(tok); /* documents are EOS-separated */
+    return ld_lm_config_of(m)->bos_token_id;
+}
+
 int ld_cli_encode(ld_ctx *ctx, const ld_tokenizer *tok, const char *text, int32_t **ids, int64_t *n) {
     size_t len = strlen(text), need = 0, cap = len + 16;
     *ids = malloc(cap * sizeof(int32_t));

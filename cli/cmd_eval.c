@@ -123,8 +123,7 @@ static int eval_poetry(int argc, char **argv) {
     if (!rc && plen == 0) {
         free(pids);
         pids = malloc(sizeof(int32_t));
-        pids[0] = ld_tokenizer_bos_id(tok) >= 0 ? ld_tokenizer_bos_id(tok)
-                  : ld_tokenizer_eos_id(tok) >= 0 ? ld_tokenizer_eos_id(tok) : ld_lm_config_of(m)->bos_token_id;
+        pids[0] = ld_cli_start_token(tok, m);
         plen = 1;
     }
     int64_t ctx_len = ld_lm_config_of(m)->max_position;

@@ -85,8 +85,7 @@ static int cmd_generate(int argc, char **argv) {
     for (int i = 0; i < n_prompts && !rc; i++) {
         rc = ld_cli_encode(ctx, tok, prompts[i], &ids[i], &lens[i]);
         if (!rc && lens[i] == 0) { /* an empty prompt starts from BOS */
-            int32_t bos = ld_tokenizer_bos_id(tok) >= 0 ? ld_tokenizer_bos_id(tok) : ld_lm_config_of(m)->bos_token_id;
-            ids[i][0] = bos, lens[i] = 1;
+            ids[i][0] = ld_cli_start_token(tok, m), lens[i] = 1;
         }
         if (lens[i] > max_prompt) max_prompt = lens[i];
     }

@@ -30,7 +30,7 @@ static int score_one(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const char 
     if (!rc && clen == 0) {
         free(cids);
         cids = malloc(sizeof(int32_t));
-        cids[0] = ld_tokenizer_bos_id(tok) >= 0 ? ld_tokenizer_bos_id(tok) : ld_lm_config_of(m)->bos_token_id;
+        cids[0] = ld_cli_start_token(tok, m);
         clen = 1;
     }
     int64_t total = 0;
