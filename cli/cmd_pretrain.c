@@ -186,12 +186,12 @@ static int cmd_pretrain(int argc, char **argv) {
     }
     fprintf(stderr,
             "liandan: %s model, %.2fM parameters, %lld layers x %lld wide, vocab %lld | %lld tokens/step (%lld x %lld x %lld) "
-            "| %s | %d threads%s\n",
+            "| %s | %d threads\n",
             mc->arch == LD_ARCH_LLAMA ? "llama" : "gpt2", (double)ld_lm_config_num_params(mc) / 1e6,
             (long long)mc->n_layers, (long long)mc->hidden_size, (long long)mc->vocab_size,
             (long long)(r.cfg.train.batch_size * r.cfg.train.seq_len * r.cfg.train.grad_accum),
             (long long)r.cfg.train.batch_size, (long long)r.cfg.train.seq_len, (long long)r.cfg.train.grad_accum,
-            r.cfg.precision, ld_ctx_threads(r.ctx), found ? "" : "");
+            r.cfg.precision, ld_ctx_threads(r.ctx));
     if (found) fprintf(stderr, "liandan: resumed at step %lld\n", (long long)ld_trainer_step(t));
     signal(SIGINT, on_sigint);
     ld_status st = ld_trainer_run(t, progress, &r, &g_stop);

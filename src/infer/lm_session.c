@@ -226,7 +226,7 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
     const ld_lm_config *c = &m->cfg;
     const ld_kernels *k = s->k;
     int64_t C = c->hidden_size, Hq = c->n_heads, Hkv = c->n_kv_heads, D = C / Hq, kvw = kv_width(c);
-    int64_t I = c->intermediate_size, V = c->vocab_size;
+    int64_t I = c->intermediate_size;
     bool gpt2 = c->arch == LD_ARCH_GPT2;
 
     /* embeddings */
@@ -291,7 +291,6 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
     }
     norm(s, s->h, s->rows, m->lnf_w, m->lnf_b, R);
     linear(s, s->logits, s->h, m->lm_head, NULL, false, R);
-    (void)V;
     for (int i = 0; i < n_segs; i++) s->len[segs[i].slot] += segs[i].n;
     *logits = s->logits;
     return LD_OK;

@@ -74,13 +74,12 @@ static ld_status parse(ld_ctx *ctx, const char *name, const cJSON *root, ld_toke
     if (merges && !cJSON_IsArray(merges)) return ld_error(ctx, LD_ERR_FORMAT, "%s: model.merges must be an array", name);
     if (added && !cJSON_IsArray(added)) return ld_error(ctx, LD_ERR_FORMAT, "%s: added_tokens must be an array", name);
     /* vocabulary size: the largest id + 1, ids dense */
-    int64_t n = 0, count = 0;
+    int64_t n = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > (1 << 24) || it->valuedouble != (int64_t)it->valuedouble)
             return ld_error(ctx, LD_ERR_FORMAT, "%s: model.vocab['%.40s']: id must be an integer in 0..16777216", name, it->string);
         if ((int64_t)it->valuedouble + 1 > n) n = (int64_t)it->valuedouble + 1;
-        count++;
     }
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = get(it, "id"), *content = get(it, "content");
@@ -143,7 +142,6 @@ static ld_status parse(ld_ctx *ctx, const char *name, const cJSON *root, ld_toke
                           (long long)id, (long long)n - 1);
             goto fail;
         }
-    (void)count;
     /* merges: "a b" strings or [a, b] pairs, in rank order */
     int n_merges = merges ? cJSON_GetArraySize(merges) : 0;
     t->merge_list = ld_calloc(ctx, (size_t)n_merges + 1, sizeof *t->merge_list);
