@@ -29,6 +29,9 @@ extern const ld_cli_command ld_cmd_generate;
 extern const ld_cli_command ld_cmd_chat;
 extern const ld_cli_command ld_cmd_score;
 extern const ld_cli_command ld_cmd_eval;
+extern const ld_cli_command ld_cmd_export;
+extern const ld_cli_command ld_cmd_quantize;
+extern const ld_cli_command ld_cmd_imatrix;
 
 /* A context with the CLI's log sink (stderr, "liandan: warning: ...") and `threads`
  * (0 = all cores). Exits with a message on failure (the CLI may exit; the library may not). */

@@ -8,6 +8,8 @@
 
 int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **tok) {
     *m = NULL, *tok = NULL;
+    if (ld_lm_gguf_sniff(dir)) /* a GGUF file holds the model and its tokenizer */
+        return ld_lm_load_gguf(ctx, dir, m, tok) ? ld_cli_fail(ctx, "loading the GGUF model") : 0;
     if (ld_lm_load(ctx, dir, m)) return ld_cli_fail(ctx, "loading the model");
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
@@ -159,4 +161,43 @@ const char *ld_cli_sample_help(void) {
            "  --min-p P                 drop tokens below P x the most likely one's probability\n"
            "  --repetition-penalty R    penalise tokens of the last 64 (default 1 = off)\n"
            "  --seed S                  random seed (default 1)\n";
+}
+
+int ld_cli_encode_corpus(ld_ctx *ctx, const ld_tokenizer *tok, const char *path, const ld_corpus_params *cp,
+                         int32_t **out, size_t *n_out, double *bytes_out) {
+    ld_corpus *c = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    double bytes = 0;
+    int rc = 0;
+    ld_status st = LD_OK;
+    if (ld_corpus_open(ctx, path, cp, &c)) rc = ld_cli_fail(ctx, "reading the data");
+    const char *doc;
+    size_t len;
+    int32_t eos = ld_tokenizer_eos_id(tok);
+    while (!rc && (st = ld_corpus_next(c, &doc, &len)) == LD_OK) {
+        size_t need = 0;
+        if (n + len + 2 > cap) {
+            cap = 2 * (n + len + 2);
+            int32_t *ni = realloc(ids, cap * sizeof *ids);
+            if (!ni) {
+                rc = fprintf(stderr, "liandan: out of memory\n") > 0;
+                break;
+            }
+            ids = ni;
+        }
+        if (ld_tokenizer_encode(tok, doc, len, LD_ENCODE_SPECIAL_AS_TEXT, ids + n, cap - n - 1, &need)) {
+            rc = ld_cli_fail(ctx, "encoding");
+            break;
+        }
+        n += need;
+        if (eos >= 0) ids[n++] = eos; /* documents are EOS-separated, as in training */
+        bytes += (double)len;
+    }
+    if (!rc && st != LD_ERR_NOT_FOUND) rc = ld_cli_fail(ctx, "reading the data");
+    ld_corpus_close(c);
+    if (rc) free(ids), ids = NULL, n = 0;
+    *out = ids, *n_out = n;
+    if (bytes_out) *bytes_out = bytes;
+    return rc;
 }

@@ -6,13 +6,19 @@
 
 #include "liandan/liandan.h"
 
-/* Loads MODEL_DIR and MODEL_DIR/tokenizer.json; prints an error and returns 1 on failure. */
+/* Loads a model directory and its tokenizer.json, or a GGUF file (model and tokenizer);
+ * prints an error and returns 1 on failure. */
 int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **tok);
 /* The token an empty prompt starts from: BOS, else EOS (the separator the training data puts
  * between documents), else the config's bos_token_id. */
 int32_t ld_cli_start_token(const ld_tokenizer *tok, const ld_lm *m);
 /* Encodes text (specials treated as text) into a malloc'd array; 1 on failure (printed). */
 int ld_cli_encode(ld_ctx *ctx, const ld_tokenizer *tok, const char *text, int32_t **ids, int64_t *n);
+
+/* Reads the documents of a corpus file (txt, tsv, jsonl, fasta) and encodes them joined with
+ * EOS into a malloc'd array; *bytes (may be NULL) gets the text's size. 1 on failure (printed). */
+int ld_cli_encode_corpus(ld_ctx *ctx, const ld_tokenizer *tok, const char *path, const ld_corpus_params *cp,
+                         int32_t **ids, size_t *n, double *bytes);
 
 /* Streams generated tokens as text: holds back incomplete UTF-8 and possible stop-string
  * prefixes, cuts at the first stop string. */

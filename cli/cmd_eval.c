@@ -205,35 +205,10 @@ static int eval_ppl(int argc, char **argv) {
     ld_tokenizer *tok;
     int rc = ld_cli_load_model(ctx, dir, &m, &tok);
     if (rc) return rc;
-    ld_corpus *c = NULL;
     int32_t *ids = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0;
     double bytes = 0;
-    if (ld_corpus_open(ctx, data, &cp, &c)) rc = ld_cli_fail(ctx, "reading the data");
-    const char *doc;
-    size_t len;
-    ld_status st;
-    int32_t eos = ld_tokenizer_eos_id(tok);
-    while (!rc && (st = ld_corpus_next(c, &doc, &len)) == LD_OK) {
-        size_t need = 0;
-        if (n + len + 2 > cap) {
-            cap = 2 * (n + len + 2);
-            int32_t *ni = realloc(ids, cap * sizeof *ids);
-            if (!ni) {
-                rc = fprintf(stderr, "liandan: out of memory\n") > 0;
-                break;
-            }
-            ids = ni;
-        }
-        if (ld_tokenizer_encode(tok, doc, len, LD_ENCODE_SPECIAL_AS_TEXT, ids + n, cap - n - 1, &need)) {
-            rc = ld_cli_fail(ctx, "encoding");
-            break;
-        }
-        n += need;
-        if (eos >= 0) ids[n++] = eos;
-        bytes += (double)len;
-    }
-    if (!rc && st != LD_ERR_NOT_FOUND) rc = ld_cli_fail(ctx, "reading the data");
+    rc = ld_cli_encode_corpus(ctx, tok, data, &cp, &ids, &n, &bytes);
     int64_t T = ld_lm_config_of(m)->max_position, V = ld_lm_config_of(m)->vocab_size;
     ld_lm_session *s = NULL;
     double nll = 0;
@@ -263,7 +238,6 @@ static int eval_ppl(int argc, char **argv) {
                nll / log(2.0) / (bytes * frac));
     }
     free(ids);
-    ld_corpus_close(c);
     ld_lm_session_free(s);
     ld_tokenizer_free(tok);
     ld_lm_free(m);

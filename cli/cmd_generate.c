@@ -1,5 +1,6 @@
 /* cli/cmd_generate.c — `liandan generate` (one-shot, batched prompts, streaming) and
  * `liandan chat` (interactive: every line you type continues the same context). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,11 +14,32 @@ typedef struct gen_state {
     ld_cli_text text[MAX_PROMPTS];
     const char *stops[MAX_STOPS];
     int n_stops;
+    FILE *ids_out; /* --ids: "seq: id id ..." lines instead of text */
 } gen_state;
 
 static bool on_token(void *user, int seq, int32_t tok) {
     gen_state *g = user;
+    if (g->ids_out) fprintf(g->ids_out, " %d", tok);
     return ld_cli_text_add(&g->text[seq], tok, g->stops, g->n_stops);
+}
+
+/* "1,2,3" -> ids (malloc'd); 1 on a malformed list (printed). */
+static int parse_ids(const char *s, int32_t **ids, int64_t *n) {
+    size_t cap = strlen(s) / 2 + 2;
+    *ids = malloc(cap * sizeof(int32_t));
+    *n = 0;
+    for (const char *p = s; *ids && *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            fprintf(stderr, "liandan generate: bad token id list '%s' (expected ids:1,2,3)\n", s);
+            return free(*ids), *ids = NULL, 1;
+        }
+        (*ids)[(*n)++] = (int32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    if (!*ids || *n == 0) return fprintf(stderr, "liandan generate: empty token id list\n"), free(*ids), *ids = NULL, 1;
+    return 0;
 }
 
 static void generate_usage(FILE *f) {
@@ -29,6 +51,8 @@ static void generate_usage(FILE *f) {
             "  --file F                  one prompt per line\n"
             "  --stop S                  stop a sequence when it produces S (repeatable)\n"
             "  --no-stream               print only when done\n"
+            "  --ids                     print token ids (\"prompt: ids\" then the new ids, one line per\n"
+            "                            prompt) instead of text; a prompt may then be ids: \"ids:1,2,3\"\n"
             "  --quantize T              run the matrices as Q8_0, Q4_0, Q4_K, Q5_K or Q6_K\n"
             "  --threads N               threads (default: all cores)\n%s",
             ld_cli_sample_help());
@@ -38,7 +62,7 @@ static int cmd_generate(int argc, char **argv) {
     const char *dir = NULL, *file = NULL, *prompts[MAX_PROMPTS], *quant = NULL;
     int n_prompts = 0;
     long threads = 0;
-    bool stream = true;
+    bool stream = true, print_ids = false;
     ld_generate_params gp = ld_generate_default_params();
     gen_state *g = calloc(1, sizeof *g);
     if (!g) return 1;
@@ -50,6 +74,7 @@ static int cmd_generate(int argc, char **argv) {
         if (!strcmp(argv[i], "--file") && i + 1 < argc) file = argv[++i];
         else if (!strcmp(argv[i], "--stop") && i + 1 < argc && g->n_stops < MAX_STOPS) g->stops[g->n_stops++] = argv[++i];
         else if (!strcmp(argv[i], "--no-stream")) stream = false;
+        else if (!strcmp(argv[i], "--ids")) print_ids = true;
         else if (!strcmp(argv[i], "--quantize") && i + 1 < argc) quant = argv[++i];
         else if (!strcmp(argv[i], "--threads")) {
             if (!ld_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 4096, &threads)) return 2;
@@ -83,7 +108,8 @@ static int cmd_generate(int argc, char **argv) {
     int64_t lens[MAX_PROMPTS];
     int64_t max_prompt = 0;
     for (int i = 0; i < n_prompts && !rc; i++) {
-        rc = ld_cli_encode(ctx, tok, prompts[i], &ids[i], &lens[i]);
+        if (print_ids && !strncmp(prompts[i], "ids:", 4)) rc = parse_ids(prompts[i] + 4, &ids[i], &lens[i]);
+        else rc = ld_cli_encode(ctx, tok, prompts[i], &ids[i], &lens[i]);
         if (!rc && lens[i] == 0) { /* an empty prompt starts from BOS */
             ids[i][0] = ld_cli_start_token(tok, m), lens[i] = 1;
         }
@@ -100,19 +126,29 @@ static int cmd_generate(int argc, char **argv) {
             rc = 2;
         } else if (ld_lm_session_quantize(s, qt)) rc = ld_cli_fail(ctx, "quantizing");
     }
-    bool streaming = stream && n_prompts == 1;
+    bool streaming = stream && n_prompts == 1 && !print_ids;
     for (int i = 0; i < n_prompts; i++) ld_cli_text_init(&g->text[i], tok, streaming ? stdout : NULL);
     if (!rc && streaming) printf("%s", prompts[0]), fflush(stdout);
     double t0 = ld_time_now();
     int64_t ngen[MAX_PROMPTS] = {0};
-    if (!rc && ld_lm_generate(s, n_prompts, (const int32_t *const *)ids, lens, &gp, on_token, g, ngen))
+    /* --ids decodes one prompt at a time so each line holds one sequence's ids */
+    for (int i = 0; print_ids && !rc && i < n_prompts; i++) {
+        printf("prompt:");
+        for (int64_t j = 0; j < lens[i]; j++) printf(" %d", ids[i][j]);
+        printf("\ngenerated:");
+        g->ids_out = stdout;
+        if (ld_lm_generate(s, 1, (const int32_t *const *)&ids[i], &lens[i], &gp, on_token, g, &ngen[i]))
+            rc = ld_cli_fail(ctx, "generating");
+        printf("\n");
+    }
+    if (!rc && !print_ids && ld_lm_generate(s, n_prompts, (const int32_t *const *)ids, lens, &gp, on_token, g, ngen))
         rc = ld_cli_fail(ctx, "generating");
     double dt = ld_time_now() - t0;
     if (!rc) {
         int64_t total = 0;
         for (int i = 0; i < n_prompts; i++) {
             ld_cli_text_flush(&g->text[i]);
-            if (!streaming) printf("%s%s\n", prompts[i], g->text[i].buf);
+            if (!streaming && !print_ids) printf("%s%s\n", prompts[i], g->text[i].buf);
             total += ngen[i];
         }
         if (streaming) printf("\n");

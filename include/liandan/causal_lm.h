@@ -11,6 +11,7 @@
 #define LIANDAN_CAUSAL_LM_H
 
 #include "liandan/nn.h"
+#include "liandan/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -69,6 +70,41 @@ ld_status ld_lm_save(ld_lm *m, const char *dir);
 /* Loads a model directory (config.json + model.safetensors or a sharded index; F32, F16 or
  * BF16 weights). Errors name the file and the tensor: missing, wrong shape, wrong dtype. */
 ld_status ld_lm_load(ld_ctx *ctx, const char *dir, ld_lm **out);
+
+/* ---- GGUF (llama.cpp's format) ------------------------------------------------------
+ * Architectures "llama" (also for Mistral), "qwen2" and "gpt2" with llama.cpp's tensor names,
+ * keys and layouts (docs/formats/gguf-models.md) and the tokenizer as tokenizer.ggml.*. */
+typedef struct ld_lm_gguf_params {
+    ld_dtype type;        /* the matrices: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K */
+    ld_dtype embd_type;   /* token embedding; LD_DTYPE_COUNT = default (Q6_K for 4/5-bit mixes, else type) */
+    ld_dtype output_type; /* LM head, or the embedding when tied; LD_DTYPE_COUNT = default, as above */
+    const char *name;     /* general.name; NULL = "liandan model" */
+    /* Importance weights for the quantizer: K non-negative values for the matrix with GGUF
+     * name `tensor` and rows of K elements, or NULL (none). NULL function = none. */
+    const float *(*imatrix)(void *user, const char *tensor, int64_t K);
+    void *imatrix_user;
+} ld_lm_gguf_params;
+ld_lm_gguf_params ld_lm_gguf_default_params(void);
+
+/* Writes m and its tokenizer as one GGUF file (atomically). Matrices whose rows do not fit
+ * the requested block type fall back to Q8_0 or F16; norms, biases and learned positions
+ * stay F32. The tokenizer's vocabulary may be smaller than the model's (padded with unused
+ * tokens), not larger. */
+ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, const ld_lm_gguf_params *p);
+/* Loads a GGUF model (made here or by llama.cpp's tools). Parameters are dequantized to F32
+ * (so the model can be fine-tuned or saved as a model directory); matrices stored in F16 or
+ * a quantized type are also kept as they are in the (mmapped) file, and inference sessions
+ * compute with those. *tok (may be NULL) receives the file's tokenizer. Unsupported
+ * architectures, tokenizers, tensor types and RoPE variants are LD_ERR_UNSUPPORTED naming
+ * them. */
+ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokenizer **tok);
+/* true when the model came from a GGUF file with quantized (block-type) matrices. */
+bool ld_lm_is_quantized(const ld_lm *m);
+/* The GGUF tensor name of parameter `param` (an HF name) in m's architecture, into out;
+ * false when it has none. */
+bool ld_lm_gguf_tensor_name(const ld_lm *m, const char *param, char *out, size_t cap);
+/* true when path is a readable file starting with the GGUF magic. */
+bool ld_lm_gguf_sniff(const char *path);
 
 /* Training/scoring forward on the tape: ids and targets are [B*T] (row-major [B, T]);
  * targets may be NULL (no loss). *logits (may be NULL) receives [B, T, V]; *loss (may be

@@ -22,6 +22,12 @@ void ld_lm_session_free(ld_lm_session *s);
  * (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) for this session's evals; matrices whose rows are not
  * whole blocks stay F32. The model itself is unchanged. */
 ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type);
+/* Called during eval with the input of every matrix product: x[M, K] is about to be
+ * multiplied by the parameter named `param` (its HF name). For calibration statistics
+ * (ld_lm_imatrix_collect); NULL fn removes the observer. */
+typedef void (*ld_lm_observer)(void *user, const char *param, const float *x, int64_t M, int64_t K);
+void ld_lm_session_set_observer(ld_lm_session *s, ld_lm_observer fn, void *user);
+
 /* Empties one sequence slot (its cached tokens are forgotten). */
 void ld_lm_session_clear(ld_lm_session *s, int slot);
 int64_t ld_lm_session_len(const ld_lm_session *s, int slot);
@@ -93,6 +99,17 @@ ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts,
  * 0..n-1 of the session (cleared first). n_tokens[i] (may be NULL) gets len(cont[i]). */
 ld_status ld_lm_score(ld_lm_session *s, int n, const int32_t *const *ctx_ids, const int64_t *ctx_len,
                       const int32_t *const *cont_ids, const int64_t *cont_len, double *logp);
+
+/* ---- calibration ------------------------------------------------------------------- */
+typedef struct ld_imatrix ld_imatrix;
+/* Runs the model over ids[0..n) in chunks of `chunk` tokens (each chunk a fresh sequence in
+ * slot 0; chunk <= the session's max_len and max_tokens) and adds every matrix input to im
+ * under the matrix's GGUF name. *nll (may be NULL) receives the mean negative log-likelihood
+ * per predicted token (the calibration text's perplexity is exp of it). progress (may be
+ * NULL) is called after each chunk. */
+ld_status ld_lm_imatrix_collect(ld_lm_session *s, const int32_t *ids, int64_t n, int64_t chunk, ld_imatrix *im,
+                                double *nll, void (*progress)(void *user, int64_t done, int64_t total),
+                                void *progress_user);
 
 #ifdef __cplusplus
 }

@@ -55,6 +55,28 @@ ld_status ld_qmatmul_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_
 ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x,
                      int64_t M, float *y, void *scratch);
 
+/* ---- importance matrices (calibration statistics for the 4-6 bit quantizers) ----------- */
+/* Per matrix (by its GGUF tensor name, e.g. "blk.0.attn_q.weight"): the sum of squares of
+ * each input column over the rows seen, and the row count. Stored as llama.cpp's imatrix
+ * GGUF ("NAME.in_sum2" [1, K], "NAME.counts" [1]), so files from llama-imatrix load too. */
+typedef struct ld_imatrix ld_imatrix;
+ld_status ld_imatrix_new(ld_ctx *ctx, ld_imatrix **out);
+void ld_imatrix_free(ld_imatrix *im);
+int ld_imatrix_count(const ld_imatrix *im);
+/* Accumulates the rows of x[M, K] (the input of matrix `name`). */
+ld_status ld_imatrix_add(ld_imatrix *im, const char *name, const float *x, int64_t M, int64_t K);
+/* Mean squared activation per column (K floats owned by im, valid until the next add), or
+ * NULL when name is absent, has another width, or saw no rows. */
+const float *ld_imatrix_get(ld_imatrix *im, const char *name, int64_t K);
+/* ld_imatrix_get in the form ld_lm_gguf_params.imatrix takes (user = the ld_imatrix). */
+const float *ld_imatrix_lookup(void *user, const char *tensor, int64_t K);
+/* Dataset name and chunking recorded in the file. */
+void ld_imatrix_set_info(ld_imatrix *im, const char *dataset, int64_t chunks, int64_t chunk_size);
+ld_status ld_imatrix_save(const ld_imatrix *im, const char *path);
+/* Reads an imatrix GGUF. Malformed files are LD_ERR_FORMAT naming the tensor; per-expert
+ * (MoE) statistics are LD_ERR_UNSUPPORTED. */
+ld_status ld_imatrix_load(ld_ctx *ctx, const char *path, ld_imatrix **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,7 +37,10 @@ extern "C" {
     X(LD_Q8_0,  "Q8_0", 32,  34,  8,  0)                                     \
     X(LD_Q4_K,  "Q4_K", 256, 144, 12, 0)                                     \
     X(LD_Q5_K,  "Q5_K", 256, 176, 13, 0)                                     \
-    X(LD_Q6_K,  "Q6_K", 256, 210, 14, 0)
+    X(LD_Q6_K,  "Q6_K", 256, 210, 14, 0)                                     \
+    X(LD_Q4_1,  "Q4_1", 32,  20,  3,  0)                                     \
+    X(LD_Q5_0,  "Q5_0", 32,  22,  6,  0)                                     \
+    X(LD_Q5_1,  "Q5_1", 32,  24,  7,  0)
 
 typedef enum ld_dtype {
 #define LD_DTYPE_ENUM_(e, name, blk, bytes, ggml, isf) e,

@@ -39,6 +39,16 @@ ld_status ld_tokenizer_load_memory(ld_ctx *ctx, const char *name, const char *js
 ld_status ld_tokenizer_save(const ld_tokenizer *tok, const char *path);
 void ld_tokenizer_free(ld_tokenizer *tok);
 
+/* GGUF form (tokenizer.ggml.* metadata as llama.cpp reads it; model "gpt2" = byte-level
+ * BPE). to_gguf writes the keys into a GGUF writer; n_vocab (0 = the tokenizer's size) pads
+ * the token list with unused "[PADn]" tokens up to the model's vocabulary. from_gguf builds
+ * the tokenizer from a GGUF file's metadata (`name` is used in messages): an unsupported
+ * tokenizer model or pre-tokenizer is LD_ERR_UNSUPPORTED naming it. */
+typedef struct ld_gguf ld_gguf;
+typedef struct ld_gguf_writer ld_gguf_writer;
+ld_status ld_tokenizer_to_gguf(const ld_tokenizer *tok, ld_gguf_writer *w, int64_t n_vocab);
+ld_status ld_tokenizer_from_gguf(ld_ctx *ctx, const ld_gguf *g, const char *name, ld_tokenizer **out);
+
 /* A character vocabulary: each token is one Unicode character or a special token like
  * "[PAD]"; unknown characters map to the "[UNK]" id. amino: the IUPAC amino-acid letters plus
  * [PAD] [MASK] [CLS] [SEP] [UNK]. vocab_txt: a WordPiece vocab.txt (one token per line);

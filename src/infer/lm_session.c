@@ -25,6 +25,8 @@ struct ld_lm_session {
     int nq;
     void *qscratch;
     size_t qscratch_bytes;
+    ld_lm_observer observe; /* ld_lm_session_set_observer */
+    void *observe_user;
 };
 
 static int64_t kv_width(const ld_lm_config *c) {
@@ -40,6 +42,20 @@ void ld_lm_session_free(ld_lm_session *s) {
     if (!s) return;
     ld_arena_free(s->mem);
     ld_free(s->ctx, s);
+}
+
+/* Makes the activation scratch big enough for ld_qmatmul on weights of `type`. */
+static ld_status reserve_qscratch(ld_lm_session *s, ld_dtype type) {
+    const ld_lm_config *c = &s->m->cfg;
+    size_t need = 0, sz;
+    int64_t widths[2] = {c->hidden_size, c->intermediate_size};
+    for (int k = 0; k < 2; k++)
+        if (ld_qmatmul_scratch_size(s->ctx, type, s->max_tokens, widths[k], &sz) == LD_OK && sz > need) need = sz;
+    if (need > s->qscratch_bytes) {
+        if (!(s->qscratch = ld_arena_alloc(s->mem, need))) return ld_ctx_status(s->ctx);
+        s->qscratch_bytes = need;
+    }
+    return LD_OK;
 }
 
 ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_tokens, ld_lm_session **out) {
@@ -82,6 +98,8 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
         return ld_ctx_status(ctx);
     }
     memset(s->len, 0, (size_t)n_slots * sizeof(int64_t));
+    for (int i = 0; i < m->n_packed; i++)
+        if ((st = reserve_qscratch(s, m->packed[i].dtype))) return ld_lm_session_free(s), st;
     ld_log(ctx, LD_LOG_DEBUG, "session: %zu MiB (KV cache %zu MiB)", bytes >> 20, (cache_elems * 8) >> 20);
     *out = s;
     return LD_OK;
@@ -124,18 +142,13 @@ ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type) {
         tmp = NULL;
         s->qsrc[s->nq] = w, s->qdata[s->nq] = q, s->nq++;
     }
-    if (st) return st;
-    size_t need = 0, sz;
-    int64_t widths[2] = {c->hidden_size, c->intermediate_size};
-    for (int k = 0; k < 2; k++) {
-        if (ld_qmatmul_scratch_size(ctx, type, s->max_tokens, widths[k], &sz) == LD_OK && sz > need) need = sz;
-    }
-    if (need > s->qscratch_bytes) {
-        if (!(s->qscratch = ld_arena_alloc(s->mem, need))) return ld_ctx_status(ctx);
-        s->qscratch_bytes = need;
-    }
+    if (st || (st = reserve_qscratch(s, type))) return st;
     s->qtype = type;
     return LD_OK;
+}
+
+void ld_lm_session_set_observer(ld_lm_session *s, ld_lm_observer fn, void *user) {
+    if (s) s->observe = fn, s->observe_user = user;
 }
 
 void ld_lm_session_clear(ld_lm_session *s, int slot) {
@@ -164,19 +177,26 @@ size_t ld_lm_session_kv_bytes(const ld_lm_session *s) {
     return (size_t)(2 * c->n_layers * s->n_slots * s->max_len * kv_width(c)) * sizeof(float);
 }
 
-static const void *quantized_of(const ld_lm_session *s, const ld_tensor *w) {
+/* The form of weight w this session computes with: its own quantized copy
+ * (ld_lm_session_quantize), else the model's packed matrix (a GGUF file's F16/quantized
+ * bytes), else NULL (the F32 parameter). Both are [N, K]. */
+static const void *weight_for(const ld_lm_session *s, const ld_tensor *w, ld_dtype *type) {
     for (int i = 0; i < s->nq; i++)
-        if (s->qsrc[i] == w) return s->qdata[i];
+        if (s->qsrc[i] == w) return *type = s->qtype, s->qdata[i];
+    const lm_packed *pk = s->m->n_packed ? lm_packed_find(s->m, w) : NULL;
+    if (pk) return *type = pk->dtype, pk->data;
     return NULL;
 }
 
 /* y[M, N] = x[M, K] · W (+ b): W is [N, K] (nn.Linear) or, if w_kn, [K, N] (Conv1D). A
- * quantized copy (always [N, K]) is used when the session has one. */
+ * quantized form (always [N, K]) is used when there is one. */
 static void linear(const ld_lm_session *s, float *y, const float *x, const ld_tensor *w, const ld_tensor *b,
                    bool w_kn, int64_t M) {
     int64_t K = w_kn ? w->shape[0] : w->shape[1], N = w_kn ? w->shape[1] : w->shape[0];
-    const void *qw = s->nq ? quantized_of(s, w) : NULL;
-    if (qw) ld_qmatmul(s->ctx, s->qtype, qw, N, K, x, M, y, s->qscratch);
+    ld_dtype qtype = LD_F32;
+    const void *qw = weight_for(s, w, &qtype);
+    if (s->observe) s->observe(s->observe_user, w->name, x, M, K);
+    if (qw) ld_qmatmul(s->ctx, qtype, qw, N, K, x, M, y, s->qscratch);
     else if (w_kn) s->k->gemm_f32(false, false, M, N, K, 1.0f, x, K, w->data, N, 0.0f, y, N);
     else s->k->gemm_f32(false, true, M, N, K, 1.0f, x, K, w->data, K, 0.0f, y, N);
     if (b)

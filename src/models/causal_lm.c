@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "liandan/io.h"
 #include "models/causal_lm_internal.h"
 
 ld_lm_config ld_lm_default_config(ld_lm_arch arch) {
@@ -160,6 +161,10 @@ ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm *
 
 void ld_lm_free(ld_lm *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_packed; i++)
+        if (m->packed[i].owned) ld_free(m->ctx, (void *)m->packed[i].data);
+    ld_free(m->ctx, m->packed);
+    ld_gguf_close(m->gguf);
     ld_params_free(m->params);
     ld_free(m->ctx, m->layers);
     ld_free(m->ctx, m);

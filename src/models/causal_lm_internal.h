@@ -14,12 +14,27 @@ typedef struct lm_layer {
     ld_tensor *gate, *up, *down, *up_b, *down_b;  /* gpt2: up = c_fc, down = c_proj */
 } lm_layer;
 
+/* A matrix that inference reads in the type a GGUF file stored it in (F16 or a quantized
+ * type) instead of its F32 parameter: rows of blocks in nn.Linear order [N, K]. */
+typedef struct lm_packed {
+    const ld_tensor *w; /* the parameter it stands for */
+    ld_dtype dtype;
+    const void *data;   /* into the GGUF mapping, or an owned copy (rows reordered) */
+    bool owned;
+} lm_packed;
+
 struct ld_lm {
     ld_ctx *ctx;
     ld_lm_config cfg;
     ld_params *params;
     ld_tensor *wte, *wpe, *lnf_w, *lnf_b, *lm_head;
     lm_layer *layers;
+    lm_packed *packed; /* models loaded from GGUF: the file's F16/quantized matrices */
+    int n_packed;
+    struct ld_gguf *gguf; /* kept open (mmapped) while packed entries point into it */
 };
+
+/* The packed form of parameter w, or NULL. */
+const lm_packed *lm_packed_find(const ld_lm *m, const ld_tensor *w);
 
 #endif

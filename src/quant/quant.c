@@ -54,7 +54,11 @@ static void dequantize_f16(const void *x, float *y, int64_t n) {
                  ld_vec_dot_q5_K_q8_K_ref, ld_vec_dot_q5_K_q8_K_##ISA, ROWS_##ISA(q5_K_q8_K)},                                   \
     [LD_Q6_K] = {LD_Q6_K, LD_QK_K, ld_quantize_row_q6_K_ref, ld_dequantize_row_q6_K, LD_QK_K,               \
                  sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
-                 ld_vec_dot_q6_K_q8_K_ref, ld_vec_dot_q6_K_q8_K_##ISA, ROWS_##ISA(q6_K_q8_K)},
+                 ld_vec_dot_q6_K_q8_K_ref, ld_vec_dot_q6_K_q8_K_##ISA, ROWS_##ISA(q6_K_q8_K)},                                   \
+    /* decode only: read from llama.cpp's files, computed in F32 */                                     \
+    [LD_Q4_1] = {LD_Q4_1, 32, NULL, ld_dequantize_row_q4_1, 0, 0, NULL, NULL, NULL, NULL, NULL},            \
+    [LD_Q5_0] = {LD_Q5_0, 32, NULL, ld_dequantize_row_q5_0, 0, 0, NULL, NULL, NULL, NULL, NULL},            \
+    [LD_Q5_1] = {LD_Q5_1, 32, NULL, ld_dequantize_row_q5_1, 0, 0, NULL, NULL, NULL, NULL, NULL},
 
 #define ROWS_avx512(name) ld_dot_rows_##name##_avx512
 #define ROWS_ref(name) NULL

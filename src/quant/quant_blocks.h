@@ -94,6 +94,10 @@ void ld_quantize_row_q5_K_ref(const float *x, void *y, int64_t n, const float *w
 void ld_dequantize_row_q5_K(const void *x, float *y, int64_t n);
 void ld_quantize_row_q6_K_ref(const float *x, void *y, int64_t n, const float *w);
 void ld_dequantize_row_q6_K(const void *x, float *y, int64_t n);
+/* Decode-only types (quant_legacy.c): llama.cpp's fallbacks for narrow rows. */
+void ld_dequantize_row_q4_1(const void *x, float *y, int64_t n);
+void ld_dequantize_row_q5_0(const void *x, float *y, int64_t n);
+void ld_dequantize_row_q5_1(const void *x, float *y, int64_t n);
 /* Activation quantizers (round to nearest even, symmetric, |q| <= 127). */
 void ld_quantize_act_q8_0_ref(const float *x, void *y, int64_t n);
 void ld_quantize_act_q8_K_ref(const float *x, void *y, int64_t n);

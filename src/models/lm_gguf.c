@@ -1,0 +1,494 @@
+/* models/lm_gguf.c — the causal LM as a GGUF file, the way llama.cpp reads and writes it:
+ * architecture keys, tensor names, tensor layouts and types (quantization mixes).
+ *
+ * One name table per architecture maps liandan's (Hugging Face) parameter names to GGUF
+ * names and says how the data is laid out differently:
+ *   - llama: llama.cpp applies RoPE to adjacent pairs (x0, x1), (x2, x3)... while HF Llama
+ *     rotates (x_i, x_{i+D/2}); the converter therefore interleaves the rows of every head of
+ *     q_proj and k_proj (row i and row i + D/2 become rows 2i and 2i+1). Qwen2 uses the
+ *     rotate-half (NEOX) form in llama.cpp too, so it keeps HF's row order.
+ *   - gpt2: HF stores Conv1D weights [in, out]; GGUF stores [out, in] like nn.Linear.
+ * The same table drives export, import and the quantization mix. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "liandan/io.h"
+#include "liandan/quant.h"
+#include "models/causal_lm_internal.h"
+
+typedef enum lm_xform { XF_NONE = 0, XF_ROPE_Q, XF_ROPE_K, XF_TRANSPOSE } lm_xform;
+
+typedef struct lm_name_map {
+    const char *hf, *gguf; /* "%d" = the layer */
+    lm_xform xf;
+} lm_name_map;
+
+static const lm_name_map llama_names[] = {
+    {"model.embed_tokens.weight", "token_embd.weight", XF_NONE},
+    {"model.norm.weight", "output_norm.weight", XF_NONE},
+    {"lm_head.weight", "output.weight", XF_NONE},
+    {"model.layers.%d.input_layernorm.weight", "blk.%d.attn_norm.weight", XF_NONE},
+    {"model.layers.%d.self_attn.q_proj.weight", "blk.%d.attn_q.weight", XF_ROPE_Q},
+    {"model.layers.%d.self_attn.k_proj.weight", "blk.%d.attn_k.weight", XF_ROPE_K},
+    {"model.layers.%d.self_attn.v_proj.weight", "blk.%d.attn_v.weight", XF_NONE},
+    {"model.layers.%d.self_attn.q_proj.bias", "blk.%d.attn_q.bias", XF_ROPE_Q},
+    {"model.layers.%d.self_attn.k_proj.bias", "blk.%d.attn_k.bias", XF_ROPE_K},
+    {"model.layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias", XF_NONE},
+    {"model.layers.%d.self_attn.o_proj.weight", "blk.%d.attn_output.weight", XF_NONE},
+    {"model.layers.%d.post_attention_layernorm.weight", "blk.%d.ffn_norm.weight", XF_NONE},
+    {"model.layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight", XF_NONE},
+    {"model.layers.%d.mlp.up_proj.weight", "blk.%d.ffn_up.weight", XF_NONE},
+    {"model.layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight", XF_NONE},
+    {NULL, NULL, XF_NONE},
+};
+
+static const lm_name_map gpt2_names[] = {
+    {"transformer.wte.weight", "token_embd.weight", XF_NONE},
+    {"transformer.wpe.weight", "position_embd.weight", XF_NONE},
+    {"transformer.ln_f.weight", "output_norm.weight", XF_NONE},
+    {"transformer.ln_f.bias", "output_norm.bias", XF_NONE},
+    {"transformer.h.%d.ln_1.weight", "blk.%d.attn_norm.weight", XF_NONE},
+    {"transformer.h.%d.ln_1.bias", "blk.%d.attn_norm.bias", XF_NONE},
+    {"transformer.h.%d.attn.c_attn.weight", "blk.%d.attn_qkv.weight", XF_TRANSPOSE},
+    {"transformer.h.%d.attn.c_attn.bias", "blk.%d.attn_qkv.bias", XF_NONE},
+    {"transformer.h.%d.attn.c_proj.weight", "blk.%d.attn_output.weight", XF_TRANSPOSE},
+    {"transformer.h.%d.attn.c_proj.bias", "blk.%d.attn_output.bias", XF_NONE},
+    {"transformer.h.%d.ln_2.weight", "blk.%d.ffn_norm.weight", XF_NONE},
+    {"transformer.h.%d.ln_2.bias", "blk.%d.ffn_norm.bias", XF_NONE},
+    {"transformer.h.%d.mlp.c_fc.weight", "blk.%d.ffn_up.weight", XF_TRANSPOSE},
+    {"transformer.h.%d.mlp.c_fc.bias", "blk.%d.ffn_up.bias", XF_NONE},
+    {"transformer.h.%d.mlp.c_proj.weight", "blk.%d.ffn_down.weight", XF_TRANSPOSE},
+    {"transformer.h.%d.mlp.c_proj.bias", "blk.%d.ffn_down.bias", XF_NONE},
+    {NULL, NULL, XF_NONE},
+};
+
+/* GGUF architectures: the key prefix, the model it becomes, whether q/k rows are interleaved. */
+typedef struct lm_gguf_arch {
+    const char *name;
+    ld_lm_arch arch;
+    ld_lm_family family;
+    bool interleave_rope;
+    const lm_name_map *names;
+} lm_gguf_arch;
+
+static const lm_gguf_arch gguf_archs[] = {
+    {"llama", LD_ARCH_LLAMA, LD_FAMILY_LLAMA, true, llama_names},
+    {"qwen2", LD_ARCH_LLAMA, LD_FAMILY_QWEN2, false, llama_names},
+    {"gpt2", LD_ARCH_GPT2, LD_FAMILY_GPT2, false, gpt2_names},
+};
+
+static const lm_gguf_arch *arch_for_family(ld_lm_family f) {
+    /* Mistral is llama in GGUF (llama.cpp's converter writes it so) */
+    const char *name = f == LD_FAMILY_QWEN2 ? "qwen2" : f == LD_FAMILY_GPT2 ? "gpt2" : "llama";
+    for (size_t i = 0; i < sizeof gguf_archs / sizeof gguf_archs[0]; i++)
+        if (!strcmp(gguf_archs[i].name, name)) return &gguf_archs[i];
+    return NULL;
+}
+
+/* The GGUF name of parameter `hf` and its transform; false when the table lacks it. */
+static bool gguf_name_of(const lm_gguf_arch *a, const char *hf, char *out, size_t cap, lm_xform *xf) {
+    for (const lm_name_map *e = a->names; e->hf; e++) {
+        const char *pct = strstr(e->hf, "%d");
+        if (!pct) {
+            if (strcmp(e->hf, hf)) continue;
+            snprintf(out, cap, "%s", e->gguf);
+        } else {
+            size_t pre = (size_t)(pct - e->hf);
+            if (strncmp(hf, e->hf, pre)) continue;
+            char *end;
+            long layer = strtol(hf + pre, &end, 10);
+            if (end == hf + pre || strcmp(end, pct + 2)) continue;
+            snprintf(out, cap, e->gguf, (int)layer);
+        }
+        *xf = a->interleave_rope || (e->xf != XF_ROPE_Q && e->xf != XF_ROPE_K) ? e->xf : XF_NONE;
+        return true;
+    }
+    return false;
+}
+
+/* Moves rows between HF's rotate-half order and llama.cpp's interleaved order within each
+ * head of D rows: interleaved row 2i + j is HF row j * D/2 + i. */
+static void permute_rope_rows(void *dst, const void *src, int64_t rows, int64_t D, size_t row_bytes, bool to_gguf) {
+    for (int64_t h = 0; h < rows / D; h++)
+        for (int64_t i = 0; i < D / 2; i++)
+            for (int64_t j = 0; j < 2; j++) {
+                int64_t g = h * D + 2 * i + j, f = h * D + j * (D / 2) + i;
+                int64_t d = to_gguf ? g : f, s = to_gguf ? f : g;
+                memcpy((char *)dst + d * row_bytes, (const char *)src + s * row_bytes, row_bytes);
+            }
+}
+
+static int64_t xf_head_dim(const ld_lm_config *c) {
+    return c->hidden_size / c->n_heads;
+}
+
+/* ---- quantization mix ------------------------------------------------------------------ */
+
+ld_lm_gguf_params ld_lm_gguf_default_params(void) {
+    return (ld_lm_gguf_params){.type = LD_F32, .embd_type = LD_DTYPE_COUNT, .output_type = LD_DTYPE_COUNT};
+}
+
+/* general.file_type (llama_ftype) for a mix whose matrices are `t`. */
+static uint32_t file_type_of(ld_dtype t) {
+    switch (t) {
+    case LD_F32: return 0;
+    case LD_F16: return 1;
+    case LD_Q4_0: return 2;
+    case LD_Q8_0: return 7;
+    case LD_Q4_K: return 15; /* Q4_K_M: output in Q6_K */
+    case LD_Q5_K: return 17; /* Q5_K_M */
+    case LD_Q6_K: return 18;
+    case LD_BF16: return 32;
+    default: return 0;
+    }
+}
+
+static bool type_can_export(ld_dtype t) {
+    return t == LD_F32 || t == LD_F16 || t == LD_BF16 || ld_quant_type_supported(t);
+}
+
+/* The type a matrix with rows of K elements gets: `want`, or the nearest type whose blocks
+ * fit K (llama.cpp falls back the same way for odd widths). */
+static ld_dtype fit_type(ld_dtype want, int64_t K) {
+    const ld_dtype_info *ti = ld_dtype_traits(want);
+    if (K % ti->block_size == 0) return want;
+    if (ti->block_size > 32 && K % 32 == 0) return LD_Q8_0;
+    return LD_F16;
+}
+
+/* Default precision of the embedding / output matrix for a mix: the usual mixes keep them
+ * above the body's 4-5 bits (Q6_K), Q8_0 and float mixes keep their own type. */
+static ld_dtype default_edge_type(ld_dtype body) {
+    if (body == LD_F32 || body == LD_F16 || body == LD_BF16 || body == LD_Q8_0 || body == LD_Q6_K) return body;
+    return LD_Q6_K;
+}
+
+/* ---- export ------------------------------------------------------------------------------ */
+
+typedef struct export_state {
+    ld_ctx *ctx;
+    ld_gguf_writer *w;
+    void **bufs; /* tensor data kept until the write */
+    int n_bufs;
+} export_state;
+
+static ld_status set_config(ld_gguf_writer *w, const lm_gguf_arch *a, const ld_lm_config *c) {
+    char key[96];
+    ld_status st = LD_OK;
+#define KEY_U32(suffix, v) \
+    (snprintf(key, sizeof key, "%s." suffix, a->name), ld_gguf_writer_set_u32(w, key, (uint32_t)(v)))
+#define KEY_F32(suffix, v) \
+    (snprintf(key, sizeof key, "%s." suffix, a->name), ld_gguf_writer_set_f32(w, key, (v)))
+    if ((st = KEY_U32("context_length", c->max_position)) || (st = KEY_U32("embedding_length", c->hidden_size)) ||
+        (st = KEY_U32("block_count", c->n_layers)) || (st = KEY_U32("feed_forward_length", c->intermediate_size)) ||
+        (st = KEY_U32("attention.head_count", c->n_heads)))
+        return st;
+    if (c->arch == LD_ARCH_GPT2) return KEY_F32("attention.layer_norm_epsilon", c->norm_eps);
+    if ((st = KEY_U32("attention.head_count_kv", c->n_kv_heads)) || (st = KEY_F32("rope.freq_base", c->rope_theta)) ||
+        (st = KEY_U32("rope.dimension_count", c->hidden_size / c->n_heads)) ||
+        (st = KEY_F32("attention.layer_norm_rms_epsilon", c->norm_eps)) || (st = KEY_U32("vocab_size", c->vocab_size)))
+        return st;
+#undef KEY_U32
+#undef KEY_F32
+    return LD_OK;
+}
+
+static void *keep(export_state *s, size_t bytes) {
+    void *p = ld_alloc(s->ctx, bytes ? bytes : 1);
+    if (p) s->bufs[s->n_bufs++] = p;
+    return p;
+}
+
+/* One parameter into the writer: transform to the GGUF layout, then convert or quantize. */
+static ld_status export_tensor(export_state *s, const ld_lm *m, const ld_tensor *t, const char *gname, lm_xform xf,
+                               ld_dtype type, const ld_lm_gguf_params *p) {
+    ld_ctx *ctx = s->ctx;
+    int64_t rows = t->ndim == 2 ? t->shape[0] : 1, K = t->ndim == 2 ? t->shape[1] : t->shape[0];
+    int64_t n = rows * K;
+    if (xf == XF_TRANSPOSE) rows = t->shape[1], K = t->shape[0];
+    const float *src = t->data;
+    float *tmp = NULL;
+    if (xf != XF_NONE) {
+        if (!(tmp = ld_alloc(ctx, (size_t)n * sizeof(float)))) return ld_ctx_status(ctx);
+        if (xf == XF_TRANSPOSE) {
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t k = 0; k < K; k++) tmp[r * K + k] = src[k * rows + r];
+        } else {
+            /* biases are one value per row: treat a 1-D tensor as a column */
+            int64_t prow = t->ndim == 2 ? rows : K;
+            permute_rope_rows(tmp, src, prow, xf_head_dim(&m->cfg), (size_t)(n / prow) * sizeof(float), true);
+        }
+        src = tmp;
+    }
+    size_t bytes;
+    ld_status st = ld_dtype_row_bytes(type, n, &bytes) ? ld_error(ctx, LD_ERR_SHAPE, "GGUF export: %s does not fit %s", gname, ld_dtype_traits(type)->name) : LD_OK;
+    void *out = st ? NULL : keep(s, bytes);
+    if (!st && !out) st = ld_ctx_status(ctx);
+    if (!st) {
+        if (type == LD_F32) memcpy(out, src, bytes);
+        else if (ld_dtype_traits(type)->is_float) st = ld_convert(ctx, type, out, LD_F32, src, n);
+        else {
+            const float *imat = p->imatrix ? p->imatrix(p->imatrix_user, gname, K) : NULL;
+            st = ld_quantize(ctx, type, out, src, rows, K, imat);
+        }
+    }
+    ld_free(ctx, tmp);
+    if (st) return ld_error_wrap(ctx, st, "GGUF export: tensor %s: ", gname);
+    int64_t shape[2] = {rows, K};
+    return t->ndim == 2 ? ld_gguf_writer_add_tensor(s->w, gname, ld_dtype_traits(type)->ggml_type, 2, shape, out, bytes)
+                        : ld_gguf_writer_add_tensor(s->w, gname, ld_dtype_traits(type)->ggml_type, 1, &K, out, bytes);
+}
+
+ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, const ld_lm_gguf_params *p) {
+    if (!m || !tok || !path) return LD_ERR_INVALID_ARG;
+    ld_ctx *ctx = m->ctx;
+    ld_lm_gguf_params dp = ld_lm_gguf_default_params();
+    if (!p) p = &dp;
+    const ld_lm_config *c = &m->cfg;
+    const lm_gguf_arch *a = arch_for_family(c->family);
+    ld_dtype embd = p->embd_type == LD_DTYPE_COUNT ? default_edge_type(p->type) : p->embd_type;
+    ld_dtype head = p->output_type == LD_DTYPE_COUNT ? default_edge_type(p->type) : p->output_type;
+    ld_dtype types[3] = {p->type, embd, head};
+    for (int i = 0; i < 3; i++)
+        if (!type_can_export(types[i]))
+            return ld_error(ctx, LD_ERR_DTYPE, "GGUF export: cannot write tensors of type %s",
+                            ld_dtype_traits(types[i]) ? ld_dtype_traits(types[i])->name : "?");
+    if (ld_tokenizer_vocab_size(tok) > c->vocab_size)
+        return ld_error(ctx, LD_ERR_SHAPE, "GGUF export: the tokenizer has %lld tokens, the model's vocabulary %lld",
+                        (long long)ld_tokenizer_vocab_size(tok), (long long)c->vocab_size);
+    int n = ld_params_count(m->params);
+    export_state s = {ctx, NULL, ld_calloc(ctx, (size_t)n + 1, sizeof(void *)), 0};
+    if (!s.bufs) return ld_ctx_status(ctx);
+    ld_status st = ld_gguf_writer_new(ctx, &s.w);
+    bool quantized = ld_dtype_traits(p->type)->block_size > 1 || ld_dtype_traits(embd)->block_size > 1 ||
+                     ld_dtype_traits(head)->block_size > 1;
+    if (!st) st = ld_gguf_writer_set_str(s.w, "general.architecture", a->name);
+    if (!st) st = ld_gguf_writer_set_str(s.w, "general.name", p->name ? p->name : "liandan model");
+    if (!st) st = ld_gguf_writer_set_u32(s.w, "general.file_type", file_type_of(p->type));
+    if (!st && quantized) st = ld_gguf_writer_set_u32(s.w, "general.quantization_version", 2);
+    if (!st) st = set_config(s.w, a, c);
+    if (!st) st = ld_tokenizer_to_gguf(tok, s.w, c->vocab_size);
+    for (int i = 0; i < n && !st; i++) {
+        const ld_tensor *t = ld_params_at(m->params, i);
+        char gname[LD_TENSOR_NAME_MAX];
+        lm_xform xf;
+        if (!gguf_name_of(a, t->name, gname, sizeof gname, &xf)) {
+            st = ld_error(ctx, LD_ERR_UNSUPPORTED, "GGUF export: parameter %s has no GGUF name", t->name);
+            break;
+        }
+        ld_dtype type = LD_F32; /* norms, biases, learned positions */
+        if (t->ndim == 2 && t != m->wpe) {
+            int64_t K = xf == XF_TRANSPOSE ? t->shape[0] : t->shape[1];
+            ld_dtype want = t == m->lm_head ? head : t == m->wte ? embd : p->type;
+            type = fit_type(want, K);
+        }
+        st = export_tensor(&s, m, t, gname, xf, type, p);
+    }
+    if (!st) st = ld_gguf_writer_write(s.w, path);
+    ld_gguf_writer_free(s.w);
+    for (int i = 0; i < s.n_bufs; i++) ld_free(ctx, s.bufs[i]);
+    ld_free(ctx, s.bufs);
+    return st;
+}
+
+/* ---- import ------------------------------------------------------------------------------ */
+
+static ld_status get_dim(ld_ctx *ctx, const ld_gguf *g, const lm_gguf_arch *a, const char *suffix, bool required,
+                         int64_t dflt, int64_t *out) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", a->name, suffix);
+    if (!required && !ld_gguf_find(g, key)) return *out = dflt, LD_OK;
+    return ld_gguf_get_int(ctx, g, key, 1, 1 << 24, out);
+}
+
+static ld_status get_float(ld_ctx *ctx, const ld_gguf *g, const lm_gguf_arch *a, const char *suffix, float dflt,
+                           float *out) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", a->name, suffix);
+    if (!ld_gguf_find(g, key)) return *out = dflt, LD_OK;
+    return ld_gguf_get_f32(ctx, g, key, out);
+}
+
+/* The model config from the architecture keys; vocabulary and tying from the tensors. */
+static ld_status read_config(ld_ctx *ctx, const ld_gguf *g, const char *path, const lm_gguf_arch *a, ld_lm_config *c) {
+    *c = ld_lm_default_config(a->arch);
+    c->family = a->family;
+    c->qkv_bias = ld_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    ld_status st;
+    if ((st = get_dim(ctx, g, a, "context_length", true, 0, &c->max_position)) ||
+        (st = get_dim(ctx, g, a, "embedding_length", true, 0, &c->hidden_size)) ||
+        (st = get_dim(ctx, g, a, "block_count", true, 0, &c->n_layers)) ||
+        (st = get_dim(ctx, g, a, "feed_forward_length", true, 0, &c->intermediate_size)) ||
+        (st = get_dim(ctx, g, a, "attention.head_count", true, 0, &c->n_heads)) ||
+        (st = get_dim(ctx, g, a, "attention.head_count_kv", false, c->n_heads, &c->n_kv_heads)))
+        return ld_error_wrap(ctx, st, "%s: ", path);
+    if (a->arch == LD_ARCH_GPT2) st = get_float(ctx, g, a, "attention.layer_norm_epsilon", 1e-5f, &c->norm_eps);
+    else st = get_float(ctx, g, a, "attention.layer_norm_rms_epsilon", 1e-6f, &c->norm_eps);
+    if (!st) st = get_float(ctx, g, a, "rope.freq_base", 10000.0f, &c->rope_theta);
+    if (st) return ld_error_wrap(ctx, st, "%s: ", path);
+    if (a->arch == LD_ARCH_LLAMA) {
+        int64_t rot;
+        char key[96];
+        if ((st = get_dim(ctx, g, a, "rope.dimension_count", false, c->hidden_size / c->n_heads, &rot)))
+            return ld_error_wrap(ctx, st, "%s: ", path);
+        if (c->hidden_size % c->n_heads == 0 && rot != c->hidden_size / c->n_heads)
+            return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: partial rotary embeddings (%lld of %lld dims) are not supported",
+                            path, (long long)rot, (long long)(c->hidden_size / c->n_heads));
+        snprintf(key, sizeof key, "%s.rope.scaling.type", a->name);
+        const char *scaling = NULL;
+        if (ld_gguf_find(g, key) && (st = ld_gguf_get_str(ctx, g, key, &scaling))) return st;
+        if ((scaling && strcmp(scaling, "none")) || ld_gguf_find_tensor(g, "rope_freqs.weight"))
+            return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: RoPE scaling (%s) is not supported", path,
+                            scaling ? scaling : "rope_freqs.weight");
+    }
+    const ld_tensor_info *te = ld_gguf_find_tensor(g, "token_embd.weight");
+    if (!te || te->ndim != 2)
+        return ld_error(ctx, LD_ERR_FORMAT, "%s: token_embd.weight is missing or not a matrix", path);
+    c->vocab_size = te->shape[0];
+    c->tie_embeddings = a->arch == LD_ARCH_GPT2 || !ld_gguf_find_tensor(g, "output.weight");
+    int64_t id;
+    if (ld_gguf_find(g, "tokenizer.ggml.bos_token_id") &&
+        !ld_gguf_get_int(ctx, g, "tokenizer.ggml.bos_token_id", 0, c->vocab_size - 1, &id))
+        c->bos_token_id = (int32_t)id;
+    if (ld_gguf_find(g, "tokenizer.ggml.eos_token_id") &&
+        !ld_gguf_get_int(ctx, g, "tokenizer.ggml.eos_token_id", 0, c->vocab_size - 1, &id))
+        c->eos_token_id = (int32_t)id;
+    if ((st = ld_lm_config_validate(ctx, c))) return ld_error_wrap(ctx, st, "%s: ", path);
+    return LD_OK;
+}
+
+/* Fills parameter t from the file's tensor: dequantize, undo the layout transform, and keep
+ * the file's bytes for inference when they are in a type the quantized kernels read. */
+static ld_status import_tensor(ld_lm *m, const ld_gguf *g, const char *path, ld_tensor *t, const char *gname,
+                               lm_xform xf) {
+    ld_ctx *ctx = m->ctx;
+    const ld_tensor_info *info = ld_gguf_find_tensor(g, gname);
+    if (!info)
+        return ld_error(ctx, LD_ERR_NOT_FOUND, "%s: tensor %s (for %s) is missing", path, gname, t->name);
+    int64_t want[2] = {t->shape[0], t->ndim == 2 ? t->shape[1] : 0};
+    if (xf == XF_TRANSPOSE) want[0] = t->shape[1], want[1] = t->shape[0];
+    if (info->ndim != t->ndim || info->shape[0] != want[0] || (t->ndim == 2 && info->shape[1] != want[1])) {
+        char buf[64];
+        return ld_error(ctx, LD_ERR_SHAPE, "%s: tensor %s has %d dims [%lld, %lld], expected %s%s", path, gname,
+                        info->ndim, (long long)info->shape[0], (long long)(info->ndim > 1 ? info->shape[1] : 0),
+                        ld_tensor_shape_str(t, buf, sizeof buf), xf == XF_TRANSPOSE ? " transposed" : "");
+    }
+    if (info->dtype == LD_DTYPE_COUNT || info->dtype == LD_I32)
+        return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: tensor %s has type %s, which liandan does not compute with", path,
+                        gname, info->dtype_name);
+    int64_t n = ld_tensor_numel(t);
+    int64_t rows = want[0], K = n / rows;
+    float *dst = t->data, *tmp = NULL;
+    if (xf != XF_NONE && !(dst = tmp = ld_alloc(ctx, (size_t)n * sizeof(float)))) return ld_ctx_status(ctx);
+    ld_status st = ld_dequantize(ctx, info->dtype, info->data, dst, n);
+    if (!st && xf == XF_TRANSPOSE) {
+        float *p = t->data; /* file [N, K] -> parameter [K, N] */
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t k = 0; k < K; k++) p[k * rows + r] = tmp[r * K + k];
+    } else if (!st && xf != XF_NONE) {
+        int64_t prow = t->ndim == 2 ? rows : n;
+        permute_rope_rows(t->data, tmp, prow, xf_head_dim(&m->cfg), (size_t)(n / prow) * sizeof(float), false);
+    }
+    ld_free(ctx, tmp);
+    if (st) return ld_error_wrap(ctx, st, "%s: tensor %s: ", path, gname);
+    /* matrices stored in F16 or a quantized type are used as they are by inference */
+    if (t->ndim != 2 || t == m->wpe || info->dtype == LD_F32 || info->dtype == LD_BF16) return LD_OK;
+    size_t sz;
+    if (ld_qmatmul_scratch_size(ctx, info->dtype, 1, info->shape[1], &sz)) return LD_OK; /* not a type qmatmul reads */
+    const void *data = info->data;
+    if (xf == XF_ROPE_Q || xf == XF_ROPE_K) { /* rows back to HF order: a copy */
+        size_t rb;
+        ld_dtype_row_bytes(info->dtype, info->shape[1], &rb);
+        void *copy = ld_alloc(ctx, rb * (size_t)rows);
+        if (!copy) return ld_ctx_status(ctx);
+        permute_rope_rows(copy, info->data, rows, xf_head_dim(&m->cfg), rb, false);
+        data = copy;
+    }
+    lm_packed *pk = &m->packed[m->n_packed++];
+    *pk = (lm_packed){.w = t, .dtype = info->dtype, .data = data, .owned = data != info->data};
+    return LD_OK;
+}
+
+ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokenizer **tok) {
+    if (!path || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_load_gguf: NULL argument");
+    *out = NULL;
+    if (tok) *tok = NULL;
+    ld_gguf *g = NULL;
+    ld_status st = ld_gguf_open(ctx, path, &g);
+    if (st) return st;
+    const char *arch_name;
+    const lm_gguf_arch *a = NULL;
+    if ((st = ld_gguf_get_str(ctx, g, "general.architecture", &arch_name))) {
+        ld_gguf_close(g);
+        return ld_error_wrap(ctx, st, "%s: ", path);
+    }
+    for (size_t i = 0; i < sizeof gguf_archs / sizeof gguf_archs[0]; i++)
+        if (!strcmp(gguf_archs[i].name, arch_name)) a = &gguf_archs[i];
+    if (!a) {
+        ld_gguf_close(g);
+        return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: GGUF architecture '%s' is not supported (llama, qwen2, gpt2)", path,
+                        arch_name);
+    }
+    ld_lm_config cfg;
+    ld_lm *m = NULL;
+    if ((st = read_config(ctx, g, path, a, &cfg)) || (st = ld_lm_new(ctx, &cfg, 0, &m))) {
+        ld_gguf_close(g);
+        return st;
+    }
+    int n = ld_params_count(m->params);
+    m->gguf = g;
+    if (!(m->packed = ld_calloc(ctx, (size_t)n + 1, sizeof *m->packed))) st = ld_ctx_status(ctx);
+    size_t used = 0;
+    for (int i = 0; i < n && !st; i++) {
+        ld_tensor *t = ld_params_at(m->params, i);
+        char gname[LD_TENSOR_NAME_MAX];
+        lm_xform xf = XF_NONE;
+        if (!gguf_name_of(a, t->name, gname, sizeof gname, &xf))
+            st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: no GGUF name for %s", path, t->name);
+        else st = import_tensor(m, g, path, t, gname, xf), used++;
+    }
+    if (!st && used < ld_gguf_tensor_count(g))
+        ld_log(ctx, LD_LOG_WARN, "%s: %zu tensors of the file are not used by the %s model", path,
+               ld_gguf_tensor_count(g) - used, a->name);
+    if (!st && tok) {
+        if ((st = ld_tokenizer_from_gguf(ctx, g, path, tok))) {
+        } else if (ld_tokenizer_vocab_size(*tok) != cfg.vocab_size) {
+            st = ld_error(ctx, LD_ERR_SHAPE, "%s: the tokenizer has %lld tokens but token_embd.weight %lld rows", path,
+                          (long long)ld_tokenizer_vocab_size(*tok), (long long)cfg.vocab_size);
+            ld_tokenizer_free(*tok);
+            *tok = NULL;
+        }
+    }
+    if (st) {
+        ld_lm_free(m);
+        return st;
+    }
+    *out = m;
+    return LD_OK;
+}
+
+const lm_packed *lm_packed_find(const ld_lm *m, const ld_tensor *w) {
+    for (int i = 0; i < m->n_packed; i++)
+        if (m->packed[i].w == w) return &m->packed[i];
+    return NULL;
+}
+
+bool ld_lm_gguf_sniff(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    bool yes = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f) fclose(f);
+    return yes;
+}
+
+bool ld_lm_is_quantized(const ld_lm *m) {
+    for (int i = 0; m && i < m->n_packed; i++)
+        if (ld_dtype_traits(m->packed[i].dtype)->block_size > 1) return true;
+    return false;
+}
+
+bool ld_lm_gguf_tensor_name(const ld_lm *m, const char *param, char *out, size_t cap) {
+    lm_xform xf;
+    return m && param && out && gguf_name_of(arch_for_family(m->cfg.family), param, out, cap, &xf);
+}

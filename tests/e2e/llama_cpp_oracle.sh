@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# llama_cpp_oracle.sh — GGUF models against llama.cpp itself (the npm package node-llama-cpp
+# ships its prebuilt libraries; pinned in tests/oracle). For tiny llama (GQA), qwen2 (q/k/v
+# biases, untied head) and gpt2 models trained here:
+#   - `liandan export gguf` -> llama.cpp loads the file, tokenizes like liandan, and its
+#     greedy tokens equal liandan's (F32 and F16: every prompt);
+#   - quantized files, written by `liandan quantize` and by llama.cpp's own quantizer
+#     (llama_model_quantize): both tools run both; greedy tokens agree on most prompts
+#     (quantized activations are rounded differently, so near-ties may split) and the
+#     per-prompt results are printed;
+#   - GGUF -> liandan -> the same perplexity as the model directory it came from.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${LD_BIN:-build/liandan}
+DATA=${LD_DATA_DIR:-../shared/data}
+ORACLE=tests/oracle/llama_cpp.mjs
+LIB=tests/oracle/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libllama.v0.5.0.so
+[ -f "$LIB" ] || { echo "llama_cpp_oracle: $LIB is missing: run scripts/setup.sh (npm ci)" >&2; exit 1; }
+T=$(mktemp -d); [ -n "${KEEP:-}" ] && echo "keeping $T"
+trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+fail() { echo "llama_cpp_oracle: $*" >&2; exit 1; }
+cc -O1 -o "$T/llama_quantize" tests/oracle/llama_quantize.c -ldl
+
+head -n 3000 "$DATA/zh_pretrain/tang_poems.tsv" >"$T/poems.tsv"
+cat >"$T/texts.txt" <<'TXT'
+床前明月光，疑是地上霜。
+Hello, world! It's 2026 and we're testing 12345 tokens.
+  leading spaces and	tabs	mixed with 中文 and emoji 🙂
+<|endoftext|> is plain text here
+TXT
+head -n 20 "$DATA/zh_eval/chnsenticorp/test.tsv" 2>/dev/null | cut -f2 >>"$T/texts.txt" || true
+
+train() { # name pretokenizer model-json steps
+  local name=$1 pre=$2 model=$3 steps=$4
+  "$BIN" tokenizer train "$T/poems.tsv" --vocab-size 1200 --pretokenizer "$pre" -o "$T/$name.tok.json" 2>/dev/null
+  "$BIN" data prepare "$T/poems.tsv" --tokenizer "$T/$name.tok.json" --val-fraction 0.05 -o "$T/$name.data" >/dev/null 2>&1
+  cat >"$T/$name.cfg.json" <<JSON
+{ "model": $model,
+  "tokenizer": "$T/$name.tok.json", "train_data": "$T/$name.data/train", "val_data": "$T/$name.data/val",
+  "out_dir": "$T/$name.run", "batch_size": 16, "seq_len": 64, "max_steps": $steps, "lr": 2e-3,
+  "warmup_steps": 20, "eval_every": $steps, "eval_batches": 2, "checkpoint_every": 1000, "sample_every": 0 }
+JSON
+  "$BIN" pretrain "$T/$name.cfg.json" --quiet >"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "pretrain $name"; }
+}
+# llama is 256 wide so its matrices are whole Q4_K super-blocks (narrower rows fall back to
+# other types); qwen2 and gpt2 are small
+DIMS='"vocab_size": 1216, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64'
+train llama llama3 "{\"model_type\": \"llama\", $DIMS, \"hidden_size\": 256, \"intermediate_size\": 512,
+  \"num_hidden_layers\": 2, \"tie_word_embeddings\": true}" 400
+train qwen2 qwen2 "{\"model_type\": \"qwen2\", $DIMS, \"hidden_size\": 64, \"intermediate_size\": 128,
+  \"num_hidden_layers\": 2, \"tie_word_embeddings\": false}" 800
+train gpt2 gpt2 '{"model_type": "gpt2", "vocab_size": 1216, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 64}' 800
+
+# prompts: token ids of a few openings (each model has its own tokenizer)
+prompts() { # model_dir -> file of comma-separated id lines
+  for p in "床前明月光，" "春眠不覺曉，" "白日依山盡，" "故人西辭黃鶴樓，" "君不見黃河之水天上來，" "國破山河在，"; do
+    "$BIN" tokenize --tokenizer "$1/tokenizer.json" "$p" 2>/dev/null | tr ' ' ','
+  done
+}
+# liandan's greedy continuations of the prompts in $2 with model $1, one line each
+ours() {
+  while read -r ids; do
+    "$BIN" generate "$1" --ids --temperature 0 --max-tokens 24 "ids:$ids" 2>/dev/null | sed -n 's/^generated: *//p'
+  done <"$2"
+}
+# compare FILE_A FILE_B -> number of identical lines
+same_lines() { paste -d '|' "$1" "$2" | awk -F'|' '$1 == $2' | wc -l; }
+
+for name in llama qwen2 gpt2; do
+  M=$T/$name.run/model
+  prompts "$M" >"$T/$name.prompts"
+  "$BIN" export gguf "$M" -o "$T/$name.f32.gguf" 2>/dev/null
+  "$BIN" export gguf "$M" --type f16 -o "$T/$name.f16.gguf" 2>/dev/null
+  # the tokenizer metadata: llama.cpp tokenizes like liandan
+  node "$ORACLE" tokenize "$T/$name.f32.gguf" "$T/texts.txt" >"$T/$name.lc.tok"
+  "$BIN" tokenize --tokenizer "$M/tokenizer.json" --special-as-text --lines "$T/texts.txt" >"$T/$name.ld.tok" 2>/dev/null
+  cmp -s "$T/$name.lc.tok" "$T/$name.ld.tok" || { diff "$T/$name.lc.tok" "$T/$name.ld.tok" | head; fail "$name: tokenization differs"; }
+  for ty in f32 f16; do
+    node "$ORACLE" greedy "$T/$name.$ty.gguf" 24 "$T/$name.prompts" >"$T/$name.$ty.lc"
+    ours "$T/$name.$ty.gguf" "$T/$name.prompts" >"$T/$name.$ty.ld"
+    cmp -s "$T/$name.$ty.lc" "$T/$name.$ty.ld" || { paste "$T/$name.$ty.lc" "$T/$name.$ty.ld"; fail "$name $ty: greedy tokens differ from llama.cpp"; }
+    [ "$(awk 'NF > 2' "$T/$name.$ty.ld" | wc -l)" -ge 3 ] || fail "$name $ty: continuations too short to compare"
+  done
+  # the source model directory gives the same tokens as its F32 GGUF
+  ours "$M" "$T/$name.prompts" >"$T/$name.dir.ld"
+  cmp -s "$T/$name.dir.ld" "$T/$name.f32.ld" || fail "$name: model directory and its GGUF generate differently"
+  echo "llama_cpp_oracle: $name f32/f16: tokenization and greedy tokens identical to llama.cpp"
+done
+
+# GGUF -> liandan -> HF directory: perplexity identical to the original directory's
+"$BIN" export hf "$T/llama.f32.gguf" -o "$T/back" 2>/dev/null
+p1=$("$BIN" eval ppl "$T/llama.run/model" --data "$T/poems.tsv" --max-windows 8 2>/dev/null)
+p2=$("$BIN" eval ppl "$T/back" --data "$T/poems.tsv" --max-windows 8 2>/dev/null)
+[ "$p1" = "$p2" ] || fail "perplexity after GGUF round trip: '$p1' vs '$p2'"
+
+# quantized: liandan's files and llama.cpp's own, run by both tools
+M=$T/llama.run/model
+"$BIN" quantize "$M" --type q8_0 -o "$T/ld.q8_0.gguf" 2>/dev/null
+"$BIN" quantize "$M" --type q4_k -o "$T/ld.q4_k.gguf" 2>/dev/null
+"$T/llama_quantize" "$LIB" "$T/llama.f32.gguf" "$T/lc.q8_0.gguf" 7 >/dev/null 2>&1 || fail "llama.cpp quantize Q8_0"
+"$T/llama_quantize" "$LIB" "$T/llama.f32.gguf" "$T/lc.q4_k_m.gguf" 15 >/dev/null 2>&1 || fail "llama.cpp quantize Q4_K_M"
+# the 64-wide qwen2 makes llama.cpp fall back to Q5_0 / Q8_0 for rows that are not whole Q4_K
+# super-blocks: liandan decodes those types too
+"$T/llama_quantize" "$LIB" "$T/qwen2.f32.gguf" "$T/lc.qwen2.q4_k_m.gguf" 15 >/dev/null 2>&1 || fail "llama.cpp quantize qwen2"
+"$BIN" inspect "$T/lc.qwen2.q4_k_m.gguf" >"$T/qwen2.inspect"
+grep -q " Q5_0 " "$T/qwen2.inspect" || fail "expected Q5_0 fallback tensors in llama.cpp's qwen2 Q4_K_M"
+total=0; agree=0
+for f in ld.q8_0 ld.q4_k lc.q8_0 lc.q4_k_m lc.qwen2.q4_k_m; do
+  P=$T/llama.prompts
+  case $f in *qwen2*) P=$T/qwen2.prompts ;; esac
+  node "$ORACLE" greedy "$T/$f.gguf" 24 "$P" >"$T/$f.lc"
+  ours "$T/$f.gguf" "$P" >"$T/$f.ld"
+  n=$(wc -l <"$P"); s=$(same_lines "$T/$f.lc" "$T/$f.ld")
+  echo "llama_cpp_oracle: $f: $s of $n greedy continuations identical in llama.cpp and liandan"
+  total=$((total + n)); agree=$((agree + s))
+  [ "$s" -ge $((n / 2)) ] || { paste "$T/$f.lc" "$T/$f.ld"; fail "$f: llama.cpp and liandan disagree on most prompts"; }
+done
+[ $((agree * 10)) -ge $((total * 7)) ] || fail "quantized: only $agree of $total continuations agree"
+
+# errors: an architecture liandan does not run, a truncated file
+"$BIN" gguf write "$T/phi.gguf" --from "$T/llama.f32.gguf" --set general.architecture=str:phi3 2>/dev/null
+if "$BIN" generate "$T/phi.gguf" "x" >"$T/err" 2>&1; then fail "phi3 GGUF accepted"; fi
+grep -q "architecture 'phi3' is not supported" "$T/err" || { cat "$T/err"; fail "phi3 error message"; }
+head -c 100000 "$T/llama.f32.gguf" >"$T/trunc.gguf"
+if "$BIN" generate "$T/trunc.gguf" "x" >"$T/err" 2>&1; then fail "truncated GGUF accepted"; fi
+grep -q "trunc.gguf" "$T/err" || { cat "$T/err"; fail "truncated GGUF error message"; }
+echo "llama_cpp_oracle: ok"
