@@ -98,6 +98,10 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
  * architectures, tokenizers, tensor types and RoPE variants are LD_ERR_UNSUPPORTED naming
  * them. */
 ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokenizer **tok);
+/* The same from a caller-owned buffer that must outlive the model (`name` is used in
+ * messages). */
+ld_status ld_lm_load_gguf_memory(ld_ctx *ctx, const char *name, const void *data, size_t size, ld_lm **out,
+                                 ld_tokenizer **tok);
 /* true when the model came from a GGUF file with quantized (block-type) matrices. */
 bool ld_lm_is_quantized(const ld_lm *m);
 /* The GGUF tensor name of parameter `param` (an HF name) in m's architecture, into out;

@@ -410,15 +410,12 @@ static ld_status import_tensor(ld_lm *m, const ld_gguf *g, const char *path, ld_
     return LD_OK;
 }
 
-ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokenizer **tok) {
-    if (!path || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_load_gguf: NULL argument");
-    *out = NULL;
-    if (tok) *tok = NULL;
-    ld_gguf *g = NULL;
-    ld_status st = ld_gguf_open(ctx, path, &g);
-    if (st) return st;
+/* Builds the model from an open GGUF file; takes ownership of g (closed on failure, else
+ * kept by the model while packed matrices point into it). */
+static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, ld_lm **out, ld_tokenizer **tok) {
     const char *arch_name;
     const lm_gguf_arch *a = NULL;
+    ld_status st;
     if ((st = ld_gguf_get_str(ctx, g, "general.architecture", &arch_name))) {
         ld_gguf_close(g);
         return ld_error_wrap(ctx, st, "%s: ", path);
@@ -432,7 +429,25 @@ ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokeniz
     }
     ld_lm_config cfg;
     ld_lm *m = NULL;
-    if ((st = read_config(ctx, g, path, a, &cfg)) || (st = ld_lm_new(ctx, &cfg, 0, &m))) {
+    if ((st = read_config(ctx, g, path, a, &cfg))) {
+        ld_gguf_close(g);
+        return st;
+    }
+    /* every parameter comes from a tensor of the file: a config asking for more elements
+     * than the file holds is refused before anything is allocated from it */
+    double held = 0;
+    for (size_t i = 0; i < ld_gguf_tensor_count(g); i++) {
+        const ld_tensor_info *t = ld_gguf_tensor_at(g, i);
+        double e = 1;
+        for (int d = 0; d < t->ndim; d++) e *= (double)t->shape[d];
+        held += e;
+    }
+    if ((double)ld_lm_config_num_params(&cfg) > held) {
+        ld_gguf_close(g);
+        return ld_error(ctx, LD_ERR_FORMAT, "%s: the configuration needs %lld parameters but the file's tensors hold %.0f",
+                        path, (long long)ld_lm_config_num_params(&cfg), held);
+    }
+    if ((st = ld_lm_new(ctx, &cfg, 0, &m))) {
         ld_gguf_close(g);
         return st;
     }
@@ -466,6 +481,26 @@ ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokeniz
     }
     *out = m;
     return LD_OK;
+}
+
+ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokenizer **tok) {
+    if (!path || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_load_gguf: NULL argument");
+    *out = NULL;
+    if (tok) *tok = NULL;
+    ld_gguf *g = NULL;
+    ld_status st = ld_gguf_open(ctx, path, &g);
+    return st ? st : load_from(ctx, g, path, out, tok);
+}
+
+ld_status ld_lm_load_gguf_memory(ld_ctx *ctx, const char *name, const void *data, size_t size, ld_lm **out,
+                                 ld_tokenizer **tok) {
+    if (!data || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_load_gguf_memory: NULL argument");
+    *out = NULL;
+    if (tok) *tok = NULL;
+    if (!name) name = "GGUF";
+    ld_gguf *g = NULL;
+    ld_status st = ld_gguf_open_memory(ctx, name, data, size, &g);
+    return st ? st : load_from(ctx, g, name, out, tok);
 }
 
 const lm_packed *lm_packed_find(const ld_lm *m, const ld_tensor *w) {

@@ -1,0 +1,334 @@
+/* tests/unit/test_lm_gguf.c — causal LMs as GGUF files: export -> import gives back every
+ * parameter bit for bit (llama with GQA and its RoPE row interleave, qwen2 biases, gpt2's
+ * transposed Conv1D) and the same logits; a quantized file computes exactly what a session
+ * quantized in memory computes; the tokenizer survives tokenizer.ggml.* (also padded);
+ * llama.cpp's decode-only fallback types decode to known values; importance matrices round
+ * trip and steer the quantizer; a table of broken model files, each with its error. */
+#include <unistd.h>
+
+#include "ld_test.h"
+
+typedef struct mem_src {
+    const char *const *docs;
+    int n, at;
+} mem_src;
+static ld_status mem_next(void *u, const char **doc, size_t *len) {
+    mem_src *m = u;
+    if (m->at == m->n) return LD_ERR_NOT_FOUND;
+    *doc = m->docs[m->at++];
+    *len = strlen(*doc);
+    return LD_OK;
+}
+
+static const char *const corpus[] = {
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。", "The quick brown fox jumps over the lazy dog's back 12345 times.",
+    "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "It's what they've said: we'll see, I'd think.",
+};
+
+static ld_tokenizer *train_tok(ld_ctx *ctx, ld_pretokenizer pre) {
+    mem_src m = {corpus, (int)(sizeof corpus / sizeof corpus[0]), 0};
+    ld_text_source src = {mem_next, &m};
+    ld_bpe_train_params p = ld_bpe_train_default_params();
+    const char *sp[] = {"<|endoftext|>"};
+    p.vocab_size = 300, p.min_frequency = 1, p.special_tokens = sp, p.n_special_tokens = 1, p.pretokenizer = pre;
+    ld_tokenizer *t = NULL;
+    CHECK(ld_bpe_train(ctx, &p, &src, &t) == LD_OK);
+    return t;
+}
+
+static ld_lm_config small_config(ld_lm_family fam) {
+    ld_lm_config c = ld_lm_default_config(fam == LD_FAMILY_GPT2 ? LD_ARCH_GPT2 : LD_ARCH_LLAMA);
+    c.family = fam;
+    c.vocab_size = 320, c.hidden_size = 64, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = fam == LD_FAMILY_GPT2 ? 4 : 2;
+    c.intermediate_size = fam == LD_FAMILY_GPT2 ? 256 : 96, c.max_position = 32;
+    c.qkv_bias = fam == LD_FAMILY_QWEN2;
+    c.tie_embeddings = fam != LD_FAMILY_QWEN2;
+    return c;
+}
+
+/* Logits of all positions of a fixed 12-token sequence. */
+static float *logits_of(ld_lm *m, ld_lm_session *given) {
+    ld_lm_session *s = given;
+    if (!s) CHECK(ld_lm_session_new(m, 1, 16, 16, &s) == LD_OK);
+    int32_t ids[12] = {1, 5, 9, 300, 17, 2, 2, 250, 64, 3, 0, 99};
+    ld_lm_segment seg = {0, ids, 12};
+    const float *lg = NULL;
+    ld_lm_session_clear(s, 0);
+    CHECK(ld_lm_session_eval(s, &seg, 1, true, &lg) == LD_OK);
+    int64_t n = 12 * ld_lm_config_of(m)->vocab_size;
+    float *out = malloc((size_t)n * sizeof(float));
+    memcpy(out, lg, (size_t)n * sizeof(float));
+    if (!given) ld_lm_session_free(s);
+    return out;
+}
+
+static char *tmp_path(const char *name) {
+    static char buf[8][256];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 256, "/tmp/ld_test_lm_gguf_%d_%s", (int)getpid(), name);
+    return p;
+}
+
+static void round_trip_family(ld_lm_family fam, ld_pretokenizer pre) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_tokenizer *tok = train_tok(ctx, pre);
+    ld_lm_config c = small_config(fam);
+    ld_lm *m = NULL, *back = NULL;
+    ld_tokenizer *tok2 = NULL;
+    CHECK(ld_lm_new(ctx, &c, 7, &m) == LD_OK);
+    /* non-trivial norms and biases so a lost or misplaced one shows */
+    for (int i = 0; i < ld_params_count(ld_lm_params(m)); i++) {
+        ld_tensor *t = ld_params_at(ld_lm_params(m), i);
+        if (t->ndim == 1)
+            for (int64_t j = 0; j < t->shape[0]; j++) ((float *)t->data)[j] += 0.01f * (float)(j % 7) - 0.02f;
+    }
+    const char *path = tmp_path("f32.gguf");
+    CHECK_STATUS(ctx, ld_lm_save_gguf(m, tok, path, NULL), LD_OK, NULL);
+    CHECK_STATUS(ctx, ld_lm_load_gguf(ctx, path, &back, &tok2), LD_OK, NULL);
+    if (back) {
+        const ld_lm_config *b = ld_lm_config_of(back);
+        CHECK(b->family == fam && b->hidden_size == c.hidden_size && b->n_kv_heads == c.n_kv_heads &&
+              b->vocab_size == c.vocab_size && b->tie_embeddings == c.tie_embeddings && b->qkv_bias == c.qkv_bias &&
+              b->intermediate_size == c.intermediate_size && b->max_position == c.max_position);
+        CHECK(ld_params_count(ld_lm_params(back)) == ld_params_count(ld_lm_params(m)));
+        for (int i = 0; i < ld_params_count(ld_lm_params(m)); i++) {
+            ld_tensor *a = ld_params_at(ld_lm_params(m), i);
+            ld_tensor *t = ld_params_find(ld_lm_params(back), a->name);
+            CHECK_MSG(t && ld_tensor_same_shape(a, t) && !memcmp(a->data, t->data, ld_tensor_nbytes(a)), "%s", a->name);
+        }
+        CHECK(!ld_lm_is_quantized(back));
+        float *l1 = logits_of(m, NULL), *l2 = logits_of(back, NULL);
+        CHECK(!memcmp(l1, l2, 12 * (size_t)c.vocab_size * sizeof(float)));
+        free(l1), free(l2);
+    }
+    /* the tokenizer came back with the model (padded to the model's 320 ids) */
+    CHECK(tok2 && ld_tokenizer_vocab_size(tok2) == c.vocab_size);
+    for (size_t d = 0; tok2 && d < sizeof corpus / sizeof corpus[0]; d++) {
+        int32_t a[256], b[256];
+        size_t na = 0, nb = 0;
+        CHECK(ld_tokenizer_encode(tok, corpus[d], strlen(corpus[d]), 0, a, 256, &na) == LD_OK);
+        CHECK(ld_tokenizer_encode(tok2, corpus[d], strlen(corpus[d]), 0, b, 256, &nb) == LD_OK);
+        CHECK(na == nb && !memcmp(a, b, na * sizeof(int32_t)));
+    }
+    CHECK(tok2 && ld_tokenizer_eos_id(tok2) == ld_tokenizer_eos_id(tok) && ld_tokenizer_hash(tok2) != 0);
+    unlink(path);
+    ld_tokenizer_free(tok2), ld_tokenizer_free(tok);
+    ld_lm_free(back), ld_lm_free(m);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+TEST(llama_round_trip_is_bit_exact) { round_trip_family(LD_FAMILY_LLAMA, LD_PRETOK_LLAMA3); }
+TEST(qwen2_round_trip_is_bit_exact) { round_trip_family(LD_FAMILY_QWEN2, LD_PRETOK_QWEN2); }
+TEST(gpt2_round_trip_is_bit_exact) { round_trip_family(LD_FAMILY_GPT2, LD_PRETOK_GPT2); }
+
+/* A Q8_0 file runs exactly what an in-memory Q8_0 session runs: the blocks are the same bytes
+ * (after the q/k rows go back to HF order) and the kernels are the same. */
+TEST(quantized_file_equals_quantized_session) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_tokenizer *tok = train_tok(ctx, LD_PRETOK_GPT2);
+    ld_lm_config c = small_config(LD_FAMILY_LLAMA);
+    c.intermediate_size = 128; /* every matrix width a multiple of 32 */
+    ld_lm *m = NULL, *back = NULL;
+    CHECK(ld_lm_new(ctx, &c, 3, &m) == LD_OK);
+    ld_lm_gguf_params p = ld_lm_gguf_default_params();
+    p.type = LD_Q8_0, p.output_type = LD_F32; /* the session keeps the tied head F32 too */
+    const char *path = tmp_path("q8.gguf");
+    CHECK_STATUS(ctx, ld_lm_save_gguf(m, tok, path, &p), LD_OK, NULL);
+    CHECK_STATUS(ctx, ld_lm_load_gguf(ctx, path, &back, NULL), LD_OK, NULL);
+    ld_lm_session *s = NULL;
+    CHECK(ld_lm_session_new(m, 1, 16, 16, &s) == LD_OK && ld_lm_session_quantize(s, LD_Q8_0) == LD_OK);
+    if (back && s) {
+        CHECK(ld_lm_is_quantized(back));
+        float *l1 = logits_of(m, s), *l2 = logits_of(back, NULL);
+        CHECK(!memcmp(l1, l2, 12 * (size_t)c.vocab_size * sizeof(float)));
+        free(l1), free(l2);
+    }
+    /* the default mix keeps the output at Q8_0 for Q8_0, Q6_K for the 4-bit types */
+    ld_lm_free(back);
+    back = NULL;
+    p = ld_lm_gguf_default_params();
+    p.type = LD_Q4_0;
+    CHECK_STATUS(ctx, ld_lm_save_gguf(m, tok, path, &p), LD_OK, NULL);
+    ld_gguf *g = NULL;
+    CHECK(ld_gguf_open(ctx, path, &g) == LD_OK);
+    const ld_tensor_info *te = g ? ld_gguf_find_tensor(g, "token_embd.weight") : NULL;
+    const ld_tensor_info *tq = g ? ld_gguf_find_tensor(g, "blk.1.attn_q.weight") : NULL;
+    const ld_tensor_info *tn = g ? ld_gguf_find_tensor(g, "blk.1.attn_norm.weight") : NULL;
+    CHECK(te && te->dtype == LD_Q8_0); /* Q6_K needs rows of 256: falls back to Q8_0 at width 64 */
+    CHECK(tq && tq->dtype == LD_Q4_0 && tn && tn->dtype == LD_F32);
+    uint32_t ft = 0;
+    CHECK(g && ld_gguf_get_u32(ctx, g, "general.file_type", &ft) == LD_OK && ft == 2);
+    ld_gguf_close(g);
+    unlink(path);
+    ld_lm_session_free(s);
+    ld_tokenizer_free(tok);
+    ld_lm_free(m);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* Q4_1 / Q5_0 / Q5_1 blocks built by hand decode to the values GGML defines. */
+TEST(decode_only_fallback_types) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    uint16_t d = ld_fp32_to_fp16(0.5f), mn = ld_fp32_to_fp16(-1.0f);
+    uint8_t b41[20], b50[22], b51[24], qs[16], qh[4] = {0x01, 0x00, 0x01, 0x80}; /* bits 0, 16, 31 */
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(j | (15 - j) << 4);
+    memcpy(b41, &d, 2), memcpy(b41 + 2, &mn, 2), memcpy(b41 + 4, qs, 16);
+    memcpy(b50, &d, 2), memcpy(b50 + 2, qh, 4), memcpy(b50 + 6, qs, 16);
+    memcpy(b51, &d, 2), memcpy(b51 + 2, &mn, 2), memcpy(b51 + 4, qh, 4), memcpy(b51 + 8, qs, 16);
+    float y[32];
+    CHECK(ld_dequantize(ctx, LD_Q4_1, b41, y, 32) == LD_OK);
+    CHECK(y[0] == -1.0f && y[3] == 0.5f && y[16] == 6.5f && y[31] == -1.0f); /* q*0.5 - 1 */
+    CHECK(ld_dequantize(ctx, LD_Q5_0, b50, y, 32) == LD_OK);
+    /* element 0: code 0 + 16 = 16 -> 0; 1: 1 -> -7.5; 16: 15 + 16 -> 7.5; 31: 0 + 16 -> 0 */
+    CHECK(y[0] == 0.0f && y[1] == -7.5f && y[16] == 7.5f && y[31] == 0.0f && y[17] == -1.0f);
+    CHECK(ld_dequantize(ctx, LD_Q5_1, b51, y, 32) == LD_OK);
+    CHECK(y[0] == 7.0f && y[1] == -0.5f && y[16] == 14.5f && y[31] == 7.0f);
+    CHECK(!ld_quant_type_supported(LD_Q5_0)); /* read, never written */
+    size_t sz;
+    CHECK(ld_qmatmul_scratch_size(ctx, LD_Q5_0, 1, 32, &sz) == LD_ERR_DTYPE);
+    ld_ctx_free(ctx);
+}
+
+TEST(imatrix_collects_saves_loads_and_steers_quantization) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm_config c = small_config(LD_FAMILY_LLAMA);
+    c.hidden_size = 256, c.n_heads = 4, c.n_kv_heads = 4, c.intermediate_size = 256, c.n_layers = 1;
+    ld_lm *m = NULL;
+    CHECK(ld_lm_new(ctx, &c, 11, &m) == LD_OK);
+    ld_lm_session *s = NULL;
+    CHECK(ld_lm_session_new(m, 1, 16, 16, &s) == LD_OK);
+    int32_t ids[64];
+    for (int i = 0; i < 64; i++) ids[i] = (i * 37) % 320;
+    ld_imatrix *im = NULL, *back = NULL;
+    double nll = 0;
+    CHECK(ld_imatrix_new(ctx, &im) == LD_OK);
+    CHECK_STATUS(ctx, ld_lm_imatrix_collect(s, ids, 64, 16, im, &nll, NULL, NULL), LD_OK, NULL);
+    CHECK(nll > 5.0 && nll < 6.5); /* random init: about log(320) = 5.77 */
+    /* q, k, v, o, gate, up, down and the head (tied: its GGUF name is token_embd.weight) */
+    CHECK(ld_imatrix_count(im) == 8);
+    const float *q = ld_imatrix_get(im, "blk.0.attn_q.weight", 256), *o = ld_imatrix_get(im, "token_embd.weight", 256);
+    CHECK(q && o && q[0] > 0 && ld_imatrix_get(im, "blk.0.attn_q.weight", 128) == NULL);
+    CHECK_STATUS(ctx, ld_lm_imatrix_collect(s, ids, 64, 17, im, NULL, NULL, NULL), LD_ERR_INVALID_ARG, "chunk of 17");
+    const char *path = tmp_path("imatrix.gguf");
+    ld_imatrix_set_info(im, "test", 4, 16);
+    CHECK(ld_imatrix_save(im, path) == LD_OK);
+    CHECK_STATUS(ctx, ld_imatrix_load(ctx, path, &back), LD_OK, NULL);
+    const float *q2 = back ? ld_imatrix_get(back, "blk.0.attn_q.weight", 256) : NULL;
+    CHECK(q2 && ld_imatrix_count(back) == 8);
+    for (int k = 0; q && q2 && k < 256; k++) CHECK_NEAR(q[k], q2[k], 1e-6 * q[k]);
+    /* the quantizer uses it: Q4_K blocks differ with and without */
+    ld_tokenizer *tok = train_tok(ctx, LD_PRETOK_GPT2);
+    ld_lm_gguf_params p = ld_lm_gguf_default_params();
+    p.type = LD_Q4_K;
+    const char *a = tmp_path("plain.gguf"), *b = tmp_path("imat.gguf");
+    CHECK(ld_lm_save_gguf(m, tok, a, &p) == LD_OK);
+    p.imatrix = ld_imatrix_lookup, p.imatrix_user = back;
+    CHECK(ld_lm_save_gguf(m, tok, b, &p) == LD_OK);
+    ld_gguf *ga = NULL, *gb = NULL;
+    CHECK(ld_gguf_open(ctx, a, &ga) == LD_OK && ld_gguf_open(ctx, b, &gb) == LD_OK);
+    if (ga && gb) {
+        const ld_tensor_info *x = ld_gguf_find_tensor(ga, "blk.0.ffn_up.weight"), *y = ld_gguf_find_tensor(gb, "blk.0.ffn_up.weight");
+        CHECK(x && y && x->dtype == LD_Q4_K && x->nbytes == y->nbytes && memcmp(x->data, y->data, x->nbytes));
+    }
+    ld_gguf_close(ga), ld_gguf_close(gb);
+    unlink(a), unlink(b), unlink(path);
+    ld_tokenizer_free(tok);
+    ld_imatrix_free(im), ld_imatrix_free(back);
+    ld_lm_session_free(s);
+    ld_lm_free(m);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* ---- broken files ------------------------------------------------------------------------ */
+
+typedef struct edit {
+    const char *drop_key, *drop_tensor; /* left out */
+    const char *str_key, *str_value;    /* set (or replaced) */
+    const char *u32_key;
+    uint32_t u32_value;
+    const char *reshape_tensor;         /* written with its dims swapped */
+} edit;
+
+/* Copies GGUF `src` through the writer with one edit. */
+static ld_status rewrite(ld_ctx *ctx, const ld_gguf *g, const edit *e, void **out, size_t *size) {
+    ld_gguf_writer *w = NULL;
+    ld_status s = ld_gguf_writer_new(ctx, &w);
+    for (size_t i = 0; !s && i < ld_gguf_kv_count(g); i++)
+        if (!e->drop_key || strcmp(e->drop_key, ld_gguf_kv_key(g, i)))
+            s = ld_gguf_writer_set_value(w, ld_gguf_kv_key(g, i), ld_gguf_kv_value(g, i));
+    if (!s && e->str_key) s = ld_gguf_writer_set_str(w, e->str_key, e->str_value);
+    if (!s && e->u32_key) s = ld_gguf_writer_set_u32(w, e->u32_key, e->u32_value);
+    for (size_t i = 0; !s && i < ld_gguf_tensor_count(g); i++) {
+        const ld_tensor_info *t = ld_gguf_tensor_at(g, i);
+        if (e->drop_tensor && !strcmp(e->drop_tensor, t->name)) continue;
+        int64_t shape[4] = {t->shape[0], t->ndim > 1 ? t->shape[1] : 0};
+        if (e->reshape_tensor && !strcmp(e->reshape_tensor, t->name)) shape[0] = t->shape[1], shape[1] = t->shape[0];
+        s = ld_gguf_writer_add_tensor(w, t->name, t->file_type, t->ndim, shape, t->data, t->nbytes);
+    }
+    if (!s) s = ld_gguf_writer_write_memory(w, out, size);
+    ld_gguf_writer_free(w);
+    return s;
+}
+
+TEST(broken_model_files_name_the_problem) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_tokenizer *tok = train_tok(ctx, LD_PRETOK_GPT2);
+    ld_lm_config c = small_config(LD_FAMILY_LLAMA);
+    ld_lm *m = NULL;
+    CHECK(ld_lm_new(ctx, &c, 5, &m) == LD_OK);
+    const char *path = tmp_path("good.gguf");
+    CHECK(ld_lm_save_gguf(m, tok, path, NULL) == LD_OK);
+    ld_gguf *g = NULL;
+    CHECK(ld_gguf_open(ctx, path, &g) == LD_OK);
+    static const struct {
+        edit e;
+        ld_status st;
+        const char *msg;
+    } bad[] = {
+        {{.str_key = "general.architecture", .str_value = "phi3"}, LD_ERR_UNSUPPORTED, "architecture 'phi3' is not supported"},
+        {{.drop_key = "general.architecture"}, LD_ERR_NOT_FOUND, "general.architecture"},
+        {{.drop_key = "llama.block_count"}, LD_ERR_NOT_FOUND, "llama.block_count"},
+        {{.u32_key = "llama.block_count", .u32_value = 3}, LD_ERR_FORMAT, "needs"},
+        {{.u32_key = "llama.attention.head_count", .u32_value = 5}, LD_ERR_INVALID_ARG, "not divisible"},
+        {{.u32_key = "llama.rope.dimension_count", .u32_value = 8}, LD_ERR_UNSUPPORTED, "partial rotary"},
+        {{.str_key = "llama.rope.scaling.type", .str_value = "yarn"}, LD_ERR_UNSUPPORTED, "RoPE scaling (yarn)"},
+        {{.drop_tensor = "blk.1.ffn_down.weight"}, LD_ERR_FORMAT, "needs"},
+        {{.drop_tensor = "token_embd.weight"}, LD_ERR_FORMAT, "token_embd.weight is missing"},
+        {{.reshape_tensor = "blk.0.ffn_up.weight"}, LD_ERR_SHAPE, "blk.0.ffn_up.weight has 2 dims [64, 96], expected [96, 64]"},
+        {{.str_key = "tokenizer.ggml.model", .str_value = "llama"}, LD_ERR_UNSUPPORTED, "tokenizer.ggml.model 'llama'"},
+        {{.str_key = "tokenizer.ggml.pre", .str_value = "deepseek-llm"}, LD_ERR_UNSUPPORTED, "tokenizer.ggml.pre 'deepseek-llm'"},
+        {{.drop_key = "tokenizer.ggml.model"}, LD_ERR_NOT_FOUND, "no tokenizer"},
+        {{.drop_key = "tokenizer.ggml.tokens"}, LD_ERR_NOT_FOUND, "tokenizer.ggml.tokens"},
+        {{.u32_key = "tokenizer.ggml.eos_token_id", .u32_value = 999}, LD_ERR_FORMAT, "tokenizer.ggml.eos_token_id"},
+    };
+    for (size_t i = 0; g && i < sizeof bad / sizeof bad[0]; i++) {
+        void *buf = NULL;
+        size_t size = 0;
+        CHECK(rewrite(ctx, g, &bad[i].e, &buf, &size) == LD_OK);
+        ld_lm *x = NULL;
+        ld_tokenizer *t = NULL;
+        ld_status st = ld_lm_load_gguf_memory(ctx, "bad.gguf", buf, size, &x, &t);
+        CHECK_MSG(st == bad[i].st && strstr(ld_ctx_error(ctx), bad[i].msg), "case %zu: %s: %s", i, ld_status_name(st),
+                  ld_ctx_error(ctx));
+        CHECK(!x && !t);
+        ld_lm_free(x), ld_tokenizer_free(t);
+        ld_free(ctx, buf);
+    }
+    ld_gguf_close(g);
+    unlink(path);
+    ld_tokenizer_free(tok);
+    ld_lm_free(m);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+LD_TEST_MAIN()
