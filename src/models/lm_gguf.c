@@ -422,10 +422,11 @@ static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, ld_lm **ou
     }
     for (size_t i = 0; i < sizeof gguf_archs / sizeof gguf_archs[0]; i++)
         if (!strcmp(gguf_archs[i].name, arch_name)) a = &gguf_archs[i];
-    if (!a) {
+    if (!a) { /* the message first: arch_name lives in g */
+        st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: GGUF architecture '%.60s' is not supported (llama, qwen2, gpt2)", path,
+                      arch_name);
         ld_gguf_close(g);
-        return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: GGUF architecture '%s' is not supported (llama, qwen2, gpt2)", path,
-                        arch_name);
+        return st;
     }
     ld_lm_config cfg;
     ld_lm *m = NULL;
