@@ -35,6 +35,11 @@ int32_t ld_cli_start_token(const ld_tokenizer *tok, const ld_lm *m) {
     return ld_lm_config_of(m)->bos_token_id;
 }
 
+int64_t ld_cli_context(const ld_lm *m, int64_t cap) {
+    int64_t n = ld_lm_config_of(m)->max_position;
+    return n < cap ? n : cap;
+}
+
 int ld_cli_encode(ld_ctx *ctx, const ld_tokenizer *tok, const char *text, int32_t **ids, int64_t *n) {
     size_t len = strlen(text), need = 0, cap = len + 16;
     *ids = malloc(cap * sizeof(int32_t));

@@ -12,6 +12,9 @@ int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **to
 /* The token an empty prompt starts from: BOS, else EOS (the separator the training data puts
  * between documents), else the config's bos_token_id. */
 int32_t ld_cli_start_token(const ld_tokenizer *tok, const ld_lm *m);
+/* The context a command's session gets: the model's, at most `cap` tokens (models imported
+ * from GGUF may declare 128k positions; the KV cache is allocated up front). */
+int64_t ld_cli_context(const ld_lm *m, int64_t cap);
 /* Encodes text (specials treated as text) into a malloc'd array; 1 on failure (printed). */
 int ld_cli_encode(ld_ctx *ctx, const ld_tokenizer *tok, const char *text, int32_t **ids, int64_t *n);
 

@@ -209,7 +209,7 @@ static int eval_ppl(int argc, char **argv) {
     size_t n = 0;
     double bytes = 0;
     rc = ld_cli_encode_corpus(ctx, tok, data, &cp, &ids, &n, &bytes);
-    int64_t T = ld_lm_config_of(m)->max_position, V = ld_lm_config_of(m)->vocab_size;
+    int64_t T = ld_cli_context(m, 1024), V = ld_lm_config_of(m)->vocab_size;
     ld_lm_session *s = NULL;
     double nll = 0;
     int64_t counted = 0, windows = 0;

@@ -115,7 +115,8 @@ static int cmd_generate(int argc, char **argv) {
         }
         if (lens[i] > max_prompt) max_prompt = lens[i];
     }
-    int64_t ctx_len = ld_lm_config_of(m)->max_position;
+    /* room for the longest prompt and its continuation */
+    int64_t ctx_len = ld_cli_context(m, max_prompt + gp.max_tokens);
     ld_lm_session *s = NULL;
     if (!rc && ld_lm_session_new(m, n_prompts, ctx_len, ctx_len > 512 ? 512 : ctx_len, &s))
         rc = ld_cli_fail(ctx, "creating the session");
@@ -191,7 +192,7 @@ static int cmd_chat(int argc, char **argv) {
     int rc = ld_cli_load_model(ctx, dir, &m, &tok);
     if (rc) return rc;
     gp.eos_id = ld_tokenizer_eos_id(tok);
-    int64_t ctx_len = ld_lm_config_of(m)->max_position;
+    int64_t ctx_len = ld_cli_context(m, 4096);
     ld_lm_session *s = NULL;
     if (ld_lm_session_new(m, 1, ctx_len, ctx_len > 512 ? 512 : ctx_len, &s)) return ld_cli_fail(ctx, "creating the session");
     /* the conversation so far, re-encoded each turn (the model's context is the whole text) */

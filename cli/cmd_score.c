@@ -46,7 +46,9 @@ static int score_one(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const char 
         if (clen + lens[i] > max_pos)
             rc = (fprintf(stderr, "liandan score: line %d: context + continuation %d is %lld tokens, the model's context "
                          "is %lld\n", line, i + 1, (long long)(clen + lens[i]), (long long)max_pos), 1);
-    if (!rc && ld_lm_session_new(m, n, max_pos, total, &s)) rc = ld_cli_fail(ctx, "creating the session");
+    int64_t longest = 0; /* the session needs room for the longest item only */
+    for (int i = 0; i < n && !rc; i++) longest = clen + lens[i] > longest ? clen + lens[i] : longest;
+    if (!rc && ld_lm_session_new(m, n, longest, total, &s)) rc = ld_cli_fail(ctx, "creating the session");
     if (!rc && ld_lm_score(s, n, ctxs, ctx_lens, (const int32_t *const *)ids, lens, logp)) rc = ld_cli_fail(ctx, "scoring");
     if (!rc) {
         int best = 0;

@@ -87,6 +87,14 @@ for name in llama qwen2 gpt2; do
   echo "llama_cpp_oracle: $name f32/f16: tokenization and greedy tokens identical to llama.cpp"
 done
 
+# exported files parse identically in @huggingface/gguf, and copy to identical bytes
+for f in llama.f32 qwen2.f16 gpt2.f32; do
+  "$BIN" inspect "$T/$f.gguf" --json >"$T/$f.json"
+  node tests/e2e/gguf_oracle.mjs compare-gguf "$T/$f.gguf" "$T/$f.json" >/dev/null || fail "$f: @huggingface/gguf disagrees"
+  "$BIN" gguf write "$T/$f.copy.gguf" --from "$T/$f.gguf" 2>/dev/null
+  cmp -s "$T/$f.gguf" "$T/$f.copy.gguf" || fail "$f: write -> read -> write changed the bytes"
+done
+
 # GGUF -> liandan -> HF directory: perplexity identical to the original directory's
 "$BIN" export hf "$T/llama.f32.gguf" -o "$T/back" 2>/dev/null
 p1=$("$BIN" eval ppl "$T/llama.run/model" --data "$T/poems.tsv" --max-windows 8 2>/dev/null)
@@ -97,6 +105,8 @@ p2=$("$BIN" eval ppl "$T/back" --data "$T/poems.tsv" --max-windows 8 2>/dev/null
 M=$T/llama.run/model
 "$BIN" quantize "$M" --type q8_0 -o "$T/ld.q8_0.gguf" 2>/dev/null
 "$BIN" quantize "$M" --type q4_k -o "$T/ld.q4_k.gguf" 2>/dev/null
+"$BIN" inspect "$T/ld.q4_k.gguf" --json >"$T/ld.q4_k.json"
+node tests/e2e/gguf_oracle.mjs compare-gguf "$T/ld.q4_k.gguf" "$T/ld.q4_k.json" >/dev/null || fail "q4_k: @huggingface/gguf disagrees"
 "$T/llama_quantize" "$LIB" "$T/llama.f32.gguf" "$T/lc.q8_0.gguf" 7 >/dev/null 2>&1 || fail "llama.cpp quantize Q8_0"
 "$T/llama_quantize" "$LIB" "$T/llama.f32.gguf" "$T/lc.q4_k_m.gguf" 15 >/dev/null 2>&1 || fail "llama.cpp quantize Q4_K_M"
 # the 64-wide qwen2 makes llama.cpp fall back to Q5_0 / Q8_0 for rows that are not whole Q4_K
