@@ -32,10 +32,14 @@ else
 fi
 
 # npm packages used as independent oracles by the tests (pinned by tests/oracle/package-lock.json).
+# `npm install --no-save` rather than `npm ci`: node-llama-cpp lists prebuilt binaries for other
+# platforms as optional dependencies, and a registry mirror that lacks some of them leaves them
+# out of the lock file, which `npm ci` then rejects as "out of sync". The lock still pins every
+# version; --no-save keeps package.json and the lock untouched.
 if [ -f tests/oracle/package.json ]; then
   if [ ! -d tests/oracle/node_modules ] || [ tests/oracle/package-lock.json -nt tests/oracle/node_modules ]; then
     echo "setup: installing npm test oracles (tests/oracle)"
-    (cd tests/oracle && npm ci --no-audit --no-fund --loglevel=error)
+    (cd tests/oracle && npm install --no-save --no-audit --no-fund --loglevel=error)
   else
     echo "setup: npm test oracles present"
   fi
