@@ -96,6 +96,16 @@ ld_status ld_op_slice_cols(ld_tape *t, const ld_tensor *x, int64_t start, int64_
  * number of rows that counted. targets must stay valid until backward. */
 ld_status ld_op_cross_entropy(ld_tape *t, const ld_tensor *logits, const int32_t *targets, int32_t ignore_index,
                               ld_tensor **loss, int64_t *n_counted);
+/* Knowledge-distillation loss of student logits against a teacher's (both [N, V], any
+ * leading dims, same shape): per row whose target != ignore_index,
+ *   alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(student, target),
+ * and loss is the mean over those rows ([1] tensor; *n_counted as for cross_entropy). The
+ * teacher is a constant (no gradient flows into it); it may live on another tape, but its
+ * data and targets must stay valid until backward. Needs temperature > 0, 0 <= alpha <= 1.
+ * alpha = 0 is ld_op_cross_entropy. */
+ld_status ld_op_distill_xent(ld_tape *t, const ld_tensor *student, const ld_tensor *teacher, const int32_t *targets,
+                             int32_t ignore_index, float temperature, float alpha, ld_tensor **loss,
+                             int64_t *n_counted);
 
 /* ---- optimizer -------------------------------------------------------------------- */
 typedef struct ld_adamw_config {

@@ -120,6 +120,22 @@ typedef struct ld_kernels {
     void (*xent_bwd)(float *dlogits, const float *dloss, const float *logits, const float *lse,
                      const int32_t *target, int64_t N, int64_t V, int32_t ignore_index);
 
+    /* ---- knowledge distillation on student logits s[N, V] and teacher logits t[N, V] ----
+     * For a row whose target != ignore_index, with temperature T > 0 and 0 <= alpha <= 1:
+     *   loss[n] = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, target)
+     * (T^2 keeps the soft term's gradient on the scale of the hard term's, Hinton et al.
+     * 2015); ignored rows get loss 0. stats[3n .. 3n+2] receive logsumexp(s/T),
+     * logsumexp(t/T) and logsumexp(s) of every counted row (what backward needs).
+     * bwd (the teacher is a constant: only the student gets a gradient):
+     *   ds[n, :] += dloss[n] * (alpha * T * (softmax(s/T) - softmax(t/T))
+     *                           + (1 - alpha) * (softmax(s) - onehot(target)))
+     * and ignored rows are left untouched. ds must not alias s or t. */
+    void (*distill_fwd)(float *loss, float *stats, const float *s, const float *t, const int32_t *target,
+                        int64_t N, int64_t V, float temp, float alpha, int32_t ignore_index);
+    void (*distill_bwd)(float *ds, const float *dloss, const float *s, const float *t, const float *stats,
+                        const int32_t *target, int64_t N, int64_t V, float temp, float alpha,
+                        int32_t ignore_index);
+
     /* ---- pointwise ---- */
     /* GELU, tanh approximation (GPT-2 "gelu_new"). */
     void (*gelu_fwd)(float *y, const float *x, int64_t n);

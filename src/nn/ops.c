@@ -467,40 +467,96 @@ ld_status ld_op_slice_cols(ld_tape *t, const ld_tensor *x, int64_t start, int64_
 
 /* ---- cross-entropy ----------------------------------------------------------------- */
 
-static void xent_bwd(ld_tape *t, ld_node *n) {
-    float *dlogits = ld_tape_grad(t, n->in[0]);
-    if (!dlogits) return;
-    int64_t N = n->i[0], V = n->i[1];
+/* Checks targets against V and counts the rows that are not ignored (shared by the losses). */
+static ld_status count_targets(ld_tape *t, const char *op, const int32_t *targets, int32_t ignore_index, int64_t N,
+                               int64_t V, int64_t *counted) {
+    if (!targets) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "%s: targets are NULL", op);
+    *counted = 0;
+    for (int64_t r = 0; r < N; r++) {
+        if (targets[r] == ignore_index) continue;
+        if (targets[r] < 0 || targets[r] >= V)
+            return ld_error(t->ctx, LD_ERR_INVALID_ARG, "%s: target %d at row %lld outside 0..%lld", op, targets[r],
+                            (long long)r, (long long)V - 1);
+        (*counted)++;
+    }
+    return LD_OK;
+}
+
+/* The mean of per-row losses over the counted rows. */
+static float mean_loss(const float *loss, int64_t N, int64_t counted) {
+    double sum = 0;
+    for (int64_t r = 0; r < N; r++) sum += loss[r];
+    return counted ? (float)(sum / (double)counted) : 0.0f;
+}
+
+/* The gradient each counted row's loss gets from the mean: d(loss)/counted. */
+static float *per_row_dloss(ld_node *n) {
     float g = n->out->grad->data ? ((float *)n->out->grad->data)[0] : 0.0f;
     float *dloss = n->saved[1];
     float per_row = n->i[3] > 0 ? g / (float)n->i[3] : 0.0f;
-    for (int64_t r = 0; r < N; r++) dloss[r] = per_row;
-    t->k->xent_bwd(dlogits, dloss, n->in[0]->data, n->saved[0], n->ids, N, V, (int32_t)n->i[2]);
+    for (int64_t r = 0; r < n->i[0]; r++) dloss[r] = per_row;
+    return dloss;
+}
+
+static void xent_bwd(ld_tape *t, ld_node *n) {
+    float *dlogits = ld_tape_grad(t, n->in[0]);
+    if (!dlogits) return;
+    float *dloss = per_row_dloss(n);
+    t->k->xent_bwd(dlogits, dloss, n->in[0]->data, n->saved[0], n->ids, n->i[0], n->i[1], (int32_t)n->i[2]);
 }
 
 ld_status ld_op_cross_entropy(ld_tape *t, const ld_tensor *logits, const int32_t *targets, int32_t ignore_index,
                               ld_tensor **out_, int64_t *n_counted) {
     ld_status st;
     if ((st = check_f32(t, "cross_entropy", "logits", logits))) return st;
-    if (!targets) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "cross_entropy: targets are NULL");
     int64_t N = rows_of(logits), V = cols_of(logits), counted = 0;
-    for (int64_t r = 0; r < N; r++) {
-        if (targets[r] == ignore_index) continue;
-        if (targets[r] < 0 || targets[r] >= V)
-            return ld_error(t->ctx, LD_ERR_INVALID_ARG, "cross_entropy: target %d at row %lld outside 0..%lld",
-                            targets[r], (long long)r, (long long)V - 1);
-        counted++;
-    }
+    if ((st = count_targets(t, "cross_entropy", targets, ignore_index, N, V, &counted))) return st;
     if ((st = new_out(t, 1, (int64_t[]){1}, logits, NULL, NULL, out_))) return st;
     float *loss = scratch(t, N), *lse = scratch(t, N), *dloss = scratch(t, N);
     if (!loss || !lse || !dloss) return ld_ctx_status(t->ctx);
     t->k->xent_fwd(loss, lse, logits->data, targets, N, V, ignore_index);
-    double sum = 0;
-    for (int64_t r = 0; r < N; r++) sum += loss[r];
-    ((float *)(*out_)->data)[0] = counted ? (float)(sum / (double)counted) : 0.0f;
+    ((float *)(*out_)->data)[0] = mean_loss(loss, N, counted);
     if (n_counted) *n_counted = counted;
     RECORD_OR_FAIL(n, t, "cross_entropy", xent_bwd, *out_, (ld_tensor *)logits, NULL, NULL);
     if (n) n->ids = targets, n->i[0] = N, n->i[1] = V, n->i[2] = ignore_index, n->i[3] = counted, n->saved[0] = lse,
         n->saved[1] = dloss;
+    return LD_OK;
+}
+
+/* ---- distillation loss -------------------------------------------------------------- */
+
+static void distill_bwd(ld_tape *t, ld_node *n) {
+    float *ds = ld_tape_grad(t, n->in[0]);
+    if (!ds) return;
+    t->k->distill_bwd(ds, per_row_dloss(n), n->in[0]->data, n->in[1]->data, n->saved[0], n->ids, n->i[0], n->i[1],
+                      n->f[0], n->f[1], (int32_t)n->i[2]);
+}
+
+ld_status ld_op_distill_xent(ld_tape *t, const ld_tensor *student, const ld_tensor *teacher, const int32_t *targets,
+                             int32_t ignore_index, float temperature, float alpha, ld_tensor **out_,
+                             int64_t *n_counted) {
+    ld_status st;
+    if ((st = check_f32(t, "distill", "student logits", student)) ||
+        (st = check_f32(t, "distill", "teacher logits", teacher)))
+        return st;
+    int64_t N = rows_of(student), V = cols_of(student), counted = 0;
+    if (rows_of(teacher) != N || cols_of(teacher) != V)
+        return shape_error(t, "distill", student, teacher, "student and teacher logits differ in shape");
+    if (!(temperature > 0) || !isfinite(temperature))
+        return ld_error(t->ctx, LD_ERR_INVALID_ARG, "distill: temperature %g must be a positive number",
+                        (double)temperature);
+    if (!(alpha >= 0 && alpha <= 1))
+        return ld_error(t->ctx, LD_ERR_INVALID_ARG, "distill: alpha %g must be in [0, 1]", (double)alpha);
+    if ((st = count_targets(t, "distill", targets, ignore_index, N, V, &counted))) return st;
+    if ((st = new_out(t, 1, (int64_t[]){1}, student, NULL, NULL, out_))) return st;
+    float *loss = scratch(t, N), *stats = scratch(t, 3 * N), *dloss = scratch(t, N);
+    if (!loss || !stats || !dloss) return ld_ctx_status(t->ctx);
+    t->k->distill_fwd(loss, stats, student->data, teacher->data, targets, N, V, temperature, alpha, ignore_index);
+    ((float *)(*out_)->data)[0] = mean_loss(loss, N, counted);
+    if (n_counted) *n_counted = counted;
+    /* the teacher rides along as in[1] for its data only: it never gets a gradient */
+    RECORD_OR_FAIL(n, t, "distill", distill_bwd, *out_, (ld_tensor *)student, (ld_tensor *)teacher, NULL);
+    if (n) n->ids = targets, n->i[0] = N, n->i[1] = V, n->i[2] = ignore_index, n->i[3] = counted, n->saved[0] = stats,
+        n->saved[1] = dloss, n->f[0] = temperature, n->f[1] = alpha;
     return LD_OK;
 }

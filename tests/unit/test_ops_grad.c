@@ -176,6 +176,32 @@ TEST(fd_xent) {
     FD_CHECK(&c);
 }
 
+/* distillation: the student logits are the input; the teacher's (save2) are a constant */
+static float fd_temp, fd_alpha;
+static void distill_fwd(fd_case *c) {
+    ld_ref64_distill_fwd(c->out, c->save1, c->in[0], c->save2, c->ids, c->N, c->C, fd_temp, fd_alpha, XENT_IGNORE);
+}
+static void distill_bwd(fd_case *c) {
+    ld_ref64_distill_bwd(c->grad[0], c->r, c->in[0], c->save2, c->save1, c->ids, c->N, c->C, fd_temp, fd_alpha,
+                         XENT_IGNORE);
+}
+
+TEST(fd_distill) {
+    static const float settings[][2] = {{2.0f, 0.5f}, {1.0f, 1.0f}, {0.5f, 0.3f}, {4.0f, 0.0f}, {3.0f, 0.9f}};
+    for (int k = 0; k < 5; k++) {
+        int64_t N = 4, V = 9;
+        fd_temp = settings[k][0], fd_alpha = settings[k][1];
+        fd_case c = {.name = "distill", .nin = 1, .N = N, .C = V, .nout = N, .fwd = distill_fwd, .bwd = distill_bwd};
+        c.in[0] = fd_randn(N * V, 2.0), c.len[0] = N * V;
+        c.save2 = fd_randn(N * V, 2.0);
+        c.ids = malloc(N * sizeof(int32_t));
+        int32_t t[4] = {3, XENT_IGNORE, 0, 8};
+        memcpy(c.ids, t, sizeof t);
+        c.save1 = calloc(3 * N, sizeof(double));
+        FD_CHECK(&c);
+    }
+}
+
 /* ---- pointwise ---- */
 static void gelu_fwd(fd_case *c) { ld_ref64_gelu_fwd(c->out, c->in[0], c->nout); }
 static void gelu_bwd(fd_case *c) { ld_ref64_gelu_bwd(c->grad[0], c->r, c->in[0], c->nout); }

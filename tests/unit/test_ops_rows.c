@@ -231,4 +231,80 @@ TEST(xent_extreme_logits) {
     CHECK_NEAR(e1, e2, 1e-5);
 }
 
+/* ---- distillation loss ---- */
+
+TEST(distill_matches_ref_and_ignores) {
+    static const int64_t shapes[][2] = {{1, 1}, {1, 3}, {4, 17}, {5, 4097}, {37, 1000}, {3, 50304}};
+    static const float settings[][2] = {{2.0f, 0.5f}, {1.0f, 0.7f}, {0.5f, 1.0f}, {4.0f, 0.0f}};
+    for (int s = 0; s < 6; s++)
+        for (int k = 0; k < 4; k++) {
+            int64_t N = shapes[s][0], V = shapes[s][1];
+            float T = settings[k][0], a = settings[k][1];
+            float *x = ops_randn(N * V, 50, 4.0f), *y = ops_randn(N * V, 51, 4.0f), *dloss = ops_randn(N, 52, 1.0f);
+            int32_t *tg = malloc((size_t)N * sizeof(int32_t));
+            for (int64_t n = 0; n < N; n++) tg[n] = (n % 3 == 1) ? IGN : (int32_t)((n * 131 + 7) % V);
+            float l1[64], l2[64], st1[192], st2[192];
+            cpu()->distill_fwd(l1, st1, x, y, tg, N, V, T, a, IGN);
+            ref()->distill_fwd(l2, st2, x, y, tg, N, V, T, a, IGN);
+            for (int64_t n = 0; n < N; n++) {
+                if (tg[n] == IGN) {
+                    CHECK(l1[n] == 0.0f && l2[n] == 0.0f);
+                    continue;
+                }
+                /* the loss is a difference of log-sum-exps: error relative to their size */
+                double scale = fabs(st2[3 * n]) * T * T + fabs(st2[3 * n + 2]) + 1;
+                CHECK_NEAR(l1[n], l2[n], 4e-6 * scale);
+                for (int j = 0; j < 3; j++) CHECK_NEAR(st1[3 * n + j], st2[3 * n + j], 2e-6 * (fabs(st2[3 * n + j]) + 1));
+            }
+            /* backward accumulates into a non-zero gradient and leaves ignored rows alone */
+            float *d1 = ops_randn(N * V, 53, 1.0f), *d2 = ops_copy(d1, N * V), *d0 = ops_copy(d1, N * V);
+            cpu()->distill_bwd(d1, dloss, x, y, st2, tg, N, V, T, a, IGN);
+            ref()->distill_bwd(d2, dloss, x, y, st2, tg, N, V, T, a, IGN);
+            OPS_CHECK_CLOSE("distill_bwd", d1, d2, N * V, TOL_BWD, "N=%lld V=%lld T=%g alpha=%g", (long long)N,
+                            (long long)V, (double)T, (double)a);
+            for (int64_t n = 0; n < N; n++)
+                if (tg[n] == IGN)
+                    OPS_CHECK_SAME("distill_bwd ignored row", d1 + n * V, d0 + n * V, (size_t)V * 4, "n=%lld", (long long)n);
+            /* determinism */
+            float l3[64], st3[192];
+            cpu()->distill_fwd(l3, st3, x, y, tg, N, V, T, a, IGN);
+            OPS_CHECK_SAME("distill_fwd rerun", l3, l1, (size_t)N * 4, "N=%lld V=%lld", (long long)N, (long long)V);
+            cpu()->distill_bwd(NULL, dloss, x, y, st2, tg, N, V, T, a, IGN);
+            free(x), free(y), free(dloss), free(tg), free(d1), free(d2), free(d0);
+        }
+}
+
+/* alpha = 0 is the cross-entropy (loss and gradient); alpha = 1, T = 1 is KL(p_t || p_s). */
+TEST(distill_limits) {
+    int64_t N = 6, V = 333;
+    float *x = ops_randn(N * V, 60, 3.0f), *y = ops_randn(N * V, 61, 3.0f), *dloss = ops_randn(N, 62, 1.0f);
+    int32_t tg[6] = {5, IGN, 0, 332, 17, 100};
+    const ld_kernels *ks[2] = {cpu(), ref()};
+    for (int b = 0; b < 2; b++) {
+        const ld_kernels *K = ks[b];
+        float l[6], st[18], lx[6], lse[6];
+        K->distill_fwd(l, st, x, y, tg, N, V, 3.0f, 0.0f, IGN);
+        K->xent_fwd(lx, lse, x, tg, N, V, IGN);
+        for (int64_t n = 0; n < N; n++) CHECK_NEAR(l[n], lx[n], 2e-6 * (fabs(lse[n]) + 1));
+        float *d1 = calloc((size_t)(N * V), 4), *d2 = calloc((size_t)(N * V), 4);
+        K->distill_bwd(d1, dloss, x, y, st, tg, N, V, 3.0f, 0.0f, IGN);
+        K->xent_bwd(d2, dloss, x, lse, tg, N, V, IGN);
+        OPS_CHECK_CLOSE("distill alpha=0 vs xent", d1, d2, N * V, TOL_FWD, "backend %s", K->name);
+        K->distill_fwd(l, st, x, y, tg, N, V, 1.0f, 1.0f, IGN);
+        for (int64_t n = 0; n < N; n++) {
+            if (tg[n] == IGN) continue;
+            double ms = -INFINITY, mt = -INFINITY, ss = 0, stt = 0, kl = 0;
+            for (int64_t c = 0; c < V; c++) ms = fmax(ms, x[n * V + c]), mt = fmax(mt, y[n * V + c]);
+            for (int64_t c = 0; c < V; c++) ss += exp(x[n * V + c] - ms), stt += exp(y[n * V + c] - mt);
+            for (int64_t c = 0; c < V; c++) {
+                double pt = exp(y[n * V + c] - mt) / stt, ps = exp(x[n * V + c] - ms) / ss;
+                kl += pt * log(pt / ps);
+            }
+            CHECK_NEAR(l[n], kl, 1e-5 * (fabs(ms) + fabs(mt) + 1));
+        }
+        free(d1), free(d2);
+    }
+    free(x), free(y), free(dloss);
+}
+
 LD_TEST_MAIN()

@@ -27,5 +27,10 @@ void ld_avx512_xent_fwd(float *loss, float *lse, const float *logits, const int3
                         int64_t V, int32_t ignore_index);
 void ld_avx512_xent_bwd(float *dlogits, const float *dloss, const float *logits, const float *lse,
                         const int32_t *target, int64_t N, int64_t V, int32_t ignore_index);
+void ld_avx512_distill_fwd(float *loss, float *stats, const float *s, const float *t, const int32_t *target,
+                           int64_t N, int64_t V, float temp, float alpha, int32_t ignore_index);
+void ld_avx512_distill_bwd(float *ds, const float *dloss, const float *s, const float *t, const float *stats,
+                           const int32_t *target, int64_t N, int64_t V, float temp, float alpha,
+                           int32_t ignore_index);
 
 #endif

@@ -1,5 +1,6 @@
 /* kernels/cpu/rows_avx512.c — AVX-512 + OpenMP kernels that work row by row: LayerNorm,
- * RMSNorm, softmax, fused softmax-cross-entropy, embedding lookup, RoPE.
+ * RMSNorm, softmax, fused softmax-cross-entropy, the fused distillation loss, embedding
+ * lookup, RoPE.
  *
  * Rows are split statically over threads. Each row is read from memory once: a row of a
  * norm (a few KB) stays in L1/L2 between the passes over it, and the cross-entropy forward
@@ -377,5 +378,107 @@ void ld_avx512_xent_bwd(float *dlogits, const float *dloss, const float *logits,
         /* the target's own term, d * (p - 1), computed without cancellation against d * p */
         float pt = _mm512_cvtss_f32(ld_exp512(_mm512_set1_ps(xt - lse[n])));
         dr[tg] = old_t + dloss[n] * (pt - 1.0f);
+    }
+}
+
+/* ---- fused distillation loss (soft KL at temperature T + hard cross-entropy) ---- */
+
+/* Everything the forward needs from one row, in a single pass over s and t: per lane, running
+ * maxima ms of s and mt of t and the sums
+ *   S1 = sum e^(s - ms), ST = sum e^((s - ms)/T), TT = sum e^((t - mt)/T),
+ *   W  = sum e^((t - mt)/T) * (t - s),
+ * each rescaled when its lane's maximum grows (max(s/T) = max(s)/T since T > 0). Then
+ *   lse(s) = ms + log S1, lse(s/T) = ms/T + log ST, lse(t/T) = mt/T + log TT,
+ *   KL(p_t || p_s) = sum p_t (t - s)/T - lse(t/T) + lse(s/T) = W / (TT T) - lse(t/T) + lse(s/T). */
+typedef struct distill_row {
+    float lse_sT, lse_tT, lse_s;
+    double kl;
+} distill_row;
+
+static distill_row distill_row_stats(const float *sr, const float *tr, int64_t V, float temp) {
+    const __m512 invT = _mm512_set1_ps(1.0f / temp), ninf = _mm512_set1_ps(-INFINITY);
+    __m512 ms = _mm512_set1_ps(-FLT_MAX), mt = ms;
+    __m512 S1 = _mm512_setzero_ps(), ST = S1, TT = S1, W = S1;
+    for (int64_t c = 0; c < V; c += 16) {
+        __mmask16 k = ld_tail16(V - c);
+        __m512 x = _mm512_mask_loadu_ps(ninf, k, sr + c), y = _mm512_mask_loadu_ps(ninf, k, tr + c);
+        if (_mm512_cmp_ps_mask(x, ms, _CMP_GT_OQ)) {
+            __m512 mn = _mm512_max_ps(ms, x), dm = _mm512_sub_ps(ms, mn);
+            S1 = _mm512_mul_ps(S1, ld_exp512(dm));
+            ST = _mm512_mul_ps(ST, ld_exp512(_mm512_mul_ps(dm, invT)));
+            ms = mn;
+        }
+        if (_mm512_cmp_ps_mask(y, mt, _CMP_GT_OQ)) {
+            __m512 mn = _mm512_max_ps(mt, y), f = ld_exp512(_mm512_mul_ps(_mm512_sub_ps(mt, mn), invT));
+            TT = _mm512_mul_ps(TT, f);
+            W = _mm512_mul_ps(W, f);
+            mt = mn;
+        }
+        __m512 ds = _mm512_sub_ps(x, ms), et = ld_exp512(_mm512_mul_ps(_mm512_sub_ps(y, mt), invT));
+        S1 = _mm512_add_ps(S1, ld_exp512(ds));
+        ST = _mm512_add_ps(ST, ld_exp512(_mm512_mul_ps(ds, invT)));
+        TT = _mm512_add_ps(TT, et);
+        W = _mm512_fmadd_ps(et, _mm512_maskz_sub_ps(k, y, x), W); /* masked lanes: -inf - -inf */
+    }
+    /* combine the lanes at the row's maxima */
+    float Ms = _mm512_reduce_max_ps(ms), Mt = _mm512_reduce_max_ps(mt);
+    __m512 ds = _mm512_sub_ps(ms, _mm512_set1_ps(Ms)), ft = ld_exp512(_mm512_mul_ps(_mm512_sub_ps(mt, _mm512_set1_ps(Mt)), invT));
+    double s1 = ld_hsum512(_mm512_mul_ps(S1, ld_exp512(ds)));
+    double sT = ld_hsum512(_mm512_mul_ps(ST, ld_exp512(_mm512_mul_ps(ds, invT))));
+    double tT = ld_hsum512(_mm512_mul_ps(TT, ft)), w = ld_hsum512(_mm512_mul_ps(W, ft));
+    distill_row r;
+    double lse_sT = (double)Ms / temp + log(sT), lse_tT = (double)Mt / temp + log(tT);
+    r.lse_s = (float)((double)Ms + log(s1)), r.lse_sT = (float)lse_sT, r.lse_tT = (float)lse_tT;
+    r.kl = w / (tT * temp) - lse_tT + lse_sT;
+    return r;
+}
+
+void ld_avx512_distill_fwd(float *loss, float *stats, const float *s, const float *t, const int32_t *target,
+                           int64_t N, int64_t V, float temp, float alpha, int32_t ignore_index) {
+#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        if (target[n] == ignore_index) {
+            loss[n] = 0.0f;
+            continue;
+        }
+        const float *sr = s + n * V;
+        distill_row r = distill_row_stats(sr, t + n * V, V, temp);
+        double ce = (double)r.lse_s - (double)sr[target[n]];
+        loss[n] = (float)((double)alpha * temp * temp * r.kl + (1.0 - (double)alpha) * ce);
+        stats[3 * n] = r.lse_sT, stats[3 * n + 1] = r.lse_tT, stats[3 * n + 2] = r.lse_s;
+    }
+}
+
+/* One pass: ds += d * (aT * (e^(s/T - lse(s/T)) - e^(t/T - lse(t/T))) + (1 - a) * e^(s - lse(s))),
+ * then the target's term, (1 - a) * (p - 1), is redone without cancellation (as in xent). */
+void ld_avx512_distill_bwd(float *ds, const float *dloss, const float *s, const float *t, const float *stats,
+                           const int32_t *target, int64_t N, int64_t V, float temp, float alpha,
+                           int32_t ignore_index) {
+    if (!ds) return;
+    const float aT = alpha * temp, hard = 1.0f - alpha;
+    const __m512 invT = _mm512_set1_ps(1.0f / temp);
+#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        if (target[n] == ignore_index) continue;
+        const float *sr = s + n * V, *tr = t + n * V;
+        float *dr = ds + n * V;
+        int64_t tg = target[n];
+        float old_t = dr[tg], st = stats[3 * n], tt = stats[3 * n + 1], s1 = stats[3 * n + 2];
+        __m512 lsT = _mm512_set1_ps(st), ltT = _mm512_set1_ps(tt), ls = _mm512_set1_ps(s1);
+        __m512 dsoft = _mm512_set1_ps(dloss[n] * aT), dhard = _mm512_set1_ps(dloss[n] * hard);
+        for (int64_t c = 0; c < V; c += 16) {
+            __mmask16 k = ld_tail16(V - c);
+            __m512 x = _mm512_maskz_loadu_ps(k, sr + c), g = _mm512_maskz_loadu_ps(k, dr + c);
+            if (aT != 0.0f) {
+                __m512 y = _mm512_maskz_loadu_ps(k, tr + c);
+                __m512 soft = _mm512_sub_ps(ld_exp512(_mm512_fmsub_ps(x, invT, lsT)), ld_exp512(_mm512_fmsub_ps(y, invT, ltT)));
+                g = _mm512_fmadd_ps(dsoft, soft, g);
+            }
+            if (hard != 0.0f) g = _mm512_fmadd_ps(dhard, ld_exp512(_mm512_sub_ps(x, ls)), g);
+            _mm512_mask_storeu_ps(dr + c, k, g);
+        }
+        double pT_s = exp((double)sr[tg] / temp - st), pT_t = exp((double)tr[tg] / temp - tt);
+        double p = exp((double)sr[tg] - s1);
+        dr[tg] = (float)((double)old_t + (double)dloss[n] * ((double)aT * (pT_s - pT_t) + (double)hard * (p - 1.0)));
     }
 }

@@ -25,6 +25,11 @@ void REF_FN(xent_fwd)(REAL *loss, REAL *lse, const REAL *logits, const int32_t *
                       int64_t V, int32_t ignore_index);
 void REF_FN(xent_bwd)(REAL *dlogits, const REAL *dloss, const REAL *logits, const REAL *lse,
                       const int32_t *target, int64_t N, int64_t V, int32_t ignore_index);
+void REF_FN(distill_fwd)(REAL *loss, REAL *stats, const REAL *s, const REAL *t, const int32_t *target,
+                         int64_t N, int64_t V, float temp, float alpha, int32_t ignore_index);
+void REF_FN(distill_bwd)(REAL *ds, const REAL *dloss, const REAL *s, const REAL *t, const REAL *stats,
+                         const int32_t *target, int64_t N, int64_t V, float temp, float alpha,
+                         int32_t ignore_index);
 void REF_FN(gelu_fwd)(REAL *y, const REAL *x, int64_t n);
 void REF_FN(gelu_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n);
 void REF_FN(silu_fwd)(REAL *y, const REAL *x, int64_t n);

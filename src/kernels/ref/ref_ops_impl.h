@@ -202,6 +202,56 @@ void REF_FN(xent_bwd)(REAL *dlogits, const REAL *dloss, const REAL *logits, cons
     }
 }
 
+/* ---- knowledge distillation: soft (KL at temperature T) + hard (cross-entropy) loss ----
+ * Written from the definition, several passes per row in double: the oracle for the fused
+ * one-pass CPU kernel. */
+
+static double REF_FN(row_lse)(const REAL *x, int64_t V, double scale) {
+    double mx = -INFINITY, sum = 0;
+    for (int64_t c = 0; c < V; c++) mx = scale * (double)x[c] > mx ? scale * (double)x[c] : mx;
+    for (int64_t c = 0; c < V; c++) sum += exp(scale * (double)x[c] - mx);
+    return mx + log(sum);
+}
+
+void REF_FN(distill_fwd)(REAL *loss, REAL *stats, const REAL *s, const REAL *t, const int32_t *target,
+                         int64_t N, int64_t V, float temp, float alpha, int32_t ignore_index) {
+    double T = temp, a = alpha;
+    for (int64_t n = 0; n < N; n++) {
+        const REAL *sr = s + n * V, *tr = t + n * V;
+        if (target[n] == ignore_index) {
+            loss[n] = 0;
+            continue;
+        }
+        double ls_T = REF_FN(row_lse)(sr, V, 1.0 / T), lt_T = REF_FN(row_lse)(tr, V, 1.0 / T);
+        double ls = REF_FN(row_lse)(sr, V, 1.0);
+        double kl = 0; /* sum_c p_t (log p_t - log p_s) */
+        for (int64_t c = 0; c < V; c++) {
+            double log_pt = (double)tr[c] / T - lt_T, log_ps = (double)sr[c] / T - ls_T;
+            kl += exp(log_pt) * (log_pt - log_ps);
+        }
+        double ce = ls - (double)sr[target[n]];
+        loss[n] = (REAL)(a * T * T * kl + (1 - a) * ce);
+        stats[3 * n] = (REAL)ls_T, stats[3 * n + 1] = (REAL)lt_T, stats[3 * n + 2] = (REAL)ls;
+    }
+}
+
+void REF_FN(distill_bwd)(REAL *ds, const REAL *dloss, const REAL *s, const REAL *t, const REAL *stats,
+                         const int32_t *target, int64_t N, int64_t V, float temp, float alpha,
+                         int32_t ignore_index) {
+    if (!ds) return;
+    double T = temp, a = alpha;
+    for (int64_t n = 0; n < N; n++) {
+        if (target[n] == ignore_index) continue;
+        const REAL *sr = s + n * V, *tr = t + n * V;
+        double d = dloss[n], ls_T = stats[3 * n], lt_T = stats[3 * n + 1], ls = stats[3 * n + 2];
+        for (int64_t c = 0; c < V; c++) {
+            double ps_T = exp((double)sr[c] / T - ls_T), pt_T = exp((double)tr[c] / T - lt_T);
+            double ps = exp((double)sr[c] - ls) - (c == target[n] ? 1.0 : 0.0);
+            ds[n * V + c] += (REAL)(d * (a * T * (ps_T - pt_T) + (1 - a) * ps));
+        }
+    }
+}
+
 /* ---- pointwise ---- */
 
 #define REF_GELU_K 0.7978845608028654 /* sqrt(2 / pi) */
