@@ -1,4 +1,4 @@
-/* liandan/train.h — training: learning-rate schedules and the pretraining loop. */
+/* liandan/train.h — training: learning-rate schedules, the pretraining loop, distillation. */
 #ifndef LIANDAN_TRAIN_H
 #define LIANDAN_TRAIN_H
 
@@ -89,6 +89,25 @@ ld_status ld_trainer_checkpoint(ld_trainer *t);
 ld_status ld_trainer_resume(ld_trainer *t, bool *found);
 /* Mean validation loss over eval_batches batches of val. */
 ld_status ld_trainer_validate(ld_trainer *t, double *loss);
+
+/* ---- distillation: a frozen teacher's logits as soft targets ------------------------ */
+typedef struct ld_teacher ld_teacher;
+
+/* Makes model m (owned from now on, freed with the teacher) a teacher: its parameters are
+ * frozen and its forward runs on a tape of its own that records nothing, so it costs one
+ * inference forward per micro-batch and no gradient memory. */
+ld_status ld_teacher_new(ld_lm *m, ld_teacher **out);
+void ld_teacher_free(ld_teacher *t);
+const ld_lm *ld_teacher_model(const ld_teacher *t);
+/* The teacher's logits [B, T, V] for ids[B * T]; valid until the next call. */
+ld_status ld_teacher_logits(ld_teacher *t, const int32_t *ids, int64_t B, int64_t T, const ld_tensor **logits);
+
+/* From now on the trainer's loss is ld_op_distill_xent against teacher (not owned) at this
+ * temperature and alpha (see ld_op_distill_xent); validation stays the student's hard-label
+ * cross-entropy, comparable with pretraining. Errors: teacher and student vocabularies
+ * differ in size, seq_len beyond the teacher's max_position, temperature <= 0, alpha
+ * outside [0, 1]. */
+ld_status ld_trainer_set_teacher(ld_trainer *t, ld_teacher *teacher, float temperature, float alpha);
 
 #ifdef __cplusplus
 }

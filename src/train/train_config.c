@@ -1,4 +1,4 @@
-/* train/train_config.c — the pretraining config file (JSON) and `key=value` overrides.
+/* train/train_config.c — the training config file (JSON) and `key=value` overrides.
  *
  * {
  *   "model": { ...config.json keys: model_type, vocab_size, hidden_size, ... },
@@ -8,7 +8,8 @@
  *   "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "grad_clip": 1.0,
  *   "eval_every": 100, "eval_batches": 8, "checkpoint_every": 200, "keep_last": 2,
  *   "spike_factor": 0, "seed": 1, "precision": "fp32", "out_dir": "run",
- *   "sample_every": 0, "sample_prompts": ["..."], "sample_tokens": 64
+ *   "sample_every": 0, "sample_prompts": ["..."], "sample_tokens": 64,
+ *   "teacher": "", "temperature": 2.0, "alpha": 0.5        (distillation)
  * }
  * Unknown keys are warned about; wrong types are errors naming the key. */
 #include <cjson/cJSON.h>
@@ -24,7 +25,8 @@ static const char *const known_keys[] = {
     "model", "tokenizer", "train_data", "val_data", "batch_size", "seq_len", "grad_accum", "max_steps", "lr",
     "min_lr", "schedule", "warmup_steps", "decay_steps", "weight_decay", "beta1", "beta2", "eps", "grad_clip",
     "eval_every", "eval_batches", "checkpoint_every", "keep_last", "log_every", "spike_factor", "seed", "precision",
-    "out_dir", "sample_every", "sample_prompts", "sample_tokens", "threads", "init_from", NULL};
+    "out_dir", "sample_every", "sample_prompts", "sample_tokens", "threads", "init_from", "teacher", "temperature",
+    "alpha", NULL};
 
 typedef struct cfg_reader {
     ld_ctx *ctx;
@@ -78,6 +80,8 @@ ld_train_config ld_train_config_default(void) {
     snprintf(c.out_dir, sizeof c.out_dir, "run");
     snprintf(c.precision, sizeof c.precision, "fp32");
     c.sample_tokens = 64;
+    c.temperature = LD_DISTILL_DEFAULT_TEMPERATURE;
+    c.alpha = LD_DISTILL_DEFAULT_ALPHA;
     return c;
 }
 
@@ -168,6 +172,12 @@ ld_status ld_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const
     get_str(&r, "precision", c.precision, sizeof c.precision);
     if (!r.st && strcmp(c.precision, "fp32") && strcmp(c.precision, "bf16"))
         r.st = ld_error(ctx, LD_ERR_FORMAT, "%s: precision '%s' is not fp32 or bf16", path, c.precision);
+    get_str(&r, "teacher", c.teacher, sizeof c.teacher);
+    get_f32(&r, "temperature", &c.temperature, -INFINITY, INFINITY);
+    if (!r.st && !(c.temperature > 0 && c.temperature <= 1e4))
+        r.st = ld_error(ctx, LD_ERR_FORMAT, "%s: 'temperature' must be greater than 0 and at most 10000 (got %g)", path,
+                        (double)c.temperature);
+    get_f32(&r, "alpha", &c.alpha, 0, 1);
     get_i64(&r, "sample_every", &c.sample_every, 0, (int64_t)1 << 40);
     get_i64(&r, "sample_tokens", &c.sample_tokens, 1, 1 << 20);
     int64_t threads = 0;

@@ -1,4 +1,5 @@
-/* train/train_config.h — the pretraining config file: everything `liandan pretrain` needs. */
+/* train/train_config.h — the training config file: everything `liandan pretrain` and
+ * `liandan distill` need. */
 #ifndef LD_TRAIN_CONFIG_H
 #define LD_TRAIN_CONFIG_H
 
@@ -6,6 +7,9 @@
 #include "liandan/train.h"
 
 #define LD_TRAIN_MAX_PROMPTS 8
+/* Distillation defaults (docs/training.md, "Distillation", has the measurement behind them). */
+#define LD_DISTILL_DEFAULT_TEMPERATURE 2.0f
+#define LD_DISTILL_DEFAULT_ALPHA 0.5f
 
 typedef struct ld_train_config {
     ld_train_params train;
@@ -13,6 +17,8 @@ typedef struct ld_train_config {
     bool has_model;             /* "model" was given */
     char tokenizer[1024], train_data[1024], val_data[1024], init_from[1024], out_dir[1024];
     char precision[8];          /* "fp32" or "bf16" */
+    char teacher[1024];         /* distillation: the teacher model (directory or GGUF); "" = none */
+    float temperature, alpha;   /* distillation: softmax temperature, weight of the soft loss */
     int64_t sample_every, sample_tokens;
     char sample_prompts[LD_TRAIN_MAX_PROMPTS][256];
     int n_sample_prompts;

@@ -1,6 +1,7 @@
-/* train/trainer.c — the pretraining loop: gradient accumulation, the one place gradients
- * would be all-reduced across data-parallel ranks, global-norm clipping, the NaN / loss-spike
- * guard, AdamW, learning-rate schedule, validation, metrics.jsonl and checkpoints. */
+/* train/trainer.c — the training loop (pretraining, or distillation when a teacher is set):
+ * gradient accumulation, the one place gradients would be all-reduced across data-parallel
+ * ranks, global-norm clipping, the NaN / loss-spike guard, AdamW, learning-rate schedule,
+ * validation, metrics.jsonl and checkpoints. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -148,9 +149,42 @@ static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
     fflush(t->metrics);
 }
 
+ld_status ld_trainer_set_teacher(ld_trainer *t, ld_teacher *teacher, float temperature, float alpha) {
+    if (!t || !teacher) return LD_ERR_INVALID_ARG;
+    const ld_lm_config *tc = ld_lm_config_of(ld_teacher_model(teacher)), *sc = &t->m->cfg;
+    if (tc->vocab_size != sc->vocab_size)
+        return ld_error(t->ctx, LD_ERR_INVALID_ARG,
+                        "distillation: the teacher's vocab_size is %lld but the student's is %lld (teacher and "
+                        "student must share one tokenizer)",
+                        (long long)tc->vocab_size, (long long)sc->vocab_size);
+    if (t->p.seq_len > tc->max_position)
+        return ld_error(t->ctx, LD_ERR_INVALID_ARG, "distillation: seq_len %lld exceeds the teacher's max_position %lld",
+                        (long long)t->p.seq_len, (long long)tc->max_position);
+    if (!(temperature > 0) || !isfinite(temperature))
+        return ld_error(t->ctx, LD_ERR_INVALID_ARG, "distillation: temperature %g must be a positive number",
+                        (double)temperature);
+    if (!(alpha >= 0 && alpha <= 1))
+        return ld_error(t->ctx, LD_ERR_INVALID_ARG, "distillation: alpha %g must be in [0, 1]", (double)alpha);
+    t->teacher = teacher, t->temperature = temperature, t->alpha = alpha;
+    return LD_OK;
+}
+
+/* The loss of the micro-batch in t->inputs / t->targets: next-token cross-entropy, or with
+ * a teacher the distillation loss against the teacher's logits for the same inputs. */
+static ld_status training_loss(ld_trainer *t, ld_tensor **loss) {
+    int64_t B = t->p.batch_size, T = t->p.seq_len;
+    if (!t->teacher) return ld_lm_forward(t->m, t->tape, t->inputs, t->targets, B, T, NULL, loss);
+    const ld_tensor *soft;
+    ld_tensor *logits;
+    ld_status st = ld_teacher_logits(t->teacher, t->inputs, B, T, &soft);
+    if (st) return ld_error_wrap(t->ctx, st, "teacher forward: ");
+    if ((st = ld_lm_forward(t->m, t->tape, t->inputs, NULL, B, T, &logits, NULL))) return st;
+    return ld_op_distill_xent(t->tape, logits, soft, t->targets, -100, t->temperature, t->alpha, loss, NULL);
+}
+
 /* One optimizer step over grad_accum micro-batches. */
 static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
-    int64_t B = t->p.batch_size, T = t->p.seq_len, A = t->p.grad_accum;
+    int64_t A = t->p.grad_accum;
     ld_params_zero_grad(t->m->params);
     double loss_sum = 0;
     for (int64_t a = 0; a < A; a++) {
@@ -158,7 +192,7 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
         ld_tape_set_seed(t->tape, ld_rng_at(t->p.seed, (uint64_t)(t->step * A + a)));
         ld_tensor *loss = NULL;
         ld_status st = load_batch(t, &t->train);
-        if (!st) st = ld_lm_forward(t->m, t->tape, t->inputs, t->targets, B, T, NULL, &loss);
+        if (!st) st = training_loss(t, &loss);
         if (!st) st = ld_tape_backward(t->tape, loss);
         if (st) return st;
         loss_sum += ((float *)loss->data)[0];

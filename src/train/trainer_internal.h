@@ -23,6 +23,8 @@ struct ld_trainer {
     int32_t *tokens, *inputs, *targets; /* one micro-batch */
     int64_t step;                       /* optimizer steps done */
     double running_loss;                /* for the spike guard */
+    ld_teacher *teacher;                /* distillation (NULL = plain next-token loss) */
+    float temperature, alpha;
     FILE *metrics;
 };
 

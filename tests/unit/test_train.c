@@ -4,6 +4,8 @@
  *   - exact resume: a run stopped at step k (or killed with SIGKILL at a random moment, also
  *     during a checkpoint write) and resumed gives per-step losses identical, bit for bit, to
  *     an uninterrupted run; a partial checkpoint is never loaded;
+ *   - distillation: the student learns the teacher's distribution, the teacher stays frozen,
+ *     and mismatched teachers / bad temperature or alpha are refused with a clear error;
  *   - learning-rate schedules. */
 #include <signal.h>
 #include <sys/stat.h>
@@ -264,6 +266,58 @@ TEST(sigkill_at_random_moments_then_resume_is_bit_identical) {
         snprintf(cmd, sizeof cmd, "test $(ls %s/checkpoints | grep -c '^step-[0-9]*$') -le 2", dir);
         CHECK(system(cmd) == 0);
     }
+}
+
+/* The mean training loss of steps [from, to) in dir's metrics.jsonl. */
+static double mean_loss(const char *dir, int from, int to) {
+    char l[64][32] = {{0}};
+    int n = read_losses(dir, l, 64);
+    double s = 0;
+    for (int i = from; i < to && i < n; i++) s += atof(l[i]);
+    return s / (double)(to - from);
+}
+
+TEST(distillation_learns_the_teacher_and_checks_its_inputs) {
+    char *dir = tmpdir("distill");
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm_config sc = tiny(), tc = tiny(), other = tiny();
+    tc.hidden_size = 48, tc.n_layers = 3;
+    other.vocab_size = 60;
+    ld_lm *student = NULL, *tm = NULL, *om = NULL;
+    ld_teacher *teacher = NULL, *wrong = NULL;
+    ld_trainer *t = NULL;
+    synth s = {0, sc.vocab_size};
+    ld_batch_source src = {synth_next, synth_save, synth_restore, &s};
+    ld_train_params p = tparams(dir, 40);
+    p.checkpoint_every = 0, p.spike_factor = 0, p.schedule.warmup_steps = 0, p.schedule.lr = 1e-2f;
+    CHECK(ld_lm_new(ctx, &sc, 5, &student) == LD_OK);
+    CHECK(ld_lm_new(ctx, &tc, 9, &tm) == LD_OK && ld_teacher_new(tm, &teacher) == LD_OK);
+    CHECK(ld_lm_new(ctx, &other, 9, &om) == LD_OK && ld_teacher_new(om, &wrong) == LD_OK);
+    CHECK(ld_params_numel(ld_lm_params(tm), true) == 0); /* frozen: nothing to train */
+    CHECK(ld_trainer_new(student, &p, &src, NULL, 0, &t) == LD_OK);
+    CHECK(ld_trainer_set_teacher(t, wrong, 1, 1) == LD_ERR_INVALID_ARG);
+    CHECK(strstr(ld_ctx_error(ctx), "the teacher's vocab_size is 60 but the student's is 61") != NULL);
+    CHECK(ld_trainer_set_teacher(t, teacher, 0, 1) == LD_ERR_INVALID_ARG);
+    CHECK(strstr(ld_ctx_error(ctx), "temperature") != NULL);
+    CHECK(ld_trainer_set_teacher(t, teacher, 1, 1.5f) == LD_ERR_INVALID_ARG);
+    CHECK(strstr(ld_ctx_error(ctx), "alpha") != NULL);
+    /* alpha = 1, T = 1: the loss is KL(teacher || student), which training drives down */
+    ld_tensor *w = ld_params_at(ld_lm_params(tm), 1);
+    float *w0 = malloc(ld_tensor_nbytes(w));
+    memcpy(w0, w->data, ld_tensor_nbytes(w));
+    CHECK(ld_trainer_set_teacher(t, teacher, 1, 1) == LD_OK);
+    CHECK(ld_trainer_run(t, NULL, NULL, NULL) == LD_OK);
+    double first = mean_loss(dir, 0, 5), last = mean_loss(dir, 35, 40);
+    printf("  KL(teacher || student): %.4f over the first 5 steps, %.4f over the last 5\n", first, last);
+    CHECK(last < 0.5 * first);
+    CHECK(memcmp(w0, w->data, ld_tensor_nbytes(w)) == 0); /* the teacher did not move */
+    free(w0);
+    ld_trainer_free(t);
+    ld_teacher_free(teacher);
+    ld_teacher_free(wrong);
+    ld_lm_free(student);
+    ld_ctx_free(ctx);
 }
 
 TEST(learning_rate_schedules) {

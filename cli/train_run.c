@@ -1,0 +1,295 @@
+/* cli/train_run.c — the training driver of `liandan pretrain` and `liandan distill`: builds
+ * (or loads) the causal LM the config describes, streams batches from token shards, trains
+ * with checkpoints, validation and sample generations — against a frozen teacher's soft
+ * targets when distilling — and exports the final model directory. Ctrl-C checkpoints and
+ * stops; --resume continues. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "cli.h"
+#include "cli_model.h"
+#include "train/train_config.h"
+#include "train_run.h"
+
+const char ld_train_run_options_help[] =
+    "  --set KEY=VALUE   override a config key (repeatable; dotted keys reach into \"model\")\n"
+    "  -o, --out DIR     run directory (checkpoints, metrics.jsonl, model/)\n"
+    "  --max-steps N     override max_steps\n"
+    "  --resume          continue from the newest complete checkpoint in the run directory\n"
+    "  --threads N       threads (default: all cores)\n"
+    "  --quiet           no progress line, only validation and the summary\n";
+
+int ld_train_run_add_override(ld_train_run_args *a, const char *key, const char *value, bool quote) {
+    if (a->n_over >= LD_TRAIN_RUN_MAX_OVERRIDES || a->n_storage >= (int)(sizeof a->storage / sizeof a->storage[0]))
+        return 1;
+    char *s = a->storage[a->n_storage++];
+    size_t cap = sizeof a->storage[0], n = (size_t)snprintf(s, cap, "%s=%s", key, quote ? "\"" : "");
+    for (const char *p = value; *p && n + 3 < cap; p++) { /* a JSON string: escape " and \ */
+        if (quote && (*p == '"' || *p == '\\')) s[n++] = '\\';
+        s[n++] = *p;
+    }
+    if (n + 2 >= cap) return 1;
+    if (quote) s[n++] = '"';
+    s[n] = 0;
+    a->overrides[a->n_over++] = s;
+    return 0;
+}
+
+int ld_train_run_parse_option(ld_train_run_args *a, int argc, char **argv, int *i) {
+    const char *o = argv[*i], *val = *i + 1 < argc ? argv[*i + 1] : NULL;
+    long n;
+    if (!strcmp(o, "--resume")) return a->resume = true, 1;
+    if (!strcmp(o, "--quiet")) return a->quiet = true, 1;
+    if (strcmp(o, "--set") && strcmp(o, "--out") && strcmp(o, "-o") && strcmp(o, "--threads") &&
+        strcmp(o, "--max-steps"))
+        return 0;
+    if (!val) return fprintf(stderr, "liandan %s: %s needs a value\n", a->cmd, o), -1;
+    ++*i;
+    if (!strcmp(o, "--set")) {
+        if (a->n_over >= LD_TRAIN_RUN_MAX_OVERRIDES - 8)
+            return fprintf(stderr, "liandan %s: too many --set options\n", a->cmd), -1;
+        a->overrides[a->n_over++] = val;
+        return 1;
+    }
+    if (!strcmp(o, "--threads")) return ld_cli_parse_int("--threads", val, 1, 4096, &a->threads) ? 1 : -1;
+    if (!strcmp(o, "--max-steps")) {
+        if (!ld_cli_parse_int("--max-steps", val, 1, 1L << 40, &n)) return -1;
+        return ld_train_run_add_override(a, "max_steps", val, false) ? -1 : 1;
+    }
+    return ld_train_run_add_override(a, "out_dir", val, true) ? (fprintf(stderr, "liandan %s: %s is too long\n", a->cmd, o), -1) : 1;
+}
+
+/* ---- batches from the data layer ---- */
+static ld_status src_next(void *u, int32_t *tokens, int64_t B, int64_t T) {
+    return ld_batch_sampler_next(u, tokens, B, T);
+}
+static ld_status src_save(void *u, char **out) {
+    return ld_batch_sampler_save(u, out);
+}
+static ld_status src_restore(void *u, const char *json) {
+    return ld_batch_sampler_restore(u, json);
+}
+
+typedef struct run {
+    ld_ctx *ctx;
+    ld_train_config cfg;
+    ld_lm *m;
+    ld_tokenizer *tok;
+    ld_teacher *teacher;
+    bool tty, quiet;
+    double last_print;
+} run;
+
+static void fmt_time(double s, char *buf, size_t cap) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, cap, "--");
+    else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+    else snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+}
+
+static bool collect_token(void *user, int seq, int32_t tok) {
+    (void)seq;
+    return ld_cli_text_add(user, tok, NULL, 0);
+}
+
+/* A few sample generations, printed between progress lines. */
+static void sample_text(run *r, int64_t step) {
+    ld_lm_session *s = NULL;
+    int64_t ctx_len = ld_lm_config_of(r->m)->max_position;
+    if (!r->cfg.n_sample_prompts || ld_lm_session_new(r->m, 1, ctx_len, ctx_len, &s)) return;
+    ld_generate_params gp = ld_generate_default_params();
+    gp.max_tokens = r->cfg.sample_tokens, gp.eos_id = ld_tokenizer_eos_id(r->tok), gp.seed = (uint64_t)step;
+    ld_cli_text *t = malloc(sizeof *t);
+    for (int i = 0; t && i < r->cfg.n_sample_prompts; i++) {
+        int32_t *ids;
+        int64_t n;
+        if (ld_cli_encode(r->ctx, r->tok, r->cfg.sample_prompts[i], &ids, &n)) continue;
+        if (n > 0 && n < ctx_len) {
+            ld_cli_text_init(t, r->tok, NULL);
+            const int32_t *p = ids;
+            if (!ld_lm_generate(s, 1, &p, &n, &gp, collect_token, t, NULL))
+                fprintf(stderr, "%s  sample: %s%s\n", r->tty ? "\r\033[K" : "", r->cfg.sample_prompts[i], t->buf);
+        }
+        free(ids);
+    }
+    free(t);
+    ld_lm_session_free(s);
+}
+
+static void progress(void *user, const ld_train_progress *p) {
+    run *r = user;
+    char eta[32];
+    fmt_time(p->eta_s, eta, sizeof eta);
+    if (p->skipped) fprintf(stderr, "%sliandan: step %lld: %s\n", r->tty ? "\r\033[K" : "", (long long)p->step, p->note);
+    if (p->val_loss == p->val_loss)
+        fprintf(stderr, "%sstep %6lld | val loss %.4f | train loss %.4f\n", r->tty ? "\r\033[K" : "", (long long)p->step,
+                p->val_loss, p->loss);
+    double now = ld_time_now();
+    bool last = p->step == p->max_steps;
+    if (!r->quiet && (r->tty ? now - r->last_print > 0.2 || last : now - r->last_print > 10 || last)) {
+        fprintf(stderr, "%sstep %6lld/%lld | loss %.4f | lr %.2e | %6.0f tok/s | MFU %4.1f%% | %s left%s",
+                r->tty ? "\r\033[K" : "", (long long)p->step, (long long)p->max_steps, p->loss, p->lr,
+                p->tokens_per_s, 100 * p->mfu, eta, r->tty && !last ? "" : "\n");
+        r->last_print = now;
+    }
+    if (r->cfg.sample_every > 0 && p->step % r->cfg.sample_every == 0) sample_text(r, p->step);
+}
+
+/* The teacher named by the config: loaded frozen, and checked to share the student's
+ * tokenizer (the same vocabulary, merges and specials: the logits must mean the same tokens).
+ * A config without a tokenizer takes the teacher's. 0 on success, else the exit code. */
+static int load_teacher(run *r, const ld_train_run_args *a) {
+    ld_lm *tm = NULL;
+    ld_tokenizer *ttok = NULL;
+    if (ld_cli_load_model(r->ctx, r->cfg.teacher, &tm, &ttok)) {
+        fprintf(stderr, "liandan %s: could not load the teacher '%s'\n", a->cmd, r->cfg.teacher);
+        return 1;
+    }
+    int rc = 0;
+    if (!r->tok) {
+        r->tok = ttok, ttok = NULL;
+    } else if (ld_tokenizer_hash(r->tok) != ld_tokenizer_hash(ttok)) {
+        fprintf(stderr,
+                "liandan %s: the teacher '%s' uses another tokenizer than the student's '%s' (%lld vs %lld tokens): "
+                "distillation needs teacher and student to share one tokenizer\n",
+                a->cmd, r->cfg.teacher, r->cfg.tokenizer, (long long)ld_tokenizer_vocab_size(ttok),
+                (long long)ld_tokenizer_vocab_size(r->tok));
+        rc = 1;
+    }
+    ld_tokenizer_free(ttok);
+    if (!rc && ld_teacher_new(tm, &r->teacher)) rc = ld_cli_fail(r->ctx, "setting up the teacher");
+    else tm = NULL; /* owned by the teacher */
+    ld_lm_free(tm);
+    return rc;
+}
+
+static volatile int g_stop;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+int ld_train_run(ld_train_run_args *a) {
+    run r = {.tty = ld_cli_isatty(), .quiet = a->quiet};
+    r.ctx = ld_cli_ctx((int)a->threads);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = 0;
+    ld_batch_sampler *train = NULL, *val = NULL;
+    ld_trainer *t = NULL;
+    if (ld_file_read(r.ctx, a->config, 1 << 20, &text, &len) ||
+        ld_train_config_parse(r.ctx, text, len, a->config, a->overrides, a->n_over, &r.cfg)) {
+        rc = ld_cli_fail(r.ctx, "reading the training config");
+        goto out;
+    }
+    if (r.cfg.threads && !a->threads) ld_ctx_set_threads(r.ctx, r.cfg.threads);
+    if (a->distill && !r.cfg.teacher[0]) {
+        rc = (fprintf(stderr, "liandan %s: no teacher: give --teacher DIR (or 'teacher' in %s)\n", a->cmd, a->config), 2);
+        goto out;
+    }
+    if (!a->distill && r.cfg.teacher[0]) {
+        rc = (fprintf(stderr, "liandan %s: %s names a teacher: distil with `liandan distill`\n", a->cmd, a->config), 2);
+        goto out;
+    }
+    if (r.cfg.tokenizer[0] && ld_tokenizer_load(r.ctx, r.cfg.tokenizer, &r.tok)) {
+        rc = ld_cli_fail(r.ctx, "loading the tokenizer");
+        goto out;
+    }
+    if (a->distill && (rc = load_teacher(&r, a))) goto out;
+    if (!r.tok || !r.cfg.train_data[0]) {
+        rc = (fprintf(stderr, "liandan %s: %s: 'tokenizer' and 'train_data' are required\n", a->cmd, a->config), 1);
+        goto out;
+    }
+    if (r.cfg.init_from[0] ? ld_lm_load(r.ctx, r.cfg.init_from, &r.m)
+                           : (!r.cfg.has_model ? (ld_error(r.ctx, LD_ERR_INVALID_ARG, "%s: give 'model' or 'init_from'",
+                                                           a->config), 1)
+                                               : ld_lm_new(r.ctx, &r.cfg.model, r.cfg.train.seed, &r.m))) {
+        rc = ld_cli_fail(r.ctx, "building the model");
+        goto out;
+    }
+    const ld_lm_config *mc = ld_lm_config_of(r.m);
+    if (ld_tokenizer_vocab_size(r.tok) > mc->vocab_size) {
+        rc = (fprintf(stderr, "liandan %s: the tokenizer has %lld tokens but the model's vocab_size is %lld\n", a->cmd,
+                      (long long)ld_tokenizer_vocab_size(r.tok), (long long)mc->vocab_size), 1);
+        goto out;
+    }
+    ld_sampler_params sp = ld_sampler_default_params();
+    sp.seed = r.cfg.train.seed;
+    ld_sampler_params vp = sp;
+    vp.mode = LD_SAMPLE_SEQUENTIAL; /* validation reads the same windows every time */
+    if (ld_batch_sampler_open(r.ctx, r.cfg.train_data, r.tok, &sp, &train) ||
+        (r.cfg.val_data[0] && ld_batch_sampler_open(r.ctx, r.cfg.val_data, r.tok, &vp, &val))) {
+        rc = ld_cli_fail(r.ctx, "opening the training data");
+        goto out;
+    }
+    ld_batch_source tsrc = {src_next, src_save, src_restore, train}, vsrc = {src_next, src_save, src_restore, val};
+    r.cfg.train.out_dir = r.cfg.out_dir;
+    r.cfg.train.bf16 = !strcmp(r.cfg.precision, "bf16");
+    double peak = ld_bench_quick_fma_peak(ld_ctx_threads(r.ctx)) * 1e9;
+    if (ld_trainer_new(r.m, &r.cfg.train, &tsrc, val ? &vsrc : NULL, peak, &t) ||
+        (r.teacher && ld_trainer_set_teacher(t, r.teacher, r.cfg.temperature, r.cfg.alpha))) {
+        rc = ld_cli_fail(r.ctx, "setting up training");
+        goto out;
+    }
+    bool found = false;
+    if (a->resume && ld_trainer_resume(t, &found)) {
+        rc = ld_cli_fail(r.ctx, "resuming");
+        goto out;
+    }
+    fprintf(stderr,
+            "liandan: %s model, %.2fM parameters, %lld layers x %lld wide, vocab %lld | %lld tokens/step (%lld x %lld x %lld) "
+            "| %s | %d threads\n",
+            mc->arch == LD_ARCH_LLAMA ? "llama" : "gpt2", (double)ld_lm_config_num_params(mc) / 1e6,
+            (long long)mc->n_layers, (long long)mc->hidden_size, (long long)mc->vocab_size,
+            (long long)(r.cfg.train.batch_size * r.cfg.train.seq_len * r.cfg.train.grad_accum),
+            (long long)r.cfg.train.batch_size, (long long)r.cfg.train.seq_len, (long long)r.cfg.train.grad_accum,
+            r.cfg.precision, ld_ctx_threads(r.ctx));
+    if (r.teacher) {
+        const ld_lm_config *tc = ld_lm_config_of(ld_teacher_model(r.teacher));
+        fprintf(stderr, "liandan: distilling from %s (%.2fM parameters, %lld layers x %lld wide) | temperature %g | "
+                        "alpha %g (soft share of the loss)\n",
+                r.cfg.teacher, (double)ld_lm_config_num_params(tc) / 1e6, (long long)tc->n_layers,
+                (long long)tc->hidden_size, (double)r.cfg.temperature, (double)r.cfg.alpha);
+    }
+    if (found) fprintf(stderr, "liandan: resumed at step %lld\n", (long long)ld_trainer_step(t));
+    g_stop = 0;
+    signal(SIGINT, on_sigint);
+    ld_status st = ld_trainer_run(t, progress, &r, &g_stop);
+    signal(SIGINT, SIG_DFL);
+    if (st == LD_ERR_INTERRUPTED) {
+        fprintf(stderr, "\nliandan: stopped at step %lld with a checkpoint; continue with --resume\n",
+                (long long)ld_trainer_step(t));
+        rc = 130;
+        goto out;
+    }
+    if (st) {
+        rc = ld_cli_fail(r.ctx, "training");
+        goto out;
+    }
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/model", r.cfg.out_dir);
+    if (ld_lm_save(r.m, dir)) {
+        rc = ld_cli_fail(r.ctx, "saving the model");
+        goto out;
+    }
+    snprintf(dir, sizeof dir, "%s/model/tokenizer.json", r.cfg.out_dir);
+    if (ld_tokenizer_save(r.tok, dir)) {
+        rc = ld_cli_fail(r.ctx, "saving the tokenizer");
+        goto out;
+    }
+    fprintf(stderr, "liandan: done. The model is in %s/model. Next:\n"
+                    "  liandan generate %s/model \"...\"      continue a prompt\n"
+                    "  liandan plot %s                      loss curves as SVG\n",
+            r.cfg.out_dir, r.cfg.out_dir, r.cfg.out_dir);
+out:
+    ld_trainer_free(t);
+    ld_teacher_free(r.teacher);
+    ld_batch_sampler_free(train);
+    ld_batch_sampler_free(val);
+    ld_lm_free(r.m);
+    ld_tokenizer_free(r.tok);
+    ld_free(r.ctx, text);
+    ld_ctx_free(r.ctx);
+    return rc;
+}
