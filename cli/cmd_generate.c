@@ -53,7 +53,8 @@ static void generate_usage(FILE *f) {
             "  --no-stream               print only when done\n"
             "  --ids                     print token ids (\"prompt: ids\" then the new ids, one line per\n"
             "                            prompt) instead of text; a prompt may then be ids: \"ids:1,2,3\"\n"
-            "  --quantize T              run the matrices as Q8_0, Q4_0, Q4_K, Q5_K or Q6_K\n"
+            "  --quantize T              run the matrices as F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K (the LM\n"
+            "                            head as Q6_K for the 4/5-bit types, else as T: the usual mix)\n"
             "  --threads N               threads (default: all cores)\n%s",
             ld_cli_sample_help());
 }
@@ -125,7 +126,7 @@ static int cmd_generate(int argc, char **argv) {
         if (qt == LD_DTYPE_COUNT) {
             fprintf(stderr, "liandan generate: --quantize: unknown type '%s'\n", quant);
             rc = 2;
-        } else if (ld_lm_session_quantize(s, qt)) rc = ld_cli_fail(ctx, "quantizing");
+        } else if (ld_lm_session_quantize_ex(s, qt, ld_lm_mix_edge_type(qt))) rc = ld_cli_fail(ctx, "quantizing");
     }
     bool streaming = stream && n_prompts == 1 && !print_ids;
     for (int i = 0; i < n_prompts; i++) ld_cli_text_init(&g->text[i], tok, streaming ? stdout : NULL);

@@ -85,6 +85,9 @@ typedef struct ld_lm_gguf_params {
     void *imatrix_user;
 } ld_lm_gguf_params;
 ld_lm_gguf_params ld_lm_gguf_default_params(void);
+/* The usual mixes' type for the embedding / output matrix of a model whose other matrices
+ * are `body`: above the body's 4-5 bits (Q6_K); Q8_0, Q6_K and float bodies keep their own. */
+ld_dtype ld_lm_mix_edge_type(ld_dtype body);
 
 /* Writes m and its tokenizer as one GGUF file (atomically). Matrices whose rows do not fit
  * the requested block type fall back to Q8_0 or F16; norms, biases and learned positions

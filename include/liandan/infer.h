@@ -22,6 +22,15 @@ void ld_lm_session_free(ld_lm_session *s);
  * (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) for this session's evals; matrices whose rows are not
  * whole blocks stay F32. The model itself is unchanged. */
 ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type);
+/* The same with the LM head (the token embedding, when tied) in head_type too — it is a
+ * third of a 124M model's weights and read every token. type may also be F16 (matrices
+ * converted, not quantized); head_type is F16 or a quantizable type, usually
+ * ld_lm_mix_edge_type(type), or LD_DTYPE_COUNT for ld_lm_session_quantize's choice (a tied
+ * head stays F32, an untied one is in `type`). Errors as ld_lm_session_quantize. */
+ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype head_type);
+/* Bytes of matrix weights one decode step reads: every matrix (LM head included) in the
+ * form this session computes with; embeddings, norms and biases are not counted. */
+size_t ld_lm_session_weight_bytes(const ld_lm_session *s);
 /* Called during eval with the input of every matrix product: x[M, K] is about to be
  * multiplied by the parameter named `param` (its HF name). For calibration statistics
  * (ld_lm_imatrix_collect); NULL fn removes the observer. */

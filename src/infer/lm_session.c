@@ -19,7 +19,7 @@ struct ld_lm_session {
     ld_arena *mem;       /* everything below, allocated once */
     float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
     /* quantized weights (ld_lm_session_quantize): parallel to the model's parameters */
-    ld_dtype qtype;
+    ld_dtype *qtypes;
     const ld_tensor **qsrc; /* which weight each entry replaces */
     void **qdata;
     int nq;
@@ -105,29 +105,47 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
     return LD_OK;
 }
 
-ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type) {
+/* Whether the session can hold matrices in type t: F16 (converted) or a quantizable type. */
+static bool session_type_ok(ld_dtype t) {
+    return t == LD_F16 || ld_quant_type_supported(t);
+}
+
+/* dst = the [N, K] matrix src in type t (F16 conversion or block quantization). */
+static ld_status encode(ld_ctx *ctx, ld_dtype t, void *dst, const float *src, int64_t N, int64_t K) {
+    if (t == LD_F16) return ld_convert(ctx, LD_F16, dst, LD_F32, src, N * K);
+    return ld_quantize(ctx, t, dst, src, N, K, NULL);
+}
+
+ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype head_type) {
     if (!s) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = s->ctx;
     if (s->nq) return ld_error(ctx, LD_ERR_STATE, "session weights are already quantized");
-    if (!ld_quant_type_supported(type))
-        return ld_error(ctx, LD_ERR_DTYPE, "quantize: type %s is not supported", ld_dtype_traits(type) ? ld_dtype_traits(type)->name : "?");
+    const ld_dtype asked[2] = {type, head_type};
+    for (int i = 0; i < 2; i++)
+        if (!session_type_ok(asked[i]) && !(i == 1 && asked[i] == LD_DTYPE_COUNT))
+            return ld_error(ctx, LD_ERR_DTYPE, "quantize: %s type %s is not supported", i ? "head" : "matrix",
+                            ld_dtype_traits(asked[i]) ? ld_dtype_traits(asked[i])->name : "?");
     const ld_lm_config *c = &s->m->cfg;
     int n = ld_params_count(s->m->params);
     if (!(s->qsrc = ld_arena_alloc(s->mem, (size_t)n * sizeof *s->qsrc)) ||
-        !(s->qdata = ld_arena_alloc(s->mem, (size_t)n * sizeof *s->qdata)))
+        !(s->qdata = ld_arena_alloc(s->mem, (size_t)n * sizeof *s->qdata)) ||
+        !(s->qtypes = ld_arena_alloc(s->mem, (size_t)n * sizeof *s->qtypes)))
         return ld_ctx_status(ctx);
-    int block = ld_dtype_traits(type)->block_size;
     float *tmp = NULL;
     ld_status st = LD_OK;
     for (int i = 0; i < n && !st; i++) {
         const ld_tensor *w = ld_params_at(s->m->params, i);
-        /* matrices only; embeddings (and a tied head) stay F32, as the usual mixes keep them */
-        if (w->ndim != 2 || w == s->m->wte || w == s->m->wpe) continue;
-        bool kn = c->arch == LD_ARCH_GPT2 && w != s->m->lm_head;
+        const bool head = w == s->m->lm_head;
+        if (w->ndim != 2 || w == s->m->wpe) continue;
+        /* the token embedding is looked up in F32; as a tied head it is quantized only
+         * when a head type is given (the usual mixes keep the embedding above 4 bits) */
+        if (w == s->m->wte && !(head && head_type != LD_DTYPE_COUNT)) continue;
+        const ld_dtype t = head && head_type != LD_DTYPE_COUNT ? head_type : type;
+        bool kn = c->arch == LD_ARCH_GPT2 && !head;
         int64_t N = kn ? w->shape[1] : w->shape[0], K = kn ? w->shape[0] : w->shape[1];
-        if (K % block) continue; /* rows must be whole blocks: keep F32 */
+        if (K % ld_dtype_traits(t)->block_size) continue; /* rows must be whole blocks: keep F32 */
         size_t bytes;
-        if (ld_dtype_row_bytes(type, N * K, &bytes)) continue;
+        if (ld_dtype_row_bytes(t, N * K, &bytes)) continue;
         void *q = ld_arena_alloc(s->mem, bytes);
         if (!q) return ld_ctx_status(ctx);
         const float *src = w->data;
@@ -137,14 +155,19 @@ ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type) {
                 for (int64_t col = 0; col < N; col++) tmp[col * K + r] = src[r * N + col];
             src = tmp;
         }
-        st = ld_quantize(ctx, type, q, src, N, K, NULL);
+        st = encode(ctx, t, q, src, N, K);
         ld_free(ctx, tmp);
         tmp = NULL;
-        s->qsrc[s->nq] = w, s->qdata[s->nq] = q, s->nq++;
+        s->qsrc[s->nq] = w, s->qdata[s->nq] = q, s->qtypes[s->nq] = t, s->nq++;
+        if (!st) st = reserve_qscratch(s, t);
     }
-    if (st || (st = reserve_qscratch(s, type))) return st;
-    s->qtype = type;
-    return LD_OK;
+    return st;
+}
+
+ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type) {
+    if (s && type == LD_F16) /* keep this entry point's contract: block types only */
+        return ld_error(s->ctx, LD_ERR_DTYPE, "quantize: type F16 is not a block type (use ld_lm_session_quantize_ex)");
+    return ld_lm_session_quantize_ex(s, type, LD_DTYPE_COUNT);
 }
 
 void ld_lm_session_set_observer(ld_lm_session *s, ld_lm_observer fn, void *user) {
@@ -182,10 +205,24 @@ size_t ld_lm_session_kv_bytes(const ld_lm_session *s) {
  * bytes), else NULL (the F32 parameter). Both are [N, K]. */
 static const void *weight_for(const ld_lm_session *s, const ld_tensor *w, ld_dtype *type) {
     for (int i = 0; i < s->nq; i++)
-        if (s->qsrc[i] == w) return *type = s->qtype, s->qdata[i];
+        if (s->qsrc[i] == w) return *type = s->qtypes[i], s->qdata[i];
     const lm_packed *pk = s->m->n_packed ? lm_packed_find(s->m, w) : NULL;
     if (pk) return *type = pk->dtype, pk->data;
     return NULL;
+}
+
+size_t ld_lm_session_weight_bytes(const ld_lm_session *s) {
+    if (!s) return 0;
+    size_t total = 0;
+    for (int i = 0; i < ld_params_count(s->m->params); i++) {
+        const ld_tensor *w = ld_params_at(s->m->params, i);
+        if (w->ndim != 2 || w == s->m->wpe || (w == s->m->wte && w != s->m->lm_head)) continue;
+        ld_dtype t = LD_F32;
+        size_t b = 0;
+        if (!weight_for(s, w, &t)) t = LD_F32;
+        if (!ld_dtype_row_bytes(t, ld_tensor_numel(w), &b)) total += b;
+    }
+    return total;
 }
 
 /* y[M, N] = x[M, K] · W (+ b): W is [N, K] (nn.Linear) or, if w_kn, [K, N] (Conv1D). A
@@ -197,6 +234,7 @@ static void linear(const ld_lm_session *s, float *y, const float *x, const ld_te
     const void *qw = weight_for(s, w, &qtype);
     if (s->observe) s->observe(s->observe_user, w->name, x, M, K);
     if (qw) ld_qmatmul(s->ctx, qtype, qw, N, K, x, M, y, s->qscratch);
+    else if (M <= LD_GEMV_MAX_M) s->k->gemv_f32(!w_kn, M, N, K, x, w->data, y); /* decode: stream W once */
     else if (w_kn) s->k->gemm_f32(false, false, M, N, K, 1.0f, x, K, w->data, N, 0.0f, y, N);
     else s->k->gemm_f32(false, true, M, N, K, 1.0f, x, K, w->data, K, 0.0f, y, N);
     if (b)

@@ -68,6 +68,12 @@ typedef struct ld_kernels {
                       const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb,
                       float beta, float *C, int64_t ldc);
 
+    /* Matrix-vector products for decoding (a few rows of x against a weight read once):
+     * y[M, N] = x[M, K] · W, W stored [K, N] or, if transW, [N, K] (nn.Linear). Meant for
+     * M <= LD_GEMV_MAX_M (any M is correct). Unlike gemm_f32 nothing is packed: the weight
+     * is streamed from memory once per call, so the time is its bytes / read bandwidth. */
+    void (*gemv_f32)(bool transW, int64_t M, int64_t N, int64_t K, const float *x, const float *W, float *y);
+
     /* ---- embeddings ----  out[n, :] = table[ids[n], :]  (ids already validated < V) */
     void (*embedding_fwd)(float *out, const int32_t *ids, const float *table, int64_t N,
                           int64_t C);
@@ -176,6 +182,10 @@ typedef struct ld_kernels {
     void (*f32_to_bf16)(uint16_t *dst, const float *src, int64_t n);
     void (*bf16_to_f32)(float *dst, const uint16_t *src, int64_t n);
 } ld_kernels;
+
+/* Rows of x up to which a matrix product is a gemv_f32 (beyond it, gemm_f32 packs W once
+ * and reuses it across rows, which wins). */
+#define LD_GEMV_MAX_M 4
 
 typedef enum ld_backend { LD_BACKEND_AUTO = 0, LD_BACKEND_REF, LD_BACKEND_CPU } ld_backend;
 

@@ -157,9 +157,7 @@ static ld_dtype fit_type(ld_dtype want, int64_t K) {
     return LD_F16;
 }
 
-/* Default precision of the embedding / output matrix for a mix: the usual mixes keep them
- * above the body's 4-5 bits (Q6_K), Q8_0 and float mixes keep their own type. */
-static ld_dtype default_edge_type(ld_dtype body) {
+ld_dtype ld_lm_mix_edge_type(ld_dtype body) {
     if (body == LD_F32 || body == LD_F16 || body == LD_BF16 || body == LD_Q8_0 || body == LD_Q6_K) return body;
     return LD_Q6_K;
 }
@@ -247,8 +245,8 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
     if (!p) p = &dp;
     const ld_lm_config *c = &m->cfg;
     const lm_gguf_arch *a = arch_for_family(c->family);
-    ld_dtype embd = p->embd_type == LD_DTYPE_COUNT ? default_edge_type(p->type) : p->embd_type;
-    ld_dtype head = p->output_type == LD_DTYPE_COUNT ? default_edge_type(p->type) : p->output_type;
+    ld_dtype embd = p->embd_type == LD_DTYPE_COUNT ? ld_lm_mix_edge_type(p->type) : p->embd_type;
+    ld_dtype head = p->output_type == LD_DTYPE_COUNT ? ld_lm_mix_edge_type(p->type) : p->output_type;
     ld_dtype types[3] = {p->type, embd, head};
     for (int i = 0; i < 3; i++)
         if (!type_can_export(types[i]))

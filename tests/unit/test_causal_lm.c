@@ -307,6 +307,77 @@ TEST(batched_generation_equals_one_at_a_time) {
     ld_ctx_free(ctx);
 }
 
+/* Every session weight form (F32, F16, Q8_0 and Q4_K with the usual mix's head, an untied
+ * Q8_0 head): decoding one token at a time through the KV cache (M = 1: the gemv and the
+ * single-row dot kernels) gives the logits of one batched pass over the whole sequence
+ * (M = 12: the GEMM and the multi-row dot kernels), and each form stays close to F32. */
+TEST(session_types_decode_matches_batched_pass) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    const ld_dtype body[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_K, LD_Q8_0};
+    const double close_to_f32[] = {0, 1e-3, 0.03, 0.2, 0.03};
+    /* float forms: only the summation order differs; quantized ones also requantize the
+     * activations, where a last-bit difference upstream can move an int8 level */
+    const double same_bound[] = {1e-4, 1e-4, 3e-3, 3e-3, 3e-3};
+    for (int a = 0; a < 2; a++) {
+        ld_lm_config cfg = ld_lm_default_config(a ? LD_ARCH_GPT2 : LD_ARCH_LLAMA);
+        cfg.vocab_size = 300, cfg.hidden_size = 256, cfg.n_layers = 2, cfg.n_heads = 4, cfg.n_kv_heads = a ? 4 : 2;
+        cfg.intermediate_size = 512, cfg.max_position = 32;
+        for (int t = 0; t < (int)(sizeof body / sizeof body[0]); t++) {
+            if (t == 4 && a) continue; /* GPT-2 always ties its head */
+            cfg.tie_embeddings = t != 4;
+            ld_lm *m = NULL;
+            CHECK(ld_lm_new(ctx, &cfg, 5, &m) == LD_OK);
+            int32_t ids[12] = {1, 5, 9, 200, 7, 3, 3, 8, 250, 0, 17, 4};
+            ld_lm_session *full = NULL, *step = NULL, *ref = NULL;
+            CHECK(ld_lm_session_new(m, 1, 32, 32, &full) == LD_OK && ld_lm_session_new(m, 1, 32, 32, &step) == LD_OK &&
+                  ld_lm_session_new(m, 1, 32, 32, &ref) == LD_OK);
+            if (body[t] != LD_F32) {
+                ld_dtype head = ld_lm_mix_edge_type(body[t]);
+                CHECK(ld_lm_session_quantize_ex(full, body[t], head) == LD_OK);
+                CHECK(ld_lm_session_quantize_ex(step, body[t], head) == LD_OK);
+            }
+            const float *lf, *ls, *lr;
+            ld_lm_segment seg = {0, ids, 12};
+            CHECK(ld_lm_session_eval(full, &seg, 1, true, &lf) == LD_OK);
+            CHECK(ld_lm_session_eval(ref, &seg, 1, true, &lr) == LD_OK);
+            double worst = 0, num = 0, den = 0;
+            for (int i = 0; i < 12; i++) {
+                ld_lm_segment one = {0, ids + i, 1};
+                CHECK(ld_lm_session_eval(step, &one, 1, false, &ls) == LD_OK);
+                for (int v = 0; v < 300; v++) {
+                    double d = fabs((double)ls[v] - lf[i * 300 + v]) / (1.0 + fabs((double)lf[i * 300 + v]));
+                    worst = d > worst ? d : worst;
+                    num += (lf[i * 300 + v] - lr[i * 300 + v]) * (double)(lf[i * 300 + v] - lr[i * 300 + v]);
+                    den += (double)lr[i * 300 + v] * lr[i * 300 + v];
+                }
+            }
+            const char *name = ld_dtype_traits(body[t])->name;
+            CHECK_MSG(worst < same_bound[t], "%s %s: decode vs batched pass differ by %g", a ? "gpt2" : "llama", name, worst);
+            CHECK_MSG(sqrt(num / den) <= close_to_f32[t], "%s %s: relative logit error %g vs F32", a ? "gpt2" : "llama",
+                      name, sqrt(num / den));
+            if (body[t] != LD_F32) CHECK(ld_lm_session_weight_bytes(full) < ld_lm_session_weight_bytes(ref));
+            ld_lm_session_free(full), ld_lm_session_free(step), ld_lm_session_free(ref);
+            ld_lm_free(m);
+        }
+    }
+    /* bad types are errors, not crashes */
+    ld_lm_config cfg = ld_lm_default_config(LD_ARCH_LLAMA);
+    cfg.vocab_size = 64, cfg.hidden_size = 64, cfg.n_layers = 1, cfg.n_heads = 2, cfg.n_kv_heads = 2;
+    cfg.intermediate_size = 64, cfg.max_position = 8;
+    ld_lm *m = NULL;
+    ld_lm_session *s = NULL;
+    CHECK(ld_lm_new(ctx, &cfg, 1, &m) == LD_OK && ld_lm_session_new(m, 1, 8, 8, &s) == LD_OK);
+    CHECK_STATUS(ctx, ld_lm_session_quantize_ex(s, LD_Q8_0, LD_BF16), LD_ERR_DTYPE, "head type");
+    CHECK_STATUS(ctx, ld_lm_session_quantize_ex(s, LD_I32, LD_DTYPE_COUNT), LD_ERR_DTYPE, "matrix type");
+    CHECK_STATUS(ctx, ld_lm_session_quantize(s, LD_F16), LD_ERR_DTYPE, "not a block type");
+    CHECK(ld_lm_session_quantize_ex(NULL, LD_Q8_0, LD_Q8_0) == LD_ERR_INVALID_ARG);
+    CHECK(ld_lm_session_weight_bytes(NULL) == 0);
+    ld_lm_session_free(s);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+}
+
 TEST(quantized_session_stays_close_to_f32) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);

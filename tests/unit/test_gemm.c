@@ -269,4 +269,44 @@ TEST(gemm_deterministic_across_runs_and_threads) {
     omp_set_num_threads(saved);
 }
 
+/* gemv_f32 (the decode path) against the reference gemv, both weight layouts: M = 1..6
+ * (past LD_GEMV_MAX_M, so rows are taken in groups), N and K off every vector and tile size
+ * (16 floats, 64 floats, tiles of 4/8/16 vectors), sizes big enough to run threaded, and
+ * 1 and 2 threads giving the same bits. Tolerance as for the GEMMs. */
+TEST(gemv_f32_matches_ref) {
+    const ld_kernels *k = ld_kernels_get(LD_BACKEND_CPU);
+    const int64_t nk[][2] = {{1, 1}, {3, 17}, {17, 3}, {33, 65}, {255, 129}, {769, 768}, {2305, 768}, {768, 3073}};
+    int saved = omp_get_max_threads();
+    uint64_t seed = 11;
+    for (size_t s = 0; s < sizeof nk / sizeof nk[0]; s++)
+        for (int64_t M = 1; M <= 6; M += (nk[s][0] * nk[s][1] > 100000 ? 4 : 1))
+            for (int t = 0; t < 2; t++) {
+                const int64_t N = nk[s][0], K = nk[s][1];
+                ld_rng r = ld_rng_init(seed++);
+                float *x = rand_f32(&r, M * K), *w = rand_f32(&r, K * N), *y = malloc((size_t)(M * N) * sizeof(float));
+                float *y1 = malloc((size_t)(M * N) * sizeof(float)), *ref = malloc((size_t)(M * N) * sizeof(float));
+                float *ax = malloc((size_t)(M * K) * sizeof(float)), *aw = malloc((size_t)(K * N) * sizeof(float));
+                float *bound = malloc((size_t)(M * N) * sizeof(float));
+                for (int64_t i = 0; i < M * K; i++) ax[i] = fabsf(x[i]);
+                for (int64_t i = 0; i < K * N; i++) aw[i] = fabsf(w[i]);
+                omp_set_num_threads(2);
+                k->gemv_f32(t, M, N, K, x, w, y);
+                omp_set_num_threads(1);
+                k->gemv_f32(t, M, N, K, x, w, y1);
+                ld_ref_gemv_f32(t, M, N, K, x, w, ref);
+                ld_ref_gemv_f32(t, M, N, K, ax, aw, bound);
+                double worst = 0;
+                for (int64_t i = 0; i < M * N; i++) {
+                    double e = fabs((double)y[i] - ref[i]) / (bound[i] + 1e-30);
+                    if (!(e <= worst)) worst = e;
+                }
+                CHECK_MSG(worst <= TOL, "gemv transW=%d M=%lld N=%lld K=%lld: relative error %.3g", t, (long long)M,
+                          (long long)N, (long long)K, worst);
+                CHECK_MSG(!memcmp(y, y1, (size_t)(M * N) * sizeof(float)), "gemv transW=%d M=%lld N=%lld K=%lld: "
+                          "1 and 2 threads differ", t, (long long)M, (long long)N, (long long)K);
+                free(x), free(w), free(y), free(y1), free(ref), free(ax), free(aw), free(bound);
+            }
+    omp_set_num_threads(saved);
+}
+
 LD_TEST_MAIN()

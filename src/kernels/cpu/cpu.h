@@ -13,4 +13,6 @@ const ld_kernels *ld_kernels_cpu(void);
 extern const ld_kernels ld_kernels_cpu_avx512_ops; /* norms, pointwise, xent, AdamW, ... (ops_avx512.c) */
 extern const ld_kernels ld_kernels_cpu_avx512_attn; /* attention (attention_avx512.c) */
 
+extern const ld_kernels ld_kernels_cpu_avx512_gemv; /* matrix-vector products (gemv_avx512.c) */
+
 #endif

@@ -29,6 +29,7 @@ static ld_kernels build(void) {
         overlay(&k, &ld_kernels_cpu_avx512_ops);
         overlay(&k, &ld_kernels_cpu_avx512_gemm);
         overlay(&k, &ld_kernels_cpu_avx512_attn);
+        overlay(&k, &ld_kernels_cpu_avx512_gemv);
         k.name = "cpu-avx512";
     }
     return k;

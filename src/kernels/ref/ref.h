@@ -16,6 +16,7 @@
 void ld_ref_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
 void ld_ref_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
 /* ref_gemm.c: double accumulation, one rounding per output element. */
+void ld_ref_gemv_f32(bool transW, int64_t M, int64_t N, int64_t K, const float *x, const float *W, float *y);
 void ld_ref_gemm_f32(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                      int64_t ldc);

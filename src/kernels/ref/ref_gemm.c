@@ -53,3 +53,8 @@ void ld_ref_gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                       float *C, int64_t ldc) {
     ref_gemm(true, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+/* gemv: the same double-accumulated dot products (op(B) = W). */
+void ld_ref_gemv_f32(bool transW, int64_t M, int64_t N, int64_t K, const float *x, const float *W, float *y) {
+    ref_gemm(false, false, transW, M, N, K, 1.0f, x, K, W, transW ? K : N, 0.0f, y, N);
+}

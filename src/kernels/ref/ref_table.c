@@ -37,5 +37,6 @@ const ld_kernels ld_kernels_ref = {
     .attention_bwd_scratch = ld_ref_attention_bwd_scratch,
     .attention_bwd = ld_ref_attention_bwd,
     .gemm_f32 = ld_ref_gemm_f32,
+    .gemv_f32 = ld_ref_gemv_f32,
     .gemm_bf16 = ld_ref_gemm_bf16,
 };
