@@ -1,5 +1,5 @@
 /* bench/bench_ops.c — `liandan bench kernels --filter ops`: the memory-bound kernels
- * (LayerNorm, RMSNorm, AdamW, cross-entropy, GELU) of the CPU backend at training shapes,
+ * (LayerNorm, RMSNorm, AdamW, cross-entropy, the distillation loss, GELU) of the CPU backend at training shapes,
  * each in GB/s of the bytes it must move and as a ratio to the triad bandwidth measured in
  * the same run. Arrays are sized well beyond the last-level cache except where the shape
  * itself is small (xent at N=256, V=50304: 51 MB). */
@@ -54,6 +54,11 @@ static void run_xent(void *a) {
     ops_bench *s = a;
     s->k->xent_fwd(s->y, s->rstd, s->x, s->target, s->N, s->C, -100);
     s->k->xent_bwd(s->x, s->mean, s->x, s->rstd, s->target, s->N, s->C, -100); /* in place */
+}
+static void run_distill(void *a) {
+    ops_bench *s = a;
+    s->k->distill_fwd(s->y, s->v, s->x, s->dy, s->target, s->N, s->C, 2.0f, 0.5f, -100);
+    s->k->distill_bwd(s->dx, s->mean, s->x, s->dy, s->v, s->target, s->N, s->C, 2.0f, 0.5f, -100);
 }
 static void run_gelu_fwd(void *a) {
     ops_bench *s = a;
@@ -122,6 +127,20 @@ static void bench_xent(const ld_bench_opts *o, const ld_machine_limits *lim, ld_
     free(s.x), free(s.y), free(s.rstd), free(s.mean), free(s.target);
 }
 
+static void bench_distill(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r) {
+    ops_bench s = {.k = ld_kernels_get(LD_BACKEND_CPU), .N = 256, .C = 50304};
+    size_t nv = (size_t)(s.N * s.C);
+    s.x = bench_floats(nv, 1), s.dy = bench_floats(nv, 2), s.dx = bench_floats(nv, 3);
+    s.y = bench_floats((size_t)s.N, 4), s.v = bench_floats(3 * (size_t)s.N, 5), s.mean = bench_floats((size_t)s.N, 6);
+    s.target = malloc((size_t)s.N * sizeof(int32_t));
+    if (s.x && s.dy && s.dx && s.y && s.v && s.mean && s.target) {
+        for (int64_t i = 0; i < s.N; i++) s.target[i] = (int32_t)((i * 7919) % s.C), s.mean[i] = 1.0f / (float)s.N;
+        /* fwd reads student and teacher logits; bwd reads both and the gradient, writes the gradient */
+        row(r, lim, "distill fwd+bwd N=256 V=50304 T=2", 24.0 * (double)nv, ld_bench_median(run_distill, &s, o->reps));
+    }
+    free(s.x), free(s.dy), free(s.dx), free(s.y), free(s.v), free(s.mean), free(s.target);
+}
+
 static void bench_gelu(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r) {
     ops_bench s = {.k = ld_kernels_get(LD_BACKEND_CPU), .N = (int64_t)64 << 20};
     size_t n = (size_t)s.N;
@@ -137,5 +156,6 @@ void ld_bench_suite_ops(const ld_bench_opts *o, const ld_machine_limits *lim, ld
     bench_norms(o, lim, r);
     bench_adamw(o, lim, r);
     bench_xent(o, lim, r);
+    bench_distill(o, lim, r);
     bench_gelu(o, lim, r);
 }

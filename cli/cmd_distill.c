@@ -21,8 +21,8 @@ static void usage(FILE *f) {
             "options:\n"
             "  --teacher MODEL         the teacher: a model directory or GGUF file (config key \"teacher\")\n"
             "  --student-config FILE   the student's training config\n"
-            "  --temperature T         softmax temperature, > 0 (default 2; key \"temperature\")\n"
-            "  --alpha A               weight of the soft loss in [0, 1] (default 0.5; key \"alpha\")\n"
+            "  --temperature T         softmax temperature, > 0 (default 1; key \"temperature\")\n"
+            "  --alpha A               weight of the soft loss in [0, 1] (default 0.9; key \"alpha\")\n"
             "%s",
             ld_train_run_options_help);
 }
@@ -49,20 +49,23 @@ static int cmd_distill(int argc, char **argv) {
         int used = ld_train_run_parse_option(&a, argc, argv, &i);
         if (used < 0) return 2;
         if (used) continue;
-        if (!strcmp(o, "--student-config") && val) {
+        bool ok = true;
+        if ((!strcmp(o, "--student-config") || !strcmp(o, "--teacher")) && !val)
+            return fprintf(stderr, "liandan distill: %s needs a value\n", o), 2;
+        if (!strcmp(o, "--student-config")) {
             a.config = argv[++i];
-        } else if (!strcmp(o, "--teacher") && val) {
-            if (ld_train_run_add_override(&a, "teacher", argv[++i], true))
-                return fprintf(stderr, "liandan distill: --teacher path too long\n"), 2;
+        } else if (!strcmp(o, "--teacher")) {
+            ok = !ld_train_run_add_override(&a, "teacher", argv[++i], true);
         } else if (!strcmp(o, "--temperature")) {
             if (!parse_number("--temperature", val, 0, true, 1e4, &x)) return 2;
-            ld_train_run_add_override(&a, "temperature", argv[++i], false);
+            ok = !ld_train_run_add_override(&a, "temperature", argv[++i], false);
         } else if (!strcmp(o, "--alpha")) {
             if (!parse_number("--alpha", val, 0, false, 1, &x)) return 2;
-            ld_train_run_add_override(&a, "alpha", argv[++i], false);
+            ok = !ld_train_run_add_override(&a, "alpha", argv[++i], false);
         } else {
             return fprintf(stderr, "liandan distill: unexpected argument '%s' (see --help)\n", o), 2;
         }
+        if (!ok) return fprintf(stderr, "liandan distill: %s: value too long or option repeated too often\n", o), 2;
     }
     if (!a.config) return usage(stderr), 2;
     return ld_train_run(&a);

@@ -9,7 +9,7 @@
  *   "eval_every": 100, "eval_batches": 8, "checkpoint_every": 200, "keep_last": 2,
  *   "spike_factor": 0, "seed": 1, "precision": "fp32", "out_dir": "run",
  *   "sample_every": 0, "sample_prompts": ["..."], "sample_tokens": 64,
- *   "teacher": "", "temperature": 2.0, "alpha": 0.5        (distillation)
+ *   "teacher": "", "temperature": 1.0, "alpha": 0.9        (distillation)
  * }
  * Unknown keys are warned about; wrong types are errors naming the key. */
 #include <cjson/cJSON.h>

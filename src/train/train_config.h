@@ -8,8 +8,8 @@
 
 #define LD_TRAIN_MAX_PROMPTS 8
 /* Distillation defaults (docs/training.md, "Distillation", has the measurement behind them). */
-#define LD_DISTILL_DEFAULT_TEMPERATURE 2.0f
-#define LD_DISTILL_DEFAULT_ALPHA 0.5f
+#define LD_DISTILL_DEFAULT_TEMPERATURE 1.0f
+#define LD_DISTILL_DEFAULT_ALPHA 0.9f
 
 typedef struct ld_train_config {
     ld_train_params train;
