@@ -7,6 +7,7 @@
  * the usual mix: the LM head in Q6_K for 4/5-bit bodies, else in the body's type); a GGUF
  * file also runs as loaded ("file").
  *
+ * (Shorter for a model whose context is under 512 tokens.)
  *  - decode at batch 1: 64 steps after an 8-token prompt, tokens/s (median of reps). Its
  *    limit is the read bandwidth over the bytes of weights one step reads
  *    (ld_lm_session_weight_bytes: every matrix in its stored type, the LM head included;
@@ -32,7 +33,8 @@
 
 typedef struct infer_run {
     ld_lm_session *s;
-    int32_t *ids; /* PREFILL token ids */
+    int32_t *ids;           /* PREFILL token ids */
+    int64_t steps, prefill; /* DECODE_STEPS and PREFILL, less for a model with a short context */
     ld_status st;
 } infer_run;
 
@@ -42,7 +44,7 @@ static void decode(void *p) {
     ld_lm_session_clear(r->s, 0);
     ld_lm_segment seg = {0, r->ids, PROMPT};
     if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
-    for (int i = 0; i < DECODE_STEPS && !r->st; i++) {
+    for (int64_t i = 0; i < r->steps && !r->st; i++) {
         seg = (ld_lm_segment){0, r->ids + PROMPT + i, 1};
         r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
     }
@@ -52,7 +54,7 @@ static void prefill(void *p) {
     infer_run *r = p;
     const float *lg;
     ld_lm_session_clear(r->s, 0);
-    ld_lm_segment seg = {0, r->ids, PREFILL};
+    ld_lm_segment seg = {0, r->ids, r->prefill};
     if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
 }
 
@@ -112,7 +114,13 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     infer_run r = {0};
     *prefill_tok_s = 0;
     const char *tn = type == LD_DTYPE_COUNT ? "file" : ld_dtype_traits(type)->name;
-    if ((r.st = ld_lm_session_new(m, 1, PREFILL + 1, PREFILL, &r.s))) goto out;
+    const int64_t len = c->max_position < PREFILL ? c->max_position : PREFILL;
+    r.prefill = len, r.steps = len - PROMPT < DECODE_STEPS ? len - PROMPT : DECODE_STEPS;
+    if (r.steps < 1) {
+        fprintf(stderr, "liandan bench infer: the model's context (%lld) is too short\n", (long long)c->max_position);
+        return;
+    }
+    if ((r.st = ld_lm_session_new(m, 1, len, len, &r.s))) goto out;
     if (type != LD_DTYPE_COUNT && type != LD_F32 &&
         (r.st = ld_lm_session_quantize_ex(r.s, type, ld_lm_mix_edge_type(type))))
         goto out;
@@ -123,7 +131,7 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     double t_all = ld_bench_median(decode, &r, reps), t_prompt = ld_bench_median(prompt_only, &r, reps);
     double t_read = ld_bench_median(read_all, rd, reps);
     if (r.st) goto out;
-    double tok_s = DECODE_STEPS / (t_all - t_prompt), bytes = (double)ld_lm_session_weight_bytes(r.s);
+    double tok_s = (double)r.steps / (t_all - t_prompt), bytes = (double)ld_lm_session_weight_bytes(r.s);
     double bw = (double)rd->n * sizeof(float) / t_read, limit = bw / bytes;
     char name[128];
     snprintf(name, sizeof name, "%s decode batch 1 (%.0f MB/token)", tn, bytes * 1e-6);
@@ -134,10 +142,10 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     if (r.st) goto out;
     double body, head;
     matmul_params(m, &body, &head);
-    const double T = PREFILL;
+    const double T = (double)r.prefill;
     double flops = 2 * body * T + 2 * head + 2.0 * (double)(c->n_layers * c->hidden_size) * T * (T + 1);
     *prefill_tok_s = T / t_pre;
-    snprintf(name, sizeof name, "%s prefill %d tokens", tn, PREFILL);
+    snprintf(name, sizeof name, "%s prefill %lld tokens", tn, (long long)r.prefill);
     ld_bench_report_row(rep, "infer", name, *prefill_tok_s, "tok/s", -1, NULL);
     snprintf(name, sizeof name, "%s prefill model FLOP/s", tn);
     ld_bench_report_row(rep, "infer", name, flops / t_pre * 1e-9, "GFLOP/s",
