@@ -86,13 +86,20 @@ static inline __attribute__((always_inline)) void kn_tile(int64_t t0, __mmask16 
             _mm512_mask_storeu_ps(y + r * N + t0 + 16 * j, j == nv - 1 ? last : (__mmask16)0xffff, acc[r][j]);
 }
 
-/* Columns [c0, c1) (c0 a multiple of 16): full tiles of nv vectors, then the rest one
- * vector at a time (the last one masked). */
+/* Columns [c0, c1) (c0 a multiple of 16): full tiles of nv vectors, the rest in one tile
+ * each of 8, 4 and 2 vectors where they fit (narrow tiles walk all K rows for few bytes
+ * per row), then one vector at a time (the last one masked). */
 static inline __attribute__((always_inline)) void kn_cols(int64_t c0, int64_t c1, int64_t K, int64_t N,
                                                            const float *x, const float *W, float *y, const int na,
                                                            const int nv) {
     int64_t t0 = c0;
     for (; t0 + 16 * nv <= c1; t0 += 16 * nv) kn_tile(t0, 0xffff, K, N, x, W, y, na, nv);
+#define KN_REST(V)                                                                                      \
+    if ((V) < nv && t0 + 16 * (V) <= c1) kn_tile(t0, 0xffff, K, N, x, W, y, na, (V)), t0 += 16 * (V);
+    KN_REST(8)
+    KN_REST(4)
+    KN_REST(2)
+#undef KN_REST
     for (; t0 < c1; t0 += 16) kn_tile(t0, ld_tail16(c1 - t0), K, N, x, W, y, na, 1);
 }
 
