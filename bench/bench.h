@@ -47,12 +47,17 @@ void ld_bench_report_row(ld_bench_report *r, const char *group, const char *name
                          const char *unit, double ratio, const char *limit_name);
 void ld_bench_report_end(ld_bench_report *r);
 
+#define LD_BENCH_MAX_TYPES 8
+
 /* Options shared by the benchmark suites. */
 typedef struct ld_bench_opts {
     int threads;
     int reps;
     bool json;
     const char *filter; /* run only rows whose group contains it, NULL = all */
+    const char *model;  /* bench infer: a model directory or GGUF file, NULL = built in memory */
+    ld_dtype types[LD_BENCH_MAX_TYPES]; /* bench infer: weight forms, n_types = 0: defaults */
+    int n_types;
 } ld_bench_opts;
 
 
@@ -65,6 +70,9 @@ void ld_bench_suite_attention(const ld_bench_opts *o, const ld_machine_limits *l
 
 /* Top-level suites with their own rows (bench_train.c, ...). */
 void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+/* KV-cached inference of a whole model: decode vs the bandwidth limit, prefill vs the FMA
+ * peak, per weight form (bench_infer.c). */
+void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_tokenizer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 /* Norms, AdamW, cross-entropy, GELU in GB/s against triad bandwidth (bench_ops.c). */
 void ld_bench_suite_ops(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);

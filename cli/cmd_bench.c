@@ -39,6 +39,7 @@ static const top_suite top_suites[] = {
     {"limits", NULL},
     {"kernels", bench_kernels},
     {"train", ld_bench_train},
+    {"infer", ld_bench_infer},
     {"tokenizer", ld_bench_tokenizer},
 };
 
@@ -51,17 +52,22 @@ static void usage(FILE *f) {
             "             to the machine limit measured in the same run\n"
             "  train      causal-LM training step (GPT-2-124M shape, B=4, T=64) in fp32 and bf16: tokens/s\n"
             "             and MFU; batch-1 generation tokens/s against the bandwidth limit\n"
+            "  infer      KV-cached inference (GPT-2-124M shape, or --model): decode at batch 1 against\n"
+            "             the bandwidth limit, prefill of 512 tokens against the FMA peak, per weight type\n"
             "  tokenizer  BPE training time (32k, zh_pretrain + en_text) and encoding MB/s next to\n"
             "             @huggingface/tokenizers on the same text (data: $LD_DATA_DIR)\n\n"
             "options:\n"
             "  --threads N   threads (default: all cores)\n"
             "  --reps N      timed repetitions per row; the median is reported (default 7)\n"
             "  --filter S    only groups whose name contains S\n"
-            "  --json        machine-readable output\n");
+            "  --json        machine-readable output\n"
+            "  --model M     infer: a model directory or GGUF file (default: GPT-2-124M shape, random)\n"
+            "  --type T      infer: weight type of the session (F32 F16 Q8_0 Q4_0 Q4_K Q5_K Q6_K; repeat\n"
+            "                for several; default F32 F16 Q8_0 Q4_K, or only the file's own weights)\n");
 }
 
 static int cmd_bench(int argc, char **argv) {
-    ld_bench_opts o = {.threads = 0, .reps = 7, .json = false, .filter = NULL};
+    ld_bench_opts o = {.threads = 0, .reps = 7, .json = false, .filter = NULL, .model = NULL, .n_types = 0};
     const char *suite = NULL;
     for (int i = 1; i < argc; i++) {
         long v;
@@ -77,6 +83,17 @@ static int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--filter")) {
             if (i + 1 >= argc) return fprintf(stderr, "liandan: --filter needs a value\n"), 2;
             o.filter = argv[++i];
+        } else if (!strcmp(argv[i], "--model")) {
+            if (i + 1 >= argc) return fprintf(stderr, "liandan: --model needs a value\n"), 2;
+            o.model = argv[++i];
+        } else if (!strcmp(argv[i], "--type")) {
+            if (i + 1 >= argc) return fprintf(stderr, "liandan: --type needs a value\n"), 2;
+            ld_dtype t = ld_dtype_from_name(argv[++i]);
+            if (t == LD_DTYPE_COUNT || (t != LD_F32 && t != LD_F16 && !ld_quant_type_supported(t)))
+                return fprintf(stderr, "liandan bench: --type: '%s' is not a session weight type\n", argv[i]), 2;
+            if (o.n_types == LD_BENCH_MAX_TYPES)
+                return fprintf(stderr, "liandan bench: at most %d --type options\n", LD_BENCH_MAX_TYPES), 2;
+            o.types[o.n_types++] = t;
         } else if (!strcmp(argv[i], "--json")) {
             o.json = true;
         } else if (argv[i][0] == '-') {

@@ -43,6 +43,10 @@ grep -q "^床前" "$T/g1" || fail "generation does not start with the prompt"
 [ "$(wc -l <"$T/batch")" -eq 3 ] || fail "batched generation should print 3 lines"
 "$BIN" generate "$T/run/model" "春" --quantize Q8_0 --max-tokens 4 >/dev/null 2>&1 || fail "generate --quantize"
 "$BIN" score "$T/run/model" --context "床前明月" --continuation "光" --continuation "海" >"$T/score"
+"$BIN" quantize "$T/run/model" --type q8_0 -o "$T/model.q8_0.gguf" >/dev/null 2>&1 || fail "quantize"
+"$BIN" bench infer --model "$T/model.q8_0.gguf" --type F16 --reps 1 --threads 1 --json >"$T/bench" 2>&1
+grep -q '"file decode batch 1' "$T/bench" && grep -q '"F16 prefill model FLOP/s' "$T/bench" \
+  || { cat "$T/bench"; fail "bench infer --model FILE.gguf"; }
 [ "$(grep -c '^\*' "$T/score")" -eq 1 ] || fail "score should mark one best continuation"
 printf '月\n' | "$BIN" chat "$T/run/model" --max-tokens 5 >/dev/null 2>&1 || fail "chat"
 "$BIN" eval poetry "$T/run/model" --n 4 --max-tokens 20 --val-data "$T/data/val" --corpus "$T/poems.tsv" >"$T/eval"

@@ -316,33 +316,35 @@ TEST(session_types_decode_matches_batched_pass) {
     ld_ctx_new(NULL, &ctx);
     const ld_dtype body[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_K, LD_Q8_0};
     const double close_to_f32[] = {0, 1e-3, 0.03, 0.2, 0.03};
-    /* float forms: only the summation order differs; quantized ones also requantize the
-     * activations, where a last-bit difference upstream can move an int8 level */
-    const double same_bound[] = {1e-4, 1e-4, 3e-3, 3e-3, 3e-3};
+    /* float forms: only the summation order differs; quantized ones: decoding quantizes the
+     * activations to int8 per block (the batched pass multiplies them in F32) */
+    const double same_bound[] = {1e-4, 1e-4, 3e-2, 3e-2, 3e-2};
     for (int a = 0; a < 2; a++) {
         ld_lm_config cfg = ld_lm_default_config(a ? LD_ARCH_GPT2 : LD_ARCH_LLAMA);
         cfg.vocab_size = 300, cfg.hidden_size = 256, cfg.n_layers = 2, cfg.n_heads = 4, cfg.n_kv_heads = a ? 4 : 2;
-        cfg.intermediate_size = 512, cfg.max_position = 32;
+        cfg.intermediate_size = 512, cfg.max_position = 48;
         for (int t = 0; t < (int)(sizeof body / sizeof body[0]); t++) {
             if (t == 4 && a) continue; /* GPT-2 always ties its head */
             cfg.tie_embeddings = t != 4;
             ld_lm *m = NULL;
             CHECK(ld_lm_new(ctx, &cfg, 5, &m) == LD_OK);
-            int32_t ids[12] = {1, 5, 9, 200, 7, 3, 3, 8, 250, 0, 17, 4};
+            enum { T = 40 }; /* the batched pass runs the quantized products as dequantize + GEMM */
+            int32_t ids[T];
+            for (int i = 0; i < T; i++) ids[i] = (int32_t)((i * 37 + 11) % 300);
             ld_lm_session *full = NULL, *step = NULL, *ref = NULL;
-            CHECK(ld_lm_session_new(m, 1, 32, 32, &full) == LD_OK && ld_lm_session_new(m, 1, 32, 32, &step) == LD_OK &&
-                  ld_lm_session_new(m, 1, 32, 32, &ref) == LD_OK);
+            CHECK(ld_lm_session_new(m, 1, T, T, &full) == LD_OK && ld_lm_session_new(m, 1, T, T, &step) == LD_OK &&
+                  ld_lm_session_new(m, 1, T, T, &ref) == LD_OK);
             if (body[t] != LD_F32) {
                 ld_dtype head = ld_lm_mix_edge_type(body[t]);
                 CHECK(ld_lm_session_quantize_ex(full, body[t], head) == LD_OK);
                 CHECK(ld_lm_session_quantize_ex(step, body[t], head) == LD_OK);
             }
             const float *lf, *ls, *lr;
-            ld_lm_segment seg = {0, ids, 12};
+            ld_lm_segment seg = {0, ids, T};
             CHECK(ld_lm_session_eval(full, &seg, 1, true, &lf) == LD_OK);
             CHECK(ld_lm_session_eval(ref, &seg, 1, true, &lr) == LD_OK);
             double worst = 0, num = 0, den = 0;
-            for (int i = 0; i < 12; i++) {
+            for (int i = 0; i < T; i++) {
                 ld_lm_segment one = {0, ids + i, 1};
                 CHECK(ld_lm_session_eval(step, &one, 1, false, &ls) == LD_OK);
                 for (int v = 0; v < 300; v++) {

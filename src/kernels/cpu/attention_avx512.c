@@ -179,7 +179,9 @@ static void attention_fwd(float *out, float *lse, const float *q, const float *k
         return;
     }
     int64_t nqb = (s->Tq + QB - 1) / QB, units = s->B * s->Hq * nqb;
-#pragma omp parallel for schedule(static) if (units > 1)
+    /* a decode step over a short cache is a few microseconds: less than waking a team */
+    const bool par = units > 1 && s->B * s->Hq * s->Tq * s->Tk * s->D >= 16 * LD_PAR_MIN;
+#pragma omp parallel for schedule(static) if (par)
     for (int64_t u = 0; u < units; u++) {
         int64_t qb = u % nqb, h = (u / nqb) % s->Hq, b = u / (nqb * s->Hq);
         int64_t i0 = qb * QB, ni = s->Tq - i0 < QB ? s->Tq - i0 : QB;

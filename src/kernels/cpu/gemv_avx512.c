@@ -54,37 +54,53 @@ static inline __attribute__((always_inline)) void nk_rows(int64_t n0, int64_t n1
 }
 
 /* ---- W [K, N]: columns ------------------------------------------------------------------ */
-/* Columns [c0, c1) (c0 a multiple of 16) in tiles of nv vectors (nv * na <= 16 accumulators). */
+/* One tile: nv vectors of columns from t0 (the last one masked by `last`), all K rows,
+ * na rows of x (nv * na <= 16 accumulators). */
+static inline __attribute__((always_inline)) void kn_tile(int64_t t0, __mmask16 last, int64_t K, int64_t N,
+                                                           const float *x, const float *W, float *y, const int na,
+                                                           const int nv) {
+    __m512 acc[MAX_ROWS][16];
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++)
+#pragma GCC unroll 16
+        for (int j = 0; j < nv; j++) acc[r][j] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        const float *w = W + k * N + t0;
+        if (k + KN_PF_ROWS < K)
+#pragma GCC unroll 16
+            for (int j = 0; j < nv; j++) _mm_prefetch((const char *)(w + KN_PF_ROWS * N + 16 * j), _MM_HINT_T0);
+        __m512 xv[MAX_ROWS];
+#pragma GCC unroll 4
+        for (int r = 0; r < na; r++) xv[r] = _mm512_set1_ps(x[r * K + k]);
+#pragma GCC unroll 16
+        for (int j = 0; j < nv; j++) {
+            const __m512 wv = j == nv - 1 ? _mm512_maskz_loadu_ps(last, w + 16 * j) : _mm512_loadu_ps(w + 16 * j);
+#pragma GCC unroll 4
+            for (int r = 0; r < na; r++) acc[r][j] = _mm512_fmadd_ps(xv[r], wv, acc[r][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < na; r++)
+#pragma GCC unroll 16
+        for (int j = 0; j < nv; j++)
+            _mm512_mask_storeu_ps(y + r * N + t0 + 16 * j, j == nv - 1 ? last : (__mmask16)0xffff, acc[r][j]);
+}
+
+/* Columns [c0, c1) (c0 a multiple of 16): full tiles of nv vectors, the rest in one tile
+ * each of 8, 4 and 2 vectors where they fit (narrow tiles walk all K rows for few bytes
+ * per row), then one vector at a time (the last one masked). */
 static inline __attribute__((always_inline)) void kn_cols(int64_t c0, int64_t c1, int64_t K, int64_t N,
                                                            const float *x, const float *W, float *y, const int na,
                                                            const int nv) {
-    for (int64_t t0 = c0; t0 < c1; t0 += 16 * nv) {
-        __mmask16 mk[16];
-        int nvt = 0; /* vectors in this tile */
-        for (int j = 0; j < nv && t0 + 16 * j < c1; j++) mk[j] = ld_tail16(c1 - t0 - 16 * j), nvt = j + 1;
-        __m512 acc[MAX_ROWS][16];
-#pragma GCC unroll 4
-        for (int r = 0; r < na; r++)
-#pragma GCC unroll 16
-            for (int j = 0; j < nv; j++) acc[r][j] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < K; k++) {
-            const float *w = W + k * N + t0;
-            if (k + KN_PF_ROWS < K)
-                for (int j = 0; j < nvt; j++) _mm_prefetch((const char *)(w + KN_PF_ROWS * N + 16 * j), _MM_HINT_T0);
-            __m512 xv[MAX_ROWS];
-#pragma GCC unroll 4
-            for (int r = 0; r < na; r++) xv[r] = _mm512_set1_ps(x[r * K + k]);
-#pragma GCC unroll 16
-            for (int j = 0; j < nv; j++) {
-                const __m512 wv = _mm512_maskz_loadu_ps(j < nvt ? mk[j] : 0, w + 16 * j);
-#pragma GCC unroll 4
-                for (int r = 0; r < na; r++) acc[r][j] = _mm512_fmadd_ps(xv[r], wv, acc[r][j]);
-            }
-        }
-#pragma GCC unroll 4
-        for (int r = 0; r < na; r++)
-            for (int j = 0; j < nvt; j++) _mm512_mask_storeu_ps(y + r * N + t0 + 16 * j, mk[j], acc[r][j]);
-    }
+    int64_t t0 = c0;
+    for (; t0 + 16 * nv <= c1; t0 += 16 * nv) kn_tile(t0, 0xffff, K, N, x, W, y, na, nv);
+#define KN_REST(V)                                                                                      \
+    if ((V) < nv && t0 + 16 * (V) <= c1) kn_tile(t0, 0xffff, K, N, x, W, y, na, (V)), t0 += 16 * (V);
+    KN_REST(8)
+    KN_REST(4)
+    KN_REST(2)
+#undef KN_REST
+    for (; t0 < c1; t0 += 16) kn_tile(t0, ld_tail16(c1 - t0), K, N, x, W, y, na, 1);
 }
 
 /* One thread's share for `na` rows of x, each kernel instantiated with constant sizes. */

@@ -1,0 +1,207 @@
+/* bench/bench_infer.c — `liandan bench infer`: KV-cached inference of a whole model in each
+ * weight form, against the machine limits measured in the same run.
+ *
+ * Model: --model DIR|FILE.gguf, or a GPT-2-124M-shape model with random weights (12 layers,
+ * 768 wide, 12 heads, vocab 50304, tied head, context 1024). Weight forms: --type T (any
+ * number), by default F32 F16 Q8_0 Q4_K as session copies (ld_lm_session_quantize_ex with
+ * the usual mix: the LM head in Q6_K for 4/5-bit bodies, else in the body's type); a GGUF
+ * file also runs as loaded ("file").
+ *
+ * (Shorter for a model whose context is under 512 tokens.)
+ *  - decode at batch 1: 64 steps after an 8-token prompt, tokens/s (median of reps). Its
+ *    limit is the read bandwidth over the bytes of weights one step reads
+ *    (ld_lm_session_weight_bytes: every matrix in its stored type, the LM head included;
+ *    the embedding row, norms and KV cache are negligible). The bandwidth is a plain
+ *    AVX-512 read of 512 MiB (twice the last-level cache) on the same threads, measured
+ *    right after each decode row (median of reps): the machine is shared, and a number
+ *    taken minutes earlier drifts.
+ *  - prefill of 512 tokens into an empty cache (logits of the last token only): tokens/s,
+ *    and model FLOP/s = (2 P_body T + 2 P_head + 2 L C T (T + 1)) / time — every matrix
+ *    product of the body, the head for the one row whose logits are wanted, and causal
+ *    attention (Q·Kᵀ and P·V over the T(T+1)/2 visible pairs) — as a share of the fp32 FMA
+ *    peak, whatever the weight type (the products are computed in fp32 or int8 with fp32
+ *    results). */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define PROMPT 8
+#define DECODE_STEPS 64
+#define PREFILL 512
+
+typedef struct infer_run {
+    ld_lm_session *s;
+    int32_t *ids;           /* PREFILL token ids */
+    int64_t steps, prefill; /* DECODE_STEPS and PREFILL, less for a model with a short context */
+    ld_status st;
+} infer_run;
+
+static void decode(void *p) {
+    infer_run *r = p;
+    const float *lg;
+    ld_lm_session_clear(r->s, 0);
+    ld_lm_segment seg = {0, r->ids, PROMPT};
+    if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+    for (int64_t i = 0; i < r->steps && !r->st; i++) {
+        seg = (ld_lm_segment){0, r->ids + PROMPT + i, 1};
+        r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+    }
+}
+
+static void prefill(void *p) {
+    infer_run *r = p;
+    const float *lg;
+    ld_lm_session_clear(r->s, 0);
+    ld_lm_segment seg = {0, r->ids, r->prefill};
+    if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+}
+
+typedef struct read_run {
+    const float *buf;
+    size_t n;
+    int threads;
+    float sink;
+} read_run;
+
+static void read_all(void *p) {
+    read_run *r = p;
+    float sum = 0;
+#pragma omp parallel num_threads(r->threads) reduction(+ : sum)
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        size_t lo = r->n / nt * t / 64 * 64, hi = t == nt - 1 ? r->n : r->n / nt * (t + 1) / 64 * 64;
+        sum += ld_bench_read_avx512(r->buf + lo, hi - lo);
+    }
+    r->sink = sum;
+}
+
+/* The prompt alone: its median is subtracted from decode's to time the steps only. */
+static void prompt_only(void *p) {
+    infer_run *r = p;
+    const float *lg;
+    ld_lm_session_clear(r->s, 0);
+    ld_lm_segment seg = {0, r->ids, PROMPT};
+    if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+}
+
+static ld_lm_config gpt2_124m(void) {
+    ld_lm_config c = ld_lm_default_config(LD_ARCH_GPT2);
+    c.vocab_size = 50304, c.hidden_size = 768, c.n_layers = 12, c.n_heads = 12, c.n_kv_heads = 12;
+    c.intermediate_size = 3072, c.max_position = 1024;
+    return c;
+}
+
+/* Parameters of the matrix products: the body's and the LM head's. */
+static void matmul_params(ld_lm *m, double *body, double *head) {
+    const ld_lm_config *c = ld_lm_config_of(m);
+    ld_params *ps = ld_lm_params(m);
+    *body = 0, *head = (double)(c->vocab_size * c->hidden_size);
+    for (int i = 0; i < ld_params_count(ps); i++) {
+        const ld_tensor *t = ld_params_at(ps, i);
+        bool edge = strstr(t->name, "wte") || strstr(t->name, "wpe") || strstr(t->name, "embed_tokens") ||
+                    strstr(t->name, "lm_head");
+        if (t->ndim == 2 && !edge) *body += (double)ld_tensor_numel(t);
+    }
+}
+
+/* One weight form: `type` LD_DTYPE_COUNT = the model as loaded. *prefill_tok_s for the
+ * type-vs-F32 comparison row. */
+static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts *o, const ld_machine_limits *lim,
+                       read_run *rd, ld_bench_report *rep, double *prefill_tok_s) {
+    const ld_lm_config *c = ld_lm_config_of(m);
+    infer_run r = {0};
+    *prefill_tok_s = 0;
+    const char *tn = type == LD_DTYPE_COUNT ? "file" : ld_dtype_traits(type)->name;
+    const int64_t len = c->max_position < PREFILL ? c->max_position : PREFILL;
+    r.prefill = len, r.steps = len - PROMPT < DECODE_STEPS ? len - PROMPT : DECODE_STEPS;
+    if (r.steps < 1) {
+        fprintf(stderr, "liandan bench infer: the model's context (%lld) is too short\n", (long long)c->max_position);
+        return;
+    }
+    if ((r.st = ld_lm_session_new(m, 1, len, len, &r.s))) goto out;
+    if (type != LD_DTYPE_COUNT && type != LD_F32 &&
+        (r.st = ld_lm_session_quantize_ex(r.s, type, ld_lm_mix_edge_type(type))))
+        goto out;
+    if (!(r.ids = malloc(PREFILL * sizeof(int32_t)))) goto out;
+    ld_rng rng = ld_rng_init(3);
+    for (int i = 0; i < PREFILL; i++) r.ids[i] = (int32_t)ld_rng_below(&rng, (uint64_t)c->vocab_size);
+    const int reps = o->reps < 5 ? 5 : o->reps;
+    double t_all = ld_bench_median(decode, &r, reps), t_prompt = ld_bench_median(prompt_only, &r, reps);
+    double t_read = ld_bench_median(read_all, rd, reps);
+    if (r.st) goto out;
+    double tok_s = (double)r.steps / (t_all - t_prompt), bytes = (double)ld_lm_session_weight_bytes(r.s);
+    double bw = (double)rd->n * sizeof(float) / t_read, limit = bw / bytes;
+    char name[128];
+    snprintf(name, sizeof name, "%s decode batch 1 (%.0f MB/token)", tn, bytes * 1e-6);
+    ld_bench_report_row(rep, "infer", name, tok_s, "tok/s", tok_s / limit, "bandwidth limit");
+    snprintf(name, sizeof name, "  limit: read %.1f GB/s / %.0f MB", bw * 1e-9, bytes * 1e-6);
+    ld_bench_report_row(rep, "infer", name, limit, "tok/s", -1, NULL);
+    double t_pre = ld_bench_median(prefill, &r, reps);
+    if (r.st) goto out;
+    double body, head;
+    matmul_params(m, &body, &head);
+    const double T = (double)r.prefill;
+    double flops = 2 * body * T + 2 * head + 2.0 * (double)(c->n_layers * c->hidden_size) * T * (T + 1);
+    *prefill_tok_s = T / t_pre;
+    snprintf(name, sizeof name, "%s prefill %lld tokens", tn, (long long)r.prefill);
+    ld_bench_report_row(rep, "infer", name, *prefill_tok_s, "tok/s", -1, NULL);
+    snprintf(name, sizeof name, "%s prefill model FLOP/s", tn);
+    ld_bench_report_row(rep, "infer", name, flops / t_pre * 1e-9, "GFLOP/s",
+                        lim->fma_f32_gflops > 0 ? flops / t_pre * 1e-9 / lim->fma_f32_gflops : -1, "fp32 FMA peak");
+out:
+    if (r.st) fprintf(stderr, "liandan bench infer: %s: %s\n", tn, ld_ctx_error(ctx));
+    free(r.ids);
+    ld_lm_session_free(r.s);
+}
+
+void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep) {
+    ld_ctx_params cp = ld_ctx_default_params();
+    cp.n_threads = o->threads;
+    ld_ctx *ctx = NULL;
+    if (ld_ctx_new(&cp, &ctx)) return;
+    ld_lm *m = NULL;
+    ld_status st;
+    bool gguf = o->model && ld_lm_gguf_sniff(o->model);
+    if (!o->model) {
+        ld_lm_config c = gpt2_124m();
+        st = ld_lm_new(ctx, &c, 1, &m);
+    } else if (gguf) {
+        st = ld_lm_load_gguf(ctx, o->model, &m, NULL);
+    } else {
+        st = ld_lm_load(ctx, o->model, &m);
+    }
+    read_run rd = {.n = (size_t)128 << 20, .threads = o->threads}; /* 512 MiB */
+    float *buf = st ? NULL : aligned_alloc(64, rd.n * sizeof(float));
+    if (st || !buf) {
+        fprintf(stderr, "liandan bench infer: %s\n", st ? ld_ctx_error(ctx) : "out of memory");
+        goto out;
+    }
+#pragma omp parallel for num_threads(o->threads) schedule(static)
+    for (size_t i = 0; i < rd.n; i++) buf[i] = 1.0f;
+    rd.buf = buf;
+    static const ld_dtype defaults[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_K};
+    ld_dtype list[LD_BENCH_MAX_TYPES + 1];
+    int n = 0;
+    if (gguf) list[n++] = LD_DTYPE_COUNT; /* as loaded */
+    if (o->n_types)
+        for (int i = 0; i < o->n_types; i++) list[n++] = o->types[i];
+    else if (!gguf)
+        for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) list[n++] = defaults[i];
+    double f32_prefill = 0;
+    for (int i = 0; i < n; i++) {
+        double tok_s;
+        bench_type(ctx, m, list[i], o, lim, &rd, rep, &tok_s);
+        if (list[i] == LD_F32) f32_prefill = tok_s;
+        else if (f32_prefill > 0 && tok_s > 0) {
+            char name[96];
+            snprintf(name, sizeof name, "  %s / F32 prefill tokens/s", list[i] == LD_DTYPE_COUNT ? "file" : ld_dtype_traits(list[i])->name);
+            ld_bench_report_row(rep, "infer", name, tok_s / f32_prefill, "x", -1, NULL);
+        }
+    }
+out:
+    free(buf);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+}
