@@ -59,19 +59,20 @@ for t in $TYPES; do
   [ -n "$f32_ppl" ] && [ "$t" != f32 ] && delta=$(awk -v a="$ppl" -v b="$f32_ppl" 'BEGIN { printf "%+.2f %%", 100 * (a / b - 1) }')
   speed=""
   if [ "$SPEED" = 1 ]; then
-    # median decode tok/s, its share of the bandwidth limit, and prefill-512 tok/s
-    s=$("$BIN" bench infer --model "$f" --reps "$REPS" 2>/dev/null | grep -E '^ *(decode|prefill)' || true)
-    dec=$(echo "$s" | grep decode | field 'tok/s' ) bw=$(echo "$s" | grep decode | sed -n 's/.*(\([0-9.]* %\) of.*/\1/p')
-    pre=$(echo "$s" | grep prefill | field 'tok/s')
-    speed=" | ${pre:-?} | ${dec:-?} | ${bw:-?}"
+    # the file's own rows of bench infer: median decode tok/s and its share of the bandwidth
+    # limit, prefill tok/s (of as many tokens as the model's context allows, at most 512)
+    s=$(OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$BIN" bench infer --model "$f" --reps "$REPS" 2>/dev/null | grep '^infer *file' || true)
+    dec=$(echo "$s" | sed -n 's/.*decode batch 1 ([^)]*) *\([0-9.]*\) tok\/s *\([0-9.]*%\).*/\1 (\2)/p')
+    pre=$(echo "$s" | sed -n 's/.*prefill \([0-9]*\) tokens *\([0-9.]*\) tok\/s.*/\2 (T=\1)/p')
+    speed=" | ${pre:-?} | ${dec:-?}"
   fi
   rows+=("| $t | $mb | $ppl | $delta | $bpb$speed |")
   echo "compression_report: $t done" >&2
 done
 
 if [ "$SPEED" = 1 ]; then
-  echo "| type | size (MB) | perplexity | vs f32 | bits/byte | prefill 512 tok/s | decode tok/s | decode / BW limit |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| type | size (MB) | perplexity | vs f32 | bits/byte | prefill tok/s | decode tok/s (of BW limit) |"
+  echo "|---|---|---|---|---|---|---|"
 else
   echo "| type | size (MB) | perplexity | vs f32 | bits/byte |"
   echo "|---|---|---|---|---|"
