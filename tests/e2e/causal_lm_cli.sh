@@ -4,16 +4,8 @@
 # poetry / plot, plus the errors a user gets for broken configs, model directories and data.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN=${LD_BIN:-build/liandan}
-DATA=${LD_DATA_DIR:-../shared/data}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "causal_lm_cli: $*" >&2; exit 1; }
-expect_error() { # expected-substring command...
-  local want=$1; shift
-  if "$@" >"$T/out" 2>&1; then fail "'$*' succeeded but should fail with '$want'"; fi
-  grep -q -- "$want" "$T/out" || { cat "$T/out" >&2; fail "'$*' did not say '$want'"; }
-}
+NAME=causal_lm_cli
+source tests/e2e/lib.bash
 
 head -n 3000 "$DATA/zh_pretrain/tang_poems.tsv" >"$T/poems.tsv"
 "$BIN" tokenizer train "$T/poems.tsv" --vocab-size 1500 -o "$T/tok.json" 2>/dev/null
