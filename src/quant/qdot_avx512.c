@@ -83,7 +83,7 @@ void ld_quantize_act_q8_K_avx512(const float *x, void *y, int64_t n) {
 /* Software prefetch of the weight stream, QDOT_PF bytes ahead: the dots are compute-heavy
  * enough that the hardware prefetcher alone leaves DRAM idle between blocks. Prefetches
  * past the end of the weights are harmless (they never fault). */
-#define QDOT_PF 2048
+#define QDOT_PF 4096
 static inline __attribute__((always_inline)) void prefetch_bytes(const void *p, int bytes) {
     for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + QDOT_PF + o, _MM_HINT_T0);
 }
