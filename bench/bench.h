@@ -35,6 +35,10 @@ float ld_bench_read_avx512(const float *a, size_t n);
 /* Runs fn(arg) `reps` times and returns the median seconds of one run (after one warm-up). */
 double ld_bench_median(void (*fn)(void *), void *arg, int reps);
 
+/* The GPT-2-124M shape (12 layers, 768 wide, 12 heads, vocab 50304, tied head, context
+ * 1024) that `bench train` and `bench infer` build with random weights. */
+ld_lm_config ld_bench_gpt2_124m(void);
+
 /* A result line: printed as a table row, or collected as JSON when json is set. */
 typedef struct ld_bench_report {
     bool json;

@@ -38,24 +38,32 @@ typedef struct infer_run {
     ld_status st;
 } infer_run;
 
+/* The first n ids into an empty cache, logits of the last one only. */
+static void eval_from_empty(infer_run *r, int64_t n) {
+    const float *lg;
+    ld_lm_session_clear(r->s, 0);
+    ld_lm_segment seg = {0, r->ids, n};
+    if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+}
+
+/* The prompt alone: its median is subtracted from decode's to time the steps only. */
+static void prompt_only(void *p) {
+    eval_from_empty(p, PROMPT);
+}
+
 static void decode(void *p) {
     infer_run *r = p;
     const float *lg;
-    ld_lm_session_clear(r->s, 0);
-    ld_lm_segment seg = {0, r->ids, PROMPT};
-    if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+    eval_from_empty(r, PROMPT);
     for (int64_t i = 0; i < r->steps && !r->st; i++) {
-        seg = (ld_lm_segment){0, r->ids + PROMPT + i, 1};
+        ld_lm_segment seg = {0, r->ids + PROMPT + i, 1};
         r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
     }
 }
 
 static void prefill(void *p) {
     infer_run *r = p;
-    const float *lg;
-    ld_lm_session_clear(r->s, 0);
-    ld_lm_segment seg = {0, r->ids, r->prefill};
-    if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+    eval_from_empty(r, r->prefill);
 }
 
 typedef struct read_run {
@@ -75,22 +83,6 @@ static void read_all(void *p) {
         sum += ld_bench_read_avx512(r->buf + lo, hi - lo);
     }
     r->sink = sum;
-}
-
-/* The prompt alone: its median is subtracted from decode's to time the steps only. */
-static void prompt_only(void *p) {
-    infer_run *r = p;
-    const float *lg;
-    ld_lm_session_clear(r->s, 0);
-    ld_lm_segment seg = {0, r->ids, PROMPT};
-    if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
-}
-
-static ld_lm_config gpt2_124m(void) {
-    ld_lm_config c = ld_lm_default_config(LD_ARCH_GPT2);
-    c.vocab_size = 50304, c.hidden_size = 768, c.n_layers = 12, c.n_heads = 12, c.n_kv_heads = 12;
-    c.intermediate_size = 3072, c.max_position = 1024;
-    return c;
 }
 
 /* Parameters of the matrix products: the body's and the LM head's. */
@@ -165,7 +157,7 @@ void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
     ld_status st;
     bool gguf = o->model && ld_lm_gguf_sniff(o->model);
     if (!o->model) {
-        ld_lm_config c = gpt2_124m();
+        ld_lm_config c = ld_bench_gpt2_124m();
         st = ld_lm_new(ctx, &c, 1, &m);
     } else if (gguf) {
         st = ld_lm_load_gguf(ctx, o->model, &m, NULL);

@@ -29,7 +29,8 @@ static void one_step(void *arg) {
     if (!r->st) r->st = ld_adamw_step(r->opt, 1e-4f, 1.0f, NULL);
 }
 
-static ld_lm_config gpt2_124m(void) {
+/* The GPT-2-124M shape the train and infer suites measure. */
+ld_lm_config ld_bench_gpt2_124m(void) {
     ld_lm_config c = ld_lm_default_config(LD_ARCH_GPT2);
     c.vocab_size = 50304, c.hidden_size = 768, c.n_layers = 12, c.n_heads = 12, c.n_kv_heads = 12;
     c.intermediate_size = 3072, c.max_position = 1024;
@@ -131,7 +132,7 @@ void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
     cp.n_threads = o->threads;
     ld_ctx *ctx = NULL;
     if (ld_ctx_new(&cp, &ctx)) return;
-    ld_lm_config c = gpt2_124m();
+    ld_lm_config c = ld_bench_gpt2_124m();
     double fp32 = 0, bf16 = 0;
     if (!o->filter || strstr("train", o->filter)) {
         bench_train_precision(ctx, &c, false, 4, 64, o, lim, rep, &fp32);
