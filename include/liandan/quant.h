@@ -40,18 +40,27 @@ ld_status ld_quantize(ld_ctx *ctx, ld_dtype dst_type, void *dst, const float *sr
 ld_status ld_dequantize(ld_ctx *ctx, ld_dtype src_type, const void *src, float *dst_f32, int64_t n);
 
 /* Bytes of scratch ld_qmatmul needs for M rows of x with K columns and weights of type
- * wtype (0 for F32/F16 weights, which read x directly). */
+ * wtype on ctx's thread count (0 for F32/F16 weights, which read x directly). */
 ld_status ld_qmatmul_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_t K, size_t *out);
 
 /* y[M, N] = x[M, K] . W^T, where W is [N, K] in type wtype (F32, F16 or a supported
- * quantized type; rows of whole blocks, the nn.Linear layout). x is f32 row-major; each
- * row is quantized once to the dot product's activation format (Q8_0 for Q4_0/Q8_0
- * weights, Q8_K for K types) into `scratch` (ld_qmatmul_scratch_size bytes, 64-byte
- * alignment recommended; may be NULL when that size is 0). Parallel over N with a static
- * schedule on the context's threads: every y element is computed by one fixed sequence of
- * operations, so results are identical for any thread count.
+ * quantized type; rows of whole blocks, the nn.Linear layout). x is f32 row-major.
+ * For few rows (decode), each row is quantized to the dot product's activation format
+ * (Q8_0 for Q4_0/Q8_0 weights, Q8_K for K types) and dotted with each weight row. From 16
+ * rows on (prefill, scoring), on CPUs with AVX-512 VNNI, the quantized types go through a
+ * blocked int8 GEMM instead: rows quantized per group of 32 (16 for Q6_K), weights unpacked
+ * to int8 panels, products at the int8 dot rate. Both use `scratch`
+ * (ld_qmatmul_scratch_size bytes for the same ctx; may be NULL when that size is 0).
+ * Parallel over N with a static schedule on the context's threads: every y element is
+ * computed by one fixed sequence of operations, so results are identical for any thread
+ * count.
  * Errors: LD_ERR_DTYPE (unsupported wtype), LD_ERR_SHAPE (K not a multiple of the block
  * size), LD_ERR_INVALID_ARG (NULL pointers, non-positive sizes). */
+/* Whether ld_qmatmul runs M rows on weights of type wtype through the int8 GEMM (else
+ * through the row dots, which are slower per row for many rows than dequantizing W once
+ * and using an F32 GEMM). */
+bool ld_qmatmul_has_gemm(ld_dtype wtype, int64_t M);
+
 ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x,
                      int64_t M, float *y, void *scratch);
 

@@ -8,9 +8,15 @@
 #include "liandan/quant.h"
 #include "models/causal_lm_internal.h"
 
-/* Rows of x from which a product with a quantized or F16 weight dequantizes the weight and
- * runs the F32 GEMM instead of the int8 / F16 dot kernels (measured: bench infer). */
+/* Rows of x from which a product with F16 weights, or with quantized weights that have no
+ * int8 GEMM on this CPU (ld_qmatmul_has_gemm), dequantizes the weight and runs the F32
+ * GEMM instead of the dot kernels (measured: bench infer). */
 #define LD_DEQUANT_GEMM_MIN_M 32
+
+/* Whether products of many rows with weights of type t go through an F32 copy. */
+static bool dequant_for_gemm(ld_dtype t) {
+    return !ld_qmatmul_has_gemm(t, LD_DEQUANT_GEMM_MIN_M);
+}
 
 struct ld_lm_session {
     ld_lm *m;
@@ -116,7 +122,7 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
     for (int i = 0; i < m->n_packed; i++) {
         const lm_packed *pk = &m->packed[i];
         if ((st = reserve_qscratch(s, pk->dtype))) return ld_lm_session_free(s), st;
-        if (max_tokens >= LD_DEQUANT_GEMM_MIN_M && pk->w != m->lm_head &&
+        if (max_tokens >= LD_DEQUANT_GEMM_MIN_M && pk->w != m->lm_head && dequant_for_gemm(pk->dtype) &&
             (st = reserve_wf32(s, ld_tensor_numel(pk->w))))
             return ld_lm_session_free(s), st;
     }
@@ -180,7 +186,7 @@ ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype he
         tmp = NULL;
         s->qsrc[s->nq] = w, s->qdata[s->nq] = q, s->qtypes[s->nq] = t, s->nq++;
         if (!st) st = reserve_qscratch(s, t);
-        if (!st && !head && s->max_tokens >= LD_DEQUANT_GEMM_MIN_M) st = reserve_wf32(s, N * K);
+        if (!st && !head && s->max_tokens >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(t)) st = reserve_wf32(s, N * K);
     }
     return st;
 }
@@ -254,9 +260,10 @@ static void linear(const ld_lm_session *s, float *y, const float *x, const ld_te
     ld_dtype qtype = LD_F32;
     const void *qw = weight_for(s, w, &qtype);
     if (s->observe) s->observe(s->observe_user, w->name, x, M, K);
-    if (qw && M >= LD_DEQUANT_GEMM_MIN_M && N * K <= s->wf32_elems) {
-        /* many rows: expand W to F32 once (about a tenth of the product's time at 512 rows)
-         * and run the packed GEMM, several times faster per row than the int8 dot kernels */
+    if (qw && M >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(qtype) && N * K <= s->wf32_elems) {
+        /* many rows, no int8 GEMM for this type: expand W to F32 once (about a tenth of the
+         * product's time at 512 rows) and run the packed F32 GEMM, several times faster per
+         * row than the dot kernels */
         size_t rb = 0;
         ld_dtype_row_bytes(qtype, K, &rb);
         float *wf = s->wf32;

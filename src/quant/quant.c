@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "quant/qgemm.h"
 #include "quant/quant_blocks.h"
 
 /* ---- plain-float dots (reference) --------------------------------------------------------- */
@@ -66,11 +67,25 @@ static void dequantize_f16(const void *x, float *y, int64_t n) {
 static const ld_quant_traits table_avx512[LD_DTYPE_COUNT] = {QT_TABLE(avx512)};
 static const ld_quant_traits table_ref[LD_DTYPE_COUNT] = {QT_TABLE(ref)};
 
+static bool have_vnni(void) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    return f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni;
+}
+
 const ld_quant_traits *ld_quant_traits_get(ld_dtype t) {
     if ((int)t < 0 || t >= LD_DTYPE_COUNT) return NULL;
-    const ld_cpu_features *f = ld_cpu_features_get();
-    const ld_quant_traits *tab = (f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni) ? table_avx512 : table_ref;
+    const ld_quant_traits *tab = have_vnni() ? table_avx512 : table_ref;
     return tab[t].dequantize_row ? &tab[t] : NULL;
+}
+
+/* The blocked int8 GEMM (qgemm.c) for products of at least LD_QGEMM_MIN_M rows; NULL when
+ * the type has no GEMM form or the CPU lacks AVX-512 VNNI. */
+static const ld_qgemm_format *gemm_format(ld_dtype t, int64_t M) {
+    return M >= LD_QGEMM_MIN_M && have_vnni() ? ld_qgemm_format_get(t) : NULL;
+}
+
+bool ld_qmatmul_has_gemm(ld_dtype wtype, int64_t M) {
+    return gemm_format(wtype, M) != NULL;
 }
 
 bool ld_quant_type_supported(ld_dtype t) {
@@ -148,7 +163,13 @@ ld_status ld_qmatmul_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_
     size_t row;
     ld_status st = check_mm(ctx, wtype, M, K, &q, &row);
     if (st) return st;
-    if (ld_mul_size(row, (size_t)M, out)) return ld_error(ctx, LD_ERR_OVERFLOW, "ld_qmatmul: scratch size overflows");
+    if (ld_mul_size(row, (size_t)M, out) || ld_mul_size((size_t)M, (size_t)K, &row))
+        return ld_error(ctx, LD_ERR_OVERFLOW, "ld_qmatmul: scratch size overflows");
+    const ld_qgemm_format *g = gemm_format(wtype, M);
+    if (g) {
+        const size_t gemm = ld_qgemm_scratch_bytes(g, M, K, ld_ctx_threads(ctx));
+        if (gemm > *out) *out = gemm;
+    }
     return LD_OK;
 }
 
@@ -163,6 +184,11 @@ int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const f
     const ld_vec_dot_fn dot = use_ref ? q->vec_dot_ref : q->vec_dot;
     const ld_dot_rows_fn rows = use_ref ? NULL : q->dot_rows;
     const ld_quantize_act_fn qa = use_ref ? q->quantize_act_ref : q->quantize_act;
+    const ld_qgemm_format *g = use_ref ? NULL : gemm_format(wtype, M);
+    if (g) {
+        ld_qgemm_run(g, W, wrow, N, K, x, M, y, scratch, threads, false);
+        return 0;
+    }
     const uint8_t *act = (const uint8_t *)x;
     size_t arow = (size_t)K * sizeof(float);
     if (qa) {

@@ -137,6 +137,19 @@ void ld_dot_rows_f16_f32_avx512(int64_t n, const void *w, const void *a, size_t 
 void ld_quantize_act_q8_0_avx512(const float *x, void *y, int64_t n);
 void ld_quantize_act_q8_K_avx512(const float *x, void *y, int64_t n);
 
+/* ---- levels form (the int8 GEMM's view of a weight row; quant/qgemm.h) -------------
+ * Levels form of a weight row: n weights as unsigned levels L[n] and, per group of
+ * `group` elements, a scale s and (types with mins) an offset o, so that
+ * w = s * (L - zp) + o. The GEMM multiplies L with int8 activations (vpdpbusd's unsigned x
+ * signed bytes), removes the zero point with the activation group sums, and applies s and
+ * o once per group. Scalar reference extraction, one per type family file. */
+typedef void (*ld_levels_fn)(const void *w, int64_t n, uint8_t *L, float *s, float *o);
+void ld_levels_row_q8_0(const void *w, int64_t n, uint8_t *L, float *s, float *o);
+void ld_levels_row_q4_0(const void *w, int64_t n, uint8_t *L, float *s, float *o);
+void ld_levels_row_q4_K(const void *w, int64_t n, uint8_t *L, float *s, float *o);
+void ld_levels_row_q5_K(const void *w, int64_t n, uint8_t *L, float *s, float *o);
+void ld_levels_row_q6_K(const void *w, int64_t n, uint8_t *L, float *s, float *o);
+
 /* ---- shared scale searches (quant_search.c) ------------------------------------------ */
 /* Symmetric: finds s and L[i] in [0, 2*nmax) minimising sum w_i (x_i - s*(L_i - nmax))^2
  * (w NULL = all ones). Returns s (0 and L = nmax for an all-zero x). */

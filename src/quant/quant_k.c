@@ -147,6 +147,32 @@ void ld_dequantize_row_q5_K(const void *x, float *y, int64_t n) {
     }
 }
 
+/* Levels form (qgemm.c) of Q4_K / Q5_K: L = q, per 32-element sub-block s = d*sc and
+ * o = -dmin*m (zero point 0), so s*L + o is the dequantized value. */
+static void levels_qk(const void *x, size_t bytes, bool q5, int64_t n, uint8_t *L, float *s, float *o) {
+    for (int64_t i = 0; i < n / LD_QK_K; i++) {
+        const uint8_t *blk = (const uint8_t *)x + (size_t)i * bytes;
+        const ld_block_q4_K *b4 = (const void *)blk;
+        const ld_block_q5_K *b5 = (const void *)blk;
+        unpack_qk(q5 ? b5->qs : b4->qs, q5 ? b5->qh : NULL, L + i * LD_QK_K);
+        const float d = ld_fp16_to_fp32(b4->d), min = ld_fp16_to_fp32(b4->dmin);
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            get_scale_min_k4(j, q5 ? b5->scales : b4->scales, &sc, &m);
+            s[i * 8 + j] = d * (float)sc;
+            o[i * 8 + j] = -(min * (float)m);
+        }
+    }
+}
+
+void ld_levels_row_q4_K(const void *x, int64_t n, uint8_t *L, float *s, float *o) {
+    levels_qk(x, sizeof(ld_block_q4_K), false, n, L, s, o);
+}
+
+void ld_levels_row_q5_K(const void *x, int64_t n, uint8_t *L, float *s, float *o) {
+    levels_qk(x, sizeof(ld_block_q5_K), true, n, L, s, o);
+}
+
 /* ---- Q6_K -------------------------------------------------------------------------------- */
 static void unpack_q6(const ld_block_q6_K *b, uint8_t *L) {
     for (int h = 0; h < 2; h++) {
@@ -214,6 +240,17 @@ void ld_dequantize_row_q6_K(const void *x, float *y, int64_t n) {
         unpack_q6(&b[i], L);
         const float d = ld_fp16_to_fp32(b[i].d);
         for (int e = 0; e < LD_QK_K; e++) y[i * LD_QK_K + e] = d * (float)b[i].scales[e / 16] * (float)((int)L[e] - 32);
+    }
+}
+
+/* Levels form (qgemm.c): L = the 6-bit q (zero point 32), per 16-element group s = d*sc. */
+void ld_levels_row_q6_K(const void *x, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    const ld_block_q6_K *b = x;
+    for (int64_t i = 0; i < n / LD_QK_K; i++) {
+        unpack_q6(&b[i], L + i * LD_QK_K);
+        const float d = ld_fp16_to_fp32(b[i].d);
+        for (int g = 0; g < 16; g++) s[i * 16 + g] = d * (float)b[i].scales[g];
     }
 }
 

@@ -34,6 +34,19 @@ void ld_dequantize_row_q4_0(const void *x, float *y, int64_t n) {
     }
 }
 
+/* Levels form (qgemm.c): L = the 4-bit q (zero point 8), s = d. */
+void ld_levels_row_q4_0(const void *x, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    const ld_block_q4_0 *b = x;
+    for (int64_t i = 0; i < n / LD_QK4_0; i++) {
+        s[i] = ld_fp16_to_fp32(b[i].d);
+        for (int j = 0; j < LD_QK4_0 / 2; j++) {
+            L[i * LD_QK4_0 + j] = b[i].qs[j] & 0x0F;
+            L[i * LD_QK4_0 + j + 16] = b[i].qs[j] >> 4;
+        }
+    }
+}
+
 float ld_vec_dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *a) {
     const ld_block_q4_0 *x = w;
     const ld_block_q8_0 *q = a;

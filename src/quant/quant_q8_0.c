@@ -47,3 +47,13 @@ float ld_vec_dot_q8_0_q8_0_ref(int64_t n, const void *w, const void *a) {
     }
     return sum;
 }
+
+/* Levels form (qgemm.c): L = q + 128 (zero point 128), s = d. */
+void ld_levels_row_q8_0(const void *x, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    const ld_block_q8_0 *b = x;
+    for (int64_t i = 0; i < n / LD_QK8_0; i++) {
+        s[i] = ld_fp16_to_fp32(b[i].d);
+        for (int j = 0; j < LD_QK8_0; j++) L[i * LD_QK8_0 + j] = (uint8_t)(b[i].qs[j] + 128);
+    }
+}

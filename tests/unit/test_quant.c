@@ -1,9 +1,11 @@
 /* tests/unit/test_quant.c — quantized block formats and kernels: round-trip error bounds,
  * hand-built golden blocks proving the GGML bit layout, importance weighting, optimized
- * dots against the scalar reference (exact on integer-valued cases), ld_qmatmul against a
- * dequantize + f32 reference, thread-count invariance, and error paths. */
+ * dots against the scalar reference (exact on integer-valued cases), the int8 GEMM against
+ * its scalar reference (bit for bit), ld_qmatmul against a dequantize + f32 reference,
+ * thread-count invariance, and error paths. */
 #include "ld_test.h"
 #include "kernels/kernels.h"
+#include "quant/qgemm.h"
 #include "quant/quant_blocks.h"
 
 static const ld_dtype QTYPES[] = {LD_Q8_0, LD_Q4_0, LD_Q4_K, LD_Q5_K, LD_Q6_K};
@@ -288,13 +290,82 @@ TEST(optimized_dot_equals_reference) {
 }
 
 /* ---- qmatmul ------------------------------------------------------------------------------- */
+/* xa = the M x K activations x as ld_qmatmul's kernels round them: per group for the int8
+ * GEMM (many rows), per activation block for the row dots, unchanged for F32/F16. */
+static void seen_activations(ld_dtype t, const float *x, int64_t M, int64_t K, float *xa) {
+    const ld_quant_traits *q = ld_quant_traits_get(t);
+    const ld_qgemm_format *g = ld_qgemm_format_get(t);
+    if (g && have_avx512() && M >= LD_QGEMM_MIN_M) {
+        int8_t *qa = malloc(K);
+        ld_qgemm_agroup *ag = malloc((size_t)(K / g->group) * sizeof *ag);
+        for (int64_t m = 0; m < M; m++) {
+            ld_qgemm_quantize_act_ref(g, x + m * K, K, qa, ag);
+            for (int64_t k = 0; k < K; k++) xa[m * K + k] = (float)qa[k] * ag[k / g->group].d;
+        }
+        free(qa), free(ag);
+    } else if (!q->quantize_act_ref) memcpy(xa, x, M * K * sizeof(float));
+    else {
+        void *tmp = malloc((size_t)(K / q->act_block_size) * q->act_block_bytes);
+        for (int64_t m = 0; m < M; m++) {
+            q->quantize_act_ref(x + m * K, tmp, K);
+            if (q->act_block_size == 32) ld_dequantize_row_q8_0(tmp, xa + m * K, K);
+            else ld_dequantize_row_q8_K(tmp, xa + m * K, K);
+        }
+        free(tmp);
+    }
+}
+
+/* The AVX-512 GEMM path (activation quantizer, panel packing, microkernel with all its
+ * row counts, column masks and K chunks) against the scalar reference: identical bits. */
+TEST(qgemm_equals_reference) {
+    if (!have_avx512()) {
+        printf("  (no AVX-512 VNNI: the GEMM path is not used on this CPU)\n");
+        return;
+    }
+    static const int64_t Ms[] = {1, 3, 4, 6, 17}, Ns[] = {1, 16, 47, 48, 49, 113}, Ks[] = {256, 768};
+    for (int ti = 0; ti < NQ; ti++) {
+        const ld_dtype t = QTYPES[ti];
+        const ld_qgemm_format *g = ld_qgemm_format_get(t);
+        CHECK(g != NULL);
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+            for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
+                for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+                    const int64_t M = Ms[mi], N = Ns[ni], K = Ks[ki];
+                    float *wf = gaussian(21 + ni, N * K), *x = gaussian(22 + mi, M * K);
+                    for (int64_t i = 0; i < M * K; i += 97) x[i] *= 40.0f; /* outliers set the group scales */
+                    const size_t wrow = row_bytes(t, K);
+                    uint8_t *W = malloc(wrow * N);
+                    ld_ctx *ctx = new_ctx(1);
+                    CHECK(ld_quantize(ctx, t, W, wf, N, K, NULL) == LD_OK);
+                    ld_ctx_free(ctx);
+                    const size_t ss = ld_qgemm_scratch_bytes(g, M, K, 2);
+                    void *scratch = malloc(ss);
+                    float *y = malloc(M * N * sizeof(float)), *yr = malloc(M * N * sizeof(float));
+                    /* the two activation quantizers agree bit for bit */
+                    int8_t *q0 = malloc(K), *q1 = malloc(K);
+                    ld_qgemm_agroup *g0 = malloc((size_t)(K / g->group) * sizeof *g0), *g1 = malloc((size_t)(K / g->group) * sizeof *g1);
+                    ld_qgemm_quantize_act_ref(g, x, K, q0, g0);
+                    ld_qgemm_quantize_act_avx512(g, x, K, q1, g1);
+                    CHECK(!memcmp(q0, q1, K) && !memcmp(g0, g1, (size_t)(K / g->group) * sizeof *g0));
+                    ld_qgemm_run(g, W, wrow, N, K, x, M, y, scratch, 2, false);
+                    ld_qgemm_run(g, W, wrow, N, K, x, M, yr, scratch, 1, true);
+                    int64_t bad = -1;
+                    for (int64_t i = 0; i < M * N && bad < 0; i++)
+                        if (memcmp(&y[i], &yr[i], sizeof(float))) bad = i;
+                    CHECK_MSG(bad < 0, "%s M=%lld N=%lld K=%lld: y[%lld] = %.9g, reference %.9g", ld_dtype_traits(t)->name,
+                              (long long)M, (long long)N, (long long)K, (long long)bad, bad < 0 ? 0.0 : y[bad],
+                              bad < 0 ? 0.0 : yr[bad]);
+                    free(wf), free(x), free(W), free(scratch), free(y), free(yr), free(q0), free(q1), free(g0), free(g1);
+                }
+    }
+}
+
 TEST(qmatmul_matches_dequantized_reference) {
     static const ld_dtype types[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_0, LD_Q4_K, LD_Q5_K, LD_Q6_K};
-    static const int64_t dims[] = {1, 3, 17};
+    static const int64_t dims[] = {1, 3, 17}; /* 17 rows: the int8 GEMM for the quantized types */
     ld_ctx *ctx = new_ctx(2), *ctx1 = new_ctx(1);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         ld_dtype t = types[ti];
-        const ld_quant_traits *q = ld_quant_traits_get(t);
         for (int64_t K = 256; K <= 512; K += 256)
             for (int mi = 0; mi < 3; mi++)
                 for (int ni = 0; ni < 3; ni++) {
@@ -313,16 +384,7 @@ TEST(qmatmul_matches_dequantized_reference) {
                     CHECK_STATUS(ctx, ld_qmatmul(ctx, t, W, N, K, x, M, y, scratch), LD_OK, "");
                     /* the activations exactly as the kernel saw them */
                     float *xa = malloc(M * K * sizeof(float));
-                    if (!q->quantize_act_ref) memcpy(xa, x, M * K * sizeof(float));
-                    else {
-                        void *tmp = malloc((size_t)(K / q->act_block_size) * q->act_block_bytes);
-                        for (int64_t m = 0; m < M; m++) {
-                            q->quantize_act_ref(x + m * K, tmp, K);
-                            if (q->act_block_size == 32) ld_dequantize_row_q8_0(tmp, xa + m * K, K);
-                            else ld_dequantize_row_q8_K(tmp, xa + m * K, K);
-                        }
-                        free(tmp);
-                    }
+                    seen_activations(t, x, M, K, xa);
                     double num = 0, den = 0, worst = 0;
                     for (int64_t m = 0; m < M; m++)
                         for (int64_t n = 0; n < N; n++) {

@@ -1,0 +1,154 @@
+/* quant/qgemm.c — the int8 GEMM behind ld_qmatmul for many rows (prefill, perplexity):
+ * y[M, N] = x[M, K] . W^T on block-quantized W, at the int8 dot rate instead of through an
+ * F32 copy of W.
+ *
+ * Both operands become int8 per group of K (32 elements; 16 for Q6_K, whose scales are per
+ * 16): x is quantized per group (scale d, sum of its values), W is unpacked to its levels
+ * form (ld_qgemm_format: unsigned levels, scale s, offset o, zero point zp). Per group
+ *     I   = sum_k q[k] * (L[k] - zp)            (exact, int32)
+ *     acc = fma(I, s * d, acc)                   (one rounding per group)
+ *     acc = fma(o, d * sum q, acc)               (types with mins only)
+ * The reference below computes exactly that; the AVX-512 path (qgemm_avx512.c) computes
+ * the same operations in the same order per output element, so the two agree bit for bit.
+ *
+ * The optimized driver packs LD_QGEMM_NR columns of W at a time into a panel (levels
+ * interleaved for vpdpbusd; ld_qgemm_pack), then runs every LD_QGEMM_MR-row tile of x
+ * over the whole panel, its float sums in registers from the first group to the last
+ * (splitting K into L1-sized chunks and re-loading the sums was 1.4x slower: measured). Panels are split over threads with a static
+ * schedule, so the result does not depend on the thread count. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "quant/qgemm.h"
+
+static const ld_qgemm_format FORMATS[LD_DTYPE_COUNT] = {
+    [LD_Q8_0] = {32, 128, false, ld_levels_row_q8_0},
+    [LD_Q4_0] = {32, 8, false, ld_levels_row_q4_0},
+    [LD_Q4_K] = {32, 0, true, ld_levels_row_q4_K},
+    [LD_Q5_K] = {32, 0, true, ld_levels_row_q5_K},
+    [LD_Q6_K] = {16, 32, false, ld_levels_row_q6_K},
+};
+
+const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t) {
+    return (int)t >= 0 && t < LD_DTYPE_COUNT && FORMATS[t].levels ? &FORMATS[t] : NULL;
+}
+
+void ld_qgemm_quantize_act_ref(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g) {
+    const int G = f->group;
+    for (int64_t b = 0; b < n / G; b++) {
+        const float *xb = x + b * G;
+        float amax = 0;
+        for (int i = 0; i < G; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
+        for (int i = 0; i < G; i++) {
+            int v = ld_quant_nearest(xb[i] * id);
+            v = v > 127 ? 127 : v < -127 ? -127 : v;
+            q[b * G + i] = (int8_t)v;
+            sum += v;
+        }
+        g[b] = (ld_qgemm_agroup){d, -f->zp * sum, d * (float)sum, 0.0f};
+    }
+}
+
+size_t ld_qgemm_group_bytes(const ld_qgemm_format *f) {
+    return (size_t)f->group * LD_QGEMM_NR + (f->has_min ? 2 : 1) * LD_QGEMM_NR * sizeof(float);
+}
+
+void ld_qgemm_pack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K,
+                   uint8_t *panel, uint8_t *tmp) {
+    const int G = f->group, NV = LD_QGEMM_NR / 16;
+    const int64_t ng = K / G;
+    const size_t gb = ld_qgemm_group_bytes(f);
+    if (nc < LD_QGEMM_NR) memset(panel, 0, (size_t)ng * gb);
+    uint8_t *L = tmp;
+    float *s = (float *)(tmp + K), *o = s + ng;
+    for (int c = 0; c < nc; c++) {
+        f->levels(W + (size_t)(n0 + c) * wrow, K, L, s, o);
+        const size_t col = (size_t)(c / 16) * 64 + (size_t)(c % 16) * 4;
+        for (int64_t b = 0; b < ng; b++) {
+            uint8_t *pb = panel + (size_t)b * gb;
+            for (int k = 0; k < G / 4; k++) memcpy(pb + (size_t)k * NV * 64 + col, L + b * G + 4 * k, 4);
+            float *sc = (float *)(pb + (size_t)G * LD_QGEMM_NR);
+            sc[c] = s[b];
+            if (f->has_min) sc[LD_QGEMM_NR + c] = o[b];
+        }
+    }
+}
+
+/* Scratch layout: int8 activations [M][K], their groups [M][K/G], then per thread one
+ * panel (K/G groups) and one row of levels. Every part starts on a 64-byte boundary. */
+static size_t up64(size_t n) {
+    return (n + 63) & ~(size_t)63;
+}
+
+static size_t thread_bytes(const ld_qgemm_format *f, int64_t K) {
+    return up64((size_t)(K / f->group) * ld_qgemm_group_bytes(f)) + up64((size_t)K + 8 * (size_t)(K / f->group));
+}
+
+size_t ld_qgemm_scratch_bytes(const ld_qgemm_format *f, int64_t M, int64_t K, int threads) {
+    return 64 + up64((size_t)(M * K)) + up64((size_t)(M * (K / f->group)) * sizeof(ld_qgemm_agroup)) +
+           (size_t)threads * thread_bytes(f, K);
+}
+
+/* The scalar reference: levels of one weight row at a time, every activation row against it. */
+static void qgemm_ref(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const int8_t *q,
+                      const ld_qgemm_agroup *ag, int64_t M, float *y, uint8_t *tmp) {
+    const int G = f->group;
+    const int64_t ng = K / G;
+    uint8_t *L = tmp;
+    float *s = (float *)(tmp + K), *o = s + ng;
+    for (int64_t n = 0; n < N; n++) {
+        f->levels(W + (size_t)n * wrow, K, L, s, o);
+        for (int64_t m = 0; m < M; m++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < ng; b++) {
+                const ld_qgemm_agroup *g = &ag[m * ng + b];
+                int32_t I = 0;
+                for (int i = 0; i < G; i++) I += (int32_t)q[m * K + b * G + i] * ((int32_t)L[b * G + i] - f->zp);
+                acc = fmaf((float)I, s[b] * g->d, acc);
+                if (f->has_min) acc = fmaf(o[b], g->dsum, acc);
+            }
+            y[m * N + n] = acc;
+        }
+    }
+}
+
+void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
+                  int64_t M, float *y, void *scratch, int threads, bool use_ref) {
+    const int G = f->group;
+    const int64_t ng = K / G;
+    uint8_t *base = (uint8_t *)up64((size_t)scratch);
+    int8_t *q = (int8_t *)base;
+    ld_qgemm_agroup *ag = (ld_qgemm_agroup *)(base + up64((size_t)(M * K)));
+    uint8_t *per_thread = (uint8_t *)ag + up64((size_t)(M * ng) * sizeof *ag);
+    const size_t tb = thread_bytes(f, K), gb = ld_qgemm_group_bytes(f);
+#pragma omp parallel for schedule(static) num_threads(threads) if (M > 1)
+    for (int64_t m = 0; m < M; m++) {
+        if (use_ref) ld_qgemm_quantize_act_ref(f, x + m * K, K, q + m * K, ag + m * ng);
+        else ld_qgemm_quantize_act_avx512(f, x + m * K, K, q + m * K, ag + m * ng);
+    }
+    if (use_ref) {
+        qgemm_ref(f, W, wrow, N, K, q, ag, M, y, per_thread + up64((size_t)ng * gb));
+        return;
+    }
+    const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
+#pragma omp parallel num_threads(threads)
+    {
+        uint8_t *panel = per_thread + (size_t)omp_get_thread_num() * tb;
+        uint8_t *tmp = panel + up64((size_t)ng * gb);
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < npanels; p++) {
+            const int64_t n0 = p * LD_QGEMM_NR;
+            const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
+            const uint64_t cmask = nc == 64 ? ~0ull : (1ull << nc) - 1;
+            ld_qgemm_pack(f, W, wrow, n0, nc, K, panel, tmp);
+            for (int64_t m = 0; m < M; m += LD_QGEMM_MR) {
+                const int mr = M - m < LD_QGEMM_MR ? (int)(M - m) : LD_QGEMM_MR;
+                ld_qgemm_kernel_avx512(f, mr, ng, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng, y + m * N + n0,
+                                       N, cmask);
+            }
+        }
+    }
+}

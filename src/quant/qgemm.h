@@ -1,0 +1,57 @@
+/* quant/qgemm.h — the blocked int8 GEMM on block-quantized weights (library-internal):
+ * used by ld_qmatmul for products of many rows. See qgemm.c for the arithmetic. */
+#ifndef LD_QGEMM_H
+#define LD_QGEMM_H
+
+#include "quant/quant_blocks.h"
+
+/* Rows from which ld_qmatmul uses this GEMM rather than the row-dot kernels (which read
+ * each weight block once per 4 rows; measured with `liandan bench kernels --filter quant`). */
+#define LD_QGEMM_MIN_M 16
+
+typedef struct ld_qgemm_format {
+    int group;      /* elements per scale: 32, or 16 (Q6_K) */
+    int zp;         /* zero point of the levels */
+    bool has_min;   /* per-group offsets o (Q4_K, Q5_K) */
+    ld_levels_fn levels;
+} ld_qgemm_format;
+/* NULL when type t has no GEMM form. */
+const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t);
+
+/* Per activation group: its scale, -zp * (sum of its int8 values), and scale * sum (the
+ * factor of the offsets). 16 bytes so one load broadcasts each field. */
+typedef struct ld_qgemm_agroup {
+    float d;
+    int32_t zsum;
+    float dsum;
+    float pad_;
+} ld_qgemm_agroup;
+/* Quantizes n activations (a multiple of f->group) to int8 q[n] and groups g[n / group]:
+ * d = max|x| / 127, q = round-to-nearest-even(x / d) clamped to +-127. */
+void ld_qgemm_quantize_act_ref(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g);
+void ld_qgemm_quantize_act_avx512(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g);
+
+/* The packed weight panel the AVX-512 kernel reads: LD_QGEMM_NR columns; per group of K,
+ * the levels interleaved as [group/4][NR/16][16 columns][4 bytes] (one vpdpbusd operand
+ * per 64 bytes), then NR scales and, with mins, NR offsets. Padding columns are zero. */
+#define LD_QGEMM_NR 48
+#define LD_QGEMM_MR 4
+size_t ld_qgemm_group_bytes(const ld_qgemm_format *f);
+/* Packs columns [n0, n0 + nc) (nc <= NR) of W (rows of `wrow` bytes, K wide) into `panel`,
+ * using `tmp` (K + 8 * K / group bytes) for one row's levels. */
+void ld_qgemm_pack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K,
+                   uint8_t *panel, uint8_t *tmp);
+/* C[mr rows, NR cols] (row stride ldc; column c stored only where bit c of `cmask` is set)
+ * = the product of ngroups groups of the panel with activations q (rows `qs` bytes apart)
+ * and their groups g (rows `gs` entries apart), 1 <= mr <= MR. */
+void ld_qgemm_kernel_avx512(const ld_qgemm_format *f, int mr, int64_t ngroups, const uint8_t *panel, const int8_t *q,
+                            size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask);
+
+/* Scratch for ld_qgemm_run (includes 64 bytes of alignment slack). */
+size_t ld_qgemm_scratch_bytes(const ld_qgemm_format *f, int64_t M, int64_t K, int threads);
+/* y[M, N] = x[M, K] . W^T for W of format f (N rows of `wrow` bytes); use_ref: the scalar
+ * reference (no packing), else the AVX-512 VNNI path. Same result either way. */
+void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
+                  int64_t M, float *y, void *scratch, int threads, bool use_ref);
+
+#endif
