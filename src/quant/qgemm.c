@@ -5,14 +5,15 @@
  * Both operands become int8 per group of K (32 elements; 16 for Q6_K, whose scales are per
  * 16): x is quantized per group (scale d, sum of its values), W is unpacked to its levels
  * form (ld_qgemm_format: unsigned levels, scale s, offset o, zero point zp). Per group
- *     I   = sum_k q[k] * (L[k] - zp)            (exact, int32)
- *     acc = fma(I, s * d, acc)                   (one rounding per group)
- *     acc = fma(o, d * sum q, acc)               (types with mins only)
+ *     I    = sum_k q[k] * (L[k] - zp)           (exact, int32)
+ *     acc  = fma(I, s * d, acc)                  (one rounding per group)
+ *     macc = fma(o, d * sum q, macc)             (types with mins only)
+ * and y = acc + macc after the last group.
  * The reference below computes exactly that; the AVX-512 path (qgemm_avx512.c) computes
  * the same operations in the same order per output element, so the two agree bit for bit.
  *
  * The optimized driver packs LD_QGEMM_NR columns of W at a time into a panel (levels
- * interleaved for vpdpbusd; ld_qgemm_pack), then runs every LD_QGEMM_MR-row tile of x
+ * interleaved for vpdpbusd; ld_qgemm_pack_avx512), then runs every LD_QGEMM_MR-row tile of x
  * over the whole panel, its float sums in registers from the first group to the last
  * (splitting K into L1-sized chunks and re-loading the sums was 1.4x slower: measured). Panels are split over threads with a static
  * schedule, so the result does not depend on the thread count. */
@@ -23,11 +24,11 @@
 #include "quant/qgemm.h"
 
 static const ld_qgemm_format FORMATS[LD_DTYPE_COUNT] = {
-    [LD_Q8_0] = {32, 128, false, ld_levels_row_q8_0},
-    [LD_Q4_0] = {32, 8, false, ld_levels_row_q4_0},
-    [LD_Q4_K] = {32, 0, true, ld_levels_row_q4_K},
-    [LD_Q5_K] = {32, 0, true, ld_levels_row_q5_K},
-    [LD_Q6_K] = {16, 32, false, ld_levels_row_q6_K},
+    [LD_Q8_0] = {LD_Q8_0, 32, 128, false, ld_levels_row_q8_0},
+    [LD_Q4_0] = {LD_Q4_0, 32, 8, false, ld_levels_row_q4_0},
+    [LD_Q4_K] = {LD_Q4_K, 32, 0, true, ld_levels_row_q4_K},
+    [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K},
+    [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K},
 };
 
 const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t) {
@@ -56,27 +57,6 @@ size_t ld_qgemm_group_bytes(const ld_qgemm_format *f) {
     return (size_t)f->group * LD_QGEMM_NR + (f->has_min ? 2 : 1) * LD_QGEMM_NR * sizeof(float);
 }
 
-void ld_qgemm_pack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K,
-                   uint8_t *panel, uint8_t *tmp) {
-    const int G = f->group, NV = LD_QGEMM_NR / 16;
-    const int64_t ng = K / G;
-    const size_t gb = ld_qgemm_group_bytes(f);
-    if (nc < LD_QGEMM_NR) memset(panel, 0, (size_t)ng * gb);
-    uint8_t *L = tmp;
-    float *s = (float *)(tmp + K), *o = s + ng;
-    for (int c = 0; c < nc; c++) {
-        f->levels(W + (size_t)(n0 + c) * wrow, K, L, s, o);
-        const size_t col = (size_t)(c / 16) * 64 + (size_t)(c % 16) * 4;
-        for (int64_t b = 0; b < ng; b++) {
-            uint8_t *pb = panel + (size_t)b * gb;
-            for (int k = 0; k < G / 4; k++) memcpy(pb + (size_t)k * NV * 64 + col, L + b * G + 4 * k, 4);
-            float *sc = (float *)(pb + (size_t)G * LD_QGEMM_NR);
-            sc[c] = s[b];
-            if (f->has_min) sc[LD_QGEMM_NR + c] = o[b];
-        }
-    }
-}
-
 /* Scratch layout: int8 activations [M][K], their groups [M][K/G], then per thread one
  * panel (K/G groups) and one row of levels. Every part starts on a 64-byte boundary. */
 static size_t up64(size_t n) {
@@ -102,13 +82,16 @@ static void qgemm_ref(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, i
     for (int64_t n = 0; n < N; n++) {
         f->levels(W + (size_t)n * wrow, K, L, s, o);
         for (int64_t m = 0; m < M; m++) {
-            float acc = 0.0f;
+            float acc = 0.0f, macc = 0.0f;
             for (int64_t b = 0; b < ng; b++) {
                 const ld_qgemm_agroup *g = &ag[m * ng + b];
                 int32_t I = 0;
                 for (int i = 0; i < G; i++) I += (int32_t)q[m * K + b * G + i] * ((int32_t)L[b * G + i] - f->zp);
                 acc = fmaf((float)I, s[b] * g->d, acc);
-                if (f->has_min) acc = fmaf(o[b], g->dsum, acc);
+            }
+            if (f->has_min) {
+                for (int64_t b = 0; b < ng; b++) macc = fmaf(o[b], ag[m * ng + b].dsum, macc);
+                acc += macc;
             }
             y[m * N + n] = acc;
         }
@@ -143,7 +126,7 @@ void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64
             const int64_t n0 = p * LD_QGEMM_NR;
             const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
             const uint64_t cmask = nc == 64 ? ~0ull : (1ull << nc) - 1;
-            ld_qgemm_pack(f, W, wrow, n0, nc, K, panel, tmp);
+            ld_qgemm_pack_avx512(f, W, wrow, n0, nc, K, panel, tmp);
             for (int64_t m = 0; m < M; m += LD_QGEMM_MR) {
                 const int mr = M - m < LD_QGEMM_MR ? (int)(M - m) : LD_QGEMM_MR;
                 ld_qgemm_kernel_avx512(f, mr, ng, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng, y + m * N + n0,
