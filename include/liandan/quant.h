@@ -64,6 +64,26 @@ bool ld_qmatmul_has_gemm(ld_dtype wtype, int64_t M);
 ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x,
                      int64_t M, float *y, void *scratch);
 
+/* ---- prepacked weights --------------------------------------------------------------------
+ * ld_qmatmul reads weights in their GGML block layout and, for many rows, unpacks them
+ * into int8 panels on every call. A prepacked copy holds those panels for good: one byte
+ * per weight, interleaved for the int8 GEMM microkernel, with float scales; any number of
+ * rows (decode or prefill) then runs that microkernel with no unpacking, and a decode step
+ * streams the panels at a handful of instructions per 1.7 KB. Only for types where the
+ * panels cost few extra bytes: Q8_0 (9 bits per weight against 8.5). Results equal
+ * ld_qmatmul's int8 GEMM for the same rows bit for bit (activations quantized per 32). */
+bool ld_qpack_supported(ld_dtype wtype); /* Q8_0 on CPUs with AVX-512 VNNI */
+/* Bytes of the packed form of an [N, K] matrix of type wtype. Errors: LD_ERR_DTYPE (not
+ * packable here), LD_ERR_SHAPE (K not whole blocks), LD_ERR_OVERFLOW. */
+ld_status ld_qpack_size(ld_ctx *ctx, ld_dtype wtype, int64_t N, int64_t K, size_t *out);
+/* Packs W ([N, K] blocks of wtype) into dst (ld_qpack_size bytes, 64-byte aligned), in
+ * parallel on ctx's threads. */
+ld_status ld_qpack(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_t K, void *dst);
+ld_status ld_qmatmul_packed_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_t K, size_t *out);
+/* y[M, N] = x[M, K] . W^T with W prepacked by ld_qpack (same wtype, N, K). */
+ld_status ld_qmatmul_packed(ld_ctx *ctx, ld_dtype wtype, const void *P, int64_t N, int64_t K, const float *x,
+                            int64_t M, float *y, void *scratch);
+
 /* ---- importance matrices (calibration statistics for the 4-6 bit quantizers) ----------- */
 /* Per matrix (by its GGUF tensor name, e.g. "blk.0.attn_q.weight"): the sum of squares of
  * each input column over the rows seen, and the row count. Stored as llama.cpp's imatrix

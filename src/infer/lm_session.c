@@ -28,11 +28,14 @@ struct ld_lm_session {
     float *kcache, *vcache; /* [L][slot][max_len][Hkv*D] */
     ld_arena *mem;       /* everything below, allocated once */
     float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
-    /* quantized weights (ld_lm_session_quantize): parallel to the model's parameters */
+    /* the session's own forms of weights: from ld_lm_session_quantize, and the prepacked
+     * panels (ld_qpack) of a GGUF file's or the session's Q8_0 matrices. Later entries win. */
     ld_dtype *qtypes;
     const ld_tensor **qsrc; /* which weight each entry replaces */
     void **qdata;
+    bool *qpacked; /* qdata is ld_qpack panels, else GGML blocks / F16 */
     int nq;
+    bool quantized; /* ld_lm_session_quantize ran */
     void *qscratch;
     size_t qscratch_bytes;
     float *wf32; /* one F32 copy of a quantized matrix for products of many rows (see linear) */
@@ -56,13 +59,18 @@ void ld_lm_session_free(ld_lm_session *s) {
     ld_free(s->ctx, s);
 }
 
-/* Makes the activation scratch big enough for ld_qmatmul on weights of `type`. */
+/* Makes the activation scratch big enough for ld_qmatmul (and ld_qmatmul_packed) on
+ * weights of `type`. */
 static ld_status reserve_qscratch(ld_lm_session *s, ld_dtype type) {
     const ld_lm_config *c = &s->m->cfg;
     size_t need = 0, sz;
     int64_t widths[2] = {c->hidden_size, c->intermediate_size};
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 2; k++) {
         if (ld_qmatmul_scratch_size(s->ctx, type, s->max_tokens, widths[k], &sz) == LD_OK && sz > need) need = sz;
+        if (ld_qpack_supported(type) && ld_qmatmul_packed_scratch_size(s->ctx, type, s->max_tokens, widths[k], &sz) == LD_OK &&
+            sz > need)
+            need = sz;
+    }
     if (need > s->qscratch_bytes) {
         if (!(s->qscratch = ld_arena_alloc(s->mem, need))) return ld_ctx_status(s->ctx);
         s->qscratch_bytes = need;
@@ -77,6 +85,34 @@ static ld_status reserve_wf32(ld_lm_session *s, int64_t n) {
     if (!(s->wf32 = ld_arena_alloc(s->mem, (size_t)n * sizeof(float)))) return ld_ctx_status(s->ctx);
     s->wf32_elems = n;
     return LD_OK;
+}
+
+/* [N, K] of weight w as the session multiplies it (GPT-2's Conv1D weights are [K, N]). */
+static void weight_nk(const ld_lm_session *s, const ld_tensor *w, int64_t *N, int64_t *K) {
+    const bool kn = s->m->cfg.arch == LD_ARCH_GPT2 && w != s->m->lm_head;
+    *N = kn ? w->shape[1] : w->shape[0], *K = kn ? w->shape[0] : w->shape[1];
+}
+
+/* Records a new form of weight w: blocks (or F16) `data` of type t, or with pack set, the
+ * ld_qpack panels of those blocks (allocated here; data is not kept). */
+static ld_status add_form(ld_lm_session *s, const ld_tensor *w, ld_dtype t, void *data, bool pack) {
+    if (pack) {
+        int64_t N, K;
+        size_t bytes;
+        weight_nk(s, w, &N, &K);
+        ld_status st = ld_qpack_size(s->ctx, t, N, K, &bytes);
+        void *p = st ? NULL : ld_arena_alloc(s->mem, bytes);
+        if (!st && !p) st = ld_ctx_status(s->ctx);
+        if (!st) st = ld_qpack(s->ctx, t, data, N, K, p);
+        if (st) return st;
+        data = p;
+    }
+    s->qsrc[s->nq] = w, s->qdata[s->nq] = data, s->qtypes[s->nq] = t, s->qpacked[s->nq] = pack, s->nq++;
+    return LD_OK;
+}
+
+static ld_status add_packed(ld_lm_session *s, const ld_tensor *w, ld_dtype t, const void *blocks) {
+    return add_form(s, w, t, (void *)blocks, true);
 }
 
 ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_tokens, ld_lm_session **out) {
@@ -119,9 +155,19 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
         return ld_ctx_status(ctx);
     }
     memset(s->len, 0, (size_t)n_slots * sizeof(int64_t));
+    const int np = ld_params_count(m->params);
+    if (!(s->qsrc = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->qsrc)) ||
+        !(s->qdata = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->qdata)) ||
+        !(s->qtypes = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->qtypes)) ||
+        !(s->qpacked = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->qpacked))) {
+        ld_lm_session_free(s);
+        return ld_ctx_status(ctx);
+    }
     for (int i = 0; i < m->n_packed; i++) {
         const lm_packed *pk = &m->packed[i];
         if ((st = reserve_qscratch(s, pk->dtype))) return ld_lm_session_free(s), st;
+        if (ld_qpack_supported(pk->dtype) && (st = add_packed(s, pk->w, pk->dtype, pk->data)))
+            return ld_lm_session_free(s), st;
         if (max_tokens >= LD_DEQUANT_GEMM_MIN_M && pk->w != m->lm_head && dequant_for_gemm(pk->dtype) &&
             (st = reserve_wf32(s, ld_tensor_numel(pk->w))))
             return ld_lm_session_free(s), st;
@@ -145,18 +191,14 @@ static ld_status encode(ld_ctx *ctx, ld_dtype t, void *dst, const float *src, in
 ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype head_type) {
     if (!s) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = s->ctx;
-    if (s->nq) return ld_error(ctx, LD_ERR_STATE, "session weights are already quantized");
+    if (s->quantized) return ld_error(ctx, LD_ERR_STATE, "session weights are already quantized");
     const ld_dtype asked[2] = {type, head_type};
     for (int i = 0; i < 2; i++)
         if (!session_type_ok(asked[i]) && !(i == 1 && asked[i] == LD_DTYPE_COUNT))
             return ld_error(ctx, LD_ERR_DTYPE, "quantize: %s type %s is not supported", i ? "head" : "matrix",
                             ld_dtype_traits(asked[i]) ? ld_dtype_traits(asked[i])->name : "?");
-    const ld_lm_config *c = &s->m->cfg;
+    s->quantized = true;
     int n = ld_params_count(s->m->params);
-    if (!(s->qsrc = ld_arena_alloc(s->mem, (size_t)n * sizeof *s->qsrc)) ||
-        !(s->qdata = ld_arena_alloc(s->mem, (size_t)n * sizeof *s->qdata)) ||
-        !(s->qtypes = ld_arena_alloc(s->mem, (size_t)n * sizeof *s->qtypes)))
-        return ld_ctx_status(ctx);
     float *tmp = NULL;
     ld_status st = LD_OK;
     for (int i = 0; i < n && !st; i++) {
@@ -167,16 +209,21 @@ ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype he
          * when a head type is given (the usual mixes keep the embedding above 4 bits) */
         if (w == s->m->wte && !(head && head_type != LD_DTYPE_COUNT)) continue;
         const ld_dtype t = head && head_type != LD_DTYPE_COUNT ? head_type : type;
-        bool kn = c->arch == LD_ARCH_GPT2 && !head;
-        int64_t N = kn ? w->shape[1] : w->shape[0], K = kn ? w->shape[0] : w->shape[1];
+        const bool kn = s->m->cfg.arch == LD_ARCH_GPT2 && !head, pack = ld_qpack_supported(t);
+        int64_t N, K;
+        weight_nk(s, w, &N, &K);
         if (K % ld_dtype_traits(t)->block_size) continue; /* rows must be whole blocks: keep F32 */
         size_t bytes;
         if (ld_dtype_row_bytes(t, N * K, &bytes)) continue;
-        void *q = ld_arena_alloc(s->mem, bytes);
+        /* blocks in the arena, or for a prepacked type in a buffer freed once packed */
+        void *q = pack ? ld_alloc(ctx, bytes) : ld_arena_alloc(s->mem, bytes);
         if (!q) return ld_ctx_status(ctx);
         const float *src = w->data;
         if (kn) { /* Conv1D [K, N] -> [N, K] */
-            if (!(tmp = ld_alloc(ctx, (size_t)(N * K) * sizeof(float)))) return ld_ctx_status(ctx);
+            if (!(tmp = ld_alloc(ctx, (size_t)(N * K) * sizeof(float)))) {
+                if (pack) ld_free(ctx, q);
+                return ld_ctx_status(ctx);
+            }
             for (int64_t r = 0; r < K; r++)
                 for (int64_t col = 0; col < N; col++) tmp[col * K + r] = src[r * N + col];
             src = tmp;
@@ -184,7 +231,8 @@ ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype he
         st = encode(ctx, t, q, src, N, K);
         ld_free(ctx, tmp);
         tmp = NULL;
-        s->qsrc[s->nq] = w, s->qdata[s->nq] = q, s->qtypes[s->nq] = t, s->nq++;
+        if (!st) st = add_form(s, w, t, q, pack);
+        if (pack) ld_free(ctx, q);
         if (!st) st = reserve_qscratch(s, t);
         if (!st && !head && s->max_tokens >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(t)) st = reserve_wf32(s, N * K);
     }
@@ -227,12 +275,14 @@ size_t ld_lm_session_kv_bytes(const ld_lm_session *s) {
     return (size_t)(2 * c->n_layers * s->n_slots * s->max_len * kv_width(c)) * sizeof(float);
 }
 
-/* The form of weight w this session computes with: its own quantized copy
- * (ld_lm_session_quantize), else the model's packed matrix (a GGUF file's F16/quantized
- * bytes), else NULL (the F32 parameter). Both are [N, K]. */
-static const void *weight_for(const ld_lm_session *s, const ld_tensor *w, ld_dtype *type) {
-    for (int i = 0; i < s->nq; i++)
-        if (s->qsrc[i] == w) return *type = s->qtypes[i], s->qdata[i];
+/* The form of weight w this session computes with: its own latest form (a quantized copy
+ * from ld_lm_session_quantize, or prepacked panels; *packed tells which), else the
+ * model's packed matrix (a GGUF file's F16/quantized bytes), else NULL (the F32
+ * parameter). All are [N, K]. */
+static const void *weight_for(const ld_lm_session *s, const ld_tensor *w, ld_dtype *type, bool *packed) {
+    *packed = false;
+    for (int i = s->nq - 1; i >= 0; i--)
+        if (s->qsrc[i] == w) return *type = s->qtypes[i], *packed = s->qpacked[i], s->qdata[i];
     const lm_packed *pk = s->m->n_packed ? lm_packed_find(s->m, w) : NULL;
     if (pk) return *type = pk->dtype, pk->data;
     return NULL;
@@ -246,8 +296,11 @@ size_t ld_lm_session_weight_bytes(const ld_lm_session *s) {
         if (w->ndim != 2 || w == s->m->wpe || (w == s->m->wte && w != s->m->lm_head)) continue;
         ld_dtype t = LD_F32;
         size_t b = 0;
-        if (!weight_for(s, w, &t)) t = LD_F32;
-        if (!ld_dtype_row_bytes(t, ld_tensor_numel(w), &b)) total += b;
+        bool packed;
+        int64_t N, K;
+        weight_nk(s, w, &N, &K);
+        if (!weight_for(s, w, &t, &packed)) t = LD_F32;
+        if (packed ? !ld_qpack_size(s->ctx, t, N, K, &b) : !ld_dtype_row_bytes(t, ld_tensor_numel(w), &b)) total += b;
     }
     return total;
 }
@@ -258,9 +311,11 @@ static void linear(const ld_lm_session *s, float *y, const float *x, const ld_te
                    bool w_kn, int64_t M) {
     int64_t K = w_kn ? w->shape[0] : w->shape[1], N = w_kn ? w->shape[1] : w->shape[0];
     ld_dtype qtype = LD_F32;
-    const void *qw = weight_for(s, w, &qtype);
+    bool packed;
+    const void *qw = weight_for(s, w, &qtype, &packed);
     if (s->observe) s->observe(s->observe_user, w->name, x, M, K);
-    if (qw && M >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(qtype) && N * K <= s->wf32_elems) {
+    if (packed) ld_qmatmul_packed(s->ctx, qtype, qw, N, K, x, M, y, s->qscratch); /* any M: one kernel */
+    else if (qw && M >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(qtype) && N * K <= s->wf32_elems) {
         /* many rows, no int8 GEMM for this type: expand W to F32 once (about a tenth of the
          * product's time at 512 rows) and run the packed F32 GEMM, several times faster per
          * row than the dot kernels */

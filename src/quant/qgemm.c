@@ -64,7 +64,7 @@ static size_t up64(size_t n) {
 }
 
 static size_t thread_bytes(const ld_qgemm_format *f, int64_t K) {
-    return up64((size_t)(K / f->group) * ld_qgemm_group_bytes(f)) + up64((size_t)K + 8 * (size_t)(K / f->group));
+    return up64((size_t)(K / f->group) * ld_qgemm_group_bytes(f)) + ld_qgemm_prepack_tmp_bytes(f, K);
 }
 
 size_t ld_qgemm_scratch_bytes(const ld_qgemm_format *f, int64_t M, int64_t K, int threads) {
@@ -98,20 +98,42 @@ static void qgemm_ref(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, i
     }
 }
 
-void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
-                  int64_t M, float *y, void *scratch, int threads, bool use_ref) {
-    const int G = f->group;
-    const int64_t ng = K / G;
+/* Quantizes the M rows of x into the scratch (int8 values, then their groups) and returns
+ * the part after them (the per-thread panels of ld_qgemm_run). */
+static uint8_t *quantize_rows(const ld_qgemm_format *f, const float *x, int64_t M, int64_t K, void *scratch,
+                              int threads, bool use_ref, int8_t **q, ld_qgemm_agroup **ag) {
+    const int64_t ng = K / f->group;
     uint8_t *base = (uint8_t *)up64((size_t)scratch);
-    int8_t *q = (int8_t *)base;
-    ld_qgemm_agroup *ag = (ld_qgemm_agroup *)(base + up64((size_t)(M * K)));
-    uint8_t *per_thread = (uint8_t *)ag + up64((size_t)(M * ng) * sizeof *ag);
-    const size_t tb = thread_bytes(f, K), gb = ld_qgemm_group_bytes(f);
+    *q = (int8_t *)base;
+    *ag = (ld_qgemm_agroup *)(base + up64((size_t)(M * K)));
+    int8_t *qq = *q;
+    ld_qgemm_agroup *gg = *ag;
 #pragma omp parallel for schedule(static) num_threads(threads) if (M > 1)
     for (int64_t m = 0; m < M; m++) {
-        if (use_ref) ld_qgemm_quantize_act_ref(f, x + m * K, K, q + m * K, ag + m * ng);
-        else ld_qgemm_quantize_act_avx512(f, x + m * K, K, q + m * K, ag + m * ng);
+        if (use_ref) ld_qgemm_quantize_act_ref(f, x + m * K, K, qq + m * K, gg + m * ng);
+        else ld_qgemm_quantize_act_avx512(f, x + m * K, K, qq + m * K, gg + m * ng);
     }
+    return (uint8_t *)*ag + up64((size_t)(M * ng) * sizeof **ag);
+}
+
+/* y[:, n0 .. n0+nc) for all M rows from one packed panel, LD_QGEMM_MR rows at a time. */
+static void panel_rows(const ld_qgemm_format *f, const uint8_t *panel, int64_t n0, int nc, const int8_t *q,
+                       const ld_qgemm_agroup *ag, int64_t M, int64_t K, float *y, int64_t N) {
+    const int64_t ng = K / f->group;
+    const uint64_t cmask = (1ull << nc) - 1; /* nc <= 48 */
+    for (int64_t m = 0; m < M; m += LD_QGEMM_MR) {
+        const int mr = M - m < LD_QGEMM_MR ? (int)(M - m) : LD_QGEMM_MR;
+        ld_qgemm_kernel_avx512(f, mr, ng, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng, y + m * N + n0, N, cmask);
+    }
+}
+
+void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
+                  int64_t M, float *y, void *scratch, int threads, bool use_ref) {
+    const int64_t ng = K / f->group;
+    int8_t *q;
+    ld_qgemm_agroup *ag;
+    uint8_t *per_thread = quantize_rows(f, x, M, K, scratch, threads, use_ref, &q, &ag);
+    const size_t tb = thread_bytes(f, K), gb = ld_qgemm_group_bytes(f);
     if (use_ref) {
         qgemm_ref(f, W, wrow, N, K, q, ag, M, y, per_thread + up64((size_t)ng * gb));
         return;
@@ -125,13 +147,44 @@ void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64
         for (int64_t p = 0; p < npanels; p++) {
             const int64_t n0 = p * LD_QGEMM_NR;
             const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-            const uint64_t cmask = nc == 64 ? ~0ull : (1ull << nc) - 1;
             ld_qgemm_pack_avx512(f, W, wrow, n0, nc, K, panel, tmp);
-            for (int64_t m = 0; m < M; m += LD_QGEMM_MR) {
-                const int mr = M - m < LD_QGEMM_MR ? (int)(M - m) : LD_QGEMM_MR;
-                ld_qgemm_kernel_avx512(f, mr, ng, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng, y + m * N + n0,
-                                       N, cmask);
-            }
+            panel_rows(f, panel, n0, nc, q, ag, M, K, y, N);
         }
+    }
+}
+
+/* ---- prepacked weights: every panel packed once, kept, used for any number of rows ---- */
+size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K) {
+    return (size_t)((N + LD_QGEMM_NR - 1) / LD_QGEMM_NR) * (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
+}
+
+size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K) {
+    return up64((size_t)K + 8 * (size_t)(K / f->group));
+}
+
+void ld_qgemm_prepack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, uint8_t *P,
+                      uint8_t *tmp, int threads) {
+    const size_t pb = (size_t)(K / f->group) * ld_qgemm_group_bytes(f), tb = ld_qgemm_prepack_tmp_bytes(f, K);
+    const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t p = 0; p < npanels; p++) {
+        const int64_t n0 = p * LD_QGEMM_NR;
+        const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
+        ld_qgemm_pack_avx512(f, W, wrow, n0, nc, K, P + (size_t)p * pb, tmp + (size_t)omp_get_thread_num() * tb);
+    }
+}
+
+void ld_qgemm_run_packed(const ld_qgemm_format *f, const uint8_t *P, int64_t N, int64_t K, const float *x, int64_t M,
+                         float *y, void *scratch, int threads) {
+    int8_t *q;
+    ld_qgemm_agroup *ag;
+    quantize_rows(f, x, M, K, scratch, threads, false, &q, &ag);
+    const size_t pb = (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
+    const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t p = 0; p < npanels; p++) {
+        const int64_t n0 = p * LD_QGEMM_NR;
+        const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
+        panel_rows(f, P + (size_t)p * pb, n0, nc, q, ag, M, K, y, N);
     }
 }

@@ -56,4 +56,15 @@ size_t ld_qgemm_scratch_bytes(const ld_qgemm_format *f, int64_t M, int64_t K, in
 void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
                   int64_t M, float *y, void *scratch, int threads, bool use_ref);
 
+/* Prepacked weights: all panels of W, packed once (ld_qgemm_packed_bytes, 64-byte aligned)
+ * and multiplied with any number of rows by the same microkernel, with no unpacking per
+ * call. tmp: threads x ld_qgemm_prepack_tmp_bytes. Same results as ld_qgemm_run.
+ * Scratch of ld_qgemm_run_packed: ld_qgemm_scratch_bytes(f, M, K, 0). */
+size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K);
+size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K);
+void ld_qgemm_prepack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, uint8_t *P,
+                      uint8_t *tmp, int threads);
+void ld_qgemm_run_packed(const ld_qgemm_format *f, const uint8_t *P, int64_t N, int64_t K, const float *x, int64_t M,
+                         float *y, void *scratch, int threads);
+
 #endif

@@ -235,3 +235,76 @@ ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int6
     ld_qmatmul_impl(wtype, W, N, K, x, M, y, scratch, ld_ctx_threads(ctx), false);
     return LD_OK;
 }
+
+/* ---- prepacked weights (the int8 GEMM's panels, kept) -------------------------------------- */
+/* Types whose panel form costs few extra bytes: Q8_0 (9 bits per weight against 8.5). The
+ * panels hold one byte per weight, so for the 4-6 bit types they would double what a
+ * decode step reads. */
+bool ld_qpack_supported(ld_dtype wtype) {
+    return wtype == LD_Q8_0 && have_vnni();
+}
+
+static ld_status check_pack(ld_ctx *ctx, ld_dtype wtype, int64_t N, int64_t K, const ld_qgemm_format **f) {
+    const ld_dtype_info *di = ld_dtype_traits(wtype);
+    if (!ld_qpack_supported(wtype))
+        return ld_error(ctx, LD_ERR_DTYPE, "ld_qpack: weights of type %s cannot be prepacked on this CPU",
+                        di ? di->name : "(unknown)");
+    *f = ld_qgemm_format_get(wtype);
+    if (N <= 0 || K <= 0)
+        return ld_error(ctx, LD_ERR_SHAPE, "ld_qpack: N %lld and K %lld must be positive", (long long)N, (long long)K);
+    if (K % (*f)->group || K % di->block_size)
+        return ld_error(ctx, LD_ERR_SHAPE, "ld_qpack: %s: %lld x %lld is not whole blocks of %d", di->name, (long long)N,
+                        (long long)K, di->block_size);
+    size_t tmp;
+    if (ld_mul_size((size_t)N, (size_t)K, &tmp) || ld_mul_size(tmp, 2, &tmp))
+        return ld_error(ctx, LD_ERR_OVERFLOW, "ld_qpack: %lld x %lld overflows", (long long)N, (long long)K);
+    return LD_OK;
+}
+
+ld_status ld_qpack_size(ld_ctx *ctx, ld_dtype wtype, int64_t N, int64_t K, size_t *out) {
+    const ld_qgemm_format *f;
+    ld_status st = check_pack(ctx, wtype, N, K, &f);
+    if (!st) *out = ld_qgemm_packed_bytes(f, N, K);
+    return st;
+}
+
+ld_status ld_qpack(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_t K, void *dst) {
+    const ld_qgemm_format *f;
+    ld_status st = check_pack(ctx, wtype, N, K, &f);
+    if (st) return st;
+    if (!W || !dst || ((uintptr_t)dst & 63))
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qpack: NULL %s or destination not 64-byte aligned", W ? "dst" : "W");
+    const int threads = ld_ctx_threads(ctx);
+    uint8_t *tmp = ld_alloc(ctx, (size_t)threads * ld_qgemm_prepack_tmp_bytes(f, K));
+    if (!tmp) return ld_ctx_status(ctx);
+    size_t wrow;
+    ld_dtype_row_bytes(wtype, K, &wrow);
+    ld_qgemm_prepack(f, W, wrow, N, K, dst, tmp, threads);
+    ld_free(ctx, tmp);
+    return LD_OK;
+}
+
+ld_status ld_qmatmul_packed_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_t K, size_t *out) {
+    const ld_qgemm_format *f;
+    ld_status st = check_pack(ctx, wtype, 1, K, &f);
+    if (st) return st;
+    if (M <= 0) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul_packed: M %lld must be positive", (long long)M);
+    size_t tmp;
+    if (ld_mul_size((size_t)M, (size_t)K, &tmp) || ld_mul_size(tmp, 2, &tmp))
+        return ld_error(ctx, LD_ERR_OVERFLOW, "ld_qmatmul_packed: scratch size overflows");
+    *out = ld_qgemm_scratch_bytes(f, M, K, 0);
+    return LD_OK;
+}
+
+ld_status ld_qmatmul_packed(ld_ctx *ctx, ld_dtype wtype, const void *P, int64_t N, int64_t K, const float *x,
+                            int64_t M, float *y, void *scratch) {
+    const ld_qgemm_format *f;
+    ld_status st = check_pack(ctx, wtype, N, K, &f);
+    if (st) return st;
+    if (M <= 0) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul_packed: M %lld must be positive", (long long)M);
+    if (!P || !x || !y || !scratch)
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul_packed: NULL %s", !P ? "P" : !x ? "x" : !y ? "y" : "scratch");
+    if ((uintptr_t)P & 63) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul_packed: weights not 64-byte aligned");
+    ld_qgemm_run_packed(f, P, N, K, x, M, y, scratch, ld_ctx_threads(ctx));
+    return LD_OK;
+}
