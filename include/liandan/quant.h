@@ -69,10 +69,11 @@ ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int6
  * into int8 panels on every call. A prepacked copy holds those panels for good: one byte
  * per weight, interleaved for the int8 GEMM microkernel, with float scales; any number of
  * rows (decode or prefill) then runs that microkernel with no unpacking, and a decode step
- * streams the panels at a handful of instructions per 1.7 KB. Only for types where the
- * panels cost few extra bytes: Q8_0 (9 bits per weight against 8.5). Results equal
- * ld_qmatmul's int8 GEMM for the same rows bit for bit (activations quantized per 32). */
-bool ld_qpack_supported(ld_dtype wtype); /* Q8_0 on CPUs with AVX-512 VNNI */
+ * streams the panels at a few instructions per 100 weights. Only for types where the
+ * panels cost few extra bytes: Q8_0 (9 bits per weight against 8.5) and Q4_K (levels kept
+ * as nibbles: 4.625 bits against 4.5). Results equal ld_qmatmul's int8 GEMM for the same
+ * rows bit for bit (activations quantized per group of 32). */
+bool ld_qpack_supported(ld_dtype wtype); /* Q8_0, Q4_K on CPUs with AVX-512 VNNI */
 /* Bytes of the packed form of an [N, K] matrix of type wtype. Errors: LD_ERR_DTYPE (not
  * packable here), LD_ERR_SHAPE (K not whole blocks), LD_ERR_OVERFLOW. */
 ld_status ld_qpack_size(ld_ctx *ctx, ld_dtype wtype, int64_t N, int64_t K, size_t *out);

@@ -154,8 +154,12 @@ void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64
 }
 
 /* ---- prepacked weights: every panel packed once, kept, used for any number of rows ---- */
+static size_t panel_bytes(const ld_qgemm_format *f, int64_t K) {
+    return f->type == LD_Q4_K ? (size_t)(K / LD_QK_K) * LD_QGEMM_K4_SB_BYTES : (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
+}
+
 size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K) {
-    return (size_t)((N + LD_QGEMM_NR - 1) / LD_QGEMM_NR) * (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
+    return (size_t)((N + LD_QGEMM_NR - 1) / LD_QGEMM_NR) * panel_bytes(f, K);
 }
 
 size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K) {
@@ -164,13 +168,14 @@ size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K) {
 
 void ld_qgemm_prepack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, uint8_t *P,
                       uint8_t *tmp, int threads) {
-    const size_t pb = (size_t)(K / f->group) * ld_qgemm_group_bytes(f), tb = ld_qgemm_prepack_tmp_bytes(f, K);
+    const size_t pb = panel_bytes(f, K), tb = ld_qgemm_prepack_tmp_bytes(f, K);
     const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t p = 0; p < npanels; p++) {
         const int64_t n0 = p * LD_QGEMM_NR;
         const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-        ld_qgemm_pack_avx512(f, W, wrow, n0, nc, K, P + (size_t)p * pb, tmp + (size_t)omp_get_thread_num() * tb);
+        if (f->type == LD_Q4_K) ld_qgemm_k4_pack(W, wrow, n0, nc, K, P + (size_t)p * pb);
+        else ld_qgemm_pack_avx512(f, W, wrow, n0, nc, K, P + (size_t)p * pb, tmp + (size_t)omp_get_thread_num() * tb);
     }
 }
 
@@ -179,12 +184,20 @@ void ld_qgemm_run_packed(const ld_qgemm_format *f, const uint8_t *P, int64_t N, 
     int8_t *q;
     ld_qgemm_agroup *ag;
     quantize_rows(f, x, M, K, scratch, threads, false, &q, &ag);
-    const size_t pb = (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
-    const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
+    const size_t pb = panel_bytes(f, K);
+    const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR, ng = K / f->group;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t p = 0; p < npanels; p++) {
         const int64_t n0 = p * LD_QGEMM_NR;
         const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-        panel_rows(f, P + (size_t)p * pb, n0, nc, q, ag, M, K, y, N);
+        if (f->type != LD_Q4_K) {
+            panel_rows(f, P + (size_t)p * pb, n0, nc, q, ag, M, K, y, N);
+            continue;
+        }
+        for (int64_t m = 0; m < M; m += LD_QGEMM_MR) {
+            const int mr = M - m < LD_QGEMM_MR ? (int)(M - m) : LD_QGEMM_MR;
+            ld_qgemm_k4_kernel_avx512(mr, K / LD_QK_K, P + (size_t)p * pb, q + m * K, (size_t)K, ag + m * ng, (size_t)ng,
+                                      y + m * N + n0, N, (1ull << nc) - 1);
+        }
     }
 }

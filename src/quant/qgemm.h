@@ -56,9 +56,17 @@ size_t ld_qgemm_scratch_bytes(const ld_qgemm_format *f, int64_t M, int64_t K, in
 void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
                   int64_t M, float *y, void *scratch, int threads, bool use_ref);
 
+/* Q4_K panels keep 4 bits a level (qgemm_k4_avx512.c): per super-block of K and panel,
+ * LD_QGEMM_K4_SB_BYTES. Pack: columns [n0, n0 + nc) of Q4_K rows; kernel: as
+ * ld_qgemm_kernel_avx512 over nsb super-blocks (activation groups of 32). */
+#define LD_QGEMM_K4_SB_BYTES (960 + 8 * 768)
+void ld_qgemm_k4_pack(const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K, uint8_t *panel);
+void ld_qgemm_k4_kernel_avx512(int mr, int64_t nsb, const uint8_t *panel, const int8_t *q, size_t qs,
+                               const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask);
+
 /* Prepacked weights: all panels of W, packed once (ld_qgemm_packed_bytes, 64-byte aligned)
  * and multiplied with any number of rows by the same microkernel, with no unpacking per
- * call. tmp: threads x ld_qgemm_prepack_tmp_bytes. Same results as ld_qgemm_run.
+ * call: byte-per-level panels (ld_qgemm_pack_avx512), or for Q4_K the 4-bit ones. tmp: threads x ld_qgemm_prepack_tmp_bytes. Same results as ld_qgemm_run.
  * Scratch of ld_qgemm_run_packed: ld_qgemm_scratch_bytes(f, M, K, 0). */
 size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K);
 size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K);

@@ -25,12 +25,6 @@ static inline float fp16(uint16_t h) {
     return _cvtsh_ss(h);
 }
 
-/* Q4_K / Q5_K sub-block scale and min (as get_scale_min_k4 in quant_k.c). */
-static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) *sc = q[j] & 63, *m = q[j + 4] & 63;
-    else *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-}
-
 static void levels_row(ld_dtype t, const void *w, int64_t n, uint8_t *L, float *s, float *o) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     switch (t) {
@@ -74,7 +68,7 @@ static void levels_row(ld_dtype t, const void *w, int64_t n, uint8_t *L, float *
             const float d = fp16(d16), min = fp16(m16);
             for (int j = 0; j < 8; j++) {
                 int sc, m;
-                scale_min_k4(j, scales, &sc, &m);
+                ld_q4_K_scale_min(scales, j, &sc, &m);
                 s[i * 8 + j] = d * (float)sc;
                 o[i * 8 + j] = -(min * (float)m);
             }

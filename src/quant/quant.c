@@ -237,11 +237,11 @@ ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int6
 }
 
 /* ---- prepacked weights (the int8 GEMM's panels, kept) -------------------------------------- */
-/* Types whose panel form costs few extra bytes: Q8_0 (9 bits per weight against 8.5). The
- * panels hold one byte per weight, so for the 4-6 bit types they would double what a
- * decode step reads. */
+/* Types whose panel form costs few extra bytes: Q8_0 (9 bits per weight against 8.5) and
+ * Q4_K (4-bit panels, 4.625 bits against 4.5). Byte-per-level panels would double what a
+ * decode step reads for the other 4-6 bit types. */
 bool ld_qpack_supported(ld_dtype wtype) {
-    return wtype == LD_Q8_0 && have_vnni();
+    return (wtype == LD_Q8_0 || wtype == LD_Q4_K) && have_vnni();
 }
 
 static ld_status check_pack(ld_ctx *ctx, ld_dtype wtype, int64_t N, int64_t K, const ld_qgemm_format **f) {

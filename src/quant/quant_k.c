@@ -34,6 +34,10 @@ static inline void get_scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
     }
 }
 
+void ld_q4_K_scale_min(const uint8_t *scales, int j, int *sc, int *m) {
+    get_scale_min_k4(j, scales, sc, m);
+}
+
 static void pack_scale_min_k4(const uint8_t *ls, const uint8_t *lm, uint8_t *q) {
     memset(q, 0, LD_K_SCALE_SIZE);
     for (int j = 0; j < 8; j++) {

@@ -426,39 +426,44 @@ TEST(qpack_matches_reference) {
         ld_ctx_free(ctx);
         return;
     }
-    const ld_qgemm_format *g = ld_qgemm_format_get(LD_Q8_0);
-    static const int64_t Ms[] = {1, 2, 4, 5, 17}, Ns[] = {1, 47, 48, 49, 113}, Ks[] = {64, 768};
-    for (size_t ki = 0; ki < 2; ki++)
-        for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
-            const int64_t N = Ns[ni], K = Ks[ki];
-            float *wf = gaussian(31 + ni, N * K);
-            const size_t wrow = row_bytes(LD_Q8_0, K);
-            uint8_t *W = malloc(wrow * N);
-            CHECK(ld_quantize(ctx, LD_Q8_0, W, wf, N, K, NULL) == LD_OK);
-            size_t pbytes = 0;
-            CHECK(ld_qpack_size(ctx, LD_Q8_0, N, K, &pbytes) == LD_OK);
-            CHECK(pbytes <= wrow * N * 9 / 8 + 48 * (size_t)K * 2); /* 9 bits a weight, whole 48-column panels */
-            void *P = aligned_alloc(64, (pbytes + 63) / 64 * 64);
-            CHECK(ld_qpack(ctx, LD_Q8_0, W, N, K, P) == LD_OK);
-            for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
-                const int64_t M = Ms[mi];
-                float *x = gaussian(32 + mi, M * K), *y = malloc(M * N * sizeof(float)), *yr = malloc(M * N * sizeof(float));
-                size_t ss = 0;
-                CHECK(ld_qmatmul_packed_scratch_size(ctx, LD_Q8_0, M, K, &ss) == LD_OK);
-                void *scratch = malloc(ss), *rs = malloc(ld_qgemm_scratch_bytes(g, M, K, 1));
-                CHECK(ld_qmatmul_packed(ctx, LD_Q8_0, P, N, K, x, M, y, scratch) == LD_OK);
-                ld_qgemm_run(g, W, wrow, N, K, x, M, yr, rs, 1, true);
-                CHECK_MSG(!memcmp(y, yr, M * N * sizeof(float)), "Q8_0 packed M=%lld N=%lld K=%lld differs from the reference",
-                          (long long)M, (long long)N, (long long)K);
-                free(x), free(y), free(yr), free(scratch), free(rs);
+    static const ld_dtype types[] = {LD_Q8_0, LD_Q4_K};
+    static const int64_t Ms[] = {1, 2, 4, 5, 17}, Ns[] = {1, 47, 48, 49, 113}, Ks[] = {256, 768};
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t ki = 0; ki < 2; ki++)
+            for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
+                const ld_dtype t = types[ti];
+                const ld_qgemm_format *g = ld_qgemm_format_get(t);
+                const int64_t N = Ns[ni], K = Ks[ki];
+                float *wf = gaussian(31 + ni, N * K);
+                const size_t wrow = row_bytes(t, K);
+                uint8_t *W = malloc(wrow * N);
+                CHECK(ld_quantize(ctx, t, W, wf, N, K, NULL) == LD_OK);
+                size_t pbytes = 0;
+                CHECK(ld_qpack_size(ctx, t, N, K, &pbytes) == LD_OK);
+                /* whole 48-column panels, at most 6 % above the blocks' bits */
+                CHECK(pbytes <= (size_t)(wrow * ((N + 47) / 48 * 48) * 1.06));
+                void *P = aligned_alloc(64, (pbytes + 63) / 64 * 64);
+                CHECK(ld_qpack(ctx, t, W, N, K, P) == LD_OK);
+                for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+                    const int64_t M = Ms[mi];
+                    float *x = gaussian(32 + mi, M * K), *y = malloc(M * N * sizeof(float)), *yr = malloc(M * N * sizeof(float));
+                    size_t ss = 0;
+                    CHECK(ld_qmatmul_packed_scratch_size(ctx, t, M, K, &ss) == LD_OK);
+                    void *scratch = malloc(ss), *rs = malloc(ld_qgemm_scratch_bytes(g, M, K, 1));
+                    CHECK(ld_qmatmul_packed(ctx, t, P, N, K, x, M, y, scratch) == LD_OK);
+                    ld_qgemm_run(g, W, wrow, N, K, x, M, yr, rs, 1, true);
+                    CHECK_MSG(!memcmp(y, yr, M * N * sizeof(float)), "%s packed M=%lld N=%lld K=%lld differs from the reference",
+                              ld_dtype_traits(t)->name, (long long)M, (long long)N, (long long)K);
+                    free(x), free(y), free(yr), free(scratch), free(rs);
+                }
+                free(wf), free(W), free(P);
             }
-            free(wf), free(W), free(P);
-        }
     size_t sz;
     uint8_t *buf = aligned_alloc(64, 4096);
     memset(buf, 0, 4096);
     float x[64] = {0}, y[4];
-    CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q4_K, 4, 256, &sz), LD_ERR_DTYPE, "Q4_K");
+    CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q6_K, 4, 256, &sz), LD_ERR_DTYPE, "Q6_K");
+    CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q4_K, 4, 64, &sz), LD_ERR_SHAPE, "whole blocks");
     CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q8_0, 4, 40, &sz), LD_ERR_SHAPE, "whole blocks");
     CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q8_0, 0, 64, &sz), LD_ERR_SHAPE, "N 0");
     CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q8_0, INT64_MAX / 2, 64, &sz), LD_ERR_OVERFLOW, "overflows");
