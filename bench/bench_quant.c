@@ -5,7 +5,9 @@
  *    last-level cache), and every repetition walks all copies, like a decode step walking
  *    all layers, so the number is DRAM-bound, not cache-bound.
  *  - prefill (M = 512): GFLOP/s (2*M*N*K) against the int8 dot peak (quantized weights) or
- *    the fp32 FMA peak (F32/F16 weights). */
+ *    the fp32 FMA peak (F32/F16 weights).
+ * Types that can be prepacked (ld_qpack: Q8_0, Q4_K) get both rows again as "T packed":
+ * the same weights as kept panels, through ld_qmatmul_packed. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +24,16 @@ typedef struct {
     const float *x;
     float *y;
     void *scratch;
+    bool packed; /* w holds ld_qpack panels */
 } qmm_arg;
 
 static void run_qmm(void *p) {
     qmm_arg *a = p;
-    for (int c = 0; c < a->copies; c++)
-        ld_qmatmul(a->ctx, a->t, a->w + (size_t)c * a->wbytes, a->N, a->K, a->x, a->M, a->y, a->scratch);
+    for (int c = 0; c < a->copies; c++) {
+        const uint8_t *w = a->w + (size_t)c * a->wbytes;
+        if (a->packed) ld_qmatmul_packed(a->ctx, a->t, w, a->N, a->K, a->x, a->M, a->y, a->scratch);
+        else ld_qmatmul(a->ctx, a->t, w, a->N, a->K, a->x, a->M, a->y, a->scratch);
+    }
 }
 
 /* A plain AVX-512 read of the same weight bytes on the same threads: the bandwidth the
@@ -67,6 +73,31 @@ static void *make_weights(ld_ctx *ctx, ld_dtype t, int64_t N, int64_t K, size_t 
     return w;
 }
 
+/* The decode rows (all copies of a->w at M = 1, and a plain read of them) and, for the
+ * body shapes, the prefill row (one copy at M = 512) of one weight form named tn. */
+static void measure(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r, qmm_arg *a,
+                    const char *tn) {
+    enum { MP = 512 };
+    char name[96];
+    a->M = 1;
+    double s = ld_bench_median(run_qmm, a, o->reps), sr = ld_bench_median(run_read, a, o->reps);
+    double gbs = (double)a->wbytes * a->copies / s * 1e-9, rgbs = (double)a->wbytes * a->copies / sr * 1e-9;
+    snprintf(name, sizeof name, "decode %s %lldx%lld (x%d)", tn, (long long)a->N, (long long)a->K, a->copies);
+    ld_bench_report_row(r, "quant", name, gbs, "GB/s", lim->bw_read_gbs > 0 ? gbs / lim->bw_read_gbs : -1,
+                        "read bandwidth");
+    snprintf(name, sizeof name, "  same-buffer read %.1f GB/s", rgbs);
+    ld_bench_report_row(r, "quant", name, gbs / rgbs, "x", gbs / rgbs, "read of the same weights");
+    if (a->N > 4096) return; /* prefill on the LM head shape: minutes on F32 */
+    qmm_arg b = *a;
+    b.M = MP, b.copies = 1;
+    s = ld_bench_median(run_qmm, &b, o->reps);
+    double gf = 2.0 * MP * a->N * a->K / s * 1e-9;
+    bool isq = a->t != LD_F32 && a->t != LD_F16;
+    double peak = isq ? lim->dot_i8_gops : lim->fma_f32_gflops;
+    snprintf(name, sizeof name, "prefill M=%d %s %lldx%lld", MP, tn, (long long)a->N, (long long)a->K);
+    ld_bench_report_row(r, "quant", name, gf, "GFLOP/s", peak > 0 ? gf / peak : -1, isq ? "int8 dot peak" : "fp32 FMA peak");
+}
+
 void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r) {
     static const ld_dtype types[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_K, LD_Q6_K};
     static const int64_t shapes[][2] = {{3072, 768}, {768, 3072}, {50304, 768}}; /* {N, K} */
@@ -93,26 +124,22 @@ void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, 
             for (int c = 0; c < copies; c++) memcpy(w + (size_t)c * wbytes, w1, wbytes);
             ld_rng rng = ld_rng_init(7);
             for (int64_t i = 0; i < MP * K; i++) x[i] = ld_rng_normal(&rng);
-            char name[96];
-            /* decode: all copies once per repetition */
-            qmm_arg a = {ctx, t, w, wbytes, copies, N, K, 1, x, y, scratch};
-            double s = ld_bench_median(run_qmm, &a, o->reps), sr = ld_bench_median(run_read, &a, o->reps);
-            double gbs = (double)wbytes * copies / s * 1e-9, rgbs = (double)wbytes * copies / sr * 1e-9;
-            snprintf(name, sizeof name, "decode %s %lldx%lld (x%d)", tn, (long long)N, (long long)K, copies);
-            ld_bench_report_row(r, "quant", name, gbs, "GB/s", lim->bw_read_gbs > 0 ? gbs / lim->bw_read_gbs : -1,
-                                "read bandwidth");
-            snprintf(name, sizeof name, "  same-buffer read %.1f GB/s", rgbs);
-            ld_bench_report_row(r, "quant", name, gbs / rgbs, "x", gbs / rgbs, "read of the same weights");
-            /* prefill: one copy, M = 512 (the lm head is skipped: minutes on F32) */
-            if (N <= 4096) {
-                qmm_arg b = {ctx, t, w, wbytes, 1, N, K, MP, x, y, scratch};
-                s = ld_bench_median(run_qmm, &b, o->reps);
-                double gf = 2.0 * MP * N * K / s * 1e-9;
-                bool isq = t != LD_F32 && t != LD_F16;
-                double peak = isq ? lim->dot_i8_gops : lim->fma_f32_gflops;
-                snprintf(name, sizeof name, "prefill M=%lld %s %lldx%lld", (long long)MP, tn, (long long)N, (long long)K);
-                ld_bench_report_row(r, "quant", name, gf, "GFLOP/s", peak > 0 ? gf / peak : -1,
-                                    isq ? "int8 dot peak" : "fp32 FMA peak");
+            qmm_arg a = {ctx, t, w, wbytes, copies, N, K, 1, x, y, scratch, false};
+            measure(o, lim, r, &a, tn);
+            if (ld_qpack_supported(t)) { /* the same weights prepacked (ld_qpack) */
+                size_t pb = 0, ps = 0;
+                ld_qpack_size(ctx, t, N, K, &pb);
+                ld_qmatmul_packed_scratch_size(ctx, t, MP, K, &ps);
+                const int pc = (int)(((size_t)512 << 20) / pb) + 1;
+                uint8_t *pw = aligned_alloc(64, (pb * (size_t)pc + 63) / 64 * 64);
+                void *psc = malloc(ps);
+                bool ok = pw && psc && !ld_qpack(ctx, t, w1, N, K, pw);
+                for (int c = 1; ok && c < pc; c++) memcpy(pw + (size_t)c * pb, pw, pb);
+                char pn[32];
+                snprintf(pn, sizeof pn, "%s packed", tn);
+                qmm_arg ap = {ctx, t, pw, pb, pc, N, K, 1, x, y, psc, true};
+                if (ok) measure(o, lim, r, &ap, pn);
+                free(pw), free(psc);
             }
         next:
             free(w1), free(w), free(x), free(y), free(scratch);

@@ -29,7 +29,8 @@ struct ld_lm_session {
     ld_arena *mem;       /* everything below, allocated once */
     float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
     /* the session's own forms of weights: from ld_lm_session_quantize, and the prepacked
-     * panels (ld_qpack) of a GGUF file's or the session's Q8_0 matrices. Later entries win. */
+     * panels (ld_qpack) of a GGUF file's or the session's Q8_0 / Q4_K matrices. Later
+     * entries win. */
     ld_dtype *qtypes;
     const ld_tensor **qsrc; /* which weight each entry replaces */
     void **qdata;

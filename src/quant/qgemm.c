@@ -13,10 +13,12 @@
  * the same operations in the same order per output element, so the two agree bit for bit.
  *
  * The optimized driver packs LD_QGEMM_NR columns of W at a time into a panel (levels
- * interleaved for vpdpbusd; ld_qgemm_pack_avx512), then runs every LD_QGEMM_MR-row tile of x
- * over the whole panel, its float sums in registers from the first group to the last
- * (splitting K into L1-sized chunks and re-loading the sums was 1.4x slower: measured). Panels are split over threads with a static
- * schedule, so the result does not depend on the thread count. */
+ * interleaved for vpdpbusd; ld_qgemm_pack_avx512), then runs every LD_QGEMM_MR-row tile of
+ * x over the whole panel, its float sums in registers from the first group to the last
+ * (splitting K into L1-sized chunks and re-loading the sums was 1.4x slower: measured).
+ * Prepacked weights (ld_qgemm_prepack) keep all panels and skip the packing. Panels are
+ * split over threads with a static schedule, so the result does not depend on the thread
+ * count. */
 #include <math.h>
 #include <omp.h>
 #include <string.h>

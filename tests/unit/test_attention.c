@@ -75,6 +75,9 @@ TEST(cpu_matches_ref_on_odd_shapes) {
         {.B = 2, .Tq = 100, .Tk = 100, .Hq = 3, .Hkv = 3, .D = 16, .causal = true, .key_len = lens2},
         {.B = 1, .Tq = 1, .Tk = 200, .Hq = 8, .Hkv = 2, .D = 64, .q_offset = 199, .causal = true}, /* decode */
         {.B = 2, .Tq = 5, .Tk = 77, .Hq = 2, .Hkv = 2, .D = 33, .q_offset = 72, .causal = true},  /* chunked prefill */
+        /* grouped rows whose visible ends straddle a key block (some rows see none of it) */
+        {.B = 1, .Tq = 10, .Tk = 71, .Hq = 2, .Hkv = 1, .D = 32, .q_offset = 61, .causal = true},
+        {.B = 1, .Tq = 7, .Tk = 68, .Hq = 2, .Hkv = 2, .D = 128, .q_offset = 61, .causal = true},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         shapes[i].scale = 1.0f / sqrtf((float)shapes[i].D);

@@ -53,6 +53,53 @@ static inline void scores_row(float *sc, const float *qi, const float *kt, int64
     _mm512_storeu_ps(sc + 48, _mm512_mul_ps(a3, vs));
 }
 
+/* scores_row for R query rows (qs floats apart) at once: each key vector loaded once for
+ * all R rows. Every row's operations are scores_row's, in its order. */
+static inline __attribute__((always_inline)) void scores_rows(float (*sc)[KB], const float *q0, int64_t qs, const int R,
+                                                              const float *kt, int64_t D, float scale) {
+    __m512 a[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < 4; c++) a[r][c] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d++) {
+        const float *k = kt + d * KB;
+        const __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16), k2 = _mm512_loadu_ps(k + 32),
+                     k3 = _mm512_loadu_ps(k + 48);
+        for (int r = 0; r < R; r++) {
+            const __m512 qd = _mm512_set1_ps(q0[r * qs + d]);
+            a[r][0] = _mm512_fmadd_ps(qd, k0, a[r][0]);
+            a[r][1] = _mm512_fmadd_ps(qd, k1, a[r][1]);
+            a[r][2] = _mm512_fmadd_ps(qd, k2, a[r][2]);
+            a[r][3] = _mm512_fmadd_ps(qd, k3, a[r][3]);
+        }
+    }
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(sc[r] + 16 * c, _mm512_mul_ps(a[r][c], vs));
+}
+
+/* pv_accumulate for R rows of output (os floats apart), D = 16 * ND: each value row loaded
+ * once for all R. Keys a row cannot see have p = 0 and add exact zeros. */
+static inline __attribute__((always_inline)) void pv_rows(float *o0, int64_t os, const float *corr, const float (*p)[KB],
+                                                          const int R, const int ND, const float *rows, int64_t stride,
+                                                          int64_t n) {
+    __m512 acc[4][8];
+    for (int r = 0; r < R; r++) {
+        const __m512 vc = _mm512_set1_ps(corr[r]);
+        for (int v = 0; v < ND; v++) acc[r][v] = _mm512_mul_ps(vc, _mm512_loadu_ps(o0 + r * os + 16 * v));
+    }
+    for (int64_t j = 0; j < n; j++) {
+        const float *row = rows + j * stride;
+        __m512 x[8];
+        for (int v = 0; v < ND; v++) x[v] = _mm512_loadu_ps(row + 16 * v);
+        for (int r = 0; r < R; r++) {
+            const __m512 pj = _mm512_set1_ps(p[r][j]);
+            for (int v = 0; v < ND; v++) acc[r][v] = _mm512_fmadd_ps(pj, x[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < ND; v++) _mm512_storeu_ps(o0 + r * os + 16 * v, acc[r][v]);
+}
+
 /* y[0..D) += a * x[0..D) */
 static inline void axpy_d(float *y, float a, const float *x, int64_t D) {
     __m512 va = _mm512_set1_ps(a);
@@ -125,6 +172,61 @@ static inline void exp_shift64(float *p, float shift) {
     for (int j = 0; j < KB; j += 16) _mm512_storeu_ps(p + j, ld_exp512(_mm512_sub_ps(_mm512_loadu_ps(p + j), vs)));
 }
 
+/* One key block for R query rows at once (rows `rs` floats apart in q and out): the online
+ * softmax step of fwd_unit's per-row loop, with the score and P.V products shared. A row
+ * that sees no key of the block keeps its state (corr 1, p 0). */
+static inline __attribute__((always_inline)) void block_rows(const int R, const int ND, float *o0, const float *q0,
+                                                             int64_t rs, const float *kt, const float *vrows,
+                                                             int64_t kstride, const int64_t *vis, float *mrow,
+                                                             float *lrow, float scale) {
+    float sc[4][KB], corr[4];
+    int64_t nmax = 0;
+    scores_rows(sc, q0, rs, R, kt, 16 * ND, scale);
+    for (int r = 0; r < R; r++) {
+        if (vis[r] <= 0) {
+            corr[r] = 1.0f;
+            memset(sc[r], 0, sizeof sc[r]);
+            continue;
+        }
+        float mx = mrow[r];
+        for (int64_t j = 0; j < vis[r]; j++) mx = sc[r][j] > mx ? sc[r][j] : mx;
+        for (int64_t j = vis[r]; j < KB; j++) sc[r][j] = -INFINITY;
+        corr[r] = expf(mrow[r] - mx);
+        exp_shift64(sc[r], mx);
+        float sum = 0.0f;
+        for (int64_t j = 0; j < vis[r]; j++) sum += sc[r][j];
+        lrow[r] = lrow[r] * corr[r] + sum;
+        mrow[r] = mx;
+        nmax = vis[r] > nmax ? vis[r] : nmax;
+    }
+    pv_rows(o0, rs, corr, (const float(*)[KB])sc, R, ND, vrows, kstride, nmax);
+}
+
+/* block_rows for n (1..4) rows of head size D = 16 nd (nd 2, 4 or 8; n <= 2 when nd = 8). */
+static void block_rows_n(int n, int nd, float *o0, const float *q0, int64_t rs, const float *kt, const float *vrows,
+                         int64_t kstride, const int64_t *vis, float *mrow, float *lrow, float scale) {
+#define BR(R, ND) block_rows(R, ND, o0, q0, rs, kt, vrows, kstride, vis, mrow, lrow, scale)
+    if (nd == 8) {
+        if (n == 1) BR(1, 8);
+        else BR(2, 8);
+    } else if (nd == 4) {
+        switch (n) {
+        case 1: BR(1, 4); break;
+        case 2: BR(2, 4); break;
+        case 3: BR(3, 4); break;
+        default: BR(4, 4); break;
+        }
+    } else {
+        switch (n) {
+        case 1: BR(1, 2); break;
+        case 2: BR(2, 2); break;
+        case 3: BR(3, 2); break;
+        default: BR(4, 2); break;
+        }
+    }
+#undef BR
+}
+
 static void fwd_unit(float *out, float *lse, const float *q, const float *k, const float *v, const ld_attn_shape *s,
                      int64_t b, int64_t h, int64_t i0, int64_t ni) {
     const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, hk = h / (Hq / Hkv);
@@ -139,9 +241,24 @@ static void fwd_unit(float *out, float *lse, const float *q, const float *k, con
     }
     const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
     const bool direct = ni < 4; /* decoding: a transpose costs more than it saves */
+    /* prefill: rows in groups sharing each loaded key and value vector (head sizes 32, 64, 128) */
+    const int nd = (int)(D / 16), group = D == 128 ? 2 : 4;
+    const bool grouped = !direct && D % 16 == 0 && (nd == 2 || nd == 4 || nd == 8);
+    const int64_t rs = Hq * D;
     for (int64_t j0 = 0; j0 < end_max; j0 += KB) {
         int64_t nk = end_max - j0 < KB ? end_max - j0 : KB;
         if (!direct) transpose_block(kt, kb, kstride, j0, nk, D);
+        if (grouped) {
+            for (int64_t r0 = 0; r0 < ni; r0 += group) {
+                const int n = ni - r0 < group ? (int)(ni - r0) : group;
+                int64_t vis[4];
+                for (int r = 0; r < n; r++) vis[r] = ends[r0 + r] - j0 < nk ? ends[r0 + r] - j0 : nk;
+                const int64_t row = (b * s->Tq + i0 + r0) * Hq + h;
+                block_rows_n(n, nd, out + row * D, q + row * D, rs, kt, vb + j0 * kstride, kstride, vis, mrow + r0,
+                             lrow + r0, s->scale);
+            }
+            continue;
+        }
         for (int64_t r = 0; r < ni; r++) {
             int64_t vis = ends[r] - j0; /* keys of this block visible to the row */
             if (vis <= 0) continue;
