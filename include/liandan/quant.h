@@ -56,13 +56,13 @@ ld_status ld_qmatmul_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_
  * count.
  * Errors: LD_ERR_DTYPE (unsupported wtype), LD_ERR_SHAPE (K not a multiple of the block
  * size), LD_ERR_INVALID_ARG (NULL pointers, non-positive sizes). */
-/* Whether ld_qmatmul runs M rows on weights of type wtype through the int8 GEMM (else
- * through the row dots, which are slower per row for many rows than dequantizing W once
- * and using an F32 GEMM). */
-bool ld_qmatmul_has_gemm(ld_dtype wtype, int64_t M);
-
 ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x,
                      int64_t M, float *y, void *scratch);
+
+/* Whether ld_qmatmul multiplies M rows with weights of type wtype through the int8 GEMM on
+ * this CPU. When it does not, a caller with many rows does better to dequantize W once and
+ * use an F32 GEMM: the row dots read each weight block once per 4 rows. */
+bool ld_qmatmul_has_gemm(ld_dtype wtype, int64_t M);
 
 /* ---- prepacked weights --------------------------------------------------------------------
  * ld_qmatmul reads weights in their GGML block layout and, for many rows, unpacks them

@@ -1,5 +1,6 @@
 /* quant/qgemm_avx512.c — AVX-512 VNNI parts of the int8 GEMM (qgemm.c): the activation
- * quantizer and the register-blocked microkernel. Called only after a CPUID check.
+ * quantizer, the panel packer (weight levels extracted with AVX-512) and the
+ * register-blocked microkernel. Called only after a CPUID check.
  *
  * Microkernel: an MR x 48 tile of C. Per group of K it keeps MR x 3 int32 accumulators,
  * started at -zp * (the activation group's sum); each step of 4 k multiplies three 64-byte

@@ -143,14 +143,14 @@ void ld_quantize_act_q8_K_avx512(const float *x, void *y, int64_t n);
  * w = s * (L - zp) + o. The GEMM multiplies L with int8 activations (vpdpbusd's unsigned x
  * signed bytes), removes the zero point with the activation group sums, and applies s and
  * o once per group. Scalar reference extraction, one per type family file. */
-/* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block's scales[12]. */
-void ld_q4_K_scale_min(const uint8_t *scales, int j, int *sc, int *m);
 typedef void (*ld_levels_fn)(const void *w, int64_t n, uint8_t *L, float *s, float *o);
 void ld_levels_row_q8_0(const void *w, int64_t n, uint8_t *L, float *s, float *o);
 void ld_levels_row_q4_0(const void *w, int64_t n, uint8_t *L, float *s, float *o);
 void ld_levels_row_q4_K(const void *w, int64_t n, uint8_t *L, float *s, float *o);
 void ld_levels_row_q5_K(const void *w, int64_t n, uint8_t *L, float *s, float *o);
 void ld_levels_row_q6_K(const void *w, int64_t n, uint8_t *L, float *s, float *o);
+/* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block's scales[12]. */
+void ld_q4_K_scale_min(const uint8_t *scales, int j, int *sc, int *m);
 
 /* ---- shared scale searches (quant_search.c) ------------------------------------------ */
 /* Symmetric: finds s and L[i] in [0, 2*nmax) minimising sum w_i (x_i - s*(L_i - nmax))^2
