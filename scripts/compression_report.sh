@@ -60,8 +60,10 @@ for t in $TYPES; do
   speed=""
   if [ "$SPEED" = 1 ]; then
     # the file's own rows of bench infer: median decode tok/s and its share of the bandwidth
-    # limit, prefill tok/s (of as many tokens as the model's context allows, at most 512)
-    s=$(OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$BIN" bench infer --model "$f" --reps "$REPS" 2>/dev/null | grep '^infer *file' || true)
+    # limit, prefill tok/s (of as many tokens as the model's context allows, at most 512).
+    # OpenMP's wait policy is the caller's: passive (threads sleep between regions) is for
+    # oversubscribed machines only; on a free one it halves decode (a wake-up per region).
+    s=$("$BIN" bench infer --model "$f" --reps "$REPS" 2>/dev/null | grep '^infer *file' || true)
     dec=$(echo "$s" | sed -n 's/.*decode batch 1 ([^)]*) *\([0-9.]*\) tok\/s *\([0-9.]*%\).*/\1 (\2)/p')
     pre=$(echo "$s" | sed -n 's/.*prefill \([0-9]*\) tokens *\([0-9.]*\) tok\/s.*/\2 (T=\1)/p')
     speed=" | ${pre:-?} | ${dec:-?}"

@@ -110,7 +110,7 @@ static uint8_t *quantize_rows(const ld_qgemm_format *f, const float *x, int64_t 
     *ag = (ld_qgemm_agroup *)(base + up64((size_t)(M * K)));
     int8_t *qq = *q;
     ld_qgemm_agroup *gg = *ag;
-#pragma omp parallel for schedule(static) num_threads(threads) if (M > 1)
+#pragma omp parallel for schedule(static) num_threads(threads) if (M * K >= LD_QACT_PAR_MIN)
     for (int64_t m = 0; m < M; m++) {
         if (use_ref) ld_qgemm_quantize_act_ref(f, x + m * K, K, qq + m * K, gg + m * ng);
         else ld_qgemm_quantize_act_avx512(f, x + m * K, K, qq + m * K, gg + m * ng);
@@ -141,7 +141,7 @@ void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64
         return;
     }
     const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (M * N * K >= LD_QMM_PAR_MIN)
     {
         uint8_t *panel = per_thread + (size_t)omp_get_thread_num() * tb;
         uint8_t *tmp = panel + up64((size_t)ng * gb);
@@ -188,7 +188,7 @@ void ld_qgemm_run_packed(const ld_qgemm_format *f, const uint8_t *P, int64_t N, 
     quantize_rows(f, x, M, K, scratch, threads, false, &q, &ag);
     const size_t pb = panel_bytes(f, K);
     const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR, ng = K / f->group;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads) if (M * N * K >= LD_QMM_PAR_MIN)
     for (int64_t p = 0; p < npanels; p++) {
         const int64_t n0 = p * LD_QGEMM_NR;
         const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;

@@ -9,6 +9,12 @@
  * each weight block once per 4 rows; measured with `liandan bench kernels --filter quant`). */
 #define LD_QGEMM_MIN_M 16
 
+/* Products smaller than this many multiply-adds (M x N x K) run on the calling thread: waking
+ * the team costs more than they do (a small model's decode step is dozens of them). */
+#define LD_QMM_PAR_MIN ((int64_t)1 << 18)
+/* Likewise for quantizing M x K activations (a few rows take microseconds). */
+#define LD_QACT_PAR_MIN ((int64_t)1 << 16)
+
 typedef struct ld_qgemm_format {
     ld_dtype type;
     int group;      /* elements per scale: 32, or 16 (Q6_K) */

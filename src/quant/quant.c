@@ -194,13 +194,13 @@ int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const f
     if (qa) {
         arow = (size_t)(K / q->act_block_size) * (size_t)q->act_block_bytes;
         uint8_t *s = scratch;
-#pragma omp parallel for schedule(static) num_threads(threads) if (M > 1)
+#pragma omp parallel for schedule(static) num_threads(threads) if (M * K >= LD_QACT_PAR_MIN)
         for (int64_t m = 0; m < M; m++) qa(x + m * K, s + (size_t)m * arow, K);
         act = s;
     }
     const uint8_t *w = W;
     const int64_t ntiles = (N + QMM_TILE_N - 1) / QMM_TILE_N;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads) if (M * N * K >= LD_QMM_PAR_MIN)
     for (int64_t t = 0; t < ntiles; t++) {
         const int64_t n0 = t * QMM_TILE_N, n1 = n0 + QMM_TILE_N < N ? n0 + QMM_TILE_N : N;
         if (!rows) {
