@@ -315,8 +315,8 @@ static void seen_activations(ld_dtype t, const float *x, int64_t M, int64_t K, f
     }
 }
 
-/* The AVX-512 GEMM path (activation quantizer, panel packing, microkernel with all its
- * row counts, column masks and K chunks) against the scalar reference: identical bits. */
+/* The AVX-512 GEMM path (activation quantizer, panel packing, the microkernel at every row
+ * count and with partial column masks) against the scalar reference: identical bits. */
 TEST(qgemm_equals_reference) {
     if (!have_avx512()) {
         printf("  (no AVX-512 VNNI: the GEMM path is not used on this CPU)\n");
