@@ -88,32 +88,29 @@ static ld_status reserve_wf32(ld_lm_session *s, int64_t n) {
     return LD_OK;
 }
 
-/* [N, K] of weight w as the session multiplies it (GPT-2's Conv1D weights are [K, N]). */
-static void weight_nk(const ld_lm_session *s, const ld_tensor *w, int64_t *N, int64_t *K) {
+/* [N, K] of weight w as the session multiplies it; true when the parameter itself is
+ * stored [K, N] (GPT-2's Conv1D weights). */
+static bool weight_nk(const ld_lm_session *s, const ld_tensor *w, int64_t *N, int64_t *K) {
     const bool kn = s->m->cfg.arch == LD_ARCH_GPT2 && w != s->m->lm_head;
     *N = kn ? w->shape[1] : w->shape[0], *K = kn ? w->shape[0] : w->shape[1];
+    return kn;
 }
 
 /* Records a new form of weight w: blocks (or F16) `data` of type t, or with pack set, the
  * ld_qpack panels of those blocks (allocated here; data is not kept). */
-static ld_status add_form(ld_lm_session *s, const ld_tensor *w, ld_dtype t, void *data, bool pack) {
+static ld_status add_form(ld_lm_session *s, const ld_tensor *w, ld_dtype t, const void *data, bool pack) {
+    void *form = (void *)data;
     if (pack) {
         int64_t N, K;
         size_t bytes;
         weight_nk(s, w, &N, &K);
         ld_status st = ld_qpack_size(s->ctx, t, N, K, &bytes);
-        void *p = st ? NULL : ld_arena_alloc(s->mem, bytes);
-        if (!st && !p) st = ld_ctx_status(s->ctx);
-        if (!st) st = ld_qpack(s->ctx, t, data, N, K, p);
+        if (!st && !(form = ld_arena_alloc(s->mem, bytes))) st = ld_ctx_status(s->ctx);
+        if (!st) st = ld_qpack(s->ctx, t, data, N, K, form);
         if (st) return st;
-        data = p;
     }
-    s->qsrc[s->nq] = w, s->qdata[s->nq] = data, s->qtypes[s->nq] = t, s->qpacked[s->nq] = pack, s->nq++;
+    s->qsrc[s->nq] = w, s->qdata[s->nq] = form, s->qtypes[s->nq] = t, s->qpacked[s->nq] = pack, s->nq++;
     return LD_OK;
-}
-
-static ld_status add_packed(ld_lm_session *s, const ld_tensor *w, ld_dtype t, const void *blocks) {
-    return add_form(s, w, t, (void *)blocks, true);
 }
 
 ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_tokens, ld_lm_session **out) {
@@ -167,7 +164,7 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
     for (int i = 0; i < m->n_packed; i++) {
         const lm_packed *pk = &m->packed[i];
         if ((st = reserve_qscratch(s, pk->dtype))) return ld_lm_session_free(s), st;
-        if (ld_qpack_supported(pk->dtype) && (st = add_packed(s, pk->w, pk->dtype, pk->data)))
+        if (ld_qpack_supported(pk->dtype) && (st = add_form(s, pk->w, pk->dtype, pk->data, true)))
             return ld_lm_session_free(s), st;
         if (max_tokens >= LD_DEQUANT_GEMM_MIN_M && pk->w != m->lm_head && dequant_for_gemm(pk->dtype) &&
             (st = reserve_wf32(s, ld_tensor_numel(pk->w))))
@@ -210,9 +207,9 @@ ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype he
          * when a head type is given (the usual mixes keep the embedding above 4 bits) */
         if (w == s->m->wte && !(head && head_type != LD_DTYPE_COUNT)) continue;
         const ld_dtype t = head && head_type != LD_DTYPE_COUNT ? head_type : type;
-        const bool kn = s->m->cfg.arch == LD_ARCH_GPT2 && !head, pack = ld_qpack_supported(t);
+        const bool pack = ld_qpack_supported(t);
         int64_t N, K;
-        weight_nk(s, w, &N, &K);
+        const bool kn = weight_nk(s, w, &N, &K);
         if (K % ld_dtype_traits(t)->block_size) continue; /* rows must be whole blocks: keep F32 */
         size_t bytes;
         if (ld_dtype_row_bytes(t, N * K, &bytes)) continue;

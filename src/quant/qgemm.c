@@ -118,14 +118,20 @@ static uint8_t *quantize_rows(const ld_qgemm_format *f, const float *x, int64_t 
     return (uint8_t *)*ag + up64((size_t)(M * ng) * sizeof **ag);
 }
 
-/* y[:, n0 .. n0+nc) for all M rows from one packed panel, LD_QGEMM_MR rows at a time. */
-static void panel_rows(const ld_qgemm_format *f, const uint8_t *panel, int64_t n0, int nc, const int8_t *q,
-                       const ld_qgemm_agroup *ag, int64_t M, int64_t K, float *y, int64_t N) {
+/* y[:, n0 .. n0+nc) for all M rows from one panel, LD_QGEMM_MR rows at a time: a byte
+ * panel, or with nibbles a prepacked Q4_K one. */
+static void panel_rows(const ld_qgemm_format *f, bool nibbles, const uint8_t *panel, int64_t n0, int nc,
+                       const int8_t *q, const ld_qgemm_agroup *ag, int64_t M, int64_t K, float *y, int64_t N) {
     const int64_t ng = K / f->group;
     const uint64_t cmask = (1ull << nc) - 1; /* nc <= 48 */
     for (int64_t m = 0; m < M; m += LD_QGEMM_MR) {
         const int mr = M - m < LD_QGEMM_MR ? (int)(M - m) : LD_QGEMM_MR;
-        ld_qgemm_kernel_avx512(f, mr, ng, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng, y + m * N + n0, N, cmask);
+        if (nibbles)
+            ld_qgemm_k4_kernel_avx512(mr, K / LD_QK_K, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng,
+                                      y + m * N + n0, N, cmask);
+        else
+            ld_qgemm_kernel_avx512(f, mr, ng, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng, y + m * N + n0, N,
+                                   cmask);
     }
 }
 
@@ -150,14 +156,19 @@ void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64
             const int64_t n0 = p * LD_QGEMM_NR;
             const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
             ld_qgemm_pack_avx512(f, W, wrow, n0, nc, K, panel, tmp);
-            panel_rows(f, panel, n0, nc, q, ag, M, K, y, N);
+            panel_rows(f, false, panel, n0, nc, q, ag, M, K, y, N);
         }
     }
 }
 
 /* ---- prepacked weights: every panel packed once, kept, used for any number of rows ---- */
+/* Q4_K keeps its levels as nibbles when prepacked; the other types use byte panels. */
+static bool nibble_panels(const ld_qgemm_format *f) {
+    return f->type == LD_Q4_K;
+}
+
 static size_t panel_bytes(const ld_qgemm_format *f, int64_t K) {
-    return f->type == LD_Q4_K ? (size_t)(K / LD_QK_K) * LD_QGEMM_K4_SB_BYTES : (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
+    return nibble_panels(f) ? (size_t)(K / LD_QK_K) * LD_QGEMM_K4_SB_BYTES : (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
 }
 
 size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K) {
@@ -176,7 +187,7 @@ void ld_qgemm_prepack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, i
     for (int64_t p = 0; p < npanels; p++) {
         const int64_t n0 = p * LD_QGEMM_NR;
         const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-        if (f->type == LD_Q4_K) ld_qgemm_k4_pack(W, wrow, n0, nc, K, P + (size_t)p * pb);
+        if (nibble_panels(f)) ld_qgemm_k4_pack(W, wrow, n0, nc, K, P + (size_t)p * pb);
         else ld_qgemm_pack_avx512(f, W, wrow, n0, nc, K, P + (size_t)p * pb, tmp + (size_t)omp_get_thread_num() * tb);
     }
 }
@@ -187,19 +198,11 @@ void ld_qgemm_run_packed(const ld_qgemm_format *f, const uint8_t *P, int64_t N, 
     ld_qgemm_agroup *ag;
     quantize_rows(f, x, M, K, scratch, threads, false, &q, &ag);
     const size_t pb = panel_bytes(f, K);
-    const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR, ng = K / f->group;
+    const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
 #pragma omp parallel for schedule(static) num_threads(threads) if (M * N * K >= LD_QMM_PAR_MIN)
     for (int64_t p = 0; p < npanels; p++) {
         const int64_t n0 = p * LD_QGEMM_NR;
         const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-        if (f->type != LD_Q4_K) {
-            panel_rows(f, P + (size_t)p * pb, n0, nc, q, ag, M, K, y, N);
-            continue;
-        }
-        for (int64_t m = 0; m < M; m += LD_QGEMM_MR) {
-            const int mr = M - m < LD_QGEMM_MR ? (int)(M - m) : LD_QGEMM_MR;
-            ld_qgemm_k4_kernel_avx512(mr, K / LD_QK_K, P + (size_t)p * pb, q + m * K, (size_t)K, ag + m * ng, (size_t)ng,
-                                      y + m * N + n0, N, (1ull << nc) - 1);
-        }
+        panel_rows(f, nibble_panels(f), P + (size_t)p * pb, n0, nc, q, ag, M, K, y, N);
     }
 }
