@@ -12,7 +12,7 @@ typedef struct ld_machine_limits {
     int threads;
     double fma_f32_gflops;   /* fp32 FMA peak, GFLOP/s (2 flops per FMA lane) */
     double dot_bf16_gflops;  /* vdpbf16ps peak, GFLOP/s (0 if the CPU lacks it) */
-    double dot_i8_gops;      /* vpdpbusd peak, GOP/s (0 if the CPU lacks it) */
+    double dot_i8_gops;      /* int8 dot peak, GOP/s: vpdpbusd, or AVX2's vpmaddubsw sequence */
     double bw_triad_gbs;     /* a[i] = b[i] + s*c[i], GB/s counting 3 streams */
     double bw_read_gbs;      /* read-only sum, GB/s */
 } ld_machine_limits;
@@ -21,16 +21,22 @@ typedef struct ld_machine_limits {
 void ld_bench_measure_limits(int threads, ld_machine_limits *out);
 /* The fp32 FMA peak alone, in GFLOP/s (about 0.1 s; for MFU lines during training). */
 double ld_bench_quick_fma_peak(int threads);
-/* Raw peak loops, compiled for AVX-512 (bench/limits_avx512.c). Each returns seconds for
- * `iters` iterations on the calling thread. */
-double ld_bench_fma_loop_avx512(long iters);
-double ld_bench_bf16_loop_avx512(long iters);
-double ld_bench_i8_loop_avx512(long iters);
-void ld_bench_triad_avx512(float *a, const float *b, const float *c, float s, size_t n);
-float ld_bench_read_avx512(const float *a, size_t n);
-#define LD_BENCH_FMA_FLOPS_PER_ITER (12 * 16 * 2)   /* 12 FMAs on 16 lanes */
-#define LD_BENCH_BF16_FLOPS_PER_ITER (12 * 32 * 2)  /* 12 dpbf16ps, 32 products each */
-#define LD_BENCH_I8_OPS_PER_ITER (12 * 64 * 2)      /* 12 dpbusd, 64 products each */
+/* Raw peak and streaming loops for one ISA (bench/limits_avx512.c, bench/limits_avx2.c).
+ * Each peak loop returns seconds for `iters` iterations on the calling thread and does
+ * *_per_iter operations per iteration (2 per multiply-add); a NULL loop means the ISA has no
+ * such instruction. ld_bench_loops() is the widest table this CPU runs. */
+typedef struct ld_bench_loops {
+    const char *isa;
+    double (*fma)(long iters);
+    double (*dot_bf16)(long iters);
+    double (*dot_i8)(long iters);
+    double fma_per_iter, bf16_per_iter, i8_per_iter;
+    void (*triad)(float *a, const float *b, const float *c, float s, size_t n);
+    float (*read)(const float *a, size_t n);
+} ld_bench_loops;
+extern const ld_bench_loops ld_bench_loops_avx512, ld_bench_loops_avx2;
+/* NULL when the CPU has neither AVX-512 nor AVX2+FMA. */
+const ld_bench_loops *ld_bench_loops_get(void);
 
 /* Runs fn(arg) `reps` times and returns the median seconds of one run (after one warm-up). */
 double ld_bench_median(void (*fn)(void *), void *arg, int reps);

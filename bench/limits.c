@@ -25,17 +25,35 @@ static double peak_on_threads(int threads, double (*loop)(long), double per_iter
     return best * 1e-9;
 }
 
-double ld_bench_quick_fma_peak(int threads) {
+static void triad_scalar(float *a, const float *b, const float *c, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) a[i] = b[i] + s * c[i];
+}
+static float read_scalar(const float *a, size_t n) {
+    float r = 0;
+    for (size_t i = 0; i < n; i++) r += a[i];
+    return r;
+}
+/* Without AVX2+FMA there is no peak loop (limits read 0) but the streams still run. */
+static const ld_bench_loops loops_scalar = {.isa = "scalar", .triad = triad_scalar, .read = read_scalar};
+
+const ld_bench_loops *ld_bench_loops_get(void) {
     const ld_cpu_features *f = ld_cpu_features_get();
-    if (!f->avx512f) return 0;
+    if (f->avx512f && f->avx512bw && f->avx512vl) return &ld_bench_loops_avx512;
+    if (f->avx2 && f->fma) return &ld_bench_loops_avx2;
+    return &loops_scalar;
+}
+
+double ld_bench_quick_fma_peak(int threads) {
+    const ld_bench_loops *L = ld_bench_loops_get();
+    if (!L->fma) return 0;
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
         double total = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
         {
             const long iters = 1000000;
-            double s = ld_bench_fma_loop_avx512(iters);
-            total += (double)iters * LD_BENCH_FMA_FLOPS_PER_ITER / s;
+            double s = L->fma(iters);
+            total += (double)iters * L->fma_per_iter / s;
         }
         if (total > best) best = total;
     }
@@ -84,7 +102,7 @@ static void bandwidth(int threads, double *triad_gbs, double *read_gbs) {
         {
             size_t lo, hi;
             thread_range(n, &lo, &hi);
-            ld_bench_triad_avx512(a + lo, b + lo, c + lo, 0.5f, hi - lo);
+            ld_bench_loops_get()->triad(a + lo, b + lo, c + lo, 0.5f, hi - lo);
         }
         double t = ld_time_now() - t0, gbs = 3.0 * 4.0 * (double)n / t * 1e-9;
         if (gbs > *triad_gbs) *triad_gbs = gbs;
@@ -94,7 +112,7 @@ static void bandwidth(int threads, double *triad_gbs, double *read_gbs) {
         {
             size_t lo, hi;
             thread_range(n, &lo, &hi);
-            sum += ld_bench_read_avx512(a + lo, hi - lo);
+            sum += ld_bench_loops_get()->read(a + lo, hi - lo);
         }
         t = ld_time_now() - t0;
         gbs = 4.0 * (double)n / t * 1e-9;
@@ -110,13 +128,14 @@ void ld_bench_measure_limits(int threads, ld_machine_limits *out) {
     memset(out, 0, sizeof *out);
     out->threads = threads;
     const ld_cpu_features *f = ld_cpu_features_get();
-    if (f->avx512f) {
-        out->fma_f32_gflops = peak_on_threads(threads, ld_bench_fma_loop_avx512, LD_BENCH_FMA_FLOPS_PER_ITER);
-        if (f->avx512_bf16)
-            out->dot_bf16_gflops = peak_on_threads(threads, ld_bench_bf16_loop_avx512, LD_BENCH_BF16_FLOPS_PER_ITER);
-        if (f->avx512_vnni)
-            out->dot_i8_gops = peak_on_threads(threads, ld_bench_i8_loop_avx512, LD_BENCH_I8_OPS_PER_ITER);
-    }
+    const ld_bench_loops *L = ld_bench_loops_get();
+    if (L->fma) out->fma_f32_gflops = peak_on_threads(threads, L->fma, L->fma_per_iter);
+    /* the AVX-512 bf16 and VNNI loops need their extensions, not just AVX-512F */
+    bool avx512 = L == &ld_bench_loops_avx512;
+    if (L->dot_bf16 && (!avx512 || f->avx512_bf16))
+        out->dot_bf16_gflops = peak_on_threads(threads, L->dot_bf16, L->bf16_per_iter);
+    if (L->dot_i8 && (!avx512 || f->avx512_vnni))
+        out->dot_i8_gops = peak_on_threads(threads, L->dot_i8, L->i8_per_iter);
     bandwidth(threads, &out->bw_triad_gbs, &out->bw_read_gbs);
 }
 

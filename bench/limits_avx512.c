@@ -1,4 +1,4 @@
-/* bench/limits_avx512.c — peak-throughput loops: 12 independent accumulators so the FMA
+/* bench/limits_avx512.c — AVX-512 peak-throughput loops: 12 independent accumulators so the FMA
  * pipes, not latency, bound the loop (2 FMA units x 4-cycle latency needs >= 8). */
 #include <immintrin.h>
 
@@ -17,7 +17,7 @@
 static volatile float sink_f;
 static volatile int sink_i;
 
-double ld_bench_fma_loop_avx512(long iters) {
+static double fma_loop(long iters) {
     __m512 acc[12], x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
 #define FSTEP(j) acc[j] = _mm512_fmadd_ps(acc[j], x, y);
     PEAK_LOOP(for (int j = 0; j < 12; j++) acc[j] = _mm512_set1_ps((float)j), FSTEP,
@@ -25,7 +25,7 @@ double ld_bench_fma_loop_avx512(long iters) {
 #undef FSTEP
 }
 
-double ld_bench_bf16_loop_avx512(long iters) {
+static double bf16_loop(long iters) {
     __m512 acc[12];
     __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3f00);
 #define BSTEP(j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
@@ -34,7 +34,7 @@ double ld_bench_bf16_loop_avx512(long iters) {
 #undef BSTEP
 }
 
-double ld_bench_i8_loop_avx512(long iters) {
+static double i8_loop(long iters) {
     __m512i acc[12], a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(2);
 #define ISTEP(j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
     PEAK_LOOP(for (int j = 0; j < 12; j++) acc[j] = _mm512_setzero_si512(), ISTEP,
@@ -43,7 +43,7 @@ double ld_bench_i8_loop_avx512(long iters) {
 }
 
 /* Streaming loops over arrays far larger than the cache: four independent vectors in flight. */
-void ld_bench_triad_avx512(float *a, const float *b, const float *c, float s, size_t n) {
+static void triad(float *a, const float *b, const float *c, float s, size_t n) {
     __m512 vs = _mm512_set1_ps(s);
     size_t i = 0;
     for (; i + 64 <= n; i += 64)
@@ -52,7 +52,7 @@ void ld_bench_triad_avx512(float *a, const float *b, const float *c, float s, si
     for (; i < n; i++) a[i] = b[i] + s * c[i];
 }
 
-float ld_bench_read_avx512(const float *a, size_t n) {
+static float read_sum(const float *a, size_t n) {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
@@ -65,3 +65,15 @@ float ld_bench_read_avx512(const float *a, size_t n) {
     for (; i < n; i++) r += a[i];
     return r;
 }
+
+const ld_bench_loops ld_bench_loops_avx512 = {
+    .isa = "avx512",
+    .fma = fma_loop,
+    .dot_bf16 = bf16_loop,
+    .dot_i8 = i8_loop,
+    .fma_per_iter = 12 * 16 * 2,  /* 12 FMAs on 16 lanes */
+    .bf16_per_iter = 12 * 32 * 2, /* 12 vdpbf16ps, 32 products each */
+    .i8_per_iter = 12 * 64 * 2,   /* 12 vpdpbusd, 64 products each */
+    .triad = triad,
+    .read = read_sum,
+};

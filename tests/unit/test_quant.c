@@ -422,7 +422,7 @@ TEST(qpack_matches_reference) {
     if (!ld_qpack_supported(LD_Q8_0)) {
         printf("  (no AVX-512 VNNI: nothing is prepacked on this CPU)\n");
         size_t sz;
-        CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q8_0, 4, 64, &sz), LD_ERR_DTYPE, "not packable");
+        CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q8_0, 4, 64, &sz), LD_ERR_DTYPE, "cannot be prepacked on this CPU");
         ld_ctx_free(ctx);
         return;
     }
