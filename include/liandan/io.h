@@ -60,6 +60,24 @@ ld_status ld_file_write_atomic(ld_ctx *ctx, const char *path, const void *data, 
 /* fsyncs a directory (after renames inside it). */
 ld_status ld_dir_fsync(ld_ctx *ctx, const char *dir);
 
+/* Writes a directory as a whole (a model directory, a checkpoint): the files go into a
+ * temporary sibling "<dir>.tmp-<pid>-XXXXXX" (ld_dir_txn_path), and commit fsyncs it, swaps
+ * it with `dir` (atomically where the system can: Linux renameat2), fsyncs the parent and
+ * removes the old directory. A failure or a crash at any moment leaves either the complete
+ * old directory or the complete new one under the name; abort (and a failed commit) removes
+ * the temporary one, and begin removes those left by processes that died. The old directory
+ * is replaced whole: callers check first that it is theirs to replace. Usage:
+ *   ld_dir_txn *tx; ld_dir_txn_begin(ctx, "out/model", &tx);
+ *   write files under ld_dir_txn_path(tx) ...;  ld_dir_txn_commit(tx);   // or ld_dir_txn_abort(tx)
+ * commit and abort free the handle (also on failure). */
+typedef struct ld_dir_txn ld_dir_txn;
+ld_status ld_dir_txn_begin(ld_ctx *ctx, const char *dir, ld_dir_txn **out);
+const char *ld_dir_txn_path(const ld_dir_txn *tx);
+ld_status ld_dir_txn_commit(ld_dir_txn *tx);
+void ld_dir_txn_abort(ld_dir_txn *tx);
+/* Removes a file or a directory tree (missing: LD_OK). */
+ld_status ld_remove_tree(ld_ctx *ctx, const char *path);
+
 /* ==== JSON (cJSON documents, typed accessors with the path in every message) ============ */
 
 struct cJSON;
