@@ -103,9 +103,12 @@ ld_generate_params ld_generate_default_params(void);
 ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts, const int64_t *prompt_len,
                          const ld_generate_params *p, ld_token_fn on_token, void *user, int64_t *n_generated);
 
-/* Log-probability of each continuation given its context, all in one batched forward:
- * for i in 0..n-1, logp[i] = sum_j log P(cont[i][j] | ctx[i], cont[i][<j]). Uses slots
- * 0..n-1 of the session (cleared first). n_tokens[i] (may be NULL) gets len(cont[i]). */
+/* Log-probability of each continuation given its context: for i in 0..n-1,
+ * logp[i] = sum_j log P(cont[i][j] | ctx[i], cont[i][<j]). Items go through the session's
+ * slots in groups (cleared first; n may exceed the slots) and are fed in batched pieces of at
+ * most the session's max_tokens rows, keeping only the targets' log-probabilities: memory is
+ * the session's, whatever the number and length of the items. Each item's context plus
+ * continuation, less one token, must fit the session's max_len. */
 ld_status ld_lm_score(ld_lm_session *s, int n, const int32_t *const *ctx_ids, const int64_t *ctx_len,
                       const int32_t *const *cont_ids, const int64_t *cont_len, double *logp);
 

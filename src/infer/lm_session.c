@@ -452,49 +452,75 @@ double ld_logprob(const float *z, int64_t V, int32_t target) {
     return (double)(z[target] - mx) - log(se);
 }
 
+/* Feeds tokens [fed[i], upto[i]) of each item's sequence to slots 0..gn-1, as many as the
+ * session's max_tokens allows per eval; with `scored`, adds to logp[i] the log-probability of
+ * the token after each fed one (all_logits), else only fills the caches. */
+static ld_status score_feed(ld_lm_session *s, int gn, int32_t *const *seq, int64_t *fed, const int64_t *upto,
+                            bool scored, ld_lm_segment *segs, double *logp) {
+    int64_t V = s->m->cfg.vocab_size;
+    for (;;) {
+        int ns = 0;
+        int64_t budget = s->max_tokens;
+        for (int i = 0; i < gn && budget > 0; i++) {
+            int64_t k = upto[i] - fed[i] < budget ? upto[i] - fed[i] : budget;
+            if (k <= 0) continue;
+            segs[ns++] = (ld_lm_segment){i, seq[i] + fed[i], k};
+            budget -= k;
+        }
+        if (!ns) return LD_OK;
+        const float *lg;
+        ld_status st = ld_lm_session_eval(s, segs, ns, scored, &lg);
+        if (st) return st;
+        for (int k = 0, r = 0; k < ns; r += (int)segs[k].n, k++) {
+            int i = segs[k].slot;
+            for (int64_t j = 0; scored && j < segs[k].n; j++) logp[i] += ld_logprob(lg + (r + j) * V, V, seq[i][fed[i] + j + 1]);
+            fed[i] += segs[k].n;
+        }
+    }
+}
+
 ld_status ld_lm_score(ld_lm_session *s, int n, const int32_t *const *ctx_ids, const int64_t *ctx_len,
                       const int32_t *const *cont_ids, const int64_t *cont_len, double *logp) {
     if (!s || n <= 0 || !ctx_ids || !ctx_len || !cont_ids || !cont_len || !logp)
         return ld_error(s ? s->ctx : NULL, LD_ERR_INVALID_ARG, "score: NULL argument or no items");
-    if (n > s->n_slots) return ld_error(s->ctx, LD_ERR_LIMIT, "score: %d items but the session has %d slots", n, s->n_slots);
-    /* each item is one segment: context followed by continuation, scored in one pass */
-    int64_t total = 0;
     for (int i = 0; i < n; i++) {
         if (ctx_len[i] < 1 || cont_len[i] < 1)
             return ld_error(s->ctx, LD_ERR_INVALID_ARG, "score: item %d needs a non-empty context and continuation", i);
-        total += ctx_len[i] + cont_len[i];
+        if (ctx_len[i] + cont_len[i] - 1 > s->max_len)
+            return ld_error(s->ctx, LD_ERR_LIMIT, "score: item %d is %lld tokens, more than the session's %lld", i,
+                            (long long)(ctx_len[i] + cont_len[i]), (long long)s->max_len);
     }
-    if (total > s->max_tokens)
-        return ld_error(s->ctx, LD_ERR_LIMIT, "score: %lld tokens in total, more than the session's %lld",
-                        (long long)total, (long long)s->max_tokens);
-    /* one segment per item: context followed by continuation */
-    int32_t *ids = ld_alloc(s->ctx, (size_t)total * sizeof(int32_t));
-    ld_lm_segment *segs = ld_alloc(s->ctx, (size_t)n * sizeof *segs);
-    if (!ids || !segs) {
-        ld_free(s->ctx, ids);
-        ld_free(s->ctx, segs);
-        return ld_ctx_status(s->ctx);
-    }
-    for (int i = 0, off = 0; i < n; off += (int)segs[i].n, i++) {
-        ld_lm_session_clear(s, i);
-        memcpy(ids + off, ctx_ids[i], (size_t)ctx_len[i] * sizeof(int32_t));
-        memcpy(ids + off + ctx_len[i], cont_ids[i], (size_t)cont_len[i] * sizeof(int32_t));
-        segs[i] = (ld_lm_segment){i, ids + off, ctx_len[i] + cont_len[i]};
-    }
-    const float *lg;
-    ld_status st = ld_lm_session_eval(s, segs, n, true, &lg);
-    if (!st) {
-        int64_t V = s->m->cfg.vocab_size;
-        for (int i = 0, r = 0; i < n; r += (int)segs[i].n, i++) {
-            double sum = 0;
-            for (int64_t j = 0; j < cont_len[i]; j++) {
-                int64_t row = r + ctx_len[i] - 1 + j; /* logits predicting continuation token j */
-                sum += ld_logprob(lg + row * V, V, cont_ids[i][j]);
+    /* Items go through the slots in groups. Each item's sequence (context then continuation,
+     * without its last token, which predicts nothing) is fed in pieces of at most max_tokens
+     * rows: first the context but its last token, with no logits, then the rest with the
+     * logits of every row, of which only the target's log-probability is kept. */
+    int gmax = n < s->n_slots ? n : s->n_slots;
+    int32_t **seq = ld_alloc(s->ctx, (size_t)gmax * sizeof *seq);
+    int64_t *fed = ld_alloc(s->ctx, (size_t)gmax * 2 * sizeof *fed), *upto = fed ? fed + gmax : NULL;
+    ld_lm_segment *segs = ld_alloc(s->ctx, (size_t)gmax * sizeof *segs);
+    ld_status st = seq && fed && segs ? LD_OK : ld_ctx_status(s->ctx);
+    if (seq) memset(seq, 0, (size_t)gmax * sizeof *seq);
+    for (int g0 = 0; !st && g0 < n; g0 += gmax) {
+        int gn = n - g0 < gmax ? n - g0 : gmax;
+        for (int i = 0; i < gn && !st; i++) {
+            int it = g0 + i;
+            ld_free(s->ctx, seq[i]);
+            if (!(seq[i] = ld_alloc(s->ctx, (size_t)(ctx_len[it] + cont_len[it]) * sizeof(int32_t)))) {
+                st = ld_ctx_status(s->ctx);
+                break;
             }
-            logp[i] = sum;
+            memcpy(seq[i], ctx_ids[it], (size_t)ctx_len[it] * sizeof(int32_t));
+            memcpy(seq[i] + ctx_len[it], cont_ids[it], (size_t)cont_len[it] * sizeof(int32_t));
+            ld_lm_session_clear(s, i);
+            fed[i] = 0, upto[i] = ctx_len[it] - 1, logp[it] = 0;
         }
+        if (!st) st = score_feed(s, gn, seq, fed, upto, false, segs, logp + g0);
+        for (int i = 0; i < gn; i++) upto[i] = ctx_len[g0 + i] + cont_len[g0 + i] - 1;
+        if (!st) st = score_feed(s, gn, seq, fed, upto, true, segs, logp + g0);
     }
-    ld_free(s->ctx, ids);
+    for (int i = 0; seq && i < gmax; i++) ld_free(s->ctx, seq[i]);
+    ld_free(s->ctx, seq);
+    ld_free(s->ctx, fed);
     ld_free(s->ctx, segs);
     return st;
 }
