@@ -84,8 +84,13 @@ int64_t ld_trainer_step(const ld_trainer *t);
 /* Writes a checkpoint of the current state to out_dir/checkpoints/step-NNNNNNN atomically
  * and points out_dir/checkpoints/latest at it; removes checkpoints beyond keep_last. */
 ld_status ld_trainer_checkpoint(ld_trainer *t);
-/* Restores model, optimizer, step and data cursor from the newest complete checkpoint under
- * out_dir/checkpoints. *found is false (and nothing changes) when there is none. */
+/* Restores model, optimizer, step and data cursor from the checkpoint out_dir/checkpoints/latest
+ * names, or, when latest is missing or damaged or its checkpoint does not load, from the newest
+ * checkpoint that loads (each failure is logged as a warning); trims out_dir/metrics.jsonl to
+ * the steps at or before it. *found is false when there is no checkpoint: then the run starts
+ * from step 0 and metrics.jsonl loses every line (the steps will be redone). An error when
+ * checkpoints exist but none loads. Without a resume, ld_trainer_run refuses an out_dir that
+ * holds an earlier run. */
 ld_status ld_trainer_resume(ld_trainer *t, bool *found);
 /* Mean validation loss over eval_batches batches of val. */
 ld_status ld_trainer_validate(ld_trainer *t, double *loss);

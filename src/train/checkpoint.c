@@ -5,10 +5,12 @@
  *                               trainer_state.json      step, data cursor, RNG seed, loss state
  *   OUT/checkpoints/latest                              "step-0000120\n"
  *
- * Written to "step-0000120.tmp-<pid>", every file fsynced, the directory renamed into place,
- * the parent fsynced, and only then `latest` replaced (write latest.tmp, fsync, rename,
- * fsync). A checkpoint directory exists under its final name only when complete, so a crash
- * at any moment leaves the previous checkpoint loadable and a partial one invisible. */
+ * A checkpoint is a directory written as a whole (ld_dir_txn: a temporary sibling, fsynced,
+ * swapped into place, the parent fsynced, removed on failure), and only then `latest` replaced
+ * (an atomic file write). A checkpoint directory exists under its final name only when
+ * complete, so a crash at any moment leaves the previous checkpoint loadable and a partial one
+ * invisible. Resume follows `latest`, and falls back to the newest checkpoint that loads when
+ * `latest` is missing or damaged or names one that does not load. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -20,44 +22,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "liandan/io.h"
 #include "train/ckpt_tensors.h"
 #include "train/trainer_internal.h"
 
 #define CKPT_STATE_VERSION 1
-
-static ld_status fsync_path(ld_ctx *ctx, const char *path, bool dir) {
-    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return ld_error(ctx, LD_ERR_IO, "cannot open %s to sync it: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    close(fd);
-    if (rc != 0) return ld_error(ctx, LD_ERR_IO, "fsync of %s failed: %s", path, strerror(errno));
-    return LD_OK;
-}
-
-static ld_status write_file_synced(ld_ctx *ctx, const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return ld_error(ctx, LD_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) return ld_error(ctx, LD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    return LD_OK;
-}
-
-static ld_status remove_tree(ld_ctx *ctx, const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return errno == ENOENT ? LD_OK : ld_error(ctx, LD_ERR_IO, "cannot open %s: %s", dir, strerror(errno));
-    struct dirent *e;
-    char path[LD_TRAIN_PATH_MAX];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    if (rmdir(dir) != 0) return ld_error(ctx, LD_ERR_IO, "cannot remove %s: %s", dir, strerror(errno));
-    return LD_OK;
-}
 
 /* The trainer state as JSON (malloc'd). */
 static char *state_json(ld_trainer *t) {
@@ -92,141 +61,112 @@ static char *state_json(ld_trainer *t) {
     return s;
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+static int is_step_dir(const struct dirent *e) {
+    return !strncmp(e->d_name, "step-", 5);
 }
 
-/* Deletes complete checkpoints beyond keep_last (oldest first) and stale temp dirs. */
+/* Deletes complete checkpoints beyond keep_last (oldest first) and stale temporary ones. */
 static void prune(ld_trainer *t, const char *root) {
-    DIR *d = opendir(root);
-    if (!d) return;
-    char *names[4096];
-    int n = 0;
-    struct dirent *e;
+    struct dirent **names = NULL;
+    int n = scandir(root, &names, is_step_dir, alphasort);
     char path[LD_TRAIN_PATH_MAX];
-    while ((e = readdir(d)) && n < 4096) {
-        if (strncmp(e->d_name, "step-", 5)) continue;
-        if (strstr(e->d_name, ".tmp-")) {
-            snprintf(path, sizeof path, "%s/%s", root, e->d_name);
-            remove_tree(t->ctx, path);
-            continue;
-        }
-        names[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_str);
-    for (int i = 0; i < n; i++) {
-        if (names[i] && i < n - t->p.keep_last) {
-            snprintf(path, sizeof path, "%s/%s", root, names[i]);
-            remove_tree(t->ctx, path);
+    int complete = 0;
+    for (int i = 0; i < n; i++) complete += !strstr(names[i]->d_name, ".tmp-");
+    for (int i = 0, seen = 0; i < n; i++) {
+        bool tmp = strstr(names[i]->d_name, ".tmp-") != NULL;
+        if (tmp || seen++ < complete - t->p.keep_last) {
+            snprintf(path, sizeof path, "%s/%s", root, names[i]->d_name);
+            ld_remove_tree(t->ctx, path);
         }
         free(names[i]);
     }
+    free(names);
 }
 
 ld_status ld_trainer_checkpoint(ld_trainer *t) {
     if (!t) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = t->ctx;
-    char root[LD_TRAIN_PATH_MAX], tmp[LD_TRAIN_PATH_MAX], final[LD_TRAIN_PATH_MAX], path[LD_TRAIN_PATH_MAX];
-    char name[64];
+    char root[LD_TRAIN_PATH_MAX], final[LD_TRAIN_PATH_MAX], path[LD_TRAIN_PATH_MAX + 64], name[64];
     snprintf(root, sizeof root, "%s/checkpoints", t->out_dir);
     snprintf(name, sizeof name, "step-%07lld", (long long)t->step);
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp-%ld", root, name, (long)getpid());
     snprintf(final, sizeof final, "%s/%s", root, name);
-    remove_tree(ctx, tmp);
-    if (mkdir(tmp, 0755) != 0) return ld_error(ctx, LD_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    ld_status st;
-    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    if ((st = ld_ckpt_write_params(ctx, path, t->m->params, NULL, 0))) return st;
-    snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
-    if ((st = ld_ckpt_write_params(ctx, path, t->m->params, t->opt, 1))) return st;
-    char *js = state_json(t);
-    if (!js) return ld_error(ctx, LD_ERR_NOMEM, "checkpoint: out of memory");
-    snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-    st = write_file_synced(ctx, path, js);
-    free(js);
+    ld_dir_txn *tx = NULL;
+    ld_status st = ld_dir_txn_begin(ctx, final, &tx);
     if (st) return st;
-    if ((st = fsync_path(ctx, tmp, true))) return st;
-    remove_tree(ctx, final); /* a checkpoint of the same step from an earlier, abandoned run */
-    if (rename(tmp, final) != 0) return ld_error(ctx, LD_ERR_IO, "cannot rename %s: %s", tmp, strerror(errno));
-    if ((st = fsync_path(ctx, root, true))) return st;
+    const char *dir = ld_dir_txn_path(tx);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!st) st = ld_ckpt_write_params(ctx, path, t->m->params, NULL, 0);
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    if (!st) st = ld_ckpt_write_params(ctx, path, t->m->params, t->opt, 1);
+    char *js = st ? NULL : state_json(t);
+    if (!st && !js) st = ld_error(ctx, LD_ERR_NOMEM, "checkpoint: out of memory");
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    if (!st) st = ld_file_write_atomic(ctx, path, js, strlen(js));
+    free(js);
+    if (st) {
+        ld_dir_txn_abort(tx); /* nothing of a failed checkpoint stays behind */
+        return ld_error_wrap(ctx, st, "checkpoint %s: ", final);
+    }
+    /* a checkpoint of the same step from an earlier, abandoned run is replaced whole */
+    if ((st = ld_dir_txn_commit(tx))) return st;
     /* the pointer last */
-    char latest_tmp[LD_TRAIN_PATH_MAX], latest[LD_TRAIN_PATH_MAX], line[80];
-    snprintf(latest_tmp, sizeof latest_tmp, "%s/latest.tmp", root);
-    snprintf(latest, sizeof latest, "%s/latest", root);
+    char line[80];
     snprintf(line, sizeof line, "%s\n", name);
-    if ((st = write_file_synced(ctx, latest_tmp, line))) return st;
-    if (rename(latest_tmp, latest) != 0) return ld_error(ctx, LD_ERR_IO, "cannot update %s: %s", latest, strerror(errno));
-    if ((st = fsync_path(ctx, root, true))) return st;
+    snprintf(path, sizeof path, "%s/latest", root);
+    if ((st = ld_file_write_atomic(ctx, path, line, strlen(line)))) return st;
     prune(t, root);
     return LD_OK;
 }
 
-static ld_status read_small_file(ld_ctx *ctx, const char *path, char **out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ld_error(ctx, LD_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    char *buf = malloc(1 << 20);
-    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    fclose(f);
-    if (!buf) return ld_error(ctx, LD_ERR_NOMEM, "out of memory reading %s", path);
-    buf[n] = 0;
-    *out = buf;
-    return LD_OK;
-}
-
-/* Keeps only metrics lines of steps <= step (the ones the resumed run will not redo). */
-static void trim_metrics(ld_trainer *t) {
-    char path[LD_TRAIN_PATH_MAX], tmp[LD_TRAIN_PATH_MAX];
+/* Keeps only the metrics lines of steps <= step (the ones the resumed run will not redo) and
+ * drops a torn last line; written atomically. */
+static ld_status trim_metrics(ld_trainer *t, int64_t step) {
+    char path[LD_TRAIN_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
-    snprintf(tmp, sizeof tmp, "%s/metrics.jsonl.tmp", t->out_dir);
-    FILE *in = fopen(path, "r"), *out;
-    if (!in) return;
-    if (!(out = fopen(tmp, "w"))) {
-        fclose(in);
-        return;
-    }
+    FILE *in = fopen(path, "r");
+    if (!in) return LD_OK;
+    ld_atomic_file *out = NULL;
+    ld_status st = ld_atomic_file_open(t->ctx, path, &out);
     char *line = NULL;
     size_t cap = 0;
-    while (getline(&line, &cap, in) > 0) {
-        long long step = -1;
-        if (sscanf(line, "{\"step\":%lld", &step) == 1 && step > t->step) continue;
-        fputs(line, out);
+    ssize_t n;
+    while (!st && (n = getline(&line, &cap, in)) > 0) {
+        long long s = -1;
+        if (line[n - 1] != '\n') continue; /* torn by a kill */
+        if (sscanf(line, "{\"step\":%lld", &s) == 1 && s > step) continue;
+        st = ld_atomic_file_write(out, line, (size_t)n);
     }
     free(line);
     fclose(in);
-    fclose(out);
-    rename(tmp, path);
+    if (out) {
+        if (st) ld_atomic_file_abort(out);
+        else st = ld_atomic_file_commit(out);
+    }
+    return st;
 }
 
-ld_status ld_trainer_resume(ld_trainer *t, bool *found) {
-    if (!t || !found) return LD_ERR_INVALID_ARG;
+/* Loads the checkpoint directory `dir` into the trainer (all or nothing for the step counters;
+ * parameters may be partly overwritten on failure, and are overwritten again by the next
+ * checkpoint that loads). */
+static ld_status load_checkpoint(ld_trainer *t, const char *dir) {
     ld_ctx *ctx = t->ctx;
-    *found = false;
-    char root[LD_TRAIN_PATH_MAX], path[LD_TRAIN_PATH_MAX], dir[LD_TRAIN_PATH_MAX];
-    snprintf(root, sizeof root, "%s/checkpoints", t->out_dir);
-    snprintf(path, sizeof path, "%s/latest", root);
-    char *latest = NULL;
-    if (access(path, F_OK) != 0) return LD_OK; /* nothing to resume */
-    ld_status st = read_small_file(ctx, path, &latest);
-    if (st) return st;
-    latest[strcspn(latest, "\r\n")] = 0;
-    if (strncmp(latest, "step-", 5) || strchr(latest, '/') || strlen(latest) > 40) {
-        st = ld_error(ctx, LD_ERR_FORMAT, "%s: '%.40s' is not a checkpoint name", path, latest);
-        free(latest);
-        return st;
-    }
-    snprintf(dir, sizeof dir, "%s/%s", root, latest);
-    free(latest);
+    char path[LD_TRAIN_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
     char *text = NULL;
-    if ((st = read_small_file(ctx, path, &text))) return st;
-    cJSON *o = cJSON_Parse(text);
-    free(text);
+    size_t len = 0;
+    ld_status st = ld_file_read(ctx, path, (size_t)256 << 20, &text, &len);
+    if (st) return st;
+    cJSON *o = cJSON_ParseWithLength(text, len);
+    ld_free(ctx, text);
     const cJSON *step = o ? cJSON_GetObjectItem(o, "step") : NULL, *opt_steps = o ? cJSON_GetObjectItem(o, "optimizer_steps") : NULL;
     const cJSON *rl = o ? cJSON_GetObjectItem(o, "running_loss") : NULL, *cursor = o ? cJSON_GetObjectItem(o, "data_cursor") : NULL;
-    if (!cJSON_IsNumber(step) || !cJSON_IsNumber(opt_steps) || !cJSON_IsString(rl) || step->valuedouble < 0) {
+    char *end = NULL;
+    double running = cJSON_IsString(rl) ? strtod(rl->valuestring, &end) : 0;
+    if (!cJSON_IsNumber(step) || !cJSON_IsNumber(opt_steps) || !end || *end || !(step->valuedouble >= 0) ||
+        step->valuedouble > 1e15 || step->valuedouble != (double)(int64_t)step->valuedouble || !(opt_steps->valuedouble >= 0) ||
+        opt_steps->valuedouble > 1e15 || (cursor && !cJSON_IsObject(cursor))) {
         cJSON_Delete(o);
-        return ld_error(ctx, LD_ERR_FORMAT, "%s: missing or invalid step / optimizer_steps / running_loss", path);
+        return ld_error(ctx, LD_ERR_FORMAT, "%s: missing or invalid step / optimizer_steps / running_loss / data_cursor", path);
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if ((st = ld_ckpt_read_params(ctx, path, t->m->params, NULL, 0))) goto done;
@@ -234,7 +174,7 @@ ld_status ld_trainer_resume(ld_trainer *t, bool *found) {
     if ((st = ld_ckpt_read_params(ctx, path, t->m->params, t->opt, 1))) goto done;
     if (cursor && t->train.restore) {
         char *c = cJSON_PrintUnformatted(cursor);
-        st = c ? t->train.restore(t->train.user, c) : LD_ERR_NOMEM;
+        st = c ? t->train.restore(t->train.user, c) : ld_error(ctx, LD_ERR_NOMEM, "out of memory");
         free(c);
         if (st) {
             st = ld_error_wrap(ctx, st, "%s/trainer_state.json: data cursor: ", dir);
@@ -244,10 +184,66 @@ ld_status ld_trainer_resume(ld_trainer *t, bool *found) {
     ld_params_refresh_bf16(t->m->params);
     t->step = (int64_t)step->valuedouble;
     ld_adamw_set_steps(t->opt, (int64_t)opt_steps->valuedouble);
-    t->running_loss = strtod(rl->valuestring, NULL);
-    trim_metrics(t);
-    *found = true;
+    t->running_loss = running;
 done:
     cJSON_Delete(o);
     return st;
+}
+
+ld_status ld_trainer_resume(ld_trainer *t, bool *found) {
+    if (!t || !found) return LD_ERR_INVALID_ARG;
+    ld_ctx *ctx = t->ctx;
+    *found = false;
+    t->start_checked = true; /* resuming (or starting over, when there is nothing to resume) */
+    char root[LD_TRAIN_PATH_MAX], path[LD_TRAIN_PATH_MAX + 64], first[64] = "";
+    snprintf(root, sizeof root, "%s/checkpoints", t->out_dir);
+    /* latest first */
+    snprintf(path, sizeof path, "%s/latest", root);
+    char *latest = NULL;
+    ld_status rs = ld_file_read(ctx, path, 4096, &latest, NULL);
+    if (rs == LD_OK) {
+        latest[strcspn(latest, "\r\n")] = 0;
+        if (!strncmp(latest, "step-", 5) && !strchr(latest, '/') && strlen(latest) < sizeof first)
+            snprintf(first, sizeof first, "%s", latest);
+        else ld_log(ctx, LD_LOG_WARN, "%s: '%.40s' is not a checkpoint name: looking for the newest checkpoint", path, latest);
+        ld_free(ctx, latest);
+    } else if (rs != LD_ERR_NOT_FOUND) {
+        ld_log(ctx, LD_LOG_WARN, "%s: %s: looking for the newest checkpoint", path, ld_ctx_error(ctx));
+    }
+    ld_ctx_clear_error(ctx);
+    struct dirent **names = NULL;
+    int n = scandir(root, &names, is_step_dir, alphasort);
+    ld_status st = LD_OK;
+    bool tried_any = false;
+    char last_err[512] = "";
+    /* `first`, then every complete checkpoint from the newest down */
+    for (int i = first[0] ? n : n - 1; i >= 0 && !*found; i--) {
+        const char *name = i == n ? first : names[i]->d_name;
+        if (i < n && (strstr(name, ".tmp-") || !strcmp(name, first))) continue;
+        snprintf(path, sizeof path, "%s/%s", root, name);
+        tried_any = true;
+        if ((st = load_checkpoint(t, path)) == LD_OK) {
+            *found = true;
+        } else {
+            snprintf(last_err, sizeof last_err, "%s", ld_ctx_error(ctx));
+            ld_log(ctx, LD_LOG_WARN, "checkpoint %s does not load (%s)%s", path, last_err,
+                   i > 0 ? ": trying an older one" : "");
+        }
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (!*found && tried_any)
+        return ld_error(ctx, st ? st : LD_ERR_FORMAT, "%s: no checkpoint loads (the last error: %s)", root, last_err);
+    if (*found) ld_ctx_clear_error(ctx);
+    /* metrics of steps the run will redo go; with nothing to resume, all of them */
+    return trim_metrics(t, *found ? t->step : 0);
+}
+
+bool ld_trainer_dir_has_run(ld_trainer *t) {
+    char path[LD_TRAIN_PATH_MAX + 32];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
+    if (stat(path, &sb) == 0 && sb.st_size > 0) return true;
+    snprintf(path, sizeof path, "%s/checkpoints/latest", t->out_dir);
+    return access(path, F_OK) == 0;
 }

@@ -207,6 +207,8 @@ ld_status ld_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const
             snprintf(where, sizeof where, "%s: model", path);
             r.st = mt ? ld_lm_config_from_json(ctx, mt, strlen(mt), where, &c.model) : LD_ERR_NOMEM;
             c.has_model = !r.st;
+            c.model_bos = cJSON_GetObjectItemCaseSensitive(model, "bos_token_id") != NULL;
+            c.model_eos = cJSON_GetObjectItemCaseSensitive(model, "eos_token_id") != NULL;
             free(mt);
         }
     }

@@ -15,6 +15,7 @@ typedef struct ld_train_config {
     ld_train_params train;
     ld_lm_config model;
     bool has_model;             /* "model" was given */
+    bool model_bos, model_eos;  /* "model" gave bos_token_id / eos_token_id (else: the tokenizer's) */
     char tokenizer[1024], train_data[1024], val_data[1024], init_from[1024], out_dir[1024];
     char precision[8];          /* "fp32" or "bf16" */
     char teacher[1024];         /* distillation: the teacher model (directory or GGUF); "" = none */

@@ -231,6 +231,11 @@ ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, vol
     double tokens_per_step = (double)(t->p.batch_size * t->p.seq_len * t->p.grad_accum);
     double t_start = ld_time_now(), t_prev = t_start;
     int64_t first_step = t->step;
+    if (!t->start_checked && ld_trainer_dir_has_run(t))
+        return ld_error(t->ctx, LD_ERR_STATE,
+                        "%s already holds a training run (metrics.jsonl, checkpoints): resume it (--resume) or "
+                        "choose another out_dir", t->out_dir);
+    t->start_checked = true;
     while (t->step < t->p.max_steps) {
         ld_train_progress pr = {.max_steps = t->p.max_steps, .val_loss = NAN};
         ld_status st = train_step(t, &pr);

@@ -26,6 +26,11 @@ struct ld_trainer {
     ld_teacher *teacher;                /* distillation (NULL = plain next-token loss) */
     float temperature, alpha;
     FILE *metrics;
+    bool start_checked;                 /* resume ran, or the run directory was checked to hold no run */
 };
+
+/* Whether out_dir holds an earlier run (metrics or a checkpoint pointer): starting afresh there
+ * would mix two runs (checkpoint.c). */
+bool ld_trainer_dir_has_run(ld_trainer *t);
 
 #endif

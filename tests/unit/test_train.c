@@ -268,6 +268,81 @@ TEST(sigkill_at_random_moments_then_resume_is_bit_identical) {
     }
 }
 
+/* Lines of dir's metrics.jsonl. */
+static int metrics_lines(const char *dir) {
+    char path[512], line[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) n++;
+    if (f) fclose(f);
+    return n;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (f) fputs(text, f), fclose(f);
+}
+
+TEST(resume_falls_back_to_the_newest_checkpoint_that_loads) {
+    enum { STEPS = 8 };
+    char *ref = tmpdir("fbref");
+    CHECK(train(ref, STEPS, false, NULL) == LD_OK);
+    char a[STEPS][32] = {{0}};
+    CHECK(read_losses(ref, a, STEPS) == STEPS);
+    /* each case damages a finished run (checkpoints step-7 and step-8, latest -> step-8) */
+    for (int c = 0; c < 4; c++) {
+        char *dir = tmpdir("fb"), path[600], cmd[700];
+        CHECK(train(dir, STEPS, false, NULL) == LD_OK);
+        snprintf(path, sizeof path, "%s/checkpoints/latest", dir);
+        if (c == 0) write_text(path, "../../etc\n");      /* not a checkpoint name */
+        if (c == 1) unlink(path);                         /* no pointer at all */
+        if (c >= 2) {                                     /* the newest checkpoint is damaged: step 8 is redone */
+            snprintf(cmd, sizeof cmd, "truncate -s -100 %s/checkpoints/step-0000008/model.safetensors", dir);
+            CHECK(system(cmd) == 0);
+        }
+        if (c == 3) { /* ... and so is the older one: no silent restart, an error */
+            snprintf(path, sizeof path, "%s/checkpoints/step-0000007/trainer_state.json", dir);
+            write_text(path, "{\"step\": -1}");
+            CHECK(train(dir, STEPS, true, NULL) != LD_OK);
+            CHECK(metrics_lines(dir) == STEPS); /* nothing was trimmed or added */
+            continue;
+        }
+        CHECK_MSG(train(dir, STEPS, true, NULL) == LD_OK, "case %d", c);
+        char b[STEPS][32] = {{0}};
+        CHECK(read_losses(dir, b, STEPS) == STEPS);
+        CHECK_MSG(metrics_lines(dir) == STEPS, "case %d: %d metrics lines", c, metrics_lines(dir));
+        for (int i = 0; i < STEPS; i++) CHECK_MSG(!strcmp(a[i], b[i]), "case %d step %d: %s vs %s", c, i + 1, a[i], b[i]);
+        /* the damaged checkpoint was written again, whole */
+        snprintf(cmd, sizeof cmd, "cmp -s %s/checkpoints/step-0000008/model.safetensors %s/checkpoints/step-0000008/model.safetensors",
+                 dir, ref);
+        CHECK(system(cmd) == 0);
+    }
+}
+
+TEST(resume_before_the_first_checkpoint_starts_over_and_a_fresh_run_refuses_an_old_one) {
+    enum { STEPS = 6 };
+    char *ref = tmpdir("s0ref"), *dir = tmpdir("s0"), path[600], cmd[700];
+    CHECK(train(ref, STEPS, false, NULL) == LD_OK);
+    char a[STEPS][32] = {{0}}, b[STEPS][32] = {{0}};
+    CHECK(read_losses(ref, a, STEPS) == STEPS);
+    /* a run killed before its first checkpoint: metrics lines, no checkpoint */
+    CHECK(train(dir, 3, false, NULL) == LD_OK);
+    snprintf(cmd, sizeof cmd, "rm -rf %s/checkpoints && mkdir %s/checkpoints", dir, dir);
+    CHECK(system(cmd) == 0);
+    CHECK(metrics_lines(dir) == 3);
+    /* starting afresh there would append a second step 1: refused */
+    CHECK(train(dir, STEPS, false, NULL) == LD_ERR_STATE);
+    /* a finished run directory is refused too */
+    CHECK(train(ref, STEPS, false, NULL) == LD_ERR_STATE);
+    /* --resume with nothing to resume starts over from step 0 with the metrics cleared */
+    CHECK(train(dir, STEPS, true, NULL) == LD_OK);
+    CHECK(read_losses(dir, b, STEPS) == STEPS && metrics_lines(dir) == STEPS);
+    for (int i = 0; i < STEPS; i++) CHECK_MSG(!strcmp(a[i], b[i]), "step %d: %s vs %s", i + 1, a[i], b[i]);
+    snprintf(path, sizeof path, "%s/checkpoints/latest", dir);
+    CHECK(access(path, F_OK) == 0);
+}
+
 /* The mean training loss of steps [from, to) in dir's metrics.jsonl. */
 static double mean_loss(const char *dir, int from, int to) {
     char l[64][32] = {{0}};
