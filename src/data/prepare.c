@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include "data/data_internal.h"
+#include "liandan/io.h"
 
 #define CHUNK_BYTES (4u << 20) /* text per parallel tokenization chunk */
 #define CHUNK_DOCS 8192
@@ -84,6 +85,7 @@ typedef struct prep {
     const ld_data_encoder *enc;
     const ld_prepare_params *p;
     const char *out_dir;
+    const char *stage;   /* where shards are written until the whole set is done */
     split_out split[2];
     /* the current chunk */
     char *text;          /* documents back to back */
@@ -108,7 +110,7 @@ static ld_status split_write(prep *P, int which, const int32_t *ids, size_t n) {
     }
     if (!o->w) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s-%05d.bin", P->out_dir, o->name, o->n_shards);
+        snprintf(path, sizeof path, "%s/%s-%05d.bin", P->stage, o->name, o->n_shards);
         st = ld_shard_writer_open_raw(P->ctx, path, P->enc->vocab_size, P->enc->hash, &o->w);
         if (st != LD_OK) return st;
         o->n_shards++;
@@ -193,7 +195,13 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
         if (inputs[i] && stat(inputs[i], &sb) == 0) bytes_total += (double)sb.st_size;
     }
 
-    prep P = {.ctx = ctx, .enc = enc, .p = &p, .out_dir = out_dir};
+    /* shards go to a staging directory inside out_dir and move into place only when all are
+     * written: a failure leaves out_dir's earlier shards as they were */
+    char stage_name[4200];
+    snprintf(stage_name, sizeof stage_name, "%s/.prepare", out_dir);
+    ld_dir_txn *stage = NULL;
+    if ((st = ld_dir_txn_begin(ctx, stage_name, &stage)) != LD_OK) return st;
+    prep P = {.ctx = ctx, .enc = enc, .p = &p, .out_dir = out_dir, .stage = ld_dir_txn_path(stage)};
     P.split[0].name = "train";
     P.split[1].name = "val";
     hash_set seen = {.ctx = ctx};
@@ -295,6 +303,16 @@ ld_status ld_data_prepare_encoder(ld_ctx *ctx, const ld_data_encoder *enc, const
         }
         P.split[k].w = NULL;
     }
+    for (int k = 0; st == LD_OK && k < 2; k++)
+        for (int i = 0; st == LD_OK && i < P.split[k].n_shards; i++) {
+            char from[4400], to[4400];
+            snprintf(from, sizeof from, "%s/%s-%05d.bin", P.stage, P.split[k].name, i);
+            snprintf(to, sizeof to, "%s/%s-%05d.bin", out_dir, P.split[k].name, i);
+            if (rename(from, to) != 0)
+                st = ld_error(ctx, LD_ERR_IO, "cannot move %s to %s: %s", from, to, strerror(errno));
+        }
+    ld_dir_txn_abort(stage); /* the staging directory, empty unless something failed */
+    if (st == LD_OK) st = ld_dir_fsync(ctx, out_dir);
     /* shards left by an earlier, larger run in the same directory would be read by the
      * sampler as part of this data set: remove them */
     for (int k = 0; st == LD_OK && k < 2; k++) {
