@@ -1,5 +1,5 @@
-/* cli/cli.h — what every `liandan` subcommand shares: the command table entry, option
- * parsing helpers, and printing of library errors. The CLI is the only code that prints to
+/* cli/cli.h — what every `liandan` subcommand shares: the command table entry, the option
+ * parser (opt.h), subcommand dispatch, and printing of library errors. The CLI is the only code that prints to
  * the terminal or exits. */
 #ifndef LD_CLI_H
 #define LD_CLI_H
@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "liandan/liandan.h"
+#include "opt.h"
 
 typedef struct ld_cli_command {
     const char *name;    /* "bench", "tokenizer", ... */
@@ -39,8 +40,16 @@ extern const ld_cli_command ld_cmd_imatrix;
 ld_ctx *ld_cli_ctx(int threads);
 /* Prints "liandan: <what>: <ctx error>" to stderr and returns 1. */
 int ld_cli_fail(ld_ctx *ctx, const char *what);
-/* Parses a positive integer option value; prints an error naming the option on failure. */
-bool ld_cli_parse_int(const char *opt, const char *val, long min, long max, long *out);
+/* Runs the subcommand named by argv[1] from `subs` (argv[0] is `cmd`, e.g. "data"); prints the
+ * list of subcommands for --help (exit 0) and for a missing or unknown one (exit 2). */
+int ld_cli_dispatch(const char *cmd, const char *about, const ld_cli_command *const *subs, size_t n, int argc,
+                    char **argv);
+/* The corpus options (--format, --column, --field, --paragraphs, --nfkc, --simplified,
+ * --collapse-whitespace) as a table over cp, to join with LD_CLI_GROUP("corpus", t). */
+#define LD_CLI_CORPUS_OPTS 8
+void ld_cli_corpus_opts(ld_corpus_params *cp, ld_cli_opt t[LD_CLI_CORPUS_OPTS]);
+/* "amino" (the protein vocabulary), a WordPiece vocab.txt (character-level), or tokenizer.json. */
+ld_status ld_cli_load_tokenizer(ld_ctx *ctx, const char *spec, ld_tokenizer **tok);
 /* true when stderr is a terminal (progress bars are drawn only then). */
 bool ld_cli_isatty(void);
 

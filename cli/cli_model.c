@@ -1,7 +1,10 @@
 /* cli/cli_model.c — what the model commands share: loading a model directory with its
  * tokenizer, decoding tokens to the terminal as they stream, and the sampling options. */
+#include <ctype.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_model.h"
@@ -26,6 +29,31 @@ int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **to
         *m = NULL, *tok = NULL;
         return 1;
     }
+    return 0;
+}
+
+int ld_cli_save_model_dir(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const char *dir) {
+    char path[4200];
+    DIR *d = opendir(dir);
+    if (d) { /* replace only what is ours to replace */
+        struct dirent *e;
+        int entries = 0;
+        while ((e = readdir(d))) entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+        closedir(d);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        if (entries && access(path, F_OK) != 0) {
+            fprintf(stderr, "liandan: %s exists and is not a model directory (no config.json): not replacing it\n", dir);
+            return 1;
+        }
+    }
+    ld_dir_txn *tx = NULL;
+    if (ld_dir_txn_begin(ctx, dir, &tx)) return ld_cli_fail(ctx, "writing the model directory");
+    snprintf(path, sizeof path, "%s/tokenizer.json", ld_dir_txn_path(tx));
+    if (ld_lm_save(m, ld_dir_txn_path(tx)) || ld_tokenizer_save(tok, path)) {
+        ld_dir_txn_abort(tx);
+        return ld_cli_fail(ctx, "writing the model directory");
+    }
+    if (ld_dir_txn_commit(tx)) return ld_cli_fail(ctx, "writing the model directory");
     return 0;
 }
 
@@ -61,9 +89,21 @@ int ld_cli_encode(ld_ctx *ctx, const ld_tokenizer *tok, const char *text, int32_
 }
 
 void ld_cli_text_init(ld_cli_text *t, const ld_tokenizer *tok, FILE *out) {
-    memset(t, 0, sizeof *t);
     t->tok = tok;
     t->out = out;
+    t->len = t->printed = 0;
+    t->oom = false;
+    if (t->buf) t->buf[0] = 0;
+}
+
+const char *ld_cli_text_str(const ld_cli_text *t) {
+    return t->buf ? t->buf : "";
+}
+
+void ld_cli_text_free(ld_cli_text *t) {
+    free(t->buf);
+    t->buf = NULL;
+    t->len = t->cap = t->printed = 0;
 }
 
 /* Length of the longest prefix of s[0..n) that ends on a UTF-8 character boundary. */
@@ -80,7 +120,14 @@ static size_t complete_utf8(const char *s, size_t n) {
 bool ld_cli_text_add(ld_cli_text *t, int32_t id, const char *const *stops, int n_stops) {
     const char *b;
     size_t len;
-    if (ld_tokenizer_token_bytes(t->tok, id, &b, &len) || t->len + len >= sizeof t->buf) return false;
+    if (ld_tokenizer_token_bytes(t->tok, id, &b, &len)) return false;
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + len + 1) cap *= 2;
+        char *nb = realloc(t->buf, cap);
+        if (!nb) return t->oom = true, false;
+        t->buf = nb, t->cap = cap;
+    }
     memcpy(t->buf + t->len, b, len);
     t->len += len;
     t->buf[t->len] = 0;
@@ -116,56 +163,20 @@ void ld_cli_text_flush(ld_cli_text *t) {
     if (t->out) fflush(t->out);
 }
 
-int ld_cli_sample_option(int argc, char **argv, int *i, ld_generate_params *g) {
-    const char *o = argv[*i];
-    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-    char *end = NULL;
-#define NEED_VALUE()                                                        \
-    if (!v) return fprintf(stderr, "liandan: %s needs a value\n", o), -1;   \
-    (*i)++
-    if (!strcmp(o, "--temperature")) {
-        NEED_VALUE();
-        g->sample.temperature = strtof(v, &end);
-    } else if (!strcmp(o, "--top-k")) {
-        NEED_VALUE();
-        g->sample.top_k = (int)strtol(v, &end, 10);
-    } else if (!strcmp(o, "--top-p")) {
-        NEED_VALUE();
-        g->sample.top_p = strtof(v, &end);
-    } else if (!strcmp(o, "--min-p")) {
-        NEED_VALUE();
-        g->sample.min_p = strtof(v, &end);
-    } else if (!strcmp(o, "--repetition-penalty")) {
-        NEED_VALUE();
-        g->sample.repetition_penalty = strtof(v, &end);
-    } else if (!strcmp(o, "--max-tokens")) {
-        NEED_VALUE();
-        g->max_tokens = strtol(v, &end, 10);
-    } else if (!strcmp(o, "--seed")) {
-        NEED_VALUE();
-        g->seed = strtoull(v, &end, 10);
-    } else {
-        return 0;
-    }
-#undef NEED_VALUE
-    if (!end || *end || g->sample.temperature < 0 || g->sample.top_k < 0 || g->sample.top_p <= 0 ||
-        g->sample.top_p > 1 || g->sample.min_p < 0 || g->sample.min_p >= 1 || g->sample.repetition_penalty <= 0 ||
-        g->max_tokens < 1) {
-        fprintf(stderr, "liandan: %s: invalid value '%s'\n", o, v);
-        return -1;
-    }
-    return 1;
-}
-
-const char *ld_cli_sample_help(void) {
-    return "sampling:\n"
-           "  --max-tokens N            new tokens per prompt (default 128)\n"
-           "  --temperature T           0 = greedy (default 0.8)\n"
-           "  --top-k K                 keep the K most likely tokens (0 = off)\n"
-           "  --top-p P                 nucleus sampling (default 0.95; 1 = off)\n"
-           "  --min-p P                 drop tokens below P x the most likely one's probability\n"
-           "  --repetition-penalty R    penalise tokens of the last 64 (default 1 = off)\n"
-           "  --seed S                  random seed (default 1)\n";
+void ld_cli_sample_opts(ld_generate_params *g, ld_cli_opt t[LD_CLI_SAMPLE_OPTS]) {
+    const ld_cli_opt rows[LD_CLI_SAMPLE_OPTS] = {
+        LD_CLI_INT64("max-tokens", 0, &g->max_tokens, 1, 1 << 24, "N", "new tokens per prompt"),
+        LD_CLI_FLOAT("temperature", 0, &g->sample.temperature, 0, 100, 0, "T", "0 = greedy"),
+        LD_CLI_INT("top-k", 0, &g->sample.top_k, 0, INT32_MAX, "K", "keep the K most likely tokens (0 = off)"),
+        LD_CLI_FLOAT("top-p", 0, &g->sample.top_p, 0, 1, LD_CLI_OPEN_MIN, "P", "nucleus sampling (1 = off)"),
+        LD_CLI_FLOAT("min-p", 0, &g->sample.min_p, 0, 1, LD_CLI_OPEN_MAX, "P",
+                     "drop tokens below P x the most likely one's probability (0 = off)"),
+        LD_CLI_FLOAT("repetition-penalty", 0, &g->sample.repetition_penalty, 0, 100, LD_CLI_OPEN_MIN, "R",
+                     "penalise the recent tokens (1 = off)"),
+        LD_CLI_UINT64("seed", 0, &g->seed, "S", "random seed"),
+        LD_CLI_END,
+    };
+    memcpy(t, rows, sizeof rows);
 }
 
 int ld_cli_encode_corpus(ld_ctx *ctx, const ld_tokenizer *tok, const char *path, const ld_corpus_params *cp,
@@ -205,4 +216,40 @@ int ld_cli_encode_corpus(ld_ctx *ctx, const ld_tokenizer *tok, const char *path,
     *out = ids, *n_out = n;
     if (bytes_out) *bytes_out = bytes;
     return rc;
+}
+
+static bool writable_type(ld_dtype t) {
+    return t == LD_F32 || t == LD_F16 || t == LD_BF16 || ld_quant_type_supported(t);
+}
+
+const char *ld_cli_type_names(void) {
+    static char names[512];
+    if (!names[0]) {
+        size_t n = 0;
+        for (int t = 0; t < LD_DTYPE_COUNT && n + 1 < sizeof names; t++) {
+            if (!writable_type((ld_dtype)t)) continue;
+            n += (size_t)snprintf(names + n, sizeof names - n, "%s", n ? ", " : "");
+            for (const char *c = ld_dtype_traits((ld_dtype)t)->name; *c && n + 1 < sizeof names; c++)
+                names[n++] = (char)tolower((unsigned char)*c);
+            names[n] = 0;
+        }
+    }
+    return names;
+}
+
+bool ld_cli_type_opt(void *user, const char *opt, const char *value) {
+    char up[16];
+    size_t n = strlen(value);
+    ld_dtype t = LD_DTYPE_COUNT;
+    if (n > 0 && n < sizeof up) {
+        for (size_t i = 0; i <= n; i++) up[i] = (char)toupper((unsigned char)value[i]);
+        if (n > 2 && (!strcmp(up + n - 2, "_M") || !strcmp(up + n - 2, "_S"))) up[n - 2] = 0; /* mix names */
+        t = ld_dtype_from_name(up);
+    }
+    if (t == LD_DTYPE_COUNT || !writable_type(t)) {
+        fprintf(stderr, "liandan: %s: unknown type '%s' (types: %s)\n", opt, value, ld_cli_type_names());
+        return false;
+    }
+    *(ld_dtype *)user = t;
+    return true;
 }

@@ -5,10 +5,16 @@
 #include <stdio.h>
 
 #include "liandan/liandan.h"
+#include "opt.h"
 
 /* Loads a model directory and its tokenizer.json, or a GGUF file (model and tokenizer);
  * prints an error and returns 1 on failure. */
 int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **tok);
+/* Writes a model directory (config.json, model.safetensors, generation_config.json,
+ * tokenizer.json) as a whole: into a temporary sibling swapped into place at the end, so a
+ * failure never leaves a mix of old and new files. An existing `dir` is replaced only when it
+ * is empty or a model directory (holds config.json). Returns 0 or 1 (printed). */
+int ld_cli_save_model_dir(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const char *dir);
 /* The token an empty prompt starts from: BOS, else EOS (the separator the training data puts
  * between documents), else the config's bos_token_id. */
 int32_t ld_cli_start_token(const ld_tokenizer *tok, const ld_lm *m);
@@ -24,21 +30,35 @@ int ld_cli_encode_corpus(ld_ctx *ctx, const ld_tokenizer *tok, const char *path,
                          int32_t **ids, size_t *n, double *bytes);
 
 /* Streams generated tokens as text: holds back incomplete UTF-8 and possible stop-string
- * prefixes, cuts at the first stop string. */
+ * prefixes, cuts at the first stop string. The text grows as needed (buf is NUL-terminated
+ * once a token was added). */
 typedef struct ld_cli_text {
     const ld_tokenizer *tok;
     FILE *out; /* NULL: collect only */
-    char buf[65536];
-    size_t len, printed;
+    char *buf;
+    size_t len, cap, printed;
+    bool oom; /* a token could not be stored (out of memory): generation was stopped */
 } ld_cli_text;
+/* Starts a new text. t must be zeroed or a text initialised before (its buffer is reused). */
 void ld_cli_text_init(ld_cli_text *t, const ld_tokenizer *tok, FILE *out);
-/* Appends a token; false when a stop string appeared (the text ends before it). */
+/* Appends a token; false when a stop string appeared (the text ends before it) or on t->oom. */
 bool ld_cli_text_add(ld_cli_text *t, int32_t id, const char *const *stops, int n_stops);
 void ld_cli_text_flush(ld_cli_text *t);
+/* The text so far ("" before any token). */
+const char *ld_cli_text_str(const ld_cli_text *t);
+void ld_cli_text_free(ld_cli_text *t);
 
-/* Parses one sampling option at argv[*i] into g: 1 = consumed (and *i advanced past its
- * value), 0 = not a sampling option, -1 = bad value (printed). */
-int ld_cli_sample_option(int argc, char **argv, int *i, ld_generate_params *g);
-const char *ld_cli_sample_help(void);
+/* The sampling options (--max-tokens, --temperature, --top-k, --top-p, --min-p,
+ * --repetition-penalty, --seed) as a table over g, to join a command's table with
+ * LD_CLI_GROUP("sampling", t). t needs LD_CLI_SAMPLE_OPTS rows. */
+#define LD_CLI_SAMPLE_OPTS 8
+
+/* A weight type option (LD_CLI_FUNC with user = ld_dtype *): "q4_k", "Q4_K_M", "f16" (any case;
+ * llama.cpp's _M/_S mix suffixes name the same matrix type). Accepts F32, F16, BF16 and the
+ * types the quant layer can write; the error lists them. */
+bool ld_cli_type_opt(void *user, const char *opt, const char *value);
+/* The accepted names for the help ("f32, f16, bf16, q8_0, ..."), from the dtype table. */
+const char *ld_cli_type_names(void);
+void ld_cli_sample_opts(ld_generate_params *g, ld_cli_opt t[LD_CLI_SAMPLE_OPTS]);
 
 #endif

@@ -43,76 +43,55 @@ static const top_suite top_suites[] = {
     {"tokenizer", ld_bench_tokenizer},
 };
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: liandan bench SUITE [options]\n\n"
-            "suites:\n"
-            "  limits     only the machine limits (FMA peak, bf16/int8 dot peak, memory bandwidth)\n"
-            "  kernels    matmul at training-step shapes, attention, norms, AdamW — each as a ratio\n"
-            "             to the machine limit measured in the same run\n"
-            "  train      causal-LM training step (GPT-2-124M shape, B=4, T=64) in fp32 and bf16: tokens/s\n"
-            "             and MFU; batch-1 generation tokens/s against the bandwidth limit\n"
-            "  infer      KV-cached inference (GPT-2-124M shape, or --model): decode at batch 1 against\n"
-            "             the bandwidth limit, prefill of 512 tokens against the FMA peak, per weight type\n"
-            "  tokenizer  BPE training time (32k, zh_pretrain + en_text) and encoding MB/s next to\n"
-            "             @huggingface/tokenizers on the same text (data: $LD_DATA_DIR)\n\n"
-            "options:\n"
-            "  --threads N   threads (default: all cores)\n"
-            "  --reps N      timed repetitions per row; the median is reported (default 7)\n"
-            "  --filter S    only groups whose name contains S\n"
-            "  --json        machine-readable output\n"
-            "  --model M     infer: a model directory or GGUF file (default: GPT-2-124M shape, random)\n"
-            "  --type T      infer: weight type of the session (F32 F16 Q8_0 Q4_0 Q4_K Q5_K Q6_K; repeat\n"
-            "                for several; default F32 F16 Q8_0 Q4_K, or only the file's own weights)\n");
-}
-
 static int cmd_bench(int argc, char **argv) {
     ld_bench_opts o = {.threads = 0, .reps = 7, .json = false, .filter = NULL, .model = NULL, .n_types = 0};
-    const char *suite = NULL;
-    for (int i = 1; i < argc; i++) {
-        long v;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--threads")) {
-            if (!ld_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 4096, &v)) return 2;
-            o.threads = (int)v;
-        } else if (!strcmp(argv[i], "--reps")) {
-            if (!ld_cli_parse_int("--reps", i + 1 < argc ? argv[++i] : NULL, 1, 64, &v)) return 2;
-            o.reps = (int)v;
-        } else if (!strcmp(argv[i], "--filter")) {
-            if (i + 1 >= argc) return fprintf(stderr, "liandan: --filter needs a value\n"), 2;
-            o.filter = argv[++i];
-        } else if (!strcmp(argv[i], "--model")) {
-            if (i + 1 >= argc) return fprintf(stderr, "liandan: --model needs a value\n"), 2;
-            o.model = argv[++i];
-        } else if (!strcmp(argv[i], "--type")) {
-            if (i + 1 >= argc) return fprintf(stderr, "liandan: --type needs a value\n"), 2;
-            ld_dtype t = ld_dtype_from_name(argv[++i]);
-            if (t == LD_DTYPE_COUNT || (t != LD_F32 && t != LD_F16 && !ld_quant_type_supported(t)))
-                return fprintf(stderr, "liandan bench: --type: '%s' is not a session weight type\n", argv[i]), 2;
-            if (o.n_types == LD_BENCH_MAX_TYPES)
-                return fprintf(stderr, "liandan bench: at most %d --type options\n", LD_BENCH_MAX_TYPES), 2;
-            o.types[o.n_types++] = t;
-        } else if (!strcmp(argv[i], "--json")) {
-            o.json = true;
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "liandan bench: unknown option '%s'\n", argv[i]);
-            return 2;
-        } else if (!suite) {
-            suite = argv[i];
-        } else {
-            fprintf(stderr, "liandan bench: unexpected argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!suite) {
-        usage(stderr);
-        return 2;
+    ld_cli_list pos = {0}, types = {0};
+    const ld_cli_opt opts[] = {
+        LD_CLI_THREADS(&o.threads),
+        LD_CLI_INT("reps", 0, &o.reps, 1, 64, "N", "timed repetitions per row; the median is reported"),
+        LD_CLI_STRING("filter", 0, &o.filter, "S", "only groups whose name contains S"),
+        LD_CLI_FLAG("json", 0, &o.json, "machine-readable output"),
+        LD_CLI_STRING("model", 0, &o.model, "M",
+                      "infer: a model directory or GGUF file (default: GPT-2-124M shape, random)"),
+        {.name = "type", .type = LD_CLI_T_LIST, .dest.list = &types, .arg = "T",
+         .def = "F32 F16 Q8_0 Q4_K, or only the file's own weights",
+         .help = "infer: weight type of the session (F32 F16 Q8_0 Q4_0 Q4_K Q5_K Q6_K);\n"
+                 "repeat for several"},
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "bench", .args = "SUITE", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
+        .about = "Measures the machine's limits and the engine's throughput in the same run and prints both with\n"
+                 "their ratio.\n\n"
+                 "suites:\n"
+                 "  limits     only the machine limits (FMA peak, bf16/int8 dot peak, memory bandwidth)\n"
+                 "  kernels    matmul at training-step shapes, attention, norms, AdamW — each as a ratio\n"
+                 "             to the machine limit measured in the same run\n"
+                 "  train      causal-LM training step (GPT-2-124M shape, B=4, T=64) in fp32 and bf16: tokens/s\n"
+                 "             and MFU; batch-1 generation tokens/s against the bandwidth limit\n"
+                 "  infer      KV-cached inference (GPT-2-124M shape, or --model): decode at batch 1 against\n"
+                 "             the bandwidth limit, prefill of 512 tokens against the FMA peak, per weight type\n"
+                 "  tokenizer  BPE training time (32k, zh_pretrain + en_text) and encoding MB/s next to\n"
+                 "             @huggingface/tokenizers on the same text (data: $LD_DATA_DIR)"};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    const char *suite = pos.v[0];
+    for (int i = 0; i < types.n; i++) {
+        ld_dtype t = ld_dtype_from_name(types.v[i]);
+        if (t == LD_DTYPE_COUNT || (t != LD_F32 && t != LD_F16 && !ld_quant_type_supported(t)))
+            return fprintf(stderr, "liandan bench: --type: '%s' is not a session weight type\n", types.v[i]),
+                   ld_cli_parse_free(&spec), 2;
+        bool seen = false;
+        for (int k = 0; k < o.n_types; k++) seen |= o.types[k] == t;
+        if (seen) continue;
+        if (o.n_types == LD_BENCH_MAX_TYPES)
+            return fprintf(stderr, "liandan bench: at most %d different --type values\n", LD_BENCH_MAX_TYPES),
+                   ld_cli_parse_free(&spec), 2;
+        o.types[o.n_types++] = t;
     }
     ld_ctx *ctx = ld_cli_ctx(o.threads);
     o.threads = ld_ctx_threads(ctx);
-    int rc = 0;
+    rc = 0;
     const top_suite *ts = NULL;
     for (size_t i = 0; i < sizeof top_suites / sizeof top_suites[0]; i++)
         if (!strcmp(suite, top_suites[i].name)) ts = &top_suites[i];
@@ -128,6 +107,7 @@ static int cmd_bench(int argc, char **argv) {
         rc = 2;
     }
     ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 

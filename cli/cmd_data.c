@@ -7,127 +7,57 @@
 
 #include "cli.h"
 
-static void prepare_usage(FILE *f) {
-    fprintf(f,
-            "usage: liandan data prepare INPUTS... --tokenizer TOKENIZER -o OUT_DIR [options]\n\n"
-            "  INPUTS              .txt (a document per line), .tsv, .jsonl, .fa/.fasta files\n"
-            "  --tokenizer T       tokenizer.json, a WordPiece vocab.txt (characters), or amino (proteins)\n"
-            "  -o, --out DIR       writes DIR/train-NNNNN.bin and DIR/val-NNNNN.bin\n"
-            "  --format F          txt | tsv | jsonl | fasta (default: from each file's extension)\n"
-            "  --column N          TSV column, 0-based (default: the last)\n"
-            "  --field NAME        JSONL string field (default: text)\n"
-            "  --paragraphs        txt: a document per blank-line-separated paragraph\n"
-            "  --nfkc              Unicode NFKC normalisation\n"
-            "  --simplified        Traditional -> Simplified Chinese (OpenCC)\n"
-            "  --collapse-whitespace  runs of whitespace -> one space, trimmed\n"
-            "  --val-fraction X    share of documents for validation, by content hash (default 0.01)\n"
-            "  --no-dedup          keep exact duplicate documents\n"
-            "  --no-eos            do not append EOS after each document\n"
-            "  --shard-tokens N    tokens per shard file (default 100000000)\n"
-            "  --threads N         tokenizer threads (default: all cores)\n");
-}
-
 /* The shared progress bar (cli/progress.c) over input megabytes. */
 static void on_progress(void *user, double done, double total, int64_t docs, int64_t tokens) {
     (void)docs, (void)tokens; /* reported in the summary */
     ld_cli_progress(user, "prepare", done, total, "MB", 1e6);
 }
 
-/* A tokenizer.json (character vocabularies — 'amino', vocab.txt — once the tokenizer layer
- * provides them). */
-/* "amino" (the protein vocabulary), a WordPiece vocab.txt (character-level), or tokenizer.json. */
-static ld_status load_tokenizer(ld_ctx *ctx, const char *spec, ld_tokenizer **tok) {
-    size_t n = strlen(spec);
-    if (!strcmp(spec, "amino")) return ld_tokenizer_new_amino(ctx, tok);
-    if (n >= 4 && !strcmp(spec + n - 4, ".txt")) return ld_tokenizer_load_vocab_txt(ctx, spec, tok);
-    return ld_tokenizer_load(ctx, spec, tok);
-}
-
 static int cmd_prepare(int argc, char **argv) {
-    const char **inputs = calloc((size_t)argc, sizeof *inputs);
-    int n_inputs = 0;
     const char *tok_path = NULL, *out = NULL;
-    long threads = 0, column = -1;
-    bool have_column = false;
+    int threads = 0;
+    bool no_dedup = false, no_eos = false;
+    ld_cli_list inputs = {0};
     ld_prepare_params p = ld_prepare_default_params();
     p.val_fraction = 0.01;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            prepare_usage(stdout);
-            free(inputs);
-            return 0;
-        } else if (!strcmp(a, "--tokenizer") && v) tok_path = v, i++;
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) out = v, i++;
-        else if (!strcmp(a, "--format") && v) {
-            i++;
-            if (!strcmp(v, "txt")) p.corpus.format = LD_CORPUS_TXT;
-            else if (!strcmp(v, "tsv")) p.corpus.format = LD_CORPUS_TSV;
-            else if (!strcmp(v, "jsonl")) p.corpus.format = LD_CORPUS_JSONL;
-            else if (!strcmp(v, "fasta")) p.corpus.format = LD_CORPUS_FASTA;
-            else {
-                fprintf(stderr, "liandan: --format: '%s' is not txt, tsv, jsonl or fasta\n", v);
-                free(inputs);
-                return 2;
-            }
-        } else if (!strcmp(a, "--column")) {
-            if (!ld_cli_parse_int(a, v, 0, 1 << 20, &column)) return free(inputs), 2;
-            have_column = true;
-            i++;
-        } else if (!strcmp(a, "--field") && v) p.corpus.jsonl_field = v, i++;
-        else if (!strcmp(a, "--paragraphs")) p.corpus.txt_paragraphs = true;
-        else if (!strcmp(a, "--nfkc")) p.corpus.nfkc = true;
-        else if (!strcmp(a, "--simplified")) p.corpus.to_simplified = true;
-        else if (!strcmp(a, "--collapse-whitespace")) p.corpus.collapse_whitespace = true;
-        else if (!strcmp(a, "--no-dedup")) p.dedup = false;
-        else if (!strcmp(a, "--no-eos")) p.add_eos = false;
-        else if (!strcmp(a, "--val-fraction") && v) {
-            char *end;
-            p.val_fraction = strtod(v, &end);
-            if (*end || !(p.val_fraction >= 0 && p.val_fraction <= 1)) {
-                fprintf(stderr, "liandan: --val-fraction: '%s' is not a number in [0, 1]\n", v);
-                free(inputs);
-                return 2;
-            }
-            i++;
-        } else if (!strcmp(a, "--shard-tokens")) {
-            long st;
-            if (!ld_cli_parse_int(a, v, 1, 1L << 40, &st)) return free(inputs), 2;
-            p.shard_tokens = st;
-            i++;
-        } else if (!strcmp(a, "--threads")) {
-            if (!ld_cli_parse_int(a, v, 1, 4096, &threads)) return free(inputs), 2;
-            i++;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "liandan: data prepare: unknown option or missing value: %s\n\n", a);
-            prepare_usage(stderr);
-            free(inputs);
-            return 2;
-        } else inputs[n_inputs++] = a;
-    }
-    if (have_column) p.corpus.tsv_column = (int)column;
-    if (!n_inputs || !tok_path || !out) {
-        fprintf(stderr, "liandan: data prepare needs INPUTS, --tokenizer and -o\n\n");
-        prepare_usage(stderr);
-        free(inputs);
-        return 2;
-    }
-    ld_ctx *ctx = ld_cli_ctx((int)threads);
+    ld_cli_opt corpus[LD_CLI_CORPUS_OPTS];
+    ld_cli_corpus_opts(&p.corpus, corpus);
+    const ld_cli_opt opts[] = {
+        {.name = "tokenizer", .short_name = 't', .type = LD_CLI_T_STRING, .dest.s = &tok_path, .arg = "T", .required = true,
+         .help = "tokenizer.json, a WordPiece vocab.txt (characters), or amino (proteins)"},
+        {.name = "output", .short_name = 'o', .type = LD_CLI_T_STRING, .dest.s = &out, .arg = "DIR", .required = true,
+         .help = "writes DIR/train-NNNNN.bin and DIR/val-NNNNN.bin"},
+        {.name = "out", .type = LD_CLI_T_STRING, .dest.s = &out}, /* the old spelling */
+        LD_CLI_DOUBLE("val-fraction", 0, &p.val_fraction, 0, 1, 0, "X", "share of documents for validation, by content hash"),
+        LD_CLI_FLAG("no-dedup", 0, &no_dedup, "keep exact duplicate documents"),
+        LD_CLI_FLAG("no-eos", 0, &no_eos, "do not append EOS after each document"),
+        LD_CLI_INT64("shard-tokens", 0, &p.shard_tokens, 1, 1LL << 40, "N", "tokens per shard file"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_GROUP("corpus", corpus),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "data prepare", .args = "INPUTS...", .opts = opts, .pos = &inputs, .min_pos = 1, .max_pos = -1,
+        .about = "Reads corpus files (.txt: a document per line, .tsv, .jsonl, .fa/.fasta), normalises, removes\n"
+                 "exact duplicates, splits train/validation by content hash and writes token shards."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    p.dedup = !no_dedup, p.add_eos = !no_eos;
+    ld_ctx *ctx = ld_cli_ctx(threads);
     ld_tokenizer *tok = NULL;
-    if (load_tokenizer(ctx, tok_path, &tok) != LD_OK) {
-        int rc = ld_cli_fail(ctx, "loading the tokenizer");
-        free(inputs);
+    if (ld_cli_load_tokenizer(ctx, tok_path, &tok) != LD_OK) {
+        rc = ld_cli_fail(ctx, "loading the tokenizer");
+        ld_cli_parse_free(&spec);
         ld_ctx_free(ctx);
         return rc;
     }
     ld_cli_bar bar = {0};
     double t0 = ld_time_now();
-    p.n_threads = (int)threads;
+    p.n_threads = threads;
     p.progress = on_progress;
     p.progress_user = &bar;
     ld_prepare_stats st;
-    ld_status s = ld_data_prepare(ctx, tok, inputs, n_inputs, out, &p, &st);
-    int rc = 0;
+    ld_status s = ld_data_prepare(ctx, tok, inputs.v, inputs.n, out, &p, &st);
     if (s != LD_OK) {
         rc = ld_cli_fail(ctx, "data prepare");
     } else {
@@ -142,46 +72,33 @@ static int cmd_prepare(int argc, char **argv) {
     }
     ld_tokenizer_free(tok);
     ld_ctx_free(ctx);
-    free(inputs);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 
 static int cmd_inspect(int argc, char **argv) {
-    const char *path = NULL, *tok_path = NULL;
-    long n_show = 32;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: liandan data inspect SHARD [--tokens N] [--tokenizer T]\n"
-                   "  --tokens N       how many tokens to print (default 32)\n"
-                   "  --tokenizer T    check the shard's tokenizer hash and decode the first tokens\n");
-            return 0;
-        } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
-            tok_path = argv[++i];
-        } else if (!strcmp(argv[i], "--tokens")) {
-            if (!ld_cli_parse_int(argv[i], i + 1 < argc ? argv[i + 1] : NULL, 0, 1 << 20, &n_show)) return 2;
-            i++;
-        } else if (!path) path = argv[i];
-        else {
-            fprintf(stderr, "liandan: data inspect: unexpected argument %s\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!path) {
-        fprintf(stderr, "usage: liandan data inspect SHARD [--tokens N]\n");
-        return 2;
-    }
+    const char *tok_path = NULL;
+    int64_t n_show = 32;
+    ld_cli_list pos = {0};
+    const ld_cli_opt opts[] = {
+        LD_CLI_INT64("tokens", 0, &n_show, 0, 1 << 20, "N", "how many tokens to print"),
+        LD_CLI_STRING("tokenizer", 't', &tok_path, "T", "check the shard's tokenizer hash and decode the first tokens"),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {.cmd = "data inspect", .args = "SHARD", .opts = opts, .pos = &pos, .min_pos = 1,
+                              .max_pos = 1, .about = "Prints a token shard's header (checked) and its first tokens."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    const char *path = pos.v[0];
     ld_ctx *ctx = ld_cli_ctx(1);
     ld_tokenizer *tok = NULL;
-    if (tok_path && load_tokenizer(ctx, tok_path, &tok) != LD_OK) {
-        int rc = ld_cli_fail(ctx, "loading the tokenizer");
-        ld_ctx_free(ctx);
-        return rc;
-    }
-    ld_shard *s;
-    if (ld_shard_open(ctx, path, tok, &s) != LD_OK) {
-        int rc = ld_cli_fail(ctx, "data inspect");
+    ld_shard *s = NULL;
+    if (tok_path && ld_cli_load_tokenizer(ctx, tok_path, &tok) != LD_OK) rc = ld_cli_fail(ctx, "loading the tokenizer");
+    else if (ld_shard_open(ctx, path, tok, &s) != LD_OK) rc = ld_cli_fail(ctx, "data inspect");
+    if (rc) {
         ld_tokenizer_free(tok);
         ld_ctx_free(ctx);
+        ld_cli_parse_free(&spec);
         return rc;
     }
     int64_t n = ld_shard_tokens(s), d = ld_shard_docs(s);
@@ -212,16 +129,16 @@ static int cmd_inspect(int argc, char **argv) {
     ld_shard_close(s);
     ld_tokenizer_free(tok);
     ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return 0;
 }
 
+static const ld_cli_command prepare_cmd = {"prepare", "corpus files -> deduplicated token shards", cmd_prepare};
+static const ld_cli_command inspect_cmd = {"inspect", "a token shard's header and first tokens", cmd_inspect};
+
 static int cmd_data(int argc, char **argv) {
-    if (argc >= 2 && !strcmp(argv[1], "prepare")) return cmd_prepare(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "inspect")) return cmd_inspect(argc - 1, argv + 1);
-    FILE *f = argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? stdout : stderr;
-    fprintf(f, "usage: liandan data prepare INPUTS... --tokenizer T -o OUT_DIR [options]\n"
-               "       liandan data inspect SHARD [--tokens N]\n");
-    return f == stdout ? 0 : 2;
+    static const ld_cli_command *const subs[] = {&prepare_cmd, &inspect_cmd};
+    return ld_cli_dispatch("data", "Training data: corpora to token shards and back.", subs, 2, argc, argv);
 }
 
 const ld_cli_command ld_cmd_data = {"data", "corpora -> token shards (prepare), shard headers (inspect)", cmd_data};

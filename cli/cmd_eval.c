@@ -51,86 +51,80 @@ static int val_loss(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const char *
     return rc;
 }
 
-/* The text of a corpus file (TSV: the last column of each line) for the unigram entropy. */
-static char *corpus_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "r");
-    if (!f) return NULL;
-    size_t cap = 1 << 20, n = 0;
-    char *buf = malloc(cap), *line = NULL;
-    size_t lcap = 0;
-    ssize_t got;
-    while (buf && (got = getline(&line, &lcap, f)) > 0) {
-        char *tab = strrchr(line, '\t'), *s = tab ? tab + 1 : line;
-        size_t l = strlen(s);
-        if (n + l + 1 > cap) {
-            char *nb = realloc(buf, cap = 2 * (n + l + 1));
+/* The documents of a corpus file (TSV: the last column) joined with newlines, for the unigram
+ * entropy; NULL after printing the error. */
+static char *corpus_text(ld_ctx *ctx, const char *path, size_t *len) {
+    ld_corpus_params cp = ld_corpus_default_params();
+    ld_corpus *c = NULL;
+    if (ld_corpus_open(ctx, path, &cp, &c)) return ld_cli_fail(ctx, "reading the corpus"), NULL;
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+    const char *doc;
+    size_t dl;
+    ld_status st;
+    while ((st = ld_corpus_next(c, &doc, &dl)) == LD_OK) {
+        if (n + dl + 2 > cap) {
+            cap = 2 * (n + dl + 2) + 4096;
+            char *nb = realloc(buf, cap);
             if (!nb) {
-                free(buf);
-                buf = NULL;
+                st = ld_error(ctx, LD_ERR_NOMEM, "%s: out of memory", path);
                 break;
             }
             buf = nb;
         }
-        memcpy(buf + n, s, l);
-        n += l;
+        memcpy(buf + n, doc, dl);
+        n += dl;
+        buf[n++] = '\n';
     }
-    free(line);
-    fclose(f);
+    ld_corpus_close(c);
+    if (st != LD_ERR_NOT_FOUND) return free(buf), ld_cli_fail(ctx, "reading the corpus"), NULL;
     *len = n;
-    return buf;
+    return buf ? buf : calloc(1, 1);
 }
 
 static int eval_poetry(int argc, char **argv) {
-    const char *dir = NULL, *val = NULL, *corpus = NULL, *prompt = "";
-    long n = 100, threads = 0;
+    const char *val = NULL, *corpus = NULL, *prompt = "";
+    int64_t n = 100;
+    int threads = 0;
     bool show = false;
+    ld_cli_list pos = {0};
     ld_generate_params gp = ld_generate_default_params();
     gp.max_tokens = 100;
-    for (int i = 1; i < argc; i++) {
-        int r = ld_cli_sample_option(argc, argv, &i, &gp);
-        if (r < 0) return 2;
-        if (r > 0) continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: liandan eval poetry MODEL_DIR [--n N] [--val-data SHARDS] [--corpus FILE] [--show]\n\n"
-                   "Samples N poems (default 100; from BOS, or --prompt TEXT) and reports the share that are\n"
-                   "regular 5- or 7-character verse with correct punctuation, next to the validation loss\n"
-                   "(--val-data) and the unigram entropy of the corpus (--corpus, last TSV column).\n\n%s",
-                   ld_cli_sample_help());
-            return 0;
-        }
-        if (!strcmp(argv[i], "--n")) {
-            if (!ld_cli_parse_int("--n", i + 1 < argc ? argv[++i] : NULL, 1, 100000, &n)) return 2;
-        } else if (!strcmp(argv[i], "--threads")) {
-            if (!ld_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 4096, &threads)) return 2;
-        } else if (!strcmp(argv[i], "--val-data") && i + 1 < argc) val = argv[++i];
-        else if (!strcmp(argv[i], "--corpus") && i + 1 < argc) corpus = argv[++i];
-        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = argv[++i];
-        else if (!strcmp(argv[i], "--show")) show = true;
-        else if (argv[i][0] != '-' && !dir) dir = argv[i];
-        else return fprintf(stderr, "liandan eval poetry: unexpected argument '%s'\n", argv[i]), 2;
-    }
-    if (!dir) return fprintf(stderr, "usage: liandan eval poetry MODEL_DIR (see --help)\n"), 2;
-    ld_ctx *ctx = ld_cli_ctx((int)threads);
+    ld_cli_opt sample[LD_CLI_SAMPLE_OPTS];
+    ld_cli_sample_opts(&gp, sample);
+    const ld_cli_opt opts[] = {
+        LD_CLI_INT64("n", 'n', &n, 1, 1000000, "N", "poems to sample"),
+        LD_CLI_STRING("prompt", 0, &prompt, "TEXT", "the poems' opening (default: none, from BOS)"),
+        LD_CLI_STRING("val-data", 0, &val, "SHARDS", "validation shards: also report the validation loss"),
+        LD_CLI_STRING("corpus", 0, &corpus, "FILE", "the training corpus: also report its unigram entropy"),
+        LD_CLI_FLAG("show", 0, &show, "print every poem with its verdict"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_GROUP("sampling", sample),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "eval poetry", .args = "MODEL", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
+        .about = "Samples N poems (seeds 1000, 1001, ...) and reports the share that are regular 5- or 7-character\n"
+                 "verse with correct punctuation, next to the validation loss (--val-data) and the unigram entropy\n"
+                 "of the corpus (--corpus; TSV: the last column)."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    ld_ctx *ctx = ld_cli_ctx(threads);
     ld_lm *m;
     ld_tokenizer *tok;
-    int rc = ld_cli_load_model(ctx, dir, &m, &tok);
-    if (rc) return rc;
+    if ((rc = ld_cli_load_model(ctx, pos.v[0], &m, &tok))) return ld_cli_parse_free(&spec), ld_ctx_free(ctx), rc;
     gp.eos_id = ld_tokenizer_eos_id(tok);
     enum { BATCH = 16 };
     int32_t *pids = NULL;
     int64_t plen = 0;
     rc = ld_cli_encode(ctx, tok, prompt, &pids, &plen);
-    if (!rc && plen == 0) {
-        free(pids);
-        pids = malloc(sizeof(int32_t));
-        pids[0] = ld_cli_start_token(tok, m);
-        plen = 1;
-    }
+    if (!rc && plen == 0) pids[0] = ld_cli_start_token(tok, m), plen = 1; /* room for 16 ids */
     int64_t ctx_len = ld_lm_config_of(m)->max_position;
     ld_lm_session *s = NULL;
     if (!rc && ld_lm_session_new(m, BATCH, ctx_len, ctx_len > 256 ? 256 : ctx_len, &s)) rc = ld_cli_fail(ctx, "session");
     ld_cli_text *texts = calloc(BATCH, sizeof *texts);
-    long regular = 0, five = 0, seven = 0, done = 0;
+    if (!texts) rc = (fprintf(stderr, "liandan eval poetry: out of memory\n"), 1);
+    int64_t regular = 0, five = 0, seven = 0, done = 0;
     while (!rc && done < n) {
         int b = n - done < BATCH ? (int)(n - done) : BATCH;
         const int32_t *prompts[BATCH];
@@ -143,68 +137,67 @@ static int eval_poetry(int argc, char **argv) {
         }
         for (int i = 0; i < b; i++) {
             int cpl = 0;
-            bool ok = ld_poem_is_regular(texts[i].buf, texts[i].len, &cpl);
+            bool ok = ld_poem_is_regular(ld_cli_text_str(&texts[i]), texts[i].len, &cpl);
             regular += ok, five += cpl == 5, seven += cpl == 7;
-            if (show) printf("%s %s%s\n", ok ? "✓" : "✗", prompt, texts[i].buf);
+            if (show) printf("%s %s%s\n", ok ? "✓" : "✗", prompt, ld_cli_text_str(&texts[i]));
         }
         done += b;
     }
-    if (!rc) {
-        printf("poems: %ld of %ld regular (%.1f%%): %ld five-character, %ld seven-character\n", regular, n,
-               100.0 * (double)regular / (double)n, five, seven);
-        double vl = 0;
-        if (val && !val_loss(ctx, m, tok, val, 32, &vl))
-            printf("validation loss: %.4f nats/token (perplexity %.2f)\n", vl, exp(vl));
+    if (!rc)
+        printf("poems: %lld of %lld regular (%.1f%%): %lld five-character, %lld seven-character\n", (long long)regular,
+               (long long)n, 100.0 * (double)regular / (double)n, (long long)five, (long long)seven);
+    double vl = 0;
+    if (!rc && val && !(rc = val_loss(ctx, m, tok, val, 32, &vl)))
+        printf("validation loss: %.4f nats/token (perplexity %.2f)\n", vl, exp(vl));
+    if (!rc && corpus) {
         size_t len = 0;
-        char *text = corpus ? corpus_text(corpus, &len) : NULL;
+        char *text = corpus_text(ctx, corpus, &len);
         ld_unigram_stats us;
-        if (text && !ld_unigram_entropy(ctx, text, len, &us))
+        if (!text) rc = 1;
+        else if (ld_unigram_entropy(ctx, text, len, &us)) rc = ld_cli_fail(ctx, "unigram entropy");
+        else
             printf("corpus unigram entropy: %.3f bits/char (%.3f nats/char) over %zu characters, %zu distinct\n",
                    us.bits_per_char, us.nats_per_char, us.chars, us.distinct);
-        else if (corpus) fprintf(stderr, "liandan: cannot read corpus %s\n", corpus);
         free(text);
     }
+    for (int i = 0; texts && i < BATCH; i++) ld_cli_text_free(&texts[i]);
     free(texts);
     free(pids);
     ld_lm_session_free(s);
     ld_tokenizer_free(tok);
     ld_lm_free(m);
     ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 
 /* Perplexity and bits per byte of a corpus file: documents joined with EOS, cut into windows
  * of the model's context; every token but each window's first is predicted. */
 static int eval_ppl(int argc, char **argv) {
-    const char *dir = NULL, *data = NULL;
-    long threads = 0, max_windows = 0;
+    const char *data = NULL;
+    int threads = 0;
+    int64_t max_windows = 0;
+    ld_cli_list pos = {0};
     ld_corpus_params cp = ld_corpus_default_params();
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: liandan eval ppl MODEL_DIR --data FILE [--column N] [--max-windows N]\n\n"
-                   "Perplexity (per token) and bits per byte of the documents of FILE (txt, tsv, jsonl,\n"
-                   "fasta; TSV: the last column unless --column), joined with EOS and cut into windows\n"
-                   "of the model's context.\n");
-            return 0;
-        }
-        if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
-        else if (!strcmp(argv[i], "--column")) {
-            long c;
-            if (!ld_cli_parse_int("--column", i + 1 < argc ? argv[++i] : NULL, 0, 100000, &c)) return 2;
-            cp.tsv_column = (int)c;
-        } else if (!strcmp(argv[i], "--max-windows")) {
-            if (!ld_cli_parse_int("--max-windows", i + 1 < argc ? argv[++i] : NULL, 1, 1L << 30, &max_windows)) return 2;
-        } else if (!strcmp(argv[i], "--threads")) {
-            if (!ld_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 4096, &threads)) return 2;
-        } else if (argv[i][0] != '-' && !dir) dir = argv[i];
-        else return fprintf(stderr, "liandan eval ppl: unexpected argument '%s'\n", argv[i]), 2;
-    }
-    if (!dir || !data) return fprintf(stderr, "usage: liandan eval ppl MODEL_DIR --data FILE (see --help)\n"), 2;
-    ld_ctx *ctx = ld_cli_ctx((int)threads);
+    const ld_cli_opt opts[] = {
+        {.name = "data", .type = LD_CLI_T_STRING, .dest.s = &data, .arg = "FILE", .required = true,
+         .help = "the text: txt, tsv, jsonl or fasta"},
+        LD_CLI_INT("column", 0, &cp.tsv_column, -1, 1 << 20, "N", "TSV column, 0-based (-1: the last)"),
+        LD_CLI_INT64("max-windows", 0, &max_windows, 0, 1LL << 40, "N", "evaluate at most N windows (0 = all)"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "eval ppl", .args = "MODEL", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
+        .about = "Perplexity (per token) and bits per byte of the documents of --data, joined with EOS and cut\n"
+                 "into windows of the model's context (at most 1024 tokens)."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    const char *dir = pos.v[0];
+    ld_ctx *ctx = ld_cli_ctx(threads);
     ld_lm *m;
     ld_tokenizer *tok;
-    int rc = ld_cli_load_model(ctx, dir, &m, &tok);
-    if (rc) return rc;
+    if ((rc = ld_cli_load_model(ctx, dir, &m, &tok))) return ld_cli_parse_free(&spec), ld_ctx_free(ctx), rc;
     int32_t *ids = NULL;
     size_t n = 0;
     double bytes = 0;
@@ -242,14 +235,16 @@ static int eval_ppl(int argc, char **argv) {
     ld_tokenizer_free(tok);
     ld_lm_free(m);
     ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 
+static const ld_cli_command eval_poetry_cmd = {"poetry", "share of sampled poems that are regular verse", eval_poetry};
+static const ld_cli_command eval_ppl_cmd = {"ppl", "perplexity and bits per byte of a text", eval_ppl};
+
 static int cmd_eval(int argc, char **argv) {
-    if (argc >= 2 && !strcmp(argv[1], "poetry")) return eval_poetry(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "ppl")) return eval_ppl(argc - 1, argv + 1);
-    fprintf(stderr, "usage: liandan eval poetry|ppl MODEL_DIR [options]   (see liandan eval poetry --help)\n");
-    return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
+    static const ld_cli_command *const subs[] = {&eval_poetry_cmd, &eval_ppl_cmd};
+    return ld_cli_dispatch("eval", "Evaluates a model (a model directory or GGUF file).", subs, 2, argc, argv);
 }
 
 const ld_cli_command ld_cmd_eval = {"eval", "evaluate a model (poetry format, perplexity)", cmd_eval};

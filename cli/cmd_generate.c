@@ -7,12 +7,9 @@
 #include "cli.h"
 #include "cli_model.h"
 
-#define MAX_PROMPTS 64
-#define MAX_STOPS 8
-
 typedef struct gen_state {
-    ld_cli_text text[MAX_PROMPTS];
-    const char *stops[MAX_STOPS];
+    ld_cli_text *text; /* one per sequence of the batch */
+    const char *const *stops;
     int n_stops;
     FILE *ids_out; /* --ids: "seq: id id ..." lines instead of text */
 } gen_state;
@@ -42,75 +39,82 @@ static int parse_ids(const char *s, int32_t **ids, int64_t *n) {
     return 0;
 }
 
-static void generate_usage(FILE *f) {
-    fprintf(f,
-            "usage: liandan generate MODEL_DIR [options] [PROMPT...]\n\n"
-            "Continues each PROMPT (or each line of --file, or standard input) with the model.\n"
-            "One prompt streams token by token; several are decoded together in one batch.\n\n"
-            "options:\n"
-            "  --file F                  one prompt per line\n"
-            "  --stop S                  stop a sequence when it produces S (repeatable)\n"
-            "  --no-stream               print only when done\n"
-            "  --ids                     print token ids (\"prompt: ids\" then the new ids, one line per\n"
-            "                            prompt) instead of text; a prompt may then be ids: \"ids:1,2,3\"\n"
-            "  --quantize T              run the matrices as F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K (the LM\n"
-            "                            head as Q6_K for the 4/5-bit types, else as T: the usual mix)\n"
-            "  --threads N               threads (default: all cores)\n%s",
-            ld_cli_sample_help());
+/* The non-empty lines of a file ("-": standard input) as prompts, appended to `prompts`;
+ * *text owns them. 1 on failure (printed). */
+static int read_prompts(const char *file, ld_cli_list *prompts, char **text) {
+    bool in = !strcmp(file, "-");
+    FILE *f = in ? stdin : fopen(file, "r");
+    if (!f) return fprintf(stderr, "liandan generate: cannot open %s\n", file), 1;
+    size_t cap = 0;
+    ssize_t n = getdelim(text, &cap, 0, f);
+    bool err = ferror(f);
+    if (!in) fclose(f);
+    if (err) return fprintf(stderr, "liandan generate: cannot read %s\n", file), 1;
+    for (char *p = n > 0 ? strtok(*text, "\n") : NULL; p; p = strtok(NULL, "\n")) {
+        p[strcspn(p, "\r")] = 0;
+        if (*p && !ld_cli_list_push(prompts, p)) return fprintf(stderr, "liandan generate: out of memory\n"), 1;
+    }
+    return 0;
 }
 
 static int cmd_generate(int argc, char **argv) {
-    const char *dir = NULL, *file = NULL, *prompts[MAX_PROMPTS], *quant = NULL;
-    int n_prompts = 0;
-    long threads = 0;
-    bool stream = true, print_ids = false;
+    const char *file = NULL;
+    ld_dtype quant = LD_DTYPE_COUNT;
+    int threads = 0, batch = 64;
+    bool no_stream = false, print_ids = false;
+    ld_cli_list pos = {0}, stops = {0};
     ld_generate_params gp = ld_generate_default_params();
-    gen_state *g = calloc(1, sizeof *g);
-    if (!g) return 1;
-    for (int i = 1; i < argc; i++) {
-        int r = ld_cli_sample_option(argc, argv, &i, &gp);
-        if (r < 0) return 2;
-        if (r > 0) continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return generate_usage(stdout), 0;
-        if (!strcmp(argv[i], "--file") && i + 1 < argc) file = argv[++i];
-        else if (!strcmp(argv[i], "--stop") && i + 1 < argc && g->n_stops < MAX_STOPS) g->stops[g->n_stops++] = argv[++i];
-        else if (!strcmp(argv[i], "--no-stream")) stream = false;
-        else if (!strcmp(argv[i], "--ids")) print_ids = true;
-        else if (!strcmp(argv[i], "--quantize") && i + 1 < argc) quant = argv[++i];
-        else if (!strcmp(argv[i], "--threads")) {
-            if (!ld_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 4096, &threads)) return 2;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "liandan generate: unknown option '%s' (see --help)\n", argv[i]);
-            return 2;
-        } else if (!dir) dir = argv[i];
-        else if (n_prompts < MAX_PROMPTS) prompts[n_prompts++] = argv[i];
-        else return fprintf(stderr, "liandan generate: at most %d prompts\n", MAX_PROMPTS), 2;
-    }
-    if (!dir) return generate_usage(stderr), 2;
-    /* prompts from a file or stdin, one per line */
+    ld_cli_opt sample[LD_CLI_SAMPLE_OPTS];
+    ld_cli_sample_opts(&gp, sample);
+    const ld_cli_opt opts[] = {
+        LD_CLI_STRING("file", 'f', &file, "FILE", "one prompt per line (\"-\": standard input; empty lines skipped)"),
+        LD_CLI_LIST("stop", 0, &stops, "S", "stop a sequence when it produces S (repeatable)"),
+        LD_CLI_FLAG("no-stream", 0, &no_stream, "print only when done"),
+        LD_CLI_FLAG("ids", 0, &print_ids,
+                    "print token ids (\"prompt: ids\" then the new ids, one line per prompt)\n"
+                    "instead of text; a prompt may then be ids: \"ids:1,2,3\""),
+        {.name = "quantize", .type = LD_CLI_T_FUNC, .fn = ld_cli_type_opt, .dest.user = &quant, .arg = "T", .def = "",
+         .help = "run the matrices as T (F16, Q8_0, Q4_K, ...; the LM head as Q6_K for\n"
+                 "the 4/5-bit types, else as T: the usual mix)"},
+        LD_CLI_INT("batch", 0, &batch, 1, 4096, "N", "prompts decoded together; more are done in turns"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_GROUP("sampling", sample),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "generate", .args = "MODEL [PROMPT...]", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = -1,
+        .about = "Continues each PROMPT (or each line of --file, or of standard input) with the model (a model\n"
+                 "directory or a GGUF file). One prompt streams token by token; several are decoded together\n"
+                 "in batches of --batch and printed one line each, in order."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    const char *dir = pos.v[0];
+    ld_cli_list prompts = {0};
     char *lines = NULL;
-    if (!n_prompts) {
-        FILE *f = file ? fopen(file, "r") : stdin;
-        if (!f) return fprintf(stderr, "liandan generate: cannot open %s\n", file), 1;
-        size_t cap = 0;
-        ssize_t n = getdelim(&lines, &cap, 0, f);
-        if (f != stdin) fclose(f);
-        for (char *p = n > 0 ? strtok(lines, "\n") : NULL; p && n_prompts < MAX_PROMPTS; p = strtok(NULL, "\n"))
-            if (*p) prompts[n_prompts++] = p;
-        if (!n_prompts) return fprintf(stderr, "liandan generate: no prompts given\n"), 2;
-    }
-    ld_ctx *ctx = ld_cli_ctx((int)threads);
+    for (int i = 1; i < pos.n && !rc; i++)
+        if (!ld_cli_list_push(&prompts, pos.v[i])) rc = (fprintf(stderr, "liandan generate: out of memory\n"), 1);
+    if (!rc && pos.n > 1 && file) rc = (fprintf(stderr, "liandan generate: give prompts or --file, not both\n"), 2);
+    if (!rc && pos.n == 1) rc = read_prompts(file ? file : "-", &prompts, &lines);
+    if (!rc && !prompts.n) rc = (fprintf(stderr, "liandan generate: no prompts given\n"), 2);
+    if (rc) goto done;
+    ld_ctx *ctx = ld_cli_ctx(threads);
     ld_lm *m;
     ld_tokenizer *tok;
-    int rc = ld_cli_load_model(ctx, dir, &m, &tok);
-    if (rc) return rc;
+    if ((rc = ld_cli_load_model(ctx, dir, &m, &tok))) {
+        ld_ctx_free(ctx);
+        goto done;
+    }
     gp.eos_id = ld_tokenizer_eos_id(tok);
-    int32_t *ids[MAX_PROMPTS] = {0};
-    int64_t lens[MAX_PROMPTS];
+    int n = prompts.n;
+    int32_t **ids = calloc((size_t)n, sizeof *ids);
+    int64_t *lens = calloc((size_t)n, sizeof *lens), *ngen = calloc((size_t)n, sizeof *ngen);
+    int nb = batch < n ? batch : n;
+    gen_state g = {.text = calloc((size_t)nb, sizeof *g.text), .stops = stops.v, .n_stops = stops.n};
+    if (!ids || !lens || !ngen || !g.text) rc = (fprintf(stderr, "liandan generate: out of memory\n"), 1);
     int64_t max_prompt = 0;
-    for (int i = 0; i < n_prompts && !rc; i++) {
-        if (print_ids && !strncmp(prompts[i], "ids:", 4)) rc = parse_ids(prompts[i] + 4, &ids[i], &lens[i]);
-        else rc = ld_cli_encode(ctx, tok, prompts[i], &ids[i], &lens[i]);
+    for (int i = 0; i < n && !rc; i++) {
+        if (print_ids && !strncmp(prompts.v[i], "ids:", 4)) rc = parse_ids(prompts.v[i] + 4, &ids[i], &lens[i]);
+        else rc = ld_cli_encode(ctx, tok, prompts.v[i], &ids[i], &lens[i]);
         if (!rc && lens[i] == 0) { /* an empty prompt starts from BOS */
             ids[i][0] = ld_cli_start_token(tok, m), lens[i] = 1;
         }
@@ -119,130 +123,169 @@ static int cmd_generate(int argc, char **argv) {
     /* room for the longest prompt and its continuation */
     int64_t ctx_len = ld_cli_context(m, max_prompt + gp.max_tokens);
     ld_lm_session *s = NULL;
-    if (!rc && ld_lm_session_new(m, n_prompts, ctx_len, ctx_len > 512 ? 512 : ctx_len, &s))
+    int64_t step = ctx_len > 512 ? 512 : ctx_len; /* tokens per eval: prefill pieces, one decode step */
+    if (!rc && ld_lm_session_new(m, print_ids ? 1 : nb, ctx_len, step > nb ? step : nb, &s))
         rc = ld_cli_fail(ctx, "creating the session");
-    if (!rc && quant) {
-        ld_dtype qt = ld_dtype_from_name(quant);
-        if (qt == LD_DTYPE_COUNT) {
-            fprintf(stderr, "liandan generate: --quantize: unknown type '%s'\n", quant);
-            rc = 2;
-        } else if (ld_lm_session_quantize_ex(s, qt, ld_lm_mix_edge_type(qt))) rc = ld_cli_fail(ctx, "quantizing");
-    }
-    bool streaming = stream && n_prompts == 1 && !print_ids;
-    for (int i = 0; i < n_prompts; i++) ld_cli_text_init(&g->text[i], tok, streaming ? stdout : NULL);
-    if (!rc && streaming) printf("%s", prompts[0]), fflush(stdout);
+    if (!rc && quant != LD_DTYPE_COUNT && ld_lm_session_quantize_ex(s, quant, ld_lm_mix_edge_type(quant)))
+        rc = ld_cli_fail(ctx, "quantizing");
+    bool streaming = !no_stream && n == 1 && !print_ids;
+    if (!rc && streaming) printf("%s", prompts.v[0]), fflush(stdout);
     double t0 = ld_time_now();
-    int64_t ngen[MAX_PROMPTS] = {0};
     /* --ids decodes one prompt at a time so each line holds one sequence's ids */
-    for (int i = 0; print_ids && !rc && i < n_prompts; i++) {
+    for (int i = 0; print_ids && !rc && i < n; i++) {
         printf("prompt:");
         for (int64_t j = 0; j < lens[i]; j++) printf(" %d", ids[i][j]);
         printf("\ngenerated:");
-        g->ids_out = stdout;
-        if (ld_lm_generate(s, 1, (const int32_t *const *)&ids[i], &lens[i], &gp, on_token, g, &ngen[i]))
+        g.ids_out = stdout;
+        ld_cli_text_init(&g.text[0], tok, NULL);
+        if (ld_lm_generate(s, 1, (const int32_t *const *)&ids[i], &lens[i], &gp, on_token, &g, &ngen[i]))
             rc = ld_cli_fail(ctx, "generating");
         printf("\n");
     }
-    if (!rc && !print_ids && ld_lm_generate(s, n_prompts, (const int32_t *const *)ids, lens, &gp, on_token, g, ngen))
-        rc = ld_cli_fail(ctx, "generating");
-    double dt = ld_time_now() - t0;
-    if (!rc) {
-        int64_t total = 0;
-        for (int i = 0; i < n_prompts; i++) {
-            ld_cli_text_flush(&g->text[i]);
-            if (!streaming && !print_ids) printf("%s%s\n", prompts[i], g->text[i].buf);
-            total += ngen[i];
-        }
-        if (streaming) printf("\n");
-        fprintf(stderr, "liandan: %lld tokens in %.2f s (%.1f tokens/s)\n", (long long)total, dt, (double)total / dt);
-    }
-    for (int i = 0; i < n_prompts; i++) free(ids[i]);
-    free(lines);
-    free(g);
-    ld_lm_session_free(s);
-    ld_tokenizer_free(tok);
-    ld_lm_free(m);
-    ld_ctx_free(ctx);
-    return rc;
-}
-
-static int cmd_chat(int argc, char **argv) {
-    const char *dir = NULL;
-    long threads = 0;
-    ld_generate_params gp = ld_generate_default_params();
-    gp.max_tokens = 256;
-    for (int i = 1; i < argc; i++) {
-        int r = ld_cli_sample_option(argc, argv, &i, &gp);
-        if (r < 0) return 2;
-        if (r > 0) continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: liandan chat MODEL_DIR [options]\n\n"
-                   "Interactive: each line you type is appended to the conversation and the model\n"
-                   "continues it until it ends the turn (EOS or a newline). /reset starts over,\n"
-                   "/quit (or end of input) leaves.\n\n%s", ld_cli_sample_help());
-            return 0;
-        } else if (!strcmp(argv[i], "--threads")) {
-            if (!ld_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 4096, &threads)) return 2;
-        } else if (argv[i][0] != '-' && !dir) dir = argv[i];
-        else return fprintf(stderr, "liandan chat: unexpected argument '%s'\n", argv[i]), 2;
-    }
-    if (!dir) return fprintf(stderr, "usage: liandan chat MODEL_DIR (see --help)\n"), 2;
-    ld_ctx *ctx = ld_cli_ctx((int)threads);
-    ld_lm *m;
-    ld_tokenizer *tok;
-    int rc = ld_cli_load_model(ctx, dir, &m, &tok);
-    if (rc) return rc;
-    gp.eos_id = ld_tokenizer_eos_id(tok);
-    int64_t ctx_len = ld_cli_context(m, 4096);
-    ld_lm_session *s = NULL;
-    if (ld_lm_session_new(m, 1, ctx_len, ctx_len > 512 ? 512 : ctx_len, &s)) return ld_cli_fail(ctx, "creating the session");
-    /* the conversation so far, re-encoded each turn (the model's context is the whole text) */
-    char *history = calloc(1, 1 << 20);
-    size_t hlen = 0;
-    char *line = NULL;
-    size_t cap = 0;
-    gen_state *g = calloc(1, sizeof *g);
-    g->stops[0] = "\n", g->n_stops = 1;
-    fprintf(stderr, "liandan chat: %s (context %lld tokens). /reset, /quit.\n", dir, (long long)ctx_len);
-    for (;;) {
-        fprintf(stderr, "> ");
-        if (getline(&line, &cap, stdin) <= 0) break;
-        line[strcspn(line, "\r\n")] = 0;
-        if (!strcmp(line, "/quit")) break;
-        if (!strcmp(line, "/reset")) {
-            hlen = 0, history[0] = 0;
-            continue;
-        }
-        size_t ll = strlen(line);
-        if (hlen + ll + 2 >= (1 << 20)) hlen = 0; /* too long: start over */
-        memcpy(history + hlen, line, ll + 1);
-        hlen += ll;
-        int32_t *ids;
-        int64_t n;
-        if (ld_cli_encode(ctx, tok, history, &ids, &n)) break;
-        int64_t keep = ctx_len - gp.max_tokens - 1; /* the newest tokens that fit */
-        const int32_t *start = n > keep ? ids + (n - keep) : ids;
-        int64_t len = n > keep ? keep : n;
-        ld_cli_text_init(&g->text[0], tok, stdout);
-        printf("%s", line);
-        fflush(stdout);
-        if (len <= 0 || ld_lm_generate(s, 1, &start, &len, &gp, on_token, g, NULL)) {
-            free(ids);
+    /* text: batches of nb prompts, each printed when done (or streamed when there is one) */
+    for (int b0 = 0; !print_ids && !rc && b0 < n; b0 += nb) {
+        int bn = n - b0 < nb ? n - b0 : nb;
+        for (int i = 0; i < bn; i++) ld_cli_text_init(&g.text[i], tok, streaming ? stdout : NULL);
+        if (ld_lm_generate(s, bn, (const int32_t *const *)ids + b0, lens + b0, &gp, on_token, &g, ngen + b0)) {
             rc = ld_cli_fail(ctx, "generating");
             break;
         }
-        ld_cli_text_flush(&g->text[0]);
-        printf("\n");
-        size_t gl = g->text[0].len;
-        if (hlen + gl + 2 < (1 << 20)) memcpy(history + hlen, g->text[0].buf, gl), hlen += gl;
-        history[hlen++] = '\n', history[hlen] = 0;
-        free(ids);
+        for (int i = 0; i < bn; i++) {
+            ld_cli_text_flush(&g.text[i]);
+            if (g.text[i].oom) rc = (fprintf(stderr, "liandan generate: out of memory\n"), 1);
+            if (!streaming) printf("%s%s\n", prompts.v[b0 + i], ld_cli_text_str(&g.text[i]));
+        }
+        fflush(stdout);
     }
-    free(line), free(history), free(g);
+    double dt = ld_time_now() - t0;
+    if (!rc) {
+        int64_t total = 0;
+        for (int i = 0; i < n; i++) total += ngen[i];
+        if (streaming) printf("\n");
+        fprintf(stderr, "liandan: %lld tokens in %.2f s (%.1f tokens/s)\n", (long long)total, dt, (double)total / dt);
+    }
+    for (int i = 0; ids && i < n; i++) free(ids[i]);
+    for (int i = 0; g.text && i < nb; i++) ld_cli_text_free(&g.text[i]);
+    free(ids), free(lens), free(ngen), free(g.text);
     ld_lm_session_free(s);
     ld_tokenizer_free(tok);
     ld_lm_free(m);
     ld_ctx_free(ctx);
+done:
+    free(lines);
+    ld_cli_list_free(&prompts);
+    ld_cli_parse_free(&spec);
+    return rc;
+}
+
+/* ---- chat ---- */
+
+/* The conversation so far as text, re-encoded each turn (the model's context is its newest
+ * tokens). It grows as needed and keeps at most `max` bytes (the oldest are dropped, at a
+ * character boundary): far more than the context can hold. */
+typedef struct history {
+    char *s;
+    size_t len, cap, max;
+} history;
+
+static bool history_add(history *h, const char *text, size_t n) {
+    if (n >= h->max) text += n - h->max + 1, n = h->max - 1; /* only the tail can matter */
+    if (h->len + n + 1 > h->max) { /* drop the oldest bytes */
+        size_t drop = h->len + n + 1 - h->max;
+        while (drop < h->len && ((unsigned char)h->s[drop] & 0xc0) == 0x80) drop++;
+        memmove(h->s, h->s + drop, h->len - drop);
+        h->len -= drop;
+    }
+    while (((unsigned char)*text & 0xc0) == 0x80 && n) text++, n--; /* a cut character */
+    if (h->len + n + 1 > h->cap) {
+        size_t cap = h->cap ? h->cap : 4096;
+        while (cap < h->len + n + 1) cap *= 2;
+        char *ns = realloc(h->s, cap);
+        if (!ns) return false;
+        h->s = ns, h->cap = cap;
+    }
+    memcpy(h->s + h->len, text, n);
+    h->len += n;
+    h->s[h->len] = 0;
+    return true;
+}
+
+static int cmd_chat(int argc, char **argv) {
+    int threads = 0;
+    ld_cli_list pos = {0};
+    ld_generate_params gp = ld_generate_default_params();
+    gp.max_tokens = 256;
+    ld_cli_opt sample[LD_CLI_SAMPLE_OPTS];
+    ld_cli_sample_opts(&gp, sample);
+    const ld_cli_opt opts[] = {LD_CLI_THREADS(&threads), LD_CLI_GROUP("sampling", sample), LD_CLI_END};
+    const ld_cli_spec spec = {
+        .cmd = "chat", .args = "MODEL", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
+        .about = "Interactive: each line you type is appended to the conversation and the model continues it\n"
+                 "until it ends the turn (EOS or a newline). An empty line lets the model go on. /reset starts\n"
+                 "over, /quit (or the end of the input) leaves."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    const char *dir = pos.v[0];
+    ld_ctx *ctx = ld_cli_ctx(threads);
+    ld_lm *m;
+    ld_tokenizer *tok;
+    if ((rc = ld_cli_load_model(ctx, dir, &m, &tok))) return ld_cli_parse_free(&spec), ld_ctx_free(ctx), rc;
+    gp.eos_id = ld_tokenizer_eos_id(tok);
+    int64_t ctx_len = ld_cli_context(m, 4096);
+    int64_t keep = ctx_len - gp.max_tokens - 1; /* the newest tokens of the conversation that fit */
+    ld_lm_session *s = NULL;
+    if (keep < 1)
+        rc = (fprintf(stderr, "liandan chat: --max-tokens %lld leaves no room for the conversation in the model's "
+                              "context of %lld tokens\n", (long long)gp.max_tokens, (long long)ctx_len), 2);
+    else if (ld_lm_session_new(m, 1, ctx_len, ctx_len > 512 ? 512 : ctx_len, &s))
+        rc = ld_cli_fail(ctx, "creating the session");
+    /* 64 bytes a token is more than any tokenizer's longest piece needs */
+    history h = {.max = (size_t)ctx_len * 64 + 4096};
+    char *line = NULL;
+    size_t cap = 0;
+    ld_cli_text text = {0};
+    const char *stop = "\n";
+    gen_state g = {.text = &text, .stops = &stop, .n_stops = 1};
+    if (!rc) fprintf(stderr, "liandan chat: %s (context %lld tokens). /reset, /quit.\n", dir, (long long)ctx_len);
+    while (!rc) {
+        fprintf(stderr, "> ");
+        ssize_t got = getline(&line, &cap, stdin);
+        if (got <= 0) break;
+        line[strcspn(line, "\r\n")] = 0;
+        if (!strcmp(line, "/quit")) break;
+        if (!strcmp(line, "/reset")) {
+            h.len = 0;
+            if (h.s) h.s[0] = 0;
+            continue;
+        }
+        if (!history_add(&h, line, strlen(line))) {
+            rc = (fprintf(stderr, "liandan chat: out of memory\n"), 1);
+            break;
+        }
+        int32_t *ids;
+        int64_t n;
+        if ((rc = ld_cli_encode(ctx, tok, h.s ? h.s : "", &ids, &n))) break;
+        if (n == 0) ids[0] = ld_cli_start_token(tok, m), n = 1; /* nothing said yet: start from BOS */
+        const int32_t *start = n > keep ? ids + (n - keep) : ids;
+        int64_t len = n > keep ? keep : n;
+        ld_cli_text_init(&text, tok, stdout);
+        printf("%s", line);
+        fflush(stdout);
+        if (ld_lm_generate(s, 1, &start, &len, &gp, on_token, &g, NULL)) rc = ld_cli_fail(ctx, "generating");
+        free(ids);
+        if (rc) break;
+        ld_cli_text_flush(&text);
+        printf("\n");
+        if (text.oom || !history_add(&h, ld_cli_text_str(&text), text.len) || !history_add(&h, "\n", 1))
+            rc = (fprintf(stderr, "liandan chat: out of memory\n"), 1);
+    }
+    free(line), free(h.s);
+    ld_cli_text_free(&text);
+    ld_lm_session_free(s);
+    ld_tokenizer_free(tok);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 

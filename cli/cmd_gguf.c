@@ -9,8 +9,6 @@
 
 #include "cli.h"
 
-#define MAX_SOURCES 16
-
 static const struct {
     const char *name;
     ld_gguf_type type;
@@ -111,7 +109,8 @@ static int apply_set(ld_gguf_writer *w, ld_ctx *ctx, const char *spec) {
         uint8_t *raw = calloc(n + 1, 8);
         if (!copy || !items || !raw) {
             fprintf(stderr, "liandan gguf: out of memory\n");
-            exit(1);
+            free(copy), free(items), free(raw);
+            return 1;
         }
         size_t k = 0, es = 0;
         for (char *tok = copy, *next; n && tok; tok = next) {
@@ -145,107 +144,94 @@ static int32_t ggml_type_by_name(const char *name) {
     return -1;
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: liandan gguf write OUT [--from FILE]... [--set KEY=TYPE:VALUE]...\n\n"
-            "Writes the GGUF file OUT (atomically) from the metadata and tensors of GGUF files and the\n"
-            "tensors of safetensors files or model directories given with --from (in order; later\n"
-            "keys replace earlier ones), then applies the --set edits.\n\n"
-            "  --set KEY=TYPE:VALUE     TYPE: u8 i8 u16 i16 u32 i32 u64 i64 f32 f64 bool str\n"
-            "  --set KEY=TYPE[]:A,B,C   an array (str[] items cannot contain commas)\n");
+/* Adds the metadata and tensors of one source (GGUF, or safetensors / model directory); the
+ * opened file goes to *g or *set (kept open until the output is written). */
+static int add_source(ld_gguf_writer *w, ld_ctx *ctx, const char *src, ld_gguf **gout, ld_st_set **sout) {
+    FILE *f = fopen(src, "rb");
+    char m[4] = {0};
+    bool gg = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
+    if (f) fclose(f);
+    int rc = 0;
+    if (gg) {
+        ld_gguf *g = NULL;
+        if (ld_gguf_open(ctx, src, &g)) return ld_cli_fail(ctx, src);
+        *gout = g;
+        for (size_t k = 0; k < ld_gguf_kv_count(g) && !rc; k++)
+            if (ld_gguf_writer_set_value(w, ld_gguf_kv_key(g, k), ld_gguf_kv_value(g, k))) rc = ld_cli_fail(ctx, src);
+        for (size_t k = 0; k < ld_gguf_tensor_count(g) && !rc; k++) {
+            const ld_tensor_info *t = ld_gguf_tensor_at(g, k);
+            if (ld_gguf_writer_add_tensor(w, t->name, t->file_type, t->ndim, t->shape, t->data, t->nbytes))
+                rc = ld_cli_fail(ctx, src);
+        }
+        return rc;
+    }
+    ld_st_set *set = NULL;
+    if (ld_st_set_open(ctx, src, &set)) return ld_cli_fail(ctx, src);
+    *sout = set;
+    for (size_t k = 0; k < ld_st_set_count(set) && !rc; k++) {
+        const ld_tensor_info *t = ld_st_set_at(set, k);
+        int32_t gt = ggml_type_by_name(t->dtype_name);
+        if (gt < 0 || t->ndim > LD_MAX_DIMS) {
+            fprintf(stderr, "liandan gguf write: %s: tensor '%s': %s with %d dimensions cannot be stored in GGUF\n", src,
+                    t->name, t->dtype_name, t->ndim);
+            rc = 1;
+        } else if (ld_gguf_writer_add_tensor(w, t->name, gt, t->ndim, t->shape, t->data, t->nbytes)) {
+            rc = ld_cli_fail(ctx, src);
+        }
+    }
+    return rc;
+}
+
+static int gguf_write(int argc, char **argv) {
+    const char *out = NULL;
+    ld_cli_list pos = {0}, from = {0}, sets = {0};
+    const ld_cli_opt opts[] = {
+        LD_CLI_STRING("output", 'o', &out, "OUT.gguf", "the file to write (or give it as OUT)"),
+        LD_CLI_LIST("from", 0, &from, "FILE",
+                    "a GGUF, safetensors file or model directory to take metadata and tensors\n"
+                    "from (repeatable; in order, later keys replace earlier ones)"),
+        LD_CLI_LIST("set", 0, &sets, "KEY=TYPE:VALUE",
+                    "set a metadata key after the sources (repeatable); TYPE: u8 i8 u16 i16\n"
+                    "u32 i32 u64 i64 f32 f64 bool str; KEY=TYPE[]:A,B,C for an array\n"
+                    "(str[] items cannot contain commas)"),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "gguf write", .args = "[OUT]", .opts = opts, .pos = &pos, .min_pos = 0, .max_pos = 1,
+        .about = "Writes a GGUF file (atomically) from the metadata and tensors of GGUF files and the tensors of\n"
+                 "safetensors files or model directories, then applies the --set edits. Copying one GGUF file\n"
+                 "without edits reproduces it byte for byte when it uses liandan's layout."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    if (pos.n && out) rc = (fprintf(stderr, "liandan gguf write: give the output once (OUT or -o OUT)\n"), 2);
+    if (!pos.n && !out) rc = (fprintf(stderr, "liandan gguf write: give the output file (-o OUT.gguf)\n"), 2);
+    if (rc) return ld_cli_parse_free(&spec), rc;
+    if (!out) out = pos.v[0];
+    ld_ctx *ctx = ld_cli_ctx(1);
+    ld_gguf_writer *w = NULL;
+    ld_gguf **ggufs = calloc((size_t)from.n + 1, sizeof *ggufs);
+    ld_st_set **st_sets = calloc((size_t)from.n + 1, sizeof *st_sets);
+    if (!ggufs || !st_sets) rc = (fprintf(stderr, "liandan gguf write: out of memory\n"), 1);
+    else if (ld_gguf_writer_new(ctx, &w)) rc = ld_cli_fail(ctx, "gguf write");
+    for (int i = 0; i < from.n && !rc; i++) rc = add_source(w, ctx, from.v[i], &ggufs[i], &st_sets[i]);
+    for (int i = 0; i < sets.n && !rc; i++) rc = apply_set(w, ctx, sets.v[i]);
+    if (!rc && ld_gguf_writer_write(w, out)) rc = ld_cli_fail(ctx, out);
+    ld_gguf_writer_free(w);
+    for (int i = 0; i < from.n && ggufs && st_sets; i++) {
+        ld_gguf_close(ggufs[i]);
+        ld_st_set_close(st_sets[i]);
+    }
+    free(ggufs), free(st_sets);
+    ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
+    return rc;
 }
 
 static int cmd_gguf(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (strcmp(argv[1], "write")) {
-        fprintf(stderr, "liandan gguf: unknown subcommand '%s'\n", argv[1]);
-        usage(stderr);
-        return 2;
-    }
-    const char *out = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--from") || !strcmp(argv[i], "--set")) i++;
-        else if (argv[i][0] == '-') {
-            fprintf(stderr, "liandan gguf write: unknown option '%s'\n", argv[i]);
-            return 2;
-        } else if (!out) out = argv[i];
-        else {
-            fprintf(stderr, "liandan gguf write: unexpected argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!out) {
-        usage(stderr);
-        return 2;
-    }
-    ld_ctx *ctx = ld_cli_ctx(1);
-    ld_gguf_writer *w = NULL;
-    ld_gguf *ggufs[MAX_SOURCES] = {0};
-    ld_st_set *sets[MAX_SOURCES] = {0};
-    int n_src = 0, rc = 0;
-    if (ld_gguf_writer_new(ctx, &w)) return ld_cli_fail(ctx, "gguf write");
-    for (int i = 2; i < argc && !rc; i++) {
-        if (i + 1 >= argc && (!strcmp(argv[i], "--from") || !strcmp(argv[i], "--set"))) {
-            fprintf(stderr, "liandan gguf write: %s needs a value\n", argv[i]);
-            rc = 2;
-        } else if (!strcmp(argv[i], "--from")) {
-            const char *src = argv[++i];
-            if (n_src == MAX_SOURCES) {
-                fprintf(stderr, "liandan gguf write: at most %d --from files\n", MAX_SOURCES);
-                rc = 2;
-                break;
-            }
-            FILE *f = fopen(src, "rb");
-            char m[4] = {0};
-            bool gg = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
-            if (f) fclose(f);
-            if (gg) {
-                ld_gguf *g = NULL;
-                if (ld_gguf_open(ctx, src, &g)) {
-                    rc = ld_cli_fail(ctx, src);
-                    break;
-                }
-                ggufs[n_src++] = g;
-                for (size_t k = 0; k < ld_gguf_kv_count(g) && !rc; k++)
-                    if (ld_gguf_writer_set_value(w, ld_gguf_kv_key(g, k), ld_gguf_kv_value(g, k))) rc = ld_cli_fail(ctx, src);
-                for (size_t k = 0; k < ld_gguf_tensor_count(g) && !rc; k++) {
-                    const ld_tensor_info *t = ld_gguf_tensor_at(g, k);
-                    if (ld_gguf_writer_add_tensor(w, t->name, t->file_type, t->ndim, t->shape, t->data, t->nbytes)) rc = ld_cli_fail(ctx, src);
-                }
-            } else {
-                ld_st_set *set = NULL;
-                if (ld_st_set_open(ctx, src, &set)) {
-                    rc = ld_cli_fail(ctx, src);
-                    break;
-                }
-                sets[n_src++] = set;
-                for (size_t k = 0; k < ld_st_set_count(set) && !rc; k++) {
-                    const ld_tensor_info *t = ld_st_set_at(set, k);
-                    int32_t gt = ggml_type_by_name(t->dtype_name);
-                    if (gt < 0 || t->ndim > LD_MAX_DIMS) {
-                        fprintf(stderr, "liandan gguf write: %s: tensor '%s': %s with %d dimensions cannot be stored in GGUF\n", src, t->name,
-                                t->dtype_name, t->ndim);
-                        rc = 1;
-                    } else if (ld_gguf_writer_add_tensor(w, t->name, gt, t->ndim, t->shape, t->data, t->nbytes)) {
-                        rc = ld_cli_fail(ctx, src);
-                    }
-                }
-            }
-        } else if (!strcmp(argv[i], "--set")) {
-            rc = apply_set(w, ctx, argv[++i]);
-        }
-    }
-    if (!rc && ld_gguf_writer_write(w, out)) rc = ld_cli_fail(ctx, out);
-    ld_gguf_writer_free(w);
-    for (int i = 0; i < n_src; i++) {
-        ld_gguf_close(ggufs[i]);
-        ld_st_set_close(sets[i]);
-    }
-    ld_ctx_free(ctx);
-    return rc;
+    static const ld_cli_command write = {"write", "a GGUF file from GGUF/safetensors sources with metadata edits",
+                                         gguf_write};
+    static const ld_cli_command *const subs[] = {&write};
+    return ld_cli_dispatch("gguf", "GGUF files.", subs, 1, argc, argv);
 }
 
 const ld_cli_command ld_cmd_gguf = {"gguf", "write GGUF files from GGUF/safetensors sources with metadata edits", cmd_gguf};

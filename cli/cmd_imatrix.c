@@ -8,19 +8,6 @@
 #include "cli.h"
 #include "cli_model.h"
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: liandan imatrix MODEL --data FILE -o OUT.gguf [options]\n\n"
-               "Runs MODEL (a model directory or GGUF file) over the documents of FILE (txt, tsv, jsonl,\n"
-               "fasta) in chunks and writes, for every matrix, the mean squared activation of each input\n"
-               "column: an importance matrix for `liandan quantize --imatrix` (the same file format as\n"
-               "llama.cpp's llama-imatrix, so either tool can read the other's). Use text like what the\n"
-               "model will see; a few hundred thousand tokens are plenty.\n\n"
-               "  --chunk N       tokens per chunk (default: the model's context, at most 512)\n"
-               "  --chunks N      use at most N chunks (default: all of FILE)\n"
-               "  --column N      TSV column (default: the last)\n"
-               "  --threads N     threads (default: all cores)\n");
-}
-
 typedef struct bar_state {
     ld_cli_bar bar;
     int64_t chunk;
@@ -32,47 +19,52 @@ static void on_progress(void *user, int64_t done, int64_t total) {
 }
 
 static int cmd_imatrix(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *out = NULL;
-    long threads = 0, chunk = 0, max_chunks = 0;
+    const char *data = NULL, *out = NULL;
+    int threads = 0;
+    int64_t chunk = 0, max_chunks = 0;
+    ld_cli_list pos = {0};
     ld_corpus_params cp = ld_corpus_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout), 0;
-        if (!strcmp(a, "--data") && v) data = v, i++;
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) out = v, i++;
-        else if (!strcmp(a, "--chunk")) {
-            if (!ld_cli_parse_int(a, v, 2, 1 << 20, &chunk)) return 2;
-            i++;
-        } else if (!strcmp(a, "--chunks")) {
-            if (!ld_cli_parse_int(a, v, 1, 1L << 30, &max_chunks)) return 2;
-            i++;
-        } else if (!strcmp(a, "--column")) {
-            long c;
-            if (!ld_cli_parse_int(a, v, 0, 100000, &c)) return 2;
-            cp.tsv_column = (int)c, i++;
-        } else if (!strcmp(a, "--threads")) {
-            if (!ld_cli_parse_int(a, v, 1, 4096, &threads)) return 2;
-            i++;
-        } else if (a[0] != '-' && !model) model = a;
-        else return fprintf(stderr, "liandan imatrix: unexpected argument '%s' (try --help)\n", a), 2;
-    }
-    if (!model || !data || !out) return usage(stderr), 2;
-    ld_ctx *ctx = ld_cli_ctx((int)threads);
+    ld_cli_opt corpus[LD_CLI_CORPUS_OPTS];
+    ld_cli_corpus_opts(&cp, corpus);
+    const ld_cli_opt opts[] = {
+        {.name = "data", .type = LD_CLI_T_STRING, .dest.s = &data, .arg = "FILE", .required = true,
+         .help = "calibration text: txt, tsv, jsonl or fasta"},
+        {.name = "output", .short_name = 'o', .type = LD_CLI_T_STRING, .dest.s = &out, .arg = "OUT.gguf", .required = true,
+         .help = "where to write the importance matrix"},
+        {.name = "chunk", .type = LD_CLI_T_INT64, .dest.i64 = &chunk, .min = 2, .max = 1 << 20, .arg = "N",
+         .def = "the model's context, at most 512", .help = "tokens per chunk"},
+        {.name = "chunks", .type = LD_CLI_T_INT64, .dest.i64 = &max_chunks, .min = 1, .max = 1LL << 40, .arg = "N",
+         .def = "all of --data", .help = "use at most N chunks"},
+        LD_CLI_THREADS(&threads),
+        LD_CLI_GROUP("corpus", corpus),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "imatrix", .args = "MODEL", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
+        .about = "Runs MODEL (a model directory or GGUF file) over the documents of --data in chunks and writes,\n"
+                 "for every matrix, the mean squared activation of each input column: an importance matrix for\n"
+                 "`liandan quantize --imatrix` (the same file format as llama.cpp's llama-imatrix, so either tool\n"
+                 "can read the other's). Use text like what the model will see; a few hundred thousand tokens\n"
+                 "are plenty."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    const char *model = pos.v[0];
+    ld_ctx *ctx = ld_cli_ctx(threads);
     ld_lm *m = NULL;
     ld_tokenizer *tok = NULL;
     ld_imatrix *im = NULL;
     ld_lm_session *s = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    int rc = ld_cli_load_model(ctx, model, &m, &tok);
+    rc = ld_cli_load_model(ctx, model, &m, &tok);
     if (!rc) rc = ld_cli_encode_corpus(ctx, tok, data, &cp, &ids, &n, NULL);
     int64_t ctx_len = rc ? 0 : ld_lm_config_of(m)->max_position;
     if (!chunk) chunk = ctx_len < 512 ? ctx_len : 512;
     if (!rc && chunk > ctx_len)
-        rc = (fprintf(stderr, "liandan imatrix: --chunk %ld is longer than the model's context (%lld)\n", chunk,
+        rc = (fprintf(stderr, "liandan imatrix: --chunk %lld is longer than the model's context (%lld)\n", (long long)chunk,
                       (long long)ctx_len), 2);
     if (!rc && (int64_t)n < chunk)
-        rc = (fprintf(stderr, "liandan imatrix: %s has %zu tokens, less than one chunk of %ld\n", data, n, chunk), 1);
+        rc = (fprintf(stderr, "liandan imatrix: %s has %zu tokens, less than one chunk of %lld\n", data, n, (long long)chunk), 1);
     if (!rc && max_chunks && (int64_t)n > max_chunks * chunk) n = (size_t)(max_chunks * chunk);
     if (!rc && (ld_imatrix_new(ctx, &im) || ld_lm_session_new(m, 1, chunk, chunk, &s)))
         rc = ld_cli_fail(ctx, "creating the session");
@@ -84,8 +76,8 @@ static int cmd_imatrix(int argc, char **argv) {
         ld_imatrix_set_info(im, data, (int64_t)n / chunk, chunk);
         if (ld_imatrix_save(im, out)) rc = ld_cli_fail(ctx, "writing the importance matrix");
         else
-            fprintf(stderr, "liandan imatrix: %d matrices, %lld chunks of %ld tokens (perplexity %.3f) -> %s\n",
-                    ld_imatrix_count(im), (long long)n / chunk, chunk, exp(nll), out);
+            fprintf(stderr, "liandan imatrix: %d matrices, %lld chunks of %lld tokens (perplexity %.3f) -> %s\n",
+                    ld_imatrix_count(im), (long long)((int64_t)n / chunk), (long long)chunk, exp(nll), out);
     }
     free(ids);
     ld_lm_session_free(s);
@@ -93,6 +85,7 @@ static int cmd_imatrix(int argc, char **argv) {
     ld_tokenizer_free(tok);
     ld_lm_free(m);
     ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 

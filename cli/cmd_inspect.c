@@ -227,39 +227,21 @@ static bool is_gguf(const char *path) {
     return n == 4 && !memcmp(m, "GGUF", 4);
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: liandan inspect FILE [--json]\n\n"
-            "Prints the metadata and tensor table (name, type, shape, offset, bytes) of a GGUF file,\n"
-            "a .safetensors file, a model.safetensors.index.json, or a model directory.\n\n"
-            "options:\n"
-            "  --json   machine-readable output (64-bit integers as strings)\n");
-}
-
 static int cmd_inspect(int argc, char **argv) {
-    const char *path = NULL;
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--json")) json = true;
-        else if (argv[i][0] == '-') {
-            fprintf(stderr, "liandan inspect: unknown option '%s'\n", argv[i]);
-            return 2;
-        } else if (!path) path = argv[i];
-        else {
-            fprintf(stderr, "liandan inspect: unexpected argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!path) {
-        usage(stderr);
-        return 2;
-    }
+    ld_cli_list pos = {0};
+    const ld_cli_opt opts[] = {LD_CLI_FLAG("json", 0, &json, "machine-readable output (64-bit integers as strings)"),
+                               LD_CLI_END};
+    const ld_cli_spec spec = {
+        .cmd = "inspect", .args = "FILE", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
+        .about = "Prints the metadata and tensor table (name, type, shape, offset, bytes) of a GGUF file,\n"
+                 "a .safetensors file, a model.safetensors.index.json, or a model directory."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     ld_ctx *ctx = ld_cli_ctx(1);
-    int rc = is_gguf(path) ? inspect_gguf(ctx, path, json) : inspect_safetensors(ctx, path, json);
+    rc = is_gguf(pos.v[0]) ? inspect_gguf(ctx, pos.v[0], json) : inspect_safetensors(ctx, pos.v[0], json);
     ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 

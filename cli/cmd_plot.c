@@ -63,30 +63,21 @@ static void panel(FILE *f, const char *title, series *s, const char *const *name
 }
 
 static int cmd_plot(int argc, char **argv) {
-    const char *dir = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: liandan plot RUN_DIR [-o FILE.svg]\n\n"
-                   "Draws train and validation loss and the learning rate from RUN_DIR/metrics.jsonl\n"
-                   "into an SVG (default RUN_DIR/loss.svg).\n");
-            return 0;
-        } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-            out = argv[++i];
-        } else if (argv[i][0] != '-' && !dir) {
-            dir = argv[i];
-        } else {
-            fprintf(stderr, "liandan plot: unexpected argument '%s' (see --help)\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!dir) {
-        fprintf(stderr, "liandan plot: give a run directory (see --help)\n");
-        return 2;
-    }
+    const char *out = NULL;
+    ld_cli_list pos = {0};
+    const ld_cli_opt opts[] = {LD_CLI_STRING("output", 'o', &out, "FILE.svg", "where to write (default: RUN_DIR/loss.svg)"),
+                               LD_CLI_END};
+    const ld_cli_spec spec = {.cmd = "plot", .args = "RUN_DIR", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
+                              .about = "Draws train and validation loss and the learning rate from RUN_DIR/metrics.jsonl\n"
+                                       "into an SVG."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    const char *dir = pos.v[0];
     char path[4096], outpath[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     snprintf(outpath, sizeof outpath, "%s", out ? out : "");
     if (!out) snprintf(outpath, sizeof outpath, "%s/loss.svg", dir);
+    ld_cli_parse_free(&spec); /* dir and out point into argv */
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "liandan plot: cannot open %s\n", path);
@@ -118,9 +109,11 @@ static int cmd_plot(int argc, char **argv) {
         fprintf(stderr, "liandan plot: %s has no loss records\n", path);
         return 1;
     }
-    FILE *o = fopen(outpath, "w");
+    char *svg = NULL;
+    size_t svg_len = 0;
+    FILE *o = open_memstream(&svg, &svg_len); /* the whole SVG, then one atomic write */
     if (!o) {
-        fprintf(stderr, "liandan plot: cannot write %s\n", outpath);
+        fprintf(stderr, "liandan plot: out of memory\n");
         return 1;
     }
     fprintf(o, "<svg xmlns='http://www.w3.org/2000/svg' width='760' height='560' font-family='sans-serif'>\n"
@@ -131,9 +124,13 @@ static int cmd_plot(int argc, char **argv) {
     panel(o, "learning rate", &s[2], lrn, lrc, 1, 60, 400, 670, 120);
     fprintf(o, "</svg>\n");
     fclose(o);
-    printf("wrote %s (%zu train, %zu validation points)\n", outpath, s[0].n, s[1].n);
     for (int k = 0; k < 3; k++) free(s[k].x), free(s[k].y);
-    return 0;
+    ld_ctx *ctx = ld_cli_ctx(1);
+    rc = ld_file_write_atomic(ctx, outpath, svg, svg_len) ? ld_cli_fail(ctx, "plot") : 0;
+    if (!rc) printf("wrote %s (%zu train, %zu validation points)\n", outpath, s[0].n, s[1].n);
+    free(svg);
+    ld_ctx_free(ctx);
+    return rc;
 }
 
 const ld_cli_command ld_cmd_plot = {"plot", "draw loss and learning-rate curves of a run as SVG", cmd_plot};

@@ -5,9 +5,6 @@
 
 #include "cli.h"
 
-#define MAX_SPECIALS 64
-#define MAX_FILES 256
-
 /* Documents from several corpus files, one after the other. */
 typedef struct files_source {
     ld_ctx *ctx;
@@ -39,77 +36,50 @@ static void train_progress(void *user, const char *phase, double done, double to
     else if (strcmp(phase, "done")) ld_cli_progress(b, phase, done, total, "docs", 1);
 }
 
-static void train_usage(FILE *f) {
-    fprintf(f,
-            "usage: liandan tokenizer train FILES... --vocab-size N -o tokenizer.json [options]\n\n"
-            "Learns a byte-level BPE tokenizer (GPT-2 / Llama-3 / Qwen2 family) from corpus files and\n"
-            "writes a Hugging Face tokenizer.json.\n\n"
-            "options:\n"
-            "  --vocab-size N       target vocabulary size, specials and the 256 bytes included\n"
-            "  --min-frequency N    do not learn merges of pairs seen fewer times (default 2)\n"
-            "  --special TOKEN      a special token (repeatable; default <|endoftext|>)\n"
-            "  --pretokenizer P     gpt2 (default), llama3 or qwen2\n"
-            "  --format F           txt, tsv, jsonl or fasta (default: from the file extension)\n"
-            "  --column N           TSV column, 0-based (default: the last one)\n"
-            "  --field NAME         JSONL string field (default \"text\")\n"
-            "  --threads N          threads (default: all cores)\n");
-}
-
 static int tokenizer_train(int argc, char **argv) {
-    const char *files[MAX_FILES], *out = NULL, *specials[MAX_SPECIALS];
-    int n_files = 0, n_specials = 0;
-    long vocab = 0, minf = 2, threads = 0, column = -1;
+    const char *out = NULL;
+    int64_t vocab = 0, minf = 2;
+    int threads = 0, pretok = 0;
+    ld_cli_list files = {0}, specials = {0};
     ld_corpus_params cp = ld_corpus_default_params();
     ld_bpe_train_params p = ld_bpe_train_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return train_usage(stdout), 0;
-        if (!strcmp(a, "--vocab-size")) {
-            if (!ld_cli_parse_int(a, v, 257, 1 << 24, &vocab)) return 2;
-            i++;
-        } else if (!strcmp(a, "--min-frequency")) {
-            if (!ld_cli_parse_int(a, v, 1, 1L << 40, &minf)) return 2;
-            i++;
-        } else if (!strcmp(a, "--threads")) {
-            if (!ld_cli_parse_int(a, v, 1, 4096, &threads)) return 2;
-            i++;
-        } else if (!strcmp(a, "--column")) {
-            if (!ld_cli_parse_int(a, v, 0, 100000, &column)) return 2;
-            i++;
-        } else if (!strcmp(a, "--special") && v && n_specials < MAX_SPECIALS) specials[n_specials++] = v, i++;
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) out = v, i++;
-        else if (!strcmp(a, "--field") && v) cp.jsonl_field = v, i++;
-        else if (!strcmp(a, "--pretokenizer") && v) {
-            i++;
-            if (!strcmp(v, "gpt2")) p.pretokenizer = LD_PRETOK_GPT2;
-            else if (!strcmp(v, "llama3")) p.pretokenizer = LD_PRETOK_LLAMA3;
-            else if (!strcmp(v, "qwen2")) p.pretokenizer = LD_PRETOK_QWEN2;
-            else return fprintf(stderr, "liandan: --pretokenizer: '%s' is not gpt2, llama3 or qwen2\n", v), 2;
-        } else if (!strcmp(a, "--format") && v) {
-            i++;
-            if (!strcmp(v, "txt")) cp.format = LD_CORPUS_TXT;
-            else if (!strcmp(v, "tsv")) cp.format = LD_CORPUS_TSV;
-            else if (!strcmp(v, "jsonl")) cp.format = LD_CORPUS_JSONL;
-            else if (!strcmp(v, "fasta")) cp.format = LD_CORPUS_FASTA;
-            else return fprintf(stderr, "liandan: --format: '%s' is not txt, tsv, jsonl or fasta\n", v), 2;
-        } else if (a[0] == '-') {
-            return fprintf(stderr, "liandan tokenizer train: unknown option '%s' (see --help)\n", a), 2;
-        } else if (n_files < MAX_FILES) {
-            files[n_files++] = a;
-        }
-    }
-    if (!n_files || !out || !vocab) return train_usage(stderr), 2;
-    if (!n_specials) specials[n_specials++] = "<|endoftext|>";
-    cp.tsv_column = (int)column;
-    ld_ctx *ctx = ld_cli_ctx((int)threads);
-    files_source fs = {ctx, files, n_files, 0, cp, NULL};
+    static const char *const pretoks[] = {"gpt2", "llama3", "qwen2", NULL};
+    static const ld_pretokenizer pretok_ids[] = {LD_PRETOK_GPT2, LD_PRETOK_LLAMA3, LD_PRETOK_QWEN2};
+    ld_cli_opt corpus[LD_CLI_CORPUS_OPTS];
+    ld_cli_corpus_opts(&cp, corpus);
+    const ld_cli_opt opts[] = {
+        {.name = "vocab-size", .type = LD_CLI_T_INT64, .dest.i64 = &vocab, .min = 257, .max = 1 << 24, .arg = "N",
+         .def = "", .help = "target vocabulary size, specials and the 256 bytes included (required)"},
+        {.name = "output", .short_name = 'o', .type = LD_CLI_T_STRING, .dest.s = &out, .arg = "FILE", .required = true,
+         .help = "the tokenizer.json to write"},
+        LD_CLI_INT64("min-frequency", 0, &minf, 1, 1LL << 40, "N", "do not learn merges of pairs seen fewer times"),
+        {.name = "special", .type = LD_CLI_T_LIST, .dest.list = &specials, .arg = "TOKEN", .def = "<|endoftext|>",
+         .help = "a special token (repeatable)"},
+        LD_CLI_ENUM("pretokenizer", 0, &pretok, pretoks, "the pre-tokenizer regex family"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_GROUP("corpus", corpus),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "tokenizer train", .args = "FILES...", .opts = opts, .pos = &files, .min_pos = 1, .max_pos = -1,
+        .about = "Learns a byte-level BPE tokenizer (GPT-2 / Llama-3 / Qwen2 family) from corpus files and writes\n"
+                 "a Hugging Face tokenizer.json."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    if (!vocab) return fprintf(stderr, "liandan tokenizer train: --vocab-size is required\n"), ld_cli_parse_free(&spec), 2;
+    p.pretokenizer = pretok_ids[pretok];
+    static const char *const default_special[] = {"<|endoftext|>"};
+    const char *const *spv = specials.n ? specials.v : default_special;
+    int n_specials = specials.n ? specials.n : 1;
+    ld_ctx *ctx = ld_cli_ctx(threads);
+    files_source fs = {ctx, files.v, files.n, 0, cp, NULL};
     ld_text_source src = {files_next, &fs};
     ld_cli_bar bar = {0};
-    p.vocab_size = vocab, p.min_frequency = minf, p.special_tokens = specials, p.n_special_tokens = n_specials;
+    p.vocab_size = vocab, p.min_frequency = minf, p.special_tokens = spv, p.n_special_tokens = n_specials;
     p.progress = train_progress, p.progress_user = &bar;
     ld_tokenizer *tok = NULL;
     double t0 = ld_time_now();
-    int rc = 0;
+    rc = 0;
     if (ld_bpe_train(ctx, &p, &src, &tok)) rc = ld_cli_fail(ctx, "training the tokenizer");
     else if (ld_tokenizer_save(tok, out)) rc = ld_cli_fail(ctx, "writing the tokenizer");
     else
@@ -118,47 +88,48 @@ static int tokenizer_train(int argc, char **argv) {
     if (fs.cur) ld_corpus_close(fs.cur);
     ld_tokenizer_free(tok);
     ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 
 static int cmd_tokenizer(int argc, char **argv) {
-    if (argc >= 2 && !strcmp(argv[1], "train")) return tokenizer_train(argc - 1, argv + 1);
-    fprintf(stderr, "usage: liandan tokenizer train FILES... --vocab-size N -o tokenizer.json (see --help)\n");
-    return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
+    static const ld_cli_command train = {"train", "learn a byte-level BPE tokenizer from corpus files", tokenizer_train};
+    static const ld_cli_command *const subs[] = {&train};
+    return ld_cli_dispatch("tokenizer", "Tokenizers (see also `liandan tokenize`).", subs, 1, argc, argv);
 }
 
 /* ---- tokenize ---- */
 static int cmd_tokenize(int argc, char **argv) {
-    const char *path = NULL, *text = NULL, *lines = NULL;
+    const char *path = NULL, *lines = NULL;
     bool decode = false, plain = false, show = false;
-    int first_id = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: liandan tokenize --tokenizer tokenizer.json [--tokens] [--special-as-text] [TEXT | -]\n"
-                   "       liandan tokenize --tokenizer tokenizer.json --lines FILE\n"
-                   "       liandan tokenize --tokenizer tokenizer.json --decode ID...\n\n"
-                   "Prints the ids of TEXT (or of standard input), space-separated; --tokens also shows\n"
-                   "each token's text. --lines encodes each line of FILE on its own and prints one line of\n"
-                   "ids per input line (what the tests compare with other implementations). --decode turns\n"
-                   "ids back into text.\n");
-            return 0;
-        }
-        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--decode")) decode = true, first_id = i + 1;
-        else if (!strcmp(argv[i], "--lines") && i + 1 < argc) lines = argv[++i];
-        else if (!strcmp(argv[i], "--special-as-text")) plain = true;
-        else if (!strcmp(argv[i], "--tokens")) show = true;
-        else if (decode) continue;
-        else if (!text) text = argv[i];
-        else return fprintf(stderr, "liandan tokenize: unexpected argument '%s'\n", argv[i]), 2;
+    ld_cli_list pos = {0};
+    const ld_cli_opt opts[] = {
+        {.name = "tokenizer", .short_name = 't', .type = LD_CLI_T_STRING, .dest.s = &path, .arg = "FILE",
+         .required = true, .help = "tokenizer.json, a WordPiece vocab.txt, or amino"},
+        LD_CLI_FLAG("tokens", 0, &show, "one token a line: its id and its text"),
+        LD_CLI_FLAG("special-as-text", 0, &plain, "special tokens' text is ordinary text"),
+        LD_CLI_STRING("lines", 0, &lines, "FILE",
+                      "encode each line of FILE on its own: one line of ids per input line\n"
+                      "(what the tests compare with other implementations)"),
+        LD_CLI_FLAG("decode", 'd', &decode, "the arguments are ids: print their text"),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "tokenize", .args = "[TEXT | - | ID...]", .opts = opts, .pos = &pos, .min_pos = 0, .max_pos = -1,
+        .about = "Prints the ids of TEXT (or of standard input), space-separated. --decode turns ids back into\n"
+                 "text."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    const char *text = pos.n ? pos.v[0] : NULL;
+    if (!decode && pos.n > 1) {
+        fprintf(stderr, "liandan tokenize: give one TEXT (quote it), or ids with --decode\n");
+        return ld_cli_parse_free(&spec), 2;
     }
-    if (!path) return fprintf(stderr, "liandan tokenize: --tokenizer is required (see --help)\n"), 2;
     ld_ctx *ctx = ld_cli_ctx(0);
     ld_tokenizer *tok = NULL;
-    int rc = 0;
     char *buf = NULL;
     int32_t *ids = NULL;
-    if (ld_tokenizer_load(ctx, path, &tok)) {
+    if (ld_cli_load_tokenizer(ctx, path, &tok)) {
         rc = ld_cli_fail(ctx, "loading the tokenizer");
         goto out;
     }
@@ -190,11 +161,11 @@ static int cmd_tokenize(int argc, char **argv) {
         goto out;
     }
     if (decode) {
-        int n = argc - first_id;
+        int n = pos.n;
         ids = malloc(((size_t)n + 1) * sizeof *ids);
-        for (int i = 0; i < n; i++) {
-            long v;
-            if (!ld_cli_parse_int("--decode", argv[first_id + i], 0, INT32_MAX, &v)) {
+        for (int i = 0; ids && i < n; i++) {
+            int64_t v;
+            if (!ld_cli_parse_int64("tokenize", "--decode", pos.v[i], 0, INT32_MAX, &v)) {
                 rc = 2;
                 goto out;
             }
@@ -243,6 +214,7 @@ out:
     free(ids), free(buf);
     ld_tokenizer_free(tok);
     ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 

@@ -26,13 +26,26 @@ static const ld_cli_command *const commands[] = {
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "liandan %s — pretrain, adapt, compress and serve large pretrained models\n\n"
-            "usage: liandan <command> [options]   (liandan <command> --help for its options)\n\n"
-            "commands:\n",
-            ld_version());
-    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+/* The list of (sub)commands: `liandan --help` and `liandan CMD --help` for commands with
+ * subcommands. The help test (tests/e2e/cli_help.sh) reads the lines under "commands:". */
+static void list_commands(FILE *f, const char *cmd, const char *about, const ld_cli_command *const *subs, size_t n) {
+    fprintf(f, "usage: liandan %s%s<command> [options]   (liandan %s%s<command> --help for its options)\n\n%s%s",
+            cmd ? cmd : "", cmd ? " " : "", cmd ? cmd : "", cmd ? " " : "", about, *about ? "\n\n" : "");
+    fputs("commands:\n", f);
+    for (size_t i = 0; i < n; i++) fprintf(f, "  %-12s %s\n", subs[i]->name, subs[i]->summary);
+}
+
+int ld_cli_dispatch(const char *cmd, const char *about, const ld_cli_command *const *subs, size_t n, int argc,
+                    char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        list_commands(argc < 2 ? stderr : stdout, cmd, about, subs, n);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(argv[1], subs[i]->name)) return subs[i]->run(argc - 1, argv + 1);
+    fprintf(stderr, "liandan%s%s: unknown command '%s'\n\n", cmd ? " " : "", cmd ? cmd : "", argv[1]);
+    list_commands(stderr, cmd, about, subs, n);
+    return 2;
 }
 
 static void log_to_stderr(void *user, ld_log_level level, const char *msg) {
@@ -59,37 +72,16 @@ int ld_cli_fail(ld_ctx *ctx, const char *what) {
     return 1;
 }
 
-bool ld_cli_parse_int(const char *opt, const char *val, long min, long max, long *out) {
-    char *end = NULL;
-    if (!val) {
-        fprintf(stderr, "liandan: %s needs a value\n", opt);
-        return false;
-    }
-    long v = strtol(val, &end, 10);
-    if (!*val || *end || v < min || v > max) {
-        fprintf(stderr, "liandan: %s: '%s' is not an integer in %ld..%ld\n", opt, val, min, max);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 bool ld_cli_isatty(void) {
     return isatty(2);
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        usage(stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (!strcmp(argv[1], "--version")) {
+    if (argc >= 2 && !strcmp(argv[1], "--version")) {
         printf("liandan %s\n", ld_version());
         return 0;
     }
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(argv[1], commands[i]->name)) return commands[i]->run(argc - 1, argv + 1);
-    fprintf(stderr, "liandan: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
-    return 2;
+    char about[160];
+    snprintf(about, sizeof about, "liandan %s — pretrain, adapt, compress and serve large pretrained models", ld_version());
+    return ld_cli_dispatch(NULL, about, commands, N_COMMANDS, argc, argv);
 }

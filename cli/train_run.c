@@ -13,52 +13,52 @@
 #include "train/train_config.h"
 #include "train_run.h"
 
-const char ld_train_run_options_help[] =
-    "  --set KEY=VALUE   override a config key (repeatable; dotted keys reach into \"model\")\n"
-    "  -o, --out DIR     run directory (checkpoints, metrics.jsonl, model/)\n"
-    "  --max-steps N     override max_steps\n"
-    "  --resume          continue from the newest complete checkpoint in the run directory\n"
-    "  --threads N       threads (default: all cores)\n"
-    "  --quiet           no progress line, only validation and the summary\n";
+void ld_train_run_opts(ld_train_run_args *a, ld_cli_opt t[LD_TRAIN_RUN_OPTS]) {
+    const ld_cli_opt rows[LD_TRAIN_RUN_OPTS] = {
+        LD_CLI_LIST("set", 0, &a->sets, "KEY=VALUE",
+                    "override a config key (repeatable; dotted keys reach into \"model\")"),
+        {.name = "output", .short_name = 'o', .type = LD_CLI_T_STRING, .dest.s = &a->out, .arg = "DIR",
+         .def = "the config's out_dir", .help = "run directory (checkpoints, metrics.jsonl, model/)"},
+        {.name = "out", .type = LD_CLI_T_STRING, .dest.s = &a->out}, /* the old spelling */
+        {.name = "max-steps", .type = LD_CLI_T_INT64, .dest.i64 = &a->max_steps, .min = 1, .max = 1LL << 40,
+         .arg = "N", .def = "the config's", .help = "override max_steps"},
+        LD_CLI_FLAG("resume", 0, &a->resume, "continue from the newest complete checkpoint in the run directory"),
+        LD_CLI_THREADS(&a->threads),
+        LD_CLI_FLAG("quiet", 'q', &a->quiet, "no progress line, only validation and the summary"),
+        LD_CLI_END,
+    };
+    memcpy(t, rows, sizeof rows);
+}
 
 int ld_train_run_add_override(ld_train_run_args *a, const char *key, const char *value, bool quote) {
-    if (a->n_over >= LD_TRAIN_RUN_MAX_OVERRIDES || a->n_storage >= (int)(sizeof a->storage / sizeof a->storage[0]))
-        return 1;
-    char *s = a->storage[a->n_storage++];
-    size_t cap = sizeof a->storage[0], n = (size_t)snprintf(s, cap, "%s=%s", key, quote ? "\"" : "");
-    for (const char *p = value; *p && n + 3 < cap; p++) { /* a JSON string: escape " and \ */
+    size_t cap = strlen(key) + 2 * strlen(value) + 4, n = (size_t)snprintf(NULL, 0, "%s=", key);
+    char *s = malloc(cap);
+    if (!s) return 1;
+    snprintf(s, cap, "%s=%s", key, quote ? "\"" : "");
+    n += quote;
+    for (const char *p = value; *p; p++) { /* a JSON string: escape " and \ */
         if (quote && (*p == '"' || *p == '\\')) s[n++] = '\\';
         s[n++] = *p;
     }
-    if (n + 2 >= cap) return 1;
     if (quote) s[n++] = '"';
     s[n] = 0;
-    a->overrides[a->n_over++] = s;
+    if (!ld_cli_list_push(&a->extra, s)) return free(s), 1;
     return 0;
 }
 
-int ld_train_run_parse_option(ld_train_run_args *a, int argc, char **argv, int *i) {
-    const char *o = argv[*i], *val = *i + 1 < argc ? argv[*i + 1] : NULL;
-    long n;
-    if (!strcmp(o, "--resume")) return a->resume = true, 1;
-    if (!strcmp(o, "--quiet")) return a->quiet = true, 1;
-    if (strcmp(o, "--set") && strcmp(o, "--out") && strcmp(o, "-o") && strcmp(o, "--threads") &&
-        strcmp(o, "--max-steps"))
-        return 0;
-    if (!val) return fprintf(stderr, "liandan %s: %s needs a value\n", a->cmd, o), -1;
-    ++*i;
-    if (!strcmp(o, "--set")) {
-        if (a->n_over >= LD_TRAIN_RUN_MAX_OVERRIDES - 8)
-            return fprintf(stderr, "liandan %s: too many --set options\n", a->cmd), -1;
-        a->overrides[a->n_over++] = val;
-        return 1;
-    }
-    if (!strcmp(o, "--threads")) return ld_cli_parse_int("--threads", val, 1, 4096, &a->threads) ? 1 : -1;
-    if (!strcmp(o, "--max-steps")) {
-        if (!ld_cli_parse_int("--max-steps", val, 1, 1L << 40, &n)) return -1;
-        return ld_train_run_add_override(a, "max_steps", val, false) ? -1 : 1;
-    }
-    return ld_train_run_add_override(a, "out_dir", val, true) ? (fprintf(stderr, "liandan %s: %s is too long\n", a->cmd, o), -1) : 1;
+/* The overrides in the order they apply: --set values, then what the options make. */
+static const char **overrides_of(ld_train_run_args *a, int *n) {
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)a->max_steps);
+    if ((a->out && ld_train_run_add_override(a, "out_dir", a->out, true)) ||
+        (a->max_steps && ld_train_run_add_override(a, "max_steps", num, false)))
+        return NULL;
+    const char **v = malloc((size_t)(a->sets.n + a->extra.n + 1) * sizeof *v);
+    if (!v) return NULL;
+    for (int i = 0; i < a->sets.n; i++) v[i] = a->sets.v[i];
+    for (int i = 0; i < a->extra.n; i++) v[a->sets.n + i] = a->extra.v[i];
+    *n = a->sets.n + a->extra.n;
+    return v;
 }
 
 /* ---- batches from the data layer ---- */
@@ -100,7 +100,7 @@ static void sample_text(run *r, int64_t step) {
     if (!r->cfg.n_sample_prompts || ld_lm_session_new(r->m, 1, ctx_len, ctx_len, &s)) return;
     ld_generate_params gp = ld_generate_default_params();
     gp.max_tokens = r->cfg.sample_tokens, gp.eos_id = ld_tokenizer_eos_id(r->tok), gp.seed = (uint64_t)step;
-    ld_cli_text *t = malloc(sizeof *t);
+    ld_cli_text *t = calloc(1, sizeof *t);
     for (int i = 0; t && i < r->cfg.n_sample_prompts; i++) {
         int32_t *ids;
         int64_t n;
@@ -109,10 +109,12 @@ static void sample_text(run *r, int64_t step) {
             ld_cli_text_init(t, r->tok, NULL);
             const int32_t *p = ids;
             if (!ld_lm_generate(s, 1, &p, &n, &gp, collect_token, t, NULL))
-                fprintf(stderr, "%s  sample: %s%s\n", r->tty ? "\r\033[K" : "", r->cfg.sample_prompts[i], t->buf);
+                fprintf(stderr, "%s  sample: %s%s\n", r->tty ? "\r\033[K" : "", r->cfg.sample_prompts[i],
+                        ld_cli_text_str(t));
         }
         free(ids);
     }
+    if (t) ld_cli_text_free(t);
     free(t);
     ld_lm_session_free(s);
 }
@@ -172,14 +174,19 @@ static void on_sigint(int sig) {
 
 int ld_train_run(ld_train_run_args *a) {
     run r = {.tty = ld_cli_isatty(), .quiet = a->quiet};
-    r.ctx = ld_cli_ctx((int)a->threads);
+    r.ctx = ld_cli_ctx(a->threads);
     char *text = NULL;
     size_t len = 0;
-    int rc = 0;
+    int rc = 0, n_over = 0;
     ld_batch_sampler *train = NULL, *val = NULL;
     ld_trainer *t = NULL;
+    const char **overrides = overrides_of(a, &n_over);
+    if (!overrides) {
+        rc = (fprintf(stderr, "liandan %s: out of memory\n", a->cmd), 1);
+        goto out;
+    }
     if (ld_file_read(r.ctx, a->config, 1 << 20, &text, &len) ||
-        ld_train_config_parse(r.ctx, text, len, a->config, a->overrides, a->n_over, &r.cfg)) {
+        ld_train_config_parse(r.ctx, text, len, a->config, overrides, n_over, &r.cfg)) {
         rc = ld_cli_fail(r.ctx, "reading the training config");
         goto out;
     }
@@ -201,6 +208,10 @@ int ld_train_run(ld_train_run_args *a) {
         rc = (fprintf(stderr, "liandan %s: %s: 'tokenizer' and 'train_data' are required\n", a->cmd, a->config), 1);
         goto out;
     }
+    /* special ids the model config leaves out are the tokenizer's (the data was encoded with it) */
+    int32_t tok_bos = ld_tokenizer_bos_id(r.tok), tok_eos = ld_tokenizer_eos_id(r.tok);
+    if (!r.cfg.model_eos && tok_eos >= 0) r.cfg.model.eos_token_id = tok_eos;
+    if (!r.cfg.model_bos && (tok_bos >= 0 || tok_eos >= 0)) r.cfg.model.bos_token_id = tok_bos >= 0 ? tok_bos : tok_eos;
     if (r.cfg.init_from[0] ? ld_lm_load(r.ctx, r.cfg.init_from, &r.m)
                            : (!r.cfg.has_model ? (ld_error(r.ctx, LD_ERR_INVALID_ARG, "%s: give 'model' or 'init_from'",
                                                            a->config), 1)
@@ -253,6 +264,7 @@ int ld_train_run(ld_train_run_args *a) {
                 (long long)tc->hidden_size, (double)r.cfg.temperature, (double)r.cfg.alpha);
     }
     if (found) fprintf(stderr, "liandan: resumed at step %lld\n", (long long)ld_trainer_step(t));
+    else if (a->resume) fprintf(stderr, "liandan: no checkpoint in %s/checkpoints: starting from step 0\n", r.cfg.out_dir);
     g_stop = 0;
     signal(SIGINT, on_sigint);
     ld_status st = ld_trainer_run(t, progress, &r, &g_stop);
@@ -269,15 +281,7 @@ int ld_train_run(ld_train_run_args *a) {
     }
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/model", r.cfg.out_dir);
-    if (ld_lm_save(r.m, dir)) {
-        rc = ld_cli_fail(r.ctx, "saving the model");
-        goto out;
-    }
-    snprintf(dir, sizeof dir, "%s/model/tokenizer.json", r.cfg.out_dir);
-    if (ld_tokenizer_save(r.tok, dir)) {
-        rc = ld_cli_fail(r.ctx, "saving the tokenizer");
-        goto out;
-    }
+    if ((rc = ld_cli_save_model_dir(r.ctx, r.m, r.tok, dir))) goto out;
     fprintf(stderr, "liandan: done. The model is in %s/model. Next:\n"
                     "  liandan generate %s/model \"...\"      continue a prompt\n"
                     "  liandan plot %s                      loss curves as SVG\n",
@@ -291,5 +295,9 @@ out:
     ld_tokenizer_free(r.tok);
     ld_free(r.ctx, text);
     ld_ctx_free(r.ctx);
+    free(overrides);
+    for (int i = 0; i < a->extra.n; i++) free((char *)a->extra.v[i]);
+    ld_cli_list_free(&a->extra);
+    ld_cli_list_free(&a->sets);
     return rc;
 }

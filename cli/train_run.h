@@ -5,30 +5,29 @@
 #define LD_CLI_TRAIN_RUN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
-#define LD_TRAIN_RUN_MAX_OVERRIDES 64
+#include "opt.h"
 
 typedef struct ld_train_run_args {
     const char *cmd;    /* "pretrain" or "distill": names the command in messages */
     const char *config; /* the config file */
-    const char *overrides[LD_TRAIN_RUN_MAX_OVERRIDES]; /* key=value, applied over the config */
-    int n_over;
-    long threads;
+    ld_cli_list sets;   /* --set key=value, applied over the config in order */
+    ld_cli_list extra;  /* key=value the options make (owned: malloc'd), applied after `sets` */
+    const char *out;    /* -o/--output: out_dir */
+    int64_t max_steps;  /* --max-steps (0: the config's) */
+    int threads;
     bool resume, quiet;
     bool distill;       /* a teacher is required (and only then allowed) */
-    char storage[8][1100]; /* text of the overrides the options make */
-    int n_storage;
 } ld_train_run_args;
 
-/* The options both commands take, for their --help. */
-extern const char ld_train_run_options_help[];
-/* Consumes the common option at argv[*i] (advancing *i past its value). Returns 1 if it was
- * one, 0 if not, -1 after printing an error. */
-int ld_train_run_parse_option(ld_train_run_args *a, int argc, char **argv, int *i);
-/* Adds the override key=value (value quoted as a JSON string when `quote`); 1 on overflow. */
+/* The options both commands take, as a table over a (join with LD_CLI_GROUP). */
+#define LD_TRAIN_RUN_OPTS 8
+void ld_train_run_opts(ld_train_run_args *a, ld_cli_opt t[LD_TRAIN_RUN_OPTS]);
+/* Adds the override key=value (value quoted as a JSON string when `quote`); 1 when out of memory. */
 int ld_train_run_add_override(ld_train_run_args *a, const char *key, const char *value, bool quote);
-/* Runs the training; returns the process exit code. */
+/* Runs the training; returns the process exit code. Frees a's lists. */
 int ld_train_run(ld_train_run_args *a);
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# sanitize.sh — builds the unit tests with ASan+UBSan (clang) and runs them, then builds the
-# libFuzzer harnesses and runs each for a few seconds on its seed corpus.
+# sanitize.sh — builds the unit tests and the CLI with ASan+UBSan (clang) and runs the unit tests
+# and the end-to-end tests labelled asan, then builds the libFuzzer harnesses and runs each for a
+# few seconds on its seed corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
@@ -14,6 +15,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 skip=()
 if [ -s tests/asan_skip.txt ]; then skip=(-E "$(grep -v '^#' tests/asan_skip.txt | paste -sd'|' -)"); fi
 (cd build-asan && ctest --output-on-failure -j "$JOBS" -L unit "${skip[@]}")
+# End-to-end tests labelled asan run the sanitized CLI (LD_SANITIZED: they skip their slow parts).
+(cd build-asan && LD_SANITIZED=1 ctest --output-on-failure -j "$JOBS" -L asan)
 
 for h in build-asan/fuzz_*; do
   [ -x "$h" ] || continue

@@ -9,6 +9,7 @@ PACKAGES=(
   libopenblas-dev libdnnl-dev
   libpcre2-dev libcjson-dev libutf8proc-dev libopencc-dev libmicrohttpd-dev libsqlite3-dev libpng-dev
   libopenmpi-dev openmpi-bin
+  time
 )
 # Node.js runs the npm test oracles and the demo's corpus fetch. A machine that already has
 # node and npm (from any source) keeps them; otherwise Debian's packages are installed.

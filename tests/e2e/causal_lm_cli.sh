@@ -49,9 +49,9 @@ grep -q "regular" "$T/eval" && grep -q "validation loss" "$T/eval" && grep -q "u
 
 # errors that name the problem
 sed 's/"num_attention_heads": 2/"num_attention_heads": 3/' "$T/cfg.json" >"$T/bad1.json"
-expect_error "not divisible by num_attention_heads" "$BIN" pretrain "$T/bad1.json" --out "$T/r1"
+expect_error "not divisible by num_attention_heads" "$BIN" pretrain "$T/bad1.json" -o "$T/r1"
 sed 's/"vocab_size": 1500/"vocab_size": 1000/' "$T/cfg.json" >"$T/bad2.json"
-expect_error "tokenizer has 1500 tokens but the model's vocab_size is 1000" "$BIN" pretrain "$T/bad2.json" --out "$T/r2"
+expect_error "tokenizer has 1500 tokens but the model's vocab_size is 1000" "$BIN" pretrain "$T/bad2.json" --output "$T/r2"
 printf '{ "model": ' >"$T/bad3.json"
 expect_error "bad3.json" "$BIN" pretrain "$T/bad3.json"
 : >"$T/empty.tsv"

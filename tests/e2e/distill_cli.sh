@@ -60,9 +60,9 @@ expect_error "uses another tokenizer than the student's" \
 sed 's/"vocab_size": 1200/"vocab_size": 1300/' "$T/student.json" >"$T/other_vocab.json"
 expect_error "the teacher's vocab_size is 1200 but the student's is 1300" \
   "$BIN" distill --teacher "$T/teacher/model" --student-config "$T/other_vocab.json" -o "$T/e3"
-expect_error "--alpha must be a number >= 0 and <= 1 (got '1.5')" \
+expect_error "--alpha: '1.5' is not a number in \[0, 1\]" \
   "$BIN" distill --teacher "$T/teacher/model" --student-config "$T/student.json" --alpha 1.5
-expect_error "--temperature must be a number > 0" \
+expect_error "--temperature: '0' is not a number in (0, 10000\]" \
   "$BIN" distill --teacher "$T/teacher/model" --student-config "$T/student.json" --temperature 0
 expect_error "'temperature' must be greater than 0" \
   "$BIN" distill --teacher "$T/teacher/model" --student-config "$T/student.json" --set temperature=-1 -o "$T/e4"
