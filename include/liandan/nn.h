@@ -80,11 +80,17 @@ ld_status ld_op_rope(ld_tape *t, const ld_tensor *x, int64_t n_heads, int64_t po
 /* q [B, T, Hq*D], k and v [B, T, Hkv*D] -> out [B, T, Hq*D]. key_len may be NULL. */
 ld_status ld_op_attention(ld_tape *t, const ld_tensor *q, const ld_tensor *k, const ld_tensor *v, int64_t n_heads,
                           int64_t n_kv_heads, bool causal, const int32_t *key_len, ld_tensor **out);
+/* GELU, tanh approximation (GPT-2's "gelu_new"). */
 ld_status ld_op_gelu(ld_tape *t, const ld_tensor *x, ld_tensor **y);
+/* GELU, exact: x Phi(x) with the normal CDF via erf (BERT's and ESM's "gelu"). */
+ld_status ld_op_gelu_erf(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 ld_status ld_op_silu(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 ld_status ld_op_swiglu(ld_tape *t, const ld_tensor *gate, const ld_tensor *up, ld_tensor **y);
 ld_status ld_op_add(ld_tape *t, const ld_tensor *a, const ld_tensor *b, ld_tensor **y);
 ld_status ld_op_scale(ld_tape *t, const ld_tensor *x, float alpha, ld_tensor **y);
+/* y[r, :] = s[r] x[r, :] for each row r of x (all leading dimensions flattened); s has one
+ * constant per row (no gradient) and must stay valid until backward. */
+ld_status ld_op_scale_rows(ld_tape *t, const ld_tensor *x, const float *s, ld_tensor **y);
 ld_status ld_op_dropout(ld_tape *t, const ld_tensor *x, float p, ld_tensor **y);
 ld_status ld_op_softmax(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 /* The same elements with a new shape (a copy; its gradient flows back to x). */

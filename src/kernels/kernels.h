@@ -146,6 +146,10 @@ typedef struct ld_kernels {
     /* GELU, tanh approximation (GPT-2 "gelu_new"). */
     void (*gelu_fwd)(float *y, const float *x, int64_t n);
     void (*gelu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
+    /* GELU, exact: y = x Phi(x) = 0.5 x (1 + erf(x / sqrt(2))) (BERT's and ESM's "gelu");
+     * bwd: dx += dy (Phi(x) + x phi(x)). */
+    void (*gelu_erf_fwd)(float *y, const float *x, int64_t n);
+    void (*gelu_erf_bwd)(float *dx, const float *dy, const float *x, int64_t n);
     void (*silu_fwd)(float *y, const float *x, int64_t n);
     void (*silu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
     /* SwiGLU: y = silu(gate) * up (Llama MLP). */

@@ -302,6 +302,10 @@ static void gelu_bwd(ld_tape *t, ld_node *n) {
     float *dx = ld_tape_grad(t, n->in[0]);
     if (dx) t->k->gelu_bwd(dx, n->out->grad->data, n->in[0]->data, ld_tensor_numel(n->out));
 }
+static void gelu_erf_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx) t->k->gelu_erf_bwd(dx, n->out->grad->data, n->in[0]->data, ld_tensor_numel(n->out));
+}
 static void silu_bwd(ld_tape *t, ld_node *n) {
     float *dx = ld_tape_grad(t, n->in[0]);
     if (dx) t->k->silu_bwd(dx, n->out->grad->data, n->in[0]->data, ld_tensor_numel(n->out));
@@ -321,6 +325,9 @@ static ld_status unary(ld_tape *t, const char *op, const ld_tensor *x, unary_fwd
 
 ld_status ld_op_gelu(ld_tape *t, const ld_tensor *x, ld_tensor **y) {
     return unary(t, "gelu", x, t->k->gelu_fwd, gelu_bwd, y);
+}
+ld_status ld_op_gelu_erf(ld_tape *t, const ld_tensor *x, ld_tensor **y) {
+    return unary(t, "gelu_erf", x, t->k->gelu_erf_fwd, gelu_erf_bwd, y);
 }
 ld_status ld_op_silu(ld_tape *t, const ld_tensor *x, ld_tensor **y) {
     return unary(t, "silu", x, t->k->silu_fwd, silu_bwd, y);
@@ -393,6 +400,28 @@ ld_status ld_op_scale(ld_tape *t, const ld_tensor *x, float alpha, ld_tensor **o
     t->k->scale_fwd((*out_)->data, x->data, alpha, ld_tensor_numel(x));
     RECORD_OR_FAIL(n, t, "scale", scale_bwd, *out_, (ld_tensor *)x, NULL, NULL);
     if (n) n->f[0] = alpha;
+    return LD_OK;
+}
+
+static void scale_rows_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (!dx) return;
+    const float *s = n->saved[0], *dy = n->out->grad->data;
+    int64_t R = rows_of(n->out), C = cols_of(n->out);
+    for (int64_t r = 0; r < R; r++) t->k->axpy(dx + r * C, s[r], dy + r * C, C);
+}
+
+ld_status ld_op_scale_rows(ld_tape *t, const ld_tensor *x, const float *s, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "scale_rows", "input", x))) return st;
+    if (!s) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "scale_rows: no row scales");
+    if ((st = new_out(t, x->ndim, x->shape, x, NULL, NULL, out_))) return st;
+    int64_t R = rows_of(x), C = cols_of(x);
+    float *y = (*out_)->data;
+    const float *xs = x->data;
+    for (int64_t r = 0; r < R; r++) t->k->scale_fwd(y + r * C, xs + r * C, s[r], C);
+    RECORD_OR_FAIL(n, t, "scale_rows", scale_rows_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    if (n) n->saved[0] = (void *)s;
     return LD_OK;
 }
 

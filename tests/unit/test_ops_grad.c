@@ -205,6 +205,8 @@ TEST(fd_distill) {
 /* ---- pointwise ---- */
 static void gelu_fwd(fd_case *c) { ld_ref64_gelu_fwd(c->out, c->in[0], c->nout); }
 static void gelu_bwd(fd_case *c) { ld_ref64_gelu_bwd(c->grad[0], c->r, c->in[0], c->nout); }
+static void gelu_erf_fwd(fd_case *c) { ld_ref64_gelu_erf_fwd(c->out, c->in[0], c->nout); }
+static void gelu_erf_bwd(fd_case *c) { ld_ref64_gelu_erf_bwd(c->grad[0], c->r, c->in[0], c->nout); }
 static void silu_fwd(fd_case *c) { ld_ref64_silu_fwd(c->out, c->in[0], c->nout); }
 static void silu_bwd(fd_case *c) { ld_ref64_silu_bwd(c->grad[0], c->r, c->in[0], c->nout); }
 static void swiglu_fwd(fd_case *c) { ld_ref64_swiglu_fwd(c->out, c->in[0], c->in[1], c->nout); }
@@ -229,6 +231,7 @@ static double fd_pointwise(const char *name, int nin, void (*fwd)(fd_case *), vo
 
 TEST(fd_pointwise) {
     CHECK(fd_pointwise("gelu", 1, gelu_fwd, gelu_bwd) <= FD_TOL);
+    CHECK(fd_pointwise("gelu_erf", 1, gelu_erf_fwd, gelu_erf_bwd) <= FD_TOL);
     CHECK(fd_pointwise("silu", 1, silu_fwd, silu_bwd) <= FD_TOL);
     CHECK(fd_pointwise("swiglu", 2, swiglu_fwd, swiglu_bwd) <= FD_TOL);
     CHECK(fd_pointwise("add", 2, add_fwd, add_bwd) <= FD_TOL);

@@ -32,6 +32,8 @@ void REF_FN(distill_bwd)(REAL *ds, const REAL *dloss, const REAL *s, const REAL 
                          int32_t ignore_index);
 void REF_FN(gelu_fwd)(REAL *y, const REAL *x, int64_t n);
 void REF_FN(gelu_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n);
+void REF_FN(gelu_erf_fwd)(REAL *y, const REAL *x, int64_t n);
+void REF_FN(gelu_erf_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n);
 void REF_FN(silu_fwd)(REAL *y, const REAL *x, int64_t n);
 void REF_FN(silu_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n);
 void REF_FN(swiglu_fwd)(REAL *y, const REAL *gate, const REAL *up, int64_t n);

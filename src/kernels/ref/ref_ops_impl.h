@@ -274,6 +274,24 @@ void REF_FN(gelu_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n) {
     }
 }
 
+#define REF_SQRT1_2 0.7071067811865476      /* 1 / sqrt(2) */
+#define REF_INV_SQRT_2PI 0.3989422804014327 /* 1 / sqrt(2 pi): the normal density at 0 */
+
+void REF_FN(gelu_erf_fwd)(REAL *y, const REAL *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i];
+        y[i] = (REAL)(0.5 * v * (1.0 + erf(v * REF_SQRT1_2)));
+    }
+}
+
+void REF_FN(gelu_erf_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n) {
+    if (!dx) return;
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i], cdf = 0.5 * (1.0 + erf(v * REF_SQRT1_2)), pdf = REF_INV_SQRT_2PI * exp(-0.5 * v * v);
+        dx[i] += (REAL)((double)dy[i] * (cdf + v * pdf));
+    }
+}
+
 static double REF_FN(sigmoid)(double v) { return 1.0 / (1.0 + exp(-v)); }
 
 void REF_FN(silu_fwd)(REAL *y, const REAL *x, int64_t n) {

@@ -1,0 +1,66 @@
+/* models/encoder_internal.h — the encoder's layout and its tensor-name tables, shared by the
+ * forward pass (encoder.c), the model-directory loader/saver (encoder_dir.c) and the GGUF
+ * writer/reader (encoder_gguf.c). */
+#ifndef LD_ENCODER_INTERNAL_H
+#define LD_ENCODER_INTERNAL_H
+
+#include <stddef.h>
+
+#include "liandan/encoder.h"
+#include "nn/nn_internal.h"
+
+/* Per-layer parameters. ln1 / ln2: bert's LayerNorms after the attention and MLP residual
+ * adds; esm's before attention and before the MLP. */
+typedef struct enc_layer {
+    ld_tensor *q, *q_b, *k, *k_b, *v, *v_b, *o, *o_b;
+    ld_tensor *ln1_w, *ln1_b;
+    ld_tensor *up, *up_b, *down, *down_b;
+    ld_tensor *ln2_w, *ln2_b;
+} enc_layer;
+
+struct ld_encoder {
+    ld_ctx *ctx;
+    ld_encoder_config cfg;
+    ld_params *params;
+    ld_tensor *wte;                     /* word embeddings [V, C], also the MLM decoder */
+    ld_tensor *wpe, *wtt;               /* bert: positions [P, C], token types [TT, C] */
+    ld_tensor *emb_ln_w, *emb_ln_b;     /* bert: LayerNorm of the embedding sum */
+    ld_tensor *final_ln_w, *final_ln_b; /* esm: emb_layer_norm_after */
+    ld_tensor *contact_w, *contact_b;   /* esm: the contact head, frozen (kept for round trips) */
+    ld_tensor *head_w, *head_b, *head_ln_w, *head_ln_b, *head_bias; /* MLM head */
+    enc_layer *layers;
+};
+
+/* How a parameter is initialised and which shape it has. */
+enum { ENC_INIT_NORMAL, ENC_INIT_ZERO, ENC_INIT_ONE };
+enum { ENC_SHAPE_CC, ENC_SHAPE_IC, ENC_SHAPE_CI, ENC_SHAPE_C, ENC_SHAPE_I };
+
+/* One per-layer parameter: its field in enc_layer and its name after the layer prefix for
+ * bert / esm (HF) and in llama.cpp's GGUF ("blk.N." prefix; bert only). */
+typedef struct enc_layer_param {
+    size_t field;
+    const char *hf[2];
+    const char *gguf;
+    int init, shape;
+} enc_layer_param;
+extern const enc_layer_param enc_layer_params[];
+extern const int enc_n_layer_params;
+
+/* One model-level parameter of an architecture. */
+typedef struct enc_top_param {
+    size_t field;
+    const char *hf;
+    const char *gguf; /* NULL: not in llama.cpp's bert */
+    int init;
+    int rows;         /* 'V' vocab, 'P' positions, 'T' token types, 'C' hidden, 'L' layers x heads, '1' one */
+    int cols;         /* 'C', '1' or 0 (1-D) */
+    bool frozen;
+} enc_top_param;
+/* The model-level parameters of arch, terminated by an entry with hf == NULL. */
+const enc_top_param *enc_top_params(ld_encoder_arch arch);
+/* "bert.encoder.layer." / "esm.encoder.layer." */
+const char *enc_layer_prefix(ld_encoder_arch arch);
+
+#define ENC_FIELD(base, off) (*(ld_tensor **)((char *)(base) + (off)))
+
+#endif
