@@ -37,6 +37,10 @@ typedef struct ld_corpus_params {
     bool to_simplified;      /* Traditional -> Simplified Chinese via OpenCC (error if not built in) */
     bool collapse_whitespace;/* runs of whitespace -> one space, trimmed */
     bool txt_paragraphs;     /* txt: one document per blank-line-separated paragraph (default: per line) */
+    /* FASTA of proteins: lowercase letters are upper-cased, J (Leu/Ile) becomes X, a final '*'
+     * (stop) is dropped; anything else that is not a letter (digits, alignment gaps '-' '.',
+     * a '*' followed by more residues) is an error naming file:line:column. */
+    bool protein;
 } ld_corpus_params;
 ld_corpus_params ld_corpus_default_params(void);
 
@@ -137,6 +141,61 @@ ld_status ld_batch_sampler_next(ld_batch_sampler *s, int32_t *tokens, int64_t B,
 ld_status ld_batch_sampler_save(const ld_batch_sampler *s, char **json);
 ld_status ld_batch_sampler_restore(ld_batch_sampler *s, const char *json);
 int64_t ld_batch_sampler_tokens(const ld_batch_sampler *s); /* tokens available to this rank */
+
+/* ---- masked-LM batches ------------------------------------------------------------------
+ * Sequences (FASTA records, text lines, ... read with the corpus readers) become rows
+ *   [CLS] tokens [SEP] [PAD] ...
+ * with a share mask_prob of their tokens selected for prediction: of those, replace_mask are
+ * shown as [MASK], replace_random as a random ordinary token, the rest unchanged (BERT's
+ * 80/10/10). With whole_word a WordPiece word ("play" "##ing") is selected as a whole. Every
+ * row has at least one prediction. A sequence longer than the row is cropped to a window
+ * (random while training, its start with eval) or, with split_long, cut into consecutive
+ * pieces when loaded. Length bucketing: sequences are drawn in a shuffled order (fixed with
+ * eval), each group of `bucket` batches is sorted by length and cut into batches whose order
+ * is shuffled, so a batch is padded only to its longest row (T_used <= T). Masks, crops and
+ * orders come from (seed, epoch, sequence): a new masking every epoch (the same every pass
+ * with eval), and a cursor of three integers resumes exactly. Sequences live in memory as
+ * token ids (4 bytes per residue or character). */
+typedef struct ld_mlm_params {
+    float mask_prob;       /* 0.15 */
+    float replace_mask;    /* 0.8 */
+    float replace_random;  /* 0.1 */
+    bool whole_word;       /* select WordPiece words whole */
+    bool split_long;       /* cut long sequences into pieces when loading (else crop per epoch) */
+    bool eval;             /* fixed order, crops at the start, the same masks every pass */
+    int64_t bucket;        /* batches per length bucket (64; 1 = no bucketing) */
+    int64_t max_docs;      /* read at most this many sequences (0 = all) */
+    uint64_t seed;
+    ld_corpus_params corpus; /* how the files are read (set corpus.protein for FASTA proteins) */
+} ld_mlm_params;
+ld_mlm_params ld_mlm_default_params(void);
+
+/* The special ids masked-LM rows use: [CLS]/<cls>, [SEP]/<eos>, [PAD]/<pad>, [MASK]/<mask>,
+ * [UNK]/<unk> (-1 when absent; all but unk are required). */
+typedef struct ld_mlm_specials {
+    int32_t cls, sep, pad, mask, unk;
+} ld_mlm_specials;
+ld_status ld_mlm_specials_of(ld_ctx *ctx, const ld_tokenizer *tok, ld_mlm_specials *sp);
+
+typedef struct ld_mlm_source ld_mlm_source;
+/* Reads and tokenizes every file (errors name file:line), for rows of T tokens. tok must
+ * outlive nothing: it is only used while opening. */
+ld_status ld_mlm_source_open(ld_ctx *ctx, const char *const *paths, int n_paths, const ld_tokenizer *tok, int64_t T,
+                             const ld_mlm_params *p, ld_mlm_source **out);
+void ld_mlm_source_free(ld_mlm_source *s);
+int64_t ld_mlm_source_docs(const ld_mlm_source *s);
+int64_t ld_mlm_source_tokens(const ld_mlm_source *s);
+const ld_mlm_specials *ld_mlm_source_specials(const ld_mlm_source *s);
+/* freq[V] = each id's share of the sequences' tokens (the unigram baseline). */
+ld_status ld_mlm_source_unigram(const ld_mlm_source *s, int64_t V, double *freq);
+/* The next batch of B rows laid out [B, *T_used] (T_used <= T): ids, targets (the original id
+ * at predicted positions, -100 elsewhere) and lengths[B] (real tokens, specials included;
+ * rows past the data's end in eval mode hold only [CLS] and predict nothing). */
+ld_status ld_mlm_source_next(ld_mlm_source *s, int64_t B, int32_t *ids, int32_t *targets, int32_t *lengths,
+                             int64_t *T_used);
+/* The cursor as a JSON object text (malloc'd; free()); restore takes the same text. */
+ld_status ld_mlm_source_save(const ld_mlm_source *s, char **json);
+ld_status ld_mlm_source_restore(ld_mlm_source *s, const char *json);
 
 #ifdef __cplusplus
 }

@@ -54,6 +54,10 @@ ld_status ld_tokenizer_from_gguf(ld_ctx *ctx, const ld_gguf *g, const char *name
  * [PAD] [MASK] [CLS] [SEP] [UNK]. vocab_txt: a WordPiece vocab.txt (one token per line);
  * its single-character entries form the vocabulary. */
 ld_status ld_tokenizer_new_amino(ld_ctx *ctx, ld_tokenizer **out);
+/* ESM-2's 33-token protein alphabet in its id order (<cls> <pad> <eos> <unk>, the 20 standard
+ * residues by frequency, X B U Z O . -, <null_1>, <mask>), so models trained with it load as
+ * transformers' EsmForMaskedLM with EsmTokenizer's vocab.txt. BOS = <cls>, EOS = <eos>. */
+ld_status ld_tokenizer_new_esm(ld_ctx *ctx, ld_tokenizer **out);
 ld_status ld_tokenizer_load_vocab_txt(ld_ctx *ctx, const char *path, ld_tokenizer **out);
 
 /* ---- using it ----------------------------------------------------------------------- */

@@ -313,12 +313,42 @@ static ld_status raw_jsonl(ld_corpus *c, const char **doc, size_t *len, size_t *
     return LD_ERR_NOT_FOUND;
 }
 
+/* A protein sequence line into out (see ld_corpus_params.protein): letters upper-cased, J to X,
+ * a stop '*' only as the record's last residue. *star_line is the line of a '*' seen so far
+ * (0 = none). Returns the residues written, or an error. */
+static ld_status protein_line(ld_corpus *c, const char *line, size_t n, size_t ln, char *out, size_t *used,
+                              size_t *star_line, size_t *star_col) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)line[i];
+        if (ch == ' ' || ch == '\t' || ch == '\r') continue;
+        if (ch == '*') {
+            if (!*star_line) *star_line = ln, *star_col = i + 1;
+            continue;
+        }
+        bool letter = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z');
+        if (letter && *star_line)
+            return ld_error(c->ctx, LD_ERR_FORMAT, "%s:%zu:%zu: a stop '*' inside the sequence (more residues follow it)",
+                            c->name, *star_line, *star_col);
+        if (!letter) {
+            const char *why = ch == '-' || ch == '.' ? " (an alignment gap: give unaligned sequences)" : "";
+            if (ch >= 0x20 && ch < 0x7f)
+                return ld_error(c->ctx, LD_ERR_FORMAT, "%s:%zu:%zu: '%c' is not an amino-acid letter%s", c->name, ln, i + 1,
+                                ch, why);
+            return ld_error(c->ctx, LD_ERR_FORMAT, "%s:%zu:%zu: byte 0x%02x is not an amino-acid letter", c->name, ln,
+                            i + 1, ch);
+        }
+        if (ch >= 'a') ch = (unsigned char)(ch - 'a' + 'A');
+        out[(*used)++] = ch == 'J' ? 'X' : (char)ch;
+    }
+    return LD_OK;
+}
+
 /* FASTA: a '>' header line, then sequence lines joined without newlines (whitespace
  * dropped). Text before the first header is an error. */
 static ld_status raw_fasta(ld_corpus *c, const char **doc, size_t *len, size_t *lineno_out) {
     const char *line;
     size_t n, ln;
-    size_t used = 0, header_line = 0;
+    size_t used = 0, header_line = 0, star_line = 0, star_col = 0;
     bool in_record = false;
     while (c->pos < c->size) {
         /* peek: a header ends the current record */
@@ -341,6 +371,10 @@ static ld_status raw_fasta(ld_corpus *c, const char **doc, size_t *len, size_t *
         size_t need;
         if (ld_add_size(used, n, &need) || !scratch_reserve(c, need, used))
             return ld_error(c->ctx, LD_ERR_NOMEM, "%s:%zu: out of memory", c->name, ln);
+        if (c->p.protein) {
+            if ((st = protein_line(c, line, n, ln, c->scratch, &used, &star_line, &star_col))) return st;
+            continue;
+        }
         for (size_t i = 0; i < n; i++)
             if (line[i] != ' ' && line[i] != '\t') c->scratch[used++] = line[i];
     }

@@ -26,27 +26,50 @@ static ld_status set_token(ld_tokenizer *t, int64_t id, const char *text, size_t
     return LD_OK;
 }
 
-ld_status ld_tokenizer_new_amino(ld_ctx *ctx, ld_tokenizer **out) {
-    if (!out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_tokenizer_new_amino: NULL out");
+/* ESM-2's 33-token alphabet (fair-esm / transformers EsmTokenizer), in id order. */
+static const char *const esm_tokens[] = {"<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R",
+                                         "T",     "I",     "D",     "P",     "K", "Q", "N", "F", "Y", "M", "H",
+                                         "W",     "C",     "X",     "B",     "U", "Z", "O", ".", "-", "<null_1>",
+                                         "<mask>"};
+
+/* A character vocabulary from an id-ordered token list (special: "[NAME]" / "<name>"). */
+static ld_status new_from_list(ld_ctx *ctx, const char *const *tokens, int64_t n, const char *bos, const char *eos,
+                               ld_tokenizer **out) {
     *out = NULL;
-    int64_t n = 5 + (int64_t)strlen(amino_letters);
     ld_tokenizer *t = ld_tokenizer_alloc(ctx, n);
-    if (!t || !(t->specials = ld_calloc(ctx, 5, sizeof *t->specials))) {
+    if (!t || !(t->specials = ld_calloc(ctx, (size_t)n, sizeof *t->specials))) {
         ld_tokenizer_free(t);
         return ld_ctx_status(ctx);
     }
     t->kind = LD_TOK_CHAR;
     ld_status st = LD_OK;
-    for (int i = 0; i < 5 && !st; i++) st = set_token(t, i, amino_specials[i], strlen(amino_specials[i]), true);
-    for (int64_t i = 5; i < n && !st; i++) st = set_token(t, i, &amino_letters[i - 5], 1, false);
+    for (int64_t i = 0; i < n && !st; i++) {
+        size_t len = strlen(tokens[i]);
+        st = set_token(t, i, tokens[i], len, len > 1);
+    }
     if (!st) st = ld_tokenizer_finish(t);
-    if (!st) t->bos = 2, t->eos = 3; /* [CLS] ... [SEP] */
+    if (!st) t->bos = ld_tokenizer_token_id(t, bos), t->eos = ld_tokenizer_token_id(t, eos);
     if (st) {
         ld_tokenizer_free(t);
         return st;
     }
     *out = t;
     return LD_OK;
+}
+
+ld_status ld_tokenizer_new_amino(ld_ctx *ctx, ld_tokenizer **out) {
+    if (!out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_tokenizer_new_amino: NULL out");
+    const char *tokens[5 + sizeof amino_letters];
+    char letters[sizeof amino_letters][2];
+    int64_t n = 0;
+    for (int i = 0; i < 5; i++) tokens[n++] = amino_specials[i];
+    for (size_t i = 0; amino_letters[i]; i++) letters[i][0] = amino_letters[i], letters[i][1] = 0, tokens[n++] = letters[i];
+    return new_from_list(ctx, tokens, n, "[CLS]", "[SEP]", out);
+}
+
+ld_status ld_tokenizer_new_esm(ld_ctx *ctx, ld_tokenizer **out) {
+    if (!out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_tokenizer_new_esm: NULL out");
+    return new_from_list(ctx, esm_tokens, (int64_t)(sizeof esm_tokens / sizeof esm_tokens[0]), "<cls>", "<eos>", out);
 }
 
 static bool looks_special(const char *s, size_t len) {
@@ -96,6 +119,7 @@ ld_status ld_tokenizer_load_vocab_txt(ld_ctx *ctx, const char *path, ld_tokenize
     if (!st) st = ld_tokenizer_finish(t);
     if (!st) {
         if (t->bos < 0) t->bos = ld_tokenizer_token_id(t, "[CLS]");
+        if (t->bos < 0) t->bos = ld_tokenizer_token_id(t, "<cls>"); /* ESM's vocab.txt */
         if (t->eos < 0) t->eos = ld_tokenizer_token_id(t, "[SEP]");
     }
     if (st) {

@@ -55,6 +55,53 @@ TEST(bad_corpora) {
     ld_ctx_free(ctx);
 }
 
+/* Protein FASTA: each record mapped (lowercase, J, a final stop) or rejected with
+ * file:line:column. */
+TEST(protein_fasta_maps_or_rejects_with_line_and_column) {
+    ld_ctx *ctx = dt_ctx();
+    static const struct {
+        const char *name, *content;
+        ld_status expect;
+        const char *out_or_msg; /* the documents joined by '|', or a substring of the error */
+    } cases[] = {
+        {"lower.fasta", ">a\nmkv\nLLj\n>b\nAC*\n", LD_OK, "MKVLLX|AC"},
+        {"stop_own_line.fasta", ">a\nMKV\n*\n", LD_OK, "MKV"},
+        {"crlf.fasta", ">a\r\nMK V\r\n", LD_OK, "MKV"},
+        {"long_line.fasta", NULL, LD_OK, NULL}, /* one 200,000-residue line: no line limit */
+        {"inner_stop.fasta", ">a\nMK*\nVV\n", LD_ERR_FORMAT, "inner_stop.fasta:2:3: a stop '*' inside the sequence"},
+        {"gap.fasta", ">a\nMK\nA-C\n", LD_ERR_FORMAT, "gap.fasta:3:2: '-' is not an amino-acid letter (an alignment gap"},
+        {"digit.fasta", ">a\nMK1\n", LD_ERR_FORMAT, "digit.fasta:2:3: '1' is not an amino-acid letter"},
+        {"utf8.fasta", ">a\nM\xc3\xa9\n", LD_ERR_FORMAT, "utf8.fasta:2:2: byte 0xc3"},
+        {"only_stop.fasta", ">a\n*\n>b\nM\n", LD_ERR_FORMAT, "only_stop.fasta:1: FASTA record without a sequence"},
+        {"empty_record.fasta", ">a\n>b\nM\n", LD_ERR_FORMAT, "empty_record.fasta:1: FASTA record without"},
+    };
+    static char big[200016];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *content = cases[i].content;
+        if (!content) {
+            memcpy(big, ">x\n", 3);
+            for (int j = 0; j < 200000; j++) big[3 + j] = "acdefghiklmnpqrstvwy"[j % 20];
+            memcpy(big + 200003, "\n", 2);
+            content = big;
+        }
+        const char *path = dt_write(cases[i].name, content, strlen(content));
+        ld_corpus_params p = ld_corpus_default_params();
+        p.protein = true;
+        static char out[200100];
+        int n;
+        ld_status st = dt_read_all(ctx, path, &p, out, sizeof out, &n);
+        CHECK_MSG(st == cases[i].expect, "%s: got %s (%s)", cases[i].name, ld_status_name(st), ld_ctx_error(ctx));
+        if (st == LD_OK && cases[i].out_or_msg)
+            CHECK_MSG(!strcmp(out, cases[i].out_or_msg), "%s: read \"%s\", expected \"%s\"", cases[i].name, out,
+                      cases[i].out_or_msg);
+        if (st == LD_OK && !cases[i].content) CHECK(strlen(out) == 200000 && out[0] == 'A' && out[19] == 'Y');
+        if (st != LD_OK)
+            CHECK_MSG(strstr(ld_ctx_error(ctx), cases[i].out_or_msg) != NULL, "%s: message \"%s\" lacks \"%s\"",
+                      cases[i].name, ld_ctx_error(ctx), cases[i].out_or_msg);
+    }
+    ld_ctx_free(ctx);
+}
+
 /* A valid shard in memory, to corrupt. */
 static uint8_t *good_shard(ld_ctx *ctx, size_t *n, uint64_t hash) {
     const char *path = dt_path("good.bin");
