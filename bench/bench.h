@@ -84,6 +84,9 @@ void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
  * peak, per weight form (bench_infer.c). */
 void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_tokenizer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+/* Masked-LM training step of the encoder at the BERT-base shape, fp32 and bf16 (bench_mlm.c). */
+void ld_bench_mlm(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+ld_encoder_config ld_bench_bert_base(void);
 /* Norms, AdamW, cross-entropy, GELU in GB/s against triad bandwidth (bench_ops.c). */
 void ld_bench_suite_ops(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);

@@ -34,6 +34,13 @@ extern const ld_cli_command ld_cmd_eval;
 extern const ld_cli_command ld_cmd_export;
 extern const ld_cli_command ld_cmd_quantize;
 extern const ld_cli_command ld_cmd_imatrix;
+extern const ld_cli_command ld_cmd_embed;
+extern const ld_cli_command ld_cmd_fill_mask;
+
+/* `liandan eval mlm` (cli/cmd_encode.c): argv[0] is "mlm". */
+int ld_cli_eval_mlm(int argc, char **argv);
+/* `liandan eval probe` (cli/cmd_encode.c). */
+int ld_cli_eval_probe(int argc, char **argv);
 
 /* A context with the CLI's log sink (stderr, "liandan: warning: ...") and `threads`
  * (0 = all cores). Exits with a message on failure (the CLI may exit; the library may not). */

@@ -39,6 +39,7 @@ static const top_suite top_suites[] = {
     {"limits", NULL},
     {"kernels", bench_kernels},
     {"train", ld_bench_train},
+    {"mlm", ld_bench_mlm},
     {"infer", ld_bench_infer},
     {"tokenizer", ld_bench_tokenizer},
 };
@@ -69,6 +70,8 @@ static int cmd_bench(int argc, char **argv) {
                  "             to the machine limit measured in the same run\n"
                  "  train      causal-LM training step (GPT-2-124M shape, B=4, T=64) in fp32 and bf16: tokens/s\n"
                  "             and MFU; batch-1 generation tokens/s against the bandwidth limit\n"
+                 "  mlm        masked-LM training step of the encoder (BERT-base shape, B=8, T=128, 15 % predicted)\n"
+                 "             in fp32 and bf16: tokens/s and MFU against the fp32 FMA peak (--filter fp32: fp32 only)\n"
                  "  infer      KV-cached inference (GPT-2-124M shape, or --model): decode at batch 1 against\n"
                  "             the bandwidth limit, prefill of 512 tokens against the FMA peak, per weight type\n"
                  "  tokenizer  BPE training time (32k, zh_pretrain + en_text) and encoding MB/s next to\n"

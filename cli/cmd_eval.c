@@ -242,9 +242,15 @@ static int eval_ppl(int argc, char **argv) {
 static const ld_cli_command eval_poetry_cmd = {"poetry", "share of sampled poems that are regular verse", eval_poetry};
 static const ld_cli_command eval_ppl_cmd = {"ppl", "perplexity and bits per byte of a text", eval_ppl};
 
+static const ld_cli_command eval_mlm_cmd = {"mlm", "masked-LM loss and accuracy of an encoder vs the unigram baseline",
+                                            ld_cli_eval_mlm};
+static const ld_cli_command eval_probe_cmd = {"probe", "linear probes of a protein encoder (DeepLoc, SS3) vs baselines",
+                                              ld_cli_eval_probe};
+
 static int cmd_eval(int argc, char **argv) {
-    static const ld_cli_command *const subs[] = {&eval_poetry_cmd, &eval_ppl_cmd};
-    return ld_cli_dispatch("eval", "Evaluates a model (a model directory or GGUF file).", subs, 2, argc, argv);
+    static const ld_cli_command *const subs[] = {&eval_poetry_cmd, &eval_ppl_cmd, &eval_mlm_cmd, &eval_probe_cmd};
+    return ld_cli_dispatch("eval", "Evaluates a model (a model directory or GGUF file).", subs, 4, argc, argv);
 }
 
-const ld_cli_command ld_cmd_eval = {"eval", "evaluate a model (poetry format, perplexity)", cmd_eval};
+const ld_cli_command ld_cmd_eval = {"eval", "evaluate a model (poetry format, perplexity, masked LM, protein probes)",
+                                    cmd_eval};

@@ -16,10 +16,13 @@ typedef struct export_opts {
     bool allow_requantize;
     int threads;
     ld_cli_list pos;
+    int pooling; /* encoders: what llama.cpp pools to (ld_pooling) */
 } export_opts;
 
+static const char *const pooling_names[] = {"cls", "mean", NULL}; /* ld_pooling order */
+
 /* The options of quantize and export gguf (and, of them, -o and --threads for export hf). */
-#define EXPORT_OPTS 9
+#define EXPORT_OPTS 10
 static void export_opts_table(export_opts *o, bool gguf, ld_cli_opt t[EXPORT_OPTS]) {
     const ld_cli_opt rows[EXPORT_OPTS] = {
         {.name = "output", .short_name = 'o', .type = LD_CLI_T_STRING, .dest.s = &o->out, .arg = gguf ? "OUT.gguf" : "DIR",
@@ -39,14 +42,37 @@ static void export_opts_table(export_opts *o, bool gguf, ld_cli_opt t[EXPORT_OPT
         LD_CLI_FLAG("allow-requantize", 0, &o->allow_requantize, "accept an already quantized input"),
         {.name = "name", .type = LD_CLI_T_STRING, .dest.s = &o->name, .arg = "NAME", .def = "liandan model",
          .help = "general.name"},
+        LD_CLI_ENUM("pooling", 0, &o->pooling, pooling_names,
+                    "bert encoders: what llama.cpp's embedding path pools to (cls, mean)"),
         LD_CLI_END,
     };
     memcpy(t, rows, sizeof rows);
     if (!gguf) t[2] = (ld_cli_opt)LD_CLI_END; /* hf: only -o and --threads */
 }
 
+/* An encoder model directory (bert) as llama.cpp's "bert" GGUF. */
+static int write_encoder_gguf(const char *cmd, export_opts *o) {
+    ld_ctx *ctx = ld_cli_ctx(o->threads);
+    ld_encoder *m = NULL;
+    ld_tokenizer *tok = NULL;
+    int rc = 0;
+    if (ld_encoder_open(ctx, o->in, &m, &tok)) rc = ld_cli_fail(ctx, "loading the model");
+    ld_encoder_gguf_params gp = ld_encoder_gguf_default_params();
+    gp.type = o->gp.type, gp.pooling = (ld_pooling)o->pooling, gp.name = o->name;
+    if (!rc) {
+        fprintf(stderr, "liandan %s: writing %s (bert encoder, %s, %s pooling)...\n", cmd, o->out,
+                ld_dtype_traits(gp.type)->name, ld_pooling_name(gp.pooling));
+        if (ld_encoder_save_gguf(m, tok, o->out, &gp)) rc = ld_cli_fail(ctx, "writing the GGUF file");
+    }
+    ld_tokenizer_free(tok);
+    ld_encoder_free(m);
+    ld_ctx_free(ctx);
+    return rc;
+}
+
 /* Loads o->in, checks the requantize rule, writes the GGUF. */
 static int write_gguf(const char *cmd, export_opts *o) {
+    if (ld_encoder_dir_sniff(o->in)) return write_encoder_gguf(cmd, o);
     ld_ctx *ctx = ld_cli_ctx(o->threads);
     ld_lm *m = NULL;
     ld_tokenizer *tok = NULL;
@@ -90,7 +116,7 @@ static int write_gguf(const char *cmd, export_opts *o) {
 /* ---- liandan quantize -------------------------------------------------------------- */
 
 static int cmd_quantize(int argc, char **argv) {
-    export_opts o = {.gp = ld_lm_gguf_default_params()};
+    export_opts o = {.gp = ld_lm_gguf_default_params(), .pooling = LD_POOL_MEAN};
     o.gp.type = LD_DTYPE_COUNT; /* required */
     ld_cli_opt opts[EXPORT_OPTS];
     export_opts_table(&o, true, opts);
@@ -126,14 +152,15 @@ static int export_hf(export_opts *o) {
 }
 
 static int export_gguf_cmd(int argc, char **argv) {
-    export_opts o = {.gp = ld_lm_gguf_default_params()};
+    export_opts o = {.gp = ld_lm_gguf_default_params(), .pooling = LD_POOL_MEAN};
     ld_cli_opt opts[EXPORT_OPTS];
     export_opts_table(&o, true, opts);
     const ld_cli_spec spec = {
         .cmd = "export gguf", .args = "MODEL", .opts = opts, .pos = &o.pos, .min_pos = 1, .max_pos = 1,
         .about = "Writes MODEL (a model directory or GGUF file) in llama.cpp's GGUF format: architecture llama\n"
                  "(also for Mistral), qwen2 or gpt2 with llama.cpp's tensor names, and the tokenizer as\n"
-                 "tokenizer.ggml.* metadata. --type defaults to f32; see also `liandan quantize`."};
+                 "tokenizer.ggml.* metadata. --type defaults to f32; see also `liandan quantize`. A bert encoder\n"
+                 "directory becomes llama.cpp's \"bert\" (its embedding path; the MLM head is not written)."};
     int rc;
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     o.in = o.pos.v[0];
@@ -143,7 +170,7 @@ static int export_gguf_cmd(int argc, char **argv) {
 }
 
 static int export_hf_cmd(int argc, char **argv) {
-    export_opts o = {.gp = ld_lm_gguf_default_params()};
+    export_opts o = {.gp = ld_lm_gguf_default_params(), .pooling = LD_POOL_MEAN};
     ld_cli_opt opts[EXPORT_OPTS];
     export_opts_table(&o, false, opts);
     const ld_cli_spec spec = {

@@ -185,6 +185,7 @@ ld_status ld_mlm_source_open(ld_ctx *ctx, const char *const *paths, int n_paths,
 void ld_mlm_source_free(ld_mlm_source *s);
 int64_t ld_mlm_source_docs(const ld_mlm_source *s);
 int64_t ld_mlm_source_tokens(const ld_mlm_source *s);
+int64_t ld_mlm_source_row_length(const ld_mlm_source *s); /* T */
 const ld_mlm_specials *ld_mlm_source_specials(const ld_mlm_source *s);
 /* freq[V] = each id's share of the sequences' tokens (the unigram baseline). */
 ld_status ld_mlm_source_unigram(const ld_mlm_source *s, int64_t V, double *freq);

@@ -22,7 +22,9 @@
 #ifndef LIANDAN_ENCODER_H
 #define LIANDAN_ENCODER_H
 
+#include "liandan/data.h"
 #include "liandan/nn.h"
+#include "liandan/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,6 +76,11 @@ char *ld_encoder_config_to_json(const ld_encoder_config *cfg);
 
 typedef struct ld_encoder ld_encoder;
 
+typedef enum ld_pooling {
+    LD_POOL_CLS = 0,  /* the first position's hidden state (BERT's [CLS], ESM's <cls>) */
+    LD_POOL_MEAN = 1, /* the average over each row's real tokens (special tokens included) */
+} ld_pooling;
+
 /* Builds the model with freshly initialised parameters (BERT conventions: N(0, std) for
  * matrices and embeddings, LayerNorm weights 1, biases 0). */
 ld_status ld_encoder_new(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t seed, ld_encoder **out);
@@ -93,6 +100,18 @@ ld_status ld_encoder_save(ld_encoder *m, const char *dir);
 ld_status ld_encoder_load(ld_ctx *ctx, const char *dir, ld_encoder **out);
 /* true when dir/config.json names model_type "bert" or "esm". */
 bool ld_encoder_dir_sniff(const char *dir);
+
+/* GGUF for llama.cpp's embedding path (architecture "bert": bert.* keys, token_embd /
+ * position_embd / token_types / blk.N.* tensors, bert.pooling_type). The MLM head is not
+ * written (llama.cpp's bert has none); esm is LD_ERR_UNSUPPORTED (no llama.cpp architecture).
+ * type: F32, F16, BF16 or a quantized type for the matrices (vectors stay F32). */
+typedef struct ld_encoder_gguf_params {
+    ld_dtype type;
+    ld_pooling pooling; /* what llama.cpp pools to (mean by default) */
+    const char *name;   /* general.name; NULL = "liandan encoder" */
+} ld_encoder_gguf_params;
+ld_encoder_gguf_params ld_encoder_gguf_default_params(void);
+ld_status ld_encoder_save_gguf(ld_encoder *m, const ld_tokenizer *tok, const char *path, const ld_encoder_gguf_params *p);
 
 /* ---- forward passes (record on the tape; backward comes from ld_tape_backward) -------- */
 /* Final hidden states [B, T, C] for ids [B * T]. types: token types [B * T] or NULL (all 0;
@@ -114,16 +133,49 @@ ld_status ld_encoder_mlm_loss(ld_encoder *m, ld_tape *t, const int32_t *ids, con
                               const int32_t *targets, int64_t B, int64_t T, ld_tensor **loss, int64_t *counted,
                               ld_tensor **logits);
 
-typedef enum ld_pooling {
-    LD_POOL_CLS = 0,  /* the first position's hidden state (BERT's [CLS], ESM's <cls>) */
-    LD_POOL_MEAN = 1, /* the average over each row's real tokens (special tokens included) */
-} ld_pooling;
 /* One vector per row: pooled [B, C] from hidden [B, T, C]; lengths as for forward. */
 ld_status ld_encoder_pool(ld_encoder *m, ld_tape *t, const ld_tensor *hidden, const int32_t *lengths,
                           ld_pooling mode, ld_tensor **pooled);
 /* "cls" / "mean" -> mode; false for other names. */
 bool ld_pooling_from_name(const char *name, ld_pooling *out);
 const char *ld_pooling_name(ld_pooling p);
+
+/* ---- using a trained encoder (inference: nothing is recorded for backward) ------------ */
+/* A model directory and its tokenizer: tokenizer.json, else vocab.txt (a character
+ * vocabulary: Chinese BERT, ESM). The tokenizer may not be larger than the model's vocabulary. */
+ld_status ld_encoder_open(ld_ctx *ctx, const char *dir, ld_encoder **m, ld_tokenizer **tok);
+/* Writes the tokenizer beside a saved model: vocab.txt + tokenizer_config.json +
+ * special_tokens_map.json (BertTokenizer / EsmTokenizer) for a character vocabulary,
+ * tokenizer.json otherwise. */
+ld_status ld_encoder_save_tokenizer(ld_encoder *m, const ld_tokenizer *tok, const char *dir);
+/* One input row for text: [CLS] tokens [SEP] (special tokens written in the text, such as
+ * [MASK] or <mask>, are recognised), cut to max_position. *ids is ld_alloc'd (ld_free with
+ * the model's ctx). */
+ld_status ld_encoder_encode_text(const ld_encoder *m, const ld_tokenizer *tok, const char *text, size_t len,
+                                 int32_t **ids, int64_t *n);
+/* Pooled embeddings out[n, C] of n input rows (seqs[i] of lens[i] tokens), L2-normalised
+ * when normalize; rows are run in padded batches of 16. */
+ld_status ld_encoder_embed(ld_encoder *m, const int32_t *const *seqs, const int64_t *lens, int64_t n, ld_pooling mode,
+                           bool normalize, float *out);
+/* Final hidden states out[n, C] of one input row of n tokens (per-token features). */
+ld_status ld_encoder_hidden(ld_encoder *m, const int32_t *ids, int64_t n, float *out);
+/* The k most likely tokens at every position of ids holding mask_id: positions[n_masks],
+ * top_ids / top_probs [n_masks, k] (probabilities under the softmax over the vocabulary), at
+ * most cap_masks masks. */
+ld_status ld_encoder_fill_mask(ld_encoder *m, const int32_t *ids, int64_t n, int32_t mask_id, int k,
+                               int64_t cap_masks, int64_t *n_masks, int64_t *positions, int32_t *top_ids,
+                               float *top_probs);
+/* Held-out masked-LM quality over an eval-mode source (one pass, or max_batches batches of B):
+ * the mean cross-entropy and accuracy at the predicted positions, and the unigram baseline's
+ * (unigram[V] = token shares of the training data, or NULL: always guessing the most frequent
+ * token, and its -log share as the loss). */
+typedef struct ld_mlm_eval {
+    double loss, accuracy;
+    double unigram_loss, unigram_accuracy;
+    int64_t predicted;
+} ld_mlm_eval;
+ld_status ld_encoder_mlm_eval(ld_encoder *m, ld_mlm_source *src, int64_t B, int64_t max_batches,
+                              const double *unigram, ld_mlm_eval *out);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include "liandan/nn.h"
 #include "liandan/causal_lm.h"
 #include "liandan/encoder.h"
+#include "liandan/probe.h"
 #include "liandan/infer.h"
 #include "liandan/train.h"
 #include "liandan/eval.h"

@@ -198,6 +198,9 @@ ld_status ld_mlm_source_open(ld_ctx *ctx, const char *const *paths, int n_paths,
 int64_t ld_mlm_source_docs(const ld_mlm_source *s) {
     return s ? s->n_docs : 0;
 }
+int64_t ld_mlm_source_row_length(const ld_mlm_source *s) {
+    return s ? s->T : 0;
+}
 int64_t ld_mlm_source_tokens(const ld_mlm_source *s) {
     return s ? s->n_tokens : 0;
 }
