@@ -112,6 +112,10 @@ typedef struct ld_encoder_gguf_params {
 } ld_encoder_gguf_params;
 ld_encoder_gguf_params ld_encoder_gguf_default_params(void);
 ld_status ld_encoder_save_gguf(ld_encoder *m, const ld_tokenizer *tok, const char *path, const ld_encoder_gguf_params *p);
+/* Reads a "bert" GGUF (written here or by llama.cpp's converter) into an encoder with the tanh
+ * GELU llama.cpp computes; its MLM head starts freshly initialised (the file has none). *tok
+ * (may be NULL) receives the file's tokenizer. Other architectures are LD_ERR_UNSUPPORTED. */
+ld_status ld_encoder_load_gguf(ld_ctx *ctx, const char *path, ld_encoder **out, ld_tokenizer **tok);
 
 /* ---- forward passes (record on the tape; backward comes from ld_tape_backward) -------- */
 /* Final hidden states [B, T, C] for ids [B * T]. types: token types [B * T] or NULL (all 0;
@@ -141,8 +145,9 @@ bool ld_pooling_from_name(const char *name, ld_pooling *out);
 const char *ld_pooling_name(ld_pooling p);
 
 /* ---- using a trained encoder (inference: nothing is recorded for backward) ------------ */
-/* A model directory and its tokenizer: tokenizer.json, else vocab.txt (a character
- * vocabulary: Chinese BERT, ESM). The tokenizer may not be larger than the model's vocabulary. */
+/* A model directory and its tokenizer (tokenizer.json, else vocab.txt: a character vocabulary
+ * such as Chinese BERT's or ESM's), or a "bert" GGUF file. The tokenizer may not be larger than
+ * the model's vocabulary. */
 ld_status ld_encoder_open(ld_ctx *ctx, const char *dir, ld_encoder **m, ld_tokenizer **tok);
 /* Writes the tokenizer beside a saved model: vocab.txt + tokenizer_config.json +
  * special_tokens_map.json (BertTokenizer / EsmTokenizer) for a character vocabulary,

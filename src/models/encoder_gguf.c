@@ -85,3 +85,82 @@ ld_status ld_encoder_save_gguf(ld_encoder *m, const ld_tokenizer *tok, const cha
     ld_free(ctx, bufs);
     return st;
 }
+
+/* ---- import -------------------------------------------------------------------------- */
+
+static ld_status get_dim(ld_ctx *ctx, const ld_gguf *g, const char *key, int64_t *out) {
+    return ld_gguf_get_int(ctx, g, key, 1, 1 << 24, out);
+}
+
+/* Copies the file's tensor `name` (any type ld_dequantize reads) into parameter t, checking
+ * the shape. */
+static ld_status load_tensor(ld_ctx *ctx, const ld_gguf *g, const char *path, const char *name, ld_tensor *t) {
+    const ld_tensor_info *info = ld_gguf_find_tensor(g, name);
+    if (!info) return ld_error(ctx, LD_ERR_NOT_FOUND, "%s: tensor '%s' is missing", path, name);
+    bool same = info->ndim == t->ndim;
+    for (int d = 0; same && d < t->ndim; d++) same = info->shape[d] == t->shape[d];
+    if (!same) {
+        char want[64];
+        return ld_error(ctx, LD_ERR_SHAPE, "%s: tensor '%s' does not have the shape %s the keys imply", path, name,
+                        ld_tensor_shape_str(t, want, sizeof want));
+    }
+    if (info->dtype == LD_DTYPE_COUNT)
+        return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which liandan does not read", path, name,
+                        info->dtype_name);
+    ld_status st = ld_dequantize(ctx, info->dtype, info->data, t->data, ld_tensor_numel(t));
+    return st ? ld_error_wrap(ctx, st, "%s: tensor '%s': ", path, name) : LD_OK;
+}
+
+ld_status ld_encoder_load_gguf(ld_ctx *ctx, const char *path, ld_encoder **out, ld_tokenizer **tok) {
+    if (!path || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_encoder_load_gguf: NULL argument");
+    *out = NULL;
+    if (tok) *tok = NULL;
+    ld_gguf *g = NULL;
+    ld_status st = ld_gguf_open(ctx, path, &g);
+    if (st) return st;
+    const char *arch = NULL;
+    ld_encoder_config c = ld_encoder_default_config(LD_ENCODER_BERT);
+    c.gelu_tanh = true, c.dropout = 0; /* llama.cpp's bert computes the tanh GELU */
+    const ld_tensor_info *emb = ld_gguf_find_tensor(g, "token_embd.weight"), *types = ld_gguf_find_tensor(g, "token_types.weight");
+    if ((st = ld_gguf_get_str(ctx, g, "general.architecture", &arch))) goto out;
+    if (strcmp(arch, "bert")) {
+        st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: architecture '%.40s' is not an encoder liandan reads (bert)", path, arch);
+        goto out;
+    }
+    if ((st = get_dim(ctx, g, "bert.context_length", &c.max_position)) ||
+        (st = get_dim(ctx, g, "bert.embedding_length", &c.hidden_size)) ||
+        (st = get_dim(ctx, g, "bert.feed_forward_length", &c.intermediate_size)) ||
+        (st = get_dim(ctx, g, "bert.block_count", &c.n_layers)) ||
+        (st = get_dim(ctx, g, "bert.attention.head_count", &c.n_heads)) ||
+        (st = ld_gguf_get_f32(ctx, g, "bert.attention.layer_norm_epsilon", &c.norm_eps)))
+        goto out;
+    if (!emb || emb->ndim != 2 || !types || types->ndim != 2) {
+        st = ld_error(ctx, LD_ERR_FORMAT, "%s: token_embd.weight and token_types.weight must be matrices", path);
+        goto out;
+    }
+    c.vocab_size = emb->shape[0], c.type_vocab_size = types->shape[0];
+    int64_t pad = 0;
+    if (ld_gguf_find(g, "tokenizer.ggml.padding_token_id") &&
+        (st = ld_gguf_get_int(ctx, g, "tokenizer.ggml.padding_token_id", 0, c.vocab_size - 1, &pad)))
+        goto out;
+    c.pad_token_id = (int32_t)pad;
+    ld_encoder *m = NULL;
+    if ((st = ld_encoder_new(ctx, &c, 0, &m))) goto out;
+    for (const enc_top_param *tp = enc_top_params(c.arch); !st && tp->hf; tp++)
+        if (tp->gguf) st = load_tensor(ctx, g, path, tp->gguf, ENC_FIELD(m, tp->field));
+    for (int l = 0; !st && l < c.n_layers; l++)
+        for (int i = 0; !st && i < enc_n_layer_params; i++) {
+            char name[LD_TENSOR_NAME_MAX];
+            snprintf(name, sizeof name, "blk.%d.%s", l, enc_layer_params[i].gguf);
+            st = load_tensor(ctx, g, path, name, ENC_FIELD(&m->layers[l], enc_layer_params[i].field));
+        }
+    if (!st && tok) st = ld_tokenizer_from_gguf(ctx, g, path, tok);
+    if (st) ld_encoder_free(m);
+    else {
+        ld_log(ctx, LD_LOG_INFO, "%s: a bert encoder without an MLM head (GGUF holds the encoder only)", path);
+        *out = m;
+    }
+out:
+    ld_gguf_close(g);
+    return st;
+}

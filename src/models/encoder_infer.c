@@ -25,6 +25,7 @@ static bool file_exists(const char *path) {
 ld_status ld_encoder_open(ld_ctx *ctx, const char *dir, ld_encoder **m, ld_tokenizer **tok) {
     if (!dir || !m || !tok) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_encoder_open: NULL argument");
     *m = NULL, *tok = NULL;
+    if (file_exists(dir)) return ld_encoder_load_gguf(ctx, dir, m, tok);
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     ld_status st;

@@ -1,7 +1,7 @@
 /* tests/unit/test_encoder_gguf.c — a bert encoder written as GGUF runs in llama.cpp's
  * embedding path (node-llama-cpp, tests/oracle/llama_embed.mjs) and gives our embeddings
- * (mean and cls pooling) within float tolerance; the file has llama.cpp's names and keys; esm
- * is refused. Skipped (and said so) only when the npm oracle is not installed. */
+ * (mean and cls pooling) within float tolerance; the file has llama.cpp's names and keys and
+ * reads back into the same embeddings bit for bit; esm is refused. Skipped (and said so) only when the npm oracle is not installed. */
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -86,6 +86,21 @@ static void compare(ld_pooling pool) {
     fclose(f);
     float ours[3 * 32];
     CHECK(ld_encoder_embed(m, (const int32_t *const *)seqs, lens, 3, pool, false, ours) == LD_OK);
+    /* re-import: the same encoder, the same embeddings bit for bit */
+    ld_encoder *back = NULL;
+    ld_tokenizer *back_tok = NULL;
+    CHECK(ld_encoder_load_gguf(ctx, gguf, &back, &back_tok) == LD_OK);
+    if (back) {
+        const ld_encoder_config *bc = ld_encoder_config_of(back);
+        CHECK(bc->vocab_size == c.vocab_size && bc->hidden_size == c.hidden_size && bc->n_layers == c.n_layers &&
+              bc->max_position == c.max_position && bc->type_vocab_size == 2 && bc->norm_eps == c.norm_eps);
+        float again[3 * 32];
+        CHECK(ld_encoder_embed(back, (const int32_t *const *)seqs, lens, 3, pool, false, again) == LD_OK);
+        CHECK(memcmp(again, ours, sizeof ours) == 0);
+        CHECK(back_tok && ld_tokenizer_hash(back_tok) == ld_tokenizer_hash(tok));
+    }
+    ld_tokenizer_free(back_tok);
+    ld_encoder_free(back);
     if (!have_oracle()) {
         printf("  SKIPPED: tests/oracle/node_modules (npm oracles) not installed\n");
     } else {
