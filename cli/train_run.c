@@ -76,6 +76,8 @@ typedef struct run {
     ld_ctx *ctx;
     ld_train_config cfg;
     ld_lm *m;
+    ld_encoder *enc;          /* objective "mlm" */
+    ld_mlm_source *mlm_train, *mlm_val;
     ld_tokenizer *tok;
     ld_teacher *teacher;
     bool tty, quiet;
@@ -135,7 +137,7 @@ static void progress(void *user, const ld_train_progress *p) {
                 p->tokens_per_s, 100 * p->mfu, eta, r->tty && !last ? "" : "\n");
         r->last_print = now;
     }
-    if (r->cfg.sample_every > 0 && p->step % r->cfg.sample_every == 0) sample_text(r, p->step);
+    if (r->m && r->cfg.sample_every > 0 && p->step % r->cfg.sample_every == 0) sample_text(r, p->step);
 }
 
 /* The teacher named by the config: loaded frozen, and checked to share the student's
@@ -166,6 +168,56 @@ static int load_teacher(run *r, const ld_train_run_args *a) {
     return rc;
 }
 
+/* Masked-LM training of an encoder: the tokenizer ("esm", "amino", a vocab.txt or a
+ * tokenizer.json), the encoder from "model" (BertConfig / EsmConfig keys) or "init_from", the
+ * masked-LM batch sources over "train_data" / "val_data" (corpus files; FASTA read as
+ * proteins), the trainer. 0 on success, else the exit code. */
+static bool is_fasta(const char *p) {
+    size_t l = strlen(p);
+    return (l > 3 && !strcmp(p + l - 3, ".fa")) || (l > 6 && !strcmp(p + l - 6, ".fasta")) ||
+           (l > 4 && !strcmp(p + l - 4, ".faa"));
+}
+
+static int setup_mlm(run *r, const ld_train_run_args *a, double peak, ld_trainer **t) {
+    ld_train_config *c = &r->cfg;
+    ld_status st = LD_OK;
+    size_t tl = strlen(c->tokenizer);
+    if (!strcmp(c->tokenizer, "esm")) st = ld_tokenizer_new_esm(r->ctx, &r->tok);
+    else if (!strcmp(c->tokenizer, "amino")) st = ld_tokenizer_new_amino(r->ctx, &r->tok);
+    else if (tl > 4 && !strcmp(c->tokenizer + tl - 4, ".txt")) st = ld_tokenizer_load_vocab_txt(r->ctx, c->tokenizer, &r->tok);
+    else if (tl) st = ld_tokenizer_load(r->ctx, c->tokenizer, &r->tok);
+    if (st) return ld_cli_fail(r->ctx, "loading the tokenizer");
+    if (!r->tok || !c->train_data[0])
+        return fprintf(stderr, "liandan %s: %s: 'tokenizer' and 'train_data' are required\n", a->cmd, a->config), 1;
+    if (c->init_from[0] ? ld_encoder_load(r->ctx, c->init_from, &r->enc)
+                        : !c->has_model ? ld_error(r->ctx, LD_ERR_INVALID_ARG, "%s: give 'model' or 'init_from'", a->config)
+                                        : ld_encoder_new(r->ctx, &c->encoder, c->train.seed, &r->enc))
+        return ld_cli_fail(r->ctx, "building the model");
+    const ld_encoder_config *ec = ld_encoder_config_of(r->enc);
+    if (ld_tokenizer_vocab_size(r->tok) > ec->vocab_size)
+        return fprintf(stderr, "liandan %s: the tokenizer has %lld tokens but the model's vocab_size is %lld\n", a->cmd,
+                       (long long)ld_tokenizer_vocab_size(r->tok), (long long)ec->vocab_size), 1;
+    ld_mlm_params mp = c->mlm_params;
+    mp.seed = c->train.seed;
+    mp.corpus.protein = is_fasta(c->train_data);
+    ld_mlm_params vp = mp;
+    vp.eval = true, vp.corpus.protein = c->val_data[0] && is_fasta(c->val_data);
+    const char *tp = c->train_data, *vpath = c->val_data;
+    if (ld_mlm_source_open(r->ctx, &tp, 1, r->tok, c->train.seq_len, &mp, &r->mlm_train) ||
+        (vpath[0] && ld_mlm_source_open(r->ctx, &vpath, 1, r->tok, c->train.seq_len, &vp, &r->mlm_val)))
+        return ld_cli_fail(r->ctx, "opening the training data");
+    if (ld_trainer_new_mlm(r->enc, &c->train, r->mlm_train, r->mlm_val, peak, t))
+        return ld_cli_fail(r->ctx, "setting up training");
+    fprintf(stderr,
+            "liandan: %s encoder, %.2fM parameters, %lld layers x %lld wide, vocab %lld | masked LM on %lld sequences "
+            "(%lld tokens) | %lld x %lld tokens/micro-batch (bucketed by length) | %s | %d threads\n",
+            ec->arch == LD_ENCODER_ESM ? "esm" : "bert", (double)ld_encoder_config_num_params(ec) / 1e6,
+            (long long)ec->n_layers, (long long)ec->hidden_size, (long long)ec->vocab_size,
+            (long long)ld_mlm_source_docs(r->mlm_train), (long long)ld_mlm_source_tokens(r->mlm_train),
+            (long long)c->train.batch_size, (long long)c->train.seq_len, c->precision, ld_ctx_threads(r->ctx));
+    return 0;
+}
+
 static volatile int g_stop;
 static void on_sigint(int sig) {
     (void)sig;
@@ -191,6 +243,16 @@ int ld_train_run(ld_train_run_args *a) {
         goto out;
     }
     if (r.cfg.threads && !a->threads) ld_ctx_set_threads(r.ctx, r.cfg.threads);
+    r.cfg.train.out_dir = r.cfg.out_dir;
+    r.cfg.train.bf16 = !strcmp(r.cfg.precision, "bf16");
+    if (r.cfg.mlm) {
+        if (a->distill || r.cfg.teacher[0]) {
+            rc = (fprintf(stderr, "liandan %s: distillation of masked LMs is not supported\n", a->cmd), 2);
+            goto out;
+        }
+        if ((rc = setup_mlm(&r, a, ld_bench_quick_fma_peak(ld_ctx_threads(r.ctx)) * 1e9, &t))) goto out;
+        goto train;
+    }
     if (a->distill && !r.cfg.teacher[0]) {
         rc = (fprintf(stderr, "liandan %s: no teacher: give --teacher DIR (or 'teacher' in %s)\n", a->cmd, a->config), 2);
         goto out;
@@ -243,19 +305,23 @@ int ld_train_run(ld_train_run_args *a) {
         rc = ld_cli_fail(r.ctx, "setting up training");
         goto out;
     }
+train:;
     bool found = false;
     if (a->resume && ld_trainer_resume(t, &found)) {
         rc = ld_cli_fail(r.ctx, "resuming");
         goto out;
     }
-    fprintf(stderr,
+    if (r.m) {
+        const ld_lm_config *pc = ld_lm_config_of(r.m);
+        fprintf(stderr,
             "liandan: %s model, %.2fM parameters, %lld layers x %lld wide, vocab %lld | %lld tokens/step (%lld x %lld x %lld) "
             "| %s | %d threads\n",
-            mc->arch == LD_ARCH_LLAMA ? "llama" : "gpt2", (double)ld_lm_config_num_params(mc) / 1e6,
-            (long long)mc->n_layers, (long long)mc->hidden_size, (long long)mc->vocab_size,
+            pc->arch == LD_ARCH_LLAMA ? "llama" : "gpt2", (double)ld_lm_config_num_params(pc) / 1e6,
+            (long long)pc->n_layers, (long long)pc->hidden_size, (long long)pc->vocab_size,
             (long long)(r.cfg.train.batch_size * r.cfg.train.seq_len * r.cfg.train.grad_accum),
             (long long)r.cfg.train.batch_size, (long long)r.cfg.train.seq_len, (long long)r.cfg.train.grad_accum,
             r.cfg.precision, ld_ctx_threads(r.ctx));
+    }
     if (r.teacher) {
         const ld_lm_config *tc = ld_lm_config_of(ld_teacher_model(r.teacher));
         fprintf(stderr, "liandan: distilling from %s (%.2fM parameters, %lld layers x %lld wide) | temperature %g | "
@@ -281,6 +347,17 @@ int ld_train_run(ld_train_run_args *a) {
     }
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/model", r.cfg.out_dir);
+    if (r.enc) {
+        if (ld_encoder_save(r.enc, dir) || ld_encoder_save_tokenizer(r.enc, r.tok, dir)) {
+            rc = ld_cli_fail(r.ctx, "saving the model");
+            goto out;
+        }
+        fprintf(stderr, "liandan: done. The encoder is in %s/model. Next:\n"
+                        "  liandan fill-mask %s/model \"...<mask>...\"   the likeliest tokens at masks\n"
+                        "  liandan eval mlm %s/model --data HELD_OUT   masked-token accuracy vs unigram\n",
+                r.cfg.out_dir, r.cfg.out_dir, r.cfg.out_dir);
+        goto out;
+    }
     if ((rc = ld_cli_save_model_dir(r.ctx, r.m, r.tok, dir))) goto out;
     fprintf(stderr, "liandan: done. The model is in %s/model. Next:\n"
                     "  liandan generate %s/model \"...\"      continue a prompt\n"
@@ -292,6 +369,9 @@ out:
     ld_batch_sampler_free(train);
     ld_batch_sampler_free(val);
     ld_lm_free(r.m);
+    ld_encoder_free(r.enc);
+    ld_mlm_source_free(r.mlm_train);
+    ld_mlm_source_free(r.mlm_val);
     ld_tokenizer_free(r.tok);
     ld_free(r.ctx, text);
     ld_ctx_free(r.ctx);

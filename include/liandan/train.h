@@ -76,6 +76,14 @@ typedef struct ld_trainer ld_trainer;
  * peak_flops: the machine's measured FMA peak in FLOP/s, for MFU (0 = don't report MFU). */
 ld_status ld_trainer_new(ld_lm *m, const ld_train_params *p, const ld_batch_source *train,
                          const ld_batch_source *val, double peak_flops, ld_trainer **out);
+/* A trainer for masked-LM training of encoder e (not owned) on batches from train (and val,
+ * may be NULL; use an eval-mode source), both borrowed for the trainer's life and with rows of
+ * at most p->seq_len tokens. The loss is ld_encoder_mlm_loss; checkpoints hold the encoder's
+ * parameters, the optimizer state and the sources' cursors. Distillation is not available. */
+typedef struct ld_encoder ld_encoder;
+typedef struct ld_mlm_source ld_mlm_source;
+ld_status ld_trainer_new_mlm(ld_encoder *e, const ld_train_params *p, ld_mlm_source *train, ld_mlm_source *val,
+                             double peak_flops, ld_trainer **out);
 void ld_trainer_free(ld_trainer *t);
 /* Runs until max_steps (or until *stop becomes nonzero: then it checkpoints and returns
  * LD_ERR_INTERRUPTED). Calls cb after every step. */

@@ -95,9 +95,9 @@ ld_status ld_trainer_checkpoint(ld_trainer *t) {
     if (st) return st;
     const char *dir = ld_dir_txn_path(tx);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (!st) st = ld_ckpt_write_params(ctx, path, t->m->params, NULL, 0);
+    if (!st) st = ld_ckpt_write_params(ctx, path, t->params, NULL, 0);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if (!st) st = ld_ckpt_write_params(ctx, path, t->m->params, t->opt, 1);
+    if (!st) st = ld_ckpt_write_params(ctx, path, t->params, t->opt, 1);
     char *js = st ? NULL : state_json(t);
     if (!st && !js) st = ld_error(ctx, LD_ERR_NOMEM, "checkpoint: out of memory");
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
@@ -169,9 +169,9 @@ static ld_status load_checkpoint(ld_trainer *t, const char *dir) {
         return ld_error(ctx, LD_ERR_FORMAT, "%s: missing or invalid step / optimizer_steps / running_loss / data_cursor", path);
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if ((st = ld_ckpt_read_params(ctx, path, t->m->params, NULL, 0))) goto done;
+    if ((st = ld_ckpt_read_params(ctx, path, t->params, NULL, 0))) goto done;
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if ((st = ld_ckpt_read_params(ctx, path, t->m->params, t->opt, 1))) goto done;
+    if ((st = ld_ckpt_read_params(ctx, path, t->params, t->opt, 1))) goto done;
     if (cursor && t->train.restore) {
         char *c = cJSON_PrintUnformatted(cursor);
         st = c ? t->train.restore(t->train.user, c) : ld_error(ctx, LD_ERR_NOMEM, "out of memory");
@@ -181,7 +181,7 @@ static ld_status load_checkpoint(ld_trainer *t, const char *dir) {
             goto done;
         }
     }
-    ld_params_refresh_bf16(t->m->params);
+    ld_params_refresh_bf16(t->params);
     t->step = (int64_t)step->valuedouble;
     ld_adamw_set_steps(t->opt, (int64_t)opt_steps->valuedouble);
     t->running_loss = running;

@@ -10,6 +10,7 @@
  *   "spike_factor": 0, "seed": 1, "precision": "fp32", "out_dir": "run",
  *   "sample_every": 0, "sample_prompts": ["..."], "sample_tokens": 64,
  *   "teacher": "", "temperature": 1.0, "alpha": 0.9        (distillation)
+ *   "objective": "mlm", "mask_prob": 0.15, "whole_word": false, "bucket": 64   (masked LM)
  * }
  * Unknown keys are warned about; wrong types are errors naming the key. */
 #include <cjson/cJSON.h>
@@ -26,7 +27,7 @@ static const char *const known_keys[] = {
     "min_lr", "schedule", "warmup_steps", "decay_steps", "weight_decay", "beta1", "beta2", "eps", "grad_clip",
     "eval_every", "eval_batches", "checkpoint_every", "keep_last", "log_every", "spike_factor", "seed", "precision",
     "out_dir", "sample_every", "sample_prompts", "sample_tokens", "threads", "init_from", "teacher", "temperature",
-    "alpha", NULL};
+    "alpha", "objective", "mask_prob", "whole_word", "bucket", NULL};
 
 typedef struct cfg_reader {
     ld_ctx *ctx;
@@ -82,6 +83,8 @@ ld_train_config ld_train_config_default(void) {
     c.sample_tokens = 64;
     c.temperature = LD_DISTILL_DEFAULT_TEMPERATURE;
     c.alpha = LD_DISTILL_DEFAULT_ALPHA;
+    c.encoder = ld_encoder_default_config(LD_ENCODER_BERT);
+    c.mlm_params = ld_mlm_default_params();
     return c;
 }
 
@@ -197,6 +200,16 @@ ld_status ld_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const
                 snprintf(c.sample_prompts[c.n_sample_prompts++], sizeof c.sample_prompts[0], "%s", it->valuestring);
         }
     }
+    char objective[8] = "clm";
+    get_str(&r, "objective", objective, sizeof objective);
+    if (!r.st && strcmp(objective, "clm") && strcmp(objective, "mlm"))
+        r.st = ld_error(ctx, LD_ERR_FORMAT, "%s: objective '%s' is not clm (next token) or mlm (masked LM)", path, objective);
+    c.mlm = !strcmp(objective, "mlm");
+    get_f32(&r, "mask_prob", &c.mlm_params.mask_prob, 0.001, 0.999);
+    get_i64(&r, "bucket", &c.mlm_params.bucket, 1, 1 << 20);
+    const cJSON *ww = item(&r, "whole_word");
+    if (!r.st && ww && !cJSON_IsBool(ww)) r.st = ld_error(ctx, LD_ERR_FORMAT, "%s: 'whole_word' must be true or false", path);
+    c.mlm_params.whole_word = ww && cJSON_IsTrue(ww);
     const cJSON *model = item(&r, "model");
     if (!r.st && model) {
         if (!cJSON_IsObject(model)) {
@@ -205,7 +218,9 @@ ld_status ld_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const
             char *mt = cJSON_PrintUnformatted(model);
             char where[600];
             snprintf(where, sizeof where, "%s: model", path);
-            r.st = mt ? ld_lm_config_from_json(ctx, mt, strlen(mt), where, &c.model) : LD_ERR_NOMEM;
+            r.st = !mt ? LD_ERR_NOMEM
+                   : c.mlm ? ld_encoder_config_from_json(ctx, mt, strlen(mt), where, &c.encoder)
+                           : ld_lm_config_from_json(ctx, mt, strlen(mt), where, &c.model);
             c.has_model = !r.st;
             c.model_bos = cJSON_GetObjectItemCaseSensitive(model, "bos_token_id") != NULL;
             c.model_eos = cJSON_GetObjectItemCaseSensitive(model, "eos_token_id") != NULL;

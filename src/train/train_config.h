@@ -4,6 +4,7 @@
 #define LD_TRAIN_CONFIG_H
 
 #include "liandan/causal_lm.h"
+#include "liandan/encoder.h"
 #include "liandan/train.h"
 
 #define LD_TRAIN_MAX_PROMPTS 8
@@ -24,6 +25,12 @@ typedef struct ld_train_config {
     char sample_prompts[LD_TRAIN_MAX_PROMPTS][256];
     int n_sample_prompts;
     int threads;
+    /* "objective": "clm" (next token, causal LMs) or "mlm" (masked LM, encoders: "model" then
+     * holds BertConfig / EsmConfig keys, "train_data" / "val_data" are corpus files such as
+     * FASTA, "tokenizer" is "esm", "amino", a vocab.txt or a tokenizer.json) */
+    bool mlm;
+    ld_encoder_config encoder;
+    ld_mlm_params mlm_params; /* "mask_prob", "whole_word", "bucket" */
 } ld_train_config;
 
 ld_train_config ld_train_config_default(void);

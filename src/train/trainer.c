@@ -27,51 +27,92 @@ static ld_status make_dir(ld_ctx *ctx, const char *path) {
     return LD_OK;
 }
 
-ld_status ld_trainer_new(ld_lm *m, const ld_train_params *p, const ld_batch_source *train,
-                         const ld_batch_source *val, double peak_flops, ld_trainer **out) {
-    if (!m || !p || !train || !out) return LD_ERR_INVALID_ARG;
-    ld_ctx *ctx = m->ctx;
-    *out = NULL;
-    const ld_lm_config *c = &m->cfg;
-    if (p->batch_size <= 0 || p->seq_len <= 0 || p->seq_len > c->max_position || p->grad_accum <= 0 ||
-        p->max_steps <= 0)
+static ld_status check_params(ld_ctx *ctx, const ld_train_params *p, int64_t max_position) {
+    if (p->batch_size <= 0 || p->seq_len <= 0 || p->seq_len > max_position || p->grad_accum <= 0 || p->max_steps <= 0)
         return ld_error(ctx, LD_ERR_INVALID_ARG,
                         "training: need batch_size > 0, 0 < seq_len <= max_position (%lld), grad_accum > 0, "
                         "max_steps > 0 (got %lld, %lld, %lld, %lld)",
-                        (long long)c->max_position, (long long)p->batch_size, (long long)p->seq_len,
+                        (long long)max_position, (long long)p->batch_size, (long long)p->seq_len,
                         (long long)p->grad_accum, (long long)p->max_steps);
     if (!(p->schedule.lr > 0) || p->schedule.min_lr < 0 || p->schedule.warmup_steps < 0)
         return ld_error(ctx, LD_ERR_INVALID_ARG, "training: learning rate must be positive, min_lr and warmup >= 0");
     if (!p->out_dir || !*p->out_dir) return ld_error(ctx, LD_ERR_INVALID_ARG, "training: no output directory");
-    ld_trainer *t = ld_calloc(ctx, 1, sizeof *t);
-    if (!t) return ld_ctx_status(ctx);
-    t->ctx = ctx, t->m = m, t->p = *p, t->train = *train, t->peak_flops = peak_flops;
-    if (val) {
-        t->val = *val, t->has_val = true;
-        if (val->save && val->save(val->user, &t->val_start)) t->val_start = NULL;
-    }
+    return LD_OK;
+}
+
+/* What every trainer has: tape, optimizer over params, batch buffers, run directory. */
+static ld_status trainer_init(ld_trainer *t, const ld_train_params *p) {
+    ld_ctx *ctx = t->ctx;
+    t->p = *p;
     snprintf(t->out_dir, sizeof t->out_dir, "%s", p->out_dir);
     t->p.out_dir = t->out_dir;
     t->running_loss = NAN;
     ld_status st;
     size_t n_tok = (size_t)(p->batch_size * (p->seq_len + 1));
-    if ((st = ld_tape_new(ctx, &t->tape)) || (st = ld_adamw_new(m->params, &p->optim, &t->opt)) ||
+    if ((st = ld_tape_new(ctx, &t->tape)) || (st = ld_adamw_new(t->params, &p->optim, &t->opt)) ||
         !(t->tokens = ld_alloc(ctx, n_tok * sizeof(int32_t))) || !(t->inputs = ld_alloc(ctx, n_tok * sizeof(int32_t))) ||
-        !(t->targets = ld_alloc(ctx, n_tok * sizeof(int32_t)))) {
-        if (!st) st = ld_ctx_status(ctx);
-        ld_trainer_free(t);
-        return st;
-    }
+        !(t->targets = ld_alloc(ctx, n_tok * sizeof(int32_t))) ||
+        !(t->lengths = ld_alloc(ctx, (size_t)p->batch_size * sizeof(int32_t))))
+        return st ? st : ld_ctx_status(ctx);
     if (p->bf16) {
-        if ((st = ld_params_enable_bf16(m->params))) {
-            ld_trainer_free(t);
-            return st;
-        }
-        ld_tape_set_bf16(t->tape, m->params);
+        if ((st = ld_params_enable_bf16(t->params))) return st;
+        ld_tape_set_bf16(t->tape, t->params);
     }
     char path[LD_TRAIN_PATH_MAX];
     snprintf(path, sizeof path, "%s/checkpoints", t->out_dir);
-    if ((st = make_dir(ctx, t->out_dir)) || (st = make_dir(ctx, path))) {
+    if ((st = make_dir(ctx, t->out_dir)) || (st = make_dir(ctx, path))) return st;
+    return LD_OK;
+}
+
+ld_status ld_trainer_new(ld_lm *m, const ld_train_params *p, const ld_batch_source *train,
+                         const ld_batch_source *val, double peak_flops, ld_trainer **out) {
+    if (!m || !p || !train || !out) return LD_ERR_INVALID_ARG;
+    ld_ctx *ctx = m->ctx;
+    *out = NULL;
+    ld_status st = check_params(ctx, p, m->cfg.max_position);
+    if (st) return st;
+    ld_trainer *t = ld_calloc(ctx, 1, sizeof *t);
+    if (!t) return ld_ctx_status(ctx);
+    t->ctx = ctx, t->m = m, t->params = m->params, t->train = *train, t->peak_flops = peak_flops;
+    if (val) {
+        t->val = *val, t->has_val = true;
+        if (val->save && val->save(val->user, &t->val_start)) t->val_start = NULL;
+    }
+    if ((st = trainer_init(t, p))) {
+        ld_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return LD_OK;
+}
+
+static ld_status mlm_save(void *user, char **out) {
+    return ld_mlm_source_save(user, out);
+}
+static ld_status mlm_restore(void *user, const char *json) {
+    return ld_mlm_source_restore(user, json);
+}
+
+ld_status ld_trainer_new_mlm(ld_encoder *e, const ld_train_params *p, ld_mlm_source *train, ld_mlm_source *val,
+                             double peak_flops, ld_trainer **out) {
+    if (!e || !p || !train || !out) return LD_ERR_INVALID_ARG;
+    ld_ctx *ctx = ld_encoder_ctx(e);
+    *out = NULL;
+    ld_status st = check_params(ctx, p, ld_encoder_config_of(e)->max_position);
+    if (!st && (ld_mlm_source_row_length(train) > p->seq_len || (val && ld_mlm_source_row_length(val) > p->seq_len)))
+        st = ld_error(ctx, LD_ERR_INVALID_ARG, "masked-LM training: the batch sources' rows are longer than seq_len %lld",
+                      (long long)p->seq_len);
+    if (st) return st;
+    ld_trainer *t = ld_calloc(ctx, 1, sizeof *t);
+    if (!t) return ld_ctx_status(ctx);
+    t->ctx = ctx, t->enc = e, t->params = ld_encoder_params(e), t->peak_flops = peak_flops;
+    t->mlm_train = train, t->mlm_val = val;
+    t->train = (ld_batch_source){.save = mlm_save, .restore = mlm_restore, .user = train};
+    if (val) {
+        t->val = (ld_batch_source){.save = mlm_save, .restore = mlm_restore, .user = val}, t->has_val = true;
+        if (ld_mlm_source_save(val, &t->val_start)) t->val_start = NULL;
+    }
+    if ((st = trainer_init(t, p))) {
         ld_trainer_free(t);
         return st;
     }
@@ -86,6 +127,7 @@ void ld_trainer_free(ld_trainer *t) {
     ld_free(t->ctx, t->tokens);
     ld_free(t->ctx, t->inputs);
     ld_free(t->ctx, t->targets);
+    ld_free(t->ctx, t->lengths);
     if (t->metrics) fclose(t->metrics);
     free(t->val_start);
     ld_free(t->ctx, t);
@@ -95,9 +137,15 @@ int64_t ld_trainer_step(const ld_trainer *t) {
     return t ? t->step : 0;
 }
 
-/* Splits rows of T+1 tokens into inputs (first T) and targets (last T). */
+/* Splits rows of T+1 tokens into inputs (first T) and targets (last T); masked LM: the next
+ * masked batch (rows of T_used <= T tokens). */
 static ld_status load_batch(ld_trainer *t, const ld_batch_source *src) {
     int64_t B = t->p.batch_size, T = t->p.seq_len;
+    if (t->enc) {
+        ld_mlm_source *m = src == &t->val ? t->mlm_val : t->mlm_train;
+        ld_status st = ld_mlm_source_next(m, B, t->inputs, t->targets, t->lengths, &t->T_used);
+        return st ? ld_error_wrap(t->ctx, st, "reading a training batch: ") : LD_OK;
+    }
     ld_status st = src->next(src->user, t->tokens, B, T);
     if (st) return ld_error_wrap(t->ctx, st, "reading a training batch: ");
     for (int64_t b = 0; b < B; b++) {
@@ -125,7 +173,9 @@ ld_status ld_trainer_validate(ld_trainer *t, double *loss) {
         ld_tape_reset(t->tape);
         ld_tensor *l = NULL;
         if (!(st = load_batch(t, &t->val)))
-            st = ld_lm_forward(t->m, t->tape, t->inputs, t->targets, t->p.batch_size, t->p.seq_len, NULL, &l);
+            st = t->enc ? ld_encoder_mlm_loss(t->enc, t->tape, t->inputs, t->lengths, t->targets, t->p.batch_size,
+                                              t->T_used, &l, NULL, NULL)
+                        : ld_lm_forward(t->m, t->tape, t->inputs, t->targets, t->p.batch_size, t->p.seq_len, NULL, &l);
         if (!st) sum += ((float *)l->data)[0];
     }
     ld_tape_set_grad_enabled(t->tape, true);
@@ -151,6 +201,7 @@ static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
 
 ld_status ld_trainer_set_teacher(ld_trainer *t, ld_teacher *teacher, float temperature, float alpha) {
     if (!t || !teacher) return LD_ERR_INVALID_ARG;
+    if (!t->m) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "distillation: the student must be a causal LM");
     const ld_lm_config *tc = ld_lm_config_of(ld_teacher_model(teacher)), *sc = &t->m->cfg;
     if (tc->vocab_size != sc->vocab_size)
         return ld_error(t->ctx, LD_ERR_INVALID_ARG,
@@ -173,6 +224,7 @@ ld_status ld_trainer_set_teacher(ld_trainer *t, ld_teacher *teacher, float tempe
  * a teacher the distillation loss against the teacher's logits for the same inputs. */
 static ld_status training_loss(ld_trainer *t, ld_tensor **loss) {
     int64_t B = t->p.batch_size, T = t->p.seq_len;
+    if (t->enc) return ld_encoder_mlm_loss(t->enc, t->tape, t->inputs, t->lengths, t->targets, B, t->T_used, loss, NULL, NULL);
     if (!t->teacher) return ld_lm_forward(t->m, t->tape, t->inputs, t->targets, B, T, NULL, loss);
     const ld_tensor *soft;
     ld_tensor *logits;
@@ -185,8 +237,9 @@ static ld_status training_loss(ld_trainer *t, ld_tensor **loss) {
 /* One optimizer step over grad_accum micro-batches. */
 static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
     int64_t A = t->p.grad_accum;
-    ld_params_zero_grad(t->m->params);
+    ld_params_zero_grad(t->params);
     double loss_sum = 0;
+    t->step_tokens = 0;
     for (int64_t a = 0; a < A; a++) {
         ld_tape_reset(t->tape);
         ld_tape_set_seed(t->tape, ld_rng_at(t->p.seed, (uint64_t)(t->step * A + a)));
@@ -195,6 +248,7 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
         if (!st) st = training_loss(t, &loss);
         if (!st) st = ld_tape_backward(t->tape, loss);
         if (st) return st;
+        t->step_tokens += t->p.batch_size * (t->enc ? t->T_used : t->p.seq_len);
         loss_sum += ((float *)loss->data)[0];
     }
     ld_status st = allreduce_gradients(t);
@@ -208,7 +262,7 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
     } else if (t->p.spike_factor > 0 && !isnan(t->running_loss) && t->step > t->p.schedule.warmup_steps &&
                loss > t->p.spike_factor * t->running_loss) {
         pr->skipped = true, pr->note = "loss spike: update skipped";
-        pr->grad_norm = ld_params_grad_norm(t->m->params, 1.0f / (float)A);
+        pr->grad_norm = ld_params_grad_norm(t->params, 1.0f / (float)A);
     } else {
         st = ld_adamw_step(t->opt, lr, 1.0f / (float)A, &pr->grad_norm);
         if (st == LD_ERR_NUMERIC) {
@@ -226,9 +280,8 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
 
 ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, volatile int *stop) {
     if (!t) return LD_ERR_INVALID_ARG;
-    const ld_lm_config *c = &t->m->cfg;
-    double flops_per_token = ld_lm_train_flops_per_token(c, t->p.seq_len);
-    double tokens_per_step = (double)(t->p.batch_size * t->p.seq_len * t->p.grad_accum);
+    double flops_per_token = t->enc ? ld_encoder_train_flops_per_token(ld_encoder_config_of(t->enc), t->p.seq_len, 0.15)
+                                    : ld_lm_train_flops_per_token(&t->m->cfg, t->p.seq_len);
     double t_start = ld_time_now(), t_prev = t_start;
     int64_t first_step = t->step;
     if (!t->start_checked && ld_trainer_dir_has_run(t))
@@ -243,7 +296,7 @@ ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, vol
         double now = ld_time_now(), dt = now - t_prev;
         t_prev = now;
         pr.step = t->step;
-        pr.tokens_per_s = tokens_per_step / dt;
+        pr.tokens_per_s = (double)t->step_tokens / dt; /* bucketed masked-LM batches compute fewer slots */
         pr.mfu = t->peak_flops > 0 ? pr.tokens_per_s * flops_per_token / t->peak_flops : 0;
         pr.elapsed_s = now - t_start;
         pr.eta_s = (double)(t->p.max_steps - t->step) * (now - t_start) / (double)(t->step - first_step);

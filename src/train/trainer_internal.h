@@ -6,12 +6,19 @@
 
 #include "liandan/train.h"
 #include "models/causal_lm_internal.h"
+#include "liandan/encoder.h"
 
 #define LD_TRAIN_PATH_MAX 4096
 
 struct ld_trainer {
     ld_ctx *ctx;
-    ld_lm *m;
+    ld_lm *m;                           /* the causal LM, or NULL when training an encoder */
+    ld_encoder *enc;                    /* masked-LM training: the encoder and its batch sources */
+    ld_mlm_source *mlm_train, *mlm_val;
+    int32_t *lengths;                   /* masked LM: real tokens per row */
+    int64_t T_used;                     /* masked LM: this micro-batch's padded length (length bucketing) */
+    int64_t step_tokens;                /* token slots the last optimizer step computed (B x T per micro-batch) */
+    ld_params *params;                  /* what is trained: m's or enc's parameters */
     ld_train_params p;
     char out_dir[LD_TRAIN_PATH_MAX];
     ld_batch_source train, val;
