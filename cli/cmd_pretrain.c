@@ -11,7 +11,8 @@ static int cmd_pretrain(int argc, char **argv) {
     const ld_cli_opt opts[] = {LD_CLI_GROUP("training", common), LD_CLI_END};
     const ld_cli_spec spec = {.cmd = "pretrain", .args = "CONFIG.json", .opts = opts, .pos = &pos, .min_pos = 1,
                               .max_pos = 1,
-                              .about = "Trains a causal LM as the config says (docs/training.md lists every key)."};
+                              .about = "Trains a causal LM as the config says (docs/training.md lists every key); with\n"
+                                       "\"objective\": \"mlm\" a masked-LM encoder (BERT, ESM-2) on FASTA or text files."};
     int rc;
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     a.config = pos.v[0];
@@ -20,4 +21,4 @@ static int cmd_pretrain(int argc, char **argv) {
     return rc;
 }
 
-const ld_cli_command ld_cmd_pretrain = {"pretrain", "train a causal LM from token shards (config file)", cmd_pretrain};
+const ld_cli_command ld_cmd_pretrain = {"pretrain", "train a causal LM, or a masked-LM encoder (config file)", cmd_pretrain};

@@ -51,4 +51,8 @@ sed "s|$T/train.fasta|$T/gap.fasta|; s|$T/run|$T/run2|" "$T/mlm.json" >"$T/bad.j
 expect_error "gap.fasta:2:3: '-' is not an amino-acid letter" "$BIN" pretrain "$T/bad.json" --quiet
 sed 's|"objective": "mlm"|"objective": "xlm"|' "$T/mlm.json" >"$T/bad2.json"
 expect_error "objective 'xlm' is not clm" "$BIN" pretrain "$T/bad2.json" --quiet
+# the shipped protein config parses and trains (one step)
+"$BIN" pretrain configs/esm_small.json --max-steps 1 -o "$T/cfg" --quiet >"$T/c.log" 2>&1 \
+  || { cat "$T/c.log"; fail "configs/esm_small.json"; }
+[ -f "$T/cfg/model/config.json" ] || fail "configs/esm_small.json: no model written"
 echo "$NAME: ok"

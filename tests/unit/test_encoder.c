@@ -202,9 +202,10 @@ static void check_model(ld_encoder_arch arch, bool gelu_tanh) {
     CHECK(ld_tape_new(ctx, &tape) == LD_OK);
     ld_tensor *hidden = NULL, *logits = NULL, *loss = NULL;
     int64_t counted = 0;
-    /* bert with token types goes through forward + head; the loss helper covers type-less input */
+    /* bert with token types goes through forward + head; the loss helper covers type-less input.
+     * pos and tg must outlive the backward pass. */
+    int32_t pos[B * T], tg[B * T];
     if (ty) {
-        int32_t pos[B * T], tg[B * T];
         int64_t n = 0;
         for (int i = 0; i < B * T; i++)
             if (targets[i] != -100) pos[n] = i, tg[n++] = targets[i];
