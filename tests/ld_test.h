@@ -5,8 +5,10 @@
  *   LD_TEST_MAIN()
  *
  * Each failed CHECK prints file:line and the expression and marks the test failed; the
- * test goes on so one run shows every failure. main() prints "N passed, N failed" and
- * exits nonzero if anything failed. Run one test with: ./test_x NAME. */
+ * test goes on so one run shows every failure. SKIP("why") ends a test that cannot run here
+ * (a CPU without the ISA of the kernel it checks): it is reported as SKIP, never as ok, and
+ * counted. main() prints "N passed, N failed, N skipped" and exits nonzero if anything
+ * failed. Run one test with: ./test_x NAME. */
 #ifndef LD_TEST_H
 #define LD_TEST_H
 
@@ -24,6 +26,8 @@ typedef struct { const char *name; ld_test_fn fn; } ld_test_case;
 static ld_test_case ld_tests_[LD_TEST_MAX];
 static int ld_ntests_;
 static int ld_test_failed_;
+static int ld_test_skipped_;
+static char ld_test_skip_why_[256];
 
 #define TEST(name)                                                            \
     static void test_##name(void);                                            \
@@ -58,6 +62,14 @@ static int ld_test_failed_;
                     __FILE__, __LINE__, #a, a_, #b, b_, (double)(tol));       \
             ld_test_failed_ = 1;                                              \
         }                                                                     \
+    } while (0)
+
+/* Ends the test as skipped, with the reason (printf format). */
+#define SKIP(...)                                                             \
+    do {                                                                      \
+        snprintf(ld_test_skip_why_, sizeof ld_test_skip_why_, __VA_ARGS__);   \
+        ld_test_skipped_ = 1;                                                 \
+        return;                                                               \
     } while (0)
 
 /* True when needle is NULL or occurs in hay. */
@@ -103,15 +115,17 @@ static inline const char *ld_test_data(const char *rel, char *buf, size_t cap) {
 
 #define LD_TEST_MAIN()                                                        \
     int main(int argc, char **argv) {                                         \
-        int passed = 0, failed = 0;                                           \
+        int passed = 0, failed = 0, skipped = 0;                              \
         for (int i = 0; i < ld_ntests_; i++) {                                \
             if (argc > 1 && strcmp(argv[1], ld_tests_[i].name) != 0) continue; \
-            ld_test_failed_ = 0;                                              \
+            ld_test_failed_ = ld_test_skipped_ = 0;                           \
             ld_tests_[i].fn();                                                \
-            printf("%s %s\n", ld_test_failed_ ? "FAIL" : "ok  ", ld_tests_[i].name); \
-            if (ld_test_failed_) failed++; else passed++;                     \
+            if (ld_test_failed_) failed++, printf("FAIL %s\n", ld_tests_[i].name); \
+            else if (ld_test_skipped_)                                        \
+                skipped++, printf("SKIP %s (%s)\n", ld_tests_[i].name, ld_test_skip_why_); \
+            else passed++, printf("ok   %s\n", ld_tests_[i].name);           \
         }                                                                     \
-        printf("%d passed, %d failed\n", passed, failed);                     \
+        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped); \
         return failed ? 1 : 0;                                                \
     }
 

@@ -63,6 +63,9 @@ static void compare_cpu_ref(ld_attn_shape s, uint64_t seed) {
 }
 
 TEST(cpu_matches_ref_on_odd_shapes) {
+    const ld_kernels *ref = ld_kernels_get(LD_BACKEND_REF), *cpu = ld_kernels_get(LD_BACKEND_CPU);
+    if (cpu->attention_fwd == ref->attention_fwd && cpu->attention_bwd == ref->attention_bwd)
+        SKIP("the CPU table uses the reference attention on this CPU: nothing to compare");
     static const int32_t lens[3] = {5, 1, 0};
     static const int32_t lens2[2] = {100, 37};
     ld_attn_shape shapes[] = {

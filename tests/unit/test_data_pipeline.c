@@ -33,7 +33,11 @@ TEST(pipeline_bpe_prepare_sample) {
     ld_tokenizer *tok = train_tok(ctx, path, 600);
     CHECK(tok != NULL);
     if (!tok) return;
-    CHECK(ld_tokenizer_eos_id(tok) >= 0 || ld_tokenizer_bos_id(tok) >= 0 || true);
+    /* the one special token is the EOS the shards put after each document */
+    const char *eos_text = NULL;
+    size_t eos_len = 0;
+    CHECK(ld_tokenizer_eos_id(tok) >= 0 && ld_tokenizer_token_bytes(tok, ld_tokenizer_eos_id(tok), &eos_text, &eos_len) == LD_OK &&
+          eos_len == 13 && !memcmp(eos_text, "<|endoftext|>", 13));
     const char *in[1] = {path};
     ld_prepare_params p = ld_prepare_default_params();
     p.val_fraction = 0.05;

@@ -25,6 +25,7 @@ TEST(cpu_backend_is_optimized) {
 }
 
 TEST(embedding_matches_ref) {
+    OPS_SKIP_IF_REF(OPS_REF(embedding_fwd) && OPS_REF(embedding_bwd), "embedding");
     for (int s = 0; s < NSHAPES; s++) {
         int64_t N = row_shapes[s][0] * 3, C = row_shapes[s][1], V = 11;
         float *table = ops_randn(V * C, 1, 1.0f), *dout = ops_randn(N * C, 2, 1.0f);
@@ -114,10 +115,12 @@ static void check_norm(int center, int64_t N, int64_t C, int with_bias) {
 }
 
 TEST(layernorm_matches_ref) {
+    OPS_SKIP_IF_REF(OPS_REF(layernorm_fwd) && OPS_REF(layernorm_bwd), "layernorm");
     for (int s = 0; s < NSHAPES; s++) check_norm(1, row_shapes[s][0], row_shapes[s][1], s % 2);
 }
 
 TEST(rmsnorm_matches_ref) {
+    OPS_SKIP_IF_REF(OPS_REF(rmsnorm_fwd) && OPS_REF(rmsnorm_bwd), "rmsnorm");
     for (int s = 0; s < NSHAPES; s++) check_norm(0, row_shapes[s][0], row_shapes[s][1], 0);
 }
 
@@ -134,6 +137,7 @@ TEST(norms_on_odd_thread_count) {
 }
 
 TEST(rope_matches_ref) {
+    OPS_SKIP_IF_REF(OPS_REF(rope_fwd) && OPS_REF(rope_bwd), "rope");
     /* B, T, H, D, pos0 */
     static const int64_t shapes[][5] = {{1, 1, 1, 2, 0}, {2, 3, 2, 6, 5}, {1, 7, 3, 34, 100},
                                         {2, 64, 4, 64, 4000}, {1, 5, 2, 128, 0}};
@@ -157,6 +161,7 @@ TEST(rope_matches_ref) {
 }
 
 TEST(softmax_matches_ref) {
+    OPS_SKIP_IF_REF(OPS_REF(softmax_fwd) && OPS_REF(softmax_bwd), "softmax");
     for (int s = 0; s < NSHAPES; s++) {
         int64_t N = row_shapes[s][0], C = row_shapes[s][1];
         float *x = ops_randn(N * C, 30, 3.0f), *dy = ops_randn(N * C, 31, 1.0f);
@@ -176,6 +181,7 @@ TEST(softmax_matches_ref) {
 #define IGN (-100)
 
 TEST(xent_matches_ref_and_ignores) {
+    OPS_SKIP_IF_REF(OPS_REF(xent_fwd) && OPS_REF(xent_bwd), "cross-entropy");
     static const int64_t shapes[][2] = {{1, 1}, {1, 3}, {4, 17}, {5, 4097}, {37, 1000}, {3, 50304}};
     for (int s = 0; s < 6; s++) {
         int64_t N = shapes[s][0], V = shapes[s][1];
@@ -234,6 +240,7 @@ TEST(xent_extreme_logits) {
 /* ---- distillation loss ---- */
 
 TEST(distill_matches_ref_and_ignores) {
+    OPS_SKIP_IF_REF(OPS_REF(distill_fwd) && OPS_REF(distill_bwd), "distillation loss");
     static const int64_t shapes[][2] = {{1, 1}, {1, 3}, {4, 17}, {5, 4097}, {37, 1000}, {3, 50304}};
     static const float settings[][2] = {{2.0f, 0.5f}, {1.0f, 0.7f}, {0.5f, 1.0f}, {4.0f, 0.0f}};
     for (int s = 0; s < 6; s++)

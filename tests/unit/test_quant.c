@@ -211,10 +211,7 @@ static void unit_scale_act(ld_dtype wt, uint8_t *a, int64_t n, uint64_t seed) {
 }
 
 TEST(optimized_dot_equals_reference) {
-    if (!have_avx512()) {
-        printf("  skipped: no AVX-512 VNNI on this CPU\n");
-        return;
-    }
+    if (!have_avx512()) SKIP("no AVX-512 VNNI on this CPU");
     ld_ctx *ctx = new_ctx(1);
     for (int t = 0; t < NQ; t++) {
         const ld_quant_traits *q = ld_quant_traits_get(QTYPES[t]);
@@ -318,10 +315,7 @@ static void seen_activations(ld_dtype t, const float *x, int64_t M, int64_t K, f
 /* The AVX-512 GEMM path (activation quantizer, panel packing, the microkernel at every row
  * count and with partial column masks) against the scalar reference: identical bits. */
 TEST(qgemm_equals_reference) {
-    if (!have_avx512()) {
-        printf("  (no AVX-512 VNNI: the GEMM path is not used on this CPU)\n");
-        return;
-    }
+    if (!have_avx512()) SKIP("no AVX-512 VNNI: the GEMM path is not used on this CPU");
     static const int64_t Ms[] = {1, 3, 4, 6, 17}, Ns[] = {1, 16, 47, 48, 49, 113}, Ks[] = {256, 768};
     for (int ti = 0; ti < NQ; ti++) {
         const ld_dtype t = QTYPES[ti];
