@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build test demo asan fuzz clean setup
+.PHONY: all build test demo asan fuzz-long clean setup
 
 all: build
 
@@ -24,10 +24,16 @@ test:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DLD_WERROR=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@echo "skipped checks (the CPU lacks what they test):"; grep -h '^SKIP ' $(BUILD)/Testing/Temporary/LastTest.log || echo "  none"
 	bash scripts/sanitize.sh
 
 asan:
 	bash scripts/sanitize.sh
+
+# Every libFuzzer harness for LD_FUZZ_SECONDS (default 300) each, under ASan+UBSan; the corpora
+# grow in build-asan/corpus-*; crashes are written to the current directory.
+fuzz-long:
+	LD_FUZZ_ONLY=1 LD_FUZZ_SECONDS=$${LD_FUZZ_SECONDS:-300} bash scripts/sanitize.sh
 
 demo:
 	bash scripts/setup.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sanitize.sh — builds the unit tests and the CLI with ASan+UBSan (clang) and runs the unit tests
 # and the end-to-end tests labelled asan, then builds the libFuzzer harnesses and runs each for a
-# few seconds on its seed corpus.
+# few seconds on its seed corpus (LD_FUZZ_SECONDS each; `make fuzz-long` runs only the fuzzers,
+# 5 minutes each by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
@@ -14,9 +15,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Tests too slow under ASan may be listed, one name a line, in tests/asan_skip.txt.
 skip=()
 if [ -s tests/asan_skip.txt ]; then skip=(-E "$(grep -v '^#' tests/asan_skip.txt | paste -sd'|' -)"); fi
+if [ -z "${LD_FUZZ_ONLY:-}" ]; then # `make fuzz-long` runs only the fuzzers, for longer
 (cd build-asan && ctest --output-on-failure -j "$JOBS" -L unit "${skip[@]}")
 # End-to-end tests labelled asan run the sanitized CLI (LD_SANITIZED: they skip their slow parts).
 (cd build-asan && LD_SANITIZED=1 ctest --output-on-failure -j "$JOBS" -L asan)
+fi
 
 for h in build-asan/fuzz_*; do
   [ -x "$h" ] || continue

@@ -106,6 +106,8 @@ ld_status ld_imatrix_save(const ld_imatrix *im, const char *path);
 /* Reads an imatrix GGUF. Malformed files are LD_ERR_FORMAT naming the tensor; per-expert
  * (MoE) statistics are LD_ERR_UNSUPPORTED. */
 ld_status ld_imatrix_load(ld_ctx *ctx, const char *path, ld_imatrix **out);
+/* The same from memory (`name` names it in messages; data is read during the call only). */
+ld_status ld_imatrix_load_memory(ld_ctx *ctx, const char *name, const void *data, size_t size, ld_imatrix **out);
 
 #ifdef __cplusplus
 }

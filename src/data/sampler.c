@@ -398,13 +398,16 @@ static bool get_u64(const cJSON *o, const char *key, uint64_t *v) {
     char *end;
     errno = 0;
     unsigned long long x = strtoull(it->valuestring, &end, 10);
-    if (*end || it->valuestring[0] == '-') return false;
+    if (*end || it->valuestring[0] == '-' || errno == ERANGE) return false;
     *v = x;
     return true;
 }
 static bool get_int(const cJSON *o, const char *key, int *v) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int)it->valuedouble) return false;
+    /* range first: converting a double outside int's range is undefined */
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble <= 1e9) ||
+        it->valuedouble != (double)(int)it->valuedouble)
+        return false;
     *v = (int)it->valuedouble;
     return true;
 }

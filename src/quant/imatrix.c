@@ -6,6 +6,8 @@
  * tensor "N.in_sum2" of shape [1, K] (sums of squares) and "N.counts" of shape [1] (rows
  * seen); keys general.type = "imatrix", imatrix.datasets, imatrix.chunk_count,
  * imatrix.chunk_size. Importance = in_sum2 / counts. */
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +103,10 @@ const float *ld_imatrix_get(ld_imatrix *im, const char *name, int64_t K) {
     if (!e || e->K != K || e->count <= 0) return NULL;
     if (!e->mean) {
         if (!(e->mean = ld_alloc(im->ctx, (size_t)K * sizeof(float)))) return NULL;
-        for (int64_t k = 0; k < K; k++) e->mean[k] = (float)(e->sum2[k] / e->count);
+        for (int64_t k = 0; k < K; k++) { /* finite even for extreme sums (the quantizers divide by it) */
+            double m = e->sum2[k] / e->count;
+            e->mean[k] = m < FLT_MAX ? (float)m : FLT_MAX;
+        }
     }
     return e->mean;
 }
@@ -158,12 +163,9 @@ static void read_f32(float *dst, const ld_tensor_info *t, int64_t n) {
     memcpy(dst, t->data, (size_t)n * sizeof(float));
 }
 
-ld_status ld_imatrix_load(ld_ctx *ctx, const char *path, ld_imatrix **out) {
-    if (!path || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_imatrix_load: NULL argument");
-    *out = NULL;
-    ld_gguf *g;
-    ld_status st = ld_gguf_open(ctx, path, &g);
-    if (st) return st;
+/* Reads the importance matrix of an open GGUF file (named `path` in messages); closes g. */
+static ld_status load_gguf(ld_ctx *ctx, const char *path, ld_gguf *g, ld_imatrix **out) {
+    ld_status st;
     ld_imatrix *im = NULL;
     if ((st = ld_imatrix_new(ctx, &im))) goto done;
     for (size_t i = 0; i < ld_gguf_tensor_count(g) && !st; i++) {
@@ -191,8 +193,8 @@ ld_status ld_imatrix_load(ld_ctx *ctx, const char *path, ld_imatrix **out) {
         }
         float count;
         read_f32(&count, c, 1);
-        if (!(count >= 0)) {
-            st = ld_error(ctx, LD_ERR_FORMAT, "%s: %s is negative or NaN", path, cname);
+        if (!(count >= 0) || count != floorf(count) || count > 1e15f) {
+            st = ld_error(ctx, LD_ERR_FORMAT, "%s: %s is not a count of rows (a whole number >= 0)", path, cname);
             break;
         }
         im_entry *e;
@@ -214,4 +216,20 @@ done:
     if (st) ld_imatrix_free(im);
     else *out = im;
     return st;
+}
+
+ld_status ld_imatrix_load(ld_ctx *ctx, const char *path, ld_imatrix **out) {
+    if (!path || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_imatrix_load: NULL argument");
+    *out = NULL;
+    ld_gguf *g;
+    ld_status st = ld_gguf_open(ctx, path, &g);
+    return st ? st : load_gguf(ctx, path, g, out);
+}
+
+ld_status ld_imatrix_load_memory(ld_ctx *ctx, const char *name, const void *data, size_t size, ld_imatrix **out) {
+    if (!name || !out || (!data && size)) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_imatrix_load_memory: NULL argument");
+    *out = NULL;
+    ld_gguf *g;
+    ld_status st = ld_gguf_open_memory(ctx, name, data, size, &g);
+    return st ? st : load_gguf(ctx, name, g, out);
 }
