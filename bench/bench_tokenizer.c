@@ -17,38 +17,33 @@ typedef struct docs {
     size_t n, bytes;
 } docs;
 
-/* The last tab-separated column of every line of every .tsv file in dir (skipping en_text's
- * header lines), up to max_bytes. */
+static int is_tsv(const struct dirent *e) {
+    size_t n = strlen(e->d_name);
+    return n > 4 && !strcmp(e->d_name + n - 4, ".tsv");
+}
+
+/* The documents (the last TSV column, read by src/data/corpus) of every .tsv file in dir in
+ * name order, skipping each file's first line when it is a header, up to max_bytes. */
 static int load_docs(const char *dir, size_t max_bytes, bool skip_header, docs *d) {
     memset(d, 0, sizeof *d);
-    DIR *dd = opendir(dir);
-    if (!dd) return -1;
-    char *names[64];
-    int nn = 0;
-    struct dirent *e;
-    while ((e = readdir(dd)) && nn < 64)
-        if (strstr(e->d_name, ".tsv")) names[nn++] = strdup(e->d_name);
-    closedir(dd);
-    for (int i = 0; i < nn; i++)
-        for (int j = i + 1; j < nn; j++)
-            if (strcmp(names[i], names[j]) > 0) {
-                char *t = names[i];
-                names[i] = names[j], names[j] = t;
-            }
+    struct dirent **names = NULL;
+    int nn = scandir(dir, &names, is_tsv, alphasort);
+    if (nn < 0) return -1;
+    ld_ctx *ctx = NULL;
+    if (ld_ctx_new(NULL, &ctx)) return -1;
     size_t cap = 1 << 20, ocap = 1 << 16;
     d->text = malloc(cap), d->off = malloc(ocap * sizeof *d->off);
+    ld_corpus_params cp = ld_corpus_default_params();
     for (int i = 0; i < nn; i++) {
-        char path[4096], *line = NULL;
-        size_t lc = 0;
-        ssize_t len;
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        FILE *f = fopen(path, "r");
-        for (long ln = 0; f && (len = getline(&line, &lc, f)) > 0 && d->bytes < max_bytes; ln++) {
-            if (skip_header && ln == 0) continue;
-            line[strcspn(line, "\r\n")] = 0;
-            char *tab = strrchr(line, '\t'), *t = tab ? tab + 1 : line;
-            size_t l = strlen(t);
-            if (!l) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+        free(names[i]);
+        ld_corpus *c = NULL;
+        const char *t;
+        size_t l;
+        if (ld_corpus_open(ctx, path, &cp, &c)) continue;
+        for (long k = 0; d->bytes < max_bytes && ld_corpus_next(c, &t, &l) == LD_OK; k++) {
+            if ((skip_header && k == 0) || !l) continue;
             while (d->bytes + l + 1 > cap) d->text = realloc(d->text, cap *= 2);
             if (d->n + 2 > ocap) d->off = realloc(d->off, (ocap *= 2) * sizeof *d->off);
             d->off[d->n++] = d->bytes;
@@ -56,10 +51,10 @@ static int load_docs(const char *dir, size_t max_bytes, bool skip_header, docs *
             d->bytes += l;
             d->text[d->bytes++] = '\n';
         }
-        free(line);
-        if (f) fclose(f);
-        free(names[i]);
+        ld_corpus_close(c);
     }
+    free(names);
+    ld_ctx_free(ctx);
     d->off[d->n] = d->bytes;
     return 0;
 }

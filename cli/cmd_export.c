@@ -30,7 +30,7 @@ static void export_opts_table(export_opts *o, bool gguf, ld_cli_opt t[EXPORT_OPT
         LD_CLI_THREADS(&o->threads),
         {.name = "type", .type = LD_CLI_T_FUNC, .fn = ld_cli_type_opt, .dest.user = &o->gp.type, .arg = "T", .def = "",
          .help = "matrix type: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, ... (llama.cpp's\n"
-                 "q4_k_m / q5_k_m are q4_k / q5_k with the default q6_k output)"},
+                 "q4_k_s / q4_k_m name q4_k, and so on: liandan's mix is llama.cpp's _s one)"},
         {.name = "embd-type", .type = LD_CLI_T_FUNC, .fn = ld_cli_type_opt, .dest.user = &o->gp.embd_type, .arg = "T",
          .def = "q6_k for 4/5-bit types, else --type", .help = "token embedding type"},
         {.name = "output-type", .type = LD_CLI_T_FUNC, .fn = ld_cli_type_opt, .dest.user = &o->gp.output_type,

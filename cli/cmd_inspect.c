@@ -3,6 +3,7 @@
  * type, shape, offset, bytes). --json gives the same as JSON (64-bit integers as strings so
  * they survive JSON parsers), which the end-to-end oracle tests compare against
  * @huggingface/gguf. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,53 +24,28 @@ static void json_str(FILE *f, const char *s, size_t n) {
     fputc('"', f);
 }
 
-static uint64_t le(const uint8_t *p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-/* One scalar item of a numeric GGUF type at p, as JSON. */
-static void json_scalar(FILE *f, ld_gguf_type t, const uint8_t *p) {
-    switch (t) {
-    case LD_GGUF_UINT8: fprintf(f, "%u", p[0]); break;
-    case LD_GGUF_INT8: fprintf(f, "%d", (int8_t)p[0]); break;
-    case LD_GGUF_UINT16: fprintf(f, "%u", (unsigned)le(p, 2)); break;
-    case LD_GGUF_INT16: fprintf(f, "%d", (int16_t)le(p, 2)); break;
-    case LD_GGUF_UINT32: fprintf(f, "%u", (unsigned)le(p, 4)); break;
-    case LD_GGUF_INT32: fprintf(f, "%d", (int32_t)le(p, 4)); break;
-    case LD_GGUF_UINT64: fprintf(f, "\"%llu\"", (unsigned long long)le(p, 8)); break;
-    case LD_GGUF_INT64: fprintf(f, "\"%lld\"", (long long)(int64_t)le(p, 8)); break;
-    case LD_GGUF_BOOL: fputs(p[0] ? "true" : "false", f); break;
-    case LD_GGUF_FLOAT32: {
-        uint32_t u = (uint32_t)le(p, 4);
-        float x;
-        memcpy(&x, &u, 4);
-        if (x != x || x - x != 0) fprintf(f, "\"%g\"", x);
-        else fprintf(f, "%.9g", x);
+/* One number or bool as JSON (64-bit integers as strings, so they survive JSON parsers). */
+static void json_item(FILE *f, const ld_gguf_item *it) {
+    switch (it->type) {
+    case LD_GGUF_UINT8: case LD_GGUF_UINT16: case LD_GGUF_UINT32: fprintf(f, "%llu", (unsigned long long)it->u64); break;
+    case LD_GGUF_INT8: case LD_GGUF_INT16: case LD_GGUF_INT32: fprintf(f, "%lld", (long long)it->i64); break;
+    case LD_GGUF_UINT64: fprintf(f, "\"%llu\"", (unsigned long long)it->u64); break;
+    case LD_GGUF_INT64: fprintf(f, "\"%lld\"", (long long)it->i64); break;
+    case LD_GGUF_BOOL: fputs(it->u64 ? "true" : "false", f); break;
+    case LD_GGUF_FLOAT32:
+    case LD_GGUF_FLOAT64:
+        if (!isfinite(it->f64)) fprintf(f, "\"%g\"", it->f64);
+        else fprintf(f, it->type == LD_GGUF_FLOAT32 ? "%.9g" : "%.17g", it->f64);
         break;
-    }
-    case LD_GGUF_FLOAT64: {
-        uint64_t u = le(p, 8);
-        double x;
-        memcpy(&x, &u, 8);
-        if (x != x || x - x != 0) fprintf(f, "\"%g\"", x);
-        else fprintf(f, "%.17g", x);
-        break;
-    }
     default: fputs("null", f);
     }
 }
 
-static size_t scalar_size(ld_gguf_type t) {
-    static const uint8_t sz[LD_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    return (int)t >= 0 && t < LD_GGUF_TYPE_COUNT ? sz[t] : 0;
-}
-
 /* A value as JSON; `limit` caps array items printed (0 = all). */
 static void json_value(FILE *f, const ld_gguf_value *v, size_t limit) {
+    ld_gguf_item it;
     if (v->type == LD_GGUF_STRING) json_str(f, v->str.s, v->str.len);
-    else if (v->type != LD_GGUF_ARRAY) json_scalar(f, v->type, v->raw);
+    else if (v->type != LD_GGUF_ARRAY) ld_gguf_value_item(v, 0, &it) ? json_item(f, &it) : (void)fputs("null", f);
     else {
         size_t n = (size_t)v->count, shown = limit && n > limit ? limit : n;
         fputc('[', f);
@@ -77,7 +53,8 @@ static void json_value(FILE *f, const ld_gguf_value *v, size_t limit) {
             if (i) fputs(", ", f);
             if (v->elem_type == LD_GGUF_STRING) json_str(f, v->strs[i].s, v->strs[i].len);
             else if (v->elem_type == LD_GGUF_ARRAY) json_value(f, &v->items[i], limit);
-            else json_scalar(f, v->elem_type, v->raw + i * scalar_size(v->elem_type));
+            else if (ld_gguf_value_item(v, i, &it)) json_item(f, &it);
+            else fputs("null", f);
         }
         if (shown < n) fprintf(f, ", ... %zu more", n - shown);
         fputc(']', f);

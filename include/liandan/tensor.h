@@ -26,24 +26,27 @@ extern "C" {
 #define LD_MAX_DIMS 4
 #define LD_TENSOR_NAME_MAX 96
 
-/* Enum values are liandan's own; ld_dtype_traits() gives the GGML type id for GGUF. */
+/* Enum values are liandan's own; ld_dtype_traits() gives the GGML type id for GGUF. ftype is
+ * llama.cpp's llama_ftype (GGUF general.file_type) of a file whose matrices are mostly of this
+ * type (-1: none); the K-quants' are the _S mixes, which keep every matrix in the type but the
+ * output (Q6_K): liandan's own mix. */
 #define LD_DTYPE_TABLE(X)                                                   \
-    /*  enum          name      block  bytes/block  ggml  float? */           \
-    X(LD_F32,   "F32",  1,   4,   0,  1)                                     \
-    X(LD_F16,   "F16",  1,   2,   1,  1)                                     \
-    X(LD_BF16,  "BF16", 1,   2,   30, 1)                                     \
-    X(LD_I32,   "I32",  1,   4,   26, 0)                                     \
-    X(LD_Q4_0,  "Q4_0", 32,  18,  2,  0)                                     \
-    X(LD_Q8_0,  "Q8_0", 32,  34,  8,  0)                                     \
-    X(LD_Q4_K,  "Q4_K", 256, 144, 12, 0)                                     \
-    X(LD_Q5_K,  "Q5_K", 256, 176, 13, 0)                                     \
-    X(LD_Q6_K,  "Q6_K", 256, 210, 14, 0)                                     \
-    X(LD_Q4_1,  "Q4_1", 32,  20,  3,  0)                                     \
-    X(LD_Q5_0,  "Q5_0", 32,  22,  6,  0)                                     \
-    X(LD_Q5_1,  "Q5_1", 32,  24,  7,  0)
+    /*  enum      name    block bytes ggml float ftype */                   \
+    X(LD_F32,   "F32",  1,   4,   0,  1, 0)                                 \
+    X(LD_F16,   "F16",  1,   2,   1,  1, 1)                                 \
+    X(LD_BF16,  "BF16", 1,   2,   30, 1, 32)                                \
+    X(LD_I32,   "I32",  1,   4,   26, 0, -1)                                \
+    X(LD_Q4_0,  "Q4_0", 32,  18,  2,  0, 2)                                 \
+    X(LD_Q8_0,  "Q8_0", 32,  34,  8,  0, 7)                                 \
+    X(LD_Q4_K,  "Q4_K", 256, 144, 12, 0, 14)                                \
+    X(LD_Q5_K,  "Q5_K", 256, 176, 13, 0, 16)                                \
+    X(LD_Q6_K,  "Q6_K", 256, 210, 14, 0, 18)                                \
+    X(LD_Q4_1,  "Q4_1", 32,  20,  3,  0, 3)                                 \
+    X(LD_Q5_0,  "Q5_0", 32,  22,  6,  0, 8)                                 \
+    X(LD_Q5_1,  "Q5_1", 32,  24,  7,  0, 9)
 
 typedef enum ld_dtype {
-#define LD_DTYPE_ENUM_(e, name, blk, bytes, ggml, isf) e,
+#define LD_DTYPE_ENUM_(e, name, blk, bytes, ggml, isf, ftype) e,
     LD_DTYPE_TABLE(LD_DTYPE_ENUM_)
 #undef LD_DTYPE_ENUM_
     LD_DTYPE_COUNT
@@ -55,6 +58,7 @@ typedef struct ld_dtype_info {
     int block_bytes;      /* bytes per block */
     int ggml_type;        /* GGML type id, as stored in GGUF */
     bool is_float;        /* plain floating-point element type */
+    int ftype;            /* llama_ftype of a file mostly of this type (GGUF general.file_type), -1 none */
 } ld_dtype_info;
 
 /* NULL for values outside the enum. */

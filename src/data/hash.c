@@ -3,19 +3,12 @@
  * hash used for deduplication and the train/val split. */
 #include <string.h>
 
+#include "core/endian.h"
 #include "data/data_internal.h"
 
 #define FNV_BASIS 0xcbf29ce484222325ull
 #define FNV_PRIME 0x100000001b3ull
 
-static inline uint64_t load_le64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
 
 void ld_hash64_init(ld_hash64_state *h) {
     memset(h, 0, sizeof *h);
@@ -37,7 +30,7 @@ void ld_hash64_update(ld_hash64_state *h, const void *data, size_t len) {
             len--;
         }
         if (h->ntail < 8) return;
-        absorb_word(h, load_le64(h->tail));
+        absorb_word(h, ld_le64(h->tail));
         h->ntail = 0;
     }
     /* four independent multiply chains; words stay assigned to lane (index % 4) */
@@ -45,7 +38,7 @@ void ld_hash64_update(ld_hash64_state *h, const void *data, size_t len) {
     unsigned rot = (unsigned)(h->words & 3);
     uint64_t *lanes[4] = {&l0, &l1, &l2, &l3};
     while (rot && len >= 8) { /* align to lane 0 */
-        *lanes[rot] = (*lanes[rot] ^ load_le64(p)) * FNV_PRIME;
+        *lanes[rot] = (*lanes[rot] ^ ld_le64(p)) * FNV_PRIME;
         h->words++;
         p += 8;
         len -= 8;
@@ -53,10 +46,10 @@ void ld_hash64_update(ld_hash64_state *h, const void *data, size_t len) {
     }
     if (rot == 0) {
         while (len >= 32) {
-            l0 = (l0 ^ load_le64(p)) * FNV_PRIME;
-            l1 = (l1 ^ load_le64(p + 8)) * FNV_PRIME;
-            l2 = (l2 ^ load_le64(p + 16)) * FNV_PRIME;
-            l3 = (l3 ^ load_le64(p + 24)) * FNV_PRIME;
+            l0 = (l0 ^ ld_le64(p)) * FNV_PRIME;
+            l1 = (l1 ^ ld_le64(p + 8)) * FNV_PRIME;
+            l2 = (l2 ^ ld_le64(p + 16)) * FNV_PRIME;
+            l3 = (l3 ^ ld_le64(p + 24)) * FNV_PRIME;
             h->words += 4;
             p += 32;
             len -= 32;
@@ -64,7 +57,7 @@ void ld_hash64_update(ld_hash64_state *h, const void *data, size_t len) {
     }
     h->lane[0] = l0, h->lane[1] = l1, h->lane[2] = l2, h->lane[3] = l3;
     while (len >= 8) {
-        absorb_word(h, load_le64(p));
+        absorb_word(h, ld_le64(p));
         p += 8;
         len -= 8;
     }
@@ -79,7 +72,7 @@ uint64_t ld_hash64_final(const ld_hash64_state *h0) {
     if (h.ntail) {
         uint8_t w[8] = {0};
         memcpy(w, h.tail, h.ntail);
-        absorb_word(&h, load_le64(w));
+        absorb_word(&h, ld_le64(w));
     }
     uint64_t r = FNV_BASIS;
     for (int i = 0; i < 4; i++) r = (r ^ h.lane[i]) * FNV_PRIME;
@@ -113,7 +106,7 @@ ld_hash128 ld_hash128_of(const void *data, size_t len) {
     uint64_t h1 = 0x9e3779b97f4a7c15ull ^ len, h2 = 0x632be59bd9b4e019ull ^ len;
     size_t n = len;
     while (n >= 16) {
-        uint64_t k1 = load_le64(p), k2 = load_le64(p + 8);
+        uint64_t k1 = ld_le64(p), k2 = ld_le64(p + 8);
         k1 *= c1, k1 = rotl64(k1, 31), k1 *= c2, h1 ^= k1;
         h1 = rotl64(h1, 27), h1 += h2, h1 = h1 * 5 + 0x52dce729;
         k2 *= c2, k2 = rotl64(k2, 33), k2 *= c1, h2 ^= k2;
@@ -123,7 +116,7 @@ ld_hash128 ld_hash128_of(const void *data, size_t len) {
     }
     uint8_t t[16] = {0};
     memcpy(t, p, n);
-    uint64_t k1 = load_le64(t), k2 = load_le64(t + 8);
+    uint64_t k1 = ld_le64(t), k2 = ld_le64(t + 8);
     k1 *= c1, k1 = rotl64(k1, 31), k1 *= c2, h1 ^= k1;
     k2 *= c2, k2 = rotl64(k2, 33), k2 *= c1, h2 ^= k2;
     h1 += h2, h2 += h1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "liandan/data.h"
+#include "io/json.h"
 #include "liandan/io.h"
 
 struct ld_mlm_source {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/endian.h"
 #include "data/data_internal.h"
 #include "liandan/io.h"
 
@@ -23,21 +24,6 @@ struct ld_shard {
     unsigned width;
 };
 
-static inline uint64_t rd64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static inline uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline void wr64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline void wr32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static ld_status shard_parse(ld_ctx *ctx, const char *name, const uint8_t *d, size_t size, const ld_tokenizer *tok,
                              ld_shard *s) {
     if (size < HEADER_SIZE)
@@ -45,18 +31,18 @@ static ld_status shard_parse(ld_ctx *ctx, const char *name, const uint8_t *d, si
                         HEADER_SIZE);
     if (memcmp(d, SHARD_MAGIC, 8) != 0)
         return ld_error(ctx, LD_ERR_FORMAT, "%s: byte 0: bad magic (not a liandan token shard)", name);
-    uint64_t hsum = rd64(d + 56), hcalc = ld_hash64(d, 56);
+    uint64_t hsum = ld_le64(d + 56), hcalc = ld_hash64(d, 56);
     if (hsum != hcalc)
         return ld_error(ctx, LD_ERR_CHECKSUM, "%s: byte 56: header checksum %016" PRIx64 " != computed %016" PRIx64,
                         name, hsum, hcalc);
-    uint32_t version = rd32(d + 8), width = rd32(d + 12);
+    uint32_t version = ld_le32(d + 8), width = ld_le32(d + 12);
     if (version != SHARD_VERSION)
         return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: byte 8: shard version %u (this build reads version %u)", name,
                         version, SHARD_VERSION);
     if (width != 2 && width != 4)
         return ld_error(ctx, LD_ERR_FORMAT, "%s: byte 12: token width %u bytes (must be 2 or 4)", name, width);
-    uint64_t n_tokens = rd64(d + 16), n_docs = rd64(d + 24), tok_hash = rd64(d + 32), vocab = rd64(d + 40);
-    uint64_t dsum = rd64(d + 48);
+    uint64_t n_tokens = ld_le64(d + 16), n_docs = ld_le64(d + 24), tok_hash = ld_le64(d + 32), vocab = ld_le64(d + 40);
+    uint64_t dsum = ld_le64(d + 48);
     if (vocab == 0 || vocab > (uint64_t)INT32_MAX + 1 || (width == 2 && vocab > 65536))
         return ld_error(ctx, LD_ERR_FORMAT, "%s: byte 40: vocabulary size %" PRIu64 " does not fit %u-byte tokens",
                         name, vocab, width);
@@ -86,7 +72,7 @@ static ld_status shard_parse(ld_ctx *ctx, const char *name, const uint8_t *d, si
     /* document offsets: 0, nondecreasing, ending at the token count */
     uint64_t prev = 0;
     for (uint64_t i = 0; i <= n_docs; i++) {
-        uint64_t o = rd64(s->offsets + 8 * i);
+        uint64_t o = ld_le64(s->offsets + 8 * i);
         if ((i == 0 && o != 0) || o < prev || o > n_tokens || (i == n_docs && o != n_tokens))
             return ld_error(ctx, LD_ERR_FORMAT, "%s: byte %zu: document offset %" PRIu64 " = %" PRIu64 " is out of order",
                             name, (size_t)(s->offsets - d) + 8 * (size_t)i, i, o);
@@ -95,7 +81,7 @@ static ld_status shard_parse(ld_ctx *ctx, const char *name, const uint8_t *d, si
     /* every id inside the vocabulary (the trainer indexes embeddings with them) */
     for (int64_t i = 0; i < s->n_tokens; i++) {
         const uint8_t *tp = s->tokens + (size_t)i * width;
-        int64_t t = width == 2 ? (int64_t)(tp[0] | tp[1] << 8) : (int64_t)rd32(tp); /* unsigned: no negative ids */
+        int64_t t = width == 2 ? (int64_t)(tp[0] | tp[1] << 8) : (int64_t)ld_le32(tp); /* unsigned: no negative ids */
         if (t >= s->vocab_size) {
             return ld_error(ctx, LD_ERR_FORMAT, "%s: byte %zu: token %" PRId64 " = %" PRId64 " >= vocabulary size %" PRId64,
                             name, (size_t)HEADER_SIZE + (size_t)i * width, i, t, s->vocab_size);
@@ -175,7 +161,7 @@ int ld_shard_token_bytes(const ld_shard *s) {
 int32_t ld_shard_token(const ld_shard *s, int64_t i) {
     const uint8_t *p = s->tokens + (size_t)i * s->width;
     if (s->width == 2) return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8);
-    return (int32_t)rd32(p);
+    return (int32_t)ld_le32(p);
 }
 
 void ld_shard_read(const ld_shard *s, int64_t start, int64_t n, int32_t *out) {
@@ -183,12 +169,12 @@ void ld_shard_read(const ld_shard *s, int64_t start, int64_t n, int32_t *out) {
     if (s->width == 2) {
         for (int64_t i = 0; i < n; i++) out[i] = (int32_t)((uint32_t)p[2 * i] | (uint32_t)p[2 * i + 1] << 8);
     } else {
-        for (int64_t i = 0; i < n; i++) out[i] = (int32_t)rd32(p + 4 * i);
+        for (int64_t i = 0; i < n; i++) out[i] = (int32_t)ld_le32(p + 4 * i);
     }
 }
 
 int64_t ld_shard_doc_start(const ld_shard *s, int64_t d) {
-    return (int64_t)rd64(s->offsets + 8 * (size_t)d);
+    return (int64_t)ld_le64(s->offsets + 8 * (size_t)d);
 }
 
 /* ---- writer ------------------------------------------------------------------------ */
@@ -322,7 +308,7 @@ ld_status ld_shard_writer_add_doc(ld_shard_writer *w, const int32_t *ids, size_t
         if (w->width == 2)
             for (; i < n && k + 2 <= sizeof tmp; i++, k += 2) tmp[k] = (uint8_t)ids[i], tmp[k + 1] = (uint8_t)(ids[i] >> 8);
         else
-            for (; i < n && k + 4 <= sizeof tmp; i++, k += 4) wr32(tmp + k, (uint32_t)ids[i]);
+            for (; i < n && k + 4 <= sizeof tmp; i++, k += 4) ld_put_le32(tmp + k, (uint32_t)ids[i]);
         ld_status st = put_bytes(w, tmp, k);
         if (st != LD_OK) return st;
     }
@@ -350,7 +336,7 @@ ld_status ld_shard_writer_close(ld_shard_writer *w) {
         if (tb % 8) st = put_bytes(w, zero, 8 - tb % 8);
         uint8_t b[8];
         for (size_t i = 0; st == LD_OK && i <= w->n_offsets; i++) {
-            wr64(b, (uint64_t)(i < w->n_offsets ? w->offsets[i] : w->n_tokens));
+            ld_put_le64(b, (uint64_t)(i < w->n_offsets ? w->offsets[i] : w->n_tokens));
             st = put_bytes(w, b, 8);
         }
         if (st == LD_OK) st = flush_buf(w);
@@ -358,14 +344,14 @@ ld_status ld_shard_writer_close(ld_shard_writer *w) {
     if (st == LD_OK) {
         uint8_t h[HEADER_SIZE] = {0};
         memcpy(h, SHARD_MAGIC, 8);
-        wr32(h + 8, SHARD_VERSION);
-        wr32(h + 12, w->width);
-        wr64(h + 16, (uint64_t)w->n_tokens);
-        wr64(h + 24, (uint64_t)w->n_offsets);
-        wr64(h + 32, w->tok_hash);
-        wr64(h + 40, (uint64_t)w->vocab_size);
-        wr64(h + 48, ld_hash64_final(&w->hash));
-        wr64(h + 56, ld_hash64(h, 56));
+        ld_put_le32(h + 8, SHARD_VERSION);
+        ld_put_le32(h + 12, w->width);
+        ld_put_le64(h + 16, (uint64_t)w->n_tokens);
+        ld_put_le64(h + 24, (uint64_t)w->n_offsets);
+        ld_put_le64(h + 32, w->tok_hash);
+        ld_put_le64(h + 40, (uint64_t)w->vocab_size);
+        ld_put_le64(h + 48, ld_hash64_final(&w->hash));
+        ld_put_le64(h + 56, ld_hash64(h, 56));
         if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(h, 1, HEADER_SIZE, w->f) != HEADER_SIZE || fflush(w->f) != 0 ||
             fsync(fileno(w->f)) != 0)
             st = ld_error(w->ctx, LD_ERR_IO, "%s: write failed: %s", w->tmp, strerror(errno));

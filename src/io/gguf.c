@@ -377,8 +377,8 @@ static bool int_of(ld_gguf_type t, const uint8_t *raw, int64_t *v, bool *neg_or_
     switch (t) {
     case LD_GGUF_UINT8: *v = raw[0]; return true;
     case LD_GGUF_INT8: *v = (int8_t)raw[0]; return true;
-    case LD_GGUF_UINT16: *v = (uint16_t)(raw[0] | raw[1] << 8); return true;
-    case LD_GGUF_INT16: *v = (int16_t)(uint16_t)(raw[0] | raw[1] << 8); return true;
+    case LD_GGUF_UINT16: *v = ld_le16(raw); return true;
+    case LD_GGUF_INT16: *v = (int16_t)ld_le16(raw); return true;
     case LD_GGUF_UINT32: *v = ld_le32(raw); return true;
     case LD_GGUF_INT32: *v = (int32_t)ld_le32(raw); return true;
     case LD_GGUF_INT64: *v = (int64_t)ld_le64(raw); return true;
@@ -436,6 +436,24 @@ static double float_of(ld_gguf_type t, const uint8_t *raw) {
     double d;
     memcpy(&d, &u, 8);
     return d;
+}
+
+bool ld_gguf_value_item(const ld_gguf_value *v, uint64_t i, ld_gguf_item *out) {
+    if (!v || !out) return false;
+    bool array = v->type == LD_GGUF_ARRAY;
+    ld_gguf_type t = array ? v->elem_type : v->type;
+    size_t size = ld_gguf_scalar_size(t);
+    if (!size || (array ? i >= v->count : i != 0)) return false;
+    const uint8_t *raw = v->raw + i * size;
+    memset(out, 0, sizeof *out);
+    out->type = t;
+    bool big;
+    if (t == LD_GGUF_FLOAT32 || t == LD_GGUF_FLOAT64) out->f64 = float_of(t, raw);
+    else if (t == LD_GGUF_BOOL) out->u64 = raw[0] != 0;
+    else if (t == LD_GGUF_UINT64) out->u64 = ld_le64(raw);
+    else if (t == LD_GGUF_UINT8 || t == LD_GGUF_UINT16 || t == LD_GGUF_UINT32) int_of(t, raw, &out->i64, &big), out->u64 = (uint64_t)out->i64;
+    else int_of(t, raw, &out->i64, &big);
+    return true;
 }
 
 ld_status ld_gguf_get_f32(ld_ctx *ctx, const ld_gguf *g, const char *key, float *out) {

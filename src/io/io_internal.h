@@ -5,22 +5,9 @@
 
 #include <string.h>
 
+#include "core/endian.h"
+#include "io/json.h"
 #include "liandan/io.h"
-
-static inline uint64_t ld_le64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static inline uint32_t ld_le32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline void ld_put_le64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline void ld_put_le32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* A growable buffer; after an allocation failure `failed` is set and appends are ignored. */
 typedef struct ld_buf {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/json.h"
 #include "liandan/io.h"
 
 /* ---- parsing ------------------------------------------------------------------------- */

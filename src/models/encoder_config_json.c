@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "liandan/encoder.h"
+#include "io/json.h"
 #include "liandan/io.h"
 
 /* Keys read (or knowingly ignored) per architecture; anything else gets a warning. */

@@ -129,21 +129,6 @@ ld_lm_gguf_params ld_lm_gguf_default_params(void) {
     return (ld_lm_gguf_params){.type = LD_F32, .embd_type = LD_DTYPE_COUNT, .output_type = LD_DTYPE_COUNT};
 }
 
-/* general.file_type (llama_ftype) for a mix whose matrices are `t`. */
-static uint32_t file_type_of(ld_dtype t) {
-    switch (t) {
-    case LD_F32: return 0;
-    case LD_F16: return 1;
-    case LD_Q4_0: return 2;
-    case LD_Q8_0: return 7;
-    case LD_Q4_K: return 15; /* Q4_K_M: output in Q6_K */
-    case LD_Q5_K: return 17; /* Q5_K_M */
-    case LD_Q6_K: return 18;
-    case LD_BF16: return 32;
-    default: return 0;
-    }
-}
-
 static bool type_can_export(ld_dtype t) {
     return t == LD_F32 || t == LD_F16 || t == LD_BF16 || ld_quant_type_supported(t);
 }
@@ -263,7 +248,7 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
                      ld_dtype_traits(head)->block_size > 1;
     if (!st) st = ld_gguf_writer_set_str(s.w, "general.architecture", a->name);
     if (!st) st = ld_gguf_writer_set_str(s.w, "general.name", p->name ? p->name : "liandan model");
-    if (!st) st = ld_gguf_writer_set_u32(s.w, "general.file_type", file_type_of(p->type));
+    if (!st) st = ld_gguf_writer_set_u32(s.w, "general.file_type", (uint32_t)ld_dtype_traits(p->type)->ftype);
     if (!st && quantized) st = ld_gguf_writer_set_u32(s.w, "general.quantization_version", 2);
     if (!st) st = set_config(s.w, a, c);
     if (!st) st = ld_tokenizer_to_gguf(tok, s.w, c->vocab_size);

@@ -67,7 +67,7 @@ typedef struct {
 } ld_block_q8_K;
 
 /* Block sizes straight from LD_DTYPE_TABLE, so the structs and the table cannot drift. */
-#define LD_QB_TABLE_(e, name, blk, bytes, ggml, isf) ld_qb_bytes_##e = bytes, ld_qb_block_##e = blk,
+#define LD_QB_TABLE_(e, name, blk, bytes, ggml, isf, ftype) ld_qb_bytes_##e = bytes, ld_qb_block_##e = blk,
 enum { LD_DTYPE_TABLE(LD_QB_TABLE_) ld_qb_dummy_ };
 #undef LD_QB_TABLE_
 _Static_assert(sizeof(ld_block_q4_0) == ld_qb_bytes_LD_Q4_0 && ld_qb_bytes_LD_Q4_0 == 18, "Q4_0 block: 18 bytes");

@@ -4,7 +4,7 @@
 #include "liandan/tensor.h"
 
 static const ld_dtype_info dtype_table[LD_DTYPE_COUNT] = {
-#define LD_DTYPE_INFO_(e, name, blk, bytes, ggml, isf) [e] = {name, blk, bytes, ggml, isf},
+#define LD_DTYPE_INFO_(e, name, blk, bytes, ggml, isf, ftype) [e] = {name, blk, bytes, ggml, isf, ftype},
     LD_DTYPE_TABLE(LD_DTYPE_INFO_)
 #undef LD_DTYPE_INFO_
 };

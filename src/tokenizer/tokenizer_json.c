@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/json.h"
 #include "liandan/io.h"
 #include "tokenizer/tok_internal.h"
 

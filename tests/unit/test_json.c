@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/json.h"
 #include "ld_test.h"
 
 static ld_ctx *new_ctx(void) {
