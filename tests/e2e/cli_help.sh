@@ -2,12 +2,14 @@
 # cli_help.sh — walks every command and subcommand from `liandan --help`: each prints its help
 # (generated from its option table: usage line, "options:", "-h, --help") with exit 0; every
 # option the help lists is accepted by the parser (never "unknown option"); an unknown option
-# and a bad number are refused with exit 2; the commands that write files take -o/--output.
+# and a bad number are refused with exit 2; the commands that write files take -o/--output;
+# README's "Using it" lists every command and subcommand.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=cli_help
 source tests/e2e/lib.bash
 BIN=$(realpath "$BIN")
+README=$(realpath README.md)
 cd "$T" # options given dummy values must not write into the repository
 
 writers=" tokenizer train | data prepare | pretrain | distill | export gguf | export hf | quantize | imatrix | plot | gguf write "
@@ -42,6 +44,7 @@ check_leaf() { # "cmd sub" as words
     # shellcheck disable=SC2086
     expect_error "--threads: '9999999999999999999' is not an integer" "$BIN" $cmd --threads 9999999999999999999
   fi
+  grep -q "^liandan $cmd\( \|$\)" "$README" || fail "README's \"Using it\" does not list 'liandan $cmd'"
   leaves=$((leaves + 1))
 }
 
