@@ -9,12 +9,12 @@ NAME=layers
 fail() { echo "$NAME: $*" >&2; exit 1; }
 
 # lower numbers are lower layers; a layer may include its own headers and lower layers'
-declare -A rank=([core]=0 [tensor]=1 [kernels]=2 [io]=3 [quant]=4 [nn]=5 [tokenizer]=6 [models]=7 [data]=8
+declare -A rank=([core]=0 [tensor]=1 [kernels]=2 [io]=3 [quant]=4 [nn]=5 [tokenizer]=6 [data]=7 [models]=8
                  [train]=9 [infer]=10 [eval]=11 [registry]=12 [serve]=13)
 # public headers and the layer each belongs to (liandan.h is everything: only for the CLI and tests)
 declare -A public=([core.h]=core [status.h]=core [tensor.h]=tensor [io.h]=io [quant.h]=quant [nn.h]=nn
-                   [tokenizer.h]=tokenizer [causal_lm.h]=models [data.h]=data [train.h]=train [infer.h]=infer
-                   [eval.h]=eval)
+                   [tokenizer.h]=tokenizer [causal_lm.h]=models [encoder.h]=models [data.h]=data [train.h]=train
+                   [infer.h]=infer [eval.h]=eval [probe.h]=eval)
 # the CLI's exceptions, each with its reason
 declare -A cli_private=(["cli/train_run.c:train/train_config.h"]="the training driver moves into src/train (issue 13)")
 
