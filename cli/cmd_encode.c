@@ -9,23 +9,25 @@
 
 static const char *const pooling_names[] = {"cls", "mean", NULL}; /* ld_pooling order */
 
-/* Writes data[n, c] as a little-endian float32 .npy file (format version 1.0). */
-static int write_npy(const char *path, const float *data, int64_t n, int64_t c) {
-    char header[128];
-    int hl = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
+/* Writes data[n, c] as a little-endian float32 .npy file (format version 1.0), atomically: a
+ * failure leaves no half file (and an earlier file under the name stays). */
+static int write_npy(ld_ctx *ctx, const char *path, const float *data, int64_t n, int64_t c) {
+    char head[192];
+    int hl = snprintf(head + 10, sizeof head - 10, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
                       (long long)n, (long long)c);
     int total = 10 + hl + 1, pad = (64 - total % 64) % 64;
-    FILE *f = fopen(path, "wb");
-    if (!f) return fprintf(stderr, "liandan embed: cannot write %s\n", path), 1;
     unsigned short len = (unsigned short)(hl + pad + 1);
-    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
-    fputc(len & 0xff, f), fputc(len >> 8, f);
-    fwrite(header, 1, (size_t)hl, f);
-    for (int i = 0; i < pad; i++) fputc(' ', f);
-    fputc('\n', f);
-    size_t w = fwrite(data, sizeof(float), (size_t)(n * c), f);
-    if (fclose(f) || w != (size_t)(n * c)) return fprintf(stderr, "liandan embed: cannot write %s\n", path), 1;
-    return 0;
+    memcpy(head, "\x93NUMPY\x01\x00", 8);
+    head[8] = (char)(len & 0xff), head[9] = (char)(len >> 8);
+    memset(head + 10 + hl, ' ', (size_t)pad);
+    head[10 + hl + pad] = '\n';
+    ld_atomic_file *f = NULL;
+    if (ld_atomic_file_open(ctx, path, &f) || ld_atomic_file_write(f, head, (size_t)total + (size_t)pad) ||
+        ld_atomic_file_write(f, data, (size_t)(n * c) * sizeof(float))) {
+        ld_atomic_file_abort(f);
+        return ld_cli_fail(ctx, "embed");
+    }
+    return ld_atomic_file_commit(f) ? ld_cli_fail(ctx, "embed") : 0;
 }
 
 /* Every document of a corpus file as an input row. */
@@ -66,14 +68,15 @@ static int cmd_embed(int argc, char **argv) {
                       "FASTA records (read as proteins)"),
         LD_CLI_ENUM("pooling", 0, &pooling, pooling_names, "the [CLS] position or the mean over the tokens"),
         LD_CLI_FLAG("normalize", 0, &normalize, "L2-normalise each embedding"),
-        LD_CLI_STRING("npy", 0, &npy, "OUT.npy", "write a float32 array [n, hidden] (NumPy .npy) instead of JSON"),
+        LD_CLI_STRING("output", 'o', &npy, "OUT.npy", "write a float32 array [n, hidden] (NumPy .npy) instead of JSON"),
+        {.name = "npy", .type = LD_CLI_T_STRING, .dest.s = &npy}, /* the first spelling */
         LD_CLI_THREADS(&threads),
         LD_CLI_END,
     };
     const ld_cli_spec spec = {
         .cmd = "embed", .args = "MODEL_DIR", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
         .about = "Pooled embeddings of an encoder model (BERT, ESM) for --text inputs or the documents of --file.\n"
-                 "Without --npy one JSON object per input is printed: {\"index\": i, \"tokens\": n, \"embedding\": [...]}."};
+                 "Without -o one JSON object per input is printed: {\"index\": i, \"tokens\": n, \"embedding\": [...]}."};
     int rc0;
     if (!ld_cli_parse(&spec, argc, argv, &rc0)) return ld_cli_parse_free(&spec), rc0;
     if ((file != NULL) == (texts.n > 0)) {
@@ -105,7 +108,7 @@ static int cmd_embed(int argc, char **argv) {
     float *out = rc ? NULL : malloc((size_t)((n ? n : 1) * C) * sizeof(float));
     if (!rc && ld_encoder_embed(m, (const int32_t *const *)seqs, lens, n, pool, normalize, out))
         rc = ld_cli_fail(ctx, "computing embeddings");
-    if (!rc && npy) rc = write_npy(npy, out, n, C);
+    if (!rc && npy) rc = write_npy(ctx, npy, out, n, C);
     for (int64_t i = 0; !rc && !npy && i < n; i++) {
         printf("{\"index\": %lld, \"tokens\": %lld, \"embedding\": [", (long long)i, (long long)lens[i]);
         for (int64_t j = 0; j < C; j++) printf(j ? ", %.7g" : "%.7g", (double)out[i * C + j]);
