@@ -1,4 +1,3 @@
-#define _GNU_SOURCE /* memmem */
 /* tokenizer/bpe.c — byte-level BPE: lookup structures, encoding (special tokens first, then
  * pre-tokens, then merges by rank with a per-call word cache), decoding, accessors. */
 #include <stdlib.h>
@@ -29,6 +28,7 @@ void ld_tokenizer_free(ld_tokenizer *t) {
     ld_free(ctx, t->tok_bytes), ld_free(ctx, t->tok_len), ld_free(ctx, t->is_special);
     for (int i = 0; i < t->n_specials; i++) ld_free(ctx, t->specials[i].text);
     ld_free(ctx, t->specials);
+    ld_free(ctx, t->sp_order);
     ld_free(ctx, t->merge_list);
     ld_strmap_free(&t->by_bytes);
     ld_strmap_free(&t->merges);
@@ -75,6 +75,20 @@ ld_status ld_tokenizer_finish(ld_tokenizer *t) {
         if ((st = ld_strmap_put(&t->merges, (const char *)key, sizeof key, -1, &v))) return st;
         if (*v == -1) *v = (r << 32) | *merged; /* the first (lowest-rank) listing of a pair wins */
     }
+    /* specials grouped by first byte, longest first within a group, for find_special_at */
+    if (!(t->sp_order = ld_calloc(ctx, (size_t)t->n_specials + 1, sizeof *t->sp_order))) return ld_ctx_status(ctx);
+    int at = 0;
+    for (int c = 0; c < 256; c++) {
+        t->sp_first[c] = at;
+        int start = at;
+        for (int i = 0; i < t->n_specials; i++) {
+            if ((unsigned char)t->specials[i].text[0] != c || !t->specials[i].len) continue;
+            int k = at++; /* insertion by length, longest first; equal lengths keep their order */
+            while (k > start && t->specials[t->sp_order[k - 1]].len < t->specials[i].len) t->sp_order[k] = t->sp_order[k - 1], k--;
+            t->sp_order[k] = i;
+        }
+    }
+    t->sp_first[256] = at;
     const char *bos[] = {"<|begin_of_text|>", "<s>", "[CLS]", "<bos>"}, *eos[] = {"<|endoftext|>", "<|end_of_text|>", "</s>", "[SEP]", "<eos>"};
     for (size_t i = 0; i < sizeof bos / sizeof bos[0] && t->bos < 0; i++) t->bos = find_special(t, bos[i]);
     for (size_t i = 0; i < sizeof eos / sizeof eos[0] && t->eos < 0; i++) t->eos = find_special(t, eos[i]);
@@ -91,6 +105,13 @@ ld_status ld_tokenizer_finish(ld_tokenizer *t) {
 }
 
 /* ---- encoding ---- */
+/* Working memory of the merge loop, reused across pieces of one encode call. */
+typedef struct merge_scratch {
+    int32_t *sym, *next, *prev;
+    uint64_t *heap; /* rank << 32 | position: the lowest rank, then the leftmost, first */
+    size_t cap;
+} merge_scratch;
+
 typedef struct enc {
     const ld_tokenizer *t;
     int32_t *ids;
@@ -98,6 +119,7 @@ typedef struct enc {
     ld_strmap *cache; /* word bytes -> offset into cache_ids << 16 | count, or NULL */
     int32_t *cache_ids;
     size_t cache_n, cache_cap;
+    merge_scratch ms;
     ld_status st;
 } enc;
 
@@ -106,24 +128,95 @@ static void emit(enc *e, int32_t id) {
     e->n++;
 }
 
-/* Merges a word's byte tokens by rank; writes ids into out (at most len entries). */
-static size_t bpe_word(const ld_tokenizer *t, const unsigned char *w, size_t len, int32_t *sym) {
-    size_t n = len;
-    for (size_t i = 0; i < len; i++) sym[i] = t->byte_id[w[i]];
-    while (n > 1) {
-        int64_t best = INT64_MAX;
-        size_t at = 0;
-        for (size_t i = 0; i + 1 < n; i++) {
-            int32_t key[2] = {sym[i], sym[i + 1]};
-            int64_t *v = ld_strmap_get(&t->merges, (const char *)key, sizeof key);
-            if (v && *v < best) best = *v, at = i;
-        }
-        if (best == INT64_MAX) break;
-        sym[at] = (int32_t)(best & 0xffffffff);
-        memmove(sym + at + 1, sym + at + 2, (n - at - 2) * sizeof *sym);
-        n--;
+static bool scratch_reserve(merge_scratch *m, size_t n) {
+    if (n <= m->cap) return true;
+    size_t cap = m->cap ? m->cap : 256;
+    while (cap < n) cap *= 2;
+    int32_t *s = realloc(m->sym, cap * sizeof *s);
+    if (s) m->sym = s;
+    int32_t *nx = realloc(m->next, cap * sizeof *nx);
+    if (nx) m->next = nx;
+    int32_t *pv = realloc(m->prev, cap * sizeof *pv);
+    if (pv) m->prev = pv;
+    uint64_t *h = realloc(m->heap, 3 * cap * sizeof *h); /* n - 1 pairs + 2 per merge */
+    if (h) m->heap = h;
+    if (!s || !nx || !pv || !h) return false;
+    m->cap = cap;
+    return true;
+}
+
+static void scratch_free(merge_scratch *m) {
+    free(m->sym), free(m->next), free(m->prev), free(m->heap);
+}
+
+static void heap_push(uint64_t *h, size_t *n, uint64_t v) {
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > v) h[i] = h[(i - 1) / 2], i = (i - 1) / 2;
+    h[i] = v;
+}
+
+static uint64_t heap_pop(uint64_t *h, size_t *n) {
+    uint64_t top = h[0], v = h[--*n];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && h[c + 1] < h[c]) c++;
+        if (h[c] >= v) break;
+        h[i] = h[c], i = c;
     }
-    return n;
+    h[i] = v;
+    return top;
+}
+
+/* The merge of (a, b): rank << 32 | merged id, or -1. */
+static int64_t merge_of(const ld_tokenizer *t, int32_t a, int32_t b) {
+    int32_t key[2] = {a, b};
+    int64_t *v = ld_strmap_get(&t->merges, (const char *)key, sizeof key);
+    return v ? *v : -1;
+}
+
+static void try_pair(const ld_tokenizer *t, merge_scratch *m, size_t *hn, int32_t i) {
+    int32_t j = m->next[i];
+    if (i < 0 || j < 0) return;
+    int64_t v = merge_of(t, m->sym[i], m->sym[j]);
+    if (v >= 0) heap_push(m->heap, hn, ((uint64_t)v & 0xffffffff00000000ULL) | (uint32_t)i);
+}
+
+/* Merges the symbols m->sym[0..n) by rank, lowest rank first and leftmost among equals (as
+ * Hugging Face's BPE and llama.cpp do), in O(n log n): the symbols form a linked list and
+ * candidate pairs wait in a heap, checked against the list when they come out. Compacts the
+ * result into m->sym and returns its length. */
+static size_t bpe_merge(const ld_tokenizer *t, merge_scratch *m, size_t n) {
+    size_t hn = 0;
+    for (size_t i = 0; i < n; i++) m->next[i] = i + 1 < n ? (int32_t)i + 1 : -1, m->prev[i] = (int32_t)i - 1;
+    for (size_t i = 0; i + 1 < n; i++) try_pair(t, m, &hn, (int32_t)i);
+    while (hn) {
+        uint64_t top = heap_pop(m->heap, &hn);
+        int32_t i = (int32_t)(top & 0xffffffff), j = m->next[i];
+        if (m->sym[i] < 0 || j < 0) continue; /* merged away, or nothing to its right any more */
+        int64_t v = merge_of(t, m->sym[i], m->sym[j]);
+        if (v < 0 || ((uint64_t)v >> 32) != (top >> 32)) continue; /* the pair changed since it was queued */
+        m->sym[i] = (int32_t)(v & 0xffffffff);
+        m->sym[j] = -1;
+        m->next[i] = m->next[j];
+        if (m->next[j] >= 0) m->prev[m->next[j]] = i;
+        if (m->prev[i] >= 0) try_pair(t, m, &hn, m->prev[i]);
+        try_pair(t, m, &hn, i);
+    }
+    size_t k = 0;
+    for (int32_t i = 0; i >= 0; i = m->next[i]) m->sym[k++] = m->sym[i];
+    return n ? k : 0;
+}
+
+/* Merges a word's byte tokens by rank; leaves the ids in e->ms.sym and returns their count. */
+static size_t bpe_word(enc *e, const unsigned char *w, size_t len) {
+    if (!scratch_reserve(&e->ms, len)) {
+        e->st = LD_ERR_NOMEM;
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) e->ms.sym[i] = e->t->byte_id[w[i]];
+    return bpe_merge(e->t, &e->ms, len);
 }
 
 static void encode_piece(void *user, const char *piece, size_t len) {
@@ -142,12 +235,13 @@ static void encode_piece(void *user, const char *piece, size_t len) {
             return;
         }
     }
-    int32_t local[256], *sym = len <= 256 ? local : malloc(len * sizeof *sym);
-    if (!sym) {
-        e->st = LD_ERR_NOMEM;
+    if (len >= (1u << 31)) {
+        e->st = LD_ERR_LIMIT;
         return;
     }
-    size_t n = bpe_word(t, (const unsigned char *)piece, len, sym);
+    size_t n = bpe_word(e, (const unsigned char *)piece, len);
+    if (e->st) return;
+    const int32_t *sym = e->ms.sym;
     for (size_t k = 0; k < n; k++) emit(e, sym[k]);
     if (e->cache && n < 0xffff && len < 64) {
         if (e->cache_n + n > e->cache_cap) {
@@ -163,7 +257,6 @@ static void encode_piece(void *user, const char *piece, size_t len) {
             e->cache_n += n;
         }
     }
-    if (sym != local) free(sym);
 }
 
 /* Encodes text without special tokens: pre-tokens, then BPE. */
@@ -186,6 +279,23 @@ static void encode_plain(enc *e, pcre2_match_data *md, const char *text, size_t 
     ld_pretok_split(&t->pretok, md, text, len, encode_piece, e);
 }
 
+/* The earliest special token in text[pos..len), the longest one at that position (Hugging
+ * Face's leftmost-longest rule): its offset (len if none) and index in *which. One pass over
+ * the text: only bytes that begin some special token are looked at. */
+static size_t find_special_at(const ld_tokenizer *t, const char *text, size_t len, size_t pos, int *which) {
+    for (size_t i = pos; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        for (int k = t->sp_first[c]; k < t->sp_first[c + 1]; k++) { /* longest first */
+            const ld_special *sp = &t->specials[t->sp_order[k]];
+            if (sp->len <= len - i && !memcmp(text + i, sp->text, sp->len)) {
+                *which = t->sp_order[k];
+                return i;
+            }
+        }
+    }
+    return len;
+}
+
 ld_status ld_tokenizer_encode(const ld_tokenizer *t, const char *text, size_t len, unsigned flags, int32_t *ids,
                               size_t cap, size_t *n_ids) {
     if (!t || (!text && len) || !n_ids) return LD_ERR_INVALID_ARG;
@@ -197,16 +307,9 @@ ld_status ld_tokenizer_encode(const ld_tokenizer *t, const char *text, size_t le
     if ((flags & LD_ENCODE_ADD_BOS) && t->bos >= 0) emit(&e, t->bos);
     size_t pos = 0;
     while (pos < len && !e.st) {
-        size_t next = len, which = 0;
-        if (!(flags & LD_ENCODE_SPECIAL_AS_TEXT))
-            for (int s = 0; s < t->n_specials; s++) {
-                const ld_special *sp = &t->specials[s];
-                const char *hit = sp->len ? memmem(text + pos, len - pos, sp->text, sp->len) : NULL;
-                /* the earliest match; at equal positions the longest special */
-                if (hit && ((size_t)(hit - text) < next ||
-                            ((size_t)(hit - text) == next && sp->len > t->specials[which].len)))
-                    next = (size_t)(hit - text), which = (size_t)s;
-            }
+        size_t next = len;
+        int which = -1;
+        if (!(flags & LD_ENCODE_SPECIAL_AS_TEXT)) next = find_special_at(t, text, len, pos, &which);
         encode_plain(&e, md, text + pos, next - pos);
         if (next == len) break;
         emit(&e, t->specials[which].id);
@@ -215,6 +318,8 @@ ld_status ld_tokenizer_encode(const ld_tokenizer *t, const char *text, size_t le
     if (md) pcre2_match_data_free(md);
     if (e.cache) ld_strmap_free(&cache);
     free(e.cache_ids);
+    scratch_free(&e.ms);
+    if (e.st == LD_ERR_LIMIT) return ld_error(t->ctx, e.st, "encode: a pre-token of 2 GiB or more");
     if (e.st) return ld_error(t->ctx, e.st, "encode: out of memory");
     *n_ids = e.n;
     if (e.n > cap || (!ids && e.n)) return LD_ERR_LIMIT;

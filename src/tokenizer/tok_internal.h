@@ -74,6 +74,8 @@ struct ld_tokenizer {
     int32_t (*merge_list)[2]; /* in rank order, for saving */
     ld_special *specials;
     int n_specials;
+    int *sp_order;        /* special indices grouped by first byte, longest first */
+    int sp_first[257];    /* group of byte c: sp_order[sp_first[c] .. sp_first[c + 1]) */
     ld_pretok pretok;
     int32_t bos, eos, pad, unk;
     uint64_t hash;

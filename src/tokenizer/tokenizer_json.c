@@ -84,12 +84,18 @@ static ld_status parse(ld_ctx *ctx, const char *name, const cJSON *root, ld_toke
     }
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = get(it, "id"), *content = get(it, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > (1 << 24) || !cJSON_IsString(content) ||
-            !content->valuestring[0])
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > (1 << 24) ||
+            id->valuedouble != (int64_t)id->valuedouble || !cJSON_IsString(content) || !content->valuestring[0])
             return ld_error(ctx, LD_ERR_FORMAT, "%s: added_tokens: each needs an integer 'id' and non-empty 'content'", name);
         if ((int64_t)id->valuedouble + 1 > n) n = (int64_t)id->valuedouble + 1;
     }
     if (n == 0) return ld_error(ctx, LD_ERR_FORMAT, "%s: the vocabulary is empty", name);
+    /* ids are dense, so the largest one is below the number of entries: check before
+     * allocating, or a tiny file with one huge id would allocate for all the ids below it */
+    int64_t n_entries = (int64_t)cJSON_GetArraySize(vocab) + (added ? cJSON_GetArraySize(added) : 0);
+    if (n > n_entries)
+        return ld_error(ctx, LD_ERR_FORMAT, "%s: token id %lld is beyond the %lld entries of model.vocab and added_tokens "
+                        "(ids must be 0..N-1 without gaps)", name, (long long)n - 1, (long long)n_entries);
     ld_tokenizer *t = ld_tokenizer_alloc(ctx, n);
     if (!t) return ld_ctx_status(ctx);
     t->kind = LD_TOK_BPE;

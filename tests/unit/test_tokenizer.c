@@ -102,7 +102,7 @@ TEST(training_is_deterministic_and_round_trips_through_json) {
 
 /* A minimal valid tokenizer.json: the 256 byte tokens, one merge, one special. */
 static char *minimal_json(const char *merges, const char *extra_vocab, const char *added, const char *pre) {
-    static char buf[65536];
+    static char buf[80000];
     char vocab[32768] = "";
     size_t o = 0;
     /* byte-level spellings of bytes 0..255 */
@@ -137,7 +137,9 @@ TEST(bad_tokenizer_json_table) {
         {"[\"a\",\"zz\"]", ",\"ab\":257", sp, bl, LD_ERR_FORMAT, "merges[0]: token 'zz' is not in the vocabulary"},
         {"\"a b\",7", ",\"ab\":257", sp, bl, LD_ERR_FORMAT, "merges[1]"},
         {"[\"a\",\"b\"]", ",\"ab\":256", sp, bl, LD_ERR_FORMAT, "id 256 is used twice"},
-        {"[\"a\",\"b\"]", ",\"ab\":300", sp, bl, LD_ERR_FORMAT, "no token has id 257"},
+        {"[\"a\",\"b\"]", ",\"ab\":258", sp, bl, LD_ERR_FORMAT, "no token has id 257"},
+        {"[\"a\",\"b\"]", ",\"ab\":300", sp, bl, LD_ERR_FORMAT, "token id 300 is beyond the 259 entries"},
+        {"", "", "{\"id\":0.5,\"content\":\"<s>\"}", bl, LD_ERR_FORMAT, "added_tokens: each needs an integer 'id'"},
         {"[\"a\",\"b\"]", ",\"ab\":-1", sp, bl, LD_ERR_FORMAT, "model.vocab['ab']"},
         {"[\"a\",\"c\"]", ",\"ab\":257", sp, bl, LD_ERR_FORMAT, "not in the vocabulary"},
         {"", ",\"ab\":257", "{\"id\":0}", bl, LD_ERR_FORMAT, "added_tokens"},
@@ -208,6 +210,85 @@ TEST(character_vocabularies) {
     unlink(path);
     ld_tokenizer_free(a), ld_tokenizer_free(v);
     CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* An allocator that remembers the most bytes it ever had out. */
+typedef struct peak_alloc {
+    size_t in_use, peak;
+} peak_alloc;
+static void *peak_malloc(void *user, size_t size, size_t align) {
+    peak_alloc *p = user;
+    size_t *b = aligned_alloc(align < 16 ? 16 : align, (size + 64 + align - 1) / align * align);
+    if (!b) return NULL;
+    b[0] = size;
+    p->in_use += size;
+    if (p->in_use > p->peak) p->peak = p->in_use;
+    return (char *)b + 64;
+}
+static void peak_free(void *user, void *ptr) {
+    if (!ptr) return;
+    size_t *b = (size_t *)((char *)ptr - 64);
+    ((peak_alloc *)user)->in_use -= b[0];
+    free(b);
+}
+
+/* Issue 10: a 35 KB tokenizer.json with one id of 16,000,000 allocated 213 MB before its
+ * error. The ids are checked against the entries present first. */
+TEST(huge_id_is_refused_before_allocating) {
+    peak_alloc pa = {0};
+    ld_allocator al = {peak_malloc, peak_free, &pa};
+    ld_ctx_params cp = ld_ctx_default_params();
+    cp.allocator = &al;
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(&cp, &ctx);
+    char extra[40000];
+    size_t o = 0;
+    for (int i = 0; i < 2600; i++) o += (size_t)snprintf(extra + o, sizeof extra - o, ",\"w%d\":%d", i, 257 + i);
+    snprintf(extra + o, sizeof extra - o, ",\"big\":16000000");
+    char *js = minimal_json("", extra, "{\"id\":0,\"content\":\"<s>\",\"special\":true}",
+                            "{\"type\":\"ByteLevel\",\"use_regex\":true}");
+    CHECK(strlen(js) > 30000);
+    ld_tokenizer *t = NULL;
+    size_t before = pa.peak;
+    CHECK_STATUS(ctx, ld_tokenizer_load_memory(ctx, "bomb.json", js, strlen(js), &t), LD_ERR_FORMAT,
+                 "token id 16000000 is beyond");
+    CHECK_MSG(pa.peak - before < ((size_t)4 << 20), "peak %zu bytes", pa.peak - before);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* Issue 10: merging was quadratic in the length of a pre-token (40,000 x 月 took 41.6 s).
+ * 1 MB of one repeated character (one pre-token for letters, a million for invalid bytes)
+ * must encode in well under a second, and round-trip. */
+TEST(one_megabyte_of_one_character_is_fast) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    static const char *const runs[] = {"月月月月月月月月月月月月月月月月 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "          ....",
+                                       "1111111111111111 !!!!!!!!!!!!!!!!!! 月月月月 aaaa"};
+    mem_src m = {runs, 3, 0};
+    ld_text_source src = {mem_next, &m};
+    ld_bpe_train_params p = ld_bpe_train_default_params();
+    p.vocab_size = 300, p.min_frequency = 1, p.n_threads = 1;
+    ld_tokenizer *t = NULL;
+    CHECK(ld_bpe_train(ctx, &p, &src, &t) == LD_OK);
+    const char *chars[] = {"月", "a", " ", "1", "!", "\xff"};
+    size_t len = (size_t)1 << 20;
+    char *text = malloc(len + 4), *back = malloc(len);
+    int32_t *ids = malloc(len * sizeof *ids);
+    for (size_t c = 0; t && c < sizeof chars / sizeof chars[0]; c++) {
+        size_t cl = strlen(chars[c]), n = 0, nb = 0;
+        for (size_t i = 0; i + cl <= len; i += cl) memcpy(text + i, chars[c], cl);
+        size_t tl = len / cl * cl;
+        double t0 = ld_time_now();
+        CHECK(ld_tokenizer_encode(t, text, tl, 0, ids, len, &n) == LD_OK);
+        double sec = ld_time_now() - t0;
+        CHECK_MSG(sec < 1.0, "1 MB of '%s' took %.2f s", chars[c], sec);
+        CHECK(c == 5 || n < tl / 2); /* merged */
+        CHECK(ld_tokenizer_decode(t, ids, n, false, back, len, &nb) == LD_OK && nb == tl && !memcmp(back, text, tl));
+    }
+    free(text), free(back), free(ids);
+    ld_tokenizer_free(t);
     ld_ctx_free(ctx);
 }
 
