@@ -35,5 +35,5 @@ ld_status ld_cli_load_tokenizer(ld_ctx *ctx, const char *spec, ld_tokenizer **to
     size_t n = strlen(spec);
     if (!strcmp(spec, "amino")) return ld_tokenizer_new_amino(ctx, tok);
     if (n >= 4 && !strcmp(spec + n - 4, ".txt")) return ld_tokenizer_load_vocab_txt(ctx, spec, tok);
-    return ld_tokenizer_load(ctx, spec, tok);
+    return ld_tokenizer_open(ctx, spec, tok); /* tokenizer.json, model directory or GGUF */
 }

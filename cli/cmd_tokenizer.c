@@ -1,5 +1,6 @@
-/* cli/cmd_tokenizer.c — `liandan tokenizer train` (learn a byte-level BPE from corpus files)
- * and `liandan tokenize` (text -> ids and ids -> text, for checking a tokenizer by hand). */
+/* cli/cmd_tokenizer.c — `liandan tokenizer train` (learn a byte-level BPE from corpus files),
+ * `liandan tokenizer convert` (tokenizer.json <-> vocab-only GGUF) and `liandan tokenize`
+ * (text -> ids and ids -> text, for checking a tokenizer by hand). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,22 +93,53 @@ static int tokenizer_train(int argc, char **argv) {
     return rc;
 }
 
+static int tokenizer_convert(int argc, char **argv) {
+    const char *out = NULL;
+    ld_cli_list pos = {0};
+    const ld_cli_opt opts[] = {
+        {.name = "output", .short_name = 'o', .type = LD_CLI_T_STRING, .dest.s = &out, .arg = "FILE", .required = true,
+         .help = "where to write: a vocab-only GGUF when FILE ends in .gguf, else a tokenizer.json"},
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "tokenizer convert", .args = "IN", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
+        .about = "Reads a tokenizer (tokenizer.json, a model directory or any GGUF) and writes it as a tokenizer.json\n"
+                 "or a vocab-only GGUF (which llama.cpp loads with vocab_only)."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    ld_ctx *ctx = ld_cli_ctx(0);
+    ld_tokenizer *tok = NULL;
+    size_t lo = strlen(out);
+    rc = 0;
+    if (ld_tokenizer_open(ctx, pos.v[0], &tok)) rc = ld_cli_fail(ctx, "loading the tokenizer");
+    else if (lo > 5 && !strcmp(out + lo - 5, ".gguf") ? ld_tokenizer_save_gguf(tok, out) : ld_tokenizer_save(tok, out))
+        rc = ld_cli_fail(ctx, "writing the tokenizer");
+    else fprintf(stderr, "liandan: %lld tokens -> %s\n", (long long)ld_tokenizer_vocab_size(tok), out);
+    ld_tokenizer_free(tok);
+    ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
+    return rc;
+}
+
 static int cmd_tokenizer(int argc, char **argv) {
     static const ld_cli_command train = {"train", "learn a byte-level BPE tokenizer from corpus files", tokenizer_train};
-    static const ld_cli_command *const subs[] = {&train};
-    return ld_cli_dispatch("tokenizer", "Tokenizers (see also `liandan tokenize`).", subs, 1, argc, argv);
+    static const ld_cli_command convert = {"convert", "tokenizer.json <-> vocab-only GGUF", tokenizer_convert};
+    static const ld_cli_command *const subs[] = {&train, &convert};
+    return ld_cli_dispatch("tokenizer", "Tokenizers (see also `liandan tokenize`).", subs, 2, argc, argv);
 }
 
 /* ---- tokenize ---- */
 static int cmd_tokenize(int argc, char **argv) {
     const char *path = NULL, *lines = NULL;
-    bool decode = false, plain = false, show = false;
+    bool decode = false, plain = false, show = false, add_special = false;
     ld_cli_list pos = {0};
     const ld_cli_opt opts[] = {
         {.name = "tokenizer", .short_name = 't', .type = LD_CLI_T_STRING, .dest.s = &path, .arg = "FILE",
-         .required = true, .help = "tokenizer.json, a WordPiece vocab.txt, or amino"},
+         .required = true, .help = "tokenizer.json, a model directory, a GGUF file (vocab-only ones too),\n"
+                                   "a WordPiece vocab.txt, or amino"},
         LD_CLI_FLAG("tokens", 0, &show, "one token a line: its id and its text"),
         LD_CLI_FLAG("special-as-text", 0, &plain, "special tokens' text is ordinary text"),
+        LD_CLI_FLAG("add-special", 0, &add_special, "add what the tokenizer adds around a text (BOS, [CLS] ... [SEP])"),
         LD_CLI_STRING("lines", 0, &lines, "FILE",
                       "encode each line of FILE on its own: one line of ids per input line\n"
                       "(what the tests compare with other implementations)"),
@@ -125,6 +157,7 @@ static int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "liandan tokenize: give one TEXT (quote it), or ids with --decode\n");
         return ld_cli_parse_free(&spec), 2;
     }
+    unsigned flags = (plain ? LD_ENCODE_SPECIAL_AS_TEXT : 0) | (add_special ? LD_ENCODE_ADD_SPECIAL : 0);
     ld_ctx *ctx = ld_cli_ctx(0);
     ld_tokenizer *tok = NULL;
     char *buf = NULL;
@@ -145,12 +178,12 @@ static int cmd_tokenize(int argc, char **argv) {
         while ((got = getline(&buf, &lcap, f)) > 0) {
             lineno++;
             size_t len = (size_t)got - (buf[got - 1] == '\n');
-            if (icap < len + 16) {
-                icap = 2 * (len + 16);
+            if (icap < 2 * len + 16) {
+                icap = 2 * (2 * len + 16);
                 free(ids);
                 ids = malloc(icap * sizeof *ids);
             }
-            if (ld_tokenizer_encode(tok, buf, len, plain ? LD_ENCODE_SPECIAL_AS_TEXT : 0, ids, icap, &n)) {
+            if (ld_tokenizer_encode(tok, buf, len, flags, ids, icap, &n)) {
                 rc = ld_cli_fail(ctx, "encoding");
                 break;
             }
@@ -191,9 +224,9 @@ static int cmd_tokenize(int argc, char **argv) {
     } else {
         len = strlen(text);
     }
-    size_t n = 0, cap = len + 16;
+    size_t n = 0, cap = 2 * len + 16; /* byte fallback: up to a token a byte */
     ids = malloc(cap * sizeof *ids);
-    ld_status st = ld_tokenizer_encode(tok, text, len, plain ? LD_ENCODE_SPECIAL_AS_TEXT : 0, ids, cap, &n);
+    ld_status st = ld_tokenizer_encode(tok, text, len, flags, ids, cap, &n);
     if (st) {
         rc = ld_cli_fail(ctx, "encoding");
         goto out;
@@ -218,5 +251,5 @@ out:
     return rc;
 }
 
-const ld_cli_command ld_cmd_tokenizer = {"tokenizer", "train a byte-level BPE tokenizer", cmd_tokenizer};
+const ld_cli_command ld_cmd_tokenizer = {"tokenizer", "train a byte-level BPE tokenizer, convert tokenizer.json <-> GGUF", cmd_tokenizer};
 const ld_cli_command ld_cmd_tokenize = {"tokenize", "text to token ids and back", cmd_tokenize};

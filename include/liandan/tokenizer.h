@@ -1,6 +1,9 @@
-/* liandan/tokenizer.h — tokenizers: byte-level BPE (GPT-2 / Llama-3 / Qwen2 family) read from
- * and written to Hugging Face tokenizer.json, BPE training, and character vocabularies
- * (amino acids for protein models, WordPiece vocab.txt characters for Chinese BERT).
+/* liandan/tokenizer.h — tokenizers: one type with pluggable models — byte-level BPE (GPT-2 /
+ * Llama-3 / Qwen2 family, every pre-tokenizer regex llama.cpp names), SentencePiece-style BPE
+ * with byte fallback and the ▁ space marker (Llama-2, Mistral, Gemma), WordPiece (BERT) —
+ * read from and written to Hugging Face tokenizer.json and GGUF tokenizer.ggml.* metadata;
+ * BPE training; character vocabularies (amino acids for protein models, WordPiece vocab.txt
+ * characters for Chinese BERT).
  *
  * An ld_tokenizer is immutable after creation and may be used from several threads at once
  * (encode keeps its caches per call or behind a lock). Ids are int32. */
@@ -28,26 +31,39 @@ typedef enum ld_pretokenizer {
 } ld_pretokenizer;
 
 /* ---- loading and saving ------------------------------------------------------------ */
-/* Reads a Hugging Face tokenizer.json (model.type "BPE" with a ByteLevel pre-tokenizer /
- * decoder, optionally a Split regex pre-tokenizer, added_tokens). Errors name the file and
- * the JSON path or byte position: truncated or invalid JSON, merges naming unknown tokens,
- * duplicate ids, unsupported components. */
+/* Reads a Hugging Face tokenizer.json: model BPE (byte-level, or over characters with
+ * byte_fallback / ignore_merges) or WordPiece; normalizers NFC/NFD/NFKC/NFKD, Lowercase,
+ * StripAccents, BertNormalizer, Prepend, Replace (String), Sequence; pre-tokenizers ByteLevel,
+ * Split (Isolated / Removed), Metaspace, BertPreTokenizer, Whitespace, WhitespaceSplit,
+ * Digits, Punctuation, Sequence; post-processors TemplateProcessing, BertProcessing,
+ * RobertaProcessing, ByteLevel, Sequence; added_tokens (matched in the raw text). Errors name
+ * the file and the JSON path or byte position: truncated or invalid JSON, merges naming
+ * unknown tokens, duplicate ids, unsupported components. */
 ld_status ld_tokenizer_load(ld_ctx *ctx, const char *path, ld_tokenizer **out);
 /* The same from memory (`name` is used in messages). */
 ld_status ld_tokenizer_load_memory(ld_ctx *ctx, const char *name, const char *json, size_t len, ld_tokenizer **out);
 /* Writes tokenizer.json (loadable by @huggingface/tokenizers and transformers). */
 ld_status ld_tokenizer_save(const ld_tokenizer *tok, const char *path);
 void ld_tokenizer_free(ld_tokenizer *tok);
+/* Opens whatever a user points at: a GGUF file (vocab-only ones too: only the metadata is
+ * read), a model directory (its tokenizer.json) or a tokenizer.json. */
+ld_status ld_tokenizer_open(ld_ctx *ctx, const char *path, ld_tokenizer **out);
 
-/* GGUF form (tokenizer.ggml.* metadata as llama.cpp reads it; model "gpt2" = byte-level
- * BPE). to_gguf writes the keys into a GGUF writer; n_vocab (0 = the tokenizer's size) pads
- * the token list with unused "[PADn]" tokens up to the model's vocabulary. from_gguf builds
- * the tokenizer from a GGUF file's metadata (`name` is used in messages): an unsupported
- * tokenizer model or pre-tokenizer is LD_ERR_UNSUPPORTED naming it. */
+/* GGUF form (tokenizer.ggml.* metadata as llama.cpp reads it): model "gpt2" = byte-level BPE
+ * with tokenizer.ggml.pre naming its regexes, "llama" = SentencePiece BPE (scores, byte
+ * tokens, add_space_prefix), "bert" = WordPiece. to_gguf writes the keys into a GGUF writer;
+ * n_vocab (0 = the tokenizer's size) pads the token list with unused "[PADn]" tokens up to the
+ * model's vocabulary. from_gguf builds the tokenizer from a GGUF file's metadata (`name` is
+ * used in messages): an unsupported tokenizer model or pre-tokenizer is LD_ERR_UNSUPPORTED
+ * naming it; add_bos_token / add_eos_token / add_sep_token become the post-processing that
+ * LD_ENCODE_ADD_SPECIAL applies. */
 typedef struct ld_gguf ld_gguf;
 typedef struct ld_gguf_writer ld_gguf_writer;
 ld_status ld_tokenizer_to_gguf(const ld_tokenizer *tok, ld_gguf_writer *w, int64_t n_vocab);
 ld_status ld_tokenizer_from_gguf(ld_ctx *ctx, const ld_gguf *g, const char *name, ld_tokenizer **out);
+/* Writes a vocab-only GGUF (the tokenizer keys, an architecture name and placeholder sizes,
+ * no tensors) that llama.cpp loads with vocab_only. */
+ld_status ld_tokenizer_save_gguf(const ld_tokenizer *tok, const char *path);
 
 /* A character vocabulary: each token is one Unicode character or a special token like
  * "[PAD]"; unknown characters map to the "[UNK]" id. amino: the IUPAC amino-acid letters plus
@@ -64,6 +80,10 @@ ld_status ld_tokenizer_load_vocab_txt(ld_ctx *ctx, const char *path, ld_tokenize
 enum {
     LD_ENCODE_SPECIAL_AS_TEXT = 1u << 0, /* untrusted input: "<|endoftext|>" is plain text */
     LD_ENCODE_ADD_BOS = 1u << 1,         /* prepend the BOS token, if the tokenizer has one */
+    /* add what the tokenizer's post-processing adds (tokenizer.json post_processor, GGUF
+     * add_bos_token / add_eos_token: "<s>" for Llama-2, "[CLS] ... [SEP]" for BERT); as
+     * Hugging Face's add_special_tokens=True. Takes precedence over LD_ENCODE_ADD_BOS. */
+    LD_ENCODE_ADD_SPECIAL = 1u << 2,
 };
 /* Encodes len bytes of text (any bytes: invalid UTF-8 round-trips through byte tokens) into
  * ids[0..cap); *n_ids receives the number of ids the text needs. If that exceeds cap,
@@ -87,6 +107,7 @@ int32_t ld_tokenizer_token_id(const ld_tokenizer *tok, const char *token);
 int32_t ld_tokenizer_bos_id(const ld_tokenizer *tok);
 int32_t ld_tokenizer_eos_id(const ld_tokenizer *tok);
 int32_t ld_tokenizer_pad_id(const ld_tokenizer *tok);
+int32_t ld_tokenizer_unk_id(const ld_tokenizer *tok);
 /* A 64-bit hash of everything that determines encoding (vocab, merges, specials, regex):
  * token shards record it so data tokenized with another tokenizer is refused. */
 uint64_t ld_tokenizer_hash(const ld_tokenizer *tok);

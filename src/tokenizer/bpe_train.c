@@ -196,8 +196,10 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
     if (p->vocab_size < base || p->vocab_size > (1 << 24))
         return ld_error(ctx, LD_ERR_INVALID_ARG, "bpe train: vocab_size %lld must be in %lld..16777216 (256 bytes + %d specials)",
                         (long long)p->vocab_size, (long long)base, p->n_special_tokens);
-    ld_pretok pt;
-    ld_status st = ld_pretok_init(ctx, &pt, p->pretokenizer);
+    const ld_pre_row *row = ld_pre_row_by_kind(p->pretokenizer);
+    if (!row) return ld_error(ctx, LD_ERR_INVALID_ARG, "bpe train: unknown pre-tokenizer %d", (int)p->pretokenizer);
+    ld_split_op pt;
+    ld_status st = ld_split_op_init(ctx, &pt, LD_SPLIT_REGEX, row->regexes[0], 0);
     if (st) return st;
     /* read all documents (the corpus is held in memory once) */
     size_t cap = 1 << 20, used = 0, nd = 0, dcap = 1 << 16;
@@ -225,7 +227,7 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
     if (st == LD_ERR_NOT_FOUND) st = LD_OK;
     if (!st && (!text || !doc_off)) st = ld_error(ctx, LD_ERR_NOMEM, "bpe train: out of memory reading the corpus");
     if (st) {
-        free(text), free(doc_off), ld_pretok_free(&pt);
+        free(text), free(doc_off), ld_split_op_free(ctx, &pt);
         return st;
     }
     doc_off[nd] = used;
@@ -239,10 +241,10 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         {
             int t = omp_get_thread_num();
             size_t lo = nd * (size_t)t / (size_t)nt, hi = nd * (size_t)(t + 1) / (size_t)nt;
-            pcre2_match_data *md = ld_pretok_match_data(&pt);
+            pcre2_match_data *md = pcre2_match_data_create_from_pattern(pt.code, NULL);
             if (!md) cs[t].st = LD_ERR_NOMEM;
             for (size_t d = lo; d < hi && md && !cs[t].st; d++) {
-                ld_pretok_split(&pt, md, text + doc_off[d], doc_off[d + 1] - doc_off[d], count_piece, &cs[t]);
+                ld_split_run(&pt, md, text + doc_off[d], doc_off[d + 1] - doc_off[d], count_piece, &cs[t]);
                 if (t == 0 && p->progress && (d - lo) % 2048 == 0)
                     p->progress(p->progress_user, "counting", (double)(d - lo), (double)(hi - lo));
             }
@@ -251,7 +253,7 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         for (int t = 0; t < nt && !st; t++) st = cs[t].st;
     }
     free(text), free(doc_off);
-    ld_pretok_free(&pt);
+    ld_split_op_free(ctx, &pt);
     /* merge the per-thread maps into thread 0's */
     for (int t = 1; cs && !st && t < nt; t++) {
         ld_strmap *m = &cs[t].map;
@@ -296,6 +298,7 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
     if (!st && !tok) st = ld_ctx_status(ctx);
     if (!st) {
         tok->kind = LD_TOK_BPE;
+        tok->byte_level = true;
         tok->specials = ld_calloc(ctx, (size_t)p->n_special_tokens + 1, sizeof *tok->specials);
         tok->merge_list = ld_calloc(ctx, (size_t)p->vocab_size, sizeof *tok->merge_list);
         stamp = calloc((size_t)W.n + 1, sizeof *stamp);
@@ -376,7 +379,7 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         if (next_id < p->vocab_size)
             ld_log(ctx, LD_LOG_WARN, "bpe train: only %lld tokens (no pair occurs %lld times any more)",
                    (long long)next_id, (long long)p->min_frequency);
-        if (!(st = ld_pretok_init(ctx, &tok->pretok, p->pretokenizer))) st = ld_tokenizer_finish(tok);
+        if (!(st = ld_tokenizer_add_split(tok, LD_SPLIT_REGEX, row->regexes[0], 0))) st = ld_tokenizer_finish(tok);
     }
     if (st) {
         if (tok) tok->n_vocab = p->vocab_size; /* free every allocated entry */

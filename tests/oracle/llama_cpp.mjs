@@ -2,6 +2,8 @@
 // prebuilt llama.cpp libraries) as an independent oracle for GGUF files.
 //
 //   node llama_cpp.mjs tokenize MODEL.gguf TEXTFILE   one line of ids per line of TEXTFILE
+//   node llama_cpp.mjs tokenize-vocab VOCAB.gguf TEXTFILE [--add-special]
+//                                                      the same from a vocab-only GGUF
 //   node llama_cpp.mjs greedy MODEL.gguf N PROMPTS     PROMPTS: one comma-separated id list per
 //                                                      line; prints the greedy continuation of
 //                                                      each (at most N tokens, stops at EOS)
@@ -10,10 +12,10 @@ import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 
 const [,, cmd, modelPath, ...rest] = process.argv;
 const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.error});
-const model = await llama.loadModel({modelPath, gpuLayers: 0});
+const model = await llama.loadModel({modelPath, gpuLayers: 0, vocabOnly: cmd === "tokenize-vocab"});
 const lines = (f) => readFileSync(f, "utf8").split("\n").filter((l) => l.length > 0);
-if (cmd === "tokenize") {
-  for (const text of lines(rest[0])) console.log(Array.from(model.tokenize(text, false)).join(" "));
+if (cmd === "tokenize" || cmd === "tokenize-vocab") {
+  for (const text of lines(rest[0])) console.log(Array.from(model.tokenize(text, rest[1] === "--add-special")).join(" "));
 } else if (cmd === "greedy") {
   const n = Number(rest[0]);
   const context = await model.createContext({contextSize: Math.min(model.trainContextSize, 512), threads: 2});
