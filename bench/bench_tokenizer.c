@@ -1,8 +1,9 @@
 /* bench/bench_tokenizer.c — `liandan bench tokenizer`: training a 32k byte-level BPE on
  * zh_pretrain + en_text, and encoding throughput (MB/s, documents in parallel on the run's
- * threads) on each corpus, side by side with @huggingface/tokenizers (Node, one thread — it
- * has no other mode) on the same tokenizer.json and the same text (a 2 MB sample of each
- * corpus, since the JS encoder is about 0.2-0.4 MB/s). Data: $LD_DATA_DIR or ../shared/data. */
+ * threads) on each corpus, side by side with Hugging Face's Rust tokenizers (npm `tokenizers`,
+ * pinned in tests/oracle; encodeBatch with RAYON_NUM_THREADS = the same thread count) on the
+ * same tokenizer.json and the same text, in the same run; the token counts must agree.
+ * Data: $LD_DATA_DIR or ../shared/data. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,28 +64,23 @@ typedef struct enc_run {
     const ld_tokenizer *tok;
     const docs *d;
     int64_t tokens;
+    int threads;
+    ld_ctx *ctx;
 } enc_run;
 
+/* The whole corpus through ld_tokenizer_encode_batch (one document a text), as encodeBatch. */
 static void encode_all(void *arg) {
     enc_run *r = arg;
-    int64_t total = 0;
-#pragma omp parallel reduction(+ : total)
-    {
-        size_t cap = 1 << 16;
-        int32_t *ids = malloc(cap * sizeof *ids);
-#pragma omp for schedule(dynamic, 256)
-        for (size_t i = 0; i < r->d->n; i++) {
-            size_t n = 0, len = r->d->off[i + 1] - r->d->off[i] - 1;
-            if (ld_tokenizer_encode(r->tok, r->d->text + r->d->off[i], len, 0, ids, cap, &n) == LD_ERR_LIMIT) {
-                free(ids);
-                ids = malloc((cap = 2 * n) * sizeof *ids);
-                ld_tokenizer_encode(r->tok, r->d->text + r->d->off[i], len, 0, ids, cap, &n);
-            }
-            total += (int64_t)n;
-        }
-        free(ids);
-    }
-    r->tokens = total;
+    size_t n = r->d->n;
+    const char **texts = malloc((n + 1) * sizeof *texts);
+    size_t *lens = malloc((n + 1) * sizeof *lens), *off = NULL;
+    int32_t *ids = NULL;
+    for (size_t i = 0; texts && lens && i < n; i++)
+        texts[i] = r->d->text + r->d->off[i], lens[i] = r->d->off[i + 1] - r->d->off[i] - 1;
+    r->tokens = -1;
+    if (texts && lens && !ld_tokenizer_encode_batch(r->tok, texts, lens, n, 0, r->threads, &ids, &off)) r->tokens = (int64_t)off[n];
+    ld_free(r->ctx, ids), ld_free(r->ctx, off);
+    free(texts), free(lens);
 }
 
 typedef struct train_src {
@@ -103,18 +99,21 @@ static ld_status train_next(void *u, const char **doc, size_t *len) {
     return LD_OK;
 }
 
-/* MB/s of @huggingface/tokenizers on the sample, or 0 when Node or the package is missing. */
-static double node_mbps(const char *tok_path, const char *sample_path) {
-    if (access("tests/oracle/node_modules/@huggingface/tokenizers", F_OK)) return 0;
+/* MB/s and token count of the Rust tokenizers on a file (one document a line), or 0 when Node
+ * or the package is missing. */
+static double rust_mbps(const char *tok_path, const char *text_path, int threads, int reps, int64_t *tokens) {
+    if (access("tests/oracle/node_modules/tokenizers", F_OK)) return 0;
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "node tests/oracle/tokenize_lines.mjs '%s' '%s' --bench 2>/dev/null", tok_path, sample_path);
+    snprintf(cmd, sizeof cmd, "RAYON_NUM_THREADS=%d node tests/oracle/tokenize_rust.mjs '%s' '%s' --bench %d 2>/dev/null",
+             threads, tok_path, text_path, reps);
     FILE *p = popen(cmd, "r");
     if (!p) return 0;
     char buf[512] = "";
     size_t n = fread(buf, 1, sizeof buf - 1, p);
     buf[n] = 0;
     pclose(p);
-    const char *m = strstr(buf, "\"mb_per_s\":");
+    const char *m = strstr(buf, "\"mb_per_s\":"), *t = strstr(buf, "\"tokens\":");
+    if (t) *tokens = atoll(t + 9);
     return m ? atof(m + 11) : 0;
 }
 
@@ -155,35 +154,29 @@ void ld_bench_tokenizer(const ld_bench_opts *o, const ld_machine_limits *lim, ld
     ld_tokenizer_save(tok, tok_path);
     const docs *sets[2] = {&zh, &en};
     const char *names[2] = {"zh_pretrain", "en_text"};
+    int reps = o->reps > 0 ? o->reps : 5;
     for (int s = 0; s < 2; s++) {
-        enc_run r = {tok, sets[s], 0};
-        double sec = ld_bench_median(encode_all, &r, o->reps < 5 ? 5 : o->reps);
+        enc_run r = {tok, sets[s], 0, ld_ctx_threads(ctx), ctx};
+        double sec = ld_bench_median(encode_all, &r, reps);
         double mbps = (double)sets[s]->bytes / 1e6 / sec;
-        snprintf(name, sizeof name, "encode %s (%.0f MB, %.2f bytes/token)", names[s], (double)sets[s]->bytes / 1e6,
+        snprintf(name, sizeof name, "encode %s (%.0f MB, %.2f bytes/token): liandan", names[s], (double)sets[s]->bytes / 1e6,
                  (double)sets[s]->bytes / (double)r.tokens);
         ld_bench_report_row(rep, "tokenizer", name, mbps, "MB/s", -1, NULL);
-        /* the same 2 MB sample through both encoders */
-        docs sample = *sets[s];
-        size_t n = 0;
-        while (n < sample.n && sample.off[n + 1] < (2u << 20)) n++;
-        sample.n = n, sample.bytes = sample.off[n];
-        char sample_path[] = "/tmp/liandan-bench-sample-XXXXXX";
-        fd = mkstemp(sample_path);
+        char text_path[] = "/tmp/liandan-bench-text-XXXXXX";
+        fd = mkstemp(text_path);
         if (fd >= 0) {
-            if (write(fd, sample.text, sample.bytes) != (ssize_t)sample.bytes) {}
+            if (write(fd, sets[s]->text, sets[s]->bytes) != (ssize_t)sets[s]->bytes) {}
             close(fd);
         }
-        enc_run rs = {tok, &sample, 0};
-        double ours = (double)sample.bytes / 1e6 / ld_bench_median(encode_all, &rs, o->reps < 5 ? 5 : o->reps);
-        double theirs = node_mbps(tok_path, sample_path);
-        unlink(sample_path);
-        snprintf(name, sizeof name, "%s 2 MB sample: ours", names[s]);
-        ld_bench_report_row(rep, "tokenizer", name, ours, "MB/s", -1, NULL);
+        int64_t their_tokens = -1;
+        double theirs = rust_mbps(tok_path, text_path, ld_ctx_threads(ctx), reps, &their_tokens);
+        unlink(text_path);
         if (theirs > 0) {
-            snprintf(name, sizeof name, "%s 2 MB sample: @huggingface/tokenizers", names[s]);
+            snprintf(name, sizeof name, "encode %s: Rust tokenizers (encodeBatch, %d threads%s)", names[s], ld_ctx_threads(ctx),
+                     their_tokens == r.tokens ? ", same token count" : ", TOKEN COUNTS DIFFER");
             ld_bench_report_row(rep, "tokenizer", name, theirs, "MB/s", -1, NULL);
-            snprintf(name, sizeof name, "%s: ours / @huggingface/tokenizers", names[s]);
-            ld_bench_report_row(rep, "tokenizer", name, ours / theirs, "x", -1, NULL);
+            snprintf(name, sizeof name, "encode %s: liandan / Rust tokenizers", names[s]);
+            ld_bench_report_row(rep, "tokenizer", name, mbps / theirs, "x", -1, NULL);
         }
     }
     unlink(tok_path);

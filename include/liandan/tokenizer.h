@@ -90,6 +90,12 @@ enum {
  * nothing beyond cap is written and LD_ERR_LIMIT is returned (call again with more room). */
 ld_status ld_tokenizer_encode(const ld_tokenizer *tok, const char *text, size_t len, unsigned flags,
                               int32_t *ids, size_t cap, size_t *n_ids);
+/* Encodes n texts (texts[i] of lens[i] bytes) on n_threads threads (0 = the ctx's), each thread
+ * keeping a word cache across its texts. *ids (all texts' ids one after the other) and
+ * *offsets (n + 1 entries: text i's ids are ids[offsets[i] .. offsets[i + 1])) are allocated
+ * through the tokenizer's ctx; free both with ld_free. The same ids as ld_tokenizer_encode. */
+ld_status ld_tokenizer_encode_batch(const ld_tokenizer *tok, const char *const *texts, const size_t *lens, size_t n,
+                                    unsigned flags, int n_threads, int32_t **ids, size_t **offsets);
 /* Decodes ids to bytes in out[0..cap) (not NUL-terminated); *n_bytes receives the length
  * needed; LD_ERR_LIMIT if cap is too small. Ids out of range are LD_ERR_INVALID_ARG. Special
  * tokens are decoded to their text unless skip_special. */

@@ -10,7 +10,8 @@
 /* ---- the pair map ---- */
 ld_status ld_pairmap_init(ld_ctx *ctx, ld_pairmap *m, size_t expected) {
     size_t cap = 64;
-    while (cap < expected * 2) cap *= 2;
+    int bits = 6;
+    while (cap < expected * 2) cap *= 2, bits++;
     m->keys = ld_alloc(ctx, cap * sizeof *m->keys);
     m->vals = ld_alloc(ctx, cap * sizeof *m->vals);
     if (!m->keys || !m->vals) {
@@ -18,7 +19,7 @@ ld_status ld_pairmap_init(ld_ctx *ctx, ld_pairmap *m, size_t expected) {
         return ld_ctx_status(ctx);
     }
     memset(m->keys, 0xff, cap * sizeof *m->keys);
-    m->mask = cap - 1, m->count = 0;
+    m->mask = cap - 1, m->count = 0, m->shift = 64 - bits;
     return LD_OK;
 }
 
@@ -29,7 +30,7 @@ void ld_pairmap_free(ld_ctx *ctx, ld_pairmap *m) {
 
 void ld_pairmap_put(ld_pairmap *m, int32_t a, int32_t b, uint64_t v) {
     uint64_t k = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-    size_t i = (size_t)((k * 0x9E3779B97F4A7C15ULL) >> 20) & m->mask;
+    size_t i = (size_t)(((k ^ (k >> 29)) * 0x9E3779B97F4A7C15ULL) >> m->shift);
     while (m->keys[i] != UINT64_MAX) {
         if (m->keys[i] == k) return;
         i = (i + 1) & m->mask;

@@ -36,6 +36,7 @@ typedef struct ld_pairmap {
     uint64_t *keys; /* (uint64)a << 32 | b, UINT64_MAX = empty */
     uint64_t *vals;
     size_t mask, count;
+    int shift; /* 64 - log2(capacity): the slot is the top bits of the hash */
 } ld_pairmap;
 ld_status ld_pairmap_init(ld_ctx *ctx, ld_pairmap *m, size_t expected);
 void ld_pairmap_free(ld_ctx *ctx, ld_pairmap *m);
@@ -43,7 +44,7 @@ void ld_pairmap_free(ld_ctx *ctx, ld_pairmap *m);
 void ld_pairmap_put(ld_pairmap *m, int32_t a, int32_t b, uint64_t v);
 static inline int64_t ld_pairmap_get(const ld_pairmap *m, int32_t a, int32_t b) {
     uint64_t k = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-    size_t i = (size_t)((k * 0x9E3779B97F4A7C15ULL) >> 20) & m->mask;
+    size_t i = (size_t)(((k ^ (k >> 29)) * 0x9E3779B97F4A7C15ULL) >> m->shift);
     for (;;) {
         if (m->keys[i] == k) return (int64_t)m->vals[i];
         if (m->keys[i] == UINT64_MAX) return -1;

@@ -1,6 +1,7 @@
 /* tokenizer/tokenizer.c — the tokenizer type: building its lookup structures, the encoding
  * pipeline (special tokens, then per stretch of text the normalizer steps, the pre-tokenizer
  * steps and the model, with a per-call word cache), post-processing, decoding, accessors. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -308,11 +309,22 @@ struct enc {
     pcre2_match_data **md; /* one per split step */
     level *lv;
     ld_buf nb[2];
+    ld_strmap cache_map;
+    bool grow; /* ids is this encoder's own growing buffer (batches) */
     ld_status st;
 };
 
 static void emit(void *user, int32_t id) {
     enc *e = user;
+    if (e->n == e->cap && e->grow) {
+        size_t cap = e->cap ? 2 * e->cap : 4096;
+        int32_t *p = realloc(e->ids, cap * sizeof *p);
+        if (!p) {
+            e->st = LD_ERR_NOMEM;
+            return;
+        }
+        e->ids = p, e->cap = cap;
+    }
     if (e->n < e->cap) e->ids[e->n] = id;
     e->n++;
 }
@@ -333,7 +345,7 @@ static void model_piece(enc *e, const char *piece, size_t len) {
         return;
     }
     size_t n = e->n - n0;
-    if (e->cache && n < 0xffff && len < 64 && e->n <= e->cap) {
+    if (e->cache && n < 0xffff && len < 256 && e->n <= e->cap && e->cache->count < (1u << 20)) {
         if (e->cache_n + n > e->cache_cap) {
             size_t cap = e->cache_cap ? 2 * e->cache_cap : 4096;
             while (cap < e->cache_n + n) cap *= 2;
@@ -392,53 +404,128 @@ static size_t find_special_at(const ld_tokenizer *t, const char *text, size_t le
     return len;
 }
 
-ld_status ld_tokenizer_encode(const ld_tokenizer *t, const char *text, size_t len, unsigned flags, int32_t *ids,
-                              size_t cap, size_t *n_ids) {
-    if (!t || (!text && len) || !n_ids) return LD_ERR_INVALID_ARG;
-    enc e = {.t = t, .ids = ids, .cap = ids ? cap : 0};
-    ld_strmap cache = {0};
-    if (len > 2048 && t->kind == LD_TOK_BPE && t->n_split && !ld_strmap_init(t->ctx, &cache, 1024)) e.cache = &cache;
-    pcre2_match_data *md_local[8];
-    level lv_local[8];
-    e.md = t->n_split <= 8 ? md_local : calloc((size_t)t->n_split, sizeof *e.md);
-    e.lv = t->n_split <= 8 ? lv_local : calloc((size_t)t->n_split, sizeof *e.lv);
-    e.ms = ld_model_scratch_new();
-    bool ok = e.md && e.lv && e.ms;
-    for (int k = 0; k < t->n_split && e.md; k++) {
-        e.md[k] = t->split[k].code ? pcre2_match_data_create_from_pattern(t->split[k].code, NULL) : NULL;
-        if (t->split[k].code && !e.md[k]) ok = false;
-        if (e.lv) e.lv[k] = (level){&e, k};
+/* Per-encoder state; with a cache, it serves many texts (a batch on one thread). */
+static ld_status enc_init(enc *e, const ld_tokenizer *t, bool cache) {
+    memset(e, 0, sizeof *e);
+    e->t = t;
+    int ns = t->n_split ? t->n_split : 1;
+    e->md = calloc((size_t)ns, sizeof *e->md);
+    e->lv = calloc((size_t)ns, sizeof *e->lv);
+    e->ms = ld_model_scratch_new();
+    if (!e->md || !e->lv || !e->ms) return LD_ERR_NOMEM;
+    for (int k = 0; k < t->n_split; k++) {
+        e->lv[k] = (level){e, k};
+        if (t->split[k].code && !(e->md[k] = pcre2_match_data_create_from_pattern(t->split[k].code, NULL))) return LD_ERR_NOMEM;
     }
-    if (!ok) e.st = LD_ERR_NOMEM;
+    if (cache && t->kind == LD_TOK_BPE && t->n_split) {
+        e->cache = &e->cache_map;
+        if (ld_strmap_init(t->ctx, e->cache, 4096)) e->cache = NULL;
+    }
+    return LD_OK;
+}
+
+static void enc_free(enc *e) {
+    for (int k = 0; k < e->t->n_split && e->md; k++)
+        if (e->md[k]) pcre2_match_data_free(e->md[k]);
+    free(e->md), free(e->lv);
+    if (e->cache) ld_strmap_free(e->cache);
+    free(e->cache_ids);
+    free(e->nb[0].p), free(e->nb[1].p);
+    ld_model_scratch_free(e->ms);
+    if (e->grow) free(e->ids);
+}
+
+/* Appends the ids of one text. */
+static void enc_text(enc *e, const char *text, size_t len, unsigned flags) {
+    const ld_tokenizer *t = e->t;
     bool add_special = flags & LD_ENCODE_ADD_SPECIAL;
     if (add_special)
-        for (int k = 0; k < t->n_post_pre; k++) emit(&e, t->post_pre[k]);
+        for (int k = 0; k < t->n_post_pre; k++) emit(e, t->post_pre[k]);
     else if ((flags & LD_ENCODE_ADD_BOS) && t->bos >= 0)
-        emit(&e, t->bos);
+        emit(e, t->bos);
     size_t pos = 0;
-    while (pos < len && !e.st) {
+    while (pos < len && !e->st) {
         size_t next = len;
         int which = -1;
         if (!(flags & LD_ENCODE_SPECIAL_AS_TEXT)) next = find_special_at(t, text, len, pos, &which);
-        encode_plain(&e, text + pos, next - pos, pos == 0);
+        encode_plain(e, text + pos, next - pos, pos == 0);
         if (next == len) break;
-        emit(&e, t->specials[which].id);
+        emit(e, t->specials[which].id);
         pos = next + t->specials[which].len;
     }
     if (add_special)
-        for (int k = 0; k < t->n_post_suf; k++) emit(&e, t->post_suf[k]);
-    for (int k = 0; k < t->n_split && e.md; k++)
-        if (e.md[k]) pcre2_match_data_free(e.md[k]);
-    if (e.md != md_local) free(e.md);
-    if (e.lv != lv_local) free(e.lv);
-    if (e.cache) ld_strmap_free(&cache);
-    free(e.cache_ids);
-    free(e.nb[0].p), free(e.nb[1].p);
-    ld_model_scratch_free(e.ms);
-    if (e.st == LD_ERR_LIMIT) return ld_error(t->ctx, e.st, "encode: a pre-token of 2 GiB or more");
-    if (e.st) return ld_error(t->ctx, e.st, "encode: out of memory");
-    *n_ids = e.n;
-    if (e.n > cap || (!ids && e.n)) return LD_ERR_LIMIT;
+        for (int k = 0; k < t->n_post_suf; k++) emit(e, t->post_suf[k]);
+}
+
+static ld_status enc_status(const ld_tokenizer *t, ld_status st) {
+    if (st == LD_ERR_LIMIT) return ld_error(t->ctx, st, "encode: a pre-token of 2 GiB or more");
+    return ld_error(t->ctx, st, "encode: out of memory");
+}
+
+ld_status ld_tokenizer_encode(const ld_tokenizer *t, const char *text, size_t len, unsigned flags, int32_t *ids,
+                              size_t cap, size_t *n_ids) {
+    if (!t || (!text && len) || !n_ids) return LD_ERR_INVALID_ARG;
+    enc e;
+    ld_status st = enc_init(&e, t, len > 2048);
+    e.ids = ids, e.cap = ids ? cap : 0;
+    if (!st) enc_text(&e, text, len, flags);
+    if (!st) st = e.st;
+    size_t n = e.n;
+    enc_free(&e);
+    if (st) return enc_status(t, st);
+    *n_ids = n;
+    if (n > cap || (!ids && n)) return LD_ERR_LIMIT;
+    return LD_OK;
+}
+
+ld_status ld_tokenizer_encode_batch(const ld_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
+                                    unsigned flags, int n_threads, int32_t **ids_out, size_t **offsets_out) {
+    if (!t || (!texts && n) || !lens || !ids_out || !offsets_out) return LD_ERR_INVALID_ARG;
+    *ids_out = NULL, *offsets_out = NULL;
+    ld_ctx *ctx = t->ctx;
+    int nt = n_threads > 0 ? n_threads : ld_ctx_threads(ctx);
+    if (nt < 1) nt = 1;
+    size_t *off = ld_alloc(ctx, (n + 1) * sizeof *off);
+    size_t *where = malloc((n + 1) * sizeof *where); /* start of text i in its thread's buffer */
+    int *owner = malloc((n + 1) * sizeof *owner);
+    enc *es = calloc((size_t)nt, sizeof *es);
+    if (!off || !where || !owner || !es) {
+        ld_free(ctx, off), free(where), free(owner), free(es);
+        return ld_error(ctx, LD_ERR_NOMEM, "encode batch: out of memory");
+    }
+    ld_status st = LD_OK;
+#pragma omp parallel num_threads(nt)
+    {
+        int k = omp_get_thread_num();
+        enc *e = &es[k];
+        ld_status s = enc_init(e, t, true);
+        e->grow = true;
+        if (s) e->st = s;
+#pragma omp for schedule(dynamic, 16)
+        for (size_t i = 0; i < n; i++) {
+            if (e->st) continue;
+            size_t before = e->n;
+            enc_text(e, texts[i], lens[i], flags);
+            where[i] = before, owner[i] = k, off[i + 1] = e->n - before;
+        }
+    }
+    for (int k = 0; k < nt; k++)
+        if (es[k].st && !st) st = es[k].st;
+    int32_t *ids = NULL;
+    if (!st) {
+        off[0] = 0;
+        for (size_t i = 0; i < n; i++) off[i + 1] += off[i];
+        if (!(ids = ld_alloc(ctx, (off[n] + 1) * sizeof *ids))) st = LD_ERR_NOMEM;
+        for (size_t i = 0; !st && i < n; i++)
+            memcpy(ids + off[i], es[owner[i]].ids + where[i], (off[i + 1] - off[i]) * sizeof *ids);
+    }
+    for (int k = 0; k < nt; k++) enc_free(&es[k]);
+    free(es), free(where), free(owner);
+    if (st) {
+        ld_free(ctx, off), ld_free(ctx, ids);
+        return enc_status(t, st);
+    }
+    *ids_out = ids, *offsets_out = off;
     return LD_OK;
 }
 
