@@ -51,6 +51,10 @@ typedef struct pair_stats {
     int64_t n, cap;
     /* max-heap of (count, slot) */
     int64_t (*heap)[2];
+    /* pairs whose count grew since the last flush: pushed once each by flush_touched */
+    int64_t *touched;
+    int64_t n_touched, cap_touched;
+    uint8_t *is_touched;
     int64_t heap_n, heap_cap;
     ld_status st;
 } pair_stats;
@@ -119,7 +123,9 @@ static void pair_add(pair_stats *ps, int32_t a, int32_t b, int64_t delta, int32_
             if (p4) ps->n_where = p4;
             p5 = realloc(ps->cap_where, (size_t)cap * sizeof *ps->cap_where);
             if (p5) ps->cap_where = p5;
-            if (!p1 || !p2 || !p3 || !p4 || !p5) {
+            uint8_t *p6 = realloc(ps->is_touched, (size_t)cap);
+            if (p6) ps->is_touched = p6;
+            if (!p1 || !p2 || !p3 || !p4 || !p5 || !p6) {
                 ps->st = LD_ERR_NOMEM;
                 return;
             }
@@ -127,7 +133,7 @@ static void pair_add(pair_stats *ps, int32_t a, int32_t b, int64_t delta, int32_
         }
         int64_t s = ps->n++;
         ps->pair[s][0] = a, ps->pair[s][1] = b, ps->count[s] = 0;
-        ps->where[s] = NULL, ps->n_where[s] = 0, ps->cap_where[s] = 0;
+        ps->where[s] = NULL, ps->n_where[s] = 0, ps->cap_where[s] = 0, ps->is_touched[s] = 0;
         *slotp = s;
     }
     int64_t s = *slotp;
@@ -146,13 +152,39 @@ static void pair_add(pair_stats *ps, int32_t a, int32_t b, int64_t delta, int32_
             }
             ps->where[s][ps->n_where[s]++] = w;
         }
+        if (!ps->is_touched[s]) {
+            if (ps->n_touched == ps->cap_touched) {
+                int64_t cap = ps->cap_touched ? 2 * ps->cap_touched : 1 << 12;
+                int64_t *tl = realloc(ps->touched, (size_t)cap * sizeof *tl);
+                if (!tl) {
+                    ps->st = LD_ERR_NOMEM;
+                    return;
+                }
+                ps->touched = tl, ps->cap_touched = cap;
+            }
+            ps->touched[ps->n_touched++] = s;
+            ps->is_touched[s] = 1;
+        }
+    }
+}
+
+/* Pushes every pair whose count grew, once, with its count now. Only pairs with the newest
+ * token grow during a merge (the others only lose occurrences), so the heap holds one entry per
+ * new pair instead of one per occurrence; entries whose pair lost count since are re-pushed
+ * with the smaller count when they come out. */
+static void flush_touched(pair_stats *ps) {
+    for (int64_t k = 0; k < ps->n_touched && !ps->st; k++) {
+        int64_t s = ps->touched[k];
+        ps->is_touched[s] = 0;
         heap_push(ps, ps->count[s], s);
     }
+    ps->n_touched = 0;
 }
 
 static void stats_free(pair_stats *ps) {
     for (int64_t s = 0; s < ps->n; s++) free(ps->where[s]);
     free(ps->pair), free(ps->count), free(ps->where), free(ps->n_where), free(ps->cap_where), free(ps->heap);
+    free(ps->touched), free(ps->is_touched);
     ld_strmap_free(&ps->index);
 }
 
@@ -330,11 +362,16 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         for (int32_t i = 0; i + 1 < W.len[w]; i++) pair_add(&ps, W.sym[w][i], W.sym[w][i + 1], W.count[w], (int32_t)w);
         st = ps.st;
     }
+    if (!st) flush_touched(&ps), st = ps.st;
     int64_t next_id = base, n_merges = 0;
     while (!st && next_id < p->vocab_size) {
         int64_t c, s;
         if (!heap_pop(&ps, &c, &s)) break;
-        if (c != ps.count[s]) continue; /* stale entry */
+        if (c != ps.count[s]) { /* the pair lost occurrences since: back in with its count now */
+            if (ps.count[s] > 0) heap_push(&ps, ps.count[s], s);
+            if ((st = ps.st)) break;
+            continue;
+        }
         if (c < p->min_frequency || c <= 0) break;
         int32_t a = ps.pair[s][0], b = ps.pair[s][1], z = (int32_t)next_id;
         size_t la = tok->tok_len[a], lb = tok->tok_len[b];
@@ -364,6 +401,7 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         free(wl);
         free(ps.where[s]);
         ps.where[s] = NULL, ps.n_where[s] = ps.cap_where[s] = 0;
+        flush_touched(&ps);
         st = ps.st;
         if (p->progress && n_merges % 256 == 0)
             p->progress(p->progress_user, "merging", (double)(next_id - base), (double)(p->vocab_size - base));

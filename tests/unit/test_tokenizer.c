@@ -330,6 +330,87 @@ TEST(one_megabyte_of_one_character_is_fast) {
     ld_ctx_free(ctx);
 }
 
+/* GGUF tokenizer metadata, each broken one way: the error names the key. */
+TEST(bad_gguf_tokenizer_table) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    const char *toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "\342\226\201a"};
+    float scores[6] = {0, 0, 0, -1, -2, -3}, nan_scores[6] = {0, 0, 0, -1, NAN, -3};
+    int32_t types[6] = {2, 3, 3, 1, 1, 1}, bad_types[6] = {2, 3, 3, 1, 9, 1};
+    struct {
+        const char *model;
+        int n_scores;
+        const float *sc;
+        const int32_t *ty;
+        const char *pre;
+        ld_status st;
+        const char *msg;
+    } rows[] = {
+        {"llama", 6, scores, types, NULL, LD_OK, NULL},
+        {"llama", 0, scores, types, NULL, LD_ERR_FORMAT, "needs tokenizer.ggml.scores"},
+        {"llama", 5, scores, types, NULL, LD_ERR_FORMAT, "tokenizer.ggml.scores has 5 entries for 6 tokens"},
+        {"llama", 6, nan_scores, types, NULL, LD_ERR_FORMAT, "tokenizer.ggml.scores[4] is NaN"},
+        {"llama", 6, scores, bad_types, NULL, LD_ERR_FORMAT, "tokenizer.ggml.token_type[4] = 9"},
+        {"t5", 6, scores, types, NULL, LD_ERR_UNSUPPORTED, "tokenizer.ggml.model 't5'"},
+        {"gpt2", 0, scores, types, "kimi-k2", LD_ERR_UNSUPPORTED, "tokenizer.ggml.pre 'kimi-k2'"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        ld_gguf_writer *w = NULL;
+        void *mem = NULL;
+        size_t size = 0;
+        ld_gguf *g = NULL;
+        ld_tokenizer *t = NULL;
+        CHECK(ld_gguf_writer_new(ctx, &w) == LD_OK);
+        CHECK(ld_gguf_writer_set_str(w, "tokenizer.ggml.model", rows[i].model) == LD_OK);
+        if (rows[i].pre) CHECK(ld_gguf_writer_set_str(w, "tokenizer.ggml.pre", rows[i].pre) == LD_OK);
+        CHECK(ld_gguf_writer_set_strs(w, "tokenizer.ggml.tokens", toks, 6) == LD_OK);
+        CHECK(ld_gguf_writer_set_array(w, "tokenizer.ggml.token_type", LD_GGUF_INT32, rows[i].ty, 6) == LD_OK);
+        if (rows[i].n_scores)
+            CHECK(ld_gguf_writer_set_array(w, "tokenizer.ggml.scores", LD_GGUF_FLOAT32, rows[i].sc, (size_t)rows[i].n_scores) == LD_OK);
+        CHECK(ld_gguf_writer_write_memory(w, &mem, &size) == LD_OK);
+        CHECK(ld_gguf_open_memory(ctx, "t.gguf", mem, size, &g) == LD_OK);
+        CHECK_STATUS(ctx, ld_tokenizer_from_gguf(ctx, g, "t.gguf", &t), rows[i].st, rows[i].msg);
+        if (!rows[i].st && t) { /* "▁a" merges from the scores; <s> added, the space prefix dropped on decode */
+            int32_t ids[8];
+            size_t n = 0, nb = 0;
+            char back[16];
+            CHECK(ld_tokenizer_encode(t, "a a", 3, LD_ENCODE_ADD_SPECIAL, ids, 8, &n) == LD_OK);
+            CHECK_MSG(n == 3 && ids[0] == 1 && ids[1] == 5 && ids[2] == 5, "n=%zu", n);
+            CHECK(ld_tokenizer_decode(t, ids, n, true, back, sizeof back, &nb) == LD_OK && nb == 3 && !memcmp(back, "a a", 3));
+        }
+        CHECK((t != NULL) == (rows[i].st == LD_OK));
+        ld_tokenizer_free(t);
+        ld_gguf_close(g);
+        ld_free(ctx, mem);
+        ld_gguf_writer_free(w);
+    }
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* A pair that loses occurrences to an earlier merge stays a candidate with its smaller count
+ * (the trainer dropped such pairs for good: "xy" below was never learned). */
+TEST(training_keeps_pairs_that_lost_occurrences) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    const char *docs[17];
+    int n = 0;
+    for (int i = 0; i < 4; i++) docs[n++] = "wxy";
+    for (int i = 0; i < 3; i++) docs[n++] = "xy";
+    for (int i = 0; i < 10; i++) docs[n++] = "wx";
+    mem_src m = {docs, n, 0};
+    ld_text_source src = {mem_next, &m};
+    ld_bpe_train_params p = ld_bpe_train_default_params();
+    p.vocab_size = 256 + 3, p.min_frequency = 1, p.n_threads = 1;
+    ld_tokenizer *t = NULL;
+    CHECK(ld_bpe_train(ctx, &p, &src, &t) == LD_OK);
+    /* merges: (w,x) 14, then (wx,y) 4, then (x,y) 3 (7 before the first merge took 4) */
+    CHECK(t && ld_tokenizer_vocab_size(t) == 259);
+    CHECK(t && ld_tokenizer_token_id(t, "wx") == 256 && ld_tokenizer_token_id(t, "wxy") == 257 && ld_tokenizer_token_id(t, "xy") == 258);
+    ld_tokenizer_free(t);
+    ld_ctx_free(ctx);
+}
+
 /* A small SentencePiece-style BPE (Llama-2's tokenizer.json layout): <unk> <s> </s>, the 256
  * byte tokens, pieces with ▁, merges, byte fallback, <s> added by the post-processor. */
 static ld_tokenizer *spm_tokenizer(ld_ctx *ctx) {
