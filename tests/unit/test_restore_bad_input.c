@@ -2,6 +2,8 @@
  * of what a run reads back: importance matrices (imatrix GGUF), checkpoints (trainer_state.json
  * and the parameter / optimizer tensors) and batch-sampler cursors. Each parser also has a
  * libFuzzer harness (fuzz_imatrix, fuzz_checkpoint, fuzz_sampler_cursor). */
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -185,6 +187,30 @@ TEST(checkpoint_bad_input_table) {
         }
         free_run(&r);
     }
+}
+
+/* A checkpoint that fails midway (the disk fills) leaves nothing behind: no temporary directory,
+ * and the earlier checkpoint of the same step whole (the write replaces it only when complete). */
+TEST(failed_checkpoint_leaves_nothing) {
+    run r = tiny_run("ckfull", 8);
+    CHECK(ld_trainer_checkpoint(r.t) == LD_OK);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cp -r %s/checkpoints/step-0000000 %s/good", r.dir, r.dir);
+    CHECK(system(cmd) == 0);
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old, lim.rlim_cur = 1024;
+    signal(SIGXFSZ, SIG_IGN);
+    setrlimit(RLIMIT_FSIZE, &lim);
+    ld_status st = ld_trainer_checkpoint(r.t);
+    setrlimit(RLIMIT_FSIZE, &old);
+    CHECK(st != LD_OK && strstr(ld_ctx_error(r.ctx), "write failed"));
+    snprintf(cmd, sizeof cmd, "test $(ls -A %s/checkpoints | wc -l) -eq 2 && diff -r %s/good %s/checkpoints/step-0000000",
+             r.dir, r.dir, r.dir);
+    CHECK(system(cmd) == 0); /* step-0000000 and latest, nothing else */
+    bool found = false;
+    CHECK(ld_trainer_resume(r.t, &found) == LD_OK && found);
+    free_run(&r);
 }
 
 /* ---- sampler cursors ------------------------------------------------------------------------ */
