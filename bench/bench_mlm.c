@@ -3,7 +3,7 @@
  * vocab 30522, T=128, 15 % of the tokens predicted) in fp32 and bf16, as tokens/s and MFU
  * against the fp32 FMA peak measured in the same run. FLOPs per token are
  * ld_encoder_train_flops_per_token: 6 x the layers' matrix parameters, 6 x the head's at the
- * predicted share, and 6 L C T for bidirectional attention. */
+ * predicted share, and 12 L C T for bidirectional attention. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -62,7 +62,8 @@ ld_status ld_encoder_config_validate(ld_ctx *ctx, const ld_encoder_config *cfg);
 int64_t ld_encoder_config_num_params(const ld_encoder_config *cfg);
 /* Model FLOPs per token of an MLM training step with sequences of T tokens of which a share
  * `mlm_fraction` is predicted: 6 x (the encoder's matrix parameters) + 6 x (the head's, times
- * mlm_fraction) + 6 L C T for attention (bidirectional: every key, no causal halving). */
+ * mlm_fraction) + 12 L C T for attention (bidirectional: every key, where the causal LM's
+ * 6 L C T counts half). */
 double ld_encoder_train_flops_per_token(const ld_encoder_config *cfg, int64_t T, double mlm_fraction);
 
 /* Parses a Hugging Face config.json with model_type "bert" (BertConfig) or "esm"

@@ -156,8 +156,10 @@ double ld_encoder_train_flops_per_token(const ld_encoder_config *c, int64_t T, d
     double C = (double)c->hidden_size, I = (double)c->intermediate_size, V = (double)c->vocab_size;
     double layer = 4 * C * C + 2 * C * I;  /* q, k, v, o and the MLP */
     double head = C * C + C * V;           /* dense and the tied decoder, only at predicted positions */
+    /* attention: q.k and p.v are 2 T C multiply-adds per token and layer, x 3 for training, over
+     * every key (the causal LM's 6 L C T halves this for its mask) */
     return 6.0 * (double)c->n_layers * layer + 6.0 * mlm_fraction * head +
-           6.0 * (double)c->n_layers * C * (double)T;
+           12.0 * (double)c->n_layers * C * (double)T;
 }
 
 /* ---- construction -------------------------------------------------------------------- */
