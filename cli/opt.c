@@ -295,6 +295,10 @@ bool ld_cli_parse(const ld_cli_spec *sp, int argc, char **argv, int *rc) {
         return false;
     }
     if (!scan(sp, argc, argv, false, rc)) return false;
+    if (getenv("LD_CLI_PARSE_ONLY")) { /* the help test: the options parsed, nothing is run */
+        fprintf(sp->out ? sp->out : stdout, "liandan %s: options parsed\n", sp->cmd);
+        return *rc = 0, false;
+    }
     if (!check_required(sp, sp->opts, rc)) return false;
     int n = sp->pos ? sp->pos->n : 0;
     if (n < sp->min_pos) {

@@ -30,6 +30,9 @@
  * stderr (spec->err when set). The help shows each option's default (the variable's value when the
  * table's `def` is NULL; `def` text instead when set; nothing for "").
  *
+ * With LD_CLI_PARSE_ONLY set in the environment a command parses its options and stops (exit 0,
+ * "options parsed"): tests/e2e/cli_help.sh checks every option the help lists that way.
+ *
  * Options shared by several commands are tables of their own, joined in with LD_CLI_GROUP (drawn
  * under their own heading in the help): see ld_cli_sample_opts() in cli_model.h. */
 #ifndef LD_CLI_OPT_H

@@ -27,13 +27,18 @@ check_leaf() { # "cmd sub" as words
   grep -q '^options:$' <<<"$help" && grep -q -- '-h, --help' <<<"$help" || fail "'$cmd --help' is not the generated help"
   if [[ $writers == *" $cmd "* ]]; then grep -q -- '-o, --output' <<<"$help" || fail "'$cmd' has no -o/--output"; fi
   local opt
-  for opt in $(grep -oE -- '^  (-[a-zA-Z], |    )--[a-z0-9-]+' <<<"$help" | grep -oE -- '--[a-z0-9-]+' | sort -u); do
+  local row val
+  while read -r row; do
+    opt=$(grep -oE -- '--[a-z0-9-]+' <<<"$row" | head -n1)
     [ "$opt" = --help ] && continue
+    val=(); [[ $row =~ --[a-z0-9-]+\ [^\ ] ]] && val=(1) # a value follows the name: give one
     # shellcheck disable=SC2086
-    timeout 60 "$BIN" $cmd "$opt" 1 </dev/null >"$T/o" 2>&1 || true
+    LD_CLI_PARSE_ONLY=1 timeout 60 "$BIN" $cmd "$opt" "${val[@]}" </dev/null >"$T/o" 2>&1 || true
     if grep -q "unknown option" "$T/o"; then cat "$T/o" >&2; fail "'$cmd' lists $opt but does not accept it"; fi
+    # parsed (or a value error for an option that takes no "1": a flag, a choice)
+    grep -q "options parsed\|$opt" "$T/o" || { cat "$T/o" >&2; fail "'$cmd $opt 1' was not parsed"; }
     options=$((options + 1))
-  done
+  done < <(grep -E -- '^  (-[a-zA-Z], |    )--[a-z0-9-]+' <<<"$help")
   # shellcheck disable=SC2086
   expect_error "unknown option '--no-such-option'" "$BIN" $cmd --no-such-option
   local rc=0
