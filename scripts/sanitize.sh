@@ -25,9 +25,11 @@ for h in build-asan/fuzz_*; do
   [ -x "$h" ] || continue
   name=$(basename "$h")
   corpus=fuzz/corpus/${name#fuzz_}
+  # every harness starts from a seed corpus of valid inputs (committed in fuzz/corpus/<name>/)
+  [ -n "$(ls -A "$corpus" 2>/dev/null)" ] || { echo "sanitize: $name has no seed corpus in $corpus" >&2; exit 1; }
   mkdir -p "build-asan/corpus-$name"
   echo "fuzz: $name for ${FUZZ_SECONDS}s"
   "$h" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 \
-       "build-asan/corpus-$name" $( [ -d "$corpus" ] && echo "$corpus" ) 2>&1 | tail -n 2
+       "build-asan/corpus-$name" "$corpus" 2>&1 | tail -n 2
 done
 echo "sanitize: all sanitizer tests and fuzz harnesses passed"
