@@ -295,8 +295,23 @@ TEST(huge_id_is_refused_before_allocating) {
 
 /* Issue 10: merging was quadratic in the length of a pre-token (40,000 x 月 took 41.6 s).
  * 1 MB of one repeated character (one pre-token for letters, a million for invalid bytes)
- * must encode in well under a second, and round-trip. */
-TEST(one_megabyte_of_one_character_is_fast) {
+ * must encode in time linear in its length, and round-trip. Absolute times depend on the
+ * machine (a CI host measured 10x this one), so the check is the growth from 64 KB to 1 MB:
+ * 16x the input must cost well under 4 x 16x the time (quadratic would be 256x). */
+static double encode_seconds(ld_tokenizer *t, const char *text, size_t tl, int32_t *ids, size_t cap, size_t *n) {
+    double best = 1e30;
+    for (int trial = 0; trial < 3; trial++) { /* best of 3: the machine is shared */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        CHECK(ld_tokenizer_encode(t, text, tl, 0, ids, cap, n) == LD_OK);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        if (sec < best) best = sec;
+    }
+    return best;
+}
+
+TEST(one_megabyte_of_one_character_is_linear) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
     static const char *const runs[] = {"月月月月月月月月月月月月月月月月 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "          ....",
@@ -308,20 +323,19 @@ TEST(one_megabyte_of_one_character_is_fast) {
     ld_tokenizer *t = NULL;
     CHECK(ld_bpe_train(ctx, &p, &src, &t) == LD_OK);
     const char *chars[] = {"月", "a", " ", "1", "!", "\xff"};
-    size_t len = (size_t)1 << 20;
+    size_t len = (size_t)1 << 20, small = len / 16;
     char *text = malloc(len + 4), *back = malloc(len);
     int32_t *ids = malloc(len * sizeof *ids);
     for (size_t c = 0; t && c < sizeof chars / sizeof chars[0]; c++) {
         size_t cl = strlen(chars[c]), n = 0, nb = 0;
         for (size_t i = 0; i + cl <= len; i += cl) memcpy(text + i, chars[c], cl);
-        size_t tl = len / cl * cl;
-        struct timespec t0, t1; /* CPU time of this thread: the bound holds on a busy machine too */
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-        CHECK(ld_tokenizer_encode(t, text, tl, 0, ids, len, &n) == LD_OK);
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
-        double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        CHECK_MSG(sec < 1.0, "1 MB of '%s' took %.2f s", chars[c], sec);
-        if (getenv("LD_TEST_VERBOSE")) fprintf(stderr, "  1 MB of '%s': %.3f s CPU, %zu tokens\n", chars[c], sec, n);
+        size_t tl = len / cl * cl, ts = small / cl * cl;
+        double sec_small = encode_seconds(t, text, ts, ids, len, &n);
+        double sec = encode_seconds(t, text, tl, ids, len, &n);
+        CHECK_MSG(sec < 4.0 * 16.0 * sec_small + 0.05, "1 MB of '%s' took %.3f s, 64 KB %.4f s: not linear", chars[c], sec,
+                  sec_small);
+        if (getenv("LD_TEST_VERBOSE"))
+            fprintf(stderr, "  '%s': 64 KB %.4f s, 1 MB %.3f s, %zu tokens\n", chars[c], sec_small, sec, n);
         CHECK(c == 5 || n < tl / 2); /* merged */
         CHECK(ld_tokenizer_decode(t, ids, n, false, back, len, &nb) == LD_OK && nb == tl && !memcmp(back, text, tl));
     }
