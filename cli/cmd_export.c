@@ -113,32 +113,6 @@ static int write_gguf(const char *cmd, export_opts *o) {
     return rc;
 }
 
-/* ---- liandan quantize -------------------------------------------------------------- */
-
-static int cmd_quantize(int argc, char **argv) {
-    export_opts o = {.gp = ld_lm_gguf_default_params(), .pooling = LD_POOL_MEAN};
-    o.gp.type = LD_DTYPE_COUNT; /* required */
-    ld_cli_opt opts[EXPORT_OPTS];
-    export_opts_table(&o, true, opts);
-    const ld_cli_spec spec = {
-        .cmd = "quantize", .args = "MODEL", .opts = opts, .pos = &o.pos, .min_pos = 1, .max_pos = 1,
-        .about = "Writes MODEL (a model directory or a GGUF file) as a GGUF file whose matrices are quantized\n"
-                 "to --type; llama.cpp runs it, and so do `liandan generate/chat/score/eval` (give them the .gguf).\n"
-                 "Norms and biases stay F32; the token embedding and the output matrix stay at a higher precision\n"
-                 "(Q6_K for the 4- and 5-bit types) unless told otherwise."};
-    int rc;
-    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
-    if (o.gp.type == LD_DTYPE_COUNT)
-        rc = (fprintf(stderr, "liandan quantize: --type is required (types: %s)\n", ld_cli_type_names()), 2);
-    else o.in = o.pos.v[0], rc = write_gguf("quantize", &o);
-    ld_cli_parse_free(&spec);
-    return rc;
-}
-
-const ld_cli_command ld_cmd_quantize = {"quantize", "write a model as a quantized GGUF file", cmd_quantize};
-
-/* ---- liandan export ------------------------------------------------------------------ */
-
 static int export_hf(export_opts *o) {
     ld_ctx *ctx = ld_cli_ctx(o->threads);
     ld_lm *m = NULL;
@@ -151,38 +125,48 @@ static int export_hf(export_opts *o) {
     return rc;
 }
 
-static int export_gguf_cmd(int argc, char **argv) {
+/* quantize, export gguf and export hf: one option table, three destinations */
+typedef enum { TO_QUANTIZED, TO_GGUF, TO_HF } export_kind;
+
+static int export_cmd(int argc, char **argv, export_kind kind, const char *cmd, const char *about) {
     export_opts o = {.gp = ld_lm_gguf_default_params(), .pooling = LD_POOL_MEAN};
+    if (kind == TO_QUANTIZED) o.gp.type = LD_DTYPE_COUNT; /* required */
     ld_cli_opt opts[EXPORT_OPTS];
-    export_opts_table(&o, true, opts);
-    const ld_cli_spec spec = {
-        .cmd = "export gguf", .args = "MODEL", .opts = opts, .pos = &o.pos, .min_pos = 1, .max_pos = 1,
-        .about = "Writes MODEL (a model directory or GGUF file) in llama.cpp's GGUF format: architecture llama\n"
-                 "(also for Mistral), qwen2 or gpt2 with llama.cpp's tensor names, and the tokenizer as\n"
-                 "tokenizer.ggml.* metadata. --type defaults to f32; see also `liandan quantize`. A bert encoder\n"
-                 "directory becomes llama.cpp's \"bert\" (its embedding path; the MLM head is not written)."};
+    export_opts_table(&o, kind != TO_HF, opts);
+    const ld_cli_spec spec = {.cmd = cmd, .args = "MODEL", .about = about, .opts = opts, .pos = &o.pos, .min_pos = 1,
+                              .max_pos = 1};
     int rc;
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     o.in = o.pos.v[0];
-    rc = write_gguf("export", &o);
+    if (kind == TO_QUANTIZED && o.gp.type == LD_DTYPE_COUNT)
+        rc = (fprintf(stderr, "liandan quantize: --type is required (types: %s)\n", ld_cli_type_names()), 2);
+    else rc = kind == TO_HF ? export_hf(&o) : write_gguf(kind == TO_QUANTIZED ? "quantize" : "export", &o);
     ld_cli_parse_free(&spec);
     return rc;
 }
 
+static int cmd_quantize(int argc, char **argv) {
+    return export_cmd(argc, argv, TO_QUANTIZED, "quantize",
+                      "Writes MODEL (a model directory or a GGUF file) as a GGUF file whose matrices are quantized\n"
+                      "to --type; llama.cpp runs it, and so do `liandan generate/chat/score/eval` (give them the .gguf).\n"
+                      "Norms and biases stay F32; the token embedding and the output matrix stay at a higher precision\n"
+                      "(Q6_K for the 4- and 5-bit types) unless told otherwise.");
+}
+
+const ld_cli_command ld_cmd_quantize = {"quantize", "write a model as a quantized GGUF file", cmd_quantize};
+
+static int export_gguf_cmd(int argc, char **argv) {
+    return export_cmd(argc, argv, TO_GGUF, "export gguf",
+                      "Writes MODEL (a model directory or GGUF file) in llama.cpp's GGUF format: architecture llama\n"
+                      "(also for Mistral), qwen2 or gpt2 with llama.cpp's tensor names, and the tokenizer as\n"
+                      "tokenizer.ggml.* metadata. --type defaults to f32; see also `liandan quantize`. A bert encoder\n"
+                      "directory becomes llama.cpp's \"bert\" (its embedding path; the MLM head is not written).");
+}
+
 static int export_hf_cmd(int argc, char **argv) {
-    export_opts o = {.gp = ld_lm_gguf_default_params(), .pooling = LD_POOL_MEAN};
-    ld_cli_opt opts[EXPORT_OPTS];
-    export_opts_table(&o, false, opts);
-    const ld_cli_spec spec = {
-        .cmd = "export hf", .args = "MODEL", .opts = opts, .pos = &o.pos, .min_pos = 1, .max_pos = 1,
-        .about = "Writes MODEL as a Hugging Face model directory (config.json, model.safetensors in F32,\n"
-                 "tokenizer.json, generation_config.json), e.g. to fine-tune a GGUF model."};
-    int rc;
-    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
-    o.in = o.pos.v[0];
-    rc = export_hf(&o);
-    ld_cli_parse_free(&spec);
-    return rc;
+    return export_cmd(argc, argv, TO_HF, "export hf",
+                      "Writes MODEL as a Hugging Face model directory (config.json, model.safetensors in F32,\n"
+                      "tokenizer.json, generation_config.json), e.g. to fine-tune a GGUF model.");
 }
 
 static int cmd_export(int argc, char **argv) {
