@@ -8,7 +8,8 @@
  * test goes on so one run shows every failure. SKIP("why") ends a test that cannot run here
  * (a CPU without the ISA of the kernel it checks): it is reported as SKIP, never as ok, and
  * counted. main() prints "N passed, N failed, N skipped" and exits nonzero if anything
- * failed. Run one test with: ./test_x NAME. */
+ * failed (also when a NAME runs no test, or tests past LD_TEST_MAX were registered). Run one
+ * test with: ./test_x NAME. */
 #ifndef LD_TEST_H
 #define LD_TEST_H
 
@@ -27,12 +28,14 @@ static ld_test_case ld_tests_[LD_TEST_MAX];
 static int ld_ntests_;
 static int ld_test_failed_;
 static int ld_test_skipped_;
+static int ld_test_dropped_; /* tests past LD_TEST_MAX: a failure, never silently not run */
 static char ld_test_skip_why_[256];
 
 #define TEST(name)                                                            \
     static void test_##name(void);                                            \
     __attribute__((constructor)) static void register_##name(void) {          \
         if (ld_ntests_ < LD_TEST_MAX) ld_tests_[ld_ntests_++] = (ld_test_case){#name, test_##name}; \
+        else ld_test_dropped_++;                                              \
     }                                                                         \
     static void test_##name(void)
 
@@ -125,6 +128,10 @@ static inline const char *ld_test_data(const char *rel, char *buf, size_t cap) {
                 skipped++, printf("SKIP %s (%s)\n", ld_tests_[i].name, ld_test_skip_why_); \
             else passed++, printf("ok   %s\n", ld_tests_[i].name);           \
         }                                                                     \
+        if (argc > 1 && passed + failed + skipped == 0)                       \
+            failed++, printf("FAIL no test named %s\n", argv[1]);            \
+        if (ld_test_dropped_)                                                 \
+            failed++, printf("FAIL %d tests past LD_TEST_MAX (%d) were not run\n", ld_test_dropped_, LD_TEST_MAX); \
         printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped); \
         return failed ? 1 : 0;                                                \
     }
