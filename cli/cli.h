@@ -55,6 +55,9 @@ int ld_cli_dispatch(const char *cmd, const char *about, const ld_cli_command *co
  * --collapse-whitespace) as a table over cp, to join with LD_CLI_GROUP("corpus", t). */
 #define LD_CLI_CORPUS_OPTS 8
 void ld_cli_corpus_opts(ld_corpus_params *cp, ld_cli_opt t[LD_CLI_CORPUS_OPTS]);
+/* Reads all of f (every byte, NUL bytes included) into a malloc'd, NUL-terminated *text of *len
+ * bytes. 1 on a read error or out of memory, printed as "liandan <cmd>: cannot read <name>". */
+int ld_cli_read_all(FILE *f, const char *cmd, const char *name, char **text, size_t *len);
 /* "amino" (the protein vocabulary), a WordPiece vocab.txt (character-level), or tokenizer.json. */
 ld_status ld_cli_load_tokenizer(ld_ctx *ctx, const char *spec, ld_tokenizer **tok);
 /* true when stderr is a terminal (progress bars are drawn only then). */

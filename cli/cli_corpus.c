@@ -1,6 +1,8 @@
-/* cli/cli_corpus.c — what the commands that read corpora share: the corpus options (format,
- * column, field, normalisation) and loading a tokenizer by name (tokenizer.json, a WordPiece
- * vocab.txt, or the amino-acid vocabulary). */
+/* cli/cli_corpus.c — what the commands that read corpora and texts share: the corpus options
+ * (format, column, field, normalisation), loading a tokenizer by name (tokenizer.json, a
+ * WordPiece vocab.txt, or the amino-acid vocabulary), and reading a whole stream. */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -36,4 +38,30 @@ ld_status ld_cli_load_tokenizer(ld_ctx *ctx, const char *spec, ld_tokenizer **to
     if (!strcmp(spec, "amino")) return ld_tokenizer_new_amino(ctx, tok);
     if (n >= 4 && !strcmp(spec + n - 4, ".txt")) return ld_tokenizer_load_vocab_txt(ctx, spec, tok);
     return ld_tokenizer_open(ctx, spec, tok); /* tokenizer.json, model directory or GGUF */
+}
+
+int ld_cli_read_all(FILE *f, const char *cmd, const char *name, char **text, size_t *len) {
+    size_t n = 0, cap = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (cap - n < 4096) {
+            size_t ncap = cap ? 2 * cap : 65536;
+            char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
+            if (!nb) {
+                free(buf);
+                return fprintf(stderr, "liandan %s: cannot read %s: out of memory\n", cmd, name), 1;
+            }
+            buf = nb, cap = ncap;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        return fprintf(stderr, "liandan %s: cannot read %s: %s\n", cmd, name, strerror(errno ? errno : EIO)), 1;
+    }
+    buf[n] = 0;
+    *text = buf, *len = n;
+    return 0;
 }

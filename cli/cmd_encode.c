@@ -46,7 +46,14 @@ static int encode_file(ld_ctx *ctx, ld_encoder *m, const ld_tokenizer *tok, cons
     while ((st = ld_corpus_next(c, &doc, &len)) == LD_OK) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 256;
-            *seqs = realloc(*seqs, (size_t)cap * sizeof **seqs), *lens = realloc(*lens, (size_t)cap * sizeof **lens);
+            int32_t **ns = realloc(*seqs, (size_t)cap * sizeof **seqs);
+            if (ns) *seqs = ns;
+            int64_t *nl = ns ? realloc(*lens, (size_t)cap * sizeof **lens) : NULL;
+            if (!nl) {
+                ld_corpus_close(c);
+                return fprintf(stderr, "liandan: out of memory\n"), 1;
+            }
+            *lens = nl;
         }
         if (ld_encoder_encode_text(m, tok, doc, len, &(*seqs)[*n], &(*lens)[*n])) break;
         (*n)++;
@@ -100,12 +107,14 @@ static int cmd_embed(int argc, char **argv) {
     if (file) rc = encode_file(ctx, m, tok, file, &seqs, &lens, &n);
     else {
         seqs = calloc((size_t)n_texts, sizeof *seqs), lens = calloc((size_t)n_texts, sizeof *lens);
+        if (!seqs || !lens) rc = fprintf(stderr, "liandan embed: out of memory\n") > 0;
         for (; n < n_texts && !rc; n++)
             if (ld_encoder_encode_text(m, tok, texts.v[n], strlen(texts.v[n]), &seqs[n], &lens[n]))
                 rc = ld_cli_fail(ctx, "encoding the text");
     }
     int64_t C = ld_encoder_config_of(m)->hidden_size;
     float *out = rc ? NULL : malloc((size_t)((n ? n : 1) * C) * sizeof(float));
+    if (!rc && !out) rc = fprintf(stderr, "liandan embed: out of memory\n") > 0;
     if (!rc && ld_encoder_embed(m, (const int32_t *const *)seqs, lens, n, pool, normalize, out))
         rc = ld_cli_fail(ctx, "computing embeddings");
     if (!rc && npy) rc = write_npy(ctx, npy, out, n, C);
@@ -160,6 +169,7 @@ static int cmd_fill_mask(int argc, char **argv) {
     int64_t *where = rc ? NULL : malloc((size_t)n * sizeof *where);
     int32_t *top = rc ? NULL : malloc((size_t)(n * k) * sizeof *top);
     float *prob = rc ? NULL : malloc((size_t)(n * k) * sizeof *prob);
+    if (!rc && (!where || !top || !prob)) rc = fprintf(stderr, "liandan fill-mask: out of memory\n") > 0;
     if (!rc && ld_encoder_fill_mask(m, ids, n, sp.mask, (int)k, n, &n_masks, where, top, prob))
         rc = ld_cli_fail(ctx, "fill-mask");
     for (int64_t j = 0; !rc && j < n_masks; j++) {
@@ -235,7 +245,8 @@ int ld_cli_eval_mlm(int argc, char **argv) {
     ld_mlm_eval e;
     int rc = 0;
     double t0 = ld_time_now();
-    if (ld_mlm_source_open(ctx, &data, 1, tok, T, &p, &src)) rc = ld_cli_fail(ctx, "reading the held-out data");
+    if (!freq) rc = fprintf(stderr, "liandan eval mlm: out of memory\n") > 0;
+    else if (ld_mlm_source_open(ctx, &data, 1, tok, T, &p, &src)) rc = ld_cli_fail(ctx, "reading the held-out data");
     if (!rc && train) {
         ld_mlm_params tp = p;
         tp.max_docs = 0, tp.corpus.protein = is_fasta(train);

@@ -45,11 +45,12 @@ static int read_prompts(const char *file, ld_cli_list *prompts, char **text) {
     bool in = !strcmp(file, "-");
     FILE *f = in ? stdin : fopen(file, "r");
     if (!f) return fprintf(stderr, "liandan generate: cannot open %s\n", file), 1;
-    size_t cap = 0;
-    ssize_t n = getdelim(text, &cap, 0, f);
-    bool err = ferror(f);
+    size_t n = 0;
+    int rc = ld_cli_read_all(f, "generate", file, text, &n);
     if (!in) fclose(f);
-    if (err) return fprintf(stderr, "liandan generate: cannot read %s\n", file), 1;
+    if (rc) return rc;
+    const char *nul = memchr(*text, 0, n); /* the prompts are C strings: a NUL would cut the rest off */
+    if (nul) return fprintf(stderr, "liandan generate: %s: byte %zu is NUL (prompts are text)\n", file, (size_t)(nul - *text)), 1;
     for (char *p = n > 0 ? strtok(*text, "\n") : NULL; p; p = strtok(NULL, "\n")) {
         p[strcspn(p, "\r")] = 0;
         if (*p && !ld_cli_list_push(prompts, p)) return fprintf(stderr, "liandan generate: out of memory\n"), 1;

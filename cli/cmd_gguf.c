@@ -3,6 +3,8 @@
  * files (or model directories), then applies metadata edits. Copying one GGUF file without
  * edits reproduces it byte for byte when it uses liandan's layout. */
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@ static size_t parse_item(ld_gguf_type t, const char *s, uint8_t out[8]) {
         double d = strtod(s, &end);
         if (!*s || *end || errno) return 0;
         if (t == LD_GGUF_FLOAT32) {
+            if (isfinite(d) && fabs(d) > FLT_MAX) return 0; /* would become inf */
             float f = (float)d;
             memcpy(out, &f, 4);
             return 4;

@@ -64,8 +64,13 @@ static int score_file(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const char
     size_t cap = 0;
     int lineno = 0, rc = 0;
     ld_cli_list fields = {0};
-    while (!rc && getline(&line, &cap, f) > 0) {
+    ssize_t got;
+    while (!rc && (got = getline(&line, &cap, f)) > 0) {
         lineno++;
+        if (strlen(line) != (size_t)got) { /* the fields after it would be lost */
+            rc = (fprintf(stderr, "liandan score: %s:%d: a NUL byte (the file must be text)\n", file, lineno), 1);
+            break;
+        }
         line[strcspn(line, "\r\n")] = 0;
         fields.n = 0;
         for (char *p = line, *tab;; p = tab + 1) {

@@ -1,6 +1,7 @@
 /* cli/cmd_tokenizer.c — `liandan tokenizer train` (learn a byte-level BPE from corpus files),
  * `liandan tokenizer convert` (tokenizer.json <-> vocab-only GGUF) and `liandan tokenize`
  * (text -> ids and ids -> text, for checking a tokenizer by hand). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,7 +182,10 @@ static int cmd_tokenize(int argc, char **argv) {
             if (icap < 2 * len + 16) {
                 icap = 2 * (2 * len + 16);
                 free(ids);
-                ids = malloc(icap * sizeof *ids);
+                if (!(ids = malloc(icap * sizeof *ids))) {
+                    rc = fprintf(stderr, "liandan tokenize: out of memory\n") > 0;
+                    break;
+                }
             }
             if (ld_tokenizer_encode(tok, buf, len, flags, ids, icap, &n)) {
                 rc = ld_cli_fail(ctx, "encoding");
@@ -190,13 +194,18 @@ static int cmd_tokenize(int argc, char **argv) {
             for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
             putchar('\n');
         }
+        if (!rc && ferror(f)) /* a directory, an I/O error: not the end of the input */
+            rc = fprintf(stderr, "liandan tokenize: cannot read %s: %s\n", lines, strerror(errno)) > 0;
         fclose(f);
         goto out;
     }
     if (decode) {
         int n = pos.n;
-        ids = malloc(((size_t)n + 1) * sizeof *ids);
-        for (int i = 0; ids && i < n; i++) {
+        if (!(ids = malloc(((size_t)n + 1) * sizeof *ids))) {
+            rc = fprintf(stderr, "liandan tokenize: out of memory\n") > 0;
+            goto out;
+        }
+        for (int i = 0; i < n; i++) {
             int64_t v;
             if (!ld_cli_parse_int64("tokenize", "--decode", pos.v[i], 0, INT32_MAX, &v)) {
                 rc = 2;
@@ -206,7 +215,10 @@ static int cmd_tokenize(int argc, char **argv) {
         }
         size_t need = 0;
         ld_tokenizer_decode(tok, ids, (size_t)n, false, NULL, 0, &need);
-        buf = malloc(need + 1);
+        if (!(buf = malloc(need + 1))) {
+            rc = fprintf(stderr, "liandan tokenize: out of memory\n") > 0;
+            goto out;
+        }
         if (ld_tokenizer_decode(tok, ids, (size_t)n, false, buf, need, &need)) {
             rc = ld_cli_fail(ctx, "decoding");
             goto out;
@@ -216,16 +228,17 @@ static int cmd_tokenize(int argc, char **argv) {
         goto out;
     }
     size_t len = 0;
-    if (!text || !strcmp(text, "-")) {
-        size_t cap = 0;
-        ssize_t n = getdelim(&buf, &cap, 0, stdin);
-        len = n > 0 ? (size_t)n : 0;
-        text = buf ? buf : "";
+    if (!text || !strcmp(text, "-")) { /* all of standard input, NUL bytes included */
+        if ((rc = ld_cli_read_all(stdin, "tokenize", "standard input", &buf, &len))) goto out;
+        text = buf;
     } else {
         len = strlen(text);
     }
     size_t n = 0, cap = 2 * len + 16; /* byte fallback: up to a token a byte */
-    ids = malloc(cap * sizeof *ids);
+    if (!(ids = malloc(cap * sizeof *ids))) {
+        rc = fprintf(stderr, "liandan tokenize: out of memory\n") > 0;
+        goto out;
+    }
     ld_status st = ld_tokenizer_encode(tok, text, len, flags, ids, cap, &n);
     if (st) {
         rc = ld_cli_fail(ctx, "encoding");

@@ -3,8 +3,9 @@
 # a long --file is answered, every continuation is scored (more than any old cap, the best one
 # last), >256 tokenizer training files all count, chat survives a 2 MB line, a line of exactly
 # 1 MiB - 1 bytes and an empty line (also run under ASan by scripts/sanitize.sh), out-of-range
-# numbers are refused, a truncated --val-data or a missing --corpus fails `eval poetry`, and
-# scoring many continuations of a large-vocabulary model stays within a memory bound.
+# numbers are refused, input with NUL bytes is never cut short, a truncated --val-data or a
+# missing --corpus fails `eval poetry`, and scoring many continuations of a large-vocabulary
+# model stays within a memory bound.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=cli_limits
@@ -31,6 +32,17 @@ args=(); for i in $(seq 70); do args+=(--continuation "$long"); done
 "$BIN" score "$M" --context 床前 "${args[@]}" --continuation 月 --threads 1 >"$T/score2" || fail "score with 71 --continuation"
 [ "$(grep -c $'\t' "$T/score2")" -eq 71 ] && grep '^\*' "$T/score2" | grep -q $'\t月$' || fail "score --continuation x71"
 
+# 1b: input with a NUL byte is read whole or refused, never cut at the NUL (getdelim stopped
+# there: tokenize encoded 2 of 5 bytes, generate --file dropped every prompt after it, score
+# --file every field after it, all with exit 0); a directory is a read error, not empty input
+[ "$(printf 'ab\0cd' | "$BIN" tokenize --tokenizer "$T/tok.json" - 2>/dev/null | wc -w)" -eq 5 ] \
+  || fail "tokenize cut standard input at a NUL byte"
+expect_error "cannot read" "$BIN" tokenize --tokenizer "$T/tok.json" --lines "$T"
+printf '月1\n\0月2\n' >"$T/nul.txt"
+expect_error "is NUL" "$BIN" generate "$M" --file "$T/nul.txt" --max-tokens 1
+printf '床前\t月\0x\t光\n' >"$T/nul.tsv"
+expect_error "nul.tsv:1: a NUL byte" "$BIN" score "$M" --file "$T/nul.tsv"
+
 # 6: more than 256 training files all count (the last one alone holds 龘)
 mkdir "$T/many"
 for i in $(seq 300); do sed -n "$((i % 300 + 1))p" "$T/poems.tsv" >"$T/many/$i.tsv"; done
@@ -53,6 +65,8 @@ grep -q "leaves no room" "$T/err" || fail "chat --max-tokens 64: $(cat "$T/err")
 expect_error "--max-tokens: '9999999999999999999' is not an integer" "$BIN" generate "$M" x --max-tokens 9999999999999999999
 expect_error "--top-p: 'nan' is not a number" "$BIN" generate "$M" x --top-p nan
 expect_error "--temperature: '-1' is not a number" "$BIN" chat "$M" --temperature -1
+expect_error "'1e39' is not a valid f32" "$BIN" gguf write "$T/g.gguf" --from "$M" --set x.y=f32:1e39 # was inf
+[ ! -e "$T/g.gguf" ] || fail "gguf write wrote a file after a bad --set"
 
 # 1b: eval poetry fails (not exit 0) on a truncated --val-data or a missing --corpus
 mkdir "$T/bad" && cp "$T"/data/val-*.bin "$T/bad/"
