@@ -39,6 +39,10 @@ void ld_lm_session_set_observer(ld_lm_session *s, ld_lm_observer fn, void *user)
 
 /* Empties one sequence slot (its cached tokens are forgotten). */
 void ld_lm_session_clear(ld_lm_session *s, int slot);
+/* Keeps the first len tokens of a slot (len <= its length; the rest are forgotten). */
+ld_status ld_lm_session_truncate(ld_lm_session *s, int slot, int64_t len);
+/* Tokens run through the model by this session's evals so far (all slots). */
+int64_t ld_lm_session_tokens_evaluated(const ld_lm_session *s);
 int64_t ld_lm_session_len(const ld_lm_session *s, int slot);
 int ld_lm_session_slots(const ld_lm_session *s);
 int64_t ld_lm_session_max_len(const ld_lm_session *s);
@@ -93,6 +97,8 @@ typedef struct ld_generate_params {
     ld_sample_params sample;
     int64_t max_tokens;   /* new tokens per sequence */
     int32_t eos_id;       /* stops a sequence (not passed to on_token); -1 = none */
+    const int32_t *stop_ids; /* more tokens that stop a sequence like eos_id (end of turn, a */
+    int n_stop_ids;          /* config's list of EOS ids); borrowed, may be NULL when 0 */
     uint64_t seed;        /* sequence i samples from stream (seed, i): results do not depend on batching */
 } ld_generate_params;
 ld_generate_params ld_generate_default_params(void);
@@ -102,6 +108,14 @@ ld_generate_params ld_generate_default_params(void);
  * session's context are refused. *n_generated (may be NULL) receives each sequence's count. */
 ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts, const int64_t *prompt_len,
                          const ld_generate_params *p, ld_token_fn on_token, void *user, int64_t *n_generated);
+
+/* Continues the sequence in `slot` as the cache holds it: appends ids[0..n) (n >= 1) and
+ * generates as ld_lm_generate (on_token gets seq 0). held[0..n_held) are the tokens the slot
+ * holds (n_held must equal its length; they feed the repetition penalty). Afterwards the
+ * slot holds held, ids and the generated tokens but the last one (never evaluated). */
+ld_status ld_lm_generate_continue(ld_lm_session *s, int slot, const int32_t *held, int64_t n_held, const int32_t *ids,
+                                  int64_t n, const ld_generate_params *p, ld_token_fn on_token, void *user,
+                                  int64_t *n_generated);
 
 /* Log-probability of each continuation given its context: for i in 0..n-1,
  * logp[i] = sum_j log P(cont[i][j] | ctx[i], cont[i][<j]). Items go through the session's

@@ -11,6 +11,7 @@
 #include "liandan/encoder.h"
 #include "liandan/probe.h"
 #include "liandan/infer.h"
+#include "liandan/chat.h"
 #include "liandan/train.h"
 #include "liandan/eval.h"
 #include "liandan/tokenizer.h"

@@ -9,11 +9,22 @@ ld_generate_params ld_generate_default_params(void) {
     return p;
 }
 
-/* The session's limits are not public; eval reports them. Prefill in chunks of `chunk`. */
-ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts, const int64_t *prompt_len,
-                         const ld_generate_params *p, ld_token_fn on_token, void *user, int64_t *n_generated) {
+/* Whether tok ends a sequence: EOS or one of the stop ids. */
+static bool is_stop(const ld_generate_params *p, int32_t tok) {
+    if (tok == p->eos_id) return true;
+    for (int i = 0; i < p->n_stop_ids; i++)
+        if (p->stop_ids[i] == tok) return true;
+    return false;
+}
+
+/* Sequence i lives in slot `keep_slot` when that is >= 0 (then n == 1 and the slot keeps
+ * what it holds: its tokens old[0..n_old) come first in the history), else in slot i
+ * (cleared). Prefill in chunks of the session's per-call token budget. */
+static ld_status generate(ld_lm_session *s, int n, const int32_t *const *prompts, const int64_t *prompt_len,
+                          int keep_slot, const int32_t *old, int64_t n_old, const ld_generate_params *p,
+                          ld_token_fn on_token, void *user, int64_t *n_generated) {
     ld_ctx *ctx = ld_lm_session_ctx(s);
-    if (!s || n <= 0 || !prompts || !prompt_len || !p)
+    if (!s || n <= 0 || !prompts || !prompt_len || !p || (p->n_stop_ids && !p->stop_ids) || p->n_stop_ids < 0)
         return ld_error(ctx, LD_ERR_INVALID_ARG, "generate: NULL argument or no prompts");
     int64_t V = ld_lm_config_of(ld_lm_session_model(s))->vocab_size;
     int64_t budget = ld_lm_session_max_tokens(s);
@@ -38,15 +49,23 @@ ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts,
         st = ld_ctx_status(ctx);
         goto out;
     }
+    const int64_t held = keep_slot >= 0 ? ld_lm_session_len(s, keep_slot) : 0;
+    if (keep_slot >= 0 && (held < 0 || n_old != held || (n_old && !old))) {
+        st = ld_error(ctx, LD_ERR_INVALID_ARG, "generate: slot %d holds %lld tokens, %lld given as its history", keep_slot,
+                      (long long)held, (long long)n_old);
+        goto out;
+    }
     for (int i = 0; i < n; i++) {
-        if (prompt_len[i] < 1 || prompt_len[i] >= max_len) {
+        if (prompt_len[i] < 1 || held + prompt_len[i] >= max_len) {
             st = ld_error(ctx, LD_ERR_LIMIT, "generate: prompt %d has %lld tokens (1..%lld allowed)", i,
-                          (long long)prompt_len[i], (long long)(max_len - 1));
+                          (long long)prompt_len[i], (long long)(max_len - 1 - held));
             goto out;
         }
-        ld_lm_session_clear(s, i);
-        memcpy(hist + (size_t)i * (size_t)max_len, prompts[i], (size_t)prompt_len[i] * sizeof(int32_t));
-        len[i] = prompt_len[i];
+        int32_t *h = hist + (size_t)i * (size_t)max_len;
+        if (keep_slot < 0) ld_lm_session_clear(s, i);
+        else if (n_old) memcpy(h, old, (size_t)n_old * sizeof(int32_t));
+        memcpy(h + held, prompts[i], (size_t)prompt_len[i] * sizeof(int32_t));
+        len[i] = held + prompt_len[i];
         rng[i] = ld_rng_init(ld_rng_at(p->seed, (uint64_t)i));
         live[i] = true;
     }
@@ -54,7 +73,7 @@ ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts,
     for (int i = 0; i < n; i++) {
         for (int64_t off = 0; off < prompt_len[i];) {
             int64_t take = prompt_len[i] - off < budget ? prompt_len[i] - off : budget;
-            ld_lm_segment seg = {i, prompts[i] + off, take};
+            ld_lm_segment seg = {keep_slot >= 0 ? keep_slot : i, prompts[i] + off, take};
             const float *lg;
             if ((st = ld_lm_session_eval(s, &seg, 1, false, &lg))) goto out;
             off += take;
@@ -67,7 +86,7 @@ ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts,
             if (!live[i]) continue;
             int32_t *h = hist + (size_t)i * (size_t)max_len;
             int32_t tok = ld_sample_token(last + (size_t)i * (size_t)V, V, &p->sample, h, len[i], &rng[i], scratch);
-            if (tok == p->eos_id || gen[i] >= p->max_tokens) {
+            if (is_stop(p, tok) || gen[i] >= p->max_tokens) {
                 live[i] = false;
                 continue;
             }
@@ -78,17 +97,32 @@ ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts,
                 continue;
             }
             next[i] = tok;
-            segs[n_live++] = (ld_lm_segment){i, &next[i], 1};
+            segs[n_live++] = (ld_lm_segment){keep_slot >= 0 ? keep_slot : i, &next[i], 1};
         }
         if (!n_live) break;
         const float *lg;
         if ((st = ld_lm_session_eval(s, segs, n_live, false, &lg))) goto out;
-        for (int j = 0; j < n_live; j++)
-            memcpy(last + (size_t)segs[j].slot * (size_t)V, lg + (size_t)j * (size_t)V, (size_t)V * sizeof(float));
+        for (int j = 0, i = 0; j < n_live; j++, i++) {
+            while (!live[i]) i++; /* segments are in order of the live sequences */
+            memcpy(last + (size_t)i * (size_t)V, lg + (size_t)j * (size_t)V, (size_t)V * sizeof(float));
+        }
     }
     if (n_generated) memcpy(n_generated, gen, (size_t)n * sizeof *gen);
 out:
     ld_free(ctx, hist), ld_free(ctx, len), ld_free(ctx, gen), ld_free(ctx, live), ld_free(ctx, last);
     ld_free(ctx, scratch), ld_free(ctx, segs), ld_free(ctx, rng), ld_free(ctx, next);
     return st;
+}
+
+ld_status ld_lm_generate(ld_lm_session *s, int n, const int32_t *const *prompts, const int64_t *prompt_len,
+                         const ld_generate_params *p, ld_token_fn on_token, void *user, int64_t *n_generated) {
+    return generate(s, n, prompts, prompt_len, -1, NULL, 0, p, on_token, user, n_generated);
+}
+
+ld_status ld_lm_generate_continue(ld_lm_session *s, int slot, const int32_t *held, int64_t n_held, const int32_t *ids,
+                                  int64_t n, const ld_generate_params *p, ld_token_fn on_token, void *user,
+                                  int64_t *n_generated) {
+    if (s && (slot < 0 || slot >= ld_lm_session_slots(s)))
+        return ld_error(ld_lm_session_ctx(s), LD_ERR_INVALID_ARG, "generate: slot %d of %d", slot, ld_lm_session_slots(s));
+    return generate(s, 1, &ids, &n, slot, held, n_held, p, on_token, user, n_generated);
 }

@@ -41,6 +41,7 @@ struct ld_lm_session {
     size_t qscratch_bytes;
     float *wf32; /* one F32 copy of a quantized matrix for products of many rows (see linear) */
     int64_t wf32_elems;
+    int64_t evaluated; /* tokens run through eval so far */
     ld_lm_observer observe; /* ld_lm_session_set_observer */
     void *observe_user;
 };
@@ -250,6 +251,17 @@ void ld_lm_session_set_observer(ld_lm_session *s, ld_lm_observer fn, void *user)
 void ld_lm_session_clear(ld_lm_session *s, int slot) {
     if (s && slot >= 0 && slot < s->n_slots) s->len[slot] = 0;
 }
+ld_status ld_lm_session_truncate(ld_lm_session *s, int slot, int64_t len) {
+    if (!s) return LD_ERR_INVALID_ARG;
+    if (slot < 0 || slot >= s->n_slots || len < 0 || len > s->len[slot])
+        return ld_error(s->ctx, LD_ERR_INVALID_ARG, "truncate: slot %d of %d to %lld tokens (it holds %lld)", slot,
+                        s->n_slots, (long long)len, (long long)(slot >= 0 && slot < s->n_slots ? s->len[slot] : -1));
+    s->len[slot] = len;
+    return LD_OK;
+}
+int64_t ld_lm_session_tokens_evaluated(const ld_lm_session *s) {
+    return s ? s->evaluated : 0;
+}
 int64_t ld_lm_session_len(const ld_lm_session *s, int slot) {
     return s && slot >= 0 && slot < s->n_slots ? s->len[slot] : -1;
 }
@@ -440,6 +452,7 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
     norm(s, s->h, s->rows, m->lnf_w, m->lnf_b, R);
     linear(s, s->logits, s->h, m->lm_head, NULL, false, R);
     for (int i = 0; i < n_segs; i++) s->len[segs[i].slot] += segs[i].n;
+    s->evaluated += M;
     *logits = s->logits;
     return LD_OK;
 }
