@@ -113,7 +113,7 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
         return;
     }
     if ((r.st = ld_lm_session_new(m, 1, len, len, &r.s))) goto out;
-    if (type != LD_DTYPE_COUNT && type != LD_F32 &&
+    if (type != LD_DTYPE_COUNT && (type != LD_F32 || ld_lm_in_place(m)) &&
         (r.st = ld_lm_session_quantize_ex(r.s, type, ld_lm_mix_edge_type(type))))
         goto out;
     if (!(r.ids = malloc(PREFILL * sizeof(int32_t)))) goto out;
@@ -160,9 +160,9 @@ void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
         ld_lm_config c = ld_bench_gpt2_124m();
         st = ld_lm_new(ctx, &c, 1, &m);
     } else if (gguf) {
-        st = ld_lm_load_gguf(ctx, o->model, &m, NULL);
+        st = ld_lm_load_gguf_ex(ctx, o->model, NULL, &m, NULL);
     } else {
-        st = ld_lm_load(ctx, o->model, &m);
+        st = ld_lm_load_ex(ctx, o->model, NULL, &m);
     }
     read_run rd = {.n = (size_t)128 << 20, .threads = o->threads}; /* 512 MiB */
     float *buf = st ? NULL : aligned_alloc(64, rd.n * sizeof(float));

@@ -10,10 +10,15 @@
 #include "cli_model.h"
 
 int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **tok) {
+    return ld_cli_load_model_ex(ctx, dir, false, m, tok);
+}
+
+int ld_cli_load_model_ex(ld_ctx *ctx, const char *dir, bool trainable, ld_lm **m, ld_tokenizer **tok) {
     *m = NULL, *tok = NULL;
+    ld_lm_load_params lp = {.trainable = trainable};
     if (ld_lm_gguf_sniff(dir)) /* a GGUF file holds the model and its tokenizer */
-        return ld_lm_load_gguf(ctx, dir, m, tok) ? ld_cli_fail(ctx, "loading the GGUF model") : 0;
-    if (ld_lm_load(ctx, dir, m)) return ld_cli_fail(ctx, "loading the model");
+        return ld_lm_load_gguf_ex(ctx, dir, &lp, m, tok) ? ld_cli_fail(ctx, "loading the GGUF model") : 0;
+    if (ld_lm_load_ex(ctx, dir, &lp, m)) return ld_cli_fail(ctx, "loading the model");
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     if (ld_tokenizer_load(ctx, path, tok)) {

@@ -7,9 +7,12 @@
 #include "liandan/liandan.h"
 #include "opt.h"
 
-/* Loads a model directory and its tokenizer.json, or a GGUF file (model and tokenizer);
- * prints an error and returns 1 on failure. */
+/* Loads a model directory and its tokenizer.json, or a GGUF file (model and tokenizer), for
+ * inference (weights read in place); prints an error and returns 1 on failure. */
 int ld_cli_load_model(ld_ctx *ctx, const char *dir, ld_lm **m, ld_tokenizer **tok);
+/* The same; trainable: with an F32 copy of every parameter (training, a distillation
+ * teacher). */
+int ld_cli_load_model_ex(ld_ctx *ctx, const char *dir, bool trainable, ld_lm **m, ld_tokenizer **tok);
 /* Writes a model directory (config.json, model.safetensors, generation_config.json,
  * tokenizer.json) as a whole: into a temporary sibling swapped into place at the end, so a
  * failure never leaves a mix of old and new files. An existing `dir` is replaced only when it

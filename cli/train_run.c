@@ -146,7 +146,7 @@ static void progress(void *user, const ld_train_progress *p) {
 static int load_teacher(run *r, const ld_train_run_args *a) {
     ld_lm *tm = NULL;
     ld_tokenizer *ttok = NULL;
-    if (ld_cli_load_model(r->ctx, r->cfg.teacher, &tm, &ttok)) {
+    if (ld_cli_load_model_ex(r->ctx, r->cfg.teacher, true, &tm, &ttok)) {
         fprintf(stderr, "liandan %s: could not load the teacher '%s'\n", a->cmd, r->cfg.teacher);
         return 1;
     }

@@ -1,6 +1,7 @@
 /* fuzz_gguf_model.c — libFuzzer harness for reading a causal LM and its tokenizer out of a
  * GGUF file (architecture keys, tensor names and shapes, tokenizer.ggml.* metadata): any
- * input is rejected cleanly or gives a model that runs one token. */
+ * input is rejected cleanly or gives a model that runs one token, both loaded in place and as a
+ * trainable copy. */
 #include <stdlib.h>
 
 #include "liandan/liandan.h"
@@ -10,7 +11,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (ld_ctx_new(NULL, &ctx)) return 0;
     ld_lm *m = NULL;
     ld_tokenizer *tok = NULL;
-    if (ld_lm_load_gguf_memory(ctx, "fuzz.gguf", data, size, &m, &tok) == LD_OK) {
+    /* odd sizes load a trainable copy, even ones read the weights in place */
+    ld_lm_load_params p = {.trainable = size & 1};
+    if (ld_lm_load_gguf_memory(ctx, "fuzz.gguf", data, size, &p, &m, &tok) == LD_OK) {
         ld_lm_session *s = NULL;
         if (ld_lm_session_new(m, 1, 2, 2, &s) == LD_OK) {
             int32_t id = 0;

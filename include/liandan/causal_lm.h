@@ -67,9 +67,34 @@ ld_params *ld_lm_params(ld_lm *m);
  * dir/generation_config.json (the directory is created if needed; files written atomically).
  * The tokenizer.json is the caller's to copy. */
 ld_status ld_lm_save(ld_lm *m, const char *dir);
+/* How a model file is loaded. */
+typedef struct ld_lm_load_params {
+    /* true: every parameter is copied to F32, as training and fine-tuning need (the file is
+     * closed). false (default, for inference): the weights are used in place from the
+     * mapped file — quantized and F16 matrices as they are stored, F32 ones without a copy;
+     * only norms, biases and learned positions are copied, and matrices in a type the
+     * kernels cannot multiply or at an unaligned offset. The file stays mapped while the
+     * model lives; ld_lm_forward (training) refuses such a model. */
+    bool trainable;
+} ld_lm_load_params;
+ld_lm_load_params ld_lm_load_default_params(void);
+
 /* Loads a model directory (config.json + model.safetensors or a sharded index; F32, F16 or
- * BF16 weights). Errors name the file and the tensor: missing, wrong shape, wrong dtype. */
+ * BF16 weights) for training: ld_lm_load_ex with trainable = true. Errors name the file and
+ * the tensor: missing, wrong shape, wrong dtype. */
 ld_status ld_lm_load(ld_ctx *ctx, const char *dir, ld_lm **out);
+/* The same with load parameters (NULL = defaults: in place, for inference). */
+ld_status ld_lm_load_ex(ld_ctx *ctx, const char *dir, const ld_lm_load_params *p, ld_lm **out);
+/* Whether the model reads its weights in place (loaded for inference) rather than from F32
+ * parameters of its own. */
+bool ld_lm_in_place(const ld_lm *m);
+/* The model file's Jinja chat template (GGUF tokenizer.chat_template, or tokenizer_config.json
+ * "chat_template" beside config.json), or NULL. Owned by the model. */
+const char *ld_lm_chat_template(const ld_lm *m);
+/* Bytes of the model's weights: *mapped = bytes of the mapped file its weights are read
+ * from in place, *copied = bytes of values it holds itself (parameters and converted
+ * matrices). Either may be NULL. */
+void ld_lm_weight_memory(const ld_lm *m, size_t *mapped, size_t *copied);
 
 /* ---- GGUF (llama.cpp's format) ------------------------------------------------------
  * Architectures "llama" (also for Mistral), "qwen2" and "gpt2" with llama.cpp's tensor names,
@@ -94,17 +119,19 @@ ld_dtype ld_lm_mix_edge_type(ld_dtype body);
  * stay F32. The tokenizer's vocabulary may be smaller than the model's (padded with unused
  * tokens), not larger. */
 ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, const ld_lm_gguf_params *p);
-/* Loads a GGUF model (made here or by llama.cpp's tools). Parameters are dequantized to F32
- * (so the model can be fine-tuned or saved as a model directory); matrices stored in F16 or
- * a quantized type are also kept as they are in the (mmapped) file, and inference sessions
- * compute with those. *tok (may be NULL) receives the file's tokenizer. Unsupported
- * architectures, tokenizers, tensor types and RoPE variants are LD_ERR_UNSUPPORTED naming
- * them. */
+/* Loads a GGUF model (made here or by llama.cpp's tools) for training: every parameter is
+ * dequantized to F32 (ld_lm_load_gguf_ex with trainable = true). *tok (may be NULL)
+ * receives the file's tokenizer. Unsupported architectures, tokenizers, tensor types and
+ * RoPE variants are LD_ERR_UNSUPPORTED naming them. */
 ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokenizer **tok);
+/* The same with load parameters (NULL = defaults: in place from the mapped file, for
+ * inference). */
+ld_status ld_lm_load_gguf_ex(ld_ctx *ctx, const char *path, const ld_lm_load_params *p, ld_lm **out,
+                             ld_tokenizer **tok);
 /* The same from a caller-owned buffer that must outlive the model (`name` is used in
- * messages). */
-ld_status ld_lm_load_gguf_memory(ld_ctx *ctx, const char *name, const void *data, size_t size, ld_lm **out,
-                                 ld_tokenizer **tok);
+ * messages; p NULL = defaults). */
+ld_status ld_lm_load_gguf_memory(ld_ctx *ctx, const char *name, const void *data, size_t size,
+                                 const ld_lm_load_params *p, ld_lm **out, ld_tokenizer **tok);
 /* true when the model came from a GGUF file with quantized (block-type) matrices. */
 bool ld_lm_is_quantized(const ld_lm *m);
 /* The GGUF tensor name of parameter `param` (an HF name) in m's architecture, into out;

@@ -23,8 +23,9 @@ void ld_lm_session_free(ld_lm_session *s);
  * whole blocks stay F32. The model itself is unchanged. */
 ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type);
 /* The same with the LM head (the token embedding, when tied) in head_type too — it is a
- * third of a 124M model's weights and read every token. type may also be F16 (matrices
- * converted, not quantized); head_type is F16 or a quantizable type, usually
+ * third of a 124M model's weights and read every token. type may also be F32 or F16
+ * (matrices converted, not quantized: e.g. an F32 session of a model read in place from a
+ * quantized file); head_type is F32, F16 or a quantizable type, usually
  * ld_lm_mix_edge_type(type), or LD_DTYPE_COUNT for ld_lm_session_quantize's choice (a tied
  * head stays F32, an untied one is in `type`). Errors as ld_lm_session_quantize. */
 ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype head_type);

@@ -29,12 +29,18 @@ void ld_params_free(ld_params *p);
  * owned by the set. Errors: duplicate name, bad shape, out of memory. */
 ld_status ld_params_add(ld_params *p, const char *name, int ndim, const int64_t *shape, bool trainable,
                         ld_tensor **out);
+/* Adds a frozen parameter whose values are borrowed: data (the caller's, may be NULL when
+ * the values are held in another form, e.g. a quantized file's blocks). Flags
+ * LD_TENSOR_PARAM | LD_TENSOR_VIEW; it can never be made trainable. */
+ld_status ld_params_add_view(ld_params *p, const char *name, int ndim, const int64_t *shape, void *data,
+                             ld_tensor **out);
 int ld_params_count(const ld_params *p);
 ld_tensor *ld_params_at(const ld_params *p, int i); /* in the order added */
 ld_tensor *ld_params_find(const ld_params *p, const char *name);
 int64_t ld_params_numel(const ld_params *p, bool trainable_only);
 /* Freezes or unfreezes every parameter whose name contains `substr` (NULL = all). A
- * parameter made trainable gets a gradient buffer. Returns how many matched, or < 0 on error. */
+ * parameter made trainable gets a gradient buffer. Returns how many matched, or < 0 on error
+ * (out of memory; a view parameter cannot be made trainable). */
 int ld_params_set_trainable(ld_params *p, const char *substr, bool trainable);
 void ld_params_zero_grad(ld_params *p);
 /* Mixed precision: keeps a bf16 copy of every 2-D parameter (matrix), refreshed by the

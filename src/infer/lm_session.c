@@ -18,6 +18,15 @@ static bool dequant_for_gemm(ld_dtype t) {
     return !ld_qmatmul_has_gemm(t, LD_DEQUANT_GEMM_MIN_M);
 }
 
+/* A weight as the session multiplies it: [N, K] rows of dtype (kn: [K, N], F32 only), or
+ * with `packed`, the ld_qpack panels of such rows. rope_perm as in lm_form. */
+typedef struct sess_form {
+    const ld_tensor *w;
+    ld_dtype dtype;
+    const void *data;
+    bool packed, kn, rope_perm;
+} sess_form;
+
 struct ld_lm_session {
     ld_lm *m;
     ld_ctx *ctx;
@@ -29,13 +38,11 @@ struct ld_lm_session {
     ld_arena *mem;       /* everything below, allocated once */
     float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
     /* the session's own forms of weights: from ld_lm_session_quantize, and the prepacked
-     * panels (ld_qpack) of a GGUF file's or the session's Q8_0 / Q4_K matrices. Later
-     * entries win. */
-    ld_dtype *qtypes;
-    const ld_tensor **qsrc; /* which weight each entry replaces */
-    void **qdata;
-    bool *qpacked; /* qdata is ld_qpack panels, else GGML blocks / F16 */
+     * panels (ld_qpack) of the model's or the session's matrices in packable types. Later
+     * entries win; weights without one are read in the model's form. */
+    sess_form *forms;
     int nq;
+    float *perm_tmp; /* D floats for lm_rope_unpermute */
     bool quantized; /* ld_lm_session_quantize ran */
     void *qscratch;
     size_t qscratch_bytes;
@@ -89,17 +96,15 @@ static ld_status reserve_wf32(ld_lm_session *s, int64_t n) {
     return LD_OK;
 }
 
-/* [N, K] of weight w as the session multiplies it; true when the parameter itself is
- * stored [K, N] (GPT-2's Conv1D weights). */
-static bool weight_nk(const ld_lm_session *s, const ld_tensor *w, int64_t *N, int64_t *K) {
-    const bool kn = s->m->cfg.arch == LD_ARCH_GPT2 && w != s->m->lm_head;
+/* [N, K] of weight w as the session multiplies it. */
+static void weight_nk(const ld_lm_session *s, const ld_tensor *w, int64_t *N, int64_t *K) {
+    const bool kn = s->m->cfg.arch == LD_ARCH_GPT2 && w != s->m->wte;
     *N = kn ? w->shape[1] : w->shape[0], *K = kn ? w->shape[0] : w->shape[1];
-    return kn;
 }
 
-/* Records a new form of weight w: blocks (or F16) `data` of type t, or with pack set, the
- * ld_qpack panels of those blocks (allocated here; data is not kept). */
-static ld_status add_form(ld_lm_session *s, const ld_tensor *w, ld_dtype t, const void *data, bool pack) {
+/* Records a new form of weight w: [N, K] rows (blocks or F16) `data` of type t, or with
+ * pack set, the ld_qpack panels of those rows (allocated here; data is not kept). */
+static ld_status add_form(ld_lm_session *s, const ld_tensor *w, ld_dtype t, const void *data, bool pack, bool rope_perm) {
     void *form = (void *)data;
     if (pack) {
         int64_t N, K;
@@ -110,7 +115,7 @@ static ld_status add_form(ld_lm_session *s, const ld_tensor *w, ld_dtype t, cons
         if (!st) st = ld_qpack(s->ctx, t, data, N, K, form);
         if (st) return st;
     }
-    s->qsrc[s->nq] = w, s->qdata[s->nq] = form, s->qtypes[s->nq] = t, s->qpacked[s->nq] = pack, s->nq++;
+    s->forms[s->nq++] = (sess_form){w, t, form, pack, false, rope_perm};
     return LD_OK;
 }
 
@@ -155,20 +160,25 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
     }
     memset(s->len, 0, (size_t)n_slots * sizeof(int64_t));
     const int np = ld_params_count(m->params);
-    if (!(s->qsrc = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->qsrc)) ||
-        !(s->qdata = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->qdata)) ||
-        !(s->qtypes = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->qtypes)) ||
-        !(s->qpacked = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->qpacked))) {
+    if (!(s->forms = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->forms)) ||
+        !(s->perm_tmp = ld_arena_alloc(s->mem, (size_t)(C / c->n_heads) * sizeof(float)))) {
         ld_lm_session_free(s);
         return ld_ctx_status(ctx);
     }
-    for (int i = 0; i < m->n_packed; i++) {
-        const lm_packed *pk = &m->packed[i];
-        if ((st = reserve_qscratch(s, pk->dtype))) return ld_lm_session_free(s), st;
-        if (ld_qpack_supported(pk->dtype) && (st = add_form(s, pk->w, pk->dtype, pk->data, true)))
-            return ld_lm_session_free(s), st;
-        if (max_tokens >= LD_DEQUANT_GEMM_MIN_M && pk->w != m->lm_head && dequant_for_gemm(pk->dtype) &&
-            (st = reserve_wf32(s, ld_tensor_numel(pk->w))))
+    /* the model's matrices in types with a prepacked form are packed once; their bytes in
+     * the file are then not needed (given back to the page cache) */
+    for (int i = 0; i < m->n_forms; i++) {
+        const lm_form *f = &m->forms[i];
+        if (f->dtype == LD_F32) continue;
+        if ((st = reserve_qscratch(s, f->dtype))) return ld_lm_session_free(s), st;
+        if (ld_qpack_supported(f->dtype) && !(f->w == m->wte && f->w != m->lm_head)) {
+            if ((st = add_form(s, f->w, f->dtype, f->data, true, f->rope_perm))) return ld_lm_session_free(s), st;
+            size_t bytes = 0;
+            if (!f->owned && f->w != m->wte && !ld_dtype_row_bytes(f->dtype, ld_tensor_numel(f->w), &bytes))
+                lm_release(m, f->data, bytes);
+        }
+        if (max_tokens >= LD_DEQUANT_GEMM_MIN_M && f->w != m->lm_head && f->w != m->wte && dequant_for_gemm(f->dtype) &&
+            (st = reserve_wf32(s, ld_tensor_numel(f->w))))
             return ld_lm_session_free(s), st;
     }
     ld_log(ctx, LD_LOG_DEBUG, "session: %zu MiB (KV cache %zu MiB)", bytes >> 20, (cache_elems * 8) >> 20);
@@ -176,14 +186,15 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
     return LD_OK;
 }
 
-/* Whether the session can hold matrices in type t: F16 (converted) or a quantizable type. */
+/* Whether the session can hold matrices in type t: F32 / F16 (converted) or a quantizable
+ * type. */
 static bool session_type_ok(ld_dtype t) {
-    return t == LD_F16 || ld_quant_type_supported(t);
+    return t == LD_F32 || t == LD_F16 || ld_quant_type_supported(t);
 }
 
-/* dst = the [N, K] matrix src in type t (F16 conversion or block quantization). */
+/* dst = the [N, K] matrix src in type t (F32 / F16 conversion or block quantization). */
 static ld_status encode(ld_ctx *ctx, ld_dtype t, void *dst, const float *src, int64_t N, int64_t K) {
-    if (t == LD_F16) return ld_convert(ctx, LD_F16, dst, LD_F32, src, N * K);
+    if (t == LD_F32 || t == LD_F16) return ld_convert(ctx, t, dst, LD_F32, src, N * K);
     return ld_quantize(ctx, t, dst, src, N, K, NULL);
 }
 
@@ -210,27 +221,23 @@ ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype he
         const ld_dtype t = head && head_type != LD_DTYPE_COUNT ? head_type : type;
         const bool pack = ld_qpack_supported(t);
         int64_t N, K;
-        const bool kn = weight_nk(s, w, &N, &K);
+        weight_nk(s, w, &N, &K);
         if (K % ld_dtype_traits(t)->block_size) continue; /* rows must be whole blocks: keep F32 */
         size_t bytes;
         if (ld_dtype_row_bytes(t, N * K, &bytes)) continue;
         /* blocks in the arena, or for a prepacked type in a buffer freed once packed */
         void *q = pack ? ld_alloc(ctx, bytes) : ld_arena_alloc(s->mem, bytes);
         if (!q) return ld_ctx_status(ctx);
-        const float *src = w->data;
-        if (kn) { /* Conv1D [K, N] -> [N, K] */
-            if (!(tmp = ld_alloc(ctx, (size_t)(N * K) * sizeof(float)))) {
-                if (pack) ld_free(ctx, q);
-                return ld_ctx_status(ctx);
-            }
-            for (int64_t r = 0; r < K; r++)
-                for (int64_t col = 0; col < N; col++) tmp[col * K + r] = src[r * N + col];
-            src = tmp;
+        /* the F32 values as [N, K] rows (the model's own, or from its form) */
+        if (!(tmp = ld_alloc(ctx, (size_t)(N * K) * sizeof(float)))) {
+            if (pack) ld_free(ctx, q);
+            return ld_ctx_status(ctx);
         }
-        st = encode(ctx, t, q, src, N, K);
+        st = lm_values(s->m, w, true, tmp);
+        if (!st) st = encode(ctx, t, q, tmp, N, K);
         ld_free(ctx, tmp);
         tmp = NULL;
-        if (!st) st = add_form(s, w, t, q, pack);
+        if (!st) st = add_form(s, w, t, q, pack, false);
         if (pack) ld_free(ctx, q);
         if (!st) st = reserve_qscratch(s, t);
         if (!st && !head && s->max_tokens >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(t)) st = reserve_wf32(s, N * K);
@@ -239,8 +246,9 @@ ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype he
 }
 
 ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type) {
-    if (s && type == LD_F16) /* keep this entry point's contract: block types only */
-        return ld_error(s->ctx, LD_ERR_DTYPE, "quantize: type F16 is not a block type (use ld_lm_session_quantize_ex)");
+    if (s && (type == LD_F16 || type == LD_F32)) /* keep this entry point's contract: block types only */
+        return ld_error(s->ctx, LD_ERR_DTYPE, "quantize: type %s is not a block type (use ld_lm_session_quantize_ex)",
+                        ld_dtype_traits(type)->name);
     return ld_lm_session_quantize_ex(s, type, LD_DTYPE_COUNT);
 }
 
@@ -286,16 +294,12 @@ size_t ld_lm_session_kv_bytes(const ld_lm_session *s) {
 }
 
 /* The form of weight w this session computes with: its own latest form (a quantized copy
- * from ld_lm_session_quantize, or prepacked panels; *packed tells which), else the
- * model's packed matrix (a GGUF file's F16/quantized bytes), else NULL (the F32
- * parameter). All are [N, K]. */
-static const void *weight_for(const ld_lm_session *s, const ld_tensor *w, ld_dtype *type, bool *packed) {
-    *packed = false;
+ * from ld_lm_session_quantize, or prepacked panels), else the model's. */
+static sess_form weight_for(const ld_lm_session *s, const ld_tensor *w) {
     for (int i = s->nq - 1; i >= 0; i--)
-        if (s->qsrc[i] == w) return *type = s->qtypes[i], *packed = s->qpacked[i], s->qdata[i];
-    const lm_packed *pk = s->m->n_packed ? lm_packed_find(s->m, w) : NULL;
-    if (pk) return *type = pk->dtype, pk->data;
-    return NULL;
+        if (s->forms[i].w == w) return s->forms[i];
+    const lm_form *f = lm_form_of(s->m, w);
+    return (sess_form){w, f->dtype, f->data, false, f->kn, f->rope_perm};
 }
 
 size_t ld_lm_session_weight_bytes(const ld_lm_session *s) {
@@ -303,44 +307,110 @@ size_t ld_lm_session_weight_bytes(const ld_lm_session *s) {
     size_t total = 0;
     for (int i = 0; i < ld_params_count(s->m->params); i++) {
         const ld_tensor *w = ld_params_at(s->m->params, i);
-        if (w->ndim != 2 || w == s->m->wpe || (w == s->m->wte && w != s->m->lm_head)) continue;
-        ld_dtype t = LD_F32;
+        if (!lm_is_matrix(s->m, w) || (w == s->m->wte && w != s->m->lm_head)) continue;
         size_t b = 0;
-        bool packed;
         int64_t N, K;
         weight_nk(s, w, &N, &K);
-        if (!weight_for(s, w, &t, &packed)) t = LD_F32;
-        if (packed ? !ld_qpack_size(s->ctx, t, N, K, &b) : !ld_dtype_row_bytes(t, ld_tensor_numel(w), &b)) total += b;
+        sess_form f = weight_for(s, w);
+        if (f.packed ? !ld_qpack_size(s->ctx, f.dtype, N, K, &b) : !ld_dtype_row_bytes(f.dtype, N * K, &b)) total += b;
     }
     return total;
 }
 
-/* y[M, N] = x[M, K] · W (+ b): W is [N, K] (nn.Linear) or, if w_kn, [K, N] (Conv1D). A
- * quantized form (always [N, K]) is used when there is one. */
-static void linear(const ld_lm_session *s, float *y, const float *x, const ld_tensor *w, const ld_tensor *b,
-                   bool w_kn, int64_t M) {
-    int64_t K = w_kn ? w->shape[0] : w->shape[1], N = w_kn ? w->shape[1] : w->shape[0];
-    ld_dtype qtype = LD_F32;
-    bool packed;
-    const void *qw = weight_for(s, w, &qtype, &packed);
-    if (s->observe) s->observe(s->observe_user, w->name, x, M, K);
-    if (packed) ld_qmatmul_packed(s->ctx, qtype, qw, N, K, x, M, y, s->qscratch); /* any M: one kernel */
-    else if (qw && M >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(qtype) && N * K <= s->wf32_elems) {
-        /* many rows, no int8 GEMM for this type: expand W to F32 once (about a tenth of the
-         * product's time at 512 rows) and run the packed F32 GEMM, several times faster per
-         * row than the dot kernels */
-        size_t rb = 0;
-        ld_dtype_row_bytes(qtype, K, &rb);
-        float *wf = s->wf32;
+/* ---- matrix products: the first path (a table row) that applies to a form runs it -------- */
+
+typedef struct matmul_path {
+    const char *name;
+    bool (*applies)(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K);
+    void (*run)(const ld_lm_session *s, const sess_form *f, int64_t N, int64_t K, const float *x, int64_t M, float *y);
+} matmul_path;
+
+static bool is_packed(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K) {
+    return f->packed;
+}
+static void run_packed(const ld_lm_session *s, const sess_form *f, int64_t N, int64_t K, const float *x, int64_t M,
+                       float *y) {
+    ld_qmatmul_packed(s->ctx, f->dtype, f->data, N, K, x, M, y, s->qscratch); /* any M: one kernel */
+}
+
+/* many rows, no int8 GEMM for this type: expand W to F32 once (about a tenth of the
+ * product's time at 512 rows) and run the packed F32 GEMM, several times faster per row
+ * than the dot kernels */
+static bool wants_dequant_gemm(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K) {
+    return f->dtype != LD_F32 && M >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(f->dtype) && N * K <= s->wf32_elems;
+}
+static void run_dequant_gemm(const ld_lm_session *s, const sess_form *f, int64_t N, int64_t K, const float *x, int64_t M,
+                             float *y) {
+    size_t rb = 0;
+    ld_dtype_row_bytes(f->dtype, K, &rb);
+    float *wf = s->wf32;
 #pragma omp parallel for schedule(static) num_threads(ld_ctx_threads(s->ctx))
-        for (int64_t r = 0; r < N; r++) ld_dequantize(s->ctx, qtype, (const uint8_t *)qw + (size_t)r * rb, wf + r * K, K);
-        s->k->gemm_f32(false, true, M, N, K, 1.0f, x, K, wf, K, 0.0f, y, N);
-    } else if (qw) ld_qmatmul(s->ctx, qtype, qw, N, K, x, M, y, s->qscratch);
-    else if (M <= LD_GEMV_MAX_M) s->k->gemv_f32(!w_kn, M, N, K, x, w->data, y); /* decode: stream W once */
-    else if (w_kn) s->k->gemm_f32(false, false, M, N, K, 1.0f, x, K, w->data, N, 0.0f, y, N);
-    else s->k->gemm_f32(false, true, M, N, K, 1.0f, x, K, w->data, K, 0.0f, y, N);
+    for (int64_t r = 0; r < N; r++) ld_dequantize(s->ctx, f->dtype, (const uint8_t *)f->data + (size_t)r * rb, wf + r * K, K);
+    s->k->gemm_f32(false, true, M, N, K, 1.0f, x, K, wf, K, 0.0f, y, N);
+}
+
+static bool is_blocks(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K) {
+    return f->dtype != LD_F32;
+}
+static void run_qmatmul(const ld_lm_session *s, const sess_form *f, int64_t N, int64_t K, const float *x, int64_t M,
+                        float *y) {
+    ld_qmatmul(s->ctx, f->dtype, f->data, N, K, x, M, y, s->qscratch);
+}
+
+/* decode: stream W once */
+static bool few_rows(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K) {
+    return M <= LD_GEMV_MAX_M;
+}
+static void run_gemv(const ld_lm_session *s, const sess_form *f, int64_t N, int64_t K, const float *x, int64_t M,
+                     float *y) {
+    s->k->gemv_f32(!f->kn, M, N, K, x, f->data, y);
+}
+
+static bool always(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K) {
+    return true;
+}
+static void run_gemm(const ld_lm_session *s, const sess_form *f, int64_t N, int64_t K, const float *x, int64_t M,
+                     float *y) {
+    if (f->kn) s->k->gemm_f32(false, false, M, N, K, 1.0f, x, K, f->data, N, 0.0f, y, N);
+    else s->k->gemm_f32(false, true, M, N, K, 1.0f, x, K, f->data, K, 0.0f, y, N);
+}
+
+static const matmul_path matmul_paths[] = {
+    {"prepacked", is_packed, run_packed},
+    {"dequantized to an F32 GEMM", wants_dequant_gemm, run_dequant_gemm},
+    {"quantized dots", is_blocks, run_qmatmul},
+    {"F32 GEMV", few_rows, run_gemv},
+    {"F32 GEMM", always, run_gemm},
+};
+
+/* y[M, N] = x[M, K] · W^T (+ b), W the session's form of parameter w. */
+static void linear(const ld_lm_session *s, float *y, const float *x, const ld_tensor *w, const ld_tensor *b, int64_t M) {
+    int64_t N, K;
+    weight_nk(s, w, &N, &K);
+    sess_form f = weight_for(s, w);
+    if (s->observe) s->observe(s->observe_user, w->name, x, M, K);
+    for (size_t i = 0; i < sizeof matmul_paths / sizeof matmul_paths[0]; i++)
+        if (matmul_paths[i].applies(s, &f, M, N, K)) {
+            matmul_paths[i].run(s, &f, N, K, x, M, y);
+            break;
+        }
+    if (f.rope_perm) { /* q/k rows in llama.cpp's order: outputs back to HF's, per head */
+        const int64_t D = s->m->cfg.hidden_size / s->m->cfg.n_heads;
+        lm_rope_unpermute(y, M, N / D, D, s->perm_tmp);
+    }
     if (b)
         for (int64_t r = 0; r < M; r++) s->k->add_inplace(y + r * N, b->data, N);
+}
+
+/* dst[C] = row `id` of the token embedding, in F32. */
+static void embed(const ld_lm_session *s, int32_t id, float *dst) {
+    const ld_lm *m = s->m;
+    const int64_t C = m->cfg.hidden_size;
+    const lm_form *f = lm_form_of(m, m->wte);
+    size_t rb = 0;
+    ld_dtype_row_bytes(f->dtype, C, &rb);
+    if (f->dtype == LD_F32) memcpy(dst, (const float *)f->data + (int64_t)id * C, (size_t)C * sizeof(float));
+    else ld_dequantize(s->ctx, f->dtype, (const uint8_t *)f->data + (size_t)id * rb, dst, C);
 }
 
 static void norm(const ld_lm_session *s, float *y, const float *x, const ld_tensor *w, const ld_tensor *b, int64_t M) {
@@ -392,23 +462,23 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
     /* embeddings */
     for (int i = 0, r = 0; i < n_segs; i++)
         for (int64_t j = 0; j < segs[i].n; j++, r++) {
-            memcpy(s->x + r * C, (const float *)m->wte->data + (int64_t)segs[i].ids[j] * C, (size_t)C * sizeof(float));
+            embed(s, segs[i].ids[j], s->x + r * C);
             if (gpt2) k->add_inplace(s->x + r * C, (const float *)m->wpe->data + (s->len[segs[i].slot] + j) * C, C);
         }
     for (int64_t l = 0; l < c->n_layers; l++) {
         const lm_layer *L = &m->layers[l];
         norm(s, s->h, s->x, L->ln1_w, L->ln1_b, M);
         if (gpt2) {
-            linear(s, s->o, s->h, L->qkv, L->qkv_b, true, M);
+            linear(s, s->o, s->h, L->qkv, L->qkv_b, M);
             for (int64_t r = 0; r < M; r++) {
                 memcpy(s->q + r * C, s->o + r * 3 * C, (size_t)C * sizeof(float));
                 memcpy(s->kk + r * C, s->o + r * 3 * C + C, (size_t)C * sizeof(float));
                 memcpy(s->vv + r * C, s->o + r * 3 * C + 2 * C, (size_t)C * sizeof(float));
             }
         } else {
-            linear(s, s->q, s->h, L->q, L->q_b, false, M);
-            linear(s, s->kk, s->h, L->k, L->k_b, false, M);
-            linear(s, s->vv, s->h, L->v, L->v_b, false, M);
+            linear(s, s->q, s->h, L->q, L->q_b, M);
+            linear(s, s->kk, s->h, L->k, L->k_b, M);
+            linear(s, s->vv, s->h, L->v, L->v_b, M);
         }
         for (int i = 0, r = 0; i < n_segs; r += (int)segs[i].n, i++) {
             int slot = segs[i].slot;
@@ -425,18 +495,18 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
             k->attention_fwd(s->att + r * C, s->lse, q, cache_at(s, s->kcache, l, slot, 0),
                              cache_at(s, s->vcache, l, slot, 0), &as);
         }
-        linear(s, s->h, s->att, L->o, L->o_b, gpt2, M);
+        linear(s, s->h, s->att, L->o, L->o_b, M);
         k->add_inplace(s->x, s->h, M * C);
         norm(s, s->h, s->x, L->ln2_w, L->ln2_b, M);
         if (gpt2) {
-            linear(s, s->f1, s->h, L->up, L->up_b, true, M);
+            linear(s, s->f1, s->h, L->up, L->up_b, M);
             k->gelu_fwd(s->f2, s->f1, M * I);
-            linear(s, s->h, s->f2, L->down, L->down_b, true, M);
+            linear(s, s->h, s->f2, L->down, L->down_b, M);
         } else {
-            linear(s, s->f1, s->h, L->gate, NULL, false, M);
-            linear(s, s->f2, s->h, L->up, NULL, false, M);
+            linear(s, s->f1, s->h, L->gate, NULL, M);
+            linear(s, s->f2, s->h, L->up, NULL, M);
             k->swiglu_fwd(s->f1, s->f1, s->f2, M * I);
-            linear(s, s->h, s->f1, L->down, NULL, false, M);
+            linear(s, s->h, s->f1, L->down, NULL, M);
         }
         k->add_inplace(s->x, s->h, M * C);
     }
@@ -450,7 +520,7 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
             memcpy(s->rows + (R++) * C, s->x + (r + segs[i].n - 1) * C, (size_t)C * sizeof(float));
     }
     norm(s, s->h, s->rows, m->lnf_w, m->lnf_b, R);
-    linear(s, s->logits, s->h, m->lm_head, NULL, false, R);
+    linear(s, s->logits, s->h, m->lm_head, NULL, R);
     for (int i = 0; i < n_segs; i++) s->len[segs[i].slot] += segs[i].n;
     s->evaluated += M;
     *logits = s->logits;

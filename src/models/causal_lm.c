@@ -1,10 +1,14 @@
 /* models/causal_lm.c — the decoder-only transformer: parameters with Hugging Face names,
  * initialisation, and the forward pass recorded on the tape (backward comes from the tape). */
+#define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "liandan/io.h"
+#include "liandan/quant.h"
 #include "models/causal_lm_internal.h"
 
 ld_lm_config ld_lm_default_config(ld_lm_arch arch) {
@@ -70,6 +74,7 @@ double ld_lm_train_flops_per_token(const ld_lm_config *c, int64_t T) {
 typedef struct init_state {
     ld_lm *m;
     ld_rng rng;
+    lm_init init;
     ld_status st;
 } init_state;
 
@@ -80,8 +85,14 @@ static ld_tensor *param(init_state *s, int kind, int ndim, int64_t d0, int64_t d
     char name[LD_TENSOR_NAME_MAX];
     snprintf(name, sizeof name, fmt, layer);
     ld_tensor *t = NULL;
-    s->st = ld_params_add(s->m->params, name, ndim, (int64_t[]){d0, d1}, true, &t);
-    if (s->st) return NULL;
+    int64_t shape[2] = {d0, d1};
+    /* in place, matrices get their values from the file's bytes (forms) */
+    if (s->init == LM_INIT_SHAPES || (s->init == LM_INIT_IN_PLACE && ndim == 2 && kind != INIT_POS)) {
+        s->st = ld_params_add_view(s->m->params, name, ndim, shape, NULL, &t);
+        return t;
+    }
+    s->st = ld_params_add(s->m->params, name, ndim, shape, s->init == LM_INIT_RANDOM, &t);
+    if (s->st || s->init != LM_INIT_RANDOM) return t; /* ZERO: ld_params_add zeroed it */
     float *x = t->data, std = s->m->cfg.init_std;
     if (kind == INIT_RESID) std /= sqrtf(2.0f * (float)s->m->cfg.n_layers);
     if (kind == INIT_POS) std *= 0.5f;
@@ -91,7 +102,36 @@ static ld_tensor *param(init_state *s, int kind, int ndim, int64_t d0, int64_t d
     return t;
 }
 
-ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm **out) {
+bool lm_is_matrix(const ld_lm *m, const ld_tensor *t) {
+    return t && t->ndim == 2 && t != m->wpe;
+}
+
+/* GPT-2's Conv1D weights are stored [in, out]; its embedding (also the head) is not. */
+static bool param_kn(const ld_lm *m, const ld_tensor *t) {
+    return m->cfg.arch == LD_ARCH_GPT2 && lm_is_matrix(m, t) && t != m->wte;
+}
+
+ld_status lm_set_form(ld_lm *m, const ld_tensor *w, ld_dtype dtype, const void *data, bool kn, bool rope_perm,
+                      bool owned) {
+    for (int i = 0; i < m->n_forms; i++)
+        if (m->forms[i].w == w) {
+            if (m->forms[i].owned) ld_free(m->ctx, (void *)m->forms[i].data);
+            m->forms[i] = (lm_form){w, dtype, data, kn, rope_perm, owned};
+            return LD_OK;
+        }
+    if (m->n_forms >= ld_params_count(m->params))
+        return ld_error(m->ctx, LD_ERR_STATE, "model: more weight forms than parameters");
+    m->forms[m->n_forms++] = (lm_form){w, dtype, data, kn, rope_perm, owned};
+    return LD_OK;
+}
+
+const lm_form *lm_form_of(const ld_lm *m, const ld_tensor *w) {
+    for (int i = 0; i < m->n_forms; i++)
+        if (m->forms[i].w == w) return &m->forms[i];
+    return NULL;
+}
+
+ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init init, ld_lm **out) {
     if (!out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_new: NULL out");
     *out = NULL;
     ld_status st = ld_lm_config_validate(ctx, cfg);
@@ -100,12 +140,13 @@ ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm *
     if (!m) return ld_ctx_status(ctx);
     m->ctx = ctx;
     m->cfg = *cfg;
+    m->in_place = init == LM_INIT_IN_PLACE || init == LM_INIT_SHAPES;
     if ((st = ld_params_new(ctx, &m->params)) ||
         !(m->layers = ld_calloc(ctx, (size_t)cfg->n_layers, sizeof *m->layers))) {
         ld_lm_free(m);
         return st ? st : ld_ctx_status(ctx);
     }
-    init_state s = {m, ld_rng_init(seed), LD_OK};
+    init_state s = {m, ld_rng_init(seed), init, LD_OK};
     int64_t C = cfg->hidden_size, D = C / cfg->n_heads, I = cfg->intermediate_size, V = cfg->vocab_size;
     int64_t kv = cfg->n_kv_heads * D;
     if (cfg->arch == LD_ARCH_LLAMA) {
@@ -151,6 +192,13 @@ ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm *
         m->lnf_b = param(&s, INIT_ZERO, 1, C, 0, "transformer.ln_f.bias", 0);
         m->lm_head = m->wte;
     }
+    if (!s.st && !(m->forms = ld_calloc(ctx, (size_t)ld_params_count(m->params), sizeof *m->forms)))
+        s.st = ld_ctx_status(ctx);
+    /* a model with F32 values computes with them */
+    for (int i = 0; !s.st && !m->in_place && i < ld_params_count(m->params); i++) {
+        ld_tensor *t = ld_params_at(m->params, i);
+        if (lm_is_matrix(m, t)) s.st = lm_set_form(m, t, LD_F32, t->data, param_kn(m, t), false, false);
+    }
     if (s.st) {
         ld_lm_free(m);
         return s.st;
@@ -159,15 +207,91 @@ ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm *
     return LD_OK;
 }
 
+ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm **out) {
+    return lm_build(ctx, cfg, seed, LM_INIT_RANDOM, out);
+}
+
 void ld_lm_free(ld_lm *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_packed; i++)
-        if (m->packed[i].owned) ld_free(m->ctx, (void *)m->packed[i].data);
-    ld_free(m->ctx, m->packed);
+    for (int i = 0; i < m->n_forms; i++)
+        if (m->forms[i].owned) ld_free(m->ctx, (void *)m->forms[i].data);
+    ld_free(m->ctx, m->forms);
     ld_gguf_close(m->gguf);
+    ld_st_set_close(m->st_set);
+    ld_free(m->ctx, m->chat_template);
     ld_params_free(m->params);
     ld_free(m->ctx, m->layers);
     ld_free(m->ctx, m);
+}
+
+/* ---- values and layouts ------------------------------------------------------------ */
+
+void lm_rope_permute(void *dst, const void *src, int64_t groups, int64_t D, size_t elem, bool to_gguf) {
+    for (int64_t h = 0; h < groups; h++)
+        for (int64_t i = 0; i < D / 2; i++)
+            for (int64_t j = 0; j < 2; j++) {
+                int64_t g = h * D + 2 * i + j, f = h * D + j * (D / 2) + i;
+                int64_t d = to_gguf ? g : f, s = to_gguf ? f : g;
+                memcpy((char *)dst + d * elem, (const char *)src + s * elem, elem);
+            }
+}
+
+void lm_rope_unpermute(float *x, int64_t M, int64_t n_heads, int64_t D, float *tmp) {
+    for (int64_t r = 0; r < M * n_heads; r++) {
+        memcpy(tmp, x + r * D, (size_t)D * sizeof(float));
+        lm_rope_permute(x + r * D, tmp, 1, D, sizeof(float), false);
+    }
+}
+
+ld_status lm_values(const ld_lm *m, const ld_tensor *t, bool nk, float *dst) {
+    ld_ctx *ctx = m->ctx;
+    const bool kn = param_kn(m, t);
+    int64_t N = kn ? t->shape[1] : t->shape[0], K = t->ndim == 2 ? (kn ? t->shape[0] : t->shape[1]) : 1;
+    if (t->ndim != 2) nk = false;
+    const lm_form *f = t->data ? NULL : lm_form_of(m, t);
+    if (!t->data && !f) return ld_error(ctx, LD_ERR_STATE, "model: parameter %s has no values", t->name);
+    if (t->data && (!kn || !nk)) {
+        memcpy(dst, t->data, (size_t)ld_tensor_numel(t) * sizeof(float));
+        return LD_OK;
+    }
+    /* rows of K values in [N, K] order, HF row order, then laid out as asked */
+    float *rows = dst, *tmp = NULL;
+    if (kn && !nk && !(rows = tmp = ld_alloc(ctx, (size_t)(N * K) * sizeof(float)))) return ld_ctx_status(ctx);
+    ld_status st = LD_OK;
+    if (t->data) { /* F32 [K, N] -> [N, K] */
+        const float *src = t->data;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++) rows[n * K + k] = src[k * N + n];
+    } else if (f->kn) { /* an F32 form stored [K, N] */
+        const float *src = f->data;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++) rows[n * K + k] = src[k * N + n];
+    } else {
+        st = ld_dequantize(ctx, f->dtype, f->data, rows, N * K);
+        if (!st && f->rope_perm) {
+            float *perm = ld_alloc(ctx, (size_t)(N * K) * sizeof(float));
+            if (!perm) st = ld_ctx_status(ctx);
+            else {
+                const int64_t D = m->cfg.hidden_size / m->cfg.n_heads;
+                lm_rope_permute(perm, rows, N / D, D, (size_t)K * sizeof(float), false);
+                memcpy(rows, perm, (size_t)(N * K) * sizeof(float));
+                ld_free(ctx, perm);
+            }
+        }
+    }
+    if (!st && kn && !nk) /* [N, K] -> the parameter's [K, N] */
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t k = 0; k < K; k++) dst[k * N + n] = rows[n * K + k];
+    ld_free(ctx, tmp);
+    if (st) return ld_error_wrap(ctx, st, "model: parameter %s: ", t->name);
+    return LD_OK;
+}
+
+void lm_release(const ld_lm *m, const void *p, size_t bytes) {
+    if (!m->file_backed || !p || !bytes) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1), hi = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 const ld_lm_config *ld_lm_config_of(const ld_lm *m) {
@@ -229,6 +353,9 @@ static ld_status norm(ld_lm *m, ld_tape *t, ld_tensor *x, ld_tensor *w, ld_tenso
 ld_status ld_lm_forward(ld_lm *m, ld_tape *t, const int32_t *ids, const int32_t *targets, int64_t B, int64_t T,
                         ld_tensor **logits, ld_tensor **loss) {
     if (!m || !t || !ids) return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_lm_forward: NULL argument");
+    if (m->in_place)
+        return ld_error(m->ctx, LD_ERR_STATE, "the model was loaded for inference (weights read in place from the "
+                                              "file): load it for training to run a training forward");
     const ld_lm_config *c = &m->cfg;
     if (B <= 0 || T <= 0 || T > c->max_position)
         return ld_error(m->ctx, LD_ERR_SHAPE, "batch %lld x %lld tokens: length must be in 1..%lld (max_position)",
@@ -261,4 +388,26 @@ ld_status ld_lm_forward(ld_lm *m, ld_tape *t, const int32_t *ids, const int32_t 
     if (logits) *logits = lg;
     if (targets && loss) TRY(ld_op_cross_entropy(t, lg, targets, -100, loss, NULL));
     return LD_OK;
+}
+
+/* ---- accessors --------------------------------------------------------------------- */
+
+bool ld_lm_in_place(const ld_lm *m) {
+    return m && m->in_place;
+}
+
+const char *ld_lm_chat_template(const ld_lm *m) {
+    return m ? m->chat_template : NULL;
+}
+
+void ld_lm_weight_memory(const ld_lm *m, size_t *mapped, size_t *copied) {
+    size_t mp = 0, cp = 0, b;
+    for (int i = 0; m && i < ld_params_count(m->params); i++) {
+        const ld_tensor *t = ld_params_at(m->params, i);
+        if (!(t->flags & LD_TENSOR_VIEW)) cp += ld_tensor_nbytes(t);
+    }
+    for (int i = 0; m && m->in_place && i < m->n_forms; i++)
+        if (!ld_dtype_row_bytes(m->forms[i].dtype, ld_tensor_numel(m->forms[i].w), &b)) *(m->forms[i].owned ? &cp : &mp) += b;
+    if (mapped) *mapped = mp;
+    if (copied) *copied = cp;
 }

@@ -14,14 +14,18 @@ typedef struct lm_layer {
     ld_tensor *gate, *up, *down, *up_b, *down_b;  /* gpt2: up = c_fc, down = c_proj */
 } lm_layer;
 
-/* A matrix that inference reads in the type a GGUF file stored it in (F16 or a quantized
- * type) instead of its F32 parameter: rows of blocks in nn.Linear order [N, K]. */
-typedef struct lm_packed {
-    const ld_tensor *w; /* the parameter it stands for */
+/* How inference reads a matrix (and the token embedding): its values in `dtype` at
+ * `data`, rows of K elements in nn.Linear order [N, K], or with `kn` the [K, N] order of
+ * GPT-2's Conv1D (F32 only). rope_perm: q/k rows are in llama.cpp's interleaved RoPE order
+ * (lm_gguf.c), so the projection's outputs are permuted back per head (lm_rope_unpermute).
+ * A trainable model's forms are its F32 parameters; a model loaded in place reads the
+ * file's bytes, with copies only where a type or alignment needs one (owned). */
+typedef struct lm_form {
+    const ld_tensor *w; /* the parameter it is */
     ld_dtype dtype;
-    const void *data;   /* into the GGUF mapping, or an owned copy (rows reordered) */
-    bool owned;
-} lm_packed;
+    const void *data;
+    bool kn, rope_perm, owned;
+} lm_form;
 
 struct ld_lm {
     ld_ctx *ctx;
@@ -29,12 +33,43 @@ struct ld_lm {
     ld_params *params;
     ld_tensor *wte, *wpe, *lnf_w, *lnf_b, *lm_head;
     lm_layer *layers;
-    lm_packed *packed; /* models loaded from GGUF: the file's F16/quantized matrices */
-    int n_packed;
-    struct ld_gguf *gguf; /* kept open (mmapped) while packed entries point into it */
+    bool in_place;  /* matrices have no F32 values (data NULL): forms point into the file */
+    lm_form *forms; /* one per matrix: 2-D parameters but the learned positions */
+    int n_forms;
+    struct ld_gguf *gguf;     /* kept open (mmapped) while forms point into it */
+    struct ld_st_set *st_set; /* the same for a model directory's safetensors */
+    bool file_backed;         /* the mapping is a file's: pages may be given back (lm_release) */
+    char *chat_template;      /* the file's Jinja chat template, or NULL */
 };
 
-/* The packed form of parameter w, or NULL. */
-const lm_packed *lm_packed_find(const ld_lm *m, const ld_tensor *w);
+/* How parameters are created (lm_build). */
+typedef enum lm_init {
+    LM_INIT_RANDOM = 0, /* GPT-2/Llama initialisation (new models) */
+    LM_INIT_ZERO,       /* F32, zeroed: values come from a file */
+    LM_INIT_IN_PLACE,   /* matrices without values (forms added by the loader); the rest F32 */
+    LM_INIT_SHAPES,     /* no values at all: names and shapes, to check a file against */
+} lm_init;
+ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init init, ld_lm **out);
+
+/* Whether parameter t is a matrix inference reads through a form. */
+bool lm_is_matrix(const ld_lm *m, const ld_tensor *t);
+/* The form of matrix w, or NULL. */
+const lm_form *lm_form_of(const ld_lm *m, const ld_tensor *w);
+/* Records the form of w (the loaders); owned data is freed with the model. */
+ld_status lm_set_form(ld_lm *m, const ld_tensor *w, ld_dtype dtype, const void *data, bool kn, bool rope_perm,
+                      bool owned);
+/* The values of parameter t in F32 into dst (numel floats): as the parameter is laid out
+ * (nk false: GPT-2's Conv1D weights [K, N]) or as [N, K] rows (nk true), rows in HF order. */
+ld_status lm_values(const ld_lm *m, const ld_tensor *t, bool nk, float *dst);
+/* Moves groups of D elements (each elem bytes: a row, or a float) between HF's rotate-half
+ * order and llama.cpp's interleaved order: interleaved element 2i + j is HF element
+ * j * D/2 + i. to_gguf: HF -> interleaved. */
+void lm_rope_permute(void *dst, const void *src, int64_t groups, int64_t D, size_t elem, bool to_gguf);
+/* Rows of x [M, n_heads * D] from llama.cpp's interleaved RoPE order back to HF's, in place
+ * (tmp: D floats). */
+void lm_rope_unpermute(float *x, int64_t M, int64_t n_heads, int64_t D, float *tmp);
+/* Gives the pages of [p, p + bytes) back to the file (they are read again if touched):
+ * called once a session holds a weight in another form. No-op unless file-backed. */
+void lm_release(const ld_lm *m, const void *p, size_t bytes);
 
 #endif

@@ -107,18 +107,6 @@ static bool gguf_name_of(const lm_gguf_arch *a, const char *hf, char *out, size_
     return false;
 }
 
-/* Moves rows between HF's rotate-half order and llama.cpp's interleaved order within each
- * head of D rows: interleaved row 2i + j is HF row j * D/2 + i. */
-static void permute_rope_rows(void *dst, const void *src, int64_t rows, int64_t D, size_t row_bytes, bool to_gguf) {
-    for (int64_t h = 0; h < rows / D; h++)
-        for (int64_t i = 0; i < D / 2; i++)
-            for (int64_t j = 0; j < 2; j++) {
-                int64_t g = h * D + 2 * i + j, f = h * D + j * (D / 2) + i;
-                int64_t d = to_gguf ? g : f, s = to_gguf ? f : g;
-                memcpy((char *)dst + d * row_bytes, (const char *)src + s * row_bytes, row_bytes);
-            }
-}
-
 static int64_t xf_head_dim(const ld_lm_config *c) {
     return c->hidden_size / c->n_heads;
 }
@@ -191,16 +179,23 @@ static ld_status export_tensor(export_state *s, const ld_lm *m, const ld_tensor 
     int64_t n = rows * K;
     if (xf == XF_TRANSPOSE) rows = t->shape[1], K = t->shape[0];
     const float *src = t->data;
-    float *tmp = NULL;
+    float *tmp = NULL, *vals = NULL;
+    if (!src) { /* a model read in place: its values from the file's form */
+        if (!(vals = ld_alloc(ctx, (size_t)n * sizeof(float)))) return ld_ctx_status(ctx);
+        ld_status st = lm_values(m, t, false, vals);
+        if (st) return ld_free(ctx, vals), st;
+        src = vals;
+    }
     if (xf != XF_NONE) {
-        if (!(tmp = ld_alloc(ctx, (size_t)n * sizeof(float)))) return ld_ctx_status(ctx);
+        if (!(tmp = ld_alloc(ctx, (size_t)n * sizeof(float)))) return ld_free(ctx, vals), ld_ctx_status(ctx);
         if (xf == XF_TRANSPOSE) {
             for (int64_t r = 0; r < rows; r++)
                 for (int64_t k = 0; k < K; k++) tmp[r * K + k] = src[k * rows + r];
         } else {
             /* biases are one value per row: treat a 1-D tensor as a column */
             int64_t prow = t->ndim == 2 ? rows : K;
-            permute_rope_rows(tmp, src, prow, xf_head_dim(&m->cfg), (size_t)(n / prow) * sizeof(float), true);
+            lm_rope_permute(tmp, src, prow / xf_head_dim(&m->cfg), xf_head_dim(&m->cfg), (size_t)(n / prow) * sizeof(float),
+                            true);
         }
         src = tmp;
     }
@@ -216,7 +211,7 @@ static ld_status export_tensor(export_state *s, const ld_lm *m, const ld_tensor 
             st = ld_quantize(ctx, type, out, src, rows, K, imat);
         }
     }
-    ld_free(ctx, tmp);
+    ld_free(ctx, tmp), ld_free(ctx, vals);
     if (st) return ld_error_wrap(ctx, st, "GGUF export: tensor %s: ", gname);
     int64_t shape[2] = {rows, K};
     return t->ndim == 2 ? ld_gguf_writer_add_tensor(s->w, gname, ld_dtype_traits(type)->ggml_type, 2, shape, out, bytes)
@@ -252,6 +247,7 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
     if (!st && quantized) st = ld_gguf_writer_set_u32(s.w, "general.quantization_version", 2);
     if (!st) st = set_config(s.w, a, c);
     if (!st) st = ld_tokenizer_to_gguf(tok, s.w, c->vocab_size);
+    if (!st && m->chat_template) st = ld_gguf_writer_set_str(s.w, "tokenizer.chat_template", m->chat_template);
     for (int i = 0; i < n && !st; i++) {
         const ld_tensor *t = ld_params_at(m->params, i);
         char gname[LD_TENSOR_NAME_MAX];
@@ -341,8 +337,39 @@ static ld_status read_config(ld_ctx *ctx, const ld_gguf *g, const char *path, co
     return LD_OK;
 }
 
-/* Fills parameter t from the file's tensor: dequantize, undo the layout transform, and keep
- * the file's bytes for inference when they are in a type the quantized kernels read. */
+/* Whether matrices of type t can be multiplied as they are (ld_qmatmul reads them). */
+static bool matmul_reads(ld_ctx *ctx, ld_dtype t, int64_t K) {
+    size_t sz;
+    bool ok = ld_qmatmul_scratch_size(ctx, t, 1, K, &sz) == LD_OK;
+    ld_ctx_clear_error(ctx);
+    return ok;
+}
+
+/* A matrix read in place: the file's bytes become its form, or, for a type the kernels do
+ * not multiply, an F32 copy of its rows (in the file's row order). */
+static ld_status place_matrix(ld_lm *m, const ld_tensor_info *info, ld_tensor *t, const char *path, const char *gname,
+                              lm_xform xf) {
+    ld_ctx *ctx = m->ctx;
+    const bool rope = xf == XF_ROPE_Q || xf == XF_ROPE_K;
+    const int64_t N = info->shape[0], K = info->shape[1];
+    /* the embedding alone is only looked up: any type ld_dequantize reads will do */
+    const bool lookup_only = t == m->wte && t != m->lm_head;
+    if (lookup_only ? info->dtype != LD_DTYPE_COUNT && info->dtype != LD_I32 : matmul_reads(ctx, info->dtype, K))
+        return lm_set_form(m, t, info->dtype, info->data, false, rope, false);
+    float *copy = ld_alloc(ctx, (size_t)(N * K) * sizeof(float));
+    if (!copy) return ld_ctx_status(ctx);
+    ld_status st = ld_dequantize(ctx, info->dtype, info->data, copy, N * K);
+    if (st) {
+        ld_free(ctx, copy);
+        return ld_error_wrap(ctx, st, "%s: tensor %s: ", path, gname);
+    }
+    ld_log(ctx, LD_LOG_INFO, "%s: %s (%s) is computed from an F32 copy", path, gname, info->dtype_name);
+    return lm_set_form(m, t, LD_F32, copy, false, rope, true);
+}
+
+/* Fills parameter t from the file's tensor: checks its shape and type, then either reads
+ * it in place (matrices of a model loaded for inference) or dequantizes it into t and undoes
+ * the layout transform. */
 static ld_status import_tensor(ld_lm *m, const ld_gguf *g, const char *path, ld_tensor *t, const char *gname,
                                lm_xform xf) {
     ld_ctx *ctx = m->ctx;
@@ -360,6 +387,7 @@ static ld_status import_tensor(ld_lm *m, const ld_gguf *g, const char *path, ld_
     if (info->dtype == LD_DTYPE_COUNT || info->dtype == LD_I32)
         return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: tensor %s has type %s, which liandan does not compute with", path,
                         gname, info->dtype_name);
+    if (m->in_place && lm_is_matrix(m, t)) return place_matrix(m, info, t, path, gname, xf);
     int64_t n = ld_tensor_numel(t);
     int64_t rows = want[0], K = n / rows;
     float *dst = t->data, *tmp = NULL;
@@ -371,31 +399,22 @@ static ld_status import_tensor(ld_lm *m, const ld_gguf *g, const char *path, ld_
             for (int64_t k = 0; k < K; k++) p[k * rows + r] = tmp[r * K + k];
     } else if (!st && xf != XF_NONE) {
         int64_t prow = t->ndim == 2 ? rows : n;
-        permute_rope_rows(t->data, tmp, prow, xf_head_dim(&m->cfg), (size_t)(n / prow) * sizeof(float), false);
+        lm_rope_permute(t->data, tmp, prow / xf_head_dim(&m->cfg), xf_head_dim(&m->cfg), (size_t)(n / prow) * sizeof(float),
+                        false);
     }
     ld_free(ctx, tmp);
     if (st) return ld_error_wrap(ctx, st, "%s: tensor %s: ", path, gname);
-    /* matrices stored in F16 or a quantized type are used as they are by inference */
-    if (t->ndim != 2 || t == m->wpe || info->dtype == LD_F32 || info->dtype == LD_BF16) return LD_OK;
-    size_t sz;
-    if (ld_qmatmul_scratch_size(ctx, info->dtype, 1, info->shape[1], &sz)) return LD_OK; /* not a type qmatmul reads */
-    const void *data = info->data;
-    if (xf == XF_ROPE_Q || xf == XF_ROPE_K) { /* rows back to HF order: a copy */
-        size_t rb;
-        ld_dtype_row_bytes(info->dtype, info->shape[1], &rb);
-        void *copy = ld_alloc(ctx, rb * (size_t)rows);
-        if (!copy) return ld_ctx_status(ctx);
-        permute_rope_rows(copy, info->data, rows, xf_head_dim(&m->cfg), rb, false);
-        data = copy;
-    }
-    lm_packed *pk = &m->packed[m->n_packed++];
-    *pk = (lm_packed){.w = t, .dtype = info->dtype, .data = data, .owned = data != info->data};
     return LD_OK;
 }
 
+ld_lm_load_params ld_lm_load_default_params(void) {
+    return (ld_lm_load_params){.trainable = false};
+}
+
 /* Builds the model from an open GGUF file; takes ownership of g (closed on failure, else
- * kept by the model while packed matrices point into it). */
-static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, ld_lm **out, ld_tokenizer **tok) {
+ * kept by the model while its forms point into it). */
+static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, const ld_lm_load_params *p, bool file_backed,
+                           ld_lm **out, ld_tokenizer **tok) {
     const char *arch_name;
     const lm_gguf_arch *a = NULL;
     ld_status st;
@@ -431,13 +450,13 @@ static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, ld_lm **ou
         return ld_error(ctx, LD_ERR_FORMAT, "%s: the configuration needs %lld parameters but the file's tensors hold %.0f",
                         path, (long long)ld_lm_config_num_params(&cfg), held);
     }
-    if ((st = ld_lm_new(ctx, &cfg, 0, &m))) {
+    if ((st = lm_build(ctx, &cfg, 0, p->trainable ? LM_INIT_ZERO : LM_INIT_IN_PLACE, &m))) {
         ld_gguf_close(g);
         return st;
     }
     int n = ld_params_count(m->params);
     m->gguf = g;
-    if (!(m->packed = ld_calloc(ctx, (size_t)n + 1, sizeof *m->packed))) st = ld_ctx_status(ctx);
+    m->file_backed = file_backed && !p->trainable;
     size_t used = 0;
     for (int i = 0; i < n && !st; i++) {
         ld_tensor *t = ld_params_at(m->params, i);
@@ -450,6 +469,10 @@ static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, ld_lm **ou
     if (!st && used < ld_gguf_tensor_count(g))
         ld_log(ctx, LD_LOG_WARN, "%s: %zu tensors of the file are not used by the %s model", path,
                ld_gguf_tensor_count(g) - used, a->name);
+    const char *tmpl = NULL;
+    if (!st && ld_gguf_find(g, "tokenizer.chat_template") &&
+        !(st = ld_gguf_get_str(ctx, g, "tokenizer.chat_template", &tmpl)) && !(m->chat_template = ld_strdup(ctx, tmpl)))
+        st = ld_ctx_status(ctx);
     if (!st && tok) {
         if ((st = ld_tokenizer_from_gguf(ctx, g, path, tok))) {
         } else if (ld_tokenizer_vocab_size(*tok) != cfg.vocab_size) {
@@ -459,7 +482,12 @@ static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, ld_lm **ou
             *tok = NULL;
         }
     }
+    if (!st && p->trainable) { /* every value is copied: the file is not needed any more */
+        ld_gguf_close(m->gguf);
+        m->gguf = NULL;
+    }
     if (st) {
+        if (tok && *tok) ld_tokenizer_free(*tok), *tok = NULL;
         ld_lm_free(m);
         return st;
     }
@@ -467,30 +495,32 @@ static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, ld_lm **ou
     return LD_OK;
 }
 
-ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokenizer **tok) {
+ld_status ld_lm_load_gguf_ex(ld_ctx *ctx, const char *path, const ld_lm_load_params *p, ld_lm **out,
+                             ld_tokenizer **tok) {
     if (!path || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_load_gguf: NULL argument");
     *out = NULL;
     if (tok) *tok = NULL;
+    ld_lm_load_params dp = ld_lm_load_default_params();
     ld_gguf *g = NULL;
     ld_status st = ld_gguf_open(ctx, path, &g);
-    return st ? st : load_from(ctx, g, path, out, tok);
+    return st ? st : load_from(ctx, g, path, p ? p : &dp, true, out, tok);
 }
 
-ld_status ld_lm_load_gguf_memory(ld_ctx *ctx, const char *name, const void *data, size_t size, ld_lm **out,
-                                 ld_tokenizer **tok) {
+ld_status ld_lm_load_gguf(ld_ctx *ctx, const char *path, ld_lm **out, ld_tokenizer **tok) {
+    ld_lm_load_params p = {.trainable = true};
+    return ld_lm_load_gguf_ex(ctx, path, &p, out, tok);
+}
+
+ld_status ld_lm_load_gguf_memory(ld_ctx *ctx, const char *name, const void *data, size_t size,
+                                 const ld_lm_load_params *p, ld_lm **out, ld_tokenizer **tok) {
     if (!data || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_load_gguf_memory: NULL argument");
     *out = NULL;
     if (tok) *tok = NULL;
     if (!name) name = "GGUF";
+    ld_lm_load_params dp = ld_lm_load_default_params();
     ld_gguf *g = NULL;
     ld_status st = ld_gguf_open_memory(ctx, name, data, size, &g);
-    return st ? st : load_from(ctx, g, name, out, tok);
-}
-
-const lm_packed *lm_packed_find(const ld_lm *m, const ld_tensor *w) {
-    for (int i = 0; i < m->n_packed; i++)
-        if (m->packed[i].w == w) return &m->packed[i];
-    return NULL;
+    return st ? st : load_from(ctx, g, name, p ? p : &dp, false, out, tok);
 }
 
 bool ld_lm_gguf_sniff(const char *path) {
@@ -502,8 +532,8 @@ bool ld_lm_gguf_sniff(const char *path) {
 }
 
 bool ld_lm_is_quantized(const ld_lm *m) {
-    for (int i = 0; m && i < m->n_packed; i++)
-        if (ld_dtype_traits(m->packed[i].dtype)->block_size > 1) return true;
+    for (int i = 0; m && i < m->n_forms; i++)
+        if (ld_dtype_traits(m->forms[i].dtype)->block_size > 1) return true;
     return false;
 }
 

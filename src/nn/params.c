@@ -39,8 +39,9 @@ static ld_status add_grad(ld_params *p, ld_tensor *t) {
     return LD_OK;
 }
 
-ld_status ld_params_add(ld_params *p, const char *name, int ndim, const int64_t *shape, bool trainable,
-                        ld_tensor **out) {
+/* Adds a parameter: F32 values of its own (zeroed), or borrowed (view: data may be NULL). */
+static ld_status add_param(ld_params *p, const char *name, int ndim, const int64_t *shape, bool trainable, bool view,
+                           void *data, ld_tensor **out) {
     if (!p || !name || !out) return ld_error(p ? p->ctx : NULL, LD_ERR_INVALID_ARG, "ld_params_add: NULL argument");
     *out = NULL;
     if (strlen(name) >= LD_TENSOR_NAME_MAX)
@@ -67,14 +68,32 @@ ld_status ld_params_add(ld_params *p, const char *name, int ndim, const int64_t 
         p->cap = cap;
     }
     ld_tensor *t = NULL;
-    ld_status st = ld_tensor_new(p->ctx, p->values, LD_F32, ndim, shape, &t);
-    if (st) return ld_error_wrap(p->ctx, st, "parameter '%s': ", name);
+    ld_status st;
+    if (view) {
+        ld_tensor tmp;
+        if ((st = ld_tensor_init(p->ctx, &tmp, LD_F32, ndim, shape))) return ld_error_wrap(p->ctx, st, "parameter '%s': ", name);
+        if (!(t = ld_arena_alloc(p->values, sizeof *t))) return ld_ctx_status(p->ctx);
+        *t = tmp;
+        t->data = data;
+    } else if ((st = ld_tensor_new(p->ctx, p->values, LD_F32, ndim, shape, &t))) {
+        return ld_error_wrap(p->ctx, st, "parameter '%s': ", name);
+    }
     ld_tensor_set_name(t, name);
-    t->flags = LD_TENSOR_PARAM | (trainable ? LD_TENSOR_TRAINABLE : 0);
+    t->flags = LD_TENSOR_PARAM | (trainable ? LD_TENSOR_TRAINABLE : 0) | (view ? LD_TENSOR_VIEW : 0);
     if (trainable && (st = add_grad(p, t))) return st;
     p->list[p->count++] = t;
     *out = t;
     return LD_OK;
+}
+
+ld_status ld_params_add(ld_params *p, const char *name, int ndim, const int64_t *shape, bool trainable,
+                        ld_tensor **out) {
+    return add_param(p, name, ndim, shape, trainable, false, NULL, out);
+}
+
+ld_status ld_params_add_view(ld_params *p, const char *name, int ndim, const int64_t *shape, void *data,
+                             ld_tensor **out) {
+    return add_param(p, name, ndim, shape, false, true, data, out);
 }
 
 int ld_params_count(const ld_params *p) {
@@ -107,6 +126,11 @@ int ld_params_set_trainable(ld_params *p, const char *substr, bool trainable) {
         if (substr && !strstr(t->name, substr)) continue;
         n++;
         if (trainable) {
+            if (t->flags & LD_TENSOR_VIEW) {
+                ld_error(p->ctx, LD_ERR_STATE, "parameter '%s' has no values of its own to train (the model was "
+                         "loaded for inference: load it for training)", t->name);
+                return -1;
+            }
             if (add_grad(p, t)) return -1;
             t->flags |= LD_TENSOR_TRAINABLE;
         } else {
@@ -128,7 +152,7 @@ ld_status ld_params_enable_bf16(ld_params *p) {
     const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
     for (int i = 0; i < p->count; i++) {
         ld_tensor *t = p->list[i];
-        if (t->ndim != 2 || p->bf16[i]) continue;
+        if (t->ndim != 2 || p->bf16[i] || !t->data) continue;
         int64_t n = ld_tensor_numel(t);
         p->bf16[i] = ld_arena_alloc(p->values, (size_t)n * sizeof(uint16_t));
         if (!p->bf16[i]) return ld_ctx_status(p->ctx);
@@ -147,5 +171,5 @@ const uint16_t *ld_params_bf16_of(const ld_params *p, const ld_tensor *t) {
 void ld_params_refresh_bf16(ld_params *p) {
     const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
     for (int i = 0; p && i < p->count; i++)
-        if (p->bf16[i]) k->f32_to_bf16(p->bf16[i], p->list[i]->data, ld_tensor_numel(p->list[i]));
+        if (p->bf16[i] && p->list[i]->data) k->f32_to_bf16(p->bf16[i], p->list[i]->data, ld_tensor_numel(p->list[i]));
 }

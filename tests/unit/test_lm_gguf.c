@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "ld_test.h"
+#include "models/causal_lm_internal.h"
 
 typedef struct mem_src {
     const char *const *docs;
@@ -98,9 +99,41 @@ static void round_trip_family(ld_lm_family fam, ld_pretokenizer pre) {
             ld_tensor *t = ld_params_find(ld_lm_params(back), a->name);
             CHECK_MSG(t && ld_tensor_same_shape(a, t) && !memcmp(a->data, t->data, ld_tensor_nbytes(a)), "%s", a->name);
         }
-        CHECK(!ld_lm_is_quantized(back));
+        CHECK(!ld_lm_is_quantized(back) && !ld_lm_in_place(back));
         float *l1 = logits_of(m, NULL), *l2 = logits_of(back, NULL);
         CHECK(!memcmp(l1, l2, 12 * (size_t)c.vocab_size * sizeof(float)));
+        /* read in place, the file's F32 matrices (llama.cpp's row order and layout) compute
+         * the same logits up to summation order, and give back the same values */
+        ld_lm *ip = NULL;
+        CHECK_STATUS(ctx, ld_lm_load_gguf_ex(ctx, path, NULL, &ip, NULL), LD_OK, NULL);
+        if (ip) {
+            CHECK(ld_lm_in_place(ip));
+            float *l3 = logits_of(ip, NULL);
+            double worst = 0;
+            for (int64_t i = 0; i < 12 * c.vocab_size; i++) worst = fmax(worst, fabs((double)l3[i] - l1[i]));
+            CHECK_MSG(worst < 1e-4, "in-place logits differ by %g", worst);
+            free(l3);
+            for (int i = 0; i < ld_params_count(ld_lm_params(m)); i++) {
+                ld_tensor *a = ld_params_at(ld_lm_params(m), i);
+                ld_tensor *t = ld_params_find(ld_lm_params(ip), a->name);
+                float *v = malloc(ld_tensor_nbytes(a));
+                CHECK(t && lm_values(ip, t, false, v) == LD_OK);
+                CHECK_MSG(!memcmp(a->data, v, ld_tensor_nbytes(a)), "in place: %s", a->name);
+                free(v);
+            }
+            /* the values are the file's: only norms, biases and positions are copied */
+            size_t mapped = 0, copied = 0;
+            ld_lm_weight_memory(ip, &mapped, &copied);
+            CHECK_MSG(copied * 10 < mapped, "copied %zu, mapped %zu", copied, mapped);
+            /* and training refuses it */
+            ld_tape *tape = NULL;
+            CHECK(ld_tape_new(ctx, &tape) == LD_OK);
+            int32_t ids[2] = {1, 2};
+            CHECK_STATUS(ctx, ld_lm_forward(ip, tape, ids, NULL, 1, 2, NULL, NULL), LD_ERR_STATE, "load it for training");
+            CHECK(ld_params_set_trainable(ld_lm_params(ip), NULL, true) < 0);
+            ld_tape_free(tape);
+        }
+        ld_lm_free(ip);
         free(l1), free(l2);
     }
     /* the tokenizer came back with the model (padded to the model's 320 ids) */
@@ -138,11 +171,15 @@ TEST(quantized_file_equals_quantized_session) {
     p.type = LD_Q8_0, p.output_type = LD_F32; /* the session keeps the tied head F32 too */
     const char *path = tmp_path("q8.gguf");
     CHECK_STATUS(ctx, ld_lm_save_gguf(m, tok, path, &p), LD_OK, NULL);
-    CHECK_STATUS(ctx, ld_lm_load_gguf(ctx, path, &back, NULL), LD_OK, NULL);
+    CHECK_STATUS(ctx, ld_lm_load_gguf_ex(ctx, path, NULL, &back, NULL), LD_OK, NULL);
     ld_lm_session *s = NULL;
     CHECK(ld_lm_session_new(m, 1, 16, 16, &s) == LD_OK && ld_lm_session_quantize(s, LD_Q8_0) == LD_OK);
     if (back && s) {
         CHECK(ld_lm_is_quantized(back));
+        /* read in place: the Q8_0 blocks are not copied */
+        size_t mapped = 0, copied = 0;
+        ld_lm_weight_memory(back, &mapped, &copied);
+        CHECK_MSG(copied * 10 < mapped, "copied %zu, mapped %zu", copied, mapped);
         float *l1 = logits_of(m, s), *l2 = logits_of(back, NULL);
         CHECK(!memcmp(l1, l2, 12 * (size_t)c.vocab_size * sizeof(float)));
         free(l1), free(l2);
@@ -311,15 +348,17 @@ TEST(broken_model_files_name_the_problem) {
         {{.drop_key = "tokenizer.ggml.tokens"}, LD_ERR_NOT_FOUND, "tokenizer.ggml.tokens"},
         {{.u32_key = "tokenizer.ggml.eos_token_id", .u32_value = 999}, LD_ERR_FORMAT, "tokenizer.ggml.eos_token_id"},
     };
-    for (size_t i = 0; g && i < sizeof bad / sizeof bad[0]; i++) {
+    for (size_t i = 0; g && i < 2 * (sizeof bad / sizeof bad[0]); i++) {
+        size_t k = i / 2; /* each case in place and as a trainable copy */
+        ld_lm_load_params lp = {.trainable = i % 2};
         void *buf = NULL;
         size_t size = 0;
-        CHECK(rewrite(ctx, g, &bad[i].e, &buf, &size) == LD_OK);
+        CHECK(rewrite(ctx, g, &bad[k].e, &buf, &size) == LD_OK);
         ld_lm *x = NULL;
         ld_tokenizer *t = NULL;
-        ld_status st = ld_lm_load_gguf_memory(ctx, "bad.gguf", buf, size, &x, &t);
-        CHECK_MSG(st == bad[i].st && strstr(ld_ctx_error(ctx), bad[i].msg), "case %zu: %s: %s", i, ld_status_name(st),
-                  ld_ctx_error(ctx));
+        ld_status st = ld_lm_load_gguf_memory(ctx, "bad.gguf", buf, size, &lp, &x, &t);
+        CHECK_MSG(st == bad[k].st && strstr(ld_ctx_error(ctx), bad[k].msg), "case %zu (%s): %s: %s", k,
+                  lp.trainable ? "trainable" : "in place", ld_status_name(st), ld_ctx_error(ctx));
         CHECK(!x && !t);
         ld_lm_free(x), ld_tokenizer_free(t);
         ld_free(ctx, buf);
