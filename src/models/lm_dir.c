@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/json.h"
 #include "liandan/io.h"
 #include "liandan/quant.h"
 #include "models/causal_lm_internal.h"
