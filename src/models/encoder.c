@@ -167,19 +167,45 @@ double ld_encoder_train_flops_per_token(const ld_encoder_config *c, int64_t T, d
 typedef struct init_state {
     ld_encoder *m;
     ld_rng rng;
-    ld_status st;
 } init_state;
 
-static ld_tensor *add_param(init_state *s, const char *name, int ndim, const int64_t *dims, int init, bool frozen) {
-    if (s->st) return NULL;
+ld_status enc_each_param(const ld_encoder_config *cfg, ld_encoder *m,
+                         ld_status (*fn)(void *user, const enc_param_desc *p), void *user) {
+    const enc_top_param *top = enc_top_params(cfg->arch);
+    ld_status st = LD_OK;
+    /* embeddings first, then the layers, then what follows them (HF's state-dict order) */
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        for (const enc_top_param *p = top; p->hf && !st; p++) {
+            bool emb = strstr(p->hf, "embeddings.") != NULL;
+            if (emb != (pass == 0)) continue;
+            enc_param_desc d = {p->hf, p->cols ? 2 : 1, {top_dim(cfg, p->rows), top_dim(cfg, p->cols)}, p->init,
+                                p->frozen, m ? &ENC_FIELD(m, p->field) : NULL};
+            st = fn(user, &d);
+        }
+        for (int l = 0; pass == 0 && l < cfg->n_layers && !st; l++)
+            for (int i = 0; i < enc_n_layer_params && !st; i++) {
+                const enc_layer_param *p = &enc_layer_params[i];
+                char name[LD_TENSOR_NAME_MAX];
+                snprintf(name, sizeof name, "%s%d.%s", enc_layer_prefix(cfg->arch), l, p->hf[cfg->arch]);
+                enc_param_desc d = {name, 0, {0, 0}, p->init, false, m ? &ENC_FIELD(&m->layers[l], p->field) : NULL};
+                layer_shape(cfg, p->shape, d.dims, &d.ndim);
+                st = fn(user, &d);
+            }
+    }
+    return st;
+}
+
+static ld_status add_param(void *user, const enc_param_desc *p) {
+    init_state *s = user;
     ld_tensor *t = NULL;
-    s->st = ld_params_add(s->m->params, name, ndim, dims, !frozen, &t);
-    if (s->st) return NULL;
+    ld_status st = ld_params_add(s->m->params, p->name, p->ndim, p->dims, !p->frozen, &t);
+    if (st) return st;
     float *x = t->data, std = s->m->cfg.init_std;
     int64_t n = ld_tensor_numel(t);
     for (int64_t i = 0; i < n; i++)
-        x[i] = init == ENC_INIT_ZERO ? 0.0f : init == ENC_INIT_ONE ? 1.0f : std * ld_rng_normal(&s->rng);
-    return t;
+        x[i] = p->init == ENC_INIT_ZERO ? 0.0f : p->init == ENC_INIT_ONE ? 1.0f : std * ld_rng_normal(&s->rng);
+    *p->slot = t;
+    return LD_OK;
 }
 
 ld_status ld_encoder_new(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t seed, ld_encoder **out) {
@@ -196,30 +222,10 @@ ld_status ld_encoder_new(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t see
         ld_encoder_free(m);
         return st ? st : ld_ctx_status(ctx);
     }
-    init_state s = {m, ld_rng_init(seed), LD_OK};
-    const enc_top_param *top = enc_top_params(cfg->arch);
-    /* embeddings first, then the layers, then what follows them (HF's state-dict order) */
-    for (int pass = 0; pass < 2; pass++) {
-        for (const enc_top_param *p = top; p->hf; p++) {
-            bool emb = strstr(p->hf, "embeddings.") != NULL;
-            if (emb != (pass == 0)) continue;
-            int64_t dims[2] = {top_dim(cfg, p->rows), top_dim(cfg, p->cols)};
-            ENC_FIELD(m, p->field) = add_param(&s, p->hf, p->cols ? 2 : 1, dims, p->init, p->frozen);
-        }
-        for (int l = 0; pass == 0 && l < cfg->n_layers; l++)
-            for (int i = 0; i < enc_n_layer_params; i++) {
-                const enc_layer_param *p = &enc_layer_params[i];
-                char name[LD_TENSOR_NAME_MAX];
-                snprintf(name, sizeof name, "%s%d.%s", enc_layer_prefix(cfg->arch), l, p->hf[cfg->arch]);
-                int64_t dims[2];
-                int nd;
-                layer_shape(cfg, p->shape, dims, &nd);
-                ENC_FIELD(&m->layers[l], p->field) = add_param(&s, name, nd, dims, p->init, false);
-            }
-    }
-    if (s.st) {
+    init_state s = {m, ld_rng_init(seed)};
+    if ((st = enc_each_param(cfg, m, add_param, &s))) {
         ld_encoder_free(m);
-        return s.st;
+        return st;
     }
     /* nn.Embedding(padding_idx): the padding row starts at zero */
     memset((float *)m->wte->data + (int64_t)cfg->pad_token_id * cfg->hidden_size, 0,

@@ -94,21 +94,48 @@ static bool ignorable(const char *name) {
     return false;
 }
 
-static ld_status load_tensor(ld_ctx *ctx, ld_tensor *t, const ld_tensor_info *info, const char *dir) {
-    bool same = info->ndim == t->ndim;
-    for (int d = 0; same && d < t->ndim; d++) same = info->shape[d] == t->shape[d];
+/* The file's tensor `info` can be parameter p: the same shape, a float type. */
+static ld_status check_tensor(ld_ctx *ctx, const enc_param_desc *p, const ld_tensor_info *info, const char *dir) {
+    bool same = info->ndim == p->ndim;
+    for (int d = 0; same && d < p->ndim; d++) same = info->shape[d] == p->dims[d];
     if (!same) {
-        char want[64], got[96] = "[";
+        char want[64] = "[", got[96] = "[";
         for (int d = 0; d < info->ndim; d++)
             snprintf(got + strlen(got), sizeof got - strlen(got), d ? ", %lld" : "%lld", (long long)info->shape[d]);
-        strcat(got, "]");
-        return ld_error(ctx, LD_ERR_SHAPE, "%s: tensor '%s' has shape %s, the config needs %s", dir, info->name, got,
-                        ld_tensor_shape_str(t, want, sizeof want));
+        for (int d = 0; d < p->ndim; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), d ? ", %lld" : "%lld", (long long)p->dims[d]);
+        strcat(got, "]"), strcat(want, "]");
+        return ld_error(ctx, LD_ERR_SHAPE, "%s: tensor '%s' has shape %s, the config needs %s", dir, info->name, got, want);
     }
     if (info->dtype != LD_F32 && info->dtype != LD_F16 && info->dtype != LD_BF16)
         return ld_error(ctx, LD_ERR_DTYPE, "%s: tensor '%s' has dtype %s (F32, F16 or BF16 expected)", dir, info->name,
                         info->dtype_name);
-    ld_status st = ld_convert(ctx, LD_F32, t->data, info->dtype, info->data, ld_tensor_numel(t));
+    return LD_OK;
+}
+
+typedef struct weights_check {
+    ld_ctx *ctx;
+    const ld_st_set *set;
+    const char *dir;
+} weights_check;
+
+/* Every parameter the config asks for is in the files with its shape: checked from names and
+ * shapes alone, before the model is allocated (a config.json asking for more than the files
+ * hold would otherwise allocate and initialise all of it first). */
+static ld_status check_param(void *user, const enc_param_desc *p) {
+    const weights_check *w = user;
+    const ld_tensor_info *info = find_tensor(w->set, p->name);
+    if (!info) return optional_param(p->name) ? LD_OK
+                                              : ld_error(w->ctx, LD_ERR_NOT_FOUND, "%s: tensor '%s' is missing from the weights",
+                                                         w->dir, p->name);
+    return check_tensor(w->ctx, p, info, w->dir);
+}
+
+static ld_status load_tensor(ld_ctx *ctx, ld_tensor *t, const ld_tensor_info *info, const char *dir) {
+    enc_param_desc p = {t->name, t->ndim, {t->shape[0], t->ndim > 1 ? t->shape[1] : 0}, 0, false, NULL};
+    ld_status st = check_tensor(ctx, &p, info, dir);
+    if (st) return st;
+    st = ld_convert(ctx, LD_F32, t->data, info->dtype, info->data, ld_tensor_numel(t));
     return st ? ld_error_wrap(ctx, st, "%s: tensor '%s': ", dir, info->name) : LD_OK;
 }
 
@@ -158,6 +185,11 @@ ld_status ld_encoder_load(ld_ctx *ctx, const char *dir, ld_encoder **out) {
     ld_st_set *set = NULL;
     if ((st = ld_st_set_open(ctx, dir, &set))) return st;
     ld_encoder *m = NULL;
+    weights_check wc = {ctx, set, dir};
+    if ((st = ld_encoder_config_validate(ctx, &cfg)) || (st = enc_each_param(&cfg, NULL, check_param, &wc))) {
+        ld_st_set_close(set);
+        return st;
+    }
     if (!(st = ld_encoder_new(ctx, &cfg, 0, &m))) st = load_weights(m, set, dir);
     ld_st_set_close(set);
     if (st) {

@@ -63,4 +63,21 @@ const char *enc_layer_prefix(ld_encoder_arch arch);
 
 #define ENC_FIELD(base, off) (*(ld_tensor **)((char *)(base) + (off)))
 
+/* One parameter of a configuration as enc_each_param gives it; `slot` is where the model
+ * keeps its tensor (NULL when no model was given). */
+typedef struct enc_param_desc {
+    const char *name;
+    int ndim;
+    int64_t dims[2];
+    int init;
+    bool frozen;
+    ld_tensor **slot;
+} enc_param_desc;
+/* Calls fn for every parameter of cfg in HF's state-dict order (embeddings, layers, the rest)
+ * and stops at the first status that is not LD_OK, which it returns. m (may be NULL) gives the
+ * slots. ld_encoder_new builds the model with it; the loader checks a directory's tensors with
+ * it before anything is allocated. */
+ld_status enc_each_param(const ld_encoder_config *cfg, ld_encoder *m,
+                         ld_status (*fn)(void *user, const enc_param_desc *p), void *user);
+
 #endif
