@@ -114,10 +114,21 @@ static int eval_poetry(int argc, char **argv) {
     ld_tokenizer *tok;
     if ((rc = ld_cli_load_model(ctx, pos.v[0], &m, &tok))) return ld_cli_parse_free(&spec), ld_ctx_free(ctx), rc;
     gp.eos_id = ld_tokenizer_eos_id(tok);
+    /* the inputs first: a bad --val-data or --corpus fails before minutes of sampling */
+    double vl = 0;
+    ld_unigram_stats us = {0};
+    if (val) rc = val_loss(ctx, m, tok, val, 32, &vl);
+    if (!rc && corpus) {
+        size_t len = 0;
+        char *text = corpus_text(ctx, corpus, &len);
+        if (!text) rc = 1;
+        else if (ld_unigram_entropy(ctx, text, len, &us)) rc = ld_cli_fail(ctx, "unigram entropy");
+        free(text);
+    }
     enum { BATCH = 16 };
     int32_t *pids = NULL;
     int64_t plen = 0;
-    rc = ld_cli_encode(ctx, tok, prompt, &pids, &plen);
+    if (!rc) rc = ld_cli_encode(ctx, tok, prompt, &pids, &plen);
     if (!rc && plen == 0) pids[0] = ld_cli_start_token(tok, m), plen = 1; /* room for 16 ids */
     int64_t ctx_len = ld_lm_config_of(m)->max_position;
     ld_lm_session *s = NULL;
@@ -146,20 +157,10 @@ static int eval_poetry(int argc, char **argv) {
     if (!rc)
         printf("poems: %lld of %lld regular (%.1f%%): %lld five-character, %lld seven-character\n", (long long)regular,
                (long long)n, 100.0 * (double)regular / (double)n, (long long)five, (long long)seven);
-    double vl = 0;
-    if (!rc && val && !(rc = val_loss(ctx, m, tok, val, 32, &vl)))
-        printf("validation loss: %.4f nats/token (perplexity %.2f)\n", vl, exp(vl));
-    if (!rc && corpus) {
-        size_t len = 0;
-        char *text = corpus_text(ctx, corpus, &len);
-        ld_unigram_stats us;
-        if (!text) rc = 1;
-        else if (ld_unigram_entropy(ctx, text, len, &us)) rc = ld_cli_fail(ctx, "unigram entropy");
-        else
-            printf("corpus unigram entropy: %.3f bits/char (%.3f nats/char) over %zu characters, %zu distinct\n",
-                   us.bits_per_char, us.nats_per_char, us.chars, us.distinct);
-        free(text);
-    }
+    if (!rc && val) printf("validation loss: %.4f nats/token (perplexity %.2f)\n", vl, exp(vl));
+    if (!rc && corpus)
+        printf("corpus unigram entropy: %.3f bits/char (%.3f nats/char) over %zu characters, %zu distinct\n",
+               us.bits_per_char, us.nats_per_char, us.chars, us.distinct);
     for (int i = 0; texts && i < BATCH; i++) ld_cli_text_free(&texts[i]);
     free(texts);
     free(pids);

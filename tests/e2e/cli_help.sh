@@ -12,7 +12,7 @@ BIN=$(realpath "$BIN")
 README=$(realpath README.md)
 cd "$T" # options given dummy values must not write into the repository
 
-writers=" tokenizer train | data prepare | pretrain | distill | export gguf | export hf | quantize | imatrix | plot | gguf write | embed "
+writers=" tokenizer train | tokenizer convert | data prepare | pretrain | distill | export gguf | export hf | quantize | imatrix | plot | gguf write | embed "
 leaves=0
 options=0
 

@@ -73,6 +73,10 @@ mkdir "$T/bad" && cp "$T"/data/val-*.bin "$T/bad/"
 for f in "$T"/bad/val-*.bin; do truncate -s -7 "$f"; done
 expect_error "bad/val-" "$BIN" eval poetry "$M" --n 1 --max-tokens 2 --val-data "$T/bad/val"
 expect_error "nowhere.tsv" "$BIN" eval poetry "$M" --n 1 --max-tokens 2 --corpus "$T/nowhere.tsv"
+# ... and before sampling (it sampled every poem and printed their verdict first)
+! grep -q "poems:" "$T/out" || fail "eval poetry sampled before reading --corpus"
+expect_error "bad/val-" "$BIN" eval poetry "$M" --n 1 --max-tokens 2 --val-data "$T/bad/val"
+! grep -q "poems:" "$T/out" || fail "eval poetry sampled before reading --val-data"
 
 # 2: scoring many continuations of a 50k-vocabulary model stays within a memory bound (the
 # logits of all continuations at once were 300 x ~30 tokens x 50k x 4 bytes, about 1.8 GB)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cli_outputs.sh — outputs are written whole: with the disk "full" (a file size limit, ulimit -f)
-# every writer (export hf/gguf, quantize, imatrix, tokenizer train, data prepare, plot) fails
+# every writer (export hf/gguf, quantize, imatrix, tokenizer train/convert, data prepare, plot) fails
 # cleanly and leaves the good output already there byte for byte, with no temporary file or
 # directory behind; export hf replaces a model directory whole (and refuses a directory that is
 # not one); an unwritable place gives an error; the special ids of a trained model come from its
@@ -62,6 +62,11 @@ cp "$T/tok.json" "$T/tok2.json" && cp "$T/tok2.json" "$T/tok2.json.good"
 if full 4 "$BIN" tokenizer train "$T/poems.tsv" --vocab-size 6000 -o "$T/tok2.json" >/dev/null 2>&1; then
   fail "tokenizer train with a full disk succeeded"; fi
 unchanged "$T/tok2.json" "tokenizer train"
+"$BIN" tokenizer convert "$T/tok.json" -o "$T/tok.gguf" 2>/dev/null || fail "tokenizer convert"
+cp "$T/tok.gguf" "$T/tok.gguf.good"
+if full 4 "$BIN" tokenizer convert "$T/tok2.json" -o "$T/tok.gguf" >/dev/null 2>&1; then
+  fail "tokenizer convert with a full disk succeeded"; fi
+unchanged "$T/tok.gguf" "tokenizer convert"
 cp -r "$T/data" "$T/data.good"
 # shards of ~4 KB, then one document too big for the disk: the failure comes after shards were written
 { cat "$T/poems.tsv" "$T/poems.tsv"; printf 'x\t'; for i in $(seq 2000); do printf '床前明月光，'; done; echo; } >"$T/big.tsv"
