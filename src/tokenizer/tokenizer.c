@@ -517,7 +517,8 @@ ld_status ld_tokenizer_encode_batch(const ld_tokenizer *t, const char *const *te
         for (size_t i = 0; i < n; i++) off[i + 1] += off[i];
         if (!(ids = ld_alloc(ctx, (off[n] + 1) * sizeof *ids))) st = LD_ERR_NOMEM;
         for (size_t i = 0; !st && i < n; i++)
-            memcpy(ids + off[i], es[owner[i]].ids + where[i], (off[i + 1] - off[i]) * sizeof *ids);
+            if (off[i + 1] > off[i]) /* a thread that encoded nothing has no buffer (NULL) */
+                memcpy(ids + off[i], es[owner[i]].ids + where[i], (off[i + 1] - off[i]) * sizeof *ids);
     }
     for (int k = 0; k < nt; k++) enc_free(&es[k]);
     free(es), free(where), free(owner);
