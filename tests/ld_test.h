@@ -106,6 +106,37 @@ static inline double ld_test_max_rel_err(const float *a, const float *b, long n,
     return m;
 }
 
+/* An allocator that counts what a context holds: the bytes held now, their peak and the
+ * largest single request. For tests that bound the memory a call takes:
+ *   ld_test_mem mem = {0};
+ *   ld_allocator al = ld_test_mem_allocator(&mem);   // ld_ctx_params.allocator = &al
+ *   mem.peak = mem.held; call(...); CHECK(mem.peak - mem.held < bound); */
+typedef struct ld_test_mem {
+    size_t held, peak, max_request;
+} ld_test_mem;
+static inline void *ld_test_mem_alloc(void *user, size_t size, size_t align) {
+    ld_test_mem *m = user;
+    size_t off = align < 64 ? 64 : align; /* the size and this offset sit in front of the block */
+    char *p = NULL;
+    if (posix_memalign((void **)&p, off, size + off)) return NULL;
+    memcpy(p + off - 16, &size, sizeof size), memcpy(p + off - 8, &off, sizeof off);
+    m->held += size;
+    if (m->held > m->peak) m->peak = m->held;
+    if (size > m->max_request) m->max_request = size;
+    return p + off;
+}
+static inline void ld_test_mem_free(void *user, void *ptr) {
+    if (!ptr) return;
+    char *p = ptr;
+    size_t size, off;
+    memcpy(&size, p - 16, sizeof size), memcpy(&off, p - 8, sizeof off);
+    ((ld_test_mem *)user)->held -= size;
+    free(p - off);
+}
+static inline ld_allocator ld_test_mem_allocator(ld_test_mem *m) {
+    return (ld_allocator){ld_test_mem_alloc, ld_test_mem_free, m};
+}
+
 /* Path to a shared data file, or NULL (and a skip note) when the data is absent. */
 static inline const char *ld_test_data(const char *rel, char *buf, size_t cap) {
     const char *dir = getenv("LD_DATA_DIR");

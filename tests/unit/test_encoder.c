@@ -386,31 +386,12 @@ TEST(esm_directory_round_trip_gives_identical_logits) {
     round_trip(LD_ENCODER_ESM);
 }
 
-/* An allocator that records the peak bytes held. */
-static size_t held_, peak_;
-static void *track_alloc(void *u, size_t size, size_t align) {
-    (void)u;
-    void *p = NULL;
-    if (posix_memalign(&p, align < 64 ? 64 : align, size + 64)) return NULL;
-    memcpy(p, &size, sizeof size);
-    held_ += size;
-    if (held_ > peak_) peak_ = held_;
-    return (char *)p + 64;
-}
-static void track_free(void *u, void *p) {
-    (void)u;
-    if (!p) return;
-    size_t size;
-    memcpy(&size, (char *)p - 64, sizeof size);
-    held_ -= size;
-    free((char *)p - 64);
-}
-
 /* Issue 10.2 for encoders: a config.json asking for more than the safetensors hold allocated
  * and randomly initialised the whole model before the first missing or misshapen tensor (case
  * 0 peaked at 1.4 GB and took 2 minutes here); names and shapes are checked first now. */
 static void larger_config_fails_before_allocating(ld_encoder_arch arch) {
-    ld_allocator a = {track_alloc, track_free, NULL};
+    ld_test_mem mem = {0};
+    ld_allocator a = ld_test_mem_allocator(&mem);
     ld_ctx_params cp = ld_ctx_default_params();
     cp.allocator = &a;
     ld_ctx *ctx = NULL;
@@ -438,10 +419,10 @@ static void larger_config_fails_before_allocating(ld_encoder_arch arch) {
         char *js = ld_encoder_config_to_json(&big);
         CHECK(js && ld_file_write_atomic(ctx, path, js, strlen(js)) == LD_OK);
         free(js);
-        peak_ = held_ = 0;
+        size_t before = mem.peak = mem.held;
         CHECK_STATUS(ctx, ld_encoder_load(ctx, dir, &m2), cases[k].st, cases[k].msg);
         CHECK(m2 == NULL);
-        CHECK_MSG(peak_ < ((size_t)1 << 20), "case %zu: peak %zu bytes before the error", k, peak_);
+        CHECK_MSG(mem.peak - before < ((size_t)1 << 20), "case %zu: peak %zu bytes before the error", k, mem.peak - before);
     }
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -165,29 +165,9 @@ TEST(gguf_truncated_at_every_byte) {
     ld_ctx_free(ctx);
 }
 
-/* An allocator that records the largest request and the peak bytes held. */
-static size_t max_req_, held_, peak_;
-static void *track_alloc(void *u, size_t size, size_t align) {
-    (void)u;
-    if (size > max_req_) max_req_ = size;
-    void *p = NULL;
-    if (posix_memalign(&p, align, size + 64)) return NULL;
-    memcpy(p, &size, sizeof size);
-    held_ += size;
-    if (held_ > peak_) peak_ = held_;
-    return (char *)p + 64;
-}
-static void track_free(void *u, void *p) {
-    (void)u;
-    if (!p) return;
-    size_t size;
-    memcpy(&size, (char *)p - 64, sizeof size);
-    held_ -= size;
-    free((char *)p - 64);
-}
-
 TEST(gguf_absurd_counts_use_bounded_memory) {
-    ld_allocator a = {track_alloc, track_free, NULL};
+    ld_test_mem mem = {0};
+    ld_allocator a = ld_test_mem_allocator(&mem);
     ld_ctx_params p = ld_ctx_default_params();
     p.allocator = &a;
     ld_ctx *ctx = NULL;
@@ -195,21 +175,21 @@ TEST(gguf_absurd_counts_use_bounded_memory) {
     bb b;
     /* 150 tiny strings are fine; a claimed 2^40 strings in a 200-byte file fails before allocating. */
     b_head(&b, 3, 0, 1); b_str(&b, "k"); b_u32(&b, 9); b_u32(&b, 8); b_u64(&b, 1ull << 40); b_zeros(&b, 160);
-    peak_ = max_req_ = 0;
+    mem.peak = 0;
     ld_gguf *g = NULL;
     CHECK_STATUS(ctx, ld_gguf_open_memory(ctx, "m.gguf", b.d, b.n, &g), LD_ERR_FORMAT, "cannot fit");
-    CHECK_MSG(peak_ < (256u << 10), "peak %zu bytes", peak_);
+    CHECK_MSG(mem.peak < (256u << 10), "peak %zu bytes", mem.peak);
     b_head(&b, 3, 1ull << 40, 1ull << 40); b_zeros(&b, 100);
-    peak_ = 0;
+    mem.peak = 0;
     CHECK_STATUS(ctx, ld_gguf_open_memory(ctx, "m.gguf", b.d, b.n, &g), LD_ERR_FORMAT, "cannot fit");
-    CHECK_MSG(peak_ < (256u << 10), "peak %zu bytes", peak_);
+    CHECK_MSG(mem.peak < (256u << 10), "peak %zu bytes", mem.peak);
     /* nested arrays claiming 2^30 items per level */
     b_head(&b, 3, 0, 1); b_str(&b, "k"); b_u32(&b, 9);
     for (int d = 0; d < 4; d++) { b_u32(&b, 9); b_u64(&b, 1ull << 30); }
     b_zeros(&b, 100);
-    peak_ = 0;
+    mem.peak = 0;
     CHECK_STATUS(ctx, ld_gguf_open_memory(ctx, "m.gguf", b.d, b.n, &g), LD_ERR_FORMAT, "cannot fit");
-    CHECK_MSG(peak_ < (256u << 10), "peak %zu bytes", peak_);
+    CHECK_MSG(mem.peak < (256u << 10), "peak %zu bytes", mem.peak);
     CHECK(ld_ctx_bytes_in_use(ctx) == 0);
     ld_ctx_free(ctx);
 }

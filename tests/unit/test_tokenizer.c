@@ -248,31 +248,11 @@ TEST(character_vocabularies) {
     ld_ctx_free(ctx);
 }
 
-/* An allocator that remembers the most bytes it ever had out. */
-typedef struct peak_alloc {
-    size_t in_use, peak;
-} peak_alloc;
-static void *peak_malloc(void *user, size_t size, size_t align) {
-    peak_alloc *p = user;
-    size_t *b = aligned_alloc(align < 16 ? 16 : align, (size + 64 + align - 1) / align * align);
-    if (!b) return NULL;
-    b[0] = size;
-    p->in_use += size;
-    if (p->in_use > p->peak) p->peak = p->in_use;
-    return (char *)b + 64;
-}
-static void peak_free(void *user, void *ptr) {
-    if (!ptr) return;
-    size_t *b = (size_t *)((char *)ptr - 64);
-    ((peak_alloc *)user)->in_use -= b[0];
-    free(b);
-}
-
 /* Issue 10: a 35 KB tokenizer.json with one id of 16,000,000 allocated 213 MB before its
  * error. The ids are checked against the entries present first. */
 TEST(huge_id_is_refused_before_allocating) {
-    peak_alloc pa = {0};
-    ld_allocator al = {peak_malloc, peak_free, &pa};
+    ld_test_mem pa = {0};
+    ld_allocator al = ld_test_mem_allocator(&pa);
     ld_ctx_params cp = ld_ctx_default_params();
     cp.allocator = &al;
     ld_ctx *ctx = NULL;
