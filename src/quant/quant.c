@@ -61,20 +61,51 @@ static void dequantize_f16(const void *x, float *y, int64_t n) {
     [LD_Q5_0] = {LD_Q5_0, 32, NULL, ld_dequantize_row_q5_0, 0, 0, NULL, NULL, NULL, NULL, NULL},            \
     [LD_Q5_1] = {LD_Q5_1, 32, NULL, ld_dequantize_row_q5_1, 0, 0, NULL, NULL, NULL, NULL, NULL},
 
+/* The low-bit formats (quant_lowbit.h): their dots are AVX2 kernels (ISA = avx2) or the
+ * reference (ref); activations are quantized with the activation ISA's quantizer (AISA). */
+#define QT_LOWBIT(T, w, a, blk, quantize, ISA, AISA)                                                       \
+    [T] = {T, blk, quantize, ld_dequantize_row_##w, LD_ACT_BLOCK_##a, sizeof(ld_block_##a),                 \
+           ld_quantize_act_##a##_ref, ld_quantize_act_##a##_##AISA, ld_vec_dot_##w##_##a##_ref,            \
+           ld_vec_dot_##w##_##a##_##ISA, NULL},
+#define LD_ACT_BLOCK_q8_K LD_QK_K
+#define LD_ACT_BLOCK_q8_0 LD_QK8_0
+#define QT_LOWBIT_TABLE(ISA, AISA)                                                                          \
+    QT_LOWBIT(LD_Q2_K, q2_K, q8_K, LD_QK_K, NULL, ISA, AISA)                                                \
+    QT_LOWBIT(LD_Q3_K, q3_K, q8_K, LD_QK_K, NULL, ISA, AISA)                                                \
+    QT_LOWBIT(LD_TQ1_0, tq1_0, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
+    QT_LOWBIT(LD_TQ2_0, tq2_0, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
+    QT_LOWBIT(LD_IQ2_XXS, iq2_xxs, q8_K, LD_QK_K, NULL, ISA, AISA)                                          \
+    QT_LOWBIT(LD_IQ2_XS, iq2_xs, q8_K, LD_QK_K, NULL, ISA, AISA)                                            \
+    QT_LOWBIT(LD_IQ2_S, iq2_s, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
+    QT_LOWBIT(LD_IQ3_XXS, iq3_xxs, q8_K, LD_QK_K, NULL, ISA, AISA)                                          \
+    QT_LOWBIT(LD_IQ3_S, iq3_s, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
+    QT_LOWBIT(LD_IQ1_S, iq1_s, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
+    QT_LOWBIT(LD_IQ1_M, iq1_m, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
+    QT_LOWBIT(LD_IQ4_NL, iq4_nl, q8_0, LD_QK8_0, NULL, ISA, AISA)                                           \
+    QT_LOWBIT(LD_IQ4_XS, iq4_xs, q8_K, LD_QK_K, NULL, ISA, AISA)
+
 #define ROWS_avx512(name) ld_dot_rows_##name##_avx512
 #define ROWS_ref(name) NULL
-/* The reference table names the ref functions as its "optimized" ones too. */
-static const ld_quant_traits table_avx512[LD_DTYPE_COUNT] = {QT_TABLE(avx512)};
-static const ld_quant_traits table_ref[LD_DTYPE_COUNT] = {QT_TABLE(ref)};
+/* The reference table names the ref functions as its "optimized" ones too. AVX-512 CPUs run
+ * the AVX2 kernels of the types that have no AVX-512 one; AVX2 CPUs without AVX-512 VNNI
+ * have AVX2 kernels for the low-bit types only (the others use the reference). */
+static const ld_quant_traits table_avx512[LD_DTYPE_COUNT] = {QT_TABLE(avx512) QT_LOWBIT_TABLE(ref, avx512)};
+static const ld_quant_traits table_avx2[LD_DTYPE_COUNT] = {QT_TABLE(ref) QT_LOWBIT_TABLE(ref, ref)};
+static const ld_quant_traits table_ref[LD_DTYPE_COUNT] = {QT_TABLE(ref) QT_LOWBIT_TABLE(ref, ref)};
 
 static bool have_vnni(void) {
     const ld_cpu_features *f = ld_cpu_features_get();
     return f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni;
 }
 
+static bool have_avx2(void) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    return f->avx2 && f->fma;
+}
+
 const ld_quant_traits *ld_quant_traits_get(ld_dtype t) {
     if ((int)t < 0 || t >= LD_DTYPE_COUNT) return NULL;
-    const ld_quant_traits *tab = have_vnni() ? table_avx512 : table_ref;
+    const ld_quant_traits *tab = have_vnni() ? table_avx512 : have_avx2() ? table_avx2 : table_ref;
     return tab[t].dequantize_row ? &tab[t] : NULL;
 }
 

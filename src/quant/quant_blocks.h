@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "liandan/tensor.h"
+#include "quant/quant_lowbit.h"
 
 #define LD_QK4_0 32
 #define LD_QK8_0 32
@@ -79,6 +80,22 @@ _Static_assert(ld_qb_block_LD_Q4_0 == LD_QK4_0 && ld_qb_block_LD_Q8_0 == LD_QK8_
                    ld_qb_block_LD_Q5_K == LD_QK_K && ld_qb_block_LD_Q6_K == LD_QK_K,
                "block element counts match LD_DTYPE_TABLE");
 _Static_assert(sizeof(ld_block_q8_K) == 292, "Q8_K block is 4 + 256 + 32 bytes");
+/* The low-bit formats (quant_lowbit.h): struct sizes equal the table's block bytes. */
+#define LD_QB_LOWBIT_SIZE_(T, S) _Static_assert(sizeof(S) == ld_qb_bytes_##T, #S " size matches LD_DTYPE_TABLE");
+LD_QB_LOWBIT_SIZE_(LD_Q2_K, ld_block_q2_K)
+LD_QB_LOWBIT_SIZE_(LD_Q3_K, ld_block_q3_K)
+LD_QB_LOWBIT_SIZE_(LD_TQ1_0, ld_block_tq1_0)
+LD_QB_LOWBIT_SIZE_(LD_TQ2_0, ld_block_tq2_0)
+LD_QB_LOWBIT_SIZE_(LD_IQ2_XXS, ld_block_iq2_xxs)
+LD_QB_LOWBIT_SIZE_(LD_IQ2_XS, ld_block_iq2_xs)
+LD_QB_LOWBIT_SIZE_(LD_IQ2_S, ld_block_iq2_s)
+LD_QB_LOWBIT_SIZE_(LD_IQ3_XXS, ld_block_iq3_xxs)
+LD_QB_LOWBIT_SIZE_(LD_IQ3_S, ld_block_iq3_s)
+LD_QB_LOWBIT_SIZE_(LD_IQ1_S, ld_block_iq1_s)
+LD_QB_LOWBIT_SIZE_(LD_IQ1_M, ld_block_iq1_m)
+LD_QB_LOWBIT_SIZE_(LD_IQ4_NL, ld_block_iq4_nl)
+LD_QB_LOWBIT_SIZE_(LD_IQ4_XS, ld_block_iq4_xs)
+#undef LD_QB_LOWBIT_SIZE_
 
 /* ---- scalar reference codecs (one file per family) ----------------------------------
  * quantize: n elements (a multiple of the block size) of x into blocks at y; w is NULL or

@@ -225,7 +225,7 @@ static void build_rich(ld_ctx *ctx, ld_gguf_writer *w, uint32_t alignment, float
     CHECK_STATUS(ctx, ld_gguf_writer_add_tensor(w, "blk.0.attn_q.weight", 0, 2, s2, f32, 256), LD_OK, "");
     CHECK_STATUS(ctx, ld_gguf_writer_add_tensor(w, "blk.0.ffn.weight", 2, 2, sq, q4, 36), LD_OK, "");
     CHECK_STATUS(ctx, ld_gguf_writer_add_tensor(w, "output_norm.weight", 1, 1, s1, f32, 128), LD_OK, "");
-    CHECK_STATUS(ctx, ld_gguf_writer_add_tensor(w, "odd.iq4_nl", 20, 1, (int64_t[]){32}, q4, 18), LD_OK, "");
+    CHECK_STATUS(ctx, ld_gguf_writer_add_tensor(w, "odd.mxfp4", 39, 1, (int64_t[]){32}, q4, 17), LD_OK, "");
     CHECK_STATUS(ctx, ld_gguf_writer_add_tensor(w, "empty", 0, 1, (int64_t[]){0}, NULL, 0), LD_OK, "");
     (void)s0;
 }
@@ -306,10 +306,10 @@ TEST(gguf_round_trip) {
         CHECK(t && t->ndim == 2 && t->shape[0] == 4 && t->shape[1] == 16 && t->dtype == LD_F32 && !memcmp(t->data, f32, 256));
         t = ld_gguf_find_tensor(g, "blk.0.ffn.weight");
         CHECK(t && t->dtype == LD_Q4_0 && t->nbytes == 36 && !memcmp(t->data, q4, 36) && t->offset % al == 0);
-        t = ld_gguf_find_tensor(g, "odd.iq4_nl");
-        CHECK(t && t->dtype == LD_DTYPE_COUNT && !strcmp(t->dtype_name, "IQ4_NL") && t->file_type == 20 && t->nbytes == 18);
+        t = ld_gguf_find_tensor(g, "odd.mxfp4");
+        CHECK(t && t->dtype == LD_DTYPE_COUNT && !strcmp(t->dtype_name, "MXFP4") && t->file_type == 39 && t->nbytes == 17);
         ld_tensor view;
-        CHECK_STATUS(ctx, ld_tensor_info_view(ctx, t, &view), LD_ERR_DTYPE, "tensor 'odd.iq4_nl': dtype IQ4_NL is not supported");
+        CHECK_STATUS(ctx, ld_tensor_info_view(ctx, t, &view), LD_ERR_DTYPE, "tensor 'odd.mxfp4': dtype MXFP4 is not supported");
         const ld_tensor_info *tp;
         CHECK_STATUS(ctx, ld_gguf_get_tensor(ctx, g, "missing", &tp), LD_ERR_NOT_FOUND, "no tensor named 'missing'");
         /* read -> write gives identical bytes */
