@@ -50,6 +50,7 @@ typedef struct ld_bench_report {
     bool json;
     int rows;
     FILE *out;
+    int failures; /* rows a suite could not measure (it printed why); `liandan bench` exits 1 */
 } ld_bench_report;
 void ld_bench_report_begin(ld_bench_report *r, const ld_machine_limits *lim);
 /* value in `unit`; ratio to the relevant limit (0..1, or negative when not applicable) */

@@ -110,6 +110,7 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     r.prefill = len, r.steps = len - PROMPT < DECODE_STEPS ? len - PROMPT : DECODE_STEPS;
     if (r.steps < 1) {
         fprintf(stderr, "liandan bench infer: the model's context (%lld) is too short\n", (long long)c->max_position);
+        rep->failures++;
         return;
     }
     if ((r.st = ld_lm_session_new(m, 1, len, len, &r.s))) goto out;
@@ -143,7 +144,7 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     ld_bench_report_row(rep, "infer", name, flops / t_pre * 1e-9, "GFLOP/s",
                         lim->fma_f32_gflops > 0 ? flops / t_pre * 1e-9 / lim->fma_f32_gflops : -1, "fp32 FMA peak");
 out:
-    if (r.st) fprintf(stderr, "liandan bench infer: %s: %s\n", tn, ld_ctx_error(ctx));
+    if (r.st) fprintf(stderr, "liandan bench infer: %s: %s\n", tn, ld_ctx_error(ctx)), rep->failures++;
     free(r.ids);
     ld_lm_session_free(r.s);
 }
@@ -168,6 +169,7 @@ void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
     float *buf = st ? NULL : aligned_alloc(64, rd.n * sizeof(float));
     if (st || !buf) {
         fprintf(stderr, "liandan bench infer: %s\n", st ? ld_ctx_error(ctx) : "out of memory");
+        rep->failures++;
         goto out;
     }
 #pragma omp parallel for num_threads(o->threads) schedule(static)

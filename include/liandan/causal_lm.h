@@ -100,8 +100,12 @@ void ld_lm_weight_memory(const ld_lm *m, size_t *mapped, size_t *copied);
  * Architectures "llama" (also for Mistral), "qwen2" and "gpt2" with llama.cpp's tensor names,
  * keys and layouts (docs/formats/gguf-models.md) and the tokenizer as tokenizer.ggml.*. */
 typedef struct ld_lm_gguf_params {
-    ld_dtype type;        /* the matrices: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K */
-    ld_dtype embd_type;   /* token embedding; LD_DTYPE_COUNT = default (Q6_K for 4/5-bit mixes, else type) */
+    ld_dtype type;        /* the matrices: F32, F16, BF16 or a type ld_quant_type_supported */
+    /* A llama.cpp mix (ld_quant_mix_get("Q3_K_M")): per-matrix types by role and layer;
+     * overrides `type`. NULL = every matrix in `type`. */
+    const struct ld_quant_mix *mix;
+    ld_dtype embd_type;   /* token embedding; LD_DTYPE_COUNT = default (Q6_K for 3-5 bit types, else type;
+                             with a mix: the mix's body type, or its output type when tied) */
     ld_dtype output_type; /* LM head, or the embedding when tied; LD_DTYPE_COUNT = default, as above */
     const char *name;     /* general.name; NULL = "liandan model" */
     /* Importance weights for the quantizer: K non-negative values for the matrix with GGUF

@@ -85,6 +85,22 @@ ld_status ld_qmatmul_packed_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M,
 ld_status ld_qmatmul_packed(ld_ctx *ctx, ld_dtype wtype, const void *P, int64_t N, int64_t K, const float *x,
                             int64_t M, float *y, void *scratch);
 
+/* ---- quantization mixes ----------------------------------------------------------------
+ * llama.cpp's named mixes ("ftypes"): Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M,
+ * Q5_K_S, Q5_K_M, IQ4_NL, IQ4_XS. A mix gives each matrix of a model a type by its role and
+ * layer (e.g. Q3_K_M: attn_v of the first two layers Q5_K, the others Q4_K; ffn_down Q5_K
+ * in the first sixteenth, Q4_K after; attn_output Q4_K; the output matrix Q6_K; the rest
+ * Q3_K), as llama.cpp's quantizer does for dense models. Used by ld_lm_save_gguf
+ * (ld_lm_gguf_params.mix). */
+typedef struct ld_quant_mix ld_quant_mix;
+/* The mix named `name` (case-insensitive), or NULL. */
+const ld_quant_mix *ld_quant_mix_get(const char *name);
+int ld_quant_mix_count(void);
+const ld_quant_mix *ld_quant_mix_at(int i); /* 0 <= i < ld_quant_mix_count() */
+const char *ld_quant_mix_name(const ld_quant_mix *m);
+ld_dtype ld_quant_mix_body(const ld_quant_mix *m); /* the type of matrices no rule picks */
+uint32_t ld_quant_mix_ftype(const ld_quant_mix *m); /* llama_ftype, GGUF general.file_type */
+
 /* ---- importance matrices (calibration statistics for the 4-6 bit quantizers) ----------- */
 /* Per matrix (by its GGUF tensor name, e.g. "blk.0.attn_q.weight"): the sum of squares of
  * each input column over the rows seen, and the row count. Stored as llama.cpp's imatrix

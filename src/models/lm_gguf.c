@@ -16,6 +16,7 @@
 #include "liandan/io.h"
 #include "liandan/quant.h"
 #include "models/causal_lm_internal.h"
+#include "quant/quant_mix.h"
 
 typedef enum lm_xform { XF_NONE = 0, XF_ROPE_Q, XF_ROPE_K, XF_TRANSPOSE } lm_xform;
 
@@ -121,18 +122,26 @@ static bool type_can_export(ld_dtype t) {
     return t == LD_F32 || t == LD_F16 || t == LD_BF16 || ld_quant_type_supported(t);
 }
 
-/* The type a matrix with rows of K elements gets: `want`, or the nearest type whose blocks
- * fit K (llama.cpp falls back the same way for odd widths). */
-static ld_dtype fit_type(ld_dtype want, int64_t K) {
-    const ld_dtype_info *ti = ld_dtype_traits(want);
-    if (K % ti->block_size == 0) return want;
-    if (ti->block_size > 32 && K % 32 == 0) return LD_Q8_0;
-    return LD_F16;
-}
-
 ld_dtype ld_lm_mix_edge_type(ld_dtype body) {
     if (body == LD_F32 || body == LD_F16 || body == LD_BF16 || body == LD_Q8_0 || body == LD_Q6_K) return body;
     return LD_Q6_K;
+}
+
+/* The type of matrix t (GGUF name gname, rows of K) in the file: the mix's choice or the
+ * plain body / edge types, then the fallback for rows that are not whole blocks. */
+static ld_dtype matrix_type(const ld_lm *m, const ld_tensor *t, const char *gname, int64_t K,
+                            const ld_lm_gguf_params *p, ld_dtype embd, ld_dtype head) {
+    ld_dtype want = t == m->lm_head ? head : t == m->wte ? embd : p->type;
+    const bool edge_given = t == m->lm_head ? p->output_type != LD_DTYPE_COUNT : t == m->wte && p->embd_type != LD_DTYPE_COUNT;
+    if (p->mix && !edge_given) {
+        int layer = 0;
+        sscanf(gname, "blk.%d.", &layer);
+        const ld_mix_tensor mt = {ld_tensor_role_of(gname), layer, (int)m->cfg.n_layers, K,
+                                  (int)(m->cfg.n_heads / (m->cfg.n_kv_heads > 0 ? m->cfg.n_kv_heads : m->cfg.n_heads)),
+                                  p->imatrix != NULL, m->cfg.tie_embeddings};
+        want = ld_quant_mix_type(p->mix, &mt);
+    }
+    return ld_quant_mix_fallback(want, K);
 }
 
 /* ---- export ------------------------------------------------------------------------------ */
@@ -225,6 +234,12 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
     if (!p) p = &dp;
     const ld_lm_config *c = &m->cfg;
     const lm_gguf_arch *a = arch_for_family(c->family);
+    ld_lm_gguf_params mp;
+    if (p->mix) { /* the mix's body type stands for `type` */
+        mp = *p;
+        mp.type = ld_quant_mix_body(p->mix);
+        p = &mp;
+    }
     ld_dtype embd = p->embd_type == LD_DTYPE_COUNT ? ld_lm_mix_edge_type(p->type) : p->embd_type;
     ld_dtype head = p->output_type == LD_DTYPE_COUNT ? ld_lm_mix_edge_type(p->type) : p->output_type;
     ld_dtype types[3] = {p->type, embd, head};
@@ -243,7 +258,10 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
                      ld_dtype_traits(head)->block_size > 1;
     if (!st) st = ld_gguf_writer_set_str(s.w, "general.architecture", a->name);
     if (!st) st = ld_gguf_writer_set_str(s.w, "general.name", p->name ? p->name : "liandan model");
-    if (!st) st = ld_gguf_writer_set_u32(s.w, "general.file_type", (uint32_t)ld_dtype_traits(p->type)->ftype);
+    if (!st) {
+        const uint32_t ftype = p->mix ? ld_quant_mix_ftype(p->mix) : (uint32_t)ld_dtype_traits(p->type)->ftype;
+        st = ld_gguf_writer_set_u32(s.w, "general.file_type", ftype);
+    }
     if (!st && quantized) st = ld_gguf_writer_set_u32(s.w, "general.quantization_version", 2);
     if (!st) st = set_config(s.w, a, c);
     if (!st) st = ld_tokenizer_to_gguf(tok, s.w, c->vocab_size);
@@ -257,11 +275,8 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
             break;
         }
         ld_dtype type = LD_F32; /* norms, biases, learned positions */
-        if (t->ndim == 2 && t != m->wpe) {
-            int64_t K = xf == XF_TRANSPOSE ? t->shape[0] : t->shape[1];
-            ld_dtype want = t == m->lm_head ? head : t == m->wte ? embd : p->type;
-            type = fit_type(want, K);
-        }
+        if (t->ndim == 2 && t != m->wpe)
+            type = matrix_type(m, t, gname, xf == XF_TRANSPOSE ? t->shape[0] : t->shape[1], p, embd, head);
         st = export_tensor(&s, m, t, gname, xf, type, p);
     }
     if (!st) st = ld_gguf_writer_write(s.w, path);

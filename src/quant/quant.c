@@ -70,8 +70,8 @@ static void dequantize_f16(const void *x, float *y, int64_t n) {
 #define LD_ACT_BLOCK_q8_K LD_QK_K
 #define LD_ACT_BLOCK_q8_0 LD_QK8_0
 #define QT_LOWBIT_TABLE(ISA, AISA)                                                                          \
-    QT_LOWBIT(LD_Q2_K, q2_K, q8_K, LD_QK_K, NULL, ISA, AISA)                                                \
-    QT_LOWBIT(LD_Q3_K, q3_K, q8_K, LD_QK_K, NULL, ISA, AISA)                                                \
+    QT_LOWBIT(LD_Q2_K, q2_K, q8_K, LD_QK_K, ld_quantize_row_q2_K_ref, ISA, AISA)                                                \
+    QT_LOWBIT(LD_Q3_K, q3_K, q8_K, LD_QK_K, ld_quantize_row_q3_K_ref, ISA, AISA)                                                \
     QT_LOWBIT(LD_TQ1_0, tq1_0, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
     QT_LOWBIT(LD_TQ2_0, tq2_0, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
     QT_LOWBIT(LD_IQ2_XXS, iq2_xxs, q8_K, LD_QK_K, NULL, ISA, AISA)                                          \
@@ -81,16 +81,16 @@ static void dequantize_f16(const void *x, float *y, int64_t n) {
     QT_LOWBIT(LD_IQ3_S, iq3_s, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
     QT_LOWBIT(LD_IQ1_S, iq1_s, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
     QT_LOWBIT(LD_IQ1_M, iq1_m, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
-    QT_LOWBIT(LD_IQ4_NL, iq4_nl, q8_0, LD_QK8_0, NULL, ISA, AISA)                                           \
-    QT_LOWBIT(LD_IQ4_XS, iq4_xs, q8_K, LD_QK_K, NULL, ISA, AISA)
+    QT_LOWBIT(LD_IQ4_NL, iq4_nl, q8_0, LD_QK8_0, ld_quantize_row_iq4_nl_ref, ISA, AISA)                                           \
+    QT_LOWBIT(LD_IQ4_XS, iq4_xs, q8_K, LD_QK_K, ld_quantize_row_iq4_xs_ref, ISA, AISA)
 
 #define ROWS_avx512(name) ld_dot_rows_##name##_avx512
 #define ROWS_ref(name) NULL
 /* The reference table names the ref functions as its "optimized" ones too. AVX-512 CPUs run
  * the AVX2 kernels of the types that have no AVX-512 one; AVX2 CPUs without AVX-512 VNNI
  * have AVX2 kernels for the low-bit types only (the others use the reference). */
-static const ld_quant_traits table_avx512[LD_DTYPE_COUNT] = {QT_TABLE(avx512) QT_LOWBIT_TABLE(ref, avx512)};
-static const ld_quant_traits table_avx2[LD_DTYPE_COUNT] = {QT_TABLE(ref) QT_LOWBIT_TABLE(ref, ref)};
+static const ld_quant_traits table_avx512[LD_DTYPE_COUNT] = {QT_TABLE(avx512) QT_LOWBIT_TABLE(avx2, avx512)};
+static const ld_quant_traits table_avx2[LD_DTYPE_COUNT] = {QT_TABLE(ref) QT_LOWBIT_TABLE(avx2, ref)};
 static const ld_quant_traits table_ref[LD_DTYPE_COUNT] = {QT_TABLE(ref) QT_LOWBIT_TABLE(ref, ref)};
 
 static bool have_vnni(void) {

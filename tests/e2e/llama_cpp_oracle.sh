@@ -127,6 +127,53 @@ for f in ld.q8_0 ld.q4_k lc.q8_0 lc.q4_k_m lc.qwen2.q4_k_m; do
 done
 [ $((agree * 10)) -ge $((total * 7)) ] || fail "quantized: only $agree of $total continuations agree"
 
+# the low-bit types (K-quants Q2_K/Q3_K, ternary TQ*, i-quants IQ1..IQ4): llama.cpp's quantizer
+# writes each (the i-quants below 2.5 bits with an importance matrix of ones, which they
+# require); every quantized tensor decodes to the same floats as in GGML, block by block
+# (test_quant_ggml reads the files), and greedy tokens agree as for the types above
+IM=()
+for l in 0 1; do
+  for n in attn_q attn_k attn_v attn_output ffn_gate ffn_up; do IM+=("blk.$l.$n.weight:256"); done
+  IM+=("blk.$l.ffn_down.weight:512")
+done
+IM+=("token_embd.weight:256")
+lowbit=""
+for ft in 10:q2_k 12:q3_k_m 25:iq4_nl 30:iq4_xs 23:iq3_xxs 29:iq2_m 19:iq2_xxs 20:iq2_xs 24:iq1_s 31:iq1_m 36:tq1_0 37:tq2_0; do
+  "$T/llama_quantize" "$LIB" "$T/llama.f32.gguf" "$T/lc.${ft#*:}.gguf" "${ft%%:*}" "${IM[@]}" >"$T/lq.log" 2>&1 ||
+    { tail -5 "$T/lq.log"; fail "llama.cpp quantize ${ft#*:}"; }
+  lowbit="$lowbit${lowbit:+:}$T/lc.${ft#*:}.gguf"
+done
+LD_GGUF_FILES=$lowbit "$(dirname "$BIN")/test_quant_ggml" gguf_files_decode_like_ggml >"$T/decode.log" 2>&1 ||
+  { cat "$T/decode.log"; fail "llama.cpp's low-bit files decode differently in liandan"; }
+types=$(grep -o '( [A-Z0-9_ ]* )' "$T/decode.log" | tr ' ()' '\n' | sort -u | tr '\n' ' ')
+for t in Q2_K Q3_K IQ4_NL IQ4_XS IQ3_XXS IQ3_S IQ2_S IQ2_XXS IQ2_XS IQ1_S IQ1_M TQ1_0 TQ2_0; do
+  case " $types " in *" $t "*) ;; *) fail "no $t tensor among llama.cpp's low-bit files ($types)" ;; esac
+done
+echo "llama_cpp_oracle: llama.cpp's $types tensors decode bit for bit like GGML"
+# liandan writes the same mixes as llama.cpp's quantizer (tensor by tensor), and llama.cpp
+# runs them
+for mx in 10:q2_k 12:q3_k_m 13:q3_k_l 11:q3_k_s 21:q2_k_s 30:iq4_xs 15:q4_k_m; do
+  t=${mx#*:}
+  "$BIN" quantize "$M" --type "$t" -o "$T/ld.$t.gguf" 2>"$T/q.log" || { cat "$T/q.log"; fail "liandan quantize --type $t"; }
+  "$T/llama_quantize" "$LIB" "$T/llama.f32.gguf" "$T/lcm.$t.gguf" "${mx%%:*}" >/dev/null 2>&1 || fail "llama.cpp quantize $t"
+  for who in ld lcm; do
+    "$BIN" inspect "$T/$who.$t.gguf" | awk '/^tensors/ { on = 1; next } on && NF == 5 && $1 != "name" { print $1, $2 }' | sort >"$T/$who.$t.types"
+  done
+  cmp -s "$T/ld.$t.types" "$T/lcm.$t.types" || { diff "$T/ld.$t.types" "$T/lcm.$t.types"; fail "$t: tensor types differ from llama.cpp's mix"; }
+done
+echo "llama_cpp_oracle: liandan's q2_k q2_k_s q3_k_s q3_k_m q3_k_l iq4_xs q4_k_m mixes have llama.cpp's tensor types"
+total=0; agree=0
+for f in lc.q2_k lc.q3_k_m lc.iq4_nl lc.iq4_xs lc.iq3_xxs lc.iq2_m lc.iq2_xxs lc.iq2_xs lc.iq1_s lc.iq1_m lc.tq1_0 lc.tq2_0 \
+         ld.q2_k ld.q3_k_m ld.q3_k_l ld.iq4_xs; do
+  node "$ORACLE" greedy "$T/$f.gguf" 24 "$T/llama.prompts" >"$T/$f.lc"
+  ours "$T/$f.gguf" "$T/llama.prompts" >"$T/$f.ld"
+  n=$(wc -l <"$T/llama.prompts"); s=$(same_lines "$T/$f.lc" "$T/$f.ld")
+  echo "llama_cpp_oracle: $f: $s of $n greedy continuations identical in llama.cpp and liandan"
+  total=$((total + n)); agree=$((agree + s))
+  [ "$s" -ge $((n / 2)) ] || { paste "$T/$f.lc" "$T/$f.ld"; fail "$f: llama.cpp and liandan disagree on most prompts"; }
+done
+[ $((agree * 10)) -ge $((total * 7)) ] || fail "low-bit: only $agree of $total continuations agree"
+
 # errors: an architecture liandan does not run, a truncated file
 "$BIN" gguf write "$T/phi.gguf" --from "$T/llama.f32.gguf" --set general.architecture=str:phi3 2>/dev/null
 if "$BIN" generate "$T/phi.gguf" "x" >"$T/err" 2>&1; then fail "phi3 GGUF accepted"; fi

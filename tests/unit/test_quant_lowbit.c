@@ -1,0 +1,256 @@
+/* tests/unit/test_quant_lowbit.c — the low-bit weight formats (Q2_K, Q3_K, TQ1_0, TQ2_0,
+ * IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS): optimized dot
+ * kernels bit-identical to the scalar reference, the levels form equal to the decoded
+ * weights, ld_qmatmul on them against a dequantize + f32 product, and hand-built golden
+ * blocks that pin the bit layout of each format independently of GGML (test_quant_ggml
+ * compares with GGML itself). */
+#include "ld_test.h"
+#include "kernels/kernels.h"
+#include "quant/qgemm.h"
+#include "quant/quant_blocks.h"
+#include "quant/quant_mix.h"
+
+static const ld_dtype LOWBIT[] = {LD_Q2_K,   LD_Q3_K,    LD_TQ1_0,  LD_TQ2_0, LD_IQ1_S,   LD_IQ1_M,  LD_IQ2_XXS,
+                                  LD_IQ2_XS, LD_IQ2_S, LD_IQ3_XXS, LD_IQ3_S, LD_IQ4_NL, LD_IQ4_XS};
+#define NLOW (int)(sizeof LOWBIT / sizeof LOWBIT[0])
+
+static float *gaussian(uint64_t seed, int64_t n) {
+    float *x = malloc((size_t)n * sizeof *x);
+    ld_rng r = ld_rng_init(seed);
+    for (int64_t i = 0; i < n; i++) x[i] = ld_rng_normal(&r);
+    return x;
+}
+
+static size_t row_bytes(ld_dtype t, int64_t n) {
+    size_t b = 0;
+    ld_dtype_row_bytes(t, n, &b);
+    return b;
+}
+
+/* Offset of each format's fp16 super-block scale(s) (-1: none), to keep random scales finite. */
+static void random_blocks(ld_dtype t, uint8_t *w, int64_t nblk, uint64_t seed) {
+    ld_rng r = ld_rng_init(seed);
+    const int bb = ld_dtype_traits(t)->block_bytes;
+    for (int64_t i = 0; i < nblk * bb; i++) w[i] = (uint8_t)ld_rng_u64(&r);
+    for (int64_t i = 0; i < nblk; i++) {
+        uint8_t *b = w + i * bb;
+        switch (t) { /* |d| < 2: clear the top exponent bit of every fp16 scale */
+        case LD_Q2_K: b[81] &= 0xBF, b[83] &= 0xBF; break;
+        case LD_Q3_K: b[109] &= 0xBF; break;
+        case LD_TQ1_0: b[53] &= 0xBF; break;
+        case LD_TQ2_0: b[65] &= 0xBF; break;
+        case LD_IQ1_M: b[55] &= 0xBF; break;
+        default: b[1] &= 0xBF; break;
+        }
+    }
+}
+
+static bool have_avx2(void) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    return f->avx2 && f->fma;
+}
+
+/* ---- optimized dots against the reference ------------------------------------------------ */
+TEST(optimized_dots_equal_reference) {
+    if (!have_avx2()) {
+        printf("  skipped: no AVX2 + FMA on this CPU\n");
+        return;
+    }
+    for (int t = 0; t < NLOW; t++) {
+        const ld_quant_traits *q = ld_quant_traits_get(LOWBIT[t]);
+        const char *name = ld_dtype_traits(LOWBIT[t])->name;
+        CHECK_MSG(q && q->vec_dot != q->vec_dot_ref, "%s: no optimized dot", name);
+        if (!q || q->vec_dot == q->vec_dot_ref) continue;
+        for (int64_t n = 256; n <= 2816; n += 512) { /* 1, 3, 5 ... super-blocks */
+            const int64_t nblk = n / q->block_size;
+            uint8_t *w = malloc(row_bytes(LOWBIT[t], n));
+            uint8_t *a = malloc((size_t)(n / q->act_block_size) * q->act_block_bytes);
+            float *xa = gaussian(50 + (uint64_t)n, n);
+            for (int rep = 0; rep < 6; rep++) {
+                random_blocks(LOWBIT[t], w, nblk, 100 * (uint64_t)t + (uint64_t)rep);
+                /* extreme activations too: every int8 product at its bound */
+                if (rep == 5)
+                    for (int64_t i = 0; i < n; i++) xa[i] = i % 3 ? -1.0f : 1.0f;
+                q->quantize_act_ref(xa, a, n);
+                const float r = q->vec_dot_ref(n, w, a), o = q->vec_dot(n, w, a);
+                CHECK_MSG(!memcmp(&r, &o, sizeof r), "%s n=%lld rep %d: reference %.9g, optimized %.9g", name, (long long)n,
+                          rep, r, o);
+            }
+            free(w), free(a), free(xa);
+        }
+    }
+}
+
+/* ---- levels form -------------------------------------------------------------------------- */
+/* s * (L - zp) + o reproduces every decoded weight exactly. */
+TEST(levels_form_reproduces_weights) {
+    static const struct {
+        ld_dtype t;
+        void (*levels)(const void *, int64_t, uint8_t *, float *, float *);
+        int group, zp;
+    } F[] = {
+        {LD_Q2_K, ld_levels_row_q2_K, 16, 0},       {LD_Q3_K, ld_levels_row_q3_K, 16, 4},
+        {LD_TQ1_0, ld_levels_row_tq1_0, 32, 1},     {LD_TQ2_0, ld_levels_row_tq2_0, 32, 1},
+        {LD_IQ1_S, ld_levels_row_iq1_s, 32, 9},     {LD_IQ1_M, ld_levels_row_iq1_m, 16, 9},
+        {LD_IQ2_XXS, ld_levels_row_iq2_xxs, 32, 43}, {LD_IQ2_XS, ld_levels_row_iq2_xs, 16, 43},
+        {LD_IQ2_S, ld_levels_row_iq2_s, 16, 43},    {LD_IQ3_XXS, ld_levels_row_iq3_xxs, 32, 62},
+        {LD_IQ3_S, ld_levels_row_iq3_s, 32, 15},    {LD_IQ4_NL, ld_levels_row_iq4_nl, 32, 128},
+        {LD_IQ4_XS, ld_levels_row_iq4_xs, 32, 128},
+    };
+    const int64_t n = 1024;
+    uint8_t *w = malloc(row_bytes(LD_IQ4_XS, n) * 2), *L = malloc(n);
+    float *y = malloc(n * sizeof(float)), *s = malloc(n / 16 * sizeof(float)), *o = malloc(n / 16 * sizeof(float));
+    for (size_t k = 0; k < sizeof F / sizeof F[0]; k++) {
+        const ld_dtype_info *di = ld_dtype_traits(F[k].t);
+        random_blocks(F[k].t, w, n / di->block_size, 7 + k);
+        ld_quant_traits_get(F[k].t)->dequantize_row(w, y, n);
+        for (int64_t g = 0; g < n / F[k].group; g++) o[g] = 0.0f;
+        F[k].levels(w, n, L, s, o);
+        int bad = 0;
+        for (int64_t i = 0; i < n && !bad; i++) {
+            const float v = s[i / F[k].group] * (float)(L[i] - F[k].zp) + o[i / F[k].group];
+            if (v != y[i] && !(v == 0 && y[i] == 0)) {
+                CHECK_MSG(0, "%s element %lld: levels form %.9g, decoded %.9g", di->name, (long long)i, v, y[i]);
+                bad = 1;
+            }
+        }
+    }
+    free(w), free(L), free(y), free(s), free(o);
+}
+
+/* ---- ld_qmatmul ------------------------------------------------------------------------------ */
+/* y = x . W^T on low-bit W equals the f32 product with the decoded W and the activations as
+ * the kernels round them, to float rounding. */
+TEST(qmatmul_matches_dequantized_product) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    const int64_t N = 24, K = 512, M = 3;
+    float *x = gaussian(31, M * K), *wf = malloc(N * K * sizeof(float)), *xa = malloc(M * K * sizeof(float));
+    float *y = malloc(M * N * sizeof(float));
+    for (int t = 0; t < NLOW; t++) {
+        const ld_dtype_info *di = ld_dtype_traits(LOWBIT[t]);
+        const ld_quant_traits *q = ld_quant_traits_get(LOWBIT[t]);
+        uint8_t *W = malloc(row_bytes(LOWBIT[t], N * K));
+        random_blocks(LOWBIT[t], W, N * K / di->block_size, 40 + (uint64_t)t);
+        CHECK(ld_dequantize(ctx, LOWBIT[t], W, wf, N * K) == LD_OK);
+        size_t sz = 0;
+        CHECK_STATUS(ctx, ld_qmatmul_scratch_size(ctx, LOWBIT[t], M, K, &sz), LD_OK, "");
+        void *scratch = malloc(sz ? sz : 1);
+        CHECK_STATUS(ctx, ld_qmatmul(ctx, LOWBIT[t], W, N, K, x, M, y, scratch), LD_OK, "");
+        uint8_t *act = malloc((size_t)(K / q->act_block_size) * q->act_block_bytes);
+        for (int64_t m = 0; m < M; m++) {
+            q->quantize_act_ref(x + m * K, act, K);
+            if (q->act_block_size == 32) ld_dequantize_row_q8_0(act, xa + m * K, K);
+            else ld_dequantize_row_q8_K(act, xa + m * K, K);
+        }
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t c = 0; c < N; c++) {
+                double ref = 0, mag = 0;
+                for (int64_t k = 0; k < K; k++)
+                    ref += (double)xa[m * K + k] * wf[c * K + k], mag += fabs((double)xa[m * K + k] * wf[c * K + k]);
+                CHECK_MSG(fabs(y[m * N + c] - ref) <= 1e-5 * mag + 1e-30, "%s y[%lld,%lld] = %.9g, reference %.9g",
+                          di->name, (long long)m, (long long)c, y[m * N + c], ref);
+            }
+        free(W), free(scratch), free(act);
+    }
+    free(x), free(wf), free(xa), free(y);
+    ld_ctx_free(ctx);
+}
+
+/* ---- quantizers ------------------------------------------------------------------------------ */
+/* RMS relative round-trip error on N(0,1) rows (measured: Q2_K 0.293, Q3_K 0.152, IQ4_NL 0.076,
+ * IQ4_XS 0.076; bounds ~10 % above), an importance matrix lowering the weighted error, and
+ * results independent of the thread count. */
+TEST(quantizers_round_trip) {
+    static const struct {
+        ld_dtype t;
+        double bound;
+    } Q[] = {{LD_Q2_K, 0.32}, {LD_Q3_K, 0.167}, {LD_IQ4_NL, 0.084}, {LD_IQ4_XS, 0.084}};
+    const int64_t R = 16, C = 1024;
+    float *x = gaussian(61, R * C), *y = malloc(R * C * sizeof(float)), *im = gaussian(62, C);
+    for (int64_t c = 0; c < C; c++) im[c] = im[c] * im[c] * 4 + 0.01f;
+    for (size_t k = 0; k < sizeof Q / sizeof Q[0]; k++) {
+        const char *name = ld_dtype_traits(Q[k].t)->name;
+        uint8_t *w1 = malloc(row_bytes(Q[k].t, R * C)), *w2 = malloc(row_bytes(Q[k].t, R * C));
+        double e[2][2]; /* [imatrix used][error weighted by it] */
+        for (int use = 0; use < 2; use++) {
+            ld_ctx_params p = ld_ctx_default_params();
+            p.n_threads = use ? 1 : 2;
+            ld_ctx *ctx = NULL;
+            ld_ctx_new(&p, &ctx);
+            CHECK_STATUS(ctx, ld_quantize(ctx, Q[k].t, use ? w2 : w1, x, R, C, use ? im : NULL), LD_OK, "");
+            CHECK_STATUS(ctx, ld_dequantize(ctx, Q[k].t, use ? w2 : w1, y, R * C), LD_OK, "");
+            for (int wt = 0; wt < 2; wt++) {
+                double num = 0, den = 0;
+                for (int64_t i = 0; i < R * C; i++) {
+                    const double wi = wt ? im[i % C] : 1.0, d = (double)x[i] - y[i];
+                    num += wi * d * d, den += wi * (double)x[i] * x[i];
+                }
+                e[use][wt] = sqrt(num / den);
+            }
+            ld_ctx_free(ctx);
+        }
+        printf("  %-6s rms relative error %.4f (bound %.3f); weighted: plain %.4f, with imatrix %.4f\n", name, e[0][0],
+               Q[k].bound, e[0][1], e[1][1]);
+        CHECK_MSG(e[0][0] <= Q[k].bound, "%s: error %.4f", name, e[0][0]);
+        CHECK_MSG(e[1][1] < e[0][1], "%s: the importance matrix did not lower the weighted error", name);
+        /* two threads (plain) and one thread give the same bytes for the same input */
+        ld_ctx *c1 = NULL;
+        ld_ctx_new(NULL, &c1);
+        ld_quantize(c1, Q[k].t, w2, x, R, C, NULL);
+        CHECK_MSG(!memcmp(w1, w2, row_bytes(Q[k].t, R * C)), "%s: result depends on the thread count", name);
+        ld_ctx_free(c1);
+        free(w1), free(w2);
+    }
+    free(x), free(y), free(im);
+}
+
+/* ---- mixes ------------------------------------------------------------------------------------ */
+static ld_dtype mix_type(const char *mix, ld_tensor_role role, int layer, int n_layers, int gqa, bool imat) {
+    const ld_mix_tensor t = {role, layer, n_layers, 4096, gqa, imat, false};
+    return ld_quant_mix_type(ld_quant_mix_get(mix), &t);
+}
+
+/* llama.cpp's rules on a 32-layer model (llama_tensor_get_type). */
+TEST(mixes_follow_llama_cpp_rules) {
+    CHECK(ld_quant_mix_get("q3_k_m") && ld_quant_mix_get("Q3_K_M") == ld_quant_mix_get("q3_k_m"));
+    CHECK(!ld_quant_mix_get("q3_k") && !ld_quant_mix_get("q3_k_mm") && !ld_quant_mix_get(""));
+    CHECK(ld_quant_mix_ftype(ld_quant_mix_get("Q3_K_M")) == 12 && ld_quant_mix_body(ld_quant_mix_get("Q3_K_M")) == LD_Q3_K);
+    /* Q3_K_M: attn_v Q5_K for layers 0-1, Q4_K after; ffn_down Q5_K below 32/16, Q4_K after */
+    CHECK(mix_type("Q3_K_M", LD_ROLE_ATTN_V, 1, 32, 1, false) == LD_Q5_K);
+    CHECK(mix_type("Q3_K_M", LD_ROLE_ATTN_V, 2, 32, 1, false) == LD_Q4_K);
+    CHECK(mix_type("Q3_K_M", LD_ROLE_FFN_DOWN, 1, 32, 1, false) == LD_Q5_K);
+    CHECK(mix_type("Q3_K_M", LD_ROLE_FFN_DOWN, 2, 32, 1, false) == LD_Q4_K);
+    CHECK(mix_type("Q3_K_M", LD_ROLE_ATTN_OUTPUT, 5, 32, 1, false) == LD_Q4_K);
+    CHECK(mix_type("Q3_K_M", LD_ROLE_FFN_UP, 5, 32, 1, false) == LD_Q3_K);
+    CHECK(mix_type("Q3_K_M", LD_ROLE_ATTN_QKV, 5, 32, 1, false) == LD_Q4_K); /* attn_qkv follows attn_v */
+    /* Q4_K_M: Q6_K where use_more_bits: layers < 4, >= 28, and (i - 4) % 3 == 2 */
+    for (int i = 0; i < 32; i++) {
+        const bool more = i < 4 || i >= 28 || (i - 4) % 3 == 2;
+        CHECK_MSG(mix_type("Q4_K_M", LD_ROLE_FFN_DOWN, i, 32, 1, false) == (more ? LD_Q6_K : LD_Q4_K), "layer %d", i);
+    }
+    /* Q2_K: attn_v Q4_K with 4+ query heads per KV head, else Q3_K */
+    CHECK(mix_type("Q2_K", LD_ROLE_ATTN_V, 9, 32, 4, false) == LD_Q4_K);
+    CHECK(mix_type("Q2_K", LD_ROLE_ATTN_V, 9, 32, 2, false) == LD_Q3_K);
+    CHECK(mix_type("Q2_K", LD_ROLE_ATTN_Q, 9, 32, 2, false) == LD_Q2_K);
+    /* IQ4_XS: ffn_down of the first eighth Q5_K unless an importance matrix is given */
+    CHECK(mix_type("IQ4_XS", LD_ROLE_FFN_DOWN, 3, 32, 1, false) == LD_Q5_K);
+    CHECK(mix_type("IQ4_XS", LD_ROLE_FFN_DOWN, 3, 32, 1, true) == LD_IQ4_XS);
+    /* output Q6_K, or Q8_0 when its rows are not whole blocks; a tied embedding too */
+    const ld_mix_tensor out = {LD_ROLE_OUTPUT, 0, 32, 4096, 1, false, false}, odd = {LD_ROLE_OUTPUT, 0, 32, 4000, 1, false, false};
+    const ld_mix_tensor tied = {LD_ROLE_TOKEN_EMBD, 0, 32, 4096, 1, false, true}, untied = {LD_ROLE_TOKEN_EMBD, 0, 32, 4096, 1, false, false};
+    CHECK(ld_quant_mix_type(ld_quant_mix_get("Q2_K"), &out) == LD_Q6_K);
+    CHECK(ld_quant_mix_type(ld_quant_mix_get("Q2_K"), &odd) == LD_Q8_0);
+    CHECK(ld_quant_mix_type(ld_quant_mix_get("Q2_K"), &tied) == LD_Q6_K);
+    CHECK(ld_quant_mix_type(ld_quant_mix_get("Q2_K"), &untied) == LD_Q2_K);
+    /* roles from GGUF names; fallbacks for rows that are not whole blocks */
+    CHECK(ld_tensor_role_of("blk.3.attn_v.weight") == LD_ROLE_ATTN_V && ld_tensor_role_of("output.weight") == LD_ROLE_OUTPUT);
+    CHECK(ld_tensor_role_of("blk.0.ffn_down.weight") == LD_ROLE_FFN_DOWN && ld_tensor_role_of("blk.0.attn_norm.weight") == LD_ROLE_OTHER);
+    CHECK(ld_quant_mix_fallback(LD_Q3_K, 4096) == LD_Q3_K && ld_quant_mix_fallback(LD_Q3_K, 96) == LD_Q4_0);
+    CHECK(ld_quant_mix_fallback(LD_IQ4_XS, 96) == LD_IQ4_NL && ld_quant_mix_fallback(LD_Q6_K, 96) == LD_Q8_0);
+    CHECK(ld_quant_mix_fallback(LD_Q4_K, 100) == LD_F16);
+    for (int i = 0; i < ld_quant_mix_count(); i++) /* every mix names only types liandan writes */
+        CHECK_MSG(ld_quant_type_supported(ld_quant_mix_body(ld_quant_mix_at(i))), "%s", ld_quant_mix_name(ld_quant_mix_at(i)));
+}
+
+LD_TEST_MAIN()
