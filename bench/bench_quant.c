@@ -1,5 +1,5 @@
 /* bench/bench_quant.c — `liandan bench kernels --filter quant`: ld_qmatmul on F32, F16,
- * Q8_0, Q4_K and Q6_K weights at GPT-2-small shapes.
+ * Q8_0, Q4_K and Q6_K weights (or the --type ones) at GPT-2-small shapes.
  *  - decode (M = 1): GB/s of weight bytes read, against the read bandwidth measured in the
  *    same run. The weight set is copied until it spans >= 512 MiB (more than the 260 MiB
  *    last-level cache), and every repetition walks all copies, like a decode step walking
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "quant/quant_blocks.h"
 
 typedef struct {
     ld_ctx *ctx;
@@ -68,7 +69,8 @@ static void *make_weights(ld_ctx *ctx, ld_dtype t, int64_t N, int64_t K, size_t 
     for (int64_t i = 0; i < N * K; i++) f[i] = 0.02f * ld_rng_normal(&r);
     if (t == LD_F32) memcpy(w, f, *bytes);
     else if (t == LD_F16) for (int64_t i = 0; i < N * K; i++) ((uint16_t *)w)[i] = ld_fp32_to_fp16(f[i]);
-    else ld_quantize(ctx, t, w, f, N, K, NULL);
+    else if (ld_quant_type_supported(t)) ld_quantize(ctx, t, w, f, N, K, NULL);
+    else ld_quant_random_blocks(t, w, N * K / ld_dtype_traits(t)->block_size, 42); /* read-only types */
     free(f);
     return w;
 }
@@ -99,7 +101,9 @@ static void measure(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
 }
 
 void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r) {
-    static const ld_dtype types[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_K, LD_Q6_K};
+    static const ld_dtype defaults[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_K, LD_Q6_K};
+    const ld_dtype *types = o->n_types ? o->types : defaults; /* --type T picks others */
+    const size_t ntypes = o->n_types ? (size_t)o->n_types : sizeof defaults / sizeof defaults[0];
     static const int64_t shapes[][2] = {{3072, 768}, {768, 3072}, {50304, 768}}; /* {N, K} */
     ld_ctx *ctx = NULL;
     ld_ctx_params p = ld_ctx_default_params();
@@ -107,7 +111,7 @@ void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, 
     if (ld_ctx_new(&p, &ctx)) return;
     const int64_t MP = 512;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        for (size_t ti = 0; ti < ntypes; ti++) {
             const ld_dtype t = types[ti];
             const int64_t N = shapes[si][0], K = shapes[si][1];
             const char *tn = ld_dtype_traits(t)->name;

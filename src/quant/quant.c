@@ -124,6 +124,33 @@ bool ld_quant_type_supported(ld_dtype t) {
     return q && q->quantize_row;
 }
 
+/* ---- random blocks (tests, benchmarks) ------------------------------------------------------ */
+/* Byte offsets of the high byte of each block's fp16 scale(s) (0 = none after the first). */
+static const struct {
+    ld_dtype t;
+    int16_t hi[2];
+} SCALE_HI[] = {
+    {LD_Q8_0, {1, 0}},   {LD_Q4_0, {1, 0}},    {LD_Q4_1, {1, 3}},     {LD_Q5_0, {1, 0}},    {LD_Q5_1, {1, 3}},
+    {LD_Q4_K, {1, 3}},   {LD_Q5_K, {1, 3}},    {LD_Q6_K, {209, 0}},   {LD_Q2_K, {81, 83}},  {LD_Q3_K, {109, 0}},
+    {LD_TQ1_0, {53, 0}}, {LD_TQ2_0, {65, 0}},  {LD_IQ1_M, {55, 0}},   {LD_IQ1_S, {1, 0}},   {LD_IQ2_XXS, {1, 0}},
+    {LD_IQ2_XS, {1, 0}}, {LD_IQ2_S, {1, 0}},   {LD_IQ3_XXS, {1, 0}},  {LD_IQ3_S, {1, 0}},   {LD_IQ4_NL, {1, 0}},
+    {LD_IQ4_XS, {1, 0}},
+};
+
+void ld_quant_random_blocks(ld_dtype t, void *blocks, int64_t nblk, uint64_t seed) {
+    const ld_dtype_info *di = ld_dtype_traits(t);
+    uint8_t *w = blocks;
+    ld_rng r = ld_rng_init(seed);
+    for (int64_t i = 0; i < nblk * di->block_bytes; i += 8) {
+        const uint64_t v = ld_rng_u64(&r);
+        for (int k = 0; k < 8 && i + k < nblk * di->block_bytes; k++) w[i + k] = (uint8_t)(v >> (8 * k));
+    }
+    for (size_t k = 0; k < sizeof SCALE_HI / sizeof SCALE_HI[0]; k++)
+        if (SCALE_HI[k].t == t)
+            for (int64_t i = 0; i < nblk; i++)
+                for (int j = 0; j < 2 && SCALE_HI[k].hi[j]; j++) w[i * di->block_bytes + SCALE_HI[k].hi[j]] &= 0xBF;
+}
+
 /* ---- public entry points ------------------------------------------------------------------- */
 ld_status ld_quantize(ld_ctx *ctx, ld_dtype dst_type, void *dst, const float *src, int64_t nrows,
                       int64_t ncols, const float *imatrix) {

@@ -200,6 +200,11 @@ typedef struct ld_quant_traits {
 /* NULL for types without quantized kernels. */
 const ld_quant_traits *ld_quant_traits_get(ld_dtype t);
 
+/* nblk blocks of type t filled with random bytes, every fp16 block scale made finite with
+ * |d| < 2 (the top exponent bit cleared): valid blocks of every bit pattern, for tests and
+ * benchmarks of the types liandan decodes but does not quantize to. */
+void ld_quant_random_blocks(ld_dtype t, void *blocks, int64_t nblk, uint64_t seed);
+
 /* ld_qmatmul with the kernels chosen explicitly (use_ref = scalar reference). */
 int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x, int64_t M,
                     float *y, void *scratch, int threads, bool use_ref);

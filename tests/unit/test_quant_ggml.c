@@ -70,27 +70,6 @@ static int64_t first_difference(const float *a, const float *b, int64_t n) {
     return -1;
 }
 
-/* Random bytes, with every fp16 field that is a scale made finite (random bytes would be
- * NaN or infinite now and then, and NaN payloads are not part of the format). */
-static void random_blocks(ld_dtype t, uint8_t *w, int64_t nblk, uint64_t seed) {
-    ld_rng r = ld_rng_init(seed);
-    const int bb = ld_dtype_traits(t)->block_bytes;
-    for (int64_t i = 0; i < nblk * bb; i++) w[i] = (uint8_t)ld_rng_u64(&r);
-    for (int64_t i = 0; i < nblk; i++) {
-        uint8_t *b = w + i * bb;
-        switch (t) { /* clear the top exponent bit of each fp16 scale: |d| < 2 */
-        case LD_Q6_K: b[209] &= 0xBF; break;
-        case LD_Q3_K: b[109] &= 0xBF; break;
-        case LD_Q2_K: b[81] &= 0xBF, b[83] &= 0xBF; break;
-        case LD_TQ1_0: b[53] &= 0xBF; break;
-        case LD_TQ2_0: b[65] &= 0xBF; break;
-        case LD_IQ1_M: b[55] &= 0xBF; break; /* the top nibble of scale word 3 is d's bits 12..15 */
-        case LD_Q4_1: case LD_Q5_1: case LD_Q4_K: case LD_Q5_K: b[1] &= 0xBF, b[3] &= 0xBF; break;
-        default: b[1] &= 0xBF; break;
-        }
-    }
-}
-
 static ggml_dequant_fn ggml_dequant(const char *name) {
     char sym[64];
     snprintf(sym, sizeof sym, "dequantize_row_%s", name);
@@ -121,7 +100,7 @@ TEST(decode_random_blocks_like_ggml) {
         /* 1024 blocks of 256: every 8- to 11-bit grid index about 16 times or more */
         const int64_t nblk = di->block_size == 256 ? 1024 : 4096, n = nblk * di->block_size;
         uint8_t *w = malloc((size_t)(nblk * di->block_bytes));
-        random_blocks(TYPES[k].t, w, nblk, 1000 + (uint64_t)k);
+        ld_quant_random_blocks(TYPES[k].t, w, nblk, 1000 + (uint64_t)k);
         check_decode(TYPES[k].t, TYPES[k].ggml, w, n, "random blocks");
         free(w);
     }
@@ -161,7 +140,7 @@ TEST(reference_dots_match_decoded_products) {
         uint8_t *w = malloc((size_t)(K / di->block_size * di->block_bytes));
         uint8_t *a = malloc((size_t)(K / q->act_block_size * q->act_block_bytes));
         for (int rep = 0; rep < 8; rep++) {
-            random_blocks(TYPES[k].t, w, K / di->block_size, 3000 + 16 * (uint64_t)k + (uint64_t)rep);
+            ld_quant_random_blocks(TYPES[k].t, w, K / di->block_size, 3000 + 16 * (uint64_t)k + (uint64_t)rep);
             q->quantize_act_ref(xa, a, K);
             q->dequantize_row(w, dw, K);
             if (q->act_block_size == 32) ld_dequantize_row_q8_0(a, da, K);

@@ -27,24 +27,6 @@ static size_t row_bytes(ld_dtype t, int64_t n) {
     return b;
 }
 
-/* Offset of each format's fp16 super-block scale(s) (-1: none), to keep random scales finite. */
-static void random_blocks(ld_dtype t, uint8_t *w, int64_t nblk, uint64_t seed) {
-    ld_rng r = ld_rng_init(seed);
-    const int bb = ld_dtype_traits(t)->block_bytes;
-    for (int64_t i = 0; i < nblk * bb; i++) w[i] = (uint8_t)ld_rng_u64(&r);
-    for (int64_t i = 0; i < nblk; i++) {
-        uint8_t *b = w + i * bb;
-        switch (t) { /* |d| < 2: clear the top exponent bit of every fp16 scale */
-        case LD_Q2_K: b[81] &= 0xBF, b[83] &= 0xBF; break;
-        case LD_Q3_K: b[109] &= 0xBF; break;
-        case LD_TQ1_0: b[53] &= 0xBF; break;
-        case LD_TQ2_0: b[65] &= 0xBF; break;
-        case LD_IQ1_M: b[55] &= 0xBF; break;
-        default: b[1] &= 0xBF; break;
-        }
-    }
-}
-
 static bool have_avx2(void) {
     const ld_cpu_features *f = ld_cpu_features_get();
     return f->avx2 && f->fma;
@@ -67,7 +49,7 @@ TEST(optimized_dots_equal_reference) {
             uint8_t *a = malloc((size_t)(n / q->act_block_size) * q->act_block_bytes);
             float *xa = gaussian(50 + (uint64_t)n, n);
             for (int rep = 0; rep < 6; rep++) {
-                random_blocks(LOWBIT[t], w, nblk, 100 * (uint64_t)t + (uint64_t)rep);
+                ld_quant_random_blocks(LOWBIT[t], w, nblk, 100 * (uint64_t)t + (uint64_t)rep);
                 /* extreme activations too: every int8 product at its bound */
                 if (rep == 5)
                     for (int64_t i = 0; i < n; i++) xa[i] = i % 3 ? -1.0f : 1.0f;
@@ -102,7 +84,7 @@ TEST(levels_form_reproduces_weights) {
     float *y = malloc(n * sizeof(float)), *s = malloc(n / 16 * sizeof(float)), *o = malloc(n / 16 * sizeof(float));
     for (size_t k = 0; k < sizeof F / sizeof F[0]; k++) {
         const ld_dtype_info *di = ld_dtype_traits(F[k].t);
-        random_blocks(F[k].t, w, n / di->block_size, 7 + k);
+        ld_quant_random_blocks(F[k].t, w, n / di->block_size, 7 + k);
         ld_quant_traits_get(F[k].t)->dequantize_row(w, y, n);
         for (int64_t g = 0; g < n / F[k].group; g++) o[g] = 0.0f;
         F[k].levels(w, n, L, s, o);
@@ -131,7 +113,7 @@ TEST(qmatmul_matches_dequantized_product) {
         const ld_dtype_info *di = ld_dtype_traits(LOWBIT[t]);
         const ld_quant_traits *q = ld_quant_traits_get(LOWBIT[t]);
         uint8_t *W = malloc(row_bytes(LOWBIT[t], N * K));
-        random_blocks(LOWBIT[t], W, N * K / di->block_size, 40 + (uint64_t)t);
+        ld_quant_random_blocks(LOWBIT[t], W, N * K / di->block_size, 40 + (uint64_t)t);
         CHECK(ld_dequantize(ctx, LOWBIT[t], W, wf, N * K) == LD_OK);
         size_t sz = 0;
         CHECK_STATUS(ctx, ld_qmatmul_scratch_size(ctx, LOWBIT[t], M, K, &sz), LD_OK, "");
