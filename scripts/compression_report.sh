@@ -18,6 +18,12 @@ usage: scripts/compression_report.sh MODEL DATA OUT_DIR [options]
   --reps N         bench infer repetitions; the median is reported (default 5)
   --no-speed       sizes and perplexity only
   --bin PATH       the liandan binary (default: build/liandan)
+  --llama-cpp      also quantize OUT_DIR/model.f32.gguf with llama.cpp's own quantizer (the
+                   node-llama-cpp oracle of tests/oracle) for every type that is one of its
+                   mixes, and report that file's perplexity (liandan runs both files)
+  --read-only "T:FTYPE..."  rows for types liandan reads but does not write, from llama.cpp's
+                   quantizer (llama_ftype number; an importance matrix of ones for every
+                   matrix), e.g. "iq3_xxs:23 iq2_xxs:19 tq2_0:37"
 EOF
 }
 
@@ -26,7 +32,7 @@ EOF
 MODEL=$1 DATA=$2 OUT=$3
 shift 3
 TYPES="f32 f16 q8_0 q6_k q5_k q4_k q4_0"
-WINDOWS=() REPS=5 SPEED=1
+WINDOWS=() REPS=5 SPEED=1 LLAMA=0 READONLY=""
 BIN=${LD_BIN:-build/liandan}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -35,6 +41,8 @@ while [ $# -gt 0 ]; do
     --reps) REPS=$2; shift 2 ;;
     --no-speed) SPEED=0; shift ;;
     --bin) BIN=$2; shift 2 ;;
+    --llama-cpp) LLAMA=1; shift ;;
+    --read-only) READONLY=$2; shift 2 ;;
     *) echo "compression_report: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
@@ -45,6 +53,30 @@ mkdir -p "$OUT"
 
 # field VALUE of "... NAME VALUE ..." in a line
 field() { sed -n "s/.*$1 \([0-9.]*\).*/\1/p" | head -1; }
+
+# llama.cpp's quantizer (tests/oracle/llama_quantize.c on node-llama-cpp's libllama)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LIB=$ROOT/tests/oracle/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libllama.v0.5.0.so
+LQ=$OUT/llama_quantize
+if [ "$LLAMA" = 1 ] || [ -n "$READONLY" ]; then
+  [ -f "$LIB" ] || { echo "compression_report: $LIB is missing (run scripts/setup.sh)" >&2; exit 2; }
+  cc -O1 -o "$LQ" "$ROOT/tests/oracle/llama_quantize.c" -ldl
+  [ -s "$OUT/model.f32.gguf" ] || "$BIN" export gguf "$MODEL" -o "$OUT/model.f32.gguf" >&2
+fi
+# llama_ftype of a type name that is one of llama.cpp's mixes ("" when it is not)
+ftype_of() {
+  case $1 in
+    q8_0) echo 7 ;; q4_0) echo 2 ;; q6_k) echo 18 ;; q5_k_m) echo 17 ;; q5_k_s) echo 16 ;; q4_k_m) echo 15 ;;
+    q4_k_s) echo 14 ;; q3_k_l) echo 13 ;; q3_k_m) echo 12 ;; q3_k_s) echo 11 ;; q2_k) echo 10 ;; q2_k_s) echo 21 ;;
+    iq4_nl) echo 25 ;; iq4_xs) echo 30 ;; *) echo "" ;;
+  esac
+}
+# "NAME:K" for every matrix of a GGUF file (an importance matrix of ones for llama_quantize)
+ones_imatrix() {
+  "$BIN" inspect "$1" | awk '/^tensors/ { on = 1; next } on && $3 ~ /^\[/ && $4 ~ /\]$/ { gsub(/[\[,]/, "", $3); gsub(/\]/, "", $4); print $1 ":" $4 }'
+}
+# perplexity of a GGUF file
+ppl_of() { "$BIN" eval ppl "$1" --data "$DATA" "${WINDOWS[@]}" 2>/dev/null | grep perplexity | field perplexity; }
 
 rows=() f32_ppl=""
 for t in $TYPES; do
@@ -57,6 +89,17 @@ for t in $TYPES; do
   [ -z "$f32_ppl" ] && [ "$t" = f32 ] && f32_ppl=$ppl
   delta="—"
   [ -n "$f32_ppl" ] && [ "$t" != f32 ] && delta=$(awk -v a="$ppl" -v b="$f32_ppl" 'BEGIN { printf "%+.2f %%", 100 * (a / b - 1) }')
+  lc=""
+  if [ "$LLAMA" = 1 ]; then
+    ft=$(ftype_of "$t")
+    if [ -n "$ft" ]; then
+      [ -s "$OUT/llama.$t.gguf" ] || "$LQ" "$LIB" "$OUT/model.f32.gguf" "$OUT/llama.$t.gguf" "$ft" >/dev/null 2>&1
+      lp=$(ppl_of "$OUT/llama.$t.gguf")
+      lc=" | $lp ($(awk -v a="$ppl" -v b="$lp" 'BEGIN { printf "%+.2f %%", 100 * (a / b - 1) }'))"
+    else
+      lc=" | —"
+    fi
+  fi
   speed=""
   if [ "$SPEED" = 1 ]; then
     # the file's own rows of bench infer: median decode tok/s and its share of the bandwidth
@@ -68,15 +111,38 @@ for t in $TYPES; do
     pre=$(echo "$s" | sed -n 's/.*prefill \([0-9]*\) tokens *\([0-9.]*\) tok\/s.*/\2 (T=\1)/p')
     speed=" | ${pre:-?} | ${dec:-?}"
   fi
-  rows+=("| $t | $mb | $ppl | $delta | $bpb$speed |")
+  rows+=("| $t | $mb | $ppl | $delta | $bpb$lc$speed |")
   echo "compression_report: $t done" >&2
 done
 
-if [ "$SPEED" = 1 ]; then
-  echo "| type | size (MB) | perplexity | vs f32 | bits/byte | prefill tok/s | decode tok/s (of BW limit) |"
-  echo "|---|---|---|---|---|---|---|"
-else
-  echo "| type | size (MB) | perplexity | vs f32 | bits/byte |"
-  echo "|---|---|---|---|---|"
-fi
+# rows for types liandan reads but does not write: llama.cpp's quantizer makes the file
+for spec in $READONLY; do
+  t=${spec%%:*} ft=${spec#*:} f="$OUT/llama.$t.gguf"
+  # shellcheck disable=SC2046
+  [ -s "$f" ] || "$LQ" "$LIB" "$OUT/model.f32.gguf" "$f" "$ft" $(ones_imatrix "$OUT/model.f32.gguf") >/dev/null 2>&1 ||
+    { echo "compression_report: llama.cpp could not quantize to $t" >&2; continue; }
+  mb=$(awk -v b="$(stat -c %s "$f")" 'BEGIN { printf "%.1f", b / 1e6 }')
+  line=$("$BIN" eval ppl "$f" --data "$DATA" "${WINDOWS[@]}" 2>/dev/null | grep perplexity)
+  ppl=$(echo "$line" | field perplexity)
+  bpb=$(echo "$line" | sed -n 's/.*| \([0-9.]*\) bits\/byte.*/\1/p')
+  delta="—"
+  [ -n "$f32_ppl" ] && delta=$(awk -v a="$ppl" -v b="$f32_ppl" 'BEGIN { printf "%+.2f %%", 100 * (a / b - 1) }')
+  lc=""
+  [ "$LLAMA" = 1 ] && lc=" | (llama.cpp's file)"
+  speed=""
+  if [ "$SPEED" = 1 ]; then
+    s=$("$BIN" bench infer --model "$f" --reps "$REPS" 2>/dev/null | grep '^infer *file' || true)
+    dec=$(echo "$s" | sed -n 's/.*decode batch 1 ([^)]*) *\([0-9.]*\) tok\/s *\([0-9.]*%\).*/\1 (\2)/p')
+    pre=$(echo "$s" | sed -n 's/.*prefill \([0-9]*\) tokens *\([0-9.]*\) tok\/s.*/\2 (T=\1)/p')
+    speed=" | ${pre:-?} | ${dec:-?}"
+  fi
+  rows+=("| $t (llama.cpp) | $mb | $ppl | $delta | $bpb$lc$speed |")
+  echo "compression_report: $t (llama.cpp's quantizer) done" >&2
+done
+
+head="| type | size (MB) | perplexity | vs f32 | bits/byte |" rule="|---|---|---|---|---|"
+[ "$LLAMA" = 1 ] && head="$head llama.cpp's quantizer: perplexity (liandan vs it) |" rule="$rule---|"
+[ "$SPEED" = 1 ] && head="$head prefill tok/s | decode tok/s (of BW limit) |" rule="$rule---|---|"
+echo "$head"
+echo "$rule"
 printf '%s\n' "${rows[@]}"

@@ -1,8 +1,11 @@
 /* liandan/quant.h — quantized weight formats (bit-compatible with GGML) and the matrix
  * products that read them.
  *
- * Supported block types: LD_Q8_0, LD_Q4_0 (32 elements per block) and LD_Q4_K, LD_Q5_K,
- * LD_Q6_K (256 elements per super-block). A quantized row of n elements is
+ * Block types: every GGML weight type llama.cpp's quantizer writes. Decoded and computed:
+ * Q8_0, Q4_0, IQ4_NL (32 elements per block), Q6_K, Q5_K, Q4_K, Q3_K, Q2_K, IQ4_XS, IQ3_S,
+ * IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S, TQ2_0, TQ1_0 (256 per super-block); decoded
+ * only (computed in F32 by the models): Q4_1, Q5_0, Q5_1. Quantized to (ld_quantize): Q8_0,
+ * Q6_K, Q5_K, Q4_K, Q4_0, IQ4_NL, IQ4_XS, Q3_K, Q2_K. A quantized row of n elements is
  * n / block_size blocks of ld_dtype_traits(t)->block_bytes bytes, laid out exactly as in
  * GGML/GGUF (docs/formats/quant-blocks.md). */
 #ifndef LIANDAN_QUANT_H
@@ -19,14 +22,15 @@
 extern "C" {
 #endif
 
-/* true when ld_quantize can produce type t (and ld_dequantize read it). */
+/* true when ld_quantize can produce type t (ld_dequantize reads it then too; it also reads
+ * the types liandan only decodes). */
 bool ld_quant_type_supported(ld_dtype t);
 
 /* Quantizes a row-major [nrows, ncols] f32 matrix into nrows rows of blocks at dst (the
  * caller owns dst: nrows * row_bytes(dst_type, ncols) bytes, see ld_dtype_row_bytes).
  * imatrix: NULL, or ncols non-negative importance weights per column (e.g. the mean
  * squared activation of that input feature); the quantizer then minimises the
- * importance-weighted squared error (Q4_0, Q4_K, Q5_K, Q6_K; Q8_0 ignores it).
+ * importance-weighted squared error (every type but Q8_0, which ignores it).
  * Rows are quantized in parallel on the context's threads; the result does not depend on
  * the thread count.
  * Errors: LD_ERR_DTYPE for an unsupported type, LD_ERR_SHAPE when ncols is not a multiple
@@ -46,7 +50,7 @@ ld_status ld_qmatmul_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_
 /* y[M, N] = x[M, K] . W^T, where W is [N, K] in type wtype (F32, F16 or a supported
  * quantized type; rows of whole blocks, the nn.Linear layout). x is f32 row-major.
  * For few rows (decode), each row is quantized to the dot product's activation format
- * (Q8_0 for Q4_0/Q8_0 weights, Q8_K for K types) and dotted with each weight row. From 16
+ * (Q8_0 for Q4_0/Q8_0/IQ4_NL weights, Q8_K for the others) and dotted with each weight row. From 16
  * rows on (prefill, scoring), on CPUs with AVX-512 VNNI, the quantized types go through a
  * blocked int8 GEMM instead: rows quantized per group of 32 (16 for Q6_K), weights unpacked
  * to int8 panels, products at the int8 dot rate. Both use `scratch`

@@ -24,6 +24,15 @@ static inline int32_t hsum(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
+/* The sums of the 8 lanes of a and of b. */
+static inline void hsum2(__m256i a, __m256i b, int32_t *ra, int32_t *rb) {
+    const __m256i h = _mm256_hadd_epi32(a, b); /* a01 a23 b01 b23 | a45 a67 b45 b67 */
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    s = _mm_hadd_epi32(s, s); /* a b a b */
+    *ra = _mm_cvtsi128_si32(s);
+    *rb = _mm_extract_epi32(s, 1);
+}
+
 static inline float fp16(uint16_t h) {
     return _cvtsh_ss(h);
 }
@@ -61,10 +70,9 @@ static inline __m256i scale_pair(int lo, int hi) {
 /* Selects int16 word 2j in the lower 128 bits and word 2j + 1 in the upper (of a vector
  * holding 8 group scales in both halves): the scales of the 32 weights 32j .. 32j+31. */
 static inline __m256i group_scales(__m256i s8x2, int j) {
-    const char a = (char)(4 * j), b = (char)(4 * j + 1), c = (char)(4 * j + 2), d = (char)(4 * j + 3);
-    const __m256i ctl = _mm256_setr_epi8(a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b, c, d, c, d, c, d, c, d, c, d, c,
-                                         d, c, d, c, d);
-    return _mm256_shuffle_epi8(s8x2, ctl);
+    const __m256i ctl0 = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                                          2, 3, 2, 3);
+    return _mm256_shuffle_epi8(s8x2, _mm256_add_epi8(ctl0, _mm256_set1_epi8((char)(4 * j))));
 }
 
 float ld_vec_dot_q2_K_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
@@ -77,20 +85,24 @@ float ld_vec_dot_q2_K_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
         const __m128i sc = _mm_loadu_si128((const __m128i *)w->scales);
         const __m256i S = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
         const __m256i M = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
-        const int32_t msum = hsum(_mm256_madd_epi16(M, load(a->bsums)));
+        const __m256i mprod = _mm256_madd_epi16(M, load(a->bsums));
         const __m256i S0 = _mm256_permute2x128_si256(S, S, 0x00), S1 = _mm256_permute2x128_si256(S, S, 0x11);
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i v = load(w->qs + 32 * h);
             const __m256i Sh = h ? S1 : S0;
+            #pragma GCC unroll 8
             for (int j = 0; j < 4; j++) {
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3);
                 const __m256i p = _mm256_maddubs_epi16(q, load(a->qs + 128 * h + 32 * j));
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, group_scales(Sh, j)));
             }
         }
+        int32_t isum, msum;
+        hsum2(acc, mprod, &isum, &msum);
         const float dall = fp16(w->d) * a->d, dmin = fp16(w->dmin) * a->d;
-        sum = fmaf(dall, (float)hsum(acc), sum);
+        sum = fmaf(dall, (float)isum, sum);
         sum = fmaf(-dmin, (float)msum, sum);
     }
     return sum;
@@ -99,30 +111,32 @@ float ld_vec_dot_q2_K_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
 float ld_vec_dot_q3_K_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     const ld_block_q3_K *w = w_;
     const ld_block_q8_K *a = a_;
-    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
         /* the 16 6-bit scales (ld_q3_K_scale) as bytes, four at a time */
-        uint32_t aux[4];
-        memcpy(aux, w->scales, 12);
-        const uint32_t hi = aux[2], k2 = 0x0F0F0F0F, k1 = 0x03030303;
-        aux[3] = ((aux[1] >> 4) & k2) | (((hi >> 6) & k1) << 4);
-        aux[2] = ((aux[0] >> 4) & k2) | (((hi >> 4) & k1) << 4);
-        aux[1] = (aux[1] & k2) | (((hi >> 2) & k1) << 4);
-        aux[0] = (aux[0] & k2) | ((hi & k1) << 4);
-        const __m128i sc = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
+        const uint32_t lo0 = u32_at(w->scales), lo1 = u32_at(w->scales + 4), hi = u32_at(w->scales + 8);
+        const uint32_t k2 = 0x0F0F0F0F, k1 = 0x03030303;
+        /* built in registers: storing four words and loading them as one vector stalls */
+        const __m128i sc = _mm_sub_epi8(_mm_set_epi32((int)(((lo1 >> 4) & k2) | (((hi >> 6) & k1) << 4)),
+                                                      (int)(((lo0 >> 4) & k2) | (((hi >> 4) & k1) << 4)),
+                                                      (int)((lo1 & k2) | (((hi >> 2) & k1) << 4)), (int)((lo0 & k2) | ((hi & k1) << 4))),
+                                        _mm_set1_epi8(32));
         const __m256i S = _mm256_cvtepi8_epi16(sc);
         const __m256i S0 = _mm256_permute2x128_si256(S, S, 0x00), S1 = _mm256_permute2x128_si256(S, S, 0x11);
         const __m256i H = load(w->hmask);
-        __m256i acc = _mm256_setzero_si256();
+        /* level L = q + 4 * hbit in 0..7, value L - 4: sum s_g (L . a) - 4 sum s_g bsum_g */
+        __m256i acc = _mm256_slli_epi32(_mm256_madd_epi16(S, load(a->bsums)), 2);
+        acc = _mm256_sub_epi32(_mm256_setzero_si256(), acc);
+#pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i v = load(w->qs + 32 * h);
             const __m256i Sh = h ? S1 : S0;
+#pragma GCC unroll 8
             for (int j = 0; j < 4; j++) {
-                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
-                const __m256i sub4 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(H, bit), _mm256_setzero_si256()), four);
-                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3), x = load(a->qs + 128 * h + 32 * j);
-                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, x), _mm256_maddubs_epi16(sub4, x));
+                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(H, 4 * h + j), one);
+                const __m256i L = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3), _mm256_slli_epi16(hb, 2));
+                const __m256i p = _mm256_maddubs_epi16(L, load(a->qs + 128 * h + 32 * j));
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, group_scales(Sh, j)));
             }
         }
@@ -143,8 +157,10 @@ float ld_vec_dot_tq2_0_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int c = 0; c < 2; c++) {
             const __m256i v = load(w->qs + 32 * c);
+            #pragma GCC unroll 8
             for (int l = 0; l < 4; l++) {
                 const __m256i t = _mm256_and_si256(_mm256_srli_epi16(v, 2 * l), m3);
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(t, load(a->qs + 128 * c + 32 * l)), ones));
@@ -179,6 +195,7 @@ float ld_vec_dot_tq1_0_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
         const __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w->qs + 16)));
         const __m256i b2 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w->qs + 32)));
         __m256i tail[5];
+        #pragma GCC unroll 8
         for (int k = 0; k < 5; k++) {
             const __m256i t = pack_digits(trit16(b0, pow3[k]), trit16(b1, pow3[k]));
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(t, load(a->qs + 32 * k)), ones));
@@ -190,6 +207,7 @@ float ld_vec_dot_tq1_0_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
                                            _mm256_set1_epi16(0xFF));
         const __m256i th = _mm256_srli_epi16(_mm256_mullo_epi16(q, _mm256_set1_epi16(3)), 8);
         const __m256i pairs[3] = {pack_digits(tail[0], tail[1]), pack_digits(tail[2], tail[3]), pack_digits(tail[4], th)};
+        #pragma GCC unroll 8
         for (int p = 0; p < 3; p++)
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(pairs[p], load(a->qs + 160 + 32 * p)), ones));
         sum = fmaf(fp16(w->d) * a->d, (float)(hsum(acc) - bsums_total(a)), sum);
@@ -205,16 +223,29 @@ static inline __m256i iq4_levels(const uint8_t *qs) {
     return _mm256_set_m128i(_mm_shuffle_epi8(kv, _mm_and_si128(_mm_srli_epi16(q, 4), m4)), _mm_shuffle_epi8(kv, _mm_and_si128(q, m4)));
 }
 
+static inline __m256i iq4_block(const ld_block_iq4_nl *w, const ld_block_q8_0 *a) {
+    return _mm256_madd_epi16(mul_signed(iq4_levels(w->qs), load(a->qs)), _mm256_set1_epi16(1));
+}
+
 float ld_vec_dot_iq4_nl_q8_0_avx2(int64_t n, const void *w_, const void *a_) {
     const ld_block_iq4_nl *w = w_;
     const ld_block_q8_0 *a = a_;
-    const __m256i ones = _mm256_set1_epi16(1);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / 32; i++, w++, a++) {
-        const __m256i p = mul_signed(iq4_levels(w->qs), load(a->qs));
-        sum = fmaf(fp16(w->d) * fp16(a->d), (float)hsum(_mm256_madd_epi16(p, ones)), sum);
+    const int64_t nb = n / 32;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f; /* block i goes into sum i % 4, as in the reference */
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        int32_t i0, i1, i2, i3;
+        hsum2(iq4_block(w + i, a + i), iq4_block(w + i + 1, a + i + 1), &i0, &i1);
+        hsum2(iq4_block(w + i + 2, a + i + 2), iq4_block(w + i + 3, a + i + 3), &i2, &i3);
+        s0 = fmaf(fp16(w[i].d) * fp16(a[i].d), (float)i0, s0);
+        s1 = fmaf(fp16(w[i + 1].d) * fp16(a[i + 1].d), (float)i1, s1);
+        s2 = fmaf(fp16(w[i + 2].d) * fp16(a[i + 2].d), (float)i2, s2);
+        s3 = fmaf(fp16(w[i + 3].d) * fp16(a[i + 3].d), (float)i3, s3);
     }
-    return sum;
+    float *tail[3] = {&s0, &s1, &s2};
+    for (int k = 0; i < nb; i++, k++)
+        *tail[k] = fmaf(fp16(w[i].d) * fp16(a[i].d), (float)hsum(iq4_block(w + i, a + i)), *tail[k]);
+    return (s0 + s1) + (s2 + s3);
 }
 
 float ld_vec_dot_iq4_xs_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
@@ -223,6 +254,7 @@ float ld_vec_dot_iq4_xs_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int ib = 0; ib < 8; ib++) {
             const int ls = (((w->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((w->scales_h >> (2 * ib)) & 3) << 4)) - 32;
             const __m256i p = mul_signed(iq4_levels(w->qs + 16 * ib), load(a->qs + 32 * ib));
@@ -234,15 +266,17 @@ float ld_vec_dot_iq4_xs_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
 }
 
 /* ---- IQ2_*, IQ3_*: grid magnitudes x signed activations ----------------------------------- */
-/* Adds (grid * sign) . a, scaled per 16 by `scales`, for 32 weights into acc. */
-static inline __m256i grid_step(__m256i acc, __m256i grid, uint32_t sign_bits, const int8_t *q8, __m256i scales) {
-    const __m256i p = _mm256_maddubs_epi16(grid, negate_where(load(q8), bits_to_mask(sign_bits)));
+/* Adds (grid * sign) . a, scaled per 16 by `scales`, for 32 weights into acc; `neg` has
+ * bytes 0xFF where the weight is negative. */
+static inline __m256i grid_step(__m256i acc, __m256i grid, __m256i neg, const int8_t *q8, __m256i scales) {
+    const __m256i p = _mm256_maddubs_epi16(grid, negate_where(load(q8), neg));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, scales));
 }
 
-static inline uint32_t ksigns4(uint32_t codes) { /* four 7-bit sign codes -> 32 sign bits */
-    return ld_ksigns_iq2xs[codes & 127] | (uint32_t)ld_ksigns_iq2xs[(codes >> 7) & 127] << 8 |
-           (uint32_t)ld_ksigns_iq2xs[(codes >> 14) & 127] << 16 | (uint32_t)ld_ksigns_iq2xs[(codes >> 21) & 127] << 24;
+/* Four 7-bit sign codes (bits 7l..7l+6 of `codes`) as byte masks. */
+static inline __m256i ksigns4(uint32_t codes) {
+    return _mm256_set_epi64x((long long)ld_ksigns64[(codes >> 21) & 127], (long long)ld_ksigns64[(codes >> 14) & 127],
+                             (long long)ld_ksigns64[(codes >> 7) & 127], (long long)ld_ksigns64[codes & 127]);
 }
 
 float ld_vec_dot_iq2_xxs_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
@@ -251,6 +285,7 @@ float ld_vec_dot_iq2_xxs_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int ib = 0; ib < 8; ib++) {
             const uint32_t idx = u32_at(w->qs + 4 * ib), sg = u32_at(w->qs + 4 * ib + 2);
             const __m256i grid = _mm256_set_epi64x((long long)ld_iq2xxs_grid[idx >> 24], (long long)ld_iq2xxs_grid[(idx >> 16) & 255],
@@ -268,12 +303,13 @@ float ld_vec_dot_iq2_xs_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int ib = 0; ib < 8; ib++) {
             const uint16_t *q = w->qs + 4 * ib;
             const __m256i grid = _mm256_set_epi64x((long long)ld_iq2xs_grid[q[3] & 511], (long long)ld_iq2xs_grid[q[2] & 511],
                                                    (long long)ld_iq2xs_grid[q[1] & 511], (long long)ld_iq2xs_grid[q[0] & 511]);
-            const uint32_t signs = ld_ksigns_iq2xs[q[0] >> 9] | (uint32_t)ld_ksigns_iq2xs[q[1] >> 9] << 8 |
-                                   (uint32_t)ld_ksigns_iq2xs[q[2] >> 9] << 16 | (uint32_t)ld_ksigns_iq2xs[q[3] >> 9] << 24;
+            const __m256i signs = _mm256_set_epi64x((long long)ld_ksigns64[q[3] >> 9], (long long)ld_ksigns64[q[2] >> 9],
+                                                    (long long)ld_ksigns64[q[1] >> 9], (long long)ld_ksigns64[q[0] >> 9]);
             const int sc = w->scales[ib];
             acc = grid_step(acc, grid, signs, a->qs + 32 * ib, scale_pair(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1));
         }
@@ -288,6 +324,7 @@ float ld_vec_dot_iq2_s_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *q = w->qs + 4 * ib;
             const int h = w->qh[ib];
@@ -295,7 +332,7 @@ float ld_vec_dot_iq2_s_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
                 (long long)ld_iq2s_grid[q[3] | (h >> 6 & 3) << 8], (long long)ld_iq2s_grid[q[2] | (h >> 4 & 3) << 8],
                 (long long)ld_iq2s_grid[q[1] | (h >> 2 & 3) << 8], (long long)ld_iq2s_grid[q[0] | (h & 3) << 8]);
             const int sc = w->scales[ib];
-            acc = grid_step(acc, grid, u32_at(w->qs + 32 + 4 * ib), a->qs + 32 * ib,
+            acc = grid_step(acc, grid, bits_to_mask(u32_at(w->qs + 32 + 4 * ib)), a->qs + 32 * ib,
                             scale_pair(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1));
         }
         sum = fmaf(fp16(w->d) * a->d, (float)hsum(acc), sum);
@@ -309,6 +346,7 @@ float ld_vec_dot_iq3_xxs_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *q = w->qs + 8 * ib;
             const uint32_t sg = u32_at(w->qs + 64 + 4 * ib);
@@ -328,6 +366,7 @@ float ld_vec_dot_iq3_s_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *q = w->qs + 8 * ib;
             const int h = w->qh[ib];
@@ -335,7 +374,8 @@ float ld_vec_dot_iq3_s_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
             const __m256i grid = _mm256_set_epi32(G3(7), G3(6), G3(5), G3(4), G3(3), G3(2), G3(1), G3(0));
 #undef G3
             const int ls = (w->scales[ib / 2] >> (4 * (ib % 2))) & 0xF;
-            acc = grid_step(acc, grid, u32_at(w->signs + 4 * ib), a->qs + 32 * ib, _mm256_set1_epi16((short)(2 * ls + 1)));
+            acc = grid_step(acc, grid, bits_to_mask(u32_at(w->signs + 4 * ib)), a->qs + 32 * ib,
+                            _mm256_set1_epi16((short)(2 * ls + 1)));
         }
         sum = fmaf(fp16(w->d) * a->d, (float)hsum(acc), sum);
     }
@@ -363,6 +403,7 @@ float ld_vec_dot_iq1_s_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int ib = 0; ib < 8; ib++) {
             const int h = w->qh[ib];
             const uint8_t *q = w->qs + 4 * ib;
@@ -385,6 +426,7 @@ float ld_vec_dot_iq1_m_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
         memcpy(sc, w->scales, 8);
         const uint16_t d16 = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) | (sc[3] & 0xF000));
         __m256i acc = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *q = w->qs + 4 * ib;
             const int h0 = w->qh[2 * ib], h1 = w->qh[2 * ib + 1];

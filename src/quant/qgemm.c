@@ -31,6 +31,21 @@ static const ld_qgemm_format FORMATS[LD_DTYPE_COUNT] = {
     [LD_Q4_K] = {LD_Q4_K, 32, 0, true, ld_levels_row_q4_K},
     [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K},
     [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K},
+    /* the low-bit types (quant_lowbit.h): levels of at most 241, zero points as documented
+     * with each ld_levels_row_* */
+    [LD_Q2_K] = {LD_Q2_K, 16, 0, true, ld_levels_row_q2_K},
+    [LD_Q3_K] = {LD_Q3_K, 16, 4, false, ld_levels_row_q3_K},
+    [LD_TQ1_0] = {LD_TQ1_0, 32, 1, false, ld_levels_row_tq1_0},
+    [LD_TQ2_0] = {LD_TQ2_0, 32, 1, false, ld_levels_row_tq2_0},
+    [LD_IQ1_S] = {LD_IQ1_S, 32, 9, false, ld_levels_row_iq1_s},
+    [LD_IQ1_M] = {LD_IQ1_M, 16, 9, false, ld_levels_row_iq1_m},
+    [LD_IQ2_XXS] = {LD_IQ2_XXS, 32, 43, false, ld_levels_row_iq2_xxs},
+    [LD_IQ2_XS] = {LD_IQ2_XS, 16, 43, false, ld_levels_row_iq2_xs},
+    [LD_IQ2_S] = {LD_IQ2_S, 16, 43, false, ld_levels_row_iq2_s},
+    [LD_IQ3_XXS] = {LD_IQ3_XXS, 32, 62, false, ld_levels_row_iq3_xxs},
+    [LD_IQ3_S] = {LD_IQ3_S, 32, 15, false, ld_levels_row_iq3_s},
+    [LD_IQ4_NL] = {LD_IQ4_NL, 32, 128, false, ld_levels_row_iq4_nl},
+    [LD_IQ4_XS] = {LD_IQ4_XS, 32, 128, false, ld_levels_row_iq4_xs},
 };
 
 const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t) {

@@ -26,8 +26,9 @@ static inline float fp16(uint16_t h) {
     return _cvtsh_ss(h);
 }
 
-static void levels_row(ld_dtype t, const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+static void levels_row(const ld_qgemm_format *f, const void *w, int64_t n, uint8_t *L, float *s, float *o) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const ld_dtype t = f->type;
     switch (t) {
     case LD_Q8_0:
         for (int64_t i = 0; i < n / LD_QK8_0; i++) {
@@ -92,7 +93,7 @@ static void levels_row(ld_dtype t, const void *w, int64_t n, uint8_t *L, float *
             for (int g = 0; g < 16; g++) s[i * 16 + g] = d * (float)b->scales[g];
         }
         break;
-    default: break;
+    default: f->levels(w, n, L, s, o); /* the low-bit types: their scalar extraction */
     }
 }
 
@@ -105,7 +106,7 @@ void ld_qgemm_pack_avx512(const ld_qgemm_format *f, const uint8_t *W, size_t wro
     uint8_t *L = tmp;
     float *s = (float *)(tmp + K), *o = s + ng;
     for (int c = 0; c < nc; c++) {
-        levels_row(f->type, W + (size_t)(n0 + c) * wrow, K, L, s, o);
+        levels_row(f, W + (size_t)(n0 + c) * wrow, K, L, s, o);
         const size_t col = (size_t)(c / 16) * 64 + (size_t)(c % 16) * 4;
         for (int64_t b = 0; b < ng; b++) {
             uint8_t *pb = panel + (size_t)b * gb;
@@ -221,7 +222,8 @@ _Static_assert(LD_QGEMM_MR == 4 && LD_QGEMM_NR % 16 == 0, "the kernel is written
 
 void ld_qgemm_kernel_avx512(const ld_qgemm_format *f, int mr, int64_t ngroups, const uint8_t *panel, const int8_t *q,
                             size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
-    if (f->group == 16) KERNEL_MR(16, false)
+    if (f->group == 16 && f->has_min) KERNEL_MR(16, true) /* Q2_K */
+    else if (f->group == 16) KERNEL_MR(16, false)
     else if (f->has_min) KERNEL_MR(32, true)
     else KERNEL_MR(32, false)
 }

@@ -33,6 +33,13 @@
 #define KS32(b) KS8(b), KS8(b + 8), KS8(b + 16), KS8(b + 24)
 const uint8_t ld_ksigns_iq2xs[128] = {KS32(0), KS32(32), KS32(64), KS32(96)};
 
+/* The same 8 signs as bytes 0xFF (minus) / 0x00, one 64-bit word per 7-bit code. */
+#define KB(i, j) ((uint64_t)((KS(i) >> (j)) & 1) * 0xFF << (8 * (j)))
+#define K64(i) (KB(i, 0) | KB(i, 1) | KB(i, 2) | KB(i, 3) | KB(i, 4) | KB(i, 5) | KB(i, 6) | KB(i, 7))
+#define K64x8(b) K64(b), K64(b + 1), K64(b + 2), K64(b + 3), K64(b + 4), K64(b + 5), K64(b + 6), K64(b + 7)
+#define K64x32(b) K64x8(b), K64x8(b + 8), K64x8(b + 16), K64x8(b + 24)
+const uint64_t ld_ksigns64[128] = {K64x32(0), K64x32(32), K64x32(64), K64x32(96)};
+
 /* IQ4_NL / IQ4_XS: the 16 levels of a 4-bit index. */
 const int8_t ld_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 

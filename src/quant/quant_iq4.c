@@ -48,18 +48,20 @@ void ld_dequantize_row_iq4_xs(const void *x, float *y, int64_t n) {
 }
 
 /* ---- reference dots ---------------------------------------------------------------------- */
+/* Blocks of 32 are added into four float sums in turn (block i into sum i % 4), which are
+ * added at the end as (s0 + s1) + (s2 + s3): four independent chains of fmaf, not one. */
 float ld_vec_dot_iq4_nl_q8_0_ref(int64_t n, const void *w_, const void *a_) {
     const ld_block_iq4_nl *w = w_;
     const ld_block_q8_0 *a = a_;
-    float sum = 0.0f;
+    float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t i = 0; i < n / 32; i++, w++, a++) {
         int8_t v[32];
         iq4_values(w->qs, v);
         int32_t isum = 0;
         for (int j = 0; j < 32; j++) isum += v[j] * a->qs[j];
-        sum = fmaf(ld_fp16_to_fp32(w->d) * ld_fp16_to_fp32(a->d), (float)isum, sum);
+        sum[i % 4] = fmaf(ld_fp16_to_fp32(w->d) * ld_fp16_to_fp32(a->d), (float)isum, sum[i % 4]);
     }
-    return sum;
+    return (sum[0] + sum[1]) + (sum[2] + sum[3]);
 }
 
 float ld_vec_dot_iq4_xs_q8_K_ref(int64_t n, const void *w_, const void *a_) {

@@ -119,6 +119,7 @@ typedef struct {
 extern const uint64_t ld_iq2xxs_grid[256], ld_iq2xs_grid[512], ld_iq2s_grid[1024], ld_iq1s_grid[2048];
 extern const uint32_t ld_iq3xxs_grid[256], ld_iq3s_grid[512];
 extern const uint8_t ld_ksigns_iq2xs[128]; /* 7 sign bits -> 8 (even number of minus signs) */
+extern const uint64_t ld_ksigns64[128];    /* the same as 8 bytes, 0xFF where minus */
 extern const int8_t ld_kvalues_iq4nl[16];
 #define LD_IQ1_DELTA 0.125f
 

@@ -118,18 +118,27 @@ void ld_quantize_row_q3_K_ref(const float *x, void *y, int64_t n, const float *i
 }
 
 /* ---- IQ4_NL, IQ4_XS ------------------------------------------------------------------------ */
+/* below[i] = the last level index l with level l <= i - 128 (the levels are integers, so
+ * that is also the last level <= any v in [i - 128, i - 127)). Filled once; racing first
+ * callers write the same bytes. */
+static uint8_t below[256];
+static int below_done;
+static void fill_below(void) {
+    for (int i = 0; i < 256; i++) {
+        int l = 0;
+        while (l < 15 && ld_kvalues_iq4nl[l + 1] <= i - 128) l++;
+        below[i] = (uint8_t)l;
+    }
+    __atomic_store_n(&below_done, 1, __ATOMIC_RELEASE);
+}
+
 /* Index of the level nearest to v (ties to the lower level). */
 static inline int nearest_level(float v) {
     const int8_t *k = ld_kvalues_iq4nl;
-    if (v <= k[0]) return 0;
+    if (!(v > k[0])) return 0;
     if (v >= k[15]) return 15;
-    int lo = 0, hi = 15;
-    while (hi - lo > 1) {
-        const int mid = (lo + hi) / 2;
-        if (v < k[mid]) hi = mid;
-        else lo = mid;
-    }
-    return v - k[lo] <= k[hi] - v ? lo : hi;
+    const int lo = below[(int)floorf(v) + 128];
+    return v - k[lo] <= k[lo + 1] - v ? lo : lo + 1;
 }
 
 /* The scale of 32 weights against the 16 levels: candidates map the largest |x| to either
@@ -170,6 +179,7 @@ static void round_iq4(const float *x, float dl, uint8_t *L) {
 }
 
 void ld_quantize_row_iq4_nl_ref(const float *x, void *y, int64_t n, const float *imat) {
+    if (!__atomic_load_n(&below_done, __ATOMIC_ACQUIRE)) fill_below();
     ld_block_iq4_nl *b = y;
     for (int64_t i = 0; i < n / 32; i++, b++, x += 32) {
         float w[32];
@@ -182,6 +192,7 @@ void ld_quantize_row_iq4_nl_ref(const float *x, void *y, int64_t n, const float 
 }
 
 void ld_quantize_row_iq4_xs_ref(const float *x, void *y, int64_t n, const float *imat) {
+    if (!__atomic_load_n(&below_done, __ATOMIC_ACQUIRE)) fill_below();
     ld_block_iq4_xs *b = y;
     for (int64_t i = 0; i < n / LD_QK_K; i++, b++, x += LD_QK_K) {
         float w[LD_QK_K], sc[8], sw[8];

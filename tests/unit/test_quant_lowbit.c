@@ -101,41 +101,62 @@ TEST(levels_form_reproduces_weights) {
 }
 
 /* ---- ld_qmatmul ------------------------------------------------------------------------------ */
+/* xa = the M x K activations as ld_qmatmul's kernels round them: per group of the int8 GEMM
+ * when it runs (many rows, a CPU that has it), else per activation block of the row dots. */
+static void seen_activations(ld_dtype t, const float *x, int64_t M, int64_t K, float *xa) {
+    const ld_quant_traits *q = ld_quant_traits_get(t);
+    const ld_qgemm_format *f = ld_qgemm_format_get(t);
+    if (f && ld_qmatmul_has_gemm(t, M)) {
+        int8_t *qa = malloc(K);
+        ld_qgemm_agroup *g = malloc((size_t)(K / f->group) * sizeof *g);
+        for (int64_t m = 0; m < M; m++) {
+            ld_qgemm_quantize_act_ref(f, x + m * K, K, qa, g);
+            for (int64_t k = 0; k < K; k++) xa[m * K + k] = g[k / f->group].d * (float)qa[k];
+        }
+        free(qa), free(g);
+        return;
+    }
+    uint8_t *act = malloc((size_t)(K / q->act_block_size) * q->act_block_bytes);
+    for (int64_t m = 0; m < M; m++) {
+        q->quantize_act_ref(x + m * K, act, K);
+        if (q->act_block_size == 32) ld_dequantize_row_q8_0(act, xa + m * K, K);
+        else ld_dequantize_row_q8_K(act, xa + m * K, K);
+    }
+    free(act);
+}
+
 /* y = x . W^T on low-bit W equals the f32 product with the decoded W and the activations as
- * the kernels round them, to float rounding. */
+ * the kernels round them, to float rounding: a few rows (the row dots) and 32 rows (the int8
+ * GEMM where the CPU has one, which must not saturate on any type's levels). */
 TEST(qmatmul_matches_dequantized_product) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
-    const int64_t N = 24, K = 512, M = 3;
-    float *x = gaussian(31, M * K), *wf = malloc(N * K * sizeof(float)), *xa = malloc(M * K * sizeof(float));
-    float *y = malloc(M * N * sizeof(float));
-    for (int t = 0; t < NLOW; t++) {
-        const ld_dtype_info *di = ld_dtype_traits(LOWBIT[t]);
-        const ld_quant_traits *q = ld_quant_traits_get(LOWBIT[t]);
-        uint8_t *W = malloc(row_bytes(LOWBIT[t], N * K));
-        ld_quant_random_blocks(LOWBIT[t], W, N * K / di->block_size, 40 + (uint64_t)t);
-        CHECK(ld_dequantize(ctx, LOWBIT[t], W, wf, N * K) == LD_OK);
-        size_t sz = 0;
-        CHECK_STATUS(ctx, ld_qmatmul_scratch_size(ctx, LOWBIT[t], M, K, &sz), LD_OK, "");
-        void *scratch = malloc(sz ? sz : 1);
-        CHECK_STATUS(ctx, ld_qmatmul(ctx, LOWBIT[t], W, N, K, x, M, y, scratch), LD_OK, "");
-        uint8_t *act = malloc((size_t)(K / q->act_block_size) * q->act_block_bytes);
-        for (int64_t m = 0; m < M; m++) {
-            q->quantize_act_ref(x + m * K, act, K);
-            if (q->act_block_size == 32) ld_dequantize_row_q8_0(act, xa + m * K, K);
-            else ld_dequantize_row_q8_K(act, xa + m * K, K);
+    const int64_t N = 24, K = 512;
+    for (int64_t M = 3; M <= 32; M += 29) {
+        float *x = gaussian(31, M * K), *wf = malloc(N * K * sizeof(float)), *xa = malloc(M * K * sizeof(float));
+        float *y = malloc(M * N * sizeof(float));
+        for (int t = 0; t < NLOW; t++) {
+            const ld_dtype_info *di = ld_dtype_traits(LOWBIT[t]);
+            uint8_t *W = malloc(row_bytes(LOWBIT[t], N * K));
+            ld_quant_random_blocks(LOWBIT[t], W, N * K / di->block_size, 40 + (uint64_t)t);
+            CHECK(ld_dequantize(ctx, LOWBIT[t], W, wf, N * K) == LD_OK);
+            size_t sz = 0;
+            CHECK_STATUS(ctx, ld_qmatmul_scratch_size(ctx, LOWBIT[t], M, K, &sz), LD_OK, "");
+            void *scratch = malloc(sz ? sz : 1);
+            CHECK_STATUS(ctx, ld_qmatmul(ctx, LOWBIT[t], W, N, K, x, M, y, scratch), LD_OK, "");
+            seen_activations(LOWBIT[t], x, M, K, xa);
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t c = 0; c < N; c++) {
+                    double ref = 0, mag = 0;
+                    for (int64_t k = 0; k < K; k++)
+                        ref += (double)xa[m * K + k] * wf[c * K + k], mag += fabs((double)xa[m * K + k] * wf[c * K + k]);
+                    CHECK_MSG(fabs(y[m * N + c] - ref) <= 1e-5 * mag + 1e-30, "%s M=%lld y[%lld,%lld] = %.9g, reference %.9g",
+                              di->name, (long long)M, (long long)m, (long long)c, y[m * N + c], ref);
+                }
+            free(W), free(scratch);
         }
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t c = 0; c < N; c++) {
-                double ref = 0, mag = 0;
-                for (int64_t k = 0; k < K; k++)
-                    ref += (double)xa[m * K + k] * wf[c * K + k], mag += fabs((double)xa[m * K + k] * wf[c * K + k]);
-                CHECK_MSG(fabs(y[m * N + c] - ref) <= 1e-5 * mag + 1e-30, "%s y[%lld,%lld] = %.9g, reference %.9g",
-                          di->name, (long long)m, (long long)c, y[m * N + c], ref);
-            }
-        free(W), free(scratch), free(act);
+        free(x), free(wf), free(xa), free(y);
     }
-    free(x), free(wf), free(xa), free(y);
     ld_ctx_free(ctx);
 }
 
@@ -233,6 +254,42 @@ TEST(mixes_follow_llama_cpp_rules) {
     CHECK(ld_quant_mix_fallback(LD_Q4_K, 100) == LD_F16);
     for (int i = 0; i < ld_quant_mix_count(); i++) /* every mix names only types liandan writes */
         CHECK_MSG(ld_quant_type_supported(ld_quant_mix_body(ld_quant_mix_at(i))), "%s", ld_quant_mix_name(ld_quant_mix_at(i)));
+}
+
+/* ---- the int8 GEMM's scalar reference on the levels forms ------------------------------------ */
+/* ld_qgemm_run (reference path: any CPU) on low-bit weights equals the f32 product of the
+ * decoded weights with the activations as the GEMM rounds them (per group, qgemm.h). */
+TEST(qgemm_reference_matches_dequantized_product) {
+    const int64_t N = 8, K = 512, M = 3;
+    float *x = gaussian(71, M * K), *wf = malloc(N * K * sizeof(float)), *xa = malloc(M * K * sizeof(float));
+    float *y = malloc(M * N * sizeof(float));
+    for (int t = 0; t < NLOW; t++) {
+        const ld_qgemm_format *f = ld_qgemm_format_get(LOWBIT[t]);
+        const ld_dtype_info *di = ld_dtype_traits(LOWBIT[t]);
+        CHECK_MSG(f != NULL, "%s has no GEMM form", di->name);
+        if (!f) continue;
+        uint8_t *W = malloc(row_bytes(LOWBIT[t], N * K));
+        ld_quant_random_blocks(LOWBIT[t], W, N * K / di->block_size, 80 + (uint64_t)t);
+        ld_quant_traits_get(LOWBIT[t])->dequantize_row(W, wf, N * K);
+        int8_t *q = malloc(K);
+        ld_qgemm_agroup *g = malloc((size_t)(K / f->group) * sizeof *g);
+        for (int64_t m = 0; m < M; m++) {
+            ld_qgemm_quantize_act_ref(f, x + m * K, K, q, g);
+            for (int64_t k = 0; k < K; k++) xa[m * K + k] = g[k / f->group].d * (float)q[k];
+        }
+        void *scratch = malloc(ld_qgemm_scratch_bytes(f, M, K, 1));
+        ld_qgemm_run(f, W, row_bytes(LOWBIT[t], K), N, K, x, M, y, scratch, 1, true);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t c = 0; c < N; c++) {
+                double ref = 0, mag = 0;
+                for (int64_t k = 0; k < K; k++)
+                    ref += (double)xa[m * K + k] * wf[c * K + k], mag += fabs((double)xa[m * K + k] * wf[c * K + k]);
+                CHECK_MSG(fabs(y[m * N + c] - ref) <= 1e-5 * mag + 1e-30, "%s y[%lld,%lld] = %.9g, reference %.9g",
+                          di->name, (long long)m, (long long)c, y[m * N + c], ref);
+            }
+        free(W), free(q), free(g), free(scratch);
+    }
+    free(x), free(wf), free(xa), free(y);
 }
 
 LD_TEST_MAIN()
