@@ -174,6 +174,21 @@ for f in lc.q2_k lc.q3_k_m lc.iq4_nl lc.iq4_xs lc.iq3_xxs lc.iq2_m lc.iq2_xxs lc
 done
 [ $((agree * 10)) -ge $((total * 7)) ] || fail "low-bit: only $agree of $total continuations agree"
 
+# a tensor type liandan cannot compute with (MXFP4: one IQ4_XS matrix relabelled, the same
+# bytes per row): every command that loads the file says so and exits non-zero
+node -e '
+const fs = require("fs"), b = fs.readFileSync(process.argv[1]), name = Buffer.from("blk.0.attn_q.weight");
+let p = b.indexOf(name) + name.length; p += 4 + 8 * b.readUInt32LE(p);
+if (b.readUInt32LE(p) !== 23) throw new Error("expected IQ4_XS"); b.writeUInt32LE(39, p); fs.writeFileSync(process.argv[2], b);
+' "$T/ld.iq4_xs.gguf" "$T/mxfp4.gguf"
+for cmd in "generate $T/mxfp4.gguf x" "bench infer --model $T/mxfp4.gguf --reps 1" "eval ppl $T/mxfp4.gguf --data $T/poems.tsv" \
+           "quantize $T/mxfp4.gguf --type q8_0 --allow-requantize -o $T/x.gguf" "export hf $T/mxfp4.gguf -o $T/x.dir"; do
+  # shellcheck disable=SC2086
+  if "$BIN" $cmd >"$T/err" 2>&1; then fail "liandan $cmd: accepted an MXFP4 tensor"; fi
+  grep -q "MXFP4" "$T/err" || { cat "$T/err"; fail "liandan $cmd: the error does not name the type"; }
+done
+echo "llama_cpp_oracle: generate, bench infer, eval ppl, quantize and export refuse an MXFP4 tensor, naming it"
+
 # errors: an architecture liandan does not run, a truncated file
 "$BIN" gguf write "$T/phi.gguf" --from "$T/llama.f32.gguf" --set general.architecture=str:phi3 2>/dev/null
 if "$BIN" generate "$T/phi.gguf" "x" >"$T/err" 2>&1; then fail "phi3 GGUF accepted"; fi
