@@ -56,8 +56,9 @@ static int cmd_bench(int argc, char **argv) {
                       "infer: a model directory or GGUF file (default: GPT-2-124M shape, random)"),
         {.name = "type", .type = LD_CLI_T_LIST, .dest.list = &types, .arg = "T",
          .def = "F32 F16 Q8_0 Q4_K, or only the file's own weights",
-         .help = "infer: weight type of the session (F32 F16 Q8_0 Q4_0 Q4_K Q5_K Q6_K);\n"
-                 "repeat for several"},
+         .help = "infer: weight type of the session (F32 F16 Q8_0 Q6_K Q5_K Q4_K Q4_0 Q3_K Q2_K\n"
+                 "IQ4_XS IQ4_NL); kernels --filter quant: the weight types, also the ones liandan\n"
+                 "only reads (IQ2_XXS, TQ1_0, ..., random blocks); repeat for several"},
         LD_CLI_END,
     };
     const ld_cli_spec spec = {
@@ -81,8 +82,8 @@ static int cmd_bench(int argc, char **argv) {
     const char *suite = pos.v[0];
     for (int i = 0; i < types.n; i++) {
         ld_dtype t = ld_dtype_from_name(types.v[i]);
-        if (t == LD_DTYPE_COUNT || (t != LD_F32 && t != LD_F16 && !ld_quant_type_supported(t)))
-            return fprintf(stderr, "liandan bench: --type: '%s' is not a session weight type\n", types.v[i]),
+        if (t == LD_DTYPE_COUNT || (t != LD_F32 && t != LD_F16 && ld_dtype_traits(t)->block_size == 1))
+            return fprintf(stderr, "liandan bench: --type: '%s' is not a weight type\n", types.v[i]),
                    ld_cli_parse_free(&spec), 2;
         bool seen = false;
         for (int k = 0; k < o.n_types; k++) seen |= o.types[k] == t;
@@ -105,6 +106,7 @@ static int cmd_bench(int argc, char **argv) {
         ld_bench_report_begin(&r, &lim);
         if (ts->fn) ts->fn(&o, &lim, &r);
         ld_bench_report_end(&r);
+        if (r.failures) rc = 1;
     } else {
         fprintf(stderr, "liandan bench: unknown suite '%s' (try --help)\n", suite);
         rc = 2;

@@ -21,6 +21,48 @@ typedef struct export_opts {
 
 static const char *const pooling_names[] = {"cls", "mean", NULL}; /* ld_pooling order */
 
+/* llama.cpp's mix names (quant/quant_mix.c). */
+#define MIX_NAMES "q2_k, q2_k_s, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, iq4_nl, iq4_xs"
+
+/* --type of quantize / export gguf (user = the ld_lm_gguf_params): one of llama.cpp's mixes
+ * ("q3_k_m": ld_quant_mix_get), or a type name. Types liandan reads but cannot write are
+ * taken here and refused with the reason by check_writable, once --imatrix is known. */
+static bool gguf_type_opt(void *user, const char *opt, const char *value) {
+    ld_lm_gguf_params *gp = user;
+    if ((gp->mix = ld_quant_mix_get(value))) {
+        gp->type = ld_quant_mix_body(gp->mix);
+        return true;
+    }
+    char up[16];
+    const size_t n = strlen(value);
+    ld_dtype t = LD_DTYPE_COUNT;
+    if (n > 0 && n < sizeof up) {
+        for (size_t i = 0; i <= n; i++) up[i] = (char)toupper((unsigned char)value[i]);
+        t = ld_dtype_from_name(up);
+    }
+    if (t != LD_DTYPE_COUNT && ld_dtype_traits(t)->block_size > 1) {
+        gp->type = t;
+        return true;
+    }
+    return ld_cli_type_opt(&gp->type, opt, value); /* the float types, or the error with the list */
+}
+
+/* 0 when liandan can write tensors of type t, else the exit code after saying why not. */
+static int check_writable(const char *cmd, const char *opt, ld_dtype t, bool have_imatrix) {
+    const ld_dtype_info *di = ld_dtype_traits(t);
+    if (di->is_float || ld_quant_type_supported(t)) return 0;
+    const bool iq_low = !strncmp(di->name, "IQ1", 3) || !strncmp(di->name, "IQ2", 3) || !strncmp(di->name, "IQ3", 3);
+    if (iq_low && !have_imatrix)
+        return fprintf(stderr,
+                       "liandan %s: %s %s: the i-quants below 4 bits need an importance matrix; make one with "
+                       "`liandan imatrix MODEL --data calib.txt -o imatrix.gguf` and pass --imatrix imatrix.gguf\n",
+                       cmd, opt, di->name),
+               2;
+    return fprintf(stderr, "liandan %s: %s %s: liandan reads and runs %s files but cannot write them yet (types: %s; mixes: %s)\n",
+                   cmd, opt, di->name, di->name, ld_cli_type_names(), MIX_NAMES),
+           2;
+}
+
 /* The options of quantize and export gguf (and, of them, -o and --threads for export hf). */
 #define EXPORT_OPTS 10
 static void export_opts_table(export_opts *o, bool gguf, ld_cli_opt t[EXPORT_OPTS]) {
@@ -28,17 +70,17 @@ static void export_opts_table(export_opts *o, bool gguf, ld_cli_opt t[EXPORT_OPT
         {.name = "output", .short_name = 'o', .type = LD_CLI_T_STRING, .dest.s = &o->out, .arg = gguf ? "OUT.gguf" : "DIR",
          .required = true, .help = "where to write"},
         LD_CLI_THREADS(&o->threads),
-        {.name = "type", .type = LD_CLI_T_FUNC, .fn = ld_cli_type_opt, .dest.user = &o->gp.type, .arg = "T", .def = "",
-         .help = "matrix type: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, ... (llama.cpp's\n"
-                 "q4_k_s / q4_k_m name q4_k, and so on: liandan's mix is llama.cpp's _s one)"},
+        {.name = "type", .type = LD_CLI_T_FUNC, .fn = gguf_type_opt, .dest.user = &o->gp, .arg = "T", .def = "",
+         .help = "matrix type: f32, f16, bf16, q8_0, q6_k, q5_k, q4_k, q4_0, q3_k (every matrix;\n"
+                 "the embedding and output at q6_k below 6 bits), or one of llama.cpp's mixes (types\n"
+                 "by role and layer as its quantizer gives them):\n" MIX_NAMES},
         {.name = "embd-type", .type = LD_CLI_T_FUNC, .fn = ld_cli_type_opt, .dest.user = &o->gp.embd_type, .arg = "T",
-         .def = "q6_k for 4/5-bit types, else --type", .help = "token embedding type"},
+         .def = "q6_k for 3-5 bit types, else --type", .help = "token embedding type"},
         {.name = "output-type", .type = LD_CLI_T_FUNC, .fn = ld_cli_type_opt, .dest.user = &o->gp.output_type,
          .arg = "T", .def = "as --embd-type", .help = "output (LM head) type; for tied embeddings the embedding's"},
         LD_CLI_STRING("imatrix", 0, &o->imatrix, "FILE",
                       "importance matrix from `liandan imatrix` (or llama.cpp's imatrix GGUF):\n"
-                      "the 4/5/6-bit quantizers weight each input column by its mean squared\n"
-                      "activation"),
+                      "the quantizers weight each input column by its mean squared activation"),
         LD_CLI_FLAG("allow-requantize", 0, &o->allow_requantize, "accept an already quantized input"),
         {.name = "name", .type = LD_CLI_T_STRING, .dest.s = &o->name, .arg = "NAME", .def = "liandan model",
          .help = "general.name"},
@@ -72,6 +114,8 @@ static int write_encoder_gguf(const char *cmd, export_opts *o) {
 
 /* Loads o->in, checks the requantize rule, writes the GGUF. */
 static int write_gguf(const char *cmd, export_opts *o) {
+    const int rc0 = check_writable(cmd, "--type", o->gp.type, o->imatrix != NULL);
+    if (rc0) return rc0;
     if (ld_encoder_dir_sniff(o->in)) return write_encoder_gguf(cmd, o);
     ld_ctx *ctx = ld_cli_ctx(o->threads);
     ld_lm *m = NULL;
@@ -94,7 +138,8 @@ static int write_gguf(const char *cmd, export_opts *o) {
     }
     o->gp.name = o->name;
     if (!rc) {
-        fprintf(stderr, "liandan %s: writing %s (%s)...\n", cmd, o->out, ld_dtype_traits(o->gp.type)->name);
+        fprintf(stderr, "liandan %s: writing %s (%s)...\n", cmd, o->out,
+                o->gp.mix ? ld_quant_mix_name(o->gp.mix) : ld_dtype_traits(o->gp.type)->name);
         double t0 = ld_time_now();
         if (ld_lm_save_gguf(m, tok, o->out, &o->gp)) rc = ld_cli_fail(ctx, "writing the GGUF file");
         else {
@@ -139,7 +184,9 @@ static int export_cmd(int argc, char **argv, export_kind kind, const char *cmd, 
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     o.in = o.pos.v[0];
     if (kind == TO_QUANTIZED && o.gp.type == LD_DTYPE_COUNT)
-        rc = (fprintf(stderr, "liandan quantize: --type is required (types: %s)\n", ld_cli_type_names()), 2);
+        rc = (fprintf(stderr, "liandan quantize: --type is required (types: %s; mixes: " MIX_NAMES ")\n",
+                      ld_cli_type_names()),
+              2);
     else rc = kind == TO_HF ? export_hf(&o) : write_gguf(kind == TO_QUANTIZED ? "quantize" : "export", &o);
     ld_cli_parse_free(&spec);
     return rc;
@@ -150,7 +197,8 @@ static int cmd_quantize(int argc, char **argv) {
                       "Writes MODEL (a model directory or a GGUF file) as a GGUF file whose matrices are quantized\n"
                       "to --type; llama.cpp runs it, and so do `liandan generate/chat/score/eval` (give them the .gguf).\n"
                       "Norms and biases stay F32; the token embedding and the output matrix stay at a higher precision\n"
-                      "(Q6_K for the 4- and 5-bit types) unless told otherwise.");
+                      "(Q6_K for the 3- to 5-bit types) unless told otherwise. The i-quants below 4 bits (IQ3_*, IQ2_*,\n"
+                      "IQ1_*) and TQ1_0/TQ2_0 are read and run, not written.");
 }
 
 const ld_cli_command ld_cmd_quantize = {"quantize", "write a model as a quantized GGUF file", cmd_quantize};
