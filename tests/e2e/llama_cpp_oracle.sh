@@ -155,7 +155,9 @@ echo "llama_cpp_oracle: llama.cpp's $types tensors decode bit for bit like GGML"
 for mx in 10:q2_k 12:q3_k_m 13:q3_k_l 11:q3_k_s 21:q2_k_s 30:iq4_xs 15:q4_k_m; do
   t=${mx#*:}
   "$BIN" quantize "$M" --type "$t" -o "$T/ld.$t.gguf" 2>"$T/q.log" || { cat "$T/q.log"; fail "liandan quantize --type $t"; }
-  "$T/llama_quantize" "$LIB" "$T/llama.f32.gguf" "$T/lcm.$t.gguf" "${mx%%:*}" >/dev/null 2>&1 || fail "llama.cpp quantize $t"
+  im=(); [ "$t" = q2_k_s ] && im=("${IM[@]}") # llama.cpp refuses Q2_K_S without an importance matrix
+  "$T/llama_quantize" "$LIB" "$T/llama.f32.gguf" "$T/lcm.$t.gguf" "${mx%%:*}" "${im[@]}" >/dev/null 2>&1 ||
+    fail "llama.cpp quantize $t"
   for who in ld lcm; do
     "$BIN" inspect "$T/$who.$t.gguf" | awk '/^tensors/ { on = 1; next } on && $1 != "name" && $1 != "total" { print $1, $2 }' | sort >"$T/$who.$t.types"
   done
