@@ -146,71 +146,75 @@ float ld_vec_dot_q3_K_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
 }
 
 /* ---- TQ1_0, TQ2_0: ternary digits t in 0..2, sum t*a - sum a ------------------------------ */
-static inline int32_t bsums_total(const ld_block_q8_K *a) {
-    return hsum(_mm256_madd_epi16(load(a->bsums), _mm256_set1_epi16(1)));
+/* Each block's maddubs products (|t*a| pairs <= 508) are summed in int16 (<= 8 vectors:
+ * <= 4064), widened once, and start from minus the activation sum (the block sums). */
+static inline __m256i minus_bsums(const ld_block_q8_K *a) {
+    return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(load(a->bsums), _mm256_set1_epi16(1)));
 }
 
 float ld_vec_dot_tq2_0_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     const ld_block_tq2_0 *w = w_;
     const ld_block_q8_K *a = a_;
-    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    const __m256i m3 = _mm256_set1_epi8(3);
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
-        __m256i acc = _mm256_setzero_si256();
-        #pragma GCC unroll 8
+        __m256i s16 = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int c = 0; c < 2; c++) {
             const __m256i v = load(w->qs + 32 * c);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int l = 0; l < 4; l++) {
                 const __m256i t = _mm256_and_si256(_mm256_srli_epi16(v, 2 * l), m3);
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(t, load(a->qs + 128 * c + 32 * l)), ones));
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(t, load(a->qs + 128 * c + 32 * l)));
             }
         }
-        sum = fmaf(fp16(w->d) * a->d, (float)(hsum(acc) - bsums_total(a)), sum);
+        const __m256i acc = _mm256_add_epi32(minus_bsums(a), _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+        sum = fmaf(fp16(w->d) * a->d, (float)hsum(acc), sum);
     }
     return sum;
 }
 
-/* Digit k of 16 bytes held as 16-bit lanes: ((uint8_t)(b * 3^k) * 3) >> 8. */
-static inline __m256i trit16(__m256i b16, int pow3) {
-    const __m256i q = _mm256_and_si256(_mm256_mullo_epi16(b16, _mm256_set1_epi16((short)pow3)), _mm256_set1_epi16(0xFF));
-    return _mm256_srli_epi16(_mm256_mullo_epi16(q, _mm256_set1_epi16(3)), 8);
-}
-
-/* Bytes of the 16-bit digits of lanes lo (first 16) and hi (next 16), in order. */
-static inline __m256i pack_digits(__m256i lo, __m256i hi) {
-    return _mm256_permute4x64_epi64(_mm256_packus_epi16(lo, hi), 0xD8);
+/* Base-3 digits of the bytes of v: ((uint8_t)(b * P) * 3) >> 8 with P the 16-bit lane's
+ * multiplier (a power of 3), for both bytes of each lane: the product mod 256 lands in the
+ * lane's high byte (the low byte shifted up, the high byte multiplied in place), and
+ * mulhi(q << 8, 3) = (q * 3) >> 8. vhi = v & 0xFF00. */
+static inline __m256i trits(__m256i v, __m256i vhi, __m256i P) {
+    const __m256i three = _mm256_set1_epi16(3);
+    const __m256i lo = _mm256_mulhi_epu16(_mm256_slli_epi16(_mm256_mullo_epi16(v, P), 8), three);
+    const __m256i hi = _mm256_mulhi_epu16(_mm256_mullo_epi16(vhi, P), three);
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 8));
 }
 
 float ld_vec_dot_tq1_0_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
-    static const int pow3[5] = {1, 3, 9, 27, 81};
     const ld_block_tq1_0 *w = w_;
     const ld_block_q8_K *a = a_;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i himask = _mm256_set1_epi16((short)0xFF00);
     float sum = 0.0f;
     for (int64_t i = 0; i < n / LD_QK_K; i++, w++, a++) {
-        __m256i acc = _mm256_setzero_si256();
-        /* elements 32k + m: digit k of qs[m] */
-        const __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w->qs));
-        const __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w->qs + 16)));
-        const __m256i b2 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w->qs + 32)));
-        __m256i tail[5];
-        #pragma GCC unroll 8
-        for (int k = 0; k < 5; k++) {
-            const __m256i t = pack_digits(trit16(b0, pow3[k]), trit16(b1, pow3[k]));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(t, load(a->qs + 32 * k)), ones));
-            tail[k] = trit16(b2, pow3[k]); /* elements 160 + 16k + m: digit k of qs[32 + m] */
+        __m256i s16 = _mm256_setzero_si256();
+        /* elements 32k + m (k < 5): digit k of qs[m] */
+        const __m256i v = load(w->qs), vhi = _mm256_and_si256(v, himask);
+        static const short pow3[5] = {1, 3, 9, 27, 81};
+#pragma GCC unroll 8
+        for (int k = 0; k < 5; k++)
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(trits(v, vhi, _mm256_set1_epi16(pow3[k])), load(a->qs + 32 * k)));
+        /* elements 160 + 16k + m: digit k of qs[32 + m], two digits per vector (one per 128-bit
+         * half); elements 240 + 4k + j: digit k of qh[j], in the upper half of the third */
+        const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w->qs + 32)));
+        const __m256i h = _mm256_set_m128i(_mm_set1_epi32((int)u32_at(w->qh)), _mm_loadu_si128((const __m128i *)(w->qs + 32)));
+        const __m256i tails[3][2] = {
+            {t, _mm256_set_m128i(_mm_set1_epi16(3), _mm_set1_epi16(1))},
+            {t, _mm256_set_m128i(_mm_set1_epi16(27), _mm_set1_epi16(9))},
+            {h, _mm256_set_m128i(_mm_setr_epi16(1, 1, 3, 3, 9, 9, 27, 27), _mm_set1_epi16(81))},
+        };
+#pragma GCC unroll 8
+        for (int p = 0; p < 3; p++) {
+            const __m256i x = tails[p][0];
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(trits(x, _mm256_and_si256(x, himask), tails[p][1]),
+                                                             load(a->qs + 160 + 32 * p)));
         }
-        /* elements 240 + 4k + j: digit k of qh[j], as 16 lanes k-major */
-        const __m256i hb = _mm256_cvtepu8_epi16(_mm_set1_epi32((int)u32_at(w->qh)));
-        const __m256i q = _mm256_and_si256(_mm256_mullo_epi16(hb, _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27)),
-                                           _mm256_set1_epi16(0xFF));
-        const __m256i th = _mm256_srli_epi16(_mm256_mullo_epi16(q, _mm256_set1_epi16(3)), 8);
-        const __m256i pairs[3] = {pack_digits(tail[0], tail[1]), pack_digits(tail[2], tail[3]), pack_digits(tail[4], th)};
-        #pragma GCC unroll 8
-        for (int p = 0; p < 3; p++)
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(pairs[p], load(a->qs + 160 + 32 * p)), ones));
-        sum = fmaf(fp16(w->d) * a->d, (float)(hsum(acc) - bsums_total(a)), sum);
+        const __m256i acc = _mm256_add_epi32(minus_bsums(a), _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+        sum = fmaf(fp16(w->d) * a->d, (float)hsum(acc), sum);
     }
     return sum;
 }
