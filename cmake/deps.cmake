@@ -24,3 +24,18 @@ if(OPENCC_FOUND)
 endif()
 ld_report("OpenCC ${OPENCC_VERSION} (data: Traditional->Simplified, optional)" OPENCC_FOUND)
 
+
+# libpng and libjpeg(-turbo) (data: decoding images for the image-text model; optional, a build
+# without them reads raw and emoji_clip data and reports PNG/JPEG input as unsupported)
+pkg_check_modules(PNG IMPORTED_TARGET libpng)
+if(PNG_FOUND)
+  target_link_libraries(liandan PUBLIC PkgConfig::PNG)
+  target_compile_definitions(liandan PRIVATE LD_HAVE_PNG=1)
+endif()
+ld_report("libpng ${PNG_VERSION} (data: PNG images, optional)" PNG_FOUND)
+pkg_check_modules(JPEG IMPORTED_TARGET libjpeg)
+if(JPEG_FOUND)
+  target_link_libraries(liandan PUBLIC PkgConfig::JPEG)
+  target_compile_definitions(liandan PRIVATE LD_HAVE_JPEG=1)
+endif()
+ld_report("libjpeg ${JPEG_VERSION} (data: JPEG images, optional)" JPEG_FOUND)

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev libomp-dev
   libopenblas-dev libdnnl-dev
-  libpcre2-dev libcjson-dev libutf8proc-dev libopencc-dev libmicrohttpd-dev libsqlite3-dev libpng-dev
+  libpcre2-dev libcjson-dev libutf8proc-dev libopencc-dev libmicrohttpd-dev libsqlite3-dev libpng-dev libjpeg-dev
   libopenmpi-dev openmpi-bin
   time
 )

@@ -17,5 +17,6 @@
 #include "liandan/tokenizer.h"
 #include "liandan/data.h"
 #include "liandan/quant.h"
+#include "liandan/image.h"
 
 #endif
