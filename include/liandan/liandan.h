@@ -18,5 +18,6 @@
 #include "liandan/data.h"
 #include "liandan/quant.h"
 #include "liandan/image.h"
+#include "liandan/clip.h"
 
 #endif

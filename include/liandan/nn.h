@@ -119,6 +119,17 @@ ld_status ld_op_distill_xent(ld_tape *t, const ld_tensor *student, const ld_tens
                              int32_t ignore_index, float temperature, float alpha, ld_tensor **loss,
                              int64_t *n_counted);
 
+/* Each row of x divided by its Euclidean norm (a zero row stays zero). */
+ld_status ld_op_l2_normalize(ld_tape *t, const ld_tensor *x, ld_tensor **y);
+/* Symmetric InfoNCE (CLIP's loss) of a [B, E] against b [B + n_queue, E] (L2-normalised
+ * embeddings; row i of a pairs with row i of b, the n_queue rows after the first B are extra
+ * negatives with no gradient, e.g. a MoCo queue): logits = exp(min(log_scale, max_log_scale)) a b^T,
+ * loss = (mean over a's rows of the cross-entropy against all of b + mean over b's first B rows
+ * of the cross-entropy against a) / 2. log_scale is a one-element tensor (CLIP's learnable
+ * logit_scale, the log of the inverse temperature); it gets no gradient while above the clamp. */
+ld_status ld_op_infonce(ld_tape *t, const ld_tensor *a, const ld_tensor *b, int64_t n_queue, ld_tensor *log_scale,
+                        float max_log_scale, ld_tensor **loss);
+
 /* ---- optimizer -------------------------------------------------------------------- */
 typedef struct ld_adamw_config {
     float lr, beta1, beta2, eps, weight_decay;

@@ -167,6 +167,7 @@ double ld_encoder_train_flops_per_token(const ld_encoder_config *c, int64_t T, d
 typedef struct init_state {
     ld_encoder *m;
     ld_rng rng;
+    const char *prefix; /* before every parameter name ("" for a model of its own) */
 } init_state;
 
 ld_status enc_each_param(const ld_encoder_config *cfg, ld_encoder *m,
@@ -198,7 +199,9 @@ ld_status enc_each_param(const ld_encoder_config *cfg, ld_encoder *m,
 static ld_status add_param(void *user, const enc_param_desc *p) {
     init_state *s = user;
     ld_tensor *t = NULL;
-    ld_status st = ld_params_add(s->m->params, p->name, p->ndim, p->dims, !p->frozen, &t);
+    char full[LD_TENSOR_NAME_MAX];
+    snprintf(full, sizeof full, "%s%s", s->prefix, p->name);
+    ld_status st = ld_params_add(s->m->params, full, p->ndim, p->dims, !p->frozen, &t);
     if (st) return st;
     float *x = t->data, std = s->m->cfg.init_std;
     int64_t n = ld_tensor_numel(t);
@@ -209,6 +212,11 @@ static ld_status add_param(void *user, const enc_param_desc *p) {
 }
 
 ld_status ld_encoder_new(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t seed, ld_encoder **out) {
+    return enc_new_in(ctx, cfg, seed, NULL, "", true, out);
+}
+
+ld_status enc_new_in(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t seed, ld_params *shared, const char *prefix,
+                     bool rotary, ld_encoder **out) {
     if (!out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_encoder_new: NULL out");
     *out = NULL;
     ld_status st = ld_encoder_config_validate(ctx, cfg);
@@ -217,12 +225,15 @@ ld_status ld_encoder_new(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t see
     if (!m) return ld_ctx_status(ctx);
     m->ctx = ctx;
     m->cfg = *cfg;
-    if ((st = ld_params_new(ctx, &m->params)) ||
+    m->no_rotary = !rotary;
+    m->shared_params = shared != NULL;
+    if (shared) m->params = shared;
+    if ((!shared && (st = ld_params_new(ctx, &m->params))) ||
         !(m->layers = ld_calloc(ctx, (size_t)cfg->n_layers, sizeof *m->layers))) {
         ld_encoder_free(m);
         return st ? st : ld_ctx_status(ctx);
     }
-    init_state s = {m, ld_rng_init(seed)};
+    init_state s = {m, ld_rng_init(seed), prefix ? prefix : ""};
     if ((st = enc_each_param(cfg, m, add_param, &s))) {
         ld_encoder_free(m);
         return st;
@@ -236,7 +247,7 @@ ld_status ld_encoder_new(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t see
 
 void ld_encoder_free(ld_encoder *m) {
     if (!m) return;
-    ld_params_free(m->params);
+    if (!m->shared_params) ld_params_free(m->params);
     ld_free(m->ctx, m->layers);
     ld_free(m->ctx, m);
 }
@@ -280,7 +291,7 @@ static ld_status attention_block(ld_encoder *m, ld_tape *t, const enc_layer *L, 
     TRY(ld_op_linear(t, h, L->q, L->q_b, false, &q)); /* [B, T, C] = H heads of D */
     TRY(ld_op_linear(t, h, L->k, L->k_b, false, &k));
     TRY(ld_op_linear(t, h, L->v, L->v_b, false, &v));
-    if (c->arch == LD_ENCODER_ESM) { /* rotary on q and k, positions 0..T-1 */
+    if (c->arch == LD_ENCODER_ESM && !m->no_rotary) { /* rotary on q and k, positions 0..T-1 */
         TRY(ld_op_rope(t, q, c->n_heads, 0, c->rope_theta, &q));
         TRY(ld_op_rope(t, k, c->n_heads, 0, c->rope_theta, &k));
     }
@@ -369,10 +380,17 @@ ld_status ld_encoder_forward(ld_encoder *m, ld_tape *t, const int32_t *ids, cons
     TRY(check_inputs(m, ids, types, lengths, B, T));
     const ld_encoder_config *c = &m->cfg;
     bool esm = c->arch == LD_ENCODER_ESM;
-    ld_tensor *e, *x, *h, *o;
+    ld_tensor *e, *x;
     if (esm) TRY(embed_esm(m, t, ids, lengths, B, T, &e));
     else TRY(embed_bert(m, t, ids, types, B, T, &e));
     TRY(ld_op_reshape(t, e, 3, (int64_t[]){B, T, c->hidden_size}, &x)); /* [B, T, C] */
+    return enc_blocks_forward(m, t, x, lengths, hidden);
+}
+
+ld_status enc_blocks_forward(ld_encoder *m, ld_tape *t, ld_tensor *x, const int32_t *lengths, ld_tensor **hidden) {
+    const ld_encoder_config *c = &m->cfg;
+    bool esm = c->arch == LD_ENCODER_ESM;
+    ld_tensor *h, *o;
     for (int l = 0; l < c->n_layers; l++) {
         const enc_layer *L = &m->layers[l];
         if (esm) { /* pre-LN: x += attn(LN1(x)); x += mlp(LN2(x)) */

@@ -29,7 +29,17 @@ struct ld_encoder {
     ld_tensor *contact_w, *contact_b;   /* esm: the contact head, frozen (kept for round trips) */
     ld_tensor *head_w, *head_b, *head_ln_w, *head_ln_b, *head_bias; /* MLM head */
     enc_layer *layers;
+    bool no_rotary;     /* an esm-layout (pre-LN) tower without rotary: a ViT (positions added by its owner) */
+    bool shared_params; /* params belong to the owner (a tower of a two-tower model) */
 };
+
+/* An encoder whose parameters are added to `shared` (NULL: a set of its own), each name
+ * prefixed by `prefix` ("text_model." for a tower); rotary false leaves esm-layout layers
+ * without rotary (the ViT's pre-LN blocks). */
+ld_status enc_new_in(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t seed, ld_params *shared, const char *prefix,
+                     bool rotary, ld_encoder **out);
+/* The layer stack (and esm's final LayerNorm) on embeddings x [B, T, C]: hidden [B, T, C]. */
+ld_status enc_blocks_forward(ld_encoder *m, ld_tape *t, ld_tensor *x, const int32_t *lengths, ld_tensor **hidden);
 
 /* How a parameter is initialised and which shape it has. */
 enum { ENC_INIT_NORMAL, ENC_INIT_ZERO, ENC_INIT_ONE };

@@ -589,3 +589,111 @@ ld_status ld_op_distill_xent(ld_tape *t, const ld_tensor *student, const ld_tens
         n->saved[1] = dloss, n->f[0] = temperature, n->f[1] = alpha;
     return LD_OK;
 }
+
+/* ---- two-tower contrastive learning: L2 normalisation and symmetric InfoNCE ----------- */
+/* Plain loops (both are O(B^2 E) or less, small next to the towers): these are their own
+ * scalar reference. */
+
+static void l2norm_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (!dx) return;
+    const float *y = n->out->data, *dy = n->out->grad->data, *inv = n->saved[0];
+    int64_t R = rows_of(n->out), C = cols_of(n->out);
+    for (int64_t r = 0; r < R; r++) { /* dx = (dy - y (y . dy)) / |x| */
+        const float *yr = y + r * C, *g = dy + r * C;
+        double dot = 0;
+        for (int64_t c = 0; c < C; c++) dot += (double)yr[c] * g[c];
+        for (int64_t c = 0; c < C; c++) dx[r * C + c] += (float)(((double)g[c] - (double)yr[c] * dot) * inv[r]);
+    }
+}
+
+ld_status ld_op_l2_normalize(ld_tape *t, const ld_tensor *x, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "l2_normalize", "input", x))) return st;
+    if ((st = new_out(t, x->ndim, x->shape, x, NULL, NULL, out_))) return st;
+    int64_t R = rows_of(x), C = cols_of(x);
+    float *inv = scratch(t, R), *y = (*out_)->data;
+    const float *xs = x->data;
+    if (!inv) return ld_ctx_status(t->ctx);
+    for (int64_t r = 0; r < R; r++) {
+        double s = 0;
+        for (int64_t c = 0; c < C; c++) s += (double)xs[r * C + c] * xs[r * C + c];
+        inv[r] = (float)(1.0 / sqrt(s + 1e-12)); /* a zero row stays zero */
+        for (int64_t c = 0; c < C; c++) y[r * C + c] = xs[r * C + c] * inv[r];
+    }
+    RECORD_OR_FAIL(n, t, "l2_normalize", l2norm_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    if (n) n->saved[0] = inv;
+    return LD_OK;
+}
+
+/* Saved: G = dloss/dlogits [B, B] (already including the 1 / 2B), the clamped scale s. */
+static void infonce_bwd(ld_tape *t, ld_node *n) {
+    const float *G = n->saved[0], *a = n->in[0]->data, *b = n->in[1]->data;
+    int64_t B = n->i[0], M = n->i[1], E = n->i[2];
+    float g = ((const float *)n->out->grad->data)[0], s = n->f[0];
+    float *da = ld_tape_grad(t, n->in[0]), *db = ld_tape_grad(t, n->in[1]), *dl = ld_tape_grad(t, n->in[2]);
+    /* logits = s a b^T: da = s G b, db = s G^T a (the first B rows of b: the queue has no gradient) */
+    for (int64_t i = 0; i < B; i++)
+        for (int64_t j = 0; j < M; j++) {
+            float w = g * s * G[i * M + j];
+            if (w == 0) continue;
+            for (int64_t e = 0; da && e < E; e++) da[i * E + e] += w * b[j * E + e];
+            for (int64_t e = 0; db && j < B && e < E; e++) db[j * E + e] += w * a[i * E + e];
+        }
+    if (dl && !n->flag) { /* d/d(log s) of s (a . b) = the logit itself; no gradient while clamped */
+        double sum = 0;
+        for (int64_t i = 0; i < B; i++)
+            for (int64_t j = 0; j < M; j++) {
+                double dot = 0;
+                for (int64_t e = 0; e < E; e++) dot += (double)a[i * E + e] * b[j * E + e];
+                sum += (double)G[i * M + j] * s * dot;
+            }
+        dl[0] += g * (float)sum;
+    }
+}
+
+ld_status ld_op_infonce(ld_tape *t, const ld_tensor *a, const ld_tensor *b, int64_t n_queue, ld_tensor *log_scale,
+                        float max_log_scale, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "infonce", "first embeddings", a)) || (st = check_f32(t, "infonce", "second embeddings", b)) ||
+        (st = check_f32(t, "infonce", "log scale", log_scale)))
+        return st;
+    int64_t B = rows_of(a), E = cols_of(a), M = rows_of(b);
+    if (cols_of(b) != E || n_queue < 0 || M != B + n_queue)
+        return shape_error(t, "infonce", a, b, "need [B, E] and [B + queue, E] embeddings");
+    if (ld_tensor_numel(log_scale) != 1)
+        return ld_error(t->ctx, LD_ERR_SHAPE, "infonce: log scale '%s' must have one element", log_scale->name);
+    if ((st = new_out(t, 1, (int64_t[]){1}, a, b, log_scale, out_))) return st;
+    float ls = ((const float *)log_scale->data)[0];
+    bool clamped = ls > max_log_scale;
+    float s = expf(clamped ? max_log_scale : ls);
+    float *G = scratch(t, B * M), *L = scratch(t, B * M);
+    if (!G || !L) return ld_ctx_status(t->ctx);
+    const float *ad = a->data, *bd = b->data;
+    for (int64_t i = 0; i < B; i++)
+        for (int64_t j = 0; j < M; j++) {
+            double dot = 0;
+            for (int64_t e = 0; e < E; e++) dot += (double)ad[i * E + e] * bd[j * E + e];
+            L[i * M + j] = s * (float)dot;
+        }
+    /* rows (a -> b, over all M candidates) and columns (b -> a, the B in-batch ones) */
+    double loss = 0;
+    memset(G, 0, (size_t)(B * M) * sizeof(float));
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t outer = B, inner = pass == 0 ? M : B;
+        for (int64_t i = 0; i < outer; i++) {
+#define AT(i_, j_) (pass == 0 ? (i_) * M + (j_) : (j_) * M + (i_))
+            double mx = -INFINITY, z = 0;
+            for (int64_t j = 0; j < inner; j++) mx = fmax(mx, L[AT(i, j)]);
+            for (int64_t j = 0; j < inner; j++) z += exp(L[AT(i, j)] - mx);
+            loss += log(z) + mx - L[AT(i, i)];
+            for (int64_t j = 0; j < inner; j++)
+                G[AT(i, j)] += (float)((exp(L[AT(i, j)] - mx) / z - (j == i)) / (2.0 * (double)B));
+#undef AT
+        }
+    }
+    ((float *)(*out_)->data)[0] = (float)(loss / (2.0 * (double)B));
+    RECORD_OR_FAIL(n, t, "infonce", infonce_bwd, *out_, (ld_tensor *)a, (ld_tensor *)b, log_scale);
+    if (n) n->saved[0] = G, n->i[0] = B, n->i[1] = M, n->i[2] = E, n->f[0] = s, n->flag = clamped;
+    return LD_OK;
+}
