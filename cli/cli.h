@@ -42,6 +42,17 @@ int ld_cli_eval_mlm(int argc, char **argv);
 /* `liandan eval probe` (cli/cmd_encode.c). */
 int ld_cli_eval_probe(int argc, char **argv);
 
+/* Writes data [n, c] as a float32 NumPy .npy file; 1 (after a message) on failure. */
+int ld_cli_write_npy(ld_ctx *ctx, const char *path, const float *data, int64_t n, int64_t c);
+/* The image-text model's side of `liandan embed` and `liandan pretrain` (cli/cmd_clip.c). */
+int ld_cli_clip_embed(const char *dir, const ld_cli_list *images, const ld_cli_list *texts, const char *npy, int threads);
+bool ld_cli_is_clip_config(const char *path); /* its "model" has model_type "clip" */
+int ld_cli_clip_pretrain(const char *config, const char *out, int64_t max_steps, int threads, bool quiet);
+/* `liandan eval retrieval` and `liandan eval zeroshot` (cli/cmd_clip.c). */
+int ld_cli_eval_retrieval(int argc, char **argv);
+int ld_cli_eval_zeroshot(int argc, char **argv);
+extern const ld_cli_command ld_cmd_classify;
+
 /* A context with the CLI's log sink (stderr, "liandan: warning: ...") and `threads`
  * (0 = all cores). Exits with a message on failure (the CLI may exit; the library may not). */
 ld_ctx *ld_cli_ctx(int threads);

@@ -11,7 +11,7 @@ static const char *const pooling_names[] = {"cls", "mean", NULL}; /* ld_pooling 
 
 /* Writes data[n, c] as a little-endian float32 .npy file (format version 1.0), atomically: a
  * failure leaves no half file (and an earlier file under the name stays). */
-static int write_npy(ld_ctx *ctx, const char *path, const float *data, int64_t n, int64_t c) {
+int ld_cli_write_npy(ld_ctx *ctx, const char *path, const float *data, int64_t n, int64_t c) {
     char head[192];
     int hl = snprintf(head + 10, sizeof head - 10, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
                       (long long)n, (long long)c);
@@ -67,9 +67,10 @@ static int cmd_embed(int argc, char **argv) {
     const char *file = NULL, *npy = NULL;
     int threads = 0, pooling = LD_POOL_MEAN;
     bool normalize = false;
-    ld_cli_list pos = {0}, texts = {0};
+    ld_cli_list pos = {0}, texts = {0}, images = {0};
     const ld_cli_opt opts[] = {
         LD_CLI_LIST("text", 't', &texts, "TEXT", "an input text (repeatable)"),
+        LD_CLI_LIST("image", 'i', &images, "FILE", "an input image, PNG or JPEG (repeatable; image-text models)"),
         LD_CLI_STRING("file", 'f', &file, "FILE",
                       "one input per document: .txt lines, .tsv last column, .jsonl \"text\",\n"
                       "FASTA records (read as proteins)"),
@@ -82,10 +83,23 @@ static int cmd_embed(int argc, char **argv) {
     };
     const ld_cli_spec spec = {
         .cmd = "embed", .args = "MODEL_DIR", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
-        .about = "Pooled embeddings of an encoder model (BERT, ESM) for --text inputs or the documents of --file.\n"
+        .about = "Pooled embeddings of an encoder model (BERT, ESM) for --text inputs or the documents of --file;\n"
+                 "of an image-text (clip) model, L2-normalised, for --image files and --text inputs.\n"
                  "Without -o one JSON object per input is printed: {\"index\": i, \"tokens\": n, \"embedding\": [...]}."};
     int rc0;
     if (!ld_cli_parse(&spec, argc, argv, &rc0)) return ld_cli_parse_free(&spec), rc0;
+    if (ld_clip_dir_sniff(pos.v[0])) {
+        if (file) {
+            fprintf(stderr, "liandan embed: an image-text model takes --image and --text, not --file\n");
+            return ld_cli_parse_free(&spec), 2;
+        }
+        rc0 = ld_cli_clip_embed(pos.v[0], &images, &texts, npy, threads);
+        return ld_cli_parse_free(&spec), rc0;
+    }
+    if (images.n) {
+        fprintf(stderr, "liandan embed: --image needs an image-text (clip) model; %s is not one\n", pos.v[0]);
+        return ld_cli_parse_free(&spec), 2;
+    }
     if ((file != NULL) == (texts.n > 0)) {
         fprintf(stderr, "liandan embed: give --text (one or more) or --file\n");
         return ld_cli_parse_free(&spec), 2;
@@ -117,7 +131,7 @@ static int cmd_embed(int argc, char **argv) {
     if (!rc && !out) rc = fprintf(stderr, "liandan embed: out of memory\n") > 0;
     if (!rc && ld_encoder_embed(m, (const int32_t *const *)seqs, lens, n, pool, normalize, out))
         rc = ld_cli_fail(ctx, "computing embeddings");
-    if (!rc && npy) rc = write_npy(ctx, npy, out, n, C);
+    if (!rc && npy) rc = ld_cli_write_npy(ctx, npy, out, n, C);
     for (int64_t i = 0; !rc && !npy && i < n; i++) {
         printf("{\"index\": %lld, \"tokens\": %lld, \"embedding\": [", (long long)i, (long long)lens[i]);
         for (int64_t j = 0; j < C; j++) printf(j ? ", %.7g" : "%.7g", (double)out[i * C + j]);

@@ -248,9 +248,15 @@ static const ld_cli_command eval_mlm_cmd = {"mlm", "masked-LM loss and accuracy 
 static const ld_cli_command eval_probe_cmd = {"probe", "linear probes of a protein encoder (DeepLoc, SS3) vs baselines",
                                               ld_cli_eval_probe};
 
+static const ld_cli_command eval_retrieval_cmd = {
+    "retrieval", "image-text retrieval recall of a clip model vs chance and bag of characters", ld_cli_eval_retrieval};
+static const ld_cli_command eval_zeroshot_cmd = {"zeroshot", "zero-shot category accuracy of a clip model on emoji_clip",
+                                                 ld_cli_eval_zeroshot};
+
 static int cmd_eval(int argc, char **argv) {
-    static const ld_cli_command *const subs[] = {&eval_poetry_cmd, &eval_ppl_cmd, &eval_mlm_cmd, &eval_probe_cmd};
-    return ld_cli_dispatch("eval", "Evaluates a model (a model directory or GGUF file).", subs, 4, argc, argv);
+    static const ld_cli_command *const subs[] = {&eval_poetry_cmd,    &eval_ppl_cmd,      &eval_mlm_cmd, &eval_probe_cmd,
+                                                 &eval_retrieval_cmd, &eval_zeroshot_cmd};
+    return ld_cli_dispatch("eval", "Evaluates a model (a model directory or GGUF file).", subs, 6, argc, argv);
 }
 
 const ld_cli_command ld_cmd_eval = {"eval", "evaluate a model (poetry format, perplexity, masked LM, protein probes)",

@@ -12,11 +12,22 @@ static int cmd_pretrain(int argc, char **argv) {
     const ld_cli_spec spec = {.cmd = "pretrain", .args = "CONFIG.json", .opts = opts, .pos = &pos, .min_pos = 1,
                               .max_pos = 1,
                               .about = "Trains a causal LM as the config says (docs/training.md lists every key); with\n"
-                                       "\"objective\": \"mlm\" a masked-LM encoder (BERT, ESM-2) on FASTA or text files."};
+                                       "\"objective\": \"mlm\" a masked-LM encoder (BERT, ESM-2) on FASTA or text files; with\n"
+                                       "\"model\": {\"model_type\": \"clip\", ...} an image-text model (docs/clip.md)."};
     int rc;
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     a.config = pos.v[0];
-    rc = ld_train_run(&a);
+    if (ld_cli_is_clip_config(a.config)) { /* the image-text model has a driver of its own (cli/cmd_clip.c) */
+        if (a.sets.n || a.resume) {
+            fprintf(stderr, "liandan pretrain: --set and --resume are not available for clip models yet\n");
+            rc = 2;
+        } else {
+            rc = ld_cli_clip_pretrain(a.config, a.out, a.max_steps, a.threads, a.quiet);
+        }
+        ld_cli_list_free(&a.sets), ld_cli_list_free(&a.extra);
+    } else {
+        rc = ld_train_run(&a);
+    }
     ld_cli_list_free(&pos);
     return rc;
 }

@@ -14,6 +14,7 @@ static const ld_cli_command *const commands[] = {
     &ld_cmd_score,
     &ld_cmd_embed,
     &ld_cmd_fill_mask,
+    &ld_cmd_classify,
     &ld_cmd_eval,
     &ld_cmd_export,
     &ld_cmd_quantize,

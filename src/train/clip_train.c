@@ -1,0 +1,306 @@
+/* train/clip_train.c — contrastive pretraining of the image-text model: the config file
+ * (model = CLIPConfig keys, image-text data, optimisation), the character vocabulary built from
+ * the training captions, batches drawn epoch by epoch without replacement, augmentation on the
+ * ctx's threads, AdamW with the learning-rate schedule, the temperature clamp, validation loss
+ * on fixed batches, metrics.jsonl and the final model directory. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/json.h"
+#include "liandan/clip.h"
+#include "liandan/io.h"
+#include "liandan/train.h"
+#include "nn/nn_internal.h"
+
+#define TRY(call)               \
+    do {                        \
+        ld_status st_ = (call); \
+        if (st_) return st_;    \
+    } while (0)
+
+ld_clip_train_config ld_clip_train_config_default(void) {
+    ld_clip_train_config c = {.model = ld_clip_default_config(), .batch_size = 64, .max_steps = 500,
+                              .schedule = {.kind = LD_LR_COSINE, .lr = 1e-3f, .min_lr = 1e-5f, .warmup_steps = 50,
+                                           .max_steps = 500},
+                              .optim = ld_adamw_default_config(), .eval_every = 100, .seed = 1, .augment = true};
+    c.optim.weight_decay = 0.1f;
+    c.transform = ld_image_transform_default();
+    c.transform.pad = 2;
+    snprintf(c.train_data, sizeof c.train_data, "../shared/data/emoji_clip");
+    snprintf(c.split, sizeof c.split, "train");
+    snprintf(c.val_split, sizeof c.val_split, "dev");
+    snprintf(c.lang, sizeof c.lang, "zh");
+    snprintf(c.out_dir, sizeof c.out_dir, "runs/clip");
+    return c;
+}
+
+static const char *const known_keys[] = {"model", "train_data", "val_data", "split", "val_split", "lang", "batch_size",
+                                         "max_steps", "lr", "min_lr", "schedule", "warmup_steps", "weight_decay",
+                                         "beta1", "beta2", "grad_clip", "eval_every", "seed", "augment", "pad", "flip",
+                                         "out_dir", "threads", NULL};
+
+static ld_status get_str(ld_ctx *ctx, const ld_json_ref *r, const char *key, char *out, size_t cap) {
+    const char *s = NULL;
+    TRY(ld_json_get_string(ctx, r, key, false, &s));
+    if (s && strlen(s) >= cap) return ld_error(ctx, LD_ERR_FORMAT, "%s: '%s' is longer than %zu bytes", r->doc, key, cap - 1);
+    if (s) snprintf(out, cap, "%s", s);
+    return LD_OK;
+}
+
+static ld_status get_f(ld_ctx *ctx, const ld_json_ref *r, const char *key, double lo, double hi, float *out) {
+    double v = *out;
+    TRY(ld_json_get_float(ctx, r, key, false, lo, hi, &v));
+    *out = (float)v;
+    return LD_OK;
+}
+
+static ld_status parse_train(ld_ctx *ctx, const char *path, cJSON *root, ld_clip_train_config *c) {
+    ld_json_ref r = ld_json_root(path, root), mr;
+    TRY(ld_json_get_object(ctx, &r, "model", true, &mr));
+    char *mtext = cJSON_PrintUnformatted(mr.node);
+    if (!mtext) return ld_error(ctx, LD_ERR_NOMEM, "%s: out of memory", path);
+    char mpath[300];
+    snprintf(mpath, sizeof mpath, "%s: model", path);
+    ld_status st = ld_clip_config_from_json(ctx, mtext, strlen(mtext), mpath, &c->model);
+    free(mtext);
+    if (st) return st;
+    TRY(get_str(ctx, &r, "train_data", c->train_data, sizeof c->train_data));
+    TRY(get_str(ctx, &r, "val_data", c->val_data, sizeof c->val_data));
+    TRY(get_str(ctx, &r, "split", c->split, sizeof c->split));
+    TRY(get_str(ctx, &r, "val_split", c->val_split, sizeof c->val_split));
+    TRY(get_str(ctx, &r, "lang", c->lang, sizeof c->lang));
+    if (strcmp(c->lang, "zh") && strcmp(c->lang, "en") && strcmp(c->lang, "both"))
+        return ld_error(ctx, LD_ERR_FORMAT, "%s: lang '%s' is not zh, en or both", path, c->lang);
+    TRY(get_str(ctx, &r, "out_dir", c->out_dir, sizeof c->out_dir));
+    TRY(ld_json_get_int(ctx, &r, "batch_size", false, 2, 1 << 16, &c->batch_size));
+    TRY(ld_json_get_int(ctx, &r, "max_steps", false, 1, (int64_t)1 << 40, &c->max_steps));
+    TRY(ld_json_get_int(ctx, &r, "warmup_steps", false, 0, (int64_t)1 << 40, &c->schedule.warmup_steps));
+    TRY(ld_json_get_int(ctx, &r, "eval_every", false, 0, (int64_t)1 << 40, &c->eval_every));
+    int64_t seed = (int64_t)c->seed, pad = c->transform.pad, threads = c->threads;
+    TRY(ld_json_get_int(ctx, &r, "seed", false, 0, INT64_MAX, &seed));
+    TRY(ld_json_get_int(ctx, &r, "pad", false, 0, 64, &pad));
+    TRY(ld_json_get_int(ctx, &r, "threads", false, 0, 1024, &threads));
+    c->seed = (uint64_t)seed, c->transform.pad = (int)pad, c->threads = (int)threads;
+    TRY(ld_json_get_bool(ctx, &r, "augment", false, &c->augment));
+    TRY(ld_json_get_bool(ctx, &r, "flip", false, &c->transform.flip));
+    TRY(get_f(ctx, &r, "lr", 1e-12, 10, &c->schedule.lr));
+    TRY(get_f(ctx, &r, "min_lr", 0, 10, &c->schedule.min_lr));
+    TRY(get_f(ctx, &r, "weight_decay", 0, 10, &c->optim.weight_decay));
+    TRY(get_f(ctx, &r, "beta1", 0, 0.999999, &c->optim.beta1));
+    TRY(get_f(ctx, &r, "beta2", 0, 0.999999, &c->optim.beta2));
+    TRY(get_f(ctx, &r, "grad_clip", 0, 1e9, &c->optim.max_grad_norm));
+    char sched[32] = "";
+    TRY(get_str(ctx, &r, "schedule", sched, sizeof sched));
+    if (*sched && !ld_lr_kind_from_name(sched, &c->schedule.kind))
+        return ld_error(ctx, LD_ERR_FORMAT, "%s: schedule '%s' is not one of constant, cosine, wsd", path, sched);
+    ld_json_check_keys(ctx, &r, known_keys, sizeof known_keys / sizeof known_keys[0] - 1, NULL, NULL);
+    return LD_OK;
+}
+
+ld_status ld_clip_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const char *path,
+                                     ld_clip_train_config *out) {
+    if (!text || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_clip_train_config_parse: NULL argument");
+    if (!path) path = "config";
+    cJSON *root = NULL;
+    TRY(ld_json_parse(ctx, path, text, len, &root));
+    ld_clip_train_config c = ld_clip_train_config_default();
+    ld_status st = cJSON_IsObject(root) ? parse_train(ctx, path, root, &c)
+                                        : ld_error(ctx, LD_ERR_FORMAT, "%s: expected a JSON object", path);
+    ld_json_free(root);
+    if (!st) {
+        c.schedule.max_steps = c.max_steps;
+        *out = c;
+    }
+    return st;
+}
+
+bool ld_clip_train_config_is_clip(const char *text, size_t len) {
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(m, "model_type");
+    bool yes = cJSON_IsString(mt) && !strcmp(mt->valuestring, "clip");
+    cJSON_Delete(root);
+    return yes;
+}
+
+/* ---- pairs ------------------------------------------------------------------------------ */
+
+ld_status ld_clip_pairs_open(ld_ctx *ctx, const char *path, const char *split, const char *lang, int size,
+                             ld_clip_pairs *out) {
+    memset(out, 0, sizeof *out);
+    const char *langs[2] = {lang, NULL};
+    if (lang && !strcmp(lang, "both")) langs[0] = "zh", langs[1] = "en";
+    for (int k = 0; k < 2 && langs[k]; k++) {
+        ld_image_set_params p = ld_image_set_default_params();
+        p.size = size, p.split = split && *split ? split : NULL, p.lang = langs[k];
+        TRY(ld_image_set_open(ctx, path, &p, &out->sets[k]));
+        out->n_sets = k + 1;
+        out->n += ld_image_set_count(out->sets[k]);
+    }
+    return LD_OK;
+}
+
+void ld_clip_pairs_free(ld_clip_pairs *p) {
+    for (int k = 0; k < 2; k++) ld_image_set_free(p->sets[k]);
+    memset(p, 0, sizeof *p);
+}
+
+static void pair_at(const ld_clip_pairs *p, int64_t i, const uint8_t **px, const char **cap) {
+    int k = 0;
+    while (i >= ld_image_set_count(p->sets[k])) i -= ld_image_set_count(p->sets[k]), k++;
+    *px = ld_image_set_pixels(p->sets[k], i);
+    *cap = ld_image_set_caption(p->sets[k], i);
+}
+
+/* ---- the loop --------------------------------------------------------------------------- */
+
+typedef struct run {
+    ld_ctx *ctx;
+    ld_clip *m;
+    const ld_tokenizer *tok;
+    const ld_clip_train_config *c;
+    int64_t B, T, S;
+    float *px;
+    int32_t *ids, *lens;
+    const uint8_t **imgs;
+    int64_t *order, cursor, epoch;
+    ld_tape *tape;
+} run;
+
+/* Batch rows idx[0..B): pixels (augmented when `augment`), captions padded to the longest. */
+static ld_status fill_batch(run *r, const ld_clip_pairs *p, const int64_t *idx, bool augment, uint64_t seed, int64_t *Tb) {
+    int64_t B = r->B, T = r->T, longest = 2;
+    for (int64_t b = 0; b < B; b++) {
+        const char *cap;
+        pair_at(p, idx[b], &r->imgs[b], &cap);
+        ld_status st = ld_clip_encode_caption(r->tok, cap, T, r->ids + b * T, &r->lens[b]);
+        if (st) return ld_error(r->ctx, st, "encoding caption '%s'", cap);
+        if (r->lens[b] > longest) longest = r->lens[b];
+    }
+    for (int64_t b = 0; b < B; b++) memmove(r->ids + b * longest, r->ids + b * T, (size_t)longest * sizeof(int32_t));
+    ld_image_batch_to_input(r->ctx, r->imgs, B, (int)r->S, &r->c->transform, augment, seed, r->px);
+    *Tb = longest;
+    return LD_OK;
+}
+
+/* The next B training rows: a fresh permutation each epoch (seeded by seed and epoch). */
+static void next_indices(run *r, int64_t n, int64_t *idx) {
+    for (int64_t b = 0; b < r->B; b++) {
+        if (r->cursor == 0 || r->cursor >= n) {
+            for (int64_t i = 0; i < n; i++) r->order[i] = i;
+            ld_rng g = ld_rng_init(ld_rng_at(r->c->seed, (uint64_t)r->epoch++));
+            for (int64_t i = n - 1; i > 0; i--) {
+                int64_t j = (int64_t)ld_rng_below(&g, (uint64_t)(i + 1)), t = r->order[i];
+                r->order[i] = r->order[j], r->order[j] = t;
+            }
+            r->cursor = 0;
+        }
+        idx[b] = r->order[r->cursor++];
+    }
+}
+
+static ld_status val_loss(run *r, const ld_clip_pairs *val, double *out) {
+    int64_t nb = val->n / r->B, idx[4096];
+    if (nb < 1) return ld_error(r->ctx, LD_ERR_INVALID_ARG, "validation: fewer pairs (%lld) than batch_size", (long long)val->n);
+    ld_tape_set_grad_enabled(r->tape, false);
+    double sum = 0;
+    ld_status st = LD_OK;
+    for (int64_t k = 0; k < nb && !st; k++) {
+        for (int64_t b = 0; b < r->B; b++) idx[b] = k * r->B + b; /* fixed batches in file order */
+        int64_t Tb;
+        ld_tensor *loss;
+        ld_tape_reset(r->tape);
+        if (!(st = fill_batch(r, val, idx, false, 0, &Tb)) &&
+            !(st = ld_clip_loss(r->m, r->tape, r->px, r->ids, r->lens, r->B, Tb, &loss)))
+            sum += ((float *)loss->data)[0];
+    }
+    ld_tape_set_grad_enabled(r->tape, true);
+    *out = sum / (double)nb;
+    return st;
+}
+
+ld_status ld_clip_train(ld_clip *m, const ld_tokenizer *tok, const ld_clip_train_config *c, const ld_clip_pairs *train,
+                        const ld_clip_pairs *val, double peak_flops, ld_clip_train_progress_fn cb, void *user,
+                        volatile int *stop) {
+    if (!m || !tok || !c || !train) return LD_ERR_INVALID_ARG;
+    ld_ctx *ctx = ld_clip_ctx(m);
+    if (c->batch_size > 4096 || c->batch_size > train->n)
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "clip training: batch_size %lld must be at most 4096 and the %lld pairs",
+                        (long long)c->batch_size, (long long)train->n);
+    const ld_clip_config *mc = ld_clip_config_of(m);
+    run r = {.ctx = ctx, .m = m, .tok = tok, .c = c, .B = c->batch_size, .T = mc->text.max_position, .S = mc->image_size};
+    ld_adamw *opt = NULL;
+    ld_status st = ld_tape_new(ctx, &r.tape);
+    if (!st) st = ld_adamw_new(ld_clip_params(m), &c->optim, &opt);
+    r.px = ld_alloc(ctx, (size_t)(r.B * 3 * r.S * r.S) * sizeof(float));
+    r.ids = ld_alloc(ctx, (size_t)(r.B * r.T) * sizeof(int32_t));
+    r.lens = ld_alloc(ctx, (size_t)r.B * sizeof(int32_t));
+    r.imgs = ld_alloc(ctx, (size_t)r.B * sizeof *r.imgs);
+    r.order = ld_alloc(ctx, (size_t)train->n * sizeof(int64_t));
+    if (!st && (!r.px || !r.ids || !r.lens || !r.imgs || !r.order)) st = ld_ctx_status(ctx);
+    char path[4200];
+    FILE *metrics = NULL;
+    if (!st && mkdir(c->out_dir, 0755) != 0 && errno != EEXIST)
+        st = ld_error(ctx, LD_ERR_IO, "cannot create %s: %s", c->out_dir, strerror(errno));
+    if (!st) {
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
+        if (!(metrics = fopen(path, "w"))) st = ld_error(ctx, LD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    }
+    ld_tensor *ls = ld_params_find(ld_clip_params(m), "logit_scale");
+    double flops = ld_clip_train_flops_per_pair(mc, r.T / 2), t0 = ld_time_now(), tprev = t0;
+    int64_t idx[4096];
+    for (int64_t step = 0; !st && step < c->max_steps; step++) {
+        ld_clip_train_progress pr = {.step = step + 1, .max_steps = c->max_steps, .val_loss = NAN};
+        next_indices(&r, train->n, idx);
+        double td = ld_time_now();
+        int64_t Tb;
+        if ((st = fill_batch(&r, train, idx, c->augment, ld_rng_at(c->seed ^ 0x5eed, (uint64_t)step), &Tb))) break;
+        pr.data_s = ld_time_now() - td;
+        ld_params_zero_grad(ld_clip_params(m));
+        ld_tape_reset(r.tape);
+        ld_tensor *loss;
+        if ((st = ld_clip_loss(m, r.tape, r.px, r.ids, r.lens, r.B, Tb, &loss)) || (st = ld_tape_backward(r.tape, loss))) break;
+        pr.loss = ((float *)loss->data)[0];
+        pr.lr = ld_lr_at(&c->schedule, step);
+        st = ld_adamw_step(opt, (float)pr.lr, 1.0f, &pr.grad_norm);
+        if (st == LD_ERR_NUMERIC) {
+            ld_ctx_clear_error(ctx);
+            st = LD_OK;
+            pr.skipped = true;
+        }
+        if (st) break;
+        float *lsv = ls->data; /* CLIP clamps the temperature's parameter itself after each update */
+        if (lsv[0] > mc->logit_scale_max) lsv[0] = mc->logit_scale_max;
+        pr.temperature = exp(-(double)lsv[0]);
+        double now = ld_time_now();
+        pr.pairs_per_s = (double)r.B / (now - tprev);
+        pr.mfu = peak_flops > 0 ? pr.pairs_per_s * flops / peak_flops : 0;
+        pr.elapsed_s = now - t0;
+        tprev = now;
+        if (val && c->eval_every > 0 && ((step + 1) % c->eval_every == 0 || step + 1 == c->max_steps)) {
+            if ((st = val_loss(&r, val, &pr.val_loss))) break;
+            tprev = ld_time_now();
+        }
+        fprintf(metrics, "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.4f,\"temperature\":%.5f,"
+                         "\"pairs_per_s\":%.1f,\"mfu\":%.4f,\"data_s\":%.5f",
+                (long long)pr.step, pr.loss, pr.lr, pr.grad_norm, pr.temperature, pr.pairs_per_s, pr.mfu, pr.data_s);
+        if (!isnan(pr.val_loss)) fprintf(metrics, ",\"val_loss\":%.6f", pr.val_loss);
+        fprintf(metrics, "%s}\n", pr.skipped ? ",\"skipped\":true" : "");
+        fflush(metrics);
+        if (cb) cb(user, &pr);
+        if (stop && *stop) {
+            st = ld_error(ctx, LD_ERR_INTERRUPTED, "training stopped at step %lld", (long long)pr.step);
+            break;
+        }
+    }
+    if (metrics) fclose(metrics);
+    ld_adamw_free(opt);
+    ld_tape_free(r.tape);
+    ld_free(ctx, r.px), ld_free(ctx, r.ids), ld_free(ctx, r.lens), ld_free(ctx, r.imgs), ld_free(ctx, r.order);
+    return st;
+}
