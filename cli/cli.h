@@ -52,6 +52,8 @@ int ld_cli_clip_pretrain(const char *config, const char *out, int64_t max_steps,
 int ld_cli_eval_retrieval(int argc, char **argv);
 int ld_cli_eval_zeroshot(int argc, char **argv);
 extern const ld_cli_command ld_cmd_classify;
+extern const ld_cli_command ld_cmd_index;
+extern const ld_cli_command ld_cmd_search;
 
 /* A context with the CLI's log sink (stderr, "liandan: warning: ...") and `threads`
  * (0 = all cores). Exits with a message on failure (the CLI may exit; the library may not). */

@@ -498,3 +498,128 @@ static int cmd_classify(int argc, char **argv) {
 
 const ld_cli_command ld_cmd_classify = {"classify", "zero-shot image classification with an image-text model",
                                         cmd_classify};
+
+/* ---- index and search ------------------------------------------------------------------- */
+
+static int cmd_index(int argc, char **argv) {
+    const char *out = NULL, *data = NULL, *split = "test", *lang = "zh";
+    int threads = 0;
+    ld_cli_list pos = {0};
+    const ld_cli_opt opts[] = {
+        LD_CLI_STRING("output", 'o', &out, "INDEX", "the index file to write (required)"),
+        LD_CLI_STRING("data", 'd', &data, "DIR|LIST", "index an image-text set instead of IMAGE files (names = captions)"),
+        LD_CLI_STRING("split", 0, &split, "NAME", "with --data: the emoji_clip split (default test)"),
+        LD_CLI_STRING("lang", 0, &lang, "zh|en", "with --data: caption language of the names (default zh)"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {.cmd = "index", .args = "MODEL_DIR [IMAGE...]", .opts = opts, .pos = &pos, .min_pos = 1,
+                              .max_pos = 1 << 20,
+                              .about = "Embeds images (PNG / JPEG files, or a --data set) with an image-text model into an\n"
+                                       "index file for `liandan search`."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    if (!out || ((pos.n > 1) == (data != NULL))) {
+        fprintf(stderr, "liandan index: give -o INDEX and either IMAGE files or --data\n");
+        return ld_cli_parse_free(&spec), 2;
+    }
+    ld_ctx *ctx = ld_cli_ctx(threads);
+    ld_clip *m = NULL;
+    ld_tokenizer *tok = NULL;
+    ld_clip_pairs set = {0};
+    uint8_t **imgs = NULL;
+    const uint8_t **px = NULL;
+    const char **names = NULL, **caps = NULL;
+    int64_t *groups = NULL, n = data ? 0 : pos.n - 1;
+    float *emb = NULL;
+    rc = load_model(ctx, pos.v[0], &m, &tok);
+    if (!rc && data) {
+        if (ld_clip_pairs_open(ctx, data, split, lang, (int)ld_clip_config_of(m)->image_size, &set))
+            rc = ld_cli_fail(ctx, "reading the data");
+        else if (!(px = pair_pixels(&set)) || !(groups = caption_groups(&set, &caps))) rc = 1;
+        n = set.n, names = caps;
+    } else if (!rc) {
+        rc = load_images(ctx, m, pos.v + 1, (int)n, &imgs);
+        px = (const uint8_t **)imgs, names = pos.v + 1;
+    }
+    int64_t E = m ? ld_clip_config_of(m)->embed_dim : 0;
+    if (!rc && !(emb = malloc((size_t)(n * E + 1) * sizeof *emb))) rc = 1;
+    if (!rc && ld_clip_embed_images(m, px, n, emb)) rc = ld_cli_fail(ctx, "embedding");
+    char abs_model[4096];
+    if (!rc && !realpath(pos.v[0], abs_model)) snprintf(abs_model, sizeof abs_model, "%s", pos.v[0]);
+    if (!rc && ld_clip_index_write(ctx, out, abs_model, emb, n, E, names)) rc = ld_cli_fail(ctx, "writing the index");
+    if (!rc) fprintf(stderr, "liandan index: %lld images x %lld dims -> %s\n", (long long)n, (long long)E, out);
+    free(emb), free(groups), free(caps);
+    if (!data) free_images(imgs, (int)n);
+    else free(px);
+    ld_clip_pairs_free(&set);
+    ld_tokenizer_free(tok);
+    ld_clip_free(m);
+    ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
+    return rc;
+}
+
+const ld_cli_command ld_cmd_index = {"index", "embed images into a search index (image-text model)", cmd_index};
+
+static int cmd_search(int argc, char **argv) {
+    int64_t k = 5;
+    const char *model = NULL;
+    int threads = 0;
+    ld_cli_list pos = {0};
+    const ld_cli_opt opts[] = {
+        LD_CLI_INT64("top", 'k', &k, 1, 1 << 20, "K", "how many results per query (default 5)"),
+        LD_CLI_STRING("model", 'm', &model, "DIR", "the model directory (default: the one the index names)"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {.cmd = "search", .args = "INDEX QUERY...", .opts = opts, .pos = &pos, .min_pos = 2,
+                              .max_pos = 1 << 20,
+                              .about = "Text -> image search: the images of an index closest (cosine) to each query text.\n"
+                                       "Prints one JSON object per query with the top results and the search time."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    ld_ctx *ctx = ld_cli_ctx(threads);
+    ld_clip_index *ix = NULL;
+    ld_clip *m = NULL;
+    ld_tokenizer *tok = NULL;
+    rc = ld_clip_index_open(ctx, pos.v[0], &ix) ? ld_cli_fail(ctx, "reading the index") : 0;
+    if (!rc) rc = load_model(ctx, model ? model : ld_clip_index_model(ix), &m, &tok);
+    int64_t E = m ? ld_clip_config_of(m)->embed_dim : 0, nq = pos.n - 1;
+    if (!rc && E != ld_clip_index_dim(ix)) {
+        fprintf(stderr, "liandan search: the index holds %lld-dimensional embeddings, the model makes %lld\n",
+                (long long)ld_clip_index_dim(ix), (long long)E);
+        rc = 1;
+    }
+    float *q = malloc((size_t)(nq * E + 1) * sizeof *q), *scores = malloc((size_t)k * sizeof *scores);
+    int64_t *ids = malloc((size_t)k * sizeof *ids);
+    if (!rc && (!q || !scores || !ids)) rc = fprintf(stderr, "liandan search: out of memory\n") > 0;
+    if (!rc && ld_clip_embed_texts(m, tok, (const char *const *)pos.v + 1, nq, q)) rc = ld_cli_fail(ctx, "embedding");
+    for (int64_t i = 0; !rc && i < nq; i++) {
+        int64_t found = 0;
+        double t0 = ld_time_now();
+        if (ld_clip_index_search(ix, q + i * E, k, ids, scores, &found)) {
+            rc = ld_cli_fail(ctx, "searching");
+            break;
+        }
+        double ms = 1e3 * (ld_time_now() - t0);
+        printf("{\"query\": ");
+        print_json_string(pos.v[1 + i]);
+        printf(", \"search_ms\": %.3f, \"results\": [", ms);
+        for (int64_t j = 0; j < found; j++) {
+            printf(j ? ", {\"name\": " : "{\"name\": ");
+            print_json_string(ld_clip_index_name(ix, ids[j]));
+            printf(", \"cosine\": %.5f}", (double)scores[j]);
+        }
+        printf("]}\n");
+    }
+    free(q), free(scores), free(ids);
+    ld_clip_index_free(ix);
+    ld_tokenizer_free(tok);
+    ld_clip_free(m);
+    ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
+    return rc;
+}
+
+const ld_cli_command ld_cmd_search = {"search", "text -> image search over an index (image-text model)", cmd_search};

@@ -15,6 +15,8 @@ static const ld_cli_command *const commands[] = {
     &ld_cmd_embed,
     &ld_cmd_fill_mask,
     &ld_cmd_classify,
+    &ld_cmd_index,
+    &ld_cmd_search,
     &ld_cmd_eval,
     &ld_cmd_export,
     &ld_cmd_quantize,

@@ -21,7 +21,6 @@
 
 #include "liandan/encoder.h"
 #include "liandan/image.h"
-#include "liandan/train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -91,81 +90,6 @@ ld_status ld_clip_encode_caption(const ld_tokenizer *tok, const char *text, int6
 ld_status ld_clip_embed_images(ld_clip *m, const uint8_t *const *images, int64_t n, float *out);
 /* out[n, E] for n texts (each cut to the text tower's max_position). */
 ld_status ld_clip_embed_texts(ld_clip *m, const ld_tokenizer *tok, const char *const *texts, int64_t n, float *out);
-
-/* ---- training (liandan pretrain with "model": {"model_type": "clip", ...}) ------------ */
-typedef struct ld_clip_train_config {
-    ld_clip_config model;
-    char train_data[1024], val_data[1024]; /* emoji_clip directory or a TSV / JSONL list ("" val: none) */
-    char split[16], val_split[16];         /* emoji_clip splits ("train", "dev"); ignored for lists */
-    char lang[8];                          /* captions: "zh", "en" or "both" (each image twice) */
-    char out_dir[1024];
-    int64_t batch_size, max_steps, eval_every;
-    ld_lr_schedule schedule;
-    ld_adamw_config optim;
-    ld_image_transform transform;          /* "pad", "flip" */
-    bool augment;
-    uint64_t seed;
-    int threads;
-} ld_clip_train_config;
-ld_clip_train_config ld_clip_train_config_default(void);
-/* Parses a training config (docs/clip.md lists the keys); errors name the key. */
-ld_status ld_clip_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const char *path,
-                                     ld_clip_train_config *out);
-/* true when the config's "model" has model_type "clip" (the pretrain command dispatches on it). */
-bool ld_clip_train_config_is_clip(const char *text, size_t len);
-
-/* Image-caption pairs: one image set, or two (lang "both": the same images with zh and en
- * captions). */
-typedef struct ld_clip_pairs {
-    ld_image_set *sets[2];
-    int n_sets;
-    int64_t n;
-} ld_clip_pairs;
-ld_status ld_clip_pairs_open(ld_ctx *ctx, const char *path, const char *split, const char *lang, int size,
-                             ld_clip_pairs *out);
-void ld_clip_pairs_free(ld_clip_pairs *p);
-
-typedef struct ld_clip_train_progress {
-    int64_t step, max_steps;
-    double loss, val_loss;     /* val_loss NAN when not evaluated this step */
-    double lr, grad_norm, temperature;
-    double pairs_per_s, mfu, elapsed_s;
-    double data_s;             /* seconds the step spent preparing its batch (decode, augment, tokenize) */
-    bool skipped;
-} ld_clip_train_progress;
-typedef void (*ld_clip_train_progress_fn)(void *user, const ld_clip_train_progress *p);
-
-/* Trains m on train (val may be NULL) as c says, writing out_dir/metrics.jsonl; calls cb after
- * every step. peak_flops (FLOP/s, 0 = unknown) gives MFU. Stops with LD_ERR_INTERRUPTED when
- * *stop becomes nonzero. The caller saves the model. */
-ld_status ld_clip_train(ld_clip *m, const ld_tokenizer *tok, const ld_clip_train_config *c, const ld_clip_pairs *train,
-                        const ld_clip_pairs *val, double peak_flops, ld_clip_train_progress_fn cb, void *user,
-                        volatile int *stop);
-
-/* ---- evaluation ------------------------------------------------------------------------ */
-#define LD_RETRIEVAL_KS 3 /* R@1, R@5, R@10 */
-typedef struct ld_retrieval_result {
-    double t2i[LD_RETRIEVAL_KS], i2t[LD_RETRIEVAL_KS];               /* recall at 1, 5, 10 */
-    double t2i_chance[LD_RETRIEVAL_KS], i2t_chance[LD_RETRIEVAL_KS]; /* the same for random rankings (exact) */
-    int64_t n_images, n_texts;                                       /* images; distinct captions */
-} ld_retrieval_result;
-/* Recall of n (image, caption) pairs given L2-normalised embeddings img[n, E] and txt[n, E];
- * group[i] identifies pair i's caption text (pairs with the same caption share a group: any of
- * their images answers the caption, and each distinct caption is one query and one
- * candidate). Text->image: each distinct caption ranks the n images; image->text: each image
- * ranks the distinct captions. */
-ld_status ld_retrieval_eval(ld_ctx *ctx, const float *img, const float *txt, const int64_t *group, int64_t n, int64_t E,
-                            ld_retrieval_result *out);
-/* The bag-of-characters baseline: a caption is its L2-normalised vector of character counts
- * (characters of the training captions); an image is mapped to that space by ridge regression
- * (penalty `ridge`) from its 8 x 8 downsampled pixels, fit on the training pairs. *img, *txt
- * [test->n, *dim] (malloc'd; free()) are the test pairs' embeddings, L2-normalised. */
-ld_status ld_retrieval_boc_baseline(ld_ctx *ctx, const ld_clip_pairs *train, const ld_clip_pairs *test, double ridge,
-                                    float **img, float **txt, int64_t *dim);
-/* Zero-shot classification: pred[i] = the label whose prompt text is closest (cosine) to image
- * i; score[i] (may be NULL) that cosine. */
-ld_status ld_clip_zero_shot(ld_clip *m, const ld_tokenizer *tok, const char *const *prompts, int64_t n_labels,
-                            const uint8_t *const *images, int64_t n, int64_t *pred, float *score);
 
 #ifdef __cplusplus
 }

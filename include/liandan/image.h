@@ -97,6 +97,17 @@ const uint8_t *ld_image_set_pixels(const ld_image_set *s, int64_t i);
 const char *ld_image_set_caption(const ld_image_set *s, int64_t i);
 const char *ld_image_set_label(const ld_image_set *s, int64_t i);
 
+/* Image-caption pairs: one image set, or two (lang "both": the same images with zh and en
+ * captions). */
+typedef struct ld_clip_pairs {
+    ld_image_set *sets[2];
+    int n_sets;
+    int64_t n;
+} ld_clip_pairs;
+ld_status ld_clip_pairs_open(ld_ctx *ctx, const char *path, const char *split, const char *lang, int size,
+                             ld_clip_pairs *out);
+void ld_clip_pairs_free(ld_clip_pairs *p);
+
 #ifdef __cplusplus
 }
 #endif

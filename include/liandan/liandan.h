@@ -19,5 +19,7 @@
 #include "liandan/quant.h"
 #include "liandan/image.h"
 #include "liandan/clip.h"
+#include "liandan/clip_train.h"
+#include "liandan/clip_eval.h"
 
 #endif

@@ -343,3 +343,29 @@ ld_status ld_image_set_open(ld_ctx *ctx, const char *path, const ld_image_set_pa
     ld_free(ctx, text);
     return st;
 }
+
+/* ---- image-caption pairs ---------------------------------------------------------------- */
+
+ld_status ld_clip_pairs_open(ld_ctx *ctx, const char *path, const char *split, const char *lang, int size,
+                             ld_clip_pairs *out) {
+    memset(out, 0, sizeof *out);
+    const char *langs[2] = {lang, NULL};
+    if (lang && !strcmp(lang, "both")) langs[0] = "zh", langs[1] = "en";
+    for (int k = 0; k < 2 && langs[k]; k++) {
+        ld_image_set_params p = ld_image_set_default_params();
+        p.size = size, p.split = split && *split ? split : NULL, p.lang = langs[k];
+        ld_status st = ld_image_set_open(ctx, path, &p, &out->sets[k]);
+        if (st) {
+            ld_clip_pairs_free(out);
+            return st;
+        }
+        out->n_sets = k + 1;
+        out->n += ld_image_set_count(out->sets[k]);
+    }
+    return LD_OK;
+}
+
+void ld_clip_pairs_free(ld_clip_pairs *p) {
+    for (int k = 0; k < 2; k++) ld_image_set_free(p->sets[k]);
+    memset(p, 0, sizeof *p);
+}

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "liandan/clip.h"
+#include "liandan/clip_eval.h"
 
 /* Rank (1-based) of the best relevant candidate: 1 + the candidates scored above it. */
 static int64_t best_rank(const double *score, const bool *relevant, int64_t n) {

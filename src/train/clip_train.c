@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #include "io/json.h"
-#include "liandan/clip.h"
+#include "liandan/clip_train.h"
 #include "liandan/io.h"
 #include "liandan/train.h"
 #include "nn/nn_internal.h"
@@ -129,26 +129,6 @@ bool ld_clip_train_config_is_clip(const char *text, size_t len) {
 }
 
 /* ---- pairs ------------------------------------------------------------------------------ */
-
-ld_status ld_clip_pairs_open(ld_ctx *ctx, const char *path, const char *split, const char *lang, int size,
-                             ld_clip_pairs *out) {
-    memset(out, 0, sizeof *out);
-    const char *langs[2] = {lang, NULL};
-    if (lang && !strcmp(lang, "both")) langs[0] = "zh", langs[1] = "en";
-    for (int k = 0; k < 2 && langs[k]; k++) {
-        ld_image_set_params p = ld_image_set_default_params();
-        p.size = size, p.split = split && *split ? split : NULL, p.lang = langs[k];
-        TRY(ld_image_set_open(ctx, path, &p, &out->sets[k]));
-        out->n_sets = k + 1;
-        out->n += ld_image_set_count(out->sets[k]);
-    }
-    return LD_OK;
-}
-
-void ld_clip_pairs_free(ld_clip_pairs *p) {
-    for (int k = 0; k < 2; k++) ld_image_set_free(p->sets[k]);
-    memset(p, 0, sizeof *p);
-}
 
 static void pair_at(const ld_clip_pairs *p, int64_t i, const uint8_t **px, const char **cap) {
     int k = 0;

@@ -55,6 +55,16 @@ printf '红色\n蓝色\n' >"$T/labels.txt"
 "$BIN" classify "$M" --labels "$T/labels.txt" "$T/red.png" "$T/blue.png" >"$T/c.log" 2>&1 || { cat "$T/c.log"; fail "classify"; }
 [ "$(grep -c '"label"' "$T/c.log")" -eq 2 ] || { cat "$T/c.log"; fail "classify should label 2 images"; }
 
+"$BIN" index "$M" "$T/red.png" "$T/blue.png" -o "$T/files.index" 2>"$T/i.log" || { cat "$T/i.log"; fail "index of files"; }
+"$BIN" index "$M" --data "$E" --split test -o "$T/test.index" 2>"$T/i.log" || { cat "$T/i.log"; fail "index --data"; }
+grep -q "376 images" "$T/i.log" || { cat "$T/i.log"; fail "index should embed the 376 test images"; }
+"$BIN" search "$T/test.index" "一只猫" "披萨" -k 3 >"$T/s.log" 2>&1 || { cat "$T/s.log"; fail "search"; }
+[ "$(grep -c '"search_ms"' "$T/s.log")" -eq 2 ] || { cat "$T/s.log"; fail "search should answer 2 queries"; }
+[ "$(grep -o '"cosine"' "$T/s.log" | wc -l)" -eq 6 ] || { cat "$T/s.log"; fail "search should give 3 results a query"; }
+"$BIN" search "$T/files.index" red -k 5 >"$T/s2.log" 2>&1 || { cat "$T/s2.log"; fail "search files"; }
+grep -q 'red.png' "$T/s2.log" && grep -q 'blue.png' "$T/s2.log" || { cat "$T/s2.log"; fail "search should list both files"; }
+expect_error "not a liandan image-text index" "$BIN" search "$T/labels.txt" cat
+
 # a TSV list with a bad image: rejected with its line, or skipped with a count
 printf 'bad png\n' >"$T/bad.png"
 printf 'image\tcaption\nred.png\t红色\nbad.png\t坏\nblue.png\t蓝色\n' >"$T/list.tsv"

@@ -7,6 +7,7 @@
 
 #include "data_test_util.h"
 #include "liandan/clip.h"
+#include "liandan/clip_eval.h"
 
 /* One context for the whole binary (freed at exit, so the leak checker sees none). */
 static ld_ctx *test_ctx_;
@@ -353,6 +354,51 @@ TEST(training_learns_pairs) {
     ld_adamw_free(opt);
     ld_tape_free(t);
     ld_clip_free(m);
+}
+
+/* The index: write, read back, search (best first, exact cosines), and its bad inputs. */
+TEST(index_and_search) {
+    ld_ctx *ctx = test_ctx();
+    float emb[4 * 3] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0.6f, 0.8f, 0};
+    const char *names[4] = {"x.png", "y.png", "z.png", "xy.png"};
+    const char *path = dt_path("t.index");
+    CHECK_STATUS(ctx, ld_clip_index_write(ctx, path, "/models/m", emb, 4, 3, names), LD_OK, NULL);
+    ld_clip_index *ix = NULL;
+    CHECK_STATUS(ctx, ld_clip_index_open(ctx, path, &ix), LD_OK, NULL);
+    CHECK(ld_clip_index_count(ix) == 4 && ld_clip_index_dim(ix) == 3 && !strcmp(ld_clip_index_model(ix), "/models/m"));
+    CHECK(!strcmp(ld_clip_index_name(ix, 3), "xy.png"));
+    float q[3] = {0, 1, 0}, sc[3];
+    int64_t ids[3], found;
+    CHECK(ld_clip_index_search(ix, q, 3, ids, sc, &found) == LD_OK);
+    CHECK(found == 3 && ids[0] == 1 && ids[1] == 3 && fabsf(sc[1] - 0.8f) < 1e-6f && fabsf(sc[2]) < 1e-6f);
+    CHECK(ld_clip_index_search(ix, q, 10, ids, sc, &found) == LD_ERR_INVALID_ARG || found == 4);
+    ld_clip_index_free(ix);
+    /* bad files: each a variation of the good one */
+    FILE *f = fopen(path, "rb");
+    uint8_t good[256];
+    size_t len = fread(good, 1, sizeof good, f);
+    fclose(f);
+    uint8_t bad[256];
+    struct {
+        int at, val;  /* byte to change (-1: none) */
+        size_t len;   /* bytes given */
+        ld_status expect;
+        const char *msg;
+    } cases[] = {
+        {-1, 0, 10, LD_ERR_FORMAT, "not a liandan image-text index"},
+        {0, 'X', 0, LD_ERR_FORMAT, "bad magic"},
+        {8, 2, 0, LD_ERR_UNSUPPORTED, "index version 2"},
+        {12, 0, 0, LD_ERR_FORMAT, "implausible header"},
+        {-1, 0, 1, LD_ERR_FORMAT, "bytes, the header describes"},
+        {16, 5, 0, LD_ERR_FORMAT, "the header describes"},
+        {40 + 9 + 5, 'a', 0, LD_ERR_FORMAT, "names"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(bad, good, len);
+        size_t n = cases[i].len == 1 ? len - 4 : cases[i].len ? cases[i].len : len;
+        if (cases[i].at >= 0) bad[cases[i].at] = (uint8_t)cases[i].val;
+        CHECK_STATUS(ctx, ld_clip_index_parse(ctx, bad, n, "bad.index", &ix), cases[i].expect, cases[i].msg);
+    }
 }
 
 LD_TEST_MAIN()
