@@ -39,6 +39,7 @@ bool ld_image_has_jpeg(void) {
 #endif
 }
 
+#if defined(LD_HAVE_PNG) || defined(LD_HAVE_JPEG)
 static ld_status check_size(ld_ctx *ctx, const char *name, long w, long h) {
     if (w <= 0 || h <= 0) return ld_error(ctx, LD_ERR_FORMAT, "%s: image has no pixels (%ld x %ld)", name, w, h);
     if (w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE)
@@ -46,6 +47,7 @@ static ld_status check_size(ld_ctx *ctx, const char *name, long w, long h) {
                         IMAGE_MAX_SIDE, IMAGE_MAX_SIDE);
     return LD_OK;
 }
+#endif
 
 /* ---- PNG --------------------------------------------------------------------------- */
 
