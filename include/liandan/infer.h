@@ -15,8 +15,25 @@ extern "C" {
 
 typedef struct ld_lm_session ld_lm_session;
 
-/* max_tokens: the most tokens one eval call may process across all segments (prefill chunk). */
+/* max_tokens: the most tokens one eval call may process across all segments (prefill chunk).
+ * Every slot can grow to max_len tokens (ld_lm_session_new_ex with default paging). */
 ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_tokens, ld_lm_session **out);
+
+/* The KV cache is paged: a sequence's keys and values live in pages of page_tokens tokens
+ * taken from one pool as it grows and given back when it is cleared or cut; whole pages can be
+ * shared between sequences (ld_lm_session_share). */
+typedef struct ld_lm_session_params {
+    int n_slots;          /* sequences (1..4096) */
+    int64_t max_len;      /* the most tokens one sequence may hold (<= the model's context) */
+    int64_t max_tokens;   /* the most tokens one eval call may process */
+    int64_t page_tokens;  /* tokens per KV page; 0 = max_len (one page per sequence) */
+    int64_t n_pages;      /* pages in the pool; 0 = from kv_bytes, else enough for every slot at max_len */
+    size_t kv_bytes;      /* when n_pages is 0: as many pages as fit in this many bytes (0 = see n_pages) */
+} ld_lm_session_params;
+ld_lm_session_params ld_lm_session_default_params(void);
+ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_session **out);
+/* Bytes of K and V one page of page_tokens tokens holds for a model of config c. */
+size_t ld_lm_kv_page_bytes(const ld_lm_config *c, int64_t page_tokens);
 void ld_lm_session_free(ld_lm_session *s);
 /* Replaces the model's matrices (not the embeddings) by quantized copies of type `type`
  * (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) for this session's evals; matrices whose rows are not
@@ -38,19 +55,30 @@ size_t ld_lm_session_weight_bytes(const ld_lm_session *s);
 typedef void (*ld_lm_observer)(void *user, const char *param, const float *x, int64_t M, int64_t K);
 void ld_lm_session_set_observer(ld_lm_session *s, ld_lm_observer fn, void *user);
 
-/* Empties one sequence slot (its cached tokens are forgotten). */
+/* Empties one sequence slot (its cached tokens are forgotten, its pages given back). */
 void ld_lm_session_clear(ld_lm_session *s, int slot);
-/* Keeps the first len tokens of a slot (len <= its length; the rest are forgotten). */
+/* Keeps the first len tokens of a slot (len <= its length) and gives back the pages after
+ * them. LD_ERR_LIMIT when len ends inside a page shared with another slot and no page is
+ * free to copy it into (the slot is then unchanged). */
 ld_status ld_lm_session_truncate(ld_lm_session *s, int slot, int64_t len);
 /* Tokens run through the model by this session's evals so far (all slots). */
 int64_t ld_lm_session_tokens_evaluated(const ld_lm_session *s);
+/* Slot dst (emptied first) takes the first n tokens of slot src (n <= its length) without
+ * recomputing them: whole pages are shared, the rest of a partly filled page is copied.
+ * LD_ERR_LIMIT when that copy needs a page and none is free (dst is then empty). */
+ld_status ld_lm_session_share(ld_lm_session *s, int dst, int src, int64_t n);
+/* Tokens per KV page; pages in use (*used) and in the pool (*total); the pages slot would
+ * newly need to take n more tokens (-1 for a bad slot). */
+int64_t ld_lm_session_page_tokens(const ld_lm_session *s);
+void ld_lm_session_kv_pages(const ld_lm_session *s, int64_t *used, int64_t *total);
+int64_t ld_lm_session_pages_needed(const ld_lm_session *s, int slot, int64_t n);
 int64_t ld_lm_session_len(const ld_lm_session *s, int slot);
 int ld_lm_session_slots(const ld_lm_session *s);
 int64_t ld_lm_session_max_len(const ld_lm_session *s);
 int64_t ld_lm_session_max_tokens(const ld_lm_session *s);
 ld_lm *ld_lm_session_model(const ld_lm_session *s);
 ld_ctx *ld_lm_session_ctx(const ld_lm_session *s);
-/* Bytes held by the KV cache. */
+/* Bytes held by the KV cache's page pool. */
 size_t ld_lm_session_kv_bytes(const ld_lm_session *s);
 
 typedef struct ld_lm_segment {
@@ -64,7 +92,8 @@ typedef struct ld_lm_segment {
  * until the next eval) to: if all_logits, [sum of n, V] rows in segment order; otherwise
  * [n_segs, V], the logits after each segment's last token. A slot may appear once per call.
  * Errors: a slot out of range or repeated, a sequence growing past max_len, more than
- * max_tokens tokens, token ids outside the vocabulary. On error no slot changes. */
+ * max_tokens tokens, token ids outside the vocabulary, not enough free KV pages
+ * (LD_ERR_LIMIT, "KV cache full"). On error no slot changes. */
 ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, bool all_logits,
                              const float **logits);
 

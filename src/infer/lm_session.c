@@ -1,11 +1,14 @@
 /* infer/lm_session.c — KV-cached inference for the causal LM. One eval call runs the model
  * on any set of (sequence, new tokens) segments in one batched pass: the linear layers see
- * all rows at once, attention runs per segment against that sequence's cache. */
+ * all rows at once, attention runs per segment against that sequence's cache. The cache is
+ * paged (infer/kv_pages.h): a sequence's keys and values live in fixed-size pages taken
+ * from one pool as it grows, and full pages may be shared between sequences (prefix reuse). */
 #include <math.h>
 #include <string.h>
 
 #include "liandan/infer.h"
 #include "liandan/quant.h"
+#include "infer/kv_pages.h"
 #include "models/causal_lm_internal.h"
 
 /* Rows of x from which a product with F16 weights, or with quantized weights that have no
@@ -34,9 +37,11 @@ struct ld_lm_session {
     int n_slots;
     int64_t max_len, max_tokens;
     int64_t *len;        /* tokens cached per slot */
-    float *kcache, *vcache; /* [L][slot][max_len][Hkv*D] */
+    ld_kv_pages kv;      /* page pool and per-slot page tables */
+    float *kcache, *vcache; /* [L][page][page_tokens][Hkv*D] */
     ld_arena *mem;       /* everything below, allocated once */
     float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
+    float *att_page, *lse_page; /* one page's attention output and lse (merged into att, lse) */
     /* the session's own forms of weights: from ld_lm_session_quantize, and the prepacked
      * panels (ld_qpack) of the model's or the session's matrices in packable types. Later
      * entries win; weights without one are read in the model's form. */
@@ -57,13 +62,74 @@ static int64_t kv_width(const ld_lm_config *c) {
     return c->n_kv_heads * (c->hidden_size / c->n_heads);
 }
 
-static float *cache_at(const ld_lm_session *s, float *base, int64_t layer, int slot, int64_t pos) {
+/* Row `off` of page `page` in layer `layer` of the K or V pool. */
+static float *cache_at(const ld_lm_session *s, float *base, int64_t layer, int32_t page, int64_t off) {
     int64_t w = kv_width(&s->m->cfg);
-    return base + (((layer * s->n_slots + slot) * s->max_len) + pos) * w;
+    return base + ((layer * s->kv.n_pages + page) * s->kv.page_tokens + off) * w;
+}
+
+/* Copies the first `rows` rows of page `from` into page `to`, K and V, every layer. */
+static void copy_page(ld_lm_session *s, int32_t from, int32_t to, int64_t rows) {
+    size_t b = (size_t)(rows * kv_width(&s->m->cfg)) * sizeof(float);
+    for (int64_t l = 0; l < s->m->cfg.n_layers; l++) {
+        memcpy(cache_at(s, s->kcache, l, to, 0), cache_at(s, s->kcache, l, from, 0), b);
+        memcpy(cache_at(s, s->vcache, l, to, 0), cache_at(s, s->vcache, l, from, 0), b);
+    }
+}
+
+/* Stores rows[n, kvw] as positions pos.. of slot's sequence in layer l of base (K or V). */
+static void cache_write(const ld_lm_session *s, float *base, int64_t l, int slot, int64_t pos, const float *rows,
+                        int64_t n) {
+    const int64_t P = s->kv.page_tokens, w = kv_width(&s->m->cfg);
+    for (int64_t j = 0; j < n;) {
+        int64_t off = (pos + j) % P, take = n - j < P - off ? n - j : P - off;
+        memcpy(cache_at(s, base, l, ld_kv_pages_at(&s->kv, slot, pos + j), off), rows + j * w,
+               (size_t)(take * w) * sizeof(float));
+        j += take;
+    }
+}
+
+/* out/lse (rows [n, Hq, D] / [Hq, n]) = the softmax-weighted union of themselves and of a
+ * second attention over other keys (out2/lse2): the log-sum-exp merge of flash decoding. */
+static void attn_merge(float *out, float *lse, const float *out2, const float *lse2, int64_t n, int64_t Hq, int64_t D) {
+    for (int64_t h = 0; h < Hq; h++)
+        for (int64_t i = 0; i < n; i++) {
+            float a = lse[h * n + i], b = lse2[h * n + i];
+            if (b == -INFINITY) continue;
+            float *o = out + (i * Hq + h) * D;
+            const float *o2 = out2 + (i * Hq + h) * D;
+            if (a == -INFINITY) {
+                memcpy(o, o2, (size_t)D * sizeof(float));
+                lse[h * n + i] = b;
+                continue;
+            }
+            float mx = a > b ? a : b, wa = expf(a - mx), wb = expf(b - mx), inv = 1.0f / (wa + wb);
+            for (int64_t d = 0; d < D; d++) o[d] = (o[d] * wa + o2[d] * wb) * inv;
+            lse[h * n + i] = mx + logf(wa + wb);
+        }
+}
+
+/* out[n, Hq*D] = causal attention of q[n, Hq*D] (positions pos..pos+n-1) over the slot's
+ * cached keys 0..pos+n-1 in layer l: one kernel call per page, merged. A sequence within
+ * one page is one call (the same arithmetic as an unpaged cache). */
+static void attend(ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n, const float *q, float *out) {
+    const ld_lm_config *c = &s->m->cfg;
+    const int64_t Hq = c->n_heads, D = c->hidden_size / Hq, P = s->kv.page_tokens, total = pos + n;
+    ld_attn_shape as = {.B = 1, .Tq = n, .Hq = Hq, .Hkv = c->n_kv_heads, .D = D, .causal = true,
+                        .scale = 1.0f / sqrtf((float)D), .key_len = NULL};
+    for (int64_t p = 0; p * P < total; p++) {
+        int32_t page = ld_kv_pages_at(&s->kv, slot, p * P);
+        as.Tk = total - p * P < P ? total - p * P : P;
+        as.q_offset = pos - p * P;
+        s->k->attention_fwd(p ? s->att_page : out, p ? s->lse_page : s->lse, q, cache_at(s, s->kcache, l, page, 0),
+                            cache_at(s, s->vcache, l, page, 0), &as);
+        if (p) attn_merge(out, s->lse, s->att_page, s->lse_page, n, Hq, D);
+    }
 }
 
 void ld_lm_session_free(ld_lm_session *s) {
     if (!s) return;
+    ld_kv_pages_free(s->ctx, &s->kv);
     ld_arena_free(s->mem);
     ld_free(s->ctx, s);
 }
@@ -119,15 +185,40 @@ static ld_status add_form(ld_lm_session *s, const ld_tensor *w, ld_dtype t, cons
     return LD_OK;
 }
 
+ld_lm_session_params ld_lm_session_default_params(void) {
+    ld_lm_session_params p = {.n_slots = 1, .max_len = 0, .max_tokens = 0, .page_tokens = 0, .n_pages = 0, .kv_bytes = 0};
+    return p;
+}
+
+size_t ld_lm_kv_page_bytes(const ld_lm_config *c, int64_t page_tokens) {
+    return (size_t)(2 * c->n_layers * page_tokens * kv_width(c)) * sizeof(float);
+}
+
 ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_tokens, ld_lm_session **out) {
-    if (!m || !out) return LD_ERR_INVALID_ARG;
+    ld_lm_session_params p = ld_lm_session_default_params();
+    p.n_slots = n_slots, p.max_len = max_len, p.max_tokens = max_tokens;
+    return ld_lm_session_new_ex(m, &p, out);
+}
+
+ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_session **out) {
+    if (!m || !out || !p) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = m->ctx;
     *out = NULL;
     const ld_lm_config *c = &m->cfg;
+    const int n_slots = p->n_slots;
+    const int64_t max_len = p->max_len, max_tokens = p->max_tokens;
     if (n_slots <= 0 || n_slots > 4096 || max_len <= 0 || max_len > c->max_position || max_tokens <= 0)
         return ld_error(ctx, LD_ERR_INVALID_ARG,
                         "session: need 1..4096 slots (got %d), length 1..%lld (got %lld), max_tokens > 0 (got %lld)",
                         n_slots, (long long)c->max_position, (long long)max_len, (long long)max_tokens);
+    const int64_t P = p->page_tokens > 0 ? (p->page_tokens < max_len ? p->page_tokens : max_len) : max_len;
+    const int64_t per_slot = (max_len + P - 1) / P;
+    int64_t n_pages = p->n_pages;
+    if (n_pages <= 0 && p->kv_bytes > 0) n_pages = (int64_t)(p->kv_bytes / ld_lm_kv_page_bytes(c, P));
+    if (n_pages <= 0 && p->kv_bytes == 0) n_pages = (int64_t)n_slots * per_slot;
+    if (n_pages <= 0 || n_pages > INT32_MAX)
+        return ld_error(ctx, LD_ERR_LIMIT, "session: a KV budget of %zu bytes holds no page of %lld tokens (%zu bytes)",
+                        p->kv_bytes, (long long)P, ld_lm_kv_page_bytes(c, P));
     ld_lm_session *s = ld_calloc(ctx, 1, sizeof *s);
     if (!s) return ld_ctx_status(ctx);
     s->m = m, s->ctx = ctx, s->k = ld_kernels_get(LD_BACKEND_AUTO);
@@ -135,9 +226,10 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
     int64_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, T = max_tokens;
     int64_t kvw = kv_width(c);
     size_t cache_elems, bytes = 0;
-    if (ld_mul_size((size_t)(c->n_layers * n_slots), (size_t)(max_len * kvw), &cache_elems))
+    if (ld_mul_size((size_t)(c->n_layers * n_pages), (size_t)(P * kvw), &cache_elems))
         return ld_lm_session_free(s), ld_error(ctx, LD_ERR_OVERFLOW, "session: KV cache size overflows");
-    ld_status st = ld_arena_new(ctx, 1 << 20, &s->mem);
+    ld_status st = ld_kv_pages_init(ctx, &s->kv, n_slots, per_slot, (int32_t)n_pages, P);
+    if (!st) st = ld_arena_new(ctx, 1 << 20, &s->mem);
     if (st) return ld_lm_session_free(s), st;
     struct { float **p; size_t n; } bufs[] = {
         {&s->kcache, cache_elems}, {&s->vcache, cache_elems},
@@ -145,6 +237,7 @@ ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_
         {&s->vv, (size_t)(T * kvw)}, {&s->att, (size_t)(T * C)}, {&s->o, (size_t)(T * 3 * C)},
         {&s->f1, (size_t)(T * I)}, {&s->f2, (size_t)(T * I)}, {&s->lse, (size_t)(T * c->n_heads)},
         {&s->stat0, (size_t)T}, {&s->stat1, (size_t)T}, {&s->rows, (size_t)(T * C)}, {&s->logits, (size_t)(T * V)},
+        {&s->att_page, (size_t)(per_slot > 1 ? T * C : 1)}, {&s->lse_page, (size_t)(per_slot > 1 ? T * c->n_heads : 1)},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         size_t b;
@@ -257,16 +350,53 @@ void ld_lm_session_set_observer(ld_lm_session *s, ld_lm_observer fn, void *user)
 }
 
 void ld_lm_session_clear(ld_lm_session *s, int slot) {
-    if (s && slot >= 0 && slot < s->n_slots) s->len[slot] = 0;
+    if (s && slot >= 0 && slot < s->n_slots) ld_kv_pages_truncate(&s->kv, slot, s->len[slot], 0), s->len[slot] = 0;
 }
+
 ld_status ld_lm_session_truncate(ld_lm_session *s, int slot, int64_t len) {
     if (!s) return LD_ERR_INVALID_ARG;
     if (slot < 0 || slot >= s->n_slots || len < 0 || len > s->len[slot])
         return ld_error(s->ctx, LD_ERR_INVALID_ARG, "truncate: slot %d of %d to %lld tokens (it holds %lld)", slot,
                         s->n_slots, (long long)len, (long long)(slot >= 0 && slot < s->n_slots ? s->len[slot] : -1));
+    /* the page that will take the next token must be this slot's own: copy a shared one */
+    int32_t from, to;
+    ld_status st = ld_kv_pages_unshare_last(s->ctx, &s->kv, slot, len, &from, &to);
+    if (st) return st;
+    if (to >= 0) copy_page(s, from, to, len % s->kv.page_tokens);
+    ld_kv_pages_truncate(&s->kv, slot, s->len[slot], len);
     s->len[slot] = len;
     return LD_OK;
 }
+
+ld_status ld_lm_session_share(ld_lm_session *s, int dst, int src, int64_t n) {
+    if (!s) return LD_ERR_INVALID_ARG;
+    if (dst < 0 || dst >= s->n_slots || src < 0 || src >= s->n_slots || dst == src || n < 0 || n > s->len[src])
+        return ld_error(s->ctx, LD_ERR_INVALID_ARG, "share: %lld tokens of slot %d into slot %d (of %d slots)",
+                        (long long)n, src, dst, s->n_slots);
+    ld_lm_session_clear(s, dst);
+    /* whole pages are shared; the rest of a partly used page is copied into a new one */
+    int32_t from, to;
+    ld_status st = ld_kv_pages_share(s->ctx, &s->kv, dst, src, n, &from, &to);
+    if (st) return st;
+    if (to >= 0) copy_page(s, from, to, n % s->kv.page_tokens);
+    s->len[dst] = n;
+    return LD_OK;
+}
+
+int64_t ld_lm_session_page_tokens(const ld_lm_session *s) {
+    return s ? s->kv.page_tokens : 0;
+}
+
+void ld_lm_session_kv_pages(const ld_lm_session *s, int64_t *used, int64_t *total) {
+    if (used) *used = s ? s->kv.n_pages - s->kv.n_free : 0;
+    if (total) *total = s ? s->kv.n_pages : 0;
+}
+
+int64_t ld_lm_session_pages_needed(const ld_lm_session *s, int slot, int64_t n) {
+    if (!s || slot < 0 || slot >= s->n_slots || n < 0) return -1;
+    return ld_kv_pages_needed(&s->kv, s->len[slot], n);
+}
+
 int64_t ld_lm_session_tokens_evaluated(const ld_lm_session *s) {
     return s ? s->evaluated : 0;
 }
@@ -289,8 +419,7 @@ ld_ctx *ld_lm_session_ctx(const ld_lm_session *s) {
     return s ? s->ctx : NULL;
 }
 size_t ld_lm_session_kv_bytes(const ld_lm_session *s) {
-    const ld_lm_config *c = &s->m->cfg;
-    return (size_t)(2 * c->n_layers * s->n_slots * s->max_len * kv_width(c)) * sizeof(float);
+    return (size_t)s->kv.n_pages * ld_lm_kv_page_bytes(&s->m->cfg, s->kv.page_tokens);
 }
 
 /* The form of weight w this session computes with: its own latest form (a quantized copy
@@ -443,6 +572,11 @@ static ld_status validate(ld_lm_session *s, const ld_lm_segment *segs, int n_seg
     if (*total > s->max_tokens)
         return ld_error(s->ctx, LD_ERR_LIMIT, "eval: %lld tokens in one call, more than the session's %lld",
                         (long long)*total, (long long)s->max_tokens);
+    int64_t pages = 0;
+    for (int i = 0; i < n_segs; i++) pages += ld_kv_pages_needed(&s->kv, s->len[segs[i].slot], segs[i].n);
+    if (pages > s->kv.n_free)
+        return ld_error(s->ctx, LD_ERR_LIMIT, "eval: KV cache full: %lld more pages needed, %d of %d free",
+                        (long long)pages, (int)s->kv.n_free, (int)s->kv.n_pages);
     return LD_OK;
 }
 
@@ -458,6 +592,7 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
     int64_t C = c->hidden_size, Hq = c->n_heads, Hkv = c->n_kv_heads, D = C / Hq, kvw = kv_width(c);
     int64_t I = c->intermediate_size;
     bool gpt2 = c->arch == LD_ARCH_GPT2;
+    for (int i = 0; i < n_segs; i++) ld_kv_pages_grow(&s->kv, segs[i].slot, s->len[segs[i].slot], segs[i].n);
 
     /* embeddings */
     for (int i = 0, r = 0; i < n_segs; i++)
@@ -488,12 +623,9 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
                 k->rope_fwd(q, q, 1, n, Hq, D, pos, c->rope_theta);
                 k->rope_fwd(kr, kr, 1, n, Hkv, D, pos, c->rope_theta);
             }
-            memcpy(cache_at(s, s->kcache, l, slot, pos), kr, (size_t)(n * kvw) * sizeof(float));
-            memcpy(cache_at(s, s->vcache, l, slot, pos), vr, (size_t)(n * kvw) * sizeof(float));
-            ld_attn_shape as = {.B = 1, .Tq = n, .Tk = pos + n, .Hq = Hq, .Hkv = Hkv, .D = D, .q_offset = pos,
-                                .causal = true, .scale = 1.0f / sqrtf((float)D), .key_len = NULL};
-            k->attention_fwd(s->att + r * C, s->lse, q, cache_at(s, s->kcache, l, slot, 0),
-                             cache_at(s, s->vcache, l, slot, 0), &as);
+            cache_write(s, s->kcache, l, slot, pos, kr, n);
+            cache_write(s, s->vcache, l, slot, pos, vr, n);
+            attend(s, l, slot, pos, n, q, s->att + r * C);
         }
         linear(s, s->h, s->att, L->o, L->o_b, M);
         k->add_inplace(s->x, s->h, M * C);
