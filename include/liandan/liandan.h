@@ -12,6 +12,7 @@
 #include "liandan/probe.h"
 #include "liandan/infer.h"
 #include "liandan/chat.h"
+#include "liandan/batch.h"
 #include "liandan/train.h"
 #include "liandan/eval.h"
 #include "liandan/tokenizer.h"
