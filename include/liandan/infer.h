@@ -97,6 +97,11 @@ typedef struct ld_lm_segment {
 ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, bool all_logits,
                              const float **logits);
 
+/* The same forward pass, returning instead of logits the final-norm hidden states of every
+ * token: *hidden is [sum of n, C] in segment order (owned by the session, valid until the next
+ * eval). For embeddings (pooled by the caller). */
+ld_status ld_lm_session_eval_hidden(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, const float **hidden);
+
 /* ---- sampling ---------------------------------------------------------------------- */
 typedef struct ld_sample_params {
     float temperature;        /* 0 = greedy */

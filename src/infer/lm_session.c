@@ -580,9 +580,10 @@ static ld_status validate(ld_lm_session *s, const ld_lm_segment *segs, int n_seg
     return LD_OK;
 }
 
-ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, bool all_logits,
-                             const float **logits) {
-    if (!s || !logits) return LD_ERR_INVALID_ARG;
+/* The forward pass of ld_lm_session_eval; with hidden, *out gets the final-norm hidden
+ * states of every row instead of logits (ld_lm_session_eval_hidden). */
+static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, bool all_logits, bool hidden,
+                           const float **out) {
     int64_t M;
     ld_status st = validate(s, segs, n_segs, &M);
     if (st) return st;
@@ -642,6 +643,13 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
         }
         k->add_inplace(s->x, s->h, M * C);
     }
+    if (hidden) {
+        norm(s, s->h, s->x, m->lnf_w, m->lnf_b, M);
+        for (int i = 0; i < n_segs; i++) s->len[segs[i].slot] += segs[i].n;
+        s->evaluated += M;
+        *out = s->h;
+        return LD_OK;
+    }
     /* final norm and LM head, only for the rows whose logits are wanted */
     int64_t R = 0;
     if (all_logits) {
@@ -655,8 +663,19 @@ ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_
     linear(s, s->logits, s->h, m->lm_head, NULL, R);
     for (int i = 0; i < n_segs; i++) s->len[segs[i].slot] += segs[i].n;
     s->evaluated += M;
-    *logits = s->logits;
+    *out = s->logits;
     return LD_OK;
+}
+
+ld_status ld_lm_session_eval(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, bool all_logits,
+                             const float **logits) {
+    if (!s || !logits) return LD_ERR_INVALID_ARG;
+    return eval_rows(s, segs, n_segs, all_logits, false, logits);
+}
+
+ld_status ld_lm_session_eval_hidden(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, const float **hidden) {
+    if (!s || !hidden) return LD_ERR_INVALID_ARG;
+    return eval_rows(s, segs, n_segs, true, true, hidden);
 }
 
 double ld_logprob(const float *z, int64_t V, int32_t target) {

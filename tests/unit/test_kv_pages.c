@@ -181,4 +181,34 @@ TEST(full_pool_is_a_clean_error) {
     ld_ctx_free(ctx);
 }
 
+TEST(hidden_states_give_the_logits) {
+    /* gpt2 ties the head to the token embedding: logits = hidden · wte^T */
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm *m = tiny(ctx, LD_ARCH_GPT2);
+    const ld_lm_config *c = ld_lm_config_of(m);
+    ld_lm_session *s = paged(m, 2, 4, 0);
+    ld_lm_segment g0 = {0, seq, 9}, g1 = {1, seq, 9};
+    const float *lg, *h;
+    float logits[9 * 29];
+    CHECK(ld_lm_session_eval(s, &g0, 1, true, &lg) == LD_OK);
+    memcpy(logits, lg, sizeof logits);
+    CHECK(ld_lm_session_eval_hidden(s, &g1, 1, &h) == LD_OK && ld_lm_session_len(s, 1) == 9);
+    const ld_tensor *wte = NULL;
+    for (int i = 0; i < ld_params_count(ld_lm_params(m)); i++)
+        if (!strcmp(ld_params_at(ld_lm_params(m), i)->name, "transformer.wte.weight")) wte = ld_params_at(ld_lm_params(m), i);
+    CHECK(wte != NULL);
+    float d = 0;
+    for (int r = 0; wte && r < 9; r++)
+        for (int v = 0; v < c->vocab_size; v++) {
+            double z = 0;
+            for (int k = 0; k < c->hidden_size; k++) z += (double)h[r * c->hidden_size + k] * ((const float *)wte->data)[v * c->hidden_size + k];
+            d = fabsf((float)z - logits[r * c->vocab_size + v]) > d ? fabsf((float)z - logits[r * c->vocab_size + v]) : d;
+        }
+    CHECK_MSG(d < 1e-4f, "hidden · wte differs from the logits by %g", d);
+    ld_lm_session_free(s);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+}
+
 LD_TEST_MAIN()
