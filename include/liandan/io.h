@@ -57,6 +57,27 @@ ld_status ld_atomic_file_commit(ld_atomic_file *f);
 void ld_atomic_file_abort(ld_atomic_file *f);
 /* One-shot form of the above. */
 ld_status ld_file_write_atomic(ld_ctx *ctx, const char *path, const void *data, size_t size);
+/* SHA-256 (FIPS 180-4): content addresses of uploaded files, hashes of API keys. */
+typedef struct ld_sha256 {
+    uint32_t h[8];
+    uint64_t bytes;
+    uint8_t block[64];
+} ld_sha256;
+void ld_sha256_init(ld_sha256 *s);
+void ld_sha256_update(ld_sha256 *s, const void *data, size_t n);
+void ld_sha256_final(ld_sha256 *s, uint8_t digest[32]);
+/* The digest of data[0..n) as 64 lowercase hex digits and a NUL, into hex[65]. */
+void ld_sha256_hex(const void *data, size_t n, char hex[65]);
+
+/* Names of things kept in a directory the caller controls (models, datasets): 1..128 bytes
+ * of [A-Za-z0-9._-], not starting with '.', and nothing else — no '/', no "..", no NUL, no
+ * absolute path. LD_ERR_INVALID_ARG with a message saying what is wrong, naming `what`. */
+ld_status ld_name_check(ld_ctx *ctx, const char *what, const char *name);
+/* root + "/" + name into out[cap] for a checked name; when that path exists, its real path
+ * (symlinks resolved) must lie inside root's real path, else LD_ERR_INVALID_ARG ("escapes").
+ * LD_ERR_NOT_FOUND when root does not exist. *exists (may be NULL) tells whether it exists. */
+ld_status ld_path_inside(ld_ctx *ctx, const char *root, const char *name, char *out, size_t cap, bool *exists);
+
 /* fsyncs a directory (after renames inside it). */
 ld_status ld_dir_fsync(ld_ctx *ctx, const char *dir);
 
