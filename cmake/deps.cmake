@@ -39,3 +39,16 @@ if(JPEG_FOUND)
   target_compile_definitions(liandan PRIVATE LD_HAVE_JPEG=1)
 endif()
 ld_report("libjpeg ${JPEG_VERSION} (data: JPEG images, optional)" JPEG_FOUND)
+
+# libmicrohttpd (serve: the HTTP server)
+pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)
+target_link_libraries(liandan PUBLIC PkgConfig::MHD)
+ld_report("libmicrohttpd ${MHD_VERSION} (serve)" MHD_FOUND)
+
+# SQLite (registry: keys, files, models, jobs)
+pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
+target_link_libraries(liandan PUBLIC PkgConfig::SQLITE3)
+ld_report("SQLite ${SQLITE3_VERSION} (registry)" SQLITE3_FOUND)
+
+find_package(Threads REQUIRED)
+target_link_libraries(liandan PUBLIC Threads::Threads)

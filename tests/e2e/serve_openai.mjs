@@ -1,0 +1,104 @@
+// serve_openai.mjs — the official `openai` npm client against `liandan serve` (run by
+// serve_oracle.sh): models, completions (logprobs, n, stop, seed), chat (whole and streamed),
+// embeddings, and the client's error classes for the server's 4xx answers.
+// usage: node serve_openai.mjs BASE_URL API_KEY MODEL
+import { createRequire } from 'node:module';
+
+const require = createRequire(new URL('../oracle/package.json', import.meta.url));
+const { OpenAI } = require('openai');
+
+const [baseURL, apiKey, model] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 120000 });
+const fail = (msg) => { console.error(`serve_openai: ${msg}`); process.exit(1); };
+const check = (cond, msg) => { if (!cond) fail(msg); };
+
+const models = await client.models.list();
+const ids = models.data.map((m) => m.id);
+check(ids.includes(model), `models.list lacks ${model}: ${JSON.stringify(ids)}`);
+const one = await client.models.retrieve(model);
+check(one.id === model && one.object === 'model', 'models.retrieve');
+
+// completions: greedy is reproducible; usage adds up; logprobs are well-formed
+const req = { model, prompt: '床前明月光，', max_tokens: 12, temperature: 0, logprobs: 3 };
+const c1 = await client.completions.create(req);
+const c2 = await client.completions.create(req);
+check(c1.object === 'text_completion' && c1.choices.length === 1, 'completion shape');
+check(c1.choices[0].text === c2.choices[0].text, 'greedy completion not reproducible');
+check(c1.usage.prompt_tokens > 0 && c1.usage.completion_tokens === 12 &&
+      c1.usage.total_tokens === c1.usage.prompt_tokens + 12, `usage ${JSON.stringify(c1.usage)}`);
+check(c1.choices[0].finish_reason === 'length', 'finish_reason should be length');
+const lp = c1.choices[0].logprobs;
+check(lp && lp.tokens.length === 12 && lp.token_logprobs.every((x) => x <= 0) &&
+      lp.top_logprobs.every((t) => Object.keys(t).length >= 1 && Object.keys(t).length <= 3), 'completion logprobs');
+// greedy: the chosen token is the most likely one
+check(lp.token_logprobs.every((x, i) => Math.max(...Object.values(lp.top_logprobs[i])) <= x + 1e-5),
+      'greedy token is not the top logprob');
+
+// n choices with a seed: reproducible, and a stop string cuts the text
+const s1 = await client.completions.create({ model, prompt: '春', max_tokens: 10, n: 3, seed: 7, temperature: 1 });
+const s2 = await client.completions.create({ model, prompt: '春', max_tokens: 10, n: 3, seed: 7, temperature: 1 });
+check(s1.choices.length === 3 && s1.choices.map((c) => c.index).join() === '0,1,2', 'n=3 choices');
+check(JSON.stringify(s1.choices.map((c) => c.text)) === JSON.stringify(s2.choices.map((c) => c.text)), 'seeded n=3 differ');
+const full = c1.choices[0].text;
+if (full.length >= 3) {
+  const stop = full.slice(2, 3);
+  const cut = await client.completions.create({ ...req, logprobs: null, stop: [stop] });
+  check(cut.choices[0].text === full.slice(0, full.indexOf(stop)) && cut.choices[0].finish_reason === 'stop',
+        `stop string: '${cut.choices[0].text}' vs '${full}' cut at '${stop}'`);
+}
+// several prompts in one request
+const multi = await client.completions.create({ model, prompt: ['白日', '青山'], max_tokens: 4, temperature: 0 });
+check(multi.choices.length === 2, 'two prompts give two choices');
+
+// chat, whole and streamed: the stream's deltas join to the same text
+const messages = [{ role: 'system', content: '你是詩人' }, { role: 'user', content: '寫一句詩' }];
+const chat = await client.chat.completions.create({ model, messages, max_tokens: 10, temperature: 0 });
+check(chat.object === 'chat.completion' && chat.choices[0].message.role === 'assistant', 'chat shape');
+const stream = await client.chat.completions.create({ model, messages, max_tokens: 10, temperature: 0, stream: true,
+                                                      stream_options: { include_usage: true } });
+let text = '', chunks = 0, finish = null, usage = null;
+for await (const ch of stream) {
+  chunks++;
+  if (ch.usage) usage = ch.usage;
+  for (const c of ch.choices) {
+    text += c.delta?.content ?? '';
+    if (c.finish_reason) finish = c.finish_reason;
+  }
+}
+check(chunks >= 3 && finish !== null, `stream ended badly: ${chunks} chunks, finish ${finish}`);
+check(text === chat.choices[0].message.content, `streamed '${text}' != whole '${chat.choices[0].message.content}'`);
+check(usage && usage.completion_tokens === chat.usage.completion_tokens, 'stream usage');
+const clp = await client.chat.completions.create({ model, messages, max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 2 });
+check(clp.choices[0].logprobs.content.length === 4 && clp.choices[0].logprobs.content[0].top_logprobs.length === 2,
+      'chat logprobs');
+
+// embeddings: unit length, one per input, floats or base64
+const emb = await client.embeddings.create({ model, input: ['床前明月光', '疑是地上霜'], encoding_format: 'float' });
+check(emb.data.length === 2, 'two embeddings');
+for (const d of emb.data) {
+  const norm = Math.sqrt(d.embedding.reduce((s, x) => s + x * x, 0));
+  check(Math.abs(norm - 1) < 1e-3, `embedding norm ${norm}`);
+}
+const emb64 = await client.embeddings.create({ model, input: '床前明月光' }); // the client asks for base64
+check(emb64.data[0].embedding.length === emb.data[0].embedding.length &&
+      emb64.data[0].embedding.every((x, i) => Math.abs(x - emb.data[0].embedding[i]) < 1e-6), 'base64 embedding');
+
+// errors come back as the client's error classes with OpenAI's shape
+const expectError = async (cls, status, fn, what) => {
+  try { await fn(); } catch (e) {
+    check(e instanceof cls && e.status === status, `${what}: got ${e.constructor.name} ${e.status}: ${e.message}`);
+    return e;
+  }
+  fail(`${what}: no error`);
+};
+const nf = await expectError(OpenAI.NotFoundError, 404, () => client.completions.create({ model: 'no-such-model', prompt: 'x' }), 'unknown model');
+check(nf.code === 'model_not_found', 'model_not_found code');
+await expectError(OpenAI.NotFoundError, 404, () => client.completions.create({ model: '../' + model, prompt: 'x' }), 'path in model name');
+await expectError(OpenAI.BadRequestError, 400, () => client.completions.create({ model, prompt: 'x', temperature: 9 }), 'temperature 9');
+const big = await expectError(OpenAI.BadRequestError, 400, () => client.completions.create({ model, prompt: 'x', max_tokens: 100000 }), 'max_tokens too large');
+check(big.param === 'max_tokens', 'the error names the parameter');
+await expectError(OpenAI.BadRequestError, 400, () => client.chat.completions.create({ model, messages: [] }), 'no messages');
+await expectError(OpenAI.BadRequestError, 400, () => client.completions.create({ model, prompt: 'x', bogus: 1 }), 'unknown argument');
+const bad = new OpenAI({ baseURL, apiKey: 'ld-wrong', maxRetries: 0 });
+await expectError(OpenAI.AuthenticationError, 401, () => bad.models.list(), 'wrong key');
+console.log('serve_openai: ok');
