@@ -20,9 +20,9 @@ struct ld_engine {
     pthread_t thread;
     pthread_mutex_t mu;   /* inbox, live, stop, stats */
     pthread_cond_t cv;
-    ld_job **inbox;
+    ld_srv_job **inbox;
     int n_inbox, cap_inbox, max_queue;
-    ld_job **live;        /* jobs with sequences in the scheduler (engine thread only) */
+    ld_srv_job **live;        /* jobs with sequences in the scheduler (engine thread only) */
     int n_live, cap_live;
     bool stop, wake;
     ld_engine_stats stats;
@@ -30,30 +30,30 @@ struct ld_engine {
 
 /* ---- jobs --------------------------------------------------------------------------- */
 
-ld_job *ld_job_new(ld_job_kind kind, int n) {
-    ld_job *j = calloc(1, sizeof *j);
+ld_srv_job *ld_srv_job_new(ld_srv_job_kind kind, int n) {
+    ld_srv_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     j->refs = 1, j->kind = kind;
-    if (kind == LD_JOB_GENERATE) {
+    if (kind == LD_SRV_GENERATE) {
         j->n_choices = n;
         j->req = calloc((size_t)n, sizeof *j->req);
         j->out = calloc((size_t)n, sizeof *j->out);
         j->prompt = calloc((size_t)n, sizeof *j->prompt);
         j->stop_ids_store = calloc((size_t)n, sizeof *j->stop_ids_store);
-        if (!j->req || !j->out || !j->prompt || !j->stop_ids_store) return ld_job_release(j), NULL;
+        if (!j->req || !j->out || !j->prompt || !j->stop_ids_store) return ld_srv_job_release(j), NULL;
         for (int i = 0; i < n; i++) j->out[i].job = j, j->out[i].index = i;
     } else {
         j->n_inputs = n;
         j->in_ids = calloc((size_t)n, sizeof *j->in_ids);
         j->in_len = calloc((size_t)n, sizeof *j->in_len);
-        if (!j->in_ids || !j->in_len) return ld_job_release(j), NULL;
+        if (!j->in_ids || !j->in_len) return ld_srv_job_release(j), NULL;
     }
     return j;
 }
 
-void ld_job_release(ld_job *j) {
+void ld_srv_job_release(ld_srv_job *j) {
     if (!j) return;
     pthread_mutex_lock(&j->mu);
     int left = --j->refs;
@@ -81,10 +81,10 @@ static double now_s(void) {
 
 static struct timespec deadline(double timeout_s);
 
-bool ld_job_wait(ld_job *j, double timeout_s) {
+bool ld_srv_job_wait(ld_srv_job *j, double timeout_s) {
     struct timespec ts = deadline(timeout_s);
     pthread_mutex_lock(&j->mu);
-    int total = j->kind == LD_JOB_GENERATE ? j->n_choices : 1;
+    int total = j->kind == LD_SRV_GENERATE ? j->n_choices : 1;
     while (j->n_done < total && !j->failed)
         if (pthread_cond_timedwait(&j->cv, &j->mu, &ts)) break;
     bool done = j->n_done >= total || j->failed;
@@ -100,14 +100,14 @@ static struct timespec deadline(double timeout_s) {
     return ts;
 }
 
-void ld_job_wait_progress(ld_job *j, double timeout_s) {
+void ld_srv_job_wait_progress(ld_srv_job *j, double timeout_s) {
     struct timespec ts = deadline(timeout_s);
     pthread_mutex_lock(&j->mu);
     pthread_cond_timedwait(&j->cv, &j->mu, &ts);
     pthread_mutex_unlock(&j->mu);
 }
 
-void ld_job_cancel(ld_engine *e, ld_job *j) {
+void ld_srv_job_cancel(ld_engine *e, ld_srv_job *j) {
     pthread_mutex_lock(&j->mu);
     j->cancel = true;
     pthread_mutex_unlock(&j->mu);
@@ -142,7 +142,7 @@ static bool grow_tokens(ld_choice *c, int top_k) {
 
 static bool on_token(void *user, const ld_lm_token_info *t) {
     ld_choice *c = user;
-    ld_job *j = c->job;
+    ld_srv_job *j = c->job;
     const char *bytes = "";
     size_t n = 0;
     ld_tokenizer_token_bytes(j->tok, t->token, &bytes, &n);
@@ -165,7 +165,7 @@ static bool on_token(void *user, const ld_lm_token_info *t) {
 
 static void on_done(void *user, ld_finish why, int64_t computed, int64_t generated) {
     ld_choice *c = user;
-    ld_job *j = c->job;
+    ld_srv_job *j = c->job;
     pthread_mutex_lock(&j->mu);
     ld_text_stream_finish(&c->text);
     c->done = true, c->why = why, c->prompt_computed = computed, c->generated = generated;
@@ -177,7 +177,7 @@ static void on_done(void *user, ld_finish why, int64_t computed, int64_t generat
 
 /* ---- the thread ---------------------------------------------------------------------- */
 
-static void fail_job(ld_job *j, int http, const char *msg) {
+static void fail_job(ld_srv_job *j, int http, const char *msg) {
     pthread_mutex_lock(&j->mu);
     j->failed = true, j->err_http = http;
     snprintf(j->err_msg, sizeof j->err_msg, "%s", msg);
@@ -186,7 +186,7 @@ static void fail_job(ld_job *j, int http, const char *msg) {
 }
 
 /* Embeddings: the mean of the final hidden states over each input's tokens, L2-normalised. */
-static void run_embed(ld_engine *e, ld_job *j) {
+static void run_embed(ld_engine *e, ld_srv_job *j) {
     const ld_lm_config *c = ld_lm_config_of(e->m);
     const int64_t C = c->hidden_size, chunk = 256;
     if (!e->embed) {
@@ -242,7 +242,7 @@ static void run_embed(ld_engine *e, ld_job *j) {
 }
 
 /* Hands a generation job's choices to the scheduler. */
-static void start_job(ld_engine *e, ld_job *j) {
+static void start_job(ld_engine *e, ld_srv_job *j) {
     j->tok = e->tok;
     int k;
     for (k = 0; k < j->n_choices; k++) {
@@ -256,16 +256,16 @@ static void start_job(ld_engine *e, ld_job *j) {
         int http = strstr(why, "queue is full") ? 429 : 400;
         for (int i = 0; i < k; i++) ld_lm_batch_cancel(e->batch, j->out[i].batch_id);
         fail_job(j, http, why);
-        ld_job_release(j);
+        ld_srv_job_release(j);
         return;
     }
     if (e->n_live == e->cap_live) {
         int cap = e->cap_live ? 2 * e->cap_live : 16;
-        ld_job **l = realloc(e->live, (size_t)cap * sizeof *l);
+        ld_srv_job **l = realloc(e->live, (size_t)cap * sizeof *l);
         if (!l) {
             for (int i = 0; i < j->n_choices; i++) ld_lm_batch_cancel(e->batch, j->out[i].batch_id);
             fail_job(j, 500, "out of memory");
-            ld_job_release(j);
+            ld_srv_job_release(j);
             return;
         }
         e->live = l, e->cap_live = cap;
@@ -276,7 +276,7 @@ static void start_job(ld_engine *e, ld_job *j) {
 /* Cancels the sequences of jobs whose client left; forgets finished jobs. */
 static void sweep_live(ld_engine *e) {
     for (int i = 0; i < e->n_live;) {
-        ld_job *j = e->live[i];
+        ld_srv_job *j = e->live[i];
         pthread_mutex_lock(&j->mu);
         bool cancel = j->cancel, done = j->n_done == j->n_choices;
         pthread_mutex_unlock(&j->mu);
@@ -284,7 +284,7 @@ static void sweep_live(ld_engine *e) {
             for (int k = 0; k < j->n_choices; k++) ld_lm_batch_cancel(e->batch, j->out[k].batch_id);
         if (cancel || done) {
             e->live[i] = e->live[--e->n_live];
-            ld_job_release(j);
+            ld_srv_job_release(j);
         } else {
             i++;
         }
@@ -301,16 +301,16 @@ static void *engine_main(void *arg) {
             break;
         }
         e->wake = false;
-        ld_job *in[64];
+        ld_srv_job *in[64];
         int n = e->n_inbox < 64 ? e->n_inbox : 64;
         memcpy(in, e->inbox, (size_t)n * sizeof *in);
         memmove(e->inbox, e->inbox + n, (size_t)(e->n_inbox - n) * sizeof *in);
         e->n_inbox -= n;
         pthread_mutex_unlock(&e->mu);
         for (int i = 0; i < n; i++) {
-            if (in[i]->kind == LD_JOB_EMBED) {
+            if (in[i]->kind == LD_SRV_EMBED) {
                 if (!in[i]->cancel) run_embed(e, in[i]);
-                ld_job_release(in[i]);
+                ld_srv_job_release(in[i]);
             } else {
                 start_job(e, in[i]);
             }
@@ -329,9 +329,9 @@ static void *engine_main(void *arg) {
     }
     /* stopping: end everything */
     for (int i = 0; i < e->n_live; i++) {
-        ld_job *j = e->live[i];
+        ld_srv_job *j = e->live[i];
         for (int k = 0; k < j->n_choices; k++) ld_lm_batch_cancel(e->batch, j->out[k].batch_id);
-        ld_job_release(j);
+        ld_srv_job_release(j);
     }
     e->n_live = 0;
     return NULL;
@@ -372,16 +372,16 @@ ld_status ld_engine_start(ld_lm *m, const ld_tokenizer *tok, const ld_lm_batch_p
     return LD_OK;
 }
 
-bool ld_engine_submit(ld_engine *e, ld_job *j) {
+bool ld_engine_submit(ld_engine *e, ld_srv_job *j) {
     pthread_mutex_lock(&e->mu);
     const char *why = NULL;
     int http = 0;
     if (e->stop) why = "the server is shutting down", http = 503;
-    else if (e->n_inbox + e->stats.batch.queued >= e->max_queue && j->kind == LD_JOB_GENERATE)
+    else if (e->n_inbox + e->stats.batch.queued >= e->max_queue && j->kind == LD_SRV_GENERATE)
         why = "too many requests are waiting for this model; retry later", http = 429;
     else if (e->n_inbox == e->cap_inbox) {
         int cap = e->cap_inbox ? 2 * e->cap_inbox : 16;
-        ld_job **q = realloc(e->inbox, (size_t)cap * sizeof *q);
+        ld_srv_job **q = realloc(e->inbox, (size_t)cap * sizeof *q);
         if (!q) why = "out of memory", http = 503;
         else e->inbox = q, e->cap_inbox = cap;
     }
@@ -429,7 +429,7 @@ void ld_engine_halt(ld_engine *e) {
     pthread_mutex_lock(&e->mu);
     for (int i = 0; i < e->n_inbox; i++) {
         fail_job(e->inbox[i], 503, "the server is shutting down");
-        ld_job_release(e->inbox[i]);
+        ld_srv_job_release(e->inbox[i]);
     }
     e->n_inbox = 0;
     pthread_mutex_unlock(&e->mu);

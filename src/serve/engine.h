@@ -29,17 +29,17 @@ typedef struct ld_choice {
     ld_finish why;
     int64_t prompt_computed, generated;
     int64_t batch_id;
-    struct ld_job *job;   /* back pointers for the scheduler's callbacks */
+    struct ld_srv_job *job;   /* back pointers for the scheduler's callbacks */
     int index;
 } ld_choice;
 
-typedef enum { LD_JOB_GENERATE, LD_JOB_EMBED } ld_job_kind;
+typedef enum { LD_SRV_GENERATE, LD_SRV_EMBED } ld_srv_job_kind;
 
-typedef struct ld_job {
+typedef struct ld_srv_job {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs;
-    ld_job_kind kind;
+    ld_srv_job_kind kind;
     /* generation: one request per choice (prompt ids owned by the job) */
     int n_choices;
     ld_lm_request *req;
@@ -65,17 +65,17 @@ typedef struct ld_job {
     const ld_tokenizer *tok; /* set by the engine at submit */
     void *extra;          /* the creator's (grammar states...), freed by free_extra */
     void (*free_extra)(void *extra);
-} ld_job;
+} ld_srv_job;
 
 /* A new job with refs = 1 (the creator's). */
-ld_job *ld_job_new(ld_job_kind kind, int n);
-void ld_job_release(ld_job *j); /* frees at refs == 0 */
+ld_srv_job *ld_srv_job_new(ld_srv_job_kind kind, int n);
+void ld_srv_job_release(ld_srv_job *j); /* frees at refs == 0 */
 /* Asks the engine to end the job (client gone); safe from any thread. */
-void ld_job_cancel(ld_engine *e, ld_job *j);
+void ld_srv_job_cancel(ld_engine *e, ld_srv_job *j);
 /* Waits until every choice is done or `timeout_s` passes; true when done. */
-bool ld_job_wait(ld_job *j, double timeout_s);
+bool ld_srv_job_wait(ld_srv_job *j, double timeout_s);
 /* Waits for any news from the engine (a token, an end) or `timeout_s`. */
-void ld_job_wait_progress(ld_job *j, double timeout_s);
+void ld_srv_job_wait_progress(ld_srv_job *j, double timeout_s);
 
 typedef struct ld_engine_stats {
     ld_lm_batch_stats batch;
@@ -88,13 +88,13 @@ ld_status ld_engine_start(ld_lm *m, const ld_tokenizer *tok, const ld_lm_batch_p
                           ld_engine **out, char *err, size_t err_cap);
 /* Queues a job (takes a reference). Fails with 429 (queue full) or 503 (stopping) in
  * j->err_http. */
-bool ld_engine_submit(ld_engine *e, ld_job *j);
+bool ld_engine_submit(ld_engine *e, ld_srv_job *j);
 void ld_engine_stats_get(ld_engine *e, ld_engine_stats *out);
 /* Jobs queued or running. */
 int ld_engine_load(ld_engine *e);
 size_t ld_engine_kv_bytes(ld_engine *e);
 /* Ends every job (cancelled) and joins the thread; the engine refuses new jobs (503) but
- * stays valid for ld_job_cancel until ld_engine_free. */
+ * stays valid for ld_srv_job_cancel until ld_engine_free. */
 void ld_engine_halt(ld_engine *e);
 /* Halts (if needed) and frees. */
 void ld_engine_stop(ld_engine *e);

@@ -159,7 +159,7 @@ bool ld_http_client_gone(ld_http *h) {
 struct ld_sse {
     ld_server *srv;
     ld_http h;            /* a copy for client_gone (the connection outlives the response) */
-    ld_job *job;
+    ld_srv_job *job;
     ld_pool_model *model;
     ld_sse_render render;
     void *user;
@@ -190,7 +190,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
         if (!s->render(s, s->job, &s->buf, &s->len, &s->ended)) return MHD_CONTENT_READER_END_WITH_ERROR;
         if (s->len || s->ended) continue;
         /* nothing new: wait for the engine, watching the client */
-        ld_job_wait_progress(s->job, 0.25);
+        ld_srv_job_wait_progress(s->job, 0.25);
         if (ld_http_client_gone(&s->h)) {
             pthread_mutex_lock(&s->srv->metrics.mu);
             s->srv->metrics.disconnects++;
@@ -208,18 +208,18 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
 
 static void sse_free(void *cls) {
     ld_sse *s = cls;
-    if (s->model) ld_job_cancel(s->model->eng, s->job); /* no-op when it finished */
-    ld_job_release(s->job);
+    if (s->model) ld_srv_job_cancel(s->model->eng, s->job); /* no-op when it finished */
+    ld_srv_job_release(s->job);
     ld_pool_release(s->srv->pool, s->model);
     free(s->buf);
     free(s);
 }
 
-int ld_http_sse(ld_http *h, ld_job *j, ld_pool_model *m, ld_sse_render render, void *render_user) {
+int ld_http_sse(ld_http *h, ld_srv_job *j, ld_pool_model *m, ld_sse_render render, void *render_user) {
     ld_sse *s = calloc(1, sizeof *s);
     if (!s) {
-        ld_job_cancel(m->eng, j);
-        ld_job_release(j);
+        ld_srv_job_cancel(m->eng, j);
+        ld_srv_job_release(j);
         ld_pool_release(h->srv->pool, m);
         return fail(h, 500, NULL, "out of memory");
     }

@@ -143,7 +143,7 @@ static void token_text(const ld_tokenizer *tok, int32_t id, const char **s, size
 }
 
 /* Logprobs of tokens [from, to) of choice c, in the route's shape. */
-static cJSON *logprobs_json(const gen_view *v, const ld_job *j, const ld_choice *c, int64_t from, int64_t to,
+static cJSON *logprobs_json(const gen_view *v, const ld_srv_job *j, const ld_choice *c, int64_t from, int64_t to,
                             size_t text_base) {
     const int k = j->top_k;
     if (v->kind == LD_API_CHAT) {
@@ -195,7 +195,7 @@ static cJSON *logprobs_json(const gen_view *v, const ld_job *j, const ld_choice 
     return lp;
 }
 
-static cJSON *usage_json(const gen_view *v, const ld_job *j) {
+static cJSON *usage_json(const gen_view *v, const ld_srv_job *j) {
     int64_t prompt = 0, gen = 0;
     for (int p = 0; p < v->n_prompts; p++) prompt += v->prompt_tokens[p];
     for (int i = 0; i < j->n_choices; i++) gen += j->out[i].generated;
@@ -218,7 +218,7 @@ static cJSON *envelope(const gen_view *v, bool chunk) {
 }
 
 /* The whole answer (job done, lock held by the caller or no longer needed). */
-static cJSON *answer(const gen_view *v, const ld_job *j) {
+static cJSON *answer(const gen_view *v, const ld_srv_job *j) {
     cJSON *root = envelope(v, false), *choices = cJSON_AddArrayToObject(root, "choices");
     for (int i = 0; i < j->n_choices; i++) {
         const ld_choice *c = &j->out[i];
@@ -303,7 +303,7 @@ static void sse_raw(sbuf *b, const char *s) {
 }
 
 /* One chunk for choice i: text delta (may be empty), logprobs of tokens [t0, t1), finish. */
-static cJSON *chunk(const gen_view *v, const ld_job *j, int i, const char *text, size_t n, int64_t t0, int64_t t1,
+static cJSON *chunk(const gen_view *v, const ld_srv_job *j, int i, const char *text, size_t n, int64_t t0, int64_t t1,
                     const char *finish, bool role) {
     cJSON *root = envelope(v, true), *choices = cJSON_AddArrayToObject(root, "choices"), *ch = cJSON_CreateObject();
     cJSON_AddNumberToObject(ch, "index", i);
@@ -322,7 +322,7 @@ static cJSON *chunk(const gen_view *v, const ld_job *j, int i, const char *text,
     return root;
 }
 
-static bool render(ld_sse *s, ld_job *j, char **out, size_t *len, bool *end) {
+static bool render(ld_sse *s, ld_srv_job *j, char **out, size_t *len, bool *end) {
     gen_view *v = ld_sse_user(s);
     sbuf b = {0};
     pthread_mutex_lock(&j->mu);
@@ -393,13 +393,13 @@ static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m) {
     const bool chat = r->kind == LD_API_CHAT;
     const int n_prompts = chat ? 1 : r->n_inputs, total = n_prompts * r->n;
     gen_view *v = calloc(1, sizeof *v);
-    ld_job *j = ld_job_new(LD_JOB_GENERATE, total);
+    ld_srv_job *j = ld_srv_job_new(LD_SRV_GENERATE, total);
     ld_chat_prompt cp;
     memset(&cp, 0, sizeof cp);
     int32_t **ids = calloc((size_t)n_prompts, sizeof *ids);
     int64_t *lens = calloc((size_t)n_prompts, sizeof *lens);
     if (!v || !j || !ids || !lens) {
-        free(v), ld_job_release(j), free(ids), free(lens);
+        free(v), ld_srv_job_release(j), free(ids), free(lens);
         ld_pool_release(h->srv->pool, m);
         return ld_api_fail(&e, 500, NULL, "out of memory"), ld_http_error(h, &e);
     }
@@ -513,19 +513,19 @@ static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m) {
         st = LD_ERR_LIMIT;
     }
     if (st) {
-        ld_job_release(j);
+        ld_srv_job_release(j);
         ld_pool_release(h->srv->pool, m);
         return ld_http_error(h, &e);
     }
     if (r->stream) return ld_http_sse(h, j, m, render, v); /* takes j and m */
     /* a whole answer: wait, watching for the client leaving */
-    while (!ld_job_wait(j, 0.25))
+    while (!ld_srv_job_wait(j, 0.25))
         if (ld_http_client_gone(h)) {
             pthread_mutex_lock(&h->srv->metrics.mu);
             h->srv->metrics.disconnects++;
             pthread_mutex_unlock(&h->srv->metrics.mu);
-            ld_job_cancel(m->eng, j);
-            ld_job_release(j);
+            ld_srv_job_cancel(m->eng, j);
+            ld_srv_job_release(j);
             ld_pool_release(h->srv->pool, m);
             return 0; /* MHD_NO: close */
         }
@@ -552,7 +552,7 @@ static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m) {
             ret = ld_http_json(h, 200, body);
         }
     }
-    ld_job_release(j);
+    ld_srv_job_release(j);
     ld_pool_release(h->srv->pool, m);
     return ret;
 }
@@ -604,7 +604,7 @@ int ld_route_embeddings(ld_http *h) {
         ld_api_request_free(&r);
         return ld_http_error(h, &e);
     }
-    ld_job *j = ld_job_new(LD_JOB_EMBED, r.n_inputs);
+    ld_srv_job *j = ld_srv_job_new(LD_SRV_EMBED, r.n_inputs);
     ld_status st = j ? LD_OK : ld_api_fail(&e, 500, NULL, "out of memory");
     int64_t tokens = 0, vocab = ld_lm_config_of(m->m)->vocab_size;
     for (int i = 0; !st && i < r.n_inputs; i++) {
@@ -625,10 +625,10 @@ int ld_route_embeddings(ld_http *h) {
         st = ld_api_fail(&e, j->err_http, NULL, "%s", j->err_msg);
         pthread_mutex_unlock(&j->mu);
     }
-    while (!st && !ld_job_wait(j, 0.25))
+    while (!st && !ld_srv_job_wait(j, 0.25))
         if (ld_http_client_gone(h)) {
-            ld_job_cancel(m->eng, j);
-            ld_job_release(j);
+            ld_srv_job_cancel(m->eng, j);
+            ld_srv_job_release(j);
             ld_pool_release(h->srv->pool, m);
             ld_api_request_free(&r);
             return 0;
@@ -654,7 +654,7 @@ int ld_route_embeddings(ld_http *h) {
         cJSON_AddNumberToObject(u, "total_tokens", (double)tokens);
         ret = ld_http_json(h, 200, root);
     }
-    ld_job_release(j);
+    ld_srv_job_release(j);
     ld_pool_release(h->srv->pool, m);
     ld_api_request_free(&r);
     return ret;

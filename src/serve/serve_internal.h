@@ -89,8 +89,8 @@ int ld_http_error(ld_http *h, const ld_api_error *e);
 /* Streams a job as server-sent events; `chunk` renders one event for the job's progress
  * (see routes_openai.c). Takes the job and model references. */
 typedef struct ld_sse ld_sse;
-typedef bool (*ld_sse_render)(ld_sse *s, struct ld_job *j, char **out, size_t *len, bool *end);
-int ld_http_sse(ld_http *h, struct ld_job *j, ld_pool_model *m, ld_sse_render render, void *render_user);
+typedef bool (*ld_sse_render)(ld_sse *s, struct ld_srv_job *j, char **out, size_t *len, bool *end);
+int ld_http_sse(ld_http *h, struct ld_srv_job *j, ld_pool_model *m, ld_sse_render render, void *render_user);
 void *ld_sse_user(ld_sse *s);
 /* True when the client has closed its side of the connection. */
 bool ld_http_client_gone(ld_http *h);

@@ -30,7 +30,7 @@ ln -s poet "$T/models/alias"                   # a symlink inside it is fine
 
 "$BIN" serve --models-dir "$T/models" --port 0 --threads 1 --max-body 64 --context 2048 >"$T/serve.log" 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null; rm -rf "$T"' EXIT
+trap 'kill $PID 2>/dev/null || true; rm -rf "$T"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$T/serve.log" && break; sleep 0.1; done
 PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$T/serve.log")
 [ -n "$PORT" ] || { cat "$T/serve.log"; fail "the server did not start"; }
