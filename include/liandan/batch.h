@@ -49,11 +49,13 @@ typedef enum ld_finish {
 const char *ld_finish_name(ld_finish f); /* "stop", "length", ... */
 
 /* A constraint on what may come next (a grammar): mask sets the logits of every token that
- * may not follow to -INFINITY (at least one must stay finite, else the request ends with
- * LD_FINISH_ERROR); accept is told the token chosen. Either may be NULL. */
+ * may not follow to -INFINITY; accept is told the token chosen. When mask leaves no token, the
+ * request ends: LD_FINISH_STOP if complete says the text is whole, else LD_FINISH_ERROR. Any of
+ * them may be NULL. */
 typedef struct ld_lm_constraint {
     ld_status (*mask)(void *user, float *logits, int64_t V);
     ld_status (*accept)(void *user, int32_t token);
+    bool (*complete)(void *user);
     void *user;
 } ld_lm_constraint;
 

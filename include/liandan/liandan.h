@@ -13,6 +13,7 @@
 #include "liandan/infer.h"
 #include "liandan/chat.h"
 #include "liandan/batch.h"
+#include "liandan/grammar.h"
 #include "liandan/train.h"
 #include "liandan/eval.h"
 #include "liandan/tokenizer.h"

@@ -114,6 +114,9 @@ int32_t ld_tokenizer_bos_id(const ld_tokenizer *tok);
 int32_t ld_tokenizer_eos_id(const ld_tokenizer *tok);
 int32_t ld_tokenizer_pad_id(const ld_tokenizer *tok);
 int32_t ld_tokenizer_unk_id(const ld_tokenizer *tok);
+/* true for special (control) tokens such as "<|endoftext|>": their bytes are their name, not
+ * text the model writes. */
+bool ld_tokenizer_is_special(const ld_tokenizer *tok, int32_t id);
 /* A 64-bit hash of everything that determines encoding (vocab, merges, specials, regex):
  * token shards record it so data tokenized with another tokenizer is refused. */
 uint64_t ld_tokenizer_hash(const ld_tokenizer *tok);

@@ -352,8 +352,9 @@ static void next_token(ld_lm_batch *b, req *q, const float *lg) {
         bool any = false;
         if (q->r.constraint.mask(q->r.constraint.user, b->z, b->V) == LD_OK)
             for (int64_t v = 0; v < b->V && !any; v++) any = b->z[v] > -INFINITY;
-        if (!any) {
-            finish(b, q, LD_FINISH_ERROR);
+        if (!any) { /* nothing may follow: the end of a complete text, or a dead end */
+            const ld_lm_constraint *c = &q->r.constraint;
+            finish(b, q, c->complete && c->complete(c->user) ? LD_FINISH_STOP : LD_FINISH_ERROR);
             return;
         }
     }

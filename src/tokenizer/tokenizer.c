@@ -604,6 +604,9 @@ int32_t ld_tokenizer_pad_id(const ld_tokenizer *t) {
 int32_t ld_tokenizer_unk_id(const ld_tokenizer *t) {
     return t ? t->unk : -1;
 }
+bool ld_tokenizer_is_special(const ld_tokenizer *t, int32_t id) {
+    return t && id >= 0 && id < t->n_vocab && t->is_special && t->is_special[id];
+}
 uint64_t ld_tokenizer_hash(const ld_tokenizer *t) {
     return t ? t->hash : 0;
 }

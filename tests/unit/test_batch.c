@@ -305,7 +305,7 @@ TEST(constraints_stops_and_logprobs) {
     even e[3] = {{.accepted = 0}, {.nothing = true}, {.fail_at = 3}};
     for (int i = 0; i < 3; i++) {
         ld_lm_request q = request(prompts[i], plen[i], 20, 7, &r[i]);
-        q.constraint = (ld_lm_constraint){even_mask, even_accept, &e[i]};
+        q.constraint = (ld_lm_constraint){.mask = even_mask, .accept = even_accept, .user = &e[i]};
         q.top_logprobs = 5;
         CHECK(ld_lm_batch_submit(b, &q, NULL) == LD_OK);
     }
