@@ -2,6 +2,8 @@
  * used under a memory budget (model_pool.h). */
 #include "serve/model_pool.h"
 
+#include "liandan/grammar.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,8 @@ ld_status ld_pool_new(ld_ctx *ctx, const ld_pool_params *p, ld_pool **out) {
 
 static void unload(ld_pool_model *m) {
     ld_engine_stop(m->eng);
+    ld_grammar_vocab_free(m->gvocab);
+    m->gvocab = NULL;
     ld_tokenizer_free(m->tok);
     ld_lm_free(m->m);
     ld_ctx_free(m->ctx);
@@ -356,4 +360,12 @@ ld_status ld_pool_encode(ld_pool_model *m, const char *text, size_t len, bool sp
     }
     *n = (int64_t)need;
     return LD_OK;
+}
+
+const ld_grammar_vocab *ld_pool_grammar_vocab(ld_pool_model *m, ld_api_error *e) {
+    pthread_mutex_lock(&m->tok_mu);
+    if (!m->gvocab && ld_grammar_vocab_new(m->tok_ctx, m->tok, &m->gvocab)) ld_api_fail(e, 500, NULL, "%s", ld_ctx_error(m->tok_ctx));
+    const ld_grammar_vocab *v = m->gvocab;
+    pthread_mutex_unlock(&m->tok_mu);
+    return v;
 }

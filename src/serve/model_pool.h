@@ -31,6 +31,7 @@ typedef struct ld_pool_model {
     size_t bytes;            /* weights + KV cache, as counted against the budget */
     int64_t context;         /* tokens a sequence may hold */
     double created;          /* file time, for /v1/models */
+    struct ld_grammar_vocab *gvocab; /* the vocabulary trie for grammars (built on first use, under tok_mu) */
     char err[512];
 } ld_pool_model;
 
@@ -63,5 +64,8 @@ void ld_pool_each_loaded(ld_pool *p, void (*fn)(void *user, ld_pool_model *m), v
  * malloc'd array. */
 ld_status ld_pool_encode(ld_pool_model *m, const char *text, size_t len, bool special, bool add_bos, int32_t **ids,
                          int64_t *n, ld_api_error *e);
+
+/* The model's vocabulary trie for grammar-constrained requests (built once). */
+const struct ld_grammar_vocab *ld_pool_grammar_vocab(ld_pool_model *m, ld_api_error *e);
 
 #endif

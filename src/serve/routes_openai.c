@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "liandan/grammar.h"
 #include "serve/engine.h"
 #include "serve/serve_internal.h"
 
@@ -109,23 +110,38 @@ typedef struct gen_view {
     float *bias;
     int n_bias;
     struct logit_ctl *ctl;        /* per choice: what shapes its logits */
+    ld_grammar *grammar;          /* grammar / response_format (NULL = none) */
+    ld_ctx *gctx;                 /* the grammar states' context (used on the engine thread) */
+    int n_choices;
 } gen_view;
 
-/* Per choice: the logit bias (and later a grammar) applied before each token is sampled. */
+/* Per choice: the logit bias, then the grammar, applied before each token is sampled. */
 typedef struct logit_ctl {
     const gen_view *v;
+    ld_grammar_state *gs;
 } logit_ctl;
 
 static ld_status ctl_mask(void *user, float *lg, int64_t V) {
     const logit_ctl *c = user;
     for (int i = 0; i < c->v->n_bias; i++)
         if (c->v->bias_ids[i] < V) lg[c->v->bias_ids[i]] += c->v->bias[i];
-    return LD_OK;
+    return c->gs ? ld_grammar_state_mask(c->gs, lg, V) : LD_OK;
+}
+static ld_status ctl_accept(void *user, int32_t token) {
+    const logit_ctl *c = user;
+    return c->gs ? ld_grammar_state_accept(c->gs, token) : LD_OK;
+}
+static bool ctl_complete(void *user) {
+    const logit_ctl *c = user;
+    return !c->gs || ld_grammar_state_complete(c->gs);
 }
 
 static void gen_view_free(void *p) {
     gen_view *v = p;
     if (!v) return;
+    for (int i = 0; v->ctl && i < v->n_choices; i++) ld_grammar_state_free(v->ctl[i].gs);
+    ld_grammar_free(v->grammar);
+    ld_ctx_free(v->gctx);
     free(v->bias_ids), free(v->bias), free(v->ctl);
     for (int i = 0; v->prompt_text && i < v->n_prompts; i++) free(v->prompt_text[i]);
     free(v->prompt_text), free(v->prompt_len), free(v->prompt_tokens), free(v->role_sent), free(v->finish_sent);
@@ -387,6 +403,29 @@ static uint64_t random_seed(ld_http *h) {
     return ld_rng_at(x, 0x5eed);
 }
 
+/* The request's grammar (GBNF, a JSON Schema, or any JSON object) compiled into v->grammar,
+ * with a context for its states; *gv gets the model's vocabulary trie. */
+static ld_status compile_grammar(ld_http *h, const ld_api_request *r, ld_pool_model *m, gen_view *v,
+                                 const ld_grammar_vocab **gv, ld_api_error *e) {
+    char *gbnf = NULL;
+    const char *param = r->grammar ? "grammar" : "response_format";
+    ld_status st = LD_OK;
+    if (!r->grammar) {
+        char *schema = r->json_schema ? cJSON_PrintUnformatted(r->json_schema) : NULL;
+        if (r->json_schema && !schema) return ld_api_fail(e, 500, NULL, "out of memory");
+        st = ld_grammar_from_json_schema(h->ctx, schema, schema ? strlen(schema) : 0, &gbnf);
+        free(schema);
+    }
+    const char *text = r->grammar ? r->grammar : gbnf;
+    if (!st) st = ld_grammar_parse(h->ctx, text, strlen(text), NULL, &v->grammar);
+    free(gbnf);
+    if (st) return ld_api_fail(e, 400, param, "%s", ld_ctx_error(h->ctx));
+    ld_ctx_params cp = ld_ctx_default_params();
+    cp.n_threads = 1;
+    if (ld_ctx_new(&cp, &v->gctx)) return ld_api_fail(e, 500, NULL, "out of memory");
+    return (*gv = ld_pool_grammar_vocab(m, e)) ? LD_OK : LD_ERR_INTERNAL;
+}
+
 static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m) {
     ld_api_error e;
     memset(&e, 0, sizeof e);
@@ -415,6 +454,7 @@ static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m) {
     v->role_sent = calloc((size_t)total, sizeof *v->role_sent);
     v->finish_sent = calloc((size_t)total, sizeof *v->finish_sent);
     v->ctl = calloc((size_t)total, sizeof *v->ctl);
+    v->n_choices = v->ctl ? total : 0;
     if (r->n_bias) {
         v->bias_ids = malloc((size_t)r->n_bias * sizeof *v->bias_ids), v->bias = malloc((size_t)r->n_bias * sizeof *v->bias);
         if (v->bias_ids && v->bias) {
@@ -482,6 +522,8 @@ static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m) {
         for (int i = 0; i < cp.n_stop_ids; i++) stop_ids[n_stop_ids++] = cp.stop_ids[i];
         if (ld_tokenizer_eos_id(m->tok) >= 0) stop_ids[n_stop_ids++] = ld_tokenizer_eos_id(m->tok);
         uint64_t seed = r->has_seed ? r->seed : random_seed(h);
+        const ld_grammar_vocab *gv = NULL;
+        if (r->grammar || r->response_format) st = compile_grammar(h, r, m, v, &gv, &e);
         for (int p = 0; p < n_prompts && !st; p++)
             for (int k = 0; k < r->n && !st; k++) {
                 int i = p * r->n + k;
@@ -501,7 +543,13 @@ static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m) {
                 q->stop_ids = j->stop_ids_store[i], q->n_stop_ids = n_stop_ids;
                 q->top_logprobs = j->top_k;
                 v->ctl[i].v = v;
-                if (v->n_bias) q->constraint = (ld_lm_constraint){.mask = ctl_mask, .accept = NULL, .user = &v->ctl[i]};
+                if (v->grammar && ld_grammar_state_new(v->gctx, v->grammar, gv, stop_ids, n_stop_ids, &v->ctl[i].gs)) {
+                    st = ld_api_fail(&e, 500, NULL, "%s", ld_ctx_error(v->gctx));
+                    break;
+                }
+                if (v->n_bias || v->grammar)
+                    q->constraint = (ld_lm_constraint){.mask = ctl_mask, .accept = ctl_accept, .complete = ctl_complete,
+                                                       .user = &v->ctl[i]};
             }
     }
     for (int p = 0; p < n_prompts; p++) free(ids[p]);

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(new URL('../oracle/package.json', import.meta.url));
 const { OpenAI } = require('openai');
+const Ajv = require('ajv');
 
 const [baseURL, apiKey, model] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 120000 });
@@ -83,7 +84,6 @@ const emb64 = await client.embeddings.create({ model, input: '床前明月光' }
 check(emb64.data[0].embedding.length === emb.data[0].embedding.length &&
       emb64.data[0].embedding.every((x, i) => Math.abs(x - emb.data[0].embedding[i]) < 1e-6), 'base64 embedding');
 
-// errors come back as the client's error classes with OpenAI's shape
 const expectError = async (cls, status, fn, what) => {
   try { await fn(); } catch (e) {
     check(e instanceof cls && e.status === status, `${what}: got ${e.constructor.name} ${e.status}: ${e.message}`);
@@ -91,6 +91,38 @@ const expectError = async (cls, status, fn, what) => {
   }
   fail(`${what}: no error`);
 };
+
+// structured output: every answer under a JSON Schema parses and validates (ajv, an
+// independent validator); json_object mode gives a JSON object; a GBNF grammar (extension)
+const schema = {
+  type: 'object',
+  properties: { title: { type: 'string', maxLength: 8 }, lines: { type: 'integer' },
+                tags: { type: 'array', items: { enum: ['spring', 'moon', 'river'] }, maxItems: 3 },
+                regular: { type: 'boolean' } },
+  required: ['title', 'lines', 'regular'],
+};
+const validate = new Ajv().compile(schema);
+for (let seed = 1; seed <= 6; seed++) {
+  const r = await client.chat.completions.create({
+    model, messages, max_tokens: 500, temperature: 1, seed,
+    response_format: { type: 'json_schema', json_schema: { name: 'poem', schema, strict: true } } });
+  const text = r.choices[0].message.content;
+  check(r.choices[0].finish_reason === 'stop', `json_schema answer did not finish: ${r.choices[0].finish_reason} '${text}'`);
+  let obj;
+  try { obj = JSON.parse(text); } catch (e) { fail(`json_schema answer is not JSON: '${text}'`); }
+  check(validate(obj), `json_schema answer does not validate: '${text}' ${JSON.stringify(validate.errors)}`);
+}
+const jo = await client.chat.completions.create({ model, messages, max_tokens: 500, temperature: 1, seed: 3,
+                                                  response_format: { type: 'json_object' } });
+check(jo.choices[0].finish_reason === 'stop', 'json_object answer did not finish');
+check(typeof JSON.parse(jo.choices[0].message.content) === 'object', 'json_object answer is not an object');
+const gram = await client.completions.create({ model, prompt: '春', max_tokens: 12, temperature: 1,
+                                               grammar: 'root ::= [\u4e00-\u9fff]{5} "，"' });
+check(/^[\u4e00-\u9fff]{5}，$/u.test(gram.choices[0].text), `grammar output '${gram.choices[0].text}'`);
+await expectError(OpenAI.BadRequestError, 400, () => client.completions.create({ model, prompt: 'x', grammar: 'root ::= (' }), 'bad grammar');
+
+// errors come back as the client's error classes with OpenAI's shape
+
 const nf = await expectError(OpenAI.NotFoundError, 404, () => client.completions.create({ model: 'no-such-model', prompt: 'x' }), 'unknown model');
 check(nf.code === 'model_not_found', 'model_not_found code');
 await expectError(OpenAI.NotFoundError, 404, () => client.completions.create({ model: '../' + model, prompt: 'x' }), 'path in model name');
