@@ -35,80 +35,55 @@ static const char *default_registry(const char *models_dir, char *buf, size_t ca
     return buf;
 }
 
-static void serve_usage(FILE *f) {
-    fprintf(f,
-            "usage: liandan serve --models-dir DIR [options]\n\n"
-            "Serves every model directory and *.gguf file in DIR over HTTP with OpenAI's API:\n"
-            "  GET /v1/models, POST /v1/completions, POST /v1/chat/completions (stream: true for\n"
-            "  server-sent events), POST /v1/embeddings, POST /tokenize, POST /detokenize,\n"
-            "  GET /health, GET /metrics (Prometheus). Requests to one model are batched together\n"
-            "  (one forward pass per step for all of them); models load on first use.\n"
-            "API keys (liandan keys create) are required once the registry has any.\n\n"
-            "options:\n"
-            "  --models-dir DIR      the models (required)\n"
-            "  --host ADDR           listen address (default 127.0.0.1: this machine only)\n"
-            "  --port N              port (default 8080; 0 = any free port, printed)\n"
-            "  --registry FILE       SQLite registry of keys and jobs (default DIR/.liandan/registry.db)\n"
-            "  --insecure            allow a non-loopback --host without API keys\n"
-            "  --threads N           compute threads per model (default: all cores)\n"
-            "  --memory-budget MB    unload least recently used idle models past this (default: no limit)\n"
-            "  --max-seqs N          sequences batched per model (default 16)\n"
-            "  --max-queue N         requests waiting per model before 429 (default 64)\n"
-            "  --context N           tokens per sequence (default: the model's, at most 2048)\n"
-            "  --kv-mb MB            KV cache per model (default: max-seqs sequences of --context)\n"
-            "  --quantize T          run F32 models' matrices as T (Q8_0, Q4_K, F16, ...)\n"
-            "  --max-body KB         request body limit (default 1024)\n"
-            "  --max-tokens N        largest max_tokens accepted (default 4096)\n"
-            "  --max-connections N   connections at once (default 256)\n"
-            "  --timeout S           drop idle or slow clients after S seconds (default 60)\n");
-}
-
 static int cmd_serve(int argc, char **argv) {
     ld_server_params p = ld_server_default_params();
     const char *registry = NULL;
-    char regbuf[4200];
-    long v;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) return serve_usage(stdout), 0;
-        else if (!strcmp(o, "--insecure")) p.allow_open_remote = true;
-        else if (!val) return fprintf(stderr, "liandan serve: %s needs a value (see --help)\n", o), 2;
-        else if (!strcmp(o, "--models-dir")) p.models_dir = argv[++i];
-        else if (!strcmp(o, "--host")) p.host = argv[++i];
-        else if (!strcmp(o, "--registry")) registry = argv[++i];
-        else if (!strcmp(o, "--quantize")) p.quantize = argv[++i];
-        else {
-            static const struct { const char *name; long min, max; } ints[] = {
-                {"--port", 0, 65535}, {"--threads", 1, 4096}, {"--memory-budget", 1, 1L << 30}, {"--max-seqs", 1, 1024},
-                {"--max-queue", 1, 1 << 20}, {"--context", 2, 1 << 20}, {"--kv-mb", 1, 1L << 30}, {"--max-body", 1, 1 << 20},
-                {"--max-tokens", 1, 1 << 20}, {"--max-connections", 1, 1 << 16}, {"--timeout", 1, 86400}};
-            size_t k = 0;
-            while (k < sizeof ints / sizeof ints[0] && strcmp(ints[k].name, o)) k++;
-            if (k == sizeof ints / sizeof ints[0])
-                return fprintf(stderr, "liandan serve: unknown option '%s' (see --help)\n", o), 2;
-            if (!ld_cli_parse_int(o, argv[++i], ints[k].min, ints[k].max, &v)) return 2;
-            switch (k) {
-            case 0: p.port = (int)v; break;
-            case 1: p.threads = (int)v; break;
-            case 2: p.memory_budget = (size_t)v << 20; break;
-            case 3: p.max_seqs = (int)v; break;
-            case 4: p.max_queue = (int)v; break;
-            case 5: p.context = v; break;
-            case 6: p.kv_bytes = (size_t)v << 20; break;
-            case 7: p.limits.max_body_bytes = (size_t)v << 10; break;
-            case 8: p.limits.max_new_tokens = v; break;
-            case 9: p.limits.max_connections = (int)v; break;
-            default: p.limits.timeout_s = (int)v; break;
-            }
-        }
-    }
+    int64_t budget_mb = 0, kv_mb = 0, body_kb = 1024, context = 0;
+    int port = 8080, threads = 0, max_seqs = 16, max_queue = 64, max_conn = 256, timeout = 60;
+    int64_t max_tokens = 4096;
+    const ld_cli_opt opts[] = {
+        LD_CLI_STRING("models-dir", 0, &p.models_dir, "DIR", "the models: model directories and *.gguf files (required)"),
+        LD_CLI_STRING("host", 0, &p.host, "ADDR", "listen address (loopback: this machine only)"),
+        LD_CLI_INT("port", 0, &port, 0, 65535, "N", "port (0 = any free port, printed)"),
+        LD_CLI_STRING("registry", 0, &registry, "FILE", "SQLite registry of keys and jobs (default DIR/.liandan/registry.db)"),
+        LD_CLI_FLAG("insecure", 0, &p.allow_open_remote, "allow a non-loopback --host without API keys"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_INT64("memory-budget", 0, &budget_mb, 0, 1 << 30, "MB",
+                     "unload least recently used idle models past this (0 = no limit)"),
+        LD_CLI_INT("max-seqs", 0, &max_seqs, 1, 1024, "N", "sequences batched per model"),
+        LD_CLI_INT("max-queue", 0, &max_queue, 1, 1 << 20, "N", "requests waiting per model before 429"),
+        LD_CLI_INT64("context", 0, &context, 0, 1 << 20, "N", "tokens per sequence (0 = the model's, at most 2048)"),
+        LD_CLI_INT64("kv-mb", 0, &kv_mb, 0, 1 << 30, "MB", "KV cache per model (0 = max-seqs sequences of --context)"),
+        LD_CLI_STRING("quantize", 0, &p.quantize, "T", "run F32 models' matrices as T (Q8_0, Q4_K, F16, ...)"),
+        LD_CLI_INT64("max-body", 0, &body_kb, 1, 1 << 20, "KB", "request body limit"),
+        LD_CLI_INT64("max-tokens", 0, &max_tokens, 1, 1 << 20, "N", "largest max_tokens accepted"),
+        LD_CLI_INT("max-connections", 0, &max_conn, 1, 1 << 16, "N", "connections at once"),
+        LD_CLI_INT("timeout", 0, &timeout, 1, 86400, "S", "drop idle or slow clients after S seconds"),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "serve",
+        .about = "Serves every model directory and *.gguf file in DIR over HTTP with OpenAI's API:\n"
+                 "GET /v1/models, POST /v1/completions, POST /v1/chat/completions (stream: true for\n"
+                 "server-sent events), POST /v1/embeddings, POST /tokenize, POST /detokenize, GET /health,\n"
+                 "GET /metrics (Prometheus). Requests to one model are batched together (one forward pass\n"
+                 "per step for all of them); models load on first use. API keys (liandan keys create) are\n"
+                 "required once the registry has had any. docs/serving.md has the details.",
+        .opts = opts};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return rc;
     if (!p.models_dir) return fprintf(stderr, "liandan serve: --models-dir is required (see --help)\n"), 2;
+    p.port = port, p.threads = threads, p.max_seqs = max_seqs, p.max_queue = max_queue, p.context = context;
+    p.memory_budget = (size_t)budget_mb << 20, p.kv_bytes = (size_t)kv_mb << 20;
+    p.limits.max_body_bytes = (size_t)body_kb << 10, p.limits.max_new_tokens = max_tokens;
+    p.limits.max_connections = max_conn, p.limits.timeout_s = timeout;
+    char regbuf[4200];
     p.registry = registry ? registry : default_registry(p.models_dir, regbuf, sizeof regbuf);
     p.log = log_line;
     ld_ctx *ctx = ld_cli_ctx(p.threads);
     ld_server *s = NULL;
     if (ld_server_start(ctx, &p, &s)) {
-        int rc = ld_cli_fail(ctx, "serve");
+        rc = ld_cli_fail(ctx, "serve");
         ld_ctx_free(ctx);
         return rc;
     }
@@ -129,15 +104,6 @@ static int cmd_serve(int argc, char **argv) {
 
 /* ---- keys ---------------------------------------------------------------------------------- */
 
-static void keys_usage(FILE *f) {
-    fprintf(f, "usage: liandan keys create NAME [--scope inference|fine-tune|admin] (--models-dir DIR | --registry FILE)\n"
-               "       liandan keys list (--models-dir DIR | --registry FILE)\n"
-               "       liandan keys revoke ID|NAME (--models-dir DIR | --registry FILE)\n\n"
-               "API keys for `liandan serve`. A key is printed once, when it is created; the registry\n"
-               "stores only its SHA-256 hash. Scopes: inference (the models), fine-tune (also files\n"
-               "and fine-tuning jobs), admin (everything). Default scope: inference.\n");
-}
-
 static void print_key(void *user, const ld_key_info *k) {
     (void)user;
     char when[32] = "never";
@@ -153,34 +119,40 @@ static void print_key(void *user, const ld_key_info *k) {
 }
 
 static int cmd_keys(int argc, char **argv) {
-    const char *action = NULL, *arg = NULL, *dir = NULL, *registry = NULL, *scope = LD_SCOPE_INFERENCE;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) return keys_usage(stdout), 0;
-        if ((!strcmp(o, "--models-dir") || !strcmp(o, "--registry") || !strcmp(o, "--scope")) && i + 1 >= argc)
-            return fprintf(stderr, "liandan keys: %s needs a value\n", o), 2;
-        if (!strcmp(o, "--models-dir")) dir = argv[++i];
-        else if (!strcmp(o, "--registry")) registry = argv[++i];
-        else if (!strcmp(o, "--scope")) scope = argv[++i];
-        else if (o[0] == '-') return fprintf(stderr, "liandan keys: unknown option '%s' (see --help)\n", o), 2;
-        else if (!action) action = o;
-        else if (!arg) arg = o;
-        else return fprintf(stderr, "liandan keys: unexpected argument '%s'\n", o), 2;
-    }
-    bool create = action && !strcmp(action, "create"), list = action && !strcmp(action, "list"),
-         revoke = action && !strcmp(action, "revoke");
-    if (!create && !list && !revoke) return keys_usage(stderr), 2;
-    if ((create || revoke) && !arg) return fprintf(stderr, "liandan keys %s: which key? (see --help)\n", action), 2;
-    if (!dir && !registry) return fprintf(stderr, "liandan keys: give --models-dir DIR or --registry FILE\n"), 2;
+    const char *dir = NULL, *registry = NULL, *scope = LD_SCOPE_INFERENCE;
+    ld_cli_list pos = {0};
+    const ld_cli_opt opts[] = {
+        LD_CLI_STRING("models-dir", 0, &dir, "DIR", "the served directory (its registry: DIR/.liandan/registry.db)"),
+        LD_CLI_STRING("registry", 0, &registry, "FILE", "the registry file instead"),
+        LD_CLI_STRING("scope", 0, &scope, "SCOPE", "create: inference, fine-tune or admin"),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "keys", .args = "create NAME | list | revoke ID|NAME",
+        .about = "API keys for `liandan serve`. A key is printed once, when it is created; the registry\n"
+                 "stores only its SHA-256 hash. Scopes: inference (the models), fine-tune (also files and\n"
+                 "fine-tuning jobs), admin (everything).",
+        .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 2};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return rc;
+    const char *action = pos.v[0], *arg = pos.n > 1 ? pos.v[1] : NULL;
+    bool create = !strcmp(action, "create"), list = !strcmp(action, "list"), revoke = !strcmp(action, "revoke");
+    rc = !create && !list && !revoke ? (fprintf(stderr, "liandan keys: '%s' is not create, list or revoke\n", action), 2)
+         : (create || revoke) && !arg ? (fprintf(stderr, "liandan keys %s: which key? (see --help)\n", action), 2)
+         : list && arg                ? (fprintf(stderr, "liandan keys list: unexpected argument '%s'\n", arg), 2)
+         : !dir && !registry          ? (fprintf(stderr, "liandan keys: give --models-dir DIR or --registry FILE\n"), 2)
+                                      : 0;
+    if (rc) return ld_cli_parse_free(&spec), rc;
     char regbuf[4200];
     if (!registry) {
         struct stat sb;
-        if (stat(dir, &sb) || !S_ISDIR(sb.st_mode)) return fprintf(stderr, "liandan keys: %s is not a directory\n", dir), 1;
+        if (stat(dir, &sb) || !S_ISDIR(sb.st_mode))
+            return fprintf(stderr, "liandan keys: %s is not a directory\n", dir), ld_cli_parse_free(&spec), 1;
         registry = default_registry(dir, regbuf, sizeof regbuf);
     }
     ld_ctx *ctx = ld_cli_ctx(1);
     ld_registry *r = NULL;
-    int rc = 0;
+    rc = 0;
     if (ld_registry_open(ctx, registry, &r)) rc = ld_cli_fail(ctx, "keys");
     else if (create) {
         char key[64];
@@ -201,6 +173,7 @@ static int cmd_keys(int argc, char **argv) {
     }
     ld_registry_close(r);
     ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
     return rc;
 }
 
