@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "liandan/grammar.h"
-#include "liandan/io.h"
+#include "io/json.h"
 
 /* The shared pieces every converted grammar ends with. */
 static const char json_base[] =

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "liandan/io.h"
+#include "io/json.h"
 
 ld_status ld_api_fail(ld_api_error *e, int http, const char *param, const char *fmt, ...) {
     e->http = http;

@@ -3,6 +3,7 @@
 #include "serve/model_pool.h"
 
 #include "liandan/grammar.h"
+#include "liandan/io.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -123,26 +124,11 @@ static bool load(ld_pool *p, ld_pool_model *m) {
         snprintf(m->err, sizeof m->err, "out of memory");
         return false;
     }
-    ld_status st;
-    if (m->gguf) { /* the tokenizer gets its own context: HTTP threads use it while the engine runs */
-        ld_gguf *g = NULL;
-        st = ld_lm_load_gguf(m->ctx, m->path, &m->m, NULL);
-        if (!st && (st = ld_gguf_open(m->tok_ctx, m->path, &g)) == LD_OK) {
-            st = ld_tokenizer_from_gguf(m->tok_ctx, g, m->path, &m->tok);
-            ld_gguf_close(g);
-        }
-        if (st && m->m) {
-            snprintf(m->err, sizeof m->err, "loading the tokenizer: %s", ld_ctx_error(m->tok_ctx));
-            return false;
-        }
-    } else {
-        char tp[4200];
-        snprintf(tp, sizeof tp, "%s/tokenizer.json", m->path);
-        st = ld_lm_load(m->ctx, m->path, &m->m);
-        if (!st && (st = ld_tokenizer_load(m->tok_ctx, tp, &m->tok))) {
-            snprintf(m->err, sizeof m->err, "loading the tokenizer: %s", ld_ctx_error(m->tok_ctx));
-            return false;
-        }
+    /* the tokenizer gets its own context: HTTP threads use it while the engine computes */
+    ld_status st = m->gguf ? ld_lm_load_gguf(m->ctx, m->path, &m->m, NULL) : ld_lm_load(m->ctx, m->path, &m->m);
+    if (!st && ld_tokenizer_open(m->tok_ctx, m->path, &m->tok)) {
+        snprintf(m->err, sizeof m->err, "loading the tokenizer: %s", ld_ctx_error(m->tok_ctx));
+        return false;
     }
     if (st) {
         snprintf(m->err, sizeof m->err, "loading: %s", ld_ctx_error(m->ctx));

@@ -9,7 +9,9 @@
 
 #include <pthread.h>
 
-#include "liandan/liandan.h"
+#include "liandan/batch.h"
+#include "liandan/causal_lm.h"
+#include "liandan/tokenizer.h"
 #include "serve/api_request.h"
 #include "serve/engine.h"
 
