@@ -31,7 +31,7 @@ check_leaf() { # "cmd sub" as words
   while read -r row; do
     opt=$(grep -oE -- '--[a-z0-9-]+' <<<"$row" | head -n1)
     [ "$opt" = --help ] && continue
-    val=(); [[ $row =~ --[a-z0-9-]+\ [^\ ] ]] && val=(1) # a value follows the name: give one
+    val=(); [[ $row =~ ^\ +(-[a-zA-Z],\ )?--[a-z0-9-]+\ [^\ ] ]] && val=(1) # a value follows the name (not a --name in the description): give one
     # shellcheck disable=SC2086
     LD_CLI_PARSE_ONLY=1 timeout 60 "$BIN" $cmd "$opt" "${val[@]}" </dev/null >"$T/o" 2>&1 || true
     if grep -q "unknown option" "$T/o"; then cat "$T/o" >&2; fail "'$cmd' lists $opt but does not accept it"; fi
