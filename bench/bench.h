@@ -84,6 +84,8 @@ void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
 /* KV-cached inference of a whole model: decode vs the bandwidth limit, prefill vs the FMA
  * peak, per weight form (bench_infer.c). */
 void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+/* Continuous batching: aggregate decode tokens/s at 1, 4, 16 streams (bench_serve.c). */
+void ld_bench_serve(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_tokenizer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 /* Masked-LM training step of the encoder at the BERT-base shape, fp32 and bf16 (bench_mlm.c). */
 void ld_bench_mlm(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);

@@ -41,6 +41,7 @@ static const top_suite top_suites[] = {
     {"train", ld_bench_train},
     {"mlm", ld_bench_mlm},
     {"infer", ld_bench_infer},
+    {"serve", ld_bench_serve},
     {"tokenizer", ld_bench_tokenizer},
 };
 
@@ -75,6 +76,8 @@ static int cmd_bench(int argc, char **argv) {
                  "             in fp32 and bf16: tokens/s and MFU against the fp32 FMA peak (--filter fp32: fp32 only)\n"
                  "  infer      KV-cached inference (GPT-2-124M shape, or --model): decode at batch 1 against\n"
                  "             the bandwidth limit, prefill of 512 tokens against the FMA peak, per weight type\n"
+                 "  serve      continuous batching (GPT-2-124M shape in Q8_0, or --model / --type): aggregate\n"
+                 "             decode tokens/s of 1, 4 and 16 concurrent requests, speed-up over one stream\n"
                  "  tokenizer  BPE training time (32k, zh_pretrain + en_text) and encoding MB/s next to\n"
                  "             @huggingface/tokenizers on the same text (data: $LD_DATA_DIR)"};
     int rc;

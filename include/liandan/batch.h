@@ -113,6 +113,7 @@ typedef struct ld_lm_batch_stats {
     int active, queued;          /* sequences in flight; requests waiting */
     int cached;                  /* finished sequences kept for prefix reuse */
     int64_t kv_pages_used, kv_pages_total, kv_pages_reserved; /* reserved: promised to active requests */
+    int64_t kv_pages_cached;     /* of the used pages, those only finished (cached) sequences hold */
     int64_t steps;               /* forward passes so far */
     int64_t prompt_tokens;       /* prompt tokens computed */
     int64_t prompt_tokens_reused;/* prompt tokens taken from a shared prefix instead */

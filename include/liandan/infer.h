@@ -72,6 +72,9 @@ ld_status ld_lm_session_share(ld_lm_session *s, int dst, int src, int64_t n);
 int64_t ld_lm_session_page_tokens(const ld_lm_session *s);
 void ld_lm_session_kv_pages(const ld_lm_session *s, int64_t *used, int64_t *total);
 int64_t ld_lm_session_pages_needed(const ld_lm_session *s, int slot, int64_t n);
+/* Pages that only the slots flagged in slots[n_slots] hold (what emptying them would give
+ * back). scratch: room for one int32 per page of the pool. */
+int64_t ld_lm_session_pages_freed_by(const ld_lm_session *s, const bool *slots, int32_t *scratch);
 int64_t ld_lm_session_len(const ld_lm_session *s, int slot);
 int ld_lm_session_slots(const ld_lm_session *s);
 int64_t ld_lm_session_max_len(const ld_lm_session *s);

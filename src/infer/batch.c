@@ -46,6 +46,8 @@ struct ld_lm_batch {
     ld_lm_segment *segs;
     int *seg_prefill;     /* per segment: tokens of prompt it carries (0 = a decode) */
     float *z;             /* one row of logits, maskable */
+    bool *cached_flags;   /* stats: which slots hold cached sequences */
+    int32_t *page_count;  /* stats: scratch per KV page */
     void *scratch;        /* ld_sample_scratch_bytes(V) */
     ld_lm_batch_stats st;
 };
@@ -108,7 +110,8 @@ void ld_lm_batch_free(ld_lm_batch *b) {
     ld_lm_session_free(b->s);
     ld_ctx *ctx = b->ctx;
     ld_free(ctx, b->seqs), ld_free(ctx, b->token_mem), ld_free(ctx, b->queue), ld_free(ctx, b->segs);
-    ld_free(ctx, b->seg_prefill), ld_free(ctx, b->z), ld_free(ctx, b->scratch), ld_free(ctx, b);
+    ld_free(ctx, b->seg_prefill), ld_free(ctx, b->z), ld_free(ctx, b->scratch), ld_free(ctx, b->cached_flags);
+    ld_free(ctx, b->page_count), ld_free(ctx, b);
 }
 
 ld_status ld_lm_batch_new(ld_lm *m, const ld_lm_batch_params *params, ld_lm_batch **out) {
@@ -148,7 +151,12 @@ ld_status ld_lm_batch_new(ld_lm *m, const ld_lm_batch_params *params, ld_lm_batc
     b->seg_prefill = ld_calloc(ctx, (size_t)b->n_slots, sizeof *b->seg_prefill);
     b->z = ld_alloc(ctx, (size_t)b->V * sizeof(float));
     b->scratch = ld_alloc(ctx, ld_sample_scratch_bytes(b->V));
-    if (!b->seqs || !b->token_mem || !b->queue || !b->segs || !b->seg_prefill || !b->z || !b->scratch) {
+    int64_t n_pages;
+    ld_lm_session_kv_pages(b->s, NULL, &n_pages);
+    b->cached_flags = ld_calloc(ctx, (size_t)b->n_slots, sizeof *b->cached_flags);
+    b->page_count = ld_alloc(ctx, (size_t)n_pages * sizeof *b->page_count);
+    if (!b->seqs || !b->token_mem || !b->queue || !b->segs || !b->seg_prefill || !b->z || !b->scratch ||
+        !b->cached_flags || !b->page_count) {
         ld_lm_batch_free(b);
         return ld_ctx_status(ctx);
     }
@@ -445,6 +453,8 @@ void ld_lm_batch_stats_get(const ld_lm_batch *b, ld_lm_batch_stats *out) {
     out->active = b->n_active, out->queued = b->n_queued, out->cached = b->n_cached;
     ld_lm_session_kv_pages(b->s, &out->kv_pages_used, &out->kv_pages_total);
     out->kv_pages_reserved = reserved(b);
+    for (int i = 0; i < b->n_slots; i++) b->cached_flags[i] = b->seqs[i].state == SEQ_CACHED;
+    out->kv_pages_cached = b->n_cached ? ld_lm_session_pages_freed_by(b->s, b->cached_flags, b->page_count) : 0;
 }
 
 void ld_lm_batch_drop_cache(ld_lm_batch *b) {

@@ -85,3 +85,13 @@ ld_status ld_kv_pages_unshare_last(ld_ctx *ctx, ld_kv_pages *kv, int slot, int64
     t[i] = *copy_to;
     return LD_OK;
 }
+
+int64_t ld_kv_pages_exclusive(const ld_kv_pages *kv, const bool *slots, int32_t *count) {
+    memset(count, 0, (size_t)kv->n_pages * sizeof *count);
+    for (int s = 0; s < kv->n_slots; s++)
+        for (int64_t i = 0; slots[s] && i < kv->per_slot; i++)
+            if (kv->table[(int64_t)s * kv->per_slot + i] >= 0) count[kv->table[(int64_t)s * kv->per_slot + i]]++;
+    int64_t n = 0;
+    for (int32_t p = 0; p < kv->n_pages; p++) n += kv->ref[p] > 0 && count[p] == kv->ref[p];
+    return n;
+}

@@ -9,6 +9,8 @@
 #ifndef LD_INFER_KV_PAGES_H
 #define LD_INFER_KV_PAGES_H
 
+#include <stdbool.h>
+
 #include "liandan/core.h"
 
 typedef struct ld_kv_pages {
@@ -48,5 +50,9 @@ ld_status ld_kv_pages_share(ld_ctx *ctx, ld_kv_pages *kv, int dst, int src, int6
  * no page is free. */
 ld_status ld_kv_pages_unshare_last(ld_ctx *ctx, ld_kv_pages *kv, int slot, int64_t len, int32_t *copy_from,
                                    int32_t *copy_to);
+
+/* Pages referenced only by the slots flagged in slots[n_slots] (what emptying them would free).
+ * count: scratch of n_pages ints. */
+int64_t ld_kv_pages_exclusive(const ld_kv_pages *kv, const bool *slots, int32_t *count);
 
 #endif

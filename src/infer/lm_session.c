@@ -392,6 +392,10 @@ void ld_lm_session_kv_pages(const ld_lm_session *s, int64_t *used, int64_t *tota
     if (total) *total = s ? s->kv.n_pages : 0;
 }
 
+int64_t ld_lm_session_pages_freed_by(const ld_lm_session *s, const bool *slots, int32_t *scratch) {
+    return s ? ld_kv_pages_exclusive(&s->kv, slots, scratch) : 0;
+}
+
 int64_t ld_lm_session_pages_needed(const ld_lm_session *s, int slot, int64_t n) {
     if (!s || slot < 0 || slot >= s->n_slots || n < 0) return -1;
     return ld_kv_pages_needed(&s->kv, s->len[slot], n);

@@ -83,6 +83,7 @@ static void model_metrics(void *user, ld_pool_model *m) {
     put(r->b, "liandan_cached_sequences{model=\"%s\"} %d\n", m->name, s->cached);
     put(r->b, "liandan_kv_pages_used{model=\"%s\"} %lld\n", m->name, (long long)s->kv_pages_used);
     put(r->b, "liandan_kv_pages_total{model=\"%s\"} %lld\n", m->name, (long long)s->kv_pages_total);
+    put(r->b, "liandan_kv_pages_cached{model=\"%s\"} %lld\n", m->name, (long long)s->kv_pages_cached);
     put(r->b, "liandan_forward_passes_total{model=\"%s\"} %lld\n", m->name, (long long)s->steps);
     put(r->b, "liandan_prompt_tokens_total{model=\"%s\"} %lld\n", m->name, (long long)s->prompt_tokens);
     put(r->b, "liandan_prompt_tokens_reused_total{model=\"%s\"} %lld\n", m->name, (long long)s->prompt_tokens_reused);
@@ -123,6 +124,7 @@ char *ld_metrics_render(ld_server *s) {
     put(&b, "# HELP liandan_queue_requests Requests waiting for a slot or KV pages, per model.\n"
             "# TYPE liandan_queue_requests gauge\n# TYPE liandan_active_sequences gauge\n"
             "# TYPE liandan_cached_sequences gauge\n# TYPE liandan_kv_pages_used gauge\n# TYPE liandan_kv_pages_total gauge\n"
+            "# TYPE liandan_kv_pages_cached gauge\n"
             "# TYPE liandan_forward_passes_total counter\n# TYPE liandan_prompt_tokens_total counter\n"
             "# TYPE liandan_prompt_tokens_reused_total counter\n# TYPE liandan_generated_tokens_total counter\n"
             "# TYPE liandan_embedded_tokens_total counter\n# TYPE liandan_model_bytes gauge\n");

@@ -84,6 +84,10 @@ static void run_until_idle(ld_lm_batch *b, int max_steps) {
 
 static void check_clean(ld_lm_batch *b) {
     ld_lm_batch_stats st;
+    ld_lm_batch_stats_get(b, &st); /* idle: every page left is a finished sequence's */
+    CHECK_MSG(st.active == 0 && st.kv_pages_used == st.kv_pages_cached && (st.cached > 0) == (st.kv_pages_cached > 0),
+              "idle: %lld pages used, %lld cached, %d cached sequences", (long long)st.kv_pages_used,
+              (long long)st.kv_pages_cached, st.cached);
     ld_lm_batch_drop_cache(b);
     ld_lm_batch_stats_get(b, &st);
     CHECK(st.active == 0 && st.queued == 0 && st.cached == 0 && st.kv_pages_used == 0 && st.kv_pages_reserved == 0);
