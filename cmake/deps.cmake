@@ -52,3 +52,13 @@ ld_report("SQLite ${SQLITE3_VERSION} (registry)" SQLITE3_FOUND)
 
 find_package(Threads REQUIRED)
 target_link_libraries(liandan PUBLIC Threads::Threads)
+
+# The web UI (serve): src/serve/ui/* compiled into the library as byte arrays at build time.
+file(GLOB LD_UI_FILES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/serve/ui/*)
+set(LD_UI_C ${CMAKE_BINARY_DIR}/generated/ui_assets.c)
+add_custom_command(OUTPUT ${LD_UI_C}
+  COMMAND ${CMAKE_COMMAND} -DOUT=${LD_UI_C} "-DFILES=${LD_UI_FILES}" -DROOT=${CMAKE_SOURCE_DIR}/src/serve/ui
+          -P ${CMAKE_SOURCE_DIR}/cmake/embed_files.cmake
+  DEPENDS ${LD_UI_FILES} ${CMAKE_SOURCE_DIR}/cmake/embed_files.cmake
+  COMMENT "Embedding the web UI")
+target_sources(liandan PRIVATE ${LD_UI_C})

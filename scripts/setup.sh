@@ -10,6 +10,7 @@ PACKAGES=(
   libpcre2-dev libcjson-dev libutf8proc-dev libopencc-dev libmicrohttpd-dev libsqlite3-dev libpng-dev libjpeg-dev
   libopenmpi-dev openmpi-bin
   time
+  chromium fonts-noto-cjk
 )
 # Node.js runs the npm test oracles and the demo's corpus fetch. A machine that already has
 # node and npm (from any source) keeps them; otherwise Debian's packages are installed.

@@ -38,6 +38,8 @@ static const route routes[] = {
     {"POST", "/v1/embeddings", LD_SCOPE_INFERENCE, ld_route_embeddings, true},
     {"POST", "/tokenize", LD_SCOPE_INFERENCE, ld_route_tokenize, true},
     {"POST", "/detokenize", LD_SCOPE_INFERENCE, ld_route_detokenize, true},
+    {"GET", "/", NULL, ld_route_ui, false}, /* the web UI (it asks for a key itself) */
+    {"GET", "/ui/", NULL, ld_route_ui, false},
 };
 enum { N_ROUTES = sizeof routes / sizeof routes[0] };
 
@@ -50,6 +52,7 @@ int ld_route_count(void) {
 
 static bool path_matches(const char *pattern, const char *url) {
     size_t n = strlen(pattern);
+    if (n == 1) return !strcmp(url, "/");
     if (pattern[n - 1] == '/') return !strncmp(url, pattern, n) && url[n];
     return !strcmp(url, pattern);
 }
@@ -101,6 +104,16 @@ static int queue(ld_http *h, int status, struct MHD_Response *r, const char *con
 int ld_http_text(ld_http *h, int status, const char *content_type, const char *text, size_t len) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
     return queue(h, status, r, content_type);
+}
+
+int ld_http_static(ld_http *h, const char *content_type, const void *data, size_t len) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+                            "img-src 'self' data:; frame-ancestors 'none'");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    return queue(h, 200, r, content_type);
 }
 
 int ld_http_json(ld_http *h, int status, cJSON *body) {

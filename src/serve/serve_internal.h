@@ -86,6 +86,8 @@ typedef struct ld_http {
 int ld_http_json(ld_http *h, int status, struct cJSON *body); /* takes body */
 int ld_http_text(ld_http *h, int status, const char *content_type, const char *text, size_t len);
 int ld_http_error(ld_http *h, const ld_api_error *e);
+/* A file of the web UI (static, never freed) with a strict content security policy. */
+int ld_http_static(ld_http *h, const char *content_type, const void *data, size_t len);
 /* Streams a job as server-sent events; `chunk` renders one event for the job's progress
  * (see routes_openai.c). Takes the job and model references. */
 typedef struct ld_sse ld_sse;
@@ -110,6 +112,7 @@ int ld_route_tokenize(ld_http *h);
 int ld_route_detokenize(ld_http *h);
 int ld_route_health(ld_http *h);
 int ld_route_metrics(ld_http *h);
+int ld_route_ui(ld_http *h);
 
 /* The prompt of a chat request as token ids, and the stop strings / ids the template implies.
  * The one place chat templates are applied (chat_render.c). */

@@ -10,31 +10,14 @@ NAME=serve_oracle
 source tests/e2e/lib.bash
 [ -d tests/oracle/node_modules/openai ] || fail "the openai npm package is missing (run scripts/setup.sh)"
 
-# a tiny model: a tokenizer and two training steps
-head -n 400 "$DATA/zh_pretrain/tang_poems.tsv" >"$T/poems.tsv"
-"$BIN" tokenizer train "$T/poems.tsv" --vocab-size 600 -o "$T/tok.json" 2>/dev/null
-"$BIN" data prepare "$T/poems.tsv" --tokenizer "$T/tok.json" --val-fraction 0.05 -o "$T/data" >/dev/null 2>&1
-cat >"$T/cfg.json" <<JSON
-{ "model": {"model_type": "llama", "vocab_size": 600, "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 2048,
-            "tie_word_embeddings": true},
-  "tokenizer": "$T/tok.json", "train_data": "$T/data/train", "val_data": "$T/data/val",
-  "out_dir": "$T/run", "batch_size": 2, "seq_len": 16, "max_steps": 2, "lr": 1e-3, "eval_every": 100 }
-JSON
-"$BIN" pretrain "$T/cfg.json" >"$T/train.log" 2>&1 || { cat "$T/train.log"; fail "pretrain"; }
+source tests/e2e/serve_lib.bash
 mkdir -p "$T/models" "$T/outside"
-cp -r "$T/run/model" "$T/models/poet"
+tiny_model "$T/models/poet"
 cp -r "$T/run/model" "$T/outside/secret"
 ln -s "$T/outside/secret" "$T/models/escape"   # a symlink out of the models directory
 ln -s poet "$T/models/alias"                   # a symlink inside it is fine
 
-"$BIN" serve --models-dir "$T/models" --port 0 --threads 1 --max-body 64 --context 2048 >"$T/serve.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -rf "$T"' EXIT
-for _ in $(seq 100); do grep -q "listening on" "$T/serve.log" && break; sleep 0.1; done
-PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$T/serve.log")
-[ -n "$PORT" ] || { cat "$T/serve.log"; fail "the server did not start"; }
-URL=http://127.0.0.1:$PORT
+start_server --models-dir "$T/models" --threads 1 --max-body 64 --context 2048
 post() { curl -s -o "$T/body" -w '%{http_code}' -H 'Content-Type: application/json' "$@"; }
 expect() { # expected-status expected-substring curl-args...
   local want=$1 sub=$2; shift 2

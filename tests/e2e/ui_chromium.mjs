@@ -1,0 +1,57 @@
+// ui_chromium.mjs — the web UI in headless Chromium (Debian's, driven by playwright-core): the
+// catalogue lists the model, the playground streams an answer (text grows while the request
+// runs, then the message is marked done), and a wrong key shows the server's error.
+// usage: node ui_chromium.mjs URL KEY MODEL SHOT_DIR   (screenshots: SHOT_DIR/*.png)
+import { createRequire } from 'node:module';
+
+const require = createRequire(new URL('../oracle/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+const [url, key, model, shots] = process.argv.slice(2);
+const fail = (msg) => { console.error(`ui_chromium: ${msg}`); process.exit(1); };
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+                                        args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+  await page.fill('#key', key);
+  await page.dispatchEvent('#key', 'change');
+  await page.waitForSelector(`#modelrows td:text-is("${model}")`, { timeout: 20000 });
+  if (shots) await page.screenshot({ path: `${shots}/serve_models.png` });
+
+  // the playground: send a message, watch the answer stream in
+  await page.click('nav button[data-tab="chat"]');
+  await page.selectOption('#chatmodel', model);
+  await page.fill('#maxtok', '200');
+  await page.fill('#prompt', '寫一首詩');
+  // record every length the answer takes as it is written into the page
+  await page.evaluate(() => {
+    window.seen = [];
+    new MutationObserver(() => {
+      const s = document.getElementById('streaming');
+      if (s) window.seen.push(s.textContent.length);
+    }).observe(document.getElementById('chatlog'), { subtree: true, childList: true, characterData: true });
+  });
+  await page.click('#send');
+  await page.waitForSelector('#chatlog .msg span[data-done="1"]', { timeout: 60000 });
+  const lengths = await page.evaluate(() => window.seen);
+  const final = await page.evaluate(() => { const m = document.querySelectorAll('#chatlog .msg span'); return m[m.length - 1].textContent.length; });
+  if (!(final > 0)) fail('no answer appeared');
+  const partial = [...new Set(lengths.filter((n) => n > 0 && n < final))];
+  if (!partial.length) fail(`the answer did not stream: it appeared at once (${final} characters)`);
+  const err = await page.textContent('#chaterr');
+  if (err) fail(`playground error: ${err}`);
+  if (shots) await page.screenshot({ path: `${shots}/serve_playground.png` });
+
+  // a wrong key: the server's message is shown
+  await page.fill('#key', 'ld-wrong');
+  await page.dispatchEvent('#key', 'change');
+  await page.click('nav button[data-tab="models"]');
+  await page.waitForFunction(() => document.getElementById('modelerr').textContent.includes('API key'), null, { timeout: 10000 });
+  if (errors.length) fail(`page errors: ${errors.join('; ')}`);
+  console.log(`ui_chromium: ok (answer of ${final} characters in ${partial.length + 1}+ steps)`);
+} finally {
+  await browser.close();
+}

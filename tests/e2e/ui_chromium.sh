@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# ui_chromium.sh — the web UI of `liandan serve` in headless Chromium (ui_chromium.mjs): catalogue,
+# streamed chat in the playground, errors shown. Screenshots go to $LD_UI_SHOTS when it is set
+# (docs/images/serve_*.png: LD_UI_SHOTS=$PWD/docs/images bash tests/e2e/ui_chromium.sh).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+NAME=ui_chromium
+source tests/e2e/lib.bash
+source tests/e2e/serve_lib.bash
+[ -d tests/oracle/node_modules/playwright-core ] || fail "playwright-core is missing (run scripts/setup.sh)"
+command -v "${CHROMIUM:-/usr/bin/chromium}" >/dev/null || fail "chromium is missing (run scripts/setup.sh)"
+mkdir -p "$T/models"
+tiny_model "$T/models/poet"
+start_server --models-dir "$T/models" --threads 1
+KEY=$("$BIN" keys create ui --models-dir "$T/models" 2>/dev/null)
+curl -s "$URL/" | grep -q "<title>liandan" || fail "GET / does not serve the UI"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/ui/nothing.js")" = 404 ] || fail "a missing UI file is not 404"
+node tests/e2e/ui_chromium.mjs "$URL" "$KEY" poet "${LD_UI_SHOTS:-}" || fail "the UI in Chromium"
