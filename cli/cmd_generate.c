@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_grammar.h"
 #include "cli_model.h"
 
 typedef struct gen_state {
@@ -67,6 +68,24 @@ static int cmd_generate(int argc, char **argv) {
     ld_generate_params gp = ld_generate_default_params();
     ld_cli_opt sample[LD_CLI_SAMPLE_OPTS];
     ld_cli_sample_opts(&gp, sample);
+    ld_cli_grammar_opts go = {.lines = 4};
+    const char *rerank = NULL, *sep = "\n";
+    int candidates = 4;
+    const ld_cli_opt constrain[] = {
+        LD_CLI_STRING("grammar", 0, &go.grammar, "FILE", "the output follows this GBNF grammar (llama.cpp's format)"),
+        LD_CLI_STRING("json-schema", 0, &go.json_schema, "FILE", "the output is JSON that satisfies this JSON Schema"),
+        LD_CLI_INT("verse", 0, &go.verse, 0, 7, "N",
+                   "regular verse: the prompt opens a poem of lines of N (5 or 7)\ncharacters, ending in \"，\" and \"。\" in turn"),
+        LD_CLI_INT("lines", 0, &go.lines, 2, 64, "N", "--verse: lines of the poem"),
+        LD_CLI_STRING("tones", 0, &go.tones, "FILE", "--verse: a tone table (lines \"字<TAB>平\" or \"字<TAB>仄\")"),
+        LD_CLI_STRING("pattern", 0, &go.pattern, "P",
+                      "--verse --tones: p (平), z (仄) or * per character, lines\nseparated by ','"),
+        LD_CLI_STRING("rerank", 0, &rerank, "inverse",
+                      "sample --candidates continuations and keep the one under which\nthe prompt is most likely (inverse prompting)"),
+        LD_CLI_INT("candidates", 0, &candidates, 2, 256, "N", "--rerank: candidates per prompt"),
+        LD_CLI_STRING("inverse-sep", 0, &sep, "S", "--rerank: text between a candidate and the prompt"),
+        LD_CLI_END,
+    };
     const ld_cli_opt opts[] = {
         LD_CLI_STRING("file", 'f', &file, "FILE", "one prompt per line (\"-\": standard input; empty lines skipped)"),
         LD_CLI_LIST("stop", 0, &stops, "S", "stop a sequence when it produces S (repeatable)"),
@@ -80,6 +99,7 @@ static int cmd_generate(int argc, char **argv) {
         LD_CLI_INT("batch", 0, &batch, 1, 4096, "N", "prompts decoded together; more are done in turns"),
         LD_CLI_THREADS(&threads),
         LD_CLI_GROUP("sampling", sample),
+        LD_CLI_GROUP("constrained and reranked generation", constrain),
         LD_CLI_END,
     };
     const ld_cli_spec spec = {
@@ -97,6 +117,11 @@ static int cmd_generate(int argc, char **argv) {
     if (!rc && pos.n > 1 && file) rc = (fprintf(stderr, "liandan generate: give prompts or --file, not both\n"), 2);
     if (!rc && pos.n == 1) rc = read_prompts(file ? file : "-", &prompts, &lines);
     if (!rc && !prompts.n) rc = (fprintf(stderr, "liandan generate: no prompts given\n"), 2);
+    if (!rc && rerank && strcmp(rerank, "inverse"))
+        rc = (fprintf(stderr, "liandan generate: --rerank: only 'inverse' is known, not '%s'\n", rerank), 2);
+    if (!rc && rerank && print_ids) rc = (fprintf(stderr, "liandan generate: --rerank and --ids do not go together\n"), 2);
+    if (!rc && go.verse && go.verse != 5 && go.verse != 7)
+        rc = (fprintf(stderr, "liandan generate: --verse: lines of 5 or 7 characters, not %d\n", go.verse), 2);
     if (rc) goto done;
     ld_ctx *ctx = ld_cli_ctx(threads);
     ld_lm *m;
@@ -106,10 +131,18 @@ static int cmd_generate(int argc, char **argv) {
         goto done;
     }
     gp.eos_id = ld_tokenizer_eos_id(tok);
+    ld_cli_grammar *gr = NULL;
+    if ((rc = ld_cli_grammar_new(ctx, &go, tok, &gr))) {
+        ld_tokenizer_free(tok);
+        ld_lm_free(m);
+        ld_ctx_free(ctx);
+        goto done;
+    }
+    if (rerank) batch = candidates; /* one prompt's candidates at a time */
     int n = prompts.n;
     int32_t **ids = calloc((size_t)n, sizeof *ids);
     int64_t *lens = calloc((size_t)n, sizeof *lens), *ngen = calloc((size_t)n, sizeof *ngen);
-    int nb = batch < n ? batch : n;
+    int nb = rerank ? candidates : batch < n ? batch : n;
     gen_state g = {.text = calloc((size_t)nb, sizeof *g.text), .stops = stops.v, .n_stops = stops.n};
     if (!ids || !lens || !ngen || !g.text) rc = (fprintf(stderr, "liandan generate: out of memory\n"), 1);
     int64_t max_prompt = 0;
@@ -122,14 +155,15 @@ static int cmd_generate(int argc, char **argv) {
         if (lens[i] > max_prompt) max_prompt = lens[i];
     }
     /* room for the longest prompt and its continuation */
-    int64_t ctx_len = ld_cli_context(m, max_prompt + gp.max_tokens);
+    /* --rerank: also a candidate (re-encoded), the separator and the prompt again */
+    int64_t ctx_len = ld_cli_context(m, max_prompt + gp.max_tokens + (rerank ? max_prompt + gp.max_tokens + 16 : 0));
     ld_lm_session *s = NULL;
     int64_t step = ctx_len > 512 ? 512 : ctx_len; /* tokens per eval: prefill pieces, one decode step */
     if (!rc && ld_lm_session_new(m, print_ids ? 1 : nb, ctx_len, step > nb ? step : nb, &s))
         rc = ld_cli_fail(ctx, "creating the session");
     if (!rc && quant != LD_DTYPE_COUNT && ld_lm_session_quantize_ex(s, quant, ld_lm_mix_edge_type(quant)))
         rc = ld_cli_fail(ctx, "quantizing");
-    bool streaming = !no_stream && n == 1 && !print_ids;
+    bool streaming = !no_stream && n == 1 && !print_ids && !rerank;
     if (!rc && streaming) printf("%s", prompts.v[0]), fflush(stdout);
     double t0 = ld_time_now();
     /* --ids decodes one prompt at a time so each line holds one sequence's ids */
@@ -139,14 +173,40 @@ static int cmd_generate(int argc, char **argv) {
         printf("\ngenerated:");
         g.ids_out = stdout;
         ld_cli_text_init(&g.text[0], tok, NULL);
-        if (ld_lm_generate(s, 1, (const int32_t *const *)&ids[i], &lens[i], &gp, on_token, &g, &ngen[i]))
+        if (gr && !(gp.constraints = ld_cli_grammar_begin(gr, 1, &prompts.v[i]))) rc = 1;
+        else if (ld_lm_generate(s, 1, (const int32_t *const *)&ids[i], &lens[i], &gp, on_token, &g, &ngen[i]))
             rc = ld_cli_fail(ctx, "generating");
         printf("\n");
     }
+    /* --rerank inverse: per prompt, `candidates` continuations; the best under inverse prompting */
+    for (int i = 0; rerank && !rc && i < n; i++) {
+        const int32_t **rep = calloc((size_t)nb, sizeof *rep);
+        const char **texts = calloc((size_t)nb, sizeof *texts), **same = calloc((size_t)nb, sizeof *same);
+        int64_t *rl = calloc((size_t)nb, sizeof *rl);
+        double *score = calloc((size_t)nb, sizeof *score);
+        int64_t *gk = calloc((size_t)nb, sizeof *gk);
+        int best = 0;
+        if (!rep || !texts || !same || !rl || !score || !gk) rc = (fprintf(stderr, "liandan generate: out of memory\n"), 1);
+        for (int k = 0; !rc && k < nb; k++) rep[k] = ids[i], rl[k] = lens[i], same[k] = prompts.v[i];
+        for (int k = 0; !rc && k < nb; k++) ld_cli_text_init(&g.text[k], tok, NULL);
+        if (!rc && gr && !(gp.constraints = ld_cli_grammar_begin(gr, nb, same))) rc = 1;
+        if (!rc && ld_lm_generate(s, nb, rep, rl, &gp, on_token, &g, gk)) rc = ld_cli_fail(ctx, "generating");
+        for (int k = 0; !rc && k < nb; k++) ngen[i] += gk[k]; /* every candidate's tokens count */
+        for (int k = 0; !rc && k < nb; k++) ld_cli_text_flush(&g.text[k]), texts[k] = ld_cli_text_str(&g.text[k]);
+        if (!rc) rc = ld_cli_rerank_inverse(ctx, s, tok, prompts.v[i], texts, nb, sep, score, &best);
+        for (int k = 0; !rc && k < nb; k++)
+            fprintf(stderr, "liandan: candidate %d: %.4f per prompt token%s: %s\n", k, score[k], k == best ? " (best)" : "", texts[k]);
+        if (!rc) printf("%s%s\n", prompts.v[i], texts[best]);
+        free(rep), free(texts), free(same), free(rl), free(score), free(gk);
+    }
     /* text: batches of nb prompts, each printed when done (or streamed when there is one) */
-    for (int b0 = 0; !print_ids && !rc && b0 < n; b0 += nb) {
+    for (int b0 = 0; !print_ids && !rerank && !rc && b0 < n; b0 += nb) {
         int bn = n - b0 < nb ? n - b0 : nb;
         for (int i = 0; i < bn; i++) ld_cli_text_init(&g.text[i], tok, streaming ? stdout : NULL);
+        if (gr && !(gp.constraints = ld_cli_grammar_begin(gr, bn, prompts.v + b0))) {
+            rc = 1;
+            break;
+        }
         if (ld_lm_generate(s, bn, (const int32_t *const *)ids + b0, lens + b0, &gp, on_token, &g, ngen + b0)) {
             rc = ld_cli_fail(ctx, "generating");
             break;
@@ -169,6 +229,7 @@ static int cmd_generate(int argc, char **argv) {
     for (int i = 0; g.text && i < nb; i++) ld_cli_text_free(&g.text[i]);
     free(ids), free(lens), free(ngen), free(g.text);
     ld_lm_session_free(s);
+    ld_cli_grammar_free(gr);
     ld_tokenizer_free(tok);
     ld_lm_free(m);
     ld_ctx_free(ctx);

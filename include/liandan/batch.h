@@ -48,17 +48,6 @@ typedef enum ld_finish {
 } ld_finish;
 const char *ld_finish_name(ld_finish f); /* "stop", "length", ... */
 
-/* A constraint on what may come next (a grammar): mask sets the logits of every token that
- * may not follow to -INFINITY; accept is told the token chosen. When mask leaves no token, the
- * request ends: LD_FINISH_STOP if complete says the text is whole, else LD_FINISH_ERROR. Any of
- * them may be NULL. */
-typedef struct ld_lm_constraint {
-    ld_status (*mask)(void *user, float *logits, int64_t V);
-    ld_status (*accept)(void *user, int32_t token);
-    bool (*complete)(void *user);
-    void *user;
-} ld_lm_constraint;
-
 /* One generated token: its id, log-probability under the model (log softmax of the raw
  * logits) and, when the request asked for top_logprobs = k > 0, the k most likely tokens
  * and their log-probabilities (top[0] is the most likely). Valid during the callback. */

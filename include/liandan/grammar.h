@@ -37,6 +37,14 @@ void ld_grammar_free(ld_grammar *g);
  * NULL: any JSON object (OpenAI's json_object mode). */
 ld_status ld_grammar_from_json_schema(ld_ctx *ctx, const char *schema, size_t len, char **gbnf);
 
+/* GBNF text (malloc'd) for regular verse: `lines` (even, 2..64) lines of `chars` (5 or 7) CJK
+ * characters, ending alternately in "，" and "。" — what ld_poem_is_regular accepts. With a tone
+ * table (text: lines "字<TAB>平" or "字<TAB>仄", also p/z; '#' comments) and a pattern (per line
+ * `chars` letters p = level, z = oblique, * = either, lines separated by ','), each position
+ * takes only characters of its tone. Errors name the table line or pattern position. */
+ld_status ld_grammar_verse(ld_ctx *ctx, int chars, int lines, const char *tones, size_t tones_len, const char *pattern,
+                           char **gbnf);
+
 /* The tokenizer's vocabulary as a byte trie (immutable; share it between states). */
 typedef struct ld_grammar_vocab ld_grammar_vocab;
 ld_status ld_grammar_vocab_new(ld_ctx *ctx, const ld_tokenizer *tok, ld_grammar_vocab **out);

@@ -127,6 +127,17 @@ int32_t ld_sample_token(const float *logits, int64_t V, const ld_sample_params *
 double ld_logprob(const float *logits, int64_t V, int32_t target);
 
 /* ---- generation -------------------------------------------------------------------- */
+/* A constraint on what may come next (a grammar, liandan/grammar.h): mask sets the logits of
+ * every token that may not follow to -INFINITY; accept is told the token chosen. When mask
+ * leaves no token, the sequence ends (complete says whether the text is whole: the scheduler
+ * reports LD_FINISH_STOP or LD_FINISH_ERROR). Any of them may be NULL. */
+typedef struct ld_lm_constraint {
+    ld_status (*mask)(void *user, float *logits, int64_t V);
+    ld_status (*accept)(void *user, int32_t token);
+    bool (*complete)(void *user);
+    void *user;
+} ld_lm_constraint;
+
 /* Called for every generated token of sequence `seq`; return false to stop that sequence
  * (e.g. a stop string was produced). */
 typedef bool (*ld_token_fn)(void *user, int seq, int32_t token);
@@ -138,6 +149,7 @@ typedef struct ld_generate_params {
     const int32_t *stop_ids; /* more tokens that stop a sequence like eos_id (end of turn, a */
     int n_stop_ids;          /* config's list of EOS ids); borrowed, may be NULL when 0 */
     uint64_t seed;        /* sequence i samples from stream (seed, i): results do not depend on batching */
+    const ld_lm_constraint *constraints; /* one per sequence (e.g. grammars), or NULL */
 } ld_generate_params;
 ld_generate_params ld_generate_default_params(void);
 
@@ -163,6 +175,13 @@ ld_status ld_lm_generate_continue(ld_lm_session *s, int slot, const int32_t *hel
  * continuation, less one token, must fit the session's max_len. */
 ld_status ld_lm_score(ld_lm_session *s, int n, const int32_t *const *ctx_ids, const int64_t *ctx_len,
                       const int32_t *const *cont_ids, const int64_t *cont_len, double *logp);
+
+/* Inverse-prompting rerank (文匯): score[i] = log P(prompt | cand[i] + sep) per prompt token,
+ * the likelihood of the prompt given each candidate; *best (may be NULL) = the argmax. Uses the
+ * session's slots like ld_lm_score (cleared first). */
+ld_status ld_lm_rerank_inverse(ld_lm_session *s, int n, const int32_t *const *cand, const int64_t *cand_len,
+                               const int32_t *sep, int64_t sep_len, const int32_t *prompt, int64_t prompt_len,
+                               double *score, int *best);
 
 /* ---- calibration ------------------------------------------------------------------- */
 typedef struct ld_imatrix ld_imatrix;

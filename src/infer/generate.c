@@ -1,5 +1,6 @@
 /* infer/generate.c — batched generation: prefill every prompt (chunked to the session's
  * per-call token budget), then one eval per step for all live sequences. */
+#include <math.h>
 #include <string.h>
 
 #include "liandan/infer.h"
@@ -44,8 +45,9 @@ static ld_status generate(ld_lm_session *s, int n, const int32_t *const *prompts
     ld_lm_segment *segs = ld_calloc(ctx, (size_t)n, sizeof *segs);
     ld_rng *rng = ld_calloc(ctx, (size_t)n, sizeof *rng);
     int32_t *next = ld_calloc(ctx, (size_t)n, sizeof *next);
+    float *z = p->constraints ? ld_alloc(ctx, (size_t)V * sizeof(float)) : NULL; /* a row to mask */
     ld_status st = LD_OK;
-    if (!hist || !len || !gen || !live || !last || !scratch || !segs || !rng || !next) {
+    if (!hist || !len || !gen || !live || !last || !scratch || !segs || !rng || !next || (p->constraints && !z)) {
         st = ld_ctx_status(ctx);
         goto out;
     }
@@ -85,8 +87,21 @@ static ld_status generate(ld_lm_session *s, int n, const int32_t *const *prompts
         for (int i = 0; i < n; i++) {
             if (!live[i]) continue;
             int32_t *h = hist + (size_t)i * (size_t)max_len;
-            int32_t tok = ld_sample_token(last + (size_t)i * (size_t)V, V, &p->sample, h, len[i], &rng[i], scratch);
-            if (is_stop(p, tok) || gen[i] >= p->max_tokens) {
+            const float *row = last + (size_t)i * (size_t)V;
+            const ld_lm_constraint *c = p->constraints ? &p->constraints[i] : NULL;
+            if (c && c->mask) { /* the constraint's mask; nothing allowed ends the sequence */
+                memcpy(z, row, (size_t)V * sizeof(float));
+                bool any = false;
+                if (c->mask(c->user, z, V) == LD_OK)
+                    for (int64_t v = 0; v < V && !any; v++) any = z[v] > -INFINITY;
+                if (!any) {
+                    live[i] = false;
+                    continue;
+                }
+                row = z;
+            }
+            int32_t tok = ld_sample_token(row, V, &p->sample, h, len[i], &rng[i], scratch);
+            if (is_stop(p, tok) || gen[i] >= p->max_tokens || (c && c->accept && c->accept(c->user, tok) != LD_OK)) {
                 live[i] = false;
                 continue;
             }
@@ -110,7 +125,7 @@ static ld_status generate(ld_lm_session *s, int n, const int32_t *const *prompts
     if (n_generated) memcpy(n_generated, gen, (size_t)n * sizeof *gen);
 out:
     ld_free(ctx, hist), ld_free(ctx, len), ld_free(ctx, gen), ld_free(ctx, live), ld_free(ctx, last);
-    ld_free(ctx, scratch), ld_free(ctx, segs), ld_free(ctx, rng), ld_free(ctx, next);
+    ld_free(ctx, scratch), ld_free(ctx, segs), ld_free(ctx, rng), ld_free(ctx, next), ld_free(ctx, z);
     return st;
 }
 

@@ -307,6 +307,72 @@ TEST(batched_generation_equals_one_at_a_time) {
     ld_ctx_free(ctx);
 }
 
+/* ld_lm_generate under constraints: one sequence may take only even tokens, one nothing at all
+ * (it ends at once), one refuses its third token (it ends there). */
+static ld_status even_only(void *user, float *lg, int64_t V) {
+    for (int64_t v = 0; v < V; v++)
+        if (v % 2 || *(int *)user == -1) lg[v] = -INFINITY;
+    return LD_OK;
+}
+static ld_status count_accept(void *user, int32_t tok) {
+    (void)tok;
+    int *n = user;
+    return *n >= 0 && ++*n == 3 ? LD_ERR_FORMAT : LD_OK;
+}
+
+TEST(generate_under_constraints_and_inverse_rerank) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm_config cfg = tiny(LD_ARCH_LLAMA);
+    cfg.max_position = 64;
+    ld_lm *m = NULL;
+    ld_lm_new(ctx, &cfg, 3, &m);
+    ld_lm_session *s = NULL;
+    CHECK(ld_lm_session_new(m, 3, 64, 32, &s) == LD_OK);
+    int32_t p0[] = {1, 2, 3}, p1[] = {4}, p2[] = {5, 6, 7, 8, 9};
+    const int32_t *prompts[3] = {p0, p1, p2};
+    int64_t lens[3] = {3, 1, 5}, ngen[3];
+    int state[3] = {-2, -1, 0}; /* -2: no count, -1: mask everything, 0..: count accepted tokens */
+    ld_lm_constraint cons[3] = {{.mask = even_only, .user = &state[0]},
+                                {.mask = even_only, .user = &state[1]},
+                                {.accept = count_accept, .user = &state[2]}};
+    ld_generate_params gp = ld_generate_default_params();
+    gp.max_tokens = 10, gp.seed = 3, gp.constraints = cons;
+    collected got = {0};
+    CHECK(ld_lm_generate(s, 3, prompts, lens, &gp, collect, &got, ngen) == LD_OK);
+    CHECK_MSG(ngen[0] == 10 && got.n[0] == 10 && ngen[1] == 0 && got.n[1] == 0 && ngen[2] == 2 && got.n[2] == 2,
+              "generated %lld, %lld, %lld", (long long)ngen[0], (long long)ngen[1], (long long)ngen[2]);
+    for (int j = 0; j < got.n[0]; j++) CHECK(got.tok[0][j] % 2 == 0);
+
+    /* inverse rerank: each candidate's score is log P(prompt | candidate + sep) per prompt token,
+     * as ld_lm_score gives it for that candidate alone; best is the argmax */
+    int32_t c0[] = {7, 7, 7}, c1[] = {1, 2}, c2[] = {11}, sep[] = {0}, prompt[] = {4, 5, 6, 8};
+    const int32_t *cands[3] = {c0, c1, c2};
+    int64_t clen[3] = {3, 2, 1};
+    double score[3];
+    int best = -1;
+    CHECK(ld_lm_rerank_inverse(s, 3, cands, clen, sep, 1, prompt, 4, score, &best) == LD_OK);
+    for (int i = 0; i < 3; i++) {
+        int32_t ctx_ids[8];
+        memcpy(ctx_ids, cands[i], (size_t)clen[i] * sizeof *ctx_ids);
+        ctx_ids[clen[i]] = sep[0];
+        const int32_t *ci[1] = {ctx_ids}, *pi[1] = {prompt};
+        int64_t cl = clen[i] + 1, pl = 4;
+        double lp = 0;
+        CHECK(ld_lm_score(s, 1, ci, &cl, pi, &pl, &lp) == LD_OK);
+        CHECK_MSG(fabs(score[i] - lp / 4) < 1e-5 && score[i] < 0, "candidate %d: %g vs %g", i, score[i], lp / 4);
+        CHECK(score[i] <= score[best]);
+    }
+    int64_t zero = 0;
+    const int32_t *empty[1] = {c0};
+    CHECK_STATUS(ctx, ld_lm_rerank_inverse(s, 1, empty, &zero, NULL, 0, prompt, 4, score, NULL), LD_ERR_INVALID_ARG,
+                 "candidate 0 is empty");
+    CHECK_STATUS(ctx, ld_lm_rerank_inverse(s, 1, cands, clen, sep, 1, prompt, 0, score, NULL), LD_ERR_INVALID_ARG, "prompt");
+    ld_lm_session_free(s);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+}
+
 /* Every session weight form (F32, F16, Q8_0 and Q4_K with the usual mix's head, an untied
  * Q8_0 head): decoding one token at a time through the KV cache (M = 1: the gemv and the
  * single-row dot kernels, or prepacked Q8_0 panels) gives the logits of one batched pass

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "ld_test.h"
+#include "liandan/eval.h"
 #include "liandan/grammar.h"
 
 static ld_grammar *compile(ld_ctx *ctx, const char *text) {
@@ -348,6 +349,95 @@ TEST(json_schema_outputs_validate) {
         CHECK_MSG(ld_grammar_from_json_schema(ctx, bad[i].schema, strlen(bad[i].schema), &gbnf) != LD_OK && !gbnf &&
                       strstr(ld_ctx_error(ctx), bad[i].msg),
                   "bad schema %zu: %s", i, ld_ctx_error(ctx));
+    }
+    ld_grammar_vocab_free(v);
+    ld_tokenizer_free(tok);
+    ld_ctx_free(ctx);
+}
+
+/* ---- regular verse ------------------------------------------------------------------------- */
+
+/* The i-th UTF-8 character of s (0-based) copied into out; false past the end. */
+static bool nth_char(const char *s, int i, char out[8]) {
+    for (;; i--) {
+        size_t n = (*s & 0x80) == 0 ? 1 : (*s & 0xe0) == 0xc0 ? 2 : (*s & 0xf0) == 0xe0 ? 3 : 4;
+        if (!*s) return false;
+        if (!i) {
+            memcpy(out, s, n), out[n] = 0;
+            return true;
+        }
+        s += n;
+    }
+}
+
+/* Every walk that ends under a verse grammar is a regular poem (ld_poem_is_regular, written
+ * independently in src/eval); with a tone table, the level / oblique positions of the pattern
+ * hold only characters of that tone; bad arguments, tables and patterns are named. */
+TEST(verse_grammar_gives_regular_poems) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_tokenizer *tok = small_bpe(ctx);
+    ld_grammar_vocab *v = NULL;
+    CHECK(ld_grammar_vocab_new(ctx, tok, &v) == LD_OK);
+    ld_rng rng = ld_rng_init(5);
+    static const char tones[] = "# tone table\n明\t平\n光\t平\n春\tp\n月\t仄\n地\t仄\n處\tz\n";
+    static const struct { int chars, lines; const char *pattern; } rows[] = {
+        {5, 4, NULL}, {7, 4, NULL}, {5, 8, NULL}, {5, 4, "ppzzp,zz*pp,ppzzp,zzppz"}, {7, 4, "*******,ppppppp,zzzzzzz,p*z*p*z"},
+    };
+    int ended = 0;
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        char *gbnf = NULL;
+        CHECK_MSG(ld_grammar_verse(ctx, rows[r].chars, rows[r].lines, rows[r].pattern ? tones : NULL,
+                                   rows[r].pattern ? strlen(tones) : 0, rows[r].pattern, &gbnf) == LD_OK,
+                  "row %zu: %s", r, ld_ctx_error(ctx));
+        ld_grammar *g = gbnf ? compile(ctx, gbnf) : NULL;
+        for (int rep = 0; g && rep < 6; rep++) {
+            bool done;
+            char *text = walk(ctx, g, v, tok, &rng, 600, false, &done);
+            if (done) {
+                ended++;
+                int cpl = 0;
+                CHECK_MSG(ld_poem_is_regular(text, strlen(text), &cpl) && cpl == rows[r].chars, "row %zu: '%s' is not regular",
+                          r, text);
+                /* the pattern, position by position ("，" and "。" are one character each) */
+                for (int k = 0, line = 0, pos = 0; rows[r].pattern && line < rows[r].lines; k++) {
+                    char ch[8];
+                    CHECK(nth_char(text, k, ch));
+                    if (pos == rows[r].chars) {
+                        line++, pos = 0;
+                        continue;
+                    }
+                    char want = rows[r].pattern[line * (rows[r].chars + 1) + pos++];
+                    bool level = strstr("明光春", ch), oblique = strstr("月地處", ch);
+                    CHECK_MSG(want == '*' || (want == 'p' ? level : oblique), "row %zu: '%s' at line %d position %d: %c",
+                              r, ch, line + 1, pos, want);
+                }
+            }
+            free(text);
+        }
+        ld_grammar_free(g);
+        free(gbnf);
+    }
+    CHECK(ended >= 20); /* most walks end: the test is not vacuous */
+    static const struct { int chars, lines; const char *tones, *pattern, *msg; } bad[] = {
+        {6, 4, NULL, NULL, "5 or 7"},
+        {5, 3, NULL, NULL, "even number"},
+        {5, 66, NULL, NULL, "even number"},
+        {5, 2, "明\t平\n", NULL, "go together"},
+        {5, 2, "明 平\n月\t仄\n", "ppppp,zzzzz", "tone table line 1"},
+        {5, 2, "明\t平\n月\t去\n", "ppppp,zzzzz", "tone table line 2"},
+        {5, 2, "明\t平\n", "ppppp,ppppp", "level and oblique"},
+        {5, 2, "明\t平\n月\t仄\n", "pp", "line 1 position 3"},
+        {5, 2, "明\t平\n月\t仄\n", "ppppp;zzzzz", "line 1 does not end"},
+        {5, 2, "明\t平\n月\t仄\n", "ppppp,zzzxz", "line 2 position 4"},
+        {5, 2, "明\t平\n月\t仄\n", "ppppp,zzzzz,", "text after"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *gbnf = NULL;
+        ld_status st = ld_grammar_verse(ctx, bad[i].chars, bad[i].lines, bad[i].tones, bad[i].tones ? strlen(bad[i].tones) : 0,
+                                        bad[i].pattern, &gbnf);
+        CHECK_MSG(st != LD_OK && !gbnf && strstr(ld_ctx_error(ctx), bad[i].msg), "bad verse %zu: %s", i, ld_ctx_error(ctx));
+        free(gbnf);
     }
     ld_grammar_vocab_free(v);
     ld_tokenizer_free(tok);
