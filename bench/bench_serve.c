@@ -7,7 +7,10 @@
  *
  * Model: --model DIR|FILE.gguf, or the GPT-2-124M shape with random weights; weights as
  * --type (default Q8_0: the 124M-shape Q8_0 of the serving acceptance; a GGUF file runs as
- * stored). p50/p99 request latencies over HTTP come from scripts/serve_load.sh. */
+ * stored). With --model (a tokenizer), 1 and 16 streams also run under a grammar (any JSON
+ * object: json_object mode), each request with its own grammar state masking every step, and
+ * the rows give their rate against the unconstrained one (the grammar's decode cost).
+ * p50/p99 request latencies over HTTP come from scripts/serve_load.sh. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,16 +24,49 @@ static void count(void *user, ld_finish why, int64_t computed, int64_t generated
     ++*(int *)user;
 }
 
-/* Runs `streams` requests to the end; returns the generated tokens/s after the prompts. */
-static double run(ld_lm *m, ld_dtype type, int streams, ld_status *st, size_t *weight_bytes, double *step_ms) {
+/* A grammar for the constrained rows: compiled once, one state per request; the time spent
+ * in its mask and accept calls is summed in `seconds`. */
+typedef struct bench_grammar {
+    const ld_grammar *g;
+    const ld_grammar_vocab *v;
+    double seconds;        /* in the grammar */
+    double decode_seconds; /* the whole decode */
+} bench_grammar;
+typedef struct timed_state {
+    ld_grammar_state *s;
+    bench_grammar *gr;
+} timed_state;
+static ld_status timed_mask(void *user, float *logits, int64_t V) {
+    timed_state *t = user;
+    double t0 = ld_time_now();
+    ld_status st = ld_grammar_state_mask(t->s, logits, V);
+    t->gr->seconds += ld_time_now() - t0;
+    return st;
+}
+static ld_status timed_accept(void *user, int32_t token) {
+    timed_state *t = user;
+    double t0 = ld_time_now();
+    ld_status st = ld_grammar_state_accept(t->s, token);
+    t->gr->seconds += ld_time_now() - t0;
+    return st;
+}
+static bool timed_complete(void *user) {
+    return ld_grammar_state_complete(((timed_state *)user)->s);
+}
+
+/* Runs `streams` requests to the end (under gr's grammar when given); returns the generated
+ * tokens/s after the prompts. */
+static double run(ld_lm *m, ld_dtype type, int streams, bench_grammar *gr, ld_status *st, size_t *weight_bytes,
+                  double *step_ms) {
     const ld_lm_config *c = ld_lm_config_of(m);
     ld_lm_batch_params bp = ld_lm_batch_default_params();
     bp.max_seqs = streams, bp.max_len = PROMPT + NEW_TOKENS + 1, bp.cache_seqs = 0;
     bp.step_tokens = streams * PROMPT > 256 ? streams * PROMPT : 256;
     ld_lm_batch *b = NULL;
     int32_t *ids = malloc((size_t)streams * PROMPT * sizeof *ids);
+    timed_state *gs = calloc((size_t)streams, sizeof *gs);
     double tok_s = 0;
-    if (!ids || (*st = ld_lm_batch_new(m, &bp, &b))) goto out;
+    if (!ids || !gs || (*st = ld_lm_batch_new(m, &bp, &b))) goto out;
     ld_lm_session *s = ld_lm_batch_session(b);
     if (type != LD_DTYPE_COUNT && type != LD_F32 && (*st = ld_lm_session_quantize_ex(s, type, ld_lm_mix_edge_type(type))))
         goto out;
@@ -42,7 +78,12 @@ static double run(ld_lm *m, ld_dtype type, int streams, ld_status *st, size_t *w
         ld_lm_request r = {.prompt = ids + i * PROMPT, .n_prompt = PROMPT, .max_tokens = NEW_TOKENS,
                            .sample = ld_sample_default_params(), .on_done = count, .user = &done};
         r.sample.temperature = 0;
-        *st = ld_lm_batch_submit(b, &r, NULL);
+        /* no stop token: the grammar (a list without end) keeps every request going */
+        if (gr && !(*st = ld_grammar_state_new(ld_lm_session_ctx(s), gr->g, gr->v, NULL, 0, &gs[i].s))) {
+            gs[i].gr = gr;
+            r.constraint = (ld_lm_constraint){.mask = timed_mask, .accept = timed_accept, .complete = timed_complete, .user = &gs[i]};
+        }
+        if (!*st) *st = ld_lm_batch_submit(b, &r, NULL);
     }
     ld_lm_batch_stats bs;
     do { /* the prompts (every request is admitted and prefilled in the first steps) */
@@ -50,15 +91,18 @@ static double run(ld_lm *m, ld_dtype type, int streams, ld_status *st, size_t *w
         ld_lm_batch_stats_get(b, &bs);
     } while (bs.prompt_tokens < (int64_t)streams * PROMPT);
     int64_t g0 = bs.generated_tokens, steps0 = bs.steps;
+    if (gr) gr->seconds = 0;
     double t0 = ld_time_now();
     while (done < streams && !*st) *st = ld_lm_batch_step(b, NULL);
     double dt = ld_time_now() - t0;
+    if (gr) gr->decode_seconds = dt;
     ld_lm_batch_stats_get(b, &bs);
     tok_s = (double)(bs.generated_tokens - g0) / dt;
     *step_ms = 1e3 * dt / (double)(bs.steps - steps0);
 out:
     ld_lm_batch_free(b);
-    free(ids);
+    for (int i = 0; gs && i < streams; i++) ld_grammar_state_free(gs[i].s);
+    free(ids), free(gs);
     return tok_s;
 }
 
@@ -82,7 +126,7 @@ void ld_bench_serve(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
     double single = 0;
     for (size_t i = 0; i < sizeof streams / sizeof streams[0] && !st; i++) {
         size_t bytes = 0;
-        double step_ms = 0, tok_s = run(m, type, streams[i], &st, &bytes, &step_ms);
+        double step_ms = 0, tok_s = run(m, type, streams[i], NULL, &st, &bytes, &step_ms);
         if (st) break;
         char name[128];
         if (streams[i] == 1) {
@@ -97,6 +141,33 @@ void ld_bench_serve(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
         snprintf(name, sizeof name, "%s %d streams speed-up over 1", tn, streams[i]);
         ld_bench_report_row(rep, "serve", name, tok_s / single, "x", tok_s / single / streams[i], "linear scaling");
     }
+    /* the same under a grammar (needs the model's tokenizer): a JSON list of numbers and
+     * strings that never closes, so every request runs its 64 tokens; the rows give the
+     * share of the decode time spent masking and advancing the grammar */
+    static const char list[] = "root ::= \"[\" ws item ( \",\" ws item )*\n"
+                               "item ::= [0-9]+ | \"\\\"\" [a-zA-Z0-9 ]* \"\\\"\"\nws ::= \" \"?\n";
+    ld_tokenizer *tok = NULL;
+    ld_grammar *g = NULL;
+    ld_grammar_vocab *gv = NULL;
+    char *gbnf = NULL;
+    if (!st && o->model && !(st = ld_tokenizer_open(ctx, o->model, &tok)) && !(st = ld_grammar_parse(ctx, list, strlen(list), NULL, &g)))
+        st = ld_grammar_vocab_new(ctx, tok, &gv);
+    bench_grammar gr = {g, gv, 0, 0};
+    static const int gstreams[] = {1, 16};
+    for (size_t i = 0; gv && !st && i < sizeof gstreams / sizeof gstreams[0]; i++) {
+        size_t bytes = 0;
+        double step_ms = 0, tok_s = run(m, type, gstreams[i], &gr, &st, &bytes, &step_ms);
+        if (st) break;
+        double share = gr.seconds / gr.decode_seconds;
+        char name[160];
+        snprintf(name, sizeof name, "%s %d stream%s under a grammar: %.0f tok/s, %.1f ms/step, grammar share", tn,
+                 gstreams[i], gstreams[i] > 1 ? "s" : "", tok_s, step_ms);
+        ld_bench_report_row(rep, "serve", name, 100 * share, "%", share / 0.10, "10 % budget");
+    }
+    free(gbnf);
+    ld_grammar_vocab_free(gv);
+    ld_grammar_free(g);
+    ld_tokenizer_free(tok);
     if (st) fprintf(stderr, "liandan bench serve: %s\n", ld_ctx_error(ctx));
     ld_lm_free(m);
     ld_ctx_free(ctx);
