@@ -130,6 +130,39 @@ ld_status ld_op_l2_normalize(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 ld_status ld_op_infonce(ld_tape *t, const ld_tensor *a, const ld_tensor *b, int64_t n_queue, ld_tensor *log_scale,
                         float max_log_scale, ld_tensor **loss);
 
+/* ---- ops for adapting a model ------------------------------------------------------ */
+/* Rows of a prompt for every sequence: x [B, T, C], rows [P, C]. add = false:
+ * y [B, P + T, C] = rows then x (prompt tuning's virtual tokens); add = true (T >= P):
+ * y [B, T, C] = x with rows added to positions 0..P-1 (per-layer prompts). */
+ld_status ld_op_rows_insert(ld_tape *t, const ld_tensor *x, ld_tensor *rows, bool add, ld_tensor **y);
+/* x [B, T, C] without its first P positions: y [B, T - P, C]. */
+ld_status ld_op_rows_drop(ld_tape *t, const ld_tensor *x, int64_t P, ld_tensor **y);
+/* Pools x [B, T, C] over each row's first lengths[b] positions (1..T): last = the position
+ * lengths[b] - 1, mean = their average. y is [B, C]. lengths must stay valid until backward. */
+ld_status ld_op_pool(ld_tape *t, const ld_tensor *x, const int32_t *lengths, bool mean, ld_tensor **y);
+
+/* A frozen matrix kept in a block format (F16, BF16, Q8_0, Q4_K, ...: what a GGUF file
+ * holds), rows of K elements in nn.Linear order [N, K]. decode turns n elements (whole
+ * rows) at src into floats; it is the quantization layer's ld_dequantize, passed in by
+ * whoever owns the data (the tape does not depend on the codecs). */
+typedef struct ld_frozen_matrix {
+    ld_dtype dtype;
+    const void *data;
+    int64_t N, K;
+    size_t row_bytes;
+    ld_status (*decode)(ld_ctx *ctx, ld_dtype type, const void *src, float *dst, int64_t n);
+    const char *name;
+} ld_frozen_matrix;
+/* y[.., N] = x[.., K] W^T + b with W frozen in its block format: rows are decoded a slice
+ * at a time into one scratch buffer the tape reuses (at most 16 MiB), never kept; backward
+ * decodes them again for dx (W gets no gradient; b may be trainable or NULL). */
+ld_status ld_op_linear_frozen(ld_tape *t, const ld_tensor *x, const ld_frozen_matrix *w, ld_tensor *b,
+                              ld_tensor **y);
+/* out[n, :] = table[ids[n], :] with the table frozen in its block format (rows decoded one
+ * at a time; no gradient). */
+ld_status ld_op_embedding_frozen(ld_tape *t, const int32_t *ids, int64_t n_ids, const ld_frozen_matrix *table,
+                                 ld_tensor **out);
+
 /* ---- optimizer -------------------------------------------------------------------- */
 typedef struct ld_adamw_config {
     float lr, beta1, beta2, eps, weight_decay;
@@ -141,6 +174,9 @@ typedef struct ld_adamw ld_adamw;
 /* Optimizer state (m, v) for every trainable parameter of p, allocated now. */
 ld_status ld_adamw_new(ld_params *p, const ld_adamw_config *cfg, ld_adamw **out);
 void ld_adamw_free(ld_adamw *opt);
+/* Adds another parameter set (e.g. an adapter's) to the optimizer: its trainable parameters
+ * get state, and the gradient norm and clipping are global over all sets. At most 4 sets. */
+ld_status ld_adamw_add_params(ld_adamw *opt, ld_params *p);
 /* Global gradient norm of the trainable parameters (after multiplying by grad_scale). */
 double ld_params_grad_norm(ld_params *p, float grad_scale);
 /* One step at learning rate lr: gradients are multiplied by grad_scale (e.g. 1/accum

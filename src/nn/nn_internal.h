@@ -44,7 +44,18 @@ struct ld_tape {
     bool grad_enabled;
     const ld_params *bf16_params; /* mixed precision: matrices come from here in bf16 */
     uint64_t seed, dropout_offset;
+    float *wscratch;              /* frozen block-format weights decoded for one product (ops_adapt.c) */
+    size_t wscratch_cap;          /* floats */
 };
+
+/* Shared by the files of ops (ops.c has the comments): dtype/contiguity check, a new
+ * activation that needs a gradient when an input does, and recording a node (NULL when the
+ * output needs no gradient, or on out-of-memory: then the output has NEEDS_GRAD set). */
+ld_status ld_nn_check_f32(ld_tape *t, const char *op, const char *what, const ld_tensor *x);
+ld_status ld_nn_new_out(ld_tape *t, int ndim, const int64_t *shape, const ld_tensor *i0, const ld_tensor *i1,
+                        const ld_tensor *i2, ld_tensor **out);
+ld_node *ld_nn_record(ld_tape *t, const char *op, ld_backward_fn bw, ld_tensor *out, ld_tensor *i0, ld_tensor *i1,
+                      ld_tensor *i2);
 
 /* Test hook: run a tape on a specific backend (ref or cpu). */
 void ld_tape_set_kernels(ld_tape *t, const ld_kernels *k);

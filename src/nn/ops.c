@@ -70,6 +70,19 @@ static ld_node *record(ld_tape *t, const char *op, ld_backward_fn bw, ld_tensor 
     ld_node *n = record(__VA_ARGS__);                                 \
     if (!n && ((*out_)->flags & LD_TENSOR_NEEDS_GRAD)) return ld_ctx_status(t->ctx)
 
+/* The helpers above for ops defined in other files (nn_internal.h). */
+ld_status ld_nn_check_f32(ld_tape *t, const char *op, const char *what, const ld_tensor *x) {
+    return check_f32(t, op, what, x);
+}
+ld_status ld_nn_new_out(ld_tape *t, int ndim, const int64_t *shape, const ld_tensor *i0, const ld_tensor *i1,
+                        const ld_tensor *i2, ld_tensor **out) {
+    return new_out(t, ndim, shape, i0, i1, i2, out);
+}
+ld_node *ld_nn_record(ld_tape *t, const char *op, ld_backward_fn bw, ld_tensor *out, ld_tensor *i0, ld_tensor *i1,
+                      ld_tensor *i2) {
+    return record(t, op, bw, out, i0, i1, i2);
+}
+
 /* ---- linear ----------------------------------------------------------------------- */
 
 /* Mixed-precision backward: dy converted to bf16 once, both products in bf16. */

@@ -27,6 +27,7 @@ void ld_tape_free(ld_tape *t) {
     ld_arena_free(t->act);
     ld_arena_free(t->grads);
     ld_free(t->ctx, t->nodes);
+    ld_free(t->ctx, t->wscratch);
     ld_free(t->ctx, t);
 }
 
