@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build test demo asan fuzz-long clean setup
+.PHONY: all build test demo demo-finetune asan fuzz-long clean setup
 
 all: build
 
@@ -39,6 +39,13 @@ demo:
 	bash scripts/setup.sh
 	$(MAKE) build
 	bash scripts/demo.sh
+
+# The demo's second act: LoRA + a classification head on the poetry model (runs `demo` first
+# when its model is missing), then the evaluation report.
+demo-finetune:
+	bash scripts/setup.sh
+	$(MAKE) build
+	bash scripts/demo_finetune.sh
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

@@ -90,6 +90,8 @@ void ld_bench_tokenizer(const ld_bench_opts *o, const ld_machine_limits *lim, ld
 /* Masked-LM training step of the encoder at the BERT-base shape, fp32 and bf16 (bench_mlm.c). */
 void ld_bench_mlm(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 ld_encoder_config ld_bench_bert_base(void);
+/* Full fine-tuning vs LoRA step time, and peak memory of full / LoRA / QLoRA (bench_finetune.c). */
+void ld_bench_finetune(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 /* Norms, AdamW, cross-entropy, GELU in GB/s against triad bandwidth (bench_ops.c). */
 void ld_bench_suite_ops(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);

@@ -27,6 +27,7 @@ extern const ld_cli_command ld_cmd_tokenizer;
 extern const ld_cli_command ld_cmd_tokenize;
 extern const ld_cli_command ld_cmd_pretrain;
 extern const ld_cli_command ld_cmd_distill;
+extern const ld_cli_command ld_cmd_finetune;
 extern const ld_cli_command ld_cmd_generate;
 extern const ld_cli_command ld_cmd_chat;
 extern const ld_cli_command ld_cmd_score;

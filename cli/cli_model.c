@@ -62,6 +62,19 @@ int ld_cli_save_model_dir(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const 
     return 0;
 }
 
+int ld_cli_merge_adapter(ld_ctx *ctx, ld_lm *m, const char *dir) {
+    ld_adapter *a = NULL;
+    if (ld_adapter_load(m, dir, &a)) return ld_cli_fail(ctx, "loading the adapter");
+    int rc = 0;
+    if (ld_adapter_config_of(a)->method != LD_ADAPTER_LORA)
+        rc = (fprintf(stderr, "liandan: %s is a %s adapter: generation merges LoRA adapters only (`liandan eval tasks "
+                              "--adapter` runs the others)\n",
+                      dir, ld_adapter_method_name(ld_adapter_config_of(a)->method)), 1);
+    else if (ld_adapter_merge(a)) rc = ld_cli_fail(ctx, "merging the adapter");
+    ld_adapter_free(a); /* merged weights stay */
+    return rc;
+}
+
 int32_t ld_cli_start_token(const ld_tokenizer *tok, const ld_lm *m) {
     if (ld_tokenizer_bos_id(tok) >= 0) return ld_tokenizer_bos_id(tok);
     if (ld_tokenizer_eos_id(tok) >= 0) return ld_tokenizer_eos_id(tok); /* documents are EOS-separated */

@@ -18,6 +18,10 @@ int ld_cli_load_model_ex(ld_ctx *ctx, const char *dir, bool trainable, ld_lm **m
  * failure never leaves a mix of old and new files. An existing `dir` is replaced only when it
  * is empty or a model directory (holds config.json). Returns 0 or 1 (printed). */
 int ld_cli_save_model_dir(ld_ctx *ctx, ld_lm *m, const ld_tokenizer *tok, const char *dir);
+/* Loads the LoRA adapter in dir for m and merges it into m's weights (the model then runs
+ * as base + adapter in inference sessions); prints an error and returns 1 on failure, e.g.
+ * for a prompt-tuning adapter, which inference sessions cannot run. */
+int ld_cli_merge_adapter(ld_ctx *ctx, ld_lm *m, const char *dir);
 /* The token an empty prompt starts from: BOS, else EOS (the separator the training data puts
  * between documents), else the config's bos_token_id. */
 int32_t ld_cli_start_token(const ld_tokenizer *tok, const ld_lm *m);
@@ -63,5 +67,10 @@ bool ld_cli_type_opt(void *user, const char *opt, const char *value);
 /* The accepted names for the help ("f32, f16, bf16, q8_0, ..."), from the dtype table. */
 const char *ld_cli_type_names(void);
 void ld_cli_sample_opts(ld_generate_params *g, ld_cli_opt t[LD_CLI_SAMPLE_OPTS]);
+
+/* `liandan eval tasks` (cli/cmd_eval_tasks.c) and `eval forgetting` (cli/cmd_eval_forgetting.c);
+ * argv[0] is the subcommand. */
+int ld_cli_eval_tasks(int argc, char **argv);
+int ld_cli_eval_forgetting(int argc, char **argv);
 
 #endif

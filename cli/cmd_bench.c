@@ -43,6 +43,7 @@ static const top_suite top_suites[] = {
     {"infer", ld_bench_infer},
     {"serve", ld_bench_serve},
     {"tokenizer", ld_bench_tokenizer},
+    {"finetune", ld_bench_finetune},
 };
 
 static int cmd_bench(int argc, char **argv) {
@@ -79,7 +80,9 @@ static int cmd_bench(int argc, char **argv) {
                  "  serve      continuous batching (GPT-2-124M shape in Q8_0, or --model / --type): aggregate\n"
                  "             decode tokens/s of 1, 4 and 16 concurrent requests, speed-up over one stream\n"
                  "  tokenizer  BPE training time (32k, zh_pretrain + en_text) and encoding MB/s next to\n"
-                 "             @huggingface/tokenizers on the same text (data: $LD_DATA_DIR)"};
+                 "             @huggingface/tokenizers on the same text (data: $LD_DATA_DIR)\n"
+                 "  finetune   GPT-2-124M shape: LoRA step time against a full fine-tuning step (interleaved;\n"
+                 "             --filter step), peak memory of full, LoRA and QLoRA on a Q4_K base (--filter memory)"};
     int rc;
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     const char *suite = pos.v[0];

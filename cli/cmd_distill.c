@@ -1,7 +1,7 @@
 /* cli/cmd_distill.c — `liandan distill --teacher DIR --student-config CFG`: trains the
  * (smaller) student the config describes on a frozen teacher's soft targets — KL divergence
  * at a temperature, mixed with the next-token loss — through the training driver shared with
- * `liandan pretrain` (cli/train_run.c): same data keys, checkpoints, resume and output. */
+ * `liandan pretrain` (the library's training job): same data keys, checkpoints, resume and output. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +10,7 @@
 #include "train_run.h"
 
 static int cmd_distill(int argc, char **argv) {
-    ld_train_run_args a = {.cmd = "distill", .distill = true};
+    ld_train_run_args a = {.cmd = "distill", .kind = LD_TRAIN_RUN_DISTILL};
     const char *teacher = NULL;
     double temperature = NAN, alpha = NAN; /* NAN: not given, the config's value holds */
     ld_cli_opt common[LD_TRAIN_RUN_OPTS];

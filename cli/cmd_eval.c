@@ -252,12 +252,17 @@ static const ld_cli_command eval_retrieval_cmd = {
     "retrieval", "image-text retrieval recall of a clip model vs chance and bag of characters", ld_cli_eval_retrieval};
 static const ld_cli_command eval_zeroshot_cmd = {"zeroshot", "zero-shot category accuracy of a clip model on emoji_clip",
                                                  ld_cli_eval_zeroshot};
+static const ld_cli_command eval_tasks_cmd = {"tasks", "task files: zero/few-shot by likelihood, fine-tuned heads, EM/F1, GEC",
+                                              ld_cli_eval_tasks};
+static const ld_cli_command eval_forgetting_cmd = {"forgetting", "continual learning: each stage's model on every stage's data",
+                                                   ld_cli_eval_forgetting};
 
 static int cmd_eval(int argc, char **argv) {
-    static const ld_cli_command *const subs[] = {&eval_poetry_cmd,    &eval_ppl_cmd,      &eval_mlm_cmd, &eval_probe_cmd,
+    static const ld_cli_command *const subs[] = {&eval_poetry_cmd,    &eval_ppl_cmd,      &eval_mlm_cmd,
+                                                 &eval_probe_cmd,     &eval_tasks_cmd,    &eval_forgetting_cmd,
                                                  &eval_retrieval_cmd, &eval_zeroshot_cmd};
-    return ld_cli_dispatch("eval", "Evaluates a model (a model directory or GGUF file).", subs, 6, argc, argv);
+    return ld_cli_dispatch("eval", "Evaluates a model (a model directory or GGUF file).", subs, 8, argc, argv);
 }
 
-const ld_cli_command ld_cmd_eval = {"eval", "evaluate a model (poetry format, perplexity, masked LM, protein probes)",
+const ld_cli_command ld_cmd_eval = {"eval", "evaluate a model (poetry, perplexity, tasks, forgetting, masked LM, probes, retrieval)",
                                     cmd_eval};

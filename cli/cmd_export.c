@@ -1,6 +1,8 @@
 /* cli/cmd_export.c — writing a model in another format or precision:
  *   liandan export gguf MODEL -o OUT.gguf [--type T]   (llama.cpp's format)
  *   liandan export hf MODEL.gguf -o DIR                 (a Hugging Face model directory)
+ *   liandan export lora-gguf ADAPTER --base MODEL -o F  (a LoRA adapter as llama.cpp's GGUF LoRA)
+ *   (--adapter DIR merges a LoRA adapter into the model first)
  *   liandan quantize MODEL --type T -o OUT.gguf         (a quantized GGUF)
  * MODEL is a model directory or a GGUF file. */
 #include <ctype.h>
@@ -11,7 +13,7 @@
 #include "cli_model.h"
 
 typedef struct export_opts {
-    const char *in, *out, *name, *imatrix;
+    const char *in, *out, *name, *imatrix, *adapter, *base;
     ld_lm_gguf_params gp;
     bool allow_requantize;
     int threads;
@@ -64,12 +66,13 @@ static int check_writable(const char *cmd, const char *opt, ld_dtype t, bool hav
 }
 
 /* The options of quantize and export gguf (and, of them, -o and --threads for export hf). */
-#define EXPORT_OPTS 10
+#define EXPORT_OPTS 11
 static void export_opts_table(export_opts *o, bool gguf, ld_cli_opt t[EXPORT_OPTS]) {
     const ld_cli_opt rows[EXPORT_OPTS] = {
         {.name = "output", .short_name = 'o', .type = LD_CLI_T_STRING, .dest.s = &o->out, .arg = gguf ? "OUT.gguf" : "DIR",
          .required = true, .help = "where to write"},
         LD_CLI_THREADS(&o->threads),
+        LD_CLI_STRING("adapter", 0, &o->adapter, "DIR", "a LoRA adapter (PEFT directory) merged into the weights first"),
         {.name = "type", .type = LD_CLI_T_FUNC, .fn = gguf_type_opt, .dest.user = &o->gp, .arg = "T", .def = "",
          .help = "matrix type: f32, f16, bf16, q8_0, q6_k, q5_k, q4_k, q4_0, q3_k (every matrix;\n"
                  "the embedding and output at q6_k below 6 bits), or one of llama.cpp's mixes (types\n"
@@ -89,7 +92,7 @@ static void export_opts_table(export_opts *o, bool gguf, ld_cli_opt t[EXPORT_OPT
         LD_CLI_END,
     };
     memcpy(t, rows, sizeof rows);
-    if (!gguf) t[2] = (ld_cli_opt)LD_CLI_END; /* hf: only -o and --threads */
+    if (!gguf) t[3] = (ld_cli_opt)LD_CLI_END; /* hf: only -o, --threads and --adapter */
 }
 
 /* An encoder model directory (bert) as llama.cpp's "bert" GGUF. */
@@ -121,11 +124,12 @@ static int write_gguf(const char *cmd, export_opts *o) {
     ld_lm *m = NULL;
     ld_tokenizer *tok = NULL;
     ld_imatrix *im = NULL;
-    int rc = ld_cli_load_model(ctx, o->in, &m, &tok);
+    int rc = ld_cli_load_model_ex(ctx, o->in, o->adapter != NULL, &m, &tok); /* merging needs F32 weights */
     if (rc) {
         ld_ctx_free(ctx);
         return rc;
     }
+    if (o->adapter) rc = ld_cli_merge_adapter(ctx, m, o->adapter);
     bool quantized_out = ld_dtype_traits(o->gp.type)->block_size > 1;
     if (!rc && quantized_out && ld_lm_is_quantized(m) && !o->allow_requantize)
         rc = (fprintf(stderr, "liandan %s: %s is already quantized; quantizing its dequantized weights again loses "
@@ -162,7 +166,8 @@ static int export_hf(export_opts *o) {
     ld_ctx *ctx = ld_cli_ctx(o->threads);
     ld_lm *m = NULL;
     ld_tokenizer *tok = NULL;
-    int rc = ld_cli_load_model(ctx, o->in, &m, &tok);
+    int rc = ld_cli_load_model_ex(ctx, o->in, o->adapter != NULL, &m, &tok); /* merging needs F32 weights */
+    if (!rc && o->adapter) rc = ld_cli_merge_adapter(ctx, m, o->adapter);
     if (!rc && !(rc = ld_cli_save_model_dir(ctx, m, tok, o->out))) fprintf(stderr, "liandan export: wrote %s\n", o->out);
     ld_tokenizer_free(tok);
     ld_lm_free(m);
@@ -217,11 +222,45 @@ static int export_hf_cmd(int argc, char **argv) {
                       "tokenizer.json, generation_config.json), e.g. to fine-tune a GGUF model.");
 }
 
+/* A LoRA adapter as llama.cpp's GGUF LoRA. */
+static int export_lora_cmd(int argc, char **argv) {
+    export_opts o = {0};
+    const ld_cli_opt opts[] = {
+        {.name = "output", .short_name = 'o', .type = LD_CLI_T_STRING, .dest.s = &o.out, .arg = "OUT.gguf",
+         .required = true, .help = "where to write"},
+        {.name = "base", .type = LD_CLI_T_STRING, .dest.s = &o.base, .arg = "MODEL", .required = true,
+         .help = "the adapter's base model (a model directory or GGUF file)"},
+        LD_CLI_THREADS(&o.threads),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "export lora-gguf", .args = "ADAPTER_DIR", .opts = opts, .pos = &o.pos, .min_pos = 1, .max_pos = 1,
+        .about = "Writes a LoRA adapter (PEFT directory) as llama.cpp's GGUF LoRA: `llama-cli -m BASE.gguf --lora\n"
+                 "OUT.gguf`, where BASE.gguf is `liandan export gguf MODEL` of the same base."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
+    ld_ctx *ctx = ld_cli_ctx(o.threads);
+    ld_lm *m = NULL;
+    ld_tokenizer *tok = NULL;
+    ld_adapter *a = NULL;
+    rc = ld_cli_load_model(ctx, o.base, &m, &tok);
+    if (!rc && ld_adapter_load(m, o.pos.v[0], &a)) rc = ld_cli_fail(ctx, "loading the adapter");
+    if (!rc && ld_adapter_save_gguf(a, o.out)) rc = ld_cli_fail(ctx, "writing the GGUF LoRA");
+    if (!rc) fprintf(stderr, "liandan export: wrote %s\n", o.out);
+    ld_adapter_free(a);
+    ld_tokenizer_free(tok);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
+    return rc;
+}
+
 static int cmd_export(int argc, char **argv) {
     static const ld_cli_command gguf = {"gguf", "llama.cpp's GGUF file (any weight type)", export_gguf_cmd};
     static const ld_cli_command hf = {"hf", "a Hugging Face model directory (F32 safetensors)", export_hf_cmd};
-    static const ld_cli_command *const subs[] = {&gguf, &hf};
-    return ld_cli_dispatch("export", "Writes a model in another format.", subs, 2, argc, argv);
+    static const ld_cli_command lora = {"lora-gguf", "a LoRA adapter as llama.cpp's GGUF LoRA (--lora)", export_lora_cmd};
+    static const ld_cli_command *const subs[] = {&gguf, &hf, &lora};
+    return ld_cli_dispatch("export", "Writes a model in another format.", subs, 3, argc, argv);
 }
 
 const ld_cli_command ld_cmd_export = {"export", "write a model as GGUF or as a Hugging Face directory", cmd_export};

@@ -60,7 +60,7 @@ static int read_prompts(const char *file, ld_cli_list *prompts, char **text) {
 }
 
 static int cmd_generate(int argc, char **argv) {
-    const char *file = NULL;
+    const char *file = NULL, *adapter = NULL;
     ld_dtype quant = LD_DTYPE_COUNT;
     int threads = 0, batch = 64;
     bool no_stream = false, print_ids = false;
@@ -97,6 +97,7 @@ static int cmd_generate(int argc, char **argv) {
          .help = "run the matrices as T (F16, Q8_0, Q4_K, ...; the LM head as Q6_K for\n"
                  "the 4/5-bit types, else as T: the usual mix)"},
         LD_CLI_INT("batch", 0, &batch, 1, 4096, "N", "prompts decoded together; more are done in turns"),
+        LD_CLI_STRING("adapter", 0, &adapter, "DIR", "a LoRA adapter (PEFT directory) merged into the weights first"),
         LD_CLI_THREADS(&threads),
         LD_CLI_GROUP("sampling", sample),
         LD_CLI_GROUP("constrained and reranked generation", constrain),
@@ -126,8 +127,12 @@ static int cmd_generate(int argc, char **argv) {
     ld_ctx *ctx = ld_cli_ctx(threads);
     ld_lm *m;
     ld_tokenizer *tok;
-    if ((rc = ld_cli_load_model(ctx, dir, &m, &tok))) {
+    if ((rc = ld_cli_load_model_ex(ctx, dir, adapter != NULL, &m, &tok))) { /* merging needs F32 weights */
         ld_ctx_free(ctx);
+        goto done;
+    }
+    if (adapter && (rc = ld_cli_merge_adapter(ctx, m, adapter))) {
+        ld_tokenizer_free(tok), ld_lm_free(m), ld_ctx_free(ctx);
         goto done;
     }
     gp.eos_id = ld_tokenizer_eos_id(tok);

@@ -1,5 +1,5 @@
 /* cli/cmd_pretrain.c — `liandan pretrain CONFIG.json`: trains a causal LM as the config says
- * (the driver is cli/train_run.c, shared with `liandan distill`). */
+ * (the library's training job does the work; cli/train_run.c prints its progress). */
 #include "cli.h"
 #include "train_run.h"
 

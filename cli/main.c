@@ -9,6 +9,7 @@
 static const ld_cli_command *const commands[] = {
     &ld_cmd_pretrain,
     &ld_cmd_distill,
+    &ld_cmd_finetune,
     &ld_cmd_generate,
     &ld_cmd_chat,
     &ld_cmd_score,

@@ -1,16 +1,13 @@
-/* cli/train_run.c — the training driver of `liandan pretrain` and `liandan distill`: builds
- * (or loads) the causal LM the config describes, streams batches from token shards, trains
- * with checkpoints, validation and sample generations — against a frozen teacher's soft
- * targets when distilling — and exports the final model directory. Ctrl-C checkpoints and
- * stops; --resume continues. */
+/* cli/train_run.c — what `liandan pretrain`, `distill` and `finetune` share: their common
+ * options, and running a training job (the library's ld_train_job does the work) with a
+ * progress line, validation lines and sample generations. Ctrl-C checkpoints and stops;
+ * --resume continues. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
 #include "cli.h"
 #include "cli_model.h"
-#include "train/train_config.h"
 #include "train_run.h"
 
 void ld_train_run_opts(ld_train_run_args *a, ld_cli_opt t[LD_TRAIN_RUN_OPTS]) {
@@ -61,26 +58,12 @@ static const char **overrides_of(ld_train_run_args *a, int *n) {
     return v;
 }
 
-/* ---- batches from the data layer ---- */
-static ld_status src_next(void *u, int32_t *tokens, int64_t B, int64_t T) {
-    return ld_batch_sampler_next(u, tokens, B, T);
-}
-static ld_status src_save(void *u, char **out) {
-    return ld_batch_sampler_save(u, out);
-}
-static ld_status src_restore(void *u, const char *json) {
-    return ld_batch_sampler_restore(u, json);
-}
-
 typedef struct run {
     ld_ctx *ctx;
-    ld_train_config cfg;
-    ld_lm *m;
-    ld_encoder *enc;          /* objective "mlm" */
-    ld_mlm_source *mlm_train, *mlm_val;
-    ld_tokenizer *tok;
-    ld_teacher *teacher;
-    bool tty, quiet;
+    ld_train_job *job;
+    const ld_train_job_info *info;
+    const ld_tokenizer *tok;
+    bool tty, quiet, announced, resume;
     double last_print;
 } run;
 
@@ -95,28 +78,28 @@ static bool collect_token(void *user, int seq, int32_t tok) {
     return ld_cli_text_add(user, tok, NULL, 0);
 }
 
-/* A few sample generations, printed between progress lines. */
+/* A few sample generations, printed between progress lines (models without an adapter:
+ * inference sessions run the plain model). */
 static void sample_text(run *r, int64_t step) {
+    ld_lm *m = ld_train_job_model(r->job);
     ld_lm_session *s = NULL;
-    int64_t ctx_len = ld_lm_config_of(r->m)->max_position;
-    if (!r->cfg.n_sample_prompts || ld_lm_session_new(r->m, 1, ctx_len, ctx_len, &s)) return;
+    int64_t ctx_len = ld_lm_config_of(m)->max_position;
+    if (!r->info->n_sample_prompts || ld_lm_adapter(m) || ld_lm_session_new(m, 1, ctx_len, ctx_len, &s)) return;
     ld_generate_params gp = ld_generate_default_params();
-    gp.max_tokens = r->cfg.sample_tokens, gp.eos_id = ld_tokenizer_eos_id(r->tok), gp.seed = (uint64_t)step;
-    ld_cli_text *t = calloc(1, sizeof *t);
-    for (int i = 0; t && i < r->cfg.n_sample_prompts; i++) {
+    gp.max_tokens = r->info->sample_tokens, gp.eos_id = ld_tokenizer_eos_id(r->tok), gp.seed = (uint64_t)step;
+    ld_cli_text *t = malloc(sizeof *t);
+    for (int i = 0; t && i < r->info->n_sample_prompts; i++) {
         int32_t *ids;
         int64_t n;
-        if (ld_cli_encode(r->ctx, r->tok, r->cfg.sample_prompts[i], &ids, &n)) continue;
+        if (ld_cli_encode(r->ctx, r->tok, r->info->sample_prompts[i], &ids, &n)) continue;
         if (n > 0 && n < ctx_len) {
             ld_cli_text_init(t, r->tok, NULL);
             const int32_t *p = ids;
             if (!ld_lm_generate(s, 1, &p, &n, &gp, collect_token, t, NULL))
-                fprintf(stderr, "%s  sample: %s%s\n", r->tty ? "\r\033[K" : "", r->cfg.sample_prompts[i],
-                        ld_cli_text_str(t));
+                fprintf(stderr, "%s  sample: %s%s\n", r->tty ? "\r\033[K" : "", r->info->sample_prompts[i], t->buf);
         }
         free(ids);
     }
-    if (t) ld_cli_text_free(t);
     free(t);
     ld_lm_session_free(s);
 }
@@ -125,219 +108,120 @@ static void progress(void *user, const ld_train_progress *p) {
     run *r = user;
     char eta[32];
     fmt_time(p->eta_s, eta, sizeof eta);
-    if (p->skipped) fprintf(stderr, "%sliandan: step %lld: %s\n", r->tty ? "\r\033[K" : "", (long long)p->step, p->note);
-    if (p->val_loss == p->val_loss)
-        fprintf(stderr, "%sstep %6lld | val loss %.4f | train loss %.4f\n", r->tty ? "\r\033[K" : "", (long long)p->step,
-                p->val_loss, p->loss);
+    const char *cr = r->tty ? "\r\033[K" : "";
+    if (!r->announced && r->info->start_step > 0)
+        fprintf(stderr, "liandan: resumed at step %lld\n", (long long)r->info->start_step);
+    else if (!r->announced && r->resume)
+        fprintf(stderr, "liandan: no checkpoint in %s/checkpoints: starting from step 0\n", r->info->out_dir);
+    r->announced = true;
+    if (p->skipped) fprintf(stderr, "%sliandan: step %lld: %s\n", cr, (long long)p->step, p->note);
+    if (p->val_loss == p->val_loss) {
+        if (p->n_stages > 1) fprintf(stderr, "%sstage %d/%d | ", cr, p->stage, p->n_stages);
+        fprintf(stderr, "%sstep %6lld | val loss %.4f", p->n_stages > 1 ? "" : cr, (long long)p->step, p->val_loss);
+        if (p->val_accuracy == p->val_accuracy) fprintf(stderr, " | val accuracy %.2f%%", 100 * p->val_accuracy);
+        fprintf(stderr, " | train loss %.4f%s\n", p->loss, p->best ? " | best so far" : "");
+    }
+    if (p->stopping) fprintf(stderr, "%sliandan: early stopping at step %lld: no better validation for a while\n", cr,
+                             (long long)p->step);
     double now = ld_time_now();
-    bool last = p->step == p->max_steps;
+    bool last = p->step == p->max_steps || p->stopping;
     if (!r->quiet && (r->tty ? now - r->last_print > 0.2 || last : now - r->last_print > 10 || last)) {
-        fprintf(stderr, "%sstep %6lld/%lld | loss %.4f | lr %.2e | %6.0f tok/s | MFU %4.1f%% | %s left%s",
-                r->tty ? "\r\033[K" : "", (long long)p->step, (long long)p->max_steps, p->loss, p->lr,
-                p->tokens_per_s, 100 * p->mfu, eta, r->tty && !last ? "" : "\n");
+        if (p->n_stages > 1) fprintf(stderr, "%sstage %d/%d | ", cr, p->stage, p->n_stages), cr = "";
+        fprintf(stderr, "%sstep %6lld/%lld | loss %.4f | lr %.2e | %6.0f tok/s | %.1f GFLOP/s", cr, (long long)p->step,
+                (long long)p->max_steps, p->loss, p->lr, p->tokens_per_s, p->flops_per_s * 1e-9);
+        if (p->mfu > 0) fprintf(stderr, " | MFU %4.1f%%", 100 * p->mfu);
+        fprintf(stderr, " | %s left%s", eta, r->tty && !last ? "" : "\n");
         r->last_print = now;
     }
-    if (r->m && r->cfg.sample_every > 0 && p->step % r->cfg.sample_every == 0) sample_text(r, p->step);
+    if (!r->info->mlm && r->info->sample_every > 0 && p->step % r->info->sample_every == 0) sample_text(r, p->step);
 }
 
-/* The teacher named by the config: loaded frozen, and checked to share the student's
- * tokenizer (the same vocabulary, merges and specials: the logits must mean the same tokens).
- * A config without a tokenizer takes the teacher's. 0 on success, else the exit code. */
-static int load_teacher(run *r, const ld_train_run_args *a) {
-    ld_lm *tm = NULL;
-    ld_tokenizer *ttok = NULL;
-    if (ld_cli_load_model_ex(r->ctx, r->cfg.teacher, true, &tm, &ttok)) {
-        fprintf(stderr, "liandan %s: could not load the teacher '%s'\n", a->cmd, r->cfg.teacher);
-        return 1;
-    }
-    int rc = 0;
-    if (!r->tok) {
-        r->tok = ttok, ttok = NULL;
-    } else if (ld_tokenizer_hash(r->tok) != ld_tokenizer_hash(ttok)) {
-        fprintf(stderr,
-                "liandan %s: the teacher '%s' uses another tokenizer than the student's '%s' (%lld vs %lld tokens): "
-                "distillation needs teacher and student to share one tokenizer\n",
-                a->cmd, r->cfg.teacher, r->cfg.tokenizer, (long long)ld_tokenizer_vocab_size(ttok),
-                (long long)ld_tokenizer_vocab_size(r->tok));
-        rc = 1;
-    }
-    ld_tokenizer_free(ttok);
-    if (!rc && ld_teacher_new(tm, &r->teacher)) rc = ld_cli_fail(r->ctx, "setting up the teacher");
-    else tm = NULL; /* owned by the teacher */
-    ld_lm_free(tm);
-    return rc;
-}
-
-/* Masked-LM training of an encoder: the tokenizer ("esm", "amino", a vocab.txt or a
- * tokenizer.json), the encoder from "model" (BertConfig / EsmConfig keys) or "init_from", the
- * masked-LM batch sources over "train_data" / "val_data" (corpus files; FASTA read as
- * proteins), the trainer. 0 on success, else the exit code. */
-static bool is_fasta(const char *p) {
-    size_t l = strlen(p);
-    return (l > 3 && !strcmp(p + l - 3, ".fa")) || (l > 6 && !strcmp(p + l - 6, ".fasta")) ||
-           (l > 4 && !strcmp(p + l - 4, ".faa"));
-}
-
-static int setup_mlm(run *r, const ld_train_run_args *a, double peak, ld_trainer **t) {
-    ld_train_config *c = &r->cfg;
-    ld_status st = LD_OK;
-    size_t tl = strlen(c->tokenizer);
-    if (!strcmp(c->tokenizer, "esm")) st = ld_tokenizer_new_esm(r->ctx, &r->tok);
-    else if (!strcmp(c->tokenizer, "amino")) st = ld_tokenizer_new_amino(r->ctx, &r->tok);
-    else if (tl > 4 && !strcmp(c->tokenizer + tl - 4, ".txt")) st = ld_tokenizer_load_vocab_txt(r->ctx, c->tokenizer, &r->tok);
-    else if (tl) st = ld_tokenizer_load(r->ctx, c->tokenizer, &r->tok);
-    if (st) return ld_cli_fail(r->ctx, "loading the tokenizer");
-    if (!r->tok || !c->train_data[0])
-        return fprintf(stderr, "liandan %s: %s: 'tokenizer' and 'train_data' are required\n", a->cmd, a->config), 1;
-    if (c->init_from[0] ? ld_encoder_load(r->ctx, c->init_from, &r->enc)
-                        : !c->has_model ? ld_error(r->ctx, LD_ERR_INVALID_ARG, "%s: give 'model' or 'init_from'", a->config)
-                                        : ld_encoder_new(r->ctx, &c->encoder, c->train.seed, &r->enc))
-        return ld_cli_fail(r->ctx, "building the model");
-    const ld_encoder_config *ec = ld_encoder_config_of(r->enc);
-    if (ld_tokenizer_vocab_size(r->tok) > ec->vocab_size)
-        return fprintf(stderr, "liandan %s: the tokenizer has %lld tokens but the model's vocab_size is %lld\n", a->cmd,
-                       (long long)ld_tokenizer_vocab_size(r->tok), (long long)ec->vocab_size), 1;
-    ld_mlm_params mp = c->mlm_params;
-    mp.seed = c->train.seed;
-    mp.corpus.protein = is_fasta(c->train_data);
-    ld_mlm_params vp = mp;
-    vp.eval = true, vp.corpus.protein = c->val_data[0] && is_fasta(c->val_data);
-    const char *tp = c->train_data, *vpath = c->val_data;
-    if (ld_mlm_source_open(r->ctx, &tp, 1, r->tok, c->train.seq_len, &mp, &r->mlm_train) ||
-        (vpath[0] && ld_mlm_source_open(r->ctx, &vpath, 1, r->tok, c->train.seq_len, &vp, &r->mlm_val)))
-        return ld_cli_fail(r->ctx, "opening the training data");
-    if (ld_trainer_new_mlm(r->enc, &c->train, r->mlm_train, r->mlm_val, peak, t))
-        return ld_cli_fail(r->ctx, "setting up training");
-    fprintf(stderr,
-            "liandan: %s encoder, %.2fM parameters, %lld layers x %lld wide, vocab %lld | masked LM on %lld sequences "
-            "(%lld tokens) | %lld x %lld tokens/micro-batch (bucketed by length) | %s | %d threads\n",
-            ec->arch == LD_ENCODER_ESM ? "esm" : "bert", (double)ld_encoder_config_num_params(ec) / 1e6,
-            (long long)ec->n_layers, (long long)ec->hidden_size, (long long)ec->vocab_size,
-            (long long)ld_mlm_source_docs(r->mlm_train), (long long)ld_mlm_source_tokens(r->mlm_train),
-            (long long)c->train.batch_size, (long long)c->train.seq_len, c->precision, ld_ctx_threads(r->ctx));
-    return 0;
-}
-
-static volatile int g_stop;
+static ld_train_job *volatile g_job;
 static void on_sigint(int sig) {
     (void)sig;
-    g_stop = 1;
+    if (g_job) ld_train_job_cancel(g_job);
 }
 
+static const char *arch_name(const ld_lm_config *c) {
+    return c->arch == LD_ARCH_LLAMA ? "llama" : "gpt2";
+}
+
+static void print_info(const ld_train_job_info *in) {
+    const ld_lm_config *mc = &in->model;
+    if (in->mlm) {
+        const ld_encoder_config *ec = &in->encoder;
+        fprintf(stderr,
+                "liandan: %s encoder, %.2fM parameters, %lld layers x %lld wide, vocab %lld | masked LM on %lld sequences "
+                "(%lld tokens) | %lld x %lld tokens/micro-batch (bucketed by length) | %s | %d threads\n",
+                ec->arch == LD_ENCODER_ESM ? "esm" : "bert", (double)in->params / 1e6, (long long)ec->n_layers,
+                (long long)ec->hidden_size, (long long)ec->vocab_size, (long long)in->train_examples,
+                (long long)in->train_tokens, (long long)in->batch_size, (long long)in->seq_len, in->bf16 ? "bf16" : "fp32",
+                in->threads);
+        return;
+    }
+    fprintf(stderr,
+            "liandan: %s model, %.2fM parameters, %lld layers x %lld wide, vocab %lld | %lld tokens/step (%lld x %lld x %lld) "
+            "| %s | %d threads\n",
+            arch_name(mc), (double)in->params / 1e6, (long long)mc->n_layers, (long long)mc->hidden_size,
+            (long long)mc->vocab_size, (long long)(in->batch_size * in->seq_len * in->grad_accum),
+            (long long)in->batch_size, (long long)in->seq_len, (long long)in->grad_accum, in->bf16 ? "bf16" : "fp32",
+            in->threads);
+    if (in->kind == LD_JOB_DISTILL) {
+        const ld_lm_config *tc = &in->teacher_model;
+        fprintf(stderr, "liandan: distilling from %s (%.2fM parameters, %lld layers x %lld wide) | temperature %g | "
+                        "alpha %g (soft share of the loss)\n",
+                in->teacher, (double)ld_lm_config_num_params(tc) / 1e6, (long long)tc->n_layers,
+                (long long)tc->hidden_size, (double)in->temperature, (double)in->alpha);
+    }
+    if (in->kind == LD_JOB_FINETUNE) {
+        fprintf(stderr, "liandan: fine-tuning %s (%s) | %s | %lld trainable parameters (%.3f%%) | %lld train, %lld val "
+                        "examples%s",
+                in->base, in->quantized_base ? "quantized base, kept quantized" : "base", in->method,
+                (long long)in->trainable, 100.0 * (double)in->trainable / (double)in->params,
+                (long long)in->train_examples, (long long)in->val_examples, in->truncated ? "" : "\n");
+        if (in->truncated) fprintf(stderr, " (%lld cut to %lld tokens)\n", (long long)in->truncated, (long long)in->seq_len);
+        if (in->n_labels) fprintf(stderr, "liandan: classification over %lld labels | %lld steps", (long long)in->n_labels,
+                                  (long long)in->max_steps);
+        else fprintf(stderr, "liandan: %s | %lld steps", in->task, (long long)in->max_steps);
+        if (in->n_stages > 1) fprintf(stderr, " in %d stages (continual)", in->n_stages);
+        fprintf(stderr, "\n");
+    }
+}
+
+static const ld_job_kind kinds[] = {LD_JOB_PRETRAIN, LD_JOB_DISTILL, LD_JOB_FINETUNE};
+
 int ld_train_run(ld_train_run_args *a) {
-    run r = {.tty = ld_cli_isatty(), .quiet = a->quiet};
+    run r = {.tty = ld_cli_isatty(), .quiet = a->quiet, .resume = a->resume};
     r.ctx = ld_cli_ctx(a->threads);
-    char *text = NULL;
+    char *text = NULL, threads[32];
     size_t len = 0;
     int rc = 0, n_over = 0;
-    ld_batch_sampler *train = NULL, *val = NULL;
-    ld_trainer *t = NULL;
-    const char **overrides = overrides_of(a, &n_over);
+    snprintf(threads, sizeof threads, "%d", a->threads);
+    /* --threads wins over the config's key */
+    const char **overrides = a->threads && ld_train_run_add_override(a, "threads", threads, false) ? NULL
+                                                                                                   : overrides_of(a, &n_over);
     if (!overrides) {
         rc = (fprintf(stderr, "liandan %s: out of memory\n", a->cmd), 1);
         goto out;
     }
-    if (ld_file_read(r.ctx, a->config, 1 << 20, &text, &len) ||
-        ld_train_config_parse(r.ctx, text, len, a->config, overrides, n_over, &r.cfg)) {
+    if (ld_file_read(r.ctx, a->config, 1 << 20, &text, &len)) {
         rc = ld_cli_fail(r.ctx, "reading the training config");
         goto out;
     }
-    if (r.cfg.threads && !a->threads) ld_ctx_set_threads(r.ctx, r.cfg.threads);
-    r.cfg.train.out_dir = r.cfg.out_dir;
-    r.cfg.train.bf16 = !strcmp(r.cfg.precision, "bf16");
-    if (r.cfg.mlm) {
-        if (a->distill || r.cfg.teacher[0]) {
-            rc = (fprintf(stderr, "liandan %s: distillation of masked LMs is not supported\n", a->cmd), 2);
-            goto out;
-        }
-        if ((rc = setup_mlm(&r, a, ld_bench_quick_fma_peak(ld_ctx_threads(r.ctx)) * 1e9, &t))) goto out;
-        goto train;
-    }
-    if (a->distill && !r.cfg.teacher[0]) {
-        rc = (fprintf(stderr, "liandan %s: no teacher: give --teacher DIR (or 'teacher' in %s)\n", a->cmd, a->config), 2);
+    if (ld_train_job_new(r.ctx, kinds[a->kind], text, len, a->config, overrides, n_over, &r.job)) {
+        rc = ld_cli_fail(r.ctx, a->kind == LD_TRAIN_RUN_FINETUNE ? "setting up fine-tuning" : "setting up training");
         goto out;
     }
-    if (!a->distill && r.cfg.teacher[0]) {
-        rc = (fprintf(stderr, "liandan %s: %s names a teacher: distil with `liandan distill`\n", a->cmd, a->config), 2);
-        goto out;
-    }
-    if (r.cfg.tokenizer[0] && ld_tokenizer_load(r.ctx, r.cfg.tokenizer, &r.tok)) {
-        rc = ld_cli_fail(r.ctx, "loading the tokenizer");
-        goto out;
-    }
-    if (a->distill && (rc = load_teacher(&r, a))) goto out;
-    if (!r.tok || !r.cfg.train_data[0]) {
-        rc = (fprintf(stderr, "liandan %s: %s: 'tokenizer' and 'train_data' are required\n", a->cmd, a->config), 1);
-        goto out;
-    }
-    /* special ids the model config leaves out are the tokenizer's (the data was encoded with it) */
-    int32_t tok_bos = ld_tokenizer_bos_id(r.tok), tok_eos = ld_tokenizer_eos_id(r.tok);
-    if (!r.cfg.model_eos && tok_eos >= 0) r.cfg.model.eos_token_id = tok_eos;
-    if (!r.cfg.model_bos && (tok_bos >= 0 || tok_eos >= 0)) r.cfg.model.bos_token_id = tok_bos >= 0 ? tok_bos : tok_eos;
-    if (r.cfg.init_from[0] ? ld_lm_load(r.ctx, r.cfg.init_from, &r.m)
-                           : (!r.cfg.has_model ? (ld_error(r.ctx, LD_ERR_INVALID_ARG, "%s: give 'model' or 'init_from'",
-                                                           a->config), 1)
-                                               : ld_lm_new(r.ctx, &r.cfg.model, r.cfg.train.seed, &r.m))) {
-        rc = ld_cli_fail(r.ctx, "building the model");
-        goto out;
-    }
-    const ld_lm_config *mc = ld_lm_config_of(r.m);
-    if (ld_tokenizer_vocab_size(r.tok) > mc->vocab_size) {
-        rc = (fprintf(stderr, "liandan %s: the tokenizer has %lld tokens but the model's vocab_size is %lld\n", a->cmd,
-                      (long long)ld_tokenizer_vocab_size(r.tok), (long long)mc->vocab_size), 1);
-        goto out;
-    }
-    ld_sampler_params sp = ld_sampler_default_params();
-    sp.seed = r.cfg.train.seed;
-    ld_sampler_params vp = sp;
-    vp.mode = LD_SAMPLE_SEQUENTIAL; /* validation reads the same windows every time */
-    if (ld_batch_sampler_open(r.ctx, r.cfg.train_data, r.tok, &sp, &train) ||
-        (r.cfg.val_data[0] && ld_batch_sampler_open(r.ctx, r.cfg.val_data, r.tok, &vp, &val))) {
-        rc = ld_cli_fail(r.ctx, "opening the training data");
-        goto out;
-    }
-    ld_batch_source tsrc = {src_next, src_save, src_restore, train}, vsrc = {src_next, src_save, src_restore, val};
-    r.cfg.train.out_dir = r.cfg.out_dir;
-    r.cfg.train.bf16 = !strcmp(r.cfg.precision, "bf16");
-    double peak = ld_bench_quick_fma_peak(ld_ctx_threads(r.ctx)) * 1e9;
-    if (ld_trainer_new(r.m, &r.cfg.train, &tsrc, val ? &vsrc : NULL, peak, &t) ||
-        (r.teacher && ld_trainer_set_teacher(t, r.teacher, r.cfg.temperature, r.cfg.alpha))) {
-        rc = ld_cli_fail(r.ctx, "setting up training");
-        goto out;
-    }
-train:;
-    bool found = false;
-    if (a->resume && ld_trainer_resume(t, &found)) {
-        rc = ld_cli_fail(r.ctx, "resuming");
-        goto out;
-    }
-    if (r.m) {
-        const ld_lm_config *pc = ld_lm_config_of(r.m);
-        fprintf(stderr,
-            "liandan: %s model, %.2fM parameters, %lld layers x %lld wide, vocab %lld | %lld tokens/step (%lld x %lld x %lld) "
-            "| %s | %d threads\n",
-            pc->arch == LD_ARCH_LLAMA ? "llama" : "gpt2", (double)ld_lm_config_num_params(pc) / 1e6,
-            (long long)pc->n_layers, (long long)pc->hidden_size, (long long)pc->vocab_size,
-            (long long)(r.cfg.train.batch_size * r.cfg.train.seq_len * r.cfg.train.grad_accum),
-            (long long)r.cfg.train.batch_size, (long long)r.cfg.train.seq_len, (long long)r.cfg.train.grad_accum,
-            r.cfg.precision, ld_ctx_threads(r.ctx));
-    }
-    if (r.teacher) {
-        const ld_lm_config *tc = ld_lm_config_of(ld_teacher_model(r.teacher));
-        fprintf(stderr, "liandan: distilling from %s (%.2fM parameters, %lld layers x %lld wide) | temperature %g | "
-                        "alpha %g (soft share of the loss)\n",
-                r.cfg.teacher, (double)ld_lm_config_num_params(tc) / 1e6, (long long)tc->n_layers,
-                (long long)tc->hidden_size, (double)r.cfg.temperature, (double)r.cfg.alpha);
-    }
-    if (found) fprintf(stderr, "liandan: resumed at step %lld\n", (long long)ld_trainer_step(t));
-    else if (a->resume) fprintf(stderr, "liandan: no checkpoint in %s/checkpoints: starting from step 0\n", r.cfg.out_dir);
-    g_stop = 0;
+    r.info = ld_train_job_info_of(r.job);
+    r.tok = ld_train_job_tokenizer(r.job);
+    print_info(r.info);
+    g_job = r.job;
     signal(SIGINT, on_sigint);
-    ld_status st = ld_trainer_run(t, progress, &r, &g_stop);
+    ld_status st = ld_train_job_run(r.job, a->resume, progress, &r);
     signal(SIGINT, SIG_DFL);
+    g_job = NULL;
     if (st == LD_ERR_INTERRUPTED) {
-        fprintf(stderr, "\nliandan: stopped at step %lld with a checkpoint; continue with --resume\n",
-                (long long)ld_trainer_step(t));
+        fprintf(stderr, "\nliandan: stopped with a checkpoint; continue with --resume\n");
         rc = 130;
         goto out;
     }
@@ -345,34 +229,24 @@ train:;
         rc = ld_cli_fail(r.ctx, "training");
         goto out;
     }
-    char dir[1200];
-    snprintf(dir, sizeof dir, "%s/model", r.cfg.out_dir);
-    if (r.enc) {
-        if (ld_encoder_save(r.enc, dir) || ld_encoder_save_tokenizer(r.enc, r.tok, dir)) {
-            rc = ld_cli_fail(r.ctx, "saving the model");
-            goto out;
-        }
-        fprintf(stderr, "liandan: done. The encoder is in %s/model. Next:\n"
-                        "  liandan fill-mask %s/model \"...<mask>...\"   the likeliest tokens at masks\n"
-                        "  liandan eval mlm %s/model --data HELD_OUT   masked-token accuracy vs unigram\n",
-                r.cfg.out_dir, r.cfg.out_dir, r.cfg.out_dir);
-        goto out;
-    }
-    if ((rc = ld_cli_save_model_dir(r.ctx, r.m, r.tok, dir))) goto out;
-    fprintf(stderr, "liandan: done. The model is in %s/model. Next:\n"
-                    "  liandan generate %s/model \"...\"      continue a prompt\n"
-                    "  liandan plot %s                      loss curves as SVG\n",
-            r.cfg.out_dir, r.cfg.out_dir, r.cfg.out_dir);
+    const char *outdir = ld_train_job_output(r.job);
+    if (r.info->mlm)
+        fprintf(stderr, "liandan: done. The encoder is in %s. Next:\n"
+                        "  liandan fill-mask %s \"...<mask>...\"   the likeliest tokens at masks\n"
+                        "  liandan eval mlm %s --data HELD_OUT   masked-token accuracy vs unigram\n",
+                outdir, outdir, outdir);
+    else if (r.info->kind == LD_JOB_FINETUNE && strstr(outdir, "/adapter"))
+        fprintf(stderr, "liandan: done. The adapter is in %s. Next:\n"
+                        "  liandan eval tasks %s --adapter %s --tasks ...   evaluate it\n"
+                        "  liandan export hf %s --adapter %s -o DIR          the base with a LoRA merged in\n",
+                outdir, r.info->base, outdir, r.info->base, outdir);
+    else
+        fprintf(stderr, "liandan: done. The model is in %s. Next:\n"
+                        "  liandan generate %s \"...\"      continue a prompt\n"
+                        "  liandan plot %s                      loss curves as SVG\n",
+                outdir, outdir, r.info->out_dir);
 out:
-    ld_trainer_free(t);
-    ld_teacher_free(r.teacher);
-    ld_batch_sampler_free(train);
-    ld_batch_sampler_free(val);
-    ld_lm_free(r.m);
-    ld_encoder_free(r.enc);
-    ld_mlm_source_free(r.mlm_train);
-    ld_mlm_source_free(r.mlm_val);
-    ld_tokenizer_free(r.tok);
+    ld_train_job_free(r.job);
     ld_free(r.ctx, text);
     ld_ctx_free(r.ctx);
     free(overrides);

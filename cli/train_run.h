@@ -1,6 +1,5 @@
-/* cli/train_run.h — the training driver `liandan pretrain` and `liandan distill` share:
- * their common options, and the run itself (config, tokenizer, model, data, trainer with
- * checkpoints and resume, progress line, sample generations, the final model directory). */
+/* cli/train_run.h — what `liandan pretrain`, `distill` and `finetune` share: their common
+ * options, and running the library's training job (ld_train_job) with a progress line. */
 #ifndef LD_CLI_TRAIN_RUN_H
 #define LD_CLI_TRAIN_RUN_H
 
@@ -10,8 +9,11 @@
 
 #include "opt.h"
 
+typedef enum ld_train_run_kind { LD_TRAIN_RUN_PRETRAIN = 0, LD_TRAIN_RUN_DISTILL, LD_TRAIN_RUN_FINETUNE } ld_train_run_kind;
+
 typedef struct ld_train_run_args {
-    const char *cmd;    /* "pretrain" or "distill": names the command in messages */
+    const char *cmd;    /* "pretrain", "distill" or "finetune": names the command in messages */
+    ld_train_run_kind kind;
     const char *config; /* the config file */
     ld_cli_list sets;   /* --set key=value, applied over the config in order */
     ld_cli_list extra;  /* key=value the options make (owned: malloc'd), applied after `sets` */
@@ -19,10 +21,9 @@ typedef struct ld_train_run_args {
     int64_t max_steps;  /* --max-steps (0: the config's) */
     int threads;
     bool resume, quiet;
-    bool distill;       /* a teacher is required (and only then allowed) */
 } ld_train_run_args;
 
-/* The options both commands take, as a table over a (join with LD_CLI_GROUP). */
+/* The options the commands share, as a table over a (join with LD_CLI_GROUP). */
 #define LD_TRAIN_RUN_OPTS 8
 void ld_train_run_opts(ld_train_run_args *a, ld_cli_opt t[LD_TRAIN_RUN_OPTS]);
 /* Adds the override key=value (value quoted as a JSON string when `quote`); 1 when out of memory. */

@@ -16,9 +16,9 @@ static ld_lm *model;
 static ld_trainer *trainer;
 static char dir[64] = "/tmp/liandan-fuzz-ckpt-XXXXXX";
 
-static ld_status next(void *u, int32_t *tokens, int64_t B, int64_t T) {
+static ld_status next(void *u, ld_batch *b) {
     (void)u;
-    for (int64_t i = 0; i < B * (T + 1); i++) tokens[i] = (int32_t)(i % 7);
+    for (int64_t i = 0; i < b->B * b->T; i++) b->inputs[i] = (int32_t)(i % 7), b->targets[i] = (int32_t)((i + 1) % 7);
     return LD_OK;
 }
 static ld_status save(void *u, char **out) {

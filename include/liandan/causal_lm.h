@@ -96,6 +96,14 @@ const char *ld_lm_chat_template(const ld_lm *m);
  * matrices). Either may be NULL. */
 void ld_lm_weight_memory(const ld_lm *m, size_t *mapped, size_t *copied);
 
+/* Opens a model directory (and its tokenizer.json) or a GGUF file (model and tokenizer),
+ * whichever path is, for training (trainable: F32 copies). Errors as the loaders', and a
+ * tokenizer larger than the model's vocab. */
+ld_status ld_lm_open(ld_ctx *ctx, const char *path, ld_lm **m, ld_tokenizer **tok);
+/* The same with load parameters (NULL = defaults: in place, for inference; a model read in
+ * place still trains under an adapter: QLoRA). */
+ld_status ld_lm_open_ex(ld_ctx *ctx, const char *path, const ld_lm_load_params *p, ld_lm **m, ld_tokenizer **tok);
+
 /* ---- GGUF (llama.cpp's format) ------------------------------------------------------
  * Architectures "llama" (also for Mistral), "qwen2" and "gpt2" with llama.cpp's tensor names,
  * keys and layouts (docs/formats/gguf-models.md) and the tokenizer as tokenizer.ggml.*. */

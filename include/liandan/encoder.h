@@ -80,6 +80,7 @@ typedef struct ld_encoder ld_encoder;
 typedef enum ld_pooling {
     LD_POOL_CLS = 0,  /* the first position's hidden state (BERT's [CLS], ESM's <cls>) */
     LD_POOL_MEAN = 1, /* the average over each row's real tokens (special tokens included) */
+    LD_POOL_LAST = 2, /* the last real token's (a causal LM's classification head, liandan/adapter.h) */
 } ld_pooling;
 
 /* Builds the model with freshly initialised parameters (BERT conventions: N(0, std) for

@@ -8,6 +8,7 @@
 #include "liandan/io.h"
 #include "liandan/nn.h"
 #include "liandan/causal_lm.h"
+#include "liandan/adapter.h"
 #include "liandan/encoder.h"
 #include "liandan/probe.h"
 #include "liandan/infer.h"

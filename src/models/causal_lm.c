@@ -1,5 +1,6 @@
 /* models/causal_lm.c — the decoder-only transformer: parameters with Hugging Face names,
- * initialisation, and the forward pass recorded on the tape (backward comes from the tape). */
+ * initialisation, and the forward pass recorded on the tape (backward comes from the tape),
+ * with an attached adapter's LoRA branches and prompt rows (models/adapter.c). */
 #define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdio.h>
@@ -213,6 +214,7 @@ ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm *
 
 void ld_lm_free(ld_lm *m) {
     if (!m) return;
+    if (m->adapter) lm_adapter_detach(m->adapter);
     for (int i = 0; i < m->n_forms; i++)
         if (m->forms[i].owned) ld_free(m->ctx, (void *)m->forms[i].data);
     ld_free(m->ctx, m->forms);
@@ -309,40 +311,49 @@ ld_params *ld_lm_params(ld_lm *m) {
         if (st_) return st_;                                                             \
     } while (0)
 
+/* x W^T + b: W from its F32 parameter, or — a frozen matrix without F32 values — from the
+ * block form the model keeps (a quantized base: QLoRA); then the attached LoRA, if any. */
+static ld_status linear(ld_lm *m, ld_tape *t, const ld_tensor *x, ld_tensor *w, ld_tensor *b, bool w_kn, ld_tensor **y) {
+    ld_frozen_matrix fm;
+    if (lm_frozen_form(m, w, &fm)) TRY(ld_op_linear_frozen(t, x, &fm, b, y));
+    else TRY(ld_op_linear(t, x, w, b, w_kn, y));
+    return m->adapter ? lm_adapter_lora(m->adapter, t, x, w, y) : LD_OK;
+}
+
 static ld_status attention_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *h, ld_tensor **out) {
     const ld_lm_config *c = &m->cfg;
     int64_t C = c->hidden_size;
     ld_tensor *q, *k, *v, *a;
     if (c->arch == LD_ARCH_LLAMA) {
         ld_tensor *q2, *k2, *v2;
-        TRY(ld_op_linear(t, h, L->q, L->q_b, false, &q2));
-        TRY(ld_op_linear(t, h, L->k, L->k_b, false, &k2));
-        TRY(ld_op_linear(t, h, L->v, L->v_b, false, &v2));
+        TRY(linear(m, t, h, L->q, L->q_b, false, &q2));
+        TRY(linear(m, t, h, L->k, L->k_b, false, &k2));
+        TRY(linear(m, t, h, L->v, L->v_b, false, &v2));
         TRY(ld_op_rope(t, q2, c->n_heads, 0, c->rope_theta, &q));
         TRY(ld_op_rope(t, k2, c->n_kv_heads, 0, c->rope_theta, &k));
         v = v2;
     } else {
         ld_tensor *qkv;
-        TRY(ld_op_linear(t, h, L->qkv, L->qkv_b, true, &qkv));
+        TRY(linear(m, t, h, L->qkv, L->qkv_b, true, &qkv));
         TRY(ld_op_slice_cols(t, qkv, 0, C, &q));
         TRY(ld_op_slice_cols(t, qkv, C, C, &k));
         TRY(ld_op_slice_cols(t, qkv, 2 * C, C, &v));
     }
     TRY(ld_op_attention(t, q, k, v, c->n_heads, c->n_kv_heads, true, NULL, &a));
-    return ld_op_linear(t, a, L->o, L->o_b, c->arch == LD_ARCH_GPT2, out);
+    return linear(m, t, a, L->o, L->o_b, c->arch == LD_ARCH_GPT2, out);
 }
 
 static ld_status mlp_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *h, ld_tensor **out) {
     ld_tensor *g, *u, *a;
     if (m->cfg.arch == LD_ARCH_LLAMA) {
-        TRY(ld_op_linear(t, h, L->gate, NULL, false, &g));
-        TRY(ld_op_linear(t, h, L->up, NULL, false, &u));
+        TRY(linear(m, t, h, L->gate, NULL, false, &g));
+        TRY(linear(m, t, h, L->up, NULL, false, &u));
         TRY(ld_op_swiglu(t, g, u, &a));
-        return ld_op_linear(t, a, L->down, NULL, false, out);
+        return linear(m, t, a, L->down, NULL, false, out);
     }
-    TRY(ld_op_linear(t, h, L->up, L->up_b, true, &u));
+    TRY(linear(m, t, h, L->up, L->up_b, true, &u));
     TRY(ld_op_gelu(t, u, &a));
-    return ld_op_linear(t, a, L->down, L->down_b, true, out);
+    return linear(m, t, a, L->down, L->down_b, true, out);
 }
 
 static ld_status norm(ld_lm *m, ld_tape *t, ld_tensor *x, ld_tensor *w, ld_tensor *b, ld_tensor **out) {
@@ -350,31 +361,37 @@ static ld_status norm(ld_lm *m, ld_tape *t, ld_tensor *x, ld_tensor *w, ld_tenso
     return ld_op_layernorm(t, x, w, b, m->cfg.norm_eps, out);
 }
 
-ld_status ld_lm_forward(ld_lm *m, ld_tape *t, const int32_t *ids, const int32_t *targets, int64_t B, int64_t T,
-                        ld_tensor **logits, ld_tensor **loss) {
+ld_status lm_forward_hidden(ld_lm *m, ld_tape *t, const int32_t *ids, int64_t B, int64_t T, ld_tensor **hidden) {
     if (!m || !t || !ids) return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_lm_forward: NULL argument");
-    if (m->in_place)
+    if (m->in_place && !m->adapter) /* with an adapter the frozen base is read from its forms (QLoRA) */
         return ld_error(m->ctx, LD_ERR_STATE, "the model was loaded for inference (weights read in place from the "
                                               "file): load it for training to run a training forward");
     const ld_lm_config *c = &m->cfg;
-    if (B <= 0 || T <= 0 || T > c->max_position)
-        return ld_error(m->ctx, LD_ERR_SHAPE, "batch %lld x %lld tokens: length must be in 1..%lld (max_position)",
-                        (long long)B, (long long)T, (long long)c->max_position);
+    int64_t P = m->adapter ? lm_adapter_prompt_len(m->adapter) : 0, Tp = P + T;
+    if (B <= 0 || T <= 0 || Tp > c->max_position)
+        return ld_error(m->ctx, LD_ERR_SHAPE, "batch %lld x %lld tokens%s: length must be in 1..%lld (max_position%s)",
+                        (long long)B, (long long)T, P ? " after the prompt" : "", (long long)(c->max_position - P),
+                        P ? " minus the virtual tokens" : "");
     ld_tensor *x, *h, *e;
-    TRY(ld_op_embedding(t, ids, B * T, m->wte, &e));
+    ld_frozen_matrix fm;
+    if (lm_frozen_form(m, m->wte, &fm)) TRY(ld_op_embedding_frozen(t, ids, B * T, &fm, &e));
+    else TRY(ld_op_embedding(t, ids, B * T, m->wte, &e));
+    TRY(ld_op_reshape(t, e, 3, (int64_t[]){B, T, c->hidden_size}, &x));
+    if (P) TRY(lm_adapter_prompt(m->adapter, t, x, -1, &x)); /* [B, P + T, C] */
     if (c->arch == LD_ARCH_GPT2) {
         /* learned positions: position ids t for every row of every batch element */
-        int32_t *pos = ld_arena_alloc(t->act, (size_t)(B * T) * sizeof(int32_t));
+        int32_t *pos = ld_arena_alloc(t->act, (size_t)(B * Tp) * sizeof(int32_t));
         if (!pos) return ld_ctx_status(m->ctx);
-        for (int64_t i = 0; i < B * T; i++) pos[i] = (int32_t)(i % T);
-        ld_tensor *p;
-        TRY(ld_op_embedding(t, pos, B * T, m->wpe, &p));
-        TRY(ld_op_add(t, e, p, &e));
+        for (int64_t i = 0; i < B * Tp; i++) pos[i] = (int32_t)(i % Tp);
+        ld_tensor *p, *p3;
+        TRY(ld_op_embedding(t, pos, B * Tp, m->wpe, &p));
+        TRY(ld_op_reshape(t, p, 3, (int64_t[]){B, Tp, c->hidden_size}, &p3));
+        TRY(ld_op_add(t, x, p3, &x));
     }
-    TRY(ld_op_reshape(t, e, 3, (int64_t[]){B, T, c->hidden_size}, &x));
     for (int l = 0; l < c->n_layers; l++) {
         const lm_layer *L = &m->layers[l];
         ld_tensor *o;
+        if (P && l > 0) TRY(lm_adapter_prompt(m->adapter, t, x, l, &x)); /* per-layer prompts, when there are */
         TRY(norm(m, t, x, L->ln1_w, L->ln1_b, &h));
         TRY(attention_block(m, t, L, h, &o));
         TRY(ld_op_add(t, x, o, &x));
@@ -383,8 +400,18 @@ ld_status ld_lm_forward(ld_lm *m, ld_tape *t, const int32_t *ids, const int32_t 
         TRY(ld_op_add(t, x, o, &x));
     }
     TRY(norm(m, t, x, m->lnf_w, m->lnf_b, &h));
-    ld_tensor *lg;
-    TRY(ld_op_linear(t, h, m->lm_head, NULL, false, &lg));
+    if (P) TRY(ld_op_rows_drop(t, h, P, &h));
+    *hidden = h;
+    return LD_OK;
+}
+
+ld_status ld_lm_forward(ld_lm *m, ld_tape *t, const int32_t *ids, const int32_t *targets, int64_t B, int64_t T,
+                        ld_tensor **logits, ld_tensor **loss) {
+    ld_tensor *h, *lg;
+    TRY(lm_forward_hidden(m, t, ids, B, T, &h));
+    ld_frozen_matrix fm;
+    if (lm_frozen_form(m, m->lm_head, &fm)) TRY(ld_op_linear_frozen(t, h, &fm, NULL, &lg));
+    else TRY(ld_op_linear(t, h, m->lm_head, NULL, false, &lg));
     if (logits) *logits = lg;
     if (targets && loss) TRY(ld_op_cross_entropy(t, lg, targets, -100, loss, NULL));
     return LD_OK;

@@ -40,6 +40,7 @@ struct ld_lm {
     struct ld_st_set *st_set; /* the same for a model directory's safetensors */
     bool file_backed;         /* the mapping is a file's: pages may be given back (lm_release) */
     char *chat_template;      /* the file's Jinja chat template, or NULL */
+    struct ld_adapter *adapter; /* attached adapter (models/adapter.c), or NULL */
 };
 
 /* How parameters are created (lm_build). */
@@ -71,5 +72,38 @@ void lm_rope_unpermute(float *x, int64_t M, int64_t n_heads, int64_t D, float *t
 /* Gives the pages of [p, p + bytes) back to the file (they are read again if touched):
  * called once a session holds a weight in another form. No-op unless file-backed. */
 void lm_release(const ld_lm *m, const void *p, size_t bytes);
+
+/* true (and *out filled) when the training forward reads frozen parameter w from its form:
+ * w has no F32 values of its own (a base loaded in place, e.g. a quantized GGUF under an
+ * adapter: QLoRA) and its form is [N, K] rows of a type the codecs decode. */
+bool lm_frozen_form(const ld_lm *m, const ld_tensor *w, ld_frozen_matrix *out);
+/* Forms whose q/k rows are in llama.cpp's interleaved RoPE order get owned copies in HF's
+ * order (the training forward and LoRA work in HF's order; inference reads either). */
+ld_status lm_forms_hf_order(ld_lm *m);
+
+/* For writing tensors that act on parameter `param` in m's GGUF export (LoRA adapters): its
+ * GGUF name, the GGUF architecture, and when its output rows are reordered for llama.cpp's
+ * RoPE layout (q/k of llama) the head size (else 0). False when the export has no such
+ * tensor. lm_gguf_rope_rows applies that reordering to `rows` rows of row_bytes. */
+bool lm_gguf_export_rows(const ld_lm *m, const char *param, char *name, size_t cap, const char **arch,
+                         int64_t *rope_head_dim);
+void lm_gguf_rope_rows(void *dst, const void *src, int64_t rows, int64_t head_dim, size_t row_bytes);
+
+/* The forward up to the final norm: hidden [B, T, C] for ids [B * T] (an attached prompt
+ * adapter's virtual positions already dropped). */
+ld_status lm_forward_hidden(ld_lm *m, ld_tape *t, const int32_t *ids, int64_t B, int64_t T, ld_tensor **hidden);
+
+/* What the forward asks of an attached adapter (models/adapter.c). */
+struct ld_adapter;
+/* Adds the LoRA branch of base matrix w (if it has one and is not merged) to *y, the base
+ * product of x. */
+ld_status lm_adapter_lora(struct ld_adapter *a, ld_tape *t, const ld_tensor *x, const ld_tensor *w, ld_tensor **y);
+/* The model is going away: the adapter forgets it (ld_adapter_free then only frees). */
+void lm_adapter_detach(struct ld_adapter *a);
+/* Virtual tokens P (0 without prompt tuning). */
+int64_t lm_adapter_prompt_len(const struct ld_adapter *a);
+/* layer < 0: x [B, T, C] -> [B, P + T, C] with the prompt in front; layer >= 1: x with its
+ * first P positions replaced by that layer's prompt (unchanged without per-layer prompts). */
+ld_status lm_adapter_prompt(struct ld_adapter *a, ld_tape *t, ld_tensor *x, int layer, ld_tensor **y);
 
 #endif

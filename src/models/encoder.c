@@ -495,10 +495,11 @@ bool ld_pooling_from_name(const char *name, ld_pooling *out) {
     if (!name) return false;
     if (!strcmp(name, "cls")) *out = LD_POOL_CLS;
     else if (!strcmp(name, "mean")) *out = LD_POOL_MEAN;
+    else if (!strcmp(name, "last")) *out = LD_POOL_LAST;
     else return false;
     return true;
 }
 
 const char *ld_pooling_name(ld_pooling p) {
-    return p == LD_POOL_MEAN ? "mean" : "cls";
+    return p == LD_POOL_MEAN ? "mean" : p == LD_POOL_LAST ? "last" : "cls";
 }

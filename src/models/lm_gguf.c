@@ -538,6 +538,39 @@ ld_status ld_lm_load_gguf_memory(ld_ctx *ctx, const char *name, const void *data
     return st ? st : load_from(ctx, g, name, p ? p : &dp, false, out, tok);
 }
 
+bool lm_frozen_form(const ld_lm *m, const ld_tensor *w, ld_frozen_matrix *out) {
+    if (w->data || (w->flags & LD_TENSOR_TRAINABLE) || w->ndim != 2) return false;
+    const lm_form *f = lm_form_of(m, w);
+    if (!f || f->kn || f->rope_perm) return false; /* lm_forms_hf_order puts q/k rows back first */
+    bool kn = m->cfg.arch == LD_ARCH_GPT2 && w != m->wte; /* Conv1D parameters are [K, N]; forms [N, K] */
+    int64_t N = kn ? w->shape[1] : w->shape[0], K = kn ? w->shape[0] : w->shape[1];
+    size_t rb;
+    if (ld_dtype_row_bytes(f->dtype, K, &rb)) return false;
+    *out = (ld_frozen_matrix){.dtype = f->dtype, .data = f->data, .N = N, .K = K, .row_bytes = rb,
+                              .decode = ld_dequantize, .name = w->name};
+    return true;
+}
+
+ld_status lm_forms_hf_order(ld_lm *m) {
+    const int64_t D = xf_head_dim(&m->cfg);
+    for (int i = 0; i < m->n_forms; i++) {
+        const lm_form f = m->forms[i];
+        if (!f.rope_perm || f.kn) continue;
+        int64_t N = f.w->shape[0], K = f.w->shape[1];
+        size_t rb;
+        ld_status st = ld_dtype_row_bytes(f.dtype, K, &rb);
+        if (st) return st;
+        void *rows = ld_alloc(m->ctx, (size_t)N * rb);
+        if (!rows) return ld_ctx_status(m->ctx);
+        lm_rope_permute(rows, f.data, N / D, D, rb, false);
+        if ((st = lm_set_form(m, f.w, f.dtype, rows, false, false, true))) {
+            ld_free(m->ctx, rows);
+            return st;
+        }
+    }
+    return LD_OK;
+}
+
 bool ld_lm_gguf_sniff(const char *path) {
     FILE *f = fopen(path, "rb");
     char magic[4] = {0};
@@ -550,6 +583,20 @@ bool ld_lm_is_quantized(const ld_lm *m) {
     for (int i = 0; m && i < m->n_forms; i++)
         if (ld_dtype_traits(m->forms[i].dtype)->block_size > 1) return true;
     return false;
+}
+
+bool lm_gguf_export_rows(const ld_lm *m, const char *param, char *name, size_t cap, const char **arch,
+                         int64_t *rope_head_dim) {
+    const lm_gguf_arch *a = arch_for_family(m->cfg.family);
+    lm_xform xf;
+    if (!a || !gguf_name_of(a, param, name, cap, &xf)) return false;
+    *arch = a->name;
+    *rope_head_dim = xf == XF_ROPE_Q || xf == XF_ROPE_K ? xf_head_dim(&m->cfg) : 0;
+    return true;
+}
+
+void lm_gguf_rope_rows(void *dst, const void *src, int64_t rows, int64_t head_dim, size_t row_bytes) {
+    lm_rope_permute(dst, src, rows / head_dim, head_dim, row_bytes, true);
 }
 
 bool ld_lm_gguf_tensor_name(const ld_lm *m, const char *param, char *out, size_t cap) {

@@ -1,8 +1,10 @@
 /* train/checkpoint.c — training checkpoints (docs/formats/checkpoint.md):
  *
- *   OUT/checkpoints/step-0000120/model.safetensors       parameters (HF names)
+ *   OUT/checkpoints/step-0000120/model.safetensors       parameters (HF names; absent when the base is frozen)
+ *                               adapter.safetensors     an adapter's parameters (when one trains)
  *                               optimizer.safetensors   AdamW m and v ("<name>.exp_avg[_sq]")
- *                               trainer_state.json      step, data cursor, RNG seed, loss state
+ *                               best.safetensors        early stopping: the best evaluation's trainable weights
+ *                               trainer_state.json      step, data cursor, RNG seed, loss and early-stopping state
  *   OUT/checkpoints/latest                              "step-0000120\n"
  *
  * A checkpoint is a directory written as a whole (ld_dir_txn: a temporary sibling, fsynced,
@@ -28,6 +30,44 @@
 
 #define CKPT_STATE_VERSION 1
 
+/* Early stopping's best weights (trainable parameters, concatenated in t->best_weights) to
+ * or from a safetensors file under the parameters' names. */
+static ld_status best_io(ld_trainer *t, const char *path, bool read) {
+    ld_ctx *ctx = t->ctx;
+    int n = 0;
+    for (int s = 0; s < t->n_sets; s++) n += ld_params_count(t->sets[s]);
+    ld_st_write_tensor *w = ld_calloc(ctx, (size_t)n + 1, sizeof *w);
+    if (!w) return ld_ctx_status(ctx);
+    ld_safetensors *sf = NULL;
+    ld_status st = read ? ld_safetensors_open(ctx, path, &sf) : LD_OK;
+    int k = 0;
+    int64_t off = 0;
+    for (int s = 0; s < t->n_sets && !st; s++)
+        for (int i = 0; i < ld_params_count(t->sets[s]) && !st; i++) {
+            ld_tensor *x = ld_params_at(t->sets[s], i);
+            if (!(x->flags & LD_TENSOR_TRAINABLE)) continue;
+            float *dst = t->best_weights + off;
+            off += ld_tensor_numel(x);
+            if (!read) {
+                w[k++] = (ld_st_write_tensor){.name = x->name, .dtype = LD_F32, .ndim = x->ndim, .shape = x->shape,
+                                              .data = dst};
+                continue;
+            }
+            const ld_tensor_info *info;
+            if ((st = ld_safetensors_get(ctx, sf, x->name, &info))) break;
+            if (info->dtype != LD_F32 || info->nbytes != (size_t)ld_tensor_numel(x) * sizeof(float))
+                st = ld_error(ctx, LD_ERR_SHAPE, "%s: tensor '%s' does not match the parameter", path, x->name);
+            else memcpy(dst, info->data, info->nbytes);
+        }
+    if (!read && !st) {
+        ld_str_pair meta[] = {{"format", "pt"}};
+        st = ld_safetensors_write(ctx, path, w, (size_t)k, meta, 1);
+    }
+    ld_safetensors_close(sf);
+    ld_free(ctx, w);
+    return st;
+}
+
 /* The trainer state as JSON (malloc'd). */
 static char *state_json(ld_trainer *t) {
     cJSON *o = cJSON_CreateObject();
@@ -43,6 +83,9 @@ static char *state_json(ld_trainer *t) {
     char rl[64];
     snprintf(rl, sizeof rl, "%a", t->running_loss);
     cJSON_AddStringToObject(o, "running_loss", rl);
+    snprintf(rl, sizeof rl, "%a", t->best_metric);
+    cJSON_AddStringToObject(o, "best_metric", rl);
+    cJSON_AddNumberToObject(o, "bad_evals", (double)t->bad_evals);
     char *cursor = NULL;
     if (t->train.save && t->train.save(t->train.user, &cursor) == LD_OK && cursor) {
         cJSON *c = cJSON_Parse(cursor);
@@ -95,9 +138,13 @@ ld_status ld_trainer_checkpoint(ld_trainer *t) {
     if (st) return st;
     const char *dir = ld_dir_txn_path(tx);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (!st) st = ld_ckpt_write_params(ctx, path, t->params, NULL, 0);
+    if (!st && t->base_trainable) st = ld_ckpt_write_params(ctx, path, t->params, NULL, 0);
+    snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
+    if (!st && t->adapter) st = ld_ckpt_write_params(ctx, path, ld_adapter_params(t->adapter), NULL, 0);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if (!st) st = ld_ckpt_write_params(ctx, path, t->params, t->opt, 1);
+    if (!st) st = ld_ckpt_write_sets(ctx, path, t->sets, t->n_sets, t->opt, 1);
+    snprintf(path, sizeof path, "%s/best.safetensors", dir);
+    if (!st && t->best_weights && !isnan(t->best_metric)) st = best_io(t, path, false);
     char *js = st ? NULL : state_json(t);
     if (!st && !js) st = ld_error(ctx, LD_ERR_NOMEM, "checkpoint: out of memory");
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
@@ -169,9 +216,15 @@ static ld_status load_checkpoint(ld_trainer *t, const char *dir) {
         return ld_error(ctx, LD_ERR_FORMAT, "%s: missing or invalid step / optimizer_steps / running_loss / data_cursor", path);
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if ((st = ld_ckpt_read_params(ctx, path, t->params, NULL, 0))) goto done;
+    if (t->base_trainable && (st = ld_ckpt_read_params(ctx, path, t->params, NULL, 0))) goto done;
+    snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
+    if (t->adapter && (st = ld_ckpt_read_params(ctx, path, ld_adapter_params(t->adapter), NULL, 0))) goto done;
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if ((st = ld_ckpt_read_params(ctx, path, t->params, t->opt, 1))) goto done;
+    if ((st = ld_ckpt_read_sets(ctx, path, t->sets, t->n_sets, t->opt, 1))) goto done;
+    const cJSON *bm = cJSON_GetObjectItem(o, "best_metric"), *bad = cJSON_GetObjectItem(o, "bad_evals");
+    double best = cJSON_IsString(bm) ? strtod(bm->valuestring, NULL) : NAN;
+    snprintf(path, sizeof path, "%s/best.safetensors", dir);
+    if (t->best_weights && !isnan(best) && (st = best_io(t, path, true))) goto done;
     if (cursor && t->train.restore) {
         char *c = cJSON_PrintUnformatted(cursor);
         st = c ? t->train.restore(t->train.user, c) : ld_error(ctx, LD_ERR_NOMEM, "out of memory");
@@ -181,7 +234,9 @@ static ld_status load_checkpoint(ld_trainer *t, const char *dir) {
             goto done;
         }
     }
-    ld_params_refresh_bf16(t->params);
+    for (int i = 0; i < t->n_sets; i++) ld_params_refresh_bf16(t->sets[i]);
+    t->best_metric = t->best_weights ? best : NAN;
+    t->bad_evals = cJSON_IsNumber(bad) && bad->valuedouble >= 0 ? (int64_t)bad->valuedouble : 0;
     t->step = (int64_t)step->valuedouble;
     ld_adamw_set_steps(t->opt, (int64_t)opt_steps->valuedouble);
     t->running_loss = running;

@@ -12,4 +12,10 @@ ld_status ld_ckpt_write_params(ld_ctx *ctx, const char *path, ld_params *p, ld_a
  * the right dtype (F32) and shape, and nothing else may be in the file. */
 ld_status ld_ckpt_read_params(ld_ctx *ctx, const char *path, ld_params *p, ld_adamw *opt, int which);
 
+/* The same over several parameter sets in one file (a base model's and an adapter's). */
+ld_status ld_ckpt_write_sets(ld_ctx *ctx, const char *path, ld_params *const *sets, int n_sets, ld_adamw *opt,
+                             int which);
+ld_status ld_ckpt_read_sets(ld_ctx *ctx, const char *path, ld_params *const *sets, int n_sets, ld_adamw *opt,
+                            int which);
+
 #endif

@@ -1,11 +1,13 @@
-/* train/train_config.h — the training config file: everything `liandan pretrain` and
- * `liandan distill` need. */
+/* train/train_config.h — the training config file: everything `liandan pretrain`,
+ * `liandan distill` and `liandan finetune` need (docs/training.md lists the keys). */
 #ifndef LD_TRAIN_CONFIG_H
 #define LD_TRAIN_CONFIG_H
 
+#include "liandan/adapter.h"
 #include "liandan/causal_lm.h"
 #include "liandan/encoder.h"
 #include "liandan/train.h"
+#include "train/ft_data.h"
 
 #define LD_TRAIN_MAX_PROMPTS 8
 /* Distillation defaults (docs/training.md, "Distillation", has the measurement behind them). */
@@ -31,9 +33,31 @@ typedef struct ld_train_config {
     bool mlm;
     ld_encoder_config encoder;
     ld_mlm_params mlm_params; /* "mask_prob", "whole_word", "bucket" */
+    double peak_gflops;         /* the machine's FMA peak for MFU (0 = not reported) */
+    /* fine-tuning */
+    char base[1024];            /* the pretrained model (directory or GGUF) */
+    char method[16];            /* "full", "lora", "prompt" */
+    ld_adapter_config adapter;  /* LoRA / prompt / head settings (method and n_labels set by the job) */
+    ld_ft_data_config data;
+    char data_train[1024], data_val[1024];
+    double val_fraction;        /* held out of data.train when there is no data.val */
+    bool packing;               /* text / chat rows packed back to back (default: text yes, chat no) */
+    bool has_packing;
+    ld_ft_labels labels;        /* classification labels given by the config (fixed), or none */
+    double epochs;              /* > 0: max_steps from the training set's size */
+    bool has_max_steps, has_warmup, has_decay, has_eval_batches; /* given by the config (not defaults) */
+    /* continual learning ("stages" are split off by the job; these apply between them) */
+    char name[64];              /* a stage's name */
+    double replay;              /* share of each batch's rows from earlier stages' training data */
+    char regularizer[8];        /* "none", "l2sp", "ewc" */
+    float reg_lambda;
+    int64_t fisher_batches;     /* EWC: batches of the previous stage's data for the Fisher information */
+    bool adapter_per_stage;     /* a new adapter for every stage (earlier ones are kept, not trained) */
 } ld_train_config;
 
 ld_train_config ld_train_config_default(void);
+/* Frees what a parsed config holds (label names). */
+void ld_train_config_clear(ld_train_config *c);
 /* Parses the config text (NULL = empty config) with `overrides` ("key=value", dotted keys
  * reach into objects: "model.hidden_size=512") applied first. */
 ld_status ld_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const char *path,

@@ -1,7 +1,8 @@
-/* train/trainer.c — the training loop (pretraining, or distillation when a teacher is set):
- * gradient accumulation, the one place gradients would be all-reduced across data-parallel
- * ranks, global-norm clipping, the NaN / loss-spike guard, AdamW, learning-rate schedule,
- * validation, metrics.jsonl and checkpoints. */
+/* train/trainer.c — the training loop (pretraining and fine-tuning of a model and/or its
+ * adapter, or distillation when a teacher is set): gradient accumulation, the one place
+ * gradients would be all-reduced across data-parallel ranks, global-norm clipping, the NaN /
+ * loss-spike guard, AdamW, learning-rate schedule, validation (loss, accuracy of a
+ * classification head), early stopping, metrics.jsonl and checkpoints. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,15 +16,25 @@ ld_train_params ld_train_default_params(void) {
     ld_train_params p = {.batch_size = 8, .seq_len = 128, .grad_accum = 1, .max_steps = 1000,
                          .schedule = {.kind = LD_LR_COSINE, .lr = 1e-3f, .min_lr = 1e-4f, .warmup_steps = 100,
                                       .max_steps = 1000, .decay_steps = 0},
-                         .optim = ld_adamw_default_config(), .eval_every = 100, .eval_batches = 8,
+                         .optim = ld_adamw_default_config(), .eval_every = 100, .eval_batches = 8, .early_stopping = 0,
                          .checkpoint_every = 200, .keep_last = 2, .log_every = 1, .spike_factor = 0.0f, .seed = 1,
                          .out_dir = "run"};
     return p;
 }
 
+/* mkdir -p: the directory and any missing parents. */
 static ld_status make_dir(ld_ctx *ctx, const char *path) {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return ld_error(ctx, LD_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
+    char p[LD_TRAIN_PATH_MAX];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return ld_error(ctx, LD_ERR_IO, "cannot create directory %s: %s", p, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return ld_error(ctx, LD_ERR_IO, "cannot create directory %s: %s", p, strerror(errno));
     return LD_OK;
 }
 
@@ -40,20 +51,33 @@ static ld_status check_params(ld_ctx *ctx, const ld_train_params *p, int64_t max
     return LD_OK;
 }
 
-/* What every trainer has: tape, optimizer over params, batch buffers, run directory. */
+/* What every trainer has: the sets it optimizes (the model's parameters when any of them
+ * trains, an attached adapter's), tape, optimizer, batch buffers, run directory. */
 static ld_status trainer_init(ld_trainer *t, const ld_train_params *p) {
     ld_ctx *ctx = t->ctx;
     t->p = *p;
     snprintf(t->out_dir, sizeof t->out_dir, "%s", p->out_dir);
     t->p.out_dir = t->out_dir;
     t->running_loss = NAN;
+    t->best_metric = NAN;
+    t->base_trainable = ld_params_numel(t->params, true) > 0;
+    if (t->base_trainable) t->sets[t->n_sets++] = t->params;
+    if (t->adapter) t->sets[t->n_sets++] = ld_adapter_params(t->adapter);
+    for (int i = 0; i < t->n_sets; i++) t->n_trainable += ld_params_numel(t->sets[i], true);
+    if (t->n_trainable == 0)
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "training: nothing is trainable (every parameter is frozen)");
     ld_status st;
-    size_t n_tok = (size_t)(p->batch_size * (p->seq_len + 1));
-    if ((st = ld_tape_new(ctx, &t->tape)) || (st = ld_adamw_new(t->params, &p->optim, &t->opt)) ||
-        !(t->tokens = ld_alloc(ctx, n_tok * sizeof(int32_t))) || !(t->inputs = ld_alloc(ctx, n_tok * sizeof(int32_t))) ||
-        !(t->targets = ld_alloc(ctx, n_tok * sizeof(int32_t))) ||
-        !(t->lengths = ld_alloc(ctx, (size_t)p->batch_size * sizeof(int32_t))))
-        return st ? st : ld_ctx_status(ctx);
+    size_t BT = (size_t)(p->batch_size * p->seq_len), B = (size_t)p->batch_size;
+    ld_batch *b = &t->batch;
+    b->B = p->batch_size, b->T = p->seq_len;
+    if ((st = ld_tape_new(ctx, &t->tape)) || (st = ld_adamw_new(t->sets[0], &p->optim, &t->opt)) ||
+        (t->n_sets > 1 && (st = ld_adamw_add_params(t->opt, t->sets[1]))))
+        return st;
+    if (!(b->inputs = ld_alloc(ctx, BT * sizeof(int32_t))) || !(b->targets = ld_alloc(ctx, BT * sizeof(int32_t))) ||
+        !(b->labels = ld_alloc(ctx, B * sizeof(int32_t))) || !(b->lengths = ld_alloc(ctx, B * sizeof(int32_t))))
+        return ld_ctx_status(ctx);
+    if (p->early_stopping > 0 && !(t->best_weights = ld_alloc(ctx, (size_t)t->n_trainable * sizeof(float))))
+        return ld_ctx_status(ctx);
     if (p->bf16) {
         if ((st = ld_params_enable_bf16(t->params))) return st;
         ld_tape_set_bf16(t->tape, t->params);
@@ -74,6 +98,7 @@ ld_status ld_trainer_new(ld_lm *m, const ld_train_params *p, const ld_batch_sour
     ld_trainer *t = ld_calloc(ctx, 1, sizeof *t);
     if (!t) return ld_ctx_status(ctx);
     t->ctx = ctx, t->m = m, t->params = m->params, t->train = *train, t->peak_flops = peak_flops;
+    t->adapter = ld_lm_adapter(m);
     if (val) {
         t->val = *val, t->has_val = true;
         if (val->save && val->save(val->user, &t->val_start)) t->val_start = NULL;
@@ -124,10 +149,13 @@ void ld_trainer_free(ld_trainer *t) {
     if (!t) return;
     ld_tape_free(t->tape);
     ld_adamw_free(t->opt);
-    ld_free(t->ctx, t->tokens);
-    ld_free(t->ctx, t->inputs);
-    ld_free(t->ctx, t->targets);
-    ld_free(t->ctx, t->lengths);
+    ld_free(t->ctx, t->batch.inputs);
+    ld_free(t->ctx, t->batch.targets);
+    ld_free(t->ctx, t->batch.labels);
+    ld_free(t->ctx, t->batch.lengths);
+    ld_free(t->ctx, t->best_weights);
+    ld_free(t->ctx, t->anchor);
+    ld_free(t->ctx, t->fisher);
     if (t->metrics) fclose(t->metrics);
     free(t->val_start);
     ld_free(t->ctx, t);
@@ -137,21 +165,39 @@ int64_t ld_trainer_step(const ld_trainer *t) {
     return t ? t->step : 0;
 }
 
-/* Splits rows of T+1 tokens into inputs (first T) and targets (last T); masked LM: the next
- * masked batch (rows of T_used <= T tokens). */
+ld_status ld_batch_from_windows(ld_batch *b, int32_t *scratch,
+                                ld_status (*window)(void *user, int32_t *tokens, int64_t B, int64_t T), void *user) {
+    int64_t B = b->B, T = b->T;
+    ld_status st = window(user, scratch, B, T);
+    if (st) return st;
+    for (int64_t r = 0; r < B; r++) {
+        memcpy(b->inputs + r * T, scratch + r * (T + 1), (size_t)T * sizeof(int32_t));
+        memcpy(b->targets + r * T, scratch + r * (T + 1) + 1, (size_t)T * sizeof(int32_t));
+        b->labels[r] = -100, b->lengths[r] = (int32_t)T;
+    }
+    return LD_OK;
+}
+
+/* The next micro-batch from src into t->batch. */
 static ld_status load_batch(ld_trainer *t, const ld_batch_source *src) {
-    int64_t B = t->p.batch_size, T = t->p.seq_len;
-    if (t->enc) {
+    ld_batch *b = &t->batch;
+    b->B = t->p.batch_size, b->T = t->p.seq_len;
+    if (t->enc) { /* masked LM: rows of T <= seq_len tokens (length bucketing) */
         ld_mlm_source *m = src == &t->val ? t->mlm_val : t->mlm_train;
-        ld_status st = ld_mlm_source_next(m, B, t->inputs, t->targets, t->lengths, &t->T_used);
-        return st ? ld_error_wrap(t->ctx, st, "reading a training batch: ") : LD_OK;
+        ld_status st = ld_mlm_source_next(m, b->B, b->inputs, b->targets, b->lengths, &b->T);
+        if (st) return ld_error_wrap(t->ctx, st, "reading a training batch: ");
+        t->step_tokens += b->B * b->T;
+        return LD_OK;
     }
-    ld_status st = src->next(src->user, t->tokens, B, T);
+    for (int64_t r = 0; r < b->B; r++) b->labels[r] = -100, b->lengths[r] = (int32_t)b->T;
+    ld_status st = src->next(src->user, b);
     if (st) return ld_error_wrap(t->ctx, st, "reading a training batch: ");
-    for (int64_t b = 0; b < B; b++) {
-        memcpy(t->inputs + b * T, t->tokens + b * (T + 1), (size_t)T * sizeof(int32_t));
-        memcpy(t->targets + b * T, t->tokens + b * (T + 1) + 1, (size_t)T * sizeof(int32_t));
-    }
+    if (b->T < 1 || b->T > t->p.seq_len || b->B != t->p.batch_size)
+        return ld_error(t->ctx, LD_ERR_STATE, "a batch source made a %lld x %lld batch (at most %lld x %lld)",
+                        (long long)b->B, (long long)b->T, (long long)t->p.batch_size, (long long)t->p.seq_len);
+    t->step_tokens += b->B * b->T;
+    for (int64_t r = 0; r < b->B; r++) /* padding rows of a classification batch pool something harmless */
+        if (b->lengths[r] < 1 || b->lengths[r] > b->T) b->lengths[r] = b->labels[r] == -100 ? 1 : b->lengths[r];
     return LD_OK;
 }
 
@@ -162,26 +208,172 @@ static ld_status allreduce_gradients(ld_trainer *t) {
     return LD_OK;
 }
 
-ld_status ld_trainer_validate(ld_trainer *t, double *loss) {
-    if (!t->has_val || t->p.eval_batches <= 0) return ld_error(t->ctx, LD_ERR_STATE, "no validation data");
-    ld_status st = LD_OK;
-    if (t->val_start && t->val.restore && (st = t->val.restore(t->val.user, t->val_start)))
-        return ld_error_wrap(t->ctx, st, "validation data: ");
-    ld_tape_set_grad_enabled(t->tape, false);
-    double sum = 0;
-    for (int64_t i = 0; i < t->p.eval_batches && !st; i++) {
-        ld_tape_reset(t->tape);
-        ld_tensor *l = NULL;
-        if (!(st = load_batch(t, &t->val)))
-            st = t->enc ? ld_encoder_mlm_loss(t->enc, t->tape, t->inputs, t->lengths, t->targets, t->p.batch_size,
-                                              t->T_used, &l, NULL, NULL)
-                        : ld_lm_forward(t->m, t->tape, t->inputs, t->targets, t->p.batch_size, t->p.seq_len, NULL, &l);
-        if (!st) sum += ((float *)l->data)[0];
+static bool classifies(const ld_trainer *t) {
+    return t->adapter && t->adapter->score;
+}
+
+/* The loss of the micro-batch in t->batch: next-token cross-entropy over its targets, the
+ * cross-entropy of its labels with a classification head, or with a teacher the
+ * distillation loss against the teacher's logits for the same inputs. *logits (may be NULL)
+ * receives the classification logits [B, n_labels]; *counted the targets or labels that
+ * counted. */
+static ld_status batch_loss(ld_trainer *t, ld_tensor **loss, ld_tensor **logits, int64_t *counted) {
+    ld_batch *b = &t->batch;
+    int64_t B = b->B, T = b->T;
+    ld_tensor *lg;
+    if (t->enc) return ld_encoder_mlm_loss(t->enc, t->tape, b->inputs, b->lengths, b->targets, B, T, loss, counted, NULL);
+    if (classifies(t)) {
+        ld_status st = ld_lm_classify(t->m, t->tape, b->inputs, b->lengths, B, T, &lg);
+        if (!st && logits) *logits = lg;
+        return st ? st : ld_op_cross_entropy(t->tape, lg, b->labels, -100, loss, counted);
     }
+    if (counted) {
+        *counted = 0;
+        for (int64_t i = 0; i < B * T; i++) *counted += b->targets[i] != -100;
+    }
+    if (!t->teacher) return ld_lm_forward(t->m, t->tape, b->inputs, b->targets, B, T, NULL, loss);
+    const ld_tensor *soft;
+    ld_status st = ld_teacher_logits(t->teacher, b->inputs, B, T, &soft);
+    if (st) return ld_error_wrap(t->ctx, st, "teacher forward: ");
+    if ((st = ld_lm_forward(t->m, t->tape, b->inputs, NULL, B, T, &lg, NULL))) return st;
+    return ld_op_distill_xent(t->tape, lg, soft, b->targets, -100, t->temperature, t->alpha, loss, NULL);
+}
+
+ld_status ld_trainer_evaluate(ld_trainer *t, const ld_batch_source *src, const char *start, int64_t n, double *loss,
+                              double *accuracy) {
+    if (!t || !src || n <= 0 || !loss) return LD_ERR_INVALID_ARG;
+    ld_status st = LD_OK;
+    if (start && src->restore && (st = src->restore(src->user, start))) return ld_error_wrap(t->ctx, st, "validation data: ");
+    ld_tape_set_grad_enabled(t->tape, false);
+    /* validation is the student's own next-token loss, comparable with pretraining */
+    ld_teacher *teacher = t->teacher;
+    t->teacher = NULL;
+    double sum = 0, right = 0;
+    int64_t counted_all = 0;
+    for (int64_t i = 0; i < n && !st; i++) {
+        ld_tape_reset(t->tape);
+        ld_tensor *l = NULL, *lg = NULL;
+        int64_t counted = 0;
+        if (!(st = load_batch(t, src))) st = batch_loss(t, &l, &lg, &counted);
+        if (st) break;
+        sum += (double)((float *)l->data)[0] * (double)counted;
+        counted_all += counted;
+        for (int64_t r = 0; lg && r < t->batch.B; r++) {
+            if (t->batch.labels[r] == -100) continue;
+            const float *row = (const float *)lg->data + r * lg->shape[1];
+            int64_t best = 0;
+            for (int64_t c = 1; c < lg->shape[1]; c++)
+                if (row[c] > row[best]) best = c;
+            right += best == t->batch.labels[r];
+        }
+    }
+    t->teacher = teacher;
     ld_tape_set_grad_enabled(t->tape, true);
     ld_tape_reset(t->tape);
-    if (!st) *loss = sum / (double)t->p.eval_batches;
+    if (st) return st;
+    if (counted_all == 0) return ld_error(t->ctx, LD_ERR_STATE, "validation: the batches hold nothing to predict");
+    *loss = sum / (double)counted_all;
+    if (accuracy) *accuracy = classifies(t) ? right / (double)counted_all : NAN;
+    return LD_OK;
+}
+
+ld_status ld_trainer_validate(ld_trainer *t, double *loss, double *accuracy) {
+    if (!t->has_val || t->p.eval_batches <= 0) return ld_error(t->ctx, LD_ERR_STATE, "no validation data");
+    return ld_trainer_evaluate(t, &t->val, t->val_start, t->p.eval_batches, loss, accuracy);
+}
+
+void ld_trainer_copy_trainable(ld_trainer *t, float *buf, bool restore) {
+    int64_t off = 0;
+    for (int s = 0; s < t->n_sets; s++)
+        for (int i = 0; i < ld_params_count(t->sets[s]); i++) {
+            ld_tensor *x = ld_params_at(t->sets[s], i);
+            if (!(x->flags & LD_TENSOR_TRAINABLE)) continue;
+            size_t n = (size_t)ld_tensor_numel(x);
+            if (restore) memcpy(x->data, buf + off, n * sizeof(float));
+            else memcpy(buf + off, x->data, n * sizeof(float));
+            off += (int64_t)n;
+        }
+    if (restore)
+        for (int s = 0; s < t->n_sets; s++) ld_params_refresh_bf16(t->sets[s]);
+}
+
+bool ld_trainer_restore_best(ld_trainer *t) {
+    if (!t || !t->best_weights || isnan(t->best_metric)) return false;
+    ld_trainer_copy_trainable(t, t->best_weights, true);
+    return true;
+}
+
+ld_status ld_trainer_set_anchor(ld_trainer *t, float lambda, const float *anchor, const float *fisher) {
+    if (!t || (lambda > 0 && !anchor) || !(lambda >= 0)) return LD_ERR_INVALID_ARG;
+    ld_free(t->ctx, t->anchor), ld_free(t->ctx, t->fisher);
+    t->anchor = t->fisher = NULL, t->reg_lambda = 0;
+    if (lambda == 0) return LD_OK;
+    size_t bytes = (size_t)t->n_trainable * sizeof(float);
+    if (!(t->anchor = ld_alloc(t->ctx, bytes)) || (fisher && !(t->fisher = ld_alloc(t->ctx, bytes))))
+        return ld_ctx_status(t->ctx);
+    memcpy(t->anchor, anchor, bytes);
+    if (fisher) memcpy(t->fisher, fisher, bytes);
+    t->reg_lambda = lambda;
+    return LD_OK;
+}
+
+/* The anchor penalty: adds scale * lambda * w (theta - anchor) to the gradients (scale
+ * undoes the optimizer's 1/grad_accum) and returns lambda/2 sum w (theta - anchor)^2. */
+static double apply_anchor(ld_trainer *t, float scale) {
+    if (!t->anchor) return 0;
+    double pen = 0;
+    int64_t off = 0;
+    for (int s = 0; s < t->n_sets; s++)
+        for (int i = 0; i < ld_params_count(t->sets[s]); i++) {
+            ld_tensor *x = ld_params_at(t->sets[s], i);
+            if (!(x->flags & LD_TENSOR_TRAINABLE)) continue;
+            int64_t n = ld_tensor_numel(x);
+            float *v = x->data, *g = x->grad->data;
+            const float *a = t->anchor + off, *f = t->fisher ? t->fisher + off : NULL;
+            for (int64_t j = 0; j < n; j++) {
+                float d = v[j] - a[j], w = f ? f[j] : 1.0f;
+                g[j] += scale * t->reg_lambda * w * d;
+                pen += (double)w * (double)d * (double)d;
+            }
+            off += n;
+        }
+    return 0.5 * (double)t->reg_lambda * pen;
+}
+
+ld_status ld_trainer_fisher(ld_trainer *t, const ld_batch_source *src, int64_t n, float *out) {
+    if (!t || !src || n < 1 || !out) return LD_ERR_INVALID_ARG;
+    memset(out, 0, (size_t)t->n_trainable * sizeof(float));
+    ld_status st = LD_OK;
+    for (int64_t b = 0; b < n && !st; b++) {
+        for (int i = 0; i < t->n_sets; i++) ld_params_zero_grad(t->sets[i]);
+        ld_tape_reset(t->tape);
+        ld_tensor *loss = NULL;
+        if (!(st = load_batch(t, src)) && !(st = batch_loss(t, &loss, NULL, NULL))) st = ld_tape_backward(t->tape, loss);
+        int64_t off = 0;
+        for (int s = 0; !st && s < t->n_sets; s++)
+            for (int i = 0; i < ld_params_count(t->sets[s]); i++) {
+                ld_tensor *x = ld_params_at(t->sets[s], i);
+                if (!(x->flags & LD_TENSOR_TRAINABLE)) continue;
+                const float *g = x->grad->data;
+                for (int64_t j = 0; j < ld_tensor_numel(x); j++) out[off + j] += g[j] * g[j] / (float)n;
+                off += ld_tensor_numel(x);
+            }
+    }
+    for (int i = 0; i < t->n_sets; i++) ld_params_zero_grad(t->sets[i]);
+    ld_tape_reset(t->tape);
     return st;
+}
+
+/* Early stopping's bookkeeping after an evaluation: is it the best, and is it time to stop? */
+static void track_best(ld_trainer *t, ld_train_progress *pr) {
+    if (t->p.early_stopping <= 0) return;
+    double metric = classifies(t) ? -pr->val_accuracy : pr->val_loss; /* lower is better */
+    if (isnan(t->best_metric) || metric < t->best_metric) {
+        t->best_metric = metric, t->bad_evals = 0, pr->best = true;
+        ld_trainer_copy_trainable(t, t->best_weights, false);
+    } else if (++t->bad_evals >= t->p.early_stopping) {
+        pr->stopping = true;
+    }
 }
 
 static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
@@ -194,6 +386,8 @@ static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
     fprintf(t->metrics, "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.4f,\"tokens_per_s\":%.1f,\"mfu\":%.4f",
             (long long)pr->step, pr->loss, pr->lr, pr->grad_norm, pr->tokens_per_s, pr->mfu);
     if (!isnan(pr->val_loss)) fprintf(t->metrics, ",\"val_loss\":%.6f", pr->val_loss);
+    if (!isnan(pr->val_accuracy)) fprintf(t->metrics, ",\"val_accuracy\":%.6f", pr->val_accuracy);
+    if (pr->stopping) fprintf(t->metrics, ",\"early_stop\":true");
     if (pr->skipped) fprintf(t->metrics, ",\"skipped\":true,\"note\":\"%s\"", pr->note ? pr->note : "");
     fprintf(t->metrics, "}\n");
     fflush(t->metrics);
@@ -220,40 +414,24 @@ ld_status ld_trainer_set_teacher(ld_trainer *t, ld_teacher *teacher, float tempe
     return LD_OK;
 }
 
-/* The loss of the micro-batch in t->inputs / t->targets: next-token cross-entropy, or with
- * a teacher the distillation loss against the teacher's logits for the same inputs. */
-static ld_status training_loss(ld_trainer *t, ld_tensor **loss) {
-    int64_t B = t->p.batch_size, T = t->p.seq_len;
-    if (t->enc) return ld_encoder_mlm_loss(t->enc, t->tape, t->inputs, t->lengths, t->targets, B, t->T_used, loss, NULL, NULL);
-    if (!t->teacher) return ld_lm_forward(t->m, t->tape, t->inputs, t->targets, B, T, NULL, loss);
-    const ld_tensor *soft;
-    ld_tensor *logits;
-    ld_status st = ld_teacher_logits(t->teacher, t->inputs, B, T, &soft);
-    if (st) return ld_error_wrap(t->ctx, st, "teacher forward: ");
-    if ((st = ld_lm_forward(t->m, t->tape, t->inputs, NULL, B, T, &logits, NULL))) return st;
-    return ld_op_distill_xent(t->tape, logits, soft, t->targets, -100, t->temperature, t->alpha, loss, NULL);
-}
-
 /* One optimizer step over grad_accum micro-batches. */
 static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
     int64_t A = t->p.grad_accum;
-    ld_params_zero_grad(t->params);
+    for (int i = 0; i < t->n_sets; i++) ld_params_zero_grad(t->sets[i]);
     double loss_sum = 0;
-    t->step_tokens = 0;
     for (int64_t a = 0; a < A; a++) {
         ld_tape_reset(t->tape);
         ld_tape_set_seed(t->tape, ld_rng_at(t->p.seed, (uint64_t)(t->step * A + a)));
         ld_tensor *loss = NULL;
         ld_status st = load_batch(t, &t->train);
-        if (!st) st = training_loss(t, &loss);
+        if (!st) st = batch_loss(t, &loss, NULL, NULL);
         if (!st) st = ld_tape_backward(t->tape, loss);
         if (st) return st;
-        t->step_tokens += t->p.batch_size * (t->enc ? t->T_used : t->p.seq_len);
         loss_sum += ((float *)loss->data)[0];
     }
     ld_status st = allreduce_gradients(t);
     if (st) return st;
-    double loss = loss_sum / (double)A;
+    double loss = loss_sum / (double)A + apply_anchor(t, (float)A);
     float lr = ld_lr_at(&t->p.schedule, t->step);
     pr->loss = loss, pr->lr = lr, pr->skipped = false, pr->note = NULL;
     if (!isfinite(loss)) {
@@ -262,7 +440,9 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
     } else if (t->p.spike_factor > 0 && !isnan(t->running_loss) && t->step > t->p.schedule.warmup_steps &&
                loss > t->p.spike_factor * t->running_loss) {
         pr->skipped = true, pr->note = "loss spike: update skipped";
-        pr->grad_norm = ld_params_grad_norm(t->params, 1.0f / (float)A);
+        double ss = 0;
+        for (int i = 0; i < t->n_sets; i++) ss += pow(ld_params_grad_norm(t->sets[i], 1.0f / (float)A), 2);
+        pr->grad_norm = sqrt(ss);
     } else {
         st = ld_adamw_step(t->opt, lr, 1.0f / (float)A, &pr->grad_norm);
         if (st == LD_ERR_NUMERIC) {
@@ -290,21 +470,26 @@ ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, vol
                         "choose another out_dir", t->out_dir);
     t->start_checked = true;
     while (t->step < t->p.max_steps) {
-        ld_train_progress pr = {.max_steps = t->p.max_steps, .val_loss = NAN};
+        ld_train_progress pr = {.max_steps = t->p.max_steps, .val_loss = NAN, .val_accuracy = NAN};
+        t->step_tokens = 0;
         ld_status st = train_step(t, &pr);
+        double tokens_per_step = (double)t->step_tokens; /* padded batches compute fewer slots */
         if (st) return st;
         double now = ld_time_now(), dt = now - t_prev;
         t_prev = now;
         pr.step = t->step;
-        pr.tokens_per_s = (double)t->step_tokens / dt; /* bucketed masked-LM batches compute fewer slots */
-        pr.mfu = t->peak_flops > 0 ? pr.tokens_per_s * flops_per_token / t->peak_flops : 0;
+        pr.tokens_per_s = tokens_per_step / dt;
+        pr.flops_per_s = pr.tokens_per_s * flops_per_token;
+        pr.mfu = t->peak_flops > 0 ? pr.flops_per_s / t->peak_flops : 0;
         pr.elapsed_s = now - t_start;
         pr.eta_s = (double)(t->p.max_steps - t->step) * (now - t_start) / (double)(t->step - first_step);
         if (t->has_val && t->p.eval_every > 0 && (t->step % t->p.eval_every == 0 || t->step == t->p.max_steps)) {
-            if ((st = ld_trainer_validate(t, &pr.val_loss))) return st;
+            if ((st = ld_trainer_validate(t, &pr.val_loss, &pr.val_accuracy))) return st;
+            track_best(t, &pr);
             t_prev = ld_time_now(); /* validation time is not training throughput */
         }
-        bool ckpt = (t->p.checkpoint_every > 0 && t->step % t->p.checkpoint_every == 0) || t->step == t->p.max_steps;
+        bool ckpt = (t->p.checkpoint_every > 0 && t->step % t->p.checkpoint_every == 0) || t->step == t->p.max_steps ||
+                    pr.stopping;
         bool stopping = stop && *stop;
         /* the step's metrics line goes out before its checkpoint: a checkpoint never exists
          * without the metrics of the steps it contains (resume trims lines after it) */
@@ -317,6 +502,7 @@ ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, vol
         if (cb) cb(user, &pr);
         if (stopping) return ld_error(t->ctx, LD_ERR_INTERRUPTED, "training stopped at step %lld (checkpoint written)",
                                       (long long)t->step);
+        if (pr.stopping) break;
     }
     return LD_OK;
 }

@@ -68,6 +68,6 @@ expect_error "'temperature' must be greater than 0" \
   "$BIN" distill --teacher "$T/teacher/model" --student-config "$T/student.json" --set temperature=-1 -o "$T/e4"
 expect_error "'alpha' must be a number in \[0, 1\]" \
   "$BIN" distill --teacher "$T/teacher/model" --student-config "$T/student.json" --set alpha=2 -o "$T/e5"
-expect_error "no teacher: give --teacher" "$BIN" distill --student-config "$T/student.json" -o "$T/e6"
+expect_error "distillation needs a teacher: give --teacher" "$BIN" distill --student-config "$T/student.json" -o "$T/e6"
 expect_error "distil with \`liandan distill\`" "$BIN" pretrain "$T/student.json" --set teacher=x -o "$T/e7"
 echo "1 passed, 0 failed"

@@ -7,6 +7,7 @@
 //   node llama_cpp.mjs greedy MODEL.gguf N PROMPTS     PROMPTS: one comma-separated id list per
 //                                                      line; prints the greedy continuation of
 //                                                      each (at most N tokens, stops at EOS)
+//   LORA=ADAPTER.gguf node llama_cpp.mjs greedy ...    the same with a GGUF LoRA adapter applied
 import {readFileSync} from "node:fs";
 import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 
@@ -18,7 +19,8 @@ if (cmd === "tokenize" || cmd === "tokenize-vocab") {
   for (const text of lines(rest[0])) console.log(Array.from(model.tokenize(text, rest[1] === "--add-special")).join(" "));
 } else if (cmd === "greedy") {
   const n = Number(rest[0]);
-  const context = await model.createContext({contextSize: Math.min(model.trainContextSize, 512), threads: 2});
+  const lora = process.env.LORA ? {lora: process.env.LORA} : {};
+  const context = await model.createContext({contextSize: Math.min(model.trainContextSize, 512), threads: 2, ...lora});
   const seq = context.getSequence();
   for (const line of lines(rest[1])) {
     await seq.clearHistory();

@@ -96,9 +96,9 @@ TEST(imatrix_bad_input_table) {
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
-static ld_status const_next(void *u, int32_t *tokens, int64_t B, int64_t T) {
+static ld_status const_next(void *u, ld_batch *b) {
     (void)u;
-    for (int64_t i = 0; i < B * (T + 1); i++) tokens[i] = (int32_t)(i % 7);
+    for (int64_t i = 0; i < b->B * b->T; i++) b->inputs[i] = (int32_t)(i % 7), b->targets[i] = (int32_t)((i + 1) % 7);
     return LD_OK;
 }
 

@@ -131,7 +131,7 @@ typedef struct synth {
     int64_t V;
 } synth;
 
-static ld_status synth_next(void *user, int32_t *tokens, int64_t B, int64_t T) {
+static ld_status synth_window(void *user, int32_t *tokens, int64_t B, int64_t T) {
     synth *s = user;
     for (int64_t i = 0; i < B * (T + 1); i++) {
         /* a learnable pattern: next = (prev * 7 + 3) mod V, with a random start per row */
@@ -143,6 +143,12 @@ static ld_status synth_next(void *user, int32_t *tokens, int64_t B, int64_t T) {
     }
     s->cursor++;
     return LD_OK;
+}
+static ld_status synth_next(void *user, ld_batch *b) {
+    int32_t *scratch = malloc((size_t)(b->B * (b->T + 1)) * sizeof(int32_t));
+    ld_status st = ld_batch_from_windows(b, scratch, synth_window, user);
+    free(scratch);
+    return st;
 }
 static ld_status synth_save(void *user, char **out) {
     synth *s = user;
