@@ -87,7 +87,7 @@ static void sample_text(run *r, int64_t step) {
     if (!r->info->n_sample_prompts || ld_lm_adapter(m) || ld_lm_session_new(m, 1, ctx_len, ctx_len, &s)) return;
     ld_generate_params gp = ld_generate_default_params();
     gp.max_tokens = r->info->sample_tokens, gp.eos_id = ld_tokenizer_eos_id(r->tok), gp.seed = (uint64_t)step;
-    ld_cli_text *t = malloc(sizeof *t);
+    ld_cli_text *t = calloc(1, sizeof *t);
     for (int i = 0; t && i < r->info->n_sample_prompts; i++) {
         int32_t *ids;
         int64_t n;
@@ -96,10 +96,12 @@ static void sample_text(run *r, int64_t step) {
             ld_cli_text_init(t, r->tok, NULL);
             const int32_t *p = ids;
             if (!ld_lm_generate(s, 1, &p, &n, &gp, collect_token, t, NULL))
-                fprintf(stderr, "%s  sample: %s%s\n", r->tty ? "\r\033[K" : "", r->info->sample_prompts[i], t->buf);
+                fprintf(stderr, "%s  sample: %s%s\n", r->tty ? "\r\033[K" : "", r->info->sample_prompts[i],
+                        ld_cli_text_str(t));
         }
         free(ids);
     }
+    if (t) ld_cli_text_free(t);
     free(t);
     ld_lm_session_free(s);
 }

@@ -65,7 +65,7 @@ grep -q "val loss" "$T/t.log" || fail "text fine-tuning should validate on a hel
 
 # errors that name the key, or the file and line
 expect_error "'base' (the pretrained model) is required" "$BIN" finetune "$T/ft.json" --set base= -o "$T/e1"
-expect_error "method 'qlora' is not one of full, lora, prompt" "$BIN" finetune "$T/ft.json" --method qlora -o "$T/e2"
+expect_error "--method: 'qlora' is not one of full, lora, prompt" "$BIN" finetune "$T/ft.json" --method qlora -o "$T/e2"
 expect_error "LoRA targets 'nothing' match no matrix" "$BIN" finetune "$T/ft.json" --set lora.targets=nothing -o "$T/e3"
 { head -n 3 "$T/dev.tsv"; printf 'maybe\t还行\n'; } >"$T/badlabel.tsv"
 expect_error "badlabel.tsv:4: unknown label 'maybe'" "$BIN" finetune "$T/ft.json" --set data.val="$T/badlabel.tsv" -o "$T/e4"
