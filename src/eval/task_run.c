@@ -370,10 +370,12 @@ ld_status ld_task_run(ld_task *t, ld_lm *m, const ld_tokenizer *tok, const ld_ta
     out->chance = NAN;
     int64_t n = p.limit > 0 && p.limit < t->eval.n ? p.limit : t->eval.n;
     out->n = n;
+    ld_adapter *a = ld_lm_adapter(m);
     int64_t maxpos = ld_lm_config_of(m)->max_position;
+    if (a && ld_adapter_config_of(a)->method == LD_ADAPTER_PROMPT) /* the virtual tokens come first */
+        maxpos -= ld_adapter_config_of(a)->virtual_tokens;
     int64_t window = p.max_len > 0 && p.max_len < maxpos ? p.max_len : maxpos;
     if (window > 1024) window = 1024;
-    ld_adapter *a = ld_lm_adapter(m);
     bool head = a && ld_adapter_config_of(a)->n_labels > 0 && t->kind == TASK_CHOICE;
     if (a && !head && (ld_adapter_config_of(a)->method != LD_ADAPTER_LORA || !ld_adapter_is_merged(a)))
         return ld_error(ctx, LD_ERR_UNSUPPORTED,

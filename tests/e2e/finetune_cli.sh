@@ -63,6 +63,15 @@ JSON
 grep -q "val loss" "$T/t.log" || fail "text fine-tuning should validate on a held-out split"
 "$BIN" generate "$T/text/model" "床前" --max-tokens 4 >/dev/null 2>&1 || fail "generate with the fine-tuned model"
 
+# QLoRA: a Q8_0 GGUF base is read in place under the adapter and stays quantized; the LoRA
+# then merges into an F32 copy for generation
+"$BIN" quantize "$T/base/model" --type q8_0 -o "$T/base.q8_0.gguf" >/dev/null 2>&1 || fail "quantize the base"
+"$BIN" finetune "$T/ft.json" --base "$T/base.q8_0.gguf" -o "$T/qlora" --max-steps 2 >"$T/q.log" 2>&1 \
+  || { cat "$T/q.log"; fail "QLoRA"; }
+grep -q "(quantized base, kept quantized) | lora" "$T/q.log" || { cat "$T/q.log"; fail "QLoRA should keep the base quantized"; }
+"$BIN" generate "$T/base.q8_0.gguf" "床前" --adapter "$T/qlora/adapter" --max-tokens 4 >/dev/null 2>&1 \
+  || fail "generate --adapter on the GGUF base"
+
 # errors that name the key, or the file and line
 expect_error "'base' (the pretrained model) is required" "$BIN" finetune "$T/ft.json" --set base= -o "$T/e1"
 expect_error "--method: 'qlora' is not one of full, lora, prompt" "$BIN" finetune "$T/ft.json" --method qlora -o "$T/e2"

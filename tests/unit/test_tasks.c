@@ -206,4 +206,37 @@ TEST(running_tasks_on_a_tiny_model) {
     ld_ctx_free(ctx);
 }
 
+/* A prompt-tuning head reads texts cut to the context minus its virtual tokens (a text as
+ * long as the whole context failed: "length must be in 1..48"). */
+TEST(a_prompt_head_leaves_room_for_its_virtual_tokens) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_ctx_set_threads(ctx, 1);
+    ld_lm *m = NULL;
+    ld_tokenizer *tok = NULL;
+    tiny(ctx, &m, &tok);
+    char longtext[1024] = "";
+    for (int i = 0; i < 60; i++) strcat(longtext, "很好");
+    char tsv[1200];
+    snprintf(tsv, sizeof tsv, "label\ttext\n1\t%s\n0\t太差\n", longtext);
+    write_file(tmp("long.tsv"), tsv);
+    write_file(tmp("long.json"), "{\"name\": \"long\", \"format\": \"tsv\", \"files\": {\"test\": \"long.tsv\"},"
+                                 " \"template\": \"{text}{candidate}\", \"labels\": {\"0\": \"差\", \"1\": \"好\"},"
+                                 " \"answer\": \"label\", \"head_input\": \"{text}\"}");
+    ld_adapter_config ac = ld_adapter_default_config();
+    ac.method = LD_ADAPTER_PROMPT, ac.virtual_tokens = 16, ac.n_labels = 2;
+    ld_adapter *a = NULL;
+    ld_task *t = NULL;
+    CHECK(ld_adapter_new(m, &ac, 3, &a) == LD_OK);
+    CHECK(ld_adapter_set_labels(a, (const char *[]){"0", "1"}, 2) == LD_OK);
+    CHECK(ld_task_load(ctx, tmp("long.json"), dir_, NULL, &t) == LD_OK);
+    ld_task_result r;
+    if (t && a) CHECK_MSG(ld_task_run(t, m, tok, NULL, NULL, NULL, &r) == LD_OK && r.n == 2, "%s", ld_ctx_error(ctx));
+    ld_task_free(t);
+    ld_adapter_free(a);
+    ld_lm_free(m);
+    ld_tokenizer_free(tok);
+    ld_ctx_free(ctx);
+}
+
 LD_TEST_MAIN()
