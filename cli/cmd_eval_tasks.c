@@ -36,7 +36,7 @@ int ld_cli_eval_tasks(int argc, char **argv) {
         LD_CLI_FLAG("calibrate", 0, &p.calibrate, "choice tasks: subtract each candidate's score after a content-free query"),
         {.name = "split", .type = LD_CLI_T_STRING, .dest.s = &split, .arg = "S", .def = "the task's", .help = "evaluation split"},
         {.name = "limit", .type = LD_CLI_T_INT64, .dest.i64 = &limit, .min = 0, .max = 1LL << 40, .arg = "N", .def = "all",
-         .help = "at most N examples per task"},
+         .help = "at most N examples per task, spread evenly over the split (files may be sorted by label)"},
         LD_CLI_UINT64("seed", 0, &p.seed, "S", "which training examples are the shots"),
         {.name = "max-len", .type = LD_CLI_T_INT64, .dest.i64 = &max_len, .min = 0, .max = 1 << 20, .arg = "N",
          .def = "the model's context", .help = "tokens per scored sequence"},

@@ -53,7 +53,7 @@ int64_t ld_task_size(const ld_task *t);
 typedef struct ld_task_params {
     int shots;            /* few-shot examples before each query (0 = zero-shot) */
     bool calibrate;       /* choice tasks: subtract the content-free score */
-    int64_t limit;        /* evaluate at most this many examples (0 = all) */
+    int64_t limit;        /* evaluate at most this many examples, spread evenly over the split (0 = all) */
     uint64_t seed;        /* which training examples the shots are */
     int64_t max_len;      /* tokens per scored sequence (0 = the model's context, at most 1024) */
     int batch;            /* sequences per forward pass (default 16) */

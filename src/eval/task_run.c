@@ -355,9 +355,34 @@ static bool wants(const ld_task *t, const char *metric) {
     return false;
 }
 
+/* With a limit n below the split's size N, the examples run are n spread evenly over it
+ * (k * N / n: files are often sorted by label); `spread` moves them to the front (the indices
+ * increase, so each swap takes an untouched one) and back, in reverse order, after the run. */
+static void spread(task_split *e, int64_t n, bool to_front) {
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = to_front ? i : n - 1 - i, j = k * e->n / n;
+        const cJSON *x = e->ex[k];
+        int64_t l = e->line[k];
+        e->ex[k] = e->ex[j], e->line[k] = e->line[j];
+        e->ex[j] = (cJSON *)x, e->line[j] = l;
+    }
+}
+
+static ld_status run_task(ld_task *t, ld_lm *m, const ld_tokenizer *tok, const ld_task_params *params,
+                          void (*progress)(void *user, int64_t done, int64_t total), void *user, ld_task_result *out);
+
 ld_status ld_task_run(ld_task *t, ld_lm *m, const ld_tokenizer *tok, const ld_task_params *params,
                       void (*progress)(void *user, int64_t done, int64_t total), void *user, ld_task_result *out) {
     if (!t || !m || !tok || !out) return LD_ERR_INVALID_ARG;
+    int64_t n = params && params->limit > 0 && params->limit < t->eval.n ? params->limit : 0;
+    if (n) spread(&t->eval, n, true);
+    ld_status st = run_task(t, m, tok, params, progress, user, out);
+    if (n) spread(&t->eval, n, false);
+    return st;
+}
+
+static ld_status run_task(ld_task *t, ld_lm *m, const ld_tokenizer *tok, const ld_task_params *params,
+                          void (*progress)(void *user, int64_t done, int64_t total), void *user, ld_task_result *out) {
     ld_ctx *ctx = t->ctx;
     ld_task_params p = params ? *params : ld_task_default_params();
     if (p.batch < 1) p.batch = 1;

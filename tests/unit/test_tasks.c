@@ -239,4 +239,40 @@ TEST(a_prompt_head_leaves_room_for_its_virtual_tokens) {
     ld_ctx_free(ctx);
 }
 
+/* --limit takes examples spread over the split, not its head (TNEWS's test file is sorted by
+ * label: its first 200 were all one class, and zero-shot accuracy read 0 %). */
+TEST(a_limit_spreads_over_the_split) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_ctx_set_threads(ctx, 1);
+    ld_lm *m = NULL;
+    ld_tokenizer *tok = NULL;
+    tiny(ctx, &m, &tok);
+    write_file(tmp("sorted.jsonl"), "{\"q\": \"床前\", \"c\": [\"明月\", \"天气\"], \"a\": 0}\n"
+                                    "{\"q\": \"今天\", \"c\": [\"明月\", \"天气\"], \"a\": 1}\n"
+                                    "{\"q\": \"好\", \"c\": [\"明月\", \"天气\"], \"a\": 1}\n"
+                                    "{\"q\": \"床前\", \"c\": [\"明月\", \"天气\", \"好评\", \"差评\"], \"a\": 0}\n"
+                                    "{\"q\": \"今天\", \"c\": [\"明月\", \"天气\", \"好评\", \"差评\"], \"a\": 1}\n"
+                                    "{\"q\": \"好\", \"c\": [\"明月\", \"天气\", \"好评\", \"差评\"], \"a\": 2}\n");
+    write_file(tmp("sorted.json"), "{\"name\": \"sorted\", \"format\": \"jsonl\", \"files\": {\"test\": \"sorted.jsonl\"},"
+                                   " \"template\": \"{q}{candidate}\", \"candidates\": \"c\", \"answer\": \"a\"}");
+    ld_task *t = NULL;
+    CHECK(ld_task_load(ctx, tmp("sorted.json"), dir_, NULL, &t) == LD_OK);
+    ld_task_params p = ld_task_default_params();
+    p.limit = 2;
+    ld_task_result r, again;
+    if (t) {
+        /* examples 0 and 3: one with 2 candidates, one with 4 (the head would be 2 and 2) */
+        CHECK(ld_task_run(t, m, tok, &p, NULL, NULL, &r) == LD_OK && r.n == 2 && fabs(r.chance - 0.375) < 1e-12);
+        CHECK(ld_task_run(t, m, tok, &p, NULL, NULL, &again) == LD_OK && again.value[0] == r.value[0] &&
+              fabs(again.chance - 0.375) < 1e-12); /* the split is back in its order */
+        p.limit = 3; /* examples 0, 2, 4 */
+        CHECK(ld_task_run(t, m, tok, &p, NULL, NULL, &r) == LD_OK && fabs(r.chance - (0.5 + 0.5 + 0.25) / 3) < 1e-12);
+    }
+    ld_task_free(t);
+    ld_lm_free(m);
+    ld_tokenizer_free(tok);
+    ld_ctx_free(ctx);
+}
+
 LD_TEST_MAIN()
