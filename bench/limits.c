@@ -142,13 +142,16 @@ void ld_bench_measure_limits(int threads, ld_machine_limits *out) {
 void ld_bench_report_begin(ld_bench_report *r, const ld_machine_limits *lim) {
     if (!r->out) r->out = stdout;
     r->rows = 0;
+    /* the kernels' instruction-set level (LD_ISA lowers it) and the CPU's own */
+    const char *isa = ld_isa_name(ld_isa_active()), *cpu_isa = ld_isa_name(ld_isa_detected());
     if (r->json) {
         fprintf(r->out,
-                "{\"limits\":{\"threads\":%d,\"fma_f32_gflops\":%.1f,\"dot_bf16_gflops\":%.1f,"
+                "{\"isa\":\"%s\",\"cpu_isa\":\"%s\",\"limits\":{\"threads\":%d,\"fma_f32_gflops\":%.1f,\"dot_bf16_gflops\":%.1f,"
                 "\"dot_i8_gops\":%.1f,\"bw_triad_gbs\":%.1f,\"bw_read_gbs\":%.1f},\n \"results\":[",
-                lim->threads, lim->fma_f32_gflops, lim->dot_bf16_gflops, lim->dot_i8_gops,
+                isa, cpu_isa, lim->threads, lim->fma_f32_gflops, lim->dot_bf16_gflops, lim->dot_i8_gops,
                 lim->bw_triad_gbs, lim->bw_read_gbs);
     } else {
+        fprintf(r->out, "kernels: ISA level %s (this CPU: %s; LD_ISA=avx512|avx2|scalar lowers it)\n", isa, cpu_isa);
         fprintf(r->out,
                 "machine limits (%d threads): fp32 FMA %.0f GFLOP/s | bf16 dot %.0f GFLOP/s | "
                 "int8 dot %.0f GOP/s | triad %.1f GB/s | read %.1f GB/s\n\n",

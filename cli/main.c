@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kernels/kernels.h"
 
 static const ld_cli_command *const commands[] = {
     &ld_cmd_pretrain,
@@ -84,7 +85,22 @@ bool ld_cli_isatty(void) {
     return isatty(2);
 }
 
+/* LD_ISA (kernels/kernels.h): an unknown level is an error; one above this CPU's is noted. */
+static bool check_isa_env(void) {
+    ld_isa asked;
+    int e = ld_isa_env(&asked);
+    if (e < 0) {
+        fprintf(stderr, "liandan: LD_ISA=%s: not an instruction-set level (avx512, avx2 or scalar)\n", getenv("LD_ISA"));
+        return false;
+    }
+    if (e > 0 && asked > ld_isa_detected())
+        fprintf(stderr, "liandan: warning: LD_ISA=%s, but this CPU runs at most %s: using %s\n", ld_isa_name(asked),
+                ld_isa_name(ld_isa_detected()), ld_isa_name(ld_isa_active()));
+    return true;
+}
+
 int main(int argc, char **argv) {
+    if (!check_isa_env()) return 2;
     if (argc >= 2 && !strcmp(argv[1], "--version")) {
         printf("liandan %s\n", ld_version());
         return 0;

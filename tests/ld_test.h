@@ -9,7 +9,14 @@
  * (a CPU without the ISA of the kernel it checks): it is reported as SKIP, never as ok, and
  * counted. main() prints "N passed, N failed, N skipped" and exits nonzero if anything
  * failed (also when a NAME runs no test, or tests past LD_TEST_MAX were registered). Run one
- * test with: ./test_x NAME. */
+ * test with: ./test_x NAME.
+ *
+ * Instruction-set levels (kernels/kernels.h, ld_isa): TEST_ISA(name) runs its body once per
+ * optimized level this process may use (AVX2 up to ld_isa_active()) with ld_test_isa_ set,
+ * and skips when there is none, so an optimized kernel is never compared with itself.
+ * LD_TEST_ISA=LEVEL (set by the build's per-level test variants) runs the whole binary at
+ * that level (as LD_ISA=LEVEL would) and exits 77, "skipped" to ctest, when the CPU lacks
+ * it or it is already the CPU's own level (the plain run covers that). */
 #ifndef LD_TEST_H
 #define LD_TEST_H
 
@@ -18,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "liandan/liandan.h"
 
 typedef void (*ld_test_fn)(void);
@@ -30,6 +38,7 @@ static int ld_test_failed_;
 static int ld_test_skipped_;
 static int ld_test_dropped_; /* tests past LD_TEST_MAX: a failure, never silently not run */
 static char ld_test_skip_why_[256];
+static ld_isa ld_test_isa_; /* the level TEST_ISA bodies test; ld_isa_active() elsewhere */
 
 #define TEST(name)                                                            \
     static void test_##name(void);                                            \
@@ -38,6 +47,37 @@ static char ld_test_skip_why_[256];
         else ld_test_dropped_++;                                              \
     }                                                                         \
     static void test_##name(void)
+
+/* In a TEST_ISA body: skip the level when its kernel for `what` is the reference's own
+ * (there is nothing to compare there yet). */
+#define ISA_OWN(kernel, reference, what)                                      \
+    do {                                                                      \
+        if ((void (*)(void))(kernel) == (void (*)(void))(reference))          \
+            SKIP("%s: %s is the reference kernel at this level", ld_isa_name(ld_test_isa_), what); \
+    } while (0)
+
+/* A test whose body runs once per optimized ISA level up to ld_isa_active(). A level whose
+ * body skips is reported on its own line; the test is a SKIP only when no level ran. */
+#define TEST_ISA(name)                                                        \
+    static void test_isa_##name(void);                                        \
+    TEST(name) {                                                              \
+        int ran_ = 0;                                                         \
+        for (int l_ = LD_ISA_AVX2; l_ <= (int)ld_isa_active(); l_++) {        \
+            ld_test_isa_ = (ld_isa)l_;                                        \
+            ld_test_skipped_ = 0;                                             \
+            printf("  [%s]\n", ld_isa_name(ld_test_isa_));                   \
+            test_isa_##name();                                                \
+            if (ld_test_skipped_) printf("  [%s] skipped: %s\n", ld_isa_name(ld_test_isa_), ld_test_skip_why_); \
+            else ran_++;                                                      \
+        }                                                                     \
+        ld_test_isa_ = ld_isa_active();                                       \
+        ld_test_skipped_ = 0;                                                 \
+        if (!ran_) {                                                          \
+            if (ld_isa_active() < LD_ISA_AVX2) SKIP("no optimized kernels at ISA level %s", ld_isa_name(ld_isa_active())); \
+            SKIP("%s", "every level's kernel is the reference");              \
+        }                                                                     \
+    }                                                                         \
+    static void test_isa_##name(void)
 
 #define CHECK(cond)                                                           \
     do {                                                                      \
@@ -147,9 +187,30 @@ static inline const char *ld_test_data(const char *rel, char *buf, size_t cap) {
     return buf;
 }
 
+/* LD_TEST_ISA: run at that level (see the top of this file); returns 77 to skip the run. */
+static inline int ld_test_isa_setup(void) {
+    const char *want = getenv("LD_TEST_ISA");
+    ld_isa isa;
+    if (!want) return 0;
+    if (!ld_isa_parse(want, &isa)) {
+        printf("LD_TEST_ISA=%s: not an ISA level (scalar, avx2, avx512)\n", want);
+        return 1;
+    }
+    if (isa >= ld_isa_detected()) {
+        printf("skipped: LD_TEST_ISA=%s on a CPU whose level is %s (%s)\n", want, ld_isa_name(ld_isa_detected()),
+               isa == ld_isa_detected() ? "the plain run tests it" : "it cannot run here");
+        return 77;
+    }
+    setenv("LD_ISA", want, 1);
+    return 0;
+}
+
 #define LD_TEST_MAIN()                                                        \
     int main(int argc, char **argv) {                                         \
-        int passed = 0, failed = 0, skipped = 0;                              \
+        int passed = 0, failed = 0, skipped = 0, rc = ld_test_isa_setup();    \
+        if (rc) return rc;                                                    \
+        ld_test_isa_ = ld_isa_active();                                       \
+        printf("ISA level %s\n", ld_isa_name(ld_test_isa_));                 \
         for (int i = 0; i < ld_ntests_; i++) {                                \
             if (argc > 1 && strcmp(argv[1], ld_tests_[i].name) != 0) continue; \
             ld_test_failed_ = ld_test_skipped_ = 0;                           \

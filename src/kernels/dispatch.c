@@ -4,5 +4,5 @@
 
 const ld_kernels *ld_kernels_get(ld_backend b) {
     if (b == LD_BACKEND_REF) return &ld_kernels_ref;
-    return ld_kernels_cpu();
+    return ld_kernels_cpu_at(ld_isa_active());
 }

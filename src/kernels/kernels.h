@@ -193,8 +193,35 @@ typedef struct ld_kernels {
 
 typedef enum ld_backend { LD_BACKEND_AUTO = 0, LD_BACKEND_REF, LD_BACKEND_CPU } ld_backend;
 
-/* The table for a backend (AUTO = the fastest available). Never NULL. */
+/* The table for a backend (AUTO = the fastest available). Never NULL. CPU and AUTO give
+ * the table of ld_isa_active(). */
 const ld_kernels *ld_kernels_get(ld_backend b);
+
+/* Instruction-set levels of the CPU backend, lowest first. A level's table is the level
+ * below with that ISA's kernels overlaid (kernels/cpu/cpu_table.c); the quantized kernels
+ * (quant/quant.c) follow the same levels.
+ *   SCALAR  the reference kernels (plain C; every CPU)
+ *   AVX2    AVX2 + FMA + F16C (Haswell, Zen 1 and later); int8 dots with AVX-VNNI where the
+ *           CPU has it, else vpmaddubsw/vpmaddwd
+ *   AVX512  AVX-512 F + BW + VL + DQ (Skylake-SP, Zen 4 and later); int8 kernels need VNNI
+ *           too, else they stay at the AVX2 ones */
+typedef enum ld_isa { LD_ISA_SCALAR = 0, LD_ISA_AVX2, LD_ISA_AVX512, LD_ISA_COUNT } ld_isa;
+/* The highest level this CPU runs. */
+ld_isa ld_isa_detected(void);
+/* The level the library computes with: ld_isa_detected(), or lower when the environment
+ * variable LD_ISA (avx512, avx2 or scalar) asks for a lower one. LD_ISA is read once, at
+ * first use; a level above the CPU's, or an unknown name, leaves the detected level (the
+ * CLI checks LD_ISA and says so: ld_isa_env). */
+ld_isa ld_isa_active(void);
+/* "scalar", "avx2", "avx512" (NULL for an out-of-range value). */
+const char *ld_isa_name(ld_isa isa);
+/* The level named s (as ld_isa_name spells it); false for anything else. */
+bool ld_isa_parse(const char *s, ld_isa *out);
+/* What LD_ISA asks for: 0 when unset, 1 when it names a level (*asked set), -1 when the name
+ * is unknown. */
+int ld_isa_env(ld_isa *asked);
+/* The CPU table of level isa, capped at ld_isa_detected() (tests run each level with it). */
+const ld_kernels *ld_kernels_cpu_at(ld_isa isa);
 
 /* The reference backend, also instantiated in double precision for finite-difference
  * checks: the same source compiled with REAL = double (see kernels/ref/ref_ops_impl.h and
@@ -203,7 +230,7 @@ extern const ld_kernels ld_kernels_ref;
 
 /* CPU features found at run time. */
 typedef struct ld_cpu_features {
-    bool avx2, fma, avx512f, avx512bw, avx512vl, avx512_bf16, avx512_vnni, avx_vnni;
+    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16, avx512_vnni, avx_vnni;
 } ld_cpu_features;
 const ld_cpu_features *ld_cpu_features_get(void);
 

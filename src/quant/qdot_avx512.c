@@ -449,3 +449,15 @@ static inline __attribute__((always_inline)) void f16_rows(int64_t n, const void
 }
 ROWS_ENTRY(f32, f32_rows)
 ROWS_ENTRY(f16_f32, f16_rows)
+
+/* ---- this ISA's row of each type (quant.c overlays it on CPUs with AVX-512 VNNI) ---------- */
+#define QROW(act, name) {act, ld_vec_dot_##name##_avx512, ld_dot_rows_##name##_avx512}
+const ld_quant_isa_row ld_quant_rows_avx512[LD_DTYPE_COUNT] = {
+    [LD_F32] = QROW(NULL, f32),
+    [LD_F16] = QROW(NULL, f16_f32),
+    [LD_Q8_0] = QROW(ld_quantize_act_q8_0_avx512, q8_0_q8_0),
+    [LD_Q4_0] = QROW(ld_quantize_act_q8_0_avx512, q4_0_q8_0),
+    [LD_Q4_K] = QROW(ld_quantize_act_q8_K_avx512, q4_K_q8_K),
+    [LD_Q5_K] = QROW(ld_quantize_act_q8_K_avx512, q5_K_q8_K),
+    [LD_Q6_K] = QROW(ld_quantize_act_q8_K_avx512, q6_K_q8_K),
+};

@@ -445,3 +445,14 @@ float ld_vec_dot_iq1_m_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     }
     return sum * 0.125f;
 }
+
+/* ---- the AVX2 level's rows of these types (quant.c overlays them; activations are quantized
+ * by the level's quantizer of their activation format) ---- */
+#define LOWBIT_ROW(T, w, a) [T] = {NULL, ld_vec_dot_##w##_##a##_avx2, NULL}
+const ld_quant_isa_row ld_quant_rows_lowbit_avx2[LD_DTYPE_COUNT] = {
+    LOWBIT_ROW(LD_Q2_K, q2_K, q8_K),       LOWBIT_ROW(LD_Q3_K, q3_K, q8_K),       LOWBIT_ROW(LD_TQ1_0, tq1_0, q8_K),
+    LOWBIT_ROW(LD_TQ2_0, tq2_0, q8_K),     LOWBIT_ROW(LD_IQ2_XXS, iq2_xxs, q8_K), LOWBIT_ROW(LD_IQ2_XS, iq2_xs, q8_K),
+    LOWBIT_ROW(LD_IQ2_S, iq2_s, q8_K),     LOWBIT_ROW(LD_IQ3_XXS, iq3_xxs, q8_K), LOWBIT_ROW(LD_IQ3_S, iq3_s, q8_K),
+    LOWBIT_ROW(LD_IQ1_S, iq1_s, q8_K),     LOWBIT_ROW(LD_IQ1_M, iq1_m, q8_K),     LOWBIT_ROW(LD_IQ4_NL, iq4_nl, q8_0),
+    LOWBIT_ROW(LD_IQ4_XS, iq4_xs, q8_K),
+};

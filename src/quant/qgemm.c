@@ -9,11 +9,12 @@
  *     acc  = fma(I, s * d, acc)                  (one rounding per group)
  *     macc = fma(o, d * sum q, macc)             (types with mins only)
  * and y = acc + macc after the last group.
- * The reference below computes exactly that; the AVX-512 path (qgemm_avx512.c) computes
- * the same operations in the same order per output element, so the two agree bit for bit.
+ * The reference below computes exactly that; each ISA's kernels (ld_qgemm_isa: AVX-512 in
+ * qgemm_avx512.c) compute the same integers and the same float operations in the same order
+ * per output element, so they agree with it bit for bit.
  *
  * The optimized driver packs LD_QGEMM_NR columns of W at a time into a panel (levels
- * interleaved for vpdpbusd; ld_qgemm_pack_avx512), then runs every LD_QGEMM_MR-row tile of
+ * interleaved for vpdpbusd; the ISA's ld_qgemm_isa.pack), then runs every LD_QGEMM_MR-row tile of
  * x over the whole panel, its float sums in registers from the first group to the last
  * (splitting K into L1-sized chunks and re-loading the sums was 1.4x slower: measured).
  * Prepacked weights (ld_qgemm_prepack) keep all panels and skip the packing. Panels are
@@ -25,31 +26,79 @@
 
 #include "quant/qgemm.h"
 
+/* Prepacked forms: Q8_0 keeps byte panels (9 bits per weight against 8.5), Q4_K its 4-bit
+ * panels (4.625 against 4.5). Byte panels would double what a decode step reads for the
+ * other 4-6 bit types, so they are not packable (yet). */
 static const ld_qgemm_format FORMATS[LD_DTYPE_COUNT] = {
-    [LD_Q8_0] = {LD_Q8_0, 32, 128, false, ld_levels_row_q8_0},
-    [LD_Q4_0] = {LD_Q4_0, 32, 8, false, ld_levels_row_q4_0},
-    [LD_Q4_K] = {LD_Q4_K, 32, 0, true, ld_levels_row_q4_K},
-    [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K},
-    [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K},
+    [LD_Q8_0] = {LD_Q8_0, 32, 128, false, ld_levels_row_q8_0, LD_QPANEL_BYTES, true},
+    [LD_Q4_0] = {LD_Q4_0, 32, 8, false, ld_levels_row_q4_0, LD_QPANEL_BYTES, false},
+    [LD_Q4_K] = {LD_Q4_K, 32, 0, true, ld_levels_row_q4_K, LD_QPANEL_Q4_K, true},
+    [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K, LD_QPANEL_BYTES, false},
+    [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K, LD_QPANEL_BYTES, false},
     /* the low-bit types (quant_lowbit.h): levels of at most 241, zero points as documented
      * with each ld_levels_row_* */
-    [LD_Q2_K] = {LD_Q2_K, 16, 0, true, ld_levels_row_q2_K},
-    [LD_Q3_K] = {LD_Q3_K, 16, 4, false, ld_levels_row_q3_K},
-    [LD_TQ1_0] = {LD_TQ1_0, 32, 1, false, ld_levels_row_tq1_0},
-    [LD_TQ2_0] = {LD_TQ2_0, 32, 1, false, ld_levels_row_tq2_0},
-    [LD_IQ1_S] = {LD_IQ1_S, 32, 9, false, ld_levels_row_iq1_s},
-    [LD_IQ1_M] = {LD_IQ1_M, 16, 9, false, ld_levels_row_iq1_m},
-    [LD_IQ2_XXS] = {LD_IQ2_XXS, 32, 43, false, ld_levels_row_iq2_xxs},
-    [LD_IQ2_XS] = {LD_IQ2_XS, 16, 43, false, ld_levels_row_iq2_xs},
-    [LD_IQ2_S] = {LD_IQ2_S, 16, 43, false, ld_levels_row_iq2_s},
-    [LD_IQ3_XXS] = {LD_IQ3_XXS, 32, 62, false, ld_levels_row_iq3_xxs},
-    [LD_IQ3_S] = {LD_IQ3_S, 32, 15, false, ld_levels_row_iq3_s},
-    [LD_IQ4_NL] = {LD_IQ4_NL, 32, 128, false, ld_levels_row_iq4_nl},
-    [LD_IQ4_XS] = {LD_IQ4_XS, 32, 128, false, ld_levels_row_iq4_xs},
+    [LD_Q2_K] = {LD_Q2_K, 16, 0, true, ld_levels_row_q2_K, LD_QPANEL_BYTES, false},
+    [LD_Q3_K] = {LD_Q3_K, 16, 4, false, ld_levels_row_q3_K, LD_QPANEL_BYTES, false},
+    [LD_TQ1_0] = {LD_TQ1_0, 32, 1, false, ld_levels_row_tq1_0, LD_QPANEL_BYTES, false},
+    [LD_TQ2_0] = {LD_TQ2_0, 32, 1, false, ld_levels_row_tq2_0, LD_QPANEL_BYTES, false},
+    [LD_IQ1_S] = {LD_IQ1_S, 32, 9, false, ld_levels_row_iq1_s, LD_QPANEL_BYTES, false},
+    [LD_IQ1_M] = {LD_IQ1_M, 16, 9, false, ld_levels_row_iq1_m, LD_QPANEL_BYTES, false},
+    [LD_IQ2_XXS] = {LD_IQ2_XXS, 32, 43, false, ld_levels_row_iq2_xxs, LD_QPANEL_BYTES, false},
+    [LD_IQ2_XS] = {LD_IQ2_XS, 16, 43, false, ld_levels_row_iq2_xs, LD_QPANEL_BYTES, false},
+    [LD_IQ2_S] = {LD_IQ2_S, 16, 43, false, ld_levels_row_iq2_s, LD_QPANEL_BYTES, false},
+    [LD_IQ3_XXS] = {LD_IQ3_XXS, 32, 62, false, ld_levels_row_iq3_xxs, LD_QPANEL_BYTES, false},
+    [LD_IQ3_S] = {LD_IQ3_S, 32, 15, false, ld_levels_row_iq3_s, LD_QPANEL_BYTES, false},
+    [LD_IQ4_NL] = {LD_IQ4_NL, 32, 128, false, ld_levels_row_iq4_nl, LD_QPANEL_BYTES, false},
+    [LD_IQ4_XS] = {LD_IQ4_XS, 32, 128, false, ld_levels_row_iq4_xs, LD_QPANEL_BYTES, false},
 };
 
 const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t) {
     return (int)t >= 0 && t < LD_DTYPE_COUNT && FORMATS[t].levels ? &FORMATS[t] : NULL;
+}
+
+/* ---- the int8 GEMM of each ISA level: parts overlaid lowest first (quant.c does the same
+ * for the row-dot kernels) ---- */
+static bool cpu_has_vnni512(const ld_cpu_features *c) {
+    return c->avx512_vnni;
+}
+static bool cpu_has_avx_vnni(const ld_cpu_features *c) {
+    return c->avx_vnni;
+}
+static const struct {
+    ld_isa level;
+    bool (*usable)(const ld_cpu_features *); /* NULL: the level's own check suffices */
+    const ld_qgemm_isa *part;
+} QGEMM_PARTS[] = {
+    {LD_ISA_AVX2, NULL, &ld_qgemm_isa_avx2},
+    {LD_ISA_AVX2, cpu_has_avx_vnni, &ld_qgemm_isa_avxvnni},
+    {LD_ISA_AVX512, cpu_has_vnni512, &ld_qgemm_isa_avx512},
+};
+
+static ld_qgemm_isa build_isa(ld_isa isa) {
+    ld_qgemm_isa r = {0};
+    const ld_cpu_features *c = ld_cpu_features_get();
+    for (size_t i = 0; i < sizeof QGEMM_PARTS / sizeof QGEMM_PARTS[0]; i++) {
+        const ld_qgemm_isa *p = QGEMM_PARTS[i].part;
+        if (QGEMM_PARTS[i].level > isa || (QGEMM_PARTS[i].usable && !QGEMM_PARTS[i].usable(c))) continue;
+        if (p->quantize_act) r.quantize_act = p->quantize_act;
+        if (p->pack) r.pack = p->pack;
+        for (int k = 0; k < LD_QPANEL_COUNT; k++)
+            if (p->kernel[k]) r.kernel[k] = p->kernel[k];
+    }
+    return r;
+}
+
+const ld_qgemm_isa *ld_qgemm_isa_at(ld_isa isa) {
+    static ld_qgemm_isa tables[LD_ISA_COUNT];
+    static int done[LD_ISA_COUNT];
+    const ld_isa top = ld_isa_detected();
+    if ((int)isa < 0 || isa > top) isa = top;
+    if (!__atomic_load_n(&done[isa], __ATOMIC_ACQUIRE)) {
+        tables[isa] = build_isa(isa);
+        __atomic_store_n(&done[isa], 1, __ATOMIC_RELEASE);
+    }
+    const ld_qgemm_isa *t = &tables[isa];
+    return t->quantize_act && t->pack && t->kernel[LD_QPANEL_BYTES] ? t : NULL;
 }
 
 void ld_qgemm_quantize_act_ref(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g) {
@@ -118,7 +167,7 @@ static void qgemm_ref(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, i
 /* Quantizes the M rows of x into the scratch (int8 values, then their groups) and returns
  * the part after them (the per-thread panels of ld_qgemm_run). */
 static uint8_t *quantize_rows(const ld_qgemm_format *f, const float *x, int64_t M, int64_t K, void *scratch,
-                              int threads, bool use_ref, int8_t **q, ld_qgemm_agroup **ag) {
+                              int threads, const ld_qgemm_isa *isa, int8_t **q, ld_qgemm_agroup **ag) {
     const int64_t ng = K / f->group;
     uint8_t *base = (uint8_t *)up64((size_t)scratch);
     *q = (int8_t *)base;
@@ -126,38 +175,30 @@ static uint8_t *quantize_rows(const ld_qgemm_format *f, const float *x, int64_t 
     int8_t *qq = *q;
     ld_qgemm_agroup *gg = *ag;
 #pragma omp parallel for schedule(static) num_threads(threads) if (M * K >= LD_QACT_PAR_MIN)
-    for (int64_t m = 0; m < M; m++) {
-        if (use_ref) ld_qgemm_quantize_act_ref(f, x + m * K, K, qq + m * K, gg + m * ng);
-        else ld_qgemm_quantize_act_avx512(f, x + m * K, K, qq + m * K, gg + m * ng);
-    }
+    for (int64_t m = 0; m < M; m++) (isa ? isa->quantize_act : ld_qgemm_quantize_act_ref)(f, x + m * K, K, qq + m * K, gg + m * ng);
     return (uint8_t *)*ag + up64((size_t)(M * ng) * sizeof **ag);
 }
 
-/* y[:, n0 .. n0+nc) for all M rows from one panel, LD_QGEMM_MR rows at a time: a byte
- * panel, or with nibbles a prepacked Q4_K one. */
-static void panel_rows(const ld_qgemm_format *f, bool nibbles, const uint8_t *panel, int64_t n0, int nc,
+/* y[:, n0 .. n0+nc) for all M rows from one panel, LD_QGEMM_MR rows at a time, with the
+ * kernel of the panel's form. */
+static void panel_rows(const ld_qgemm_format *f, ld_qgemm_kernel_fn kernel, const uint8_t *panel, int64_t n0, int nc,
                        const int8_t *q, const ld_qgemm_agroup *ag, int64_t M, int64_t K, float *y, int64_t N) {
     const int64_t ng = K / f->group;
     const uint64_t cmask = (1ull << nc) - 1; /* nc <= 48 */
     for (int64_t m = 0; m < M; m += LD_QGEMM_MR) {
         const int mr = M - m < LD_QGEMM_MR ? (int)(M - m) : LD_QGEMM_MR;
-        if (nibbles)
-            ld_qgemm_k4_kernel_avx512(mr, K / LD_QK_K, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng,
-                                      y + m * N + n0, N, cmask);
-        else
-            ld_qgemm_kernel_avx512(f, mr, ng, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng, y + m * N + n0, N,
-                                   cmask);
+        kernel(f, mr, K, panel, q + m * K, (size_t)K, ag + m * ng, (size_t)ng, y + m * N + n0, N, cmask);
     }
 }
 
 void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
-                  int64_t M, float *y, void *scratch, int threads, bool use_ref) {
+                  int64_t M, float *y, void *scratch, int threads, const ld_qgemm_isa *isa) {
     const int64_t ng = K / f->group;
     int8_t *q;
     ld_qgemm_agroup *ag;
-    uint8_t *per_thread = quantize_rows(f, x, M, K, scratch, threads, use_ref, &q, &ag);
+    uint8_t *per_thread = quantize_rows(f, x, M, K, scratch, threads, isa, &q, &ag);
     const size_t tb = thread_bytes(f, K), gb = ld_qgemm_group_bytes(f);
-    if (use_ref) {
+    if (!isa) {
         qgemm_ref(f, W, wrow, N, K, q, ag, M, y, per_thread + up64((size_t)ng * gb));
         return;
     }
@@ -170,20 +211,16 @@ void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64
         for (int64_t p = 0; p < npanels; p++) {
             const int64_t n0 = p * LD_QGEMM_NR;
             const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-            ld_qgemm_pack_avx512(f, W, wrow, n0, nc, K, panel, tmp);
-            panel_rows(f, false, panel, n0, nc, q, ag, M, K, y, N);
+            isa->pack(f, W, wrow, n0, nc, K, panel, tmp);
+            panel_rows(f, isa->kernel[LD_QPANEL_BYTES], panel, n0, nc, q, ag, M, K, y, N);
         }
     }
 }
 
 /* ---- prepacked weights: every panel packed once, kept, used for any number of rows ---- */
-/* Q4_K keeps its levels as nibbles when prepacked; the other types use byte panels. */
-static bool nibble_panels(const ld_qgemm_format *f) {
-    return f->type == LD_Q4_K;
-}
-
 static size_t panel_bytes(const ld_qgemm_format *f, int64_t K) {
-    return nibble_panels(f) ? (size_t)(K / LD_QK_K) * LD_QGEMM_K4_SB_BYTES : (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
+    return f->packed == LD_QPANEL_Q4_K ? (size_t)(K / LD_QK_K) * LD_QGEMM_K4_SB_BYTES
+                                       : (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
 }
 
 size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K) {
@@ -195,29 +232,29 @@ size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K) {
 }
 
 void ld_qgemm_prepack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, uint8_t *P,
-                      uint8_t *tmp, int threads) {
+                      uint8_t *tmp, int threads, const ld_qgemm_isa *isa) {
     const size_t pb = panel_bytes(f, K), tb = ld_qgemm_prepack_tmp_bytes(f, K);
     const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t p = 0; p < npanels; p++) {
         const int64_t n0 = p * LD_QGEMM_NR;
         const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-        if (nibble_panels(f)) ld_qgemm_k4_pack(W, wrow, n0, nc, K, P + (size_t)p * pb);
-        else ld_qgemm_pack_avx512(f, W, wrow, n0, nc, K, P + (size_t)p * pb, tmp + (size_t)omp_get_thread_num() * tb);
+        if (f->packed == LD_QPANEL_Q4_K) ld_qgemm_k4_pack(W, wrow, n0, nc, K, P + (size_t)p * pb);
+        else isa->pack(f, W, wrow, n0, nc, K, P + (size_t)p * pb, tmp + (size_t)omp_get_thread_num() * tb);
     }
 }
 
 void ld_qgemm_run_packed(const ld_qgemm_format *f, const uint8_t *P, int64_t N, int64_t K, const float *x, int64_t M,
-                         float *y, void *scratch, int threads) {
+                         float *y, void *scratch, int threads, const ld_qgemm_isa *isa) {
     int8_t *q;
     ld_qgemm_agroup *ag;
-    quantize_rows(f, x, M, K, scratch, threads, false, &q, &ag);
+    quantize_rows(f, x, M, K, scratch, threads, isa, &q, &ag);
     const size_t pb = panel_bytes(f, K);
     const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
 #pragma omp parallel for schedule(static) num_threads(threads) if (M * N * K >= LD_QMM_PAR_MIN)
     for (int64_t p = 0; p < npanels; p++) {
         const int64_t n0 = p * LD_QGEMM_NR;
         const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-        panel_rows(f, nibble_panels(f), P + (size_t)p * pb, n0, nc, q, ag, M, K, y, N);
+        panel_rows(f, isa->kernel[f->packed], P + (size_t)p * pb, n0, nc, q, ag, M, K, y, N);
     }
 }

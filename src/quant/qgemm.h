@@ -15,12 +15,21 @@
 /* Likewise for quantizing M x K activations (a few rows take microseconds). */
 #define LD_QACT_PAR_MIN ((int64_t)1 << 16)
 
+/* The forms a weight panel takes (every form is LD_QGEMM_NR columns wide; see below). */
+typedef enum ld_qpanel_form {
+    LD_QPANEL_BYTES = 0, /* one byte per level (any type; ld_qgemm_pack) */
+    LD_QPANEL_Q4_K,      /* Q4_K at 4 bits a level (ld_qgemm_k4_pack) */
+    LD_QPANEL_COUNT
+} ld_qpanel_form;
+
 typedef struct ld_qgemm_format {
     ld_dtype type;
     int group;      /* elements per scale: 32, or 16 (Q6_K) */
     int zp;         /* zero point of the levels */
     bool has_min;   /* per-group offsets o (Q4_K, Q5_K) */
     ld_levels_fn levels;
+    ld_qpanel_form packed; /* the form ld_qpack keeps */
+    bool packable;         /* ld_qpack takes this type (its packed form costs few extra bits) */
 } ld_qgemm_format;
 /* NULL when type t has no GEMM form. */
 const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t);
@@ -35,6 +44,7 @@ typedef struct ld_qgemm_agroup {
 } ld_qgemm_agroup;
 /* Quantizes n activations (a multiple of f->group) to int8 q[n] and groups g[n / group]:
  * d = max|x| / 127, q = round-to-nearest-even(x / d) clamped to +-127. */
+typedef void (*ld_qgemm_quantize_fn)(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g);
 void ld_qgemm_quantize_act_ref(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g);
 void ld_qgemm_quantize_act_avx512(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g);
 
@@ -55,12 +65,36 @@ void ld_qgemm_pack_avx512(const ld_qgemm_format *f, const uint8_t *W, size_t wro
 void ld_qgemm_kernel_avx512(const ld_qgemm_format *f, int mr, int64_t ngroups, const uint8_t *panel, const int8_t *q,
                             size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask);
 
+/* Packs columns [n0, n0 + nc) of W (rows of `wrow` bytes, K wide) into a byte panel with
+ * `tmp` (ld_qgemm_prepack_tmp_bytes) for one row's levels. */
+typedef void (*ld_qgemm_pack_fn)(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t n0, int nc,
+                                 int64_t K, uint8_t *panel, uint8_t *tmp);
+/* C[mr rows, NR cols] (row stride ldc; column c stored only where bit c of `cmask` is set)
+ * = the product of a panel (K deep, of the form the kernel is registered for) with
+ * activations q (rows `qs` bytes apart) and their groups g (rows `gs` entries apart),
+ * 1 <= mr <= MR. */
+typedef void (*ld_qgemm_kernel_fn)(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q,
+                                   size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask);
+/* One ISA's int8 GEMM: activation quantizer, byte-panel packer, a kernel per panel form
+ * (NULL: that form is not computed at this level). Each gives the reference's bits. */
+typedef struct ld_qgemm_isa {
+    ld_qgemm_quantize_fn quantize_act;
+    ld_qgemm_pack_fn pack;
+    ld_qgemm_kernel_fn kernel[LD_QPANEL_COUNT];
+} ld_qgemm_isa;
+/* The int8 GEMM of level isa (each part from the highest level up to isa that has it and
+ * whose instructions this CPU runs), or NULL when that level has none (LD_ISA_SCALAR). */
+const ld_qgemm_isa *ld_qgemm_isa_at(ld_isa isa);
+extern const ld_qgemm_isa ld_qgemm_isa_avx2;    /* qgemm_avx2.c */
+extern const ld_qgemm_isa ld_qgemm_isa_avxvnni; /* qgemm_avxvnni.c (AVX2 level, AVX-VNNI CPUs) */
+extern const ld_qgemm_isa ld_qgemm_isa_avx512;  /* qgemm_avx512.c + qgemm_k4_avx512.c (VNNI) */
+
 /* Scratch for ld_qgemm_run (includes 64 bytes of alignment slack). */
 size_t ld_qgemm_scratch_bytes(const ld_qgemm_format *f, int64_t M, int64_t K, int threads);
-/* y[M, N] = x[M, K] . W^T for W of format f (N rows of `wrow` bytes); use_ref: the scalar
- * reference (no packing), else the AVX-512 VNNI path. Same result either way. */
+/* y[M, N] = x[M, K] . W^T for W of format f (N rows of `wrow` bytes) with the int8 GEMM of
+ * `isa` (NULL: the scalar reference, no packing). Same result either way. */
 void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
-                  int64_t M, float *y, void *scratch, int threads, bool use_ref);
+                  int64_t M, float *y, void *scratch, int threads, const ld_qgemm_isa *isa);
 
 /* Q4_K panels keep 4 bits a level (qgemm_k4_avx512.c): per super-block of K and panel,
  * LD_QGEMM_K4_SB_BYTES. Pack: columns [n0, n0 + nc) of Q4_K rows; kernel: as
@@ -77,8 +111,8 @@ void ld_qgemm_k4_kernel_avx512(int mr, int64_t nsb, const uint8_t *panel, const 
 size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K);
 size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K);
 void ld_qgemm_prepack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, uint8_t *P,
-                      uint8_t *tmp, int threads);
+                      uint8_t *tmp, int threads, const ld_qgemm_isa *isa);
 void ld_qgemm_run_packed(const ld_qgemm_format *f, const uint8_t *P, int64_t N, int64_t K, const float *x, int64_t M,
-                         float *y, void *scratch, int threads);
+                         float *y, void *scratch, int threads, const ld_qgemm_isa *isa);
 
 #endif

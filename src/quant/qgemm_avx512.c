@@ -227,3 +227,20 @@ void ld_qgemm_kernel_avx512(const ld_qgemm_format *f, int mr, int64_t ngroups, c
     else if (f->has_min) KERNEL_MR(32, true)
     else KERNEL_MR(32, false)
 }
+
+/* ---- this ISA's int8 GEMM (ld_qgemm_isa: the kernels take K; quant/qgemm.c overlays it on
+ * CPUs with AVX-512 VNNI) ---- */
+static void kernel_bytes(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q, size_t qs,
+                         const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
+    ld_qgemm_kernel_avx512(f, mr, K / f->group, panel, q, qs, g, gs, C, ldc, cmask);
+}
+static void kernel_q4_K(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q, size_t qs,
+                        const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
+    (void)f;
+    ld_qgemm_k4_kernel_avx512(mr, K / LD_QK_K, panel, q, qs, g, gs, C, ldc, cmask);
+}
+const ld_qgemm_isa ld_qgemm_isa_avx512 = {
+    .quantize_act = ld_qgemm_quantize_act_avx512,
+    .pack = ld_qgemm_pack_avx512,
+    .kernel = {[LD_QPANEL_BYTES] = kernel_bytes, [LD_QPANEL_Q4_K] = kernel_q4_K},
+};

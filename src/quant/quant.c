@@ -1,5 +1,5 @@
 /* quant/quant.c — the quantized-type traits table (codec, activation format, dot kernels
- * per ld_dtype, chosen by CPU features) and the public entry points: ld_quantize,
+ * per ld_dtype, per ISA level) and the public entry points: ld_quantize,
  * ld_dequantize and ld_qmatmul (y = x . W^T on F32, F16 or block-quantized weights). */
 #include <math.h>
 #include <omp.h>
@@ -35,84 +35,110 @@ static void dequantize_f16(const void *x, float *y, int64_t n) {
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
-/* One row per type; ISA is the suffix of the optimized dot/activation functions. */
-#define QT_TABLE(ISA)                                                                                    \
-    [LD_F32] = {LD_F32, 1, NULL, dequantize_f32, 1, 4, NULL, NULL, ld_vec_dot_f32_ref,                    \
-                ld_vec_dot_f32_##ISA, ROWS_##ISA(f32)},                                                                   \
-    [LD_F16] = {LD_F16, 1, NULL, dequantize_f16, 1, 4, NULL, NULL, ld_vec_dot_f16_f32_ref,                \
-                ld_vec_dot_f16_f32_##ISA, ROWS_##ISA(f16_f32)},                                                               \
-    [LD_Q8_0] = {LD_Q8_0, LD_QK8_0, ld_quantize_row_q8_0_ref, ld_dequantize_row_q8_0, LD_QK8_0,             \
-                 sizeof(ld_block_q8_0), ld_quantize_act_q8_0_ref, ld_quantize_act_q8_0_##ISA,             \
-                 ld_vec_dot_q8_0_q8_0_ref, ld_vec_dot_q8_0_q8_0_##ISA, ROWS_##ISA(q8_0_q8_0)},                                   \
-    [LD_Q4_0] = {LD_Q4_0, LD_QK4_0, ld_quantize_row_q4_0_ref, ld_dequantize_row_q4_0, LD_QK8_0,             \
-                 sizeof(ld_block_q8_0), ld_quantize_act_q8_0_ref, ld_quantize_act_q8_0_##ISA,             \
-                 ld_vec_dot_q4_0_q8_0_ref, ld_vec_dot_q4_0_q8_0_##ISA, ROWS_##ISA(q4_0_q8_0)},                                   \
-    [LD_Q4_K] = {LD_Q4_K, LD_QK_K, ld_quantize_row_q4_K_ref, ld_dequantize_row_q4_K, LD_QK_K,               \
-                 sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
-                 ld_vec_dot_q4_K_q8_K_ref, ld_vec_dot_q4_K_q8_K_##ISA, ROWS_##ISA(q4_K_q8_K)},                                   \
-    [LD_Q5_K] = {LD_Q5_K, LD_QK_K, ld_quantize_row_q5_K_ref, ld_dequantize_row_q5_K, LD_QK_K,               \
-                 sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
-                 ld_vec_dot_q5_K_q8_K_ref, ld_vec_dot_q5_K_q8_K_##ISA, ROWS_##ISA(q5_K_q8_K)},                                   \
-    [LD_Q6_K] = {LD_Q6_K, LD_QK_K, ld_quantize_row_q6_K_ref, ld_dequantize_row_q6_K, LD_QK_K,               \
-                 sizeof(ld_block_q8_K), ld_quantize_act_q8_K_ref, ld_quantize_act_q8_K_##ISA,             \
-                 ld_vec_dot_q6_K_q8_K_ref, ld_vec_dot_q6_K_q8_K_##ISA, ROWS_##ISA(q6_K_q8_K)},                                   \
-    /* decode only: read from llama.cpp's files, computed in F32 */                                     \
-    [LD_Q4_1] = {LD_Q4_1, 32, NULL, ld_dequantize_row_q4_1, 0, 0, NULL, NULL, NULL, NULL, NULL},            \
-    [LD_Q5_0] = {LD_Q5_0, 32, NULL, ld_dequantize_row_q5_0, 0, 0, NULL, NULL, NULL, NULL, NULL},            \
-    [LD_Q5_1] = {LD_Q5_1, 32, NULL, ld_dequantize_row_q5_1, 0, 0, NULL, NULL, NULL, NULL, NULL},
-
-/* The low-bit formats (quant_lowbit.h): their dots are AVX2 kernels (ISA = avx2) or the
- * reference (ref); activations are quantized with the activation ISA's quantizer (AISA). */
-#define QT_LOWBIT(T, w, a, blk, quantize, ISA, AISA)                                                       \
-    [T] = {T, blk, quantize, ld_dequantize_row_##w, LD_ACT_BLOCK_##a, sizeof(ld_block_##a),                 \
-           ld_quantize_act_##a##_ref, ld_quantize_act_##a##_##AISA, ld_vec_dot_##w##_##a##_ref,            \
-           ld_vec_dot_##w##_##a##_##ISA, NULL},
+/* The reference row of every type (codec, activation format, scalar kernels); the ISA
+ * levels overlay their kernels on it (LEVELS below). */
+#define QT_ROW(T, blk, qrow, deq, ablk, abytes, qact, dot) [T] = {T, blk, qrow, deq, ablk, abytes, qact, qact, dot, dot, NULL}
 #define LD_ACT_BLOCK_q8_K LD_QK_K
 #define LD_ACT_BLOCK_q8_0 LD_QK8_0
-#define QT_LOWBIT_TABLE(ISA, AISA)                                                                          \
-    QT_LOWBIT(LD_Q2_K, q2_K, q8_K, LD_QK_K, ld_quantize_row_q2_K_ref, ISA, AISA)                                                \
-    QT_LOWBIT(LD_Q3_K, q3_K, q8_K, LD_QK_K, ld_quantize_row_q3_K_ref, ISA, AISA)                                                \
-    QT_LOWBIT(LD_TQ1_0, tq1_0, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
-    QT_LOWBIT(LD_TQ2_0, tq2_0, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
-    QT_LOWBIT(LD_IQ2_XXS, iq2_xxs, q8_K, LD_QK_K, NULL, ISA, AISA)                                          \
-    QT_LOWBIT(LD_IQ2_XS, iq2_xs, q8_K, LD_QK_K, NULL, ISA, AISA)                                            \
-    QT_LOWBIT(LD_IQ2_S, iq2_s, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
-    QT_LOWBIT(LD_IQ3_XXS, iq3_xxs, q8_K, LD_QK_K, NULL, ISA, AISA)                                          \
-    QT_LOWBIT(LD_IQ3_S, iq3_s, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
-    QT_LOWBIT(LD_IQ1_S, iq1_s, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
-    QT_LOWBIT(LD_IQ1_M, iq1_m, q8_K, LD_QK_K, NULL, ISA, AISA)                                              \
-    QT_LOWBIT(LD_IQ4_NL, iq4_nl, q8_0, LD_QK8_0, ld_quantize_row_iq4_nl_ref, ISA, AISA)                                           \
-    QT_LOWBIT(LD_IQ4_XS, iq4_xs, q8_K, LD_QK_K, ld_quantize_row_iq4_xs_ref, ISA, AISA)
+#define QT_LOWBIT(T, w, a, quantize)                                                                         \
+    QT_ROW(T, LD_QK_K == LD_ACT_BLOCK_##a ? LD_QK_K : LD_QK8_0, quantize, ld_dequantize_row_##w, LD_ACT_BLOCK_##a, \
+           sizeof(ld_block_##a), ld_quantize_act_##a##_ref, ld_vec_dot_##w##_##a##_ref)
+static const ld_quant_traits BASE[LD_DTYPE_COUNT] = {
+    QT_ROW(LD_F32, 1, NULL, dequantize_f32, 1, 4, NULL, ld_vec_dot_f32_ref),
+    QT_ROW(LD_F16, 1, NULL, dequantize_f16, 1, 4, NULL, ld_vec_dot_f16_f32_ref),
+    QT_ROW(LD_Q8_0, LD_QK8_0, ld_quantize_row_q8_0_ref, ld_dequantize_row_q8_0, LD_QK8_0, sizeof(ld_block_q8_0),
+           ld_quantize_act_q8_0_ref, ld_vec_dot_q8_0_q8_0_ref),
+    QT_ROW(LD_Q4_0, LD_QK4_0, ld_quantize_row_q4_0_ref, ld_dequantize_row_q4_0, LD_QK8_0, sizeof(ld_block_q8_0),
+           ld_quantize_act_q8_0_ref, ld_vec_dot_q4_0_q8_0_ref),
+    QT_ROW(LD_Q4_K, LD_QK_K, ld_quantize_row_q4_K_ref, ld_dequantize_row_q4_K, LD_QK_K, sizeof(ld_block_q8_K),
+           ld_quantize_act_q8_K_ref, ld_vec_dot_q4_K_q8_K_ref),
+    QT_ROW(LD_Q5_K, LD_QK_K, ld_quantize_row_q5_K_ref, ld_dequantize_row_q5_K, LD_QK_K, sizeof(ld_block_q8_K),
+           ld_quantize_act_q8_K_ref, ld_vec_dot_q5_K_q8_K_ref),
+    QT_ROW(LD_Q6_K, LD_QK_K, ld_quantize_row_q6_K_ref, ld_dequantize_row_q6_K, LD_QK_K, sizeof(ld_block_q8_K),
+           ld_quantize_act_q8_K_ref, ld_vec_dot_q6_K_q8_K_ref),
+    /* decode only: read from llama.cpp's files, computed in F32 */
+    QT_ROW(LD_Q4_1, 32, NULL, ld_dequantize_row_q4_1, 0, 0, NULL, NULL),
+    QT_ROW(LD_Q5_0, 32, NULL, ld_dequantize_row_q5_0, 0, 0, NULL, NULL),
+    QT_ROW(LD_Q5_1, 32, NULL, ld_dequantize_row_q5_1, 0, 0, NULL, NULL),
+    /* the low-bit formats (quant_lowbit.h) */
+    QT_LOWBIT(LD_Q2_K, q2_K, q8_K, ld_quantize_row_q2_K_ref),
+    QT_LOWBIT(LD_Q3_K, q3_K, q8_K, ld_quantize_row_q3_K_ref),
+    QT_LOWBIT(LD_TQ1_0, tq1_0, q8_K, NULL),
+    QT_LOWBIT(LD_TQ2_0, tq2_0, q8_K, NULL),
+    QT_LOWBIT(LD_IQ2_XXS, iq2_xxs, q8_K, NULL),
+    QT_LOWBIT(LD_IQ2_XS, iq2_xs, q8_K, NULL),
+    QT_LOWBIT(LD_IQ2_S, iq2_s, q8_K, NULL),
+    QT_LOWBIT(LD_IQ3_XXS, iq3_xxs, q8_K, NULL),
+    QT_LOWBIT(LD_IQ3_S, iq3_s, q8_K, NULL),
+    QT_LOWBIT(LD_IQ1_S, iq1_s, q8_K, NULL),
+    QT_LOWBIT(LD_IQ1_M, iq1_m, q8_K, NULL),
+    QT_LOWBIT(LD_IQ4_NL, iq4_nl, q8_0, ld_quantize_row_iq4_nl_ref),
+    QT_LOWBIT(LD_IQ4_XS, iq4_xs, q8_K, ld_quantize_row_iq4_xs_ref),
+};
+#undef QT_ROW
+#undef QT_LOWBIT
 
-#define ROWS_avx512(name) ld_dot_rows_##name##_avx512
-#define ROWS_ref(name) NULL
-/* The reference table names the ref functions as its "optimized" ones too. AVX-512 CPUs run
- * the AVX2 kernels of the types that have no AVX-512 one; AVX2 CPUs without AVX-512 VNNI
- * have AVX2 kernels for the low-bit types only (the others use the reference). */
-static const ld_quant_traits table_avx512[LD_DTYPE_COUNT] = {QT_TABLE(avx512) QT_LOWBIT_TABLE(avx2, avx512)};
-static const ld_quant_traits table_avx2[LD_DTYPE_COUNT] = {QT_TABLE(ref) QT_LOWBIT_TABLE(avx2, ref)};
-static const ld_quant_traits table_ref[LD_DTYPE_COUNT] = {QT_TABLE(ref) QT_LOWBIT_TABLE(ref, ref)};
-
-static bool have_vnni(void) {
-    const ld_cpu_features *f = ld_cpu_features_get();
-    return f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni;
+static bool cpu_has_vnni512(const ld_cpu_features *c) {
+    return c->avx512_vnni;
+}
+static bool cpu_has_avx_vnni(const ld_cpu_features *c) {
+    return c->avx_vnni;
 }
 
-static bool have_avx2(void) {
-    const ld_cpu_features *f = ld_cpu_features_get();
-    return f->avx2 && f->fma;
+/* Each level's row tables, lowest first; a row table applies at its level and above when
+ * the CPU passes its check. */
+static const struct {
+    ld_isa level;
+    bool (*usable)(const ld_cpu_features *); /* NULL: the level's own check suffices */
+    const ld_quant_isa_row *rows;
+} LEVELS[] = {
+    {LD_ISA_AVX2, NULL, ld_quant_rows_avx2},
+    {LD_ISA_AVX2, NULL, ld_quant_rows_lowbit_avx2},
+    {LD_ISA_AVX2, cpu_has_avx_vnni, ld_quant_rows_avxvnni},
+    {LD_ISA_AVX512, cpu_has_vnni512, ld_quant_rows_avx512},
+};
+
+static void build_level(ld_isa isa, ld_quant_traits *tab) {
+    memcpy(tab, BASE, sizeof BASE);
+    const ld_cpu_features *c = ld_cpu_features_get();
+    for (size_t l = 0; l < sizeof LEVELS / sizeof LEVELS[0]; l++) {
+        if (LEVELS[l].level > isa || (LEVELS[l].usable && !LEVELS[l].usable(c))) continue;
+        for (int t = 0; t < LD_DTYPE_COUNT; t++) {
+            const ld_quant_isa_row *r = &LEVELS[l].rows[t];
+            if (!tab[t].vec_dot_ref) continue; /* no kernels for this type at all */
+            if (r->quantize_act) tab[t].quantize_act = r->quantize_act;
+            if (r->vec_dot) tab[t].vec_dot = r->vec_dot;
+            if (r->dot_rows) tab[t].dot_rows = r->dot_rows;
+        }
+    }
+    /* a type whose rows bring no activation quantizer takes the level's one for its
+     * activation format (the same bits: every quantizer equals its reference) */
+    for (int t = 0; t < LD_DTYPE_COUNT; t++)
+        for (int u = 0; u < LD_DTYPE_COUNT && tab[t].quantize_act == tab[t].quantize_act_ref; u++)
+            if (tab[t].quantize_act_ref && tab[u].quantize_act_ref == tab[t].quantize_act_ref) tab[t].quantize_act = tab[u].quantize_act;
+}
+
+const ld_quant_traits *ld_quant_traits_at(ld_dtype t, ld_isa isa) {
+    static ld_quant_traits tables[LD_ISA_COUNT][LD_DTYPE_COUNT];
+    static int done[LD_ISA_COUNT];
+    if ((int)t < 0 || t >= LD_DTYPE_COUNT) return NULL;
+    const ld_isa top = ld_isa_detected();
+    if ((int)isa < 0 || isa > top) isa = top;
+    if (!__atomic_load_n(&done[isa], __ATOMIC_ACQUIRE)) {
+        build_level(isa, tables[isa]); /* racing first callers write the same bytes */
+        __atomic_store_n(&done[isa], 1, __ATOMIC_RELEASE);
+    }
+    return tables[isa][t].dequantize_row ? &tables[isa][t] : NULL;
 }
 
 const ld_quant_traits *ld_quant_traits_get(ld_dtype t) {
-    if ((int)t < 0 || t >= LD_DTYPE_COUNT) return NULL;
-    const ld_quant_traits *tab = have_vnni() ? table_avx512 : have_avx2() ? table_avx2 : table_ref;
-    return tab[t].dequantize_row ? &tab[t] : NULL;
+    return ld_quant_traits_at(t, ld_isa_active());
 }
 
 /* The blocked int8 GEMM (qgemm.c) for products of at least LD_QGEMM_MIN_M rows; NULL when
- * the type has no GEMM form or the CPU lacks AVX-512 VNNI. */
+ * the type has no GEMM form or the active level has no int8 GEMM. */
 static const ld_qgemm_format *gemm_format(ld_dtype t, int64_t M) {
-    return M >= LD_QGEMM_MIN_M && have_vnni() ? ld_qgemm_format_get(t) : NULL;
+    return M >= LD_QGEMM_MIN_M && ld_qgemm_isa_at(ld_isa_active()) ? ld_qgemm_format_get(t) : NULL;
 }
 
 bool ld_qmatmul_has_gemm(ld_dtype wtype, int64_t M) {
@@ -235,16 +261,17 @@ ld_status ld_qmatmul_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_
 #define QMM_TILE_N 8
 
 int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x, int64_t M, float *y,
-                    void *scratch, int threads, bool use_ref) {
-    const ld_quant_traits *q = ld_quant_traits_get(wtype);
+                    void *scratch, int threads, ld_isa isa) {
+    const ld_quant_traits *q = ld_quant_traits_at(wtype, isa);
     size_t wrow;
-    if (!q || ld_dtype_row_bytes(wtype, K, &wrow)) return -1;
-    const ld_vec_dot_fn dot = use_ref ? q->vec_dot_ref : q->vec_dot;
-    const ld_dot_rows_fn rows = use_ref ? NULL : q->dot_rows;
-    const ld_quantize_act_fn qa = use_ref ? q->quantize_act_ref : q->quantize_act;
-    const ld_qgemm_format *g = use_ref ? NULL : gemm_format(wtype, M);
+    if (!q || !q->vec_dot || ld_dtype_row_bytes(wtype, K, &wrow)) return -1;
+    const ld_vec_dot_fn dot = q->vec_dot;
+    const ld_dot_rows_fn rows = q->dot_rows;
+    const ld_quantize_act_fn qa = q->quantize_act;
+    const ld_qgemm_isa *gi = ld_qgemm_isa_at(isa);
+    const ld_qgemm_format *g = M >= LD_QGEMM_MIN_M && gi ? ld_qgemm_format_get(wtype) : NULL;
     if (g) {
-        ld_qgemm_run(g, W, wrow, N, K, x, M, y, scratch, threads, false);
+        ld_qgemm_run(g, W, wrow, N, K, x, M, y, scratch, threads, gi);
         return 0;
     }
     const uint8_t *act = (const uint8_t *)x;
@@ -290,23 +317,28 @@ ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int6
     if (ld_dtype_row_bytes(wtype, K, &wrow) || ld_mul_size(wrow, (size_t)N, &tmp) ||
         ld_mul_size((size_t)M, (size_t)N, &tmp))
         return ld_error(ctx, LD_ERR_OVERFLOW, "ld_qmatmul: sizes overflow");
-    ld_qmatmul_impl(wtype, W, N, K, x, M, y, scratch, ld_ctx_threads(ctx), false);
+    ld_qmatmul_impl(wtype, W, N, K, x, M, y, scratch, ld_ctx_threads(ctx), ld_isa_active());
     return LD_OK;
 }
 
 /* ---- prepacked weights (the int8 GEMM's panels, kept) -------------------------------------- */
-/* Types whose panel form costs few extra bytes: Q8_0 (9 bits per weight against 8.5) and
- * Q4_K (4-bit panels, 4.625 bits against 4.5). Byte-per-level panels would double what a
- * decode step reads for the other 4-6 bit types. */
+/* Types whose packed form costs few extra bytes (qgemm.c's FORMATS) and that the active
+ * level's int8 GEMM multiplies. */
+static const ld_qgemm_isa *pack_isa(ld_dtype wtype) {
+    const ld_qgemm_format *f = ld_qgemm_format_get(wtype);
+    const ld_qgemm_isa *gi = ld_qgemm_isa_at(ld_isa_active());
+    return f && f->packable && gi && gi->kernel[f->packed] ? gi : NULL;
+}
+
 bool ld_qpack_supported(ld_dtype wtype) {
-    return (wtype == LD_Q8_0 || wtype == LD_Q4_K) && have_vnni();
+    return pack_isa(wtype) != NULL;
 }
 
 static ld_status check_pack(ld_ctx *ctx, ld_dtype wtype, int64_t N, int64_t K, const ld_qgemm_format **f) {
     const ld_dtype_info *di = ld_dtype_traits(wtype);
     if (!ld_qpack_supported(wtype))
-        return ld_error(ctx, LD_ERR_DTYPE, "ld_qpack: weights of type %s cannot be prepacked on this CPU",
-                        di ? di->name : "(unknown)");
+        return ld_error(ctx, LD_ERR_DTYPE, "ld_qpack: weights of type %s cannot be prepacked at ISA level %s",
+                        di ? di->name : "(unknown)", ld_isa_name(ld_isa_active()));
     *f = ld_qgemm_format_get(wtype);
     if (N <= 0 || K <= 0)
         return ld_error(ctx, LD_ERR_SHAPE, "ld_qpack: N %lld and K %lld must be positive", (long long)N, (long long)K);
@@ -337,7 +369,7 @@ ld_status ld_qpack(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_
     if (!tmp) return ld_ctx_status(ctx);
     size_t wrow;
     ld_dtype_row_bytes(wtype, K, &wrow);
-    ld_qgemm_prepack(f, W, wrow, N, K, dst, tmp, threads);
+    ld_qgemm_prepack(f, W, wrow, N, K, dst, tmp, threads, pack_isa(wtype));
     ld_free(ctx, tmp);
     return LD_OK;
 }
@@ -363,6 +395,6 @@ ld_status ld_qmatmul_packed(ld_ctx *ctx, ld_dtype wtype, const void *P, int64_t 
     if (!P || !x || !y || !scratch)
         return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul_packed: NULL %s", !P ? "P" : !x ? "x" : !y ? "y" : "scratch");
     if ((uintptr_t)P & 63) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul_packed: weights not 64-byte aligned");
-    ld_qgemm_run_packed(f, P, N, K, x, M, y, scratch, ld_ctx_threads(ctx));
+    ld_qgemm_run_packed(f, P, N, K, x, M, y, scratch, ld_ctx_threads(ctx), pack_isa(wtype));
     return LD_OK;
 }

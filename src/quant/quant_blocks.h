@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
 #include "liandan/tensor.h"
 #include "quant/quant_lowbit.h"
 
@@ -184,6 +185,21 @@ static inline int ld_quant_nearest(float f) {
 typedef float (*ld_vec_dot_fn)(int64_t n, const void *w, const void *a);
 typedef void (*ld_quantize_act_fn)(const float *x, void *y, int64_t n);
 
+/* One ISA's kernels for one weight type, indexed by ld_dtype in that ISA's row table
+ * (ld_quant_rows_<isa>, defined in the ISA's kernel file). NULL fields keep the level
+ * below's. quant.c overlays the row tables of every level up to the one asked for (after
+ * its CPU check), the way kernels/cpu/cpu_table.c builds the float kernels' tables: a new
+ * type adds one row to each ISA file that has kernels for it. */
+typedef struct ld_quant_isa_row {
+    ld_quantize_act_fn quantize_act;
+    ld_vec_dot_fn vec_dot;
+    ld_dot_rows_fn dot_rows;
+} ld_quant_isa_row;
+extern const ld_quant_isa_row ld_quant_rows_avx2[LD_DTYPE_COUNT];    /* qdot_avx2.c */
+extern const ld_quant_isa_row ld_quant_rows_lowbit_avx2[LD_DTYPE_COUNT]; /* qdot_lowbit_avx2.c (quant_lowbit.h's types) */
+extern const ld_quant_isa_row ld_quant_rows_avxvnni[LD_DTYPE_COUNT]; /* qdot_avxvnni.c (AVX2 level, AVX-VNNI CPUs) */
+extern const ld_quant_isa_row ld_quant_rows_avx512[LD_DTYPE_COUNT];  /* qdot_avx512.c (needs AVX-512 VNNI) */
+
 typedef struct ld_quant_traits {
     ld_dtype type;
     int block_size;
@@ -197,16 +213,18 @@ typedef struct ld_quant_traits {
     ld_dot_rows_fn dot_rows;                           /* NULL: loop over vec_dot */
 } ld_quant_traits;
 
-/* NULL for types without quantized kernels. */
+/* NULL for types without quantized kernels. The kernels of level ld_isa_active(). */
 const ld_quant_traits *ld_quant_traits_get(ld_dtype t);
+/* The same at level isa (capped at the CPU's; LD_ISA_SCALAR: the reference kernels). */
+const ld_quant_traits *ld_quant_traits_at(ld_dtype t, ld_isa isa);
 
 /* nblk blocks of type t filled with random bytes, every fp16 block scale made finite with
  * |d| < 2 (the top exponent bit cleared): valid blocks of every bit pattern, for tests and
  * benchmarks of the types liandan decodes but does not quantize to. */
 void ld_quant_random_blocks(ld_dtype t, void *blocks, int64_t nblk, uint64_t seed);
 
-/* ld_qmatmul with the kernels chosen explicitly (use_ref = scalar reference). */
+/* ld_qmatmul with the kernels of level isa (LD_ISA_SCALAR = the scalar reference). */
 int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x, int64_t M,
-                    float *y, void *scratch, int threads, bool use_ref);
+                    float *y, void *scratch, int threads, ld_isa isa);
 
 #endif

@@ -8,15 +8,6 @@
 #include "kernels/kernels.h"
 #include "ld_test.h"
 
-/* Ends a "matches ref" test as SKIP when, on this CPU, the CPU table holds the reference
- * itself for every kernel the test compares (`same` is that condition): the comparison would
- * hold a kernel against itself and prove nothing. */
-#define OPS_SKIP_IF_REF(same, what)                                                               \
-    do {                                                                                          \
-        if (same) SKIP("the CPU table uses the reference %s on this CPU: nothing to compare", what); \
-    } while (0)
-#define OPS_REF(fn) (ld_kernels_get(LD_BACKEND_CPU)->fn == ld_kernels_get(LD_BACKEND_REF)->fn)
-
 /* n floats from N(0, scale^2) drawn from stream `seed`; caller frees. */
 static inline float *ops_randn(int64_t n, uint64_t seed, float scale) {
     float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));

@@ -37,7 +37,7 @@ static double max_err(const float *a, const float *b, int64_t n) {
 }
 
 static void compare_cpu_ref(ld_attn_shape s, uint64_t seed) {
-    const ld_kernels *ref = ld_kernels_get(LD_BACKEND_REF), *cpu = ld_kernels_get(LD_BACKEND_CPU);
+    const ld_kernels *ref = ld_kernels_get(LD_BACKEND_REF), *cpu = ld_kernels_cpu_at(ld_test_isa_);
     ld_rng r = ld_rng_init(seed);
     bufs a = alloc_bufs(&s, &r);
     r = ld_rng_init(seed);
@@ -62,10 +62,8 @@ static void compare_cpu_ref(ld_attn_shape s, uint64_t seed) {
     free_bufs(&a), free_bufs(&c);
 }
 
-TEST(cpu_matches_ref_on_odd_shapes) {
-    const ld_kernels *ref = ld_kernels_get(LD_BACKEND_REF), *cpu = ld_kernels_get(LD_BACKEND_CPU);
-    if (cpu->attention_fwd == ref->attention_fwd && cpu->attention_bwd == ref->attention_bwd)
-        SKIP("the CPU table uses the reference attention on this CPU: nothing to compare");
+TEST_ISA(cpu_matches_ref_on_odd_shapes) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->attention_fwd, ld_kernels_ref.attention_fwd, "attention_fwd");
     static const int32_t lens[3] = {5, 1, 0};
     static const int32_t lens2[2] = {100, 37};
     ld_attn_shape shapes[] = {
@@ -88,12 +86,13 @@ TEST(cpu_matches_ref_on_odd_shapes) {
     }
 }
 
-TEST(rows_without_visible_keys) {
+TEST_ISA(rows_without_visible_keys) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->attention_fwd, ld_kernels_ref.attention_fwd, "attention_fwd");
     static const int32_t lens[2] = {0, 3};
     ld_attn_shape s = {.B = 2, .Tq = 4, .Tk = 4, .Hq = 1, .Hkv = 1, .D = 8, .causal = false, .scale = 0.3f,
                        .key_len = lens};
     for (int be = 0; be < 2; be++) {
-        const ld_kernels *k = ld_kernels_get(be ? LD_BACKEND_CPU : LD_BACKEND_REF);
+        const ld_kernels *k = be ? ld_kernels_cpu_at(ld_test_isa_) : ld_kernels_get(LD_BACKEND_REF);
         ld_rng r = ld_rng_init(3);
         bufs a = alloc_bufs(&s, &r);
         k->attention_fwd(a.out, a.lse, a.q, a.k, a.v, &s);
@@ -104,8 +103,9 @@ TEST(rows_without_visible_keys) {
     }
 }
 
-TEST(decode_one_query_at_a_time_equals_full_forward) {
-    const ld_kernels *cpu = ld_kernels_get(LD_BACKEND_CPU);
+TEST_ISA(decode_one_query_at_a_time_equals_full_forward) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->attention_fwd, ld_kernels_ref.attention_fwd, "attention_fwd");
+    const ld_kernels *cpu = ld_kernels_cpu_at(ld_test_isa_);
     ld_attn_shape full = {.B = 1, .Tq = 50, .Tk = 50, .Hq = 4, .Hkv = 2, .D = 32, .causal = true,
                           .scale = 1.0f / sqrtf(32.0f)};
     ld_rng r = ld_rng_init(9);

@@ -170,7 +170,7 @@ static void check_all(const char *what, gemm_f32_fn f, gemm_bf16_fn h, const int
 }
 
 TEST(gemm_f32_avx512_matches_ref) {
-    if (!ld_cpu_features_get()->avx512f) SKIP("no AVX-512 on this CPU");
+    if (ld_isa_active() < LD_ISA_AVX512) SKIP("ISA level %s", ld_isa_name(ld_isa_active()));
     check_all("f32", ld_gemm_f32_avx512, NULL, shapes, NSHAPES);
 }
 
@@ -192,11 +192,12 @@ TEST(gemm_tiny_blocks_match_ref) {
     const ld_gemm_impl *impls[5] = {&ld_gemm_impl_f32_avx512, &ld_gemm_impl_cvt_avx512, &ld_gemm_impl_f32_avx2,
                                     &ld_gemm_impl_cvt_avx2, &ld_gemm_impl_dot_avx512};
     const char *names[5] = {"tiny f32", "tiny bf16-cvt", "tiny avx2 f32", "tiny avx2 bf16", "tiny bf16-dot"};
+    const ld_isa level = ld_isa_active();
     int ran = 0;
     for (int i = 0; i < 5; i++) {
-        bool have = i == 4 ? f->avx512_bf16 : i >= 2 ? f->avx2 && f->fma : f->avx512f && f->avx512bw && f->avx512vl;
+        bool have = i == 4 ? f->avx512_bf16 && level >= LD_ISA_AVX512 : i >= 2 ? level >= LD_ISA_AVX2 : level >= LD_ISA_AVX512;
         if (!have) {
-            printf("  skipped %s: not on this CPU\n", names[i]);
+            printf("  %s: not at ISA level %s\n", names[i], ld_isa_name(level));
             continue;
         }
         ran++;
@@ -209,46 +210,47 @@ TEST(gemm_tiny_blocks_match_ref) {
         check_all(names[i], f32 ? tiny_f32 : NULL, f32 ? NULL : tiny_bf16, tiny_shapes,
                   sizeof tiny_shapes / sizeof tiny_shapes[0]);
     }
-    if (!ran) SKIP("no AVX2 or AVX-512 kernel on this CPU");
+    if (!ran) SKIP("no optimized GEMM at ISA level %s", ld_isa_name(level));
 }
 
 TEST(gemm_avx2_matches_ref) {
-    const ld_cpu_features *f = ld_cpu_features_get();
-    if (!f->avx2 || !f->fma) SKIP("no AVX2+FMA on this CPU");
+    if (ld_isa_active() < LD_ISA_AVX2) SKIP("ISA level %s", ld_isa_name(ld_isa_active()));
     check_all("avx2 f32", ld_gemm_f32_avx2, NULL, shapes, NSHAPES);
     check_all("avx2 bf16", NULL, ld_gemm_bf16_avx2, shapes, NSHAPES);
 }
 
 TEST(gemm_bf16_cvt_avx512_matches_ref) {
-    if (!ld_cpu_features_get()->avx512f) SKIP("no AVX-512 on this CPU");
+    if (ld_isa_active() < LD_ISA_AVX512) SKIP("ISA level %s", ld_isa_name(ld_isa_active()));
     check_all("bf16-cvt", NULL, ld_gemm_bf16_cvt_avx512, shapes, NSHAPES);
 }
 
 TEST(gemm_bf16_dot_avx512_matches_ref) {
-    if (!ld_cpu_features_get()->avx512_bf16) SKIP("no AVX-512 BF16 on this CPU");
+    if (ld_isa_active() < LD_ISA_AVX512 || !ld_cpu_features_get()->avx512_bf16) SKIP("no AVX-512 BF16 at this level");
     check_all("bf16-dot", NULL, ld_gemm_bf16_dot_avx512, shapes, NSHAPES);
 }
 
-TEST(gemm_cpu_table_matches_ref) {
-    const ld_kernels *k = ld_kernels_get(LD_BACKEND_CPU);
+TEST_ISA(gemm_cpu_table_matches_ref) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->gemm_f32, ld_kernels_ref.gemm_f32, "gemm_f32");
+    const ld_kernels *k = ld_kernels_cpu_at(ld_test_isa_);
     check_case("table f32", k->gemm_f32, NULL, (gemm_case){33, 97, 71, false, true, 1.0f, 0.0f}, 99);
     check_case("table bf16", NULL, k->gemm_bf16, (gemm_case){33, 97, 71, true, false, 0.5f, 1.0f}, 98);
 }
 
-TEST(gemm_cpu_table_is_avx512_here) {
-    const ld_cpu_features *f = ld_cpu_features_get();
+TEST(gemm_cpu_table_is_the_active_level) {
     const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
-    if (f->avx512f && f->avx512bw && f->avx512vl) CHECK(!strcmp(k->name, "cpu-avx512"));
-    CHECK(k->gemm_f32 != ld_kernels_ref.gemm_f32 || strcmp(k->name, "cpu-avx512"));
+    const ld_isa level = ld_isa_active();
+    CHECK(!strcmp(k->name, level == LD_ISA_AVX512 ? "cpu-avx512" : level == LD_ISA_AVX2 ? "cpu-avx2" : "cpu-scalar"));
+    CHECK((k->gemm_f32 != ld_kernels_ref.gemm_f32) == (level > LD_ISA_SCALAR));
     double cvt = 0, dot = 0;
-    const char *path = f->avx512f ? ld_gemm_bf16_avx512_choice(&cvt, &dot) : "none";
+    const char *path = level == LD_ISA_AVX512 ? ld_gemm_bf16_avx512_choice(&cvt, &dot) : "none";
     printf("  table %s, bf16 path %s (micro-kernel cvt %.0f GFLOP/s, dot %.0f GFLOP/s)\n", k->name, path, cvt, dot);
 }
 
 /* Same inputs, same bits: twice on 2 threads, and on 1 thread (the partition never changes
  * an element's sequence of operations). Shapes split along N and along M. */
-TEST(gemm_deterministic_across_runs_and_threads) {
-    const ld_kernels *k = ld_kernels_get(LD_BACKEND_CPU);
+TEST_ISA(gemm_deterministic_across_runs_and_threads) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->gemm_f32, ld_kernels_ref.gemm_f32, "gemm_f32");
+    const ld_kernels *k = ld_kernels_cpu_at(ld_test_isa_);
     const int64_t dims[2][3] = {{64, 1000, 300}, {1000, 40, 300}};
     int saved = omp_get_max_threads();
     for (int d = 0; d < 2; d++) {
@@ -279,8 +281,9 @@ TEST(gemm_deterministic_across_runs_and_threads) {
  * (past LD_GEMV_MAX_M, so rows are taken in groups), N and K off every vector and tile size
  * (16 floats, 64 floats, tiles of 4/8/16 vectors), sizes big enough to run threaded, and
  * 1 and 2 threads giving the same bits. Tolerance as for the GEMMs. */
-TEST(gemv_f32_matches_ref) {
-    const ld_kernels *k = ld_kernels_get(LD_BACKEND_CPU);
+TEST_ISA(gemv_f32_matches_ref) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->gemv_f32, ld_kernels_ref.gemv_f32, "gemv_f32");
+    const ld_kernels *k = ld_kernels_cpu_at(ld_test_isa_);
     const int64_t nk[][2] = {{1, 1}, {3, 17}, {17, 3}, {33, 65}, {255, 129}, {769, 768}, {2305, 768}, {768, 3073}};
     int saved = omp_get_max_threads();
     uint64_t seed = 11;

@@ -8,7 +8,8 @@
 static const int64_t sizes[] = {1, 3, 15, 16, 17, 1000, 4097, 100003};
 #define NSIZES ((int)(sizeof sizes / sizeof sizes[0]))
 
-static const ld_kernels *cpu(void) { return ld_kernels_get(LD_BACKEND_CPU); }
+/* the table of the level under test (TEST_ISA runs each optimized level) */
+static const ld_kernels *cpu(void) { return ld_kernels_cpu_at(ld_test_isa_); }
 static const ld_kernels *ref(void) { return ld_kernels_get(LD_BACKEND_REF); }
 
 /* Relative error of pointwise results, per element, within a few ulps; forward values
@@ -24,6 +25,7 @@ static void check_unary(const char *name, void (*fc)(float *, const float *, int
                         void (*fr)(float *, const float *, int64_t),
                         void (*bc)(float *, const float *, const float *, int64_t),
                         void (*br)(float *, const float *, const float *, int64_t)) {
+    ISA_OWN(fc, fr, name);
     for (int s = 0; s < NSIZES; s++) {
         int64_t n = sizes[s];
         float *x = ops_randn(n, 100 + (uint64_t)s, 3.0f), *dy = ops_randn(n, 200, 1.0f);
@@ -44,17 +46,11 @@ static void check_unary(const char *name, void (*fc)(float *, const float *, int
     }
 }
 
-TEST(gelu_matches_ref) {
-    OPS_SKIP_IF_REF(OPS_REF(gelu_fwd) && OPS_REF(gelu_bwd), "gelu");
-    check_unary("gelu", cpu()->gelu_fwd, ref()->gelu_fwd, cpu()->gelu_bwd, ref()->gelu_bwd);
-}
-TEST(silu_matches_ref) {
-    OPS_SKIP_IF_REF(OPS_REF(silu_fwd) && OPS_REF(silu_bwd), "silu");
-    check_unary("silu", cpu()->silu_fwd, ref()->silu_fwd, cpu()->silu_bwd, ref()->silu_bwd);
-}
+TEST_ISA(gelu_matches_ref) { check_unary("gelu", cpu()->gelu_fwd, ref()->gelu_fwd, cpu()->gelu_bwd, ref()->gelu_bwd); }
+TEST_ISA(silu_matches_ref) { check_unary("silu", cpu()->silu_fwd, ref()->silu_fwd, cpu()->silu_bwd, ref()->silu_bwd); }
 
-TEST(swiglu_matches_ref) {
-    OPS_SKIP_IF_REF(OPS_REF(swiglu_fwd) && OPS_REF(swiglu_bwd), "swiglu");
+TEST_ISA(swiglu_matches_ref) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->swiglu_fwd, ld_kernels_ref.swiglu_fwd, "swiglu_fwd");
     for (int s = 0; s < NSIZES; s++) {
         int64_t n = sizes[s];
         float *g = ops_randn(n, 1, 3.0f), *u = ops_randn(n, 2, 1.0f), *dy = ops_randn(n, 3, 1.0f);
@@ -78,8 +74,8 @@ TEST(swiglu_matches_ref) {
     }
 }
 
-TEST(linear_pointwise_matches_ref) {
-    OPS_SKIP_IF_REF(OPS_REF(add_fwd) && OPS_REF(add_inplace) && OPS_REF(scale_fwd) && OPS_REF(axpy), "add/scale/axpy");
+TEST_ISA(linear_pointwise_matches_ref) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->add_fwd, ld_kernels_ref.add_fwd, "add_fwd");
     for (int s = 0; s < NSIZES; s++) {
         int64_t n = sizes[s], bytes = n * 4;
         float *a = ops_randn(n, 1, 1.0f), *b = ops_randn(n, 2, 1.0f);
@@ -110,7 +106,8 @@ TEST(linear_pointwise_matches_ref) {
 
 /* Outputs of 128 MB and more are written with non-temporal stores (simd_avx512.h): the
  * same results, on 64-byte aligned buffers, with a tail that is not a whole vector. */
-TEST(streamed_outputs_match_ref) {
+TEST_ISA(streamed_outputs_match_ref) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->add_fwd, ld_kernels_ref.add_fwd, "add_fwd");
     const int64_t n = ((int64_t)32 << 20) + 21;
     const size_t bytes = (size_t)(n + 16) / 16 * 64; /* aligned_alloc wants a multiple of 64 */
     float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes), *y1 = aligned_alloc(64, bytes);
@@ -131,7 +128,8 @@ TEST(streamed_outputs_match_ref) {
 
 /* ---- dropout ---- */
 
-TEST(dropout_matches_ref_and_mask) {
+TEST_ISA(dropout_matches_ref_and_mask) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->dropout_fwd, ld_kernels_ref.dropout_fwd, "dropout_fwd");
     for (int s = 0; s < NSIZES; s++) {
         int64_t n = sizes[s];
         float *x = ops_randn(n, 7, 1.0f), *y1 = malloc((size_t)n * 4), *y2 = malloc((size_t)n * 4);
@@ -147,7 +145,8 @@ TEST(dropout_matches_ref_and_mask) {
     }
 }
 
-TEST(dropout_rate_and_masks) {
+TEST_ISA(dropout_rate_and_masks) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->dropout_fwd, ld_kernels_ref.dropout_fwd, "dropout_fwd");
     const int64_t n = 200000;
     const float p = 0.1f;
     float *ones = malloc(n * 4), *y = malloc(n * 4), *dx = calloc(n, 4), *y5 = malloc(n * 4), *yb = malloc(n * 4);
@@ -187,8 +186,8 @@ TEST(dropout_rate_and_masks) {
 
 /* ---- optimiser ---- */
 
-TEST(sumsq_matches_ref_and_is_deterministic) {
-    OPS_SKIP_IF_REF(OPS_REF(sumsq), "sumsq");
+TEST_ISA(sumsq_matches_ref_and_is_deterministic) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->sumsq, ld_kernels_ref.sumsq, "sumsq");
     for (int s = 0; s < NSIZES; s++) {
         int64_t n = sizes[s];
         float *x = ops_randn(n, 9, 2.0f);
@@ -205,7 +204,8 @@ TEST(sumsq_matches_ref_and_is_deterministic) {
  * g = 0.5 * 2 = 1 both steps; step 1: m = 0.1, v = c2, mhat = vhat = 1,
  * p = 1 - 0.1 * (1 / (1 + 1e-8) + 0.01 * 1) = 0.899;
  * step 2: m = 0.19, v = c2 (2 - c2), mhat = vhat = 1, p = 0.899 - 0.1 * (1/(1+1e-8) + 0.00899). */
-TEST(adamw_hand_computed_step) {
+TEST_ISA(adamw_hand_computed_step) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->adamw, ld_kernels_ref.adamw, "adamw");
     ld_adamw_params hp = {.lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f,
                           .step = 1, .grad_scale = 2.0f};
     const ld_kernels *ks[2] = {cpu(), ref()};
@@ -235,8 +235,8 @@ TEST(adamw_hand_computed_step) {
     }
 }
 
-TEST(adamw_matches_ref) {
-    OPS_SKIP_IF_REF(OPS_REF(adamw), "adamw");
+TEST_ISA(adamw_matches_ref) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->adamw, ld_kernels_ref.adamw, "adamw");
     ld_adamw_params hp = {.lr = 3e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
                           .step = 17, .grad_scale = 0.5f};
     for (int s = 0; s < NSIZES; s++) {
@@ -263,8 +263,8 @@ TEST(adamw_matches_ref) {
 
 /* ---- conversions ---- */
 
-TEST(bf16_conversions_match_ref_bitwise) {
-    OPS_SKIP_IF_REF(OPS_REF(f32_to_bf16) && OPS_REF(bf16_to_f32), "bf16 conversions");
+TEST_ISA(bf16_conversions_match_ref_bitwise) {
+    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->f32_to_bf16, ld_kernels_ref.f32_to_bf16, "f32_to_bf16");
     for (int s = 0; s < NSIZES; s++) {
         int64_t n = sizes[s];
         float *x = ops_randn(n, 11, 100.0f);

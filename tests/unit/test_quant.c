@@ -32,10 +32,6 @@ static size_t row_bytes(ld_dtype t, int64_t n) {
     return b;
 }
 
-static bool have_avx512(void) {
-    const ld_cpu_features *f = ld_cpu_features_get();
-    return f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni;
-}
 
 /* sqrt(sum w (x - y)^2 / sum w x^2) over nrows x ncols (w per column, NULL = 1). */
 static double rel_err(const float *x, const float *y, int64_t nrows, int64_t ncols, const float *w) {
@@ -210,11 +206,11 @@ static void unit_scale_act(ld_dtype wt, uint8_t *a, int64_t n, uint64_t seed) {
     }
 }
 
-TEST(optimized_dot_equals_reference) {
-    if (!have_avx512()) SKIP("no AVX-512 VNNI on this CPU");
+TEST_ISA(optimized_dot_equals_reference) {
+    ISA_OWN(ld_quant_traits_at(LD_Q8_0, ld_test_isa_)->vec_dot, ld_vec_dot_q8_0_q8_0_ref, "the Q8_0 dot");
     ld_ctx *ctx = new_ctx(1);
     for (int t = 0; t < NQ; t++) {
-        const ld_quant_traits *q = ld_quant_traits_get(QTYPES[t]);
+        const ld_quant_traits *q = ld_quant_traits_at(QTYPES[t], ld_test_isa_);
         const char *name = ld_dtype_traits(QTYPES[t])->name;
         CHECK(q->vec_dot != q->vec_dot_ref && q->quantize_act != q->quantize_act_ref);
         const int64_t step = q->block_size == 32 ? 352 : 512; /* 32-blocks: 1, 12, 23, ...; K: 1, 3, 5, ... */
@@ -227,7 +223,7 @@ TEST(optimized_dot_equals_reference) {
                 unit_scale_blocks(QTYPES[t], w, nblk, 100 + rep);
                 unit_scale_act(QTYPES[t], a, n, 200 + rep);
                 float r = q->vec_dot_ref(n, w, a), o = q->vec_dot(n, w, a);
-                CHECK_MSG(r == o, "%s n=%lld: ref %.9g, avx512 %.9g", name, (long long)n, r, o);
+                CHECK_MSG(r == o, "%s n=%lld: ref %.9g, %s %.9g", name, (long long)n, r, ld_isa_name(ld_test_isa_), o);
             }
             /* Realistic: Gaussian weights and activations through the real quantizers. */
             float *xw = gaussian(7, n), *xa = gaussian(8, n), *dw = malloc(n * sizeof(float)), *da = malloc(n * sizeof(float));
@@ -242,15 +238,15 @@ TEST(optimized_dot_equals_reference) {
             double mag = 0;
             for (int64_t i = 0; i < n; i++) mag += fabs((double)dw[i] * da[i]);
             float r = q->vec_dot_ref(n, w, a), o = q->vec_dot(n, w, a);
-            CHECK_MSG(fabs((double)r - o) <= 1e-6 * mag, "%s n=%lld: ref %.9g avx512 %.9g (scale %g)", name,
-                      (long long)n, r, o, mag);
+            CHECK_MSG(fabs((double)r - o) <= 1e-6 * mag, "%s n=%lld: ref %.9g %s %.9g (scale %g)", name,
+                      (long long)n, r, ld_isa_name(ld_test_isa_), o, mag);
             free(xw), free(xa), free(dw), free(da), free(w), free(a), free(a2);
         }
     }
     /* Multi-row kernels: each row equals the single-row dot bit for bit, for any row count. */
     static const ld_dtype all[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_0, LD_Q4_K, LD_Q5_K, LD_Q6_K};
     for (size_t t = 0; t < sizeof all / sizeof all[0]; t++) {
-        const ld_quant_traits *q = ld_quant_traits_get(all[t]);
+        const ld_quant_traits *q = ld_quant_traits_at(all[t], ld_test_isa_);
         const int64_t n = 768;
         float *xw = gaussian(20, n), *xa = gaussian(21, 4 * n);
         uint8_t *w = malloc(row_bytes(all[t], n) + 64);
@@ -278,7 +274,7 @@ TEST(optimized_dot_equals_reference) {
         float *xw = gaussian(9, n), *xa = gaussian(10, n);
         uint16_t *h = malloc(n * 2);
         for (int64_t i = 0; i < n; i++) h[i] = ld_fp32_to_fp16(xw[i]);
-        const ld_quant_traits *f = ld_quant_traits_get(LD_F32), *g = ld_quant_traits_get(LD_F16);
+        const ld_quant_traits *f = ld_quant_traits_at(LD_F32, ld_test_isa_), *g = ld_quant_traits_at(LD_F16, ld_test_isa_);
         CHECK_NEAR(f->vec_dot(n, xw, xa), f->vec_dot_ref(n, xw, xa), 1e-5 * (double)n);
         CHECK_NEAR(g->vec_dot(n, h, xa), g->vec_dot_ref(n, h, xa), 1e-5 * (double)n);
         free(xw), free(xa), free(h);
@@ -292,7 +288,7 @@ TEST(optimized_dot_equals_reference) {
 static void seen_activations(ld_dtype t, const float *x, int64_t M, int64_t K, float *xa) {
     const ld_quant_traits *q = ld_quant_traits_get(t);
     const ld_qgemm_format *g = ld_qgemm_format_get(t);
-    if (g && have_avx512() && M >= LD_QGEMM_MIN_M) {
+    if (g && ld_qmatmul_has_gemm(t, M)) {
         int8_t *qa = malloc(K);
         ld_qgemm_agroup *ag = malloc((size_t)(K / g->group) * sizeof *ag);
         for (int64_t m = 0; m < M; m++) {
@@ -312,10 +308,11 @@ static void seen_activations(ld_dtype t, const float *x, int64_t M, int64_t K, f
     }
 }
 
-/* The AVX-512 GEMM path (activation quantizer, panel packing, the microkernel at every row
+/* Each level's int8 GEMM (activation quantizer, panel packing, the microkernel at every row
  * count and with partial column masks) against the scalar reference: identical bits. */
-TEST(qgemm_equals_reference) {
-    if (!have_avx512()) SKIP("no AVX-512 VNNI: the GEMM path is not used on this CPU");
+TEST_ISA(qgemm_equals_reference) {
+    const ld_qgemm_isa *isa = ld_qgemm_isa_at(ld_test_isa_);
+    if (!isa) SKIP("no int8 GEMM at level %s", ld_isa_name(ld_test_isa_));
     static const int64_t Ms[] = {1, 3, 4, 6, 17}, Ns[] = {1, 16, 47, 48, 49, 113}, Ks[] = {256, 768};
     for (int ti = 0; ti < NQ; ti++) {
         const ld_dtype t = QTYPES[ti];
@@ -339,10 +336,10 @@ TEST(qgemm_equals_reference) {
                     int8_t *q0 = malloc(K), *q1 = malloc(K);
                     ld_qgemm_agroup *g0 = malloc((size_t)(K / g->group) * sizeof *g0), *g1 = malloc((size_t)(K / g->group) * sizeof *g1);
                     ld_qgemm_quantize_act_ref(g, x, K, q0, g0);
-                    ld_qgemm_quantize_act_avx512(g, x, K, q1, g1);
+                    isa->quantize_act(g, x, K, q1, g1);
                     CHECK(!memcmp(q0, q1, K) && !memcmp(g0, g1, (size_t)(K / g->group) * sizeof *g0));
-                    ld_qgemm_run(g, W, wrow, N, K, x, M, y, scratch, 2, false);
-                    ld_qgemm_run(g, W, wrow, N, K, x, M, yr, scratch, 1, true);
+                    ld_qgemm_run(g, W, wrow, N, K, x, M, y, scratch, 2, isa);
+                    ld_qgemm_run(g, W, wrow, N, K, x, M, yr, scratch, 1, NULL);
                     int64_t bad = -1;
                     for (int64_t i = 0; i < M * N && bad < 0; i++)
                         if (memcmp(&y[i], &yr[i], sizeof(float))) bad = i;
@@ -414,11 +411,10 @@ TEST(qmatmul_matches_dequantized_reference) {
 TEST(qpack_matches_reference) {
     ld_ctx *ctx = new_ctx(2);
     if (!ld_qpack_supported(LD_Q8_0)) {
-        printf("  (no AVX-512 VNNI: nothing is prepacked on this CPU)\n");
         size_t sz;
-        CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q8_0, 4, 64, &sz), LD_ERR_DTYPE, "cannot be prepacked on this CPU");
+        CHECK_STATUS(ctx, ld_qpack_size(ctx, LD_Q8_0, 4, 64, &sz), LD_ERR_DTYPE, "cannot be prepacked at ISA level");
         ld_ctx_free(ctx);
-        return;
+        SKIP("no int8 GEMM at ISA level %s: nothing is prepacked", ld_isa_name(ld_isa_active()));
     }
     static const ld_dtype types[] = {LD_Q8_0, LD_Q4_K};
     static const int64_t Ms[] = {1, 2, 4, 5, 17}, Ns[] = {1, 47, 48, 49, 113}, Ks[] = {256, 768};
@@ -445,7 +441,7 @@ TEST(qpack_matches_reference) {
                     CHECK(ld_qmatmul_packed_scratch_size(ctx, t, M, K, &ss) == LD_OK);
                     void *scratch = malloc(ss), *rs = malloc(ld_qgemm_scratch_bytes(g, M, K, 1));
                     CHECK(ld_qmatmul_packed(ctx, t, P, N, K, x, M, y, scratch) == LD_OK);
-                    ld_qgemm_run(g, W, wrow, N, K, x, M, yr, rs, 1, true);
+                    ld_qgemm_run(g, W, wrow, N, K, x, M, yr, rs, 1, NULL);
                     CHECK_MSG(!memcmp(y, yr, M * N * sizeof(float)), "%s packed M=%lld N=%lld K=%lld differs from the reference",
                               ld_dtype_traits(t)->name, (long long)M, (long long)N, (long long)K);
                     free(x), free(y), free(yr), free(scratch), free(rs);

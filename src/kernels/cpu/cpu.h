@@ -5,9 +5,8 @@
 
 #include "kernels/kernels.h"
 
-/* The table for this machine's best ISA (built once, on first use). Entries an ISA lacks
- * fall back to the next ISA down, finally to the reference kernel. */
-const ld_kernels *ld_kernels_cpu(void);
+/* The table of each level is ld_kernels_cpu_at (kernels/kernels.h), built once, on first
+ * use. Entries an ISA lacks fall back to the next ISA down, finally to the reference kernel. */
 
 /* Partial tables (NULL entries = not provided), overlaid by cpu_table.c after a CPUID check. */
 extern const ld_kernels ld_kernels_cpu_avx512_ops; /* norms, pointwise, xent, AdamW, ... (ops_avx512.c) */

@@ -1,4 +1,6 @@
-/* kernels/cpu/cpu_table.c — assembles the CPU backend's table for the running machine. */
+/* kernels/cpu/cpu_table.c — assembles the CPU backend's table of each instruction-set level
+ * (ld_isa): the reference table with the partial table of every level up to it overlaid,
+ * lowest first. A new ISA, or a new op group of one, is one more row below. */
 #include <stddef.h>
 
 #include "kernels/cpu/cpu.h"
@@ -13,34 +15,36 @@ static void overlay(ld_kernels *dst, const ld_kernels *src) {
         if (s[i]) d[i] = s[i];
 }
 
-static ld_kernels build(void) {
-    const ld_cpu_features *f = ld_cpu_features_get();
+/* The partial tables of each level, one per op group (each file owns its entries). */
+static const struct {
+    ld_isa level;
+    const ld_kernels *part;
+} PARTS[] = {
+    {LD_ISA_AVX2, &ld_kernels_cpu_avx2_gemm},
+    {LD_ISA_AVX512, &ld_kernels_cpu_avx512_ops},
+    {LD_ISA_AVX512, &ld_kernels_cpu_avx512_gemm},
+    {LD_ISA_AVX512, &ld_kernels_cpu_avx512_attn},
+    {LD_ISA_AVX512, &ld_kernels_cpu_avx512_gemv},
+};
+
+static const char *const NAMES[LD_ISA_COUNT] = {"cpu-scalar", "cpu-avx2", "cpu-avx512"};
+
+static ld_kernels build(ld_isa isa) {
     ld_kernels k = ld_kernels_ref;
-    k.name = "cpu-scalar";
-    /* Per-ISA partial tables are overlaid here as they are written, lowest ISA first:
-     *   if (f->avx2 && f->fma) { overlay(&k, &ld_kernels_cpu_avx2); k.name = "cpu-avx2"; }
-     *   if (f->avx512f && f->avx512bw) { overlay(&k, &ld_kernels_cpu_avx512); k.name = "cpu-avx512"; } */
-    if (f->avx2 && f->fma) {
-        overlay(&k, &ld_kernels_cpu_avx2_gemm);
-        k.name = "cpu-avx2";
-    }
-    /* AVX-512 partial tables, one per op group (each file owns its entries). */
-    if (f->avx512f && f->avx512bw && f->avx512vl) {
-        overlay(&k, &ld_kernels_cpu_avx512_ops);
-        overlay(&k, &ld_kernels_cpu_avx512_gemm);
-        overlay(&k, &ld_kernels_cpu_avx512_attn);
-        overlay(&k, &ld_kernels_cpu_avx512_gemv);
-        k.name = "cpu-avx512";
-    }
+    for (size_t i = 0; i < sizeof PARTS / sizeof PARTS[0]; i++)
+        if (PARTS[i].level <= isa) overlay(&k, PARTS[i].part);
+    k.name = NAMES[isa];
     return k;
 }
 
-const ld_kernels *ld_kernels_cpu(void) {
-    static ld_kernels table;
-    static int done;
-    if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
-        table = build();
-        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+const ld_kernels *ld_kernels_cpu_at(ld_isa isa) {
+    static ld_kernels tables[LD_ISA_COUNT];
+    static int done[LD_ISA_COUNT];
+    const ld_isa top = ld_isa_detected();
+    if ((int)isa < 0 || isa > top) isa = top;
+    if (!__atomic_load_n(&done[isa], __ATOMIC_ACQUIRE)) {
+        tables[isa] = build(isa); /* racing first callers write the same bytes */
+        __atomic_store_n(&done[isa], 1, __ATOMIC_RELEASE);
     }
-    return &table;
+    return &tables[isa];
 }

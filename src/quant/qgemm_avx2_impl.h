@@ -1,0 +1,418 @@
+/* quant/qgemm_avx2_impl.h — the int8 GEMM (quant/qgemm.c) at the AVX2 level: activation
+ * quantizer, byte-panel packer, and microkernels for byte panels and prepacked Q4_K panels,
+ * on the same panel layouts as the AVX-512 kernels (a panel's 64-byte chunk of 16 columns
+ * is two ymm vectors of 8), so prepacked weights mean the same bytes at every level.
+ *
+ * Written once, built twice like qdot_avx2_impl.h: qgemm_avx2.c (integer steps as
+ * vpmaddubsw + vpmaddwd) and qgemm_avxvnni.c (vpdpbusd on ymm, LD_I8_VNNI); each defines
+ * its ld_qgemm_isa_<isa>.
+ *
+ * Microkernel: an mr x 48 tile of C in strips of NVS vectors (8 columns each): a strip's
+ * float sums stay in registers from the first group of K to the last. One row (decode) takes
+ * the whole 48 columns as one strip, walking the panel once in order; 2 rows take strips of
+ * 16 columns, 3-4 rows strips of 8 (what fits in 16 ymm registers). Per group, each lane
+ * starts its int32 sum at -zp * (the activation group's sum), adds the 4-byte products of
+ * every k step, and is scaled into the float sum with one FMA: the reference's integers and
+ * float operations in the reference's order, so results equal it bit for bit whatever the
+ * strip shape. Q8_0's levels (its int8 weights + 128) would overflow vpmaddubsw's int16 pair
+ * sums, so without VNNI they go back to signed weights (xor 0x80) multiplied as
+ * |w| x sign(a, w) with the sum starting at 0: the same integer. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant/qgemm.h"
+#include "quant/simd_i8_avx2.h"
+
+#ifdef LD_I8_VNNI
+#define ISA(name) name##_avxvnni
+#else
+#define ISA(name) name##_avx2
+#endif
+
+#define INLINE LD_I8_INLINE
+#define NR LD_QGEMM_NR
+#define NY (NR / 8) /* ymm vectors of columns in a panel */
+
+INLINE __m256i load32(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+INLINE void store32(void *p, __m256i v) {
+    _mm256_storeu_si256((__m256i *)p, v);
+}
+INLINE float fp16(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+/* ---- activations (bit-identical to ld_qgemm_quantize_act_ref) ------------------------------ */
+static void ISA(quantize_act)(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g) {
+    const int G = f->group; /* 16 or 32 */
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    for (int64_t b = 0; b < n / G; b++) {
+        const float *xb = x + b * G;
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < G; i += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + i), absmask));
+        const float d = ld_hmax256_ps(m) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i sum = _mm256_setzero_si256(), v[4] = {sum, sum, sum, sum};
+        for (int k = 0; k < G / 8; k++) {
+            v[k] = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 8 * k), vid)), lo), hi);
+            sum = _mm256_add_epi32(sum, v[k]);
+        }
+        const __m256i bytes = _mm256_permutevar8x32_epi32(
+            _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3])), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        if (G == 32) store32(q + b * G, bytes);
+        else _mm_storeu_si128((__m128i *)(q + b * G), _mm256_castsi256_si128(bytes));
+        const int32_t s = ld_hsum256_epi32(sum);
+        g[b] = (ld_qgemm_agroup){d, -f->zp * s, d * (float)s, 0.0f};
+    }
+}
+
+/* ---- weight levels (the same bits as the scalar ld_levels_row_* of each type) ------------ */
+static void levels_q8_0(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    for (int64_t i = 0; i < n / LD_QK8_0; i++) {
+        const ld_block_q8_0 *b = (const ld_block_q8_0 *)w + i;
+        s[i] = fp16(b->d);
+        store32(L + 32 * i, _mm256_xor_si256(load32(b->qs), _mm256_set1_epi8((char)0x80)));
+    }
+}
+
+static void levels_q4_0(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    const __m128i m = _mm_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / LD_QK4_0; i++) {
+        const ld_block_q4_0 *b = (const ld_block_q4_0 *)w + i;
+        s[i] = fp16(b->d);
+        const __m128i q = _mm_loadu_si128((const __m128i *)b->qs);
+        _mm_storeu_si128((__m128i *)(L + 32 * i), _mm_and_si128(q, m));
+        _mm_storeu_si128((__m128i *)(L + 32 * i + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m));
+    }
+}
+
+INLINE void levels_k4k5(const void *w, int64_t n, uint8_t *L, float *s, float *o, const int five) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < n / LD_QK_K; i++) {
+        const ld_block_q4_K *b4 = (const ld_block_q4_K *)w + i;
+        const ld_block_q5_K *b5 = (const ld_block_q5_K *)w + i;
+        const uint8_t *qs = five ? b5->qs : b4->qs, *scales = five ? b5->scales : b4->scales;
+        const uint16_t d16 = five ? b5->d : b4->d, m16 = five ? b5->dmin : b4->dmin;
+        uint8_t *e = L + i * LD_QK_K;
+        const __m256i qh = five ? load32(b5->qh) : _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = load32(qs + 32 * c);
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if (five) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), m1), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), m1), 4));
+            }
+            store32(e + 64 * c, lo);
+            store32(e + 64 * c + 32, hi);
+        }
+        const float d = fp16(d16), min = fp16(m16);
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            ld_q4_K_scale_min(scales, j, &sc, &m);
+            s[i * 8 + j] = d * (float)sc;
+            o[i * 8 + j] = -(min * (float)m);
+        }
+    }
+}
+static void levels_q4_K(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    levels_k4k5(w, n, L, s, o, 0);
+}
+static void levels_q5_K(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    levels_k4k5(w, n, L, s, o, 1);
+}
+
+static void levels_q6_K(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < n / LD_QK_K; i++) {
+        const ld_block_q6_K *b = (const ld_block_q6_K *)w + i;
+        for (int h = 0; h < 2; h++) {
+            const __m256i A = load32(b->ql + 64 * h), B = load32(b->ql + 64 * h + 32), H = load32(b->qh + 32 * h);
+            uint8_t *e = L + i * LD_QK_K + 128 * h;
+#define HI2(sh) _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, sh), m2), 4)
+            store32(e, _mm256_or_si256(_mm256_and_si256(A, m4), HI2(0)));
+            store32(e + 32, _mm256_or_si256(_mm256_and_si256(B, m4), HI2(2)));
+            store32(e + 64, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), HI2(4)));
+            store32(e + 96, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4), HI2(6)));
+#undef HI2
+        }
+        const float d = fp16(b->d);
+        for (int g = 0; g < 16; g++) s[i * 16 + g] = d * (float)b->scales[g];
+    }
+}
+
+/* The vectorized levels of each type with a GEMM form (qgemm.c's FORMATS). */
+static const ld_levels_fn LEVELS[LD_DTYPE_COUNT] = {
+    [LD_Q8_0] = levels_q8_0, [LD_Q4_0] = levels_q4_0, [LD_Q4_K] = levels_q4_K,
+    [LD_Q5_K] = levels_q5_K, [LD_Q6_K] = levels_q6_K,
+};
+
+static void ISA(pack)(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K,
+                      uint8_t *panel, uint8_t *tmp) {
+    const int G = f->group;
+    const int64_t ng = K / G;
+    const size_t gb = ld_qgemm_group_bytes(f);
+    const ld_levels_fn levels = LEVELS[f->type] ? LEVELS[f->type] : f->levels;
+    if (nc < NR) memset(panel, 0, (size_t)ng * gb);
+    uint8_t *L = tmp;
+    float *s = (float *)(tmp + K), *o = s + ng;
+    for (int c = 0; c < nc; c++) {
+        levels(W + (size_t)(n0 + c) * wrow, K, L, s, o);
+        const size_t col = (size_t)(c / 16) * 64 + (size_t)(c % 16) * 4;
+        for (int64_t b = 0; b < ng; b++) {
+            uint8_t *pb = panel + (size_t)b * gb;
+            for (int k = 0; k < G / 4; k++) memcpy(pb + (size_t)k * NR * 4 + col, L + b * G + 4 * k, 4);
+            float *sc = (float *)(pb + (size_t)G * NR);
+            sc[c] = s[b];
+            if (f->has_min) sc[NR + c] = o[b];
+        }
+    }
+}
+
+/* ---- microkernels ------------------------------------------------------------------------- */
+/* The 8 columns of ymm vector y (0..5) of a 48-column row of 4-byte steps: chunk y / 2, half
+ * y % 2 — the same offset as 8 y floats or 8 y * 4 bytes. */
+INLINE __m256i act4(const int8_t *q, size_t at) {
+    int32_t a4;
+    memcpy(&a4, q + at, 4);
+    return _mm256_set1_epi32(a4);
+}
+
+/* Stores vector y of a tile row (columns 8y..8y+7) where cmask has them. */
+INLINE void store_cols(float *c, int y, __m256 v, uint64_t cmask) {
+    const uint32_t bits = (uint32_t)(cmask >> (8 * y)) & 0xff;
+    if (bits == 0xff) {
+        _mm256_storeu_ps(c + 8 * y, v);
+        return;
+    }
+    const __m256i sel = _mm256_and_si256(_mm256_set1_epi32((int)bits), _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128));
+    _mm256_maskstore_ps(c + 8 * y, _mm256_cmpeq_epi32(sel, _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128)), v);
+}
+
+/* Byte panels: strip of vectors y0 .. y0 + NVS - 1, MR rows. */
+INLINE void bytes_strip(const int MR, const int NVS, const int G, const bool MIN, const bool SIGNED, int y0,
+                               int64_t ngroups, const uint8_t *panel, const int8_t *q, size_t qs,
+                               const ld_qgemm_agroup *ag, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
+    const size_t gb = (size_t)G * NR + (MIN ? 2 : 1) * NR * sizeof(float);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256 f[4][6];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+        for (int v = 0; v < NVS; v++) f[r][v] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < ngroups; b++) {
+        const uint8_t *pb = panel + (size_t)b * gb;
+        __m256i acc[4][6];
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            const __m256i z = SIGNED ? _mm256_setzero_si256() : _mm256_set1_epi32(ag[r * gs + b].zsum);
+#pragma GCC unroll 6
+            for (int v = 0; v < NVS; v++) acc[r][v] = z;
+        }
+#pragma GCC unroll 8
+        for (int k = 0; k < G / 4; k++) {
+            __m256i w[6], aw[6];
+#pragma GCC unroll 6
+            for (int v = 0; v < NVS; v++) {
+                w[v] = load32(pb + (size_t)k * NR * 4 + 32 * (y0 + v));
+                if (SIGNED) {
+                    w[v] = _mm256_xor_si256(w[v], flip);
+                    aw[v] = _mm256_abs_epi8(w[v]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < MR; r++) {
+                const __m256i a = act4(q, r * qs + (size_t)b * G + 4 * k);
+#pragma GCC unroll 6
+                for (int v = 0; v < NVS; v++)
+                    acc[r][v] = SIGNED ? ld_i8_dot4(acc[r][v], aw[v], _mm256_sign_epi8(a, w[v])) : ld_i8_dot4(acc[r][v], w[v], a);
+            }
+        }
+        const float *sv = (const float *)(pb + (size_t)G * NR);
+#pragma GCC unroll 6
+        for (int v = 0; v < NVS; v++) {
+            const __m256 s = _mm256_loadu_ps(sv + 8 * (y0 + v));
+#pragma GCC unroll 4
+            for (int r = 0; r < MR; r++)
+                f[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][v]), _mm256_mul_ps(s, _mm256_set1_ps(ag[r * gs + b].d)), f[r][v]);
+        }
+    }
+    if (MIN) { /* the offsets' term, summed apart as in the reference */
+        __m256 mo[4][6];
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+            for (int v = 0; v < NVS; v++) mo[r][v] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < ngroups; b++) {
+            const float *ov = (const float *)(panel + (size_t)b * gb + (size_t)G * NR) + NR;
+#pragma GCC unroll 6
+            for (int v = 0; v < NVS; v++) {
+                const __m256 o = _mm256_loadu_ps(ov + 8 * (y0 + v));
+#pragma GCC unroll 4
+                for (int r = 0; r < MR; r++) mo[r][v] = _mm256_fmadd_ps(o, _mm256_set1_ps(ag[r * gs + b].dsum), mo[r][v]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+            for (int v = 0; v < NVS; v++) f[r][v] = _mm256_add_ps(f[r][v], mo[r][v]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+        for (int v = 0; v < NVS; v++) store_cols(C + r * ldc, y0 + v, f[r][v], cmask);
+}
+
+/* The strips of a tile: NVS vectors each, skipping strips with no stored column. */
+#define STRIPS(MR_, NVS_, call)                                                            \
+    for (int y0 = 0; y0 < NY; y0 += (NVS_)) {                                              \
+        if ((cmask >> (8 * y0)) & ((1ull << (8 * (NVS_))) - 1)) call;                      \
+    }
+
+INLINE void bytes_tile(const int MR, const int G, const bool MIN, const bool SIGNED, int64_t ngroups,
+                              const uint8_t *panel, const int8_t *q, size_t qs, const ld_qgemm_agroup *ag, size_t gs,
+                              float *C, int64_t ldc, uint64_t cmask) {
+    if (MR == 1) bytes_strip(1, NY, G, MIN, SIGNED, 0, ngroups, panel, q, qs, ag, gs, C, ldc, cmask);
+    else if (MR == 2) STRIPS(2, 2, bytes_strip(2, 2, G, MIN, SIGNED, y0, ngroups, panel, q, qs, ag, gs, C, ldc, cmask))
+    else STRIPS(MR, 1, bytes_strip(MR, 1, G, MIN, SIGNED, y0, ngroups, panel, q, qs, ag, gs, C, ldc, cmask))
+}
+
+#ifdef LD_I8_VNNI
+#define Q8_SIGNED false /* vpdpbusd takes Q8_0's 0..255 levels as they are */
+#else
+#define Q8_SIGNED true
+#endif
+
+#define BYTES_MR(G, MIN, SIGNED)                                                                       \
+    switch (mr) {                                                                                      \
+    case 1: bytes_tile(1, G, MIN, SIGNED, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;         \
+    case 2: bytes_tile(2, G, MIN, SIGNED, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;         \
+    case 3: bytes_tile(3, G, MIN, SIGNED, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;         \
+    default: bytes_tile(4, G, MIN, SIGNED, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;        \
+    }
+
+_Static_assert(LD_QGEMM_MR == 4 && NR == 48, "the kernels are written for 4-row tiles of 48 columns");
+
+static void ISA(kernel_bytes)(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q,
+                              size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
+    const int64_t ngroups = K / f->group;
+    if (f->group == 16) BYTES_MR(16, false, false)
+    else if (f->has_min) BYTES_MR(32, true, false)
+    else if (f->zp == 128) BYTES_MR(32, false, Q8_SIGNED)
+    else BYTES_MR(32, false, false)
+}
+
+/* ---- prepacked Q4_K panels (layout: quant/qgemm_k4_avx512.c) -------------------------------- */
+enum { HDR = 4 * NR + 16 * NR, GROUP_LV = 32 * NR / 2 };
+_Static_assert(HDR + 8 * GROUP_LV == LD_QGEMM_K4_SB_BYTES, "Q4_K panel layout");
+
+/* 8 fp16 / 8 bytes of column vector y as floats. */
+INLINE __m256 half8(const uint8_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+INLINE __m256 byte8(const uint8_t *p) {
+    int64_t u;
+    memcpy(&u, p, 8);
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(u)));
+}
+
+INLINE void k4_strip(const int MR, const int NVS, int y0, int64_t nsb, const uint8_t *panel, const int8_t *q,
+                            size_t qs, const ld_qgemm_agroup *ag, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 f[4][6];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+        for (int v = 0; v < NVS; v++) f[r][v] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *sb = panel + (size_t)i * LD_QGEMM_K4_SB_BYTES;
+        if (MR == 1)
+            for (int o = 0; o < HDR; o += 64) _mm_prefetch((const char *)sb + LD_QGEMM_K4_SB_BYTES + o, _MM_HINT_T0);
+        for (int g = 0; g < 8; g++) {
+            const int64_t b = i * 8 + g; /* the activation group */
+            const uint8_t *lv = sb + HDR + (size_t)g * GROUP_LV;
+            if (MR == 1)
+                for (int o = 0; o < GROUP_LV; o += 64) _mm_prefetch((const char *)lv + 4096 + o, _MM_HINT_T0);
+            __m256i acc[4][6];
+#pragma GCC unroll 4
+            for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+                for (int v = 0; v < NVS; v++) acc[r][v] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) {
+                __m256i lo[6], hi[6];
+#pragma GCC unroll 6
+                for (int v = 0; v < NVS; v++) {
+                    const __m256i raw = load32(lv + (size_t)p * NR * 4 + 32 * (y0 + v));
+                    lo[v] = _mm256_and_si256(raw, m4);
+                    hi[v] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                }
+#pragma GCC unroll 4
+                for (int r = 0; r < MR; r++) {
+                    const __m256i a0 = act4(q, r * qs + (size_t)b * 32 + 8 * p), a1 = act4(q, r * qs + (size_t)b * 32 + 8 * p + 4);
+#pragma GCC unroll 6
+                    for (int v = 0; v < NVS; v++) acc[r][v] = ld_i8_dot4(ld_i8_dot4(acc[r][v], lo[v], a0), hi[v], a1);
+                }
+            }
+#pragma GCC unroll 6
+            for (int v = 0; v < NVS; v++) {
+                const int y = y0 + v;
+                const __m256 s = _mm256_mul_ps(half8(sb + 16 * y), byte8(sb + 4 * NR + g * NR + 8 * y));
+#pragma GCC unroll 4
+                for (int r = 0; r < MR; r++)
+                    f[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][v]), _mm256_mul_ps(s, _mm256_set1_ps(ag[r * gs + b].d)), f[r][v]);
+            }
+        }
+    }
+    /* the mins' term, summed apart as in the reference */
+    __m256 mo[4][6];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+        for (int v = 0; v < NVS; v++) mo[r][v] = _mm256_setzero_ps();
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *sb = panel + (size_t)i * LD_QGEMM_K4_SB_BYTES;
+        for (int g = 0; g < 8; g++)
+#pragma GCC unroll 6
+            for (int v = 0; v < NVS; v++) {
+                const int y = y0 + v;
+                const __m256 o = _mm256_xor_ps(_mm256_mul_ps(half8(sb + 2 * NR + 16 * y), byte8(sb + 12 * NR + g * NR + 8 * y)), sign);
+#pragma GCC unroll 4
+                for (int r = 0; r < MR; r++) mo[r][v] = _mm256_fmadd_ps(o, _mm256_set1_ps(ag[r * gs + i * 8 + g].dsum), mo[r][v]);
+            }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+        for (int v = 0; v < NVS; v++) store_cols(C + r * ldc, y0 + v, _mm256_add_ps(f[r][v], mo[r][v]), cmask);
+}
+
+INLINE void k4_tile(const int MR, int64_t nsb, const uint8_t *panel, const int8_t *q, size_t qs,
+                           const ld_qgemm_agroup *ag, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
+    if (MR == 1) k4_strip(1, NY, 0, nsb, panel, q, qs, ag, gs, C, ldc, cmask);
+    else if (MR == 2) STRIPS(2, 2, k4_strip(2, 2, y0, nsb, panel, q, qs, ag, gs, C, ldc, cmask))
+    else STRIPS(MR, 1, k4_strip(MR, 1, y0, nsb, panel, q, qs, ag, gs, C, ldc, cmask))
+}
+
+static void ISA(kernel_q4_K)(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q,
+                             size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
+    (void)f;
+    const int64_t nsb = K / LD_QK_K;
+    switch (mr) {
+    case 1: k4_tile(1, nsb, panel, q, qs, g, gs, C, ldc, cmask); break;
+    case 2: k4_tile(2, nsb, panel, q, qs, g, gs, C, ldc, cmask); break;
+    case 3: k4_tile(3, nsb, panel, q, qs, g, gs, C, ldc, cmask); break;
+    default: k4_tile(4, nsb, panel, q, qs, g, gs, C, ldc, cmask); break;
+    }
+}
+
+const ld_qgemm_isa ISA(ld_qgemm_isa) = {
+    .quantize_act = ISA(quantize_act),
+    .pack = ISA(pack),
+    .kernel = {[LD_QPANEL_BYTES] = ISA(kernel_bytes), [LD_QPANEL_Q4_K] = ISA(kernel_q4_K)},
+};
