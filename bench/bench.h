@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "kernels/kernels.h"
 #include "liandan/liandan.h"
 
 typedef struct ld_machine_limits {
@@ -24,7 +25,7 @@ double ld_bench_quick_fma_peak(int threads);
 /* Raw peak and streaming loops for one ISA (bench/limits_avx512.c, bench/limits_avx2.c).
  * Each peak loop returns seconds for `iters` iterations on the calling thread and does
  * *_per_iter operations per iteration (2 per multiply-add); a NULL loop means the ISA has no
- * such instruction. ld_bench_loops() is the widest table this CPU runs. */
+ * such instruction. */
 typedef struct ld_bench_loops {
     const char *isa;
     double (*fma)(long iters);
@@ -35,8 +36,13 @@ typedef struct ld_bench_loops {
     float (*read)(const float *a, size_t n);
 } ld_bench_loops;
 extern const ld_bench_loops ld_bench_loops_avx512, ld_bench_loops_avx2;
-/* NULL when the CPU has neither AVX-512 nor AVX2+FMA. */
+/* The loops of ISA level isa (kernels/kernels.h; scalar: streams only, no peak loop). */
+const ld_bench_loops *ld_bench_loops_at(ld_isa isa);
+/* Peak loops: the kernels' level (ld_isa_active(), so LD_ISA=avx2 measures the AVX2 peaks
+ * the AVX2 kernels are held to). */
 const ld_bench_loops *ld_bench_loops_get(void);
+/* Streaming loops: the CPU's widest (bandwidth is the machine's whatever the kernels' level). */
+const ld_bench_loops *ld_bench_stream_loops(void);
 
 /* Runs fn(arg) `reps` times and returns the median seconds of one run (after one warm-up). */
 double ld_bench_median(void (*fn)(void *), void *arg, int reps);

@@ -80,7 +80,7 @@ static void read_all(void *p) {
     {
         size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
         size_t lo = r->n / nt * t / 64 * 64, hi = t == nt - 1 ? r->n : r->n / nt * (t + 1) / 64 * 64;
-        sum += ld_bench_loops_get()->read(r->buf + lo, hi - lo);
+        sum += ld_bench_stream_loops()->read(r->buf + lo, hi - lo);
     }
     r->sink = sum;
 }

@@ -49,7 +49,7 @@ static void run_read(void *p) {
     {
         size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
         size_t lo = n / nt * t / 64 * 64, hi = t == nt - 1 ? n : n / nt * (t + 1) / 64 * 64;
-        sum += ld_bench_loops_get()->read(f + lo, hi - lo);
+        sum += ld_bench_stream_loops()->read(f + lo, hi - lo);
     }
     a->y[0] = sum;
 }

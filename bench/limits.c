@@ -36,11 +36,18 @@ static float read_scalar(const float *a, size_t n) {
 /* Without AVX2+FMA there is no peak loop (limits read 0) but the streams still run. */
 static const ld_bench_loops loops_scalar = {.isa = "scalar", .triad = triad_scalar, .read = read_scalar};
 
+const ld_bench_loops *ld_bench_loops_at(ld_isa isa) {
+    static const ld_bench_loops *const BY_LEVEL[LD_ISA_COUNT] = {&loops_scalar, &ld_bench_loops_avx2, &ld_bench_loops_avx512};
+    if ((int)isa < 0 || isa > ld_isa_detected()) isa = ld_isa_detected();
+    return BY_LEVEL[isa];
+}
+
 const ld_bench_loops *ld_bench_loops_get(void) {
-    const ld_cpu_features *f = ld_cpu_features_get();
-    if (f->avx512f && f->avx512bw && f->avx512vl) return &ld_bench_loops_avx512;
-    if (f->avx2 && f->fma) return &ld_bench_loops_avx2;
-    return &loops_scalar;
+    return ld_bench_loops_at(ld_isa_active());
+}
+
+const ld_bench_loops *ld_bench_stream_loops(void) {
+    return ld_bench_loops_at(ld_isa_detected());
 }
 
 double ld_bench_quick_fma_peak(int threads) {
@@ -102,7 +109,7 @@ static void bandwidth(int threads, double *triad_gbs, double *read_gbs) {
         {
             size_t lo, hi;
             thread_range(n, &lo, &hi);
-            ld_bench_loops_get()->triad(a + lo, b + lo, c + lo, 0.5f, hi - lo);
+            ld_bench_stream_loops()->triad(a + lo, b + lo, c + lo, 0.5f, hi - lo);
         }
         double t = ld_time_now() - t0, gbs = 3.0 * 4.0 * (double)n / t * 1e-9;
         if (gbs > *triad_gbs) *triad_gbs = gbs;
@@ -112,7 +119,7 @@ static void bandwidth(int threads, double *triad_gbs, double *read_gbs) {
         {
             size_t lo, hi;
             thread_range(n, &lo, &hi);
-            sum += ld_bench_loops_get()->read(a + lo, hi - lo);
+            sum += ld_bench_stream_loops()->read(a + lo, hi - lo);
         }
         t = ld_time_now() - t0;
         gbs = 4.0 * (double)n / t * 1e-9;
