@@ -1,5 +1,6 @@
 /* kernels/cpu/cpu.h — the optimized CPU backend: SIMD kernels (files named *_avx512.c /
- * *_avx2.c are compiled for that ISA) chosen at run time by CPUID, OpenMP across cores. */
+ * *_avx2.c are compiled for that ISA) chosen at run time by CPUID and LD_ISA (kernels.h,
+ * ld_isa), OpenMP across cores. */
 #ifndef LD_KERNELS_CPU_H
 #define LD_KERNELS_CPU_H
 
@@ -9,6 +10,9 @@
  * use. Entries an ISA lacks fall back to the next ISA down, finally to the reference kernel. */
 
 /* Partial tables (NULL entries = not provided), overlaid by cpu_table.c after a CPUID check. */
+extern const ld_kernels ld_kernels_cpu_avx2_ops; /* norms, pointwise, xent, AdamW, ... (ops_avx2.c, rows_avx2.c) */
+extern const ld_kernels ld_kernels_cpu_avx2_gemv; /* matrix-vector products (gemv_avx2.c) */
+extern const ld_kernels ld_kernels_cpu_avx2_attn; /* attention (attention_avx2.c) */
 extern const ld_kernels ld_kernels_cpu_avx512_ops; /* norms, pointwise, xent, AdamW, ... (ops_avx512.c) */
 extern const ld_kernels ld_kernels_cpu_avx512_attn; /* attention (attention_avx512.c) */
 

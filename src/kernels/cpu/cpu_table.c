@@ -20,7 +20,10 @@ static const struct {
     ld_isa level;
     const ld_kernels *part;
 } PARTS[] = {
+    {LD_ISA_AVX2, &ld_kernels_cpu_avx2_ops},
     {LD_ISA_AVX2, &ld_kernels_cpu_avx2_gemm},
+    {LD_ISA_AVX2, &ld_kernels_cpu_avx2_gemv},
+    {LD_ISA_AVX2, &ld_kernels_cpu_avx2_attn},
     {LD_ISA_AVX512, &ld_kernels_cpu_avx512_ops},
     {LD_ISA_AVX512, &ld_kernels_cpu_avx512_gemm},
     {LD_ISA_AVX512, &ld_kernels_cpu_avx512_attn},

@@ -1,0 +1,322 @@
+/* kernels/cpu/ops_avx2.c — AVX2 + FMA + OpenMP pointwise kernels (GELU, SiLU, SwiGLU, add,
+ * scale, axpy, dropout), the optimiser kernels (sum of squares, fused AdamW), f32 <-> bf16
+ * conversion, and the partial table ld_kernels_cpu_avx2_ops that cpu_table.c overlays at
+ * the AVX2 level (with the row-wise kernels of rows_avx2.c). The same formulas as
+ * ops_avx512.c on 8-lane vectors.
+ *
+ * Everything here streams memory once; large arrays are split statically over threads in
+ * cache-line blocks, so results are deterministic for a thread count (and, except sumsq,
+ * independent of it). Semantics: kernels/kernels.h; oracle: kernels/ref/ref_ops_impl.h. */
+#include <math.h>
+
+#include "kernels/cpu/ops_avx2.h"
+#include "kernels/cpu/simd_avx2.h"
+
+/* Runs the statements in __VA_ARGS__ for every 8-float step i of [0, n), with k the lane
+ * mask and `full` set when all 8 lanes are valid, on this thread's static share (all of it
+ * when n is small). Shares start on 16-float boundaries, so an aligned output stays
+ * aligned; the sfence publishes any non-temporal stores before the region ends. */
+#define LD_POINTWISE(n, ...)                                                        \
+    _Pragma("omp parallel if ((n) >= LD_PAR_MIN)") {                                \
+        int64_t lo_, hi_;                                                           \
+        ld_thread_range((n), &lo_, &hi_);                                           \
+        for (int64_t i = lo_; i < hi_; i += 8) {                                    \
+            const int full = hi_ - i >= 8;                                          \
+            const __m256i k = ld_tail8(hi_ - i);                                    \
+            (void)k;                                                                \
+            __VA_ARGS__                                                             \
+        }                                                                           \
+        _mm_sfence();                                                               \
+    }
+
+#define LD_LOAD(p) ld_load8((p) + i, k, full)
+#define LD_STORE(p, v) ld_store8((p) + i, k, full, (v))
+#define LD_ACCUM(p, v) LD_STORE(p, _mm256_add_ps(LD_LOAD(p), (v)))
+/* A write-only output: streamed when `strm` (set by LD_STREAM_FOR) */
+#define LD_STREAM_FOR(y, n) const int strm = ld_use_stream((y), (n) * (int64_t)sizeof(float))
+#define LD_OUT(p, v)                                                                \
+    do {                                                                            \
+        if (strm && full) _mm256_stream_ps((p) + i, (v));                           \
+        else LD_STORE(p, v);                                                        \
+    } while (0)
+
+/* ---- activations ---- */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+#define GELU_A 0.044715f
+
+static inline __m256 one8(void) {
+    return _mm256_set1_ps(1.0f);
+}
+
+/* 0.5 x (1 + tanh(u)) = x * sigmoid(2u): e = e^(-2u), s = 1 / (1 + e); no cancellation. */
+static inline __m256 gelu_e(__m256 x) {
+    __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 u = _mm256_mul_ps(_mm256_set1_ps(GELU_K), _mm256_fmadd_ps(_mm256_set1_ps(GELU_A), _mm256_mul_ps(x2, x), x));
+    return ld_exp_neg_clamped8(_mm256_add_ps(u, u));
+}
+
+static void gelu_fwd(float *y, const float *x, int64_t n) {
+    LD_STREAM_FOR(y, n);
+    LD_POINTWISE(n, {
+        __m256 v = LD_LOAD(x);
+        LD_OUT(y, _mm256_div_ps(v, _mm256_add_ps(one8(), gelu_e(v))));
+    })
+}
+
+/* d/dx x sigmoid(2u) = s + x * s * (1 - s) * 2 u',  1 - s = e s,  u' = K (1 + 3 A x^2). */
+static void gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    LD_POINTWISE(n, {
+        __m256 v = LD_LOAD(x), e = gelu_e(v);
+        __m256 s = _mm256_div_ps(one8(), _mm256_add_ps(one8(), e));
+        __m256 du2 = _mm256_mul_ps(_mm256_set1_ps(2.0f * GELU_K),
+                                   _mm256_fmadd_ps(_mm256_set1_ps(3.0f * GELU_A), _mm256_mul_ps(v, v), one8()));
+        __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(v, s), _mm256_mul_ps(e, s)), du2, s);
+        LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), d));
+    })
+}
+
+static void silu_fwd(float *y, const float *x, int64_t n) {
+    LD_STREAM_FOR(y, n);
+    LD_POINTWISE(n, {
+        __m256 v = LD_LOAD(x);
+        LD_OUT(y, _mm256_div_ps(v, _mm256_add_ps(one8(), ld_exp_neg_clamped8(v))));
+    })
+}
+
+/* silu'(x) = s (1 + x (1 - s)), 1 - s = e s with e = e^-x. */
+static inline __m256 silu_grad(__m256 v, __m256 *silu) {
+    __m256 e = ld_exp_neg_clamped8(v), s = _mm256_div_ps(one8(), _mm256_add_ps(one8(), e));
+    *silu = _mm256_mul_ps(v, s);
+    return _mm256_mul_ps(s, _mm256_fmadd_ps(*silu, e, one8()));
+}
+
+static void silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    LD_POINTWISE(n, {
+        __m256 sv, d = silu_grad(LD_LOAD(x), &sv);
+        LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), d));
+    })
+}
+
+static void swiglu_fwd(float *y, const float *gate, const float *up, int64_t n) {
+    LD_STREAM_FOR(y, n);
+    LD_POINTWISE(n, {
+        __m256 g = LD_LOAD(gate);
+        __m256 sv = _mm256_div_ps(g, _mm256_add_ps(one8(), ld_exp_neg_clamped8(g)));
+        LD_OUT(y, _mm256_mul_ps(sv, LD_LOAD(up)));
+    })
+}
+
+static void swiglu_bwd(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int64_t n) {
+    if (!dgate && !dup) return;
+    LD_POINTWISE(n, {
+        __m256 sv, d = silu_grad(LD_LOAD(gate), &sv), g = LD_LOAD(dy);
+        if (dgate) LD_ACCUM(dgate, _mm256_mul_ps(_mm256_mul_ps(g, LD_LOAD(up)), d));
+        if (dup) LD_ACCUM(dup, _mm256_mul_ps(g, sv));
+    })
+}
+
+/* ---- linear pointwise ---- */
+
+static void add_fwd(float *y, const float *a, const float *b, int64_t n) {
+    LD_STREAM_FOR(y, n);
+    LD_POINTWISE(n, { LD_OUT(y, _mm256_add_ps(LD_LOAD(a), LD_LOAD(b))); })
+}
+
+static void add_inplace(float *y, const float *x, int64_t n) {
+    LD_POINTWISE(n, { LD_ACCUM(y, LD_LOAD(x)); })
+}
+
+static void scale_fwd(float *y, const float *x, float alpha, int64_t n) {
+    const __m256 a = _mm256_set1_ps(alpha);
+    LD_STREAM_FOR(y, n);
+    LD_POINTWISE(n, { LD_OUT(y, _mm256_mul_ps(a, LD_LOAD(x))); })
+}
+
+static void axpy(float *y, float alpha, const float *x, int64_t n) {
+    const __m256 a = _mm256_set1_ps(alpha);
+    LD_POINTWISE(n, { LD_ACCUM(y, _mm256_mul_ps(a, LD_LOAD(x))); })
+}
+
+/* ---- dropout: the mask is ld_rng_at(seed, offset + i) >> 40 >= p * 2^24, vectorized ---- */
+
+/* a * b mod 2^64 on 4 lanes (AVX2 has no 64-bit multiply): lo*lo + (lo*hi + hi*lo) << 32. */
+static inline __m256i mul64(__m256i a, __m256i b) {
+    const __m256i lo = _mm256_mul_epu32(a, b);
+    const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b), _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
+    return _mm256_add_epi64(lo, _mm256_slli_epi64(cross, 32));
+}
+
+/* splitmix64 finaliser on 4 lanes (the same steps as ld_rng_at in core/rng.c). */
+static inline __m256i mix64(__m256i z) {
+    z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), _mm256_set1_epi64x((long long)0xBF58476D1CE4E5B9ULL));
+    z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), _mm256_set1_epi64x((long long)0x94D049BB133111EBULL));
+    return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+
+/* Keep-mask (all-ones lanes) of the 8 elements offset + i .. offset + i + 7. */
+static inline __m256 dropout_keep8(uint64_t seed, uint64_t offset, int64_t i, __m256 thresh) {
+    const uint64_t K = 0x9E3779B97F4A7C15ULL, base = (seed ^ 0x2545F4914F6CDD1DULL) * 0xD1B54A32D192ED03ULL;
+    const uint64_t z0 = base + (offset + (uint64_t)i + 1) * K; /* wrapping like the scalar code */
+    const __m256i step = _mm256_setr_epi64x(0, (long long)K, (long long)(2 * K), (long long)(3 * K));
+    const __m256i za = mix64(_mm256_add_epi64(_mm256_set1_epi64x((long long)z0), step));
+    const __m256i zb = mix64(_mm256_add_epi64(_mm256_set1_epi64x((long long)(z0 + 4 * K)), step));
+    /* the top 24 bits of each: lanes (a0 a1 a2 a3 b0 b1 b2 b3) as int32 */
+    const __m256i ua = _mm256_srli_epi64(za, 40), ub = _mm256_srli_epi64(zb, 40);
+    const __m256i packed = _mm256_permutevar8x32_epi32(_mm256_or_si256(ua, _mm256_slli_epi64(ub, 32)),
+                                                       _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    const __m256 u = _mm256_cvtepi32_ps(packed); /* < 2^24: exact */
+    return _mm256_cmp_ps(u, thresh, _CMP_GE_OQ);
+}
+
+static void dropout_fwd(float *y, const float *x, float p, uint64_t seed, uint64_t offset, int64_t n) {
+    const __m256 scale = _mm256_set1_ps((float)(1.0 / (1.0 - (double)p)));
+    const __m256 thresh = _mm256_set1_ps(p * 16777216.0f);
+    LD_STREAM_FOR(y, n);
+    LD_POINTWISE(n, {
+        const __m256 keep = dropout_keep8(seed, offset, i, thresh);
+        LD_OUT(y, _mm256_and_ps(keep, _mm256_mul_ps(LD_LOAD(x), scale)));
+    })
+}
+
+static void dropout_bwd(float *dx, const float *dy, float p, uint64_t seed, uint64_t offset, int64_t n) {
+    if (!dx) return;
+    const __m256 scale = _mm256_set1_ps((float)(1.0 / (1.0 - (double)p)));
+    const __m256 thresh = _mm256_set1_ps(p * 16777216.0f);
+    LD_POINTWISE(n, {
+        const __m256 keep = dropout_keep8(seed, offset, i, thresh);
+        const __m256 old = LD_LOAD(dx);
+        LD_STORE(dx, _mm256_blendv_ps(old, _mm256_add_ps(old, _mm256_mul_ps(LD_LOAD(dy), scale)), keep));
+    })
+}
+
+/* ---- bf16 rounding (round to nearest even, NaN stays a quiet NaN, as ld_fp32_to_bf16),
+ * 8 floats to 8 bf16 ---- */
+static inline __m128i bf16_round(__m256 x) {
+    const __m256i u = _mm256_castps_si256(x);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40)), nan);
+    /* 32 -> 16 bits: values are < 2^16, so the unsigned saturating pack is exact */
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
+}
+
+/* Stores the first `valid` of 8 bf16 values. */
+static inline void store_bf16(uint16_t *p, __m128i v, int64_t valid) {
+    if (valid >= 8) {
+        _mm_storeu_si128((__m128i *)p, v);
+        return;
+    }
+    uint16_t tmp[8];
+    _mm_storeu_si128((__m128i *)tmp, v);
+    for (int64_t j = 0; j < valid; j++) p[j] = tmp[j];
+}
+
+/* ---- optimiser ---- */
+
+/* Squares summed in double lanes over each thread's contiguous share, then the per-thread
+ * sums added in thread order: deterministic for a given thread count. */
+static double sumsq(const float *x, int64_t n) {
+    int nt_max = n >= LD_PAR_MIN ? omp_get_max_threads() : 1;
+    double part[nt_max];
+    int nt_used = 1;
+#pragma omp parallel num_threads(nt_max)
+    {
+        int64_t lo, hi;
+        ld_thread_range(n, &lo, &hi);
+        __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+        for (int64_t i = lo; i < hi; i += 8) {
+            const __m256 v = ld_load8(x + i, ld_tail8(hi - i), hi - i >= 8);
+            const __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+            a0 = _mm256_fmadd_pd(d0, d0, a0);
+            a1 = _mm256_fmadd_pd(d1, d1, a1);
+        }
+        part[omp_get_thread_num()] = ld_hsum4d(_mm256_add_pd(a0, a1));
+        if (omp_get_thread_num() == 0) nt_used = omp_get_num_threads();
+    }
+    double s = 0;
+    for (int t = 0; t < nt_used; t++) s += part[t];
+    return s;
+}
+
+/* One pass: reads param, grad, m, v; writes param, m, v and the bf16 copy. */
+static void adamw(float *param, const float *grad, float *m, float *v, uint16_t *param_bf16, int64_t n,
+                  const ld_adamw_params *p) {
+    double bc1 = 1.0 - pow((double)p->beta1, (double)p->step), bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
+    const __m256 gs = _mm256_set1_ps(p->grad_scale), b1 = _mm256_set1_ps(p->beta1), b2 = _mm256_set1_ps(p->beta2);
+    const __m256 c1 = _mm256_set1_ps((float)(1.0 - (double)p->beta1)), c2 = _mm256_set1_ps((float)(1.0 - (double)p->beta2));
+    const __m256 ib1 = _mm256_set1_ps((float)(1.0 / bc1)), ib2 = _mm256_set1_ps((float)(1.0 / bc2));
+    const __m256 eps = _mm256_set1_ps(p->eps), lr = _mm256_set1_ps(p->lr), wd = _mm256_set1_ps(p->weight_decay);
+    LD_POINTWISE(n, {
+        __m256 g = _mm256_mul_ps(LD_LOAD(grad), gs);
+        __m256 mi = _mm256_fmadd_ps(b1, LD_LOAD(m), _mm256_mul_ps(c1, g));
+        __m256 vi = _mm256_fmadd_ps(b2, LD_LOAD(v), _mm256_mul_ps(_mm256_mul_ps(c2, g), g));
+        LD_STORE(m, mi);
+        LD_STORE(v, vi);
+        __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vi, ib2)), eps);
+        __m256 w = LD_LOAD(param);
+        __m256 upd = _mm256_fmadd_ps(wd, w, _mm256_div_ps(_mm256_mul_ps(mi, ib1), den));
+        w = _mm256_fnmadd_ps(lr, upd, w);
+        LD_STORE(param, w);
+        if (param_bf16) store_bf16(param_bf16 + i, bf16_round(w), hi_ - i);
+    })
+}
+
+/* ---- conversions ---- */
+
+static void f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
+    LD_POINTWISE(n, { store_bf16(dst + i, bf16_round(LD_LOAD(src)), hi_ - i); })
+}
+
+static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    LD_STREAM_FOR(dst, n);
+    LD_POINTWISE(n, {
+        __m128i h;
+        if (full) h = _mm_loadu_si128((const __m128i *)(src + i));
+        else {
+            uint16_t tmp[8] = {0};
+            for (int64_t j = 0; j < hi_ - i; j++) tmp[j] = src[i + j];
+            h = _mm_loadu_si128((const __m128i *)tmp);
+        }
+        LD_OUT(dst, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    })
+}
+
+/* The entries this file and rows_avx2.c provide; cpu_table.c overlays them at the AVX2
+ * level (AVX2 + FMA + F16C). */
+const ld_kernels ld_kernels_cpu_avx2_ops = {
+    .name = "cpu-avx2-ops",
+    .embedding_fwd = ld_avx2_embedding_fwd,
+    .embedding_bwd = ld_avx2_embedding_bwd,
+    .layernorm_fwd = ld_avx2_layernorm_fwd,
+    .layernorm_bwd = ld_avx2_layernorm_bwd,
+    .rmsnorm_fwd = ld_avx2_rmsnorm_fwd,
+    .rmsnorm_bwd = ld_avx2_rmsnorm_bwd,
+    .rope_fwd = ld_avx2_rope_fwd,
+    .rope_bwd = ld_avx2_rope_bwd,
+    .softmax_fwd = ld_avx2_softmax_fwd,
+    .softmax_bwd = ld_avx2_softmax_bwd,
+    .xent_fwd = ld_avx2_xent_fwd,
+    .xent_bwd = ld_avx2_xent_bwd,
+    .distill_fwd = ld_avx2_distill_fwd,
+    .distill_bwd = ld_avx2_distill_bwd,
+    .gelu_fwd = gelu_fwd,
+    .gelu_bwd = gelu_bwd,
+    .silu_fwd = silu_fwd,
+    .silu_bwd = silu_bwd,
+    .swiglu_fwd = swiglu_fwd,
+    .swiglu_bwd = swiglu_bwd,
+    .add_fwd = add_fwd,
+    .add_inplace = add_inplace,
+    .scale_fwd = scale_fwd,
+    .axpy = axpy,
+    .dropout_fwd = dropout_fwd,
+    .dropout_bwd = dropout_bwd,
+    .sumsq = sumsq,
+    .adamw = adamw,
+    .f32_to_bf16 = f32_to_bf16,
+    .bf16_to_f32 = bf16_to_f32,
+};

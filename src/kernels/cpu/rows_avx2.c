@@ -1,0 +1,493 @@
+/* kernels/cpu/rows_avx2.c — AVX2 + FMA + OpenMP kernels that work row by row: LayerNorm,
+ * RMSNorm, softmax, fused softmax-cross-entropy, the fused distillation loss, embedding
+ * lookup, RoPE. The same algorithms as rows_avx512.c on 8-lane vectors.
+ *
+ * Rows are split statically over threads. Each row is read from memory once: a row of a
+ * norm (a few KB) stays in L1/L2 between the passes over it, and the cross-entropy forward
+ * finds max and sum of exponentials in a single online pass. Reductions over rows (the
+ * weight gradients of the norms) go through per-thread partial sums on the thread's stack,
+ * combined in thread order: deterministic for a given thread count. Semantics are those
+ * of kernels/kernels.h; ref_ops_impl.h is the oracle. */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu/ops_avx2.h"
+#include "kernels/cpu/simd_avx2.h"
+#include "kernels/ref/ref.h"
+
+#define V8 8
+/* c-th 8-float step of a row of C: the lane mask and whether all 8 lanes are valid */
+#define STEP_MASK(C, c) const int full = (C) - (c) >= V8; const __m256i k = ld_tail8((C) - (c))
+#define LOAD(p) ld_load8((p), k, full)
+#define STORE(p, v) ld_store8((p), k, full, (v))
+
+/* Loads 8 floats with masked-off lanes set to `fill`. */
+static inline __m256 load_fill(const float *p, __m256i k, int full, float fill) {
+    if (full) return _mm256_loadu_ps(p);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, k), _mm256_castsi256_ps(k));
+}
+
+/* ---- embeddings ---- */
+
+void ld_avx2_embedding_fwd(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static) if (N * C >= LD_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) memcpy(out + n * C, table + (int64_t)ids[n] * C, (size_t)C * sizeof(float));
+}
+
+/* Each thread owns a slice of columns and walks all rows in order, so repeated ids never
+ * race and the summation order is fixed. */
+void ld_avx2_embedding_bwd(float *dtable, const int32_t *ids, const float *dout, int64_t N, int64_t C) {
+    if (!dtable) return;
+#pragma omp parallel if (N * C >= LD_PAR_MIN)
+    {
+        int64_t c0, c1;
+        ld_split(C, 16, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        for (int64_t n = 0; n < N; n++) {
+            float *d = dtable + (int64_t)ids[n] * C;
+            const float *s = dout + n * C;
+            for (int64_t c = c0; c < c1; c += V8) {
+                STEP_MASK(c1, c);
+                STORE(d + c, _mm256_add_ps(LOAD(d + c), LOAD(s + c)));
+            }
+        }
+    }
+}
+
+/* ---- LayerNorm and RMSNorm: one implementation, `center` = LayerNorm ---- */
+
+/* One row: mean (LayerNorm only) and variance from the row held in L1, then y. Returns
+ * rstd and stores the mean in *mu_out. */
+static float norm_fwd_row(float *yr, float *mu_out, const float *xr, const float *w, const float *b, int64_t C,
+                          float eps, int center, int strm) {
+    __m256 mu = _mm256_setzero_ps();
+    double mud = 0;
+    if (center) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+        int64_t c = 0;
+        for (; c + 16 <= C; c += 16) {
+            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(xr + c));
+            s1 = _mm256_add_ps(s1, _mm256_loadu_ps(xr + c + 8));
+        }
+        for (; c < C; c += V8) {
+            STEP_MASK(C, c);
+            s0 = _mm256_add_ps(s0, LOAD(xr + c));
+        }
+        mud = (double)ld_hsum8(_mm256_add_ps(s0, s1)) / (double)C;
+        mu = _mm256_set1_ps((float)mud);
+    }
+    /* second pass over the row (now in L1): sum of squared deviations */
+    __m256 q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= C; c += 16) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(xr + c), mu);
+        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(xr + c + 8), mu);
+        q0 = _mm256_fmadd_ps(d0, d0, q0);
+        q1 = _mm256_fmadd_ps(d1, d1, q1);
+    }
+    for (; c < C; c += V8) {
+        STEP_MASK(C, c);
+        __m256 d = _mm256_and_ps(_mm256_sub_ps(LOAD(xr + c), mu), _mm256_castsi256_ps(k));
+        q0 = _mm256_fmadd_ps(d, d, q0);
+    }
+    double var = (double)ld_hsum8(_mm256_add_ps(q0, q1)) / (double)C;
+    float rs = (float)(1.0 / sqrt(var + (double)eps));
+    __m256 vrs = _mm256_set1_ps(rs);
+    for (c = 0; c < C; c += V8) {
+        STEP_MASK(C, c);
+        __m256 xh = _mm256_mul_ps(_mm256_sub_ps(LOAD(xr + c), mu), vrs);
+        __m256 v = b ? _mm256_fmadd_ps(xh, LOAD(w + c), LOAD(b + c)) : _mm256_mul_ps(xh, LOAD(w + c));
+        if (strm && full) _mm256_stream_ps(yr + c, v);
+        else STORE(yr + c, v);
+    }
+    *mu_out = (float)mud;
+    return rs;
+}
+
+static void norm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                     int64_t N, int64_t C, float eps, int center) {
+    /* large outputs are streamed; rows stay 32-byte aligned when C is a multiple of 8 */
+    const int strm = C % V8 == 0 && ld_use_stream(y, N * C * (int64_t)sizeof(float));
+#pragma omp parallel if (N * C >= LD_PAR_MIN)
+    {
+#pragma omp for schedule(static) nowait
+        for (int64_t n = 0; n < N; n++) {
+            float mu, rs = norm_fwd_row(y + n * C, &mu, x + n * C, w, b, C, eps, center, strm);
+            if (mean) mean[n] = mu;
+            if (rstd) rstd[n] = rs;
+        }
+        _mm_sfence(); /* publish streamed rows before the region's closing barrier */
+    }
+}
+
+void ld_avx2_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                           int64_t N, int64_t C, float eps) {
+    norm_fwd(y, mean, rstd, x, w, b, N, C, eps, 1);
+}
+
+void ld_avx2_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t C, float eps) {
+    norm_fwd(y, NULL, rstd, x, w, NULL, N, C, eps, 0);
+}
+
+/* Largest C whose per-thread dw/db partials (2 C floats) live on the thread's stack; wider
+ * rows take a second, column-parallel pass for dw/db instead. */
+#define LD_NORM_PART_MAX_C 32768
+
+/* One row of the norm backward: dx += rstd * (g - a - xhat * mean(g * xhat)), g = dy * w,
+ * a = mean(g) for LayerNorm and 0 for RMSNorm; pdw += dy * xhat, pdb += dy (if not NULL). */
+static void norm_bwd_row(float *dxr, float *pdw, float *pdb, const float *dyr, const float *xr, const float *w,
+                         float mu_, float rs_, int center, int64_t C) {
+    __m256 mu = _mm256_set1_ps(mu_), rs = _mm256_set1_ps(rs_);
+    __m256 a = _mm256_setzero_ps(), bc = _mm256_setzero_ps();
+    if (dxr) {
+        __m256 sg = _mm256_setzero_ps(), sgx = _mm256_setzero_ps();
+        for (int64_t c = 0; c < C; c += V8) {
+            STEP_MASK(C, c);
+            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(LOAD(xr + c), mu), rs);
+            __m256 g = _mm256_mul_ps(LOAD(dyr + c), LOAD(w + c)); /* 0 in masked-off lanes */
+            sg = _mm256_add_ps(sg, g);
+            sgx = _mm256_fmadd_ps(g, xh, sgx);
+        }
+        if (center) a = _mm256_set1_ps((float)((double)ld_hsum8(sg) / (double)C));
+        bc = _mm256_set1_ps((float)((double)ld_hsum8(sgx) / (double)C));
+    }
+    for (int64_t c = 0; c < C; c += V8) {
+        STEP_MASK(C, c);
+        __m256 xh = _mm256_mul_ps(_mm256_sub_ps(LOAD(xr + c), mu), rs);
+        __m256 dy = LOAD(dyr + c);
+        if (dxr) {
+            __m256 g = _mm256_mul_ps(dy, LOAD(w + c));
+            __m256 d = _mm256_mul_ps(rs, _mm256_fnmadd_ps(xh, bc, _mm256_sub_ps(g, a)));
+            STORE(dxr + c, _mm256_add_ps(LOAD(dxr + c), d));
+        }
+        if (pdw) STORE(pdw + c, _mm256_fmadd_ps(dy, xh, LOAD(pdw + c)));
+        if (pdb) STORE(pdb + c, _mm256_add_ps(dy, LOAD(pdb + c)));
+    }
+}
+
+static void norm_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                     const float *mean, const float *rstd, int64_t N, int64_t C) {
+    int center = mean != NULL;
+    int want_p = dw || db;
+    int fused = want_p && C <= LD_NORM_PART_MAX_C;
+    int nt_max = N * C >= LD_PAR_MIN ? omp_get_max_threads() : 1;
+    float *parts[nt_max];
+#pragma omp parallel num_threads(nt_max)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float part[fused ? 2 * C : 1];
+        float *pdw = fused && dw ? part : NULL, *pdb = fused && db ? part + C : NULL;
+        if (fused) {
+            memset(part, 0, 2 * (size_t)C * sizeof(float));
+            parts[t] = part;
+        }
+        int64_t lo, hi;
+        ld_split(N, 1, t, nt, &lo, &hi);
+        if (dx || fused)
+            for (int64_t n = lo; n < hi; n++)
+                norm_bwd_row(dx ? dx + n * C : NULL, pdw, pdb, dy + n * C, x + n * C, w, center ? mean[n] : 0.0f,
+                             rstd[n], center, C);
+        if (fused) {
+#pragma omp barrier
+            /* combine the partials of every thread, in thread order, over my columns */
+            int64_t c0, c1;
+            ld_split(C, 16, t, nt, &c0, &c1);
+            for (int64_t c = c0; c < c1; c += V8) {
+                STEP_MASK(c1, c);
+                __m256 sw = _mm256_setzero_ps(), sb = _mm256_setzero_ps();
+                for (int tt = 0; tt < nt; tt++) {
+                    sw = _mm256_add_ps(sw, LOAD(parts[tt] + c));
+                    sb = _mm256_add_ps(sb, LOAD(parts[tt] + C + c));
+                }
+                if (dw) STORE(dw + c, _mm256_add_ps(LOAD(dw + c), sw));
+                if (db) STORE(db + c, _mm256_add_ps(LOAD(db + c), sb));
+            }
+#pragma omp barrier /* the partials live on the threads' stacks until everyone is done */
+        }
+    }
+    if (want_p && !fused) {
+        /* very wide rows: each thread owns a slice of columns and walks all rows */
+#pragma omp parallel
+        {
+            int64_t c0, c1;
+            ld_split(C, 16, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+            for (int64_t n = 0; n < N; n++) {
+                int64_t o = n * C;
+                norm_bwd_row(NULL, dw ? dw + c0 : NULL, db ? db + c0 : NULL, dy + o + c0, x + o + c0, w + c0,
+                             center ? mean[n] : 0.0f, rstd[n], center, c1 - c0);
+            }
+        }
+    }
+}
+
+void ld_avx2_layernorm_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                           const float *mean, const float *rstd, int64_t N, int64_t C) {
+    norm_bwd(dx, dw, db, dy, x, w, mean, rstd, N, C);
+}
+
+void ld_avx2_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                         int64_t N, int64_t C) {
+    norm_bwd(dx, dw, NULL, dy, x, w, NULL, rstd, N, C);
+}
+
+/* ---- rotary position embedding ---- */
+
+/* Largest head dimension handled here (cos/sin of one position live on the stack). */
+#define LD_ROPE_MAX_D 8192
+
+/* Rotates every head of every batch at each position; `inverse` applies the inverse
+ * rotation and accumulates into out (backward). cos/sin are computed in double once per
+ * position. */
+static void rope_apply(float *out, const float *in, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                       float theta, int inverse) {
+    int64_t half = D / 2;
+    double inv_freq[half > 0 ? half : 1];
+    for (int64_t i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * (double)i / (double)D);
+#pragma omp parallel for schedule(static) if (B * T * H * D >= LD_PAR_MIN)
+    for (int64_t t = 0; t < T; t++) {
+        float cs[half > 0 ? half : 1], sn[half > 0 ? half : 1];
+        for (int64_t i = 0; i < half; i++) {
+            double ang = (double)(pos0 + t) * inv_freq[i];
+            cs[i] = (float)cos(ang);
+            sn[i] = (float)(inverse ? -sin(ang) : sin(ang));
+        }
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t h = 0; h < H; h++) {
+                int64_t o = ((b * T + t) * H + h) * D;
+                for (int64_t i = 0; i < half; i += V8) {
+                    STEP_MASK(half, i);
+                    __m256 x1 = LOAD(in + o + i), x2 = LOAD(in + o + half + i);
+                    __m256 c = LOAD(cs + i), s = LOAD(sn + i);
+                    __m256 y1 = _mm256_fmsub_ps(x1, c, _mm256_mul_ps(x2, s));
+                    __m256 y2 = _mm256_fmadd_ps(x2, c, _mm256_mul_ps(x1, s));
+                    if (inverse) {
+                        y1 = _mm256_add_ps(LOAD(out + o + i), y1);
+                        y2 = _mm256_add_ps(LOAD(out + o + half + i), y2);
+                    }
+                    STORE(out + o + i, y1);
+                    STORE(out + o + half + i, y2);
+                }
+            }
+    }
+}
+
+void ld_avx2_rope_fwd(float *y, const float *x, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                      float theta) {
+    if (D > LD_ROPE_MAX_D) ld_ref_rope_fwd(y, x, B, T, H, D, pos0, theta);
+    else rope_apply(y, x, B, T, H, D, pos0, theta, 0);
+}
+
+void ld_avx2_rope_bwd(float *dx, const float *dy, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                      float theta) {
+    if (!dx) return;
+    if (D > LD_ROPE_MAX_D) ld_ref_rope_bwd(dx, dy, B, T, H, D, pos0, theta);
+    else rope_apply(dx, dy, B, T, H, D, pos0, theta, 1);
+}
+
+/* ---- softmax ---- */
+
+static float row_max(const float *xr, int64_t C) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    for (int64_t c = 0; c < C; c += V8) {
+        STEP_MASK(C, c);
+        m = _mm256_max_ps(m, load_fill(xr + c, k, full, -INFINITY));
+    }
+    return ld_hmax8(m);
+}
+
+void ld_avx2_softmax_fwd(float *y, const float *x, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static) if (N * C >= LD_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * C;
+        float *yr = y + n * C;
+        __m256 mx = _mm256_set1_ps(row_max(xr, C)), s = _mm256_setzero_ps();
+        for (int64_t c = 0; c < C; c += V8) {
+            STEP_MASK(C, c);
+            __m256 e = _mm256_and_ps(ld_exp8(_mm256_sub_ps(LOAD(xr + c), mx)), _mm256_castsi256_ps(k));
+            s = _mm256_add_ps(s, e);
+            STORE(yr + c, e);
+        }
+        __m256 inv = _mm256_set1_ps((float)(1.0 / (double)ld_hsum8(s)));
+        for (int64_t c = 0; c < C; c += V8) {
+            STEP_MASK(C, c);
+            STORE(yr + c, _mm256_mul_ps(LOAD(yr + c), inv));
+        }
+    }
+}
+
+void ld_avx2_softmax_bwd(float *dx, const float *dy, const float *y, int64_t N, int64_t C) {
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (N * C >= LD_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const float *yr = y + n * C, *dyr = dy + n * C;
+        float *dxr = dx + n * C;
+        __m256 s = _mm256_setzero_ps();
+        for (int64_t c = 0; c < C; c += V8) {
+            STEP_MASK(C, c);
+            s = _mm256_fmadd_ps(LOAD(dyr + c), LOAD(yr + c), s);
+        }
+        __m256 dot = _mm256_set1_ps(ld_hsum8(s));
+        for (int64_t c = 0; c < C; c += V8) {
+            STEP_MASK(C, c);
+            __m256 g = _mm256_mul_ps(LOAD(yr + c), _mm256_sub_ps(LOAD(dyr + c), dot));
+            STORE(dxr + c, _mm256_add_ps(LOAD(dxr + c), g));
+        }
+    }
+}
+
+/* ---- fused softmax + cross-entropy ---- */
+
+/* log-sum-exp of a row in one pass: per lane a running max m and sum s of e^(x - m),
+ * rescaled only when a lane's max grows; lanes are combined at the end. */
+static float row_logsumexp(const float *xr, int64_t V) {
+    __m256 m = _mm256_set1_ps(-FLT_MAX), s = _mm256_setzero_ps();
+    for (int64_t c = 0; c < V; c += V8) {
+        STEP_MASK(V, c);
+        __m256 x = load_fill(xr + c, k, full, -INFINITY);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(x, m, _CMP_GT_OQ))) {
+            __m256 mn = _mm256_max_ps(m, x);
+            s = _mm256_mul_ps(s, ld_exp8(_mm256_sub_ps(m, mn)));
+            m = mn;
+        }
+        s = _mm256_add_ps(s, ld_exp8(_mm256_sub_ps(x, m)));
+    }
+    float M = ld_hmax8(m);
+    float S = ld_hsum8(_mm256_mul_ps(s, ld_exp8(_mm256_sub_ps(m, _mm256_set1_ps(M)))));
+    return (float)((double)M + log((double)S));
+}
+
+void ld_avx2_xent_fwd(float *loss, float *lse, const float *logits, const int32_t *target, int64_t N, int64_t V,
+                      int32_t ignore_index) {
+#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = logits + n * V;
+        float l = row_logsumexp(xr, V);
+        if (lse) lse[n] = l;
+        loss[n] = target[n] == ignore_index ? 0.0f : (float)((double)l - (double)xr[target[n]]);
+    }
+}
+
+void ld_avx2_xent_bwd(float *dlogits, const float *dloss, const float *logits, const float *lse,
+                      const int32_t *target, int64_t N, int64_t V, int32_t ignore_index) {
+    if (!dlogits) return;
+    int overwrite = dlogits == logits;
+#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        float *dr = dlogits + n * V;
+        const float *xr = logits + n * V;
+        if (target[n] == ignore_index) {
+            if (overwrite) memset(dr, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        int64_t tg = target[n];
+        float xt = xr[tg], old_t = overwrite ? 0.0f : dr[tg];
+        __m256 d = _mm256_set1_ps(dloss[n]), l = _mm256_set1_ps(lse[n]);
+        for (int64_t c = 0; c < V; c += V8) {
+            STEP_MASK(V, c);
+            __m256 g = _mm256_mul_ps(d, ld_exp8(_mm256_sub_ps(LOAD(xr + c), l)));
+            if (!overwrite) g = _mm256_add_ps(LOAD(dr + c), g);
+            STORE(dr + c, g);
+        }
+        /* the target's own term, d * (p - 1), computed without cancellation against d * p */
+        float pt = _mm256_cvtss_f32(ld_exp8(_mm256_set1_ps(xt - lse[n])));
+        dr[tg] = old_t + dloss[n] * (pt - 1.0f);
+    }
+}
+
+/* ---- fused distillation loss (soft KL at temperature T + hard cross-entropy) ---- */
+
+/* One pass over s and t per row, as rows_avx512.c's distill_row_stats: per lane running
+ * maxima ms of s and mt of t and the sums S1 = sum e^(s - ms), ST = sum e^((s - ms)/T),
+ * TT = sum e^((t - mt)/T), W = sum e^((t - mt)/T) * (t - s), each rescaled when its lane's
+ * maximum grows; then lse(s), lse(s/T), lse(t/T) and KL = W / (TT T) - lse(t/T) + lse(s/T). */
+typedef struct distill_row {
+    float lse_sT, lse_tT, lse_s;
+    double kl;
+} distill_row;
+
+static distill_row distill_row_stats(const float *sr, const float *tr, int64_t V, float temp) {
+    const __m256 invT = _mm256_set1_ps(1.0f / temp);
+    __m256 ms = _mm256_set1_ps(-FLT_MAX), mt = ms;
+    __m256 S1 = _mm256_setzero_ps(), ST = S1, TT = S1, W = S1;
+    for (int64_t c = 0; c < V; c += V8) {
+        STEP_MASK(V, c);
+        __m256 x = load_fill(sr + c, k, full, -INFINITY), y = load_fill(tr + c, k, full, -INFINITY);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(x, ms, _CMP_GT_OQ))) {
+            __m256 mn = _mm256_max_ps(ms, x), dm = _mm256_sub_ps(ms, mn);
+            S1 = _mm256_mul_ps(S1, ld_exp8(dm));
+            ST = _mm256_mul_ps(ST, ld_exp8(_mm256_mul_ps(dm, invT)));
+            ms = mn;
+        }
+        if (_mm256_movemask_ps(_mm256_cmp_ps(y, mt, _CMP_GT_OQ))) {
+            __m256 mn = _mm256_max_ps(mt, y), f = ld_exp8(_mm256_mul_ps(_mm256_sub_ps(mt, mn), invT));
+            TT = _mm256_mul_ps(TT, f);
+            W = _mm256_mul_ps(W, f);
+            mt = mn;
+        }
+        __m256 ds = _mm256_sub_ps(x, ms), et = ld_exp8(_mm256_mul_ps(_mm256_sub_ps(y, mt), invT));
+        S1 = _mm256_add_ps(S1, ld_exp8(ds));
+        ST = _mm256_add_ps(ST, ld_exp8(_mm256_mul_ps(ds, invT)));
+        TT = _mm256_add_ps(TT, et);
+        /* masked-off lanes: -inf - -inf is NaN, so they add 0 explicitly */
+        W = _mm256_fmadd_ps(et, _mm256_and_ps(_mm256_sub_ps(y, x), _mm256_castsi256_ps(k)), W);
+    }
+    float Ms = ld_hmax8(ms), Mt = ld_hmax8(mt);
+    __m256 ds = _mm256_sub_ps(ms, _mm256_set1_ps(Ms)), ft = ld_exp8(_mm256_mul_ps(_mm256_sub_ps(mt, _mm256_set1_ps(Mt)), invT));
+    double s1 = ld_hsum8(_mm256_mul_ps(S1, ld_exp8(ds)));
+    double sT = ld_hsum8(_mm256_mul_ps(ST, ld_exp8(_mm256_mul_ps(ds, invT))));
+    double tT = ld_hsum8(_mm256_mul_ps(TT, ft)), w = ld_hsum8(_mm256_mul_ps(W, ft));
+    distill_row r;
+    double lse_sT = (double)Ms / temp + log(sT), lse_tT = (double)Mt / temp + log(tT);
+    r.lse_s = (float)((double)Ms + log(s1)), r.lse_sT = (float)lse_sT, r.lse_tT = (float)lse_tT;
+    r.kl = w / (tT * temp) - lse_tT + lse_sT;
+    return r;
+}
+
+void ld_avx2_distill_fwd(float *loss, float *stats, const float *s, const float *t, const int32_t *target, int64_t N,
+                         int64_t V, float temp, float alpha, int32_t ignore_index) {
+#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        if (target[n] == ignore_index) {
+            loss[n] = 0.0f;
+            continue;
+        }
+        const float *sr = s + n * V;
+        distill_row r = distill_row_stats(sr, t + n * V, V, temp);
+        double ce = (double)r.lse_s - (double)sr[target[n]];
+        loss[n] = (float)((double)alpha * temp * temp * r.kl + (1.0 - (double)alpha) * ce);
+        stats[3 * n] = r.lse_sT, stats[3 * n + 1] = r.lse_tT, stats[3 * n + 2] = r.lse_s;
+    }
+}
+
+/* One pass: ds += d * (aT * (e^(s/T - lse(s/T)) - e^(t/T - lse(t/T))) + (1 - a) * e^(s - lse(s))),
+ * then the target's term, (1 - a) * (p - 1), is redone without cancellation (as in xent). */
+void ld_avx2_distill_bwd(float *ds, const float *dloss, const float *s, const float *t, const float *stats,
+                         const int32_t *target, int64_t N, int64_t V, float temp, float alpha, int32_t ignore_index) {
+    if (!ds) return;
+    const float aT = alpha * temp, hard = 1.0f - alpha;
+    const __m256 invT = _mm256_set1_ps(1.0f / temp);
+#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        if (target[n] == ignore_index) continue;
+        const float *sr = s + n * V, *tr = t + n * V;
+        float *dr = ds + n * V;
+        int64_t tg = target[n];
+        float old_t = dr[tg], st = stats[3 * n], tt = stats[3 * n + 1], s1 = stats[3 * n + 2];
+        __m256 lsT = _mm256_set1_ps(st), ltT = _mm256_set1_ps(tt), ls = _mm256_set1_ps(s1);
+        __m256 dsoft = _mm256_set1_ps(dloss[n] * aT), dhard = _mm256_set1_ps(dloss[n] * hard);
+        for (int64_t c = 0; c < V; c += V8) {
+            STEP_MASK(V, c);
+            __m256 x = LOAD(sr + c), g = LOAD(dr + c);
+            if (aT != 0.0f) {
+                __m256 y = LOAD(tr + c);
+                __m256 soft = _mm256_sub_ps(ld_exp8(_mm256_fmsub_ps(x, invT, lsT)), ld_exp8(_mm256_fmsub_ps(y, invT, ltT)));
+                g = _mm256_fmadd_ps(dsoft, soft, g);
+            }
+            if (hard != 0.0f) g = _mm256_fmadd_ps(dhard, ld_exp8(_mm256_sub_ps(x, ls)), g);
+            STORE(dr + c, g);
+        }
+        double pT_s = exp((double)sr[tg] / temp - st), pT_t = exp((double)tr[tg] / temp - tt);
+        double p = exp((double)sr[tg] - s1);
+        dr[tg] = (float)((double)old_t + (double)dloss[n] * ((double)aT * (pT_s - pT_t) + (double)hard * (p - 1.0)));
+    }
+}
