@@ -26,15 +26,14 @@
 
 #include "quant/qgemm.h"
 
-/* Prepacked forms: Q8_0 keeps byte panels (9 bits per weight against 8.5), Q4_K its 4-bit
- * panels (4.625 against 4.5). Byte panels would double what a decode step reads for the
- * other 4-6 bit types, so they are not packable (yet). */
+/* Prepacked forms: Q8_0 keeps byte panels (9 bits per weight against 8.5), the 4-6 bit
+ * types compact panels at about their own width (quant/qgemm_pack.c). */
 static const ld_qgemm_format FORMATS[LD_DTYPE_COUNT] = {
     [LD_Q8_0] = {LD_Q8_0, 32, 128, false, ld_levels_row_q8_0, LD_QPANEL_BYTES, true},
-    [LD_Q4_0] = {LD_Q4_0, 32, 8, false, ld_levels_row_q4_0, LD_QPANEL_BYTES, false},
+    [LD_Q4_0] = {LD_Q4_0, 32, 8, false, ld_levels_row_q4_0, LD_QPANEL_Q4_0, true},
     [LD_Q4_K] = {LD_Q4_K, 32, 0, true, ld_levels_row_q4_K, LD_QPANEL_Q4_K, true},
-    [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K, LD_QPANEL_BYTES, false},
-    [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K, LD_QPANEL_BYTES, false},
+    [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K, LD_QPANEL_Q5_K, true},
+    [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K, LD_QPANEL_Q6_K, true},
     /* the low-bit types (quant_lowbit.h): levels of at most 241, zero points as documented
      * with each ld_levels_row_* */
     [LD_Q2_K] = {LD_Q2_K, 16, 0, true, ld_levels_row_q2_K, LD_QPANEL_BYTES, false},
@@ -82,8 +81,10 @@ static ld_qgemm_isa build_isa(ld_isa isa) {
         if (QGEMM_PARTS[i].level > isa || (QGEMM_PARTS[i].usable && !QGEMM_PARTS[i].usable(c))) continue;
         if (p->quantize_act) r.quantize_act = p->quantize_act;
         if (p->pack) r.pack = p->pack;
+        /* a part with its own byte-panel kernel replaces the whole kernel set: a panel form
+         * it lacks is not computed at its level (no lower level's kernel mixed in) */
         for (int k = 0; k < LD_QPANEL_COUNT; k++)
-            if (p->kernel[k]) r.kernel[k] = p->kernel[k];
+            if (p->kernel[k] || p->kernel[LD_QPANEL_BYTES]) r.kernel[k] = p->kernel[k];
     }
     return r;
 }
@@ -219,8 +220,8 @@ void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64
 
 /* ---- prepacked weights: every panel packed once, kept, used for any number of rows ---- */
 static size_t panel_bytes(const ld_qgemm_format *f, int64_t K) {
-    return f->packed == LD_QPANEL_Q4_K ? (size_t)(K / LD_QK_K) * LD_QGEMM_K4_SB_BYTES
-                                       : (size_t)(K / f->group) * ld_qgemm_group_bytes(f);
+    const ld_qpanel_unit *u = &LD_QPANEL_UNITS[f->packed];
+    return f->packed == LD_QPANEL_BYTES ? (size_t)(K / f->group) * ld_qgemm_group_bytes(f) : (size_t)(K / u->k) * (size_t)u->bytes;
 }
 
 size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K) {
@@ -239,7 +240,7 @@ void ld_qgemm_prepack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, i
     for (int64_t p = 0; p < npanels; p++) {
         const int64_t n0 = p * LD_QGEMM_NR;
         const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-        if (f->packed == LD_QPANEL_Q4_K) ld_qgemm_k4_pack(W, wrow, n0, nc, K, P + (size_t)p * pb);
+        if (f->packed != LD_QPANEL_BYTES) ld_qgemm_pack_compact(f->packed, W, wrow, n0, nc, K, P + (size_t)p * pb);
         else isa->pack(f, W, wrow, n0, nc, K, P + (size_t)p * pb, tmp + (size_t)omp_get_thread_num() * tb);
     }
 }

@@ -17,10 +17,24 @@
 
 /* The forms a weight panel takes (every form is LD_QGEMM_NR columns wide; see below). */
 typedef enum ld_qpanel_form {
-    LD_QPANEL_BYTES = 0, /* one byte per level (any type; ld_qgemm_pack) */
-    LD_QPANEL_Q4_K,      /* Q4_K at 4 bits a level (ld_qgemm_k4_pack) */
+    LD_QPANEL_BYTES = 0, /* one byte per level (any type; ld_qgemm_isa.pack) */
+    LD_QPANEL_Q4_K,      /* compact forms (quant/qgemm_pack.c): levels at their own width */
+    LD_QPANEL_Q5_K,
+    LD_QPANEL_Q6_K,
+    LD_QPANEL_Q4_0,
     LD_QPANEL_COUNT
 } ld_qpanel_form;
+/* A compact form is a run of units along K, each `bytes` long for `k` of K and a panel's
+ * LD_QGEMM_NR columns (layouts: quant/qgemm_pack.c). */
+typedef struct ld_qpanel_unit {
+    int k;
+    int bytes;
+} ld_qpanel_unit;
+extern const ld_qpanel_unit LD_QPANEL_UNITS[LD_QPANEL_COUNT];
+#define LD_QGEMM_K4_SB_BYTES (960 + 8 * 768)
+#define LD_QGEMM_K5_SB_BYTES (960 + 8 * 960)
+#define LD_QGEMM_K6_SB_BYTES (864 + 16 * 576)
+#define LD_QGEMM_Q40_BYTES (768 + 96)
 
 typedef struct ld_qgemm_format {
     ld_dtype type;
@@ -96,17 +110,19 @@ size_t ld_qgemm_scratch_bytes(const ld_qgemm_format *f, int64_t M, int64_t K, in
 void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
                   int64_t M, float *y, void *scratch, int threads, const ld_qgemm_isa *isa);
 
-/* Q4_K panels keep 4 bits a level (qgemm_k4_avx512.c): per super-block of K and panel,
- * LD_QGEMM_K4_SB_BYTES. Pack: columns [n0, n0 + nc) of Q4_K rows; kernel: as
- * ld_qgemm_kernel_avx512 over nsb super-blocks (activation groups of 32). */
-#define LD_QGEMM_K4_SB_BYTES (960 + 8 * 768)
-void ld_qgemm_k4_pack(const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K, uint8_t *panel);
+/* Packs columns [n0, n0 + nc) of W (rows of `wrow` bytes of the form's type, K wide) into a
+ * panel of compact form `form` (K / unit.k units; columns past nc zero). */
+void ld_qgemm_pack_compact(ld_qpanel_form form, const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K,
+                           uint8_t *panel);
+/* The AVX-512 kernel of Q4_K panels (qgemm_k4_avx512.c): as ld_qgemm_kernel_avx512 over nsb
+ * super-blocks (activation groups of 32). */
 void ld_qgemm_k4_kernel_avx512(int mr, int64_t nsb, const uint8_t *panel, const int8_t *q, size_t qs,
                                const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask);
 
 /* Prepacked weights: all panels of W, packed once (ld_qgemm_packed_bytes, 64-byte aligned)
  * and multiplied with any number of rows by the same microkernel, with no unpacking per
- * call: byte-per-level panels (ld_qgemm_pack_avx512), or for Q4_K the 4-bit ones. tmp: threads x ld_qgemm_prepack_tmp_bytes. Same results as ld_qgemm_run.
+ * call, in the type's packed form (byte panels for Q8_0, a compact form for the others).
+ * tmp: threads x ld_qgemm_prepack_tmp_bytes. Same results as ld_qgemm_run.
  * Scratch of ld_qgemm_run_packed: ld_qgemm_scratch_bytes(f, M, K, 0). */
 size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K);
 size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K);

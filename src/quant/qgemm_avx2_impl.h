@@ -306,113 +306,155 @@ static void ISA(kernel_bytes)(const ld_qgemm_format *f, int mr, int64_t K, const
     else BYTES_MR(32, false, false)
 }
 
-/* ---- prepacked Q4_K panels (layout: quant/qgemm_k4_avx512.c) -------------------------------- */
-enum { HDR = 4 * NR + 16 * NR, GROUP_LV = 32 * NR / 2 };
-_Static_assert(HDR + 8 * GROUP_LV == LD_QGEMM_K4_SB_BYTES, "Q4_K panel layout");
-
-/* 8 fp16 / 8 bytes of column vector y as floats. */
+/* ---- compact prepacked panels (forms and layouts: quant/qgemm_pack.c) ---------------------- */
+/* 8 fp16 / 8 unsigned / 8 signed bytes of column vector y as floats. */
 INLINE __m256 half8(const uint8_t *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
-INLINE __m256 byte8(const uint8_t *p) {
+INLINE __m256 byte8(const uint8_t *p, const int sgn) {
     int64_t u;
     memcpy(&u, p, 8);
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(u)));
+    const __m128i v = _mm_cvtsi64_si128(u);
+    return _mm256_cvtepi32_ps(sgn ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
 }
 
-INLINE void k4_strip(const int MR, const int NVS, int y0, int64_t nsb, const uint8_t *panel, const int8_t *q,
-                            size_t qs, const ld_qgemm_agroup *ag, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+/* Per form: K of a unit, groups in a unit, k of a group, bytes of one group's levels (lo
+ * then hi), top bits per level, offset of the first group in a unit, and whether the form has
+ * mins (offsets). */
+#define CF_UNIT_K(F) ((F) == LD_QPANEL_Q4_0 ? 32 : 256)
+#define CF_GROUPS(F) ((F) == LD_QPANEL_Q4_0 ? 1 : (F) == LD_QPANEL_Q6_K ? 16 : 8)
+#define CF_G(F) ((F) == LD_QPANEL_Q6_K ? 16 : 32)
+#define CF_HBITS(F) ((F) == LD_QPANEL_Q5_K ? 1 : (F) == LD_QPANEL_Q6_K ? 2 : 0)
+#define CF_LO(F) (CF_G(F) / 8 * NR * 4)
+#define CF_GROUP_BYTES(F) (CF_LO(F) + (CF_HBITS(F) ? 4 * NR : 0))
+#define CF_FIRST(F) ((F) == LD_QPANEL_Q4_0 ? 0 : (F) == LD_QPANEL_Q6_K ? 18 * NR : 20 * NR)
+#define CF_MIN(F) ((F) == LD_QPANEL_Q4_K || (F) == LD_QPANEL_Q5_K)
+
+/* The scale of group g of unit u for column vector y (exactly the scalar levels form's s). */
+INLINE __m256 cf_scale(const int F, const uint8_t *u, int g, int y) {
+    if (F == LD_QPANEL_Q4_0) return half8(u + CF_LO(F) + 16 * y);
+    if (F == LD_QPANEL_Q6_K) return _mm256_mul_ps(half8(u + 16 * y), byte8(u + 2 * NR + g * NR + 8 * y, 1));
+    return _mm256_mul_ps(half8(u + 16 * y), byte8(u + 4 * NR + g * NR + 8 * y, 0));
+}
+/* The offset of group g (Q4_K, Q5_K): -(dmin * m). */
+INLINE __m256 cf_offset(const uint8_t *u, int g, int y) {
+    return _mm256_xor_ps(_mm256_mul_ps(half8(u + 2 * NR + 16 * y), byte8(u + 12 * NR + g * NR + 8 * y, 0)), _mm256_set1_ps(-0.0f));
+}
+
+INLINE void cf_strip(const int F, const int MR, const int NVS, int y0, int64_t units, const uint8_t *panel,
+                     const int8_t *q, size_t qs, const ld_qgemm_agroup *ag, size_t gs, float *C, int64_t ldc,
+                     uint64_t cmask) {
+    const int G = CF_G(F), NG = CF_GROUPS(F), HB = CF_HBITS(F);
+    const size_t unit_bytes = (size_t)LD_QPANEL_UNITS[F].bytes;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), mh = _mm256_set1_epi8(HB == 2 ? 3 : 1);
     __m256 f[4][6];
 #pragma GCC unroll 4
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 6
         for (int v = 0; v < NVS; v++) f[r][v] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nsb; i++) {
-        const uint8_t *sb = panel + (size_t)i * LD_QGEMM_K4_SB_BYTES;
+    for (int64_t i = 0; i < units; i++) {
+        const uint8_t *u = panel + (size_t)i * unit_bytes;
         if (MR == 1)
-            for (int o = 0; o < HDR; o += 64) _mm_prefetch((const char *)sb + LD_QGEMM_K4_SB_BYTES + o, _MM_HINT_T0);
-        for (int g = 0; g < 8; g++) {
-            const int64_t b = i * 8 + g; /* the activation group */
-            const uint8_t *lv = sb + HDR + (size_t)g * GROUP_LV;
+            for (int o = 0; o < CF_FIRST(F); o += 64) _mm_prefetch((const char *)u + unit_bytes + o, _MM_HINT_T0);
+        for (int g = 0; g < NG; g++) {
+            const int64_t b = i * NG + g; /* the activation group */
+            const uint8_t *lv = u + CF_FIRST(F) + (size_t)g * CF_GROUP_BYTES(F), *hv = lv + CF_LO(F);
             if (MR == 1)
-                for (int o = 0; o < GROUP_LV; o += 64) _mm_prefetch((const char *)lv + 4096 + o, _MM_HINT_T0);
-            __m256i acc[4][6];
+                for (int o = 0; o < CF_GROUP_BYTES(F); o += 64) _mm_prefetch((const char *)lv + 4096 + o, _MM_HINT_T0);
+            __m256i acc[4][6], hb[6];
 #pragma GCC unroll 4
-            for (int r = 0; r < MR; r++)
+            for (int r = 0; r < MR; r++) {
+                const __m256i z = _mm256_set1_epi32(ag[r * gs + b].zsum);
 #pragma GCC unroll 6
-                for (int v = 0; v < NVS; v++) acc[r][v] = _mm256_setzero_si256();
+                for (int v = 0; v < NVS; v++) acc[r][v] = z;
+            }
+            if (HB)
+#pragma GCC unroll 6
+                for (int v = 0; v < NVS; v++) hb[v] = load32(hv + 32 * (y0 + v));
 #pragma GCC unroll 4
-            for (int p = 0; p < 4; p++) {
+            for (int p = 0; p < G / 8; p++) {
                 __m256i lo[6], hi[6];
 #pragma GCC unroll 6
                 for (int v = 0; v < NVS; v++) {
                     const __m256i raw = load32(lv + (size_t)p * NR * 4 + 32 * (y0 + v));
                     lo[v] = _mm256_and_si256(raw, m4);
                     hi[v] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                    if (HB) { /* top bits of k-steps 2p and 2p + 1 */
+                        lo[v] = _mm256_or_si256(lo[v], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb[v], HB * 2 * p), mh), 4));
+                        hi[v] = _mm256_or_si256(hi[v], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb[v], HB * (2 * p + 1)), mh), 4));
+                    }
                 }
 #pragma GCC unroll 4
                 for (int r = 0; r < MR; r++) {
-                    const __m256i a0 = act4(q, r * qs + (size_t)b * 32 + 8 * p), a1 = act4(q, r * qs + (size_t)b * 32 + 8 * p + 4);
+                    const __m256i a0 = act4(q, r * qs + (size_t)b * G + 8 * p), a1 = act4(q, r * qs + (size_t)b * G + 8 * p + 4);
 #pragma GCC unroll 6
                     for (int v = 0; v < NVS; v++) acc[r][v] = ld_i8_dot4(ld_i8_dot4(acc[r][v], lo[v], a0), hi[v], a1);
                 }
             }
 #pragma GCC unroll 6
             for (int v = 0; v < NVS; v++) {
-                const int y = y0 + v;
-                const __m256 s = _mm256_mul_ps(half8(sb + 16 * y), byte8(sb + 4 * NR + g * NR + 8 * y));
+                const __m256 sc = cf_scale(F, u, g, y0 + v);
 #pragma GCC unroll 4
                 for (int r = 0; r < MR; r++)
-                    f[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][v]), _mm256_mul_ps(s, _mm256_set1_ps(ag[r * gs + b].d)), f[r][v]);
+                    f[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][v]), _mm256_mul_ps(sc, _mm256_set1_ps(ag[r * gs + b].d)), f[r][v]);
             }
         }
     }
-    /* the mins' term, summed apart as in the reference */
-    __m256 mo[4][6];
+    if (CF_MIN(F)) { /* the mins' term, summed apart as in the reference */
+        __m256 mo[4][6];
 #pragma GCC unroll 4
-    for (int r = 0; r < MR; r++)
+        for (int r = 0; r < MR; r++)
 #pragma GCC unroll 6
-        for (int v = 0; v < NVS; v++) mo[r][v] = _mm256_setzero_ps();
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    for (int64_t i = 0; i < nsb; i++) {
-        const uint8_t *sb = panel + (size_t)i * LD_QGEMM_K4_SB_BYTES;
-        for (int g = 0; g < 8; g++)
+            for (int v = 0; v < NVS; v++) mo[r][v] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < units; i++) {
+            const uint8_t *u = panel + (size_t)i * unit_bytes;
+            for (int g = 0; g < NG; g++)
 #pragma GCC unroll 6
-            for (int v = 0; v < NVS; v++) {
-                const int y = y0 + v;
-                const __m256 o = _mm256_xor_ps(_mm256_mul_ps(half8(sb + 2 * NR + 16 * y), byte8(sb + 12 * NR + g * NR + 8 * y)), sign);
+                for (int v = 0; v < NVS; v++) {
+                    const __m256 o = cf_offset(u, g, y0 + v);
 #pragma GCC unroll 4
-                for (int r = 0; r < MR; r++) mo[r][v] = _mm256_fmadd_ps(o, _mm256_set1_ps(ag[r * gs + i * 8 + g].dsum), mo[r][v]);
-            }
+                    for (int r = 0; r < MR; r++) mo[r][v] = _mm256_fmadd_ps(o, _mm256_set1_ps(ag[r * gs + i * NG + g].dsum), mo[r][v]);
+                }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+            for (int v = 0; v < NVS; v++) f[r][v] = _mm256_add_ps(f[r][v], mo[r][v]);
     }
 #pragma GCC unroll 4
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 6
-        for (int v = 0; v < NVS; v++) store_cols(C + r * ldc, y0 + v, _mm256_add_ps(f[r][v], mo[r][v]), cmask);
+        for (int v = 0; v < NVS; v++) store_cols(C + r * ldc, y0 + v, f[r][v], cmask);
 }
 
-INLINE void k4_tile(const int MR, int64_t nsb, const uint8_t *panel, const int8_t *q, size_t qs,
-                           const ld_qgemm_agroup *ag, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
-    if (MR == 1) k4_strip(1, NY, 0, nsb, panel, q, qs, ag, gs, C, ldc, cmask);
-    else if (MR == 2) STRIPS(2, 2, k4_strip(2, 2, y0, nsb, panel, q, qs, ag, gs, C, ldc, cmask))
-    else STRIPS(MR, 1, k4_strip(MR, 1, y0, nsb, panel, q, qs, ag, gs, C, ldc, cmask))
+INLINE void cf_tile(const int F, const int MR, int64_t units, const uint8_t *panel, const int8_t *q, size_t qs,
+                    const ld_qgemm_agroup *ag, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
+    if (MR == 1) cf_strip(F, 1, NY, 0, units, panel, q, qs, ag, gs, C, ldc, cmask);
+    else if (MR == 2) STRIPS(2, 2, cf_strip(F, 2, 2, y0, units, panel, q, qs, ag, gs, C, ldc, cmask))
+    else STRIPS(MR, 1, cf_strip(F, MR, 1, y0, units, panel, q, qs, ag, gs, C, ldc, cmask))
 }
 
-static void ISA(kernel_q4_K)(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q,
-                             size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
-    (void)f;
-    const int64_t nsb = K / LD_QK_K;
-    switch (mr) {
-    case 1: k4_tile(1, nsb, panel, q, qs, g, gs, C, ldc, cmask); break;
-    case 2: k4_tile(2, nsb, panel, q, qs, g, gs, C, ldc, cmask); break;
-    case 3: k4_tile(3, nsb, panel, q, qs, g, gs, C, ldc, cmask); break;
-    default: k4_tile(4, nsb, panel, q, qs, g, gs, C, ldc, cmask); break;
+/* The kernel of compact form F (ld_qgemm_kernel_fn). */
+#define CF_KERNEL(name, F)                                                                                       \
+    static void ISA(name)(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q,   \
+                          size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) { \
+        (void)f;                                                                                                 \
+        const int64_t units = K / CF_UNIT_K(F);                                                                  \
+        switch (mr) {                                                                                            \
+        case 1: cf_tile(F, 1, units, panel, q, qs, g, gs, C, ldc, cmask); break;                                 \
+        case 2: cf_tile(F, 2, units, panel, q, qs, g, gs, C, ldc, cmask); break;                                 \
+        case 3: cf_tile(F, 3, units, panel, q, qs, g, gs, C, ldc, cmask); break;                                 \
+        default: cf_tile(F, 4, units, panel, q, qs, g, gs, C, ldc, cmask); break;                                \
+        }                                                                                                        \
     }
-}
+CF_KERNEL(kernel_q4_K, LD_QPANEL_Q4_K)
+CF_KERNEL(kernel_q5_K, LD_QPANEL_Q5_K)
+CF_KERNEL(kernel_q6_K, LD_QPANEL_Q6_K)
+CF_KERNEL(kernel_q4_0, LD_QPANEL_Q4_0)
 
 const ld_qgemm_isa ISA(ld_qgemm_isa) = {
     .quantize_act = ISA(quantize_act),
     .pack = ISA(pack),
-    .kernel = {[LD_QPANEL_BYTES] = ISA(kernel_bytes), [LD_QPANEL_Q4_K] = ISA(kernel_q4_K)},
+    .kernel = {[LD_QPANEL_BYTES] = ISA(kernel_bytes), [LD_QPANEL_Q4_K] = ISA(kernel_q4_K), [LD_QPANEL_Q5_K] = ISA(kernel_q5_K),
+               [LD_QPANEL_Q6_K] = ISA(kernel_q6_K), [LD_QPANEL_Q4_0] = ISA(kernel_q4_0)},
 };

@@ -1,5 +1,6 @@
-/* quant/qgemm_k4_avx512.c — prepacked Q4_K panels at 4 bits a level, and their AVX-512
- * VNNI microkernel (the int8 GEMM of qgemm.c, for weights kept as ld_qpack panels).
+/* quant/qgemm_k4_avx512.c — the AVX-512 VNNI microkernel of prepacked Q4_K panels (4 bits a
+ * level; packed by quant/qgemm_pack.c), the int8 GEMM of qgemm.c for weights kept as
+ * ld_qpack panels.
  *
  * The byte-per-level panels of the other types would double what a decode step reads for
  * a 4.5-bit type, so Q4_K keeps its nibbles: per super-block (256 of K) and 48 columns,
@@ -18,36 +19,6 @@
 #define NV (LD_QGEMM_NR / 16)
 enum { HDR = 4 * LD_QGEMM_NR + 16 * LD_QGEMM_NR, GROUP_LV = 32 * LD_QGEMM_NR / 2 };
 _Static_assert(HDR + 8 * GROUP_LV == LD_QGEMM_K4_SB_BYTES && HDR % 64 == 0, "Q4_K panel layout");
-
-void ld_qgemm_k4_pack(const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K, uint8_t *panel) {
-    const int64_t nsb = K / LD_QK_K;
-    memset(panel, 0, (size_t)nsb * LD_QGEMM_K4_SB_BYTES);
-    for (int c = 0; c < nc; c++) {
-        const ld_block_q4_K *row = (const ld_block_q4_K *)(W + (size_t)(n0 + c) * wrow);
-        const size_t col = (size_t)(c / 16) * 64 + (size_t)(c % 16) * 4;
-        for (int64_t i = 0; i < nsb; i++) {
-            const ld_block_q4_K *b = &row[i];
-            uint8_t *sb = panel + (size_t)i * LD_QGEMM_K4_SB_BYTES;
-            memcpy(sb + 2 * c, &b->d, 2);
-            memcpy(sb + 2 * LD_QGEMM_NR + 2 * c, &b->dmin, 2);
-            for (int j = 0; j < 8; j++) {
-                int sc, m;
-                ld_q4_K_scale_min(b->scales, j, &sc, &m);
-                sb[4 * LD_QGEMM_NR + j * LD_QGEMM_NR + c] = (uint8_t)sc;
-                sb[12 * LD_QGEMM_NR + j * LD_QGEMM_NR + c] = (uint8_t)m;
-            }
-            /* level e of the block: nibble (e % 64 >= 32) of qs[32 (e / 64) + e % 32] */
-            for (int g = 0; g < 8; g++)
-                for (int p = 0; p < 4; p++)
-                    for (int t = 0; t < 4; t++) {
-                        const int e0 = 32 * g + 8 * p + t, e1 = e0 + 4;
-                        const int l0 = (b->qs[32 * (e0 / 64) + e0 % 32] >> (e0 % 64 >= 32 ? 4 : 0)) & 0xF;
-                        const int l1 = (b->qs[32 * (e1 / 64) + e1 % 32] >> (e1 % 64 >= 32 ? 4 : 0)) & 0xF;
-                        sb[HDR + (size_t)g * GROUP_LV + (size_t)p * NV * 64 + col + t] = (uint8_t)(l0 | l1 << 4);
-                    }
-        }
-    }
-}
 
 /* 16 fp16 at p as floats; 16 bytes at p as floats. */
 static inline __m512 half16(const uint8_t *p) {

@@ -169,6 +169,10 @@ void ld_levels_row_q5_K(const void *w, int64_t n, uint8_t *L, float *s, float *o
 void ld_levels_row_q6_K(const void *w, int64_t n, uint8_t *L, float *s, float *o);
 /* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block's scales[12]. */
 void ld_q4_K_scale_min(const uint8_t *scales, int j, int *sc, int *m);
+/* The 256 levels (unsigned: Q4_K 0..15, Q5_K 0..31, Q6_K 0..63) of one block. */
+void ld_block_levels_q4_K(const ld_block_q4_K *b, uint8_t *L);
+void ld_block_levels_q5_K(const ld_block_q5_K *b, uint8_t *L);
+void ld_block_levels_q6_K(const ld_block_q6_K *b, uint8_t *L);
 
 /* ---- shared scale searches (quant_search.c) ------------------------------------------ */
 /* Symmetric: finds s and L[i] in [0, 2*nmax) minimising sum w_i (x_i - s*(L_i - nmax))^2

@@ -191,6 +191,17 @@ static void unpack_q6(const ld_block_q6_K *b, uint8_t *L) {
     }
 }
 
+/* The 256 levels of one block (the prepacked panel forms, quant/qgemm_pack.c). */
+void ld_block_levels_q4_K(const ld_block_q4_K *b, uint8_t *L) {
+    unpack_qk(b->qs, NULL, L);
+}
+void ld_block_levels_q5_K(const ld_block_q5_K *b, uint8_t *L) {
+    unpack_qk(b->qs, b->qh, L);
+}
+void ld_block_levels_q6_K(const ld_block_q6_K *b, uint8_t *L) {
+    unpack_q6(b, L);
+}
+
 static void pack_q6(const uint8_t *L, ld_block_q6_K *b) {
     for (int h = 0; h < 2; h++) {
         uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
