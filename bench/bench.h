@@ -12,14 +12,32 @@
 typedef struct ld_machine_limits {
     int threads;
     double fma_f32_gflops;   /* fp32 FMA peak, GFLOP/s (2 flops per FMA lane) */
-    double dot_bf16_gflops;  /* vdpbf16ps peak, GFLOP/s (0 if the CPU lacks it) */
-    double dot_i8_gops;      /* int8 dot peak, GOP/s: vpdpbusd, or AVX2's vpmaddubsw sequence */
-    double bw_triad_gbs;     /* a[i] = b[i] + s*c[i], GB/s counting 3 streams */
+    double dot_bf16_gflops;  /* vdpbf16ps peak, GFLOP/s (0 if the kernels' level lacks it) */
+    double dot_i8_gops;      /* int8 dot peak, GOP/s, of the instructions the int8 kernels of the
+                              * active level use: vpdpbusd zmm / ymm (AVX-VNNI), or AVX2's
+                              * vpmaddubsw + vpmaddwd + vpaddd */
+    double bw_triad_gbs;     /* a[i] = b[i] + s*c[i] with non-temporal stores, GB/s counting 3 streams */
     double bw_read_gbs;      /* read-only sum, GB/s */
+    /* spread of the warmed trials behind each limit: (best - worst) / best */
+    double fma_spread, bf16_spread, i8_spread, triad_spread, read_spread;
+    double llc_bytes;        /* the last-level cache the bandwidth working sets are sized against */
+    double bw_bytes;         /* bytes the bandwidth trials touch (>= LD_BENCH_LLC_FACTOR x llc) */
+    bool noisy;              /* some spread above LD_BENCH_NOISY: the machine was busy */
 } ld_machine_limits;
 
-/* Measures the limits on `threads` OpenMP threads (about 1.5 s). */
+/* Limits are the best of LD_BENCH_TRIALS warmed trials; a spread above LD_BENCH_NOISY
+ * between them flags the run. Bandwidth is measured on at least LD_BENCH_LLC_FACTOR times
+ * the last-level cache, and decode rows whose weights are smaller than that are reported
+ * as cache-resident. */
+#define LD_BENCH_TRIALS 7
+#define LD_BENCH_NOISY 0.10
+#define LD_BENCH_LLC_FACTOR 4
+
+/* Measures the limits on `threads` OpenMP threads (a few seconds). */
 void ld_bench_measure_limits(int threads, ld_machine_limits *out);
+/* The last-level cache in bytes: the larger of what sysfs lists (one cache per distinct
+ * shared_cpu_list) and sysconf(_SC_LEVEL3_CACHE_SIZE); 32 MiB when neither says. */
+double ld_bench_llc_bytes(void);
 /* The fp32 FMA peak alone, in GFLOP/s (about 0.1 s; for MFU lines during training). */
 double ld_bench_quick_fma_peak(int threads);
 /* Raw peak and streaming loops for one ISA (bench/limits_avx512.c, bench/limits_avx2.c).
@@ -32,10 +50,14 @@ typedef struct ld_bench_loops {
     double (*dot_bf16)(long iters);
     double (*dot_i8)(long iters);
     double fma_per_iter, bf16_per_iter, i8_per_iter;
+    /* a[i] = b[i] + s * c[i] with non-temporal stores (a 64-byte aligned; sfence at the end) */
     void (*triad)(float *a, const float *b, const float *c, float s, size_t n);
     float (*read)(const float *a, size_t n);
 } ld_bench_loops;
 extern const ld_bench_loops ld_bench_loops_avx512, ld_bench_loops_avx2;
+/* vpdpbusd on ymm (bench/limits_avxvnni.c): the AVX2 level's int8 loop on AVX-VNNI CPUs. */
+double ld_bench_i8_loop_avxvnni(long iters);
+#define LD_BENCH_I8_AVXVNNI_PER_ITER (12 * 32 * 2)
 /* The loops of ISA level isa (kernels/kernels.h; scalar: streams only, no peak loop). */
 const ld_bench_loops *ld_bench_loops_at(ld_isa isa);
 /* Peak loops: the kernels' level (ld_isa_active(), so LD_ISA=avx2 measures the AVX2 peaks

@@ -8,19 +8,22 @@
  * file also runs as loaded ("file").
  *
  * (Shorter for a model whose context is under 512 tokens.)
- *  - decode at batch 1: 64 steps after an 8-token prompt, tokens/s (median of reps). Its
+ *  - decode at batch 1: 64 steps after an 8-token prompt, tokens/s (median of --reps). Its
  *    limit is the read bandwidth over the bytes of weights one step reads
  *    (ld_lm_session_weight_bytes: every matrix in its stored type, the LM head included;
- *    the embedding row, norms and KV cache are negligible). The bandwidth is a plain
- *    AVX-512 read of 512 MiB (twice the last-level cache) on the same threads, measured
- *    right after each decode row (median of reps): the machine is shared, and a number
- *    taken minutes earlier drifts.
+ *    the embedding row, norms and KV cache are negligible). The bandwidth is a plain read of
+ *    at least LD_BENCH_LLC_FACTOR x the last-level cache on the same threads, measured right
+ *    after each decode row (median of --reps): the machine is shared, and a number taken
+ *    minutes earlier drifts. Weights smaller than that working set may be served partly from
+ *    the cache, so their row is marked "cache-resident" and followed by a "cold" row: 16
+ *    steps, each timed alone after a read of 2 x the last-level cache has evicted the
+ *    weights, against the same bandwidth limit.
  *  - prefill of 512 tokens into an empty cache (logits of the last token only): tokens/s,
  *    and model FLOP/s = (2 P_body T + 2 P_head + 2 L C T (T + 1)) / time — every matrix
  *    product of the body, the head for the one row whose logits are wanted, and causal
  *    attention (Q·Kᵀ and P·V over the T(T+1)/2 visible pairs) — as a share of the fp32 FMA
- *    peak, whatever the weight type (the products are computed in fp32 or int8 with fp32
- *    results). */
+ *    peak of the kernels' ISA level, or for weight types whose products run the int8 GEMM,
+ *    of the int8 dot peak (with the fp32 share on the next row). */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,7 @@
 
 #define PROMPT 8
 #define DECODE_STEPS 64
+#define COLD_STEPS 16
 #define PREFILL 512
 
 typedef struct infer_run {
@@ -73,16 +77,48 @@ typedef struct read_run {
     float sink;
 } read_run;
 
-static void read_all(void *p) {
-    read_run *r = p;
+/* Reads buf[0 .. n) on the team (the bandwidth row, and the cache flush of the cold rows). */
+static void read_n(read_run *r, size_t n) {
     float sum = 0;
 #pragma omp parallel num_threads(r->threads) reduction(+ : sum)
     {
         size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        size_t lo = r->n / nt * t / 64 * 64, hi = t == nt - 1 ? r->n : r->n / nt * (t + 1) / 64 * 64;
+        size_t lo = n / nt * t / 64 * 64, hi = t == nt - 1 ? n : n / nt * (t + 1) / 64 * 64;
         sum += ld_bench_stream_loops()->read(r->buf + lo, hi - lo);
     }
     r->sink = sum;
+}
+
+static void read_all(void *p) {
+    read_run *r = p;
+    read_n(r, r->n);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median over reps of the seconds per decode step with the last-level cache flushed
+ * (reading `flush` floats) before each step; only the steps are timed. */
+static double cold_step_seconds(infer_run *r, read_run *rd, size_t flush, int reps) {
+    double t[64];
+    if (reps > 64) reps = 64;
+    const float *lg;
+    for (int rep = 0; rep < reps && !r->st; rep++) {
+        eval_from_empty(r, PROMPT);
+        double sum = 0;
+        for (int64_t i = 0; i < COLD_STEPS && i < r->steps && !r->st; i++) {
+            read_n(rd, flush);
+            ld_lm_segment seg = {0, r->ids + PROMPT + i, 1};
+            const double t0 = ld_time_now();
+            r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+            sum += ld_time_now() - t0;
+        }
+        t[rep] = sum / (double)(r->steps < COLD_STEPS ? r->steps : COLD_STEPS);
+    }
+    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+    return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
 }
 
 /* Parameters of the matrix products: the body's and the LM head's. */
@@ -120,17 +156,27 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     if (!(r.ids = malloc(PREFILL * sizeof(int32_t)))) goto out;
     ld_rng rng = ld_rng_init(3);
     for (int i = 0; i < PREFILL; i++) r.ids[i] = (int32_t)ld_rng_below(&rng, (uint64_t)c->vocab_size);
-    const int reps = o->reps < 5 ? 5 : o->reps;
+    const int reps = o->reps;
     double t_all = ld_bench_median(decode, &r, reps), t_prompt = ld_bench_median(prompt_only, &r, reps);
     double t_read = ld_bench_median(read_all, rd, reps);
     if (r.st) goto out;
     double tok_s = (double)r.steps / (t_all - t_prompt), bytes = (double)ld_lm_session_weight_bytes(r.s);
     double bw = (double)rd->n * sizeof(float) / t_read, limit = bw / bytes;
+    const double resident_below = LD_BENCH_LLC_FACTOR * lim->llc_bytes;
+    const bool resident = bytes < resident_below;
     char name[128];
     snprintf(name, sizeof name, "%s decode batch 1 (%.0f MB/token)", tn, bytes * 1e-6);
-    ld_bench_report_row(rep, "infer", name, tok_s, "tok/s", tok_s / limit, "bandwidth limit");
+    ld_bench_report_row(rep, "infer", name, tok_s, "tok/s", tok_s / limit,
+                        resident ? "bandwidth limit, cache-resident" : "bandwidth limit");
     snprintf(name, sizeof name, "  limit: read %.1f GB/s / %.0f MB", bw * 1e-9, bytes * 1e-6);
     ld_bench_report_row(rep, "infer", name, limit, "tok/s", -1, NULL);
+    if (resident) { /* weights under LD_BENCH_LLC_FACTOR x LLC: the same steps from a cold cache */
+        const size_t flush = (size_t)(2 * lim->llc_bytes / sizeof(float));
+        double cold = 1.0 / cold_step_seconds(&r, rd, flush < rd->n ? flush : rd->n, reps);
+        if (r.st) goto out;
+        snprintf(name, sizeof name, "%s decode cold (cache flushed each step)", tn);
+        ld_bench_report_row(rep, "infer", name, cold, "tok/s", cold / limit, "bandwidth limit");
+    }
     double t_pre = ld_bench_median(prefill, &r, reps);
     if (r.st) goto out;
     double body, head;
@@ -140,9 +186,20 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     *prefill_tok_s = T / t_pre;
     snprintf(name, sizeof name, "%s prefill %lld tokens", tn, (long long)r.prefill);
     ld_bench_report_row(rep, "infer", name, *prefill_tok_s, "tok/s", -1, NULL);
+    /* the products of quantized types run the int8 GEMM where the level has one: int8 peak */
+    const ld_dtype wt = type == LD_DTYPE_COUNT ? LD_F32 : type;
+    const bool int8 = wt != LD_F32 && wt != LD_F16 && ld_qmatmul_has_gemm(wt, r.prefill) && lim->dot_i8_gops > 0;
+    const double gf = flops / t_pre * 1e-9;
     snprintf(name, sizeof name, "%s prefill model FLOP/s", tn);
-    ld_bench_report_row(rep, "infer", name, flops / t_pre * 1e-9, "GFLOP/s",
-                        lim->fma_f32_gflops > 0 ? flops / t_pre * 1e-9 / lim->fma_f32_gflops : -1, "fp32 FMA peak");
+    if (int8) {
+        ld_bench_report_row(rep, "infer", name, gf, "GFLOP/s", gf / lim->dot_i8_gops, "int8 dot peak");
+        snprintf(name, sizeof name, "  %s prefill vs the fp32 FMA peak", tn);
+        ld_bench_report_row(rep, "infer", name, gf, "GFLOP/s", lim->fma_f32_gflops > 0 ? gf / lim->fma_f32_gflops : -1,
+                            "fp32 FMA peak");
+    } else {
+        ld_bench_report_row(rep, "infer", name, gf, "GFLOP/s", lim->fma_f32_gflops > 0 ? gf / lim->fma_f32_gflops : -1,
+                            "fp32 FMA peak");
+    }
 out:
     if (r.st) fprintf(stderr, "liandan bench infer: %s: %s\n", tn, ld_ctx_error(ctx)), rep->failures++;
     free(r.ids);
@@ -165,7 +222,10 @@ void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
     } else {
         st = ld_lm_load_ex(ctx, o->model, NULL, &m);
     }
-    read_run rd = {.n = (size_t)128 << 20, .threads = o->threads}; /* 512 MiB */
+    /* the bandwidth read: at least LD_BENCH_LLC_FACTOR x the last-level cache */
+    size_t rn = (size_t)128 << 20;
+    while ((double)rn * sizeof(float) < LD_BENCH_LLC_FACTOR * lim->llc_bytes) rn += (size_t)16 << 20;
+    read_run rd = {.n = rn, .threads = o->threads};
     float *buf = st ? NULL : aligned_alloc(64, rd.n * sizeof(float));
     if (st || !buf) {
         fprintf(stderr, "liandan bench infer: %s\n", st ? ld_ctx_error(ctx) : "out of memory");

@@ -1,12 +1,12 @@
 /* bench/bench_quant.c — `liandan bench kernels --filter quant`: ld_qmatmul on F32, F16,
  * Q8_0, Q4_K and Q6_K weights (or the --type ones) at GPT-2-small shapes.
  *  - decode (M = 1): GB/s of weight bytes read, against the read bandwidth measured in the
- *    same run. The weight set is copied until it spans >= 512 MiB (more than the 260 MiB
- *    last-level cache), and every repetition walks all copies, like a decode step walking
- *    all layers, so the number is DRAM-bound, not cache-bound.
+ *    same run. The weight set is copied until it spans LD_BENCH_LLC_FACTOR x the last-level
+ *    cache, and every repetition walks all copies, like a decode step walking all layers,
+ *    so the number is DRAM-bound, not cache-bound.
  *  - prefill (M = 512): GFLOP/s (2*M*N*K) against the int8 dot peak (quantized weights) or
  *    the fp32 FMA peak (F32/F16 weights).
- * Types that can be prepacked (ld_qpack: Q8_0, Q4_K) get both rows again as "T packed":
+ * Types that can be prepacked at the kernels' ISA level (ld_qpack) get both rows again as "T packed":
  * the same weights as kept panels, through ld_qmatmul_packed. */
 #include <omp.h>
 #include <stdlib.h>
@@ -37,7 +37,7 @@ static void run_qmm(void *p) {
     }
 }
 
-/* A plain AVX-512 read of the same weight bytes on the same threads: the bandwidth the
+/* A plain read (the CPU's widest) of the same weight bytes on the same threads: the bandwidth the
  * decode row is compared with, measured next to it (the machine is shared, and limits
  * measured seconds earlier drift). */
 static void run_read(void *p) {
@@ -118,7 +118,8 @@ void ld_bench_suite_quant(const ld_bench_opts *o, const ld_machine_limits *lim, 
             size_t wbytes = 0;
             uint8_t *w1 = make_weights(ctx, t, N, K, &wbytes);
             if (!w1) continue;
-            int copies = (int)(((size_t)512 << 20) / wbytes) + 1;
+            /* decode walks copies of the weights totalling LD_BENCH_LLC_FACTOR x the LLC */
+            int copies = (int)(LD_BENCH_LLC_FACTOR * lim->llc_bytes / (double)wbytes) + 1;
             uint8_t *w = malloc(wbytes * (size_t)copies);
             size_t ss = 0;
             ld_qmatmul_scratch_size(ctx, t, MP, K, &ss);

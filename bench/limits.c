@@ -1,19 +1,22 @@
 /* bench/limits.c — the machine's limits (FMA peak, bf16/int8 dot peak, memory bandwidth),
  * measured on the same threads the engine uses, in the same run as the engine's numbers. */
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "kernels/kernels.h"
 
-static double peak_on_threads(int threads, double (*loop)(long), double per_iter) {
+/* Best and worst of LD_BENCH_TRIALS timed trials of a peak loop on `threads` threads, after a
+ * warm-up (the first wide-vector loop after idle runs at a lower clock for a while). */
+static double peak_on_threads(int threads, double (*loop)(long), double per_iter, double *spread) {
     const long iters = 4000000;
-    double best = 0;
-    /* warm-up: the first wide-vector loop after idle runs at a lower clock for a while */
+    double best = 0, worst = 0;
 #pragma omp parallel num_threads(threads)
     loop(4 * iters);
-    for (int rep = 0; rep < 5; rep++) {
+    for (int rep = 0; rep < LD_BENCH_TRIALS; rep++) {
         double total = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
         {
@@ -21,12 +24,14 @@ static double peak_on_threads(int threads, double (*loop)(long), double per_iter
             total += (double)iters * per_iter / s;
         }
         if (total > best) best = total;
+        if (rep == 0 || total < worst) worst = total;
     }
+    *spread = best > 0 ? (best - worst) / best : 0;
     return best * 1e-9;
 }
 
 static void triad_scalar(float *a, const float *b, const float *c, float s, size_t n) {
-    for (size_t i = 0; i < n; i++) a[i] = b[i] + s * c[i];
+    for (size_t i = 0; i < n; i++) a[i] = b[i] + s * c[i]; /* (plain stores: only without AVX2) */
 }
 static float read_scalar(const float *a, size_t n) {
     float r = 0;
@@ -95,40 +100,98 @@ static void thread_range(size_t n, size_t *lo, size_t *hi) {
     if (t == nt - 1) *hi = n;
 }
 
-/* Bandwidth on arrays far larger than the last-level cache (3 x 256 MiB). */
-static void bandwidth(int threads, double *triad_gbs, double *read_gbs) {
-    const size_t n = (size_t)64 << 20; /* floats per array */
-    float *a = aligned_alloc(64, n * 4), *b = aligned_alloc(64, n * 4), *c = aligned_alloc(64, n * 4);
-    *triad_gbs = *read_gbs = 0;
-    if (!a || !b || !c) goto out;
+double ld_bench_llc_bytes(void) {
+    double best = 0;
+    long sc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (sc > 0) best = (double)sc;
+    /* sysfs: every distinct index3 cache of the CPUs this process may run on */
+    char seen[64][128];
+    int nseen = 0;
+    double total = 0;
+    for (int cpu = 0; cpu < 1024; cpu++) {
+        char path[128], list[128], size[32];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/cache/index3/shared_cpu_list", cpu);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            if (cpu > 0) break;
+            continue;
+        }
+        bool ok = fgets(list, sizeof list, f) != NULL;
+        fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/cache/index3/size", cpu);
+        if (!ok || !(f = fopen(path, "r"))) continue;
+        ok = fgets(size, sizeof size, f) != NULL;
+        fclose(f);
+        bool dup = false;
+        for (int i = 0; i < nseen; i++) dup |= !strcmp(seen[i], list);
+        if (!ok || dup || nseen == 64) continue;
+        snprintf(seen[nseen++], sizeof seen[0], "%s", list);
+        char *end;
+        double v = strtod(size, &end);
+        total += v * (*end == 'K' ? 1024.0 : *end == 'M' ? 1048576.0 : 1.0);
+    }
+    if (total > best) best = total;
+    return best > 0 ? best : 32.0 * 1048576.0;
+}
+
+/* Bandwidth on a working set of at least LD_BENCH_LLC_FACTOR times the last-level cache
+ * (and 768 MiB): triad over three equal arrays with non-temporal stores, counting its three
+ * streams; a read-only sum over all three. Best of LD_BENCH_TRIALS warmed trials each. */
+static void bandwidth(int threads, ld_machine_limits *out) {
+    const double want = LD_BENCH_LLC_FACTOR * out->llc_bytes;
+    size_t n = (size_t)64 << 20; /* floats per array */
+    while (3.0 * 4.0 * (double)n < want) n += (size_t)16 << 20;
+    float *a = aligned_alloc(64, 3 * n * 4), *b = a + n, *c = b + n;
+    out->bw_triad_gbs = out->bw_read_gbs = 0;
+    out->bw_bytes = 3.0 * 4.0 * (double)n;
+    if (!a) return;
+    const ld_bench_loops *L = ld_bench_stream_loops();
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (size_t i = 0; i < n; i++) a[i] = 0, b[i] = 1, c[i] = 2;
-    for (int rep = 0; rep < 5; rep++) {
+    double tworst = 0, rworst = 0;
+    for (int rep = 0; rep <= LD_BENCH_TRIALS; rep++) { /* trial 0 warms up */
         double t0 = ld_time_now();
 #pragma omp parallel num_threads(threads)
         {
             size_t lo, hi;
             thread_range(n, &lo, &hi);
-            ld_bench_stream_loops()->triad(a + lo, b + lo, c + lo, 0.5f, hi - lo);
+            L->triad(a + lo, b + lo, c + lo, 0.5f, hi - lo);
         }
         double t = ld_time_now() - t0, gbs = 3.0 * 4.0 * (double)n / t * 1e-9;
-        if (gbs > *triad_gbs) *triad_gbs = gbs;
+        if (rep > 0) {
+            if (gbs > out->bw_triad_gbs) out->bw_triad_gbs = gbs;
+            if (rep == 1 || gbs < tworst) tworst = gbs;
+        }
         float sum = 0;
         t0 = ld_time_now();
 #pragma omp parallel num_threads(threads) reduction(+ : sum)
         {
             size_t lo, hi;
-            thread_range(n, &lo, &hi);
-            sum += ld_bench_stream_loops()->read(a + lo, hi - lo);
+            thread_range(3 * n, &lo, &hi);
+            sum += L->read(a + lo, hi - lo);
         }
         t = ld_time_now() - t0;
-        gbs = 4.0 * (double)n / t * 1e-9;
-        if (gbs > *read_gbs && sum != -1.0f) *read_gbs = gbs;
+        gbs = 3.0 * 4.0 * (double)n / t * 1e-9;
+        if (rep > 0 && sum != -1.0f) {
+            if (gbs > out->bw_read_gbs) out->bw_read_gbs = gbs;
+            if (rep == 1 || gbs < rworst) rworst = gbs;
+        }
     }
-out:
+    out->triad_spread = out->bw_triad_gbs > 0 ? (out->bw_triad_gbs - tworst) / out->bw_triad_gbs : 0;
+    out->read_spread = out->bw_read_gbs > 0 ? (out->bw_read_gbs - rworst) / out->bw_read_gbs : 0;
     free(a);
-    free(b);
-    free(c);
+}
+
+/* The int8 loop of the instructions the active level's int8 kernels use (quant/quant.c):
+ * vpdpbusd zmm with AVX-512 VNNI, else vpdpbusd ymm with AVX-VNNI, else AVX2's sequence. */
+static double (*i8_loop(const ld_bench_loops *L, double *per_iter))(long) {
+    const ld_cpu_features *f = ld_cpu_features_get();
+    const ld_isa isa = ld_isa_active();
+    if (isa >= LD_ISA_AVX512 && f->avx512_vnni) return *per_iter = ld_bench_loops_avx512.i8_per_iter, ld_bench_loops_avx512.dot_i8;
+    if (isa >= LD_ISA_AVX2 && f->avx_vnni) return *per_iter = LD_BENCH_I8_AVXVNNI_PER_ITER, ld_bench_i8_loop_avxvnni;
+    if (isa >= LD_ISA_AVX2) return *per_iter = ld_bench_loops_avx2.i8_per_iter, ld_bench_loops_avx2.dot_i8;
+    (void)L;
+    return *per_iter = 0, NULL;
 }
 
 void ld_bench_measure_limits(int threads, ld_machine_limits *out) {
@@ -136,14 +199,16 @@ void ld_bench_measure_limits(int threads, ld_machine_limits *out) {
     out->threads = threads;
     const ld_cpu_features *f = ld_cpu_features_get();
     const ld_bench_loops *L = ld_bench_loops_get();
-    if (L->fma) out->fma_f32_gflops = peak_on_threads(threads, L->fma, L->fma_per_iter);
-    /* the AVX-512 bf16 and VNNI loops need their extensions, not just AVX-512F */
-    bool avx512 = L == &ld_bench_loops_avx512;
-    if (L->dot_bf16 && (!avx512 || f->avx512_bf16))
-        out->dot_bf16_gflops = peak_on_threads(threads, L->dot_bf16, L->bf16_per_iter);
-    if (L->dot_i8 && (!avx512 || f->avx512_vnni))
-        out->dot_i8_gops = peak_on_threads(threads, L->dot_i8, L->i8_per_iter);
-    bandwidth(threads, &out->bw_triad_gbs, &out->bw_read_gbs);
+    if (L->fma) out->fma_f32_gflops = peak_on_threads(threads, L->fma, L->fma_per_iter, &out->fma_spread);
+    if (L->dot_bf16 && f->avx512_bf16)
+        out->dot_bf16_gflops = peak_on_threads(threads, L->dot_bf16, L->bf16_per_iter, &out->bf16_spread);
+    double i8_per_iter;
+    double (*i8)(long) = i8_loop(L, &i8_per_iter);
+    if (i8) out->dot_i8_gops = peak_on_threads(threads, i8, i8_per_iter, &out->i8_spread);
+    out->llc_bytes = ld_bench_llc_bytes();
+    bandwidth(threads, out);
+    const double spreads[] = {out->fma_spread, out->bf16_spread, out->i8_spread, out->triad_spread, out->read_spread};
+    for (size_t i = 0; i < sizeof spreads / sizeof spreads[0]; i++) out->noisy |= spreads[i] > LD_BENCH_NOISY;
 }
 
 void ld_bench_report_begin(ld_bench_report *r, const ld_machine_limits *lim) {
@@ -154,16 +219,27 @@ void ld_bench_report_begin(ld_bench_report *r, const ld_machine_limits *lim) {
     if (r->json) {
         fprintf(r->out,
                 "{\"isa\":\"%s\",\"cpu_isa\":\"%s\",\"limits\":{\"threads\":%d,\"fma_f32_gflops\":%.1f,\"dot_bf16_gflops\":%.1f,"
-                "\"dot_i8_gops\":%.1f,\"bw_triad_gbs\":%.1f,\"bw_read_gbs\":%.1f},\n \"results\":[",
-                isa, cpu_isa, lim->threads, lim->fma_f32_gflops, lim->dot_bf16_gflops, lim->dot_i8_gops,
-                lim->bw_triad_gbs, lim->bw_read_gbs);
+                "\"dot_i8_gops\":%.1f,\"bw_triad_gbs\":%.1f,\"bw_read_gbs\":%.1f,\"llc_mb\":%.0f,\"bw_working_set_mb\":%.0f,"
+                "\"spread\":{\"fma_f32\":%.3f,\"dot_bf16\":%.3f,\"dot_i8\":%.3f,\"triad\":%.3f,\"read\":%.3f},"
+                "\"trials\":%d,\"noisy\":%s},\n \"results\":[",
+                isa, cpu_isa, lim->threads, lim->fma_f32_gflops, lim->dot_bf16_gflops, lim->dot_i8_gops, lim->bw_triad_gbs,
+                lim->bw_read_gbs, lim->llc_bytes / 1048576.0, lim->bw_bytes / 1048576.0, lim->fma_spread, lim->bf16_spread,
+                lim->i8_spread, lim->triad_spread, lim->read_spread, LD_BENCH_TRIALS, lim->noisy ? "true" : "false");
     } else {
         fprintf(r->out, "kernels: ISA level %s (this CPU: %s; LD_ISA=avx512|avx2|scalar lowers it)\n", isa, cpu_isa);
         fprintf(r->out,
-                "machine limits (%d threads): fp32 FMA %.0f GFLOP/s | bf16 dot %.0f GFLOP/s | "
-                "int8 dot %.0f GOP/s | triad %.1f GB/s | read %.1f GB/s\n\n",
-                lim->threads, lim->fma_f32_gflops, lim->dot_bf16_gflops, lim->dot_i8_gops,
-                lim->bw_triad_gbs, lim->bw_read_gbs);
+                "machine limits (%d threads; best of %d warmed trials, spread best-to-worst in brackets):\n"
+                "  fp32 FMA %.0f GFLOP/s [%.0f%%] | bf16 dot %.0f GFLOP/s [%.0f%%] | int8 dot %.0f GOP/s [%.0f%%]\n"
+                "  triad %.1f GB/s [%.0f%%] | read %.1f GB/s [%.0f%%] (on %.0f MiB, %d x the %.0f MiB last-level cache)\n",
+                lim->threads, LD_BENCH_TRIALS, lim->fma_f32_gflops, 100 * lim->fma_spread, lim->dot_bf16_gflops,
+                100 * lim->bf16_spread, lim->dot_i8_gops, 100 * lim->i8_spread, lim->bw_triad_gbs, 100 * lim->triad_spread,
+                lim->bw_read_gbs, 100 * lim->read_spread, lim->bw_bytes / 1048576.0, LD_BENCH_LLC_FACTOR,
+                lim->llc_bytes / 1048576.0);
+        if (lim->noisy)
+            fprintf(r->out, "  NOISY: a limit varied by more than %.0f%% between trials (the machine is busy): every "
+                            "ratio below is uncertain by as much\n",
+                    100 * LD_BENCH_NOISY);
+        fputc('\n', r->out);
         fprintf(r->out, "%-12s %-40s %12s %-8s %8s  %s\n", "group", "benchmark", "value", "unit", "ratio", "of limit");
     }
 }

@@ -16,7 +16,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 skip=()
 if [ -s tests/asan_skip.txt ]; then skip=(-E "$(grep -v '^#' tests/asan_skip.txt | paste -sd'|' -)"); fi
 if [ -z "${LD_FUZZ_ONLY:-}" ]; then # `make fuzz-long` runs only the fuzzers, for longer
-(cd build-asan && ctest --output-on-failure -j "$JOBS" -L unit "${skip[@]}")
+# The per-ISA-level reruns (label isa) run in the release build only.
+(cd build-asan && ctest --output-on-failure -j "$JOBS" -L unit -LE isa "${skip[@]}")
 # End-to-end tests labelled asan run the sanitized CLI (LD_SANITIZED: they skip their slow parts).
 (cd build-asan && LD_SANITIZED=1 ctest --output-on-failure -j "$JOBS" -L asan)
 fi
