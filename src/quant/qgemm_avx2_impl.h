@@ -194,7 +194,7 @@ INLINE void store_cols(float *c, int y, __m256 v, uint64_t cmask) {
 }
 
 /* Byte panels: strip of vectors y0 .. y0 + NVS - 1, MR rows. */
-INLINE void bytes_strip(const int MR, const int NVS, const int G, const bool MIN, const bool SIGNED, int y0,
+INLINE void bytes_strip(const int MR, const int NVS, const int G, const bool MIN, const bool SIGNED, const int MAXL, int y0,
                                int64_t ngroups, const uint8_t *panel, const int8_t *q, size_t qs,
                                const ld_qgemm_agroup *ag, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
     const size_t gb = (size_t)G * NR + (MIN ? 2 : 1) * NR * sizeof(float);
@@ -213,9 +213,16 @@ INLINE void bytes_strip(const int MR, const int NVS, const int G, const bool MIN
 #pragma GCC unroll 6
             for (int v = 0; v < NVS; v++) acc[r][v] = z;
         }
+        const int span = LD_I8_SPAN(MAXL);
+        __m256i part[4][6];
 #pragma GCC unroll 8
         for (int k = 0; k < G / 4; k++) {
             __m256i w[6], aw[6];
+            if (k % span == 0)
+#pragma GCC unroll 4
+                for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+                    for (int v = 0; v < NVS; v++) part[r][v] = _mm256_setzero_si256();
 #pragma GCC unroll 6
             for (int v = 0; v < NVS; v++) {
                 w[v] = load32(pb + (size_t)k * NR * 4 + 32 * (y0 + v));
@@ -229,8 +236,13 @@ INLINE void bytes_strip(const int MR, const int NVS, const int G, const bool MIN
                 const __m256i a = act4(q, r * qs + (size_t)b * G + 4 * k);
 #pragma GCC unroll 6
                 for (int v = 0; v < NVS; v++)
-                    acc[r][v] = SIGNED ? ld_i8_dot4(acc[r][v], aw[v], _mm256_sign_epi8(a, w[v])) : ld_i8_dot4(acc[r][v], w[v], a);
+                    part[r][v] = SIGNED ? ld_i8_acc(part[r][v], aw[v], _mm256_sign_epi8(a, w[v])) : ld_i8_acc(part[r][v], w[v], a);
             }
+            if ((k + 1) % span == 0 || k == G / 4 - 1)
+#pragma GCC unroll 4
+                for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+                    for (int v = 0; v < NVS; v++) acc[r][v] = ld_i8_flush(acc[r][v], part[r][v]);
         }
         const float *sv = (const float *)(pb + (size_t)G * NR);
 #pragma GCC unroll 6
@@ -273,12 +285,12 @@ INLINE void bytes_strip(const int MR, const int NVS, const int G, const bool MIN
         if ((cmask >> (8 * y0)) & ((1ull << (8 * (NVS_))) - 1)) call;                      \
     }
 
-INLINE void bytes_tile(const int MR, const int G, const bool MIN, const bool SIGNED, int64_t ngroups,
-                              const uint8_t *panel, const int8_t *q, size_t qs, const ld_qgemm_agroup *ag, size_t gs,
-                              float *C, int64_t ldc, uint64_t cmask) {
-    if (MR == 1) bytes_strip(1, NY, G, MIN, SIGNED, 0, ngroups, panel, q, qs, ag, gs, C, ldc, cmask);
-    else if (MR == 2) STRIPS(2, 2, bytes_strip(2, 2, G, MIN, SIGNED, y0, ngroups, panel, q, qs, ag, gs, C, ldc, cmask))
-    else STRIPS(MR, 1, bytes_strip(MR, 1, G, MIN, SIGNED, y0, ngroups, panel, q, qs, ag, gs, C, ldc, cmask))
+INLINE void bytes_tile(const int MR, const int G, const bool MIN, const bool SIGNED, const int MAXL, int64_t ngroups,
+                       const uint8_t *panel, const int8_t *q, size_t qs, const ld_qgemm_agroup *ag, size_t gs, float *C,
+                       int64_t ldc, uint64_t cmask) {
+    if (MR == 1) bytes_strip(1, NY, G, MIN, SIGNED, MAXL, 0, ngroups, panel, q, qs, ag, gs, C, ldc, cmask);
+    else if (MR == 2) STRIPS(2, 2, bytes_strip(2, 2, G, MIN, SIGNED, MAXL, y0, ngroups, panel, q, qs, ag, gs, C, ldc, cmask))
+    else STRIPS(MR, 1, bytes_strip(MR, 1, G, MIN, SIGNED, MAXL, y0, ngroups, panel, q, qs, ag, gs, C, ldc, cmask))
 }
 
 #ifdef LD_I8_VNNI
@@ -287,12 +299,12 @@ INLINE void bytes_tile(const int MR, const int G, const bool MIN, const bool SIG
 #define Q8_SIGNED true
 #endif
 
-#define BYTES_MR(G, MIN, SIGNED)                                                                       \
-    switch (mr) {                                                                                      \
-    case 1: bytes_tile(1, G, MIN, SIGNED, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;         \
-    case 2: bytes_tile(2, G, MIN, SIGNED, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;         \
-    case 3: bytes_tile(3, G, MIN, SIGNED, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;         \
-    default: bytes_tile(4, G, MIN, SIGNED, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;        \
+#define BYTES_MR(G, MIN, SIGNED, MAXL)                                                                     \
+    switch (mr) {                                                                                          \
+    case 1: bytes_tile(1, G, MIN, SIGNED, MAXL, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;       \
+    case 2: bytes_tile(2, G, MIN, SIGNED, MAXL, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;       \
+    case 3: bytes_tile(3, G, MIN, SIGNED, MAXL, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;       \
+    default: bytes_tile(4, G, MIN, SIGNED, MAXL, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;      \
     }
 
 _Static_assert(LD_QGEMM_MR == 4 && NR == 48, "the kernels are written for 4-row tiles of 48 columns");
@@ -300,10 +312,11 @@ _Static_assert(LD_QGEMM_MR == 4 && NR == 48, "the kernels are written for 4-row 
 static void ISA(kernel_bytes)(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q,
                               size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
     const int64_t ngroups = K / f->group;
-    if (f->group == 16) BYTES_MR(16, false, false)
-    else if (f->has_min) BYTES_MR(32, true, false)
-    else if (f->zp == 128) BYTES_MR(32, false, Q8_SIGNED)
-    else BYTES_MR(32, false, false)
+    /* the largest level of each type's byte panels bounds the int16 sums (LD_I8_SPAN) */
+    if (f->group == 16) BYTES_MR(16, false, false, 63)            /* Q6_K */
+    else if (f->has_min) BYTES_MR(32, true, false, 31)            /* Q4_K, Q5_K */
+    else if (f->zp == 128) BYTES_MR(32, false, Q8_SIGNED, 128)    /* Q8_0: |w| <= 128 */
+    else BYTES_MR(32, false, false, 15)                            /* Q4_0 */
 }
 
 /* ---- compact prepacked panels (forms and layouts: quant/qgemm_pack.c) ---------------------- */
@@ -371,9 +384,17 @@ INLINE void cf_strip(const int F, const int MR, const int NVS, int y0, int64_t u
             if (HB)
 #pragma GCC unroll 6
                 for (int v = 0; v < NVS; v++) hb[v] = load32(hv + 32 * (y0 + v));
+            /* the levels' width bounds the steps an int16 running sum can take (LD_I8_SPAN) */
+            const int span = LD_I8_SPAN(HB == 2 ? 63 : HB == 1 ? 31 : 15);
+            __m256i part[4][6];
 #pragma GCC unroll 4
             for (int p = 0; p < G / 8; p++) {
                 __m256i lo[6], hi[6];
+                if ((2 * p) % span == 0)
+#pragma GCC unroll 4
+                    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+                        for (int v = 0; v < NVS; v++) part[r][v] = _mm256_setzero_si256();
 #pragma GCC unroll 6
                 for (int v = 0; v < NVS; v++) {
                     const __m256i raw = load32(lv + (size_t)p * NR * 4 + 32 * (y0 + v));
@@ -388,8 +409,13 @@ INLINE void cf_strip(const int F, const int MR, const int NVS, int y0, int64_t u
                 for (int r = 0; r < MR; r++) {
                     const __m256i a0 = act4(q, r * qs + (size_t)b * G + 8 * p), a1 = act4(q, r * qs + (size_t)b * G + 8 * p + 4);
 #pragma GCC unroll 6
-                    for (int v = 0; v < NVS; v++) acc[r][v] = ld_i8_dot4(ld_i8_dot4(acc[r][v], lo[v], a0), hi[v], a1);
+                    for (int v = 0; v < NVS; v++) part[r][v] = ld_i8_acc(ld_i8_acc(part[r][v], lo[v], a0), hi[v], a1);
                 }
+                if ((2 * p + 2) % span == 0 || p == G / 8 - 1)
+#pragma GCC unroll 4
+                    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 6
+                        for (int v = 0; v < NVS; v++) acc[r][v] = ld_i8_flush(acc[r][v], part[r][v]);
             }
 #pragma GCC unroll 6
             for (int v = 0; v < NVS; v++) {

@@ -28,6 +28,33 @@ LD_I8_INLINE __m256i ld_i8_dot4(__m256i acc, __m256i u, __m256i s) {
 #endif
 }
 
+/* A running sum of byte products in the cheapest exact form: int16 pair sums for AVX2
+ * (one vpmaddubsw and one vpaddw a step: the vpmaddwd that widens to int32 is paid once per
+ * LD_I8_SPAN steps, in ld_i8_flush), int32 lane sums for VNNI. Start it at zero. */
+LD_I8_INLINE __m256i ld_i8_acc(__m256i acc, __m256i u, __m256i s) {
+#ifdef LD_I8_VNNI
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+    return _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s));
+#endif
+}
+/* sum32 + the running sum acc, per int32 lane (the sum of its 4 byte products per step). */
+LD_I8_INLINE __m256i ld_i8_flush(__m256i sum32, __m256i acc) {
+#ifdef LD_I8_VNNI
+    return _mm256_add_epi32(sum32, acc);
+#else
+    return _mm256_add_epi32(sum32, _mm256_madd_epi16(acc, _mm256_set1_epi16(1)));
+#endif
+}
+/* Steps ld_i8_acc may take between flushes for levels up to maxl with |s| <= 127: an int16
+ * lane holds two products of at most maxl * 127 per step (4-bit levels: 8 steps, 5-bit 4,
+ * 6-bit 2, |Q8_0 weight| <= 128: 1). */
+#ifdef LD_I8_VNNI
+#define LD_I8_SPAN(maxl) 64
+#else
+#define LD_I8_SPAN(maxl) (32767 / (2 * 127 * (maxl)))
+#endif
+
 /* acc + per int32 lane sc * (the sum of its 4 byte products), where sc16 holds the lane's
  * int16 scale in both of its halves (as _mm256_set1_epi16 gives): vpmaddwd scales each
  * pair; the VNNI form scales the lane's int32 sum through its low half, so that sum must

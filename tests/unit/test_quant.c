@@ -185,6 +185,20 @@ static void unit_scale_blocks(ld_dtype t, uint8_t *w, int64_t nblk, uint64_t see
     }
 }
 
+/* The largest levels every weight type has (all bits set; Q8_0 at -128) with unit scales:
+ * with activations all at 127 these are the kernels' worst case for their int16 partial sums
+ * (simd_i8_avx2.h's LD_I8_SPAN), which Gaussian data never approaches. */
+static void extreme_blocks(ld_dtype t, uint8_t *w, int64_t nblk) {
+    memset(w, t == LD_Q8_0 ? 0x80 : 0xFF, (size_t)nblk * ld_dtype_traits(t)->block_bytes);
+    for (int64_t i = 0; i < nblk; i++) {
+        uint8_t *b = w + i * ld_dtype_traits(t)->block_bytes;
+        const uint16_t one = 0x3C00;
+        if (t == LD_Q6_K) memcpy(b + 208, &one, 2);
+        else memcpy(b, &one, 2);
+        if (t == LD_Q4_K || t == LD_Q5_K) memcpy(b + 2, &one, 2);
+    }
+}
+
 static void unit_scale_act(ld_dtype wt, uint8_t *a, int64_t n, uint64_t seed) {
     ld_rng r = ld_rng_init(seed);
     if (wt == LD_Q8_0 || wt == LD_Q4_0) {
@@ -348,6 +362,21 @@ TEST_ISA(qgemm_equals_reference) {
                               bad < 0 ? 0.0 : yr[bad]);
                     free(wf), free(x), free(W), free(scratch), free(y), free(yr), free(q0), free(q1), free(g0), free(g1);
                 }
+        /* the largest levels against activations at +-127: the int16 partial sums' worst case */
+        for (int64_t M = 1; M <= 4; M += 3) {
+            const int64_t N = 48, K = 768;
+            const size_t wrow = row_bytes(t, K);
+            uint8_t *W = malloc(wrow * N);
+            extreme_blocks(t, W, N * K / ld_dtype_traits(t)->block_size);
+            float *x = malloc(M * K * sizeof(float)), *y = malloc(M * N * sizeof(float)), *yr = malloc(M * N * sizeof(float));
+            for (int64_t i = 0; i < M * K; i++) x[i] = (i / K) % 2 ? -1.0f : 1.0f;
+            void *scratch = malloc(ld_qgemm_scratch_bytes(g, M, K, 2));
+            ld_qgemm_run(g, W, wrow, N, K, x, M, y, scratch, 2, isa);
+            ld_qgemm_run(g, W, wrow, N, K, x, M, yr, scratch, 1, NULL);
+            CHECK_MSG(!memcmp(y, yr, M * N * sizeof(float)), "%s largest levels M=%lld: %.9g, reference %.9g",
+                      ld_dtype_traits(t)->name, (long long)M, y[0], yr[0]);
+            free(W), free(x), free(y), free(yr), free(scratch);
+        }
     }
 }
 
@@ -450,6 +479,22 @@ TEST(qpack_matches_reference) {
                     CHECK_MSG(!memcmp(y, yr, M * N * sizeof(float)), "%s packed M=%lld N=%lld K=%lld differs from the reference",
                               ld_dtype_traits(t)->name, (long long)M, (long long)N, (long long)K);
                     free(x), free(y), free(yr), free(scratch), free(rs);
+                }
+                if (ni == 2) { /* the largest levels against activations at +-127 (extreme_blocks) */
+                    extreme_blocks(t, W, N * K / ld_dtype_traits(t)->block_size);
+                    CHECK(ld_qpack(ctx, t, W, N, K, P) == LD_OK);
+                    for (int64_t M = 1; M <= 4; M += 3) {
+                        float *x = malloc(M * K * sizeof(float)), *y = malloc(M * N * sizeof(float)), *yr = malloc(M * N * sizeof(float));
+                        for (int64_t i = 0; i < M * K; i++) x[i] = (i / K) % 2 ? -1.0f : 1.0f;
+                        size_t ss = 0;
+                        CHECK(ld_qmatmul_packed_scratch_size(ctx, t, M, K, &ss) == LD_OK);
+                        void *scratch = malloc(ss), *rs = malloc(ld_qgemm_scratch_bytes(g, M, K, 1));
+                        CHECK(ld_qmatmul_packed(ctx, t, P, N, K, x, M, y, scratch) == LD_OK);
+                        ld_qgemm_run(g, W, wrow, N, K, x, M, yr, rs, 1, NULL);
+                        CHECK_MSG(!memcmp(y, yr, M * N * sizeof(float)), "%s packed, largest levels, M=%lld: %.9g, reference %.9g",
+                                  ld_dtype_traits(t)->name, (long long)M, y[0], yr[0]);
+                        free(x), free(y), free(yr), free(scratch), free(rs);
+                    }
                 }
                 free(wf), free(W), free(P);
             }
