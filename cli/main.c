@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "kernels/kernels.h"
 
 static const ld_cli_command *const commands[] = {
     &ld_cmd_pretrain,
@@ -85,17 +84,17 @@ bool ld_cli_isatty(void) {
     return isatty(2);
 }
 
-/* LD_ISA (kernels/kernels.h): an unknown level is an error; one above this CPU's is noted. */
+/* LD_ISA (liandan/core.h): an unknown level is an error; one above this CPU's is noted. */
 static bool check_isa_env(void) {
-    ld_isa asked;
-    int e = ld_isa_env(&asked);
+    const char *widest = NULL;
+    int e = ld_cpu_level_env(&widest);
     if (e < 0) {
         fprintf(stderr, "liandan: LD_ISA=%s: not an instruction-set level (avx512, avx2 or scalar)\n", getenv("LD_ISA"));
         return false;
     }
-    if (e > 0 && asked > ld_isa_detected())
-        fprintf(stderr, "liandan: warning: LD_ISA=%s, but this CPU runs at most %s: using %s\n", ld_isa_name(asked),
-                ld_isa_name(ld_isa_detected()), ld_isa_name(ld_isa_active()));
+    if (e > 0 && strcmp(getenv("LD_ISA"), ld_cpu_level()))
+        fprintf(stderr, "liandan: warning: LD_ISA=%s, but this CPU runs at most %s: using %s\n", getenv("LD_ISA"), widest,
+                ld_cpu_level());
     return true;
 }
 

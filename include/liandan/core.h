@@ -86,6 +86,14 @@ int ld_ctx_threads(const ld_ctx *ctx);
 /* Number of cores the process may use. */
 int ld_cpu_count(void);
 
+/* ---- CPU instruction-set level ---------------------------------------------------- */
+/* The level the CPU kernels run at: "avx512", "avx2" or "scalar" — the widest this CPU has,
+ * or a lower one that the environment variable LD_ISA names (read once, at first use). */
+const char *ld_cpu_level(void);
+/* LD_ISA as given: 0 when unset, -1 when it names no level, else 1; *widest (may be NULL)
+ * is set to the widest level this CPU has (the level used is the lower of the two). */
+int ld_cpu_level_env(const char **widest);
+
 /* ---- memory ----------------------------------------------------------------------- */
 /* Allocation through the context's hooks. On failure: NULL and LD_ERR_NOMEM set on ctx.
  * size 0 returns a valid unique pointer. ld_free(ctx, NULL) is a no-op. */

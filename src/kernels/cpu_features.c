@@ -113,3 +113,14 @@ ld_isa ld_isa_active(void) {
     }
     return (ld_isa)l;
 }
+
+/* the public names (liandan/core.h) */
+const char *ld_cpu_level(void) {
+    return ld_isa_name(ld_isa_active());
+}
+
+int ld_cpu_level_env(const char **widest) {
+    ld_isa asked;
+    if (widest) *widest = ld_isa_name(ld_isa_detected());
+    return ld_isa_env(&asked);
+}
