@@ -36,19 +36,19 @@ static const ld_qgemm_format FORMATS[LD_DTYPE_COUNT] = {
     [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K, LD_QPANEL_Q6_K, true},
     /* the low-bit types (quant_lowbit.h): levels of at most 241, zero points as documented
      * with each ld_levels_row_* */
-    [LD_Q2_K] = {LD_Q2_K, 16, 0, true, ld_levels_row_q2_K, LD_QPANEL_BYTES, false},
-    [LD_Q3_K] = {LD_Q3_K, 16, 4, false, ld_levels_row_q3_K, LD_QPANEL_BYTES, false},
-    [LD_TQ1_0] = {LD_TQ1_0, 32, 1, false, ld_levels_row_tq1_0, LD_QPANEL_BYTES, false},
-    [LD_TQ2_0] = {LD_TQ2_0, 32, 1, false, ld_levels_row_tq2_0, LD_QPANEL_BYTES, false},
-    [LD_IQ1_S] = {LD_IQ1_S, 32, 9, false, ld_levels_row_iq1_s, LD_QPANEL_BYTES, false},
-    [LD_IQ1_M] = {LD_IQ1_M, 16, 9, false, ld_levels_row_iq1_m, LD_QPANEL_BYTES, false},
-    [LD_IQ2_XXS] = {LD_IQ2_XXS, 32, 43, false, ld_levels_row_iq2_xxs, LD_QPANEL_BYTES, false},
-    [LD_IQ2_XS] = {LD_IQ2_XS, 16, 43, false, ld_levels_row_iq2_xs, LD_QPANEL_BYTES, false},
-    [LD_IQ2_S] = {LD_IQ2_S, 16, 43, false, ld_levels_row_iq2_s, LD_QPANEL_BYTES, false},
-    [LD_IQ3_XXS] = {LD_IQ3_XXS, 32, 62, false, ld_levels_row_iq3_xxs, LD_QPANEL_BYTES, false},
-    [LD_IQ3_S] = {LD_IQ3_S, 32, 15, false, ld_levels_row_iq3_s, LD_QPANEL_BYTES, false},
-    [LD_IQ4_NL] = {LD_IQ4_NL, 32, 128, false, ld_levels_row_iq4_nl, LD_QPANEL_BYTES, false},
-    [LD_IQ4_XS] = {LD_IQ4_XS, 32, 128, false, ld_levels_row_iq4_xs, LD_QPANEL_BYTES, false},
+    [LD_Q2_K] = {LD_Q2_K, 16, 0, true, ld_levels_row_q2_K, LD_QPANEL_BYTES, false, true},
+    [LD_Q3_K] = {LD_Q3_K, 16, 4, false, ld_levels_row_q3_K, LD_QPANEL_BYTES, false, true},
+    [LD_TQ1_0] = {LD_TQ1_0, 32, 1, false, ld_levels_row_tq1_0, LD_QPANEL_BYTES, false, true},
+    [LD_TQ2_0] = {LD_TQ2_0, 32, 1, false, ld_levels_row_tq2_0, LD_QPANEL_BYTES, false, true},
+    [LD_IQ1_S] = {LD_IQ1_S, 32, 9, false, ld_levels_row_iq1_s, LD_QPANEL_BYTES, false, true},
+    [LD_IQ1_M] = {LD_IQ1_M, 16, 9, false, ld_levels_row_iq1_m, LD_QPANEL_BYTES, false, true},
+    [LD_IQ2_XXS] = {LD_IQ2_XXS, 32, 43, false, ld_levels_row_iq2_xxs, LD_QPANEL_BYTES, false, true},
+    [LD_IQ2_XS] = {LD_IQ2_XS, 16, 43, false, ld_levels_row_iq2_xs, LD_QPANEL_BYTES, false, true},
+    [LD_IQ2_S] = {LD_IQ2_S, 16, 43, false, ld_levels_row_iq2_s, LD_QPANEL_BYTES, false, true},
+    [LD_IQ3_XXS] = {LD_IQ3_XXS, 32, 62, false, ld_levels_row_iq3_xxs, LD_QPANEL_BYTES, false, true},
+    [LD_IQ3_S] = {LD_IQ3_S, 32, 15, false, ld_levels_row_iq3_s, LD_QPANEL_BYTES, false, true},
+    [LD_IQ4_NL] = {LD_IQ4_NL, 32, 128, false, ld_levels_row_iq4_nl, LD_QPANEL_BYTES, false, true},
+    [LD_IQ4_XS] = {LD_IQ4_XS, 32, 128, false, ld_levels_row_iq4_xs, LD_QPANEL_BYTES, false, true},
 };
 
 const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t) {
@@ -85,6 +85,7 @@ static ld_qgemm_isa build_isa(ld_isa isa) {
          * it lacks is not computed at its level (no lower level's kernel mixed in) */
         for (int k = 0; k < LD_QPANEL_COUNT; k++)
             if (p->kernel[k] || p->kernel[LD_QPANEL_BYTES]) r.kernel[k] = p->kernel[k];
+        if (p->kernel[LD_QPANEL_BYTES]) r.all_levels = p->all_levels;
     }
     return r;
 }
@@ -100,6 +101,11 @@ const ld_qgemm_isa *ld_qgemm_isa_at(ld_isa isa) {
     }
     const ld_qgemm_isa *t = &tables[isa];
     return t->quantize_act && t->pack && t->kernel[LD_QPANEL_BYTES] ? t : NULL;
+}
+
+const ld_qgemm_isa *ld_qgemm_isa_for(ld_isa isa, const ld_qgemm_format *f) {
+    const ld_qgemm_isa *t = f ? ld_qgemm_isa_at(isa) : NULL;
+    return t && (t->all_levels || !f->wide_levels) ? t : NULL;
 }
 
 void ld_qgemm_quantize_act_ref(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g) {

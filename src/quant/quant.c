@@ -138,7 +138,8 @@ const ld_quant_traits *ld_quant_traits_get(ld_dtype t) {
 /* The blocked int8 GEMM (qgemm.c) for products of at least LD_QGEMM_MIN_M rows; NULL when
  * the type has no GEMM form or the active level has no int8 GEMM. */
 static const ld_qgemm_format *gemm_format(ld_dtype t, int64_t M) {
-    return M >= LD_QGEMM_MIN_M && ld_qgemm_isa_at(ld_isa_active()) ? ld_qgemm_format_get(t) : NULL;
+    const ld_qgemm_format *f = ld_qgemm_format_get(t);
+    return M >= LD_QGEMM_MIN_M && ld_qgemm_isa_for(ld_isa_active(), f) ? f : NULL;
 }
 
 bool ld_qmatmul_has_gemm(ld_dtype wtype, int64_t M) {
@@ -268,8 +269,9 @@ int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const f
     const ld_vec_dot_fn dot = q->vec_dot;
     const ld_dot_rows_fn rows = q->dot_rows;
     const ld_quantize_act_fn qa = q->quantize_act;
-    const ld_qgemm_isa *gi = ld_qgemm_isa_at(isa);
-    const ld_qgemm_format *g = M >= LD_QGEMM_MIN_M && gi ? ld_qgemm_format_get(wtype) : NULL;
+    const ld_qgemm_format *g = M >= LD_QGEMM_MIN_M ? ld_qgemm_format_get(wtype) : NULL;
+    const ld_qgemm_isa *gi = ld_qgemm_isa_for(isa, g);
+    if (!gi) g = NULL;
     if (g) {
         ld_qgemm_run(g, W, wrow, N, K, x, M, y, scratch, threads, gi);
         return 0;
@@ -326,7 +328,7 @@ ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int6
  * level's int8 GEMM multiplies. */
 static const ld_qgemm_isa *pack_isa(ld_dtype wtype) {
     const ld_qgemm_format *f = ld_qgemm_format_get(wtype);
-    const ld_qgemm_isa *gi = ld_qgemm_isa_at(ld_isa_active());
+    const ld_qgemm_isa *gi = ld_qgemm_isa_for(ld_isa_active(), f);
     return f && f->packable && gi && gi->kernel[f->packed] ? gi : NULL;
 }
 

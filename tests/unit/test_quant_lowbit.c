@@ -27,19 +27,11 @@ static size_t row_bytes(ld_dtype t, int64_t n) {
     return b;
 }
 
-static bool have_avx2(void) {
-    const ld_cpu_features *f = ld_cpu_features_get();
-    return f->avx2 && f->fma;
-}
-
 /* ---- optimized dots against the reference ------------------------------------------------ */
-TEST(optimized_dots_equal_reference) {
-    if (!have_avx2()) {
-        printf("  skipped: no AVX2 + FMA on this CPU\n");
-        return;
-    }
+/* each optimized level's dots (TEST_ISA), and its activation quantizer, against the reference */
+TEST_ISA(optimized_dots_equal_reference) {
     for (int t = 0; t < NLOW; t++) {
-        const ld_quant_traits *q = ld_quant_traits_get(LOWBIT[t]);
+        const ld_quant_traits *q = ld_quant_traits_at(LOWBIT[t], ld_test_isa_);
         const char *name = ld_dtype_traits(LOWBIT[t])->name;
         CHECK_MSG(q && q->vec_dot != q->vec_dot_ref, "%s: no optimized dot", name);
         if (!q || q->vec_dot == q->vec_dot_ref) continue;
@@ -54,6 +46,13 @@ TEST(optimized_dots_equal_reference) {
                 if (rep == 5)
                     for (int64_t i = 0; i < n; i++) xa[i] = i % 3 ? -1.0f : 1.0f;
                 q->quantize_act_ref(xa, a, n);
+                if (rep == 0) {
+                    uint8_t *a2 = malloc((size_t)(n / q->act_block_size) * q->act_block_bytes);
+                    q->quantize_act(xa, a2, n);
+                    CHECK_MSG(!memcmp(a, a2, (size_t)(n / q->act_block_size) * q->act_block_bytes),
+                              "%s: activation quantizers differ", name);
+                    free(a2);
+                }
                 const float r = q->vec_dot_ref(n, w, a), o = q->vec_dot(n, w, a);
                 CHECK_MSG(!memcmp(&r, &o, sizeof r), "%s n=%lld rep %d: reference %.9g, optimized %.9g", name, (long long)n,
                           rep, r, o);
@@ -278,7 +277,7 @@ TEST(qgemm_reference_matches_dequantized_product) {
             for (int64_t k = 0; k < K; k++) xa[m * K + k] = g[k / f->group].d * (float)q[k];
         }
         void *scratch = malloc(ld_qgemm_scratch_bytes(f, M, K, 1));
-        ld_qgemm_run(f, W, row_bytes(LOWBIT[t], K), N, K, x, M, y, scratch, 1, true);
+        ld_qgemm_run(f, W, row_bytes(LOWBIT[t], K), N, K, x, M, y, scratch, 1, NULL);
         for (int64_t m = 0; m < M; m++)
             for (int64_t c = 0; c < N; c++) {
                 double ref = 0, mag = 0;
