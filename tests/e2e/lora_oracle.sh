@@ -14,7 +14,8 @@ LIB=tests/oracle/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libllama.
 [ -f "$LIB" ] || fail "$LIB is missing: run scripts/setup.sh (npm ci)"
 
 head -n 1500 "$DATA/zh_pretrain/tang_poems.tsv" >"$T/poems.tsv"
-# the adapter learns one quatrain by heart, so its greedy tokens surely differ from the base's
+# the adapter learns one quatrain, so its greedy tokens differ from the base's (lr 3e-2 with
+# alpha/rank = 8 diverged on these 64-wide bases: gpt2's loss rose 5.7 -> 6.7; 1e-2 for 40 steps learns)
 for i in $(seq 40); do echo "床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。"; done >"$T/quatrain.txt"
 "$BIN" tokenizer train "$T/poems.tsv" --vocab-size 700 -o "$T/tok.json" 2>/dev/null
 "$BIN" data prepare "$T/poems.tsv" --tokenizer "$T/tok.json" --val-fraction 0.05 -o "$T/data" >/dev/null 2>&1
@@ -48,7 +49,7 @@ for name in llama gpt2; do
   cat >"$T/$name.ft.json" <<JSON
 { "base": "$T/$name/model", "method": "lora", "out_dir": "$T/$name.lora", "lora": {"rank": 4, "alpha": 32, "targets": $targets},
   "data": {"format": "text", "train": "$T/quatrain.txt", "val_fraction": 0}, "batch_size": 8, "seq_len": 48,
-  "max_steps": 24, "lr": 3e-2, "warmup_steps": 2, "eval_every": 0 }
+  "max_steps": 40, "lr": 1e-2, "warmup_steps": 2, "eval_every": 0 }
 JSON
   "$BIN" finetune "$T/$name.ft.json" --quiet >"$T/$name.ft.log" 2>&1 || { cat "$T/$name.ft.log"; fail "finetune $name"; }
   A=$T/$name.lora/adapter
