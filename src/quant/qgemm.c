@@ -29,11 +29,11 @@
 /* Prepacked forms: Q8_0 keeps byte panels (9 bits per weight against 8.5), the 4-6 bit
  * types compact panels at about their own width (quant/qgemm_pack.c). */
 static const ld_qgemm_format FORMATS[LD_DTYPE_COUNT] = {
-    [LD_Q8_0] = {LD_Q8_0, 32, 128, false, ld_levels_row_q8_0, LD_QPANEL_BYTES, true},
-    [LD_Q4_0] = {LD_Q4_0, 32, 8, false, ld_levels_row_q4_0, LD_QPANEL_Q4_0, true},
-    [LD_Q4_K] = {LD_Q4_K, 32, 0, true, ld_levels_row_q4_K, LD_QPANEL_Q4_K, true},
-    [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K, LD_QPANEL_Q5_K, true},
-    [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K, LD_QPANEL_Q6_K, true},
+    [LD_Q8_0] = {LD_Q8_0, 32, 128, false, ld_levels_row_q8_0, LD_QPANEL_BYTES, true, false},
+    [LD_Q4_0] = {LD_Q4_0, 32, 8, false, ld_levels_row_q4_0, LD_QPANEL_Q4_0, true, false},
+    [LD_Q4_K] = {LD_Q4_K, 32, 0, true, ld_levels_row_q4_K, LD_QPANEL_Q4_K, true, false},
+    [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K, LD_QPANEL_Q5_K, true, false},
+    [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K, LD_QPANEL_Q6_K, true, false},
     /* the low-bit types (quant_lowbit.h): levels of at most 241, zero points as documented
      * with each ld_levels_row_* */
     [LD_Q2_K] = {LD_Q2_K, 16, 0, true, ld_levels_row_q2_K, LD_QPANEL_BYTES, false, true},
