@@ -23,7 +23,7 @@ check_leaf() { # "cmd sub" as words
   local cmd=$1 help
   # shellcheck disable=SC2086
   help=$("$BIN" $cmd --help) || fail "'$cmd --help' failed"
-  head -n1 <<<"$help" | grep -q "^usage: liandan $cmd" || fail "'$cmd --help' has no usage line: $(head -n1 <<<"$help")"
+  head -n1 <<<"$help" | contains "^usage: liandan $cmd" || fail "'$cmd --help' has no usage line: $(head -n1 <<<"$help")"
   grep -q '^options:$' <<<"$help" && grep -q -- '-h, --help' <<<"$help" || fail "'$cmd --help' is not the generated help"
   if [[ $writers == *" $cmd "* ]]; then grep -q -- '-o, --output' <<<"$help" || fail "'$cmd' has no -o/--output"; fi
   local opt
@@ -58,7 +58,7 @@ cmds=$(subcommands <<<"$top")
 [ "$(wc -w <<<"$cmds")" -ge 16 ] || fail "liandan --help lists too few commands: $cmds"
 for c in $cmds; do
   h=$("$BIN" "$c" --help) || fail "'$c --help' failed"
-  if head -n1 <<<"$h" | grep -q "<command>"; then
+  if head -n1 <<<"$h" | contains "<command>"; then
     subs=$(subcommands <<<"$h")
     [ -n "$subs" ] || fail "'$c --help' lists no subcommands"
     for s in $subs; do check_leaf "$c $s"; done

@@ -20,17 +20,17 @@ for i in $(seq 70); do echo "月$i"; done >"$T/prompts.txt"
 "$BIN" generate "$M" --file "$T/prompts.txt" --no-stream --temperature 0 --max-tokens 2 --threads 1 >"$T/gen" 2>"$T/err" \
   || fail "generate --file: $(cat "$T/err")"
 [ "$(wc -l <"$T/gen")" -eq 70 ] || fail "generate --file with 70 prompts printed $(wc -l <"$T/gen") lines"
-head -n 1 "$T/gen" | grep -q '^月1' && tail -n 1 "$T/gen" | grep -q '^月70' || fail "generate --file: outputs out of order"
+head -n 1 "$T/gen" | contains '^月1' && tail -n 1 "$T/gen" | contains '^月70' || fail "generate --file: outputs out of order"
 
 # 1b: 71 continuations, the best (one token, the others ten) last: it must be scored and starred
 long=$(printf '春眠不覺曉處處聞啼鳥%.0s' 1)
 { printf '床前'; for i in $(seq 70); do printf '\t%s' "$long"; done; printf '\t月\n'; } >"$T/score.tsv"
 "$BIN" score "$M" --file "$T/score.tsv" --threads 1 >"$T/score" || fail "score --file"
 [ "$(grep -c $'\t' "$T/score")" -eq 71 ] || fail "score --file scored $(grep -c $'\t' "$T/score") of 71 continuations"
-grep '^\*' "$T/score" | grep -q $'\t月$' || { cat "$T/score"; fail "score --file did not star the best (last) continuation"; }
+grep '^\*' "$T/score" | contains $'\t月$' || { cat "$T/score"; fail "score --file did not star the best (last) continuation"; }
 args=(); for i in $(seq 70); do args+=(--continuation "$long"); done
 "$BIN" score "$M" --context 床前 "${args[@]}" --continuation 月 --threads 1 >"$T/score2" || fail "score with 71 --continuation"
-[ "$(grep -c $'\t' "$T/score2")" -eq 71 ] && grep '^\*' "$T/score2" | grep -q $'\t月$' || fail "score --continuation x71"
+[ "$(grep -c $'\t' "$T/score2")" -eq 71 ] && grep '^\*' "$T/score2" | contains $'\t月$' || fail "score --continuation x71"
 
 # 1b: input with a NUL byte is read whole or refused, never cut at the NUL (getdelim stopped
 # there: tokenize encoded 2 of 5 bytes, generate --file dropped every prompt after it, score

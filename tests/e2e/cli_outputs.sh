@@ -82,9 +82,9 @@ unchanged "$T/plot.svg" "plot"
 
 # general.file_type says the matrices' type (it said Q4_K_M, 15, also with a Q4_K output)
 "$BIN" quantize "$T/other/model" --type q4_k --output-type q4_k -o "$T/k.gguf" 2>/dev/null || fail "quantize q4_k"
-"$BIN" inspect "$T/k.gguf" | grep -q "general.file_type  *UINT32  *14$" || { "$BIN" inspect "$T/k.gguf" | grep file_type; fail "q4_k file_type"; }
+"$BIN" inspect "$T/k.gguf" | contains "general.file_type  *UINT32  *14$" || { "$BIN" inspect "$T/k.gguf" | grep file_type; fail "q4_k file_type"; }
 "$BIN" quantize "$T/other/model" --type q8_0 -o "$T/k.gguf" 2>/dev/null || fail "quantize q8_0"
-"$BIN" inspect "$T/k.gguf" | grep -q "general.file_type  *UINT32  *7$" || fail "q8_0 file_type"
+"$BIN" inspect "$T/k.gguf" | contains "general.file_type  *UINT32  *7$" || fail "q8_0 file_type"
 
 # an output where nothing can be written: an error naming it, exit 1
 expect_error "/proc/liandan-x.gguf" "$BIN" quantize "$M" --type q8_0 -o /proc/liandan-x.gguf

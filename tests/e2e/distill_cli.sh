@@ -25,7 +25,7 @@ config "$T/teacher" 48 2 >"$T/teacher.json"
 config "$T/student" 24 1 >"$T/student.json"
 "$BIN" pretrain "$T/teacher.json" --quiet >"$T/t.log" 2>&1 || { cat "$T/t.log"; fail "pretrain the teacher"; }
 
-"$BIN" distill --help | grep -q "student-config" || fail "distill --help"
+"$BIN" distill --help | contains "student-config" || fail "distill --help"
 "$BIN" distill --teacher "$T/teacher/model" --student-config "$T/student.json" --max-steps 6 \
   --temperature 2 --alpha 0.7 >"$T/d1.log" 2>&1 || { cat "$T/d1.log"; fail "distill"; }
 grep -q "distilling from $T/teacher/model" "$T/d1.log" && grep -q "temperature 2 | alpha 0.7" "$T/d1.log" \
@@ -40,7 +40,7 @@ for f in config.json model.safetensors tokenizer.json; do
 done
 grep -q '"hidden_size":[[:space:]]*24,' "$T/student/model/config.json" || fail "the student is not the student config's model"
 "$BIN" generate "$T/student/model" "床前" --max-tokens 6 --seed 1 >/dev/null 2>&1 || fail "generate with the student"
-"$BIN" eval ppl "$T/student/model" --data "$T/poems.tsv" --max-windows 2 2>/dev/null | grep -q "bits/byte" \
+"$BIN" eval ppl "$T/student/model" --data "$T/poems.tsv" --max-windows 2 2>/dev/null | contains "bits/byte" \
   || fail "eval ppl with the student"
 
 

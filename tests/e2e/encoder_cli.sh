@@ -40,7 +40,7 @@ grep -q '"unigram_accuracy"' "$T/e.log" || { cat "$T/e.log"; fail "eval mlm shou
 "$BIN" embed "$T/run/model" --text MKTAYIAKQR --text MLLV >"$T/emb.jsonl" 2>&1 || { cat "$T/emb.jsonl"; fail "embed"; }
 [ "$(grep -c '"embedding"' "$T/emb.jsonl")" -eq 2 ] || fail "embed should print 2 embeddings"
 "$BIN" embed "$T/run/model" --file "$T/valid.fasta" --npy "$T/v.npy" --pooling cls 2>/dev/null || fail "embed --npy"
-head -c 6 "$T/v.npy" | grep -q NUMPY || fail "embed --npy should write a .npy file"
+head -c 6 "$T/v.npy" | contains NUMPY || fail "embed --npy should write a .npy file"
 "$BIN" eval probe "$T/run/model" --task deeploc --data "$P/deeploc/deeploc_subset.tsv" --max-train 60 --max-test 30 \
   --max-len 64 --iters 30 >"$T/probe.log" 2>&1 || { cat "$T/probe.log"; fail "eval probe"; }
 grep -q '"model": 0\.' "$T/probe.log" || { cat "$T/probe.log"; fail "eval probe should report the model's accuracy"; }

@@ -22,7 +22,7 @@ cat >"$T/base.json" <<JSON
 JSON
 "$BIN" pretrain "$T/base.json" --quiet >"$T/p.log" 2>&1 || { cat "$T/p.log"; fail "pretrain the base"; }
 
-"$BIN" finetune --help | grep -q '"method"' || fail "finetune --help"
+"$BIN" finetune --help | contains '"method"' || fail "finetune --help"
 cat >"$T/ft.json" <<JSON
 { "base": "$T/base/model", "method": "lora", "out_dir": "$T/lora",
   "lora": {"rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
@@ -41,7 +41,7 @@ for f in adapter_config.json adapter_model.safetensors; do [ -f "$T/lora/adapter
 [ ! -e "$T/lora/checkpoints/step-0000006/model.safetensors" ] || fail "LoRA checkpoints should not copy the frozen base"
 grep -q '"peft_type":[[:space:]]*"LORA"' "$T/lora/adapter/adapter_config.json" || fail "PEFT config"
 "$BIN" inspect "$T/lora/adapter/adapter_model.safetensors" 2>&1 \
-  | grep -q "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" || fail "PEFT tensor names"
+  | contains "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" || fail "PEFT tensor names"
 
 # full fine-tuning with a head, prompt tuning with per-layer prompts, chat and text data
 "$BIN" finetune "$T/ft.json" --method full -o "$T/full" --max-steps 2 --quiet >"$T/f.log" 2>&1 || { cat "$T/f.log"; fail "full"; }

@@ -37,7 +37,7 @@ grep -q '"key": "x.u32", "type": 4, "value": 7}' "$T/out.json" || { echo "--set 
 cmp "$T/out.gguf" "$T/copy.gguf"
 
 # the text form runs
-"$BIN" inspect "$T/out.gguf" | grep -q "tok_embd.weight"
+"$BIN" inspect "$T/out.gguf" >"$T/inspect" && grep -q "tok_embd.weight" "$T/inspect"
 
 # a truncated file fails with a message that says where
 head -c 300 "$T/out.gguf" > "$T/trunc.gguf"

@@ -6,6 +6,10 @@ DATA=${LD_DATA_DIR:-../shared/data}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "$NAME: $*" >&2; exit 1; }
+# producer | contains [grep options] PATTERN: reads all of stdin, then greps it. `producer | grep -q`
+# is a race under pipefail: grep exits at its first match, the producer's next write then fails
+# (curl exit 23, liandan killed by SIGPIPE) and the pipeline reports the check as failed.
+contains() { local s; s=$(cat); grep -q "$@" <<<"$s"; }
 expect_error() { # expected-substring command...: the command must fail and say the substring
   local want=$1; shift
   if "$@" >"$T/out" 2>&1; then fail "'$*' succeeded but should fail with '$want'"; fi

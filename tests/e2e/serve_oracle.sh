@@ -37,8 +37,8 @@ expect() { # expected-status expected-substring curl-args...
 expect 200 '"ok"' "$URL/health"
 KEY=$("$BIN" keys create tester --models-dir "$T/models" 2>/dev/null)
 [[ "$KEY" == ld-* ]] || fail "keys create printed '$KEY'"
-"$BIN" keys list --models-dir "$T/models" | grep -q "tester" || fail "keys list"
-"$BIN" keys list --models-dir "$T/models" | grep -q "${KEY:3:10}" && fail "keys list shows the secret"
+"$BIN" keys list --models-dir "$T/models" | contains "tester" || fail "keys list"
+"$BIN" keys list --models-dir "$T/models" | contains "${KEY:3:10}" && fail "keys list shows the secret"
 expect 401 "API key" "$URL/v1/models"
 expect 200 '"ok"' "$URL/health"
 A=(-H "Authorization: Bearer $KEY")

@@ -13,6 +13,7 @@ mkdir -p "$T/models"
 tiny_model "$T/models/poet"
 start_server --models-dir "$T/models" --threads 1
 KEY=$("$BIN" keys create ui --models-dir "$T/models" 2>/dev/null)
-curl -s "$URL/" | grep -q "<title>liandan" || fail "GET / does not serve the UI"
+code=$(curl -s -o "$T/index" -w '%{http_code}' "$URL/") || fail "GET / failed (curl exit $?)"
+grep -q "<title>liandan" "$T/index" || { head -c 300 "$T/index"; cat "$T/serve.log"; fail "GET / answered $code without the UI"; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/ui/nothing.js")" = 404 ] || fail "a missing UI file is not 404"
 node tests/e2e/ui_chromium.mjs "$URL" "$KEY" poet "${LD_UI_SHOTS:-}" || fail "the UI in Chromium"
