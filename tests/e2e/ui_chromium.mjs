@@ -34,6 +34,13 @@ try {
       if (s) window.seen.push(s.textContent.length);
     }).observe(document.getElementById('chatlog'), { subtree: true, childList: true, characterData: true });
   });
+  // a fast host writes the whole answer before the page reads once (CI: 69 characters, one read):
+  // a throttled download (4 kB/s, the SSE events are ~150 bytes a token) makes the page's reads
+  // see the stream in pieces, so the check is of the page's rendering, not of the host's speed
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions',
+                 { offline: false, latency: 0, downloadThroughput: 4000, uploadThroughput: -1 });
   await page.click('#send');
   await page.waitForSelector('#chatlog .msg span[data-done="1"]', { timeout: 60000 });
   const lengths = await page.evaluate(() => window.seen);
@@ -41,6 +48,8 @@ try {
   if (!(final > 0)) fail('no answer appeared');
   const partial = [...new Set(lengths.filter((n) => n > 0 && n < final))];
   if (!partial.length) fail(`the answer did not stream: it appeared at once (${final} characters)`);
+  await cdp.send('Network.emulateNetworkConditions',
+                 { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
   const err = await page.textContent('#chaterr');
   if (err) fail(`playground error: ${err}`);
   if (shots) await page.screenshot({ path: `${shots}/serve_playground.png` });
