@@ -36,13 +36,14 @@ const char *ld_adapter_method_name(ld_adapter_method m) {
 
 /* ---- which matrices get a LoRA --------------------------------------------------------- */
 
-/* One pattern against a parameter name without ".weight": equal to its last component, or a
- * glob over the whole name. */
+/* One pattern against a parameter name without ".weight": "all-linear" (PEFT's word for every
+ * layer matrix), equal to its last component, or a glob over the whole name. */
 static bool pattern_matches(const char *pat, size_t plen, const char *name) {
     char p[128];
     if (plen == 0 || plen >= sizeof p) return false;
     memcpy(p, pat, plen);
     p[plen] = 0;
+    if (!strcmp(p, "all-linear")) return true; /* the caller passes layer matrices only */
     const char *last = strrchr(name, '.');
     if (!strcmp(last ? last + 1 : name, p)) return true;
     return fnmatch(p, name, 0) == 0;

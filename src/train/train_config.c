@@ -177,6 +177,9 @@ static void read_finetune(cfg_reader *r, ld_train_config *c) {
     get_str(r, "method", c->method, sizeof c->method);
     if (!r->st && strcmp(c->method, "full") && strcmp(c->method, "lora") && strcmp(c->method, "prompt"))
         r->st = ld_error(r->ctx, LD_ERR_FORMAT, "%s: method '%s' is not one of full, lora, prompt", r->path, c->method);
+    /* an adapter trains without weight decay unless the config asks for it (PEFT / HF Trainer's
+     * default): decay pulls LoRA's B back to its zero start and shrinks what the adapter learned */
+    if (strcmp(c->method, "full") && !item(r, "weight_decay")) c->train.optim.weight_decay = 0;
     c->has_max_steps = item(r, "max_steps") != NULL;
     c->has_warmup = item(r, "warmup_steps") != NULL;
     c->has_decay = item(r, "decay_steps") != NULL;

@@ -4,12 +4,14 @@
  *   - a table of bad example files, each error naming file:line;
  *   - the validation split by hash, and its refusal to leave a side empty;
  *   - a training job from config text: LoRA + head on a tiny model, the outputs it writes,
- *     exact resume after a cancel (per-step losses bit-identical), and config errors. */
+ *     exact resume after a cancel (per-step losses bit-identical), and config errors;
+ *   - an adapter (LoRA, prompt) trains without weight decay unless the config sets it. */
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "ld_test.h"
 #include "train/ft_data.h"
+#include "train/train_config.h"
 
 static char dir_[256];
 static const char *tmp(const char *name) {
@@ -407,6 +409,37 @@ TEST(job_config_errors_name_the_key) {
         CHECK_MSG(st != LD_OK && !j && strstr(ld_ctx_error(ctx), cases[i].error), "case %zu: got '%s', want '%s'", i,
                   ld_ctx_error(ctx), cases[i].error);
         ld_train_job_free(j);
+    }
+    ld_ctx_free(ctx);
+}
+
+/* PEFT / HF Trainer train adapters without weight decay; full fine-tuning keeps the trainer's
+ * 0.1; a weight_decay in the config always wins (with --method on the command line too). */
+TEST(adapters_default_to_no_weight_decay) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    static const struct {
+        const char *config, *override;
+        float wd;
+    } cases[] = {
+        {"{\"base\": \"x\", \"method\": \"lora\"}", NULL, 0.0f},
+        {"{\"base\": \"x\", \"method\": \"prompt\"}", NULL, 0.0f},
+        {"{\"base\": \"x\", \"method\": \"full\"}", NULL, 0.1f},
+        {"{\"base\": \"x\"}", NULL, 0.1f},
+        {"{\"base\": \"x\"}", "method=lora", 0.0f},
+        {"{\"base\": \"x\", \"method\": \"lora\", \"weight_decay\": 0.05}", NULL, 0.05f},
+        {"{\"base\": \"x\", \"method\": \"full\"}", "weight_decay=0.02", 0.02f},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ld_train_config c;
+        const char *ov[1] = {cases[i].override};
+        ld_status st = ld_train_config_parse(ctx, cases[i].config, strlen(cases[i].config), "ft.json", ov,
+                                             cases[i].override ? 1 : 0, &c);
+        CHECK_MSG(st == LD_OK, "case %zu: %s", i, ld_ctx_error(ctx));
+        if (st) continue;
+        CHECK_MSG(c.train.optim.weight_decay == cases[i].wd, "case %zu: weight_decay %g, want %g", i,
+                  (double)c.train.optim.weight_decay, (double)cases[i].wd);
+        ld_train_config_clear(&c);
     }
     ld_ctx_free(ctx);
 }
