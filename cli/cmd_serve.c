@@ -38,7 +38,7 @@ static const char *default_registry(const char *models_dir, char *buf, size_t ca
 static int cmd_serve(int argc, char **argv) {
     ld_server_params p = ld_server_default_params();
     const char *registry = NULL;
-    int64_t budget_mb = 0, kv_mb = 0, body_kb = 1024, context = 0;
+    int64_t budget_mb = 0, kv_mb = 0, body_kb = 1024, context = 0, file_mb = 64;
     int port = 8080, threads = 0, max_seqs = 16, max_queue = 64, max_conn = 256, timeout = 60;
     int64_t max_tokens = 4096;
     const ld_cli_opt opts[] = {
@@ -56,6 +56,7 @@ static int cmd_serve(int argc, char **argv) {
         LD_CLI_INT64("kv-mb", 0, &kv_mb, 0, 1 << 30, "MB", "KV cache per model (0 = max-seqs sequences of --context)"),
         LD_CLI_STRING("quantize", 0, &p.quantize, "T", "run F32 models' matrices as T (Q8_0, Q4_K, F16, ...)"),
         LD_CLI_INT64("max-body", 0, &body_kb, 1, 1 << 20, "KB", "request body limit"),
+        LD_CLI_INT64("max-file", 0, &file_mb, 1, 1 << 20, "MB", "uploaded file limit (POST /v1/files)"),
         LD_CLI_INT64("max-tokens", 0, &max_tokens, 1, 1 << 20, "N", "largest max_tokens accepted"),
         LD_CLI_INT("max-connections", 0, &max_conn, 1, 1 << 16, "N", "connections at once"),
         LD_CLI_INT("timeout", 0, &timeout, 1, 86400, "S", "drop idle or slow clients after S seconds"),
@@ -75,6 +76,7 @@ static int cmd_serve(int argc, char **argv) {
     if (!p.models_dir) return fprintf(stderr, "liandan serve: --models-dir is required (see --help)\n"), 2;
     p.port = port, p.threads = threads, p.max_seqs = max_seqs, p.max_queue = max_queue, p.context = context;
     p.memory_budget = (size_t)budget_mb << 20, p.kv_bytes = (size_t)kv_mb << 20;
+    p.limits.max_file_bytes = (size_t)file_mb << 20;
     p.limits.max_body_bytes = (size_t)body_kb << 10, p.limits.max_new_tokens = max_tokens;
     p.limits.max_connections = max_conn, p.limits.timeout_s = timeout;
     char regbuf[4200];

@@ -56,6 +56,26 @@ ld_key_check ld_registry_key_check(ld_registry *r, const char *key, const char *
 /* Whether a key of scope `have` may use a route that needs `need`. */
 bool ld_scope_allows(const char *have, const char *need);
 
+/* ---- files (uploaded fine-tuning data, content-addressed) ------------------------------ */
+typedef struct ld_file_info {
+    const char *id;        /* "file-" + the first 24 hex digits of sha256 */
+    const char *filename;  /* as uploaded (shown only, never used as a path) */
+    const char *purpose;   /* "fine-tune" */
+    const char *sha256;    /* of the bytes; the file is stored as files/<sha256>.jsonl */
+    int64_t bytes, lines;  /* lines: examples (non-empty lines) */
+    double created;
+} ld_file_info;
+/* Adds a file's record; *existed (may be NULL) is set when a file with the same id was there
+ * (the record is kept as it was: the bytes are the same). */
+ld_status ld_registry_file_add(ld_registry *r, const ld_file_info *f, bool *existed);
+/* Calls fn with the file `id` (LD_ERR_NOT_FOUND when there is none). */
+ld_status ld_registry_file_get(ld_registry *r, const char *id, void (*fn)(void *user, const ld_file_info *f), void *user);
+/* Calls fn for each file, newest first (purpose NULL: all). */
+ld_status ld_registry_file_list(ld_registry *r, const char *purpose, void (*fn)(void *user, const ld_file_info *f),
+                                void *user);
+/* Removes the record (LD_ERR_NOT_FOUND when there is none). */
+ld_status ld_registry_file_delete(ld_registry *r, const char *id);
+
 #ifdef __cplusplus
 }
 #endif

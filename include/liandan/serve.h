@@ -33,6 +33,7 @@ typedef struct ld_serve_limits {
     int timeout_s;              /* an idle or slow client is dropped after this (default 60) */
     int max_choices;            /* n (default 8) */
     int max_prompts;            /* prompts (or embedding inputs) in one request (default 32) */
+    size_t max_file_bytes;      /* an uploaded file (POST /v1/files; default 64 MiB) */
 } ld_serve_limits;
 
 typedef struct ld_server_params {

@@ -25,21 +25,26 @@ typedef struct route {
     const char *path;   /* exact, or a prefix when it ends in '/' */
     const char *scope;  /* key scope needed; NULL = no key needed */
     int (*fn)(ld_http *h);
-    bool body;          /* takes a JSON body (size-limited) */
+    int body;           /* BODY_*: what it reads, and under which size limit */
 } route;
+enum { BODY_NONE, BODY_JSON /* limits.max_body_bytes */, BODY_FILE /* limits.max_file_bytes */ };
 
 static const route routes[] = {
-    {"GET", "/health", NULL, ld_route_health, false},
-    {"GET", "/metrics", LD_SCOPE_INFERENCE, ld_route_metrics, false},
-    {"GET", "/v1/models", LD_SCOPE_INFERENCE, ld_route_models, false},
-    {"GET", "/v1/models/", LD_SCOPE_INFERENCE, ld_route_model, false},
-    {"POST", "/v1/completions", LD_SCOPE_INFERENCE, ld_route_generate, true},
-    {"POST", "/v1/chat/completions", LD_SCOPE_INFERENCE, ld_route_generate, true},
-    {"POST", "/v1/embeddings", LD_SCOPE_INFERENCE, ld_route_embeddings, true},
-    {"POST", "/tokenize", LD_SCOPE_INFERENCE, ld_route_tokenize, true},
-    {"POST", "/detokenize", LD_SCOPE_INFERENCE, ld_route_detokenize, true},
-    {"GET", "/", NULL, ld_route_ui, false}, /* the web UI (it asks for a key itself) */
-    {"GET", "/ui/", NULL, ld_route_ui, false},
+    {"GET", "/health", NULL, ld_route_health, BODY_NONE},
+    {"GET", "/metrics", LD_SCOPE_INFERENCE, ld_route_metrics, BODY_NONE},
+    {"GET", "/v1/models", LD_SCOPE_INFERENCE, ld_route_models, BODY_NONE},
+    {"GET", "/v1/models/", LD_SCOPE_INFERENCE, ld_route_model, BODY_NONE},
+    {"POST", "/v1/completions", LD_SCOPE_INFERENCE, ld_route_generate, BODY_JSON},
+    {"POST", "/v1/chat/completions", LD_SCOPE_INFERENCE, ld_route_generate, BODY_JSON},
+    {"POST", "/v1/embeddings", LD_SCOPE_INFERENCE, ld_route_embeddings, BODY_JSON},
+    {"POST", "/tokenize", LD_SCOPE_INFERENCE, ld_route_tokenize, BODY_JSON},
+    {"POST", "/detokenize", LD_SCOPE_INFERENCE, ld_route_detokenize, BODY_JSON},
+    {"POST", "/v1/files", LD_SCOPE_FINETUNE, ld_route_files, BODY_FILE},
+    {"GET", "/v1/files", LD_SCOPE_FINETUNE, ld_route_files, BODY_NONE},
+    {"GET", "/v1/files/", LD_SCOPE_FINETUNE, ld_route_file, BODY_NONE},
+    {"DELETE", "/v1/files/", LD_SCOPE_FINETUNE, ld_route_file, BODY_NONE},
+    {"GET", "/", NULL, ld_route_ui, BODY_NONE}, /* the web UI (it asks for a key itself) */
+    {"GET", "/ui/", NULL, ld_route_ui, BODY_NONE},
 };
 enum { N_ROUTES = sizeof routes / sizeof routes[0] };
 
@@ -290,6 +295,10 @@ static bool authorise(ld_http *h, const char *scope) {
     return false;
 }
 
+static size_t body_limit(const ld_server *s, int route) {
+    return routes[route].body == BODY_FILE ? s->p.limits.max_file_bytes : s->p.limits.max_body_bytes;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     (void)version;
@@ -315,12 +324,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (!authorise(&cs->h, routes[cs->h.route].scope)) return cs->answered = true, MHD_YES;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > srv->p.limits.max_body_bytes) cs->too_big = true;
+        if (cl && strtoull(cl, NULL, 10) > body_limit(srv, cs->h.route)) cs->too_big = true;
         return MHD_YES;
     }
     if (*upload_size) { /* body bytes */
         if (!cs->answered && !cs->too_big && routes[cs->h.route].body) {
-            if (cs->len + *upload_size > srv->p.limits.max_body_bytes) cs->too_big = true;
+            if (cs->len + *upload_size > body_limit(srv, cs->h.route)) cs->too_big = true;
             else {
                 if (cs->len + *upload_size + 1 > cs->cap) {
                     size_t cap = cs->cap ? cs->cap : 4096;
@@ -341,7 +350,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     cs->answered = true;
     if (cs->too_big) {
         char msg[160];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", srv->p.limits.max_body_bytes);
+        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", body_limit(srv, cs->h.route));
         return fail(&cs->h, 413, NULL, msg) == MHD_YES ? MHD_YES : MHD_NO;
     }
     cs->h.body = cs->body ? cs->body : "", cs->h.body_len = cs->len;
@@ -387,7 +396,7 @@ ld_server_params ld_server_default_params(void) {
     p.host = "127.0.0.1", p.port = 8080, p.max_seqs = 16, p.max_queue = 64;
     p.limits = (ld_serve_limits){.max_body_bytes = 1 << 20, .max_header_bytes = 32 << 10, .max_prompt_tokens = 0,
                                  .max_new_tokens = 4096, .max_connections = 256, .timeout_s = 60, .max_choices = 8,
-                                 .max_prompts = 32};
+                                 .max_prompts = 32, .max_file_bytes = (size_t)64 << 20};
     return p;
 }
 

@@ -113,6 +113,15 @@ int ld_route_detokenize(ld_http *h);
 int ld_route_health(ld_http *h);
 int ld_route_metrics(ld_http *h);
 int ld_route_ui(ld_http *h);
+int ld_route_files(ld_http *h);    /* POST (upload) and GET (list) /v1/files */
+int ld_route_file(ld_http *h);     /* GET / DELETE /v1/files/{id}, GET /v1/files/{id}/content */
+
+/* Files (routes_files.c): false (answered 501) when the server has no registry. */
+bool ld_srv_need_registry(ld_http *h);
+/* "file-" + 24 lowercase hex digits. */
+bool ld_srv_file_id_ok(const char *id);
+/* The stored path of file `id` and its sha256 (may be NULL); false when there is none. */
+bool ld_srv_file_path(struct ld_server *s, const char *id, char *path, size_t cap, char sha[65]);
 
 /* The prompt of a chat request as token ids, and the stop strings / ids the template implies.
  * The one place chat templates are applied (chat_render.c). */
