@@ -44,6 +44,7 @@ int ld_cli_eval_mlm(int argc, char **argv);
 int ld_cli_eval_probe(int argc, char **argv);
 extern const ld_cli_command ld_cmd_serve;
 extern const ld_cli_command ld_cmd_keys;
+extern const ld_cli_command ld_cmd_job_worker;
 
 /* Writes data [n, c] as a float32 NumPy .npy file; 1 (after a message) on failure. */
 int ld_cli_write_npy(ld_ctx *ctx, const char *path, const float *data, int64_t n, int64_t c);

@@ -82,6 +82,9 @@ static int cmd_serve(int argc, char **argv) {
     char regbuf[4200];
     p.registry = registry ? registry : default_registry(p.models_dir, regbuf, sizeof regbuf);
     p.log = log_line;
+    char self[4096];
+    ssize_t n_self = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n_self > 0) self[n_self] = 0, p.job_worker = self; /* fine-tuning jobs run in `liandan job-worker` */
     ld_ctx *ctx = ld_cli_ctx(p.threads);
     ld_server *s = NULL;
     if (ld_server_start(ctx, &p, &s)) {
@@ -179,5 +182,49 @@ static int cmd_keys(int argc, char **argv) {
     return rc;
 }
 
+/* ---- job-worker ------------------------------------------------------------------------------ */
+
+static volatile int worker_stop;
+static void on_worker_signal(int sig) {
+    (void)sig;
+    worker_stop = 1;
+}
+
+static int cmd_job_worker(int argc, char **argv) {
+    const char *dir = NULL, *registry = NULL;
+    int threads = 0;
+    ld_cli_list pos = {0};
+    const ld_cli_opt opts[] = {
+        LD_CLI_STRING("models-dir", 0, &dir, "DIR", "the served directory (required)"),
+        LD_CLI_STRING("registry", 0, &registry, "FILE", "the registry (default DIR/.liandan/registry.db)"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_END,
+    };
+    const ld_cli_spec spec = {
+        .cmd = "job-worker", .args = "JOB_ID", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
+        .about = "Runs one fine-tuning job of the registry: what `liandan serve` starts in a process of its own\n"
+                 "for each job (POST /v1/fine_tuning/jobs). It trains, resuming from the job's last checkpoint,\n"
+                 "records events and checkpoints, and registers the result. SIGTERM / Ctrl-C checkpoint and stop.\n"
+                 "Exit status: 0 done (succeeded or cancelled), 3 stopped to resume later, 1 the job failed."};
+    int rc;
+    if (!ld_cli_parse(&spec, argc, argv, &rc)) return rc;
+    if (!dir) return fprintf(stderr, "liandan job-worker: --models-dir is required (see --help)\n"), ld_cli_parse_free(&spec), 2;
+    char regbuf[4200];
+    if (!registry) snprintf(regbuf, sizeof regbuf, "%s/.liandan/registry.db", dir), registry = regbuf;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_worker_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    ld_ctx *ctx = ld_cli_ctx(threads);
+    ld_status st = ld_serve_job_work(ctx, dir, registry, pos.v[0], threads, &worker_stop);
+    rc = st == LD_OK ? 0 : st == LD_ERR_INTERRUPTED ? 3 : ld_cli_fail(ctx, "job-worker");
+    ld_ctx_free(ctx);
+    ld_cli_parse_free(&spec);
+    return rc;
+}
+
+const ld_cli_command ld_cmd_job_worker = {"job-worker", "run one fine-tuning job of serve's registry (serve starts it)",
+                                          cmd_job_worker};
 const ld_cli_command ld_cmd_serve = {"serve", "serve models over HTTP with OpenAI's API (batched, streaming)", cmd_serve};
 const ld_cli_command ld_cmd_keys = {"keys", "create, list and revoke API keys for serve", cmd_keys};

@@ -24,6 +24,7 @@ static const ld_cli_command *const commands[] = {
     &ld_cmd_imatrix,
     &ld_cmd_serve,
     &ld_cmd_keys,
+    &ld_cmd_job_worker,
     &ld_cmd_bench,
     &ld_cmd_plot,
     &ld_cmd_data,

@@ -76,6 +76,70 @@ ld_status ld_registry_file_list(ld_registry *r, const char *purpose, void (*fn)(
 /* Removes the record (LD_ERR_NOT_FOUND when there is none). */
 ld_status ld_registry_file_delete(ld_registry *r, const char *id);
 
+/* ---- fine-tuning jobs ------------------------------------------------------------------ */
+/* A job's status: validating_files -> queued -> running -> succeeded | failed | cancelled. */
+typedef struct ld_job_row {
+    const char *id, *model, *training_file, *validation_file, *method;
+    const char *hyperparameters;  /* JSON object text */
+    const char *suffix, *status, *fine_tuned_model, *error;
+    double created, started, finished; /* 0 = not yet */
+    int64_t trained_tokens, worker_pid, attempts;
+} ld_job_row;
+/* Adds a job (id, model, training_file, method, hyperparameters, status required). */
+ld_status ld_registry_job_add(ld_registry *r, const ld_job_row *j);
+ld_status ld_registry_job_get(ld_registry *r, const char *id, void (*fn)(void *user, const ld_job_row *j), void *user);
+/* Jobs newest first; after: a job id to list from (exclusive; NULL = the newest); limit <= 0
+ * = all; status: only jobs with this status (NULL = any). */
+ld_status ld_registry_job_list(ld_registry *r, const char *after, int64_t limit, const char *status,
+                               void (*fn)(void *user, const ld_job_row *j), void *user);
+/* Moves job id to status `to` when its status is one of `from` ('|'-separated, NULL = any);
+ * sets error (NULL keeps it), finished for a final status. *changed (may be NULL) says
+ * whether it moved. */
+ld_status ld_registry_job_set_status(ld_registry *r, const char *id, const char *from, const char *to,
+                                     const char *error, bool *changed);
+/* queued -> running in worker pid (started is kept from an earlier attempt; attempts + 1). */
+ld_status ld_registry_job_start(ld_registry *r, const char *id, int64_t pid, bool *changed);
+/* Records the worker process of a running job. */
+ld_status ld_registry_job_set_pid(ld_registry *r, const char *id, int64_t pid);
+/* running -> succeeded with its model and the tokens it trained on. */
+ld_status ld_registry_job_succeed(ld_registry *r, const char *id, const char *fine_tuned_model, int64_t trained_tokens,
+                                  bool *changed);
+
+typedef struct ld_job_event {
+    int64_t id;
+    const char *job, *level, *message, *data; /* data: JSON text or NULL */
+    double created;
+} ld_job_event;
+ld_status ld_registry_event_add(ld_registry *r, const char *job, const char *level, const char *message,
+                                const char *data);
+/* Events of a job, newest first, older than id `before` (0 = from the newest); limit <= 0 = all. */
+ld_status ld_registry_event_list(ld_registry *r, const char *job, int64_t before, int64_t limit,
+                                 void (*fn)(void *user, const ld_job_event *e), void *user);
+
+typedef struct ld_job_checkpoint {
+    int64_t id, step;
+    const char *job, *path;
+    double train_loss, created;
+} ld_job_checkpoint;
+ld_status ld_registry_checkpoint_add(ld_registry *r, const char *job, int64_t step, const char *path,
+                                     double train_loss);
+/* Checkpoints of a job, newest first. */
+ld_status ld_registry_checkpoint_list(ld_registry *r, const char *job, void (*fn)(void *user, const ld_job_checkpoint *c),
+                                      void *user);
+
+/* ---- models made here, with lineage ---------------------------------------------------- */
+typedef struct ld_model_row {
+    const char *id;              /* the name it is served under ("base:adapter" for a LoRA) */
+    const char *base, *kind;     /* kind: "lora" or "full" */
+    const char *path;            /* relative to the models directory */
+    const char *training_file, *training_sha256, *hyperparameters, *eval, *job;
+    double created;
+} ld_model_row;
+/* Adds or replaces the model's record. */
+ld_status ld_registry_model_add(ld_registry *r, const ld_model_row *m);
+ld_status ld_registry_model_get(ld_registry *r, const char *id, void (*fn)(void *user, const ld_model_row *m), void *user);
+ld_status ld_registry_model_list(ld_registry *r, void (*fn)(void *user, const ld_model_row *m), void *user);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,6 +52,9 @@ typedef struct ld_server_params {
     size_t kv_bytes;         /* KV cache per model (0 = enough for max_seqs sequences of context) */
     const char *quantize;    /* run loaded F32 models' matrices as this type ("Q8_0", ...), NULL = as stored */
     ld_serve_limits limits;
+    const char *job_worker;  /* the liandan executable, which runs fine-tuning jobs as
+                                `job_worker job-worker ...` in a process of their own; NULL =
+                                no fine-tuning jobs (the routes answer 501) */
     ld_log_fn log;           /* log lines of every thread (serialised); NULL = none */
     void *log_user;
 } ld_server_params;
@@ -62,8 +65,21 @@ typedef struct ld_server ld_server;
  * address cannot be bound, a non-loopback host without keys (unless allow_open_remote). */
 ld_status ld_server_start(ld_ctx *ctx, const ld_server_params *p, ld_server **out);
 int ld_server_port(const ld_server *s);
-/* Stops accepting, ends running requests (cancelled), joins every thread, frees. */
+/* Stops accepting, ends running requests (cancelled), stops a running fine-tuning worker
+ * (it checkpoints; the job resumes at the next start), joins every thread, frees. */
 void ld_server_stop(ld_server *s);
+
+/* Runs fine-tuning job `job_id` of the registry: what the worker process the server starts
+ * for a job (`liandan job-worker`) does. The job's training file and hyperparameters become a
+ * fine-tuning config (its run directory is DIR/.liandan/jobs/ID/run); it trains, resuming from
+ * the run's last checkpoint, writing each step's loss and ETA as job events and each
+ * checkpoint as a job checkpoint; at the end the adapter (LoRA, prompt) or model (full) moves
+ * to DIR/<name> and is registered as model "base:name" (or "name") with its lineage, and the
+ * job succeeds. Errors fail the job with their message. When *stop becomes nonzero (a signal
+ * handler may set it) the job checkpoints and this returns LD_ERR_INTERRUPTED, leaving the job
+ * running (to resume), or LD_OK when the job was cancelled meanwhile. threads: 0 = all. */
+ld_status ld_serve_job_work(ld_ctx *ctx, const char *models_dir, const char *registry, const char *job_id, int threads,
+                            volatile int *stop);
 
 #ifdef __cplusplus
 }

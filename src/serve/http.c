@@ -43,6 +43,10 @@ static const route routes[] = {
     {"GET", "/v1/files", LD_SCOPE_FINETUNE, ld_route_files, BODY_NONE},
     {"GET", "/v1/files/", LD_SCOPE_FINETUNE, ld_route_file, BODY_NONE},
     {"DELETE", "/v1/files/", LD_SCOPE_FINETUNE, ld_route_file, BODY_NONE},
+    {"POST", "/v1/fine_tuning/jobs", LD_SCOPE_FINETUNE, ld_route_fine_tuning, BODY_JSON},
+    {"GET", "/v1/fine_tuning/jobs", LD_SCOPE_FINETUNE, ld_route_fine_tuning, BODY_NONE},
+    {"GET", "/v1/fine_tuning/jobs/", LD_SCOPE_FINETUNE, ld_route_fine_tuning_job, BODY_NONE},
+    {"POST", "/v1/fine_tuning/jobs/", LD_SCOPE_FINETUNE, ld_route_fine_tuning_job, BODY_JSON},
     {"GET", "/", NULL, ld_route_ui, BODY_NONE}, /* the web UI (it asks for a key itself) */
     {"GET", "/ui/", NULL, ld_route_ui, BODY_NONE},
 };
@@ -441,6 +445,8 @@ ld_status ld_server_start(ld_ctx *ctx, const ld_server_params *params, ld_server
         goto fail;
     }
     if ((st = ld_pool_new(ctx, &pp, &s->pool))) goto fail;
+    if (params->job_worker && s->reg && (st = ld_jobs_start(ctx, s, params->job_worker, params->registry, &s->jobs)))
+        goto fail;
     struct sockaddr_storage addr;
     memset(&addr, 0, sizeof addr);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG | MHD_USE_ITC;
@@ -483,6 +489,7 @@ ld_status ld_server_start(ld_ctx *ctx, const ld_server_params *params, ld_server
     *out = s;
     return LD_OK;
 fail:
+    ld_jobs_stop(s->jobs);
     ld_pool_free(s->pool);
     ld_registry_close(s->reg);
     ld_metrics_free(&s->metrics);
@@ -500,6 +507,7 @@ void ld_server_stop(ld_server *s) {
     MHD_quiesce_daemon(s->daemon); /* no new connections */
     ld_pool_halt(s->pool);         /* running requests end (cancelled), their streams close */
     MHD_stop_daemon(s->daemon);    /* joins the connection threads */
+    ld_jobs_stop(s->jobs);         /* a running worker checkpoints; its job resumes at the next start */
     ld_pool_free(s->pool);
     ld_registry_close(s->reg);
     ld_metrics_free(&s->metrics);

@@ -61,6 +61,7 @@ struct ld_server {
     ld_log_fn log;
     void *log_user;
     uint64_t next_id;          /* request ids */
+    struct ld_jobs *jobs;      /* fine-tuning jobs (NULL: none) */
 };
 void ld_server_log(struct ld_server *s, ld_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -103,6 +104,20 @@ void ld_http_new_id(ld_http *h, const char *prefix, char *out, size_t cap);
 int ld_route_count(void);
 const char *ld_route_path(int i);
 
+/* ---- fine-tuning jobs (jobs.c: the runner; job_worker.c: one job in its worker) ------------ */
+typedef struct ld_jobs ld_jobs;
+/* Starts the runner thread; jobs that were running go back to the queue. bin: the liandan
+ * executable; registry: its path (for the worker). */
+ld_status ld_jobs_start(ld_ctx *ctx, struct ld_server *s, const char *bin, const char *registry, ld_jobs **out);
+/* Wakes the runner (a job was created). */
+void ld_jobs_kick(ld_jobs *J);
+/* Cancels job id (a running worker gets SIGTERM); false when it was already final. */
+bool ld_jobs_cancel(ld_jobs *J, const char *id);
+/* Stops a running worker (it checkpoints: the job resumes at the next start) and the thread. */
+void ld_jobs_stop(ld_jobs *J);
+/* Whether hp is an object of known hyperparameters with valid values; else a message. */
+bool ld_job_hyper_check(const struct cJSON *hp, char *err, size_t cap);
+
 /* Route handlers. */
 int ld_route_models(ld_http *h);
 int ld_route_model(ld_http *h);
@@ -115,6 +130,8 @@ int ld_route_metrics(ld_http *h);
 int ld_route_ui(ld_http *h);
 int ld_route_files(ld_http *h);    /* POST (upload) and GET (list) /v1/files */
 int ld_route_file(ld_http *h);     /* GET / DELETE /v1/files/{id}, GET /v1/files/{id}/content */
+int ld_route_fine_tuning(ld_http *h);     /* POST (create) and GET (list) /v1/fine_tuning/jobs */
+int ld_route_fine_tuning_job(ld_http *h); /* GET one, /events, /checkpoints; POST /cancel */
 
 /* Files (routes_files.c): false (answered 501) when the server has no registry. */
 bool ld_srv_need_registry(ld_http *h);

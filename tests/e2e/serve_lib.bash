@@ -21,6 +21,7 @@ JSON
 # start_server ARGS...: runs `liandan serve ARGS --port 0` in the background; sets PID, PORT, URL
 # and stops it on exit.
 start_server() {
+  : >"$T/serve.log" # emptied before the server starts: a restart must not find the last server's line
   "$BIN" serve "$@" --port 0 >"$T/serve.log" 2>&1 &
   PID=$!
   trap 'kill $PID 2>/dev/null || true; rm -rf "$T"' EXIT

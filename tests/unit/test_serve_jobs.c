@@ -1,6 +1,7 @@
 /* tests/unit/test_serve_jobs.c — the fine-tuning service's pieces below HTTP: the check of
  * uploaded JSONL against a table of bad files (each error names its line), and the
- * registry's files. */
+ * registry's files, jobs (status moves only from the states they allow), events,
+ * checkpoints and models with lineage. */
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +70,23 @@ static void count_file(void *user, const ld_file_info *f) {
     (void)f;
     ++*(int *)user;
 }
+static void job_status(void *user, const ld_job_row *j) {
+    snprintf(user, 32, "%s", j->status);
+}
+static void job_attempts(void *user, const ld_job_row *j) {
+    *(int64_t *)user = j->attempts;
+}
+static void count_event(void *user, const ld_job_event *e) {
+    (void)e;
+    ++*(int *)user;
+}
+static void count_job(void *user, const ld_job_row *j) {
+    (void)j;
+    ++*(int *)user;
+}
+static void model_base(void *user, const ld_model_row *m) {
+    snprintf(user, 64, "%s/%s", m->base, m->kind);
+}
 
 TEST(registry_files_jobs_events) {
     ld_ctx *ctx = NULL;
@@ -90,6 +108,49 @@ TEST(registry_files_jobs_events) {
     n = 0;
     CHECK(ld_registry_file_list(r, "assistants", count_file, &n) == LD_OK && n == 0);
     CHECK(ld_registry_file_get(r, "file-nope", count_file, &n) == LD_ERR_NOT_FOUND);
+    /* jobs: moves happen only from the states named */
+    ld_job_row j = {.id = "ftjob-1", .model = "poet", .training_file = f.id, .method = "lora",
+                    .hyperparameters = "{}", .status = "validating_files"};
+    CHECK(ld_registry_job_add(r, &j) == LD_OK);
+    CHECK(ld_registry_job_add(r, &j) == LD_ERR_IO); /* the id is taken */
+    bool moved = true;
+    CHECK(ld_registry_job_start(r, "ftjob-1", 42, &moved) == LD_OK && !moved); /* not queued yet */
+    CHECK(ld_registry_job_set_status(r, "ftjob-1", "validating_files", "queued", NULL, &moved) == LD_OK && moved);
+    CHECK(ld_registry_job_start(r, "ftjob-1", 42, &moved) == LD_OK && moved);
+    char st[32];
+    CHECK(ld_registry_job_get(r, "ftjob-1", job_status, st) == LD_OK && !strcmp(st, "running"));
+    /* a restart puts it back in the queue; the second start counts a second attempt */
+    CHECK(ld_registry_job_set_status(r, "ftjob-1", "running", "queued", NULL, &moved) == LD_OK && moved);
+    CHECK(ld_registry_job_start(r, "ftjob-1", 43, &moved) == LD_OK && moved);
+    int64_t attempts = 0;
+    CHECK(ld_registry_job_get(r, "ftjob-1", job_attempts, &attempts) == LD_OK && attempts == 2);
+    /* cancelled wins over a late success, and a final state stays */
+    CHECK(ld_registry_job_set_status(r, "ftjob-1", "queued|running", "cancelled", NULL, &moved) == LD_OK && moved);
+    CHECK(ld_registry_job_succeed(r, "ftjob-1", "poet:x", 100, &moved) == LD_OK && !moved);
+    CHECK(ld_registry_job_set_status(r, "ftjob-1", "queued|running", "failed", "late", &moved) == LD_OK && !moved);
+    CHECK(ld_registry_job_get(r, "ftjob-1", job_status, st) == LD_OK && !strcmp(st, "cancelled"));
+    CHECK(ld_registry_job_get(r, "ftjob-2", job_status, st) == LD_ERR_NOT_FOUND);
+    /* listing pages newest first */
+    ld_job_row j2 = j;
+    j2.id = "ftjob-2", j2.created = (double)time(NULL) + 10;
+    CHECK(ld_registry_job_add(r, &j2) == LD_OK);
+    n = 0;
+    CHECK(ld_registry_job_list(r, NULL, 1, NULL, count_job, &n) == LD_OK && n == 1);
+    n = 0;
+    CHECK(ld_registry_job_list(r, "ftjob-2", 0, NULL, count_job, &n) == LD_OK && n == 1);
+    n = 0;
+    CHECK(ld_registry_job_list(r, NULL, 0, "cancelled", count_job, &n) == LD_OK && n == 1);
+    /* events and checkpoints */
+    for (int i = 0; i < 5; i++) CHECK(ld_registry_event_add(r, "ftjob-1", "info", "step", "{\"step\": 1}") == LD_OK);
+    n = 0;
+    CHECK(ld_registry_event_list(r, "ftjob-1", 0, 3, count_event, &n) == LD_OK && n == 3);
+    CHECK(ld_registry_checkpoint_add(r, "ftjob-1", 10, "jobs/ftjob-1/checkpoints/step-0000010", 2.5) == LD_OK);
+    /* models with lineage */
+    ld_model_row m = {.id = "poet:ft-a", .base = "poet", .kind = "lora", .path = "ft-a", .training_file = f.id,
+                      .job = "ftjob-1"};
+    CHECK(ld_registry_model_add(r, &m) == LD_OK);
+    char lineage[64];
+    CHECK(ld_registry_model_get(r, "poet:ft-a", model_base, lineage) == LD_OK && !strcmp(lineage, "poet/lora"));
     CHECK(ld_registry_file_delete(r, f.id) == LD_OK);
     CHECK(ld_registry_file_delete(r, f.id) == LD_ERR_NOT_FOUND);
     ld_registry_close(r);
