@@ -30,6 +30,8 @@ extern const ld_cli_command ld_cmd_distill;
 extern const ld_cli_command ld_cmd_finetune;
 extern const ld_cli_command ld_cmd_generate;
 extern const ld_cli_command ld_cmd_chat;
+extern const ld_cli_command ld_cmd_chat_template;
+extern const ld_cli_command ld_cmd_init;
 extern const ld_cli_command ld_cmd_score;
 extern const ld_cli_command ld_cmd_eval;
 extern const ld_cli_command ld_cmd_export;

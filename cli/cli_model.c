@@ -197,6 +197,40 @@ void ld_cli_sample_opts(ld_generate_params *g, ld_cli_opt t[LD_CLI_SAMPLE_OPTS])
     memcpy(t, rows, sizeof rows);
 }
 
+void ld_cli_model_defaults(const ld_lm *m, const ld_tokenizer *tok, ld_generate_params *g) {
+    const ld_lm_config *c = ld_lm_config_of(m);
+    g->eos_id = ld_tokenizer_eos_id(tok);
+    g->stop_ids = c->n_eos_token_ids ? c->eos_token_ids : NULL, g->n_stop_ids = c->n_eos_token_ids;
+    const ld_lm_generation_config *gc = ld_lm_generation_config_of(m);
+    const ld_sample_params d = ld_sample_default_params();
+    ld_sample_params *s = &g->sample;
+    if (gc->temperature >= 0 && s->temperature == d.temperature) s->temperature = gc->temperature;
+    if (gc->top_p > 0 && s->top_p == d.top_p) s->top_p = gc->top_p;
+    if (gc->top_k >= 0 && s->top_k == d.top_k) s->top_k = gc->top_k;
+    if (gc->repetition_penalty > 0 && s->repetition_penalty == d.repetition_penalty)
+        s->repetition_penalty = gc->repetition_penalty;
+}
+
+const ld_chat_template *ld_cli_chat_template(ld_ctx *ctx, const ld_lm *m, const char *name, const char *cmd) {
+    if (name) {
+        const ld_chat_template *t = ld_chat_template_find(name);
+        if (t) return t;
+        fprintf(stderr, "liandan %s: --chat-template: no template family '%s' (", cmd, name);
+        for (size_t i = 0; i < ld_chat_template_count(); i++)
+            fprintf(stderr, "%s%s", i ? ", " : "", ld_chat_template_name(ld_chat_template_at(i)));
+        fprintf(stderr, ")\n");
+        return NULL;
+    }
+    const char *jinja = ld_lm_chat_template(m);
+    if (!jinja) return ld_chat_template_find("plain");
+    const ld_chat_template *t = NULL;
+    if (ld_chat_template_detect(ctx, jinja, &t)) {
+        fprintf(stderr, "liandan %s: the model's %s (or --chat-template plain for none)\n", cmd, ld_ctx_error(ctx));
+        return NULL;
+    }
+    return t;
+}
+
 int ld_cli_encode_corpus(ld_ctx *ctx, const ld_tokenizer *tok, const char *path, const ld_corpus_params *cp,
                          int32_t **out, size_t *n_out, double *bytes_out) {
     ld_corpus *c = NULL;

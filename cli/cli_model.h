@@ -67,6 +67,14 @@ bool ld_cli_type_opt(void *user, const char *opt, const char *value);
 /* The accepted names for the help ("f32, f16, bf16, q8_0, ..."), from the dtype table. */
 const char *ld_cli_type_names(void);
 void ld_cli_sample_opts(ld_generate_params *g, ld_cli_opt t[LD_CLI_SAMPLE_OPTS]);
+/* What the model says about generation, applied to g after the options were parsed: EOS (the
+ * tokenizer's) and every id of the config's EOS list stop a sequence; sampling settings still
+ * at the CLI's defaults take generation_config.json's values. */
+void ld_cli_model_defaults(const ld_lm *m, const ld_tokenizer *tok, ld_generate_params *g);
+/* The chat template for a model: `name` (--chat-template) when given, else the one the model
+ * file carries, recognised by its text, else "plain" (a model without a template). Prints an
+ * error naming the template and returns NULL when it is unknown. */
+const ld_chat_template *ld_cli_chat_template(ld_ctx *ctx, const ld_lm *m, const char *name, const char *cmd);
 
 /* `liandan eval tasks` (cli/cmd_eval_tasks.c) and `eval forgetting` (cli/cmd_eval_forgetting.c);
  * argv[0] is the subcommand. */

@@ -59,11 +59,40 @@ static int read_prompts(const char *file, ld_cli_list *prompts, char **text) {
     return 0;
 }
 
+/* A prompt as the one user message of a conversation in template t (after an optional
+ * system message), rendered with the assistant's opening and encoded with the template's
+ * special tokens. 1 on failure (printed). */
+static int encode_chat(ld_ctx *ctx, const ld_tokenizer *tok, const ld_chat_template *t, const char *system,
+                       const char *prompt, int32_t **ids, int64_t *n) {
+    const char *bos = "", *eos = "";
+    size_t bl = 0, el = 0;
+    char bos_buf[256], eos_buf[256];
+    if (ld_tokenizer_bos_id(tok) >= 0) ld_tokenizer_token_bytes(tok, ld_tokenizer_bos_id(tok), &bos, &bl);
+    if (ld_tokenizer_eos_id(tok) >= 0) ld_tokenizer_token_bytes(tok, ld_tokenizer_eos_id(tok), &eos, &el);
+    snprintf(bos_buf, sizeof bos_buf, "%.*s", (int)bl, bos);
+    snprintf(eos_buf, sizeof eos_buf, "%.*s", (int)el, eos);
+    ld_chat_message msgs[2] = {{"system", system}, {"user", prompt}};
+    char *text = NULL;
+    size_t len = 0, need = 0;
+    if (ld_chat_render(ctx, t, system ? msgs : msgs + 1, system ? 2 : 1, true, bos_buf, eos_buf, &text, &len))
+        return ld_cli_fail(ctx, "formatting the prompt");
+    *ids = malloc((len + 16) * sizeof(int32_t));
+    ld_status st = *ids ? ld_tokenizer_encode(tok, text, len, 0, *ids, len + 16, &need) : LD_ERR_NOMEM;
+    ld_free(ctx, text);
+    if (st) {
+        free(*ids), *ids = NULL;
+        return ld_cli_fail(ctx, "encoding the prompt");
+    }
+    *n = (int64_t)need;
+    return 0;
+}
+
 static int cmd_generate(int argc, char **argv) {
     const char *file = NULL, *adapter = NULL;
     ld_dtype quant = LD_DTYPE_COUNT;
     int threads = 0, batch = 64;
-    bool no_stream = false, print_ids = false;
+    bool no_stream = false, print_ids = false, as_chat = false;
+    const char *tmpl_name = NULL, *system = NULL;
     ld_cli_list pos = {0}, stops = {0};
     ld_generate_params gp = ld_generate_default_params();
     ld_cli_opt sample[LD_CLI_SAMPLE_OPTS];
@@ -98,6 +127,10 @@ static int cmd_generate(int argc, char **argv) {
                  "the 4/5-bit types, else as T: the usual mix)"},
         LD_CLI_INT("batch", 0, &batch, 1, 4096, "N", "prompts decoded together; more are done in turns"),
         LD_CLI_STRING("adapter", 0, &adapter, "DIR", "a LoRA adapter (PEFT directory) merged into the weights first"),
+        LD_CLI_FLAG("chat", 0, &as_chat,
+                    "each prompt is a user message in the model's chat template; prints the reply"),
+        LD_CLI_STRING("chat-template", 0, &tmpl_name, "NAME", "with --chat: the template family to use (see chat --help)"),
+        LD_CLI_STRING("system", 0, &system, "TEXT", "with --chat: a system message before each prompt"),
         LD_CLI_THREADS(&threads),
         LD_CLI_GROUP("sampling", sample),
         LD_CLI_GROUP("constrained and reranked generation", constrain),
@@ -135,7 +168,7 @@ static int cmd_generate(int argc, char **argv) {
         ld_tokenizer_free(tok), ld_lm_free(m), ld_ctx_free(ctx);
         goto done;
     }
-    gp.eos_id = ld_tokenizer_eos_id(tok);
+    ld_cli_model_defaults(m, tok, &gp);
     ld_cli_grammar *gr = NULL;
     if ((rc = ld_cli_grammar_new(ctx, &go, tok, &gr))) {
         ld_tokenizer_free(tok);
@@ -144,6 +177,30 @@ static int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (rerank) batch = candidates; /* one prompt's candidates at a time */
+    const ld_chat_template *tmpl = NULL;
+    if ((as_chat || tmpl_name || system) && !(tmpl = ld_cli_chat_template(ctx, m, tmpl_name, "generate"))) rc = 2;
+    if (!rc && as_chat && rerank)
+        rc = (fprintf(stderr, "liandan generate: --chat and --rerank do not go together (the reranker re-reads the raw prompt)\n"), 2);
+    if (!rc && (tmpl_name || system) && !as_chat) rc = (fprintf(stderr, "liandan generate: --chat-template and --system need --chat\n"), 2);
+    int32_t eot_stop = -1;
+    char *eot_str = NULL;
+    if (!rc && as_chat) { /* the end of the assistant's turn stops generation, as a token and as text */
+        const char *eos_text = "";
+        size_t eos_len = 0;
+        char eos_buf[256];
+        if (ld_tokenizer_eos_id(tok) >= 0) ld_tokenizer_token_bytes(tok, ld_tokenizer_eos_id(tok), &eos_text, &eos_len);
+        snprintf(eos_buf, sizeof eos_buf, "%.*s", (int)eos_len, eos_text);
+        const char *eot = ld_chat_template_end_of_turn(tmpl, eos_buf);
+        eot_str = eot && *eot ? strdup(eot) : NULL;
+        if (eot_str) eot_stop = ld_tokenizer_token_id(tok, eot_str);
+    }
+    int32_t *stop_ids = NULL;
+    if (!rc && eot_stop >= 0) { /* the config's EOS list and the end of turn */
+        if (!(stop_ids = malloc((size_t)(gp.n_stop_ids + 1) * sizeof *stop_ids))) rc = 1;
+        for (int i = 0; !rc && i < gp.n_stop_ids; i++) stop_ids[i] = gp.stop_ids[i];
+        if (!rc) stop_ids[gp.n_stop_ids] = eot_stop, gp.stop_ids = stop_ids, gp.n_stop_ids++;
+    }
+    if (!rc && eot_str && !ld_cli_list_push(&stops, eot_str)) rc = (fprintf(stderr, "liandan generate: out of memory\n"), 1);
     int n = prompts.n;
     int32_t **ids = calloc((size_t)n, sizeof *ids);
     int64_t *lens = calloc((size_t)n, sizeof *lens), *ngen = calloc((size_t)n, sizeof *ngen);
@@ -153,6 +210,7 @@ static int cmd_generate(int argc, char **argv) {
     int64_t max_prompt = 0;
     for (int i = 0; i < n && !rc; i++) {
         if (print_ids && !strncmp(prompts.v[i], "ids:", 4)) rc = parse_ids(prompts.v[i] + 4, &ids[i], &lens[i]);
+        else if (as_chat) rc = encode_chat(ctx, tok, tmpl, system, prompts.v[i], &ids[i], &lens[i]);
         else rc = ld_cli_encode(ctx, tok, prompts.v[i], &ids[i], &lens[i]);
         if (!rc && lens[i] == 0) { /* an empty prompt starts from BOS */
             ids[i][0] = ld_cli_start_token(tok, m), lens[i] = 1;
@@ -169,7 +227,7 @@ static int cmd_generate(int argc, char **argv) {
     if (!rc && quant != LD_DTYPE_COUNT && ld_lm_session_quantize_ex(s, quant, ld_lm_mix_edge_type(quant)))
         rc = ld_cli_fail(ctx, "quantizing");
     bool streaming = !no_stream && n == 1 && !print_ids && !rerank;
-    if (!rc && streaming) printf("%s", prompts.v[0]), fflush(stdout);
+    if (!rc && streaming && !as_chat) printf("%s", prompts.v[0]), fflush(stdout);
     double t0 = ld_time_now();
     /* --ids decodes one prompt at a time so each line holds one sequence's ids */
     for (int i = 0; print_ids && !rc && i < n; i++) {
@@ -219,7 +277,7 @@ static int cmd_generate(int argc, char **argv) {
         for (int i = 0; i < bn; i++) {
             ld_cli_text_flush(&g.text[i]);
             if (g.text[i].oom) rc = (fprintf(stderr, "liandan generate: out of memory\n"), 1);
-            if (!streaming) printf("%s%s\n", prompts.v[b0 + i], ld_cli_text_str(&g.text[i]));
+            if (!streaming) printf("%s%s\n", as_chat ? "" : prompts.v[b0 + i], ld_cli_text_str(&g.text[i]));
         }
         fflush(stdout);
     }
@@ -232,7 +290,7 @@ static int cmd_generate(int argc, char **argv) {
     }
     for (int i = 0; ids && i < n; i++) free(ids[i]);
     for (int i = 0; g.text && i < nb; i++) ld_cli_text_free(&g.text[i]);
-    free(ids), free(lens), free(ngen), free(g.text);
+    free(ids), free(lens), free(ngen), free(g.text), free(stop_ids), free(eot_str);
     ld_lm_session_free(s);
     ld_cli_grammar_free(gr);
     ld_tokenizer_free(tok);
@@ -247,49 +305,34 @@ done:
 
 /* ---- chat ---- */
 
-/* The conversation so far as text, re-encoded each turn (the model's context is its newest
- * tokens). It grows as needed and keeps at most `max` bytes (the oldest are dropped, at a
- * character boundary): far more than the context can hold. */
-typedef struct history {
-    char *s;
-    size_t len, cap, max;
-} history;
-
-static bool history_add(history *h, const char *text, size_t n) {
-    if (n >= h->max) text += n - h->max + 1, n = h->max - 1; /* only the tail can matter */
-    if (h->len + n + 1 > h->max) { /* drop the oldest bytes */
-        size_t drop = h->len + n + 1 - h->max;
-        while (drop < h->len && ((unsigned char)h->s[drop] & 0xc0) == 0x80) drop++;
-        memmove(h->s, h->s + drop, h->len - drop);
-        h->len -= drop;
-    }
-    while (((unsigned char)*text & 0xc0) == 0x80 && n) text++, n--; /* a cut character */
-    if (h->len + n + 1 > h->cap) {
-        size_t cap = h->cap ? h->cap : 4096;
-        while (cap < h->len + n + 1) cap *= 2;
-        char *ns = realloc(h->s, cap);
-        if (!ns) return false;
-        h->s = ns, h->cap = cap;
-    }
-    memcpy(h->s + h->len, text, n);
-    h->len += n;
-    h->s[h->len] = 0;
-    return true;
-}
-
 static int cmd_chat(int argc, char **argv) {
     int threads = 0;
+    bool stats = false;
+    const char *tmpl_name = NULL, *system = NULL;
     ld_cli_list pos = {0};
     ld_generate_params gp = ld_generate_default_params();
     gp.max_tokens = 256;
     ld_cli_opt sample[LD_CLI_SAMPLE_OPTS];
     ld_cli_sample_opts(&gp, sample);
-    const ld_cli_opt opts[] = {LD_CLI_THREADS(&threads), LD_CLI_GROUP("sampling", sample), LD_CLI_END};
+    const ld_cli_opt opts[] = {
+        LD_CLI_STRING("chat-template", 0, &tmpl_name, "NAME",
+                      "format the conversation as NAME (chatml, llama2, llama3, mistral, gemma,\n"
+                      "phi3, deepseek, deepseek3, plain) instead of the model's own template"),
+        LD_CLI_STRING("system", 0, &system, "TEXT", "a system message that starts the conversation"),
+        LD_CLI_FLAG("stats", 0, &stats,
+                    "after each reply, print to stderr the tokens of the prompt, how many the KV cache\n"
+                    "already held, how many were evaluated and how many generated"),
+        LD_CLI_THREADS(&threads),
+        LD_CLI_GROUP("sampling", sample),
+        LD_CLI_END,
+    };
     const ld_cli_spec spec = {
         .cmd = "chat", .args = "MODEL", .opts = opts, .pos = &pos, .min_pos = 1, .max_pos = 1,
-        .about = "Interactive: each line you type is appended to the conversation and the model continues it\n"
-                 "until it ends the turn (EOS or a newline). An empty line lets the model go on. /reset starts\n"
-                 "over, /quit (or the end of the input) leaves."};
+        .about = "Interactive: each line you type is a user message; the model replies in the format of its chat\n"
+                 "template (the GGUF's tokenizer.chat_template or the directory's tokenizer_config.json, recognised\n"
+                 "by its text; a model without one just continues your text up to a newline). The KV cache is kept\n"
+                 "across turns, so a reply costs only the tokens the conversation gained. /reset starts over, /quit\n"
+                 "(or the end of the input) leaves."};
     int rc;
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     const char *dir = pos.v[0];
@@ -297,57 +340,70 @@ static int cmd_chat(int argc, char **argv) {
     ld_lm *m;
     ld_tokenizer *tok;
     if ((rc = ld_cli_load_model(ctx, dir, &m, &tok))) return ld_cli_parse_free(&spec), ld_ctx_free(ctx), rc;
-    gp.eos_id = ld_tokenizer_eos_id(tok);
+    ld_cli_model_defaults(m, tok, &gp);
+    const ld_chat_template *t = ld_cli_chat_template(ctx, m, tmpl_name, "chat");
     int64_t ctx_len = ld_cli_context(m, 4096);
-    int64_t keep = ctx_len - gp.max_tokens - 1; /* the newest tokens of the conversation that fit */
     ld_lm_session *s = NULL;
-    if (keep < 1)
+    ld_chat *chat = NULL;
+    if (!t) rc = 2;
+    else if (gp.max_tokens >= ctx_len - 1)
         rc = (fprintf(stderr, "liandan chat: --max-tokens %lld leaves no room for the conversation in the model's "
                               "context of %lld tokens\n", (long long)gp.max_tokens, (long long)ctx_len), 2);
-    else if (ld_lm_session_new(m, 1, ctx_len, ctx_len > 512 ? 512 : ctx_len, &s))
+    else if (ld_lm_session_new(m, 1, ctx_len, ctx_len > 512 ? 512 : ctx_len, &s) || ld_chat_new(s, tok, t, 0, &chat))
         rc = ld_cli_fail(ctx, "creating the session");
-    /* 64 bytes a token is more than any tokenizer's longest piece needs */
-    history h = {.max = (size_t)ctx_len * 64 + 4096};
+    if (!rc && system && ld_chat_add(chat, "system", system)) rc = ld_cli_fail(ctx, "the system message");
     char *line = NULL;
     size_t cap = 0;
     ld_cli_text text = {0};
-    const char *stop = "\n";
-    gen_state g = {.text = &text, .stops = &stop, .n_stops = 1};
-    if (!rc) fprintf(stderr, "liandan chat: %s (context %lld tokens). /reset, /quit.\n", dir, (long long)ctx_len);
-    while (!rc) {
+    /* a turn ends at the template's end-of-turn text too, when it is not a single token */
+    const char *eot_text = NULL, *eos_text = "";
+    size_t eos_len = 0;
+    if (!rc && ld_tokenizer_eos_id(tok) >= 0) ld_tokenizer_token_bytes(tok, ld_tokenizer_eos_id(tok), &eos_text, &eos_len);
+    char eos_buf[256] = "";
+    snprintf(eos_buf, sizeof eos_buf, "%.*s", (int)eos_len, eos_text);
+    if (t) eot_text = ld_chat_template_end_of_turn(t, eos_buf);
+    const char *stops[1] = {eot_text};
+    gen_state g = {.text = &text, .stops = stops, .n_stops = eot_text && *eot_text ? 1 : 0};
+    if (!rc)
+        fprintf(stderr, "liandan chat: %s (context %lld tokens, template %s). /reset, /quit.\n", dir, (long long)ctx_len,
+                ld_chat_template_name(t));
+    for (int turn = 1; !rc; turn++) {
         fprintf(stderr, "> ");
         ssize_t got = getline(&line, &cap, stdin);
         if (got <= 0) break;
         line[strcspn(line, "\r\n")] = 0;
         if (!strcmp(line, "/quit")) break;
         if (!strcmp(line, "/reset")) {
-            h.len = 0;
-            if (h.s) h.s[0] = 0;
+            ld_chat_reset(chat);
+            if (system && ld_chat_add(chat, "system", system)) rc = ld_cli_fail(ctx, "the system message");
             continue;
         }
-        if (!history_add(&h, line, strlen(line))) {
-            rc = (fprintf(stderr, "liandan chat: out of memory\n"), 1);
+        if (ld_chat_add(chat, "user", line)) {
+            rc = ld_cli_fail(ctx, "the message");
             break;
         }
-        int32_t *ids;
-        int64_t n;
-        if ((rc = ld_cli_encode(ctx, tok, h.s ? h.s : "", &ids, &n))) break;
-        if (n == 0) ids[0] = ld_cli_start_token(tok, m), n = 1; /* nothing said yet: start from BOS */
-        const int32_t *start = n > keep ? ids + (n - keep) : ids;
-        int64_t len = n > keep ? keep : n;
         ld_cli_text_init(&text, tok, stdout);
-        printf("%s", line);
-        fflush(stdout);
-        if (ld_lm_generate(s, 1, &start, &len, &gp, on_token, &g, NULL)) rc = ld_cli_fail(ctx, "generating");
-        free(ids);
-        if (rc) break;
+        ld_chat_stats st;
+        if (ld_chat_respond(chat, &gp, on_token, &g, &st)) {
+            rc = ld_cli_fail(ctx, "replying");
+            break;
+        }
         ld_cli_text_flush(&text);
         printf("\n");
-        if (text.oom || !history_add(&h, ld_cli_text_str(&text), text.len) || !history_add(&h, "\n", 1))
-            rc = (fprintf(stderr, "liandan chat: out of memory\n"), 1);
+        fflush(stdout);
+        if (st.truncated_bytes)
+            fprintf(stderr, "liandan chat: your message was longer than the context: its first %lld bytes were left out\n",
+                    (long long)st.truncated_bytes);
+        if (text.oom) rc = (fprintf(stderr, "liandan chat: out of memory\n"), 1);
+        if (stats)
+            fprintf(stderr, "liandan chat: turn %d: %lld prompt tokens, %lld reused from the cache, %lld evaluated, "
+                            "%lld generated%s\n", turn, (long long)st.prompt_tokens, (long long)st.reused_tokens,
+                    (long long)st.evaluated_tokens, (long long)st.generated_tokens,
+                    st.dropped_messages ? " (oldest messages left out)" : "");
     }
-    free(line), free(h.s);
+    free(line);
     ld_cli_text_free(&text);
+    ld_chat_free(chat);
     ld_lm_session_free(s);
     ld_tokenizer_free(tok);
     ld_lm_free(m);

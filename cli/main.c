@@ -7,11 +7,13 @@
 #include "cli.h"
 
 static const ld_cli_command *const commands[] = {
+    &ld_cmd_init,
     &ld_cmd_pretrain,
     &ld_cmd_distill,
     &ld_cmd_finetune,
     &ld_cmd_generate,
     &ld_cmd_chat,
+    &ld_cmd_chat_template,
     &ld_cmd_score,
     &ld_cmd_embed,
     &ld_cmd_fill_mask,

@@ -1,7 +1,8 @@
 /* fuzz/fuzz_chat_template.c — chat template recognition and rendering from arbitrary bytes:
  * the input is a template text, then NUL-separated role/content pairs. Any template is
  * recognised or refused with a message; any conversation renders or is refused; the
- * rendering of a recognised family holds every message's (untrimmed families) content. */
+ * rendering of a recognised family holds every message's (untrimmed families) content. The
+ * whole input is also parsed as OpenAI-style messages JSON and, when it parses, rendered. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; !ld_chat_template_trims(t) && i < nm; i++)
             if (!strstr(out, msgs[i].content)) __builtin_trap();
         ld_free(ctx, out);
+    } else if (!*ld_ctx_error(ctx)) {
+        __builtin_trap();
+    }
+    /* the whole input as OpenAI-style messages JSON, rendered when it parses */
+    ld_chat_message *parsed = NULL;
+    size_t np = 0;
+    if (ld_chat_parse_messages(ctx, "fuzz.json", (const char *)data, size, &parsed, &np) == LD_OK) {
+        if (np && ld_chat_render(ctx, t, parsed, np, true, NULL, NULL, &out, &len) == LD_OK) ld_free(ctx, out);
+        ld_free(ctx, parsed);
     } else if (!*ld_ctx_error(ctx)) {
         __builtin_trap();
     }

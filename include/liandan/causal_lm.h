@@ -21,7 +21,36 @@ typedef enum ld_lm_arch { LD_ARCH_LLAMA = 0, LD_ARCH_GPT2 = 1 } ld_lm_arch;
 
 /* Which Hugging Face model_type a llama-architecture config came from (written back as is).
  * Mistral is llama with an optional sliding window; Qwen2 adds q/k/v projection biases. */
-typedef enum ld_lm_family { LD_FAMILY_LLAMA = 0, LD_FAMILY_MISTRAL, LD_FAMILY_QWEN2, LD_FAMILY_GPT2 } ld_lm_family;
+typedef enum ld_lm_family {
+    LD_FAMILY_LLAMA = 0,
+    LD_FAMILY_MISTRAL,
+    LD_FAMILY_QWEN2,
+    LD_FAMILY_GPT2,
+    LD_FAMILY_QWEN3,  /* RMSNorm over each head of q and k */
+    LD_FAMILY_GEMMA2, /* GeGLU, sandwich norms, soft-capped logits, sliding window on every other layer */
+    LD_FAMILY_PHI3,   /* fused qkv and gate/up projections */
+} ld_lm_family;
+
+/* Rotary position embedding scaling (config.json "rope_scaling"): how the rotation
+ * frequencies are stretched for contexts longer than the model was trained on. */
+typedef enum ld_rope_scaling_type {
+    LD_ROPE_SCALING_NONE = 0,
+    LD_ROPE_SCALING_LINEAR,  /* positions / factor */
+    LD_ROPE_SCALING_DYNAMIC, /* NTK-aware: the base grows with the context beyond the original */
+    LD_ROPE_SCALING_LLAMA3,  /* Llama 3.1: low frequencies / factor, high kept, a smooth band between */
+    LD_ROPE_SCALING_YARN,    /* YaRN: interpolation mixed with extrapolation per frequency, scaled attention */
+} ld_rope_scaling_type;
+
+typedef struct ld_rope_scaling {
+    ld_rope_scaling_type type;
+    float factor;                  /* > 0 (>= 1 for dynamic, llama3 and yarn) */
+    int64_t original_max_position; /* the context trained on; 0 = max_position */
+    float low_freq_factor, high_freq_factor; /* llama3 (1 and 4 in Llama 3.1) */
+    float beta_fast, beta_slow;    /* yarn (32 and 1 by default) */
+    float attention_factor;        /* yarn: cos and sin scale; 0 = 0.1 ln(factor) + 1 */
+} ld_rope_scaling;
+
+#define LD_LM_MAX_EOS 8
 
 typedef struct ld_lm_config {
     ld_lm_arch arch;
@@ -39,7 +68,29 @@ typedef struct ld_lm_config {
     bool qkv_bias;             /* biases on the q, k, v projections (Qwen2) */
     ld_lm_family family;
     int32_t bos_token_id, eos_token_id;
+    /* every token that ends generation (config.json's eos_token_id may be a list; the first
+     * is eos_token_id); n_eos_token_ids 0 = just eos_token_id */
+    int32_t eos_token_ids[LD_LM_MAX_EOS];
+    int n_eos_token_ids;
+    int64_t head_dim;          /* per attention head; 0 = hidden_size / n_heads */
+    ld_rope_scaling rope_scaling;
+    /* attention sees only the last sliding_window keys (0 = all) on the layers of the
+     * pattern: every layer (pattern 1), or every other one starting with the first (2, Gemma 2) */
+    int64_t sliding_window;
+    int sliding_window_pattern;
+    float attn_softcap;  /* attention scores become c * tanh(s / c) (Gemma 2: 50); 0 = off */
+    float final_softcap; /* the same on the logits (Gemma 2: 30); 0 = off */
+    float query_scale;   /* the attention scale; 0 = 1 / sqrt(head_dim) (Gemma 2: query_pre_attn_scalar^-1/2) */
 } ld_lm_config;
+
+/* The size of one attention head. */
+int64_t ld_lm_head_dim(const ld_lm_config *cfg);
+/* Whether layer l attends through the sliding window. */
+bool ld_lm_layer_sliding(const ld_lm_config *cfg, int64_t layer);
+/* The rotation frequencies for a config: inv_freq[i] (i < head_dim / 2) and the cos/sin
+ * scale (*mscale, YaRN; else 1), for sequences of up to seq_len tokens (dynamic NTK scaling
+ * depends on it; the others do not). */
+void ld_lm_rope_freqs(const ld_lm_config *cfg, int64_t seq_len, float *inv_freq, float *mscale);
 
 /* A small Llama-style default (the demo's starting point). */
 ld_lm_config ld_lm_default_config(ld_lm_arch arch);
@@ -85,6 +136,13 @@ ld_lm_load_params ld_lm_load_default_params(void);
 ld_status ld_lm_load(ld_ctx *ctx, const char *dir, ld_lm **out);
 /* The same with load parameters (NULL = defaults: in place, for inference). */
 ld_status ld_lm_load_ex(ld_ctx *ctx, const char *dir, const ld_lm_load_params *p, ld_lm **out);
+/* generation_config.json's sampling defaults (each < 0 when the file does not give it;
+ * do_sample = false is temperature 0). Its eos_token_id list is merged into the config's. */
+typedef struct ld_lm_generation_config {
+    float temperature, top_p, repetition_penalty;
+    int top_k;
+} ld_lm_generation_config;
+const ld_lm_generation_config *ld_lm_generation_config_of(const ld_lm *m);
 /* Whether the model reads its weights in place (loaded for inference) rather than from F32
  * parameters of its own. */
 bool ld_lm_in_place(const ld_lm *m);

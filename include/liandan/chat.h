@@ -30,7 +30,9 @@ typedef struct ld_chat_message {
 typedef struct ld_chat_template ld_chat_template;
 
 /* The families, by name: "chatml", "llama2", "llama3", "mistral", "gemma", "phi3",
- * "deepseek" (DeepSeek-LLM/V2 "User: ... Assistant:"), "deepseek3" (DeepSeek-V3/R1). */
+ * "deepseek" (DeepSeek-LLM/V2 "User: ... Assistant:"), "deepseek3" (DeepSeek-V3/R1), and
+ * "plain" (no template: each user message, then the model's continuation up to a newline;
+ * for base models; never recognised from a template, only chosen by name). */
 size_t ld_chat_template_count(void);
 const ld_chat_template *ld_chat_template_at(size_t i);
 /* NULL when no family has that name. */
@@ -61,6 +63,15 @@ ld_status ld_chat_render(ld_ctx *ctx, const ld_chat_template *t, const ld_chat_m
                          bool add_generation_prompt, const char *bos_text, const char *eos_text, char **out,
                          size_t *len);
 
+/* Parses messages in the OpenAI form: a JSON list of {"role": ..., "content": ...} (content a
+ * string or a list of {"type": "text", "text": ...} parts; other keys ignored), or an object
+ * whose "messages" is that list (a request body). *msgs receives one ld_alloc'd block holding
+ * the array and its strings (caller ld_frees it), *n the count. Errors name the document
+ * (`doc`, e.g. a file name) and the message: not JSON, not a list, a message without a string
+ * role, roles other than system/user/assistant, non-text content parts. */
+ld_status ld_chat_parse_messages(ld_ctx *ctx, const char *doc, const char *json, size_t len, ld_chat_message **msgs,
+                                 size_t *n);
+
 /* ---- a conversation in a session slot ------------------------------------------------ */
 typedef struct ld_chat ld_chat;
 
@@ -81,6 +92,7 @@ typedef struct ld_chat_stats {
     int64_t evaluated_tokens; /* run through the model before the first new token */
     int64_t generated_tokens;
     int64_t dropped_messages; /* oldest messages left out because the context was full */
+    int64_t truncated_bytes;  /* cut from the start of the last message, too long alone */
 } ld_chat_stats;
 
 /* Generates the assistant's reply to the conversation (which must end with a user message)
@@ -89,7 +101,8 @@ typedef struct ld_chat_stats {
  * rendered conversation; the tokens the slot already holds from earlier turns are kept
  * and only the rest is evaluated. When the conversation no longer fits the session's
  * context (with room for max_tokens), its oldest messages after a leading system message
- * are left out. on_token receives seq 0. *stats may be NULL. */
+ * are left out; when the last message alone is too long, its start is cut (in the kept
+ * conversation too). on_token receives seq 0. *stats may be NULL. */
 ld_status ld_chat_respond(ld_chat *c, const ld_generate_params *p, ld_token_fn on_token, void *user,
                           ld_chat_stats *stats);
 

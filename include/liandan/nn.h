@@ -83,15 +83,34 @@ ld_status ld_op_layernorm(ld_tape *t, const ld_tensor *x, ld_tensor *w, ld_tenso
 ld_status ld_op_rmsnorm(ld_tape *t, const ld_tensor *x, ld_tensor *w, float eps, ld_tensor **y);
 /* x is [B, T, H*D] viewed as [B, T, H, D]; positions pos0 + t. */
 ld_status ld_op_rope(ld_tape *t, const ld_tensor *x, int64_t n_heads, int64_t pos0, float theta, ld_tensor **y);
+/* The same with explicit rotation frequencies (RoPE scaling): pair i turns by position *
+ * inv_freq[i] (D/2 values, which must stay valid until backward), cos and sin times mscale. */
+ld_status ld_op_rope_freqs(ld_tape *t, const ld_tensor *x, int64_t n_heads, int64_t pos0, const float *inv_freq,
+                           float mscale, ld_tensor **y);
 /* q [B, T, Hq*D], k and v [B, T, Hkv*D] -> out [B, T, Hq*D]. key_len may be NULL. */
 ld_status ld_op_attention(ld_tape *t, const ld_tensor *q, const ld_tensor *k, const ld_tensor *v, int64_t n_heads,
                           int64_t n_kv_heads, bool causal, const int32_t *key_len, ld_tensor **out);
+typedef struct ld_attn_opts {
+    int64_t n_heads, n_kv_heads;
+    bool causal;
+    const int32_t *key_len; /* per batch row, or NULL; must stay valid until backward */
+    int64_t window;         /* sliding window (causal only): keys p - window + 1 .. p; 0 = all */
+    float softcap;          /* scores become softcap * tanh(s / softcap); 0 = off */
+    float scale;            /* 0 = 1 / sqrt(D) */
+} ld_attn_opts;
+ld_attn_opts ld_attn_default_opts(int64_t n_heads, int64_t n_kv_heads); /* causal, the rest off */
+ld_status ld_op_attention_ex(ld_tape *t, const ld_tensor *q, const ld_tensor *k, const ld_tensor *v,
+                             const ld_attn_opts *o, ld_tensor **out);
 /* GELU, tanh approximation (GPT-2's "gelu_new"). */
 ld_status ld_op_gelu(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 /* GELU, exact: x Phi(x) with the normal CDF via erf (BERT's and ESM's "gelu"). */
 ld_status ld_op_gelu_erf(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 ld_status ld_op_silu(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 ld_status ld_op_swiglu(ld_tape *t, const ld_tensor *gate, const ld_tensor *up, ld_tensor **y);
+/* GeGLU: gelu(gate) * up (tanh GELU). */
+ld_status ld_op_geglu(ld_tape *t, const ld_tensor *gate, const ld_tensor *up, ld_tensor **y);
+/* y = cap * tanh(x / cap), cap > 0 (logit soft-capping). */
+ld_status ld_op_softcap(ld_tape *t, const ld_tensor *x, float cap, ld_tensor **y);
 ld_status ld_op_add(ld_tape *t, const ld_tensor *a, const ld_tensor *b, ld_tensor **y);
 ld_status ld_op_scale(ld_tape *t, const ld_tensor *x, float alpha, ld_tensor **y);
 /* y[r, :] = s[r] x[r, :] for each row r of x (all leading dimensions flattened); s has one

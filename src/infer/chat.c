@@ -219,14 +219,37 @@ ld_status ld_chat_respond(ld_chat *c, const ld_generate_params *p, ld_token_fn o
         if (next == 0 && !strcmp(c->msgs[0].role, "system")) next = 1;
         next++; /* drop one message, then up to the next user message */
         while (next < c->n && strcmp(c->msgs[next].role, "user")) next++;
-        if (next >= c->n) {
+        if (next < c->n) {
+            from = next;
+            continue;
+        }
+        /* the last message alone passes the context: keep its newest tokens (as many as the
+         * template and the system message leave room for), cut at a character; when the
+         * re-rendered conversation still passes (tokens merge differently at the cut), the
+         * next try cuts more */
+        char *last = c->msgs[c->n - 1].content;
+        size_t clen = strlen(last), drop = 0;
+        if (clen == 0) {
             st = ld_error(ctx, LD_ERR_LIMIT,
-                          "chat: the last message needs %lld tokens with the template; with %lld for the reply that "
+                          "chat: the template and the system message need %lld tokens; with %lld for the reply that "
                           "passes the context of %lld",
                           (long long)ids.n, (long long)p->max_tokens, (long long)max_len);
             goto out;
         }
-        from = next;
+        ids_vec cids = {0};
+        if ((st = encode(c, last, clen, &cids))) goto out;
+        int64_t room = max_len - p->max_tokens - 1 - (ids.n - cids.n), cut = cids.n - (room > 0 ? room : 0);
+        for (int64_t i = 0; i < cut; i++) {
+            const char *b;
+            size_t bl = 0;
+            if (ld_tokenizer_token_bytes(c->tok, cids.v[i], &b, &bl) == LD_OK) drop += bl;
+        }
+        ld_free(ctx, cids.v);
+        if (drop < 1) drop = 1;
+        if (drop > clen) drop = clen;
+        while (drop < clen && ((unsigned char)last[drop] & 0xc0) == 0x80) drop++;
+        memmove(last, last + drop, clen - drop + 1);
+        stat.truncated_bytes += (int64_t)drop;
     }
     stat.prompt_tokens = ids.n;
     stat.dropped_messages = (int64_t)from - (from > 0 && !strcmp(c->msgs[0].role, "system"));
@@ -249,6 +272,11 @@ ld_status ld_chat_respond(ld_chat *c, const ld_generate_params *p, ld_token_fn o
         fresh = c->held.v + keep, n_fresh = rest.n;
         stat.prompt_tokens = keep + n_fresh;
     } else {
+        if (ids.n == 0) { /* nothing to go on (an empty message, no template): the start token */
+            int32_t start = ld_tokenizer_bos_id(c->tok) >= 0 ? ld_tokenizer_bos_id(c->tok) : ld_tokenizer_eos_id(c->tok);
+            if ((st = ids_reserve(ctx, &ids, 1))) goto out;
+            ids.v[ids.n++] = start >= 0 ? start : 0;
+        }
         while (keep < c->held.n && keep < ids.n && c->held.v[keep] == ids.v[keep]) keep++;
         if (keep == ids.n) keep--; /* at least one token is evaluated: its logits start the reply */
         if ((st = ld_lm_session_truncate(c->s, c->slot, keep)) || (st = ids_reserve(ctx, &c->held, ids.n))) goto out;

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "io/io_internal.h"
+#include "io/json.h"
 #include "liandan/chat.h"
 
 enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, N_ROLES };
@@ -70,6 +73,13 @@ static const ld_chat_template families[] = {
      {"", "User: ", "Assistant: "},
      {"\n\n", "\n\n", "{eos}"},
      "Assistant:", "", false, NULL, NULL, false, "{eos}"},
+    /* no template: the text goes on from what you type and a turn ends at a newline (base
+     * models, liandan's own poetry models); never recognised, only chosen */
+    {"plain", "plain text: your line, then the model's continuation up to a newline",
+     {NULL}, NULL, "",
+     {"", "", ""},
+     {"\n", "", "\n"},
+     "", "", false, NULL, NULL, false, "\n"},
 };
 #define N_FAMILIES (sizeof families / sizeof families[0])
 
@@ -99,7 +109,7 @@ const char *ld_chat_template_end_of_turn(const ld_chat_template *t, const char *
 }
 
 /* "chatml, llama3, ..." into buf. */
-static const char *family_list(char *buf, size_t cap) {
+static const char *family_list(char *buf, size_t cap) { /* every name, "plain" included */
     size_t n = 0;
     buf[0] = 0;
     for (size_t i = 0; i < N_FAMILIES && n < cap; i++)
@@ -112,7 +122,7 @@ ld_status ld_chat_template_detect(ld_ctx *ctx, const char *jinja, const ld_chat_
     *out = NULL;
     for (size_t i = 0; i < N_FAMILIES; i++) {
         const ld_chat_template *t = &families[i];
-        bool all = true;
+        bool all = t->markers[0] != NULL; /* a row without markers is only chosen by name */
         for (int k = 0; k < 3 && all && t->markers[k]; k++) all = strstr(jinja, t->markers[k]) != NULL;
         if (all && (!t->absent || !strstr(jinja, t->absent))) return *out = t, LD_OK;
     }
@@ -244,4 +254,91 @@ ld_status ld_chat_render(ld_ctx *ctx, const ld_chat_template *t, const ld_chat_m
     *out = (char *)b.data;
     if (len) *len = b.len - 1;
     return LD_OK;
+}
+
+/* ---- messages as JSON -------------------------------------------------------------------- */
+
+/* The text of a message's "content": a string, or OpenAI's list of {"type": "text",
+ * "text": ...} parts joined. Appends to b; false (error set) otherwise. */
+static bool content_text(ld_ctx *ctx, const char *doc, size_t i, const cJSON *c, ld_buf *b) {
+    if (cJSON_IsString(c)) return ld_buf_puts(b, c->valuestring), true;
+    if (!cJSON_IsArray(c)) {
+        ld_error(ctx, LD_ERR_FORMAT, "%s: messages[%zu].content: expected a string or a list of text parts", doc, i);
+        return false;
+    }
+    int k = 0;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, c) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") || !cJSON_IsString(text)) {
+            ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: messages[%zu].content[%d]: only {\"type\": \"text\", \"text\": ...} "
+                     "parts are supported", doc, i, k);
+            return false;
+        }
+        ld_buf_puts(b, text->valuestring);
+        k++;
+    }
+    return true;
+}
+
+ld_status ld_chat_parse_messages(ld_ctx *ctx, const char *doc, const char *json, size_t len, ld_chat_message **msgs,
+                                 size_t *n) {
+    if (!json || !msgs || !n) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_chat_parse_messages: NULL argument");
+    *msgs = NULL, *n = 0;
+    if (!doc) doc = "messages";
+    struct cJSON *root = NULL;
+    ld_status st = ld_json_parse(ctx, doc, json, len, &root);
+    if (st) return st;
+    const cJSON *arr = root;
+    if (cJSON_IsObject(root)) arr = cJSON_GetObjectItemCaseSensitive(root, "messages"); /* a request body */
+    if (!cJSON_IsArray(arr)) {
+        ld_json_free(root);
+        return ld_error(ctx, LD_ERR_FORMAT, "%s: expected a list of messages (or an object with \"messages\")", doc);
+    }
+    /* one block: the array, then the strings */
+    size_t count = (size_t)cJSON_GetArraySize(arr), i = 0;
+    ld_buf text;
+    ld_buf_init(&text, ctx);
+    size_t *role_at = ld_calloc(ctx, count + 1, 2 * sizeof(size_t));
+    if (!role_at) st = ld_ctx_status(ctx);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, arr) {
+        if (st) break;
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsObject(m) || !cJSON_IsString(role)) {
+            st = ld_error(ctx, LD_ERR_FORMAT, "%s: messages[%zu]: expected an object with a string \"role\"", doc, i);
+            break;
+        }
+        if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
+            strcmp(role->valuestring, "assistant")) {
+            st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: messages[%zu]: role '%.40s' (system, user or assistant)", doc, i,
+                          role->valuestring);
+            break;
+        }
+        role_at[2 * i] = text.len;
+        ld_buf_put(&text, role->valuestring, strlen(role->valuestring) + 1);
+        role_at[2 * i + 1] = text.len;
+        if (content && !cJSON_IsNull(content) && !content_text(ctx, doc, i, content, &text)) {
+            st = ld_ctx_status(ctx);
+            break;
+        }
+        ld_buf_put(&text, "", 1);
+        i++;
+    }
+    if (!st && text.failed) st = ld_error(ctx, LD_ERR_NOMEM, "%s: out of memory", doc);
+    ld_chat_message *out = NULL;
+    size_t head = (count * sizeof *out + 63) / 64 * 64;
+    if (!st && !(out = ld_alloc(ctx, head + text.len))) st = ld_ctx_status(ctx);
+    if (!st) {
+        char *strs = (char *)out + head;
+        memcpy(strs, text.data, text.len);
+        for (size_t k = 0; k < count; k++) out[k] = (ld_chat_message){strs + role_at[2 * k], strs + role_at[2 * k + 1]};
+        *msgs = out, *n = count;
+    }
+    ld_free(ctx, role_at);
+    ld_buf_free(&text);
+    ld_json_free(root);
+    return st;
 }

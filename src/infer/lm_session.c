@@ -42,6 +42,9 @@ struct ld_lm_session {
     ld_arena *mem;       /* everything below, allocated once */
     float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
     float *att_page, *lse_page; /* one page's attention output and lse (merged into att, lse) */
+    int64_t logit_rows;  /* rows the logits buffer holds (grown once for all_logits evals) */
+    float *rope_freq;    /* head_dim / 2 rotation frequencies, or NULL for the plain theta form */
+    float rope_mscale;
     /* the session's own forms of weights: from ld_lm_session_quantize, and the prepacked
      * panels (ld_qpack) of the model's or the session's matrices in packable types. Later
      * entries win; weights without one are read in the model's form. */
@@ -59,7 +62,7 @@ struct ld_lm_session {
 };
 
 static int64_t kv_width(const ld_lm_config *c) {
-    return c->n_kv_heads * (c->hidden_size / c->n_heads);
+    return c->n_kv_heads * ld_lm_head_dim(c);
 }
 
 /* Row `off` of page `page` in layer `layer` of the K or V pool. */
@@ -111,19 +114,28 @@ static void attn_merge(float *out, float *lse, const float *out2, const float *l
 
 /* out[n, Hq*D] = causal attention of q[n, Hq*D] (positions pos..pos+n-1) over the slot's
  * cached keys 0..pos+n-1 in layer l: one kernel call per page, merged. A sequence within
- * one page is one call (the same arithmetic as an unpaged cache). */
+ * one page is one call (the same arithmetic as an unpaged cache). The layer's sliding window
+ * (a page's keys are at positions p*P.., so q_offset = pos - p*P keeps the window's distances)
+ * and the config's soft-cap and query scale go to every call; pages wholly before the window
+ * of the first query are skipped. */
 static void attend(ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n, const float *q, float *out) {
     const ld_lm_config *c = &s->m->cfg;
-    const int64_t Hq = c->n_heads, D = c->hidden_size / Hq, P = s->kv.page_tokens, total = pos + n;
+    const int64_t Hq = c->n_heads, D = ld_lm_head_dim(c), P = s->kv.page_tokens, total = pos + n;
+    const bool llama = c->arch == LD_ARCH_LLAMA;
+    const int64_t window = llama && ld_lm_layer_sliding(c, l) && c->sliding_window < s->max_len ? c->sliding_window : 0;
     ld_attn_shape as = {.B = 1, .Tq = n, .Hq = Hq, .Hkv = c->n_kv_heads, .D = D, .causal = true,
-                        .scale = 1.0f / sqrtf((float)D), .key_len = NULL};
+                        .scale = llama && c->query_scale > 0 ? c->query_scale : 1.0f / sqrtf((float)D),
+                        .key_len = NULL, .window = window, .softcap = llama ? c->attn_softcap : 0.0f};
+    bool first = true;
     for (int64_t p = 0; p * P < total; p++) {
-        int32_t page = ld_kv_pages_at(&s->kv, slot, p * P);
         as.Tk = total - p * P < P ? total - p * P : P;
+        if (window > 0 && p * P + as.Tk <= pos + 1 - window) continue; /* every key before every query's window */
+        int32_t page = ld_kv_pages_at(&s->kv, slot, p * P);
         as.q_offset = pos - p * P;
-        s->k->attention_fwd(p ? s->att_page : out, p ? s->lse_page : s->lse, q, cache_at(s, s->kcache, l, page, 0),
-                            cache_at(s, s->vcache, l, page, 0), &as);
-        if (p) attn_merge(out, s->lse, s->att_page, s->lse_page, n, Hq, D);
+        s->k->attention_fwd(first ? out : s->att_page, first ? s->lse : s->lse_page, q,
+                            cache_at(s, s->kcache, l, page, 0), cache_at(s, s->vcache, l, page, 0), &as);
+        if (!first) attn_merge(out, s->lse, s->att_page, s->lse_page, n, Hq, D);
+        first = false;
     }
 }
 
@@ -153,9 +165,15 @@ static ld_status reserve_qscratch(ld_lm_session *s, ld_dtype type) {
     return LD_OK;
 }
 
-/* Makes the F32 weight scratch hold at least n floats. The LM head is never expanded: it
- * is large, and a prefill needs it for one row only. */
-static ld_status reserve_wf32(ld_lm_session *s, int64_t n) {
+/* The F32 expansion of a quantized matrix (see run_dequant_gemm) is done this many weights
+ * at a time (8 MiB): a band of rows, not the whole matrix, so it costs little memory. */
+#define LD_DEQUANT_BAND (1 << 21)
+
+/* Makes the F32 weight scratch hold a band of the [N, K] matrix w (its rows, up to about
+ * LD_DEQUANT_BAND weights). The LM head is never expanded: it is large, and a prefill needs
+ * it for one row only. */
+static ld_status reserve_wf32(ld_lm_session *s, int64_t N, int64_t K) {
+    int64_t rows = LD_DEQUANT_BAND / K < 16 ? 16 : LD_DEQUANT_BAND / K, n = (rows < N ? rows : N) * K;
     if (n <= s->wf32_elems) return LD_OK;
     if (!(s->wf32 = ld_arena_alloc(s->mem, (size_t)n * sizeof(float)))) return ld_ctx_status(s->ctx);
     s->wf32_elems = n;
@@ -223,8 +241,12 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
     if (!s) return ld_ctx_status(ctx);
     s->m = m, s->ctx = ctx, s->k = ld_kernels_get(LD_BACKEND_AUTO);
     s->n_slots = n_slots, s->max_len = max_len, s->max_tokens = max_tokens;
+    const lm_family_info *fam = lm_family(c->family);
     int64_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, T = max_tokens;
-    int64_t kvw = kv_width(c);
+    int64_t kvw = kv_width(c), Q = c->n_heads * ld_lm_head_dim(c);
+    /* the fused projections' outputs: GPT-2's q|k|v, Phi-3's q|k|v and gate|up */
+    int64_t fused = c->arch == LD_ARCH_GPT2 ? 3 * C : fam->fused_qkv ? Q + 2 * kvw : 1;
+    s->logit_rows = T < n_slots ? T : n_slots; /* one row per segment; grown for all_logits */
     size_t cache_elems, bytes = 0;
     if (ld_mul_size((size_t)(c->n_layers * n_pages), (size_t)(P * kvw), &cache_elems))
         return ld_lm_session_free(s), ld_error(ctx, LD_ERR_OVERFLOW, "session: KV cache size overflows");
@@ -233,11 +255,12 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
     if (st) return ld_lm_session_free(s), st;
     struct { float **p; size_t n; } bufs[] = {
         {&s->kcache, cache_elems}, {&s->vcache, cache_elems},
-        {&s->x, (size_t)(T * C)}, {&s->h, (size_t)(T * C)}, {&s->q, (size_t)(T * C)}, {&s->kk, (size_t)(T * kvw)},
-        {&s->vv, (size_t)(T * kvw)}, {&s->att, (size_t)(T * C)}, {&s->o, (size_t)(T * 3 * C)},
-        {&s->f1, (size_t)(T * I)}, {&s->f2, (size_t)(T * I)}, {&s->lse, (size_t)(T * c->n_heads)},
-        {&s->stat0, (size_t)T}, {&s->stat1, (size_t)T}, {&s->rows, (size_t)(T * C)}, {&s->logits, (size_t)(T * V)},
-        {&s->att_page, (size_t)(per_slot > 1 ? T * C : 1)}, {&s->lse_page, (size_t)(per_slot > 1 ? T * c->n_heads : 1)},
+        {&s->x, (size_t)(T * C)}, {&s->h, (size_t)(T * C)}, {&s->q, (size_t)(T * Q)}, {&s->kk, (size_t)(T * kvw)},
+        {&s->vv, (size_t)(T * kvw)}, {&s->att, (size_t)(T * Q)}, {&s->o, (size_t)(T * fused)},
+        {&s->f1, (size_t)(T * I * (fam->fused_gate_up ? 2 : 1))}, {&s->f2, (size_t)(T * I)},
+        {&s->lse, (size_t)(T * c->n_heads)}, {&s->stat0, (size_t)(T * c->n_heads)},
+        {&s->stat1, (size_t)T}, {&s->rows, (size_t)(T * C)}, {&s->logits, (size_t)(s->logit_rows * V)},
+        {&s->att_page, (size_t)(per_slot > 1 ? T * Q : 1)}, {&s->lse_page, (size_t)(per_slot > 1 ? T * c->n_heads : 1)},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         size_t b;
@@ -254,9 +277,17 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
     memset(s->len, 0, (size_t)n_slots * sizeof(int64_t));
     const int np = ld_params_count(m->params);
     if (!(s->forms = ld_arena_alloc(s->mem, (size_t)np * 2 * sizeof *s->forms)) ||
-        !(s->perm_tmp = ld_arena_alloc(s->mem, (size_t)(C / c->n_heads) * sizeof(float)))) {
+        !(s->perm_tmp = ld_arena_alloc(s->mem, (size_t)ld_lm_head_dim(c) * sizeof(float)))) {
         ld_lm_session_free(s);
         return ld_ctx_status(ctx);
+    }
+    /* scaled RoPE: the frequencies for this session's context, once */
+    if (c->arch == LD_ARCH_LLAMA && (c->rope_scaling.type != LD_ROPE_SCALING_NONE || m->rope_factors)) {
+        if (!(s->rope_freq = ld_arena_alloc(s->mem, (size_t)(ld_lm_head_dim(c) / 2) * sizeof(float)))) {
+            ld_lm_session_free(s);
+            return ld_ctx_status(ctx);
+        }
+        lm_rope_freqs(m, max_len, s->rope_freq, &s->rope_mscale);
     }
     /* the model's matrices in types with a prepacked form are packed once; their bytes in
      * the file are then not needed (given back to the page cache) */
@@ -270,8 +301,10 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
             if (!f->owned && f->w != m->wte && !ld_dtype_row_bytes(f->dtype, ld_tensor_numel(f->w), &bytes))
                 lm_release(m, f->data, bytes);
         }
+        int64_t N, K;
+        weight_nk(s, f->w, &N, &K);
         if (max_tokens >= LD_DEQUANT_GEMM_MIN_M && f->w != m->lm_head && f->w != m->wte && dequant_for_gemm(f->dtype) &&
-            (st = reserve_wf32(s, ld_tensor_numel(f->w))))
+            (st = reserve_wf32(s, N, K)))
             return ld_lm_session_free(s), st;
     }
     ld_log(ctx, LD_LOG_DEBUG, "session: %zu MiB (KV cache %zu MiB)", bytes >> 20, (cache_elems * 8) >> 20);
@@ -333,7 +366,7 @@ ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype he
         if (!st) st = add_form(s, w, t, q, pack, false);
         if (pack) ld_free(ctx, q);
         if (!st) st = reserve_qscratch(s, t);
-        if (!st && !head && s->max_tokens >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(t)) st = reserve_wf32(s, N * K);
+        if (!st && !head && s->max_tokens >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(t)) st = reserve_wf32(s, N, K);
     }
     return st;
 }
@@ -466,20 +499,26 @@ static void run_packed(const ld_lm_session *s, const sess_form *f, int64_t N, in
     ld_qmatmul_packed(s->ctx, f->dtype, f->data, N, K, x, M, y, s->qscratch); /* any M: one kernel */
 }
 
-/* many rows, no int8 GEMM for this type: expand W to F32 once (about a tenth of the
- * product's time at 512 rows) and run the packed F32 GEMM, several times faster per row
- * than the dot kernels */
+/* many rows, no int8 GEMM for this type: expand W to F32 a band of rows at a time (about a
+ * tenth of the product's time at 512 rows) and run the packed F32 GEMM on each band, several
+ * times faster per row than the dot kernels */
 static bool wants_dequant_gemm(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K) {
-    return f->dtype != LD_F32 && M >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(f->dtype) && N * K <= s->wf32_elems;
+    return f->dtype != LD_F32 && M >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(f->dtype) &&
+           s->wf32_elems >= (N < 16 ? N : 16) * K;
 }
 static void run_dequant_gemm(const ld_lm_session *s, const sess_form *f, int64_t N, int64_t K, const float *x, int64_t M,
                              float *y) {
     size_t rb = 0;
     ld_dtype_row_bytes(f->dtype, K, &rb);
     float *wf = s->wf32;
+    const int64_t band = s->wf32_elems / K;
+    for (int64_t n0 = 0; n0 < N; n0 += band) {
+        const int64_t nb = N - n0 < band ? N - n0 : band;
 #pragma omp parallel for schedule(static) num_threads(ld_ctx_threads(s->ctx))
-    for (int64_t r = 0; r < N; r++) ld_dequantize(s->ctx, f->dtype, (const uint8_t *)f->data + (size_t)r * rb, wf + r * K, K);
-    s->k->gemm_f32(false, true, M, N, K, 1.0f, x, K, wf, K, 0.0f, y, N);
+        for (int64_t r = 0; r < nb; r++)
+            ld_dequantize(s->ctx, f->dtype, (const uint8_t *)f->data + (size_t)(n0 + r) * rb, wf + r * K, K);
+        s->k->gemm_f32(false, true, M, nb, K, 1.0f, x, K, wf, K, 0.0f, y + n0, N);
+    }
 }
 
 static bool is_blocks(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K) {
@@ -528,7 +567,7 @@ static void linear(const ld_lm_session *s, float *y, const float *x, const ld_te
             break;
         }
     if (f.rope_perm) { /* q/k rows in llama.cpp's order: outputs back to HF's, per head */
-        const int64_t D = s->m->cfg.hidden_size / s->m->cfg.n_heads;
+        const int64_t D = ld_lm_head_dim(&s->m->cfg);
         lm_rope_unpermute(y, M, N / D, D, s->perm_tmp);
     }
     if (b)
@@ -584,17 +623,96 @@ static ld_status validate(ld_lm_session *s, const ld_lm_segment *segs, int n_seg
     return LD_OK;
 }
 
+/* Rotary embedding of x [n, H, D] at positions pos..: the plain theta form or the session's
+ * scaled frequencies. */
+static void rope(const ld_lm_session *s, float *x, int64_t n, int64_t H, int64_t pos) {
+    const ld_lm_config *c = &s->m->cfg;
+    const int64_t D = ld_lm_head_dim(c);
+    if (s->rope_freq) s->k->rope_freq_fwd(x, x, 1, n, H, D, pos, s->rope_freq, s->rope_mscale);
+    else s->k->rope_fwd(x, x, 1, n, H, D, pos, c->rope_theta);
+}
+
+/* The columns [off, off + w) of rows of src [M, ld] into dst [M, w]. */
+static void take_cols(float *dst, const float *src, int64_t M, int64_t ld, int64_t off, int64_t w) {
+    for (int64_t r = 0; r < M; r++) memcpy(dst + r * w, src + r * ld + off, (size_t)w * sizeof(float));
+}
+
+/* Makes the logits buffer hold R rows (grown once, for the first eval that wants all rows). */
+static ld_status reserve_logits(ld_lm_session *s, int64_t R) {
+    if (R <= s->logit_rows) return LD_OK;
+    float *p = ld_arena_alloc(s->mem, (size_t)(R * s->m->cfg.vocab_size) * sizeof(float));
+    if (!p) return ld_ctx_status(s->ctx);
+    s->logits = p, s->logit_rows = R;
+    return LD_OK;
+}
+
+/* The attention block of a llama-family layer: q, k, v (fused or not, with biases), per-head
+ * q/k norms, RoPE, the cache, attention (sliding window, soft-cap); out = s->att [M, H*D]. */
+static void attention_llama(ld_lm_session *s, const lm_layer *L, int64_t l, const ld_lm_segment *segs, int n_segs,
+                            int64_t M) {
+    const ld_lm_config *c = &s->m->cfg;
+    const lm_family_info *fam = lm_family(c->family);
+    const ld_kernels *k = s->k;
+    const int64_t Hq = c->n_heads, Hkv = c->n_kv_heads, D = ld_lm_head_dim(c), Q = Hq * D, kvw = kv_width(c);
+    if (fam->fused_qkv) {
+        linear(s, s->o, s->h, L->qkv, NULL, M);
+        take_cols(s->q, s->o, M, Q + 2 * kvw, 0, Q);
+        take_cols(s->kk, s->o, M, Q + 2 * kvw, Q, kvw);
+        take_cols(s->vv, s->o, M, Q + 2 * kvw, Q + kvw, kvw);
+    } else {
+        linear(s, s->q, s->h, L->q, L->q_b, M);
+        linear(s, s->kk, s->h, L->k, L->k_b, M);
+        linear(s, s->vv, s->h, L->v, L->v_b, M);
+    }
+    if (fam->qk_norm) { /* each head's D values: rows of D */
+        k->rmsnorm_fwd(s->q, s->stat0, s->q, L->q_norm->data, M * Hq, D, c->norm_eps);
+        k->rmsnorm_fwd(s->kk, s->stat0, s->kk, L->k_norm->data, M * Hkv, D, c->norm_eps);
+    }
+    for (int i = 0, r = 0; i < n_segs; r += (int)segs[i].n, i++) {
+        int slot = segs[i].slot;
+        int64_t n = segs[i].n, pos = s->len[slot];
+        float *q = s->q + r * Q, *kr = s->kk + r * kvw, *vr = s->vv + r * kvw;
+        rope(s, q, n, Hq, pos);
+        rope(s, kr, n, Hkv, pos);
+        cache_write(s, s->kcache, l, slot, pos, kr, n);
+        cache_write(s, s->vcache, l, slot, pos, vr, n);
+        attend(s, l, slot, pos, n, q, s->att + r * Q);
+    }
+}
+
+/* The MLP of a llama-family layer on s->h; out = s->h. */
+static void mlp_llama(ld_lm_session *s, const lm_layer *L, int64_t M) {
+    const lm_family_info *fam = lm_family(s->m->cfg.family);
+    const int64_t I = s->m->cfg.intermediate_size;
+    const float *gate = s->f1, *up = s->f2;
+    if (fam->fused_gate_up) { /* [M, 2I] rows: gate | up */
+        linear(s, s->f1, s->h, L->gate_up, NULL, M);
+        for (int64_t r = 0; r < M; r++) {
+            if (fam->geglu) s->k->geglu_fwd(s->f2 + r * I, s->f1 + r * 2 * I, s->f1 + r * 2 * I + I, I);
+            else s->k->swiglu_fwd(s->f2 + r * I, s->f1 + r * 2 * I, s->f1 + r * 2 * I + I, I);
+        }
+        linear(s, s->h, s->f2, L->down, NULL, M);
+        return;
+    }
+    linear(s, s->f1, s->h, L->gate, NULL, M);
+    linear(s, s->f2, s->h, L->up, NULL, M);
+    if (fam->geglu) s->k->geglu_fwd(s->f1, gate, up, M * I);
+    else s->k->swiglu_fwd(s->f1, gate, up, M * I);
+    linear(s, s->h, s->f1, L->down, NULL, M);
+}
+
 /* The forward pass of ld_lm_session_eval; with hidden, *out gets the final-norm hidden
  * states of every row instead of logits (ld_lm_session_eval_hidden). */
 static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, bool all_logits, bool hidden,
                            const float **out) {
     int64_t M;
     ld_status st = validate(s, segs, n_segs, &M);
-    if (st) return st;
+    if (st || (all_logits && (st = reserve_logits(s, M)))) return st;
     ld_lm *m = s->m;
     const ld_lm_config *c = &m->cfg;
+    const lm_family_info *fam = lm_family(c->family);
     const ld_kernels *k = s->k;
-    int64_t C = c->hidden_size, Hq = c->n_heads, Hkv = c->n_kv_heads, D = C / Hq, kvw = kv_width(c);
+    int64_t C = c->hidden_size, kvw = kv_width(c);
     int64_t I = c->intermediate_size;
     bool gpt2 = c->arch == LD_ARCH_GPT2;
     for (int i = 0; i < n_segs; i++) ld_kv_pages_grow(&s->kv, segs[i].slot, s->len[segs[i].slot], segs[i].n);
@@ -605,34 +723,27 @@ static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_se
             embed(s, segs[i].ids[j], s->x + r * C);
             if (gpt2) k->add_inplace(s->x + r * C, (const float *)m->wpe->data + (s->len[segs[i].slot] + j) * C, C);
         }
+    if (fam->embed_scale) k->scale_fwd(s->x, s->x, sqrtf((float)C), M * C);
     for (int64_t l = 0; l < c->n_layers; l++) {
         const lm_layer *L = &m->layers[l];
         norm(s, s->h, s->x, L->ln1_w, L->ln1_b, M);
         if (gpt2) {
             linear(s, s->o, s->h, L->qkv, L->qkv_b, M);
-            for (int64_t r = 0; r < M; r++) {
-                memcpy(s->q + r * C, s->o + r * 3 * C, (size_t)C * sizeof(float));
-                memcpy(s->kk + r * C, s->o + r * 3 * C + C, (size_t)C * sizeof(float));
-                memcpy(s->vv + r * C, s->o + r * 3 * C + 2 * C, (size_t)C * sizeof(float));
+            take_cols(s->q, s->o, M, 3 * C, 0, C);
+            take_cols(s->kk, s->o, M, 3 * C, C, C);
+            take_cols(s->vv, s->o, M, 3 * C, 2 * C, C);
+            for (int i = 0, r = 0; i < n_segs; r += (int)segs[i].n, i++) {
+                int slot = segs[i].slot;
+                int64_t n = segs[i].n, pos = s->len[slot];
+                cache_write(s, s->kcache, l, slot, pos, s->kk + r * kvw, n);
+                cache_write(s, s->vcache, l, slot, pos, s->vv + r * kvw, n);
+                attend(s, l, slot, pos, n, s->q + r * C, s->att + r * C);
             }
         } else {
-            linear(s, s->q, s->h, L->q, L->q_b, M);
-            linear(s, s->kk, s->h, L->k, L->k_b, M);
-            linear(s, s->vv, s->h, L->v, L->v_b, M);
-        }
-        for (int i = 0, r = 0; i < n_segs; r += (int)segs[i].n, i++) {
-            int slot = segs[i].slot;
-            int64_t n = segs[i].n, pos = s->len[slot];
-            float *q = s->q + r * C, *kr = s->kk + r * kvw, *vr = s->vv + r * kvw;
-            if (!gpt2) {
-                k->rope_fwd(q, q, 1, n, Hq, D, pos, c->rope_theta);
-                k->rope_fwd(kr, kr, 1, n, Hkv, D, pos, c->rope_theta);
-            }
-            cache_write(s, s->kcache, l, slot, pos, kr, n);
-            cache_write(s, s->vcache, l, slot, pos, vr, n);
-            attend(s, l, slot, pos, n, q, s->att + r * C);
+            attention_llama(s, L, l, segs, n_segs, M);
         }
         linear(s, s->h, s->att, L->o, L->o_b, M);
+        if (fam->sandwich_norms) norm(s, s->h, s->h, L->post_attn_norm, NULL, M);
         k->add_inplace(s->x, s->h, M * C);
         norm(s, s->h, s->x, L->ln2_w, L->ln2_b, M);
         if (gpt2) {
@@ -640,11 +751,9 @@ static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_se
             k->gelu_fwd(s->f2, s->f1, M * I);
             linear(s, s->h, s->f2, L->down, L->down_b, M);
         } else {
-            linear(s, s->f1, s->h, L->gate, NULL, M);
-            linear(s, s->f2, s->h, L->up, NULL, M);
-            k->swiglu_fwd(s->f1, s->f1, s->f2, M * I);
-            linear(s, s->h, s->f1, L->down, NULL, M);
+            mlp_llama(s, L, M);
         }
+        if (fam->sandwich_norms) norm(s, s->h, s->h, L->post_mlp_norm, NULL, M);
         k->add_inplace(s->x, s->h, M * C);
     }
     if (hidden) {
@@ -665,6 +774,7 @@ static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_se
     }
     norm(s, s->h, s->rows, m->lnf_w, m->lnf_b, R);
     linear(s, s->logits, s->h, m->lm_head, NULL, R);
+    if (c->final_softcap > 0) k->softcap_fwd(s->logits, s->logits, c->final_softcap, R * c->vocab_size);
     for (int i = 0; i < n_segs; i++) s->len[segs[i].slot] += segs[i].n;
     s->evaluated += M;
     *out = s->logits;

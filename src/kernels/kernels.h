@@ -42,6 +42,12 @@ typedef struct ld_attn_shape {
     bool causal;
     float scale;
     const int32_t *key_len;
+    /* window > 0 (sliding-window attention, with causal): the query at position p sees only
+     * keys p - window + 1 .. p. softcap > 0 (Gemma 2): each scaled score s becomes
+     * softcap * tanh(s / softcap) before the softmax. 0 = off. Kernels that do not implement
+     * them run the reference for such shapes. */
+    int64_t window;
+    float softcap;
 } ld_attn_shape;
 
 typedef struct ld_adamw_params {
@@ -102,6 +108,15 @@ typedef struct ld_kernels {
     void (*rope_bwd)(float *dx, const float *dy, int64_t B, int64_t T, int64_t H, int64_t D,
                      int64_t pos0, float theta);
 
+    /* The same rotation with explicit frequencies (RoPE scaling: linear, NTK, Llama 3,
+     * YaRN): pair i of every head turns by (pos0 + t) * inv_freq[i] (D/2 values), and cos and
+     * sin are multiplied by mscale (YaRN's attention factor; 1 otherwise). bwd applies the
+     * inverse rotation times mscale, accumulating into dx. */
+    void (*rope_freq_fwd)(float *y, const float *x, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                          const float *inv_freq, float mscale);
+    void (*rope_freq_bwd)(float *dx, const float *dy, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                          const float *inv_freq, float mscale);
+
     /* ---- attention (memory-efficient: never materialises [B, H, Tq, Tk]) ---- */
     void (*attention_fwd)(float *out, float *lse, const float *q, const float *k,
                           const float *v, const ld_attn_shape *s);
@@ -156,6 +171,13 @@ typedef struct ld_kernels {
     void (*swiglu_fwd)(float *y, const float *gate, const float *up, int64_t n);
     void (*swiglu_bwd)(float *dgate, float *dup, const float *dy, const float *gate,
                        const float *up, int64_t n);
+    /* GeGLU: y = gelu(gate) * up (Gemma MLP; the tanh GELU above). */
+    void (*geglu_fwd)(float *y, const float *gate, const float *up, int64_t n);
+    void (*geglu_bwd)(float *dgate, float *dup, const float *dy, const float *gate,
+                      const float *up, int64_t n);
+    /* Soft-capping: y = cap * tanh(x / cap) (Gemma 2's logits); dx += dy * (1 - tanh^2). */
+    void (*softcap_fwd)(float *y, const float *x, float cap, int64_t n);
+    void (*softcap_bwd)(float *dx, const float *dy, const float *x, float cap, int64_t n);
     /* y = a + b (residual); y may alias a or b. Backward is an accumulate: add_inplace. */
     void (*add_fwd)(float *y, const float *a, const float *b, int64_t n);
     /* y += x */

@@ -21,24 +21,45 @@ ld_lm_config ld_lm_default_config(ld_lm_arch arch) {
     return c;
 }
 
+int64_t ld_lm_head_dim(const ld_lm_config *c) {
+    return c->head_dim > 0 ? c->head_dim : c->n_heads > 0 ? c->hidden_size / c->n_heads : 0;
+}
+
+bool ld_lm_layer_sliding(const ld_lm_config *c, int64_t layer) {
+    if (c->sliding_window <= 0) return false;
+    return c->sliding_window_pattern <= 1 || layer % c->sliding_window_pattern < c->sliding_window_pattern - 1;
+}
+
+void lm_rope_freqs(const ld_lm *m, int64_t seq_len, float *inv_freq, float *mscale) {
+    ld_lm_rope_freqs(&m->cfg, seq_len, inv_freq, mscale);
+    for (int64_t i = 0; m->rope_factors && i < ld_lm_head_dim(&m->cfg) / 2; i++) inv_freq[i] /= m->rope_factors[i];
+}
+
 ld_status ld_lm_config_validate(ld_ctx *ctx, const ld_lm_config *c) {
     if (!c) return ld_error(ctx, LD_ERR_INVALID_ARG, "model config is NULL");
     if (c->arch != LD_ARCH_LLAMA && c->arch != LD_ARCH_GPT2)
         return ld_error(ctx, LD_ERR_UNSUPPORTED, "model config: unknown architecture %d", (int)c->arch);
+    const lm_family_info *fam = lm_family(c->family);
 #define NEED(cond, ...) \
     if (!(cond)) return ld_error(ctx, LD_ERR_INVALID_ARG, "model config: " __VA_ARGS__)
+    NEED(fam && fam->arch == c->arch, "model family %d does not match the architecture", (int)c->family);
     NEED(c->vocab_size > 0 && c->vocab_size <= (1 << 24), "vocab_size %lld outside 1..16777216", (long long)c->vocab_size);
     NEED(c->hidden_size > 0 && c->hidden_size <= 65536, "hidden_size %lld outside 1..65536", (long long)c->hidden_size);
     NEED(c->n_layers > 0 && c->n_layers <= 1024, "num_hidden_layers %lld outside 1..1024", (long long)c->n_layers);
-    NEED(c->n_heads > 0 && c->hidden_size % c->n_heads == 0,
+    NEED(c->n_heads > 0 && c->n_heads <= 4096, "num_attention_heads %lld outside 1..4096", (long long)c->n_heads);
+    NEED(c->head_dim >= 0 && c->head_dim <= 4096, "head_dim %lld outside 1..4096", (long long)c->head_dim);
+    NEED(c->head_dim > 0 || c->hidden_size % c->n_heads == 0,
          "hidden_size %lld is not divisible by num_attention_heads %lld", (long long)c->hidden_size, (long long)c->n_heads);
     NEED(c->n_kv_heads > 0 && c->n_heads % c->n_kv_heads == 0,
          "num_attention_heads %lld is not a multiple of num_key_value_heads %lld", (long long)c->n_heads,
          (long long)c->n_kv_heads);
+    const int64_t D = ld_lm_head_dim(c);
+    NEED(c->n_heads * D <= 1 << 20, "num_attention_heads x head_dim = %lld is too large", (long long)(c->n_heads * D));
     NEED(c->arch != LD_ARCH_GPT2 || c->n_kv_heads == c->n_heads, "gpt2 has no grouped-query attention (n_kv_heads %lld != n_heads %lld)",
          (long long)c->n_kv_heads, (long long)c->n_heads);
-    NEED(c->arch != LD_ARCH_LLAMA || (c->hidden_size / c->n_heads) % 2 == 0, "head size %lld must be even for RoPE",
-         (long long)(c->hidden_size / c->n_heads));
+    NEED(c->arch != LD_ARCH_GPT2 || (c->head_dim == 0 || c->head_dim * c->n_heads == c->hidden_size),
+         "gpt2's head size is hidden_size / heads");
+    NEED(c->arch != LD_ARCH_LLAMA || D % 2 == 0, "head size %lld must be even for RoPE", (long long)D);
     NEED(c->intermediate_size > 0 && c->intermediate_size <= 1 << 20, "intermediate_size %lld outside 1..1048576",
          (long long)c->intermediate_size);
     NEED(c->max_position > 0 && c->max_position <= 1 << 20, "max_position_embeddings %lld outside 1..1048576",
@@ -46,18 +67,44 @@ ld_status ld_lm_config_validate(ld_ctx *ctx, const ld_lm_config *c) {
     NEED(c->norm_eps > 0 && c->norm_eps < 1, "norm epsilon %g outside (0, 1)", c->norm_eps);
     NEED(c->arch != LD_ARCH_LLAMA || c->rope_theta > 0, "rope_theta %g must be positive", c->rope_theta);
     NEED(c->init_std > 0, "initializer_range %g must be positive", c->init_std);
-    NEED(c->arch != LD_ARCH_GPT2 || c->tie_embeddings, "gpt2 always ties its embeddings");
+    NEED(!fam->always_tied || c->tie_embeddings, "%s always ties its embeddings", fam->model_type);
     NEED(c->arch != LD_ARCH_GPT2 || !c->qkv_bias, "gpt2 has no separate q/k/v biases");
-    NEED((c->arch == LD_ARCH_GPT2) == (c->family == LD_FAMILY_GPT2), "model family does not match the architecture");
+    NEED(c->n_eos_token_ids >= 0 && c->n_eos_token_ids <= LD_LM_MAX_EOS, "%d EOS ids (at most %d)", c->n_eos_token_ids,
+         LD_LM_MAX_EOS);
+    const ld_rope_scaling *rs = &c->rope_scaling;
+    NEED(rs->type >= LD_ROPE_SCALING_NONE && rs->type <= LD_ROPE_SCALING_YARN, "unknown rope_scaling type %d", (int)rs->type);
+    NEED(rs->type == LD_ROPE_SCALING_NONE || c->arch == LD_ARCH_LLAMA, "gpt2 has no RoPE to scale");
+    NEED(rs->type == LD_ROPE_SCALING_NONE || (rs->factor > 0 && rs->factor <= 1024),
+         "rope_scaling factor %g outside (0, 1024]", rs->factor);
+    NEED(rs->type <= LD_ROPE_SCALING_LINEAR || rs->factor >= 1, "rope_scaling factor %g must be at least 1", rs->factor);
+    NEED(rs->original_max_position >= 0 && rs->original_max_position <= 1 << 24,
+         "original_max_position_embeddings %lld out of range", (long long)rs->original_max_position);
+    NEED(rs->type != LD_ROPE_SCALING_LLAMA3 || (rs->low_freq_factor > 0 && rs->high_freq_factor > rs->low_freq_factor),
+         "rope_scaling llama3 needs 0 < low_freq_factor (%g) < high_freq_factor (%g)", rs->low_freq_factor,
+         rs->high_freq_factor);
+    NEED(rs->type != LD_ROPE_SCALING_YARN || (rs->beta_fast > 0 && rs->beta_slow > 0 && rs->attention_factor >= 0),
+         "rope_scaling yarn needs positive beta_fast (%g) and beta_slow (%g)", rs->beta_fast, rs->beta_slow);
+    NEED(c->sliding_window >= 0 && c->sliding_window <= 1 << 24, "sliding_window %lld out of range",
+         (long long)c->sliding_window);
+    NEED(c->sliding_window_pattern >= 0 && c->sliding_window_pattern <= 64, "sliding window pattern %d outside 0..64",
+         c->sliding_window_pattern);
+    NEED(c->sliding_window == 0 || c->arch == LD_ARCH_LLAMA, "gpt2 has no sliding window");
+    NEED(c->attn_softcap >= 0 && c->final_softcap >= 0 && c->query_scale >= 0 && isfinite(c->attn_softcap) &&
+             isfinite(c->final_softcap) && isfinite(c->query_scale),
+         "soft-caps (%g, %g) and query scale (%g) must be finite and not negative", c->attn_softcap, c->final_softcap,
+         c->query_scale);
 #undef NEED
     return LD_OK;
 }
 
 int64_t ld_lm_config_num_params(const ld_lm_config *c) {
-    int64_t C = c->hidden_size, D = C / c->n_heads, I = c->intermediate_size, V = c->vocab_size;
-    int64_t kv = c->n_kv_heads * D, per_layer, n;
+    const lm_family_info *fam = lm_family(c->family);
+    int64_t C = c->hidden_size, D = ld_lm_head_dim(c), I = c->intermediate_size, V = c->vocab_size;
+    int64_t q = c->n_heads * D, kv = c->n_kv_heads * D, per_layer, n;
     if (c->arch == LD_ARCH_LLAMA) {
-        per_layer = 2 * C + C * C + 2 * C * kv + C * C + 3 * C * I + (c->qkv_bias ? C + 2 * kv : 0);
+        per_layer = 2 * C + C * q + 2 * C * kv + q * C + 3 * C * I + (c->qkv_bias ? q + 2 * kv : 0);
+        if (fam && fam->qk_norm) per_layer += 2 * D;
+        if (fam && fam->sandwich_norms) per_layer += 2 * C;
         n = V * C + c->n_layers * per_layer + C + (c->tie_embeddings ? 0 : V * C);
     } else {
         per_layer = 4 * C + C * 3 * C + 3 * C + C * C + C + C * I + I + I * C + C;
@@ -66,8 +113,53 @@ int64_t ld_lm_config_num_params(const ld_lm_config *c) {
     return n;
 }
 
+void ld_lm_rope_freqs(const ld_lm_config *c, int64_t seq_len, float *inv_freq, float *mscale) {
+    const int64_t D = ld_lm_head_dim(c), half = D / 2;
+    const ld_rope_scaling *rs = &c->rope_scaling;
+    const double orig = (double)(rs->original_max_position > 0 ? rs->original_max_position : c->max_position);
+    double base = c->rope_theta;
+    *mscale = 1.0f;
+    if (rs->type == LD_ROPE_SCALING_DYNAMIC && (double)seq_len > orig) /* NTK: a larger base for longer sequences */
+        base *= pow(rs->factor * (double)seq_len / orig - (rs->factor - 1), (double)D / (double)(D - 2));
+    /* YaRN's correction range: the dimensions whose wavelength fits beta_fast / beta_slow
+     * turns in the original context */
+    double lo = 0, hi = 0;
+    if (rs->type == LD_ROPE_SCALING_YARN) {
+        lo = floor((double)D * log(orig / (rs->beta_fast * 2 * M_PI)) / (2 * log(base)));
+        hi = ceil((double)D * log(orig / (rs->beta_slow * 2 * M_PI)) / (2 * log(base)));
+        lo = lo > 0 ? lo : 0, hi = hi < (double)(D - 1) ? hi : (double)(D - 1);
+        if (hi == lo) hi += 0.001;
+        *mscale = rs->attention_factor > 0 ? rs->attention_factor
+                  : rs->factor <= 1           ? 1.0f
+                                              : (float)(0.1 * log(rs->factor) + 1.0);
+    }
+    for (int64_t i = 0; i < half; i++) {
+        double f = pow(base, -2.0 * (double)i / (double)D);
+        switch (rs->type) {
+        case LD_ROPE_SCALING_LINEAR: f /= rs->factor; break;
+        case LD_ROPE_SCALING_LLAMA3: {
+            double wavelen = 2 * M_PI / f, low_wl = orig / rs->low_freq_factor, high_wl = orig / rs->high_freq_factor;
+            if (wavelen > low_wl) f /= rs->factor; /* low frequencies: interpolated */
+            else if (wavelen >= high_wl) {         /* the band between: a smooth mix */
+                double smooth = (orig / wavelen - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
+                f = (1 - smooth) * f / rs->factor + smooth * f;
+            }
+            break;
+        }
+        case LD_ROPE_SCALING_YARN: {
+            double ramp = ((double)i - lo) / (hi - lo), extrap = 1 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+            f = f / rs->factor * (1 - extrap) + f * extrap;
+            break;
+        }
+        default: break;
+        }
+        inv_freq[i] = (float)f;
+    }
+}
+
 double ld_lm_train_flops_per_token(const ld_lm_config *c, int64_t T) {
-    return 6.0 * (double)ld_lm_config_num_params(c) + 6.0 * (double)c->n_layers * (double)c->hidden_size * (double)T;
+    return 6.0 * (double)ld_lm_config_num_params(c) +
+           6.0 * (double)c->n_layers * (double)(c->n_heads * ld_lm_head_dim(c)) * (double)T;
 }
 
 /* ---- construction ----------------------------------------------------------------- */
@@ -142,32 +234,53 @@ ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init 
     m->ctx = ctx;
     m->cfg = *cfg;
     m->in_place = init == LM_INIT_IN_PLACE || init == LM_INIT_SHAPES;
+    m->gen = (ld_lm_generation_config){-1, -1, -1, -1};
     if ((st = ld_params_new(ctx, &m->params)) ||
         !(m->layers = ld_calloc(ctx, (size_t)cfg->n_layers, sizeof *m->layers))) {
         ld_lm_free(m);
         return st ? st : ld_ctx_status(ctx);
     }
     init_state s = {m, ld_rng_init(seed), init, LD_OK};
-    int64_t C = cfg->hidden_size, D = C / cfg->n_heads, I = cfg->intermediate_size, V = cfg->vocab_size;
-    int64_t kv = cfg->n_kv_heads * D;
+    const lm_family_info *fam = lm_family(cfg->family);
+    int64_t C = cfg->hidden_size, D = ld_lm_head_dim(cfg), I = cfg->intermediate_size, V = cfg->vocab_size;
+    int64_t q = cfg->n_heads * D, kv = cfg->n_kv_heads * D;
     if (cfg->arch == LD_ARCH_LLAMA) {
         m->wte = param(&s, INIT_NORMAL, 2, V, C, "model.embed_tokens.weight", 0);
         for (int l = 0; l < cfg->n_layers; l++) {
             lm_layer *L = &m->layers[l];
             L->ln1_w = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.input_layernorm.weight", l);
-            L->q = param(&s, INIT_NORMAL, 2, C, C, "model.layers.%d.self_attn.q_proj.weight", l);
-            L->k = param(&s, INIT_NORMAL, 2, kv, C, "model.layers.%d.self_attn.k_proj.weight", l);
-            L->v = param(&s, INIT_NORMAL, 2, kv, C, "model.layers.%d.self_attn.v_proj.weight", l);
+            if (fam->fused_qkv) {
+                L->qkv = param(&s, INIT_NORMAL, 2, q + 2 * kv, C, "model.layers.%d.self_attn.qkv_proj.weight", l);
+            } else {
+                L->q = param(&s, INIT_NORMAL, 2, q, C, "model.layers.%d.self_attn.q_proj.weight", l);
+                L->k = param(&s, INIT_NORMAL, 2, kv, C, "model.layers.%d.self_attn.k_proj.weight", l);
+                L->v = param(&s, INIT_NORMAL, 2, kv, C, "model.layers.%d.self_attn.v_proj.weight", l);
+            }
             if (cfg->qkv_bias) {
-                L->q_b = param(&s, INIT_ZERO, 1, C, 0, "model.layers.%d.self_attn.q_proj.bias", l);
+                L->q_b = param(&s, INIT_ZERO, 1, q, 0, "model.layers.%d.self_attn.q_proj.bias", l);
                 L->k_b = param(&s, INIT_ZERO, 1, kv, 0, "model.layers.%d.self_attn.k_proj.bias", l);
                 L->v_b = param(&s, INIT_ZERO, 1, kv, 0, "model.layers.%d.self_attn.v_proj.bias", l);
             }
-            L->o = param(&s, INIT_RESID, 2, C, C, "model.layers.%d.self_attn.o_proj.weight", l);
-            L->ln2_w = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-            L->gate = param(&s, INIT_NORMAL, 2, I, C, "model.layers.%d.mlp.gate_proj.weight", l);
-            L->up = param(&s, INIT_NORMAL, 2, I, C, "model.layers.%d.mlp.up_proj.weight", l);
+            if (fam->qk_norm) {
+                L->q_norm = param(&s, INIT_ONE, 1, D, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+                L->k_norm = param(&s, INIT_ONE, 1, D, 0, "model.layers.%d.self_attn.k_norm.weight", l);
+            }
+            L->o = param(&s, INIT_RESID, 2, C, q, "model.layers.%d.self_attn.o_proj.weight", l);
+            if (fam->sandwich_norms) {
+                L->post_attn_norm = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+                L->ln2_w = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.pre_feedforward_layernorm.weight", l);
+            } else {
+                L->ln2_w = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+            }
+            if (fam->fused_gate_up) {
+                L->gate_up = param(&s, INIT_NORMAL, 2, 2 * I, C, "model.layers.%d.mlp.gate_up_proj.weight", l);
+            } else {
+                L->gate = param(&s, INIT_NORMAL, 2, I, C, "model.layers.%d.mlp.gate_proj.weight", l);
+                L->up = param(&s, INIT_NORMAL, 2, I, C, "model.layers.%d.mlp.up_proj.weight", l);
+            }
             L->down = param(&s, INIT_RESID, 2, C, I, "model.layers.%d.mlp.down_proj.weight", l);
+            if (fam->sandwich_norms)
+                L->post_mlp_norm = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.post_feedforward_layernorm.weight", l);
         }
         m->lnf_w = param(&s, INIT_ONE, 1, C, 0, "model.norm.weight", 0);
         m->lm_head = cfg->tie_embeddings ? m->wte : param(&s, INIT_NORMAL, 2, V, C, "lm_head.weight", 0);
@@ -221,6 +334,7 @@ void ld_lm_free(ld_lm *m) {
     ld_gguf_close(m->gguf);
     ld_st_set_close(m->st_set);
     ld_free(m->ctx, m->chat_template);
+    ld_free(m->ctx, m->rope_factors);
     ld_params_free(m->params);
     ld_free(m->ctx, m->layers);
     ld_free(m->ctx, m);
@@ -274,7 +388,7 @@ ld_status lm_values(const ld_lm *m, const ld_tensor *t, bool nk, float *dst) {
             float *perm = ld_alloc(ctx, (size_t)(N * K) * sizeof(float));
             if (!perm) st = ld_ctx_status(ctx);
             else {
-                const int64_t D = m->cfg.hidden_size / m->cfg.n_heads;
+                const int64_t D = ld_lm_head_dim(&m->cfg);
                 lm_rope_permute(perm, rows, N / D, D, (size_t)K * sizeof(float), false);
                 memcpy(rows, perm, (size_t)(N * K) * sizeof(float));
                 ld_free(ctx, perm);
@@ -320,18 +434,64 @@ static ld_status linear(ld_lm *m, ld_tape *t, const ld_tensor *x, ld_tensor *w, 
     return m->adapter ? lm_adapter_lora(m->adapter, t, x, w, y) : LD_OK;
 }
 
-static ld_status attention_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *h, ld_tensor **out) {
+/* The rotation frequencies of a forward over T tokens, in the tape's arena (they must live
+ * until backward); NULL with *plain set when the config needs none (rope_fwd's theta). */
+static float *rope_table(ld_lm *m, ld_tape *t, int64_t T, float *mscale, bool *plain) {
+    *plain = m->cfg.rope_scaling.type == LD_ROPE_SCALING_NONE && !m->rope_factors;
+    if (*plain) return NULL;
+    const int64_t half = ld_lm_head_dim(&m->cfg) / 2;
+    float *f = ld_arena_alloc(t->act, (size_t)half * sizeof(float));
+    if (f) lm_rope_freqs(m, T, f, mscale);
+    return f;
+}
+
+/* [B, T, H*D] -> RMSNorm over each head's D values with weight w [D]. */
+static ld_status head_norm(ld_lm *m, ld_tape *t, ld_tensor *x, int64_t H, ld_tensor *w, ld_tensor **out) {
+    ld_tensor *r, *n;
+    const int64_t B = x->shape[0], T = x->shape[1], D = x->shape[2] / H;
+    TRY(ld_op_reshape(t, x, 2, (int64_t[]){B * T * H, D}, &r));
+    TRY(ld_op_rmsnorm(t, r, w, m->cfg.norm_eps, &n));
+    return ld_op_reshape(t, n, 3, (int64_t[]){B, T, H * D}, out);
+}
+
+static ld_status attention_block(ld_lm *m, ld_tape *t, const lm_layer *L, int64_t layer, ld_tensor *h, ld_tensor **out) {
     const ld_lm_config *c = &m->cfg;
-    int64_t C = c->hidden_size;
+    const lm_family_info *fam = lm_family(c->family);
+    const int64_t C = c->hidden_size, D = ld_lm_head_dim(c), Q = c->n_heads * D, KV = c->n_kv_heads * D;
     ld_tensor *q, *k, *v, *a;
+    ld_attn_opts o = ld_attn_default_opts(c->n_heads, c->n_kv_heads);
     if (c->arch == LD_ARCH_LLAMA) {
         ld_tensor *q2, *k2, *v2;
-        TRY(linear(m, t, h, L->q, L->q_b, false, &q2));
-        TRY(linear(m, t, h, L->k, L->k_b, false, &k2));
-        TRY(linear(m, t, h, L->v, L->v_b, false, &v2));
-        TRY(ld_op_rope(t, q2, c->n_heads, 0, c->rope_theta, &q));
-        TRY(ld_op_rope(t, k2, c->n_kv_heads, 0, c->rope_theta, &k));
+        if (fam->fused_qkv) { /* one projection, then the q | k | v columns */
+            ld_tensor *qkv;
+            TRY(linear(m, t, h, L->qkv, NULL, false, &qkv));
+            TRY(ld_op_slice_cols(t, qkv, 0, Q, &q2));
+            TRY(ld_op_slice_cols(t, qkv, Q, KV, &k2));
+            TRY(ld_op_slice_cols(t, qkv, Q + KV, KV, &v2));
+        } else {
+            TRY(linear(m, t, h, L->q, L->q_b, false, &q2));
+            TRY(linear(m, t, h, L->k, L->k_b, false, &k2));
+            TRY(linear(m, t, h, L->v, L->v_b, false, &v2));
+        }
+        if (fam->qk_norm) {
+            TRY(head_norm(m, t, q2, c->n_heads, L->q_norm, &q2));
+            TRY(head_norm(m, t, k2, c->n_kv_heads, L->k_norm, &k2));
+        }
+        float mscale = 1.0f;
+        bool plain;
+        const float *freqs = rope_table(m, t, h->shape[1], &mscale, &plain);
+        if (!plain && !freqs) return ld_ctx_status(m->ctx);
+        if (plain) {
+            TRY(ld_op_rope(t, q2, c->n_heads, 0, c->rope_theta, &q));
+            TRY(ld_op_rope(t, k2, c->n_kv_heads, 0, c->rope_theta, &k));
+        } else {
+            TRY(ld_op_rope_freqs(t, q2, c->n_heads, 0, freqs, mscale, &q));
+            TRY(ld_op_rope_freqs(t, k2, c->n_kv_heads, 0, freqs, mscale, &k));
+        }
         v = v2;
+        /* a window at least as long as the sequence changes nothing */
+        if (ld_lm_layer_sliding(c, layer) && c->sliding_window < h->shape[1]) o.window = c->sliding_window;
+        o.softcap = c->attn_softcap, o.scale = c->query_scale;
     } else {
         ld_tensor *qkv;
         TRY(linear(m, t, h, L->qkv, L->qkv_b, true, &qkv));
@@ -339,17 +499,31 @@ static ld_status attention_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_ten
         TRY(ld_op_slice_cols(t, qkv, C, C, &k));
         TRY(ld_op_slice_cols(t, qkv, 2 * C, C, &v));
     }
-    TRY(ld_op_attention(t, q, k, v, c->n_heads, c->n_kv_heads, true, NULL, &a));
-    return linear(m, t, a, L->o, L->o_b, c->arch == LD_ARCH_GPT2, out);
+    TRY(ld_op_attention_ex(t, q, k, v, &o, &a));
+    TRY(linear(m, t, a, L->o, L->o_b, c->arch == LD_ARCH_GPT2, out));
+    if (fam->sandwich_norms) TRY(ld_op_rmsnorm(t, *out, L->post_attn_norm, c->norm_eps, out));
+    return LD_OK;
 }
 
 static ld_status mlp_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *h, ld_tensor **out) {
+    const lm_family_info *fam = lm_family(m->cfg.family);
     ld_tensor *g, *u, *a;
     if (m->cfg.arch == LD_ARCH_LLAMA) {
-        TRY(linear(m, t, h, L->gate, NULL, false, &g));
-        TRY(linear(m, t, h, L->up, NULL, false, &u));
-        TRY(ld_op_swiglu(t, g, u, &a));
-        return linear(m, t, a, L->down, NULL, false, out);
+        if (fam->fused_gate_up) { /* gate | up columns of one projection */
+            ld_tensor *gu;
+            const int64_t I = m->cfg.intermediate_size;
+            TRY(linear(m, t, h, L->gate_up, NULL, false, &gu));
+            TRY(ld_op_slice_cols(t, gu, 0, I, &g));
+            TRY(ld_op_slice_cols(t, gu, I, I, &u));
+        } else {
+            TRY(linear(m, t, h, L->gate, NULL, false, &g));
+            TRY(linear(m, t, h, L->up, NULL, false, &u));
+        }
+        if (fam->geglu) TRY(ld_op_geglu(t, g, u, &a));
+        else TRY(ld_op_swiglu(t, g, u, &a));
+        TRY(linear(m, t, a, L->down, NULL, false, out));
+        if (fam->sandwich_norms) TRY(ld_op_rmsnorm(t, *out, L->post_mlp_norm, m->cfg.norm_eps, out));
+        return LD_OK;
     }
     TRY(linear(m, t, h, L->up, L->up_b, true, &u));
     TRY(ld_op_gelu(t, u, &a));
@@ -367,6 +541,7 @@ ld_status lm_forward_hidden(ld_lm *m, ld_tape *t, const int32_t *ids, int64_t B,
         return ld_error(m->ctx, LD_ERR_STATE, "the model was loaded for inference (weights read in place from the "
                                               "file): load it for training to run a training forward");
     const ld_lm_config *c = &m->cfg;
+    const lm_family_info *fam = lm_family(c->family);
     int64_t P = m->adapter ? lm_adapter_prompt_len(m->adapter) : 0, Tp = P + T;
     if (B <= 0 || T <= 0 || Tp > c->max_position)
         return ld_error(m->ctx, LD_ERR_SHAPE, "batch %lld x %lld tokens%s: length must be in 1..%lld (max_position%s)",
@@ -376,6 +551,7 @@ ld_status lm_forward_hidden(ld_lm *m, ld_tape *t, const int32_t *ids, int64_t B,
     ld_frozen_matrix fm;
     if (lm_frozen_form(m, m->wte, &fm)) TRY(ld_op_embedding_frozen(t, ids, B * T, &fm, &e));
     else TRY(ld_op_embedding(t, ids, B * T, m->wte, &e));
+    if (fam->embed_scale) TRY(ld_op_scale(t, e, sqrtf((float)c->hidden_size), &e));
     TRY(ld_op_reshape(t, e, 3, (int64_t[]){B, T, c->hidden_size}, &x));
     if (P) TRY(lm_adapter_prompt(m->adapter, t, x, -1, &x)); /* [B, P + T, C] */
     if (c->arch == LD_ARCH_GPT2) {
@@ -393,7 +569,7 @@ ld_status lm_forward_hidden(ld_lm *m, ld_tape *t, const int32_t *ids, int64_t B,
         ld_tensor *o;
         if (P && l > 0) TRY(lm_adapter_prompt(m->adapter, t, x, l, &x)); /* per-layer prompts, when there are */
         TRY(norm(m, t, x, L->ln1_w, L->ln1_b, &h));
-        TRY(attention_block(m, t, L, h, &o));
+        TRY(attention_block(m, t, L, l, h, &o));
         TRY(ld_op_add(t, x, o, &x));
         TRY(norm(m, t, x, L->ln2_w, L->ln2_b, &h));
         TRY(mlp_block(m, t, L, h, &o));
@@ -412,12 +588,29 @@ ld_status ld_lm_forward(ld_lm *m, ld_tape *t, const int32_t *ids, const int32_t 
     ld_frozen_matrix fm;
     if (lm_frozen_form(m, m->lm_head, &fm)) TRY(ld_op_linear_frozen(t, h, &fm, NULL, &lg));
     else TRY(ld_op_linear(t, h, m->lm_head, NULL, false, &lg));
+    if (m->cfg.final_softcap > 0) TRY(ld_op_softcap(t, lg, m->cfg.final_softcap, &lg));
     if (logits) *logits = lg;
     if (targets && loss) TRY(ld_op_cross_entropy(t, lg, targets, -100, loss, NULL));
     return LD_OK;
 }
 
 /* ---- accessors --------------------------------------------------------------------- */
+
+bool lm_is_norm_weight(const ld_lm *m, const ld_tensor *t) {
+    if (!t || t->ndim != 1) return false;
+    if (t == m->lnf_w) return true;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        const lm_layer *L = &m->layers[l];
+        if (t == L->ln1_w || t == L->ln2_w || t == L->post_attn_norm || t == L->post_mlp_norm || t == L->q_norm ||
+            t == L->k_norm)
+            return true;
+    }
+    return false;
+}
+
+const ld_lm_generation_config *ld_lm_generation_config_of(const ld_lm *m) {
+    return m ? &m->gen : NULL;
+}
 
 bool ld_lm_in_place(const ld_lm *m) {
     return m && m->in_place;

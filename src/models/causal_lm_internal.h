@@ -6,13 +6,52 @@
 #include "liandan/causal_lm.h"
 #include "nn/nn_internal.h"
 
-/* Per-layer parameters (NULL where the variant lacks them). */
+/* Per-layer parameters (NULL where the family lacks them). */
 typedef struct lm_layer {
-    ld_tensor *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-    ld_tensor *q, *k, *v, *qkv, *qkv_b, *o, *o_b; /* llama: q/k/v/o; gpt2: qkv (c_attn), o (c_proj) */
-    ld_tensor *q_b, *k_b, *v_b;                   /* qwen2 only */
-    ld_tensor *gate, *up, *down, *up_b, *down_b;  /* gpt2: up = c_fc, down = c_proj */
+    ld_tensor *ln1_w, *ln1_b, *ln2_w, *ln2_b;     /* before attention / before the MLP */
+    ld_tensor *q, *k, *v, *qkv, *qkv_b, *o, *o_b; /* qkv: gpt2's c_attn [C, 3C], phi3's qkv_proj */
+    ld_tensor *q_b, *k_b, *v_b;                   /* qwen2 */
+    ld_tensor *q_norm, *k_norm;                   /* qwen3: [head_dim] */
+    ld_tensor *post_attn_norm, *post_mlp_norm;    /* gemma2's sandwich */
+    ld_tensor *gate, *up, *gate_up, *down, *up_b, *down_b; /* gpt2: up = c_fc, down = c_proj */
 } lm_layer;
+
+/* ---- families (models/lm_family.c) ------------------------------------------------------ */
+
+/* How a tensor is laid out differently in GGUF (see lm_gguf.c). */
+typedef enum lm_xform { XF_NONE = 0, XF_ROPE_Q, XF_ROPE_K, XF_TRANSPOSE } lm_xform;
+
+typedef struct lm_name_map {
+    const char *hf, *gguf; /* "%d" = the layer */
+    lm_xform xf;
+} lm_name_map;
+
+/* One model family: names, and the blocks it is built from. */
+typedef struct lm_family_info {
+    ld_lm_family family;
+    const char *model_type, *hf_class, *gguf_arch;
+    ld_lm_arch arch;
+    bool qkv_bias;        /* q/k/v projection biases (Qwen2) */
+    bool qk_norm;         /* RMSNorm over each head of q and k before RoPE (Qwen3) */
+    bool fused_qkv;       /* q, k, v rows in one [(H + 2 Hkv) D, C] matrix (Phi-3) */
+    bool fused_gate_up;   /* gate and up rows in one [2 I, C] matrix, gate first (Phi-3) */
+    bool sandwich_norms;  /* RMSNorm after attention and after the MLP too (Gemma 2) */
+    bool geglu;           /* gelu(gate) * up instead of silu(gate) * up (Gemma) */
+    bool embed_scale;     /* embeddings times sqrt(hidden_size) (Gemma) */
+    bool norm_plus_one;   /* HF stores RMSNorm weights as w - 1 (Gemma; GGUF stores w) */
+    bool always_tied;     /* the LM head is the embedding (GPT-2, Gemma) */
+    bool rope_interleave; /* llama.cpp's GGUF interleaves q/k rows per head (llama) */
+    int swa_pattern;      /* layers with the sliding window: 0/1 every one, 2 every other (Gemma 2) */
+    const lm_name_map *names[5]; /* NULL-terminated list of name tables */
+} lm_family_info;
+
+const lm_family_info *lm_family(ld_lm_family f);
+const lm_family_info *lm_family_by_model_type(const char *model_type);
+const lm_family_info *lm_family_by_gguf_arch(const char *arch);
+/* "llama, mistral, ..." (config model_types, or GGUF architectures once each) into buf. */
+const char *lm_family_list(bool gguf, char *buf, size_t cap);
+/* The GGUF name of parameter `hf` and its layout change; false when the family lacks it. */
+bool lm_gguf_name(const lm_family_info *f, const char *hf, char *out, size_t cap, lm_xform *xf);
 
 /* How inference reads a matrix (and the token embedding): its values in `dtype` at
  * `data`, rows of K elements in nn.Linear order [N, K], or with `kn` the [K, N] order of
@@ -41,7 +80,16 @@ struct ld_lm {
     bool file_backed;         /* the mapping is a file's: pages may be given back (lm_release) */
     char *chat_template;      /* the file's Jinja chat template, or NULL */
     struct ld_adapter *adapter; /* attached adapter (models/adapter.c), or NULL */
+    float *rope_factors;      /* GGUF rope_freqs.weight: inv_freq[i] /= factor[i] (head_dim / 2), or NULL */
+    ld_lm_generation_config gen; /* generation_config.json's sampling defaults */
 };
+
+/* Whether t is an RMSNorm / LayerNorm weight (Gemma's are stored as w - 1 in HF files). */
+bool lm_is_norm_weight(const ld_lm *m, const ld_tensor *t);
+
+/* The model's rotation frequencies for sequences of up to seq_len tokens (the config's, and
+ * a GGUF file's per-frequency factors), *mscale the cos/sin scale. inv_freq: head_dim / 2. */
+void lm_rope_freqs(const ld_lm *m, int64_t seq_len, float *inv_freq, float *mscale);
 
 /* How parameters are created (lm_build). */
 typedef enum lm_init {

@@ -3,6 +3,7 @@
  * parameter names (models/causal_lm.c), so loading is a lookup per parameter. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,37 @@ static ld_status write_text(ld_ctx *ctx, const char *dir, const char *name, cons
     return ld_file_write_atomic(ctx, path, text, strlen(text));
 }
 
+/* generation_config.json: the special ids and the sampling defaults (the file's own when the
+ * model came with one, else liandan's: temperature 0.8, top_p 0.95). */
+static char *generation_json(const ld_lm *m) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    const ld_lm_config *c = &m->cfg;
+    cJSON_AddNumberToObject(o, "bos_token_id", c->bos_token_id);
+    if (c->n_eos_token_ids > 1) {
+        cJSON *e = cJSON_AddArrayToObject(o, "eos_token_id");
+        for (int i = 0; i < c->n_eos_token_ids; i++) cJSON_AddItemToArray(e, cJSON_CreateNumber(c->eos_token_ids[i]));
+    } else {
+        cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id);
+    }
+    const ld_lm_generation_config *g = &m->gen;
+    bool given = g->temperature >= 0 || g->top_p >= 0 || g->top_k >= 0 || g->repetition_penalty >= 0;
+    cJSON_AddBoolToObject(o, "do_sample", !given || g->temperature != 0);
+    if (!given || g->temperature > 0) cJSON_AddNumberToObject(o, "temperature", given ? g->temperature : 0.8);
+    if (!given || g->top_p >= 0) cJSON_AddNumberToObject(o, "top_p", given ? g->top_p : 0.95);
+    if (g->top_k >= 0) cJSON_AddNumberToObject(o, "top_k", g->top_k);
+    if (g->repetition_penalty >= 0) cJSON_AddNumberToObject(o, "repetition_penalty", g->repetition_penalty);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
 ld_status ld_lm_save(ld_lm *m, const char *dir) {
     if (!m || !dir) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = m->ctx;
+    if (m->rope_factors)
+        return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: the model's RoPE frequency factors (a GGUF's rope_freqs.weight) are "
+                        "not a rope_scaling config.json can state", dir);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return ld_error(ctx, LD_ERR_IO, "cannot create model directory %s: %s", dir, strerror(errno));
     char *cfg = ld_lm_config_to_json(&m->cfg);
@@ -32,10 +61,11 @@ ld_status ld_lm_save(ld_lm *m, const char *dir) {
     ld_status st = write_text(ctx, dir, "config.json", cfg);
     free(cfg);
     if (st) return st;
-    char gen[256];
-    snprintf(gen, sizeof gen, "{\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n  \"do_sample\": true,\n"
-             "  \"temperature\": 0.8,\n  \"top_p\": 0.95\n}\n", m->cfg.bos_token_id, m->cfg.eos_token_id);
-    if ((st = write_text(ctx, dir, "generation_config.json", gen))) return st;
+    char *gen = generation_json(m);
+    if (!gen) return ld_error(ctx, LD_ERR_NOMEM, "out of memory writing generation_config.json");
+    st = write_text(ctx, dir, "generation_config.json", gen);
+    free(gen);
+    if (st) return st;
     if (m->chat_template && (st = write_text(ctx, dir, "chat_template.jinja", m->chat_template))) return st;
     int n = ld_params_count(m->params), k = 0;
     ld_st_write_tensor *w = ld_calloc(ctx, (size_t)n + 1, sizeof *w);
@@ -44,8 +74,11 @@ ld_status ld_lm_save(ld_lm *m, const char *dir) {
     for (int i = 0; i < n && !st; i++) {
         ld_tensor *t = ld_params_at(m->params, i);
         const void *data = t->data;
-        if (!data && !(data = vals[i] = ld_alloc(ctx, (size_t)ld_tensor_numel(t) * sizeof(float)))) st = ld_ctx_status(ctx);
-        else if (!t->data) st = lm_values(m, t, false, vals[i]);
+        const bool minus_one = lm_family(m->cfg.family)->norm_plus_one && lm_is_norm_weight(m, t);
+        if ((!data || minus_one) && !(data = vals[i] = ld_alloc(ctx, (size_t)ld_tensor_numel(t) * sizeof(float))))
+            st = ld_ctx_status(ctx);
+        else if (vals[i]) st = lm_values(m, t, false, vals[i]);
+        for (int64_t j = 0; !st && minus_one && j < ld_tensor_numel(t); j++) vals[i][j] -= 1.0f; /* HF stores w - 1 */
         w[k++] = (ld_st_write_tensor){.name = t->name, .dtype = LD_F32, .ndim = t->ndim, .shape = t->shape, .data = data};
     }
     char path[4096];
@@ -160,6 +193,8 @@ static ld_status load_weights(ld_lm *m, const ld_st_set *set, const char *dir) {
         if (m->in_place && lm_is_matrix(m, t))
             st = place_matrix(m, t, info, m->cfg.arch == LD_ARCH_GPT2 && t != m->wte);
         else st = ld_convert(ctx, LD_F32, t->data, info->dtype, info->data, ld_tensor_numel(t));
+        if (!st && lm_family(m->cfg.family)->norm_plus_one && lm_is_norm_weight(m, t)) /* HF stores w - 1 */
+            for (int64_t j = 0; j < ld_tensor_numel(t); j++) ((float *)t->data)[j] += 1.0f;
         if (st) return ld_error_wrap(ctx, st, "%s: tensor '%s': ", dir, t->name);
     }
     return LD_OK;
@@ -195,6 +230,52 @@ static ld_status read_chat_template(ld_ctx *ctx, const char *dir, char **out) {
     return st;
 }
 
+/* generation_config.json (optional): sampling defaults, and its EOS ids joined to the
+ * config's. Values outside their ranges are errors naming the key. */
+static ld_status read_generation_config(ld_lm *m, const char *dir) {
+    ld_ctx *ctx = m->ctx;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    if (access(path, R_OK)) return LD_OK;
+    cJSON *root = NULL;
+    ld_status st = ld_json_load(ctx, path, CONFIG_MAX, &root);
+    if (st) return st;
+    ld_json_ref r = ld_json_root("generation_config.json", root);
+    ld_lm_generation_config *g = &m->gen;
+    double v = -1;
+    int64_t k = -1;
+    bool sample = true;
+    if (!cJSON_IsObject(root)) st = ld_error(ctx, LD_ERR_FORMAT, "%s: expected a JSON object", path);
+    if (!st && !(st = ld_json_get_float(ctx, &r, "temperature", false, 0, 1e6, &v))) g->temperature = (float)v, v = -1;
+    if (!st && !(st = ld_json_get_float(ctx, &r, "top_p", false, 0, 1, &v))) g->top_p = (float)v, v = -1;
+    if (!st && !(st = ld_json_get_float(ctx, &r, "repetition_penalty", false, 1e-6, 1e6, &v))) g->repetition_penalty = (float)v;
+    if (!st && !(st = ld_json_get_int(ctx, &r, "top_k", false, 0, 1 << 24, &k))) g->top_k = (int)k;
+    if (!st && !(st = ld_json_get_bool(ctx, &r, "do_sample", false, &sample)) && !sample) g->temperature = 0;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
+    ld_lm_config *c = &m->cfg;
+    if (!c->n_eos_token_ids) c->eos_token_ids[c->n_eos_token_ids++] = c->eos_token_id;
+    for (int i = 0; !st && e && (cJSON_IsArray(e) ? i < cJSON_GetArraySize(e) : i < 1); i++) {
+        const cJSON *it = cJSON_IsArray(e) ? cJSON_GetArrayItem(e, i) : e;
+        if (cJSON_IsNull(it)) continue;
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
+            it->valuedouble >= (double)c->vocab_size) {
+            st = ld_error(ctx, LD_ERR_FORMAT, "%s: eos_token_id item %d is not a token id below %lld", path, i,
+                          (long long)c->vocab_size);
+            break;
+        }
+        int32_t id = (int32_t)it->valuedouble;
+        bool have = false;
+        for (int j = 0; j < c->n_eos_token_ids; j++) have |= c->eos_token_ids[j] == id;
+        if (have) continue;
+        if (c->n_eos_token_ids == LD_LM_MAX_EOS)
+            st = ld_error(ctx, LD_ERR_LIMIT, "%s: more than %d EOS ids with config.json's", path, LD_LM_MAX_EOS);
+        else c->eos_token_ids[c->n_eos_token_ids++] = id;
+    }
+    if (c->n_eos_token_ids == 1) c->n_eos_token_ids = 0; /* just eos_token_id */
+    ld_json_free(root);
+    return st;
+}
+
 ld_status ld_lm_load(ld_ctx *ctx, const char *dir, ld_lm **out) {
     ld_lm_load_params p = {.trainable = true};
     return ld_lm_load_ex(ctx, dir, &p, out);
@@ -224,6 +305,7 @@ ld_status ld_lm_load_ex(ld_ctx *ctx, const char *dir, const ld_lm_load_params *p
     if (!st) st = lm_build(ctx, &cfg, 0, p->trainable ? LM_INIT_ZERO : LM_INIT_IN_PLACE, &m);
     if (!st) st = load_weights(m, set, dir);
     if (!st) st = read_chat_template(ctx, dir, &m->chat_template);
+    if (!st) st = read_generation_config(m, dir);
     if (!st && m->in_place) m->st_set = set, m->file_backed = true, set = NULL;
     ld_st_set_close(set);
     if (st) {

@@ -9,6 +9,7 @@
  *     rotate-half (NEOX) form in llama.cpp too, so it keeps HF's row order.
  *   - gpt2: HF stores Conv1D weights [in, out]; GGUF stores [out, in] like nn.Linear.
  * The same table drives export, import and the quantization mix. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,98 +19,13 @@
 #include "models/causal_lm_internal.h"
 #include "quant/quant_mix.h"
 
-typedef enum lm_xform { XF_NONE = 0, XF_ROPE_Q, XF_ROPE_K, XF_TRANSPOSE } lm_xform;
-
-typedef struct lm_name_map {
-    const char *hf, *gguf; /* "%d" = the layer */
-    lm_xform xf;
-} lm_name_map;
-
-static const lm_name_map llama_names[] = {
-    {"model.embed_tokens.weight", "token_embd.weight", XF_NONE},
-    {"model.norm.weight", "output_norm.weight", XF_NONE},
-    {"lm_head.weight", "output.weight", XF_NONE},
-    {"model.layers.%d.input_layernorm.weight", "blk.%d.attn_norm.weight", XF_NONE},
-    {"model.layers.%d.self_attn.q_proj.weight", "blk.%d.attn_q.weight", XF_ROPE_Q},
-    {"model.layers.%d.self_attn.k_proj.weight", "blk.%d.attn_k.weight", XF_ROPE_K},
-    {"model.layers.%d.self_attn.v_proj.weight", "blk.%d.attn_v.weight", XF_NONE},
-    {"model.layers.%d.self_attn.q_proj.bias", "blk.%d.attn_q.bias", XF_ROPE_Q},
-    {"model.layers.%d.self_attn.k_proj.bias", "blk.%d.attn_k.bias", XF_ROPE_K},
-    {"model.layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias", XF_NONE},
-    {"model.layers.%d.self_attn.o_proj.weight", "blk.%d.attn_output.weight", XF_NONE},
-    {"model.layers.%d.post_attention_layernorm.weight", "blk.%d.ffn_norm.weight", XF_NONE},
-    {"model.layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight", XF_NONE},
-    {"model.layers.%d.mlp.up_proj.weight", "blk.%d.ffn_up.weight", XF_NONE},
-    {"model.layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight", XF_NONE},
-    {NULL, NULL, XF_NONE},
-};
-
-static const lm_name_map gpt2_names[] = {
-    {"transformer.wte.weight", "token_embd.weight", XF_NONE},
-    {"transformer.wpe.weight", "position_embd.weight", XF_NONE},
-    {"transformer.ln_f.weight", "output_norm.weight", XF_NONE},
-    {"transformer.ln_f.bias", "output_norm.bias", XF_NONE},
-    {"transformer.h.%d.ln_1.weight", "blk.%d.attn_norm.weight", XF_NONE},
-    {"transformer.h.%d.ln_1.bias", "blk.%d.attn_norm.bias", XF_NONE},
-    {"transformer.h.%d.attn.c_attn.weight", "blk.%d.attn_qkv.weight", XF_TRANSPOSE},
-    {"transformer.h.%d.attn.c_attn.bias", "blk.%d.attn_qkv.bias", XF_NONE},
-    {"transformer.h.%d.attn.c_proj.weight", "blk.%d.attn_output.weight", XF_TRANSPOSE},
-    {"transformer.h.%d.attn.c_proj.bias", "blk.%d.attn_output.bias", XF_NONE},
-    {"transformer.h.%d.ln_2.weight", "blk.%d.ffn_norm.weight", XF_NONE},
-    {"transformer.h.%d.ln_2.bias", "blk.%d.ffn_norm.bias", XF_NONE},
-    {"transformer.h.%d.mlp.c_fc.weight", "blk.%d.ffn_up.weight", XF_TRANSPOSE},
-    {"transformer.h.%d.mlp.c_fc.bias", "blk.%d.ffn_up.bias", XF_NONE},
-    {"transformer.h.%d.mlp.c_proj.weight", "blk.%d.ffn_down.weight", XF_TRANSPOSE},
-    {"transformer.h.%d.mlp.c_proj.bias", "blk.%d.ffn_down.bias", XF_NONE},
-    {NULL, NULL, XF_NONE},
-};
-
-/* GGUF architectures: the key prefix, the model it becomes, whether q/k rows are interleaved. */
-typedef struct lm_gguf_arch {
-    const char *name;
-    ld_lm_arch arch;
-    ld_lm_family family;
-    bool interleave_rope;
-    const lm_name_map *names;
-} lm_gguf_arch;
-
-static const lm_gguf_arch gguf_archs[] = {
-    {"llama", LD_ARCH_LLAMA, LD_FAMILY_LLAMA, true, llama_names},
-    {"qwen2", LD_ARCH_LLAMA, LD_FAMILY_QWEN2, false, llama_names},
-    {"gpt2", LD_ARCH_GPT2, LD_FAMILY_GPT2, false, gpt2_names},
-};
-
-static const lm_gguf_arch *arch_for_family(ld_lm_family f) {
-    /* Mistral is llama in GGUF (llama.cpp's converter writes it so) */
-    const char *name = f == LD_FAMILY_QWEN2 ? "qwen2" : f == LD_FAMILY_GPT2 ? "gpt2" : "llama";
-    for (size_t i = 0; i < sizeof gguf_archs / sizeof gguf_archs[0]; i++)
-        if (!strcmp(gguf_archs[i].name, name)) return &gguf_archs[i];
-    return NULL;
-}
-
-/* The GGUF name of parameter `hf` and its transform; false when the table lacks it. */
-static bool gguf_name_of(const lm_gguf_arch *a, const char *hf, char *out, size_t cap, lm_xform *xf) {
-    for (const lm_name_map *e = a->names; e->hf; e++) {
-        const char *pct = strstr(e->hf, "%d");
-        if (!pct) {
-            if (strcmp(e->hf, hf)) continue;
-            snprintf(out, cap, "%s", e->gguf);
-        } else {
-            size_t pre = (size_t)(pct - e->hf);
-            if (strncmp(hf, e->hf, pre)) continue;
-            char *end;
-            long layer = strtol(hf + pre, &end, 10);
-            if (end == hf + pre || strcmp(end, pct + 2)) continue;
-            snprintf(out, cap, e->gguf, (int)layer);
-        }
-        *xf = a->interleave_rope || (e->xf != XF_ROPE_Q && e->xf != XF_ROPE_K) ? e->xf : XF_NONE;
-        return true;
-    }
-    return false;
+/* The family a config writes as, and its GGUF name of parameter hf. */
+static bool gguf_name_of(const lm_family_info *f, const char *hf, char *out, size_t cap, lm_xform *xf) {
+    return lm_gguf_name(f, hf, out, cap, xf);
 }
 
 static int64_t xf_head_dim(const ld_lm_config *c) {
-    return c->hidden_size / c->n_heads;
+    return ld_lm_head_dim(c);
 }
 
 /* ---- quantization mix ------------------------------------------------------------------ */
@@ -153,25 +69,78 @@ typedef struct export_state {
     int n_bufs;
 } export_state;
 
-static ld_status set_config(ld_gguf_writer *w, const lm_gguf_arch *a, const ld_lm_config *c) {
+static void *keep(export_state *s, size_t bytes);
+
+static const char *const scaling_names[] = {"none", "linear", "dynamic", "llama3", "yarn"};
+
+static ld_status set_config(ld_gguf_writer *w, const lm_family_info *a, const ld_lm_config *c) {
     char key[96];
     ld_status st = LD_OK;
+    const int64_t D = ld_lm_head_dim(c);
+    const ld_rope_scaling *rs = &c->rope_scaling;
 #define KEY_U32(suffix, v) \
-    (snprintf(key, sizeof key, "%s." suffix, a->name), ld_gguf_writer_set_u32(w, key, (uint32_t)(v)))
+    (snprintf(key, sizeof key, "%s." suffix, a->gguf_arch), ld_gguf_writer_set_u32(w, key, (uint32_t)(v)))
 #define KEY_F32(suffix, v) \
-    (snprintf(key, sizeof key, "%s." suffix, a->name), ld_gguf_writer_set_f32(w, key, (v)))
+    (snprintf(key, sizeof key, "%s." suffix, a->gguf_arch), ld_gguf_writer_set_f32(w, key, (v)))
     if ((st = KEY_U32("context_length", c->max_position)) || (st = KEY_U32("embedding_length", c->hidden_size)) ||
         (st = KEY_U32("block_count", c->n_layers)) || (st = KEY_U32("feed_forward_length", c->intermediate_size)) ||
         (st = KEY_U32("attention.head_count", c->n_heads)))
         return st;
     if (c->arch == LD_ARCH_GPT2) return KEY_F32("attention.layer_norm_epsilon", c->norm_eps);
     if ((st = KEY_U32("attention.head_count_kv", c->n_kv_heads)) || (st = KEY_F32("rope.freq_base", c->rope_theta)) ||
-        (st = KEY_U32("rope.dimension_count", c->hidden_size / c->n_heads)) ||
+        (st = KEY_U32("rope.dimension_count", D)) ||
         (st = KEY_F32("attention.layer_norm_rms_epsilon", c->norm_eps)) || (st = KEY_U32("vocab_size", c->vocab_size)))
         return st;
+    if (D * c->n_heads != c->hidden_size &&
+        ((st = KEY_U32("attention.key_length", D)) || (st = KEY_U32("attention.value_length", D))))
+        return st;
+    if (c->sliding_window > 0 && (st = KEY_U32("attention.sliding_window", c->sliding_window))) return st;
+    if (c->attn_softcap > 0 && (st = KEY_F32("attn_logit_softcapping", c->attn_softcap))) return st;
+    if (c->final_softcap > 0 && (st = KEY_F32("final_logit_softcapping", c->final_softcap))) return st;
+    /* llama.cpp's keys for linear and YaRN scaling (Llama 3's goes in rope_freqs.weight) */
+    if (rs->type == LD_ROPE_SCALING_LINEAR || rs->type == LD_ROPE_SCALING_YARN) {
+        snprintf(key, sizeof key, "%s.rope.scaling.type", a->gguf_arch);
+        if ((st = ld_gguf_writer_set_str(w, key, scaling_names[rs->type])) || (st = KEY_F32("rope.scaling.factor", rs->factor)))
+            return st;
+        if (rs->original_max_position && (st = KEY_U32("rope.scaling.original_context_length", rs->original_max_position)))
+            return st;
+    }
 #undef KEY_U32
 #undef KEY_F32
+    /* liandan's own keys: what the config says exactly, for a lossless round trip */
+    if (rs->type != LD_ROPE_SCALING_NONE) {
+        const float vals[] = {rs->factor, (float)rs->original_max_position, rs->low_freq_factor, rs->high_freq_factor,
+                              rs->beta_fast, rs->beta_slow, rs->attention_factor};
+        if ((st = ld_gguf_writer_set_str(w, "liandan.rope_scaling.type", scaling_names[rs->type])) ||
+            (st = ld_gguf_writer_set_array(w, "liandan.rope_scaling.params", LD_GGUF_FLOAT32, vals, 7)))
+            return st;
+    }
+    if (c->query_scale > 0 && (st = ld_gguf_writer_set_f32(w, "liandan.attention.query_scale", c->query_scale))) return st;
+    if (c->n_eos_token_ids > 1 &&
+        (st = ld_gguf_writer_set_array(w, "liandan.eos_token_ids", LD_GGUF_INT32, c->eos_token_ids,
+                                       (size_t)c->n_eos_token_ids)))
+        return st;
     return LD_OK;
+}
+
+/* Llama 3 scaling as llama.cpp stores it: rope_freqs.weight [D/2], the divisor of each
+ * frequency (unscaled / scaled). */
+static ld_status add_rope_freqs(export_state *s, const ld_lm *m) {
+    const ld_lm_config *c = &m->cfg;
+    const int64_t half = ld_lm_head_dim(c) / 2;
+    if (c->arch != LD_ARCH_LLAMA || (c->rope_scaling.type != LD_ROPE_SCALING_LLAMA3 && !m->rope_factors)) return LD_OK;
+    float *f = keep(s, (size_t)half * sizeof(float));
+    if (!f) return ld_ctx_status(s->ctx);
+    float ms;
+    ld_lm_config plain = *c;
+    plain.rope_scaling.type = LD_ROPE_SCALING_NONE;
+    float *base = ld_alloc(s->ctx, (size_t)half * sizeof(float));
+    if (!base) return ld_ctx_status(s->ctx);
+    ld_lm_rope_freqs(&plain, c->max_position, base, &ms);
+    lm_rope_freqs(m, c->max_position, f, &ms);
+    for (int64_t i = 0; i < half; i++) f[i] = base[i] / f[i];
+    ld_free(s->ctx, base);
+    return ld_gguf_writer_add_tensor(s->w, "rope_freqs.weight", 0, 1, &half, f, (size_t)half * sizeof(float));
 }
 
 static void *keep(export_state *s, size_t bytes) {
@@ -233,7 +202,7 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
     ld_lm_gguf_params dp = ld_lm_gguf_default_params();
     if (!p) p = &dp;
     const ld_lm_config *c = &m->cfg;
-    const lm_gguf_arch *a = arch_for_family(c->family);
+    const lm_family_info *a = lm_family(c->family);
     ld_lm_gguf_params mp;
     if (p->mix) { /* the mix's body type stands for `type` */
         mp = *p;
@@ -251,12 +220,12 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
         return ld_error(ctx, LD_ERR_SHAPE, "GGUF export: the tokenizer has %lld tokens, the model's vocabulary %lld",
                         (long long)ld_tokenizer_vocab_size(tok), (long long)c->vocab_size);
     int n = ld_params_count(m->params);
-    export_state s = {ctx, NULL, ld_calloc(ctx, (size_t)n + 1, sizeof(void *)), 0};
+    export_state s = {ctx, NULL, ld_calloc(ctx, (size_t)n + 2, sizeof(void *)), 0};
     if (!s.bufs) return ld_ctx_status(ctx);
     ld_status st = ld_gguf_writer_new(ctx, &s.w);
     bool quantized = ld_dtype_traits(p->type)->block_size > 1 || ld_dtype_traits(embd)->block_size > 1 ||
                      ld_dtype_traits(head)->block_size > 1;
-    if (!st) st = ld_gguf_writer_set_str(s.w, "general.architecture", a->name);
+    if (!st) st = ld_gguf_writer_set_str(s.w, "general.architecture", a->gguf_arch);
     if (!st) st = ld_gguf_writer_set_str(s.w, "general.name", p->name ? p->name : "liandan model");
     if (!st) {
         const uint32_t ftype = p->mix ? ld_quant_mix_ftype(p->mix) : (uint32_t)ld_dtype_traits(p->type)->ftype;
@@ -279,6 +248,7 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
             type = matrix_type(m, t, gname, xf == XF_TRANSPOSE ? t->shape[0] : t->shape[1], p, embd, head);
         st = export_tensor(&s, m, t, gname, xf, type, p);
     }
+    if (!st) st = add_rope_freqs(&s, m);
     if (!st) st = ld_gguf_writer_write(s.w, path);
     ld_gguf_writer_free(s.w);
     for (int i = 0; i < s.n_bufs; i++) ld_free(ctx, s.bufs[i]);
@@ -288,24 +258,62 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
 
 /* ---- import ------------------------------------------------------------------------------ */
 
-static ld_status get_dim(ld_ctx *ctx, const ld_gguf *g, const lm_gguf_arch *a, const char *suffix, bool required,
+static ld_status get_dim(ld_ctx *ctx, const ld_gguf *g, const lm_family_info *a, const char *suffix, bool required,
                          int64_t dflt, int64_t *out) {
     char key[96];
-    snprintf(key, sizeof key, "%s.%s", a->name, suffix);
+    snprintf(key, sizeof key, "%s.%s", a->gguf_arch, suffix);
     if (!required && !ld_gguf_find(g, key)) return *out = dflt, LD_OK;
     return ld_gguf_get_int(ctx, g, key, 1, 1 << 24, out);
 }
 
-static ld_status get_float(ld_ctx *ctx, const ld_gguf *g, const lm_gguf_arch *a, const char *suffix, float dflt,
+static ld_status get_float(ld_ctx *ctx, const ld_gguf *g, const lm_family_info *a, const char *suffix, float dflt,
                            float *out) {
     char key[96];
-    snprintf(key, sizeof key, "%s.%s", a->name, suffix);
+    snprintf(key, sizeof key, "%s.%s", a->gguf_arch, suffix);
     if (!ld_gguf_find(g, key)) return *out = dflt, LD_OK;
-    return ld_gguf_get_f32(ctx, g, key, out);
+    ld_status st = ld_gguf_get_f32(ctx, g, key, out);
+    if (!st && !isfinite(*out)) st = ld_error(ctx, LD_ERR_FORMAT, "%s is not a finite number", key);
+    return st;
+}
+
+/* RoPE scaling: liandan's exact keys, else llama.cpp's (rope_freqs.weight is read with the
+ * tensors: per-frequency factors). */
+static ld_status read_rope_scaling(ld_ctx *ctx, const ld_gguf *g, const lm_family_info *a, ld_lm_config *c) {
+    ld_rope_scaling *rs = &c->rope_scaling;
+    const char *type = NULL;
+    char key[96];
+    ld_status st;
+    if (ld_gguf_find(g, "liandan.rope_scaling.type")) {
+        float *p = NULL;
+        size_t n = 0;
+        if ((st = ld_gguf_get_str(ctx, g, "liandan.rope_scaling.type", &type)) ||
+            (st = ld_gguf_get_f32s(ctx, g, "liandan.rope_scaling.params", &p, &n)))
+            return st;
+        if (n != 7) st = ld_error(ctx, LD_ERR_FORMAT, "liandan.rope_scaling.params has %zu values, not 7", n);
+        else
+            *rs = (ld_rope_scaling){.factor = p[0], .original_max_position = (int64_t)p[1], .low_freq_factor = p[2],
+                                    .high_freq_factor = p[3], .beta_fast = p[4], .beta_slow = p[5], .attention_factor = p[6]};
+        ld_free(ctx, p);
+        if (st) return st;
+    } else {
+        snprintf(key, sizeof key, "%s.rope.scaling.type", a->gguf_arch);
+        if (ld_gguf_find(g, key) && (st = ld_gguf_get_str(ctx, g, key, &type))) return st;
+        if (!type || !strcmp(type, "none")) return LD_OK;
+        int64_t orig = 0;
+        if ((st = get_float(ctx, g, a, "rope.scaling.factor", 1.0f, &rs->factor)) ||
+            (st = get_dim(ctx, g, a, "rope.scaling.original_context_length", false, 0, &orig)) ||
+            (st = get_float(ctx, g, a, "rope.scaling.yarn_beta_fast", 32.0f, &rs->beta_fast)) ||
+            (st = get_float(ctx, g, a, "rope.scaling.yarn_beta_slow", 1.0f, &rs->beta_slow)))
+            return st;
+        rs->original_max_position = orig;
+    }
+    for (int i = 1; i < (int)(sizeof scaling_names / sizeof scaling_names[0]); i++)
+        if (!strcmp(type, scaling_names[i])) return rs->type = (ld_rope_scaling_type)i, LD_OK;
+    return ld_error(ctx, LD_ERR_UNSUPPORTED, "RoPE scaling '%.40s' is not supported (linear, yarn, llama3, dynamic)", type);
 }
 
 /* The model config from the architecture keys; vocabulary and tying from the tensors. */
-static ld_status read_config(ld_ctx *ctx, const ld_gguf *g, const char *path, const lm_gguf_arch *a, ld_lm_config *c) {
+static ld_status read_config(ld_ctx *ctx, const ld_gguf *g, const char *path, const lm_family_info *a, ld_lm_config *c) {
     *c = ld_lm_default_config(a->arch);
     c->family = a->family;
     c->qkv_bias = ld_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
@@ -322,25 +330,39 @@ static ld_status read_config(ld_ctx *ctx, const ld_gguf *g, const char *path, co
     if (!st) st = get_float(ctx, g, a, "rope.freq_base", 10000.0f, &c->rope_theta);
     if (st) return ld_error_wrap(ctx, st, "%s: ", path);
     if (a->arch == LD_ARCH_LLAMA) {
-        int64_t rot;
-        char key[96];
-        if ((st = get_dim(ctx, g, a, "rope.dimension_count", false, c->hidden_size / c->n_heads, &rot)))
+        int64_t rot, kl, vl, window;
+        const int64_t even = c->hidden_size % c->n_heads == 0 ? c->hidden_size / c->n_heads : 0;
+        if ((st = get_dim(ctx, g, a, "attention.key_length", false, even, &kl)) ||
+            (st = get_dim(ctx, g, a, "attention.value_length", false, kl, &vl)))
             return ld_error_wrap(ctx, st, "%s: ", path);
-        if (c->hidden_size % c->n_heads == 0 && rot != c->hidden_size / c->n_heads)
+        if (kl != vl)
+            return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: key length %lld != value length %lld is not supported", path,
+                            (long long)kl, (long long)vl);
+        if (kl != even) c->head_dim = kl;
+        if (!kl && (st = ld_lm_config_validate(ctx, c))) return ld_error_wrap(ctx, st, "%s: ", path); /* heads vs width */
+        const int64_t D = ld_lm_head_dim(c);
+        if ((st = get_dim(ctx, g, a, "rope.dimension_count", false, D, &rot))) return ld_error_wrap(ctx, st, "%s: ", path);
+        if (rot != D)
             return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: partial rotary embeddings (%lld of %lld dims) are not supported",
-                            path, (long long)rot, (long long)(c->hidden_size / c->n_heads));
-        snprintf(key, sizeof key, "%s.rope.scaling.type", a->name);
-        const char *scaling = NULL;
-        if (ld_gguf_find(g, key) && (st = ld_gguf_get_str(ctx, g, key, &scaling))) return st;
-        if ((scaling && strcmp(scaling, "none")) || ld_gguf_find_tensor(g, "rope_freqs.weight"))
-            return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: RoPE scaling (%s) is not supported", path,
-                            scaling ? scaling : "rope_freqs.weight");
+                            path, (long long)rot, (long long)D);
+        if ((st = read_rope_scaling(ctx, g, a, c))) return ld_error_wrap(ctx, st, "%s: ", path);
+        /* Gemma 2: a 4096 window on every other layer and soft-capping unless the file says otherwise */
+        const bool gemma2 = a->family == LD_FAMILY_GEMMA2;
+        if ((st = get_dim(ctx, g, a, "attention.sliding_window", false, gemma2 ? 4096 : 0, &window)) ||
+            (st = get_float(ctx, g, a, "attn_logit_softcapping", gemma2 ? 50.0f : 0.0f, &c->attn_softcap)) ||
+            (st = get_float(ctx, g, a, "final_logit_softcapping", gemma2 ? 30.0f : 0.0f, &c->final_softcap)))
+            return ld_error_wrap(ctx, st, "%s: ", path);
+        c->sliding_window = window, c->sliding_window_pattern = a->swa_pattern;
+        if (gemma2 && c->n_layers == 46) c->query_scale = 1.0f / sqrtf((float)(c->hidden_size / c->n_heads)); /* 27B */
+        if (ld_gguf_find(g, "liandan.attention.query_scale") &&
+            (st = ld_gguf_get_f32(ctx, g, "liandan.attention.query_scale", &c->query_scale)))
+            return ld_error_wrap(ctx, st, "%s: ", path);
     }
     const ld_tensor_info *te = ld_gguf_find_tensor(g, "token_embd.weight");
     if (!te || te->ndim != 2)
         return ld_error(ctx, LD_ERR_FORMAT, "%s: token_embd.weight is missing or not a matrix", path);
     c->vocab_size = te->shape[0];
-    c->tie_embeddings = a->arch == LD_ARCH_GPT2 || !ld_gguf_find_tensor(g, "output.weight");
+    c->tie_embeddings = a->always_tied || !ld_gguf_find_tensor(g, "output.weight");
     int64_t id;
     if (ld_gguf_find(g, "tokenizer.ggml.bos_token_id") &&
         !ld_gguf_get_int(ctx, g, "tokenizer.ggml.bos_token_id", 0, c->vocab_size - 1, &id))
@@ -348,7 +370,71 @@ static ld_status read_config(ld_ctx *ctx, const ld_gguf *g, const char *path, co
     if (ld_gguf_find(g, "tokenizer.ggml.eos_token_id") &&
         !ld_gguf_get_int(ctx, g, "tokenizer.ggml.eos_token_id", 0, c->vocab_size - 1, &id))
         c->eos_token_id = (int32_t)id;
+    /* every id that ends a turn: liandan's list, else EOS and llama.cpp's end-of-turn ids */
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (ld_gguf_find(g, "liandan.eos_token_ids")) {
+        if ((st = ld_gguf_get_i32s(ctx, g, "liandan.eos_token_ids", &ids, &n))) return ld_error_wrap(ctx, st, "%s: ", path);
+        for (size_t i = 0; i < n && !st; i++)
+            if (n > LD_LM_MAX_EOS || ids[i] < 0 || ids[i] >= c->vocab_size)
+                st = ld_error(ctx, LD_ERR_FORMAT, "%s: liandan.eos_token_ids: %zu ids, id %d (vocabulary %lld)", path, n,
+                              ids[i], (long long)c->vocab_size);
+        for (size_t i = 0; !st && i < n; i++) c->eos_token_ids[i] = ids[i];
+        if (!st) c->n_eos_token_ids = (int)n;
+        ld_free(ctx, ids);
+        if (st) return st;
+    } else {
+        static const char *const eot_keys[] = {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"};
+        c->eos_token_ids[c->n_eos_token_ids++] = c->eos_token_id;
+        for (size_t i = 0; i < 2; i++)
+            if (ld_gguf_find(g, eot_keys[i]) && !ld_gguf_get_int(ctx, g, eot_keys[i], 0, c->vocab_size - 1, &id) &&
+                id != c->eos_token_id)
+                c->eos_token_ids[c->n_eos_token_ids++] = (int32_t)id;
+        ld_ctx_clear_error(ctx);
+    }
     if ((st = ld_lm_config_validate(ctx, c))) return ld_error_wrap(ctx, st, "%s: ", path);
+    return LD_OK;
+}
+
+/* Per-frequency RoPE divisors (llama.cpp's rope_freqs.weight, Llama 3 scaling), when the
+ * file has them and liandan's own scaling keys do not already describe them. */
+static ld_status read_rope_factors(ld_lm *m, const ld_gguf *g, const char *path) {
+    const ld_tensor_info *t = ld_gguf_find_tensor(g, "rope_freqs.weight");
+    if (!t || m->cfg.arch != LD_ARCH_LLAMA || ld_gguf_find(g, "liandan.rope_scaling.type")) return LD_OK;
+    const int64_t half = ld_lm_head_dim(&m->cfg) / 2;
+    if (t->ndim != 1 || t->shape[0] != half || t->dtype != LD_F32)
+        return ld_error(m->ctx, LD_ERR_FORMAT, "%s: rope_freqs.weight must be F32 [%lld] (head_dim / 2)", path,
+                        (long long)half);
+    if (!(m->rope_factors = ld_alloc(m->ctx, (size_t)half * sizeof(float)))) return ld_ctx_status(m->ctx);
+    memcpy(m->rope_factors, t->data, (size_t)half * sizeof(float));
+    for (int64_t i = 0; i < half; i++)
+        if (!(m->rope_factors[i] > 0) || !isfinite(m->rope_factors[i]))
+            return ld_error(m->ctx, LD_ERR_FORMAT, "%s: rope_freqs.weight[%lld] = %g is not a positive number", path,
+                            (long long)i, m->rope_factors[i]);
+    /* the Llama 3.x releases' scalings are recognised, so the config can say them (and a
+     * model directory written from the file carries rope_scaling) */
+    static const ld_rope_scaling known[] = {
+        {LD_ROPE_SCALING_LLAMA3, 8, 8192, 1, 4, 0, 0, 0},  /* Llama 3.1 */
+        {LD_ROPE_SCALING_LLAMA3, 32, 8192, 1, 4, 0, 0, 0}, /* Llama 3.2 */
+    };
+    float *plain = ld_alloc(m->ctx, 2 * (size_t)half * sizeof(float)), ms;
+    if (!plain) return ld_ctx_status(m->ctx);
+    ld_lm_config c = m->cfg;
+    c.rope_scaling.type = LD_ROPE_SCALING_NONE;
+    ld_lm_rope_freqs(&c, c.max_position, plain, &ms);
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
+        c.rope_scaling = known[k];
+        ld_lm_rope_freqs(&c, c.max_position, plain + half, &ms);
+        bool same = true;
+        for (int64_t i = 0; i < half && same; i++) same = fabsf(plain[i] / plain[half + i] - m->rope_factors[i]) <= 1e-4f * m->rope_factors[i];
+        if (same) {
+            m->cfg.rope_scaling = known[k];
+            ld_free(m->ctx, m->rope_factors);
+            m->rope_factors = NULL;
+            break;
+        }
+    }
+    ld_free(m->ctx, plain);
     return LD_OK;
 }
 
@@ -431,17 +517,16 @@ ld_lm_load_params ld_lm_load_default_params(void) {
 static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, const ld_lm_load_params *p, bool file_backed,
                            ld_lm **out, ld_tokenizer **tok) {
     const char *arch_name;
-    const lm_gguf_arch *a = NULL;
     ld_status st;
     if ((st = ld_gguf_get_str(ctx, g, "general.architecture", &arch_name))) {
         ld_gguf_close(g);
         return ld_error_wrap(ctx, st, "%s: ", path);
     }
-    for (size_t i = 0; i < sizeof gguf_archs / sizeof gguf_archs[0]; i++)
-        if (!strcmp(gguf_archs[i].name, arch_name)) a = &gguf_archs[i];
+    const lm_family_info *a = lm_family_by_gguf_arch(arch_name);
     if (!a) { /* the message first: arch_name lives in g */
-        st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: GGUF architecture '%.60s' is not supported (llama, qwen2, gpt2)", path,
-                      arch_name);
+        char list[128];
+        st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: GGUF architecture '%.60s' is not supported (%s)", path, arch_name,
+                      lm_family_list(true, list, sizeof list));
         ld_gguf_close(g);
         return st;
     }
@@ -472,7 +557,8 @@ static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, const ld_l
     int n = ld_params_count(m->params);
     m->gguf = g;
     m->file_backed = file_backed && !p->trainable;
-    size_t used = 0;
+    size_t used = ld_gguf_find_tensor(g, "rope_freqs.weight") ? 1 : 0;
+    if ((st = read_rope_factors(m, g, path))) n = 0;
     for (int i = 0; i < n && !st; i++) {
         ld_tensor *t = ld_params_at(m->params, i);
         char gname[LD_TENSOR_NAME_MAX];
@@ -483,7 +569,7 @@ static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, const ld_l
     }
     if (!st && used < ld_gguf_tensor_count(g))
         ld_log(ctx, LD_LOG_WARN, "%s: %zu tensors of the file are not used by the %s model", path,
-               ld_gguf_tensor_count(g) - used, a->name);
+               ld_gguf_tensor_count(g) - used, a->gguf_arch);
     const char *tmpl = NULL;
     if (!st && ld_gguf_find(g, "tokenizer.chat_template") &&
         !(st = ld_gguf_get_str(ctx, g, "tokenizer.chat_template", &tmpl)) && !(m->chat_template = ld_strdup(ctx, tmpl)))
@@ -587,10 +673,10 @@ bool ld_lm_is_quantized(const ld_lm *m) {
 
 bool lm_gguf_export_rows(const ld_lm *m, const char *param, char *name, size_t cap, const char **arch,
                          int64_t *rope_head_dim) {
-    const lm_gguf_arch *a = arch_for_family(m->cfg.family);
+    const lm_family_info *a = lm_family(m->cfg.family);
     lm_xform xf;
     if (!a || !gguf_name_of(a, param, name, cap, &xf)) return false;
-    *arch = a->name;
+    *arch = a->gguf_arch;
     *rope_head_dim = xf == XF_ROPE_Q || xf == XF_ROPE_K ? xf_head_dim(&m->cfg) : 0;
     return true;
 }
@@ -601,5 +687,5 @@ void lm_gguf_rope_rows(void *dst, const void *src, int64_t rows, int64_t head_di
 
 bool ld_lm_gguf_tensor_name(const ld_lm *m, const char *param, char *out, size_t cap) {
     lm_xform xf;
-    return m && param && out && gguf_name_of(arch_for_family(m->cfg.family), param, out, cap, &xf);
+    return m && param && out && gguf_name_of(lm_family(m->cfg.family), param, out, cap, &xf);
 }

@@ -261,13 +261,36 @@ ld_status ld_op_rope(ld_tape *t, const ld_tensor *x, int64_t n_heads, int64_t po
     return LD_OK;
 }
 
+static void rope_freq_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx)
+        t->k->rope_freq_bwd(dx, n->out->grad->data, n->i[0], n->i[1], n->i[2], n->i[3], (int64_t)n->f[1], n->saved[0],
+                            n->f[0]);
+}
+
+ld_status ld_op_rope_freqs(ld_tape *t, const ld_tensor *x, int64_t n_heads, int64_t pos0, const float *inv_freq,
+                           float mscale, ld_tensor **out_) {
+    static const char *op = "rope";
+    ld_status st;
+    if ((st = check_f32(t, op, "input", x))) return st;
+    if (x->ndim != 3 || n_heads <= 0 || x->shape[2] % n_heads || (x->shape[2] / n_heads) % 2 || !inv_freq)
+        return ld_error(t->ctx, LD_ERR_SHAPE, "rope: '%s' must be [B, T, H*D] with %lld heads of even size D",
+                        x->name, (long long)n_heads);
+    if (pos0 < 0 || pos0 > (1 << 24)) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "rope: position %lld out of range", (long long)pos0);
+    int64_t B = x->shape[0], T = x->shape[1], D = x->shape[2] / n_heads;
+    if ((st = new_out(t, 3, x->shape, x, NULL, NULL, out_))) return st;
+    t->k->rope_freq_fwd((*out_)->data, x->data, B, T, n_heads, D, pos0, inv_freq, mscale);
+    RECORD_OR_FAIL(n, t, op, rope_freq_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    if (n) n->i[0] = B, n->i[1] = T, n->i[2] = n_heads, n->i[3] = D, n->f[0] = mscale, n->f[1] = (float)pos0,
+           n->saved[0] = (void *)inv_freq;
+    return LD_OK;
+}
+
 /* ---- attention -------------------------------------------------------------------- */
 
+/* The node keeps its attention shape in the tape's arena (saved[1]). */
 static ld_attn_shape attn_shape(const ld_node *n) {
-    ld_attn_shape s = {.B = n->i[0], .Tq = n->i[1], .Tk = n->i[1], .Hq = n->i[2], .Hkv = n->i[3],
-                       .D = n->in[0]->shape[2] / n->i[2], .q_offset = 0, .causal = n->flag, .scale = n->f[0],
-                       .key_len = n->ids};
-    return s;
+    return *(const ld_attn_shape *)n->saved[1];
 }
 
 static void attention_bwd(ld_tape *t, ld_node *n) {
@@ -279,34 +302,49 @@ static void attention_bwd(ld_tape *t, ld_node *n) {
                         n->in[2]->data, &s, scr);
 }
 
-ld_status ld_op_attention(ld_tape *t, const ld_tensor *q, const ld_tensor *k, const ld_tensor *v, int64_t n_heads,
-                          int64_t n_kv_heads, bool causal, const int32_t *key_len, ld_tensor **out_) {
+ld_attn_opts ld_attn_default_opts(int64_t n_heads, int64_t n_kv_heads) {
+    return (ld_attn_opts){.n_heads = n_heads, .n_kv_heads = n_kv_heads, .causal = true};
+}
+
+ld_status ld_op_attention_ex(ld_tape *t, const ld_tensor *q, const ld_tensor *k, const ld_tensor *v,
+                             const ld_attn_opts *o, ld_tensor **out_) {
     static const char *op = "attention";
     ld_status st;
     if ((st = check_f32(t, op, "q", q)) || (st = check_f32(t, op, "k", k)) || (st = check_f32(t, op, "v", v)))
         return st;
+    if (!o) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "attention: NULL options");
     if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3)
         return ld_error(t->ctx, LD_ERR_SHAPE, "attention: q, k, v must be [B, T, heads*D]");
-    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || q->shape[2] % n_heads)
+    if (o->n_heads <= 0 || o->n_kv_heads <= 0 || o->n_heads % o->n_kv_heads || q->shape[2] % o->n_heads)
         return ld_error(t->ctx, LD_ERR_SHAPE, "attention: %lld query heads are not a multiple of %lld kv heads or do "
-                        "not divide width %lld", (long long)n_heads, (long long)n_kv_heads, (long long)q->shape[2]);
-    int64_t D = q->shape[2] / n_heads;
+                        "not divide width %lld", (long long)o->n_heads, (long long)o->n_kv_heads, (long long)q->shape[2]);
+    if (o->window < 0 || o->softcap < 0 || o->scale < 0 || (o->window && !o->causal))
+        return ld_error(t->ctx, LD_ERR_INVALID_ARG, "attention: window %lld (needs causal), softcap %g and scale %g "
+                        "must not be negative", (long long)o->window, o->softcap, o->scale);
+    int64_t D = q->shape[2] / o->n_heads;
     if (!ld_tensor_same_shape(k, v)) return shape_error(t, op, k, v, "k and v differ");
-    if (k->shape[0] != q->shape[0] || k->shape[1] != q->shape[1] || k->shape[2] != n_kv_heads * D)
+    if (k->shape[0] != q->shape[0] || k->shape[1] != q->shape[1] || k->shape[2] != o->n_kv_heads * D)
         return shape_error(t, op, q, k, "k does not match q's batch, length or head size");
     if ((st = new_out(t, 3, q->shape, q, k, v, out_))) return st;
-    ld_node tmp = {.in = {(ld_tensor *)q}, .i = {q->shape[0], q->shape[1], n_heads, n_kv_heads},
-                   .f = {1.0f / sqrtf((float)D)}, .flag = causal, .ids = key_len};
-    ld_attn_shape s = attn_shape(&tmp);
-    float *lse = scratch(t, s.B * s.Hq * s.Tq);
+    ld_attn_shape *s = ld_arena_alloc(t->act, sizeof *s);
+    if (!s) return ld_ctx_status(t->ctx);
+    *s = (ld_attn_shape){.B = q->shape[0], .Tq = q->shape[1], .Tk = q->shape[1], .Hq = o->n_heads,
+                         .Hkv = o->n_kv_heads, .D = D, .causal = o->causal,
+                         .scale = o->scale > 0 ? o->scale : 1.0f / sqrtf((float)D), .key_len = o->key_len,
+                         .window = o->window, .softcap = o->softcap};
+    float *lse = scratch(t, s->B * s->Hq * s->Tq);
     if (!lse) return ld_ctx_status(t->ctx);
-    t->k->attention_fwd((*out_)->data, lse, q->data, k->data, v->data, &s);
+    t->k->attention_fwd((*out_)->data, lse, q->data, k->data, v->data, s);
     RECORD_OR_FAIL(n, t, op, attention_bwd, *out_, (ld_tensor *)q, (ld_tensor *)k, (ld_tensor *)v);
-    if (n) {
-        memcpy(n->i, tmp.i, sizeof n->i);
-        n->f[0] = tmp.f[0], n->flag = causal, n->ids = key_len, n->saved[0] = lse;
-    }
+    if (n) n->saved[0] = lse, n->saved[1] = s;
     return LD_OK;
+}
+
+ld_status ld_op_attention(ld_tape *t, const ld_tensor *q, const ld_tensor *k, const ld_tensor *v, int64_t n_heads,
+                          int64_t n_kv_heads, bool causal, const int32_t *key_len, ld_tensor **out_) {
+    ld_attn_opts o = ld_attn_default_opts(n_heads, n_kv_heads);
+    o.causal = causal, o.key_len = key_len;
+    return ld_op_attention_ex(t, q, k, v, &o, out_);
 }
 
 /* ---- pointwise -------------------------------------------------------------------- */
@@ -380,6 +418,37 @@ ld_status ld_op_swiglu(ld_tape *t, const ld_tensor *gate, const ld_tensor *up, l
     t->k->swiglu_fwd((*out_)->data, gate->data, up->data, ld_tensor_numel(gate));
     RECORD_OR_FAIL(n, t, "swiglu", swiglu_bwd, *out_, (ld_tensor *)gate, (ld_tensor *)up, NULL);
     (void)n;
+    return LD_OK;
+}
+
+static void geglu_bwd(ld_tape *t, ld_node *n) {
+    float *dg = ld_tape_grad(t, n->in[0]), *du = ld_tape_grad(t, n->in[1]);
+    t->k->geglu_bwd(dg, du, n->out->grad->data, n->in[0]->data, n->in[1]->data, ld_tensor_numel(n->out));
+}
+
+ld_status ld_op_geglu(ld_tape *t, const ld_tensor *gate, const ld_tensor *up, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_same(t, "geglu", gate, up))) return st;
+    if ((st = new_out(t, gate->ndim, gate->shape, gate, up, NULL, out_))) return st;
+    t->k->geglu_fwd((*out_)->data, gate->data, up->data, ld_tensor_numel(gate));
+    RECORD_OR_FAIL(n, t, "geglu", geglu_bwd, *out_, (ld_tensor *)gate, (ld_tensor *)up, NULL);
+    (void)n;
+    return LD_OK;
+}
+
+static void softcap_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx) t->k->softcap_bwd(dx, n->out->grad->data, n->in[0]->data, n->f[0], ld_tensor_numel(n->out));
+}
+
+ld_status ld_op_softcap(ld_tape *t, const ld_tensor *x, float cap, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "softcap", "input", x))) return st;
+    if (!(cap > 0)) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "softcap: cap %g must be positive", cap);
+    if ((st = new_out(t, x->ndim, x->shape, x, NULL, NULL, out_))) return st;
+    t->k->softcap_fwd((*out_)->data, x->data, cap, ld_tensor_numel(x));
+    RECORD_OR_FAIL(n, t, "softcap", softcap_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    if (n) n->f[0] = cap;
     return LD_OK;
 }
 

@@ -192,9 +192,9 @@ done
 echo "llama_cpp_oracle: generate, bench infer, eval ppl, quantize and export refuse an MXFP4 tensor, naming it"
 
 # errors: an architecture liandan does not run, a truncated file
-"$BIN" gguf write "$T/phi.gguf" --from "$T/llama.f32.gguf" --set general.architecture=str:phi3 2>/dev/null
-if "$BIN" generate "$T/phi.gguf" "x" >"$T/err" 2>&1; then fail "phi3 GGUF accepted"; fi
-grep -q "architecture 'phi3' is not supported" "$T/err" || { cat "$T/err"; fail "phi3 error message"; }
+"$BIN" gguf write "$T/mamba.gguf" --from "$T/llama.f32.gguf" --set general.architecture=str:mamba 2>/dev/null
+if "$BIN" generate "$T/mamba.gguf" "x" >"$T/err" 2>&1; then fail "mamba GGUF accepted"; fi
+grep -q "architecture 'mamba' is not supported" "$T/err" || { cat "$T/err"; fail "mamba error message"; }
 head -c 100000 "$T/llama.f32.gguf" >"$T/trunc.gguf"
 if "$BIN" generate "$T/trunc.gguf" "x" >"$T/err" 2>&1; then fail "truncated GGUF accepted"; fi
 grep -q "trunc.gguf" "$T/err" || { cat "$T/err"; fail "truncated GGUF error message"; }

@@ -79,6 +79,13 @@ TEST_ISA(cpu_matches_ref_on_odd_shapes) {
         /* grouped rows whose visible ends straddle a key block (some rows see none of it) */
         {.B = 1, .Tq = 10, .Tk = 71, .Hq = 2, .Hkv = 1, .D = 32, .q_offset = 61, .causal = true},
         {.B = 1, .Tq = 7, .Tk = 68, .Hq = 2, .Hkv = 2, .D = 128, .q_offset = 61, .causal = true},
+        /* sliding windows and soft-capped scores (an optimized kernel that lacks them must
+         * run the reference) */
+        {.B = 2, .Tq = 40, .Tk = 40, .Hq = 4, .Hkv = 2, .D = 32, .causal = true, .window = 7},
+        {.B = 1, .Tq = 3, .Tk = 90, .Hq = 2, .Hkv = 1, .D = 64, .q_offset = 87, .causal = true, .window = 16},
+        {.B = 1, .Tq = 33, .Tk = 33, .Hq = 2, .Hkv = 2, .D = 16, .causal = true, .softcap = 0.5f},
+        {.B = 1, .Tq = 9, .Tk = 70, .Hq = 4, .Hkv = 2, .D = 32, .q_offset = 61, .causal = true, .window = 5,
+         .softcap = 2.0f},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         shapes[i].scale = 1.0f / sqrtf((float)shapes[i].D);
@@ -132,6 +139,9 @@ TEST(double_reference_backward_matches_finite_differences) {
         {.B = 2, .Tq = 5, .Tk = 5, .Hq = 4, .Hkv = 2, .D = 3, .causal = true},
         {.B = 2, .Tq = 5, .Tk = 5, .Hq = 2, .Hkv = 2, .D = 3, .causal = false, .key_len = lens},
         {.B = 1, .Tq = 3, .Tk = 6, .Hq = 2, .Hkv = 1, .D = 4, .q_offset = 3, .causal = true},
+        {.B = 2, .Tq = 6, .Tk = 6, .Hq = 2, .Hkv = 1, .D = 3, .causal = true, .window = 2},
+        {.B = 1, .Tq = 5, .Tk = 5, .Hq = 2, .Hkv = 2, .D = 4, .causal = true, .softcap = 0.8f},
+        {.B = 1, .Tq = 3, .Tk = 7, .Hq = 2, .Hkv = 1, .D = 3, .q_offset = 4, .causal = true, .window = 3, .softcap = 1.5f},
     };
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         ld_attn_shape s = shapes[si];

@@ -11,19 +11,50 @@
 
 enum { B = 2, T = 5 };
 
-static ld_lm_config tiny(ld_lm_arch arch) {
+/* The variants checked: each family, and llama with each RoPE scaling. */
+typedef enum variant {
+    V_LLAMA, V_GPT2, V_QWEN2, V_QWEN3, V_GEMMA2, V_PHI3, V_LINEAR, V_DYNAMIC, V_LLAMA3, V_YARN, V_COUNT
+} variant;
+static const char *const variant_names[V_COUNT] = {"llama",  "gpt2",   "qwen2",          "qwen3",         "gemma2",
+                                                   "phi3",   "llama + linear RoPE", "llama + dynamic NTK", "llama + llama3 RoPE", "llama + YaRN"};
+
+static ld_lm_config tiny_variant(variant v) {
+    ld_lm_arch arch = v == V_GPT2 ? LD_ARCH_GPT2 : LD_ARCH_LLAMA;
     ld_lm_config c = ld_lm_default_config(arch);
-    if (arch == LD_ARCH_LLAMA + 2) { /* qwen2: llama with q/k/v biases */
-        c = ld_lm_default_config(LD_ARCH_LLAMA);
-        c.family = LD_FAMILY_QWEN2, c.qkv_bias = true;
-        arch = LD_ARCH_LLAMA;
-    }
     c.vocab_size = 23, c.hidden_size = 8, c.n_layers = 2, c.n_heads = 2, c.max_position = 16;
     c.n_kv_heads = arch == LD_ARCH_LLAMA ? 1 : 2;
     c.intermediate_size = arch == LD_ARCH_LLAMA ? 12 : 32;
     c.tie_embeddings = arch == LD_ARCH_GPT2;
     c.init_std = 0.3f; /* large weights: every path matters */
+    ld_rope_scaling *rs = &c.rope_scaling;
+    switch (v) {
+    case V_QWEN2: c.family = LD_FAMILY_QWEN2, c.qkv_bias = true; break;
+    case V_QWEN3: c.family = LD_FAMILY_QWEN3, c.head_dim = 6, c.n_heads = 2; break; /* heads wider than C / H */
+    case V_GEMMA2:
+        c.family = LD_FAMILY_GEMMA2, c.tie_embeddings = true, c.head_dim = 6, c.sliding_window = 2;
+        c.sliding_window_pattern = 2, c.attn_softcap = 3.0f, c.final_softcap = 4.0f, c.query_scale = 0.3f;
+        break;
+    case V_PHI3: c.family = LD_FAMILY_PHI3, c.sliding_window = 3, c.sliding_window_pattern = 1; break;
+    case V_LINEAR: *rs = (ld_rope_scaling){.type = LD_ROPE_SCALING_LINEAR, .factor = 2.5f}; break;
+    case V_DYNAMIC: *rs = (ld_rope_scaling){.type = LD_ROPE_SCALING_DYNAMIC, .factor = 2, .original_max_position = 3}; break;
+    case V_LLAMA3:
+        *rs = (ld_rope_scaling){.type = LD_ROPE_SCALING_LLAMA3, .factor = 8, .original_max_position = 64,
+                                .low_freq_factor = 1, .high_freq_factor = 4};
+        c.hidden_size = 16, c.rope_theta = 500000.0f; /* D = 8: frequencies in all three bands */
+        break;
+    case V_YARN:
+        *rs = (ld_rope_scaling){.type = LD_ROPE_SCALING_YARN, .factor = 4, .original_max_position = 8, .beta_fast = 32,
+                                .beta_slow = 1};
+        c.hidden_size = 16, c.rope_theta = 100.0f;
+        break;
+    default: break;
+    }
     return c;
+}
+
+/* llama / gpt2 / (2) qwen2 */
+static ld_lm_config tiny(ld_lm_arch arch) {
+    return tiny_variant(arch == LD_ARCH_GPT2 ? V_GPT2 : (int)arch == 2 ? V_QWEN2 : V_LLAMA);
 }
 
 /* ---- the double-precision reference model ---------------------------------------- */
@@ -51,40 +82,84 @@ static void dlinear(double *y, const double *x, const double *w, const double *b
         }
 }
 
-/* naive causal attention, q [B,T,Hq,D], k/v [B,T,Hkv,D] */
+/* naive causal attention, q [B,T,Hq,D], k/v [B,T,Hkv,D]: keys i - window + 1 .. i when
+ * window > 0, scores soft-capped when cap > 0 */
 static void dattention(double *out, const double *q, const double *k, const double *v, int64_t Hq, int64_t Hkv,
-                       int64_t D) {
+                       int64_t D, double scale, int64_t window, double cap) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < Hq; h++)
             for (int64_t i = 0; i < T; i++) {
-                int64_t hk = h / (Hq / Hkv);
+                int64_t hk = h / (Hq / Hkv), j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
                 double s[T], mx = -1e300, sum = 0;
-                for (int64_t j = 0; j <= i; j++) {
+                for (int64_t j = j0; j <= i; j++) {
                     double dot = 0;
                     for (int64_t d = 0; d < D; d++)
                         dot += q[((b * T + i) * Hq + h) * D + d] * k[((b * T + j) * Hkv + hk) * D + d];
-                    s[j] = dot / sqrt((double)D);
+                    s[j] = dot * scale;
+                    if (cap > 0) s[j] = cap * tanh(s[j] / cap);
                     if (s[j] > mx) mx = s[j];
                 }
-                for (int64_t j = 0; j <= i; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int64_t j = j0; j <= i; j++) sum += (s[j] = exp(s[j] - mx));
                 for (int64_t d = 0; d < D; d++) {
                     double o = 0;
-                    for (int64_t j = 0; j <= i; j++) o += s[j] / sum * v[((b * T + j) * Hkv + hk) * D + d];
+                    for (int64_t j = j0; j <= i; j++) o += s[j] / sum * v[((b * T + j) * Hkv + hk) * D + d];
                     out[((b * T + i) * Hq + h) * D + d] = o;
                 }
             }
 }
 
+/* RoPE of x [B*T, H*D] with the config's frequencies, written here from the formulas */
+static void drope(double *y, const double *x, const ld_lm_config *c, int64_t H) {
+    const int64_t D = ld_lm_head_dim(c), half = D / 2;
+    const ld_rope_scaling *rs = &c->rope_scaling;
+    double inv[64], mscale = 1, base = c->rope_theta;
+    double orig = rs->original_max_position ? (double)rs->original_max_position : (double)c->max_position;
+    if (rs->type == LD_ROPE_SCALING_DYNAMIC && T > orig) base *= pow(rs->factor * T / orig - (rs->factor - 1), D / (D - 2.0));
+    for (int64_t i = 0; i < half; i++) {
+        double f = pow(base, -2.0 * (double)i / (double)D);
+        if (rs->type == LD_ROPE_SCALING_LINEAR) f /= rs->factor;
+        if (rs->type == LD_ROPE_SCALING_LLAMA3) {
+            double wl = 2 * M_PI / f, lo = orig / rs->low_freq_factor, hi = orig / rs->high_freq_factor;
+            double sm = (orig / wl - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
+            f = wl > lo ? f / rs->factor : wl < hi ? f : (1 - sm) * f / rs->factor + sm * f;
+        }
+        if (rs->type == LD_ROPE_SCALING_YARN) {
+            double l = floor(D * log(orig / (rs->beta_fast * 2 * M_PI)) / (2 * log(base)));
+            double h = ceil(D * log(orig / (rs->beta_slow * 2 * M_PI)) / (2 * log(base)));
+            l = l < 0 ? 0 : l, h = h > D - 1 ? D - 1 : h;
+            double ramp = (i - l) / (h - l), ex = 1 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+            f = f / rs->factor * (1 - ex) + f * ex;
+            mscale = 0.1 * log(rs->factor) + 1;
+        }
+        inv[i] = (float)f; /* the model keeps its frequencies in float, as HF and llama.cpp do */
+    }
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = 0; i < half; i++) {
+                    const double *xr = x + ((b * T + t) * H + h) * D;
+                    double *yr = y + ((b * T + t) * H + h) * D, ang = (double)t * inv[i];
+                    double cs = mscale * cos(ang), sn = mscale * sin(ang), x1 = xr[i], x2 = xr[i + half];
+                    yr[i] = x1 * cs - x2 * sn, yr[i + half] = x2 * cs + x1 * sn;
+                }
+}
+
+enum { WMAX = 64 }; /* widths up to 64 per token */
+
 static double dforward(dmodel *d, const int32_t *ids, const int32_t *targets, double *logits_out) {
     const ld_lm *m = d->m;
     const ld_lm_config *c = &m->cfg;
-    int64_t C = c->hidden_size, Hq = c->n_heads, Hkv = c->n_kv_heads, D = C / Hq, I = c->intermediate_size;
-    int64_t V = c->vocab_size, N = B * T, kvw = Hkv * D;
-    double x[B * T * 8], h[B * T * 8], q[B * T * 8], k[B * T * 8], v[B * T * 8], a[B * T * 8], o[B * T * 8];
-    double qkv[B * T * 24], f1[B * T * 32], f2[B * T * 32], mean[B * T], rstd[B * T];
+    const lm_family_info *fam = lm_family(c->family);
+    int64_t C = c->hidden_size, Hq = c->n_heads, Hkv = c->n_kv_heads, D = ld_lm_head_dim(c), I = c->intermediate_size;
+    int64_t V = c->vocab_size, N = B * T, Q = Hq * D, kvw = Hkv * D;
+    static double x[B * T * WMAX], h[B * T * WMAX], q[B * T * WMAX], k[B * T * WMAX], v[B * T * WMAX];
+    static double a[B * T * WMAX], o[B * T * WMAX], qkv[B * T * 3 * WMAX], f1[B * T * 2 * WMAX], f2[B * T * WMAX];
+    static double mean[B * T * WMAX], rstd[B * T * WMAX];
     double *logits = logits_out;
     bool gpt2 = c->arch == LD_ARCH_GPT2;
     ld_ref64_embedding_fwd(x, ids, dparam(d, m->wte), N, C);
+    if (fam->embed_scale)
+        for (int64_t i = 0; i < N * C; i++) x[i] *= sqrt((double)(float)C);
     if (gpt2)
         for (int64_t r = 0; r < N; r++)
             for (int64_t i = 0; i < C; i++) x[r * C + i] += dparam(d, m->wpe)[(r % T) * C + i];
@@ -99,14 +174,30 @@ static double dforward(dmodel *d, const int32_t *ids, const int32_t *targets, do
                     q[r * C + i] = qkv[r * 3 * C + i], k[r * C + i] = qkv[r * 3 * C + C + i],
                     v[r * C + i] = qkv[r * 3 * C + 2 * C + i];
         } else {
-            dlinear(a, h, dparam(d, L->q), L->q_b ? dparam(d, L->q_b) : NULL, N, C, C, false);
-            ld_ref64_rope_fwd(q, a, B, T, Hq, D, 0, c->rope_theta);
-            dlinear(a, h, dparam(d, L->k), L->k_b ? dparam(d, L->k_b) : NULL, N, C, kvw, false);
-            ld_ref64_rope_fwd(k, a, B, T, Hkv, D, 0, c->rope_theta);
-            dlinear(v, h, dparam(d, L->v), L->v_b ? dparam(d, L->v_b) : NULL, N, C, kvw, false);
+            if (fam->fused_qkv) {
+                dlinear(qkv, h, dparam(d, L->qkv), NULL, N, C, Q + 2 * kvw, false);
+                for (int64_t r = 0; r < N; r++) {
+                    for (int64_t i = 0; i < Q; i++) a[r * Q + i] = qkv[r * (Q + 2 * kvw) + i];
+                    for (int64_t i = 0; i < kvw; i++)
+                        o[r * kvw + i] = qkv[r * (Q + 2 * kvw) + Q + i], v[r * kvw + i] = qkv[r * (Q + 2 * kvw) + Q + kvw + i];
+                }
+            } else {
+                dlinear(a, h, dparam(d, L->q), L->q_b ? dparam(d, L->q_b) : NULL, N, C, Q, false);
+                dlinear(o, h, dparam(d, L->k), L->k_b ? dparam(d, L->k_b) : NULL, N, C, kvw, false);
+                dlinear(v, h, dparam(d, L->v), L->v_b ? dparam(d, L->v_b) : NULL, N, C, kvw, false);
+            }
+            if (fam->qk_norm) {
+                ld_ref64_rmsnorm_fwd(a, rstd, a, dparam(d, L->q_norm), N * Hq, D, c->norm_eps);
+                ld_ref64_rmsnorm_fwd(o, rstd, o, dparam(d, L->k_norm), N * Hkv, D, c->norm_eps);
+            }
+            drope(q, a, c, Hq);
+            drope(k, o, c, Hkv);
         }
-        dattention(a, q, k, v, Hq, Hkv, D);
-        dlinear(o, a, dparam(d, L->o), L->o_b ? dparam(d, L->o_b) : NULL, N, C, C, gpt2);
+        double scale = c->query_scale > 0 ? c->query_scale : 1.0 / sqrt((double)(float)D);
+        dattention(a, q, k, v, Hq, Hkv, D, (double)(float)scale, ld_lm_layer_sliding(c, l) ? c->sliding_window : 0,
+                   c->attn_softcap);
+        dlinear(o, a, dparam(d, L->o), L->o_b ? dparam(d, L->o_b) : NULL, N, Q, C, gpt2);
+        if (fam->sandwich_norms) ld_ref64_rmsnorm_fwd(o, rstd, o, dparam(d, L->post_attn_norm), N, C, c->norm_eps);
         for (int64_t i = 0; i < N * C; i++) x[i] += o[i];
         if (gpt2) ld_ref64_layernorm_fwd(h, mean, rstd, x, dparam(d, L->ln2_w), dparam(d, L->ln2_b), N, C, c->norm_eps);
         else ld_ref64_rmsnorm_fwd(h, rstd, x, dparam(d, L->ln2_w), N, C, c->norm_eps);
@@ -115,16 +206,26 @@ static double dforward(dmodel *d, const int32_t *ids, const int32_t *targets, do
             ld_ref64_gelu_fwd(f2, f1, N * I);
             dlinear(o, f2, dparam(d, L->down), dparam(d, L->down_b), N, I, C, true);
         } else {
-            dlinear(f1, h, dparam(d, L->gate), NULL, N, C, I, false);
-            dlinear(f2, h, dparam(d, L->up), NULL, N, C, I, false);
-            ld_ref64_swiglu_fwd(f1, f1, f2, N * I);
+            if (fam->fused_gate_up) {
+                dlinear(qkv, h, dparam(d, L->gate_up), NULL, N, C, 2 * I, false);
+                for (int64_t r = 0; r < N; r++)
+                    for (int64_t i = 0; i < I; i++) f1[r * I + i] = qkv[r * 2 * I + i], f2[r * I + i] = qkv[r * 2 * I + I + i];
+            } else {
+                dlinear(f1, h, dparam(d, L->gate), NULL, N, C, I, false);
+                dlinear(f2, h, dparam(d, L->up), NULL, N, C, I, false);
+            }
+            if (fam->geglu) ld_ref64_geglu_fwd(f1, f1, f2, N * I);
+            else ld_ref64_swiglu_fwd(f1, f1, f2, N * I);
             dlinear(o, f1, dparam(d, L->down), NULL, N, I, C, false);
+            if (fam->sandwich_norms) ld_ref64_rmsnorm_fwd(o, rstd, o, dparam(d, L->post_mlp_norm), N, C, c->norm_eps);
         }
         for (int64_t i = 0; i < N * C; i++) x[i] += o[i];
     }
     if (gpt2) ld_ref64_layernorm_fwd(h, mean, rstd, x, dparam(d, m->lnf_w), dparam(d, m->lnf_b), N, C, c->norm_eps);
     else ld_ref64_rmsnorm_fwd(h, rstd, x, dparam(d, m->lnf_w), N, C, c->norm_eps);
     dlinear(logits, h, dparam(d, m->lm_head), NULL, N, C, V, false);
+    if (c->final_softcap > 0)
+        for (int64_t i = 0; i < N * V; i++) logits[i] = c->final_softcap * tanh(logits[i] / c->final_softcap);
     double loss[B * T], lse[B * T], sum = 0;
     int counted = 0;
     ld_ref64_xent_fwd(loss, lse, logits, targets, N, V, -100);
@@ -133,10 +234,10 @@ static double dforward(dmodel *d, const int32_t *ids, const int32_t *targets, do
     return sum / counted;
 }
 
-static void check_model(ld_lm_arch arch) {
+static void check_model(variant var) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
-    ld_lm_config cfg = tiny(arch);
+    ld_lm_config cfg = tiny_variant(var);
     ld_lm *m = NULL;
     CHECK(ld_lm_new(ctx, &cfg, 1234, &m) == LD_OK);
     if (!m) return;
@@ -174,7 +275,7 @@ static void check_model(ld_lm_arch arch) {
         double e = fabs(((float *)logits->data)[i] - dlogits[i]);
         if (e > max_logit_err) max_logit_err = e;
     }
-    CHECK_MSG(max_logit_err < 1e-4, "max logit error %g", max_logit_err);
+    CHECK_MSG(max_logit_err < 1e-4, "%s: max logit error %g", variant_names[var], max_logit_err);
 
     /* finite differences in double on every parameter tensor, a few elements each */
     double worst = 0;
@@ -192,29 +293,54 @@ static void check_model(ld_lm_arch arch) {
             double fd = (lp - lm) / (2 * eps), g = ((float *)t->grad->data)[j];
             double err = fabs(fd - g) / (fabs(fd) + 1e-3);
             if (err > worst) worst = err;
-            CHECK_MSG(err < 2e-3, "%s[%lld]: tape %.8g vs finite difference %.8g", t->name, (long long)j, g, fd);
+            CHECK_MSG(err < 2e-3, "%s: %s[%lld]: tape %.8g vs finite difference %.8g", variant_names[var], t->name,
+                      (long long)j, g, fd);
         }
     }
-    static const char *const fam[] = {"llama", "mistral", "qwen2", "gpt2"};
-    printf("  %s: loss %.6f, max logit err %.2g, worst grad rel err %.2g\n", fam[cfg.family],
-           ref_loss, max_logit_err, worst);
+    printf("  %s: loss %.6f, max logit err %.2g, worst grad rel err %.2g\n", variant_names[var], ref_loss,
+           max_logit_err, worst);
 
     /* KV cache: prefill 3 tokens, then 2 single-token steps, per batch row; compare with the
-     * full forward's logits */
+     * full forward's logits (dynamic NTK depends on the context: the session gets T) */
     ld_lm_session *s = NULL;
-    CHECK(ld_lm_session_new(m, B, 16, 16, &s) == LD_OK);
+    const int64_t ctx_len = var == V_DYNAMIC ? T : 16;
+    CHECK(ld_lm_session_new(m, B, ctx_len, 16, &s) == LD_OK);
     for (int b = 0; s && b < B; b++) {
         const float *lg;
         ld_lm_segment seg = {b, ids + b * T, 3};
         CHECK(ld_lm_session_eval(s, &seg, 1, true, &lg) == LD_OK);
         double rel = ld_test_max_rel_err(lg, (const float *)logits->data + b * T * 23, 3 * 23, 1.0);
-        CHECK_MSG(rel < 1e-5, "prefill logits differ by %g", rel);
+        CHECK_MSG(rel < 1e-5, "%s: prefill logits differ by %g", variant_names[var], rel);
         for (int t = 3; t < T; t++) {
             ld_lm_segment one = {b, ids + b * T + t, 1};
             CHECK(ld_lm_session_eval(s, &one, 1, false, &lg) == LD_OK);
             rel = ld_test_max_rel_err(lg, (const float *)logits->data + (b * T + t) * 23, 23, 1.0);
-            CHECK_MSG(rel < 1e-5, "decode step %d logits differ by %g", t, rel);
+            CHECK_MSG(rel < 1e-5, "%s: decode step %d logits differ by %g", variant_names[var], t, rel);
         }
+    }
+    /* the same in a paged cache of 2- and 3-token pages: attention per page, merged; the
+     * sliding window (gemma2: 2, phi3: 3) and the soft-cap at page-relative positions, pages
+     * wholly before the window skipped */
+    for (int64_t pt = 2; pt <= 3; pt++) {
+        ld_lm_session_params sp = ld_lm_session_default_params();
+        sp.n_slots = B, sp.max_len = ctx_len, sp.max_tokens = 16, sp.page_tokens = pt;
+        ld_lm_session *ps = NULL;
+        CHECK(ld_lm_session_new_ex(m, &sp, &ps) == LD_OK);
+        for (int b = 0; ps && b < B; b++) {
+            const float *lg;
+            ld_lm_segment seg = {b, ids + b * T, 3};
+            CHECK(ld_lm_session_eval(ps, &seg, 1, true, &lg) == LD_OK);
+            double rel = ld_test_max_rel_err(lg, (const float *)logits->data + b * T * 23, 3 * 23, 1.0);
+            CHECK_MSG(rel < 1e-5, "%s: %lld-token pages: prefill logits differ by %g", variant_names[var], (long long)pt, rel);
+            for (int t = 3; t < T; t++) {
+                ld_lm_segment one = {b, ids + b * T + t, 1};
+                CHECK(ld_lm_session_eval(ps, &one, 1, false, &lg) == LD_OK);
+                rel = ld_test_max_rel_err(lg, (const float *)logits->data + (b * T + t) * 23, 23, 1.0);
+                CHECK_MSG(rel < 1e-5, "%s: %lld-token pages: decode step %d logits differ by %g", variant_names[var],
+                          (long long)pt, t, rel);
+            }
+        }
+        ld_lm_session_free(ps);
     }
     /* batched: both rows' last tokens in one call after clearing and re-prefilling 4 */
     for (int b = 0; s && b < B; b++) ld_lm_session_clear(s, b);
@@ -227,9 +353,10 @@ static void check_model(ld_lm_arch arch) {
         for (int b = 0; b < B; b++)
             CHECK(ld_test_max_rel_err(lg + b * 23, (const float *)logits->data + (b * T + 4) * 23, 23, 1.0) < 1e-5);
         ld_lm_segment too_long = {0, ids, 16};
-        CHECK_STATUS(ctx, ld_lm_session_eval(s, &too_long, 1, false, &lg), LD_ERR_LIMIT, "past the context");
+        CHECK_STATUS(ctx, ld_lm_session_eval(s, &too_long, 1, false, &lg), LD_ERR_LIMIT, var == V_DYNAMIC ? NULL : "past the context");
         int32_t bad_id = 99;
         ld_lm_segment bad = {1, &bad_id, 1};
+        ld_lm_session_clear(s, 1);
         CHECK_STATUS(ctx, ld_lm_session_eval(s, &bad, 1, false, &lg), LD_ERR_INVALID_ARG, "outside the vocabulary");
     }
     ld_lm_session_free(s);
@@ -241,15 +368,31 @@ static void check_model(ld_lm_arch arch) {
 }
 
 TEST(llama_matches_double_reference_and_finite_differences) {
-    check_model(LD_ARCH_LLAMA);
+    check_model(V_LLAMA);
 }
 
 TEST(gpt2_matches_double_reference_and_finite_differences) {
-    check_model(LD_ARCH_GPT2);
+    check_model(V_GPT2);
 }
 
 TEST(qwen2_qkv_biases_match_double_reference_and_finite_differences) {
-    check_model((ld_lm_arch)(LD_ARCH_LLAMA + 2));
+    check_model(V_QWEN2);
+}
+
+TEST(qwen3_qk_norm_and_head_dim_match_double_reference_and_finite_differences) {
+    check_model(V_QWEN3);
+}
+
+TEST(gemma2_softcaps_sandwich_geglu_window_match_double_reference_and_finite_differences) {
+    check_model(V_GEMMA2);
+}
+
+TEST(phi3_fused_projections_and_window_match_double_reference_and_finite_differences) {
+    check_model(V_PHI3);
+}
+
+TEST(rope_scalings_match_double_reference_and_finite_differences) {
+    for (variant v = V_LINEAR; v <= V_YARN; v++) check_model(v);
 }
 
 typedef struct collected {
@@ -512,6 +655,36 @@ TEST(sampling_filters) {
     free(scr);
 }
 
+/* A quantized matrix too large to expand to F32 at once (the prefill's dequantized GEMM runs
+ * it in bands of rows) computes what the row-dot decode computes. */
+TEST(prefill_of_a_large_quantized_matrix_in_bands) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm_config cfg = ld_lm_default_config(LD_ARCH_LLAMA);
+    cfg.vocab_size = 64, cfg.hidden_size = 256, cfg.n_layers = 1, cfg.n_heads = 4, cfg.n_kv_heads = 2;
+    cfg.intermediate_size = 9216, cfg.max_position = 48; /* gate/up: 9216 x 256 = 2.4 M weights */
+    ld_lm *m = NULL;
+    ld_lm_session *full = NULL, *step = NULL;
+    CHECK(ld_lm_new(ctx, &cfg, 3, &m) == LD_OK);
+    CHECK(ld_lm_session_new(m, 1, 40, 40, &full) == LD_OK && ld_lm_session_new(m, 1, 40, 40, &step) == LD_OK);
+    CHECK(ld_lm_session_quantize(full, LD_Q4_0) == LD_OK && ld_lm_session_quantize(step, LD_Q4_0) == LD_OK);
+    int32_t ids[40];
+    for (int i = 0; i < 40; i++) ids[i] = (int32_t)((i * 7 + 3) % 64);
+    const float *lf, *ls;
+    ld_lm_segment seg = {0, ids, 40};
+    CHECK(full && ld_lm_session_eval(full, &seg, 1, true, &lf) == LD_OK);
+    double worst = 0;
+    for (int i = 0; step && i < 40; i++) {
+        ld_lm_segment one = {0, ids + i, 1};
+        CHECK(ld_lm_session_eval(step, &one, 1, false, &ls) == LD_OK);
+        for (int v = 0; v < 64; v++) worst = fmax(worst, fabs((double)ls[v] - lf[i * 64 + v]) / (1.0 + fabs((double)lf[i * 64 + v])));
+    }
+    CHECK_MSG(worst < 3e-2, "banded prefill vs decode differ by %g", worst);
+    ld_lm_session_free(full), ld_lm_session_free(step);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+}
+
 TEST(config_validation_names_the_problem) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
@@ -532,24 +705,68 @@ TEST(config_validation_names_the_problem) {
         {"{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":8,\"n_layer\":1,\"n_head\":2,\"n_positions\":8,"
          "\"activation_function\":\"relu\"}", "not supported", LD_ERR_UNSUPPORTED},
         {"{\"model_type\":\"llama\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
-         "\"num_attention_heads\":2,\"max_position_embeddings\":8,\"rope_scaling\":{\"type\":\"linear\"}}",
-         "rope_scaling", LD_ERR_UNSUPPORTED},
-        {"{\"model_type\":\"mistral\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
-         "\"num_attention_heads\":2,\"max_position_embeddings\":64,\"sliding_window\":16}", "sliding_window", LD_ERR_UNSUPPORTED},
+         "\"num_attention_heads\":2,\"max_position_embeddings\":8,\"rope_scaling\":{\"type\":\"longrope\"}}",
+         "rope_scaling type 'longrope' is not supported", LD_ERR_UNSUPPORTED},
+        {"{\"model_type\":\"qwen2\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":2,\"max_position_embeddings\":64,\"sliding_window\":16,\"use_sliding_window\":true}",
+         "use_sliding_window", LD_ERR_UNSUPPORTED},
+#define LLAMA_BASE "\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1," \
+                   "\"num_attention_heads\":2,\"max_position_embeddings\":64"
+        /* the newer fields */
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"eos_token_id\":[]}", "a list of 0 ids", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"eos_token_id\":[1,\"x\"]}", "item 1 is not a token id", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"eos_token_id\":[1,2,3,4,5,6,7,8,9]}", "a list of 9 ids", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"head_dim\":1}", "head_dim 1 outside", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"head_dim\":5}", "head size 5 must be even", LD_ERR_INVALID_ARG},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"rope_scaling\":5}", "expected an object or null", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"rope_scaling\":{\"factor\":2}}", "no \"rope_type\"", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":-1}}",
+         "rope_scaling factor -1 outside", LD_ERR_INVALID_ARG},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":\"x\"}}",
+         "'rope_scaling.factor': expected a number", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8}}",
+         "needs original_max_position_embeddings", LD_ERR_FORMAT},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,"
+         "\"original_max_position_embeddings\":8,\"low_freq_factor\":4,\"high_freq_factor\":4}}",
+         "low_freq_factor (4) < high_freq_factor (4)", LD_ERR_INVALID_ARG},
+        {"{\"model_type\":\"llama\"," LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":0.5}}",
+         "must be at least 1", LD_ERR_INVALID_ARG},
+        {"{\"model_type\":\"mistral\"," LLAMA_BASE ",\"sliding_window\":-5}", "sliding_window -5 out of range",
+         LD_ERR_FORMAT},
+        {"{\"model_type\":\"gemma2\"," LLAMA_BASE ",\"tie_word_embeddings\":false}", "always ties", LD_ERR_UNSUPPORTED},
+        {"{\"model_type\":\"gemma2\"," LLAMA_BASE ",\"hidden_activation\":\"silu\"}", "hidden_activation 'silu'",
+         LD_ERR_UNSUPPORTED},
+        {"{\"model_type\":\"gemma2\"," LLAMA_BASE ",\"query_pre_attn_scalar\":-4}", "query_pre_attn_scalar -4",
+         LD_ERR_FORMAT},
+        {"{\"model_type\":\"gemma2\"," LLAMA_BASE ",\"final_logit_softcapping\":-1}", "soft-caps", LD_ERR_INVALID_ARG},
+        {"{\"model_type\":\"qwen3\"," LLAMA_BASE ",\"attention_bias\":true}", "attention_bias = true", LD_ERR_UNSUPPORTED},
+        {"{\"model_type\":\"phi3\"," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"longrope\"}}", "'longrope'",
+         LD_ERR_UNSUPPORTED},
+#undef LLAMA_BASE
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ld_lm_config out;
         CHECK_STATUS(ctx, ld_lm_config_from_json(ctx, bad[i].json, strlen(bad[i].json), "config.json", &out), bad[i].st,
                      bad[i].msg);
     }
-    /* round trip through config.json */
-    for (int a = 0; a < 3; a++) {
-        ld_lm_config c0 = tiny((ld_lm_arch)a), c1;
+    /* round trip through config.json: every variant, every field */
+    for (variant v = 0; v < V_COUNT; v++) {
+        ld_lm_config c0 = tiny_variant(v), c1;
+        if (v == V_LLAMA) c0.n_eos_token_ids = 3, c0.eos_token_ids[0] = c0.eos_token_id, c0.eos_token_ids[1] = 7,
+                          c0.eos_token_ids[2] = 9;
         char *js = ld_lm_config_to_json(&c0);
-        CHECK(js && ld_lm_config_from_json(ctx, js, strlen(js), "x", &c1) == LD_OK);
-        CHECK(c1.hidden_size == c0.hidden_size && c1.n_kv_heads == c0.n_kv_heads && c1.tie_embeddings == c0.tie_embeddings &&
-              c1.intermediate_size == c0.intermediate_size && c1.arch == c0.arch && c1.family == c0.family &&
-              c1.qkv_bias == c0.qkv_bias);
+        CHECK_STATUS(ctx, js ? ld_lm_config_from_json(ctx, js, strlen(js), "x", &c1) : LD_ERR_NOMEM, LD_OK, NULL);
+        CHECK_MSG(c1.hidden_size == c0.hidden_size && c1.n_kv_heads == c0.n_kv_heads &&
+                      c1.tie_embeddings == c0.tie_embeddings && c1.intermediate_size == c0.intermediate_size &&
+                      c1.arch == c0.arch && c1.family == c0.family && c1.qkv_bias == c0.qkv_bias &&
+                      ld_lm_head_dim(&c1) == ld_lm_head_dim(&c0) && c1.sliding_window == c0.sliding_window &&
+                      (c1.sliding_window == 0 || c1.sliding_window_pattern == c0.sliding_window_pattern) &&
+                      c1.attn_softcap == c0.attn_softcap && c1.final_softcap == c0.final_softcap &&
+                      fabsf(c1.query_scale - c0.query_scale) < 1e-6f && c1.rope_theta == c0.rope_theta &&
+                      !memcmp(&c1.rope_scaling, &c0.rope_scaling, sizeof c0.rope_scaling) &&
+                      c1.n_eos_token_ids == c0.n_eos_token_ids &&
+                      !memcmp(c1.eos_token_ids, c0.eos_token_ids, sizeof c0.eos_token_ids),
+                  "%s: config.json round trip", variant_names[v]);
         free(js);
     }
     ld_ctx_free(ctx);

@@ -115,6 +115,41 @@ TEST(bad_conversations_are_named) {
     ld_ctx_free(ctx);
 }
 
+TEST(messages_json_parses_and_names_bad_input) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_chat_message *m = NULL;
+    size_t n = 0;
+    static const char *ok = "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": "
+                            "[{\"type\": \"text\", \"text\": \"床前\"}, {\"type\": \"text\", \"text\": \"明月\"}], \"name\": \"x\"},"
+                            "{\"role\": \"assistant\", \"content\": null}]";
+    CHECK_STATUS(ctx, ld_chat_parse_messages(ctx, "m.json", ok, strlen(ok), &m, &n), LD_OK, NULL);
+    CHECK(n == 3 && m && !strcmp(m[0].role, "system") && !strcmp(m[1].content, "床前明月") && !strcmp(m[2].content, ""));
+    ld_free(ctx, m), m = NULL;
+    static const char *body = "{\"model\": \"x\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}";
+    CHECK(ld_chat_parse_messages(ctx, "req", body, strlen(body), &m, &n) == LD_OK && n == 1 && !strcmp(m[0].content, "hi"));
+    ld_free(ctx, m), m = NULL;
+    static const struct { const char *json; ld_status st; const char *err; } bad[] = {
+        {"", LD_ERR_FORMAT, "m.json"},
+        {"[{\"role\": \"user\"", LD_ERR_FORMAT, "m.json"},
+        {"{\"x\": 1}", LD_ERR_FORMAT, "expected a list of messages"},
+        {"[1]", LD_ERR_FORMAT, "messages[0]: expected an object with a string \"role\""},
+        {"[{\"content\": \"x\"}]", LD_ERR_FORMAT, "messages[0]"},
+        {"[{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"tool\", \"content\": \"x\"}]", LD_ERR_UNSUPPORTED,
+         "messages[1]: role 'tool'"},
+        {"[{\"role\": \"user\", \"content\": 5}]", LD_ERR_FORMAT, "messages[0].content: expected a string"},
+        {"[{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]", LD_ERR_UNSUPPORTED,
+         "messages[0].content[0]: only"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_STATUS(ctx, ld_chat_parse_messages(ctx, "m.json", bad[i].json, strlen(bad[i].json), &m, &n), bad[i].st,
+                     bad[i].err);
+        CHECK(m == NULL && n == 0);
+    }
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
 /* ---- chat with KV reuse on a tiny random model ---------------------------------------- */
 
 typedef struct mem_src {
@@ -260,10 +295,21 @@ TEST(chat_drops_old_messages_when_the_context_is_full) {
         dropped = st.dropped_messages;
     }
     CHECK(dropped > 0);
-    /* one message that cannot fit at all */
+    /* one message that cannot fit alone: its newest part is kept (ending "yz") */
     char big[2000];
     memset(big, 'x', sizeof big - 1), big[sizeof big - 1] = 0;
+    big[sizeof big - 3] = 'y', big[sizeof big - 2] = 'z';
     CHECK(ld_chat_add(chat, "user", big) == LD_OK);
+    ld_chat_stats st = {0};
+    CHECK_STATUS(ctx, ld_chat_respond(chat, &gp, NULL, NULL, &st), LD_OK, NULL);
+    CHECK(st.truncated_bytes > 0 && st.truncated_bytes < (int64_t)sizeof big - 1);
+    CHECK(st.prompt_tokens + gp.max_tokens < 96);
+    ld_chat_message last = ld_chat_at(chat, ld_chat_count(chat) - 2);
+    CHECK(!strcmp(last.role, "user") && strlen(last.content) == sizeof big - 1 - (size_t)st.truncated_bytes);
+    CHECK(!strcmp(last.content + strlen(last.content) - 2, "yz"));
+    /* a system message that leaves no room cannot be cut: an error naming the context */
+    ld_chat_reset(chat);
+    CHECK(ld_chat_add(chat, "system", big) == LD_OK && ld_chat_add(chat, "user", "hi") == LD_OK);
     CHECK_STATUS(ctx, ld_chat_respond(chat, &gp, NULL, NULL, NULL), LD_ERR_LIMIT, "passes the context of 96");
     ld_chat_free(chat);
     ld_lm_session_free(s);

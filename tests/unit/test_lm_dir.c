@@ -180,6 +180,59 @@ TEST(a_config_larger_than_its_weights_fails_before_allocating) {
     ld_ctx_free(ctx);
 }
 
+TEST(generation_config_defaults_and_bad_values) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm_config c = tiny(LD_ARCH_LLAMA);
+    ld_lm *m = NULL, *out = NULL;
+    CHECK(ld_lm_new(ctx, &c, 1, &m) == LD_OK);
+    char *dir = tmpdir("gen"), path[512];
+    CHECK(ld_lm_save(m, dir) == LD_OK);
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    static const char *good = "{\"temperature\": 0.6, \"top_p\": 0.9, \"top_k\": 40, \"repetition_penalty\": 1.1, "
+                              "\"eos_token_id\": [2, 7, 9], \"bos_token_id\": 1}";
+    CHECK(ld_file_write_atomic(ctx, path, good, strlen(good)) == LD_OK);
+    CHECK_STATUS(ctx, ld_lm_load_ex(ctx, dir, NULL, &out), LD_OK, NULL);
+    if (out) {
+        const ld_lm_generation_config *g = ld_lm_generation_config_of(out);
+        CHECK(fabsf(g->temperature - 0.6f) < 1e-6f && fabsf(g->top_p - 0.9f) < 1e-6f && g->top_k == 40 &&
+              fabsf(g->repetition_penalty - 1.1f) < 1e-6f);
+        const ld_lm_config *oc = ld_lm_config_of(out);
+        CHECK(oc->n_eos_token_ids == 3 && oc->eos_token_ids[1] == 7 && oc->eos_token_ids[2] == 9);
+        /* and they are written back */
+        char *dir2 = tmpdir("gen2");
+        ld_lm *back = NULL;
+        CHECK(ld_lm_save(out, dir2) == LD_OK && ld_lm_load_ex(ctx, dir2, NULL, &back) == LD_OK);
+        CHECK(back && ld_lm_config_of(back)->n_eos_token_ids == 3 && ld_lm_generation_config_of(back)->top_k == 40);
+        ld_lm_free(back);
+        rmdir_all(dir2);
+    }
+    ld_lm_free(out), out = NULL;
+    static const struct { const char *json, *err; } bad[] = {
+        {"[1]", "expected a JSON object"},
+        {"{\"temperature\": \"hot\"}", "temperature"},
+        {"{\"top_p\": 2}", "top_p"},
+        {"{\"top_k\": -1}", "top_k"},
+        {"{\"do_sample\": 3}", "do_sample"},
+        {"{\"eos_token_id\": 64}", "eos_token_id item 0 is not a token id below 64"},
+        {"{\"eos_token_id\": [1, \"x\"]}", "eos_token_id item 1"},
+        {"{\"eos_token_id\": [3, 4, 5, 6, 7, 8, 9, 10, 11]}", "more than 8 EOS ids"},
+        {"{\"temperature\": ", "generation_config.json"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(ld_file_write_atomic(ctx, path, bad[i].json, strlen(bad[i].json)) == LD_OK);
+        ld_status st = ld_lm_load_ex(ctx, dir, NULL, &out);
+        CHECK_MSG(st != LD_OK && strstr(ld_ctx_error(ctx), bad[i].err), "row %zu: %s: %s", i, ld_status_name(st),
+                  ld_ctx_error(ctx));
+        CHECK(out == NULL);
+        ld_lm_free(out), out = NULL;
+    }
+    ld_lm_free(m);
+    rmdir_all(dir);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
 TEST(chat_templates_travel_with_the_model) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);

@@ -292,6 +292,11 @@ typedef struct edit {
     const char *u32_key;
     uint32_t u32_value;
     const char *reshape_tensor;         /* written with its dims swapped */
+    const char *f32s_key;               /* an F32 array of n_f32 values */
+    const char *i32s_key;               /* an I32 array of the first n_f32 values (as ints) */
+    float f32s[8];
+    int n_f32;
+    const char *add_tensor;             /* an extra F32 tensor of n_f32 values */
 } edit;
 
 /* Copies GGUF `src` through the writer with one edit. */
@@ -303,6 +308,12 @@ static ld_status rewrite(ld_ctx *ctx, const ld_gguf *g, const edit *e, void **ou
             s = ld_gguf_writer_set_value(w, ld_gguf_kv_key(g, i), ld_gguf_kv_value(g, i));
     if (!s && e->str_key) s = ld_gguf_writer_set_str(w, e->str_key, e->str_value);
     if (!s && e->u32_key) s = ld_gguf_writer_set_u32(w, e->u32_key, e->u32_value);
+    if (!s && e->f32s_key) s = ld_gguf_writer_set_array(w, e->f32s_key, LD_GGUF_FLOAT32, e->f32s, (size_t)e->n_f32);
+    int32_t ints[8];
+    for (int i = 0; i < e->n_f32; i++) ints[i] = (int32_t)e->f32s[i];
+    if (!s && e->i32s_key) s = ld_gguf_writer_set_array(w, e->i32s_key, LD_GGUF_INT32, ints, (size_t)e->n_f32);
+    int64_t n_add = e->n_f32;
+    if (!s && e->add_tensor) s = ld_gguf_writer_add_tensor(w, e->add_tensor, 0, 1, &n_add, e->f32s, (size_t)n_add * 4);
     for (size_t i = 0; !s && i < ld_gguf_tensor_count(g); i++) {
         const ld_tensor_info *t = ld_gguf_tensor_at(g, i);
         if (e->drop_tensor && !strcmp(e->drop_tensor, t->name)) continue;
@@ -313,6 +324,52 @@ static ld_status rewrite(ld_ctx *ctx, const ld_gguf *g, const edit *e, void **ou
     if (!s) s = ld_gguf_writer_write_memory(w, out, size);
     ld_gguf_writer_free(w);
     return s;
+}
+
+/* Llama 3 RoPE scaling travels as rope_freqs.weight: without liandan's own keys (a file from
+ * llama.cpp's converter) the releases' scalings are recognised as config, any other factors
+ * are used as they are; both compute what the original model computes. */
+TEST(llama3_rope_freqs_from_llama_cpp_files) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_tokenizer *tok = train_tok(ctx, LD_PRETOK_GPT2);
+    for (int k = 0; k < 2; k++) {
+        ld_lm_config c = small_config(LD_FAMILY_LLAMA);
+        c.rope_theta = 500000.0f, c.hidden_size = 128, c.n_heads = 4; /* head size 32: frequencies in all bands */
+        c.rope_scaling = (ld_rope_scaling){LD_ROPE_SCALING_LLAMA3, k ? 5.0f : 8.0f, 8192, 1, 4, 0, 0, 0};
+        ld_lm *m = NULL, *back = NULL;
+        CHECK(ld_lm_new(ctx, &c, 11, &m) == LD_OK);
+        const char *path = tmp_path("rope.gguf");
+        CHECK_STATUS(ctx, ld_lm_save_gguf(m, tok, path, NULL), LD_OK, NULL);
+        ld_gguf *g = NULL;
+        CHECK(ld_gguf_open(ctx, path, &g) == LD_OK);
+        CHECK(g && ld_gguf_find_tensor(g, "rope_freqs.weight"));
+        edit e = {.drop_key = "liandan.rope_scaling.type"};
+        void *buf = NULL;
+        size_t size = 0;
+        CHECK(g && rewrite(ctx, g, &e, &buf, &size) == LD_OK);
+        CHECK_STATUS(ctx, ld_lm_load_gguf_memory(ctx, "llama.cpp.gguf", buf, size, NULL, &back, NULL), LD_OK, NULL);
+        if (back) {
+            const ld_rope_scaling *rs = &ld_lm_config_of(back)->rope_scaling;
+            if (!k) CHECK(rs->type == LD_ROPE_SCALING_LLAMA3 && rs->factor == 8 && rs->original_max_position == 8192);
+            else CHECK(rs->type == LD_ROPE_SCALING_NONE); /* factors of no release: kept as factors */
+            float *l1 = logits_of(m, NULL), *l2 = logits_of(back, NULL);
+            double worst = 0;
+            for (int64_t i = 0; i < 12 * c.vocab_size; i++) worst = fmax(worst, fabs((double)l1[i] - l2[i]));
+            CHECK_MSG(worst < 1e-4, "factor %g: logits differ by %g", rs->factor, worst);
+            free(l1), free(l2);
+            char dir[256];
+            snprintf(dir, sizeof dir, "%s.dir", path);
+            if (k) CHECK_STATUS(ctx, ld_lm_save(back, dir), LD_ERR_UNSUPPORTED, "not a rope_scaling config.json can state");
+        }
+        ld_lm_free(back), ld_lm_free(m);
+        ld_free(ctx, buf);
+        ld_gguf_close(g);
+        unlink(path);
+    }
+    ld_tokenizer_free(tok);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
 }
 
 TEST(broken_model_files_name_the_problem) {
@@ -331,13 +388,13 @@ TEST(broken_model_files_name_the_problem) {
         ld_status st;
         const char *msg;
     } bad[] = {
-        {{.str_key = "general.architecture", .str_value = "phi3"}, LD_ERR_UNSUPPORTED, "architecture 'phi3' is not supported"},
+        {{.str_key = "general.architecture", .str_value = "mamba"}, LD_ERR_UNSUPPORTED, "architecture 'mamba' is not supported"},
         {{.drop_key = "general.architecture"}, LD_ERR_NOT_FOUND, "general.architecture"},
         {{.drop_key = "llama.block_count"}, LD_ERR_NOT_FOUND, "llama.block_count"},
         {{.u32_key = "llama.block_count", .u32_value = 3}, LD_ERR_FORMAT, "needs"},
         {{.u32_key = "llama.attention.head_count", .u32_value = 5}, LD_ERR_INVALID_ARG, "not divisible"},
         {{.u32_key = "llama.rope.dimension_count", .u32_value = 8}, LD_ERR_UNSUPPORTED, "partial rotary"},
-        {{.str_key = "llama.rope.scaling.type", .str_value = "yarn"}, LD_ERR_UNSUPPORTED, "RoPE scaling (yarn)"},
+        {{.str_key = "llama.rope.scaling.type", .str_value = "longrope"}, LD_ERR_UNSUPPORTED, "RoPE scaling 'longrope'"},
         {{.drop_tensor = "blk.1.ffn_down.weight"}, LD_ERR_FORMAT, "needs"},
         {{.drop_tensor = "token_embd.weight"}, LD_ERR_FORMAT, "token_embd.weight is missing"},
         {{.reshape_tensor = "blk.0.ffn_up.weight"}, LD_ERR_SHAPE, "blk.0.ffn_up.weight has 2 dims [64, 96], expected [96, 64]"},
@@ -347,6 +404,22 @@ TEST(broken_model_files_name_the_problem) {
         {{.drop_key = "tokenizer.ggml.model"}, LD_ERR_NOT_FOUND, "no tokenizer"},
         {{.drop_key = "tokenizer.ggml.tokens"}, LD_ERR_NOT_FOUND, "tokenizer.ggml.tokens"},
         {{.u32_key = "tokenizer.ggml.eos_token_id", .u32_value = 999}, LD_ERR_FORMAT, "tokenizer.ggml.eos_token_id"},
+        /* the newer fields: head size, RoPE scaling, EOS lists */
+        {{.u32_key = "llama.attention.value_length", .u32_value = 24}, LD_ERR_UNSUPPORTED, "key length 16 != value length 24"},
+        {{.u32_key = "llama.attention.key_length", .u32_value = 0}, LD_ERR_FORMAT, "llama.attention.key_length"},
+        {{.str_key = "liandan.rope_scaling.type", .str_value = "linear", .f32s_key = "liandan.rope_scaling.params",
+          .f32s = {2, 0, 0}, .n_f32 = 3}, LD_ERR_FORMAT, "params has 3 values, not 7"},
+        {{.str_key = "liandan.rope_scaling.type", .str_value = "llama3", .f32s_key = "liandan.rope_scaling.params",
+          .f32s = {8, 64, 4, 1, 0, 0, 0}, .n_f32 = 7}, LD_ERR_INVALID_ARG, "low_freq_factor (4) < high_freq_factor (1)"},
+        {{.str_key = "liandan.rope_scaling.type", .str_value = "linear", .f32s_key = "liandan.rope_scaling.params",
+          .f32s = {-2, 0, 0, 0, 0, 0, 0}, .n_f32 = 7}, LD_ERR_INVALID_ARG, "rope_scaling factor -2"},
+        {{.str_key = "llama.rope.scaling.type", .str_value = "linear", .u32_key = "llama.rope.scaling.factor",
+          .u32_value = 2}, LD_ERR_FORMAT, "llama.rope.scaling.factor"},
+        {{.add_tensor = "rope_freqs.weight", .f32s = {1, 2, 3}, .n_f32 = 3}, LD_ERR_FORMAT, "rope_freqs.weight must be F32 [8]"},
+        {{.add_tensor = "rope_freqs.weight", .f32s = {1, 2, 3, 4, 0, 1, 1, 1}, .n_f32 = 8}, LD_ERR_FORMAT,
+         "rope_freqs.weight[4] = 0 is not a positive number"},
+        {{.i32s_key = "liandan.eos_token_ids", .f32s = {0, 400}, .n_f32 = 2}, LD_ERR_FORMAT, "id 400 (vocabulary 320)"},
+        {{.u32_key = "llama.attention.sliding_window", .u32_value = 0}, LD_ERR_FORMAT, "llama.attention.sliding_window"},
     };
     for (size_t i = 0; g && i < 2 * (sizeof bad / sizeof bad[0]); i++) {
         size_t k = i / 2; /* each case in place and as a trainable copy */

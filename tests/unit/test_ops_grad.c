@@ -146,6 +146,23 @@ TEST(fd_rope) {
     FD_CHECK(&c);
 }
 
+/* scaled RoPE: explicit frequencies and a cos/sin scale (YaRN) */
+static const float rope_freqs_tab[3] = {1.0f, 0.21f, 0.013f};
+static void rope_freq_fwd(fd_case *c) {
+    ld_ref64_rope_freq_fwd(c->out, c->in[0], c->B, c->T, c->H, c->D, 5, rope_freqs_tab, 1.3f);
+}
+static void rope_freq_bwd(fd_case *c) {
+    ld_ref64_rope_freq_bwd(c->grad[0], c->r, c->B, c->T, c->H, c->D, 5, rope_freqs_tab, 1.3f);
+}
+
+TEST(fd_rope_freqs) {
+    int64_t B = 2, T = 3, H = 2, D = 6, n = B * T * H * D;
+    fd_case c = {.name = "rope_freq", .nin = 1, .B = B, .T = T, .H = H, .D = D, .nout = n, .fwd = rope_freq_fwd,
+                 .bwd = rope_freq_bwd};
+    c.in[0] = fd_randn(n, 1.0), c.len[0] = n;
+    FD_CHECK(&c);
+}
+
 /* ---- softmax and cross-entropy ---- */
 static void sm_fwd(fd_case *c) { ld_ref64_softmax_fwd(c->out, c->in[0], c->N, c->C); }
 static void sm_bwd(fd_case *c) { ld_ref64_softmax_bwd(c->grad[0], c->r, c->out, c->N, c->C); }
@@ -211,6 +228,10 @@ static void silu_fwd(fd_case *c) { ld_ref64_silu_fwd(c->out, c->in[0], c->nout);
 static void silu_bwd(fd_case *c) { ld_ref64_silu_bwd(c->grad[0], c->r, c->in[0], c->nout); }
 static void swiglu_fwd(fd_case *c) { ld_ref64_swiglu_fwd(c->out, c->in[0], c->in[1], c->nout); }
 static void swiglu_bwd(fd_case *c) { ld_ref64_swiglu_bwd(c->grad[0], c->grad[1], c->r, c->in[0], c->in[1], c->nout); }
+static void geglu_fwd(fd_case *c) { ld_ref64_geglu_fwd(c->out, c->in[0], c->in[1], c->nout); }
+static void geglu_bwd(fd_case *c) { ld_ref64_geglu_bwd(c->grad[0], c->grad[1], c->r, c->in[0], c->in[1], c->nout); }
+static void softcap_fwd(fd_case *c) { ld_ref64_softcap_fwd(c->out, c->in[0], 1.7f, c->nout); }
+static void softcap_bwd(fd_case *c) { ld_ref64_softcap_bwd(c->grad[0], c->r, c->in[0], 1.7f, c->nout); }
 static void add_fwd(fd_case *c) { ld_ref64_add_fwd(c->out, c->in[0], c->in[1], c->nout); }
 static void add_bwd(fd_case *c) {
     ld_ref64_add_inplace(c->grad[0], c->r, c->nout);
@@ -234,6 +255,8 @@ TEST(fd_pointwise) {
     CHECK(fd_pointwise("gelu_erf", 1, gelu_erf_fwd, gelu_erf_bwd) <= FD_TOL);
     CHECK(fd_pointwise("silu", 1, silu_fwd, silu_bwd) <= FD_TOL);
     CHECK(fd_pointwise("swiglu", 2, swiglu_fwd, swiglu_bwd) <= FD_TOL);
+    CHECK(fd_pointwise("geglu", 2, geglu_fwd, geglu_bwd) <= FD_TOL);
+    CHECK(fd_pointwise("softcap", 1, softcap_fwd, softcap_bwd) <= FD_TOL);
     CHECK(fd_pointwise("add", 2, add_fwd, add_bwd) <= FD_TOL);
     CHECK(fd_pointwise("scale", 1, scale_fwd, scale_bwd) <= FD_TOL);
     CHECK(fd_pointwise("dropout", 1, drop_fwd, drop_bwd) <= FD_TOL);

@@ -49,33 +49,64 @@ static void check_unary(const char *name, void (*fc)(float *, const float *, int
 TEST_ISA(gelu_matches_ref) { check_unary("gelu", cpu()->gelu_fwd, ref()->gelu_fwd, cpu()->gelu_bwd, ref()->gelu_bwd); }
 TEST_ISA(silu_matches_ref) { check_unary("silu", cpu()->silu_fwd, ref()->silu_fwd, cpu()->silu_bwd, ref()->silu_bwd); }
 
-TEST_ISA(swiglu_matches_ref) {
-    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->swiglu_fwd, ld_kernels_ref.swiglu_fwd, "swiglu_fwd");
+typedef void (*glu_fwd)(float *y, const float *gate, const float *up, int64_t n);
+typedef void (*glu_bwd)(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int64_t n);
+
+/* A gated unit (SwiGLU, GeGLU): optimized against reference, forward and backward. */
+static void check_glu(const char *name, glu_fwd cf, glu_fwd rf, glu_bwd cb, glu_bwd rb) {
+    ISA_OWN(cf, rf, name);
     for (int s = 0; s < NSIZES; s++) {
         int64_t n = sizes[s];
         float *g = ops_randn(n, 1, 3.0f), *u = ops_randn(n, 2, 1.0f), *dy = ops_randn(n, 3, 1.0f);
         float *y1 = malloc((size_t)n * 4), *y2 = malloc((size_t)n * 4);
-        cpu()->swiglu_fwd(y1, g, u, n);
-        ref()->swiglu_fwd(y2, g, u, n);
-        OPS_CHECK_REL("swiglu", y1, y2, n, PW_FLOOR, PW_TOL, "fwd n=%lld", (long long)n);
+        cf(y1, g, u, n);
+        rf(y2, g, u, n);
+        OPS_CHECK_REL(name, y1, y2, n, PW_FLOOR, PW_TOL, "fwd n=%lld", (long long)n);
         float *dg1 = ops_randn(n, 4, 1.0f), *dg2 = ops_copy(dg1, n), *du1 = ops_randn(n, 5, 1.0f), *du2 = ops_copy(du1, n);
         float *dg0 = ops_copy(dg1, n), *du0 = ops_copy(du1, n);
-        cpu()->swiglu_bwd(dg1, du1, dy, g, u, n);
-        ref()->swiglu_bwd(dg2, du2, dy, g, u, n);
-        OPS_CHECK_REL("swiglu", dg1, dg2, n, PW_FLOOR_ACC, PW_TOL, "bwd dgate n=%lld", (long long)n);
-        OPS_CHECK_REL("swiglu", du1, du2, n, PW_FLOOR_ACC, PW_TOL, "bwd dup n=%lld", (long long)n);
+        cb(dg1, du1, dy, g, u, n);
+        rb(dg2, du2, dy, g, u, n);
+        OPS_CHECK_REL(name, dg1, dg2, n, PW_FLOOR_ACC, PW_TOL, "bwd dgate n=%lld", (long long)n);
+        OPS_CHECK_REL(name, du1, du2, n, PW_FLOOR_ACC, PW_TOL, "bwd dup n=%lld", (long long)n);
         /* one gradient at a time gives the same bits as both together */
-        cpu()->swiglu_bwd(dg0, NULL, dy, g, u, n);
-        cpu()->swiglu_bwd(NULL, du0, dy, g, u, n);
-        OPS_CHECK_SAME("swiglu", dg0, dg1, (size_t)n * 4, "bwd dgate alone n=%lld", (long long)n);
-        OPS_CHECK_SAME("swiglu", du0, du1, (size_t)n * 4, "bwd dup alone n=%lld", (long long)n);
-        cpu()->swiglu_bwd(NULL, NULL, dy, g, u, n);
+        cb(dg0, NULL, dy, g, u, n);
+        cb(NULL, du0, dy, g, u, n);
+        OPS_CHECK_SAME(name, dg0, dg1, (size_t)n * 4, "bwd dgate alone n=%lld", (long long)n);
+        OPS_CHECK_SAME(name, du0, du1, (size_t)n * 4, "bwd dup alone n=%lld", (long long)n);
+        cb(NULL, NULL, dy, g, u, n);
         free(g), free(u), free(dy), free(y1), free(y2), free(dg1), free(dg2), free(du1), free(du2), free(dg0), free(du0);
     }
 }
 
+TEST_ISA(swiglu_matches_ref) {
+    ISA_OWN(cpu()->swiglu_fwd, ref()->swiglu_fwd, "swiglu_fwd");
+    check_glu("swiglu", cpu()->swiglu_fwd, ref()->swiglu_fwd, cpu()->swiglu_bwd, ref()->swiglu_bwd);
+}
+
+TEST_ISA(geglu_matches_ref) {
+    ISA_OWN(cpu()->geglu_fwd, ref()->geglu_fwd, "geglu_fwd");
+    check_glu("geglu", cpu()->geglu_fwd, ref()->geglu_fwd, cpu()->geglu_bwd, ref()->geglu_bwd);
+}
+
+TEST_ISA(softcap_matches_ref) {
+    ISA_OWN(cpu()->softcap_fwd, ref()->softcap_fwd, "softcap_fwd");
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t n = sizes[s];
+        float *x = ops_randn(n, 6, 40.0f), *dy = ops_randn(n, 7, 1.0f), *y1 = malloc((size_t)n * 4), *y2 = malloc((size_t)n * 4);
+        cpu()->softcap_fwd(y1, x, 30.0f, n);
+        ref()->softcap_fwd(y2, x, 30.0f, n);
+        OPS_CHECK_REL("softcap", y1, y2, n, PW_FLOOR, PW_TOL, "fwd n=%lld", (long long)n);
+        for (int64_t i = 0; i < n; i++) CHECK(fabsf(y2[i]) <= 30.0f);
+        float *d1 = ops_randn(n, 8, 1.0f), *d2 = ops_copy(d1, n);
+        cpu()->softcap_bwd(d1, dy, x, 30.0f, n);
+        ref()->softcap_bwd(d2, dy, x, 30.0f, n);
+        OPS_CHECK_REL("softcap", d1, d2, n, PW_FLOOR_ACC, PW_TOL, "bwd n=%lld", (long long)n);
+        free(x), free(dy), free(y1), free(y2), free(d1), free(d2);
+    }
+}
+
 TEST_ISA(linear_pointwise_matches_ref) {
-    ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->add_fwd, ld_kernels_ref.add_fwd, "add_fwd");
+    ISA_OWN(cpu()->add_fwd, ref()->add_fwd, "add_fwd");
     for (int s = 0; s < NSIZES; s++) {
         int64_t n = sizes[s], bytes = n * 4;
         float *a = ops_randn(n, 1, 1.0f), *b = ops_randn(n, 2, 1.0f);

@@ -9,7 +9,7 @@
  * Forward: parallel over (batch, query head, query block). Backward: parallel over
  * (batch, kv head): that unit owns its dk/dv rows and the dq rows of its query heads, so no
  * two threads write the same memory and the result is deterministic for a thread count.
- * Semantics: kernels/kernels.h. Head sizes above LD_ATTN_MAX_D fall back to the reference. */
+ * Semantics: kernels/kernels.h. Head sizes above LD_ATTN_MAX_D, sliding windows and soft-caps fall back to the reference. */
 #include <math.h>
 #include <string.h>
 
@@ -186,7 +186,7 @@ static void fwd_unit(float *out, float *lse, const float *q, const float *k, con
 
 static void attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                           const ld_attn_shape *s) {
-    if (s->D > LD_ATTN_MAX_D) {
+    if (s->D > LD_ATTN_MAX_D || s->window > 0 || s->softcap > 0) { /* sliding window / soft-cap: the reference */
         ld_ref_attention_fwd(out, lse, q, k, v, s);
         return;
     }
@@ -259,7 +259,7 @@ static void bwd_unit(float *dq, float *dk, float *dv, const float *dout, const f
 
 static void attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                           const float *q, const float *k, const float *v, const ld_attn_shape *s, void *scratch) {
-    if (s->D > LD_ATTN_MAX_D) {
+    if (s->D > LD_ATTN_MAX_D || s->window > 0 || s->softcap > 0) { /* sliding window / soft-cap: the reference */
         ld_ref_attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, s, scratch);
         return;
     }

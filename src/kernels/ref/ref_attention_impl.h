@@ -5,12 +5,14 @@
  * Semantics: ld_attn_shape and the attention fields in kernels/kernels.h. */
 #include <math.h>
 
-/* Keys [0, *end) are visible to query i. */
-static inline int64_t REF_FN(attn_visible)(const ld_attn_shape *s, int64_t b, int64_t i) {
+/* Keys [*start, end) are visible to query i (the sliding window cuts the start). */
+static inline int64_t REF_FN(attn_visible)(const ld_attn_shape *s, int64_t b, int64_t i, int64_t *start) {
     int64_t end = s->Tk;
     if (s->key_len && s->key_len[b] < end) end = s->key_len[b] < 0 ? 0 : s->key_len[b];
     if (s->causal && s->q_offset + i + 1 < end) end = s->q_offset + i + 1;
-    return end < 0 ? 0 : end;
+    *start = s->window > 0 && s->q_offset + i + 1 - s->window > 0 ? s->q_offset + i + 1 - s->window : 0;
+    if (end < *start) end = *start;
+    return end;
 }
 
 static inline REAL REF_FN(attn_score)(const ld_attn_shape *s, const REAL *q, const REAL *k, int64_t b, int64_t h,
@@ -19,7 +21,15 @@ static inline REAL REF_FN(attn_score)(const ld_attn_shape *s, const REAL *q, con
     const REAL *qi = q + ((b * s->Tq + i) * s->Hq + h) * D, *kj = k + ((b * s->Tk + j) * s->Hkv + hk) * D;
     REAL dot = 0;
     for (int64_t d = 0; d < D; d++) dot += qi[d] * kj[d];
-    return dot * (REAL)s->scale;
+    dot *= (REAL)s->scale;
+    return s->softcap > 0 ? (REAL)((double)s->softcap * tanh((double)dot / (double)s->softcap)) : dot;
+}
+
+/* d(score)/d(scaled dot) of the soft-cap at a capped score sc: 1 - tanh^2 = 1 - (sc/cap)^2. */
+static inline REAL REF_FN(attn_cap_slope)(const ld_attn_shape *s, REAL sc) {
+    if (s->softcap <= 0) return 1;
+    double t = (double)sc / (double)s->softcap;
+    return (REAL)(1.0 - t * t);
 }
 
 void REF_FN(attention_fwd)(REAL *out, REAL *lse, const REAL *q, const REAL *k, const REAL *v, const ld_attn_shape *s) {
@@ -28,20 +38,20 @@ void REF_FN(attention_fwd)(REAL *out, REAL *lse, const REAL *q, const REAL *k, c
         for (int64_t h = 0; h < s->Hq; h++) {
             int64_t hk = h / (s->Hq / s->Hkv);
             for (int64_t i = 0; i < s->Tq; i++) {
-                int64_t end = REF_FN(attn_visible)(s, b, i);
+                int64_t start, end = REF_FN(attn_visible)(s, b, i, &start);
                 REAL *o = out + ((b * s->Tq + i) * s->Hq + h) * D;
                 REAL *l = lse + (b * s->Hq + h) * s->Tq + i;
                 for (int64_t d = 0; d < D; d++) o[d] = 0;
-                if (end == 0) {
+                if (end == start) {
                     *l = (REAL)-INFINITY;
                     continue;
                 }
                 REAL mx = (REAL)-INFINITY, sum = 0;
-                for (int64_t j = 0; j < end; j++) {
+                for (int64_t j = start; j < end; j++) {
                     REAL sc = REF_FN(attn_score)(s, q, k, b, h, i, j);
                     if (sc > mx) mx = sc;
                 }
-                for (int64_t j = 0; j < end; j++) {
+                for (int64_t j = start; j < end; j++) {
                     REAL p = exp(REF_FN(attn_score)(s, q, k, b, h, i, j) - mx);
                     sum += p;
                     const REAL *vj = v + ((b * s->Tk + j) * s->Hkv + hk) * D;
@@ -67,17 +77,18 @@ void REF_FN(attention_bwd)(REAL *dq, REAL *dk, REAL *dv, const REAL *dout, const
         for (int64_t h = 0; h < s->Hq; h++) {
             int64_t hk = h / (s->Hq / s->Hkv);
             for (int64_t i = 0; i < s->Tq; i++) {
-                int64_t end = REF_FN(attn_visible)(s, b, i);
-                if (end == 0) continue;
+                int64_t start, end = REF_FN(attn_visible)(s, b, i, &start);
+                if (end == start) continue;
                 const REAL *doi = dout + ((b * s->Tq + i) * s->Hq + h) * D, *oi = out + ((b * s->Tq + i) * s->Hq + h) * D;
                 const REAL *qi = q + ((b * s->Tq + i) * s->Hq + h) * D;
                 REAL l = lse[(b * s->Hq + h) * s->Tq + i], Di = 0;
                 for (int64_t d = 0; d < D; d++) Di += doi[d] * oi[d];
-                for (int64_t j = 0; j < end; j++) {
+                for (int64_t j = start; j < end; j++) {
                     const REAL *kj = k + ((b * s->Tk + j) * s->Hkv + hk) * D, *vj = v + ((b * s->Tk + j) * s->Hkv + hk) * D;
-                    REAL p = exp(REF_FN(attn_score)(s, q, k, b, h, i, j) - l), dp = 0;
+                    REAL sc = REF_FN(attn_score)(s, q, k, b, h, i, j);
+                    REAL p = exp(sc - l), dp = 0;
                     for (int64_t d = 0; d < D; d++) dp += doi[d] * vj[d];
-                    REAL ds = p * (dp - Di) * scale;
+                    REAL ds = p * (dp - Di) * scale * REF_FN(attn_cap_slope)(s, sc);
                     if (dv) {
                         REAL *dvj = dv + ((b * s->Tk + j) * s->Hkv + hk) * D;
                         for (int64_t d = 0; d < D; d++) dvj[d] += p * doi[d];

@@ -19,6 +19,10 @@ void REF_FN(rope_fwd)(REAL *y, const REAL *x, int64_t B, int64_t T, int64_t H, i
                       float theta);
 void REF_FN(rope_bwd)(REAL *dx, const REAL *dy, int64_t B, int64_t T, int64_t H, int64_t D,
                       int64_t pos0, float theta);
+void REF_FN(rope_freq_fwd)(REAL *y, const REAL *x, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                           const float *inv_freq, float mscale);
+void REF_FN(rope_freq_bwd)(REAL *dx, const REAL *dy, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                           const float *inv_freq, float mscale);
 void REF_FN(softmax_fwd)(REAL *y, const REAL *x, int64_t N, int64_t C);
 void REF_FN(softmax_bwd)(REAL *dx, const REAL *dy, const REAL *y, int64_t N, int64_t C);
 void REF_FN(xent_fwd)(REAL *loss, REAL *lse, const REAL *logits, const int32_t *target, int64_t N,
@@ -39,6 +43,10 @@ void REF_FN(silu_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n);
 void REF_FN(swiglu_fwd)(REAL *y, const REAL *gate, const REAL *up, int64_t n);
 void REF_FN(swiglu_bwd)(REAL *dgate, REAL *dup, const REAL *dy, const REAL *gate, const REAL *up,
                         int64_t n);
+void REF_FN(geglu_fwd)(REAL *y, const REAL *gate, const REAL *up, int64_t n);
+void REF_FN(geglu_bwd)(REAL *dgate, REAL *dup, const REAL *dy, const REAL *gate, const REAL *up, int64_t n);
+void REF_FN(softcap_fwd)(REAL *y, const REAL *x, float cap, int64_t n);
+void REF_FN(softcap_bwd)(REAL *dx, const REAL *dy, const REAL *x, float cap, int64_t n);
 void REF_FN(add_fwd)(REAL *y, const REAL *a, const REAL *b, int64_t n);
 void REF_FN(add_inplace)(REAL *y, const REAL *x, int64_t n);
 void REF_FN(scale_fwd)(REAL *y, const REAL *x, float alpha, int64_t n);

@@ -111,16 +111,17 @@ void REF_FN(rmsnorm_bwd)(REAL *dx, REAL *dw, const REAL *dy, const REAL *x, cons
 
 /* ---- rotary position embedding, rotate-half layout, on x[B, T, H, D] ---- */
 
-/* Rotates pairs (i, i + D/2) of every head by angle pos * theta^(-2i/D) (sign = +1) or by
- * its inverse (sign = -1). out may equal in when accumulate is false. */
+/* Rotates pairs (i, i + D/2) of every head by angle pos * inv_freq[i] (sign = +1) or by its
+ * inverse (sign = -1), cos and sin scaled by mscale. out may equal in when accumulate is
+ * false. */
 static void REF_FN(rope_apply)(REAL *out, const REAL *in, int64_t B, int64_t T, int64_t H, int64_t D,
-                               int64_t pos0, float theta, double sign, int accumulate) {
+                               int64_t pos0, const double *inv_freq, double mscale, double sign, int accumulate) {
     int64_t half = D / 2;
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++)
             for (int64_t i = 0; i < half; i++) {
-                double ang = (double)(pos0 + t) * pow((double)theta, -2.0 * (double)i / (double)D);
-                double cs = cos(ang), sn = sign * sin(ang);
+                double ang = (double)(pos0 + t) * inv_freq[i];
+                double cs = mscale * cos(ang), sn = mscale * sign * sin(ang);
                 for (int64_t h = 0; h < H; h++) {
                     int64_t o = ((b * T + t) * H + h) * D;
                     double x1 = in[o + i], x2 = in[o + i + half];
@@ -136,14 +137,40 @@ static void REF_FN(rope_apply)(REAL *out, const REAL *in, int64_t B, int64_t T, 
             }
 }
 
+/* theta^(-2i/D) for i < D/2, in double (as the rotation always was computed here). */
+static void REF_FN(rope_theta_freqs)(double *f, int64_t D, float theta) {
+    for (int64_t i = 0; i < D / 2; i++) f[i] = pow((double)theta, -2.0 * (double)i / (double)D);
+}
+
 void REF_FN(rope_fwd)(REAL *y, const REAL *x, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
                       float theta) {
-    REF_FN(rope_apply)(y, x, B, T, H, D, pos0, theta, 1.0, 0);
+    double f[D / 2 > 0 ? D / 2 : 1];
+    REF_FN(rope_theta_freqs)(f, D, theta);
+    REF_FN(rope_apply)(y, x, B, T, H, D, pos0, f, 1.0, 1.0, 0);
 }
 
 void REF_FN(rope_bwd)(REAL *dx, const REAL *dy, int64_t B, int64_t T, int64_t H, int64_t D,
                       int64_t pos0, float theta) {
-    if (dx) REF_FN(rope_apply)(dx, dy, B, T, H, D, pos0, theta, -1.0, 1);
+    if (!dx) return;
+    double f[D / 2 > 0 ? D / 2 : 1];
+    REF_FN(rope_theta_freqs)(f, D, theta);
+    REF_FN(rope_apply)(dx, dy, B, T, H, D, pos0, f, 1.0, -1.0, 1);
+}
+
+void REF_FN(rope_freq_fwd)(REAL *y, const REAL *x, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                           const float *inv_freq, float mscale) {
+    double f[D / 2 > 0 ? D / 2 : 1];
+    for (int64_t i = 0; i < D / 2; i++) f[i] = inv_freq[i];
+    REF_FN(rope_apply)(y, x, B, T, H, D, pos0, f, mscale, 1.0, 0);
+}
+
+/* The backward of a rotation scaled by m is the inverse rotation scaled by m. */
+void REF_FN(rope_freq_bwd)(REAL *dx, const REAL *dy, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                           const float *inv_freq, float mscale) {
+    if (!dx) return;
+    double f[D / 2 > 0 ? D / 2 : 1];
+    for (int64_t i = 0; i < D / 2; i++) f[i] = inv_freq[i];
+    REF_FN(rope_apply)(dx, dy, B, T, H, D, pos0, f, mscale, -1.0, 1);
 }
 
 /* ---- softmax over rows of x[N, C] ---- */
@@ -317,6 +344,35 @@ void REF_FN(swiglu_bwd)(REAL *dgate, REAL *dup, const REAL *dy, const REAL *gate
         double g = gate[i], s = REF_FN(sigmoid)(g);
         if (dgate) dgate[i] += (REAL)((double)dy[i] * (double)up[i] * s * (1.0 + g * (1.0 - s)));
         if (dup) dup[i] += (REAL)((double)dy[i] * g * s);
+    }
+}
+
+void REF_FN(geglu_fwd)(REAL *y, const REAL *gate, const REAL *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double v = gate[i], u = REF_GELU_K * (v + REF_GELU_A * v * v * v);
+        y[i] = (REAL)(0.5 * v * (1.0 + tanh(u)) * (double)up[i]);
+    }
+}
+
+void REF_FN(geglu_bwd)(REAL *dgate, REAL *dup, const REAL *dy, const REAL *gate, const REAL *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double v = gate[i], u = REF_GELU_K * (v + REF_GELU_A * v * v * v), th = tanh(u);
+        double du = REF_GELU_K * (1.0 + 3.0 * REF_GELU_A * v * v);
+        double g = 0.5 * v * (1.0 + th), dg = 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * du;
+        if (dgate) dgate[i] += (REAL)((double)dy[i] * (double)up[i] * dg);
+        if (dup) dup[i] += (REAL)((double)dy[i] * g);
+    }
+}
+
+void REF_FN(softcap_fwd)(REAL *y, const REAL *x, float cap, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = (REAL)((double)cap * tanh((double)x[i] / (double)cap));
+}
+
+void REF_FN(softcap_bwd)(REAL *dx, const REAL *dy, const REAL *x, float cap, int64_t n) {
+    if (!dx) return;
+    for (int64_t i = 0; i < n; i++) {
+        double th = tanh((double)x[i] / (double)cap);
+        dx[i] += (REAL)((double)dy[i] * (1.0 - th * th));
     }
 }
 
