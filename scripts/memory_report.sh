@@ -28,10 +28,11 @@ for t in q4_k f16; do
   [ -f "$OUT/1b.$t.gguf" ] || "$BIN" init "$OUT/1b.json" --tokenizer "$OUT/tok.json" --type "$t" -o "$OUT/1b.$t.gguf" 2>&1 | tail -1
 done
 # a prompt of ~2000 tokens: poems, one line (generate reads one prompt per line)
-tr '\n' ' ' <"$OUT/corpus.txt" | head -c 20000 >"$OUT/long.txt"
+tr '\n' ' ' <"$OUT/corpus.txt" >"$OUT/flat.txt" # (not piped into head -c: SIGPIPE fails the pipeline)
+head -c 20000 "$OUT/flat.txt" >"$OUT/long.txt"
 n=$("$BIN" tokenize --tokenizer "$OUT/tok.json" - <"$OUT/long.txt" 2>/dev/null | wc -w)
 keep=$((20000 * 1990 / n))
-tr '\n' ' ' <"$OUT/corpus.txt" | head -c "$keep" | iconv -c -f utf-8 -t utf-8 >"$OUT/long.txt"
+head -c "$keep" "$OUT/flat.txt" | iconv -c -f utf-8 -t utf-8 >"$OUT/long.txt"
 echo >>"$OUT/long.txt"
 prompt_tokens=$("$BIN" tokenize --tokenizer "$OUT/tok.json" - <"$OUT/long.txt" 2>/dev/null | wc -w)
 NEW=32
