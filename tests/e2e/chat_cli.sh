@@ -97,6 +97,12 @@ check_reuse Llama-3 "$T/chat3.err"
   || { cat "$T/gen.err"; fail "generate --chat"; }
 if grep -q "hello\|<|start_header_id|>" "$T/gen.out"; then fail "generate --chat printed the prompt or the template"; fi
 "$BIN" generate "$T/llama3.gguf" --chat --chat-template chatml --max-tokens 2 "hello" >/dev/null 2>&1 || fail "--chat-template override"
+# a grammar constrains the reply of a --chat prompt (the template's text is not the grammar's)
+printf 'root ::= "<" [0-9]{2,4} ">"\n' >"$T/g.gbnf"
+out=$("$BIN" generate "$T/llama3.gguf" --chat --grammar "$T/g.gbnf" --seed 6 --max-tokens 40 "hello" 2>"$T/gen.err") \
+  || { cat "$T/gen.err"; fail "generate --chat --grammar"; }
+grep -qP '^<[0-9]{2,4}>$' <<<"$out" || fail "generate --chat --grammar: $out"
+expect_error "do not go together" "$BIN" generate "$T/llama3.gguf" --chat --rerank inverse "hello"
 expect_error "no template family 'jinja'" "$BIN" generate "$T/llama3.gguf" --chat --chat-template jinja "hello"
 expect_error "need --chat" "$BIN" generate "$T/llama3.gguf" --system "x" "hello"
 cp -r "$T/chatml.run/model" "$T/odd"
