@@ -328,6 +328,13 @@ ld_status ld_gguf_writer_set_value(ld_gguf_writer *w, const char *key, const ld_
  * is borrowed until the write. general.alignment, when set, must be a power of two. */
 ld_status ld_gguf_writer_add_tensor(ld_gguf_writer *w, const char *name, int32_t ggml_type, int ndim,
                                     const int64_t *shape, const void *data, size_t nbytes);
+/* A tensor whose nbytes are produced at write time: fill(user, dst, nbytes) writes them into a
+ * buffer the writer holds for that call only. Tensors are filled in insertion order, one at a
+ * time, so a writer of large tensors holds one of them at once; a fill error fails the write
+ * (the file is not created) with the tensor named. user is borrowed until the write. */
+typedef ld_status (*ld_gguf_fill_fn)(void *user, void *dst, size_t nbytes);
+ld_status ld_gguf_writer_add_tensor_fn(ld_gguf_writer *w, const char *name, int32_t ggml_type, int ndim,
+                                       const int64_t *shape, size_t nbytes, ld_gguf_fill_fn fill, void *user);
 /* Writes version 3: KVs in insertion order, tensor infos in insertion order, each tensor's
  * data at the next aligned offset, zero padding (also after the last tensor). */
 ld_status ld_gguf_writer_write(ld_gguf_writer *w, const char *path);

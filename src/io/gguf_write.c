@@ -1,7 +1,9 @@
 /* io/gguf_write.c — the GGUF writer: metadata and tensors collected in memory, written as
- * GGUF version 3 with aligned, zero-padded tensor data (atomically, or into a buffer). A file
- * read with ld_gguf and copied through the writer comes out byte-identical when it was laid
- * out the same way (tensors in info order, each at the next aligned offset). */
+ * GGUF version 3 with aligned, zero-padded tensor data (atomically, or into a buffer). A
+ * tensor's bytes are either borrowed or produced at write time, one tensor at a time (so a
+ * model of any size is written holding one tensor). A file read with ld_gguf and copied
+ * through the writer comes out byte-identical when it was laid out the same way (tensors in
+ * info order, each at the next aligned offset). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +21,8 @@ typedef struct wtensor {
     uint64_t ne[LD_MAX_DIMS]; /* innermost first, as stored */
     const void *data;
     size_t nbytes;
+    ld_gguf_fill_fn fill; /* or the bytes come from fill(user, ...) at write time */
+    void *user;
 } wtensor;
 
 struct ld_gguf_writer {
@@ -184,8 +188,8 @@ ld_status ld_gguf_writer_set_value(ld_gguf_writer *w, const char *key, const ld_
     return kv_done(w, b, key);
 }
 
-ld_status ld_gguf_writer_add_tensor(ld_gguf_writer *w, const char *name, int32_t type, int ndim, const int64_t *shape,
-                                    const void *data, size_t nbytes) {
+static ld_status add_tensor(ld_gguf_writer *w, const char *name, int32_t type, int ndim, const int64_t *shape,
+                            const void *data, size_t nbytes, ld_gguf_fill_fn fill, void *user) {
     if (!w || !name) return ld_error(w ? w->ctx : NULL, LD_ERR_INVALID_ARG, "gguf writer: NULL tensor name");
     ld_ctx *ctx = w->ctx;
     int blk, bb;
@@ -194,7 +198,7 @@ ld_status ld_gguf_writer_add_tensor(ld_gguf_writer *w, const char *name, int32_t
     if (ndim < 0 || ndim > LD_MAX_DIMS || (ndim && !shape)) return ld_error(ctx, LD_ERR_INVALID_ARG, "gguf writer: tensor '%s': bad ndim %d", name, ndim);
     for (size_t i = 0; i < w->n_t; i++)
         if (!strcmp(w->ts[i].name, name)) return ld_error(ctx, LD_ERR_INVALID_ARG, "gguf writer: tensor '%s' added twice", name);
-    wtensor t = {.type = type, .ndim = (uint32_t)ndim, .data = data};
+    wtensor t = {.type = type, .ndim = (uint32_t)ndim, .data = data, .fill = fill, .user = user};
     size_t numel = 1;
     for (int d = 0; d < ndim; d++) {
         if (shape[d] < 0 || ld_mul_size(numel, (size_t)shape[d], &numel))
@@ -206,7 +210,7 @@ ld_status ld_gguf_writer_add_tensor(ld_gguf_writer *w, const char *name, int32_t
     if (row % (uint64_t)blk || ld_mul_size(numel / (size_t)blk, (size_t)bb, &need))
         return ld_error(ctx, LD_ERR_INVALID_ARG, "gguf writer: tensor '%s': row length %llu is not a whole number of %s blocks", name,
                         (unsigned long long)row, tn);
-    if (need != nbytes || (nbytes && !data))
+    if (need != nbytes || (nbytes && !data && !fill))
         return ld_error(ctx, LD_ERR_INVALID_ARG, "gguf writer: tensor '%s': %zu bytes given, %s of this shape needs %zu", name, nbytes, tn, need);
     t.nbytes = nbytes;
     if (!grow(ctx, (void **)&w->ts, w->n_t, &w->cap_t, sizeof *w->ts)) return ld_ctx_status(ctx);
@@ -214,6 +218,29 @@ ld_status ld_gguf_writer_add_tensor(ld_gguf_writer *w, const char *name, int32_t
     if (!t.name) return ld_ctx_status(ctx);
     w->ts[w->n_t++] = t;
     return LD_OK;
+}
+
+ld_status ld_gguf_writer_add_tensor(ld_gguf_writer *w, const char *name, int32_t type, int ndim, const int64_t *shape,
+                                    const void *data, size_t nbytes) {
+    return add_tensor(w, name, type, ndim, shape, data, nbytes, NULL, NULL);
+}
+
+ld_status ld_gguf_writer_add_tensor_fn(ld_gguf_writer *w, const char *name, int32_t type, int ndim,
+                                       const int64_t *shape, size_t nbytes, ld_gguf_fill_fn fill, void *user) {
+    if (!fill) return ld_error(w ? w->ctx : NULL, LD_ERR_INVALID_ARG, "gguf writer: tensor '%s': NULL fill function", name ? name : "?");
+    return add_tensor(w, name, type, ndim, shape, NULL, nbytes, fill, user);
+}
+
+/* One tensor's bytes into the sink: borrowed, or filled into a buffer held for this call. */
+static ld_status write_tensor(ld_gguf_writer *w, const wtensor *t, ld_io_sink *sink) {
+    if (!t->fill) return ld_io_sink_write(sink, t->data, t->nbytes);
+    void *buf = ld_alloc(w->ctx, t->nbytes ? t->nbytes : 1);
+    if (!buf) return ld_ctx_status(w->ctx);
+    ld_status s = t->fill(t->user, buf, t->nbytes);
+    if (s) s = ld_error_wrap(w->ctx, s, "gguf writer: tensor '%s': ", t->name);
+    else s = ld_io_sink_write(sink, buf, t->nbytes);
+    ld_free(w->ctx, buf);
+    return s;
 }
 
 static const uint8_t zeros[256];
@@ -268,7 +295,7 @@ static ld_status write_to(ld_gguf_writer *w, ld_io_sink *sink) {
     if (!s) s = pad_to(sink, alignment);
     /* The data section starts aligned, so padding the file offset pads the data offset. */
     for (size_t i = 0; i < w->n_t && !s; i++) {
-        s = ld_io_sink_write(sink, w->ts[i].data, w->ts[i].nbytes);
+        s = write_tensor(w, &w->ts[i], sink);
         if (!s) s = pad_to(sink, alignment);
     }
     return s;

@@ -380,4 +380,50 @@ TEST(gguf_write_file_and_writer_errors) {
     ld_ctx_free(ctx);
 }
 
+/* Tensors whose bytes come from a fill function at write time give the bytes the borrowed
+ * data gives; a fill error fails the write with the tensor named and leaves no file. */
+static ld_status fill_copy(void *user, void *dst, size_t n) {
+    memcpy(dst, user, n);
+    return LD_OK;
+}
+static ld_status fill_fails(void *user, void *dst, size_t n) {
+    (void)dst, (void)n;
+    return ld_error(user, LD_ERR_IO, "no values today");
+}
+
+TEST(gguf_writer_fill_functions) {
+    ld_ctx *ctx = new_ctx();
+    float f32[64];
+    for (int i = 0; i < 64; i++) f32[i] = (float)i * 0.5f;
+    const int64_t s2[2] = {8, 8};
+    void *m1 = NULL, *m2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    ld_gguf_writer *w = NULL;
+    CHECK_STATUS(ctx, ld_gguf_writer_new(ctx, &w), LD_OK, "");
+    CHECK_STATUS(ctx, ld_gguf_writer_add_tensor(w, "a", 0, 2, s2, f32, 256), LD_OK, "");
+    CHECK_STATUS(ctx, ld_gguf_writer_add_tensor(w, "b", 0, 1, (int64_t[]){64}, f32, 256), LD_OK, "");
+    CHECK_STATUS(ctx, ld_gguf_writer_write_memory(w, &m1, &n1), LD_OK, "");
+    ld_gguf_writer_free(w);
+    CHECK_STATUS(ctx, ld_gguf_writer_new(ctx, &w), LD_OK, "");
+    CHECK_STATUS(ctx, ld_gguf_writer_add_tensor_fn(w, "a", 0, 2, s2, 256, fill_copy, f32), LD_OK, "");
+    CHECK_STATUS(ctx, ld_gguf_writer_add_tensor(w, "b", 0, 1, (int64_t[]){64}, f32, 256), LD_OK, "");
+    CHECK_STATUS(ctx, ld_gguf_writer_add_tensor_fn(w, "c", 0, 1, (int64_t[]){4}, 16, NULL, NULL), LD_ERR_INVALID_ARG,
+                 "tensor 'c': NULL fill function");
+    CHECK_STATUS(ctx, ld_gguf_writer_add_tensor_fn(w, "c", 0, 1, (int64_t[]){4}, 12, fill_copy, f32), LD_ERR_INVALID_ARG,
+                 "12 bytes given");
+    CHECK_STATUS(ctx, ld_gguf_writer_write_memory(w, &m2, &n2), LD_OK, "");
+    CHECK(n1 && n1 == n2 && m1 && m2 && !memcmp(m1, m2, n1));
+    ld_free(ctx, m1), ld_free(ctx, m2);
+    CHECK_STATUS(ctx, ld_gguf_writer_add_tensor_fn(w, "bad", 0, 1, (int64_t[]){4}, 16, fill_fails, ctx), LD_OK, "");
+    char path[] = "/tmp/ld_test_gguf_fill_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    CHECK_STATUS(ctx, ld_gguf_writer_write(w, path), LD_ERR_IO, "tensor 'bad': no values today");
+    CHECK(access(path, F_OK) != 0);
+    ld_gguf_writer_free(w);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
 LD_TEST_MAIN()
