@@ -52,7 +52,7 @@ static int cmd_init(int argc, char **argv) {
                       (long long)ld_tokenizer_vocab_size(tok), (long long)cfg.vocab_size), 2);
     if (!rc) {
         fprintf(stderr, "liandan init: %.3g M parameters...\n", (double)ld_lm_config_num_params(&cfg) / 1e6);
-        if (ld_lm_new(ctx, &cfg, seed, &m)) rc = ld_cli_fail(ctx, "initialising the model");
+        if (ld_lm_new_lazy(ctx, &cfg, seed, &m)) rc = ld_cli_fail(ctx, "initialising the model");
     }
     if (!rc && gguf) {
         ld_lm_gguf_params gp = ld_lm_gguf_default_params();

@@ -110,6 +110,11 @@ typedef struct ld_lm ld_lm;
 /* Builds the model with freshly initialised parameters (GPT-2/Llama conventions: N(0, std),
  * residual output projections scaled by 1/sqrt(2 n_layers), norms 1, biases 0). */
 ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm **out);
+/* The same model (the same values for the same seed), but the matrices' values are drawn only
+ * as they are written (ld_lm_save_gguf, ld_lm_save), one at a time: writes a new model of any
+ * size without holding its weights (`liandan init`). It cannot compute: sessions, adapters
+ * and ld_lm_forward refuse it. */
+ld_status ld_lm_new_lazy(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm **out);
 void ld_lm_free(ld_lm *m);
 const ld_lm_config *ld_lm_config_of(const ld_lm *m);
 ld_params *ld_lm_params(ld_lm *m);

@@ -222,6 +222,7 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
     if (!m || !out || !p) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = m->ctx;
     *out = NULL;
+    if (!lm_can_compute(m, "session")) return ld_ctx_status(ctx);
     const ld_lm_config *c = &m->cfg;
     const int n_slots = p->n_slots;
     const int64_t max_len = p->max_len, max_tokens = p->max_tokens;

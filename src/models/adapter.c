@@ -158,6 +158,7 @@ ld_status lm_adapter_create(ld_lm *m, const ld_adapter_config *c, ld_adapter **o
     ld_ctx *ctx = m->ctx;
     *out = NULL;
     if (m->adapter) return ld_error(ctx, LD_ERR_STATE, "the model already has an adapter attached");
+    if (!lm_can_compute(m, "adapter")) return ld_ctx_status(ctx);
     ld_adapter_config cfg = *c;
     if (cfg.method == LD_ADAPTER_LORA && !cfg.targets[0])
         snprintf(cfg.targets, sizeof cfg.targets, "%s", m->cfg.arch == LD_ARCH_GPT2 ? "c_attn" : "q_proj,v_proj");

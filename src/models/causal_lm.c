@@ -173,6 +173,63 @@ typedef struct init_state {
 
 enum { INIT_NORMAL, INIT_RESID, INIT_ZERO, INIT_ONE, INIT_POS };
 
+/* A lazily initialised model's generator (LM_INIT_LAZY): the matrices' random values are drawn
+ * from the one stream ld_lm_new draws them from, in parameter order, when lm_values reads
+ * them. Reading in parameter order (as the exporters do) draws each value once; reading an
+ * earlier parameter restarts the stream. */
+typedef struct lm_lazy {
+    uint64_t seed;
+    ld_rng rng;
+    int next;        /* the parameter the stream stands at */
+    uint8_t *kinds;  /* INIT_* of each parameter, by index */
+    int cap;
+} lm_lazy;
+
+/* The values of a parameter of this kind: the residual projections' std scaled by
+ * 1/sqrt(2 layers), learned positions' halved. */
+static void init_values(const ld_lm *m, int kind, float *x, int64_t n, ld_rng *rng) {
+    float std = m->cfg.init_std;
+    if (kind == INIT_RESID) std /= sqrtf(2.0f * (float)m->cfg.n_layers);
+    if (kind == INIT_POS) std *= 0.5f;
+    for (int64_t i = 0; i < n; i++) x[i] = kind == INIT_ZERO ? 0.0f : kind == INIT_ONE ? 1.0f : std * ld_rng_normal(rng);
+}
+
+static bool kind_draws(int kind) {
+    return kind == INIT_NORMAL || kind == INIT_RESID || kind == INIT_POS;
+}
+
+static ld_status lazy_note(init_state *s, int kind) {
+    lm_lazy *z = s->m->lazy;
+    int i = ld_params_count(s->m->params) - 1;
+    if (i >= z->cap) {
+        int cap = z->cap ? 2 * z->cap : 64;
+        uint8_t *k = ld_alloc(s->m->ctx, (size_t)cap);
+        if (!k) return ld_ctx_status(s->m->ctx);
+        if (z->cap) memcpy(k, z->kinds, (size_t)z->cap);
+        ld_free(s->m->ctx, z->kinds);
+        z->kinds = k, z->cap = cap;
+    }
+    z->kinds[i] = (uint8_t)kind;
+    return LD_OK;
+}
+
+/* The values of parameter t of a lazily initialised model, into dst (its numel floats). */
+static ld_status lazy_values(const ld_lm *m, const ld_tensor *t, float *dst) {
+    lm_lazy *z = m->lazy;
+    int i = 0, n = ld_params_count(m->params);
+    while (i < n && ld_params_at(m->params, i) != t) i++;
+    if (i == n) return ld_error(m->ctx, LD_ERR_STATE, "model: %s is not one of its parameters", t->name);
+    if (i < z->next) z->rng = ld_rng_init(z->seed), z->next = 0;
+    for (; z->next < i; z->next++) { /* skip the draws of the parameters before it */
+        const ld_tensor *p = ld_params_at(m->params, z->next);
+        if (p->data || !kind_draws(z->kinds[z->next])) continue;
+        for (int64_t j = 0; j < 2 * ld_tensor_numel(p); j++) (void)ld_rng_u64(&z->rng); /* ld_rng_normal: 2 draws */
+    }
+    init_values(m, z->kinds[i], dst, ld_tensor_numel(t), &z->rng);
+    z->next = i + 1;
+    return LD_OK;
+}
+
 static ld_tensor *param(init_state *s, int kind, int ndim, int64_t d0, int64_t d1, const char *fmt, int layer) {
     if (s->st) return NULL;
     char name[LD_TENSOR_NAME_MAX];
@@ -180,18 +237,16 @@ static ld_tensor *param(init_state *s, int kind, int ndim, int64_t d0, int64_t d
     ld_tensor *t = NULL;
     int64_t shape[2] = {d0, d1};
     /* in place, matrices get their values from the file's bytes (forms) */
-    if (s->init == LM_INIT_SHAPES || (s->init == LM_INIT_IN_PLACE && ndim == 2 && kind != INIT_POS)) {
+    if (s->init == LM_INIT_SHAPES || (s->init == LM_INIT_IN_PLACE && ndim == 2 && kind != INIT_POS) ||
+        (s->init == LM_INIT_LAZY && kind_draws(kind))) {
         s->st = ld_params_add_view(s->m->params, name, ndim, shape, NULL, &t);
+        if (!s->st && s->init == LM_INIT_LAZY) s->st = lazy_note(s, kind);
         return t;
     }
     s->st = ld_params_add(s->m->params, name, ndim, shape, s->init == LM_INIT_RANDOM, &t);
-    if (s->st || s->init != LM_INIT_RANDOM) return t; /* ZERO: ld_params_add zeroed it */
-    float *x = t->data, std = s->m->cfg.init_std;
-    if (kind == INIT_RESID) std /= sqrtf(2.0f * (float)s->m->cfg.n_layers);
-    if (kind == INIT_POS) std *= 0.5f;
-    int64_t n = ld_tensor_numel(t);
-    for (int64_t i = 0; i < n; i++)
-        x[i] = kind == INIT_ZERO ? 0.0f : kind == INIT_ONE ? 1.0f : std * ld_rng_normal(&s->rng);
+    if (!s->st && s->init == LM_INIT_LAZY) s->st = lazy_note(s, kind);
+    if (!s->st && (s->init == LM_INIT_RANDOM || s->init == LM_INIT_LAZY)) /* ZERO: ld_params_add zeroed it */
+        init_values(s->m, kind, t->data, ld_tensor_numel(t), &s->rng);
     return t;
 }
 
@@ -233,7 +288,11 @@ ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init 
     if (!m) return ld_ctx_status(ctx);
     m->ctx = ctx;
     m->cfg = *cfg;
-    m->in_place = init == LM_INIT_IN_PLACE || init == LM_INIT_SHAPES;
+    m->in_place = init == LM_INIT_IN_PLACE || init == LM_INIT_SHAPES || init == LM_INIT_LAZY;
+    if (init == LM_INIT_LAZY) {
+        if (!(m->lazy = ld_calloc(ctx, 1, sizeof *m->lazy))) return ld_free(ctx, m), ld_ctx_status(ctx);
+        m->lazy->seed = seed, m->lazy->rng = ld_rng_init(seed);
+    }
     m->gen = (ld_lm_generation_config){-1, -1, -1, -1};
     if ((st = ld_params_new(ctx, &m->params)) ||
         !(m->layers = ld_calloc(ctx, (size_t)cfg->n_layers, sizeof *m->layers))) {
@@ -325,6 +384,17 @@ ld_status ld_lm_new(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm *
     return lm_build(ctx, cfg, seed, LM_INIT_RANDOM, out);
 }
 
+ld_status ld_lm_new_lazy(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, ld_lm **out) {
+    return lm_build(ctx, cfg, seed, LM_INIT_LAZY, out);
+}
+
+bool lm_can_compute(const ld_lm *m, const char *what) {
+    if (!m->lazy) return true;
+    ld_error(m->ctx, LD_ERR_STATE, "%s: the model's weights are generated only when it is written (ld_lm_new_lazy): "
+                                   "it cannot compute", what);
+    return false;
+}
+
 void ld_lm_free(ld_lm *m) {
     if (!m) return;
     if (m->adapter) lm_adapter_detach(m->adapter);
@@ -335,6 +405,8 @@ void ld_lm_free(ld_lm *m) {
     ld_st_set_close(m->st_set);
     ld_free(m->ctx, m->chat_template);
     ld_free(m->ctx, m->rope_factors);
+    if (m->lazy) ld_free(m->ctx, m->lazy->kinds);
+    ld_free(m->ctx, m->lazy);
     ld_params_free(m->params);
     ld_free(m->ctx, m->layers);
     ld_free(m->ctx, m);
@@ -364,18 +436,27 @@ ld_status lm_values(const ld_lm *m, const ld_tensor *t, bool nk, float *dst) {
     const bool kn = param_kn(m, t);
     int64_t N = kn ? t->shape[1] : t->shape[0], K = t->ndim == 2 ? (kn ? t->shape[0] : t->shape[1]) : 1;
     if (t->ndim != 2) nk = false;
-    const lm_form *f = t->data ? NULL : lm_form_of(m, t);
-    if (!t->data && !f) return ld_error(ctx, LD_ERR_STATE, "model: parameter %s has no values", t->name);
-    if (t->data && (!kn || !nk)) {
-        memcpy(dst, t->data, (size_t)ld_tensor_numel(t) * sizeof(float));
+    const float *data = t->data;
+    float *gen = NULL;
+    if (!data && m->lazy) { /* values of the parameter's own layout, drawn now */
+        if (!kn || !nk) return lazy_values(m, t, dst);
+        if (!(gen = ld_alloc(ctx, (size_t)(N * K) * sizeof(float)))) return ld_ctx_status(ctx);
+        ld_status st = lazy_values(m, t, gen);
+        if (st) return ld_free(ctx, gen), st;
+        data = gen;
+    }
+    const lm_form *f = data ? NULL : lm_form_of(m, t);
+    if (!data && !f) return ld_error(ctx, LD_ERR_STATE, "model: parameter %s has no values", t->name);
+    if (data && (!kn || !nk)) {
+        memcpy(dst, data, (size_t)ld_tensor_numel(t) * sizeof(float));
         return LD_OK;
     }
     /* rows of K values in [N, K] order, HF row order, then laid out as asked */
     float *rows = dst, *tmp = NULL;
     if (kn && !nk && !(rows = tmp = ld_alloc(ctx, (size_t)(N * K) * sizeof(float)))) return ld_ctx_status(ctx);
     ld_status st = LD_OK;
-    if (t->data) { /* F32 [K, N] -> [N, K] */
-        const float *src = t->data;
+    if (data) { /* F32 [K, N] -> [N, K] */
+        const float *src = data;
         for (int64_t k = 0; k < K; k++)
             for (int64_t n = 0; n < N; n++) rows[n * K + k] = src[k * N + n];
     } else if (f->kn) { /* an F32 form stored [K, N] */
@@ -399,6 +480,7 @@ ld_status lm_values(const ld_lm *m, const ld_tensor *t, bool nk, float *dst) {
         for (int64_t n = 0; n < N; n++)
             for (int64_t k = 0; k < K; k++) dst[k * N + n] = rows[n * K + k];
     ld_free(ctx, tmp);
+    ld_free(ctx, gen);
     if (st) return ld_error_wrap(ctx, st, "model: parameter %s: ", t->name);
     return LD_OK;
 }

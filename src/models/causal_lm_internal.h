@@ -82,6 +82,7 @@ struct ld_lm {
     struct ld_adapter *adapter; /* attached adapter (models/adapter.c), or NULL */
     float *rope_factors;      /* GGUF rope_freqs.weight: inv_freq[i] /= factor[i] (head_dim / 2), or NULL */
     ld_lm_generation_config gen; /* generation_config.json's sampling defaults */
+    struct lm_lazy *lazy;        /* ld_lm_new_lazy: matrices' values generated when read (causal_lm.c) */
 };
 
 /* Whether t is an RMSNorm / LayerNorm weight (Gemma's are stored as w - 1 in HF files). */
@@ -97,8 +98,12 @@ typedef enum lm_init {
     LM_INIT_ZERO,       /* F32, zeroed: values come from a file */
     LM_INIT_IN_PLACE,   /* matrices without values (forms added by the loader); the rest F32 */
     LM_INIT_SHAPES,     /* no values at all: names and shapes, to check a file against */
+    LM_INIT_LAZY,       /* LM_INIT_RANDOM's values, the matrices' generated when lm_values reads them */
 } lm_init;
 ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init init, ld_lm **out);
+/* false (with the error on the context, naming `what`) for a model that cannot compute: one
+ * from ld_lm_new_lazy, whose values exist only as it is written. */
+bool lm_can_compute(const ld_lm *m, const char *what);
 
 /* Whether parameter t is a matrix inference reads through a form. */
 bool lm_is_matrix(const ld_lm *m, const ld_tensor *t);

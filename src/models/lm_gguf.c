@@ -62,11 +62,23 @@ static ld_dtype matrix_type(const ld_lm *m, const ld_tensor *t, const char *gnam
 
 /* ---- export ------------------------------------------------------------------------------ */
 
+/* One parameter's conversion, run by the writer when it writes the tensor (export_fill). */
+typedef struct export_job {
+    const ld_lm *m;
+    const ld_tensor *t;
+    lm_xform xf;
+    ld_dtype type;
+    int64_t rows, K; /* the GGUF layout */
+    const float *imat;
+} export_job;
+
 typedef struct export_state {
     ld_ctx *ctx;
     ld_gguf_writer *w;
-    void **bufs; /* tensor data kept until the write */
+    void **bufs; /* small tensor data kept until the write */
     int n_bufs;
+    export_job *jobs; /* one per parameter, filled at write time: one tensor in memory at once */
+    int n_jobs;
 } export_state;
 
 static void *keep(export_state *s, size_t bytes);
@@ -149,24 +161,25 @@ static void *keep(export_state *s, size_t bytes) {
     return p;
 }
 
-/* One parameter into the writer: transform to the GGUF layout, then convert or quantize. */
-static ld_status export_tensor(export_state *s, const ld_lm *m, const ld_tensor *t, const char *gname, lm_xform xf,
-                               ld_dtype type, const ld_lm_gguf_params *p) {
-    ld_ctx *ctx = s->ctx;
-    int64_t rows = t->ndim == 2 ? t->shape[0] : 1, K = t->ndim == 2 ? t->shape[1] : t->shape[0];
-    int64_t n = rows * K;
-    if (xf == XF_TRANSPOSE) rows = t->shape[1], K = t->shape[0];
+/* One parameter's bytes in the GGUF layout, converted or quantized into dst (the writer's
+ * buffer): called at write time, so only this tensor's F32 values are held. */
+static ld_status export_fill(void *user, void *dst, size_t bytes) {
+    const export_job *j = user;
+    const ld_lm *m = j->m;
+    const ld_tensor *t = j->t;
+    ld_ctx *ctx = m->ctx;
+    const int64_t rows = j->rows, K = j->K, n = rows * K;
     const float *src = t->data;
     float *tmp = NULL, *vals = NULL;
-    if (!src) { /* a model read in place: its values from the file's form */
+    if (!src) { /* a model read in place (its values from the file's form) or initialised as written */
         if (!(vals = ld_alloc(ctx, (size_t)n * sizeof(float)))) return ld_ctx_status(ctx);
         ld_status st = lm_values(m, t, false, vals);
         if (st) return ld_free(ctx, vals), st;
         src = vals;
     }
-    if (xf != XF_NONE) {
+    if (j->xf != XF_NONE) {
         if (!(tmp = ld_alloc(ctx, (size_t)n * sizeof(float)))) return ld_free(ctx, vals), ld_ctx_status(ctx);
-        if (xf == XF_TRANSPOSE) {
+        if (j->xf == XF_TRANSPOSE) {
             for (int64_t r = 0; r < rows; r++)
                 for (int64_t k = 0; k < K; k++) tmp[r * K + k] = src[k * rows + r];
         } else {
@@ -177,23 +190,32 @@ static ld_status export_tensor(export_state *s, const ld_lm *m, const ld_tensor 
         }
         src = tmp;
     }
-    size_t bytes;
-    ld_status st = ld_dtype_row_bytes(type, n, &bytes) ? ld_error(ctx, LD_ERR_SHAPE, "GGUF export: %s does not fit %s", gname, ld_dtype_traits(type)->name) : LD_OK;
-    void *out = st ? NULL : keep(s, bytes);
-    if (!st && !out) st = ld_ctx_status(ctx);
-    if (!st) {
-        if (type == LD_F32) memcpy(out, src, bytes);
-        else if (ld_dtype_traits(type)->is_float) st = ld_convert(ctx, type, out, LD_F32, src, n);
-        else {
-            const float *imat = p->imatrix ? p->imatrix(p->imatrix_user, gname, K) : NULL;
-            st = ld_quantize(ctx, type, out, src, rows, K, imat);
-        }
-    }
+    ld_status st = LD_OK;
+    if (j->type == LD_F32) memcpy(dst, src, bytes);
+    else if (ld_dtype_traits(j->type)->is_float) st = ld_convert(ctx, j->type, dst, LD_F32, src, n);
+    else st = ld_quantize(ctx, j->type, dst, src, rows, K, j->imat);
     ld_free(ctx, tmp), ld_free(ctx, vals);
-    if (st) return ld_error_wrap(ctx, st, "GGUF export: tensor %s: ", gname);
+    return st;
+}
+
+/* One parameter into the writer: its GGUF shape now, its bytes (transformed to the GGUF
+ * layout, then converted or quantized) when the writer writes it. */
+static ld_status export_tensor(export_state *s, const ld_lm *m, const ld_tensor *t, const char *gname, lm_xform xf,
+                               ld_dtype type, const ld_lm_gguf_params *p) {
+    ld_ctx *ctx = s->ctx;
+    int64_t rows = t->ndim == 2 ? t->shape[0] : 1, K = t->ndim == 2 ? t->shape[1] : t->shape[0];
+    if (xf == XF_TRANSPOSE) rows = t->shape[1], K = t->shape[0];
+    size_t bytes;
+    if (ld_dtype_row_bytes(type, rows * K, &bytes))
+        return ld_error(ctx, LD_ERR_SHAPE, "GGUF export: %s does not fit %s", gname, ld_dtype_traits(type)->name);
+    const float *imat = NULL;
+    if (type != LD_F32 && !ld_dtype_traits(type)->is_float && p->imatrix) imat = p->imatrix(p->imatrix_user, gname, K);
+    export_job *j = &s->jobs[s->n_jobs++];
+    *j = (export_job){m, t, xf, type, rows, K, imat};
     int64_t shape[2] = {rows, K};
-    return t->ndim == 2 ? ld_gguf_writer_add_tensor(s->w, gname, ld_dtype_traits(type)->ggml_type, 2, shape, out, bytes)
-                        : ld_gguf_writer_add_tensor(s->w, gname, ld_dtype_traits(type)->ggml_type, 1, &K, out, bytes);
+    const int32_t gt = ld_dtype_traits(type)->ggml_type;
+    return t->ndim == 2 ? ld_gguf_writer_add_tensor_fn(s->w, gname, gt, 2, shape, bytes, export_fill, j)
+                        : ld_gguf_writer_add_tensor_fn(s->w, gname, gt, 1, &K, bytes, export_fill, j);
 }
 
 ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, const ld_lm_gguf_params *p) {
@@ -220,8 +242,8 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
         return ld_error(ctx, LD_ERR_SHAPE, "GGUF export: the tokenizer has %lld tokens, the model's vocabulary %lld",
                         (long long)ld_tokenizer_vocab_size(tok), (long long)c->vocab_size);
     int n = ld_params_count(m->params);
-    export_state s = {ctx, NULL, ld_calloc(ctx, (size_t)n + 2, sizeof(void *)), 0};
-    if (!s.bufs) return ld_ctx_status(ctx);
+    export_state s = {ctx, NULL, ld_calloc(ctx, (size_t)n + 2, sizeof(void *)), 0, ld_calloc(ctx, (size_t)n + 1, sizeof(export_job)), 0};
+    if (!s.bufs || !s.jobs) return ld_free(ctx, s.bufs), ld_free(ctx, s.jobs), ld_ctx_status(ctx);
     ld_status st = ld_gguf_writer_new(ctx, &s.w);
     bool quantized = ld_dtype_traits(p->type)->block_size > 1 || ld_dtype_traits(embd)->block_size > 1 ||
                      ld_dtype_traits(head)->block_size > 1;
@@ -253,6 +275,7 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
     ld_gguf_writer_free(s.w);
     for (int i = 0; i < s.n_bufs; i++) ld_free(ctx, s.bufs[i]);
     ld_free(ctx, s.bufs);
+    ld_free(ctx, s.jobs);
     return st;
 }
 

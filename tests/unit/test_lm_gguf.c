@@ -157,6 +157,77 @@ TEST(llama_round_trip_is_bit_exact) { round_trip_family(LD_FAMILY_LLAMA, LD_PRET
 TEST(qwen2_round_trip_is_bit_exact) { round_trip_family(LD_FAMILY_QWEN2, LD_PRETOK_QWEN2); }
 TEST(gpt2_round_trip_is_bit_exact) { round_trip_family(LD_FAMILY_GPT2, LD_PRETOK_GPT2); }
 
+static void *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return *n = 0, NULL;
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc(*n ? *n : 1);
+    CHECK(fread(p, 1, *n, f) == *n);
+    fclose(f);
+    return p;
+}
+
+/* ld_lm_new_lazy (what `liandan init` writes with) gives the file ld_lm_new gives for the same
+ * seed, F32 and quantized, every family; it holds about one tensor while writing (not the
+ * model); its values read out of order are still ld_lm_new's; and it refuses to compute. */
+TEST(lazy_model_writes_what_ld_lm_new_writes) {
+    const ld_lm_family fams[] = {LD_FAMILY_LLAMA, LD_FAMILY_GPT2, LD_FAMILY_PHI3, LD_FAMILY_QWEN3};
+    const ld_dtype types[] = {LD_F32, LD_Q8_0};
+    for (size_t fi = 0; fi < sizeof fams / sizeof fams[0]; fi++) {
+        ld_test_mem mem = {0};
+        ld_allocator al = ld_test_mem_allocator(&mem);
+        ld_ctx_params cp = ld_ctx_default_params();
+        cp.allocator = &al;
+        ld_ctx *ctx = NULL;
+        CHECK(ld_ctx_new(&cp, &ctx) == LD_OK);
+        ld_tokenizer *tok = train_tok(ctx, fams[fi] == LD_FAMILY_GPT2 ? LD_PRETOK_GPT2 : LD_PRETOK_LLAMA3);
+        ld_lm_config c = small_config(fams[fi]);
+        c.n_layers = 6, c.max_position = 64; /* more layers, so one tensor is a small part of the model */
+        ld_lm *m = NULL, *z = NULL;
+        CHECK(ld_lm_new(ctx, &c, 11, &m) == LD_OK);
+        CHECK_STATUS(ctx, ld_lm_new_lazy(ctx, &c, 11, &z), LD_OK, NULL);
+        if (!m || !z) continue;
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            ld_lm_gguf_params gp = ld_lm_gguf_default_params();
+            gp.type = types[ti];
+            const char *a = tmp_path("eager.gguf"), *b = tmp_path("lazy.gguf");
+            CHECK_STATUS(ctx, ld_lm_save_gguf(m, tok, a, &gp), LD_OK, NULL);
+            mem.peak = mem.held;
+            CHECK_STATUS(ctx, ld_lm_save_gguf(z, tok, b, &gp), LD_OK, NULL);
+            size_t na = 0, nb = 0, model = (size_t)ld_lm_config_num_params(&c) * sizeof(float);
+            void *fa = slurp(a, &na), *fb = slurp(b, &nb);
+            CHECK_MSG(na && na == nb && !memcmp(fa, fb, na), "family %d type %s: lazy and eager files differ",
+                      (int)fams[fi], ld_dtype_traits(types[ti])->name);
+            CHECK_MSG(mem.peak - mem.held < model / 3, "writing held %zu bytes for a model of %zu", mem.peak - mem.held,
+                      model);
+            free(fa), free(fb);
+            unlink(a), unlink(b);
+        }
+        /* out of order: the last matrix, then the first (the stream restarts) */
+        const ld_params *pz = ld_lm_params(z), *pm = ld_lm_params(m);
+        for (int k = 0; k < 2; k++) {
+            int i = k ? 0 : ld_params_count(pz) - 1;
+            while (ld_params_at(pz, i)->ndim != 2) i += k ? 1 : -1;
+            const ld_tensor *t = ld_params_at(pz, i);
+            float *v = malloc(ld_tensor_nbytes(t));
+            CHECK(lm_values(z, t, false, v) == LD_OK);
+            CHECK_MSG(!memcmp(v, ld_params_at(pm, i)->data, ld_tensor_nbytes(t)), "%s", t->name);
+            free(v);
+        }
+        ld_lm_session *s = NULL;
+        CHECK_STATUS(ctx, ld_lm_session_new(z, 1, 8, 8, &s), LD_ERR_STATE, "cannot compute");
+        ld_adapter_config ac = ld_adapter_default_config();
+        ld_adapter *ad = NULL;
+        CHECK_STATUS(ctx, ld_adapter_new(z, &ac, 1, &ad), LD_ERR_STATE, "cannot compute");
+        ld_lm_free(z), ld_lm_free(m);
+        ld_tokenizer_free(tok);
+        CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+        ld_ctx_free(ctx);
+    }
+}
+
 /* A Q8_0 file runs exactly what an in-memory Q8_0 session runs: the blocks are the same bytes
  * (after the q/k rows go back to HF order) and the kernels are the same. */
 TEST(quantized_file_equals_quantized_session) {
