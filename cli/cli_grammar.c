@@ -11,7 +11,6 @@ struct ld_cli_grammar {
     ld_grammar *g;
     ld_grammar_vocab *v;
     bool verse;              /* the prompt opens the poem: the grammar must accept it first */
-    int32_t stop;
     ld_grammar_state **states;
     ld_lm_constraint *cons;
     int n;
@@ -30,7 +29,7 @@ int ld_cli_grammar_new(ld_ctx *ctx, const ld_cli_grammar_opts *o, const ld_token
     if (given > 1) return fprintf(stderr, "liandan generate: give one of --grammar, --json-schema and --verse\n"), 2;
     ld_cli_grammar *g = calloc(1, sizeof *g);
     if (!g) return fprintf(stderr, "liandan generate: out of memory\n"), 1;
-    g->ctx = ctx, g->stop = ld_tokenizer_eos_id(tok), g->verse = o->verse != 0;
+    g->ctx = ctx, g->verse = o->verse != 0;
     char *text = NULL, *gbnf = NULL, *tones = NULL;
     size_t len = 0, tones_len = 0;
     int rc = 0;
@@ -61,15 +60,23 @@ void ld_cli_grammar_free(ld_cli_grammar *g) {
     free(g);
 }
 
-const ld_lm_constraint *ld_cli_grammar_begin(ld_cli_grammar *g, int n, const char *const *prompts) {
+const ld_lm_constraint *ld_cli_grammar_begin(ld_cli_grammar *g, int n, const char *const *prompts,
+                                             const ld_generate_params *gp) {
     if (!g) return NULL;
+    /* a finished sentence may end with any token that ends generation: EOS, the config's EOS
+     * list, a chat template's end of turn (<|im_end|>, <|eot_id|>, <end_of_turn>) */
+    int32_t stops[8];
+    int n_stops = 0;
+    if (gp->eos_id >= 0) stops[n_stops++] = gp->eos_id;
+    for (int i = 0; i < gp->n_stop_ids && n_stops < 8; i++)
+        if (gp->stop_ids[i] >= 0) stops[n_stops++] = gp->stop_ids[i];
     for (int i = 0; i < g->n; i++) ld_grammar_state_free(g->states[i]);
     g->n = 0;
     free(g->states), free(g->cons);
     g->states = calloc((size_t)n, sizeof *g->states), g->cons = calloc((size_t)n, sizeof *g->cons);
     if (!g->states || !g->cons) return fprintf(stderr, "liandan generate: out of memory\n"), NULL;
     for (int i = 0; i < n; i++, g->n++) {
-        if (ld_grammar_state_new(g->ctx, g->g, g->v, &g->stop, g->stop >= 0, &g->states[i]))
+        if (ld_grammar_state_new(g->ctx, g->g, g->v, stops, n_stops, &g->states[i]))
             return ld_cli_fail(g->ctx, "the grammar"), NULL;
         if (g->verse && ld_grammar_state_accept_text(g->states[i], prompts[i], strlen(prompts[i]))) {
             fprintf(stderr, "liandan generate: --verse: the prompt '%s' does not open a regular poem (%s)\n", prompts[i],

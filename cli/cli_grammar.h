@@ -20,8 +20,10 @@ typedef struct ld_cli_grammar ld_cli_grammar;
 int ld_cli_grammar_new(ld_ctx *ctx, const ld_cli_grammar_opts *o, const ld_tokenizer *tok, ld_cli_grammar **out);
 void ld_cli_grammar_free(ld_cli_grammar *g);
 /* Fresh grammar states for n sequences continuing prompts[i] (verse: the prompt opens the
- * poem), as constraints for ld_generate_params; NULL on errors (printed) or when g is NULL. */
-const ld_lm_constraint *ld_cli_grammar_begin(ld_cli_grammar *g, int n, const char *const *prompts);
+ * poem), as constraints for gp (whose eos_id and stop_ids may end a finished sentence); NULL
+ * on errors (printed) or when g is NULL. */
+const ld_lm_constraint *ld_cli_grammar_begin(ld_cli_grammar *g, int n, const char *const *prompts,
+                                             const ld_generate_params *gp);
 /* Whether sequence i's text is a whole sentence of the grammar (true without a grammar). */
 bool ld_cli_grammar_complete(const ld_cli_grammar *g, int i);
 /* Inverse prompting: score[i] = log P(prompt | cands[i] + sep) per prompt token; *best the

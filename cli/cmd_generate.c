@@ -236,7 +236,7 @@ static int cmd_generate(int argc, char **argv) {
         printf("\ngenerated:");
         g.ids_out = stdout;
         ld_cli_text_init(&g.text[0], tok, NULL);
-        if (gr && !(gp.constraints = ld_cli_grammar_begin(gr, 1, &prompts.v[i]))) rc = 1;
+        if (gr && !(gp.constraints = ld_cli_grammar_begin(gr, 1, &prompts.v[i], &gp))) rc = 1;
         else if (ld_lm_generate(s, 1, (const int32_t *const *)&ids[i], &lens[i], &gp, on_token, &g, &ngen[i]))
             rc = ld_cli_fail(ctx, "generating");
         printf("\n");
@@ -252,7 +252,7 @@ static int cmd_generate(int argc, char **argv) {
         if (!rep || !texts || !same || !rl || !score || !gk) rc = (fprintf(stderr, "liandan generate: out of memory\n"), 1);
         for (int k = 0; !rc && k < nb; k++) rep[k] = ids[i], rl[k] = lens[i], same[k] = prompts.v[i];
         for (int k = 0; !rc && k < nb; k++) ld_cli_text_init(&g.text[k], tok, NULL);
-        if (!rc && gr && !(gp.constraints = ld_cli_grammar_begin(gr, nb, same))) rc = 1;
+        if (!rc && gr && !(gp.constraints = ld_cli_grammar_begin(gr, nb, same, &gp))) rc = 1;
         if (!rc && ld_lm_generate(s, nb, rep, rl, &gp, on_token, &g, gk)) rc = ld_cli_fail(ctx, "generating");
         for (int k = 0; !rc && k < nb; k++) ngen[i] += gk[k]; /* every candidate's tokens count */
         for (int k = 0; !rc && k < nb; k++) ld_cli_text_flush(&g.text[k]), texts[k] = ld_cli_text_str(&g.text[k]);
@@ -266,7 +266,7 @@ static int cmd_generate(int argc, char **argv) {
     for (int b0 = 0; !print_ids && !rerank && !rc && b0 < n; b0 += nb) {
         int bn = n - b0 < nb ? n - b0 : nb;
         for (int i = 0; i < bn; i++) ld_cli_text_init(&g.text[i], tok, streaming ? stdout : NULL);
-        if (gr && !(gp.constraints = ld_cli_grammar_begin(gr, bn, prompts.v + b0))) {
+        if (gr && !(gp.constraints = ld_cli_grammar_begin(gr, bn, prompts.v + b0, &gp))) {
             rc = 1;
             break;
         }

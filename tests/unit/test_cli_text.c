@@ -1,11 +1,15 @@
-/* test_cli_text.c — the CLI's text helpers (cli/cli_model.c, cli/cli_corpus.c): generated
- * text has no fixed size (it stopped silently at 64 KiB when the buffer was a fixed array),
- * stop strings are found past that size and nothing of them is printed, and a whole input is
- * read with its NUL bytes (getdelim stopped at the first one) and read errors reported. */
+/* test_cli_text.c — the CLI's text helpers (cli/cli_model.c, cli/cli_corpus.c,
+ * cli/cli_grammar.c): generated text has no fixed size (it stopped silently at 64 KiB when the
+ * buffer was a fixed array), stop strings are found past that size and nothing of them is
+ * printed, a whole input is read with its NUL bytes (getdelim stopped at the first one) and
+ * read errors reported, and a grammar's finished sentence may end at any stop token. */
+#include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "cli_grammar.h"
 #include "cli_model.h"
 #include "ld_test.h"
 
@@ -131,6 +135,44 @@ TEST(read_all_keeps_nul_bytes_and_reports_read_errors) {
         CHECK(ld_cli_read_all(f, "test", ".", &text, &len) == 1 && text == NULL);
         fclose(f);
     }
+}
+
+/* generate --grammar: once the grammar's sentence is complete, every token that ends
+ * generation is allowed — EOS and the stop list (a chat template's end of turn, a config's EOS
+ * list), not EOS alone (a --chat reply under a grammar could not end at <|im_end|>). */
+TEST(a_finished_grammar_sentence_may_end_at_any_stop_token) {
+    ld_ctx *ctx = ld_cli_ctx(1);
+    ld_tokenizer *tok = NULL;
+    CHECK(ld_tokenizer_new_amino(ctx, &tok) == LD_OK);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/ld_test_cli_grammar_%d.gbnf", (int)getpid());
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs("root ::= \"A\"+\n", f) >= 0);
+    fclose(f);
+    ld_cli_grammar_opts o = {.grammar = path, .lines = 4};
+    ld_cli_grammar *g = NULL;
+    CHECK(ld_cli_grammar_new(ctx, &o, tok, &g) == 0 && g);
+    const int32_t a = id_of(tok, 'A'), eot = id_of(tok, 'W'), other = id_of(tok, 'K');
+    ld_generate_params gp = ld_generate_default_params();
+    gp.eos_id = -1, gp.stop_ids = &eot, gp.n_stop_ids = 1;
+    const char *prompt = "";
+    const ld_lm_constraint *c = g ? ld_cli_grammar_begin(g, 1, &prompt, &gp) : NULL;
+    CHECK(c != NULL);
+    const int64_t V = ld_tokenizer_vocab_size(tok);
+    float *z = malloc((size_t)V * sizeof(float));
+    for (int step = 0; c && step < 2; step++) {
+        for (int64_t v = 0; v < V; v++) z[v] = 0;
+        CHECK(c->mask(c->user, z, V) == LD_OK);
+        CHECK(z[a] == 0 && z[other] == -INFINITY);
+        CHECK_MSG(step ? z[eot] == 0 : z[eot] == -INFINITY, "step %d: the stop token is %s", step,
+                  z[eot] == 0 ? "allowed" : "masked");
+        CHECK(c->accept(c->user, a) == LD_OK);
+    }
+    free(z);
+    unlink(path);
+    ld_cli_grammar_free(g);
+    ld_tokenizer_free(tok);
+    ld_ctx_free(ctx);
 }
 
 LD_TEST_MAIN()
