@@ -151,6 +151,8 @@ static int cmd_generate(int argc, char **argv) {
     if (!rc && pos.n > 1 && file) rc = (fprintf(stderr, "liandan generate: give prompts or --file, not both\n"), 2);
     if (!rc && pos.n == 1) rc = read_prompts(file ? file : "-", &prompts, &lines);
     if (!rc && !prompts.n) rc = (fprintf(stderr, "liandan generate: no prompts given\n"), 2);
+    for (int i = 0; i < stops.n && !rc; i++)
+        if (!*stops.v[i]) rc = (fprintf(stderr, "liandan generate: --stop: an empty string would stop every sequence at once\n"), 2);
     if (!rc && rerank && strcmp(rerank, "inverse"))
         rc = (fprintf(stderr, "liandan generate: --rerank: only 'inverse' is known, not '%s'\n", rerank), 2);
     if (!rc && rerank && print_ids) rc = (fprintf(stderr, "liandan generate: --rerank and --ids do not go together\n"), 2);
@@ -371,6 +373,10 @@ static int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "> ");
         ssize_t got = getline(&line, &cap, stdin);
         if (got <= 0) break;
+        if (memchr(line, 0, (size_t)got)) { /* the C strings below would end there: say so, never cut silently */
+            fprintf(stderr, "liandan chat: the line holds a NUL byte: not sent (type it again without)\n");
+            continue;
+        }
         line[strcspn(line, "\r\n")] = 0;
         if (!strcmp(line, "/quit")) break;
         if (!strcmp(line, "/reset")) {

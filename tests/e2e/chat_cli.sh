@@ -109,4 +109,10 @@ cp -r "$T/chatml.run/model" "$T/odd"
 printf '{"chat_template": "{{ messages }}"}' >"$T/odd/tokenizer_config.json"
 expect_error "unknown chat template \"{{ messages }}\"" "$BIN" chat "$T/odd"
 printf 'hi\n' | "$BIN" chat "$T/odd" --chat-template plain --max-tokens 2 >/dev/null 2>&1 || fail "--chat-template plain"
+# an empty --stop would end every sequence at once; a NUL byte in a chat line is refused, not cut
+expect_error "--stop: an empty string" "$BIN" generate "$T/llama3.gguf" --stop "" "hello"
+printf 'hi\0there\n/quit\n' | "$BIN" chat "$T/llama3.gguf" --max-tokens 2 --stats >"$T/nul.out" 2>"$T/nul.err" \
+  || { cat "$T/nul.err"; fail "chat with a NUL byte in a line"; }
+grep -q "NUL byte: not sent" "$T/nul.err" || { cat "$T/nul.err"; fail "chat did not refuse the line with a NUL byte"; }
+if grep -q "turn 1:" "$T/nul.err"; then fail "chat answered the line with a NUL byte"; fi
 echo "chat_cli: ok"
