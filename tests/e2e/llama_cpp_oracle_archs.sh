@@ -10,8 +10,11 @@
 # Families: llama (head_dim != hidden/heads), qwen2, qwen3 (q/k norms), gemma2 (GeGLU,
 # sandwich norms, soft-caps, a sliding window shorter than the prompts), phi3 (fused
 # projections), gpt2, and llama with Llama-3, linear and YaRN RoPE scaling.
-# About 5 min of CPU (25 min wall on the loaded shared host): named e2e_llama_cpp_oracle_archs
-# so that the quick runs that leave out the heavy oracles (-E e2e_llama_cpp_oracle) leave it out.
+# ctest runs three families (gemma2, phi3, yarn: the ones with the most of their own code, about
+# 2 min of CPU); LD_ARCHS=all runs every one (about 5 min of CPU), LD_ARCHS="llama qwen3" a list:
+#   LD_ARCHS=all bash tests/e2e/llama_cpp_oracle_archs.sh
+# Named e2e_llama_cpp_oracle_archs so that the quick runs that leave out the heavy oracles
+# (-E e2e_llama_cpp_oracle) leave it out.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=llama_cpp_oracle_archs
@@ -68,8 +71,12 @@ declare -A MODELS=(
           \"num_attention_heads\": 4, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0,
           \"original_max_position_embeddings\": 16}}"
 )
+ALL="llama qwen2 qwen3 gemma2 phi3 gpt2 llama3rope linear yarn"
+ARCHS=${LD_ARCHS:-gemma2 phi3 yarn}
+[ "$ARCHS" = all ] && ARCHS=$ALL
+for name in $ARCHS; do [ -n "${MODELS[$name]+x}" ] || fail "LD_ARCHS: no family '$name' (one of: $ALL, or all)"; done
 total=0; agree=0
-for name in llama qwen2 qwen3 gemma2 phi3 gpt2 llama3rope linear yarn; do
+for name in $ARCHS; do
   make_model "$name" "${MODELS[$name]}"
   M=$T/$name.run/model
   "$BIN" export gguf "$M" -o "$T/$name.gguf" 2>/dev/null || fail "$name: export gguf"
