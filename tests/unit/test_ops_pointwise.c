@@ -47,6 +47,9 @@ static void check_unary(const char *name, void (*fc)(float *, const float *, int
 }
 
 TEST_ISA(gelu_matches_ref) { check_unary("gelu", cpu()->gelu_fwd, ref()->gelu_fwd, cpu()->gelu_bwd, ref()->gelu_bwd); }
+TEST_ISA(gelu_erf_matches_ref) {
+    check_unary("gelu_erf", cpu()->gelu_erf_fwd, ref()->gelu_erf_fwd, cpu()->gelu_erf_bwd, ref()->gelu_erf_bwd);
+}
 TEST_ISA(silu_matches_ref) { check_unary("silu", cpu()->silu_fwd, ref()->silu_fwd, cpu()->silu_bwd, ref()->silu_bwd); }
 
 typedef void (*glu_fwd)(float *y, const float *gate, const float *up, int64_t n);

@@ -9,6 +9,7 @@
  * independent of it). Semantics: kernels/kernels.h; oracle: kernels/ref/ref_ops_impl.h. */
 #include <math.h>
 
+#include "kernels/cpu/gelu_erf.h"
 #include "kernels/cpu/ops_avx2.h"
 #include "kernels/cpu/simd_avx2.h"
 
@@ -73,6 +74,46 @@ static void gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
         __m256 du2 = _mm256_mul_ps(_mm256_set1_ps(2.0f * GELU_K),
                                    _mm256_fmadd_ps(_mm256_set1_ps(3.0f * GELU_A), _mm256_mul_ps(v, v), one8()));
         __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(v, s), _mm256_mul_ps(e, s)), du2, s);
+        LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), d));
+    })
+}
+
+/* The erf GELU x Φ(x) (constants and method: kernels/cpu/gelu_erf.h). Returns Φ(x) and
+ * sets *e = e^(-x²/2). */
+static inline __m256 gerf_cdf(__m256 x, __m256 *e) {
+    const __m256 half = _mm256_set1_ps(0.5f);
+    const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(GERF_SQRT1_2));
+    const __m256 hi = _mm256_mul_ps(x, x), lo = _mm256_fmsub_ps(x, x, hi);
+    *e = _mm256_mul_ps(ld_exp8(_mm256_mul_ps(hi, _mm256_set1_ps(-0.5f))), _mm256_fnmadd_ps(lo, half, one8()));
+    /* z < Z0: erfc = 1 - z P(u) */
+    const __m256 u = _mm256_fmsub_ps(_mm256_mul_ps(z, z), _mm256_set1_ps(GERF_U_SCALE), one8());
+    __m256 p = _mm256_set1_ps(GERF_P[5]);
+    for (int i = 4; i >= 0; i--) p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(GERF_P[i]));
+    const __m256 small = _mm256_fnmadd_ps(z, p, one8());
+    /* z >= Z0: erfc = e R(v) */
+    const __m256 t = _mm256_div_ps(one8(), _mm256_fmadd_ps(_mm256_min_ps(z, _mm256_set1_ps(GERF_Z_CAP)), half, one8()));
+    const __m256 v = _mm256_mul_ps(_mm256_sub_ps(t, _mm256_set1_ps(GERF_T_MID)), _mm256_set1_ps(GERF_T_SCALE));
+    __m256 r = _mm256_set1_ps(GERF_R[8]);
+    for (int i = 7; i >= 0; i--) r = _mm256_fmadd_ps(r, v, _mm256_set1_ps(GERF_R[i]));
+    const __m256 erfc = _mm256_blendv_ps(_mm256_mul_ps(*e, r), small, _mm256_cmp_ps(z, _mm256_set1_ps(GERF_Z0), _CMP_LT_OQ));
+    const __m256 h = _mm256_mul_ps(erfc, half);
+    return _mm256_blendv_ps(h, _mm256_sub_ps(one8(), h), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+}
+
+static void gelu_erf_fwd(float *y, const float *x, int64_t n) {
+    LD_STREAM_FOR(y, n);
+    LD_POINTWISE(n, {
+        __m256 v = LD_LOAD(x), e;
+        LD_OUT(y, _mm256_mul_ps(v, gerf_cdf(v, &e)));
+    })
+}
+
+/* d/dx x Φ(x) = Φ(x) + x φ(x) */
+static void gelu_erf_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    LD_POINTWISE(n, {
+        __m256 v = LD_LOAD(x), e, c = gerf_cdf(v, &e);
+        __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(v, _mm256_set1_ps(GERF_INV_SQRT_2PI)), e, c);
         LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), d));
     })
 }
@@ -305,6 +346,8 @@ const ld_kernels ld_kernels_cpu_avx2_ops = {
     .distill_bwd = ld_avx2_distill_bwd,
     .gelu_fwd = gelu_fwd,
     .gelu_bwd = gelu_bwd,
+    .gelu_erf_fwd = gelu_erf_fwd,
+    .gelu_erf_bwd = gelu_erf_bwd,
     .silu_fwd = silu_fwd,
     .silu_bwd = silu_bwd,
     .swiglu_fwd = swiglu_fwd,
