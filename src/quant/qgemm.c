@@ -29,26 +29,26 @@
 /* Prepacked forms: Q8_0 keeps byte panels (9 bits per weight against 8.5), the 4-6 bit
  * types compact panels at about their own width (quant/qgemm_pack.c). */
 static const ld_qgemm_format FORMATS[LD_DTYPE_COUNT] = {
-    [LD_Q8_0] = {LD_Q8_0, 32, 128, false, ld_levels_row_q8_0, LD_QPANEL_BYTES, true, false},
-    [LD_Q4_0] = {LD_Q4_0, 32, 8, false, ld_levels_row_q4_0, LD_QPANEL_Q4_0, true, false},
-    [LD_Q4_K] = {LD_Q4_K, 32, 0, true, ld_levels_row_q4_K, LD_QPANEL_Q4_K, true, false},
-    [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K, LD_QPANEL_Q5_K, true, false},
-    [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K, LD_QPANEL_Q6_K, true, false},
-    /* the low-bit types (quant_lowbit.h): levels of at most 241, zero points as documented
-     * with each ld_levels_row_* */
-    [LD_Q2_K] = {LD_Q2_K, 16, 0, true, ld_levels_row_q2_K, LD_QPANEL_BYTES, false, true},
-    [LD_Q3_K] = {LD_Q3_K, 16, 4, false, ld_levels_row_q3_K, LD_QPANEL_BYTES, false, true},
-    [LD_TQ1_0] = {LD_TQ1_0, 32, 1, false, ld_levels_row_tq1_0, LD_QPANEL_BYTES, false, true},
-    [LD_TQ2_0] = {LD_TQ2_0, 32, 1, false, ld_levels_row_tq2_0, LD_QPANEL_BYTES, false, true},
-    [LD_IQ1_S] = {LD_IQ1_S, 32, 9, false, ld_levels_row_iq1_s, LD_QPANEL_BYTES, false, true},
-    [LD_IQ1_M] = {LD_IQ1_M, 16, 9, false, ld_levels_row_iq1_m, LD_QPANEL_BYTES, false, true},
-    [LD_IQ2_XXS] = {LD_IQ2_XXS, 32, 43, false, ld_levels_row_iq2_xxs, LD_QPANEL_BYTES, false, true},
-    [LD_IQ2_XS] = {LD_IQ2_XS, 16, 43, false, ld_levels_row_iq2_xs, LD_QPANEL_BYTES, false, true},
-    [LD_IQ2_S] = {LD_IQ2_S, 16, 43, false, ld_levels_row_iq2_s, LD_QPANEL_BYTES, false, true},
-    [LD_IQ3_XXS] = {LD_IQ3_XXS, 32, 62, false, ld_levels_row_iq3_xxs, LD_QPANEL_BYTES, false, true},
-    [LD_IQ3_S] = {LD_IQ3_S, 32, 15, false, ld_levels_row_iq3_s, LD_QPANEL_BYTES, false, true},
-    [LD_IQ4_NL] = {LD_IQ4_NL, 32, 128, false, ld_levels_row_iq4_nl, LD_QPANEL_BYTES, false, true},
-    [LD_IQ4_XS] = {LD_IQ4_XS, 32, 128, false, ld_levels_row_iq4_xs, LD_QPANEL_BYTES, false, true},
+    [LD_Q8_0] = {LD_Q8_0, 32, 128, false, ld_levels_row_q8_0, LD_QPANEL_BYTES, true, 255},
+    [LD_Q4_0] = {LD_Q4_0, 32, 8, false, ld_levels_row_q4_0, LD_QPANEL_Q4_0, true, 15},
+    [LD_Q4_K] = {LD_Q4_K, 32, 0, true, ld_levels_row_q4_K, LD_QPANEL_Q4_K, true, 15},
+    [LD_Q5_K] = {LD_Q5_K, 32, 0, true, ld_levels_row_q5_K, LD_QPANEL_Q5_K, true, 31},
+    [LD_Q6_K] = {LD_Q6_K, 16, 32, false, ld_levels_row_q6_K, LD_QPANEL_Q6_K, true, 63},
+    /* the low-bit types (quant_lowbit.h), byte panels per call: zero points and largest
+     * levels as documented with each ld_levels_row_* */
+    [LD_Q2_K] = {LD_Q2_K, 16, 0, true, ld_levels_row_q2_K, LD_QPANEL_BYTES, false, 3},
+    [LD_Q3_K] = {LD_Q3_K, 16, 4, false, ld_levels_row_q3_K, LD_QPANEL_BYTES, false, 7},
+    [LD_TQ1_0] = {LD_TQ1_0, 32, 1, false, ld_levels_row_tq1_0, LD_QPANEL_BYTES, false, 2},
+    [LD_TQ2_0] = {LD_TQ2_0, 32, 1, false, ld_levels_row_tq2_0, LD_QPANEL_BYTES, false, 3},
+    [LD_IQ1_S] = {LD_IQ1_S, 32, 9, false, ld_levels_row_iq1_s, LD_QPANEL_BYTES, false, 18},
+    [LD_IQ1_M] = {LD_IQ1_M, 16, 9, false, ld_levels_row_iq1_m, LD_QPANEL_BYTES, false, 18},
+    [LD_IQ2_XXS] = {LD_IQ2_XXS, 32, 43, false, ld_levels_row_iq2_xxs, LD_QPANEL_BYTES, false, 86},
+    [LD_IQ2_XS] = {LD_IQ2_XS, 16, 43, false, ld_levels_row_iq2_xs, LD_QPANEL_BYTES, false, 86},
+    [LD_IQ2_S] = {LD_IQ2_S, 16, 43, false, ld_levels_row_iq2_s, LD_QPANEL_BYTES, false, 86},
+    [LD_IQ3_XXS] = {LD_IQ3_XXS, 32, 62, false, ld_levels_row_iq3_xxs, LD_QPANEL_BYTES, false, 124},
+    [LD_IQ3_S] = {LD_IQ3_S, 32, 15, false, ld_levels_row_iq3_s, LD_QPANEL_BYTES, false, 30},
+    [LD_IQ4_NL] = {LD_IQ4_NL, 32, 128, false, ld_levels_row_iq4_nl, LD_QPANEL_BYTES, false, 241},
+    [LD_IQ4_XS] = {LD_IQ4_XS, 32, 128, false, ld_levels_row_iq4_xs, LD_QPANEL_BYTES, false, 241},
 };
 
 const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t) {
@@ -85,7 +85,6 @@ static ld_qgemm_isa build_isa(ld_isa isa) {
          * it lacks is not computed at its level (no lower level's kernel mixed in) */
         for (int k = 0; k < LD_QPANEL_COUNT; k++)
             if (p->kernel[k] || p->kernel[LD_QPANEL_BYTES]) r.kernel[k] = p->kernel[k];
-        if (p->kernel[LD_QPANEL_BYTES]) r.all_levels = p->all_levels;
     }
     return r;
 }
@@ -104,8 +103,7 @@ const ld_qgemm_isa *ld_qgemm_isa_at(ld_isa isa) {
 }
 
 const ld_qgemm_isa *ld_qgemm_isa_for(ld_isa isa, const ld_qgemm_format *f) {
-    const ld_qgemm_isa *t = f ? ld_qgemm_isa_at(isa) : NULL;
-    return t && (t->all_levels || !f->wide_levels) ? t : NULL;
+    return f ? ld_qgemm_isa_at(isa) : NULL;
 }
 
 void ld_qgemm_quantize_act_ref(const ld_qgemm_format *f, const float *x, int64_t n, int8_t *q, ld_qgemm_agroup *g) {

@@ -44,8 +44,7 @@ typedef struct ld_qgemm_format {
     ld_levels_fn levels;
     ld_qpanel_form packed; /* the form ld_qpack keeps */
     bool packable;         /* ld_qpack takes this type (its packed form costs few extra bits) */
-    bool wide_levels;      /* levels past the 4-6 bit types' (quant_lowbit.h's types: up to 241, Q2_K's
-                            * groups of 16 with mins): only a GEMM with ld_qgemm_isa.all_levels takes them */
+    int maxl;              /* the largest level: the AVX2 byte kernels' int16 sums are sized by it */
 } ld_qgemm_format;
 /* NULL when type t has no GEMM form. */
 const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t);
@@ -97,14 +96,12 @@ typedef struct ld_qgemm_isa {
     ld_qgemm_quantize_fn quantize_act;
     ld_qgemm_pack_fn pack;
     ld_qgemm_kernel_fn kernel[LD_QPANEL_COUNT];
-    bool all_levels; /* its byte-panel kernel takes every format (vpdpbusd sums are exact for any byte
-                      * levels); else only those without wide_levels (vpmaddubsw's int16 pair sums are
-                      * bounded by each of those types' largest level: qgemm_avx2_impl.h) */
 } ld_qgemm_isa;
 /* The int8 GEMM of level isa (each part from the highest level up to isa that has it and
  * whose instructions this CPU runs), or NULL when that level has none (LD_ISA_SCALAR). */
 const ld_qgemm_isa *ld_qgemm_isa_at(ld_isa isa);
-/* The int8 GEMM of level isa when it computes format f, else NULL. */
+/* The int8 GEMM of level isa when it computes format f (every level's byte kernel takes every
+ * format), else NULL. */
 const ld_qgemm_isa *ld_qgemm_isa_for(ld_isa isa, const ld_qgemm_format *f);
 extern const ld_qgemm_isa ld_qgemm_isa_avx2;    /* qgemm_avx2.c */
 extern const ld_qgemm_isa ld_qgemm_isa_avxvnni; /* qgemm_avxvnni.c (AVX2 level, AVX-VNNI CPUs) */

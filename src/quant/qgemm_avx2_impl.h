@@ -313,10 +313,14 @@ static void ISA(kernel_bytes)(const ld_qgemm_format *f, int mr, int64_t K, const
                               size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
     const int64_t ngroups = K / f->group;
     /* the largest level of each type's byte panels bounds the int16 sums (LD_I8_SPAN) */
-    if (f->group == 16) BYTES_MR(16, false, false, 63)            /* Q6_K */
-    else if (f->has_min) BYTES_MR(32, true, false, 31)            /* Q4_K, Q5_K */
-    else if (f->zp == 128) BYTES_MR(32, false, Q8_SIGNED, 128)    /* Q8_0: |w| <= 128 */
-    else BYTES_MR(32, false, false, 15)                            /* Q4_0 */
+    /* (levels above 128 only with the zero point 128: signed |w| <= 128 without VNNI) */
+    if (f->group == 16 && f->has_min) BYTES_MR(16, true, false, 15)         /* Q2_K */
+    else if (f->group == 16 && f->maxl <= 63) BYTES_MR(16, false, false, 63) /* Q6_K, Q3_K, IQ1_M */
+    else if (f->group == 16) BYTES_MR(16, false, false, 128)                 /* IQ2_XS, IQ2_S */
+    else if (f->has_min) BYTES_MR(32, true, false, 31)                       /* Q4_K, Q5_K */
+    else if (f->zp == 128) BYTES_MR(32, false, Q8_SIGNED, 128)               /* Q8_0, IQ4_*: |w| <= 128 */
+    else if (f->maxl <= 15) BYTES_MR(32, false, false, 15)                   /* Q4_0, TQ* */
+    else BYTES_MR(32, false, false, 128)                                     /* IQ1_S, IQ2_XXS, IQ3_* */
 }
 
 /* ---- compact prepacked panels (forms and layouts: quant/qgemm_pack.c) ---------------------- */

@@ -243,5 +243,4 @@ const ld_qgemm_isa ld_qgemm_isa_avx512 = {
     .quantize_act = ld_qgemm_quantize_act_avx512,
     .pack = ld_qgemm_pack_avx512,
     .kernel = {[LD_QPANEL_BYTES] = kernel_bytes, [LD_QPANEL_Q4_K] = kernel_q4_K},
-    .all_levels = true,
 };

@@ -63,39 +63,36 @@ TEST_ISA(optimized_dots_equal_reference) {
 }
 
 /* ---- levels form -------------------------------------------------------------------------- */
-/* s * (L - zp) + o reproduces every decoded weight exactly. */
+/* s * (L - zp) + o reproduces every decoded weight exactly (every format of the int8 GEMM),
+ * and no level exceeds the format's maxl (the AVX2 byte kernels' int16 sums rely on it). */
 TEST(levels_form_reproduces_weights) {
-    static const struct {
-        ld_dtype t;
-        void (*levels)(const void *, int64_t, uint8_t *, float *, float *);
-        int group, zp;
-    } F[] = {
-        {LD_Q2_K, ld_levels_row_q2_K, 16, 0},       {LD_Q3_K, ld_levels_row_q3_K, 16, 4},
-        {LD_TQ1_0, ld_levels_row_tq1_0, 32, 1},     {LD_TQ2_0, ld_levels_row_tq2_0, 32, 1},
-        {LD_IQ1_S, ld_levels_row_iq1_s, 32, 9},     {LD_IQ1_M, ld_levels_row_iq1_m, 16, 9},
-        {LD_IQ2_XXS, ld_levels_row_iq2_xxs, 32, 43}, {LD_IQ2_XS, ld_levels_row_iq2_xs, 16, 43},
-        {LD_IQ2_S, ld_levels_row_iq2_s, 16, 43},    {LD_IQ3_XXS, ld_levels_row_iq3_xxs, 32, 62},
-        {LD_IQ3_S, ld_levels_row_iq3_s, 32, 15},    {LD_IQ4_NL, ld_levels_row_iq4_nl, 32, 128},
-        {LD_IQ4_XS, ld_levels_row_iq4_xs, 32, 128},
-    };
     const int64_t n = 1024;
-    uint8_t *w = malloc(row_bytes(LD_IQ4_XS, n) * 2), *L = malloc(n);
+    uint8_t *w = malloc(row_bytes(LD_Q8_0, n)), *L = malloc(n);
     float *y = malloc(n * sizeof(float)), *s = malloc(n / 16 * sizeof(float)), *o = malloc(n / 16 * sizeof(float));
-    for (size_t k = 0; k < sizeof F / sizeof F[0]; k++) {
-        const ld_dtype_info *di = ld_dtype_traits(F[k].t);
-        ld_quant_random_blocks(F[k].t, w, n / di->block_size, 7 + k);
-        ld_quant_traits_get(F[k].t)->dequantize_row(w, y, n);
-        for (int64_t g = 0; g < n / F[k].group; g++) o[g] = 0.0f;
-        F[k].levels(w, n, L, s, o);
-        int bad = 0;
-        for (int64_t i = 0; i < n && !bad; i++) {
-            const float v = s[i / F[k].group] * (float)(L[i] - F[k].zp) + o[i / F[k].group];
-            if (v != y[i] && !(v == 0 && y[i] == 0)) {
-                CHECK_MSG(0, "%s element %lld: levels form %.9g, decoded %.9g", di->name, (long long)i, v, y[i]);
-                bad = 1;
+    int checked = 0;
+    for (int t = 0; t < LD_DTYPE_COUNT; t++) {
+        const ld_qgemm_format *f = ld_qgemm_format_get((ld_dtype)t);
+        if (!f) continue;
+        const ld_dtype_info *di = ld_dtype_traits((ld_dtype)t);
+        int bad = 0, top = 0;
+        for (int rep = 0; rep < 4 && !bad; rep++) {
+            ld_quant_random_blocks((ld_dtype)t, w, n / di->block_size, 7 + 10 * (uint64_t)t + (uint64_t)rep);
+            ld_quant_traits_get((ld_dtype)t)->dequantize_row(w, y, n);
+            for (int64_t g = 0; g < n / f->group; g++) o[g] = 0.0f;
+            f->levels(w, n, L, s, o);
+            for (int64_t i = 0; i < n && !bad; i++) {
+                const float v = s[i / f->group] * (float)(L[i] - f->zp) + o[i / f->group];
+                if (L[i] > top) top = L[i];
+                if (v != y[i] && !(v == 0 && y[i] == 0)) {
+                    CHECK_MSG(0, "%s element %lld: levels form %.9g, decoded %.9g", di->name, (long long)i, v, y[i]);
+                    bad = 1;
+                }
             }
         }
+        CHECK_MSG(top <= f->maxl, "%s: level %d above the format's maxl %d", di->name, top, f->maxl);
+        checked++;
     }
+    CHECK(checked >= NLOW + 5);
     free(w), free(L), free(y), free(s), free(o);
 }
 
@@ -289,6 +286,43 @@ TEST(qgemm_reference_matches_dequantized_product) {
         free(W), free(q), free(g), free(scratch);
     }
     free(x), free(wf), free(xa), free(y);
+}
+
+/* The int8 GEMM of each ISA level on the low-bit byte panels gives the reference's bits:
+ * random blocks of every bit pattern (the largest levels included), Gaussian activations
+ * with outliers, and activations at +-1 (every int8 product at its bound). */
+TEST_ISA(qgemm_equals_reference) {
+    const ld_qgemm_isa *isa = ld_qgemm_isa_at(ld_test_isa_);
+    if (!isa) SKIP("no int8 GEMM at level %s", ld_isa_name(ld_test_isa_));
+    static const int64_t Ms[] = {1, 3, 4, 17}, Ns[] = {47, 49};
+    const int64_t K = 512;
+    for (int t = 0; t < NLOW; t++) {
+        const ld_qgemm_format *f = ld_qgemm_format_get(LOWBIT[t]);
+        const ld_dtype_info *di = ld_dtype_traits(LOWBIT[t]);
+        CHECK_MSG(ld_qgemm_isa_for(ld_test_isa_, f) == isa, "%s: not computed by the int8 GEMM at this level", di->name);
+        const size_t wrow = row_bytes(LOWBIT[t], K);
+        for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
+            for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+                for (int extreme = 0; extreme < 2; extreme++) {
+                    const int64_t M = Ms[mi], N = Ns[ni];
+                    uint8_t *W = malloc(wrow * N);
+                    ld_quant_random_blocks(LOWBIT[t], W, N * K / di->block_size, 90 + (uint64_t)t + ni);
+                    float *x = gaussian(23 + mi, M * K);
+                    for (int64_t i = 0; i < M * K; i++)
+                        x[i] = extreme ? ((i / K) % 2 ? -1.0f : 1.0f) : i % 97 ? x[i] : 40.0f * x[i];
+                    void *scratch = malloc(ld_qgemm_scratch_bytes(f, M, K, 2));
+                    float *y = malloc(M * N * sizeof(float)), *yr = malloc(M * N * sizeof(float));
+                    ld_qgemm_run(f, W, wrow, N, K, x, M, y, scratch, 2, isa);
+                    ld_qgemm_run(f, W, wrow, N, K, x, M, yr, scratch, 1, NULL);
+                    int64_t bad = -1;
+                    for (int64_t i = 0; i < M * N && bad < 0; i++)
+                        if (memcmp(&y[i], &yr[i], sizeof(float))) bad = i;
+                    CHECK_MSG(bad < 0, "%s M=%lld N=%lld%s: y[%lld] = %.9g, reference %.9g", di->name, (long long)M,
+                              (long long)N, extreme ? " (+-1 activations)" : "", (long long)bad, bad < 0 ? 0.0 : y[bad],
+                              bad < 0 ? 0.0 : yr[bad]);
+                    free(W), free(x), free(scratch), free(y), free(yr);
+                }
+    }
 }
 
 LD_TEST_MAIN()
