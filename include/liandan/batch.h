@@ -68,6 +68,9 @@ typedef struct ld_lm_request {
     const int32_t *stop_ids; /* tokens that end the request (not reported), e.g. EOS; copied */
     int n_stop_ids;
     int top_logprobs;        /* 0..20 */
+    int lora;                /* 0 = the base model; else the LoRA adapter ld_lm_session_add_lora gave
+                                this number on the scheduler's session: requests of different
+                                adapters share steps, prefixes only with their own adapter's */
     ld_lm_constraint constraint;
     /* Called for each generated token; return false to end the request (LD_FINISH_STOP),
      * e.g. when a stop string appeared. May be NULL. */

@@ -55,7 +55,8 @@ size_t ld_lm_session_weight_bytes(const ld_lm_session *s);
 typedef void (*ld_lm_observer)(void *user, const char *param, const float *x, int64_t M, int64_t K);
 void ld_lm_session_set_observer(ld_lm_session *s, ld_lm_observer fn, void *user);
 
-/* Empties one sequence slot (its cached tokens are forgotten, its pages given back). */
+/* Empties one sequence slot (its cached tokens are forgotten, its pages given back, its LoRA
+ * set to none). */
 void ld_lm_session_clear(ld_lm_session *s, int slot);
 /* Keeps the first len tokens of a slot (len <= its length) and gives back the pages after
  * them. LD_ERR_LIMIT when len ends inside a page shared with another slot and no page is
@@ -89,6 +90,21 @@ typedef struct ld_lm_segment {
     const int32_t *ids; /* tokens to append */
     int64_t n;
 } ld_lm_segment;
+
+/* Several LoRA adapters on one base in the same forward pass: registers a copy of adapter
+ * a's matrices (an unmerged LoRA attached to this session's model, which may be freed
+ * afterwards) and gives its number (1, 2, ...) in *id. ld_lm_session_set_lora gives a slot
+ * one of them (0 = none, the base; a cleared slot has none): its tokens run with it while
+ * the other slots of the same eval run with theirs. Each row adds (alpha / r) x A^T B^T to the
+ * products the LoRA targets, as the training forward does. A slot's cached keys and values
+ * are those of the adapter its tokens ran with: share prefixes only between slots of the
+ * same adapter. Errors: another method, a merged LoRA, prompt vectors or a head, an adapter
+ * of another model object, more than LD_SESSION_MAX_LORA; set_lora: a bad slot or number. */
+#define LD_SESSION_MAX_LORA 64
+typedef struct ld_adapter ld_adapter;
+ld_status ld_lm_session_add_lora(ld_lm_session *s, const ld_adapter *a, int *id);
+ld_status ld_lm_session_set_lora(ld_lm_session *s, int slot, int id);
+int ld_lm_session_loras(const ld_lm_session *s);
 
 /* Appends each segment's tokens to its slot's sequence and runs the model on them (one
  * forward pass for all segments). *logits receives a pointer (owned by the session, valid

@@ -29,6 +29,7 @@ typedef struct seq {
     int32_t *tokens;      /* [max_len]: prompt then generated tokens */
     int64_t n_tokens;
     int64_t last_used;    /* step it finished (SEQ_CACHED eviction order) */
+    int lora;             /* the LoRA adapter its tokens ran with (0 = none) */
 } seq;
 
 struct ld_lm_batch {
@@ -182,6 +183,8 @@ ld_status ld_lm_batch_submit(ld_lm_batch *b, const ld_lm_request *r, int64_t *id
         if (r->prompt[i] < 0 || r->prompt[i] >= b->V)
             return ld_error(ctx, LD_ERR_INVALID_ARG, "request: prompt token %lld is %d, outside the vocabulary of %lld",
                             (long long)i, r->prompt[i], (long long)b->V);
+    if (r->lora < 0 || r->lora > ld_lm_session_loras(b->s))
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "request: LoRA %d, the session has %d", r->lora, ld_lm_session_loras(b->s));
     if (r->n_prompt >= b->p.max_len)
         return ld_error(ctx, LD_ERR_LIMIT, "request: the prompt has %lld tokens; this model serves at most %lld",
                         (long long)r->n_prompt, (long long)(b->p.max_len - 1));
@@ -268,12 +271,12 @@ bool ld_lm_batch_cancel(ld_lm_batch *b, int64_t id) {
 
 /* The slot holding the longest computed prefix of prompt (active or cached), and its length
  * (at most n_prompt - 1: the last prompt token is always computed, for its logits). */
-static int best_prefix(const ld_lm_batch *b, const int32_t *prompt, int64_t n_prompt, int64_t *len) {
+static int best_prefix(const ld_lm_batch *b, const int32_t *prompt, int64_t n_prompt, int lora, int64_t *len) {
     int best = -1;
     *len = 0;
     for (int i = 0; i < b->n_slots; i++) {
         const seq *sq = &b->seqs[i];
-        if (sq->state == SEQ_FREE) continue;
+        if (sq->state == SEQ_FREE || sq->lora != lora) continue; /* another adapter's keys and values */
         int64_t have = ld_lm_session_len(b->s, i), n = 0, lim = have < n_prompt - 1 ? have : n_prompt - 1;
         while (n < lim && sq->tokens[n] == prompt[n]) n++;
         if (n > *len) *len = n, best = i;
@@ -288,7 +291,7 @@ static void admit(ld_lm_batch *b) {
     while (b->n_queued && b->n_active < b->p.max_seqs) {
         req *q = b->queue[0];
         int64_t reuse;
-        int src = best_prefix(b, q->prompt, q->r.n_prompt, &reuse);
+        int src = best_prefix(b, q->prompt, q->r.n_prompt, q->r.lora, &reuse);
         /* pages it will take: all it ends with, less the whole pages shared; +1 for a copy */
         int64_t need = pages_final(b, &q->r) - reuse / b->P + (reuse % b->P ? 1 : 0);
         int64_t avail = free_pages(b) - reserved(b);
@@ -323,7 +326,8 @@ static void admit(ld_lm_batch *b) {
         memmove(b->queue, b->queue + 1, (size_t)(b->n_queued - 1) * sizeof *b->queue);
         b->n_queued--;
         seq *sq = &b->seqs[slot];
-        sq->state = SEQ_ACTIVE, sq->r = q;
+        sq->state = SEQ_ACTIVE, sq->r = q, sq->lora = q->r.lora;
+        ld_lm_session_set_lora(b->s, slot, q->r.lora); /* checked at submit */
         memcpy(sq->tokens, q->prompt, (size_t)q->r.n_prompt * sizeof(int32_t));
         sq->n_tokens = q->r.n_prompt;
         q->slot = slot, q->fed = q->reused = src >= 0 ? reuse : 0;

@@ -9,6 +9,7 @@
 #include "liandan/infer.h"
 #include "liandan/quant.h"
 #include "infer/kv_pages.h"
+#include "models/adapter_internal.h"
 #include "models/causal_lm_internal.h"
 
 /* Rows of x from which a product with F16 weights, or with quantized weights that have no
@@ -59,7 +60,29 @@ struct ld_lm_session {
     int64_t evaluated; /* tokens run through eval so far */
     ld_lm_observer observe; /* ld_lm_session_set_observer */
     void *observe_user;
+    /* LoRA adapters segments may run with (ld_lm_session_add_lora): a copy of each one's
+     * matrices; row_lora[M] says which one each row of the eval runs with (0 = none) */
+    struct sess_lora *loras;
+    int n_lora;
+    int *row_lora;
+    int *slot_lora;  /* [n_slots]: each slot's (0 = none) */
+    bool lora_rows;  /* the layers' products of this eval read row_lora (not the LM head's) */
+    float *lora_tmp; /* [max_tokens, max_rank]: x A^T */
+    int64_t max_rank;
 };
+
+/* One LoRA of a session: per target matrix w, A [r, K] and B [N, r], scaled by alpha / r. */
+typedef struct sess_lora_mat {
+    const ld_tensor *w;
+    float *a, *b;
+    int64_t N, K;
+} sess_lora_mat;
+typedef struct sess_lora {
+    sess_lora_mat *mats;
+    int n;
+    int64_t r;
+    float scale;
+} sess_lora;
 
 static int64_t kv_width(const ld_lm_config *c) {
     return c->n_kv_heads * ld_lm_head_dim(c);
@@ -141,6 +164,11 @@ static void attend(ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n
 
 void ld_lm_session_free(ld_lm_session *s) {
     if (!s) return;
+    for (int i = 0; i < s->n_lora; i++) {
+        for (int j = 0; j < s->loras[i].n; j++) ld_free(s->ctx, s->loras[i].mats[j].a), ld_free(s->ctx, s->loras[i].mats[j].b);
+        ld_free(s->ctx, s->loras[i].mats);
+    }
+    ld_free(s->ctx, s->loras), ld_free(s->ctx, s->row_lora), ld_free(s->ctx, s->slot_lora), ld_free(s->ctx, s->lora_tmp);
     ld_kv_pages_free(s->ctx, &s->kv);
     ld_arena_free(s->mem);
     ld_free(s->ctx, s);
@@ -384,7 +412,9 @@ void ld_lm_session_set_observer(ld_lm_session *s, ld_lm_observer fn, void *user)
 }
 
 void ld_lm_session_clear(ld_lm_session *s, int slot) {
-    if (s && slot >= 0 && slot < s->n_slots) ld_kv_pages_truncate(&s->kv, slot, s->len[slot], 0), s->len[slot] = 0;
+    if (!s || slot < 0 || slot >= s->n_slots) return;
+    ld_kv_pages_truncate(&s->kv, slot, s->len[slot], 0), s->len[slot] = 0;
+    if (s->slot_lora) s->slot_lora[slot] = 0;
 }
 
 ld_status ld_lm_session_truncate(ld_lm_session *s, int slot, int64_t len) {
@@ -414,6 +444,7 @@ ld_status ld_lm_session_share(ld_lm_session *s, int dst, int src, int64_t n) {
     if (st) return st;
     if (to >= 0) copy_page(s, from, to, n % s->kv.page_tokens);
     s->len[dst] = n;
+    if (s->slot_lora) s->slot_lora[dst] = s->slot_lora[src]; /* the keys and values it computed */
     return LD_OK;
 }
 
@@ -556,6 +587,24 @@ static const matmul_path matmul_paths[] = {
     {"F32 GEMM", always, run_gemm},
 };
 
+/* y[M, N] += scale x A^T B^T for each run of rows whose adapter has a LoRA on w (in HF's
+ * row order, like the training forward's branch). */
+static void lora_add(const ld_lm_session *s, float *y, const float *x, const ld_tensor *w, int64_t M, int64_t N, int64_t K) {
+    for (int64_t r0 = 0, r1; r0 < M; r0 = r1) {
+        int id = s->row_lora[r0];
+        for (r1 = r0 + 1; r1 < M && s->row_lora[r1] == id; r1++) {
+        }
+        if (!id) continue;
+        const sess_lora *l = &s->loras[id - 1];
+        const sess_lora_mat *p = NULL;
+        for (int i = 0; i < l->n && !p; i++)
+            if (l->mats[i].w == w) p = &l->mats[i];
+        if (!p || p->N != N || p->K != K) continue;
+        s->k->gemm_f32(false, true, r1 - r0, l->r, K, 1.0f, x + r0 * K, K, p->a, K, 0.0f, s->lora_tmp, l->r);
+        s->k->gemm_f32(false, true, r1 - r0, N, l->r, l->scale, s->lora_tmp, l->r, p->b, l->r, 1.0f, y + r0 * N, N);
+    }
+}
+
 /* y[M, N] = x[M, K] · W^T (+ b), W the session's form of parameter w. */
 static void linear(const ld_lm_session *s, float *y, const float *x, const ld_tensor *w, const ld_tensor *b, int64_t M) {
     int64_t N, K;
@@ -571,6 +620,7 @@ static void linear(const ld_lm_session *s, float *y, const float *x, const ld_te
         const int64_t D = ld_lm_head_dim(&s->m->cfg);
         lm_rope_unpermute(y, M, N / D, D, s->perm_tmp);
     }
+    if (s->lora_rows) lora_add(s, y, x, w, M, N, K);
     if (b)
         for (int64_t r = 0; r < M; r++) s->k->add_inplace(y + r * N, b->data, N);
 }
@@ -717,6 +767,12 @@ static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_se
     int64_t I = c->intermediate_size;
     bool gpt2 = c->arch == LD_ARCH_GPT2;
     for (int i = 0; i < n_segs; i++) ld_kv_pages_grow(&s->kv, segs[i].slot, s->len[segs[i].slot], segs[i].n);
+    s->lora_rows = false;
+    for (int i = 0, r = 0; s->n_lora && i < n_segs; i++)
+        for (int64_t j = 0; j < segs[i].n; j++, r++) {
+            s->row_lora[r] = s->slot_lora[segs[i].slot];
+            s->lora_rows |= s->row_lora[r] != 0;
+        }
 
     /* embeddings */
     for (int i = 0, r = 0; i < n_segs; i++)
@@ -757,6 +813,7 @@ static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_se
         if (fam->sandwich_norms) norm(s, s->h, s->h, L->post_mlp_norm, NULL, M);
         k->add_inplace(s->x, s->h, M * C);
     }
+    s->lora_rows = false; /* LoRA targets only the layers' matrices */
     if (hidden) {
         norm(s, s->h, s->x, m->lnf_w, m->lnf_b, M);
         for (int i = 0; i < n_segs; i++) s->len[segs[i].slot] += segs[i].n;
@@ -872,4 +929,64 @@ ld_status ld_lm_score(ld_lm_session *s, int n, const int32_t *const *ctx_ids, co
     ld_free(s->ctx, fed);
     ld_free(s->ctx, segs);
     return st;
+}
+
+/* ---- LoRA adapters per sequence ----------------------------------------------------------- */
+
+ld_status ld_lm_session_add_lora(ld_lm_session *s, const ld_adapter *a, int *id) {
+    if (!s || !a || !id) return LD_ERR_INVALID_ARG;
+    *id = 0;
+    if (a->m != s->m) return ld_error(s->ctx, LD_ERR_INVALID_ARG, "session: the LoRA was made for another model object");
+    if (a->cfg.method != LD_ADAPTER_LORA || a->merged || !a->n_lora)
+        return ld_error(s->ctx, LD_ERR_INVALID_ARG, "session: only an unmerged LoRA adapter runs per sequence (this one is %s%s)",
+                        ld_adapter_method_name(a->cfg.method), a->merged ? ", merged" : "");
+    if (a->prompt || a->score)
+        return ld_error(s->ctx, LD_ERR_INVALID_ARG, "session: a LoRA with prompt vectors or a head does not run per sequence");
+    if (s->n_lora >= LD_SESSION_MAX_LORA)
+        return ld_error(s->ctx, LD_ERR_LIMIT, "session: %d LoRA adapters at most", LD_SESSION_MAX_LORA);
+    const int64_t r = a->cfg.rank;
+    sess_lora l = {.n = a->n_lora, .r = r, .scale = a->scale};
+    sess_lora *grown = NULL;
+    if (!(l.mats = ld_calloc(s->ctx, (size_t)a->n_lora, sizeof *l.mats))) goto nomem;
+    for (int i = 0; i < a->n_lora; i++) {
+        const lora_pair *p = &a->lora[i];
+        sess_lora_mat *q = &l.mats[i];
+        q->w = p->w, q->N = p->N, q->K = p->K;
+        if (!(q->a = ld_calloc(s->ctx, (size_t)(r * p->K), sizeof(float))) ||
+            !(q->b = ld_calloc(s->ctx, (size_t)(p->N * r), sizeof(float))))
+            goto nomem;
+        memcpy(q->a, p->a->data, (size_t)(r * p->K) * sizeof(float));
+        memcpy(q->b, p->b->data, (size_t)(p->N * r) * sizeof(float));
+    }
+    if (!s->row_lora && !(s->row_lora = ld_calloc(s->ctx, (size_t)s->max_tokens, sizeof(int)))) goto nomem;
+    if (!s->slot_lora && !(s->slot_lora = ld_calloc(s->ctx, (size_t)s->n_slots, sizeof(int)))) goto nomem;
+    if (r > s->max_rank) {
+        float *t = ld_calloc(s->ctx, (size_t)(s->max_tokens * r), sizeof(float));
+        if (!t) goto nomem;
+        ld_free(s->ctx, s->lora_tmp);
+        s->lora_tmp = t, s->max_rank = r;
+    }
+    if (!(grown = ld_calloc(s->ctx, (size_t)(s->n_lora + 1), sizeof *grown))) goto nomem;
+    if (s->n_lora) memcpy(grown, s->loras, (size_t)s->n_lora * sizeof *grown);
+    grown[s->n_lora] = l;
+    ld_free(s->ctx, s->loras);
+    s->loras = grown;
+    *id = ++s->n_lora;
+    return LD_OK;
+nomem:
+    for (int i = 0; l.mats && i < l.n; i++) ld_free(s->ctx, l.mats[i].a), ld_free(s->ctx, l.mats[i].b);
+    ld_free(s->ctx, l.mats);
+    return ld_error(s->ctx, LD_ERR_NOMEM, "session: out of memory for a LoRA adapter");
+}
+
+ld_status ld_lm_session_set_lora(ld_lm_session *s, int slot, int id) {
+    if (!s) return LD_ERR_INVALID_ARG;
+    if (slot < 0 || slot >= s->n_slots || id < 0 || id > s->n_lora)
+        return ld_error(s->ctx, LD_ERR_INVALID_ARG, "session: slot %d of %d, LoRA %d of %d", slot, s->n_slots, id, s->n_lora);
+    if (s->slot_lora) s->slot_lora[slot] = id;
+    return LD_OK;
+}
+
+int ld_lm_session_loras(const ld_lm_session *s) {
+    return s ? s->n_lora : 0;
 }

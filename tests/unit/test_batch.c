@@ -2,8 +2,13 @@
  * requests that arrive at different steps, share a step with others, wait in the queue or
  * reuse a cached prefix produce exactly the tokens ld_lm_generate produces for each alone;
  * cancellation frees slot and pages at once; limits are clean errors; constraints, stop
- * tokens and logprobs behave; nothing leaks and every page comes back. */
+ * tokens and logprobs behave; nothing leaks and every page comes back. LoRA adapters run per
+ * sequence: a session's LoRA rows give the training forward's logits, and two adapters and
+ * the base in one batch give each the tokens it gives alone. */
+#include <math.h>
+
 #include "ld_test.h"
+#include "liandan/adapter.h"
 #include "liandan/batch.h"
 
 enum { MAXGEN = 40 };
@@ -335,6 +340,128 @@ TEST(constraints_stops_and_logprobs) {
     for (int j = 0; j < r[3].n; j++) CHECK(r[3].lp[j] <= 0 && r[3].lp[j] > -10);
     CHECK(r[4].done == 1 && r[4].why == LD_FINISH_STOP && r[4].n == 2);
     CHECK(strcmp(ld_finish_name(LD_FINISH_LENGTH), "length") == 0);
+    check_clean(b);
+    ld_lm_batch_free(b);
+    ld_lm_free(m);
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* A LoRA adapter with random A and B (B starts at zero: no effect) attached to m. */
+static ld_adapter *random_lora(ld_lm *m, const char *targets, int64_t rank, uint64_t seed) {
+    ld_adapter_config c = ld_adapter_default_config();
+    c.method = LD_ADAPTER_LORA, c.rank = rank, c.alpha = 2.0f * (float)rank;
+    snprintf(c.targets, sizeof c.targets, "%s", targets);
+    ld_adapter *a = NULL;
+    CHECK(ld_adapter_new(m, &c, seed, &a) == LD_OK);
+    ld_params *set = ld_adapter_params(a);
+    ld_rng r = ld_rng_init(seed);
+    for (int i = 0; i < ld_params_count(set); i++) {
+        ld_tensor *p = ld_params_at(set, i);
+        for (int64_t j = 0; j < ld_tensor_numel(p); j++) ((float *)p->data)[j] = 0.4f * ld_rng_normal(&r);
+    }
+    return a;
+}
+
+/* The session's LoRA rows give the logits of the training forward with the adapter attached
+ * (every position), for llama and gpt2 (fused c_attn) models. */
+TEST(session_lora_equals_training_forward) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    for (int arch = 0; arch < 2; arch++) {
+        ld_lm_config c = ld_lm_default_config(arch ? LD_ARCH_GPT2 : LD_ARCH_LLAMA);
+        c.vocab_size = 31, c.hidden_size = 16, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = arch ? 4 : 2;
+        c.max_position = 96, c.intermediate_size = 24, c.init_std = 0.4f;
+        ld_lm *m = NULL;
+        CHECK(ld_lm_new(ctx, &c, 11, &m) == LD_OK);
+        ld_adapter *a = random_lora(m, arch ? "c_attn,c_proj" : "q_proj,v_proj,down_proj", 3, 5);
+        const int32_t ids[7] = {1, 5, 9, 2, 30, 7, 7};
+        ld_tape *t = NULL;
+        ld_tensor *logits = NULL;
+        CHECK(ld_tape_new(ctx, &t) == LD_OK);
+        CHECK(ld_lm_forward(m, t, ids, NULL, 1, 7, &logits, NULL) == LD_OK);
+        ld_lm_session *s = NULL;
+        CHECK(ld_lm_session_new(m, 2, 96, 16, &s) == LD_OK);
+        int id = 0;
+        CHECK(ld_lm_session_add_lora(s, a, &id) == LD_OK && id == 1 && ld_lm_session_loras(s) == 1);
+        ld_adapter_free(a); /* the session keeps its copy */
+        CHECK(ld_lm_session_set_lora(s, 1, 2) == LD_ERR_INVALID_ARG && ld_lm_session_set_lora(s, 2, 1) == LD_ERR_INVALID_ARG);
+        CHECK(ld_lm_session_set_lora(s, 1, id) == LD_OK);
+        ld_lm_segment segs[2] = {{0, ids, 7}, {1, ids, 7}}; /* the base and the LoRA in one eval */
+        const float *z = NULL;
+        CHECK(ld_lm_session_eval(s, segs, 2, true, &z) == LD_OK);
+        double worst = 0, moved = 0;
+        const float *ref = logits->data;
+        for (int64_t i = 0; i < 7 * 31; i++) {
+            worst = fmax(worst, fabs((double)z[7 * 31 + i] - ref[i]));
+            moved = fmax(moved, fabs((double)z[i] - ref[i]));
+        }
+        CHECK_MSG(worst < 1e-4, "arch %d: LoRA rows differ from the training forward by %.3g", arch, worst);
+        CHECK_MSG(moved > 1e-2, "arch %d: the LoRA changes the logits by only %.3g", arch, moved);
+        ld_lm_session_clear(s, 1); /* a cleared slot runs the base again */
+        CHECK(ld_lm_session_eval(s, &segs[1], 1, true, &z) == LD_OK);
+        worst = 0;
+        for (int64_t i = 0; i < 7 * 31; i++) worst = fmax(worst, fabs((double)z[i] - ref[i]));
+        CHECK(worst > 1e-2);
+        ld_lm_session_free(s);
+        ld_tape_free(t);
+        ld_lm_free(m);
+    }
+    CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* Two adapters and the base share the batch's steps; each request gets the tokens it gets
+ * alone, and prefixes are reused only within one adapter (all prompts are the same). */
+TEST(two_loras_and_the_base_in_one_batch_equal_each_alone) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm *m = tiny(ctx);
+    make_prompts();
+    ld_lm_batch_params bp = ld_lm_batch_default_params();
+    bp.max_seqs = 3, bp.step_tokens = 64, bp.page_tokens = 4, bp.min_prefix = 2;
+    ld_lm_batch *b = NULL;
+    CHECK(ld_lm_batch_new(m, &bp, &b) == LD_OK);
+    int ids[3] = {0, 0, 0};
+    ld_adapter *a = random_lora(m, "q_proj,v_proj", 4, 21);
+    CHECK(ld_lm_session_add_lora(ld_lm_batch_session(b), a, &ids[1]) == LD_OK);
+    ld_adapter_free(a);
+    a = random_lora(m, "k_proj,o_proj,up_proj", 2, 22);
+    CHECK(ld_lm_session_add_lora(ld_lm_batch_session(b), a, &ids[2]) == LD_OK);
+    ld_adapter_free(a);
+    CHECK(ids[1] == 1 && ids[2] == 2);
+    ld_sample_params greedy = ld_sample_default_params();
+    greedy.temperature = 0;
+    result solo[3], r[3];
+    memset(solo, 0, sizeof solo);
+    for (int k = 0; k < 3; k++) { /* each alone, its cache dropped after */
+        ld_lm_request q = request(prompts[2], plen[2], 12, 1, &solo[k]);
+        q.sample = greedy, q.lora = ids[k];
+        CHECK(ld_lm_batch_submit(b, &q, NULL) == LD_OK);
+        run_until_idle(b, 100);
+        CHECK(solo[k].done == 1 && solo[k].n == 12);
+        ld_lm_batch_drop_cache(b);
+    }
+    CHECK(memcmp(solo[0].tok, solo[1].tok, sizeof solo[0].tok) && memcmp(solo[0].tok, solo[2].tok, sizeof solo[0].tok) &&
+          memcmp(solo[1].tok, solo[2].tok, sizeof solo[0].tok)); /* the adapters matter */
+    for (int round = 0; round < 2; round++) { /* together: prefills in one pass, then with cached prefixes */
+        memset(r, 0, sizeof r);
+        for (int k = 0; k < 3; k++) {
+            ld_lm_request q = request(prompts[2], plen[2], 12, 1, &r[k]);
+            q.sample = greedy, q.lora = ids[2 - k];
+            CHECK(ld_lm_batch_submit(b, &q, NULL) == LD_OK);
+        }
+        run_until_idle(b, 100);
+        for (int k = 0; k < 3; k++)
+            CHECK_MSG(r[k].done == 1 && r[k].n == 12 && !memcmp(r[k].tok, solo[2 - k].tok, sizeof r[k].tok),
+                      "round %d, LoRA %d: tokens differ from its run alone", round, ids[2 - k]);
+        ld_lm_batch_stats st;
+        ld_lm_batch_stats_get(b, &st);
+        CHECK(round == 0 || st.prompt_tokens_reused > 0);
+    }
+    ld_lm_request bad = request(prompts[2], plen[2], 12, 1, &r[0]);
+    bad.lora = 3;
+    CHECK(ld_lm_batch_submit(b, &bad, NULL) == LD_ERR_INVALID_ARG);
     check_clean(b);
     ld_lm_batch_free(b);
     ld_lm_free(m);
