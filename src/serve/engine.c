@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "liandan/adapter.h"
 #include "liandan/tokenizer.h"
 
 struct ld_engine {
@@ -26,6 +27,8 @@ struct ld_engine {
     int n_live, cap_live;
     bool stop, wake;
     ld_engine_stats stats;
+    char *lora_dirs[LD_SESSION_MAX_LORA]; /* the adapters in the scheduler's session: number i + 1 */
+    int n_lora;
 };
 
 /* ---- jobs --------------------------------------------------------------------------- */
@@ -242,11 +245,44 @@ static void run_embed(ld_engine *e, ld_srv_job *j) {
 }
 
 /* Hands a generation job's choices to the scheduler. */
+/* The session's number of the LoRA adapter in j->lora_dir, loaded on first use (engine thread:
+ * nothing else computes with the model meanwhile); 0 after failing the job. */
+static int job_lora(ld_engine *e, ld_srv_job *j) {
+    for (int i = 0; i < e->n_lora; i++)
+        if (!strcmp(e->lora_dirs[i], j->lora_dir)) return i + 1;
+    ld_lm_session *s = ld_lm_batch_session(e->batch);
+    ld_ctx *ctx = ld_lm_session_ctx(s);
+    ld_adapter *a = NULL;
+    int id = 0, http = 400;
+    char *dir = strdup(j->lora_dir);
+    if (!dir) http = 500, ld_error(ctx, LD_ERR_NOMEM, "out of memory");
+    else if (e->n_lora >= LD_SESSION_MAX_LORA) http = 503, ld_error(ctx, LD_ERR_LIMIT, "%d adapters are loaded on this model, the most it takes", e->n_lora);
+    else if (!ld_adapter_load(e->m, dir, &a)) {
+        if (ld_lm_session_add_lora(s, a, &id)) id = 0;
+        ld_adapter_free(a); /* the session keeps a copy of its matrices */
+    }
+    if (!id) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the adapter cannot run on this model: %s", ld_ctx_error(ctx));
+        free(dir);
+        fail_job(j, http, msg);
+        return 0;
+    }
+    e->lora_dirs[e->n_lora++] = dir;
+    return id;
+}
+
 static void start_job(ld_engine *e, ld_srv_job *j) {
     j->tok = e->tok;
+    int lora = 0;
+    if (j->lora_dir[0] && !(lora = job_lora(e, j))) {
+        ld_srv_job_release(j);
+        return;
+    }
     int k;
     for (k = 0; k < j->n_choices; k++) {
         ld_lm_request *r = &j->req[k];
+        r->lora = lora;
         r->on_token = on_token, r->on_done = on_done, r->user = &j->out[k];
         ld_text_stream_init(&j->out[k].text, j->stops, j->n_stops);
         if (ld_lm_batch_submit(e->batch, r, &j->out[k].batch_id)) break;
@@ -441,6 +477,7 @@ void ld_engine_stop(ld_engine *e) {
     ld_lm_batch_free(e->batch);
     ld_lm_session_free(e->embed);
     free(e->inbox), free(e->live);
+    for (int i = 0; i < e->n_lora; i++) free(e->lora_dirs[i]);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -1,6 +1,8 @@
 /* serve/engine.h — one model's compute thread. HTTP threads hand it jobs (a generation
  * request with n choices, or an embedding request); the thread feeds them to the model's
- * continuous-batching scheduler (liandan/batch.h), runs one forward pass per step, and
+ * continuous-batching scheduler (liandan/batch.h) — a generation may name a LoRA adapter
+ * of the model, loaded by the thread on first use and run per sequence beside the base's and
+ * other adapters' requests — runs one forward pass per step, and
  * publishes each choice's text, logprobs and end under the job's lock. A job is shared by the
  * HTTP thread and the engine (reference counted); cancelling one (client gone) ends its
  * sequences at the next loop turn, freeing their slots and KV pages. */
@@ -55,6 +57,7 @@ typedef struct ld_srv_job {
     bool failed;          /* the engine refused or lost it: err_http/err_msg say why */
     int err_http;
     char err_msg[256];
+    char lora_dir[4096];  /* generation with a LoRA adapter: its directory ("" = the base) */
     double t_submit, t_first, t_done;
     /* embedding: inputs (owned), results [n_inputs][C] */
     int n_inputs;

@@ -2,6 +2,8 @@
  * used under a memory budget (model_pool.h). */
 #include "serve/model_pool.h"
 
+#include "liandan/adapter.h"
+
 #include "liandan/grammar.h"
 #include "liandan/io.h"
 
@@ -354,4 +356,27 @@ const ld_grammar_vocab *ld_pool_grammar_vocab(ld_pool_model *m, ld_api_error *e)
     const ld_grammar_vocab *v = m->gvocab;
     pthread_mutex_unlock(&m->tok_mu);
     return v;
+}
+
+ld_status ld_pool_acquire_lora(ld_pool *p, const char *name, ld_pool_model **out, char *lora_dir, size_t cap,
+                               ld_api_error *e) {
+    lora_dir[0] = 0;
+    const char *colon = strchr(name, ':');
+    if (!colon) return ld_pool_acquire(p, name, out, e);
+    *out = NULL;
+    char base[200];
+    bool exists = false;
+    if ((size_t)(colon - name) >= sizeof base) return ld_api_fail(e, 404, "model", "The model '%.160s' does not exist", name);
+    memcpy(base, name, (size_t)(colon - name)), base[colon - name] = 0;
+    pthread_mutex_lock(&p->mu);
+    bool ok = !ld_name_check(p->ctx, "adapter", colon + 1) &&
+              !ld_path_inside(p->ctx, p->root, colon + 1, lora_dir, cap, &exists) && exists && ld_adapter_sniff(lora_dir);
+    pthread_mutex_unlock(&p->mu);
+    if (!ok) {
+        lora_dir[0] = 0;
+        snprintf(e->code, sizeof e->code, "model_not_found");
+        return ld_api_fail(e, 404, "model", "The model '%.160s' does not exist (no adapter '%.100s' in the models directory)",
+                           name, colon + 1);
+    }
+    return ld_pool_acquire(p, base, out, e);
 }

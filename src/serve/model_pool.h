@@ -56,6 +56,12 @@ void ld_pool_free(ld_pool *p);
  * ld_pool_release. Errors (in e): 404 model_not_found (unknown or bad name), 503 when it
  * cannot be loaded in the budget now (others are busy), 500 when loading failed. */
 ld_status ld_pool_acquire(ld_pool *p, const char *name, ld_pool_model **out, ld_api_error *e);
+/* The same for a name "BASE:ADAPTER" too: the base model, and in lora_dir the adapter's
+ * directory (ADAPTER, checked like a model name, inside the models directory, holding an
+ * adapter_config.json); lora_dir is "" for a plain name. 404 model_not_found for a missing
+ * adapter. */
+ld_status ld_pool_acquire_lora(ld_pool *p, const char *name, ld_pool_model **out, char *lora_dir, size_t cap,
+                               ld_api_error *e);
 void ld_pool_release(ld_pool *p, ld_pool_model *m);
 /* Calls fn for every model name in the directory, in name order, with whether it is loaded
  * and its file time. */

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "liandan/grammar.h"
+#include "liandan/registry.h"
 #include "serve/engine.h"
 #include "serve/serve_internal.h"
 
@@ -46,36 +48,80 @@ static void model_entry(void *user, const char *name, bool loaded, double create
     cJSON_AddItemToArray(user, m);
 }
 
-int ld_route_models(ld_http *h) {
-    cJSON *root = cJSON_CreateObject(), *data = cJSON_CreateArray();
-    cJSON_AddStringToObject(root, "object", "list");
+/* A model the registry knows (made by a fine-tuning job): its lineage on the directory's entry
+ * of that name, or, for an adapter ("base:adapter", not a directory model), an entry of its own
+ * when its base is in the list and its directory is still there. */
+typedef struct model_listing {
+    cJSON *data;
+    const ld_server *srv;
+} model_listing;
+
+static void registry_model(void *user, const ld_model_row *r) {
+    const model_listing *ml = user;
+    cJSON *data = ml->data, *entry = NULL, *base = NULL;
+    for (cJSON *m = data->child; m; m = m->next) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "id"));
+        if (id && !strcmp(id, r->id)) entry = m;
+        if (id && r->base && !strcmp(id, r->base)) base = m;
+    }
+    if (!entry && strchr(r->id, ':')) {
+        char dir[4400];
+        snprintf(dir, sizeof dir, "%s/%s", ml->srv->models_dir, r->path);
+        if (!base || access(dir, F_OK)) return;
+        entry = cJSON_CreateObject();
+        cJSON_AddStringToObject(entry, "id", r->id);
+        cJSON_AddStringToObject(entry, "object", "model");
+        cJSON_AddNumberToObject(entry, "created", floor(r->created));
+        cJSON_AddStringToObject(entry, "owned_by", "liandan");
+        cJSON_AddBoolToObject(entry, "loaded", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(base, "loaded")));
+        cJSON_AddItemToArray(data, entry);
+    }
+    if (!entry || cJSON_GetObjectItemCaseSensitive(entry, "lineage")) return;
+    cJSON *l = cJSON_AddObjectToObject(entry, "lineage");
+    if (r->base) cJSON_AddStringToObject(l, "base", r->base);
+    cJSON_AddStringToObject(l, "method", r->kind);
+    if (r->training_file) cJSON_AddStringToObject(l, "training_file", r->training_file);
+    if (r->training_sha256) cJSON_AddStringToObject(l, "training_sha256", r->training_sha256);
+    if (r->job) cJSON_AddStringToObject(l, "job", r->job);
+    cJSON *hp = r->hyperparameters ? cJSON_Parse(r->hyperparameters) : NULL;
+    if (hp) cJSON_AddItemToObject(l, "hyperparameters", hp);
+    cJSON *ev = r->eval ? cJSON_Parse(r->eval) : NULL;
+    if (ev) cJSON_AddItemToObject(entry, "eval", ev);
+}
+
+/* The directory's models and those the registry adds (fine-tuned adapters, lineage). */
+static cJSON *model_list(ld_http *h) {
+    cJSON *data = cJSON_CreateArray();
     ld_pool_list(h->srv->pool, model_entry, data);
-    cJSON_AddItemToObject(root, "data", data);
+    model_listing ml = {data, h->srv};
+    if (h->srv->reg) ld_registry_model_list(h->srv->reg, registry_model, &ml);
+    return data;
+}
+
+int ld_route_models(ld_http *h) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "object", "list");
+    cJSON_AddItemToObject(root, "data", model_list(h));
     return ld_http_json(h, 200, root);
 }
 
-typedef struct find_one {
-    const char *name;
-    cJSON *found;
-} find_one;
-
-static void model_if_named(void *user, const char *name, bool loaded, double created) {
-    find_one *f = user;
-    if (strcmp(name, f->name)) return;
-    cJSON *arr = cJSON_CreateArray();
-    model_entry(arr, name, loaded, created);
-    f->found = cJSON_DetachItemFromArray(arr, 0);
-    cJSON_Delete(arr);
-}
-
 int ld_route_model(ld_http *h) {
-    find_one f = {.name = h->url + strlen("/v1/models/"), .found = NULL};
-    ld_pool_list(h->srv->pool, model_if_named, &f);
-    if (f.found) return ld_http_json(h, 200, f.found);
+    const char *name = h->url + strlen("/v1/models/");
+    cJSON *data = model_list(h), *found = NULL;
+    for (cJSON *m = data->child; m && !found; m = m->next) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "id"));
+        if (id && !strcmp(id, name)) found = m;
+    }
+    if (found) {
+        cJSON *one = cJSON_DetachItemViaPointer(data, found);
+        cJSON_Delete(data);
+        return ld_http_json(h, 200, one);
+    }
+    cJSON_Delete(data);
     ld_api_error e;
     memset(&e, 0, sizeof e);
     snprintf(e.code, sizeof e.code, "model_not_found");
-    ld_api_fail(&e, 404, "model", "The model '%.160s' does not exist", f.name);
+    ld_api_fail(&e, 404, "model", "The model '%.160s' does not exist", name);
     return ld_http_error(h, &e);
 }
 
@@ -426,7 +472,7 @@ static ld_status compile_grammar(ld_http *h, const ld_api_request *r, ld_pool_mo
     return (*gv = ld_pool_grammar_vocab(m, e)) ? LD_OK : LD_ERR_INTERNAL;
 }
 
-static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m) {
+static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m, const char *lora_dir) {
     ld_api_error e;
     memset(&e, 0, sizeof e);
     const bool chat = r->kind == LD_API_CHAT;
@@ -446,6 +492,7 @@ static int respond_generate(ld_http *h, ld_api_request *r, ld_pool_model *m) {
     v->kind = r->kind, v->srv = h->srv, v->n = r->n, v->n_prompts = n_prompts, v->echo = r->echo;
     v->include_usage = r->include_usage, v->logprobs = r->top_logprobs >= 0;
     snprintf(v->model, sizeof v->model, "%s", r->model);
+    snprintf(j->lora_dir, sizeof j->lora_dir, "%s", lora_dir);
     v->created = (double)time(NULL);
     ld_http_new_id(h, chat ? "chatcmpl" : "cmpl", v->id, sizeof v->id);
     v->prompt_text = calloc((size_t)n_prompts, sizeof *v->prompt_text);
@@ -612,11 +659,12 @@ int ld_route_generate(ld_http *h) {
     ld_api_error e;
     if (ld_api_request_parse(h->ctx, kind, h->body, h->body_len, &lim, &r, &e)) return ld_http_error(h, &e);
     ld_pool_model *m;
-    if (ld_pool_acquire(h->srv->pool, r.model, &m, &e)) {
+    char lora_dir[4096];
+    if (ld_pool_acquire_lora(h->srv->pool, r.model, &m, lora_dir, sizeof lora_dir, &e)) {
         ld_api_request_free(&r);
         return ld_http_error(h, &e);
     }
-    int ret = respond_generate(h, &r, m);
+    int ret = respond_generate(h, &r, m, lora_dir);
     ld_api_request_free(&r);
     return ret;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # serve_finetune.sh — fine-tuning as a service on a tiny model: files (multipart upload, JSONL
 # errors naming the line, content addressing, list / get / content / delete), jobs (a LoRA job
-# to succeeded, its events and checkpoints, the adapter registered as model "base:adapter"),
+# to succeeded, its events and checkpoints, the adapter registered and served as model
+# "base:adapter" beside the base),
 # a server killed mid-job and restarted (the job resumes and ends with the
 # same final loss as an uninterrupted run), cancel, a worker that crashes (the job fails, the
 # server stays up), and a table of bad requests.
@@ -110,6 +111,20 @@ call GET "/v1/fine_tuning/jobs/$JOB/events?limit=1000" >/dev/null
 node -e 'const ev = JSON.parse(require("fs").readFileSync(process.argv[1])).data.filter((e) => e.type === "metrics").reverse();
   const first = ev[0].data.train_loss, last = ev[ev.length - 1].data.train_loss;
   if (!(last < first)) { console.error(`loss ${first} -> ${last}`, JSON.stringify(ev.slice(0, 3))); process.exit(1) }' "$T/body" || fail "the job's loss did not fall"
+
+# ---- the adapter served as "base:adapter" beside the base ----
+logprob() { # model: the log-probability of the first generated token (greedy)
+  expect 200 '"logprobs"' POST /v1/completions "${A[@]}" \
+    -d "{\"model\": \"$1\", \"prompt\": \"春\", \"max_tokens\": 1, \"temperature\": 0, \"logprobs\": 1}"
+  field choices.0.logprobs.token_logprobs.0
+}
+LP_BASE=$(logprob poet)
+LP_LORA=$(logprob "$MODEL")
+[ -n "$LP_LORA" ] && [ "$LP_LORA" != "$LP_BASE" ] || fail "the adapter model gives the base's logprob ($LP_BASE, $LP_LORA)"
+expect 200 '"content"' POST /v1/chat/completions "${A[@]}" -d "{\"model\": \"$MODEL\", \"messages\": [{\"role\": \"user\", \"content\": \"春晓\"}], \"max_tokens\": 8}"
+expect 404 model_not_found POST /v1/chat/completions "${A[@]}" -d '{"model": "poet:nope", "messages": [{"role": "user", "content": "a"}]}'
+expect 404 model_not_found POST /v1/chat/completions "${A[@]}" -d '{"model": "poet:../poet", "messages": [{"role": "user", "content": "a"}]}'
+expect 404 model_not_found POST /v1/chat/completions "${A[@]}" -d '{"model": "nope:'"${MODEL#poet:}"'", "messages": [{"role": "user", "content": "a"}]}'
 
 # ---- the server killed mid-job: the job resumes and ends at the same loss ----
 # (LD_JOB_HOLD_STEP holds the worker after step 20, checkpointed, however fast the host trains)
