@@ -37,6 +37,7 @@ typedef struct work {
     int64_t last_step;
     double last_loss;
     int64_t hold_step;        /* LD_JOB_HOLD_STEP (a test hook; 0 = none) */
+    const char *hold_file;    /* LD_JOB_HOLD_FILE (NULL = none) */
     char run_dir[4300];
 } work;
 
@@ -185,7 +186,7 @@ static void report(work *w, const ld_train_progress *p) {
         ld_registry_checkpoint_add(w->reg, w->id, p->step, path, p->loss);
     }
     double now = ld_time_now();
-    if (p->step != p->max_steps && now - w->last_event < 0.2) return;
+    if (p->step != p->max_steps && p->step != w->hold_step && now - w->last_event < 0.2) return;
     w->last_event = now;
     char data[400], val[64] = "";
     if (!isnan(p->val_loss)) snprintf(val, sizeof val, ", \"valid_loss\": %.9g", p->val_loss);
@@ -200,9 +201,11 @@ static void report(work *w, const ld_train_progress *p) {
 static void on_progress(void *user, const ld_train_progress *p) {
     work *w = user;
     report(w, p);
-    /* a test hook: LD_JOB_HOLD_STEP=N holds every job after its step N until it is stopped
-     * (tests/e2e/serve_finetune.sh kills the server there, however fast the host trains) */
-    while (w->hold_step > 0 && p->step == w->hold_step && !*w->stop) usleep(10000);
+    /* a test hook: LD_JOB_HOLD_STEP=N holds every job after its step N until it is stopped,
+     * or, with LD_JOB_HOLD_FILE, until that file is gone (tests/e2e/serve_finetune.sh kills the
+     * server there, ui_chromium.sh looks at a running job's chart, however fast the host trains) */
+    while (w->hold_step > 0 && p->step == w->hold_step && !*w->stop && (!w->hold_file || !access(w->hold_file, F_OK)))
+        usleep(10000);
     if (*w->stop) ld_train_job_cancel(w->job);
 }
 
@@ -327,6 +330,7 @@ ld_status ld_serve_job_work(ld_ctx *ctx, const char *models_dir, const char *reg
     w.last_event = 0;
     const char *hold = getenv("LD_JOB_HOLD_STEP");
     w.hold_step = hold ? strtoll(hold, NULL, 10) : 0;
+    w.hold_file = getenv("LD_JOB_HOLD_FILE");
     st = ld_train_job_run(w.job, true, on_progress, &w);
     if (st == LD_ERR_INTERRUPTED) {
         ld_registry_job_get(w.reg, job_id, copy_job, &w);

@@ -1,14 +1,17 @@
 // serve_openai.mjs — the official `openai` npm client against `liandan serve` (run by
 // serve_oracle.sh): models, completions (logprobs, n, stop, seed), chat (whole and streamed),
-// embeddings, and the client's error classes for the server's 4xx answers.
-// usage: node serve_openai.mjs BASE_URL API_KEY MODEL
+// embeddings, the client's error classes for the server's 4xx answers, and with a fine-tune
+// key and a chat JSONL file: a file upload, a LoRA fine-tuning job to succeeded (events,
+// checkpoints) and a chat with the adapter model it made.
+// usage: node serve_openai.mjs BASE_URL API_KEY MODEL [FINE_TUNE_KEY TRAIN.jsonl]
 import { createRequire } from 'node:module';
 
 const require = createRequire(new URL('../oracle/package.json', import.meta.url));
 const { OpenAI } = require('openai');
 const Ajv = require('ajv');
 
-const [baseURL, apiKey, model] = process.argv.slice(2);
+const fs = require('node:fs');
+const [baseURL, apiKey, model, ftKey, trainPath] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 120000 });
 const fail = (msg) => { console.error(`serve_openai: ${msg}`); process.exit(1); };
 const check = (cond, msg) => { if (!cond) fail(msg); };
@@ -133,4 +136,46 @@ await expectError(OpenAI.BadRequestError, 400, () => client.chat.completions.cre
 await expectError(OpenAI.BadRequestError, 400, () => client.completions.create({ model, prompt: 'x', bogus: 1 }), 'unknown argument');
 const bad = new OpenAI({ baseURL, apiKey: 'ld-wrong', maxRetries: 0 });
 await expectError(OpenAI.AuthenticationError, 401, () => bad.models.list(), 'wrong key');
+
+// fine-tuning: upload, a LoRA job to succeeded, then chat with the model it made
+if (ftKey && trainPath) {
+  const ft = new OpenAI({ baseURL, apiKey: ftKey, maxRetries: 0, timeout: 120000 });
+  const file = await ft.files.create({ file: fs.createReadStream(trainPath), purpose: 'fine-tune' });
+  check(file.object === 'file' && /^file-[0-9a-f]{24}$/.test(file.id) && file.purpose === 'fine-tune' &&
+        file.bytes === fs.statSync(trainPath).size, `files.create: ${JSON.stringify(file)}`);
+  check((await ft.files.retrieve(file.id)).id === file.id, 'files.retrieve');
+  const listed = [];
+  for await (const f of ft.files.list()) listed.push(f.id);
+  check(listed.includes(file.id), 'files.list lacks the upload');
+  const badFile = await OpenAI.toFile(Buffer.from('{"text": "a"}\n{"text": 7}\n'), 'bad.jsonl');
+  const be = await expectError(OpenAI.BadRequestError, 400, () => ft.files.create({ file: badFile, purpose: 'fine-tune' }), 'a bad JSONL file');
+  check(/line 2/.test(be.message), `the bad file's error does not name its line: ${be.message}`);
+  await expectError(OpenAI.PermissionDeniedError, 403, () => client.files.list(), 'files with an inference key');
+  const job = await ft.fineTuning.jobs.create({ model, training_file: file.id, suffix: 'client',
+    method: { type: 'supervised', supervised: { hyperparameters: { n_epochs: 1, batch_size: 2 } } } });
+  check(job.object === 'fine_tuning.job' && job.status === 'validating_files', `jobs.create: ${JSON.stringify(job)}`);
+  let j = job;
+  for (let i = 0; i < 1200 && !['succeeded', 'failed', 'cancelled'].includes(j.status); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    j = await ft.fineTuning.jobs.retrieve(job.id);
+  }
+  check(j.status === 'succeeded' && j.fine_tuned_model === `${model}:ft-client-${job.id.slice(-8)}`,
+        `the job did not succeed: ${JSON.stringify(j)}`);
+  const events = [];
+  for await (const e of ft.fineTuning.jobs.listEvents(job.id, { limit: 5 })) events.push(e);
+  const metrics = events.filter((e) => e.type === 'metrics');
+  check(metrics.length >= 2 && metrics.every((e) => Number.isFinite(e.data.train_loss)), `events: ${JSON.stringify(events)}`);
+  check(new Set(events.map((e) => e.id)).size === events.length, 'listEvents pages repeat events');
+  const ckpts = await ft.fineTuning.jobs.checkpoints.list(job.id);
+  check(ckpts.data.length >= 1 && ckpts.data[0].fine_tuning_job_id === job.id, 'checkpoints.list');
+  let found = false;
+  for await (const x of ft.fineTuning.jobs.list({ limit: 1 })) found ||= x.id === job.id;
+  check(found, 'jobs.list lacks the job');
+  const ftm = await client.models.retrieve(j.fine_tuned_model);
+  check(ftm.lineage && ftm.lineage.base === model && ftm.lineage.method === 'lora' && ftm.lineage.training_file === file.id &&
+        ftm.lineage.job === job.id, `the adapter model's lineage: ${JSON.stringify(ftm)}`);
+  check((await client.models.list()).data.some((m) => m.id === j.fine_tuned_model), 'models.list lacks the adapter model');
+  const ans = await client.chat.completions.create({ model: j.fine_tuned_model, messages, max_tokens: 8, temperature: 0 });
+  check(ans.model === j.fine_tuned_model && ans.choices[0].message.role === 'assistant', 'chat with the fine-tuned model');
+}
 console.log('serve_openai: ok');

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # serve_oracle.sh — `liandan serve` end to end on a tiny model: the official openai npm client
-# runs a scripted session (serve_openai.mjs); API keys (create, 401 without, revoke); hostile
+# runs a scripted session (serve_openai.mjs: inference, then a file upload, a LoRA fine-tuning
+# job and a chat with its adapter model); API keys (create, 401 without, revoke); hostile
 # model names (.., absolute paths, symlinks out of the directory, NUL) and oversized or
 # malformed requests get 4xx answers and the server stays up; a client that drops a stream
 # frees its sequence; /metrics and /health.
@@ -43,7 +44,11 @@ expect 401 "API key" "$URL/v1/models"
 expect 200 '"ok"' "$URL/health"
 A=(-H "Authorization: Bearer $KEY")
 
-node tests/e2e/serve_openai.mjs "$URL/v1" "$KEY" poet || fail "the openai client session"
+FTKEY=$("$BIN" keys create trainer --scope fine-tune --models-dir "$T/models" 2>/dev/null)
+head -n 20 "$T/poems.tsv" | awk -F'\t' '{ gsub(/"/, "", $1); gsub(/"/, "", $3);
+  printf "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", \"content\": \"%s\"}]}\n", $1, $3 }' \
+  >"$T/train.jsonl"
+node tests/e2e/serve_openai.mjs "$URL/v1" "$KEY" poet "$FTKEY" "$T/train.jsonl" || fail "the openai client session"
 
 # chat templates: the prompt is the family's text around each message, and a message's text is
 # encoded as text, so typing a special token cannot forge a turn

@@ -1,12 +1,15 @@
 // ui_chromium.mjs — the web UI in headless Chromium (Debian's, driven by playwright-core): the
 // catalogue lists the model, the playground streams an answer (text grows while the request
-// runs, then the message is marked done), and a wrong key shows the server's error.
-// usage: node ui_chromium.mjs URL KEY MODEL SHOT_DIR   (screenshots: SHOT_DIR/*.png)
+// runs, then the message is marked done), a dataset uploads, a fine-tuning job starts and its
+// loss chart grows (the server holds the job's worker after step 5 until HOLD_FILE is gone),
+// and a wrong key shows the server's error.
+// usage: node ui_chromium.mjs URL KEY MODEL SHOT_DIR TRAIN.jsonl HOLD_FILE   (screenshots: SHOT_DIR/*.png)
 import { createRequire } from 'node:module';
 
 const require = createRequire(new URL('../oracle/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
-const [url, key, model, shots] = process.argv.slice(2);
+const fs = require('node:fs');
+const [url, key, model, shots, trainPath, holdFile] = process.argv.slice(2);
 const fail = (msg) => { console.error(`ui_chromium: ${msg}`); process.exit(1); };
 
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -66,13 +69,36 @@ try {
   if (err) fail(`playground error: ${err}`);
   if (shots) await page.screenshot({ path: `${shots}/serve_playground.png` });
 
+  // datasets: upload a file; fine-tuning: start a LoRA job on it and watch the loss chart grow
+  await page.click('nav button[data-tab="files"]');
+  await page.setInputFiles('#upload', trainPath);
+  await page.click('#uploadbtn');
+  await page.waitForSelector('#filerows td:text-is("train.jsonl")', { timeout: 20000 });
+  await page.click('nav button[data-tab="jobs"]');
+  await page.waitForSelector('#jobfile option', { state: 'attached', timeout: 20000 });
+  await page.selectOption('#jobmodel', model);
+  await page.fill('#epochs', '3');
+  await page.fill('#suffix', 'ui');
+  await page.click('#startjob');
+  const points = () => page.evaluate(() => +(document.getElementById('loss').dataset.points || 0));
+  await page.waitForFunction(() => /running/.test(document.getElementById('jobtitle').textContent) &&
+                                   +(document.getElementById('loss').dataset.points || 0) >= 2, null, { timeout: 60000 });
+  const held = await points();
+  if (shots) await page.screenshot({ path: `${shots}/serve_finetune.png` });
+  fs.unlinkSync(holdFile); /* the worker goes on */
+  await page.waitForFunction(() => /succeeded/.test(document.getElementById('jobtitle').textContent), null, { timeout: 60000 });
+  await page.waitForFunction((n) => +(document.getElementById('loss').dataset.points || 0) > n, held, { timeout: 10000 })
+    .catch(() => fail(`the loss chart did not grow past ${held} points`));
+  const jerr = await page.textContent('#joberr');
+  if (jerr) fail(`fine-tuning error: ${jerr}`);
+
   // a wrong key: the server's message is shown
   await page.fill('#key', 'ld-wrong');
   await page.dispatchEvent('#key', 'change');
   await page.click('nav button[data-tab="models"]');
   await page.waitForFunction(() => document.getElementById('modelerr').textContent.includes('API key'), null, { timeout: 10000 });
   if (errors.length) fail(`page errors: ${errors.join('; ')}`);
-  console.log(`ui_chromium: ok (answer of ${final} characters in ${partial.length + 1}+ steps)`);
+  console.log(`ui_chromium: ok (answer of ${final} characters in ${partial.length + 1}+ steps; loss chart ${held} points while running, then more)`);
 } finally {
   await browser.close();
 }
