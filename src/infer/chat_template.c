@@ -333,7 +333,7 @@ ld_status ld_chat_parse_messages(ld_ctx *ctx, const char *doc, const char *json,
     if (!st && !(out = ld_alloc(ctx, head + text.len))) st = ld_ctx_status(ctx);
     if (!st) {
         char *strs = (char *)out + head;
-        memcpy(strs, text.data, text.len);
+        if (text.len) memcpy(strs, text.data, text.len); /* an empty list has no text (data NULL) */
         for (size_t k = 0; k < count; k++) out[k] = (ld_chat_message){strs + role_at[2 * k], strs + role_at[2 * k + 1]};
         *msgs = out, *n = count;
     }

@@ -129,6 +129,15 @@ TEST(messages_json_parses_and_names_bad_input) {
     static const char *body = "{\"model\": \"x\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}";
     CHECK(ld_chat_parse_messages(ctx, "req", body, strlen(body), &m, &n) == LD_OK && n == 1 && !strcmp(m[0].content, "hi"));
     ld_free(ctx, m), m = NULL;
+    /* an empty list (also with control bytes cJSON skips as space: fuzz_chat_template's
+     * "[\x12\t]") is no messages (memcpy from the empty text's NULL was UB under UBSan) */
+    static const char *const empty[] = {"[]", "[\x12\t]"};
+    for (int i = 0; i < 2; i++) {
+        n = 99;
+        CHECK_STATUS(ctx, ld_chat_parse_messages(ctx, "m.json", empty[i], strlen(empty[i]), &m, &n), LD_OK, NULL);
+        CHECK(n == 0);
+        ld_free(ctx, m), m = NULL;
+    }
     static const struct { const char *json; ld_status st; const char *err; } bad[] = {
         {"", LD_ERR_FORMAT, "m.json"},
         {"[{\"role\": \"user\"", LD_ERR_FORMAT, "m.json"},
