@@ -150,6 +150,11 @@ ld_status ld_op_infonce(ld_tape *t, const ld_tensor *a, const ld_tensor *b, int6
                         float max_log_scale, ld_tensor **loss);
 
 /* ---- ops for adapting a model ------------------------------------------------------ */
+/* LoRA: out = y + s (x A^T) B^T with x [.., K], y [.., N] (the frozen product's output),
+ * A [r, K], B [N, r]. One op, so the branch keeps only s x A^T [.., r] besides out (no
+ * [.., N] intermediates), and y's gradient is out's buffer, not a copy. */
+ld_status ld_op_lora(ld_tape *t, const ld_tensor *x, const ld_tensor *y, ld_tensor *A, ld_tensor *B, float s,
+                     ld_tensor **out);
 /* Rows of a prompt for every sequence: x [B, T, C], rows [P, C]. add = false:
  * y [B, P + T, C] = rows then x (prompt tuning's virtual tokens); add = true (T >= P):
  * y [B, T, C] = x with rows added to positions 0..P-1 (per-layer prompts). */

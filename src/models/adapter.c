@@ -354,12 +354,9 @@ ld_status lm_adapter_lora(ld_adapter *a, ld_tape *t, const ld_tensor *x, const l
     for (int i = 0; i < a->n_lora && !p; i++)
         if (a->lora[i].w == w) p = &a->lora[i];
     if (!p) return LD_OK;
-    ld_tensor *xin = (ld_tensor *)x, *u, *d;
+    ld_tensor *xin = (ld_tensor *)x;
     if (a->cfg.dropout > 0 && t->grad_enabled) TRY(ld_op_dropout(t, x, a->cfg.dropout, &xin));
-    TRY(ld_op_linear(t, xin, p->a, NULL, false, &u)); /* [.., r] */
-    TRY(ld_op_linear(t, u, p->b, NULL, false, &d));   /* [.., N] */
-    TRY(ld_op_scale(t, d, a->scale, &d));
-    return ld_op_add(t, *y, d, y);
+    return ld_op_lora(t, xin, *y, p->a, p->b, a->scale, y); /* y + scale (x A^T) B^T */
 }
 
 int64_t lm_adapter_prompt_len(const ld_adapter *a) {

@@ -1,7 +1,8 @@
-/* nn/ops_adapt.c — the differentiable ops that adapting a pretrained model needs: prompt
- * rows put before (or into) every sequence, dropping them again, pooling a sequence to one
- * vector for a classification head, and products with frozen matrices kept in a block
- * format (QLoRA: the base stays quantized; its rows are decoded a slice at a time). */
+/* nn/ops_adapt.c — the differentiable ops that adapting a pretrained model needs: the LoRA
+ * branch added to a frozen product, prompt rows put before (or into) every sequence,
+ * dropping them again, pooling a sequence to one vector for a classification head, and
+ * products with frozen matrices kept in a block format (QLoRA: the base stays quantized;
+ * its rows are decoded a slice at a time). */
 #include <string.h>
 
 #include "nn/nn_internal.h"
@@ -13,6 +14,59 @@
 static ld_status need_3d(ld_tape *t, const char *op, const ld_tensor *x) {
     if (x->ndim != 3)
         return ld_error(t->ctx, LD_ERR_SHAPE, "%s: input '%s' must be [B, T, C] (has %d dims)", op, x->name, x->ndim);
+    return LD_OK;
+}
+
+/* ---- the LoRA branch ---------------------------------------------------------------- */
+
+/* Saved: su = s (x A^T) [M, r] (in the activation arena). in = x, A, B; y in saved[1]. */
+static void lora_bwd(ld_tape *t, ld_node *n) {
+    ld_tensor *x = n->in[0], *A = n->in[1], *B = n->in[2], *y = n->saved[1];
+    const float *su = n->saved[0], *dout = n->out->grad->data;
+    int64_t M = n->i[0], K = n->i[1], N = n->i[2], r = n->i[3];
+    float s = n->f[0];
+    if (ld_tape_needs_grad(y)) {
+        /* dy = dout. Backward runs in reverse tape order, so out's gradient is dead once this
+         * node is done: y takes the buffer over instead of a copy, unless y already has one. */
+        if (!y->grad) y->grad = n->out->grad;
+        else t->k->add_inplace(y->grad->data, dout, M * N);
+    }
+    float *dA = ld_tape_grad(t, A), *dB = ld_tape_grad(t, B), *dx = ld_tape_grad(t, x);
+    if (dB) t->k->gemm_f32(true, false, N, r, M, 1.0f, dout, N, su, r, 1.0f, dB, r); /* dB += dout^T su */
+    if (!dA && !dx) return;
+    float *du = ld_arena_alloc(t->grads, (size_t)(M * r) * sizeof(float));
+    if (!du) return; /* the tape reports the context's out-of-memory status */
+    t->k->gemm_f32(false, false, M, r, N, s, dout, N, B->data, r, 0.0f, du, r); /* du = s dout B */
+    if (dA) t->k->gemm_f32(true, false, r, K, M, 1.0f, du, r, x->data, K, 1.0f, dA, K);  /* dA += du^T x */
+    if (dx) t->k->gemm_f32(false, false, M, K, r, 1.0f, du, r, A->data, K, 1.0f, dx, K); /* dx += du A */
+}
+
+ld_status ld_op_lora(ld_tape *t, const ld_tensor *x, const ld_tensor *y, ld_tensor *A, ld_tensor *B, float s,
+                     ld_tensor **out_) {
+    static const char *op = "lora";
+    ld_status st;
+    if ((st = ld_nn_check_f32(t, op, "input", x)) || (st = ld_nn_check_f32(t, op, "base output", y)) ||
+        (st = ld_nn_check_f32(t, op, "A", A)) || (st = ld_nn_check_f32(t, op, "B", B)))
+        return st;
+    int64_t K = x->shape[x->ndim - 1], M = ld_tensor_numel(x) / K, N = y->shape[y->ndim - 1];
+    if (A->ndim != 2 || B->ndim != 2 || A->shape[1] != K || B->shape[0] != N || B->shape[1] != A->shape[0] ||
+        ld_tensor_numel(y) != M * N)
+        return ld_error(t->ctx, LD_ERR_SHAPE,
+                        "%s: A '%s' must be [r, %lld] and B '%s' [%lld, r] for input '%s' and base output '%s' (%lld rows)",
+                        op, A->name, (long long)K, B->name, (long long)N, x->name, y->name, (long long)M);
+    int64_t r = A->shape[0];
+    if ((st = ld_nn_new_out(t, y->ndim, y->shape, x, A, B, out_))) return st;
+    if (ld_tape_needs_grad(y) && t->grad_enabled) (*out_)->flags |= LD_TENSOR_NEEDS_GRAD;
+    float *su = ld_arena_alloc(t->act, (size_t)(M * r) * sizeof(float)), *o = (*out_)->data;
+    if (!su) return ld_ctx_status(t->ctx);
+    t->k->gemm_f32(false, true, M, r, K, s, x->data, K, A->data, K, 0.0f, su, r); /* su = s x A^T */
+    memcpy(o, y->data, (size_t)(M * N) * sizeof(float));
+    t->k->gemm_f32(false, true, M, N, r, 1.0f, su, r, B->data, r, 1.0f, o, N); /* out = y + su B^T */
+    RECORD_OR_FAIL(n, t, op, lora_bwd, *out_, (ld_tensor *)x, A, B);
+    if (n) {
+        n->saved[0] = su, n->saved[1] = (ld_tensor *)y;
+        n->i[0] = M, n->i[1] = K, n->i[2] = N, n->i[3] = r, n->f[0] = s;
+    }
     return LD_OK;
 }
 

@@ -114,6 +114,62 @@ TEST(lora_gradients_match_finite_differences) {
     ld_ctx_free(ctx);
 }
 
+/* The fused LoRA op alone: out = y + s (x A^T) B^T, with y also read by a later op (so y's
+ * gradient exists before the op's backward and is added to, not taken over) and without. */
+static float lora_op_loss(ld_tape *t, ld_params *p, bool y_used_later, bool backward) {
+    static const int32_t tg[6] = {0, 4, 2, 1, 3, 4};
+    ld_tape_reset(t);
+    ld_tape_set_grad_enabled(t, backward);
+    ld_tensor *x = ld_params_find(p, "x"), *w = ld_params_find(p, "w"), *y, *o, *loss = NULL;
+    ld_status st = ld_op_linear(t, x, w, NULL, false, &y);
+    if (!st) st = ld_op_lora(t, x, y, ld_params_find(p, "A"), ld_params_find(p, "B"), 1.5f, &o);
+    if (!st && y_used_later) st = ld_op_add(t, o, y, &o);
+    if (!st) st = ld_op_cross_entropy(t, o, tg, -100, &loss, NULL);
+    if (!st && backward) st = ld_tape_backward(t, loss);
+    CHECK_MSG(st == LD_OK, "lora op: %s", ld_ctx_error(g_ctx));
+    ld_tape_set_grad_enabled(t, true);
+    return st ? NAN : ((float *)loss->data)[0];
+}
+
+TEST(lora_op_gradients_match_finite_differences) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    g_ctx = ctx;
+    for (int later = 0; later < 2; later++) {
+        ld_params *p = NULL;
+        ld_tensor *x;
+        ld_tape *t = NULL;
+        CHECK(ld_params_new(ctx, &p) == LD_OK && ld_tape_new(ctx, &t) == LD_OK);
+        static const struct {
+            const char *name;
+            int64_t d0, d1;
+        } shapes[] = {{"x", 6, 4}, {"w", 5, 4}, {"A", 3, 4}, {"B", 5, 3}};
+        for (int i = 0; i < 4; i++) CHECK(ld_params_add(p, shapes[i].name, 2, (int64_t[]){shapes[i].d0, shapes[i].d1}, true, &x) == LD_OK);
+        randomize(p, 21 + (uint64_t)later);
+        ld_params_zero_grad(p);
+        lora_op_loss(t, p, later, true);
+        double worst = 0;
+        for (int i = 0; i < ld_params_count(p); i++) {
+            ld_tensor *q = ld_params_at(p, i);
+            float *v = q->data, *g = q->grad->data;
+            for (int64_t j = 0; j < ld_tensor_numel(q); j++) {
+                float keep = v[j], eps = 1e-2f;
+                v[j] = keep + eps;
+                double lp = lora_op_loss(t, p, later, false);
+                v[j] = keep - eps;
+                double lm = lora_op_loss(t, p, later, false);
+                v[j] = keep;
+                double num = (lp - lm) / (2 * eps);
+                worst = fmax(worst, fabs(g[j] - num) - 2e-2 * fabs(num));
+            }
+        }
+        CHECK_MSG(worst <= 2e-3, "lora op (y %s): gradient error %.3g", later ? "read later too" : "read once", worst);
+        ld_tape_free(t);
+        ld_params_free(p);
+    }
+    ld_ctx_free(ctx);
+}
+
 TEST(prompt_and_head_gradients_match_finite_differences) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
