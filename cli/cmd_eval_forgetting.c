@@ -84,7 +84,7 @@ int ld_cli_eval_forgetting(int argc, char **argv) {
         }
     }
     ld_train_job_free(j);
-    free(text);
+    ld_free(ctx, text); /* ld_file_read's buffer comes from ld_alloc (free() aborted here) */
     free(mx);
     ld_ctx_free(ctx);
     ld_cli_parse_free(&spec);

@@ -2,7 +2,8 @@
 # finetune_cli.sh — `liandan finetune` end to end on real data: a tiny base pretrained on
 # poems, then LoRA with a classification head on ChnSentiCorp rows (with a cancel-free resume
 # check through --max-steps), full fine-tuning, prompt tuning, chat and text data; the PEFT
-# files it writes; and errors that name the config key or the file and line.
+# files it writes; two continual stages and `eval forgetting`; and errors that name the config
+# key or the file and line.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=finetune_cli
@@ -71,6 +72,19 @@ grep -q "val loss" "$T/t.log" || fail "text fine-tuning should validate on a hel
 grep -q "(quantized base, kept quantized) | lora" "$T/q.log" || { cat "$T/q.log"; fail "QLoRA should keep the base quantized"; }
 "$BIN" generate "$T/base.q8_0.gguf" "床前" --adapter "$T/qlora/adapter" --max-tokens 4 >/dev/null 2>&1 \
   || fail "generate --adapter on the GGUF base"
+
+# continual learning: two stages, then eval forgetting prints the matrix and writes the report
+# (it aborted in free() after printing nothing: the config text was ld_alloc'd)
+cat >"$T/cl.json" <<JSON
+{ "base": "$T/base/model", "out_dir": "$T/cl", "data": {"format": "text", "val_fraction": 0.2},
+  "batch_size": 2, "seq_len": 16, "max_steps": 2, "eval_every": 0, "eval_batches": 1, "continual": {"replay": 0.5},
+  "stages": [{"name": "poems", "data": {"train": "$T/poems.tsv"}},
+             {"name": "senti", "data": {"train": "$T/senti.tsv", "text_field": "text_a"}}] }
+JSON
+"$BIN" finetune "$T/cl.json" --quiet >"$T/cl.log" 2>&1 || { cat "$T/cl.log"; fail "two stages"; }
+"$BIN" eval forgetting "$T/cl.json" --threads 1 -o "$T/forget.json" >"$T/fg.log" 2>&1 || { cat "$T/fg.log"; fail "eval forgetting"; }
+grep -q "| after senti |" "$T/fg.log" && grep -q "^BWT" "$T/fg.log" || { cat "$T/fg.log"; fail "eval forgetting should print the matrix and BWT"; }
+grep -q '"bwt"' "$T/forget.json" || fail "eval forgetting -o should write the report"
 
 # errors that name the key, or the file and line
 expect_error "'base' (the pretrained model) is required" "$BIN" finetune "$T/ft.json" --set base= -o "$T/e1"
