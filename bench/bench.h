@@ -73,6 +73,29 @@ double ld_bench_median(void (*fn)(void *), void *arg, int reps);
  * 1024) that `bench train` and `bench infer` build with random weights. */
 ld_lm_config ld_bench_gpt2_124m(void);
 
+/* The train suite's workloads, for other suites (contention): a training step (forward,
+ * backward, AdamW) at batch B x T, and 32 decode steps at batch 1 from an empty cache.
+ * Each records its first failure in st and then does nothing. */
+typedef struct ld_bench_train_run {
+    ld_lm *m;
+    ld_tape *tape;
+    ld_adamw *opt;
+    int32_t *ids, *targets;
+    int64_t B, T;
+    ld_status st;
+} ld_bench_train_run;
+ld_status ld_bench_train_setup(ld_ctx *ctx, const ld_lm_config *cfg, bool bf16, int64_t B, int64_t T,
+                               ld_bench_train_run *r);
+void ld_bench_train_step(void *arg); /* ld_bench_train_run * */
+void ld_bench_train_teardown(ld_bench_train_run *r);
+typedef struct ld_bench_gen_run {
+    ld_lm_session *s;
+    int32_t tok;
+    int64_t n;
+    ld_status st;
+} ld_bench_gen_run;
+void ld_bench_decode_steps(void *arg); /* ld_bench_gen_run *: 32 steps, n = 32 */
+
 /* A result line: printed as a table row, or collected as JSON when json is set. */
 typedef struct ld_bench_report {
     bool json;
@@ -102,6 +125,9 @@ typedef struct ld_bench_opts {
 
 /* A group of rows for `liandan bench kernels` (one file each: bench_matmul.c, ...). */
 typedef void (*ld_bench_suite_fn)(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+/* Runs fn with the team of a context of o->threads threads current, as the library's own
+ * calls do: for suites that call kernels directly (bench_team.c). */
+void ld_bench_on_team(ld_bench_suite_fn fn, const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_suite_matmul(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 
 /* Causal attention forward/backward and a decode step (bench_attention.c). */
@@ -109,6 +135,7 @@ void ld_bench_suite_attention(const ld_bench_opts *o, const ld_machine_limits *l
 
 /* Top-level suites with their own rows (bench_train.c, ...). */
 void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+void ld_bench_contention(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 /* KV-cached inference of a whole model: decode vs the bandwidth limit, prefill vs the FMA
  * peak, per weight form (bench_infer.c). */
 void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);

@@ -9,18 +9,8 @@
 #include "kernels/cpu/gemm.h"
 #include "liandan/liandan.h"
 
-
-typedef struct train_run {
-    ld_lm *m;
-    ld_tape *tape;
-    ld_adamw *opt;
-    int32_t *ids, *targets;
-    int64_t B, T;
-    ld_status st;
-} train_run;
-
-static void one_step(void *arg) {
-    train_run *r = arg;
+void ld_bench_train_step(void *arg) {
+    ld_bench_train_run *r = arg;
     if (r->st) return;
     ld_params_zero_grad(ld_lm_params(r->m));
     ld_tape_reset(r->tape);
@@ -38,28 +28,44 @@ ld_lm_config ld_bench_gpt2_124m(void) {
     return c;
 }
 
+ld_status ld_bench_train_setup(ld_ctx *ctx, const ld_lm_config *cfg, bool bf16, int64_t B, int64_t T,
+                               ld_bench_train_run *r) {
+    *r = (ld_bench_train_run){.B = B, .T = T};
+    if ((r->st = ld_lm_new(ctx, cfg, 1, &r->m)) || (r->st = ld_tape_new(ctx, &r->tape)) ||
+        (r->st = ld_adamw_new(ld_lm_params(r->m), NULL, &r->opt)))
+        return r->st;
+    if (bf16) {
+        if ((r->st = ld_params_enable_bf16(ld_lm_params(r->m)))) return r->st;
+        ld_tape_set_bf16(r->tape, ld_lm_params(r->m));
+    }
+    r->ids = malloc((size_t)(B * T) * sizeof(int32_t));
+    r->targets = malloc((size_t)(B * T) * sizeof(int32_t));
+    if (!r->ids || !r->targets) return r->st = ld_error(ctx, LD_ERR_NOMEM, "out of memory");
+    ld_rng rng = ld_rng_init(7);
+    for (int64_t i = 0; i < B * T; i++) {
+        r->ids[i] = (int32_t)ld_rng_below(&rng, (uint64_t)cfg->vocab_size);
+        r->targets[i] = (int32_t)ld_rng_below(&rng, (uint64_t)cfg->vocab_size);
+    }
+    ld_bench_train_step(r); /* warm-up beyond the one ld_bench_median does: arenas settle */
+    return r->st;
+}
+
+void ld_bench_train_teardown(ld_bench_train_run *r) {
+    free(r->ids);
+    free(r->targets);
+    ld_adamw_free(r->opt);
+    ld_tape_free(r->tape);
+    ld_lm_free(r->m);
+    *r = (ld_bench_train_run){0};
+}
+
 static void bench_train_precision(ld_ctx *ctx, const ld_lm_config *cfg, bool bf16, int64_t B, int64_t T,
                                   const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep,
                                   double *tok_s_out) {
-    train_run r = {.B = B, .T = T};
+    ld_bench_train_run r;
     *tok_s_out = 0;
-    if ((r.st = ld_lm_new(ctx, cfg, 1, &r.m)) || (r.st = ld_tape_new(ctx, &r.tape)) ||
-        (r.st = ld_adamw_new(ld_lm_params(r.m), NULL, &r.opt)))
-        goto out;
-    if (bf16) {
-        if ((r.st = ld_params_enable_bf16(ld_lm_params(r.m)))) goto out;
-        ld_tape_set_bf16(r.tape, ld_lm_params(r.m));
-    }
-    r.ids = malloc((size_t)(B * T) * sizeof(int32_t));
-    r.targets = malloc((size_t)(B * T) * sizeof(int32_t));
-    if (!r.ids || !r.targets) goto out;
-    ld_rng rng = ld_rng_init(7);
-    for (int64_t i = 0; i < B * T; i++) {
-        r.ids[i] = (int32_t)ld_rng_below(&rng, (uint64_t)cfg->vocab_size);
-        r.targets[i] = (int32_t)ld_rng_below(&rng, (uint64_t)cfg->vocab_size);
-    }
-    one_step(&r); /* warm-up beyond the one ld_bench_median does: arenas settle */
-    double s = ld_bench_median(one_step, &r, o->reps);
+    if (ld_bench_train_setup(ctx, cfg, bf16, B, T, &r)) goto out;
+    double s = ld_bench_median(ld_bench_train_step, &r, o->reps);
     if (r.st) goto out;
     double tok_s = (double)(B * T) / s, flops = ld_lm_train_flops_per_token(cfg, T) * tok_s;
     char name[96];
@@ -76,23 +82,11 @@ static void bench_train_precision(ld_ctx *ctx, const ld_lm_config *cfg, bool bf1
     *tok_s_out = tok_s;
 out:
     if (r.st) fprintf(stderr, "liandan bench train: %s\n", ld_ctx_error(ctx));
-    free(r.ids);
-    free(r.targets);
-    ld_adamw_free(r.opt);
-    ld_tape_free(r.tape);
-    ld_lm_free(r.m);
+    ld_bench_train_teardown(&r);
 }
 
-typedef struct gen_run {
-    ld_lm_session *s;
-    int32_t tok;
-    int64_t n;
-    ld_status st;
-} gen_run;
-
-/* 32 decode steps at batch 1 from an empty cache. */
-static void decode_steps(void *arg) {
-    gen_run *g = arg;
+void ld_bench_decode_steps(void *arg) {
+    ld_bench_gen_run *g = arg;
     ld_lm_session_clear(g->s, 0);
     for (int i = 0; i < 32 && !g->st; i++) {
         const float *lg;
@@ -106,10 +100,10 @@ static void decode_steps(void *arg) {
  * matrix once in its type, plus one embedding row. */
 static void bench_generate(ld_ctx *ctx, ld_lm *m, ld_dtype type, const char *label, const ld_bench_opts *o,
                            const ld_machine_limits *lim, ld_bench_report *rep) {
-    gen_run g = {.tok = 1};
+    ld_bench_gen_run g = {.tok = 1};
     if ((g.st = ld_lm_session_new(m, 1, 64, 64, &g.s))) goto out;
     if (type != LD_F32 && (g.st = ld_lm_session_quantize(g.s, type))) goto out;
-    double s = ld_bench_median(decode_steps, &g, o->reps);
+    double s = ld_bench_median(ld_bench_decode_steps, &g, o->reps);
     if (g.st) goto out;
     double tok_s = (double)g.n / s, bytes = 0;
     const ld_lm_config *c = ld_lm_config_of(m);

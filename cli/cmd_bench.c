@@ -25,7 +25,7 @@ static void bench_kernels(const ld_bench_opts *o, const ld_machine_limits *lim, 
     for (size_t i = 0; i < sizeof kernel_suites / sizeof kernel_suites[0]; i++) {
         if (!kernel_suites[i].fn) continue;
         if (o->filter && !strstr(kernel_suites[i].name, o->filter)) continue;
-        kernel_suites[i].fn(o, lim, r);
+        ld_bench_on_team(kernel_suites[i].fn, o, lim, r);
     }
 }
 
@@ -44,6 +44,7 @@ static const top_suite top_suites[] = {
     {"serve", ld_bench_serve},
     {"tokenizer", ld_bench_tokenizer},
     {"finetune", ld_bench_finetune},
+    {"contention", ld_bench_contention},
 };
 
 static int cmd_bench(int argc, char **argv) {
@@ -82,7 +83,9 @@ static int cmd_bench(int argc, char **argv) {
                  "  tokenizer  BPE training time (32k, zh_pretrain + en_text) and encoding MB/s next to\n"
                  "             @huggingface/tokenizers on the same text (data: $LD_DATA_DIR)\n"
                  "  finetune   GPT-2-124M shape: LoRA step time against a full fine-tuning step (interleaved;\n"
-                 "             --filter step), peak memory of full, LoRA and QLoRA on a Q4_K base (--filter memory)"};
+                 "             --filter step), peak memory of full, LoRA and QLoRA on a Q4_K base (--filter memory)\n"
+                 "  contention GPT-2-124M shape: training step (fp32, B=4, T=64) and Q8_0 decode at batch 1 alone\n"
+                 "             and beside a busy process pinned to one core, and their ratio (--filter train|decode)"};
     int rc;
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     const char *suite = pos.v[0];

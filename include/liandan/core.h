@@ -80,7 +80,10 @@ void ld_log(ld_ctx *ctx, ld_log_level level, const char *fmt, ...)
     ;
 
 /* ---- threads ---------------------------------------------------------------------- */
-/* All compute uses one OpenMP pool; this sets its size for calls made with this ctx. */
+/* Each context computes on its own team of n_threads threads (the calling thread and
+ * n_threads - 1 workers, started at its first parallel work, ended by ld_ctx_free). Idle
+ * workers sleep after a short spin; contexts used from different threads never share or
+ * resize each other's teams. Changing the count joins the workers (not during a call). */
 void ld_ctx_set_threads(ld_ctx *ctx, int n_threads);
 int ld_ctx_threads(const ld_ctx *ctx);
 /* Number of cores the process may use. */

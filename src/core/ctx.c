@@ -1,13 +1,13 @@
-/* core/ctx.c — the library context: error messages, logging, thread count. */
+/* core/ctx.c — the library context: error messages, logging, its thread team. */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "core/ctx_internal.h"
+#include "core/team.h"
 
 const char *ld_version(void) {
     return "0.1.0";
@@ -32,11 +32,11 @@ ld_ctx_params ld_ctx_default_params(void) {
 }
 
 int ld_cpu_count(void) {
-#ifdef _OPENMP
-    int n = omp_get_num_procs();
-#else
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+#ifdef __linux__
+    cpu_set_t set; /* the cores this process may run on (taskset, cgroups' cpusets) */
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
 #endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
 
@@ -57,13 +57,15 @@ ld_status ld_ctx_new(const ld_ctx_params *params, ld_ctx **out) {
     ctx->log = p.log;
     ctx->log_user = p.log_user;
     ctx->log_level = p.log_level;
-    ld_ctx_set_threads(ctx, p.n_threads);
+    ctx->n_threads = p.n_threads > 0 ? p.n_threads : ld_cpu_count();
+    ctx->team = ld_team_new(ctx->n_threads);
     *out = ctx;
     return LD_OK;
 }
 
 void ld_ctx_free(ld_ctx *ctx) {
     if (!ctx) return;
+    ld_team_free(ctx->team);
     ld_allocator a = ctx->allocator;
     a.free(a.user, ctx);
 }
@@ -117,9 +119,11 @@ void ld_log(ld_ctx *ctx, ld_log_level level, const char *fmt, ...) {
 void ld_ctx_set_threads(ld_ctx *ctx, int n_threads) {
     if (!ctx) return;
     ctx->n_threads = n_threads > 0 ? n_threads : ld_cpu_count();
-#ifdef _OPENMP
-    omp_set_num_threads(ctx->n_threads);
-#endif
+    ld_team_set_threads(ctx->team, ctx->n_threads);
+}
+
+ld_team *ld_ctx_team(ld_ctx *ctx) {
+    return ctx ? ctx->team : NULL;
 }
 
 int ld_ctx_threads(const ld_ctx *ctx) {

@@ -14,6 +14,7 @@ struct ld_ctx {
     ld_log_level log_level;
     ld_allocator allocator;
     int n_threads;
+    struct ld_team *team; /* core/team.h: NULL (out of memory) runs loops serially */
     size_t bytes_in_use;
 };
 

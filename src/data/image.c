@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "liandan/image.h"
 
 #ifdef LD_HAVE_PNG
@@ -321,12 +322,27 @@ void ld_image_to_input(const uint8_t *src, int S, const ld_image_transform *tf, 
     }
 }
 
+typedef struct {
+    const uint8_t *const *src;
+    int S;
+    const ld_image_transform *tf;
+    bool augment;
+    uint64_t seed;
+    float *dst;
+} images_args;
+
+static void images_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const images_args *a = arg;
+    for (int64_t i = lo; i < hi; i++) {
+        ld_rng r = ld_rng_init(ld_rng_at(a->seed, (uint64_t)i));
+        ld_image_to_input(a->src[i], a->S, a->tf, a->augment ? &r : NULL, a->dst + (size_t)i * 3 * a->S * a->S);
+    }
+}
+
 void ld_image_batch_to_input(ld_ctx *ctx, const uint8_t *const *src, int64_t n, int S, const ld_image_transform *tf,
                              bool augment, uint64_t seed, float *dst) {
-    int threads = ld_ctx_threads(ctx);
-#pragma omp parallel for num_threads(threads) schedule(static) if (n >= 16)
-    for (int64_t i = 0; i < n; i++) {
-        ld_rng r = ld_rng_init(ld_rng_at(seed, (uint64_t)i));
-        ld_image_to_input(src[i], S, tf, augment ? &r : NULL, dst + (size_t)i * 3 * S * S);
-    }
+    LD_TEAM_SCOPE(ctx);
+    images_args a = {src, S, tf, augment, seed, dst};
+    ld_par_for(n, 4, images_part, &a);
 }

@@ -9,8 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <omp.h>
-
+#include "core/team.h"
 #include "data/data_internal.h"
 #include "liandan/io.h"
 
@@ -122,15 +121,13 @@ static ld_status split_write(prep *P, int which, const int32_t *ids, size_t n) {
     return LD_OK;
 }
 
-/* Tokenizes the chunk's documents in parallel and writes them in order. */
-static ld_status flush_chunk(prep *P) {
-    int n = P->n_docs;
-    if (!n) return LD_OK;
+/* Documents [lo, hi) of the chunk tokenized into their buffers (status per document). */
+static void tokenize_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    prep *P = arg;
     const ld_data_encoder *enc = P->enc;
-    bool eos = P->p->add_eos && enc->eos_id >= 0;
-    int threads = P->p->n_threads > 0 ? P->p->n_threads : ld_ctx_threads(P->ctx);
-#pragma omp parallel for schedule(static, 1) num_threads(threads) /* interleaved: documents vary in length */
-    for (int d = 0; d < n; d++) {
+    const bool eos = P->p->add_eos && enc->eos_id >= 0;
+    for (int64_t d = lo; d < hi; d++) {
         const char *t = P->text + P->doc_off[d];
         size_t len = P->doc_off[d + 1] - P->doc_off[d];
         size_t need = 0;
@@ -152,6 +149,17 @@ static ld_status flush_chunk(prep *P) {
         if (st == LD_OK && eos) P->ids[d][need++] = enc->eos_id;
         P->n_ids[d] = need;
         P->doc_status[d] = st;
+    }
+}
+
+/* Tokenizes the chunk's documents on the thread team (a document a piece: they vary in
+ * length) and writes them in order. */
+static ld_status flush_chunk(prep *P) {
+    int n = P->n_docs;
+    if (!n) return LD_OK;
+    {
+        LD_TEAM_SCOPE_THREADS(P->ctx, P->p->n_threads);
+        ld_par_for(n, 1, tokenize_part, P);
     }
     for (int d = 0; d < n; d++) {
         if (P->doc_status[d] != LD_OK) {

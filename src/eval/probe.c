@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "kernels/kernels.h"
 #include "liandan/io.h"
 #include "liandan/probe.h"
@@ -18,6 +19,7 @@ ld_logreg_params ld_logreg_default_params(void) {
 
 ld_status ld_logreg_fit_predict(ld_ctx *ctx, const float *Xtr, const int32_t *ytr, int64_t ntr, const float *Xte,
                                 int64_t nte, int64_t d, int64_t k, const ld_logreg_params *p, int32_t *pred) {
+    LD_TEAM_SCOPE(ctx);
     ld_logreg_params dp = ld_logreg_default_params();
     if (!p) p = &dp;
     if (!Xtr || !ytr || !Xte || !pred || d <= 0 || k < 2 || ntr <= 0 || nte < 0)
@@ -290,6 +292,7 @@ static ld_status probe_accuracy(ld_ctx *ctx, const float *X, const int32_t *y, c
 
 ld_status ld_protein_probe(ld_ctx *ctx, ld_encoder *m, const ld_tokenizer *tok, const char *path,
                            const ld_probe_task_params *p, ld_probe_report *out) {
+    LD_TEAM_SCOPE(ctx);
     if (!path || !p || !out || (m && !tok)) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_protein_probe: bad arguments");
     if (p->max_len < 3) return ld_error(ctx, LD_ERR_INVALID_ARG, "probe: max_len %lld < 3", (long long)p->max_len);
     if (m && p->max_len > ld_encoder_config_of(m)->max_position)

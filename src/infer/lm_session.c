@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "liandan/infer.h"
 #include "liandan/quant.h"
 #include "infer/kv_pages.h"
@@ -538,6 +539,22 @@ static bool wants_dequant_gemm(const ld_lm_session *s, const sess_form *f, int64
     return f->dtype != LD_F32 && M >= LD_DEQUANT_GEMM_MIN_M && dequant_for_gemm(f->dtype) &&
            s->wf32_elems >= (N < 16 ? N : 16) * K;
 }
+typedef struct {
+    ld_ctx *ctx;
+    ld_dtype dtype;
+    const void *data;
+    size_t row_bytes;
+    float *out;
+    int64_t K;
+} dequant_rows_args;
+
+static void dequant_rows_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const dequant_rows_args *a = arg;
+    for (int64_t r = lo; r < hi; r++)
+        ld_dequantize(a->ctx, a->dtype, (const uint8_t *)a->data + (size_t)r * a->row_bytes, a->out + r * a->K, a->K);
+}
+
 static void run_dequant_gemm(const ld_lm_session *s, const sess_form *f, int64_t N, int64_t K, const float *x, int64_t M,
                              float *y) {
     size_t rb = 0;
@@ -546,9 +563,8 @@ static void run_dequant_gemm(const ld_lm_session *s, const sess_form *f, int64_t
     const int64_t band = s->wf32_elems / K;
     for (int64_t n0 = 0; n0 < N; n0 += band) {
         const int64_t nb = N - n0 < band ? N - n0 : band;
-#pragma omp parallel for schedule(static) num_threads(ld_ctx_threads(s->ctx))
-        for (int64_t r = 0; r < nb; r++)
-            ld_dequantize(s->ctx, f->dtype, (const uint8_t *)f->data + (size_t)(n0 + r) * rb, wf + r * K, K);
+        dequant_rows_args a = {s->ctx, f->dtype, (const uint8_t *)f->data + (size_t)n0 * rb, rb, wf, K};
+        ld_par_for(nb, ld_par_grain(K), dequant_rows_part, &a);
         s->k->gemm_f32(false, true, M, nb, K, 1.0f, x, K, wf, K, 0.0f, y + n0, N);
     }
 }
@@ -756,6 +772,7 @@ static void mlp_llama(ld_lm_session *s, const lm_layer *L, int64_t M) {
  * states of every row instead of logits (ld_lm_session_eval_hidden). */
 static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_segs, bool all_logits, bool hidden,
                            const float **out) {
+    LD_TEAM_SCOPE(s->ctx);
     int64_t M;
     ld_status st = validate(s, segs, n_segs, &M);
     if (st || (all_logits && (st = reserve_logits(s, M)))) return st;

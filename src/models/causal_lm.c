@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/team.h"
 #include "liandan/io.h"
 #include "liandan/quant.h"
 #include "models/causal_lm_internal.h"
@@ -618,6 +619,7 @@ static ld_status norm(ld_lm *m, ld_tape *t, ld_tensor *x, ld_tensor *w, ld_tenso
 }
 
 ld_status lm_forward_hidden(ld_lm *m, ld_tape *t, const int32_t *ids, int64_t B, int64_t T, ld_tensor **hidden) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
     if (!m || !t || !ids) return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_lm_forward: NULL argument");
     if (m->in_place && !m->adapter) /* with an adapter the frozen base is read from its forms (QLoRA) */
         return ld_error(m->ctx, LD_ERR_STATE, "the model was loaded for inference (weights read in place from the "

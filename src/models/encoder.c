@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "models/encoder_internal.h"
 
 /* ---- configuration ------------------------------------------------------------------- */
@@ -376,6 +377,7 @@ static ld_status embed_esm(ld_encoder *m, ld_tape *t, const int32_t *ids, const 
 
 ld_status ld_encoder_forward(ld_encoder *m, ld_tape *t, const int32_t *ids, const int32_t *types,
                              const int32_t *lengths, int64_t B, int64_t T, ld_tensor **hidden) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
     if (!m || !t || !hidden) return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_encoder_forward: NULL argument");
     TRY(check_inputs(m, ids, types, lengths, B, T));
     const ld_encoder_config *c = &m->cfg;
@@ -425,6 +427,7 @@ static ld_status gather_rows(ld_encoder *m, ld_tape *t, const ld_tensor *x, cons
 
 ld_status ld_encoder_mlm_logits(ld_encoder *m, ld_tape *t, const ld_tensor *hidden, const int32_t *positions,
                                 int64_t n, ld_tensor **logits) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
     if (!m || !t || !hidden || !logits)
         return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_encoder_mlm_logits: NULL argument");
     if (hidden->ndim < 2 || hidden->shape[hidden->ndim - 1] != m->cfg.hidden_size)
@@ -441,6 +444,7 @@ ld_status ld_encoder_mlm_logits(ld_encoder *m, ld_tape *t, const ld_tensor *hidd
 ld_status ld_encoder_mlm_loss(ld_encoder *m, ld_tape *t, const int32_t *ids, const int32_t *lengths,
                               const int32_t *targets, int64_t B, int64_t T, ld_tensor **loss, int64_t *counted,
                               ld_tensor **logits) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
     if (!m || !t || !targets || !loss)
         return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_encoder_mlm_loss: NULL argument");
     int64_t n = 0;
@@ -462,6 +466,7 @@ ld_status ld_encoder_mlm_loss(ld_encoder *m, ld_tape *t, const int32_t *ids, con
 
 ld_status ld_encoder_pool(ld_encoder *m, ld_tape *t, const ld_tensor *hidden, const int32_t *lengths,
                           ld_pooling mode, ld_tensor **pooled) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
     if (!m || !t || !hidden || !pooled)
         return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_encoder_pool: NULL argument");
     if (hidden->ndim != 3)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/team.h"
 #include "liandan/io.h"
 #include "models/encoder_internal.h"
 
@@ -175,6 +176,7 @@ enum { EMBED_BATCH = 16 };
 
 ld_status ld_encoder_embed(ld_encoder *m, const int32_t *const *seqs, const int64_t *lens, int64_t n, ld_pooling mode,
                            bool normalize, float *out) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
     if (!m || !seqs || !lens || !out || n < 0) return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_encoder_embed: bad argument");
     ld_tape *t;
     TRY(inference_tape(m, &t));
@@ -201,6 +203,7 @@ ld_status ld_encoder_embed(ld_encoder *m, const int32_t *const *seqs, const int6
 }
 
 ld_status ld_encoder_hidden(ld_encoder *m, const int32_t *ids, int64_t n, float *out) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
     if (!m || !ids || !out) return LD_ERR_INVALID_ARG;
     ld_tape *t;
     TRY(inference_tape(m, &t));
@@ -216,6 +219,7 @@ ld_status ld_encoder_hidden(ld_encoder *m, const int32_t *ids, int64_t n, float 
 ld_status ld_encoder_fill_mask(ld_encoder *m, const int32_t *ids, int64_t n, int32_t mask_id, int k,
                                int64_t cap_masks, int64_t *n_masks, int64_t *positions, int32_t *top_ids,
                                float *top_probs) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
     if (!m || !ids || !n_masks || k < 1) return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_encoder_fill_mask: bad argument");
     int64_t nm = 0, V = m->cfg.vocab_size;
     for (int64_t i = 0; i < n; i++) nm += ids[i] == mask_id;
@@ -257,6 +261,7 @@ ld_status ld_encoder_fill_mask(ld_encoder *m, const int32_t *ids, int64_t n, int
 
 ld_status ld_encoder_mlm_eval(ld_encoder *m, ld_mlm_source *src, int64_t B, int64_t max_batches,
                               const double *unigram, ld_mlm_eval *out) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
     if (!m || !src || !out || B <= 0) return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_encoder_mlm_eval: bad argument");
     ld_ctx *ctx = m->ctx;
     int64_t V = m->cfg.vocab_size, T = ld_mlm_source_row_length(src);

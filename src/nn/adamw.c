@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "nn/nn_internal.h"
 
 #define ADAMW_MAX_SETS 4
@@ -91,6 +92,7 @@ ld_status ld_adamw_new(ld_params *p, const ld_adamw_config *cfg, ld_adamw **out)
 }
 
 double ld_params_grad_norm(ld_params *p, float grad_scale) {
+    LD_TEAM_SCOPE(p ? p->ctx : NULL);
     const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
     double ss = 0;
     for (int i = 0; p && i < p->count; i++) {
@@ -101,6 +103,7 @@ double ld_params_grad_norm(ld_params *p, float grad_scale) {
 }
 
 ld_status ld_adamw_step(ld_adamw *o, float lr, float grad_scale, double *grad_norm) {
+    LD_TEAM_SCOPE(o ? o->ctx : NULL);
     if (!o) return LD_ERR_INVALID_ARG;
     double ss = 0;
     for (int s = 0; o->n_sets > 1 && s < o->n_sets; s++) {

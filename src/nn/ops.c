@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "nn/nn_internal.h"
 
 /* ---- helpers ---------------------------------------------------------------------- */
@@ -103,6 +104,23 @@ static void linear_bwd_bf16(ld_tape *t, ld_node *n, float *dx, float *dw) {
     }
 }
 
+/* The bias gradient db[j] += sum over rows of dy[r][j], for columns [j0, j1). */
+typedef struct {
+    float *db;
+    const float *dy;
+    int64_t M, N;
+} bias_grad_args;
+
+static void bias_grad_part(void *arg, int64_t j0, int64_t j1, int piece) {
+    (void)piece;
+    const bias_grad_args *a = arg;
+    for (int64_t j = j0; j < j1; j++) {
+        float s = 0;
+        for (int64_t r = 0; r < a->M; r++) s += a->dy[r * a->N + j];
+        a->db[j] += s;
+    }
+}
+
 static void linear_bwd(ld_tape *t, ld_node *n) {
     ld_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     const float *dy = n->out->grad->data;
@@ -120,12 +138,8 @@ static void linear_bwd(ld_tape *t, ld_node *n) {
         else t->k->gemm_f32(true, false, N, K, M, 1.0f, dy, N, x->data, K, 1.0f, dw, K);
     }
     if (db) {
-#pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < N; j++) {
-            float s = 0;
-            for (int64_t r = 0; r < M; r++) s += dy[r * N + j];
-            db[j] += s;
-        }
+        bias_grad_args a = {db, dy, M, N};
+        ld_par_for(N, ld_par_cols_grain(M), bias_grad_part, &a);
     }
 }
 

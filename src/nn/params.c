@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "nn/nn_internal.h"
 
 ld_status ld_params_new(ld_ctx *ctx, ld_params **out) {
@@ -148,6 +149,7 @@ void ld_params_zero_grad(ld_params *p) {
 }
 
 ld_status ld_params_enable_bf16(ld_params *p) {
+    LD_TEAM_SCOPE(p ? p->ctx : NULL);
     if (!p) return LD_ERR_INVALID_ARG;
     const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
     for (int i = 0; i < p->count; i++) {
@@ -169,6 +171,7 @@ const uint16_t *ld_params_bf16_of(const ld_params *p, const ld_tensor *t) {
 }
 
 void ld_params_refresh_bf16(ld_params *p) {
+    LD_TEAM_SCOPE(p ? p->ctx : NULL);
     const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
     for (int i = 0; p && i < p->count; i++)
         if (p->bf16[i] && p->list[i]->data) k->f32_to_bf16(p->bf16[i], p->list[i]->data, ld_tensor_numel(p->list[i]));

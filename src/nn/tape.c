@@ -2,6 +2,7 @@
  * passes in reverse. Activations and gradients come from two arenas rewound every step. */
 #include <string.h>
 
+#include "core/team.h"
 #include "nn/nn_internal.h"
 
 ld_status ld_tape_new(ld_ctx *ctx, ld_tape **out) {
@@ -80,6 +81,7 @@ float *ld_tape_grad(ld_tape *t, ld_tensor *x) {
 }
 
 ld_status ld_tape_backward(ld_tape *t, ld_tensor *loss) {
+    LD_TEAM_SCOPE(t ? t->ctx : NULL);
     if (!t || !loss) return ld_error(t ? t->ctx : NULL, LD_ERR_INVALID_ARG, "ld_tape_backward: NULL argument");
     if (ld_tensor_numel(loss) != 1)
         return ld_error(t->ctx, LD_ERR_SHAPE, "backward needs a one-element loss, got %lld elements",

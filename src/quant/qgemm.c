@@ -18,12 +18,12 @@
  * x over the whole panel, its float sums in registers from the first group to the last
  * (splitting K into L1-sized chunks and re-loading the sums was 1.4x slower: measured).
  * Prepacked weights (ld_qgemm_prepack) keep all panels and skip the packing. Panels are
- * split over threads with a static schedule, so the result does not depend on the thread
- * count. */
+ * pieces of the thread team's loops (core/team.h); every output element is computed by one
+ * panel's kernel, so the result does not depend on the thread count. */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "quant/qgemm.h"
 
 /* Prepacked forms: Q8_0 keeps byte panels (9 bits per weight against 8.5), the 4-6 bit
@@ -169,6 +169,22 @@ static void qgemm_ref(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, i
     }
 }
 
+typedef struct {
+    const ld_qgemm_format *f;
+    void (*quantize)(const ld_qgemm_format *f, const float *x, int64_t K, int8_t *q, ld_qgemm_agroup *ag);
+    const float *x;
+    int64_t K;
+    int8_t *q;
+    ld_qgemm_agroup *ag;
+} qact_args;
+
+static void qact_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const qact_args *a = arg;
+    const int64_t ng = a->K / a->f->group;
+    for (int64_t m = lo; m < hi; m++) a->quantize(a->f, a->x + m * a->K, a->K, a->q + m * a->K, a->ag + m * ng);
+}
+
 /* Quantizes the M rows of x into the scratch (int8 values, then their groups) and returns
  * the part after them (the per-thread panels of ld_qgemm_run). */
 static uint8_t *quantize_rows(const ld_qgemm_format *f, const float *x, int64_t M, int64_t K, void *scratch,
@@ -177,10 +193,8 @@ static uint8_t *quantize_rows(const ld_qgemm_format *f, const float *x, int64_t 
     uint8_t *base = (uint8_t *)up64((size_t)scratch);
     *q = (int8_t *)base;
     *ag = (ld_qgemm_agroup *)(base + up64((size_t)(M * K)));
-    int8_t *qq = *q;
-    ld_qgemm_agroup *gg = *ag;
-#pragma omp parallel for schedule(static) num_threads(threads) if (M * K >= LD_QACT_PAR_MIN)
-    for (int64_t m = 0; m < M; m++) (isa ? isa->quantize_act : ld_qgemm_quantize_act_ref)(f, x + m * K, K, qq + m * K, gg + m * ng);
+    qact_args a = {f, isa ? isa->quantize_act : ld_qgemm_quantize_act_ref, x, K, *q, *ag};
+    ld_par_for(M, threads > 1 && M * K >= LD_QACT_PAR_MIN ? ld_par_grain(K) : M, qact_part, &a);
     return (uint8_t *)*ag + up64((size_t)(M * ng) * sizeof **ag);
 }
 
@@ -196,6 +210,54 @@ static void panel_rows(const ld_qgemm_format *f, ld_qgemm_kernel_fn kernel, cons
     }
 }
 
+typedef struct {
+    const ld_qgemm_format *f;
+    const ld_qgemm_isa *isa;
+    const uint8_t *W; /* unpacked weights (ld_qgemm_run), or NULL */
+    size_t wrow;
+    const uint8_t *P; /* prepacked panels (ld_qgemm_run_packed, ld_qgemm_prepack) */
+    size_t pb;        /* bytes of one prepacked panel */
+    int64_t N, K, M;
+    const int8_t *q;
+    const ld_qgemm_agroup *ag;
+    float *y;
+    uint8_t *per_thread; /* `threads` regions of tb bytes (a panel and its levels) */
+    size_t tb;
+    int threads;
+    int failed; /* a piece found no scratch (set atomically) */
+} qgemm_args;
+
+/* The calling thread's region of a->per_thread, or its own scratch when the team is larger
+ * than the caller sized the regions for (a loop outside the caller's context's scope). */
+static uint8_t *thread_region(qgemm_args *a) {
+    const int t = ld_par_thread();
+    if (t < a->threads) return a->per_thread + (size_t)t * a->tb;
+    uint8_t *r = ld_thread_scratch(LD_SCRATCH_QGEMM, a->tb);
+    if (!r) __atomic_store_n(&a->failed, 1, __ATOMIC_RELAXED);
+    return r;
+}
+
+static void n_range(const qgemm_args *a, int64_t p, int64_t *n0, int *nc) {
+    *n0 = p * LD_QGEMM_NR;
+    *nc = a->N - *n0 < LD_QGEMM_NR ? (int)(a->N - *n0) : LD_QGEMM_NR;
+}
+
+/* Panels [p0, p1) of unpacked W: packed into this thread's region, then every row of x. */
+static void pack_and_run_part(void *arg, int64_t p0, int64_t p1, int piece) {
+    (void)piece;
+    qgemm_args *a = arg;
+    uint8_t *panel = thread_region(a);
+    if (!panel) return;
+    uint8_t *tmp = panel + up64((size_t)(a->K / a->f->group) * ld_qgemm_group_bytes(a->f));
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t n0;
+        int nc;
+        n_range(a, p, &n0, &nc);
+        a->isa->pack(a->f, a->W, a->wrow, n0, nc, a->K, panel, tmp);
+        panel_rows(a->f, a->isa->kernel[LD_QPANEL_BYTES], panel, n0, nc, a->q, a->ag, a->M, a->K, a->y, a->N);
+    }
+}
+
 void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, const float *x,
                   int64_t M, float *y, void *scratch, int threads, const ld_qgemm_isa *isa) {
     const int64_t ng = K / f->group;
@@ -208,18 +270,10 @@ void ld_qgemm_run(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64
         return;
     }
     const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
-#pragma omp parallel num_threads(threads) if (M * N * K >= LD_QMM_PAR_MIN)
-    {
-        uint8_t *panel = per_thread + (size_t)omp_get_thread_num() * tb;
-        uint8_t *tmp = panel + up64((size_t)ng * gb);
-#pragma omp for schedule(static)
-        for (int64_t p = 0; p < npanels; p++) {
-            const int64_t n0 = p * LD_QGEMM_NR;
-            const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-            isa->pack(f, W, wrow, n0, nc, K, panel, tmp);
-            panel_rows(f, isa->kernel[LD_QPANEL_BYTES], panel, n0, nc, q, ag, M, K, y, N);
-        }
-    }
+    qgemm_args a = {f, isa, W, wrow, NULL, 0, N, K, M, q, ag, y, per_thread, tb, threads, 0};
+    const bool par = threads > 1 && M * N * K >= LD_QMM_PAR_MIN;
+    ld_par_for(npanels, par ? 1 : npanels, pack_and_run_part, &a);
+    if (a.failed) pack_and_run_part(&a, 0, npanels, 0); /* a thread without scratch: redo it all here */
 }
 
 /* ---- prepacked weights: every panel packed once, kept, used for any number of rows ---- */
@@ -236,16 +290,41 @@ size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K) {
     return up64((size_t)K + 8 * (size_t)(K / f->group));
 }
 
+/* Panels [p0, p1) packed into their places in a->P. */
+static void prepack_part(void *arg, int64_t p0, int64_t p1, int piece) {
+    (void)piece;
+    qgemm_args *a = arg;
+    const ld_qgemm_format *f = a->f;
+    uint8_t *tmp = f->packed == LD_QPANEL_BYTES ? thread_region(a) : NULL;
+    if (f->packed == LD_QPANEL_BYTES && !tmp) return;
+    uint8_t *P = (uint8_t *)a->P;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t n0;
+        int nc;
+        n_range(a, p, &n0, &nc);
+        if (f->packed != LD_QPANEL_BYTES) ld_qgemm_pack_compact(f->packed, a->W, a->wrow, n0, nc, a->K, P + (size_t)p * a->pb);
+        else a->isa->pack(f, a->W, a->wrow, n0, nc, a->K, P + (size_t)p * a->pb, tmp);
+    }
+}
+
 void ld_qgemm_prepack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, uint8_t *P,
                       uint8_t *tmp, int threads, const ld_qgemm_isa *isa) {
     const size_t pb = panel_bytes(f, K), tb = ld_qgemm_prepack_tmp_bytes(f, K);
     const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t p = 0; p < npanels; p++) {
-        const int64_t n0 = p * LD_QGEMM_NR;
-        const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-        if (f->packed != LD_QPANEL_BYTES) ld_qgemm_pack_compact(f->packed, W, wrow, n0, nc, K, P + (size_t)p * pb);
-        else isa->pack(f, W, wrow, n0, nc, K, P + (size_t)p * pb, tmp + (size_t)omp_get_thread_num() * tb);
+    qgemm_args a = {f, isa, W, wrow, P, pb, N, K, 0, NULL, NULL, NULL, tmp, tb, threads, 0};
+    ld_par_for(npanels, threads > 1 ? 1 : npanels, prepack_part, &a);
+    if (a.failed) prepack_part(&a, 0, npanels, 0);
+}
+
+/* Prepacked panels [p0, p1), every row of x. */
+static void packed_part(void *arg, int64_t p0, int64_t p1, int piece) {
+    (void)piece;
+    const qgemm_args *a = arg;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t n0;
+        int nc;
+        n_range(a, p, &n0, &nc);
+        panel_rows(a->f, a->isa->kernel[a->f->packed], a->P + (size_t)p * a->pb, n0, nc, a->q, a->ag, a->M, a->K, a->y, a->N);
     }
 }
 
@@ -254,12 +333,8 @@ void ld_qgemm_run_packed(const ld_qgemm_format *f, const uint8_t *P, int64_t N, 
     int8_t *q;
     ld_qgemm_agroup *ag;
     quantize_rows(f, x, M, K, scratch, threads, isa, &q, &ag);
-    const size_t pb = panel_bytes(f, K);
     const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
-#pragma omp parallel for schedule(static) num_threads(threads) if (M * N * K >= LD_QMM_PAR_MIN)
-    for (int64_t p = 0; p < npanels; p++) {
-        const int64_t n0 = p * LD_QGEMM_NR;
-        const int nc = N - n0 < LD_QGEMM_NR ? (int)(N - n0) : LD_QGEMM_NR;
-        panel_rows(f, isa->kernel[f->packed], P + (size_t)p * pb, n0, nc, q, ag, M, K, y, N);
-    }
+    qgemm_args a = {f, isa, NULL, 0, P, panel_bytes(f, K), N, K, M, q, ag, y, NULL, 0, threads, 0};
+    const bool par = threads > 1 && M * N * K >= LD_QMM_PAR_MIN;
+    ld_par_for(npanels, par ? ld_par_grain(M * LD_QGEMM_NR * K) : npanels, packed_part, &a);
 }

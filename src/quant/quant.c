@@ -2,9 +2,9 @@
  * per ld_dtype, per ISA level) and the public entry points: ld_quantize,
  * ld_dequantize and ld_qmatmul (y = x . W^T on F32, F16 or block-quantized weights). */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "kernels/kernels.h"
 #include "quant/qgemm.h"
 #include "quant/quant_blocks.h"
@@ -179,6 +179,22 @@ void ld_quant_random_blocks(ld_dtype t, void *blocks, int64_t nblk, uint64_t see
 }
 
 /* ---- public entry points ------------------------------------------------------------------- */
+typedef struct {
+    const ld_quant_traits *q;
+    const float *src;
+    uint8_t *dst;
+    size_t row_bytes;
+    int64_t ncols;
+    const float *imatrix;
+} quantize_rows_args;
+
+static void quantize_rows_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const quantize_rows_args *a = arg;
+    for (int64_t r = lo; r < hi; r++)
+        a->q->quantize_row(a->src + r * a->ncols, a->dst + (size_t)r * a->row_bytes, a->ncols, a->imatrix);
+}
+
 ld_status ld_quantize(ld_ctx *ctx, ld_dtype dst_type, void *dst, const float *src, int64_t nrows,
                       int64_t ncols, const float *imatrix) {
     const ld_quant_traits *q = ld_quant_traits_get(dst_type);
@@ -208,9 +224,9 @@ ld_status ld_quantize(ld_ctx *ctx, ld_dtype dst_type, void *dst, const float *sr
             if (!(imatrix[c] >= 0) || !isfinite(imatrix[c]))
                 return ld_error(ctx, LD_ERR_NUMERIC, "ld_quantize: importance weight %lld is %g (must be finite, >= 0)",
                                 (long long)c, (double)imatrix[c]);
-    uint8_t *out = dst;
-#pragma omp parallel for schedule(static) num_threads(ld_ctx_threads(ctx))
-    for (int64_t r = 0; r < nrows; r++) q->quantize_row(src + r * ncols, out + (size_t)r * row_bytes, ncols, imatrix);
+    LD_TEAM_SCOPE(ctx);
+    quantize_rows_args a = {q, src, dst, row_bytes, ncols, imatrix};
+    ld_par_for(nrows, ld_par_grain(ncols), quantize_rows_part, &a);
     return LD_OK;
 }
 
@@ -261,6 +277,55 @@ ld_status ld_qmatmul_scratch_size(ld_ctx *ctx, ld_dtype wtype, int64_t M, int64_
 /* Columns per tile: a tile's weight rows stay in cache while every row of x passes. */
 #define QMM_TILE_N 8
 
+typedef struct {
+    ld_quantize_act_fn qa;
+    const float *x;
+    uint8_t *act;
+    size_t arow;
+    int64_t K;
+} qact_args;
+
+static void qact_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const qact_args *a = arg;
+    for (int64_t m = lo; m < hi; m++) a->qa(a->x + m * a->K, a->act + (size_t)m * a->arow, a->K);
+}
+
+typedef struct {
+    ld_vec_dot_fn dot;
+    ld_dot_rows_fn rows; /* or NULL: one dot at a time */
+    const uint8_t *w;
+    size_t wrow;
+    const uint8_t *act;
+    size_t arow;
+    float *y;
+    int64_t N, K, M;
+} qmm_args;
+
+/* Tiles [t0, t1) of QMM_TILE_N output columns, for every row of x. */
+static void qmm_tiles(void *arg, int64_t t0, int64_t t1, int piece) {
+    (void)piece;
+    const qmm_args *a = arg;
+    const int64_t N = a->N, K = a->K, M = a->M;
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t n0 = t * QMM_TILE_N, n1 = n0 + QMM_TILE_N < N ? n0 + QMM_TILE_N : N;
+        if (!a->rows) {
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = n0; n < n1; n++)
+                    a->y[m * N + n] = a->dot(K, a->w + (size_t)n * a->wrow, a->act + (size_t)m * a->arow);
+            continue;
+        }
+        for (int64_t m = 0; m < M; m += LD_QDOT_MAX_ROWS) {
+            const int na = M - m < LD_QDOT_MAX_ROWS ? (int)(M - m) : LD_QDOT_MAX_ROWS;
+            float out[LD_QDOT_MAX_ROWS];
+            for (int64_t n = n0; n < n1; n++) {
+                a->rows(K, a->w + (size_t)n * a->wrow, a->act + (size_t)m * a->arow, a->arow, na, out);
+                for (int r = 0; r < na; r++) a->y[(m + r) * N + n] = out[r];
+            }
+        }
+    }
+}
+
 int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x, int64_t M, float *y,
                     void *scratch, int threads, ld_isa isa) {
     const ld_quant_traits *q = ld_quant_traits_at(wtype, isa);
@@ -280,30 +345,14 @@ int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const f
     size_t arow = (size_t)K * sizeof(float);
     if (qa) {
         arow = (size_t)(K / q->act_block_size) * (size_t)q->act_block_bytes;
-        uint8_t *s = scratch;
-#pragma omp parallel for schedule(static) num_threads(threads) if (M * K >= LD_QACT_PAR_MIN)
-        for (int64_t m = 0; m < M; m++) qa(x + m * K, s + (size_t)m * arow, K);
-        act = s;
+        qact_args a = {qa, x, scratch, arow, K};
+        ld_par_for(M, threads > 1 && M * K >= LD_QACT_PAR_MIN ? ld_par_grain(K) : M, qact_part, &a);
+        act = scratch;
     }
-    const uint8_t *w = W;
     const int64_t ntiles = (N + QMM_TILE_N - 1) / QMM_TILE_N;
-#pragma omp parallel for schedule(static) num_threads(threads) if (M * N * K >= LD_QMM_PAR_MIN)
-    for (int64_t t = 0; t < ntiles; t++) {
-        const int64_t n0 = t * QMM_TILE_N, n1 = n0 + QMM_TILE_N < N ? n0 + QMM_TILE_N : N;
-        if (!rows) {
-            for (int64_t m = 0; m < M; m++)
-                for (int64_t n = n0; n < n1; n++) y[m * N + n] = dot(K, w + (size_t)n * wrow, act + (size_t)m * arow);
-            continue;
-        }
-        for (int64_t m = 0; m < M; m += LD_QDOT_MAX_ROWS) {
-            const int na = M - m < LD_QDOT_MAX_ROWS ? (int)(M - m) : LD_QDOT_MAX_ROWS;
-            float out[LD_QDOT_MAX_ROWS];
-            for (int64_t n = n0; n < n1; n++) {
-                rows(K, w + (size_t)n * wrow, act + (size_t)m * arow, arow, na, out);
-                for (int r = 0; r < na; r++) y[(m + r) * N + n] = out[r];
-            }
-        }
-    }
+    qmm_args a = {dot, rows, W, wrow, act, arow, y, N, K, M};
+    ld_par_for(ntiles, threads > 1 && M * N * K >= LD_QMM_PAR_MIN ? ld_par_grain(M * QMM_TILE_N * K) : ntiles, qmm_tiles,
+               &a);
     return 0;
 }
 
@@ -319,6 +368,7 @@ ld_status ld_qmatmul(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int6
     if (ld_dtype_row_bytes(wtype, K, &wrow) || ld_mul_size(wrow, (size_t)N, &tmp) ||
         ld_mul_size((size_t)M, (size_t)N, &tmp))
         return ld_error(ctx, LD_ERR_OVERFLOW, "ld_qmatmul: sizes overflow");
+    LD_TEAM_SCOPE(ctx);
     ld_qmatmul_impl(wtype, W, N, K, x, M, y, scratch, ld_ctx_threads(ctx), ld_isa_active());
     return LD_OK;
 }
@@ -371,6 +421,7 @@ ld_status ld_qpack(ld_ctx *ctx, ld_dtype wtype, const void *W, int64_t N, int64_
     if (!tmp) return ld_ctx_status(ctx);
     size_t wrow;
     ld_dtype_row_bytes(wtype, K, &wrow);
+    LD_TEAM_SCOPE(ctx);
     ld_qgemm_prepack(f, W, wrow, N, K, dst, tmp, threads, pack_isa(wtype));
     ld_free(ctx, tmp);
     return LD_OK;
@@ -397,6 +448,7 @@ ld_status ld_qmatmul_packed(ld_ctx *ctx, ld_dtype wtype, const void *P, int64_t 
     if (!P || !x || !y || !scratch)
         return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul_packed: NULL %s", !P ? "P" : !x ? "x" : !y ? "y" : "scratch");
     if ((uintptr_t)P & 63) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_qmatmul_packed: weights not 64-byte aligned");
+    LD_TEAM_SCOPE(ctx);
     ld_qgemm_run_packed(f, P, N, K, x, M, y, scratch, ld_ctx_threads(ctx), pack_isa(wtype));
     return LD_OK;
 }

@@ -227,7 +227,8 @@ const ld_quant_traits *ld_quant_traits_at(ld_dtype t, ld_isa isa);
  * benchmarks of the types liandan decodes but does not quantize to. */
 void ld_quant_random_blocks(ld_dtype t, void *blocks, int64_t nblk, uint64_t seed);
 
-/* ld_qmatmul with the kernels of level isa (LD_ISA_SCALAR = the scalar reference). */
+/* ld_qmatmul with the kernels of level isa (LD_ISA_SCALAR = the scalar reference), on the
+ * current thread team (core/team.h) when threads > 1, on the calling thread otherwise. */
 int ld_qmatmul_impl(ld_dtype wtype, const void *W, int64_t N, int64_t K, const float *x, int64_t M,
                     float *y, void *scratch, int threads, ld_isa isa);
 

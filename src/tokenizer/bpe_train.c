@@ -9,10 +9,10 @@
  *    around each occurrence, so the total work is proportional to the symbols removed.
  * Ties go to the pair seen first, which depends only on the data: training is deterministic
  * and independent of the thread count. */
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "tokenizer/tok_internal.h"
 
 ld_bpe_train_params ld_bpe_train_default_params(void) {
@@ -23,6 +23,7 @@ ld_bpe_train_params ld_bpe_train_default_params(void) {
 /* ---- step 1: word counts ---- */
 typedef struct counter {
     ld_strmap map;
+    pcre2_match_data *md; /* made by the thread's first piece */
     ld_status st;
 } counter;
 
@@ -221,6 +222,28 @@ static int cmp_words(const void *x, const void *y, void *arg) {
     return c ? c : (li > lk) - (li < lk);
 }
 
+typedef struct {
+    counter *cs; /* per thread of the team */
+    const ld_split_op *pt;
+    const char *text;
+    const size_t *doc_off;
+    int64_t nd;
+    const ld_bpe_train_params *p;
+    int64_t done; /* documents counted (atomic) */
+} count_args;
+
+/* Documents [lo, hi) counted into the running thread's map; the calling thread reports. */
+static void count_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    count_args *a = arg;
+    counter *c = &a->cs[ld_par_thread()];
+    if (!c->md && !c->st && !(c->md = pcre2_match_data_create_from_pattern(a->pt->code, NULL))) c->st = LD_ERR_NOMEM;
+    for (int64_t d = lo; d < hi && !c->st; d++)
+        ld_split_run(a->pt, c->md, a->text + a->doc_off[d], a->doc_off[d + 1] - a->doc_off[d], count_piece, c);
+    int64_t done = __atomic_add_fetch(&a->done, hi - lo, __ATOMIC_RELAXED);
+    if (ld_par_thread() == 0 && a->p->progress) a->p->progress(a->p->progress_user, "counting", (double)done, (double)a->nd);
+}
+
 ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source *src, ld_tokenizer **out) {
     if (!p || !src || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "bpe train: NULL argument");
     *out = NULL;
@@ -263,26 +286,19 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         return st;
     }
     doc_off[nd] = used;
-    /* pre-tokenize and count in parallel: thread t takes a contiguous range of documents */
-    int nt = p->n_threads > 0 ? p->n_threads : ld_ctx_threads(ctx);
+    /* pre-tokenize and count on the thread team: each thread counts into its own map */
+    LD_TEAM_SCOPE_THREADS(ctx, p->n_threads);
+    const int nt = ld_par_threads();
     counter *cs = calloc((size_t)nt, sizeof *cs);
     if (!cs) st = LD_ERR_NOMEM;
     for (int t = 0; !st && t < nt; t++) st = ld_strmap_init(ctx, &cs[t].map, 1 << 16);
     if (!st) {
-#pragma omp parallel num_threads(nt)
-        {
-            int t = omp_get_thread_num();
-            size_t lo = nd * (size_t)t / (size_t)nt, hi = nd * (size_t)(t + 1) / (size_t)nt;
-            pcre2_match_data *md = pcre2_match_data_create_from_pattern(pt.code, NULL);
-            if (!md) cs[t].st = LD_ERR_NOMEM;
-            for (size_t d = lo; d < hi && md && !cs[t].st; d++) {
-                ld_split_run(&pt, md, text + doc_off[d], doc_off[d + 1] - doc_off[d], count_piece, &cs[t]);
-                if (t == 0 && p->progress && (d - lo) % 2048 == 0)
-                    p->progress(p->progress_user, "counting", (double)(d - lo), (double)(hi - lo));
-            }
-            if (md) pcre2_match_data_free(md);
+        count_args a = {cs, &pt, text, doc_off, (int64_t)nd, p, 0};
+        ld_par_for((int64_t)nd, 256, count_part, &a);
+        for (int t = 0; t < nt; t++) {
+            if (!st) st = cs[t].st;
+            if (cs[t].md) pcre2_match_data_free(cs[t].md);
         }
-        for (int t = 0; t < nt && !st; t++) st = cs[t].st;
     }
     free(text), free(doc_off);
     ld_split_op_free(ctx, &pt);

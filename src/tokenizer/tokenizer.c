@@ -1,10 +1,10 @@
 /* tokenizer/tokenizer.c — the tokenizer type: building its lookup structures, the encoding
  * pipeline (special tokens, then per stretch of text the normalizer steps, the pre-tokenizer
  * steps and the model, with a per-call word cache), post-processing, decoding, accessors. */
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/team.h"
 #include "tokenizer/tok_internal.h"
 
 ld_tokenizer *ld_tokenizer_alloc(ld_ctx *ctx, int64_t n_vocab) {
@@ -478,13 +478,42 @@ ld_status ld_tokenizer_encode(const ld_tokenizer *t, const char *text, size_t le
     return LD_OK;
 }
 
+typedef struct {
+    const ld_tokenizer *t;
+    const char *const *texts;
+    const size_t *lens;
+    unsigned flags;
+    enc *es;       /* per thread of the team, made by the thread's first piece */
+    size_t *where; /* per text: its start in its thread's buffer */
+    int *owner;    /* per text: that thread */
+    size_t *off;   /* per text (i + 1): its number of ids */
+} batch_args;
+
+/* Texts [lo, hi), appended to the running thread's buffer. */
+static void encode_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const batch_args *a = arg;
+    const int k = ld_par_thread();
+    enc *e = &a->es[k];
+    if (!e->t && !e->st) {
+        ld_status s = enc_init(e, a->t, true);
+        e->grow = true;
+        if (s) e->st = s;
+    }
+    for (int64_t i = lo; i < hi && !e->st; i++) {
+        size_t before = e->n;
+        enc_text(e, a->texts[i], a->lens[i], a->flags);
+        a->where[i] = before, a->owner[i] = k, a->off[i + 1] = e->n - before;
+    }
+}
+
 ld_status ld_tokenizer_encode_batch(const ld_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
                                     unsigned flags, int n_threads, int32_t **ids_out, size_t **offsets_out) {
     if (!t || (!texts && n) || !lens || !ids_out || !offsets_out) return LD_ERR_INVALID_ARG;
     *ids_out = NULL, *offsets_out = NULL;
     ld_ctx *ctx = t->ctx;
-    int nt = n_threads > 0 ? n_threads : ld_ctx_threads(ctx);
-    if (nt < 1) nt = 1;
+    LD_TEAM_SCOPE_THREADS(ctx, n_threads);
+    const int nt = ld_par_threads();
     size_t *off = ld_alloc(ctx, (n + 1) * sizeof *off);
     size_t *where = malloc((n + 1) * sizeof *where); /* start of text i in its thread's buffer */
     int *owner = malloc((n + 1) * sizeof *owner);
@@ -494,21 +523,8 @@ ld_status ld_tokenizer_encode_batch(const ld_tokenizer *t, const char *const *te
         return ld_error(ctx, LD_ERR_NOMEM, "encode batch: out of memory");
     }
     ld_status st = LD_OK;
-#pragma omp parallel num_threads(nt)
-    {
-        int k = omp_get_thread_num();
-        enc *e = &es[k];
-        ld_status s = enc_init(e, t, true);
-        e->grow = true;
-        if (s) e->st = s;
-#pragma omp for schedule(dynamic, 16)
-        for (size_t i = 0; i < n; i++) {
-            if (e->st) continue;
-            size_t before = e->n;
-            enc_text(e, texts[i], lens[i], flags);
-            where[i] = before, owner[i] = k, off[i + 1] = e->n - before;
-        }
-    }
+    batch_args a = {t, texts, lens, flags, es, where, owner, off};
+    ld_par_for((int64_t)n, 16, encode_part, &a);
     for (int k = 0; k < nt; k++)
         if (es[k].st && !st) st = es[k].st;
     int32_t *ids = NULL;
@@ -520,7 +536,8 @@ ld_status ld_tokenizer_encode_batch(const ld_tokenizer *t, const char *const *te
             if (off[i + 1] > off[i]) /* a thread that encoded nothing has no buffer (NULL) */
                 memcpy(ids + off[i], es[owner[i]].ids + where[i], (off[i + 1] - off[i]) * sizeof *ids);
     }
-    for (int k = 0; k < nt; k++) enc_free(&es[k]);
+    for (int k = 0; k < nt; k++)
+        if (es[k].t) enc_free(&es[k]); /* a thread that took no piece made none */
     free(es), free(where), free(owner);
     if (st) {
         ld_free(ctx, off), ld_free(ctx, ids);

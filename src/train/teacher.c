@@ -3,6 +3,7 @@
  * recording off, so its forward saves nothing for backward and its parameters (frozen) never
  * get gradient buffers or optimizer state; the logits live in that tape's arena until the
  * next batch, which is exactly as long as the student's backward needs them. */
+#include "core/team.h"
 #include "liandan/causal_lm.h"
 #include "liandan/train.h"
 #include "models/causal_lm_internal.h"
@@ -42,6 +43,7 @@ const ld_lm *ld_teacher_model(const ld_teacher *t) {
 }
 
 ld_status ld_teacher_logits(ld_teacher *t, const int32_t *ids, int64_t B, int64_t T, const ld_tensor **logits) {
+    LD_TEAM_SCOPE(t ? t->ctx : NULL);
     if (!t || !ids || !logits) return LD_ERR_INVALID_ARG;
     ld_tape_reset(t->tape);
     ld_tensor *lg = NULL;

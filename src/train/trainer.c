@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/team.h"
 #include "train/trainer_internal.h"
 
 ld_train_params ld_train_default_params(void) {
@@ -241,6 +242,7 @@ static ld_status batch_loss(ld_trainer *t, ld_tensor **loss, ld_tensor **logits,
 
 ld_status ld_trainer_evaluate(ld_trainer *t, const ld_batch_source *src, const char *start, int64_t n, double *loss,
                               double *accuracy) {
+    LD_TEAM_SCOPE(t ? t->ctx : NULL);
     if (!t || !src || n <= 0 || !loss) return LD_ERR_INVALID_ARG;
     ld_status st = LD_OK;
     if (start && src->restore && (st = src->restore(src->user, start))) return ld_error_wrap(t->ctx, st, "validation data: ");
@@ -459,6 +461,7 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
 }
 
 ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, volatile int *stop) {
+    LD_TEAM_SCOPE(t ? t->ctx : NULL);
     if (!t) return LD_ERR_INVALID_ARG;
     double flops_per_token = t->enc ? ld_encoder_train_flops_per_token(ld_encoder_config_of(t->enc), t->p.seq_len, 0.15)
                                     : ld_lm_train_flops_per_token(&t->m->cfg, t->p.seq_len);

@@ -1,9 +1,9 @@
 /* tests/unit/test_gemm.c — matrix products: the reference against hand-computed values, the
  * optimized CPU GEMMs (f32, both bf16 paths) against the reference on random and odd shapes,
  * all four transpose combinations, alpha/beta, padded leading dimensions, determinism. */
-#include <omp.h>
 #include <stdint.h>
 
+#include "core/team.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
@@ -246,13 +246,22 @@ TEST(gemm_cpu_table_is_the_active_level) {
     printf("  table %s, bf16 path %s (micro-kernel cvt %.0f GFLOP/s, dot %.0f GFLOP/s)\n", k->name, path, cvt, dot);
 }
 
-/* Same inputs, same bits: twice on 2 threads, and on 1 thread (the partition never changes
- * an element's sequence of operations). Shapes split along N and along M. */
+/* A context of `threads` threads (its team runs the loops of the scopes below). */
+static ld_ctx *ctx_with_threads(int threads) {
+    ld_ctx_params p = ld_ctx_default_params();
+    p.n_threads = threads;
+    ld_ctx *ctx = NULL;
+    CHECK(ld_ctx_new(&p, &ctx) == LD_OK);
+    return ctx;
+}
+
+/* Same inputs, same bits: twice on 2 threads, and on 1 and 3 threads (the partition never
+ * changes an element's sequence of operations). Shapes split along N and along M. */
 TEST_ISA(gemm_deterministic_across_runs_and_threads) {
     ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->gemm_f32, ld_kernels_ref.gemm_f32, "gemm_f32");
     const ld_kernels *k = ld_kernels_cpu_at(ld_test_isa_);
     const int64_t dims[2][3] = {{64, 1000, 300}, {1000, 40, 300}};
-    int saved = omp_get_max_threads();
+    ld_ctx *teams[4] = {ctx_with_threads(2), ctx_with_threads(2), ctx_with_threads(1), ctx_with_threads(3)};
     for (int d = 0; d < 2; d++) {
         int64_t M = dims[d][0], N = dims[d][1], K = dims[d][2];
         ld_rng r = ld_rng_init(7 + d);
@@ -260,21 +269,23 @@ TEST_ISA(gemm_deterministic_across_runs_and_threads) {
         uint16_t *Ah = malloc((size_t)(M * K) * 2), *Bh = malloc((size_t)(K * N) * 2);
         for (int64_t i = 0; i < M * K; i++) Ah[i] = ld_fp32_to_bf16(A[i]);
         for (int64_t i = 0; i < K * N; i++) Bh[i] = ld_fp32_to_bf16(B[i]);
-        float *C[3], *H[3];
-        for (int run = 0; run < 3; run++) {
-            omp_set_num_threads(run < 2 ? 2 : 1);
+        float *C[4], *H[4];
+        for (int run = 0; run < 4; run++) {
+            LD_TEAM_SCOPE(teams[run]);
             C[run] = malloc((size_t)(M * N) * sizeof(float));
             H[run] = malloc((size_t)(M * N) * sizeof(float));
             k->gemm_f32(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, C[run], N);
             k->gemm_bf16(false, true, M, N, K, 1.0f, Ah, K, Bh, K, 0.0f, H[run], N);
         }
         size_t bytes = (size_t)(M * N) * sizeof(float);
-        CHECK(!memcmp(C[0], C[1], bytes) && !memcmp(C[0], C[2], bytes));
-        CHECK(!memcmp(H[0], H[1], bytes) && !memcmp(H[0], H[2], bytes));
-        for (int run = 0; run < 3; run++) free(C[run]), free(H[run]);
+        for (int run = 1; run < 4; run++) {
+            CHECK_MSG(!memcmp(C[0], C[run], bytes), "f32 M=%lld N=%lld: run %d differs", (long long)M, (long long)N, run);
+            CHECK_MSG(!memcmp(H[0], H[run], bytes), "bf16 M=%lld N=%lld: run %d differs", (long long)M, (long long)N, run);
+        }
+        for (int run = 0; run < 4; run++) free(C[run]), free(H[run]);
         free(A), free(B), free(Ah), free(Bh);
     }
-    omp_set_num_threads(saved);
+    for (int run = 0; run < 4; run++) ld_ctx_free(teams[run]);
 }
 
 /* gemv_f32 (the decode path) against the reference gemv, both weight layouts: M = 1..6
@@ -285,7 +296,7 @@ TEST_ISA(gemv_f32_matches_ref) {
     ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->gemv_f32, ld_kernels_ref.gemv_f32, "gemv_f32");
     const ld_kernels *k = ld_kernels_cpu_at(ld_test_isa_);
     const int64_t nk[][2] = {{1, 1}, {3, 17}, {17, 3}, {33, 65}, {255, 129}, {769, 768}, {2305, 768}, {768, 3073}};
-    int saved = omp_get_max_threads();
+    ld_ctx *two = ctx_with_threads(2), *one = ctx_with_threads(1);
     uint64_t seed = 11;
     for (size_t s = 0; s < sizeof nk / sizeof nk[0]; s++)
         for (int64_t M = 1; M <= 6; M += (nk[s][0] * nk[s][1] > 100000 ? 4 : 1))
@@ -298,10 +309,14 @@ TEST_ISA(gemv_f32_matches_ref) {
                 float *bound = malloc((size_t)(M * N) * sizeof(float));
                 for (int64_t i = 0; i < M * K; i++) ax[i] = fabsf(x[i]);
                 for (int64_t i = 0; i < K * N; i++) aw[i] = fabsf(w[i]);
-                omp_set_num_threads(2);
-                k->gemv_f32(t, M, N, K, x, w, y);
-                omp_set_num_threads(1);
-                k->gemv_f32(t, M, N, K, x, w, y1);
+                {
+                    LD_TEAM_SCOPE(two);
+                    k->gemv_f32(t, M, N, K, x, w, y);
+                }
+                {
+                    LD_TEAM_SCOPE(one);
+                    k->gemv_f32(t, M, N, K, x, w, y1);
+                }
                 ld_ref_gemv_f32(t, M, N, K, x, w, ref);
                 ld_ref_gemv_f32(t, M, N, K, ax, aw, bound);
                 double worst = 0;
@@ -315,7 +330,7 @@ TEST_ISA(gemv_f32_matches_ref) {
                           "1 and 2 threads differ", t, (long long)M, (long long)N, (long long)K);
                 free(x), free(w), free(y), free(y1), free(ref), free(ax), free(aw), free(bound);
             }
-    omp_set_num_threads(saved);
+    ld_ctx_free(two), ld_ctx_free(one);
 }
 
 LD_TEST_MAIN()

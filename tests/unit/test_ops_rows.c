@@ -1,11 +1,10 @@
 /* tests/unit/test_ops_rows.c — the CPU backend's row-wise kernels (embedding, LayerNorm,
  * RMSNorm, RoPE, softmax, cross-entropy) against the float reference, on random and odd
  * shapes (C = 1, 3, 4, 17, 4097, N = 1, T = 1, sizes that are not multiples of 16, shapes
- * big enough to run on several threads, rows wider than the norms' stack partials),
+ * big enough to run on several threads, rows wider than the norms' per-piece partials),
  * forward and backward: accumulation into non-zero gradients, NULL gradient pointers,
  * bit-identical reruns. Tolerances are errors scaled by the reference's largest value. */
-#include <omp.h>
-
+#include "core/team.h"
 #include "ops_check.h"
 
 #define TOL_FWD 2e-6 /* a few float ulps of the output scale */
@@ -159,17 +158,26 @@ TEST_ISA(rmsnorm_matches_ref) {
     for (int s = 0; s < NSHAPES; s++) check_norm(0, row_shapes[s][0], row_shapes[s][1], 0);
 }
 
-/* Uneven splits: 3 threads (more than the cores here) over rows and columns, and the
- * per-thread dw/db partials combined in thread order. (Growing the team further makes
- * clang's libomp leak a few KB under LeakSanitizer, so 3 it is.) */
+static ld_ctx *ctx_with_threads(int n) {
+    ld_ctx_params p = ld_ctx_default_params();
+    p.n_threads = n;
+    ld_ctx *ctx = NULL;
+    CHECK(ld_ctx_new(&p, &ctx) == LD_OK);
+    return ctx;
+}
+
+/* A team of 3 threads (more than the cores here) over pieces of rows and columns, and the
+ * per-piece dw/db partials added in piece order. */
 TEST_ISA(norms_on_odd_thread_count) {
     ISA_OWN(ld_kernels_cpu_at(ld_test_isa_)->layernorm_fwd, ld_kernels_ref.layernorm_fwd, "layernorm_fwd");
-    int keep = omp_get_max_threads();
-    omp_set_num_threads(3);
-    check_norm(1, 300, 129, 1);
-    check_norm(0, 61, 1000, 0);
-    check_norm(1, 2, 40000, 0);
-    omp_set_num_threads(keep);
+    ld_ctx *ctx = ctx_with_threads(3);
+    {
+        LD_TEAM_SCOPE(ctx);
+        check_norm(1, 300, 129, 1);
+        check_norm(0, 61, 1000, 0);
+        check_norm(1, 2, 40000, 0);
+    }
+    ld_ctx_free(ctx);
 }
 
 TEST_ISA(rope_matches_ref) {
@@ -374,6 +382,44 @@ TEST_ISA(distill_limits) {
         free(d1), free(d2);
     }
     free(x), free(y), free(dloss);
+}
+
+/* The reductions over rows (the norms' dw/db, the embedding's table gradient with repeated
+ * ids) and the row kernels give the same bits on 1, 2 and 3 threads: their pieces depend
+ * only on the shapes (core/team.h). */
+TEST_ISA(same_bits_on_any_thread_count) {
+    const int64_t N = 700, C = 300, V = 1000, E = 50;
+    const ld_kernels *K = cpu();
+    float *x = ops_randn(N * C, 41, 1.0f), *dy = ops_randn(N * C, 42, 1.0f), *w = ops_randn(C, 43, 1.0f);
+    float *mean = malloc(N * 4), *rstd = malloc(N * 4), *y = malloc(N * C * 4);
+    K->layernorm_fwd(y, mean, rstd, x, w, NULL, N, C, 1e-5f);
+    float *logits = ops_randn(N * V, 44, 3.0f);
+    int32_t *ids = malloc(N * sizeof(int32_t));
+    for (int64_t n = 0; n < N; n++) ids[n] = (int32_t)((n * 7) % E); /* every id repeated */
+    float *out[3][5];
+    for (int k = 0; k < 3; k++) {
+        ld_ctx *ctx = ctx_with_threads(k + 1);
+        {
+            LD_TEAM_SCOPE(ctx);
+            out[k][0] = ops_randn(N * C, 45, 1.0f), out[k][1] = ops_randn(C, 46, 1.0f);
+            out[k][2] = ops_randn(C, 47, 1.0f), out[k][3] = ops_randn(E * C, 48, 1.0f);
+            out[k][4] = malloc(N * 4);
+            K->layernorm_bwd(out[k][0], out[k][1], out[k][2], dy, x, w, mean, rstd, N, C);
+            K->embedding_bwd(out[k][3], ids, dy, N, C);
+            float *lse = malloc(N * 4);
+            K->xent_fwd(out[k][4], lse, logits, ids, N, V, -100);
+            free(lse);
+        }
+        ld_ctx_free(ctx);
+    }
+    const int64_t sizes[5] = {N * C, C, C, E * C, N};
+    const char *what[5] = {"layernorm dx", "layernorm dw", "layernorm db", "embedding dtable", "xent loss"};
+    for (int k = 1; k < 3; k++)
+        for (int i = 0; i < 5; i++)
+            OPS_CHECK_SAME(what[i], out[k][i], out[0][i], (size_t)sizes[i] * 4, "%d threads vs 1", k + 1);
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 5; i++) free(out[k][i]);
+    free(x), free(dy), free(w), free(mean), free(rstd), free(y), free(logits), free(ids);
 }
 
 LD_TEST_MAIN()

@@ -184,6 +184,25 @@ static void fwd_unit(float *out, float *lse, const float *q, const float *k, con
     }
 }
 
+typedef struct {
+    float *out, *lse;
+    const float *q, *k, *v;
+    const ld_attn_shape *s;
+    int64_t nqb;
+} attn_fwd_args;
+
+/* Units [u0, u1): a unit is one block of QB queries of one head of one batch. */
+static void fwd_units(void *arg, int64_t u0, int64_t u1, int piece) {
+    (void)piece;
+    const attn_fwd_args *a = arg;
+    const ld_attn_shape *s = a->s;
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t qb = u % a->nqb, h = (u / a->nqb) % s->Hq, b = u / (a->nqb * s->Hq);
+        int64_t i0 = qb * QB, ni = s->Tq - i0 < QB ? s->Tq - i0 : QB;
+        fwd_unit(a->out, a->lse, a->q, a->k, a->v, s, b, h, i0, ni);
+    }
+}
+
 static void attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                           const ld_attn_shape *s) {
     if (s->D > LD_ATTN_MAX_D || s->window > 0 || s->softcap > 0) { /* sliding window / soft-cap: the reference */
@@ -193,12 +212,8 @@ static void attention_fwd(float *out, float *lse, const float *q, const float *k
     int64_t nqb = (s->Tq + QB - 1) / QB, units = s->B * s->Hq * nqb;
     /* a decode step over a short cache is a few microseconds: less than waking a team */
     const bool par = units > 1 && s->B * s->Hq * s->Tq * s->Tk * s->D >= 16 * LD_PAR_MIN;
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t u = 0; u < units; u++) {
-        int64_t qb = u % nqb, h = (u / nqb) % s->Hq, b = u / (nqb * s->Hq);
-        int64_t i0 = qb * QB, ni = s->Tq - i0 < QB ? s->Tq - i0 : QB;
-        fwd_unit(out, lse, q, k, v, s, b, h, i0, ni);
-    }
+    attn_fwd_args a = {out, lse, q, k, v, s, nqb};
+    ld_par_for(units, par ? 1 : units, fwd_units, &a);
 }
 
 static size_t attention_bwd_scratch(const ld_attn_shape *s) {
@@ -257,15 +272,28 @@ static void bwd_unit(float *dq, float *dk, float *dv, const float *dout, const f
         }
 }
 
+typedef struct {
+    float *dq, *dk, *dv;
+    const float *dout, *out, *lse, *q, *k, *v;
+    const ld_attn_shape *s;
+} attn_bwd_args;
+
+/* Units [u0, u1): a unit is one key/value head of one batch (with its query heads). */
+static void bwd_units(void *arg, int64_t u0, int64_t u1, int piece) {
+    (void)piece;
+    const attn_bwd_args *a = arg;
+    for (int64_t u = u0; u < u1; u++)
+        bwd_unit(a->dq, a->dk, a->dv, a->dout, a->out, a->lse, a->q, a->k, a->v, a->s, u / a->s->Hkv, u % a->s->Hkv);
+}
+
 static void attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                           const float *q, const float *k, const float *v, const ld_attn_shape *s, void *scratch) {
     if (s->D > LD_ATTN_MAX_D || s->window > 0 || s->softcap > 0) { /* sliding window / soft-cap: the reference */
         ld_ref_attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, s, scratch);
         return;
     }
-    int64_t units = s->B * s->Hkv;
-#pragma omp parallel for schedule(static) if (units > 1)
-    for (int64_t u = 0; u < units; u++) bwd_unit(dq, dk, dv, dout, out, lse, q, k, v, s, u / s->Hkv, u % s->Hkv);
+    attn_bwd_args a = {dq, dk, dv, dout, out, lse, q, k, v, s};
+    ld_par_for(s->B * s->Hkv, 1, bwd_units, &a);
 }
 
 const ld_kernels ld_kernels_cpu_avx2_attn = {

@@ -12,18 +12,20 @@
  * Threads: the smaller operand (A when M <= N, else B) is packed once by the whole team
  * (all of it, or in blocks of at most 4 MB); the other dimension of C is cut into chunks
  * (>= 4 per thread) that threads take one at a time, packing their own slice of the other
- * operand. The team is omp_get_max_threads(), 1 inside a parallel region or for small
- * products. Taking chunks dynamically keeps both cores busy when the OS or a noisy
+ * operand. The team is the calling thread's current one (core/team.h): one parallel loop
+ * per shared block whose pieces are the threads' shares, serial inside a parallel loop or
+ * for small products. Taking chunks dynamically keeps both cores busy when the OS or a noisy
  * neighbour slows one down, and it does not cost determinism: every C element is one fixed
  * sequence of operations (k in order within a KC slice, slices in order, alpha/beta at the
  * first), whichever thread computes it, so results are bit-identical run to run and for
  * any thread count.
  *
- * Scratch: each thread keeps thread-local 64-byte-aligned buffers (its own packing, and on
- * the calling thread the team's shared packing), grown (never shrunk) to the largest size
- * needed; after the first call of a given size no call allocates. If the calling thread's
- * buffers cannot be grown the call falls back to impl->fallback (the reference kernel), so
- * a kernel still cannot fail; another thread that cannot grow its buffer only helps pack. */
+ * Scratch: each thread keeps 64-byte-aligned buffers (ld_thread_scratch: its own packing,
+ * and on the calling thread the team's shared packing), grown (never shrunk) to the largest
+ * size needed and freed when the thread ends; after the first call of a given size no call
+ * allocates. If the calling thread's buffers cannot be grown the call falls back to
+ * impl->fallback (the reference kernel), so a kernel still cannot fail; another thread
+ * that cannot grow its buffer only helps pack. */
 #ifndef LD_KERNELS_CPU_GEMM_H
 #define LD_KERNELS_CPU_GEMM_H
 

@@ -1,8 +1,8 @@
 /* kernels/cpu/gemm_driver.c — the ISA-independent part of the CPU GEMM: cache blocking,
  * packing scratch, the thread team's work split (see kernels/cpu/gemm.h for the design). */
-#include <omp.h>
 #include <stdlib.h>
 
+#include "core/team.h"
 #include "kernels/cpu/gemm.h"
 
 /* Below this many multiply-adds a second thread costs more than it saves. */
@@ -13,27 +13,6 @@
 #define GEMM_CHUNKS_PER_THREAD 4
 /* Panels of the shared operand packed per work item. */
 #define GEMM_PACK_GROUP 4
-
-/* Two per-thread buffers: the thread's own packing, and (on the calling thread) the
- * operand it packs together with the team. */
-typedef struct scratch {
-    void *p;
-    size_t cap;
-} scratch;
-static _Thread_local scratch tls_scratch[2];
-
-/* This thread's scratch `slot` of at least `bytes`, or NULL when it cannot be grown. */
-static void *scratch_get(int slot, size_t bytes) {
-    scratch *s = &tls_scratch[slot];
-    if (s->cap >= bytes) return s->p;
-    size_t cap = (bytes + 4095) & ~(size_t)4095;
-    void *p = aligned_alloc(64, cap);
-    if (!p) return NULL;
-    free(s->p);
-    s->p = p;
-    s->cap = cap;
-    return p;
-}
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -71,12 +50,6 @@ static int64_t steps_before(const ld_gemm_impl *im, int64_t pc) { return pc / im
 
 static size_t packed_bytes(const ld_gemm_impl *im, int64_t rows, int w, int64_t k) {
     return (size_t)round_up(rows, w) * (size_t)steps_of(im, k) * 4;
-}
-
-static void barrier(int nt) {
-    if (nt > 1) {
-#pragma omp barrier
-    }
 }
 
 static void cpu_relax(void) {
@@ -170,21 +143,34 @@ static void run_block(const plan *p, team *t, char *own, int64_t b0, int64_t bn,
     }
 }
 
-/* What every thread of the team runs (also the single-thread path: tid 0, nt 1). A thread
- * whose scratch cannot be grown only helps packing; thread 0's was obtained beforehand. */
-static void worker(const plan *p, team *t, int tid) {
-    char *own = scratch_get(0, p->own_bytes);
+/* One shared block as a parallel loop of nt pieces, each a thread's share of run_block:
+ * a piece packs and computes whatever is left when it starts (often nothing: a thread that
+ * comes late finds the work done). A thread whose scratch cannot be grown only helps pack. */
+typedef struct block_job {
+    const plan *p;
+    team *t;
+    int64_t b0, bn, k0, kn;
+} block_job;
+
+static void block_piece(void *arg, int64_t lo, int64_t hi, int piece) {
+    const block_job *j = arg;
+    char *own = ld_thread_scratch(LD_SCRATCH_GEMM_OWN, j->p->own_bytes);
+    run_block(j->p, j->t, own, j->b0, j->bn, j->k0, j->kn);
+    (void)lo, (void)hi, (void)piece;
+}
+
+/* The blocks one after another (each loop ends when its block is done, so the next may
+ * reuse the shared buffer). After each, the calling thread, whose scratch was checked
+ * beforehand, runs a piece of its own: it computes any chunk that only threads without
+ * scratch could have taken (normally none is left). */
+static void run_blocks(const plan *p, team *t) {
     const int64_t outer = p->split_n ? p->M : p->N;
-    if (p->blk >= outer && p->kb >= p->K) {
-        run_block(p, t, own, 0, outer, 0, p->K);
-        return;
-    }
     for (int64_t b0 = 0; b0 < outer; b0 += p->blk)
         for (int64_t k0 = 0; k0 < p->K; k0 += p->kb) {
-            barrier(p->nt); /* the previous block's chunks are done with the shared buffer */
-            if (tid == 0) t->next_item = t->packed = t->next_chunk = 0;
-            barrier(p->nt);
-            run_block(p, t, own, b0, min64(p->blk, outer - b0), k0, min64(p->kb, p->K - k0));
+            t->next_item = t->packed = t->next_chunk = 0;
+            block_job j = {p, t, b0, min64(p->blk, outer - b0), k0, min64(p->kb, p->K - k0)};
+            ld_par_for(p->nt, 1, block_piece, &j);
+            block_piece(&j, 0, 1, 0);
         }
 }
 
@@ -216,7 +202,7 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
     impl = &tune;
 #endif
     plan p = {impl, transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, false, 0, 0, 0, 0, 1};
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    int nt = ld_par_threads(); /* 1 inside a parallel loop */
     double macs = (double)M * (double)N * (double)K;
     if (macs < (double)GEMM_MIN_MACS_PER_THREAD * nt) nt = (int)(macs / GEMM_MIN_MACS_PER_THREAD);
     p.nt = nt < 1 ? 1 : nt;
@@ -235,23 +221,10 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
     p.own_bytes = packed_bytes(impl, p.chunk, ow, kc1);
     if (ceil_div(inner, p.chunk) < p.nt) p.nt = (int)ceil_div(inner, p.chunk);
     team t = {0};
-    t.shared = scratch_get(1, packed_bytes(impl, p.blk, sw, p.kb));
-    if (!t.shared || !scratch_get(0, p.own_bytes)) {
+    t.shared = ld_thread_scratch(LD_SCRATCH_GEMM_SHARED, packed_bytes(impl, p.blk, sw, p.kb));
+    if (!t.shared || !ld_thread_scratch(LD_SCRATCH_GEMM_OWN, p.own_bytes)) {
         impl->fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (p.nt == 1) {
-        worker(&p, &t, 0);
-        return;
-    }
-#pragma omp parallel num_threads(p.nt)
-    {
-        /* the team may be smaller than asked for */
-        if (omp_get_num_threads() == p.nt) worker(&p, &t, omp_get_thread_num());
-        else if (omp_get_thread_num() == 0) {
-            plan q = p;
-            q.nt = 1;
-            worker(&q, &t, 0);
-        }
-    }
+    run_blocks(&p, &t);
 }

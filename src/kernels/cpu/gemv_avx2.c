@@ -115,17 +115,30 @@ static void share(bool transW, int64_t lo, int64_t hi, int64_t K, int64_t N, con
 #undef KN
 }
 
-static void gemv_f32_avx2(bool transW, int64_t M, int64_t N, int64_t K, const float *x, const float *W, float *y) {
-#pragma omp parallel if (N * K >= 16 * LD_PAR_MIN)
-    {
-        int64_t lo, hi;
-        /* rows of W, or 16-column blocks (one cache line) of it */
-        ld_split(N, transW ? 1 : 16, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-        for (int64_t m = 0; m < M; m += MAX_ROWS) {
-            const int na = M - m < MAX_ROWS ? (int)(M - m) : MAX_ROWS;
-            if (lo < hi) share(transW, lo, hi, K, N, x + m * K, W, y + m * N, na);
-        }
+typedef struct gemv_job {
+    bool transW;
+    int64_t M, N, K;
+    const float *x, *W;
+    float *y;
+} gemv_job;
+
+/* Items [lo, hi) of the work: rows of W, or 16-column blocks (one cache line) of it. */
+static void gemv_piece(void *arg, int64_t lo, int64_t hi, int piece) {
+    const gemv_job *j = arg;
+    (void)piece;
+    if (!j->transW) lo *= 16, hi = hi * 16 < j->N ? hi * 16 : j->N;
+    for (int64_t m = 0; m < j->M; m += MAX_ROWS) {
+        const int na = j->M - m < MAX_ROWS ? (int)(j->M - m) : MAX_ROWS;
+        share(j->transW, lo, hi, j->K, j->N, j->x + m * j->K, j->W, j->y + m * j->N, na);
     }
+}
+
+static void gemv_f32_avx2(bool transW, int64_t M, int64_t N, int64_t K, const float *x, const float *W, float *y) {
+    gemv_job j = {transW, M, N, K, x, W, y};
+    const int64_t unit = transW ? 1 : 16, items = (N + unit - 1) / unit;
+    /* pieces of at least LD_GEMV_PIECE elements of W: enough to pay for a piece, and many
+     * of them on large matrices, so a core slowed by another process takes fewer */
+    ld_par_for(items, ld_par_grain(K * unit) * (LD_GEMV_PIECE / LD_PAR_MIN), gemv_piece, &j);
 }
 
 const ld_kernels ld_kernels_cpu_avx2_gemv = {

@@ -1,27 +1,26 @@
-/* kernels/cpu/ops_avx2.c — AVX2 + FMA + OpenMP pointwise kernels (GELU, SiLU, SwiGLU, add,
+/* kernels/cpu/ops_avx2.c — AVX2 + FMA pointwise kernels (GELU, SiLU, SwiGLU, add,
  * scale, axpy, dropout), the optimiser kernels (sum of squares, fused AdamW), f32 <-> bf16
  * conversion, and the partial table ld_kernels_cpu_avx2_ops that cpu_table.c overlays at
  * the AVX2 level (with the row-wise kernels of rows_avx2.c). The same formulas as
  * ops_avx512.c on 8-lane vectors.
  *
- * Everything here streams memory once; large arrays are split statically over threads in
- * cache-line blocks, so results are deterministic for a thread count (and, except sumsq,
- * independent of it). Semantics: kernels/kernels.h; oracle: kernels/ref/ref_ops_impl.h. */
+ * Everything here streams memory once; large arrays are cut into pieces of
+ * LD_PAR_MIN floats for the thread team (core/team.h), so results are the same on any
+ * number of threads. Semantics: kernels/kernels.h; oracle: kernels/ref/ref_ops_impl.h. */
 #include <math.h>
 
 #include "kernels/cpu/gelu_erf.h"
 #include "kernels/cpu/ops_avx2.h"
 #include "kernels/cpu/simd_avx2.h"
 
-/* Runs the statements in __VA_ARGS__ for every 8-float step i of [0, n), with k the lane
- * mask and `full` set when all 8 lanes are valid, on this thread's static share (all of it
- * when n is small). Shares start on 16-float boundaries, so an aligned output stays
- * aligned; the sfence publishes any non-temporal stores before the region ends. */
-#define LD_POINTWISE(n, ...)                                                        \
-    _Pragma("omp parallel if ((n) >= LD_PAR_MIN)") {                                \
-        int64_t lo_, hi_;                                                           \
-        ld_thread_range((n), &lo_, &hi_);                                           \
-        for (int64_t i = lo_; i < hi_; i += 8) {                                    \
+/* The body of a pointwise kernel's piece (core/team.h: a part function with arguments
+ * lo_, hi_): runs the statements in __VA_ARGS__ for every 8-float step i of [lo_, hi_),
+ * with k the lane mask and `full` set when all 8 lanes are valid. Pieces are LD_PAR_MIN
+ * floats, a multiple of 16, so an aligned output stays aligned; the sfence publishes any
+ * non-temporal stores before the piece ends. */
+#define LD_PIECE(...)                                                               \
+    {                                                                               \
+        for (int64_t i = lo_; i < hi_; i += 8) {                                  \
             const int full = hi_ - i >= 8;                                          \
             const __m256i k = ld_tail8(hi_ - i);                                    \
             (void)k;                                                                \
@@ -57,18 +56,44 @@ static inline __m256 gelu_e(__m256 x) {
     return ld_exp_neg_clamped8(_mm256_add_ps(u, u));
 }
 
-static void gelu_fwd(float *y, const float *x, int64_t n) {
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t n;
+} gelu_fwd_args;
+
+static void gelu_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const gelu_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    int64_t n = args_->n;
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m256 v = LD_LOAD(x);
         LD_OUT(y, _mm256_div_ps(v, _mm256_add_ps(one8(), gelu_e(v))));
     })
 }
 
+static void gelu_fwd(float *y, const float *x, int64_t n) {
+    gelu_fwd_args args_ = {y, x, n};
+    ld_par_for(n, LD_PAR_MIN, gelu_fwd_part, &args_);
+}
+
 /* d/dx x sigmoid(2u) = s + x * s * (1 - s) * 2 u',  1 - s = e s,  u' = K (1 + 3 A x^2). */
-static void gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
-    if (!dx) return;
-    LD_POINTWISE(n, {
+typedef struct {
+    float *dx;
+    const float *dy;
+    const float *x;
+} gelu_bwd_args;
+
+static void gelu_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const gelu_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    const float *x = args_->x;
+    LD_PIECE({
         __m256 v = LD_LOAD(x), e = gelu_e(v);
         __m256 s = _mm256_div_ps(one8(), _mm256_add_ps(one8(), e));
         __m256 du2 = _mm256_mul_ps(_mm256_set1_ps(2.0f * GELU_K),
@@ -76,6 +101,12 @@ static void gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
         __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(v, s), _mm256_mul_ps(e, s)), du2, s);
         LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), d));
     })
+}
+
+static void gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    gelu_bwd_args args_ = {dx, dy, x};
+    ld_par_for(n, LD_PAR_MIN, gelu_bwd_part, &args_);
 }
 
 /* The erf GELU x Φ(x) (constants and method: kernels/cpu/gelu_erf.h). Returns Φ(x) and
@@ -100,30 +131,78 @@ static inline __m256 gerf_cdf(__m256 x, __m256 *e) {
     return _mm256_blendv_ps(h, _mm256_sub_ps(one8(), h), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
 }
 
-static void gelu_erf_fwd(float *y, const float *x, int64_t n) {
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t n;
+} gelu_erf_fwd_args;
+
+static void gelu_erf_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const gelu_erf_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    int64_t n = args_->n;
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m256 v = LD_LOAD(x), e;
         LD_OUT(y, _mm256_mul_ps(v, gerf_cdf(v, &e)));
     })
 }
 
+static void gelu_erf_fwd(float *y, const float *x, int64_t n) {
+    gelu_erf_fwd_args args_ = {y, x, n};
+    ld_par_for(n, LD_PAR_MIN, gelu_erf_fwd_part, &args_);
+}
+
 /* d/dx x Φ(x) = Φ(x) + x φ(x) */
-static void gelu_erf_bwd(float *dx, const float *dy, const float *x, int64_t n) {
-    if (!dx) return;
-    LD_POINTWISE(n, {
+typedef struct {
+    float *dx;
+    const float *dy;
+    const float *x;
+} gelu_erf_bwd_args;
+
+static void gelu_erf_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const gelu_erf_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    const float *x = args_->x;
+    LD_PIECE({
         __m256 v = LD_LOAD(x), e, c = gerf_cdf(v, &e);
         __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(v, _mm256_set1_ps(GERF_INV_SQRT_2PI)), e, c);
         LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), d));
     })
 }
 
-static void silu_fwd(float *y, const float *x, int64_t n) {
+static void gelu_erf_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    gelu_erf_bwd_args args_ = {dx, dy, x};
+    ld_par_for(n, LD_PAR_MIN, gelu_erf_bwd_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t n;
+} silu_fwd_args;
+
+static void silu_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const silu_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    int64_t n = args_->n;
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m256 v = LD_LOAD(x);
         LD_OUT(y, _mm256_div_ps(v, _mm256_add_ps(one8(), ld_exp_neg_clamped8(v))));
     })
+}
+
+static void silu_fwd(float *y, const float *x, int64_t n) {
+    silu_fwd_args args_ = {y, x, n};
+    ld_par_for(n, LD_PAR_MIN, silu_fwd_part, &args_);
 }
 
 /* silu'(x) = s (1 + x (1 - s)), 1 - s = e s with e = e^-x. */
@@ -133,52 +212,172 @@ static inline __m256 silu_grad(__m256 v, __m256 *silu) {
     return _mm256_mul_ps(s, _mm256_fmadd_ps(*silu, e, one8()));
 }
 
-static void silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
-    if (!dx) return;
-    LD_POINTWISE(n, {
+typedef struct {
+    float *dx;
+    const float *dy;
+    const float *x;
+} silu_bwd_args;
+
+static void silu_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const silu_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    const float *x = args_->x;
+    LD_PIECE({
         __m256 sv, d = silu_grad(LD_LOAD(x), &sv);
         LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), d));
     })
 }
 
-static void swiglu_fwd(float *y, const float *gate, const float *up, int64_t n) {
+static void silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    silu_bwd_args args_ = {dx, dy, x};
+    ld_par_for(n, LD_PAR_MIN, silu_bwd_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    const float *gate;
+    const float *up;
+    int64_t n;
+} swiglu_fwd_args;
+
+static void swiglu_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const swiglu_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *gate = args_->gate;
+    const float *up = args_->up;
+    int64_t n = args_->n;
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m256 g = LD_LOAD(gate);
         __m256 sv = _mm256_div_ps(g, _mm256_add_ps(one8(), ld_exp_neg_clamped8(g)));
         LD_OUT(y, _mm256_mul_ps(sv, LD_LOAD(up)));
     })
 }
 
-static void swiglu_bwd(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int64_t n) {
-    if (!dgate && !dup) return;
-    LD_POINTWISE(n, {
+static void swiglu_fwd(float *y, const float *gate, const float *up, int64_t n) {
+    swiglu_fwd_args args_ = {y, gate, up, n};
+    ld_par_for(n, LD_PAR_MIN, swiglu_fwd_part, &args_);
+}
+
+typedef struct {
+    float *dgate;
+    float *dup;
+    const float *dy;
+    const float *gate;
+    const float *up;
+} swiglu_bwd_args;
+
+static void swiglu_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const swiglu_bwd_args *args_ = arg;
+    float *dgate = args_->dgate;
+    float *dup = args_->dup;
+    const float *dy = args_->dy;
+    const float *gate = args_->gate;
+    const float *up = args_->up;
+    LD_PIECE({
         __m256 sv, d = silu_grad(LD_LOAD(gate), &sv), g = LD_LOAD(dy);
         if (dgate) LD_ACCUM(dgate, _mm256_mul_ps(_mm256_mul_ps(g, LD_LOAD(up)), d));
         if (dup) LD_ACCUM(dup, _mm256_mul_ps(g, sv));
     })
 }
 
+static void swiglu_bwd(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int64_t n) {
+    if (!dgate && !dup) return;
+    swiglu_bwd_args args_ = {dgate, dup, dy, gate, up};
+    ld_par_for(n, LD_PAR_MIN, swiglu_bwd_part, &args_);
+}
+
 /* ---- linear pointwise ---- */
 
-static void add_fwd(float *y, const float *a, const float *b, int64_t n) {
+typedef struct {
+    float *y;
+    const float *a;
+    const float *b;
+    int64_t n;
+} add_fwd_args;
+
+static void add_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const add_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *a = args_->a;
+    const float *b = args_->b;
+    int64_t n = args_->n;
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, { LD_OUT(y, _mm256_add_ps(LD_LOAD(a), LD_LOAD(b))); })
+    LD_PIECE({ LD_OUT(y, _mm256_add_ps(LD_LOAD(a), LD_LOAD(b))); })
+}
+
+static void add_fwd(float *y, const float *a, const float *b, int64_t n) {
+    add_fwd_args args_ = {y, a, b, n};
+    ld_par_for(n, LD_PAR_MIN, add_fwd_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+} add_inplace_args;
+
+static void add_inplace_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const add_inplace_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    LD_PIECE({ LD_ACCUM(y, LD_LOAD(x)); })
 }
 
 static void add_inplace(float *y, const float *x, int64_t n) {
-    LD_POINTWISE(n, { LD_ACCUM(y, LD_LOAD(x)); })
+    add_inplace_args args_ = {y, x};
+    ld_par_for(n, LD_PAR_MIN, add_inplace_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    float alpha;
+    int64_t n;
+} scale_fwd_args;
+
+static void scale_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const scale_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    float alpha = args_->alpha;
+    int64_t n = args_->n;
+    const __m256 a = _mm256_set1_ps(alpha);
+    LD_STREAM_FOR(y, n);
+    LD_PIECE({ LD_OUT(y, _mm256_mul_ps(a, LD_LOAD(x))); })
 }
 
 static void scale_fwd(float *y, const float *x, float alpha, int64_t n) {
+    scale_fwd_args args_ = {y, x, alpha, n};
+    ld_par_for(n, LD_PAR_MIN, scale_fwd_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    float alpha;
+    const float *x;
+} axpy_args;
+
+static void axpy_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const axpy_args *args_ = arg;
+    float *y = args_->y;
+    float alpha = args_->alpha;
+    const float *x = args_->x;
     const __m256 a = _mm256_set1_ps(alpha);
-    LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, { LD_OUT(y, _mm256_mul_ps(a, LD_LOAD(x))); })
+    LD_PIECE({ LD_ACCUM(y, _mm256_mul_ps(a, LD_LOAD(x))); })
 }
 
 static void axpy(float *y, float alpha, const float *x, int64_t n) {
-    const __m256 a = _mm256_set1_ps(alpha);
-    LD_POINTWISE(n, { LD_ACCUM(y, _mm256_mul_ps(a, LD_LOAD(x))); })
+    axpy_args args_ = {y, alpha, x};
+    ld_par_for(n, LD_PAR_MIN, axpy_part, &args_);
 }
 
 /* ---- dropout: the mask is ld_rng_at(seed, offset + i) >> 40 >= p * 2^24, vectorized ---- */
@@ -212,25 +411,67 @@ static inline __m256 dropout_keep8(uint64_t seed, uint64_t offset, int64_t i, __
     return _mm256_cmp_ps(u, thresh, _CMP_GE_OQ);
 }
 
-static void dropout_fwd(float *y, const float *x, float p, uint64_t seed, uint64_t offset, int64_t n) {
+typedef struct {
+    float *y;
+    const float *x;
+    float p;
+    uint64_t seed;
+    uint64_t offset;
+    int64_t n;
+} dropout_fwd_args;
+
+static void dropout_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const dropout_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    float p = args_->p;
+    uint64_t seed = args_->seed;
+    uint64_t offset = args_->offset;
+    int64_t n = args_->n;
     const __m256 scale = _mm256_set1_ps((float)(1.0 / (1.0 - (double)p)));
     const __m256 thresh = _mm256_set1_ps(p * 16777216.0f);
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         const __m256 keep = dropout_keep8(seed, offset, i, thresh);
         LD_OUT(y, _mm256_and_ps(keep, _mm256_mul_ps(LD_LOAD(x), scale)));
     })
 }
 
-static void dropout_bwd(float *dx, const float *dy, float p, uint64_t seed, uint64_t offset, int64_t n) {
-    if (!dx) return;
+static void dropout_fwd(float *y, const float *x, float p, uint64_t seed, uint64_t offset, int64_t n) {
+    dropout_fwd_args args_ = {y, x, p, seed, offset, n};
+    ld_par_for(n, LD_PAR_MIN, dropout_fwd_part, &args_);
+}
+
+typedef struct {
+    float *dx;
+    const float *dy;
+    float p;
+    uint64_t seed;
+    uint64_t offset;
+} dropout_bwd_args;
+
+static void dropout_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const dropout_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    float p = args_->p;
+    uint64_t seed = args_->seed;
+    uint64_t offset = args_->offset;
     const __m256 scale = _mm256_set1_ps((float)(1.0 / (1.0 - (double)p)));
     const __m256 thresh = _mm256_set1_ps(p * 16777216.0f);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         const __m256 keep = dropout_keep8(seed, offset, i, thresh);
         const __m256 old = LD_LOAD(dx);
         LD_STORE(dx, _mm256_blendv_ps(old, _mm256_add_ps(old, _mm256_mul_ps(LD_LOAD(dy), scale)), keep));
     })
+}
+
+static void dropout_bwd(float *dx, const float *dy, float p, uint64_t seed, uint64_t offset, int64_t n) {
+    if (!dx) return;
+    dropout_bwd_args args_ = {dx, dy, p, seed, offset};
+    ld_par_for(n, LD_PAR_MIN, dropout_bwd_part, &args_);
 }
 
 /* ---- bf16 rounding (round to nearest even, NaN stays a quiet NaN, as ld_fp32_to_bf16),
@@ -258,40 +499,60 @@ static inline void store_bf16(uint16_t *p, __m128i v, int64_t valid) {
 
 /* ---- optimiser ---- */
 
-/* Squares summed in double lanes over each thread's contiguous share, then the per-thread
- * sums added in thread order: deterministic for a given thread count. */
-static double sumsq(const float *x, int64_t n) {
-    int nt_max = n >= LD_PAR_MIN ? omp_get_max_threads() : 1;
-    double part[nt_max];
-    int nt_used = 1;
-#pragma omp parallel num_threads(nt_max)
-    {
-        int64_t lo, hi;
-        ld_thread_range(n, &lo, &hi);
+/* Squares summed in double lanes over each piece, then the pieces' sums added in piece
+ * order: the same bits on any number of threads. */
+typedef struct {
+    const float *x;
+    double *part; /* per piece */
+} sumsq_args;
+
+static void sumsq_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    const sumsq_args *a = arg;
+    const float *x = a->x;
         __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
-        for (int64_t i = lo; i < hi; i += 8) {
-            const __m256 v = ld_load8(x + i, ld_tail8(hi - i), hi - i >= 8);
-            const __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-            a0 = _mm256_fmadd_pd(d0, d0, a0);
-            a1 = _mm256_fmadd_pd(d1, d1, a1);
-        }
-        part[omp_get_thread_num()] = ld_hsum4d(_mm256_add_pd(a0, a1));
-        if (omp_get_thread_num() == 0) nt_used = omp_get_num_threads();
+    for (int64_t i = lo; i < hi; i += 8) {
+        const __m256 v = ld_load8(x + i, ld_tail8(hi - i), hi - i >= 8);
+        const __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        a0 = _mm256_fmadd_pd(d0, d0, a0);
+        a1 = _mm256_fmadd_pd(d1, d1, a1);
     }
+    a->part[piece] = ld_hsum4d(_mm256_add_pd(a0, a1));
+}
+
+static double sumsq(const float *x, int64_t n) {
+    double part[LD_PAR_MAX_PIECES];
+    sumsq_args a = {x, part};
+    ld_par_for(n, LD_PAR_MIN, sumsq_part, &a);
     double s = 0;
-    for (int t = 0; t < nt_used; t++) s += part[t];
+    for (int p = 0; p < ld_par_pieces(n, LD_PAR_MIN); p++) s += part[p];
     return s;
 }
 
 /* One pass: reads param, grad, m, v; writes param, m, v and the bf16 copy. */
-static void adamw(float *param, const float *grad, float *m, float *v, uint16_t *param_bf16, int64_t n,
-                  const ld_adamw_params *p) {
+typedef struct {
+    float *param;
+    const float *grad;
+    float *m;
+    float *v;
+    uint16_t *param_bf16;
+    const ld_adamw_params *p;
+} adamw_args;
+
+static void adamw_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const adamw_args *args_ = arg;
+    float *param = args_->param;
+    const float *grad = args_->grad;
+    float *m = args_->m;
+    float *v = args_->v;
+    uint16_t *param_bf16 = args_->param_bf16;
+    const ld_adamw_params *p = args_->p;
     double bc1 = 1.0 - pow((double)p->beta1, (double)p->step), bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
     const __m256 gs = _mm256_set1_ps(p->grad_scale), b1 = _mm256_set1_ps(p->beta1), b2 = _mm256_set1_ps(p->beta2);
     const __m256 c1 = _mm256_set1_ps((float)(1.0 - (double)p->beta1)), c2 = _mm256_set1_ps((float)(1.0 - (double)p->beta2));
     const __m256 ib1 = _mm256_set1_ps((float)(1.0 / bc1)), ib2 = _mm256_set1_ps((float)(1.0 / bc2));
     const __m256 eps = _mm256_set1_ps(p->eps), lr = _mm256_set1_ps(p->lr), wd = _mm256_set1_ps(p->weight_decay);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m256 g = _mm256_mul_ps(LD_LOAD(grad), gs);
         __m256 mi = _mm256_fmadd_ps(b1, LD_LOAD(m), _mm256_mul_ps(c1, g));
         __m256 vi = _mm256_fmadd_ps(b2, LD_LOAD(v), _mm256_mul_ps(_mm256_mul_ps(c2, g), g));
@@ -306,15 +567,46 @@ static void adamw(float *param, const float *grad, float *m, float *v, uint16_t 
     })
 }
 
-/* ---- conversions ---- */
-
-static void f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
-    LD_POINTWISE(n, { store_bf16(dst + i, bf16_round(LD_LOAD(src)), hi_ - i); })
+static void adamw(float *param, const float *grad, float *m, float *v, uint16_t *param_bf16, int64_t n,
+                  const ld_adamw_params *p) {
+    adamw_args args_ = {param, grad, m, v, param_bf16, p};
+    ld_par_for(n, LD_PAR_MIN, adamw_part, &args_);
 }
 
-static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+/* ---- conversions ---- */
+
+typedef struct {
+    uint16_t *dst;
+    const float *src;
+} f32_to_bf16_args;
+
+static void f32_to_bf16_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const f32_to_bf16_args *args_ = arg;
+    uint16_t *dst = args_->dst;
+    const float *src = args_->src;
+    LD_PIECE({ store_bf16(dst + i, bf16_round(LD_LOAD(src)), hi_ - i); })
+}
+
+static void f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
+    f32_to_bf16_args args_ = {dst, src};
+    ld_par_for(n, LD_PAR_MIN, f32_to_bf16_part, &args_);
+}
+
+typedef struct {
+    float *dst;
+    const uint16_t *src;
+    int64_t n;
+} bf16_to_f32_args;
+
+static void bf16_to_f32_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const bf16_to_f32_args *args_ = arg;
+    float *dst = args_->dst;
+    const uint16_t *src = args_->src;
+    int64_t n = args_->n;
     LD_STREAM_FOR(dst, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m128i h;
         if (full) h = _mm_loadu_si128((const __m128i *)(src + i));
         else {
@@ -324,6 +616,11 @@ static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
         }
         LD_OUT(dst, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
     })
+}
+
+static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    bf16_to_f32_args args_ = {dst, src, n};
+    ld_par_for(n, LD_PAR_MIN, bf16_to_f32_part, &args_);
 }
 
 /* The entries this file and rows_avx2.c provide; cpu_table.c overlays them at the AVX2

@@ -1,26 +1,25 @@
-/* kernels/cpu/ops_avx512.c — AVX-512 + OpenMP pointwise kernels (GELU, SiLU, SwiGLU, add,
+/* kernels/cpu/ops_avx512.c — AVX-512 pointwise kernels (GELU, SiLU, SwiGLU, add,
  * scale, axpy, dropout), the optimiser kernels (sum of squares, fused AdamW), f32 <-> bf16
  * conversion, and the partial table ld_kernels_cpu_avx512_ops that cpu_table.c overlays
  * (together with the row-wise kernels of rows_avx512.c).
  *
- * Everything here streams memory once; large arrays are split statically over threads in
- * cache-line blocks, so results are deterministic for a thread count (and, except sumsq,
- * independent of it). Semantics: kernels/kernels.h; oracle: kernels/ref/ref_ops_impl.h. */
+ * Everything here streams memory once; large arrays are cut into pieces of
+ * LD_PAR_MIN floats for the thread team (core/team.h), so results are the same on any
+ * number of threads. Semantics: kernels/kernels.h; oracle: kernels/ref/ref_ops_impl.h. */
 #include <math.h>
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ops_avx512.h"
 #include "kernels/cpu/simd_avx512.h"
 
-/* Runs the statements in __VA_ARGS__ for every 16-float step i of [0, n), with k the mask
- * of valid lanes, on this thread's static share (all of it when n is small). Ranges start
- * on 16-float boundaries, so an aligned output stays aligned; the sfence publishes any
- * non-temporal stores before the region ends. */
-#define LD_POINTWISE(n, ...)                                                        \
-    _Pragma("omp parallel if ((n) >= LD_PAR_MIN)") {                                \
-        int64_t lo_, hi_;                                                           \
-        ld_thread_range((n), &lo_, &hi_);                                           \
-        for (int64_t i = lo_; i < hi_; i += 16) {                                   \
+/* The body of a pointwise kernel's piece (core/team.h: a part function with arguments
+ * lo_, hi_): runs the statements in __VA_ARGS__ for every 16-float step i of [lo_, hi_),
+ * with k the mask of valid lanes. Pieces are LD_PAR_MIN floats, a multiple of 16, so an
+ * aligned output stays aligned; the sfence publishes any non-temporal stores before the
+ * piece ends. */
+#define LD_PIECE(...)                                                               \
+    {                                                                               \
+        for (int64_t i = lo_; i < hi_; i += 16) {                                  \
             __mmask16 k = ld_tail16(hi_ - i);                                       \
             __VA_ARGS__                                                             \
         }                                                                           \
@@ -46,20 +45,46 @@ static inline __m512 gelu_e(__m512 x) {
     return ld_exp_neg_clamped512(_mm512_add_ps(u, u));
 }
 
-static void ld_avx512_gelu_fwd(float *y, const float *x, int64_t n) {
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t n;
+} ld_avx512_gelu_fwd_args;
+
+static void ld_avx512_gelu_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_gelu_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    int64_t n = args_->n;
     const __m512 one = _mm512_set1_ps(1.0f);
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m512 v = LD_LOAD(x);
         LD_OUT(y, _mm512_mul_ps(v, ld_recip512(_mm512_add_ps(one, gelu_e(v)))));
     })
 }
 
+static void ld_avx512_gelu_fwd(float *y, const float *x, int64_t n) {
+    ld_avx512_gelu_fwd_args args_ = {y, x, n};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_gelu_fwd_part, &args_);
+}
+
 /* d/dx x sigmoid(2u) = s + x * s * (1 - s) * 2 u',  1 - s = e s,  u' = K (1 + 3 A x^2). */
-static void ld_avx512_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
-    if (!dx) return;
+typedef struct {
+    float *dx;
+    const float *dy;
+    const float *x;
+} ld_avx512_gelu_bwd_args;
+
+static void ld_avx512_gelu_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_gelu_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    const float *x = args_->x;
     const __m512 one = _mm512_set1_ps(1.0f);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m512 v = LD_LOAD(x), e = gelu_e(v);
         __m512 s = ld_recip512(_mm512_add_ps(one, e));
         __m512 du2 = _mm512_mul_ps(_mm512_set1_ps(2.0f * GELU_K),
@@ -69,13 +94,35 @@ static void ld_avx512_gelu_bwd(float *dx, const float *dy, const float *x, int64
     })
 }
 
-static void ld_avx512_silu_fwd(float *y, const float *x, int64_t n) {
+static void ld_avx512_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    ld_avx512_gelu_bwd_args args_ = {dx, dy, x};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_gelu_bwd_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t n;
+} ld_avx512_silu_fwd_args;
+
+static void ld_avx512_silu_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_silu_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    int64_t n = args_->n;
     const __m512 one = _mm512_set1_ps(1.0f);
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m512 v = LD_LOAD(x);
         LD_OUT(y, _mm512_mul_ps(v, ld_recip512(_mm512_add_ps(one, ld_exp_neg_clamped512(v)))));
     })
+}
+
+static void ld_avx512_silu_fwd(float *y, const float *x, int64_t n) {
+    ld_avx512_silu_fwd_args args_ = {y, x, n};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_silu_fwd_part, &args_);
 }
 
 /* silu'(x) = s (1 + x (1 - s)), 1 - s = e s with e = e^-x. */
@@ -86,54 +133,174 @@ static inline __m512 silu_grad(__m512 v, __m512 *silu) {
     return _mm512_mul_ps(s, _mm512_fmadd_ps(*silu, e, one));
 }
 
-static void ld_avx512_silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
-    if (!dx) return;
-    LD_POINTWISE(n, {
+typedef struct {
+    float *dx;
+    const float *dy;
+    const float *x;
+} ld_avx512_silu_bwd_args;
+
+static void ld_avx512_silu_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_silu_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    const float *x = args_->x;
+    LD_PIECE({
         __m512 sv, d = silu_grad(LD_LOAD(x), &sv);
         LD_ACCUM(dx, _mm512_mul_ps(LD_LOAD(dy), d));
     })
 }
 
-static void ld_avx512_swiglu_fwd(float *y, const float *gate, const float *up, int64_t n) {
+static void ld_avx512_silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    ld_avx512_silu_bwd_args args_ = {dx, dy, x};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_silu_bwd_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    const float *gate;
+    const float *up;
+    int64_t n;
+} ld_avx512_swiglu_fwd_args;
+
+static void ld_avx512_swiglu_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_swiglu_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *gate = args_->gate;
+    const float *up = args_->up;
+    int64_t n = args_->n;
     const __m512 one = _mm512_set1_ps(1.0f);
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m512 g = LD_LOAD(gate);
         __m512 sv = _mm512_mul_ps(g, ld_recip512(_mm512_add_ps(one, ld_exp_neg_clamped512(g))));
         LD_OUT(y, _mm512_mul_ps(sv, LD_LOAD(up)));
     })
 }
 
-static void ld_avx512_swiglu_bwd(float *dgate, float *dup, const float *dy, const float *gate, const float *up,
-                          int64_t n) {
-    if (!dgate && !dup) return;
-    LD_POINTWISE(n, {
+static void ld_avx512_swiglu_fwd(float *y, const float *gate, const float *up, int64_t n) {
+    ld_avx512_swiglu_fwd_args args_ = {y, gate, up, n};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_swiglu_fwd_part, &args_);
+}
+
+typedef struct {
+    float *dgate;
+    float *dup;
+    const float *dy;
+    const float *gate;
+    const float *up;
+} ld_avx512_swiglu_bwd_args;
+
+static void ld_avx512_swiglu_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_swiglu_bwd_args *args_ = arg;
+    float *dgate = args_->dgate;
+    float *dup = args_->dup;
+    const float *dy = args_->dy;
+    const float *gate = args_->gate;
+    const float *up = args_->up;
+    LD_PIECE({
         __m512 sv, d = silu_grad(LD_LOAD(gate), &sv), g = LD_LOAD(dy);
         if (dgate) LD_ACCUM(dgate, _mm512_mul_ps(_mm512_mul_ps(g, LD_LOAD(up)), d));
         if (dup) LD_ACCUM(dup, _mm512_mul_ps(g, sv));
     })
 }
 
+static void ld_avx512_swiglu_bwd(float *dgate, float *dup, const float *dy, const float *gate, const float *up,
+                          int64_t n) {
+    if (!dgate && !dup) return;
+    ld_avx512_swiglu_bwd_args args_ = {dgate, dup, dy, gate, up};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_swiglu_bwd_part, &args_);
+}
+
 /* ---- linear pointwise ---- */
 
-static void ld_avx512_add_fwd(float *y, const float *a, const float *b, int64_t n) {
+typedef struct {
+    float *y;
+    const float *a;
+    const float *b;
+    int64_t n;
+} ld_avx512_add_fwd_args;
+
+static void ld_avx512_add_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_add_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *a = args_->a;
+    const float *b = args_->b;
+    int64_t n = args_->n;
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, { LD_OUT(y, _mm512_add_ps(LD_LOAD(a), LD_LOAD(b))); })
+    LD_PIECE({ LD_OUT(y, _mm512_add_ps(LD_LOAD(a), LD_LOAD(b))); })
+}
+
+static void ld_avx512_add_fwd(float *y, const float *a, const float *b, int64_t n) {
+    ld_avx512_add_fwd_args args_ = {y, a, b, n};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_add_fwd_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+} ld_avx512_add_inplace_args;
+
+static void ld_avx512_add_inplace_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_add_inplace_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    LD_PIECE({ LD_ACCUM(y, LD_LOAD(x)); })
 }
 
 static void ld_avx512_add_inplace(float *y, const float *x, int64_t n) {
-    LD_POINTWISE(n, { LD_ACCUM(y, LD_LOAD(x)); })
+    ld_avx512_add_inplace_args args_ = {y, x};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_add_inplace_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    float alpha;
+    int64_t n;
+} ld_avx512_scale_fwd_args;
+
+static void ld_avx512_scale_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_scale_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    float alpha = args_->alpha;
+    int64_t n = args_->n;
+    const __m512 a = _mm512_set1_ps(alpha);
+    LD_STREAM_FOR(y, n);
+    LD_PIECE({ LD_OUT(y, _mm512_mul_ps(a, LD_LOAD(x))); })
 }
 
 static void ld_avx512_scale_fwd(float *y, const float *x, float alpha, int64_t n) {
+    ld_avx512_scale_fwd_args args_ = {y, x, alpha, n};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_scale_fwd_part, &args_);
+}
+
+typedef struct {
+    float *y;
+    float alpha;
+    const float *x;
+} ld_avx512_axpy_args;
+
+static void ld_avx512_axpy_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_axpy_args *args_ = arg;
+    float *y = args_->y;
+    float alpha = args_->alpha;
+    const float *x = args_->x;
     const __m512 a = _mm512_set1_ps(alpha);
-    LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, { LD_OUT(y, _mm512_mul_ps(a, LD_LOAD(x))); })
+    LD_PIECE({ LD_ACCUM(y, _mm512_mul_ps(a, LD_LOAD(x))); })
 }
 
 static void ld_avx512_axpy(float *y, float alpha, const float *x, int64_t n) {
-    const __m512 a = _mm512_set1_ps(alpha);
-    LD_POINTWISE(n, { LD_ACCUM(y, _mm512_mul_ps(a, LD_LOAD(x))); })
+    ld_avx512_axpy_args args_ = {y, alpha, x};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_axpy_part, &args_);
 }
 
 /* ---- dropout: the mask is ld_rng_at(seed, offset + i) >> 40 >= p * 2^24, vectorized ---- */
@@ -160,24 +327,66 @@ static inline __mmask16 dropout_keep16(uint64_t seed, uint64_t offset, int64_t i
     return _mm512_cmp_ps_mask(u, thresh, _CMP_GE_OQ); /* u < 2^24 converts exactly */
 }
 
-static void ld_avx512_dropout_fwd(float *y, const float *x, float p, uint64_t seed, uint64_t offset, int64_t n) {
+typedef struct {
+    float *y;
+    const float *x;
+    float p;
+    uint64_t seed;
+    uint64_t offset;
+    int64_t n;
+} ld_avx512_dropout_fwd_args;
+
+static void ld_avx512_dropout_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_dropout_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    float p = args_->p;
+    uint64_t seed = args_->seed;
+    uint64_t offset = args_->offset;
+    int64_t n = args_->n;
     const __m512 scale = _mm512_set1_ps((float)(1.0 / (1.0 - (double)p)));
     const __m512 thresh = _mm512_set1_ps(p * 16777216.0f);
     LD_STREAM_FOR(y, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __mmask16 keep = dropout_keep16(seed, offset, i, thresh) & k;
         LD_OUT(y, _mm512_maskz_mul_ps(keep, LD_LOAD(x), scale));
     })
 }
 
-static void ld_avx512_dropout_bwd(float *dx, const float *dy, float p, uint64_t seed, uint64_t offset, int64_t n) {
-    if (!dx) return;
+static void ld_avx512_dropout_fwd(float *y, const float *x, float p, uint64_t seed, uint64_t offset, int64_t n) {
+    ld_avx512_dropout_fwd_args args_ = {y, x, p, seed, offset, n};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_dropout_fwd_part, &args_);
+}
+
+typedef struct {
+    float *dx;
+    const float *dy;
+    float p;
+    uint64_t seed;
+    uint64_t offset;
+} ld_avx512_dropout_bwd_args;
+
+static void ld_avx512_dropout_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_dropout_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    float p = args_->p;
+    uint64_t seed = args_->seed;
+    uint64_t offset = args_->offset;
     const __m512 scale = _mm512_set1_ps((float)(1.0 / (1.0 - (double)p)));
     const __m512 thresh = _mm512_set1_ps(p * 16777216.0f);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __mmask16 keep = dropout_keep16(seed, offset, i, thresh) & k;
         _mm512_mask_storeu_ps(dx + i, keep, _mm512_add_ps(LD_LOAD(dx), _mm512_mul_ps(LD_LOAD(dy), scale)));
     })
+}
+
+static void ld_avx512_dropout_bwd(float *dx, const float *dy, float p, uint64_t seed, uint64_t offset, int64_t n) {
+    if (!dx) return;
+    ld_avx512_dropout_bwd_args args_ = {dx, dy, p, seed, offset};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_dropout_bwd_part, &args_);
 }
 
 /* ---- bf16 rounding (round to nearest even, NaN stays a quiet NaN, as ld_fp32_to_bf16;
@@ -193,41 +402,61 @@ static inline __m256i bf16_round(__m512 x) {
 
 /* ---- optimiser ---- */
 
-/* Squares summed in double lanes over each thread's contiguous share, then the per-thread
- * sums added in thread order: deterministic for a given thread count. */
-static double ld_avx512_sumsq(const float *x, int64_t n) {
-    int nt_max = n >= LD_PAR_MIN ? omp_get_max_threads() : 1;
-    double part[nt_max];
-    int nt_used = 1;
-#pragma omp parallel num_threads(nt_max)
-    {
-        int64_t lo, hi;
-        ld_thread_range(n, &lo, &hi);
+/* Squares summed in double lanes over each piece, then the pieces' sums added in piece
+ * order: the same bits on any number of threads. */
+typedef struct {
+    const float *x;
+    double *part; /* per piece */
+} sumsq_args;
+
+static void sumsq_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    const sumsq_args *a = arg;
+    const float *x = a->x;
         __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
-        for (int64_t i = lo; i < hi; i += 16) {
-            __m512 v = _mm512_maskz_loadu_ps(ld_tail16(hi - i), x + i);
-            __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-            __m512d d1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-            a0 = _mm512_fmadd_pd(d0, d0, a0);
-            a1 = _mm512_fmadd_pd(d1, d1, a1);
-        }
-        part[omp_get_thread_num()] = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
-        if (omp_get_thread_num() == 0) nt_used = omp_get_num_threads();
+    for (int64_t i = lo; i < hi; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(ld_tail16(hi - i), x + i);
+        __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        __m512d d1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        a0 = _mm512_fmadd_pd(d0, d0, a0);
+        a1 = _mm512_fmadd_pd(d1, d1, a1);
     }
+    a->part[piece] = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+}
+
+static double ld_avx512_sumsq(const float *x, int64_t n) {
+    double part[LD_PAR_MAX_PIECES];
+    sumsq_args a = {x, part};
+    ld_par_for(n, LD_PAR_MIN, sumsq_part, &a);
     double s = 0;
-    for (int t = 0; t < nt_used; t++) s += part[t];
+    for (int p = 0; p < ld_par_pieces(n, LD_PAR_MIN); p++) s += part[p];
     return s;
 }
 
 /* One pass: reads param, grad, m, v; writes param, m, v and the bf16 copy. */
-static void ld_avx512_adamw(float *param, const float *grad, float *m, float *v, uint16_t *param_bf16, int64_t n,
-                     const ld_adamw_params *p) {
+typedef struct {
+    float *param;
+    const float *grad;
+    float *m;
+    float *v;
+    uint16_t *param_bf16;
+    const ld_adamw_params *p;
+} ld_avx512_adamw_args;
+
+static void ld_avx512_adamw_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_adamw_args *args_ = arg;
+    float *param = args_->param;
+    const float *grad = args_->grad;
+    float *m = args_->m;
+    float *v = args_->v;
+    uint16_t *param_bf16 = args_->param_bf16;
+    const ld_adamw_params *p = args_->p;
     double bc1 = 1.0 - pow((double)p->beta1, (double)p->step), bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
     const __m512 gs = _mm512_set1_ps(p->grad_scale), b1 = _mm512_set1_ps(p->beta1), b2 = _mm512_set1_ps(p->beta2);
     const __m512 c1 = _mm512_set1_ps((float)(1.0 - (double)p->beta1)), c2 = _mm512_set1_ps((float)(1.0 - (double)p->beta2));
     const __m512 ib1 = _mm512_set1_ps((float)(1.0 / bc1)), ib2 = _mm512_set1_ps((float)(1.0 / bc2));
     const __m512 eps = _mm512_set1_ps(p->eps), lr = _mm512_set1_ps(p->lr), wd = _mm512_set1_ps(p->weight_decay);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m512 g = _mm512_mul_ps(LD_LOAD(grad), gs);
         __m512 mi = _mm512_fmadd_ps(b1, LD_LOAD(m), _mm512_mul_ps(c1, g));
         __m512 vi = _mm512_fmadd_ps(b2, LD_LOAD(v), _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
@@ -242,18 +471,54 @@ static void ld_avx512_adamw(float *param, const float *grad, float *m, float *v,
     })
 }
 
-/* ---- conversions ---- */
-
-static void ld_avx512_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
-    LD_POINTWISE(n, { _mm256_mask_storeu_epi16(dst + i, k, bf16_round(LD_LOAD(src))); })
+static void ld_avx512_adamw(float *param, const float *grad, float *m, float *v, uint16_t *param_bf16, int64_t n,
+                     const ld_adamw_params *p) {
+    ld_avx512_adamw_args args_ = {param, grad, m, v, param_bf16, p};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_adamw_part, &args_);
 }
 
-static void ld_avx512_bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+/* ---- conversions ---- */
+
+typedef struct {
+    uint16_t *dst;
+    const float *src;
+} ld_avx512_f32_to_bf16_args;
+
+static void ld_avx512_f32_to_bf16_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_f32_to_bf16_args *args_ = arg;
+    uint16_t *dst = args_->dst;
+    const float *src = args_->src;
+    LD_PIECE({ _mm256_mask_storeu_epi16(dst + i, k, bf16_round(LD_LOAD(src))); })
+}
+
+static void ld_avx512_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
+    ld_avx512_f32_to_bf16_args args_ = {dst, src};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_f32_to_bf16_part, &args_);
+}
+
+typedef struct {
+    float *dst;
+    const uint16_t *src;
+    int64_t n;
+} ld_avx512_bf16_to_f32_args;
+
+static void ld_avx512_bf16_to_f32_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_bf16_to_f32_args *args_ = arg;
+    float *dst = args_->dst;
+    const uint16_t *src = args_->src;
+    int64_t n = args_->n;
     LD_STREAM_FOR(dst, n);
-    LD_POINTWISE(n, {
+    LD_PIECE({
         __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, src + i));
         LD_OUT(dst, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
     })
+}
+
+static void ld_avx512_bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    ld_avx512_bf16_to_f32_args args_ = {dst, src, n};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_bf16_to_f32_part, &args_);
 }
 
 /* The entries this file and rows_avx512.c provide; cpu_table.c overlays them after

@@ -1,13 +1,13 @@
-/* kernels/cpu/rows_avx512.c — AVX-512 + OpenMP kernels that work row by row: LayerNorm,
+/* kernels/cpu/rows_avx512.c — AVX-512 kernels that work row by row: LayerNorm,
  * RMSNorm, softmax, fused softmax-cross-entropy, the fused distillation loss, embedding
  * lookup, RoPE.
  *
- * Rows are split statically over threads. Each row is read from memory once: a row of a
- * norm (a few KB) stays in L1/L2 between the passes over it, and the cross-entropy forward
- * finds max and sum of exponentials in a single online pass. Reductions over rows (the
- * weight gradients of the norms) go through per-thread partial sums on the thread's stack,
- * combined in thread order: deterministic for a given thread count. Semantics are those
- * of kernels/kernels.h; ref_ops_impl.h is the oracle. */
+ * Rows are cut into pieces for the thread team (core/team.h). Each row is read from memory
+ * once: a row of a norm (a few KB) stays in L1/L2 between the passes over it, and the
+ * cross-entropy forward finds max and sum of exponentials in a single online pass.
+ * Reductions over rows (the weight gradients of the norms) keep one partial sum per piece,
+ * added in piece order: the same bits on any number of threads. Semantics are those of
+ * kernels/kernels.h; ref_ops_impl.h is the oracle. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -18,29 +18,55 @@
 
 /* ---- embeddings ---- */
 
-void ld_avx512_embedding_fwd(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static) if (N * C >= LD_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) memcpy(out + n * C, table + (int64_t)ids[n] * C, (size_t)C * sizeof(float));
+typedef struct {
+    float *out;
+    const int32_t *ids;
+    const float *table;
+    int64_t C;
+} embedding_fwd_args;
+
+static void embedding_fwd_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const embedding_fwd_args *a = arg;
+    float *out = a->out;
+    const int32_t *ids = a->ids;
+    const float *table = a->table;
+    int64_t C = a->C;
+    for (int64_t n = lo; n < hi; n++) memcpy(out + n * C, table + (int64_t)ids[n] * C, (size_t)C * sizeof(float));
 }
 
-/* Each thread owns a slice of columns and walks all rows in order, so repeated ids never
- * race and the summation order is fixed. */
-void ld_avx512_embedding_bwd(float *dtable, const int32_t *ids, const float *dout, int64_t N, int64_t C) {
-    if (!dtable) return;
-#pragma omp parallel if (N * C >= LD_PAR_MIN)
-    {
-        int64_t c0, c1;
-        ld_split(C, 16, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
-        for (int64_t n = 0; n < N; n++) {
-            float *d = dtable + (int64_t)ids[n] * C;
-            const float *s = dout + n * C;
-            for (int64_t c = c0; c < c1; c += 16) {
-                __mmask16 k = ld_tail16(c1 - c);
-                _mm512_mask_storeu_ps(d + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, d + c),
-                                                              _mm512_maskz_loadu_ps(k, s + c)));
-            }
+void ld_avx512_embedding_fwd(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C) {
+    embedding_fwd_args a = {out, ids, table, C};
+    ld_par_for(N, ld_par_grain(C), embedding_fwd_part, &a);
+}
+
+typedef struct {
+    float *dtable;
+    const int32_t *ids;
+    const float *dout;
+    int64_t N, C;
+} embedding_bwd_args;
+
+/* A piece is a slice of columns [c0, c1) walked over all rows in order, so repeated ids
+ * never race and the summation order is fixed. */
+static void embedding_bwd_part(void *arg, int64_t c0, int64_t c1, int piece) {
+    (void)piece;
+    const embedding_bwd_args *a = arg;
+    for (int64_t n = 0; n < a->N; n++) {
+        float *d = a->dtable + (int64_t)a->ids[n] * a->C;
+        const float *s = a->dout + n * a->C;
+        for (int64_t c = c0; c < c1; c += 16) {
+            __mmask16 k = ld_tail16(c1 - c);
+            _mm512_mask_storeu_ps(d + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, d + c),
+                                                          _mm512_maskz_loadu_ps(k, s + c)));
         }
     }
+}
+
+void ld_avx512_embedding_bwd(float *dtable, const int32_t *ids, const float *dout, int64_t N, int64_t C) {
+    if (!dtable) return;
+    embedding_bwd_args a = {dtable, ids, dout, N, C};
+    ld_par_for(C, ld_par_cols_grain(N), embedding_bwd_part, &a);
 }
 
 /* ---- LayerNorm and RMSNorm: one implementation, `center` = LayerNorm ---- */
@@ -90,20 +116,31 @@ static float norm_fwd_row(float *yr, float *mu_out, const float *xr, const float
     return rs;
 }
 
+typedef struct {
+    float *y, *mean, *rstd;
+    const float *x, *w, *b;
+    int64_t C;
+    float eps;
+    int center, strm;
+} norm_fwd_args;
+
+static void norm_fwd_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const norm_fwd_args *a = arg;
+    for (int64_t n = lo; n < hi; n++) {
+        float mu, rs = norm_fwd_row(a->y + n * a->C, &mu, a->x + n * a->C, a->w, a->b, a->C, a->eps, a->center, a->strm);
+        if (a->mean) a->mean[n] = mu;
+        if (a->rstd) a->rstd[n] = rs;
+    }
+    if (a->strm) _mm_sfence(); /* publish streamed rows before the loop ends */
+}
+
 static void norm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
                      int64_t N, int64_t C, float eps, int center) {
     /* large outputs are streamed; rows stay 64-byte aligned when C is a multiple of 16 */
     const int strm = C % 16 == 0 && ld_use_stream(y, N * C * (int64_t)sizeof(float));
-#pragma omp parallel if (N * C >= LD_PAR_MIN)
-    {
-#pragma omp for schedule(static) nowait
-        for (int64_t n = 0; n < N; n++) {
-            float mu, rs = norm_fwd_row(y + n * C, &mu, x + n * C, w, b, C, eps, center, strm);
-            if (mean) mean[n] = mu;
-            if (rstd) rstd[n] = rs;
-        }
-        _mm_sfence(); /* publish streamed rows before the region's closing barrier */
-    }
+    norm_fwd_args a = {y, mean, rstd, x, w, b, C, eps, center, strm};
+    ld_par_for(N, ld_par_grain(C), norm_fwd_part, &a);
 }
 
 void ld_avx512_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w,
@@ -116,9 +153,11 @@ void ld_avx512_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w
     norm_fwd(y, NULL, rstd, x, w, NULL, N, C, eps, 0);
 }
 
-/* Largest C whose per-thread dw/db partials (2 C floats) live on the thread's stack; wider
- * rows take a second, column-parallel pass for dw/db instead. */
+/* Largest C whose per-piece dw/db partials (2 C floats each) are kept; wider rows take a
+ * second, column-parallel pass for dw/db instead. At most LD_NORM_MAX_PIECES pieces of
+ * rows have partials. */
 #define LD_NORM_PART_MAX_C 32768
+#define LD_NORM_MAX_PIECES 64
 
 /* One row of the norm backward: dx += rstd * (g - a - xhat * mean(g * xhat)), g = dy * w,
  * a = mean(g) for LayerNorm and 0 for RMSNorm; pdw += dy * xhat, pdb += dy (if not NULL). */
@@ -152,58 +191,80 @@ static void norm_bwd_row(float *dxr, float *pdw, float *pdb, const float *dyr, c
     }
 }
 
+typedef struct {
+    float *dx, *dw, *db;
+    float *parts; /* per piece of rows: its partial dw then db, 2 C floats; or NULL */
+    const float *dy, *x, *w, *mean, *rstd;
+    int64_t N, C;
+    int center;
+} norm_bwd_args;
+
+/* Rows [lo, hi): dx, and the piece's partial dw/db when there are partials. */
+static void norm_bwd_rows_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    const norm_bwd_args *a = arg;
+    const int64_t C = a->C;
+    float *pdw = NULL, *pdb = NULL;
+    if (a->parts) {
+        float *p = a->parts + (int64_t)piece * 2 * C;
+        memset(p, 0, 2 * (size_t)C * sizeof(float));
+        pdw = a->dw ? p : NULL, pdb = a->db ? p + C : NULL;
+    }
+    for (int64_t n = lo; n < hi; n++)
+        norm_bwd_row(a->dx ? a->dx + n * C : NULL, pdw, pdb, a->dy + n * C, a->x + n * C, a->w,
+                     a->center ? a->mean[n] : 0.0f, a->rstd[n], a->center, C);
+}
+
+/* Columns [c0, c1) of dw/db: the pieces' partials added in piece order. */
+typedef struct {
+    const norm_bwd_args *nb;
+    int pieces;
+} norm_sum_args;
+
+static void norm_bwd_sum_part(void *arg, int64_t c0, int64_t c1, int piece) {
+    (void)piece;
+    const norm_sum_args *s = arg;
+    const norm_bwd_args *a = s->nb;
+    for (int64_t c = c0; c < c1; c += 16) {
+        __mmask16 k = ld_tail16(c1 - c);
+        __m512 sw = _mm512_setzero_ps(), sb = _mm512_setzero_ps();
+        for (int p = 0; p < s->pieces; p++) {
+            const float *part = a->parts + (int64_t)p * 2 * a->C;
+            sw = _mm512_add_ps(sw, _mm512_maskz_loadu_ps(k, part + c));
+            sb = _mm512_add_ps(sb, _mm512_maskz_loadu_ps(k, part + a->C + c));
+        }
+        if (a->dw) _mm512_mask_storeu_ps(a->dw + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, a->dw + c), sw));
+        if (a->db) _mm512_mask_storeu_ps(a->db + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, a->db + c), sb));
+    }
+}
+
+/* Columns [c0, c1) of dw/db walked over all rows (rows too wide for partials). */
+static void norm_bwd_cols_part(void *arg, int64_t c0, int64_t c1, int piece) {
+    (void)piece;
+    const norm_bwd_args *a = arg;
+    for (int64_t n = 0; n < a->N; n++) {
+        int64_t o = n * a->C;
+        norm_bwd_row(NULL, a->dw ? a->dw + c0 : NULL, a->db ? a->db + c0 : NULL, a->dy + o + c0, a->x + o + c0,
+                     a->w + c0, a->center ? a->mean[n] : 0.0f, a->rstd[n], a->center, c1 - c0);
+    }
+}
+
 static void norm_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                      const float *mean, const float *rstd, int64_t N, int64_t C) {
-    int center = mean != NULL;
-    int want_p = dw || db;
-    int fused = want_p && C <= LD_NORM_PART_MAX_C;
-    int nt_max = N * C >= LD_PAR_MIN ? omp_get_max_threads() : 1;
-    float *parts[nt_max];
-#pragma omp parallel num_threads(nt_max)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        float part[fused ? 2 * C : 1];
-        float *pdw = fused && dw ? part : NULL, *pdb = fused && db ? part + C : NULL;
-        if (fused) {
-            memset(part, 0, 2 * (size_t)C * sizeof(float));
-            parts[t] = part;
-        }
-        int64_t lo, hi;
-        ld_split(N, 1, t, nt, &lo, &hi);
-        if (dx || fused)
-            for (int64_t n = lo; n < hi; n++)
-                norm_bwd_row(dx ? dx + n * C : NULL, pdw, pdb, dy + n * C, x + n * C, w,
-                             center ? mean[n] : 0.0f, rstd[n], center, C);
-        if (fused) {
-#pragma omp barrier
-            /* combine the partials of every thread, in thread order, over my columns */
-            int64_t c0, c1;
-            ld_split(C, 16, t, nt, &c0, &c1);
-            for (int64_t c = c0; c < c1; c += 16) {
-                __mmask16 k = ld_tail16(c1 - c);
-                __m512 sw = _mm512_setzero_ps(), sb = _mm512_setzero_ps();
-                for (int tt = 0; tt < nt; tt++) {
-                    sw = _mm512_add_ps(sw, _mm512_maskz_loadu_ps(k, parts[tt] + c));
-                    sb = _mm512_add_ps(sb, _mm512_maskz_loadu_ps(k, parts[tt] + C + c));
-                }
-                if (dw) _mm512_mask_storeu_ps(dw + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dw + c), sw));
-                if (db) _mm512_mask_storeu_ps(db + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + c), sb));
-            }
-#pragma omp barrier /* the partials live on the threads' stacks until everyone is done */
-        }
+    norm_bwd_args a = {dx, dw, db, NULL, dy, x, w, mean, rstd, N, C, mean != NULL};
+    int64_t grain = ld_par_grain(C);
+    int pieces = 0;
+    if ((dw || db) && C <= LD_NORM_PART_MAX_C) {
+        /* at most LD_NORM_MAX_PIECES partials: their sum is a small part of the work */
+        if (grain < (N + LD_NORM_MAX_PIECES - 1) / LD_NORM_MAX_PIECES) grain = (N + LD_NORM_MAX_PIECES - 1) / LD_NORM_MAX_PIECES;
+        pieces = ld_par_pieces(N, grain);
+        a.parts = ld_thread_scratch(LD_SCRATCH_ROWS, (size_t)pieces * 2 * (size_t)C * sizeof(float));
     }
-    if (want_p && !fused) {
-        /* very wide rows: each thread owns a slice of columns and walks all rows */
-#pragma omp parallel
-        {
-            int64_t c0, c1;
-            ld_split(C, 16, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
-            for (int64_t n = 0; n < N; n++) {
-                int64_t o = n * C;
-                norm_bwd_row(NULL, dw ? dw + c0 : NULL, db ? db + c0 : NULL, dy + o + c0, x + o + c0, w + c0,
-                             center ? mean[n] : 0.0f, rstd[n], center, c1 - c0);
-            }
-        }
+    if (dx || a.parts) ld_par_for(N, grain, norm_bwd_rows_part, &a);
+    if (a.parts) {
+        norm_sum_args s = {&a, pieces};
+        ld_par_for(C, ld_par_cols_grain(pieces), norm_bwd_sum_part, &s);
+    } else if (dw || db) {
+        ld_par_for(C, ld_par_cols_grain(N), norm_bwd_cols_part, &a);
     }
 }
 
@@ -224,16 +285,26 @@ void ld_avx512_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x
 
 /* Rotates every head of every batch at each position; sign -1 applies the inverse rotation
  * and accumulates into out (backward). cos/sin are computed in double once per position. */
-static void rope_apply(float *out, const float *in, int64_t B, int64_t T, int64_t H, int64_t D,
-                       int64_t pos0, float theta, int inverse) {
-    int64_t half = D / 2;
-    double inv_freq[half > 0 ? half : 1];
-    for (int64_t i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * (double)i / (double)D);
-#pragma omp parallel for schedule(static) if (B * T * H * D >= LD_PAR_MIN)
-    for (int64_t t = 0; t < T; t++) {
+typedef struct {
+    float *out;
+    const float *in;
+    const double *inv_freq;
+    int64_t B, T, H, D, pos0;
+    int inverse;
+} rope_args;
+
+/* Positions [t0, t1). */
+static void rope_part(void *arg, int64_t t0, int64_t t1, int piece) {
+    (void)piece;
+    const rope_args *a = arg;
+    float *out = a->out;
+    const float *in = a->in;
+    const int64_t B = a->B, T = a->T, H = a->H, D = a->D, half = D / 2;
+    const int inverse = a->inverse;
+    for (int64_t t = t0; t < t1; t++) {
         float cs[half > 0 ? half : 1], sn[half > 0 ? half : 1];
         for (int64_t i = 0; i < half; i++) {
-            double ang = (double)(pos0 + t) * inv_freq[i];
+            double ang = (double)(a->pos0 + t) * a->inv_freq[i];
             cs[i] = (float)cos(ang);
             sn[i] = (float)(inverse ? -sin(ang) : sin(ang));
         }
@@ -255,6 +326,15 @@ static void rope_apply(float *out, const float *in, int64_t B, int64_t T, int64_
                 }
             }
     }
+}
+
+static void rope_apply(float *out, const float *in, int64_t B, int64_t T, int64_t H, int64_t D,
+                       int64_t pos0, float theta, int inverse) {
+    int64_t half = D / 2;
+    double inv_freq[half > 0 ? half : 1];
+    for (int64_t i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * (double)i / (double)D);
+    rope_args a = {out, in, inv_freq, B, T, H, D, pos0, inverse};
+    ld_par_for(T, ld_par_grain(B * H * D), rope_part, &a);
 }
 
 void ld_avx512_rope_fwd(float *y, const float *x, int64_t B, int64_t T, int64_t H, int64_t D,
@@ -283,9 +363,19 @@ static float row_max(const float *xr, int64_t C) {
     return _mm512_reduce_max_ps(m);
 }
 
-void ld_avx512_softmax_fwd(float *y, const float *x, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static) if (N * C >= LD_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t C;
+} softmax_fwd_args;
+
+static void softmax_fwd_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const softmax_fwd_args *a = arg;
+    float *y = a->y;
+    const float *x = a->x;
+    int64_t C = a->C;
+    for (int64_t n = lo; n < hi; n++) {
         const float *xr = x + n * C;
         float *yr = y + n * C;
         __m512 mx = _mm512_set1_ps(row_max(xr, C)), s = _mm512_setzero_ps();
@@ -303,10 +393,26 @@ void ld_avx512_softmax_fwd(float *y, const float *x, int64_t N, int64_t C) {
     }
 }
 
-void ld_avx512_softmax_bwd(float *dx, const float *dy, const float *y, int64_t N, int64_t C) {
-    if (!dx) return;
-#pragma omp parallel for schedule(static) if (N * C >= LD_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
+void ld_avx512_softmax_fwd(float *y, const float *x, int64_t N, int64_t C) {
+    softmax_fwd_args a = {y, x, C};
+    ld_par_for(N, ld_par_grain(C), softmax_fwd_part, &a);
+}
+
+typedef struct {
+    float *dx;
+    const float *dy;
+    const float *y;
+    int64_t C;
+} softmax_bwd_args;
+
+static void softmax_bwd_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const softmax_bwd_args *a = arg;
+    float *dx = a->dx;
+    const float *dy = a->dy;
+    const float *y = a->y;
+    int64_t C = a->C;
+    for (int64_t n = lo; n < hi; n++) {
         const float *yr = y + n * C, *dyr = dy + n * C;
         float *dxr = dx + n * C;
         __m512 s = _mm512_setzero_ps();
@@ -321,6 +427,12 @@ void ld_avx512_softmax_bwd(float *dx, const float *dy, const float *y, int64_t N
             _mm512_mask_storeu_ps(dxr + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dxr + c), g));
         }
     }
+}
+
+void ld_avx512_softmax_bwd(float *dx, const float *dy, const float *y, int64_t N, int64_t C) {
+    if (!dx) return;
+    softmax_bwd_args a = {dx, dy, y, C};
+    ld_par_for(N, ld_par_grain(C), softmax_bwd_part, &a);
 }
 
 /* ---- fused softmax + cross-entropy ---- */
@@ -343,10 +455,25 @@ static float row_logsumexp(const float *xr, int64_t V) {
     return (float)((double)M + log((double)S));
 }
 
-void ld_avx512_xent_fwd(float *loss, float *lse, const float *logits, const int32_t *target, int64_t N,
-                        int64_t V, int32_t ignore_index) {
-#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
+typedef struct {
+    float *loss;
+    float *lse;
+    const float *logits;
+    const int32_t *target;
+    int64_t V;
+    int32_t ignore_index;
+} xent_fwd_args;
+
+static void xent_fwd_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const xent_fwd_args *a = arg;
+    float *loss = a->loss;
+    float *lse = a->lse;
+    const float *logits = a->logits;
+    const int32_t *target = a->target;
+    int64_t V = a->V;
+    int32_t ignore_index = a->ignore_index;
+    for (int64_t n = lo; n < hi; n++) {
         const float *xr = logits + n * V;
         float l = row_logsumexp(xr, V);
         if (lse) lse[n] = l;
@@ -354,12 +481,34 @@ void ld_avx512_xent_fwd(float *loss, float *lse, const float *logits, const int3
     }
 }
 
-void ld_avx512_xent_bwd(float *dlogits, const float *dloss, const float *logits, const float *lse,
-                        const int32_t *target, int64_t N, int64_t V, int32_t ignore_index) {
-    if (!dlogits) return;
+void ld_avx512_xent_fwd(float *loss, float *lse, const float *logits, const int32_t *target, int64_t N,
+                        int64_t V, int32_t ignore_index) {
+    xent_fwd_args a = {loss, lse, logits, target, V, ignore_index};
+    ld_par_for(N, ld_par_grain(V), xent_fwd_part, &a);
+}
+
+typedef struct {
+    float *dlogits;
+    const float *dloss;
+    const float *logits;
+    const float *lse;
+    const int32_t *target;
+    int64_t V;
+    int32_t ignore_index;
+} xent_bwd_args;
+
+static void xent_bwd_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const xent_bwd_args *a = arg;
+    float *dlogits = a->dlogits;
+    const float *dloss = a->dloss;
+    const float *logits = a->logits;
+    const float *lse = a->lse;
+    const int32_t *target = a->target;
+    int64_t V = a->V;
+    int32_t ignore_index = a->ignore_index;
     int overwrite = dlogits == logits;
-#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
+    for (int64_t n = lo; n < hi; n++) {
         float *dr = dlogits + n * V;
         const float *xr = logits + n * V;
         if (target[n] == ignore_index) {
@@ -379,6 +528,13 @@ void ld_avx512_xent_bwd(float *dlogits, const float *dloss, const float *logits,
         float pt = _mm512_cvtss_f32(ld_exp512(_mm512_set1_ps(xt - lse[n])));
         dr[tg] = old_t + dloss[n] * (pt - 1.0f);
     }
+}
+
+void ld_avx512_xent_bwd(float *dlogits, const float *dloss, const float *logits, const float *lse,
+                        const int32_t *target, int64_t N, int64_t V, int32_t ignore_index) {
+    if (!dlogits) return;
+    xent_bwd_args a = {dlogits, dloss, logits, lse, target, V, ignore_index};
+    ld_par_for(N, ld_par_grain(V), xent_bwd_part, &a);
 }
 
 /* ---- fused distillation loss (soft KL at temperature T + hard cross-entropy) ---- */
@@ -433,10 +589,31 @@ static distill_row distill_row_stats(const float *sr, const float *tr, int64_t V
     return r;
 }
 
-void ld_avx512_distill_fwd(float *loss, float *stats, const float *s, const float *t, const int32_t *target,
-                           int64_t N, int64_t V, float temp, float alpha, int32_t ignore_index) {
-#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
+typedef struct {
+    float *loss;
+    float *stats;
+    const float *s;
+    const float *t;
+    const int32_t *target;
+    int64_t V;
+    float temp;
+    float alpha;
+    int32_t ignore_index;
+} distill_fwd_args;
+
+static void distill_fwd_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const distill_fwd_args *a = arg;
+    float *loss = a->loss;
+    float *stats = a->stats;
+    const float *s = a->s;
+    const float *t = a->t;
+    const int32_t *target = a->target;
+    int64_t V = a->V;
+    float temp = a->temp;
+    float alpha = a->alpha;
+    int32_t ignore_index = a->ignore_index;
+    for (int64_t n = lo; n < hi; n++) {
         if (target[n] == ignore_index) {
             loss[n] = 0.0f;
             continue;
@@ -449,16 +626,43 @@ void ld_avx512_distill_fwd(float *loss, float *stats, const float *s, const floa
     }
 }
 
+void ld_avx512_distill_fwd(float *loss, float *stats, const float *s, const float *t, const int32_t *target,
+                           int64_t N, int64_t V, float temp, float alpha, int32_t ignore_index) {
+    distill_fwd_args a = {loss, stats, s, t, target, V, temp, alpha, ignore_index};
+    ld_par_for(N, ld_par_grain(V), distill_fwd_part, &a);
+}
+
 /* One pass: ds += d * (aT * (e^(s/T - lse(s/T)) - e^(t/T - lse(t/T))) + (1 - a) * e^(s - lse(s))),
  * then the target's term, (1 - a) * (p - 1), is redone without cancellation (as in xent). */
-void ld_avx512_distill_bwd(float *ds, const float *dloss, const float *s, const float *t, const float *stats,
-                           const int32_t *target, int64_t N, int64_t V, float temp, float alpha,
-                           int32_t ignore_index) {
-    if (!ds) return;
+typedef struct {
+    float *ds;
+    const float *dloss;
+    const float *s;
+    const float *t;
+    const float *stats;
+    const int32_t *target;
+    int64_t V;
+    float temp;
+    float alpha;
+    int32_t ignore_index;
+} distill_bwd_args;
+
+static void distill_bwd_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const distill_bwd_args *a = arg;
+    float *ds = a->ds;
+    const float *dloss = a->dloss;
+    const float *s = a->s;
+    const float *t = a->t;
+    const float *stats = a->stats;
+    const int32_t *target = a->target;
+    int64_t V = a->V;
+    float temp = a->temp;
+    float alpha = a->alpha;
+    int32_t ignore_index = a->ignore_index;
     const float aT = alpha * temp, hard = 1.0f - alpha;
     const __m512 invT = _mm512_set1_ps(1.0f / temp);
-#pragma omp parallel for schedule(static) if (N * V >= LD_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
+    for (int64_t n = lo; n < hi; n++) {
         if (target[n] == ignore_index) continue;
         const float *sr = s + n * V, *tr = t + n * V;
         float *dr = ds + n * V;
@@ -481,4 +685,12 @@ void ld_avx512_distill_bwd(float *ds, const float *dloss, const float *s, const 
         double p = exp((double)sr[tg] - s1);
         dr[tg] = (float)((double)old_t + (double)dloss[n] * ((double)aT * (pT_s - pT_t) + (double)hard * (p - 1.0)));
     }
+}
+
+void ld_avx512_distill_bwd(float *ds, const float *dloss, const float *s, const float *t, const float *stats,
+                           const int32_t *target, int64_t N, int64_t V, float temp, float alpha,
+                           int32_t ignore_index) {
+    if (!ds) return;
+    distill_bwd_args a = {ds, dloss, s, t, stats, target, V, temp, alpha, ignore_index};
+    ld_par_for(N, ld_par_grain(V), distill_bwd_part, &a);
 }
