@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # sanitize.sh — builds the unit tests and the CLI with ASan+UBSan (clang) and runs the unit tests
-# and the end-to-end tests labelled asan, then builds the libFuzzer harnesses and runs each for a
+# and the end-to-end tests labelled asan, runs the thread team's tests under ThreadSanitizer, then
+# builds the libFuzzer harnesses and runs each for a
 # few seconds on its seed corpus (LD_FUZZ_SECONDS each; `make fuzz-long` runs only the fuzzers,
 # 5 minutes each by default).
 set -euo pipefail
@@ -20,6 +21,13 @@ if [ -z "${LD_FUZZ_ONLY:-}" ]; then # `make fuzz-long` runs only the fuzzers, fo
 (cd build-asan && ctest --output-on-failure -j "$JOBS" -L unit -LE isa "${skip[@]}")
 # End-to-end tests labelled asan run the sanitized CLI (LD_SANITIZED: they skip their slow parts).
 (cd build-asan && LD_SANITIZED=1 ctest --output-on-failure -j "$JOBS" -L asan)
+
+# ThreadSanitizer on the tests of the thread team and the code that runs on it most
+# (kernels' pieces, per-thread scratch, per-thread tokenizer and data-preparation state).
+CC=clang cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLD_TSAN=ON -DLD_WERROR=ON >/dev/null
+TSAN_TESTS=(test_team test_ops_rows test_gemm test_quant test_tokenizer test_data_prepare)
+cmake --build build-tsan -j "$JOBS" --target "${TSAN_TESTS[@]}"
+(cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j "$JOBS" -R "^($(IFS='|'; echo "${TSAN_TESTS[*]}"))\$")
 fi
 
 for h in build-asan/fuzz_*; do

@@ -102,11 +102,11 @@ ld_team_scope ld_team_scope_begin(ld_ctx *ctx, int n_threads);
 void ld_team_scope_end(ld_team_scope *s);
 /* Makes ctx's team current until the enclosing block ends (any return path). */
 #define LD_TEAM_SCOPE(ctx)                                                                    \
-    __attribute__((cleanup(ld_team_scope_end))) ld_team_scope ld_team_scope_ = ld_team_scope_begin(ctx, 0)
+    __attribute__((cleanup(ld_team_scope_end), unused)) ld_team_scope ld_team_scope_ = ld_team_scope_begin(ctx, 0)
 /* The same for a call that takes its own thread count (n_threads > 0 and not the ctx's: a
  * team of that size for the duration of the block, started at its first loop). */
 #define LD_TEAM_SCOPE_THREADS(ctx, n_threads)                                                 \
-    __attribute__((cleanup(ld_team_scope_end))) ld_team_scope ld_team_scope_ =                \
+    __attribute__((cleanup(ld_team_scope_end), unused)) ld_team_scope ld_team_scope_ =                \
         ld_team_scope_begin(ctx, n_threads)
 
 /* ---- the team itself (core/ctx.c owns one per context) ------------------------------ */
