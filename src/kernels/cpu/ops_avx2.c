@@ -1,8 +1,9 @@
-/* kernels/cpu/ops_avx2.c — AVX2 + FMA pointwise kernels (GELU, SiLU, SwiGLU, add,
- * scale, axpy, dropout), the optimiser kernels (sum of squares, fused AdamW), f32 <-> bf16
+/* kernels/cpu/ops_avx2.c — AVX2 + FMA pointwise kernels (GELU, SiLU, SwiGLU, GeGLU, soft-cap,
+ * add, scale, axpy, dropout), the optimiser kernels (sum of squares, fused AdamW), f32 <-> bf16
  * conversion, and the partial table ld_kernels_cpu_avx2_ops that cpu_table.c overlays at
  * the AVX2 level (with the row-wise kernels of rows_avx2.c). The same formulas as
- * ops_avx512.c on 8-lane vectors.
+ * ops_avx512.c on 8-lane vectors (GeGLU and the soft-cap are this level's only: the AVX-512
+ * table keeps them).
  *
  * Everything here streams memory once; large arrays are cut into pieces of
  * LD_PAR_MIN floats for the thread team (core/team.h), so results are the same on any
@@ -290,6 +291,143 @@ static void swiglu_bwd(float *dgate, float *dup, const float *dy, const float *g
     if (!dgate && !dup) return;
     swiglu_bwd_args args_ = {dgate, dup, dy, gate, up};
     ld_par_for(n, LD_PAR_MIN, swiglu_bwd_part, &args_);
+}
+
+/* GeGLU (Gemma): gelu_tanh(gate) * up, with gelu's x sigmoid(2u) form and derivative. */
+typedef struct {
+    float *y;
+    const float *gate;
+    const float *up;
+    int64_t n;
+} geglu_fwd_args;
+
+static void geglu_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const geglu_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *gate = args_->gate;
+    const float *up = args_->up;
+    int64_t n = args_->n;
+    LD_STREAM_FOR(y, n);
+    LD_PIECE({
+        __m256 v = LD_LOAD(gate);
+        LD_OUT(y, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one8(), gelu_e(v))), LD_LOAD(up)));
+    })
+}
+
+static void geglu_fwd(float *y, const float *gate, const float *up, int64_t n) {
+    geglu_fwd_args args_ = {y, gate, up, n};
+    ld_par_for(n, LD_PAR_MIN, geglu_fwd_part, &args_);
+}
+
+typedef struct {
+    float *dgate;
+    float *dup;
+    const float *dy;
+    const float *gate;
+    const float *up;
+} geglu_bwd_args;
+
+static void geglu_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const geglu_bwd_args *args_ = arg;
+    float *dgate = args_->dgate;
+    float *dup = args_->dup;
+    const float *dy = args_->dy;
+    const float *gate = args_->gate;
+    const float *up = args_->up;
+    LD_PIECE({
+        __m256 v = LD_LOAD(gate), e = gelu_e(v), g = LD_LOAD(dy);
+        __m256 s = _mm256_div_ps(one8(), _mm256_add_ps(one8(), e));
+        if (dgate) {
+            __m256 du2 = _mm256_mul_ps(_mm256_set1_ps(2.0f * GELU_K),
+                                       _mm256_fmadd_ps(_mm256_set1_ps(3.0f * GELU_A), _mm256_mul_ps(v, v), one8()));
+            __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(v, s), _mm256_mul_ps(e, s)), du2, s);
+            LD_ACCUM(dgate, _mm256_mul_ps(_mm256_mul_ps(g, LD_LOAD(up)), d));
+        }
+        if (dup) LD_ACCUM(dup, _mm256_mul_ps(g, _mm256_mul_ps(v, s)));
+    })
+}
+
+static void geglu_bwd(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int64_t n) {
+    if (!dgate && !dup) return;
+    geglu_bwd_args args_ = {dgate, dup, dy, gate, up};
+    ld_par_for(n, LD_PAR_MIN, geglu_bwd_part, &args_);
+}
+
+/* tanh(z) and 1 - tanh(z)^2 to a few ulps: below |z| = 0.5 the Taylor series to z^15 (the
+ * next term is < 1e-8 relative there), above it (1 - e) / (1 + e) with e = e^(-2|z|) <= 1/e
+ * (no cancellation) and sech^2 = 4e / (1 + e)^2; the sign put back. */
+static inline __m256 tanh8(__m256 z, __m256 *sech2) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sign, z), z2 = _mm256_mul_ps(z, z);
+    static const float C[] = {(float)(-929569.0 / 638512875.0), (float)(21844.0 / 6081075.0), (float)(-1382.0 / 155925.0),
+                              (float)(62.0 / 2835.0), (float)(-17.0 / 315.0), (float)(2.0 / 15.0), (float)(-1.0 / 3.0)};
+    __m256 p = _mm256_set1_ps((float)(6404582.0 / 10854718875.0));
+    for (int j = 0; j < 7; j++) p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(C[j]));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z2), z, z);
+    __m256 e = ld_exp_neg_clamped8(_mm256_add_ps(a, a)), d = _mm256_add_ps(one8(), e);
+    __m256 big = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one8(), e), d), _mm256_and_ps(sign, z));
+    __m256 is_small = _mm256_cmp_ps(a, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
+    __m256 t = _mm256_blendv_ps(big, small, is_small);
+    if (sech2) {
+        __m256 sb = _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), _mm256_mul_ps(d, d));
+        *sech2 = _mm256_blendv_ps(sb, _mm256_fnmadd_ps(small, small, one8()), is_small);
+    }
+    return t;
+}
+
+/* Soft-capping (Gemma 2): cap tanh(x / cap). */
+typedef struct {
+    float *y;
+    const float *x;
+    float cap;
+    int64_t n;
+} softcap_fwd_args;
+
+static void softcap_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const softcap_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    float cap = args_->cap;
+    int64_t n = args_->n;
+    const __m256 c = _mm256_set1_ps(cap), ic = _mm256_set1_ps(1.0f / cap);
+    LD_STREAM_FOR(y, n);
+    LD_PIECE({ LD_OUT(y, _mm256_mul_ps(c, tanh8(_mm256_mul_ps(LD_LOAD(x), ic), NULL))); })
+}
+
+static void softcap_fwd(float *y, const float *x, float cap, int64_t n) {
+    softcap_fwd_args args_ = {y, x, cap, n};
+    ld_par_for(n, LD_PAR_MIN, softcap_fwd_part, &args_);
+}
+
+typedef struct {
+    float *dx;
+    const float *dy;
+    const float *x;
+    float cap;
+} softcap_bwd_args;
+
+static void softcap_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const softcap_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    const float *x = args_->x;
+    float cap = args_->cap;
+    const __m256 ic = _mm256_set1_ps(1.0f / cap);
+    LD_PIECE({
+        __m256 s2;
+        (void)tanh8(_mm256_mul_ps(LD_LOAD(x), ic), &s2);
+        LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), s2));
+    })
+}
+
+static void softcap_bwd(float *dx, const float *dy, const float *x, float cap, int64_t n) {
+    if (!dx) return;
+    softcap_bwd_args args_ = {dx, dy, x, cap};
+    ld_par_for(n, LD_PAR_MIN, softcap_bwd_part, &args_);
 }
 
 /* ---- linear pointwise ---- */
@@ -635,6 +773,8 @@ const ld_kernels ld_kernels_cpu_avx2_ops = {
     .rmsnorm_bwd = ld_avx2_rmsnorm_bwd,
     .rope_fwd = ld_avx2_rope_fwd,
     .rope_bwd = ld_avx2_rope_bwd,
+    .rope_freq_fwd = ld_avx2_rope_freq_fwd,
+    .rope_freq_bwd = ld_avx2_rope_freq_bwd,
     .softmax_fwd = ld_avx2_softmax_fwd,
     .softmax_bwd = ld_avx2_softmax_bwd,
     .xent_fwd = ld_avx2_xent_fwd,
@@ -649,6 +789,10 @@ const ld_kernels ld_kernels_cpu_avx2_ops = {
     .silu_bwd = silu_bwd,
     .swiglu_fwd = swiglu_fwd,
     .swiglu_bwd = swiglu_bwd,
+    .geglu_fwd = geglu_fwd,
+    .geglu_bwd = geglu_bwd,
+    .softcap_fwd = softcap_fwd,
+    .softcap_bwd = softcap_bwd,
     .add_fwd = add_fwd,
     .add_inplace = add_inplace,
     .scale_fwd = scale_fwd,

@@ -21,6 +21,10 @@ void ld_avx2_rope_fwd(float *y, const float *x, int64_t B, int64_t T, int64_t H,
                         int64_t pos0, float theta);
 void ld_avx2_rope_bwd(float *dx, const float *dy, int64_t B, int64_t T, int64_t H, int64_t D,
                         int64_t pos0, float theta);
+void ld_avx2_rope_freq_fwd(float *y, const float *x, int64_t B, int64_t T, int64_t H, int64_t D,
+                           int64_t pos0, const float *inv_freq, float mscale);
+void ld_avx2_rope_freq_bwd(float *dx, const float *dy, int64_t B, int64_t T, int64_t H, int64_t D,
+                           int64_t pos0, const float *inv_freq, float mscale);
 void ld_avx2_softmax_fwd(float *y, const float *x, int64_t N, int64_t C);
 void ld_avx2_softmax_bwd(float *dx, const float *dy, const float *y, int64_t N, int64_t C);
 void ld_avx2_xent_fwd(float *loss, float *lse, const float *logits, const int32_t *target, int64_t N,

@@ -1,6 +1,7 @@
 /* kernels/cpu/rows_avx2.c — AVX2 + FMA kernels that work row by row: LayerNorm,
  * RMSNorm, softmax, fused softmax-cross-entropy, the fused distillation loss, embedding
- * lookup, RoPE. The same algorithms as rows_avx512.c on 8-lane vectors.
+ * lookup, RoPE (by theta, and by explicit scaled frequencies: Llama 3, YaRN). The same
+ * algorithms as rows_avx512.c on 8-lane vectors (RoPE by frequencies is this level's only).
  *
  * Rows are cut into pieces for the thread team (core/team.h). Each row is read from memory
  * once: a row of a norm (a few KB) stays in L1/L2 between the passes over it, and the
@@ -286,13 +287,14 @@ void ld_avx2_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, 
 /* Largest head dimension handled here (cos/sin of one position live on the stack). */
 #define LD_ROPE_MAX_D 8192
 
-/* Rotates every head of every batch at each position; `inverse` applies the inverse
- * rotation and accumulates into out (backward). cos/sin are computed in double once per
- * position. */
+/* Rotates every head of every batch at each position by the angles (pos0 + t) inv_freq[i],
+ * scaled by mscale; `inverse` applies the inverse rotation and accumulates into out
+ * (backward). cos/sin are computed in double once per position. */
 typedef struct {
     float *out;
     const float *in;
     const double *inv_freq;
+    double mscale;
     int64_t B, T, H, D, pos0;
     int inverse;
 } rope_args;
@@ -305,12 +307,13 @@ static void rope_part(void *arg, int64_t t0, int64_t t1, int piece) {
     const float *in = a->in;
     const int64_t B = a->B, T = a->T, H = a->H, D = a->D, half = D / 2;
     const int inverse = a->inverse;
+    const double mscale = a->mscale;
     for (int64_t t = t0; t < t1; t++) {
         float cs[half > 0 ? half : 1], sn[half > 0 ? half : 1];
         for (int64_t i = 0; i < half; i++) {
             double ang = (double)(a->pos0 + t) * a->inv_freq[i];
-            cs[i] = (float)cos(ang);
-            sn[i] = (float)(inverse ? -sin(ang) : sin(ang));
+            cs[i] = (float)(mscale * cos(ang));
+            sn[i] = (float)(inverse ? -mscale * sin(ang) : mscale * sin(ang));
         }
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < H; h++) {
@@ -333,25 +336,62 @@ static void rope_part(void *arg, int64_t t0, int64_t t1, int piece) {
 }
 
 static void rope_apply(float *out, const float *in, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
-                       float theta, int inverse) {
-    int64_t half = D / 2;
-    double inv_freq[half > 0 ? half : 1];
-    for (int64_t i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * (double)i / (double)D);
-    rope_args a = {out, in, inv_freq, B, T, H, D, pos0, inverse};
+                       const double *inv_freq, double mscale, int inverse) {
+    rope_args a = {out, in, inv_freq, mscale, B, T, H, D, pos0, inverse};
     ld_par_for(T, ld_par_grain(B * H * D), rope_part, &a);
+}
+
+/* theta^(-2i/D), in double as the reference computes it */
+static void theta_freqs(double *f, int64_t D, float theta) {
+    for (int64_t i = 0; i < D / 2; i++) f[i] = pow((double)theta, -2.0 * (double)i / (double)D);
 }
 
 void ld_avx2_rope_fwd(float *y, const float *x, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
                       float theta) {
-    if (D > LD_ROPE_MAX_D) ld_ref_rope_fwd(y, x, B, T, H, D, pos0, theta);
-    else rope_apply(y, x, B, T, H, D, pos0, theta, 0);
+    if (D > LD_ROPE_MAX_D) {
+        ld_ref_rope_fwd(y, x, B, T, H, D, pos0, theta);
+        return;
+    }
+    double f[D / 2 > 0 ? D / 2 : 1];
+    theta_freqs(f, D, theta);
+    rope_apply(y, x, B, T, H, D, pos0, f, 1.0, 0);
 }
 
 void ld_avx2_rope_bwd(float *dx, const float *dy, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
                       float theta) {
     if (!dx) return;
-    if (D > LD_ROPE_MAX_D) ld_ref_rope_bwd(dx, dy, B, T, H, D, pos0, theta);
-    else rope_apply(dx, dy, B, T, H, D, pos0, theta, 1);
+    if (D > LD_ROPE_MAX_D) {
+        ld_ref_rope_bwd(dx, dy, B, T, H, D, pos0, theta);
+        return;
+    }
+    double f[D / 2 > 0 ? D / 2 : 1];
+    theta_freqs(f, D, theta);
+    rope_apply(dx, dy, B, T, H, D, pos0, f, 1.0, 1);
+}
+
+/* Explicit (scaled: Llama 3, YaRN, linear, rope_freqs.weight) frequencies and magnitude. */
+void ld_avx2_rope_freq_fwd(float *y, const float *x, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                           const float *inv_freq, float mscale) {
+    if (D > LD_ROPE_MAX_D) {
+        ld_ref_rope_freq_fwd(y, x, B, T, H, D, pos0, inv_freq, mscale);
+        return;
+    }
+    double f[D / 2 > 0 ? D / 2 : 1];
+    for (int64_t i = 0; i < D / 2; i++) f[i] = inv_freq[i];
+    rope_apply(y, x, B, T, H, D, pos0, f, mscale, 0);
+}
+
+/* The backward of a rotation scaled by m is the inverse rotation scaled by m. */
+void ld_avx2_rope_freq_bwd(float *dx, const float *dy, int64_t B, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                           const float *inv_freq, float mscale) {
+    if (!dx) return;
+    if (D > LD_ROPE_MAX_D) {
+        ld_ref_rope_freq_bwd(dx, dy, B, T, H, D, pos0, inv_freq, mscale);
+        return;
+    }
+    double f[D / 2 > 0 ? D / 2 : 1];
+    for (int64_t i = 0; i < D / 2; i++) f[i] = inv_freq[i];
+    rope_apply(dx, dy, B, T, H, D, pos0, f, mscale, 1);
 }
 
 /* ---- softmax ---- */
