@@ -48,7 +48,7 @@ typedef struct ld_adapter_config {
     /* Comma-separated patterns matched against the base's parameter names (without
      * ".weight"): a pattern matches when it equals the name's last component ("q_proj"), or
      * as a glob over the whole name ("model.layers.*.mlp.*"). Default "q_proj,v_proj" (for
-     * gpt2 models, "c_attn"). Only 2-D matrices of the layers match (never embeddings). */
+     * gpt2 models "c_attn", for models with a fused qkv_proj (phi3) "qkv_proj"). Only 2-D matrices of the layers match (never embeddings). */
     char targets[256];
     /* prompt tuning */
     int64_t virtual_tokens; /* P (default 20) */

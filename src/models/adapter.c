@@ -160,8 +160,10 @@ ld_status lm_adapter_create(ld_lm *m, const ld_adapter_config *c, ld_adapter **o
     if (m->adapter) return ld_error(ctx, LD_ERR_STATE, "the model already has an adapter attached");
     if (!lm_can_compute(m, "adapter")) return ld_ctx_status(ctx);
     ld_adapter_config cfg = *c;
-    if (cfg.method == LD_ADAPTER_LORA && !cfg.targets[0])
-        snprintf(cfg.targets, sizeof cfg.targets, "%s", m->cfg.arch == LD_ARCH_GPT2 ? "c_attn" : "q_proj,v_proj");
+    if (cfg.method == LD_ADAPTER_LORA && !cfg.targets[0]) /* q and v: in one matrix when it is fused */
+        snprintf(cfg.targets, sizeof cfg.targets, "%s", m->cfg.arch == LD_ARCH_GPT2 ? "c_attn"
+                                                        : lm_family(m->cfg.family)->fused_qkv ? "qkv_proj"
+                                                                                               : "q_proj,v_proj");
     TRY(check_config(m, &cfg));
     TRY(lm_forms_hf_order(m)); /* a base read in place: q/k rows in HF's order for the training forward */
     for (int i = 0; m->in_place && i < ld_params_count(m->params); i++) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # lora_oracle.sh — a LoRA adapter trained here, applied by llama.cpp itself (node-llama-cpp):
-# for a llama (q/k rows in llama.cpp's RoPE order) and a gpt2 (fused c_attn) base,
+# for a llama (q/k rows in llama.cpp's RoPE order), a gpt2 (fused c_attn) and a phi3 (fused
+# qkv_proj and gate_up_proj) base,
 # `liandan export lora-gguf` writes the adapter, llama.cpp loads the base GGUF with it, and
 # its greedy tokens equal liandan's with the adapter merged (`generate --adapter`); they
 # also differ from the base's, so the adapter is really applied. Also `export gguf --adapter`
@@ -30,6 +31,9 @@ pretrain llama '{"model_type": "llama", "vocab_size": 704, "hidden_size": 64, "i
   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64,
   "tie_word_embeddings": true}'
 pretrain gpt2 '{"model_type": "gpt2", "vocab_size": 704, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 64}'
+pretrain phi3 '{"model_type": "phi3", "vocab_size": 704, "hidden_size": 64, "intermediate_size": 128,
+  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 64,
+  "sliding_window": 2047}'
 
 prompts() {
   for p in "床前明月光，" "春眠不覺曉，" "國破山河在，"; do
@@ -43,9 +47,10 @@ ours() { # model [adapter] -> greedy ids per prompt
       | sed -n 's/^generated: *//p'
   done <"$T/prompts.txt"
 }
-for name in llama gpt2; do
+for name in llama gpt2 phi3; do
   targets='["q_proj", "k_proj", "v_proj", "o_proj", "up_proj"]'
   [ "$name" = gpt2 ] && targets='["c_attn", "c_proj"]'
+  [ "$name" = phi3 ] && targets='["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]'
   cat >"$T/$name.ft.json" <<JSON
 { "base": "$T/$name/model", "method": "lora", "out_dir": "$T/$name.lora", "lora": {"rank": 4, "alpha": 32, "targets": $targets},
   "data": {"format": "text", "train": "$T/quatrain.txt", "val_fraction": 0}, "batch_size": 8, "seq_len": 48,

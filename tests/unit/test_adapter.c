@@ -85,8 +85,14 @@ static void randomize(ld_params *set, uint64_t seed) {
     }
 }
 
-static ld_lm *model(ld_ctx *ctx, ld_lm_arch arch) {
-    ld_lm_config c = tiny(arch);
+/* The cases of the LoRA tests: llama (separate projections), gpt2 (Conv1D c_attn), phi3 (the
+ * llama architecture with fused qkv_proj and gate_up_proj). */
+enum { CASE_LLAMA = LD_ARCH_LLAMA, CASE_GPT2 = LD_ARCH_GPT2, CASE_PHI3, N_CASES };
+static const char *const case_name[N_CASES] = {"llama", "gpt2", "phi3"};
+
+static ld_lm *model(ld_ctx *ctx, int kase) {
+    ld_lm_config c = tiny(kase == CASE_GPT2 ? LD_ARCH_GPT2 : LD_ARCH_LLAMA);
+    if (kase == CASE_PHI3) c.family = LD_FAMILY_PHI3;
     ld_lm *m = NULL;
     g_ctx = ctx;
     CHECK(ld_lm_new(ctx, &c, 3, &m) == LD_OK);
@@ -96,16 +102,17 @@ static ld_lm *model(ld_ctx *ctx, ld_lm_arch arch) {
 TEST(lora_gradients_match_finite_differences) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
-    for (int arch = 0; arch < 2; arch++) {
-        ld_lm *m = model(ctx, (ld_lm_arch)arch);
+    static const char *const tg[N_CASES] = {"q_proj,v_proj,down_proj", "c_attn,c_proj", "qkv_proj,gate_up_proj"};
+    for (int k = 0; k < N_CASES; k++) {
+        ld_lm *m = model(ctx, k);
         ld_adapter_config c = ld_adapter_default_config();
         c.method = LD_ADAPTER_LORA, c.rank = 3, c.alpha = 6;
-        snprintf(c.targets, sizeof c.targets, "%s", arch == LD_ARCH_GPT2 ? "c_attn,c_proj" : "q_proj,v_proj,down_proj");
+        snprintf(c.targets, sizeof c.targets, "%s", tg[k]);
         ld_adapter *a = NULL;
-        CHECK(ld_adapter_new(m, &c, 7, &a) == LD_OK);
+        CHECK_STATUS(ctx, ld_adapter_new(m, &c, 7, &a), LD_OK, NULL);
         if (!a) continue;
         randomize(ld_adapter_params(a), 11);
-        check_grads(m, ld_adapter_params(a), false, arch ? "lora gpt2" : "lora llama");
+        check_grads(m, ld_adapter_params(a), false, case_name[k]);
         /* the base is frozen: no gradient buffers are written, no base parameter trains */
         CHECK(ld_params_numel(ld_lm_params(m), true) == 0);
         ld_adapter_free(a);
@@ -331,14 +338,17 @@ TEST(merged_logits_equal_base_plus_adapter) {
     ld_ctx_new(NULL, &ctx);
     enum { N = B * T * 37 };
     static float base[N], with[N], merged[N], unmerged[N];
-    for (int arch = 0; arch < 2; arch++) {
-        ld_lm *m = model(ctx, (ld_lm_arch)arch);
+    static const char *const tg[N_CASES] = {"q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "c_attn,c_fc,c_proj",
+                                            "qkv_proj,o_proj,gate_up_proj,down_proj"};
+    for (int k = 0; k < N_CASES; k++) {
+        const int arch = k;
+        ld_lm *m = model(ctx, k);
         logits(m, base);
         ld_adapter_config c = ld_adapter_default_config();
         c.method = LD_ADAPTER_LORA, c.rank = 4, c.alpha = 4;
-        snprintf(c.targets, sizeof c.targets, "%s", arch ? "c_attn,c_fc,c_proj" : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+        snprintf(c.targets, sizeof c.targets, "%s", tg[k]);
         ld_adapter *a = NULL;
-        CHECK(ld_adapter_new(m, &c, 9, &a) == LD_OK);
+        CHECK_STATUS(ctx, ld_adapter_new(m, &c, 9, &a), LD_OK, NULL);
         if (!a) continue;
         logits(m, with);
         CHECK(max_diff(with, base, N) == 0); /* B starts at zero: training starts from the base */
@@ -528,6 +538,35 @@ TEST(bad_adapter_directories_name_the_problem) {
     ld_lm_free(m);
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir());
     CHECK(system(cmd) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* Without targets a LoRA adapts q and v: q_proj and v_proj, gpt2's c_attn, and phi3's fused
+ * qkv_proj (q_proj,v_proj matched no matrix of a phi3 model: the default failed). */
+TEST(default_lora_targets_hold_q_and_v) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    static const char *const want[N_CASES][2] = {{"self_attn.q_proj.lora_A", "self_attn.v_proj.lora_A"},
+                                                 {"attn.c_attn.lora_A", "attn.c_attn.lora_A"},
+                                                 {"self_attn.qkv_proj.lora_A", "self_attn.qkv_proj.lora_A"}};
+    static const int per_layer[N_CASES] = {2, 1, 1};
+    for (int k = 0; k < N_CASES; k++) {
+        ld_lm *m = model(ctx, k);
+        ld_adapter_config c = ld_adapter_default_config();
+        c.method = LD_ADAPTER_LORA;
+        ld_adapter *a = NULL;
+        CHECK_STATUS(ctx, ld_adapter_new(m, &c, 1, &a), LD_OK, NULL);
+        const ld_params *p = a ? ld_adapter_params(a) : NULL;
+        CHECK_MSG(p && ld_params_count(p) == 2 * 2 * per_layer[k], "%s: %d adapter parameters", case_name[k],
+                  p ? ld_params_count(p) : -1);
+        for (int w = 0; p && w < 2; w++) {
+            bool found = false;
+            for (int i = 0; i < ld_params_count(p); i++) found |= strstr(ld_params_at(p, i)->name, want[k][w]) != NULL;
+            CHECK_MSG(found, "%s: no %s", case_name[k], want[k][w]);
+        }
+        ld_adapter_free(a);
+        ld_lm_free(m);
+    }
     ld_ctx_free(ctx);
 }
 
