@@ -1,5 +1,6 @@
 /* bench/bench_attention.c — attention throughput at training and decoding shapes.
- * FLOPs: forward 4·B·H·D·(visible query-key pairs) (QK^T and PV, 2 flops per multiply-add);
+ * FLOPs: forward 4·B·H·D·(visible query-key pairs: causal and sliding-window masks counted)
+ * (QK^T and PV, 2 flops per multiply-add);
  * backward 2.5x the forward (recomputed QK^T, dP, dS·K, dS^T·Q, P^T·dO). */
 #include <stdlib.h>
 
@@ -38,7 +39,11 @@ static void bench_shape(const char *label, ld_attn_shape s, const ld_bench_opts 
     a.dq = calloc((size_t)nq, 4), a.dk = calloc((size_t)nk, 4), a.dv = calloc((size_t)nk, 4);
     a.scratch = aligned_alloc(64, (a.k->attention_bwd_scratch(&s) + 127) / 64 * 64);
     double pairs = 0; /* visible (query, key) pairs */
-    for (int64_t i = 0; i < s.Tq; i++) pairs += s.causal ? (double)(s.q_offset + i + 1) : (double)s.Tk;
+    for (int64_t i = 0; i < s.Tq; i++) {
+        int64_t end = s.causal && s.q_offset + i + 1 < s.Tk ? s.q_offset + i + 1 : s.Tk;
+        int64_t start = s.window > 0 && end - s.window > 0 ? end - s.window : 0;
+        pairs += (double)(end - start);
+    }
     double fwd_flops = 4.0 * (double)(s.B * s.Hq * s.D) * pairs;
     for (int bw = 0; bw < 2; bw++) {
         if (bw && s.Tq == 1) break; /* decoding has no backward */
@@ -61,7 +66,15 @@ void ld_bench_suite_attention(const ld_bench_opts *o, const ld_machine_limits *l
     train_short.Tq = train_short.Tk = 64;
     ld_attn_shape decode = {.B = 1, .Tq = 1, .Tk = 1024, .Hq = 12, .Hkv = 12, .D = 64, .q_offset = 1023,
                             .causal = true, .scale = 0.125f};
+    /* the encoder's and the image-text towers' bidirectional attention */
+    ld_attn_shape bidir = train_long;
+    bidir.Tq = bidir.Tk = 512, bidir.causal = false;
+    /* Gemma 2's local layers: GQA, head size 128, sliding window, soft-capped scores */
+    ld_attn_shape local = {.B = 1, .Tq = 1024, .Tk = 1024, .Hq = 8, .Hkv = 4, .D = 128, .causal = true,
+                           .scale = 0.0883883f, .window = 512, .softcap = 50.0f};
     bench_shape("causal B4 T1024 H12 D64", train_long, o, lim, rep);
     bench_shape("causal B4 T64 H12 D64", train_short, o, lim, rep);
+    bench_shape("bidirectional B4 T512 H12 D64", bidir, o, lim, rep);
+    bench_shape("window512 softcap50 B1 T1024 H8/4 D128", local, o, lim, rep);
     bench_shape("decode Tk1024 H12 D64", decode, o, lim, rep);
 }

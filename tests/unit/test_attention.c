@@ -79,13 +79,25 @@ TEST_ISA(cpu_matches_ref_on_odd_shapes) {
         /* grouped rows whose visible ends straddle a key block (some rows see none of it) */
         {.B = 1, .Tq = 10, .Tk = 71, .Hq = 2, .Hkv = 1, .D = 32, .q_offset = 61, .causal = true},
         {.B = 1, .Tq = 7, .Tk = 68, .Hq = 2, .Hkv = 2, .D = 128, .q_offset = 61, .causal = true},
-        /* sliding windows and soft-capped scores (an optimized kernel that lacks them must
-         * run the reference) */
+        /* several query and key blocks, bidirectional (encoder), with padding, GQA of 4, head
+         * sizes that are not a multiple of 8 or 16 */
+        {.B = 2, .Tq = 150, .Tk = 150, .Hq = 4, .Hkv = 1, .D = 64, .causal = false, .key_len = lens2},
+        {.B = 1, .Tq = 131, .Tk = 131, .Hq = 2, .Hkv = 2, .D = 37, .causal = true},
+        {.B = 1, .Tq = 70, .Tk = 200, .Hq = 2, .Hkv = 1, .D = 24, .causal = false},
+        {.B = 1, .Tq = 66, .Tk = 66, .Hq = 1, .Hkv = 1, .D = 256, .causal = true},
+        /* sliding windows and soft-capped scores */
         {.B = 2, .Tq = 40, .Tk = 40, .Hq = 4, .Hkv = 2, .D = 32, .causal = true, .window = 7},
         {.B = 1, .Tq = 3, .Tk = 90, .Hq = 2, .Hkv = 1, .D = 64, .q_offset = 87, .causal = true, .window = 16},
         {.B = 1, .Tq = 33, .Tk = 33, .Hq = 2, .Hkv = 2, .D = 16, .causal = true, .softcap = 0.5f},
         {.B = 1, .Tq = 9, .Tk = 70, .Hq = 4, .Hkv = 2, .D = 32, .q_offset = 61, .causal = true, .window = 5,
          .softcap = 2.0f},
+        /* windows over several key blocks (whole blocks before a window skipped), Gemma 2's
+         * local-layer shape in small */
+        {.B = 2, .Tq = 200, .Tk = 200, .Hq = 4, .Hkv = 2, .D = 64, .causal = true, .window = 70, .softcap = 1.5f},
+        {.B = 1, .Tq = 100, .Tk = 230, .Hq = 2, .Hkv = 1, .D = 40, .q_offset = 130, .causal = true, .window = 97},
+        {.B = 1, .Tq = 2, .Tk = 300, .Hq = 4, .Hkv = 1, .D = 128, .q_offset = 298, .causal = true, .window = 129,
+         .softcap = 3.0f},
+        {.B = 2, .Tq = 80, .Tk = 80, .Hq = 2, .Hkv = 2, .D = 16, .causal = false, .softcap = 0.7f, .key_len = lens2},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         shapes[i].scale = 1.0f / sqrtf((float)shapes[i].D);

@@ -1,15 +1,29 @@
-/* kernels/cpu/attention_avx2.c — memory-efficient attention (FlashAttention-2 style) at the
- * AVX2 level: the algorithm of attention_avx512.c with 8-lane vectors. Queries in blocks of
- * QB rows, keys in blocks of KB; scores of one block pair live in a QB x KB tile on the
- * stack, softmax is online (running max and sum per row), and nothing of size Tq x Tk is
- * ever stored. Key and value blocks are transposed once per block pair so every product is
- * a broadcast FMA over 8 keys or 8 head dimensions (no horizontal sums); a few queries
- * (decoding) take dot products with the key rows directly instead.
+/* kernels/cpu/attention_avx2.c — blocked (FlashAttention-2 style) attention at the AVX2 level,
+ * forward and backward, built on a 6 x 16 register-blocked micro-kernel (the f32 GEMM's
+ * shape: 12 ymm accumulators, 2 vector loads and 6 broadcasts per step) that reads both
+ * operands in place through strides, so query, key, value and gradient rows are used where
+ * they lie and only key and value blocks are transposed (8 x 8 in registers).
+ *
+ * Queries in blocks of QB rows, keys in blocks of KB; one block pair's score tile S
+ * (QB x KB), probability tile P and score-gradient tile dS live on the stack, softmax is
+ * online (running max and sum per row), and nothing of size Tq x Tk is ever stored. Every
+ * product of a block pair skips what the mask hides: a row panel's score tiles cover only
+ * the key columns its rows see, and P·V, dS·K, dS^T·Q, P^T·dO run only over the steps whose
+ * probabilities can be nonzero, so a causal diagonal block costs about half a full one.
+ * Sliding windows and soft-capped scores (Gemma 2, Mistral) are part of the mask and the
+ * score transform; they do not leave the kernel. A few queries (decoding) take dot products
+ * with the key rows directly instead of transposing the block.
  *
  * Forward: parallel over (batch, query head, query block). Backward: parallel over
  * (batch, kv head): that unit owns its dk/dv rows and the dq rows of its query heads, so no
- * two threads write the same memory and the result is deterministic for a thread count.
- * Semantics: kernels/kernels.h. Head sizes above LD_ATTN_MAX_D, sliding windows and soft-caps fall back to the reference. */
+ * two threads write the same memory and the result is deterministic for a thread count. It
+ * walks key blocks outermost (each transposed once) and, within one, every query head of the
+ * group and every query block that sees it.
+ *
+ * The visible keys of a query, [start, end), never move left as the query moves right
+ * (causal ends, window starts and padding lengths all grow or stay), so the queries that
+ * see a key form a contiguous run: the backward's dK and dV products use that.
+ * Semantics: kernels/kernels.h. Head sizes above LD_ATTN_MAX_D fall back to the reference. */
 #include <math.h>
 #include <string.h>
 
@@ -17,54 +31,151 @@
 #include "kernels/cpu/simd_avx2.h"
 #include "kernels/ref/ref.h"
 
-#define QB 32
+#define QB 64
 #define KB 64
+#define MR 6
 #define LD_ATTN_MAX_D 256
 #define INLINE static inline __attribute__((always_inline))
 
-static inline int64_t visible_end(const ld_attn_shape *s, int64_t b, int64_t i) {
+/* Keys [*start, end) are visible to query i (kernels.h: padding, causal, sliding window). */
+static inline int64_t visible(const ld_attn_shape *s, int64_t b, int64_t i, int64_t *start) {
     int64_t end = s->Tk;
     if (s->key_len && s->key_len[b] < end) end = s->key_len[b] < 0 ? 0 : s->key_len[b];
     if (s->causal && s->q_offset + i + 1 < end) end = s->q_offset + i + 1;
-    return end < 0 ? 0 : end;
+    if (end < 0) end = 0;
+    *start = s->window > 0 && s->q_offset + i + 1 - s->window > 0 ? s->q_offset + i + 1 - s->window : 0;
+    if (end < *start) end = *start;
+    return end;
 }
 
-/* t[d * KB + j] = src row (j0 + j), dims d, for j < nk (zero beyond). */
-static void transpose_block(float *t, const float *src, int64_t row_stride, int64_t j0, int64_t nk, int64_t D) {
+/* ---- the micro-kernel and the strided product built on it -------------------------- */
+
+/* C[r, 0:nc) (=, or += when acc) alpha * sum_{t < steps} A(r, t) B(t, 0:nc) for r < R, with
+ * A(r, t) = a[r * ars + t * ats] and B(t, c) = b[t * ldb + c]; full: nc == 16 (else lanes
+ * beyond nc are neither loaded from B nor stored to C). */
+INLINE void tile(const int R, const int full, int64_t steps, const float *a, int64_t ars, int64_t ats, const float *b,
+                 int64_t ldb, float *c, int64_t ldc, int nc, float alpha, int acc) {
+    __m256 s[MR][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) s[r][0] = s[r][1] = _mm256_setzero_ps();
+    const __m256i m0 = ld_tail8(nc), m1 = ld_tail8(nc - 8);
+    const float *ar[MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) ar[r] = a + r * ars;
+    for (int64_t t = 0; t < steps; t++) {
+        const __m256 b0 = ld_load8(b, m0, full), b1 = ld_load8(b + 8, m1, full);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            const __m256 av = _mm256_broadcast_ss(ar[r] + t * ats);
+            s[r][0] = _mm256_fmadd_ps(av, b0, s[r][0]);
+            s[r][1] = _mm256_fmadd_ps(av, b1, s[r][1]);
+        }
+        b += ldb;
+    }
+    const __m256 va = _mm256_set1_ps(alpha);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        float *cr = c + r * ldc;
+        __m256 x0 = _mm256_mul_ps(va, s[r][0]), x1 = _mm256_mul_ps(va, s[r][1]);
+        if (acc) x0 = _mm256_add_ps(x0, ld_load8(cr, m0, full)), x1 = _mm256_add_ps(x1, ld_load8(cr + 8, m1, full));
+        ld_store8(cr, m0, full, x0);
+        ld_store8(cr + 8, m1, full, x1);
+    }
+}
+
+static void tile_any(int R, int64_t steps, const float *a, int64_t ars, int64_t ats, const float *b, int64_t ldb,
+                     float *c, int64_t ldc, int nc, float alpha, int acc) {
+#define T(RR)                                                                                                    \
+    case RR:                                                                                                     \
+        if (nc == 16) tile(RR, 1, steps, a, ars, ats, b, ldb, c, ldc, nc, alpha, acc);                          \
+        else tile(RR, 0, steps, a, ars, ats, b, ldb, c, ldc, nc, alpha, acc);                                   \
+        break;
+    switch (R) {
+        T(1) T(2) T(3) T(4) T(5) T(6)
+    default: break;
+    }
+#undef T
+}
+
+/* What the optional per-row ranges [lo[r], hi[r]) of mm restrict. */
+enum { RANGE_COLS, RANGE_STEPS };
+
+/* C[M, N] (=, or += when acc) alpha A[M, steps] B[steps, N] (A(r, t) = a[r ars + t ats],
+ * B(t, c) = b[t ldb + c], C(r, c) = c[r ldc + c]), by panels of MR rows. With lo/hi, row r
+ * needs only columns [lo[r], hi[r]) of C (RANGE_COLS: the rest of its row may be left
+ * unwritten) or has A(r, t) = 0 outside steps [lo[r], hi[r]) (RANGE_STEPS); a panel works on
+ * the union of its rows' ranges. */
+static void mm(int64_t M, int64_t N, int64_t steps, const float *a, int64_t ars, int64_t ats, const float *b,
+               int64_t ldb, float *c, int64_t ldc, float alpha, int acc, const int64_t *lo, const int64_t *hi,
+               int kind) {
+    for (int64_t r0 = 0; r0 < M; r0 += MR) {
+        const int R = M - r0 < MR ? (int)(M - r0) : MR;
+        int64_t t0 = 0, t1 = steps, c0 = 0, c1 = N;
+        if (lo) {
+            int64_t mn = INT64_MAX, mx = INT64_MIN;
+            for (int r = 0; r < R; r++)
+                if (hi[r0 + r] > lo[r0 + r]) {
+                    mn = lo[r0 + r] < mn ? lo[r0 + r] : mn;
+                    mx = hi[r0 + r] > mx ? hi[r0 + r] : mx;
+                }
+            if (mx <= mn) {
+                if (kind == RANGE_STEPS && !acc) t0 = t1 = 0; /* the product is zero, still written */
+                else continue;
+            } else if (kind == RANGE_STEPS) t0 = mn, t1 = mx;
+            else { /* whole 16-column tiles where N allows (the extra columns are don't-cares) */
+                c0 = mn & ~(int64_t)15;
+                c1 = (mx + 15) & ~(int64_t)15;
+                if (c1 > N) c1 = N;
+            }
+        }
+        for (int64_t cc = c0; cc < c1; cc += 16)
+            tile_any(R, t1 - t0, a + r0 * ars + t0 * ats, ars, ats, b + t0 * ldb + cc, ldb, c + r0 * ldc + cc, ldc,
+                     c1 - cc < 16 ? (int)(c1 - cc) : 16, alpha, acc);
+    }
+}
+
+/* ---- block helpers ------------------------------------------------------------------ */
+
+/* t[d * KB + j] = src[j * stride + d] for j < nk, d < D, and zero for nk <= j < KB (so
+ * score tiles may always be 16 keys wide). */
+static void transpose_block(float *t, const float *src, int64_t stride, int64_t nk, int64_t D) {
+    int64_t j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        int64_t d = 0;
+        for (; d + 8 <= D; d += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (j + i) * stride + d);
+            ld_transpose8_ps(r);
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(t + (d + i) * KB + j, r[i]);
+        }
+        for (; d < D; d++)
+            for (int i = 0; i < 8; i++) t[d * KB + j + i] = src[(j + i) * stride + d];
+    }
     for (int64_t d = 0; d < D; d++) {
-        float *td = t + d * KB;
-        for (int64_t j = 0; j < nk; j++) td[j] = src[(j0 + j) * row_stride + d];
-        for (int64_t j = nk; j < KB; j++) td[j] = 0.0f;
+        for (int64_t jj = j; jj < nk; jj++) t[d * KB + jj] = src[jj * stride + d];
+        for (int64_t jj = nk; jj < KB; jj++) t[d * KB + jj] = 0.0f;
     }
 }
 
-/* sc[j] = scale * q . key_j for the KB keys of a transposed block (8 vectors of 8). */
-static inline void scores_row(float *sc, const float *qi, const float *kt, int64_t D, float scale) {
-    __m256 a[KB / 8];
-#pragma GCC unroll 8
-    for (int c = 0; c < KB / 8; c++) a[c] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < D; d++) {
-        const __m256 qd = _mm256_broadcast_ss(qi + d);
-        const float *k = kt + d * KB;
-#pragma GCC unroll 8
-        for (int c = 0; c < KB / 8; c++) a[c] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8 * c), a[c]);
-    }
-    const __m256 vs = _mm256_set1_ps(scale);
-#pragma GCC unroll 8
-    for (int c = 0; c < KB / 8; c++) _mm256_storeu_ps(sc + 8 * c, _mm256_mul_ps(a[c], vs));
+/* Lanes j .. j + 7 that lie in [cs, ce). */
+INLINE __m256 lane_mask(int64_t j, int64_t cs, int64_t ce) {
+    const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32((int)cs - 1)),
+                                                _mm256_cmpgt_epi32(_mm256_set1_epi32((int)ce), idx)));
 }
 
-/* y[0..D) += a * x[0..D) */
-static inline void axpy_d(float *y, float a, const float *x, int64_t D) {
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t d = 0;
-    for (; d + 8 <= D; d += 8) _mm256_storeu_ps(y + d, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + d), _mm256_loadu_ps(y + d)));
-    if (d < D) {
-        const __m256i m = ld_tail8(D - d);
-        _mm256_maskstore_ps(y + d, m, _mm256_fmadd_ps(va, _mm256_maskload_ps(x + d, m), _mm256_maskload_ps(y + d, m)));
+/* Soft-capped scores: x = cap tanh(x / cap) for the chunks of x[0 .. n8) that meet [cs, ce);
+ * with slope, slope[j] = 1 - tanh^2 (d capped / d raw) there. */
+static void softcap_row(float *x, float *slope, int64_t cs, int64_t ce, float cap) {
+    const __m256 c = _mm256_set1_ps(cap), ic = _mm256_set1_ps(1.0f / cap);
+    for (int64_t j = cs & ~(int64_t)7; j < ce; j += 8) {
+        __m256 s2;
+        _mm256_storeu_ps(x + j, _mm256_mul_ps(c, ld_tanh8(_mm256_mul_ps(_mm256_loadu_ps(x + j), ic), &s2)));
+        if (slope) _mm256_storeu_ps(slope + j, s2);
     }
 }
 
+/* y[0..D) *= a */
 static inline void scale_d(float *y, float a, int64_t D) {
     const __m256 va = _mm256_set1_ps(a);
     int64_t d = 0;
@@ -86,100 +197,89 @@ static inline float dot_d(const float *x, const float *y, int64_t D) {
     return ld_hsum8(acc);
 }
 
-/* o[0..8 ND) = corr * o + sum_j p[j pstride] * rows[j * stride + 0..8 ND), o in registers. */
-INLINE void pv_regs(float *o, float corr, const float *p, int64_t pstride, const float *rows, int64_t stride, int64_t n,
-                    const int ND) {
-    __m256 acc[8];
-    const __m256 vc = _mm256_set1_ps(corr);
-#pragma GCC unroll 8
-    for (int v = 0; v < ND; v++) acc[v] = _mm256_mul_ps(vc, _mm256_loadu_ps(o + 8 * v));
-    for (int64_t j = 0; j < n; j++) {
-        const __m256 pj = _mm256_broadcast_ss(p + j * pstride);
-        const float *r = rows + j * stride;
-#pragma GCC unroll 8
-        for (int v = 0; v < ND; v++) acc[v] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(r + 8 * v), acc[v]);
+/* ---- forward ------------------------------------------------------------------------ */
+
+/* One online-softmax step of a row: sc[0 .. n8) holds the block's scores, [cs, ce) the
+ * visible ones. Turns sc into probabilities relative to the new running max (0 outside
+ * [cs, ce)), updates *m and *l, and returns the factor the row's output must be scaled by
+ * (1 when the row sees nothing here). */
+static float softmax_step(float *sc, int64_t n8, int64_t cs, int64_t ce, float *m, float *l) {
+    if (ce <= cs) {
+        memset(sc, 0, (size_t)n8 * sizeof(float));
+        return 1.0f;
     }
-#pragma GCC unroll 8
-    for (int v = 0; v < ND; v++) _mm256_storeu_ps(o + 8 * v, acc[v]);
-}
-
-/* o[0..D) = corr * o + sum_j p[j] * rows[j * stride + 0..D), with o kept in registers when
- * D is a multiple of 8 up to 64, else row by row. */
-static inline void pv_accumulate_strided(float *o, float corr, const float *p, int64_t pstride, const float *rows,
-                                         int64_t stride, int64_t n, int64_t D) {
-    switch (D % 8 == 0 && D <= 64 ? D / 8 : 0) {
-    case 1: pv_regs(o, corr, p, pstride, rows, stride, n, 1); return;
-    case 2: pv_regs(o, corr, p, pstride, rows, stride, n, 2); return;
-    case 4: pv_regs(o, corr, p, pstride, rows, stride, n, 4); return;
-    case 8: pv_regs(o, corr, p, pstride, rows, stride, n, 8); return;
-    default: break;
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 vm = ninf;
+    for (int64_t j = cs & ~(int64_t)7; j < ce; j += 8)
+        vm = _mm256_max_ps(vm, _mm256_blendv_ps(ninf, _mm256_loadu_ps(sc + j), lane_mask(j, cs, ce)));
+    float mx = ld_hmax8(vm);
+    if (*m > mx) mx = *m;
+    const float corr = expf(*m - mx); /* 0 on the row's first visible block (*m = -inf) */
+    const __m256 vmx = _mm256_set1_ps(mx);
+    __m256 vs = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n8; j += 8) {
+        if (j + 8 <= cs || j >= ce) {
+            _mm256_storeu_ps(sc + j, _mm256_setzero_ps());
+            continue;
+        }
+        const __m256 p = _mm256_and_ps(ld_exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vmx)), lane_mask(j, cs, ce));
+        vs = _mm256_add_ps(vs, p);
+        _mm256_storeu_ps(sc + j, p);
     }
-    if (corr != 1.0f) scale_d(o, corr, D);
-    for (int64_t j = 0; j < n; j++) axpy_d(o, p[j * pstride], rows + j * stride, D);
+    *l = *l * corr + ld_hsum8(vs);
+    *m = mx;
+    return corr;
 }
 
-static inline void pv_accumulate(float *o, float corr, const float *p, const float *rows, int64_t stride, int64_t n,
-                                 int64_t D) {
-    pv_accumulate_strided(o, corr, p, 1, rows, stride, n, D);
-}
-
-/* sc[j] = scale * q . k_j for n keys given as rows (no transpose: for one or few queries). */
-static inline void scores_direct(float *sc, const float *qi, const float *k, int64_t stride, int64_t n, int64_t D,
-                                 float scale) {
-    for (int64_t j = 0; j < n; j++) sc[j] = scale * dot_d(qi, k + j * stride, D);
-    for (int64_t j = n; j < KB; j++) sc[j] = 0.0f;
-}
-
-/* exp(x - shift) for the 64 entries, in place. */
-static inline void exp_shift64(float *p, float shift) {
-    const __m256 vs = _mm256_set1_ps(shift);
-    for (int j = 0; j < KB; j += 8) _mm256_storeu_ps(p + j, ld_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), vs)));
-}
-
+/* Queries i0 .. i0 + ni - 1 of head h of batch b. kt: a KB x LD_ATTN_MAX_D transpose buffer. */
 static void fwd_unit(float *out, float *lse, const float *q, const float *k, const float *v, const ld_attn_shape *s,
-                     int64_t b, int64_t h, int64_t i0, int64_t ni) {
+                     int64_t b, int64_t h, int64_t i0, int64_t ni, float *kt) {
     const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, hk = h / (Hq / Hkv);
-    const int64_t kstride = Hkv * D;
-    float kt[LD_ATTN_MAX_D * KB], sc[KB], mrow[QB], lrow[QB];
-    int64_t end_max = 0, ends[QB];
+    const int64_t kstride = Hkv * D, qstride = Hq * D;
+    float S[QB * KB], mrow[QB], lrow[QB];
+    int64_t st[QB], en[QB], cs[QB], ce[QB], lo = INT64_MAX, hi = 0;
+    float *ob = out + ((b * s->Tq + i0) * Hq + h) * D;
+    const float *qb = q + ((b * s->Tq + i0) * Hq + h) * D;
     for (int64_t r = 0; r < ni; r++) {
-        ends[r] = visible_end(s, b, i0 + r);
-        if (ends[r] > end_max) end_max = ends[r];
+        en[r] = visible(s, b, i0 + r, &st[r]);
+        if (en[r] > st[r]) {
+            lo = st[r] < lo ? st[r] : lo;
+            hi = en[r] > hi ? en[r] : hi;
+        }
         mrow[r] = -INFINITY, lrow[r] = 0.0f;
-        memset(out + ((b * s->Tq + i0 + r) * Hq + h) * D, 0, (size_t)D * sizeof(float));
+        memset(ob + r * qstride, 0, (size_t)D * sizeof(float));
     }
     const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
     const bool direct = ni < 4; /* decoding: a transpose costs more than it saves */
-    for (int64_t j0 = 0; j0 < end_max; j0 += KB) {
-        int64_t nk = end_max - j0 < KB ? end_max - j0 : KB;
-        if (!direct) transpose_block(kt, kb, kstride, j0, nk, D);
+    for (int64_t j0 = lo; j0 < hi; j0 += KB) {
+        const int64_t nk = hi - j0 < KB ? hi - j0 : KB, n8 = (nk + 7) & ~(int64_t)7;
         for (int64_t r = 0; r < ni; r++) {
-            int64_t vis = ends[r] - j0; /* keys of this block visible to the row */
-            if (vis <= 0) continue;
-            if (vis > nk) vis = nk;
-            const float *qi = q + ((b * s->Tq + i0 + r) * Hq + h) * D;
-            float *oi = out + ((b * s->Tq + i0 + r) * Hq + h) * D;
-            if (direct) scores_direct(sc, qi, kb + j0 * kstride, kstride, vis, D, s->scale);
-            else scores_row(sc, qi, kt, D, s->scale);
-            float mx = mrow[r];
-            for (int64_t j = 0; j < vis; j++) mx = sc[j] > mx ? sc[j] : mx;
-            for (int64_t j = vis; j < KB; j++) sc[j] = -INFINITY;
-            float corr = expf(mrow[r] - mx); /* 0 on the first block (-inf) */
-            exp_shift64(sc, mx);
-            float sum = 0.0f;
-            for (int64_t j = 0; j < vis; j++) sum += sc[j];
-            pv_accumulate(oi, corr, sc, vb + j0 * kstride, kstride, vis, D);
-            lrow[r] = lrow[r] * corr + sum;
-            mrow[r] = mx;
+            cs[r] = st[r] - j0 < 0 ? 0 : st[r] - j0 > nk ? nk : st[r] - j0;
+            ce[r] = en[r] - j0 < cs[r] ? cs[r] : en[r] - j0 > nk ? nk : en[r] - j0;
         }
+        if (direct) {
+            for (int64_t r = 0; r < ni; r++)
+                for (int64_t j = cs[r]; j < ce[r]; j++)
+                    S[r * KB + j] = s->scale * dot_d(qb + r * qstride, kb + (j0 + j) * kstride, D);
+        } else {
+            transpose_block(kt, kb + j0 * kstride, kstride, nk, D);
+            mm(ni, KB, D, qb, qstride, 1, kt, KB, S, KB, s->scale, 0, cs, ce, RANGE_COLS);
+        }
+        for (int64_t r = 0; r < ni; r++) {
+            if (s->softcap > 0 && ce[r] > cs[r]) softcap_row(S + r * KB, NULL, cs[r], ce[r], s->softcap);
+            const bool empty = mrow[r] == -INFINITY; /* the output row is still all zero */
+            const float corr = softmax_step(S + r * KB, n8, cs[r], ce[r], &mrow[r], &lrow[r]);
+            if (corr != 1.0f && !empty) scale_d(ob + r * qstride, corr, D);
+        }
+        mm(ni, D, nk, S, KB, 1, vb + j0 * kstride, kstride, ob, qstride, 1.0f, 1, cs, ce, RANGE_STEPS);
     }
     for (int64_t r = 0; r < ni; r++) {
         float *l = lse + (b * Hq + h) * s->Tq + i0 + r;
-        if (ends[r] == 0) {
+        if (en[r] <= st[r]) {
             *l = -INFINITY;
             continue;
         }
-        scale_d(out + ((b * s->Tq + i0 + r) * Hq + h) * D, 1.0f / lrow[r], D);
+        scale_d(ob + r * qstride, 1.0f / lrow[r], D);
         *l = mrow[r] + logf(lrow[r]);
     }
 }
@@ -196,16 +296,17 @@ static void fwd_units(void *arg, int64_t u0, int64_t u1, int piece) {
     (void)piece;
     const attn_fwd_args *a = arg;
     const ld_attn_shape *s = a->s;
+    float kt[LD_ATTN_MAX_D * KB];
     for (int64_t u = u0; u < u1; u++) {
         int64_t qb = u % a->nqb, h = (u / a->nqb) % s->Hq, b = u / (a->nqb * s->Hq);
         int64_t i0 = qb * QB, ni = s->Tq - i0 < QB ? s->Tq - i0 : QB;
-        fwd_unit(a->out, a->lse, a->q, a->k, a->v, s, b, h, i0, ni);
+        fwd_unit(a->out, a->lse, a->q, a->k, a->v, s, b, h, i0, ni, kt);
     }
 }
 
 static void attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                           const ld_attn_shape *s) {
-    if (s->D > LD_ATTN_MAX_D || s->window > 0 || s->softcap > 0) { /* sliding window / soft-cap: the reference */
+    if (s->D > LD_ATTN_MAX_D) {
         ld_ref_attention_fwd(out, lse, q, k, v, s);
         return;
     }
@@ -216,60 +317,100 @@ static void attention_fwd(float *out, float *lse, const float *q, const float *k
     ld_par_for(units, par ? 1 : units, fwd_units, &a);
 }
 
+/* ---- backward ----------------------------------------------------------------------- */
+
 static size_t attention_bwd_scratch(const ld_attn_shape *s) {
     (void)s;
     return 0; /* all tiles live on the stack */
 }
 
-/* One (batch, kv head): every query head of its group, every query block, every key block.
- * Per block pair: the probability tile P and the score-gradient tile dS (QB x KB, on the
- * stack), then dq rows += dS · K, and dk/dv rows += dS^T · Q and P^T · dO, each output row
- * accumulated in registers over the block's queries. */
+/* Per block pair (queries i0.., keys j0..; kt, vt the transposed key and value blocks):
+ * S = scale Q K^T (capped), P = exp(S - lse), dP = dO V^T, dS = P (dP - D_i) scale cap',
+ * then dQ += dS K, dK += dS^T Q, dV += P^T dO. */
+static void bwd_pair(float *dq, float *dkb, float *dvb, const float *qb, const float *dob, const float *ob,
+                     const float *lseb, const float *kb, const float *kt, const float *vt, const ld_attn_shape *s,
+                     int64_t ni, int64_t nk, const int64_t *cs, const int64_t *ce) {
+    const int64_t D = s->D, qstride = s->Hq * D, kstride = s->Hkv * D, n8 = (nk + 7) & ~(int64_t)7;
+    float S[QB * KB], P[QB * KB], dS[QB * KB], slope[KB];
+    int64_t qlo[KB], qhi[KB];
+    mm(ni, KB, D, qb, qstride, 1, kt, KB, S, KB, s->scale, 0, cs, ce, RANGE_COLS);
+    mm(ni, KB, D, dob, qstride, 1, vt, KB, dS, KB, 1.0f, 0, cs, ce, RANGE_COLS); /* dP */
+    for (int64_t r = 0; r < ni; r++) {
+        float *sr = S + r * KB, *pr = P + r * KB, *dr = dS + r * KB;
+        if (ce[r] <= cs[r]) {
+            memset(pr, 0, (size_t)n8 * sizeof(float));
+            memset(dr, 0, (size_t)n8 * sizeof(float));
+            continue;
+        }
+        const bool cap = s->softcap > 0;
+        if (cap) softcap_row(sr, slope, cs[r], ce[r], s->softcap);
+        const float di = dot_d(dob + r * qstride, ob + r * qstride, D);
+        const __m256 vl = _mm256_set1_ps(lseb[r]), vd = _mm256_set1_ps(di), vs = _mm256_set1_ps(s->scale);
+        for (int64_t j = 0; j < n8; j += 8) {
+            if (j + 8 <= cs[r] || j >= ce[r]) {
+                _mm256_storeu_ps(pr + j, _mm256_setzero_ps());
+                _mm256_storeu_ps(dr + j, _mm256_setzero_ps());
+                continue;
+            }
+            /* lanes outside [cs, ce) may hold anything (tiles cover only the visible columns) */
+            const __m256 m = lane_mask(j, cs[r], ce[r]);
+            const __m256 p = _mm256_and_ps(ld_exp8(_mm256_sub_ps(_mm256_loadu_ps(sr + j), vl)), m);
+            __m256 ds = _mm256_mul_ps(_mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dr + j), vd)), vs);
+            if (cap) ds = _mm256_mul_ps(ds, _mm256_loadu_ps(slope + j));
+            _mm256_storeu_ps(pr + j, p);
+            _mm256_storeu_ps(dr + j, _mm256_and_ps(ds, m));
+        }
+    }
+    if (dq) mm(ni, D, nk, dS, KB, 1, kb, kstride, dq, qstride, 1.0f, 1, cs, ce, RANGE_STEPS);
+    if (!dkb && !dvb) return;
+    /* the queries that see key j: a contiguous run of rows (see the top of the file) */
+    for (int64_t j = 0, a = 0, e = 0; j < nk; j++) {
+        while (a < ni && ce[a] <= j) a++;
+        if (e < a) e = a;
+        while (e < ni && cs[e] <= j && ce[e] > j) e++;
+        qlo[j] = a, qhi[j] = e;
+    }
+    if (dkb) mm(nk, D, ni, dS, 1, KB, qb, qstride, dkb, kstride, 1.0f, 1, qlo, qhi, RANGE_STEPS);
+    if (dvb) mm(nk, D, ni, P, 1, KB, dob, qstride, dvb, kstride, 1.0f, 1, qlo, qhi, RANGE_STEPS);
+}
+
+/* One (batch, kv head): key blocks outermost, then every query head of the group and every
+ * query block that sees the key block. */
 static void bwd_unit(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                     const float *q, const float *k, const float *v, const ld_attn_shape *s, int64_t b, int64_t hk) {
-    const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, group = Hq / Hkv;
-    const int64_t qstride = Hq * D, kstride = Hkv * D;
-    float kt[LD_ATTN_MAX_D * KB], vt[LD_ATTN_MAX_D * KB], P[QB * KB], dS[QB * KB], di[QB];
-    int64_t ends[QB];
+                     const float *q, const float *k, const float *v, const ld_attn_shape *s, int64_t b, int64_t hk,
+                     float *kt, float *vt) {
+    const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, group = Hq / Hkv, kstride = Hkv * D;
+    int64_t Tk = s->Tk;
+    if (s->key_len && s->key_len[b] < Tk) Tk = s->key_len[b] < 0 ? 0 : s->key_len[b];
     const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
     float *dkb = dk ? dk + (b * s->Tk) * kstride + hk * D : NULL, *dvb = dv ? dv + (b * s->Tk) * kstride + hk * D : NULL;
-    for (int64_t h = hk * group; h < (hk + 1) * group; h++)
+    int64_t cs[QB], ce[QB];
+    for (int64_t j0 = 0; j0 < Tk; j0 += KB) {
+        const int64_t nk = Tk - j0 < KB ? Tk - j0 : KB;
+        bool transposed = false;
         for (int64_t i0 = 0; i0 < s->Tq; i0 += QB) {
-            int64_t ni = s->Tq - i0 < QB ? s->Tq - i0 : QB, end_max = 0;
-            const float *qblk = q + ((b * s->Tq + i0) * Hq + h) * D, *doblk = dout + ((b * s->Tq + i0) * Hq + h) * D;
+            const int64_t ni = s->Tq - i0 < QB ? s->Tq - i0 : QB;
+            bool any = false;
             for (int64_t r = 0; r < ni; r++) {
-                int64_t row = (b * s->Tq + i0 + r) * Hq + h;
-                ends[r] = visible_end(s, b, i0 + r);
-                if (ends[r] > end_max) end_max = ends[r];
-                di[r] = dot_d(dout + row * D, out + row * D, D);
+                int64_t st, en = visible(s, b, i0 + r, &st);
+                cs[r] = st - j0 < 0 ? 0 : st - j0 > nk ? nk : st - j0;
+                ce[r] = en - j0 < cs[r] ? cs[r] : en - j0 > nk ? nk : en - j0;
+                any = any || ce[r] > cs[r];
             }
-            for (int64_t j0 = 0; j0 < end_max; j0 += KB) {
-                int64_t nk = end_max - j0 < KB ? end_max - j0 : KB;
-                transpose_block(kt, kb, kstride, j0, nk, D);
-                transpose_block(vt, vb, kstride, j0, nk, D);
-                for (int64_t r = 0; r < ni; r++) {
-                    float *pr = P + r * KB, *dsr = dS + r * KB;
-                    int64_t vis = ends[r] - j0;
-                    if (vis > nk) vis = nk;
-                    if (vis <= 0) {
-                        memset(pr, 0, KB * sizeof(float));
-                        memset(dsr, 0, KB * sizeof(float));
-                        continue;
-                    }
-                    int64_t row = (b * s->Tq + i0 + r) * Hq + h;
-                    scores_row(pr, q + row * D, kt, D, s->scale);
-                    for (int64_t j = vis; j < KB; j++) pr[j] = -INFINITY;
-                    exp_shift64(pr, lse[(b * Hq + h) * s->Tq + i0 + r]);
-                    scores_row(dsr, dout + row * D, vt, D, 1.0f); /* dP[j] = dout_i . v_j */
-                    for (int64_t j = 0; j < KB; j++) dsr[j] = pr[j] * (dsr[j] - di[r]) * s->scale;
-                    if (dq) pv_accumulate(dq + row * D, 1.0f, dsr, kb + j0 * kstride, kstride, vis, D);
-                }
-                for (int64_t j = 0; j < nk; j++) {
-                    if (dvb) pv_accumulate_strided(dvb + (j0 + j) * kstride, 1.0f, P + j, KB, doblk, qstride, ni, D);
-                    if (dkb) pv_accumulate_strided(dkb + (j0 + j) * kstride, 1.0f, dS + j, KB, qblk, qstride, ni, D);
-                }
+            if (!any) continue;
+            if (!transposed) {
+                transpose_block(kt, kb + j0 * kstride, kstride, nk, D);
+                transpose_block(vt, vb + j0 * kstride, kstride, nk, D);
+                transposed = true;
+            }
+            for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
+                const int64_t row = (b * s->Tq + i0) * Hq + h;
+                bwd_pair(dq ? dq + row * D : NULL, dkb ? dkb + j0 * kstride : NULL, dvb ? dvb + j0 * kstride : NULL,
+                         q + row * D, dout + row * D, out + row * D, lse + (b * Hq + h) * s->Tq + i0, kb + j0 * kstride,
+                         kt, vt, s, ni, nk, cs, ce);
             }
         }
+    }
 }
 
 typedef struct {
@@ -282,13 +423,15 @@ typedef struct {
 static void bwd_units(void *arg, int64_t u0, int64_t u1, int piece) {
     (void)piece;
     const attn_bwd_args *a = arg;
+    float kt[LD_ATTN_MAX_D * KB], vt[LD_ATTN_MAX_D * KB];
     for (int64_t u = u0; u < u1; u++)
-        bwd_unit(a->dq, a->dk, a->dv, a->dout, a->out, a->lse, a->q, a->k, a->v, a->s, u / a->s->Hkv, u % a->s->Hkv);
+        bwd_unit(a->dq, a->dk, a->dv, a->dout, a->out, a->lse, a->q, a->k, a->v, a->s, u / a->s->Hkv, u % a->s->Hkv,
+                 kt, vt);
 }
 
 static void attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                           const float *q, const float *k, const float *v, const ld_attn_shape *s, void *scratch) {
-    if (s->D > LD_ATTN_MAX_D || s->window > 0 || s->softcap > 0) { /* sliding window / soft-cap: the reference */
+    if (s->D > LD_ATTN_MAX_D) {
         ld_ref_attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, s, scratch);
         return;
     }

@@ -7,7 +7,8 @@
  * Forward: parallel over (batch, query head, query block). Backward: parallel over
  * (batch, kv head): that unit owns its dk/dv rows and the dq rows of its query heads, so no
  * two threads write the same memory and the result is deterministic for a thread count.
- * Semantics: kernels/kernels.h. Head sizes above LD_ATTN_MAX_D fall back to the reference. */
+ * Semantics: kernels/kernels.h. Sliding windows and soft-caps run the AVX2 level's blocked kernel
+ * (attention_avx2.c), head sizes above LD_ATTN_MAX_D the reference. */
 #include <math.h>
 #include <string.h>
 
@@ -310,7 +311,11 @@ static void fwd_units(void *arg, int64_t u0, int64_t u1, int piece) {
 }
 
 static void attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const ld_attn_shape *s) {
-    if (s->D > LD_ATTN_MAX_D || s->window > 0 || s->softcap > 0) { /* sliding window / soft-cap: the reference */
+    if (s->window > 0 || s->softcap > 0) { /* sliding window / soft-cap: the AVX2 blocked kernel has them */
+        ld_kernels_cpu_avx2_attn.attention_fwd(out, lse, q, k, v, s);
+        return;
+    }
+    if (s->D > LD_ATTN_MAX_D) {
         ld_ref_attention_fwd(out, lse, q, k, v, s);
         return;
     }
@@ -393,7 +398,11 @@ static void bwd_units(void *arg, int64_t u0, int64_t u1, int piece) {
 
 static void attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                           const float *q, const float *k, const float *v, const ld_attn_shape *s, void *scratch) {
-    if (s->D > LD_ATTN_MAX_D || s->window > 0 || s->softcap > 0) {
+    if (s->window > 0 || s->softcap > 0) {
+        ld_kernels_cpu_avx2_attn.attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, s, scratch);
+        return;
+    }
+    if (s->D > LD_ATTN_MAX_D) {
         ld_ref_attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, s, scratch);
         return;
     }

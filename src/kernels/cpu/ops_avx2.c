@@ -355,28 +355,6 @@ static void geglu_bwd(float *dgate, float *dup, const float *dy, const float *ga
     ld_par_for(n, LD_PAR_MIN, geglu_bwd_part, &args_);
 }
 
-/* tanh(z) and 1 - tanh(z)^2 to a few ulps: below |z| = 0.5 the Taylor series to z^15 (the
- * next term is < 1e-8 relative there), above it (1 - e) / (1 + e) with e = e^(-2|z|) <= 1/e
- * (no cancellation) and sech^2 = 4e / (1 + e)^2; the sign put back. */
-static inline __m256 tanh8(__m256 z, __m256 *sech2) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 a = _mm256_andnot_ps(sign, z), z2 = _mm256_mul_ps(z, z);
-    static const float C[] = {(float)(-929569.0 / 638512875.0), (float)(21844.0 / 6081075.0), (float)(-1382.0 / 155925.0),
-                              (float)(62.0 / 2835.0), (float)(-17.0 / 315.0), (float)(2.0 / 15.0), (float)(-1.0 / 3.0)};
-    __m256 p = _mm256_set1_ps((float)(6404582.0 / 10854718875.0));
-    for (int j = 0; j < 7; j++) p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(C[j]));
-    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z2), z, z);
-    __m256 e = ld_exp_neg_clamped8(_mm256_add_ps(a, a)), d = _mm256_add_ps(one8(), e);
-    __m256 big = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one8(), e), d), _mm256_and_ps(sign, z));
-    __m256 is_small = _mm256_cmp_ps(a, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
-    __m256 t = _mm256_blendv_ps(big, small, is_small);
-    if (sech2) {
-        __m256 sb = _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), _mm256_mul_ps(d, d));
-        *sech2 = _mm256_blendv_ps(sb, _mm256_fnmadd_ps(small, small, one8()), is_small);
-    }
-    return t;
-}
-
 /* Soft-capping (Gemma 2): cap tanh(x / cap). */
 typedef struct {
     float *y;
@@ -394,7 +372,7 @@ static void softcap_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
     int64_t n = args_->n;
     const __m256 c = _mm256_set1_ps(cap), ic = _mm256_set1_ps(1.0f / cap);
     LD_STREAM_FOR(y, n);
-    LD_PIECE({ LD_OUT(y, _mm256_mul_ps(c, tanh8(_mm256_mul_ps(LD_LOAD(x), ic), NULL))); })
+    LD_PIECE({ LD_OUT(y, _mm256_mul_ps(c, ld_tanh8(_mm256_mul_ps(LD_LOAD(x), ic), NULL))); })
 }
 
 static void softcap_fwd(float *y, const float *x, float cap, int64_t n) {
@@ -419,7 +397,7 @@ static void softcap_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
     const __m256 ic = _mm256_set1_ps(1.0f / cap);
     LD_PIECE({
         __m256 s2;
-        (void)tanh8(_mm256_mul_ps(LD_LOAD(x), ic), &s2);
+        (void)ld_tanh8(_mm256_mul_ps(LD_LOAD(x), ic), &s2);
         LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), s2));
     })
 }

@@ -82,4 +82,46 @@ LD_AVX2_INLINE __m256 ld_exp_neg_clamped8(__m256 x) {
     return ld_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
 }
 
+/* tanh(z) and 1 - tanh(z)^2 to a few ulps: below |z| = 0.5 the Taylor series to z^15 (the
+ * next term is < 1e-8 relative there), above it (1 - e) / (1 + e) with e = e^(-2|z|) <= 1/e
+ * (no cancellation) and sech^2 = 4e / (1 + e)^2; the sign put back. */
+LD_AVX2_INLINE __m256 ld_tanh8(__m256 z, __m256 *sech2) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sign, z), z2 = _mm256_mul_ps(z, z);
+    static const float C[] = {(float)(-929569.0 / 638512875.0), (float)(21844.0 / 6081075.0), (float)(-1382.0 / 155925.0),
+                              (float)(62.0 / 2835.0), (float)(-17.0 / 315.0), (float)(2.0 / 15.0), (float)(-1.0 / 3.0)};
+    __m256 p = _mm256_set1_ps((float)(6404582.0 / 10854718875.0));
+    for (int j = 0; j < 7; j++) p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(C[j]));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z2), z, z);
+    __m256 e = ld_exp_neg_clamped8(_mm256_add_ps(a, a)), d = _mm256_add_ps(_mm256_set1_ps(1.0f), e);
+    __m256 big = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), e), d), _mm256_and_ps(sign, z));
+    __m256 is_small = _mm256_cmp_ps(a, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
+    __m256 t = _mm256_blendv_ps(big, small, is_small);
+    if (sech2) {
+        __m256 sb = _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), _mm256_mul_ps(d, d));
+        *sech2 = _mm256_blendv_ps(sb, _mm256_fnmadd_ps(small, small, _mm256_set1_ps(1.0f)), is_small);
+    }
+    return t;
+}
+
+/* In-register transpose of the 8 x 8 block r[0..8) (row i in r[i]): afterwards r[i] holds
+ * column i. */
+LD_AVX2_INLINE void ld_transpose8_ps(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int q = 0; q < 2; q++) {
+        u[4 * q + 0] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
+        u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0xee);
+        u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
+        u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xee);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
 #endif
