@@ -231,41 +231,30 @@ static float softmax_step(float *sc, int64_t n8, int64_t cs, int64_t ce, float *
     return corr;
 }
 
-/* Queries i0 .. i0 + ni - 1 of head h of batch b. kt: a KB x LD_ATTN_MAX_D transpose buffer. */
-static void fwd_unit(float *out, float *lse, const float *q, const float *k, const float *v, const ld_attn_shape *s,
-                     int64_t b, int64_t h, int64_t i0, int64_t ni, float *kt) {
-    const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, hk = h / (Hq / Hkv);
-    const int64_t kstride = Hkv * D, qstride = Hq * D;
-    float S[QB * KB], mrow[QB], lrow[QB];
-    int64_t st[QB], en[QB], cs[QB], ce[QB], lo = INT64_MAX, hi = 0;
-    float *ob = out + ((b * s->Tq + i0) * Hq + h) * D;
-    const float *qb = q + ((b * s->Tq + i0) * Hq + h) * D;
-    for (int64_t r = 0; r < ni; r++) {
-        en[r] = visible(s, b, i0 + r, &st[r]);
-        if (en[r] > st[r]) {
-            lo = st[r] < lo ? st[r] : lo;
-            hi = en[r] > hi ? en[r] : hi;
-        }
-        mrow[r] = -INFINITY, lrow[r] = 0.0f;
-        memset(ob + r * qstride, 0, (size_t)D * sizeof(float));
+/* The queries (rows of a block) that see key j of the block: [qlo[j], qhi[j]), a contiguous
+ * run (see the top of the file), for j < nk. */
+static void key_runs(const int64_t *cs, const int64_t *ce, int64_t ni, int64_t nk, int64_t *qlo, int64_t *qhi) {
+    for (int64_t j = 0, a = 0, e = 0; j < nk; j++) {
+        while (a < ni && ce[a] <= j) a++;
+        if (e < a) e = a;
+        while (e < ni && cs[e] <= j && ce[e] > j) e++;
+        qlo[j] = a, qhi[j] = e;
     }
-    const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
-    const bool direct = ni < 4; /* decoding: a transpose costs more than it saves */
+}
+
+/* Decoding (ni < 4 queries): scores as dot products with the key rows in place. */
+static void fwd_direct(float *ob, const float *qb, const float *kb, const float *vb, const ld_attn_shape *s, int64_t ni,
+                       const int64_t *st, const int64_t *en, int64_t lo, int64_t hi, float *mrow, float *lrow) {
+    const int64_t D = s->D, kstride = s->Hkv * D, qstride = s->Hq * D;
+    float S[4 * KB];
+    int64_t cs[4], ce[4];
     for (int64_t j0 = lo; j0 < hi; j0 += KB) {
         const int64_t nk = hi - j0 < KB ? hi - j0 : KB, n8 = (nk + 7) & ~(int64_t)7;
         for (int64_t r = 0; r < ni; r++) {
             cs[r] = st[r] - j0 < 0 ? 0 : st[r] - j0 > nk ? nk : st[r] - j0;
             ce[r] = en[r] - j0 < cs[r] ? cs[r] : en[r] - j0 > nk ? nk : en[r] - j0;
-        }
-        if (direct) {
-            for (int64_t r = 0; r < ni; r++)
-                for (int64_t j = cs[r]; j < ce[r]; j++)
-                    S[r * KB + j] = s->scale * dot_d(qb + r * qstride, kb + (j0 + j) * kstride, D);
-        } else {
-            transpose_block(kt, kb + j0 * kstride, kstride, nk, D);
-            mm(ni, KB, D, qb, qstride, 1, kt, KB, S, KB, s->scale, 0, cs, ce, RANGE_COLS);
-        }
-        for (int64_t r = 0; r < ni; r++) {
+            for (int64_t j = cs[r]; j < ce[r]; j++)
+                S[r * KB + j] = s->scale * dot_d(qb + r * qstride, kb + (j0 + j) * kstride, D);
             if (s->softcap > 0 && ce[r] > cs[r]) softcap_row(S + r * KB, NULL, cs[r], ce[r], s->softcap);
             const bool empty = mrow[r] == -INFINITY; /* the output row is still all zero */
             const float corr = softmax_step(S + r * KB, n8, cs[r], ce[r], &mrow[r], &lrow[r]);
@@ -273,6 +262,101 @@ static void fwd_unit(float *out, float *lse, const float *q, const float *k, con
         }
         mm(ni, D, nk, S, KB, 1, vb + j0 * kstride, kstride, ob, qstride, 1.0f, 1, cs, ce, RANGE_STEPS);
     }
+}
+
+/* Prefill: per key block the transposed scores S^T = K Q^T (key rows read in place, the
+ * query block transposed once into qt), the online softmax over each key column of S^T
+ * with 8 queries per vector (no horizontal max or sum), then O += P V from P^T. */
+static void fwd_blocked(float *ob, const float *qb, const float *kb, const float *vb, const ld_attn_shape *s,
+                        int64_t ni, const int64_t *st, const int64_t *en, int64_t lo, int64_t hi, float *mrow,
+                        float *lrow, float *qt) {
+    const int64_t D = s->D, kstride = s->Hkv * D, qstride = s->Hq * D;
+    float ST[KB * QB], corr[QB];
+    int64_t cs[QB], ce[QB], qlo[KB], qhi[KB];
+    int32_t cs32[QB], ce32[QB];
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
+    transpose_block(qt, qb, qstride, ni, D); /* qt[d * QB + i] (QB == KB) */
+    for (int64_t j0 = lo; j0 < hi; j0 += KB) {
+        const int64_t nk = hi - j0 < KB ? hi - j0 : KB;
+        for (int64_t r = 0; r < QB; r++) {
+            if (r < ni) {
+                cs[r] = st[r] - j0 < 0 ? 0 : st[r] - j0 > nk ? nk : st[r] - j0;
+                ce[r] = en[r] - j0 < cs[r] ? cs[r] : en[r] - j0 > nk ? nk : en[r] - j0;
+            } else cs[r] = ce[r] = 0; /* padding lanes see nothing */
+            cs32[r] = (int32_t)cs[r], ce32[r] = (int32_t)ce[r];
+        }
+        key_runs(cs, ce, ni, nk, qlo, qhi);
+        mm(nk, QB, D, kb + j0 * kstride, kstride, 1, qt, QB, ST, QB, s->scale, 0, qlo, qhi, RANGE_COLS);
+        if (s->softcap > 0)
+            for (int64_t j = 0; j < nk; j++)
+                if (qhi[j] > qlo[j]) softcap_row(ST + j * QB, NULL, qlo[j], qhi[j], s->softcap);
+        for (int64_t c = 0; c < ni; c += 8) {
+            int64_t jmin = INT64_MAX, jmax = 0;
+            for (int64_t r = c; r < c + 8 && r < ni; r++)
+                if (ce[r] > cs[r]) jmin = cs[r] < jmin ? cs[r] : jmin, jmax = ce[r] > jmax ? ce[r] : jmax;
+            if (jmax <= jmin) {
+                for (int64_t j = 0; j < nk; j++) _mm256_storeu_ps(ST + j * QB + c, _mm256_setzero_ps());
+                _mm256_storeu_ps(corr + c, one);
+                continue;
+            }
+            const __m256i vcs = _mm256_loadu_si256((const __m256i *)(cs32 + c)),
+                          vce = _mm256_loadu_si256((const __m256i *)(ce32 + c));
+            const __m256 mold = _mm256_loadu_ps(mrow + c);
+            __m256 vm = mold;
+            for (int64_t j = jmin; j < jmax; j++) {
+                const __m256i vj = _mm256_set1_epi32((int)j);
+                const __m256 in = _mm256_castsi256_ps(
+                    _mm256_andnot_si256(_mm256_cmpgt_epi32(vcs, vj), _mm256_cmpgt_epi32(vce, vj)));
+                vm = _mm256_max_ps(vm, _mm256_blendv_ps(ninf, _mm256_loadu_ps(ST + j * QB + c), in));
+            }
+            /* lanes that have seen no key yet keep m = -inf and scale by 1 */
+            const __m256 seen = _mm256_cmp_ps(vm, ninf, _CMP_NEQ_OQ);
+            _mm256_storeu_ps(corr + c, _mm256_blendv_ps(one, ld_exp8(_mm256_sub_ps(mold, vm)), seen));
+            __m256 vs = _mm256_setzero_ps();
+            for (int64_t j = 0; j < nk; j++) {
+                float *p = ST + j * QB + c;
+                if (j < jmin || j >= jmax) {
+                    _mm256_storeu_ps(p, _mm256_setzero_ps());
+                    continue;
+                }
+                const __m256i vj = _mm256_set1_epi32((int)j);
+                const __m256 in = _mm256_castsi256_ps(
+                    _mm256_andnot_si256(_mm256_cmpgt_epi32(vcs, vj), _mm256_cmpgt_epi32(vce, vj)));
+                const __m256 e = _mm256_and_ps(ld_exp8(_mm256_sub_ps(_mm256_loadu_ps(p), vm)), in);
+                vs = _mm256_add_ps(vs, e);
+                _mm256_storeu_ps(p, e);
+            }
+            _mm256_storeu_ps(lrow + c, _mm256_fmadd_ps(_mm256_loadu_ps(lrow + c), _mm256_loadu_ps(corr + c), vs));
+            _mm256_storeu_ps(mrow + c, vm);
+            const int empty = _mm256_movemask_ps(_mm256_cmp_ps(mold, ninf, _CMP_EQ_OQ)); /* rows still all zero */
+            for (int64_t r = c; r < c + 8 && r < ni; r++)
+                if (corr[r] != 1.0f && !((empty >> (r - c)) & 1)) scale_d(ob + r * qstride, corr[r], D);
+        }
+        mm(ni, D, nk, ST, 1, QB, vb + j0 * kstride, kstride, ob, qstride, 1.0f, 1, cs, ce, RANGE_STEPS);
+    }
+}
+
+/* Queries i0 .. i0 + ni - 1 of head h of batch b. qt: a QB x LD_ATTN_MAX_D transpose buffer. */
+static void fwd_unit(float *out, float *lse, const float *q, const float *k, const float *v, const ld_attn_shape *s,
+                     int64_t b, int64_t h, int64_t i0, int64_t ni, float *qt) {
+    const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, hk = h / (Hq / Hkv);
+    const int64_t kstride = Hkv * D, qstride = Hq * D;
+    float mrow[QB], lrow[QB];
+    int64_t st[QB], en[QB], lo = INT64_MAX, hi = 0;
+    float *ob = out + ((b * s->Tq + i0) * Hq + h) * D;
+    const float *qb = q + ((b * s->Tq + i0) * Hq + h) * D;
+    for (int64_t r = 0; r < QB; r++) mrow[r] = -INFINITY, lrow[r] = 0.0f;
+    for (int64_t r = 0; r < ni; r++) {
+        en[r] = visible(s, b, i0 + r, &st[r]);
+        if (en[r] > st[r]) {
+            lo = st[r] < lo ? st[r] : lo;
+            hi = en[r] > hi ? en[r] : hi;
+        }
+        memset(ob + r * qstride, 0, (size_t)D * sizeof(float));
+    }
+    const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
+    if (ni < 4) fwd_direct(ob, qb, kb, vb, s, ni, st, en, lo, hi, mrow, lrow); /* a transpose costs more than it saves */
+    else fwd_blocked(ob, qb, kb, vb, s, ni, st, en, lo, hi, mrow, lrow, qt);
     for (int64_t r = 0; r < ni; r++) {
         float *l = lse + (b * Hq + h) * s->Tq + i0 + r;
         if (en[r] <= st[r]) {
@@ -296,11 +380,11 @@ static void fwd_units(void *arg, int64_t u0, int64_t u1, int piece) {
     (void)piece;
     const attn_fwd_args *a = arg;
     const ld_attn_shape *s = a->s;
-    float kt[LD_ATTN_MAX_D * KB];
+    float qt[LD_ATTN_MAX_D * QB];
     for (int64_t u = u0; u < u1; u++) {
         int64_t qb = u % a->nqb, h = (u / a->nqb) % s->Hq, b = u / (a->nqb * s->Hq);
         int64_t i0 = qb * QB, ni = s->Tq - i0 < QB ? s->Tq - i0 : QB;
-        fwd_unit(a->out, a->lse, a->q, a->k, a->v, s, b, h, i0, ni, kt);
+        fwd_unit(a->out, a->lse, a->q, a->k, a->v, s, b, h, i0, ni, qt);
     }
 }
 
@@ -319,15 +403,16 @@ static void attention_fwd(float *out, float *lse, const float *q, const float *k
 
 /* ---- backward ----------------------------------------------------------------------- */
 
+/* Scratch: D_i = dout_i . out_i of every query row ([B, Hq, Tq], each computed once instead of
+ * once per key block); the tiles live on the stack. */
 static size_t attention_bwd_scratch(const ld_attn_shape *s) {
-    (void)s;
-    return 0; /* all tiles live on the stack */
+    return (size_t)(s->B * s->Hq * s->Tq) * sizeof(float);
 }
 
 /* Per block pair (queries i0.., keys j0..; kt, vt the transposed key and value blocks):
  * S = scale Q K^T (capped), P = exp(S - lse), dP = dO V^T, dS = P (dP - D_i) scale cap',
  * then dQ += dS K, dK += dS^T Q, dV += P^T dO. */
-static void bwd_pair(float *dq, float *dkb, float *dvb, const float *qb, const float *dob, const float *ob,
+static void bwd_pair(float *dq, float *dkb, float *dvb, const float *qb, const float *dob, const float *dib,
                      const float *lseb, const float *kb, const float *kt, const float *vt, const ld_attn_shape *s,
                      int64_t ni, int64_t nk, const int64_t *cs, const int64_t *ce) {
     const int64_t D = s->D, qstride = s->Hq * D, kstride = s->Hkv * D, n8 = (nk + 7) & ~(int64_t)7;
@@ -344,8 +429,7 @@ static void bwd_pair(float *dq, float *dkb, float *dvb, const float *qb, const f
         }
         const bool cap = s->softcap > 0;
         if (cap) softcap_row(sr, slope, cs[r], ce[r], s->softcap);
-        const float di = dot_d(dob + r * qstride, ob + r * qstride, D);
-        const __m256 vl = _mm256_set1_ps(lseb[r]), vd = _mm256_set1_ps(di), vs = _mm256_set1_ps(s->scale);
+        const __m256 vl = _mm256_set1_ps(lseb[r]), vd = _mm256_set1_ps(dib[r]), vs = _mm256_set1_ps(s->scale);
         for (int64_t j = 0; j < n8; j += 8) {
             if (j + 8 <= cs[r] || j >= ce[r]) {
                 _mm256_storeu_ps(pr + j, _mm256_setzero_ps());
@@ -363,13 +447,7 @@ static void bwd_pair(float *dq, float *dkb, float *dvb, const float *qb, const f
     }
     if (dq) mm(ni, D, nk, dS, KB, 1, kb, kstride, dq, qstride, 1.0f, 1, cs, ce, RANGE_STEPS);
     if (!dkb && !dvb) return;
-    /* the queries that see key j: a contiguous run of rows (see the top of the file) */
-    for (int64_t j = 0, a = 0, e = 0; j < nk; j++) {
-        while (a < ni && ce[a] <= j) a++;
-        if (e < a) e = a;
-        while (e < ni && cs[e] <= j && ce[e] > j) e++;
-        qlo[j] = a, qhi[j] = e;
-    }
+    key_runs(cs, ce, ni, nk, qlo, qhi);
     if (dkb) mm(nk, D, ni, dS, 1, KB, qb, qstride, dkb, kstride, 1.0f, 1, qlo, qhi, RANGE_STEPS);
     if (dvb) mm(nk, D, ni, P, 1, KB, dob, qstride, dvb, kstride, 1.0f, 1, qlo, qhi, RANGE_STEPS);
 }
@@ -378,8 +456,13 @@ static void bwd_pair(float *dq, float *dkb, float *dvb, const float *qb, const f
  * query block that sees the key block. */
 static void bwd_unit(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                      const float *q, const float *k, const float *v, const ld_attn_shape *s, int64_t b, int64_t hk,
-                     float *kt, float *vt) {
+                     float *kt, float *vt, float *di) {
     const int64_t D = s->D, Hq = s->Hq, Hkv = s->Hkv, group = Hq / Hkv, kstride = Hkv * D;
+    for (int64_t h = hk * group; h < (hk + 1) * group; h++)
+        for (int64_t i = 0; i < s->Tq; i++) {
+            const int64_t row = (b * s->Tq + i) * Hq + h;
+            di[(b * Hq + h) * s->Tq + i] = dot_d(dout + row * D, out + row * D, D);
+        }
     int64_t Tk = s->Tk;
     if (s->key_len && s->key_len[b] < Tk) Tk = s->key_len[b] < 0 ? 0 : s->key_len[b];
     const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
@@ -406,7 +489,7 @@ static void bwd_unit(float *dq, float *dk, float *dv, const float *dout, const f
             for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
                 const int64_t row = (b * s->Tq + i0) * Hq + h;
                 bwd_pair(dq ? dq + row * D : NULL, dkb ? dkb + j0 * kstride : NULL, dvb ? dvb + j0 * kstride : NULL,
-                         q + row * D, dout + row * D, out + row * D, lse + (b * Hq + h) * s->Tq + i0, kb + j0 * kstride,
+                         q + row * D, dout + row * D, di + (b * Hq + h) * s->Tq + i0, lse + (b * Hq + h) * s->Tq + i0, kb + j0 * kstride,
                          kt, vt, s, ni, nk, cs, ce);
             }
         }
@@ -417,6 +500,7 @@ typedef struct {
     float *dq, *dk, *dv;
     const float *dout, *out, *lse, *q, *k, *v;
     const ld_attn_shape *s;
+    float *di;
 } attn_bwd_args;
 
 /* Units [u0, u1): a unit is one key/value head of one batch (with its query heads). */
@@ -426,7 +510,7 @@ static void bwd_units(void *arg, int64_t u0, int64_t u1, int piece) {
     float kt[LD_ATTN_MAX_D * KB], vt[LD_ATTN_MAX_D * KB];
     for (int64_t u = u0; u < u1; u++)
         bwd_unit(a->dq, a->dk, a->dv, a->dout, a->out, a->lse, a->q, a->k, a->v, a->s, u / a->s->Hkv, u % a->s->Hkv,
-                 kt, vt);
+                 kt, vt, a->di);
 }
 
 static void attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
@@ -435,7 +519,7 @@ static void attention_bwd(float *dq, float *dk, float *dv, const float *dout, co
         ld_ref_attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, s, scratch);
         return;
     }
-    attn_bwd_args a = {dq, dk, dv, dout, out, lse, q, k, v, s};
+    attn_bwd_args a = {dq, dk, dv, dout, out, lse, q, k, v, s, scratch};
     ld_par_for(s->B * s->Hkv, 1, bwd_units, &a);
 }
 

@@ -327,8 +327,8 @@ static void attention_fwd(float *out, float *lse, const float *q, const float *k
 }
 
 static size_t attention_bwd_scratch(const ld_attn_shape *s) {
-    (void)s;
-    return 0; /* all tiles live on the stack */
+    /* all tiles live on the stack; sliding windows and soft-caps run the AVX2 kernel */
+    return ld_kernels_cpu_avx2_attn.attention_bwd_scratch(s);
 }
 
 /* One (batch, kv head): every query head of its group, every query block, every key block.
