@@ -43,12 +43,27 @@ static size_t col_byte(int c, int t) {
     return (size_t)(c / 16) * 64 + (size_t)(c % 16) * 4 + (size_t)t;
 }
 
-/* Level L of column c at k (0..G-1) of a group: its low 4 bits into lo, its top bits (above
- * bit 4, `hbits` of them: 0, 1 or 2) into hi. */
-static void put_level(uint8_t *lo, uint8_t *hi, int hbits, int c, int k, int L) {
-    const int step = k / 4, t = k % 4;
-    lo[(size_t)(step / 2) * NR * 4 + col_byte(c, t)] |= (uint8_t)((L & 0xF) << (4 * (step % 2)));
-    if (hbits) hi[col_byte(c, t)] |= (uint8_t)((L >> 4) << (hbits * step));
+/* One group of G levels (G = 32 or 16) of column c: the low 4 bits into lo, two k-steps a
+ * byte (k-step 2p in the low nibble, 2p + 1 in the high), and, when hbits is 1 or 2, the top
+ * bits into hi: byte t of the column holds element t of every k-step s at bit hbits * s. A
+ * k-step's 4 levels are one little-endian word, handled at once (a load runs through here
+ * once per weight). */
+static uint32_t word(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static void put_group(uint8_t *lo, uint8_t *hi, int hbits, int c, int G, const uint8_t *L) {
+    for (int p = 0; p < G / 8; p++) {
+        const uint32_t v = (word(L + 8 * p) & 0x0F0F0F0Fu) | (word(L + 8 * p + 4) & 0x0F0F0F0Fu) << 4;
+        memcpy(lo + (size_t)p * NR * 4 + col_byte(c, 0), &v, 4);
+    }
+    if (!hbits) return;
+    const uint32_t top = hbits == 1 ? 0x01010101u : 0x03030303u;
+    uint32_t v = 0;
+    for (int s = 0; s < G / 4; s++) v |= (word(L + 4 * s) >> 4 & top) << (hbits * s);
+    memcpy(hi + col_byte(c, 0), &v, 4);
 }
 
 /* Q4_K / Q5_K share the header: fp16 d and dmin, then the 6-bit scales and mins. */
@@ -68,7 +83,7 @@ static void pack_q4_K(const uint8_t *w, int c, int64_t unit, uint8_t *u) {
     k_header(u, c, b->d, b->dmin, b->scales);
     uint8_t L[LD_QK_K];
     ld_block_levels_q4_K(b, L);
-    for (int e = 0; e < LD_QK_K; e++) put_level(u + 960 + (size_t)(e / 32) * 768, NULL, 0, c, e % 32, L[e]);
+    for (int g = 0; g < 8; g++) put_group(u + 960 + (size_t)g * 768, NULL, 0, c, 32, L + 32 * g);
 }
 
 static void pack_q5_K(const uint8_t *w, int c, int64_t unit, uint8_t *u) {
@@ -76,10 +91,7 @@ static void pack_q5_K(const uint8_t *w, int c, int64_t unit, uint8_t *u) {
     k_header(u, c, b->d, b->dmin, b->scales);
     uint8_t L[LD_QK_K];
     ld_block_levels_q5_K(b, L);
-    for (int e = 0; e < LD_QK_K; e++) {
-        uint8_t *g = u + 960 + (size_t)(e / 32) * 960;
-        put_level(g, g + 768, 1, c, e % 32, L[e]);
-    }
+    for (int g = 0; g < 8; g++) put_group(u + 960 + (size_t)g * 960, u + 960 + (size_t)g * 960 + 768, 1, c, 32, L + 32 * g);
 }
 
 static void pack_q6_K(const uint8_t *w, int c, int64_t unit, uint8_t *u) {
@@ -88,18 +100,14 @@ static void pack_q6_K(const uint8_t *w, int c, int64_t unit, uint8_t *u) {
     for (int g = 0; g < 16; g++) u[2 * NR + g * NR + c] = (uint8_t)b->scales[g];
     uint8_t L[LD_QK_K];
     ld_block_levels_q6_K(b, L);
-    for (int e = 0; e < LD_QK_K; e++) {
-        uint8_t *g = u + 864 + (size_t)(e / 16) * 576;
-        put_level(g, g + 384, 2, c, e % 16, L[e]);
-    }
+    for (int g = 0; g < 16; g++) put_group(u + 864 + (size_t)g * 576, u + 864 + (size_t)g * 576 + 384, 2, c, 16, L + 16 * g);
 }
 
 static void pack_q4_0(const uint8_t *w, int c, int64_t unit, uint8_t *u) {
     const ld_block_q4_0 *b = (const ld_block_q4_0 *)w + unit;
-    for (int j = 0; j < LD_QK4_0 / 2; j++) {
-        put_level(u, NULL, 0, c, j, b->qs[j] & 0xF);
-        put_level(u, NULL, 0, c, j + 16, b->qs[j] >> 4);
-    }
+    uint8_t L[LD_QK4_0];
+    for (int j = 0; j < LD_QK4_0 / 2; j++) L[j] = b->qs[j] & 0xF, L[j + 16] = b->qs[j] >> 4;
+    put_group(u, NULL, 0, c, LD_QK4_0, L);
     memcpy(u + 768 + 2 * c, &b->d, 2);
 }
 

@@ -81,17 +81,18 @@ static void quantize_qk_asym(const float *x, const float *w, int nmax, uint8_t *
 }
 
 /* Levels of a Q4_K (nbits 4) or Q5_K (nbits 5) block's 256 weights. */
-static void unpack_qk(const uint8_t *qs, const uint8_t *qh, uint8_t *L) {
+static void unpack_qk(const uint8_t *restrict qs, const uint8_t *restrict qh, uint8_t *restrict L) {
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++) {
-            uint8_t b = qs[32 * c + l];
-            L[64 * c + l] = b & 0xF;
-            L[64 * c + 32 + l] = b >> 4;
-            if (qh) {
+            L[64 * c + l] = qs[32 * c + l] & 0xF;
+            L[64 * c + 32 + l] = qs[32 * c + l] >> 4;
+        }
+    if (qh)
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
                 L[64 * c + l] |= (uint8_t)(((qh[l] >> (2 * c)) & 1) << 4);
                 L[64 * c + 32 + l] |= (uint8_t)(((qh[l] >> (2 * c + 1)) & 1) << 4);
             }
-        }
 }
 
 static void pack_qk(const uint8_t *L, uint8_t *qs, uint8_t *qh) {
@@ -178,7 +179,7 @@ void ld_levels_row_q5_K(const void *x, int64_t n, uint8_t *L, float *s, float *o
 }
 
 /* ---- Q6_K -------------------------------------------------------------------------------- */
-static void unpack_q6(const ld_block_q6_K *b, uint8_t *L) {
+static void unpack_q6(const ld_block_q6_K *restrict b, uint8_t *restrict L) {
     for (int h = 0; h < 2; h++) {
         const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
         uint8_t *e = L + 128 * h;
