@@ -352,14 +352,17 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         stamp = calloc((size_t)W.n + 1, sizeof *stamp);
         if (!tok->specials || !tok->merge_list || !stamp) st = LD_ERR_NOMEM;
     }
+    ld_strmap seen = {0}; /* specials given so far: a vocabulary may reserve tens of thousands */
+    if (!st) st = ld_strmap_init(ctx, &seen, (size_t)p->n_special_tokens + 1);
     for (int i = 0; !st && i < p->n_special_tokens; i++) {
         const char *sp = p->special_tokens[i];
         if (!sp || !*sp) {
             st = ld_error(ctx, LD_ERR_INVALID_ARG, "bpe train: special token %d is empty", i);
             break;
         }
-        for (int k = 0; k < i; k++)
-            if (!strcmp(sp, p->special_tokens[k])) st = ld_error(ctx, LD_ERR_INVALID_ARG, "bpe train: special token '%s' given twice", sp);
+        int64_t *first = NULL;
+        if ((st = ld_strmap_put(&seen, sp, strlen(sp), i, &first))) break;
+        if (*first != i) st = ld_error(ctx, LD_ERR_INVALID_ARG, "bpe train: special token '%s' given twice", sp);
         if (st || !(tok->tok_bytes[i] = ld_strdup(ctx, sp)) || !(tok->specials[i].text = ld_strdup(ctx, sp))) {
             if (!st) st = ld_ctx_status(ctx);
             break;
@@ -368,6 +371,7 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         tok->specials[i].len = strlen(sp), tok->specials[i].id = i;
         tok->n_specials++;
     }
+    ld_strmap_free(&seen);
     for (int b = 0; !st && b < 256; b++) {
         int64_t id = p->n_special_tokens + b;
         if (!(tok->tok_bytes[id] = ld_alloc(ctx, 1))) st = ld_ctx_status(ctx);

@@ -197,6 +197,19 @@ static uint64_t hash_str(const char *s, uint64_t h) {
     return s ? ld_hash_bytes(s, strlen(s), h) : ld_hash_bytes("", 0, h ^ 0x5bd1e995);
 }
 
+typedef struct {
+    int first; /* the text's first byte */
+    size_t len;
+    int i; /* index in t->specials */
+} sp_key;
+
+static int cmp_sp_key(const void *x, const void *y) {
+    const sp_key *p = x, *q = y;
+    if (p->first != q->first) return p->first < q->first ? -1 : 1;
+    if (p->len != q->len) return p->len > q->len ? -1 : 1; /* longest first */
+    return (p->i > q->i) - (p->i < q->i);                   /* equal lengths keep their order */
+}
+
 ld_status ld_tokenizer_finish(ld_tokenizer *t) {
     ld_ctx *ctx = t->ctx;
     ld_status st;
@@ -236,20 +249,19 @@ ld_status ld_tokenizer_finish(ld_tokenizer *t) {
     }
     for (int64_t id = 0; id < t->n_vocab; id++)
         if ((st = set_text(t, id))) return st;
-    /* specials grouped by first byte, longest first within a group, for find_special_at */
+    /* specials grouped by first byte, longest first within a group, for find_special_at (a
+     * sort: a vocabulary may have tens of thousands of <unused> specials of growing length) */
     if (!(t->sp_order = ld_calloc(ctx, (size_t)t->n_specials + 1, sizeof *t->sp_order))) return ld_ctx_status(ctx);
-    int at = 0;
-    for (int c = 0; c < 256; c++) {
-        t->sp_first[c] = at;
-        int start = at;
-        for (int i = 0; i < t->n_specials; i++) {
-            if ((unsigned char)t->specials[i].text[0] != c) continue;
-            int k = at++; /* insertion by length, longest first; equal lengths keep their order */
-            while (k > start && t->specials[t->sp_order[k - 1]].len < t->specials[i].len) t->sp_order[k] = t->sp_order[k - 1], k--;
-            t->sp_order[k] = i;
-        }
+    sp_key *keys = ld_alloc(ctx, ((size_t)t->n_specials + 1) * sizeof *keys);
+    if (!keys) return ld_ctx_status(ctx);
+    for (int i = 0; i < t->n_specials; i++) keys[i] = (sp_key){(unsigned char)t->specials[i].text[0], t->specials[i].len, i};
+    qsort(keys, (size_t)t->n_specials, sizeof *keys, cmp_sp_key);
+    for (int i = 0; i < t->n_specials; i++) t->sp_order[i] = keys[i].i;
+    for (int c = 0, i = 0; c <= 256; c++) {
+        while (i < t->n_specials && keys[i].first < c) i++;
+        t->sp_first[c] = i;
     }
-    t->sp_first[256] = at;
+    ld_free(ctx, keys);
     /* special ids the file did not name, guessed from the usual spellings */
     static const struct {
         size_t slot;
