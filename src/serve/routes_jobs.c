@@ -212,6 +212,9 @@ static int create_job(ld_http *h) {
         ld_server_log(h->srv, LD_LOG_ERROR, "fine-tuning: %s", ld_registry_error(h->srv->reg));
         r = fail(h, 500, NULL, NULL, "the registry could not record the job");
     } else {
+        /* the job as created: the jobs thread may already have validated it between the add
+         * and the read (the client then saw "queued" from create, now and then) */
+        cJSON_ReplaceItemInObject(out, "status", cJSON_CreateString("validating_files"));
         ld_registry_event_add(h->srv->reg, id, "info", "Created fine-tuning job", NULL);
         ld_server_log(h->srv, LD_LOG_INFO, "fine-tuning job %s: %s of %s on %s", id, method, j.model, j.training_file);
         ld_jobs_kick(h->srv->jobs);
