@@ -216,14 +216,17 @@ int ld_train_run(ld_train_run_args *a) {
     }
     r.info = ld_train_job_info_of(r.job);
     r.tok = ld_train_job_tokenizer(r.job);
-    print_info(r.info);
+    if (r.info->rank == 0) print_info(r.info); /* data parallel: rank 0 speaks */
+    if (r.info->rank == 0 && r.info->ranks > 1)
+        fprintf(stderr, "liandan: data parallel over %d ranks (%lld tokens/step in all)\n", r.info->ranks,
+                (long long)(r.info->batch_size * r.info->seq_len * r.info->grad_accum * r.info->ranks));
     g_job = r.job;
     signal(SIGINT, on_sigint);
     ld_status st = ld_train_job_run(r.job, a->resume, progress, &r);
     signal(SIGINT, SIG_DFL);
     g_job = NULL;
     if (st == LD_ERR_INTERRUPTED) {
-        fprintf(stderr, "\nliandan: stopped with a checkpoint; continue with --resume\n");
+        if (r.info->rank == 0) fprintf(stderr, "\nliandan: stopped with a checkpoint; continue with --resume\n");
         rc = 130;
         goto out;
     }
@@ -232,7 +235,9 @@ int ld_train_run(ld_train_run_args *a) {
         goto out;
     }
     const char *outdir = ld_train_job_output(r.job);
-    if (r.info->mlm)
+    if (r.info->rank != 0)
+        ;
+    else if (r.info->mlm)
         fprintf(stderr, "liandan: done. The encoder is in %s. Next:\n"
                         "  liandan fill-mask %s \"...<mask>...\"   the likeliest tokens at masks\n"
                         "  liandan eval mlm %s --data HELD_OUT   masked-token accuracy vs unigram\n",

@@ -212,6 +212,19 @@ int64_t ld_adamw_steps(const ld_adamw *opt);
 /* m and v of a parameter (for checkpoints); NULL if it has no state. */
 ld_tensor *ld_adamw_state(ld_adamw *opt, const ld_tensor *param, int which /* 0 = m, 1 = v */);
 void ld_adamw_set_steps(ld_adamw *opt, int64_t steps);
+/* ZeRO-1. The optimizer's flat order: its sets in order, each set's trainable parameters in
+ * order, each parameter's elements row-major; ld_adamw_numel of them. ld_adamw_shard keeps state
+ * only for the flat range [lo, hi) (zeroed; the earlier state is freed): a step then computes
+ * the global gradient norm over every gradient as before but updates only the parameter
+ * elements of that range (the caller gathers the rest from the other ranks). ld_adamw_state of
+ * a parameter is then its slice's state (1-D), NULL for a parameter outside the range. */
+int64_t ld_adamw_numel(const ld_adamw *opt);
+ld_status ld_adamw_shard(ld_adamw *opt, int64_t lo, int64_t hi);
+/* The flat range with state: [0, numel) unless sharded. */
+void ld_adamw_range(const ld_adamw *opt, int64_t *lo, int64_t *hi);
+/* Copies m and v of the flat range [at, at + n) (inside ld_adamw_range) out of the state into
+ * m[0..n), v[0..n), or into the state from them when to_state. */
+ld_status ld_adamw_state_io(ld_adamw *opt, int64_t at, int64_t n, float *m, float *v, bool to_state);
 
 #ifdef __cplusplus
 }

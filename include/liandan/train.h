@@ -78,6 +78,12 @@ typedef struct ld_train_params {
     bool bf16;               /* mixed precision: matrix products in bf16, fp32 master weights */
     uint64_t seed;
     const char *out_dir;     /* run directory: metrics.jsonl, checkpoints/ */
+    /* data parallel (a job started under mpirun/srun with more than one rank; docs/scale-out.md):
+     * every rank reads the same sample stream and takes its share of each step's
+     * grad_accum x ranks micro-batches, so the run does not depend on the rank count */
+    int64_t zero;            /* 1: ZeRO-1, each rank keeps the optimizer state of 1/ranks of the values */
+    float dp_bucket_mb;      /* gradient all-reduce bucket size (MiB) */
+    bool dp_no_overlap;      /* reduce after backward instead of during it (to measure what overlap gains) */
 } ld_train_params;
 ld_train_params ld_train_default_params(void);
 
@@ -96,6 +102,9 @@ typedef struct ld_train_progress {
     bool stopping;           /* early stopping: no improvement for `early_stopping` evaluations */
     const char *note;        /* why it was skipped, or "checkpoint", or NULL */
     int stage, n_stages;     /* training jobs with stages (continual learning): 1-based; else 1 of 1 */
+    int ranks;               /* data-parallel ranks (1 without MPI); tokens_per_s counts all of them */
+    double comm_s;           /* this step: seconds from the first gradient bucket's reduction to the last's end */
+    double comm_exposed_s;   /* of which backward was over (not overlapped), plus ZeRO-1's parameter gather */
 } ld_train_progress;
 typedef void (*ld_train_progress_fn)(void *user, const ld_train_progress *p);
 
@@ -195,7 +204,8 @@ typedef struct ld_train_job_info {
     int64_t params, trainable;    /* parameters of the model; trainable ones (adapter included) */
     int64_t batch_size, seq_len, grad_accum, max_steps;
     double flops_per_token;       /* of a training step, for MFU */
-    int threads;
+    int threads;                  /* per rank */
+    int rank, ranks;              /* data parallel under mpirun/srun (docs/scale-out.md); else 0 of 1 */
     bool bf16;
     bool quantized_base;          /* the frozen base computes from its quantized matrices (QLoRA) */
     int64_t train_examples, val_examples, truncated; /* fine-tuning data, all stages; masked LM: sequences */

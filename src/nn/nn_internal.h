@@ -20,6 +20,7 @@ struct ld_params {
 const uint16_t *ld_params_bf16_of(const ld_params *p, const ld_tensor *t);
 
 struct ld_node;
+typedef ld_status (*ld_tape_node_done_fn)(void *user, int node);
 typedef void (*ld_backward_fn)(ld_tape *t, struct ld_node *n);
 
 /* One recorded op: what backward needs, nothing more. */
@@ -46,7 +47,19 @@ struct ld_tape {
     uint64_t seed, dropout_offset;
     float *wscratch;              /* frozen block-format weights decoded for one product (ops_adapt.c) */
     size_t wscratch_cap;          /* floats */
+    ld_tape_node_done_fn node_done; /* ld_tape_set_node_done (NULL: none) */
+    void *node_done_user;
 };
+
+/* Backward calls fn(user, i) after node i's backward (nodes run from the last recorded down to
+ * 0; every node is reported, also one that had nothing to do), until the hook is removed
+ * (fn NULL). Once node i is reported, the gradient of a parameter whose first use in the
+ * forward pass is node i is final: data-parallel training starts reducing it then
+ * (train/grad_sync.c). A nonzero status from fn ends backward with it. */
+void ld_tape_set_node_done(ld_tape *t, ld_tape_node_done_fn fn, void *user);
+/* Recorded nodes and their inputs (for the hook's user to find each parameter's first use). */
+int ld_tape_node_count(const ld_tape *t);
+const ld_tensor *ld_tape_node_input(const ld_tape *t, int node, int k /* 0..2 */);
 
 /* Shared by the files of ops (ops.c has the comments): dtype/contiguity check, a new
  * activation that needs a gradient when an input does, and recording a node (NULL when the

@@ -49,6 +49,16 @@ void ld_tape_set_bf16(ld_tape *t, const ld_params *p) {
 void ld_tape_set_seed(ld_tape *t, uint64_t seed) {
     if (t) t->seed = seed;
 }
+void ld_tape_set_node_done(ld_tape *t, ld_tape_node_done_fn fn, void *user) {
+    if (t) t->node_done = fn, t->node_done_user = user;
+}
+int ld_tape_node_count(const ld_tape *t) {
+    return t ? t->n_nodes : 0;
+}
+const ld_tensor *ld_tape_node_input(const ld_tape *t, int node, int k) {
+    if (!t || node < 0 || node >= t->n_nodes || k < 0 || k > 2) return NULL;
+    return t->nodes[node].in[k];
+}
 void ld_tape_set_kernels(ld_tape *t, const ld_kernels *k) {
     if (t && k) t->k = k;
 }
@@ -94,11 +104,16 @@ ld_status ld_tape_backward(ld_tape *t, ld_tensor *loss) {
     g[0] = 1.0f;
     for (int i = t->n_nodes - 1; i >= 0; i--) {
         ld_node *n = &t->nodes[i];
-        if (!n->out->grad) continue; /* nothing downstream used this output */
-        n->backward(t, n);
-        /* gradient buffers come from the arena: the only possible failure is memory */
-        if (ld_ctx_status(t->ctx) != LD_OK)
-            return ld_error_wrap(t->ctx, ld_ctx_status(t->ctx), "backward of %s: ", n->op);
+        if (n->out->grad) { /* else nothing downstream used this output */
+            n->backward(t, n);
+            /* gradient buffers come from the arena: the only possible failure is memory */
+            if (ld_ctx_status(t->ctx) != LD_OK)
+                return ld_error_wrap(t->ctx, ld_ctx_status(t->ctx), "backward of %s: ", n->op);
+        }
+        if (t->node_done) {
+            ld_status st = t->node_done(t->node_done_user, i);
+            if (st) return st;
+        }
     }
     return LD_OK;
 }

@@ -2,7 +2,8 @@
  *
  *   OUT/checkpoints/step-0000120/model.safetensors       parameters (HF names; absent when the base is frozen)
  *                               adapter.safetensors     an adapter's parameters (when one trains)
- *                               optimizer.safetensors   AdamW m and v ("<name>.exp_avg[_sq]")
+ *                               optimizer.safetensors   AdamW m and v ("<name>.exp_avg[_sq]"), or with
+ *                                                       ZeRO-1 one shard per rank + a manifest (dist.c)
  *                               best.safetensors        early stopping: the best evaluation's trainable weights
  *                               trainer_state.json      step, data cursor, RNG seed, loss and early-stopping state
  *   OUT/checkpoints/latest                              "step-0000120\n"
@@ -126,6 +127,30 @@ static void prune(ld_trainer *t, const char *root) {
     free(names);
 }
 
+/* Rank 0's part of a checkpoint (all of it for one process) into the directory being written. */
+static ld_status write_main(ld_trainer *t, const char *dir) {
+    ld_ctx *ctx = t->ctx;
+    char path[LD_TRAIN_PATH_MAX + 64];
+    ld_status st = LD_OK;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!st && t->base_trainable) st = ld_ckpt_write_params(ctx, path, t->params, NULL, 0);
+    snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
+    if (!st && t->adapter) st = ld_ckpt_write_params(ctx, path, ld_adapter_params(t->adapter), NULL, 0);
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    if (!st && !t->zero) st = ld_ckpt_write_sets(ctx, path, t->sets, t->n_sets, t->opt, 1);
+    snprintf(path, sizeof path, "%s/best.safetensors", dir);
+    if (!st && t->best_weights && !isnan(t->best_metric)) st = best_io(t, path, false);
+    char *js = st ? NULL : state_json(t);
+    if (!st && !js) st = ld_error(ctx, LD_ERR_NOMEM, "checkpoint: out of memory");
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    if (!st) st = ld_file_write_atomic(ctx, path, js, strlen(js));
+    free(js);
+    return st;
+}
+
+/* Data parallel: rank 0 opens the directory and writes what every rank holds alike; with
+ * ZeRO-1 every rank adds its optimizer shard; the directory is committed (and `latest` moved)
+ * only when every rank's part was written, and every rank returns the same outcome. */
 ld_status ld_trainer_checkpoint(ld_trainer *t) {
     if (!t) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = t->ctx;
@@ -134,35 +159,29 @@ ld_status ld_trainer_checkpoint(ld_trainer *t) {
     snprintf(name, sizeof name, "step-%07lld", (long long)t->step);
     snprintf(final, sizeof final, "%s/%s", root, name);
     ld_dir_txn *tx = NULL;
-    ld_status st = ld_dir_txn_begin(ctx, final, &tx);
-    if (st) return st;
-    const char *dir = ld_dir_txn_path(tx);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (!st && t->base_trainable) st = ld_ckpt_write_params(ctx, path, t->params, NULL, 0);
-    snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
-    if (!st && t->adapter) st = ld_ckpt_write_params(ctx, path, ld_adapter_params(t->adapter), NULL, 0);
-    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if (!st) st = ld_ckpt_write_sets(ctx, path, t->sets, t->n_sets, t->opt, 1);
-    snprintf(path, sizeof path, "%s/best.safetensors", dir);
-    if (!st && t->best_weights && !isnan(t->best_metric)) st = best_io(t, path, false);
-    char *js = st ? NULL : state_json(t);
-    if (!st && !js) st = ld_error(ctx, LD_ERR_NOMEM, "checkpoint: out of memory");
-    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
-    if (!st) st = ld_file_write_atomic(ctx, path, js, strlen(js));
-    free(js);
+    ld_status st = t->rank == 0 ? ld_dir_txn_begin(ctx, final, &tx) : LD_OK;
+    if ((st = ld_dist_agree(t, st, "starting a checkpoint"))) return st;
+    char dir[LD_TRAIN_PATH_MAX] = "";
+    if (t->rank == 0) snprintf(dir, sizeof dir, "%s", ld_dir_txn_path(tx));
+    if (t->world > 1 && t->zero && (st = ld_comm_bcast(t->comm, dir, sizeof dir, LD_COMM_BYTE, 0))) return st;
+    if (t->rank == 0) st = write_main(t, dir);
+    if (!st && t->zero) st = ld_dist_write_optimizer(t, dir);
+    st = ld_dist_agree(t, st, "writing a checkpoint");
     if (st) {
-        ld_dir_txn_abort(tx); /* nothing of a failed checkpoint stays behind */
+        if (tx) ld_dir_txn_abort(tx); /* nothing of a failed checkpoint stays behind */
         return ld_error_wrap(ctx, st, "checkpoint %s: ", final);
     }
-    /* a checkpoint of the same step from an earlier, abandoned run is replaced whole */
-    if ((st = ld_dir_txn_commit(tx))) return st;
-    /* the pointer last */
-    char line[80];
-    snprintf(line, sizeof line, "%s\n", name);
-    snprintf(path, sizeof path, "%s/latest", root);
-    if ((st = ld_file_write_atomic(ctx, path, line, strlen(line)))) return st;
-    prune(t, root);
-    return LD_OK;
+    if (t->rank == 0) {
+        /* a checkpoint of the same step from an earlier, abandoned run is replaced whole */
+        st = ld_dir_txn_commit(tx);
+        /* the pointer last */
+        char line[80];
+        snprintf(line, sizeof line, "%s\n", name);
+        snprintf(path, sizeof path, "%s/latest", root);
+        if (!st) st = ld_file_write_atomic(ctx, path, line, strlen(line));
+        if (!st) prune(t, root);
+    }
+    return ld_dist_agree(t, st, "committing a checkpoint");
 }
 
 /* Keeps only the metrics lines of steps <= step (the ones the resumed run will not redo) and
@@ -219,8 +238,7 @@ static ld_status load_checkpoint(ld_trainer *t, const char *dir) {
     if (t->base_trainable && (st = ld_ckpt_read_params(ctx, path, t->params, NULL, 0))) goto done;
     snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
     if (t->adapter && (st = ld_ckpt_read_params(ctx, path, ld_adapter_params(t->adapter), NULL, 0))) goto done;
-    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if ((st = ld_ckpt_read_sets(ctx, path, t->sets, t->n_sets, t->opt, 1))) goto done;
+    if ((st = ld_dist_read_optimizer(t, dir))) goto done; /* optimizer.safetensors, or ZeRO-1 shards */
     const cJSON *bm = cJSON_GetObjectItem(o, "best_metric"), *bad = cJSON_GetObjectItem(o, "bad_evals");
     double best = cJSON_IsString(bm) ? strtod(bm->valuestring, NULL) : NAN;
     snprintf(path, sizeof path, "%s/best.safetensors", dir);
@@ -277,7 +295,8 @@ ld_status ld_trainer_resume(ld_trainer *t, bool *found) {
         if (i < n && (strstr(name, ".tmp-") || !strcmp(name, first))) continue;
         snprintf(path, sizeof path, "%s/%s", root, name);
         tried_any = true;
-        if ((st = load_checkpoint(t, path)) == LD_OK) {
+        /* every rank loads the same checkpoint, or none does */
+        if ((st = ld_dist_agree(t, load_checkpoint(t, path), "loading a checkpoint")) == LD_OK) {
             *found = true;
         } else {
             snprintf(last_err, sizeof last_err, "%s", ld_ctx_error(ctx));
@@ -290,8 +309,8 @@ ld_status ld_trainer_resume(ld_trainer *t, bool *found) {
     if (!*found && tried_any)
         return ld_error(ctx, st ? st : LD_ERR_FORMAT, "%s: no checkpoint loads (the last error: %s)", root, last_err);
     if (*found) ld_ctx_clear_error(ctx);
-    /* metrics of steps the run will redo go; with nothing to resume, all of them */
-    return trim_metrics(t, *found ? t->step : 0);
+    /* metrics of steps the run will redo go; with nothing to resume, all of them (rank 0 writes them) */
+    return ld_dist_agree(t, t->rank == 0 ? trim_metrics(t, *found ? t->step : 0) : LD_OK, "trimming metrics.jsonl");
 }
 
 bool ld_trainer_dir_has_run(ld_trainer *t) {

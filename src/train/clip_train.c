@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/comm.h"
 #include "io/json.h"
 #include "liandan/clip_train.h"
 #include "liandan/io.h"
@@ -209,6 +210,16 @@ ld_status ld_clip_train(ld_clip *m, const ld_tokenizer *tok, const ld_clip_train
                         volatile int *stop) {
     if (!m || !tok || !c || !train) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = ld_clip_ctx(m);
+    if (ld_comm_launched()) { /* N copies of one run would write the same files: refuse */
+        ld_comm *w = NULL;
+        ld_status cs = ld_comm_world(ctx, &w);
+        int n = ld_comm_size(w);
+        ld_comm_free(w);
+        if (cs) return cs;
+        if (n > 1)
+            return ld_error(ctx, LD_ERR_UNSUPPORTED, "clip training runs on one process: data parallel over %d MPI ranks "
+                                                     "is not built for the image-text model yet (docs/scale-out.md)", n);
+    }
     if (c->batch_size > 4096 || c->batch_size > train->n)
         return ld_error(ctx, LD_ERR_INVALID_ARG, "clip training: batch_size %lld must be at most 4096 and the %lld pairs",
                         (long long)c->batch_size, (long long)train->n);

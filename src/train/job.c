@@ -51,6 +51,7 @@ struct ld_train_job {
     ld_ft_source *replay_src[JOB_MAX_STAGES]; /* the current stage's view of earlier stages' data */
     ld_ft_mix *mix;
     ld_trainer *t;
+    ld_comm *comm;  /* the ranks of a data-parallel run (one without a launcher) */
     int t_stage; /* the stage t trains */
     float *initial; /* with stages: the trainable values before training (row 0 of the stage matrix) */
     volatile int stop;
@@ -359,6 +360,7 @@ static ld_status stage_trainer(ld_train_job *j, int s) {
     }
     if (sg->val_src) vsrc = ld_ft_source_batches(sg->val_src);
     if (!st) st = ld_trainer_new(j->m, &sg->cfg.train, &tsrc, sg->val_src ? &vsrc : NULL, sg->cfg.peak_gflops * 1e9, &j->t);
+    if (!st) st = ld_trainer_set_comm(j->t, j->comm);
     if (!st) j->t_stage = s;
     return st;
 }
@@ -431,7 +433,18 @@ ld_status ld_train_job_new(ld_ctx *ctx, ld_job_kind kind, const char *text, size
         return st;
     }
     ld_train_config *c = &j->cfg;
+    if ((st = ld_comm_world(ctx, &j->comm))) {
+        ld_train_config_clear(&j->cfg);
+        ld_free(ctx, j);
+        return ld_error_wrap(ctx, st, "data parallel: ");
+    }
     if (c->threads) ld_ctx_set_threads(ctx, c->threads);
+    else if (ld_comm_size(j->comm) > 1) { /* ranks on one node share its cores */
+        const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        if (!local) local = getenv("SLURM_NTASKS_PER_NODE");
+        int per = local && atoi(local) > 0 ? atoi(local) : ld_comm_size(j->comm);
+        ld_ctx_set_threads(ctx, ld_cpu_count() / per > 0 ? ld_cpu_count() / per : 1);
+    }
     j->info.kind = kind;
     j->info.method = kind == LD_JOB_FINETUNE ? c->method : kind_names[kind];
     j->info.task = "lm";
@@ -455,6 +468,7 @@ ld_status ld_train_job_new(ld_ctx *ctx, ld_job_kind kind, const char *text, size
         if (!st && j->teacher) st = ld_trainer_set_teacher(j->t, j->teacher, c->temperature, c->alpha);
         if (!st) j->info.max_steps = c->train.max_steps;
     }
+    if (!st && kind != LD_JOB_FINETUNE) st = ld_trainer_set_comm(j->t, j->comm); /* fine-tuning: per stage */
     if (st) {
         ld_train_job_free(j);
         return st;
@@ -467,6 +481,7 @@ ld_status ld_train_job_new(ld_ctx *ctx, ld_job_kind kind, const char *text, size
     in->flops_per_token = j->m ? ld_lm_train_flops_per_token(&in->model, c->train.seq_len)
                                : ld_encoder_train_flops_per_token(&in->encoder, c->train.seq_len, 0.15);
     in->threads = ld_ctx_threads(ctx);
+    in->rank = ld_comm_rank(j->comm), in->ranks = ld_comm_size(j->comm);
     in->bf16 = c->train.bf16;
     in->out_dir = j->cfg.out_dir;
     if (j->teacher) {
@@ -484,6 +499,7 @@ ld_status ld_train_job_new(ld_ctx *ctx, ld_job_kind kind, const char *text, size
 void ld_train_job_free(ld_train_job *j) {
     if (!j) return;
     ld_trainer_free(j->t);
+    ld_comm_free(j->comm);
     ld_ft_mix_free(j->mix);
     ld_adapter_free(j->adapter);
     ld_teacher_free(j->teacher);
@@ -564,11 +580,14 @@ static ld_status save_outputs(ld_train_job *j, const char *dir, char *main, size
     snprintf(model_dir, sizeof model_dir, "%s/model", dir);
     snprintf(adapter_dir, sizeof adapter_dir, "%s/adapter", dir);
     bool full = !j->adapter || ld_adapter_config_of(j->adapter)->method == LD_ADAPTER_NONE;
-    ld_status st;
-    if (full && (st = save_model(j, model_dir))) return st;
-    if (j->adapter && (st = ld_adapter_save(j->adapter, adapter_dir))) return ld_error_wrap(j->ctx, st, "saving the adapter: ");
+    ld_status st = LD_OK;
     if (main) snprintf(main, cap, "%s", full ? model_dir : adapter_dir);
-    return LD_OK;
+    if (ld_comm_rank(j->comm) == 0) { /* data parallel: every rank holds the same weights; rank 0 writes them */
+        if (full) st = save_model(j, model_dir);
+        if (!st && j->adapter && (st = ld_adapter_save(j->adapter, adapter_dir)))
+            st = ld_error_wrap(j->ctx, st, "saving the adapter: ");
+    }
+    return ld_dist_agree(j->t, st, "saving the outputs");
 }
 
 /* The weights a finished stage wrote, into the model and the adapter. */
@@ -676,7 +695,8 @@ ld_status ld_train_job_run(ld_train_job *j, bool resume, ld_train_progress_fn cb
         if (j->n_stages > 1) {
             char path[1200];
             snprintf(path, sizeof path, "%s/done", sg->out_dir);
-            if ((st = ld_file_write_atomic(j->ctx, path, "done\n", 5))) return st;
+            st = ld_comm_rank(j->comm) == 0 ? ld_file_write_atomic(j->ctx, path, "done\n", 5) : LD_OK;
+            if ((st = ld_dist_agree(j->t, st, "marking a stage done"))) return st;
         }
         before += sg->cfg.train.max_steps;
     }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "core/team.h"
+#include "train/grad_sync.h"
 #include "train/trainer_internal.h"
 
 ld_train_params ld_train_default_params(void) {
@@ -19,7 +20,7 @@ ld_train_params ld_train_default_params(void) {
                                       .max_steps = 1000, .decay_steps = 0},
                          .optim = ld_adamw_default_config(), .eval_every = 100, .eval_batches = 8, .early_stopping = 0,
                          .checkpoint_every = 200, .keep_last = 2, .log_every = 1, .spike_factor = 0.0f, .seed = 1,
-                         .out_dir = "run"};
+                         .out_dir = "run", .dp_bucket_mb = 25.0f};
     return p;
 }
 
@@ -61,6 +62,7 @@ static ld_status trainer_init(ld_trainer *t, const ld_train_params *p) {
     t->p.out_dir = t->out_dir;
     t->running_loss = NAN;
     t->best_metric = NAN;
+    t->rank = 0, t->world = 1;
     t->base_trainable = ld_params_numel(t->params, true) > 0;
     if (t->base_trainable) t->sets[t->n_sets++] = t->params;
     if (t->adapter) t->sets[t->n_sets++] = ld_adapter_params(t->adapter);
@@ -148,6 +150,7 @@ ld_status ld_trainer_new_mlm(ld_encoder *e, const ld_train_params *p, ld_mlm_sou
 
 void ld_trainer_free(ld_trainer *t) {
     if (!t) return;
+    ld_grad_sync_free(t->gs);
     ld_tape_free(t->tape);
     ld_adamw_free(t->opt);
     ld_free(t->ctx, t->batch.inputs);
@@ -202,13 +205,6 @@ static ld_status load_batch(ld_trainer *t, const ld_batch_source *src) {
     return LD_OK;
 }
 
-/* Data-parallel training sums gradients across ranks here, and only here (one bucketed
- * all-reduce per step). A single process has nothing to do. */
-static ld_status allreduce_gradients(ld_trainer *t) {
-    (void)t;
-    return LD_OK;
-}
-
 static bool classifies(const ld_trainer *t) {
     return t->adapter && t->adapter->score;
 }
@@ -252,11 +248,14 @@ ld_status ld_trainer_evaluate(ld_trainer *t, const ld_batch_source *src, const c
     t->teacher = NULL;
     double sum = 0, right = 0;
     int64_t counted_all = 0;
+    int64_t tokens = t->step_tokens;
     for (int64_t i = 0; i < n && !st; i++) {
         ld_tape_reset(t->tape);
         ld_tensor *l = NULL, *lg = NULL;
         int64_t counted = 0;
-        if (!(st = load_batch(t, src))) st = batch_loss(t, &l, &lg, &counted);
+        /* data parallel: rank r evaluates batches r, r + ranks, ... (every rank reads them all) */
+        if (!(st = load_batch(t, src)) && i % t->world == t->rank) st = batch_loss(t, &l, &lg, &counted);
+        else if (!st) continue;
         if (st) break;
         sum += (double)((float *)l->data)[0] * (double)counted;
         counted_all += counted;
@@ -270,9 +269,15 @@ ld_status ld_trainer_evaluate(ld_trainer *t, const ld_batch_source *src, const c
         }
     }
     t->teacher = teacher;
+    t->step_tokens = tokens;
     ld_tape_set_grad_enabled(t->tape, true);
     ld_tape_reset(t->tape);
-    if (st) return st;
+    if ((st = ld_dist_agree(t, st, "validation"))) return st;
+    if (t->world > 1) {
+        double r[3] = {sum, right, (double)counted_all};
+        if ((st = ld_comm_allreduce(t->comm, r, 3, LD_COMM_F64, LD_COMM_SUM))) return st;
+        sum = r[0], right = r[1], counted_all = (int64_t)r[2];
+    }
     if (counted_all == 0) return ld_error(t->ctx, LD_ERR_STATE, "validation: the batches hold nothing to predict");
     *loss = sum / (double)counted_all;
     if (accuracy) *accuracy = classifies(t) ? right / (double)counted_all : NAN;
@@ -379,6 +384,7 @@ static void track_best(ld_trainer *t, ld_train_progress *pr) {
 }
 
 static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
+    if (t->rank != 0) return; /* data parallel: rank 0 logs */
     if (!t->metrics) {
         char path[LD_TRAIN_PATH_MAX];
         snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
@@ -391,6 +397,9 @@ static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
     if (!isnan(pr->val_accuracy)) fprintf(t->metrics, ",\"val_accuracy\":%.6f", pr->val_accuracy);
     if (pr->stopping) fprintf(t->metrics, ",\"early_stop\":true");
     if (pr->skipped) fprintf(t->metrics, ",\"skipped\":true,\"note\":\"%s\"", pr->note ? pr->note : "");
+    if (pr->ranks > 1)
+        fprintf(t->metrics, ",\"ranks\":%d,\"comm_s\":%.6f,\"comm_exposed_s\":%.6f", pr->ranks, pr->comm_s,
+                pr->comm_exposed_s);
     fprintf(t->metrics, "}\n");
     fflush(t->metrics);
 }
@@ -416,24 +425,43 @@ ld_status ld_trainer_set_teacher(ld_trainer *t, ld_teacher *teacher, float tempe
     return LD_OK;
 }
 
-/* One optimizer step over grad_accum micro-batches. */
+/* One optimizer step over grad_accum x ranks micro-batches of the sample stream: every rank
+ * reads all of them in order (so the stream, and the run, do not depend on the rank count) and
+ * computes its own grad_accum of them, rank r the ones at [r * grad_accum, (r + 1) * grad_accum);
+ * the gradient sum is all-reduced in buckets during the last backward. One rank is the plain
+ * single-process loop. */
 static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
-    int64_t A = t->p.grad_accum;
+    int64_t A = t->p.grad_accum, M = A * t->world, mine = t->rank * A;
     for (int i = 0; i < t->n_sets; i++) ld_params_zero_grad(t->sets[i]);
     double loss_sum = 0;
-    for (int64_t a = 0; a < A; a++) {
+    ld_grad_sync_stats s0 = ld_grad_sync_stats_get(t->gs);
+    for (int64_t a = 0; a < M; a++) {
+        ld_status st;
+        if (a < mine || a >= mine + A) { /* another rank's micro-batch: read past it */
+            int64_t tokens = t->step_tokens;
+            st = load_batch(t, &t->train);
+            t->step_tokens = tokens;
+            if (st) return st;
+            continue;
+        }
         ld_tape_reset(t->tape);
-        ld_tape_set_seed(t->tape, ld_rng_at(t->p.seed, (uint64_t)(t->step * A + a)));
+        ld_tape_set_seed(t->tape, ld_rng_at(t->p.seed, (uint64_t)(t->step * M + a)));
         ld_tensor *loss = NULL;
-        ld_status st = load_batch(t, &t->train);
+        st = load_batch(t, &t->train);
         if (!st) st = batch_loss(t, &loss, NULL, NULL);
+        if (!st && t->gs && a == mine + A - 1) st = ld_grad_sync_arm(t->gs, t->tape);
         if (!st) st = ld_tape_backward(t->tape, loss);
         if (st) return st;
         loss_sum += ((float *)loss->data)[0];
     }
-    ld_status st = allreduce_gradients(t);
-    if (st) return st;
-    double loss = loss_sum / (double)A + apply_anchor(t, (float)A);
+    if (t->gs) { /* the gradient sum and the loss over every rank's micro-batches */
+        ld_status st = ld_grad_sync_finish(t->gs, t->tape);
+        double r[2] = {loss_sum, (double)t->step_tokens};
+        if (!st) st = ld_comm_allreduce(t->comm, r, 2, LD_COMM_F64, LD_COMM_SUM);
+        if (st) return st;
+        loss_sum = r[0], t->step_tokens = (int64_t)r[1];
+    }
+    double loss = loss_sum / (double)M + apply_anchor(t, (float)M);
     float lr = ld_lr_at(&t->p.schedule, t->step);
     pr->loss = loss, pr->lr = lr, pr->skipped = false, pr->note = NULL;
     if (!isfinite(loss)) {
@@ -443,19 +471,25 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
                loss > t->p.spike_factor * t->running_loss) {
         pr->skipped = true, pr->note = "loss spike: update skipped";
         double ss = 0;
-        for (int i = 0; i < t->n_sets; i++) ss += pow(ld_params_grad_norm(t->sets[i], 1.0f / (float)A), 2);
+        for (int i = 0; i < t->n_sets; i++) ss += pow(ld_params_grad_norm(t->sets[i], 1.0f / (float)M), 2);
         pr->grad_norm = sqrt(ss);
     } else {
-        st = ld_adamw_step(t->opt, lr, 1.0f / (float)A, &pr->grad_norm);
-        if (st == LD_ERR_NUMERIC) {
+        ld_status st = ld_adamw_step(t->opt, lr, 1.0f / (float)M, &pr->grad_norm);
+        if (st == LD_ERR_NUMERIC) { /* every rank holds the same gradients: all skip alike */
             ld_ctx_clear_error(t->ctx);
             pr->skipped = true, pr->note = "gradient norm is not finite: update skipped";
         } else if (st) {
             return st;
         } else {
+            /* ZeRO-1: each rank updated its range; everyone gets every range */
+            if (t->zero && (st = ld_grad_sync_gather_params(t->gs))) return st;
             t->running_loss = isnan(t->running_loss) ? loss : 0.95 * t->running_loss + 0.05 * loss;
         }
     }
+    ld_grad_sync_stats s1 = ld_grad_sync_stats_get(t->gs);
+    pr->ranks = t->world;
+    pr->comm_s = s1.reduce_s - s0.reduce_s + s1.gather_s - s0.gather_s;
+    pr->comm_exposed_s = s1.exposed_s - s0.exposed_s + s1.gather_s - s0.gather_s;
     t->step++;
     return LD_OK;
 }
@@ -475,6 +509,7 @@ ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, vol
     while (t->step < t->p.max_steps) {
         ld_train_progress pr = {.max_steps = t->p.max_steps, .val_loss = NAN, .val_accuracy = NAN};
         t->step_tokens = 0;
+        ld_dist_fault(t);
         ld_status st = train_step(t, &pr);
         double tokens_per_step = (double)t->step_tokens; /* padded batches compute fewer slots */
         if (st) return st;
@@ -494,6 +529,11 @@ ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, vol
         bool ckpt = (t->p.checkpoint_every > 0 && t->step % t->p.checkpoint_every == 0) || t->step == t->p.max_steps ||
                     pr.stopping;
         bool stopping = stop && *stop;
+        if (t->world > 1) { /* a signal may reach the ranks at different steps: stop together */
+            int64_t any = stopping;
+            if ((st = ld_comm_allreduce(t->comm, &any, 1, LD_COMM_I64, LD_COMM_MAX))) return st;
+            stopping = any != 0;
+        }
         /* the step's metrics line goes out before its checkpoint: a checkpoint never exists
          * without the metrics of the steps it contains (resume trims lines after it) */
         if ((ckpt || stopping) && !pr.note) pr.note = "checkpoint";
@@ -502,7 +542,7 @@ ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, vol
             if ((st = ld_trainer_checkpoint(t))) return st;
             t_prev = ld_time_now();
         }
-        if (cb) cb(user, &pr);
+        if (cb && t->rank == 0) cb(user, &pr); /* data parallel: rank 0 reports */
         if (stopping) return ld_error(t->ctx, LD_ERR_INTERRUPTED, "training stopped at step %lld (checkpoint written)",
                                       (long long)t->step);
         if (pr.stopping) break;

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "core/comm.h"
 #include "liandan/encoder.h"
 #include "liandan/train.h"
 #include "models/adapter_internal.h"
@@ -45,7 +46,44 @@ struct ld_trainer {
     float *anchor, *fisher;             /* n_trainable each (fisher NULL for L2-SP), owned */
     FILE *metrics;
     bool start_checked;                 /* resume ran, or the run directory was checked to hold no run */
+    /* data parallel (train/dist.c): every rank runs a trainer; rank 0 writes logs and files */
+    ld_comm *comm;                      /* not owned; NULL = one process */
+    int rank, world;
+    struct ld_grad_sync *gs;            /* world > 1 */
+    bool zero;                          /* ZeRO-1: the optimizer holds state for this rank's range only */
 };
+
+/* Data parallel over comm (not owned, outlives t; size 1 changes nothing): rank 0's trainable
+ * values go to every rank, gradients are reduced in buckets (t->p.dp_bucket_mb, overlapped with
+ * backward unless dp_no_overlap), and with t->p.zero the optimizer state is sharded. Call before
+ * resuming and training; every rank of comm calls it. */
+ld_status ld_trainer_set_comm(ld_trainer *t, ld_comm *comm);
+/* Checkpoint parts of a data-parallel run (dist.c): the ZeRO-1 optimizer shard of this rank
+ * ("optimizer-RRRRR-of-WWWWW.safetensors") and, on rank 0, the manifest
+ * "optimizer_shards.json", under dir. */
+ld_status ld_dist_write_optimizer(ld_trainer *t, const char *dir);
+/* This rank's optimizer state from checkpoint dir, written by any number of ranks: the shards
+ * named by its manifest, or a single-process optimizer.safetensors (re-sharding either way). */
+ld_status ld_dist_read_optimizer(ld_trainer *t, const char *dir);
+/* Combines a per-rank status: LD_OK on every rank when every rank had LD_OK, else an error on
+ * every rank (the rank's own, or one saying which rank failed). */
+ld_status ld_dist_agree(ld_trainer *t, ld_status st, const char *what);
+/* optimizer_shards.json, parsed and checked on its own (dist.c): shards tile [0, n_trainable)
+ * in order, each a plain file name; parameters are (name, numel) pairs. */
+typedef struct ld_opt_manifest {
+    int64_t n_trainable;
+    int n_shards, n_params;
+    char **files;          /* n_shards file names */
+    int64_t *lo, *hi;      /* n_shards ranges */
+    char **names;          /* n_params */
+    int64_t *numel;        /* n_params */
+} ld_opt_manifest;
+/* Parses text (len bytes) read from path (for messages) into *out (ld_opt_manifest_free). */
+ld_status ld_opt_manifest_parse(ld_ctx *ctx, const char *text, size_t len, const char *path, ld_opt_manifest *out);
+void ld_opt_manifest_free(ld_ctx *ctx, ld_opt_manifest *m);
+/* Fault injection for the tests of a lost rank: with LD_FAULT_KILL=RANK:STEP in the environment,
+ * that rank SIGKILLs itself when it is about to train step STEP + 1 (docs/scale-out.md). */
+void ld_dist_fault(const ld_trainer *t);
 
 /* Whether out_dir holds an earlier run (metrics or a checkpoint pointer): starting afresh there
  * would mix two runs (checkpoint.c). */

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# mpi_train.sh — data-parallel training under mpirun (docs/scale-out.md), 2 ranks x 1 thread
+# on a tiny llama and real data (issue 17's acceptance):
+#   - 2 ranks = 1 process with 2x gradient accumulation: per-step train and validation losses
+#     within 1e-5 relative, final parameters within 1e-5 (buckets small enough to make many,
+#     reduced while backward runs);
+#   - ZeRO-1 (sharded optimizer state) = plain data parallel, likewise; its checkpoints hold one
+#     optimizer shard per rank and a manifest;
+#   - a rank that dies (LD_FAULT_KILL) ends the job with an error instead of a hang (the
+#     launcher is bounded by `timeout`), and resuming its 2-rank ZeRO checkpoint on 1 process
+#     ends where the 1-process run ends; a 1-process checkpoint resumes on 2 ZeRO ranks too.
+# Skipped (77) when the binary was built without MPI or mpirun is missing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+NAME=mpi_train
+source tests/e2e/lib.bash
+CMP=tests/e2e/mpi_compare.mjs
+MPIRUN=$(command -v mpirun || true)
+if [ -z "$MPIRUN" ] || ! ldd "$BIN" 2>/dev/null | grep -q libmpi; then
+  echo "$NAME: skipped: no mpirun, or $BIN was built without MPI" >&2
+  exit 77
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mpi2() { timeout 300 "$MPIRUN" --oversubscribe -np 2 "$@"; }
+
+tiny_data
+cfg() { # OUT_DIR GRAD_ACCUM EXTRA_JSON
+  cat <<JSON
+{ "model": {"model_type": "llama", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64},
+  "tokenizer": "$T/tok.json", "train_data": "$T/data/train", "val_data": "$T/data/val",
+  "out_dir": "$1", "batch_size": 2, "seq_len": 16, "grad_accum": $2, "max_steps": 6, "lr": 3e-3,
+  "schedule": "constant", "warmup_steps": 2, "grad_clip": 0.5, "eval_every": 3, "eval_batches": 3,
+  "checkpoint_every": 3, "keep_last": 4, "threads": 1, "dp_bucket_mb": 0.004 $3 }
+JSON
+}
+cfg "$T/one" 2 "" >"$T/one.json"
+cfg "$T/dp" 1 "" >"$T/dp.json"
+cfg "$T/zero" 1 ', "zero": 1' >"$T/zero.json"
+cfg "$T/kill" 1 ', "zero": 1' >"$T/kill.json"
+
+"$BIN" pretrain "$T/one.json" --quiet >"$T/one.log" 2>&1 || { cat "$T/one.log"; fail "1-process pretrain"; }
+mpi2 "$BIN" pretrain "$T/dp.json" --quiet >"$T/dp.log" 2>&1 || { cat "$T/dp.log"; fail "2-rank pretrain"; }
+grep -q "data parallel over 2 ranks" "$T/dp.log" || { cat "$T/dp.log"; fail "the 2-rank run did not say it is data parallel"; }
+[ "$(grep -c 'data parallel over' "$T/dp.log")" -eq 1 ] || fail "more than rank 0 printed the banner"
+grep -q '"ranks":2' "$T/dp/metrics.jsonl" || fail "metrics.jsonl has no ranks/comm fields"
+[ "$(grep -c '"step"' "$T/dp/metrics.jsonl")" -eq 6 ] || fail "metrics.jsonl should hold 6 lines (rank 0 writes)"
+node "$CMP" losses "$T/one/metrics.jsonl" "$T/dp/metrics.jsonl" 1 1e-5 || fail "2 ranks != 1 process x 2 accumulation"
+node "$CMP" tensors "$T/one/model/model.safetensors" "$T/dp/model/model.safetensors" 1e-5 \
+  || fail "2 ranks: final parameters differ"
+
+mpi2 "$BIN" pretrain "$T/zero.json" --quiet >"$T/zero.log" 2>&1 || { cat "$T/zero.log"; fail "ZeRO-1 pretrain"; }
+node "$CMP" losses "$T/dp/metrics.jsonl" "$T/zero/metrics.jsonl" 1 1e-5 || fail "ZeRO-1 != plain data parallel"
+node "$CMP" tensors "$T/dp/model/model.safetensors" "$T/zero/model/model.safetensors" 1e-5 || fail "ZeRO-1: parameters differ"
+ck="$T/zero/checkpoints/step-0000006"
+[ -f "$ck/optimizer-00000-of-00002.safetensors" ] && [ -f "$ck/optimizer-00001-of-00002.safetensors" ] \
+  && [ -f "$ck/optimizer_shards.json" ] && [ ! -f "$ck/optimizer.safetensors" ] || { ls "$ck"; fail "ZeRO-1 checkpoint layout"; }
+
+# a rank dies before step 5: the job ends (no hang), the step-3 checkpoint is whole
+start=$(date +%s)
+set +e
+LD_FAULT_KILL=1:4 mpi2 "$BIN" pretrain "$T/kill.json" --quiet >"$T/kill.log" 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || fail "the job with a killed rank succeeded"
+[ "$rc" -ne 124 ] || { cat "$T/kill.log"; fail "the job with a killed rank hung until the timeout"; }
+echo "$NAME: killed rank: the job failed in $(($(date +%s) - start)) s (exit $rc)"
+[ "$(cat "$T/kill/checkpoints/latest")" = "step-0000003" ] || fail "latest should be the step-3 checkpoint"
+# ... and resumes on 1 process (re-sharding 2 ZeRO shards into one optimizer)
+sed 's/"grad_accum": 1/"grad_accum": 2/' "$T/kill.json" >"$T/resume1.json"
+"$BIN" pretrain "$T/resume1.json" --resume >"$T/resume1.log" 2>&1 || { cat "$T/resume1.log"; fail "resume on 1 process"; }
+grep -q "resumed at step 3" "$T/resume1.log" || { cat "$T/resume1.log"; fail "did not resume at step 3"; }
+node "$CMP" losses "$T/one/metrics.jsonl" "$T/kill/metrics.jsonl" 1 1e-5 || fail "killed + resumed on 1 != 1 process"
+node "$CMP" tensors "$T/one/model/model.safetensors" "$T/kill/model/model.safetensors" 1e-5 \
+  || fail "killed + resumed on 1: parameters differ"
+
+# a 1-process checkpoint resumes on 2 ZeRO ranks (each takes its slice of optimizer.safetensors)
+mkdir -p "$T/grow/checkpoints"
+cp -r "$T/one/checkpoints/step-0000003" "$T/grow/checkpoints/"
+echo step-0000003 >"$T/grow/checkpoints/latest"
+head -n 3 "$T/one/metrics.jsonl" >"$T/grow/metrics.jsonl"
+cfg "$T/grow" 1 ', "zero": 1' >"$T/grow.json"
+mpi2 "$BIN" pretrain "$T/grow.json" --resume --quiet >"$T/grow.log" 2>&1 || { cat "$T/grow.log"; fail "resume on 2 ZeRO ranks"; }
+node "$CMP" losses "$T/one/metrics.jsonl" "$T/grow/metrics.jsonl" 1 1e-5 || fail "1 process -> 2 ZeRO ranks: losses"
+node "$CMP" tensors "$T/one/model/model.safetensors" "$T/grow/model/model.safetensors" 1e-5 || fail "1 -> 2 ranks: parameters"
+
+# a damaged manifest is an error that names it (and the run falls back to an older checkpoint)
+cp -r "$T/zero" "$T/bad"
+echo '{"format_version": 1, "ranks": 2' >"$T/bad/checkpoints/step-0000006/optimizer_shards.json"
+sed 's|"out_dir": "[^"]*"|"out_dir": "'"$T"'/bad"|; s/"max_steps": 6/"max_steps": 7/' "$T/zero.json" >"$T/bad.json"
+mpi2 "$BIN" pretrain "$T/bad.json" --resume >"$T/bad.log" 2>&1 || { cat "$T/bad.log"; fail "fallback resume"; }
+grep -q "optimizer_shards.json: not a version-1 optimizer shard manifest" "$T/bad.log" || { cat "$T/bad.log"; fail "no manifest error"; }
+grep -q "resumed at step 3" "$T/bad.log" || { cat "$T/bad.log"; fail "did not fall back to step 3"; }
+echo "1 passed, 0 failed"
