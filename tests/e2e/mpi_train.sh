@@ -8,7 +8,8 @@
 #     optimizer shard per rank and a manifest;
 #   - a rank that dies (LD_FAULT_KILL) ends the job with an error instead of a hang (the
 #     launcher is bounded by `timeout`), and resuming its 2-rank ZeRO checkpoint on 1 process
-#     ends where the 1-process run ends; a 1-process checkpoint resumes on 2 ZeRO ranks too.
+#     ends where the 1-process run ends; a 1-process checkpoint resumes on 2 ZeRO ranks too;
+#   - `finetune` of a LoRA classifier on 2 ranks = 1 process x 2 accumulation likewise.
 # Skipped (77) when the binary was built without MPI or mpirun is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -91,4 +92,21 @@ sed 's|"out_dir": "[^"]*"|"out_dir": "'"$T"'/bad"|; s/"max_steps": 6/"max_steps"
 mpi2 "$BIN" pretrain "$T/bad.json" --resume >"$T/bad.log" 2>&1 || { cat "$T/bad.log"; fail "fallback resume"; }
 grep -q "optimizer_shards.json: not a version-1 optimizer shard manifest" "$T/bad.log" || { cat "$T/bad.log"; fail "no manifest error"; }
 grep -q "resumed at step 3" "$T/bad.log" || { cat "$T/bad.log"; fail "did not fall back to step 3"; }
+# fine-tuning a LoRA classifier (the adapter's set, the head's labels, validation accuracy) alike
+head -n 101 "$DATA/zh_eval/chnsenticorp/train.tsv" >"$T/senti.tsv"
+head -n 21 "$DATA/zh_eval/chnsenticorp/dev.tsv" >"$T/dev.tsv"
+for v in "ft1 2" "ft2 1"; do
+  set -- $v
+  cat >"$T/$1.json" <<JSON
+{ "base": "$T/one/model", "method": "lora", "out_dir": "$T/$1", "threads": 1,
+  "lora": {"rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
+  "data": {"format": "classification", "train": "$T/senti.tsv", "val": "$T/dev.tsv", "text_field": "text_a"},
+  "batch_size": 2, "seq_len": 24, "grad_accum": $2, "max_steps": 4, "lr": 3e-3, "eval_every": 2, "eval_batches": 3 }
+JSON
+done
+"$BIN" finetune "$T/ft1.json" --quiet >"$T/ft1.log" 2>&1 || { cat "$T/ft1.log"; fail "1-process finetune"; }
+mpi2 "$BIN" finetune "$T/ft2.json" --quiet >"$T/ft2.log" 2>&1 || { cat "$T/ft2.log"; fail "2-rank finetune"; }
+node "$CMP" losses "$T/ft1/metrics.jsonl" "$T/ft2/metrics.jsonl" 1 1e-5 || fail "LoRA: 2 ranks != 1 process x 2"
+node "$CMP" tensors "$T/ft1/adapter/adapter_model.safetensors" "$T/ft2/adapter/adapter_model.safetensors" 1e-5 \
+  || fail "LoRA: 2 ranks: adapters differ"
 echo "1 passed, 0 failed"
