@@ -518,7 +518,7 @@ ld_status ld_trainer_run(ld_trainer *t, ld_train_progress_fn cb, void *user, vol
         pr.step = t->step;
         pr.tokens_per_s = tokens_per_step / dt;
         pr.flops_per_s = pr.tokens_per_s * flops_per_token;
-        pr.mfu = t->peak_flops > 0 ? pr.flops_per_s / t->peak_flops : 0;
+        pr.mfu = t->peak_flops > 0 ? pr.flops_per_s / (t->peak_flops * t->world) : 0; /* peak_flops is one process's */
         pr.elapsed_s = now - t_start;
         pr.eta_s = (double)(t->p.max_steps - t->step) * (now - t_start) / (double)(t->step - first_step);
         if (t->has_val && t->p.eval_every > 0 && (t->step % t->p.eval_every == 0 || t->step == t->p.max_steps)) {
