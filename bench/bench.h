@@ -120,6 +120,7 @@ typedef struct ld_bench_opts {
     const char *model;  /* bench infer: a model directory or GGUF file, NULL = built in memory */
     ld_dtype types[LD_BENCH_MAX_TYPES]; /* bench infer: weight forms, n_types = 0: defaults */
     int n_types;
+    bool mpi;           /* bench train --mpi: data-parallel steps under mpirun (bench_train_mpi.c) */
 } ld_bench_opts;
 
 
@@ -128,6 +129,8 @@ typedef void (*ld_bench_suite_fn)(const ld_bench_opts *o, const ld_machine_limit
 /* Runs fn with the team of a context of o->threads threads current, as the library's own
  * calls do: for suites that call kernels directly (bench_team.c). */
 void ld_bench_on_team(ld_bench_suite_fn fn, const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
+/* `bench train --mpi` (bench_train_mpi.c): run by every rank; rank 0's report is printed. */
+void ld_bench_train_mpi(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_suite_matmul(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 
 /* Causal attention forward/backward and a decode step (bench_attention.c). */

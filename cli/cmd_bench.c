@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "core/comm.h"
 #include "cli.h"
 
 typedef struct {
@@ -55,6 +56,9 @@ static int cmd_bench(int argc, char **argv) {
         LD_CLI_INT("reps", 0, &o.reps, 1, 64, "N", "timed repetitions per row; the median is reported"),
         LD_CLI_STRING("filter", 0, &o.filter, "S", "only groups whose name contains S"),
         LD_CLI_FLAG("json", 0, &o.json, "machine-readable output"),
+        LD_CLI_FLAG("mpi", 0, &o.mpi,
+                    "train: data parallel under mpirun (1 thread per rank unless --threads): tokens/s per\n"
+                    "rank against 1 rank alone, communication seconds, overlap achieved, all-reduce limit"),
         LD_CLI_STRING("model", 0, &o.model, "M",
                       "infer: a model directory or GGUF file (default: GPT-2-124M shape, random)"),
         {.name = "type", .type = LD_CLI_T_LIST, .dest.list = &types, .arg = "T",
@@ -102,8 +106,19 @@ static int cmd_bench(int argc, char **argv) {
                    ld_cli_parse_free(&spec), 2;
         o.types[o.n_types++] = t;
     }
+    if (o.mpi && strcmp(suite, "train"))
+        return fprintf(stderr, "liandan bench: --mpi is for the train suite\n"), ld_cli_parse_free(&spec), 2;
+    if (o.mpi && !o.threads) o.threads = 1; /* ranks share the node's cores */
     ld_ctx *ctx = ld_cli_ctx(o.threads);
     o.threads = ld_ctx_threads(ctx);
+    ld_comm *comm = NULL; /* --mpi: only rank 0 prints */
+    if (o.mpi && ld_comm_world(ctx, &comm)) {
+        rc = ld_cli_fail(ctx, "bench train --mpi");
+        ld_ctx_free(ctx);
+        ld_cli_parse_free(&spec);
+        return rc;
+    }
+    FILE *quiet = comm && ld_comm_rank(comm) > 0 ? fopen("/dev/null", "w") : NULL;
     rc = 0;
     const top_suite *ts = NULL;
     for (size_t i = 0; i < sizeof top_suites / sizeof top_suites[0]; i++)
@@ -111,15 +126,18 @@ static int cmd_bench(int argc, char **argv) {
     if (ts) {
         ld_machine_limits lim;
         ld_bench_measure_limits(o.threads, &lim);
-        ld_bench_report r = {.json = o.json, .out = stdout};
+        ld_bench_report r = {.json = o.json, .out = quiet ? quiet : stdout};
         ld_bench_report_begin(&r, &lim);
-        if (ts->fn) ts->fn(&o, &lim, &r);
+        if (o.mpi) ld_bench_train_mpi(&o, &lim, &r);
+        else if (ts->fn) ts->fn(&o, &lim, &r);
         ld_bench_report_end(&r);
         if (r.failures) rc = 1;
     } else {
         fprintf(stderr, "liandan bench: unknown suite '%s' (try --help)\n", suite);
         rc = 2;
     }
+    if (quiet) fclose(quiet);
+    ld_comm_free(comm);
     ld_ctx_free(ctx);
     ld_cli_parse_free(&spec);
     return rc;
