@@ -129,7 +129,10 @@ typedef void (*ld_bench_suite_fn)(const ld_bench_opts *o, const ld_machine_limit
 /* Runs fn with the team of a context of o->threads threads current, as the library's own
  * calls do: for suites that call kernels directly (bench_team.c). */
 void ld_bench_on_team(ld_bench_suite_fn fn, const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
-/* `bench train --mpi` (bench_train_mpi.c): run by every rank; rank 0's report is printed. */
+/* `bench train --mpi` (bench_train_mpi.c): run by every rank; rank 0's report is printed.
+ * ld_bench_mpi_rank: this process's rank in the world (MPI is initialised when a launcher
+ * started the process), 0 without one, -1 on an error (the context's message). */
+int ld_bench_mpi_rank(ld_ctx *ctx);
 void ld_bench_train_mpi(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 void ld_bench_suite_matmul(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 

@@ -79,6 +79,14 @@ static double median_synced(void (*fn)(void *), void *arg, int reps, ld_comm *co
     return t;
 }
 
+int ld_bench_mpi_rank(ld_ctx *ctx) {
+    ld_comm *c = NULL;
+    if (ld_comm_world(ctx, &c)) return -1;
+    int r = ld_comm_rank(c);
+    ld_comm_free(c);
+    return r;
+}
+
 void ld_bench_train_mpi(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep) {
     ld_ctx_params cp = ld_ctx_default_params();
     cp.n_threads = o->threads;

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "bench.h"
-#include "core/comm.h"
 #include "cli.h"
 
 typedef struct {
@@ -111,14 +110,14 @@ static int cmd_bench(int argc, char **argv) {
     if (o.mpi && !o.threads) o.threads = 1; /* ranks share the node's cores */
     ld_ctx *ctx = ld_cli_ctx(o.threads);
     o.threads = ld_ctx_threads(ctx);
-    ld_comm *comm = NULL; /* --mpi: only rank 0 prints */
-    if (o.mpi && ld_comm_world(ctx, &comm)) {
+    int rank = o.mpi ? ld_bench_mpi_rank(ctx) : 0; /* --mpi: only rank 0 prints */
+    if (rank < 0) {
         rc = ld_cli_fail(ctx, "bench train --mpi");
         ld_ctx_free(ctx);
         ld_cli_parse_free(&spec);
         return rc;
     }
-    FILE *quiet = comm && ld_comm_rank(comm) > 0 ? fopen("/dev/null", "w") : NULL;
+    FILE *quiet = rank > 0 ? fopen("/dev/null", "w") : NULL;
     rc = 0;
     const top_suite *ts = NULL;
     for (size_t i = 0; i < sizeof top_suites / sizeof top_suites[0]; i++)
@@ -137,7 +136,6 @@ static int cmd_bench(int argc, char **argv) {
         rc = 2;
     }
     if (quiet) fclose(quiet);
-    ld_comm_free(comm);
     ld_ctx_free(ctx);
     ld_cli_parse_free(&spec);
     return rc;
