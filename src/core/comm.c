@@ -142,6 +142,17 @@ ld_status ld_comm_world(ld_ctx *ctx, ld_comm **out) {
         }
         return wrap_mpi(c, dup, out);
     }
+#else
+    /* a launcher started several copies of a build without MPI: each would run the whole job
+     * alone (and write the same files) */
+    const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!n) n = getenv("PMI_SIZE");
+    if (n && atoi(n) > 1) {
+        ld_free(ctx, c);
+        return ld_error(ctx, LD_ERR_UNSUPPORTED,
+                        "started as one of %d ranks, but this liandan was built without MPI (install libopenmpi-dev "
+                        "and rebuild: docs/scale-out.md)", atoi(n));
+    }
 #endif
     *out = c;
     return LD_OK;

@@ -6,7 +6,8 @@
  * was started by a launcher (mpirun / mpiexec, or Slurm's srun): ld_comm_world initializes MPI
  * on its first call and finalizes it at process exit. Otherwise — a build without MPI, or a
  * plain `liandan ...` — the world is one rank and every collective is a local copy, so callers
- * never branch on MPI.
+ * never branch on MPI. A build without MPI started by a launcher as one of several ranks
+ * refuses (ld_comm_world: LD_ERR_UNSUPPORTED) rather than run the job once per rank.
  *
  * Rules for callers:
  *   - Collectives are called by every rank of the communicator in the same order (the usual

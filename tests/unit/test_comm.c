@@ -145,6 +145,21 @@ TEST(bcast_split_barrier) {
     CHECK(ld_comm_stats_get(c).calls == 0);
 }
 
+TEST(no_mpi_build_refuses_a_launcher) {
+    if (ld_comm_mpi_built()) SKIP("this build has MPI: a launcher's ranks are real");
+    ld_ctx *ctx = NULL;
+    CHECK(ld_ctx_new(NULL, &ctx) == LD_OK);
+    ld_comm *c = NULL;
+    setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+    CHECK(ld_comm_world(ctx, &c) == LD_ERR_UNSUPPORTED && c == NULL);
+    CHECK(strstr(ld_ctx_error(ctx), "built without MPI") != NULL);
+    setenv("OMPI_COMM_WORLD_SIZE", "1", 1); /* one rank is a plain run */
+    CHECK(ld_comm_world(ctx, &c) == LD_OK && ld_comm_size(c) == 1);
+    unsetenv("OMPI_COMM_WORLD_SIZE");
+    ld_comm_free(c);
+    ld_ctx_free(ctx);
+}
+
 TEST(zz_free) { /* runs last (tests run in registration order) */
     ld_comm_free(world_);
     world_ = NULL;
