@@ -187,6 +187,49 @@ ld_status ld_op_linear_frozen(ld_tape *t, const ld_tensor *x, const ld_frozen_ma
 ld_status ld_op_embedding_frozen(ld_tape *t, const int32_t *ids, int64_t n_ids, const ld_frozen_matrix *table,
                                  ld_tensor **out);
 
+/* ---- mixture of experts (nn/ops_moe.c has the block's data flow) ---------------------- */
+#define LD_MOE_MAX_K 8
+typedef struct ld_moe_route_opts {
+    int64_t k;             /* experts per token, 1..min(E, LD_MOE_MAX_K) */
+    bool norm_topk;        /* gates = softmax over the k chosen logits (Mixtral); false: the chosen
+                              probabilities of the softmax over all experts (Switch, Qwen2-MoE) */
+    float capacity_factor; /* each expert takes at most ceil(factor M k / E) choices; 0 = no limit */
+} ld_moe_route_opts;
+/* Which expert and dispatched row each (token, choice) went to. Arrays live in the tape's
+ * arena until ld_tape_reset. Dispatched rows are grouped by expert: expert e's are
+ * [offset[e], offset[e + 1]), first choices of all tokens before second choices, tokens in
+ * order within each. */
+typedef struct ld_moe_route {
+    int64_t M, E, k;
+    bool norm_topk;
+    int64_t capacity;  /* per expert (0 = no limit) */
+    int64_t dropped;   /* choices beyond their expert's capacity (they add nothing) */
+    int32_t *expert;   /* [M k] */
+    int32_t *row;      /* [M k]: the dispatched row, or -1 when dropped */
+    int64_t *offset;   /* [E + 1] */
+    int64_t *chosen;   /* [E]: choices of each expert before dropping (the balance loss's counts) */
+    int32_t *token;    /* [offset[E]]: the token of each dispatched row */
+} ld_moe_route;
+/* The router's top-k on logits [.., E] (rows = tokens M): gates [M, k] (differentiable in the
+ * logits; a dropped choice keeps its gate but adds nothing) and *route. */
+ld_status ld_op_moe_route(ld_tape *t, const ld_tensor *logits, const ld_moe_route_opts *o, ld_tensor **gates,
+                          ld_moe_route *route);
+/* xs [A, C]: the rows of x [.., C] (rows = the route's tokens) in dispatch order (A = kept
+ * choices; A = 0 gives one unused row). */
+ld_status ld_op_moe_dispatch(ld_tape *t, const ld_tensor *x, const ld_moe_route *route, ld_tensor **xs);
+/* ys [A, N] = per expert e, its rows of xs [A, K] times w[e]^T (w[e]: [N, K], nn.Linear),
+ * one matrix product per expert; w holds route->E weights and must stay valid until backward. */
+ld_status ld_op_moe_linear(ld_tape *t, const ld_tensor *xs, const ld_moe_route *route, ld_tensor *const *w,
+                           ld_tensor **ys);
+/* y [M, C]: y[m] = sum over m's kept choices j of gates[m, j] ys[row(m, j)]. */
+ld_status ld_op_moe_combine(ld_tape *t, const ld_tensor *ys, const ld_tensor *gates, const ld_moe_route *route,
+                            ld_tensor **y);
+/* The load-balancing loss (Switch / HF Mixtral): E sum_e f_e P_e, f_e = choices of e / M,
+ * P_e = the mean router probability of e; 1 when perfectly balanced (k = 1). [1] tensor. */
+ld_status ld_op_moe_aux_loss(ld_tape *t, const ld_tensor *logits, const ld_moe_route *route, ld_tensor **loss);
+/* The router z-loss (ST-MoE): the mean over tokens of logsumexp(logits)^2. [1] tensor. */
+ld_status ld_op_moe_z_loss(ld_tape *t, const ld_tensor *logits, ld_tensor **loss);
+
 /* ---- optimizer -------------------------------------------------------------------- */
 typedef struct ld_adamw_config {
     float lr, beta1, beta2, eps, weight_decay;

@@ -70,6 +70,11 @@ struct ld_lm_session {
     bool lora_rows;  /* the layers' products of this eval read row_lora (not the LM head's) */
     float *lora_tmp; /* [max_tokens, max_rank]: x A^T */
     int64_t max_rank;
+    /* mixture of experts: the router's logits [T, E], each token's choices and gates [T, k],
+     * the rows grouped by expert [T k, C] in and out, and where each choice's row is */
+    float *moe_logits, *moe_gate, *moe_x, *moe_y;
+    int32_t *moe_expert, *moe_row, *moe_token;
+    int64_t *moe_offset;
 };
 
 /* One LoRA of a session: per target matrix w, A [r, K] and B [N, r], scaled by alpha / r. */
@@ -276,6 +281,8 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
     int64_t kvw = kv_width(c), Q = c->n_heads * ld_lm_head_dim(c);
     /* the fused projections' outputs: GPT-2's q|k|v, Phi-3's q|k|v and gate|up */
     int64_t fused = c->arch == LD_ARCH_GPT2 ? 3 * C : fam->fused_qkv ? Q + 2 * kvw : 1;
+    /* experts: each token's k choices are rows of their own */
+    const int64_t E = c->n_experts, Tk = T * (E ? c->n_experts_used : 1);
     s->logit_rows = T < n_slots ? T : n_slots; /* one row per segment; grown for all_logits */
     size_t cache_elems, bytes = 0;
     if (ld_mul_size((size_t)(c->n_layers * n_pages), (size_t)(P * kvw), &cache_elems))
@@ -287,7 +294,9 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
         {&s->kcache, cache_elems}, {&s->vcache, cache_elems},
         {&s->x, (size_t)(T * C)}, {&s->h, (size_t)(T * C)}, {&s->q, (size_t)(T * Q)}, {&s->kk, (size_t)(T * kvw)},
         {&s->vv, (size_t)(T * kvw)}, {&s->att, (size_t)(T * Q)}, {&s->o, (size_t)(T * fused)},
-        {&s->f1, (size_t)(T * I * (fam->fused_gate_up ? 2 : 1))}, {&s->f2, (size_t)(T * I)},
+        {&s->f1, (size_t)(Tk * I * (fam->fused_gate_up ? 2 : 1))}, {&s->f2, (size_t)(Tk * I)},
+        {&s->moe_logits, (size_t)(E ? T * E : 1)}, {&s->moe_gate, (size_t)(E ? Tk : 1)},
+        {&s->moe_x, (size_t)(E ? Tk * C : 1)}, {&s->moe_y, (size_t)(E ? Tk * C : 1)},
         {&s->lse, (size_t)(T * c->n_heads)}, {&s->stat0, (size_t)(T * c->n_heads)},
         {&s->stat1, (size_t)T}, {&s->rows, (size_t)(T * C)}, {&s->logits, (size_t)(s->logit_rows * V)},
         {&s->att_page, (size_t)(per_slot > 1 ? T * Q : 1)}, {&s->lse_page, (size_t)(per_slot > 1 ? T * c->n_heads : 1)},
@@ -299,6 +308,13 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
             return ld_error(ctx, LD_ERR_NOMEM, "session: cannot allocate %zu floats for buffer %zu", bufs[i].n, i);
         }
         bytes += b;
+    }
+    if (E && (!(s->moe_expert = ld_arena_alloc(s->mem, (size_t)Tk * sizeof(int32_t))) ||
+              !(s->moe_row = ld_arena_alloc(s->mem, (size_t)Tk * sizeof(int32_t))) ||
+              !(s->moe_token = ld_arena_alloc(s->mem, (size_t)Tk * sizeof(int32_t))) ||
+              !(s->moe_offset = ld_arena_alloc(s->mem, (size_t)(E + 1) * sizeof(int64_t))))) {
+        ld_lm_session_free(s);
+        return ld_ctx_status(ctx);
     }
     if (!(s->len = ld_arena_alloc(s->mem, (size_t)n_slots * sizeof(int64_t)))) {
         ld_lm_session_free(s);
@@ -747,10 +763,67 @@ static void attention_llama(ld_lm_session *s, const lm_layer *L, int64_t l, cons
     }
 }
 
+/* The mixture-of-experts MLP on s->h [M, C]; out = s->h. The router picks each row's k
+ * experts (ld_op_moe_route's choice: largest probabilities, ties to the lower expert), rows
+ * are grouped by expert, and only the experts some row chose are multiplied: a decode step
+ * reads the weights of k experts per layer, not all of them. */
+static void mlp_moe(ld_lm_session *s, const lm_layer *L, int64_t M) {
+    const ld_lm_config *c = &s->m->cfg;
+    const int64_t C = c->hidden_size, I = c->intermediate_size, E = c->n_experts, k = c->n_experts_used;
+    linear(s, s->moe_logits, s->h, L->router, NULL, M);
+    s->k->softmax_fwd(s->moe_logits, s->moe_logits, M, E);
+    memset(s->moe_offset, 0, (size_t)(E + 1) * sizeof(int64_t));
+    for (int64_t m = 0; m < M; m++) {
+        const float *p = s->moe_logits + m * E;
+        int32_t *ex = s->moe_expert + m * k;
+        double sum = 0;
+        for (int64_t j = 0; j < k; j++) {
+            int32_t best = -1;
+            for (int32_t e = 0; e < (int32_t)E; e++) {
+                bool taken = false;
+                for (int64_t i = 0; i < j; i++) taken |= ex[i] == e;
+                if (!taken && (best < 0 || p[e] > p[best])) best = e;
+            }
+            ex[j] = best, sum += p[best];
+            s->moe_offset[best + 1]++;
+        }
+        for (int64_t j = 0; j < k; j++) s->moe_gate[m * k + j] = c->moe_norm_topk ? (float)(p[ex[j]] / sum) : p[ex[j]];
+    }
+    for (int64_t e = 0; e < E; e++) s->moe_offset[e + 1] += s->moe_offset[e];
+    for (int64_t i = 0; i < M * k; i++) { /* rows in token order within each expert */
+        int32_t e = s->moe_expert[i];
+        int64_t row = s->moe_offset[e]++;
+        s->moe_row[i] = (int32_t)row;
+        s->moe_token[row] = (int32_t)(i / k);
+        memcpy(s->moe_x + row * C, s->h + (i / k) * C, (size_t)C * sizeof(float));
+    }
+    for (int64_t e = E; e > 0; e--) s->moe_offset[e] = s->moe_offset[e - 1]; /* back to starts */
+    s->moe_offset[0] = 0;
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t o = s->moe_offset[e], n = s->moe_offset[e + 1] - o;
+        if (!n) continue; /* an expert no row chose is never read */
+        float *x = s->moe_x + o * C, *g = s->f1 + o * I, *u = s->f2 + o * I;
+        linear(s, g, x, L->exp_gate[e], NULL, n);
+        linear(s, u, x, L->exp_up[e], NULL, n);
+        s->k->swiglu_fwd(g, g, u, n * I);
+        linear(s, s->moe_y + o * C, g, L->exp_down[e], NULL, n);
+    }
+    memset(s->h, 0, (size_t)(M * C) * sizeof(float));
+    for (int64_t i = 0; i < M * k; i++) {
+        float *y = s->h + (i / k) * C;
+        const float *src = s->moe_y + (int64_t)s->moe_row[i] * C, g = s->moe_gate[i];
+        for (int64_t j = 0; j < C; j++) y[j] += g * src[j];
+    }
+}
+
 /* The MLP of a llama-family layer on s->h; out = s->h. */
 static void mlp_llama(ld_lm_session *s, const lm_layer *L, int64_t M) {
     const lm_family_info *fam = lm_family(s->m->cfg.family);
     const int64_t I = s->m->cfg.intermediate_size;
+    if (fam->experts) {
+        mlp_moe(s, L, M);
+        return;
+    }
     const float *gate = s->f1, *up = s->f2;
     if (fam->fused_gate_up) { /* [M, 2I] rows: gate | up */
         linear(s, s->f1, s->h, L->gate_up, NULL, M);

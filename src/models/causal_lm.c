@@ -94,8 +94,27 @@ ld_status ld_lm_config_validate(ld_ctx *ctx, const ld_lm_config *c) {
              isfinite(c->final_softcap) && isfinite(c->query_scale),
          "soft-caps (%g, %g) and query scale (%g) must be finite and not negative", c->attn_softcap, c->final_softcap,
          c->query_scale);
+    NEED((c->n_experts > 0) == (fam->experts != NULL), "%s %s (num_local_experts %lld)", fam->model_type,
+         fam->experts ? "needs experts" : "has no experts", (long long)c->n_experts);
+    NEED(c->n_experts >= 0 && c->n_experts <= 1024, "num_local_experts %lld outside 0..1024", (long long)c->n_experts);
+    NEED(!c->n_experts || (c->n_experts_used >= 1 && c->n_experts_used <= c->n_experts && c->n_experts_used <= LD_MOE_MAX_K),
+         "num_experts_per_tok %lld outside 1..min(num_local_experts %lld, %d)", (long long)c->n_experts_used,
+         (long long)c->n_experts, LD_MOE_MAX_K);
+    NEED(c->router_aux_loss_coef >= 0 && c->router_z_loss_coef >= 0 && c->moe_capacity_factor >= 0 &&
+             isfinite(c->router_aux_loss_coef) && isfinite(c->router_z_loss_coef) && isfinite(c->moe_capacity_factor),
+         "router_aux_loss_coef (%g), router_z_loss_coef (%g) and moe_capacity_factor (%g) must be finite and not negative",
+         c->router_aux_loss_coef, c->router_z_loss_coef, c->moe_capacity_factor);
 #undef NEED
     return LD_OK;
+}
+
+/* The MLP's matrix parameters per layer: 3 C I dense, E experts of 3 C I and the router's E C
+ * with experts; *active = those one token multiplies (k experts). */
+static int64_t mlp_params(const ld_lm_config *c, int64_t *active) {
+    const int64_t C = c->hidden_size, I = c->intermediate_size;
+    if (!c->n_experts) return *active = 3 * C * I;
+    *active = c->n_experts_used * 3 * C * I + c->n_experts * C;
+    return c->n_experts * 3 * C * I + c->n_experts * C;
 }
 
 int64_t ld_lm_config_num_params(const ld_lm_config *c) {
@@ -103,7 +122,8 @@ int64_t ld_lm_config_num_params(const ld_lm_config *c) {
     int64_t C = c->hidden_size, D = ld_lm_head_dim(c), I = c->intermediate_size, V = c->vocab_size;
     int64_t q = c->n_heads * D, kv = c->n_kv_heads * D, per_layer, n;
     if (c->arch == LD_ARCH_LLAMA) {
-        per_layer = 2 * C + C * q + 2 * C * kv + q * C + 3 * C * I + (c->qkv_bias ? q + 2 * kv : 0);
+        int64_t act;
+        per_layer = 2 * C + C * q + 2 * C * kv + q * C + mlp_params(c, &act) + (c->qkv_bias ? q + 2 * kv : 0);
         if (fam && fam->qk_norm) per_layer += 2 * D;
         if (fam && fam->sandwich_norms) per_layer += 2 * C;
         n = V * C + c->n_layers * per_layer + C + (c->tie_embeddings ? 0 : V * C);
@@ -159,7 +179,8 @@ void ld_lm_rope_freqs(const ld_lm_config *c, int64_t seq_len, float *inv_freq, f
 }
 
 double ld_lm_train_flops_per_token(const ld_lm_config *c, int64_t T) {
-    return 6.0 * (double)ld_lm_config_num_params(c) +
+    int64_t act, all = mlp_params(c, &act); /* experts: only the k a token goes through */
+    return 6.0 * (double)(ld_lm_config_num_params(c) - c->n_layers * (all - act)) +
            6.0 * (double)c->n_layers * (double)(c->n_heads * ld_lm_head_dim(c)) * (double)T;
 }
 
@@ -332,13 +353,28 @@ ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init 
             } else {
                 L->ln2_w = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
             }
-            if (fam->fused_gate_up) {
+            if (fam->experts) {
+                const int64_t E = cfg->n_experts;
+                L->router = param(&s, INIT_NORMAL, 2, E, C, "model.layers.%d.block_sparse_moe.gate.weight", l);
+                if (!s.st && !(L->exp_gate = ld_calloc(ctx, 3 * (size_t)E, sizeof *L->exp_gate))) s.st = ld_ctx_status(ctx);
+                for (int64_t e = 0; !s.st && e < E; e++) {
+                    char fmt[96];
+#define EXPERT(w, kind, d0, d1)                                                                        \
+    (snprintf(fmt, sizeof fmt, "model.layers.%%d.block_sparse_moe.experts.%lld." w ".weight", (long long)e), \
+     param(&s, kind, 2, d0, d1, fmt, l))
+                    L->exp_gate[e] = EXPERT("w1", INIT_NORMAL, I, C);
+                    L->exp_gate[E + e] = EXPERT("w2", INIT_RESID, C, I);
+                    L->exp_gate[2 * E + e] = EXPERT("w3", INIT_NORMAL, I, C);
+#undef EXPERT
+                }
+                if (L->exp_gate) L->exp_down = L->exp_gate + E, L->exp_up = L->exp_gate + 2 * E;
+            } else if (fam->fused_gate_up) {
                 L->gate_up = param(&s, INIT_NORMAL, 2, 2 * I, C, "model.layers.%d.mlp.gate_up_proj.weight", l);
             } else {
                 L->gate = param(&s, INIT_NORMAL, 2, I, C, "model.layers.%d.mlp.gate_proj.weight", l);
                 L->up = param(&s, INIT_NORMAL, 2, I, C, "model.layers.%d.mlp.up_proj.weight", l);
             }
-            L->down = param(&s, INIT_RESID, 2, C, I, "model.layers.%d.mlp.down_proj.weight", l);
+            if (!fam->experts) L->down = param(&s, INIT_RESID, 2, C, I, "model.layers.%d.mlp.down_proj.weight", l);
             if (fam->sandwich_norms)
                 L->post_mlp_norm = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.post_feedforward_layernorm.weight", l);
         }
@@ -409,6 +445,7 @@ void ld_lm_free(ld_lm *m) {
     if (m->lazy) ld_free(m->ctx, m->lazy->kinds);
     ld_free(m->ctx, m->lazy);
     ld_params_free(m->params);
+    for (int64_t l = 0; m->layers && l < m->cfg.n_layers; l++) ld_free(m->ctx, m->layers[l].exp_gate);
     ld_free(m->ctx, m->layers);
     ld_free(m->ctx, m);
 }
@@ -588,9 +625,59 @@ static ld_status attention_block(ld_lm *m, ld_tape *t, const lm_layer *L, int64_
     return LD_OK;
 }
 
+/* The router's weighted losses of one layer, added to m->moe_loss (training only). */
+static ld_status moe_losses(ld_lm *m, ld_tape *t, ld_tensor *logits, const ld_moe_route *r) {
+    const ld_lm_config *c = &m->cfg;
+    const float per_layer = 1.0f / (float)c->n_layers;
+    ld_tensor *aux, *z, *sum = NULL;
+    TRY(ld_op_moe_aux_loss(t, logits, r, &aux));
+    TRY(ld_op_moe_z_loss(t, logits, &z));
+    m->moe_stats.aux_loss += *(const float *)aux->data * per_layer;
+    m->moe_stats.z_loss += *(const float *)z->data * per_layer;
+    if (c->router_aux_loss_coef > 0) TRY(ld_op_scale(t, aux, c->router_aux_loss_coef * per_layer, &sum));
+    if (c->router_z_loss_coef > 0) {
+        TRY(ld_op_scale(t, z, c->router_z_loss_coef * per_layer, &z));
+        if (sum) TRY(ld_op_add(t, sum, z, &sum));
+        else sum = z;
+    }
+    if (sum && m->moe_loss) TRY(ld_op_add(t, m->moe_loss, sum, &sum));
+    if (sum) m->moe_loss = sum;
+    return LD_OK;
+}
+
+/* The mixture-of-experts MLP (Mixtral's block_sparse_moe) on h [B, T, C]:
+ *   logits = h Wr^T [M, E]; gates [M, k] + route = top-k (capacity when training);
+ *   xs [A, C] = h's rows grouped by expert; per expert: silu(xs W1^T) * (xs W3^T) W2^T;
+ *   out [B, T, C] = the gated sum of each token's experts. */
+static ld_status moe_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *h, ld_tensor **out) {
+    const ld_lm_config *c = &m->cfg;
+    for (int64_t e = 0; e < c->n_experts; e++) {
+        ld_frozen_matrix fm;
+        if (lm_frozen_form(m, L->exp_gate[e], &fm) || lm_frozen_form(m, L->exp_up[e], &fm) ||
+            lm_frozen_form(m, L->exp_down[e], &fm))
+            return ld_error(m->ctx, LD_ERR_UNSUPPORTED, "training forward: expert matrix %s is read from a quantized "
+                            "file; load the model for training (F32 experts)", fm.name ? fm.name : L->exp_gate[e]->name);
+    }
+    ld_tensor *logits, *gates, *xs, *g, *u, *a, *ys, *y;
+    const ld_moe_route_opts o = {c->n_experts_used, c->moe_norm_topk, t->grad_enabled ? c->moe_capacity_factor : 0.0f};
+    ld_moe_route r;
+    TRY(linear(m, t, h, L->router, NULL, false, &logits));
+    TRY(ld_op_moe_route(t, logits, &o, &gates, &r));
+    m->moe_stats.choices += r.M * r.k, m->moe_stats.dropped += r.dropped;
+    if (t->grad_enabled) TRY(moe_losses(m, t, logits, &r));
+    TRY(ld_op_moe_dispatch(t, h, &r, &xs));
+    TRY(ld_op_moe_linear(t, xs, &r, L->exp_gate, &g));
+    TRY(ld_op_moe_linear(t, xs, &r, L->exp_up, &u));
+    TRY(ld_op_swiglu(t, g, u, &a));
+    TRY(ld_op_moe_linear(t, a, &r, L->exp_down, &ys));
+    TRY(ld_op_moe_combine(t, ys, gates, &r, &y));
+    return ld_op_reshape(t, y, 3, h->shape, out);
+}
+
 static ld_status mlp_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *h, ld_tensor **out) {
     const lm_family_info *fam = lm_family(m->cfg.family);
     ld_tensor *g, *u, *a;
+    if (fam->experts) return moe_block(m, t, L, h, out);
     if (m->cfg.arch == LD_ARCH_LLAMA) {
         if (fam->fused_gate_up) { /* gate | up columns of one projection */
             ld_tensor *gu;
@@ -632,6 +719,8 @@ ld_status lm_forward_hidden(ld_lm *m, ld_tape *t, const int32_t *ids, int64_t B,
                         (long long)B, (long long)T, P ? " after the prompt" : "", (long long)(c->max_position - P),
                         P ? " minus the virtual tokens" : "");
     ld_tensor *x, *h, *e;
+    m->moe_stats = (ld_lm_moe_stats){0};
+    m->moe_loss = NULL;
     ld_frozen_matrix fm;
     if (lm_frozen_form(m, m->wte, &fm)) TRY(ld_op_embedding_frozen(t, ids, B * T, &fm, &e));
     else TRY(ld_op_embedding(t, ids, B * T, m->wte, &e));
@@ -674,11 +763,31 @@ ld_status ld_lm_forward(ld_lm *m, ld_tape *t, const int32_t *ids, const int32_t 
     else TRY(ld_op_linear(t, h, m->lm_head, NULL, false, &lg));
     if (m->cfg.final_softcap > 0) TRY(ld_op_softcap(t, lg, m->cfg.final_softcap, &lg));
     if (logits) *logits = lg;
-    if (targets && loss) TRY(ld_op_cross_entropy(t, lg, targets, -100, loss, NULL));
+    if (targets && loss) {
+        TRY(ld_op_cross_entropy(t, lg, targets, -100, loss, NULL));
+        /* training a mixture of experts: the routers' losses join the objective */
+        if (m->moe_loss && t->grad_enabled) TRY(ld_op_add(t, *loss, m->moe_loss, loss));
+    }
+    m->moe_loss = NULL;
     return LD_OK;
 }
 
+ld_lm_moe_stats ld_lm_moe_stats_of(const ld_lm *m) {
+    return m ? m->moe_stats : (ld_lm_moe_stats){0};
+}
+
 /* ---- accessors --------------------------------------------------------------------- */
+
+ld_tensor *const *lm_expert_list(const ld_lm *m, const ld_tensor *t) {
+    for (int64_t l = 0; m->cfg.n_experts && l < m->cfg.n_layers; l++) {
+        const lm_layer *L = &m->layers[l];
+        if (!L->exp_gate) continue;
+        if (L->exp_gate[0] == t) return L->exp_gate;
+        if (L->exp_up[0] == t) return L->exp_up;
+        if (L->exp_down[0] == t) return L->exp_down;
+    }
+    return NULL;
+}
 
 bool lm_is_norm_weight(const ld_lm *m, const ld_tensor *t) {
     if (!t || t->ndim != 1) return false;

@@ -14,6 +14,8 @@ typedef struct lm_layer {
     ld_tensor *q_norm, *k_norm;                   /* qwen3: [head_dim] */
     ld_tensor *post_attn_norm, *post_mlp_norm;    /* gemma2's sandwich */
     ld_tensor *gate, *up, *gate_up, *down, *up_b, *down_b; /* gpt2: up = c_fc, down = c_proj */
+    ld_tensor *router;                            /* mixture of experts: [E, C] */
+    ld_tensor **exp_gate, **exp_up, **exp_down;   /* E each: [I, C], [I, C], [C, I] */
 } lm_layer;
 
 /* ---- families (models/lm_family.c) ------------------------------------------------------ */
@@ -43,6 +45,9 @@ typedef struct lm_family_info {
     bool rope_interleave; /* llama.cpp's GGUF interleaves q/k rows per head (llama) */
     int swa_pattern;      /* layers with the sliding window: 0/1 every one, 2 every other (Gemma 2) */
     const lm_name_map *names[5]; /* NULL-terminated list of name tables */
+    /* the experts' matrices: HF "..%d..experts.%d.." (layer, expert) -> one GGUF tensor of all
+     * experts per layer [E, N, K] ("blk.%d.ffn_gate_exps.weight"); NULL = none */
+    const lm_name_map *experts;
 } lm_family_info;
 
 const lm_family_info *lm_family(ld_lm_family f);
@@ -52,6 +57,14 @@ const lm_family_info *lm_family_by_gguf_arch(const char *arch);
 const char *lm_family_list(bool gguf, char *buf, size_t cap);
 /* The GGUF name of parameter `hf` and its layout change; false when the family lacks it. */
 bool lm_gguf_name(const lm_family_info *f, const char *hf, char *out, size_t cap, lm_xform *xf);
+
+/* The GGUF tensor of expert matrix `hf` (all of a layer's experts in one [E, N, K] tensor)
+ * and which expert it is; false when hf is not an expert matrix of the family. */
+bool lm_gguf_expert_name(const lm_family_info *f, const char *hf, char *out, size_t cap, int *expert);
+
+/* The E experts' matrices of the same kind as expert 0's matrix t (its layer's exp_gate,
+ * exp_up or exp_down), or NULL when t is not one. */
+ld_tensor *const *lm_expert_list(const ld_lm *m, const ld_tensor *t);
 
 /* How inference reads a matrix (and the token embedding): its values in `dtype` at
  * `data`, rows of K elements in nn.Linear order [N, K], or with `kn` the [K, N] order of
@@ -83,6 +96,8 @@ struct ld_lm {
     float *rope_factors;      /* GGUF rope_freqs.weight: inv_freq[i] /= factor[i] (head_dim / 2), or NULL */
     ld_lm_generation_config gen; /* generation_config.json's sampling defaults */
     struct lm_lazy *lazy;        /* ld_lm_new_lazy: matrices' values generated when read (causal_lm.c) */
+    ld_lm_moe_stats moe_stats;   /* the routers in the last training forward */
+    ld_tensor *moe_loss;         /* that forward's weighted router losses ([1], on its tape), or NULL */
 };
 
 /* Whether t is an RMSNorm / LayerNorm weight (Gemma's are stored as w - 1 in HF files). */

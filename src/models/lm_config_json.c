@@ -21,7 +21,10 @@ static const char *const llama_keys[] = {
     "hidden_activation", "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping",
     "cache_implementation",
     /* phi3 */
-    "embd_pdrop", "resid_pdrop", "original_max_position_embeddings", NULL};
+    "embd_pdrop", "resid_pdrop", "original_max_position_embeddings",
+    /* mixtral */
+    "num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise",
+    NULL};
 static const char *const gpt2_keys[] = {
     "architectures", "model_type", "vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "n_ctx", "n_inner",
     "layer_norm_epsilon", "initializer_range", "activation_function", "bos_token_id", "eos_token_id",
@@ -245,6 +248,25 @@ static void read_llama_style(reader *r, const lm_family_info *fam, ld_lm_config 
         else c->sliding_window = window, c->sliding_window_pattern = fam->swa_pattern;
     }
     get_rope_scaling(r, c);
+    if (fam->experts) { /* Mixtral: the MLP is experts of intermediate_size, gates renormalised */
+        c->moe_norm_topk = true, c->n_experts_used = 2, c->router_aux_loss_coef = 0.001f;
+        get_int(r, "num_local_experts", &c->n_experts, true);
+        get_int(r, "num_experts_per_tok", &c->n_experts_used, false);
+        get_float(r, "router_aux_loss_coef", &c->router_aux_loss_coef);
+        float jitter = 0;
+        get_float(r, "router_jitter_noise", &jitter);
+        if (!r->st && jitter != 0)
+            r->st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: router_jitter_noise %g is not supported (0 only)", r->path, jitter);
+        /* liandan's own training keys */
+        const cJSON *ld = item(r, "liandan");
+        if (!r->st && ld && cJSON_IsObject(ld)) {
+            reader sub = *r;
+            sub.obj = ld, sub.where = "liandan.";
+            get_float(&sub, "router_z_loss_coef", &c->router_z_loss_coef);
+            get_float(&sub, "moe_capacity_factor", &c->moe_capacity_factor);
+            r->st = sub.st;
+        }
+    }
     if (fam->family == LD_FAMILY_GEMMA2) {
         float qpas = 0;
         c->attn_softcap = 50.0f, c->final_softcap = 30.0f;
@@ -372,6 +394,17 @@ char *ld_lm_config_to_json(const ld_lm_config *c) {
         if (c->family == LD_FAMILY_LLAMA || c->family == LD_FAMILY_QWEN3 || c->family == LD_FAMILY_GEMMA2) {
             cJSON_AddBoolToObject(o, "attention_bias", false);
             if (c->family == LD_FAMILY_LLAMA) cJSON_AddBoolToObject(o, "mlp_bias", false);
+        }
+        if (c->n_experts > 0) {
+            cJSON_AddNumberToObject(o, "num_local_experts", (double)c->n_experts);
+            cJSON_AddNumberToObject(o, "num_experts_per_tok", (double)c->n_experts_used);
+            cJSON_AddNumberToObject(o, "router_aux_loss_coef", c->router_aux_loss_coef);
+            cJSON_AddNumberToObject(o, "router_jitter_noise", 0.0);
+            if (c->router_z_loss_coef > 0 || c->moe_capacity_factor > 0) {
+                cJSON *ld = cJSON_AddObjectToObject(o, "liandan");
+                cJSON_AddNumberToObject(ld, "router_z_loss_coef", c->router_z_loss_coef);
+                cJSON_AddNumberToObject(ld, "moe_capacity_factor", c->moe_capacity_factor);
+            }
         }
         if (c->sliding_window > 0) cJSON_AddNumberToObject(o, "sliding_window", (double)c->sliding_window);
         else if (c->family != LD_FAMILY_LLAMA) cJSON_AddNullToObject(o, "sliding_window");

@@ -61,6 +61,19 @@ static const lm_name_map phi3_fused[] = {
     {NULL, NULL, XF_NONE},
 };
 
+/* Mixtral: the router, and each expert's w1 (gate), w3 (up), w2 (down) stacked per layer */
+static const lm_name_map mixtral_moe[] = {
+    {"model.layers.%d.post_attention_layernorm.weight", "blk.%d.ffn_norm.weight", XF_NONE},
+    {"model.layers.%d.block_sparse_moe.gate.weight", "blk.%d.ffn_gate_inp.weight", XF_NONE},
+    {NULL, NULL, XF_NONE},
+};
+static const lm_name_map mixtral_experts[] = {
+    {"model.layers.%d.block_sparse_moe.experts.%d.w1.weight", "blk.%d.ffn_gate_exps.weight", XF_NONE},
+    {"model.layers.%d.block_sparse_moe.experts.%d.w3.weight", "blk.%d.ffn_up_exps.weight", XF_NONE},
+    {"model.layers.%d.block_sparse_moe.experts.%d.w2.weight", "blk.%d.ffn_down_exps.weight", XF_NONE},
+    {NULL, NULL, XF_NONE},
+};
+
 static const lm_name_map gpt2_names[] = {
     {"transformer.wte.weight", "token_embd.weight", XF_NONE},
     {"transformer.wpe.weight", "position_embd.weight", XF_NONE},
@@ -103,6 +116,10 @@ static const lm_family_info families[] = {
     {.family = LD_FAMILY_PHI3, .model_type = "phi3", .hf_class = "Phi3ForCausalLM", .gguf_arch = "phi3",
      .arch = LD_ARCH_LLAMA, .fused_qkv = true, .fused_gate_up = true, .swa_pattern = 1,
      .names = NAMES(llama_common, phi3_fused)},
+    /* Mixtral is llama in GGUF too, with llama.expert_count (lm_gguf.c tells them apart) */
+    {.family = LD_FAMILY_MIXTRAL, .model_type = "mixtral", .hf_class = "MixtralForCausalLM", .gguf_arch = "llama",
+     .arch = LD_ARCH_LLAMA, .rope_interleave = true, .swa_pattern = 1,
+     .names = NAMES(llama_common, llama_qkv, mixtral_moe), .experts = mixtral_experts},
     {.family = LD_FAMILY_GPT2, .model_type = "gpt2", .hf_class = "GPT2LMHeadModel", .gguf_arch = "gpt2",
      .arch = LD_ARCH_GPT2, .always_tied = true, .names = NAMES(gpt2_names)},
 };
@@ -156,5 +173,24 @@ bool lm_gguf_name(const lm_family_info *f, const char *hf, char *out, size_t cap
             *xf = f->rope_interleave || (e->xf != XF_ROPE_Q && e->xf != XF_ROPE_K) ? e->xf : XF_NONE;
             return true;
         }
+    return false;
+}
+
+bool lm_gguf_expert_name(const lm_family_info *f, const char *hf, char *out, size_t cap, int *expert) {
+    for (const lm_name_map *e = f->experts; e && e->hf; e++) {
+        const char *p1 = strstr(e->hf, "%d"), *p2 = p1 ? strstr(p1 + 2, "%d") : NULL;
+        if (!p2) continue;
+        size_t pre = (size_t)(p1 - e->hf), mid = (size_t)(p2 - (p1 + 2));
+        if (strncmp(hf, e->hf, pre)) continue;
+        char *end;
+        long layer = strtol(hf + pre, &end, 10);
+        if (end == hf + pre || strncmp(end, p1 + 2, mid)) continue;
+        const char *q = end + mid;
+        long ex = strtol(q, &end, 10);
+        if (end == q || strcmp(end, p2 + 2) || layer < 0 || ex < 0) continue;
+        snprintf(out, cap, e->gguf, (int)layer);
+        *expert = (int)ex;
+        return true;
+    }
     return false;
 }

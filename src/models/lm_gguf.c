@@ -68,8 +68,10 @@ typedef struct export_job {
     const ld_tensor *t;
     lm_xform xf;
     ld_dtype type;
-    int64_t rows, K; /* the GGUF layout */
+    int64_t rows, K; /* the GGUF layout (per expert, for experts) */
     const float *imat;
+    ld_tensor *const *experts; /* a layer's experts of one matrix, stacked [E, rows, K]; else NULL */
+    int64_t n_experts;
 } export_job;
 
 typedef struct export_state {
@@ -107,6 +109,9 @@ static ld_status set_config(ld_gguf_writer *w, const lm_family_info *a, const ld
         ((st = KEY_U32("attention.key_length", D)) || (st = KEY_U32("attention.value_length", D))))
         return st;
     if (c->sliding_window > 0 && (st = KEY_U32("attention.sliding_window", c->sliding_window))) return st;
+    if (c->n_experts > 0 &&
+        ((st = KEY_U32("expert_count", c->n_experts)) || (st = KEY_U32("expert_used_count", c->n_experts_used))))
+        return st;
     if (c->attn_softcap > 0 && (st = KEY_F32("attn_logit_softcapping", c->attn_softcap))) return st;
     if (c->final_softcap > 0 && (st = KEY_F32("final_logit_softcapping", c->final_softcap))) return st;
     /* llama.cpp's keys for linear and YaRN scaling (Llama 3's goes in rope_freqs.weight) */
@@ -163,6 +168,22 @@ static void *keep(export_state *s, size_t bytes) {
 
 /* One parameter's bytes in the GGUF layout, converted or quantized into dst (the writer's
  * buffer): called at write time, so only this tensor's F32 values are held. */
+static ld_status export_fill(void *user, void *dst, size_t bytes);
+
+/* A layer's experts of one matrix, one after another in dst (each as export_fill writes a
+ * matrix). */
+static ld_status export_fill_experts(void *user, void *dst, size_t bytes) {
+    const export_job *j = user;
+    const size_t each = bytes / (size_t)j->n_experts;
+    for (int64_t e = 0; e < j->n_experts; e++) {
+        export_job one = *j;
+        one.t = j->experts[e], one.experts = NULL;
+        ld_status st = export_fill(&one, (char *)dst + (size_t)e * each, each);
+        if (st) return st;
+    }
+    return LD_OK;
+}
+
 static ld_status export_fill(void *user, void *dst, size_t bytes) {
     const export_job *j = user;
     const ld_lm *m = j->m;
@@ -201,7 +222,7 @@ static ld_status export_fill(void *user, void *dst, size_t bytes) {
 /* One parameter into the writer: its GGUF shape now, its bytes (transformed to the GGUF
  * layout, then converted or quantized) when the writer writes it. */
 static ld_status export_tensor(export_state *s, const ld_lm *m, const ld_tensor *t, const char *gname, lm_xform xf,
-                               ld_dtype type, const ld_lm_gguf_params *p) {
+                               ld_dtype type, const ld_lm_gguf_params *p, ld_tensor *const *experts) {
     ld_ctx *ctx = s->ctx;
     int64_t rows = t->ndim == 2 ? t->shape[0] : 1, K = t->ndim == 2 ? t->shape[1] : t->shape[0];
     if (xf == XF_TRANSPOSE) rows = t->shape[1], K = t->shape[0];
@@ -211,9 +232,15 @@ static ld_status export_tensor(export_state *s, const ld_lm *m, const ld_tensor 
     const float *imat = NULL;
     if (type != LD_F32 && !ld_dtype_traits(type)->is_float && p->imatrix) imat = p->imatrix(p->imatrix_user, gname, K);
     export_job *j = &s->jobs[s->n_jobs++];
-    *j = (export_job){m, t, xf, type, rows, K, imat};
+    *j = (export_job){m, t, xf, type, rows, K, imat, NULL, 0};
     int64_t shape[2] = {rows, K};
     const int32_t gt = ld_dtype_traits(type)->ggml_type;
+    if (experts) { /* every expert of the layer: [E, rows, K] */
+        j->experts = experts, j->n_experts = m->cfg.n_experts;
+        int64_t shape3[3] = {m->cfg.n_experts, rows, K};
+        return ld_gguf_writer_add_tensor_fn(s->w, gname, gt, 3, shape3, bytes * (size_t)m->cfg.n_experts,
+                                            export_fill_experts, j);
+    }
     return t->ndim == 2 ? ld_gguf_writer_add_tensor_fn(s->w, gname, gt, 2, shape, bytes, export_fill, j)
                         : ld_gguf_writer_add_tensor_fn(s->w, gname, gt, 1, &K, bytes, export_fill, j);
 }
@@ -260,15 +287,24 @@ ld_status ld_lm_save_gguf(ld_lm *m, const ld_tokenizer *tok, const char *path, c
     for (int i = 0; i < n && !st; i++) {
         const ld_tensor *t = ld_params_at(m->params, i);
         char gname[LD_TENSOR_NAME_MAX];
-        lm_xform xf;
-        if (!gguf_name_of(a, t->name, gname, sizeof gname, &xf)) {
+        lm_xform xf = XF_NONE;
+        int expert = 0;
+        ld_tensor *const *experts = NULL;
+        if (lm_gguf_expert_name(a, t->name, gname, sizeof gname, &expert)) {
+            if (expert) continue; /* written with expert 0, all of the layer's in one tensor */
+            experts = lm_expert_list(m, t);
+            if (!experts) {
+                st = ld_error(ctx, LD_ERR_STATE, "GGUF export: %s is not one of the model's experts", t->name);
+                break;
+            }
+        } else if (!gguf_name_of(a, t->name, gname, sizeof gname, &xf)) {
             st = ld_error(ctx, LD_ERR_UNSUPPORTED, "GGUF export: parameter %s has no GGUF name", t->name);
             break;
         }
-        ld_dtype type = LD_F32; /* norms, biases, learned positions */
-        if (t->ndim == 2 && t != m->wpe)
+        ld_dtype type = LD_F32; /* norms, biases, learned positions, routers (as llama.cpp keeps them) */
+        if (t->ndim == 2 && t != m->wpe && !strstr(gname, "ffn_gate_inp"))
             type = matrix_type(m, t, gname, xf == XF_TRANSPOSE ? t->shape[0] : t->shape[1], p, embd, head);
-        st = export_tensor(&s, m, t, gname, xf, type, p);
+        st = export_tensor(&s, m, t, gname, xf, type, p, experts);
     }
     if (!st) st = add_rope_freqs(&s, m);
     if (!st) st = ld_gguf_writer_write(s.w, path);
@@ -376,6 +412,12 @@ static ld_status read_config(ld_ctx *ctx, const ld_gguf *g, const char *path, co
             (st = get_float(ctx, g, a, "final_logit_softcapping", gemma2 ? 30.0f : 0.0f, &c->final_softcap)))
             return ld_error_wrap(ctx, st, "%s: ", path);
         c->sliding_window = window, c->sliding_window_pattern = a->swa_pattern;
+        if (a->experts) { /* Mixtral: renormalised top-k gates, as llama.cpp's llama architecture */
+            c->moe_norm_topk = true, c->router_aux_loss_coef = 0.001f;
+            if ((st = get_dim(ctx, g, a, "expert_count", true, 0, &c->n_experts)) ||
+                (st = get_dim(ctx, g, a, "expert_used_count", true, 0, &c->n_experts_used)))
+                return ld_error_wrap(ctx, st, "%s: ", path);
+        }
         if (gemma2 && c->n_layers == 46) c->query_scale = 1.0f / sqrtf((float)(c->hidden_size / c->n_heads)); /* 27B */
         if (ld_gguf_find(g, "liandan.attention.query_scale") &&
             (st = ld_gguf_get_f32(ctx, g, "liandan.attention.query_scale", &c->query_scale)))
@@ -495,11 +537,28 @@ static ld_status place_matrix(ld_lm *m, const ld_tensor_info *info, ld_tensor *t
  * it in place (matrices of a model loaded for inference) or dequantizes it into t and undoes
  * the layout transform. */
 static ld_status import_tensor(ld_lm *m, const ld_gguf *g, const char *path, ld_tensor *t, const char *gname,
-                               lm_xform xf) {
+                               lm_xform xf, int expert) {
     ld_ctx *ctx = m->ctx;
     const ld_tensor_info *info = ld_gguf_find_tensor(g, gname);
     if (!info)
         return ld_error(ctx, LD_ERR_NOT_FOUND, "%s: tensor %s (for %s) is missing", path, gname, t->name);
+    ld_tensor_info one;
+    if (expert >= 0) { /* expert `expert` of the layer's [E, N, K] tensor: its own [N, K] rows */
+        const int64_t E = m->cfg.n_experts;
+        size_t each;
+        if (info->ndim != 3 || info->shape[0] != E || info->shape[1] != t->shape[0] || info->shape[2] != t->shape[1])
+            return ld_error(ctx, LD_ERR_SHAPE, "%s: tensor %s has %d dims [%lld, %lld, %lld], expected [%lld, %lld, %lld] "
+                            "(experts, rows, columns)", path, gname, info->ndim, (long long)info->shape[0],
+                            (long long)(info->ndim > 1 ? info->shape[1] : 0), (long long)(info->ndim > 2 ? info->shape[2] : 0),
+                            (long long)E, (long long)t->shape[0], (long long)t->shape[1]);
+        if (info->dtype == LD_DTYPE_COUNT || ld_dtype_row_bytes(info->dtype, t->shape[0] * t->shape[1], &each))
+            return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: tensor %s has type %s, which liandan does not compute with",
+                            path, gname, info->dtype_name);
+        one = *info;
+        one.ndim = 2, one.shape[0] = t->shape[0], one.shape[1] = t->shape[1];
+        one.data = (const uint8_t *)info->data + (size_t)expert * each, one.nbytes = each;
+        info = &one;
+    }
     int64_t want[2] = {t->shape[0], t->ndim == 2 ? t->shape[1] : 0};
     if (xf == XF_TRANSPOSE) want[0] = t->shape[1], want[1] = t->shape[0];
     if (info->ndim != t->ndim || info->shape[0] != want[0] || (t->ndim == 2 && info->shape[1] != want[1])) {
@@ -546,6 +605,8 @@ static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, const ld_l
         return ld_error_wrap(ctx, st, "%s: ", path);
     }
     const lm_family_info *a = lm_family_by_gguf_arch(arch_name);
+    /* llama with experts is Mixtral (llama.cpp writes both as "llama") */
+    if (a && a->family == LD_FAMILY_LLAMA && ld_gguf_find(g, "llama.expert_count")) a = lm_family(LD_FAMILY_MIXTRAL);
     if (!a) { /* the message first: arch_name lives in g */
         char list[128];
         st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: GGUF architecture '%.60s' is not supported (%s)", path, arch_name,
@@ -586,9 +647,12 @@ static ld_status load_from(ld_ctx *ctx, ld_gguf *g, const char *path, const ld_l
         ld_tensor *t = ld_params_at(m->params, i);
         char gname[LD_TENSOR_NAME_MAX];
         lm_xform xf = XF_NONE;
-        if (!gguf_name_of(a, t->name, gname, sizeof gname, &xf))
+        int expert = -1;
+        if (lm_gguf_expert_name(a, t->name, gname, sizeof gname, &expert))
+            st = import_tensor(m, g, path, t, gname, XF_NONE, expert), used += expert == 0;
+        else if (!gguf_name_of(a, t->name, gname, sizeof gname, &xf))
             st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: no GGUF name for %s", path, t->name);
-        else st = import_tensor(m, g, path, t, gname, xf), used++;
+        else st = import_tensor(m, g, path, t, gname, xf, -1), used++;
     }
     if (!st && used < ld_gguf_tensor_count(g))
         ld_log(ctx, LD_LOG_WARN, "%s: %zu tensors of the file are not used by the %s model", path,

@@ -9,9 +9,10 @@
 #   - the model directory gives the same tokens as its GGUF read in place.
 # Families: llama (head_dim != hidden/heads), qwen2, qwen3 (q/k norms), gemma2 (GeGLU,
 # sandwich norms, soft-caps, a sliding window shorter than the prompts), phi3 (fused
-# projections), gpt2, and llama with Llama-3, linear and YaRN RoPE scaling.
-# ctest runs three families (gemma2, phi3, yarn: the ones with the most of their own code, about
-# 2 min of CPU); LD_ARCHS=all runs every one (about 5 min of CPU), LD_ARCHS="llama qwen3" a list:
+# projections), gpt2, llama with Llama-3, linear and YaRN RoPE scaling, and mixtral (4 experts,
+# 2 per token: llama.cpp's ffn_gate_inp and ffn_{gate,up,down}_exps).
+# ctest runs four families (gemma2, phi3, yarn, mixtral: the ones with the most of their own code,
+# about 3 min of CPU); LD_ARCHS=all runs every one (about 5 min of CPU), LD_ARCHS="llama qwen3" a list:
 #   LD_ARCHS=all bash tests/e2e/llama_cpp_oracle_archs.sh
 # Named e2e_llama_cpp_oracle_archs so that the quick runs that leave out the heavy oracles
 # (-E e2e_llama_cpp_oracle) leave it out.
@@ -67,12 +68,15 @@ declare -A MODELS=(
                 \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8}}"
   [linear]="{\"model_type\": \"llama\", $COMMON, \"hidden_size\": 64, \"intermediate_size\": 96,
             \"num_attention_heads\": 4, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 4.0}}"
+  [mixtral]="{\"model_type\": \"mixtral\", $COMMON, \"hidden_size\": 64, \"intermediate_size\": 48,
+             \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"num_local_experts\": 4,
+             \"num_experts_per_tok\": 2, \"tie_word_embeddings\": false}"
   [yarn]="{\"model_type\": \"qwen2\", $COMMON, \"hidden_size\": 64, \"intermediate_size\": 96,
           \"num_attention_heads\": 4, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0,
           \"original_max_position_embeddings\": 16}}"
 )
-ALL="llama qwen2 qwen3 gemma2 phi3 gpt2 llama3rope linear yarn"
-ARCHS=${LD_ARCHS:-gemma2 phi3 yarn}
+ALL="llama qwen2 qwen3 gemma2 phi3 gpt2 llama3rope linear yarn mixtral"
+ARCHS=${LD_ARCHS:-gemma2 phi3 yarn mixtral}
 [ "$ARCHS" = all ] && ARCHS=$ALL
 for name in $ARCHS; do [ -n "${MODELS[$name]+x}" ] || fail "LD_ARCHS: no family '$name' (one of: $ALL, or all)"; done
 total=0; agree=0
