@@ -30,6 +30,7 @@ typedef enum ld_lm_family {
     LD_FAMILY_GEMMA2, /* GeGLU, sandwich norms, soft-capped logits, sliding window on every other layer */
     LD_FAMILY_PHI3,   /* fused qkv and gate/up projections */
     LD_FAMILY_MIXTRAL, /* llama with a mixture-of-experts MLP (top-k renormalised gates) */
+    LD_FAMILY_QWEN2MOE, /* qwen2 with experts and a sigmoid-gated shared expert */
 } ld_lm_family;
 
 /* Rotary position embedding scaling (config.json "rope_scaling"): how the rotation
@@ -82,10 +83,14 @@ typedef struct ld_lm_config {
     float attn_softcap;  /* attention scores become c * tanh(s / c) (Gemma 2: 50); 0 = off */
     float final_softcap; /* the same on the logits (Gemma 2: 30); 0 = off */
     float query_scale;   /* the attention scale; 0 = 1 / sqrt(head_dim) (Gemma 2: query_pre_attn_scalar^-1/2) */
-    /* mixture of experts (Mixtral): every layer's MLP is n_experts SwiGLU experts of
-     * intermediate_size, n_experts_used of them per token by a router; 0 = a dense MLP */
-    int64_t n_experts, n_experts_used;  /* num_local_experts, num_experts_per_tok */
-    bool moe_norm_topk;         /* gates renormalised over the chosen experts (Mixtral: true) */
+    /* mixture of experts (Mixtral, Qwen2-MoE): every layer's MLP is n_experts SwiGLU experts,
+     * n_experts_used of them per token by a router; 0 = a dense MLP */
+    int64_t n_experts, n_experts_used;  /* num_local_experts / num_experts, num_experts_per_tok */
+    int64_t moe_intermediate_size;      /* each expert's width; 0 = intermediate_size (Mixtral) */
+    int64_t shared_expert_size;         /* Qwen2-MoE: a shared expert of this width, its output times
+                                           sigmoid(x . shared_expert_gate); 0 = none */
+    bool moe_norm_topk;         /* gates renormalised over the chosen experts (Mixtral: true; Qwen2-MoE:
+                                   norm_topk_prob) */
     float router_aux_loss_coef; /* training: weight of the load-balancing loss (the layers' mean) */
     float router_z_loss_coef;   /* training: weight of the router z-loss ("liandan" key) */
     float moe_capacity_factor;  /* training: choices per expert <= factor M k / E ("liandan" key); 0 = no limit */
@@ -230,8 +235,8 @@ bool ld_lm_gguf_sniff(const char *path);
 ld_status ld_lm_forward(ld_lm *m, ld_tape *tape, const int32_t *ids, const int32_t *targets, int64_t B, int64_t T,
                         ld_tensor **logits, ld_tensor **loss);
 
-/* What the routers of a mixture-of-experts model did in its last training forward (summed
- * over layers): choices made (tokens x k x layers), choices dropped over capacity, and the
+/* What the routers of a mixture-of-experts model did in its last training forward (one with
+ * the tape recording gradients; summed over layers): choices made (tokens x k x layers), choices dropped over capacity, and the
  * mean load-balancing and z losses over layers (before their coefficients). Zeros for a
  * dense model or before any forward. */
 typedef struct ld_lm_moe_stats {

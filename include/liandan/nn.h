@@ -227,6 +227,9 @@ ld_status ld_op_moe_combine(ld_tape *t, const ld_tensor *ys, const ld_tensor *ga
 /* The load-balancing loss (Switch / HF Mixtral): E sum_e f_e P_e, f_e = choices of e / M,
  * P_e = the mean router probability of e; 1 when perfectly balanced (k = 1). [1] tensor. */
 ld_status ld_op_moe_aux_loss(ld_tape *t, const ld_tensor *logits, const ld_moe_route *route, ld_tensor **loss);
+/* y[r, :] = sigmoid(s[r]) x[r, :]: x [.., N], s [.., 1] (one gate per row; Qwen2-MoE's shared
+ * expert). Gradients flow to both. */
+ld_status ld_op_sigmoid_gate(ld_tape *t, const ld_tensor *x, const ld_tensor *s, ld_tensor **y);
 /* The router z-loss (ST-MoE): the mean over tokens of logsumexp(logits)^2. [1] tensor. */
 ld_status ld_op_moe_z_loss(ld_tape *t, const ld_tensor *logits, ld_tensor **loss);
 

@@ -283,6 +283,7 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
     int64_t fused = c->arch == LD_ARCH_GPT2 ? 3 * C : fam->fused_qkv ? Q + 2 * kvw : 1;
     /* experts: each token's k choices are rows of their own */
     const int64_t E = c->n_experts, Tk = T * (E ? c->n_experts_used : 1);
+    if (E) I = lm_expert_width(c) > c->shared_expert_size ? lm_expert_width(c) : c->shared_expert_size;
     s->logit_rows = T < n_slots ? T : n_slots; /* one row per segment; grown for all_logits */
     size_t cache_elems, bytes = 0;
     if (ld_mul_size((size_t)(c->n_layers * n_pages), (size_t)(P * kvw), &cache_elems))
@@ -769,7 +770,7 @@ static void attention_llama(ld_lm_session *s, const lm_layer *L, int64_t l, cons
  * reads the weights of k experts per layer, not all of them. */
 static void mlp_moe(ld_lm_session *s, const lm_layer *L, int64_t M) {
     const ld_lm_config *c = &s->m->cfg;
-    const int64_t C = c->hidden_size, I = c->intermediate_size, E = c->n_experts, k = c->n_experts_used;
+    const int64_t C = c->hidden_size, I = lm_expert_width(c), E = c->n_experts, k = c->n_experts_used;
     linear(s, s->moe_logits, s->h, L->router, NULL, M);
     s->k->softmax_fwd(s->moe_logits, s->moe_logits, M, E);
     memset(s->moe_offset, 0, (size_t)(E + 1) * sizeof(int64_t));
@@ -808,7 +809,19 @@ static void mlp_moe(ld_lm_session *s, const lm_layer *L, int64_t M) {
         s->k->swiglu_fwd(g, g, u, n * I);
         linear(s, s->moe_y + o * C, g, L->exp_down[e], NULL, n);
     }
+    const int64_t S = c->shared_expert_size;
+    if (L->sh_gate) { /* Qwen2-MoE's shared expert on every row: into moe_x [M, C], its gate logit per row */
+        linear(s, s->f1, s->h, L->sh_gate, NULL, M);
+        linear(s, s->f2, s->h, L->sh_up, NULL, M);
+        s->k->swiglu_fwd(s->f1, s->f1, s->f2, M * S);
+        linear(s, s->moe_x, s->f1, L->sh_down, NULL, M);
+        linear(s, s->moe_logits, s->h, L->sh_inp, NULL, M);
+    }
     memset(s->h, 0, (size_t)(M * C) * sizeof(float));
+    for (int64_t m = 0; L->sh_gate && m < M; m++) {
+        const float g = 1.0f / (1.0f + expf(-s->moe_logits[m]));
+        for (int64_t j = 0; j < C; j++) s->h[m * C + j] = g * s->moe_x[m * C + j];
+    }
     for (int64_t i = 0; i < M * k; i++) {
         float *y = s->h + (i / k) * C;
         const float *src = s->moe_y + (int64_t)s->moe_row[i] * C, g = s->moe_gate[i];

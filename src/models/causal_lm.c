@@ -96,6 +96,12 @@ ld_status ld_lm_config_validate(ld_ctx *ctx, const ld_lm_config *c) {
          c->query_scale);
     NEED((c->n_experts > 0) == (fam->experts != NULL), "%s %s (num_local_experts %lld)", fam->model_type,
          fam->experts ? "needs experts" : "has no experts", (long long)c->n_experts);
+    NEED(c->shared_expert_size == 0 || fam->shared[0], "%s has no shared expert (shared_expert_intermediate_size %lld)",
+         fam->model_type, (long long)c->shared_expert_size);
+    NEED(c->moe_intermediate_size >= 0 && c->moe_intermediate_size <= 1 << 20 && c->shared_expert_size >= 0 &&
+             c->shared_expert_size <= 1 << 20,
+         "moe_intermediate_size %lld / shared_expert_intermediate_size %lld outside 0..1048576",
+         (long long)c->moe_intermediate_size, (long long)c->shared_expert_size);
     NEED(c->n_experts >= 0 && c->n_experts <= 1024, "num_local_experts %lld outside 0..1024", (long long)c->n_experts);
     NEED(!c->n_experts || (c->n_experts_used >= 1 && c->n_experts_used <= c->n_experts && c->n_experts_used <= LD_MOE_MAX_K),
          "num_experts_per_tok %lld outside 1..min(num_local_experts %lld, %d)", (long long)c->n_experts_used,
@@ -111,10 +117,11 @@ ld_status ld_lm_config_validate(ld_ctx *ctx, const ld_lm_config *c) {
 /* The MLP's matrix parameters per layer: 3 C I dense, E experts of 3 C I and the router's E C
  * with experts; *active = those one token multiplies (k experts). */
 static int64_t mlp_params(const ld_lm_config *c, int64_t *active) {
-    const int64_t C = c->hidden_size, I = c->intermediate_size;
-    if (!c->n_experts) return *active = 3 * C * I;
-    *active = c->n_experts_used * 3 * C * I + c->n_experts * C;
-    return c->n_experts * 3 * C * I + c->n_experts * C;
+    const int64_t C = c->hidden_size, I = lm_expert_width(c), S = c->shared_expert_size;
+    if (!c->n_experts) return *active = 3 * C * c->intermediate_size;
+    const int64_t shared = S ? 3 * C * S + C : 0, router = c->n_experts * C;
+    *active = c->n_experts_used * 3 * C * I + router + shared;
+    return c->n_experts * 3 * C * I + router + shared;
 }
 
 int64_t ld_lm_config_num_params(const ld_lm_config *c) {
@@ -353,21 +360,24 @@ ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init 
             } else {
                 L->ln2_w = param(&s, INIT_ONE, 1, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
             }
-            if (fam->experts) {
-                const int64_t E = cfg->n_experts;
-                L->router = param(&s, INIT_NORMAL, 2, E, C, "model.layers.%d.block_sparse_moe.gate.weight", l);
+            if (fam->experts) { /* the router, then each expert's gate, down, up (names from the family) */
+                const int64_t E = cfg->n_experts, Ie = lm_expert_width(cfg), S = cfg->shared_expert_size;
+                L->router = param(&s, INIT_NORMAL, 2, E, C, fam->router, l);
                 if (!s.st && !(L->exp_gate = ld_calloc(ctx, 3 * (size_t)E, sizeof *L->exp_gate))) s.st = ld_ctx_status(ctx);
                 for (int64_t e = 0; !s.st && e < E; e++) {
-                    char fmt[96];
-#define EXPERT(w, kind, d0, d1)                                                                        \
-    (snprintf(fmt, sizeof fmt, "model.layers.%%d.block_sparse_moe.experts.%lld." w ".weight", (long long)e), \
-     param(&s, kind, 2, d0, d1, fmt, l))
-                    L->exp_gate[e] = EXPERT("w1", INIT_NORMAL, I, C);
-                    L->exp_gate[E + e] = EXPERT("w2", INIT_RESID, C, I);
-                    L->exp_gate[2 * E + e] = EXPERT("w3", INIT_NORMAL, I, C);
-#undef EXPERT
+                    char nm[3][LD_TENSOR_NAME_MAX];
+                    for (int w = 0; w < 3; w++) snprintf(nm[w], sizeof nm[w], fam->experts[w].hf, l, (int)e);
+                    L->exp_gate[e] = param(&s, INIT_NORMAL, 2, Ie, C, nm[0], l);
+                    L->exp_gate[E + e] = param(&s, INIT_RESID, 2, C, Ie, nm[2], l);
+                    L->exp_gate[2 * E + e] = param(&s, INIT_NORMAL, 2, Ie, C, nm[1], l);
                 }
                 if (L->exp_gate) L->exp_down = L->exp_gate + E, L->exp_up = L->exp_gate + 2 * E;
+                if (S) {
+                    L->sh_gate = param(&s, INIT_NORMAL, 2, S, C, fam->shared[0], l);
+                    L->sh_up = param(&s, INIT_NORMAL, 2, S, C, fam->shared[1], l);
+                    L->sh_down = param(&s, INIT_RESID, 2, C, S, fam->shared[2], l);
+                    L->sh_inp = param(&s, INIT_NORMAL, 2, 1, C, fam->shared[3], l);
+                }
             } else if (fam->fused_gate_up) {
                 L->gate_up = param(&s, INIT_NORMAL, 2, 2 * I, C, "model.layers.%d.mlp.gate_up_proj.weight", l);
             } else {
@@ -663,15 +673,27 @@ static ld_status moe_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *h
     ld_moe_route r;
     TRY(linear(m, t, h, L->router, NULL, false, &logits));
     TRY(ld_op_moe_route(t, logits, &o, &gates, &r));
-    m->moe_stats.choices += r.M * r.k, m->moe_stats.dropped += r.dropped;
-    if (t->grad_enabled) TRY(moe_losses(m, t, logits, &r));
+    if (t->grad_enabled) { /* the stats are the last training forward's */
+        m->moe_stats.choices += r.M * r.k, m->moe_stats.dropped += r.dropped;
+        TRY(moe_losses(m, t, logits, &r));
+    }
     TRY(ld_op_moe_dispatch(t, h, &r, &xs));
     TRY(ld_op_moe_linear(t, xs, &r, L->exp_gate, &g));
     TRY(ld_op_moe_linear(t, xs, &r, L->exp_up, &u));
     TRY(ld_op_swiglu(t, g, u, &a));
     TRY(ld_op_moe_linear(t, a, &r, L->exp_down, &ys));
     TRY(ld_op_moe_combine(t, ys, gates, &r, &y));
-    return ld_op_reshape(t, y, 3, h->shape, out);
+    TRY(ld_op_reshape(t, y, 3, h->shape, out));
+    if (!L->sh_gate) return LD_OK;
+    /* Qwen2-MoE's shared expert, every token: sigmoid(h . w_inp) * down(silu(gate h) * up h) */
+    ld_tensor *sg, *su, *sa, *sd, *gl;
+    TRY(linear(m, t, h, L->sh_gate, NULL, false, &sg));
+    TRY(linear(m, t, h, L->sh_up, NULL, false, &su));
+    TRY(ld_op_swiglu(t, sg, su, &sa));
+    TRY(linear(m, t, sa, L->sh_down, NULL, false, &sd));
+    TRY(linear(m, t, h, L->sh_inp, NULL, false, &gl)); /* [B, T, 1] */
+    TRY(ld_op_sigmoid_gate(t, sd, gl, &sd));
+    return ld_op_add(t, *out, sd, out);
 }
 
 static ld_status mlp_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *h, ld_tensor **out) {
@@ -719,7 +741,7 @@ ld_status lm_forward_hidden(ld_lm *m, ld_tape *t, const int32_t *ids, int64_t B,
                         (long long)B, (long long)T, P ? " after the prompt" : "", (long long)(c->max_position - P),
                         P ? " minus the virtual tokens" : "");
     ld_tensor *x, *h, *e;
-    m->moe_stats = (ld_lm_moe_stats){0};
+    if (t->grad_enabled) m->moe_stats = (ld_lm_moe_stats){0};
     m->moe_loss = NULL;
     ld_frozen_matrix fm;
     if (lm_frozen_form(m, m->wte, &fm)) TRY(ld_op_embedding_frozen(t, ids, B * T, &fm, &e));

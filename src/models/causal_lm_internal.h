@@ -16,6 +16,7 @@ typedef struct lm_layer {
     ld_tensor *gate, *up, *gate_up, *down, *up_b, *down_b; /* gpt2: up = c_fc, down = c_proj */
     ld_tensor *router;                            /* mixture of experts: [E, C] */
     ld_tensor **exp_gate, **exp_up, **exp_down;   /* E each: [I, C], [I, C], [C, I] */
+    ld_tensor *sh_gate, *sh_up, *sh_down, *sh_inp; /* Qwen2-MoE's shared expert and its gate [1, C] */
 } lm_layer;
 
 /* ---- families (models/lm_family.c) ------------------------------------------------------ */
@@ -48,7 +49,14 @@ typedef struct lm_family_info {
     /* the experts' matrices: HF "..%d..experts.%d.." (layer, expert) -> one GGUF tensor of all
      * experts per layer [E, N, K] ("blk.%d.ffn_gate_exps.weight"); NULL = none */
     const lm_name_map *experts;
+    const char *router;    /* HF name of the router ("%d" = the layer) */
+    const char *shared[4]; /* the shared expert's gate, up, down and its gate's row ("%d"), or NULL */
 } lm_family_info;
+
+/* Width of each expert. */
+static inline int64_t lm_expert_width(const ld_lm_config *c) {
+    return c->moe_intermediate_size > 0 ? c->moe_intermediate_size : c->intermediate_size;
+}
 
 const lm_family_info *lm_family(ld_lm_family f);
 const lm_family_info *lm_family_by_model_type(const char *model_type);

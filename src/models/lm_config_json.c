@@ -24,7 +24,9 @@ static const char *const llama_keys[] = {
     "embd_pdrop", "resid_pdrop", "original_max_position_embeddings",
     /* mixtral */
     "num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise",
-    NULL};
+    /* qwen2_moe */
+    "num_experts", "moe_intermediate_size", "shared_expert_intermediate_size", "norm_topk_prob", "decoder_sparse_step",
+    "mlp_only_layers", "qkv_bias", NULL};
 static const char *const gpt2_keys[] = {
     "architectures", "model_type", "vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "n_ctx", "n_inner",
     "layer_norm_epsilon", "initializer_range", "activation_function", "bos_token_id", "eos_token_id",
@@ -234,13 +236,14 @@ static void read_llama_style(reader *r, const lm_family_info *fam, ld_lm_config 
     /* sliding window: Mistral and Phi-3 on every layer, Gemma 2 on every other; Qwen's
      * (use_sliding_window, below max_window_layers) is not implemented */
     int64_t window = 0;
-    bool use_window = fam->family != LD_FAMILY_QWEN2 && fam->family != LD_FAMILY_QWEN3;
+    const bool qwen = fam->family == LD_FAMILY_QWEN2 || fam->family == LD_FAMILY_QWEN3 || fam->family == LD_FAMILY_QWEN2MOE;
+    bool use_window = !qwen;
     get_bool(r, "use_sliding_window", &use_window);
     get_int(r, "sliding_window", &window, false);
     if (!r->st && window < 0)
         r->st = ld_error(ctx, LD_ERR_FORMAT, "%s: sliding_window %lld out of range", r->path, (long long)window);
     if (!r->st && use_window && window > 0) {
-        if (fam->family == LD_FAMILY_QWEN2 || fam->family == LD_FAMILY_QWEN3)
+        if (qwen)
             r->st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: use_sliding_window (Qwen's, below max_window_layers) is not "
                              "supported", r->path);
         else if (window < 0 || window > (1 << 24))
@@ -248,10 +251,30 @@ static void read_llama_style(reader *r, const lm_family_info *fam, ld_lm_config 
         else c->sliding_window = window, c->sliding_window_pattern = fam->swa_pattern;
     }
     get_rope_scaling(r, c);
-    if (fam->experts) { /* Mixtral: the MLP is experts of intermediate_size, gates renormalised */
+    if (fam->family == LD_FAMILY_MIXTRAL) { /* the MLP is experts of intermediate_size, gates renormalised */
         c->moe_norm_topk = true, c->n_experts_used = 2, c->router_aux_loss_coef = 0.001f;
         get_int(r, "num_local_experts", &c->n_experts, true);
         get_int(r, "num_experts_per_tok", &c->n_experts_used, false);
+    } else if (fam->family == LD_FAMILY_QWEN2MOE) { /* experts of moe_intermediate_size + a shared expert */
+        c->n_experts = 60, c->n_experts_used = 4, c->router_aux_loss_coef = 0.001f;
+        c->moe_intermediate_size = 1408, c->shared_expert_size = 5632, c->moe_norm_topk = false;
+        get_int(r, "num_experts", &c->n_experts, false);
+        get_int(r, "num_experts_per_tok", &c->n_experts_used, false);
+        get_int(r, "moe_intermediate_size", &c->moe_intermediate_size, false);
+        get_int(r, "shared_expert_intermediate_size", &c->shared_expert_size, false);
+        get_bool(r, "norm_topk_prob", &c->moe_norm_topk);
+        int64_t step = 1;
+        get_int(r, "decoder_sparse_step", &step, false);
+        const cJSON *only = item(r, "mlp_only_layers");
+        if (!r->st && (step != 1 || (only && (!cJSON_IsArray(only) || cJSON_GetArraySize(only) > 0))))
+            r->st = ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: dense layers between the sparse ones (decoder_sparse_step %lld, "
+                             "mlp_only_layers) are not supported: every layer must be a mixture of experts", r->path,
+                             (long long)step);
+        if (!r->st && (c->moe_intermediate_size < 1 || c->shared_expert_size < 0))
+            r->st = ld_error(ctx, LD_ERR_FORMAT, "%s: moe_intermediate_size %lld / shared_expert_intermediate_size %lld "
+                             "out of range", r->path, (long long)c->moe_intermediate_size, (long long)c->shared_expert_size);
+    }
+    if (fam->experts) {
         get_float(r, "router_aux_loss_coef", &c->router_aux_loss_coef);
         float jitter = 0;
         get_float(r, "router_jitter_noise", &jitter);
@@ -396,7 +419,16 @@ char *ld_lm_config_to_json(const ld_lm_config *c) {
             if (c->family == LD_FAMILY_LLAMA) cJSON_AddBoolToObject(o, "mlp_bias", false);
         }
         if (c->n_experts > 0) {
-            cJSON_AddNumberToObject(o, "num_local_experts", (double)c->n_experts);
+            if (c->family == LD_FAMILY_QWEN2MOE) {
+                cJSON_AddNumberToObject(o, "num_experts", (double)c->n_experts);
+                cJSON_AddNumberToObject(o, "moe_intermediate_size", (double)lm_expert_width(c));
+                cJSON_AddNumberToObject(o, "shared_expert_intermediate_size", (double)c->shared_expert_size);
+                cJSON_AddBoolToObject(o, "norm_topk_prob", c->moe_norm_topk);
+                cJSON_AddNumberToObject(o, "decoder_sparse_step", 1);
+                cJSON_AddItemToObject(o, "mlp_only_layers", cJSON_CreateArray());
+            } else {
+                cJSON_AddNumberToObject(o, "num_local_experts", (double)c->n_experts);
+            }
             cJSON_AddNumberToObject(o, "num_experts_per_tok", (double)c->n_experts_used);
             cJSON_AddNumberToObject(o, "router_aux_loss_coef", c->router_aux_loss_coef);
             cJSON_AddNumberToObject(o, "router_jitter_noise", 0.0);
@@ -408,7 +440,8 @@ char *ld_lm_config_to_json(const ld_lm_config *c) {
         }
         if (c->sliding_window > 0) cJSON_AddNumberToObject(o, "sliding_window", (double)c->sliding_window);
         else if (c->family != LD_FAMILY_LLAMA) cJSON_AddNullToObject(o, "sliding_window");
-        if (c->family == LD_FAMILY_QWEN2 || c->family == LD_FAMILY_QWEN3) cJSON_AddBoolToObject(o, "use_sliding_window", false);
+        if (c->family == LD_FAMILY_QWEN2 || c->family == LD_FAMILY_QWEN3 || c->family == LD_FAMILY_QWEN2MOE)
+            cJSON_AddBoolToObject(o, "use_sliding_window", false);
         if (c->family == LD_FAMILY_GEMMA2) {
             const double D = (double)ld_lm_head_dim(c);
             cJSON_AddNumberToObject(o, "query_pre_attn_scalar", c->query_scale > 0 ? 1.0 / ((double)c->query_scale * c->query_scale) : D);

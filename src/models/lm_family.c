@@ -67,10 +67,29 @@ static const lm_name_map mixtral_moe[] = {
     {"model.layers.%d.block_sparse_moe.gate.weight", "blk.%d.ffn_gate_inp.weight", XF_NONE},
     {NULL, NULL, XF_NONE},
 };
+/* gate, up, down in this order (lm_build names the experts from it) */
 static const lm_name_map mixtral_experts[] = {
     {"model.layers.%d.block_sparse_moe.experts.%d.w1.weight", "blk.%d.ffn_gate_exps.weight", XF_NONE},
     {"model.layers.%d.block_sparse_moe.experts.%d.w3.weight", "blk.%d.ffn_up_exps.weight", XF_NONE},
     {"model.layers.%d.block_sparse_moe.experts.%d.w2.weight", "blk.%d.ffn_down_exps.weight", XF_NONE},
+    {NULL, NULL, XF_NONE},
+};
+
+/* Qwen2-MoE: experts' gate/up/down_proj, and a shared expert with a sigmoid gate (GGUF: a [C]
+ * vector; here the [1, C] matrix of HF) */
+static const lm_name_map qwen2moe_mlp[] = {
+    {"model.layers.%d.post_attention_layernorm.weight", "blk.%d.ffn_norm.weight", XF_NONE},
+    {"model.layers.%d.mlp.gate.weight", "blk.%d.ffn_gate_inp.weight", XF_NONE},
+    {"model.layers.%d.mlp.shared_expert.gate_proj.weight", "blk.%d.ffn_gate_shexp.weight", XF_NONE},
+    {"model.layers.%d.mlp.shared_expert.up_proj.weight", "blk.%d.ffn_up_shexp.weight", XF_NONE},
+    {"model.layers.%d.mlp.shared_expert.down_proj.weight", "blk.%d.ffn_down_shexp.weight", XF_NONE},
+    {"model.layers.%d.mlp.shared_expert_gate.weight", "blk.%d.ffn_gate_inp_shexp.weight", XF_NONE},
+    {NULL, NULL, XF_NONE},
+};
+static const lm_name_map qwen2moe_experts[] = {
+    {"model.layers.%d.mlp.experts.%d.gate_proj.weight", "blk.%d.ffn_gate_exps.weight", XF_NONE},
+    {"model.layers.%d.mlp.experts.%d.up_proj.weight", "blk.%d.ffn_up_exps.weight", XF_NONE},
+    {"model.layers.%d.mlp.experts.%d.down_proj.weight", "blk.%d.ffn_down_exps.weight", XF_NONE},
     {NULL, NULL, XF_NONE},
 };
 
@@ -119,7 +138,13 @@ static const lm_family_info families[] = {
     /* Mixtral is llama in GGUF too, with llama.expert_count (lm_gguf.c tells them apart) */
     {.family = LD_FAMILY_MIXTRAL, .model_type = "mixtral", .hf_class = "MixtralForCausalLM", .gguf_arch = "llama",
      .arch = LD_ARCH_LLAMA, .rope_interleave = true, .swa_pattern = 1,
-     .names = NAMES(llama_common, llama_qkv, mixtral_moe), .experts = mixtral_experts},
+     .names = NAMES(llama_common, llama_qkv, mixtral_moe), .experts = mixtral_experts,
+     .router = "model.layers.%d.block_sparse_moe.gate.weight"},
+    {.family = LD_FAMILY_QWEN2MOE, .model_type = "qwen2_moe", .hf_class = "Qwen2MoeForCausalLM", .gguf_arch = "qwen2moe",
+     .arch = LD_ARCH_LLAMA, .qkv_bias = true, .swa_pattern = 1, .names = NAMES(llama_common, llama_qkv, qwen2moe_mlp),
+     .experts = qwen2moe_experts, .router = "model.layers.%d.mlp.gate.weight",
+     .shared = {"model.layers.%d.mlp.shared_expert.gate_proj.weight", "model.layers.%d.mlp.shared_expert.up_proj.weight",
+                "model.layers.%d.mlp.shared_expert.down_proj.weight", "model.layers.%d.mlp.shared_expert_gate.weight"}},
     {.family = LD_FAMILY_GPT2, .model_type = "gpt2", .hf_class = "GPT2LMHeadModel", .gguf_arch = "gpt2",
      .arch = LD_ARCH_GPT2, .always_tied = true, .names = NAMES(gpt2_names)},
 };

@@ -112,6 +112,10 @@ static ld_status set_config(ld_gguf_writer *w, const lm_family_info *a, const ld
     if (c->n_experts > 0 &&
         ((st = KEY_U32("expert_count", c->n_experts)) || (st = KEY_U32("expert_used_count", c->n_experts_used))))
         return st;
+    if (c->family == LD_FAMILY_QWEN2MOE &&
+        ((st = KEY_U32("expert_feed_forward_length", lm_expert_width(c))) ||
+         (st = KEY_U32("expert_shared_feed_forward_length", c->shared_expert_size))))
+        return st;
     if (c->attn_softcap > 0 && (st = KEY_F32("attn_logit_softcapping", c->attn_softcap))) return st;
     if (c->final_softcap > 0 && (st = KEY_F32("final_logit_softcapping", c->final_softcap))) return st;
     /* llama.cpp's keys for linear and YaRN scaling (Llama 3's goes in rope_freqs.weight) */
@@ -241,6 +245,8 @@ static ld_status export_tensor(export_state *s, const ld_lm *m, const ld_tensor 
         return ld_gguf_writer_add_tensor_fn(s->w, gname, gt, 3, shape3, bytes * (size_t)m->cfg.n_experts,
                                             export_fill_experts, j);
     }
+    if (t->ndim == 2 && rows == 1 && strstr(gname, "ffn_gate_inp_shexp")) /* llama.cpp's [C] vector */
+        return ld_gguf_writer_add_tensor_fn(s->w, gname, gt, 1, &K, bytes, export_fill, j);
     return t->ndim == 2 ? ld_gguf_writer_add_tensor_fn(s->w, gname, gt, 2, shape, bytes, export_fill, j)
                         : ld_gguf_writer_add_tensor_fn(s->w, gname, gt, 1, &K, bytes, export_fill, j);
 }
@@ -412,10 +418,14 @@ static ld_status read_config(ld_ctx *ctx, const ld_gguf *g, const char *path, co
             (st = get_float(ctx, g, a, "final_logit_softcapping", gemma2 ? 30.0f : 0.0f, &c->final_softcap)))
             return ld_error_wrap(ctx, st, "%s: ", path);
         c->sliding_window = window, c->sliding_window_pattern = a->swa_pattern;
-        if (a->experts) { /* Mixtral: renormalised top-k gates, as llama.cpp's llama architecture */
-            c->moe_norm_topk = true, c->router_aux_loss_coef = 0.001f;
+        if (a->experts) { /* Mixtral renormalises the top-k gates (llama.cpp's llama), Qwen2-MoE does not */
+            c->moe_norm_topk = a->family == LD_FAMILY_MIXTRAL, c->router_aux_loss_coef = 0.001f;
             if ((st = get_dim(ctx, g, a, "expert_count", true, 0, &c->n_experts)) ||
                 (st = get_dim(ctx, g, a, "expert_used_count", true, 0, &c->n_experts_used)))
+                return ld_error_wrap(ctx, st, "%s: ", path);
+            if (a->family == LD_FAMILY_QWEN2MOE &&
+                ((st = get_dim(ctx, g, a, "expert_feed_forward_length", true, 0, &c->moe_intermediate_size)) ||
+                 (st = get_dim(ctx, g, a, "expert_shared_feed_forward_length", false, 0, &c->shared_expert_size))))
                 return ld_error_wrap(ctx, st, "%s: ", path);
         }
         if (gemma2 && c->n_layers == 46) c->query_scale = 1.0f / sqrtf((float)(c->hidden_size / c->n_heads)); /* 27B */
@@ -561,6 +571,11 @@ static ld_status import_tensor(ld_lm *m, const ld_gguf *g, const char *path, ld_
     }
     int64_t want[2] = {t->shape[0], t->ndim == 2 ? t->shape[1] : 0};
     if (xf == XF_TRANSPOSE) want[0] = t->shape[1], want[1] = t->shape[0];
+    if (t->ndim == 2 && t->shape[0] == 1 && info->ndim == 1 && info->shape[0] == t->shape[1]) { /* [C] for [1, C] */
+        one = *info;
+        one.ndim = 2, one.shape[0] = 1, one.shape[1] = t->shape[1];
+        info = &one;
+    }
     if (info->ndim != t->ndim || info->shape[0] != want[0] || (t->ndim == 2 && info->shape[1] != want[1])) {
         char buf[64];
         return ld_error(ctx, LD_ERR_SHAPE, "%s: tensor %s has %d dims [%lld, %lld], expected %s%s", path, gname,

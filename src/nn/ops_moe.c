@@ -408,3 +408,43 @@ ld_status ld_op_moe_z_loss(ld_tape *t, const ld_tensor *logits, ld_tensor **out_
     if (n) n->saved[0] = lse, n->i[0] = M, n->i[1] = E;
     return LD_OK;
 }
+
+/* ---- sigmoid-gated rows (a shared expert's gate) ----------------------------------- */
+
+static void sigmoid_gate_bwd(ld_tape *t, ld_node *n) {
+    const float *x = n->in[0]->data, *sv = n->in[1]->data, *dy = n->out->grad->data;
+    float *dx = ld_tape_grad(t, n->in[0]), *ds = ld_tape_grad(t, n->in[1]);
+    const int64_t R = n->i[0], N = n->i[1];
+    for (int64_t r = 0; r < R; r++) {
+        const float g = 1.0f / (1.0f + expf(-sv[r]));
+        double dot = 0;
+        for (int64_t j = 0; j < N; j++) {
+            if (dx) dx[r * N + j] += g * dy[r * N + j];
+            dot += (double)dy[r * N + j] * x[r * N + j];
+        }
+        if (ds) ds[r] += (float)(dot * g * (1.0f - g));
+    }
+}
+
+ld_status ld_op_sigmoid_gate(ld_tape *t, const ld_tensor *x, const ld_tensor *s, ld_tensor **out_) {
+    static const char *op = "sigmoid_gate";
+    ld_status st;
+    if ((st = ld_nn_check_f32(t, op, "input", x)) || (st = ld_nn_check_f32(t, op, "gate", s))) return st;
+    const int64_t N = x->shape[x->ndim - 1], R = ld_tensor_numel(x) / N;
+    if (s->shape[s->ndim - 1] != 1 || ld_tensor_numel(s) != R) {
+        char a[64], b[64];
+        return ld_error(t->ctx, LD_ERR_SHAPE, "%s: the gate '%s' %s is not one value per row of '%s' %s", op, s->name,
+                        ld_tensor_shape_str(s, a, sizeof a), x->name, ld_tensor_shape_str(x, b, sizeof b));
+    }
+    if ((st = ld_nn_new_out(t, x->ndim, x->shape, x, s, NULL, out_))) return st;
+    float *y = (*out_)->data;
+    const float *xv = x->data, *sv = s->data;
+    for (int64_t r = 0; r < R; r++) {
+        const float g = 1.0f / (1.0f + expf(-sv[r]));
+        for (int64_t j = 0; j < N; j++) y[r * N + j] = g * xv[r * N + j];
+    }
+    ld_node *n = ld_nn_record(t, op, sigmoid_gate_bwd, *out_, (ld_tensor *)x, (ld_tensor *)s, NULL);
+    if (!n && ((*out_)->flags & LD_TENSOR_NEEDS_GRAD)) return ld_ctx_status(t->ctx);
+    if (n) n->i[0] = R, n->i[1] = N;
+    return LD_OK;
+}

@@ -394,6 +394,10 @@ static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
     fprintf(t->metrics, "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.4f,\"tokens_per_s\":%.1f,\"mfu\":%.4f",
             (long long)pr->step, pr->loss, pr->lr, pr->grad_norm, pr->tokens_per_s, pr->mfu);
     if (!isnan(pr->val_loss)) fprintf(t->metrics, ",\"val_loss\":%.6f", pr->val_loss);
+    const ld_lm_moe_stats ms = ld_lm_moe_stats_of(t->m); /* a mixture of experts' routers in the last micro-batch */
+    if (ms.choices)
+        fprintf(t->metrics, ",\"moe_aux_loss\":%.5f,\"moe_z_loss\":%.4f,\"moe_dropped\":%.5f", ms.aux_loss, ms.z_loss,
+                (double)ms.dropped / (double)ms.choices);
     if (!isnan(pr->val_accuracy)) fprintf(t->metrics, ",\"val_accuracy\":%.6f", pr->val_accuracy);
     if (pr->stopping) fprintf(t->metrics, ",\"early_stop\":true");
     if (pr->skipped) fprintf(t->metrics, ",\"skipped\":true,\"note\":\"%s\"", pr->note ? pr->note : "");

@@ -9,10 +9,11 @@
 #   - the model directory gives the same tokens as its GGUF read in place.
 # Families: llama (head_dim != hidden/heads), qwen2, qwen3 (q/k norms), gemma2 (GeGLU,
 # sandwich norms, soft-caps, a sliding window shorter than the prompts), phi3 (fused
-# projections), gpt2, llama with Llama-3, linear and YaRN RoPE scaling, and mixtral (4 experts,
-# 2 per token: llama.cpp's ffn_gate_inp and ffn_{gate,up,down}_exps).
-# ctest runs four families (gemma2, phi3, yarn, mixtral: the ones with the most of their own code,
-# about 3 min of CPU); LD_ARCHS=all runs every one (about 5 min of CPU), LD_ARCHS="llama qwen3" a list:
+# projections), gpt2, llama with Llama-3, linear and YaRN RoPE scaling, mixtral (4 experts, 2 per
+# token: llama.cpp's ffn_gate_inp and ffn_{gate,up,down}_exps) and qwen2moe (the same with softmax
+# gates and a sigmoid-gated shared expert: ffn_*_shexp).
+# ctest runs five families (gemma2, phi3, yarn, mixtral, qwen2moe: the ones with the most of their
+# own code, about 4 min of CPU); LD_ARCHS=all runs every one (about 5 min of CPU), LD_ARCHS="llama qwen3" a list:
 #   LD_ARCHS=all bash tests/e2e/llama_cpp_oracle_archs.sh
 # Named e2e_llama_cpp_oracle_archs so that the quick runs that leave out the heavy oracles
 # (-E e2e_llama_cpp_oracle) leave it out.
@@ -71,12 +72,15 @@ declare -A MODELS=(
   [mixtral]="{\"model_type\": \"mixtral\", $COMMON, \"hidden_size\": 64, \"intermediate_size\": 48,
              \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"num_local_experts\": 4,
              \"num_experts_per_tok\": 2, \"tie_word_embeddings\": false}"
+  [qwen2moe]="{\"model_type\": \"qwen2_moe\", $COMMON, \"hidden_size\": 64, \"intermediate_size\": 96,
+              \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"num_experts\": 4, \"num_experts_per_tok\": 2,
+              \"moe_intermediate_size\": 32, \"shared_expert_intermediate_size\": 48, \"tie_word_embeddings\": false}"
   [yarn]="{\"model_type\": \"qwen2\", $COMMON, \"hidden_size\": 64, \"intermediate_size\": 96,
           \"num_attention_heads\": 4, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0,
           \"original_max_position_embeddings\": 16}}"
 )
-ALL="llama qwen2 qwen3 gemma2 phi3 gpt2 llama3rope linear yarn mixtral"
-ARCHS=${LD_ARCHS:-gemma2 phi3 yarn mixtral}
+ALL="llama qwen2 qwen3 gemma2 phi3 gpt2 llama3rope linear yarn mixtral qwen2moe"
+ARCHS=${LD_ARCHS:-gemma2 phi3 yarn mixtral qwen2moe}
 [ "$ARCHS" = all ] && ARCHS=$ALL
 for name in $ARCHS; do [ -n "${MODELS[$name]+x}" ] || fail "LD_ARCHS: no family '$name' (one of: $ALL, or all)"; done
 total=0; agree=0

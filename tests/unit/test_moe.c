@@ -134,6 +134,64 @@ TEST(moe_gradients_match_finite_differences) {
     ld_ctx_free(ctx);
 }
 
+TEST(sigmoid_gate_gradients_match_finite_differences) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_params *p = NULL;
+    ld_tensor *x, *sg;
+    CHECK(ld_params_new(ctx, &p) == LD_OK);
+    ld_params_add(p, "x", 2, (int64_t[]){5, 3}, true, &x);
+    ld_params_add(p, "s", 2, (int64_t[]){5, 1}, true, &sg);
+    ld_rng rng = ld_rng_init(4);
+    for (int i = 0; i < 2; i++) {
+        ld_tensor *q = ld_params_at(p, i);
+        for (int64_t j = 0; j < ld_tensor_numel(q); j++) ((float *)q->data)[j] = 1.5f * ld_rng_normal(&rng);
+    }
+    float r[15];
+    for (int i = 0; i < 15; i++) r[i] = ld_rng_normal(&rng);
+    ld_tape *t = NULL;
+    CHECK(ld_tape_new(ctx, &t) == LD_OK);
+    double worst = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < 2; i++) {
+            ld_tensor *q = ld_params_at(p, i);
+            for (int64_t j = 0; j < ld_tensor_numel(q) && (pass == 1 || (i == 0 && j == 0)); j++) {
+                float *v = q->data, keep = v[j];
+                double l[2];
+                for (int sgn = 0; sgn < (pass ? 2 : 1); sgn++) {
+                    if (pass) v[j] = keep + (sgn ? -1e-2f : 1e-2f);
+                    ld_tape_reset(t);
+                    ld_tensor *y;
+                    CHECK(ld_op_sigmoid_gate(t, x, sg, &y) == LD_OK);
+                    l[sgn] = 0;
+                    for (int k = 0; k < 15; k++) l[sgn] += r[k] * ((float *)y->data)[k];
+                    if (!pass) { /* backward of sum r y: seed y's gradient with r through a linear */
+                        ld_tensor *rt, *flat, *loss;
+                        ld_tape_tensor(t, 2, (int64_t[]){1, 15}, &rt);
+                        memcpy(rt->data, r, sizeof r);
+                        CHECK(ld_op_reshape(t, y, 2, (int64_t[]){1, 15}, &flat) == LD_OK);
+                        CHECK(ld_op_linear(t, flat, rt, NULL, false, &loss) == LD_OK);
+                        CHECK(ld_op_reshape(t, loss, 1, (int64_t[]){1}, &loss) == LD_OK);
+                        ld_params_zero_grad(p);
+                        CHECK(ld_tape_backward(t, loss) == LD_OK);
+                    }
+                }
+                if (pass) {
+                    v[j] = keep;
+                    double num = (l[0] - l[1]) / 2e-2;
+                    worst = fmax(worst, fabs(((float *)q->grad->data)[j] - num) - 1e-2 * fabs(num));
+                }
+            }
+        }
+    CHECK_MSG(worst <= 2e-3, "sigmoid gate: gradient error %.3g", worst);
+    ld_tensor *bad;
+    ld_params_add(p, "bad", 2, (int64_t[]){5, 2}, true, &bad);
+    CHECK_STATUS(ctx, ld_op_sigmoid_gate(t, x, bad, &bad), LD_ERR_SHAPE, "one value per row");
+    ld_tape_free(t);
+    ld_params_free(p);
+    ld_ctx_free(ctx);
+}
+
 static double silu(double v) {
     return v / (1 + exp(-v));
 }
@@ -232,14 +290,19 @@ TEST(moe_capacity_drops_and_counts) {
 
 /* ---- Mixtral ------------------------------------------------------------------------ */
 
-static ld_lm_config mixtral_config(void) {
+/* qwen: Qwen2-MoE (q/k/v biases, experts of their own width, softmax gates, a shared expert) */
+static ld_lm_config moe_config(bool qwen) {
     ld_lm_config c = ld_lm_default_config(LD_ARCH_LLAMA);
-    c.family = LD_FAMILY_MIXTRAL;
+    c.family = qwen ? LD_FAMILY_QWEN2MOE : LD_FAMILY_MIXTRAL;
     c.vocab_size = 300, c.hidden_size = 16, c.n_layers = 2, c.n_heads = 2, c.n_kv_heads = 1, c.max_position = 32;
-    c.intermediate_size = 12, c.n_experts = 4, c.n_experts_used = 2, c.moe_norm_topk = true;
+    c.intermediate_size = 12, c.n_experts = 4, c.n_experts_used = 2, c.moe_norm_topk = !qwen;
+    if (qwen) c.qkv_bias = true, c.moe_intermediate_size = 10, c.shared_expert_size = 14, c.intermediate_size = 40;
     c.router_aux_loss_coef = 0.02f, c.router_z_loss_coef = 0.001f, c.moe_capacity_factor = 1.25f;
     c.tie_embeddings = false, c.init_std = 0.3f;
     return c;
+}
+static ld_lm_config mixtral_config(void) {
+    return moe_config(false);
 }
 
 static const int32_t ids_[] = {3, 17, 5, 39, 0, 22, 8, 8, 31, 12};
@@ -294,10 +357,11 @@ static double max_diff(const float *a, const float *b, int64_t n) {
     return w;
 }
 
-TEST(mixtral_session_equals_forward_and_reads_only_chosen_experts) {
+TEST(moe_session_equals_forward_and_reads_only_chosen_experts) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
-    ld_lm_config c = mixtral_config();
+    for (int qwen = 0; qwen < 2; qwen++) {
+    ld_lm_config c = moe_config(qwen);
     ld_lm *m = NULL;
     CHECK_STATUS(ctx, ld_lm_new(ctx, &c, 3, &m), LD_OK, NULL);
     const int64_t V = c.vocab_size;
@@ -312,11 +376,13 @@ TEST(mixtral_session_equals_forward_and_reads_only_chosen_experts) {
     CHECK(ld_lm_config_num_params(&c) == ld_params_numel(ld_lm_params(m), false));
     /* active compute: the flops count k experts, not E */
     ld_lm_config dense = c;
-    dense.family = LD_FAMILY_MISTRAL, dense.n_experts = 0, dense.intermediate_size = c.intermediate_size * 2;
+    dense.family = qwen ? LD_FAMILY_QWEN2 : LD_FAMILY_MISTRAL, dense.n_experts = 0, dense.shared_expert_size = 0;
+    dense.intermediate_size = lm_expert_width(&c) * 2 + c.shared_expert_size;
     CHECK(fabs(ld_lm_train_flops_per_token(&c, 8) - ld_lm_train_flops_per_token(&dense, 8) -
-               6.0 * (double)(c.n_layers * c.n_experts * c.hidden_size)) < 1);
+               6.0 * (double)(c.n_layers * (c.n_experts + (qwen ? 1 : 0)) * c.hidden_size)) < 1);
     free(a), free(b);
     ld_lm_free(m);
+    }
     ld_ctx_free(ctx);
 }
 
@@ -391,10 +457,11 @@ static ld_tokenizer *small_tok(ld_ctx *ctx) {
     return t;
 }
 
-TEST(mixtral_round_trips_config_directory_and_gguf) {
+TEST(moe_round_trips_config_directory_and_gguf) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
-    ld_lm_config c = mixtral_config();
+    for (int qwen = 0; qwen < 2; qwen++) {
+    ld_lm_config c = moe_config(qwen);
     ld_lm *m = NULL, *back = NULL;
     CHECK_STATUS(ctx, ld_lm_new(ctx, &c, 9, &m), LD_OK, NULL);
     const int64_t V = c.vocab_size;
@@ -404,10 +471,12 @@ TEST(mixtral_round_trips_config_directory_and_gguf) {
     char *js = ld_lm_config_to_json(&c);
     ld_lm_config c2;
     CHECK_STATUS(ctx, ld_lm_config_from_json(ctx, js, strlen(js), "config.json", &c2), LD_OK, NULL);
-    CHECK(c2.family == LD_FAMILY_MIXTRAL && c2.n_experts == 4 && c2.n_experts_used == 2 && c2.moe_norm_topk &&
+    CHECK(c2.family == c.family && c2.n_experts == 4 && c2.n_experts_used == 2 && c2.moe_norm_topk == c.moe_norm_topk &&
           c2.router_aux_loss_coef == c.router_aux_loss_coef && c2.router_z_loss_coef == c.router_z_loss_coef &&
-          c2.moe_capacity_factor == c.moe_capacity_factor);
-    CHECK(strstr(js, "\"MixtralForCausalLM\"") && strstr(js, "\"num_local_experts\""));
+          c2.moe_capacity_factor == c.moe_capacity_factor && lm_expert_width(&c2) == lm_expert_width(&c) &&
+          c2.shared_expert_size == c.shared_expert_size && c2.qkv_bias == c.qkv_bias);
+    CHECK(qwen ? strstr(js, "\"Qwen2MoeForCausalLM\"") && strstr(js, "\"num_experts\"")
+               : strstr(js, "\"MixtralForCausalLM\"") && strstr(js, "\"num_local_experts\""));
     free(js);
     /* the model directory (HF tensor names) */
     const char *dir = tmpdir();
@@ -416,7 +485,8 @@ TEST(mixtral_round_trips_config_directory_and_gguf) {
     CHECK_STATUS(ctx, ld_lm_save(m, path), LD_OK, NULL);
     CHECK_STATUS(ctx, ld_lm_load(ctx, path, &back), LD_OK, NULL);
     if (back) {
-        CHECK(ld_params_find(ld_lm_params(back), "model.layers.1.block_sparse_moe.experts.3.w2.weight") != NULL);
+        CHECK(ld_params_find(ld_lm_params(back), qwen ? "model.layers.1.mlp.experts.3.down_proj.weight"
+                                                      : "model.layers.1.block_sparse_moe.experts.3.w2.weight") != NULL);
         forward_logits(ctx, back, b);
         CHECK_MSG(max_diff(a, b, NT * V) == 0, "directory round trip: %.3g", max_diff(a, b, NT * V));
         ld_lm_free(back), back = NULL;
@@ -428,16 +498,22 @@ TEST(mixtral_round_trips_config_directory_and_gguf) {
     ld_gguf *g = NULL;
     CHECK(ld_gguf_open(ctx, path, &g) == LD_OK);
     const ld_tensor_info *ti = g ? ld_gguf_find_tensor(g, "blk.1.ffn_down_exps.weight") : NULL;
-    CHECK(ti && ti->ndim == 3 && ti->shape[0] == 4 && ti->shape[1] == 16 && ti->shape[2] == 12);
+    CHECK(ti && ti->ndim == 3 && ti->shape[0] == 4 && ti->shape[1] == 16 && ti->shape[2] == lm_expert_width(&c));
     ti = g ? ld_gguf_find_tensor(g, "blk.0.ffn_gate_inp.weight") : NULL;
     CHECK(ti && ti->ndim == 2 && ti->shape[0] == 4 && ti->dtype == LD_F32);
+    ti = g ? ld_gguf_find_tensor(g, "blk.1.ffn_gate_inp_shexp.weight") : NULL;
+    CHECK(qwen ? ti && ti->ndim == 1 && ti->shape[0] == 16 && ti->dtype == LD_F32 : !ti);
     int64_t n = 0;
-    CHECK(g && ld_gguf_get_int(ctx, g, "llama.expert_count", 0, 99, &n) == LD_OK && n == 4);
-    CHECK(g && ld_gguf_get_int(ctx, g, "llama.expert_used_count", 0, 99, &n) == LD_OK && n == 2);
+    const char *arch = qwen ? "qwen2moe" : "llama";
+    char key[64];
+    snprintf(key, sizeof key, "%s.expert_count", arch);
+    CHECK(g && ld_gguf_get_int(ctx, g, key, 0, 99, &n) == LD_OK && n == 4);
+    snprintf(key, sizeof key, "%s.expert_used_count", arch);
+    CHECK(g && ld_gguf_get_int(ctx, g, key, 0, 99, &n) == LD_OK && n == 2);
     ld_gguf_close(g);
     CHECK_STATUS(ctx, ld_lm_load_gguf(ctx, path, &back, NULL), LD_OK, NULL);
     if (back) {
-        CHECK(back->cfg.family == LD_FAMILY_MIXTRAL && back->cfg.n_experts == 4);
+        CHECK(back->cfg.family == c.family && back->cfg.n_experts == 4 && back->cfg.shared_expert_size == c.shared_expert_size);
         forward_logits(ctx, back, b);
         CHECK_MSG(max_diff(a, b, NT * V) < 1e-5, "GGUF round trip (training load): %.3g", max_diff(a, b, NT * V));
         ld_lm_free(back), back = NULL;
@@ -463,8 +539,9 @@ TEST(mixtral_round_trips_config_directory_and_gguf) {
     ld_tokenizer_free(tok);
     free(a), free(b);
     ld_lm_free(m);
+    }
     char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir_);
     CHECK(system(cmd) == 0);
     ld_ctx_free(ctx);
 }
@@ -490,6 +567,15 @@ TEST(mixtral_bad_configs_are_named) {
         {"{\"model_type\":\"mixtral\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":4,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":2,\"max_position_embeddings\":8,\"num_local_experts\":\"8\"}",
          "num_local_experts"},
+        {"{\"model_type\":\"qwen2_moe\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":4,\"num_hidden_layers\":2,"
+         "\"num_attention_heads\":2,\"max_position_embeddings\":8,\"num_experts\":2,\"decoder_sparse_step\":2}",
+         "decoder_sparse_step 2"},
+        {"{\"model_type\":\"qwen2_moe\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":4,\"num_hidden_layers\":2,"
+         "\"num_attention_heads\":2,\"max_position_embeddings\":8,\"num_experts\":2,\"mlp_only_layers\":[1]}",
+         "mlp_only_layers"},
+        {"{\"model_type\":\"qwen2_moe\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":4,\"num_hidden_layers\":2,"
+         "\"num_attention_heads\":2,\"max_position_embeddings\":8,\"num_experts\":2,\"moe_intermediate_size\":0}",
+         "moe_intermediate_size 0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ld_lm_config c;
