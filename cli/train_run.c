@@ -161,10 +161,14 @@ static void print_info(const ld_train_job_info *in) {
                 in->threads);
         return;
     }
+    char experts[64] = "";
+    if (mc->n_experts)
+        snprintf(experts, sizeof experts, " (%lld experts, %lld per token)", (long long)mc->n_experts,
+                 (long long)mc->n_experts_used);
     fprintf(stderr,
-            "liandan: %s model, %.2fM parameters, %lld layers x %lld wide, vocab %lld | %lld tokens/step (%lld x %lld x %lld) "
+            "liandan: %s model%s, %.2fM parameters, %lld layers x %lld wide, vocab %lld | %lld tokens/step (%lld x %lld x %lld) "
             "| %s | %d threads\n",
-            arch_name(mc), (double)in->params / 1e6, (long long)mc->n_layers, (long long)mc->hidden_size,
+            arch_name(mc), experts, (double)in->params / 1e6, (long long)mc->n_layers, (long long)mc->hidden_size,
             (long long)mc->vocab_size, (long long)(in->batch_size * in->seq_len * in->grad_accum),
             (long long)in->batch_size, (long long)in->seq_len, (long long)in->grad_accum, in->bf16 ? "bf16" : "fp32",
             in->threads);

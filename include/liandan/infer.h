@@ -47,7 +47,8 @@ ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type);
  * head stays F32, an untied one is in `type`). Errors as ld_lm_session_quantize. */
 ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype head_type);
 /* Bytes of matrix weights one decode step reads: every matrix (LM head included) in the
- * form this session computes with; embeddings, norms and biases are not counted. */
+ * form this session computes with, of a mixture of experts' only the k experts one token
+ * uses (k / E of them); embeddings, norms and biases are not counted. */
 size_t ld_lm_session_weight_bytes(const ld_lm_session *s);
 /* Called during eval with the input of every matrix product: x[M, K] is about to be
  * multiplied by the parameter named `param` (its HF name). For calibration statistics

@@ -520,7 +520,7 @@ static sess_form weight_for(const ld_lm_session *s, const ld_tensor *w) {
 
 size_t ld_lm_session_weight_bytes(const ld_lm_session *s) {
     if (!s) return 0;
-    size_t total = 0;
+    size_t total = 0, experts = 0;
     for (int i = 0; i < ld_params_count(s->m->params); i++) {
         const ld_tensor *w = ld_params_at(s->m->params, i);
         if (!lm_is_matrix(s->m, w) || (w == s->m->wte && w != s->m->lm_head)) continue;
@@ -528,9 +528,12 @@ size_t ld_lm_session_weight_bytes(const ld_lm_session *s) {
         int64_t N, K;
         weight_nk(s, w, &N, &K);
         sess_form f = weight_for(s, w);
-        if (f.packed ? !ld_qpack_size(s->ctx, f.dtype, N, K, &b) : !ld_dtype_row_bytes(f.dtype, N * K, &b)) total += b;
+        if (f.packed ? !ld_qpack_size(s->ctx, f.dtype, N, K, &b) : !ld_dtype_row_bytes(f.dtype, N * K, &b))
+            *(strstr(w->name, ".experts.") ? &experts : &total) += b;
     }
-    return total;
+    /* a token reads k of each layer's E experts (all of one size) */
+    const ld_lm_config *c = &s->m->cfg;
+    return total + (c->n_experts ? (size_t)((double)experts * (double)c->n_experts_used / (double)c->n_experts) : 0);
 }
 
 /* ---- matrix products: the first path (a table row) that applies to a form runs it -------- */

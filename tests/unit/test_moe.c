@@ -374,6 +374,19 @@ TEST(moe_session_equals_forward_and_reads_only_chosen_experts) {
     CHECK_MSG(read == (int)(c.n_layers * c.n_experts_used * 3), "a decode step read %d expert matrices, expected %lld", read,
               (long long)(c.n_layers * c.n_experts_used * 3));
     CHECK(ld_lm_config_num_params(&c) == ld_params_numel(ld_lm_params(m), false));
+    { /* the bytes a decode step reads: k of E experts (F32 here), every other matrix but the embedding */
+        double want = 0;
+        for (int i = 0; i < ld_params_count(ld_lm_params(m)); i++) {
+            const ld_tensor *w = ld_params_at(ld_lm_params(m), i);
+            if (w->ndim != 2 || w == m->wte) continue;
+            want += 4.0 * (double)ld_tensor_numel(w) * (strstr(w->name, ".experts.") ? 0.5 : 1.0);
+        }
+        ld_lm_session *s = NULL;
+        CHECK(ld_lm_session_new(m, 1, 8, 8, &s) == LD_OK);
+        CHECK_MSG(s && fabs((double)ld_lm_session_weight_bytes(s) - want) < 1, "weight bytes %zu, want %.0f",
+                  s ? ld_lm_session_weight_bytes(s) : 0, want);
+        ld_lm_session_free(s);
+    }
     /* active compute: the flops count k experts, not E */
     ld_lm_config dense = c;
     dense.family = qwen ? LD_FAMILY_QWEN2 : LD_FAMILY_MISTRAL, dense.n_experts = 0, dense.shared_expert_size = 0;
