@@ -58,6 +58,9 @@ extern const ld_bench_loops ld_bench_loops_avx512, ld_bench_loops_avx2;
 /* vpdpbusd on ymm (bench/limits_avxvnni.c): the AVX2 level's int8 loop on AVX-VNNI CPUs. */
 double ld_bench_i8_loop_avxvnni(long iters);
 #define LD_BENCH_I8_AVXVNNI_PER_ITER (12 * 32 * 2)
+/* The NEON fp32 FMA loop (bench/limits_neon.c): 16 accumulators of 4 lanes per iteration. */
+double ld_bench_fma_loop_neon(long iters);
+#define LD_BENCH_FMA_NEON_PER_ITER (16 * 4 * 2)
 /* The loops of ISA level isa (kernels/kernels.h; scalar: streams only, no peak loop). */
 const ld_bench_loops *ld_bench_loops_at(ld_isa isa);
 /* Peak loops: the kernels' level (ld_isa_active(), so LD_ISA=avx2 measures the AVX2 peaks

@@ -188,8 +188,12 @@ void ld_bench_suite_matmul(const ld_bench_opts *o, const ld_machine_limits *lim,
     const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
     const ld_cpu_features *f = ld_cpu_features_get();
     const char *path = "cvt"; /* below AVX-512: bf16 widened to fp32 while packing */
+#if LD_ARCH_X86
     if (f->avx512f && !strcmp(k->name, "cpu-avx512")) path = ld_gemm_bf16_avx512_choice(NULL, NULL);
     bool have_dot = f->avx512_bf16 && !strcmp(k->name, "cpu-avx512");
+#else
+    (void)f;
+#endif
 #ifdef LD_HAVE_BLAS
     openblas_set_num_threads(o->threads);
 #endif
@@ -225,12 +229,14 @@ void ld_bench_suite_matmul(const ld_bench_opts *o, const ld_machine_limits *lim,
             char what[32];
             snprintf(what, sizeof what, "ours (%s)", path);
             row(rep, lim, what, L, s, true, t16, NULL);
+#if LD_ARCH_X86
             if (have_dot) { /* the path the dispatch did not pick, for the record */
                 bool dot = !strcmp(path, "dot");
                 r = (runner){.c = &c16, .bf16 = dot ? ld_gemm_bf16_cvt_avx512 : ld_gemm_bf16_dot_avx512};
                 snprintf(what, sizeof what, "alt (%s)", dot ? "cvt" : "dot");
                 row(rep, lim, what, L, s, true, ld_bench_median(run_ours, &r, o->reps), NULL);
             }
+#endif
 #ifdef LD_HAVE_BLAS
             r = (runner){.c = &c32};
             snprintf(what, sizeof what, "[%.20s]", openblas_get_corename());

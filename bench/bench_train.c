@@ -73,8 +73,12 @@ static void bench_train_precision(ld_ctx *ctx, const ld_lm_config *cfg, bool bf1
     ld_bench_report_row(rep, "train", name, tok_s, "tok/s", -1, NULL);
     /* bf16 is held to the bf16 dot peak when its GEMMs use bf16 dot products ("dot"), else
      * (bf16 widened to fp32) to the fp32 peak */
+#if LD_ARCH_X86
     const bool vs_bf16 = bf16 && lim->dot_bf16_gflops > 0 && ld_isa_active() == LD_ISA_AVX512 &&
                          !strcmp(ld_gemm_bf16_avx512_choice(NULL, NULL), "dot");
+#else
+    const bool vs_bf16 = false; /* no bf16 dot-product GEMM on this processor */
+#endif
     const double peak = vs_bf16 ? lim->dot_bf16_gflops : lim->fma_f32_gflops;
     snprintf(name, sizeof name, "gpt2-124M B=%lld T=%lld %s MFU", (long long)B, (long long)T, bf16 ? "bf16" : "fp32");
     ld_bench_report_row(rep, "train", name, flops * 1e-9, "GFLOP/s", peak > 0 ? flops * 1e-9 / peak : -1,

@@ -40,11 +40,25 @@ static float read_scalar(const float *a, size_t n) {
 }
 /* Without AVX2+FMA there is no peak loop (limits read 0) but the streams still run. */
 static const ld_bench_loops loops_scalar = {.isa = "scalar", .triad = triad_scalar, .read = read_scalar};
+#if LD_ARCH_ARM64
+/* NEON: the FMA peak; the streams are the plain loops (ordinary stores) */
+static const ld_bench_loops loops_neon = {.isa = "neon", .fma = ld_bench_fma_loop_neon,
+                                          .fma_per_iter = LD_BENCH_FMA_NEON_PER_ITER, .triad = triad_scalar, .read = read_scalar};
+#endif
 
 const ld_bench_loops *ld_bench_loops_at(ld_isa isa) {
-    static const ld_bench_loops *const BY_LEVEL[LD_ISA_COUNT] = {&loops_scalar, &ld_bench_loops_avx2, &ld_bench_loops_avx512};
-    if ((int)isa < 0 || isa > ld_isa_detected()) isa = ld_isa_detected();
-    return BY_LEVEL[isa];
+    static const ld_bench_loops *const BY_LEVEL[LD_ISA_COUNT] = {
+        [LD_ISA_SCALAR] = &loops_scalar,
+#if LD_ARCH_X86
+        [LD_ISA_AVX2] = &ld_bench_loops_avx2,
+        [LD_ISA_AVX512] = &ld_bench_loops_avx512,
+#endif
+#if LD_ARCH_ARM64
+        [LD_ISA_NEON] = &loops_neon,
+#endif
+    };
+    if (!ld_isa_includes(ld_isa_detected(), isa)) isa = ld_isa_detected();
+    return BY_LEVEL[isa] ? BY_LEVEL[isa] : &loops_scalar;
 }
 
 const ld_bench_loops *ld_bench_loops_get(void) {
@@ -185,11 +199,13 @@ static void bandwidth(int threads, ld_machine_limits *out) {
 /* The int8 loop of the instructions the active level's int8 kernels use (quant/quant.c):
  * vpdpbusd zmm with AVX-512 VNNI, else vpdpbusd ymm with AVX-VNNI, else AVX2's sequence. */
 static double (*i8_loop(const ld_bench_loops *L, double *per_iter))(long) {
+#if LD_ARCH_X86
     const ld_cpu_features *f = ld_cpu_features_get();
     const ld_isa isa = ld_isa_active();
-    if (isa >= LD_ISA_AVX512 && f->avx512_vnni) return *per_iter = ld_bench_loops_avx512.i8_per_iter, ld_bench_loops_avx512.dot_i8;
-    if (isa >= LD_ISA_AVX2 && f->avx_vnni) return *per_iter = LD_BENCH_I8_AVXVNNI_PER_ITER, ld_bench_i8_loop_avxvnni;
-    if (isa >= LD_ISA_AVX2) return *per_iter = ld_bench_loops_avx2.i8_per_iter, ld_bench_loops_avx2.dot_i8;
+    if (ld_isa_includes(isa, LD_ISA_AVX512) && f->avx512_vnni) return *per_iter = ld_bench_loops_avx512.i8_per_iter, ld_bench_loops_avx512.dot_i8;
+    if (ld_isa_includes(isa, LD_ISA_AVX2) && f->avx_vnni) return *per_iter = LD_BENCH_I8_AVXVNNI_PER_ITER, ld_bench_i8_loop_avxvnni;
+    if (ld_isa_includes(isa, LD_ISA_AVX2)) return *per_iter = ld_bench_loops_avx2.i8_per_iter, ld_bench_loops_avx2.dot_i8;
+#endif
     (void)L;
     return *per_iter = 0, NULL;
 }
@@ -226,7 +242,8 @@ void ld_bench_report_begin(ld_bench_report *r, const ld_machine_limits *lim) {
                 lim->bw_read_gbs, lim->llc_bytes / 1048576.0, lim->bw_bytes / 1048576.0, lim->fma_spread, lim->bf16_spread,
                 lim->i8_spread, lim->triad_spread, lim->read_spread, LD_BENCH_TRIALS, lim->noisy ? "true" : "false");
     } else {
-        fprintf(r->out, "kernels: ISA level %s (this CPU: %s; LD_ISA=avx512|avx2|scalar lowers it)\n", isa, cpu_isa);
+        fprintf(r->out, "kernels: ISA level %s (this CPU: %s; LD_ISA=%s lowers it)\n", isa, cpu_isa,
+                ld_isa_detected() == LD_ISA_NEON ? "neon|scalar" : "avx512|avx2|scalar");
         fprintf(r->out,
                 "machine limits (%d threads; best of %d warmed trials, spread best-to-worst in brackets):\n"
                 "  fp32 FMA %.0f GFLOP/s [%.0f%%] | bf16 dot %.0f GFLOP/s [%.0f%%] | int8 dot %.0f GOP/s [%.0f%%]\n"

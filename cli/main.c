@@ -92,7 +92,7 @@ static bool check_isa_env(void) {
     const char *widest = NULL;
     int e = ld_cpu_level_env(&widest);
     if (e < 0) {
-        fprintf(stderr, "liandan: LD_ISA=%s: not an instruction-set level (avx512, avx2 or scalar)\n", getenv("LD_ISA"));
+        fprintf(stderr, "liandan: LD_ISA=%s: not an instruction-set level (avx512, avx2, neon or scalar)\n", getenv("LD_ISA"));
         return false;
     }
     if (e > 0 && strcmp(getenv("LD_ISA"), ld_cpu_level()))

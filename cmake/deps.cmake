@@ -36,7 +36,7 @@ ld_report("libpng ${PNG_VERSION} (data: PNG images, optional)" PNG_FOUND)
 pkg_check_modules(JPEG IMPORTED_TARGET libjpeg)
 if(JPEG_FOUND)
   target_link_libraries(liandan PUBLIC PkgConfig::JPEG)
-  target_compile_definitions(liandan PRIVATE LD_HAVE_JPEG=1)
+  target_compile_definitions(liandan PUBLIC LD_HAVE_JPEG=1) # (test_image makes JPEGs with it)
 endif()
 ld_report("libjpeg ${JPEG_VERSION} (data: JPEG images, optional)" JPEG_FOUND)
 

@@ -11,6 +11,10 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   time
   chromium fonts-noto-cjk
+  # the aarch64 cross build (`make test-arm`): Debian's cross compiler and qemu-user to run its
+  # unit tests, and the arm64 -dev packages of the required libraries (dpkg multiarch, below)
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+  libcjson-dev:arm64 libpcre2-dev:arm64 libutf8proc-dev:arm64 libmicrohttpd-dev:arm64 libsqlite3-dev:arm64
 )
 # Node.js runs the npm test oracles and the demo's corpus fetch. A machine that already has
 # node and npm (from any source) keeps them; otherwise Debian's packages are installed.
@@ -27,6 +31,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    echo "setup: adding the arm64 architecture (multiarch: the cross build's libraries)"
+    $SUDO dpkg --add-architecture arm64
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else

@@ -12,7 +12,8 @@
  * test with: ./test_x NAME.
  *
  * Instruction-set levels (kernels/kernels.h, ld_isa): TEST_ISA(name) runs its body once per
- * optimized level this process may use (AVX2 up to ld_isa_active()) with ld_test_isa_ set,
+ * optimized level this process may use (every level above scalar that ld_isa_active()
+ * includes: AVX2 and AVX512 on x86-64, NEON on aarch64) with ld_test_isa_ set,
  * and skips when there is none, so an optimized kernel is never compared with itself.
  * LD_TEST_ISA=LEVEL (set by the build's per-level test variants) runs the whole binary at
  * that level (as LD_ISA=LEVEL would) and exits 77, "skipped" to ctest, when the CPU lacks
@@ -56,13 +57,14 @@ static ld_isa ld_test_isa_; /* the level TEST_ISA bodies test; ld_isa_active() e
             SKIP("%s: %s is the reference kernel at this level", ld_isa_name(ld_test_isa_), what); \
     } while (0)
 
-/* A test whose body runs once per optimized ISA level up to ld_isa_active(). A level whose
+/* A test whose body runs once per optimized ISA level ld_isa_active() includes. A level whose
  * body skips is reported on its own line; the test is a SKIP only when no level ran. */
 #define TEST_ISA(name)                                                        \
     static void test_isa_##name(void);                                        \
     TEST(name) {                                                              \
         int ran_ = 0;                                                         \
-        for (int l_ = LD_ISA_AVX2; l_ <= (int)ld_isa_active(); l_++) {        \
+        for (int l_ = LD_ISA_SCALAR + 1; l_ < LD_ISA_COUNT; l_++) {           \
+            if (!ld_isa_includes(ld_isa_active(), (ld_isa)l_)) continue;      \
             ld_test_isa_ = (ld_isa)l_;                                        \
             ld_test_skipped_ = 0;                                             \
             printf("  [%s]\n", ld_isa_name(ld_test_isa_));                   \
@@ -73,7 +75,7 @@ static ld_isa ld_test_isa_; /* the level TEST_ISA bodies test; ld_isa_active() e
         ld_test_isa_ = ld_isa_active();                                       \
         ld_test_skipped_ = 0;                                                 \
         if (!ran_) {                                                          \
-            if (ld_isa_active() < LD_ISA_AVX2) SKIP("no optimized kernels at ISA level %s", ld_isa_name(ld_isa_active())); \
+            if (ld_isa_active() == LD_ISA_SCALAR) SKIP("no optimized kernels at ISA level %s", ld_isa_name(ld_isa_active())); \
             SKIP("%s", "every level's kernel is the reference");              \
         }                                                                     \
     }                                                                         \
@@ -193,10 +195,10 @@ static inline int ld_test_isa_setup(void) {
     ld_isa isa;
     if (!want) return 0;
     if (!ld_isa_parse(want, &isa)) {
-        printf("LD_TEST_ISA=%s: not an ISA level (scalar, avx2, avx512)\n", want);
+        printf("LD_TEST_ISA=%s: not an ISA level (scalar, avx2, avx512, neon)\n", want);
         return 1;
     }
-    if (isa >= ld_isa_detected()) {
+    if (isa == ld_isa_detected() || !ld_isa_includes(ld_isa_detected(), isa)) {
         printf("skipped: LD_TEST_ISA=%s on a CPU whose level is %s (%s)\n", want, ld_isa_name(ld_isa_detected()),
                isa == ld_isa_detected() ? "the plain run tests it" : "it cannot run here");
         return 77;

@@ -1,12 +1,13 @@
-/* kernels/cpu_features.c — run-time CPU feature detection (CPUID + XGETBV on x86) and the
- * instruction-set level the kernels use (ld_isa: the detected one, or lower by LD_ISA). */
+/* kernels/cpu_features.c — run-time CPU feature detection (CPUID + XGETBV on x86; NEON is
+ * always there on aarch64) and the instruction-set level the kernels use (ld_isa: the
+ * detected one, or lower by LD_ISA). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if LD_ARCH_X86
 #include <cpuid.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -77,7 +78,18 @@ const ld_cpu_features *ld_cpu_features_get(void) {
 }
 
 /* ---- levels ---- */
-static const char *const ISA_NAMES[LD_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+static const char *const ISA_NAMES[LD_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon"};
+/* The level each one builds on (kernels.h: the chains). */
+static const ld_isa BELOW[LD_ISA_COUNT] = {LD_ISA_SCALAR, LD_ISA_SCALAR, LD_ISA_AVX2, LD_ISA_SCALAR};
+
+bool ld_isa_includes(ld_isa isa, ld_isa part) {
+    if ((int)isa < 0 || isa >= LD_ISA_COUNT || (int)part < 0 || part >= LD_ISA_COUNT) return false;
+    for (;;) {
+        if (isa == part) return true;
+        if (isa == LD_ISA_SCALAR) return false;
+        isa = BELOW[isa];
+    }
+}
 
 const char *ld_isa_name(ld_isa isa) {
     return (int)isa >= 0 && isa < LD_ISA_COUNT ? ISA_NAMES[isa] : NULL;
@@ -90,10 +102,14 @@ bool ld_isa_parse(const char *s, ld_isa *out) {
 }
 
 ld_isa ld_isa_detected(void) {
+#if LD_ARCH_ARM64
+    return LD_ISA_NEON; /* Advanced SIMD is part of AArch64 */
+#else
     const ld_cpu_features *f = ld_cpu_features_get();
     if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->avx2 && f->fma && f->f16c) return LD_ISA_AVX512;
     if (f->avx2 && f->fma && f->f16c) return LD_ISA_AVX2;
     return LD_ISA_SCALAR;
+#endif
 }
 
 int ld_isa_env(ld_isa *asked) {
@@ -107,7 +123,7 @@ ld_isa ld_isa_active(void) {
     int l = __atomic_load_n(&level, __ATOMIC_ACQUIRE);
     if (l < 0) {
         ld_isa isa = ld_isa_detected(), asked;
-        if (ld_isa_env(&asked) == 1 && asked < isa) isa = asked;
+        if (ld_isa_env(&asked) == 1 && ld_isa_includes(isa, asked)) isa = asked;
         l = (int)isa;
         __atomic_store_n(&level, l, __ATOMIC_RELEASE);
     }

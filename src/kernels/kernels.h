@@ -57,7 +57,7 @@ typedef struct ld_adamw_params {
 } ld_adamw_params;
 
 typedef struct ld_kernels {
-    const char *name; /* "ref", "cpu-avx512", "cpu-avx2", "cpu-scalar" */
+    const char *name; /* "ref", "cpu-avx512", "cpu-avx2", "cpu-neon", "cpu-scalar" */
 
     /* ---- matrix products ----
      * C[M,N] = alpha * op(A) op(B) + beta * C, where op(A) is [M,K] (A stored [M,K] with
@@ -219,30 +219,38 @@ typedef enum ld_backend { LD_BACKEND_AUTO = 0, LD_BACKEND_REF, LD_BACKEND_CPU } 
  * the table of ld_isa_active(). */
 const ld_kernels *ld_kernels_get(ld_backend b);
 
-/* Instruction-set levels of the CPU backend, lowest first. A level's table is the level
- * below with that ISA's kernels overlaid (kernels/cpu/cpu_table.c); the quantized kernels
- * (quant/quant.c) follow the same levels.
+/* Instruction-set levels of the CPU backend. Each processor has its chain of levels, lowest
+ * first (x86-64: SCALAR < AVX2 < AVX512; aarch64: SCALAR < NEON); a level's table is the
+ * level below with that ISA's kernels overlaid (kernels/cpu/cpu_table.c), and the quantized
+ * kernels (quant/quant.c) follow the same levels. Levels of another processor are never
+ * detected, and never run (ld_isa_includes).
  *   SCALAR  the reference kernels (plain C; every CPU)
  *   AVX2    AVX2 + FMA + F16C (Haswell, Zen 1 and later); int8 dots with AVX-VNNI where the
  *           CPU has it, else vpmaddubsw/vpmaddwd
  *   AVX512  AVX-512 F + BW + VL + DQ (Skylake-SP, Zen 4 and later); int8 kernels need VNNI
- *           too, else they stay at the AVX2 ones */
-typedef enum ld_isa { LD_ISA_SCALAR = 0, LD_ISA_AVX2, LD_ISA_AVX512, LD_ISA_COUNT } ld_isa;
+ *           too, else they stay at the AVX2 ones
+ *   NEON    AArch64 Advanced SIMD (every 64-bit ARM CPU): the decode path's kernels */
+typedef enum ld_isa { LD_ISA_SCALAR = 0, LD_ISA_AVX2, LD_ISA_AVX512, LD_ISA_NEON, LD_ISA_COUNT } ld_isa;
+/* Whether level isa includes level part: part is isa itself or a level below it on isa's
+ * chain (LD_ISA_AVX512 includes AVX2 and SCALAR; NEON includes SCALAR, never AVX2). Use it,
+ * not <, to compare levels. */
+bool ld_isa_includes(ld_isa isa, ld_isa part);
 /* The highest level this CPU runs. */
 ld_isa ld_isa_detected(void);
 /* The level the library computes with: ld_isa_detected(), or lower when the environment
- * variable LD_ISA (avx512, avx2 or scalar) asks for a lower one. LD_ISA is read once, at
+ * variable LD_ISA (avx512, avx2, neon or scalar) asks for a level it includes. LD_ISA is read once, at
  * first use; a level above the CPU's, or an unknown name, leaves the detected level (the
  * CLI checks LD_ISA and says so: ld_isa_env). */
 ld_isa ld_isa_active(void);
-/* "scalar", "avx2", "avx512" (NULL for an out-of-range value). */
+/* "scalar", "avx2", "avx512", "neon" (NULL for an out-of-range value). */
 const char *ld_isa_name(ld_isa isa);
 /* The level named s (as ld_isa_name spells it); false for anything else. */
 bool ld_isa_parse(const char *s, ld_isa *out);
 /* What LD_ISA asks for: 0 when unset, 1 when it names a level (*asked set), -1 when the name
  * is unknown. */
 int ld_isa_env(ld_isa *asked);
-/* The CPU table of level isa, capped at ld_isa_detected() (tests run each level with it). */
+/* The CPU table of level isa, or of ld_isa_detected() when the CPU does not run isa (tests run
+ * each level with it). */
 const ld_kernels *ld_kernels_cpu_at(ld_isa isa);
 
 /* The reference backend, also instantiated in double precision for finite-difference

@@ -57,20 +57,25 @@ const ld_qgemm_format *ld_qgemm_format_get(ld_dtype t) {
 
 /* ---- the int8 GEMM of each ISA level: parts overlaid lowest first (quant.c does the same
  * for the row-dot kernels) ---- */
+#if LD_ARCH_X86
 static bool cpu_has_vnni512(const ld_cpu_features *c) {
     return c->avx512_vnni;
 }
 static bool cpu_has_avx_vnni(const ld_cpu_features *c) {
     return c->avx_vnni;
 }
+#endif
 static const struct {
     ld_isa level;
     bool (*usable)(const ld_cpu_features *); /* NULL: the level's own check suffices */
     const ld_qgemm_isa *part;
 } QGEMM_PARTS[] = {
+#if LD_ARCH_X86
     {LD_ISA_AVX2, NULL, &ld_qgemm_isa_avx2},
     {LD_ISA_AVX2, cpu_has_avx_vnni, &ld_qgemm_isa_avxvnni},
     {LD_ISA_AVX512, cpu_has_vnni512, &ld_qgemm_isa_avx512},
+#endif
+    {LD_ISA_SCALAR, NULL, NULL}, /* (the end; keeps the table non-empty on every processor) */
 };
 
 static ld_qgemm_isa build_isa(ld_isa isa) {
@@ -78,7 +83,7 @@ static ld_qgemm_isa build_isa(ld_isa isa) {
     const ld_cpu_features *c = ld_cpu_features_get();
     for (size_t i = 0; i < sizeof QGEMM_PARTS / sizeof QGEMM_PARTS[0]; i++) {
         const ld_qgemm_isa *p = QGEMM_PARTS[i].part;
-        if (QGEMM_PARTS[i].level > isa || (QGEMM_PARTS[i].usable && !QGEMM_PARTS[i].usable(c))) continue;
+        if (!p || !ld_isa_includes(isa, QGEMM_PARTS[i].level) || (QGEMM_PARTS[i].usable && !QGEMM_PARTS[i].usable(c))) continue;
         if (p->quantize_act) r.quantize_act = p->quantize_act;
         if (p->pack) r.pack = p->pack;
         /* a part with its own byte-panel kernel replaces the whole kernel set: a panel form
@@ -93,7 +98,7 @@ const ld_qgemm_isa *ld_qgemm_isa_at(ld_isa isa) {
     static ld_qgemm_isa tables[LD_ISA_COUNT];
     static int done[LD_ISA_COUNT];
     const ld_isa top = ld_isa_detected();
-    if ((int)isa < 0 || isa > top) isa = top;
+    if (!ld_isa_includes(top, isa)) isa = top;
     if (!__atomic_load_n(&done[isa], __ATOMIC_ACQUIRE)) {
         tables[isa] = build_isa(isa);
         __atomic_store_n(&done[isa], 1, __ATOMIC_RELEASE);

@@ -78,12 +78,14 @@ static const ld_quant_traits BASE[LD_DTYPE_COUNT] = {
 #undef QT_ROW
 #undef QT_LOWBIT
 
+#if LD_ARCH_X86
 static bool cpu_has_vnni512(const ld_cpu_features *c) {
     return c->avx512_vnni;
 }
 static bool cpu_has_avx_vnni(const ld_cpu_features *c) {
     return c->avx_vnni;
 }
+#endif
 
 /* Each level's row tables, lowest first; a row table applies at its level and above when
  * the CPU passes its check. */
@@ -92,17 +94,23 @@ static const struct {
     bool (*usable)(const ld_cpu_features *); /* NULL: the level's own check suffices */
     const ld_quant_isa_row *rows;
 } LEVELS[] = {
+#if LD_ARCH_X86
     {LD_ISA_AVX2, NULL, ld_quant_rows_avx2},
     {LD_ISA_AVX2, NULL, ld_quant_rows_lowbit_avx2},
     {LD_ISA_AVX2, cpu_has_avx_vnni, ld_quant_rows_avxvnni},
     {LD_ISA_AVX512, cpu_has_vnni512, ld_quant_rows_avx512},
+#endif
+#if LD_ARCH_ARM64
+    {LD_ISA_NEON, NULL, ld_quant_rows_neon},
+#endif
+    {LD_ISA_SCALAR, NULL, NULL}, /* (the end; keeps the table non-empty on every processor) */
 };
 
 static void build_level(ld_isa isa, ld_quant_traits *tab) {
     memcpy(tab, BASE, sizeof BASE);
     const ld_cpu_features *c = ld_cpu_features_get();
     for (size_t l = 0; l < sizeof LEVELS / sizeof LEVELS[0]; l++) {
-        if (LEVELS[l].level > isa || (LEVELS[l].usable && !LEVELS[l].usable(c))) continue;
+        if (!LEVELS[l].rows || !ld_isa_includes(isa, LEVELS[l].level) || (LEVELS[l].usable && !LEVELS[l].usable(c))) continue;
         for (int t = 0; t < LD_DTYPE_COUNT; t++) {
             const ld_quant_isa_row *r = &LEVELS[l].rows[t];
             if (!tab[t].vec_dot_ref) continue; /* no kernels for this type at all */
@@ -123,7 +131,7 @@ const ld_quant_traits *ld_quant_traits_at(ld_dtype t, ld_isa isa) {
     static int done[LD_ISA_COUNT];
     if ((int)t < 0 || t >= LD_DTYPE_COUNT) return NULL;
     const ld_isa top = ld_isa_detected();
-    if ((int)isa < 0 || isa > top) isa = top;
+    if (!ld_isa_includes(top, isa)) isa = top;
     if (!__atomic_load_n(&done[isa], __ATOMIC_ACQUIRE)) {
         build_level(isa, tables[isa]); /* racing first callers write the same bytes */
         __atomic_store_n(&done[isa], 1, __ATOMIC_RELEASE);

@@ -1,6 +1,6 @@
 /* kernels/cpu/cpu.h — the optimized CPU backend: SIMD kernels (files named *_avx512.c /
- * *_avx2.c are compiled for that ISA) chosen at run time by CPUID and LD_ISA (kernels.h,
- * ld_isa), OpenMP across cores. */
+ * *_avx2.c are compiled for that ISA and built on x86-64 only; *_neon.c on aarch64 only) chosen
+ * at run time by CPUID and LD_ISA (kernels.h, ld_isa), the context's thread team across cores. */
 #ifndef LD_KERNELS_CPU_H
 #define LD_KERNELS_CPU_H
 
@@ -17,5 +17,7 @@ extern const ld_kernels ld_kernels_cpu_avx512_ops; /* norms, pointwise, xent, Ad
 extern const ld_kernels ld_kernels_cpu_avx512_attn; /* attention (attention_avx512.c) */
 
 extern const ld_kernels ld_kernels_cpu_avx512_gemv; /* matrix-vector products (gemv_avx512.c) */
+extern const ld_kernels ld_kernels_cpu_neon_gemv; /* aarch64: matrix-vector products (gemv_neon.c) */
+extern const ld_kernels ld_kernels_cpu_neon_rows; /* aarch64: RMSNorm forward (rows_neon.c) */
 
 #endif
