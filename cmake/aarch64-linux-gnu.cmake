@@ -19,8 +19,13 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig)
 set(ENV{PKG_CONFIG_PATH} "")
 
+# Optional libraries the cross build leaves out even where arm64 packages exist: MPI (its
+# compiler wrappers are the build machine's) and BLAS (benchmark comparison only).
+set(CMAKE_DISABLE_FIND_PACKAGE_MPI ON)
+set(CMAKE_DISABLE_FIND_PACKAGE_BLAS ON)
+
 find_program(LD_QEMU_AARCH64 NAMES qemu-aarch64 qemu-aarch64-static)
 if(LD_QEMU_AARCH64)
-  # -L: the arm64 loader and libc live under / (multiarch); QEMU_LD_PREFIX would be the same.
+  # (no -L: the arm64 loader and libc live under /, multiarch)
   set(CMAKE_CROSSCOMPILING_EMULATOR ${LD_QEMU_AARCH64})
 endif()
