@@ -52,14 +52,13 @@ static bool gguf_type_opt(void *user, const char *opt, const char *value) {
 /* 0 when liandan can write tensors of type t, else the exit code after saying why not. */
 static int check_writable(const char *cmd, const char *opt, ld_dtype t, bool have_imatrix) {
     const ld_dtype_info *di = ld_dtype_traits(t);
-    if (di->is_float || ld_quant_type_supported(t)) return 0;
-    const bool iq_low = !strncmp(di->name, "IQ1", 3) || !strncmp(di->name, "IQ2", 3) || !strncmp(di->name, "IQ3", 3);
-    if (iq_low && !have_imatrix)
+    if (ld_quant_needs_imatrix(t) && !have_imatrix)
         return fprintf(stderr,
-                       "liandan %s: %s %s: the i-quants below 4 bits need an importance matrix; make one with "
+                       "liandan %s: %s %s needs an importance matrix (as in llama.cpp); make one with "
                        "`liandan imatrix MODEL --data calib.txt -o imatrix.gguf` and pass --imatrix imatrix.gguf\n",
                        cmd, opt, di->name),
                2;
+    if (di->is_float || ld_quant_type_supported(t)) return 0;
     return fprintf(stderr, "liandan %s: %s %s: liandan reads and runs %s files but cannot write them yet (types: %s; mixes: %s)\n",
                    cmd, opt, di->name, di->name, ld_cli_type_names(), MIX_NAMES),
            2;

@@ -18,9 +18,14 @@ usage: scripts/compression_report.sh MODEL DATA OUT_DIR [options]
   --reps N         bench infer repetitions; the median is reported (default 5)
   --no-speed       sizes and perplexity only
   --bin PATH       the liandan binary (default: build/liandan)
+  --imatrix FILE   importance matrix (`liandan imatrix`) for liandan's quantizer and, with
+                   --llama-cpp, for llama.cpp's (required by iq3_xxs, iq2_*, iq1_*)
   --llama-cpp      also quantize OUT_DIR/model.f32.gguf with llama.cpp's own quantizer (the
                    node-llama-cpp oracle of tests/oracle) for every type that is one of its
-                   mixes, and report that file's perplexity (liandan runs both files)
+                   mixes, and report that file's perplexity (liandan runs both files); for
+                   the plain low-bit types (tq1_0 tq2_0 iq3_s iq3_xxs iq2_s iq2_xs iq2_xxs
+                   iq1_m iq1_s) llama.cpp writes the same tensor types as liandan (its "pure"
+                   mode, embedding and output at Q6_K)
   --read-only "T:FTYPE..."  rows for types liandan reads but does not write, from llama.cpp's
                    quantizer (llama_ftype number; an importance matrix of ones for every
                    matrix), e.g. "iq3_xxs:23 iq2_xxs:19 tq2_0:37"
@@ -32,7 +37,7 @@ EOF
 MODEL=$1 DATA=$2 OUT=$3
 shift 3
 TYPES="f32 f16 q8_0 q6_k q5_k q4_k q4_0"
-WINDOWS=() REPS=5 SPEED=1 LLAMA=0 READONLY=""
+WINDOWS=() REPS=5 SPEED=1 LLAMA=0 READONLY="" IMATRIX=()
 BIN=${LD_BIN:-build/liandan}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -42,6 +47,7 @@ while [ $# -gt 0 ]; do
     --no-speed) SPEED=0; shift ;;
     --bin) BIN=$2; shift 2 ;;
     --llama-cpp) LLAMA=1; shift ;;
+    --imatrix) IMATRIX=(--imatrix "$2"); shift 2 ;;
     --read-only) READONLY=$2; shift 2 ;;
     *) echo "compression_report: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -71,6 +77,13 @@ ftype_of() {
     iq4_nl) echo 25 ;; iq4_xs) echo 30 ;; *) echo "" ;;
   esac
 }
+# llama_ftype whose type is that plain low-bit type (written with --pure: no mix)
+pure_of() {
+  case $1 in
+    tq1_0) echo 36 ;; tq2_0) echo 37 ;; iq3_s) echo 26 ;; iq3_xxs) echo 23 ;; iq2_s) echo 29 ;; iq2_xs) echo 20 ;;
+    iq2_xxs) echo 19 ;; iq1_m) echo 31 ;; iq1_s) echo 24 ;; *) echo "" ;;
+  esac
+}
 # "NAME:K" for every matrix of a GGUF file (an importance matrix of ones for llama_quantize)
 ones_imatrix() {
   "$BIN" inspect "$1" | awk '/^tensors/ { on = 1; next } on && $3 ~ /^\[/ && $4 ~ /\]$/ { gsub(/[\[,]/, "", $3); gsub(/\]/, "", $4); print $1 ":" $4 }'
@@ -81,7 +94,7 @@ ppl_of() { "$BIN" eval ppl "$1" --data "$DATA" "${WINDOWS[@]}" 2>/dev/null | gre
 rows=() f32_ppl=""
 for t in $TYPES; do
   f="$OUT/model.$t.gguf"
-  [ -s "$f" ] || "$BIN" quantize "$MODEL" --type "$t" -o "$f" >&2
+  [ -s "$f" ] || "$BIN" quantize "$MODEL" --type "$t" "${IMATRIX[@]}" -o "$f" >&2
   mb=$(awk -v b="$(stat -c %s "$f")" 'BEGIN { printf "%.1f", b / 1e6 }')
   line=$("$BIN" eval ppl "$f" --data "$DATA" "${WINDOWS[@]}" 2>/dev/null | grep perplexity)
   ppl=$(echo "$line" | field perplexity)
@@ -91,9 +104,12 @@ for t in $TYPES; do
   [ -n "$f32_ppl" ] && [ "$t" != f32 ] && delta=$(awk -v a="$ppl" -v b="$f32_ppl" 'BEGIN { printf "%+.2f %%", 100 * (a / b - 1) }')
   lc=""
   if [ "$LLAMA" = 1 ]; then
-    ft=$(ftype_of "$t")
+    ft=$(ftype_of "$t") pure=()
+    [ -z "$ft" ] && ft=$(pure_of "$t") && [ -n "$ft" ] && pure=(--pure 14)
     if [ -n "$ft" ]; then
-      [ -s "$OUT/llama.$t.gguf" ] || "$LQ" "$LIB" "$OUT/model.f32.gguf" "$OUT/llama.$t.gguf" "$ft" >/dev/null 2>&1
+      # shellcheck disable=SC2046
+      [ -s "$OUT/llama.$t.gguf" ] || "$LQ" "$LIB" "$OUT/model.f32.gguf" "$OUT/llama.$t.gguf" "$ft" "${pure[@]}" \
+        "${IMATRIX[@]}" $([ ${#IMATRIX[@]} = 0 ] && [ ${#pure[@]} = 2 ] && ones_imatrix "$OUT/model.f32.gguf") >/dev/null 2>&1
       lp=$(ppl_of "$OUT/llama.$t.gguf")
       lc=" | $lp ($(awk -v a="$ppl" -v b="$lp" 'BEGIN { printf "%+.2f %%", 100 * (a / b - 1) }'))"
     else

@@ -5,7 +5,8 @@
  * Q8_0, Q4_0, IQ4_NL (32 elements per block), Q6_K, Q5_K, Q4_K, Q3_K, Q2_K, IQ4_XS, IQ3_S,
  * IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S, TQ2_0, TQ1_0 (256 per super-block); decoded
  * only (computed in F32 by the models): Q4_1, Q5_0, Q5_1. Quantized to (ld_quantize): Q8_0,
- * Q6_K, Q5_K, Q4_K, Q4_0, IQ4_NL, IQ4_XS, Q3_K, Q2_K. A quantized row of n elements is
+ * Q6_K, Q5_K, Q4_K, Q4_0, IQ4_NL, IQ4_XS, IQ3_S, Q3_K, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS, Q2_K,
+ * TQ2_0, TQ1_0. A quantized row of n elements is
  * n / block_size blocks of ld_dtype_traits(t)->block_bytes bytes, laid out exactly as in
  * GGML/GGUF (docs/formats/quant-blocks.md). */
 #ifndef LIANDAN_QUANT_H
@@ -26,6 +27,10 @@ extern "C" {
  * the types liandan only decodes). */
 bool ld_quant_type_supported(ld_dtype t);
 
+/* true for the types ld_quantize writes only with an importance matrix (the i-quants below 3
+ * bits and IQ3_XXS, as in llama.cpp: IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S). */
+bool ld_quant_needs_imatrix(ld_dtype t);
+
 /* Quantizes a row-major [nrows, ncols] f32 matrix into nrows rows of blocks at dst (the
  * caller owns dst: nrows * row_bytes(dst_type, ncols) bytes, see ld_dtype_row_bytes).
  * imatrix: NULL, or ncols non-negative importance weights per column (e.g. the mean
@@ -33,7 +38,8 @@ bool ld_quant_type_supported(ld_dtype t);
  * importance-weighted squared error (every type but Q8_0, which ignores it).
  * Rows are quantized in parallel on the context's threads; the result does not depend on
  * the thread count.
- * Errors: LD_ERR_DTYPE for an unsupported type, LD_ERR_SHAPE when ncols is not a multiple
+ * Errors: LD_ERR_DTYPE for an unsupported type, LD_ERR_INVALID_ARG without an importance
+ * matrix for a type that needs one (ld_quant_needs_imatrix), LD_ERR_SHAPE when ncols is not a multiple
  * of the block size, LD_ERR_NUMERIC for a NaN/infinite input (row and column named),
  * LD_ERR_INVALID_ARG for NULL pointers or negative sizes. */
 ld_status ld_quantize(ld_ctx *ctx, ld_dtype dst_type, void *dst, const float *src, int64_t nrows,

@@ -63,15 +63,15 @@ static const ld_quant_traits BASE[LD_DTYPE_COUNT] = {
     /* the low-bit formats (quant_lowbit.h) */
     QT_LOWBIT(LD_Q2_K, q2_K, q8_K, ld_quantize_row_q2_K_ref),
     QT_LOWBIT(LD_Q3_K, q3_K, q8_K, ld_quantize_row_q3_K_ref),
-    QT_LOWBIT(LD_TQ1_0, tq1_0, q8_K, NULL),
-    QT_LOWBIT(LD_TQ2_0, tq2_0, q8_K, NULL),
-    QT_LOWBIT(LD_IQ2_XXS, iq2_xxs, q8_K, NULL),
-    QT_LOWBIT(LD_IQ2_XS, iq2_xs, q8_K, NULL),
-    QT_LOWBIT(LD_IQ2_S, iq2_s, q8_K, NULL),
-    QT_LOWBIT(LD_IQ3_XXS, iq3_xxs, q8_K, NULL),
-    QT_LOWBIT(LD_IQ3_S, iq3_s, q8_K, NULL),
-    QT_LOWBIT(LD_IQ1_S, iq1_s, q8_K, NULL),
-    QT_LOWBIT(LD_IQ1_M, iq1_m, q8_K, NULL),
+    QT_LOWBIT(LD_TQ1_0, tq1_0, q8_K, ld_quantize_row_tq1_0_ref),
+    QT_LOWBIT(LD_TQ2_0, tq2_0, q8_K, ld_quantize_row_tq2_0_ref),
+    QT_LOWBIT(LD_IQ2_XXS, iq2_xxs, q8_K, ld_quantize_row_iq2_xxs_ref),
+    QT_LOWBIT(LD_IQ2_XS, iq2_xs, q8_K, ld_quantize_row_iq2_xs_ref),
+    QT_LOWBIT(LD_IQ2_S, iq2_s, q8_K, ld_quantize_row_iq2_s_ref),
+    QT_LOWBIT(LD_IQ3_XXS, iq3_xxs, q8_K, ld_quantize_row_iq3_xxs_ref),
+    QT_LOWBIT(LD_IQ3_S, iq3_s, q8_K, ld_quantize_row_iq3_s_ref),
+    QT_LOWBIT(LD_IQ1_S, iq1_s, q8_K, ld_quantize_row_iq1_s_ref),
+    QT_LOWBIT(LD_IQ1_M, iq1_m, q8_K, ld_quantize_row_iq1_m_ref),
     QT_LOWBIT(LD_IQ4_NL, iq4_nl, q8_0, ld_quantize_row_iq4_nl_ref),
     QT_LOWBIT(LD_IQ4_XS, iq4_xs, q8_K, ld_quantize_row_iq4_xs_ref),
 };
@@ -159,6 +159,13 @@ bool ld_quant_type_supported(ld_dtype t) {
     return q && q->quantize_row;
 }
 
+bool ld_quant_needs_imatrix(ld_dtype t) {
+    static const ld_dtype NEED[] = {LD_IQ3_XXS, LD_IQ2_S, LD_IQ2_XS, LD_IQ2_XXS, LD_IQ1_M, LD_IQ1_S};
+    for (size_t i = 0; i < sizeof NEED / sizeof NEED[0]; i++)
+        if (NEED[i] == t) return true;
+    return false;
+}
+
 /* ---- random blocks (tests, benchmarks) ------------------------------------------------------ */
 /* Byte offsets of the high byte of each block's fp16 scale(s) (0 = none after the first). */
 static const struct {
@@ -214,6 +221,9 @@ ld_status ld_quantize(ld_ctx *ctx, ld_dtype dst_type, void *dst, const float *sr
         return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_quantize: NULL buffer or bad size (%lld rows, %lld cols)",
                         (long long)nrows, (long long)ncols);
     const ld_dtype_info *di = ld_dtype_traits(dst_type);
+    if (!imatrix && ld_quant_needs_imatrix(dst_type))
+        return ld_error(ctx, LD_ERR_INVALID_ARG,
+                        "ld_quantize: %s needs an importance matrix (`liandan imatrix` makes one)", di->name);
     if (ncols % q->block_size)
         return ld_error(ctx, LD_ERR_SHAPE, "ld_quantize: %s: ncols %lld is not a multiple of the block size %d",
                         di->name, (long long)ncols, q->block_size);

@@ -149,5 +149,20 @@ void ld_quantize_row_q2_K_ref(const float *x, void *y, int64_t n, const float *w
 void ld_quantize_row_q3_K_ref(const float *x, void *y, int64_t n, const float *w);
 void ld_quantize_row_iq4_nl_ref(const float *x, void *y, int64_t n, const float *w);
 void ld_quantize_row_iq4_xs_ref(const float *x, void *y, int64_t n, const float *w);
+/* The grid i-quants (quant_iq_quantize.c): w is meant to be an importance matrix (ld_quantize
+ * refuses these types without one); NULL weighs by x^2 as the K-quants do. */
+void ld_quantize_row_iq2_xxs_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_quantize_row_iq2_xs_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_quantize_row_iq2_s_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_quantize_row_iq3_xxs_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_quantize_row_iq3_s_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_quantize_row_iq1_s_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_quantize_row_iq1_m_ref(const float *x, void *y, int64_t n, const float *w);
+/* The weight of each of n elements in a quantizer's squared error: with an importance
+ * matrix imat_e * sqrt(sigma2 + x_e^2) (sigma2 = sigma_scale * mean x^2), else
+ * x_e^2 + sigma2 / 8 (quant_lowbit_quantize.c). */
+void ld_quant_element_weights(const float *x, const float *imat, int n, float sigma_scale, float *w);
+void ld_quantize_row_tq1_0_ref(const float *x, void *y, int64_t n, const float *w);
+void ld_quantize_row_tq2_0_ref(const float *x, void *y, int64_t n, const float *w);
 
 #endif

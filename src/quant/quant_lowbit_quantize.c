@@ -20,8 +20,8 @@ static inline int clampi(int v, int lo, int hi) {
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* Element weights of one super-block (n elements). */
-static void element_weights(const float *x, const float *imat, int n, float sigma_scale, float *w) {
+/* Element weights of one super-block (n elements): quant_lowbit.h. */
+void ld_quant_element_weights(const float *x, const float *imat, int n, float sigma_scale, float *w) {
     double s2 = 0;
     for (int i = 0; i < n; i++) s2 += (double)x[i] * x[i];
     const float sigma2 = (float)(sigma_scale * s2 / n);
@@ -63,7 +63,7 @@ void ld_quantize_row_q2_K_ref(const float *x, void *y, int64_t n, const float *i
     for (int64_t i = 0; i < n / LD_QK_K; i++, b++, x += LD_QK_K) {
         float w[LD_QK_K], sc[16], mn[16], sw[16];
         uint8_t L[LD_QK_K], ls[16], lm[16];
-        element_weights(x, imat ? imat + i * LD_QK_K : NULL, LD_QK_K, 1.0f, w);
+        ld_quant_element_weights(x, imat ? imat + i * LD_QK_K : NULL, LD_QK_K, 1.0f, w);
         for (int g = 0; g < 16; g++) {
             sc[g] = ld_quant_search_asym(16, 3, x + 16 * g, w + 16 * g, L + 16 * g, &mn[g]);
             sw[g] = 0;
@@ -88,7 +88,7 @@ void ld_quantize_row_q3_K_ref(const float *x, void *y, int64_t n, const float *i
     for (int64_t i = 0; i < n / LD_QK_K; i++, b++, x += LD_QK_K) {
         float w[LD_QK_K], sc[16], sw[16];
         uint8_t L[LD_QK_K], ls[16];
-        element_weights(x, imat ? imat + i * LD_QK_K : NULL, LD_QK_K, 2.0f, w);
+        ld_quant_element_weights(x, imat ? imat + i * LD_QK_K : NULL, LD_QK_K, 2.0f, w);
         for (int g = 0; g < 16; g++) {
             sc[g] = ld_quant_search_sym(16, 4, x + 16 * g, w + 16 * g, L + 16 * g); /* levels 0..7 = q + 4 */
             sw[g] = 0;
@@ -184,7 +184,7 @@ void ld_quantize_row_iq4_nl_ref(const float *x, void *y, int64_t n, const float 
     for (int64_t i = 0; i < n / 32; i++, b++, x += 32) {
         float w[32];
         uint8_t L[32];
-        element_weights(x, imat ? imat + i * 32 : NULL, 32, 2.0f, w);
+        ld_quant_element_weights(x, imat ? imat + i * 32 : NULL, 32, 2.0f, w);
         b->d = ld_fp32_to_fp16(search_iq4(x, w, L));
         round_iq4(x, ld_fp16_to_fp32(b->d), L);
         pack_nibbles(L, b->qs);
@@ -197,7 +197,7 @@ void ld_quantize_row_iq4_xs_ref(const float *x, void *y, int64_t n, const float 
     for (int64_t i = 0; i < n / LD_QK_K; i++, b++, x += LD_QK_K) {
         float w[LD_QK_K], sc[8], sw[8];
         uint8_t L[LD_QK_K], ls[8];
-        element_weights(x, imat ? imat + i * LD_QK_K : NULL, LD_QK_K, 2.0f, w);
+        ld_quant_element_weights(x, imat ? imat + i * LD_QK_K : NULL, LD_QK_K, 2.0f, w);
         for (int ib = 0; ib < 8; ib++) {
             sc[ib] = search_iq4(x + 32 * ib, w + 32 * ib, L + 32 * ib);
             sw[ib] = 0;

@@ -144,13 +144,20 @@ ld_dtype ld_quant_mix_type(const ld_quant_mix *m, const ld_mix_tensor *t) {
 }
 
 /* Types for rows that are not whole blocks of the wanted type: llama.cpp's fallbacks where
- * liandan can write them (Q2_K, Q3_K -> Q4_0; IQ4_XS -> IQ4_NL), else Q8_0 for 32-wide
- * blocks; F16 when even 32 does not divide the row. */
+ * liandan can write them (the i-quants -> IQ4_NL; Q2_K, Q3_K, TQ1_0, TQ2_0 -> Q4_0), else
+ * Q8_0 for 32-wide blocks; F16 when even 32 does not divide the row. */
 ld_dtype ld_quant_mix_fallback(ld_dtype want, int64_t K) {
+    static const struct {
+        ld_dtype want, use;
+    } FALLBACK[] = {
+        {LD_IQ1_S, LD_IQ4_NL},  {LD_IQ1_M, LD_IQ4_NL}, {LD_IQ2_XXS, LD_IQ4_NL}, {LD_IQ2_XS, LD_IQ4_NL},
+        {LD_IQ2_S, LD_IQ4_NL},  {LD_IQ3_XXS, LD_IQ4_NL}, {LD_IQ3_S, LD_IQ4_NL}, {LD_IQ4_XS, LD_IQ4_NL},
+        {LD_Q2_K, LD_Q4_0},     {LD_Q3_K, LD_Q4_0},    {LD_TQ1_0, LD_Q4_0},    {LD_TQ2_0, LD_Q4_0},
+    };
     const ld_dtype_info *ti = ld_dtype_traits(want);
     if (K % ti->block_size == 0) return want;
     if (K % 32) return LD_F16;
-    if (want == LD_Q2_K || want == LD_Q3_K) return LD_Q4_0;
-    if (want == LD_IQ4_XS) return LD_IQ4_NL;
+    for (size_t i = 0; i < sizeof FALLBACK / sizeof FALLBACK[0]; i++)
+        if (FALLBACK[i].want == want) return FALLBACK[i].use;
     return LD_Q8_0;
 }

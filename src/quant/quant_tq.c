@@ -9,6 +9,8 @@
  *   of qs[m]; elements 160 + 16k + m (m < 16) digit k of qs[32 + m]; elements 240 + 4k + j
  *   (k < 4, j < 4) digit k of qh[j]. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "quant/quant_blocks.h"
 
@@ -105,4 +107,71 @@ void ld_levels_row_tq1_0(const void *w, int64_t n, uint8_t *L, float *s, float *
 void ld_levels_row_tq2_0(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
     (void)o;
     levels(&TQ2, w, n, L, s);
+}
+
+/* ---- quantizers ------------------------------------------------------------------------
+ * Per super-block one scale d and trits t in {-1, 0, +1} minimising sum w (x - d t)^2 (w:
+ * the importance weights, or 1). For a threshold on |x| the best trits are sign(x) above it
+ * and 0 below, and the best d is sum w|x| / sum w over the elements above; the search tries
+ * every threshold (the elements in descending |x|, so k largest are non-zero) and keeps the
+ * k with the largest (sum w|x|)^2 / sum w (the error's decrease). The trits are then
+ * re-rounded against the scale as stored (fp16). */
+static int desc_abs(const void *a, const void *b) {
+    const float x = fabsf(*(const float *)a), y = fabsf(*(const float *)b);
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static float ternary_scale(const float *x, const float *imat) {
+    struct {
+        float v, w;
+    } e[LD_QK_K];
+    for (int j = 0; j < LD_QK_K; j++) e[j].v = x[j], e[j].w = imat ? imat[j] : 1.0f;
+    qsort(e, LD_QK_K, sizeof e[0], desc_abs);
+    double sx = 0, sw = 0, best = 0, d = 0;
+    for (int k = 0; k < LD_QK_K && fabsf(e[k].v) > 0; k++) {
+        sx += (double)e[k].w * fabsf(e[k].v);
+        sw += e[k].w;
+        if (sw > 0 && sx * sx / sw > best) best = sx * sx / sw, d = sx / sw;
+    }
+    return (float)d;
+}
+
+/* The trits (0..2 = -1..+1) of x for the stored scale d. */
+static void ternary_round(const float *x, float d, uint8_t *t) {
+    const float id = d > 0 ? 1.0f / d : 0.0f;
+    for (int j = 0; j < LD_QK_K; j++) {
+        const int q = (int)lrintf(x[j] * id);
+        t[j] = (uint8_t)((q < -1 ? -1 : q > 1 ? 1 : q) + 1);
+    }
+}
+
+/* n trits (first most significant) as the byte whose digit k the decoder reads as trit k:
+ * the base-3 fraction v / 3^5, rounded up to 1/256 steps. */
+static uint8_t trit_byte(const uint8_t *t, int n, int stride) {
+    unsigned v = 0;
+    for (int k = 0; k < 5; k++) v = 3 * v + (k < n ? t[k * stride] : 0);
+    return (uint8_t)((v * 256 + 242) / 243);
+}
+
+void ld_quantize_row_tq1_0_ref(const float *x, void *y, int64_t n, const float *imat) {
+    ld_block_tq1_0 *b = y;
+    for (int64_t i = 0; i < n / LD_QK_K; i++, b++, x += LD_QK_K) {
+        uint8_t t[LD_QK_K];
+        b->d = ld_fp32_to_fp16(ternary_scale(x, imat ? imat + i * LD_QK_K : NULL));
+        ternary_round(x, ld_fp16_to_fp32(b->d), t);
+        for (int m = 0; m < 32; m++) b->qs[m] = trit_byte(t + m, 5, 32);
+        for (int m = 0; m < 16; m++) b->qs[32 + m] = trit_byte(t + 160 + m, 5, 16);
+        for (int j = 0; j < 4; j++) b->qh[j] = trit_byte(t + 240 + j, 4, 4);
+    }
+}
+
+void ld_quantize_row_tq2_0_ref(const float *x, void *y, int64_t n, const float *imat) {
+    ld_block_tq2_0 *b = y;
+    for (int64_t i = 0; i < n / LD_QK_K; i++, b++, x += LD_QK_K) {
+        uint8_t t[LD_QK_K];
+        b->d = ld_fp32_to_fp16(ternary_scale(x, imat ? imat + i * LD_QK_K : NULL));
+        ternary_round(x, ld_fp16_to_fp32(b->d), t);
+        memset(b->qs, 0, sizeof b->qs);
+        for (int e = 0; e < LD_QK_K; e++) b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(t[e] << (2 * ((e % 128) / 32)));
+    }
 }

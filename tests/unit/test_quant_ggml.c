@@ -7,6 +7,8 @@
  *     by block (GGML's IQ1 and IQ2 quantizers first build neighbour tables for 5-60 s,
  *     so those five are checked on random blocks here and on llama.cpp-quantized model files
  *     by tests/e2e/llama_cpp_oracle.sh);
+ *   - blocks written by liandan's quantizers (every type it writes) decode in GGML to the
+ *     same floats as here, and their error is held next to GGML's quantizer's;
  *   - liandan's reference dot equals the sum of the decoded products (to float rounding).
  * On machines where the package has no build (not x86-64 Linux) the test is skipped with a
  * message; on x86-64 a missing library fails (run scripts/setup.sh). */
@@ -128,6 +130,33 @@ TEST(decode_ggml_quantizer_output_like_ggml) {
     free(imat);
 }
 
+/* Blocks written by liandan's quantizers decode in GGML to the values they decode to here
+ * (every type liandan writes; rows with zero runs and columns of zero importance too), and
+ * to within the type's error of the input. */
+TEST(decode_liandan_quantizer_output_like_ggml) {
+    if (!ggml_lib()) return;
+    const int64_t rows = 8, K = 1024;
+    float *x = gaussian(13, rows * K), *imat = gaussian(14, K);
+    for (int64_t c = 0; c < K; c++) imat[c] = c % 97 == 0 ? 0.0f : imat[c] * imat[c] + 0.1f;
+    for (int64_t i = 0; i < 40; i++) x[300 + i] = 0.0f;
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    int written = 0;
+    for (int k = 0; k < NTYPES; k++) {
+        const ld_dtype_info *di = ld_dtype_traits(TYPES[k].t);
+        if (!ld_quant_type_supported(TYPES[k].t)) continue;
+        uint8_t *w = calloc((size_t)(rows * K / di->block_size), (size_t)di->block_bytes);
+        CHECK_STATUS(ctx, ld_quantize(ctx, TYPES[k].t, w, x, rows, K, imat), LD_OK, "");
+        check_decode(TYPES[k].t, TYPES[k].ggml, w, rows * K, "liandan's quantizer");
+        written++;
+        free(w);
+    }
+    CHECK_MSG(written >= 18, "only %d types written", written); /* every type but Q4_1, Q5_0, Q5_1 */
+    ld_ctx_free(ctx);
+    free(x);
+    free(imat);
+}
+
 /* The reference dot of every type equals the sum of decoded weight x decoded activation
  * products, on random blocks and liandan-quantized activations. */
 TEST(reference_dots_match_decoded_products) {
@@ -158,15 +187,20 @@ TEST(reference_dots_match_decoded_products) {
 }
 
 /* liandan's quantizers against GGML's on the same rows: the (importance-)weighted squared
- * error of the decoded weights of Q2_K, Q3_K, IQ4_NL and IQ4_XS may exceed GGML's by at most
- * 3 %, with and without an importance matrix, on Gaussian rows and on heavy-tailed rows
- * (Student-t-like, where a few large weights dominate); measured: -4.4 .. +2.5 %. Q4_K, Q5_K
- * and Q6_K are printed alongside. */
+ * error of the decoded weights of Q2_K, Q3_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, IQ3_S and IQ3_XXS
+ * may exceed GGML's by at most 3 %, with and without an importance matrix (IQ3_XXS: with one
+ * only, liandan refuses it without), on Gaussian rows and on heavy-tailed rows (Student-t-like,
+ * where a few large weights dominate); measured: Q2_K..IQ4_XS -4.4 .. +2.5 %, TQ1_0/TQ2_0
+ * -46 .. -71 % (GGML takes d = max|x|), IQ3_S -16 .. -23 %, IQ3_XXS -15 .. -16 %.
+ * Q4_K, Q5_K and Q6_K are printed alongside. (The IQ2 and IQ1 types are left out: GGML's
+ * quantizer builds its neighbour tables for 5-60 s first; docs/benchmarks.md has them.) */
 TEST(quantizers_error_next_to_ggml) {
     if (!ggml_lib()) return;
     ggml_quantize_chunk_fn quantize = (ggml_quantize_chunk_fn)dlsym(ggml_lib(), "ggml_quantize_chunk");
     if (!quantize) return;
-    static const ld_dtype QT[] = {LD_Q2_K, LD_Q3_K, LD_IQ4_NL, LD_IQ4_XS, LD_Q4_K, LD_Q5_K, LD_Q6_K};
+    static const ld_dtype QT[] = {LD_Q2_K, LD_Q3_K, LD_IQ4_NL, LD_IQ4_XS, LD_TQ1_0, LD_TQ2_0, LD_IQ3_S, LD_IQ3_XXS,
+                                  LD_Q4_K, LD_Q5_K, LD_Q6_K};
+    const size_t NCHECKED = 8; /* the first 8 are held to GGML's error */
     const int64_t rows = 64, K = 1024;
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
@@ -184,6 +218,7 @@ TEST(quantizers_error_next_to_ggml) {
             for (int with_imat = 0; with_imat < 2; with_imat++) {
                 const ld_dtype_info *di = ld_dtype_traits(QT[k]);
                 const float *im = with_imat ? imat : NULL;
+                if (!im && ld_quant_needs_imatrix(QT[k])) continue;
                 uint8_t *w = malloc((size_t)(rows * K / di->block_size * di->block_bytes));
                 double err[2];
                 for (int who = 0; who < 2; who++) {
@@ -197,7 +232,7 @@ TEST(quantizers_error_next_to_ggml) {
                 }
                 printf("  %-6s %s %s: error %.4g here, %.4g GGML (%+.1f %%)\n", di->name, dist ? "heavy   " : "gaussian",
                        with_imat ? "imatrix" : "plain  ", err[0], err[1], 100 * (err[0] / err[1] - 1));
-                if (k < 4) /* the low-bit quantizers; the 4-6 bit ones are reported */
+                if (k < NCHECKED) /* the low-bit quantizers; the 4-6 bit ones are reported */
                     CHECK_MSG(err[0] <= 1.03 * err[1], "%s: weighted error %.5g, GGML's %.5g", di->name, err[0], err[1]);
                 free(w);
             }

@@ -159,26 +159,38 @@ TEST(qmatmul_matches_dequantized_product) {
 
 /* ---- quantizers ------------------------------------------------------------------------------ */
 /* RMS relative round-trip error on N(0,1) rows (measured: Q2_K 0.293, Q3_K 0.152, IQ4_NL 0.076,
- * IQ4_XS 0.076; bounds ~10 % above), an importance matrix lowering the weighted error, and
- * results independent of the thread count. */
+ * IQ4_XS 0.076, TQ1_0/TQ2_0 0.436, IQ3_S 0.150, IQ3_XXS 0.177, IQ2_S 0.240, IQ2_XS 0.290,
+ * IQ2_XXS 0.332, IQ1_M 0.419, IQ1_S 0.452; bounds ~10 % above), an importance matrix lowering
+ * the weighted error, and results independent of the thread count. The types that need an
+ * importance matrix (ld_quant_needs_imatrix) are refused without one; their "plain" error
+ * is taken with an importance matrix of ones. */
 TEST(quantizers_round_trip) {
     static const struct {
         ld_dtype t;
         double bound;
-    } Q[] = {{LD_Q2_K, 0.32}, {LD_Q3_K, 0.167}, {LD_IQ4_NL, 0.084}, {LD_IQ4_XS, 0.084}};
+    } Q[] = {{LD_Q2_K, 0.32},     {LD_Q3_K, 0.167},   {LD_IQ4_NL, 0.084}, {LD_IQ4_XS, 0.084},
+             {LD_TQ1_0, 0.48},    {LD_TQ2_0, 0.48},   {LD_IQ3_S, 0.165}, {LD_IQ3_XXS, 0.195},
+             {LD_IQ2_S, 0.265},  {LD_IQ2_XS, 0.32}, {LD_IQ2_XXS, 0.365}, {LD_IQ1_M, 0.46}, {LD_IQ1_S, 0.50}};
     const int64_t R = 16, C = 1024;
-    float *x = gaussian(61, R * C), *y = malloc(R * C * sizeof(float)), *im = gaussian(62, C);
-    for (int64_t c = 0; c < C; c++) im[c] = im[c] * im[c] * 4 + 0.01f;
+    float *x = gaussian(61, R * C), *y = malloc(R * C * sizeof(float)), *im = gaussian(62, C), *ones = malloc(C * sizeof(float));
+    for (int64_t c = 0; c < C; c++) im[c] = im[c] * im[c] * 4 + 0.01f, ones[c] = 1.0f;
     for (size_t k = 0; k < sizeof Q / sizeof Q[0]; k++) {
         const char *name = ld_dtype_traits(Q[k].t)->name;
         uint8_t *w1 = malloc(row_bytes(Q[k].t, R * C)), *w2 = malloc(row_bytes(Q[k].t, R * C));
+        const float *plain = ld_quant_needs_imatrix(Q[k].t) ? ones : NULL;
+        if (plain) {
+            ld_ctx *c0 = NULL;
+            ld_ctx_new(NULL, &c0);
+            CHECK_STATUS(c0, ld_quantize(c0, Q[k].t, w1, x, R, C, NULL), LD_ERR_INVALID_ARG, "importance matrix");
+            ld_ctx_free(c0);
+        }
         double e[2][2]; /* [imatrix used][error weighted by it] */
         for (int use = 0; use < 2; use++) {
             ld_ctx_params p = ld_ctx_default_params();
             p.n_threads = use ? 1 : 2;
             ld_ctx *ctx = NULL;
             ld_ctx_new(&p, &ctx);
-            CHECK_STATUS(ctx, ld_quantize(ctx, Q[k].t, use ? w2 : w1, x, R, C, use ? im : NULL), LD_OK, "");
+            CHECK_STATUS(ctx, ld_quantize(ctx, Q[k].t, use ? w2 : w1, x, R, C, use ? im : plain), LD_OK, "");
             CHECK_STATUS(ctx, ld_dequantize(ctx, Q[k].t, use ? w2 : w1, y, R * C), LD_OK, "");
             for (int wt = 0; wt < 2; wt++) {
                 double num = 0, den = 0;
@@ -197,12 +209,12 @@ TEST(quantizers_round_trip) {
         /* two threads (plain) and one thread give the same bytes for the same input */
         ld_ctx *c1 = NULL;
         ld_ctx_new(NULL, &c1);
-        ld_quantize(c1, Q[k].t, w2, x, R, C, NULL);
+        ld_quantize(c1, Q[k].t, w2, x, R, C, plain);
         CHECK_MSG(!memcmp(w1, w2, row_bytes(Q[k].t, R * C)), "%s: result depends on the thread count", name);
         ld_ctx_free(c1);
         free(w1), free(w2);
     }
-    free(x), free(y), free(im);
+    free(x), free(y), free(im), free(ones);
 }
 
 /* ---- mixes ------------------------------------------------------------------------------------ */
@@ -249,6 +261,7 @@ TEST(mixes_follow_llama_cpp_rules) {
     CHECK(ld_quant_mix_fallback(LD_Q3_K, 4096) == LD_Q3_K && ld_quant_mix_fallback(LD_Q3_K, 96) == LD_Q4_0);
     CHECK(ld_quant_mix_fallback(LD_IQ4_XS, 96) == LD_IQ4_NL && ld_quant_mix_fallback(LD_Q6_K, 96) == LD_Q8_0);
     CHECK(ld_quant_mix_fallback(LD_Q4_K, 100) == LD_F16);
+    CHECK(ld_quant_mix_fallback(LD_IQ2_XXS, 96) == LD_IQ4_NL && ld_quant_mix_fallback(LD_TQ1_0, 96) == LD_Q4_0);
     for (int i = 0; i < ld_quant_mix_count(); i++) /* every mix names only types liandan writes */
         CHECK_MSG(ld_quant_type_supported(ld_quant_mix_body(ld_quant_mix_at(i))), "%s", ld_quant_mix_name(ld_quant_mix_at(i)));
 }
