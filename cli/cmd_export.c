@@ -24,7 +24,9 @@ typedef struct export_opts {
 static const char *const pooling_names[] = {"cls", "mean", NULL}; /* ld_pooling order */
 
 /* llama.cpp's mix names (quant/quant_mix.c). */
-#define MIX_NAMES "q2_k, q2_k_s, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, iq4_nl, iq4_xs"
+#define MIX_NAMES                                                                                           \
+    "q2_k, q2_k_s, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, iq4_nl, iq4_xs, iq3_m, iq3_s, iq3_xs, " \
+    "iq3_xxs, iq2_m, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s, tq1_0, tq2_0"
 
 /* --type of quantize / export gguf (user = the ld_lm_gguf_params): one of llama.cpp's mixes
  * ("q3_k_m": ld_quant_mix_get), or a type name. Types liandan reads but cannot write are

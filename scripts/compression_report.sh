@@ -22,10 +22,7 @@ usage: scripts/compression_report.sh MODEL DATA OUT_DIR [options]
                    --llama-cpp, for llama.cpp's (required by iq3_xxs, iq2_*, iq1_*)
   --llama-cpp      also quantize OUT_DIR/model.f32.gguf with llama.cpp's own quantizer (the
                    node-llama-cpp oracle of tests/oracle) for every type that is one of its
-                   mixes, and report that file's perplexity (liandan runs both files); for
-                   the plain low-bit types (tq1_0 tq2_0 iq3_s iq3_xxs iq2_s iq2_xs iq2_xxs
-                   iq1_m iq1_s) llama.cpp writes the same tensor types as liandan (its "pure"
-                   mode, embedding and output at Q6_K)
+                   mixes, and report that file's perplexity (liandan runs both files)
   --read-only "T:FTYPE..."  rows for types liandan reads but does not write, from llama.cpp's
                    quantizer (llama_ftype number; an importance matrix of ones for every
                    matrix), e.g. "iq3_xxs:23 iq2_xxs:19 tq2_0:37"
@@ -74,14 +71,9 @@ ftype_of() {
   case $1 in
     q8_0) echo 7 ;; q4_0) echo 2 ;; q6_k) echo 18 ;; q5_k_m) echo 17 ;; q5_k_s) echo 16 ;; q4_k_m) echo 15 ;;
     q4_k_s) echo 14 ;; q3_k_l) echo 13 ;; q3_k_m) echo 12 ;; q3_k_s) echo 11 ;; q2_k) echo 10 ;; q2_k_s) echo 21 ;;
-    iq4_nl) echo 25 ;; iq4_xs) echo 30 ;; *) echo "" ;;
-  esac
-}
-# llama_ftype whose type is that plain low-bit type (written with --pure: no mix)
-pure_of() {
-  case $1 in
-    tq1_0) echo 36 ;; tq2_0) echo 37 ;; iq3_s) echo 26 ;; iq3_xxs) echo 23 ;; iq2_s) echo 29 ;; iq2_xs) echo 20 ;;
-    iq2_xxs) echo 19 ;; iq1_m) echo 31 ;; iq1_s) echo 24 ;; *) echo "" ;;
+    iq4_nl) echo 25 ;; iq4_xs) echo 30 ;; iq3_m) echo 27 ;; iq3_s) echo 26 ;; iq3_xs) echo 22 ;; iq3_xxs) echo 23 ;;
+    iq2_m) echo 29 ;; iq2_s) echo 28 ;; iq2_xs) echo 20 ;; iq2_xxs) echo 19 ;; iq1_m) echo 31 ;; iq1_s) echo 24 ;;
+    tq1_0) echo 36 ;; tq2_0) echo 37 ;; *) echo "" ;;
   esac
 }
 # "NAME:K" for every matrix of a GGUF file (an importance matrix of ones for llama_quantize)
@@ -104,12 +96,9 @@ for t in $TYPES; do
   [ -n "$f32_ppl" ] && [ "$t" != f32 ] && delta=$(awk -v a="$ppl" -v b="$f32_ppl" 'BEGIN { printf "%+.2f %%", 100 * (a / b - 1) }')
   lc=""
   if [ "$LLAMA" = 1 ]; then
-    ft=$(ftype_of "$t") pure=()
-    [ -z "$ft" ] && ft=$(pure_of "$t") && [ -n "$ft" ] && pure=(--pure 14)
+    ft=$(ftype_of "$t")
     if [ -n "$ft" ]; then
-      # shellcheck disable=SC2046
-      [ -s "$OUT/llama.$t.gguf" ] || "$LQ" "$LIB" "$OUT/model.f32.gguf" "$OUT/llama.$t.gguf" "$ft" "${pure[@]}" \
-        "${IMATRIX[@]}" $([ ${#IMATRIX[@]} = 0 ] && [ ${#pure[@]} = 2 ] && ones_imatrix "$OUT/model.f32.gguf") >/dev/null 2>&1
+      [ -s "$OUT/llama.$t.gguf" ] || "$LQ" "$LIB" "$OUT/model.f32.gguf" "$OUT/llama.$t.gguf" "$ft" "${IMATRIX[@]}" >/dev/null 2>&1
       lp=$(ppl_of "$OUT/llama.$t.gguf")
       lc=" | $lp ($(awk -v a="$ppl" -v b="$lp" 'BEGIN { printf "%+.2f %%", 100 * (a / b - 1) }'))"
     else

@@ -24,6 +24,11 @@ static const ld_quant_mix MIXES[] = {
     {"Q3_K_M", 12, LD_Q3_K, LD_Q6_K},  {"Q3_K_L", 13, LD_Q3_K, LD_Q6_K},  {"Q4_K_S", 14, LD_Q4_K, LD_Q6_K},
     {"Q4_K_M", 15, LD_Q4_K, LD_Q6_K},  {"Q5_K_S", 16, LD_Q5_K, LD_Q6_K},  {"Q5_K_M", 17, LD_Q5_K, LD_Q6_K},
     {"IQ4_NL", 25, LD_IQ4_NL, LD_Q6_K}, {"IQ4_XS", 30, LD_IQ4_XS, LD_Q6_K},
+    /* the i-quants and the ternary types (IQ2_S's body is IQ2_XS, IQ2_M's IQ2_S, as in llama.cpp) */
+    {"IQ3_M", 27, LD_IQ3_S, LD_Q6_K},    {"IQ3_S", 26, LD_IQ3_S, LD_Q6_K},    {"IQ3_XS", 22, LD_IQ3_S, LD_Q6_K},
+    {"IQ3_XXS", 23, LD_IQ3_XXS, LD_Q5_K}, {"IQ2_M", 29, LD_IQ2_S, LD_Q5_K},   {"IQ2_S", 28, LD_IQ2_XS, LD_Q5_K},
+    {"IQ2_XS", 20, LD_IQ2_XS, LD_Q5_K},  {"IQ2_XXS", 19, LD_IQ2_XXS, LD_Q5_K}, {"IQ1_M", 31, LD_IQ1_M, LD_Q5_K},
+    {"IQ1_S", 24, LD_IQ1_S, LD_Q5_K},    {"TQ1_0", 36, LD_TQ1_0, LD_Q6_K},    {"TQ2_0", 37, LD_TQ2_0, LD_Q6_K},
 };
 #define NMIXES (int)(sizeof MIXES / sizeof MIXES[0])
 
@@ -36,6 +41,8 @@ typedef enum {
     WHEN_FIRST_4,      /* layer < 4 */
     WHEN_MORE_BITS,    /* the first and last eighth and every third layer between */
     WHEN_FIRST_8TH_NO_IMATRIX,
+    WHEN_NO_IMATRIX,
+    WHEN_MIDDLE, /* n_layers / 8 <= layer < 7 n_layers / 8 */
 } mix_when;
 
 typedef struct mix_rule {
@@ -70,6 +77,44 @@ static const mix_rule RULES[] = {
     {25, LD_ROLE_FFN_DOWN, WHEN_FIRST_8TH_NO_IMATRIX, LD_Q5_K},
     {30, LD_ROLE_ATTN_V, WHEN_GQA4, LD_Q5_K},
     {30, LD_ROLE_FFN_DOWN, WHEN_FIRST_8TH_NO_IMATRIX, LD_Q5_K},
+    /* IQ2_XXS, IQ2_XS, IQ1_S, IQ1_M (19, 20, 24, 31); IQ2_S, IQ2_M (28, 29) take IQ3_S where
+     * those take Q2_K, and IQ3_S for attn_output; IQ1_* take IQ2_XXS for attn_output */
+#define IQ2_RULES(ft, lo)                                                                                  \
+    {ft, LD_ROLE_TOKEN_EMBD, WHEN_ALWAYS, lo}, {ft, LD_ROLE_ATTN_V, WHEN_GQA4, LD_Q4_K},                   \
+        {ft, LD_ROLE_ATTN_V, WHEN_ALWAYS, lo}, {ft, LD_ROLE_FFN_DOWN, WHEN_FIRST_8TH, lo}
+    IQ2_RULES(19, LD_Q2_K),
+    IQ2_RULES(20, LD_Q2_K),
+    IQ2_RULES(24, LD_Q2_K),
+    IQ2_RULES(31, LD_Q2_K),
+    IQ2_RULES(28, LD_IQ3_S),
+    IQ2_RULES(29, LD_IQ3_S),
+#undef IQ2_RULES
+    {24, LD_ROLE_ATTN_OUTPUT, WHEN_ALWAYS, LD_IQ2_XXS},
+    {31, LD_ROLE_ATTN_OUTPUT, WHEN_ALWAYS, LD_IQ2_XXS},
+    {28, LD_ROLE_ATTN_OUTPUT, WHEN_ALWAYS, LD_IQ3_S},
+    {29, LD_ROLE_ATTN_OUTPUT, WHEN_ALWAYS, LD_IQ3_S},
+    /* IQ3_XXS */
+    {23, LD_ROLE_TOKEN_EMBD, WHEN_ALWAYS, LD_IQ3_S},
+    {23, LD_ROLE_ATTN_V, WHEN_GQA4, LD_Q4_K},
+    {23, LD_ROLE_ATTN_V, WHEN_NO_IMATRIX, LD_IQ3_S},
+    {23, LD_ROLE_ATTN_K, WHEN_ALWAYS, LD_IQ2_S},
+    {23, LD_ROLE_ATTN_Q, WHEN_ALWAYS, LD_IQ2_S},
+    {23, LD_ROLE_FFN_DOWN, WHEN_FIRST_8TH_NO_IMATRIX, LD_Q4_K},
+    {23, LD_ROLE_FFN_DOWN, WHEN_NO_IMATRIX, LD_Q3_K},
+    {23, LD_ROLE_ATTN_OUTPUT, WHEN_ALWAYS, LD_IQ3_S},
+    /* IQ3_XS, IQ3_S, IQ3_M */
+    {22, LD_ROLE_ATTN_V, WHEN_GQA4, LD_Q4_K},
+    {22, LD_ROLE_ATTN_K, WHEN_ALWAYS, LD_IQ3_XXS},
+    {22, LD_ROLE_ATTN_Q, WHEN_ALWAYS, LD_IQ3_XXS},
+    {22, LD_ROLE_FFN_GATE, WHEN_MIDDLE, LD_IQ3_XXS},
+    {22, LD_ROLE_FFN_UP, WHEN_MIDDLE, LD_IQ3_XXS},
+    {26, LD_ROLE_ATTN_V, WHEN_GQA4, LD_Q4_K},
+    {27, LD_ROLE_ATTN_V, WHEN_ALWAYS, LD_Q4_K},
+    {27, LD_ROLE_FFN_DOWN, WHEN_FIRST_8TH, LD_Q4_K},
+    {27, LD_ROLE_ATTN_OUTPUT, WHEN_ALWAYS, LD_Q4_K},
+    /* TQ1_0, TQ2_0: an untied token embedding at Q4_K */
+    {36, LD_ROLE_TOKEN_EMBD, WHEN_ALWAYS, LD_Q4_K},
+    {37, LD_ROLE_TOKEN_EMBD, WHEN_ALWAYS, LD_Q4_K},
 };
 
 static bool use_more_bits(int i, int n) {
@@ -86,6 +131,8 @@ static bool holds(mix_when w, const ld_mix_tensor *t) {
     case WHEN_FIRST_4: return t->layer < 4;
     case WHEN_MORE_BITS: return use_more_bits(t->layer, t->n_layers);
     case WHEN_FIRST_8TH_NO_IMATRIX: return !t->has_imatrix && t->layer < t->n_layers / 8;
+    case WHEN_NO_IMATRIX: return !t->has_imatrix;
+    case WHEN_MIDDLE: return t->layer >= t->n_layers / 8 && t->layer < 7 * t->n_layers / 8;
     }
     return false;
 }

@@ -3,10 +3,8 @@
  * tests can check that liandan runs GGUF files made by llama.cpp's tools, and the
  * compression report can put liandan's quantizers next to llama.cpp's.
  *
- * usage: llama_quantize LIBLLAMA.so IN.gguf OUT.gguf FTYPE [options] [NAME:K ...]
+ * usage: llama_quantize LIBLLAMA.so IN.gguf OUT.gguf FTYPE [--imatrix FILE] [NAME:K ...]
  *   FTYPE: llama_ftype number, e.g. 7 = Q8_0, 15 = Q4_K_M, 2 = Q4_0, 19 = IQ2_XXS
- *   --pure GGMLTYPE: no mix: every matrix gets FTYPE's type, the token embedding and the
- *     output matrix GGMLTYPE (e.g. 14 = Q6_K: the types of `liandan quantize --type T`)
  *   --imatrix FILE: the importance matrix of an imatrix GGUF (llama.cpp's format, which
  *     `liandan imatrix` writes: N.in_sum2 / N.counts), read with libggml-base's gguf API
  *     (the library beside LIBLLAMA.so)
@@ -15,8 +13,8 @@
  *
  * llama.h is not shipped with the binary, so the parameter struct is declared by its prefix
  * up to the imatrix pointer (the layout of the pinned v0.5.0 libllama) inside a buffer
- * larger than the real struct: the defaults function fills it and we change ftype, pure,
- * the edge types and imatrix only. */
+ * larger than the real struct: the defaults function fills it and we change ftype and
+ * imatrix only. */
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -85,7 +83,7 @@ static int read_imatrix(const char *libllama, const char *path, imatrix_entry *i
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s LIBLLAMA.so IN.gguf OUT.gguf FTYPE [--pure GGMLTYPE] [--imatrix FILE] [NAME:K ...]\n", argv[0]);
+        fprintf(stderr, "usage: %s LIBLLAMA.so IN.gguf OUT.gguf FTYPE [--imatrix FILE] [NAME:K ...]\n", argv[0]);
         return 2;
     }
     void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -109,11 +107,6 @@ int main(int argc, char **argv) {
     imatrix_entry *im = calloc((size_t)cap + 1, sizeof *im);
     int n = 0;
     for (int i = 5; i < argc; i++) {
-        if (!strcmp(argv[i], "--pure") && i + 1 < argc) {
-            p.pure = true;
-            p.output_tensor_type = p.token_embedding_type = atoi(argv[++i]);
-            continue;
-        }
         if (!strcmp(argv[i], "--imatrix") && i + 1 < argc) {
             if (read_imatrix(argv[1], argv[++i], im, &n, cap)) return 1;
             continue;

@@ -248,6 +248,18 @@ TEST(mixes_follow_llama_cpp_rules) {
     /* IQ4_XS: ffn_down of the first eighth Q5_K unless an importance matrix is given */
     CHECK(mix_type("IQ4_XS", LD_ROLE_FFN_DOWN, 3, 32, 1, false) == LD_Q5_K);
     CHECK(mix_type("IQ4_XS", LD_ROLE_FFN_DOWN, 3, 32, 1, true) == LD_IQ4_XS);
+    /* the i-quant mixes */
+    CHECK(ld_quant_mix_body(ld_quant_mix_get("iq2_s")) == LD_IQ2_XS && ld_quant_mix_body(ld_quant_mix_get("iq2_m")) == LD_IQ2_S);
+    CHECK(mix_type("IQ2_XXS", LD_ROLE_ATTN_V, 9, 32, 2, true) == LD_Q2_K && mix_type("IQ2_XXS", LD_ROLE_ATTN_V, 9, 32, 4, true) == LD_Q4_K);
+    CHECK(mix_type("IQ2_XXS", LD_ROLE_FFN_DOWN, 3, 32, 1, true) == LD_Q2_K && mix_type("IQ2_XXS", LD_ROLE_FFN_DOWN, 4, 32, 1, true) == LD_IQ2_XXS);
+    CHECK(mix_type("IQ2_M", LD_ROLE_ATTN_OUTPUT, 9, 32, 1, true) == LD_IQ3_S && mix_type("IQ1_S", LD_ROLE_ATTN_OUTPUT, 9, 32, 1, true) == LD_IQ2_XXS);
+    CHECK(mix_type("IQ1_M", LD_ROLE_TOKEN_EMBD, 0, 32, 1, true) == LD_Q2_K && mix_type("TQ1_0", LD_ROLE_TOKEN_EMBD, 0, 32, 1, true) == LD_Q4_K);
+    CHECK(mix_type("IQ3_XXS", LD_ROLE_ATTN_Q, 9, 32, 1, true) == LD_IQ2_S && mix_type("IQ3_XXS", LD_ROLE_ATTN_V, 9, 32, 1, true) == LD_IQ3_XXS);
+    CHECK(mix_type("IQ3_XXS", LD_ROLE_ATTN_V, 9, 32, 1, false) == LD_IQ3_S && mix_type("IQ3_XXS", LD_ROLE_FFN_DOWN, 9, 32, 1, false) == LD_Q3_K);
+    CHECK(mix_type("IQ3_XS", LD_ROLE_FFN_UP, 3, 32, 1, true) == LD_IQ3_S && mix_type("IQ3_XS", LD_ROLE_FFN_UP, 4, 32, 1, true) == LD_IQ3_XXS);
+    CHECK(mix_type("IQ3_XS", LD_ROLE_FFN_UP, 28, 32, 1, true) == LD_IQ3_S && mix_type("IQ3_M", LD_ROLE_ATTN_V, 9, 32, 1, true) == LD_Q4_K);
+    const ld_mix_tensor iq_out = {LD_ROLE_OUTPUT, 0, 32, 4096, 1, true, false};
+    CHECK(ld_quant_mix_type(ld_quant_mix_get("IQ2_XXS"), &iq_out) == LD_Q5_K && ld_quant_mix_type(ld_quant_mix_get("IQ3_S"), &iq_out) == LD_Q6_K);
     /* output Q6_K, or Q8_0 when its rows are not whole blocks; a tied embedding too */
     const ld_mix_tensor out = {LD_ROLE_OUTPUT, 0, 32, 4096, 1, false, false}, odd = {LD_ROLE_OUTPUT, 0, 32, 4000, 1, false, false};
     const ld_mix_tensor tied = {LD_ROLE_TOKEN_EMBD, 0, 32, 4096, 1, false, true}, untied = {LD_ROLE_TOKEN_EMBD, 0, 32, 4096, 1, false, false};
