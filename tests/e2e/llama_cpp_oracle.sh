@@ -164,9 +164,30 @@ for mx in 10:q2_k 12:q3_k_m 13:q3_k_l 11:q3_k_s 21:q2_k_s 30:iq4_xs 15:q4_k_m; d
   cmp -s "$T/ld.$t.types" "$T/lcm.$t.types" || { diff "$T/ld.$t.types" "$T/lcm.$t.types"; fail "$t: tensor types differ from llama.cpp's mix"; }
 done
 echo "llama_cpp_oracle: liandan's q2_k q2_k_s q3_k_s q3_k_m q3_k_l iq4_xs q4_k_m mixes have llama.cpp's tensor types"
+# liandan's quantizers for the ternary types and the i-quants below 4 bits, with llama.cpp's
+# mixes of those names (an importance matrix from `liandan imatrix`; without one liandan
+# refuses the types llama.cpp refuses): the files have, tensor by tensor, the types of
+# llama.cpp's files above (made with an importance matrix too), and llama.cpp runs them
+# (greedy tokens below)
+"$BIN" imatrix "$M" --data "$T/poems.tsv" --chunks 16 -o "$T/imatrix.gguf" >"$T/im.log" 2>&1 || { cat "$T/im.log"; fail "liandan imatrix"; }
+if "$BIN" quantize "$M" --type iq2_xxs -o "$T/x.gguf" >"$T/err" 2>&1; then fail "quantize --type iq2_xxs without --imatrix accepted"; fi
+grep -q "IQ2_XXS needs an importance matrix" "$T/err" || { cat "$T/err"; fail "quantize --type iq2_xxs: the error does not ask for an importance matrix"; }
+ldlow="" ldtypes=""
+for t in iq3_xxs iq2_m iq2_xxs iq2_xs iq1_s iq1_m tq1_0 tq2_0; do
+  "$BIN" quantize "$M" --type "$t" --imatrix "$T/imatrix.gguf" -o "$T/ld.$t.gguf" 2>"$T/q.log" || { cat "$T/q.log"; fail "liandan quantize --type $t"; }
+  for who in ld lc; do
+    "$BIN" inspect "$T/$who.$t.gguf" | awk '/^tensors/ { on = 1; next } on && $1 != "name" && $1 != "total" { print $1, $2 }' | sort >"$T/$who.$t.types"
+  done
+  cmp -s "$T/ld.$t.types" "$T/lc.$t.types" || { diff "$T/ld.$t.types" "$T/lc.$t.types"; fail "$t: tensor types differ from llama.cpp's mix"; }
+  ldlow="$ldlow ld.$t" ldtypes="$ldtypes $(awk '{ print $2 }' "$T/ld.$t.types" | sort -u | tr '\n' ' ')"
+done
+for t in IQ3_XXS IQ3_S IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S TQ1_0 TQ2_0; do
+  case " $ldtypes " in *" $t "*) ;; *) fail "no $t tensor among liandan's low-bit files" ;; esac
+done
+echo "llama_cpp_oracle: liandan's iq3_xxs iq2_m iq2_xxs iq2_xs iq1_s iq1_m tq1_0 tq2_0 mixes have llama.cpp's tensor types"
 total=0; agree=0
 for f in lc.q2_k lc.q3_k_m lc.iq4_nl lc.iq4_xs lc.iq3_xxs lc.iq2_m lc.iq2_xxs lc.iq2_xs lc.iq1_s lc.iq1_m lc.tq1_0 lc.tq2_0 \
-         ld.q2_k ld.q3_k_m ld.q3_k_l ld.iq4_xs; do
+         ld.q2_k ld.q3_k_m ld.q3_k_l ld.iq4_xs $ldlow; do
   node "$ORACLE" greedy "$T/$f.gguf" 24 "$T/llama.prompts" >"$T/$f.lc"
   ours "$T/$f.gguf" "$T/llama.prompts" >"$T/$f.ld"
   n=$(wc -l <"$T/llama.prompts"); s=$(same_lines "$T/$f.lc" "$T/$f.ld")
