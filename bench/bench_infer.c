@@ -5,7 +5,8 @@
  * 768 wide, 12 heads, vocab 50304, tied head, context 1024). Weight forms: --type T (any
  * number), by default F32 F16 Q8_0 Q4_K as session copies (ld_lm_session_quantize_ex with
  * the usual mix: the LM head in Q6_K for 4/5-bit bodies, else in the body's type); a GGUF
- * file also runs as loaded ("file").
+ * file also runs as loaded ("file"). F32, when asked for, runs first: each later form's prefill
+ * is also given as a ratio to F32's.
  *
  * (Shorter for a model whose context is under 512 tokens.)
  *  - decode at batch 1: 64 steps after an 8-token prompt, tokens/s (median of --reps). Its
@@ -243,6 +244,12 @@ void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
         for (int i = 0; i < o->n_types; i++) list[n++] = o->types[i];
     else if (!gguf)
         for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) list[n++] = defaults[i];
+    /* F32 first (the file's own form after it): every other form's prefill is compared with it */
+    for (int i = 1; i < n; i++)
+        if (list[i] == LD_F32) {
+            memmove(list + 1, list, (size_t)i * sizeof list[0]), list[0] = LD_F32;
+            break;
+        }
     double f32_prefill = 0;
     for (int i = 0; i < n; i++) {
         double tok_s;

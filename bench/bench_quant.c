@@ -1,5 +1,6 @@
 /* bench/bench_quant.c — `liandan bench kernels --filter quant`: ld_qmatmul on F32, F16,
- * Q8_0, Q4_K and Q6_K weights (or the --type ones) at GPT-2-small shapes.
+ * Q8_0, Q4_K and Q6_K weights (or the --type ones, any type liandan computes) at GPT-2-small
+ * shapes.
  *  - decode (M = 1): GB/s of weight bytes read, against the read bandwidth measured in the
  *    same run. The weight set is copied until it spans LD_BENCH_LLC_FACTOR x the last-level
  *    cache, and every repetition walks all copies, like a decode step walking all layers,
@@ -69,8 +70,9 @@ static void *make_weights(ld_ctx *ctx, ld_dtype t, int64_t N, int64_t K, size_t 
     for (int64_t i = 0; i < N * K; i++) f[i] = 0.02f * ld_rng_normal(&r);
     if (t == LD_F32) memcpy(w, f, *bytes);
     else if (t == LD_F16) for (int64_t i = 0; i < N * K; i++) ((uint16_t *)w)[i] = ld_fp32_to_fp16(f[i]);
-    else if (ld_quant_type_supported(t)) ld_quantize(ctx, t, w, f, N, K, NULL);
-    else ld_quant_random_blocks(t, w, N * K / ld_dtype_traits(t)->block_size, 42); /* read-only types */
+    else if (ld_quant_type_supported(t) && !ld_quant_needs_imatrix(t)) ld_quantize(ctx, t, w, f, N, K, NULL);
+    else /* types liandan only reads, or whose quantizer needs an importance matrix: random blocks */
+        ld_quant_random_blocks(t, w, N * K / ld_dtype_traits(t)->block_size, 42);
     free(f);
     return w;
 }
