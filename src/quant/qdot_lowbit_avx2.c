@@ -231,25 +231,34 @@ static inline __m256i iq4_block(const ld_block_iq4_nl *w, const ld_block_q8_0 *a
     return _mm256_madd_epi16(mul_signed(iq4_levels(w->qs), load(a->qs)), _mm256_set1_epi16(1));
 }
 
+/* The int32 sums of four vectors as the four lanes of one (v_k in lane k). */
+static inline __m128i hsum4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
 float ld_vec_dot_iq4_nl_q8_0_avx2(int64_t n, const void *w_, const void *a_) {
     const ld_block_iq4_nl *w = w_;
     const ld_block_q8_0 *a = a_;
     const int64_t nb = n / 32;
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f; /* block i goes into sum i % 4, as in the reference */
+    /* block i goes into sum i % 4, as in the reference: lane k of s holds sum k, and each
+     * lane's fmadd is the reference's fmaf (the fp16 scales convert exactly, one rounded
+     * product each) */
+    __m128 s = _mm_setzero_ps();
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
-        int32_t i0, i1, i2, i3;
-        hsum2(iq4_block(w + i, a + i), iq4_block(w + i + 1, a + i + 1), &i0, &i1);
-        hsum2(iq4_block(w + i + 2, a + i + 2), iq4_block(w + i + 3, a + i + 3), &i2, &i3);
-        s0 = fmaf(fp16(w[i].d) * fp16(a[i].d), (float)i0, s0);
-        s1 = fmaf(fp16(w[i + 1].d) * fp16(a[i + 1].d), (float)i1, s1);
-        s2 = fmaf(fp16(w[i + 2].d) * fp16(a[i + 2].d), (float)i2, s2);
-        s3 = fmaf(fp16(w[i + 3].d) * fp16(a[i + 3].d), (float)i3, s3);
+        const __m128i isum = hsum4(iq4_block(w + i, a + i), iq4_block(w + i + 1, a + i + 1), iq4_block(w + i + 2, a + i + 2),
+                                   iq4_block(w + i + 3, a + i + 3));
+        const __m256 h = _mm256_cvtph_ps(_mm_setr_epi16((short)w[i].d, (short)w[i + 1].d, (short)w[i + 2].d, (short)w[i + 3].d,
+                                                        (short)a[i].d, (short)a[i + 1].d, (short)a[i + 2].d, (short)a[i + 3].d));
+        const __m128 d = _mm_mul_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        s = _mm_fmadd_ps(d, _mm_cvtepi32_ps(isum), s);
     }
-    float *tail[3] = {&s0, &s1, &s2};
+    float sk[4];
+    _mm_storeu_ps(sk, s);
     for (int k = 0; i < nb; i++, k++)
-        *tail[k] = fmaf(fp16(w[i].d) * fp16(a[i].d), (float)hsum(iq4_block(w + i, a + i)), *tail[k]);
-    return (s0 + s1) + (s2 + s3);
+        sk[k] = fmaf(fp16(w[i].d) * fp16(a[i].d), (float)hsum(iq4_block(w + i, a + i)), sk[k]);
+    return (sk[0] + sk[1]) + (sk[2] + sk[3]);
 }
 
 float ld_vec_dot_iq4_xs_q8_K_avx2(int64_t n, const void *w_, const void *a_) {

@@ -36,7 +36,12 @@ TEST_ISA(optimized_dots_equal_reference) {
         const char *name = ld_dtype_traits(LOWBIT[t])->name;
         CHECK_MSG(q && q->vec_dot != q->vec_dot_ref, "%s: no optimized dot", name);
         if (!q || q->vec_dot == q->vec_dot_ref) continue;
-        for (int64_t n = 256; n <= 2816; n += 512) { /* 1, 3, 5 ... super-blocks */
+        /* 1, 3, 5 ... super-blocks, then 9, 11, 13 blocks of 32 (IQ4_NL: the blocks after
+         * the last group of 4 take the tail path) */
+        static const int64_t sizes[] = {256, 768, 1280, 1792, 2304, 2816, 288, 352, 416};
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            const int64_t n = sizes[si];
+            if (n % q->block_size || n % q->act_block_size) continue;
             const int64_t nblk = n / q->block_size;
             uint8_t *w = malloc(row_bytes(LOWBIT[t], n));
             uint8_t *a = malloc((size_t)(n / q->act_block_size) * q->act_block_bytes);
