@@ -430,6 +430,11 @@ float ld_vec_dot_iq1_s_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     return sum * 0.125f;
 }
 
+/* Per 8 weights (a 64-bit lane), the bit of h0 | h1 << 8 that holds its delta sign. */
+static inline __m256i iq1m_delta_bits(void) {
+    return _mm256_set_epi64x(0x8000800080008000LL, 0x0800080008000800LL, 0x0080008000800080LL, 0x0008000800080008LL);
+}
+
 float ld_vec_dot_iq1_m_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
     const ld_block_iq1_m *w = w_;
     const ld_block_q8_K *a = a_;
@@ -443,7 +448,9 @@ float ld_vec_dot_iq1_m_q8_K_avx2(int64_t n, const void *w_, const void *a_) {
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *q = w->qs + 4 * ib;
             const int h0 = w->qh[2 * ib], h1 = w->qh[2 * ib + 1];
-            const __m256i delta = _mm256_set_epi64x(delta8(h1 & 0x80), delta8(h1 & 0x08), delta8(h0 & 0x80), delta8(h0 & 0x08));
+            /* the delta signs: bits 3 and 7 of h0, then of h1 (bits 11, 15 of h0 | h1 << 8) */
+            const __m256i hv = _mm256_set1_epi16((short)(h0 | h1 << 8)), sel = iq1m_delta_bits();
+            const __m256i delta = _mm256_or_si256(_mm256_cmpeq_epi16(_mm256_and_si256(hv, sel), sel), _mm256_set1_epi8(1));
             const __m256i x = iq1_weights(q[0] | (h0 & 7) << 8, q[1] | (h0 >> 4 & 7) << 8, q[2] | (h1 & 7) << 8,
                                           q[3] | (h1 >> 4 & 7) << 8, delta);
             const int s = sc[ib / 2] >> (6 * (ib % 2));
