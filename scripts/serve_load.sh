@@ -41,9 +41,10 @@ SECS=${2:-120}
 CLIENTS=${3:-64}
 DROP=${4:-0.2}
 mkdir -p "$T/models"
+# a copy (hard link where it can): the server refuses symlinks out of its models directory
 case "$MODEL" in
-  *.gguf) ln -s "$(realpath "$MODEL")" "$T/models/m.gguf" ;;
-  *) ln -s "$(realpath "$MODEL")" "$T/models/m" ;;
+  *.gguf) ln "$MODEL" "$T/models/m.gguf" 2>/dev/null || cp "$MODEL" "$T/models/m.gguf" ;;
+  *) cp -r "$MODEL" "$T/models/m" ;;
 esac
 "$BIN" serve --models-dir "$T/models" --port 0 --max-seqs 16 --max-queue 256 --context 256 \
   ${THREADS:+--threads $THREADS} >"$T/serve.log" 2>&1 &
@@ -53,8 +54,8 @@ PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$T/serve.
 [ -n "$PORT" ] || { cat "$T/serve.log"; fail "the server did not start"; }
 URL=http://127.0.0.1:$PORT
 metric() { curl -s "$URL/metrics" | sed -n "s/^$1{model=\"m\"} //p"; }
-curl -s "$URL/v1/completions" -H 'Content-Type: application/json' \
-  -d '{"model":"m","prompt":"床前明月光","max_tokens":4}' >/dev/null || fail "warm-up request"
+curl -sS -f "$URL/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"model":"m","prompt":"床前明月光","max_tokens":4}' >/dev/null || { tail -5 "$T/serve.log"; fail "warm-up request"; }
 
 # RSS every 2 s while the load runs
 ( while kill -0 "$PID" 2>/dev/null; do
