@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/comm.h"
 #include "core/team.h"
 #include "liandan/io.h"
 #include "liandan/quant.h"
@@ -655,6 +656,48 @@ static ld_status moe_losses(ld_lm *m, ld_tape *t, ld_tensor *logits, const ld_mo
     return LD_OK;
 }
 
+/* The experts' part of the block under expert parallelism: xs [A, C] (this rank's kept
+ * choices, grouped by expert, so by the rank that holds the expert) go to those ranks; each
+ * rank runs its experts over what it received (one product per source rank and expert: the
+ * rows arrive grouped by source, each source's grouped by expert) and the outputs go back,
+ * so ys [A, C] is what the single-process block computes. */
+static ld_status moe_experts_ep(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *xs, const ld_moe_route *r,
+                                ld_tensor **ys) {
+    const int P = ld_comm_size(m->ep);
+    const int64_t E = m->cfg.n_experts, El = E / P, lo = m->ep_lo;
+    int64_t *cnt = ld_arena_alloc(t->act, (size_t)(2 * E + 4 * P + E + 1) * sizeof(int64_t));
+    ld_tensor **w = ld_arena_alloc(t->act, 3 * (size_t)E * sizeof *w);
+    int32_t *none = ld_arena_alloc(t->act, sizeof(int32_t));
+    if (!cnt || !w || !none) return ld_ctx_status(m->ctx);
+    int64_t *sent = cnt, *got = cnt + E, *send_rows = cnt + 2 * E, *recv_rows = send_rows + P;
+    int64_t *c4 = recv_rows + P, *off = c4 + 2 * P;
+    for (int64_t e = 0; e < E; e++) sent[e] = r->offset[e + 1] - r->offset[e];
+    /* how many rows each rank sends each of this rank's experts: El counts per rank */
+    for (int q = 0; q < P; q++) c4[q] = El, c4[P + q] = q * El;
+    TRY(ld_comm_alltoallv(m->ep, sent, c4, c4 + P, got, c4, c4 + P, LD_COMM_I64));
+    off[0] = 0;
+    for (int q = 0; q < P; q++) {
+        send_rows[q] = r->offset[(q + 1) * El] - r->offset[q * El], recv_rows[q] = 0;
+        for (int64_t j = 0; j < El; j++) {
+            recv_rows[q] += got[q * El + j];
+            off[q * El + j + 1] = off[q * El + j] + got[q * El + j];
+            w[q * El + j] = L->exp_gate[lo + j], w[E + q * El + j] = L->exp_up[lo + j];
+            w[2 * E + q * El + j] = L->exp_down[lo + j];
+        }
+    }
+    /* the received rows' segments: source q's rows for local expert j are segment q El + j */
+    *none = 0;
+    const ld_moe_route seg = {.M = 1, .E = E, .k = 1, .expert = none, .row = none, .token = none, .offset = off,
+                              .chosen = got};
+    ld_tensor *xr, *g, *u, *a, *yr;
+    TRY(ld_op_moe_exchange(t, xs, m->ep, send_rows, recv_rows, &xr));
+    TRY(ld_op_moe_linear(t, xr, &seg, w, &g));
+    TRY(ld_op_moe_linear(t, xr, &seg, w + E, &u));
+    TRY(ld_op_swiglu(t, g, u, &a));
+    TRY(ld_op_moe_linear(t, a, &seg, w + 2 * E, &yr));
+    return ld_op_moe_exchange(t, yr, m->ep, recv_rows, send_rows, ys);
+}
+
 /* The mixture-of-experts MLP (Mixtral's block_sparse_moe) on h [B, T, C]:
  *   logits = h Wr^T [M, E]; gates [M, k] + route = top-k (capacity when training);
  *   xs [A, C] = h's rows grouped by expert; per expert: silu(xs W1^T) * (xs W3^T) W2^T;
@@ -678,10 +721,13 @@ static ld_status moe_block(ld_lm *m, ld_tape *t, const lm_layer *L, ld_tensor *h
         TRY(moe_losses(m, t, logits, &r));
     }
     TRY(ld_op_moe_dispatch(t, h, &r, &xs));
-    TRY(ld_op_moe_linear(t, xs, &r, L->exp_gate, &g));
-    TRY(ld_op_moe_linear(t, xs, &r, L->exp_up, &u));
-    TRY(ld_op_swiglu(t, g, u, &a));
-    TRY(ld_op_moe_linear(t, a, &r, L->exp_down, &ys));
+    if (m->ep) TRY(moe_experts_ep(m, t, L, xs, &r, &ys));
+    else {
+        TRY(ld_op_moe_linear(t, xs, &r, L->exp_gate, &g));
+        TRY(ld_op_moe_linear(t, xs, &r, L->exp_up, &u));
+        TRY(ld_op_swiglu(t, g, u, &a));
+        TRY(ld_op_moe_linear(t, a, &r, L->exp_down, &ys));
+    }
     TRY(ld_op_moe_combine(t, ys, gates, &r, &y));
     TRY(ld_op_reshape(t, y, 3, h->shape, out));
     if (!L->sh_gate) return LD_OK;
@@ -799,6 +845,48 @@ ld_lm_moe_stats ld_lm_moe_stats_of(const ld_lm *m) {
 }
 
 /* ---- accessors --------------------------------------------------------------------- */
+
+ld_status lm_set_expert_parallel(ld_lm *m, ld_comm *c) {
+    if (!m) return LD_ERR_INVALID_ARG;
+    m->ep = NULL, m->ep_lo = 0, m->ep_hi = m->cfg.n_experts;
+    if (!c) return LD_OK;
+    const int P = ld_comm_size(c), p = ld_comm_rank(c);
+    const int64_t E = m->cfg.n_experts;
+    if (E < 1 || !lm_family(m->cfg.family)->experts)
+        return ld_error(m->ctx, LD_ERR_INVALID_ARG, "expert parallelism: the model has no mixture-of-experts layers");
+    if (E % P)
+        return ld_error(m->ctx, LD_ERR_INVALID_ARG,
+                        "expert parallelism: %lld experts do not split evenly over %d ranks (need a divisor of the "
+                        "expert count)", (long long)E, P);
+    m->ep = c, m->ep_lo = E / P * p, m->ep_hi = E / P * (p + 1);
+    return LD_OK;
+}
+
+int64_t lm_expert_index(const ld_lm *m, const ld_tensor *x) {
+    for (int64_t l = 0; m->cfg.n_experts && l < m->cfg.n_layers; l++) {
+        const lm_layer *L = &m->layers[l];
+        for (int64_t e = 0; L->exp_gate && e < m->cfg.n_experts; e++)
+            if (L->exp_gate[e] == x || L->exp_up[e] == x || L->exp_down[e] == x) return e;
+    }
+    return -1;
+}
+
+ld_status lm_share_experts(ld_lm *m) {
+    if (!m || !m->ep) return LD_OK;
+    const int64_t El = m->ep_hi - m->ep_lo;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        const lm_layer *L = &m->layers[l];
+        for (int64_t e = 0; L->exp_gate && e < m->cfg.n_experts; e++) {
+            ld_tensor *x[3] = {L->exp_gate[e], L->exp_up[e], L->exp_down[e]};
+            for (int k = 0; k < 3; k++) {
+                ld_status st = ld_comm_bcast(m->ep, x[k]->data, ld_tensor_numel(x[k]), LD_COMM_F32, (int)(e / El));
+                if (st) return ld_error_wrap(m->ctx, st, "expert parallelism: gathering %s: ", x[k]->name);
+            }
+        }
+    }
+    ld_params_refresh_bf16(m->params);
+    return LD_OK;
+}
 
 ld_tensor *const *lm_expert_list(const ld_lm *m, const ld_tensor *t) {
     for (int64_t l = 0; m->cfg.n_experts && l < m->cfg.n_layers; l++) {

@@ -106,7 +106,22 @@ struct ld_lm {
     struct lm_lazy *lazy;        /* ld_lm_new_lazy: matrices' values generated when read (causal_lm.c) */
     ld_lm_moe_stats moe_stats;   /* the routers in the last training forward */
     ld_tensor *moe_loss;         /* that forward's weighted router losses ([1], on its tape), or NULL */
+    /* expert parallelism (lm_set_expert_parallel): the training forward sends each routed row
+     * to the rank of ep that holds its expert, and this rank computes experts [ep_lo, ep_hi) */
+    struct ld_comm *ep;
+    int64_t ep_lo, ep_hi;
 };
+
+/* Expert parallelism over the ranks of c (NULL: off): rank p of c computes experts
+ * [p E / P, (p + 1) E / P) of every layer for the rows every rank routes to them (docs/moe.md).
+ * E must be a multiple of P. Every rank's forward then takes part in two all-to-alls per MoE
+ * layer (four with backward), so the ranks of c run their forwards in lockstep. */
+ld_status lm_set_expert_parallel(ld_lm *m, struct ld_comm *c);
+/* Which expert x is a matrix of (0..E-1), or -1 when it is not an expert's matrix. */
+int64_t lm_expert_index(const ld_lm *m, const ld_tensor *x);
+/* Every rank of m's expert-parallel group gets every expert's values from the rank that
+ * computes it (a broadcast per matrix; collective): before writing the whole model. */
+ld_status lm_share_experts(ld_lm *m);
 
 /* Whether t is an RMSNorm / LayerNorm weight (Gemma's are stored as w - 1 in HF files). */
 bool lm_is_norm_weight(const ld_lm *m, const ld_tensor *t);

@@ -70,6 +70,16 @@ ld_status ld_nn_new_out(ld_tape *t, int ndim, const int64_t *shape, const ld_ten
 ld_node *ld_nn_record(ld_tape *t, const char *op, ld_backward_fn bw, ld_tensor *out, ld_tensor *i0, ld_tensor *i1,
                       ld_tensor *i2);
 
+/* Expert parallelism (docs/moe.md): out = the rows every rank of c sends this rank. x [.., C]
+ * holds send_rows[q] rows for each rank q of c, in rank order (more rows may follow, unused);
+ * out [sum of recv_rows, C] holds recv_rows[q] rows from each rank q in rank order (one zero
+ * row when nothing arrives). One MPI_Alltoallv; backward sends the rows' gradients back the
+ * same way (a collective too: with gradients on, every rank records the node). Every rank of
+ * c calls it alike; c must outlive the tape's backward. */
+struct ld_comm;
+ld_status ld_op_moe_exchange(ld_tape *t, const ld_tensor *x, struct ld_comm *c, const int64_t *send_rows,
+                             const int64_t *recv_rows, ld_tensor **out);
+
 /* Test hook: run a tape on a specific backend (ref or cpu). */
 void ld_tape_set_kernels(ld_tape *t, const ld_kernels *k);
 

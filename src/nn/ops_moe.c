@@ -15,6 +15,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/comm.h"
 #include "core/team.h"
 #include "nn/nn_internal.h"
 
@@ -446,5 +447,75 @@ ld_status ld_op_sigmoid_gate(ld_tape *t, const ld_tensor *x, const ld_tensor *s,
     ld_node *n = ld_nn_record(t, op, sigmoid_gate_bwd, *out_, (ld_tensor *)x, (ld_tensor *)s, NULL);
     if (!n && ((*out_)->flags & LD_TENSOR_NEEDS_GRAD)) return ld_ctx_status(t->ctx);
     if (n) n->i[0] = R, n->i[1] = N;
+    return LD_OK;
+}
+
+/* ---- expert parallelism: rows to the ranks that hold their experts, and back ------------ */
+
+/* dst's blocks = every rank's block of src for this rank: src is send_rows[q] rows for each
+ * rank q in rank order, dst recv_rows[q] rows from each q in rank order (rows of C floats). */
+static ld_status exchange_rows(ld_ctx *ctx, ld_comm *c, const float *src, const int64_t *send_rows,
+                               const int64_t *recv_rows, float *dst, int64_t C) {
+    const int P = ld_comm_size(c);
+    int64_t *a = ld_alloc(ctx, 4 * sizeof(int64_t) * (size_t)P);
+    if (!a) return ld_ctx_status(ctx);
+    int64_t *sc = a, *sd = a + P, *rc = a + 2 * P, *rd = a + 3 * P, so = 0, ro = 0;
+    for (int q = 0; q < P; q++) {
+        sc[q] = send_rows[q] * C, sd[q] = so, so += sc[q];
+        rc[q] = recv_rows[q] * C, rd[q] = ro, ro += rc[q];
+    }
+    ld_status st = ld_comm_alltoallv(c, src, sc, sd, dst, rc, rd, LD_COMM_F32);
+    ld_free(ctx, a);
+    return st;
+}
+
+/* the gradient goes back the way the rows came: dx[sent rows] += the rows' gradients from
+ * the ranks they went to */
+static void exchange_bwd(ld_tape *t, ld_node *n) {
+    ld_comm *c = n->saved[0];
+    const int64_t *send = n->saved[1], *recv = send + ld_comm_size(c); /* the forward's counts */
+    const int64_t C = n->i[0], rows_in = n->i[1];
+    float *dx = ld_tape_grad(t, n->in[0]);
+    float *tmp = ld_arena_alloc(t->grads, (size_t)(rows_in > 0 ? rows_in : 1) * (size_t)C * sizeof(float));
+    if (!tmp) return;
+    /* every rank takes part, also one whose input needs no gradient */
+    ld_status st = exchange_rows(t->ctx, c, n->out->grad->data, recv, send, tmp, C);
+    if (st) {
+        ld_error_wrap(t->ctx, st, "moe_exchange (backward): ");
+        return;
+    }
+    if (dx)
+        for (int64_t i = 0; i < rows_in * C; i++) dx[i] += tmp[i];
+}
+
+ld_status ld_op_moe_exchange(ld_tape *t, const ld_tensor *x, ld_comm *c, const int64_t *send_rows,
+                             const int64_t *recv_rows, ld_tensor **out_) {
+    static const char *op = "moe_exchange";
+    ld_status st;
+    if ((st = ld_nn_check_f32(t, op, "input", x))) return st;
+    if (!c || !send_rows || !recv_rows || !out_) return ld_error(t->ctx, LD_ERR_INVALID_ARG, "%s: NULL argument", op);
+    const int P = ld_comm_size(c);
+    const int64_t C = x->shape[x->ndim - 1], R = ld_tensor_numel(x) / (C > 0 ? C : 1);
+    int64_t rows_in = 0, rows_out = 0;
+    for (int q = 0; q < P; q++) {
+        if (send_rows[q] < 0 || recv_rows[q] < 0) return moe_error(t, op, "a negative row count");
+        rows_in += send_rows[q], rows_out += recv_rows[q];
+    }
+    if (rows_in > R) return moe_error(t, op, "the input has fewer rows than it sends");
+    /* nothing received still has one row's shape (zeros): [0, C] is not a tensor */
+    if ((st = ld_nn_new_out(t, 2, (int64_t[]){rows_out > 0 ? rows_out : 1, C}, x, NULL, NULL, out_))) return st;
+    /* every rank records the node alike (its backward is a collective too) */
+    if (t->grad_enabled) (*out_)->flags |= LD_TENSOR_NEEDS_GRAD;
+    float *y = (*out_)->data;
+    if (rows_out == 0) memset(y, 0, (size_t)C * sizeof(float));
+    if ((st = exchange_rows(t->ctx, c, x->data, send_rows, recv_rows, y, C))) return ld_error_wrap(t->ctx, st, "%s: ", op);
+    if (!((*out_)->flags & LD_TENSOR_NEEDS_GRAD)) return LD_OK;
+    int64_t *counts = ld_arena_alloc(t->act, 2 * (size_t)P * sizeof(int64_t));
+    if (!counts) return ld_ctx_status(t->ctx);
+    memcpy(counts, send_rows, (size_t)P * sizeof(int64_t));
+    memcpy(counts + P, recv_rows, (size_t)P * sizeof(int64_t));
+    ld_node *n = ld_nn_record(t, op, exchange_bwd, *out_, (ld_tensor *)x, NULL, NULL);
+    if (!n) return ld_ctx_status(t->ctx);
+    n->saved[0] = c, n->saved[1] = counts, n->i[0] = C, n->i[1] = rows_in;
     return LD_OK;
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/comm.h"
 #include "ld_test.h"
 #include "liandan/infer.h"
 #include "models/causal_lm_internal.h"
@@ -562,6 +563,67 @@ TEST(moe_round_trips_config_directory_and_gguf) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir_);
     CHECK(system(cmd) == 0);
+    ld_ctx_free(ctx);
+}
+
+/* The expert-parallel block (rows exchanged with the ranks holding the experts, one product
+ * per source rank and expert) over one rank equals the plain block: loss and every gradient.
+ * (2 ranks against 1 process: e2e_mpi_ep.) */
+TEST(moe_expert_parallel_one_rank_equals_plain) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_comm *world = NULL;
+    CHECK(ld_comm_world(ctx, &world) == LD_OK);
+    if (world && ld_comm_size(world) != 1) {
+        ld_comm_free(world);
+        ld_ctx_free(ctx);
+        SKIP("one rank only");
+    }
+    for (int qwen = 0; qwen < 2; qwen++) {
+        ld_lm_config c = moe_config(qwen);
+        ld_lm *m = NULL;
+        CHECK_STATUS(ctx, ld_lm_new(ctx, &c, 7, &m), LD_OK, NULL);
+        ld_params *p = ld_lm_params(m);
+        const int64_t n = ld_params_numel(p, true);
+        float *g0 = calloc((size_t)n, sizeof(float));
+        double loss[2] = {0, 0};
+        int32_t tg[NT];
+        for (int i = 0; i < NT; i++) tg[i] = ids_[(i + 3) % NT];
+        for (int ep = 0; ep < 2; ep++) {
+            CHECK(lm_set_expert_parallel(m, ep ? world : NULL) == LD_OK);
+            ld_tape *t = NULL;
+            CHECK(ld_tape_new(ctx, &t) == LD_OK);
+            ld_params_zero_grad(p);
+            ld_tensor *l = NULL;
+            CHECK_STATUS(ctx, ld_lm_forward(m, t, ids_, tg, 1, NT, NULL, &l), LD_OK, NULL);
+            CHECK(l && ld_tape_backward(t, l) == LD_OK);
+            loss[ep] = l ? ((float *)l->data)[0] : NAN;
+            double worst = 0;
+            for (int i = 0, off = 0; i < ld_params_count(p); i++) {
+                const ld_tensor *x = ld_params_at(p, i);
+                const float *g = x->grad->data;
+                for (int64_t j = 0; j < ld_tensor_numel(x); j++, off++)
+                    if (!ep) g0[off] = g[j];
+                    else worst = fmax(worst, fabs((double)g[j] - g0[off]));
+            }
+            CHECK_MSG(worst < 1e-6, "%s: expert-parallel gradients differ by %.3g", qwen ? "qwen2_moe" : "mixtral", worst);
+            ld_tape_free(t);
+        }
+        CHECK_MSG(fabs(loss[0] - loss[1]) < 1e-6, "loss %.7f plain, %.7f expert parallel", loss[0], loss[1]);
+        CHECK(lm_set_expert_parallel(m, NULL) == LD_OK);
+        CHECK(lm_expert_index(m, m->layers[1].exp_up[3]) == 3 && lm_expert_index(m, m->wte) == -1);
+        free(g0);
+        ld_lm_free(m);
+    }
+    /* a dense model has no experts to split */
+    ld_lm_config d = moe_config(false);
+    d.family = LD_FAMILY_MISTRAL, d.n_experts = d.n_experts_used = 0;
+    ld_lm *m = NULL;
+    CHECK_STATUS(ctx, ld_lm_new(ctx, &d, 7, &m), LD_OK, NULL);
+    CHECK(lm_set_expert_parallel(m, world) == LD_ERR_INVALID_ARG);
+    CHECK(strstr(ld_ctx_error(ctx), "no mixture-of-experts layers") != NULL);
+    ld_lm_free(m);
+    ld_comm_free(world);
     ld_ctx_free(ctx);
 }
 
