@@ -84,6 +84,8 @@ typedef struct ld_train_params {
     int64_t zero;            /* 1: ZeRO-1, each rank keeps the optimizer state of 1/ranks of the values */
     float dp_bucket_mb;      /* gradient all-reduce bucket size (MiB) */
     bool dp_no_overlap;      /* reduce after backward instead of during it (to measure what overlap gains) */
+    int64_t expert_parallel; /* > 1: a mixture of experts' experts split over groups of this many ranks
+                                (docs/moe.md); 0 or 1: every rank computes every expert */
 } ld_train_params;
 ld_train_params ld_train_default_params(void);
 
@@ -105,6 +107,9 @@ typedef struct ld_train_progress {
     int ranks;               /* data-parallel ranks (1 without MPI); tokens_per_s counts all of them */
     double comm_s;           /* this step: seconds from the first gradient bucket's reduction to the last's end */
     double comm_exposed_s;   /* of which backward was over (not overlapped), plus ZeRO-1's parameter gather */
+    double ep_s;             /* expert parallelism, this step: seconds this rank spent in the expert group's
+                                collectives (the token exchanges and the norm), and the bytes it handed to them */
+    int64_t ep_bytes;
 } ld_train_progress;
 typedef void (*ld_train_progress_fn)(void *user, const ld_train_progress *p);
 
@@ -206,6 +211,7 @@ typedef struct ld_train_job_info {
     double flops_per_token;       /* of a training step, for MFU */
     int threads;                  /* per rank */
     int rank, ranks;              /* data parallel under mpirun/srun (docs/scale-out.md); else 0 of 1 */
+    int expert_parallel;          /* > 1: the experts split over groups of this many ranks (docs/moe.md) */
     bool bf16;
     bool quantized_base;          /* the frozen base computes from its quantized matrices (QLoRA) */
     int64_t train_examples, val_examples, truncated; /* fine-tuning data, all stages; masked LM: sequences */

@@ -137,7 +137,7 @@ static ld_status write_main(ld_trainer *t, const char *dir) {
     snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
     if (!st && t->adapter) st = ld_ckpt_write_params(ctx, path, ld_adapter_params(t->adapter), NULL, 0);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if (!st && !t->zero) st = ld_ckpt_write_sets(ctx, path, t->sets, t->n_sets, t->opt, 1);
+    if (!st && !t->zero && !t->ep_comm) st = ld_ckpt_write_sets(ctx, path, t->sets, t->n_sets, t->opt, 1);
     snprintf(path, sizeof path, "%s/best.safetensors", dir);
     if (!st && t->best_weights && !isnan(t->best_metric)) st = best_io(t, path, false);
     char *js = st ? NULL : state_json(t);
@@ -160,12 +160,23 @@ ld_status ld_trainer_checkpoint(ld_trainer *t) {
     snprintf(final, sizeof final, "%s/%s", root, name);
     ld_dir_txn *tx = NULL;
     ld_status st = t->rank == 0 ? ld_dir_txn_begin(ctx, final, &tx) : LD_OK;
-    if ((st = ld_dist_agree(t, st, "starting a checkpoint"))) return st;
+    /* expert parallelism: rank 0 writes the whole model, every expert's values from its rank */
+    ld_status sh = ld_dist_share_experts(t); /* a collective: every rank, whatever st is */
+    if (!st) st = sh;
+    if ((st = ld_dist_agree(t, st, "starting a checkpoint"))) {
+        if (tx) ld_dir_txn_abort(tx);
+        return st;
+    }
     char dir[LD_TRAIN_PATH_MAX] = "";
     if (t->rank == 0) snprintf(dir, sizeof dir, "%s", ld_dir_txn_path(tx));
-    if (t->world > 1 && t->zero && (st = ld_comm_bcast(t->comm, dir, sizeof dir, LD_COMM_BYTE, 0))) return st;
+    if (t->world > 1 && (t->zero || t->ep_comm) && (st = ld_comm_bcast(t->comm, dir, sizeof dir, LD_COMM_BYTE, 0)))
+        return st;
     if (t->rank == 0) st = write_main(t, dir);
     if (!st && t->zero) st = ld_dist_write_optimizer(t, dir);
+    if (!st && t->ep_comm) { /* each rank's optimizer state: the dense values' and its own experts' */
+        snprintf(path, sizeof path, "%s/optimizer-ep-%05d-of-%05d.safetensors", dir, t->rank, t->world);
+        st = ld_ckpt_write_sets(ctx, path, t->sets, t->n_sets, t->opt, 1);
+    }
     st = ld_dist_agree(t, st, "writing a checkpoint");
     if (st) {
         if (tx) ld_dir_txn_abort(tx); /* nothing of a failed checkpoint stays behind */

@@ -23,11 +23,77 @@
 
 #define SHARDS_VERSION 1
 
+static bool keep_dense(void *user, const ld_tensor *x) {
+    return lm_expert_index(user, x) < 0;
+}
+static bool keep_expert(void *user, const ld_tensor *x) {
+    return lm_expert_index(user, x) >= 0;
+}
+
+/* Expert parallelism over groups of P = t->p.expert_parallel consecutive ranks: the group's
+ * communicator (and the one of the ranks holding the same experts), the model told which
+ * experts this rank computes, the others' frozen here, the optimizer made again for what
+ * still trains. After rank 0's values went to every rank. */
+static ld_status ep_setup(ld_trainer *t) {
+    ld_ctx *ctx = t->ctx;
+    const int P = (int)t->p.expert_parallel;
+    ld_status st;
+    if (t->p.zero) return ld_error(ctx, LD_ERR_UNSUPPORTED, "expert_parallel %d: not with zero (ZeRO-1) yet", P);
+    if (t->adapter || !t->base_trainable)
+        return ld_error(ctx, LD_ERR_UNSUPPORTED, "expert_parallel %d: trains a model's own experts, not an adapter", P);
+    if (t->p.early_stopping > 0)
+        return ld_error(ctx, LD_ERR_UNSUPPORTED, "expert_parallel %d: not with early_stopping yet (each rank keeps "
+                        "only its own experts' best values)", P);
+    if ((st = ld_comm_split(t->comm, t->rank / P, t->rank, &t->ep_comm))) return st;
+    if (t->world > P && (st = ld_comm_split(t->comm, t->rank % P, t->rank, &t->ep_dp))) return st;
+    if ((st = lm_set_expert_parallel(t->m, t->ep_comm))) return st;
+    const int n = ld_params_count(t->params);
+    if (!(t->ep_is_expert = ld_calloc(ctx, (size_t)n + 1, 1)) ||
+        !(t->ep_frozen = ld_calloc(ctx, (size_t)n + 1, sizeof *t->ep_frozen)))
+        return ld_ctx_status(ctx);
+    for (int i = 0; i < n; i++) {
+        ld_tensor *x = ld_params_at(t->params, i);
+        int64_t e = lm_expert_index(t->m, x);
+        t->ep_is_expert[i] = e >= 0;
+        if (e >= 0 && (e < t->m->ep_lo || e >= t->m->ep_hi) && (x->flags & LD_TENSOR_TRAINABLE)) {
+            x->flags &= ~(uint32_t)LD_TENSOR_TRAINABLE;
+            t->ep_frozen[t->n_ep_frozen++] = x;
+        }
+    }
+    ld_adamw_free(t->opt), t->opt = NULL;
+    if ((st = ld_adamw_new(t->sets[0], &t->p.optim, &t->opt))) return st;
+    t->n_trainable = ld_params_numel(t->params, true);
+    return LD_OK;
+}
+
+void ld_dist_ep_free(ld_trainer *t) {
+    for (int i = 0; i < t->n_ep_frozen; i++) t->ep_frozen[i]->flags |= LD_TENSOR_TRAINABLE;
+    if (t->ep_comm && t->m) lm_set_expert_parallel(t->m, NULL);
+    ld_grad_sync_free(t->gs_exp);
+    ld_comm_free(t->ep_dp);
+    ld_comm_free(t->ep_comm);
+    ld_free(t->ctx, t->ep_frozen);
+    ld_free(t->ctx, t->ep_is_expert);
+    t->gs_exp = NULL, t->ep_dp = t->ep_comm = NULL, t->ep_frozen = NULL, t->ep_is_expert = NULL, t->n_ep_frozen = 0;
+}
+
+ld_status ld_dist_share_experts(ld_trainer *t) {
+    return t && t->ep_comm ? lm_share_experts(t->m) : LD_OK;
+}
+
 ld_status ld_trainer_set_comm(ld_trainer *t, ld_comm *comm) {
     if (!t || !comm) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = t->ctx;
     if (t->comm) return ld_error(ctx, LD_ERR_STATE, "data parallel: the trainer already has its ranks");
     t->comm = comm, t->rank = ld_comm_rank(comm), t->world = ld_comm_size(comm);
+    const int64_t P = t->p.expert_parallel;
+    if (P > 1 && (!t->m || t->m->cfg.n_experts < 1))
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "expert_parallel %lld: the model has no mixture-of-experts layers",
+                        (long long)P);
+    if (P > 1 && t->world % P)
+        return ld_error(ctx, LD_ERR_INVALID_ARG,
+                        "expert_parallel %lld needs a multiple of %lld ranks (this run has %d; start it with mpirun -np "
+                        "N)", (long long)P, (long long)P, t->world);
     if (t->world == 1) return LD_OK;
     ld_status st = LD_OK;
     /* one starting point: rank 0's trainable values */
@@ -41,6 +107,16 @@ ld_status ld_trainer_set_comm(ld_trainer *t, ld_comm *comm) {
     if (st) return ld_error_wrap(ctx, st, "data parallel: sending rank 0's parameters: ");
     float mb = t->p.dp_bucket_mb > 0 ? t->p.dp_bucket_mb : 25.0f;
     size_t bucket = (size_t)((double)mb * 1048576.0);
+    if (P > 1) { /* the dense gradients over every rank, the experts' over the ranks holding them */
+        if ((st = ep_setup(t))) return st;
+        if ((st = ld_grad_sync_new_only(ctx, comm, t->sets, t->n_sets, bucket, !t->p.dp_no_overlap, keep_dense, t->m,
+                                        &t->gs)))
+            return st;
+        if (t->ep_dp && (st = ld_grad_sync_new_only(ctx, t->ep_dp, t->sets, t->n_sets, bucket, false, keep_expert, t->m,
+                                                    &t->gs_exp)))
+            return st;
+        return LD_OK;
+    }
     if ((st = ld_grad_sync_new(ctx, comm, t->sets, t->n_sets, bucket, !t->p.dp_no_overlap, &t->gs))) return st;
     if (t->p.zero) {
         const int64_t *b = ld_grad_sync_bounds(t->gs);
@@ -351,6 +427,13 @@ ld_status ld_dist_read_optimizer(ld_trainer *t, const char *dir) {
     }
     if (st != LD_ERR_NOT_FOUND) return st;
     ld_ctx_clear_error(ctx);
+    if (t->ep_comm) { /* expert parallelism: this rank's own file, written by the same layout of ranks */
+        snprintf(path, sizeof path, "%s/optimizer-ep-%05d-of-%05d.safetensors", dir, t->rank, t->world);
+        if ((st = ld_ckpt_read_sets(ctx, path, t->sets, t->n_sets, t->opt, 1)))
+            return ld_error_wrap(ctx, st, "an expert-parallel run resumes a checkpoint of the same ranks and "
+                                 "expert_parallel (%d, %lld): ", t->world, (long long)t->p.expert_parallel);
+        return LD_OK;
+    }
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
     if (!t->zero) return ld_ckpt_read_sets(ctx, path, t->sets, t->n_sets, t->opt, 1);
     slice_args a = {.t = t, .path = path};

@@ -53,6 +53,12 @@ void ld_grad_sync_free(ld_grad_sync *g) {
 
 ld_status ld_grad_sync_new(ld_ctx *ctx, ld_comm *comm, ld_params *const *sets, int n_sets, size_t bucket_bytes,
                            bool overlap, ld_grad_sync **out) {
+    return ld_grad_sync_new_only(ctx, comm, sets, n_sets, bucket_bytes, overlap, NULL, NULL, out);
+}
+
+ld_status ld_grad_sync_new_only(ld_ctx *ctx, ld_comm *comm, ld_params *const *sets, int n_sets, size_t bucket_bytes,
+                                bool overlap, bool (*keep)(void *user, const ld_tensor *x), void *keep_user,
+                                ld_grad_sync **out) {
     if (!comm || !sets || n_sets < 1 || n_sets > 4 || !out) return LD_ERR_INVALID_ARG;
     *out = NULL;
     ld_grad_sync *g = ld_calloc(ctx, 1, sizeof *g);
@@ -68,7 +74,7 @@ ld_status ld_grad_sync_new(ld_ctx *ctx, ld_comm *comm, ld_params *const *sets, i
     for (int s = 0; s < n_sets; s++)
         for (int i = 0; i < ld_params_count(sets[s]); i++) {
             ld_tensor *x = ld_params_at(sets[s], i);
-            if (!(x->flags & LD_TENSOR_TRAINABLE) || !x->grad) continue;
+            if (!(x->flags & LD_TENSOR_TRAINABLE) || !x->grad || (keep && !keep(keep_user, x))) continue;
             g->p[g->n_p++] = (gs_param){.x = x, .off = g->n, .n = ld_tensor_numel(x), .first_use = -1};
             g->n += ld_tensor_numel(x);
         }

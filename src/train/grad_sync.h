@@ -32,6 +32,12 @@ typedef struct ld_grad_sync_stats {
  * sets must outlive it. */
 ld_status ld_grad_sync_new(ld_ctx *ctx, ld_comm *comm, ld_params *const *sets, int n_sets, size_t bucket_bytes,
                            bool overlap, ld_grad_sync **out);
+/* The same over only the trainable parameters for which keep(keep_user, x) is true (expert
+ * parallelism: the dense parameters over every rank, the experts over the ranks that hold the
+ * same ones). */
+ld_status ld_grad_sync_new_only(ld_ctx *ctx, ld_comm *comm, ld_params *const *sets, int n_sets, size_t bucket_bytes,
+                                bool overlap, bool (*keep)(void *user, const ld_tensor *x), void *keep_user,
+                                ld_grad_sync **out);
 void ld_grad_sync_free(ld_grad_sync *g);
 /* Before the backward of a step's last micro-batch (the forward is on tape): finds each
  * parameter's first use and hooks the tape (with overlap). */

@@ -482,6 +482,7 @@ ld_status ld_train_job_new(ld_ctx *ctx, ld_job_kind kind, const char *text, size
                                : ld_encoder_train_flops_per_token(&in->encoder, c->train.seq_len, 0.15);
     in->threads = ld_ctx_threads(ctx);
     in->rank = ld_comm_rank(j->comm), in->ranks = ld_comm_size(j->comm);
+    in->expert_parallel = j->t->ep_comm ? (int)c->train.expert_parallel : 0;
     in->bf16 = c->train.bf16;
     in->out_dir = j->cfg.out_dir;
     if (j->teacher) {
@@ -580,9 +581,9 @@ static ld_status save_outputs(ld_train_job *j, const char *dir, char *main, size
     snprintf(model_dir, sizeof model_dir, "%s/model", dir);
     snprintf(adapter_dir, sizeof adapter_dir, "%s/adapter", dir);
     bool full = !j->adapter || ld_adapter_config_of(j->adapter)->method == LD_ADAPTER_NONE;
-    ld_status st = LD_OK;
+    ld_status st = ld_dist_share_experts(j->t); /* expert parallelism: rank 0 gets every expert */
     if (main) snprintf(main, cap, "%s", full ? model_dir : adapter_dir);
-    if (ld_comm_rank(j->comm) == 0) { /* data parallel: every rank holds the same weights; rank 0 writes them */
+    if (!st && ld_comm_rank(j->comm) == 0) { /* data parallel: every rank holds the same weights; rank 0 writes them */
         if (full) st = save_model(j, model_dir);
         if (!st && j->adapter && (st = ld_adapter_save(j->adapter, adapter_dir)))
             st = ld_error_wrap(j->ctx, st, "saving the adapter: ");

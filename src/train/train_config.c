@@ -20,6 +20,7 @@
  *            "max_examples": 0}                          (fine-tuning)
  *   "stages": [{"name": "...", "data": {...}, "max_steps": ...}, ...],
  *   "zero": 0, "dp_bucket_mb": 25, "dp_overlap": true      (data parallel under mpirun: docs/scale-out.md)
+ *   "expert_parallel": 0                                  (a mixture of experts' experts split over ranks: docs/moe.md)
  *   "continual": {"replay": 0, "regularizer": "none" | "l2sp" | "ewc", "lambda": 1,
  *                 "fisher_batches": 8, "adapter_per_stage": false}  (continual learning)
  * }
@@ -40,7 +41,7 @@ static const char *const known_keys[] = {
     "out_dir", "sample_every", "sample_prompts", "sample_tokens", "threads", "init_from", "teacher", "temperature",
     "alpha", "objective", "mask_prob", "whole_word", "bucket",
     "peak_gflops", "base", "method", "lora", "prompt", "head", "data", "epochs", "early_stopping", "stages",
-    "continual", "name", "zero", "dp_bucket_mb", "dp_overlap", NULL};
+    "continual", "name", "zero", "dp_bucket_mb", "dp_overlap", "expert_parallel", NULL};
 static const char *const continual_keys[] = {"replay", "regularizer", "lambda", "fisher_batches", "adapter_per_stage", NULL};
 static const char *const lora_keys[] = {"rank", "alpha", "dropout", "targets", NULL};
 static const char *const prompt_keys[] = {"virtual_tokens", "per_layer", NULL};
@@ -370,6 +371,7 @@ ld_status ld_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const
     get_i64(&r, "log_every", &p->log_every, 1, 1 << 20);
     get_f32(&r, "spike_factor", &p->spike_factor, 0, 1e6);
     get_i64(&r, "zero", &p->zero, 0, 1);
+    get_i64(&r, "expert_parallel", &p->expert_parallel, 0, 4096);
     get_f32(&r, "dp_bucket_mb", &p->dp_bucket_mb, 0.001, 1 << 20);
     bool overlap = !p->dp_no_overlap;
     get_bool(&r, "dp_overlap", &overlap);

@@ -150,6 +150,7 @@ ld_status ld_trainer_new_mlm(ld_encoder *e, const ld_train_params *p, ld_mlm_sou
 
 void ld_trainer_free(ld_trainer *t) {
     if (!t) return;
+    ld_dist_ep_free(t);
     ld_grad_sync_free(t->gs);
     ld_tape_free(t->tape);
     ld_adamw_free(t->opt);
@@ -249,12 +250,13 @@ ld_status ld_trainer_evaluate(ld_trainer *t, const ld_batch_source *src, const c
     double sum = 0, right = 0;
     int64_t counted_all = 0;
     int64_t tokens = t->step_tokens;
+    int64_t ran = 0;
     for (int64_t i = 0; i < n && !st; i++) {
         ld_tape_reset(t->tape);
         ld_tensor *l = NULL, *lg = NULL;
         int64_t counted = 0;
         /* data parallel: rank r evaluates batches r, r + ranks, ... (every rank reads them all) */
-        if (!(st = load_batch(t, src)) && i % t->world == t->rank) st = batch_loss(t, &l, &lg, &counted);
+        if (!(st = load_batch(t, src)) && i % t->world == t->rank) st = batch_loss(t, &l, &lg, &counted), ran++;
         else if (!st) continue;
         if (st) break;
         sum += (double)((float *)l->data)[0] * (double)counted;
@@ -267,6 +269,13 @@ ld_status ld_trainer_evaluate(ld_trainer *t, const ld_batch_source *src, const c
                 if (row[c] > row[best]) best = c;
             right += best == t->batch.labels[r];
         }
+    }
+    /* expert parallelism: each forward is a collective of the group, so a rank dealt fewer
+     * batches runs its last one again and drops the result */
+    for (int64_t most = (n + t->world - 1) / t->world; !st && t->ep_comm && ran < most; ran++) {
+        ld_tensor *l = NULL;
+        ld_tape_reset(t->tape);
+        st = batch_loss(t, &l, NULL, NULL);
     }
     t->teacher = teacher;
     t->step_tokens = tokens;
@@ -404,6 +413,8 @@ static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
     if (pr->ranks > 1)
         fprintf(t->metrics, ",\"ranks\":%d,\"comm_s\":%.6f,\"comm_exposed_s\":%.6f", pr->ranks, pr->comm_s,
                 pr->comm_exposed_s);
+    if (t->ep_comm)
+        fprintf(t->metrics, ",\"ep_s\":%.6f,\"ep_bytes\":%lld", pr->ep_s, (long long)pr->ep_bytes);
     fprintf(t->metrics, "}\n");
     fflush(t->metrics);
 }
@@ -429,6 +440,23 @@ ld_status ld_trainer_set_teacher(ld_trainer *t, ld_teacher *teacher, float tempe
     return LD_OK;
 }
 
+/* Expert parallelism: the global gradient norm (times scale). Every rank holds the same dense
+ * gradients and its own experts' sums, so the experts' squares are summed over the group. */
+static ld_status ep_grad_norm(ld_trainer *t, float scale, double *norm) {
+    double ss[2] = {0, 0}; /* dense, experts */
+    for (int i = 0; i < ld_params_count(t->params); i++) {
+        ld_tensor *x = ld_params_at(t->params, i);
+        if (!(x->flags & LD_TENSOR_TRAINABLE) || !x->grad) continue;
+        const float *g = x->grad->data;
+        double s = 0;
+        for (int64_t j = 0, n = ld_tensor_numel(x); j < n; j++) s += (double)g[j] * g[j];
+        ss[t->ep_is_expert[i]] += s;
+    }
+    ld_status st = ld_comm_allreduce(t->ep_comm, ss + 1, 1, LD_COMM_F64, LD_COMM_SUM);
+    *norm = sqrt(ss[0] + ss[1]) * fabs((double)scale);
+    return st;
+}
+
 /* One optimizer step over grad_accum x ranks micro-batches of the sample stream: every rank
  * reads all of them in order (so the stream, and the run, do not depend on the rank count) and
  * computes its own grad_accum of them, rank r the ones at [r * grad_accum, (r + 1) * grad_accum);
@@ -439,6 +467,7 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
     for (int i = 0; i < t->n_sets; i++) ld_params_zero_grad(t->sets[i]);
     double loss_sum = 0;
     ld_grad_sync_stats s0 = ld_grad_sync_stats_get(t->gs);
+    ld_comm_stats e0 = t->ep_comm ? ld_comm_stats_get(t->ep_comm) : (ld_comm_stats){0};
     for (int64_t a = 0; a < M; a++) {
         ld_status st;
         if (a < mine || a >= mine + A) { /* another rank's micro-batch: read past it */
@@ -454,12 +483,14 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
         st = load_batch(t, &t->train);
         if (!st) st = batch_loss(t, &loss, NULL, NULL);
         if (!st && t->gs && a == mine + A - 1) st = ld_grad_sync_arm(t->gs, t->tape);
+        if (!st && t->gs_exp && a == mine + A - 1) st = ld_grad_sync_arm(t->gs_exp, t->tape);
         if (!st) st = ld_tape_backward(t->tape, loss);
         if (st) return st;
         loss_sum += ((float *)loss->data)[0];
     }
     if (t->gs) { /* the gradient sum and the loss over every rank's micro-batches */
         ld_status st = ld_grad_sync_finish(t->gs, t->tape);
+        if (!st && t->gs_exp) st = ld_grad_sync_finish(t->gs_exp, NULL);
         double r[2] = {loss_sum, (double)t->step_tokens};
         if (!st) st = ld_comm_allreduce(t->comm, r, 2, LD_COMM_F64, LD_COMM_SUM);
         if (st) return st;
@@ -468,6 +499,11 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
     double loss = loss_sum / (double)M + apply_anchor(t, (float)M);
     float lr = ld_lr_at(&t->p.schedule, t->step);
     pr->loss = loss, pr->lr = lr, pr->skipped = false, pr->note = NULL;
+    double ep_norm = 0;
+    if (t->ep_comm) {
+        ld_status st = ep_grad_norm(t, 1.0f / (float)M, &ep_norm);
+        if (st) return st;
+    }
     if (!isfinite(loss)) {
         pr->skipped = true, pr->note = "loss is not finite: update skipped";
         pr->grad_norm = NAN;
@@ -476,9 +512,16 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
         pr->skipped = true, pr->note = "loss spike: update skipped";
         double ss = 0;
         for (int i = 0; i < t->n_sets; i++) ss += pow(ld_params_grad_norm(t->sets[i], 1.0f / (float)M), 2);
-        pr->grad_norm = sqrt(ss);
+        pr->grad_norm = t->ep_comm ? ep_norm : sqrt(ss);
+    } else if (t->ep_comm && !isfinite(ep_norm)) { /* the norm every rank computed alike */
+        pr->skipped = true, pr->note = "gradient norm is not finite: update skipped";
+        pr->grad_norm = ep_norm;
     } else {
-        ld_status st = ld_adamw_step(t->opt, lr, 1.0f / (float)M, &pr->grad_norm);
+        /* expert parallelism: the clipping factor of the norm over every rank's experts */
+        float scale = 1.0f / (float)M, max = t->p.optim.max_grad_norm;
+        if (t->ep_comm && max > 0 && ep_norm > max) scale *= (float)(max / ep_norm);
+        ld_status st = ld_adamw_step(t->opt, lr, scale, &pr->grad_norm);
+        if (t->ep_comm) pr->grad_norm = ep_norm;
         if (st == LD_ERR_NUMERIC) { /* every rank holds the same gradients: all skip alike */
             ld_ctx_clear_error(t->ctx);
             pr->skipped = true, pr->note = "gradient norm is not finite: update skipped";
@@ -494,6 +537,10 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
     pr->ranks = t->world;
     pr->comm_s = s1.reduce_s - s0.reduce_s + s1.gather_s - s0.gather_s;
     pr->comm_exposed_s = s1.exposed_s - s0.exposed_s + s1.gather_s - s0.gather_s;
+    if (t->ep_comm) {
+        ld_comm_stats e1 = ld_comm_stats_get(t->ep_comm);
+        pr->ep_s = e1.wait_s - e0.wait_s, pr->ep_bytes = e1.bytes - e0.bytes;
+    }
     t->step++;
     return LD_OK;
 }

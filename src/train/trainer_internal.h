@@ -51,7 +51,22 @@ struct ld_trainer {
     int rank, world;
     struct ld_grad_sync *gs;            /* world > 1 */
     bool zero;                          /* ZeRO-1: the optimizer holds state for this rank's range only */
+    /* expert parallelism (t->p.expert_parallel > 1, dist.c): each group of that many consecutive
+     * ranks splits every MoE layer's experts; a rank trains only its own (the others' are frozen
+     * here: no gradient, no optimizer state), its dense parameters are data parallel */
+    ld_comm *ep_comm;                   /* owned: this rank's expert-parallel group, or NULL */
+    ld_comm *ep_dp;                     /* owned: the ranks holding the same experts (NULL: just this one) */
+    struct ld_grad_sync *gs_exp;        /* the experts' gradient sums over ep_dp */
+    ld_tensor **ep_frozen;              /* the other ranks' experts, frozen here (thawed by ld_trainer_free) */
+    int n_ep_frozen;
+    uint8_t *ep_is_expert;              /* per parameter of t->params: 1 = an expert's matrix */
 };
+
+/* Expert parallelism: every rank of the group gets every expert's current values (collective;
+ * before the whole model is written). Nothing without expert parallelism. */
+ld_status ld_dist_share_experts(ld_trainer *t);
+/* Undoes the expert-parallel set-up (the frozen experts train again, the model computes all). */
+void ld_dist_ep_free(ld_trainer *t);
 
 /* Data parallel over comm (not owned, outlives t; size 1 changes nothing): rank 0's trainable
  * values go to every rank, gradients are reduced in buckets (t->p.dp_bucket_mb, overlapped with
