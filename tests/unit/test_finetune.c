@@ -401,6 +401,7 @@ TEST(job_config_errors_name_the_key) {
         {"[]", "expected a JSON object"},
         {"{\"base\": \"x\", \"continual\": {\"regularizer\": \"si\"}}", "continual.regularizer 'si' is not none, l2sp or ewc"},
         {"{\"base\": \"x\", \"stages\": []}", "'stages' must be a list of 1..16 objects"},
+        {"{\"base\": \"x\", \"expert_parallel\": -1}", "'expert_parallel' must be an integer in 0..4096"},
         {"{\"base\": \"x\", \"stages\": [{\"lora\": {\"rank\": -1}}]}", "stages[0]: 'lora.rank' must be an integer"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
