@@ -627,6 +627,64 @@ TEST(moe_expert_parallel_one_rank_equals_plain) {
     ld_ctx_free(ctx);
 }
 
+/* The exchange on one rank: the rows it sends come back as its output, the gradient of each
+ * sent row is its output row's (central differences), unsent rows get none; bad counts are
+ * errors naming the op. */
+TEST(moe_exchange_gradient_and_bad_counts) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_comm *world = NULL;
+    CHECK(ld_comm_world(ctx, &world) == LD_OK);
+    if (world && ld_comm_size(world) != 1) {
+        ld_comm_free(world);
+        ld_ctx_free(ctx);
+        SKIP("one rank only");
+    }
+    ld_params *p = NULL;
+    ld_tensor *x = NULL;
+    CHECK(ld_params_new(ctx, &p) == LD_OK);
+    ld_params_add(p, "x", 2, (int64_t[]){3, 2}, true, &x);
+    const float r[4] = {0.5f, -1.5f, 2.0f, 0.25f};
+    for (int i = 0; i < 6; i++) ((float *)x->data)[i] = 0.1f * (float)(i + 1);
+    ld_tape *t = NULL;
+    CHECK(ld_tape_new(ctx, &t) == LD_OK);
+    const int64_t two[1] = {2};
+    double loss_at[2];
+    for (int pass = 0; pass < 3; pass++) { /* 0: backward; 1, 2: x[1][0] -/+ eps */
+        ld_tape_reset(t);
+        if (pass) ((float *)x->data)[2] = 0.3f + (pass == 1 ? -1e-2f : 1e-2f);
+        ld_tensor *y = NULL, *w = NULL, *flat = NULL, *l = NULL;
+        CHECK(ld_op_moe_exchange(t, x, world, two, two, &y) == LD_OK);
+        CHECK(y && y->shape[0] == 2 && !memcmp(y->data, x->data, 4 * sizeof(float)));
+        ld_tape_tensor(t, 2, (int64_t[]){1, 4}, &w);
+        memcpy(w->data, r, sizeof r);
+        CHECK(ld_op_reshape(t, y, 2, (int64_t[]){1, 4}, &flat) == LD_OK);
+        CHECK(ld_op_linear(t, flat, w, NULL, false, &l) == LD_OK);
+        CHECK(ld_op_reshape(t, l, 1, (int64_t[]){1}, &l) == LD_OK);
+        if (!pass) {
+            ld_params_zero_grad(p);
+            CHECK(ld_tape_backward(t, l) == LD_OK);
+            const float *g = x->grad->data;
+            for (int i = 0; i < 4; i++) CHECK_MSG(fabsf(g[i] - r[i]) < 1e-6f, "dx[%d] %g, want %g", i, g[i], r[i]);
+            CHECK(g[4] == 0 && g[5] == 0); /* the row not sent */
+        } else {
+            loss_at[pass - 1] = ((float *)l->data)[0];
+        }
+    }
+    const double num = (loss_at[1] - loss_at[0]) / 2e-2;
+    CHECK_MSG(fabs(num - r[2]) < 1e-3, "central difference %.5f, analytic %.5f", num, (double)r[2]);
+    ld_tensor *y = NULL;
+    CHECK(ld_op_moe_exchange(t, x, world, (int64_t[]){4}, (int64_t[]){4}, &y) == LD_ERR_SHAPE);
+    CHECK(strstr(ld_ctx_error(ctx), "moe_exchange: the input has fewer rows than it sends") != NULL);
+    CHECK(ld_op_moe_exchange(t, x, world, (int64_t[]){-1}, two, &y) == LD_ERR_SHAPE);
+    CHECK(strstr(ld_ctx_error(ctx), "moe_exchange: a negative row count") != NULL);
+    CHECK(ld_op_moe_exchange(t, x, world, two, (int64_t[]){1}, &y) != LD_OK); /* one rank: sends 2 to itself, expects 1 */
+    ld_tape_free(t);
+    ld_params_free(p);
+    ld_comm_free(world);
+    ld_ctx_free(ctx);
+}
+
 TEST(mixtral_bad_configs_are_named) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
