@@ -289,8 +289,27 @@ int ld_cli_eval_mlm(int argc, char **argv) {
 
 static const char *const task_names[] = {"deeploc", "deeploc-membrane", "ss3", NULL}; /* ld_protein_task order */
 
+/* --layers: "last", "all" or comma-separated layer numbers 0..L -> ld_encoder_embed_layers' bits. */
+static bool parse_layers(const char *s, int64_t L, uint64_t *out, char *why, size_t cap) {
+    *out = 0;
+    if (L > 62) return snprintf(why, cap, "--layers: a model of %lld layers is more than this option reads", (long long)L), false;
+    if (!strcmp(s, "last")) return *out = (uint64_t)1 << L, true;
+    if (!strcmp(s, "all")) return *out = ((uint64_t)1 << (L + 1)) - 1, true;
+    for (const char *p = s;;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > L || (*end && *end != ',')) {
+            snprintf(why, cap, "--layers '%s': want last, all or layer numbers 0..%lld separated by commas", s, (long long)L);
+            return false;
+        }
+        *out |= (uint64_t)1 << v;
+        if (!*end) return true;
+        p = end + 1;
+    }
+}
+
 int ld_cli_eval_probe(int argc, char **argv) {
-    const char *data = NULL;
+    const char *data = NULL, *layers_arg = "last";
     int threads = 0, task_i = 0, pooling = LD_POOL_MEAN, iters = 300;
     int64_t max_train = -1, max_test = 0, max_len = 512;
     ld_cli_list pos = {0};
@@ -306,6 +325,9 @@ int ld_cli_eval_probe(int argc, char **argv) {
         LD_CLI_INT64("max-len", 0, &max_len, 3, 1 << 20, "N", "tokens per sequence, specials included"),
         LD_CLI_ENUM("pooling", 0, &pooling, pooling_names, "sequence tasks: how residues become one vector"),
         LD_CLI_INT("iters", 0, &iters, 1, 100000, "N", "Adam steps of the regression"),
+        {.name = "layers", .type = LD_CLI_T_STRING, .dest.s = &layers_arg, .arg = "LIST", .def = "last",
+         .help = "the model's features: last (final hidden states), all, or layer numbers (0 = embeddings, 1..L "
+                 "after each block) read side by side, e.g. 0,3"},
         LD_CLI_THREADS(&threads),
         LD_CLI_END,
     };
@@ -332,6 +354,12 @@ int ld_cli_eval_probe(int argc, char **argv) {
         return ld_cli_parse_free(&spec), rc0;
     }
     if (m && p.max_len > ld_encoder_config_of(m)->max_position) p.max_len = ld_encoder_config_of(m)->max_position;
+    char why[256];
+    if (m && !parse_layers(layers_arg, ld_encoder_config_of(m)->n_layers, &p.layers, why, sizeof why)) {
+        fprintf(stderr, "liandan eval probe: %s\n", why);
+        ld_encoder_free(m), ld_tokenizer_free(tok), ld_ctx_free(ctx);
+        return ld_cli_parse_free(&spec), 2;
+    }
     ld_probe_report r;
     int rc = 0;
     fprintf(stderr, "liandan eval probe: %s on %s%s...\n", task_name, data, m ? " (baselines and the model)" : " (baselines)");
@@ -342,11 +370,12 @@ int ld_cli_eval_probe(int argc, char **argv) {
                unit, (long long)r.n_classes);
         printf("  majority class          %.4f\n", r.majority);
         printf("  %-24s%.4f\n", r.baseline_name, r.baseline);
-        if (m) printf("  model (%s%s)%*s%.4f\n", task == LD_PROBE_SS3 ? "per residue" : ld_pooling_name(pool),
-                      task == LD_PROBE_SS3 ? "" : " pooled", task == LD_PROBE_SS3 ? 5 : 6, "", r.model);
+        if (m) printf("  model (%s%s, layers %s)  %.4f\n", task == LD_PROBE_SS3 ? "per residue" : ld_pooling_name(pool),
+                      task == LD_PROBE_SS3 ? "" : " pooled", layers_arg, r.model);
         printf("{\"task\": \"%s\", \"train\": %lld, \"test\": %lld, \"majority\": %.6f, \"baseline\": %.6f, \"model\": %.6f, "
-               "\"seconds\": %.1f}\n",
-               task_name, (long long)r.n_train, (long long)r.n_test, r.majority, r.baseline, m ? r.model : -1.0, r.seconds);
+               "\"layers\": \"%s\", \"seconds\": %.1f}\n",
+               task_name, (long long)r.n_train, (long long)r.n_test, r.majority, r.baseline, m ? r.model : -1.0,
+               m ? layers_arg : "", r.seconds);
     }
     ld_tokenizer_free(tok);
     ld_encoder_free(m);

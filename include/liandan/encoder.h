@@ -166,6 +166,16 @@ ld_status ld_encoder_embed(ld_encoder *m, const int32_t *const *seqs, const int6
                            bool normalize, float *out);
 /* Final hidden states out[n, C] of one input row of n tokens (per-token features). */
 ld_status ld_encoder_hidden(ld_encoder *m, const int32_t *ids, int64_t n, float *out);
+/* Features of several layers (linear probes): bit l of `layers` picks layer l — 0 the
+ * embeddings (the first block's input), 1..L-1 the residual stream after block l, L (the
+ * model's layer count) the final hidden states (after esm's final LayerNorm: what
+ * ld_encoder_embed and ld_encoder_hidden return). Each output row holds the chosen layers'
+ * vectors side by side in layer order: out[n, k * C] for k chosen layers. Bits above L or
+ * none at all are LD_ERR_INVALID_ARG. */
+ld_status ld_encoder_embed_layers(ld_encoder *m, const int32_t *const *seqs, const int64_t *lens, int64_t n,
+                                  ld_pooling mode, uint64_t layers, float *out);
+/* The same per token of one input row of n tokens: out[n, k * C]. */
+ld_status ld_encoder_hidden_layers(ld_encoder *m, const int32_t *ids, int64_t n, uint64_t layers, float *out);
 /* The k most likely tokens at every position of ids holding mask_id: positions[n_masks],
  * top_ids / top_probs [n_masks, k] (probabilities under the softmax over the vocabulary), at
  * most cap_masks masks. */

@@ -41,6 +41,8 @@ typedef struct ld_probe_task_params {
     int64_t max_train, max_test; /* sequences used (0 = all) */
     int64_t max_len;             /* tokens per sequence, specials included (512) */
     ld_pooling pooling;          /* sequence tasks: how residues become one vector (mean) */
+    uint64_t layers;             /* the encoder's layers whose features are read, side by side (bits as
+                                  * ld_encoder_embed_layers'); 0 = the final hidden states only */
     ld_logreg_params fit;
 } ld_probe_task_params;
 ld_probe_task_params ld_probe_task_default_params(ld_protein_task task);

@@ -216,7 +216,13 @@ static ld_status read_task(ld_ctx *ctx, const char *path, const ld_probe_task_pa
 static ld_status features(ld_ctx *ctx, ld_encoder *m, const ld_tokenizer *tok, const probe_data *d,
                           const ld_probe_task_params *p, float **X, int32_t **y, bool **te, int64_t *rows, int64_t *dim) {
     bool ss3 = p->task == LD_PROBE_SS3;
-    int64_t D = m ? ld_encoder_config_of(m)->hidden_size : 21, R = 0;
+    uint64_t layers = 0;
+    int64_t D = 21, R = 0;
+    if (m) {
+        const ld_encoder_config *c = ld_encoder_config_of(m);
+        layers = p->layers ? p->layers : (uint64_t)1 << c->n_layers;
+        D = c->hidden_size * __builtin_popcountll(layers);
+    }
     for (int64_t i = 0; i < d->n; i++) R += ss3 ? d->ex[i].len : 1;
     *X = ld_calloc(ctx, (size_t)(R * D), sizeof **X), *y = ld_alloc(ctx, (size_t)R * sizeof **y);
     *te = ld_alloc(ctx, (size_t)R * sizeof **te), *rows = R, *dim = D;
@@ -240,10 +246,10 @@ static ld_status features(ld_ctx *ctx, ld_encoder *m, const ld_tokenizer *tok, c
             if (st) break;
             ids[0] = sp.cls, ids[e->len + 1] = sp.sep;
             int64_t T = e->len + 2;
-            if (ss3) st = ld_encoder_hidden(m, ids, T, h);
+            if (ss3) st = ld_encoder_hidden_layers(m, ids, T, layers, h);
             else {
                 const int32_t *row = ids;
-                st = ld_encoder_embed(m, &row, &T, 1, p->pooling, false, *X + r * D);
+                st = ld_encoder_embed_layers(m, &row, &T, 1, p->pooling, layers, *X + r * D);
             }
             if (st) break;
         }
@@ -295,6 +301,9 @@ ld_status ld_protein_probe(ld_ctx *ctx, ld_encoder *m, const ld_tokenizer *tok, 
     LD_TEAM_SCOPE(ctx);
     if (!path || !p || !out || (m && !tok)) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_protein_probe: bad arguments");
     if (p->max_len < 3) return ld_error(ctx, LD_ERR_INVALID_ARG, "probe: max_len %lld < 3", (long long)p->max_len);
+    if (m && p->layers && (ld_encoder_config_of(m)->n_layers >= 63 || p->layers >> (ld_encoder_config_of(m)->n_layers + 1)))
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "probe: a layer above the model's %lld was chosen",
+                        (long long)ld_encoder_config_of(m)->n_layers);
     if (m && p->max_len > ld_encoder_config_of(m)->max_position)
         return ld_error(ctx, LD_ERR_INVALID_ARG, "probe: max_len %lld exceeds the model's %lld positions",
                         (long long)p->max_len, (long long)ld_encoder_config_of(m)->max_position);

@@ -393,6 +393,7 @@ ld_status enc_blocks_forward(ld_encoder *m, ld_tape *t, ld_tensor *x, const int3
     const ld_encoder_config *c = &m->cfg;
     bool esm = c->arch == LD_ENCODER_ESM;
     ld_tensor *h, *o;
+    if (m->taps) m->taps[0] = x;
     for (int l = 0; l < c->n_layers; l++) {
         const enc_layer *L = &m->layers[l];
         if (esm) { /* pre-LN: x += attn(LN1(x)); x += mlp(LN2(x)) */
@@ -410,8 +411,10 @@ ld_status enc_blocks_forward(ld_encoder *m, ld_tape *t, ld_tensor *x, const int3
             TRY(ld_op_add(t, x, o, &h));
             TRY(ld_op_layernorm(t, h, L->ln2_w, L->ln2_b, c->norm_eps, &x));
         }
+        if (m->taps) m->taps[l + 1] = x;
     }
     if (esm) TRY(ld_op_layernorm(t, x, m->final_ln_w, m->final_ln_b, c->norm_eps, &x));
+    if (m->taps) m->taps[c->n_layers] = x;
     *hidden = x;
     return LD_OK;
 }

@@ -216,6 +216,84 @@ ld_status ld_encoder_hidden(ld_encoder *m, const int32_t *ids, int64_t n, float 
     return st;
 }
 
+/* Checks a layer selection: non-zero, no bit above the model's layer count; *k = its size. */
+static ld_status check_layers(ld_encoder *m, uint64_t layers, int *k) {
+    int L = (int)m->cfg.n_layers;
+    if (layers == 0) return ld_error(m->ctx, LD_ERR_INVALID_ARG, "encoder layers: no layer chosen");
+    if (L < 63 && (layers >> (L + 1)) != 0)
+        return ld_error(m->ctx, LD_ERR_INVALID_ARG, "encoder layers: layer %d chosen, the model has layers 0..%d",
+                        63 - __builtin_clzll(layers), L);
+    *k = __builtin_popcountll(layers);
+    return LD_OK;
+}
+
+/* One forward of rows (as forward_rows) that records the chosen layers' states in taps. */
+static ld_status forward_tapped(ld_encoder *m, ld_tape *t, const int32_t *const *seqs, const int64_t *lens, int64_t B,
+                                int32_t **ids, int32_t *lengths, int64_t *T, ld_tensor **taps) {
+    ld_tensor *h;
+    for (int l = 0; l <= m->cfg.n_layers; l++) taps[l] = NULL;
+    m->taps = taps;
+    ld_status st = forward_rows(m, t, seqs, lens, B, ids, lengths, T, &h);
+    m->taps = NULL;
+    for (int l = 0; !st && l <= m->cfg.n_layers; l++)
+        if (!taps[l]) st = ld_error(m->ctx, LD_ERR_INTERNAL, "encoder layers: layer %d was not recorded", l);
+    return st;
+}
+
+ld_status ld_encoder_embed_layers(ld_encoder *m, const int32_t *const *seqs, const int64_t *lens, int64_t n,
+                                  ld_pooling mode, uint64_t layers, float *out) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
+    if (!m || !seqs || !lens || !out || n < 0)
+        return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_encoder_embed_layers: bad argument");
+    int k;
+    TRY(check_layers(m, layers, &k));
+    ld_tensor **taps = ld_alloc(m->ctx, (size_t)(m->cfg.n_layers + 1) * sizeof *taps);
+    if (!taps) return ld_ctx_status(m->ctx);
+    ld_tape *t = NULL;
+    ld_status st = inference_tape(m, &t);
+    int64_t C = m->cfg.hidden_size, D = k * C;
+    for (int64_t first = 0; first < n && !st; first += EMBED_BATCH) {
+        int64_t B = n - first < EMBED_BATCH ? n - first : EMBED_BATCH, T;
+        int32_t lengths[EMBED_BATCH], *ids;
+        ld_tape_reset(t);
+        st = forward_tapped(m, t, seqs + first, lens + first, B, &ids, lengths, &T, taps);
+        for (int l = 0, j = 0; !st && l <= m->cfg.n_layers; l++) {
+            if (!(layers >> l & 1)) continue;
+            ld_tensor *pooled;
+            if ((st = ld_encoder_pool(m, t, taps[l], lengths, mode, &pooled))) break;
+            for (int64_t r = 0; r < B; r++)
+                memcpy(out + (first + r) * D + j * C, (const float *)pooled->data + r * C, (size_t)C * sizeof(float));
+            j++;
+        }
+    }
+    if (t) ld_tape_free(t);
+    ld_free(m->ctx, taps);
+    return st;
+}
+
+ld_status ld_encoder_hidden_layers(ld_encoder *m, const int32_t *ids, int64_t n, uint64_t layers, float *out) {
+    LD_TEAM_SCOPE(m ? m->ctx : NULL);
+    if (!m || !ids || !out) return ld_error(m ? m->ctx : NULL, LD_ERR_INVALID_ARG, "ld_encoder_hidden_layers: bad argument");
+    int k;
+    TRY(check_layers(m, layers, &k));
+    ld_tensor **taps = ld_alloc(m->ctx, (size_t)(m->cfg.n_layers + 1) * sizeof *taps);
+    if (!taps) return ld_ctx_status(m->ctx);
+    ld_tape *t = NULL;
+    ld_status st = inference_tape(m, &t);
+    int32_t len, *pad;
+    int64_t T, C = m->cfg.hidden_size, D = k * C;
+    if (!st) st = forward_tapped(m, t, &ids, &n, 1, &pad, &len, &T, taps);
+    for (int l = 0, j = 0; !st && l <= m->cfg.n_layers; l++) {
+        if (!(layers >> l & 1)) continue;
+        for (int64_t i = 0; i < n; i++)
+            memcpy(out + i * D + j * C, (const float *)taps[l]->data + i * C, (size_t)C * sizeof(float));
+        j++;
+    }
+    if (t) ld_tape_free(t);
+    ld_free(m->ctx, taps);
+    return st;
+}
+
 ld_status ld_encoder_fill_mask(ld_encoder *m, const int32_t *ids, int64_t n, int32_t mask_id, int k,
                                int64_t cap_masks, int64_t *n_masks, int64_t *positions, int32_t *top_ids,
                                float *top_probs) {

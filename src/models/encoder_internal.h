@@ -31,6 +31,9 @@ struct ld_encoder {
     enc_layer *layers;
     bool no_rotary;     /* an esm-layout (pre-LN) tower without rotary: a ViT (positions added by its owner) */
     bool shared_params; /* params belong to the owner (a tower of a two-tower model) */
+    ld_tensor **taps;   /* set by ld_encoder_*_layers around one forward: enc_blocks_forward stores
+                         * the input of the first block in taps[0], the residual stream after
+                         * block l in taps[l] and the final hidden states in taps[n_layers] */
 };
 
 /* An encoder whose parameters are added to `shared` (NULL: a set of its own), each name

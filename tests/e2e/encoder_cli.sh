@@ -2,7 +2,8 @@
 # encoder_cli.sh — the encoder end to end on real protein data: `liandan pretrain` with
 # "objective": "mlm" (a tiny ESM-2-style model on 300 UniProt sequences, with a resume that
 # continues at the saved step), the EsmForMaskedLM directory it writes, `eval mlm`, `fill-mask`,
-# `embed` (JSON and .npy), `eval probe` (DeepLoc baselines and the model's probe), the GGUF
+# `embed` (JSON and .npy), `eval probe` (DeepLoc baselines and the model's probe; SS3 on layers
+# 0 and 2 side by side; a layer the model lacks), the GGUF
 # export refusing esm, and errors for bad FASTA and a bad objective.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,6 +45,12 @@ head -c 6 "$T/v.npy" | contains NUMPY || fail "embed --npy should write a .npy f
 "$BIN" eval probe "$T/run/model" --task deeploc --data "$P/deeploc/deeploc_subset.tsv" --max-train 60 --max-test 30 \
   --max-len 64 --iters 30 >"$T/probe.log" 2>&1 || { cat "$T/probe.log"; fail "eval probe"; }
 grep -q '"model": 0\.' "$T/probe.log" || { cat "$T/probe.log"; fail "eval probe should report the model's accuracy"; }
+# several layers side by side (0 = the embeddings, 2 = the final states), and a layer the model lacks
+"$BIN" eval probe "$T/run/model" --task ss3 --data "$P/flip_secondary_structure/ss3_sampled.tsv" --max-train 20 \
+  --max-test 10 --max-len 64 --iters 30 --layers 0,2 >"$T/probe2.log" 2>&1 || { cat "$T/probe2.log"; fail "eval probe --layers 0,2"; }
+grep -q '"model": 0\..*"layers": "0,2"' "$T/probe2.log" || { cat "$T/probe2.log"; fail "eval probe --layers should report the layers"; }
+expect_error "--layers '3': want last, all or layer numbers 0..2" "$BIN" eval probe "$T/run/model" --task deeploc \
+  --data "$P/deeploc/deeploc_subset.tsv" --layers 3
 
 expect_error "no architecture for esm" "$BIN" export gguf "$T/run/model" -o "$T/x.gguf"
 printf '>a\nMK-V\n' >"$T/gap.fasta"

@@ -513,4 +513,87 @@ TEST(forward_rejects_bad_inputs) {
     ld_ctx_free(ctx);
 }
 
+/* ld_encoder_embed_layers / _hidden_layers: the last layer is exactly what ld_encoder_embed /
+ * ld_encoder_hidden give; layer 0 is the embeddings (recomputed here: esm's scaled word
+ * vectors, bert's LayerNorm of word + position + type 0); every layer's per-token states
+ * average (mean pooling) and pick (cls) to the pooled rows; the selection's columns are in
+ * layer order; nothing stays tapped afterwards; bad selections are refused. */
+static void check_layers(ld_encoder_arch arch) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_encoder_config cfg = tiny(arch);
+    ld_encoder *m = NULL;
+    CHECK(ld_encoder_new(ctx, &cfg, 99, &m) == LD_OK);
+    if (!m) return;
+    perturb_vectors(m);
+    enum { L = 2, K = L + 1 };
+    const int32_t r0[T] = {2, 5, 9, 14, 3}, r1[3] = {2, 7, 20};
+    const int32_t *seqs[B] = {r0, r1};
+    const int64_t lens[B] = {T, 3};
+    uint64_t all = (1u << K) - 1;
+    float last[B * C], pooled[B * K * C], cls[B * K * C], tok[T * K * C], hid[T * C];
+    for (int mode = 0; mode < 2; mode++) {
+        ld_pooling pm = mode ? LD_POOL_MEAN : LD_POOL_CLS;
+        CHECK(ld_encoder_embed(m, seqs, lens, B, pm, false, last) == LD_OK);
+        CHECK(ld_encoder_embed_layers(m, seqs, lens, B, pm, 1u << L, pooled) == LD_OK);
+        CHECK(memcmp(last, pooled, sizeof last) == 0);
+        CHECK(ld_encoder_embed_layers(m, seqs, lens, B, pm, all, mode ? pooled : cls) == LD_OK);
+    }
+    for (int b = 0; b < B; b++) {
+        CHECK(ld_encoder_hidden_layers(m, seqs[b], lens[b], all, tok) == LD_OK);
+        CHECK(ld_encoder_hidden(m, seqs[b], lens[b], hid) == LD_OK);
+        double err = 0, err0 = 0, diff01 = 0;
+        for (int64_t i = 0; i < lens[b]; i++)
+            for (int j = 0; j < C; j++) err = fmax(err, fabs(tok[(i * K + L) * C + j] - hid[i * C + j]));
+        for (int l = 0; l < K; l++)
+            for (int j = 0; j < C; j++) {
+                double mean = 0;
+                for (int64_t i = 0; i < lens[b]; i++) mean += tok[(i * K + l) * C + j] / (double)lens[b];
+                err = fmax(err, fabs(mean - pooled[(b * K + l) * C + j]));
+                err = fmax(err, fabs(tok[l * C + j] - cls[(b * K + l) * C + j]));
+                if (l == 1) diff01 = fmax(diff01, fabs(pooled[(b * K + 1) * C + j] - pooled[(b * K) * C + j]));
+            }
+        /* layer 0 by hand */
+        const float *wte = m->wte->data;
+        for (int64_t i = 0; i < lens[b]; i++) {
+            double e[C], mu = 0, var = 0;
+            for (int j = 0; j < C; j++) {
+                e[j] = wte[seqs[b][i] * C + j];
+                if (arch == LD_ENCODER_BERT)
+                    e[j] += ((const float *)m->wpe->data)[i * C + j] + ((const float *)m->wtt->data)[j];
+                else if (cfg.token_dropout) e[j] *= 1.0 - 0.15 * 0.8;
+                mu += e[j] / C;
+            }
+            for (int j = 0; arch == LD_ENCODER_BERT && j < C; j++) var += (e[j] - mu) * (e[j] - mu) / C;
+            for (int j = 0; j < C; j++) {
+                double want = e[j];
+                if (arch == LD_ENCODER_BERT)
+                    want = (e[j] - mu) / sqrt(var + cfg.norm_eps) * ((const float *)m->emb_ln_w->data)[j] +
+                           ((const float *)m->emb_ln_b->data)[j];
+                err0 = fmax(err0, fabs(tok[(i * K) * C + j] - want));
+            }
+        }
+        CHECK_MSG(err < 1e-5, "row %d: layer states and pooled rows differ by %g", b, err);
+        CHECK_MSG(err0 < 1e-5, "row %d: layer 0 differs from the embeddings by %g", b, err0);
+        CHECK_MSG(diff01 > 1e-3, "row %d: layers 0 and 1 are the same vector", b);
+    }
+    /* a selection is its layers' columns of the full one, in layer order */
+    float two[B * 2 * C];
+    CHECK(ld_encoder_embed_layers(m, seqs, lens, B, LD_POOL_MEAN, 1u | 1u << L, two) == LD_OK);
+    for (int b = 0; b < B; b++) {
+        CHECK(memcmp(two + b * 2 * C, pooled + b * K * C, C * sizeof(float)) == 0);
+        CHECK(memcmp(two + (b * 2 + 1) * C, pooled + (b * K + L) * C, C * sizeof(float)) == 0);
+    }
+    CHECK(m->taps == NULL);
+    CHECK_STATUS(ctx, ld_encoder_embed_layers(m, seqs, lens, B, LD_POOL_MEAN, 0, pooled), LD_ERR_INVALID_ARG, "no layer");
+    CHECK_STATUS(ctx, ld_encoder_embed_layers(m, seqs, lens, B, LD_POOL_MEAN, 1u << K, pooled), LD_ERR_INVALID_ARG,
+                 "layer 3 chosen, the model has layers 0..2");
+    CHECK_STATUS(ctx, ld_encoder_hidden_layers(m, r0, T, 1u << 5, tok), LD_ERR_INVALID_ARG, "layer 5");
+    ld_encoder_free(m);
+    ld_ctx_free(ctx);
+}
+
+TEST(bert_layers_are_the_embeddings_the_blocks_and_the_final_states) { check_layers(LD_ENCODER_BERT); }
+TEST(esm_layers_are_the_embeddings_the_blocks_and_the_final_states) { check_layers(LD_ENCODER_ESM); }
+
 LD_TEST_MAIN()
