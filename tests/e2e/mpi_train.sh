@@ -17,7 +17,7 @@ NAME=mpi_train
 source tests/e2e/lib.bash
 CMP=tests/e2e/mpi_compare.mjs
 MPIRUN=$(command -v mpirun || true)
-if [ -z "$MPIRUN" ] || ! ldd "$BIN" 2>/dev/null | grep -q libmpi; then
+if [ -z "$MPIRUN" ] || ! ldd "$BIN" 2>/dev/null | contains libmpi; then
   echo "$NAME: skipped: no mpirun, or $BIN was built without MPI" >&2
   exit 77
 fi
