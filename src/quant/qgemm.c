@@ -292,7 +292,7 @@ size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K) {
 }
 
 size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K) {
-    return up64((size_t)K + 8 * (size_t)(K / f->group));
+    return LD_QGEMM_PACK_ROWS * ld_qgemm_levels_row_bytes(f, K);
 }
 
 /* Panels [p0, p1) packed into their places in a->P. */

@@ -81,7 +81,7 @@ void ld_qgemm_kernel_avx512(const ld_qgemm_format *f, int mr, int64_t ngroups, c
                             size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask);
 
 /* Packs columns [n0, n0 + nc) of W (rows of `wrow` bytes, K wide) into a byte panel with
- * `tmp` (ld_qgemm_prepack_tmp_bytes) for one row's levels. */
+ * `tmp` (ld_qgemm_prepack_tmp_bytes: the levels of LD_QGEMM_PACK_ROWS rows). */
 typedef void (*ld_qgemm_pack_fn)(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t n0, int nc,
                                  int64_t K, uint8_t *panel, uint8_t *tmp);
 /* C[mr rows, NR cols] (row stride ldc; column c stored only where bit c of `cmask` is set)
@@ -128,6 +128,13 @@ void ld_qgemm_k4_kernel_avx512(int mr, int64_t nsb, const uint8_t *panel, const 
  * call, in the type's packed form (byte panels for Q8_0, a compact form for the others).
  * tmp: threads x ld_qgemm_prepack_tmp_bytes. Same results as ld_qgemm_run.
  * Scratch of ld_qgemm_run_packed: ld_qgemm_scratch_bytes(f, M, K, 0). */
+/* Weight rows whose levels the byte-panel packers hold at once (the AVX2 packer transposes
+ * 8 columns at a time), each in ld_qgemm_levels_row_bytes: K levels, then K / group scales
+ * and as many offsets. */
+#define LD_QGEMM_PACK_ROWS 8
+static inline size_t ld_qgemm_levels_row_bytes(const ld_qgemm_format *f, int64_t K) {
+    return ((size_t)K + 8 * (size_t)(K / f->group) + 63) & ~(size_t)63;
+}
 size_t ld_qgemm_packed_bytes(const ld_qgemm_format *f, int64_t N, int64_t K);
 size_t ld_qgemm_prepack_tmp_bytes(const ld_qgemm_format *f, int64_t K);
 void ld_qgemm_prepack(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t N, int64_t K, uint8_t *P,

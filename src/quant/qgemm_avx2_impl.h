@@ -145,30 +145,147 @@ static void levels_q6_K(const void *w, int64_t n, uint8_t *L, float *s, float *o
     }
 }
 
-/* The vectorized levels of each type with a GEMM form (qgemm.c's FORMATS). */
+/* The 2-bit fields of 128 elements of Q2_K / TQ2_0 as bytes (element 32j + m: bits 2j..2j+1
+ * of qs[m]). */
+INLINE void levels_2bit128(const uint8_t *qs, uint8_t *e) {
+    const __m256i v = load32(qs), m3 = _mm256_set1_epi8(3);
+    for (int j = 0; j < 4; j++) store32(e + 32 * j, _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3));
+}
+
+static void levels_q2_K(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    for (int64_t i = 0; i < n / LD_QK_K; i++) {
+        const ld_block_q2_K *b = (const ld_block_q2_K *)w + i;
+        for (int h = 0; h < 2; h++) levels_2bit128(b->qs + 32 * h, L + i * LD_QK_K + 128 * h);
+        const float d = fp16(b->d), min = fp16(b->dmin);
+        for (int g = 0; g < 16; g++) {
+            s[i * 16 + g] = d * (float)(b->scales[g] & 0xF);
+            o[i * 16 + g] = -(min * (float)(b->scales[g] >> 4));
+        }
+    }
+}
+
+/* Q3_K: L = the 2-bit field + 4 * the hmask bit (bit 4h + j of hmask[m] for element 128h + 32j + m). */
+static void levels_q3_K(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < n / LD_QK_K; i++) {
+        const ld_block_q3_K *b = (const ld_block_q3_K *)w + i;
+        const __m256i H = load32(b->hmask);
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = load32(b->qs + 32 * h);
+            for (int j = 0; j < 4; j++) {
+                const __m256i hb = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 4 * h + j), one), 2);
+                store32(L + i * LD_QK_K + 128 * h + 32 * j, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3), hb));
+            }
+        }
+        const float d = fp16(b->d);
+        for (int g = 0; g < 16; g++) s[i * 16 + g] = d * (float)ld_q3_K_scale(b->scales, g);
+    }
+}
+
+static void levels_tq2_0(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    for (int64_t i = 0; i < n / LD_QK_K; i++) {
+        const ld_block_tq2_0 *b = (const ld_block_tq2_0 *)w + i;
+        for (int h = 0; h < 2; h++) levels_2bit128(b->qs + 32 * h, L + i * LD_QK_K + 128 * h);
+        const float d = fp16(b->d);
+        for (int g = 0; g < 8; g++) s[i * 8 + g] = d;
+    }
+}
+
+/* IQ4_NL / IQ4_XS: L = level + 128 = the int8 level with its top bit flipped, looked up by
+ * nibble (byte j of 16: element j low nibble, element j + 16 high). */
+INLINE void levels_iq4_32(const uint8_t *qs, uint8_t *e) {
+    const __m128i T = _mm_xor_si128(_mm_loadu_si128((const __m128i *)ld_kvalues_iq4nl), _mm_set1_epi8((char)0x80));
+    const __m128i m4 = _mm_set1_epi8(0x0F), q = _mm_loadu_si128((const __m128i *)qs);
+    _mm_storeu_si128((__m128i *)e, _mm_shuffle_epi8(T, _mm_and_si128(q, m4)));
+    _mm_storeu_si128((__m128i *)(e + 16), _mm_shuffle_epi8(T, _mm_and_si128(_mm_srli_epi16(q, 4), m4)));
+}
+
+static void levels_iq4_nl(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    for (int64_t i = 0; i < n / 32; i++) {
+        const ld_block_iq4_nl *b = (const ld_block_iq4_nl *)w + i;
+        levels_iq4_32(b->qs, L + 32 * i);
+        s[i] = fp16(b->d);
+    }
+}
+
+static void levels_iq4_xs(const void *w, int64_t n, uint8_t *L, float *s, float *o) {
+    (void)o;
+    for (int64_t i = 0; i < n / LD_QK_K; i++) {
+        const ld_block_iq4_xs *b = (const ld_block_iq4_xs *)w + i;
+        const float d = fp16(b->d);
+        for (int ib = 0; ib < 8; ib++) {
+            levels_iq4_32(b->qs + 16 * ib, L + i * LD_QK_K + 32 * ib);
+            const int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b->scales_h >> (2 * ib)) & 3) << 4);
+            s[i * 8 + ib] = d * (float)(ls - 32);
+        }
+    }
+}
+
+/* The vectorized levels of each type with a GEMM form (qgemm.c's FORMATS; the others use the
+ * scalar f->levels). */
 static const ld_levels_fn LEVELS[LD_DTYPE_COUNT] = {
-    [LD_Q8_0] = levels_q8_0, [LD_Q4_0] = levels_q4_0, [LD_Q4_K] = levels_q4_K,
-    [LD_Q5_K] = levels_q5_K, [LD_Q6_K] = levels_q6_K,
+    [LD_Q8_0] = levels_q8_0,     [LD_Q4_0] = levels_q4_0,     [LD_Q4_K] = levels_q4_K,   [LD_Q5_K] = levels_q5_K,
+    [LD_Q6_K] = levels_q6_K,     [LD_Q2_K] = levels_q2_K,     [LD_Q3_K] = levels_q3_K,   [LD_TQ2_0] = levels_tq2_0,
+    [LD_IQ4_NL] = levels_iq4_nl, [LD_IQ4_XS] = levels_iq4_xs,
 };
 
+/* out[k] = (r[0][k], ..., r[7][k]) for 8 rows r of 8 int32 (in place). */
+INLINE void transpose8x8_epi32(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 4; i++) { /* t[2i]: words 0,1 | 4,5 of rows 2i, 2i+1 interleaved; t[2i+1]: 2,3 | 6,7 */
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; h++) { /* u[4h + k]: word k | word k + 4 of rows 4h .. 4h + 3 */
+        u[4 * h] = _mm256_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
+        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
+        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2x128_si256(u[k], u[4 + k], 0x20);
+        r[k + 4] = _mm256_permute2x128_si256(u[k], u[4 + k], 0x31);
+    }
+}
+
+/* 8 columns at a time (LD_QGEMM_PACK_ROWS rows of levels in tmp): each 32 levels of the 8
+ * rows become, by one 8 x 8 transpose of 4-byte steps, the 8 steps' 32-byte runs of those
+ * columns in the panel (8 adjacent columns of a 16-column chunk are 32 adjacent bytes). */
 static void ISA(pack)(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K,
                       uint8_t *panel, uint8_t *tmp) {
+    _Static_assert(LD_QGEMM_PACK_ROWS == 8 && NR % 16 == 0, "the packer transposes 8 columns of a 16-column chunk");
     const int G = f->group;
     const int64_t ng = K / G;
-    const size_t gb = ld_qgemm_group_bytes(f);
+    const size_t gb = ld_qgemm_group_bytes(f), rb = ld_qgemm_levels_row_bytes(f, K);
     const ld_levels_fn levels = LEVELS[f->type] ? LEVELS[f->type] : f->levels;
     if (nc < NR) memset(panel, 0, (size_t)ng * gb);
-    uint8_t *L = tmp;
-    float *s = (float *)(tmp + K), *o = s + ng;
-    for (int c = 0; c < nc; c++) {
-        levels(W + (size_t)(n0 + c) * wrow, K, L, s, o);
-        const size_t col = (size_t)(c / 16) * 64 + (size_t)(c % 16) * 4;
-        for (int64_t b = 0; b < ng; b++) {
-            uint8_t *pb = panel + (size_t)b * gb;
-            for (int k = 0; k < G / 4; k++) memcpy(pb + (size_t)k * NR * 4 + col, L + b * G + 4 * k, 4);
-            float *sc = (float *)(pb + (size_t)G * NR);
-            sc[c] = s[b];
-            if (f->has_min) sc[NR + c] = o[b];
+    for (int c0 = 0; c0 < nc; c0 += 8) {
+        const int nr = nc - c0 < 8 ? nc - c0 : 8;
+        for (int i = 0; i < 8; i++) {
+            uint8_t *L = tmp + (size_t)i * rb;
+            if (i < nr) levels(W + (size_t)(n0 + c0 + i) * wrow, K, L, (float *)(L + K), (float *)(L + K) + ng);
+            else memset(L, 0, (size_t)K); /* padding columns: zero levels (their scales stay zero) */
+        }
+        const size_t col = (size_t)(c0 / 16) * 64 + (size_t)(c0 % 16) * 4;
+        for (int64_t e0 = 0; e0 < K; e0 += 32) { /* K is a multiple of 32 for every format */
+            __m256i r[8];
+            for (int i = 0; i < 8; i++) r[i] = load32(tmp + (size_t)i * rb + e0);
+            transpose8x8_epi32(r);
+            for (int k = 0; k < 8; k++) { /* levels e .. e + 3: group e / G, step (e % G) / 4 */
+                const int64_t e = e0 + 4 * k;
+                store32(panel + (size_t)(e / G) * gb + (size_t)(e % G / 4) * NR * 4 + col, r[k]);
+            }
+        }
+        for (int i = 0; i < nr; i++) {
+            const float *s = (const float *)(tmp + (size_t)i * rb + K), *o = s + ng;
+            for (int64_t b = 0; b < ng; b++) {
+                float *sc = (float *)(panel + (size_t)b * gb + (size_t)G * NR);
+                sc[c0 + i] = s[b];
+                if (f->has_min) sc[NR + c0 + i] = o[b];
+            }
         }
     }
 }
@@ -235,14 +352,19 @@ INLINE void bytes_strip(const int MR, const int NVS, const int G, const bool MIN
             for (int r = 0; r < MR; r++) {
                 const __m256i a = act4(q, r * qs + (size_t)b * G + 4 * k);
 #pragma GCC unroll 6
-                for (int v = 0; v < NVS; v++)
+                for (int v = 0; v < NVS; v++) {
                     part[r][v] = SIGNED ? ld_i8_acc(part[r][v], aw[v], _mm256_sign_epi8(a, w[v])) : ld_i8_acc(part[r][v], w[v], a);
+                    LD_I8_KEEP(part[r][v]);
+                }
             }
             if ((k + 1) % span == 0 || k == G / 4 - 1)
 #pragma GCC unroll 4
                 for (int r = 0; r < MR; r++)
 #pragma GCC unroll 6
-                    for (int v = 0; v < NVS; v++) acc[r][v] = ld_i8_flush(acc[r][v], part[r][v]);
+                    for (int v = 0; v < NVS; v++) {
+                        acc[r][v] = ld_i8_flush(acc[r][v], part[r][v]);
+                        LD_I8_KEEP(acc[r][v]);
+                    }
         }
         const float *sv = (const float *)(pb + (size_t)G * NR);
 #pragma GCC unroll 6
@@ -413,13 +535,19 @@ INLINE void cf_strip(const int F, const int MR, const int NVS, int y0, int64_t u
                 for (int r = 0; r < MR; r++) {
                     const __m256i a0 = act4(q, r * qs + (size_t)b * G + 8 * p), a1 = act4(q, r * qs + (size_t)b * G + 8 * p + 4);
 #pragma GCC unroll 6
-                    for (int v = 0; v < NVS; v++) part[r][v] = ld_i8_acc(ld_i8_acc(part[r][v], lo[v], a0), hi[v], a1);
+                    for (int v = 0; v < NVS; v++) {
+                        part[r][v] = ld_i8_acc(ld_i8_acc(part[r][v], lo[v], a0), hi[v], a1);
+                        LD_I8_KEEP(part[r][v]);
+                    }
                 }
                 if ((2 * p + 2) % span == 0 || p == G / 8 - 1)
 #pragma GCC unroll 4
                     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 6
-                        for (int v = 0; v < NVS; v++) acc[r][v] = ld_i8_flush(acc[r][v], part[r][v]);
+                        for (int v = 0; v < NVS; v++) {
+                            acc[r][v] = ld_i8_flush(acc[r][v], part[r][v]);
+                            LD_I8_KEEP(acc[r][v]);
+                        }
             }
 #pragma GCC unroll 6
             for (int v = 0; v < NVS; v++) {
