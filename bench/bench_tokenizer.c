@@ -2,12 +2,15 @@
  * zh_pretrain + en_text, and encoding throughput (MB/s, documents in parallel on the run's
  * threads) on each corpus, side by side with Hugging Face's Rust tokenizers (npm `tokenizers`,
  * pinned in tests/oracle; encodeBatch with RAYON_NUM_THREADS = the same thread count) on the
- * same tokenizer.json and the same text, in the same run; the token counts must agree.
+ * same tokenizer.json and the same text, in the same run; the token counts must agree. The
+ * training row has the Rust trainer beside it (train_rust.mjs: its napi train() with the default
+ * BpeTrainer, 30,000 tokens, on the same text one document a line), wall and CPU seconds.
  * Data: $LD_DATA_DIR or ../shared/data. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -117,6 +120,32 @@ static double rust_mbps(const char *tok_path, const char *text_path, int threads
     return m ? atof(m + 11) : 0;
 }
 
+/* Wall and CPU seconds of the Rust trainer on a text file; false when Node or the package is
+ * missing or it failed. */
+static bool rust_train(const char *text_path, int threads, double *wall, double *cpu) {
+    if (access("tests/oracle/node_modules/tokenizers", F_OK)) return false;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "RAYON_NUM_THREADS=%d node tests/oracle/train_rust.mjs '%s' 2>/dev/null", threads, text_path);
+    FILE *p = popen(cmd, "r");
+    if (!p) return false;
+    char buf[16384] = ""; /* the trainer may print progress lines before the JSON */
+    size_t n = 0, got;
+    while ((got = fread(buf + n, 1, sizeof buf - 1 - n, p)) > 0 && (n += got) < sizeof buf - 1) {}
+    buf[n] = 0;
+    pclose(p);
+    const char *w = strstr(buf, "\"seconds\":"), *c = strstr(buf, "\"cpu_seconds\":");
+    if (!w || !c) return false;
+    *wall = atof(w + 10), *cpu = atof(c + 14);
+    return *wall > 0;
+}
+
+static double cpu_seconds(void) { /* this process, all threads */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 void ld_bench_tokenizer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep) {
     (void)lim;
     const char *data = getenv("LD_DATA_DIR") ? getenv("LD_DATA_DIR") : "../shared/data";
@@ -138,16 +167,33 @@ void ld_bench_tokenizer(const ld_bench_opts *o, const ld_machine_limits *lim, ld
     train_src ts = {{&zh, &en}, 0, 0};
     ld_text_source src = {train_next, &ts};
     ld_tokenizer *tok = NULL;
-    double t0 = ld_time_now();
+    double t0 = ld_time_now(), c0 = cpu_seconds();
     if (ld_bpe_train(ctx, &p, &src, &tok)) {
         fprintf(stderr, "liandan bench tokenizer: %s\n", ld_ctx_error(ctx));
         ld_ctx_free(ctx);
         return;
     }
-    double train_s = ld_time_now() - t0;
-    char name[160];
+    double train_s = ld_time_now() - t0, train_cpu = cpu_seconds() - c0;
+    char name[200];
     snprintf(name, sizeof name, "train 32k BPE on zh_pretrain+en_text (%.0f MB)", (double)(zh.bytes + en.bytes) / 1e6);
     ld_bench_report_row(rep, "tokenizer", name, train_s, "s", -1, NULL);
+    snprintf(name, sizeof name, "train 32k BPE: CPU time, %d threads", ld_ctx_threads(ctx));
+    ld_bench_report_row(rep, "tokenizer", name, train_cpu, "s", -1, NULL);
+    char all_path[] = "/tmp/liandan-bench-text-XXXXXX";
+    int afd = mkstemp(all_path);
+    if (afd >= 0) {
+        bool ok = write(afd, zh.text, zh.bytes) == (ssize_t)zh.bytes && write(afd, en.text, en.bytes) == (ssize_t)en.bytes;
+        close(afd);
+        double rw = 0, rc = 0;
+        if (ok && rust_train(all_path, ld_ctx_threads(ctx), &rw, &rc)) {
+            snprintf(name, sizeof name, "train BPE: Rust tokenizers (default BpeTrainer, 30k tokens, %d threads)", ld_ctx_threads(ctx));
+            ld_bench_report_row(rep, "tokenizer", name, rw, "s", -1, NULL);
+            ld_bench_report_row(rep, "tokenizer", "train BPE: Rust tokenizers, CPU time", rc, "s", -1, NULL);
+            ld_bench_report_row(rep, "tokenizer", "train BPE: Rust wall / liandan wall", rw / train_s, "x", -1, NULL);
+            ld_bench_report_row(rep, "tokenizer", "train BPE: Rust CPU / liandan CPU", rc / train_cpu, "x", -1, NULL);
+        }
+        unlink(all_path);
+    }
     char tok_path[] = "/tmp/liandan-bench-tok-XXXXXX";
     int fd = mkstemp(tok_path);
     if (fd >= 0) close(fd);

@@ -1,14 +1,16 @@
-#define _GNU_SOURCE /* qsort_r */
 /* tokenizer/bpe_train.c — learning byte-level BPE merges.
  *
- * 1. Documents are pre-tokenized in parallel (one word-count map per thread, merged in thread
- *    order) into distinct words with counts.
+ * 1. Documents are pre-tokenized in parallel (one word-count map per thread; the maps sorted
+ *    in parallel and merged) into distinct words with counts, in byte order.
  * 2. Every adjacent symbol pair gets a count (weighted by word count) and the list of words
- *    it occurs in; a max-heap with lazy deletion yields the most frequent pair.
+ *    it occurs in, found through an open-addressing index of (a, b) -> slot; a max-heap with
+ *    lazy deletion yields the most frequent pair.
  * 3. Merging a pair rewrites only the words that contain it, updating the counts of the pairs
- *    around each occurrence, so the total work is proportional to the symbols removed.
+ *    around each occurrence, so the total work is proportional to the symbols removed. The
+ *    words are rewritten on the thread team and the count changes applied in word order on
+ *    one thread (see merge_part).
  * Ties go to the pair seen first, which depends only on the data: training is deterministic
- * and independent of the thread count. */
+ * and independent of the thread count (test_tokenizer training_learns_the_pinned_merges). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,22 +45,60 @@ typedef struct words {
 } words;
 
 /* ---- step 2/3: pair statistics ---- */
+typedef struct pair_rec { /* 32 bytes: two a cache line */
+    int64_t count;  /* weighted occurrences now */
+    int32_t *where; /* words that contain (or contained) the pair */
+    int32_t a, b;
+    uint32_t n_where;
+    uint32_t cap_where : 31, touched : 1; /* touched: count grew since the last flush */
+} pair_rec;
+
 typedef struct pair_stats {
-    ld_strmap index;   /* (a, b) -> slot */
-    int32_t (*pair)[2];
-    int64_t *count;
-    int32_t **where;   /* words that contain (or contained) the pair */
-    int32_t *n_where, *cap_where;
+    /* (a, b) -> slot, open addressing; key (uint64)a << 32 | b, UINT64_MAX = empty; one cache
+     * line holds four entries, so a lookup is usually one miss */
+    struct pair_entry {
+        uint64_t key;
+        int64_t slot;
+    } *index;
+    size_t mask;
+    int shift; /* 64 - log2(capacity) */
+    pair_rec *rec;
     int64_t n, cap;
     /* max-heap of (count, slot) */
     int64_t (*heap)[2];
     /* pairs whose count grew since the last flush: pushed once each by flush_touched */
     int64_t *touched;
     int64_t n_touched, cap_touched;
-    uint8_t *is_touched;
     int64_t heap_n, heap_cap;
     ld_status st;
 } pair_stats;
+
+static inline size_t pair_hash(const pair_stats *ps, uint64_t k) {
+    return (size_t)(((k ^ (k >> 29)) * 0x9E3779B97F4A7C15ULL) >> ps->shift);
+}
+
+/* Doubles the index (or makes it, 2^17 entries). */
+static bool index_grow(pair_stats *ps) {
+    size_t cap = ps->index ? 2 * (ps->mask + 1) : (size_t)1 << 17;
+    struct pair_entry *ix = malloc(cap * sizeof *ix), *old = ps->index;
+    if (!ix) {
+        ps->st = LD_ERR_NOMEM;
+        return false;
+    }
+    for (size_t i = 0; i < cap; i++) ix[i].key = UINT64_MAX;
+    int shift = 64;
+    for (size_t c = cap; c > 1; c >>= 1) shift--;
+    size_t ocap = old ? ps->mask + 1 : 0;
+    ps->index = ix, ps->mask = cap - 1, ps->shift = shift;
+    for (size_t i = 0; i < ocap; i++) {
+        if (old[i].key == UINT64_MAX) continue;
+        size_t j = pair_hash(ps, old[i].key);
+        while (ix[j].key != UINT64_MAX) j = (j + 1) & ps->mask;
+        ix[j] = old[i];
+    }
+    free(old);
+    return true;
+}
 
 static bool heap_less(const int64_t *x, const int64_t *y) { /* x below y */
     return x[0] < y[0] || (x[0] == y[0] && x[1] > y[1]);
@@ -105,68 +145,77 @@ static bool heap_pop(pair_stats *ps, int64_t *count, int64_t *slot) {
     return true;
 }
 
-/* Adds delta (weighted count) to pair (a, b); word w gains it when delta > 0. */
-static void pair_add(pair_stats *ps, int32_t a, int32_t b, int64_t delta, int32_t w) {
-    if (ps->st) return;
-    int32_t key[2] = {a, b};
-    int64_t *slotp;
-    if ((ps->st = ld_strmap_put(&ps->index, (const char *)key, sizeof key, -1, &slotp))) return;
-    if (*slotp < 0) {
-        if (ps->n == ps->cap) {
-            int64_t cap = ps->cap ? 2 * ps->cap : 1 << 16;
-            void *p1 = realloc(ps->pair, (size_t)cap * sizeof *ps->pair), *p2, *p3, *p4, *p5;
-            if (p1) ps->pair = p1;
-            p2 = realloc(ps->count, (size_t)cap * sizeof *ps->count);
-            if (p2) ps->count = p2;
-            p3 = realloc(ps->where, (size_t)cap * sizeof *ps->where);
-            if (p3) ps->where = p3;
-            p4 = realloc(ps->n_where, (size_t)cap * sizeof *ps->n_where);
-            if (p4) ps->n_where = p4;
-            p5 = realloc(ps->cap_where, (size_t)cap * sizeof *ps->cap_where);
-            if (p5) ps->cap_where = p5;
-            uint8_t *p6 = realloc(ps->is_touched, (size_t)cap);
-            if (p6) ps->is_touched = p6;
-            if (!p1 || !p2 || !p3 || !p4 || !p5 || !p6) {
+/* The slot of (a, b), or -1. Only reads the index (the merge's parallel phase calls it). */
+static inline int64_t pair_find(const pair_stats *ps, uint64_t k) {
+    size_t i = pair_hash(ps, k);
+    for (;;) {
+        if (ps->index[i].key == k) return ps->index[i].slot;
+        if (ps->index[i].key == UINT64_MAX) return -1;
+        i = (i + 1) & ps->mask;
+    }
+}
+
+/* Adds delta (weighted count) to the pair in slot s; word w gains it when delta > 0. */
+static void pair_apply(pair_stats *ps, int64_t s, int64_t delta, int32_t w) {
+    pair_rec *r = &ps->rec[s];
+    r->count += delta;
+    if (delta <= 0) return;
+    uint32_t nw = r->n_where;
+    if (!nw || r->where[nw - 1] != w) { /* words are added in bursts: skip immediate repeats */
+        if (nw == (uint32_t)r->cap_where) {
+            uint32_t cap = nw ? 2 * nw : 4;
+            int32_t *wl = realloc(r->where, (size_t)cap * sizeof *wl);
+            if (!wl) {
                 ps->st = LD_ERR_NOMEM;
                 return;
             }
-            ps->cap = cap;
+            r->where = wl, r->cap_where = cap;
+        }
+        r->where[r->n_where++] = w;
+    }
+    if (!r->touched) {
+        if (ps->n_touched == ps->cap_touched) {
+            int64_t cap = ps->cap_touched ? 2 * ps->cap_touched : 1 << 12;
+            int64_t *tl = realloc(ps->touched, (size_t)cap * sizeof *tl);
+            if (!tl) {
+                ps->st = LD_ERR_NOMEM;
+                return;
+            }
+            ps->touched = tl, ps->cap_touched = cap;
+        }
+        ps->touched[ps->n_touched++] = s;
+        r->touched = 1;
+    }
+}
+
+/* Adds delta to pair (a, b) as pair_apply, making the pair first if it is new: a new pair gets
+ * the next slot, so slots number the pairs in the order they first appear (the heap's tie
+ * break). */
+static void pair_add(pair_stats *ps, int32_t a, int32_t b, int64_t delta, int32_t w) {
+    if (ps->st) return;
+    uint64_t k = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    size_t i = pair_hash(ps, k);
+    while (ps->index[i].key != k && ps->index[i].key != UINT64_MAX) i = (i + 1) & ps->mask;
+    if (ps->index[i].key == UINT64_MAX) {
+        if ((size_t)(ps->n + 1) * 2 > ps->mask + 1) { /* keep the index at most half full */
+            if (!index_grow(ps)) return;
+            i = pair_hash(ps, k);
+            while (ps->index[i].key != UINT64_MAX) i = (i + 1) & ps->mask;
+        }
+        if (ps->n == ps->cap) {
+            int64_t cap = ps->cap ? 2 * ps->cap : 1 << 16;
+            pair_rec *r = realloc(ps->rec, (size_t)cap * sizeof *r);
+            if (!r) {
+                ps->st = LD_ERR_NOMEM;
+                return;
+            }
+            ps->rec = r, ps->cap = cap;
         }
         int64_t s = ps->n++;
-        ps->pair[s][0] = a, ps->pair[s][1] = b, ps->count[s] = 0;
-        ps->where[s] = NULL, ps->n_where[s] = 0, ps->cap_where[s] = 0, ps->is_touched[s] = 0;
-        *slotp = s;
+        ps->rec[s] = (pair_rec){.a = a, .b = b};
+        ps->index[i].key = k, ps->index[i].slot = s;
     }
-    int64_t s = *slotp;
-    ps->count[s] += delta;
-    if (delta > 0) {
-        int32_t nw = ps->n_where[s];
-        if (!nw || ps->where[s][nw - 1] != w) { /* words are added in bursts: skip immediate repeats */
-            if (nw == ps->cap_where[s]) {
-                int32_t cap = nw ? 2 * nw : 4;
-                int32_t *wl = realloc(ps->where[s], (size_t)cap * sizeof *wl);
-                if (!wl) {
-                    ps->st = LD_ERR_NOMEM;
-                    return;
-                }
-                ps->where[s] = wl, ps->cap_where[s] = cap;
-            }
-            ps->where[s][ps->n_where[s]++] = w;
-        }
-        if (!ps->is_touched[s]) {
-            if (ps->n_touched == ps->cap_touched) {
-                int64_t cap = ps->cap_touched ? 2 * ps->cap_touched : 1 << 12;
-                int64_t *tl = realloc(ps->touched, (size_t)cap * sizeof *tl);
-                if (!tl) {
-                    ps->st = LD_ERR_NOMEM;
-                    return;
-                }
-                ps->touched = tl, ps->cap_touched = cap;
-            }
-            ps->touched[ps->n_touched++] = s;
-            ps->is_touched[s] = 1;
-        }
-    }
+    pair_apply(ps, ps->index[i].slot, delta, w);
 }
 
 /* Pushes every pair whose count grew, once, with its count now. Only pairs with the newest
@@ -176,50 +225,144 @@ static void pair_add(pair_stats *ps, int32_t a, int32_t b, int64_t delta, int32_
 static void flush_touched(pair_stats *ps) {
     for (int64_t k = 0; k < ps->n_touched && !ps->st; k++) {
         int64_t s = ps->touched[k];
-        ps->is_touched[s] = 0;
-        heap_push(ps, ps->count[s], s);
+        ps->rec[s].touched = 0;
+        heap_push(ps, ps->rec[s].count, s);
     }
     ps->n_touched = 0;
 }
 
 static void stats_free(pair_stats *ps) {
-    for (int64_t s = 0; s < ps->n; s++) free(ps->where[s]);
-    free(ps->pair), free(ps->count), free(ps->where), free(ps->n_where), free(ps->cap_where), free(ps->heap);
-    free(ps->touched), free(ps->is_touched);
-    ld_strmap_free(&ps->index);
+    for (int64_t s = 0; s < ps->n; s++) free(ps->rec[s].where);
+    free(ps->index), free(ps->rec), free(ps->heap), free(ps->touched);
 }
 
-/* Rewrites word w, merging every (a, b) left to right into z; updates pair counts. */
-static void merge_word(pair_stats *ps, words *W, int32_t w, int32_t a, int32_t b, int32_t z) {
-    int32_t *s = W->sym[w], n = W->len[w], j = 0;
-    int64_t c = W->count[w];
-    for (int32_t i = 0; i < n;) {
-        if (i + 1 < n && s[i] == a && s[i + 1] == b) {
-            pair_add(ps, a, b, -c, w);
-            if (j > 0) {
-                if (s[j - 1] == z) pair_add(ps, z, z, c, w); /* (b, a) went with the previous occurrence */
-                else pair_add(ps, s[j - 1], a, -c, w), pair_add(ps, s[j - 1], z, c, w);
+/* ---- step 3: one merge, in two phases ----
+ * 1. On the thread team, each piece of the word list rewrites its words and writes down the
+ *    pair-count changes in the order a serial loop would make them, looking each pair up in
+ *    the index (read only: nothing is added in this phase).
+ * 2. On the calling thread, the pieces' changes are applied in piece order: those of known
+ *    pairs go straight to their slot (prefetched ahead), new pairs are added then. So slots,
+ *    counts and word lists come out exactly as one thread doing everything would make them. */
+enum { MERGE_GRAIN = 256 }; /* words a piece of phase 1 rewrites */
+
+typedef struct merge_event {
+    int64_t ref;   /* the pair's slot when phase 1 looked, or -1 - (a << 32 | b) for a new pair */
+    int64_t delta; /* weighted count */
+    int32_t w;     /* the word */
+} merge_event;
+
+typedef struct merge_log { /* one piece's changes */
+    merge_event *ev;
+    size_t n, cap;
+    int64_t ab_delta; /* occurrences of the merged pair removed */
+    bool nomem;
+} merge_log;
+
+typedef struct merge_args {
+    const pair_stats *ps;
+    words *W;
+    const int32_t *wl; /* the words to rewrite, each once */
+    int32_t a, b, z;
+    merge_log *logs; /* one per piece */
+} merge_args;
+
+static void log_event(merge_log *lg, const pair_stats *ps, int32_t x, int32_t y, int64_t delta, int32_t w) {
+    if (lg->n == lg->cap) {
+        size_t cap = lg->cap ? 2 * lg->cap : 1024;
+        merge_event *ev = realloc(lg->ev, cap * sizeof *ev);
+        if (!ev) {
+            lg->nomem = true;
+            return;
+        }
+        lg->ev = ev, lg->cap = cap;
+    }
+    uint64_t k = (uint64_t)(uint32_t)x << 32 | (uint32_t)y;
+    int64_t s = pair_find(ps, k);
+    lg->ev[lg->n++] = (merge_event){s >= 0 ? s : -1 - (int64_t)k, delta, w};
+}
+
+/* Phase 1 for words wl[lo, hi): each rewritten merging every (a, b) left to right into z. */
+static void merge_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    merge_args *m = arg;
+    merge_log *lg = &m->logs[piece];
+    const pair_stats *ps = m->ps;
+    const int32_t a = m->a, b = m->b, z = m->z;
+    lg->n = 0, lg->ab_delta = 0;
+    for (int64_t k = lo; k < hi; k++) {
+        int32_t w = m->wl[k];
+        int32_t *s = m->W->sym[w], n = m->W->len[w], j = 0;
+        int64_t c = m->W->count[w];
+        for (int32_t i = 0; i < n;) {
+            if (i + 1 < n && s[i] == a && s[i + 1] == b) {
+                lg->ab_delta -= c;
+                if (j > 0) {
+                    if (s[j - 1] == z) log_event(lg, ps, z, z, c, w); /* (b, a) went with the previous occurrence */
+                    else log_event(lg, ps, s[j - 1], a, -c, w), log_event(lg, ps, s[j - 1], z, c, w);
+                }
+                if (i + 2 < n) {
+                    log_event(lg, ps, b, s[i + 2], -c, w);
+                    bool next_occ = i + 3 < n && s[i + 2] == a && s[i + 3] == b;
+                    if (!next_occ) log_event(lg, ps, z, s[i + 2], c, w);
+                }
+                s[j++] = z;
+                i += 2;
+            } else {
+                s[j++] = s[i++];
             }
-            if (i + 2 < n) {
-                pair_add(ps, b, s[i + 2], -c, w);
-                bool next_occ = i + 3 < n && s[i + 2] == a && s[i + 3] == b;
-                if (!next_occ) pair_add(ps, z, s[i + 2], c, w);
+        }
+        m->W->len[w] = j;
+    }
+}
+
+/* Phase 2: the logs of pieces [0, n_pieces) applied in order. */
+static void merge_apply(pair_stats *ps, merge_log *logs, int n_pieces, int64_t sab) {
+    enum { AHEAD = 8 };
+    for (int p = 0; p < n_pieces && !ps->st; p++) {
+        merge_log *lg = &logs[p];
+        if (lg->nomem) {
+            ps->st = LD_ERR_NOMEM;
+            return;
+        }
+        ps->rec[sab].count += lg->ab_delta;
+        const merge_event *ev = lg->ev;
+        size_t n = lg->n;
+        for (size_t i = 0; i < n && !ps->st; i++) {
+            if (i + AHEAD < n && ev[i + AHEAD].ref >= 0) __builtin_prefetch(&ps->rec[ev[i + AHEAD].ref], 1);
+            if (i + AHEAD / 2 < n && ev[i + AHEAD / 2].ref >= 0 && ev[i + AHEAD / 2].delta > 0) {
+                const pair_rec *r = &ps->rec[ev[i + AHEAD / 2].ref];
+                if (r->n_where) __builtin_prefetch(&r->where[r->n_where - 1], 1);
             }
-            s[j++] = z;
-            i += 2;
-        } else {
-            s[j++] = s[i++];
+            if (ev[i].ref >= 0) pair_apply(ps, ev[i].ref, ev[i].delta, ev[i].w);
+            else {
+                uint64_t k = (uint64_t)(-1 - ev[i].ref);
+                pair_add(ps, (int32_t)(k >> 32), (int32_t)(uint32_t)k, ev[i].delta, ev[i].w);
+            }
         }
     }
-    W->len[w] = j;
 }
 
-static int cmp_words(const void *x, const void *y, void *arg) {
-    const ld_strmap *m = arg;
-    size_t i = *(const size_t *)x, k = *(const size_t *)y;
-    size_t li = m->key_len[i], lk = m->key_len[k];
-    int c = memcmp(m->keys + m->key_off[i], m->keys + m->key_off[k], li < lk ? li : lk);
-    return c ? c : (li > lk) - (li < lk);
+/* A word in a thread's map: its bytes, and how often the thread saw it. */
+typedef struct word_ref {
+    const unsigned char *p;
+    uint32_t len;
+    int64_t count;
+} word_ref;
+
+static int cmp_refs(const void *x, const void *y) {
+    const word_ref *a = x, *b = y;
+    int c = memcmp(a->p, b->p, a->len < b->len ? a->len : b->len);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+typedef struct sort_args {
+    word_ref **refs;
+    const size_t *n;
+} sort_args;
+
+static void sort_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    sort_args *a = arg;
+    for (int64_t t = lo; t < hi; t++) qsort(a->refs[t], a->n[t], sizeof *a->refs[t], cmp_refs);
+    (void)piece;
 }
 
 typedef struct {
@@ -302,47 +445,58 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
     }
     free(text), free(doc_off);
     ld_split_op_free(ctx, &pt);
-    /* merge the per-thread maps into thread 0's */
-    for (int t = 1; cs && !st && t < nt; t++) {
-        ld_strmap *m = &cs[t].map;
-        for (size_t i = 0; i < m->cap && !st; i++) {
-            if (!m->hashes[i]) continue;
-            int64_t *v;
-            if (!(st = ld_strmap_put(&cs[0].map, m->keys + m->key_off[i], m->key_len[i], 0, &v))) *v += m->values[i];
-        }
-    }
-    for (int t = 1; cs && t < nt; t++) ld_strmap_free(&cs[t].map);
-    /* distinct words in byte order (so everything after is independent of thread count) */
+    /* distinct words in byte order (so everything after is independent of thread count): each
+     * thread's map sorted on the team, then the sorted lists merged, counts of a word that
+     * several threads saw added. (Inserting one map into another in slot order, as before,
+     * filled the target's probe sequences in hash order: a quarter of all training time.) */
     words W = {0};
-    ld_strmap *wm = cs ? &cs[0].map : NULL;
-    size_t *order = NULL;
-    if (!st) {
-        order = malloc(wm->count * sizeof *order);
-        W.sym = calloc(wm->count, sizeof *W.sym), W.len = malloc(wm->count * sizeof *W.len);
-        W.count = malloc(wm->count * sizeof *W.count);
-        if (!order || !W.sym || !W.len || !W.count) st = LD_ERR_NOMEM;
-    }
-    if (!st) {
-        size_t k = 0;
-        for (size_t i = 0; i < wm->cap; i++)
-            if (wm->hashes[i]) order[k++] = i;
-        qsort_r(order, k, sizeof *order, cmp_words, wm);
-        for (size_t i = 0; i < k && !st; i++) {
-            size_t slot = order[i], len = wm->key_len[slot];
-            const unsigned char *b = (const unsigned char *)wm->keys + wm->key_off[slot];
-            if (!(W.sym[i] = malloc(len * sizeof(int32_t)))) st = LD_ERR_NOMEM;
-            for (size_t j = 0; j < len && !st; j++) W.sym[i][j] = (int32_t)(p->n_special_tokens + b[j]);
-            W.len[i] = (int32_t)len, W.count[i] = wm->values[slot];
+    word_ref **refs = cs ? calloc((size_t)nt, sizeof *refs) : NULL;
+    size_t *nref = cs ? calloc((size_t)nt, sizeof *nref) : NULL, *at = cs ? calloc((size_t)nt, sizeof *at) : NULL, total = 0;
+    if (!st && (!refs || !nref || !at)) st = LD_ERR_NOMEM;
+    for (int t = 0; !st && t < nt; t++) {
+        const ld_strmap *m = &cs[t].map;
+        if (!(refs[t] = malloc((m->count + 1) * sizeof *refs[t]))) {
+            st = LD_ERR_NOMEM;
+            break;
         }
-        W.n = (int64_t)k;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->hashes[i])
+                refs[t][nref[t]++] = (word_ref){(const unsigned char *)m->keys + m->key_off[i], m->key_len[i], m->values[i]};
+        total += nref[t];
     }
-    free(order);
-    if (cs) ld_strmap_free(&cs[0].map);
+    if (!st) {
+        sort_args sa = {refs, nref};
+        ld_par_for(nt, 1, sort_part, &sa);
+        W.sym = calloc(total + 1, sizeof *W.sym), W.len = malloc((total + 1) * sizeof *W.len);
+        W.count = malloc((total + 1) * sizeof *W.count);
+        if (!W.sym || !W.len || !W.count) st = LD_ERR_NOMEM;
+    }
+    while (!st) { /* merge: the smallest head next (nt is small) */
+        const word_ref *best = NULL;
+        for (int t = 0; t < nt; t++)
+            if (at[t] < nref[t] && (!best || cmp_refs(&refs[t][at[t]], best) < 0)) best = &refs[t][at[t]];
+        if (!best) break;
+        word_ref wr = *best;
+        int64_t count = 0;
+        for (int t = 0; t < nt; t++) /* every thread's copy of this word */
+            if (at[t] < nref[t] && !cmp_refs(&refs[t][at[t]], &wr)) count += refs[t][at[t]++].count;
+        int64_t i = W.n++;
+        if (!(W.sym[i] = malloc((wr.len + 1) * sizeof(int32_t)))) {
+            st = LD_ERR_NOMEM;
+            break;
+        }
+        for (uint32_t j = 0; j < wr.len; j++) W.sym[i][j] = (int32_t)(p->n_special_tokens + wr.p[j]);
+        W.len[i] = (int32_t)wr.len, W.count[i] = count;
+    }
+    for (int t = 0; refs && t < nt; t++) free(refs[t]);
+    free(refs), free(nref), free(at);
+    for (int t = 0; cs && t < nt; t++) ld_strmap_free(&cs[t].map);
     free(cs);
     /* the tokenizer: specials, then the 256 bytes, then merges */
     ld_tokenizer *tok = st ? NULL : ld_tokenizer_alloc(ctx, p->vocab_size);
     pair_stats ps = {0};
     int32_t *stamp = NULL;
+    merge_log *logs = NULL;
     if (!st && !tok) st = ld_ctx_status(ctx);
     if (!st) {
         tok->kind = LD_TOK_BPE;
@@ -350,7 +504,8 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         tok->specials = ld_calloc(ctx, (size_t)p->n_special_tokens + 1, sizeof *tok->specials);
         tok->merge_list = ld_calloc(ctx, (size_t)p->vocab_size, sizeof *tok->merge_list);
         stamp = calloc((size_t)W.n + 1, sizeof *stamp);
-        if (!tok->specials || !tok->merge_list || !stamp) st = LD_ERR_NOMEM;
+        logs = calloc(LD_PAR_MAX_PIECES, sizeof *logs);
+        if (!tok->specials || !tok->merge_list || !stamp || !logs) st = LD_ERR_NOMEM;
     }
     ld_strmap seen = {0}; /* specials given so far: a vocabulary may reserve tens of thousands */
     if (!st) st = ld_strmap_init(ctx, &seen, (size_t)p->n_special_tokens + 1);
@@ -377,7 +532,7 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         if (!(tok->tok_bytes[id] = ld_alloc(ctx, 1))) st = ld_ctx_status(ctx);
         else tok->tok_bytes[id][0] = (char)b, tok->tok_len[id] = 1;
     }
-    if (!st) st = ld_strmap_init(ctx, &ps.index, 1 << 16);
+    if (!st && !index_grow(&ps)) st = ps.st;
     for (int64_t w = 0; !st && w < W.n; w++) {
         for (int32_t i = 0; i + 1 < W.len[w]; i++) pair_add(&ps, W.sym[w][i], W.sym[w][i + 1], W.count[w], (int32_t)w);
         st = ps.st;
@@ -387,13 +542,13 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
     while (!st && next_id < p->vocab_size) {
         int64_t c, s;
         if (!heap_pop(&ps, &c, &s)) break;
-        if (c != ps.count[s]) { /* the pair lost occurrences since: back in with its count now */
-            if (ps.count[s] > 0) heap_push(&ps, ps.count[s], s);
+        if (c != ps.rec[s].count) { /* the pair lost occurrences since: back in with its count now */
+            if (ps.rec[s].count > 0) heap_push(&ps, ps.rec[s].count, s);
             if ((st = ps.st)) break;
             continue;
         }
         if (c < p->min_frequency || c <= 0) break;
-        int32_t a = ps.pair[s][0], b = ps.pair[s][1], z = (int32_t)next_id;
+        int32_t a = ps.rec[s].a, b = ps.rec[s].b, z = (int32_t)next_id;
         size_t la = tok->tok_len[a], lb = tok->tok_len[b];
         char *nb = ld_alloc(ctx, la + lb);
         if (!nb) {
@@ -404,23 +559,19 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
         tok->tok_bytes[z] = nb, tok->tok_len[z] = (uint32_t)(la + lb);
         tok->merge_list[n_merges][0] = a, tok->merge_list[n_merges][1] = b;
         n_merges++, next_id++;
-        /* the word list may grow while we merge (new pairs in the same words): iterate a snapshot */
-        int32_t nw = ps.n_where[s];
-        int32_t *wl = malloc((size_t)nw * sizeof *wl);
-        if (!wl) {
-            st = LD_ERR_NOMEM;
-            break;
-        }
-        memcpy(wl, ps.where[s], (size_t)nw * sizeof *wl);
-        for (int32_t k = 0; k < nw && !ps.st; k++) {
+        /* the words that held the pair, each once (the list is the pair's no more: the merge
+         * adds no occurrence of it) */
+        uint32_t nw = ps.rec[s].n_where, nu = 0;
+        int32_t *wl = ps.rec[s].where;
+        ps.rec[s].where = NULL, ps.rec[s].n_where = ps.rec[s].cap_where = 0;
+        for (uint32_t k = 0; k < nw; k++) {
             int32_t w = wl[k];
-            if (stamp[w] == z) continue;
-            stamp[w] = z;
-            merge_word(&ps, &W, w, a, b, z);
+            if (stamp[w] != z) stamp[w] = z, wl[nu++] = w;
         }
+        merge_args ma = {&ps, &W, wl, a, b, z, logs};
+        ld_par_for(nu, MERGE_GRAIN, merge_part, &ma);
+        merge_apply(&ps, logs, ld_par_pieces(nu, MERGE_GRAIN), s);
         free(wl);
-        free(ps.where[s]);
-        ps.where[s] = NULL, ps.n_where[s] = ps.cap_where[s] = 0;
         flush_touched(&ps);
         st = ps.st;
         if (p->progress && n_merges % 256 == 0)
@@ -429,6 +580,8 @@ ld_status ld_bpe_train(ld_ctx *ctx, const ld_bpe_train_params *p, ld_text_source
     if (st == LD_ERR_NOMEM) st = ld_error(ctx, LD_ERR_NOMEM, "bpe train: out of memory");
     stats_free(&ps);
     free(stamp);
+    for (int i = 0; logs && i < LD_PAR_MAX_PIECES; i++) free(logs[i].ev);
+    free(logs);
     for (int64_t w = 0; w < W.n; w++) free(W.sym[w]);
     free(W.sym), free(W.len), free(W.count);
     if (!st) {

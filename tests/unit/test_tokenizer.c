@@ -455,6 +455,106 @@ TEST(training_keeps_pairs_that_lost_occurrences) {
     ld_ctx_free(ctx);
 }
 
+/* The merges learned from a fixed generated corpus (about 600 KB: runs of CJK characters with
+ * no spaces, English words, digit runs, repeated characters that merge with themselves,
+ * punctuation, invalid bytes), pinned by an FNV-1a hash of every merge's two pieces: a faster
+ * trainer must learn exactly the same vocabulary in the same order, on 1 and on 2 threads.
+ * The text comes from a generator written here, not the library's, so the pin depends on the
+ * trainer only. */
+static uint64_t pin_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static char **pin_corpus(int n_docs) {
+    static const char *const zh[] = {"的", "一", "是", "不", "了", "人", "我", "在", "有", "他", "这", "中", "大", "来",
+                                     "上", "国", "个", "到", "说", "们", "为", "子", "和", "你", "地", "出", "道", "也",
+                                     "时", "年", "得", "就", "那", "要", "下", "以", "生", "会", "自", "着", "去", "之",
+                                     "过", "家", "学", "对", "可", "她", "里", "后", "小", "么", "心", "多", "天", "而"};
+    static const char *const en[] = {"the", "of", "and", "to", "in", "is", "was", "that", "for", "it", "with", "as",
+                                     "his", "on", "be", "at", "by", "had", "are", "but", "from", "or", "have", "an",
+                                     "they", "which", "one", "you", "were", "her", "all", "she", "there", "would",
+                                     "their", "we", "him", "been", "has", "when", "who", "will", "more", "no", "if",
+                                     "out", "so", "said", "what", "up", "its", "about", "into", "than", "them", "can"};
+    static const char *const punct[] = {"，", "。", ", ", ". ", "! ", "? ", "；", "：", "\n", "\t", "“", "”", "'s ", "-"};
+    uint64_t seed = 12;
+    char **docs = malloc((size_t)n_docs * sizeof *docs);
+    for (int d = 0; d < n_docs; d++) {
+        char *t = malloc(1024);
+        size_t o = 0;
+        int parts = 4 + (int)(pin_next(&seed) % 12);
+        for (int k = 0; k < parts && o < 900; k++) {
+            uint64_t r = pin_next(&seed), kind = r % 16;
+            double u = (double)((r >> 8) % 1000000) / 1e6;
+            size_t zi = (size_t)(u * u * 56), ei = (size_t)(u * u * u * 56);
+            if (kind < 7) { /* a clause of CJK characters: one long pre-token */
+                int n = 2 + (int)(pin_next(&seed) % 14);
+                for (int c = 0; c < n; c++) {
+                    double v = (double)(pin_next(&seed) % 1000000) / 1e6;
+                    o += (size_t)sprintf(t + o, "%s", zh[(zi + (size_t)(v * v * 56)) % 56]);
+                }
+            } else if (kind < 12) {
+                o += (size_t)sprintf(t + o, " %s", en[ei]);
+            } else if (kind == 12) {
+                o += (size_t)sprintf(t + o, " %llu", (unsigned long long)(pin_next(&seed) % 100000));
+            } else if (kind == 13) { /* runs that merge with themselves: "aaaa", "哈哈哈", "!!!!!" */
+                static const char *const rep[] = {"a", "哈", "!", " ", "1"};
+                const char *c = rep[pin_next(&seed) % 5];
+                for (int n = 2 + (int)(pin_next(&seed) % 9); n > 0; n--) o += (size_t)sprintf(t + o, "%s", c);
+            } else if (kind == 14 && u < 0.1) {
+                t[o++] = (char)0xff; /* invalid UTF-8: a piece of its own */
+            } else {
+                o += (size_t)sprintf(t + o, "%s", punct[ei % 14]);
+            }
+        }
+        t[o] = 0;
+        docs[d] = t;
+    }
+    return docs;
+}
+
+static uint64_t merges_fnv(const ld_tokenizer *t) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int64_t m = 0; m < t->n_merges; m++)
+        for (int side = 0; side < 2; side++) {
+            int32_t id = t->merge_list[m][side];
+            uint32_t len = t->tok_len[id];
+            for (int b = 0; b < 4; b++) h = (h ^ (len >> (8 * b) & 0xff)) * 0x100000001b3ULL;
+            for (uint32_t i = 0; i < len; i++) h = (h ^ (unsigned char)t->tok_bytes[id][i]) * 0x100000001b3ULL;
+        }
+    return h;
+}
+
+#define PIN_VOCAB 3000
+#define PIN_HASH 0x6f1967378cd89c9fULL /* the trainer of 2026-12-07 (heap + word lists) */
+TEST(training_learns_the_pinned_merges) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    int n = 6000;
+    char **docs = pin_corpus(n);
+    for (int threads = 1; threads <= 2; threads++) {
+        mem_src m = {(const char *const *)docs, n, 0};
+        ld_text_source src = {mem_next, &m};
+        ld_bpe_train_params p = ld_bpe_train_default_params();
+        const char *sp[] = {"<|endoftext|>"};
+        p.vocab_size = 3000, p.special_tokens = sp, p.n_special_tokens = 1, p.n_threads = threads;
+        ld_tokenizer *t = NULL;
+        CHECK(ld_bpe_train(ctx, &p, &src, &t) == LD_OK);
+        if (!t) break;
+        uint64_t h = merges_fnv(t);
+        if (getenv("LD_TEST_VERBOSE")) fprintf(stderr, "  %d threads: %lld tokens, merges hash 0x%016llx\n", threads,
+                                               (long long)t->n_vocab, (unsigned long long)h);
+        CHECK_MSG(t->n_vocab == PIN_VOCAB && h == PIN_HASH, "%d threads: %lld tokens, merges hash 0x%016llx",
+                  threads, (long long)t->n_vocab, (unsigned long long)h);
+        ld_tokenizer_free(t);
+    }
+    for (int d = 0; d < n; d++) free(docs[d]);
+    free(docs);
+    ld_ctx_free(ctx);
+}
+
 /* A small SentencePiece-style BPE (Llama-2's tokenizer.json layout): <unk> <s> </s>, the 256
  * byte tokens, pieces with ▁, merges, byte fallback, <s> added by the post-processor. */
 static ld_tokenizer *spm_tokenizer(ld_ctx *ctx) {
