@@ -57,15 +57,20 @@ prompts() { # model_dir -> file of comma-separated id lines
     "$BIN" tokenize --tokenizer "$1/tokenizer.json" "$p" 2>/dev/null | tr ' ' ','
   done
 }
-# liandan's greedy continuations of the prompts in $2 with model $1, one line each
+# liandan's greedy continuations of the prompts in $2 with model $1, one line each (one
+# process for all prompts)
 ours() {
-  while read -r ids; do
-    "$BIN" generate "$1" --ids --temperature 0 --max-tokens 24 "ids:$ids" 2>/dev/null | sed -n 's/^generated: *//p'
-  done <"$2"
+  local args=()
+  while read -r ids; do args+=("ids:$ids"); done <"$2"
+  "$BIN" generate "$1" --ids --temperature 0 --max-tokens 24 "${args[@]}" 2>/dev/null | sed -n 's/^generated: *//p'
 }
+# llama.cpp's greedy continuations for each "MODEL.gguf PROMPTS OUT" line of $1, in one node
+# process (each start of the package costs seconds: it tests its binary in a child process)
+theirs() { node "$ORACLE" greedy-batch 24 "$1" || fail "llama.cpp greedy-batch $1"; }
 # compare FILE_A FILE_B -> number of identical lines
 same_lines() { paste -d '|' "$1" "$2" | awk -F'|' '$1 == $2' | wc -l; }
 
+: >"$T/jobs.family"
 for name in llama qwen2 gpt2; do
   M=$T/$name.run/model
   prompts "$M" >"$T/$name.prompts"
@@ -75,8 +80,12 @@ for name in llama qwen2 gpt2; do
   node "$ORACLE" tokenize "$T/$name.f32.gguf" "$T/texts.txt" >"$T/$name.lc.tok"
   "$BIN" tokenize --tokenizer "$M/tokenizer.json" --special-as-text --lines "$T/texts.txt" >"$T/$name.ld.tok" 2>/dev/null
   cmp -s "$T/$name.lc.tok" "$T/$name.ld.tok" || { diff "$T/$name.lc.tok" "$T/$name.ld.tok" | head; fail "$name: tokenization differs"; }
+  for ty in f32 f16; do echo "$T/$name.$ty.gguf $T/$name.prompts $T/$name.$ty.lc" >>"$T/jobs.family"; done
+done
+theirs "$T/jobs.family"
+for name in llama qwen2 gpt2; do
+  M=$T/$name.run/model
   for ty in f32 f16; do
-    node "$ORACLE" greedy "$T/$name.$ty.gguf" 24 "$T/$name.prompts" >"$T/$name.$ty.lc"
     ours "$T/$name.$ty.gguf" "$T/$name.prompts" >"$T/$name.$ty.ld"
     cmp -s "$T/$name.$ty.lc" "$T/$name.$ty.ld" || { paste "$T/$name.$ty.lc" "$T/$name.$ty.ld"; fail "$name $ty: greedy tokens differ from llama.cpp"; }
     [ "$(awk 'NF > 2' "$T/$name.$ty.ld" | wc -l)" -ge 3 ] || fail "$name $ty: continuations too short to compare"
@@ -115,10 +124,16 @@ node tests/e2e/gguf_oracle.mjs compare-gguf "$T/ld.q4_k.gguf" "$T/ld.q4_k.json" 
 "$BIN" inspect "$T/lc.qwen2.q4_k_m.gguf" >"$T/qwen2.inspect"
 grep -q " Q5_0 " "$T/qwen2.inspect" || fail "expected Q5_0 fallback tensors in llama.cpp's qwen2 Q4_K_M"
 total=0; agree=0
-for f in ld.q8_0 ld.q4_k lc.q8_0 lc.q4_k_m lc.qwen2.q4_k_m; do
+QUANT="ld.q8_0 ld.q4_k lc.q8_0 lc.q4_k_m lc.qwen2.q4_k_m"
+for f in $QUANT; do
   P=$T/llama.prompts
   case $f in *qwen2*) P=$T/qwen2.prompts ;; esac
-  node "$ORACLE" greedy "$T/$f.gguf" 24 "$P" >"$T/$f.lc"
+  echo "$T/$f.gguf $P $T/$f.lc"
+done >"$T/jobs.quant"
+theirs "$T/jobs.quant"
+for f in $QUANT; do
+  P=$T/llama.prompts
+  case $f in *qwen2*) P=$T/qwen2.prompts ;; esac
   ours "$T/$f.gguf" "$P" >"$T/$f.ld"
   n=$(wc -l <"$P"); s=$(same_lines "$T/$f.lc" "$T/$f.ld")
   echo "llama_cpp_oracle: $f: $s of $n greedy continuations identical in llama.cpp and liandan"
@@ -186,9 +201,11 @@ for t in IQ3_XXS IQ3_S IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S TQ1_0 TQ2_0; do
 done
 echo "llama_cpp_oracle: liandan's iq3_xxs iq2_m iq2_xxs iq2_xs iq1_s iq1_m tq1_0 tq2_0 mixes have llama.cpp's tensor types"
 total=0; agree=0
-for f in lc.q2_k lc.q3_k_m lc.iq4_nl lc.iq4_xs lc.iq3_xxs lc.iq2_m lc.iq2_xxs lc.iq2_xs lc.iq1_s lc.iq1_m lc.tq1_0 lc.tq2_0 \
-         ld.q2_k ld.q3_k_m ld.q3_k_l ld.iq4_xs $ldlow; do
-  node "$ORACLE" greedy "$T/$f.gguf" 24 "$T/llama.prompts" >"$T/$f.lc"
+LOWBIT="lc.q2_k lc.q3_k_m lc.iq4_nl lc.iq4_xs lc.iq3_xxs lc.iq2_m lc.iq2_xxs lc.iq2_xs lc.iq1_s lc.iq1_m lc.tq1_0 lc.tq2_0
+        ld.q2_k ld.q3_k_m ld.q3_k_l ld.iq4_xs $ldlow"
+for f in $LOWBIT; do echo "$T/$f.gguf $T/llama.prompts $T/$f.lc"; done >"$T/jobs.lowbit"
+theirs "$T/jobs.lowbit"
+for f in $LOWBIT; do
   ours "$T/$f.gguf" "$T/llama.prompts" >"$T/$f.ld"
   n=$(wc -l <"$T/llama.prompts"); s=$(same_lines "$T/$f.lc" "$T/$f.ld")
   echo "llama_cpp_oracle: $f: $s of $n greedy continuations identical in llama.cpp and liandan"

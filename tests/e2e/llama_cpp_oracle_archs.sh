@@ -83,13 +83,20 @@ ALL="llama qwen2 qwen3 gemma2 phi3 gpt2 llama3rope linear yarn mixtral qwen2moe"
 ARCHS=${LD_ARCHS:-gemma2 phi3 yarn mixtral qwen2moe}
 [ "$ARCHS" = all ] && ARCHS=$ALL
 for name in $ARCHS; do [ -n "${MODELS[$name]+x}" ] || fail "LD_ARCHS: no family '$name' (one of: $ALL, or all)"; done
-total=0; agree=0
+# the files of every family first, then llama.cpp on all of them in one node process (each
+# start of the package costs seconds: it tests its binary in a child process)
 for name in $ARCHS; do
   make_model "$name" "${MODELS[$name]}"
+  "$BIN" export gguf "$T/$name.run/model" -o "$T/$name.gguf" 2>/dev/null || fail "$name: export gguf"
+  "$T/llama_quantize" "$LIB" "$T/$name.gguf" "$T/$name.lc32.gguf" 0 >/dev/null 2>&1 || fail "$name: llama.cpp F32 copy"
+  "$T/llama_quantize" "$LIB" "$T/$name.gguf" "$T/$name.lc8.gguf" 7 >/dev/null 2>&1 || fail "$name: llama.cpp Q8_0"
+  for f in "$name" "$name.lc32" "$name.lc8"; do echo "$T/$f.gguf $T/prompts $T/$f.lc"; done >>"$T/jobs"
+done
+node "$ORACLE" greedy-batch 16 "$T/jobs" || fail "llama.cpp greedy-batch"
+total=0; agree=0
+for name in $ARCHS; do
   M=$T/$name.run/model
-  "$BIN" export gguf "$M" -o "$T/$name.gguf" 2>/dev/null || fail "$name: export gguf"
   # liandan's file in llama.cpp
-  node "$ORACLE" greedy "$T/$name.gguf" 16 "$T/prompts" >"$T/$name.lc"
   ours "$T/$name.gguf" "$T/prompts" >"$T/$name.ld"
   [ "$(awk 'NF >= 8' "$T/$name.ld" | wc -l)" -ge 3 ] || { cat "$T/$name.ld"; fail "$name: continuations too short to compare"; }
   cmp -s "$T/$name.lc" "$T/$name.ld" || { paste "$T/$name.lc" "$T/$name.ld"; fail "$name: llama.cpp's greedy tokens differ on liandan's file"; }
@@ -97,12 +104,8 @@ for name in $ARCHS; do
   ours "$M" "$T/prompts" >"$T/$name.dir"
   cmp -s "$T/$name.dir" "$T/$name.ld" || { paste "$T/$name.dir" "$T/$name.ld"; fail "$name: directory and GGUF differ"; }
   # llama.cpp's files in liandan
-  "$T/llama_quantize" "$LIB" "$T/$name.gguf" "$T/$name.lc32.gguf" 0 >/dev/null 2>&1 || fail "$name: llama.cpp F32 copy"
-  node "$ORACLE" greedy "$T/$name.lc32.gguf" 16 "$T/prompts" >"$T/$name.lc32.lc"
   ours "$T/$name.lc32.gguf" "$T/prompts" >"$T/$name.lc32.ld"
   cmp -s "$T/$name.lc32.lc" "$T/$name.lc32.ld" || { paste "$T/$name.lc32.lc" "$T/$name.lc32.ld"; fail "$name: greedy tokens differ on llama.cpp's F32 file"; }
-  "$T/llama_quantize" "$LIB" "$T/$name.gguf" "$T/$name.lc8.gguf" 7 >/dev/null 2>&1 || fail "$name: llama.cpp Q8_0"
-  node "$ORACLE" greedy "$T/$name.lc8.gguf" 16 "$T/prompts" >"$T/$name.lc8.lc"
   ours "$T/$name.lc8.gguf" "$T/prompts" >"$T/$name.lc8.ld"
   n=$(wc -l <"$T/prompts"); s=$(same_lines "$T/$name.lc8.lc" "$T/$name.lc8.ld")
   total=$((total + n)); agree=$((agree + s))
