@@ -53,7 +53,7 @@ int ld_cli_write_npy(ld_ctx *ctx, const char *path, const float *data, int64_t n
 /* The image-text model's side of `liandan embed` and `liandan pretrain` (cli/cmd_clip.c). */
 int ld_cli_clip_embed(const char *dir, const ld_cli_list *images, const ld_cli_list *texts, const char *npy, int threads);
 bool ld_cli_is_clip_config(const char *path); /* its "model" has model_type "clip" */
-int ld_cli_clip_pretrain(const char *config, const char *out, int64_t max_steps, int threads, bool quiet);
+int ld_cli_clip_pretrain(const char *config, const char *out, int64_t max_steps, int threads, bool quiet, bool resume);
 /* `liandan eval retrieval` and `liandan eval zeroshot` (cli/cmd_clip.c). */
 int ld_cli_eval_retrieval(int argc, char **argv);
 int ld_cli_eval_zeroshot(int argc, char **argv);

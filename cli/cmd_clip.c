@@ -57,7 +57,7 @@ bool ld_cli_is_clip_config(const char *path) {
     return yes;
 }
 
-int ld_cli_clip_pretrain(const char *config, const char *out, int64_t max_steps, int threads, bool quiet) {
+int ld_cli_clip_pretrain(const char *config, const char *out, int64_t max_steps, int threads, bool quiet, bool resume) {
     FILE *f = fopen(config, "rb");
     if (!f) return fprintf(stderr, "liandan pretrain: cannot open %s: %s\n", config, strerror(errno)), 1;
     char *text = NULL;
@@ -76,6 +76,7 @@ int ld_cli_clip_pretrain(const char *config, const char *out, int64_t max_steps,
     }
     if (out) snprintf(c.out_dir, sizeof c.out_dir, "%s", out);
     if (max_steps > 0) c.max_steps = c.schedule.max_steps = max_steps;
+    c.resume = resume;
     if (!threads && c.threads) ld_ctx_set_threads(ctx, c.threads);
     ld_clip_pairs train = {0}, val = {0};
     ld_tokenizer *tok = NULL;

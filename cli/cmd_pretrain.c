@@ -18,11 +18,11 @@ static int cmd_pretrain(int argc, char **argv) {
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     a.config = pos.v[0];
     if (ld_cli_is_clip_config(a.config)) { /* the image-text model has a driver of its own (cli/cmd_clip.c) */
-        if (a.sets.n || a.resume) {
-            fprintf(stderr, "liandan pretrain: --set and --resume are not available for clip models yet\n");
+        if (a.sets.n) {
+            fprintf(stderr, "liandan pretrain: --set is not available for clip models yet\n");
             rc = 2;
         } else {
-            rc = ld_cli_clip_pretrain(a.config, a.out, a.max_steps, a.threads, a.quiet);
+            rc = ld_cli_clip_pretrain(a.config, a.out, a.max_steps, a.threads, a.quiet, a.resume);
         }
         ld_cli_list_free(&a.sets), ld_cli_list_free(&a.extra);
     } else {

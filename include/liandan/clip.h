@@ -76,6 +76,19 @@ ld_status ld_clip_text_embed(ld_clip *m, ld_tape *t, const int32_t *ids, const i
 /* The symmetric InfoNCE loss of B (image, caption) pairs. */
 ld_status ld_clip_loss(ld_clip *m, ld_tape *t, const float *pixels, const int32_t *ids, const int32_t *lengths,
                        int64_t B, int64_t T, ld_tensor **loss);
+/* The same with MoCo-style queues (BriVL): the images are also scored against text_queue
+ * [n_text, E] and the captions against image_queue [n_image, E] (a momentum encoder's recent
+ * embeddings: extra negatives, no gradient; valid until backward). ld_op_infonce_queues. */
+ld_status ld_clip_loss_queued(ld_clip *m, ld_tape *t, const float *pixels, const int32_t *ids, const int32_t *lengths,
+                              int64_t B, int64_t T, const float *image_queue, int64_t n_image, const float *text_queue,
+                              int64_t n_text, ld_tensor **loss);
+
+/* ---- the momentum encoder (MoCo / BriVL) ------------------------------------------------ */
+/* Every parameter of dst = src's (two models of one config). */
+ld_status ld_clip_copy_params(ld_clip *dst, const ld_clip *src);
+/* k = momentum k + (1 - momentum) q for every trainable parameter of q (an exponential moving
+ * average of q's weights in k; frozen ones are left alone). */
+ld_status ld_clip_momentum_update(ld_clip *k, const ld_clip *q, float momentum);
 
 /* ---- captions -------------------------------------------------------------------------- */
 /* A character vocabulary (vocab.txt lines: [PAD] [UNK] [CLS] [SEP] [MASK], then every character

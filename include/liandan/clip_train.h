@@ -24,6 +24,17 @@ typedef struct ld_clip_train_config {
     bool augment;
     uint64_t seed;
     int threads;
+    /* MoCo / BriVL: queue_size > 0 keeps a momentum copy of both towers (an EMA of the weights,
+     * `momentum` per step) and queues of its last queue_size image and text embeddings, used
+     * as extra negatives (ld_clip_loss_queued). 0: in-batch negatives only. */
+    int64_t queue_size;
+    float momentum;
+    /* Checkpoints (out_dir/checkpoints/step-N: weights, AdamW state, momentum weights, queues,
+     * data cursor) every checkpoint_every steps (0: none); the last 2 are kept. resume (not a
+     * config key; `liandan pretrain --resume`) continues from out_dir/checkpoints/latest, and
+     * gives bit-identical weights to a run that was never stopped. */
+    int64_t checkpoint_every;
+    bool resume;
 } ld_clip_train_config;
 ld_clip_train_config ld_clip_train_config_default(void);
 /* Parses a training config (docs/clip.md lists the keys); errors name the key. */

@@ -148,6 +148,14 @@ ld_status ld_op_l2_normalize(ld_tape *t, const ld_tensor *x, ld_tensor **y);
  * logit_scale, the log of the inverse temperature); it gets no gradient while above the clamp. */
 ld_status ld_op_infonce(ld_tape *t, const ld_tensor *a, const ld_tensor *b, int64_t n_queue, ld_tensor *log_scale,
                         float max_log_scale, ld_tensor **loss);
+/* The same with a queue on each side (MoCo / BriVL): a, b [B, E]; a's rows are scored against
+ * b's and the n_qb rows of qb [n_qb, E] (e.g. a momentum text encoder's recent embeddings),
+ * b's rows against a's and the n_qa rows of qa [n_qa, E]; loss = (mean over a's rows of the
+ * cross-entropy + mean over b's rows) / 2. The queues are extra negatives with no gradient;
+ * qa and qb (NULL when their count is 0) must stay valid until backward. */
+ld_status ld_op_infonce_queues(ld_tape *t, const ld_tensor *a, const ld_tensor *b, const float *qa, int64_t n_qa,
+                               const float *qb, int64_t n_qb, ld_tensor *log_scale, float max_log_scale,
+                               ld_tensor **loss);
 
 /* ---- ops for adapting a model ------------------------------------------------------ */
 /* LoRA: out = y + s (x A^T) B^T with x [.., K], y [.., N] (the frozen product's output),

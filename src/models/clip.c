@@ -331,6 +331,53 @@ ld_status ld_clip_loss(ld_clip *m, ld_tape *t, const float *pixels, const int32_
     return ld_op_infonce(t, img, txt, 0, m->logit_scale, m->cfg.logit_scale_max, loss);
 }
 
+ld_status ld_clip_loss_queued(ld_clip *m, ld_tape *t, const float *pixels, const int32_t *ids, const int32_t *lengths,
+                              int64_t B, int64_t T, const float *image_queue, int64_t n_image, const float *text_queue,
+                              int64_t n_text, ld_tensor **loss) {
+    ld_tensor *img, *txt;
+    TRY(ld_clip_image_embed(m, t, pixels, B, &img));
+    TRY(ld_clip_text_embed(m, t, ids, lengths, B, T, &txt));
+    return ld_op_infonce_queues(t, img, txt, image_queue, n_image, text_queue, n_text, m->logit_scale,
+                                m->cfg.logit_scale_max, loss);
+}
+
+/* ---- the momentum encoder --------------------------------------------------------------- */
+
+static ld_status same_layout(ld_clip *a, const ld_clip *b, const char *what) {
+    bool same = ld_params_count(a->params) == ld_params_count(b->params);
+    for (int i = 0; same && i < ld_params_count(a->params); i++) {
+        const ld_tensor *x = ld_params_at(a->params, i), *y = ld_params_at(b->params, i);
+        same = !strcmp(x->name, y->name) && ld_tensor_numel(x) == ld_tensor_numel(y);
+    }
+    return same ? LD_OK : ld_error(a->ctx, LD_ERR_MISMATCH, "%s: the two models' parameters differ", what);
+}
+
+ld_status ld_clip_copy_params(ld_clip *dst, const ld_clip *src) {
+    if (!dst || !src) return LD_ERR_INVALID_ARG;
+    TRY(same_layout(dst, src, "ld_clip_copy_params"));
+    for (int i = 0; i < ld_params_count(dst->params); i++) {
+        ld_tensor *x = ld_params_at(dst->params, i);
+        memcpy(x->data, ld_params_at(src->params, i)->data, ld_tensor_nbytes(x));
+    }
+    return LD_OK;
+}
+
+ld_status ld_clip_momentum_update(ld_clip *k, const ld_clip *q, float momentum) {
+    if (!k || !q) return LD_ERR_INVALID_ARG;
+    if (!(momentum >= 0 && momentum <= 1))
+        return ld_error(k->ctx, LD_ERR_INVALID_ARG, "momentum %g outside [0, 1]", momentum);
+    TRY(same_layout(k, q, "ld_clip_momentum_update"));
+    float keep = momentum, take = 1.0f - momentum;
+    for (int i = 0; i < ld_params_count(q->params); i++) {
+        const ld_tensor *y = ld_params_at(q->params, i);
+        if (!(y->flags & LD_TENSOR_TRAINABLE)) continue; /* frozen parameters stay equal */
+        float *x = ld_params_at(k->params, i)->data;
+        const float *v = y->data;
+        for (int64_t j = 0; j < ld_tensor_numel(y); j++) x[j] = keep * x[j] + take * v[j];
+    }
+    return LD_OK;
+}
+
 /* ---- captions --------------------------------------------------------------------------- */
 
 static int utf8_next(const unsigned char *s, size_t len, size_t *i, uint32_t *cp) {

@@ -722,74 +722,110 @@ ld_status ld_op_l2_normalize(ld_tape *t, const ld_tensor *x, ld_tensor **out_) {
     return LD_OK;
 }
 
-/* Saved: G = dloss/dlogits [B, B] (already including the 1 / 2B), the clamped scale s. */
+/* The two directions of InfoNCE: L1 = s a [b; qb]^T [B, B + Qb] (a's rows against b's and the
+ * text-side queue), L2 = s b [a; qa]^T [B, B + Qa]; G1, G2 = dloss/dL (including the 1 / 2B). */
+typedef struct infonce_saved {
+    float *G1, *G2, *L1, *L2;
+    const float *qa, *qb;
+} infonce_saved;
+
 static void infonce_bwd(ld_tape *t, ld_node *n) {
-    const float *G = n->saved[0], *a = n->in[0]->data, *b = n->in[1]->data;
-    int64_t B = n->i[0], M = n->i[1], E = n->i[2];
+    const infonce_saved *sv = n->saved[0];
+    const float *a = n->in[0]->data, *b = n->in[1]->data;
+    int64_t B = n->i[0], E = n->i[1], Qa = n->i[2], Qb = n->i[3], M1 = B + Qb, M2 = B + Qa;
     float g = ((const float *)n->out->grad->data)[0], s = n->f[0];
     float *da = ld_tape_grad(t, n->in[0]), *db = ld_tape_grad(t, n->in[1]), *dl = ld_tape_grad(t, n->in[2]);
-    /* logits = s a b^T: da = s G b, db = s G^T a (the first B rows of b: the queue has no gradient) */
-    for (int64_t i = 0; i < B; i++)
-        for (int64_t j = 0; j < M; j++) {
-            float w = g * s * G[i * M + j];
-            if (w == 0) continue;
-            for (int64_t e = 0; da && e < E; e++) da[i * E + e] += w * b[j * E + e];
-            for (int64_t e = 0; db && j < B && e < E; e++) db[j * E + e] += w * a[i * E + e];
-        }
-    if (dl && !n->flag) { /* d/d(log s) of s (a . b) = the logit itself; no gradient while clamped */
-        double sum = 0;
+    /* L1 = s a [b; qb]^T: da += s G1 [b; qb], db += s G1[:, :B]^T a; L2 = s b [a; qa]^T: db += s G2
+     * [a; qa], da += s G2[:, :B]^T b (the queues have no gradient) */
+    for (int pass = 0; pass < 2; pass++) {
+        const float *G = pass ? sv->G2 : sv->G1, *x = pass ? b : a, *y = pass ? a : b, *q = pass ? sv->qa : sv->qb;
+        float *dx = pass ? db : da, *dy = pass ? da : db;
+        int64_t M = pass ? M2 : M1;
         for (int64_t i = 0; i < B; i++)
             for (int64_t j = 0; j < M; j++) {
-                double dot = 0;
-                for (int64_t e = 0; e < E; e++) dot += (double)a[i * E + e] * b[j * E + e];
-                sum += (double)G[i * M + j] * s * dot;
+                float w = g * s * G[i * M + j];
+                if (w == 0) continue;
+                const float *yj = j < B ? y + j * E : q + (j - B) * E;
+                for (int64_t e = 0; dx && e < E; e++) dx[i * E + e] += w * yj[e];
+                for (int64_t e = 0; dy && j < B && e < E; e++) dy[j * E + e] += w * x[i * E + e];
             }
+    }
+    if (dl && !n->flag) { /* d/d(log s) of a logit is the logit itself; no gradient while clamped */
+        double sum = 0;
+        for (int64_t k = 0; k < B * M1; k++) sum += (double)sv->G1[k] * sv->L1[k];
+        for (int64_t k = 0; k < B * M2; k++) sum += (double)sv->G2[k] * sv->L2[k];
         dl[0] += g * (float)sum;
     }
 }
 
-ld_status ld_op_infonce(ld_tape *t, const ld_tensor *a, const ld_tensor *b, int64_t n_queue, ld_tensor *log_scale,
-                        float max_log_scale, ld_tensor **out_) {
+/* b may hold more than B rows (ld_op_infonce's inline queue, passed again as qb): only its
+ * first B are read as b and get gradient. */
+static ld_status infonce_core(ld_tape *t, const ld_tensor *a, const ld_tensor *b, const float *qa, int64_t n_qa,
+                              const float *qb, int64_t n_qb, ld_tensor *log_scale, float max_log_scale,
+                              ld_tensor **out_) {
     ld_status st;
-    if ((st = check_f32(t, "infonce", "first embeddings", a)) || (st = check_f32(t, "infonce", "second embeddings", b)) ||
-        (st = check_f32(t, "infonce", "log scale", log_scale)))
-        return st;
-    int64_t B = rows_of(a), E = cols_of(a), M = rows_of(b);
-    if (cols_of(b) != E || n_queue < 0 || M != B + n_queue)
-        return shape_error(t, "infonce", a, b, "need [B, E] and [B + queue, E] embeddings");
+    int64_t B = rows_of(a), E = cols_of(a);
+    if ((st = check_f32(t, "infonce", "log scale", log_scale))) return st;
+    if (n_qa < 0 || n_qb < 0 || (n_qa && !qa) || (n_qb && !qb))
+        return ld_error(t->ctx, LD_ERR_INVALID_ARG, "infonce: a queue of %lld / %lld rows without its data",
+                        (long long)n_qa, (long long)n_qb);
     if (ld_tensor_numel(log_scale) != 1)
         return ld_error(t->ctx, LD_ERR_SHAPE, "infonce: log scale '%s' must have one element", log_scale->name);
     if ((st = new_out(t, 1, (int64_t[]){1}, a, b, log_scale, out_))) return st;
     float ls = ((const float *)log_scale->data)[0];
     bool clamped = ls > max_log_scale;
     float s = expf(clamped ? max_log_scale : ls);
-    float *G = scratch(t, B * M), *L = scratch(t, B * M);
-    if (!G || !L) return ld_ctx_status(t->ctx);
+    int64_t M1 = B + n_qb, M2 = B + n_qa;
+    infonce_saved *sv = ld_arena_alloc(t->act, sizeof *sv);
+    if (!sv) return ld_ctx_status(t->ctx);
+    *sv = (infonce_saved){.G1 = scratch(t, B * M1), .G2 = scratch(t, B * M2), .L1 = scratch(t, B * M1),
+                          .L2 = scratch(t, B * M2), .qa = qa, .qb = qb};
+    if (!sv->G1 || !sv->G2 || !sv->L1 || !sv->L2) return ld_ctx_status(t->ctx);
     const float *ad = a->data, *bd = b->data;
-    for (int64_t i = 0; i < B; i++)
-        for (int64_t j = 0; j < M; j++) {
-            double dot = 0;
-            for (int64_t e = 0; e < E; e++) dot += (double)ad[i * E + e] * bd[j * E + e];
-            L[i * M + j] = s * (float)dot;
-        }
-    /* rows (a -> b, over all M candidates) and columns (b -> a, the B in-batch ones) */
     double loss = 0;
-    memset(G, 0, (size_t)(B * M) * sizeof(float));
-    for (int pass = 0; pass < 2; pass++) {
-        int64_t outer = B, inner = pass == 0 ? M : B;
-        for (int64_t i = 0; i < outer; i++) {
-#define AT(i_, j_) (pass == 0 ? (i_) * M + (j_) : (j_) * M + (i_))
+    for (int pass = 0; pass < 2; pass++) { /* rows of a against [b; qb], then rows of b against [a; qa] */
+        const float *x = pass ? bd : ad, *y = pass ? ad : bd, *q = pass ? qa : qb;
+        int64_t M = pass ? M2 : M1;
+        float *L = pass ? sv->L2 : sv->L1, *G = pass ? sv->G2 : sv->G1;
+        for (int64_t i = 0; i < B; i++) {
+            for (int64_t j = 0; j < M; j++) {
+                const float *yj = j < B ? y + j * E : q + (j - B) * E;
+                double dot = 0;
+                for (int64_t e = 0; e < E; e++) dot += (double)x[i * E + e] * yj[e];
+                L[i * M + j] = s * (float)dot;
+            }
+            const float *Li = L + i * M;
             double mx = -INFINITY, z = 0;
-            for (int64_t j = 0; j < inner; j++) mx = fmax(mx, L[AT(i, j)]);
-            for (int64_t j = 0; j < inner; j++) z += exp(L[AT(i, j)] - mx);
-            loss += log(z) + mx - L[AT(i, i)];
-            for (int64_t j = 0; j < inner; j++)
-                G[AT(i, j)] += (float)((exp(L[AT(i, j)] - mx) / z - (j == i)) / (2.0 * (double)B));
-#undef AT
+            for (int64_t j = 0; j < M; j++) mx = fmax(mx, Li[j]);
+            for (int64_t j = 0; j < M; j++) z += exp(Li[j] - mx);
+            loss += log(z) + mx - Li[i];
+            for (int64_t j = 0; j < M; j++) G[i * M + j] = (float)((exp(Li[j] - mx) / z - (j == i)) / (2.0 * (double)B));
         }
     }
     ((float *)(*out_)->data)[0] = (float)(loss / (2.0 * (double)B));
     RECORD_OR_FAIL(n, t, "infonce", infonce_bwd, *out_, (ld_tensor *)a, (ld_tensor *)b, log_scale);
-    if (n) n->saved[0] = G, n->i[0] = B, n->i[1] = M, n->i[2] = E, n->f[0] = s, n->flag = clamped;
+    if (n) n->saved[0] = sv, n->i[0] = B, n->i[1] = E, n->i[2] = n_qa, n->i[3] = n_qb, n->f[0] = s, n->flag = clamped;
     return LD_OK;
+}
+
+ld_status ld_op_infonce_queues(ld_tape *t, const ld_tensor *a, const ld_tensor *b, const float *qa, int64_t n_qa,
+                               const float *qb, int64_t n_qb, ld_tensor *log_scale, float max_log_scale,
+                               ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "infonce", "first embeddings", a)) || (st = check_f32(t, "infonce", "second embeddings", b)))
+        return st;
+    if (a->ndim != 2 || b->ndim != 2 || cols_of(b) != cols_of(a) || rows_of(b) != rows_of(a))
+        return shape_error(t, "infonce", a, b, "need two [B, E] embeddings");
+    return infonce_core(t, a, b, qa, n_qa, qb, n_qb, log_scale, max_log_scale, out_);
+}
+
+ld_status ld_op_infonce(ld_tape *t, const ld_tensor *a, const ld_tensor *b, int64_t n_queue, ld_tensor *log_scale,
+                        float max_log_scale, ld_tensor **out_) {
+    ld_status st;
+    if ((st = check_f32(t, "infonce", "first embeddings", a)) || (st = check_f32(t, "infonce", "second embeddings", b)))
+        return st;
+    int64_t B = rows_of(a), E = cols_of(a), M = rows_of(b);
+    if (cols_of(b) != E || n_queue < 0 || M != B + n_queue)
+        return shape_error(t, "infonce", a, b, "need [B, E] and [B + queue, E] embeddings");
+    return infonce_core(t, a, b, NULL, 0, (const float *)b->data + B * E, n_queue, log_scale, max_log_scale, out_);
 }

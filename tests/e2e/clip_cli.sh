@@ -40,6 +40,23 @@ for f in config.json model.safetensors vocab.txt; do [ -f "$T/run/model/$f" ] ||
 grep -q '"model_type":[[:space:]]*"clip"' "$T/run/model/config.json" || fail "config.json should say model_type clip"
 M="$T/run/model"
 
+# a MoCo queue and checkpoints: the momentum encoder and the queues are in every checkpoint; the
+# same run directory again needs --resume; resuming a finished run writes the same model
+sed -e 's|"eval_every": 2|"eval_every": 0, "queue_size": 24, "momentum": 0.99, "checkpoint_every": 2|' \
+    -e "s|$T/run\"|$T/runq\"|" "$T/clip.json" >"$T/q.json"
+"$BIN" pretrain "$T/q.json" >"$T/q.log" 2>&1 || { cat "$T/q.log"; fail "pretrain with a queue"; }
+for f in model optimizer momentum queue; do
+  [ -f "$T/runq/checkpoints/step-0000004/$f.safetensors" ] || fail "the step-4 checkpoint lacks $f.safetensors"
+done
+grep -q '"queue":16' "$T/runq/metrics.jsonl" && grep -q '"queue":24' "$T/runq/metrics.jsonl" ||
+  { cat "$T/runq/metrics.jsonl"; fail "the queue should fill to 16 after step 1 and to its size 24 later"; }
+cp "$T/runq/model/model.safetensors" "$T/q1.safetensors"
+expect_error "continue that run with --resume" "$BIN" pretrain "$T/q.json"
+"$BIN" pretrain "$T/q.json" --resume >"$T/q2.log" 2>&1 || { cat "$T/q2.log"; fail "pretrain --resume"; }
+cmp -s "$T/q1.safetensors" "$T/runq/model/model.safetensors" || fail "resuming a finished run changed the model"
+[ "$(grep -c '"step"' "$T/runq/metrics.jsonl")" -eq 4 ] || fail "metrics.jsonl of the resumed run should still hold 4 steps"
+expect_error "--set is not available" "$BIN" pretrain "$T/q.json" --set lr=1
+
 "$BIN" embed "$M" --image "$T/red.png" --text 红色 --text "一只猫" >"$T/emb.jsonl" 2>&1 || { cat "$T/emb.jsonl"; fail "embed"; }
 [ "$(grep -c '"embedding"' "$T/emb.jsonl")" -eq 3 ] || { cat "$T/emb.jsonl"; fail "embed should print 3 embeddings"; }
 grep -q '"image": ".*red.png"' "$T/emb.jsonl" || fail "embed should name the image"

@@ -2,12 +2,15 @@
  * double-precision reference (with queue negatives and the temperature clamp), finite
  * differences for L2 normalisation, InfoNCE, the patch embedding and every kind of parameter of
  * the whole model, model-directory round trip, config.json bad inputs, captions, and that a
- * few steps of training separate matching pairs. */
+ * few steps of training separate matching pairs; MoCo queues (the two-queue InfoNCE against a
+ * reference and by finite differences, the momentum update) and that training with a queue
+ * stopped and resumed from its checkpoint ends bit-identical to a run never stopped. */
 #include <math.h>
 
 #include "data_test_util.h"
 #include "liandan/clip.h"
 #include "liandan/clip_eval.h"
+#include "liandan/clip_train.h"
 
 /* One context for the whole binary (freed at exit, so the leak checker sees none). */
 static ld_ctx *test_ctx_;
@@ -354,6 +357,320 @@ TEST(training_learns_pairs) {
     ld_adamw_free(opt);
     ld_tape_free(t);
     ld_clip_free(m);
+}
+
+/* InfoNCE with a queue on each side against a double-precision reference, and with empty
+ * queues against ld_op_infonce. */
+TEST(infonce_queues_match_reference) {
+    ld_ctx *ctx = test_ctx();
+    ld_tape *t;
+    CHECK(ld_tape_new(ctx, &t) == LD_OK);
+    enum { B = 3, QA = 2, QB = 4, E = 4 };
+    ld_params *ps;
+    ld_tensor *a, *b, *ls, *loss, *loss0;
+    CHECK(ld_params_new(ctx, &ps) == LD_OK);
+    CHECK(ld_params_add(ps, "a", 2, (int64_t[]){B, E}, true, &a) == LD_OK);
+    CHECK(ld_params_add(ps, "b", 2, (int64_t[]){B, E}, true, &b) == LD_OK);
+    CHECK(ld_params_add(ps, "s", 1, (int64_t[]){1}, true, &ls) == LD_OK);
+    float qa[QA * E], qb[QB * E];
+    ld_rng r = ld_rng_init(21);
+    for (int i = 0; i < B * E; i++) ((float *)a->data)[i] = ld_rng_normal(&r) * 0.5f;
+    for (int i = 0; i < B * E; i++) ((float *)b->data)[i] = ld_rng_normal(&r) * 0.5f;
+    for (int i = 0; i < QA * E; i++) qa[i] = ld_rng_normal(&r) * 0.5f;
+    for (int i = 0; i < QB * E; i++) qb[i] = ld_rng_normal(&r) * 0.5f;
+    ((float *)ls->data)[0] = 1.3f;
+    CHECK_STATUS(ctx, ld_op_infonce_queues(t, a, b, qa, QA, qb, QB, ls, 4.6f, &loss), LD_OK, NULL);
+    const float *ad = a->data, *bd = b->data;
+    double s = exp(1.3), ref = 0;
+    for (int i = 0; i < B; i++) { /* image i against the captions and the text queue */
+        double z = 0, pos = 0;
+        for (int j = 0; j < B + QB; j++) {
+            const float *y = j < B ? bd + j * E : qb + (j - B) * E;
+            double d = 0;
+            for (int e = 0; e < E; e++) d += (double)ad[i * E + e] * y[e];
+            z += exp(s * d);
+            if (j == i) pos = s * d;
+        }
+        ref += log(z) - pos;
+    }
+    for (int i = 0; i < B; i++) { /* caption i against the images and the image queue */
+        double z = 0, pos = 0;
+        for (int j = 0; j < B + QA; j++) {
+            const float *y = j < B ? ad + j * E : qa + (j - B) * E;
+            double d = 0;
+            for (int e = 0; e < E; e++) d += (double)bd[i * E + e] * y[e];
+            z += exp(s * d);
+            if (j == i) pos = s * d;
+        }
+        ref += log(z) - pos;
+    }
+    ref /= 2 * B;
+    CHECK_NEAR(((float *)loss->data)[0], ref, 1e-5);
+    /* no queues: the plain loss */
+    CHECK(ld_op_infonce_queues(t, a, b, NULL, 0, NULL, 0, ls, 4.6f, &loss) == LD_OK);
+    CHECK(ld_op_infonce(t, a, b, 0, ls, 4.6f, &loss0) == LD_OK);
+    CHECK(((float *)loss->data)[0] == ((float *)loss0->data)[0]);
+    /* bad inputs */
+    CHECK_STATUS(ctx, ld_op_infonce_queues(t, a, b, NULL, 2, qb, QB, ls, 4.6f, &loss), LD_ERR_INVALID_ARG, "without its data");
+    CHECK_STATUS(ctx, ld_op_infonce_queues(t, a, b, qa, -1, qb, QB, ls, 4.6f, &loss), LD_ERR_INVALID_ARG, "queue");
+    CHECK_STATUS(ctx, ld_op_infonce_queues(t, a, ls, qa, QA, qb, QB, ls, 4.6f, &loss), LD_ERR_SHAPE, "two [B, E]");
+    CHECK_STATUS(ctx, ld_op_infonce_queues(t, a, b, qa, QA, qb, QB, a, 4.6f, &loss), LD_ERR_SHAPE, "one element");
+    ld_params_free(ps);
+    ld_tape_free(t);
+}
+
+/* Finite differences of infonce_queues(l2norm(x1), l2norm(x2)) with both queues, the
+ * temperature below and above its clamp; the queues are constants. */
+TEST(infonce_queues_gradients) {
+    ld_ctx *ctx = test_ctx();
+    ld_tape *t;
+    CHECK(ld_tape_new(ctx, &t) == LD_OK);
+    enum { B = 4, QA = 5, QB = 3, E = 5 };
+    ld_params *ps;
+    ld_tensor *x1, *x2, *ls;
+    CHECK(ld_params_new(ctx, &ps) == LD_OK);
+    CHECK(ld_params_add(ps, "x1", 2, (int64_t[]){B, E}, true, &x1) == LD_OK);
+    CHECK(ld_params_add(ps, "x2", 2, (int64_t[]){B, E}, true, &x2) == LD_OK);
+    CHECK(ld_params_add(ps, "s", 1, (int64_t[]){1}, true, &ls) == LD_OK);
+    float qa[QA * E], qb[QB * E];
+    ld_rng r = ld_rng_init(23);
+    for (int i = 0; i < B * E; i++) ((float *)x1->data)[i] = ld_rng_normal(&r);
+    for (int i = 0; i < B * E; i++) ((float *)x2->data)[i] = ld_rng_normal(&r);
+    for (int q = 0; q < 2; q++) { /* unit rows, as a momentum encoder's embeddings are */
+        float *x = q ? qb : qa;
+        int n = q ? QB : QA;
+        for (int i = 0; i < n; i++) {
+            double nn = 0;
+            for (int e = 0; e < E; e++) x[i * E + e] = ld_rng_normal(&r), nn += (double)x[i * E + e] * x[i * E + e];
+            for (int e = 0; e < E; e++) x[i * E + e] = (float)(x[i * E + e] / sqrt(nn));
+        }
+    }
+    for (int clamp = 0; clamp < 2; clamp++) {
+        ((float *)ls->data)[0] = clamp ? 5.0f : 1.4f;
+        ld_tensor *all[3] = {x1, x2, ls};
+        for (int k = 0; k < 3; k++) {
+            ld_params_zero_grad(ps);
+            ld_tape_reset(t);
+            ld_tensor *y1, *y2, *loss;
+            CHECK(ld_op_l2_normalize(t, x1, &y1) == LD_OK && ld_op_l2_normalize(t, x2, &y2) == LD_OK);
+            CHECK(ld_op_infonce_queues(t, y1, y2, qa, QA, qb, QB, ls, 4.0f, &loss) == LD_OK);
+            CHECK(ld_tape_backward(t, loss) == LD_OK);
+            double worst = 0;
+            float *x = all[k]->data, *g = all[k]->grad->data;
+            for (int64_t j = 0; j < ld_tensor_numel(all[k]); j++) {
+                float keep = x[j];
+                double lv[2];
+                for (int sgn = 0; sgn < 2; sgn++) {
+                    x[j] = keep + (sgn ? -1e-3f : 1e-3f);
+                    ld_tape_reset(t);
+                    ld_op_l2_normalize(t, x1, &y1), ld_op_l2_normalize(t, x2, &y2);
+                    ld_op_infonce_queues(t, y1, y2, qa, QA, qb, QB, ls, 4.0f, &loss);
+                    lv[sgn] = ((float *)loss->data)[0];
+                }
+                x[j] = keep;
+                double num = (lv[0] - lv[1]) / 2e-3, err = fabs(g[j] - num) / (fabs(num) + 0.05);
+                if (err > worst) worst = err;
+            }
+            if (k == 2 && clamp) CHECK(g[0] == 0);
+            if (k == 2 && !clamp) CHECK(g[0] != 0);
+            CHECK_MSG(worst < 2e-2, "input %d (clamp %d): finite-difference error %.3g", k, clamp, worst);
+        }
+    }
+    ld_params_free(ps);
+    ld_tape_free(t);
+}
+
+/* The momentum update is k <- m k + (1 - m) q element by element on the trainable
+ * parameters (frozen ones untouched); the copy makes two models equal; bad inputs. */
+TEST(momentum_update) {
+    ld_ctx *ctx = test_ctx();
+    ld_clip_config c = tiny_config();
+    ld_clip *q, *k, *k0, *other;
+    CHECK(ld_clip_new(ctx, &c, 5, &q) == LD_OK);
+    CHECK(ld_clip_new(ctx, &c, 6, &k) == LD_OK);
+    CHECK(ld_clip_new(ctx, &c, 6, &k0) == LD_OK);
+    ld_params *pq = ld_clip_params(q), *pk = ld_clip_params(k), *p0 = ld_clip_params(k0);
+    CHECK(ld_clip_momentum_update(k, q, 0.9f) == LD_OK);
+    int64_t checked = 0, bad = 0;
+    for (int i = 0; i < ld_params_count(pq); i++) {
+        const ld_tensor *x = ld_params_at(pq, i), *y = ld_params_at(pk, i), *y0 = ld_params_at(p0, i);
+        const float *xv = x->data, *yv = y->data, *y0v = y0->data;
+        for (int64_t j = 0; j < ld_tensor_numel(x); j++, checked++) {
+            float want = (x->flags & LD_TENSOR_TRAINABLE) ? 0.9f * y0v[j] + (1.0f - 0.9f) * xv[j] : y0v[j];
+            bad += yv[j] != want;
+        }
+    }
+    CHECK_MSG(bad == 0 && checked > 1000, "%lld of %lld elements differ from the EMA", (long long)bad, (long long)checked);
+    /* momentum 0 copies the trainable weights; the copy makes every weight equal */
+    CHECK(ld_clip_momentum_update(k, q, 0.0f) == LD_OK);
+    const ld_tensor *w = ld_params_find(pk, "visual_projection.weight"), *wq = ld_params_find(pq, "visual_projection.weight");
+    CHECK(!memcmp(w->data, wq->data, ld_tensor_nbytes(w)));
+    CHECK(ld_clip_copy_params(k, q) == LD_OK);
+    for (int i = 0; i < ld_params_count(pq); i++)
+        CHECK(!memcmp(ld_params_at(pk, i)->data, ld_params_at(pq, i)->data, ld_tensor_nbytes(ld_params_at(pq, i))));
+    CHECK_STATUS(ctx, ld_clip_momentum_update(k, q, 1.5f), LD_ERR_INVALID_ARG, "momentum 1.5");
+    CHECK_STATUS(ctx, ld_clip_momentum_update(k, q, NAN), LD_ERR_INVALID_ARG, "momentum");
+    c.vision_layers = 2;
+    CHECK(ld_clip_new(ctx, &c, 6, &other) == LD_OK);
+    CHECK_STATUS(ctx, ld_clip_momentum_update(other, q, 0.9f), LD_ERR_MISMATCH, "parameters differ");
+    CHECK_STATUS(ctx, ld_clip_copy_params(other, q), LD_ERR_MISMATCH, "parameters differ");
+    ld_clip_free(q), ld_clip_free(k), ld_clip_free(k0), ld_clip_free(other);
+}
+
+/* The training config: the MoCo and checkpoint keys, and a bad-input table (each error names
+ * the file and the key). */
+TEST(train_config_bad_inputs) {
+    ld_ctx *ctx = test_ctx();
+    const char *model = "\"model\": {\"model_type\": \"clip\", \"projection_dim\": 8, \"text_config\": {\"model_type\": "
+                        "\"bert\", \"vocab_size\": 32, \"max_position_embeddings\": 16, \"hidden_size\": 8, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
+                        "\"intermediate_size\": 16}, \"vision_config\": {\"hidden_size\": 8, \"intermediate_size\": 16, "
+                        "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"image_size\": 8, \"patch_size\": 4}}";
+    char buf[2048];
+    ld_clip_train_config c;
+    snprintf(buf, sizeof buf, "{%s, \"queue_size\": 4096, \"momentum\": 0.99, \"checkpoint_every\": 100}", model);
+    CHECK_STATUS(ctx, ld_clip_train_config_parse(ctx, buf, strlen(buf), "t.json", &c), LD_OK, NULL);
+    CHECK(c.queue_size == 4096 && c.momentum == 0.99f && c.checkpoint_every == 100 && !c.resume);
+    snprintf(buf, sizeof buf, "{%s}", model);
+    CHECK_STATUS(ctx, ld_clip_train_config_parse(ctx, buf, strlen(buf), "t.json", &c), LD_OK, NULL);
+    CHECK(c.queue_size == 0 && c.momentum == 0.995f && c.checkpoint_every == 0);
+    CHECK(ld_clip_train_config_is_clip(buf, strlen(buf)));
+    const struct {
+        const char *extra;
+        ld_status expect;
+        const char *msg;
+    } cases[] = {
+        {"\"queue_size\": -1", LD_ERR_FORMAT, "queue_size"},
+        {"\"queue_size\": 2000000", LD_ERR_FORMAT, "queue_size"},
+        {"\"queue_size\": 1.5", LD_ERR_FORMAT, "queue_size"},
+        {"\"queue_size\": \"8\"", LD_ERR_FORMAT, "queue_size"},
+        {"\"momentum\": 1", LD_ERR_FORMAT, "momentum 1 must be below 1"},
+        {"\"momentum\": -0.1", LD_ERR_FORMAT, "momentum"},
+        {"\"momentum\": true", LD_ERR_FORMAT, "momentum"},
+        {"\"checkpoint_every\": -5", LD_ERR_FORMAT, "checkpoint_every"},
+        {"\"batch_size\": 1", LD_ERR_FORMAT, "batch_size"},
+        {"\"lang\": \"fr\"", LD_ERR_FORMAT, "lang 'fr'"},
+        {"\"schedule\": \"linear\"", LD_ERR_FORMAT, "schedule 'linear'"},
+        {"\"lr\": 0", LD_ERR_FORMAT, "lr"},
+        {"\"out_dir\": 5", LD_ERR_FORMAT, "out_dir"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(buf, sizeof buf, "{%s, %s}", model, cases[i].extra);
+        CHECK_STATUS(ctx, ld_clip_train_config_parse(ctx, buf, strlen(buf), "t.json", &c), cases[i].expect, cases[i].msg);
+    }
+    CHECK_STATUS(ctx, ld_clip_train_config_parse(ctx, "{", 1, "t.json", &c), LD_ERR_FORMAT, "t.json");
+    CHECK_STATUS(ctx, ld_clip_train_config_parse(ctx, "[]", 2, "t.json", &c), LD_ERR_FORMAT, "JSON object");
+    CHECK_STATUS(ctx, ld_clip_train_config_parse(ctx, "{}", 2, "t.json", &c), LD_ERR_FORMAT, "model");
+}
+
+/* ---- training with a queue, checkpoints and resume ---------------------------------------- */
+
+static void stop_at_5(void *user, const ld_clip_train_progress *p) {
+    if (p->step == 5) *(volatile int *)user = 1;
+}
+
+static bool same_file(const char *a, const char *b) {
+    FILE *f = fopen(a, "rb"), *g = fopen(b, "rb");
+    bool same = f && g;
+    while (same) {
+        int x = fgetc(f), y = fgetc(g);
+        same = x == y;
+        if (x == EOF) break;
+    }
+    if (f) fclose(f);
+    if (g) fclose(g);
+    return same;
+}
+
+/* One run of 7 steps with a queue of 5 (batches of 2, so it wraps) and checkpoints every 2,
+ * against a run stopped after step 5 (its newest checkpoint is step 4, so step 5 is redone)
+ * and resumed by a fresh model and optimizer from the files alone: the weights end
+ * bit-identical, and so do the step-6 checkpoints (weights, AdamW state, momentum weights,
+ * queues, data cursor). */
+TEST(train_queue_resume_bit_identical) {
+    ld_ctx *ctx = test_ctx();
+    char line[128], list[2048] = "image\tcaption\n";
+    const char *caps[8] = {"红色", "蓝色", "绿色", "黄色", "一只猫", "一只狗", "太阳", "月亮"};
+    ld_rng r = ld_rng_init(31);
+    for (int i = 0; i < 8; i++) {
+        uint8_t px[8 * 8 * 3];
+        for (int j = 0; j < 8 * 8 * 3; j++) px[j] = (uint8_t)ld_rng_below(&r, 256);
+        snprintf(line, sizeof line, "im%d.png", i);
+        ld_status st = ld_image_save_png(ctx, dt_path(line), px, 8, 8);
+        if (st == LD_ERR_UNSUPPORTED) SKIP("built without libpng");
+        CHECK(st == LD_OK);
+        snprintf(line, sizeof line, "im%d.png\t%s\n", i, caps[i]);
+        strcat(list, line);
+    }
+    DT_WRITE_STR("pairs.tsv", list);
+    CHECK(ld_clip_build_vocab(ctx, caps, 8, 1, dt_path("vocab.txt")) == LD_OK);
+    ld_tokenizer *tok = NULL;
+    CHECK(ld_tokenizer_load_vocab_txt(ctx, dt_path("vocab.txt"), &tok) == LD_OK);
+    ld_clip_pairs pairs = {0};
+    CHECK_STATUS(ctx, ld_clip_pairs_open(ctx, dt_path("pairs.tsv"), "", "zh", 8, &pairs), LD_OK, NULL);
+    ld_clip_train_config c = ld_clip_train_config_default();
+    c.model = tiny_config();
+    c.model.text.vocab_size = ld_tokenizer_vocab_size(tok);
+    c.batch_size = 2, c.max_steps = c.schedule.max_steps = 7, c.schedule.warmup_steps = 1, c.schedule.lr = 1e-2f;
+    c.eval_every = 0, c.queue_size = 5, c.momentum = 0.9f, c.checkpoint_every = 2, c.transform.flip = true;
+    ld_clip *a = NULL, *b = NULL;
+    /* A: never stopped */
+    snprintf(c.out_dir, sizeof c.out_dir, "%s", dt_path("run_a"));
+    CHECK(ld_clip_new(ctx, &c.model, c.seed, &a) == LD_OK);
+    CHECK_STATUS(ctx, ld_clip_train(a, tok, &c, &pairs, NULL, 0, NULL, NULL, NULL), LD_OK, NULL);
+    /* B: stopped after step 5, resumed by new objects */
+    snprintf(c.out_dir, sizeof c.out_dir, "%s", dt_path("run_b"));
+    volatile int stop = 0;
+    CHECK(ld_clip_new(ctx, &c.model, c.seed, &b) == LD_OK);
+    CHECK_STATUS(ctx, ld_clip_train(b, tok, &c, &pairs, NULL, 0, stop_at_5, (void *)&stop, &stop), LD_ERR_INTERRUPTED,
+                 "stopped at step 5");
+    ld_clip_free(b);
+    CHECK(ld_clip_new(ctx, &c.model, c.seed, &b) == LD_OK);
+    /* without --resume the run directory is not overwritten */
+    CHECK_STATUS(ctx, ld_clip_train(b, tok, &c, &pairs, NULL, 0, NULL, NULL, NULL), LD_ERR_INVALID_ARG, "--resume");
+    /* a resumed run must keep the queue size */
+    c.resume = true, c.queue_size = 4;
+    CHECK_STATUS(ctx, ld_clip_train(b, tok, &c, &pairs, NULL, 0, NULL, NULL, NULL), LD_ERR_MISMATCH, "queue_size 5");
+    c.queue_size = 5;
+    CHECK_STATUS(ctx, ld_clip_train(b, tok, &c, &pairs, NULL, 0, NULL, NULL, NULL), LD_OK, NULL);
+    ld_params *pa = ld_clip_params(a), *pb = ld_clip_params(b);
+    int differ = 0;
+    for (int i = 0; i < ld_params_count(pa); i++)
+        differ += memcmp(ld_params_at(pa, i)->data, ld_params_at(pb, i)->data, ld_tensor_nbytes(ld_params_at(pa, i))) != 0;
+    CHECK_MSG(differ == 0, "%d parameters differ after resuming", differ);
+    const char *files[] = {"model.safetensors", "optimizer.safetensors", "momentum.safetensors", "queue.safetensors",
+                           "trainer_state.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char fa[600], fb[600];
+        snprintf(fa, sizeof fa, "%s/checkpoints/step-0000006/%s", dt_path("run_a"), files[i]);
+        snprintf(fb, sizeof fb, "%s/checkpoints/step-0000006/%s", dt_path("run_b"), files[i]);
+        CHECK_MSG(same_file(fa, fb), "%s differs between the runs", files[i]);
+    }
+    /* the last two checkpoints are kept; metrics hold each step once */
+    char p[600];
+    snprintf(p, sizeof p, "%s/checkpoints/step-0000002", dt_path("run_b"));
+    CHECK(access(p, F_OK) != 0);
+    snprintf(p, sizeof p, "%s/checkpoints/step-0000004", dt_path("run_b"));
+    CHECK(access(p, F_OK) == 0);
+    snprintf(p, sizeof p, "%s/metrics.jsonl", dt_path("run_b"));
+    FILE *f = fopen(p, "r");
+    int lines = 0, in_order = 1;
+    char row[1024];
+    while (f && fgets(row, sizeof row, f)) {
+        long long s = 0;
+        lines++;
+        in_order &= sscanf(row, "{\"step\":%lld", &s) == 1 && s == lines;
+    }
+    if (f) fclose(f);
+    CHECK_MSG(lines == 7 && in_order, "metrics.jsonl of the resumed run: %d lines (in order: %d)", lines, in_order);
+    /* a damaged checkpoint is an error naming its file */
+    snprintf(p, sizeof p, "%s/checkpoints/step-0000006/trainer_state.json", dt_path("run_b"));
+    f = fopen(p, "w");
+    if (f) fputs("{\"format_version\": 1, \"step\": 6}", f), fclose(f);
+    c.max_steps = c.schedule.max_steps = 8;
+    CHECK_STATUS(ctx, ld_clip_train(b, tok, &c, &pairs, NULL, 0, NULL, NULL, NULL), LD_ERR_FORMAT, "optimizer_steps");
+    ld_clip_free(a), ld_clip_free(b);
+    ld_clip_pairs_free(&pairs);
+    ld_tokenizer_free(tok);
 }
 
 /* The index: write, read back, search (best first, exact cosines), and its bad inputs. */
