@@ -164,8 +164,67 @@ static ld_status get_ids(const cJSON *a, const char *name, const ld_api_limits *
     return LD_OK;
 }
 
+static int b64_value(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+bool ld_api_data_url_decode(const char *url, uint8_t **out, size_t *len, char *err, size_t cap) {
+    *out = NULL, *len = 0;
+    static const char *const types[] = {"data:image/png;base64,", "data:image/jpeg;base64,", "data:image/jpg;base64,"};
+    const char *p = NULL;
+    for (size_t k = 0; k < sizeof types / sizeof types[0] && !p; k++)
+        if (!strncmp(url, types[k], strlen(types[k]))) p = url + strlen(types[k]);
+    if (!p) {
+        if (strncmp(url, "data:", 5))
+            snprintf(err, cap, "only data: URLs are accepted (data:image/png;base64,... or data:image/jpeg;base64,...), not '%.40s'", url);
+        else snprintf(err, cap, "a data URL must start data:image/png;base64, or data:image/jpeg;base64, (got '%.40s')", url);
+        return false;
+    }
+    size_t n = strlen(p);
+    if (n == 0) return snprintf(err, cap, "the data URL holds no image (nothing after base64,)"), false;
+    if (n % 4) return snprintf(err, cap, "base64 of %zu characters: not a multiple of 4", n), false;
+    size_t pad = p[n - 1] == '=' ? (p[n - 2] == '=' ? 2 : 1) : 0;
+    uint8_t *b = malloc(n / 4 * 3);
+    if (!b) return snprintf(err, cap, "out of memory"), false;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++) {
+            bool padding = i + 4 == n && k >= 4 - (int)pad;
+            v[k] = padding ? 0 : b64_value((unsigned char)p[i + (size_t)k]);
+            if (v[k] < 0) {
+                free(b);
+                return snprintf(err, cap, "invalid base64 character at offset %zu of the data", i + (size_t)k), false;
+            }
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        b[o++] = (uint8_t)(w >> 16);
+        if (!(i + 4 == n && pad == 2)) b[o++] = (uint8_t)(w >> 8);
+        if (!(i + 4 == n && pad >= 1)) b[o++] = (uint8_t)w;
+    }
+    *out = b, *len = o;
+    return true;
+}
+
+/* An embedding input's image item (ld_api_input). */
+static ld_status get_image(const cJSON *c, const char *name, int i, ld_api_input *in, ld_api_error *e) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(c, "type"), *iu = cJSON_GetObjectItemCaseSensitive(c, "image_url");
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(iu, "url");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "image_url") || !cJSON_IsObject(iu) || !cJSON_IsString(url))
+        return ld_api_fail(e, 400, name,
+                           "'%s' item %d: an image must be {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:...\"}}",
+                           name, i);
+    char err[200];
+    if (!ld_api_data_url_decode(url->valuestring, &in->image, &in->image_len, err, sizeof err))
+        return ld_api_fail(e, 400, name, "'%s' item %d: %s", name, i, err);
+    return LD_OK;
+}
+
 /* prompt / input: a string, an array of strings, an array of ids, or an array of arrays of
- * ids (OpenAI's four forms). */
+ * ids (OpenAI's four forms); for embeddings also image items in an array. */
 static ld_status get_inputs(const cJSON *v, const char *name, const ld_api_limits *lim, ld_api_request *r,
                             ld_api_error *e) {
     int k = 1;
@@ -196,9 +255,12 @@ static ld_status get_inputs(const cJSON *v, const char *name, const ld_api_limit
         } else if (cJSON_IsArray(c) && count(c) > 0) {
             ld_status st = get_ids(c, name, lim, &r->inputs[i].ids, &r->inputs[i].n_ids, e);
             if (st) return st;
+        } else if (cJSON_IsObject(c) && r->kind == LD_API_EMBEDDING) {
+            ld_status st = get_image(c, name, i, &r->inputs[i], e);
+            if (st) return st;
         } else {
-            return ld_api_fail(e, 400, name, "'%s' item %d must be a string or a non-empty array of token ids, got %s",
-                               name, i, type_name(c));
+            return ld_api_fail(e, 400, name, "'%s' item %d must be a string or a non-empty array of token ids%s, got %s",
+                               name, i, r->kind == LD_API_EMBEDDING ? " or an image object" : "", type_name(c));
         }
     }
     return LD_OK;
@@ -412,7 +474,7 @@ static ld_status read_key(key_id id, const char *name, const cJSON *v, const ld_
 
 void ld_api_request_free(ld_api_request *r) {
     if (!r) return;
-    for (int i = 0; r->inputs && i < r->n_inputs; i++) free(r->inputs[i].ids);
+    for (int i = 0; r->inputs && i < r->n_inputs; i++) free(r->inputs[i].ids), free(r->inputs[i].image);
     for (int i = 0; r->messages && i < r->n_messages; i++) free(r->messages[i].content);
     free(r->inputs), free(r->messages), free(r->tokens), free(r->bias_ids), free(r->bias);
     cJSON_Delete(r->root);

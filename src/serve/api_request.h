@@ -37,13 +37,21 @@ ld_status ld_api_fail(ld_api_error *e, int http, const char *param, const char *
 #endif
     ;
 
-/* A prompt or input: text (borrowed from the parsed JSON) or token ids (owned). */
+/* A prompt or input: text (borrowed from the parsed JSON) or token ids (owned), or for an
+ * embedding input an image: the bytes (owned) of an item {"type": "image_url", "image_url":
+ * {"url": "data:image/png;base64,..."}} (PNG or JPEG; docs/serving.md), not yet decoded. */
 typedef struct ld_api_input {
     const char *text;
     size_t text_len;
     int32_t *ids;
     int64_t n_ids;
+    uint8_t *image;
+    size_t image_len;
 } ld_api_input;
+
+/* The bytes of a base64 data URL "data:image/png;base64,..." or "data:image/jpeg;base64,..."
+ * (malloc'd into *out); false with a message in err otherwise. */
+bool ld_api_data_url_decode(const char *url, uint8_t **out, size_t *len, char *err, size_t cap);
 
 typedef struct ld_api_message {
     const char *role;    /* system, developer, user, assistant, tool */

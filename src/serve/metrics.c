@@ -76,6 +76,11 @@ typedef struct model_rows {
 static void model_metrics(void *user, ld_pool_model *m) {
     model_rows *r = user;
     ld_engine_stats st;
+    if (!m->eng) { /* an image-text model: no engine, only its size */
+        put(r->b, "liandan_model_bytes{model=\"%s\"} %zu\n", m->name, m->bytes);
+        r->loaded++;
+        return;
+    }
     ld_engine_stats_get(m->eng, &st);
     const ld_lm_batch_stats *s = &st.batch;
     put(r->b, "liandan_queue_requests{model=\"%s\"} %d\n", m->name, s->queued);

@@ -57,6 +57,8 @@ static void unload(ld_pool_model *m) {
     m->gvocab = NULL;
     ld_tokenizer_free(m->tok);
     ld_lm_free(m->m);
+    ld_clip_free(m->clip);
+    m->clip = NULL;
     ld_ctx_free(m->ctx);
     ld_ctx_free(m->tok_ctx);
     m->eng = NULL, m->tok = NULL, m->m = NULL, m->ctx = m->tok_ctx = NULL;
@@ -126,6 +128,14 @@ static bool load(ld_pool *p, ld_pool_model *m) {
         snprintf(m->err, sizeof m->err, "out of memory");
         return false;
     }
+    if (!m->gguf && ld_clip_dir_sniff(m->path)) { /* an image-text model: computed on the request's thread */
+        if (ld_clip_load(m->ctx, m->path, &m->clip, &m->tok)) {
+            snprintf(m->err, sizeof m->err, "loading: %s", ld_ctx_error(m->ctx));
+            return false;
+        }
+        m->bytes = (size_t)ld_params_numel(ld_clip_params(m->clip), false) * sizeof(float);
+        return true;
+    }
     /* the tokenizer gets its own context: HTTP threads use it while the engine computes */
     ld_status st = m->gguf ? ld_lm_load_gguf(m->ctx, m->path, &m->m, NULL) : ld_lm_load(m->ctx, m->path, &m->m);
     if (!st && ld_tokenizer_open(m->tok_ctx, m->path, &m->tok)) {
@@ -180,7 +190,7 @@ static bool make_room(ld_pool *p, size_t need, const ld_pool_model *keep) {
     }
 }
 
-ld_status ld_pool_acquire(ld_pool *p, const char *name, ld_pool_model **out, ld_api_error *e) {
+static ld_status acquire(ld_pool *p, const char *name, bool allow_clip, ld_pool_model **out, ld_api_error *e) {
     *out = NULL;
     char path[4096];
     bool gguf = false;
@@ -253,11 +263,23 @@ ld_status ld_pool_acquire(ld_pool *p, const char *name, ld_pool_model **out, ld_
         pthread_mutex_unlock(&p->mu);
         return ld_api_fail(e, 500, "model", "model '%s' could not be loaded: %s", name, m->err);
     }
+    if (m->clip && !allow_clip) {
+        pthread_mutex_unlock(&p->mu);
+        return ld_api_fail(e, 400, "model", "model '%s' is an image-text (clip) model: only /v1/embeddings serves it", name);
+    }
     m->users++;
     m->last_used = now_s();
     *out = m;
     pthread_mutex_unlock(&p->mu);
     return LD_OK;
+}
+
+ld_status ld_pool_acquire(ld_pool *p, const char *name, ld_pool_model **out, ld_api_error *e) {
+    return acquire(p, name, false, out, e);
+}
+
+ld_status ld_pool_acquire_embed(ld_pool *p, const char *name, ld_pool_model **out, ld_api_error *e) {
+    return acquire(p, name, true, out, e);
 }
 
 void ld_pool_release(ld_pool *p, ld_pool_model *m) {

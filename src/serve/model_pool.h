@@ -11,6 +11,7 @@
 
 #include "liandan/batch.h"
 #include "liandan/causal_lm.h"
+#include "liandan/clip.h"
 #include "liandan/tokenizer.h"
 #include "serve/api_request.h"
 #include "serve/engine.h"
@@ -25,7 +26,8 @@ typedef struct ld_pool_model {
     ld_ctx *ctx;             /* the engine thread's */
     ld_ctx *tok_ctx;         /* the tokenizer's (used under tok_mu) */
     pthread_mutex_t tok_mu;
-    ld_lm *m;
+    ld_lm *m;                /* NULL for an image-text model */
+    ld_clip *clip;           /* an image-text (clip) model: no engine; used under tok_mu */
     ld_tokenizer *tok;
     ld_engine *eng;
     int users;               /* requests holding it */
@@ -56,6 +58,9 @@ void ld_pool_free(ld_pool *p);
  * ld_pool_release. Errors (in e): 404 model_not_found (unknown or bad name), 503 when it
  * cannot be loaded in the budget now (others are busy), 500 when loading failed. */
 ld_status ld_pool_acquire(ld_pool *p, const char *name, ld_pool_model **out, ld_api_error *e);
+/* The same, also for an image-text (clip) model (m->clip; ld_pool_acquire answers 400 for
+ * one): for /v1/embeddings. */
+ld_status ld_pool_acquire_embed(ld_pool *p, const char *name, ld_pool_model **out, ld_api_error *e);
 /* The same for a name "BASE:ADAPTER" too: the base model, and in lora_dir the adapter's
  * directory (ADAPTER, checked like a model name, inside the models directory, holding an
  * adapter_config.json); lora_dir is "" for a plain name. 404 model_not_found for a missing

@@ -690,22 +690,53 @@ static cJSON *base64_floats(const float *x, int64_t n) {
     return j;
 }
 
+static int respond_embeddings(ld_http *h, const ld_api_request *r, const float *emb, int64_t dim, int n, int64_t tokens) {
+    cJSON *root = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(root, "data");
+    cJSON_AddStringToObject(root, "object", "list");
+    for (int i = 0; i < n; i++) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "object", "embedding");
+        cJSON_AddNumberToObject(d, "index", i);
+        if (r->base64) cJSON_AddItemToObject(d, "embedding", base64_floats(emb + (size_t)i * (size_t)dim, dim));
+        else cJSON_AddItemToObject(d, "embedding", cJSON_CreateFloatArray(emb + (size_t)i * (size_t)dim, (int)dim));
+        cJSON_AddItemToArray(data, d);
+    }
+    cJSON_AddStringToObject(root, "model", r->model);
+    cJSON *u = cJSON_AddObjectToObject(root, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)tokens);
+    return ld_http_json(h, 200, root);
+}
+
 int ld_route_embeddings(ld_http *h) {
     ld_api_limits lim = limits_of(h->srv);
     ld_api_request r;
     ld_api_error e;
     if (ld_api_request_parse(h->ctx, LD_API_EMBEDDING, h->body, h->body_len, &lim, &r, &e)) return ld_http_error(h, &e);
     ld_pool_model *m;
-    if (ld_pool_acquire(h->srv->pool, r.model, &m, &e)) {
+    if (ld_pool_acquire_embed(h->srv->pool, r.model, &m, &e)) {
         ld_api_request_free(&r);
         return ld_http_error(h, &e);
+    }
+    if (m->clip) { /* an image-text model: images and texts, computed here (serve/clip_embed.c) */
+        float *emb = NULL;
+        int64_t dim = 0, tokens = 0;
+        int ret = ld_clip_embed_request(m, &r, &emb, &dim, &tokens, &e) ? ld_http_error(h, &e)
+                                                                         : respond_embeddings(h, &r, emb, dim, r.n_inputs, tokens);
+        free(emb);
+        ld_pool_release(h->srv->pool, m);
+        ld_api_request_free(&r);
+        return ret;
     }
     ld_srv_job *j = ld_srv_job_new(LD_SRV_EMBED, r.n_inputs);
     ld_status st = j ? LD_OK : ld_api_fail(&e, 500, NULL, "out of memory");
     int64_t tokens = 0, vocab = ld_lm_config_of(m->m)->vocab_size;
     for (int i = 0; !st && i < r.n_inputs; i++) {
         const ld_api_input *in = &r.inputs[i];
-        if (in->ids) {
+        if (in->image) {
+            st = ld_api_fail(&e, 400, "input", "input %d is an image, but model '%s' is not an image-text (clip) model", i,
+                             r.model);
+        } else if (in->ids) {
             if (!(j->in_ids[i] = malloc((size_t)in->n_ids * sizeof(int32_t)))) st = ld_api_fail(&e, 500, NULL, "out of memory");
             else memcpy(j->in_ids[i], in->ids, (size_t)in->n_ids * sizeof(int32_t)), j->in_len[i] = in->n_ids;
             for (int64_t t = 0; !st && t < in->n_ids; t++)
@@ -714,7 +745,7 @@ int ld_route_embeddings(ld_http *h) {
             st = ld_pool_encode(m, in->text, in->text_len, false, false, &j->in_ids[i], &j->in_len[i], &e);
         }
         if (!st && j->in_len[i] == 0) st = ld_api_fail(&e, 400, "input", "input %d is empty", i);
-        tokens += j->in_len[i];
+        tokens += st ? 0 : j->in_len[i];
     }
     if (!st && !ld_engine_submit(m->eng, j)) {
         pthread_mutex_lock(&j->mu);
@@ -731,25 +762,8 @@ int ld_route_embeddings(ld_http *h) {
         }
     int ret;
     if (!st && j->failed) st = ld_api_fail(&e, j->err_http, "input", "%s", j->err_msg);
-    if (st) {
-        ret = ld_http_error(h, &e);
-    } else {
-        cJSON *root = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(root, "data");
-        cJSON_AddStringToObject(root, "object", "list");
-        for (int i = 0; i < j->n_inputs; i++) {
-            cJSON *d = cJSON_CreateObject();
-            cJSON_AddStringToObject(d, "object", "embedding");
-            cJSON_AddNumberToObject(d, "index", i);
-            if (r.base64) cJSON_AddItemToObject(d, "embedding", base64_floats(j->embedding + (size_t)i * (size_t)j->dim, j->dim));
-            else cJSON_AddItemToObject(d, "embedding", cJSON_CreateFloatArray(j->embedding + (size_t)i * (size_t)j->dim, (int)j->dim));
-            cJSON_AddItemToArray(data, d);
-        }
-        cJSON_AddStringToObject(root, "model", r.model);
-        cJSON *u = cJSON_AddObjectToObject(root, "usage");
-        cJSON_AddNumberToObject(u, "prompt_tokens", (double)tokens);
-        cJSON_AddNumberToObject(u, "total_tokens", (double)tokens);
-        ret = ld_http_json(h, 200, root);
-    }
+    if (st) ret = ld_http_error(h, &e);
+    else ret = respond_embeddings(h, &r, j->embedding, j->dim, j->n_inputs, tokens);
     ld_srv_job_release(j);
     ld_pool_release(h->srv->pool, m);
     ld_api_request_free(&r);

@@ -123,6 +123,10 @@ int ld_route_models(ld_http *h);
 int ld_route_model(ld_http *h);
 int ld_route_generate(ld_http *h); /* completions and chat completions */
 int ld_route_embeddings(ld_http *h);
+/* /v1/embeddings of an image-text model (m->clip): out [r->n_inputs, *dim] (malloc'd) in
+ * input order; *tokens the texts' tokens. serve/clip_embed.c */
+ld_status ld_clip_embed_request(ld_pool_model *m, const ld_api_request *r, float **out, int64_t *dim, int64_t *tokens,
+                                ld_api_error *e);
 int ld_route_tokenize(ld_http *h);
 int ld_route_detokenize(ld_http *h);
 int ld_route_health(ld_http *h);

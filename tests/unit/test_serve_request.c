@@ -61,6 +61,19 @@ static const struct {
     {LD_API_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": 50}", 400, "top_logprobs", "0..20"},
     {LD_API_EMBEDDING, "{\"model\": \"m\"}", 400, "input", "'input'"},
     {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": \"x\", \"encoding_format\": \"hex\"}", 400, "encoding_format", "float or base64"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [\"x\", {\"type\": \"image_url\", \"image_url\": {\"url\": \"https://example.com/cat.png\"}}]}", 400, "input", "only data: URLs"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [\"x\", {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:text/plain;base64,aGk=\"}}]}", 400, "input", "data:image/png;base64,"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [\"x\", {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png,rawbytes\"}}]}", 400, "input", "data:image/png;base64,"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [\"x\", {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,\"}}]}", 400, "input", "holds no image"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [\"x\", {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,abc\"}}]}", 400, "input", "multiple of 4"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [\"x\", {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,ab*d\"}}]}", 400, "input", "invalid base64 character at offset 2"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [\"x\", {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,a=bc\"}}]}", 400, "input", "invalid base64 character at offset 1"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [\"x\", {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/jpeg;base64,ab d\"}}]}", 400, "input", "invalid base64"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [{\"type\": \"image\", \"image_url\": {\"url\": \"data:image/png;base64,aGk=\"}}]}", 400, "input", "item 0: an image must be"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [{\"type\": \"image_url\", \"image_url\": \"data:image/png;base64,aGk=\"}]}", 400, "input", "an image must be"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": [{\"type\": \"image_url\"}]}", 400, "input", "an image must be"},
+    {LD_API_EMBEDDING, "{\"model\": \"m\", \"input\": {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,aGk=\"}}}", 400, "input", "string or an array"},
+    {LD_API_COMPLETION, "{\"model\": \"m\", \"prompt\": [{\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,aGk=\"}}]}", 400, "prompt", "token ids, got"},
     {LD_API_TOKENIZE, "{\"model\": \"m\", \"content\": 5}", 400, "content", "string"},
     {LD_API_DETOKENIZE, "{\"model\": \"m\", \"tokens\": \"1 2\"}", 400, "tokens", "array"},
     {LD_API_DETOKENIZE, "{\"model\": \"m\", \"tokens\": [1, \"2\"]}", 400, "tokens", "token ids"},
@@ -119,6 +132,27 @@ TEST(good_requests_fill_every_field) {
     CHECK(ld_api_request_parse(ctx, LD_API_TOKENIZE, t, strlen(t), NULL, &r, &e) == LD_OK);
     CHECK(r.n_inputs == 1 && !strcmp(r.inputs[0].text, "abc") && r.add_special && r.with_pieces);
     ld_api_request_free(&r);
+    /* embedding inputs: text and images (base64 data URLs, decoded to their bytes) */
+    const char *im = "{\"model\": \"m\", \"input\": [\"cat\", {\"type\": \"image_url\", \"image_url\": "
+                     "{\"url\": \"data:image/png;base64,iVBORw0KGgo=\"}}, {\"type\": \"image_url\", \"image_url\": "
+                     "{\"url\": \"data:image/jpeg;base64,/9j/4A==\"}}]}";
+    CHECK(ld_api_request_parse(ctx, LD_API_EMBEDDING, im, strlen(im), NULL, &r, &e) == LD_OK);
+    CHECK(r.n_inputs == 3 && !strcmp(r.inputs[0].text, "cat") && !r.inputs[0].image);
+    CHECK(r.inputs[1].image_len == 8 && !memcmp(r.inputs[1].image, "\x89PNG\r\n\x1a\n", 8));
+    CHECK(r.inputs[2].image_len == 4 && !memcmp(r.inputs[2].image, "\xff\xd8\xff\xe0", 4));
+    ld_api_request_free(&r);
+    /* the decoder alone: every padding length */
+    const struct { const char *url, *bytes; size_t n; } dec[] = {
+        {"data:image/png;base64,YQ==", "a", 1}, {"data:image/png;base64,YWI=", "ab", 2},
+        {"data:image/jpg;base64,YWJj", "abc", 3}, {"data:image/png;base64,YWJjZA==", "abcd", 4}};
+    for (size_t i = 0; i < sizeof dec / sizeof dec[0]; i++) {
+        uint8_t *b = NULL;
+        size_t n = 0;
+        char err[200] = "";
+        CHECK_MSG(ld_api_data_url_decode(dec[i].url, &b, &n, err, sizeof err) && n == dec[i].n && !memcmp(b, dec[i].bytes, n),
+                  "%s: %s", dec[i].url, err);
+        free(b);
+    }
     /* an escaped backslash before u0000 is text, not a NUL */
     const char *esc = "{\"model\": \"m\", \"prompt\": \"a\\\\u0000\"}";
     CHECK(ld_api_request_parse(ctx, LD_API_COMPLETION, esc, strlen(esc), NULL, &r, &e) == LD_OK);
