@@ -124,6 +124,8 @@ typedef struct ld_bench_opts {
     ld_dtype types[LD_BENCH_MAX_TYPES]; /* bench infer: weight forms, n_types = 0: defaults */
     int n_types;
     bool mpi;           /* bench train --mpi: data-parallel steps under mpirun (bench_train_mpi.c) */
+    int64_t depth;               /* bench infer: decode after this many tokens of context (0: an 8-token prompt) */
+    ld_dtype kv_type_k, kv_type_v; /* bench infer / serve: KV cache types (LD_F32 default) */
 } ld_bench_opts;
 
 

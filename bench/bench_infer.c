@@ -9,7 +9,8 @@
  * is also given as a ratio to F32's.
  *
  * (Shorter for a model whose context is under 512 tokens.)
- *  - decode at batch 1: 64 steps after an 8-token prompt, tokens/s (median of --reps). Its
+ *  - decode at batch 1: 64 steps after an 8-token prompt (--depth N: after N tokens of context,
+ *    prefilled 512 at a time, with that context in the row's name), tokens/s (median of --reps). Its
  *    limit is the read bandwidth over the bytes of weights one step reads
  *    (ld_lm_session_weight_bytes: every matrix in its stored type, the LM head included;
  *    the embedding row, norms and KV cache are negligible). The bandwidth is a plain read of
@@ -24,7 +25,8 @@
  *    product of the body, the head for the one row whose logits are wanted, and causal
  *    attention (Q·Kᵀ and P·V over the T(T+1)/2 visible pairs) — as a share of the fp32 FMA
  *    peak of the kernels' ISA level, or for weight types whose products run the int8 GEMM,
- *    of the int8 dot peak (with the fp32 share on the next row). */
+ *    of the int8 dot peak (with the fp32 share on the next row).
+ * The KV cache holds --cache-type-k / --cache-type-v (F32 by default; F16, Q8_0). */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,30 +40,34 @@
 
 typedef struct infer_run {
     ld_lm_session *s;
-    int32_t *ids;           /* PREFILL token ids */
+    int32_t *ids;           /* prompt + steps (at least PREFILL) token ids */
     int64_t steps, prefill; /* DECODE_STEPS and PREFILL, less for a model with a short context */
+    int64_t prompt;         /* the context decode starts from: PROMPT, or --depth */
     ld_status st;
 } infer_run;
 
-/* The first n ids into an empty cache, logits of the last one only. */
+/* The first n ids into an empty cache (PREFILL at a time), logits of the last one only. */
 static void eval_from_empty(infer_run *r, int64_t n) {
     const float *lg;
     ld_lm_session_clear(r->s, 0);
-    ld_lm_segment seg = {0, r->ids, n};
-    if (!r->st) r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+    for (int64_t i = 0; i < n && !r->st; i += PREFILL) {
+        ld_lm_segment seg = {0, r->ids + i, n - i < PREFILL ? n - i : PREFILL};
+        r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
+    }
 }
 
 /* The prompt alone: its median is subtracted from decode's to time the steps only. */
 static void prompt_only(void *p) {
-    eval_from_empty(p, PROMPT);
+    infer_run *r = p;
+    eval_from_empty(r, r->prompt);
 }
 
 static void decode(void *p) {
     infer_run *r = p;
     const float *lg;
-    eval_from_empty(r, PROMPT);
+    eval_from_empty(r, r->prompt);
     for (int64_t i = 0; i < r->steps && !r->st; i++) {
-        ld_lm_segment seg = {0, r->ids + PROMPT + i, 1};
+        ld_lm_segment seg = {0, r->ids + r->prompt + i, 1};
         r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
     }
 }
@@ -107,11 +113,11 @@ static double cold_step_seconds(infer_run *r, read_run *rd, size_t flush, int re
     if (reps > 64) reps = 64;
     const float *lg;
     for (int rep = 0; rep < reps && !r->st; rep++) {
-        eval_from_empty(r, PROMPT);
+        eval_from_empty(r, r->prompt);
         double sum = 0;
         for (int64_t i = 0; i < COLD_STEPS && i < r->steps && !r->st; i++) {
             read_n(rd, flush);
-            ld_lm_segment seg = {0, r->ids + PROMPT + i, 1};
+            ld_lm_segment seg = {0, r->ids + r->prompt + i, 1};
             const double t0 = ld_time_now();
             r->st = ld_lm_session_eval(r->s, &seg, 1, false, &lg);
             sum += ld_time_now() - t0;
@@ -143,20 +149,25 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     infer_run r = {0};
     *prefill_tok_s = 0;
     const char *tn = type == LD_DTYPE_COUNT ? "file" : ld_dtype_traits(type)->name;
-    const int64_t len = c->max_position < PREFILL ? c->max_position : PREFILL;
-    r.prefill = len, r.steps = len - PROMPT < DECODE_STEPS ? len - PROMPT : DECODE_STEPS;
-    if (r.steps < 1) {
-        fprintf(stderr, "liandan bench infer: the model's context (%lld) is too short\n", (long long)c->max_position);
+    const int64_t plen = c->max_position < PREFILL ? c->max_position : PREFILL;
+    r.prompt = o->depth > 0 ? o->depth : PROMPT;
+    r.prefill = plen, r.steps = plen - PROMPT < DECODE_STEPS ? plen - PROMPT : DECODE_STEPS;
+    const int64_t len = r.prompt + r.steps > plen ? r.prompt + r.steps : plen;
+    if (r.steps < 1 || len > c->max_position) {
+        fprintf(stderr, "liandan bench infer: the model's context (%lld) is too short%s\n", (long long)c->max_position,
+                o->depth > 0 ? " for --depth and 64 decode steps" : "");
         rep->failures++;
         return;
     }
-    if ((r.st = ld_lm_session_new(m, 1, len, len, &r.s))) goto out;
+    ld_lm_session_params sp = ld_lm_session_default_params();
+    sp.max_len = len, sp.max_tokens = plen, sp.kv_type_k = o->kv_type_k, sp.kv_type_v = o->kv_type_v;
+    if ((r.st = ld_lm_session_new_ex(m, &sp, &r.s))) goto out;
     if (type != LD_DTYPE_COUNT && (type != LD_F32 || ld_lm_in_place(m)) &&
         (r.st = ld_lm_session_quantize_ex(r.s, type, ld_lm_mix_edge_type(type))))
         goto out;
-    if (!(r.ids = malloc(PREFILL * sizeof(int32_t)))) goto out;
+    if (!(r.ids = malloc((size_t)len * sizeof(int32_t)))) goto out;
     ld_rng rng = ld_rng_init(3);
-    for (int i = 0; i < PREFILL; i++) r.ids[i] = (int32_t)ld_rng_below(&rng, (uint64_t)c->vocab_size);
+    for (int64_t i = 0; i < len; i++) r.ids[i] = (int32_t)ld_rng_below(&rng, (uint64_t)c->vocab_size);
     const int reps = o->reps;
     double t_all = ld_bench_median(decode, &r, reps), t_prompt = ld_bench_median(prompt_only, &r, reps);
     double t_read = ld_bench_median(read_all, rd, reps);
@@ -166,7 +177,8 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     const double resident_below = LD_BENCH_LLC_FACTOR * lim->llc_bytes;
     const bool resident = bytes < resident_below;
     char name[128];
-    snprintf(name, sizeof name, "%s decode batch 1 (%.0f MB/token)", tn, bytes * 1e-6);
+    if (o->depth > 0) snprintf(name, sizeof name, "%s decode batch 1 at context %lld (%.0f MB/token)", tn, (long long)o->depth, bytes * 1e-6);
+    else snprintf(name, sizeof name, "%s decode batch 1 (%.0f MB/token)", tn, bytes * 1e-6);
     ld_bench_report_row(rep, "infer", name, tok_s, "tok/s", tok_s / limit,
                         resident ? "bandwidth limit, cache-resident" : "bandwidth limit");
     snprintf(name, sizeof name, "  limit: read %.1f GB/s / %.0f MB", bw * 1e-9, bytes * 1e-6);

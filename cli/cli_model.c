@@ -289,6 +289,22 @@ const char *ld_cli_type_names(void) {
     return names;
 }
 
+bool ld_cli_kv_type_opt(void *user, const char *opt, const char *value) {
+    char up[8];
+    size_t n = strlen(value);
+    ld_dtype t = LD_DTYPE_COUNT;
+    if (n > 0 && n < sizeof up) {
+        for (size_t i = 0; i <= n; i++) up[i] = (char)toupper((unsigned char)value[i]);
+        t = ld_dtype_from_name(up);
+    }
+    if (t == LD_DTYPE_COUNT || !ld_lm_kv_type_ok(t)) {
+        fprintf(stderr, "liandan: %s: a KV cache holds f32, f16 or q8_0, not '%s'\n", opt, value);
+        return false;
+    }
+    *(ld_dtype *)user = t;
+    return true;
+}
+
 bool ld_cli_type_opt(void *user, const char *opt, const char *value) {
     char up[16];
     size_t n = strlen(value);

@@ -64,6 +64,14 @@ void ld_cli_text_free(ld_cli_text *t);
  * llama.cpp's _M/_S mix suffixes name the same matrix type). Accepts F32, F16, BF16 and the
  * types the quant layer can write; the error lists them. */
 bool ld_cli_type_opt(void *user, const char *opt, const char *value);
+/* A KV cache type option (user = ld_dtype *): f32, f16 or q8_0 (any case), llama.cpp's
+ * -ctk / -ctv. LD_CLI_KV_TYPES(K, V) adds --cache-type-k and --cache-type-v to a table. */
+bool ld_cli_kv_type_opt(void *user, const char *opt, const char *value);
+#define LD_CLI_KV_TYPES(K, V)                                                                                       \
+    {.name = "cache-type-k", .type = LD_CLI_T_FUNC, .fn = ld_cli_kv_type_opt, .dest.user = K, .arg = "T",          \
+     .def = "f32", .help = "the KV cache's key type: f32, f16 or q8_0 (llama.cpp's -ctk)"},                         \
+    {.name = "cache-type-v", .type = LD_CLI_T_FUNC, .fn = ld_cli_kv_type_opt, .dest.user = V, .arg = "T",          \
+     .def = "f32", .help = "the KV cache's value type: f32, f16 or q8_0 (llama.cpp's -ctv)"}
 /* The accepted names for the help ("f32, f16, bf16, q8_0, ..."), from the dtype table. */
 const char *ld_cli_type_names(void);
 void ld_cli_sample_opts(ld_generate_params *g, ld_cli_opt t[LD_CLI_SAMPLE_OPTS]);

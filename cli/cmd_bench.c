@@ -6,6 +6,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "cli_model.h"
 
 typedef struct {
     const char *name;
@@ -65,6 +66,8 @@ static int cmd_bench(int argc, char **argv) {
          .help = "infer: weight type of the session (F32 F16 Q8_0 Q6_K Q5_K Q4_K Q4_0 Q3_K Q2_K\n"
                  "IQ4_XS IQ4_NL); kernels --filter quant: the weight types, also the ones liandan\n"
                  "only reads (IQ2_XXS, TQ1_0, ..., random blocks); repeat for several"},
+        LD_CLI_INT64("depth", 0, &o.depth, 0, 1 << 20, "N", "infer: decode after N tokens of context (0: an 8-token prompt)"),
+        LD_CLI_KV_TYPES(&o.kv_type_k, &o.kv_type_v),
         LD_CLI_END,
     };
     const ld_cli_spec spec = {

@@ -89,7 +89,7 @@ static int encode_chat(ld_ctx *ctx, const ld_tokenizer *tok, const ld_chat_templ
 
 static int cmd_generate(int argc, char **argv) {
     const char *file = NULL, *adapter = NULL;
-    ld_dtype quant = LD_DTYPE_COUNT;
+    ld_dtype quant = LD_DTYPE_COUNT, kv_k = LD_F32, kv_v = LD_F32;
     int threads = 0, batch = 64;
     bool no_stream = false, print_ids = false, as_chat = false;
     const char *tmpl_name = NULL, *system = NULL;
@@ -126,6 +126,7 @@ static int cmd_generate(int argc, char **argv) {
          .help = "run the matrices as T (F16, Q8_0, Q4_K, ...; the LM head as Q6_K for\n"
                  "the 4/5-bit types, else as T: the usual mix)"},
         LD_CLI_INT("batch", 0, &batch, 1, 4096, "N", "prompts decoded together; more are done in turns"),
+        LD_CLI_KV_TYPES(&kv_k, &kv_v),
         LD_CLI_STRING("adapter", 0, &adapter, "DIR", "a LoRA adapter (PEFT directory) merged into the weights first"),
         LD_CLI_FLAG("chat", 0, &as_chat,
                     "each prompt is a user message in the model's chat template; prints the reply"),
@@ -224,7 +225,10 @@ static int cmd_generate(int argc, char **argv) {
     int64_t ctx_len = ld_cli_context(m, max_prompt + gp.max_tokens + (rerank ? max_prompt + gp.max_tokens + 16 : 0));
     ld_lm_session *s = NULL;
     int64_t step = ctx_len > 512 ? 512 : ctx_len; /* tokens per eval: prefill pieces, one decode step */
-    if (!rc && ld_lm_session_new(m, print_ids ? 1 : nb, ctx_len, step > nb ? step : nb, &s))
+    ld_lm_session_params sp = ld_lm_session_default_params();
+    sp.n_slots = print_ids ? 1 : nb, sp.max_len = ctx_len, sp.max_tokens = step > nb ? step : nb;
+    sp.kv_type_k = kv_k, sp.kv_type_v = kv_v;
+    if (!rc && ld_lm_session_new_ex(m, &sp, &s))
         rc = ld_cli_fail(ctx, "creating the session");
     if (!rc && quant != LD_DTYPE_COUNT && ld_lm_session_quantize_ex(s, quant, ld_lm_mix_edge_type(quant)))
         rc = ld_cli_fail(ctx, "quantizing");

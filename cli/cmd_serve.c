@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_model.h"
 #include "liandan/registry.h"
 #include "liandan/serve.h"
 
@@ -54,6 +55,7 @@ static int cmd_serve(int argc, char **argv) {
         LD_CLI_INT("max-queue", 0, &max_queue, 1, 1 << 20, "N", "requests waiting per model before 429"),
         LD_CLI_INT64("context", 0, &context, 0, 1 << 20, "N", "tokens per sequence (0 = the model's, at most 2048)"),
         LD_CLI_INT64("kv-mb", 0, &kv_mb, 0, 1 << 30, "MB", "KV cache per model (0 = max-seqs sequences of --context)"),
+        LD_CLI_KV_TYPES(&p.kv_type_k, &p.kv_type_v),
         LD_CLI_STRING("quantize", 0, &p.quantize, "T", "run F32 models' matrices as T (Q8_0, Q4_K, F16, ...)"),
         LD_CLI_INT64("max-body", 0, &body_kb, 1, 1 << 20, "KB", "request body limit"),
         LD_CLI_INT64("max-file", 0, &file_mb, 1, 1 << 20, "MB", "uploaded file limit (POST /v1/files)"),

@@ -32,6 +32,8 @@ typedef struct ld_lm_batch_params {
     size_t kv_bytes;       /* KV cache budget (0 = enough for max_seqs sequences of max_len) */
     int cache_seqs;        /* finished sequences kept for prefix reuse (default max_seqs; 0 = none) */
     int64_t min_prefix;    /* the shortest shared prefix worth reusing, in tokens (default 8) */
+    ld_dtype kv_type_k;    /* KV cache types (ld_lm_session_params): LD_F32 (default), LD_F16, LD_Q8_0 */
+    ld_dtype kv_type_v;
 } ld_lm_batch_params;
 ld_lm_batch_params ld_lm_batch_default_params(void);
 

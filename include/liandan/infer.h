@@ -29,11 +29,18 @@ typedef struct ld_lm_session_params {
     int64_t page_tokens;  /* tokens per KV page; 0 = max_len (one page per sequence) */
     int64_t n_pages;      /* pages in the pool; 0 = from kv_bytes, else enough for every slot at max_len */
     size_t kv_bytes;      /* when n_pages is 0: as many pages as fit in this many bytes (0 = see n_pages) */
+    ld_dtype kv_type_k;   /* the cached keys' type: LD_F32 (default, 0), LD_F16 or LD_Q8_0 (llama.cpp's -ctk) */
+    ld_dtype kv_type_v;   /* the cached values' type, the same choices (llama.cpp's -ctv) */
 } ld_lm_session_params;
 ld_lm_session_params ld_lm_session_default_params(void);
 ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_session **out);
 /* Bytes of K and V one page of page_tokens tokens holds for a model of config c. */
 size_t ld_lm_kv_page_bytes(const ld_lm_config *c, int64_t page_tokens);
+/* The same for K and V caches of types k_type and v_type (0 for a type a cache cannot hold). */
+size_t ld_lm_kv_page_bytes_as(const ld_lm_config *c, int64_t page_tokens, ld_dtype k_type, ld_dtype v_type);
+/* Whether a KV cache can hold type t: F32, F16 or Q8_0 (Q8_0 rows must also be whole blocks:
+ * n_kv_heads * head_dim a multiple of 32, checked by ld_lm_session_new_ex). */
+bool ld_lm_kv_type_ok(ld_dtype t);
 void ld_lm_session_free(ld_lm_session *s);
 /* Replaces the model's matrices (not the embeddings) by quantized copies of type `type`
  * (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) for this session's evals; matrices whose rows are not

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "liandan/core.h"
+#include "liandan/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,6 +51,7 @@ typedef struct ld_server_params {
     int max_queue;           /* requests waiting per model before 429 (default 64) */
     int64_t context;         /* tokens per sequence (0 = the model's, at most 2048) */
     size_t kv_bytes;         /* KV cache per model (0 = enough for max_seqs sequences of context) */
+    ld_dtype kv_type_k, kv_type_v; /* the KV cache's key and value types: LD_F32 (default), LD_F16, LD_Q8_0 */
     const char *quantize;    /* run loaded F32 models' matrices as this type ("Q8_0", ...), NULL = as stored */
     ld_serve_limits limits;
     const char *job_worker;  /* the liandan executable, which runs fine-tuning jobs as

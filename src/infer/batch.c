@@ -139,6 +139,7 @@ ld_status ld_lm_batch_new(ld_lm *m, const ld_lm_batch_params *params, ld_lm_batc
     ld_lm_session_params sp = ld_lm_session_default_params();
     sp.n_slots = b->n_slots, sp.max_len = p.max_len, sp.max_tokens = p.step_tokens, sp.page_tokens = p.page_tokens;
     sp.kv_bytes = p.kv_bytes;
+    sp.kv_type_k = p.kv_type_k, sp.kv_type_v = p.kv_type_v;
     if (!p.kv_bytes) sp.n_pages = (int64_t)p.max_seqs * ((p.max_len + p.page_tokens - 1) / p.page_tokens);
     if ((st = ld_lm_session_new_ex(m, &sp, &b->s))) return ld_lm_batch_free(b), st;
     b->P = ld_lm_session_page_tokens(b->s);

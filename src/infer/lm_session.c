@@ -32,6 +32,18 @@ typedef struct sess_form {
     bool packed, kn, rope_perm;
 } sess_form;
 
+/* One of the KV cache's two pools (K or V): rows of Hkv*D values of the session's cache type
+ * (F32, F16 or Q8_0: llama.cpp's -ctk / -ctv). */
+typedef struct kv_pool {
+    ld_dtype type;
+    size_t row_bytes;
+    uint8_t *data;
+} kv_pool;
+
+/* Rows of a non-F32 cache read back to F32 at a time for the attention kernel (each chunk is
+ * one kernel call, merged like pages). */
+#define KV_CHUNK 256
+
 struct ld_lm_session {
     ld_lm *m;
     ld_ctx *ctx;
@@ -40,7 +52,8 @@ struct ld_lm_session {
     int64_t max_len, max_tokens;
     int64_t *len;        /* tokens cached per slot */
     ld_kv_pages kv;      /* page pool and per-slot page tables */
-    float *kcache, *vcache; /* [L][page][page_tokens][Hkv*D] */
+    kv_pool kc, vc;      /* K and V: [L][page][page_tokens] rows of Hkv*D values in their type */
+    float *kf32, *vf32;  /* a chunk of KV_CHUNK rows of K and V read back as F32 (non-F32 caches) */
     ld_arena *mem;       /* everything below, allocated once */
     float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
     float *att_page, *lse_page; /* one page's attention output and lse (merged into att, lse) */
@@ -94,29 +107,41 @@ static int64_t kv_width(const ld_lm_config *c) {
     return c->n_kv_heads * ld_lm_head_dim(c);
 }
 
-/* Row `off` of page `page` in layer `layer` of the K or V pool. */
-static float *cache_at(const ld_lm_session *s, float *base, int64_t layer, int32_t page, int64_t off) {
-    int64_t w = kv_width(&s->m->cfg);
-    return base + ((layer * s->kv.n_pages + page) * s->kv.page_tokens + off) * w;
+/* Row `off` of page `page` in layer `layer` of pool c (K or V). */
+static uint8_t *cache_at(const ld_lm_session *s, const kv_pool *c, int64_t layer, int32_t page, int64_t off) {
+    return c->data + (size_t)((layer * s->kv.n_pages + page) * s->kv.page_tokens + off) * c->row_bytes;
 }
 
 /* Copies the first `rows` rows of page `from` into page `to`, K and V, every layer. */
 static void copy_page(ld_lm_session *s, int32_t from, int32_t to, int64_t rows) {
-    size_t b = (size_t)(rows * kv_width(&s->m->cfg)) * sizeof(float);
     for (int64_t l = 0; l < s->m->cfg.n_layers; l++) {
-        memcpy(cache_at(s, s->kcache, l, to, 0), cache_at(s, s->kcache, l, from, 0), b);
-        memcpy(cache_at(s, s->vcache, l, to, 0), cache_at(s, s->vcache, l, from, 0), b);
+        memcpy(cache_at(s, &s->kc, l, to, 0), cache_at(s, &s->kc, l, from, 0), (size_t)rows * s->kc.row_bytes);
+        memcpy(cache_at(s, &s->vc, l, to, 0), cache_at(s, &s->vc, l, from, 0), (size_t)rows * s->vc.row_bytes);
     }
 }
 
-/* Stores rows[n, kvw] as positions pos.. of slot's sequence in layer l of base (K or V). */
-static void cache_write(const ld_lm_session *s, float *base, int64_t l, int slot, int64_t pos, const float *rows,
+/* dst = n F32 rows of kvw values in the pool's type (rows were checked at session creation:
+ * Q8_0 widths are whole blocks, values are finite activations). */
+static void kv_encode(const ld_lm_session *s, const kv_pool *c, uint8_t *dst, const float *rows, int64_t n) {
+    const int64_t w = kv_width(&s->m->cfg);
+    if (c->type == LD_F32) memcpy(dst, rows, (size_t)(n * w) * sizeof(float));
+    else if (c->type == LD_F16) ld_convert(s->ctx, LD_F16, dst, LD_F32, rows, n * w);
+    else ld_quantize(s->ctx, c->type, dst, rows, n, w, NULL);
+}
+
+/* dst[n, kvw] = the F32 values of n cached rows (the one place attention reads a non-F32
+ * cache: a kernel that reads F16 / Q8_0 rows itself replaces this and the KV_CHUNK loop). */
+static void kv_decode(const ld_lm_session *s, const kv_pool *c, const uint8_t *rows, int64_t n, float *dst) {
+    ld_dequantize(s->ctx, c->type, rows, dst, n * kv_width(&s->m->cfg));
+}
+
+/* Stores rows[n, kvw] as positions pos.. of slot's sequence in layer l of pool c (K or V). */
+static void cache_write(const ld_lm_session *s, const kv_pool *c, int64_t l, int slot, int64_t pos, const float *rows,
                         int64_t n) {
     const int64_t P = s->kv.page_tokens, w = kv_width(&s->m->cfg);
     for (int64_t j = 0; j < n;) {
         int64_t off = (pos + j) % P, take = n - j < P - off ? n - j : P - off;
-        memcpy(cache_at(s, base, l, ld_kv_pages_at(&s->kv, slot, pos + j), off), rows + j * w,
-               (size_t)(take * w) * sizeof(float));
+        kv_encode(s, c, cache_at(s, c, l, ld_kv_pages_at(&s->kv, slot, pos + j), off), rows + j * w, take);
         j += take;
     }
 }
@@ -146,7 +171,8 @@ static void attn_merge(float *out, float *lse, const float *out2, const float *l
  * one page is one call (the same arithmetic as an unpaged cache). The layer's sliding window
  * (a page's keys are at positions p*P.., so q_offset = pos - p*P keeps the window's distances)
  * and the config's soft-cap and query scale go to every call; pages wholly before the window
- * of the first query are skipped. */
+ * of the first query are skipped. An F16 / Q8_0 cache is read back to F32 KV_CHUNK rows at a
+ * time, each chunk one call (kv_decode). */
 static void attend(ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n, const float *q, float *out) {
     const ld_lm_config *c = &s->m->cfg;
     const int64_t Hq = c->n_heads, D = ld_lm_head_dim(c), P = s->kv.page_tokens, total = pos + n;
@@ -155,16 +181,27 @@ static void attend(ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n
     ld_attn_shape as = {.B = 1, .Tq = n, .Hq = Hq, .Hkv = c->n_kv_heads, .D = D, .causal = true,
                         .scale = llama && c->query_scale > 0 ? c->query_scale : 1.0f / sqrtf((float)D),
                         .key_len = NULL, .window = window, .softcap = llama ? c->attn_softcap : 0.0f};
+    const bool f32 = s->kc.type == LD_F32 && s->vc.type == LD_F32;
+    const int64_t chunk = f32 ? P : KV_CHUNK;
     bool first = true;
     for (int64_t p = 0; p * P < total; p++) {
-        as.Tk = total - p * P < P ? total - p * P : P;
-        if (window > 0 && p * P + as.Tk <= pos + 1 - window) continue; /* every key before every query's window */
+        const int64_t in_page = total - p * P < P ? total - p * P : P;
         int32_t page = ld_kv_pages_at(&s->kv, slot, p * P);
-        as.q_offset = pos - p * P;
-        s->k->attention_fwd(first ? out : s->att_page, first ? s->lse : s->lse_page, q,
-                            cache_at(s, s->kcache, l, page, 0), cache_at(s, s->vcache, l, page, 0), &as);
-        if (!first) attn_merge(out, s->lse, s->att_page, s->lse_page, n, Hq, D);
-        first = false;
+        for (int64_t c0 = 0; c0 < in_page; c0 += chunk) {
+            const int64_t start = p * P + c0;
+            as.Tk = in_page - c0 < chunk ? in_page - c0 : chunk;
+            if (window > 0 && start + as.Tk <= pos + 1 - window) continue; /* every key before every query's window */
+            as.q_offset = pos - start;
+            const uint8_t *kr = cache_at(s, &s->kc, l, page, c0), *vr = cache_at(s, &s->vc, l, page, c0);
+            if (!f32) {
+                kv_decode(s, &s->kc, kr, as.Tk, s->kf32), kv_decode(s, &s->vc, vr, as.Tk, s->vf32);
+                kr = (const uint8_t *)s->kf32, vr = (const uint8_t *)s->vf32;
+            }
+            s->k->attention_fwd(first ? out : s->att_page, first ? s->lse : s->lse_page, q, (const float *)kr,
+                                (const float *)vr, &as);
+            if (!first) attn_merge(out, s->lse, s->att_page, s->lse_page, n, Hq, D);
+            first = false;
+        }
     }
 }
 
@@ -242,8 +279,25 @@ ld_lm_session_params ld_lm_session_default_params(void) {
     return p;
 }
 
+/* Bytes of one cached row of type t (0 for a type the cache does not hold, or a Q8_0 row
+ * that is not whole blocks). */
+static size_t kv_row_bytes(const ld_lm_config *c, ld_dtype t) {
+    size_t b = 0;
+    if (!ld_lm_kv_type_ok(t) || ld_dtype_row_bytes(t, kv_width(c), &b)) return 0;
+    return b;
+}
+
+bool ld_lm_kv_type_ok(ld_dtype t) {
+    return t == LD_F32 || t == LD_F16 || t == LD_Q8_0;
+}
+
+size_t ld_lm_kv_page_bytes_as(const ld_lm_config *c, int64_t page_tokens, ld_dtype k_type, ld_dtype v_type) {
+    const size_t kb = kv_row_bytes(c, k_type), vb = kv_row_bytes(c, v_type);
+    return kb && vb ? (size_t)(c->n_layers * page_tokens) * (kb + vb) : 0;
+}
+
 size_t ld_lm_kv_page_bytes(const ld_lm_config *c, int64_t page_tokens) {
-    return (size_t)(2 * c->n_layers * page_tokens * kv_width(c)) * sizeof(float);
+    return ld_lm_kv_page_bytes_as(c, page_tokens, LD_F32, LD_F32);
 }
 
 ld_status ld_lm_session_new(ld_lm *m, int n_slots, int64_t max_len, int64_t max_tokens, ld_lm_session **out) {
@@ -264,14 +318,26 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
         return ld_error(ctx, LD_ERR_INVALID_ARG,
                         "session: need 1..4096 slots (got %d), length 1..%lld (got %lld), max_tokens > 0 (got %lld)",
                         n_slots, (long long)c->max_position, (long long)max_len, (long long)max_tokens);
+    const ld_dtype kt = p->kv_type_k, vt = p->kv_type_v;
+    for (int i = 0; i < 2; i++) {
+        const ld_dtype t = i ? vt : kt;
+        const ld_dtype_info *tr = ld_dtype_traits(t);
+        if (!ld_lm_kv_type_ok(t))
+            return ld_error(ctx, LD_ERR_DTYPE, "session: the %s cache cannot hold type %s (F32, F16 or Q8_0)", i ? "V" : "K",
+                            tr ? tr->name : "?");
+        if (!kv_row_bytes(c, t))
+            return ld_error(ctx, LD_ERR_SHAPE, "session: a %s %s cache needs rows of whole %lld-value blocks (this model's are %lld)",
+                            tr->name, i ? "V" : "K", (long long)tr->block_size, (long long)kv_width(c));
+    }
     const int64_t P = p->page_tokens > 0 ? (p->page_tokens < max_len ? p->page_tokens : max_len) : max_len;
     const int64_t per_slot = (max_len + P - 1) / P;
+    const size_t page_bytes = ld_lm_kv_page_bytes_as(c, P, kt, vt);
     int64_t n_pages = p->n_pages;
-    if (n_pages <= 0 && p->kv_bytes > 0) n_pages = (int64_t)(p->kv_bytes / ld_lm_kv_page_bytes(c, P));
+    if (n_pages <= 0 && p->kv_bytes > 0) n_pages = (int64_t)(p->kv_bytes / page_bytes);
     if (n_pages <= 0 && p->kv_bytes == 0) n_pages = (int64_t)n_slots * per_slot;
     if (n_pages <= 0 || n_pages > INT32_MAX)
         return ld_error(ctx, LD_ERR_LIMIT, "session: a KV budget of %zu bytes holds no page of %lld tokens (%zu bytes)",
-                        p->kv_bytes, (long long)P, ld_lm_kv_page_bytes(c, P));
+                        p->kv_bytes, (long long)P, page_bytes);
     ld_lm_session *s = ld_calloc(ctx, 1, sizeof *s);
     if (!s) return ld_ctx_status(ctx);
     s->m = m, s->ctx = ctx, s->k = ld_kernels_get(LD_BACKEND_AUTO);
@@ -285,14 +351,24 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
     const int64_t E = c->n_experts, Tk = T * (E ? c->n_experts_used : 1);
     if (E) I = lm_expert_width(c) > c->shared_expert_size ? lm_expert_width(c) : c->shared_expert_size;
     s->logit_rows = T < n_slots ? T : n_slots; /* one row per segment; grown for all_logits */
-    size_t cache_elems, bytes = 0;
-    if (ld_mul_size((size_t)(c->n_layers * n_pages), (size_t)(P * kvw), &cache_elems))
+    s->kc = (kv_pool){kt, kv_row_bytes(c, kt), NULL}, s->vc = (kv_pool){vt, kv_row_bytes(c, vt), NULL};
+    const bool f32 = kt == LD_F32 && vt == LD_F32;
+    size_t cache_rows, bytes = 0, kb = 0, vb = 0;
+    if (ld_mul_size((size_t)(c->n_layers * n_pages), (size_t)P, &cache_rows) ||
+        ld_mul_size(cache_rows, s->kc.row_bytes, &kb) || ld_mul_size(cache_rows, s->vc.row_bytes, &vb))
         return ld_lm_session_free(s), ld_error(ctx, LD_ERR_OVERFLOW, "session: KV cache size overflows");
     ld_status st = ld_kv_pages_init(ctx, &s->kv, n_slots, per_slot, (int32_t)n_pages, P);
     if (!st) st = ld_arena_new(ctx, 1 << 20, &s->mem);
     if (st) return ld_lm_session_free(s), st;
+    if (!(s->kc.data = ld_arena_alloc(s->mem, kb)) || !(s->vc.data = ld_arena_alloc(s->mem, vb))) {
+        ld_lm_session_free(s);
+        return ld_error(ctx, LD_ERR_NOMEM, "session: cannot allocate a KV cache of %zu bytes", kb + vb);
+    }
+    /* calls per page (or per chunk of a non-F32 cache) whose outputs are merged */
+    const bool merged = per_slot > 1 || (!f32 && P > KV_CHUNK);
+    const int64_t chunk_rows = f32 ? 1 : (P < KV_CHUNK ? P : KV_CHUNK) * kvw;
     struct { float **p; size_t n; } bufs[] = {
-        {&s->kcache, cache_elems}, {&s->vcache, cache_elems},
+        {&s->kf32, (size_t)chunk_rows}, {&s->vf32, (size_t)chunk_rows},
         {&s->x, (size_t)(T * C)}, {&s->h, (size_t)(T * C)}, {&s->q, (size_t)(T * Q)}, {&s->kk, (size_t)(T * kvw)},
         {&s->vv, (size_t)(T * kvw)}, {&s->att, (size_t)(T * Q)}, {&s->o, (size_t)(T * fused)},
         {&s->f1, (size_t)(Tk * I * (fam->fused_gate_up ? 2 : 1))}, {&s->f2, (size_t)(Tk * I)},
@@ -300,7 +376,7 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
         {&s->moe_x, (size_t)(E ? Tk * C : 1)}, {&s->moe_y, (size_t)(E ? Tk * C : 1)},
         {&s->lse, (size_t)(T * c->n_heads)}, {&s->stat0, (size_t)(T * c->n_heads)},
         {&s->stat1, (size_t)T}, {&s->rows, (size_t)(T * C)}, {&s->logits, (size_t)(s->logit_rows * V)},
-        {&s->att_page, (size_t)(per_slot > 1 ? T * Q : 1)}, {&s->lse_page, (size_t)(per_slot > 1 ? T * c->n_heads : 1)},
+        {&s->att_page, (size_t)(merged ? T * Q : 1)}, {&s->lse_page, (size_t)(merged ? T * c->n_heads : 1)},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         size_t b;
@@ -354,7 +430,8 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
             (st = reserve_wf32(s, N, K)))
             return ld_lm_session_free(s), st;
     }
-    ld_log(ctx, LD_LOG_DEBUG, "session: %zu MiB (KV cache %zu MiB)", bytes >> 20, (cache_elems * 8) >> 20);
+    ld_log(ctx, LD_LOG_DEBUG, "session: %zu MiB (KV cache %zu MiB, K %s, V %s)", (bytes + kb + vb) >> 20, (kb + vb) >> 20,
+           ld_dtype_traits(kt)->name, ld_dtype_traits(vt)->name);
     *out = s;
     return LD_OK;
 }
@@ -506,7 +583,7 @@ ld_ctx *ld_lm_session_ctx(const ld_lm_session *s) {
     return s ? s->ctx : NULL;
 }
 size_t ld_lm_session_kv_bytes(const ld_lm_session *s) {
-    return (size_t)s->kv.n_pages * ld_lm_kv_page_bytes(&s->m->cfg, s->kv.page_tokens);
+    return (size_t)s->kv.n_pages * ld_lm_kv_page_bytes_as(&s->m->cfg, s->kv.page_tokens, s->kc.type, s->vc.type);
 }
 
 /* The form of weight w this session computes with: its own latest form (a quantized copy
@@ -761,8 +838,8 @@ static void attention_llama(ld_lm_session *s, const lm_layer *L, int64_t l, cons
         float *q = s->q + r * Q, *kr = s->kk + r * kvw, *vr = s->vv + r * kvw;
         rope(s, q, n, Hq, pos);
         rope(s, kr, n, Hkv, pos);
-        cache_write(s, s->kcache, l, slot, pos, kr, n);
-        cache_write(s, s->vcache, l, slot, pos, vr, n);
+        cache_write(s, &s->kc, l, slot, pos, kr, n);
+        cache_write(s, &s->vc, l, slot, pos, vr, n);
         attend(s, l, slot, pos, n, q, s->att + r * Q);
     }
 }
@@ -898,8 +975,8 @@ static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_se
             for (int i = 0, r = 0; i < n_segs; r += (int)segs[i].n, i++) {
                 int slot = segs[i].slot;
                 int64_t n = segs[i].n, pos = s->len[slot];
-                cache_write(s, s->kcache, l, slot, pos, s->kk + r * kvw, n);
-                cache_write(s, s->vcache, l, slot, pos, s->vv + r * kvw, n);
+                cache_write(s, &s->kc, l, slot, pos, s->kk + r * kvw, n);
+                cache_write(s, &s->vc, l, slot, pos, s->vv + r * kvw, n);
                 attend(s, l, slot, pos, n, s->q + r * C, s->att + r * C);
             }
         } else {

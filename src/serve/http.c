@@ -439,6 +439,7 @@ ld_status ld_server_start(ld_ctx *ctx, const ld_server_params *params, ld_server
     pp.batch.max_queue = params->max_queue > 0 ? params->max_queue : 64;
     pp.batch.max_len = params->context;
     pp.batch.kv_bytes = params->kv_bytes;
+    pp.batch.kv_type_k = params->kv_type_k, pp.batch.kv_type_v = params->kv_type_v;
     if (pp.batch.step_tokens < pp.batch.max_seqs) pp.batch.step_tokens = pp.batch.max_seqs;
     if (params->quantize && (pp.quantize = ld_dtype_from_name(params->quantize)) == LD_DTYPE_COUNT) {
         st = ld_error(ctx, LD_ERR_INVALID_ARG, "serve: unknown quantization type '%s'", params->quantize);

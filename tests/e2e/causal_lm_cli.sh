@@ -34,6 +34,10 @@ grep -q "^床前" "$T/g1" || fail "generation does not start with the prompt"
 "$BIN" generate "$T/run/model" "春" "秋" "山水" --no-stream --temperature 0 --max-tokens 6 >"$T/batch" 2>/dev/null
 [ "$(wc -l <"$T/batch")" -eq 3 ] || fail "batched generation should print 3 lines"
 "$BIN" generate "$T/run/model" "春" --quantize Q8_0 --max-tokens 4 >/dev/null 2>&1 || fail "generate --quantize"
+"$BIN" generate "$T/run/model" "春" --cache-type-k q8_0 --cache-type-v f16 --temperature 0 --max-tokens 6 >"$T/kvq" 2>/dev/null ||
+  fail "generate --cache-type-k q8_0 --cache-type-v f16"
+[ -s "$T/kvq" ] || fail "generate with a Q8_0/F16 KV cache printed nothing"
+expect_error "--cache-type-k: a KV cache holds f32, f16 or q8_0, not 'q4_k'" "$BIN" generate "$T/run/model" "春" --cache-type-k q4_k
 "$BIN" score "$T/run/model" --context "床前明月" --continuation "光" --continuation "海" >"$T/score"
 "$BIN" quantize "$T/run/model" --type q8_0 -o "$T/model.q8_0.gguf" >/dev/null 2>&1 || fail "quantize"
 "$BIN" bench infer --model "$T/model.q8_0.gguf" --type F16 --reps 1 --threads 1 --json >"$T/bench" 2>&1
