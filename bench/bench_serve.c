@@ -19,6 +19,9 @@
 #define PROMPT 16
 #define NEW_TOKENS 64
 
+/* The KV cache types of every run (--cache-type-k / --cache-type-v). */
+static ld_dtype kv_k = LD_F32, kv_v = LD_F32;
+
 static void count(void *user, ld_finish why, int64_t computed, int64_t generated) {
     (void)why, (void)computed, (void)generated;
     ++*(int *)user;
@@ -61,6 +64,7 @@ static double run(ld_lm *m, ld_dtype type, int streams, bench_grammar *gr, ld_st
     const ld_lm_config *c = ld_lm_config_of(m);
     ld_lm_batch_params bp = ld_lm_batch_default_params();
     bp.max_seqs = streams, bp.max_len = PROMPT + NEW_TOKENS + 1, bp.cache_seqs = 0;
+    bp.kv_type_k = kv_k, bp.kv_type_v = kv_v;
     bp.step_tokens = streams * PROMPT > 256 ? streams * PROMPT : 256;
     ld_lm_batch *b = NULL;
     int32_t *ids = malloc((size_t)streams * PROMPT * sizeof *ids);
@@ -109,6 +113,7 @@ out:
 void ld_bench_serve(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep) {
     ld_ctx_params cp = ld_ctx_default_params();
     cp.n_threads = o->threads;
+    kv_k = o->kv_type_k, kv_v = o->kv_type_v;
     ld_ctx *ctx = NULL;
     if (ld_ctx_new(&cp, &ctx)) return;
     ld_lm *m = NULL;

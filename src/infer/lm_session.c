@@ -13,14 +13,15 @@
 #include "models/adapter_internal.h"
 #include "models/causal_lm_internal.h"
 
-/* Rows of x from which a product with F16 weights, or with quantized weights that have no
- * int8 GEMM on this CPU (ld_qmatmul_has_gemm), dequantizes the weight and runs the F32
- * GEMM instead of the dot kernels (measured: bench infer). */
+/* Rows of x from which a product with F16 weights runs the GEMM that widens them while
+ * packing (gemm_f32_f16), and one with quantized weights that have no int8 GEMM on this CPU
+ * (ld_qmatmul_has_gemm) dequantizes the weight and runs the F32 GEMM, instead of the dot
+ * kernels (measured: bench infer). */
 #define LD_DEQUANT_GEMM_MIN_M 32
 
 /* Whether products of many rows with weights of type t go through an F32 copy. */
 static bool dequant_for_gemm(ld_dtype t) {
-    return !ld_qmatmul_has_gemm(t, LD_DEQUANT_GEMM_MIN_M);
+    return t != LD_F16 && !ld_qmatmul_has_gemm(t, LD_DEQUANT_GEMM_MIN_M);
 }
 
 /* A weight as the session multiplies it: [N, K] rows of dtype (kn: [K, N], F32 only), or
@@ -666,6 +667,16 @@ static void run_dequant_gemm(const ld_lm_session *s, const sess_form *f, int64_t
     }
 }
 
+/* many rows of F16 weights: one GEMM that widens each panel of W as it packs it (no F32
+ * copy of the matrix is written) */
+static bool f16_many_rows(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K) {
+    return f->dtype == LD_F16 && !f->packed && !f->kn && M >= LD_DEQUANT_GEMM_MIN_M;
+}
+static void run_gemm_f16(const ld_lm_session *s, const sess_form *f, int64_t N, int64_t K, const float *x, int64_t M,
+                         float *y) {
+    s->k->gemm_f32_f16(false, true, M, N, K, 1.0f, x, K, f->data, K, 0.0f, y, N);
+}
+
 static bool is_blocks(const ld_lm_session *s, const sess_form *f, int64_t M, int64_t N, int64_t K) {
     return f->dtype != LD_F32;
 }
@@ -694,6 +705,7 @@ static void run_gemm(const ld_lm_session *s, const sess_form *f, int64_t N, int6
 
 static const matmul_path matmul_paths[] = {
     {"prepacked", is_packed, run_packed},
+    {"F16 GEMM (widened while packed)", f16_many_rows, run_gemm_f16},
     {"dequantized to an F32 GEMM", wants_dequant_gemm, run_dequant_gemm},
     {"quantized dots", is_blocks, run_qmatmul},
     {"F32 GEMV", few_rows, run_gemv},

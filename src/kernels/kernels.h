@@ -73,6 +73,11 @@ typedef struct ld_kernels {
     void (*gemm_bf16)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                       const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb,
                       float beta, float *C, int64_t ldc);
+    /* Same with f32 A and IEEE f16 B (F16 weights: widened exactly to f32 while B is packed,
+     * so prefill never writes an F32 copy of the matrix). */
+    void (*gemm_f32_f16)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const uint16_t *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc);
 
     /* Matrix-vector products for decoding (a few rows of x against a weight read once):
      * y[M, N] = x[M, K] · W, W stored [K, N] or, if transW, [N, K] (nn.Linear). Meant for

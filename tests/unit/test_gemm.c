@@ -76,6 +76,10 @@ typedef void (*gemm_f32_fn)(bool, bool, int64_t, int64_t, int64_t, float, const 
                             const float *, int64_t, float, float *, int64_t);
 typedef void (*gemm_bf16_fn)(bool, bool, int64_t, int64_t, int64_t, float, const uint16_t *,
                              int64_t, const uint16_t *, int64_t, float, float *, int64_t);
+typedef void (*gemm_f16_fn)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                            const uint16_t *, int64_t, float, float *, int64_t);
+/* When set (and check_case gets neither f nor h): the f32 x f16 kernel under test. */
+static gemm_f16_fn f16_kernel;
 
 /* Tolerance: |C - C_ref| <= TOL * (|alpha| sum_k |a_ik||b_kj| + |beta| |C0_ij|). fp32
  * accumulation of K terms in blocks errs by at most ~K * 2^-24 relative to that sum in the
@@ -101,6 +105,9 @@ static void check_case(const char *what, gemm_f32_fn f, gemm_bf16_fn h, gemm_cas
         for (int64_t i = 0; i < M * K; i++) a[i] = ld_bf16_to_fp32(ld_fp32_to_bf16(a[i]));
         for (int64_t i = 0; i < K * N; i++) b[i] = ld_bf16_to_fp32(ld_fp32_to_bf16(b[i]));
     }
+    const bool f16 = !f && !h;
+    if (f16) /* B exactly representable in f16 */
+        for (int64_t i = 0; i < K * N; i++) b[i] = ld_fp16_to_fp32(ld_fp32_to_fp16(b[i]));
     int64_t lda = (c.ta ? M : K) + pad, ldb = (c.tb ? K : N) + pad, ldc = N + pad;
     float *A = layout(a, M, K, c.ta, lda), *B = layout(b, K, N, c.tb, ldb);
     float *C = layout(c0, M, N, false, ldc), *Cref = layout(c0, M, N, false, ldc);
@@ -122,6 +129,13 @@ static void check_case(const char *what, gemm_f32_fn f, gemm_bf16_fn h, gemm_cas
         h(c.ta, c.tb, M, N, K, c.alpha, Ah, lda, Bh, ldb, c.beta, C, ldc);
         ld_ref_gemm_bf16(c.ta, c.tb, M, N, K, c.alpha, Ah, lda, Bh, ldb, c.beta, Cref, ldc);
         free(Ah);
+        free(Bh);
+    } else if (f16) {
+        int64_t nb = (c.tb ? N : K) * ldb;
+        uint16_t *Bh = malloc((size_t)nb * 2);
+        for (int64_t i = 0; i < nb; i++) Bh[i] = ld_fp32_to_fp16(B[i]);
+        f16_kernel(c.ta, c.tb, M, N, K, c.alpha, A, lda, Bh, ldb, c.beta, C, ldc);
+        ld_ref_gemm_f32_f16(c.ta, c.tb, M, N, K, c.alpha, A, lda, Bh, ldb, c.beta, Cref, ldc);
         free(Bh);
     } else {
         f(c.ta, c.tb, M, N, K, c.alpha, A, lda, B, ldb, c.beta, C, ldc);
@@ -186,17 +200,26 @@ static void tiny_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
                       int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     ld_gemm_run(&tiny, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+static void tiny_f16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                     const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_gemm_run(&tiny, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 static const int64_t tiny_shapes[][3] = {{1, 1, 1}, {130, 150, 40}, {17, 33, 65}, {37, 1, 19}, {9, 49, 257}, {45, 40, 70}, {100, 30, 33}};
 
 TEST(gemm_tiny_blocks_match_ref) {
     const ld_cpu_features *f = ld_cpu_features_get();
-    const ld_gemm_impl *impls[5] = {&ld_gemm_impl_f32_avx512, &ld_gemm_impl_cvt_avx512, &ld_gemm_impl_f32_avx2,
-                                    &ld_gemm_impl_cvt_avx2, &ld_gemm_impl_dot_avx512};
-    const char *names[5] = {"tiny f32", "tiny bf16-cvt", "tiny avx2 f32", "tiny avx2 bf16", "tiny bf16-dot"};
+    const ld_gemm_impl *impls[7] = {&ld_gemm_impl_f32_avx512, &ld_gemm_impl_cvt_avx512, &ld_gemm_impl_f32_avx2,
+                                    &ld_gemm_impl_cvt_avx2, &ld_gemm_impl_dot_avx512, &ld_gemm_impl_f16_avx2,
+                                    &ld_gemm_impl_f16_avx512};
+    const char *names[7] = {"tiny f32", "tiny bf16-cvt", "tiny avx2 f32", "tiny avx2 bf16", "tiny bf16-dot",
+                            "tiny avx2 f32 x f16", "tiny avx512 f32 x f16"};
     const ld_isa level = ld_isa_active();
     int ran = 0;
-    for (int i = 0; i < 5; i++) {
-        bool have = i == 4 ? f->avx512_bf16 && ld_isa_includes(level, LD_ISA_AVX512) : i >= 2 ? ld_isa_includes(level, LD_ISA_AVX2) : ld_isa_includes(level, LD_ISA_AVX512);
+    for (int i = 0; i < 7; i++) {
+        bool have = i == 4   ? f->avx512_bf16 && ld_isa_includes(level, LD_ISA_AVX512)
+                    : i == 6 ? ld_isa_includes(level, LD_ISA_AVX512)
+                    : i >= 2 ? ld_isa_includes(level, LD_ISA_AVX2)
+                             : ld_isa_includes(level, LD_ISA_AVX512);
         if (!have) {
             printf("  %s: not at ISA level %s\n", names[i], ld_isa_name(level));
             continue;
@@ -208,7 +231,8 @@ TEST(gemm_tiny_blocks_match_ref) {
         tiny.mc = 2 * tiny.mr;
         tiny.nc = 2 * tiny.nr;
         tiny.shared_max = 64;
-        check_all(names[i], f32 ? tiny_f32 : NULL, f32 ? NULL : tiny_bf16, tiny_shapes,
+        f16_kernel = tiny_f16;
+        check_all(names[i], f32 ? tiny_f32 : NULL, f32 || i >= 5 ? NULL : tiny_bf16, tiny_shapes,
                   sizeof tiny_shapes / sizeof tiny_shapes[0]);
     }
     if (!ran) SKIP("no optimized GEMM at ISA level %s", ld_isa_name(level));
@@ -218,6 +242,14 @@ TEST(gemm_avx2_matches_ref) {
     if (!ld_isa_includes(ld_isa_active(), LD_ISA_AVX2)) SKIP("ISA level %s", ld_isa_name(ld_isa_active()));
     check_all("avx2 f32", ld_gemm_f32_avx2, NULL, shapes, NSHAPES);
     check_all("avx2 bf16", NULL, ld_gemm_bf16_avx2, shapes, NSHAPES);
+    f16_kernel = ld_gemm_f32_f16_avx2;
+    check_all("avx2 f32 x f16", NULL, NULL, shapes, NSHAPES);
+}
+
+TEST(gemm_f32_f16_avx512_matches_ref) {
+    if (!ld_isa_includes(ld_isa_active(), LD_ISA_AVX512)) SKIP("ISA level %s", ld_isa_name(ld_isa_active()));
+    f16_kernel = ld_gemm_f32_f16_avx512;
+    check_all("avx512 f32 x f16", NULL, NULL, shapes, NSHAPES);
 }
 
 TEST(gemm_bf16_cvt_avx512_matches_ref) {
@@ -236,6 +268,9 @@ TEST_ISA(gemm_cpu_table_matches_ref) {
     const ld_kernels *k = ld_kernels_cpu_at(ld_test_isa_);
     check_case("table f32", k->gemm_f32, NULL, (gemm_case){33, 97, 71, false, true, 1.0f, 0.0f}, 99);
     check_case("table bf16", NULL, k->gemm_bf16, (gemm_case){33, 97, 71, true, false, 0.5f, 1.0f}, 98);
+    ISA_OWN(k->gemm_f32_f16, ld_kernels_ref.gemm_f32_f16, "gemm_f32_f16");
+    f16_kernel = k->gemm_f32_f16;
+    check_case("table f32 x f16", NULL, NULL, (gemm_case){33, 97, 71, false, true, 1.0f, 0.0f}, 97);
 }
 
 TEST(gemm_cpu_table_is_the_active_level) {

@@ -69,7 +69,7 @@ void ld_gemm_run(const ld_gemm_impl *impl, bool transA, bool transB, int64_t M, 
                  float beta, float *C, int64_t ldc);
 
 /* ---- AVX2 + FMA (gemm_avx2.c): f32, and bf16 widened while packing --------------------- */
-extern const ld_gemm_impl ld_gemm_impl_f32_avx2, ld_gemm_impl_cvt_avx2;
+extern const ld_gemm_impl ld_gemm_impl_f32_avx2, ld_gemm_impl_cvt_avx2, ld_gemm_impl_f16_avx2;
 extern const ld_kernels ld_kernels_cpu_avx2_gemm;
 void ld_gemm_f32_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
@@ -77,10 +77,19 @@ void ld_gemm_f32_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
 void ld_gemm_bf16_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                        const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
                        float *C, int64_t ldc);
+/* f32 A, f16 B widened by F16C while packed. */
+void ld_gemm_f32_f16_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc);
 
 /* ---- AVX-512 (gemm_avx512.c) --------------------------------------------------------- */
 /* The three implementations (tests run them with tiny blocks to exercise every edge). */
-extern const ld_gemm_impl ld_gemm_impl_f32_avx512, ld_gemm_impl_cvt_avx512, ld_gemm_impl_dot_avx512;
+extern const ld_gemm_impl ld_gemm_impl_f32_avx512, ld_gemm_impl_cvt_avx512, ld_gemm_impl_dot_avx512,
+    ld_gemm_impl_f16_avx512;
+/* f32 A, f16 B widened while packed. */
+void ld_gemm_f32_f16_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                            const float *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                            float *C, int64_t ldc);
 /* The partial table with only gemm_f32 and gemm_bf16 set, overlaid by cpu_table.c. */
 extern const ld_kernels ld_kernels_cpu_avx512_gemm;
 void ld_gemm_f32_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,

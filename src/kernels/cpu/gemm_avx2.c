@@ -1,8 +1,8 @@
 /* kernels/cpu/gemm_avx2.c — AVX2 + FMA matrix products for CPUs without AVX-512: packers
  * and a 6 x 16 register-blocked micro-kernel (12 ymm accumulators, 2 vector loads of B and
  * 6 broadcasts of A per k step) plugged into the blocked driver (kernels/cpu/gemm.h), for
- * gemm_f32 and gemm_bf16 (bf16 widened exactly to f32 while packing; AVX2 has no bf16 dot
- * product). Same structure as gemm_avx512.c with 8-lane vectors: edges go through a small
+ * gemm_f32, gemm_bf16 (bf16 widened exactly to f32 while packing; AVX2 has no bf16 dot
+ * product) and gemm_f32_f16 (f16 weights widened by F16C while B is packed). Same structure as gemm_avx512.c with 8-lane vectors: edges go through a small
  * zeroed buffer instead of masked loads (AVX2 has no 16-bit masked load). */
 #include <immintrin.h>
 #include <string.h>
@@ -13,7 +13,7 @@
 #define MR 6
 #define NR 16
 
-enum { K_F32 = 0, K_CVT = 1 };
+enum { K_F32 = 0, K_CVT = 1, K_F16 = 2 };
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -36,6 +36,7 @@ INLINE __m256i load8(int kind, const void *p, int64_t n) {
         if (n > 0) memcpy(tmp, p, (size_t)n * 2);
         h = _mm_loadu_si128((const __m128i *)tmp);
     }
+    if (kind == K_F16) return _mm256_castps_si256(_mm256_cvtph_ps(h));
     return _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
 }
 
@@ -107,6 +108,10 @@ INLINE void pack_kind(int kind, int w, void *dstv, const void *X, int64_t ld, bo
     }
 PACKERS(pack_f32, K_F32)
 PACKERS(pack_cvt, K_CVT)
+static void pack_f16_b(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0, int64_t nk, int w) {
+    (void)w;
+    pack_kind(K_F16, NR, d, X, ld, kc, r0, nr, k0, nk);
+}
 
 /* The micro-kernel for R <= MR rows and NR = 16 columns (the N edge via lane masks). */
 INLINE void micro_rows(const int R, int64_t steps, const float *a, const float *b, float *C, int64_t ldc, int nr,
@@ -168,11 +173,17 @@ static void fallback_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
                           int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     ld_ref_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+static void fallback_f16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
+                         int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_ref_gemm_f32_f16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 /* KC = 256; chunks of at most 240 rows / 512 columns (see gemm_avx512.c for the reasoning;
  * a 6 x 256 A panel is 6 KB of L1). */
 const ld_gemm_impl ld_gemm_impl_f32_avx2 = {MR, NR, 240, 256, 512, 1, pack_f32_a, pack_f32_b, micro_f32, 0, 4, fallback_f32};
 const ld_gemm_impl ld_gemm_impl_cvt_avx2 = {MR, NR, 240, 256, 512, 1, pack_cvt_a, pack_cvt_b, micro_f32, 0, 2, fallback_bf16};
+/* f32 A, f16 B */
+const ld_gemm_impl ld_gemm_impl_f16_avx2 = {MR, NR, 240, 256, 512, 1, pack_f32_a, pack_f16_b, micro_f32, 0, 2, fallback_f16};
 
 void ld_gemm_f32_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -184,8 +195,14 @@ void ld_gemm_bf16_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_t K
     ld_gemm_run(&ld_gemm_impl_cvt_avx2, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void ld_gemm_f32_f16_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                          int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_gemm_run(&ld_gemm_impl_f16_avx2, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 const ld_kernels ld_kernels_cpu_avx2_gemm = {
     .name = "cpu-avx2",
     .gemm_f32 = ld_gemm_f32_avx2,
     .gemm_bf16 = ld_gemm_bf16_avx2,
+    .gemm_f32_f16 = ld_gemm_f32_f16_avx2,
 };

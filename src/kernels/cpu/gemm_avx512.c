@@ -35,7 +35,7 @@
 #define NR 32
 
 /* Source element kinds the packers read. */
-enum { K_F32 = 0, K_CVT = 1, K_PAIR = 2 };
+enum { K_F32 = 0, K_CVT = 1, K_PAIR = 2, K_F16 = 3 };
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -47,11 +47,17 @@ INLINE __m512i load_bf16_as_f32(const uint16_t *p, int64_t n) {
     return _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask16(n), p)), 16);
 }
 
+/* 16 f16 at p (first n valid) widened exactly to f32. */
+INLINE __m512i load_f16_as_f32(const uint16_t *p, int64_t n) {
+    return _mm512_castps_si512(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(n), p)));
+}
+
 /* 16 packed units along k from row pointer `row` starting at element k (n elements valid
- * from there): f32 lanes, widened bf16, or bf16 pairs (32 elements). */
+ * from there): f32 lanes, widened bf16 or f16, or bf16 pairs (32 elements). */
 INLINE __m512i load_along_k(int kind, const void *row, int64_t k, int64_t n) {
     if (kind == K_F32) return _mm512_castps_si512(_mm512_maskz_loadu_ps(mask16(n), (const float *)row + k));
     if (kind == K_CVT) return load_bf16_as_f32((const uint16_t *)row + k, n);
+    if (kind == K_F16) return load_f16_as_f32((const uint16_t *)row + k, n);
     return _mm512_maskz_loadu_epi16(mask32(n), (const uint16_t *)row + k);
 }
 
@@ -62,6 +68,7 @@ INLINE __m512i load_across(int kind, const void *X, int64_t ld, int64_t k, int64
     if (kind == K_F32) return _mm512_castps_si512(_mm512_maskz_loadu_ps(mask16(n), (const float *)X + k * ld + r));
     const uint16_t *x = (const uint16_t *)X + k * ld + r;
     if (kind == K_CVT) return load_bf16_as_f32(x, n);
+    if (kind == K_F16) return load_f16_as_f32(x, n);
     __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask16(n), x));
     if (kn < 2) return lo;
     __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask16(n), x + ld));
@@ -147,6 +154,10 @@ INLINE void pack_kind(int kind, int w, void *dstv, const void *X, int64_t ld, bo
 PACKERS(pack_f32, K_F32)
 PACKERS(pack_cvt, K_CVT)
 PACKERS(pack_pair, K_PAIR)
+static void pack_f16_b(void *d, const void *X, int64_t ld, bool kc, int64_t r0, int64_t nr, int64_t k0, int64_t nk, int w) {
+    (void)w;
+    pack_kind(K_F16, NR, d, X, ld, kc, r0, nr, k0, nk);
+}
 
 /* The micro-kernel for R <= MR rows (a constant after inlining) and NR = 32 columns (two
  * vectors, the second masked at the N edge); dot selects vdpbf16ps on bf16 pairs. The
@@ -228,6 +239,10 @@ static void fallback_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
                           int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     ld_ref_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+static void fallback_f16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
+                         int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_ref_gemm_f32_f16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 /* Blocks: KC = 256 k steps (512 bf16 in pairs); a thread's chunk of C is at most 420 rows
  * (split along M) or 512 columns (split along N), so its KC slice of packed operand
@@ -236,6 +251,11 @@ static void fallback_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
 const ld_gemm_impl ld_gemm_impl_f32_avx512 = {MR, NR, 420, 256, 512, 1, pack_f32_a, pack_f32_b, micro_f32, 0, 4, fallback_f32};
 const ld_gemm_impl ld_gemm_impl_cvt_avx512 = {MR, NR, 420, 256, 512, 1, pack_cvt_a, pack_cvt_b, micro_f32, 0, 2, fallback_bf16};
 const ld_gemm_impl ld_gemm_impl_dot_avx512 = {MR, NR, 420, 512, 512, 2, pack_pair_a, pack_pair_b, micro_dot, 0, 2, fallback_bf16};
+const ld_gemm_impl ld_gemm_impl_f16_avx512 = {MR, NR, 420, 256, 512, 1, pack_f32_a, pack_f16_b, micro_f32, 0, 2, fallback_f16};
+void ld_gemm_f32_f16_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                            int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ld_gemm_run(&ld_gemm_impl_f16_avx512, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 void ld_gemm_f32_avx512(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     ld_gemm_run(&ld_gemm_impl_f32_avx512, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -313,4 +333,5 @@ const ld_kernels ld_kernels_cpu_avx512_gemm = {
     .name = "cpu-avx512",
     .gemm_f32 = ld_gemm_f32_avx512,
     .gemm_bf16 = gemm_bf16_auto,
+    .gemm_f32_f16 = ld_gemm_f32_f16_avx512,
 };

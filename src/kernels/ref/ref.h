@@ -23,6 +23,9 @@ void ld_ref_gemm_f32(bool transA, bool transB, int64_t M, int64_t N, int64_t K, 
 void ld_ref_gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                       const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
                       float *C, int64_t ldc);
+void ld_ref_gemm_f32_f16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc);
 
 /* ref_attention.c (written once in ref_attention_impl.h, double version in ref_f64.h) */
 void ld_ref_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,

@@ -47,4 +47,5 @@ const ld_kernels ld_kernels_ref = {
     .gemm_f32 = ld_ref_gemm_f32,
     .gemv_f32 = ld_ref_gemv_f32,
     .gemm_bf16 = ld_ref_gemm_bf16,
+    .gemm_f32_f16 = ld_ref_gemm_f32_f16,
 };
