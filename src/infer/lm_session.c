@@ -3,7 +3,9 @@
  * all rows at once, attention runs per segment against that sequence's cache. The cache is
  * paged (infer/kv_pages.h): a sequence's keys and values live in fixed-size pages taken
  * from one pool as it grows, and full pages may be shared between sequences (prefix reuse). */
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/team.h"
@@ -34,16 +36,14 @@ typedef struct sess_form {
 } sess_form;
 
 /* One of the KV cache's two pools (K or V): rows of Hkv*D values of the session's cache type
- * (F32, F16 or Q8_0: llama.cpp's -ctk / -ctv). */
+ * (F32, F16 or Q8_0: llama.cpp's -ctk / -ctv; kernel_type: the same as the attention
+ * kernel's LD_KV_* row format). */
 typedef struct kv_pool {
     ld_dtype type;
+    int kernel_type;
     size_t row_bytes;
     uint8_t *data;
 } kv_pool;
-
-/* Rows of a non-F32 cache read back to F32 at a time for the attention kernel (each chunk is
- * one kernel call, merged like pages). */
-#define KV_CHUNK 256
 
 struct ld_lm_session {
     ld_lm *m;
@@ -54,7 +54,6 @@ struct ld_lm_session {
     int64_t *len;        /* tokens cached per slot */
     ld_kv_pages kv;      /* page pool and per-slot page tables */
     kv_pool kc, vc;      /* K and V: [L][page][page_tokens] rows of Hkv*D values in their type */
-    float *kf32, *vf32;  /* a chunk of KV_CHUNK rows of K and V read back as F32 (non-F32 caches) */
     ld_arena *mem;       /* everything below, allocated once */
     float *x, *h, *q, *kk, *vv, *att, *o, *f1, *f2, *lse, *stat0, *stat1, *rows, *logits;
     float *att_page, *lse_page; /* one page's attention output and lse (merged into att, lse) */
@@ -121,30 +120,44 @@ static void copy_page(ld_lm_session *s, int32_t from, int32_t to, int64_t rows) 
     }
 }
 
-/* dst = n F32 rows of kvw values in the pool's type (rows were checked at session creation:
- * Q8_0 widths are whole blocks, values are finite activations). */
-static void kv_encode(const ld_lm_session *s, const kv_pool *c, uint8_t *dst, const float *rows, int64_t n) {
+/* dst = n F32 rows of kvw values in the pool's type (Q8_0 widths were checked at session
+ * creation to be whole blocks). A value an F16 / Q8_0 cache cannot hold (not finite, or
+ * beyond F16's range) is an error naming the layer and position (pos: the first row's),
+ * never a silently wrong cache. */
+static ld_status kv_encode(const ld_lm_session *s, const kv_pool *c, uint8_t *dst, const float *rows, int64_t n,
+                           int64_t l, int64_t pos) {
     const int64_t w = kv_width(&s->m->cfg);
-    if (c->type == LD_F32) memcpy(dst, rows, (size_t)(n * w) * sizeof(float));
-    else if (c->type == LD_F16) ld_convert(s->ctx, LD_F16, dst, LD_F32, rows, n * w);
-    else ld_quantize(s->ctx, c->type, dst, rows, n, w, NULL);
-}
-
-/* dst[n, kvw] = the F32 values of n cached rows (the one place attention reads a non-F32
- * cache: a kernel that reads F16 / Q8_0 rows itself replaces this and the KV_CHUNK loop). */
-static void kv_decode(const ld_lm_session *s, const kv_pool *c, const uint8_t *rows, int64_t n, float *dst) {
-    ld_dequantize(s->ctx, c->type, rows, dst, n * kv_width(&s->m->cfg));
+    if (c->type == LD_F32) {
+        memcpy(dst, rows, (size_t)(n * w) * sizeof(float));
+        return LD_OK;
+    }
+    for (int64_t i = 0; i < n * w; i++)
+        if (!(fabsf(rows[i]) <= (c->type == LD_F16 ? 65504.0f : FLT_MAX))) {
+            char v[32];
+            if (isnan(rows[i])) snprintf(v, sizeof v, "NaN");
+            else snprintf(v, sizeof v, "%g", (double)rows[i]);
+            return ld_error(s->ctx, LD_ERR_NUMERIC,
+                            "session: layer %lld: the %s value %s at position %lld (column %lld) cannot be stored in "
+                            "a KV cache of type %s",
+                            (long long)l, c == &s->kc ? "key" : "value", v, (long long)(pos + i / w), (long long)(i % w),
+                            ld_dtype_traits(c->type)->name);
+        }
+    if (c->type == LD_F16) return ld_convert(s->ctx, LD_F16, dst, LD_F32, rows, n * w);
+    return ld_quantize(s->ctx, c->type, dst, rows, n, w, NULL);
 }
 
 /* Stores rows[n, kvw] as positions pos.. of slot's sequence in layer l of pool c (K or V). */
-static void cache_write(const ld_lm_session *s, const kv_pool *c, int64_t l, int slot, int64_t pos, const float *rows,
-                        int64_t n) {
+static ld_status cache_write(const ld_lm_session *s, const kv_pool *c, int64_t l, int slot, int64_t pos, const float *rows,
+                             int64_t n) {
     const int64_t P = s->kv.page_tokens, w = kv_width(&s->m->cfg);
     for (int64_t j = 0; j < n;) {
         int64_t off = (pos + j) % P, take = n - j < P - off ? n - j : P - off;
-        kv_encode(s, c, cache_at(s, c, l, ld_kv_pages_at(&s->kv, slot, pos + j), off), rows + j * w, take);
+        ld_status st = kv_encode(s, c, cache_at(s, c, l, ld_kv_pages_at(&s->kv, slot, pos + j), off), rows + j * w,
+                                 take, l, pos + j);
+        if (st) return st;
         j += take;
     }
+    return LD_OK;
 }
 
 /* out/lse (rows [n, Hq, D] / [Hq, n]) = the softmax-weighted union of themselves and of a
@@ -172,8 +185,8 @@ static void attn_merge(float *out, float *lse, const float *out2, const float *l
  * one page is one call (the same arithmetic as an unpaged cache). The layer's sliding window
  * (a page's keys are at positions p*P.., so q_offset = pos - p*P keeps the window's distances)
  * and the config's soft-cap and query scale go to every call; pages wholly before the window
- * of the first query are skipped. An F16 / Q8_0 cache is read back to F32 KV_CHUNK rows at a
- * time, each chunk one call (kv_decode). */
+ * of the first query are skipped. An F16 / Q8_0 cache is read in place by attention_fwd_kv
+ * (the same arithmetic on the widened rows). */
 static void attend(ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n, const float *q, float *out) {
     const ld_lm_config *c = &s->m->cfg;
     const int64_t Hq = c->n_heads, D = ld_lm_head_dim(c), P = s->kv.page_tokens, total = pos + n;
@@ -183,26 +196,18 @@ static void attend(ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n
                         .scale = llama && c->query_scale > 0 ? c->query_scale : 1.0f / sqrtf((float)D),
                         .key_len = NULL, .window = window, .softcap = llama ? c->attn_softcap : 0.0f};
     const bool f32 = s->kc.type == LD_F32 && s->vc.type == LD_F32;
-    const int64_t chunk = f32 ? P : KV_CHUNK;
     bool first = true;
     for (int64_t p = 0; p * P < total; p++) {
-        const int64_t in_page = total - p * P < P ? total - p * P : P;
+        as.Tk = total - p * P < P ? total - p * P : P;
+        if (window > 0 && p * P + as.Tk <= pos + 1 - window) continue; /* every key before every query's window */
         int32_t page = ld_kv_pages_at(&s->kv, slot, p * P);
-        for (int64_t c0 = 0; c0 < in_page; c0 += chunk) {
-            const int64_t start = p * P + c0;
-            as.Tk = in_page - c0 < chunk ? in_page - c0 : chunk;
-            if (window > 0 && start + as.Tk <= pos + 1 - window) continue; /* every key before every query's window */
-            as.q_offset = pos - start;
-            const uint8_t *kr = cache_at(s, &s->kc, l, page, c0), *vr = cache_at(s, &s->vc, l, page, c0);
-            if (!f32) {
-                kv_decode(s, &s->kc, kr, as.Tk, s->kf32), kv_decode(s, &s->vc, vr, as.Tk, s->vf32);
-                kr = (const uint8_t *)s->kf32, vr = (const uint8_t *)s->vf32;
-            }
-            s->k->attention_fwd(first ? out : s->att_page, first ? s->lse : s->lse_page, q, (const float *)kr,
-                                (const float *)vr, &as);
-            if (!first) attn_merge(out, s->lse, s->att_page, s->lse_page, n, Hq, D);
-            first = false;
-        }
+        as.q_offset = pos - p * P;
+        float *o = first ? out : s->att_page, *lse = first ? s->lse : s->lse_page;
+        const uint8_t *kr = cache_at(s, &s->kc, l, page, 0), *vr = cache_at(s, &s->vc, l, page, 0);
+        if (f32) s->k->attention_fwd(o, lse, q, (const float *)kr, (const float *)vr, &as);
+        else s->k->attention_fwd_kv(o, lse, q, kr, s->kc.kernel_type, vr, s->vc.kernel_type, &as);
+        if (!first) attn_merge(out, s->lse, s->att_page, s->lse_page, n, Hq, D);
+        first = false;
     }
 }
 
@@ -288,6 +293,11 @@ static size_t kv_row_bytes(const ld_lm_config *c, ld_dtype t) {
     return b;
 }
 
+/* The attention kernel's row format (LD_KV_*) of a cache type. */
+static int kv_kernel_type(ld_dtype t) {
+    return t == LD_F16 ? LD_KV_F16 : t == LD_Q8_0 ? LD_KV_Q8_0 : LD_KV_F32;
+}
+
 bool ld_lm_kv_type_ok(ld_dtype t) {
     return t == LD_F32 || t == LD_F16 || t == LD_Q8_0;
 }
@@ -352,8 +362,8 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
     const int64_t E = c->n_experts, Tk = T * (E ? c->n_experts_used : 1);
     if (E) I = lm_expert_width(c) > c->shared_expert_size ? lm_expert_width(c) : c->shared_expert_size;
     s->logit_rows = T < n_slots ? T : n_slots; /* one row per segment; grown for all_logits */
-    s->kc = (kv_pool){kt, kv_row_bytes(c, kt), NULL}, s->vc = (kv_pool){vt, kv_row_bytes(c, vt), NULL};
-    const bool f32 = kt == LD_F32 && vt == LD_F32;
+    s->kc = (kv_pool){kt, kv_kernel_type(kt), kv_row_bytes(c, kt), NULL};
+    s->vc = (kv_pool){vt, kv_kernel_type(vt), kv_row_bytes(c, vt), NULL};
     size_t cache_rows, bytes = 0, kb = 0, vb = 0;
     if (ld_mul_size((size_t)(c->n_layers * n_pages), (size_t)P, &cache_rows) ||
         ld_mul_size(cache_rows, s->kc.row_bytes, &kb) || ld_mul_size(cache_rows, s->vc.row_bytes, &vb))
@@ -365,11 +375,8 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
         ld_lm_session_free(s);
         return ld_error(ctx, LD_ERR_NOMEM, "session: cannot allocate a KV cache of %zu bytes", kb + vb);
     }
-    /* calls per page (or per chunk of a non-F32 cache) whose outputs are merged */
-    const bool merged = per_slot > 1 || (!f32 && P > KV_CHUNK);
-    const int64_t chunk_rows = f32 ? 1 : (P < KV_CHUNK ? P : KV_CHUNK) * kvw;
+    const bool merged = per_slot > 1; /* calls per page whose outputs are merged */
     struct { float **p; size_t n; } bufs[] = {
-        {&s->kf32, (size_t)chunk_rows}, {&s->vf32, (size_t)chunk_rows},
         {&s->x, (size_t)(T * C)}, {&s->h, (size_t)(T * C)}, {&s->q, (size_t)(T * Q)}, {&s->kk, (size_t)(T * kvw)},
         {&s->vv, (size_t)(T * kvw)}, {&s->att, (size_t)(T * Q)}, {&s->o, (size_t)(T * fused)},
         {&s->f1, (size_t)(Tk * I * (fam->fused_gate_up ? 2 : 1))}, {&s->f2, (size_t)(Tk * I)},
@@ -823,8 +830,9 @@ static ld_status reserve_logits(ld_lm_session *s, int64_t R) {
 }
 
 /* The attention block of a llama-family layer: q, k, v (fused or not, with biases), per-head
- * q/k norms, RoPE, the cache, attention (sliding window, soft-cap); out = s->att [M, H*D]. */
-static void attention_llama(ld_lm_session *s, const lm_layer *L, int64_t l, const ld_lm_segment *segs, int n_segs,
+ * q/k norms, RoPE, the cache, attention (sliding window, soft-cap); out = s->att [M, H*D].
+ * Fails only when the cache cannot hold a key or value (kv_encode). */
+static ld_status attention_llama(ld_lm_session *s, const lm_layer *L, int64_t l, const ld_lm_segment *segs, int n_segs,
                             int64_t M) {
     const ld_lm_config *c = &s->m->cfg;
     const lm_family_info *fam = lm_family(c->family);
@@ -850,10 +858,11 @@ static void attention_llama(ld_lm_session *s, const lm_layer *L, int64_t l, cons
         float *q = s->q + r * Q, *kr = s->kk + r * kvw, *vr = s->vv + r * kvw;
         rope(s, q, n, Hq, pos);
         rope(s, kr, n, Hkv, pos);
-        cache_write(s, &s->kc, l, slot, pos, kr, n);
-        cache_write(s, &s->vc, l, slot, pos, vr, n);
+        ld_status st = cache_write(s, &s->kc, l, slot, pos, kr, n);
+        if (st || (st = cache_write(s, &s->vc, l, slot, pos, vr, n))) return st;
         attend(s, l, slot, pos, n, q, s->att + r * Q);
     }
+    return LD_OK;
 }
 
 /* The mixture-of-experts MLP on s->h [M, C]; out = s->h. The router picks each row's k
@@ -987,12 +996,13 @@ static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_se
             for (int i = 0, r = 0; i < n_segs; r += (int)segs[i].n, i++) {
                 int slot = segs[i].slot;
                 int64_t n = segs[i].n, pos = s->len[slot];
-                cache_write(s, &s->kc, l, slot, pos, s->kk + r * kvw, n);
-                cache_write(s, &s->vc, l, slot, pos, s->vv + r * kvw, n);
+                if ((st = cache_write(s, &s->kc, l, slot, pos, s->kk + r * kvw, n)) ||
+                    (st = cache_write(s, &s->vc, l, slot, pos, s->vv + r * kvw, n)))
+                    return st;
                 attend(s, l, slot, pos, n, s->q + r * C, s->att + r * C);
             }
-        } else {
-            attention_llama(s, L, l, segs, n_segs, M);
+        } else if ((st = attention_llama(s, L, l, segs, n_segs, M))) {
+            return st;
         }
         linear(s, s->h, s->att, L->o, L->o_b, M);
         if (fam->sandwich_norms) norm(s, s->h, s->h, L->post_attn_norm, NULL, M);

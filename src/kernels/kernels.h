@@ -50,6 +50,13 @@ typedef struct ld_attn_shape {
     float softcap;
 } ld_attn_shape;
 
+/* Row formats of the keys and values attention_fwd_kv reads (a KV cache's types): f32;
+ * IEEE f16 (widened exactly); GGML's Q8_0, blocks of 32 values of LD_KV_Q8_0_BLOCK bytes, an
+ * fp16 scale d then 32 int8 q, each value the float product q * d (a row of Q8_0 holds a
+ * whole number of blocks). */
+enum { LD_KV_F32 = 0, LD_KV_F16 = 1, LD_KV_Q8_0 = 2 };
+#define LD_KV_Q8_0_BLOCK 34
+
 typedef struct ld_adamw_params {
     float lr, beta1, beta2, eps, weight_decay;
     int64_t step;        /* 1-based step number for bias correction */
@@ -125,6 +132,14 @@ typedef struct ld_kernels {
     /* ---- attention (memory-efficient: never materialises [B, H, Tq, Tk]) ---- */
     void (*attention_fwd)(float *out, float *lse, const float *q, const float *k,
                           const float *v, const ld_attn_shape *s);
+    /* attention_fwd over keys and values stored as rows of Hkv * D values in the formats
+     * k_type and v_type (LD_KV_*; [B, Tk] rows each, Q8_0 rows Hkv * D / 32 blocks): the
+     * result of attention_fwd on the rows widened to f32 (bit for bit: the reference's of
+     * the reference, the AVX2 kernel's of the AVX2 kernel), read in place: nothing of the
+     * cache's size is written (a decode step over an F16 cache reads half an F32 cache's
+     * bytes). */
+    void (*attention_fwd_kv)(float *out, float *lse, const float *q, const void *k, int k_type, const void *v,
+                             int v_type, const ld_attn_shape *s);
     /* scratch: at least attention_bwd_scratch(s) bytes, 64-byte aligned. */
     size_t (*attention_bwd_scratch)(const ld_attn_shape *s);
     void (*attention_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *out,

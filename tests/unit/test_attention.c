@@ -1,7 +1,8 @@
 /* tests/unit/test_attention.c — attention kernels: the double reference against central
  * finite differences; the optimized CPU kernels against the float reference on random and
  * odd shapes (causal and not, GQA, padding, KV-cache offsets, T = 1, odd head sizes);
- * decoding one query at a time equals the full causal forward; determinism. */
+ * decoding one query at a time equals the full causal forward; determinism; attention_fwd_kv on
+ * F16 / Q8_0 rows equals attention on the widened rows. */
 #include "kernels/kernels.h"
 #include "kernels/ref/ref_f64.h"
 #include "ld_test.h"
@@ -142,6 +143,96 @@ TEST_ISA(decode_one_query_at_a_time_equals_full_forward) {
     }
     CHECK_MSG(worst < 1e-5, "decode differs from full forward by %g", worst);
     free_bufs(&a);
+}
+
+/* Rows [n, W] of f32 x stored in KV row format t (f16, or Q8_0 by hand: d = max|x| / 127 as
+ * fp16, q = round(x / d)), and wide = the values those rows hold, widened by this test's own
+ * code (not the kernels' readers). */
+static void *kv_rows(int t, const float *x, int64_t n, int64_t W, float *wide) {
+    if (t == LD_KV_F32) {
+        memcpy(wide, x, (size_t)(n * W) * 4);
+        void *r = malloc((size_t)(n * W) * 4);
+        memcpy(r, x, (size_t)(n * W) * 4);
+        return r;
+    }
+    if (t == LD_KV_F16) {
+        uint16_t *h = malloc((size_t)(n * W) * 2);
+        for (int64_t i = 0; i < n * W; i++) h[i] = ld_fp32_to_fp16(x[i]), wide[i] = ld_fp16_to_fp32(h[i]);
+        return h;
+    }
+    uint8_t *r = malloc((size_t)(n * W / 32) * LD_KV_Q8_0_BLOCK);
+    for (int64_t b = 0; b < n * W / 32; b++) {
+        const float *v = x + b * 32;
+        float mx = 0;
+        for (int i = 0; i < 32; i++) mx = fabsf(v[i]) > mx ? fabsf(v[i]) : mx;
+        const uint16_t dh = ld_fp32_to_fp16(mx / 127.0f);
+        const float d = ld_fp16_to_fp32(dh);
+        uint8_t *blk = r + b * LD_KV_Q8_0_BLOCK;
+        memcpy(blk, &dh, 2);
+        for (int i = 0; i < 32; i++) {
+            float qf = d > 0 ? roundf(v[i] / d) : 0;
+            const int8_t q = (int8_t)(qf > 127 ? 127 : qf < -127 ? -127 : qf);
+            blk[2 + i] = (uint8_t)q;
+            wide[b * 32 + i] = (float)q * d;
+        }
+    }
+    return r;
+}
+
+/* attention_fwd_kv reads F16 and Q8_0 rows in place: the reference's result is the reference
+ * attention's on the widened rows bit for bit, the level's the AVX2 attention's (whose blocks
+ * and arithmetic it shares) bit for bit, and the two agree to float rounding. Shapes: decoding
+ * with query groups of 4 and of 16 (two chunks of heads), a few queries with a window and a
+ * soft-cap, prefill (blocked path), chunked prefill with padding, head sizes that are not
+ * multiples of 8 (Q8_0 values read one by one), D = 256, windows over several key blocks. */
+TEST_ISA(kv_formats_read_in_place_equal_widened_rows) {
+    const ld_kernels *ref = ld_kernels_get(LD_BACKEND_REF), *cpu = ld_kernels_cpu_at(ld_test_isa_);
+    ISA_OWN(cpu->attention_fwd_kv, ref->attention_fwd_kv, "attention_fwd_kv");
+    const ld_kernels *twin = ld_kernels_cpu_at(LD_ISA_AVX2);
+    static const int32_t lens[2] = {5, 1}, lens2[2] = {77, 40};
+    ld_attn_shape shapes[] = {
+        {.B = 1, .Tq = 1, .Tk = 200, .Hq = 8, .Hkv = 2, .D = 64, .q_offset = 199, .causal = true},
+        {.B = 1, .Tq = 1, .Tk = 130, .Hq = 16, .Hkv = 1, .D = 64, .q_offset = 129, .causal = true},
+        {.B = 1, .Tq = 3, .Tk = 90, .Hq = 2, .Hkv = 1, .D = 64, .q_offset = 87, .causal = true, .window = 16,
+         .softcap = 3.0f},
+        {.B = 1, .Tq = 70, .Tk = 70, .Hq = 4, .Hkv = 2, .D = 32, .causal = true},
+        {.B = 2, .Tq = 5, .Tk = 77, .Hq = 2, .Hkv = 2, .D = 48, .q_offset = 72, .causal = true, .key_len = lens2},
+        {.B = 1, .Tq = 2, .Tk = 40, .Hq = 8, .Hkv = 8, .D = 36, .q_offset = 38, .causal = true},
+        {.B = 1, .Tq = 66, .Tk = 66, .Hq = 1, .Hkv = 1, .D = 256, .causal = true},
+        {.B = 1, .Tq = 100, .Tk = 230, .Hq = 2, .Hkv = 1, .D = 64, .q_offset = 130, .causal = true, .window = 97},
+        {.B = 2, .Tq = 9, .Tk = 9, .Hq = 2, .Hkv = 1, .D = 32, .causal = false, .key_len = lens},
+    };
+    static const int types[][2] = {{LD_KV_F16, LD_KV_F16}, {LD_KV_Q8_0, LD_KV_Q8_0}, {LD_KV_F16, LD_KV_Q8_0},
+                                   {LD_KV_F32, LD_KV_F16}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        ld_attn_shape s = shapes[i];
+        s.scale = 1.0f / sqrtf((float)s.D);
+        ld_rng r = ld_rng_init(700 + i);
+        bufs a = alloc_bufs(&s, &r);
+        const int64_t nq = s.B * s.Tq * s.Hq * s.D, nr = s.B * s.Tk, W = s.Hkv * s.D, nl = s.B * s.Hq * s.Tq;
+        float *kw = malloc((size_t)(nr * W) * 4), *vw = malloc((size_t)(nr * W) * 4);
+        float *o[4], *l[4];
+        for (int j = 0; j < 4; j++) o[j] = malloc((size_t)nq * 4), l[j] = malloc((size_t)nl * 4);
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            void *kr = kv_rows(types[t][0], a.k, nr, W, kw), *vr = kv_rows(types[t][1], a.v, nr, W, vw);
+            ref->attention_fwd_kv(o[0], l[0], a.q, kr, types[t][0], vr, types[t][1], &s);
+            ref->attention_fwd(o[1], l[1], a.q, kw, vw, &s);
+            cpu->attention_fwd_kv(o[2], l[2], a.q, kr, types[t][0], vr, types[t][1], &s);
+            twin->attention_fwd(o[3], l[3], a.q, kw, vw, &s);
+            double e = max_err(o[2], o[0], nq), el = max_err(l[2], l[0], nl);
+            CHECK_MSG(!memcmp(o[0], o[1], (size_t)nq * 4) && !memcmp(l[0], l[1], (size_t)nl * 4),
+                      "shape %zu types %d/%d: the reference differs from its attention on the widened rows", i,
+                      types[t][0], types[t][1]);
+            CHECK_MSG(!memcmp(o[2], o[3], (size_t)nq * 4) && !memcmp(l[2], l[3], (size_t)nl * 4),
+                      "shape %zu types %d/%d: %s differs from the AVX2 attention on the widened rows", i, types[t][0],
+                      types[t][1], cpu->name);
+            CHECK_MSG(e < 2e-5 && el < 2e-5, "shape %zu types %d/%d: %s vs reference: out %g lse %g", i, types[t][0],
+                      types[t][1], cpu->name, e, el);
+            free(kr), free(vr);
+        }
+        for (int j = 0; j < 4; j++) free(o[j]), free(l[j]);
+        free(kw), free(vw), free_bufs(&a);
+    }
 }
 
 /* Double reference backward vs central finite differences of a random projection of out. */

@@ -3,7 +3,7 @@
  * written through; cutting a slot copies a shared page first; a full pool is a clean error
  * that changes nothing; every page comes back. Both variants (llama with GQA, gpt2). KV cache
  * types: F16 and Q8_0 caches change a demo-sized model's perplexity by < 0.1 % and < 1 %,
- * and a type the cache cannot hold is a clean error. */
+ * and a type the cache cannot hold, or a key it cannot store, is a clean error. */
 #include "ld_test.h"
 #include "liandan/infer.h"
 #include "kernels/kernels.h"
@@ -335,6 +335,39 @@ TEST(kv_cache_types_bad_input) {
     ld_lm_session_kv_pages(s, NULL, &total);
     CHECK(total == 10 && ld_lm_session_kv_bytes(s) == 5 * 512);
     ld_lm_session_free(s);
+    ld_lm_free(m);
+    /* a key an F16 / Q8_0 cache cannot hold (not finite; beyond F16's range) is an error that
+     * names the layer and the position, not a silently wrong cache; an F32 cache stores it */
+    ld_lm_config c = ld_lm_default_config(LD_ARCH_LLAMA);
+    c.vocab_size = 29, c.hidden_size = 64, c.n_layers = 2, c.n_heads = 2, c.n_kv_heads = 2, c.max_position = 40;
+    c.intermediate_size = 24, c.init_std = 0.3f;
+    CHECK(ld_lm_new(ctx, &c, 5, &m) == LD_OK);
+    ld_tensor *wk = ld_params_find(ld_lm_params(m), "model.layers.1.self_attn.k_proj.weight");
+    CHECK(wk != NULL);
+    static const int32_t ids[5] = {1, 2, 3, 4, 5};
+    const ld_lm_segment g = {0, ids, 5};
+    const float *lg;
+    static const struct {
+        float w;
+        ld_dtype kt;
+        ld_status want;
+        const char *msg;
+    } cases[] = {
+        {NAN, LD_Q8_0, LD_ERR_NUMERIC, "layer 1: the key value NaN at position 0 (column 0) cannot be stored in a KV cache of type Q8_0"},
+        {NAN, LD_F16, LD_ERR_NUMERIC, "layer 1: the key value NaN at position 0 (column 0) cannot be stored in a KV cache of type F16"},
+        {1e9f, LD_F16, LD_ERR_NUMERIC, "at position 0 (column 0) cannot be stored in a KV cache of type F16"},
+        {1e9f, LD_Q8_0, LD_OK, NULL},
+        {NAN, LD_F32, LD_OK, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ((float *)wk->data)[3] = cases[i].w; /* k[0] = sum_j W[0, j] h[j]: row 0, column 3 */
+        p = ld_lm_session_default_params();
+        p.max_len = 40, p.max_tokens = 40, p.kv_type_k = cases[i].kt;
+        CHECK(ld_lm_session_new_ex(m, &p, &s) == LD_OK);
+        if (cases[i].want) CHECK_STATUS(ctx, ld_lm_session_eval(s, &g, 1, false, &lg), cases[i].want, cases[i].msg);
+        else CHECK(ld_lm_session_eval(s, &g, 1, false, &lg) == LD_OK);
+        ld_lm_session_free(s);
+    }
     ld_lm_free(m);
     CHECK(ld_ctx_bytes_in_use(ctx) == 0);
     ld_ctx_free(ctx);

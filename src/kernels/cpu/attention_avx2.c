@@ -249,10 +249,12 @@ static void key_runs(const int64_t *cs, const int64_t *ce, int64_t ni, int64_t n
     }
 }
 
-/* Decoding (ni < 4 queries): scores as dot products with the key rows in place. */
-static void fwd_direct(float *ob, const float *qb, const float *kb, const float *vb, const ld_attn_shape *s, int64_t ni,
-                       const int64_t *st, const int64_t *en, int64_t lo, int64_t hi, float *mrow, float *lrow) {
-    const int64_t D = s->D, kstride = s->Hkv * D, qstride = s->Hq * D;
+/* Decoding (ni < 4 queries): scores as dot products with the key rows in place (key and
+ * value rows kstride and vstride floats apart). */
+static void fwd_direct(float *ob, const float *qb, const float *kb, const float *vb, int64_t kstride, int64_t vstride,
+                       const ld_attn_shape *s, int64_t ni, const int64_t *st, const int64_t *en, int64_t lo, int64_t hi,
+                       float *mrow, float *lrow) {
+    const int64_t D = s->D, qstride = s->Hq * D;
     float S[4 * KB];
     int64_t cs[4], ce[4];
     for (int64_t j0 = lo; j0 < hi; j0 += KB) {
@@ -267,17 +269,17 @@ static void fwd_direct(float *ob, const float *qb, const float *kb, const float 
             const float corr = softmax_step(S + r * KB, n8, cs[r], ce[r], &mrow[r], &lrow[r]);
             if (corr != 1.0f && !empty) scale_d(ob + r * qstride, corr, D);
         }
-        mm(ni, D, nk, S, KB, 1, vb + j0 * kstride, kstride, ob, qstride, 1.0f, 1, cs, ce, RANGE_STEPS);
+        mm(ni, D, nk, S, KB, 1, vb + j0 * vstride, vstride, ob, qstride, 1.0f, 1, cs, ce, RANGE_STEPS);
     }
 }
 
 /* Prefill: per key block the transposed scores S^T = K Q^T (key rows read in place, the
  * query block transposed once into qt), the online softmax over each key column of S^T
  * with 8 queries per vector (no horizontal max or sum), then O += P V from P^T. */
-static void fwd_blocked(float *ob, const float *qb, const float *kb, const float *vb, const ld_attn_shape *s,
-                        int64_t ni, const int64_t *st, const int64_t *en, int64_t lo, int64_t hi, float *mrow,
-                        float *lrow, float *qt) {
-    const int64_t D = s->D, kstride = s->Hkv * D, qstride = s->Hq * D;
+static void fwd_blocked(float *ob, const float *qb, const float *kb, const float *vb, int64_t kstride, int64_t vstride,
+                        const ld_attn_shape *s, int64_t ni, const int64_t *st, const int64_t *en, int64_t lo,
+                        int64_t hi, float *mrow, float *lrow, float *qt) {
+    const int64_t D = s->D, qstride = s->Hq * D;
     float ST[KB * QB], corr[QB];
     int64_t cs[QB], ce[QB], qlo[KB], qhi[KB];
     int32_t cs32[QB], ce32[QB];
@@ -286,7 +288,7 @@ static void fwd_blocked(float *ob, const float *qb, const float *kb, const float
         const int64_t n = hi - lo < KB ? hi - lo : KB;
         prefetch_rows(qb, qstride, ni, D);
         prefetch_rows(kb + lo * kstride, kstride, n, D);
-        prefetch_rows(vb + lo * kstride, kstride, n, D);
+        prefetch_rows(vb + lo * vstride, vstride, n, D);
     }
     transpose_block(qt, qb, qstride, ni, D); /* qt[d * QB + i] (QB == KB) */
     for (int64_t j0 = lo; j0 < hi; j0 += KB) {
@@ -345,7 +347,7 @@ static void fwd_blocked(float *ob, const float *qb, const float *kb, const float
             for (int64_t r = c; r < c + 8 && r < ni; r++)
                 if (corr[r] != 1.0f && !((empty >> (r - c)) & 1)) scale_d(ob + r * qstride, corr[r], D);
         }
-        mm(ni, D, nk, ST, 1, QB, vb + j0 * kstride, kstride, ob, qstride, 1.0f, 1, cs, ce, RANGE_STEPS);
+        mm(ni, D, nk, ST, 1, QB, vb + j0 * vstride, vstride, ob, qstride, 1.0f, 1, cs, ce, RANGE_STEPS);
     }
 }
 
@@ -368,8 +370,9 @@ static void fwd_unit(float *out, float *lse, const float *q, const float *k, con
         memset(ob + r * qstride, 0, (size_t)D * sizeof(float));
     }
     const float *kb = k + (b * s->Tk) * kstride + hk * D, *vb = v + (b * s->Tk) * kstride + hk * D;
-    if (ni < 4) fwd_direct(ob, qb, kb, vb, s, ni, st, en, lo, hi, mrow, lrow); /* a transpose costs more than it saves */
-    else fwd_blocked(ob, qb, kb, vb, s, ni, st, en, lo, hi, mrow, lrow, qt);
+    /* a few queries: a transpose costs more than it saves */
+    if (ni < 4) fwd_direct(ob, qb, kb, vb, kstride, kstride, s, ni, st, en, lo, hi, mrow, lrow);
+    else fwd_blocked(ob, qb, kb, vb, kstride, kstride, s, ni, st, en, lo, hi, mrow, lrow, qt);
     for (int64_t r = 0; r < ni; r++) {
         float *l = lse + (b * Hq + h) * s->Tq + i0 + r;
         if (en[r] <= st[r]) {
@@ -412,6 +415,139 @@ static void attention_fwd(float *out, float *lse, const float *q, const float *k
     const bool par = units > 1 && s->B * s->Hq * s->Tq * s->Tk * s->D >= 16 * LD_PAR_MIN;
     attn_fwd_args a = {out, lse, q, k, v, s, nqb};
     ld_par_for(units, par ? 1 : units, fwd_units, &a);
+}
+
+/* ---- forward over a KV cache's f16 / Q8_0 rows (attention_fwd_kv) -------------------- */
+
+/* Heads of one KV group a unit of attention_fwd_kv takes together (each widened key block
+ * serves all of them). */
+#define KV_HEADS 8
+
+/* dst[0 .. D) = values e0 .. e0 + D of the row at r in format t: f16 by vcvtph2ps (exact),
+ * Q8_0 as the float product q * d (the reference's, so the same bits). */
+static void widen_row(float *dst, const uint8_t *r, int t, int64_t e0, int64_t D) {
+    int64_t d = 0;
+    if (t == LD_KV_F16) {
+        const uint16_t *h = (const uint16_t *)r + e0;
+        for (; d + 8 <= D; d += 8) _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + d))));
+        for (; d < D; d++) dst[d] = _cvtsh_ss(h[d]);
+        return;
+    }
+    /* Q8_0: eight values at e0 + d never straddle a block of 32 when e0 and d are multiples of 8 */
+    uint16_t hd;
+    if (e0 % 8 == 0)
+        for (; d + 8 <= D; d += 8) {
+            const int64_t e = e0 + d;
+            const uint8_t *blk = r + (e / 32) * LD_KV_Q8_0_BLOCK;
+            memcpy(&hd, blk, 2);
+            const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + e % 32))));
+            _mm256_storeu_ps(dst + d, _mm256_mul_ps(q, _mm256_set1_ps(_cvtsh_ss(hd))));
+        }
+    for (; d < D; d++) {
+        const int64_t e = e0 + d;
+        const uint8_t *blk = r + (e / 32) * LD_KV_Q8_0_BLOCK;
+        memcpy(&hd, blk, 2);
+        dst[d] = (float)(int8_t)blk[2 + e % 32] * _cvtsh_ss(hd);
+    }
+}
+
+/* Rows row0 .. row0 + nk (values e0 .. e0 + D of each) of rows in format t as f32 rows:
+ * f32 rows in place (*stride = the row's floats), the others widened into tile (D apart). */
+static const float *kv_block(int64_t *stride, float *tile, const void *rows, int t, int64_t W, int64_t row0, int64_t nk,
+                             int64_t e0, int64_t D) {
+    if (t == LD_KV_F32) {
+        *stride = W;
+        return (const float *)rows + row0 * W + e0;
+    }
+    const size_t rb = ld_ref_kv_row_bytes(t, W);
+    for (int64_t j = 0; j < nk; j++) widen_row(tile + j * D, (const uint8_t *)rows + (size_t)(row0 + j) * rb, t, e0, D);
+    *stride = D;
+    return tile;
+}
+
+typedef struct {
+    float *out, *lse;
+    const float *q;
+    const void *k, *v;
+    int kt, vt;
+    const ld_attn_shape *s;
+    int64_t nqb, nhc; /* query blocks; chunks of KV_HEADS heads per KV head */
+} attn_kv_args;
+
+/* Queries i0 .. i0 + ni - 1 of heads h0 .. h0 + nh - 1 (all of KV head hk) of batch b: per
+ * block of KB keys, the block's keys and values are widened once, then each head runs
+ * fwd_unit's arithmetic on it (fwd_direct / fwd_blocked over that one block, the running
+ * max and sum per head and row carried from block to block: the blocks are fwd_unit's, so
+ * the result is attention_fwd's on the widened rows, bit for bit). */
+static void fwd_unit_kv(const attn_kv_args *a, int64_t b, int64_t hk, int64_t h0, int64_t nh, int64_t i0, int64_t ni,
+                        float *qt, float *kt, float *vt) {
+    const ld_attn_shape *s = a->s;
+    const int64_t D = s->D, Hq = s->Hq, W = s->Hkv * D;
+    float mrow[KV_HEADS][QB], lrow[KV_HEADS][QB];
+    int64_t st[QB], en[QB], bst[QB], ben[QB], lo = INT64_MAX, hi = 0;
+    for (int64_t r = 0; r < ni; r++) {
+        en[r] = visible(s, b, i0 + r, &st[r]);
+        if (en[r] > st[r]) {
+            lo = st[r] < lo ? st[r] : lo;
+            hi = en[r] > hi ? en[r] : hi;
+        }
+    }
+    for (int64_t g = 0; g < nh; g++) {
+        for (int64_t r = 0; r < QB; r++) mrow[g][r] = -INFINITY, lrow[g][r] = 0.0f;
+        for (int64_t r = 0; r < ni; r++) memset(a->out + ((b * s->Tq + i0 + r) * Hq + h0 + g) * D, 0, (size_t)D * sizeof(float));
+    }
+    for (int64_t j0 = lo; j0 < hi; j0 += KB) {
+        const int64_t nk = hi - j0 < KB ? hi - j0 : KB;
+        int64_t ks, vs;
+        const float *kb = kv_block(&ks, kt, a->k, a->kt, W, b * s->Tk + j0, nk, hk * D, D);
+        const float *vb = kv_block(&vs, vt, a->v, a->vt, W, b * s->Tk + j0, nk, hk * D, D);
+        for (int64_t r = 0; r < ni; r++) bst[r] = st[r] - j0, ben[r] = en[r] - j0; /* the block's key 0 is j0 */
+        for (int64_t g = 0; g < nh; g++) {
+            float *ob = a->out + ((b * s->Tq + i0) * Hq + h0 + g) * D;
+            const float *qb = a->q + ((b * s->Tq + i0) * Hq + h0 + g) * D;
+            if (ni < 4) fwd_direct(ob, qb, kb, vb, ks, vs, s, ni, bst, ben, 0, nk, mrow[g], lrow[g]);
+            else fwd_blocked(ob, qb, kb, vb, ks, vs, s, ni, bst, ben, 0, nk, mrow[g], lrow[g], qt);
+        }
+    }
+    for (int64_t g = 0; g < nh; g++)
+        for (int64_t r = 0; r < ni; r++) {
+            float *l = a->lse + (b * Hq + h0 + g) * s->Tq + i0 + r;
+            if (en[r] <= st[r]) {
+                *l = -INFINITY;
+                continue;
+            }
+            scale_d(a->out + ((b * s->Tq + i0 + r) * Hq + h0 + g) * D, 1.0f / lrow[g][r], D);
+            *l = mrow[g][r] + logf(lrow[g][r]);
+        }
+}
+
+/* Units [u0, u1): a unit is one block of QB queries of up to KV_HEADS heads of one KV head. */
+static void fwd_units_kv(void *arg, int64_t u0, int64_t u1, int piece) {
+    (void)piece;
+    const attn_kv_args *a = arg;
+    const ld_attn_shape *s = a->s;
+    const int64_t group = s->Hq / s->Hkv;
+    float qt[LD_ATTN_MAX_D * QB], kt[KB * LD_ATTN_MAX_D], vt[KB * LD_ATTN_MAX_D];
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t qb = u % a->nqb, hc = (u / a->nqb) % a->nhc, hk = (u / (a->nqb * a->nhc)) % s->Hkv,
+                      b = u / (a->nqb * a->nhc * s->Hkv);
+        const int64_t i0 = qb * QB, ni = s->Tq - i0 < QB ? s->Tq - i0 : QB;
+        const int64_t h0 = hk * group + hc * KV_HEADS, nh = group - hc * KV_HEADS < KV_HEADS ? group - hc * KV_HEADS : KV_HEADS;
+        fwd_unit_kv(a, b, hk, h0, nh, i0, ni, qt, kt, vt);
+    }
+}
+
+static void attention_fwd_kv(float *out, float *lse, const float *q, const void *k, int k_type, const void *v, int v_type,
+                             const ld_attn_shape *s) {
+    if (s->D > LD_ATTN_MAX_D) {
+        ld_ref_attention_fwd_kv(out, lse, q, k, k_type, v, v_type, s);
+        return;
+    }
+    const int64_t nqb = (s->Tq + QB - 1) / QB, group = s->Hq / s->Hkv, nhc = (group + KV_HEADS - 1) / KV_HEADS;
+    const int64_t units = s->B * s->Hkv * nhc * nqb;
+    const bool par = units > 1 && s->B * s->Hq * s->Tq * s->Tk * s->D >= 16 * LD_PAR_MIN;
+    attn_kv_args a = {out, lse, q, k, v, k_type, v_type, s, nqb, nhc};
+    ld_par_for(units, par ? 1 : units, fwd_units_kv, &a);
 }
 
 /* ---- backward ----------------------------------------------------------------------- */
@@ -547,6 +683,7 @@ static void attention_bwd(float *dq, float *dk, float *dv, const float *dout, co
 const ld_kernels ld_kernels_cpu_avx2_attn = {
     .name = "cpu-avx2",
     .attention_fwd = attention_fwd,
+    .attention_fwd_kv = attention_fwd_kv,
     .attention_bwd_scratch = attention_bwd_scratch,
     .attention_bwd = attention_bwd,
 };

@@ -33,5 +33,11 @@ void ld_ref_attention_fwd(float *out, float *lse, const float *q, const float *k
 size_t ld_ref_attention_bwd_scratch(const ld_attn_shape *s);
 void ld_ref_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                           const float *q, const float *k, const float *v, const ld_attn_shape *s, void *scratch);
+/* ref_attention_kv.c: attention_fwd_kv, and its readers of a KV row format (LD_KV_*):
+ * bytes of a row of n values, value e of row j of rows row_bytes apart. */
+void ld_ref_attention_fwd_kv(float *out, float *lse, const float *q, const void *k, int k_type, const void *v,
+                             int v_type, const ld_attn_shape *s);
+size_t ld_ref_kv_row_bytes(int type, int64_t n);
+float ld_ref_kv_value(const void *rows, int type, size_t row_bytes, int64_t j, int64_t e);
 
 #endif

@@ -42,6 +42,7 @@ const ld_kernels ld_kernels_ref = {
     .f32_to_bf16 = ld_ref_f32_to_bf16,
     .bf16_to_f32 = ld_ref_bf16_to_f32,
     .attention_fwd = ld_ref_attention_fwd,
+    .attention_fwd_kv = ld_ref_attention_fwd_kv,
     .attention_bwd_scratch = ld_ref_attention_bwd_scratch,
     .attention_bwd = ld_ref_attention_bwd,
     .gemm_f32 = ld_ref_gemm_f32,
