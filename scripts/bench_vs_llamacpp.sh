@@ -3,12 +3,15 @@
 # The anchor is the llama.cpp source that the npm package node-llama-cpp (tests/oracle) ships as
 # llama/gitRelease.bundle, built natively (cmake -DGGML_NATIVE=ON: llama-bench,
 # llama-batched-bench, llama-quantize) into a cache folder outside the repository, only when
-# --build-anchor is given. Random-weight models of a ~110M and a ~1.1B llama shape are written
+# --build-anchor is given; or, with --build-anchor-tools, only those three tools compiled natively
+# from the bundle and linked against the libllama / ggml that node-llama-cpp ships prebuilt for
+# the same release (its CPU backend picks the variant for this processor at run time): minutes
+# instead of hours on a loaded 2-core machine. Random-weight models of a ~110M and a ~1.1B llama shape are written
 # in F32 by `liandan init`, every other type comes from the anchor's quantizer, and both engines
 # run every file:
 #   prefill 512   llama-bench -p 512            vs  liandan bench infer (prefill 512 tokens)
-#   decode ctx 0  llama-bench -n 128            vs  liandan bench infer (64 steps after 8 tokens)
-#   decode ctx 2k llama-bench -n 128 -d 2048    vs  liandan bench infer --depth 2048
+#   decode ctx 0  llama-bench -n 64             vs  liandan bench infer (64 steps after 8 tokens)
+#   decode ctx 2k llama-bench -n 64 -d 2048     vs  liandan bench infer --depth 2048 (64 steps)
 #   batched 4/16  llama-batched-bench -npp 16 -ntg 64 -npl 4,16 (S_TG, aggregate)
 #                                               vs  liandan bench serve (16-token prompts, 64 new)
 # per thread count. Runs alternate between the engines (liandan, llama.cpp, liandan, ...),
@@ -22,7 +25,11 @@ usage() {
 usage: scripts/bench_vs_llamacpp.sh [options]
 
   --build-anchor       clone node-llama-cpp's llama.cpp bundle into CACHE/llama.cpp and build
-                       it (GGML_NATIVE; llama-bench, llama-batched-bench, llama-quantize)
+                       it (GGML_NATIVE; llama-bench, llama-batched-bench, llama-quantize;
+                       nice -n 10, LD_JOBS jobs, default 2)
+  --build-anchor-tools the same three tools only, compiled with -march=native from the bundle
+                       and linked against node-llama-cpp's prebuilt libraries of the same
+                       release (CACHE/llama.cpp/build-tools/bin); used when present
   --cache DIR          the anchor and the model files (default ~/.cache/liandan)
   --shapes "S..."      110m and/or 1b (default "110m 1b")
   --types "T..."       weight types (default "f32 f16 q8_0 q6_k q4_k_m q4_0")
@@ -38,11 +45,12 @@ EOF
 
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/liandan
 SHAPES="110m 1b" TYPES="f32 f16 q8_0 q6_k q4_k_m q4_0" TYPES_1B="q4_k_m q8_0" THREADS="1 2" RUNS=5
-BUILD=0 BATCHED=1 KVT="" BIN=${LD_BIN:-build/liandan}
+BUILD=0 TOOLS=0 BATCHED=1 KVT="" BIN=${LD_BIN:-build/liandan}
 while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) usage; exit 0 ;;
     --build-anchor) BUILD=1; shift ;;
+    --build-anchor-tools) TOOLS=1; shift ;;
     --cache) CACHE=$2; shift 2 ;;
     --shapes) SHAPES=$2; shift 2 ;;
     --types) TYPES=$2; shift 2 ;;
@@ -61,15 +69,36 @@ case $KVT in "" | f32 | f16 | q8_0) ;; *) echo "bench_vs_llamacpp: --cache-type:
 
 ANCHOR=$CACHE/llama.cpp
 BUNDLE=tests/oracle/node_modules/node-llama-cpp/llama/gitRelease.bundle
-if [ "$BUILD" = 1 ]; then
+PREBUILT=tests/oracle/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
+if [ "$BUILD" = 1 ] || [ "$TOOLS" = 1 ]; then
   [ -f "$BUNDLE" ] || { echo "bench_vs_llamacpp: no $BUNDLE (run scripts/setup.sh: it installs the npm oracles)" >&2; exit 2; }
   mkdir -p "$CACHE"
   [ -d "$ANCHOR/.git" ] || git clone -q "$BUNDLE" "$ANCHOR"
+fi
+if [ "$BUILD" = 1 ]; then
   cmake -S "$ANCHOR" -B "$ANCHOR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-  cmake --build "$ANCHOR/build" -j "$(nproc)" --target llama-bench llama-batched-bench llama-quantize
+  nice -n 10 cmake --build "$ANCHOR/build" -j "${LD_JOBS:-2}" --target llama-bench llama-batched-bench llama-quantize
+fi
+if [ "$TOOLS" = 1 ]; then
+  [ -d "$PREBUILT" ] || { echo "bench_vs_llamacpp: no $PREBUILT (node-llama-cpp's prebuilt x64 libraries)" >&2; exit 2; }
+  TB=$ANCHOR/build-tools/bin
+  mkdir -p "$TB"
+  cp -f "$PREBUILT"/*.so "$TB"/
+  libs=()
+  for l in "$TB"/libllama-common.so "$TB"/libllama.*so "$TB"/libggml.*so "$TB"/libggml-base.so; do libs+=("-l:$(basename "$l")"); done
+  for tool in llama-bench:tools/llama-bench/llama-bench.cpp batched-bench:tools/batched-bench/batched-bench.cpp \
+              quantize:tools/quantize/quantize.cpp; do
+    name=${tool%%:*} src=${tool#*:}
+    [ "$name" = llama-bench ] || name=llama-$name
+    echo "bench_vs_llamacpp: compiling $name" >&2
+    nice -n 10 g++ -std=c++17 -O3 -march=native -DNDEBUG -I"$ANCHOR/include" -I"$ANCHOR/common" \
+      -I"$ANCHOR/ggml/include" -I"$ANCHOR/vendor" -I"$ANCHOR/$(dirname "$src")" "$ANCHOR/$src" \
+      "$ANCHOR/$(dirname "$src")/main.cpp" -o "$TB/$name" -L"$TB" "${libs[@]}" -Wl,-rpath,'$ORIGIN' -pthread
+  done
 fi
 LB=$ANCHOR/build/bin
+[ -x "$ANCHOR/build-tools/bin/llama-bench" ] && LB=$ANCHOR/build-tools/bin
 for t in llama-bench llama-batched-bench llama-quantize; do
   [ -x "$LB/$t" ] || { echo "bench_vs_llamacpp: no $LB/$t (run with --build-anchor)" >&2; exit 2; }
 done
@@ -113,13 +142,14 @@ KV_LD=() KV_LC=()
 jval() { grep -E "\"name\":\"$1" | head -1 | sed 's/.*"value":\([0-9.e+-]*\).*/\1/'; }
 ld_infer() { # FILE THREADS -> "prefill decode0 decode2k"
   local a b
-  a=$("$BIN" bench infer --model "$1" --threads "$2" --reps 1 --json "${KV_LD[@]}" 2>/dev/null)
-  b=$("$BIN" bench infer --model "$1" --threads "$2" --reps 1 --json --depth 2048 "${KV_LD[@]}" 2>/dev/null)
+  a=$("$BIN" bench infer --model "$1" --threads "$2" --reps 1 --json ${KV_LD[@]+"${KV_LD[@]}"} 2>/dev/null)
+  b=$("$BIN" bench infer --model "$1" --threads "$2" --reps 1 --json --depth 2048 ${KV_LD[@]+"${KV_LD[@]}"} 2>/dev/null)
   echo "$(jval 'file prefill 512' <<<"$a") $(jval 'file decode batch 1 \(' <<<"$a") $(jval 'file decode batch 1 at context' <<<"$b")"
 }
 lc_infer() { # FILE THREADS -> "prefill decode0 decode2k" (llama-bench CSV: avg_ts per test)
-  local out
-  out=$("$LB/llama-bench" -m "$1" -t "$2" -p 512 -n 128 -d 0,2048 -r 1 -o csv "${KV_LC[@]}" 2>/dev/null)
+  local out # two runs: one would also time a 512-token prefill at depth 2048
+  out=$("$LB/llama-bench" -m "$1" -t "$2" -p 512 -n 0 -r 1 -o csv ${KV_LC[@]+"${KV_LC[@]}"} 2>/dev/null
+        "$LB/llama-bench" -m "$1" -t "$2" -p 0 -n 64 -d 0,2048 -r 1 -o csv ${KV_LC[@]+"${KV_LC[@]}"} 2>/dev/null | tail -n +2)
   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { gsub(/"/, "", $i); col[$i] = i }; next }
     { gsub(/"/, ""); p = $col["n_prompt"]; g = $col["n_gen"]; d = $col["n_depth"]; v = $col["avg_ts"]
       if (p == 512 && g == 0 && d == 0) pp = v; if (p == 0 && d == 0) tg0 = v; if (p == 0 && d == 2048) tg2 = v }
@@ -127,11 +157,11 @@ lc_infer() { # FILE THREADS -> "prefill decode0 decode2k" (llama-bench CSV: avg_
 }
 ld_batched() { # FILE THREADS -> "agg4 agg16"
   local a
-  a=$("$BIN" bench serve --model "$1" --threads "$2" --reps 1 --json "${KV_LD[@]}" 2>/dev/null)
+  a=$("$BIN" bench serve --model "$1" --threads "$2" --reps 1 --json ${KV_LD[@]+"${KV_LD[@]}"} 2>/dev/null)
   echo "$(jval 'file 4 streams aggregate' <<<"$a") $(jval 'file 16 streams aggregate' <<<"$a")"
 }
 lc_batched() { # FILE THREADS -> "agg4 agg16" (S_TG t/s of the 4 and 16 rows)
-  "$LB/llama-batched-bench" -m "$1" -t "$2" -c 2048 -b 2048 -ub 512 -npp 16 -ntg 64 -npl 4,16 "${KV_LC[@]}" 2>/dev/null |
+  "$LB/llama-batched-bench" -m "$1" -t "$2" -c 2048 -b 2048 -ub 512 -npp 16 -ntg 64 -npl 4,16 ${KV_LC[@]+"${KV_LC[@]}"} 2>/dev/null |
     awk -F'|' '/^\|/ { gsub(/ /, ""); if ($4 == 4) a = $9; if ($4 == 16) b = $9 } END { print a, b }'
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
