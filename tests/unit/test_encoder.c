@@ -518,6 +518,14 @@ TEST(forward_rejects_bad_inputs) {
  * vectors, bert's LayerNorm of word + position + type 0); every layer's per-token states
  * average (mean pooling) and pick (cls) to the pooled rows; the selection's columns are in
  * layer order; nothing stays tapped afterwards; bad selections are refused. */
+/* m = max(m, d), skipping NaN as fmax does: written as a comparison because gcc 12's aarch64
+ * vectorizer crashes on fmax reductions (ICE in vect_transform_reduction; make test-arm). */
+#define KEEP_MAX(m, d)                                                                                 \
+    do {                                                                                               \
+        const double d_ = (d);                                                                         \
+        if (d_ > (m)) (m) = d_;                                                                        \
+    } while (0)
+
 static void check_layers(ld_encoder_arch arch) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
@@ -544,14 +552,14 @@ static void check_layers(ld_encoder_arch arch) {
         CHECK(ld_encoder_hidden(m, seqs[b], lens[b], hid) == LD_OK);
         double err = 0, err0 = 0, diff01 = 0;
         for (int64_t i = 0; i < lens[b]; i++)
-            for (int j = 0; j < C; j++) err = fmax(err, fabs(tok[(i * K + L) * C + j] - hid[i * C + j]));
+            for (int j = 0; j < C; j++) KEEP_MAX(err, fabs(tok[(i * K + L) * C + j] - hid[i * C + j]));
         for (int l = 0; l < K; l++)
             for (int j = 0; j < C; j++) {
                 double mean = 0;
                 for (int64_t i = 0; i < lens[b]; i++) mean += tok[(i * K + l) * C + j] / (double)lens[b];
-                err = fmax(err, fabs(mean - pooled[(b * K + l) * C + j]));
-                err = fmax(err, fabs(tok[l * C + j] - cls[(b * K + l) * C + j]));
-                if (l == 1) diff01 = fmax(diff01, fabs(pooled[(b * K + 1) * C + j] - pooled[(b * K) * C + j]));
+                KEEP_MAX(err, fabs(mean - pooled[(b * K + l) * C + j]));
+                KEEP_MAX(err, fabs(tok[l * C + j] - cls[(b * K + l) * C + j]));
+                if (l == 1) KEEP_MAX(diff01, fabs(pooled[(b * K + 1) * C + j] - pooled[(b * K) * C + j]));
             }
         /* layer 0 by hand */
         const float *wte = m->wte->data;
@@ -570,7 +578,7 @@ static void check_layers(ld_encoder_arch arch) {
                 if (arch == LD_ENCODER_BERT)
                     want = (e[j] - mu) / sqrt(var + cfg.norm_eps) * ((const float *)m->emb_ln_w->data)[j] +
                            ((const float *)m->emb_ln_b->data)[j];
-                err0 = fmax(err0, fabs(tok[(i * K) * C + j] - want));
+                KEEP_MAX(err0, fabs(tok[(i * K) * C + j] - want));
             }
         }
         CHECK_MSG(err < 1e-5, "row %d: layer states and pooled rows differ by %g", b, err);
