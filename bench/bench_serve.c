@@ -123,7 +123,9 @@ void ld_bench_serve(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
         ld_lm_config c = ld_bench_gpt2_124m();
         st = ld_lm_new(ctx, &c, 1, &m);
     } else {
-        st = gguf ? ld_lm_load_gguf(ctx, o->model, &m, NULL) : ld_lm_load(ctx, o->model, &m);
+        /* in place from the mapped file, as `liandan serve` loads it (the training loaders
+         * would turn every matrix into an F32 copy) */
+        st = gguf ? ld_lm_load_gguf_ex(ctx, o->model, NULL, &m, NULL) : ld_lm_load_ex(ctx, o->model, NULL, &m);
     }
     ld_dtype type = o->n_types ? o->types[0] : gguf ? LD_DTYPE_COUNT : LD_Q8_0;
     const char *tn = type == LD_DTYPE_COUNT ? "file" : ld_dtype_traits(type)->name;
