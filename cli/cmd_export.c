@@ -203,8 +203,8 @@ static int cmd_quantize(int argc, char **argv) {
                       "Writes MODEL (a model directory or a GGUF file) as a GGUF file whose matrices are quantized\n"
                       "to --type; llama.cpp runs it, and so do `liandan generate/chat/score/eval` (give them the .gguf).\n"
                       "Norms and biases stay F32; the token embedding and the output matrix stay at a higher precision\n"
-                      "(Q6_K for the 3- to 5-bit types) unless told otherwise. The i-quants below 4 bits (IQ3_*, IQ2_*,\n"
-                      "IQ1_*) and TQ1_0/TQ2_0 are read and run, not written.");
+                      "(Q6_K for the 3- to 5-bit types) unless told otherwise. IQ3_XXS, IQ2_* and IQ1_* (and the mixes that\n"
+                      "use them) need an importance matrix, as in llama.cpp: --imatrix, from `liandan imatrix`.");
 }
 
 const ld_cli_command ld_cmd_quantize = {"quantize", "write a model as a quantized GGUF file", cmd_quantize};
