@@ -33,9 +33,10 @@ test:
 # the portable code on a second processor. Unit tests only, once (the plain run, at the NEON
 # level; the scalar reference is what the x86 run's @scalar variants test). ARM_SKIP: the
 # tests that take over 2.5 minutes each under emulation (model-level: causal LM, adapters,
-# GGUF models, training; the tokenizer's PCRE2 JIT); the x86 run covers them.
+# GGUF models, training, the KV cache types' perplexity runs; the tokenizer's PCRE2 JIT); the x86
+# run covers them.
 ARM_BUILD ?= build-arm
-ARM_SKIP ?= ^test_(causal_lm|adapter|lm_gguf|tokenizer|train)$$
+ARM_SKIP ?= ^test_(causal_lm|adapter|lm_gguf|tokenizer|train|kv_pages)$$
 test-arm:
 	cmake -S . -B $(ARM_BUILD) -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=Release -DLD_WERROR=ON
 	cmake --build $(ARM_BUILD) -j $(JOBS)
