@@ -37,3 +37,15 @@ tiny_model() {
   tiny_cfg "$1" "$2" >"$2.json"
   "$BIN" pretrain "$2.json" --quiet >"$2.log" 2>&1 || { cat "$2.log" >&2; fail "pretrain $2"; }
 }
+
+# MPI tests: skip (77) without mpirun or an MPI build of $BIN; else let Open MPI run as root and
+# oversubscribe, and define mpi2 (2 ranks, bounded in time) with $MPIRUN set.
+mpi_setup() {
+  MPIRUN=$(command -v mpirun || true)
+  if [ -z "$MPIRUN" ] || ! ldd "$BIN" 2>/dev/null | contains libmpi; then
+    echo "$NAME: skipped: no mpirun, or $BIN was built without MPI" >&2
+    exit 77
+  fi
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  mpi2() { timeout 300 "$MPIRUN" --oversubscribe -np 2 "$@"; }
+}

@@ -19,13 +19,7 @@ cd "$(dirname "$0")/../.."
 NAME=mpi_ep
 source tests/e2e/lib.bash
 CMP=tests/e2e/mpi_compare.mjs
-MPIRUN=$(command -v mpirun || true)
-if [ -z "$MPIRUN" ] || ! ldd "$BIN" 2>/dev/null | contains libmpi; then
-  echo "$NAME: skipped: no mpirun, or $BIN was built without MPI" >&2
-  exit 77
-fi
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-mpi2() { timeout 300 "$MPIRUN" --oversubscribe -np 2 "$@"; }
+mpi_setup
 
 tiny_data
 cfg() { # OUT_DIR GRAD_ACCUM EXTRA_JSON
