@@ -167,7 +167,7 @@ ld_status lm_adapter_parse_config(ld_ctx *ctx, const char *path, const char *tex
         if (!st && v_ && (!cJSON_IsNumber(v_) || !(v_->valuedouble >= (lo) && v_->valuedouble <= (hi))))        \
             st = ld_error(ctx, LD_ERR_FORMAT, "%s: '%s' must be a number in [%g, %g]", path, (key), (double)(lo), \
                           (double)(hi));                                                                        \
-        else if (v_) (dst) = (__typeof__(dst))v_->valuedouble;                                                  \
+        else if (!st && v_) (dst) = (__typeof__(dst))v_->valuedouble;                                           \
     } while (0)
     if (cJSON_IsString(type) && !strcmp(type->valuestring, "LORA")) {
         c->method = LD_ADAPTER_LORA;

@@ -514,6 +514,8 @@ TEST(bad_adapter_directories_name_the_problem) {
         const char *error;
     } cases[] = {
         {"{\"peft_type\": \"IA3\"}", "peft_type \"IA3\" is not supported"},
+        /* a later out-of-range number after the first error is not converted (UBSan: fuzz_adapter_config) */
+        {"{\"peft_ytpe\": \"LORA\", \"liandan\": {\"num_labels\": 66666666666666666662}}", "is not supported (LORA, PROMPT_TUNING)"},
         {"[1, 2]", "not a JSON object"},
         {"{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": \"q_proj|v_proj\"}", "a regex is not supported"},
         {"{\"peft_type\": \"LORA\", \"r\": 0, \"target_modules\": [\"q_proj\"]}", "'r' must be a number in [1, 4096]"},
