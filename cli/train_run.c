@@ -225,9 +225,10 @@ int ld_train_run(ld_train_run_args *a) {
         fprintf(stderr, "liandan: data parallel over %d ranks (%lld tokens/step in all)\n", r.info->ranks,
                 (long long)(r.info->batch_size * r.info->seq_len * r.info->grad_accum * r.info->ranks));
     if (r.info->rank == 0 && r.info->expert_parallel > 1)
-        fprintf(stderr, "liandan: expert parallel: each group of %d ranks splits the experts (%d group%s)\n",
-                r.info->expert_parallel, r.info->ranks / r.info->expert_parallel,
-                r.info->ranks / r.info->expert_parallel == 1 ? "" : "s");
+        fprintf(stderr, "liandan: expert parallel: each group of %d ranks splits the experts (%d group%s); rank 0 "
+                "holds %lld of the %lld parameter values\n", r.info->expert_parallel,
+                r.info->ranks / r.info->expert_parallel, r.info->ranks / r.info->expert_parallel == 1 ? "" : "s",
+                (long long)r.info->held, (long long)r.info->params);
     g_job = r.job;
     signal(SIGINT, on_sigint);
     ld_status st = ld_train_job_run(r.job, a->resume, progress, &r);

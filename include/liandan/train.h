@@ -84,6 +84,7 @@ typedef struct ld_train_params {
     int64_t zero;            /* 1: ZeRO-1, each rank keeps the optimizer state of 1/ranks of the values */
     float dp_bucket_mb;      /* gradient all-reduce bucket size (MiB) */
     bool dp_no_overlap;      /* reduce after backward instead of during it (to measure what overlap gains) */
+    bool dp_bf16;            /* sum the gradients as bfloat16 (half the bytes; each addition rounded) */
     int64_t expert_parallel; /* > 1: a mixture of experts' experts split over groups of this many ranks
                                 (docs/moe.md); 0 or 1: every rank computes every expert */
 } ld_train_params;
@@ -107,6 +108,8 @@ typedef struct ld_train_progress {
     int ranks;               /* data-parallel ranks (1 without MPI); tokens_per_s counts all of them */
     double comm_s;           /* this step: seconds from the first gradient bucket's reduction to the last's end */
     double comm_exposed_s;   /* of which backward was over (not overlapped), plus ZeRO-1's parameter gather */
+    int64_t comm_bytes;      /* this step: bytes this rank handed to collectives of all ranks (gradients, ZeRO-1's
+                                gather, the loss and stop flags; each all-reduce's payload counted once) */
     double ep_s;             /* expert parallelism, this step: seconds this rank spent in the expert group's
                                 collectives (the token exchanges and the norm), and the bytes it handed to them */
     int64_t ep_bytes;
@@ -212,6 +215,8 @@ typedef struct ld_train_job_info {
     int threads;                  /* per rank */
     int rank, ranks;              /* data parallel under mpirun/srun (docs/scale-out.md); else 0 of 1 */
     int expert_parallel;          /* > 1: the experts split over groups of this many ranks (docs/moe.md) */
+    int64_t held;                 /* parameter values this rank holds (expert parallelism: its own experts'
+                                     and the dense ones; else params) */
     bool bf16;
     bool quantized_base;          /* the frozen base computes from its quantized matrices (QLoRA) */
     int64_t train_examples, val_examples, truncated; /* fine-tuning data, all stages; masked LM: sequences */

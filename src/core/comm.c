@@ -24,7 +24,8 @@ struct ld_comm {
 #endif
 };
 
-static const size_t type_size[] = {[LD_COMM_F32] = 4, [LD_COMM_F64] = 8, [LD_COMM_I64] = 8, [LD_COMM_BYTE] = 1};
+static const size_t type_size[] = {[LD_COMM_F32] = 4, [LD_COMM_F64] = 8, [LD_COMM_I64] = 8, [LD_COMM_BYTE] = 1,
+                                   [LD_COMM_BF16] = 2};
 
 bool ld_comm_launched(void) {
     /* Open MPI's mpirun, MPICH/Hydra and PMI-1/2 launchers, PMIx (srun --mpi=pmix) */
@@ -35,7 +36,7 @@ bool ld_comm_launched(void) {
 }
 
 static bool valid_type(ld_comm_type type) {
-    return (unsigned)type <= LD_COMM_BYTE;
+    return (unsigned)type <= LD_COMM_BF16;
 }
 
 /* Shapes of the arguments every implementation checks alike. */
@@ -53,6 +54,31 @@ static int free_slot(const ld_comm *c) {
     return -1;
 }
 
+static uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays a (quiet) NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);                /* nearest, ties to even */
+}
+static float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void ld_comm_bf16_add(uint16_t *acc, const uint16_t *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) acc[i] = f32_to_bf16(bf16_to_f32(acc[i]) + bf16_to_f32(x[i]));
+}
+
+void ld_comm_to_bf16(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
+}
+
+void ld_comm_from_bf16(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+}
+
 #ifdef LD_HAVE_MPI
 
 static MPI_Datatype mpi_type(ld_comm_type t) {
@@ -60,11 +86,20 @@ static MPI_Datatype mpi_type(ld_comm_type t) {
     case LD_COMM_F32: return MPI_FLOAT;
     case LD_COMM_F64: return MPI_DOUBLE;
     case LD_COMM_I64: return MPI_INT64_T;
+    case LD_COMM_BF16: return MPI_UINT16_T;
     default: return MPI_BYTE;
     }
 }
 
-static MPI_Op mpi_op(ld_comm_op op) {
+/* MPI has no bfloat16: its sum is a user operation on 16-bit words (ld_comm_bf16_add). */
+static void bf16_sum_fn(void *in, void *inout, int *len, MPI_Datatype *type) {
+    (void)type;
+    ld_comm_bf16_add(inout, in, *len);
+}
+static MPI_Op g_bf16_sum = MPI_OP_NULL;
+
+static MPI_Op mpi_op(ld_comm_op op, ld_comm_type t) {
+    if (t == LD_COMM_BF16) return g_bf16_sum;
     return op == LD_COMM_MAX ? MPI_MAX : op == LD_COMM_MIN ? MPI_MIN : MPI_SUM;
 }
 
@@ -102,6 +137,7 @@ static ld_status mpi_init(ld_ctx *ctx) {
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return ld_error(ctx, LD_ERR_IO, "MPI_Init_thread failed (is the launcher's environment complete?)");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if (MPI_Op_create(bf16_sum_fn, 1, &g_bf16_sum) != MPI_SUCCESS) g_bf16_sum = MPI_OP_NULL;
     on_exit(mpi_at_exit, NULL);
     return LD_OK;
 }
@@ -234,13 +270,19 @@ ld_status ld_comm_barrier(ld_comm *c) {
 ld_status ld_comm_allreduce(ld_comm *c, void *buf, int64_t n, ld_comm_type type, ld_comm_op op) {
     if (!c || n < 0 || (n > 0 && !buf) || !valid_type(type) || (unsigned)op > LD_COMM_MIN) return LD_ERR_INVALID_ARG;
     if (type == LD_COMM_BYTE) return ld_error(c->ctx, LD_ERR_INVALID_ARG, "comm allreduce: bytes cannot be reduced");
+    if (type == LD_COMM_BF16 && op != LD_COMM_SUM)
+        return ld_error(c->ctx, LD_ERR_INVALID_ARG, "comm allreduce: bfloat16 values are only summed");
+#ifdef LD_HAVE_MPI
+    if (type == LD_COMM_BF16 && c->mpi && g_bf16_sum == MPI_OP_NULL)
+        return ld_error(c->ctx, LD_ERR_UNSUPPORTED, "comm allreduce: MPI did not create the bfloat16 sum");
+#endif
 #ifdef LD_HAVE_MPI
     if (c->mpi) {
         double t0 = ld_time_now();
         size_t es = type_size[type];
         for (int64_t off = 0; off < n;) { /* MPI counts are ints: chunks of at most 2^30 elements */
             int k = (int)(n - off < ((int64_t)1 << 30) ? n - off : ((int64_t)1 << 30));
-            int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + (size_t)off * es, k, mpi_type(type), mpi_op(op), c->comm);
+            int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + (size_t)off * es, k, mpi_type(type), mpi_op(op, type), c->comm);
             if (rc != MPI_SUCCESS) return mpi_fail(c, rc, "Allreduce");
             off += k;
         }
@@ -260,7 +302,10 @@ ld_status ld_comm_iallreduce(ld_comm *c, void *buf, int64_t n, ld_comm_type type
         return ld_error(c->ctx, LD_ERR_LIMIT, "comm iallreduce: %lld elements (at most 2^31-1 per request)", (long long)n);
 #ifdef LD_HAVE_MPI
     if (c->mpi) {
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(type), MPI_SUM, c->comm, &c->reqs[slot]);
+        if (type == LD_COMM_BF16 && g_bf16_sum == MPI_OP_NULL)
+            return ld_error(c->ctx, LD_ERR_UNSUPPORTED, "comm iallreduce: MPI did not create the bfloat16 sum");
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(type), mpi_op(LD_COMM_SUM, type), c->comm,
+                                &c->reqs[slot]);
         if (rc != MPI_SUCCESS) return mpi_fail(c, rc, "Iallreduce");
         account(c, (size_t)n * type_size[type], -1);
     }

@@ -28,8 +28,17 @@
 
 typedef struct ld_comm ld_comm;
 
-typedef enum { LD_COMM_F32, LD_COMM_F64, LD_COMM_I64, LD_COMM_BYTE } ld_comm_type;
+/* LD_COMM_BF16: bfloat16 values (uint16_t, the top half of an F32); a SUM adds each pair in
+ * F32 and rounds the result to bfloat16 (nearest, ties to even) at every addition. */
+typedef enum { LD_COMM_F32, LD_COMM_F64, LD_COMM_I64, LD_COMM_BYTE, LD_COMM_BF16 } ld_comm_type;
 typedef enum { LD_COMM_SUM, LD_COMM_MAX, LD_COMM_MIN } ld_comm_op;
+
+/* bfloat16 conversions of the gradient reduction (LD_COMM_BF16): F32 to bfloat16 rounds to
+ * nearest, ties to even (NaN stays NaN, overflow gives infinity); acc[i] = bf16(acc[i] + x[i])
+ * in F32, the sum the reduction computes at each step. */
+void ld_comm_to_bf16(uint16_t *dst, const float *src, int64_t n);
+void ld_comm_from_bf16(float *dst, const uint16_t *src, int64_t n);
+void ld_comm_bf16_add(uint16_t *acc, const uint16_t *x, int64_t n);
 
 /* Most non-blocking operations a communicator keeps in flight at once. */
 #define LD_COMM_MAX_PENDING 256

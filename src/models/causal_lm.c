@@ -199,6 +199,7 @@ typedef struct init_state {
     ld_rng rng;
     lm_init init;
     ld_status st;
+    bool absent; /* the parameter being added is an expert's this model does not hold (lm_build_part) */
 } init_state;
 
 enum { INIT_NORMAL, INIT_RESID, INIT_ZERO, INIT_ONE, INIT_POS };
@@ -266,6 +267,15 @@ static ld_tensor *param(init_state *s, int kind, int ndim, int64_t d0, int64_t d
     snprintf(name, sizeof name, fmt, layer);
     ld_tensor *t = NULL;
     int64_t shape[2] = {d0, d1};
+    if (s->absent && s->init != LM_INIT_SHAPES) { /* another rank's expert: no values, no gradient */
+        s->st = ld_params_add_view(s->m->params, name, ndim, shape, NULL, &t);
+        if (!s->st && s->init == LM_INIT_LAZY) s->st = lazy_note(s, kind);
+        /* the values it would have had are skipped in the stream, so the ones after it are
+         * those of the whole model (ld_rng_normal: 2 draws a value) */
+        for (int64_t j = 0; !s->st && s->init == LM_INIT_RANDOM && kind_draws(kind) && j < 2 * d0 * (ndim > 1 ? d1 : 1); j++)
+            (void)ld_rng_u64(&s->rng);
+        return t;
+    }
     /* in place, matrices get their values from the file's bytes (forms) */
     if (s->init == LM_INIT_SHAPES || (s->init == LM_INIT_IN_PLACE && ndim == 2 && kind != INIT_POS) ||
         (s->init == LM_INIT_LAZY && kind_draws(kind))) {
@@ -310,6 +320,11 @@ const lm_form *lm_form_of(const ld_lm *m, const ld_tensor *w) {
 }
 
 ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init init, ld_lm **out) {
+    return lm_build_part(ctx, cfg, seed, init, 0, 0, out);
+}
+
+ld_status lm_build_part(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init init, int part, int parts,
+                        ld_lm **out) {
     if (!out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_new: NULL out");
     *out = NULL;
     ld_status st = ld_lm_config_validate(ctx, cfg);
@@ -324,12 +339,16 @@ ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init 
         m->lazy->seed = seed, m->lazy->rng = ld_rng_init(seed);
     }
     m->gen = (ld_lm_generation_config){-1, -1, -1, -1};
+    m->held_lo = 0, m->held_hi = cfg->n_experts;
+    if (parts > 1 && part >= 0 && part < parts && cfg->n_experts > 0 && cfg->n_experts % parts == 0 &&
+        lm_family(cfg->family)->experts)
+        m->held_lo = cfg->n_experts / parts * part, m->held_hi = cfg->n_experts / parts * (part + 1);
     if ((st = ld_params_new(ctx, &m->params)) ||
         !(m->layers = ld_calloc(ctx, (size_t)cfg->n_layers, sizeof *m->layers))) {
         ld_lm_free(m);
         return st ? st : ld_ctx_status(ctx);
     }
-    init_state s = {m, ld_rng_init(seed), init, LD_OK};
+    init_state s = {m, ld_rng_init(seed), init, LD_OK, false};
     const lm_family_info *fam = lm_family(cfg->family);
     int64_t C = cfg->hidden_size, D = ld_lm_head_dim(cfg), I = cfg->intermediate_size, V = cfg->vocab_size;
     int64_t q = cfg->n_heads * D, kv = cfg->n_kv_heads * D;
@@ -368,9 +387,11 @@ ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init 
                 for (int64_t e = 0; !s.st && e < E; e++) {
                     char nm[3][LD_TENSOR_NAME_MAX];
                     for (int w = 0; w < 3; w++) snprintf(nm[w], sizeof nm[w], fam->experts[w].hf, l, (int)e);
+                    s.absent = e < m->held_lo || e >= m->held_hi;
                     L->exp_gate[e] = param(&s, INIT_NORMAL, 2, Ie, C, nm[0], l);
                     L->exp_gate[E + e] = param(&s, INIT_RESID, 2, C, Ie, nm[2], l);
                     L->exp_gate[2 * E + e] = param(&s, INIT_NORMAL, 2, Ie, C, nm[1], l);
+                    s.absent = false;
                 }
                 if (L->exp_gate) L->exp_down = L->exp_gate + E, L->exp_up = L->exp_gate + 2 * E;
                 if (S) {
@@ -418,7 +439,7 @@ ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init 
     /* a model with F32 values computes with them */
     for (int i = 0; !s.st && !m->in_place && i < ld_params_count(m->params); i++) {
         ld_tensor *t = ld_params_at(m->params, i);
-        if (lm_is_matrix(m, t)) s.st = lm_set_form(m, t, LD_F32, t->data, param_kn(m, t), false, false);
+        if (lm_is_matrix(m, t) && t->data) s.st = lm_set_form(m, t, LD_F32, t->data, param_kn(m, t), false, false);
     }
     if (s.st) {
         ld_lm_free(m);
@@ -858,8 +879,17 @@ ld_status lm_set_expert_parallel(ld_lm *m, ld_comm *c) {
         return ld_error(m->ctx, LD_ERR_INVALID_ARG,
                         "expert parallelism: %lld experts do not split evenly over %d ranks (need a divisor of the "
                         "expert count)", (long long)E, P);
-    m->ep = c, m->ep_lo = E / P * p, m->ep_hi = E / P * (p + 1);
+    const int64_t lo = E / P * p, hi = E / P * (p + 1);
+    if ((m->held_lo || m->held_hi != E) && (m->held_lo != lo || m->held_hi != hi))
+        return ld_error(m->ctx, LD_ERR_INVALID_ARG,
+                        "expert parallelism: the model holds experts [%lld, %lld) but rank %d of %d computes [%lld, %lld)",
+                        (long long)m->held_lo, (long long)m->held_hi, p, P, (long long)lo, (long long)hi);
+    m->ep = c, m->ep_lo = lo, m->ep_hi = hi;
     return LD_OK;
+}
+
+bool lm_holds_all(const ld_lm *m) {
+    return m && m->held_lo == 0 && m->held_hi == m->cfg.n_experts;
 }
 
 int64_t lm_expert_index(const ld_lm *m, const ld_tensor *x) {
@@ -869,23 +899,6 @@ int64_t lm_expert_index(const ld_lm *m, const ld_tensor *x) {
             if (L->exp_gate[e] == x || L->exp_up[e] == x || L->exp_down[e] == x) return e;
     }
     return -1;
-}
-
-ld_status lm_share_experts(ld_lm *m) {
-    if (!m || !m->ep) return LD_OK;
-    const int64_t El = m->ep_hi - m->ep_lo;
-    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
-        const lm_layer *L = &m->layers[l];
-        for (int64_t e = 0; L->exp_gate && e < m->cfg.n_experts; e++) {
-            ld_tensor *x[3] = {L->exp_gate[e], L->exp_up[e], L->exp_down[e]};
-            for (int k = 0; k < 3; k++) {
-                ld_status st = ld_comm_bcast(m->ep, x[k]->data, ld_tensor_numel(x[k]), LD_COMM_F32, (int)(e / El));
-                if (st) return ld_error_wrap(m->ctx, st, "expert parallelism: gathering %s: ", x[k]->name);
-            }
-        }
-    }
-    ld_params_refresh_bf16(m->params);
-    return LD_OK;
 }
 
 ld_tensor *const *lm_expert_list(const ld_lm *m, const ld_tensor *t) {

@@ -110,6 +110,9 @@ struct ld_lm {
      * to the rank of ep that holds its expert, and this rank computes experts [ep_lo, ep_hi) */
     struct ld_comm *ep;
     int64_t ep_lo, ep_hi;
+    /* the experts whose values this model holds (lm_build_part): [0, E) but on a rank of an
+     * expert-parallel run, whose other experts are parameters without values or gradient */
+    int64_t held_lo, held_hi;
 };
 
 /* Expert parallelism over the ranks of c (NULL: off): rank p of c computes experts
@@ -119,9 +122,16 @@ struct ld_lm {
 ld_status lm_set_expert_parallel(ld_lm *m, struct ld_comm *c);
 /* Which expert x is a matrix of (0..E-1), or -1 when it is not an expert's matrix. */
 int64_t lm_expert_index(const ld_lm *m, const ld_tensor *x);
-/* Every rank of m's expert-parallel group gets every expert's values from the rank that
- * computes it (a broadcast per matrix; collective): before writing the whole model. */
-ld_status lm_share_experts(ld_lm *m);
+/* Whether m holds every expert's values (false for a model built with lm_build_part). */
+bool lm_holds_all(const ld_lm *m);
+/* Writes m's part of a sharded model directory into dir under expert parallelism (m->ep set):
+ * rank p of the group writes model-(p+1)-of-P.safetensors with experts [p E / P, (p + 1) E / P)
+ * of every layer, rank 0's file also every other parameter; with index, also
+ * model.safetensors.index.json (Hugging Face's weight_map) naming every parameter's file.
+ * Together the P files are the whole model (ld_lm_load reads them as one). */
+ld_status lm_save_ep_part(ld_lm *m, const char *dir, bool index);
+/* config.json, generation_config.json and the chat template of m into dir (created). */
+ld_status lm_save_meta(ld_lm *m, const char *dir);
 
 /* Whether t is an RMSNorm / LayerNorm weight (Gemma's are stored as w - 1 in HF files). */
 bool lm_is_norm_weight(const ld_lm *m, const ld_tensor *t);
@@ -139,6 +149,16 @@ typedef enum lm_init {
     LM_INIT_LAZY,       /* LM_INIT_RANDOM's values, the matrices' generated when lm_values reads them */
 } lm_init;
 ld_status lm_build(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init init, ld_lm **out);
+/* lm_build holding only part `part` of `parts` of every MoE layer's experts (experts
+ * [part E / parts, (part + 1) E / parts)): the others are parameters without values or
+ * gradient (views of NULL), and a random initialisation skips their values in the stream, so
+ * the experts held and every other parameter get the whole model's values for that seed.
+ * parts <= 1, a model without experts or E not a multiple of parts: the whole model. */
+ld_status lm_build_part(ld_ctx *ctx, const ld_lm_config *cfg, uint64_t seed, lm_init init, int part, int parts,
+                        ld_lm **out);
+/* ld_lm_load for training (every parameter held trainable), holding part `part` of `parts`
+ * of the experts as lm_build_part does; the file's other experts are checked, not read. */
+ld_status lm_load_part(ld_ctx *ctx, const char *dir, int part, int parts, ld_lm **out);
 /* false (with the error on the context, naming `what`) for a model that cannot compute: one
  * from ld_lm_new_lazy, whose values exist only as it is written. */
 bool lm_can_compute(const ld_lm *m, const char *what);

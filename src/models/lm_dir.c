@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/comm.h"
 #include "io/json.h"
 #include "liandan/io.h"
 #include "liandan/quant.h"
@@ -48,7 +49,7 @@ static char *generation_json(const ld_lm *m) {
     return s;
 }
 
-ld_status ld_lm_save(ld_lm *m, const char *dir) {
+ld_status lm_save_meta(ld_lm *m, const char *dir) {
     if (!m || !dir) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = m->ctx;
     if (m->rope_factors)
@@ -65,14 +66,30 @@ ld_status ld_lm_save(ld_lm *m, const char *dir) {
     if (!gen) return ld_error(ctx, LD_ERR_NOMEM, "out of memory writing generation_config.json");
     st = write_text(ctx, dir, "generation_config.json", gen);
     free(gen);
-    if (st) return st;
-    if (m->chat_template && (st = write_text(ctx, dir, "chat_template.jinja", m->chat_template))) return st;
+    if (!st && m->chat_template) st = write_text(ctx, dir, "chat_template.jinja", m->chat_template);
+    return st;
+}
+
+/* Which file of a model sharded over P expert-parallel ranks parameter t goes to: rank p's
+ * (0-based) holds its experts, rank 0's also every parameter that is not an expert's. */
+static int ep_part_of(const ld_lm *m, const ld_tensor *t, int P) {
+    int64_t e = lm_expert_index(m, t);
+    return e < 0 ? 0 : (int)(e / (m->cfg.n_experts / P));
+}
+
+/* The parameters of file `part` of `parts` (parts <= 1: all of them) into the safetensors file
+ * `path`, as F32 under their HF names (values of matrices read in place, and Gemma's w - 1
+ * norms, computed). */
+static ld_status write_params(ld_lm *m, const char *path, int part, int parts) {
+    ld_ctx *ctx = m->ctx;
+    ld_status st = LD_OK;
     int n = ld_params_count(m->params), k = 0;
     ld_st_write_tensor *w = ld_calloc(ctx, (size_t)n + 1, sizeof *w);
     float **vals = ld_calloc(ctx, (size_t)n + 1, sizeof *vals); /* values of matrices read in place */
     if (!w || !vals) st = ld_ctx_status(ctx);
     for (int i = 0; i < n && !st; i++) {
         ld_tensor *t = ld_params_at(m->params, i);
+        if (parts > 1 && ep_part_of(m, t, parts) != part) continue;
         const void *data = t->data;
         const bool minus_one = lm_family(m->cfg.family)->norm_plus_one && lm_is_norm_weight(m, t);
         if ((!data || minus_one) && !(data = vals[i] = ld_alloc(ctx, (size_t)ld_tensor_numel(t) * sizeof(float))))
@@ -81,12 +98,49 @@ ld_status ld_lm_save(ld_lm *m, const char *dir) {
         for (int64_t j = 0; !st && minus_one && j < ld_tensor_numel(t); j++) vals[i][j] -= 1.0f; /* HF stores w - 1 */
         w[k++] = (ld_st_write_tensor){.name = t->name, .dtype = LD_F32, .ndim = t->ndim, .shape = t->shape, .data = data};
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
     ld_str_pair meta[] = {{"format", "pt"}};
     if (!st) st = ld_safetensors_write(ctx, path, w, (size_t)k, meta, 1);
     for (int i = 0; vals && i < n; i++) ld_free(ctx, vals[i]);
     ld_free(ctx, vals), ld_free(ctx, w);
+    return st;
+}
+
+ld_status ld_lm_save(ld_lm *m, const char *dir) {
+    if (!m || !dir) return LD_ERR_INVALID_ARG;
+    ld_status st = lm_save_meta(m, dir);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    return st ? st : write_params(m, path, 0, 0);
+}
+
+static void shard_name(char *buf, size_t cap, int part, int parts) {
+    snprintf(buf, cap, "model-%05d-of-%05d.safetensors", part + 1, parts);
+}
+
+ld_status lm_save_ep_part(ld_lm *m, const char *dir, bool index) {
+    if (!m || !dir || !m->ep) return LD_ERR_INVALID_ARG;
+    ld_ctx *ctx = m->ctx;
+    const int P = ld_comm_size(m->ep), p = ld_comm_rank(m->ep);
+    char name[64], path[4096];
+    shard_name(name, sizeof name, p, P);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    ld_status st = write_params(m, path, p, P);
+    if (st || !index) return st;
+    /* Hugging Face's index: {"metadata": {"total_size": bytes}, "weight_map": {tensor: file}} */
+    cJSON *o = cJSON_CreateObject(), *meta = o ? cJSON_AddObjectToObject(o, "metadata") : NULL;
+    cJSON *map = o ? cJSON_AddObjectToObject(o, "weight_map") : NULL;
+    double total = 0;
+    for (int i = 0; map && i < ld_params_count(m->params); i++) {
+        const ld_tensor *t = ld_params_at(m->params, i);
+        shard_name(name, sizeof name, ep_part_of(m, t, P), P);
+        if (!cJSON_AddStringToObject(map, t->name, name)) map = NULL;
+        total += (double)ld_tensor_numel(t) * 4.0;
+    }
+    char *js = map && meta && cJSON_AddNumberToObject(meta, "total_size", total) ? cJSON_Print(o) : NULL;
+    cJSON_Delete(o);
+    if (!js) return ld_error(ctx, LD_ERR_NOMEM, "%s: out of memory writing model.safetensors.index.json", dir);
+    st = write_text(ctx, dir, "model.safetensors.index.json", js);
+    free(js);
     return st;
 }
 
@@ -190,6 +244,7 @@ static ld_status load_weights(ld_lm *m, const ld_st_set *set, const char *dir) {
         ld_tensor *t = ld_params_at(m->params, i);
         const ld_tensor_info *info = find_tensor(set, &m->cfg, t->name);
         ld_status st;
+        if (!m->in_place && !t->data) continue; /* another rank's expert (lm_load_part): checked, not read */
         if (m->in_place && lm_is_matrix(m, t))
             st = place_matrix(m, t, info, m->cfg.arch == LD_ARCH_GPT2 && t != m->wte);
         else st = ld_convert(ctx, LD_F32, t->data, info->dtype, info->data, ld_tensor_numel(t));
@@ -281,7 +336,25 @@ ld_status ld_lm_load(ld_ctx *ctx, const char *dir, ld_lm **out) {
     return ld_lm_load_ex(ctx, dir, &p, out);
 }
 
+static ld_status load_dir(ld_ctx *ctx, const char *dir, const ld_lm_load_params *p, int part, int parts, ld_lm **out);
+
 ld_status ld_lm_load_ex(ld_ctx *ctx, const char *dir, const ld_lm_load_params *p, ld_lm **out) {
+    return load_dir(ctx, dir, p, 0, 0, out);
+}
+
+ld_status lm_load_part(ld_ctx *ctx, const char *dir, int part, int parts, ld_lm **out) {
+    if (!out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_load: NULL argument");
+    ld_lm_load_params p = {.trainable = true};
+    ld_status st = load_dir(ctx, dir, &p, part, parts, out);
+    for (int i = 0; !st && i < ld_params_count(ld_lm_params(*out)); i++) { /* every value held trains */
+        ld_tensor *t = ld_params_at(ld_lm_params(*out), i);
+        if (t->data && ld_params_set_trainable(ld_lm_params(*out), t->name, true) < 0) st = ld_ctx_status(ctx);
+    }
+    if (st && *out) ld_lm_free(*out), *out = NULL;
+    return st;
+}
+
+static ld_status load_dir(ld_ctx *ctx, const char *dir, const ld_lm_load_params *p, int part, int parts, ld_lm **out) {
     if (!dir || !out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_lm_load: NULL argument");
     *out = NULL;
     ld_lm_load_params dp = ld_lm_load_default_params();
@@ -302,7 +375,8 @@ ld_status ld_lm_load_ex(ld_ctx *ctx, const char *dir, const ld_lm_load_params *p
     ld_lm *m = NULL;
     if (!(st = lm_build(ctx, &cfg, 0, LM_INIT_SHAPES, &m))) st = check_weights(m, set, dir);
     ld_lm_free(m), m = NULL;
-    if (!st) st = lm_build(ctx, &cfg, 0, p->trainable ? LM_INIT_ZERO : LM_INIT_IN_PLACE, &m);
+    if (!st) st = lm_build_part(ctx, &cfg, 0, p->trainable ? LM_INIT_ZERO : LM_INIT_IN_PLACE, p->trainable ? part : 0,
+                                p->trainable ? parts : 0, &m);
     if (!st) st = load_weights(m, set, dir);
     if (!st) st = read_chat_template(ctx, dir, &m->chat_template);
     if (!st) st = read_generation_config(m, dir);

@@ -1,6 +1,8 @@
 /* train/checkpoint.c — training checkpoints (docs/formats/checkpoint.md):
  *
- *   OUT/checkpoints/step-0000120/model.safetensors       parameters (HF names; absent when the base is frozen)
+ *   OUT/checkpoints/step-0000120/model.safetensors       parameters (HF names; absent when the base is frozen;
+ *                                                       expert parallelism: model-R-of-P.safetensors and
+ *                                                       model.safetensors.index.json, each rank's experts)
  *                               adapter.safetensors     an adapter's parameters (when one trains)
  *                               optimizer.safetensors   AdamW m and v ("<name>.exp_avg[_sq]"), or with
  *                                                       ZeRO-1 one shard per rank + a manifest (dist.c)
@@ -133,7 +135,7 @@ static ld_status write_main(ld_trainer *t, const char *dir) {
     char path[LD_TRAIN_PATH_MAX + 64];
     ld_status st = LD_OK;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (!st && t->base_trainable) st = ld_ckpt_write_params(ctx, path, t->params, NULL, 0);
+    if (!st && t->base_trainable && !t->ep_comm) st = ld_ckpt_write_params(ctx, path, t->params, NULL, 0);
     snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
     if (!st && t->adapter) st = ld_ckpt_write_params(ctx, path, ld_adapter_params(t->adapter), NULL, 0);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
@@ -160,9 +162,6 @@ ld_status ld_trainer_checkpoint(ld_trainer *t) {
     snprintf(final, sizeof final, "%s/%s", root, name);
     ld_dir_txn *tx = NULL;
     ld_status st = t->rank == 0 ? ld_dir_txn_begin(ctx, final, &tx) : LD_OK;
-    /* expert parallelism: rank 0 writes the whole model, every expert's values from its rank */
-    ld_status sh = ld_dist_share_experts(t); /* a collective: every rank, whatever st is */
-    if (!st) st = sh;
     if ((st = ld_dist_agree(t, st, "starting a checkpoint"))) {
         if (tx) ld_dir_txn_abort(tx);
         return st;
@@ -172,6 +171,8 @@ ld_status ld_trainer_checkpoint(ld_trainer *t) {
     if (t->world > 1 && (t->zero || t->ep_comm) && (st = ld_comm_bcast(t->comm, dir, sizeof dir, LD_COMM_BYTE, 0)))
         return st;
     if (t->rank == 0) st = write_main(t, dir);
+    /* expert parallelism: the model as a sharded set, each expert written by the rank holding it */
+    if (!st && t->base_trainable) st = ld_dist_write_model(t, dir, false);
     if (!st && t->zero) st = ld_dist_write_optimizer(t, dir);
     if (!st && t->ep_comm) { /* each rank's optimizer state: the dense values' and its own experts' */
         snprintf(path, sizeof path, "%s/optimizer-ep-%05d-of-%05d.safetensors", dir, t->rank, t->world);
@@ -245,8 +246,8 @@ static ld_status load_checkpoint(ld_trainer *t, const char *dir) {
         cJSON_Delete(o);
         return ld_error(ctx, LD_ERR_FORMAT, "%s: missing or invalid step / optimizer_steps / running_loss / data_cursor", path);
     }
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (t->base_trainable && (st = ld_ckpt_read_params(ctx, path, t->params, NULL, 0))) goto done;
+    /* model.safetensors, or an expert-parallel run's sharded set (each rank reads what it holds) */
+    if (t->base_trainable && (st = ld_ckpt_read_model(ctx, dir, t->params))) goto done;
     snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
     if (t->adapter && (st = ld_ckpt_read_params(ctx, path, ld_adapter_params(t->adapter), NULL, 0))) goto done;
     if ((st = ld_dist_read_optimizer(t, dir))) goto done; /* optimizer.safetensors, or ZeRO-1 shards */

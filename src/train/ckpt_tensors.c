@@ -75,3 +75,31 @@ ld_status ld_ckpt_write_params(ld_ctx *ctx, const char *path, ld_params *p, ld_a
 ld_status ld_ckpt_read_params(ld_ctx *ctx, const char *path, ld_params *p, ld_adamw *opt, int which) {
     return ld_ckpt_read_sets(ctx, path, &p, 1, opt, which);
 }
+
+ld_status ld_ckpt_read_model(ld_ctx *ctx, const char *dir, ld_params *p) {
+    ld_st_set *set = NULL;
+    ld_status st = ld_st_set_open(ctx, dir, &set);
+    if (st) return st;
+    for (int i = 0; i < ld_params_count(p) && !st; i++) {
+        ld_tensor *t = ld_params_at(p, i);
+        const ld_tensor_info *info;
+        if ((st = ld_st_set_get(ctx, set, t->name, &info))) {
+            st = ld_error_wrap(ctx, st, "%s: ", dir);
+            break;
+        }
+        bool same = info->dtype == LD_F32 && info->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = info->shape[d] == t->shape[d];
+        if (!same) {
+            char want[64];
+            st = ld_error(ctx, LD_ERR_SHAPE, "%s: tensor '%s' is %s with %d dims, expected F32 %s", dir, t->name,
+                          info->dtype_name, info->ndim, ld_tensor_shape_str(t, want, sizeof want));
+        } else if (t->data) {
+            memcpy(t->data, info->data, info->nbytes);
+        }
+    }
+    if (!st && ld_st_set_count(set) != (size_t)ld_params_count(p))
+        st = ld_error(ctx, LD_ERR_MISMATCH, "%s: the model files hold %zu tensors, the model expects %d", dir,
+                      ld_st_set_count(set), ld_params_count(p));
+    ld_st_set_close(set);
+    return st;
+}

@@ -32,8 +32,10 @@ static bool keep_expert(void *user, const ld_tensor *x) {
 
 /* Expert parallelism over groups of P = t->p.expert_parallel consecutive ranks: the group's
  * communicator (and the one of the ranks holding the same experts), the model told which
- * experts this rank computes, the others' frozen here, the optimizer made again for what
- * still trains. After rank 0's values went to every rank. */
+ * experts this rank computes. A job's model holds only those (lm_build_part: the others have
+ * no values); a model holding every expert (a trainer made through the API) has the others
+ * frozen here and the optimizer made again for what still trains. Before the starting values
+ * are sent. */
 static ld_status ep_setup(ld_trainer *t) {
     ld_ctx *ctx = t->ctx;
     const int P = (int)t->p.expert_parallel;
@@ -77,8 +79,11 @@ void ld_dist_ep_free(ld_trainer *t) {
     t->gs_exp = NULL, t->ep_dp = t->ep_comm = NULL, t->ep_frozen = NULL, t->ep_is_expert = NULL, t->n_ep_frozen = 0;
 }
 
-ld_status ld_dist_share_experts(ld_trainer *t) {
-    return t && t->ep_comm ? lm_share_experts(t->m) : LD_OK;
+ld_status ld_dist_write_model(ld_trainer *t, const char *dir, bool meta) {
+    ld_status st = LD_OK;
+    if (!t->ep_comm || t->rank >= ld_comm_size(t->ep_comm)) return LD_OK; /* the first group's files hold every expert */
+    if (meta && t->rank == 0) st = lm_save_meta(t->m, dir);
+    return st ? st : lm_save_ep_part(t->m, dir, t->rank == 0);
 }
 
 ld_status ld_trainer_set_comm(ld_trainer *t, ld_comm *comm) {
@@ -95,12 +100,19 @@ ld_status ld_trainer_set_comm(ld_trainer *t, ld_comm *comm) {
                         "expert_parallel %lld needs a multiple of %lld ranks (this run has %d; start it with mpirun -np "
                         "N)", (long long)P, (long long)P, t->world);
     if (t->world == 1) return LD_OK;
-    ld_status st = LD_OK;
-    /* one starting point: rank 0's trainable values */
+    ld_status st = P > 1 ? ep_setup(t) : LD_OK;
+    if (st) return st;
+    /* one starting point: rank 0's trainable values (expert parallelism: each expert's from the
+     * first rank holding it) */
     for (int s = 0; s < t->n_sets && !st; s++) {
         for (int i = 0; i < ld_params_count(t->sets[s]) && !st; i++) {
             ld_tensor *x = ld_params_at(t->sets[s], i);
-            if (x->flags & LD_TENSOR_TRAINABLE) st = ld_comm_bcast(comm, x->data, ld_tensor_numel(x), LD_COMM_F32, 0);
+            if (!(x->flags & LD_TENSOR_TRAINABLE)) continue;
+            if (P > 1 && s == 0 && t->ep_is_expert[i]) {
+                if (t->ep_dp) st = ld_comm_bcast(t->ep_dp, x->data, ld_tensor_numel(x), LD_COMM_F32, 0);
+            } else {
+                st = ld_comm_bcast(comm, x->data, ld_tensor_numel(x), LD_COMM_F32, 0);
+            }
         }
         ld_params_refresh_bf16(t->sets[s]);
     }
@@ -108,16 +120,18 @@ ld_status ld_trainer_set_comm(ld_trainer *t, ld_comm *comm) {
     float mb = t->p.dp_bucket_mb > 0 ? t->p.dp_bucket_mb : 25.0f;
     size_t bucket = (size_t)((double)mb * 1048576.0);
     if (P > 1) { /* the dense gradients over every rank, the experts' over the ranks holding them */
-        if ((st = ep_setup(t))) return st;
         if ((st = ld_grad_sync_new_only(ctx, comm, t->sets, t->n_sets, bucket, !t->p.dp_no_overlap, keep_dense, t->m,
                                         &t->gs)))
             return st;
         if (t->ep_dp && (st = ld_grad_sync_new_only(ctx, t->ep_dp, t->sets, t->n_sets, bucket, false, keep_expert, t->m,
                                                     &t->gs_exp)))
             return st;
+        if (t->p.dp_bf16 && ((st = ld_grad_sync_set_bf16(t->gs, true)) || (t->gs_exp && (st = ld_grad_sync_set_bf16(t->gs_exp, true)))))
+            return st;
         return LD_OK;
     }
     if ((st = ld_grad_sync_new(ctx, comm, t->sets, t->n_sets, bucket, !t->p.dp_no_overlap, &t->gs))) return st;
+    if (t->p.dp_bf16 && (st = ld_grad_sync_set_bf16(t->gs, true))) return st;
     if (t->p.zero) {
         const int64_t *b = ld_grad_sync_bounds(t->gs);
         if ((st = ld_adamw_shard(t->opt, b[t->rank], b[t->rank + 1]))) return st;

@@ -33,6 +33,7 @@ struct ld_grad_sync {
     int *order;      /* parameter indices by first use, latest first (the order backward finishes them) */
     int next;        /* next entry of order not yet final */
     float *flat;     /* n_trainable floats */
+    uint16_t *flat16; /* the same as bfloat16 when the sum is (ld_grad_sync_set_bf16), else NULL */
     int64_t n;
     int64_t *bounds; /* ZeRO-1 split, size + 1 entries */
     double t_first;  /* when the first bucket of the step started */
@@ -47,6 +48,7 @@ void ld_grad_sync_free(ld_grad_sync *g) {
     ld_free(g->ctx, g->b);
     ld_free(g->ctx, g->order);
     ld_free(g->ctx, g->flat);
+    ld_free(g->ctx, g->flat16);
     ld_free(g->ctx, g->bounds);
     ld_free(g->ctx, g);
 }
@@ -103,14 +105,29 @@ oom:
     return ld_ctx_status(ctx);
 }
 
-/* Starts bucket k's all-reduce (its gradients copied into the flat buffer first). */
+ld_status ld_grad_sync_set_bf16(ld_grad_sync *g, bool on) {
+    if (!g || g->armed) return LD_ERR_INVALID_ARG;
+    if (!on) {
+        ld_free(g->ctx, g->flat16), g->flat16 = NULL;
+        return LD_OK;
+    }
+    if (!g->flat16 && !(g->flat16 = ld_alloc(g->ctx, (size_t)g->n * sizeof(uint16_t) + 64))) return ld_ctx_status(g->ctx);
+    return LD_OK;
+}
+
+/* Starts bucket k's all-reduce (its gradients copied into the flat buffer first, as bfloat16
+ * when the sum is). */
 static ld_status start_bucket(ld_grad_sync *g, int k) {
     gs_bucket *b = &g->b[k];
     if (b->started) return LD_OK;
-    for (int i = 0; i < g->n_p; i++)
-        if (g->p[i].bucket == k) memcpy(g->flat + g->p[i].off, g->p[i].x->grad->data, (size_t)g->p[i].n * sizeof(float));
+    for (int i = 0; i < g->n_p; i++) {
+        if (g->p[i].bucket != k) continue;
+        if (g->flat16) ld_comm_to_bf16(g->flat16 + g->p[i].off, g->p[i].x->grad->data, g->p[i].n);
+        else memcpy(g->flat + g->p[i].off, g->p[i].x->grad->data, (size_t)g->p[i].n * sizeof(float));
+    }
     if (g->t_first < 0) g->t_first = ld_time_now();
     b->started = true;
+    if (g->flat16) return ld_comm_iallreduce(g->comm, g->flat16 + b->lo, b->hi - b->lo, LD_COMM_BF16, &b->req);
     return ld_comm_iallreduce(g->comm, g->flat + b->lo, b->hi - b->lo, LD_COMM_F32, &b->req);
 }
 
@@ -187,8 +204,10 @@ ld_status ld_grad_sync_finish(ld_grad_sync *g, ld_tape *tape) {
     g->stats.reduce_s += now - g->t_first;
     g->stats.steps++;
     if (st) return st;
-    for (int i = 0; i < g->n_p; i++)
-        memcpy(g->p[i].x->grad->data, g->flat + g->p[i].off, (size_t)g->p[i].n * sizeof(float));
+    for (int i = 0; i < g->n_p; i++) {
+        if (g->flat16) ld_comm_from_bf16(g->p[i].x->grad->data, g->flat16 + g->p[i].off, g->p[i].n);
+        else memcpy(g->p[i].x->grad->data, g->flat + g->p[i].off, (size_t)g->p[i].n * sizeof(float));
+    }
     return LD_OK;
 }
 

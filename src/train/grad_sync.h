@@ -39,6 +39,9 @@ ld_status ld_grad_sync_new_only(ld_ctx *ctx, ld_comm *comm, ld_params *const *se
                                 bool overlap, bool (*keep)(void *user, const ld_tensor *x), void *keep_user,
                                 ld_grad_sync **out);
 void ld_grad_sync_free(ld_grad_sync *g);
+/* Sum the gradients as bfloat16 from now on (on: each rank's gradient rounded to bfloat16, the
+ * sum rounded at every addition, the result widened back; half the bytes of F32), or as F32. */
+ld_status ld_grad_sync_set_bf16(ld_grad_sync *g, bool on);
 /* Before the backward of a step's last micro-batch (the forward is on tape): finds each
  * parameter's first use and hooks the tape (with overlap). */
 ld_status ld_grad_sync_arm(ld_grad_sync *g, ld_tape *tape);

@@ -184,11 +184,15 @@ static ld_status setup_pretrain(ld_train_job *j) {
     int32_t tok_bos = ld_tokenizer_bos_id(j->tok), tok_eos = ld_tokenizer_eos_id(j->tok);
     if (!c->model_eos && tok_eos >= 0) c->model.eos_token_id = tok_eos;
     if (!c->model_bos && (tok_bos >= 0 || tok_eos >= 0)) c->model.bos_token_id = tok_bos >= 0 ? tok_bos : tok_eos;
-    if (c->init_from[0]) { /* loaded models start frozen: every weight trains here */
-        if (!(st = ld_lm_load(ctx, c->init_from, &j->m)) && ld_params_set_trainable(ld_lm_params(j->m), NULL, true) < 0)
-            st = ld_ctx_status(ctx);
+    /* expert parallelism over groups of P ranks: this rank holds only experts [p E / P, (p + 1) E / P)
+     * of every layer, p its place in its group (the others are never built or read here) */
+    const int P = (int)c->train.expert_parallel, W = ld_comm_size(j->comm);
+    const bool split = P > 1 && W > 1 && W % P == 0;
+    const int part = split ? ld_comm_rank(j->comm) % P : 0, parts = split ? P : 0;
+    if (c->init_from[0]) { /* loaded models start frozen: every weight held trains here */
+        st = lm_load_part(ctx, c->init_from, part, parts, &j->m);
     } else if (!c->has_model) st = ld_error(ctx, LD_ERR_INVALID_ARG, "%s: give 'model' or 'init_from'", j->name);
-    else st = ld_lm_new(ctx, &c->model, c->train.seed, &j->m);
+    else st = lm_build_part(ctx, &c->model, c->train.seed, LM_INIT_RANDOM, part, parts, &j->m);
     if (st) return ld_error_wrap(ctx, st, "building the model: ");
     const ld_lm_config *mc = ld_lm_config_of(j->m);
     if (ld_tokenizer_vocab_size(j->tok) > mc->vocab_size)
@@ -469,6 +473,10 @@ ld_status ld_train_job_new(ld_ctx *ctx, ld_job_kind kind, const char *text, size
         if (!st) j->info.max_steps = c->train.max_steps;
     }
     if (!st && kind != LD_JOB_FINETUNE) st = ld_trainer_set_comm(j->t, j->comm); /* fine-tuning: per stage */
+    if (!st && j->t->ep_comm && c->sample_every > 0) /* a rank holds only its own experts */
+        st = ld_error(ctx, LD_ERR_UNSUPPORTED, "sample_every %lld: no text samples during an expert-parallel run (each "
+                      "rank holds only its own experts); generate from a checkpoint's model instead",
+                      (long long)c->sample_every);
     if (st) {
         ld_train_job_free(j);
         return st;
@@ -483,6 +491,14 @@ ld_status ld_train_job_new(ld_ctx *ctx, ld_job_kind kind, const char *text, size
     in->threads = ld_ctx_threads(ctx);
     in->rank = ld_comm_rank(j->comm), in->ranks = ld_comm_size(j->comm);
     in->expert_parallel = j->t->ep_comm ? (int)c->train.expert_parallel : 0;
+    in->held = in->params;
+    if (j->m && j->t->ep_comm) { /* an expert-parallel rank's model lacks the other ranks' experts */
+        in->held = 0;
+        for (int i = 0; i < ld_params_count(ld_lm_params(j->m)); i++) {
+            const ld_tensor *x = ld_params_at(ld_lm_params(j->m), i);
+            if (x->data) in->held += ld_tensor_numel(x);
+        }
+    }
     in->bf16 = c->train.bf16;
     in->out_dir = j->cfg.out_dir;
     if (j->teacher) {
@@ -544,11 +560,17 @@ void ld_train_job_cancel(ld_train_job *j) {
 
 /* OUT/model: the model directory with the tokenizer, written as a whole (a temporary sibling
  * swapped into place: a failure never leaves a mix of old and new files). An existing
- * directory is replaced only when it is empty or a model directory (holds config.json). */
+ * directory is replaced only when it is empty or a model directory (holds config.json).
+ * Rank 0 writes it; under expert parallelism every rank calls this (collective): rank 0 opens
+ * the directory, the first group's ranks write their experts' files into it (a sharded
+ * model directory), and rank 0 commits it when every rank's part was written. */
 static ld_status save_model(ld_train_job *j, const char *dir) {
     ld_ctx *ctx = j->ctx;
-    char path[1300];
-    DIR *d = opendir(dir);
+    const bool ep = j->t && j->t->ep_comm;
+    const int rank = ld_comm_rank(j->comm);
+    char path[1300], tmp[1300] = "";
+    ld_status st = LD_OK;
+    DIR *d = rank == 0 ? opendir(dir) : NULL;
     if (d) {
         struct dirent *e;
         int entries = 0;
@@ -556,22 +578,28 @@ static ld_status save_model(ld_train_job *j, const char *dir) {
         closedir(d);
         snprintf(path, sizeof path, "%s/config.json", dir);
         if (entries && access(path, F_OK) != 0)
-            return ld_error(ctx, LD_ERR_IO, "%s exists and is not a model directory (no config.json): not replacing it",
-                            dir);
+            st = ld_error(ctx, LD_ERR_IO, "%s exists and is not a model directory (no config.json): not replacing it",
+                          dir);
     }
     ld_dir_txn *tx = NULL;
-    ld_status st = ld_dir_txn_begin(ctx, dir, &tx);
-    if (st) return ld_error_wrap(ctx, st, "saving the model: ");
-    const char *tmp = ld_dir_txn_path(tx);
-    snprintf(path, sizeof path, "%s/tokenizer.json", tmp);
-    if (j->enc) st = ld_encoder_save(j->enc, tmp);
-    else st = ld_lm_save(j->m, tmp);
-    if (!st) st = j->enc ? ld_encoder_save_tokenizer(j->enc, j->tok, tmp) : ld_tokenizer_save(j->tok, path);
+    if (!st && rank == 0 && !(st = ld_dir_txn_begin(ctx, dir, &tx))) snprintf(tmp, sizeof tmp, "%s", ld_dir_txn_path(tx));
+    if (ep && !(st = ld_dist_agree(j->t, st, "opening the model directory")))
+        st = ld_comm_bcast(j->comm, tmp, sizeof tmp, LD_COMM_BYTE, 0);
     if (st) {
-        ld_dir_txn_abort(tx);
+        if (tx) ld_dir_txn_abort(tx);
         return ld_error_wrap(ctx, st, "saving the model: ");
     }
-    return ld_dir_txn_commit(tx);
+    snprintf(path, sizeof path, "%s/tokenizer.json", tmp);
+    if (ep) st = ld_dist_write_model(j->t, tmp, true);
+    else if (j->enc) st = ld_encoder_save(j->enc, tmp);
+    else st = ld_lm_save(j->m, tmp);
+    if (!st && rank == 0) st = j->enc ? ld_encoder_save_tokenizer(j->enc, j->tok, tmp) : ld_tokenizer_save(j->tok, path);
+    if (ep) st = ld_dist_agree(j->t, st, "writing the model directory");
+    if (st) {
+        if (tx) ld_dir_txn_abort(tx);
+        return ld_error_wrap(ctx, st, "saving the model: ");
+    }
+    return tx ? ld_dir_txn_commit(tx) : LD_OK;
 }
 
 /* The trained weights into dir: the model directory (full fine-tuning, pretraining) and/or
@@ -581,9 +609,11 @@ static ld_status save_outputs(ld_train_job *j, const char *dir, char *main, size
     snprintf(model_dir, sizeof model_dir, "%s/model", dir);
     snprintf(adapter_dir, sizeof adapter_dir, "%s/adapter", dir);
     bool full = !j->adapter || ld_adapter_config_of(j->adapter)->method == LD_ADAPTER_NONE;
-    ld_status st = ld_dist_share_experts(j->t); /* expert parallelism: rank 0 gets every expert */
+    ld_status st = LD_OK;
     if (main) snprintf(main, cap, "%s", full ? model_dir : adapter_dir);
-    if (!st && ld_comm_rank(j->comm) == 0) { /* data parallel: every rank holds the same weights; rank 0 writes them */
+    if (j->t && j->t->ep_comm) { /* expert parallelism: each rank writes its experts (no adapters here) */
+        st = save_model(j, model_dir);
+    } else if (ld_comm_rank(j->comm) == 0) { /* data parallel: every rank holds the same weights; rank 0 writes them */
         if (full) st = save_model(j, model_dir);
         if (!st && j->adapter && (st = ld_adapter_save(j->adapter, adapter_dir)))
             st = ld_error_wrap(j->ctx, st, "saving the adapter: ");
@@ -597,8 +627,8 @@ static ld_status load_outputs(ld_train_job *j, int s) {
     ld_status st = LD_OK;
     bool full = !j->adapter || ld_adapter_config_of(j->adapter)->method == LD_ADAPTER_NONE;
     if (full) {
-        snprintf(path, sizeof path, "%s/model/model.safetensors", j->stages[s].out_dir);
-        if ((st = ld_ckpt_read_params(j->ctx, path, ld_lm_params(j->m), NULL, 0))) return st;
+        snprintf(path, sizeof path, "%s/model", j->stages[s].out_dir);
+        if ((st = ld_ckpt_read_model(j->ctx, path, ld_lm_params(j->m)))) return st;
         ld_params_refresh_bf16(ld_lm_params(j->m));
     }
     if (j->adapter) {

@@ -19,7 +19,8 @@
  *            "messages_field": "messages", "separator": "\n", "labels": [...], "packing": true,
  *            "max_examples": 0}                          (fine-tuning)
  *   "stages": [{"name": "...", "data": {...}, "max_steps": ...}, ...],
- *   "zero": 0, "dp_bucket_mb": 25, "dp_overlap": true      (data parallel under mpirun: docs/scale-out.md)
+ *   "zero": 0, "dp_bucket_mb": 25, "dp_overlap": true,     (data parallel under mpirun: docs/scale-out.md)
+ *   "dp_reduce": "f32"                                    (or "bf16": gradients summed as bfloat16)
  *   "expert_parallel": 0                                  (a mixture of experts' experts split over ranks: docs/moe.md)
  *   "continual": {"replay": 0, "regularizer": "none" | "l2sp" | "ewc", "lambda": 1,
  *                 "fisher_batches": 8, "adapter_per_stage": false}  (continual learning)
@@ -41,7 +42,7 @@ static const char *const known_keys[] = {
     "out_dir", "sample_every", "sample_prompts", "sample_tokens", "threads", "init_from", "teacher", "temperature",
     "alpha", "objective", "mask_prob", "whole_word", "bucket",
     "peak_gflops", "base", "method", "lora", "prompt", "head", "data", "epochs", "early_stopping", "stages",
-    "continual", "name", "zero", "dp_bucket_mb", "dp_overlap", "expert_parallel", NULL};
+    "continual", "name", "zero", "dp_bucket_mb", "dp_overlap", "dp_reduce", "expert_parallel", NULL};
 static const char *const continual_keys[] = {"replay", "regularizer", "lambda", "fisher_batches", "adapter_per_stage", NULL};
 static const char *const lora_keys[] = {"rank", "alpha", "dropout", "targets", NULL};
 static const char *const prompt_keys[] = {"virtual_tokens", "per_layer", NULL};
@@ -376,6 +377,11 @@ ld_status ld_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const
     bool overlap = !p->dp_no_overlap;
     get_bool(&r, "dp_overlap", &overlap);
     p->dp_no_overlap = !overlap;
+    char reduce[16] = "f32";
+    get_str(&r, "dp_reduce", reduce, sizeof reduce);
+    if (!r.st && strcmp(reduce, "f32") && strcmp(reduce, "bf16"))
+        r.st = ld_error(ctx, LD_ERR_FORMAT, "%s: dp_reduce '%s' is not f32 or bf16", path, reduce);
+    p->dp_bf16 = !strcmp(reduce, "bf16");
     int64_t seed = (int64_t)p->seed;
     get_i64(&r, "seed", &seed, 0, INT64_MAX);
     p->seed = (uint64_t)seed;

@@ -411,8 +411,8 @@ static void write_metrics(ld_trainer *t, const ld_train_progress *pr) {
     if (pr->stopping) fprintf(t->metrics, ",\"early_stop\":true");
     if (pr->skipped) fprintf(t->metrics, ",\"skipped\":true,\"note\":\"%s\"", pr->note ? pr->note : "");
     if (pr->ranks > 1)
-        fprintf(t->metrics, ",\"ranks\":%d,\"comm_s\":%.6f,\"comm_exposed_s\":%.6f", pr->ranks, pr->comm_s,
-                pr->comm_exposed_s);
+        fprintf(t->metrics, ",\"ranks\":%d,\"comm_s\":%.6f,\"comm_exposed_s\":%.6f,\"comm_bytes\":%lld", pr->ranks,
+                pr->comm_s, pr->comm_exposed_s, (long long)pr->comm_bytes);
     if (t->ep_comm)
         fprintf(t->metrics, ",\"ep_s\":%.6f,\"ep_bytes\":%lld", pr->ep_s, (long long)pr->ep_bytes);
     fprintf(t->metrics, "}\n");
@@ -468,6 +468,7 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
     double loss_sum = 0;
     ld_grad_sync_stats s0 = ld_grad_sync_stats_get(t->gs);
     ld_comm_stats e0 = t->ep_comm ? ld_comm_stats_get(t->ep_comm) : (ld_comm_stats){0};
+    ld_comm_stats w0 = t->comm ? ld_comm_stats_get(t->comm) : (ld_comm_stats){0};
     for (int64_t a = 0; a < M; a++) {
         ld_status st;
         if (a < mine || a >= mine + A) { /* another rank's micro-batch: read past it */
@@ -537,6 +538,7 @@ static ld_status train_step(ld_trainer *t, ld_train_progress *pr) {
     pr->ranks = t->world;
     pr->comm_s = s1.reduce_s - s0.reduce_s + s1.gather_s - s0.gather_s;
     pr->comm_exposed_s = s1.exposed_s - s0.exposed_s + s1.gather_s - s0.gather_s;
+    pr->comm_bytes = t->comm ? ld_comm_stats_get(t->comm).bytes - w0.bytes : 0;
     if (t->ep_comm) {
         ld_comm_stats e1 = ld_comm_stats_get(t->ep_comm);
         pr->ep_s = e1.wait_s - e0.wait_s, pr->ep_bytes = e1.bytes - e0.bytes;

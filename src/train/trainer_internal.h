@@ -62,9 +62,12 @@ struct ld_trainer {
     uint8_t *ep_is_expert;              /* per parameter of t->params: 1 = an expert's matrix */
 };
 
-/* Expert parallelism: every rank of the group gets every expert's current values (collective;
- * before the whole model is written). Nothing without expert parallelism. */
-ld_status ld_dist_share_experts(ld_trainer *t);
+/* Expert parallelism: this rank's part of the model as a sharded model directory in dir
+ * (lm_save_ep_part: the ranks of the first expert-parallel group each write their experts'
+ * file, rank 0 also the other parameters and model.safetensors.index.json, and with meta
+ * config.json and generation_config.json). Nothing on other ranks or without expert
+ * parallelism. Not collective; every rank of the first group must call it. */
+ld_status ld_dist_write_model(ld_trainer *t, const char *dir, bool meta);
 /* Undoes the expert-parallel set-up (the frozen experts train again, the model computes all). */
 void ld_dist_ep_free(ld_trainer *t);
 

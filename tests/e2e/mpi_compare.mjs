@@ -1,10 +1,13 @@
 // mpi_compare.mjs — used by mpi_train.sh (not a test itself): compares two training runs.
 //   node mpi_compare.mjs losses A/metrics.jsonl B/metrics.jsonl FROM_STEP TOL
 //     every step >= FROM_STEP in both: |loss_a - loss_b| <= TOL * |loss_a| (and val_loss alike)
-//   node mpi_compare.mjs tensors A.safetensors B.safetensors TOL
+//   node mpi_compare.mjs tensors A B TOL
+//     A, B: a .safetensors file, or a model directory (model.safetensors, or the shards that
+//     model.safetensors.index.json's weight_map lists, read as Hugging Face does);
 //     same tensor names and shapes; every F32 value within TOL * max(1, |a|)
 // Prints the largest difference seen and exits 1 on a mismatch.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 const [mode, a, b, ...rest] = process.argv.slice(2);
 const fail = (msg) => { console.error(`mpi_compare: ${msg}`); process.exit(1); };
@@ -35,6 +38,21 @@ function safetensors(path) {
   return out;
 }
 
+function model(path) {
+  if (!statSync(path).isDirectory()) return safetensors(path);
+  const index = join(path, 'model.safetensors.index.json');
+  if (!existsSync(index)) return safetensors(join(path, 'model.safetensors'));
+  const map = JSON.parse(readFileSync(index, 'utf8')).weight_map, out = new Map();
+  for (const file of new Set(Object.values(map))) {
+    for (const [name, t] of safetensors(join(path, file))) {
+      if (map[name] !== file) fail(`${path}: ${name} is in ${file}, the weight_map says ${map[name]}`);
+      out.set(name, t);
+    }
+  }
+  if (out.size !== Object.keys(map).length) fail(`${path}: the weight_map lists ${Object.keys(map).length} tensors, the shards hold ${out.size}`);
+  return out;
+}
+
 if (mode === 'losses') {
   const [from, tol] = [Number(rest[0]), Number(rest[1])];
   const ma = metrics(a), mb = metrics(b);
@@ -56,7 +74,7 @@ if (mode === 'losses') {
   console.log(`losses: ${n} values, largest relative difference ${worst.toExponential(2)}`);
 } else if (mode === 'tensors') {
   const tol = Number(rest[0]);
-  const ta = safetensors(a), tb = safetensors(b);
+  const ta = model(a), tb = model(b);
   if (ta.size !== tb.size) fail(`${ta.size} vs ${tb.size} tensors`);
   let worst = 0, count = 0;
   for (const [name, x] of ta) {

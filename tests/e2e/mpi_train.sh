@@ -9,7 +9,10 @@
 #   - a rank that dies (LD_FAULT_KILL) ends the job with an error instead of a hang (the
 #     launcher is bounded by `timeout`), and resuming its 2-rank ZeRO checkpoint on 1 process
 #     ends where the 1-process run ends; a 1-process checkpoint resumes on 2 ZeRO ranks too;
-#   - `finetune` of a LoRA classifier on 2 ranks = 1 process x 2 accumulation likewise.
+#   - `finetune` of a LoRA classifier on 2 ranks = 1 process x 2 accumulation likewise;
+#   - "dp_reduce": "bf16" sums the gradients as bfloat16: half the bytes per step of the F32
+#     run (metrics' comm_bytes), losses within 5e-4 relative of the 1-process run (each
+#     gradient rounded to 8 bits of mantissa: close, not equal), and not identical to them.
 # Skipped (77) when the binary was built without MPI or mpirun is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,6 +46,20 @@ grep -q '"ranks":2' "$T/dp/metrics.jsonl" || fail "metrics.jsonl has no ranks/co
 node "$CMP" losses "$T/one/metrics.jsonl" "$T/dp/metrics.jsonl" 1 1e-5 || fail "2 ranks != 1 process x 2 accumulation"
 node "$CMP" tensors "$T/one/model/model.safetensors" "$T/dp/model/model.safetensors" 1e-5 \
   || fail "2 ranks: final parameters differ"
+
+# bfloat16 gradient sums: half the bytes, close to (not equal to) the F32 result
+cfg "$T/bf" 1 ', "dp_reduce": "bf16"' >"$T/bf.json"
+mpi2 "$BIN" pretrain "$T/bf.json" --quiet >"$T/bf.log" 2>&1 || { cat "$T/bf.log"; fail "2-rank pretrain, bf16 reduction"; }
+node "$CMP" losses "$T/one/metrics.jsonl" "$T/bf/metrics.jsonl" 1 5e-4 || fail "bf16 reduction: losses too far from 1 process"
+! node "$CMP" losses "$T/one/metrics.jsonl" "$T/bf/metrics.jsonl" 2 1e-9 >/dev/null 2>&1 \
+  || fail "bf16 reduction: losses identical to the F32 run's (was bf16 used?)"
+node -e '
+  const fs = require("fs"), bytes = (f) => fs.readFileSync(f, "utf8").trim().split("\n").map(JSON.parse)
+    .reduce((a, o) => a + o.comm_bytes, 0);
+  const f32 = bytes(process.argv[1]), bf = bytes(process.argv[2]);
+  console.log(`comm_bytes over 6 steps: f32 ${f32}, bf16 ${bf}`);
+  process.exit(bf > 0.45 * f32 && bf < 0.55 * f32 ? 0 : 1);
+' "$T/dp/metrics.jsonl" "$T/bf/metrics.jsonl" || fail "bf16 reduction should hand half the bytes of f32"
 
 mpi2 "$BIN" pretrain "$T/zero.json" --quiet >"$T/zero.log" 2>&1 || { cat "$T/zero.log"; fail "ZeRO-1 pretrain"; }
 node "$CMP" losses "$T/dp/metrics.jsonl" "$T/zero/metrics.jsonl" 1 1e-5 || fail "ZeRO-1 != plain data parallel"

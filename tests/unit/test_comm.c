@@ -49,6 +49,63 @@ TEST(allreduce_sum_max_min) {
     CHECK(ld_comm_allreduce(c, f, -1, LD_COMM_F32, LD_COMM_SUM) == LD_ERR_INVALID_ARG);
 }
 
+/* bfloat16 sums (the gradient reduction's "dp_reduce": "bf16"): the conversions round to
+ * nearest, ties to even, by hand; the sum on every rank is the rounded sum of the rounded
+ * values, blocking and not; only SUM is allowed. */
+TEST(bf16_conversions_and_sums) {
+    static const struct {
+        float f;
+        uint16_t h;
+    } table[] = {
+        {1.0f, 0x3f80},           {-2.0f, 0xc000},          {0.0f, 0x0000},
+        {1.00390625f, 0x3f80},    /* 1 + 2^-8: a tie, to the even 1.0 */
+        {1.01171875f, 0x3f82},    /* 1 + 3 x 2^-8: a tie, to the even 1 + 2^-6 */
+        {1.0078125f, 0x3f81},     /* 1 + 2^-7: exact */
+        {1.005859375f, 0x3f81},   /* 1 + 1.5 x 2^-8: above the tie, up */
+        {3.4028235e38f, 0x7f80},  /* FLT_MAX rounds to infinity */
+        {INFINITY, 0x7f80},       {-INFINITY, 0xff80},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        uint16_t h = 0;
+        ld_comm_to_bf16(&h, &table[i].f, 1);
+        CHECK_MSG(h == table[i].h, "bf16(%.9g) = 0x%04x, expected 0x%04x", (double)table[i].f, h, table[i].h);
+    }
+    float nan = NAN, back = 0;
+    uint16_t h = 0;
+    ld_comm_to_bf16(&h, &nan, 1);
+    ld_comm_from_bf16(&back, &h, 1);
+    CHECK(back != back);
+    uint16_t acc[2] = {0x3f80, 0x3f80}, x[2] = {0x3b80, 0x3c00}; /* 1 + 2^-8 rounds to 1; 1 + 2^-7 is exact */
+    ld_comm_bf16_add(acc, x, 2);
+    CHECK(acc[0] == 0x3f80 && acc[1] == 0x3f81);
+
+    ld_comm *c = world();
+    int R = ld_comm_size(c), r = ld_comm_rank(c);
+    enum { N = 300 };
+    float f[N];
+    uint16_t b[N], bi[N];
+    for (int k = 0; k < N; k++) f[k] = (float)(r + 1) * 0.37f * (float)(k - 150);
+    ld_comm_to_bf16(b, f, N);
+    memcpy(bi, b, sizeof b);
+    CHECK(ld_comm_allreduce(c, b, N, LD_COMM_BF16, LD_COMM_SUM) == LD_OK);
+    int req = -1;
+    CHECK(ld_comm_iallreduce(c, bi, N, LD_COMM_BF16, &req) == LD_OK && ld_comm_wait(c, req) == LD_OK);
+    int bad = 0;
+    for (int k = 0; k < N; k++) { /* every rank's value rounded, added in rank order (exact for R <= 2) */
+        uint16_t want = 0, v;
+        for (int q = 0; q < R; q++) {
+            float fq = (float)(q + 1) * 0.37f * (float)(k - 150);
+            ld_comm_to_bf16(&v, &fq, 1);
+            if (q == 0) want = v;
+            else ld_comm_bf16_add(&want, &v, 1);
+        }
+        bad += R <= 2 && (b[k] != want || bi[k] != want);
+        bad += b[k] != bi[k];
+    }
+    CHECK_MSG(bad == 0, "%d bfloat16 sums differ", bad);
+    CHECK(ld_comm_allreduce(c, b, N, LD_COMM_BF16, LD_COMM_MAX) == LD_ERR_INVALID_ARG);
+}
+
 TEST(iallreduce_overlaps_and_completes) {
     ld_comm *c = world();
     int R = ld_comm_size(c), r = ld_comm_rank(c);

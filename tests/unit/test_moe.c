@@ -14,6 +14,7 @@
 #include "ld_test.h"
 #include "liandan/infer.h"
 #include "models/causal_lm_internal.h"
+#include "train/ckpt_tensors.h"
 
 /* ---- the block on its own ----------------------------------------------------------- */
 
@@ -624,6 +625,81 @@ TEST(moe_expert_parallel_one_rank_equals_plain) {
     CHECK(strstr(ld_ctx_error(ctx), "no mixture-of-experts layers") != NULL);
     ld_lm_free(m);
     ld_comm_free(world);
+    ld_ctx_free(ctx);
+}
+
+/* An expert-parallel rank's model (lm_build_part / lm_load_part): the experts of its part
+ * have the whole model's values for the same seed (file) bit for bit, and so has every other
+ * parameter; the other experts have no values, gradient or trainable flag; a part count that
+ * does not divide E holds everything; a rank computing other experts than it holds is named;
+ * the model files read into a partial model skip what it does not hold. */
+TEST(moe_model_part_holds_only_its_experts) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    for (int qwen = 0; qwen < 2; qwen++) {
+        ld_lm_config c = moe_config(qwen);
+        ld_lm *full = NULL;
+        CHECK_STATUS(ctx, ld_lm_new(ctx, &c, 7, &full), LD_OK, NULL);
+        const int64_t Ie = qwen ? c.moe_intermediate_size : c.intermediate_size;
+        const int64_t per_expert = 3 * c.hidden_size * Ie * c.n_layers, total = ld_params_numel(ld_lm_params(full), false);
+        char dir[300];
+        snprintf(dir, sizeof dir, "%s/part-%d", tmpdir(), qwen);
+        CHECK_STATUS(ctx, ld_lm_save(full, dir), LD_OK, NULL);
+        for (int load = 0; load < 2; load++)
+            for (int part = 0; part < 2; part++) {
+                ld_lm *m = NULL;
+                if (load) CHECK_STATUS(ctx, lm_load_part(ctx, dir, part, 2, &m), LD_OK, NULL);
+                else CHECK_STATUS(ctx, lm_build_part(ctx, &c, 7, LM_INIT_RANDOM, part, 2, &m), LD_OK, NULL);
+                if (!m) continue;
+                ld_params *p = ld_lm_params(m);
+                int64_t held = 0;
+                for (int i = 0; i < ld_params_count(p); i++) {
+                    const ld_tensor *x = ld_params_at(p, i), *y = ld_params_find(ld_lm_params(full), x->name);
+                    int64_t e = lm_expert_index(m, x);
+                    bool mine = e < 0 || e / 2 == part;
+                    CHECK(y != NULL);
+                    if (!mine) {
+                        CHECK_MSG(!x->data && !x->grad && !(x->flags & LD_TENSOR_TRAINABLE), "%s: part %d holds %s",
+                                  qwen ? "qwen2_moe" : "mixtral", part, x->name);
+                        continue;
+                    }
+                    held += ld_tensor_numel(x);
+                    CHECK_MSG(x->data && x->grad && (x->flags & LD_TENSOR_TRAINABLE), "%s: part %d lacks %s",
+                              qwen ? "qwen2_moe" : "mixtral", part, x->name);
+                    CHECK_MSG(x->data && y && !memcmp(x->data, y->data, ld_tensor_nbytes(x)),
+                              "%s (%s, part %d): not the whole model's values", x->name, load ? "loaded" : "random", part);
+                }
+                CHECK_MSG(held == total - 2 * per_expert, "part %d holds %lld of %lld values", part, (long long)held,
+                          (long long)total);
+                CHECK(lm_expert_index(m, m->layers[1].exp_up[3]) == 3 && !lm_holds_all(m));
+                /* the model files (every expert) read into the part: only what it holds is written to */
+                CHECK_STATUS(ctx, ld_ckpt_read_model(ctx, dir, p), LD_OK, NULL);
+                if (part == 1 && !load) { /* one rank of 1 computes every expert: not what this model holds */
+                    ld_comm *world = NULL;
+                    CHECK(ld_comm_world(ctx, &world) == LD_OK);
+                    if (world && ld_comm_size(world) == 1)
+                        CHECK_STATUS(ctx, lm_set_expert_parallel(m, world), LD_ERR_INVALID_ARG,
+                                     "holds experts [2, 4) but rank 0 of 1 computes [0, 4)");
+                    ld_comm_free(world);
+                }
+                ld_lm_free(m);
+            }
+        /* 3 parts of 4 experts: the whole model */
+        ld_lm *m = NULL;
+        CHECK_STATUS(ctx, lm_build_part(ctx, &c, 7, LM_INIT_RANDOM, 1, 3, &m), LD_OK, NULL);
+        CHECK(m && lm_holds_all(m) && ld_params_numel(ld_lm_params(m), true) == total);
+        ld_lm_free(m);
+        /* files of another shape: the tensor is named */
+        ld_lm_config o = c;
+        o.hidden_size = 24;
+        CHECK_STATUS(ctx, lm_build_part(ctx, &o, 7, LM_INIT_RANDOM, 0, 2, &m), LD_OK, NULL);
+        CHECK_STATUS(ctx, ld_ckpt_read_model(ctx, dir, ld_lm_params(m)), LD_ERR_SHAPE, "model.embed_tokens.weight");
+        ld_lm_free(m);
+        ld_lm_free(full);
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir_);
+    CHECK(system(cmd) == 0);
     ld_ctx_free(ctx);
 }
 
