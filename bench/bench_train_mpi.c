@@ -5,9 +5,12 @@
  *     overlap (reduced after backward): tokens/s per rank, scaling efficiency (1-rank step time
  *     over the N-rank one), communication seconds per step, the share of them hidden behind
  *     backward;
+ *   - the N-rank step with the gradients summed as bfloat16 after backward (dp_reduce bf16);
  *   - one blocking all-reduce of the whole gradient (the limit the buckets are held to), and
  *     the bytes per step against the ring all-reduce bound 2 (N-1)/N x gradient bytes per rank.
- * Every rank runs the same calls; rank 0 prints. */
+ * The four steps run interleaved (one of each per round, --reps rounds, medians), so a load
+ * that drifts during the run weighs on them alike. Every rank runs the same calls; rank 0
+ * prints. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,12 +74,33 @@ static void polite_barrier(ld_comm *comm) {
     while (!ld_comm_test(comm, req, &done) && !done) usleep(1000);
 }
 
-static double median_synced(void (*fn)(void *), void *arg, int reps, ld_comm *comm) {
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median_of(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* One timed call between barriers; rank 0's time (the one reported). */
+static double time_synced(void (*fn)(void *), void *arg, ld_comm *comm) {
     polite_barrier(comm);
-    double t = ld_bench_median(fn, arg, reps);
+    double t0 = ld_time_now();
+    fn(arg);
+    double t = ld_time_now() - t0;
     polite_barrier(comm);
-    ld_comm_bcast(comm, &t, 1, LD_COMM_F64, 0); /* rank 0's timing is the one reported */
+    ld_comm_bcast(comm, &t, 1, LD_COMM_F64, 0);
     return t;
+}
+
+static double median_synced(void (*fn)(void *), void *arg, int reps, ld_comm *comm) {
+    double t[64];
+    if (reps > 64) reps = 64;
+    time_synced(fn, arg, comm); /* warm-up */
+    for (int i = 0; i < reps; i++) t[i] = time_synced(fn, arg, comm);
+    return median_of(t, reps);
 }
 
 int ld_bench_mpi_rank(ld_ctx *ctx) {
@@ -102,12 +126,14 @@ void ld_bench_train_mpi(const ld_bench_opts *o, const ld_machine_limits *lim, ld
     const int64_t B = 4, T = 64;
     ld_lm_config cfg = ld_bench_gpt2_124m();
     ld_bench_train_run r;
-    ld_grad_sync *gs = NULL, *gs_flat = NULL;
+    ld_grad_sync *gs = NULL, *gs_flat = NULL, *gs_bf = NULL;
     ld_params *set = NULL;
     ld_status st = ld_bench_train_setup(ctx, &cfg, false, B, T, &r);
     if (!st) set = ld_lm_params(r.m);
     if (!st) st = ld_grad_sync_new(ctx, comm, &set, 1, (size_t)25 << 20, true, &gs);
     if (!st) st = ld_grad_sync_new(ctx, comm, &set, 1, (size_t)25 << 20, false, &gs_flat);
+    if (!st) st = ld_grad_sync_new(ctx, comm, &set, 1, (size_t)25 << 20, false, &gs_bf);
+    if (!st) st = ld_grad_sync_set_bf16(gs_bf, true);
     if (st) {
         fprintf(stderr, "bench train --mpi: %s\n", ld_ctx_error(ctx));
         rep->failures++;
@@ -118,29 +144,41 @@ void ld_bench_train_mpi(const ld_bench_opts *o, const ld_machine_limits *lim, ld
     double peak = lim->fma_f32_gflops * 1e9;
     char name[96];
 
+    /* The four steps interleaved, one of each per round, so a load that changes during the
+     * run (a shared machine) weighs on all four alike; medians over the rounds. */
     solo_run solo = {&r, comm};
-    double t1 = median_synced(solo_step, &solo, o->reps, comm);
+    dp_run d = {&r, gs, comm, LD_OK}, df = {&r, gs_flat, comm, LD_OK}, db = {&r, gs_bf, comm, LD_OK};
+    int reps = o->reps < 1 ? 1 : o->reps > 64 ? 64 : o->reps;
+    double ts[4][64];
+    time_synced(solo_step, &solo, comm); /* warm-up */
+    time_synced(dp_step, &d, comm);
+    time_synced(dp_step, &df, comm);
+    time_synced(dp_step, &db, comm);
+    ld_grad_sync_stats_reset(gs);
+    ld_grad_sync_stats_reset(gs_flat);
+    ld_grad_sync_stats_reset(gs_bf);
+    for (int i = 0; i < reps; i++) {
+        ts[0][i] = time_synced(solo_step, &solo, comm);
+        ts[1][i] = time_synced(dp_step, &d, comm);
+        ts[2][i] = time_synced(dp_step, &df, comm);
+        ts[3][i] = time_synced(dp_step, &db, comm);
+    }
+    double t1 = median_of(ts[0], reps), t2 = median_of(ts[1], reps), t3 = median_of(ts[2], reps);
+    double t4 = median_of(ts[3], reps);
+    ld_grad_sync_stats so = ld_grad_sync_stats_get(gs), sf = ld_grad_sync_stats_get(gs_flat);
+    ld_grad_sync_stats sb = ld_grad_sync_stats_get(gs_bf);
     snprintf(name, sizeof name, "1 rank x %d thread step (B=%lld, T=%lld)", ld_ctx_threads(ctx), (long long)B, (long long)T);
     ld_bench_report_row(rep, "train mpi", name, tok / t1, "tok/s", peak > 0 ? flops / t1 / peak : -1, "FMA peak");
-
-    dp_run d = {&r, gs, comm, LD_OK};
-    ld_grad_sync_stats_reset(gs);
-    double t2 = median_synced(dp_step, &d, o->reps, comm);
-    ld_grad_sync_stats so = ld_grad_sync_stats_get(gs);
-    dp_run df = {&r, gs_flat, comm, LD_OK};
-    ld_grad_sync_stats_reset(gs_flat);
-    double t3 = median_synced(dp_step, &df, o->reps, comm);
-    ld_grad_sync_stats sf = ld_grad_sync_stats_get(gs_flat);
-    if (d.st || df.st) {
+    if (d.st || df.st || db.st) {
         fprintf(stderr, "bench train --mpi: %s\n", ld_ctx_error(ctx));
         rep->failures++;
         goto out;
     }
-    /* the stats cover warm-up + reps steps on this rank; per step, averaged over ranks */
-    double v[4] = {so.exposed_s / (double)so.steps, so.reduce_s / (double)so.steps, sf.exposed_s / (double)sf.steps,
-                   sf.reduce_s / (double)sf.steps};
-    ld_comm_allreduce(comm, v, 4, LD_COMM_F64, LD_COMM_SUM);
-    for (int k = 0; k < 4; k++) v[k] /= W;
+    /* the stats cover the timed steps on this rank; per step, averaged over ranks */
+    double v[5] = {so.exposed_s / (double)so.steps, so.reduce_s / (double)so.steps, sf.exposed_s / (double)sf.steps,
+                   sf.reduce_s / (double)sf.steps, sb.exposed_s / (double)sb.steps};
+    ld_comm_allreduce(comm, v, 5, LD_COMM_F64, LD_COMM_SUM);
+    for (int k = 0; k < 5; k++) v[k] /= W;
 
     snprintf(name, sizeof name, "%d ranks, overlapped: tokens/s per rank (vs 1 rank alone)", W);
     ld_bench_report_row(rep, "train mpi", name, tok / t2, "tok/s", t1 / t2, "scaling efficiency");
@@ -148,6 +186,10 @@ void ld_bench_train_mpi(const ld_bench_opts *o, const ld_machine_limits *lim, ld
     ld_bench_report_row(rep, "train mpi", name, tok / t3, "tok/s", t1 / t3, "scaling efficiency");
     ld_bench_report_row(rep, "train mpi", "all-reduce after backward: seconds per step", v[2], "s", v[2] / t3,
                         "share of the step");
+    snprintf(name, sizeof name, "%d ranks, bf16 sums after backward: tokens/s per rank", W);
+    ld_bench_report_row(rep, "train mpi", name, tok / t4, "tok/s", t1 / t4, "scaling efficiency");
+    ld_bench_report_row(rep, "train mpi", "bf16 all-reduce after backward: seconds per step", v[4], "s",
+                        v[2] > 0 ? v[4] / v[2] : -1, "of the f32 all-reduce's");
     ld_bench_report_row(rep, "train mpi", "overlapped: seconds per step not hidden by backward", v[0], "s",
                         v[2] > 0 ? 1 - v[0] / v[2] : -1, "overlap achieved");
     ld_bench_report_row(rep, "train mpi", "overlapped: first bucket start to last bucket end", v[1], "s", -1, "");
@@ -163,6 +205,8 @@ void ld_bench_train_mpi(const ld_bench_opts *o, const ld_machine_limits *lim, ld
     double bytes = (double)N * sizeof(float), ring = 2.0 * (W - 1) / W * bytes;
     ld_bench_report_row(rep, "train mpi", "gradient bytes all-reduced per step (per rank)", bytes / 1e6, "MB",
                         ring > 0 ? ring / bytes : -1, "ring bound / payload");
+    ld_bench_report_row(rep, "train mpi", "ring bound: bytes each rank sends per step, f32 (bf16: half)", ring / 1e6,
+                        "MB", -1, "");
     ld_bench_report_row(rep, "train mpi", "one blocking all-reduce of the gradient", tar, "s", tar / v[2],
                         "of the bucketed all-reduce time");
     ld_bench_report_row(rep, "train mpi", "ring bound bytes / one all-reduce's seconds", ring / tar / 1e9, "GB/s",
@@ -170,6 +214,7 @@ void ld_bench_train_mpi(const ld_bench_opts *o, const ld_machine_limits *lim, ld
 out:
     ld_grad_sync_free(gs);
     ld_grad_sync_free(gs_flat);
+    ld_grad_sync_free(gs_bf);
     ld_bench_train_teardown(&r);
     ld_comm_free(comm);
     ld_ctx_free(ctx);
