@@ -107,6 +107,10 @@ int ld_cli_clip_pretrain(const char *config, const char *out, int64_t max_steps,
         goto done;
     }
     c.model.text.vocab_size = ld_tokenizer_vocab_size(tok);
+    if (c.model.layout == LD_CLIP_LAYOUT_HF) { /* captions are [CLS] characters [SEP] [PAD]...: its bos / eos / pad */
+        c.model.bos_token_id = ld_tokenizer_token_id(tok, "[CLS]"), c.model.eos_token_id = ld_tokenizer_token_id(tok, "[SEP]");
+        c.model.text.pad_token_id = ld_tokenizer_token_id(tok, "[PAD]");
+    }
     if (ld_clip_new(ctx, &c.model, c.seed, &m)) {
         rc = ld_cli_fail(ctx, "building the model");
         goto done;

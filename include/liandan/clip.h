@@ -15,7 +15,15 @@
  * Parameters live in one set, named "text_model." + BERT names, "vision_model." + ...
  * (docs/clip.md lists them). A model directory holds config.json (model_type "clip",
  * text_config = BertConfig keys, vision_config = CLIPVisionConfig keys), model.safetensors and
- * the text tower's vocab.txt. */
+ * the text tower's vocab.txt.
+ *
+ * The second layout, LD_CLIP_LAYOUT_HF, is transformers' CLIPModel: the text tower is a causal
+ * pre-LN transformer (token + learned position embeddings, quick_gelu MLPs, final_layer_norm)
+ * pooled at the end-of-text token, every tower block has CLIPEncoderLayer names
+ * (text_model.encoder.layers.N.self_attn.q_proj, ...), the vision tower has a separate
+ * class_embedding, a Conv2d-shaped patch_embedding and post_layernorm; config.json is a
+ * CLIPConfig (text_config = CLIPTextConfig, vision_config = CLIPVisionConfig, absent keys take
+ * transformers' defaults). Such a directory loads, runs and is written back in the same names. */
 #ifndef LIANDAN_CLIP_H
 #define LIANDAN_CLIP_H
 
@@ -26,8 +34,15 @@
 extern "C" {
 #endif
 
+typedef enum ld_clip_layout {
+    LD_CLIP_LAYOUT_BERT = 0, /* liandan's: a BERT text tower with [CLS] pooling, esm-named ViT blocks */
+    LD_CLIP_LAYOUT_HF = 1,   /* transformers' CLIPModel (see above) */
+} ld_clip_layout;
+
 typedef struct ld_clip_config {
-    ld_encoder_config text;  /* bert */
+    ld_clip_layout layout;
+    ld_encoder_config text;  /* bert; LD_CLIP_LAYOUT_HF: esm arch (pre-LN + final LayerNorm), causal,
+                                no rotary, quick_gelu unless hidden_act says otherwise */
     int64_t image_size;      /* S (square images) */
     int64_t patch_size;      /* P; S % P == 0 */
     int64_t vision_width, vision_layers, vision_heads, vision_mlp;
@@ -35,10 +50,20 @@ typedef struct ld_clip_config {
     int64_t embed_dim;       /* projection_dim */
     float logit_scale_init;  /* log(1 / 0.07) = 2.6592 */
     float logit_scale_max;   /* log(100) = 4.6052 */
+    bool vision_quick_gelu;  /* vision MLPs use quick_gelu (CLIP's default) ... */
+    bool vision_gelu_tanh;   /* ... or the tanh GELU; neither: the erf GELU */
+    /* LD_CLIP_LAYOUT_HF: a caption is bos_token_id, its tokens, eos_token_id, then padding
+     * (text.pad_token_id), and the text tower pools the hidden state at the first eos_token_id
+     * of each row; eos_token_id 2 is transformers' legacy rule: at the largest id of the row. */
+    int32_t bos_token_id, eos_token_id;
 } ld_clip_config;
 
 /* A small model for 32 x 32 images: patches of 4 (64 + 1 tokens), width 128, 4 layers. */
 ld_clip_config ld_clip_default_config(void);
+/* transformers' CLIPConfig() defaults (LD_CLIP_LAYOUT_HF): the shapes of OpenAI's ViT-B/32 —
+ * text 12 layers of width 512 (8 heads, 77 positions, 49,408 tokens), vision 12 layers of
+ * width 768 (12 heads) on 224 x 224 images in patches of 32, projection 512, quick_gelu. */
+ld_clip_config ld_clip_hf_config(void);
 ld_status ld_clip_config_validate(ld_ctx *ctx, const ld_clip_config *cfg);
 ld_status ld_clip_config_from_json(ld_ctx *ctx, const char *text, size_t len, const char *path, ld_clip_config *out);
 /* The config.json text (malloc'd, free with free()); NULL on OOM. */
@@ -59,10 +84,14 @@ ld_encoder *ld_clip_text_tower(ld_clip *m);
 
 /* config.json + model.safetensors (+ vocab.txt of tok when tok is not NULL). */
 ld_status ld_clip_save(ld_clip *m, const ld_tokenizer *tok, const char *dir);
-/* Loads a directory written by ld_clip_save; *tok (may be NULL) receives its vocab.txt. */
+/* Loads a directory written by ld_clip_save, or a transformers CLIPModel directory (weights
+ * F32, F16 or BF16; model.safetensors or a sharded set); *tok (may be NULL) receives its
+ * vocab.txt, or stays NULL when the directory has none (logged: images only). */
 ld_status ld_clip_load(ld_ctx *ctx, const char *dir, ld_clip **out, ld_tokenizer **tok);
 /* true when dir/config.json names model_type "clip". */
 bool ld_clip_dir_sniff(const char *dir);
+/* true when the JSON text of len bytes is an object with model_type "clip". */
+bool ld_clip_config_sniff(const char *text, size_t len);
 
 /* ---- forward passes (record on the tape) ---------------------------------------------- */
 /* L2-normalised image embeddings [B, E] of pixels [B, 3, S, S] (normalised input, see

@@ -47,6 +47,9 @@ typedef struct ld_encoder_config {
     float init_std;            /* 0.02 */
     float dropout;             /* hidden dropout while training (bert 0.1, esm 0) */
     bool gelu_tanh;            /* the tanh GELU ("gelu_new") instead of the exact erf GELU */
+    bool quick_gelu;           /* CLIP's x sigmoid(1.702 x) ("quick_gelu") instead of either GELU */
+    bool causal;               /* each position attends to itself and earlier ones only (CLIP's
+                                  text tower); false: bidirectional */
     bool token_dropout;        /* esm-2: embeddings of mask tokens are zeroed and every row is
                                   scaled by 0.88 / (1 - its share of mask tokens) */
     int32_t pad_token_id;

@@ -106,6 +106,8 @@ ld_status ld_op_gelu(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 /* GELU, exact: x Phi(x) with the normal CDF via erf (BERT's and ESM's "gelu"). */
 ld_status ld_op_gelu_erf(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 ld_status ld_op_silu(ld_tape *t, const ld_tensor *x, ld_tensor **y);
+/* CLIP's quick_gelu: x sigmoid(1.702 x) (OpenAI CLIP's towers, hidden_act "quick_gelu"). */
+ld_status ld_op_quick_gelu(ld_tape *t, const ld_tensor *x, ld_tensor **y);
 ld_status ld_op_swiglu(ld_tape *t, const ld_tensor *gate, const ld_tensor *up, ld_tensor **y);
 /* GeGLU: gelu(gate) * up (tanh GELU). */
 ld_status ld_op_geglu(ld_tape *t, const ld_tensor *gate, const ld_tensor *up, ld_tensor **y);

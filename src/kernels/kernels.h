@@ -187,6 +187,9 @@ typedef struct ld_kernels {
     void (*gelu_erf_bwd)(float *dx, const float *dy, const float *x, int64_t n);
     void (*silu_fwd)(float *y, const float *x, int64_t n);
     void (*silu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
+    /* CLIP's quick_gelu: y = x sigmoid(1.702 x); bwd: dx += dy s (1 + 1.702 x (1 - s)). */
+    void (*quick_gelu_fwd)(float *y, const float *x, int64_t n);
+    void (*quick_gelu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
     /* SwiGLU: y = silu(gate) * up (Llama MLP). */
     void (*swiglu_fwd)(float *y, const float *gate, const float *up, int64_t n);
     void (*swiglu_bwd)(float *dgate, float *dup, const float *dy, const float *gate,

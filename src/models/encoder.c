@@ -53,6 +53,7 @@ ld_status ld_encoder_config_validate(ld_ctx *ctx, const ld_encoder_config *c) {
          c->mask_token_id, (long long)c->vocab_size - 1);
     NEED(!c->token_dropout || (c->arch == LD_ENCODER_ESM && c->mask_token_id >= 0),
          "token_dropout needs the esm architecture and a mask_token_id");
+    NEED(!(c->quick_gelu && c->gelu_tanh), "hidden_act: quick_gelu and gelu_new both set");
 #undef NEED
     return LD_OK;
 }
@@ -61,25 +62,41 @@ ld_status ld_encoder_config_validate(ld_ctx *ctx, const ld_encoder_config *c) {
 
 #define LP(f) offsetof(enc_layer, f)
 const enc_layer_param enc_layer_params[] = {
-    {LP(q), {"attention.self.query.weight", "attention.self.query.weight"}, "attn_q.weight", ENC_INIT_NORMAL, ENC_SHAPE_CC},
-    {LP(q_b), {"attention.self.query.bias", "attention.self.query.bias"}, "attn_q.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
-    {LP(k), {"attention.self.key.weight", "attention.self.key.weight"}, "attn_k.weight", ENC_INIT_NORMAL, ENC_SHAPE_CC},
-    {LP(k_b), {"attention.self.key.bias", "attention.self.key.bias"}, "attn_k.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
-    {LP(v), {"attention.self.value.weight", "attention.self.value.weight"}, "attn_v.weight", ENC_INIT_NORMAL, ENC_SHAPE_CC},
-    {LP(v_b), {"attention.self.value.bias", "attention.self.value.bias"}, "attn_v.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
-    {LP(o), {"attention.output.dense.weight", "attention.output.dense.weight"}, "attn_output.weight", ENC_INIT_NORMAL,
+    {LP(q), {"attention.self.query.weight", "attention.self.query.weight",
+     "self_attn.q_proj.weight"}, "attn_q.weight", ENC_INIT_NORMAL, ENC_SHAPE_CC},
+    {LP(q_b), {"attention.self.query.bias", "attention.self.query.bias",
+     "self_attn.q_proj.bias"}, "attn_q.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
+    {LP(k), {"attention.self.key.weight", "attention.self.key.weight",
+     "self_attn.k_proj.weight"}, "attn_k.weight", ENC_INIT_NORMAL, ENC_SHAPE_CC},
+    {LP(k_b), {"attention.self.key.bias", "attention.self.key.bias",
+     "self_attn.k_proj.bias"}, "attn_k.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
+    {LP(v), {"attention.self.value.weight", "attention.self.value.weight",
+     "self_attn.v_proj.weight"}, "attn_v.weight", ENC_INIT_NORMAL, ENC_SHAPE_CC},
+    {LP(v_b), {"attention.self.value.bias", "attention.self.value.bias",
+     "self_attn.v_proj.bias"}, "attn_v.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
+    {LP(o), {"attention.output.dense.weight", "attention.output.dense.weight",
+     "self_attn.out_proj.weight"}, "attn_output.weight", ENC_INIT_NORMAL,
      ENC_SHAPE_CC},
-    {LP(o_b), {"attention.output.dense.bias", "attention.output.dense.bias"}, "attn_output.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
-    {LP(ln1_w), {"attention.output.LayerNorm.weight", "attention.LayerNorm.weight"}, "attn_output_norm.weight",
+    {LP(o_b), {"attention.output.dense.bias", "attention.output.dense.bias",
+     "self_attn.out_proj.bias"}, "attn_output.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
+    {LP(ln1_w), {"attention.output.LayerNorm.weight", "attention.LayerNorm.weight",
+     "layer_norm1.weight"}, "attn_output_norm.weight",
      ENC_INIT_ONE, ENC_SHAPE_C},
-    {LP(ln1_b), {"attention.output.LayerNorm.bias", "attention.LayerNorm.bias"}, "attn_output_norm.bias", ENC_INIT_ZERO,
+    {LP(ln1_b), {"attention.output.LayerNorm.bias", "attention.LayerNorm.bias",
+     "layer_norm1.bias"}, "attn_output_norm.bias", ENC_INIT_ZERO,
      ENC_SHAPE_C},
-    {LP(up), {"intermediate.dense.weight", "intermediate.dense.weight"}, "ffn_up.weight", ENC_INIT_NORMAL, ENC_SHAPE_IC},
-    {LP(up_b), {"intermediate.dense.bias", "intermediate.dense.bias"}, "ffn_up.bias", ENC_INIT_ZERO, ENC_SHAPE_I},
-    {LP(down), {"output.dense.weight", "output.dense.weight"}, "ffn_down.weight", ENC_INIT_NORMAL, ENC_SHAPE_CI},
-    {LP(down_b), {"output.dense.bias", "output.dense.bias"}, "ffn_down.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
-    {LP(ln2_w), {"output.LayerNorm.weight", "LayerNorm.weight"}, "layer_output_norm.weight", ENC_INIT_ONE, ENC_SHAPE_C},
-    {LP(ln2_b), {"output.LayerNorm.bias", "LayerNorm.bias"}, "layer_output_norm.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
+    {LP(up), {"intermediate.dense.weight", "intermediate.dense.weight",
+     "mlp.fc1.weight"}, "ffn_up.weight", ENC_INIT_NORMAL, ENC_SHAPE_IC},
+    {LP(up_b), {"intermediate.dense.bias", "intermediate.dense.bias",
+     "mlp.fc1.bias"}, "ffn_up.bias", ENC_INIT_ZERO, ENC_SHAPE_I},
+    {LP(down), {"output.dense.weight", "output.dense.weight",
+     "mlp.fc2.weight"}, "ffn_down.weight", ENC_INIT_NORMAL, ENC_SHAPE_CI},
+    {LP(down_b), {"output.dense.bias", "output.dense.bias",
+     "mlp.fc2.bias"}, "ffn_down.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
+    {LP(ln2_w), {"output.LayerNorm.weight", "LayerNorm.weight",
+     "layer_norm2.weight"}, "layer_output_norm.weight", ENC_INIT_ONE, ENC_SHAPE_C},
+    {LP(ln2_b), {"output.LayerNorm.bias", "LayerNorm.bias",
+     "layer_norm2.bias"}, "layer_output_norm.bias", ENC_INIT_ZERO, ENC_SHAPE_C},
 };
 const int enc_n_layer_params = (int)(sizeof enc_layer_params / sizeof enc_layer_params[0]);
 #undef LP
@@ -111,6 +128,20 @@ static const enc_top_param esm_top[] = {
     {TP(head_bias), "lm_head.bias", NULL, ENC_INIT_ZERO, 'V', 0, false},
     {0, NULL, NULL, 0, 0, 0, false},
 };
+/* transformers' CLIPTextTransformer / CLIPVisionTransformer (after "text_model." /
+ * "vision_model."); the vision tower's embeddings belong to the two-tower model (clip.c) */
+static const enc_top_param clip_text_top[] = {
+    {TP(wte), "embeddings.token_embedding.weight", NULL, ENC_INIT_NORMAL, 'V', 'C', false},
+    {TP(wpe), "embeddings.position_embedding.weight", NULL, ENC_INIT_NORMAL, 'P', 'C', false},
+    {TP(final_ln_w), "final_layer_norm.weight", NULL, ENC_INIT_ONE, 'C', 0, false},
+    {TP(final_ln_b), "final_layer_norm.bias", NULL, ENC_INIT_ZERO, 'C', 0, false},
+    {0, NULL, NULL, 0, 0, 0, false},
+};
+static const enc_top_param clip_vision_top[] = {
+    {TP(final_ln_w), "post_layernorm.weight", NULL, ENC_INIT_ONE, 'C', 0, false},
+    {TP(final_ln_b), "post_layernorm.bias", NULL, ENC_INIT_ZERO, 'C', 0, false},
+    {0, NULL, NULL, 0, 0, 0, false},
+};
 #undef TP
 
 const enc_top_param *enc_top_params(ld_encoder_arch arch) {
@@ -118,6 +149,9 @@ const enc_top_param *enc_top_params(ld_encoder_arch arch) {
 }
 const char *enc_layer_prefix(ld_encoder_arch arch) {
     return arch == LD_ENCODER_ESM ? "esm.encoder.layer." : "bert.encoder.layer.";
+}
+static const enc_top_param *top_params_named(ld_encoder_arch arch, int names) {
+    return names == ENC_NAMES_CLIP_TEXT ? clip_text_top : names == ENC_NAMES_CLIP_VISION ? clip_vision_top : enc_top_params(arch);
 }
 
 static int64_t top_dim(const ld_encoder_config *c, int code) {
@@ -173,7 +207,13 @@ typedef struct init_state {
 
 ld_status enc_each_param(const ld_encoder_config *cfg, ld_encoder *m,
                          ld_status (*fn)(void *user, const enc_param_desc *p), void *user) {
-    const enc_top_param *top = enc_top_params(cfg->arch);
+    return enc_each_param_named(cfg, ENC_NAMES_ARCH, m, fn, user);
+}
+
+ld_status enc_each_param_named(const ld_encoder_config *cfg, int names, ld_encoder *m,
+                               ld_status (*fn)(void *user, const enc_param_desc *p), void *user) {
+    const enc_top_param *top = top_params_named(cfg->arch, names);
+    bool clip = names != ENC_NAMES_ARCH;
     ld_status st = LD_OK;
     /* embeddings first, then the layers, then what follows them (HF's state-dict order) */
     for (int pass = 0; pass < 2 && !st; pass++) {
@@ -188,7 +228,8 @@ ld_status enc_each_param(const ld_encoder_config *cfg, ld_encoder *m,
             for (int i = 0; i < enc_n_layer_params && !st; i++) {
                 const enc_layer_param *p = &enc_layer_params[i];
                 char name[LD_TENSOR_NAME_MAX];
-                snprintf(name, sizeof name, "%s%d.%s", enc_layer_prefix(cfg->arch), l, p->hf[cfg->arch]);
+                snprintf(name, sizeof name, "%s%d.%s", clip ? "encoder.layers." : enc_layer_prefix(cfg->arch), l,
+                         p->hf[clip ? 2 : cfg->arch]);
                 enc_param_desc d = {name, 0, {0, 0}, p->init, false, m ? &ENC_FIELD(&m->layers[l], p->field) : NULL};
                 layer_shape(cfg, p->shape, d.dims, &d.ndim);
                 st = fn(user, &d);
@@ -213,20 +254,23 @@ static ld_status add_param(void *user, const enc_param_desc *p) {
 }
 
 ld_status ld_encoder_new(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t seed, ld_encoder **out) {
-    return enc_new_in(ctx, cfg, seed, NULL, "", true, out);
+    return enc_new_in(ctx, cfg, seed, NULL, "", true, ENC_NAMES_ARCH, out);
 }
 
 ld_status enc_new_in(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t seed, ld_params *shared, const char *prefix,
-                     bool rotary, ld_encoder **out) {
+                     bool rotary, enc_names names, ld_encoder **out) {
     if (!out) return ld_error(ctx, LD_ERR_INVALID_ARG, "ld_encoder_new: NULL out");
     *out = NULL;
     ld_status st = ld_encoder_config_validate(ctx, cfg);
     if (st) return st;
+    if (names != ENC_NAMES_ARCH && (cfg->arch != LD_ENCODER_ESM || rotary))
+        return ld_error(ctx, LD_ERR_INVALID_ARG, "encoder: CLIP tensor names need the pre-LN layout without rotary");
     ld_encoder *m = ld_calloc(ctx, 1, sizeof *m);
     if (!m) return ld_ctx_status(ctx);
     m->ctx = ctx;
     m->cfg = *cfg;
     m->no_rotary = !rotary;
+    m->names = names;
     m->shared_params = shared != NULL;
     if (shared) m->params = shared;
     if ((!shared && (st = ld_params_new(ctx, &m->params))) ||
@@ -235,12 +279,13 @@ ld_status enc_new_in(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t seed, l
         return st ? st : ld_ctx_status(ctx);
     }
     init_state s = {m, ld_rng_init(seed), prefix ? prefix : ""};
-    if ((st = enc_each_param(cfg, m, add_param, &s))) {
+    if ((st = enc_each_param_named(cfg, names, m, add_param, &s))) {
         ld_encoder_free(m);
         return st;
     }
-    /* nn.Embedding(padding_idx): the padding row starts at zero */
-    memset((float *)m->wte->data + (int64_t)cfg->pad_token_id * cfg->hidden_size, 0,
+    /* nn.Embedding(padding_idx): the padding row starts at zero (CLIP's token embedding has
+     * no padding_idx; the vision tower has no token embedding) */
+    if (names == ENC_NAMES_ARCH) memset((float *)m->wte->data + (int64_t)cfg->pad_token_id * cfg->hidden_size, 0,
            (size_t)cfg->hidden_size * sizeof(float));
     *out = m;
     return LD_OK;
@@ -272,6 +317,7 @@ ld_ctx *ld_encoder_ctx(const ld_encoder *m) {
     } while (0)
 
 static ld_status gelu(const ld_encoder *m, ld_tape *t, const ld_tensor *x, ld_tensor **y) {
+    if (m->cfg.quick_gelu) return ld_op_quick_gelu(t, x, y);
     return m->cfg.gelu_tanh ? ld_op_gelu(t, x, y) : ld_op_gelu_erf(t, x, y);
 }
 
@@ -296,8 +342,8 @@ static ld_status attention_block(ld_encoder *m, ld_tape *t, const enc_layer *L, 
         TRY(ld_op_rope(t, q, c->n_heads, 0, c->rope_theta, &q));
         TRY(ld_op_rope(t, k, c->n_heads, 0, c->rope_theta, &k));
     }
-    /* bidirectional: every query sees every real key of its row, never padding */
-    TRY(ld_op_attention(t, q, k, v, c->n_heads, c->n_heads, false, lengths, &a));
+    /* bidirectional (causal: keys up to the query's position): never padding */
+    TRY(ld_op_attention(t, q, k, v, c->n_heads, c->n_heads, c->causal, lengths, &a));
     TRY(ld_op_linear(t, a, L->o, L->o_b, false, &a));
     return dropout(m, t, a, out);
 }

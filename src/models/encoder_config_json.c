@@ -57,14 +57,16 @@ static ld_status get_id(ld_ctx *ctx, const ld_json_ref *r, const char *key, int3
     return LD_OK;
 }
 
-/* hidden_act: "gelu" (erf) or the tanh forms. */
-static ld_status get_act(ld_ctx *ctx, const ld_json_ref *r, bool *tanh_form) {
+/* hidden_act: "gelu" (erf), the tanh forms or CLIP's quick_gelu. */
+static ld_status get_act(ld_ctx *ctx, const ld_json_ref *r, bool *tanh_form, bool *quick) {
     const char *act = NULL;
     TRY(ld_json_get_string(ctx, r, "hidden_act", false, &act));
-    if (!act || !strcmp(act, "gelu")) *tanh_form = false;
+    *quick = act && !strcmp(act, "quick_gelu");
+    if (!act || !strcmp(act, "gelu") || *quick) *tanh_form = false;
     else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) *tanh_form = true;
     else
-        return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: hidden_act '%.40s' is not supported (gelu, gelu_new)", r->doc, act);
+        return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: hidden_act '%.40s' is not supported (gelu, gelu_new, quick_gelu)",
+                        r->doc, act);
     return LD_OK;
 }
 
@@ -122,7 +124,7 @@ static ld_status parse(ld_ctx *ctx, const ld_json_ref *r, ld_encoder_config *c) 
         TRY(ld_json_get_bool(ctx, r, "is_folding_model", false, &flag));
         if (flag) return ld_error(ctx, LD_ERR_UNSUPPORTED, "%s: ESMFold models are not supported", r->doc);
     } else {
-        TRY(get_act(ctx, r, &c->gelu_tanh));
+        TRY(get_act(ctx, r, &c->gelu_tanh, &c->quick_gelu));
         TRY(expect_string(ctx, r, "position_embedding_type", "absolute"));
         TRY(get_i64(ctx, r, "type_vocab_size", false, 1, 1024, &c->type_vocab_size));
         /* not a BertConfig key: liandan's record of the mask token, for fill-mask and MLM */
@@ -167,7 +169,7 @@ char *ld_encoder_config_to_json(const ld_encoder_config *c) {
     cJSON_AddNumberToObject(o, "num_hidden_layers", (double)c->n_layers);
     cJSON_AddNumberToObject(o, "num_attention_heads", (double)c->n_heads);
     cJSON_AddNumberToObject(o, "intermediate_size", (double)c->intermediate_size);
-    cJSON_AddStringToObject(o, "hidden_act", c->gelu_tanh ? "gelu_new" : "gelu");
+    cJSON_AddStringToObject(o, "hidden_act", c->quick_gelu ? "quick_gelu" : c->gelu_tanh ? "gelu_new" : "gelu");
     cJSON_AddNumberToObject(o, "hidden_dropout_prob", c->dropout);
     cJSON_AddNumberToObject(o, "attention_probs_dropout_prob", 0.0);
     cJSON_AddNumberToObject(o, "max_position_embeddings", (double)c->max_position);

@@ -40,6 +40,9 @@ ld_status ld_encoder_save_gguf(ld_encoder *m, const ld_tokenizer *tok, const cha
     if (!p) p = &dp;
     if (c->arch != LD_ENCODER_BERT)
         return ld_error(ctx, LD_ERR_UNSUPPORTED, "GGUF export: llama.cpp has no architecture for esm encoders (bert only)");
+    if (c->quick_gelu || c->causal)
+        return ld_error(ctx, LD_ERR_UNSUPPORTED, "GGUF export: llama.cpp's bert has no %s",
+                        c->quick_gelu ? "quick_gelu activation" : "causal attention");
     if (!(p->type == LD_F32 || p->type == LD_F16 || p->type == LD_BF16 || ld_quant_type_supported(p->type)))
         return ld_error(ctx, LD_ERR_DTYPE, "GGUF export: cannot write tensors of type %s",
                         ld_dtype_traits(p->type) ? ld_dtype_traits(p->type)->name : "?");

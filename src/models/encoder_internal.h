@@ -29,6 +29,7 @@ struct ld_encoder {
     ld_tensor *contact_w, *contact_b;   /* esm: the contact head, frozen (kept for round trips) */
     ld_tensor *head_w, *head_b, *head_ln_w, *head_ln_b, *head_bias; /* MLM head */
     enc_layer *layers;
+    int names;          /* enc_names: which tensor names the parameters have */
     bool no_rotary;     /* an esm-layout (pre-LN) tower without rotary: a ViT (positions added by its owner) */
     bool shared_params; /* params belong to the owner (a tower of a two-tower model) */
     ld_tensor **taps;   /* set by ld_encoder_*_layers around one forward: enc_blocks_forward stores
@@ -36,11 +37,19 @@ struct ld_encoder {
                          * block l in taps[l] and the final hidden states in taps[n_layers] */
 };
 
+/* Which tensor names an encoder's parameters get: its architecture's (HF bert / esm), or
+ * those of transformers' CLIP towers (CLIPEncoderLayer: self_attn.q_proj, layer_norm1, mlp.fc1,
+ * ...; the text tower's token / position embeddings and final_layer_norm, the vision tower's
+ * post_layernorm and no embeddings of its own). The CLIP names go with the esm layout (pre-LN
+ * and a final LayerNorm) without rotary. */
+typedef enum enc_names { ENC_NAMES_ARCH = 0, ENC_NAMES_CLIP_TEXT = 1, ENC_NAMES_CLIP_VISION = 2 } enc_names;
+
 /* An encoder whose parameters are added to `shared` (NULL: a set of its own), each name
  * prefixed by `prefix` ("text_model." for a tower); rotary false leaves esm-layout layers
- * without rotary (the ViT's pre-LN blocks). */
+ * without rotary (the ViT's pre-LN blocks); names picks the tensor names (ENC_NAMES_CLIP_*
+ * need the esm arch and rotary false). */
 ld_status enc_new_in(ld_ctx *ctx, const ld_encoder_config *cfg, uint64_t seed, ld_params *shared, const char *prefix,
-                     bool rotary, ld_encoder **out);
+                     bool rotary, enc_names names, ld_encoder **out);
 /* The layer stack (and esm's final LayerNorm) on embeddings x [B, T, C]: hidden [B, T, C]. */
 ld_status enc_blocks_forward(ld_encoder *m, ld_tape *t, ld_tensor *x, const int32_t *lengths, ld_tensor **hidden);
 
@@ -49,10 +58,10 @@ enum { ENC_INIT_NORMAL, ENC_INIT_ZERO, ENC_INIT_ONE };
 enum { ENC_SHAPE_CC, ENC_SHAPE_IC, ENC_SHAPE_CI, ENC_SHAPE_C, ENC_SHAPE_I };
 
 /* One per-layer parameter: its field in enc_layer and its name after the layer prefix for
- * bert / esm (HF) and in llama.cpp's GGUF ("blk.N." prefix; bert only). */
+ * bert / esm / CLIP (HF) and in llama.cpp's GGUF ("blk.N." prefix; bert only). */
 typedef struct enc_layer_param {
     size_t field;
-    const char *hf[2];
+    const char *hf[3];
     const char *gguf;
     int init, shape;
 } enc_layer_param;
@@ -92,5 +101,8 @@ typedef struct enc_param_desc {
  * it before anything is allocated. */
 ld_status enc_each_param(const ld_encoder_config *cfg, ld_encoder *m,
                          ld_status (*fn)(void *user, const enc_param_desc *p), void *user);
+/* The same for the tensor names `names` (enc_names). */
+ld_status enc_each_param_named(const ld_encoder_config *cfg, int names, ld_encoder *m,
+                               ld_status (*fn)(void *user, const enc_param_desc *p), void *user);
 
 #endif

@@ -376,6 +376,11 @@ static void silu_bwd(ld_tape *t, ld_node *n) {
     if (dx) t->k->silu_bwd(dx, n->out->grad->data, n->in[0]->data, ld_tensor_numel(n->out));
 }
 
+static void quick_gelu_bwd(ld_tape *t, ld_node *n) {
+    float *dx = ld_tape_grad(t, n->in[0]);
+    if (dx) t->k->quick_gelu_bwd(dx, n->out->grad->data, n->in[0]->data, ld_tensor_numel(n->out));
+}
+
 typedef void (*unary_fwd)(float *y, const float *x, int64_t n);
 static ld_status unary(ld_tape *t, const char *op, const ld_tensor *x, unary_fwd fwd, ld_backward_fn bw,
                        ld_tensor **out_) {
@@ -396,6 +401,9 @@ ld_status ld_op_gelu_erf(ld_tape *t, const ld_tensor *x, ld_tensor **y) {
 }
 ld_status ld_op_silu(ld_tape *t, const ld_tensor *x, ld_tensor **y) {
     return unary(t, "silu", x, t->k->silu_fwd, silu_bwd, y);
+}
+ld_status ld_op_quick_gelu(ld_tape *t, const ld_tensor *x, ld_tensor **y) {
+    return unary(t, "quick_gelu", x, t->k->quick_gelu_fwd, quick_gelu_bwd, y);
 }
 
 static void softmax_bwd(ld_tape *t, ld_node *n) {

@@ -2,7 +2,8 @@
 # clip_cli.sh — the image-text model end to end: `liandan pretrain` of a tiny clip config on
 # the emoji_clip test split, the model directory it writes, `embed --image/--text` (JSON and
 # .npy), `eval retrieval` (chance, bag-of-characters baseline, model), `eval zeroshot`,
-# `classify` on PNG files, a TSV image list with a bad image (skipped or rejected), and errors.
+# `classify` on PNG files, a TSV image list with a bad image (skipped or rejected), errors, and
+# transformers' CLIPModel layout (pretrain, `liandan init`, embed, a directory without vocab.txt).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=clip_cli
@@ -93,4 +94,27 @@ expect_error "give --image FILE or --text TEXT" "$BIN" embed "$M"
 expect_error "not a PNG or JPEG" "$BIN" embed "$M" --image "$T/bad.png"
 expect_error "--labels FILE is required" "$BIN" classify "$M" "$T/red.png"
 expect_error "nonexistent/config.json" "$BIN" eval retrieval "$T/nonexistent" --data "$E"
+# transformers' CLIPModel layout: a 4-step pretrain with a CLIPTextConfig text tower, `liandan init`
+# of a random one with a vocabulary, embed; without vocab.txt images embed and texts are refused
+sed -e 's|"model_type": "bert"|"model_type": "clip_text_model"|' -e "s|$T/run\"|$T/runhf\"|" "$T/clip.json" >"$T/hf.json"
+"$BIN" pretrain "$T/hf.json" >"$T/hf.log" 2>&1 || { cat "$T/hf.log"; fail "pretrain the CLIPModel layout"; }
+grep -q '"clip_text_model"' "$T/runhf/model/config.json" || fail "the CLIPModel run should write a CLIPTextConfig"
+"$BIN" embed "$T/runhf/model" --image "$T/red.png" --text 红色 >"$T/hfe.jsonl" 2>&1 || { cat "$T/hfe.jsonl"; fail "embed (CLIPModel)"; }
+[ "$(grep -c '"embedding"' "$T/hfe.jsonl")" -eq 2 ] || { cat "$T/hfe.jsonl"; fail "embed (CLIPModel) should print 2 embeddings"; }
+cat >"$T/hfinit.json" <<JSON
+{"model_type": "clip", "projection_dim": 8,
+ "text_config": {"vocab_size": 4096, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                 "num_attention_heads": 2, "max_position_embeddings": 12, "bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 0},
+ "vision_config": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                   "image_size": 32, "patch_size": 8}}
+JSON
+"$BIN" init "$T/hfinit.json" -o "$T/hfinit" --tokenizer "$M/vocab.txt" 2>"$T/init.log" || { cat "$T/init.log"; fail "init clip"; }
+grep -q '"vision_model.embeddings.class_embedding"' "$T/hfinit/model.safetensors" || fail "init should write CLIPModel names"
+"$BIN" embed "$T/hfinit" --image "$T/blue.png" --text 蓝色 >"$T/hfi.jsonl" 2>&1 || { cat "$T/hfi.jsonl"; fail "embed (init)"; }
+rm "$T/hfinit/vocab.txt"
+"$BIN" embed "$T/hfinit" --image "$T/blue.png" >"$T/hfi2.jsonl" 2>&1 || { cat "$T/hfi2.jsonl"; fail "embed an image without vocab.txt"; }
+cmp -s <(grep -o '"embedding".*' "$T/hfi.jsonl" | head -1) <(grep -o '"embedding".*' "$T/hfi2.jsonl") ||
+  fail "the image embedding should not depend on the vocabulary"
+expect_error "no vocab.txt" "$BIN" embed "$T/hfinit" --text 蓝色
+expect_error "written as a directory" "$BIN" init "$T/hfinit.json" -o "$T/x.gguf"
 echo "$NAME: ok"

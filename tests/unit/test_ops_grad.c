@@ -226,6 +226,8 @@ static void gelu_erf_fwd(fd_case *c) { ld_ref64_gelu_erf_fwd(c->out, c->in[0], c
 static void gelu_erf_bwd(fd_case *c) { ld_ref64_gelu_erf_bwd(c->grad[0], c->r, c->in[0], c->nout); }
 static void silu_fwd(fd_case *c) { ld_ref64_silu_fwd(c->out, c->in[0], c->nout); }
 static void silu_bwd(fd_case *c) { ld_ref64_silu_bwd(c->grad[0], c->r, c->in[0], c->nout); }
+static void quick_gelu_fwd(fd_case *c) { ld_ref64_quick_gelu_fwd(c->out, c->in[0], c->nout); }
+static void quick_gelu_bwd(fd_case *c) { ld_ref64_quick_gelu_bwd(c->grad[0], c->r, c->in[0], c->nout); }
 static void swiglu_fwd(fd_case *c) { ld_ref64_swiglu_fwd(c->out, c->in[0], c->in[1], c->nout); }
 static void swiglu_bwd(fd_case *c) { ld_ref64_swiglu_bwd(c->grad[0], c->grad[1], c->r, c->in[0], c->in[1], c->nout); }
 static void geglu_fwd(fd_case *c) { ld_ref64_geglu_fwd(c->out, c->in[0], c->in[1], c->nout); }
@@ -254,6 +256,7 @@ TEST(fd_pointwise) {
     CHECK(fd_pointwise("gelu", 1, gelu_fwd, gelu_bwd) <= FD_TOL);
     CHECK(fd_pointwise("gelu_erf", 1, gelu_erf_fwd, gelu_erf_bwd) <= FD_TOL);
     CHECK(fd_pointwise("silu", 1, silu_fwd, silu_bwd) <= FD_TOL);
+    CHECK(fd_pointwise("quick_gelu", 1, quick_gelu_fwd, quick_gelu_bwd) <= FD_TOL);
     CHECK(fd_pointwise("swiglu", 2, swiglu_fwd, swiglu_bwd) <= FD_TOL);
     CHECK(fd_pointwise("geglu", 2, geglu_fwd, geglu_bwd) <= FD_TOL);
     CHECK(fd_pointwise("softcap", 1, softcap_fwd, softcap_bwd) <= FD_TOL);
@@ -265,8 +268,9 @@ TEST(fd_pointwise) {
 /* The check itself must be able to fail: a backward that misses a term is caught. */
 static void bad_silu_bwd(fd_case *c) { ld_ref64_gelu_bwd(c->grad[0], c->r, c->in[0], c->nout); }
 TEST(fd_detects_wrong_gradient) {
-    fprintf(stderr, "  (a gradient error report for silu-with-gelu-bwd is expected here)\n");
+    fprintf(stderr, "  (gradient error reports for silu-with-gelu-bwd and quick_gelu-with-silu-bwd are expected here)\n");
     CHECK(fd_pointwise("silu-with-gelu-bwd", 1, silu_fwd, bad_silu_bwd) > 1e-3);
+    CHECK(fd_pointwise("quick_gelu-with-silu-bwd", 1, quick_gelu_fwd, silu_bwd) > 1e-3);
 }
 
 LD_TEST_MAIN()

@@ -51,6 +51,9 @@ TEST_ISA(gelu_erf_matches_ref) {
     check_unary("gelu_erf", cpu()->gelu_erf_fwd, ref()->gelu_erf_fwd, cpu()->gelu_erf_bwd, ref()->gelu_erf_bwd);
 }
 TEST_ISA(silu_matches_ref) { check_unary("silu", cpu()->silu_fwd, ref()->silu_fwd, cpu()->silu_bwd, ref()->silu_bwd); }
+TEST_ISA(quick_gelu_matches_ref) {
+    check_unary("quick_gelu", cpu()->quick_gelu_fwd, ref()->quick_gelu_fwd, cpu()->quick_gelu_bwd, ref()->quick_gelu_bwd);
+}
 
 typedef void (*glu_fwd)(float *y, const float *gate, const float *up, int64_t n);
 typedef void (*glu_bwd)(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int64_t n);

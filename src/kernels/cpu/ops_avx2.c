@@ -1,4 +1,4 @@
-/* kernels/cpu/ops_avx2.c — AVX2 + FMA pointwise kernels (GELU, SiLU, SwiGLU, GeGLU, soft-cap,
+/* kernels/cpu/ops_avx2.c — AVX2 + FMA pointwise kernels (GELU, SiLU, quick_gelu, SwiGLU, GeGLU, soft-cap,
  * add, scale, axpy, dropout), the optimiser kernels (sum of squares, fused AdamW), f32 <-> bf16
  * conversion, and the partial table ld_kernels_cpu_avx2_ops that cpu_table.c overlays at
  * the AVX2 level (with the row-wise kernels of rows_avx2.c). The same formulas as
@@ -235,6 +235,47 @@ static void silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
     if (!dx) return;
     silu_bwd_args args_ = {dx, dy, x};
     ld_par_for(n, LD_PAR_MIN, silu_bwd_part, &args_);
+}
+
+/* CLIP's quick_gelu x sigmoid(1.702 x): silu's form at a = 1.702 x; the derivative
+ * s (1 + a (1 - s)) with 1 - s = e s, e = e^-a. */
+#define QUICK_GELU_A 1.702f
+
+static void quick_gelu_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const silu_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    int64_t n = args_->n;
+    LD_STREAM_FOR(y, n);
+    LD_PIECE({
+        __m256 v = LD_LOAD(x), e = ld_exp_neg_clamped8(_mm256_mul_ps(_mm256_set1_ps(QUICK_GELU_A), v));
+        LD_OUT(y, _mm256_div_ps(v, _mm256_add_ps(one8(), e)));
+    })
+}
+
+static void quick_gelu_fwd(float *y, const float *x, int64_t n) {
+    silu_fwd_args args_ = {y, x, n};
+    ld_par_for(n, LD_PAR_MIN, quick_gelu_fwd_part, &args_);
+}
+
+static void quick_gelu_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const silu_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    const float *x = args_->x;
+    LD_PIECE({
+        __m256 a = _mm256_mul_ps(_mm256_set1_ps(QUICK_GELU_A), LD_LOAD(x)), sa, d = silu_grad(a, &sa);
+        (void)sa;
+        LD_ACCUM(dx, _mm256_mul_ps(LD_LOAD(dy), d));
+    })
+}
+
+static void quick_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    silu_bwd_args args_ = {dx, dy, x};
+    ld_par_for(n, LD_PAR_MIN, quick_gelu_bwd_part, &args_);
 }
 
 typedef struct {
@@ -765,6 +806,8 @@ const ld_kernels ld_kernels_cpu_avx2_ops = {
     .gelu_erf_bwd = gelu_erf_bwd,
     .silu_fwd = silu_fwd,
     .silu_bwd = silu_bwd,
+    .quick_gelu_fwd = quick_gelu_fwd,
+    .quick_gelu_bwd = quick_gelu_bwd,
     .swiglu_fwd = swiglu_fwd,
     .swiglu_bwd = swiglu_bwd,
     .geglu_fwd = geglu_fwd,

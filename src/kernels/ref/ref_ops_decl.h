@@ -40,6 +40,8 @@ void REF_FN(gelu_erf_fwd)(REAL *y, const REAL *x, int64_t n);
 void REF_FN(gelu_erf_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n);
 void REF_FN(silu_fwd)(REAL *y, const REAL *x, int64_t n);
 void REF_FN(silu_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n);
+void REF_FN(quick_gelu_fwd)(REAL *y, const REAL *x, int64_t n);
+void REF_FN(quick_gelu_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n);
 void REF_FN(swiglu_fwd)(REAL *y, const REAL *gate, const REAL *up, int64_t n);
 void REF_FN(swiglu_bwd)(REAL *dgate, REAL *dup, const REAL *dy, const REAL *gate, const REAL *up,
                         int64_t n);

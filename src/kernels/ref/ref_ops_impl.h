@@ -333,6 +333,21 @@ void REF_FN(silu_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n) {
     }
 }
 
+/* CLIP's quick_gelu: x sigmoid(1.702 x); d/dx = s (1 + 1.702 x (1 - s)). */
+#define REF_QUICK_GELU_A 1.702
+
+void REF_FN(quick_gelu_fwd)(REAL *y, const REAL *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = (REAL)((double)x[i] * REF_FN(sigmoid)(REF_QUICK_GELU_A * (double)x[i]));
+}
+
+void REF_FN(quick_gelu_bwd)(REAL *dx, const REAL *dy, const REAL *x, int64_t n) {
+    if (!dx) return;
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i], s = REF_FN(sigmoid)(REF_QUICK_GELU_A * v);
+        dx[i] += (REAL)((double)dy[i] * s * (1.0 + REF_QUICK_GELU_A * v * (1.0 - s)));
+    }
+}
+
 void REF_FN(swiglu_fwd)(REAL *y, const REAL *gate, const REAL *up, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         y[i] = (REAL)((double)gate[i] * REF_FN(sigmoid)(gate[i]) * (double)up[i]);
