@@ -153,18 +153,37 @@ static void mm(int64_t M, int64_t N, int64_t steps, const float *a, int64_t ars,
 
 /* ---- block helpers ------------------------------------------------------------------ */
 
+/* dst[i * KB + c] = src[c * stride + i] for i, c < 8: ld_transpose8_ps written out, so that
+ * the block stays in registers (at -O2 its loops kept it on the stack). */
+INLINE void transpose8(float *dst, const float *src, int64_t stride) {
+    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + stride), r2 = _mm256_loadu_ps(src + 2 * stride),
+                 r3 = _mm256_loadu_ps(src + 3 * stride), r4 = _mm256_loadu_ps(src + 4 * stride),
+                 r5 = _mm256_loadu_ps(src + 5 * stride), r6 = _mm256_loadu_ps(src + 6 * stride),
+                 r7 = _mm256_loadu_ps(src + 7 * stride);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee),
+                 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee),
+                 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee),
+                 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + KB, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * KB, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * KB, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * KB, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * KB, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * KB, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * KB, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
 /* t[d * KB + j] = src[j * stride + d] for j < nk, d < D, and zero for nk <= j < KB (so
  * score tiles may always be NR keys wide). */
 static void transpose_block(float *t, const float *src, int64_t stride, int64_t nk, int64_t D) {
     int64_t j = 0;
     for (; j + 8 <= nk; j += 8) {
         int64_t d = 0;
-        for (; d + 8 <= D; d += 8) {
-            __m256 r[8];
-            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (j + i) * stride + d);
-            ld_transpose8_ps(r);
-            for (int i = 0; i < 8; i++) _mm256_storeu_ps(t + (d + i) * KB + j, r[i]);
-        }
+        for (; d + 8 <= D; d += 8) transpose8(t + d * KB + j, src + j * stride + d, stride);
         for (; d < D; d++)
             for (int i = 0; i < 8; i++) t[d * KB + j + i] = src[(j + i) * stride + d];
     }
@@ -179,6 +198,12 @@ static void transpose_block(float *t, const float *src, int64_t stride, int64_t 
 static void prefetch_rows(const float *p, int64_t stride, int64_t n, int64_t D) {
     for (int64_t r = 0; r < n; r++)
         for (int64_t d = 0; d < D; d += 16) _mm_prefetch((const char *)(p + r * stride + d), _MM_HINT_T0);
+}
+
+/* The same into the level-2 cache (for the next unit, while this one computes). */
+static void prefetch_rows_l2(const float *p, int64_t stride, int64_t n, int64_t D) {
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t d = 0; d < D; d += 16) _mm_prefetch((const char *)(p + r * stride + d), _MM_HINT_T1);
 }
 
 /* Soft-capped scores: x = cap tanh(x / cap) for the VW-lane chunks of x that meet [cs, ce);
@@ -401,6 +426,18 @@ static void fwd_units(void *arg, int64_t u0, int64_t u1, int piece) {
     for (int64_t u = u0; u < u1; u++) {
         int64_t qb = u % a->nqb, h = (u / a->nqb) % s->Hq, b = u / (a->nqb * s->Hq);
         int64_t i0 = qb * QB, ni = s->Tq - i0 < QB ? s->Tq - i0 : QB;
+        if (u + 1 < u1) { /* the next unit's query rows and first key and value block */
+            const int64_t nqb = (u + 1) % a->nqb, nh = ((u + 1) / a->nqb) % s->Hq, nb = (u + 1) / (a->nqb * s->Hq);
+            const int64_t n0 = nqb * QB, nn = s->Tq - n0 < QB ? s->Tq - n0 : QB, kstride = s->Hkv * s->D;
+            int64_t st, en = visible(s, nb, n0 + nn - 1, &st);
+            (void)visible(s, nb, n0, &st); /* the first row's start is the block's least */
+            const int64_t nk = en - st < KB ? en - st : KB, hk = nh / (s->Hq / s->Hkv);
+            prefetch_rows_l2(a->q + ((nb * s->Tq + n0) * s->Hq + nh) * s->D, s->Hq * s->D, nn, s->D);
+            if (nk > 0) {
+                prefetch_rows_l2(a->k + (nb * s->Tk + st) * kstride + hk * s->D, kstride, nk, s->D);
+                prefetch_rows_l2(a->v + (nb * s->Tk + st) * kstride + hk * s->D, kstride, nk, s->D);
+            }
+        }
         fwd_unit(a->out, a->lse, a->q, a->k, a->v, s, b, h, i0, ni, qt);
     }
 }
