@@ -71,6 +71,8 @@ const ld_bench_loops *ld_bench_stream_loops(void);
 
 /* Runs fn(arg) `reps` times and returns the median seconds of one run (after one warm-up). */
 double ld_bench_median(void (*fn)(void *), void *arg, int reps);
+/* The median of v[0..n) (n <= 64; v is not reordered). */
+double ld_bench_median_of(const double *v, int n);
 
 /* The GPT-2-124M shape (12 layers, 768 wide, 12 heads, vocab 50304, tied head, context
  * 1024) that `bench train` and `bench infer` build with random weights. */

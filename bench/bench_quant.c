@@ -8,7 +8,9 @@
  *  - prefill (M = 512): GFLOP/s (2*M*N*K) against the int8 dot peak (quantized weights) or
  *    the fp32 FMA peak (F32/F16 weights).
  * Types that can be prepacked at the kernels' ISA level (ld_qpack) get both rows again as "T packed":
- * the same weights as kept panels, through ld_qmatmul_packed. */
+ * the same weights as kept panels, through ld_qmatmul_packed, and a batched decode row: M = 16
+ * over all copies (GOP/s against the int8 dot peak, and its time against M = 1's: a step of
+ * 16 sequences that reads each weight once costs well under 16 single steps). */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +93,17 @@ static void measure(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
                         "read bandwidth");
     snprintf(name, sizeof name, "  same-buffer read %.1f GB/s", rgbs);
     ld_bench_report_row(r, "quant", name, gbs / rgbs, "x", gbs / rgbs, "read of the same weights");
+    if (a->packed) { /* a batched decode step's product: 16 rows, the weights from memory */
+        qmm_arg c = *a;
+        c.M = 16;
+        double s16 = ld_bench_median(run_qmm, &c, o->reps);
+        double gop = 2.0 * c.M * a->N * a->K * a->copies / s16 * 1e-9;
+        snprintf(name, sizeof name, "batch M=16 %s %lldx%lld (x%d)", tn, (long long)a->N, (long long)a->K, a->copies);
+        ld_bench_report_row(r, "quant", name, gop, "GOP/s", lim->dot_i8_gops > 0 ? gop / lim->dot_i8_gops : -1,
+                            "int8 dot peak");
+        snprintf(name, sizeof name, "  M=16 time / M=1 time");
+        ld_bench_report_row(r, "quant", name, s16 / s, "x", s16 / s / 16, "16 x M=1");
+    }
     if (a->N > 4096) return; /* prefill on the LM head shape: minutes on F32 */
     qmm_arg b = *a;
     b.M = MP, b.copies = 1;

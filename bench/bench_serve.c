@@ -4,6 +4,9 @@
  * per step for all of them, for N = 1, 4, 16; rows give the aggregate generated tokens/s after
  * every prompt is read, the speed-up over one stream, and one stream's rate against the
  * bandwidth limit (bytes of weights a step reads / read bandwidth, measured in the same run).
+ * Each count runs --reps times (the counts interleaved) and rows give medians, with the wall
+ * and process CPU milliseconds of a step; the speed-up row also gives the speed-up by CPU
+ * time, the one to read with --threads 1 on a machine other processes share.
  *
  * Model: --model DIR|FILE.gguf, or the GPT-2-124M shape with random weights; weights as
  * --type (default Q8_0: the 124M-shape Q8_0 of the serving acceptance; a GGUF file runs as
@@ -13,6 +16,7 @@
  * p50/p99 request latencies over HTTP come from scripts/serve_load.sh. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 
@@ -57,10 +61,16 @@ static bool timed_complete(void *user) {
     return ld_grammar_state_complete(((timed_state *)user)->s);
 }
 
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 /* Runs `streams` requests to the end (under gr's grammar when given); returns the generated
- * tokens/s after the prompts. */
+ * tokens/s after the prompts, and the wall and process CPU milliseconds of a step. */
 static double run(ld_lm *m, ld_dtype type, int streams, bench_grammar *gr, ld_status *st, size_t *weight_bytes,
-                  double *step_ms) {
+                  double *step_ms, double *cpu_ms) {
     const ld_lm_config *c = ld_lm_config_of(m);
     ld_lm_batch_params bp = ld_lm_batch_default_params();
     bp.max_seqs = streams, bp.max_len = PROMPT + NEW_TOKENS + 1, bp.cache_seqs = 0;
@@ -96,13 +106,14 @@ static double run(ld_lm *m, ld_dtype type, int streams, bench_grammar *gr, ld_st
     } while (bs.prompt_tokens < (int64_t)streams * PROMPT);
     int64_t g0 = bs.generated_tokens, steps0 = bs.steps;
     if (gr) gr->seconds = 0;
-    double t0 = ld_time_now();
+    double t0 = ld_time_now(), c0 = cpu_now();
     while (done < streams && !*st) *st = ld_lm_batch_step(b, NULL);
-    double dt = ld_time_now() - t0;
+    double dt = ld_time_now() - t0, dc = cpu_now() - c0;
     if (gr) gr->decode_seconds = dt;
     ld_lm_batch_stats_get(b, &bs);
     tok_s = (double)(bs.generated_tokens - g0) / dt;
     *step_ms = 1e3 * dt / (double)(bs.steps - steps0);
+    *cpu_ms = 1e3 * dc / (double)(bs.steps - steps0);
 out:
     ld_lm_batch_free(b);
     for (int i = 0; gs && i < streams; i++) ld_grammar_state_free(gs[i].s);
@@ -129,23 +140,34 @@ void ld_bench_serve(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
     }
     ld_dtype type = o->n_types ? o->types[0] : gguf ? LD_DTYPE_COUNT : LD_Q8_0;
     const char *tn = type == LD_DTYPE_COUNT ? "file" : ld_dtype_traits(type)->name;
-    static const int streams[] = {1, 4, 16};
-    double single = 0;
-    for (size_t i = 0; i < sizeof streams / sizeof streams[0] && !st; i++) {
-        size_t bytes = 0;
-        double step_ms = 0, tok_s = run(m, type, streams[i], NULL, &st, &bytes, &step_ms);
-        if (st) break;
-        char name[128];
+    /* each stream count `reps` times, the runs of the counts interleaved (a shared machine's
+     * load drifts); medians of tokens/s, and of the process CPU time per step (with one
+     * thread, a rate that time given to other processes does not change) */
+    enum { NS = 3, MAX_REPS = 64 };
+    static const int streams[NS] = {1, 4, 16};
+    const int reps = o->reps < 1 ? 1 : o->reps > MAX_REPS ? MAX_REPS : o->reps;
+    double rate[NS][MAX_REPS], wall[NS][MAX_REPS], cpu[NS][MAX_REPS];
+    size_t bytes = 0;
+    for (int r = 0; r < reps && !st; r++)
+        for (int i = 0; i < NS && !st; i++) rate[i][r] = run(m, type, streams[i], NULL, &st, &bytes, &wall[i][r], &cpu[i][r]);
+    double single = 0, single_cpu = 0;
+    for (int i = 0; i < NS && !st; i++) {
+        const double tok_s = ld_bench_median_of(rate[i], reps), step_ms = ld_bench_median_of(wall[i], reps),
+                     cpu_ms = ld_bench_median_of(cpu[i], reps);
+        char name[160];
         if (streams[i] == 1) {
-            single = tok_s;
+            single = tok_s, single_cpu = cpu_ms;
             double limit = lim->bw_read_gbs * 1e9 / (double)bytes;
-            snprintf(name, sizeof name, "%s 1 stream (%.0f MB/token, %.1f ms/step)", tn, (double)bytes * 1e-6, step_ms);
+            snprintf(name, sizeof name, "%s 1 stream (%.0f MB/token, %.1f ms/step, %.1f CPU ms/step)", tn,
+                     (double)bytes * 1e-6, step_ms, cpu_ms);
             ld_bench_report_row(rep, "serve", name, tok_s, "tok/s", tok_s / limit, "bandwidth limit");
             continue;
         }
-        snprintf(name, sizeof name, "%s %d streams aggregate (%.1f ms/step)", tn, streams[i], step_ms);
+        snprintf(name, sizeof name, "%s %d streams aggregate (%.1f ms/step, %.1f CPU ms/step)", tn, streams[i], step_ms,
+                 cpu_ms);
         ld_bench_report_row(rep, "serve", name, tok_s, "tok/s", -1, NULL);
-        snprintf(name, sizeof name, "%s %d streams speed-up over 1", tn, streams[i]);
+        snprintf(name, sizeof name, "%s %d streams speed-up over 1 (by CPU time: %.2fx)", tn, streams[i],
+                 streams[i] * single_cpu / cpu_ms);
         ld_bench_report_row(rep, "serve", name, tok_s / single, "x", tok_s / single / streams[i], "linear scaling");
     }
     /* the same under a grammar (needs the model's tokenizer): a JSON list of numbers and
@@ -162,8 +184,7 @@ void ld_bench_serve(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
     bench_grammar gr = {g, gv, 0, 0};
     static const int gstreams[] = {1, 16};
     for (size_t i = 0; gv && !st && i < sizeof gstreams / sizeof gstreams[0]; i++) {
-        size_t bytes = 0;
-        double step_ms = 0, tok_s = run(m, type, gstreams[i], &gr, &st, &bytes, &step_ms);
+        double step_ms = 0, cpu_ms = 0, tok_s = run(m, type, gstreams[i], &gr, &st, &bytes, &step_ms, &cpu_ms);
         if (st) break;
         double share = gr.seconds / gr.decode_seconds;
         char name[160];

@@ -91,6 +91,15 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+double ld_bench_median_of(const double *v, int n) {
+    double t[64];
+    if (n < 1) return 0;
+    if (n > 64) n = 64;
+    memcpy(t, v, (size_t)n * sizeof t[0]);
+    qsort(t, (size_t)n, sizeof t[0], cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
 double ld_bench_median(void (*fn)(void *), void *arg, int reps) {
     if (reps < 1) reps = 1;
     if (reps > 64) reps = 64;
