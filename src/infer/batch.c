@@ -360,8 +360,10 @@ static void token_info(const float *lg, int64_t V, int32_t tok, int k, int32_t *
 /* Samples the next token of active request q from its logits row; ends it when done. */
 static void next_token(ld_lm_batch *b, req *q, const float *lg) {
     seq *sq = &b->seqs[q->slot];
-    memcpy(b->z, lg, (size_t)b->V * sizeof(float));
+    const float *z = lg; /* the row sampled: lg itself, or its masked copy */
     if (q->r.constraint.mask) {
+        memcpy(b->z, lg, (size_t)b->V * sizeof(float));
+        z = b->z;
         bool any = false;
         if (q->r.constraint.mask(q->r.constraint.user, b->z, b->V) == LD_OK)
             for (int64_t v = 0; v < b->V && !any; v++) any = b->z[v] > -INFINITY;
@@ -371,7 +373,7 @@ static void next_token(ld_lm_batch *b, req *q, const float *lg) {
             return;
         }
     }
-    int32_t tok = ld_sample_token(b->z, b->V, &q->r.sample, sq->tokens, sq->n_tokens, &q->rng, b->scratch);
+    int32_t tok = ld_sample_token(z, b->V, &q->r.sample, sq->tokens, sq->n_tokens, &q->rng, b->scratch);
     for (int i = 0; i < q->r.n_stop_ids; i++)
         if (tok == q->stops[i]) {
             finish(b, q, LD_FINISH_STOP);

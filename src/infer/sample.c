@@ -47,13 +47,42 @@ static void select_top(int32_t *idx, int64_t n, int64_t k, const float *p) {
     }
 }
 
+/* The first index of the largest of z[0..V) under `>` (NaN never wins; a NaN z[0] gives 0):
+ * the result of `best = 0; for v: if (z[v] > z[best]) best = v`. Blocks of 256 are reduced
+ * 16 lanes at a time (plain comparisons, which the compiler turns into vector max
+ * instructions), and only the block that holds the largest value is searched for its index:
+ * a decode step samples 16 rows of a 50k vocabulary, where the one-at-a-time loop took a tenth
+ * of the step. */
+static int32_t argmax(const float *z, int64_t V) {
+    enum { LANES = 16, BLOCK = 256 };
+    if (!(z[0] == z[0])) return 0;
+    float best = z[0];
+    int64_t at = 0; /* the block holding `best` */
+    for (int64_t b = 0; b + BLOCK <= V; b += BLOCK) {
+        float m[LANES];
+        for (int j = 0; j < LANES; j++) m[j] = -INFINITY;
+        for (int64_t v = b; v < b + BLOCK; v += LANES)
+            for (int j = 0; j < LANES; j++) m[j] = z[v + j] > m[j] ? z[v + j] : m[j];
+        float bm = m[0];
+        for (int j = 1; j < LANES; j++) bm = m[j] > bm ? m[j] : bm;
+        if (bm > best) best = bm, at = b;
+    }
+    for (int64_t v = V / BLOCK * BLOCK; v < V; v++) /* the tail */
+        if (z[v] > best) best = z[v], at = v;
+    for (int64_t v = at; v < V; v++)
+        if (z[v] == best) return (int32_t)v;
+    return 0; /* (not reached: z[at..] holds best) */
+}
+
 int32_t ld_sample_token(const float *logits, int64_t V, const ld_sample_params *prm, const int32_t *history,
                         int64_t n_history, ld_rng *rng, void *scratch) {
     ld_sample_params p = prm ? *prm : ld_sample_default_params();
+    const bool penalty = p.repetition_penalty > 0 && p.repetition_penalty != 1.0f && history && n_history > 0;
+    if (!penalty && (!(p.temperature > 0) || p.top_k == 1)) return argmax(logits, V); /* greedy: no copy */
     float *z = scratch, *prob = z + V;
     int32_t *idx = (int32_t *)(prob + V);
     memcpy(z, logits, (size_t)V * sizeof(float));
-    if (p.repetition_penalty > 0 && p.repetition_penalty != 1.0f && history && n_history > 0) {
+    if (penalty) {
         int64_t start = p.repetition_window > 0 && n_history > p.repetition_window ? n_history - p.repetition_window : 0;
         /* idx doubles as a "seen" marker so each token is penalised once */
         memset(idx, 0, (size_t)V * sizeof(int32_t));
@@ -64,9 +93,7 @@ int32_t ld_sample_token(const float *logits, int64_t V, const ld_sample_params *
             z[t] = z[t] > 0 ? z[t] / p.repetition_penalty : z[t] * p.repetition_penalty;
         }
     }
-    int32_t best = 0;
-    for (int64_t v = 1; v < V; v++)
-        if (z[v] > z[best]) best = (int32_t)v;
+    const int32_t best = argmax(z, V);
     if (!(p.temperature > 0) || p.top_k == 1) return best;
 
     double sum = 0;

@@ -662,6 +662,39 @@ TEST(sampling_filters) {
     free(scr);
 }
 
+/* Greedy sampling (blocks reduced 16 lanes at a time) picks what the one-at-a-time loop
+ * `if (z[v] > z[best]) best = v` picks: the first of equal maxima (across and within blocks,
+ * +0 after -0), NaNs never (a NaN first logit gives 0), maxima in the tail, -inf everywhere. */
+TEST(greedy_is_the_first_largest_logit) {
+    enum { V = 1000 };
+    float *z = malloc(V * sizeof(float));
+    void *scr = malloc(ld_sample_scratch_bytes(V));
+    ld_rng r = ld_rng_init(3);
+    ld_sample_params p = ld_sample_default_params();
+    p.temperature = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        const int64_t n = 1 + (int64_t)ld_rng_below(&r, V);
+        for (int64_t v = 0; v < n; v++) z[v] = (float)ld_rng_below(&r, 50) - 25.0f; /* many ties */
+        switch (trial % 8) {
+        case 1: z[ld_rng_below(&r, (uint64_t)n)] = NAN, z[ld_rng_below(&r, (uint64_t)n)] = NAN; break;
+        case 2: z[0] = NAN; break;
+        case 3: for (int64_t v = 0; v < n; v++) z[v] = -INFINITY; break;
+        case 4: z[n - 1] = 100.0f; break;                           /* in the tail */
+        case 5: z[0] = -0.0f, z[n / 2] = 0.0f, z[n - 1] = -0.0f;    /* all others below 0 */
+                for (int64_t v = 1; v < n; v++) if (v != n / 2 && v != n - 1) z[v] = -1.0f;
+                break;
+        case 6: z[ld_rng_below(&r, (uint64_t)n)] = INFINITY; break;
+        default: break;
+        }
+        int32_t want = 0;
+        for (int64_t v = 1; v < n; v++)
+            if (z[v] > z[want]) want = (int32_t)v;
+        int32_t got = ld_sample_token(z, n, &p, NULL, 0, &r, scr);
+        CHECK_MSG(got == want, "trial %d (V %lld): greedy picked %d, the first largest is %d", trial, (long long)n, got, want);
+    }
+    free(z), free(scr);
+}
+
 /* A quantized matrix too large to expand to F32 at once (the prefill's dequantized GEMM runs
  * it in bands of rows) computes what the row-dot decode computes. */
 TEST(prefill_of_a_large_quantized_matrix_in_bands) {
