@@ -14,20 +14,20 @@ ld_status ld_kv_pages_init(ld_ctx *ctx, ld_kv_pages *kv, int n_slots, int64_t pe
     kv->n_pages = n_pages, kv->n_free = n_pages;
     kv->ref = ld_calloc(ctx, (size_t)n_pages, sizeof *kv->ref);
     kv->stack = ld_alloc(ctx, (size_t)n_pages * sizeof *kv->stack);
+    kv->at = ld_alloc(ctx, (size_t)n_pages * sizeof *kv->at);
     kv->table = ld_alloc(ctx, (size_t)n_slots * (size_t)per_slot * sizeof *kv->table);
-    if (!kv->ref || !kv->stack || !kv->table) {
+    if (!kv->ref || !kv->stack || !kv->at || !kv->table) {
         ld_kv_pages_free(ctx, kv);
         return ld_error(ctx, LD_ERR_NOMEM, "KV cache: cannot allocate the tables of %d pages", (int)n_pages);
     }
-    /* the lowest page numbers are handed out first */
-    for (int32_t i = 0; i < n_pages; i++) kv->stack[i] = n_pages - 1 - i;
+    for (int32_t i = 0; i < n_pages; i++) kv->stack[i] = n_pages - 1 - i, kv->at[n_pages - 1 - i] = i;
     for (int64_t i = 0; i < (int64_t)n_slots * per_slot; i++) kv->table[i] = -1;
     return LD_OK;
 }
 
 void ld_kv_pages_free(ld_ctx *ctx, ld_kv_pages *kv) {
-    ld_free(ctx, kv->ref), ld_free(ctx, kv->stack), ld_free(ctx, kv->table);
-    kv->ref = kv->stack = kv->table = NULL;
+    ld_free(ctx, kv->ref), ld_free(ctx, kv->stack), ld_free(ctx, kv->at), ld_free(ctx, kv->table);
+    kv->ref = kv->stack = kv->at = kv->table = NULL;
     kv->n_pages = kv->n_free = 0;
 }
 
@@ -35,19 +35,39 @@ int64_t ld_kv_pages_needed(const ld_kv_pages *kv, int64_t len, int64_t n) {
     return pages_for(kv, len + n) - pages_for(kv, len);
 }
 
-static int32_t take(ld_kv_pages *kv) {
-    int32_t p = kv->stack[--kv->n_free];
-    kv->ref[p] = 1;
+/* Takes free page p out of the free stack. */
+static int32_t take_page(ld_kv_pages *kv, int32_t p) {
+    const int32_t i = kv->at[p], last = kv->stack[--kv->n_free];
+    kv->stack[i] = last, kv->at[last] = i;
+    kv->at[p] = -1, kv->ref[p] = 1;
     return p;
 }
 
+/* A free page to follow page prev (-1: none) in a slot's table (the placement in kv_pages.h);
+ * some page is free. */
+static int32_t take(ld_kv_pages *kv, int32_t prev) {
+    if (prev >= 0 && prev + 1 < kv->n_pages && kv->ref[prev + 1] == 0) return take_page(kv, prev + 1);
+    int32_t best = -1, best_len = 0;
+    for (int32_t a = 0; a < kv->n_pages;) {
+        if (kv->ref[a]) {
+            a++;
+            continue;
+        }
+        int32_t b = a;
+        while (b < kv->n_pages && kv->ref[b] == 0) b++;
+        if (b - a > best_len) best_len = b - a, best = a == 0 ? 0 : a + (b - a) / 2;
+        a = b;
+    }
+    return take_page(kv, best);
+}
+
 static void release(ld_kv_pages *kv, int32_t p) {
-    if (--kv->ref[p] == 0) kv->stack[kv->n_free++] = p;
+    if (--kv->ref[p] == 0) kv->at[p] = kv->n_free, kv->stack[kv->n_free++] = p;
 }
 
 void ld_kv_pages_grow(ld_kv_pages *kv, int slot, int64_t len, int64_t n) {
     int32_t *t = kv->table + (int64_t)slot * kv->per_slot;
-    for (int64_t i = pages_for(kv, len); i < pages_for(kv, len + n); i++) t[i] = take(kv);
+    for (int64_t i = pages_for(kv, len); i < pages_for(kv, len + n); i++) t[i] = take(kv, i ? t[i - 1] : -1);
 }
 
 void ld_kv_pages_truncate(ld_kv_pages *kv, int slot, int64_t old_len, int64_t new_len) {
@@ -65,7 +85,7 @@ ld_status ld_kv_pages_share(ld_ctx *ctx, ld_kv_pages *kv, int dst, int src, int6
         if (!kv->n_free)
             return ld_error(ctx, LD_ERR_LIMIT, "KV cache full: no free page to copy a shared prefix into (%d pages)",
                             (int)kv->n_pages);
-        *copy_from = s[full], *copy_to = d[full] = take(kv);
+        *copy_from = s[full], *copy_to = d[full] = take(kv, full ? s[full - 1] : -1);
     }
     for (int64_t i = 0; i < full; i++) d[i] = s[i], kv->ref[s[i]]++;
     return LD_OK;
@@ -80,7 +100,7 @@ ld_status ld_kv_pages_unshare_last(ld_ctx *ctx, ld_kv_pages *kv, int slot, int64
     if (!kv->n_free)
         return ld_error(ctx, LD_ERR_LIMIT, "KV cache full: no free page to cut slot %d at %lld tokens", slot,
                         (long long)len);
-    *copy_from = t[i], *copy_to = take(kv);
+    *copy_from = t[i], *copy_to = take(kv, i ? t[i - 1] : -1);
     release(kv, t[i]);
     t[i] = *copy_to;
     return LD_OK;

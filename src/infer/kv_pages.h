@@ -5,7 +5,11 @@
  * page table; token at position p lives in row p % page_tokens of page table[p / page_tokens].
  * Pages are reference-counted: ld_kv_pages_share lets a slot reuse another slot's full pages
  * (a shared prompt prefix). Invariant: a page referenced more than once is full in every slot
- * that references it, so appending never writes into a shared page. */
+ * that references it, so appending never writes into a shared page.
+ * Placement: a slot's next page is the one after its last when that is free, and a slot's
+ * first page (or the next when that one is taken) sits in the middle of the longest run of
+ * free pages (at its start when nothing precedes the run), so that sequences growing side by
+ * side each keep consecutive page numbers, which the session reads as one run of rows. */
 #ifndef LD_INFER_KV_PAGES_H
 #define LD_INFER_KV_PAGES_H
 
@@ -20,6 +24,7 @@ typedef struct ld_kv_pages {
     int32_t n_pages, n_free;
     int32_t *ref;   /* [n_pages] references; 0 = free */
     int32_t *stack; /* [n_pages] free page numbers, n_free of them */
+    int32_t *at;    /* [n_pages] where a free page is in stack (-1: taken) */
     int32_t *table; /* [n_slots][per_slot] page numbers, -1 = none */
 } ld_kv_pages;
 

@@ -52,6 +52,8 @@ struct ld_lm_session {
     int n_slots;
     int64_t max_len, max_tokens;
     int64_t *len;        /* tokens cached per slot */
+    int64_t *seg_row;    /* [n_slots]: an eval's first row of each segment (attend_all) */
+    int *par_seg;        /* [n_slots]: the segments attend_all runs in its parallel loop */
     ld_kv_pages kv;      /* page pool and per-slot page tables */
     kv_pool kc, vc;      /* K and V: [L][page][page_tokens] rows of Hkv*D values in their type */
     ld_arena *mem;       /* everything below, allocated once */
@@ -181,13 +183,15 @@ static void attn_merge(float *out, float *lse, const float *out2, const float *l
 }
 
 /* out[n, Hq*D] = causal attention of q[n, Hq*D] (positions pos..pos+n-1) over the slot's
- * cached keys 0..pos+n-1 in layer l: one kernel call per page, merged. A sequence within
- * one page is one call (the same arithmetic as an unpaged cache). The layer's sliding window
+ * cached keys 0..pos+n-1 in layer l: one kernel call per run of pages that are consecutive in
+ * the pool (kv_pages.h places a growing sequence's pages so), merged. A sequence within one
+ * run is one call (the same arithmetic as an unpaged cache). The layer's sliding window
  * (a page's keys are at positions p*P.., so q_offset = pos - p*P keeps the window's distances)
  * and the config's soft-cap and query scale go to every call; pages wholly before the window
  * of the first query are skipped. An F16 / Q8_0 cache is read in place by attention_fwd_kv
  * (the same arithmetic on the widened rows). */
-static void attend(ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n, const float *q, float *out) {
+static void attend(const ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n, const float *q, float *out,
+                   int64_t row) {
     const ld_lm_config *c = &s->m->cfg;
     const int64_t Hq = c->n_heads, D = ld_lm_head_dim(c), P = s->kv.page_tokens, total = pos + n;
     const bool llama = c->arch == LD_ARCH_LLAMA;
@@ -197,18 +201,63 @@ static void attend(ld_lm_session *s, int64_t l, int slot, int64_t pos, int64_t n
                         .key_len = NULL, .window = window, .softcap = llama ? c->attn_softcap : 0.0f};
     const bool f32 = s->kc.type == LD_F32 && s->vc.type == LD_F32;
     bool first = true;
-    for (int64_t p = 0; p * P < total; p++) {
-        as.Tk = total - p * P < P ? total - p * P : P;
-        if (window > 0 && p * P + as.Tk <= pos + 1 - window) continue; /* every key before every query's window */
-        int32_t page = ld_kv_pages_at(&s->kv, slot, p * P);
+    for (int64_t p = 0, p1; p * P < total; p = p1) {
+        p1 = p + 1;
+        if (window > 0 && p1 * P <= pos + 1 - window && p1 * P < total) continue; /* every key before every query's window */
+        /* the run of pages from p on that follow each other in the pool: one call */
+        const int32_t page = ld_kv_pages_at(&s->kv, slot, p * P);
+        while (p1 * P < total && ld_kv_pages_at(&s->kv, slot, p1 * P) == page + (p1 - p)) p1++;
+        as.Tk = (p1 * P < total ? p1 * P : total) - p * P;
         as.q_offset = pos - p * P;
-        float *o = first ? out : s->att_page, *lse = first ? s->lse : s->lse_page;
+        float *o = first ? out : s->att_page + row * Hq * D, *lse = (first ? s->lse : s->lse_page) + row * Hq;
         const uint8_t *kr = cache_at(s, &s->kc, l, page, 0), *vr = cache_at(s, &s->vc, l, page, 0);
         if (f32) s->k->attention_fwd(o, lse, q, (const float *)kr, (const float *)vr, &as);
         else s->k->attention_fwd_kv(o, lse, q, kr, s->kc.kernel_type, vr, s->vc.kernel_type, &as);
-        if (!first) attn_merge(out, s->lse, s->att_page, s->lse_page, n, Hq, D);
+        if (!first) attn_merge(out, s->lse + row * Hq, o, lse, n, Hq, D);
         first = false;
     }
+}
+
+/* Segments of at most this many tokens run their attention as pieces of one parallel loop:
+ * one decode token's attention over a short cache is too small for the kernel to split
+ * across the team (microseconds per page), but a step's 16 sequences of them are worth two
+ * threads. Longer segments (prefill chunks) run one after another, each split by the kernel. */
+#define LD_ATTN_SEG_PAR_MAX_N 16
+
+typedef struct {
+    const ld_lm_session *s;
+    int64_t l, Q;
+    const ld_lm_segment *segs;
+    const float *q;
+    float *out;
+} attend_args;
+
+static void attend_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    const attend_args *a = arg;
+    const ld_lm_session *s = a->s;
+    for (int64_t j = lo; j < hi; j++) {
+        const ld_lm_segment *g = &a->segs[s->par_seg[j]];
+        const int64_t r = s->seg_row[s->par_seg[j]];
+        attend(s, a->l, g->slot, s->len[g->slot], g->n, a->q + r * a->Q, a->out + r * a->Q, r);
+    }
+}
+
+/* out[M, Hq*D] = every segment's attention (attend) of its rows of q[M, Hq*D] in layer l,
+ * the keys and values of this eval already in the cache. Each segment's arithmetic is the
+ * same whichever thread runs it. */
+static void attend_all(ld_lm_session *s, int64_t l, const ld_lm_segment *segs, int n_segs, const float *q, float *out) {
+    const ld_lm_config *c = &s->m->cfg;
+    const int64_t Q = c->n_heads * ld_lm_head_dim(c);
+    int np = 0;
+    int64_t r = 0;
+    for (int i = 0; i < n_segs; r += segs[i].n, i++) {
+        s->seg_row[i] = r;
+        if (segs[i].n <= LD_ATTN_SEG_PAR_MAX_N) s->par_seg[np++] = i;
+        else attend(s, l, segs[i].slot, s->len[segs[i].slot], segs[i].n, q + r * Q, out + r * Q, r);
+    }
+    attend_args a = {s, l, Q, segs, q, out};
+    ld_par_for(np, 1, attend_part, &a);
 }
 
 void ld_lm_session_free(ld_lm_session *s) {
@@ -401,7 +450,9 @@ ld_status ld_lm_session_new_ex(ld_lm *m, const ld_lm_session_params *p, ld_lm_se
         ld_lm_session_free(s);
         return ld_ctx_status(ctx);
     }
-    if (!(s->len = ld_arena_alloc(s->mem, (size_t)n_slots * sizeof(int64_t)))) {
+    if (!(s->len = ld_arena_alloc(s->mem, (size_t)n_slots * sizeof(int64_t))) ||
+        !(s->seg_row = ld_arena_alloc(s->mem, (size_t)n_slots * sizeof(int64_t))) ||
+        !(s->par_seg = ld_arena_alloc(s->mem, (size_t)n_slots * sizeof(int)))) {
         ld_lm_session_free(s);
         return ld_ctx_status(ctx);
     }
@@ -860,8 +911,8 @@ static ld_status attention_llama(ld_lm_session *s, const lm_layer *L, int64_t l,
         rope(s, kr, n, Hkv, pos);
         ld_status st = cache_write(s, &s->kc, l, slot, pos, kr, n);
         if (st || (st = cache_write(s, &s->vc, l, slot, pos, vr, n))) return st;
-        attend(s, l, slot, pos, n, q, s->att + r * Q);
     }
+    attend_all(s, l, segs, n_segs, s->q, s->att);
     return LD_OK;
 }
 
@@ -999,8 +1050,8 @@ static ld_status eval_rows(ld_lm_session *s, const ld_lm_segment *segs, int n_se
                 if ((st = cache_write(s, &s->kc, l, slot, pos, s->kk + r * kvw, n)) ||
                     (st = cache_write(s, &s->vc, l, slot, pos, s->vv + r * kvw, n)))
                     return st;
-                attend(s, l, slot, pos, n, s->q + r * C, s->att + r * C);
             }
+            attend_all(s, l, segs, n_segs, s->q, s->att);
         } else if ((st = attention_llama(s, L, l, segs, n_segs, M))) {
             return st;
         }

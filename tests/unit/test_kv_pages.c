@@ -147,6 +147,61 @@ TEST(shared_prefix_gives_recomputed_logits) {
     }
 }
 
+/* One eval of many segments (decode tokens, a short chunk, and one longer than the segments
+ * attention runs in parallel) over caches of several pages, some in one run and some split:
+ * every segment's logits are those of its sequence recomputed alone, and 2 threads give the
+ * bits of 1 (F32 and F16 caches). */
+TEST(many_segments_equal_each_alone_on_any_thread_count) {
+    for (int arch = 0; arch < 2; arch++)
+        for (int kt = 0; kt < 2; kt++) {
+            ld_ctx *ctx = NULL;
+            ld_ctx_new(NULL, &ctx);
+            ld_lm *m = tiny(ctx, (ld_lm_arch)arch);
+            const int64_t V = ld_lm_config_of(m)->vocab_size;
+            ld_lm_session_params p = ld_lm_session_default_params();
+            /* 15 pages of 4 tokens: exactly what the segments end with, so some sequences'
+             * pages cannot all follow each other (runs of pages, merged) */
+            p.n_slots = 5, p.max_len = 40, p.max_tokens = 40, p.page_tokens = 4, p.n_pages = 15;
+            p.kv_type_k = p.kv_type_v = kt ? LD_F16 : LD_F32;
+            enum { NS = 5 };
+            const int64_t hist[NS] = {1, 5, 9, 13, 2}, more[NS] = {1, 1, 18, 3, 1};
+            int32_t ids[NS][40];
+            for (int i = 0; i < NS; i++)
+                for (int64_t j = 0; j < hist[i] + more[i]; j++) ids[i][j] = (int32_t)((7 * i + 3 * j + j * j) % V);
+            float got[2][NS * 29];
+            for (int threads = 1; threads <= 2; threads++) {
+                ld_ctx_set_threads(ctx, threads);
+                ld_lm_session *s = NULL;
+                CHECK(ld_lm_session_new_ex(m, &p, &s) == LD_OK);
+                const float *lg;
+                ld_lm_segment g[NS];
+                for (int i = 0; i < NS; i++) g[i] = (ld_lm_segment){i, ids[i], hist[i]};
+                CHECK(ld_lm_session_eval(s, g, NS, false, &lg) == LD_OK);
+                for (int i = 0; i < NS; i++) g[i] = (ld_lm_segment){i, ids[i] + hist[i], more[i]};
+                CHECK(ld_lm_session_eval(s, g, NS, false, &lg) == LD_OK);
+                memcpy(got[threads - 1], lg, sizeof got[0]);
+                ld_lm_session_free(s);
+            }
+            CHECK_MSG(!memcmp(got[0], got[1], sizeof got[0]), "arch %d, cache %d: 2 threads changed the logits", arch, kt);
+            p.n_slots = 1;
+            ld_lm_session *ref = NULL;
+            CHECK(ld_lm_session_new_ex(m, &p, &ref) == LD_OK);
+            for (int i = 0; i < NS; i++) {
+                const float *lg;
+                ld_lm_segment g = {0, ids[i], hist[i] + more[i]};
+                ld_lm_session_clear(ref, 0);
+                CHECK(ld_lm_session_eval(ref, &g, 1, false, &lg) == LD_OK);
+                float d = max_diff(lg, got[1] + i * V, V);
+                CHECK_MSG(d < 2e-5f, "arch %d, cache %d, segment %d: logits differ by %g from the sequence alone", arch, kt,
+                          i, d);
+            }
+            ld_lm_session_free(ref);
+            ld_lm_free(m);
+            CHECK(ld_ctx_bytes_in_use(ctx) == 0);
+            ld_ctx_free(ctx);
+        }
+}
+
 TEST(full_pool_is_a_clean_error) {
     ld_ctx *ctx = NULL;
     ld_ctx_new(NULL, &ctx);
