@@ -158,6 +158,10 @@ void ld_bench_tokenizer(const ld_bench_opts *o, const ld_machine_limits *lim, ld
 /* Masked-LM training step of the encoder at the BERT-base shape, fp32 and bf16 (bench_mlm.c). */
 void ld_bench_mlm(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 ld_encoder_config ld_bench_bert_base(void);
+/* The image-text model: training step pairs/s and MFU at the emoji_clip and ViT-B/32 shapes,
+ * the image pipeline's images/s against each step's, text -> image search ms/query
+ * (bench_clip.c). */
+void ld_bench_clip(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 /* Full fine-tuning vs LoRA step time, and peak memory of full / LoRA / QLoRA (bench_finetune.c). */
 void ld_bench_finetune(const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *r);
 /* Norms, AdamW, cross-entropy, GELU in GB/s against triad bandwidth (bench_ops.c). */

@@ -41,6 +41,7 @@ static const top_suite top_suites[] = {
     {"kernels", bench_kernels},
     {"train", ld_bench_train},
     {"mlm", ld_bench_mlm},
+    {"clip", ld_bench_clip},
     {"infer", ld_bench_infer},
     {"serve", ld_bench_serve},
     {"tokenizer", ld_bench_tokenizer},
@@ -82,6 +83,9 @@ static int cmd_bench(int argc, char **argv) {
                  "             and MFU; batch-1 generation tokens/s against the bandwidth limit\n"
                  "  mlm        masked-LM training step of the encoder (BERT-base shape, B=8, T=128, 15 % predicted)\n"
                  "             in fp32 and bf16: tokens/s and MFU against the fp32 FMA peak (--filter fp32: fp32 only)\n"
+                 "  clip       image-text training step (emoji_clip shape B=64, ViT-B/32 shape B=8): pairs/s and MFU;\n"
+                 "             image pipeline (PNG decode + augment) images/s against the step's; text -> image\n"
+                 "             search over 376 images, ms/query (--filter emoji|b32|pipeline|search)\n"
                  "  infer      KV-cached inference (GPT-2-124M shape, or --model): decode at batch 1 against\n"
                  "             the bandwidth limit, prefill of 512 tokens against the FMA peak, per weight type\n"
                  "  serve      continuous batching (GPT-2-124M shape in Q8_0, or --model / --type): aggregate\n"
