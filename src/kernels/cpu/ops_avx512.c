@@ -1,4 +1,4 @@
-/* kernels/cpu/ops_avx512.c — AVX-512 pointwise kernels (GELU, SiLU, SwiGLU, add,
+/* kernels/cpu/ops_avx512.c — AVX-512 pointwise kernels (GELU, erf GELU, SiLU, SwiGLU, add,
  * scale, axpy, dropout), the optimiser kernels (sum of squares, fused AdamW), f32 <-> bf16
  * conversion, and the partial table ld_kernels_cpu_avx512_ops that cpu_table.c overlays
  * (together with the row-wise kernels of rows_avx512.c).
@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/gelu_erf.h"
 #include "kernels/cpu/ops_avx512.h"
 #include "kernels/cpu/simd_avx512.h"
 
@@ -98,6 +99,79 @@ static void ld_avx512_gelu_bwd(float *dx, const float *dy, const float *x, int64
     if (!dx) return;
     ld_avx512_gelu_bwd_args args_ = {dx, dy, x};
     ld_par_for(n, LD_PAR_MIN, ld_avx512_gelu_bwd_part, &args_);
+}
+
+/* The erf GELU x Φ(x) (constants and method: kernels/cpu/gelu_erf.h; ops_avx2.c's gerf_cdf
+ * on 16 lanes). Returns Φ(x) and sets *e = e^(-x²/2). */
+static inline __m512 gerf_cdf512(__m512 x, __m512 *e) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(GERF_SQRT1_2));
+    const __m512 hi = _mm512_mul_ps(x, x), lo = _mm512_fmsub_ps(x, x, hi);
+    *e = _mm512_mul_ps(ld_exp512(_mm512_mul_ps(hi, _mm512_set1_ps(-0.5f))), _mm512_fnmadd_ps(lo, half, one));
+    /* z < Z0: erfc = 1 - z P(u) */
+    const __m512 u = _mm512_fmsub_ps(_mm512_mul_ps(z, z), _mm512_set1_ps(GERF_U_SCALE), one);
+    __m512 p = _mm512_set1_ps(GERF_P[5]);
+    for (int i = 4; i >= 0; i--) p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(GERF_P[i]));
+    const __m512 small = _mm512_fnmadd_ps(z, p, one);
+    /* z >= Z0: erfc = e R(v) */
+    const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_min_ps(z, _mm512_set1_ps(GERF_Z_CAP)), half, one));
+    const __m512 v = _mm512_mul_ps(_mm512_sub_ps(t, _mm512_set1_ps(GERF_T_MID)), _mm512_set1_ps(GERF_T_SCALE));
+    __m512 r = _mm512_set1_ps(GERF_R[8]);
+    for (int i = 7; i >= 0; i--) r = _mm512_fmadd_ps(r, v, _mm512_set1_ps(GERF_R[i]));
+    const __m512 erfc = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_set1_ps(GERF_Z0), _CMP_LT_OQ),
+                                             _mm512_mul_ps(*e, r), small);
+    const __m512 h = _mm512_mul_ps(erfc, half);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ), h, _mm512_sub_ps(one, h));
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t n;
+} ld_avx512_gelu_erf_fwd_args;
+
+static void ld_avx512_gelu_erf_fwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_gelu_erf_fwd_args *args_ = arg;
+    float *y = args_->y;
+    const float *x = args_->x;
+    int64_t n = args_->n;
+    LD_STREAM_FOR(y, n);
+    LD_PIECE({
+        __m512 v = LD_LOAD(x), e;
+        LD_OUT(y, _mm512_mul_ps(v, gerf_cdf512(v, &e)));
+    })
+}
+
+static void ld_avx512_gelu_erf_fwd(float *y, const float *x, int64_t n) {
+    ld_avx512_gelu_erf_fwd_args args_ = {y, x, n};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_gelu_erf_fwd_part, &args_);
+}
+
+/* d/dx x Φ(x) = Φ(x) + x φ(x) */
+typedef struct {
+    float *dx;
+    const float *dy;
+    const float *x;
+} ld_avx512_gelu_erf_bwd_args;
+
+static void ld_avx512_gelu_erf_bwd_part(void *arg, int64_t lo_, int64_t hi_, int piece) {
+    (void)piece;
+    const ld_avx512_gelu_erf_bwd_args *args_ = arg;
+    float *dx = args_->dx;
+    const float *dy = args_->dy;
+    const float *x = args_->x;
+    LD_PIECE({
+        __m512 v = LD_LOAD(x), e, c = gerf_cdf512(v, &e);
+        __m512 d = _mm512_fmadd_ps(_mm512_mul_ps(v, _mm512_set1_ps(GERF_INV_SQRT_2PI)), e, c);
+        LD_ACCUM(dx, _mm512_mul_ps(LD_LOAD(dy), d));
+    })
+}
+
+static void ld_avx512_gelu_erf_bwd(float *dx, const float *dy, const float *x, int64_t n) {
+    if (!dx) return;
+    ld_avx512_gelu_erf_bwd_args args_ = {dx, dy, x};
+    ld_par_for(n, LD_PAR_MIN, ld_avx512_gelu_erf_bwd_part, &args_);
 }
 
 typedef struct {
@@ -542,6 +616,8 @@ const ld_kernels ld_kernels_cpu_avx512_ops = {
     .distill_bwd = ld_avx512_distill_bwd,
     .gelu_fwd = ld_avx512_gelu_fwd,
     .gelu_bwd = ld_avx512_gelu_bwd,
+    .gelu_erf_fwd = ld_avx512_gelu_erf_fwd,
+    .gelu_erf_bwd = ld_avx512_gelu_erf_bwd,
     .silu_fwd = ld_avx512_silu_fwd,
     .silu_bwd = ld_avx512_silu_bwd,
     .swiglu_fwd = ld_avx512_swiglu_fwd,
