@@ -134,13 +134,13 @@ static void linear_bwd(ld_tape *t, ld_node *n) {
     int64_t M = n->i[0], K = n->i[1], N = n->i[2];
     bool w_kn = n->flag;
     float *dx = ld_tape_grad(t, x), *dw = ld_tape_grad(t, w), *db = b ? ld_tape_grad(t, b) : NULL;
-    if (n->saved[1]) {
+    if (n->saved[1]) { /* mixed precision: dX and dW, both in bf16 */
         linear_bwd_bf16(t, n, dx, dw);
     } else if (dx) {
         if (w_kn) t->k->gemm_f32(false, true, M, K, N, 1.0f, dy, N, w->data, N, 1.0f, dx, K);
         else t->k->gemm_f32(false, false, M, K, N, 1.0f, dy, N, w->data, K, 1.0f, dx, K);
     }
-    if (dw) {
+    if (dw && !n->saved[1]) {
         if (w_kn) t->k->gemm_f32(true, false, K, N, M, 1.0f, x->data, K, dy, N, 1.0f, dw, N);
         else t->k->gemm_f32(true, false, N, K, M, 1.0f, dy, N, x->data, K, 1.0f, dw, K);
     }
@@ -148,6 +148,20 @@ static void linear_bwd(ld_tape *t, ld_node *n) {
         bias_grad_args a = {db, dy, M, N, t->k->add_inplace};
         ld_par_for(N, ld_par_cols_grain(M), bias_grad_part, &a);
     }
+}
+
+/* y[r] += b for rows [r0, r1) (the team splits the rows: one row's add is too small to split). */
+typedef struct {
+    const ld_kernels *k;
+    float *y;
+    const float *b;
+    int64_t N;
+} bias_add_args;
+
+static void bias_add_part(void *arg, int64_t r0, int64_t r1, int piece) {
+    (void)piece;
+    const bias_add_args *a = arg;
+    for (int64_t r = r0; r < r1; r++) a->k->add_inplace(a->y + r * a->N, a->b, a->N);
 }
 
 ld_status ld_op_linear(ld_tape *t, const ld_tensor *x, ld_tensor *w, ld_tensor *b, bool w_kn, ld_tensor **out_) {
@@ -176,8 +190,10 @@ ld_status ld_op_linear(ld_tape *t, const ld_tensor *x, ld_tensor *w, ld_tensor *
     } else {
         t->k->gemm_f32(false, true, M, N, K, 1.0f, x->data, K, w->data, K, 0.0f, y, N);
     }
-    if (b)
-        for (int64_t r = 0; r < M; r++) t->k->add_inplace(y + r * N, b->data, N);
+    if (b) {
+        bias_add_args a = {t->k, y, b->data, N};
+        ld_par_for(M, ld_par_grain(N), bias_add_part, &a);
+    }
     RECORD_OR_FAIL(n, t, op, linear_bwd, *out_, (ld_tensor *)x, w, b);
     if (n) {
         n->i[0] = M, n->i[1] = K, n->i[2] = N;

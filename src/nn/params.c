@@ -141,10 +141,18 @@ int ld_params_set_trainable(ld_params *p, const char *substr, bool trainable) {
     return n;
 }
 
+static void zero_part(void *arg, int64_t lo, int64_t hi, int piece) {
+    (void)piece;
+    memset((float *)arg + lo, 0, (size_t)(hi - lo) * sizeof(float));
+}
+
+/* On the context's team: one thread's memset moves about half of what two do (the 124M
+ * shape's 500 MB of gradients every step). */
 void ld_params_zero_grad(ld_params *p) {
+    LD_TEAM_SCOPE(p ? p->ctx : NULL);
     for (int i = 0; p && i < p->count; i++) {
         ld_tensor *t = p->list[i];
-        if (t->grad && (t->flags & LD_TENSOR_TRAINABLE)) memset(t->grad->data, 0, ld_tensor_nbytes(t->grad));
+        if (t->grad && (t->flags & LD_TENSOR_TRAINABLE)) ld_par_for(ld_tensor_numel(t->grad), LD_PAR_MIN, zero_part, t->grad->data);
     }
 }
 

@@ -2,7 +2,8 @@
  *   - gradients of LoRA (llama and gpt2 layouts, with a head), prompt tuning (virtual
  *     tokens and per-layer prompts) and the classification head (last-token and mean
  *     pooling) against central finite differences of the loss;
- *   - LoRA leaves the base without gradients (no gradient work for frozen weights);
+ *   - LoRA leaves the base without gradients (no gradient work for frozen weights), and on
+ *     a base multiplied in bf16 its loss and gradients track the fp32 base's;
  *   - LoRA through the training loop learns nearly as fast as full fine-tuning of the same
  *     matrices (a ratio of loss drops: catches a right-but-slow branch);
  *   - merge: the merged model's logits equal base + adapter within 1e-5; unmerge restores;
@@ -116,6 +117,115 @@ TEST(lora_gradients_match_finite_differences) {
         /* the base is frozen: no gradient buffers are written, no base parameter trains */
         CHECK(ld_params_numel(ld_lm_params(m), true) == 0);
         ld_adapter_free(a);
+        ld_lm_free(m);
+    }
+    ld_ctx_free(ctx);
+}
+
+/* The gradients of set's trainable parameters, in order, into buf; returns how many. */
+static int64_t grads_of(ld_params *set, float *buf) {
+    int64_t off = 0;
+    for (int i = 0; i < ld_params_count(set); i++) {
+        ld_tensor *p = ld_params_at(set, i);
+        if (!(p->flags & LD_TENSOR_TRAINABLE) || !p->grad) continue;
+        memcpy(buf + off, p->grad->data, (size_t)ld_tensor_numel(p) * sizeof(float));
+        off += ld_tensor_numel(p);
+    }
+    return off;
+}
+
+/* The frozen base multiplied in bf16 (what precision "auto" does for LoRA where bf16 products
+ * are fast): the loss and the adapter's gradients stay within bf16's rounding of the fp32
+ * base's (8 bits of mantissa: relative errors of about 1e-2 at most on this tiny model), they
+ * are not the fp32 values (the bf16 copies are really used), and the base still gets nothing. */
+TEST(lora_on_a_bf16_base_tracks_the_fp32_base) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm *m = model(ctx, CASE_GPT2);
+    ld_adapter_config c = ld_adapter_default_config();
+    c.method = LD_ADAPTER_LORA, c.rank = 3, c.alpha = 6;
+    snprintf(c.targets, sizeof c.targets, "c_attn,c_proj");
+    ld_adapter *a = NULL;
+    CHECK_STATUS(ctx, ld_adapter_new(m, &c, 7, &a), LD_OK, NULL);
+    ld_tape *t = NULL;
+    ld_tape_new(ctx, &t);
+    if (a && t) {
+        ld_params *ap = ld_adapter_params(a);
+        randomize(ap, 11);
+        int64_t n = ld_params_numel(ap, true);
+        float *g32 = calloc((size_t)n, sizeof(float)), *g16 = calloc((size_t)n, sizeof(float));
+        ld_params_zero_grad(ap);
+        double l32 = loss_of(m, t, false, true);
+        CHECK(grads_of(ap, g32) == n);
+        CHECK(ld_params_enable_bf16(ld_lm_params(m)) == LD_OK);
+        ld_tape_set_bf16(t, ld_lm_params(m));
+        ld_params_zero_grad(ap);
+        double l16 = loss_of(m, t, false, true);
+        CHECK(grads_of(ap, g16) == n);
+        double gmax = 0, gerr = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double e = fabs((double)g16[i] - (double)g32[i]), v = fabs((double)g32[i]);
+            if (e > gerr) gerr = e;
+            if (v > gmax) gmax = v;
+        }
+        printf("  loss fp32 base %.6f, bf16 base %.6f; adapter gradients: largest %.4g, largest difference %.3g\n", l32,
+               l16, gmax, gerr);
+        CHECK_MSG(l16 != l32 && fabs(l16 - l32) <= 1e-2 * fabs(l32), "loss %.7g vs %.7g", l16, l32);
+        CHECK_MSG(gerr > 0 && gerr <= 3e-2 * gmax, "adapter gradients differ by %.3g (largest %.3g)", gerr, gmax);
+        CHECK(ld_params_numel(ld_lm_params(m), true) == 0);
+        free(g32), free(g16);
+    }
+    ld_tape_free(t);
+    ld_adapter_free(a);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+}
+
+/* Mixed precision without an adapter (precision "bf16", every matrix trains): each
+ * parameter's gradient is the fp32 one within bf16 rounding, matrix by matrix — the weight
+ * gradient counted once (the bf16 backward once added it a second time in fp32). */
+TEST(bf16_products_give_the_fp32_gradients_within_rounding) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    for (int k = 0; k < N_CASES; k++) {
+        ld_lm *m = model(ctx, k);
+        ld_params *p = ld_lm_params(m);
+        int64_t n = ld_params_numel(p, true);
+        CHECK(n > 0);
+        float *g32 = calloc((size_t)n, sizeof(float)), *g16 = calloc((size_t)n, sizeof(float));
+        ld_tape *t = NULL;
+        ld_tape_new(ctx, &t);
+        ld_params_zero_grad(p);
+        double l32 = loss_of(m, t, false, true);
+        CHECK(grads_of(p, g32) == n);
+        CHECK(ld_params_enable_bf16(p) == LD_OK);
+        ld_tape_set_bf16(t, p);
+        ld_params_zero_grad(p);
+        double l16 = loss_of(m, t, false, true);
+        CHECK(grads_of(p, g16) == n);
+        CHECK_MSG(l16 != l32 && fabs(l16 - l32) <= 1e-2 * fabs(l32), "%s: loss %.7g vs %.7g", case_name[k], l16, l32);
+        int64_t off = 0;
+        double worst = 0;
+        const char *where = "";
+        for (int i = 0; i < ld_params_count(p); i++) {
+            ld_tensor *x = ld_params_at(p, i);
+            if (!(x->flags & LD_TENSOR_TRAINABLE) || !x->grad) continue;
+            int64_t len = ld_tensor_numel(x);
+            double big = 0, err = 0;
+            for (int64_t j = off; j < off + len; j++) {
+                double e = fabs((double)g16[j] - (double)g32[j]), v = fabs((double)g32[j]);
+                if (e > err) err = e;
+                if (v > big) big = v;
+            }
+            double rel = err / (big + 1e-6);
+            if (rel > worst) worst = rel, where = x->name;
+            off += len;
+        }
+        printf("  %s: loss fp32 %.6f, bf16 %.6f; worst gradient difference %.3g of the tensor's largest (%s)\n",
+               case_name[k], l32, l16, worst, where);
+        CHECK_MSG(worst <= 5e-2, "%s: bf16 gradient of %s off by %.3g of its largest value", case_name[k], where, worst);
+        free(g32), free(g16);
+        ld_tape_free(t);
         ld_lm_free(m);
     }
     ld_ctx_free(ctx);
