@@ -1,7 +1,9 @@
 /* bench/bench_finetune.c — `liandan bench finetune`: the cost of adapting the GPT-2-124M
  * shape (B=4, T=64, fp32). Step time of full fine-tuning against LoRA (rank 8 on c_attn and
  * both c_proj, the base frozen: no weight gradients, no optimizer state for it), measured
- * interleaved (one full step, one LoRA step, ...) so both see the same machine; and the peak
+ * interleaved (one full step, one LoRA step, ...) so both see the same machine — LoRA with its
+ * frozen base multiplied in bf16 (what `finetune` does by default where bf16 products are fast:
+ * ld_train_config_bf16) and in fp32 — ; and the peak
  * resident memory of a child process running two steps of each: full, LoRA on the F32 base,
  * QLoRA on a Q4_K GGUF of the same base (measured first, from a parent that holds no model). */
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "train/train_config.h"
 #include "liandan/liandan.h"
 
 enum { B = 4, T = 64 };
@@ -25,7 +28,8 @@ typedef struct ft_run {
     ld_status st;
 } ft_run;
 
-static ld_status setup(ft_run *r, ld_ctx *ctx, const char *gguf, bool lora) {
+/* bf16_base: the base's matrices multiply in bf16 (their bf16 copies; the adapter stays fp32). */
+static ld_status setup(ft_run *r, ld_ctx *ctx, const char *gguf, bool lora, bool bf16_base) {
     memset(r, 0, sizeof *r);
     r->ctx = ctx;
     ld_lm_config c = ld_bench_gpt2_124m();
@@ -38,6 +42,7 @@ static ld_status setup(ft_run *r, ld_ctx *ctx, const char *gguf, bool lora) {
         st = ld_adapter_new(r->m, &ac, 1, &r->a); /* on a quantized base, the frozen matrices stay quantized */
     }
     if (!st) st = ld_tape_new(ctx, &r->tape);
+    if (!st && bf16_base && !(st = ld_params_enable_bf16(ld_lm_params(r->m)))) ld_tape_set_bf16(r->tape, ld_lm_params(r->m));
     if (!st) st = ld_adamw_new(lora ? ld_adapter_params(r->a) : ld_lm_params(r->m), NULL, &r->opt);
     ld_rng rng = ld_rng_init(7);
     for (int i = 0; i < B * T; i++) {
@@ -71,43 +76,65 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Full and LoRA steps, interleaved; medians of reps each. */
+/* Full steps and LoRA steps (fp32 base; bf16 base where bf16 products are faster than fp32),
+ * interleaved; medians of reps each. */
 static void step_times(ld_ctx *ctx, const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep) {
-    ft_run *full = calloc(1, sizeof *full), *lora = calloc(1, sizeof *lora);
+    const double speedup = ld_bf16_gemm_speedup();
+    const bool with_bf16 = speedup > 1.0, bf16_default = speedup >= LD_TRAIN_BF16_BASE_MIN_SPEEDUP;
+    ft_run *full = calloc(1, sizeof *full), *lora = calloc(1, sizeof *lora), *lbf = calloc(1, sizeof *lbf);
     int reps = o->reps < 5 ? 5 : o->reps > 64 ? 64 : o->reps;
-    double tf[64], tl[64];
-    if (!full || !lora || setup(full, ctx, NULL, false) || setup(lora, ctx, NULL, true)) goto out;
+    double tf[64], tl[64], tb[64];
+    if (!full || !lora || !lbf || setup(full, ctx, NULL, false, false) || setup(lora, ctx, NULL, true, false) ||
+        (with_bf16 && setup(lbf, ctx, NULL, true, true)))
+        goto out;
     one_step(full), one_step(lora); /* warm-up: arenas settle */
-    for (int i = 0; i < reps && !full->st && !lora->st; i++) {
+    if (with_bf16) one_step(lbf);
+    for (int i = 0; i < reps && !full->st && !lora->st && !lbf->st; i++) {
         double t0 = ld_time_now();
         one_step(full);
         double t1 = ld_time_now();
         one_step(lora);
-        tf[i] = t1 - t0, tl[i] = ld_time_now() - t1;
+        double t2 = ld_time_now();
+        if (with_bf16) one_step(lbf);
+        tf[i] = t1 - t0, tl[i] = t2 - t1, tb[i] = ld_time_now() - t2;
     }
-    if (full->st || lora->st) goto out;
+    if (full->st || lora->st || lbf->st) goto out;
     qsort(tf, (size_t)reps, sizeof tf[0], cmp_double);
     qsort(tl, (size_t)reps, sizeof tl[0], cmp_double);
-    double f = tf[reps / 2], l = tl[reps / 2], flops = ld_lm_train_flops_per_token(ld_lm_config_of(full->m), T) * B * T;
+    qsort(tb, (size_t)reps, sizeof tb[0], cmp_double);
+    double f = tf[reps / 2], l = tl[reps / 2], b = tb[reps / 2],
+           flops = ld_lm_train_flops_per_token(ld_lm_config_of(full->m), T) * B * T;
     ld_bench_report_row(rep, "finetune", "gpt2-124M B=4 T=64 full fine-tuning step", f * 1e3, "ms",
                         flops / f * 1e-9 / lim->fma_f32_gflops, "fp32 FMA peak");
-    char name[128];
-    snprintf(name, sizeof name, "LoRA r=8 on c_attn,c_proj step (%.2f%% of the parameters train)",
+    char name[160];
+    snprintf(name, sizeof name, "LoRA r=8 on c_attn,c_proj step, fp32 base (%.2f%% of the parameters train)",
              100.0 * (double)ld_params_numel(ld_adapter_params(lora->a), true) /
                  (double)ld_lm_config_num_params(ld_lm_config_of(lora->m)));
     ld_bench_report_row(rep, "finetune", name, l * 1e3, "ms", -1, NULL);
-    ld_bench_report_row(rep, "finetune", "LoRA step / full step (target <= 0.55)", l / f, "x", -1, NULL);
+    if (with_bf16) {
+        snprintf(name, sizeof name, "LoRA step, bf16 base (bf16 products %.2fx fp32 here)", speedup);
+        ld_bench_report_row(rep, "finetune", name, b * 1e3, "ms", -1, NULL);
+    }
+    ld_bench_report_row(rep, "finetune", "LoRA step / full step, fp32 base", l / f, "x", -1, NULL);
+    if (with_bf16) ld_bench_report_row(rep, "finetune", "LoRA step / full step, bf16 base", b / f, "x", -1, NULL);
+    snprintf(name, sizeof name, "LoRA step / full step as finetune runs it here (%s base; target <= 0.55)",
+             bf16_default ? "bf16" : "fp32");
+    ld_bench_report_row(rep, "finetune", name, (bf16_default ? b : l) / f, "x", -1, NULL);
 out:
-    if ((full && full->st) || (lora && lora->st)) fprintf(stderr, "liandan bench finetune: %s\n", ld_ctx_error(ctx));
+    if ((full && full->st) || (lora && lora->st) || (lbf && lbf->st))
+        fprintf(stderr, "liandan bench finetune: %s\n", ld_ctx_error(ctx));
     if (full) teardown(full);
     if (lora) teardown(lora);
+    if (lbf) teardown(lbf);
     free(full);
     free(lora);
+    free(lbf);
 }
 
 /* Peak RSS (bytes) of a child that sets up `kind` (0 full, 1 LoRA, 2 QLoRA on gguf) and runs
- * two steps; 0 on failure. */
+ * two steps, the adapters' base in bf16 where finetune would use it; 0 on failure. */
 static double child_peak(int threads, int kind, const char *gguf) {
+    const bool bf16_base = ld_bf16_gemm_speedup() >= LD_TRAIN_BF16_BASE_MIN_SPEEDUP;
     pid_t pid = fork();
     if (pid < 0) return 0;
     if (pid == 0) {
@@ -115,7 +142,7 @@ static double child_peak(int threads, int kind, const char *gguf) {
         cp.n_threads = threads;
         ld_ctx *ctx = NULL;
         ft_run *r = calloc(1, sizeof *r);
-        if (!r || ld_ctx_new(&cp, &ctx) || setup(r, ctx, kind == 2 ? gguf : NULL, kind > 0)) _exit(1);
+        if (!r || ld_ctx_new(&cp, &ctx) || setup(r, ctx, kind == 2 ? gguf : NULL, kind > 0, kind > 0 && bf16_base)) _exit(1);
         one_step(r), one_step(r);
         _exit(r->st ? 1 : 0);
     }

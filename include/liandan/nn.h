@@ -49,6 +49,10 @@ void ld_params_zero_grad(ld_params *p);
 ld_status ld_params_enable_bf16(ld_params *p);
 /* Recomputes the bf16 copies from the fp32 values (after loading parameters). */
 void ld_params_refresh_bf16(ld_params *p);
+/* How many times faster this machine's bf16 matrix products (ld_tape_set_bf16) are than
+ * fp32 ones, per flop: the CPU kernels' measurement at first use (about 1 ms), 1 where bf16
+ * is widened to fp32 and multiplied at the fp32 rate (no avx512_bf16, or LD_ISA below avx512). */
+double ld_bf16_gemm_speedup(void);
 
 /* ---- the tape --------------------------------------------------------------------- */
 typedef struct ld_tape ld_tape;

@@ -85,6 +85,11 @@ typedef struct ld_kernels {
     void (*gemm_f32_f16)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const uint16_t *B, int64_t ldb,
                          float beta, float *C, int64_t ldc);
+    /* How many times faster gemm_bf16 multiplies than gemm_f32, per flop, on this machine:
+     * the ratio of their micro-kernels' rates measured at first use where gemm_bf16 runs
+     * on bf16 dot products (2 where LD_GEMM_BF16=dot skips the measurement), else 1 (bf16
+     * widened to f32 and multiplied by the f32 kernel: the same arithmetic rate). */
+    double (*gemm_bf16_speedup)(void);
 
     /* Matrix-vector products for decoding (a few rows of x against a weight read once):
      * y[M, N] = x[M, K] · W, W stored [K, N] or, if transW, [N, K] (nn.Linear). Meant for

@@ -184,3 +184,8 @@ void ld_params_refresh_bf16(ld_params *p) {
     for (int i = 0; p && i < p->count; i++)
         if (p->bf16[i] && p->list[i]->data) k->f32_to_bf16(p->bf16[i], p->list[i]->data, ld_tensor_numel(p->list[i]));
 }
+
+double ld_bf16_gemm_speedup(void) {
+    const ld_kernels *k = ld_kernels_get(LD_BACKEND_AUTO);
+    return k->gemm_bf16_speedup ? k->gemm_bf16_speedup() : 1.0;
+}

@@ -265,7 +265,7 @@ static ld_status setup_stage(ld_train_job *j, job_stage *sg, const ld_ft_labels 
     }
     if (sg->val_src && !c->has_eval_batches) c->train.eval_batches = ld_ft_source_batches_per_epoch(sg->val_src, B, T);
     c->train.out_dir = sg->out_dir;
-    c->train.bf16 = !strcmp(c->precision, "bf16");
+    c->train.bf16 = ld_train_config_bf16(c, true);
     return LD_OK;
 }
 
@@ -455,7 +455,7 @@ ld_status ld_train_job_new(ld_ctx *ctx, ld_job_kind kind, const char *text, size
     j->info.base = j->info.teacher = "";
     j->info.n_stages = 1;
     c->train.out_dir = c->out_dir;
-    c->train.bf16 = !strcmp(c->precision, "bf16");
+    c->train.bf16 = ld_train_config_bf16(c, kind == LD_JOB_FINETUNE);
     if (kind == LD_JOB_FINETUNE) {
         st = parse_stages(j, text, len, overrides, n_overrides);
         if (!st) st = setup_finetune(j);

@@ -7,7 +7,7 @@
  *   "lr": 1e-3, "min_lr": 1e-4, "schedule": "cosine", "warmup_steps": 100, "decay_steps": 0,
  *   "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "grad_clip": 1.0,
  *   "eval_every": 100, "eval_batches": 8, "checkpoint_every": 200, "keep_last": 2,
- *   "spike_factor": 0, "seed": 1, "precision": "fp32", "out_dir": "run",
+ *   "spike_factor": 0, "seed": 1, "precision": "auto", "out_dir": "run",
  *   "sample_every": 0, "sample_prompts": ["..."], "sample_tokens": 64,
  *   "teacher": "", "temperature": 1.0, "alpha": 0.9        (distillation)
  *   "objective": "mlm", "mask_prob": 0.15, "whole_word": false, "bucket": 64   (masked LM)
@@ -273,13 +273,24 @@ void ld_train_config_clear(ld_train_config *c) {
     if (c) ld_ft_labels_clear(&c->labels);
 }
 
+/* speedup < 0: ask the kernels (only when it matters: the measurement takes ~1 ms). */
+bool ld_train_config_bf16_at(const ld_train_config *c, bool finetune, double speedup) {
+    if (!strcmp(c->precision, "bf16")) return true;
+    if (strcmp(c->precision, "auto") || !finetune || !strcmp(c->method, "full")) return false;
+    return (speedup < 0 ? ld_bf16_gemm_speedup() : speedup) >= LD_TRAIN_BF16_BASE_MIN_SPEEDUP;
+}
+
+bool ld_train_config_bf16(const ld_train_config *c, bool finetune) {
+    return ld_train_config_bf16_at(c, finetune, -1);
+}
+
 ld_train_config ld_train_config_default(void) {
     ld_train_config c;
     memset(&c, 0, sizeof c);
     c.train = ld_train_default_params();
     c.model = ld_lm_default_config(LD_ARCH_LLAMA);
     snprintf(c.out_dir, sizeof c.out_dir, "run");
-    snprintf(c.precision, sizeof c.precision, "fp32");
+    snprintf(c.precision, sizeof c.precision, "auto");
     c.sample_tokens = 64;
     c.temperature = LD_DISTILL_DEFAULT_TEMPERATURE;
     c.alpha = LD_DISTILL_DEFAULT_ALPHA;
@@ -391,8 +402,8 @@ ld_status ld_train_config_parse(ld_ctx *ctx, const char *text, size_t len, const
     get_str(&r, "val_data", c.val_data, sizeof c.val_data);
     get_str(&r, "init_from", c.init_from, sizeof c.init_from);
     get_str(&r, "precision", c.precision, sizeof c.precision);
-    if (!r.st && strcmp(c.precision, "fp32") && strcmp(c.precision, "bf16"))
-        r.st = ld_error(ctx, LD_ERR_FORMAT, "%s: precision '%s' is not fp32 or bf16", path, c.precision);
+    if (!r.st && strcmp(c.precision, "auto") && strcmp(c.precision, "fp32") && strcmp(c.precision, "bf16"))
+        r.st = ld_error(ctx, LD_ERR_FORMAT, "%s: precision '%s' is not auto, fp32 or bf16", path, c.precision);
     get_str(&r, "teacher", c.teacher, sizeof c.teacher);
     get_f32(&r, "temperature", &c.temperature, -INFINITY, INFINITY);
     if (!r.st && !(c.temperature > 0 && c.temperature <= 1e4))

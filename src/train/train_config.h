@@ -20,7 +20,7 @@ typedef struct ld_train_config {
     bool has_model;             /* "model" was given */
     bool model_bos, model_eos;  /* "model" gave bos_token_id / eos_token_id (else: the tokenizer's) */
     char tokenizer[1024], train_data[1024], val_data[1024], init_from[1024], out_dir[1024];
-    char precision[8];          /* "fp32" or "bf16" */
+    char precision[8];          /* "auto" (the default), "fp32" or "bf16": see ld_train_config_bf16 */
     char teacher[1024];         /* distillation: the teacher model (directory or GGUF); "" = none */
     float temperature, alpha;   /* distillation: softmax temperature, weight of the soft loss */
     int64_t sample_every, sample_tokens;
@@ -56,6 +56,14 @@ typedef struct ld_train_config {
 } ld_train_config;
 
 ld_train_config ld_train_config_default(void);
+/* Whether c's products run in bf16: "bf16"; "fp32" never; "auto" (the default) only for the
+ * frozen base of a fine-tune with an adapter (method lora or prompt: the adapter, its
+ * optimizer and full fine-tuning stay fp32) on a machine whose bf16 products are at least
+ * LD_TRAIN_BF16_BASE_MIN_SPEEDUP times faster than fp32 (ld_bf16_gemm_speedup). */
+#define LD_TRAIN_BF16_BASE_MIN_SPEEDUP 1.8
+bool ld_train_config_bf16(const ld_train_config *c, bool finetune);
+/* The same rule for a given speedup (tests). */
+bool ld_train_config_bf16_at(const ld_train_config *c, bool finetune, double speedup);
 /* Frees what a parsed config holds (label names). */
 void ld_train_config_clear(ld_train_config *c);
 /* Parses the config text (NULL = empty config) with `overrides` ("key=value", dotted keys

@@ -264,6 +264,8 @@ TEST(job_trains_writes_and_resumes_exactly) {
         CHECK(in->n_labels == 2 && in->train_examples + in->val_examples == 60 && in->val_examples > 0);
         CHECK(in->trainable > 0 && in->trainable < in->params / 5);
         CHECK(!strcmp(in->method, "lora") && !strcmp(in->task, "classification"));
+        /* precision auto: the frozen base in bf16 exactly where bf16 products are fast */
+        CHECK(in->bf16 == (ld_bf16_gemm_speedup() >= LD_TRAIN_BF16_BASE_MIN_SPEEDUP));
         CHECK(ld_train_job_run(j, false, record, &a) == LD_OK);
         CHECK(strstr(ld_train_job_output(j), "/adapter") != NULL);
         char p[700];
@@ -442,6 +444,47 @@ TEST(adapters_default_to_no_weight_decay) {
                   (double)c.train.optim.weight_decay, (double)cases[i].wd);
         ld_train_config_clear(&c);
     }
+    ld_ctx_free(ctx);
+}
+
+/* precision: "auto" (the default) is bf16 only for an adapter's frozen base (lora, prompt)
+ * and only where bf16 products are >= LD_TRAIN_BF16_BASE_MIN_SPEEDUP x fp32; fp32 and bf16
+ * force it; pretraining (finetune = false) stays fp32 under auto; other values are refused. */
+TEST(precision_auto_is_bf16_only_for_an_adapters_base_on_fast_bf16) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    static const struct {
+        const char *config, *override;
+        bool finetune;
+        double speedup;
+        bool bf16;
+    } cases[] = {
+        {"{\"base\": \"x\", \"method\": \"lora\"}", NULL, true, 2.0, true},
+        {"{\"base\": \"x\", \"method\": \"lora\"}", NULL, true, 1.79, false},
+        {"{\"base\": \"x\", \"method\": \"lora\"}", NULL, true, 1.0, false},
+        {"{\"base\": \"x\", \"method\": \"prompt\"}", NULL, true, 1.8, true},
+        {"{\"base\": \"x\", \"method\": \"full\"}", NULL, true, 2.0, false},
+        {"{\"base\": \"x\"}", "method=lora", true, 2.0, true},
+        {"{\"base\": \"x\", \"method\": \"lora\", \"precision\": \"fp32\"}", NULL, true, 2.0, false},
+        {"{\"base\": \"x\", \"method\": \"lora\"}", "precision=fp32", true, 2.0, false},
+        {"{\"base\": \"x\", \"method\": \"full\", \"precision\": \"bf16\"}", NULL, true, 0.5, true},
+        {"{\"precision\": \"auto\"}", NULL, false, 2.0, false},
+        {"{\"precision\": \"bf16\"}", NULL, false, 1.0, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ld_train_config c;
+        const char *ov[1] = {cases[i].override};
+        ld_status st = ld_train_config_parse(ctx, cases[i].config, strlen(cases[i].config), "ft.json", ov,
+                                             cases[i].override ? 1 : 0, &c);
+        CHECK_MSG(st == LD_OK, "case %zu: %s", i, ld_ctx_error(ctx));
+        if (st) continue;
+        CHECK_MSG(ld_train_config_bf16_at(&c, cases[i].finetune, cases[i].speedup) == cases[i].bf16, "case %zu", i);
+        ld_train_config_clear(&c);
+    }
+    ld_train_config c;
+    const char *bad = "{\"precision\": \"fp16\"}";
+    CHECK(ld_train_config_parse(ctx, bad, strlen(bad), "ft.json", NULL, 0, &c) == LD_ERR_FORMAT);
+    CHECK_MSG(strstr(ld_ctx_error(ctx), "ft.json: precision 'fp16' is not auto, fp32 or bf16"), "%s", ld_ctx_error(ctx));
     ld_ctx_free(ctx);
 }
 

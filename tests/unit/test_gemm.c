@@ -287,6 +287,11 @@ TEST(gemm_cpu_table_is_the_active_level) {
     if (level == LD_ISA_AVX512) path = ld_gemm_bf16_avx512_choice(&cvt, &dot);
 #endif
     printf("  table %s, bf16 path %s (micro-kernel cvt %.0f GFLOP/s, dot %.0f GFLOP/s)\n", k->name, path, cvt, dot);
+    /* the bf16 speedup precision "auto" reads: the measured ratio on the dot path (chosen at
+     * >= 1.3x; 2 when forced by LD_GEMM_BF16), else 1 */
+    const double sp = k->gemm_bf16_speedup(), want_sp = strcmp(path, "dot") ? 1.0 : cvt > 0 && dot > 0 ? dot / cvt : 2.0;
+    CHECK_MSG(sp == want_sp && sp == ld_bf16_gemm_speedup() && (sp == 1.0 || sp >= 1.3), "speedup %g, want %g", sp, want_sp);
+    CHECK(ld_kernels_ref.gemm_bf16_speedup() == 1.0);
 }
 
 /* A context of `threads` threads (its team runs the loops of the scopes below). */

@@ -329,9 +329,16 @@ static void gemm_bf16_auto(bool transA, bool transB, int64_t M, int64_t N, int64
                 C, ldc);
 }
 
+static double gemm_bf16_speedup(void) {
+    double cvt = 0, dot = 0;
+    if (strcmp(ld_gemm_bf16_avx512_choice(&cvt, &dot), "dot")) return 1.0;
+    return cvt > 0 && dot > 0 ? dot / cvt : 2.0; /* forced by LD_GEMM_BF16=dot: nominal */
+}
+
 const ld_kernels ld_kernels_cpu_avx512_gemm = {
     .name = "cpu-avx512",
     .gemm_f32 = ld_gemm_f32_avx512,
     .gemm_bf16 = gemm_bf16_auto,
     .gemm_f32_f16 = ld_gemm_f32_f16_avx512,
+    .gemm_bf16_speedup = gemm_bf16_speedup,
 };

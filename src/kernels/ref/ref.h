@@ -23,6 +23,8 @@ void ld_ref_gemm_f32(bool transA, bool transB, int64_t M, int64_t N, int64_t K, 
 void ld_ref_gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                       const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
                       float *C, int64_t ldc);
+/* 1: the reference multiplies bf16 by widening it to f32. */
+double ld_ref_gemm_bf16_speedup(void);
 void ld_ref_gemm_f32_f16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
                          float *C, int64_t ldc);

@@ -60,6 +60,10 @@ void ld_ref_gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
     ref_gemm(EL_BF16, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+double ld_ref_gemm_bf16_speedup(void) {
+    return 1.0;
+}
+
 void ld_ref_gemm_f32_f16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
                          float *C, int64_t ldc) {

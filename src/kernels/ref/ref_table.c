@@ -51,4 +51,5 @@ const ld_kernels ld_kernels_ref = {
     .gemv_f32 = ld_ref_gemv_f32,
     .gemm_bf16 = ld_ref_gemm_bf16,
     .gemm_f32_f16 = ld_ref_gemm_f32_f16,
+    .gemm_bf16_speedup = ld_ref_gemm_bf16_speedup,
 };
