@@ -4,7 +4,8 @@
  * by the legacy largest-id rule, class embedding, pre / post LayerNorms), finite differences
  * for every kind of parameter, the model directory (tensor names and shapes as transformers
  * has them, written / read / written again byte for byte, identical embeddings), CLIPConfig
- * defaults and a bad-input table for the config and for the weights. */
+ * defaults, a bad-input table for the config and for the weights, and every allocation of the
+ * loader failing in turn. */
 #include <math.h>
 #include <stdarg.h>
 
@@ -530,6 +531,58 @@ TEST(load_bad_weights) {
     const char *big = "{\"model_type\":\"clip\"}";
     CHECK(ld_file_write_atomic(ctx, path, big, strlen(big)) == LD_OK);
     CHECK_STATUS(ctx, ld_clip_load(ctx, dir, &out, NULL), LD_ERR_SHAPE, "the config needs [49408, 512]");
+    ld_clip_free(m);
+}
+
+/* Every allocation of ld_clip_load failing in turn (SQLite-style): each is a clean
+ * LD_ERR_NOMEM with nothing returned and nothing left allocated; then the load succeeds. */
+typedef struct fail_mem {
+    ld_test_mem mem;
+    long n, fail_at; /* allocations so far; the one that fails (0: none) */
+} fail_mem;
+static void *fail_alloc(void *user, size_t size, size_t align) {
+    fail_mem *f = user;
+    if (++f->n == f->fail_at) return NULL;
+    return ld_test_mem_alloc(&f->mem, size, align);
+}
+static void fail_free(void *user, void *ptr) {
+    ld_test_mem_free(&((fail_mem *)user)->mem, ptr);
+}
+
+TEST(load_allocation_failures) {
+    ld_ctx *ctx = test_ctx();
+    ld_clip *m = hf_model(hf_tiny(), 9);
+    const char *texts[] = {"猫狗"};
+    const char *vpath = dt_path("torture_vocab.txt"), *dir = dt_path("hftorture");
+    ld_tokenizer *tok = NULL;
+    CHECK(ld_clip_build_vocab(ctx, texts, 1, 1, vpath) == LD_OK && ld_tokenizer_load_vocab_txt(ctx, vpath, &tok) == LD_OK);
+    CHECK_STATUS(ctx, ld_clip_save(m, tok, dir), LD_OK, NULL);
+    fail_mem f = {0};
+    ld_allocator al = {fail_alloc, fail_free, &f};
+    ld_ctx_params cp = ld_ctx_default_params();
+    cp.allocator = &al, cp.n_threads = 1;
+    ld_ctx *fc = NULL;
+    CHECK(ld_ctx_new(&cp, &fc) == LD_OK);
+    bool loaded = false;
+    long tries = 0;
+    for (long k = 1; fc && k < 5000 && !loaded; k++, tries++) {
+        size_t held = f.mem.held;
+        f.n = 0, f.fail_at = k;
+        ld_clip *out = NULL;
+        ld_tokenizer *t2 = NULL;
+        ld_status st = ld_clip_load(fc, dir, &out, &t2);
+        if (st == LD_OK) {
+            loaded = true;
+            CHECK(out && t2);
+            ld_clip_free(out), ld_tokenizer_free(t2);
+        } else {
+            CHECK_MSG(st == LD_ERR_NOMEM && !out && !t2, "allocation %ld: status %d", k, (int)st);
+        }
+        CHECK_MSG(f.mem.held == held, "allocation %ld failing leaked %zu bytes", k, f.mem.held - held);
+    }
+    CHECK_MSG(loaded && tries > 50, "the load never succeeded (%ld tries)", tries);
+    ld_ctx_free(fc);
+    ld_tokenizer_free(tok);
     ld_clip_free(m);
 }
 
