@@ -90,12 +90,21 @@ typedef void (*ld_qgemm_pack_fn)(const ld_qgemm_format *f, const uint8_t *W, siz
  * 1 <= mr <= MR. */
 typedef void (*ld_qgemm_kernel_fn)(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q,
                                    size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask);
+/* A kernel (ld_qgemm_kernel_fn) that also prefetches pf_lines 64-byte lines per group of K
+ * from pf on (group b: lines [b * pf_lines, (b + 1) * pf_lines)) into L2 while it computes:
+ * the driver hands it a share of the next prepacked panel, so that reading the weights from
+ * memory overlaps the products of several row tiles. Same results as the kernel. */
+typedef void (*ld_qgemm_kernel_pf_fn)(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q,
+                                      size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc,
+                                      uint64_t cmask, const uint8_t *pf, int pf_lines);
 /* One ISA's int8 GEMM: activation quantizer, byte-panel packer, a kernel per panel form
- * (NULL: that form is not computed at this level). Each gives the reference's bits. */
+ * (NULL: that form is not computed at this level), and optionally the same kernel with a
+ * prefetch (kernel_pf, NULL: kernel is used). Each gives the reference's bits. */
 typedef struct ld_qgemm_isa {
     ld_qgemm_quantize_fn quantize_act;
     ld_qgemm_pack_fn pack;
     ld_qgemm_kernel_fn kernel[LD_QPANEL_COUNT];
+    ld_qgemm_kernel_pf_fn kernel_pf[LD_QPANEL_COUNT];
 } ld_qgemm_isa;
 /* The int8 GEMM of level isa (each part from the highest level up to isa that has it and
  * whose instructions this CPU runs), or NULL when that level has none (LD_ISA_SCALAR). */

@@ -140,7 +140,7 @@ void ld_qgemm_quantize_act_avx512(const ld_qgemm_format *f, const float *x, int6
 static inline __attribute__((always_inline)) void kernel(const int MR, const int G, const bool MIN, int64_t ngroups,
                                                          const uint8_t *panel, const int8_t *q, size_t qs,
                                                          const ld_qgemm_agroup *ag, size_t gs, float *C, int64_t ldc,
-                                                         uint64_t cmask) {
+                                                         uint64_t cmask, const uint8_t *pf, int pf_lines) {
     const size_t gb = (size_t)G * LD_QGEMM_NR + (MIN ? 2 : 1) * LD_QGEMM_NR * sizeof(float);
     __mmask16 mk[NV];
     __m512 f[4][NV];
@@ -153,6 +153,7 @@ static inline __attribute__((always_inline)) void kernel(const int MR, const int
             f[r][v] = _mm512_setzero_ps();
     for (int64_t b = 0; b < ngroups; b++) {
         const uint8_t *pb = panel + (size_t)b * gb;
+        for (int i = 0; i < pf_lines; i++) _mm_prefetch((const char *)pf + ((size_t)b * (size_t)pf_lines + (size_t)i) * 64, _MM_HINT_T1);
         __m512i acc[4][NV];
 #pragma GCC unroll 4
         for (int r = 0; r < MR; r++) {
@@ -212,16 +213,28 @@ static inline __attribute__((always_inline)) void kernel(const int MR, const int
 
 #define KERNEL_MR(G, MIN)                                                                                   \
     switch (mr) {                                                                                           \
-    case 1: kernel(1, G, MIN, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;            \
-    case 2: kernel(2, G, MIN, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;            \
-    case 3: kernel(3, G, MIN, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;            \
-    default: kernel(4, G, MIN, ngroups, panel, q, qs, g, gs, C, ldc, cmask); break;           \
+    case 1: kernel(1, G, MIN, ngroups, panel, q, qs, g, gs, C, ldc, cmask, pf, pf_lines); break;            \
+    case 2: kernel(2, G, MIN, ngroups, panel, q, qs, g, gs, C, ldc, cmask, pf, pf_lines); break;            \
+    case 3: kernel(3, G, MIN, ngroups, panel, q, qs, g, gs, C, ldc, cmask, pf, pf_lines); break;            \
+    default: kernel(4, G, MIN, ngroups, panel, q, qs, g, gs, C, ldc, cmask, pf, pf_lines); break;           \
     }
 
 _Static_assert(LD_QGEMM_MR == 4 && LD_QGEMM_NR % 16 == 0, "the kernel is written for 4-row tiles of 16-column vectors");
 
+/* ld_qgemm_kernel_avx512, prefetching as ld_qgemm_kernel_pf_fn says (pf_lines 0: nothing). */
+static void kernel_groups_pf(const ld_qgemm_format *f, int mr, int64_t ngroups, const uint8_t *panel, const int8_t *q,
+                             size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask,
+                             const uint8_t *pf, int pf_lines) {
+    if (f->group == 16 && f->has_min) KERNEL_MR(16, true) /* Q2_K */
+    else if (f->group == 16) KERNEL_MR(16, false)
+    else if (f->has_min) KERNEL_MR(32, true)
+    else KERNEL_MR(32, false)
+}
+
 void ld_qgemm_kernel_avx512(const ld_qgemm_format *f, int mr, int64_t ngroups, const uint8_t *panel, const int8_t *q,
                             size_t qs, const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
+    const uint8_t *pf = NULL;
+    const int pf_lines = 0;
     if (f->group == 16 && f->has_min) KERNEL_MR(16, true) /* Q2_K */
     else if (f->group == 16) KERNEL_MR(16, false)
     else if (f->has_min) KERNEL_MR(32, true)
@@ -234,6 +247,11 @@ static void kernel_bytes(const ld_qgemm_format *f, int mr, int64_t K, const uint
                          const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
     ld_qgemm_kernel_avx512(f, mr, K / f->group, panel, q, qs, g, gs, C, ldc, cmask);
 }
+static void kernel_bytes_pf(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q, size_t qs,
+                            const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask, const uint8_t *pf,
+                            int pf_lines) {
+    kernel_groups_pf(f, mr, K / f->group, panel, q, qs, g, gs, C, ldc, cmask, pf, pf_lines);
+}
 static void kernel_q4_K(const ld_qgemm_format *f, int mr, int64_t K, const uint8_t *panel, const int8_t *q, size_t qs,
                         const ld_qgemm_agroup *g, size_t gs, float *C, int64_t ldc, uint64_t cmask) {
     (void)f;
@@ -243,4 +261,5 @@ const ld_qgemm_isa ld_qgemm_isa_avx512 = {
     .quantize_act = ld_qgemm_quantize_act_avx512,
     .pack = ld_qgemm_pack_avx512,
     .kernel = {[LD_QPANEL_BYTES] = kernel_bytes, [LD_QPANEL_Q4_K] = kernel_q4_K},
+    .kernel_pf = {[LD_QPANEL_BYTES] = kernel_bytes_pf},
 };
