@@ -9,7 +9,7 @@
 #include "core/team.h"
 #include "kernels/kernels.h"
 #include "liandan/io.h"
-#include "liandan/probe.h"
+#include "eval/probe_internal.h"
 
 ld_logreg_params ld_logreg_default_params(void) {
     return (ld_logreg_params){.iters = 300, .lr = 0.05f, .l2 = 1e-4f};
@@ -112,19 +112,7 @@ ld_probe_task_params ld_probe_task_default_params(ld_protein_task task) {
     return p;
 }
 
-/* One example: a sequence (cut to the probe's length) and its label(s). */
-typedef struct example {
-    const char *seq, *ss3, *mask;
-    int64_t len;
-    int32_t label;
-    bool test;
-} example;
-
-typedef struct probe_data {
-    example *ex;
-    int64_t n, n_train, n_test;
-    char *text;
-} probe_data;
+typedef probe_example example;
 
 static int aa_index(char c) {
     const char *p = strchr(aa20, c);
@@ -138,76 +126,142 @@ static int column(char **fields, int nf, const char *name) {
     return -1;
 }
 
+enum { MAX_COLUMNS = 64 };
+
+/* Splits line at tabs into fields[]; the number of fields, or -1 when there are more than cap. */
 static int split_tabs(char *line, char **fields, int cap) {
     int n = 0;
-    for (char *p = line; n < cap;) {
+    for (char *p = line;;) {
+        if (n == cap) return -1;
         fields[n++] = p;
         char *tab = strchr(p, '\t');
-        if (!tab) break;
+        if (!tab) return n;
         *tab = 0, p = tab + 1;
     }
-    return n;
 }
 
-static ld_status read_task(ld_ctx *ctx, const char *path, const ld_probe_task_params *p, probe_data *d) {
-    size_t len;
-    ld_status st = ld_file_read(ctx, path, (size_t)256 << 20, &d->text, &len);
-    if (st) return st;
+/* A byte of the file for a message: the character, or its hex code when it is not printable. */
+static const char *show_byte(char c, char buf[8]) {
+    unsigned char u = (unsigned char)c;
+    if (u > 32 && u < 127) snprintf(buf, 8, "'%c'", c);
+    else snprintf(buf, 8, "0x%02x", u);
+    return buf;
+}
+
+/* Checks that every byte of field (at byte offset off of its line) is in `allowed`, mapping
+ * lowercase letters to uppercase first when upcase is set. */
+static ld_status check_chars(ld_ctx *ctx, const char *name, int64_t lineno, const char *line, char *field,
+                             const char *what, const char *allowed, bool upcase) {
+    for (char *c = field; *c; c++) {
+        if (upcase && *c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+        if (!strchr(allowed, *c)) {
+            char b[8];
+            return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld:%lld: %s in the %s column (expected %s)", name, (long long)lineno,
+                            (long long)(c - line) + 1, show_byte(*c, b), what,
+                            upcase ? "letters A-Z" : !strcmp(allowed, "HEC") ? "H, E or C" : "0 or 1");
+        }
+    }
+    return LD_OK;
+}
+
+static const char letters[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+ld_status probe_data_parse(ld_ctx *ctx, const char *name, char *text, size_t len, const ld_probe_task_params *p,
+                           probe_data *d) {
     bool ss3 = p->task == LD_PROBE_SS3, membrane = p->task == LD_PROBE_DEEPLOC_MEMBRANE;
+    d->ex = NULL, d->n = d->n_train = d->n_test = 0;
     int64_t cap = 1;
-    for (size_t i = 0; i < len; i++) cap += d->text[i] == '\n';
+    for (size_t i = 0; i < len; i++) cap += text[i] == '\n';
     if (!(d->ex = ld_calloc(ctx, (size_t)cap, sizeof *d->ex))) return ld_ctx_status(ctx);
-    char *line = d->text, *fields[16];
-    int c_seq = -1, c_split = -1, c_lab = -1, c_mask = -1;
+    char *fields[MAX_COLUMNS], *end = text + len;
+    int c_seq = -1, c_split = -1, c_lab = -1, c_mask = -1, need = -1;
     int64_t lineno = 0, max_res = p->max_len - 2;
-    while (line && *line) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = 0;
-        size_t ll = strlen(line);
-        if (ll && line[ll - 1] == '\r') line[ll - 1] = 0;
+    bool header = true;
+    for (char *line = text; line < end;) {
+        char *nl = memchr(line, '\n', (size_t)(end - line)), *eol = nl ? nl : end;
         lineno++;
-        int nf = split_tabs(line, fields, 16);
-        if (lineno == 1) {
+        char *nul = memchr(line, 0, (size_t)(eol - line));
+        if (nul)
+            return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld:%lld: a NUL byte", name, (long long)lineno,
+                            (long long)(nul - line) + 1);
+        *eol = 0;
+        if (eol > line && eol[-1] == '\r') eol[-1] = 0;
+        char *next = nl ? nl + 1 : end;
+        if (!*line) { /* a blank line */
+            line = next;
+            continue;
+        }
+        int nf = split_tabs(line, fields, MAX_COLUMNS);
+        if (nf < 0)
+            return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: more than %d columns", name, (long long)lineno, MAX_COLUMNS);
+        if (header) {
+            header = false;
             c_seq = column(fields, nf, "sequence"), c_split = column(fields, nf, "split");
             c_lab = column(fields, nf, ss3 ? "ss3" : membrane ? "membrane" : "location");
             c_mask = ss3 ? column(fields, nf, "resolved_mask") : -2;
             if (c_seq < 0 || c_split < 0 || c_lab < 0 || c_mask == -1)
-                return ld_error(ctx, LD_ERR_FORMAT, "%s:1: the header lacks %s columns (sequence, split, %s)", path,
-                                ss3 ? "the FLIP SS3" : "the DeepLoc", ss3 ? "ss3, resolved_mask" : membrane ? "membrane" : "location");
-        } else {
-            int need = c_seq > c_split ? c_seq : c_split;
+                return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: the header lacks %s columns (sequence, split, %s)", name,
+                                (long long)lineno, ss3 ? "the FLIP SS3" : "the DeepLoc",
+                                ss3 ? "ss3, resolved_mask" : membrane ? "membrane" : "location");
+            need = c_seq > c_split ? c_seq : c_split;
             need = need > c_lab ? need : c_lab;
             need = need > c_mask ? need : c_mask;
-            if (nf <= need)
-                return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: %d columns, the header has more", path, (long long)lineno, nf);
-            const char *split = fields[c_split], *lab = fields[c_lab];
-            const char *train_split = "train", *test_split = membrane ? "dev" : "test";
-            bool is_train = !strcmp(split, train_split), is_test = !strcmp(split, test_split);
-            example e = {.seq = fields[c_seq], .len = (int64_t)strlen(fields[c_seq]), .test = is_test, .label = -1};
-            if (ss3) {
-                e.ss3 = lab, e.mask = fields[c_mask];
-                if ((int64_t)strlen(lab) != e.len || (int64_t)strlen(e.mask) != e.len)
-                    return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: sequence, ss3 and resolved_mask differ in length", path,
-                                    (long long)lineno);
-            } else if (membrane) {
-                e.label = !strcmp(lab, "M") ? 1 : !strcmp(lab, "S") ? 0 : -1;
-            } else {
-                for (int c = 0; c < N_DEEPLOC; c++)
-                    if (!strcmp(lab, deeploc_classes[c])) e.label = c;
-                if (e.label < 0 && strcmp(lab, "Cytoplasm-Nucleus"))
-                    return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: unknown location '%.40s'", path, (long long)lineno, lab);
-            }
-            if (e.len > max_res) e.len = max_res;
-            bool keep = (is_train || is_test) && (ss3 || e.label >= 0) && e.len > 0;
-            if (keep && is_train && p->max_train > 0 && d->n_train >= p->max_train) keep = false;
-            if (keep && is_test && p->max_test > 0 && d->n_test >= p->max_test) keep = false;
-            if (keep) d->ex[d->n++] = e, is_train ? d->n_train++ : d->n_test++;
+            line = next;
+            continue;
         }
-        line = nl ? nl + 1 : NULL;
+        if (nf <= need)
+            return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: %d column(s), the header names %d", name, (long long)lineno, nf,
+                            need + 1);
+        const char *split = fields[c_split];
+        char *lab = fields[c_lab], *seq = fields[c_seq];
+        bool is_train = !strcmp(split, "train"), is_test = !strcmp(split, membrane ? "dev" : "test");
+        example e = {.seq = seq, .len = (int64_t)strlen(seq), .test = is_test, .label = -1};
+        if (e.len == 0) return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: an empty sequence", name, (long long)lineno);
+        ld_status st = check_chars(ctx, name, lineno, line, seq, "sequence", letters, true);
+        if (st) return st;
+        if (ss3) {
+            e.ss3 = lab, e.mask = fields[c_mask];
+            if ((int64_t)strlen(lab) != e.len || (int64_t)strlen(e.mask) != e.len)
+                return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: sequence, ss3 and resolved_mask differ in length (%lld, %zu, %zu)",
+                                name, (long long)lineno, (long long)e.len, strlen(lab), strlen(e.mask));
+            if ((st = check_chars(ctx, name, lineno, line, lab, "ss3", "HEC", false)) ||
+                (st = check_chars(ctx, name, lineno, line, fields[c_mask], "resolved_mask", "01", false)))
+                return st;
+        } else if (membrane) {
+            e.label = !strcmp(lab, "M") ? 1 : !strcmp(lab, "S") ? 0 : -1;
+            if (e.label < 0 && strcmp(lab, "U"))
+                return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: membrane label '%.40s' is not M, S or U", name,
+                                (long long)lineno, lab);
+        } else {
+            for (int c = 0; c < N_DEEPLOC; c++)
+                if (!strcmp(lab, deeploc_classes[c])) e.label = c;
+            if (e.label < 0 && strcmp(lab, "Cytoplasm-Nucleus"))
+                return ld_error(ctx, LD_ERR_FORMAT, "%s:%lld: unknown location '%.40s'", name, (long long)lineno, lab);
+        }
+        if (e.len > max_res) e.len = max_res;
+        bool keep = (is_train || is_test) && (ss3 || e.label >= 0) && e.len > 0;
+        if (keep && is_train && p->max_train > 0 && d->n_train >= p->max_train) keep = false;
+        if (keep && is_test && p->max_test > 0 && d->n_test >= p->max_test) keep = false;
+        if (keep) d->ex[d->n++] = e, is_train ? d->n_train++ : d->n_test++;
+        line = next;
     }
+    if (header) return ld_error(ctx, LD_ERR_FORMAT, "%s: an empty file (no header line)", name);
     if (d->n_train == 0 || d->n_test == 0)
-        return ld_error(ctx, LD_ERR_FORMAT, "%s: no usable training or test examples for this task", path);
+        return ld_error(ctx, LD_ERR_FORMAT, "%s: no usable %s examples for this task (%lld training, %lld test)", name,
+                        d->n_train == 0 ? "training" : "test", (long long)d->n_train, (long long)d->n_test);
     return LD_OK;
+}
+
+ld_status probe_data_read(ld_ctx *ctx, const char *path, const ld_probe_task_params *p, probe_data *d) {
+    size_t len;
+    d->ex = NULL, d->text = NULL;
+    ld_status st = ld_file_read(ctx, path, (size_t)256 << 20, &d->text, &len);
+    return st ? st : probe_data_parse(ctx, path, d->text, len, p, d);
+}
+
+void probe_data_free(ld_ctx *ctx, probe_data *d) {
+    ld_free(ctx, d->ex), ld_free(ctx, d->text);
+    d->ex = NULL, d->text = NULL;
 }
 
 /* Rows of features for every example (sequence tasks) or residue (ss3): the baseline's when
@@ -310,7 +364,7 @@ ld_status ld_protein_probe(ld_ctx *ctx, ld_encoder *m, const ld_tokenizer *tok, 
     double t0 = ld_time_now();
     memset(out, 0, sizeof *out);
     probe_data d = {0};
-    ld_status st = read_task(ctx, path, p, &d);
+    ld_status st = probe_data_read(ctx, path, p, &d);
     int64_t k = p->task == LD_PROBE_SS3 ? 3 : p->task == LD_PROBE_DEEPLOC_MEMBRANE ? 2 : N_DEEPLOC;
     out->n_classes = k, out->model = NAN;
     out->baseline_name = p->task == LD_PROBE_SS3 ? "one-hot residue" : "amino-acid composition";
@@ -334,7 +388,7 @@ ld_status ld_protein_probe(ld_ctx *ctx, ld_encoder *m, const ld_tokenizer *tok, 
         }
         ld_free(ctx, X), ld_free(ctx, y), ld_free(ctx, te);
     }
-    ld_free(ctx, d.ex), ld_free(ctx, d.text);
+    probe_data_free(ctx, &d);
     out->seconds = ld_time_now() - t0;
     return st;
 }
