@@ -44,6 +44,7 @@ extern const ld_cli_command ld_cmd_fill_mask;
 int ld_cli_eval_mlm(int argc, char **argv);
 /* `liandan eval probe` (cli/cmd_encode.c). */
 int ld_cli_eval_probe(int argc, char **argv);
+int ld_cli_eval_classify(int argc, char **argv);
 extern const ld_cli_command ld_cmd_serve;
 extern const ld_cli_command ld_cmd_keys;
 extern const ld_cli_command ld_cmd_job_worker;

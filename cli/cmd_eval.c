@@ -247,6 +247,8 @@ static const ld_cli_command eval_mlm_cmd = {"mlm", "masked-LM loss and accuracy 
                                             ld_cli_eval_mlm};
 static const ld_cli_command eval_probe_cmd = {"probe", "linear probes of a protein encoder (DeepLoc, SS3) vs baselines",
                                               ld_cli_eval_probe};
+static const ld_cli_command eval_classify_cmd = {"classify", "fine-tunes an encoder for classification, scores it on a test file",
+                                                 ld_cli_eval_classify};
 
 static const ld_cli_command eval_retrieval_cmd = {
     "retrieval", "image-text retrieval recall of a clip model vs chance and bag of characters", ld_cli_eval_retrieval};
@@ -259,9 +261,9 @@ static const ld_cli_command eval_forgetting_cmd = {"forgetting", "continual lear
 
 static int cmd_eval(int argc, char **argv) {
     static const ld_cli_command *const subs[] = {&eval_poetry_cmd,    &eval_ppl_cmd,      &eval_mlm_cmd,
-                                                 &eval_probe_cmd,     &eval_tasks_cmd,    &eval_forgetting_cmd,
-                                                 &eval_retrieval_cmd, &eval_zeroshot_cmd};
-    return ld_cli_dispatch("eval", "Evaluates a model (a model directory or GGUF file).", subs, 8, argc, argv);
+                                                 &eval_probe_cmd,     &eval_classify_cmd, &eval_tasks_cmd,
+                                                 &eval_forgetting_cmd, &eval_retrieval_cmd, &eval_zeroshot_cmd};
+    return ld_cli_dispatch("eval", "Evaluates a model (a model directory or GGUF file).", subs, 9, argc, argv);
 }
 
 const ld_cli_command ld_cmd_eval = {"eval", "evaluate a model (poetry, perplexity, tasks, forgetting, masked LM, probes, retrieval)",

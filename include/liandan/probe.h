@@ -62,6 +62,47 @@ typedef struct ld_probe_report {
 ld_status ld_protein_probe(ld_ctx *ctx, ld_encoder *m, const ld_tokenizer *tok, const char *path,
                            const ld_probe_task_params *p, ld_probe_report *out);
 
+/* ---- fine-tuning an encoder for sequence classification ------------------------------ */
+/* BERT's recipe: rows [CLS] text [SEP] (cut to seq_len), the pooled state (cls by default)
+ * through a new linear head [n_labels, C], cross-entropy, every weight of the encoder and the
+ * head trained by AdamW (linear warmup over warmup_share of the steps, then linear decay to 0,
+ * gradient norm clipped at 1), then the accuracy and macro-F1 on the test file beside the
+ * majority class. The data files are fine-tuning classification files (a .tsv with a header,
+ * or .jsonl: see docs/training.md); labels are the training file's, sorted; a test label the
+ * training file lacks is an error naming file:line. The encoder is changed in place (the head
+ * is not kept). */
+typedef struct ld_classify_ft_params {
+    const char *train_path, *test_path;
+    const char *text_field;  /* "text_a" */
+    const char *label_field; /* "label" */
+    int64_t max_train, max_test; /* examples read (0 = all) */
+    int64_t seq_len;             /* tokens per row, [CLS] and [SEP] included (128) */
+    int64_t batch_size;          /* 16 */
+    int epochs;                  /* 1 */
+    float lr;                    /* peak learning rate (1e-4) */
+    float weight_decay;          /* 0.01 */
+    float warmup_share;          /* 0.1 */
+    ld_pooling pooling;          /* LD_POOL_CLS */
+    uint64_t seed;               /* shuffling and the head's initialisation (1) */
+    /* after every step (may be NULL): the step, the steps in all, the batch's loss */
+    void (*on_step)(void *user, int64_t step, int64_t steps, double loss);
+    void *user;
+} ld_classify_ft_params;
+ld_classify_ft_params ld_classify_ft_default_params(void);
+
+typedef struct ld_classify_ft_report {
+    int64_t n_train, n_test, n_labels, steps, truncated; /* truncated: examples cut to seq_len */
+    double final_loss;                /* mean training loss of the last 10 % of the steps */
+    double accuracy, macro_f1;        /* on the test file */
+    double majority;                  /* always the training file's most frequent label */
+    double seconds;
+} ld_classify_ft_report;
+
+/* Fine-tunes m (its tokenizer tok: [CLS] / [SEP] / [PAD] are looked up as for the masked LM)
+ * as above and scores it on p->test_path. */
+ld_status ld_encoder_classify_finetune(ld_encoder *m, const ld_tokenizer *tok, const ld_classify_ft_params *p,
+                                       ld_classify_ft_report *out);
+
 #ifdef __cplusplus
 }
 #endif

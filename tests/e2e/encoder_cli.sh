@@ -3,7 +3,7 @@
 # "objective": "mlm" (a tiny ESM-2-style model on 300 UniProt sequences, with a resume that
 # continues at the saved step), the EsmForMaskedLM directory it writes, `eval mlm`, `fill-mask`,
 # `embed` (JSON and .npy), `eval probe` (DeepLoc baselines and the model's probe; SS3 on layers
-# 0 and 2 side by side; a layer the model lacks), the GGUF
+# 0 and 2 side by side; a layer the model lacks), `eval classify` (fine-tuning with a head), the GGUF
 # export refusing esm, and errors for bad FASTA and a bad objective.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,6 +51,17 @@ grep -q '"model": 0\.' "$T/probe.log" || { cat "$T/probe.log"; fail "eval probe 
 grep -q '"model": 0\..*"layers": "0,2"' "$T/probe2.log" || { cat "$T/probe2.log"; fail "eval probe --layers should report the layers"; }
 expect_error "--layers '3': want last, all or layer numbers 0..2" "$BIN" eval probe "$T/run/model" --task deeploc \
   --data "$P/deeploc/deeploc_subset.tsv" --layers 3
+# fine-tuning for classification: membrane-bound (M) or soluble (S) from the first 40 residues
+awk -F'\t' 'NR > 1 && ($3 == "M" || $3 == "S") {r[$3, c[$3]++] = $3 "\t" substr($6, 1, 40)}
+  END {print "label\ttext_a"; for (i = 0; i < 48; i++) print r["M", i] "\n" r["S", i]}' "$P/deeploc/deeploc_subset.tsv" >"$T/mem.tsv"
+head -n 65 "$T/mem.tsv" >"$T/mem_train.tsv"
+{ head -n 1 "$T/mem.tsv"; tail -n 32 "$T/mem.tsv"; } >"$T/mem_test.tsv"
+"$BIN" eval classify "$T/run/model" --train "$T/mem_train.tsv" --test "$T/mem_test.tsv" --seq-len 32 --epochs 2 \
+  --lr 1e-3 >"$T/cls.log" 2>&1 || { cat "$T/cls.log"; fail "eval classify"; }
+grep -q '"train": 64, "test": 32, "steps": 8, .*"accuracy": [01]\.' "$T/cls.log" || { cat "$T/cls.log"; fail "eval classify should report its run"; }
+{ cat "$T/mem_test.tsv"; printf 'U\tMKV\n'; } >"$T/mem_bad.tsv"
+expect_error "mem_bad.tsv:34: unknown label 'U'" "$BIN" eval classify "$T/run/model" --train "$T/mem_train.tsv" \
+  --test "$T/mem_bad.tsv" --seq-len 32
 
 expect_error "no architecture for esm" "$BIN" export gguf "$T/run/model" -o "$T/x.gguf"
 printf '>a\nMK-V\n' >"$T/gap.fasta"

@@ -156,4 +156,75 @@ TEST(probe_baselines_on_a_separable_file) {
     ld_ctx_free(ctx);
 }
 
+/* ---- fine-tuning an encoder for classification ----------------------------------------- */
+
+/* A tiny random BERT over the characters a-d and TSV files whose label is whether the text
+ * holds more a's than b's: fine-tuning must learn it (a fresh encoder cannot guess it). */
+static void classify_files(const char *train, const char *test, const char *test_extra) {
+    char *text = malloc(1 << 16);
+    ld_rng rng = ld_rng_init(3);
+    for (int f = 0; f < 2; f++) {
+        size_t o = (size_t)snprintf(text, 1 << 16, "label\ttext_a\n");
+        for (int i = 0; i < (f ? 40 : 160); i++) {
+            int na = 0, nb = 0, len = 4 + (int)ld_rng_below(&rng, 6);
+            char s[16];
+            for (int j = 0; j < len; j++) {
+                s[j] = "abcd"[ld_rng_below(&rng, 4)];
+                na += s[j] == 'a', nb += s[j] == 'b';
+            }
+            if (na == nb) s[len++] = 'a', na++; /* no ties */
+            s[len] = 0;
+            o += (size_t)snprintf(text + o, (1 << 16) - o, "%d\t%s\n", na > nb, s);
+        }
+        if (f && test_extra) o += (size_t)snprintf(text + o, (1 << 16) - o, "%s", test_extra);
+        dt_write(f ? test : train, text, o);
+    }
+    free(text);
+}
+
+static ld_encoder *tiny_bert(ld_ctx *ctx, ld_tokenizer **tok) {
+    CHECK(ld_tokenizer_load_vocab_txt(ctx, DT_WRITE_STR("vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\nc\nd\n"),
+                                      tok) == LD_OK);
+    ld_encoder_config c = ld_encoder_default_config(LD_ENCODER_BERT);
+    c.vocab_size = 9, c.hidden_size = 32, c.n_layers = 2, c.n_heads = 2, c.intermediate_size = 64, c.max_position = 32;
+    c.dropout = 0;
+    ld_encoder *m = NULL;
+    CHECK(ld_encoder_new(ctx, &c, 5, &m) == LD_OK);
+    return m;
+}
+
+TEST(classify_finetune_learns_a_rule_the_base_cannot_know) {
+    ld_ctx *ctx = dt_ctx();
+    ld_tokenizer *tok = NULL;
+    ld_encoder *m = tiny_bert(ctx, &tok);
+    classify_files("ab_train.tsv", "ab_test.tsv", NULL);
+    ld_classify_ft_params p = ld_classify_ft_default_params();
+    p.train_path = dt_path("ab_train.tsv"), p.test_path = dt_path("ab_test.tsv");
+    p.seq_len = 16, p.batch_size = 16, p.epochs = 8, p.lr = 3e-3f, p.pooling = LD_POOL_MEAN;
+    ld_classify_ft_report r;
+    ld_status st = ld_encoder_classify_finetune(m, tok, &p, &r);
+    CHECK_MSG(st == LD_OK, "%s", ld_ctx_error(ctx));
+    CHECK(r.n_train == 160 && r.n_test == 40 && r.n_labels == 2 && r.steps == 80 && r.truncated == 0);
+    CHECK_MSG(r.accuracy >= 0.9 && r.accuracy > r.majority + 0.2, "accuracy %.3f, majority %.3f, loss %.3f", r.accuracy,
+              r.majority, r.final_loss);
+    CHECK_MSG(r.final_loss < 0.3, "final loss %.3f", r.final_loss);
+    CHECK(r.macro_f1 > 0.85 && r.macro_f1 <= 1.0);
+
+    /* bad input: a test label the training file lacks, arguments, a one-label file */
+    classify_files("ab_train2.tsv", "ab_test2.tsv", "maybe\tabc\n");
+    p.train_path = dt_path("ab_train2.tsv"), p.test_path = dt_path("ab_test2.tsv"), p.epochs = 1;
+    CHECK_STATUS(ctx, ld_encoder_classify_finetune(m, tok, &p, &r), LD_ERR_FORMAT, "ab_test2.tsv:42");
+    p.test_path = dt_path("ab_test.tsv"), p.seq_len = 33;
+    CHECK_STATUS(ctx, ld_encoder_classify_finetune(m, tok, &p, &r), LD_ERR_INVALID_ARG, "seq_len 33 outside 3..32");
+    p.seq_len = 16, p.lr = 0;
+    CHECK_STATUS(ctx, ld_encoder_classify_finetune(m, tok, &p, &r), LD_ERR_INVALID_ARG, "lr must be positive");
+    p.lr = 1e-3f, p.train_path = DT_WRITE_STR("one.tsv", "label\ttext_a\n1\tab\n1\tba\n");
+    CHECK_STATUS(ctx, ld_encoder_classify_finetune(m, tok, &p, &r), LD_ERR_FORMAT, "1 label(s)");
+    p.train_path = dt_path("missing.tsv");
+    CHECK_STATUS(ctx, ld_encoder_classify_finetune(m, tok, &p, &r), LD_ERR_NOT_FOUND, "missing.tsv");
+    ld_encoder_free(m);
+    ld_tokenizer_free(tok);
+    ld_ctx_free(ctx);
+}
+
 LD_TEST_MAIN()
