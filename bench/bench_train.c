@@ -1,6 +1,6 @@
 /* bench/bench_train.c — `liandan bench train`: training-step throughput and MFU of the causal
  * LM at the GPT-2-124M shape (12 layers, 768 wide, vocab 50304, B=4, T=64) in fp32 and bf16
- * mixed precision, and batch-1 generation tokens/s next to the bandwidth limit. */
+ * mixed precision (their steps interleaved), and batch-1 generation tokens/s next to the bandwidth limit. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,14 +59,14 @@ void ld_bench_train_teardown(ld_bench_train_run *r) {
     *r = (ld_bench_train_run){0};
 }
 
-static void bench_train_precision(ld_ctx *ctx, const ld_lm_config *cfg, bool bf16, int64_t B, int64_t T,
-                                  const ld_bench_opts *o, const ld_machine_limits *lim, ld_bench_report *rep,
-                                  double *tok_s_out) {
-    ld_bench_train_run r;
-    *tok_s_out = 0;
-    if (ld_bench_train_setup(ctx, cfg, bf16, B, T, &r)) goto out;
-    double s = ld_bench_median(ld_bench_train_step, &r, o->reps);
-    if (r.st) goto out;
+static int cmp_seconds(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The rows of one precision from its median step time s. */
+static void report_precision(const ld_lm_config *cfg, bool bf16, int64_t B, int64_t T, double s,
+                             const ld_machine_limits *lim, ld_bench_report *rep) {
     double tok_s = (double)(B * T) / s, flops = ld_lm_train_flops_per_token(cfg, T) * tok_s;
     char name[96];
     snprintf(name, sizeof name, "gpt2-124M B=%lld T=%lld %s tokens/s", (long long)B, (long long)T, bf16 ? "bf16" : "fp32");
@@ -83,10 +83,36 @@ static void bench_train_precision(ld_ctx *ctx, const ld_lm_config *cfg, bool bf1
     snprintf(name, sizeof name, "gpt2-124M B=%lld T=%lld %s MFU", (long long)B, (long long)T, bf16 ? "bf16" : "fp32");
     ld_bench_report_row(rep, "train", name, flops * 1e-9, "GFLOP/s", peak > 0 ? flops * 1e-9 / peak : -1,
                         vs_bf16 ? "bf16 dot peak" : "fp32 FMA peak");
-    *tok_s_out = tok_s;
+}
+
+/* fp32 and bf16 steps interleaved (one of each, reps times), so that both see the same
+ * machine and their ratio holds on a busy one; medians of each. */
+static void bench_train_precisions(ld_ctx *ctx, const ld_lm_config *cfg, int64_t B, int64_t T, const ld_bench_opts *o,
+                                   const ld_machine_limits *lim, ld_bench_report *rep) {
+    ld_bench_train_run r[2];
+    memset(r, 0, sizeof r);
+    double t[2][64];
+    const int reps = o->reps < 1 ? 1 : o->reps > 64 ? 64 : o->reps;
+    if (ld_bench_train_setup(ctx, cfg, false, B, T, &r[0]) || ld_bench_train_setup(ctx, cfg, true, B, T, &r[1])) goto out;
+    ld_bench_train_step(&r[0]), ld_bench_train_step(&r[1]); /* warm-up */
+    for (int i = 0; i < reps && !r[0].st && !r[1].st; i++)
+        for (int k = 0; k < 2; k++) {
+            double t0 = ld_time_now();
+            ld_bench_train_step(&r[k]);
+            t[k][i] = ld_time_now() - t0;
+        }
+    if (r[0].st || r[1].st) goto out;
+    double med[2];
+    for (int k = 0; k < 2; k++) {
+        qsort(t[k], (size_t)reps, sizeof t[k][0], cmp_seconds);
+        med[k] = reps % 2 ? t[k][reps / 2] : 0.5 * (t[k][reps / 2 - 1] + t[k][reps / 2]);
+        report_precision(cfg, k == 1, B, T, med[k], lim, rep);
+    }
+    ld_bench_report_row(rep, "train", "bf16 / fp32 tokens/s (interleaved steps)", med[0] / med[1], "x", -1, NULL);
 out:
-    if (r.st) fprintf(stderr, "liandan bench train: %s\n", ld_ctx_error(ctx));
-    ld_bench_train_teardown(&r);
+    if (r[0].st || r[1].st) fprintf(stderr, "liandan bench train: %s\n", ld_ctx_error(ctx));
+    ld_bench_train_teardown(&r[0]);
+    ld_bench_train_teardown(&r[1]);
 }
 
 void ld_bench_decode_steps(void *arg) {
@@ -137,12 +163,7 @@ void ld_bench_train(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
     ld_ctx *ctx = NULL;
     if (ld_ctx_new(&cp, &ctx)) return;
     ld_lm_config c = ld_bench_gpt2_124m();
-    double fp32 = 0, bf16 = 0;
-    if (!o->filter || strstr("train", o->filter)) {
-        bench_train_precision(ctx, &c, false, 4, 64, o, lim, rep, &fp32);
-        bench_train_precision(ctx, &c, true, 4, 64, o, lim, rep, &bf16);
-        if (fp32 > 0 && bf16 > 0) ld_bench_report_row(rep, "train", "bf16 / fp32 tokens/s", bf16 / fp32, "x", -1, NULL);
-    }
+    if (!o->filter || strstr("train", o->filter)) bench_train_precisions(ctx, &c, 4, 64, o, lim, rep);
     ld_lm *m = NULL;
     if ((!o->filter || strstr("generate", o->filter)) && !ld_lm_new(ctx, &c, 1, &m)) {
         const ld_dtype types[] = {LD_F32, LD_Q8_0, LD_Q4_K};
