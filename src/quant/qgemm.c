@@ -361,8 +361,10 @@ void ld_qgemm_run_packed(const ld_qgemm_format *f, const uint8_t *P, int64_t N, 
     const int64_t npanels = (N + LD_QGEMM_NR - 1) / LD_QGEMM_NR;
     qgemm_args a = {f, isa, NULL, 0, P, panel_bytes(f, K), N, K, M, q, ag, y, NULL, 0, threads, 0};
     const bool par = threads > 1 && M * N * K >= LD_QMM_PAR_MIN;
-    /* runs of consecutive panels, about 4 per thread (a run's next panel is prefetched) */
+    /* with a prefetching kernel and several row tiles: runs of consecutive panels, about 4
+     * per thread (a run's next panel is prefetched); else pieces of a panel, which a thread
+     * slowed by another process holds back least (decode at 1-4 rows streams the weights) */
     int64_t grain = ld_par_grain(M * LD_QGEMM_NR * K), run = npanels / (4 * (int64_t)threads);
-    if (run > grain) grain = run;
+    if (M > LD_QGEMM_MR && isa->kernel_pf[f->packed] && run > grain) grain = run;
     ld_par_for(npanels, par ? grain : npanels, packed_part, &a);
 }
