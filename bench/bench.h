@@ -125,6 +125,7 @@ typedef struct ld_bench_opts {
     const char *model;  /* bench infer: a model directory or GGUF file, NULL = built in memory */
     ld_dtype types[LD_BENCH_MAX_TYPES]; /* bench infer: weight forms, n_types = 0: defaults */
     int n_types;
+    bool all_types;     /* bench infer --type all: F32, F16 and every type ld_quant_type_supported */
     bool mpi;           /* bench train --mpi: data-parallel steps under mpirun (bench_train_mpi.c) */
     int64_t depth;               /* bench infer: decode after this many tokens of context (0: an 8-token prompt) */
     ld_dtype kv_type_k, kv_type_v; /* bench infer / serve: KV cache types (LD_F32 default) */

@@ -6,7 +6,11 @@
  * number), by default F32 F16 Q8_0 Q4_K as session copies (ld_lm_session_quantize_ex with
  * the usual mix: the LM head in Q6_K for 4/5-bit bodies, else in the body's type); a GGUF
  * file also runs as loaded ("file"). F32, when asked for, runs first: each later form's prefill
- * is also given as a ratio to F32's.
+ * is also given as a ratio to F32's. --type all: F32, F16 and every type liandan quantizes
+ * (the i-quants that need an importance matrix get a flat one: the kernels read any blocks
+ * at the same speed), then a summary row per type against issue 18's points: decode at
+ * >= 80 % of the bandwidth limit (the cold row's share where the weights are
+ * cache-resident), prefill >= F32's.
  *
  * (Shorter for a model whose context is under 512 tokens.)
  *  - decode at batch 1: 64 steps after an 8-token prompt (--depth N: after N tokens of context,
@@ -141,13 +145,37 @@ static void matmul_params(ld_lm *m, double *body, double *head) {
     }
 }
 
-/* One weight form: `type` LD_DTYPE_COUNT = the model as loaded. *prefill_tok_s for the
- * type-vs-F32 comparison row. */
+/* A flat importance matrix (every column weighted 1) for the types whose quantizer needs
+ * one: grown to the widest K asked for. */
+typedef struct flat_imatrix {
+    float *v;
+    int64_t n;
+} flat_imatrix;
+static const float *flat_imatrix_get(void *user, const char *name, int64_t K) {
+    (void)name;
+    flat_imatrix *f = user;
+    if (K > f->n) {
+        float *v = realloc(f->v, (size_t)K * sizeof(float));
+        if (!v) return NULL;
+        for (int64_t i = 0; i < K; i++) v[i] = 1.0f;
+        f->v = v, f->n = K;
+    }
+    return f->v;
+}
+
+/* What one form measured, for the F32 comparison and the summary (0: not measured). */
+typedef struct type_result {
+    double prefill_tok_s;
+    double decode_share; /* of the bandwidth limit; the cold row's where cache-resident */
+} type_result;
+
+/* One weight form: `type` LD_DTYPE_COUNT = the model as loaded. */
 static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts *o, const ld_machine_limits *lim,
-                       read_run *rd, ld_bench_report *rep, double *prefill_tok_s) {
+                       read_run *rd, ld_bench_report *rep, type_result *res) {
     const ld_lm_config *c = ld_lm_config_of(m);
     infer_run r = {0};
-    *prefill_tok_s = 0;
+    flat_imatrix flat = {0};
+    *res = (type_result){0};
     const char *tn = type == LD_DTYPE_COUNT ? "file" : ld_dtype_traits(type)->name;
     const int64_t plen = c->max_position < PREFILL ? c->max_position : PREFILL;
     r.prompt = o->depth > 0 ? o->depth : PROMPT;
@@ -163,7 +191,8 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     sp.max_len = len, sp.max_tokens = plen, sp.kv_type_k = o->kv_type_k, sp.kv_type_v = o->kv_type_v;
     if ((r.st = ld_lm_session_new_ex(m, &sp, &r.s))) goto out;
     if (type != LD_DTYPE_COUNT && (type != LD_F32 || ld_lm_in_place(m)) &&
-        (r.st = ld_lm_session_quantize_ex(r.s, type, ld_lm_mix_edge_type(type))))
+        (r.st = ld_lm_session_quantize_im(r.s, type, ld_lm_mix_edge_type(type),
+                                          ld_quant_needs_imatrix(type) ? flat_imatrix_get : NULL, &flat)))
         goto out;
     if (!(r.ids = malloc((size_t)len * sizeof(int32_t)))) goto out;
     ld_rng rng = ld_rng_init(3);
@@ -189,6 +218,9 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
         if (r.st) goto out;
         snprintf(name, sizeof name, "%s decode cold (cache flushed each step)", tn);
         ld_bench_report_row(rep, "infer", name, cold, "tok/s", cold / limit, "bandwidth limit");
+        res->decode_share = cold / limit;
+    } else {
+        res->decode_share = tok_s / limit;
     }
     double t_pre = ld_bench_median(prefill, &r, reps);
     if (r.st) goto out;
@@ -196,9 +228,9 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     matmul_params(m, &body, &head);
     const double T = (double)r.prefill;
     double flops = 2 * body * T + 2 * head + 2.0 * (double)(c->n_layers * c->hidden_size) * T * (T + 1);
-    *prefill_tok_s = T / t_pre;
+    res->prefill_tok_s = T / t_pre;
     snprintf(name, sizeof name, "%s prefill %lld tokens", tn, (long long)r.prefill);
-    ld_bench_report_row(rep, "infer", name, *prefill_tok_s, "tok/s", -1, NULL);
+    ld_bench_report_row(rep, "infer", name, res->prefill_tok_s, "tok/s", -1, NULL);
     /* the products of quantized types run the int8 GEMM where the level has one: int8 peak */
     const ld_dtype wt = type == LD_DTYPE_COUNT ? LD_F32 : type;
     const bool int8 = wt != LD_F32 && wt != LD_F16 && ld_qmatmul_has_gemm(wt, r.prefill) && lim->dot_i8_gops > 0;
@@ -215,6 +247,8 @@ static void bench_type(ld_ctx *ctx, ld_lm *m, ld_dtype type, const ld_bench_opts
     }
 out:
     if (r.st) fprintf(stderr, "liandan bench infer: %s: %s\n", tn, ld_ctx_error(ctx)), rep->failures++;
+    if (r.st) *res = (type_result){0};
+    free(flat.v);
     free(r.ids);
     ld_lm_session_free(r.s);
 }
@@ -249,10 +283,15 @@ void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
     for (size_t i = 0; i < rd.n; i++) buf[i] = 1.0f;
     rd.buf = buf;
     static const ld_dtype defaults[] = {LD_F32, LD_F16, LD_Q8_0, LD_Q4_K};
-    ld_dtype list[LD_BENCH_MAX_TYPES + 1];
+    ld_dtype list[LD_DTYPE_COUNT + 1];
+    type_result res[LD_DTYPE_COUNT + 1];
     int n = 0;
     if (gguf) list[n++] = LD_DTYPE_COUNT; /* as loaded */
-    if (o->n_types)
+    if (o->all_types) {
+        list[n++] = LD_F32, list[n++] = LD_F16;
+        for (int t = 0; t < LD_DTYPE_COUNT; t++)
+            if (t != LD_F32 && t != LD_F16 && ld_quant_type_supported((ld_dtype)t)) list[n++] = (ld_dtype)t;
+    } else if (o->n_types)
         for (int i = 0; i < o->n_types; i++) list[n++] = o->types[i];
     else if (!gguf)
         for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) list[n++] = defaults[i];
@@ -264,14 +303,26 @@ void ld_bench_infer(const ld_bench_opts *o, const ld_machine_limits *lim, ld_ben
         }
     double f32_prefill = 0;
     for (int i = 0; i < n; i++) {
-        double tok_s;
-        bench_type(ctx, m, list[i], o, lim, &rd, rep, &tok_s);
+        bench_type(ctx, m, list[i], o, lim, &rd, rep, &res[i]);
+        const double tok_s = res[i].prefill_tok_s;
         if (list[i] == LD_F32) f32_prefill = tok_s;
         else if (f32_prefill > 0 && tok_s > 0) {
             char name[96];
             snprintf(name, sizeof name, "  %s / F32 prefill tokens/s", list[i] == LD_DTYPE_COUNT ? "file" : ld_dtype_traits(list[i])->name);
             ld_bench_report_row(rep, "infer", name, tok_s / f32_prefill, "x", -1, NULL);
         }
+    }
+    /* issue 18's points per type: decode >= 80 % of the bandwidth limit (cold where the
+     * weights are cache-resident), prefill >= F32's (value: prefill / F32 prefill) */
+    for (int i = 0; o->all_types && f32_prefill > 0 && i < n; i++) {
+        if (!(res[i].prefill_tok_s > 0)) continue;
+        const double x = res[i].prefill_tok_s / f32_prefill;
+        const bool ok = res[i].decode_share >= 0.8 && (list[i] == LD_F32 || x >= 1.0);
+        char name[96];
+        snprintf(name, sizeof name, "summary %-8s %s", list[i] == LD_DTYPE_COUNT ? "file" : ld_dtype_traits(list[i])->name,
+                 ok ? "meets" : res[i].decode_share < 0.8 && x < 1.0 && list[i] != LD_F32 ? "SHORT both"
+                              : res[i].decode_share < 0.8 ? "SHORT decode" : "SHORT prefill");
+        ld_bench_report_row(rep, "infer", name, x, "x F32 pf", res[i].decode_share, "decode of bandwidth limit");
     }
 out:
     free(buf);

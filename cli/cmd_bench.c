@@ -65,8 +65,9 @@ static int cmd_bench(int argc, char **argv) {
         {.name = "type", .type = LD_CLI_T_LIST, .dest.list = &types, .arg = "T",
          .def = "F32 F16 Q8_0 Q4_K, or only the file's own weights",
          .help = "infer: weight type of the session (F32 F16 Q8_0 Q6_K Q5_K Q4_K Q4_0 Q3_K Q2_K\n"
-                 "IQ4_XS IQ4_NL); kernels --filter quant: the weight types, also the ones liandan\n"
-                 "only reads (IQ2_XXS, TQ1_0, ..., random blocks); repeat for several"},
+                 "IQ4_XS IQ4_NL ...; 'all': every type liandan quantizes, with a summary row per type\n"
+                 "against decode >= 80 % of the bandwidth limit and prefill >= F32's); kernels --filter\n"
+                 "quant: the weight types, also the ones liandan only reads (random blocks); repeat for several"},
         LD_CLI_INT64("depth", 0, &o.depth, 0, 1 << 20, "N", "infer: decode after N tokens of context (0: an 8-token prompt)"),
         LD_CLI_KV_TYPES(&o.kv_type_k, &o.kv_type_v),
         LD_CLI_END,
@@ -100,6 +101,10 @@ static int cmd_bench(int argc, char **argv) {
     if (!ld_cli_parse(&spec, argc, argv, &rc)) return ld_cli_parse_free(&spec), rc;
     const char *suite = pos.v[0];
     for (int i = 0; i < types.n; i++) {
+        if (!strcmp(types.v[i], "all")) {
+            o.all_types = true;
+            continue;
+        }
         ld_dtype t = ld_dtype_from_name(types.v[i]);
         if (t == LD_DTYPE_COUNT || (t != LD_F32 && t != LD_F16 && ld_dtype_traits(t)->block_size == 1))
             return fprintf(stderr, "liandan bench: --type: '%s' is not a weight type\n", types.v[i]),

@@ -53,6 +53,13 @@ ld_status ld_lm_session_quantize(ld_lm_session *s, ld_dtype type);
  * ld_lm_mix_edge_type(type), or LD_DTYPE_COUNT for ld_lm_session_quantize's choice (a tied
  * head stays F32, an untied one is in `type`). Errors as ld_lm_session_quantize. */
 ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype head_type);
+/* ld_lm_session_quantize_ex with importance weights for the quantizer, which the i-quants
+ * below 4 bits need (ld_quant_needs_imatrix): imatrix(user, name, K) gives K non-negative
+ * weights for the columns of the matrix parameter `name` (the names the session's observer
+ * sees: ld_imatrix_lookup over an ld_lm_imatrix_collect of this model fits), or NULL (that
+ * matrix then has none: LD_ERR_INVALID_ARG for such a type). NULL imatrix = none. */
+ld_status ld_lm_session_quantize_im(ld_lm_session *s, ld_dtype type, ld_dtype head_type,
+                                    const float *(*imatrix)(void *user, const char *name, int64_t K), void *user);
 /* Bytes of matrix weights one decode step reads: every matrix (LM head included) in the
  * form this session computes with, of a mixture of experts' only the k experts one token
  * uses (k / E of them); embeddings, norms and biases are not counted. */

@@ -502,12 +502,18 @@ static bool session_type_ok(ld_dtype t) {
 }
 
 /* dst = the [N, K] matrix src in type t (F32 / F16 conversion or block quantization). */
-static ld_status encode(ld_ctx *ctx, ld_dtype t, void *dst, const float *src, int64_t N, int64_t K) {
+static ld_status encode(ld_ctx *ctx, ld_dtype t, void *dst, const float *src, int64_t N, int64_t K,
+                        const float *imatrix) {
     if (t == LD_F32 || t == LD_F16) return ld_convert(ctx, t, dst, LD_F32, src, N * K);
-    return ld_quantize(ctx, t, dst, src, N, K, NULL);
+    return ld_quantize(ctx, t, dst, src, N, K, imatrix);
 }
 
 ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype head_type) {
+    return ld_lm_session_quantize_im(s, type, head_type, NULL, NULL);
+}
+
+ld_status ld_lm_session_quantize_im(ld_lm_session *s, ld_dtype type, ld_dtype head_type,
+                                    const float *(*imatrix)(void *user, const char *name, int64_t K), void *user) {
     if (!s) return LD_ERR_INVALID_ARG;
     ld_ctx *ctx = s->ctx;
     if (s->quantized) return ld_error(ctx, LD_ERR_STATE, "session weights are already quantized");
@@ -543,7 +549,7 @@ ld_status ld_lm_session_quantize_ex(ld_lm_session *s, ld_dtype type, ld_dtype he
             return ld_ctx_status(ctx);
         }
         st = lm_values(s->m, w, true, tmp);
-        if (!st) st = encode(ctx, t, q, tmp, N, K);
+        if (!st) st = encode(ctx, t, q, tmp, N, K, imatrix ? imatrix(user, w->name, K) : NULL);
         ld_free(ctx, tmp);
         tmp = NULL;
         if (!st) st = add_form(s, w, t, q, pack, false);

@@ -640,6 +640,73 @@ TEST(quantized_session_stays_close_to_f32) {
     ld_ctx_free(ctx);
 }
 
+/* ld_lm_session_quantize_im: importance weights reach the quantizer per matrix (by the
+ * parameter's name and K), the i-quants that need them refuse to run without, and a session
+ * quantized with them runs close to F32. */
+typedef struct im_calls {
+    int calls, bad_k;
+    float *w;     /* 256 weights: flat (1) or skewed */
+    bool refuse;  /* return NULL */
+} im_calls;
+static const float *im_lookup(void *user, const char *name, int64_t K) {
+    im_calls *c = user;
+    c->calls++;
+    if (K != 256 || !name || !strstr(name, "weight")) c->bad_k++;
+    return c->refuse ? NULL : c->w;
+}
+
+TEST(session_quantize_with_importance) {
+    ld_ctx *ctx = NULL;
+    ld_ctx_new(NULL, &ctx);
+    ld_lm_config cfg = ld_lm_default_config(LD_ARCH_LLAMA);
+    cfg.vocab_size = 300, cfg.hidden_size = 256, cfg.n_layers = 1, cfg.n_heads = 4, cfg.n_kv_heads = 2;
+    cfg.intermediate_size = 256, cfg.max_position = 16;
+    ld_lm *m = NULL;
+    CHECK(ld_lm_new(ctx, &cfg, 5, &m) == LD_OK);
+    int32_t ids[8] = {1, 5, 9, 200, 7, 3, 250, 17};
+    ld_lm_segment seg = {0, ids, 8};
+    ld_lm_session *f = NULL, *q = NULL;
+    const float *lf, *lq;
+    CHECK(ld_lm_session_new(m, 1, 16, 16, &f) == LD_OK && ld_lm_session_eval(f, &seg, 1, true, &lf) == LD_OK);
+    float flat[256], skew[256];
+    for (int i = 0; i < 256; i++) flat[i] = 1.0f, skew[i] = i % 7 == 0 ? 50.0f : 0.01f;
+    /* no importance: refused by name of what is missing */
+    CHECK(ld_lm_session_new(m, 1, 16, 16, &q) == LD_OK);
+    CHECK_STATUS(ctx, ld_lm_session_quantize_ex(q, LD_IQ2_XXS, LD_Q6_K), LD_ERR_INVALID_ARG, "importance matrix");
+    ld_lm_session_free(q), q = NULL;
+    im_calls none = {0, 0, flat, true};
+    CHECK(ld_lm_session_new(m, 1, 16, 16, &q) == LD_OK);
+    CHECK_STATUS(ctx, ld_lm_session_quantize_im(q, LD_IQ2_XXS, LD_Q6_K, im_lookup, &none), LD_ERR_INVALID_ARG,
+                 "importance matrix");
+    CHECK(none.calls >= 1); /* up to the first matrix in IQ2_XXS (the head, Q6_K, may come first) */
+    ld_lm_session_free(q), q = NULL;
+    /* with them: every matrix asked for once (7 in the layer + the untied head), K right */
+    im_calls c = {0, 0, flat, false};
+    CHECK(ld_lm_session_new(m, 1, 16, 16, &q) == LD_OK);
+    CHECK(ld_lm_session_quantize_im(q, LD_IQ2_XXS, LD_Q6_K, im_lookup, &c) == LD_OK);
+    CHECK_MSG(c.calls == 8 && c.bad_k == 0, "%d calls, %d with a wrong K or name", c.calls, c.bad_k);
+    CHECK(ld_lm_session_eval(q, &seg, 1, true, &lq) == LD_OK);
+    double num = 0, den = 0;
+    for (int i = 0; i < 8 * 300; i++) num += (lq[i] - lf[i]) * (double)(lq[i] - lf[i]), den += (double)lf[i] * lf[i];
+    CHECK_MSG(sqrt(num / den) < 0.7 && num > 0, "IQ2_XXS: relative logit error %g", sqrt(num / den));
+    CHECK(ld_lm_session_weight_bytes(q) < ld_lm_session_weight_bytes(f) / 4);
+    ld_lm_session_free(q), q = NULL;
+    /* the weights change the blocks (IQ4_XS takes them optionally): flat and skewed differ */
+    float last[2][300];
+    for (int k = 0; k < 2; k++) {
+        im_calls w = {0, 0, k ? skew : flat, false};
+        CHECK(ld_lm_session_new(m, 1, 16, 16, &q) == LD_OK);
+        CHECK(ld_lm_session_quantize_im(q, LD_IQ4_XS, LD_Q6_K, im_lookup, &w) == LD_OK);
+        CHECK(ld_lm_session_eval(q, &seg, 1, false, &lq) == LD_OK);
+        memcpy(last[k], lq, sizeof last[k]);
+        ld_lm_session_free(q), q = NULL;
+    }
+    CHECK(memcmp(last[0], last[1], sizeof last[0]) != 0);
+    ld_lm_session_free(f);
+    ld_lm_free(m);
+    ld_ctx_free(ctx);
+}
+
 TEST(sampling_filters) {
     float logits[6] = {3.0f, 2.9f, 1.0f, 0.5f, -1.0f, -5.0f};
     void *scr = malloc(ld_sample_scratch_bytes(6));
