@@ -69,11 +69,6 @@ void ld_qgemm_quantize_act_avx512(const ld_qgemm_format *f, const float *x, int6
 #define LD_QGEMM_NR 48
 #define LD_QGEMM_MR 4
 size_t ld_qgemm_group_bytes(const ld_qgemm_format *f);
-/* Packs columns [n0, n0 + nc) (nc <= NR) of W (rows of `wrow` bytes, K wide) into `panel`,
- * using `tmp` (K + 8 * K / group bytes) for one row's levels (extracted with AVX-512, the
- * same bits as f->levels). */
-void ld_qgemm_pack_avx512(const ld_qgemm_format *f, const uint8_t *W, size_t wrow, int64_t n0, int nc, int64_t K,
-                   uint8_t *panel, uint8_t *tmp);
 /* C[mr rows, NR cols] (row stride ldc; column c stored only where bit c of `cmask` is set)
  * = the product of ngroups groups of the panel with activations q (rows `qs` bytes apart)
  * and their groups g (rows `gs` entries apart), 1 <= mr <= MR. */

@@ -16,18 +16,21 @@
 
 #include "quant/quant_blocks.h"
 
-/* A super-block unpacked: grid value (-1..1) per weight, delta sign (+1/-1) per 8 weights,
- * ls per 16 weights, and d. */
+/* A super-block unpacked: the grid point of each 8 weights k (its bytes, int8 -1..1, weight
+ * 8k + j in byte j), delta sign (+1/-1) per 8 weights, ls per 16 weights, and d. */
 typedef struct iq1_unpacked {
-    int8_t g[LD_QK_K];
+    uint64_t g8[32];
     int8_t dsign[32];
     uint8_t ls[16];
     float d;
 } iq1_unpacked;
 
 static inline void put_grid(iq1_unpacked *u, int k, int idx) {
-    const uint64_t p = ld_iq1s_grid[idx];
-    for (int j = 0; j < 8; j++) u->g[8 * k + j] = (int8_t)(uint8_t)(p >> (8 * j));
+    u->g8[k] = ld_iq1s_grid[idx];
+}
+/* The grid value (-1..1) of weight e. */
+static inline int grid_at(const iq1_unpacked *u, int e) {
+    return (int8_t)(uint8_t)(u->g8[e / 8] >> (8 * (e % 8)));
 }
 
 static void unpack_iq1_s(const void *blk, iq1_unpacked *u) {
@@ -70,7 +73,7 @@ static void dequantize(const iq1_format *f, const void *x, float *y, int64_t n) 
         for (int e = 0; e < LD_QK_K; e++) {
             const float dl = u.d * (float)(2 * u.ls[e / 16] + 1);
             const float delta = u.dsign[e / 8] < 0 ? -LD_IQ1_DELTA : LD_IQ1_DELTA;
-            *y++ = dl * ((float)u.g[e] + delta);
+            *y++ = dl * ((float)grid_at(&u, e) + delta);
         }
     }
 }
@@ -88,7 +91,7 @@ static float dot(const iq1_format *f, int64_t n, const void *w, const void *a_) 
             int32_t s = 0;
             for (int k = 2 * g; k < 2 * g + 2; k++) {
                 int32_t sg = 0, sq = 0;
-                for (int e = 8 * k; e < 8 * k + 8; e++) sg += u.g[e] * a->qs[e], sq += a->qs[e];
+                for (int e = 8 * k; e < 8 * k + 8; e++) sg += grid_at(&u, e) * a->qs[e], sq += a->qs[e];
                 s += 8 * sg + u.dsign[k] * sq;
             }
             isum += (2 * u.ls[g] + 1) * s;
@@ -98,12 +101,20 @@ static float dot(const iq1_format *f, int64_t n, const void *w, const void *a_) 
     return sum * 0.125f;
 }
 
-/* Levels form: L = 8 * grid + 8 * delta + 9 (0..18, zero point 9), s = d * (2 ls + 1) / 8. */
+/* Levels form: L = 8 * grid + 8 * delta + 9 (0..18, zero point 9), s = d * (2 ls + 1) / 8.
+ * 8 weights at a time: grid + 1 (bytes 0..2, added without carries between bytes), times 8,
+ * plus dsign + 1 (0 or 2): every byte stays below 19. */
 static void levels(const iq1_format *f, const void *w, int64_t n, uint8_t *L, float *s) {
     iq1_unpacked u;
+    const uint64_t ones = 0x0101010101010101ull, low7 = 0x7F7F7F7F7F7F7F7Full;
     for (int64_t i = 0; i < n / LD_QK_K; i++) {
         f->unpack((const uint8_t *)w + i * f->block_bytes, &u);
-        for (int e = 0; e < LD_QK_K; e++) L[i * LD_QK_K + e] = (uint8_t)(8 * u.g[e] + u.dsign[e / 8] + 9);
+        for (int k = 0; k < 32; k++) {
+            const uint64_t p = u.g8[k];
+            const uint64_t g1 = ((p & low7) + ones) ^ (p & ~low7); /* bytewise grid + 1: -1, 0, 1 -> 0, 1, 2 */
+            const uint64_t v = (g1 << 3) + (uint64_t)(u.dsign[k] + 1) * ones;
+            for (int j = 0; j < 8; j++) L[i * LD_QK_K + 8 * k + j] = (uint8_t)(v >> (8 * j));
+        }
         for (int g = 0; g < LD_QK_K / f->group; g++)
             s[i * (LD_QK_K / f->group) + g] = u.d * (float)(2 * u.ls[g * f->group / 16] + 1) * 0.125f;
     }

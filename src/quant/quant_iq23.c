@@ -16,16 +16,22 @@
 
 #include "quant/quant_blocks.h"
 
-/* A super-block unpacked: magnitude and sign (1 = negative) per weight, ls per 16 weights. */
+/* A super-block unpacked, per 8 weights k: their magnitudes as the bytes of mag8[k] (weight
+ * 8k + j in byte j) and their signs as the bits of neg8[k] (bit j set = weight 8k + j is
+ * negative); ls per 16 weights. */
 typedef struct iq_unpacked {
-    uint8_t mag[LD_QK_K], neg[LD_QK_K], ls[16];
+    uint64_t mag8[LD_QK_K / 8];
+    uint8_t neg8[LD_QK_K / 8], ls[16];
 } iq_unpacked;
 
 static inline void put8(iq_unpacked *u, int e0, uint64_t grid8, uint8_t signs) {
-    for (int j = 0; j < 8; j++) {
-        u->mag[e0 + j] = (uint8_t)(grid8 >> (8 * j));
-        u->neg[e0 + j] = (signs >> j) & 1;
-    }
+    u->mag8[e0 / 8] = grid8, u->neg8[e0 / 8] = signs;
+}
+static inline int mag_at(const iq_unpacked *u, int e) {
+    return (int)(u->mag8[e / 8] >> (8 * (e % 8))) & 0xFF;
+}
+static inline int neg_at(const iq_unpacked *u, int e) {
+    return (u->neg8[e / 8] >> (e % 8)) & 1;
 }
 
 static inline uint32_t u32_at(const uint8_t *p) {
@@ -133,7 +139,7 @@ static void dequantize(const iq_format *f, const void *x, float *y, int64_t n) {
         const float d = block_d(b);
         for (int g = 0; g < 16; g++) {
             const float db = block_scale(f, d, u.ls[g]);
-            for (int e = 16 * g; e < 16 * g + 16; e++) *y++ = db * (float)u.mag[e] * (u.neg[e] ? -1.0f : 1.0f);
+            for (int e = 16 * g; e < 16 * g + 16; e++) *y++ = db * (float)mag_at(&u, e) * (neg_at(&u, e) ? -1.0f : 1.0f);
         }
     }
 }
@@ -148,7 +154,7 @@ static float dot(const iq_format *f, int64_t n, const void *w, const void *a_) {
         int32_t isum = 0;
         for (int g = 0; g < 16; g++) {
             int32_t s = 0;
-            for (int e = 16 * g; e < 16 * g + 16; e++) s += (u.neg[e] ? -u.mag[e] : u.mag[e]) * a->qs[e];
+            for (int e = 16 * g; e < 16 * g + 16; e++) s += (neg_at(&u, e) ? -mag_at(&u, e) : mag_at(&u, e)) * a->qs[e];
             isum += (2 * u.ls[g] + 1) * s;
         }
         sum = fmaf(block_d(b) * a->d, (float)isum, sum);
@@ -156,13 +162,25 @@ static float dot(const iq_format *f, int64_t n, const void *w, const void *a_) {
     return sum * f->dot_factor;
 }
 
-/* Levels form, one scale per `group` (16 or 32) weights. */
+/* Bit j of `bits` set -> byte j of the result 0xFF, else 0. */
+static inline uint64_t byte_mask8(uint8_t bits) {
+    const uint64_t x = (bits * 0x0101010101010101ull) & 0x8040201008040201ull; /* byte j: bit j alone */
+    return ((((x + 0x7F7F7F7F7F7F7F7Full) | x) & 0x8080808080808080ull) >> 7) * 0xFF; /* 0 or 1 per byte, times 0xFF */
+}
+
+/* Levels form, one scale per `group` (16 or 32) weights. L = zp + signed magnitude, 8 bytes
+ * at a time: every magnitude is <= zp and zp + magnitude < 256, so the bytewise sums
+ * zp + mag and differences zp - mag neither carry nor borrow into the next byte. */
 static void levels(const iq_format *f, int group, const void *w, int64_t n, uint8_t *L, float *s) {
     iq_unpacked u;
+    const uint64_t Z = (uint64_t)f->zp * 0x0101010101010101ull;
     for (int64_t i = 0; i < n / LD_QK_K; i++) {
         const uint8_t *b = (const uint8_t *)w + i * f->block_bytes;
         f->unpack(b, &u);
-        for (int e = 0; e < LD_QK_K; e++) L[i * LD_QK_K + e] = (uint8_t)(f->zp + (u.neg[e] ? -u.mag[e] : u.mag[e]));
+        for (int k = 0; k < LD_QK_K / 8; k++) {
+            const uint64_t m = byte_mask8(u.neg8[k]), v = ((Z + u.mag8[k]) & ~m) | ((Z - u.mag8[k]) & m);
+            for (int j = 0; j < 8; j++) L[i * LD_QK_K + 8 * k + j] = (uint8_t)(v >> (8 * j)); /* one store (GCC merges) */
+        }
         const float d = block_d(b);
         for (int g = 0; g < LD_QK_K / group; g++)
             s[i * (LD_QK_K / group) + g] = block_scale(f, d, u.ls[g * group / 16]);
