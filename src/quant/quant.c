@@ -99,6 +99,7 @@ static const struct {
     {LD_ISA_AVX2, NULL, ld_quant_rows_lowbit_avx2},
     {LD_ISA_AVX2, cpu_has_avx_vnni, ld_quant_rows_avxvnni},
     {LD_ISA_AVX512, cpu_has_vnni512, ld_quant_rows_avx512},
+    {LD_ISA_AVX512, cpu_has_vnni512, ld_quant_rows_lowbit_avx512},
 #endif
 #if LD_ARCH_ARM64
     {LD_ISA_NEON, NULL, ld_quant_rows_neon},

@@ -203,6 +203,7 @@ extern const ld_quant_isa_row ld_quant_rows_avx2[LD_DTYPE_COUNT];    /* qdot_avx
 extern const ld_quant_isa_row ld_quant_rows_lowbit_avx2[LD_DTYPE_COUNT]; /* qdot_lowbit_avx2.c (quant_lowbit.h's types) */
 extern const ld_quant_isa_row ld_quant_rows_avxvnni[LD_DTYPE_COUNT]; /* qdot_avxvnni.c (AVX2 level, AVX-VNNI CPUs) */
 extern const ld_quant_isa_row ld_quant_rows_avx512[LD_DTYPE_COUNT];  /* qdot_avx512.c (needs AVX-512 VNNI) */
+extern const ld_quant_isa_row ld_quant_rows_lowbit_avx512[LD_DTYPE_COUNT]; /* qdot_lowbit_avx512.c (Q2_K, Q3_K) */
 extern const ld_quant_isa_row ld_quant_rows_neon[LD_DTYPE_COUNT];    /* qdot_neon.c (aarch64) */
 
 typedef struct ld_quant_traits {
