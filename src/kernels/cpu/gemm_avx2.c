@@ -200,9 +200,16 @@ void ld_gemm_f32_f16_avx2(bool transA, bool transB, int64_t M, int64_t N, int64_
     ld_gemm_run(&ld_gemm_impl_f16_avx2, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* gemm_bf16 at this level widens bf16 to f32 in the packing and runs the f32 micro-kernel:
+ * the same arithmetic rate as gemm_f32. */
+static double gemm_bf16_speedup(void) {
+    return 1.0;
+}
+
 const ld_kernels ld_kernels_cpu_avx2_gemm = {
     .name = "cpu-avx2",
     .gemm_f32 = ld_gemm_f32_avx2,
     .gemm_bf16 = ld_gemm_bf16_avx2,
     .gemm_f32_f16 = ld_gemm_f32_f16_avx2,
+    .gemm_bf16_speedup = gemm_bf16_speedup,
 };
