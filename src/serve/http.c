@@ -188,6 +188,7 @@ struct ld_sse {
     char *buf;            /* rendered, not yet sent: buf[off..len) */
     size_t len, off;
     bool ended;           /* the last event has been rendered */
+    bool closed;          /* sse_read ended the stream itself (sent, failed to render, or saw the client leave) */
     double last_write;
 };
 
@@ -206,10 +207,16 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
             s->last_write = ld_time_now();
             return (ssize_t)n;
         }
-        if (s->ended) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (s->ended) {
+            s->closed = true;
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
         free(s->buf);
         s->buf = NULL, s->len = s->off = 0;
-        if (!s->render(s, s->job, &s->buf, &s->len, &s->ended)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (!s->render(s, s->job, &s->buf, &s->len, &s->ended)) {
+            s->closed = true;
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         if (s->len || s->ended) continue;
         /* nothing new: wait for the engine, watching the client */
         ld_srv_job_wait_progress(s->job, 0.25);
@@ -217,6 +224,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
             pthread_mutex_lock(&s->srv->metrics.mu);
             s->srv->metrics.disconnects++;
             pthread_mutex_unlock(&s->srv->metrics.mu);
+            s->closed = true;
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         if (ld_time_now() - s->last_write > 10) { /* keep proxies from timing the stream out */
@@ -230,6 +238,14 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
 
 static void sse_free(void *cls) {
     ld_sse *s = cls;
+    /* freed before sse_read ended it: libmicrohttpd dropped the response because a write to
+     * the client failed (a client that leaves while tokens are still coming fast, so that
+     * sse_read never waited and looked) */
+    if (!s->closed) {
+        pthread_mutex_lock(&s->srv->metrics.mu);
+        s->srv->metrics.disconnects++;
+        pthread_mutex_unlock(&s->srv->metrics.mu);
+    }
     if (s->model) ld_srv_job_cancel(s->model->eng, s->job); /* no-op when it finished */
     ld_srv_job_release(s->job);
     ld_pool_release(s->srv->pool, s->model);
