@@ -17,12 +17,29 @@ const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || 
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
   // A fast host writes the whole answer before the page reads once (CI: one read of 69
-  // characters; a throttled download still gave one read under load), so the page's stream
-  // reads hand it one SSE event at a time, 15 ms apart, as a slow network would: the check
-  // below is of the page's rendering, not of the host's speed. (The server's streaming is
-  // checked event by event by serve_oracle's openai client.)
+  // characters; a throttled download still gave one read under load), and the server puts
+  // every token decoded since its last event into one chunk (a fast host: the whole answer in
+  // one delta), so the page's stream reads hand it one character's chunk at a time, 15 ms
+  // apart, as a slow network and a slow model would: the check below is of the page's
+  // rendering, not of the host's speed. (The server's streaming is checked event by event by
+  // serve_oracle's openai client.)
   await page.addInitScript(() => {
     const read = ReadableStreamDefaultReader.prototype.read;
+    const dec = new TextDecoder(), enc = new TextEncoder();
+    // a whole `data: {...}` event whose delta has several characters: one event per character
+    // (the finish reason only on the last)
+    const perChar = (ev) => {
+      if (!(ev instanceof Uint8Array)) return [ev];
+      const m = /^data: (\{.*\})\n\n$/s.exec(dec.decode(ev));
+      let o = null;
+      try { o = m && JSON.parse(m[1]); } catch { o = null; }
+      const ch = o && Array.isArray(o.choices) && o.choices.length === 1 ? o.choices[0] : null;
+      const d = ch && ch.delta;
+      if (!d || typeof d.content !== 'string' || [...d.content].length < 2) return [ev];
+      const cs = [...d.content];
+      return cs.map((c, i) => enc.encode(`data: ${JSON.stringify({ ...o, choices: [{ ...ch,
+        finish_reason: i + 1 < cs.length ? null : ch.finish_reason, delta: { ...d, content: c } }] })}\n\n`));
+    };
     ReadableStreamDefaultReader.prototype.read = async function () {
       this.events = this.events || [];
       if (!this.events.length) {
@@ -30,7 +47,7 @@ try {
         if (r.done) return r;
         let start = 0;
         for (let i = 0; i + 1 < r.value.length; i++)
-          if (r.value[i] === 10 && r.value[i + 1] === 10) this.events.push(r.value.slice(start, i + 2)), start = i + 2;
+          if (r.value[i] === 10 && r.value[i + 1] === 10) this.events.push(...perChar(r.value.slice(start, i + 2))), start = i + 2;
         if (start < r.value.length) this.events.push(r.value.slice(start));
       }
       await new Promise((done) => setTimeout(done, 15));
