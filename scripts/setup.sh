@@ -12,9 +12,12 @@ PACKAGES=(
   time
   chromium fonts-noto-cjk
   # the aarch64 cross build (`make test-arm`): Debian's cross compiler and qemu-user to run its
-  # unit tests, and the arm64 -dev packages of the required libraries (dpkg multiarch, below)
+  # unit tests, and the arm64 -dev packages of the required libraries (dpkg multiarch, below);
+  # libgomp1:arm64 for the CLI (OpenMP in `bench limits`), which tests run under qemu: the
+  # cross compiler's own copy lives outside the arm64 loader's search path
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
   libcjson-dev:arm64 libpcre2-dev:arm64 libutf8proc-dev:arm64 libmicrohttpd-dev:arm64 libsqlite3-dev:arm64
+  libgomp1:arm64
 )
 # Node.js runs the npm test oracles and the demo's corpus fetch. A machine that already has
 # node and npm (from any source) keeps them; otherwise Debian's packages are installed.
