@@ -153,8 +153,9 @@ static void mm(int64_t M, int64_t N, int64_t steps, const float *a, int64_t ars,
 
 /* ---- block helpers ------------------------------------------------------------------ */
 
-/* dst[i * KB + c] = src[c * stride + i] for i, c < 8: ld_transpose8_ps written out, so that
- * the block stays in registers (at -O2 its loops kept it on the stack). */
+/* dst[i * KB + c] = src[c * stride + i] for i, c < 8: the unpack / shuffle / permute
+ * transpose written out, so that the block stays in registers (at -O2 a loop over r[8]
+ * kept it on the stack). */
 INLINE void transpose8(float *dst, const float *src, int64_t stride) {
     const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + stride), r2 = _mm256_loadu_ps(src + 2 * stride),
                  r3 = _mm256_loadu_ps(src + 3 * stride), r4 = _mm256_loadu_ps(src + 4 * stride),
